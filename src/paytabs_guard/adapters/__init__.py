@@ -1,0 +1,1 @@
+"""Adapters: the only code that talks to PayTabs, databases, Redis and brokers."""

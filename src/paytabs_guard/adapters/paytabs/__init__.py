@@ -1,0 +1,1 @@
+"""The PayTabs PT2 gateway: client, wire models, errors, signatures, transformers."""

@@ -1,0 +1,201 @@
+"""The PayTabs PT2 client: the only code that sends HTTP to PayTabs.
+
+One call = one attempt. Retries, the circuit breaker and ambiguity resolution wrap this client
+(``paytabs_guard.adapters.paytabs.resilient``); the client itself never retries, so there is
+exactly one retry layer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final, Self, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from paytabs_guard.adapters.paytabs.errors import (
+    AmbiguousGatewayError,
+    PayTabsError,
+    error_from_response,
+    error_from_transport,
+)
+from paytabs_guard.adapters.paytabs.payloads import (
+    FollowUpRequest,
+    HostedPageRequest,
+    TokenChargeRequest,
+)
+from paytabs_guard.adapters.paytabs.wire import (
+    ErrorBody,
+    PaymentPage,
+    Transaction,
+    decode_json,
+    encode_body,
+)
+
+REQUEST_PATH: Final = "/payment/request"
+QUERY_PATH: Final = "/payment/query"
+TOKEN_QUERY_PATH: Final = "/payment/token"  # noqa: S105 - a URL path, not a password
+TOKEN_DELETE_PATH: Final = "/payment/token/delete"  # noqa: S105 - a URL path
+
+#: Called after every attempt with (operation, seconds, outcome) for metrics; never raises.
+Observer = Callable[[str, float, str], None]
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class PayTabsClient:
+    """Async PayTabs PT2 client with pooled connections and a per-attempt timeout."""
+
+    def __init__(
+        self,
+        *,
+        profile_id: int,
+        server_key: SecretStr,
+        base_url: str,
+        timeout_seconds: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
+        observer: Observer | None = None,
+    ) -> None:
+        self.profile_id = profile_id
+        self.base_url = base_url.rstrip("/")
+        self._observer = observer
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            # authorization is the raw server key, no scheme (paytabs-pt2.md §2)
+            headers={
+                "authorization": server_key.get_secret_value(),
+                "content-type": "application/json",
+                "accept": "application/json",
+                "user-agent": "paytabs-guard",
+            },
+            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0)),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"PayTabsClient(profile_id={self.profile_id}, base_url={self.base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- operations ---------------------------------------------------------------------------
+    async def create_payment_page(self, request: HostedPageRequest) -> PaymentPage:
+        """Create a hosted payment page (sale or auth); the customer pays at ``redirect_url``."""
+        payload = await self._post("create", REQUEST_PATH, request.to_wire(self.profile_id))
+        return self._model("create", PaymentPage, payload)
+
+    async def query_transaction(self, tran_ref: str) -> Transaction:
+        """One transaction by reference; TransactionNotFound if PayTabs has none."""
+        payload = await self._post(
+            "query", QUERY_PATH, {"profile_id": self.profile_id, "tran_ref": tran_ref}
+        )
+        return self._model("query", Transaction, payload)
+
+    async def query_cart(self, cart_id: str) -> list[Transaction]:
+        """Every transaction PayTabs holds for a cart, oldest first (empty: none at all)."""
+        payload = await self._post(
+            "query", QUERY_PATH, {"profile_id": self.profile_id, "cart_id": cart_id}
+        )
+        if isinstance(payload, dict):
+            # some answers carry a single object rather than a one-element list
+            payload = [payload]
+        if not isinstance(payload, list):
+            raise AmbiguousGatewayError("query by cart_id did not return a list", operation="query")
+        return [self._model("query", Transaction, item) for item in payload]
+
+    async def follow_up(self, request: FollowUpRequest) -> Transaction:
+        """Capture, void, refund or release: a new transaction with ``previous_tran_ref``."""
+        payload = await self._post("follow_up", REQUEST_PATH, request.to_wire(self.profile_id))
+        return self._model("follow_up", Transaction, payload)
+
+    async def charge_token(self, request: TokenChargeRequest) -> Transaction:
+        """A recurring sale or auth with a saved token; answered directly, no page."""
+        payload = await self._post("token", REQUEST_PATH, request.to_wire(self.profile_id))
+        return self._model("token", Transaction, payload)
+
+    async def query_token(self, token: str) -> Transaction:
+        """The transaction that created ``token``."""
+        payload = await self._post(
+            "token", TOKEN_QUERY_PATH, {"profile_id": self.profile_id, "token": token}
+        )
+        return self._model("token", Transaction, payload)
+
+    async def delete_token(self, token: str) -> None:
+        """Delete a saved token; past transactions are unaffected."""
+        payload = await self._post(
+            "token", TOKEN_DELETE_PATH, {"profile_id": self.profile_id, "token": token}
+        )
+        self._model("token", ErrorBody, payload)
+
+    # --- one attempt --------------------------------------------------------------------------
+    async def _post(self, operation: str, path: str, body: dict[str, Any]) -> Any:  # JSON
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            try:
+                response = await self._http.post(path, content=encode_body(body))
+            except httpx.TransportError as error:
+                raise error_from_transport(operation, error) from error
+            payload = self._payload(operation, response)
+            outcome = "ok"
+            return payload
+        except PayTabsError as error:
+            outcome = type(error).__name__
+            raise
+        finally:
+            if self._observer is not None:
+                self._observer(operation, time.perf_counter() - started, outcome)
+
+    @staticmethod
+    def _payload(operation: str, response: httpx.Response) -> Any:  # JSON
+        try:
+            payload = decode_json(response.content) if response.content else None
+        except ValueError:
+            payload = None
+        error_body = _error_body(payload)
+        # PayTabs may answer 200 with an error object (code > 0); code 0 is a plain success.
+        if (
+            response.is_success
+            and payload is not None
+            and (error_body is None or error_body.code == 0)
+        ):
+            return payload
+        if response.is_success and payload is None:
+            raise AmbiguousGatewayError(
+                f"unreadable answer (HTTP {response.status_code})",
+                operation=operation,
+                http_status=response.status_code,
+            )
+        raise error_from_response(operation, response, error_body)
+
+    @staticmethod
+    def _model(operation: str, model: type[_Model], payload: Any) -> _Model:  # JSON
+        try:
+            return model.model_validate(payload)
+        except ValidationError as error:
+            # The gateway answered but not in a shape we know: the operation may have happened.
+            raise AmbiguousGatewayError(
+                f"unexpected answer shape for {model.__name__}: {error.error_count()} problems",
+                operation=operation,
+            ) from None
+
+
+def _error_body(payload: Any) -> ErrorBody | None:  # JSON
+    if isinstance(payload, dict) and "code" in payload and "tran_ref" not in payload:
+        try:
+            return ErrorBody.model_validate(payload)
+        except ValidationError:
+            return None
+    return None

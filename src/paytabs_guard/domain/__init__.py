@@ -1,0 +1,1 @@
+"""The payment domain: standard library only, no I/O."""

@@ -1,0 +1,108 @@
+"""Money as an exact decimal with the ISO 4217 exponent of its currency. Never a float."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Final
+
+# ISO 4217 minor-unit exponents for the currencies PayTabs lists, plus common neighbours.
+# KWD, BHD, OMR, JOD, IQD, LYD and TND have three decimals; JPY none.
+CURRENCY_EXPONENTS: Final[dict[str, int]] = {
+    "AED": 2, "BHD": 3, "EGP": 2, "EUR": 2, "GBP": 2, "HKD": 2, "IDR": 2, "INR": 2,
+    "IQD": 3, "JOD": 3, "JPY": 0, "KWD": 3, "LYD": 3, "MAD": 2, "OMR": 3, "PKR": 2,
+    "QAR": 2, "SAR": 2, "TND": 3, "TRY": 2, "USD": 2, "AZN": 2,
+}  # fmt: skip
+
+
+class InvalidMoney(ValueError):
+    """An amount or currency that cannot be money: unknown currency, too many decimals, NaN."""
+
+
+def currency_exponent(currency: str) -> int:
+    """The number of decimals of ``currency``; raises InvalidMoney for an unknown code."""
+    try:
+        return CURRENCY_EXPONENTS[currency.upper()]
+    except KeyError:
+        raise InvalidMoney(f"unknown or unsupported currency {currency!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount in a currency, kept as integer minor units so equality and sums are exact."""
+
+    minor_units: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        code = self.currency.upper()
+        currency_exponent(code)
+        object.__setattr__(self, "currency", code)
+
+    @classmethod
+    def of(cls, amount: Decimal | str | int, currency: str) -> Money:
+        """Parse a major-unit amount (``"12.50"``); more decimals than the currency allows fail."""
+        if isinstance(amount, float):  # defensive: a float never becomes money
+            raise InvalidMoney("amounts must be Decimal, str or int, never float")
+        exponent = currency_exponent(currency)
+        try:
+            value = Decimal(amount) if not isinstance(amount, Decimal) else amount
+        except (InvalidOperation, ValueError):
+            raise InvalidMoney(f"{amount!r} is not a decimal amount") from None
+        if not value.is_finite():
+            raise InvalidMoney(f"{amount!r} is not a finite amount")
+        scaled = value.scaleb(exponent)
+        if scaled != scaled.to_integral_value():
+            raise InvalidMoney(
+                f"{amount} has more than {exponent} decimals, the exponent of {currency.upper()}"
+            )
+        return cls(int(scaled), currency)
+
+    @classmethod
+    def parse_gateway(cls, amount: str, currency: str) -> Money:
+        """Parse an amount string as a gateway sends it, rounding half-even to the exponent."""
+        exponent = currency_exponent(currency)
+        try:
+            value = Decimal(amount.strip())
+        except InvalidOperation:
+            raise InvalidMoney(f"{amount!r} is not a decimal amount") from None
+        if not value.is_finite():
+            raise InvalidMoney(f"{amount!r} is not a finite amount")
+        quantum = Decimal(1).scaleb(-exponent)
+        return cls.of(value.quantize(quantum, rounding=ROUND_HALF_EVEN), currency)
+
+    @property
+    def exponent(self) -> int:
+        return CURRENCY_EXPONENTS[self.currency]
+
+    @property
+    def amount(self) -> Decimal:
+        """The major-unit amount with exactly ``exponent`` decimals."""
+        return Decimal(self.minor_units).scaleb(-self.exponent)
+
+    def format(self) -> str:
+        """The amount as a plain string with the currency's decimals: ``12.50``, ``1.250``."""
+        return f"{self.amount:.{self.exponent}f}"
+
+    def _same_currency(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise InvalidMoney(f"cannot combine {self.currency} with {other.currency}")
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.minor_units + other.minor_units, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.minor_units - other.minor_units, self.currency)
+
+    def __lt__(self, other: Money) -> bool:
+        self._same_currency(other)
+        return self.minor_units < other.minor_units
+
+    def __le__(self, other: Money) -> bool:
+        self._same_currency(other)
+        return self.minor_units <= other.minor_units
+
+    def __str__(self) -> str:
+        return f"{self.format()} {self.currency}"

@@ -1,0 +1,336 @@
+"""Typed configuration from the environment (and an optional ``.env`` file).
+
+Every variable of the seed keeps its name, unit and default. Invalid values stop start-up with one
+line per problem that names the variable and the rule (:class:`ConfigError`); secret values are
+``SecretStr`` and never appear in messages, ``repr`` or logs.
+
+Built once by the entrypoint (``load_settings()``) and passed down; nothing reads the environment
+at import time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Region(StrEnum):
+    """PayTabs regions; each has its own host (``paytabs-pt2.md`` §1.1)."""
+
+    ARE = "ARE"
+    SAU = "SAU"
+    OMN = "OMN"
+    JOR = "JOR"
+    EGY = "EGY"
+    IRQ = "IRQ"
+    KWT = "KWT"
+    QAT = "QAT"
+    MAR = "MAR"
+    GLOBAL = "GLOBAL"
+
+
+# PayTabs signs callbacks and return forms with HMAC-SHA256 and nothing else. The setting may only
+# confirm that; any other value would be a silent downgrade or a scheme nobody sends.
+SUPPORTED_SIGNATURE_ALGORITHMS: Final = frozenset({"sha256"})
+
+
+class ConfigError(Exception):
+    """Configuration that cannot run: one message line per invalid variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _parse_networks(entries: object) -> tuple[IPNetwork, ...]:
+    items = _split_list(entries)
+    if not isinstance(items, list | tuple):
+        raise ValueError("must be a comma-separated list of IP addresses or CIDRs")
+    networks: list[IPNetwork] = []
+    for raw in items:
+        text = str(raw).strip()
+        if text == "*":
+            raise ValueError("'*' would trust every address; list the addresses or CIDRs")
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError as error:
+            if "has host bits set" in str(error):
+                raise ValueError(
+                    f"{text!r} has host bits set; write the network address "
+                    f"(e.g. {ipaddress.ip_network(text, strict=False)})"
+                ) from None
+            raise ValueError(f"{text!r} is not an IPv4/IPv6 address or CIDR") from None
+        networks.append(network)
+    return tuple(networks)
+
+
+PositiveMs = Annotated[int, Field(gt=0)]
+NetworkList = Annotated[tuple[IPNetwork, ...], NoDecode]
+SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """All configuration. Field descriptions are the rules shown in errors and in the docs."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    # --- PayTabs (seed) -------------------------------------------------------------------------
+    paytabs_profile_id: int | None = Field(
+        None, gt=0, description="PayTabs profile id (a positive integer); required by `serve`"
+    )
+    paytabs_server_key: SecretStr | None = Field(
+        None, description="PayTabs server key (secret); required by `serve`"
+    )
+    paytabs_region: Region = Field(
+        Region.ARE, description="PayTabs region code: " + ", ".join(r.value for r in Region)
+    )
+    paytabs_webhook_secret: SecretList = Field(
+        (),
+        description="Keys that may sign callbacks, comma-separated for rotation; "
+        "empty = the server key (PayTabs signs with it)",
+    )
+    paytabs_timeout: PositiveMs = Field(
+        30000, description="Per-attempt HTTP timeout for PayTabs calls, in ms (> 0)"
+    )
+    paytabs_retry_attempts: int = Field(
+        3, ge=0, le=10, description="Retries after the first attempt (0-10; 3 = at most 4 attempts)"
+    )
+    paytabs_retry_delay: int = Field(
+        1000, ge=0, description="Base of the exponential backoff with full jitter, in ms (>= 0)"
+    )
+    paytabs_retry_max_delay: PositiveMs = Field(
+        10000, description="Cap on any single backoff delay, in ms (> 0)"
+    )
+    paytabs_operation_deadline: PositiveMs = Field(
+        60000, description="Overall deadline of one PayTabs operation with its retries, in ms (> 0)"
+    )
+    paytabs_retry_budget_percent: int = Field(
+        20,
+        ge=0,
+        le=100,
+        description="Retries allowed as a percentage of calls in the window (0-100)",
+    )
+    paytabs_base_url: str | None = Field(
+        None,
+        description="Override of the region's PayTabs host (http/https URL), e.g. a simulator",
+    )
+
+    # --- Circuit breaker (seed) -----------------------------------------------------------------
+    circuit_breaker_timeout: PositiveMs = Field(
+        30000, description="Call timeout inside the breaker, in ms (> 0); a timeout is a failure"
+    )
+    circuit_breaker_error_threshold: int = Field(
+        50, ge=1, le=100, description="Error rate in percent (1-100) at which the breaker opens"
+    )
+    circuit_breaker_reset_timeout: PositiveMs = Field(
+        30000, description="Time the breaker stays open before a trial call, in ms (> 0)"
+    )
+    circuit_breaker_rolling_timeout: PositiveMs = Field(
+        10000, description="Length of the rolling error-rate window, in ms (> 0)"
+    )
+    circuit_breaker_rolling_buckets: int = Field(
+        10, ge=1, le=1000, description="Buckets in the window (1-1000; must divide the window)"
+    )
+    circuit_breaker_volume_threshold: int = Field(
+        5,
+        ge=1,
+        description="Completed calls in the window before the breaker may open (>= 1)",
+    )
+    circuit_breaker_half_open_max_calls: int = Field(
+        1, ge=1, le=100, description="Trial calls admitted at once while half-open (1-100)"
+    )
+    circuit_breaker_shared: bool = Field(
+        True, description="Share breaker state across instances through Redis when REDIS_URL is set"
+    )
+
+    # --- Webhook security (seed) ----------------------------------------------------------------
+    webhook_signature_algorithm: str = Field(
+        "sha256", description="Callback signature algorithm; PayTabs uses sha256 (the only value)"
+    )
+    webhook_timestamp_tolerance: int = Field(
+        300,
+        gt=0,
+        description="Max age and future skew of signed timestamps (Standard Webhooks), s (> 0)",
+    )
+    paytabs_ip_whitelist: NetworkList = Field(
+        (),
+        description="IPs/CIDRs (IPv4, IPv6) allowed to send callbacks; empty = no restriction",
+    )
+    trusted_proxies: NetworkList = Field(
+        (),
+        description="Proxies whose X-Forwarded-For is believed (addresses/CIDRs); empty = none",
+    )
+    webhook_max_body_bytes: int = Field(
+        65536, ge=1024, le=10_485_760, description="Largest callback body accepted, in bytes"
+    )
+
+    # --- Service ---------------------------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./paytabs-guard.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///file or postgresql+asyncpg://...",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL (redis:// or rediss://) for shared state and events; unset = off",
+    )
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Public URL of this service, used for PayTabs callback and return URLs",
+    )
+    api_keys: SecretList = Field(
+        (), description="Bearer API keys for the merchant API, comma-separated for rotation"
+    )
+    admin_api_keys: SecretList = Field(
+        (), description="Bearer API keys with the admin scope (breaker control), comma-separated"
+    )
+    paypage_ttl_minutes: int = Field(
+        20, ge=1, le=1440, description="Minutes a hosted payment page stays valid (1-1440)"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level: debug, info, warning or error"
+    )
+
+    # --- validators ------------------------------------------------------------------------------
+    @field_validator("paytabs_ip_whitelist", "trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> tuple[IPNetwork, ...]:
+        return _parse_networks(value)
+
+    @field_validator("paytabs_webhook_secret", "api_keys", "admin_api_keys", mode="before")
+    @classmethod
+    def _secret_list(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("paytabs_region", mode="before")
+    @classmethod
+    def _region(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("webhook_signature_algorithm")
+    @classmethod
+    def _algorithm(cls, value: str) -> str:
+        normalised = value.strip().lower().replace("-", "")
+        if normalised not in SUPPORTED_SIGNATURE_ALGORITHMS:
+            raise ValueError(
+                f"PayTabs signs with sha256 only; {value!r} is not an algorithm it uses"
+            )
+        return normalised
+
+    @field_validator("paytabs_base_url", "public_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} must be an absolute http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> Settings:
+        if self.circuit_breaker_rolling_timeout % self.circuit_breaker_rolling_buckets:
+            raise ValueError(
+                "CIRCUIT_BREAKER_ROLLING_TIMEOUT: "
+                f"{self.circuit_breaker_rolling_timeout} ms is not divisible by "
+                f"CIRCUIT_BREAKER_ROLLING_BUCKETS={self.circuit_breaker_rolling_buckets}"
+            )
+        if self.paytabs_retry_max_delay < self.paytabs_retry_delay:
+            raise ValueError(
+                "PAYTABS_RETRY_MAX_DELAY: must be >= PAYTABS_RETRY_DELAY "
+                f"({self.paytabs_retry_max_delay} < {self.paytabs_retry_delay})"
+            )
+        return self
+
+    # --- derived values -----------------------------------------------------------------------
+    @property
+    def webhook_secrets(self) -> tuple[SecretStr, ...]:
+        """Keys that may sign PayTabs callbacks: the configured list, else the server key."""
+        if self.paytabs_webhook_secret:
+            return self.paytabs_webhook_secret
+        return (self.paytabs_server_key,) if self.paytabs_server_key else ()
+
+    def require_paytabs_credentials(self) -> tuple[int, SecretStr]:
+        """The profile id and server key, or a ConfigError naming what is missing."""
+        problems = []
+        if self.paytabs_profile_id is None:
+            problems.append("PAYTABS_PROFILE_ID: required (your PayTabs profile id)")
+        if self.paytabs_server_key is None or not self.paytabs_server_key.get_secret_value():
+            problems.append("PAYTABS_SERVER_KEY: required (your PayTabs server key)")
+        if problems or self.paytabs_profile_id is None or self.paytabs_server_key is None:
+            raise ConfigError(problems)
+        return self.paytabs_profile_id, self.paytabs_server_key
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    return field.upper()
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = error.get("loc") or ()
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if not location:
+        # cross-field rules name their variables themselves
+        return message
+    field = str(location[0])
+    info = Settings.model_fields.get(field)
+    rule = info.description if info is not None and info.description else ""
+    return f"{env_name(field)}: {message}" + (f" (rule: {rule})" if rule else "")
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, env_file: str | None = ".env"
+) -> Settings:
+    """Build settings from ``env`` (default: the process environment) or raise ConfigError."""
+    try:
+        if env is None:
+            return Settings(_env_file=env_file)
+        values = {key.lower(): value for key, value in env.items()}
+        known = {name: values[name] for name in Settings.model_fields if name in values}
+        # model_validate skips the environment sources: the mapping is the only input.
+        return Settings.model_validate(known)
+    except ValidationError as error:
+        raise ConfigError([_describe(item) for item in error.errors()]) from None

@@ -1,0 +1,154 @@
+"""Every configuration rule: defaults, parsing, and one clear line per invalid variable."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+
+import pytest
+
+from paytabs_guard.settings import ConfigError, Region, Settings, load_settings
+
+
+def problems(env: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    return caught.value.problems
+
+
+def test_seed_defaults_keep_their_names_units_and_values() -> None:
+    settings = load_settings({})
+    assert settings.paytabs_region is Region.ARE
+    assert settings.paytabs_timeout == 30000
+    assert settings.paytabs_retry_attempts == 3
+    assert settings.paytabs_retry_delay == 1000
+    assert settings.circuit_breaker_timeout == 30000
+    assert settings.circuit_breaker_error_threshold == 50
+    assert settings.circuit_breaker_reset_timeout == 30000
+    assert settings.circuit_breaker_rolling_timeout == 10000
+    assert settings.circuit_breaker_rolling_buckets == 10
+    assert settings.circuit_breaker_volume_threshold == 5
+    assert settings.webhook_signature_algorithm == "sha256"
+    assert settings.webhook_timestamp_tolerance == 300
+    assert settings.paytabs_ip_whitelist == ()
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+
+
+@pytest.mark.parametrize(
+    ("env", "variable", "rule"),
+    [
+        ({"PAYTABS_TIMEOUT": "abc"}, "PAYTABS_TIMEOUT", "valid integer"),
+        ({"PAYTABS_TIMEOUT": "-1"}, "PAYTABS_TIMEOUT", "greater than 0"),
+        ({"PAYTABS_RETRY_ATTEMPTS": "-1"}, "PAYTABS_RETRY_ATTEMPTS", "greater than or equal to 0"),
+        ({"PAYTABS_RETRY_DELAY": "1.5"}, "PAYTABS_RETRY_DELAY", "valid integer"),
+        ({"PAYTABS_PROFILE_ID": "0"}, "PAYTABS_PROFILE_ID", "greater than 0"),
+        (
+            {"CIRCUIT_BREAKER_ERROR_THRESHOLD": "101"},
+            "CIRCUIT_BREAKER_ERROR_THRESHOLD",
+            "less than or equal to 100",
+        ),
+        ({"CIRCUIT_BREAKER_RESET_TIMEOUT": "0"}, "CIRCUIT_BREAKER_RESET_TIMEOUT", "greater than 0"),
+        ({"PAYTABS_REGION": "XYZ"}, "PAYTABS_REGION", "'ARE'"),
+        ({"PAYTABS_IP_WHITELIST": "10.0.0.1/8"}, "PAYTABS_IP_WHITELIST", "host bits set"),
+        ({"PAYTABS_IP_WHITELIST": "300.1.1.1"}, "PAYTABS_IP_WHITELIST", "not an IPv4/IPv6"),
+        ({"PAYTABS_IP_WHITELIST": "2001:db8::1/32"}, "PAYTABS_IP_WHITELIST", "host bits set"),
+        ({"TRUSTED_PROXIES": "*"}, "TRUSTED_PROXIES", "every address"),
+        (
+            {"CIRCUIT_BREAKER_ROLLING_TIMEOUT": "10001"},
+            "CIRCUIT_BREAKER_ROLLING_TIMEOUT",
+            "not divisible by CIRCUIT_BREAKER_ROLLING_BUCKETS",
+        ),
+        ({"WEBHOOK_SIGNATURE_ALGORITHM": "md5"}, "WEBHOOK_SIGNATURE_ALGORITHM", "sha256 only"),
+        ({"WEBHOOK_SIGNATURE_ALGORITHM": "sha1"}, "WEBHOOK_SIGNATURE_ALGORITHM", "sha256 only"),
+        ({"WEBHOOK_TIMESTAMP_TOLERANCE": "0"}, "WEBHOOK_TIMESTAMP_TOLERANCE", "greater than 0"),
+        ({"PAYTABS_BASE_URL": "ftp://x"}, "PAYTABS_BASE_URL", "http:// or https://"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL", "sqlite+aiosqlite://"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL", "redis://"),
+        (
+            {"PAYTABS_RETRY_DELAY": "5000", "PAYTABS_RETRY_MAX_DELAY": "1000"},
+            "PAYTABS_RETRY_MAX_DELAY",
+            ">= PAYTABS_RETRY_DELAY",
+        ),
+    ],
+)
+def test_invalid_value_names_the_variable_and_the_rule(
+    env: dict[str, str], variable: str, rule: str
+) -> None:
+    found = problems(env)
+    assert len(found) == 1
+    assert found[0].startswith(f"{variable}: ")
+    assert rule in found[0]
+    assert "\n" not in found[0]
+
+
+def test_networks_accept_ipv4_ipv6_and_bare_addresses() -> None:
+    settings = load_settings(
+        {
+            "PAYTABS_IP_WHITELIST": " 10.0.0.0/8, 2001:db8::/32 ,203.0.113.7",
+            "TRUSTED_PROXIES": "::1",
+        }
+    )
+    assert settings.paytabs_ip_whitelist == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("2001:db8::/32"),
+        ipaddress.ip_network("203.0.113.7/32"),
+    )
+    assert settings.trusted_proxies == (ipaddress.ip_network("::1/128"),)
+
+
+def test_region_is_case_insensitive_and_qatar_is_known() -> None:
+    assert load_settings({"PAYTABS_REGION": "qat"}).paytabs_region is Region.QAT
+
+
+def test_webhook_secret_defaults_to_the_server_key_and_accepts_a_rotation_list() -> None:
+    only_key = load_settings({"PAYTABS_SERVER_KEY": "S-KEY"})
+    assert [s.get_secret_value() for s in only_key.webhook_secrets] == ["S-KEY"]
+    rotating = load_settings({"PAYTABS_SERVER_KEY": "S-KEY", "PAYTABS_WEBHOOK_SECRET": "new, old"})
+    assert [s.get_secret_value() for s in rotating.webhook_secrets] == ["new", "old"]
+
+
+def test_secrets_never_appear_in_repr_or_errors() -> None:
+    settings = load_settings(
+        {"PAYTABS_SERVER_KEY": "S-TOPSECRET", "API_KEYS": "k-TOPSECRET", "PAYTABS_PROFILE_ID": "1"}
+    )
+    assert "TOPSECRET" not in repr(settings)
+    assert "TOPSECRET" not in str(settings.model_dump())
+    found = problems({"PAYTABS_SERVER_KEY": "S-TOPSECRET", "PAYTABS_TIMEOUT": "x"})
+    assert "TOPSECRET" not in "".join(found)
+
+
+def test_missing_credentials_are_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}).require_paytabs_credentials()
+    assert [p.split(":")[0] for p in caught.value.problems] == [
+        "PAYTABS_PROFILE_ID",
+        "PAYTABS_SERVER_KEY",
+    ]
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings({})
+    with pytest.raises(ValueError, match="frozen"):
+        settings.paytabs_timeout = 1  # type: ignore[misc]  # the point: assignment must fail
+
+
+def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: object) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "paytabs_guard.entrypoints.cli", "config", "check"],
+        env={"PAYTABS_TIMEOUT": "-5", "PAYTABS_SERVER_KEY": "S-TOPSECRET", "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=str(tmp_path),
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("configuration error: PAYTABS_TIMEOUT: ")
+    assert "Traceback" not in result.stderr
+    assert "TOPSECRET" not in result.stderr + result.stdout
+
+
+def test_every_field_has_a_rule_for_the_docs() -> None:
+    assert all(field.description for field in Settings.model_fields.values())
