@@ -1,0 +1,1 @@
+"""The HTTP service: routes, and the request-hardening pieces they share."""

@@ -1,0 +1,229 @@
+"""RFC 9457 problem details, and the catalogue of webhook rejections.
+
+A :class:`Problem` is raised (or returned) by a route and rendered by :func:`problem_response`
+as ``application/problem+json``. Every ``detail`` says what the sender should fix.
+
+The catalogue builds details from fixed text only. A rejected request may be hostile, so nothing
+it sent is echoed back: not the body, not a signature, not a header value, not its address; and
+nothing of ours leaks either (secrets, which key was tried). Reasons from the verifiers are shown
+only when they are in the fixed tables below.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+PROBLEM_TYPE_BASE: Final = "https://paytabs-guard.dev/problems/"
+MEDIA_TYPE: Final = "application/problem+json"
+_STANDARD_MEMBERS: Final = frozenset({"type", "title", "status", "detail", "instance"})
+
+
+class Problem(Exception):
+    """One RFC 9457 problem: ``type`` URI, ``title``, ``status``, ``detail`` and extensions.
+
+    ``slug`` names the problem type (``invalid_signature`` becomes
+    ``https://paytabs-guard.dev/problems/invalid-signature``); ``headers`` go on the response,
+    not in the body (``Retry-After``, ``Allow``).
+    """
+
+    def __init__(
+        self,
+        slug: str,
+        title: str,
+        status: int,
+        detail: str,
+        *,
+        instance: str | None = None,
+        extensions: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"a problem has a 4xx or 5xx status, not {status}")
+        clash = _STANDARD_MEMBERS.intersection(extensions or {})
+        if clash:
+            raise ValueError(f"extension members may not redefine {sorted(clash)}")
+        super().__init__(f"{status} {title}: {detail}")
+        self.type = PROBLEM_TYPE_BASE + slug.replace("_", "-")
+        self.title = title
+        self.status = status
+        self.detail = detail
+        self.instance = instance
+        self.extensions: dict[str, Any] = dict(extensions or {})
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON members, standard ones first."""
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.instance is not None:
+            body["instance"] = self.instance
+        body.update(self.extensions)
+        return body
+
+
+def problem_response(problem: Problem, request_id: str | None = None) -> Response:
+    """``problem`` as an ``application/problem+json`` response; ``request_id`` is echoed."""
+    body = problem.to_dict()
+    if request_id is not None:
+        body["request_id"] = request_id
+    headers = {**problem.headers, "Cache-Control": "no-store"}
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        status_code=problem.status,
+        media_type=MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+async def problem_handler(request: Request, exc: Exception) -> Response:
+    """A Starlette/FastAPI exception handler for :class:`Problem` (``request.state.request_id``)."""
+    if not isinstance(exc, Problem):
+        raise TypeError(f"problem_handler handles Problem, not {type(exc).__name__}") from exc
+    request_id = getattr(request.state, "request_id", None)
+    return problem_response(exc, request_id if isinstance(request_id, str) else None)
+
+
+# --- the webhook receiver's rejections --------------------------------------------------------
+
+_SIGNATURE_DETAILS: Final[Mapping[str, str]] = {
+    # Standard Webhooks (adapters.webhooks.standard.Reason)
+    "missing_header": "Send the webhook-id, webhook-timestamp and webhook-signature headers.",
+    "duplicate_header": "Send each webhook-* header once.",
+    "malformed_id": "Send webhook-id as 1-256 printable ASCII characters without '.'.",
+    "malformed_timestamp": "Send webhook-timestamp as integer Unix seconds.",
+    "malformed_signature": "Send webhook-signature as space-separated 'v1,<base64>' tokens.",
+    "timestamp_too_old": "The timestamp is outside the tolerance: sign again with the current "
+    "time (and check the sender's clock).",
+    "timestamp_in_future": "The timestamp is ahead of our clock beyond the tolerance: check the "
+    "sender's clock.",
+    "no_supported_signature": "Include a 'v1' (HMAC-SHA256) signature.",
+    "no_matching_signature": "No signature matches: sign '{id}.{timestamp}.{raw body}' with a "
+    "current secret, and send the body bytes exactly as signed.",
+    # PayTabs callbacks (adapters.paytabs.signature.InvalidSignature)
+    "missing": "Send the Signature header: HMAC-SHA256 of the raw body, lower-case hex.",
+    "malformed": "Send the Signature header as 64 hexadecimal characters.",
+    "mismatch": "The signature does not match: sign the raw body with the profile's current "
+    "server key, and send the body bytes exactly as signed.",
+}
+
+_PAYLOAD_DETAILS: Final[Mapping[str, str]] = {
+    # entrypoints.api.strict_json.Reason
+    "invalid_utf8": "Encode the body as UTF-8.",
+    "bom": "Remove the byte order mark from the start of the body.",
+    "invalid_json": "Send one well-formed JSON document.",
+    "duplicate_key": "Send each key of an object once.",
+    "non_finite_number": "Send finite numbers only (no NaN, Infinity or out-of-range exponents).",
+    "number_too_long": "Shorten the number literals.",
+    "too_deep": "Nest objects and arrays less deeply.",
+    "string_too_long": "Shorten the strings.",
+    "too_many_keys": "Send fewer members per object.",
+    "lone_surrogate": "Escape characters outside the BMP as a full surrogate pair.",
+    "not_an_object": "Send a JSON object at the top level.",
+}
+
+
+def payload_too_large(limit: int) -> Problem:
+    """413: the body (declared or streamed) exceeds ``limit`` bytes."""
+    return Problem(
+        "payload_too_large",
+        "Payload too large",
+        413,
+        f"Send a body of at most {limit} bytes.",
+        extensions={"max_bytes": limit},
+    )
+
+
+def unsupported_media_type(accepted: Sequence[str] = ("application/json",)) -> Problem:
+    """415: the Content-Type is missing or not one of ``accepted``."""
+    listed = ", ".join(accepted)
+    return Problem(
+        "unsupported_media_type",
+        "Unsupported media type",
+        415,
+        f"Send the body with Content-Type {listed} (charset=utf-8 is allowed).",
+        extensions={"accepted": list(accepted)},
+        headers={"Accept-Post": listed},
+    )
+
+
+def method_not_allowed(allowed: Sequence[str] = ("POST",)) -> Problem:
+    """405: the endpoint only takes ``allowed`` methods."""
+    listed = ", ".join(allowed)
+    return Problem(
+        "method_not_allowed",
+        "Method not allowed",
+        405,
+        f"This endpoint accepts only {listed}; send the request with that method.",
+        headers={"Allow": listed},
+    )
+
+
+def invalid_content_length() -> Problem:
+    """400: Content-Length is malformed or repeated with different values."""
+    return Problem(
+        "invalid_content_length",
+        "Invalid Content-Length",
+        400,
+        "Send Content-Length once, as a non-negative decimal integer, or use chunked encoding.",
+    )
+
+
+def forbidden_source() -> Problem:
+    """403: the client address is not on the allowlist, or cannot be determined."""
+    return Problem(
+        "forbidden_source",
+        "Source not allowed",
+        403,
+        "This endpoint accepts deliveries only from the sender's registered addresses; "
+        "ask the operator to allow yours.",
+    )
+
+
+def invalid_signature(reason: str) -> Problem:
+    """401: the delivery is not authentic or not fresh; ``reason`` from a verifier."""
+    detail = _SIGNATURE_DETAILS.get(reason)
+    return Problem(
+        "invalid_signature",
+        "Invalid webhook signature",
+        401,
+        detail or "Sign the delivery as the endpoint's scheme requires.",
+        extensions={"reason": reason if detail else "invalid"},
+        # RFC 9110 §15.5.2: a 401 names a scheme. This is the signed-request scheme in use.
+        headers={"WWW-Authenticate": 'Signature realm="webhooks"'},
+    )
+
+
+def invalid_payload(reason: str) -> Problem:
+    """400: the verified body is not acceptable; ``reason`` from :mod:`.strict_json`."""
+    detail = _PAYLOAD_DETAILS.get(reason)
+    return Problem(
+        "invalid_payload",
+        "Invalid payload",
+        400,
+        detail or "Send a body that matches the documented schema.",
+        extensions={"reason": reason if detail else "invalid"},
+    )
+
+
+def rate_limited(retry_after_seconds: float) -> Problem:
+    """429: too many failed verifications from this source; retry after the block expires."""
+    seconds = max(1, math.ceil(retry_after_seconds))
+    return Problem(
+        "rate_limited",
+        "Too many failed deliveries",
+        429,
+        f"Too many deliveries from this source failed verification. Fix the signing, then retry "
+        f"after {seconds} s.",
+        extensions={"retry_after": seconds},
+        headers={"Retry-After": str(seconds)},
+    )

@@ -1,0 +1,160 @@
+"""Parse a verified body as strict JSON (reference §4 "Parsing", checklist item 22).
+
+Python's ``json`` is lenient where a payments receiver must not be: it keeps the *last* of two
+duplicate keys (``{"s":"A","s":"D"}`` is ``D``), accepts ``NaN`` and ``Infinity``, turns ``1e999``
+into ``inf``, recurses until ``RecursionError`` on deep nesting and lets ``"\\ud800"`` (a lone
+surrogate that no UTF-8 encoder can write back) through. Each of these is an
+:class:`InvalidJson` here, with a fixed ``reason`` that is safe to show the sender.
+
+Numbers with a fraction or exponent become :class:`~decimal.Decimal`: money is never a float.
+
+Unicode itself is data, not an attack: ``\\u0000``, right-to-left overrides, Arabic and emoji are
+returned as they are. Escaping them is the job of the layer that *renders* them (the log
+formatter, the HTML template, the CSV export), which knows its own syntax.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from decimal import Decimal
+from typing import Any, Final, Literal
+
+Reason = Literal[
+    "invalid_utf8",
+    "bom",
+    "invalid_json",
+    "duplicate_key",
+    "non_finite_number",
+    "number_too_long",
+    "too_deep",
+    "string_too_long",
+    "too_many_keys",
+    "lone_surrogate",
+    "not_an_object",
+]
+
+_BOM: Final = b"\xef\xbb\xbf"
+# Whole strings (so brackets inside them do not count) and brackets. The two alternatives inside
+# a string are disjoint, so the match is linear: no catastrophic backtracking.
+_DEPTH_TOKENS: Final = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+class InvalidJson(ValueError):
+    """The body is not acceptable JSON; ``reason`` names the rule it broke."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason: Reason = reason
+
+
+def _check_depth(text: str, max_depth: int) -> None:
+    # Before json.loads: its C scanner recurses, and deep input raises RecursionError, not
+    # ValueError. Unbalanced or otherwise invalid input is left to json.loads to reject.
+    depth = 0
+    for match in _DEPTH_TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > max_depth:
+                raise InvalidJson("too_deep", f"nesting deeper than {max_depth}")
+        elif token in ("]", "}"):
+            depth -= 1
+
+
+def _check_string(value: str, max_string: int) -> None:
+    if len(value) > max_string:
+        raise InvalidJson("string_too_long", f"a string is longer than {max_string} characters")
+    if _SURROGATE.search(value):
+        raise InvalidJson("lone_surrogate", "a \\u escape encodes half a surrogate pair")
+
+
+def parse_strict_json(
+    raw: bytes,
+    *,
+    max_depth: int = 32,
+    max_string: int = 4096,
+    max_keys: int = 256,
+    max_number: int = 64,
+    require_object: bool = False,
+) -> Any:
+    """Decode ``raw`` (UTF-8, no BOM) into Python values, or raise :class:`InvalidJson`.
+
+    ``max_depth`` bounds nesting of arrays and objects; ``max_string`` the characters of any
+    key or string; ``max_keys`` the members of one object; ``max_number`` the characters of one
+    number literal. With ``require_object`` the top level must be an object.
+    """
+    if raw.startswith(_BOM):
+        raise InvalidJson("bom", "remove the UTF-8 byte order mark")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidJson("invalid_utf8", "the body is not valid UTF-8") from None
+    _check_depth(text, max_depth)
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len(items) > max_keys:
+            raise InvalidJson("too_many_keys", f"an object has more than {max_keys} members")
+        result: dict[str, Any] = {}
+        for key, value in items:
+            if key in result:
+                # The key is sender data: say that a key repeats, not which (nothing echoed).
+                raise InvalidJson("duplicate_key", "an object repeats a key")
+            result[key] = value
+        return result
+
+    def number(literal: str) -> None:
+        if len(literal) > max_number:
+            raise InvalidJson("number_too_long", f"a number is longer than {max_number} characters")
+
+    def integer(literal: str) -> int:
+        number(literal)
+        return int(literal)
+
+    def decimal(literal: str) -> Decimal:
+        number(literal)
+        try:
+            value = Decimal(literal)
+            # 1e999: what every float-based consumer would read as inf is refused here too.
+            finite = math.isfinite(float(value))
+        except ArithmeticError:  # an exponent past what Decimal can even hold
+            finite = False
+        if not finite:
+            raise InvalidJson("non_finite_number", "a number is out of the IEEE 754 double range")
+        return value
+
+    def constant(name: str) -> None:
+        raise InvalidJson("non_finite_number", f"{name} is not JSON")
+
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=pairs,
+            parse_float=decimal,
+            parse_int=integer,
+            parse_constant=constant,
+        )
+    except InvalidJson:
+        raise
+    except (ValueError, ArithmeticError, RecursionError):
+        raise InvalidJson("invalid_json", "the body is not a JSON document") from None
+    _check_strings(value, max_string)
+    if require_object and not isinstance(value, dict):
+        raise InvalidJson("not_an_object", "the top level must be a JSON object")
+    return value
+
+
+def _check_strings(value: Any, max_string: int) -> None:
+    # Iterative, so a wide document cannot exhaust the stack; keys are strings too.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            _check_string(item, max_string)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
