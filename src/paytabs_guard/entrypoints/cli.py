@@ -36,9 +36,10 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
-    from paytabs_guard.entrypoints.simulator import run_simulator_command
+    from paytabs_simulator.__main__ import main as simulator_main
 
-    return run_simulator_command(host=args.host, port=args.port, seed=args.seed)
+    simulator_main(args.rest)
+    return 0
 
 
 def _cmd_demo(_args: argparse.Namespace) -> int:
@@ -65,10 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("action", choices=["check", "table"])
     config.set_defaults(handler=_cmd_config)
 
-    simulator = commands.add_parser("simulator", help="run the PayTabs simulator")
-    simulator.add_argument("--host", default="127.0.0.1")
-    simulator.add_argument("--port", type=int, default=8090)
-    simulator.add_argument("--seed", type=int, default=None)
+    simulator = commands.add_parser(
+        "simulator",
+        help="run the PayTabs simulator (options: paytabs-guard simulator --help)",
+        add_help=False,
+    )
+    simulator.add_argument("rest", nargs=argparse.REMAINDER, help="options of the simulator")
     simulator.set_defaults(handler=_cmd_simulator)
 
     demo = commands.add_parser(
@@ -83,8 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PASS_THROUGH = frozenset({"simulator", "bench"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # The simulator and the benchmarks parse their own options, so unknown ones pass through.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in PASS_THROUGH:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command in PASS_THROUGH:
+        args.rest = [*args.rest, *extra]
     result: int = args.handler(args)
     return result
 

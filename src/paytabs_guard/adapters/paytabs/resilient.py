@@ -1,0 +1,234 @@
+"""PayTabs behind a circuit breaker per operation family and the one retry policy.
+
+Order (outermost first): retry -> breaker (with its call timeout) -> one HTTP attempt. A breaker
+rejection is never retried. What may be re-sent depends on what the failure proves:
+
+* ``retry_safe`` (connect error, 429, 503): the request never took effect; re-send after backoff.
+* ``needs_resolution`` (timeout or reset after sending, 500/502/504, 409 Duplicate Request): the
+  request may have taken effect. Ask PayTabs first (query by ``cart_id``, which lists every
+  attempt); use what it holds; re-send only when it provably holds nothing. The re-send is the
+  *identical* request, so if the first one still lands late, PayTabs' own duplicate window
+  refuses one of the two (409) instead of charging twice.
+* anything else (declines are results; invalid requests, authentication): final.
+
+Reads (queries) are idempotent and may be retried on any gateway failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from paytabs_guard.adapters.paytabs.client import PayTabsClient
+from paytabs_guard.adapters.paytabs.errors import (
+    AmbiguousGatewayError,
+    GatewayUnavailable,
+    PayTabsError,
+)
+from paytabs_guard.adapters.paytabs.payloads import (
+    FollowUpRequest,
+    HostedPageRequest,
+    TokenChargeRequest,
+)
+from paytabs_guard.adapters.paytabs.wire import PaymentPage, Transaction
+from paytabs_guard.resilience import CallTimeout
+from paytabs_guard.resilience.retry import RetryPolicy
+
+T = TypeVar("T")
+
+
+class Breaker(Protocol):
+    """What this module needs of a circuit breaker."""
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OperationBreakers:
+    """One breaker per PayTabs operation family, so a sick query path does not stop payments."""
+
+    create: Breaker
+    query: Breaker
+    follow_up: Breaker
+    token: Breaker
+
+
+def counts_against_gateway(error: BaseException) -> bool:
+    """The breaker's failure predicate: only what says the gateway is unwell."""
+    if isinstance(error, PayTabsError):
+        return error.counts_against_gateway
+    return isinstance(error, CallTimeout)
+
+
+@dataclass(frozen=True, slots=True)
+class PageOutcome:
+    """Where a hosted page stands after ``create_payment_page``.
+
+    ``redirect_url`` is None when the page was found by query after an ambiguous answer: PayTabs
+    holds it, but its URL was lost with the answer, so the customer cannot be sent there. It
+    expires unpaid after its TTL; the caller may open a new attempt under a new ``cart_id``.
+    """
+
+    tran_ref: str
+    redirect_url: str | None
+    resolved_by_query: bool
+    page: PaymentPage | None = None
+    transaction: Transaction | None = None
+
+
+class ResilientPayTabs:
+    """The PayTabs operations the service uses, each breaker-guarded and retried safely."""
+
+    def __init__(
+        self, client: PayTabsClient, breakers: OperationBreakers, retry: RetryPolicy
+    ) -> None:
+        self.client = client
+        self.breakers = breakers
+        self.retry = retry
+
+    # --- reads ---------------------------------------------------------------------------------
+    async def query_transaction(self, tran_ref: str) -> Transaction:
+        return await self._read(lambda: self.client.query_transaction(tran_ref))
+
+    async def query_cart(self, cart_id: str) -> list[Transaction]:
+        return await self._read(lambda: self.client.query_cart(cart_id))
+
+    async def query_token(self, token: str) -> Transaction:
+        return await self.retry.call(
+            lambda: _guarded(self.breakers.token, lambda: self.client.query_token(token)),
+            is_retryable=_is_gateway_failure,
+            retry_after=_retry_after,
+        )
+
+    async def delete_token(self, token: str) -> None:
+        # deleting twice is harmless, so any gateway failure may be retried
+        await self.retry.call(
+            lambda: _guarded(self.breakers.token, lambda: self.client.delete_token(token)),
+            is_retryable=_is_gateway_failure,
+            retry_after=_retry_after,
+        )
+
+    # --- writes: never sent twice blind ----------------------------------------------------------
+    async def create_payment_page(self, request: HostedPageRequest) -> PageOutcome:
+        """A hosted page for ``request.cart_id``; at most one page per cart at PayTabs."""
+
+        async def send() -> PageOutcome:
+            page = await _guarded(
+                self.breakers.create, lambda: self.client.create_payment_page(request)
+            )
+            return PageOutcome(page.tran_ref, page.redirect_url, resolved_by_query=False, page=page)
+
+        async def resolve() -> PageOutcome | None:
+            found = [
+                t
+                for t in await self.query_cart(request.cart_id)
+                if t.tran_type.lower() == request.tran_type.value
+            ]
+            if not found:
+                return None
+            latest = found[-1]
+            url = (latest.model_extra or {}).get("redirect_url")
+            return PageOutcome(
+                latest.tran_ref,
+                url if isinstance(url, str) and url else None,
+                resolved_by_query=True,
+                transaction=latest,
+            )
+
+        return await self._write_once(send, resolve)
+
+    async def follow_up(
+        self, request: FollowUpRequest, *, known_tran_refs: Collection[str] = ()
+    ) -> Transaction:
+        """Capture, void, refund or release exactly once.
+
+        ``known_tran_refs`` are follow-ups of this cart already on record, so that an earlier,
+        legitimate refund of the same amount is not mistaken for this one.
+        """
+
+        async def send() -> Transaction:
+            return await _guarded(self.breakers.follow_up, lambda: self.client.follow_up(request))
+
+        async def resolve() -> Transaction | None:
+            for transaction in reversed(await self.query_cart(request.cart_id)):
+                if (
+                    transaction.tran_type.lower() == request.kind.value
+                    and transaction.previous_tran_ref == request.tran_ref
+                    and transaction.tran_ref not in known_tran_refs
+                ):
+                    return transaction
+            return None
+
+        return await self._write_once(send, resolve)
+
+    async def charge_token(
+        self, request: TokenChargeRequest, *, known_tran_refs: Collection[str] = ()
+    ) -> Transaction:
+        """A recurring charge with a saved token, exactly once per ``cart_id``."""
+
+        async def send() -> Transaction:
+            return await _guarded(self.breakers.token, lambda: self.client.charge_token(request))
+
+        async def resolve() -> Transaction | None:
+            for transaction in reversed(await self.query_cart(request.cart_id)):
+                if (
+                    transaction.tran_type.lower() == request.tran_type.value
+                    and transaction.tran_ref not in known_tran_refs
+                ):
+                    return transaction
+            return None
+
+        return await self._write_once(send, resolve)
+
+    # --- the two loops ---------------------------------------------------------------------------
+    async def _read(self, fetch: Callable[[], Awaitable[T]]) -> T:
+        return await self.retry.call(
+            lambda: _guarded(self.breakers.query, fetch),
+            is_retryable=_is_gateway_failure,
+            retry_after=_retry_after,
+        )
+
+    async def _write_once(
+        self,
+        send: Callable[[], Awaitable[T]],
+        resolve: Callable[[], Awaitable[T | None]],
+    ) -> T:
+        attempts = self.retry.start()
+        while True:
+            try:
+                return await send()
+            except PayTabsError as error:
+                if error.needs_resolution:
+                    try:
+                        found = await resolve()
+                    except PayTabsError as query_error:
+                        # Cannot tell whether it happened: report the ambiguity, never guess.
+                        error.add_note(f"resolution by query failed: {query_error!r}")
+                        raise error from query_error
+                    if found is not None:
+                        return found
+                    # PayTabs provably holds nothing: the request never took effect.
+                elif not error.retry_safe:
+                    raise
+                delay = attempts.next_delay(error.retry_after)
+                if delay is None:
+                    error.add_note(f"retry stopped: {attempts.stop_reason}")
+                    raise
+                await attempts.wait(delay)
+
+
+async def _guarded(breaker: Breaker, fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await breaker.call(fn)
+    except CallTimeout as timeout:
+        # The breaker cancelled the call after sending: the outcome is unknown.
+        raise AmbiguousGatewayError(str(timeout), operation="timeout") from timeout
+
+
+def _is_gateway_failure(error: BaseException) -> bool:
+    return isinstance(error, GatewayUnavailable)
+
+
+def _retry_after(error: BaseException) -> float | None:
+    return error.retry_after if isinstance(error, PayTabsError) else None

@@ -1,0 +1,1 @@
+"""Use cases: async functions that receive their collaborators as arguments."""
