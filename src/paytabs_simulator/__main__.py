@@ -1,0 +1,59 @@
+"""`python -m paytabs_simulator`: run a simulator from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+from paytabs_simulator.config import SimulatorConfig
+from paytabs_simulator.faults import Faults
+from paytabs_simulator.server import DEFAULT_PORT, serve
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[SimulatorConfig, str, int]:
+    parser = argparse.ArgumentParser(
+        prog="python -m paytabs_simulator",
+        description="A PayTabs PT2 simulator. SIMULATOR_* variables set the defaults.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--seed", type=int, help="make ids, codes and faults reproducible")
+    parser.add_argument("--public-base-url", help="what redirect_url points at")
+    parser.add_argument("--faults", help="fault settings as JSON, e.g. '{\"error_rate\": 0.1}'")
+    parser.add_argument("--error-rate", type=float)
+    parser.add_argument("--error-phase", choices=["before", "after", "mixed"])
+    parser.add_argument("--latency-ms", type=float)
+    parser.add_argument("--hang-rate", type=float)
+    parser.add_argument("--reset-rate", type=float)
+    parser.add_argument("--down", action="store_true", help="start with the gateway down")
+    args = parser.parse_args(argv)
+
+    config = SimulatorConfig.from_env()
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.public_base_url:
+        config.public_base_url = args.public_base_url.rstrip("/")
+    settings = config.faults.model_dump()
+    if args.faults:
+        settings |= json.loads(args.faults)
+    flags = {
+        "error_rate": args.error_rate,
+        "error_phase": args.error_phase,
+        "latency_ms": args.latency_ms,
+        "hang_rate": args.hang_rate,
+        "reset_rate": args.reset_rate,
+        "down": args.down or None,
+    }
+    settings |= {key: value for key, value in flags.items() if value is not None}
+    config.faults = Faults.model_validate(settings)
+    return config, args.host, args.port
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config, host, port = parse_args(argv)
+    serve(config, host, port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The hosted payment page a customer's browser visits: card form, 3-D Secure step, return."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from paytabs_simulator.cards import InvalidCard, read_card
+from paytabs_simulator.engine import Engine, PageUnavailable
+from paytabs_simulator.pages import (
+    payment_form,
+    result_page,
+    return_form,
+    three_ds_challenge,
+    unavailable_page,
+)
+from paytabs_simulator.records import Transaction
+from paytabs_simulator.returns import browser_return
+
+UNAVAILABLE = {
+    "unknown": (404, "Page not found", "There is no payment page at this address."),
+    "expired": (410, "Page expired", "This payment page has expired. Please start again."),
+    "used": (410, "Page already used", "This payment page has already been used."),
+    "no_3ds": (409, "Nothing to authenticate", "This payment is not waiting for 3-D Secure."),
+}
+
+
+def unavailable(problem: PageUnavailable) -> HTMLResponse:
+    status, title, message = UNAVAILABLE[problem.problem]
+    return HTMLResponse(unavailable_page(title, message), status_code=status)
+
+
+def finished(tx: Transaction) -> Response:
+    """Send the browser back to the merchant, or show the result when there is no `return`."""
+    target = browser_return(tx)
+    if target is None:
+        return HTMLResponse(result_page(tx))
+    if target.method == "GET":
+        return RedirectResponse(target.url, status_code=303)
+    return HTMLResponse(return_form(target))
+
+
+def hosted_page_routes(engine: Engine) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/payment/page/{page_id}")
+    async def show(page_id: str) -> Response:
+        try:
+            tx = engine.open_page(page_id)
+        except PageUnavailable as problem:
+            return unavailable(problem)
+        if tx.page is not None and tx.page.state == "3ds":
+            return HTMLResponse(three_ds_challenge(tx, page_id))
+        return HTMLResponse(payment_form(tx, page_id))
+
+    @router.post("/payment/page/{page_id}")
+    async def submit(page_id: str, request: Request) -> Response:
+        try:
+            tx = engine.open_page(page_id)
+        except PageUnavailable as problem:
+            return unavailable(problem)
+        async with request.form() as form:
+            fields = {key: value for key, value in form.items() if isinstance(value, str)}
+        if fields.get("action") == "cancel":
+            engine.cancel_page(tx)
+            return finished(tx)
+        try:
+            card = read_card(
+                fields.get("card_number", ""),
+                fields.get("expiry_month", ""),
+                fields.get("expiry_year", ""),
+                fields.get("cvv", ""),
+                engine.now(),
+            )
+        except InvalidCard as problem:
+            return HTMLResponse(payment_form(tx, page_id, error=str(problem)), status_code=400)
+        if engine.submit_card(tx, card, save_card=bool(fields.get("save_card"))):
+            return finished(tx)
+        return HTMLResponse(three_ds_challenge(tx, page_id))
+
+    @router.post("/payment/page/{page_id}/3ds")
+    async def three_ds(page_id: str) -> Response:
+        try:
+            tx = engine.open_page(page_id)
+            engine.complete_3ds(tx)
+        except PageUnavailable as problem:
+            return unavailable(problem)
+        return finished(tx)
+
+    return router
