@@ -1,0 +1,290 @@
+"""Payment lifecycle events: past tense, frozen, with ids that cannot change on a retry.
+
+The payment appends these to ``Payment.pending_events``; storage drains them into the outbox in
+the same transaction as the state change, and the relay wraps each in a CloudEvents 1.0 envelope
+(``id`` = ``event_id``, ``type``, ``subject`` = payment id, ``time`` = ``occurred_at``, ``data``).
+docs/states.md shows one envelope per type.
+
+Rules:
+
+- One specific event per outcome. ``payment.failed`` is only for a payment that did not go
+  through: declined (D), gateway error (E), rejected by the gateway when the page was requested,
+  or no gateway record after an ambiguous failure. A cancelled page emits ``payment.cancelled``,
+  an expired page or authorisation ``payment.expired``, a released authorisation
+  ``payment.voided``: never ``payment.failed`` as well.
+- ``event_id`` is a UUIDv5 of the payment id, the type and, for events that can happen more than
+  once per payment (captures, refunds, conflicts), the gateway transaction they are about. The
+  same step applied again can therefore never mint a second id.
+- ``data`` holds JSON-safe scalars only: amounts are decimal strings with the currency's
+  exponent (``"1.250"`` KWD) next to ``currency``; times are ISO 8601; never floats.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar, Final, TypeAlias
+
+from .gateway import GatewayStatus, ResultSource, TranType
+from .money import Money
+from .states import PaymentState
+
+EVENT_NAMESPACE: Final = uuid.UUID("98a769d9-cdcf-4da7-9fe9-880ef34e0487")
+"""Namespace of every event id. Never change it: every consumer dedupes on these ids."""
+
+JsonScalar: TypeAlias = str | int | bool | None
+EventData: TypeAlias = dict[str, JsonScalar]
+
+
+def event_id_for(payment_id: str, event_type: str, occurrence: str = "") -> str:
+    """The stable id of an event; ``occurrence`` tells repeatable events apart (a refund's ref)."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{payment_id}\n{event_type}\n{occurrence}"))
+
+
+class FailureReason(StrEnum):
+    """Why a payment failed; only the outcomes that have no event of their own."""
+
+    DECLINED = "declined"  # D
+    ERROR = "error"  # E
+    GATEWAY_REJECTED = "gateway_rejected"  # 4xx when the page was requested
+    NO_GATEWAY_RECORD = "no_gateway_record"  # ambiguous failure, and PayTabs has no transaction
+
+
+class ExpiryCause(StrEnum):
+    """What expired."""
+
+    GATEWAY_EXPIRED = "gateway_expired"  # PayTabs reported X before anything was paid
+    PAGE_TTL_PASSED = "page_ttl_passed"  # our page TTL passed and PayTabs has no transaction
+    AUTHORIZATION_EXPIRED = "authorization_expired"  # X on an authorisation never captured
+
+
+def _money(amount: Money) -> EventData:
+    return {"amount": amount.format(), "currency": amount.currency}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentEvent:
+    """Fields every payment event has. ``state`` is the payment's state after the event."""
+
+    type: ClassVar[str] = "payment"
+
+    payment_id: str
+    cart_id: str
+    state: PaymentState
+    occurred_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        """Stable: derived, never drawn at random, so a retry cannot invent a second id."""
+        return event_id_for(self.payment_id, self.type, self._occurrence())
+
+    @property
+    def data(self) -> EventData:
+        """The event's JSON-safe payload."""
+        return {
+            "payment_id": self.payment_id,
+            "cart_id": self.cart_id,
+            "state": self.state.value,
+            **self._details(),
+        }
+
+    def _occurrence(self) -> str:
+        return ""  # events that happen at most once per payment need no discriminator
+
+    def _details(self) -> EventData:
+        return {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentCreated(PaymentEvent):
+    """A payment was accepted (idempotency key and cart id were new)."""
+
+    type: ClassVar[str] = "payment.created"
+
+    amount: Money
+    tran_type: TranType
+    description: str
+
+    def _details(self) -> EventData:
+        return {
+            **_money(self.amount),
+            "tran_type": self.tran_type.value,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentInitiated(PaymentEvent):
+    """The hosted payment page exists: the customer can be sent to it."""
+
+    type: ClassVar[str] = "payment.initiated"
+
+    tran_ref: str
+    expires_at: datetime | None
+
+    def _details(self) -> EventData:
+        expires = self.expires_at.isoformat() if self.expires_at else None
+        return {"tran_ref": self.tran_ref, "expires_at": expires}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentAuthorized(PaymentEvent):
+    """The amount is reserved on the customer's card; capture or void it next."""
+
+    type: ClassVar[str] = "payment.authorized"
+
+    tran_ref: str
+    amount: Money
+
+    def _details(self) -> EventData:
+        return {"tran_ref": self.tran_ref, **_money(self.amount)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentCaptured(PaymentEvent):
+    """An authorisation was captured; ``payment.completed`` follows."""
+
+    type: ClassVar[str] = "payment.captured"
+
+    tran_ref: str
+    previous_tran_ref: str | None
+    amount: Money
+
+    def _occurrence(self) -> str:
+        return self.tran_ref
+
+    def _details(self) -> EventData:
+        return {
+            "tran_ref": self.tran_ref,
+            "previous_tran_ref": self.previous_tran_ref,
+            **_money(self.amount),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentCompleted(PaymentEvent):
+    """Money moved. Emitted once, on the first entry into COMPLETED; fulfil the order on it."""
+
+    type: ClassVar[str] = "payment.completed"
+
+    tran_ref: str
+    amount: Money
+
+    def _details(self) -> EventData:
+        return {"tran_ref": self.tran_ref, **_money(self.amount)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentFailed(PaymentEvent):
+    """The payment did not go through; ``reason`` says why."""
+
+    type: ClassVar[str] = "payment.failed"
+
+    reason: FailureReason
+    tran_ref: str | None
+    response_code: str
+    response_message: str
+
+    def _details(self) -> EventData:
+        return {
+            "reason": self.reason.value,
+            "tran_ref": self.tran_ref,
+            "response_code": self.response_code,
+            "response_message": self.response_message,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentCancelled(PaymentEvent):
+    """The customer cancelled the payment page (PayTabs status C)."""
+
+    type: ClassVar[str] = "payment.cancelled"
+
+    tran_ref: str
+    response_code: str
+    response_message: str
+
+    def _details(self) -> EventData:
+        return {
+            "tran_ref": self.tran_ref,
+            "response_code": self.response_code,
+            "response_message": self.response_message,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentExpired(PaymentEvent):
+    """Nothing was paid in time, or an authorisation lapsed; ``cause`` says which."""
+
+    type: ClassVar[str] = "payment.expired"
+
+    cause: ExpiryCause
+    tran_ref: str | None
+
+    def _details(self) -> EventData:
+        return {"cause": self.cause.value, "tran_ref": self.tran_ref}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentVoided(PaymentEvent):
+    """An authorisation was released; the customer was never charged."""
+
+    type: ClassVar[str] = "payment.voided"
+
+    tran_ref: str
+    amount: Money
+
+    def _details(self) -> EventData:
+        return {"tran_ref": self.tran_ref, **_money(self.amount)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentRefunded(PaymentEvent):
+    """One refund succeeded; one event per refund transaction."""
+
+    type: ClassVar[str] = "payment.refunded"
+
+    tran_ref: str
+    previous_tran_ref: str | None
+    amount: Money
+    refunded_total: Money
+    fully_refunded: bool
+
+    def _occurrence(self) -> str:
+        return self.tran_ref
+
+    def _details(self) -> EventData:
+        return {
+            "tran_ref": self.tran_ref,
+            "previous_tran_ref": self.previous_tran_ref,
+            **_money(self.amount),
+            "refunded_total": self.refunded_total.format(),
+            "fully_refunded": self.fully_refunded,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentConflict(PaymentEvent):
+    """The gateway contradicted a decided payment. Not applied: a human must look (alert)."""
+
+    type: ClassVar[str] = "payment.conflict"
+
+    tran_ref: str
+    tran_type: TranType
+    reported_status: GatewayStatus | None
+    source: ResultSource
+    reason: str
+
+    def _occurrence(self) -> str:
+        return f"{self.tran_ref}/{self.reported_status or '-'}"
+
+    def _details(self) -> EventData:
+        return {
+            "tran_ref": self.tran_ref,
+            "tran_type": self.tran_type.value,
+            "reported_status": self.reported_status.value if self.reported_status else None,
+            "source": self.source.value,
+            "reason": self.reason,
+        }

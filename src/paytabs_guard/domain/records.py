@@ -1,0 +1,86 @@
+"""What a payment keeps about its past: transitions, gateway transactions, conflicts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from .gateway import GatewayResult, GatewayStatus, ResultSource, Signal, TranType, signal_of
+from .money import Money
+from .states import PaymentState, Trigger
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transition:
+    """One entry of a payment's history. ``from_state`` is ``None`` only for creation."""
+
+    from_state: PaymentState | None
+    to_state: PaymentState
+    trigger: Trigger
+    source: ResultSource
+    gateway_ref: str | None
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayTransaction:
+    """The latest status of one gateway transaction of this payment (its own, or a follow-up)."""
+
+    tran_ref: str
+    previous_tran_ref: str | None
+    tran_type: TranType
+    status: GatewayStatus | None
+    amount: Money
+    at: datetime
+
+    @classmethod
+    def from_result(cls, result: GatewayResult, *, at: datetime) -> GatewayTransaction:
+        """Record ``result``; ``at`` is its transaction time if the gateway sent one."""
+        return cls(
+            tran_ref=result.tran_ref,
+            previous_tran_ref=result.previous_tran_ref,
+            tran_type=result.tran_type,
+            status=result.status,
+            amount=result.amount,
+            at=result.transaction_time or at,
+        )
+
+    @property
+    def signal(self) -> Signal:
+        """What the recorded status means for this transaction type."""
+        return signal_of(self.status, self.tran_type)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConflictNote:
+    """A result that contradicted the decided payment. Kept for humans; never applied."""
+
+    tran_ref: str
+    tran_type: TranType
+    reported_status: GatewayStatus | None
+    state: PaymentState
+    source: ResultSource
+    at: datetime
+    reason: str
+
+
+def pending_total(
+    records: Iterable[GatewayTransaction],
+    tran_type: TranType,
+    currency: str,
+    *,
+    excluding: str | None = None,
+) -> Money:
+    """The amount of ``tran_type`` follow-ups still pending, leaving out ``excluding``."""
+    return Money(
+        sum(
+            record.amount.minor_units
+            for record in records
+            if record.tran_type is tran_type
+            and record.tran_ref != excluding
+            and record.signal is Signal.FOLLOW_UP_PENDING
+        ),
+        currency,
+    )

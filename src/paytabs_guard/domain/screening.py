@@ -1,0 +1,145 @@
+"""Whether a gateway result can be this payment's at all.
+
+A result that cannot is quarantined: not applied, nothing changed, and the reason returned here
+goes to the caller, who keeps the result for a human and alerts (reference §4 "Schema": profile,
+cart id, amount and currency must equal our record). Checked, in order:
+
+- profile, cart id and currency equal the payment's;
+- a ``register`` is never a payment;
+- the payment's own transaction (sale, auth or payment request) fits its intent, is the
+  ``tran_ref`` we know (or the first we learn while UNKNOWN), and is for the payment's amount;
+- an APM's completing sale (``previous_tran_ref`` = our payment request) is the only one;
+- a capture, void or release follows our auth; a refund follows our sale, APM sale or capture;
+  follow-ups are for more than zero and at most the payment's amount; one capture per payment;
+  a refund never takes more than captured - refunded - other pending refunds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .gateway import FOLLOW_UP_TYPES, GatewayResult, Signal, TranType
+from .records import pending_total
+from .states import MONEY_MOVED_STATES
+
+if TYPE_CHECKING:
+    from .payment import Payment
+
+
+def quarantine_reason(payment: Payment, result: GatewayResult) -> str | None:
+    """Why ``result`` cannot be ``payment``'s, or None when it may be."""
+    if result.profile_id != payment.profile_id:
+        return f"profile_id {result.profile_id} is not this payment's {payment.profile_id}"
+    if result.cart_id != payment.cart_id:
+        return f"cart_id {result.cart_id!r} is not this payment's {payment.cart_id!r}"
+    if result.amount.currency != payment.amount.currency:
+        return f"currency {result.amount.currency} is not this payment's {payment.amount.currency}"
+    if result.tran_type is TranType.REGISTER:
+        return f"{describe(result)}: a card registration belongs to no payment"
+    if result.tran_type in FOLLOW_UP_TYPES:
+        return _follow_up(payment, result)
+    if result.tran_type is TranType.SALE and result.previous_tran_ref is not None:
+        return _settlement(payment, result)
+    return _originating(payment, result)
+
+
+def describe(result: GatewayResult) -> str:
+    """A result in a few words for reasons and logs: ``refund TST123 (A)``."""
+    status = result.status.value if result.status else "no status"
+    return f"{result.tran_type} {result.tran_ref} ({status})"
+
+
+def _originating(payment: Payment, result: GatewayResult) -> str | None:
+    fits = (
+        {TranType.SALE, TranType.PAYMENT_REQUEST}
+        if payment.tran_type is TranType.SALE
+        else {TranType.AUTH}
+    )
+    if result.tran_type not in fits:
+        return f"{describe(result)} does not fit this {payment.tran_type} payment"
+    record = payment.transaction(result.tran_ref)
+    ours = record is not None and record.tran_type not in FOLLOW_UP_TYPES
+    if payment.tran_ref is not None and not ours:
+        return (
+            f"{describe(result)} is not this payment's transaction {payment.tran_ref}; "
+            "a second attempt on one cart needs review"
+        )
+    return _same_amount(payment, result)
+
+
+def _settlement(payment: Payment, result: GatewayResult) -> str | None:
+    # Pending APM flow: PayTabs reports the payment as a new sale whose previous_tran_ref is the
+    # "Payment Request" (reference paytabs-pt2.md §5.3).
+    if payment.tran_type is not TranType.SALE:
+        return f"{describe(result)} does not fit this {payment.tran_type} payment"
+    if payment.tran_ref is not None and result.previous_tran_ref != payment.tran_ref:
+        return f"{describe(result)} completes {result.previous_tran_ref}, not {payment.tran_ref}"
+    for record in payment.transactions:
+        if (
+            record.tran_ref != result.tran_ref
+            and record.previous_tran_ref is not None
+            and record.signal is Signal.CHARGED
+        ):
+            return f"{describe(result)} would charge again after sale {record.tran_ref}"
+    return _same_amount(payment, result)
+
+
+def _follow_up(payment: Payment, result: GatewayResult) -> str | None:
+    if result.tran_type is not TranType.REFUND and payment.tran_type is not TranType.AUTH:
+        return f"{describe(result)} needs an auth; this is a {payment.tran_type} payment"
+    if result.amount.minor_units <= 0 or payment.amount < result.amount:
+        return f"{describe(result)} for {result.amount} does not fit a payment of {payment.amount}"
+    # A refund may follow a capture or an APM sale not seen yet. Until money moved not every
+    # parent it could have is known, so it is left to the table (ILLEGAL: deliver it later).
+    parents_known = payment.tran_ref is not None and (
+        result.tran_type is not TranType.REFUND or payment.state in MONEY_MOVED_STATES
+    )
+    if parents_known:
+        parents = _parents(payment, result.tran_type)
+        if result.previous_tran_ref not in parents:
+            return (
+                f"{describe(result)} follows {result.previous_tran_ref}, "
+                f"which is not one of this payment's ({', '.join(sorted(parents))})"
+            )
+    if result.tran_type is TranType.CAPTURE:
+        for record in payment.transactions:
+            if (
+                record.tran_type is TranType.CAPTURE
+                and record.tran_ref != result.tran_ref
+                and record.signal is not Signal.FOLLOW_UP_FAILED
+            ):
+                return f"{describe(result)} after capture {record.tran_ref}: one per payment"
+    if result.tran_type is TranType.REFUND:
+        return _refund(payment, result)
+    return None
+
+
+def _refund(payment: Payment, result: GatewayResult) -> str | None:
+    takes_money = result.signal in (Signal.REFUNDED, Signal.FOLLOW_UP_PENDING)
+    if not takes_money or payment.state not in MONEY_MOVED_STATES:
+        return None  # a failed refund takes nothing; before the sale the table decides
+    others = pending_total(
+        payment.transactions, TranType.REFUND, payment.amount.currency, excluding=result.tran_ref
+    )
+    available = payment.captured - payment.refunded - others
+    if available < result.amount:
+        return f"{describe(result)} for {result.amount} exceeds the {available} refundable"
+    return None
+
+
+def _same_amount(payment: Payment, result: GatewayResult) -> str | None:
+    if result.amount != payment.amount:
+        return f"{describe(result)} is for {result.amount}, the payment for {payment.amount}"
+    return None
+
+
+def _parents(payment: Payment, tran_type: TranType) -> set[str]:
+    """The transactions a follow-up of ``tran_type`` may refer to."""
+    parents = {payment.tran_ref} if payment.tran_ref is not None else set()
+    if tran_type is TranType.REFUND:  # refunds follow the sale, the APM sale or the capture
+        parents |= {
+            record.tran_ref
+            for record in payment.transactions
+            if record.tran_type in (TranType.SALE, TranType.CAPTURE)
+        }
+    return parents

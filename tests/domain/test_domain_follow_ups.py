@@ -1,0 +1,319 @@
+"""Captures, voids, refunds and the pending-APM flow, and the guards on our own requests."""
+
+from __future__ import annotations
+
+import pytest
+from domain_builders import (
+    PAGE_REF,
+    A,
+    D,
+    H,
+    P,
+    V,
+    X,
+    applied,
+    at,
+    awaiting,
+    follow_up,
+    kwd,
+    payment_in,
+    result,
+    sar,
+    state_of,
+)
+
+from paytabs_guard.domain.errors import (
+    AmountExceedsAvailable,
+    CaptureExceedsAuthorized,
+    CaptureNotAllowed,
+    CurrencyMismatch,
+    InvalidPaymentRequest,
+    PaymentNotVoidable,
+    RefundExceedsCaptured,
+    RefundNotAllowed,
+)
+from paytabs_guard.domain.events import ExpiryCause, PaymentExpired, PaymentRefunded
+from paytabs_guard.domain.gateway import GatewayStatus, TranType
+from paytabs_guard.domain.money import Money
+from paytabs_guard.domain.payment import Payment
+from paytabs_guard.domain.states import OutcomeKind, PaymentState
+
+S = PaymentState
+
+
+def authorized(amount: Money | None = None) -> Payment:
+    payment = awaiting(tran_type=TranType.AUTH, amount=amount)
+    applied(payment.apply_gateway_result(result(payment, A), at=at(1)))
+    return payment
+
+
+def completed(amount: Money | None = None) -> Payment:
+    payment = awaiting(amount=amount)
+    applied(payment.apply_gateway_result(result(payment, A), at=at(1)))
+    return payment
+
+
+def refund(payment: Payment, ref: str, amount: Money, status: GatewayStatus = A) -> OutcomeKind:
+    outcome = payment.apply_gateway_result(
+        follow_up(payment, TranType.REFUND, status, ref, amount),
+        at=at(5),
+    )
+    return outcome.kind
+
+
+# ---- capture, void, release ------------------------------------------------------------------
+
+
+def test_a_capture_completes_an_authorisation() -> None:
+    payment = authorized()
+    capture = follow_up(payment, TranType.CAPTURE, A, "CAP1", payment.amount)
+    outcome = payment.apply_gateway_result(capture, at=at(2))
+    assert payment.state is S.COMPLETED
+    assert payment.captured == payment.amount
+    assert [event.type for event in outcome.events] == ["payment.captured", "payment.completed"]
+    assert payment.refund_reference == "CAP1"
+    assert payment.history[-1].gateway_ref == "CAP1"
+
+
+def test_a_partial_capture_in_kwd_caps_what_can_be_refunded() -> None:
+    payment = authorized(kwd("10.000"))
+    payment.ensure_can_capture(kwd("7.125"))
+    capture = follow_up(payment, TranType.CAPTURE, A, "CAP1", kwd("7.125"))
+    applied(payment.apply_gateway_result(capture, at=at(2)))
+    assert payment.captured == kwd("7.125")
+    assert payment.refundable == kwd("7.125")
+    with pytest.raises(RefundExceedsCaptured):
+        payment.ensure_can_refund(kwd("7.126"))
+
+
+def test_the_same_capture_twice_is_a_duplicate() -> None:
+    payment = authorized()
+    capture = follow_up(payment, TranType.CAPTURE, A, "CAP1", payment.amount)
+    applied(payment.apply_gateway_result(capture, at=at(2)))
+    assert payment.apply_gateway_result(capture, at=at(3)).kind is OutcomeKind.DUPLICATE
+    assert [e.type for e in payment.pending_events].count("payment.completed") == 1
+
+
+def test_a_second_capture_is_quarantined() -> None:
+    payment = authorized()
+    first = follow_up(payment, TranType.CAPTURE, A, "CAP1", sar("50.00"))
+    applied(payment.apply_gateway_result(first, at=at(2)))
+    second = follow_up(payment, TranType.CAPTURE, A, "CAP2", sar("50.00"))
+    outcome = payment.apply_gateway_result(second, at=at(3))
+    assert outcome.kind is OutcomeKind.QUARANTINED
+    assert payment.captured == sar("50.00")
+
+
+def test_a_declined_capture_is_recorded_and_the_authorisation_stays() -> None:
+    payment = authorized()
+    declined = follow_up(payment, TranType.CAPTURE, D, "CAP1", payment.amount)
+    outcome = payment.apply_gateway_result(declined, at=at(2))
+    assert (outcome.kind, outcome.events) == (OutcomeKind.APPLIED, ())
+    assert payment.state is S.AUTHORIZED
+    assert payment.transactions[-1].tran_ref == "CAP1"
+    payment.ensure_can_capture(payment.amount)  # a new capture may be tried
+    retry = follow_up(payment, TranType.CAPTURE, A, "CAP2", payment.amount)
+    applied(payment.apply_gateway_result(retry, at=at(3)))
+
+
+@pytest.mark.parametrize(
+    ("tran_type", "status"), [(TranType.VOID, A), (TranType.VOID, V), (TranType.RELEASE, A)]
+)
+def test_void_or_release_voids_an_authorisation(tran_type: TranType, status: GatewayStatus) -> None:
+    payment = authorized()
+    void = follow_up(payment, tran_type, status, "VOID1", payment.amount)
+    outcome = payment.apply_gateway_result(void, at=at(2))
+    assert payment.state is S.VOIDED
+    assert [event.type for event in outcome.events] == ["payment.voided"]
+
+
+def test_the_authorisation_itself_reported_voided_voids_it() -> None:
+    payment = authorized()
+    applied(payment.apply_gateway_result(result(payment, V), at=at(2)))
+    assert payment.state is S.VOIDED
+    late_void = follow_up(payment, TranType.VOID, A, "VOID1", payment.amount)
+    assert payment.apply_gateway_result(late_void, at=at(3)).kind is OutcomeKind.DUPLICATE
+
+
+def test_an_expired_authorisation_expires_with_its_cause() -> None:
+    payment = authorized()
+    outcome = payment.apply_gateway_result(result(payment, X), at=at(60 * 24 * 7))
+    (event,) = outcome.events
+    assert isinstance(event, PaymentExpired)
+    assert event.cause is ExpiryCause.AUTHORIZATION_EXPIRED
+
+
+def test_a_void_before_the_authorisation_is_illegal_until_redelivered() -> None:
+    payment = awaiting(tran_type=TranType.AUTH)
+    void = follow_up(payment, TranType.VOID, A, "VOID1", payment.amount)
+    assert payment.apply_gateway_result(void, at=at(1)).kind is OutcomeKind.ILLEGAL
+    applied(payment.apply_gateway_result(result(payment, A), at=at(2)))
+    applied(payment.apply_gateway_result(void, at=at(3)))
+    assert payment.state is S.VOIDED
+
+
+# ---- refunds ----------------------------------------------------------------------------------
+
+
+def test_partial_refunds_add_up_to_a_full_refund_in_kwd() -> None:
+    payment = completed(kwd("10.000"))
+    assert refund(payment, "R1", kwd("3.333")) is OutcomeKind.APPLIED
+    assert payment.state is S.PARTIALLY_REFUNDED
+    assert refund(payment, "R2", kwd("3.333")) is OutcomeKind.APPLIED
+    assert payment.state is S.PARTIALLY_REFUNDED
+    assert payment.refundable == kwd("3.334")
+    payment.ensure_can_refund(kwd("3.334"))
+    with pytest.raises(RefundExceedsCaptured) as raised:
+        payment.ensure_can_refund(kwd("3.335"))
+    assert raised.value.available == kwd("3.334")
+    assert "at most 3.334 KWD" in str(raised.value)
+    assert refund(payment, "R3", kwd("3.334")) is OutcomeKind.APPLIED
+    assert state_of(payment) is S.REFUNDED
+    assert payment.refunded == kwd("10.000")
+    refunds = [e for e in payment.pending_events if isinstance(e, PaymentRefunded)]
+    assert [r.fully_refunded for r in refunds] == [False, False, True]
+    assert refunds[-1].data["refunded_total"] == "10.000"
+
+
+def test_one_full_refund_refunds() -> None:
+    payment = completed()
+    assert refund(payment, "R1", payment.amount) is OutcomeKind.APPLIED
+    assert payment.state is S.REFUNDED
+    with pytest.raises(RefundNotAllowed):
+        payment.ensure_can_refund(sar("0.01"))
+
+
+def test_a_refund_beyond_what_is_left_is_quarantined() -> None:
+    payment = completed()
+    applied_kind = refund(payment, "R1", sar("60.00"))
+    assert applied_kind is OutcomeKind.APPLIED
+    assert refund(payment, "R2", sar("40.01")) is OutcomeKind.QUARANTINED
+    assert payment.refunded == sar("60.00")
+
+
+def test_a_pending_refund_is_recorded_and_reserves_its_amount() -> None:
+    payment = completed()
+    assert refund(payment, "R1", sar("40.00"), P) is OutcomeKind.APPLIED
+    assert payment.state is S.COMPLETED
+    assert payment.pending_refunds == sar("40.00")
+    assert payment.refundable == sar("60.00")
+    with pytest.raises(RefundExceedsCaptured):
+        payment.ensure_can_refund(sar("60.01"))
+    assert refund(payment, "R1", sar("40.00"), P) is OutcomeKind.DUPLICATE
+    assert refund(payment, "R1", sar("40.00"), H) is OutcomeKind.DUPLICATE
+    assert refund(payment, "R1", sar("40.00"), A) is OutcomeKind.APPLIED
+    assert state_of(payment) is S.PARTIALLY_REFUNDED
+    assert payment.pending_refunds == sar("0.00")
+    assert payment.refundable == sar("60.00")
+    assert refund(payment, "R1", sar("40.00"), P) is OutcomeKind.STALE
+
+
+def test_a_pending_refund_that_fails_releases_its_amount() -> None:
+    payment = completed()
+    refund(payment, "R1", sar("40.00"), P)
+    assert refund(payment, "R1", sar("40.00"), D) is OutcomeKind.APPLIED
+    assert payment.pending_refunds == sar("0.00")
+    assert payment.refundable == payment.amount
+    assert payment.state is S.COMPLETED
+
+
+def test_a_refund_that_succeeded_then_is_reported_declined_is_a_conflict() -> None:
+    payment = completed()
+    refund(payment, "R1", sar("40.00"))
+    assert refund(payment, "R1", sar("40.00"), D) is OutcomeKind.CONFLICT
+    assert payment.refunded == sar("40.00")
+    assert payment.has_conflict
+
+
+def test_a_refund_before_the_sale_is_illegal_until_redelivered() -> None:
+    payment = awaiting()
+    early = follow_up(payment, TranType.REFUND, A, "R1", sar("10.00"), previous=PAGE_REF)
+    assert payment.apply_gateway_result(early, at=at(1)).kind is OutcomeKind.ILLEGAL
+    pending = follow_up(payment, TranType.REFUND, P, "R1", sar("10.00"), previous=PAGE_REF)
+    assert payment.apply_gateway_result(pending, at=at(1)).kind is OutcomeKind.ILLEGAL
+    applied(payment.apply_gateway_result(result(payment, A), at=at(2)))
+    applied(payment.apply_gateway_result(early, at=at(3)))
+    assert payment.state is S.PARTIALLY_REFUNDED
+
+
+# ---- pending APM (payment request) ---------------------------------------------------------------
+
+
+def test_a_payment_request_completes_through_its_new_sale() -> None:
+    payment = awaiting()
+    request = result(payment, P, tran_type=TranType.PAYMENT_REQUEST)
+    applied(payment.apply_gateway_result(request, at=at(1)))
+    assert payment.state is S.PENDING
+    sale = result(payment, A, tran_type=TranType.SALE, tran_ref="TSTSALE2", previous=PAGE_REF)
+    outcome = payment.apply_gateway_result(sale, at=at(90))
+    assert state_of(payment) is S.COMPLETED
+    assert [event.type for event in outcome.events] == ["payment.completed"]
+    assert outcome.events[0].data["tran_ref"] == "TSTSALE2"
+    assert payment.refund_reference == "TSTSALE2"
+    # A refund of the new sale is this payment's; a second sale would charge twice.
+    assert refund(payment, "R1", sar("10.00")) is OutcomeKind.APPLIED
+    again = result(payment, A, tran_type=TranType.SALE, tran_ref="TSTSALE3", previous=PAGE_REF)
+    assert payment.apply_gateway_result(again, at=at(91)).kind is OutcomeKind.QUARANTINED
+
+
+def test_an_unpaid_payment_request_expires() -> None:
+    payment = awaiting()
+    request = result(payment, P, tran_type=TranType.PAYMENT_REQUEST)
+    applied(payment.apply_gateway_result(request, at=at(1)))
+    outcome = payment.apply_gateway_result(
+        result(payment, X, tran_type=TranType.PAYMENT_REQUEST), at=at(180)
+    )
+    assert payment.state is S.EXPIRED
+    (event,) = outcome.events
+    assert isinstance(event, PaymentExpired)
+    assert event.cause is ExpiryCause.GATEWAY_EXPIRED
+
+
+# ---- guards --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "state",
+    [s for s in PaymentState if s not in (S.COMPLETED, S.PARTIALLY_REFUNDED)],
+)
+def test_refunds_are_refused_unless_money_moved(state: PaymentState) -> None:
+    with pytest.raises(RefundNotAllowed, match="only completed"):
+        payment_in(state).ensure_can_refund(sar("1.00"))
+
+
+def test_refund_amounts_must_be_positive_and_in_the_payments_currency() -> None:
+    payment = completed()
+    with pytest.raises(CurrencyMismatch, match="send the amount in SAR"):
+        payment.ensure_can_refund(Money.of("1.00", "AED"))
+    with pytest.raises(InvalidPaymentRequest, match="more than zero"):
+        payment.ensure_can_refund(sar("0.00"))
+
+
+@pytest.mark.parametrize("state", [s for s in PaymentState if s is not S.AUTHORIZED])
+def test_captures_need_an_authorisation(state: PaymentState) -> None:
+    with pytest.raises(CaptureNotAllowed):
+        payment_in(state, tran_type=TranType.AUTH).ensure_can_capture(sar("1.00"))
+
+
+def test_captures_stay_within_the_authorised_amount() -> None:
+    payment = authorized(kwd("5.500"))
+    payment.ensure_can_capture(kwd("5.500"))
+    with pytest.raises(CaptureExceedsAuthorized) as raised:
+        payment.ensure_can_capture(kwd("5.501"))
+    assert isinstance(raised.value, AmountExceedsAvailable)
+    pending = follow_up(payment, TranType.CAPTURE, P, "CAP1", kwd("2.000"))
+    applied(payment.apply_gateway_result(pending, at=at(2)))
+    assert payment.pending_captures == kwd("2.000")
+    with pytest.raises(CaptureExceedsAuthorized):
+        payment.ensure_can_capture(kwd("3.501"))
+
+
+def test_voids_need_an_authorisation_with_nothing_captured() -> None:
+    authorized().ensure_can_void()
+    with pytest.raises(PaymentNotVoidable, match="only an authorized"):
+        completed().ensure_can_void()
+    payment = authorized()
+    pending = follow_up(payment, TranType.CAPTURE, P, "CAP1", payment.amount)
+    applied(payment.apply_gateway_result(pending, at=at(2)))
+    with pytest.raises(PaymentNotVoidable, match="refund instead"):
+        payment.ensure_can_void()
