@@ -10,8 +10,11 @@ fi
 stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
 if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
+  # (this machine's pip config names local wheel folders that may not exist: hide that noise)
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip \
+    2> >(grep -v "WARNING: Location" >&2)
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+    -e ".[dev,bench]" 2> >(grep -v "WARNING: Location" >&2)
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -58,9 +58,9 @@ async def postgres_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def redis_prefix() -> Iterator[str]:
+def redis_prefix() -> str:
     """A key prefix of this test's own, so parallel runs never collide."""
-    yield f"ptg-test:{secrets.token_hex(6)}:"
+    return f"ptg-test:{secrets.token_hex(6)}:"
 
 
 @pytest.fixture
