@@ -399,3 +399,29 @@ def test_collect_events_drains_the_queue() -> None:
     assert [event.type for event in drained] == ["payment.created", "payment.initiated"]
     assert payment.pending_events == []
     assert payment.collect_events() == []
+
+
+def test_a_lost_page_url_leads_to_a_new_attempt_under_a_new_cart_id() -> None:
+    payment = new_payment()
+    payment.mark_initiating(at=at(0.1))
+    payment.initiation_ambiguous(at=at(0.2))
+    found = payment.apply_gateway_result(
+        result(payment, None, source=ResultSource.QUERY), at=at(0.3)
+    )
+    assert payment.state is PaymentState.AWAITING_CUSTOMER  # the page exists, unpaid
+    assert found.kind is OutcomeKind.APPLIED
+
+    orphan = new_payment(payment_id="pay_2")
+    orphan.mark_initiating(at=at(0.1))
+    orphan.initiation_ambiguous(at=at(0.2))
+    moved = orphan.new_attempt(f"{CART}-2", at=at(0.3))
+    assert moved.kind is OutcomeKind.APPLIED
+    assert orphan.state is PaymentState.INITIATING
+    assert orphan.cart_id == f"{CART}-2"
+    assert orphan.abandoned_cart_ids == [CART]
+    assert orphan.history[-1].trigger is Trigger.NEW_ATTEMPT
+    # a result for the abandoned cart can never decide the payment
+    stray = orphan.apply_gateway_result(result(orphan, A, cart_id=CART), at=at(0.4))
+    assert stray.kind is OutcomeKind.QUARANTINED
+    with pytest.raises(InvalidPaymentRequest, match="already used"):
+        orphan.new_attempt(CART, at=at(0.5))

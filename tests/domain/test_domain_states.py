@@ -31,6 +31,7 @@ gateway_rejected   I  A  I  I  I  I  I  I  I  I  D  I  I  I
 ambiguous_failure  I  A  I  I  I  D  I  I  I  I  I  I  I  I
 no_gateway_record  I  I  I  I  I  A  I  I  I  I  D  I  I  I
 page_ttl_passed    I  I  A  A  A  I  I  I  I  I  I  I  D  I
+new_attempt        I  D  I  I  I  A  I  I  I  I  I  I  I  I
 page_found         I  I  D  S  S  A  S  S  S  S  S  S  S  S
 pending            I  I  A  D  S  A  S  S  S  S  S  S  S  S
 held               I  I  A  A  D  A  S  S  S  S  S  S  S  S
@@ -75,6 +76,7 @@ TARGETS = {
     T.AMBIGUOUS_FAILURE: S.UNKNOWN,
     T.NO_GATEWAY_RECORD: S.FAILED,
     T.PAGE_TTL_PASSED: S.EXPIRED,
+    T.NEW_ATTEMPT: S.INITIATING,
     T.PAGE_FOUND: S.AWAITING_CUSTOMER,
     T.PENDING: S.PENDING,
     T.HELD: S.ON_HOLD,

@@ -52,6 +52,8 @@ def fire(payment: Payment, trigger: Trigger) -> Outcome:
             return payment.unknown_resolved_no_record(at=when)
         case Trigger.PAGE_TTL_PASSED:
             return payment.expire_page(at=when)
+        case Trigger.NEW_ATTEMPT:
+            return payment.new_attempt(f"{payment.cart_id}-2", at=when)
         case Trigger.PAGE_FOUND:
             return payment.apply_gateway_result(result(payment, None), at=when)
         case Trigger.PENDING:

@@ -126,6 +126,7 @@ def for_result(
                 | Trigger.AMBIGUOUS_FAILURE
                 | Trigger.NO_GATEWAY_RECORD
                 | Trigger.PAGE_TTL_PASSED
+                | Trigger.NEW_ATTEMPT
             ):
                 return []  # our own steps: their command methods bring their own emitters
             case _:

@@ -118,6 +118,7 @@ class Payment:
     transactions: list[GatewayTransaction] = field(default_factory=list)
     history: list[Transition] = field(default_factory=list)
     conflicts: list[ConflictNote] = field(default_factory=list)
+    abandoned_cart_ids: list[str] = field(default_factory=list)
     version: int = 0
     pending_events: list[PaymentEvent] = field(default_factory=list)
 
@@ -307,6 +308,31 @@ class Payment:
     ) -> Outcome:
         """Timeout, reset or 5xx after the request left: PayTabs may or may not have a page."""
         return self._step(Trigger.AMBIGUOUS_FAILURE, at=at, source=ResultSource.API, reason=reason)
+
+    def new_attempt(self, cart_id: str, *, at: datetime) -> Outcome:
+        """Go out again under ``cart_id``: the gateway holds only an unpaid page for the current
+        cart whose URL was lost with an ambiguous answer, so nobody can ever pay it. The old
+        cart id is kept in ``abandoned_cart_ids``; a result for it is quarantined."""
+        if not cart_id.strip() or len(cart_id) > MAX_CART_ID_LENGTH:
+            raise InvalidPaymentRequest(
+                "cart_id", f"must be 1 to {MAX_CART_ID_LENGTH} characters, got {len(cart_id)}"
+            )
+        if cart_id == self.cart_id or cart_id in self.abandoned_cart_ids:
+            raise InvalidPaymentRequest("cart_id", f"{cart_id!r} was already used by this payment")
+        abandoned = self.cart_id
+        outcome = self._step(
+            Trigger.NEW_ATTEMPT,
+            at=at,
+            source=ResultSource.API,
+            reason=f"unpaid page of cart {abandoned} is unreachable; new attempt as {cart_id}",
+            gateway_ref=self.tran_ref,
+        )
+        if outcome.changed:
+            self.abandoned_cart_ids.append(abandoned)
+            self.cart_id = cart_id
+            self.tran_ref = None
+            self.transactions = [t for t in self.transactions if t.previous_tran_ref is not None]
+        return outcome
 
     def unknown_resolved_no_record(
         self, *, at: datetime, source: ResultSource = ResultSource.RECONCILIATION

@@ -65,6 +65,7 @@ class Trigger(StrEnum):
     AMBIGUOUS_FAILURE = "ambiguous_failure"
     NO_GATEWAY_RECORD = "no_gateway_record"
     PAGE_TTL_PASSED = "page_ttl_passed"
+    NEW_ATTEMPT = "new_attempt"
     # What a gateway result (callback, query, reconciliation) says.
     PAGE_FOUND = "page_found"
     PENDING = "pending"
@@ -155,6 +156,9 @@ TRANSITIONS: Final[Mapping[tuple[PaymentState, Trigger], PaymentState]] = _table
     (_S.INITIATING, _T.GATEWAY_REJECTED, _S.FAILED),  # 4xx validation
     (_S.INITIATING, _T.AMBIGUOUS_FAILURE, _S.UNKNOWN),  # timeout / reset / 5xx
     (_S.UNKNOWN, _T.NO_GATEWAY_RECORD, _S.FAILED),  # retries exhausted, nothing at PayTabs
+    # decision: PayTabs holds only an unpaid page whose URL was lost with an ambiguous answer;
+    # nobody can pay it, so a new attempt goes out under a new cart id
+    (_S.UNKNOWN, _T.NEW_ATTEMPT, _S.INITIATING),
     ({_S.AWAITING_CUSTOMER, _S.PENDING, _S.ON_HOLD}, _T.PAGE_TTL_PASSED, _S.EXPIRED),
     # ---- what the gateway says about the payment's own transaction ----------------------
     (_S.UNKNOWN, _T.PAGE_FOUND, _S.AWAITING_CUSTOMER),  # decision: page exists, unpaid
@@ -194,6 +198,7 @@ OWN_TRIGGERS: Final = frozenset(
         _T.AMBIGUOUS_FAILURE,
         _T.NO_GATEWAY_RECORD,
         _T.PAGE_TTL_PASSED,
+        _T.NEW_ATTEMPT,
     }
 )
 """Triggers fired by our own steps rather than by a gateway result."""
