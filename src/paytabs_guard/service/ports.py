@@ -1,0 +1,125 @@
+"""What the use cases need from storage, as Protocols (implemented in ``adapters/sql``).
+
+One unit of work = one database transaction. ``commit()`` writes the pending events of every
+payment the unit of work touched into the outbox *in the same transaction* as the state change,
+so a state change and its event are stored together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, Self
+
+from paytabs_guard.domain import Payment, PaymentState
+
+
+class ClaimStatus(StrEnum):
+    """What ``IdempotencyStore.claim`` found for a key."""
+
+    NEW = "new"  # first use: this request owns the key and must complete or release it
+    IN_FLIGHT = "in_flight"  # another request with the same key has not finished yet
+    COMPLETED = "completed"  # finished before: replay the stored response
+    MISMATCH = "mismatch"  # the key was used with a different request
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """The first response given for an idempotency key, replayed verbatim."""
+
+    status_code: int
+    body: str  # JSON text
+    resource_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    status: ClaimStatus
+    response: StoredResponse | None = None  # set when COMPLETED
+
+
+class IdempotencyStore(Protocol):
+    """Idempotency keys (Stripe / IETF draft semantics), scoped per operation and client.
+
+    Not part of a unit of work: every call is its own committed transaction, so a concurrent
+    request with the same key sees IN_FLIGHT at once (a unique constraint decides races).
+    """
+
+    async def claim(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+    ) -> IdempotencyClaim: ...
+
+    async def complete(
+        self, scope: str, key: str, response: StoredResponse, *, now: datetime
+    ) -> None: ...
+
+    async def release(self, scope: str, key: str) -> None:
+        """Forget an IN_FLIGHT key whose request failed without an answer worth keeping."""
+        ...
+
+    async def purge_expired(self, *, now: datetime) -> int: ...
+
+
+class PaymentRepository(Protocol):
+    """Payments with their history and gateway transactions. Reads inside a unit of work."""
+
+    def add(self, payment: Payment) -> None: ...
+
+    async def get(self, payment_id: str, *, for_update: bool = False) -> Payment | None: ...
+
+    async def get_by_cart_id(self, cart_id: str, *, for_update: bool = False) -> Payment | None:
+        """The payment whose current or earlier gateway attempt used ``cart_id``."""
+        ...
+
+    async def get_by_tran_ref(
+        self, tran_ref: str, *, for_update: bool = False
+    ) -> Payment | None:
+        """The payment owning ``tran_ref`` (its originating transaction or a follow-up)."""
+        ...
+
+    async def list(
+        self,
+        *,
+        states: Collection[PaymentState] = (),
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> Sequence[Payment]:
+        """Newest first; ``after`` is the id of the last payment of the previous page."""
+        ...
+
+    async def stuck(
+        self, states: Collection[PaymentState], *, updated_before: datetime, limit: int
+    ) -> Sequence[str]:
+        """Ids of payments in ``states`` not updated since ``updated_before``, oldest first,
+        claimed so that concurrent reconcilers on other instances skip them (SKIP LOCKED)."""
+        ...
+
+
+class WebhookInbox(Protocol):
+    """Deliveries already processed, for dedupe across retries, channels and instances."""
+
+    async def record(self, key: str, *, source: str, now: datetime) -> bool:
+        """True when ``key`` is new (and is now recorded); False for a duplicate."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    payments: PaymentRepository
+    inbox: WebhookInbox
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Roll back whatever was not committed."""
+        ...
+
+    async def commit(self) -> None:
+        """Write touched payments and their pending events (to the outbox), then commit."""
+        ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
