@@ -425,3 +425,16 @@ def test_a_lost_page_url_leads_to_a_new_attempt_under_a_new_cart_id() -> None:
     assert stray.kind is OutcomeKind.QUARANTINED
     with pytest.raises(InvalidPaymentRequest, match="already used"):
         orphan.new_attempt(CART, at=at(0.5))
+
+
+def test_page_url_return_url_and_metadata_are_kept() -> None:
+    payment = Payment.create(
+        id="pay_9", cart_id="cart-9", profile_id=PROFILE, amount=sar("10.00"),
+        tran_type=TranType.SALE, description="d", at=T0,
+        return_url="https://shop.example/thanks", metadata={"order": "1001"},
+    )  # fmt: skip
+    payment.mark_initiating(at=at(0.1))
+    payment.page_created(PAGE_REF, None, at=at(0.2), redirect_url="https://pay.example/p/1")
+    assert payment.redirect_url == "https://pay.example/p/1"
+    assert payment.return_url == "https://shop.example/thanks"
+    assert payment.metadata == {"order": "1001"}

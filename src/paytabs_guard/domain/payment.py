@@ -89,6 +89,7 @@ class _Effect:
     """What a legal transition writes besides the state."""
 
     adopt_tran_ref: str | None = None
+    redirect_url: str | None = None
     expires_at: datetime | None = None
     record: GatewayTransaction | None = None
     captured: Money | None = None
@@ -119,6 +120,9 @@ class Payment:
     history: list[Transition] = field(default_factory=list)
     conflicts: list[ConflictNote] = field(default_factory=list)
     abandoned_cart_ids: list[str] = field(default_factory=list)
+    redirect_url: str | None = None  # the hosted page the customer pays on
+    return_url: str | None = None  # the merchant's page the customer goes back to afterwards
+    metadata: dict[str, str] = field(default_factory=dict)  # the merchant's, echoed back
     version: int = 0
     pending_events: list[PaymentEvent] = field(default_factory=list)
 
@@ -133,6 +137,8 @@ class Payment:
         tran_type: TranType,
         description: str,
         at: datetime,
+        return_url: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> Payment:
         """A new payment in CREATED, with its ``payment.created`` event queued."""
         _require_aware(at)
@@ -150,6 +156,8 @@ class Payment:
             updated_at=at,
             captured=zero,
             refunded=zero,
+            return_url=return_url,
+            metadata=dict(metadata or {}),
         )
         payment.history.append(
             Transition(
@@ -261,7 +269,14 @@ class Payment:
             effect=_Effect(expires_at=_optional_aware(expires_at)),
         )
 
-    def page_created(self, tran_ref: str, expires_at: datetime | None, *, at: datetime) -> Outcome:
+    def page_created(
+        self,
+        tran_ref: str,
+        expires_at: datetime | None,
+        *,
+        at: datetime,
+        redirect_url: str | None = None,
+    ) -> Outcome:
         """PayTabs returned the hosted page and its ``tran_ref``: send the customer there."""
         if not tran_ref.strip():
             raise InvalidPaymentRequest("tran_ref", "PayTabs returned an empty tran_ref")
@@ -281,7 +296,10 @@ class Payment:
             return [PaymentInitiated(**base, tran_ref=tran_ref, expires_at=self.expires_at)]
 
         effect = _Effect(
-            adopt_tran_ref=tran_ref, expires_at=_optional_aware(expires_at), record=record
+            adopt_tran_ref=tran_ref,
+            expires_at=_optional_aware(expires_at),
+            record=record,
+            redirect_url=redirect_url,
         )
         return self._step(
             Trigger.PAGE_CREATED,
@@ -331,6 +349,7 @@ class Payment:
             self.abandoned_cart_ids.append(abandoned)
             self.cart_id = cart_id
             self.tran_ref = None
+            self.redirect_url = None
             self.transactions = [t for t in self.transactions if t.previous_tran_ref is not None]
         return outcome
 
@@ -460,6 +479,8 @@ class Payment:
         previous = self.state
         if effect.adopt_tran_ref is not None and self.tran_ref is None:
             self.tran_ref = effect.adopt_tran_ref
+        if effect.redirect_url is not None:
+            self.redirect_url = effect.redirect_url
         if effect.expires_at is not None:
             self.expires_at = effect.expires_at
         if effect.record is not None:
