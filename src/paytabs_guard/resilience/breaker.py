@@ -1,0 +1,605 @@
+"""The circuit breaker: a rolling error-rate window, lazy state changes, bounded half-open trials.
+
+State machine::
+
+    closed ──(error rate >= threshold and calls >= volume)──▶ open
+    open ──(reset_timeout elapsed, checked on the next call or snapshot)──▶ half_open
+    half_open ──(half_open_max_calls trials succeeded)──▶ closed   (fresh window)
+    half_open ──(a trial failed)──▶ open
+    any ──force_open() / force_closed() / disable() / reset()──▶ forced_open / forced_closed /
+                                                               disabled / closed
+
+Rules worth knowing (see ``BreakerConfig`` for the knobs):
+
+* Each attempted call is counted once, when it completes, in the bucket of its completion;
+  rejected calls are counted as rejects, never in the error rate.
+* The call timeout is inside the breaker: a call that outlives it is cancelled, counted as a
+  failure and raised as :class:`CallTimeout`. A caller's own cancellation is neither a success
+  nor a failure, and gives back a half-open trial slot.
+* Exceptions the ``is_failure`` predicate excuses propagate unchanged but count as successes:
+  the gateway answered, so it is healthy.
+* Nothing runs in the background and nothing awaits Redis: shared state arrives through
+  :meth:`CircuitBreaker.apply_shared_open` / :meth:`~CircuitBreaker.apply_shared_close`, called
+  by a listener, and leaves through the synchronous :class:`SharedHook`.
+
+A breaker belongs to one event loop and is not thread-safe, like everything asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from paytabs_guard.resilience.clock import MonotonicClock, WallClock, utc_now
+from paytabs_guard.resilience.config import BreakerConfig
+from paytabs_guard.resilience.deadline import DeadlineTimer
+from paytabs_guard.resilience.errors import CallTimeout, CircuitOpenError
+from paytabs_guard.resilience.events import (
+    STATE_EVENTS,
+    BreakerEvent,
+    BreakerState,
+    EventType,
+    Subscriber,
+    deliver,
+    error_type_name,
+)
+from paytabs_guard.resilience.stats import SHARING_DISABLED, BreakerSnapshot, SharedStatus
+from paytabs_guard.resilience.window import RollingWindow
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+Fallback = Callable[[BaseException], Awaitable[T]]
+"""Called with the rejection or failure when a protected call cannot give a result."""
+
+# Module-level aliases: a global load is cheaper than an enum attribute on the hot path.
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+_HALF_OPEN = BreakerState.HALF_OPEN
+_FORCED_OPEN = BreakerState.FORCED_OPEN
+_FORCED_CLOSED = BreakerState.FORCED_CLOSED
+_DISABLED = BreakerState.DISABLED
+_REJECTED = -1
+
+
+class SharedHook(Protocol):
+    """What a breaker tells the shared-state layer. Every method must return at once.
+
+    :class:`~paytabs_guard.resilience.shared.SharedBreakerState` implements it; anything slow
+    (Redis round trips) happens in its background tasks.
+    """
+
+    def probe_permitted(self, name: str) -> bool:
+        """May this instance admit a trial call now? ``True`` when sharing is unavailable."""
+        ...
+
+    def opened(self, name: str, open_for: float) -> None:
+        """The breaker tripped on its own window and stays open ``open_for`` seconds."""
+        ...
+
+    def trial_finished(self, name: str, *, succeeded: bool, open_for: float) -> None:
+        """A trial closed the breaker, or failed and re-opened it for ``open_for`` seconds."""
+        ...
+
+    def status(self) -> SharedStatus:
+        """Whether sharing is enabled and Redis reachable, for the snapshot."""
+        ...
+
+
+class CircuitBreaker:
+    """An asyncio circuit breaker for one family of gateway operations.
+
+    Args:
+        name: Identifies the breaker in errors, events, snapshots and shared keys.
+        config: How it decides; the seed's defaults when omitted.
+        clock: Monotonic seconds; inject a :class:`~paytabs_guard.resilience.ManualClock` in
+            tests. The call timeout runs on the event loop's clock instead, since it must
+            cancel a real task.
+        wall_clock: Aware ``datetime`` for the "since" fields of snapshots and events.
+        shared: The shared-state layer, if breaker state is shared between instances.
+    """
+
+    __slots__ = (
+        "_admit_all",
+        "_call_timeout",
+        "_cancelled",
+        "_clock",
+        "_config",
+        "_generation",
+        "_half_open_max",
+        "_is_failure",
+        "_opened",
+        "_reset_timeout",
+        "_retry_at",
+        "_shared",
+        "_since",
+        "_since_wall",
+        "_slow_failure_threshold",
+        "_state",
+        "_subscribers",
+        "_threshold",
+        "_timer",
+        "_trial_patience",
+        "_trial_successes",
+        "_trials",
+        "_volume",
+        "_wall_clock",
+        "_window",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        clock: MonotonicClock = time.monotonic,
+        wall_clock: WallClock = utc_now,
+        shared: SharedHook | None = None,
+    ) -> None:
+        config = BreakerConfig() if config is None else config
+        self.name = name
+        self._config = config
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._shared = shared
+        self._subscribers: list[Subscriber] = []
+        now = clock()
+        self._window = RollingWindow(
+            config.rolling_window,
+            config.rolling_buckets,
+            now=now,
+            samples_per_bucket=config.latency_samples_per_bucket,
+            slow_threshold=config.slow_call_threshold,
+        )
+        # Config copied into slots: the hot path reads them without a second attribute hop.
+        self._threshold = config.error_threshold_percentage
+        self._volume = config.volume_threshold
+        self._half_open_max = config.half_open_max_calls
+        self._reset_timeout = config.reset_timeout
+        self._is_failure = config.is_failure
+        self._call_timeout = config.call_timeout
+        self._timer = None if config.call_timeout is None else DeadlineTimer(config.call_timeout)
+        self._slow_failure_threshold = (
+            config.slow_call_threshold
+            if config.slow_call_is_failure and config.slow_call_threshold is not None
+            else math.inf
+        )
+        # A trial still running after this long is presumed lost (it can only outlive the call
+        # timeout if it swallows cancellation) and its slot is handed to a new trial.
+        self._trial_patience = max(config.reset_timeout, config.call_timeout or 0.0)
+        self._state = _CLOSED
+        self._admit_all = True  # closed or forced_closed: the one check on the fast path
+        self._since = now
+        self._since_wall = wall_clock()
+        self._retry_at = 0.0
+        self._generation = 1  # bumped on every transition; a trial remembers its generation
+        self._trials = 0  # trials admitted in this half-open period, minus abandoned ones
+        self._trial_successes = 0
+        self._cancelled = 0
+        self._opened = 0
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.name!r} {self._state.value}>"
+
+    # -- properties ----------------------------------------------------------------------------
+
+    @property
+    def config(self) -> BreakerConfig:
+        """The configuration this breaker was built with."""
+        return self._config
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state, as of the last call or snapshot (transitions are lazy)."""
+        return self._state
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def call(
+        self, fn: Callable[[], Awaitable[T]], *, fallback: Fallback[T] | None = None
+    ) -> T:
+        """Run ``fn()`` under the breaker and return its result.
+
+        Raises:
+            CircuitOpenError: The circuit is open, or half-open with every trial slot taken
+                (only when no ``fallback`` is given).
+            CallTimeout: ``fn`` outlived the call timeout and was cancelled (likewise).
+            Exception: Whatever ``fn`` raised; failures go to ``fallback`` if given.
+
+        ``fallback(error)`` is awaited instead of raising when the call is rejected or fails
+        (a failure by the ``is_failure`` predicate, or a timeout); its result is returned and
+        its exceptions propagate. Excused exceptions never reach the fallback.
+        """
+        clock = self._clock
+        start = clock()
+        timer = self._timer
+        if self._admit_all:
+            trial = 0
+        elif self._state is _DISABLED:
+            # Pass-through: no timeout, no fallback, no transitions; outcomes are still counted.
+            trial = 0
+            timer = None
+            fallback = None
+        else:
+            if self._state is _OPEN and start < self._retry_at:
+                if fallback is None and not self._subscribers:
+                    # The reject of an open circuit, inlined: this path must stay cheap when a
+                    # whole service's traffic hits a dead gateway. The error is never bound to a
+                    # local here: with this frame in its traceback that would make a reference
+                    # cycle, i.e. garbage only the cyclic GC can free, on every rejection.
+                    self._window.reject(start)
+                    raise CircuitOpenError(self.name, self._retry_at - start)
+                trial = _REJECTED
+            else:
+                trial = self._admit(start)
+            if trial == _REJECTED:
+                if fallback is None:
+                    raise self._reject(start)
+                return await self._fall_back(fallback, self._reject(start), start)
+
+        cancelled_by_timer: asyncio.CancelledError | None = None
+        try:
+            if timer is None:
+                result = await fn()
+            else:
+                token = timer.enter()
+                try:
+                    result = await fn()
+                except asyncio.CancelledError as cancelled:
+                    if not timer.leave_cancelled(token):
+                        raise
+                    cancelled_by_timer = cancelled
+                except BaseException:
+                    timer.leave(token)
+                    raise
+                else:
+                    if timer.expired:
+                        timer.leave(token)
+                    else:  # the usual case, inlined: nothing expired, just forget the call
+                        del timer.inflight[token]
+        except Exception as error:
+            end = clock()
+            if self._is_failure(error):
+                self._on_failure(start, end, trial, error)
+                if fallback is not None:
+                    return await self._fall_back(fallback, error, end)
+            else:
+                self._on_success(start, end, trial, error)
+            raise
+        except BaseException:
+            # CancelledError from outside (the caller gave up), KeyboardInterrupt, SystemExit:
+            # they say nothing about the gateway, so neither success nor failure.
+            self._on_abandoned(trial)
+            raise
+
+        if cancelled_by_timer is not None:
+            end = clock()
+            try:
+                if fallback is not None:
+                    return await self._fall_back(fallback, self._timed_out(start, end, trial), end)
+                raise self._timed_out(start, end, trial) from cancelled_by_timer
+            finally:
+                # The CancelledError's traceback holds this frame: drop the frame's reference
+                # to it, or the two would form a cycle only the cyclic GC could free.
+                cancelled_by_timer = None
+        end = clock()
+        if trial or self._subscribers:
+            self._on_success(start, end, trial, None)
+            return result
+        # The common case, inlined: a plain success with nobody listening.
+        latency = end - start
+        if latency >= self._slow_failure_threshold:
+            self._on_failure(start, end, trial, None, reason="slow_call")
+            return result
+        window = self._window
+        window.success(end, latency)
+        if (
+            window.failures
+            and self._state is _CLOSED
+            and window.calls >= self._volume
+            and window.failures * 100 >= self._threshold * window.calls
+        ):
+            self._trip(end)  # a success can still trip: it may bring the volume up
+        return result
+
+    def protect(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        """Decorator form of :meth:`call`: every call of the returned function goes through."""
+
+        @functools.wraps(fn)
+        async def protected(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await self.call(lambda: fn(*args, **kwargs))
+
+        return protected
+
+    async def _fall_back(self, fallback: Fallback[T], error: BaseException, now: float) -> T:
+        self._window.fallback(now)
+        if self._subscribers:
+            self._emit(EventType.FALLBACK, now, error=error)
+        return await fallback(error)
+
+    # -- admission and outcomes ----------------------------------------------------------------
+
+    def _admit(self, now: float) -> int:
+        """Admission outside the closed states: a trial generation, or ``_REJECTED``."""
+        state = self._state
+        if state is _OPEN:
+            if now < self._retry_at or not self._may_probe():
+                return _REJECTED
+            self._transition(_HALF_OPEN, now, "reset_timeout")
+        elif state is not _HALF_OPEN:
+            return _REJECTED  # forced open
+        if self._trials >= self._half_open_max:
+            if now < self._retry_at:
+                return _REJECTED
+            # Every slot is held by a trial running longer than any call may: presume them lost.
+            self._generation += 1
+            self._trials = self._trial_successes = 0
+        self._trials += 1
+        self._retry_at = now + self._trial_patience
+        return self._generation
+
+    def _reject(self, now: float) -> CircuitOpenError:
+        if self._state is _FORCED_OPEN:
+            retry_after = self._reset_timeout  # nominal: an operator decides when it ends
+        else:
+            retry_after = self._retry_at - now
+            if retry_after < 0.0:
+                retry_after = 0.0
+        rejection = CircuitOpenError(self.name, retry_after)
+        self._window.reject(now)
+        if self._subscribers:
+            self._emit(EventType.REJECT, now, error=rejection)
+        return rejection
+
+    def _may_probe(self) -> bool:
+        shared = self._shared
+        return shared is None or shared.probe_permitted(self.name)
+
+    def _on_success(self, start: float, end: float, trial: int, excused: Exception | None) -> None:
+        latency = end - start
+        if latency >= self._slow_failure_threshold:
+            self._on_failure(start, end, trial, excused, reason="slow_call")
+            return
+        window = self._window
+        window.success(end, latency)
+        if trial:
+            if trial == self._generation:
+                self._trial_successes += 1
+                if self._trial_successes >= self._half_open_max:
+                    if self._subscribers:
+                        self._emit(EventType.SUCCESS, end, latency=latency, error=excused)
+                    self._close_after_trial(end)
+                    return
+        elif (
+            window.failures
+            and self._state is _CLOSED
+            and window.calls >= self._volume
+            and window.failures * 100 >= self._threshold * window.calls
+        ):
+            # A success can still trip: it may be the call that brings the volume up.
+            if self._subscribers:
+                self._emit(EventType.SUCCESS, end, latency=latency, error=excused)
+            self._trip(end)
+            return
+        if self._subscribers:
+            self._emit(EventType.SUCCESS, end, latency=latency, error=excused)
+
+    def _on_failure(
+        self,
+        start: float,
+        end: float,
+        trial: int,
+        error: BaseException | None,
+        *,
+        timed_out: bool = False,
+        reason: str | None = None,
+    ) -> None:
+        latency = end - start
+        window = self._window
+        window.failure(end, latency, timed_out=timed_out)
+        if self._subscribers:
+            self._emit(
+                EventType.TIMEOUT if timed_out else EventType.FAILURE,
+                end,
+                latency=latency,
+                error=error,
+                reason=reason,
+            )
+        if trial:
+            if trial == self._generation:
+                self._reopen_after_trial(end)
+        elif (
+            self._state is _CLOSED
+            and window.calls >= self._volume
+            and window.failures * 100 >= self._threshold * window.calls
+        ):
+            self._trip(end)
+
+    def _timed_out(self, start: float, end: float, trial: int) -> CallTimeout:
+        timeout = CallTimeout(self.name, self._call_timeout or 0.0)
+        self._on_failure(start, end, trial, timeout, timed_out=True)
+        return timeout
+
+    def _on_abandoned(self, trial: int) -> None:
+        self._cancelled += 1
+        if trial and trial == self._generation:
+            self._trials -= 1  # the slot goes to the next caller
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def _transition(
+        self,
+        state: BreakerState,
+        now: float,
+        reason: str,
+        *,
+        error_rate: float | None = None,
+    ) -> None:
+        previous = self._state
+        self._state = state
+        self._admit_all = state is _CLOSED or state is _FORCED_CLOSED
+        self._generation += 1
+        self._trials = self._trial_successes = 0
+        self._since = now
+        self._since_wall = self._wall_clock()
+        if state is _CLOSED:
+            self._window.clear()  # a recovered breaker judges only what happens from now on
+        if state is _OPEN or state is _FORCED_OPEN:
+            self._opened += 1
+        if self._subscribers:
+            self._emit(
+                STATE_EVENTS[state],
+                now,
+                previous=previous,
+                reason=reason,
+                error_rate=error_rate,
+            )
+
+    def _trip(self, now: float) -> None:
+        window = self._window
+        rate = 100.0 * window.failures / window.calls if window.calls else 0.0
+        self._retry_at = now + self._reset_timeout
+        self._transition(_OPEN, now, "error_rate", error_rate=rate)
+        if self._shared is not None:
+            self._shared.opened(self.name, self._reset_timeout)
+
+    def _reopen_after_trial(self, now: float) -> None:
+        self._retry_at = now + self._reset_timeout
+        self._transition(_OPEN, now, "trial_failed")
+        if self._shared is not None:
+            self._shared.trial_finished(self.name, succeeded=False, open_for=self._reset_timeout)
+
+    def _close_after_trial(self, now: float) -> None:
+        self._transition(_CLOSED, now, "trial_succeeded")
+        if self._shared is not None:
+            self._shared.trial_finished(self.name, succeeded=True, open_for=0.0)
+
+    # -- manual control ------------------------------------------------------------------------
+
+    def force_open(self) -> None:
+        """Reject every call until :meth:`reset` (or another manual state). Not shared."""
+        if self._state is not _FORCED_OPEN:
+            self._retry_at = math.inf
+            self._transition(_FORCED_OPEN, self._clock(), "forced")
+
+    def force_closed(self) -> None:
+        """Admit every call (timeout, classification, fallback and counting still apply), never
+        trip, ignore shared state, until :meth:`reset`."""
+        if self._state is not _FORCED_CLOSED:
+            self._transition(_FORCED_CLOSED, self._clock(), "forced")
+
+    def disable(self) -> None:
+        """Become a pass-through: no timeout, no rejection, no fallback; calls are still counted
+        and reported. :meth:`reset` re-enables the breaker."""
+        if self._state is not _DISABLED:
+            self._transition(_DISABLED, self._clock(), "disabled")
+
+    def reset(self) -> None:
+        """Back to closed with a fresh window (lifetime totals are kept); ends manual states."""
+        if self._state is _CLOSED:
+            self._window.clear()
+        else:
+            self._transition(_CLOSED, self._clock(), "reset")
+
+    # -- shared state (called by the listener, on the loop) ------------------------------------
+
+    def apply_shared_open(self, open_for: float) -> None:
+        """Another instance opened this breaker for ``open_for`` more seconds: open here too.
+
+        A closed or half-open breaker opens (without publishing it again); an open one extends
+        its open period if the other's ends later. Manual states ignore shared state.
+        """
+        now = self._clock()
+        until = now + open_for
+        state = self._state
+        if state is _CLOSED or state is _HALF_OPEN:
+            self._retry_at = until
+            self._transition(_OPEN, now, "shared")
+        elif state is _OPEN and until > self._retry_at:
+            self._retry_at = until
+
+    def apply_shared_close(self) -> None:
+        """Another instance's trial call succeeded: close (fresh window) if open or half-open."""
+        if self._state is _OPEN or self._state is _HALF_OPEN:
+            self._transition(_CLOSED, self._clock(), "shared")
+
+    # -- events --------------------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Deliver every event of this breaker to ``subscriber``; returns the unsubscriber.
+
+        Subscribers are called synchronously, in order; one that raises is logged and skipped.
+        """
+        self._subscribers.append(subscriber)
+        return functools.partial(self.unsubscribe, subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Stop delivering events to ``subscriber`` (no error if it was not subscribed)."""
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+
+    def _emit(
+        self,
+        event_type: EventType,
+        now: float,
+        *,
+        previous: BreakerState | None = None,
+        reason: str | None = None,
+        latency: float | None = None,
+        error: BaseException | None = None,
+        error_rate: float | None = None,
+    ) -> None:
+        event = BreakerEvent(
+            type=event_type,
+            breaker=self.name,
+            state=self._state,
+            at=now,
+            timestamp=self._wall_clock(),
+            previous_state=previous,
+            reason=reason,
+            latency=latency,
+            error_type=error_type_name(error),
+            error_rate=error_rate,
+        )
+        deliver(self._subscribers, event)
+
+    # -- snapshot ------------------------------------------------------------------------------
+
+    def snapshot(self) -> BreakerSnapshot:
+        """Where the breaker stands now; also performs a due open → half-open transition."""
+        now = self._clock()
+        if self._state is _OPEN and now >= self._retry_at and self._may_probe():
+            self._transition(_HALF_OPEN, now, "reset_timeout")
+        state = self._state
+        next_trial_in: float | None = None
+        if state is _OPEN:
+            next_trial_in = max(self._retry_at - now, 0.0)
+        elif state is _HALF_OPEN:
+            next_trial_in = (
+                0.0 if self._trials < self._half_open_max else max(self._retry_at - now, 0.0)
+            )
+        wall_now = self._wall_clock()
+        return BreakerSnapshot(
+            name=self.name,
+            state=state.value,
+            since=self._since_wall.isoformat(),
+            since_monotonic=self._since,
+            next_trial_at=(
+                None
+                if next_trial_in is None
+                else (wall_now + timedelta(seconds=next_trial_in)).isoformat()
+            ),
+            next_trial_in=next_trial_in,
+            trials_in_flight=(self._trials - self._trial_successes if state is _HALF_OPEN else 0),
+            window=self._window.stats(now),
+            lifetime=self._window.lifetime(cancelled=self._cancelled, opened=self._opened),
+            shared=SHARING_DISABLED if self._shared is None else self._shared.status(),
+            error_threshold_percentage=self._threshold,
+            volume_threshold=self._volume,
+        )

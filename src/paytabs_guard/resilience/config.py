@@ -1,0 +1,120 @@
+"""The breaker's configuration: one frozen dataclass, in seconds, validated on construction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+FailurePredicate = Callable[[Exception], bool]
+"""Says whether an exception raised by the protected call counts against the gateway's health."""
+
+
+def every_exception(exc: Exception) -> bool:
+    """Default failure predicate: every ``Exception`` the protected call raises is a failure."""
+    return isinstance(exc, Exception)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerConfig:
+    """How a :class:`~paytabs_guard.resilience.CircuitBreaker` decides. Durations are in seconds.
+
+    The defaults are the seed's (``CIRCUIT_BREAKER_*``); :meth:`from_milliseconds` maps the seed's
+    millisecond settings onto this class.
+
+    Attributes:
+        call_timeout: Each protected call is cancelled after this long and fails with
+            :class:`~paytabs_guard.resilience.CallTimeout`; ``None`` disables the timeout.
+        error_threshold_percentage: The circuit opens when the window's error rate is **at
+            least** this (``>=``, as resilience4j, Polly and Hystrix do; opossum uses ``>``).
+        reset_timeout: How long the circuit stays open before it admits a trial call.
+        rolling_window: Length of the window the error rate is computed over.
+        rolling_buckets: Number of buckets the window is split into; the window slides by one
+            bucket (``rolling_window / rolling_buckets``) at a time.
+        volume_threshold: Minimum number of completed calls in the window before the error rate
+            may open the circuit, so that one failure on a quiet window cannot.
+        half_open_max_calls: Trial calls admitted while half-open; the circuit closes once that
+            many trials have succeeded and re-opens on the first trial failure.
+        slow_call_threshold: Calls taking at least this long are counted as slow (``None``: off).
+        slow_call_is_failure: Count a slow call that succeeded as a failure.
+        latency_samples_per_bucket: Size of each bucket's latency ring, the sample the snapshot's
+            percentiles are computed from (the mean uses every call).
+        is_failure: Classifies exceptions raised by the protected call. ``False`` means the call
+            reached a healthy gateway (a decline, an invalid request): the exception propagates
+            but counts as a success. Timeouts are always failures and are not passed here.
+    """
+
+    call_timeout: float | None = 30.0
+    error_threshold_percentage: float = 50.0
+    reset_timeout: float = 30.0
+    rolling_window: float = 10.0
+    rolling_buckets: int = 10
+    volume_threshold: int = 5
+    half_open_max_calls: int = 1
+    slow_call_threshold: float | None = None
+    slow_call_is_failure: bool = False
+    latency_samples_per_bucket: int = 128
+    is_failure: FailurePredicate = every_exception
+
+    def __post_init__(self) -> None:
+        if self.call_timeout is not None and not self.call_timeout > 0:
+            raise ValueError(f"call_timeout must be > 0 s or None, got {self.call_timeout!r}")
+        if not 0 < self.error_threshold_percentage <= 100:
+            raise ValueError(
+                "error_threshold_percentage must be in (0, 100], "
+                f"got {self.error_threshold_percentage!r}"
+            )
+        if not (self.reset_timeout > 0 and math.isfinite(self.reset_timeout)):
+            raise ValueError(f"reset_timeout must be > 0 s, got {self.reset_timeout!r}")
+        if not (self.rolling_window > 0 and math.isfinite(self.rolling_window)):
+            raise ValueError(f"rolling_window must be > 0 s, got {self.rolling_window!r}")
+        if self.rolling_buckets < 1:
+            raise ValueError(f"rolling_buckets must be >= 1, got {self.rolling_buckets!r}")
+        if self.volume_threshold < 0:
+            raise ValueError(f"volume_threshold must be >= 0, got {self.volume_threshold!r}")
+        if self.half_open_max_calls < 1:
+            raise ValueError(f"half_open_max_calls must be >= 1, got {self.half_open_max_calls!r}")
+        if self.slow_call_threshold is not None and not self.slow_call_threshold > 0:
+            raise ValueError(
+                f"slow_call_threshold must be > 0 s or None, got {self.slow_call_threshold!r}"
+            )
+        if self.latency_samples_per_bucket < 1:
+            raise ValueError(
+                f"latency_samples_per_bucket must be >= 1, got {self.latency_samples_per_bucket!r}"
+            )
+
+    @property
+    def bucket_width(self) -> float:
+        """Seconds covered by one bucket of the rolling window."""
+        return self.rolling_window / self.rolling_buckets
+
+    @classmethod
+    def from_milliseconds(
+        cls,
+        *,
+        timeout_ms: float | None = 30_000,
+        error_threshold: float = 50,
+        reset_timeout_ms: float = 30_000,
+        rolling_timeout_ms: float = 10_000,
+        rolling_buckets: int = 10,
+        volume_threshold: int = 5,
+        half_open_max_calls: int = 1,
+        is_failure: FailurePredicate = every_exception,
+    ) -> BreakerConfig:
+        """Build a config from the seed's settings, which are in milliseconds.
+
+        The parameters mirror ``CIRCUIT_BREAKER_TIMEOUT``, ``_ERROR_THRESHOLD``,
+        ``_RESET_TIMEOUT``, ``_ROLLING_TIMEOUT``, ``_ROLLING_BUCKETS`` and
+        ``_VOLUME_THRESHOLD``. A timeout of ``0`` or ``None`` disables the call timeout. Other
+        fields can be set afterwards with :func:`dataclasses.replace`.
+        """
+        return cls(
+            call_timeout=timeout_ms / 1000 if timeout_ms else None,
+            error_threshold_percentage=error_threshold,
+            reset_timeout=reset_timeout_ms / 1000,
+            rolling_window=rolling_timeout_ms / 1000,
+            rolling_buckets=rolling_buckets,
+            volume_threshold=volume_threshold,
+            half_open_max_calls=half_open_max_calls,
+            is_failure=is_failure,
+        )

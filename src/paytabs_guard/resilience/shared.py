@@ -1,0 +1,411 @@
+"""Breaker state shared between service instances through Redis, never on the call path.
+
+The decision stays local (each instance's own rolling window); what is shared is the outcome:
+
+* **Opening.** When a breaker trips, the instance writes ``<prefix>breaker:<name>:open_until``
+  (value: its instance id, ``PX`` = the reset timeout) and publishes ``opened`` on
+  ``<prefix>breaker:events``. Every other instance's listener task opens its own breaker for
+  the remaining time. The listener also reads the keys every ``poll_interval`` (1 s), so an
+  instance that missed the message (it was reconnecting, or started later) still learns
+  within a second.
+* **Trial calls.** An open breaker whose reset timeout has passed asks :meth:`probe_permitted`.
+  The first ask starts ``SET <prefix>breaker:<name>:probe <instance> NX PX <ttl>`` in the
+  background and answers "not yet" (the call is rejected). The instance that wins the lease
+  goes half-open and probes; the others stay open until the winner publishes ``closed`` (they
+  close too) or ``opened`` (they stay open for the new period), or until its lease expires.
+* **Redis unreachable.** Every operation has a short timeout and runs in a task; failures mark
+  Redis unreachable (visible in every snapshot's ``shared`` block), drop pending leases, and
+  :meth:`probe_permitted` answers ``True``: breakers behave exactly as purely local ones until
+  the listener reconnects.
+
+A breaker opened by one instance's own trouble (its DNS, its network) opens everywhere; that is
+the price of not letting N instances each fail ``volume_threshold`` payments per incident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import secrets
+import socket
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from enum import Enum
+from types import TracebackType
+from typing import Any, Final, Self
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from paytabs_guard.resilience.breaker import CircuitBreaker
+from paytabs_guard.resilience.clock import MonotonicClock
+from paytabs_guard.resilience.stats import SharedStatus
+
+logger = logging.getLogger(__name__)
+
+_MESSAGE_VERSION: Final = 1
+
+# Deletes the probe lease only if this instance still holds it.
+_RELEASE_LEASE: Final = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class _LeaseState(Enum):
+    ACQUIRING = "acquiring"
+    HELD = "held"
+    LOST = "lost"
+
+
+@dataclass(slots=True)
+class _Lease:
+    state: _LeaseState
+    until: float = 0.0  # for LOST: when the holder's lease expires (our monotonic clock)
+
+
+def default_instance_id() -> str:
+    """``host-pid-random``: unique per process, readable in Redis and in logs."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class SharedBreakerState:
+    """Relays breaker openings and coordinates trial calls between instances through Redis.
+
+    Args:
+        url: Redis URL (``redis://host:port/db``).
+        prefix: Key and channel prefix, e.g. ``"paytabs-guard:"``.
+        instance_id: This instance's name in keys and messages (default: host-pid-random).
+        poll_interval: Seconds between reads of the ``open_until`` keys, the upper bound on how
+            late an instance learns of an opening whose message it missed.
+        op_timeout: Timeout of every Redis operation (connect included).
+        reconnect_delay: Pause before the listener reconnects after an error.
+        clock: Monotonic clock for lease bookkeeping (the breakers' clock, in tests).
+
+    Start the listener with :meth:`start` (or ``async with``) once an event loop runs, and stop
+    it with :meth:`aclose`. Give the instance to a
+    :class:`~paytabs_guard.resilience.BreakerRegistry`, which attaches every breaker it creates.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "paytabs-guard:",
+        instance_id: str | None = None,
+        poll_interval: float = 1.0,
+        op_timeout: float = 0.5,
+        reconnect_delay: float = 1.0,
+        clock: MonotonicClock = time.monotonic,
+    ) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._channel = f"{prefix}breaker:events"
+        self.instance_id = instance_id or default_instance_id()
+        self._poll_interval = poll_interval
+        self._op_timeout = op_timeout
+        self._reconnect_delay = reconnect_delay
+        self._clock = clock
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._leases: dict[str, _Lease] = {}
+        self._redis: redis.Redis | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reachable: bool | None = None
+        self._last_error: str | None = None
+        self._up = asyncio.Event()
+        self._down = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the listener task. Returns at once; Redis may come up later (or never)."""
+        if self._listener is not None:
+            return
+        self._redis = redis.Redis.from_url(
+            self._url,
+            decode_responses=True,
+            socket_connect_timeout=self._op_timeout,
+            socket_timeout=self._op_timeout,
+            # Our loop reconnects; redis-py's own retries would only stretch each failure.
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._listener = asyncio.create_task(self._listen(), name=f"breaker-sharing:{self._prefix}")
+
+    async def aclose(self) -> None:
+        """Stop the listener and background operations, and close the connections."""
+        listener, self._listener = self._listener, None
+        pending = [*self._tasks] + ([listener] if listener is not None else [])
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def wait_reachable(self, reachable: bool = True) -> None:
+        """Wait until Redis is known to be reachable (or, with ``False``, unreachable).
+
+        Bound it with ``asyncio.timeout``: it waits for ever if that never happens.
+        """
+        await (self._up if reachable else self._down).wait()
+
+    async def flush(self) -> None:
+        """Wait for the background operations started so far (publishes, lease requests)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- registry side -------------------------------------------------------------------------
+
+    def attach(self, breaker: CircuitBreaker) -> None:
+        """Relay shared state to and from ``breaker`` (the registry calls this)."""
+        self._breakers[breaker.name] = breaker
+
+    # -- SharedHook: called by breakers, must not block ----------------------------------------
+
+    def status(self) -> SharedStatus:
+        """Enabled, whether Redis answered last time, and the last error seen."""
+        return SharedStatus(
+            enabled=True,
+            reachable=self._reachable,
+            last_error=self._last_error,
+            instance=self.instance_id,
+        )
+
+    def probe_permitted(self, name: str) -> bool:
+        """``True`` if this instance may start a trial call of breaker ``name`` now.
+
+        Without a working Redis the answer is always ``True`` (local behaviour). Otherwise the
+        first ask requests the lease in the background and answers ``False``; once the lease is
+        won, the next ask answers ``True`` and consumes it.
+        """
+        if self._reachable is not True or self._redis is None:
+            return True
+        lease = self._leases.get(name)
+        if lease is not None:
+            if lease.state is _LeaseState.HELD:
+                del self._leases[name]
+                return True
+            if lease.state is _LeaseState.ACQUIRING or self._clock() < lease.until:
+                return False
+        lease = _Lease(_LeaseState.ACQUIRING)
+        if not self._spawn(self._acquire(name, lease)):
+            return True  # no running loop to ask Redis from: decide locally
+        self._leases[name] = lease
+        return False
+
+    def opened(self, name: str, open_for: float) -> None:
+        """Breaker ``name`` tripped here: tell the others (in the background)."""
+        self._spawn(self._publish_opened(name, open_for, release_lease=False))
+
+    def trial_finished(self, name: str, *, succeeded: bool, open_for: float) -> None:
+        """A trial call here decided: publish ``closed`` or ``opened`` and free the lease."""
+        self._leases.pop(name, None)
+        if succeeded:
+            self._spawn(self._publish_closed(name))
+        else:
+            self._spawn(self._publish_opened(name, open_for, release_lease=True))
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def _open_key(self, name: str) -> str:
+        return f"{self._prefix}breaker:{name}:open_until"
+
+    def _probe_key(self, name: str) -> str:
+        return f"{self._prefix}breaker:{name}:probe"
+
+    def _message(self, name: str, event: str, **extra: Any) -> str:
+        body = {"v": _MESSAGE_VERSION, "event": event, "name": name, "instance": self.instance_id}
+        return json.dumps(body | extra, separators=(",", ":"))
+
+    # -- background operations -----------------------------------------------------------------
+
+    def _spawn(self, operation: Coroutine[Any, Any, None]) -> bool:
+        try:
+            task = asyncio.get_running_loop().create_task(operation)
+        except RuntimeError:  # no running loop (a snapshot taken from synchronous code)
+            operation.close()
+            return False
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _publish_opened(self, name: str, open_for: float, *, release_lease: bool) -> None:
+        client = self._redis
+        if client is None:
+            return
+        milliseconds = max(math.ceil(open_for * 1000), 1)
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.set(self._open_key(name), self.instance_id, px=milliseconds)
+                    pipe.publish(self._channel, self._message(name, "opened", open_for=open_for))
+                    if release_lease:
+                        pipe.eval(_RELEASE_LEASE, 1, self._probe_key(name), self.instance_id)
+                    await pipe.execute()
+        except Exception as error:
+            self._mark_unreachable(error)
+        else:
+            self._mark_reachable()
+
+    async def _publish_closed(self, name: str) -> None:
+        client = self._redis
+        if client is None:
+            return
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.delete(self._open_key(name))
+                    pipe.publish(self._channel, self._message(name, "closed"))
+                    pipe.eval(_RELEASE_LEASE, 1, self._probe_key(name), self.instance_id)
+                    await pipe.execute()
+        except Exception as error:
+            self._mark_unreachable(error)
+        else:
+            self._mark_reachable()
+
+    async def _acquire(self, name: str, lease: _Lease) -> None:
+        client = self._redis
+        breaker = self._breakers.get(name)
+        if client is None or breaker is None:
+            self._leases.pop(name, None)
+            return
+        config = breaker.config
+        # The lease covers the wait for a caller plus the trial itself; if it lapses first,
+        # a second instance may probe too, which is harmless.
+        ttl = max(config.reset_timeout, config.call_timeout or 0.0)
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                won = await client.set(
+                    self._probe_key(name), self.instance_id, nx=True, px=math.ceil(ttl * 1000)
+                )
+                remaining = 0 if won else await client.pttl(self._probe_key(name))
+        except Exception as error:
+            if self._leases.get(name) is lease:
+                del self._leases[name]
+            self._mark_unreachable(error)
+            return
+        self._mark_reachable()
+        if self._leases.get(name) is not lease:
+            return  # the breaker was opened or closed by a message meanwhile
+        if won:
+            lease.state = _LeaseState.HELD
+        else:
+            lease.state = _LeaseState.LOST
+            # Ask again when the holder's lease lapses (it may have died mid-trial).
+            lease.until = self._clock() + max(int(remaining), 0) / 1000
+
+    # -- listener ------------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        client = self._redis
+        if client is None:  # pragma: no cover - start() sets it first
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                async with asyncio.timeout(self._op_timeout):
+                    await pubsub.subscribe(self._channel)
+                    await self._poll(client)
+                self._mark_reachable()
+                next_poll = loop.time() + self._poll_interval
+                while True:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True,
+                        timeout=max(next_poll - loop.time(), 0.0),
+                    )
+                    if message is not None:
+                        self._on_message(message)
+                    if loop.time() >= next_poll:
+                        async with asyncio.timeout(self._op_timeout):
+                            await self._poll(client)
+                        next_poll = loop.time() + self._poll_interval
+            except Exception as error:
+                self._mark_unreachable(error)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(self._reconnect_delay)
+
+    async def _poll(self, client: redis.Redis) -> None:
+        """Catch up with openings whose message this instance missed."""
+        names = list(self._breakers)
+        if not names:
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.get(self._open_key(name))
+                pipe.pttl(self._open_key(name))
+            results = await pipe.execute()
+        for index, name in enumerate(names):
+            owner, remaining = results[2 * index], results[2 * index + 1]
+            if owner is None or owner == self.instance_id or int(remaining) <= 0:
+                continue
+            self._breakers[name].apply_shared_open(int(remaining) / 1000)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        try:
+            body = json.loads(message["data"])
+            if body.get("instance") == self.instance_id:
+                return  # our own publish, echoed back
+            breaker = self._breakers.get(body["name"])
+            event = body["event"]
+            open_for = float(body["open_for"]) if event == "opened" else 0.0
+        except (KeyError, TypeError, ValueError):
+            logger.warning("ignoring malformed breaker message on %s", self._channel)
+            return
+        if breaker is None:
+            return
+        if event == "opened":
+            self._leases.pop(breaker.name, None)
+            breaker.apply_shared_open(open_for)
+        elif event == "closed":
+            self._leases.pop(breaker.name, None)
+            breaker.apply_shared_close()
+
+    # -- reachability --------------------------------------------------------------------------
+
+    def _mark_reachable(self) -> None:
+        if self._reachable is not True:
+            if self._reachable is False:
+                logger.info("breaker sharing: Redis reachable again")
+            self._reachable = True
+            self._down.clear()
+            self._up.set()
+
+    def _mark_unreachable(self, error: BaseException) -> None:
+        if not isinstance(error, RedisError | OSError | TimeoutError):
+            logger.error("breaker sharing: unexpected error", exc_info=error)
+        detail = str(error)
+        self._last_error = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+        if self._reachable is not False:
+            logger.warning("breaker sharing: Redis unreachable, using local state (%s)", error)
+            self._reachable = False
+            # Pending lease requests died with the connection; decide locally from now on.
+            self._leases.clear()
+            self._up.clear()
+            self._down.set()
