@@ -73,9 +73,7 @@ class PaymentRepository(Protocol):
         """The payment whose current or earlier gateway attempt used ``cart_id``."""
         ...
 
-    async def get_by_tran_ref(
-        self, tran_ref: str, *, for_update: bool = False
-    ) -> Payment | None:
+    async def get_by_tran_ref(self, tran_ref: str, *, for_update: bool = False) -> Payment | None:
         """The payment owning ``tran_ref`` (its originating transaction or a follow-up)."""
         ...
 

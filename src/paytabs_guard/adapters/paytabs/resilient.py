@@ -32,7 +32,7 @@ from paytabs_guard.adapters.paytabs.payloads import (
     TokenChargeRequest,
 )
 from paytabs_guard.adapters.paytabs.wire import PaymentPage, Transaction
-from paytabs_guard.resilience import CallTimeout
+from paytabs_guard.resilience import BreakerError, CallTimeout
 from paytabs_guard.resilience.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -202,7 +202,7 @@ class ResilientPayTabs:
                 if error.needs_resolution:
                     try:
                         found = await resolve()
-                    except PayTabsError as query_error:
+                    except (PayTabsError, BreakerError) as query_error:
                         # Cannot tell whether it happened: report the ambiguity, never guess.
                         error.add_note(f"resolution by query failed: {query_error!r}")
                         raise error from query_error

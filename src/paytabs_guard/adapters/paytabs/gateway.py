@@ -1,0 +1,141 @@
+"""PayTabs as the service's ``Gateway``: domain in, domain out, errors translated in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Literal, TypeVar
+
+from paytabs_guard.adapters.paytabs.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    PayTabsError,
+)
+from paytabs_guard.adapters.paytabs.errors import (
+    GatewayUnavailable as PayTabsUnavailable,
+)
+from paytabs_guard.adapters.paytabs.payloads import (
+    Address,
+    FollowUpRequest,
+    FollowUpType,
+    HostedPageRequest,
+    PageTranType,
+)
+from paytabs_guard.adapters.paytabs.resilient import ResilientPayTabs
+from paytabs_guard.adapters.paytabs.transformers import UnusableTransaction, to_gateway_result
+from paytabs_guard.adapters.paytabs.wire import Transaction
+from paytabs_guard.domain import GatewayResult, Money, Payment, ResultSource, TranType
+from paytabs_guard.resilience import BreakerRegistry, BreakerState, CircuitOpenError
+from paytabs_guard.service.gateway import (
+    FollowUpKind,
+    GatewayOutcomeUnknown,
+    GatewayRejected,
+    GatewayUnavailable,
+    PageDetails,
+    PageOpened,
+)
+
+T = TypeVar("T")
+
+# States in which a call is refused at once (half-open admits its trial calls).
+_REJECTING = frozenset({BreakerState.OPEN.value, BreakerState.FORCED_OPEN.value})
+
+
+class PayTabsGateway:
+    """Implements ``service.gateway.Gateway`` with the resilient PayTabs client."""
+
+    def __init__(self, paytabs: ResilientPayTabs, breakers: BreakerRegistry) -> None:
+        self._paytabs = paytabs
+        self._breakers = breakers
+        self._profile_id = paytabs.client.profile_id
+
+    def unavailable_for(self, operation: str) -> float | None:
+        snapshot = self._breakers.get(operation).snapshot()
+        if snapshot.state not in _REJECTING:
+            return None
+        return snapshot.next_trial_in if snapshot.next_trial_in is not None else 1.0
+
+    async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened:
+        customer = details.customer
+        is_auth = payment.tran_type is TranType.AUTH
+        request = HostedPageRequest(
+            cart_id=payment.cart_id,
+            amount=payment.amount,
+            description=payment.description,
+            tran_type=PageTranType.AUTH if is_auth else PageTranType.SALE,
+            callback_url=details.callback_url,
+            return_url=details.return_url,
+            customer=None
+            if customer is None
+            else Address(
+                name=customer.name,
+                email=customer.email,
+                phone=customer.phone,
+                street1=customer.street,
+                city=customer.city,
+                country=customer.country,
+                zip=customer.zip,
+                ip=customer.ip,
+            ),
+            paypage_lang=_language(details.language),
+            paypage_ttl_minutes=details.ttl_minutes,
+        )
+        outcome = await _translated(lambda: self._paytabs.create_payment_page(request))
+        found = None
+        if outcome.transaction is not None:
+            found = self._result(outcome.transaction, ResultSource.QUERY)
+        return PageOpened(outcome.tran_ref, outcome.redirect_url, found)
+
+    async def transactions(self, cart_id: str) -> Sequence[GatewayResult]:
+        found = await _translated(lambda: self._paytabs.query_cart(cart_id))
+        return [self._result(transaction, ResultSource.QUERY) for transaction in found]
+
+    async def follow_up(
+        self,
+        payment: Payment,
+        kind: FollowUpKind,
+        amount: Money,
+        *,
+        parent_tran_ref: str,
+        known_tran_refs: Collection[str],
+    ) -> GatewayResult:
+        request = FollowUpRequest(
+            kind=FollowUpType(kind.value),
+            tran_ref=parent_tran_ref,
+            cart_id=payment.cart_id,
+            amount=amount,
+            description=f"{kind.value} of {payment.cart_id}",
+        )
+        answer = await _translated(
+            lambda: self._paytabs.follow_up(request, known_tran_refs=known_tran_refs)
+        )
+        return self._result(answer, ResultSource.API)
+
+    def _result(self, transaction: Transaction, source: ResultSource) -> GatewayResult:
+        try:
+            return to_gateway_result(transaction, source, profile_id=self._profile_id)
+        except UnusableTransaction as error:
+            raise GatewayOutcomeUnknown(f"unusable answer from PayTabs: {error}") from error
+
+
+def _language(language: str | None) -> Literal["en", "ar"] | None:
+    if language == "en":
+        return "en"
+    if language == "ar":
+        return "ar"
+    return None
+
+
+async def _translated(call: Callable[[], Awaitable[T]]) -> T:
+    """PayTabs' error classes -> what the use case may conclude."""
+    try:
+        return await call()
+    except CircuitOpenError as open_circuit:
+        raise GatewayUnavailable(
+            str(open_circuit), retry_after=open_circuit.retry_after_seconds
+        ) from open_circuit
+    except (InvalidRequest, AuthenticationFailed) as refused:
+        raise GatewayRejected(refused.message, refused.code) from refused
+    except PayTabsError as failure:
+        if failure.retry_safe and isinstance(failure, PayTabsUnavailable):
+            raise GatewayUnavailable(failure.message, failure.retry_after) from failure
+        raise GatewayOutcomeUnknown(failure.message) from failure

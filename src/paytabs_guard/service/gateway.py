@@ -1,0 +1,109 @@
+"""What the use cases need from the payment gateway, in domain terms (implemented by the PayTabs
+adapter, ``adapters/paytabs/gateway.py``).
+
+Errors say what the caller can conclude, which is all a use case needs to decide::
+
+    GatewayError
+    ├── GatewayRejected       the gateway refused the request: nothing happened, sending it
+    │                         again gives the same answer (invalid request, credentials).
+    ├── GatewayUnavailable    nothing happened and the gateway could not be asked (breaker
+    │                         open, connection refused, 503): try later (``retry_after``).
+    └── GatewayOutcomeUnknown it may have happened and we could not find out yet: record the
+                              uncertainty and resolve it by query later; never re-send blind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from paytabs_guard.domain import GatewayResult, Money, Payment
+
+
+class GatewayError(Exception):
+    """Base of what a gateway call can conclude besides a result."""
+
+
+class GatewayRejected(GatewayError):
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class GatewayUnavailable(GatewayError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class GatewayOutcomeUnknown(GatewayError):
+    pass
+
+
+class FollowUpKind(StrEnum):
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+    RELEASE = "release"
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    country: str | None = None
+    city: str | None = None
+    street: str | None = None
+    zip: str | None = None
+    ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageDetails:
+    """What the hosted page needs besides the payment itself."""
+
+    callback_url: str
+    return_url: str
+    customer: Customer | None = None
+    language: str | None = None
+    ttl_minutes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageOpened:
+    """A hosted page for the payment's current cart id.
+
+    ``redirect_url`` is None when the page was found by query after an ambiguous answer: the
+    gateway holds it but its URL was lost, so the customer can never reach it.
+    """
+
+    tran_ref: str
+    redirect_url: str | None
+    found: GatewayResult | None = None
+
+
+class Gateway(Protocol):
+    def unavailable_for(self, operation: str) -> float | None:
+        """Seconds until ``operation`` ("create", "query", "follow_up") may be tried again,
+        when its circuit is open; None when it may be tried now."""
+        ...
+
+    async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened: ...
+
+    async def transactions(self, cart_id: str) -> Sequence[GatewayResult]:
+        """Every transaction the gateway holds for ``cart_id``, oldest first."""
+        ...
+
+    async def follow_up(
+        self,
+        payment: Payment,
+        kind: FollowUpKind,
+        amount: Money,
+        *,
+        parent_tran_ref: str,
+        known_tran_refs: Collection[str],
+    ) -> GatewayResult: ...

@@ -1,0 +1,301 @@
+"""Payment use cases: plain async functions with their collaborators passed in.
+
+A database transaction is never held across a gateway call: each use case loads, decides and
+commits in short units of work around the call. Every gateway result, whatever its source,
+reaches the payment through ``Payment.apply_gateway_result`` inside ``apply_result``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from paytabs_guard.domain import (
+    GatewayResult,
+    Money,
+    Outcome,
+    OutcomeKind,
+    Payment,
+    PaymentState,
+    TranType,
+)
+from paytabs_guard.service.gateway import (
+    Customer,
+    FollowUpKind,
+    Gateway,
+    GatewayOutcomeUnknown,
+    GatewayRejected,
+    GatewayUnavailable,
+    PageDetails,
+    PageOpened,
+)
+from paytabs_guard.service.ports import UnitOfWork, UnitOfWorkFactory
+
+Clock = Callable[[], datetime]
+
+#: How many attempts (cart ids) one payment may use when page URLs are lost to ambiguity.
+MAX_PAGE_ATTEMPTS = 5
+
+
+class PaymentNotFound(LookupError):
+    def __init__(self, payment_id: str) -> None:
+        super().__init__(f"no payment {payment_id!r}")
+        self.payment_id = payment_id
+
+
+class UnknownGatewayTransaction(LookupError):
+    """A gateway result for a cart/tran_ref we do not know (yet): the sender should retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentDeps:
+    """The collaborators of the payment use cases, built once by bootstrap."""
+
+    uow: UnitOfWorkFactory
+    gateway: Gateway
+    clock: Clock
+    profile_id: int
+    public_base_url: str
+    page_ttl: timedelta = timedelta(minutes=20)
+    new_id: Callable[[], str] = field(default=lambda: f"pay_{secrets.token_hex(12)}")
+
+    def page_details(self, customer: Customer | None) -> PageDetails:
+        base = self.public_base_url.rstrip("/")
+        return PageDetails(
+            callback_url=f"{base}/payments/v2/webhook",
+            return_url=f"{base}/payments/v2/return",
+            customer=customer,
+            ttl_minutes=int(self.page_ttl.total_seconds() // 60),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePayment:
+    amount: Money
+    description: str
+    tran_type: TranType = TranType.SALE
+    customer: Customer | None = None
+    return_url: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+async def _load(uow: UnitOfWork, payment_id: str, *, for_update: bool = False) -> Payment:
+    payment = await uow.payments.get(payment_id, for_update=for_update)
+    if payment is None:
+        raise PaymentNotFound(payment_id)
+    return payment
+
+
+async def _change(
+    deps: PaymentDeps, payment_id: str, change: Callable[[Payment, datetime], object]
+) -> Payment:
+    """Lock the payment, apply one change, commit (the outbox rows go with it)."""
+    async with deps.uow() as uow:
+        payment = await _load(uow, payment_id, for_update=True)
+        change(payment, deps.clock())
+        await uow.commit()
+        return payment
+
+
+async def get_payment(deps: PaymentDeps, payment_id: str) -> Payment:
+    async with deps.uow() as uow:
+        return await _load(uow, payment_id)
+
+
+# ---- create -------------------------------------------------------------------------------------
+
+
+async def create_payment(deps: PaymentDeps, command: CreatePayment) -> Payment:
+    """A payment with its hosted page; fails fast (GatewayUnavailable) when the circuit is open.
+
+    Returns the payment in AWAITING_CUSTOMER (page ready), FAILED (PayTabs refused the request)
+    or UNKNOWN (no answer; reconciliation resolves it). GatewayUnavailable means nothing reached
+    PayTabs; the payment, if one was started, is marked failed and the caller may try again.
+    """
+    wait = deps.gateway.unavailable_for("create")
+    if wait is not None:
+        # graceful degradation: no row, no gateway call, an answer in microseconds
+        raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)
+    now = deps.clock()
+    payment_id = deps.new_id()
+    payment = Payment.create(
+        id=payment_id,
+        cart_id=payment_id,
+        profile_id=deps.profile_id,
+        amount=command.amount,
+        tran_type=command.tran_type,
+        description=command.description,
+        at=now,
+        return_url=command.return_url,
+        metadata=command.metadata,
+    )
+    payment.mark_initiating(at=now, expires_at=now + deps.page_ttl)
+    async with deps.uow() as uow:
+        uow.payments.add(payment)
+        await uow.commit()
+    return await _open_page(deps, payment, command.customer)
+
+
+async def _open_page(deps: PaymentDeps, payment: Payment, customer: Customer | None) -> Payment:
+    base_cart_id = payment.cart_id
+    for attempt in range(1, MAX_PAGE_ATTEMPTS + 1):
+        try:
+            opened = await deps.gateway.open_page(payment, deps.page_details(customer))
+        except GatewayRejected as refused:
+            return await _change(deps, payment.id, _rejected(refused))
+        except GatewayUnavailable:
+            await _change(deps, payment.id, _not_sent)
+            raise
+        except GatewayOutcomeUnknown:
+            return await _change(deps, payment.id, lambda p, at: p.initiation_ambiguous(at=at))
+
+        if opened.found is None and opened.redirect_url is not None:
+            return await _change(deps, payment.id, _page_ready(opened, deps.page_ttl))
+        found = opened.found
+        # The answer was lost; a query found what PayTabs holds for this cart.
+        async with deps.uow() as uow:
+            payment = await _load(uow, payment.id, for_update=True)
+            now = deps.clock()
+            payment.initiation_ambiguous(at=now)
+            orphan = found is None or found.status is None
+            if orphan and opened.redirect_url is None and attempt < MAX_PAGE_ATTEMPTS:
+                payment.new_attempt(f"{base_cart_id}-{attempt + 1}", at=now)
+                await uow.commit()
+                continue
+            if found is not None:
+                payment.apply_gateway_result(found, at=now)
+            await uow.commit()
+            return payment
+    raise AssertionError("unreachable: the loop returns on its last attempt")
+
+
+def _rejected(refused: GatewayRejected) -> Callable[[Payment, datetime], object]:
+    reason = f"PayTabs refused the page: {refused.message}"
+    code = "" if refused.code is None else str(refused.code)
+    return lambda p, at: p.initiation_failed(reason, at=at, response_code=code)
+
+
+def _not_sent(payment: Payment, at: datetime) -> object:
+    return payment.initiation_failed("PayTabs was unavailable; nothing was sent", at=at)
+
+
+def _page_ready(opened: PageOpened, ttl: timedelta) -> Callable[[Payment, datetime], object]:
+    def ready(payment: Payment, at: datetime) -> object:
+        expires_at = payment.expires_at or at + ttl
+        return payment.page_created(
+            opened.tran_ref, expires_at, at=at, redirect_url=opened.redirect_url
+        )
+
+    return ready
+
+
+# ---- results from the gateway -------------------------------------------------------------------
+
+
+async def apply_result(
+    deps: PaymentDeps, result: GatewayResult, *, dedupe_key: str | None = None
+) -> tuple[Payment, Outcome]:
+    """The one way a gateway result (callback, return-triggered query, reconciliation) is
+    applied: lock the payment, dedupe, hold the result against the table, commit with events.
+
+    Raises UnknownGatewayTransaction when no payment owns the result, so a callback receiver
+    can answer 5xx and PayTabs retries later instead of the result being dropped.
+    """
+    async with deps.uow() as uow:
+        payment = None
+        for ref in (result.tran_ref, result.previous_tran_ref):
+            if ref and payment is None:
+                payment = await uow.payments.get_by_tran_ref(ref, for_update=True)
+        if payment is None:
+            payment = await uow.payments.get_by_cart_id(result.cart_id, for_update=True)
+        if payment is None:
+            raise UnknownGatewayTransaction(
+                f"no payment for cart {result.cart_id!r} / tran_ref {result.tran_ref!r}"
+            )
+        if dedupe_key is not None and not await uow.inbox.record(
+            dedupe_key, source=result.source.value, now=deps.clock()
+        ):
+            return payment, Outcome(
+                OutcomeKind.DUPLICATE, payment.state, payment.state, "delivery seen before", ()
+            )
+        outcome = payment.apply_gateway_result(result, at=deps.clock())
+        if outcome.kind is OutcomeKind.ILLEGAL:
+            # e.g. a refund before its capture: keep nothing, let the sender deliver it again
+            return payment, outcome
+        await uow.commit()
+        return payment, outcome
+
+
+async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
+    """Ask PayTabs about an undecided payment and apply what it says (by cart id: every
+    attempt). Raises GatewayUnavailable / GatewayOutcomeUnknown when PayTabs cannot be asked."""
+    payment = await get_payment(deps, payment_id)
+    if payment.state.is_final and payment.state is not PaymentState.AUTHORIZED:
+        return payment
+    results = await deps.gateway.transactions(payment.cart_id)
+    for result in results:
+        payment, _ = await apply_result(deps, result)
+    if results:
+        return payment
+    now = deps.clock()
+    if payment.state is PaymentState.UNKNOWN:
+        return await _change(deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at))
+    expired = payment.expires_at is not None and now >= payment.expires_at
+    if expired and payment.state in _EXPIRABLE:
+        return await _change(deps, payment_id, lambda p, at: p.expire_page(at=at))
+    return payment
+
+
+_EXPIRABLE = frozenset({PaymentState.AWAITING_CUSTOMER, PaymentState.PENDING, PaymentState.ON_HOLD})
+
+
+# ---- follow-ups ---------------------------------------------------------------------------------
+
+
+async def refund_payment(deps: PaymentDeps, payment_id: str, amount: Money) -> Payment:
+    """Refund part or all of what was captured; never beyond it (checked under the row lock
+    and again by PayTabs)."""
+
+    def check(payment: Payment) -> str | None:
+        payment.ensure_can_refund(amount)
+        return payment.refund_reference
+
+    return await _follow_up(deps, payment_id, FollowUpKind.REFUND, amount, check)
+
+
+async def capture_payment(deps: PaymentDeps, payment_id: str, amount: Money | None) -> Payment:
+    def check(payment: Payment) -> str | None:
+        payment.ensure_can_capture(amount or payment.amount)
+        return payment.tran_ref
+
+    return await _follow_up(deps, payment_id, FollowUpKind.CAPTURE, amount, check)
+
+
+async def void_payment(deps: PaymentDeps, payment_id: str) -> Payment:
+    def check(payment: Payment) -> str | None:
+        payment.ensure_can_void()
+        return payment.tran_ref
+
+    return await _follow_up(deps, payment_id, FollowUpKind.VOID, None, check)
+
+
+async def _follow_up(
+    deps: PaymentDeps,
+    payment_id: str,
+    kind: FollowUpKind,
+    amount: Money | None,
+    check: Callable[[Payment], str | None],
+) -> Payment:
+    async with deps.uow() as uow:
+        payment = await _load(uow, payment_id, for_update=True)
+        parent = check(payment)  # raises a DomainError that says what is not allowed
+        known = [t.tran_ref for t in payment.transactions]
+    if parent is None:
+        raise GatewayRejected(f"payment {payment_id} has no transaction to {kind.value}")
+    result = await deps.gateway.follow_up(
+        payment, kind, amount or payment.amount, parent_tran_ref=parent, known_tran_refs=known
+    )
+    payment, _ = await apply_result(deps, result)
+    return payment
