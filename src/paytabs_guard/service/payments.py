@@ -229,21 +229,28 @@ async def apply_result(
 
 
 async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
-    """Ask PayTabs about an undecided payment and apply what it says (by cart id: every
-    attempt). Raises GatewayUnavailable / GatewayOutcomeUnknown when PayTabs cannot be asked."""
+    """Ask PayTabs what it holds for an undecided payment's cart and apply it.
+
+    Also settles what only the absence of a result can tell: a create that never reached
+    PayTabs fails (no record), a page nobody paid before its TTL expires. Raises
+    GatewayUnavailable / GatewayOutcomeUnknown when PayTabs cannot be asked.
+    """
     payment = await get_payment(deps, payment_id)
-    if payment.state.is_final and payment.state is not PaymentState.AUTHORIZED:
+    if payment.state.is_final:
         return payment
     results = await deps.gateway.transactions(payment.cart_id)
+    if payment.state is PaymentState.INITIATING:
+        # the create call never finished (a crash, a lost answer): say so before any result
+        payment = await _change(deps, payment_id, lambda p, at: p.initiation_ambiguous(at=at))
     for result in results:
         payment, _ = await apply_result(deps, result)
-    if results:
+    if any(result.status is not None for result in results):
         return payment
     now = deps.clock()
-    if payment.state is PaymentState.UNKNOWN:
+    if payment.state is PaymentState.UNKNOWN and not results:
         return await _change(deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at))
-    expired = payment.expires_at is not None and now >= payment.expires_at
-    if expired and payment.state in _EXPIRABLE:
+    lapsed = payment.expires_at is not None and now >= payment.expires_at
+    if lapsed and payment.state in _EXPIRABLE:
         return await _change(deps, payment_id, lambda p, at: p.expire_page(at=at))
     return payment
 

@@ -1,0 +1,103 @@
+"""Reconciliation: the safety net for lost callbacks, ambiguous answers and abandoned pages.
+
+Finds payments stuck in an undecided state past a threshold, asks PayTabs through the resilient
+gateway, and applies the answer through the same transition function as callbacks. Safe on every
+instance at once: the claim skips rows another reconciler holds, and applying a result twice
+changes nothing (locked, idempotent transitions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from paytabs_guard.domain import PaymentState
+from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
+from paytabs_guard.service.payments import PaymentDeps, PaymentNotFound, sync_payment
+
+log = logging.getLogger(__name__)
+
+#: Waiting for the gateway or the customer; INITIATING rows are stuck when a process died
+#: between starting a create and recording its answer.
+RECONCILABLE = frozenset(
+    {
+        PaymentState.INITIATING,
+        PaymentState.UNKNOWN,
+        PaymentState.AWAITING_CUSTOMER,
+        PaymentState.PENDING,
+        PaymentState.ON_HOLD,
+    }
+)
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass looked at and changed."""
+
+    started_at: datetime
+    examined: int = 0
+    changed: int = 0
+    unreachable: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+
+
+async def reconcile_once(
+    deps: PaymentDeps, *, stuck_after: timedelta = timedelta(minutes=5), limit: int = 100
+) -> ReconcileReport:
+    """One pass over the payments stuck for longer than ``stuck_after``."""
+    report = ReconcileReport(started_at=deps.clock())
+    async with deps.uow() as uow:
+        ids = await uow.payments.stuck(
+            RECONCILABLE, updated_before=report.started_at - stuck_after, limit=limit
+        )
+    for payment_id in ids:
+        if deps.gateway.unavailable_for("query") is not None:
+            report.unreachable += len(ids) - report.examined
+            break  # the circuit is open: the next pass will try again
+        report.examined += 1
+        try:
+            before = await _state(deps, payment_id)
+            after = (await sync_payment(deps, payment_id)).state
+        except (GatewayUnavailable, GatewayOutcomeUnknown) as error:
+            report.unreachable += 1
+            log.info("reconcile: PayTabs could not be asked", extra={"reason": str(error)})
+            continue
+        except PaymentNotFound:
+            continue
+        report.states[after.value] = report.states.get(after.value, 0) + 1
+        if after is not before:
+            report.changed += 1
+    return report
+
+
+async def _state(deps: PaymentDeps, payment_id: str) -> PaymentState:
+    async with deps.uow() as uow:
+        payment = await uow.payments.get(payment_id)
+    if payment is None:
+        raise PaymentNotFound(payment_id)
+    return payment.state
+
+
+async def reconcile_forever(
+    deps: PaymentDeps,
+    stop: asyncio.Event,
+    *,
+    interval: timedelta = timedelta(seconds=60),
+    stuck_after: timedelta = timedelta(minutes=5),
+    on_report: Callable[[ReconcileReport], None] | None = None,
+) -> None:
+    """Run passes every ``interval`` until ``stop`` is set (inside ``serve``)."""
+    while not stop.is_set():
+        try:
+            report = await reconcile_once(deps, stuck_after=stuck_after)
+        except Exception:  # a pass must never kill the worker; the next one retries
+            log.exception("reconcile pass failed")
+        else:
+            if on_report is not None:
+                on_report(report)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval.total_seconds())
