@@ -81,6 +81,7 @@ def _parse_networks(entries: object) -> tuple[IPNetwork, ...]:
 PositiveMs = Annotated[int, Field(gt=0)]
 NetworkList = Annotated[tuple[IPNetwork, ...], NoDecode]
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
+UrlList = Annotated[tuple[str, ...], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -207,6 +208,31 @@ class Settings(BaseSettings):
     paypage_ttl_minutes: int = Field(
         20, ge=1, le=1440, description="Minutes a hosted payment page stays valid (1-1440)"
     )
+    reconcile_interval_seconds: int = Field(
+        60, ge=1, le=86400, description="Seconds between reconciliation passes inside `serve`"
+    )
+    reconcile_stuck_after_seconds: int = Field(
+        300, ge=1, description="Undecided payments older than this (s) are asked about again"
+    )
+    stats_cache_seconds: int = Field(
+        10, ge=0, le=3600, description="How long GET /payments/v2/stats answers are cached (s)"
+    )
+
+    # --- Events ----------------------------------------------------------------------------------
+    events_redis_stream: str = Field(
+        "paytabs-guard:events",
+        min_length=1,
+        description="Redis Stream that lifecycle events are added to (when REDIS_URL is set)",
+    )
+    events_webhook_urls: UrlList = Field(
+        (), description="Merchant URLs that receive every event as a signed Standard Webhook"
+    )
+    events_webhook_secret: SecretList = Field(
+        (), description="whsec_ secret(s) that sign outgoing events; required with the URLs"
+    )
+    events_max_attempts: int = Field(
+        8, ge=1, le=100, description="Delivery attempts per event and sink before a dead letter"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level: debug, info, warning or error"
     )
@@ -217,7 +243,24 @@ class Settings(BaseSettings):
     def _networks(cls, value: object) -> tuple[IPNetwork, ...]:
         return _parse_networks(value)
 
-    @field_validator("paytabs_webhook_secret", "api_keys", "admin_api_keys", mode="before")
+    @field_validator("events_webhook_urls", mode="before")
+    @classmethod
+    def _url_list(cls, value: object) -> object:
+        items = _split_list(value)
+        if isinstance(items, list | tuple):
+            for item in items:
+                parts = urlsplit(str(item))
+                if parts.scheme not in ("http", "https") or not parts.netloc:
+                    raise ValueError(f"{item!r} must be an absolute http:// or https:// URL")
+        return items
+
+    @field_validator(
+        "paytabs_webhook_secret",
+        "api_keys",
+        "admin_api_keys",
+        "events_webhook_secret",
+        mode="before",
+    )
     @classmethod
     def _secret_list(cls, value: object) -> object:
         return _split_list(value)
@@ -275,6 +318,11 @@ class Settings(BaseSettings):
                 "CIRCUIT_BREAKER_ROLLING_TIMEOUT: "
                 f"{self.circuit_breaker_rolling_timeout} ms is not divisible by "
                 f"CIRCUIT_BREAKER_ROLLING_BUCKETS={self.circuit_breaker_rolling_buckets}"
+            )
+        if self.events_webhook_urls and not self.events_webhook_secret:
+            raise ValueError(
+                "EVENTS_WEBHOOK_SECRET: required when EVENTS_WEBHOOK_URLS is set "
+                "(a whsec_ secret, at least 24 random bytes in base64)"
             )
         if self.paytabs_retry_max_delay < self.paytabs_retry_delay:
             raise ValueError(

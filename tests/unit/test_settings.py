@@ -65,6 +65,13 @@ def test_seed_defaults_keep_their_names_units_and_values() -> None:
         ({"PAYTABS_BASE_URL": "ftp://x"}, "PAYTABS_BASE_URL", "http:// or https://"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL", "sqlite+aiosqlite://"),
         ({"REDIS_URL": "http://x"}, "REDIS_URL", "redis://"),
+        ({"EVENTS_WEBHOOK_URLS": "ftp://x"}, "EVENTS_WEBHOOK_URLS", "http:// or https://"),
+        (
+            {"EVENTS_WEBHOOK_URLS": "https://shop.example/hooks"},
+            "EVENTS_WEBHOOK_SECRET",
+            "required when EVENTS_WEBHOOK_URLS is set",
+        ),
+        ({"RECONCILE_INTERVAL_SECONDS": "0"}, "RECONCILE_INTERVAL_SECONDS", "greater than"),
         (
             {"PAYTABS_RETRY_DELAY": "5000", "PAYTABS_RETRY_MAX_DELAY": "1000"},
             "PAYTABS_RETRY_MAX_DELAY",
