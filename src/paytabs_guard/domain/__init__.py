@@ -11,6 +11,7 @@ from .errors import (
     CaptureNotAllowed,
     CurrencyMismatch,
     DomainError,
+    FollowUpInProgress,
     InvalidPaymentRequest,
     InvalidTransition,
     PageNotExpired,
@@ -39,7 +40,7 @@ from .events import (
 from .gateway import GatewayResult, GatewayStatus, ResultSource, Signal, TranType, signal_of
 from .money import InvalidMoney, Money
 from .payment import Outcome, Payment
-from .records import ConflictNote, GatewayTransaction, Transition
+from .records import ConflictNote, FollowUpHold, GatewayTransaction, Transition
 from .states import TRANSITIONS, OutcomeKind, PaymentState, Trigger, decide
 
 __all__ = [
@@ -52,6 +53,8 @@ __all__ = [
     "DomainError",
     "ExpiryCause",
     "FailureReason",
+    "FollowUpHold",
+    "FollowUpInProgress",
     "GatewayResult",
     "GatewayStatus",
     "GatewayTransaction",

@@ -14,7 +14,8 @@ callback must always be answered; these errors are for our own steps and request
     │   ├── PageNotExpired            the hosted page is still valid: retry after expires_at
     │   ├── RefundNotAllowed          only completed or partly refunded payments refund
     │   ├── CaptureNotAllowed         only authorized payments capture
-    │   └── PaymentNotVoidable        only authorized payments with nothing captured void
+    │   ├── PaymentNotVoidable        only authorized payments with nothing captured void
+    │   └── FollowUpInProgress        another capture/refund/void is in flight: retry later
     ├── AmountExceedsAvailable        lower the amount to at most ``available``  (HTTP 422)
     │   ├── RefundExceedsCaptured     captured - refunded - pending refunds
     │   └── CaptureExceedsAuthorized  authorized - captured - pending captures
@@ -88,6 +89,17 @@ class PageNotExpired(PaymentStateError):
         )
         super().__init__(payment_id, state, detail)
         self.expires_at = expires_at
+
+
+class FollowUpInProgress(PaymentStateError):
+    """Another capture, refund or void of this payment is waiting for the gateway's answer."""
+
+    def __init__(self, payment_id: str, state: str, kind: str, since: str) -> None:
+        super().__init__(
+            payment_id,
+            state,
+            f"a {kind} sent at {since} is still waiting for PayTabs; retry when it is settled",
+        )
 
 
 class RefundNotAllowed(PaymentStateError):

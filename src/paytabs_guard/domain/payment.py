@@ -24,7 +24,7 @@ its drained events in one transaction. ``version`` belongs to storage: the domai
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, assert_never
 
 from . import emission
@@ -33,6 +33,7 @@ from .errors import (
     CaptureExceedsAuthorized,
     CaptureNotAllowed,
     CurrencyMismatch,
+    FollowUpInProgress,
     InvalidPaymentRequest,
     InvalidTransition,
     PageNotExpired,
@@ -51,7 +52,7 @@ from .events import (
 )
 from .gateway import GatewayResult, ResultSource, Signal, TranType
 from .money import Money
-from .records import ConflictNote, GatewayTransaction, Transition, pending_total
+from .records import ConflictNote, FollowUpHold, GatewayTransaction, Transition, pending_total
 from .screening import describe, quarantine_reason
 from .states import (
     DECIDED_STATES,
@@ -120,6 +121,7 @@ class Payment:
     history: list[Transition] = field(default_factory=list)
     conflicts: list[ConflictNote] = field(default_factory=list)
     abandoned_cart_ids: list[str] = field(default_factory=list)
+    hold: FollowUpHold | None = None  # a follow-up sent and not answered yet
     redirect_url: str | None = None  # the hosted page the customer pays on
     return_url: str | None = None  # the merchant's page the customer goes back to afterwards
     metadata: dict[str, str] = field(default_factory=dict)  # the merchant's, echoed back
@@ -233,6 +235,36 @@ class Payment:
         self._check_operation_amount(amount)
         if self.refundable < amount:
             raise RefundExceedsCaptured(self.id, amount, self.refundable)
+
+    def hold_follow_up(
+        self,
+        kind: TranType,
+        amount: Money,
+        parent_tran_ref: str,
+        *,
+        at: datetime,
+        stale_after: timedelta = timedelta(minutes=15),
+    ) -> FollowUpHold:
+        """Reserve the payment for one follow-up before it is sent (call after ``ensure_can_*``).
+
+        A hold older than ``stale_after`` belonged to a request whose answer never came; by then
+        reconciliation has applied what PayTabs holds, so it no longer protects anything.
+        """
+        _require_aware(at)
+        if self.hold is not None and at - self.hold.started_at < stale_after:
+            raise FollowUpInProgress(
+                self.id, self.state, self.hold.kind.value, self.hold.started_at.isoformat()
+            )
+        sequence = 1 + sum(1 for t in self.transactions if t.tran_type is kind)
+        self.hold = FollowUpHold(
+            kind=kind, amount=amount, parent_tran_ref=parent_tran_ref, sequence=sequence,
+            started_at=at,
+        )  # fmt: skip
+        return self.hold
+
+    def release_follow_up(self) -> None:
+        """The follow-up was answered (or provably never sent): the payment is free again."""
+        self.hold = None
 
     def ensure_can_capture(self, amount: Money) -> None:
         """Raise unless a capture of ``amount`` may be sent now (one capture per payment)."""

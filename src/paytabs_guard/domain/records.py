@@ -84,3 +84,20 @@ def pending_total(
         ),
         currency,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FollowUpHold:
+    """A capture, refund or void sent to the gateway and not answered yet.
+
+    One at a time per payment: two follow-ups in flight could both pass the amount checks, and
+    PayTabs may take two identical refunds for one duplicate. ``sequence`` makes each
+    follow-up's request unique (so a second, legitimate refund is never a "duplicate"), while a
+    re-send of the same follow-up stays identical.
+    """
+
+    kind: TranType
+    amount: Money
+    parent_tran_ref: str
+    sequence: int
+    started_at: datetime

@@ -106,4 +106,8 @@ class Gateway(Protocol):
         *,
         parent_tran_ref: str,
         known_tran_refs: Collection[str],
-    ) -> GatewayResult: ...
+        sequence: int = 1,
+    ) -> GatewayResult:
+        """Send one follow-up. ``sequence`` numbers this kind of follow-up for the payment, so
+        two legitimate refunds differ while re-sends of one stay identical."""
+        ...

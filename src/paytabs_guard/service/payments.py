@@ -221,6 +221,13 @@ async def apply_result(
                 OutcomeKind.DUPLICATE, payment.state, payment.state, "delivery seen before", ()
             )
         outcome = payment.apply_gateway_result(result, at=deps.clock())
+        hold = payment.hold
+        if (
+            hold is not None
+            and result.previous_tran_ref == hold.parent_tran_ref
+            and _answers(hold.kind, result.tran_type)
+        ):
+            payment.release_follow_up()  # the follow-up in flight has its answer
         if outcome.kind is OutcomeKind.ILLEGAL:
             # e.g. a refund before its capture: keep nothing, let the sender deliver it again
             return payment, outcome
@@ -295,14 +302,38 @@ async def _follow_up(
     amount: Money | None,
     check: Callable[[Payment], str | None],
 ) -> Payment:
+    """Check and hold under the row lock, send without a lock, apply the answer and release.
+
+    The hold makes follow-ups of one payment take turns, so two concurrent refunds can never
+    both pass the amount check. When the answer is lost the hold stays until reconciliation has
+    had time to learn what PayTabs did (it goes stale after 15 minutes).
+    """
     async with deps.uow() as uow:
         payment = await _load(uow, payment_id, for_update=True)
         parent = check(payment)  # raises a DomainError that says what is not allowed
+        if parent is None:
+            raise GatewayRejected(f"payment {payment_id} has no transaction to {kind.value}")
+        hold = payment.hold_follow_up(
+            TranType(kind.value), amount or payment.amount, parent, at=deps.clock()
+        )
         known = [t.tran_ref for t in payment.transactions]
-    if parent is None:
-        raise GatewayRejected(f"payment {payment_id} has no transaction to {kind.value}")
-    result = await deps.gateway.follow_up(
-        payment, kind, amount or payment.amount, parent_tran_ref=parent, known_tran_refs=known
-    )
+        await uow.commit()
+    try:
+        result = await deps.gateway.follow_up(
+            payment,
+            kind,
+            hold.amount,
+            parent_tran_ref=parent,
+            known_tran_refs=known,
+            sequence=hold.sequence,
+        )
+    except (GatewayRejected, GatewayUnavailable):
+        await _change(deps, payment_id, lambda p, _at: p.release_follow_up())
+        raise
     payment, _ = await apply_result(deps, result)
     return payment
+
+
+def _answers(kind: TranType, answer: TranType) -> bool:
+    """Does a result of type ``answer`` settle a follow-up of ``kind``? (release ends a void)"""
+    return answer is kind or {kind, answer} == {TranType.VOID, TranType.RELEASE}

@@ -97,13 +97,16 @@ class PayTabsGateway:
         *,
         parent_tran_ref: str,
         known_tran_refs: Collection[str],
+        sequence: int = 1,
     ) -> GatewayResult:
         request = FollowUpRequest(
             kind=FollowUpType(kind.value),
             tran_ref=parent_tran_ref,
             cart_id=payment.cart_id,
             amount=amount,
-            description=f"{kind.value} of {payment.cart_id}",
+            # PayTabs refuses an identical request within its duplicate window: the sequence
+            # keeps a second, legitimate refund of the same amount from looking like one
+            description=f"{kind.value} {sequence} of {payment.cart_id}",
         )
         answer = await _translated(
             lambda: self._paytabs.follow_up(request, known_tran_refs=known_tran_refs)
