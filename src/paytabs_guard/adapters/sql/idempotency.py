@@ -1,0 +1,121 @@
+"""Idempotency keys (Stripe and IETF draft semantics), one short transaction per call.
+
+``claim`` is a single upsert decided by the primary key (scope, key): a new key is inserted as
+``in_flight``; an expired one is taken over in the same statement; anything else is read and
+classified. So of concurrent requests with one key exactly one gets NEW, on both databases.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import Row, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, StoredResponse
+
+from .engine import upsert
+from .tables import idempotency_keys
+
+MIN_TTL_SECONDS: Final = 24 * 3600
+"""Keys live at least a day (Stripe prunes after ≥ 24 h): clients retry across hours."""
+
+IN_FLIGHT: Final = "in_flight"
+COMPLETED: Final = "completed"
+
+_keys = idempotency_keys.c
+
+
+class SqlIdempotencyStore:
+    """The ``IdempotencyStore`` on a database; every call is its own committed transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def claim(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+    ) -> IdempotencyClaim:
+        """NEW when this request now owns the key (first use, or the old claim expired);
+        otherwise what the stored claim says about a request with ``fingerprint``."""
+        if ttl_seconds < MIN_TTL_SECONDS:
+            raise ValueError(f"ttl_seconds must be at least {MIN_TTL_SECONDS}, got {ttl_seconds}")
+        claim = {
+            "scope": scope,
+            "key": key,
+            "fingerprint": fingerprint,
+            "status": IN_FLIGHT,
+            "response_status": None,
+            "response_body": None,
+            "resource_id": None,
+            "created_at": now,
+            "completed_at": None,
+            "expires_at": now + timedelta(seconds=ttl_seconds),
+        }
+        async with self._engine.begin() as connection:
+            base = upsert(connection.dialect, idempotency_keys).values(**claim)
+            takeover = {name: base.excluded[name] for name in claim if name not in ("scope", "key")}
+            statement = base.on_conflict_do_update(
+                index_elements=[_keys.scope, _keys.key],
+                set_=takeover,
+                where=_keys.expires_at <= now,
+            ).returning(_keys.key)
+            if (await connection.execute(statement)).first() is not None:
+                return IdempotencyClaim(ClaimStatus.NEW)
+            # The key is taken and alive; the upsert locked its row, so it cannot vanish now.
+            stored = (
+                await connection.execute(
+                    select(idempotency_keys).where(_keys.scope == scope, _keys.key == key)
+                )
+            ).one()
+        return _classify(stored, fingerprint)
+
+    async def complete(
+        self, scope: str, key: str, response: StoredResponse, *, now: datetime
+    ) -> None:
+        """Keep ``response`` to replay it for the key's lifetime."""
+        async with self._engine.begin() as connection:
+            # No row (purged, or taken over after expiring): the request is answered anyway, and
+            # failing it now would only make the client retry the work it just got done.
+            await connection.execute(
+                update(idempotency_keys)
+                .where(_keys.scope == scope, _keys.key == key)
+                .values(
+                    status=COMPLETED,
+                    response_status=response.status_code,
+                    response_body=response.body,
+                    resource_id=response.resource_id,
+                    completed_at=now,
+                )
+            )
+
+    async def release(self, scope: str, key: str) -> None:
+        """Forget an IN_FLIGHT key whose request failed without an answer worth keeping."""
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                delete(idempotency_keys).where(
+                    _keys.scope == scope, _keys.key == key, _keys.status == IN_FLIGHT
+                )
+            )
+
+    async def purge_expired(self, *, now: datetime) -> int:
+        """Delete expired keys; returns how many."""
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                delete(idempotency_keys).where(_keys.expires_at <= now)
+            )
+        return result.rowcount
+
+
+def _classify(stored: Row[tuple[object, ...]], fingerprint: str) -> IdempotencyClaim:
+    row = stored._mapping
+    if row["fingerprint"] != fingerprint:
+        return IdempotencyClaim(ClaimStatus.MISMATCH)
+    if row["status"] == COMPLETED:
+        response = StoredResponse(
+            status_code=row["response_status"],
+            body=row["response_body"],
+            resource_id=row["resource_id"],
+        )
+        return IdempotencyClaim(ClaimStatus.COMPLETED, response)
+    return IdempotencyClaim(ClaimStatus.IN_FLIGHT)

@@ -1,0 +1,47 @@
+"""The webhook inbox: deliveries already applied, deduped by a unique key.
+
+``record`` runs inside the caller's unit of work, so the dedupe row and the effect of the
+delivery commit together: a delivery whose processing failed is not marked seen (the mistake of
+dj-stripe #832), and a retry is applied then.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .engine import upsert
+from .tables import webhook_inbox
+from .transaction import Transaction
+
+
+class SqlWebhookInbox:
+    """The ``WebhookInbox`` of one ``SqlUnitOfWork``."""
+
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    async def record(self, key: str, *, source: str, now: datetime) -> bool:
+        """True when ``key`` is new (recorded when the unit of work commits); False for a
+        duplicate. On PostgreSQL a concurrent transaction recording the same key makes this
+        wait for its outcome, so exactly one of them gets True."""
+        connection = await self._transaction.connection()
+        statement = (
+            upsert(connection.dialect, webhook_inbox)
+            .values(key=key, source=source, received_at=now)
+            .on_conflict_do_nothing(index_elements=[webhook_inbox.c.key])
+            .returning(webhook_inbox.c.key)
+        )
+        return (await connection.execute(statement)).first() is not None
+
+
+async def purge_inbox(engine: AsyncEngine, *, received_before: datetime) -> int:
+    """Forget deliveries received before ``received_before`` (keep them ≥ 30 days: PayTabs and
+    relays retry for days); returns how many were removed."""
+    async with engine.begin() as connection:
+        result = await connection.execute(
+            delete(webhook_inbox).where(webhook_inbox.c.received_at < received_before)
+        )
+    return result.rowcount

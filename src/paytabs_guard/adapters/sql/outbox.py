@@ -1,0 +1,73 @@
+"""The writing half of the outbox: CloudEvents envelopes, inserted with the state change.
+
+The unit of work calls :func:`append` inside its transaction, so an event row exists if and only
+if the change that caused it was committed. The relay (``adapters/events``) reads the rows in
+``seq`` order and sends the stored envelope text byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Final, TypeAlias
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paytabs_guard.domain import PaymentEvent
+from paytabs_guard.domain.events import EventData
+
+from .engine import upsert
+from .tables import outbox
+
+SOURCE: Final = "paytabs-guard"
+
+Envelope: TypeAlias = dict[str, str | EventData]
+"""A CloudEvents 1.0 envelope: string attributes and the event's JSON-safe ``data``."""
+
+
+def envelope(event: PaymentEvent) -> Envelope:
+    """The CloudEvents 1.0 envelope of ``event`` (docs/states.md, "Envelope")."""
+    return {
+        "specversion": "1.0",
+        "id": event.event_id,
+        "source": SOURCE,
+        "type": event.type,
+        "subject": event.payment_id,
+        "time": _rfc3339(event.occurred_at),
+        "datacontenttype": "application/json",
+        "data": dict(event.data),
+    }
+
+
+def envelope_json(event: PaymentEvent) -> str:
+    """The envelope as stored: compact JSON in the attribute order above, UTF-8 unescaped."""
+    return json.dumps(envelope(event), ensure_ascii=False, separators=(",", ":"))
+
+
+async def append(
+    connection: AsyncConnection, events: Sequence[PaymentEvent], *, now: datetime
+) -> None:
+    """Insert ``events`` in order; an event id already in the outbox is skipped, never doubled."""
+    if not events:
+        return
+    rows = [
+        {
+            "event_id": event.event_id,
+            "payment_id": event.payment_id,
+            "type": event.type,
+            "envelope": envelope_json(event),
+            "created_at": now,
+        }
+        for event in events
+    ]
+    statement = upsert(connection.dialect, outbox).on_conflict_do_nothing(
+        index_elements=[outbox.c.event_id]
+    )
+    await connection.execute(statement, rows)
+
+
+def _rfc3339(at: datetime) -> str:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"{at!r} has no time zone; events carry aware times")
+    return at.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"

@@ -1,0 +1,549 @@
+"""Payments ⇄ rows: the only code that knows how a ``Payment`` is stored.
+
+A repository belongs to one unit of work. It keeps an identity map of the payments it loaded or
+was given, each with a snapshot of what the database holds, and on commit writes only what
+changed: the ``payments`` row behind an optimistic ``version`` check, and the new history
+entries, gateway transactions, conflict notes and cart ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    Table,
+    and_,
+    delete,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paytabs_guard.domain import (
+    ConflictNote,
+    FollowUpHold,
+    GatewayStatus,
+    GatewayTransaction,
+    Money,
+    Payment,
+    PaymentEvent,
+    PaymentState,
+    ResultSource,
+    Transition,
+    TranType,
+    Trigger,
+)
+
+from .errors import ConcurrentUpdate
+from .tables import (
+    UtcDateTime,
+    gateway_transactions,
+    payment_cart_ids,
+    payment_conflicts,
+    payment_transitions,
+    payments,
+)
+from .transaction import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What the database holds for one payment (compared to see what to write)."""
+
+    row: dict[str, object]
+    history: int
+    conflicts: int
+    cart_ids: tuple[str, ...]
+    transactions: dict[str, GatewayTransaction]
+    next_seq: int = field(compare=False)  # the next free gateway_transactions.seq
+
+
+@dataclass(slots=True)
+class _Entry:
+    payment: Payment
+    stored: _Snapshot | None  # None: given to add(), not loaded here
+    written: _Snapshot | None = None  # what this transaction wrote, until it commits
+
+
+class SqlPaymentRepository:
+    """The ``PaymentRepository`` of one ``SqlUnitOfWork``."""
+
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+        self._entries: dict[str, _Entry] = {}
+
+    def add(self, payment: Payment) -> None:
+        """Save ``payment`` on commit: a new one (``version`` 0) is inserted; one loaded by an
+        earlier unit of work is re-attached and updated if its ``version`` is still current."""
+        known = self._entries.get(payment.id)
+        if known is not None and known.payment is not payment:
+            raise ValueError(f"payment {payment.id} is already in this unit of work")
+        if known is None:
+            self._entries[payment.id] = _Entry(payment, stored=None)
+
+    async def get(self, payment_id: str, *, for_update: bool = False) -> Payment | None:
+        """The payment ``payment_id``; ``for_update`` locks it until the unit of work ends."""
+        return _first(await self._load(payments.c.id == payment_id, for_update=for_update))
+
+    async def get_by_cart_id(self, cart_id: str, *, for_update: bool = False) -> Payment | None:
+        """The payment whose current or earlier gateway attempt used ``cart_id``."""
+        owner = select(payment_cart_ids.c.payment_id).where(payment_cart_ids.c.cart_id == cart_id)
+        where = payments.c.id == owner.scalar_subquery()
+        return _first(await self._load(where, for_update=for_update))
+
+    async def get_by_tran_ref(self, tran_ref: str, *, for_update: bool = False) -> Payment | None:
+        """The payment owning ``tran_ref`` (its originating transaction or a follow-up)."""
+        follow_up = select(gateway_transactions.c.payment_id).where(
+            gateway_transactions.c.tran_ref == tran_ref
+        )
+        where = or_(payments.c.tran_ref == tran_ref, payments.c.id.in_(follow_up))
+        return _first(await self._load(where, for_update=for_update))
+
+    async def list(
+        self,
+        *,
+        states: Collection[PaymentState] = (),
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> Sequence[Payment]:
+        """Newest first, ``created_from <= created_at < created_to``; ``after`` is the id of the
+        last payment of the previous page (an unknown id gives an empty page)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        conditions: list[ColumnElement[bool]] = []
+        if states:
+            conditions.append(payments.c.state.in_([state.value for state in states]))
+        if created_from is not None:
+            conditions.append(payments.c.created_at >= created_from)
+        if created_to is not None:
+            conditions.append(payments.c.created_at < created_to)
+        if after is not None:
+            connection = await self._transaction.connection()
+            cursor = await connection.scalar(
+                select(payments.c.created_at).where(payments.c.id == after)
+            )
+            if cursor is None:
+                return []
+            # Keyset pagination on the (created_at, id) index: stable under concurrent inserts.
+            position = tuple_(literal(cursor, UtcDateTime()), literal(after))
+            conditions.append(tuple_(payments.c.created_at, payments.c.id) < position)
+        newest_first = (payments.c.created_at.desc(), payments.c.id.desc())
+        return await self._load(and_(true(), *conditions), order_by=newest_first, limit=limit)
+
+    async def stuck(
+        self, states: Collection[PaymentState], *, updated_before: datetime, limit: int
+    ) -> Sequence[str]:
+        """Ids of payments in ``states`` not updated since ``updated_before``, oldest first.
+        PostgreSQL locks them with SKIP LOCKED, so another reconciler's unit of work gets other
+        ones; SQLite has one writer at a time anyway."""
+        if not states or limit < 1:
+            return []
+        statement = (
+            select(payments.c.id)
+            .where(
+                payments.c.state.in_([state.value for state in states]),
+                payments.c.updated_at < updated_before,
+            )
+            .order_by(payments.c.updated_at, payments.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        connection = await self._transaction.connection()
+        return list((await connection.scalars(statement)).all())
+
+    # ---- writing: called by the unit of work ------------------------------------------------
+
+    async def flush(self) -> Sequence[PaymentEvent]:
+        """Write every new or changed payment; return their pending events, in order."""
+        events: list[PaymentEvent] = []
+        for entry in self._entries.values():
+            payment = entry.payment
+            if entry.stored is None and payment.version == 0:
+                entry.written = await self._insert(payment)
+            else:
+                if entry.stored is None:
+                    entry.stored = await self._stored_version(payment)
+                stored = entry.stored
+                current = _snapshot(payment, next_seq=stored.next_seq)
+                if current == stored and not payment.pending_events:
+                    continue
+                entry.written = await self._update(payment, stored)
+            events.extend(payment.pending_events)
+        return events
+
+    def committed(self) -> None:
+        """The transaction committed: bump versions, drain the saved events."""
+        for entry in self._entries.values():
+            if entry.written is not None:
+                entry.payment.version += 1
+                entry.payment.collect_events()
+                entry.stored, entry.written = entry.written, None
+
+    def rolled_back(self) -> None:
+        """The transaction rolled back: nothing was written, the payments keep their events."""
+        for entry in self._entries.values():
+            entry.written = None
+
+    # ---- loading ----------------------------------------------------------------------------
+
+    async def _load(
+        self,
+        where: ColumnElement[bool],
+        *,
+        for_update: bool = False,
+        order_by: Sequence[ColumnElement[Any]] = (),
+        limit: int | None = None,
+    ) -> Sequence[Payment]:
+        statement = select(payments).where(where).order_by(*order_by).limit(limit)
+        if for_update:
+            # Taken even for a payment already in the identity map: the lock is the point.
+            # SQLite ignores FOR UPDATE; its transaction holds the database write lock.
+            statement = statement.with_for_update()
+        connection = await self._transaction.connection()
+        rows = (await connection.execute(statement)).mappings().all()
+        fresh = [row for row in rows if row["id"] not in self._entries]
+        for payment, next_seq in await _build(connection, fresh):
+            stored = _snapshot(payment, next_seq=next_seq)
+            self._entries[payment.id] = _Entry(payment, stored=stored)
+        return [self._entries[row["id"]].payment for row in rows]
+
+    async def _stored_version(self, payment: Payment) -> _Snapshot:
+        """The stored state of a re-attached payment, if it is still at ``payment.version``."""
+        connection = await self._transaction.connection()
+        statement = select(payments).where(payments.c.id == payment.id).with_for_update()
+        rows = (await connection.execute(statement)).mappings().all()
+        built = await _build(connection, rows)
+        if not built or built[0][0].version != payment.version:
+            raise ConcurrentUpdate(payment.id, payment.version)
+        stored, next_seq = built[0]
+        return _snapshot(stored, next_seq=next_seq)
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    async def _insert(self, payment: Payment) -> _Snapshot:
+        connection = await self._transaction.connection()
+        await connection.execute(payments.insert().values(**_payment_row(payment), version=1))
+        cart_ids = _cart_ids(payment)
+        await _insert_rows(connection, payment_cart_ids, _cart_id_rows(payment.id, cart_ids, ()))
+        await _insert_rows(connection, payment_transitions, _history_rows(payment, 0))
+        await _insert_rows(connection, payment_conflicts, _conflict_rows(payment, 0))
+        records = payment.transactions
+        rows = [_transaction_row(payment.id, seq, t) for seq, t in enumerate(records)]
+        await _insert_rows(connection, gateway_transactions, rows)
+        return _snapshot(payment, next_seq=len(records))
+
+    async def _update(self, payment: Payment, stored: _Snapshot) -> _Snapshot:
+        if len(payment.history) < stored.history or len(payment.conflicts) < stored.conflicts:
+            raise ValueError(f"payment {payment.id}: history and conflicts are append-only")
+        connection = await self._transaction.connection()
+        result = await connection.execute(
+            update(payments)
+            .where(payments.c.id == payment.id, payments.c.version == payment.version)
+            .values(**_payment_row(payment), version=payment.version + 1)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate(payment.id, payment.version)
+        cart_ids = _cart_ids(payment)
+        new_cart_ids = _cart_id_rows(payment.id, cart_ids, stored.cart_ids)
+        await _insert_rows(connection, payment_cart_ids, new_cart_ids)
+        await _insert_rows(connection, payment_transitions, _history_rows(payment, stored.history))
+        await _insert_rows(connection, payment_conflicts, _conflict_rows(payment, stored.conflicts))
+        next_seq = await _write_transactions(connection, payment, stored)
+        return _snapshot(payment, next_seq=next_seq)
+
+
+async def _write_transactions(
+    connection: AsyncConnection, payment: Payment, stored: _Snapshot
+) -> int:
+    """Mirror ``payment.transactions``: statuses change in place, and a new attempt drops the
+    abandoned page's record. Returns the next free ``seq``."""
+    current = {record.tran_ref: record for record in payment.transactions}
+    gone = [ref for ref in stored.transactions if ref not in current]
+    if gone:
+        await connection.execute(
+            delete(gateway_transactions).where(
+                gateway_transactions.c.payment_id == payment.id,
+                gateway_transactions.c.tran_ref.in_(gone),
+            )
+        )
+    next_seq = stored.next_seq
+    for record in payment.transactions:
+        before = stored.transactions.get(record.tran_ref)
+        if before is None:
+            row = _transaction_row(payment.id, next_seq, record)
+            await connection.execute(gateway_transactions.insert().values(**row))
+            next_seq += 1
+        elif before != record:
+            row = _transaction_row(payment.id, 0, record)
+            del row["seq"], row["tran_ref"], row["payment_id"]
+            await connection.execute(
+                update(gateway_transactions)
+                .where(
+                    gateway_transactions.c.tran_ref == record.tran_ref,
+                    gateway_transactions.c.payment_id == payment.id,
+                )
+                .values(**row)
+            )
+    return next_seq
+
+
+async def _insert_rows(
+    connection: AsyncConnection, table: Table, rows: list[dict[str, object]]
+) -> None:
+    if rows:
+        await connection.execute(table.insert(), rows)
+
+
+def _first(found: Sequence[Payment]) -> Payment | None:
+    return found[0] if found else None
+
+
+def _snapshot(payment: Payment, *, next_seq: int) -> _Snapshot:
+    return _Snapshot(
+        row=_payment_row(payment),
+        history=len(payment.history),
+        conflicts=len(payment.conflicts),
+        cart_ids=_cart_ids(payment),
+        transactions={record.tran_ref: record for record in payment.transactions},
+        next_seq=next_seq,
+    )
+
+
+def _cart_ids(payment: Payment) -> tuple[str, ...]:
+    """Every cart id the payment used, in order; the current one last."""
+    return (*payment.abandoned_cart_ids, payment.cart_id)
+
+
+# ---- domain -> rows ---------------------------------------------------------------------------
+
+
+def _payment_row(payment: Payment) -> dict[str, object]:
+    currency = payment.amount.currency
+    for money in (payment.captured, payment.refunded):
+        if money.currency != currency:
+            raise ValueError(f"payment {payment.id}: {money} is not in {currency}")
+    return {
+        "id": payment.id,
+        "cart_id": payment.cart_id,
+        "profile_id": payment.profile_id,
+        "amount_minor": payment.amount.minor_units,
+        "currency": currency,
+        "tran_type": payment.tran_type.value,
+        "description": payment.description,
+        "state": payment.state.value,
+        "tran_ref": payment.tran_ref,
+        "expires_at": payment.expires_at,
+        "redirect_url": payment.redirect_url,
+        "return_url": payment.return_url,
+        "metadata": dict(payment.metadata),
+        "captured_minor": payment.captured.minor_units,
+        "refunded_minor": payment.refunded.minor_units,
+        "conflict_count": len(payment.conflicts),
+        **_hold_columns(payment),
+        "created_at": payment.created_at,
+        "updated_at": payment.updated_at,
+    }
+
+
+def _hold_columns(payment: Payment) -> dict[str, object]:
+    hold = payment.hold
+    if hold is not None and hold.amount.currency != payment.amount.currency:
+        raise ValueError(f"payment {payment.id}: a hold of {hold.amount} is not in its currency")
+    return {
+        "hold_kind": hold.kind.value if hold else None,
+        "hold_amount_minor": hold.amount.minor_units if hold else None,
+        "hold_parent_tran_ref": hold.parent_tran_ref if hold else None,
+        "hold_sequence": hold.sequence if hold else None,
+        "hold_started_at": hold.started_at if hold else None,
+    }
+
+
+def _cart_id_rows(
+    payment_id: str, cart_ids: tuple[str, ...], stored: tuple[str, ...]
+) -> list[dict[str, object]]:
+    return [
+        {"cart_id": cart_id, "payment_id": payment_id, "attempt": attempt}
+        for attempt, cart_id in enumerate(cart_ids, start=1)
+        if cart_id not in stored
+    ]
+
+
+def _history_rows(payment: Payment, start: int) -> list[dict[str, object]]:
+    return [
+        {
+            "payment_id": payment.id,
+            "seq": seq,
+            "from_state": entry.from_state.value if entry.from_state else None,
+            "to_state": entry.to_state.value,
+            "trigger": entry.trigger.value,
+            "source": entry.source.value,
+            "gateway_ref": entry.gateway_ref,
+            "reason": entry.reason,
+            "at": entry.at,
+        }
+        for seq, entry in enumerate(payment.history)
+        if seq >= start
+    ]
+
+
+def _conflict_rows(payment: Payment, start: int) -> list[dict[str, object]]:
+    return [
+        {
+            "payment_id": payment.id,
+            "tran_ref": note.tran_ref,
+            "tran_type": note.tran_type.value,
+            "reported_status": note.reported_status.value if note.reported_status else None,
+            "state": note.state.value,
+            "source": note.source.value,
+            "at": note.at,
+            "reason": note.reason,
+        }
+        for note in payment.conflicts[start:]
+    ]
+
+
+def _transaction_row(payment_id: str, seq: int, record: GatewayTransaction) -> dict[str, object]:
+    return {
+        "tran_ref": record.tran_ref,
+        "payment_id": payment_id,
+        "seq": seq,
+        "previous_tran_ref": record.previous_tran_ref,
+        "tran_type": record.tran_type.value,
+        "status": record.status.value if record.status else None,
+        "amount_minor": record.amount.minor_units,
+        "currency": record.amount.currency,
+        "at": record.at,
+    }
+
+
+# ---- rows -> domain ---------------------------------------------------------------------------
+
+
+async def _build(
+    connection: AsyncConnection, rows: Sequence[RowMapping]
+) -> list[tuple[Payment, int]]:
+    """Payments from their ``payments`` rows, children loaded in one query per table.
+    Each comes with the next free ``gateway_transactions.seq``."""
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    cart_ids = await _children(connection, payment_cart_ids, ids, payment_cart_ids.c.attempt)
+    history = await _children(connection, payment_transitions, ids, payment_transitions.c.seq)
+    records = await _children(connection, gateway_transactions, ids, gateway_transactions.c.seq)
+    conflicts = await _children(connection, payment_conflicts, ids, payment_conflicts.c.id)
+    built = []
+    for row in rows:
+        own_records = records.get(row["id"], [])
+        payment = _payment(
+            row,
+            cart_ids=[child["cart_id"] for child in cart_ids.get(row["id"], [])],
+            history=[_transition(child) for child in history.get(row["id"], [])],
+            records=[_gateway_transaction(child) for child in own_records],
+            conflicts=[_conflict(child) for child in conflicts.get(row["id"], [])],
+        )
+        next_seq = max((child["seq"] for child in own_records), default=-1) + 1
+        built.append((payment, next_seq))
+    return built
+
+
+async def _children(
+    connection: AsyncConnection, table: Table, ids: Iterable[str], order: ColumnElement[Any]
+) -> dict[str, list[RowMapping]]:
+    statement = select(table).where(table.c.payment_id.in_(list(ids))).order_by(order)
+    grouped: dict[str, list[RowMapping]] = {}
+    for row in (await connection.execute(statement)).mappings():
+        grouped.setdefault(row["payment_id"], []).append(row)
+    return grouped
+
+
+def _payment(
+    row: RowMapping,
+    *,
+    cart_ids: list[str],
+    history: list[Transition],
+    records: list[GatewayTransaction],
+    conflicts: list[ConflictNote],
+) -> Payment:
+    currency = row["currency"]
+    return Payment(
+        id=row["id"],
+        cart_id=row["cart_id"],
+        profile_id=row["profile_id"],
+        amount=Money(row["amount_minor"], currency),
+        tran_type=TranType(row["tran_type"]),
+        description=row["description"],
+        state=PaymentState(row["state"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        captured=Money(row["captured_minor"], currency),
+        refunded=Money(row["refunded_minor"], currency),
+        tran_ref=row["tran_ref"],
+        expires_at=row["expires_at"],
+        transactions=records,
+        history=history,
+        conflicts=conflicts,
+        abandoned_cart_ids=[cart_id for cart_id in cart_ids if cart_id != row["cart_id"]],
+        hold=_hold(row),
+        redirect_url=row["redirect_url"],
+        return_url=row["return_url"],
+        metadata=dict(row["metadata"]),
+        version=row["version"],
+    )
+
+
+def _hold(row: RowMapping) -> FollowUpHold | None:
+    if row["hold_kind"] is None:
+        return None
+    return FollowUpHold(
+        kind=TranType(row["hold_kind"]),
+        amount=Money(row["hold_amount_minor"], row["currency"]),
+        parent_tran_ref=row["hold_parent_tran_ref"],
+        sequence=row["hold_sequence"],
+        started_at=row["hold_started_at"],
+    )
+
+
+def _transition(row: RowMapping) -> Transition:
+    return Transition(
+        from_state=PaymentState(row["from_state"]) if row["from_state"] else None,
+        to_state=PaymentState(row["to_state"]),
+        trigger=Trigger(row["trigger"]),
+        source=ResultSource(row["source"]),
+        gateway_ref=row["gateway_ref"],
+        at=row["at"],
+        reason=row["reason"],
+    )
+
+
+def _gateway_transaction(row: RowMapping) -> GatewayTransaction:
+    return GatewayTransaction(
+        tran_ref=row["tran_ref"],
+        previous_tran_ref=row["previous_tran_ref"],
+        tran_type=TranType(row["tran_type"]),
+        status=GatewayStatus(row["status"]) if row["status"] else None,
+        amount=Money(row["amount_minor"], row["currency"]),
+        at=row["at"],
+    )
+
+
+def _conflict(row: RowMapping) -> ConflictNote:
+    return ConflictNote(
+        tran_ref=row["tran_ref"],
+        tran_type=TranType(row["tran_type"]),
+        reported_status=GatewayStatus(row["reported_status"]) if row["reported_status"] else None,
+        state=PaymentState(row["state"]),
+        source=ResultSource(row["source"]),
+        at=row["at"],
+        reason=row["reason"],
+    )

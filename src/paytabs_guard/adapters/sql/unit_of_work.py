@@ -1,0 +1,80 @@
+"""The SQL unit of work: one transaction for payments, inbox and outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from paytabs_guard.service.ports import PaymentRepository, UnitOfWorkFactory, WebhookInbox
+
+from . import outbox
+from .inbox import SqlWebhookInbox
+from .repository import SqlPaymentRepository
+from .transaction import Transaction
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+class SqlUnitOfWork:
+    """One database transaction, begun on first use. ``commit()`` saves the payments it loaded
+    or was given, writes their pending events to the outbox and commits, all or nothing;
+    leaving without ``commit()`` rolls back.
+
+    Locking: ``payments.get(..., for_update=True)`` takes the row lock on PostgreSQL
+    (``SELECT … FOR UPDATE``); on SQLite every unit of work is a ``BEGIN IMMEDIATE`` write
+    transaction, so the first statement takes the database's write lock.
+    """
+
+    payments: PaymentRepository
+    inbox: WebhookInbox
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
+        self._clock = clock
+        self._transaction = Transaction(engine)
+        self._payments = SqlPaymentRepository(self._transaction)
+        self.payments = self._payments
+        self.inbox = SqlWebhookInbox(self._transaction)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Roll back whatever was not committed."""
+        await self._rollback()
+
+    async def commit(self) -> None:
+        """Write changed payments (raising ``ConcurrentUpdate`` if another transaction saved one
+        first) and their pending events, then commit."""
+        try:
+            events = await self._payments.flush()
+            if events:
+                connection = await self._transaction.connection()
+                await outbox.append(connection, events, now=self._clock())
+            await self._transaction.commit()
+        except BaseException:
+            await self._rollback()
+            raise
+        self._payments.committed()
+
+    async def _rollback(self) -> None:
+        try:
+            await self._transaction.rollback()
+        finally:
+            self._payments.rolled_back()
+
+
+def sql_unit_of_work_factory(engine: AsyncEngine, *, clock: Clock = utc_now) -> UnitOfWorkFactory:
+    """What the use cases call to open a unit of work on ``engine``."""
+
+    def open_unit_of_work() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine, clock=clock)
+
+    return open_unit_of_work

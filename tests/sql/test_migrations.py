@@ -1,0 +1,85 @@
+"""Migrations: empty to head on both databases, repeatable, concurrent, and equal to tables.py."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData, inspect
+from sqlalchemy.engine import Connection
+
+from paytabs_guard.adapters.sql import create_engine, upgrade
+from paytabs_guard.adapters.sql.migrate import current_revision, downgrade, head_revision
+from paytabs_guard.adapters.sql.tables import (
+    gateway_transactions,
+    idempotency_keys,
+    outbox,
+    payment_cart_ids,
+    payment_conflicts,
+    payment_transitions,
+    payments,
+    webhook_inbox,
+)
+
+pytestmark = pytest.mark.anyio
+
+OURS = (
+    payments,
+    payment_cart_ids,
+    payment_transitions,
+    gateway_transactions,
+    payment_conflicts,
+    idempotency_keys,
+    webhook_inbox,
+    outbox,
+)
+
+
+def _differences(connection: Connection) -> list[object]:
+    # Only 0001's tables: other adapters add theirs to the same metadata in later revisions.
+    mine = MetaData()
+    for table in OURS:
+        table.to_metadata(mine)
+    names = {table.name for table in OURS}
+
+    def include_name(name: str | None, type_: str, _: object) -> bool:
+        return type_ != "table" or name in names
+
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_name": include_name}
+    )
+    return list(compare_metadata(context, mine))
+
+
+async def test_upgrade_builds_the_schema_of_tables_py(database_url: str) -> None:
+    assert await current_revision(database_url) is None
+    await upgrade(database_url)
+    assert await current_revision(database_url) == head_revision()
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            tables = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+            differences = await connection.run_sync(_differences)
+    finally:
+        await engine.dispose()
+    assert {table.name for table in OURS} <= tables
+    assert differences == []
+
+
+async def test_upgrade_is_safe_to_repeat_and_downgrade_empties_the_database(
+    database_url: str,
+) -> None:
+    await upgrade(database_url)
+    await upgrade(database_url)
+    await downgrade(database_url, "base")
+    assert await current_revision(database_url) is None
+    await upgrade(database_url)
+    assert await current_revision(database_url) == head_revision()
+
+
+async def test_concurrent_upgrades_from_two_instances_both_succeed(database_url: str) -> None:
+    async with anyio.create_task_group() as group:
+        for _ in range(2):
+            group.start_soon(upgrade, database_url)
+    assert await current_revision(database_url) == head_revision()

@@ -1,0 +1,297 @@
+"""The unit of work: one transaction for state, inbox and outbox; locks; optimistic versions."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from paytabs_guard.adapters.sql import ConcurrentUpdate, purge_inbox
+from paytabs_guard.domain import OutcomeKind, Payment, PaymentState, Trigger
+from paytabs_guard.service.ports import UnitOfWorkFactory
+
+from .builders import (
+    A,
+    D,
+    applied,
+    at,
+    awaiting,
+    count,
+    fixed_clock,
+    new_payment,
+    outbox_types,
+    result,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+class Boom(Exception):
+    """Raised inside a unit of work to leave it early."""
+
+
+async def test_twenty_concurrent_deliveries_of_one_callback_apply_it_once(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    payment = awaiting("pay_race")
+    async with uow() as unit:
+        unit.payments.add(payment)
+        await unit.commit()
+    callback = result(payment, A)
+    outcomes: list[OutcomeKind] = []
+    new_deliveries: list[bool] = []
+
+    async def deliver() -> None:
+        async with uow() as unit:
+            loaded = await unit.payments.get("pay_race", for_update=True)
+            assert loaded is not None
+            outcomes.append(loaded.apply_gateway_result(callback, at=at(3)).kind)
+            new_deliveries.append(
+                await unit.inbox.record("paytabs:TST-cart-pay_race:A", source="callback", now=at(3))
+            )
+            await unit.commit()
+
+    async with anyio.create_task_group() as group:
+        for _ in range(20):
+            group.start_soon(deliver)
+
+    assert sorted(outcomes) == sorted([OutcomeKind.APPLIED] + [OutcomeKind.DUPLICATE] * 19)
+    assert new_deliveries.count(True) == 1
+    async with uow() as unit:
+        stored = await unit.payments.get("pay_race")
+    assert stored is not None
+    assert stored.state is PaymentState.COMPLETED
+    assert [entry.trigger for entry in stored.history].count(Trigger.CHARGED) == 1
+    assert stored.version == 2  # saved once by the first delivery only
+    types = await outbox_types(engine, "pay_race")
+    assert types.count("payment.completed") == 1
+    assert await count(engine, "webhook_inbox") == 1
+
+
+async def test_a_stale_copy_of_a_payment_is_refused_with_concurrent_update(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    await _store_awaiting(uow, "pay_stale")
+    async with uow() as unit:
+        stale = await unit.payments.get("pay_stale")
+    assert stale is not None
+    async with uow() as unit:
+        fresh = await unit.payments.get("pay_stale", for_update=True)
+        assert fresh is not None
+        applied(fresh.apply_gateway_result(result(fresh, A), at=at(3)))
+        await unit.commit()
+    applied(stale.apply_gateway_result(result(stale, D), at=at(4)))
+    with pytest.raises(ConcurrentUpdate) as raised:
+        await _save(uow, stale)  # re-attached: saved only if still at the version it was read at
+    assert raised.value.payment_id == "pay_stale"
+    assert raised.value.expected_version == 1
+    assert [event.type for event in stale.pending_events] == ["payment.failed"]  # kept
+    async with uow() as unit:
+        stored = await unit.payments.get("pay_stale")
+    assert stored is not None
+    assert stored.state is PaymentState.COMPLETED
+    assert "payment.failed" not in await outbox_types(engine, "pay_stale")
+
+
+async def test_a_payment_loaded_earlier_and_still_current_can_be_saved_later(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    await _store_awaiting(uow, "pay_later")
+    async with uow() as unit:
+        payment = await unit.payments.get("pay_later")
+    assert payment is not None
+    applied(payment.apply_gateway_result(result(payment, A), at=at(3)))
+    async with uow() as unit:
+        unit.payments.add(payment)
+        await unit.commit()
+    assert payment.version == 2
+    assert payment.pending_events == []
+    assert (await outbox_types(engine, "pay_later"))[-1] == "payment.completed"
+
+
+@pytest.mark.postgres
+async def test_two_writers_without_a_lock_lose_the_race_loudly_on_postgres(
+    postgres_uow: UnitOfWorkFactory,
+) -> None:
+    # On SQLite this cannot happen: every unit of work holds the write lock from its first read.
+    uow = postgres_uow
+    await _store_awaiting(uow, "pay_both")
+    first_read = anyio.Event()
+    second_read = anyio.Event()
+    first_done = anyio.Event()
+
+    async def first() -> None:
+        async with uow() as unit:
+            payment = await unit.payments.get("pay_both")
+            assert payment is not None
+            first_read.set()
+            await second_read.wait()
+            applied(payment.apply_gateway_result(result(payment, A), at=at(3)))
+            await unit.commit()
+        first_done.set()
+
+    async def second() -> None:
+        await first_read.wait()
+        async with uow() as unit:
+            payment = await unit.payments.get("pay_both")  # no lock: the same version as first
+            assert payment is not None
+            second_read.set()
+            await first_done.wait()
+            applied(payment.apply_gateway_result(result(payment, D), at=at(4)))
+            with pytest.raises(ConcurrentUpdate):
+                await unit.commit()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(first)
+        group.start_soon(second)
+    async with uow() as unit:
+        stored = await unit.payments.get("pay_both")
+    assert stored is not None
+    assert stored.state is PaymentState.COMPLETED
+    assert stored.conflicts == []
+
+
+async def test_leaving_without_commit_or_on_an_error_writes_nothing(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    await _store_awaiting(uow, "pay_keep")
+
+    async def fail_halfway() -> None:
+        async with uow() as unit:
+            unit.payments.add(new_payment("pay_never"))
+            payment = await unit.payments.get("pay_keep", for_update=True)
+            assert payment is not None
+            applied(payment.apply_gateway_result(result(payment, A), at=at(3)))
+            assert await unit.inbox.record("delivery-1", source="callback", now=at(3))
+            raise Boom
+
+    with pytest.raises(Boom):
+        await fail_halfway()
+    async with uow() as unit:
+        payment = await unit.payments.get("pay_keep", for_update=True)
+        assert payment is not None
+        applied(payment.apply_gateway_result(result(payment, A), at=at(3)))
+        # no commit: rolled back on exit
+    async with uow() as unit:
+        assert await unit.payments.get("pay_never") is None
+        stored = await unit.payments.get("pay_keep")
+        assert stored is not None
+        assert stored.state is PaymentState.AWAITING_CUSTOMER
+        assert stored.version == 1
+        # The delivery was not marked seen: its retry is processed.
+        assert await unit.inbox.record("delivery-1", source="callback", now=at(5))
+    assert await count(engine, "webhook_inbox") == 0
+    assert await outbox_types(engine, "pay_keep") == ["payment.created", "payment.initiated"]
+    assert await outbox_types(engine, "pay_never") == []
+
+
+async def test_a_failed_commit_writes_nothing_of_the_unit_of_work(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    await _store_awaiting(uow, "pay_first")
+    duplicate_cart = new_payment("pay_dup", cart_id="cart-pay_first")
+    with pytest.raises(IntegrityError):
+        await _save(uow, new_payment("pay_fine"), duplicate_cart)
+    async with uow() as unit:
+        assert await unit.payments.get("pay_fine") is None
+    assert await outbox_types(engine, "pay_fine") == []
+    assert [event.type for event in duplicate_cart.pending_events] == ["payment.created"]
+
+
+async def test_the_inbox_says_new_once_per_key_across_units_of_work(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    async with uow() as unit:
+        assert await unit.inbox.record("k1", source="callback", now=at(0))
+        assert not await unit.inbox.record("k1", source="callback", now=at(0))
+        await unit.commit()
+    async with uow() as unit:
+        assert not await unit.inbox.record("k1", source="query", now=at(1))
+        assert await unit.inbox.record("k2", source="query", now=at(1))
+        await unit.commit()
+    assert await purge_inbox(engine, received_before=at(1)) == 1
+    async with uow() as unit:
+        assert await unit.inbox.record("k1", source="callback", now=at(2))
+        await unit.commit()
+
+
+async def test_one_object_per_payment_within_a_unit_of_work(uow: UnitOfWorkFactory) -> None:
+    await _store_awaiting(uow, "pay_one")
+    async with uow() as unit:
+        first = await unit.payments.get("pay_one")
+        again = await unit.payments.get("pay_one", for_update=True)
+        by_ref = await unit.payments.get_by_tran_ref("TST-cart-pay_one")
+        listed = await unit.payments.list()
+    assert first is not None
+    assert first is again is by_ref is listed[0]
+
+
+@pytest.mark.postgres
+async def test_stuck_payments_claimed_by_two_reconcilers_are_disjoint_on_postgres(
+    postgres_uow: UnitOfWorkFactory,
+) -> None:
+    # SKIP LOCKED is PostgreSQL's; on SQLite the second reconciler waits for the first.
+    uow = postgres_uow
+    for minute in range(4):
+        await _store_awaiting(uow, f"pay_s{minute}", minute=minute)
+    undecided = [PaymentState.AWAITING_CUSTOMER]
+    claimed: dict[str, list[str]] = {}
+    first_claimed = anyio.Event()
+    second_claimed = anyio.Event()
+
+    async def reconcile(name: str, go: anyio.Event | None, done: anyio.Event) -> None:
+        if go is not None:
+            await go.wait()
+        async with uow() as unit:
+            ids = await unit.payments.stuck(undecided, updated_before=at(100), limit=2)
+            claimed[name] = list(ids)
+            done.set()
+            await second_claimed.wait()  # both hold their claims at the same time
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(reconcile, "one", None, first_claimed)
+        group.start_soon(reconcile, "two", first_claimed, second_claimed)
+    assert claimed == {"one": ["pay_s0", "pay_s1"], "two": ["pay_s2", "pay_s3"]}
+
+
+async def test_nothing_to_save_touches_no_row(engine: AsyncEngine, uow: UnitOfWorkFactory) -> None:
+    await _store_awaiting(uow, "pay_same")
+    async with uow() as unit:
+        payment = await unit.payments.get("pay_same", for_update=True)
+        assert payment is not None
+        outcome = payment.apply_gateway_result(result(payment, None), at=at(3))
+        assert outcome.kind is OutcomeKind.DUPLICATE
+        await unit.commit()
+    assert payment.version == 1
+    assert fixed_clock() == at(1000)
+
+
+async def _save(uow: UnitOfWorkFactory, *payments: Payment) -> None:
+    async with uow() as unit:
+        for payment in payments:
+            unit.payments.add(payment)
+        await unit.commit()
+
+
+async def _store_awaiting(uow: UnitOfWorkFactory, payment_id: str, *, minute: int = 0) -> None:
+    await _save(uow, awaiting(payment_id, created=at(minute)))
+
+
+async def test_a_cancelled_unit_of_work_gives_its_lock_back(uow: UnitOfWorkFactory) -> None:
+    # A request cancelled mid-way (client gone, timeout) must not keep the row lock, or on SQLite
+    # the database's write lock, until the garbage collector finds its connection.
+    await _store_awaiting(uow, "pay_cancel")
+    with anyio.CancelScope() as scope:
+        async with uow() as unit:
+            payment = await unit.payments.get("pay_cancel", for_update=True)
+            assert payment is not None
+            applied(payment.apply_gateway_result(result(payment, A), at=at(3)))
+            scope.cancel()
+            await anyio.lowlevel.checkpoint()
+            await unit.commit()
+    assert scope.cancelled_caught
+    async with uow() as unit:
+        again = await unit.payments.get("pay_cancel", for_update=True)
+        assert again is not None
+        assert again.state is PaymentState.AWAITING_CUSTOMER
