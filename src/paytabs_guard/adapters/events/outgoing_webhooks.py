@@ -1,0 +1,120 @@
+"""Outgoing webhooks: the envelope POSTed to each merchant endpoint, signed (Standard Webhooks).
+
+Every endpoint is a sink of its own (``webhook:<name>``) with its own ``whsec_`` secret (several
+during a rotation: one signature per secret). The request body is the exact envelope stored in
+the outbox; ``webhook-id`` is the CloudEvents ``id`` (the receiver's dedupe key), and
+``webhook-timestamp`` the time of this attempt, so a retry carries a fresh, verifiable time.
+A 2xx answer means delivered; anything else (3xx included: redirects are not followed), a
+timeout or a connection error is retried by the relay with backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+import httpx
+from pydantic import SecretStr
+
+from paytabs_guard.adapters.webhooks import standard
+
+from .cloudevents import CONTENT_TYPE, OutboxEvent
+from .sinks import DeliveryFailed
+
+SINK_PREFIX: Final = "webhook:"
+DEFAULT_TIMEOUT_SECONDS: Final = 15.0  # Standard Webhooks: consumers get 15-30 s
+USER_AGENT: Final = "paytabs-guard-webhooks/1"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """A merchant URL with its signing secrets; ``event_types`` empty = every event."""
+
+    name: str
+    url: str
+    secrets: tuple[SecretStr, ...]
+    event_types: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a webhook endpoint needs a name (it names its sink)")
+        if not self.url.startswith(("https://", "http://")):
+            raise ValueError(f"webhook endpoint {self.name!r}: the URL must be http(s)")
+        if not self.secrets:
+            raise ValueError(f"webhook endpoint {self.name!r}: at least one secret is needed")
+        for secret in self.secrets:
+            standard.decode_secret(secret)  # a bad secret fails at start-up, not per delivery
+
+    def __repr__(self) -> str:  # URLs can carry tokens: keep them out of logs
+        return f"WebhookEndpoint(name={self.name!r})"
+
+
+class WebhookSink:
+    """POSTs each event to one endpoint with Standard Webhooks headers."""
+
+    def __init__(
+        self,
+        endpoint: WebhookEndpoint,
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self._endpoint = endpoint
+        self._http = http
+        self._clock = clock
+        self._timeout = timeout_seconds
+
+    @property
+    def name(self) -> str:
+        return SINK_PREFIX + self._endpoint.name
+
+    def accepts(self, event_type: str) -> bool:
+        types = self._endpoint.event_types
+        return not types or event_type in types
+
+    def request_for(self, event: OutboxEvent) -> httpx.Request:
+        """The signed request for one attempt (signed at the clock's current time)."""
+        body = event.envelope.encode("utf-8")
+        headers = standard.headers_for(event.event_id, body, self._endpoint.secrets, self._clock())
+        headers["content-type"] = CONTENT_TYPE
+        headers["user-agent"] = USER_AGENT
+        return self._http.build_request(
+            "POST", self._endpoint.url, content=body, headers=headers, timeout=self._timeout
+        )
+
+    async def deliver(self, event: OutboxEvent) -> None:
+        try:
+            # stream=True and close unread: only the status matters, whatever the body's size.
+            response = await self._http.send(
+                self.request_for(event), stream=True, follow_redirects=False
+            )
+        except httpx.HTTPError as error:
+            raise DeliveryFailed(f"{self.name}: {type(error).__name__}") from error
+        await response.aclose()
+        if not response.is_success:
+            raise DeliveryFailed(f"{self.name}: HTTP {response.status_code}")
+
+
+def webhook_sinks(
+    endpoints: Sequence[WebhookEndpoint],
+    http: httpx.AsyncClient,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+) -> list[WebhookSink]:
+    """One sink per endpoint; endpoint names must be unique."""
+    names = [endpoint.name for endpoint in endpoints]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"webhook endpoint names must be unique: {', '.join(duplicates)}")
+    return [
+        WebhookSink(endpoint, http, clock=clock, timeout_seconds=timeout_seconds)
+        for endpoint in endpoints
+    ]

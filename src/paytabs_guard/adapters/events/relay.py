@@ -1,0 +1,437 @@
+"""The outbox relay: every committed event reaches every sink at least once, in order per payment.
+
+One ``run_once`` does two things, each in short transactions that never span a sink call:
+
+1. **Fan-out.** Undistributed outbox rows (``published_at IS NULL``) are claimed oldest first,
+   on PostgreSQL with ``FOR UPDATE SKIP LOCKED`` so relays on other instances take other rows
+   (on SQLite the claiming ``UPDATE`` takes the database's write lock). Each gets one
+   ``event_deliveries`` row per sink that accepts its type (``ON CONFLICT DO NOTHING``), and
+   ``published_at`` is set, in the same transaction.
+2. **Delivery.** For each sink, due pending deliveries are claimed in ``seq`` order with a lease
+   (``claimed_by``, ``claimed_until``), but per (sink, payment) only the oldest undelivered one,
+   and none while an older event of that payment is still waiting in the outbox. The sink is
+   called outside any transaction; then the row is marked ``delivered``, or its ``attempts``
+   grows, ``next_attempt_at`` moves by full-jitter exponential backoff and the error is kept.
+
+Guarantees and their limits:
+
+* **At least once.** A crash after the sink accepted an event but before the row was marked
+  re-delivers it once the lease expires. Consumers dedupe on the CloudEvents ``id`` (stable).
+* **Order per payment, per sink.** A later event of a payment waits while an earlier one backs
+  off for that sink. Other payments and other sinks are not held up; a failing or slow sink
+  only delays itself (sinks are served concurrently).
+* **Poison events do not block a payment forever.** After ``max_attempts`` failed attempts a
+  delivery becomes a dead letter (``status = 'dead'``) and the payment's next event proceeds:
+  order is given up for that one event, which ``dead_letters.replay`` delivers again (late)
+  after the cause is fixed. A payment's later events matter more than a stuck one.
+* Events are fanned out to the sinks configured at that moment. Give every instance the same
+  sinks; a sink added later receives events fanned out after it was added. With no sink at all,
+  nothing is fanned out, so the first sinks configured receive the backlog.
+* Leases use this process's clock: keep instance clocks in sync (NTP) and the lease longer
+  than any sink's timeout, or a slow delivery may be repeated by another instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from paytabs_guard.adapters.sql.engine import upsert
+from paytabs_guard.adapters.sql.tables import outbox
+
+from .cloudevents import OutboxEvent
+from .sinks import Sink, SinkSet
+from .tables import DEAD, DELIVERED, PENDING, event_deliveries
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+"""Timezone-aware current time."""
+
+MAX_ERROR_LENGTH: Final = 1000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_instance_id() -> str:
+    """``host-pid-random``: unique per process, readable in ``claimed_by``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Full-jitter exponential backoff: attempt n waits U(0, min(cap, base * 2**(n-1))) seconds."""
+
+    base_seconds: float = 5.0
+    cap_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.base_seconds <= 0 or self.cap_seconds < self.base_seconds:
+            raise ValueError("backoff needs 0 < base_seconds <= cap_seconds")
+
+    def ceiling(self, attempts: int) -> float:
+        """The longest wait after ``attempts`` failed attempts (>= 1)."""
+        exponent = min(max(attempts - 1, 0), 62)  # 2**62 s is already far beyond any cap
+        return min(self.cap_seconds, self.base_seconds * 2.0**exponent)
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        return rng.uniform(0.0, self.ceiling(attempts))
+
+
+@dataclass(slots=True)
+class RelayStats:
+    """What one ``run_once`` did."""
+
+    fanned_out: int = 0  # outbox rows distributed to the sinks
+    delivered: int = 0
+    retried: int = 0  # failed attempts that will be tried again
+    dead: int = 0  # deliveries that became dead letters
+
+    def add(self, other: RelayStats) -> None:
+        self.fanned_out += other.fanned_out
+        self.delivered += other.delivered
+        self.retried += other.retried
+        self.dead += other.dead
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: int
+    attempts: int
+    event: OutboxEvent
+    lease_until: datetime
+
+
+class OutboxRelay:
+    """Delivers outbox events to sinks; safe to run on every instance at once."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sinks: Iterable[Sink | SinkSet],
+        *,
+        clock: Clock = utc_now,
+        batch_size: int = 100,
+        max_attempts: int = 8,
+        backoff: Backoff | tuple[float, float] = Backoff(),
+        instance_id: str | None = None,
+        lease_seconds: float = 60.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        self._engine = engine
+        self._sources = list(sinks)
+        self._clock = clock
+        self._batch_size = batch_size
+        self._max_attempts = max_attempts
+        self._backoff = backoff if isinstance(backoff, Backoff) else Backoff(*backoff)
+        self._instance_id = instance_id or default_instance_id()
+        self._lease = timedelta(seconds=lease_seconds)
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+
+    @property
+    def instance_id(self) -> str:
+        return self._instance_id
+
+    def sinks(self) -> list[Sink]:
+        """The sinks as of now (an ``EventBus`` contributes its current subscribers)."""
+        resolved: list[Sink] = []
+        for source in self._sources:
+            resolved.extend([source] if isinstance(source, Sink) else source.sinks())
+        names = [sink.name for sink in resolved]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"sink names must be unique: {', '.join(duplicates)}")
+        return resolved
+
+    def notify(self) -> None:
+        """Wake ``run_forever`` now (call from the event loop, e.g. after a commit)."""
+        self._wake.set()
+
+    async def run_once(self) -> RelayStats:
+        """Fan out every undistributed event, then deliver what is due: at most one attempt per
+        delivery and run, every sink concurrently. Raises on storage errors, never a sink's."""
+        sinks = self.sinks()
+        stats = RelayStats()
+        if not sinks:
+            return stats
+        while True:
+            count = await self._fan_out(sinks)
+            stats.fanned_out += count
+            if count < self._batch_size:
+                break
+        results = await asyncio.gather(
+            *(self._drain(sink) for sink in sinks), return_exceptions=True
+        )
+        errors: list[BaseException] = []
+        for result in results:
+            if isinstance(result, RelayStats):
+                stats.add(result)
+            else:
+                errors.append(result)
+        if errors:  # storage trouble, not a sink's: surface it once every sink had its turn
+            raise errors[0]
+        return stats
+
+    async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        """``run_once`` every ``interval`` seconds (sooner after ``notify``) until ``stop`` is set.
+
+        A failed run (e.g. the database is down) is logged and tried again next time.
+        """
+        while not stop.is_set():
+            self._wake.clear()  # before the run: a notification during it triggers the next one
+            try:
+                await self.run_once()
+            except Exception:
+                logger.exception("outbox relay run failed; next try in %.1f s", interval)
+            await _first_of(stop, self._wake, wait_seconds=interval)
+
+    # ---- fan-out -------------------------------------------------------------------------
+
+    async def _fan_out(self, sinks: Sequence[Sink]) -> int:
+        now = self._clock()
+        candidates = (
+            select(outbox.c.seq)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.seq)
+            .limit(self._batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        # The claiming statement writes first, so on SQLite it takes the write lock before
+        # reading anything (no lock upgrade that could fail with "database is locked").
+        claim = (
+            update(outbox)
+            .where(outbox.c.seq.in_(candidates.scalar_subquery()))
+            .values(published_at=now, claimed_by=self._instance_id)
+            .returning(outbox.c.seq, outbox.c.event_id, outbox.c.payment_id, outbox.c.type)
+        )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(claim)).all()
+            deliveries = [
+                {
+                    "seq": row.seq,
+                    "event_id": row.event_id,
+                    "payment_id": row.payment_id,
+                    "type": row.type,
+                    "sink": sink.name,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for row in rows
+                for sink in sinks
+                if sink.accepts(row.type)
+            ]
+            if deliveries:
+                insert = upsert(conn.dialect, event_deliveries).on_conflict_do_nothing(
+                    index_elements=[event_deliveries.c.event_id, event_deliveries.c.sink]
+                )
+                await conn.execute(insert, deliveries)
+        return len(rows)
+
+    # ---- delivery ------------------------------------------------------------------------
+
+    async def _drain(self, sink: Sink) -> RelayStats:
+        """Deliver what is due for ``sink``, round after round, while the queue moves.
+
+        A delivery that failed is not tried again in the same run (it waits for its backoff).
+        A round in which nothing was delivered and nothing died ends the sink's turn: a sink
+        that is down costs one batch of attempts per run, not its whole backlog.
+        """
+        stats = RelayStats()
+        failed: set[int] = set()
+        while True:
+            claimed = await self._claim(sink.name, failed)
+            if not claimed:
+                return stats
+            moved = stats.delivered + stats.dead
+            for item in claimed:
+                if self._clock() >= item.lease_until:
+                    # Slow deliveries ate the lease: another relay may own this one by now.
+                    continue
+                if not await self._deliver(sink, item, stats):
+                    failed.add(item.id)
+            if stats.delivered + stats.dead == moved:
+                return stats
+
+    async def _claim(self, sink: str, exclude: set[int]) -> list[_Claimed]:
+        now = self._clock()
+        lease_until = now + self._lease
+        deliveries = event_deliveries
+        older = event_deliveries.alias("older")
+        earlier_delivery_waits = exists().where(
+            older.c.sink == deliveries.c.sink,
+            older.c.payment_id == deliveries.c.payment_id,
+            older.c.status == PENDING,
+            older.c.seq < deliveries.c.seq,
+        )
+        # An older event of the payment that another relay is still fanning out has no
+        # delivery row yet; without this check a newer one could overtake it.
+        earlier_event_unpublished = exists().where(
+            outbox.c.payment_id == deliveries.c.payment_id,
+            outbox.c.published_at.is_(None),
+            outbox.c.seq < deliveries.c.seq,
+        )
+        conditions = [
+            deliveries.c.sink == sink,
+            deliveries.c.status == PENDING,
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
+            ~earlier_delivery_waits,
+            ~earlier_event_unpublished,
+        ]
+        if exclude:
+            conditions.append(deliveries.c.id.not_in(exclude))
+        candidates = (
+            select(deliveries.c.id)
+            .where(and_(*conditions))
+            .order_by(deliveries.c.seq)
+            .limit(self._batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(deliveries)
+            .where(deliveries.c.id.in_(candidates.scalar_subquery()))
+            .values(claimed_by=self._instance_id, claimed_until=lease_until)
+            .returning(deliveries.c.id, deliveries.c.seq, deliveries.c.attempts)
+        )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(claim)).all()
+            if not rows:
+                return []
+            seqs = [row.seq for row in rows]
+            events = {event.seq: event for event in await _outbox_events(conn, seqs)}
+        claimed = [
+            _Claimed(
+                id=row.id, attempts=row.attempts, event=events[row.seq], lease_until=lease_until
+            )
+            for row in rows
+        ]
+        claimed.sort(key=lambda item: item.event.seq)
+        return claimed
+
+    async def _deliver(self, sink: Sink, item: _Claimed, stats: RelayStats) -> bool:
+        """Call the sink and record the outcome; True when it accepted the event."""
+        try:
+            await sink.deliver(item.event)
+        except Exception as error:
+            await self._record_failure(sink, item, error, stats)
+            return False
+        await self._record_success(item, stats)
+        return True
+
+    async def _record_success(self, item: _Claimed, stats: RelayStats) -> None:
+        # Not conditional on our lease: the event *was* delivered, whoever holds the row now.
+        mark = (
+            update(event_deliveries)
+            .where(event_deliveries.c.id == item.id, event_deliveries.c.status == PENDING)
+            .values(
+                status=DELIVERED,
+                attempts=event_deliveries.c.attempts + 1,
+                delivered_at=self._clock(),
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(mark)
+        stats.delivered += 1
+
+    async def _record_failure(
+        self, sink: Sink, item: _Claimed, error: Exception, stats: RelayStats
+    ) -> None:
+        now = self._clock()
+        attempts = item.attempts + 1
+        is_dead = attempts >= self._max_attempts
+        retry_at = now + timedelta(seconds=self._backoff.delay(attempts, self._rng))
+        reason = f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
+        mark = (
+            update(event_deliveries)
+            .where(
+                event_deliveries.c.id == item.id,
+                event_deliveries.c.status == PENDING,
+                event_deliveries.c.claimed_by == self._instance_id,
+            )
+            .values(
+                status=DEAD if is_dead else PENDING,
+                attempts=attempts,
+                next_attempt_at=now if is_dead else retry_at,
+                last_error=reason,
+                claimed_by=None,
+                claimed_until=None,
+                dead_at=now if is_dead else None,
+            )
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(mark)
+        if is_dead:
+            stats.dead += 1
+            logger.error(
+                "event %s (%s) is a dead letter for %s after %d attempts: %s",
+                item.event.event_id,
+                item.event.type,
+                sink.name,
+                attempts,
+                reason,
+            )
+        else:
+            stats.retried += 1
+            logger.warning(
+                "delivery of event %s to %s failed (attempt %d of %d), retry at %s: %s",
+                item.event.event_id,
+                sink.name,
+                attempts,
+                self._max_attempts,
+                retry_at.isoformat(),
+                reason,
+            )
+
+
+async def _outbox_events(conn: AsyncConnection, seqs: Sequence[int]) -> list[OutboxEvent]:
+    query = select(
+        outbox.c.seq, outbox.c.event_id, outbox.c.payment_id, outbox.c.type, outbox.c.envelope
+    ).where(outbox.c.seq.in_(seqs))
+    return [
+        OutboxEvent(
+            seq=row.seq,
+            event_id=row.event_id,
+            payment_id=row.payment_id,
+            type=row.type,
+            envelope=row.envelope,
+        )
+        for row in await conn.execute(query)
+    ]
+
+
+async def _first_of(*events: asyncio.Event, wait_seconds: float) -> None:
+    """Return when any of ``events`` is set or ``wait_seconds`` have passed."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        for waiter in waiters:
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter

@@ -1,0 +1,43 @@
+"""Where the relay delivers events: a sink has a stable name and one async ``deliver``.
+
+A sink's name is its identity in ``event_deliveries``: renaming a sink starts a new one (it
+receives events fanned out from then on) and strands the old name's pending deliveries.
+``deliver`` returns when the event is accepted and raises anything on failure; the relay
+records the error and retries with backoff. A sink must be idempotent for consumers that
+dedupe on the CloudEvents ``id``: a delivery can repeat (at least once, never exactly once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from .cloudevents import OutboxEvent
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """One destination of events, delivered in order per payment."""
+
+    @property
+    def name(self) -> str:
+        """Stable and unique among the relay's sinks, e.g. ``redis``, ``webhook:erp``."""
+        ...
+
+    def accepts(self, event_type: str) -> bool:
+        """Whether events of ``event_type`` go to this sink (decided when they are fanned out)."""
+        ...
+
+    async def deliver(self, event: OutboxEvent) -> None:
+        """Hand the event over; return when it is accepted, raise when it is not."""
+        ...
+
+
+class SinkSet(Protocol):
+    """Something that contributes sinks that may change at run time (the ``EventBus``)."""
+
+    def sinks(self) -> Sequence[Sink]: ...
+
+
+class DeliveryFailed(Exception):
+    """A sink refused an event; the message says why (never a secret or the body)."""

@@ -1,0 +1,137 @@
+"""Events on a real Redis Stream, read by two consumers of one consumer group."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from paytabs_guard.adapters.events import (
+    CloudEvent,
+    OutboxRelay,
+    RedisStreamSink,
+    StreamConsumer,
+    StreamEntry,
+)
+
+from .events_support import FakeClock, add_event
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_each_event_reaches_the_consumer_group_once(
+    engine: AsyncEngine, client: redis.Redis, redis_prefix: str
+) -> None:
+    stream = f"{redis_prefix}events"
+    written = [
+        await add_event(engine, f"pay_{n % 3}", "payment.created", occurrence=str(n))
+        for n in range(12)
+    ]
+    first = StreamConsumer(client, stream, "fulfilment", "worker-1")
+    second = StreamConsumer(client, stream, "fulfilment", "worker-2")
+    await first.ensure_group()
+    await second.ensure_group()  # the group exists already: harmless
+
+    stats = await OutboxRelay(
+        engine, [RedisStreamSink(client, stream)], clock=FakeClock()
+    ).run_once()
+    assert stats.delivered == 12
+
+    seen: dict[str, list[StreamEntry]] = {"worker-1": [], "worker-2": []}
+    while True:
+        batch_1 = await first.read(count=5)
+        batch_2 = await second.read(count=5)
+        if not batch_1 and not batch_2:
+            break
+        seen["worker-1"] += batch_1
+        seen["worker-2"] += batch_2
+        await first.ack(*batch_1)
+        await second.ack(*batch_2)
+
+    entries = seen["worker-1"] + seen["worker-2"]
+    assert seen["worker-1"]  # the group shared the work
+    assert seen["worker-2"]
+    assert sorted(entry.event_id for entry in entries) == sorted(e.event_id for e in written)
+    by_id = {event.event_id: event for event in written}
+    for entry in entries:
+        stored = by_id[entry.event_id]
+        assert (entry.type, entry.payment_id, entry.envelope) == (
+            stored.type,
+            stored.payment_id,
+            stored.envelope,
+        )
+        assert entry.cloud_event() == CloudEvent.from_json(stored.envelope)
+    pending = await client.xpending(stream, "fulfilment")
+    assert pending["pending"] == 0
+    stream_order = [entry.event_id for entry in await first.read(count=1)]
+    assert stream_order == []  # nothing left for the group
+
+
+async def test_an_entry_a_crashed_consumer_never_acked_is_claimed_by_another(
+    engine: AsyncEngine, redis_url: str, redis_prefix: str
+) -> None:
+    stream = f"{redis_prefix}events"
+    client = redis.Redis.from_url(redis_url)  # bytes replies: the helper decodes them itself
+    try:
+        await _crash_and_claim(engine, client, stream)
+    finally:
+        await client.aclose()
+
+
+async def _crash_and_claim(engine: AsyncEngine, client: redis.Redis, stream: str) -> None:
+    event = await add_event(engine, "pay_a", "payment.completed")
+    crashed = StreamConsumer(client, stream, "billing", "worker-1")
+    survivor = StreamConsumer(client, stream, "billing", "worker-2")
+    await crashed.ensure_group()
+    sink = RedisStreamSink(client, stream, max_len=1000)
+    await OutboxRelay(engine, [sink], clock=FakeClock()).run_once()
+
+    taken = await crashed.read()  # read, then the worker dies without XACK
+    assert [entry.event_id for entry in taken] == [event.event_id]
+    assert await survivor.read() == []
+    claimed = await survivor.claim_stale(min_idle_ms=0)
+
+    assert [entry.event_id for entry in claimed] == [event.event_id]
+    assert await survivor.ack(*claimed) == 1
+    assert (await client.xpending(stream, "billing"))["pending"] == 0
+
+
+async def test_the_stream_entry_has_the_documented_fields(
+    engine: AsyncEngine, client: redis.Redis, redis_prefix: str
+) -> None:
+    stream = f"{redis_prefix}events"
+    event = await add_event(engine, "pay_a", "payment.created")
+    await OutboxRelay(engine, [RedisStreamSink(client, stream)], clock=FakeClock()).run_once()
+
+    entries = await client.xrange(stream)
+    assert entries is not None
+    [(_, fields)] = entries
+    assert fields == {
+        "id": event.event_id,
+        "type": "payment.created",
+        "payment_id": "pay_a",
+        "envelope": event.envelope,
+    }
+
+
+def test_a_stream_sink_needs_a_name_and_a_sane_max_len() -> None:
+    client = redis.Redis()
+    with pytest.raises(ValueError, match="stream name"):
+        RedisStreamSink(client, "")
+    with pytest.raises(ValueError, match="max_len"):
+        RedisStreamSink(client, "s", max_len=0)
+    sink = RedisStreamSink(client, "s", event_types=frozenset({"payment.completed"}))
+    assert sink.name == "redis"
+    assert sink.accepts("payment.completed")
+    assert not sink.accepts("payment.created")

@@ -1,0 +1,347 @@
+"""The outbox relay on SQLite and PostgreSQL: fan-out, retries, order per payment, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from paytabs_guard.adapters.events import (
+    Backoff,
+    CloudEvent,
+    EventBus,
+    OutboxEvent,
+    OutboxRelay,
+    count_dead_letters,
+    list_dead_letters,
+    replay,
+)
+from paytabs_guard.adapters.events.tables import event_deliveries
+from paytabs_guard.adapters.sql.tables import outbox
+
+from .events_support import (
+    FakeClock,
+    RecordingSink,
+    add_event,
+    delivery_counts,
+    fail_times,
+)
+
+pytestmark = pytest.mark.anyio
+
+BACKOFF = Backoff(base_seconds=1.0, cap_seconds=60.0)
+
+
+def relay_for(
+    engine: AsyncEngine, *sinks: object, clock: FakeClock, **options: object
+) -> OutboxRelay:
+    return OutboxRelay(
+        engine,
+        sinks,  # type: ignore[arg-type]
+        clock=clock,
+        backoff=BACKOFF,
+        rng=random.Random(7),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_every_event_reaches_every_sink_once_in_order(engine: AsyncEngine) -> None:
+    clock = FakeClock()
+    a1 = await add_event(engine, "pay_a", "payment.created")
+    b1 = await add_event(engine, "pay_b", "payment.created")
+    a2 = await add_event(engine, "pay_a", "payment.initiated")
+    first, second = RecordingSink("first"), RecordingSink("second")
+    relay = OutboxRelay(engine, [first, second], clock=clock)
+
+    stats = await relay.run_once()
+
+    assert (stats.fanned_out, stats.delivered, stats.retried, stats.dead) == (3, 6, 0, 0)
+    for sink in (first, second):
+        assert sink.received == [a1, b1, a2]  # the exact stored envelopes, in order
+    again = await relay.run_once()
+    assert (again.fanned_out, again.delivered) == (0, 0)
+    assert first.attempts == [a1.event_id, b1.event_id, a2.event_id]
+    async with engine.connect() as conn:
+        published = (await conn.execute(select(outbox.c.published_at))).scalars().all()
+    assert published == [clock.now] * 3
+
+
+async def test_a_failing_subscriber_gets_the_event_once_it_succeeds_and_blocks_nobody(
+    engine: AsyncEngine,
+) -> None:
+    clock = FakeClock()
+    event = await add_event(engine, "pay_a", "payment.completed")
+    flaky_calls: list[str] = []
+    steady_calls: list[str] = []
+
+    async def fulfil_order(received: CloudEvent) -> None:
+        flaky_calls.append(received.id)
+        if len(flaky_calls) <= 3:
+            raise ConnectionError("the warehouse is down")
+
+    async def send_receipt(received: CloudEvent) -> None:
+        steady_calls.append(received.id)
+
+    events = EventBus()
+    events.on("payment.completed", fulfil_order)
+    events.on("payment.completed", send_receipt)
+    relay = relay_for(engine, events, clock=clock)
+
+    stats = await relay.run_once()
+    assert (stats.delivered, stats.retried) == (1, 1)
+    assert steady_calls == [event.event_id]  # not held up by the failing subscriber
+    for _ in range(3):
+        assert (await relay.run_once()).delivered == 0  # not due yet: nothing is attempted
+        clock.advance(BACKOFF.cap_seconds)
+        await relay.run_once()
+    assert flaky_calls == [event.event_id] * 4  # three failures, then accepted
+    assert steady_calls == [event.event_id]
+    assert (await relay.run_once()).delivered == 0
+    counts = await delivery_counts(engine)
+    name = "subscriber:" + fulfil_order.__module__ + "." + fulfil_order.__qualname__
+    assert counts[(event.event_id, name, "delivered")] == 1
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(event_deliveries.c.attempts, event_deliveries.c.last_error).where(
+                    event_deliveries.c.sink == name
+                )
+            )
+        ).one()
+    assert row.attempts == 4
+    assert row.last_error == "ConnectionError: the warehouse is down"
+
+
+async def test_a_later_event_of_a_payment_waits_while_an_earlier_one_backs_off(
+    engine: AsyncEngine,
+) -> None:
+    clock = FakeClock()
+    a1 = await add_event(engine, "pay_a", "payment.created")
+    a2 = await add_event(engine, "pay_a", "payment.initiated")
+    b1 = await add_event(engine, "pay_b", "payment.created")
+    a3 = await add_event(engine, "pay_a", "payment.completed")
+    picky = RecordingSink("picky", failing=fail_times(2, a1.event_id))
+    other = RecordingSink("other")
+    relay = relay_for(engine, picky, other, clock=clock)
+
+    await relay.run_once()
+    assert picky.received_ids == [b1.event_id]  # another payment is not blocked
+    assert sorted(other.received, key=lambda e: e.seq) == [a1, a2, b1, a3]
+    assert [e for e in other.received if e.payment_id == "pay_a"] == [a1, a2, a3]
+    clock.advance(BACKOFF.cap_seconds)
+    await relay.run_once()
+    assert picky.received_ids == [b1.event_id]
+    clock.advance(BACKOFF.cap_seconds)
+    stats = await relay.run_once()
+
+    assert stats.delivered == 3
+    assert picky.received_ids == [b1.event_id, a1.event_id, a2.event_id, a3.event_id]
+    assert picky.attempts.count(a2.event_id) == 1  # never tried out of turn
+
+
+async def test_a_poison_event_becomes_a_dead_letter_and_the_payment_moves_on(
+    engine: AsyncEngine,
+) -> None:
+    clock = FakeClock()
+    poison = await add_event(engine, "pay_a", "payment.created")
+    later = await add_event(engine, "pay_a", "payment.completed")
+    broken = True
+    sink = RecordingSink("erp", failing=lambda event: broken and event == poison)
+    relay = relay_for(engine, sink, clock=clock, max_attempts=3)
+
+    dead_total = 0
+    for _ in range(3):
+        stats = await relay.run_once()
+        dead_total += stats.dead
+        clock.advance(BACKOFF.cap_seconds)
+    assert dead_total == 1
+    assert sink.received_ids == [later.event_id]  # the next event went past the dead one
+
+    letters = await list_dead_letters(engine)
+    assert [(x.event_id, x.sink, x.attempts, x.type) for x in letters] == [
+        (poison.event_id, "erp", 3, "payment.created")
+    ]
+    assert letters[0].last_error == "DeliveryFailed: erp refused payment.created"
+    assert letters[0].dead_at is not None
+    assert await list_dead_letters(engine, sink="other") == []
+    assert await list_dead_letters(engine, event_type="payment.completed") == []
+    assert await list_dead_letters(engine, sink="erp", event_type="payment.created") == letters
+    assert await count_dead_letters(engine) == {"erp": 1}
+
+    broken = False
+    assert await replay(engine, [letters[0].id], clock=clock) == 1
+    assert await replay(engine, [letters[0].id], clock=clock) == 0  # no longer dead
+    stats = await relay.run_once()
+
+    assert stats.delivered == 1
+    assert sink.received_ids == [later.event_id, poison.event_id]
+    assert await list_dead_letters(engine) == []
+    assert await count_dead_letters(engine) == {}
+    counts = await delivery_counts(engine)
+    assert counts[(poison.event_id, "erp", "delivered")] == 1
+
+
+async def test_subscribers_get_only_the_types_they_asked_for(engine: AsyncEngine) -> None:
+    clock = FakeClock()
+    created = await add_event(engine, "pay_a", "payment.created")
+    completed = await add_event(engine, "pay_a", "payment.completed")
+    completions: list[CloudEvent] = []
+    everything: list[str] = []
+
+    async def on_completed(event: CloudEvent) -> None:
+        completions.append(event)
+
+    async def audit(event: CloudEvent) -> None:
+        everything.append(event.type)
+
+    events = EventBus()
+    events.on("payment.completed", on_completed)
+    events.on("*", audit)
+    await relay_for(engine, events, clock=clock).run_once()
+
+    assert [event.id for event in completions] == [completed.event_id]
+    assert completions[0] == CloudEvent.from_json(completed.envelope)
+    assert everything == ["payment.created", "payment.completed"]
+    counts = await delivery_counts(engine)
+    assert sum(n for (event_id, _, _), n in counts.items() if event_id == created.event_id) == 1
+
+
+async def test_a_crash_during_delivery_redelivers_after_the_lease(engine: AsyncEngine) -> None:
+    clock = FakeClock()
+    event = await add_event(engine, "pay_a", "payment.completed")
+    entered = asyncio.Event()
+    received: list[str] = []
+
+    async def hangs(received_event: CloudEvent) -> None:
+        received.append(received_event.id)
+        entered.set()
+        await asyncio.Event().wait()  # the process "dies" here, after the sink got the event
+
+    dying = EventBus()
+    dying.on("*", hangs, name="fulfilment")
+    crashed = relay_for(engine, dying, clock=clock, instance_id="a", lease_seconds=30)
+    run = asyncio.create_task(crashed.run_once())
+    await entered.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+
+    async def accepts(received_event: CloudEvent) -> None:
+        received.append(received_event.id)
+
+    survivor = EventBus()
+    survivor.on("*", accepts, name="fulfilment")
+    relay = relay_for(engine, survivor, clock=clock, instance_id="b", lease_seconds=30)
+    assert (await relay.run_once()).delivered == 0  # the lease of instance "a" still holds
+    clock.advance(31)
+    assert (await relay.run_once()).delivered == 1
+
+    assert received == [event.event_id, event.event_id]  # at least once: consumers dedupe on id
+    counts = await delivery_counts(engine)
+    assert counts == {(event.event_id, "subscriber:fulfilment", "delivered"): 1}
+
+
+async def test_a_subscriber_registered_later_gets_events_fanned_out_after_it(
+    engine: AsyncEngine,
+) -> None:
+    clock = FakeClock()
+    early = await add_event(engine, "pay_a", "payment.created")
+    first = RecordingSink("first")
+    events = EventBus()
+    relay = relay_for(engine, first, events, clock=clock)
+    await relay.run_once()
+    late: list[str] = []
+
+    async def joined_late(event: CloudEvent) -> None:
+        late.append(event.id)
+
+    events.on("*", joined_late)
+    second = await add_event(engine, "pay_a", "payment.completed")
+    await relay.run_once()
+
+    assert first.received_ids == [early.event_id, second.event_id]
+    assert late == [second.event_id]
+
+
+async def test_without_any_sink_nothing_is_fanned_out(engine: AsyncEngine) -> None:
+    clock = FakeClock()
+    event = await add_event(engine, "pay_a", "payment.created")
+    events = EventBus()
+    relay = relay_for(engine, events, clock=clock)
+    assert (await relay.run_once()).fanned_out == 0
+
+    got: list[str] = []
+
+    async def first_subscriber(received: CloudEvent) -> None:
+        got.append(received.id)
+
+    events.on("payment.created", first_subscriber)
+    assert (await relay.run_once()).delivered == 1
+    assert got == [event.event_id]
+
+
+async def test_run_forever_wakes_on_notify_and_stops(engine: AsyncEngine) -> None:
+    got = asyncio.Event()
+
+    async def handler(event: CloudEvent) -> None:
+        got.set()
+
+    events = EventBus()
+    events.on("*", handler)
+    relay = OutboxRelay(engine, [events])
+    stop = asyncio.Event()
+    worker = asyncio.create_task(relay.run_forever(stop, interval=3600))
+    await asyncio.sleep(0.05)  # the first (empty) run is over; the relay now waits an hour
+    await add_event(engine, "pay_a", "payment.created")
+    relay.notify()
+    await asyncio.wait_for(got.wait(), timeout=10)
+    stop.set()
+    await asyncio.wait_for(worker, timeout=10)
+
+
+async def test_duplicate_sink_names_are_refused(engine: AsyncEngine) -> None:
+    relay = OutboxRelay(engine, [RecordingSink("same"), RecordingSink("same")])
+    with pytest.raises(ValueError, match="sink names must be unique: same"):
+        await relay.run_once()
+
+
+async def test_a_sink_that_is_down_costs_one_batch_per_run_and_blocks_no_other(
+    engine: AsyncEngine,
+) -> None:
+    clock = FakeClock()
+    written = [await add_event(engine, f"pay_{n}") for n in range(5)]
+    down = RecordingSink("down", failing=lambda _: True)
+    up = RecordingSink("up")
+    stats = await relay_for(engine, down, up, clock=clock, batch_size=2).run_once()
+
+    assert len(down.attempts) == 2  # one round of two, then the sink's turn ended
+    assert up.received == written
+    assert (stats.delivered, stats.retried) == (5, 2)
+
+
+async def test_a_delivery_whose_lease_ran_out_is_left_to_the_relay_that_took_it_over(
+    engine: AsyncEngine,
+) -> None:
+    clock = FakeClock()
+    a = await add_event(engine, "pay_a")
+    b = await add_event(engine, "pay_b")
+    taken_over = RecordingSink("shop")
+    other_instance = relay_for(engine, taken_over, clock=clock, instance_id="other")
+
+    class SlowSink(RecordingSink):
+        async def deliver(self, event: OutboxEvent) -> None:
+            await super().deliver(event)
+            if event == a:  # so slow that the lease of the whole batch runs out...
+                clock.advance(61)
+                await other_instance.run_once()  # ...and another instance takes b over
+
+    slow = SlowSink("shop")
+    await relay_for(engine, slow, clock=clock, instance_id="slow", lease_seconds=60).run_once()
+
+    assert slow.received == [a]  # b was not sent on a lease that had run out
+    assert taken_over.received == [a, b]  # a's lease ran out mid-call: at least once
+    counts = await delivery_counts(engine)
+    assert counts == {(a.event_id, "shop", "delivered"): 1, (b.event_id, "shop", "delivered"): 1}

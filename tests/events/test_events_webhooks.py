@@ -1,0 +1,230 @@
+"""Outgoing webhooks: a real receiver verifies them (Standard Webhooks), and retries after 5xx."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from paytabs_guard.adapters.events import (
+    DeliveryFailed,
+    OutboxEvent,
+    OutboxRelay,
+    WebhookEndpoint,
+    WebhookSink,
+    webhook_sinks,
+)
+from paytabs_guard.adapters.events.tables import event_deliveries
+from paytabs_guard.adapters.webhooks import standard
+from paytabs_guard.entrypoints.loopback import serve_app
+
+from .events_support import FakeClock, add_event
+
+pytestmark = pytest.mark.anyio
+
+# The official vector: standard-webhooks libraries/python/tests/test_webhooks.py::test_sign_function
+VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+VECTOR_TIMESTAMP = 1614265330
+VECTOR_BODY = '{"test": 2432232314}'
+VECTOR_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+@dataclass
+class Receiver:
+    """A merchant endpoint that verifies every delivery the way docs/events.md tells merchants."""
+
+    secret: str
+    statuses: list[int] = field(default_factory=list)  # answers to give first, then 204
+    verified: list[tuple[str, bytes, str]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+    async def hooks(self, request: Request) -> Response:
+        body = await request.body()
+        try:
+            proof = standard.verify(
+                request.headers, body, [self.secret], tolerance_seconds=300, now=time.time()
+            )
+        except standard.WebhookVerificationError as error:
+            self.rejected.append(error.reason)
+            return Response(status_code=401)
+        self.verified.append((proof.msg_id, body, request.headers["content-type"]))
+        return Response(status_code=self.statuses.pop(0) if self.statuses else 204)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/hooks", self.hooks, methods=["POST"])])
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+def endpoint(url: str, *secrets: str, **options: frozenset[str]) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        name="shop", url=url, secrets=tuple(SecretStr(s) for s in secrets), **options
+    )
+
+
+async def test_a_real_receiver_verifies_our_signed_webhook(
+    engine: AsyncEngine, http: httpx.AsyncClient
+) -> None:
+    receiver = Receiver(secret=standard.generate_secret())
+    event = await add_event(engine, "pay_a", "payment.completed")
+    async with serve_app(receiver.app()) as base_url:
+        sinks = webhook_sinks([endpoint(f"{base_url}/hooks", receiver.secret)], http)
+        stats = await OutboxRelay(engine, sinks, clock=FakeClock()).run_once()
+
+    assert stats.delivered == 1
+    assert receiver.rejected == []
+    assert receiver.verified == [
+        (event.event_id, event.envelope.encode(), "application/cloudevents+json; charset=utf-8")
+    ]
+
+
+async def test_a_receiver_answering_500_gets_the_event_after_a_retry(
+    engine: AsyncEngine, http: httpx.AsyncClient
+) -> None:
+    clock = FakeClock()
+    receiver = Receiver(secret=standard.generate_secret(), statuses=[500])
+    event = await add_event(engine, "pay_a", "payment.completed")
+    async with serve_app(receiver.app()) as base_url:
+        relay = OutboxRelay(
+            engine,
+            webhook_sinks([endpoint(f"{base_url}/hooks", receiver.secret)], http),
+            clock=clock,
+        )
+        first = await relay.run_once()
+        assert (first.delivered, first.retried) == (0, 1)
+        clock.advance(3600)  # past the longest first backoff
+        second = await relay.run_once()
+
+    assert second.delivered == 1
+    assert [msg_id for msg_id, _, _ in receiver.verified] == [event.event_id] * 2  # same id
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    event_deliveries.c.sink,
+                    event_deliveries.c.status,
+                    event_deliveries.c.attempts,
+                    event_deliveries.c.last_error,
+                )
+            )
+        ).one()
+    assert tuple(row) == ("webhook:shop", "delivered", 2, "DeliveryFailed: webhook:shop: HTTP 500")
+
+
+def capture(status: int = 204) -> tuple[list[httpx.Request], httpx.MockTransport]:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status)
+
+    return seen, httpx.MockTransport(handle)
+
+
+def vector_event() -> OutboxEvent:
+    return OutboxEvent(
+        seq=1, event_id=VECTOR_ID, payment_id="pay_a", type="test", envelope=VECTOR_BODY
+    )
+
+
+async def test_our_sender_reproduces_the_published_standard_webhooks_vector() -> None:
+    seen, transport = capture()
+    async with httpx.AsyncClient(transport=transport) as client:
+        sink = WebhookSink(
+            endpoint("https://merchant.example/hooks", VECTOR_SECRET),
+            client,
+            clock=lambda: datetime.fromtimestamp(VECTOR_TIMESTAMP, UTC),
+        )
+        await sink.deliver(vector_event())
+
+    [request] = seen
+    assert request.headers["webhook-id"] == VECTOR_ID
+    assert request.headers["webhook-timestamp"] == str(VECTOR_TIMESTAMP)
+    assert request.headers["webhook-signature"] == VECTOR_SIGNATURE
+    assert request.content == VECTOR_BODY.encode()
+    proof = standard.verify(
+        request.headers,
+        request.content,
+        [VECTOR_SECRET],
+        tolerance_seconds=300,
+        now=VECTOR_TIMESTAMP,
+    )
+    assert proof.msg_id == VECTOR_ID
+
+
+async def test_during_a_rotation_every_secret_signs() -> None:
+    old, new = standard.generate_secret(), standard.generate_secret()
+    seen, transport = capture()
+    async with httpx.AsyncClient(transport=transport) as client:
+        sink = WebhookSink(endpoint("https://merchant.example/hooks", old, new), client)
+        await sink.deliver(vector_event())
+
+    [request] = seen
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):
+        standard.verify(
+            request.headers, request.content, [secret], tolerance_seconds=300, now=time.time()
+        )
+
+
+@pytest.mark.parametrize("status", [301, 302, 400, 410, 429, 500, 503])
+async def test_anything_but_2xx_is_a_failure(status: int) -> None:
+    _, transport = capture(status)
+    async with httpx.AsyncClient(transport=transport) as client:
+        sink = WebhookSink(endpoint("https://merchant.example/hooks", VECTOR_SECRET), client)
+        with pytest.raises(DeliveryFailed, match=f"webhook:shop: HTTP {status}"):
+            await sink.deliver(vector_event())
+
+
+async def test_a_connection_error_is_a_failure_that_names_no_secret() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+        sink = WebhookSink(endpoint("https://merchant.example/hooks", VECTOR_SECRET), client)
+        with pytest.raises(DeliveryFailed) as caught:
+            await sink.deliver(vector_event())
+    assert str(caught.value) == "webhook:shop: ConnectError"
+
+
+async def test_endpoints_are_checked_when_configured(http: httpx.AsyncClient) -> None:
+    with pytest.raises(standard.InvalidWebhookSecret):
+        endpoint("https://merchant.example/hooks", "whsec_dG9vc2hvcnQ=")
+    with pytest.raises(ValueError, match="at least one secret"):
+        endpoint("https://merchant.example/hooks")
+    with pytest.raises(ValueError, match="http"):
+        endpoint("ftp://merchant.example/hooks", VECTOR_SECRET)
+    shop = endpoint("https://user:token@merchant.example/hooks", VECTOR_SECRET)
+    assert repr(shop) == "WebhookEndpoint(name='shop')"  # no URL (it may hold a token)
+    with pytest.raises(ValueError, match="unique: shop"):
+        webhook_sinks([shop, shop], http)
+
+
+async def test_an_endpoint_can_take_only_some_event_types(http: httpx.AsyncClient) -> None:
+    only = endpoint(
+        "https://merchant.example/hooks",
+        VECTOR_SECRET,
+        event_types=frozenset({"payment.completed"}),
+    )
+    sink = WebhookSink(only, http)
+    assert sink.name == "webhook:shop"
+    assert sink.accepts("payment.completed")
+    assert not sink.accepts("payment.created")
+    every = WebhookSink(endpoint("https://merchant.example/", VECTOR_SECRET), http)
+    assert every.accepts("payment.created")
