@@ -1,0 +1,235 @@
+"""The payment lifecycle end to end through the use cases: real database, real simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from paytabs_guard.adapters.paytabs.transformers import to_gateway_result
+from paytabs_guard.adapters.paytabs.wire import Transaction
+from paytabs_guard.adapters.sql import create_engine, sql_unit_of_work_factory
+from paytabs_guard.domain import (
+    DomainError,
+    FollowUpInProgress,
+    GatewayStatus,
+    Money,
+    OutcomeKind,
+    PaymentState,
+    RefundExceedsCaptured,
+    ResultSource,
+)
+from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
+from paytabs_guard.service.payments import (
+    CreatePayment,
+    PaymentDeps,
+    apply_result,
+    create_payment,
+    get_payment,
+    refund_payment,
+    sync_payment,
+)
+from paytabs_guard.service.reconciliation import reconcile_once
+
+from .conftest import World, gateway_for
+
+pytestmark = pytest.mark.anyio
+
+
+def order(amount: str = "100.00", currency: str = "SAR") -> CreatePayment:
+    return CreatePayment(amount=Money.of(amount, currency), description="NestCMS plan")
+
+
+async def completed(world: World, amount: str = "100.00") -> str:
+    payment = await create_payment(world.deps, order(amount))
+    assert payment.redirect_url is not None
+    await world.pay(payment.redirect_url)
+    synced = await sync_payment(world.deps, payment.id)
+    assert synced.state is PaymentState.COMPLETED
+    return payment.id
+
+
+async def test_create_opens_a_page_and_records_created_and_initiated(world: World) -> None:
+    payment = await create_payment(world.deps, order("12.500", "KWD"))
+    assert payment.state is PaymentState.AWAITING_CUSTOMER
+    assert payment.redirect_url is not None
+    assert payment.tran_ref is not None
+    assert await world.outbox_types(payment.id) == ["payment.created", "payment.initiated"]
+    [recorded] = await world.gateway_transactions(payment.cart_id)
+    assert recorded["cart_amount"] == "12.500"
+
+
+async def test_a_withheld_callback_is_repaired_by_reconciliation(world: World) -> None:
+    await world.faults(callback_withhold_rate=1.0)
+    payment = await create_payment(world.deps, order())
+    assert payment.redirect_url is not None
+    await world.pay(payment.redirect_url)
+    assert (await get_payment(world.deps, payment.id)).state is PaymentState.AWAITING_CUSTOMER
+
+    world.clock.advance(timedelta(minutes=10))
+    report = await reconcile_once(world.deps, stuck_after=timedelta(minutes=5))
+    assert report.examined == 1
+    assert report.changed == 1
+    assert (await get_payment(world.deps, payment.id)).state is PaymentState.COMPLETED
+    assert (await world.outbox_types(payment.id)).count("payment.completed") == 1
+
+
+async def test_an_unpaid_page_past_its_ttl_expires(world: World) -> None:
+    payment = await create_payment(world.deps, order())
+    world.clock.advance(timedelta(minutes=25))
+    await reconcile_once(world.deps, stuck_after=timedelta(minutes=5))
+    expired = await get_payment(world.deps, payment.id)
+    assert expired.state is PaymentState.EXPIRED
+    assert "payment.expired" in await world.outbox_types(payment.id)
+
+
+async def test_two_reconcilers_at_once_apply_each_result_once(world: World) -> None:
+    await world.faults(callback_withhold_rate=1.0)
+    ids = []
+    for _ in range(5):
+        payment = await create_payment(world.deps, order())
+        assert payment.redirect_url is not None
+        await world.pay(payment.redirect_url)
+        ids.append(payment.id)
+    world.clock.advance(timedelta(minutes=10))
+    second_engine = create_engine(world.database_url)
+    other = PaymentDeps(
+        uow=sql_unit_of_work_factory(second_engine),
+        gateway=world.deps.gateway,
+        clock=world.clock,
+        profile_id=world.deps.profile_id,
+        public_base_url=world.deps.public_base_url,
+    )
+    try:
+        await asyncio.gather(
+            reconcile_once(world.deps, stuck_after=timedelta(minutes=5)),
+            reconcile_once(other, stuck_after=timedelta(minutes=5)),
+        )
+    finally:
+        await second_engine.dispose()
+    for payment_id in ids:
+        payment = await get_payment(world.deps, payment_id)
+        assert payment.state is PaymentState.COMPLETED
+        assert [t.to_state for t in payment.history].count(PaymentState.COMPLETED) == 1
+        assert (await world.outbox_types(payment_id)).count("payment.completed") == 1
+
+
+async def test_out_of_order_and_repeated_results_end_in_the_right_state(world: World) -> None:
+    payment = await create_payment(world.deps, order())
+    assert payment.redirect_url is not None
+    paid = await world.pay(payment.redirect_url)
+    final = Transaction.model_validate(paid["transaction"])
+    pending = final.model_copy(
+        update={"payment_result": final.payment_result.model_copy(update={"response_status": "P"})}  # type: ignore[union-attr]  # paid transactions carry a result
+    )
+    results = [
+        to_gateway_result(t, ResultSource.CALLBACK) for t in (final, pending, final, pending)
+    ]
+    kinds = [(await apply_result(world.deps, r))[1].kind for r in results]
+    assert kinds[0] is OutcomeKind.APPLIED
+    assert OutcomeKind.APPLIED not in kinds[1:]
+    done = await get_payment(world.deps, payment.id)
+    assert done.state is PaymentState.COMPLETED
+    assert results[1].status is GatewayStatus.PENDING
+
+
+async def test_twenty_concurrent_deliveries_of_one_callback_make_one_transition(
+    world: World,
+) -> None:
+    payment = await create_payment(world.deps, order())
+    assert payment.redirect_url is not None
+    paid = await world.pay(payment.redirect_url)
+    result = to_gateway_result(
+        Transaction.model_validate(paid["transaction"]), ResultSource.CALLBACK
+    )
+    key = f"paytabs:{result.tran_ref}:{result.status}"
+    outcomes = await asyncio.gather(
+        *(apply_result(world.deps, result, dedupe_key=key) for _ in range(20))
+    )
+    kinds = [outcome.kind for _, outcome in outcomes]
+    assert kinds.count(OutcomeKind.APPLIED) == 1
+    assert (await world.outbox_types(payment.id)).count("payment.completed") == 1
+
+
+async def test_partial_refunds_never_exceed_the_captured_amount(world: World) -> None:
+    payment_id = await completed(world, "100.00")
+    refunded = await refund_payment(world.deps, payment_id, Money.of("40.00", "SAR"))
+    assert refunded.state is PaymentState.PARTIALLY_REFUNDED
+    with pytest.raises(DomainError, match="refund"):
+        await refund_payment(world.deps, payment_id, Money.of("60.01", "SAR"))
+    done = await refund_payment(world.deps, payment_id, Money.of("60.00", "SAR"))
+    assert done.state is PaymentState.REFUNDED
+    assert done.refunded == Money.of("100.00", "SAR")
+
+
+async def test_concurrent_refunds_never_exceed_the_captured_amount(world: World) -> None:
+    payment_id = await completed(world, "100.00")
+    attempts = await asyncio.gather(
+        *(refund_payment(world.deps, payment_id, Money.of("30.00", "SAR")) for _ in range(5)),
+        return_exceptions=True,
+    )
+    accepted = [a for a in attempts if not isinstance(a, BaseException)]
+    refused = [a for a in attempts if isinstance(a, BaseException)]
+    assert all(isinstance(r, DomainError | GatewayRejected) for r in refused), refused
+    final = await get_payment(world.deps, payment_id)
+    assert final.refunded <= Money.of("100.00", "SAR")
+    assert final.refunded == Money(3000 * len(accepted), "SAR")
+    assert final.hold is None
+    gateway_refunds = [
+        t for t in await world.gateway_transactions(final.cart_id) if t["tran_type"] == "Refund"
+    ]
+    # follow-ups of one payment take turns: the ones that overlapped were refused, not sent
+    assert 1 <= len(gateway_refunds) == len(accepted) <= 3
+    assert all(isinstance(r, FollowUpInProgress | RefundExceedsCaptured) for r in refused)
+
+
+async def test_two_refunds_of_the_same_amount_are_not_mistaken_for_a_duplicate(
+    world: World,
+) -> None:
+    payment_id = await completed(world, "100.00")
+    await refund_payment(world.deps, payment_id, Money.of("30.00", "SAR"))
+    again = await refund_payment(world.deps, payment_id, Money.of("30.00", "SAR"))
+    assert again.refunded == Money.of("60.00", "SAR")
+    refunds = [t for t in again.transactions if t.tran_type.value == "refund"]
+    assert len({t.tran_ref for t in refunds}) == 2
+
+
+async def test_an_open_circuit_fails_fast_without_a_payment_row(world: World) -> None:
+    world.parts.breakers.get("create").force_open()
+    with pytest.raises(GatewayUnavailable) as caught:
+        await create_payment(world.deps, order())
+    assert caught.value.retry_after is not None
+    async with world.deps.uow() as uow:
+        assert list(await uow.payments.list()) == []
+
+
+async def test_a_lost_page_url_opens_a_new_attempt_and_never_two_transactions_per_cart(
+    world: World,
+) -> None:
+    await world.faults(error_rate=1.0, error_statuses=[502], error_phase="after",
+                       fault_paths=["/payment/request"])  # fmt: skip
+    parts = gateway_for(world.simulator.base_url, PAYTABS_RETRY_ATTEMPTS="0")
+    deps = PaymentDeps(
+        uow=world.deps.uow,
+        gateway=parts.gateway,
+        clock=world.clock,
+        profile_id=world.deps.profile_id,
+        public_base_url=world.deps.public_base_url,
+    )
+    try:
+        payment = await create_payment(deps, order())
+    finally:
+        await parts.aclose()
+    # every attempt's answer was lost, each found by query as an unpaid page
+    assert payment.state is PaymentState.AWAITING_CUSTOMER
+    assert len(payment.abandoned_cart_ids) == 4
+    for cart_id in [*payment.abandoned_cart_ids, payment.cart_id]:
+        assert len(await world.gateway_transactions(cart_id)) == 1
+
+
+async def test_a_refused_page_fails_the_payment_with_paytabs_reason(world: World) -> None:
+    payment = await create_payment(world.deps, order("10", "JPY"))
+    assert payment.state is PaymentState.FAILED
+    assert "Invalid currency code" in payment.history[-1].reason
+    assert (await world.outbox_types(payment.id))[-1] == "payment.failed"
