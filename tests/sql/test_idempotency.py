@@ -36,8 +36,24 @@ async def test_a_new_key_is_claimed_and_a_retry_while_running_is_in_flight(
     store: SqlIdempotencyStore,
 ) -> None:
     assert await _claim(store) == IdempotencyClaim(ClaimStatus.NEW)
-    assert await _claim(store, hours=1) == IdempotencyClaim(ClaimStatus.IN_FLIGHT)
-    assert await _claim(store, "fp-b", hours=1) == IdempotencyClaim(ClaimStatus.MISMATCH)
+    assert await _claim(store, hours=1 / 60) == IdempotencyClaim(ClaimStatus.IN_FLIGHT)
+    assert await _claim(store, "fp-b", hours=1 / 60) == IdempotencyClaim(ClaimStatus.MISMATCH)
+
+
+async def test_a_claim_left_in_flight_by_a_dead_request_is_taken_over_after_its_lease(
+    store: SqlIdempotencyStore,
+) -> None:
+    assert await _claim(store) == IdempotencyClaim(ClaimStatus.NEW)
+    assert await _claim(store, hours=1.9 / 60) == IdempotencyClaim(ClaimStatus.IN_FLIGHT)
+    assert await _claim(store, hours=2.1 / 60) == IdempotencyClaim(ClaimStatus.NEW)
+
+
+async def test_a_completed_key_is_never_taken_over_before_it_expires(
+    store: SqlIdempotencyStore,
+) -> None:
+    assert await _claim(store) == IdempotencyClaim(ClaimStatus.NEW)
+    await store.complete(SCOPE, "k1", CREATED, now=T0)
+    assert await _claim(store, hours=23) == IdempotencyClaim(ClaimStatus.COMPLETED, CREATED)
 
 
 async def test_a_completed_key_replays_its_response_to_the_same_request_only(
@@ -55,8 +71,9 @@ async def test_an_expired_key_is_taken_over_by_any_request(store: SqlIdempotency
     await _claim(store)
     await store.complete(SCOPE, "k1", CREATED, now=T0)
     assert await _claim(store, "fp-b", hours=24) == IdempotencyClaim(ClaimStatus.NEW)
-    assert await _claim(store, "fp-b", hours=25) == IdempotencyClaim(ClaimStatus.IN_FLIGHT)
-    assert await _claim(store, "fp-a", hours=25) == IdempotencyClaim(ClaimStatus.MISMATCH)
+    later = 24 + 1 / 60
+    assert await _claim(store, "fp-b", hours=later) == IdempotencyClaim(ClaimStatus.IN_FLIGHT)
+    assert await _claim(store, "fp-a", hours=later) == IdempotencyClaim(ClaimStatus.MISMATCH)
 
 
 async def test_a_released_key_can_be_claimed_again(store: SqlIdempotencyStore) -> None:
@@ -74,8 +91,10 @@ async def test_keys_are_scoped(store: SqlIdempotencyStore) -> None:
 async def test_purge_removes_expired_keys_only(store: SqlIdempotencyStore) -> None:
     await _claim(store, key="old")
     await _claim(store, key="young", hours=12)
+    await store.complete(SCOPE, "young", CREATED, now=T0 + timedelta(hours=12))
     assert await store.purge_expired(now=T0 + timedelta(hours=30)) == 1
-    assert await _claim(store, key="young", hours=30) == IdempotencyClaim(ClaimStatus.IN_FLIGHT)
+    young = await _claim(store, key="young", hours=30)
+    assert young == IdempotencyClaim(ClaimStatus.COMPLETED, CREATED)
     assert await _claim(store, "fp-b", key="old", hours=30) == IdempotencyClaim(ClaimStatus.NEW)
 
 

@@ -1,8 +1,8 @@
 """Idempotency keys (Stripe and IETF draft semantics), one short transaction per call.
 
 ``claim`` is a single upsert decided by the primary key (scope, key): a new key is inserted as
-``in_flight``; an expired one is taken over in the same statement; anything else is read and
-classified. So of concurrent requests with one key exactly one gets NEW, on both databases.
+``in_flight``; an expired one, or one left in flight by a request that died, is taken over in
+the same statement; anything else is read and classified. So of concurrent requests with one key exactly one gets NEW, on both databases.
 """
 
 from __future__ import annotations
@@ -30,8 +30,12 @@ _keys = idempotency_keys.c
 class SqlIdempotencyStore:
     """The ``IdempotencyStore`` on a database; every call is its own committed transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, in_flight_lease_seconds: float = 120.0) -> None:
+        """``in_flight_lease_seconds``: a claim still in flight after this long belonged to a
+        request that died (the longest operation, retries included, ends well before), so a
+        retry with the same key may take it over instead of hearing IN_FLIGHT for a day."""
         self._engine = engine
+        self._lease = timedelta(seconds=in_flight_lease_seconds)
 
     async def claim(
         self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
@@ -58,7 +62,8 @@ class SqlIdempotencyStore:
             statement = base.on_conflict_do_update(
                 index_elements=[_keys.scope, _keys.key],
                 set_=takeover,
-                where=_keys.expires_at <= now,
+                where=(_keys.expires_at <= now)
+                | ((_keys.status == IN_FLIGHT) & (_keys.created_at <= now - self._lease)),
             ).returning(_keys.key)
             if (await connection.execute(statement)).first() is not None:
                 return IdempotencyClaim(ClaimStatus.NEW)
