@@ -2,7 +2,8 @@
 
 ``claim`` is a single upsert decided by the primary key (scope, key): a new key is inserted as
 ``in_flight``; an expired one, or one left in flight by a request that died, is taken over in
-the same statement; anything else is read and classified. So of concurrent requests with one key exactly one gets NEW, on both databases.
+the same statement; anything else is read and classified. So of concurrent requests with one
+key exactly one gets NEW, on both databases.
 """
 
 from __future__ import annotations
