@@ -9,13 +9,17 @@ import re
 import secrets
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from paytabs_guard.adapters.paytabs.client import PayTabsClient
 from paytabs_guard.adapters.paytabs.errors import (
@@ -34,14 +38,43 @@ from paytabs_guard.adapters.paytabs.payloads import (
     PageTranType,
     TokenChargeRequest,
 )
-from paytabs_guard.adapters.paytabs.signature import verify_return
+from paytabs_guard.adapters.paytabs.signature import (
+    InvalidSignature,
+    verify_callback,
+    verify_return,
+)
+from paytabs_guard.adapters.paytabs.wire import Transaction
 from paytabs_guard.domain.money import Money
-from paytabs_guard.entrypoints.demo import CallbackInbox
 from paytabs_guard.entrypoints.loopback import serve_app
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
 from paytabs_simulator.server import RunningSimulator, run_simulator
 
 pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class CallbackInbox:
+    """Receives PayTabs callbacks, verifies them on the raw bytes and keeps the good ones."""
+
+    keys: tuple[SecretStr, ...]
+    received: list[Transaction] = field(default_factory=list)
+    rejected: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def endpoint(self, request: Request) -> PlainTextResponse:
+        body = await request.body()
+        try:
+            verify_callback(body, request.headers.get("signature"), self.keys)
+        except InvalidSignature as error:
+            self.rejected += 1
+            return PlainTextResponse(f"invalid signature: {error.reason}", status_code=401)
+        self.received.append(Transaction.model_validate_json(body))
+        self.arrived.set()
+        return PlainTextResponse("ok")
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/callback", self.endpoint, methods=["POST"])])
+
 
 KEY = SecretStr(DEFAULT_SERVER_KEY)
 VISA = "4111111111111111"
