@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
 import random
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
+import redis.asyncio as redis_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from paytabs_guard.adapters import reporting
+from paytabs_guard.adapters.events import (
+    EventBus,
+    OutboxRelay,
+    RedisStreamSink,
+    Sink,
+    SinkSet,
+    WebhookEndpoint,
+    webhook_sinks,
+)
 from paytabs_guard.adapters.paytabs.client import Observer, PayTabsClient
+from paytabs_guard.adapters.paytabs.errors import PayTabsError
 from paytabs_guard.adapters.paytabs.gateway import PayTabsGateway
 from paytabs_guard.adapters.paytabs.regions import base_url_for
 from paytabs_guard.adapters.paytabs.resilient import (
@@ -17,8 +34,27 @@ from paytabs_guard.adapters.paytabs.resilient import (
     ResilientPayTabs,
     counts_against_gateway,
 )
-from paytabs_guard.resilience import BreakerConfig, BreakerRegistry, SharedAttachable
+from paytabs_guard.adapters.sql import (
+    ConcurrentUpdate,
+    SqlIdempotencyStore,
+    create_engine,
+    sql_unit_of_work_factory,
+    upgrade,
+)
+from paytabs_guard.metrics import Metrics
+from paytabs_guard.resilience import (
+    BreakerConfig,
+    BreakerEvent,
+    BreakerRegistry,
+    CircuitOpenError,
+    EventType,
+    SharedAttachable,
+)
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
+from paytabs_guard.resilience.shared import SharedBreakerState
+from paytabs_guard.service.payments import PaymentDeps
+from paytabs_guard.service.ports import IdempotencyStore, UnitOfWorkFactory
+from paytabs_guard.service.reconciliation import ReconcileReport, reconcile_forever
 from paytabs_guard.settings import Settings
 
 
@@ -104,3 +140,263 @@ def build_gateway(
     )
     paytabs = ResilientPayTabs(client, families, retry)
     return GatewayParts(client, breakers, retry, paytabs, PayTabsGateway(paytabs, breakers))
+
+
+# ---- the service's container --------------------------------------------------------------------
+
+DEFAULT_REDIS_PREFIX = "paytabs-guard:"
+
+#: Storage errors that mean "changed concurrently, nothing written: send it again" (HTTP 409).
+STORAGE_CONFLICTS: tuple[type[Exception], ...] = (ConcurrentUpdate,)
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC (the use cases' clock)."""
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class ReconciliationStatus:
+    """What the health endpoint says about reconciliation: when it last finished a pass."""
+
+    interval: timedelta | None
+    last_run_at: datetime | None = None
+    last_examined: int = 0
+    last_changed: int = 0
+    last_unreachable: int = 0
+
+    def record(self, report: ReconcileReport, finished_at: datetime) -> None:
+        self.last_run_at = finished_at
+        self.last_examined = report.examined
+        self.last_changed = report.changed
+        self.last_unreachable = report.unreachable
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One cheap question to PayTabs: did it answer, how fast, and if not, why."""
+
+    ok: bool
+    seconds: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """Everything the service needs, built once from Settings by :func:`build_container`.
+
+    ``shared_breakers`` and ``redis`` are None unless REDIS_URL is set (and, for the former,
+    CIRCUIT_BREAKER_SHARED). Close it with :meth:`aclose`.
+    """
+
+    settings: Settings
+    engine: AsyncEngine
+    uow: UnitOfWorkFactory
+    idempotency: IdempotencyStore
+    gateway: GatewayParts
+    payments: PaymentDeps
+    events: EventBus
+    relay: OutboxRelay
+    metrics: Metrics
+    shared_breakers: SharedBreakerState | None
+    redis: redis_asyncio.Redis | None
+    reconciliation: ReconciliationStatus
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
+    closers: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+    async def aclose(self) -> None:
+        """Stop shared state, close the PayTabs client, Redis and the database pool."""
+        for close in self.closers:
+            await close()
+
+    # ---- what the health, stats and metrics endpoints ask ---------------------------------
+
+    async def ping_database(self) -> float:
+        """Seconds ``SELECT 1`` took; raises when the database cannot be reached."""
+        return await reporting.ping_database(self.engine)
+
+    async def ping_redis(self) -> float | None:
+        """Seconds a PING took; None without Redis; raises when Redis cannot be reached."""
+        return None if self.redis is None else await reporting.ping_redis(self.redis)
+
+    async def outbox_lag(self) -> reporting.OutboxLag:
+        return await reporting.outbox_lag(self.engine)
+
+    def has_event_sinks(self) -> bool:
+        """Whether anything consumes events (with none, the outbox is not drained)."""
+        return bool(self.relay.sinks())
+
+    async def payment_stats(self, created_from: datetime | None) -> reporting.PaymentStats:
+        return await reporting.payment_stats(self.engine, created_from=created_from)
+
+    async def probe_paytabs(self) -> ProbeResult:
+        """Ask PayTabs for a cart that cannot exist, through the query breaker, one attempt.
+
+        An open breaker answers at once (no traffic to a gateway that is down); the probe
+        counts in the breaker's window like any query.
+        """
+        client = self.gateway.client
+        cart_id = f"health-{secrets.token_hex(8)}"
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await self.gateway.breakers.get("query").call(lambda: client.query_cart(cart_id))
+        except CircuitOpenError:
+            return ProbeResult(False, time.perf_counter() - started, "circuit open")
+        except TimeoutError:
+            return ProbeResult(False, time.perf_counter() - started, "timeout")
+        except PayTabsError as error:
+            return ProbeResult(False, time.perf_counter() - started, type(error).__name__)
+        return ProbeResult(True, time.perf_counter() - started)
+
+    async def reconcile_forever(self, stop: asyncio.Event) -> None:
+        """Reconciliation passes every ``reconciliation.interval`` until ``stop`` is set."""
+        interval = self.reconciliation.interval
+        if interval is None:
+            return
+
+        def on_report(report: ReconcileReport) -> None:
+            finished = self.payments.clock()
+            self.reconciliation.record(report, finished)
+            result = "unreachable" if report.unreachable else "ok"
+            self.metrics.reconciliation(result, finished.timestamp())
+
+        stuck_after = timedelta(seconds=self.settings.reconcile_stuck_after_seconds)
+        await reconcile_forever(
+            self.payments, stop, interval=interval, stuck_after=stuck_after, on_report=on_report
+        )
+
+
+def _watch_breakers(breakers: BreakerRegistry, metrics: Metrics) -> None:
+    for name, snapshot in breakers.snapshot().items():
+        metrics.breaker_changed(name, None, snapshot.state)
+
+    def on_event(event: BreakerEvent) -> None:
+        if event.type in _STATE_CHANGES:
+            previous = event.previous_state.value if event.previous_state else None
+            metrics.breaker_changed(event.breaker, previous, event.state.value)
+
+    breakers.subscribe(on_event)
+
+
+_STATE_CHANGES = frozenset(
+    {EventType.OPENED, EventType.HALF_OPENED, EventType.CLOSED, EventType.DISABLED}
+)
+
+
+async def build_container(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    migrate: bool = True,
+    redis_prefix: str = DEFAULT_REDIS_PREFIX,
+    reconcile: bool = True,
+    metrics: Metrics | None = None,
+) -> Container:
+    """The service's parts: SQLite by default (PostgreSQL when DATABASE_URL says so), Redis
+    pieces only when REDIS_URL is set. Runs the migrations first unless ``migrate`` is False.
+
+    ``transport`` replaces the PayTabs HTTP transport (tests); ``reconcile`` False turns the
+    reconciliation loop off (it runs every RECONCILE_INTERVAL_SECONDS otherwise). Events go to
+    in-process subscribers, to EVENTS_REDIS_STREAM with Redis, and to EVENTS_WEBHOOK_URLS.
+    """
+    closers: list[Callable[[], Awaitable[None]]] = []
+    try:
+        return await _build(
+            settings, transport, clock, migrate, redis_prefix, reconcile, metrics, closers
+        )
+    except BaseException:
+        for close in reversed(closers):
+            await close()
+        raise
+
+
+async def _build(
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+    clock: Callable[[], datetime],
+    migrate: bool,
+    redis_prefix: str,
+    reconcile: bool,
+    metrics: Metrics | None,
+    closers: list[Callable[[], Awaitable[None]]],
+) -> Container:
+    profile_id, _ = settings.require_paytabs_credentials()
+    metrics = metrics or Metrics(version=_version())
+    if migrate:
+        await upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    closers.append(engine.dispose)
+
+    client: redis_asyncio.Redis | None = None
+    shared: SharedBreakerState | None = None
+    if settings.redis_url:
+        client = redis_asyncio.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0
+        )
+        closers.insert(0, client.aclose)
+        if settings.circuit_breaker_shared:
+            shared = SharedBreakerState(settings.redis_url, prefix=redis_prefix)
+            await shared.start()
+            closers.insert(0, shared.aclose)
+
+    parts = build_gateway(
+        settings, transport=transport, observer=metrics.observe_gateway, shared=shared
+    )
+    closers.insert(0, parts.aclose)
+    _watch_breakers(parts.breakers, metrics)
+
+    uow = sql_unit_of_work_factory(engine, clock=clock)
+    deps = PaymentDeps(
+        uow=uow,
+        gateway=parts.gateway,
+        clock=clock,
+        profile_id=profile_id,
+        public_base_url=settings.public_base_url,
+        page_ttl=timedelta(minutes=settings.paypage_ttl_minutes),
+    )
+    bus = EventBus()
+    sinks: list[Sink | SinkSet] = [bus]
+    if client is not None:
+        sinks.append(RedisStreamSink(client, settings.events_redis_stream))
+    if settings.events_webhook_urls:
+        http = httpx.AsyncClient(follow_redirects=False)
+        closers.insert(0, http.aclose)
+        endpoints = [
+            WebhookEndpoint(name=str(n), url=url, secrets=tuple(settings.events_webhook_secret))
+            for n, url in enumerate(settings.events_webhook_urls, start=1)
+        ]
+        sinks.extend(webhook_sinks(endpoints, http, clock=clock))
+    relay = OutboxRelay(engine, sinks, clock=clock, max_attempts=settings.events_max_attempts)
+    return Container(
+        settings=settings,
+        engine=engine,
+        uow=uow,
+        idempotency=SqlIdempotencyStore(engine),
+        gateway=parts,
+        payments=deps,
+        events=bus,
+        relay=relay,
+        metrics=metrics,
+        shared_breakers=shared,
+        redis=client,
+        reconciliation=ReconciliationStatus(
+            timedelta(seconds=settings.reconcile_interval_seconds) if reconcile else None
+        ),
+        redis_prefix=redis_prefix,
+        closers=tuple(closers),
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("paytabs-guard")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+async def upgrade_database(settings: Settings) -> None:
+    """Bring the configured database to the newest schema (``paytabs-guard db upgrade``)."""
+    await upgrade(settings.database_url)

@@ -56,6 +56,49 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     raise AssertionError(args.which)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from paytabs_guard.entrypoints.serve import ServeOptions, run
+
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    return run(
+        ServeOptions(
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            simulator=args.simulator,
+            simulator_port=args.simulator_port,
+        )
+    )
+
+
+def _cmd_db(_args: argparse.Namespace) -> int:
+    import asyncio
+
+    from paytabs_guard.bootstrap import upgrade_database
+
+    settings = _settings()
+    asyncio.run(upgrade_database(settings))
+    print(f"database at the newest schema ({settings.database_url.split('://', 1)[0]})")
+    return 0
+
+
+def _cmd_openapi(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from paytabs_guard.entrypoints.api.app import openapi_document
+    from paytabs_guard.entrypoints.api.reference import render_json, render_markdown
+
+    document = openapi_document()
+    if args.json is None and args.markdown is None:
+        sys.stdout.write(render_json(document))
+    if args.json is not None:
+        Path(args.json).write_text(render_json(document), encoding="utf-8")
+    if args.markdown is not None:
+        Path(args.markdown).write_text(render_markdown(document), encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paytabs-guard", description="Resilient, secure PayTabs payments."
@@ -78,6 +121,29 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="start the simulator and run one payment round trip through the client"
     )
     demo.set_defaults(handler=_cmd_demo)
+
+    serve = commands.add_parser("serve", help="run the payments v2 HTTP service (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument(
+        "--simulator",
+        action="store_true",
+        help="also start the PayTabs simulator and point the service at it",
+    )
+    serve.add_argument(
+        "--simulator-port", type=int, default=0, help="simulator port (default: any free port)"
+    )
+    serve.set_defaults(handler=_cmd_serve)
+
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"], help="migrate to the newest schema")
+    db.set_defaults(handler=_cmd_db)
+
+    openapi = commands.add_parser("openapi", help="print or write the OpenAPI document")
+    openapi.add_argument("--json", metavar="PATH", help="write the JSON document here")
+    openapi.add_argument("--markdown", metavar="PATH", help="write the Markdown reference here")
+    openapi.set_defaults(handler=_cmd_openapi)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
     bench.add_argument("which", choices=["breaker"])

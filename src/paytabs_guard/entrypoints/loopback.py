@@ -11,14 +11,27 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Start ``app`` on ``host:port`` (0 = any free port); yield its base URL; stop it on exit."""
+async def serve_app(
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    lifespan: Literal["auto", "on", "off"] = "off",
+    graceful_shutdown_seconds: int | None = None,
+) -> AsyncIterator[str]:
+    """Start ``app`` on ``host:port`` (0 = any free port); yield its base URL; stop it on exit.
+
+    uvicorn runs with ``proxy_headers=False``: it must not rewrite the client address from
+    ``X-Forwarded-For`` (the app resolves clients itself, through TRUSTED_PROXIES only), and
+    with ``log_config=None``, so the host application's logging is left alone.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
     # without it every keep-alive response waits ~40 ms for a delayed ACK.
@@ -27,7 +40,15 @@ async def serve_app(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Asy
     sock.bind((host, port))
     sock.setblocking(False)
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        log_config=None,
+        lifespan=lifespan,
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=graceful_shutdown_seconds,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

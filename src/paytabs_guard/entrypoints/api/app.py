@@ -1,0 +1,135 @@
+"""The FastAPI application: routers, error mapping, request context, lifespan.
+
+``create_app(container)`` serves a container someone else owns (tests, embedding);
+``create_service(settings)`` builds and closes its own container in the lifespan (``serve``).
+
+Lifespan: background work starts with the app (the outbox relay; reconciliation when its
+interval is set) and stops after uvicorn has finished the in-flight requests: the relay ends
+its current batch, queries started by requests get ``shutdown_grace_seconds`` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
+
+from fastapi import FastAPI
+
+from paytabs_guard.bootstrap import Container, build_container
+from paytabs_guard.metrics import Metrics
+from paytabs_guard.observability import get_logger
+from paytabs_guard.settings import Settings
+
+from . import breakers, callbacks, health, payments, stats
+from .errors import install_error_handlers
+from .middleware import RequestContextMiddleware
+from .options import ApiOptions
+from .runtime import Runtime
+
+TITLE: Final = "paytabs-guard payments v2"
+DESCRIPTION: Final = (
+    "Take payments through PayTabs hosted pages with idempotent writes, verified callbacks and "
+    "graceful degradation. Errors are RFC 9457 problem details; every response carries "
+    "`X-Request-ID`. Money is a decimal string in the currency's units."
+)
+log = get_logger(__name__)
+
+ContainerFactory = Callable[[], Awaitable[Container]]
+
+
+async def _background(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    container = runtime.container
+    tasks = [asyncio.create_task(container.relay.run_forever(stop), name="outbox-relay")]
+    if container.reconciliation.interval is not None:
+        tasks.append(asyncio.create_task(container.reconcile_forever(stop), name="reconcile"))
+    return tasks
+
+
+async def _stop(runtime: Runtime, stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    stop.set()
+    grace = runtime.options.shutdown_grace_seconds
+    await runtime.background.drain(grace)
+    if tasks:
+        # run_forever returns after its current pass: the relay batch is finished, not cut.
+        _, late = await asyncio.wait(tasks, timeout=grace)
+        for task in late:
+            task.cancel()
+        for task in late:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _build(runtime_of: Callable[[FastAPI], Runtime | None], lifespan: object) -> FastAPI:
+    app = FastAPI(
+        title=TITLE,
+        description=DESCRIPTION,
+        version="2",
+        lifespan=lifespan,  # type: ignore[arg-type]  # a factory of async context managers
+    )
+
+    def metrics_of() -> Metrics | None:
+        runtime = runtime_of(app)
+        return runtime.container.metrics if runtime is not None else None
+
+    app.add_middleware(RequestContextMiddleware, metrics_of=metrics_of)
+    install_error_handlers(app)
+    # Fixed paths before /payments/v2/{payment_id}, which would otherwise swallow them.
+    for router in (health.router, callbacks.router, breakers.router, stats.router):
+        app.include_router(router)
+    app.include_router(payments.router)
+    return app
+
+
+def _runtime_of(app: FastAPI) -> Runtime | None:
+    runtime = getattr(app.state, "runtime", None)
+    return runtime if isinstance(runtime, Runtime) else None
+
+
+def create_app(container: Container, options: ApiOptions | None = None) -> FastAPI:
+    """The service around a ready ``container`` (the caller closes it)."""
+    runtime = Runtime.build(container, options or ApiOptions())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks = await _background(runtime, stop)
+        try:
+            yield
+        finally:
+            await _stop(runtime, stop, tasks)
+
+    app = _build(_runtime_of, lifespan)
+    app.state.runtime = runtime
+    return app
+
+
+def create_service(settings: Settings, options: ApiOptions | None = None) -> FastAPI:
+    """The service for ``serve``: the lifespan builds the container (migrations included) and
+    closes it after shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = await build_container(settings)
+        runtime = Runtime.build(container, options or ApiOptions())
+        app.state.runtime = runtime
+        if not runtime.api_keys.configured:
+            log.warning("no API keys configured: every merchant API call will get 401")
+        stop = asyncio.Event()
+        tasks = await _background(runtime, stop)
+        log.info("service started", database=container.engine.dialect.name,
+                 redis=container.redis is not None)  # fmt: skip
+        try:
+            yield
+        finally:
+            await _stop(runtime, stop, tasks)
+            await container.aclose()
+            log.info("service stopped")
+
+    return _build(_runtime_of, lifespan)
+
+
+def openapi_document() -> dict[str, object]:
+    """The OpenAPI document of the service (no container needed)."""
+    return _build(_runtime_of, None).openapi()

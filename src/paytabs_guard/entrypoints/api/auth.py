@@ -1,0 +1,90 @@
+"""Bearer API keys for the merchant API (API_KEYS) and its admin scope (ADMIN_API_KEYS).
+
+A presented key is hashed once and compared, in constant time, with the hash of *every*
+configured key, with no early exit: timing tells neither whether a key matched nor which one.
+An admin key also works on the merchant endpoints. Each key is its own client for
+idempotency: ``ApiClient.id`` is derived from the key, never the key itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from .problems import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class ApiClient:
+    """Who called: a stable, non-secret id of the key, and whether it has the admin scope."""
+
+    id: str
+    is_admin: bool
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+class ApiKeys:
+    """The configured keys, kept only as SHA-256 digests."""
+
+    def __init__(self, merchant: Iterable[SecretStr], admin: Iterable[SecretStr]) -> None:
+        self._keys = [(_digest(k.get_secret_value()), False) for k in merchant] + [
+            (_digest(k.get_secret_value()), True) for k in admin
+        ]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._keys)
+
+    def identify(self, presented: str) -> ApiClient | None:
+        """The client ``presented`` belongs to, or None."""
+        digest = _digest(presented)
+        found: ApiClient | None = None
+        for known, is_admin in self._keys:
+            if hmac.compare_digest(known, digest) and (found is None or is_admin):
+                found = ApiClient(id="key_" + hashlib.sha256(b"client:" + digest).hexdigest()[:16],
+                                  is_admin=is_admin)  # fmt: skip
+        return found
+
+
+def unauthenticated(detail: str) -> Problem:
+    """401 with the Bearer challenge."""
+    return Problem(
+        "unauthenticated",
+        "Authentication required",
+        401,
+        detail,
+        headers={"WWW-Authenticate": 'Bearer realm="payments"'},
+    )
+
+
+def forbidden_scope() -> Problem:
+    """403: the key is valid but lacks the admin scope."""
+    return Problem(
+        "forbidden",
+        "Admin scope required",
+        403,
+        "This endpoint needs a key from ADMIN_API_KEYS; your key is a merchant key.",
+    )
+
+
+def authenticate(keys: ApiKeys, authorization: str | None) -> ApiClient:
+    """The caller of a request with this ``Authorization`` header, or a 401 problem."""
+    if not keys.configured:
+        raise unauthenticated("No API keys are configured on this service; set API_KEYS.")
+    if not authorization:
+        raise unauthenticated("Send 'Authorization: Bearer <API key>'.")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise unauthenticated("Use the Bearer scheme: 'Authorization: Bearer <API key>'.")
+    client = keys.identify(token)
+    if client is None:
+        raise unauthenticated("The API key is not valid; check API_KEYS on the service.")
+    return client

@@ -1,0 +1,108 @@
+"""``Annotated`` dependency aliases: what a route declares it needs.
+
+The container is resolved from ``request.app.state`` at request time, so the same routes serve
+an app built around a ready container (tests) and one whose lifespan builds it (``serve``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Final
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from paytabs_guard.bootstrap import Container
+from paytabs_guard.service.payments import PaymentDeps
+
+from .auth import ApiClient, ApiKeys, authenticate, forbidden_scope
+from .options import ApiOptions
+from .problems import Problem
+from .runtime import Runtime
+
+_IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{8,255}")
+_bearer = HTTPBearer(auto_error=False, description="An API key from API_KEYS")
+
+
+async def get_runtime(request: Request) -> Runtime:
+    runtime = getattr(request.app.state, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("the app has no runtime: build it with create_app()")
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_container(runtime: RuntimeDep) -> Container:
+    return runtime.container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+async def get_payment_deps(container: ContainerDep) -> PaymentDeps:
+    return container.payments
+
+
+PaymentDepsDep = Annotated[PaymentDeps, Depends(get_payment_deps)]
+
+
+async def get_options(runtime: RuntimeDep) -> ApiOptions:
+    return runtime.options
+
+
+OptionsDep = Annotated[ApiOptions, Depends(get_options)]
+
+
+async def get_api_keys(runtime: RuntimeDep) -> ApiKeys:
+    return runtime.api_keys
+
+
+async def get_client(
+    request: Request,
+    keys: Annotated[ApiKeys, Depends(get_api_keys)],
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiClient:
+    # The raw header, not HTTPBearer's parse: it also tells a wrong scheme from a missing one.
+    client = authenticate(keys, request.headers.get("authorization"))
+    request.state.client_id = client.id
+    return client
+
+
+ClientDep = Annotated[ApiClient, Depends(get_client)]
+
+
+async def get_admin(client: ClientDep) -> ApiClient:
+    if not client.is_admin:
+        raise forbidden_scope()
+    return client
+
+
+AdminDep = Annotated[ApiClient, Depends(get_admin)]
+
+
+async def get_idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="8-255 visible ASCII characters, unique per operation (a UUID is best); "
+            "repeating a request with the same key replays the first answer for 24 h",
+        ),
+    ] = None,
+) -> str | None:
+    if idempotency_key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise Problem(
+            "invalid_idempotency_key",
+            "Invalid Idempotency-Key",
+            400,
+            "Send Idempotency-Key as 8-255 visible ASCII characters without spaces; a random "
+            "UUID per operation is best.",
+        )
+    return idempotency_key
+
+
+IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]

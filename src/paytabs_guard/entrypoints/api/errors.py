@@ -1,0 +1,250 @@
+"""Every error becomes an RFC 9457 problem, mapped here once.
+
+Client errors say what to fix; nothing the client sent is echoed back verbatim (no input values
+in validation errors). Domain errors keep their message: it names the rule and the amounts.
+
+=========================================  ======  ==============================
+exception                                  status  problem type
+=========================================  ======  ==============================
+RequestValidationError (FastAPI)           422     invalid-request
+HTTPException 404 / 405 / other            same    not-found / method-not-allowed
+PaymentNotFound                            404     payment-not-found
+InvalidPaymentRequest, InvalidMoney        422     invalid-payment-request
+AmountExceedsAvailable                     422     amount-exceeds-available
+PaymentStateError                          409     payment-state-conflict
+ConcurrentUpdate (storage)                 409     concurrent-update
+GatewayRejected                            422     gateway-rejected
+GatewayUnavailable                         503     gateway-unavailable (Retry-After)
+GatewayOutcomeUnknown                      502     gateway-outcome-unknown
+=========================================  ======  ==============================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from paytabs_guard.bootstrap import STORAGE_CONFLICTS
+from paytabs_guard.domain import (
+    AmountExceedsAvailable,
+    DomainError,
+    InvalidMoney,
+    InvalidPaymentRequest,
+    PaymentStateError,
+)
+from paytabs_guard.service.gateway import (
+    GatewayOutcomeUnknown,
+    GatewayRejected,
+    GatewayUnavailable,
+)
+from paytabs_guard.service.payments import PaymentNotFound
+
+from .problems import Problem, problem_handler, problem_response
+
+_MAX_LISTED_ERRORS: Final = 20
+
+
+def request_id_of(request: Request) -> str | None:
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
+def retry_after_seconds(seconds: float | None) -> int:
+    """A ``Retry-After`` value: whole seconds, at least 1."""
+    return max(1, math.ceil(seconds)) if seconds is not None else 1
+
+
+def gateway_unavailable(retry_after: float | None) -> Problem:
+    seconds = retry_after_seconds(retry_after)
+    return Problem(
+        "gateway_unavailable",
+        "PayTabs is unavailable",
+        503,
+        f"PayTabs cannot be reached right now and nothing was sent; retry after {seconds} s "
+        "with the same Idempotency-Key.",
+        extensions={"retry_after": seconds},
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def problem_for(error: Exception) -> Problem | None:
+    """The problem an application exception stands for; None for unexpected errors (bugs)."""
+    if isinstance(error, Problem):
+        return error
+    if isinstance(error, PaymentNotFound):
+        return Problem(
+            "payment_not_found",
+            "Payment not found",
+            404,
+            f"There is no payment {error.payment_id!r}; check the id returned by "
+            "POST /payments/v2/create.",
+        )
+    if isinstance(error, AmountExceedsAvailable):
+        return Problem(
+            "amount_exceeds_available",
+            "Amount exceeds what is available",
+            422,
+            str(error),
+            extensions={
+                "available": error.available.format(),
+                "currency": error.available.currency,
+            },
+        )
+    if isinstance(error, InvalidPaymentRequest):
+        return Problem(
+            "invalid_payment_request",
+            "Invalid payment request",
+            422,
+            str(error),
+            extensions={"field": error.field},
+        )
+    if isinstance(error, InvalidMoney):
+        return Problem(
+            "invalid_payment_request", "Invalid amount", 422, f"amount: {error}", extensions={}
+        )
+    if isinstance(error, PaymentStateError):
+        return Problem(
+            "payment_state_conflict",
+            "Not allowed in the payment's state",
+            409,
+            f"{error} Reload the payment (GET /payments/v2/{error.payment_id}) and decide again.",
+            extensions={"state": error.state},
+        )
+    if isinstance(error, DomainError):
+        return Problem("payment_rule", "Refused by a payment rule", 422, str(error))
+    if isinstance(error, STORAGE_CONFLICTS):
+        return Problem(
+            "concurrent_update",
+            "Changed concurrently",
+            409,
+            "The payment changed while this request was applied; nothing was written. "
+            "Send the request again.",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(error, GatewayRejected):
+        return Problem(
+            "gateway_rejected",
+            "Refused by PayTabs",
+            422,
+            f"PayTabs refused the request: {error.message}",
+            extensions={"gateway_code": error.code},
+        )
+    if isinstance(error, GatewayUnavailable):
+        return gateway_unavailable(error.retry_after)
+    if isinstance(error, GatewayOutcomeUnknown):
+        return Problem(
+            "gateway_outcome_unknown",
+            "PayTabs gave no clear answer",
+            502,
+            "PayTabs did not answer clearly, so the operation may have happened. GET the "
+            "payment in a minute (it is reconciled by query); resend only with the same "
+            "Idempotency-Key.",
+        )
+    return None
+
+
+def _location(loc: Sequence[Any]) -> str:
+    # ("body", "customer", "email") -> "customer.email"; the "body"/"query" prefix is kept apart
+    if not loc:
+        return "request"
+    return ".".join(str(part) for part in loc[1:]) or str(loc[0])
+
+
+def validation_problem(error: RequestValidationError) -> Problem:
+    """422 listing each invalid field with the rule it broke (never the value sent)."""
+    items = []
+    for item in list(error.errors())[:_MAX_LISTED_ERRORS]:
+        loc = tuple(item.get("loc", ()))
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        where = str(loc[0]) if loc else "request"
+        items.append({"in": where, "field": _location(loc), "message": message})
+    summary = "; ".join(f"{i['field']}: {i['message']}" for i in items[:3])
+    return Problem(
+        "invalid_request",
+        "Invalid request",
+        422,
+        f"Fix these fields and send the request again: {summary}.",
+        extensions={"errors": items},
+    )
+
+
+def http_problem(error: HTTPException) -> Problem:
+    """Starlette's own 404/405 (and any other HTTPException) as problems."""
+    if error.status_code == 404:
+        return Problem(
+            "not_found",
+            "Not found",
+            404,
+            "There is nothing at this URL; the API reference is at /docs.",
+        )
+    if error.status_code == 405:
+        allowed = (error.headers or {}).get("Allow", "")
+        return Problem(
+            "method_not_allowed",
+            "Method not allowed",
+            405,
+            f"This URL accepts only {allowed or 'other methods'}; send one of those.",
+            headers={"Allow": allowed} if allowed else None,
+        )
+    status = error.status_code if 400 <= error.status_code <= 599 else 500
+    return Problem(
+        "http_error",
+        "Request failed",
+        status,
+        str(error.detail),
+        headers=dict(error.headers or {}),
+    )
+
+
+async def _application_error(request: Request, exc: Exception) -> Response:
+    problem = problem_for(exc)
+    if problem is None:
+        raise exc  # a bug: the request middleware answers 500 and logs it
+    return problem_response(problem, request_id_of(request))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, RequestValidationError):
+        raise exc
+    return problem_response(validation_problem(exc), request_id_of(request))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, HTTPException):
+        raise exc
+    return problem_response(http_problem(exc), request_id_of(request))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the mapping above on ``app``."""
+    app.add_exception_handler(Problem, problem_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    for error in (
+        PaymentNotFound,
+        DomainError,
+        InvalidMoney,
+        GatewayRejected,
+        GatewayUnavailable,
+        GatewayOutcomeUnknown,
+        *STORAGE_CONFLICTS,
+    ):
+        app.add_exception_handler(error, _application_error)
+
+
+def internal_error() -> Problem:
+    """500: an unexpected error; the details are in the log under the request id."""
+    return Problem(
+        "internal_error",
+        "Internal error",
+        500,
+        "Something went wrong on our side; nothing you sent is at fault. Retry with the same "
+        "Idempotency-Key, and quote the request_id if it persists.",
+    )

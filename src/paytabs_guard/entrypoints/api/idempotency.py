@@ -1,0 +1,148 @@
+"""``Idempotency-Key`` for the merchant API's writes (Stripe and the IETF draft).
+
+* The key is scoped to the API client (its key id), and lives 24 h.
+* The request's *fingerprint* is a hash of the method, the path and the validated body in a
+  canonical form, so the same JSON written with other spacing or key order is the same request.
+* First use: the operation runs. A deterministic answer (2xx, and 4xx such as a PayTabs
+  refusal or a domain rule) is stored and replayed for every repeat; a 5xx or an unexpected
+  error releases the key, so the client's retry runs the operation again. A 503 "PayTabs
+  unavailable" means nothing was sent, which is exactly when a retry must be allowed.
+* The same key with another fingerprint: 422. A key still in flight: the repeat waits for the
+  first request (polling the store, which works across instances) and replays its answer; past
+  ``idempotency_wait_seconds`` it gets 409 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from paytabs_guard.bootstrap import Container
+from paytabs_guard.service.ports import ClaimStatus, StoredResponse
+
+from .auth import ApiClient
+from .errors import problem_for, request_id_of
+from .problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from .problems import Problem, problem_response
+
+TTL_SECONDS: Final = 24 * 3600
+REPLAYED_HEADER: Final = "Idempotent-Replayed"
+_FIRST_POLL: Final = 0.02
+_MAX_POLL: Final = 0.25
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:  # a JSON-ready body
+    """A hash of the request's meaning: method, path and the canonical JSON of the body."""
+    canonical = json.dumps(
+        {"method": method.upper(), "path": path, "body": body},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def key_mismatch() -> Problem:
+    return Problem(
+        "idempotency_key_reused",
+        "Idempotency-Key reused",
+        422,
+        "This Idempotency-Key was used for a different request; use a new key for a new operation.",
+    )
+
+
+def key_in_flight() -> Problem:
+    return Problem(
+        "idempotency_key_in_flight",
+        "Request still in progress",
+        409,
+        "A request with this Idempotency-Key is still being processed; retry in a moment with "
+        "the same key to get its answer.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def replay(stored: StoredResponse) -> Response:
+    """The stored first answer, marked as a replay."""
+    media_type = PROBLEM_MEDIA_TYPE if stored.status_code >= 400 else "application/json"
+    headers = {REPLAYED_HEADER: "true"}
+    if stored.resource_id and stored.status_code in (201, 202):
+        headers["Location"] = f"/payments/v2/{stored.resource_id}"
+    return Response(
+        stored.body.encode("utf-8"),
+        status_code=stored.status_code,
+        media_type=media_type,
+        headers=headers,
+    )
+
+
+Operation = Callable[[], Awaitable[Response]]
+
+
+async def run_idempotent(
+    request: Request,
+    container: Container,
+    client: ApiClient,
+    key: str | None,
+    body: Any,  # JSON-ready
+    operation: Operation,
+    *,
+    wait_seconds: float,
+    resource_id: Callable[[Response], str | None] = lambda _: None,
+) -> Response:
+    """Run ``operation`` at most once per (client, key); see the module docstring."""
+    if key is None:
+        return await operation()
+    store = container.idempotency
+    metrics = container.metrics
+    now = container.payments.clock
+    print_ = fingerprint(request.method, request.url.path, body)
+    deadline = time.monotonic() + wait_seconds
+    delay = _FIRST_POLL
+    while True:
+        claim = await store.claim(client.id, key, print_, now=now(), ttl_seconds=TTL_SECONDS)
+        if claim.status is ClaimStatus.NEW:
+            metrics.idempotency.labels("new").inc()
+            break
+        if claim.status is ClaimStatus.COMPLETED and claim.response is not None:
+            metrics.idempotency.labels("replayed").inc()
+            return replay(claim.response)
+        if claim.status is ClaimStatus.MISMATCH:
+            metrics.idempotency.labels("mismatch").inc()
+            return problem_response(key_mismatch(), request_id_of(request))
+        if time.monotonic() >= deadline:
+            metrics.idempotency.labels("in_flight").inc()
+            return problem_response(key_in_flight(), request_id_of(request))
+        # Another request owns the key (maybe on another instance): wait for its answer.
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, _MAX_POLL)
+
+    try:
+        response = await operation()
+    except Exception as error:
+        problem = problem_for(error)
+        if problem is None or problem.status >= 500:
+            await store.release(client.id, key)
+            raise
+        response = problem_response(problem, request_id_of(request))
+    except BaseException:
+        # Cancelled (shutdown, disconnect): free the key even so, or retries would get 409s.
+        await asyncio.shield(store.release(client.id, key))
+        raise
+    if response.status_code >= 500:
+        await store.release(client.id, key)
+        return response
+    stored = StoredResponse(
+        status_code=response.status_code,
+        body=bytes(response.body).decode("utf-8"),
+        resource_id=resource_id(response),
+    )
+    await store.complete(client.id, key, stored, now=now())
+    return response

@@ -1,0 +1,109 @@
+"""The outermost middleware: request id, access log, RED metrics, and a last-resort 500.
+
+Pure ASGI (no ``BaseHTTPMiddleware``), so streaming bodies and cancellation pass untouched.
+
+* ``X-Request-ID``: a sane incoming value (1-128 of ``A-Za-z0-9._:-``) is kept, anything else
+  is replaced by a fresh one; it is on every response and bound to every log line of the request.
+* Metrics use the matched route's *template* (``/payments/v2/{payment_id}``), so the label set
+  stays bounded; unmatched paths count as ``unmatched``.
+* An exception no handler mapped becomes a problem+json 500 with the request id, logged once
+  with its traceback here (so uvicorn does not log it a second time).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from typing import Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paytabs_guard.metrics import UNMATCHED_ROUTE, Metrics
+from paytabs_guard.observability import bind_request_context, clear_request_context, get_logger
+
+from .errors import internal_error
+from .problems import problem_response
+
+HEADER: Final = "x-request-id"
+_VALID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+log = get_logger("paytabs_guard.access")
+
+
+def new_request_id() -> str:
+    return f"req_{secrets.token_hex(10)}"
+
+
+def incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _VALID.fullmatch(text) else None
+    return None
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class RequestContextMiddleware:
+    """See the module docstring. ``metrics_of()`` is asked per request: the app may build its
+    container (and metrics) only after start-up."""
+
+    def __init__(self, app: ASGIApp, metrics_of: Callable[[], Metrics | None]) -> None:
+        self.app = app
+        self.metrics_of = metrics_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = incoming_request_id(scope) or new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        method = scope.get("method", "GET")
+        bind_request_context(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("ascii")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error", method=method, route=route_template(scope))
+            if not response_started:
+                await problem_response(internal_error(), request_id)(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope)
+            metrics = self.metrics_of()
+            if metrics is not None:
+                metrics.observe_request(route, method, status, seconds)
+            log.info(
+                "request",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 2),
+                client=_client_id(scope),
+            )
+            clear_request_context()
+
+
+def _client_id(scope: Scope) -> str | None:
+    state = scope.get("state") or {}
+    value = state.get("client_id")
+    return value if isinstance(value, str) else None

@@ -1,0 +1,29 @@
+"""Tunables of the HTTP layer that are not deployment configuration (documented constants).
+
+Defaults suit production; tests shorten the waits. None of them is a secret or differs between
+instances, so they are code, not environment variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """How long the API waits for things, and how long it caches answers."""
+
+    idempotency_wait_seconds: float = 10.0
+    """A request whose key is in flight waits this long for the first one, then gets 409."""
+    sync_wait_seconds: float = 5.0
+    """``process`` and the browser return wait this long for PayTabs; the query goes on after."""
+    paytabs_probe_cache_seconds: float = 5.0
+    """``GET /health/paytabs`` asks PayTabs at most once per this many seconds."""
+    failed_verifications: int = 20
+    """Failed webhook verifications from one source within ``failure_window_seconds`` that
+    block it (429); valid deliveries are never blocked."""
+    failure_window_seconds: float = 60.0
+    outbox_lag_warn_seconds: float = 60.0
+    """The oldest undelivered event older than this turns the outbox check to warn."""
+    shutdown_grace_seconds: float = 10.0
+    """How long shutdown waits for background work (relay batch, queries) to finish."""

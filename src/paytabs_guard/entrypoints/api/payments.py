@@ -1,0 +1,349 @@
+"""The merchant API's payment routes: schema in, use case, schema out.
+
+Writes take an ``Idempotency-Key`` (see ``idempotency.py``); errors are problems (``errors.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import JSONResponse, Response
+
+from paytabs_guard.domain import Money, Payment, PaymentState
+from paytabs_guard.service.gateway import GatewayOutcomeUnknown
+from paytabs_guard.service.payments import (
+    capture_payment,
+    create_payment,
+    get_payment,
+    refund_payment,
+    void_payment,
+)
+from paytabs_guard.service.queries import MAX_PAGE_SIZE, list_payments
+
+from . import problems
+from .auth import ApiClient
+from .dependencies import ClientDep, IdempotencyKeyDep, PaymentDepsDep, RuntimeDep
+from .errors import gateway_unavailable, request_id_of
+from .idempotency import run_idempotent
+from .problems import Problem, problem_response
+from .runtime import Runtime
+from .schemas import (
+    CaptureIn,
+    ConfirmedPaymentOut,
+    CreatePaymentIn,
+    PaymentListOut,
+    PaymentOut,
+    ProblemOut,
+    RefundIn,
+)
+from .sync import sync_within
+
+router = APIRouter(prefix="/payments/v2", tags=["payments"])
+
+_PROBLEM: dict[str, Any] = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+_ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 404, 409, 422, 503), _PROBLEM)
+
+
+def _json(model: PaymentOut, status_code: int = 200, **headers: str) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
+
+
+def _payment_id(response: Response) -> str | None:
+    return response.headers.get("x-payment-id")
+
+
+def _refused(payment: Payment, request: Request) -> Response:
+    reason = payment.history[-1].reason if payment.history else "PayTabs refused the payment"
+    problem = Problem(
+        "gateway_rejected",
+        "Refused by PayTabs",
+        422,
+        f"{reason}. Fix the request and create the payment again with a new Idempotency-Key.",
+        extensions={"payment_id": payment.id, "state": payment.state.value},
+    )
+    response = problem_response(problem, request_id_of(request))
+    response.headers["x-payment-id"] = payment.id
+    return response
+
+
+@router.post(
+    "/create",
+    status_code=201,
+    response_model=PaymentOut,
+    summary="Create a payment and its PayTabs hosted page",
+    responses={
+        202: {"model": PaymentOut, "description": "PayTabs did not answer clearly: state unknown"},
+        **_ERRORS,
+    },
+)
+async def create(
+    body: CreatePaymentIn,
+    request: Request,
+    client: ClientDep,
+    runtime: RuntimeDep,
+    key: IdempotencyKeyDep,
+) -> Response:
+    """201 with the page to redirect to; 202 when PayTabs' answer was lost (reconciled later);
+    422 when PayTabs refused; 503 with Retry-After when PayTabs is unavailable."""
+    container = runtime.container
+    wait = container.payments.gateway.unavailable_for("create")
+    if wait is not None:
+        # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
+        # the breaker check microseconds. Nothing is stored, so a retry with the same key runs
+        # normally (and replays an answer stored before the circuit opened).
+        return problem_response(gateway_unavailable(wait), request_id_of(request))
+
+    async def create_it() -> Response:
+        payment = await create_payment(container.payments, body.command())
+        container.metrics.payment_result("applied", "api", "created", payment.state.value)
+        container.relay.notify()
+        if payment.state is PaymentState.FAILED:
+            return _refused(payment, request)
+        status = 202 if payment.state is PaymentState.UNKNOWN else 201
+        return _json(
+            PaymentOut.of(payment),
+            status,
+            Location=f"/payments/v2/{payment.id}",
+            **{"x-payment-id": payment.id},
+        )
+
+    return await run_idempotent(
+        request,
+        container,
+        client,
+        key,
+        body.model_dump(mode="json"),
+        create_it,
+        wait_seconds=runtime.options.idempotency_wait_seconds,
+        resource_id=_payment_id,
+    )
+
+
+@router.api_route("/create", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def create_wrong_method() -> Response:
+    # Without this, GET /payments/v2/create would match GET /payments/v2/{payment_id}.
+    raise problems.method_not_allowed(("POST",))
+
+
+def _cursor(payment_id: str | None) -> str | None:
+    if payment_id is None:
+        return None
+    return base64.urlsafe_b64encode(f"after:{payment_id}".encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        text = ""
+    if not text.startswith("after:") or len(text) <= len("after:"):
+        raise Problem(
+            "invalid_cursor",
+            "Invalid cursor",
+            400,
+            "Pass back the next_cursor of the previous page unchanged.",
+        )
+    return text.removeprefix("after:")
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise Problem(
+            "invalid_request",
+            "Invalid request",
+            422,
+            f"{name}: add a time zone (e.g. 2025-01-29T10:00:00Z).",
+        )
+    return value
+
+
+@router.get(
+    "",
+    response_model=PaymentListOut,
+    summary="List payments, newest first",
+    responses={400: _PROBLEM, 401: _PROBLEM, 422: _PROBLEM},
+)
+async def list_all(
+    deps: PaymentDepsDep,
+    _client: ClientDep,
+    state: Annotated[list[PaymentState] | None, Query(description="Repeat for several")] = None,
+    created_from: Annotated[datetime | None, Query(description="Inclusive, with zone")] = None,
+    created_to: Annotated[datetime | None, Query(description="Exclusive, with zone")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+) -> PaymentListOut:
+    page = await list_payments(
+        deps,
+        states=state or (),
+        created_from=_aware(created_from, "created_from"),
+        created_to=_aware(created_to, "created_to"),
+        after=_after(cursor),
+        limit=limit,
+    )
+    return PaymentListOut(
+        data=[PaymentOut.of(p) for p in page.payments], next_cursor=_cursor(page.next_after)
+    )
+
+
+@router.get(
+    "/process/{payment_id}",
+    response_model=ConfirmedPaymentOut,
+    summary="Confirm an undecided payment with PayTabs, then return it",
+    responses={401: _PROBLEM, 404: _PROBLEM},
+)
+async def process(payment_id: str, runtime: RuntimeDep, _client: ClientDep) -> ConfirmedPaymentOut:
+    """Always 200: ``confirmed`` false (with ``reason``) when PayTabs could not be asked."""
+    synced = await sync_within(runtime, payment_id)
+    out = PaymentOut.of(synced.payment).model_dump()
+    return ConfirmedPaymentOut(**out, confirmed=synced.confirmed, reason=synced.reason)
+
+
+@router.get(
+    "/{payment_id}",
+    response_model=PaymentOut,
+    summary="A payment as stored (no PayTabs call)",
+    responses={401: _PROBLEM, 404: _PROBLEM},
+)
+async def read(payment_id: str, deps: PaymentDepsDep, _client: ClientDep) -> PaymentOut:
+    return PaymentOut.of(await get_payment(deps, payment_id))
+
+
+async def _money(deps: PaymentDepsDep, payment_id: str, amount: str, currency: str | None) -> Money:
+    """``amount`` in the payment's currency (``currency``, if given, must be that one)."""
+    payment = await get_payment(deps, payment_id)
+    expected = payment.amount.currency
+    if currency is not None and currency != expected:
+        raise Problem(
+            "invalid_payment_request",
+            "Invalid payment request",
+            422,
+            f"currency: the payment is in {expected}; send {expected} or leave currency out.",
+            extensions={"field": "currency"},
+        )
+    return Money.of(amount, expected)
+
+
+FollowUp = Callable[[], Awaitable[Payment]]
+
+
+async def _run_follow_up(
+    request: Request,
+    runtime: Runtime,
+    client: ApiClient,
+    key: str | None,
+    body: dict[str, object],
+    follow_up: FollowUp,
+) -> Response:
+    """200 with the payment; 202 (``confirmed`` false) when PayTabs' answer was unclear."""
+    container = runtime.container
+
+    async def run() -> Response:
+        try:
+            payment = await follow_up()
+        except GatewayOutcomeUnknown:
+            payment = await get_payment(container.payments, request.path_params["payment_id"])
+            out = ConfirmedPaymentOut(
+                **PaymentOut.of(payment).model_dump(),
+                confirmed=False,
+                reason="PayTabs gave no clear answer; the operation is confirmed by query later",
+            )
+            return _json(out, 202, **{"x-payment-id": payment.id})
+        container.relay.notify()
+        return _json(PaymentOut.of(payment), 200, **{"x-payment-id": payment.id})
+
+    return await run_idempotent(
+        request,
+        container,
+        client,
+        key,
+        body,
+        run,
+        wait_seconds=runtime.options.idempotency_wait_seconds,
+        resource_id=_payment_id,
+    )
+
+
+_FOLLOW_UP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": ConfirmedPaymentOut, "description": "PayTabs' answer was unclear"},
+    **_ERRORS,
+}
+
+
+@router.post(
+    "/{payment_id}/refund",
+    response_model=PaymentOut,
+    summary="Refund part or all of a completed payment",
+    responses=_FOLLOW_UP_RESPONSES,
+)
+async def refund(
+    payment_id: str,
+    body: RefundIn,
+    request: Request,
+    runtime: RuntimeDep,
+    client: ClientDep,
+    key: IdempotencyKeyDep,
+) -> Response:
+    deps = runtime.container.payments
+
+    async def refund_it() -> Payment:
+        amount = await _money(deps, payment_id, body.amount, body.currency)
+        return await refund_payment(deps, payment_id, amount)
+
+    payload = body.model_dump(mode="json")
+    return await _run_follow_up(request, runtime, client, key, payload, refund_it)
+
+
+@router.post(
+    "/{payment_id}/capture",
+    response_model=PaymentOut,
+    summary="Capture an authorised payment (all of it without an amount)",
+    responses=_FOLLOW_UP_RESPONSES,
+)
+async def capture(
+    payment_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    client: ClientDep,
+    key: IdempotencyKeyDep,
+    body: CaptureIn | None = None,
+) -> Response:
+    deps = runtime.container.payments
+    body = body or CaptureIn()
+
+    async def capture_it() -> Payment:
+        amount = None
+        if body.amount is not None:
+            amount = await _money(deps, payment_id, body.amount, body.currency)
+        return await capture_payment(deps, payment_id, amount)
+
+    payload = body.model_dump(mode="json")
+    return await _run_follow_up(request, runtime, client, key, payload, capture_it)
+
+
+@router.post(
+    "/{payment_id}/void",
+    response_model=PaymentOut,
+    summary="Release an authorisation that was not captured",
+    responses=_FOLLOW_UP_RESPONSES,
+)
+async def void(
+    payment_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    client: ClientDep,
+    key: IdempotencyKeyDep,
+) -> Response:
+    deps = runtime.container.payments
+
+    async def void_it() -> Payment:
+        return await void_payment(deps, payment_id)
+
+    return await _run_follow_up(request, runtime, client, key, {}, void_it)

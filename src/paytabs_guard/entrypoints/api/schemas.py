@@ -1,0 +1,258 @@
+"""The HTTP contract of the merchant API: request and response bodies (pydantic).
+
+Money crosses the wire as a decimal *string* with the currency's decimals (``"12.50"``,
+``"1.250"`` for KWD), never a JSON number, which many clients parse into a float.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from paytabs_guard.domain import InvalidMoney, Money, Payment, PaymentState, TranType
+from paytabs_guard.domain.money import currency_exponent
+from paytabs_guard.service.gateway import Customer
+from paytabs_guard.service.payments import CreatePayment
+
+_AMOUNT: Final = re.compile(r"[0-9]{1,12}(\.[0-9]{1,3})?")
+_URL: Final = re.compile(r"https?://[^\s]{1,2040}")
+MAX_METADATA_KEYS: Final = 20
+
+
+def _amount_string(value: object) -> object:
+    if isinstance(value, bool | int | float):
+        raise ValueError(
+            'send the amount as a string, e.g. "12.50": JSON numbers lose precision in many clients'
+        )
+    if isinstance(value, str) and not _AMOUNT.fullmatch(value):
+        raise ValueError('must be a positive decimal string such as "12.50" (no sign, no exponent)')
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not _URL.fullmatch(value):
+        raise ValueError("must be an absolute http:// or https:// URL of at most 2048 characters")
+    return value
+
+
+def _metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
+    for key, item in value.items():
+        if not 1 <= len(key) <= 40 or len(item) > 500:
+            raise ValueError("keys must be 1-40 characters and values at most 500 characters")
+    return value
+
+
+AmountString = Annotated[
+    str,
+    BeforeValidator(_amount_string),
+    Field(description='Decimal string in the currency\'s units, e.g. "12.50"', examples=["12.50"]),
+]
+Currency = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code", examples=["SAR"]),
+    AfterValidator(str.upper),
+]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CustomerIn(_Input):
+    """Who pays; PayTabs shows it on the hosted page. Every field is optional."""
+
+    name: str | None = Field(None, max_length=128)
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str | None = Field(None, max_length=32)
+    country: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}$")
+    city: str | None = Field(None, max_length=64)
+    street: str | None = Field(None, max_length=128)
+    zip: str | None = Field(None, max_length=16)
+    ip: str | None = Field(None, max_length=45)
+
+    def to_customer(self) -> Customer:
+        return Customer(**self.model_dump())
+
+
+class CreatePaymentIn(_Input):
+    """A payment to take through a PayTabs hosted page."""
+
+    amount: AmountString
+    currency: Currency
+    description: str = Field(min_length=1, max_length=128)
+    tran_type: Literal["sale", "auth"] = "sale"
+    customer: CustomerIn | None = None
+    return_url: HttpUrl | None = Field(
+        None, description="Where the customer goes after paying (we add payment_id and state)"
+    )
+    metadata: Annotated[dict[str, str], AfterValidator(_metadata)] = Field(
+        default_factory=dict, description="Your own string key-values (at most 20), echoed back"
+    )
+
+    @model_validator(mode="after")
+    def _money(self) -> CreatePaymentIn:
+        self.money()  # raises ValueError naming the rule (unknown currency, too many decimals)
+        return self
+
+    def money(self) -> Money:
+        try:
+            currency_exponent(self.currency)
+        except InvalidMoney as error:
+            raise ValueError(f"currency: {error}") from None
+        try:
+            return Money.of(self.amount, self.currency)
+        except InvalidMoney as error:
+            raise ValueError(f"amount: {error}") from None
+
+    def command(self) -> CreatePayment:
+        return CreatePayment(
+            amount=self.money(),
+            description=self.description,
+            tran_type=TranType(self.tran_type),
+            customer=self.customer.to_customer() if self.customer else None,
+            return_url=self.return_url,
+            metadata=dict(self.metadata),
+        )
+
+
+class RefundIn(_Input):
+    """A refund of part or all of what was captured."""
+
+    amount: AmountString
+    currency: Currency | None = Field(None, description="Optional; must be the payment's")
+
+
+class CaptureIn(_Input):
+    """A capture of an authorised payment; without ``amount`` the whole authorisation."""
+
+    amount: AmountString | None = None
+    currency: Currency | None = Field(None, description="Optional; must be the payment's")
+
+
+class PaymentOut(BaseModel):
+    """A payment as the merchant sees it."""
+
+    id: str
+    cart_id: str
+    state: PaymentState
+    final: bool = Field(description="Decided: no gateway result will change it")
+    tran_type: str
+    amount: str
+    currency: str
+    captured: str
+    refunded: str
+    refundable: str
+    description: str
+    redirect_url: str | None = Field(description="The hosted page to send the customer to")
+    return_url: str | None
+    tran_ref: str | None
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    has_conflict: bool = Field(description="PayTabs contradicted this payment: review it")
+    metadata: dict[str, str]
+
+    @classmethod
+    def of(cls, payment: Payment) -> PaymentOut:
+        return cls(
+            id=payment.id,
+            cart_id=payment.cart_id,
+            state=payment.state,
+            final=payment.state.is_final,
+            tran_type=payment.tran_type.value,
+            amount=payment.amount.format(),
+            currency=payment.amount.currency,
+            captured=payment.captured.format(),
+            refunded=payment.refunded.format(),
+            refundable=payment.refundable.format(),
+            description=payment.description,
+            redirect_url=payment.redirect_url,
+            return_url=payment.return_url,
+            tran_ref=payment.tran_ref,
+            expires_at=payment.expires_at,
+            created_at=payment.created_at,
+            updated_at=payment.updated_at,
+            has_conflict=payment.has_conflict,
+            metadata=dict(payment.metadata),
+        )
+
+
+class ConfirmedPaymentOut(PaymentOut):
+    """A payment after asking PayTabs; ``confirmed`` is false when PayTabs could not answer."""
+
+    confirmed: bool
+    reason: str | None = Field(None, description="Why the state is not confirmed")
+
+
+class PaymentListOut(BaseModel):
+    """One page, newest first; pass ``next_cursor`` as ``cursor`` for the next one."""
+
+    data: list[PaymentOut]
+    next_cursor: str | None
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+
+
+class CurrencyTotalsOut(BaseModel):
+    payments: int
+    amount: str
+    captured: str
+    refunded: str
+    net: str = Field(description="captured - refunded")
+
+
+class OperationStatsOut(BaseModel):
+    """One PayTabs operation family, from its breaker's rolling window."""
+
+    state: str
+    calls: int
+    error_rate: float = Field(description="Percent of completed calls that failed")
+    latency_p50: float | None = Field(description="Seconds")
+    latency_p95: float | None
+    latency_p99: float | None
+
+
+class GatewayStatsOut(BaseModel):
+    """PayTabs calls over the breakers' rolling windows (``window_seconds`` long, not the
+    stats window); latencies are the worst of the operation families."""
+
+    window_seconds: float
+    calls: int
+    failures: int
+    error_rate: float = Field(description="Percent of completed calls that failed")
+    latency_p50: float | None = Field(description="Seconds")
+    latency_p95: float | None
+    latency_p99: float | None
+    operations: dict[str, OperationStatsOut]
+
+
+class StatsOut(BaseModel):
+    window: str
+    created_from: datetime | None
+    generated_at: datetime
+    counts: dict[str, int]
+    decided: int
+    completed: int
+    success_rate: float | None = Field(description="completed / decided; null when none decided")
+    totals: dict[str, CurrencyTotalsOut]
+    gateway: GatewayStatsOut
+
+
+class BreakerStatsOut(BaseModel):
+    breakers: dict[str, dict[str, Any]]  # BreakerSnapshot.as_dict(): nested JSON

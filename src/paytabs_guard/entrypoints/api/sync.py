@@ -1,0 +1,58 @@
+"""Ask PayTabs about a payment, but never make the caller wait longer than a bound.
+
+The query runs as a background task: when it outlasts ``sync_wait_seconds`` the caller gets the
+last known state at once (``confirmed`` false), and the task goes on, so an answer that arrives
+later is still applied (and shutdown waits for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from paytabs_guard.domain import Payment
+from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
+from paytabs_guard.service.payments import get_payment, sync_payment
+
+from .runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """The payment after asking PayTabs; ``reason`` says why it is not confirmed."""
+
+    payment: Payment
+    confirmed: bool
+    reason: str | None = None
+
+
+async def _sync_quietly(runtime: Runtime, payment_id: str) -> Payment | str:
+    """The synced payment, or why PayTabs could not be asked (expected, so not raised)."""
+    deps = runtime.container.payments
+    try:
+        return await sync_payment(deps, payment_id)
+    except GatewayUnavailable as error:
+        return f"PayTabs is unavailable: {error}"
+    except GatewayOutcomeUnknown:
+        return "PayTabs gave no clear answer; the payment is reconciled later"
+
+
+async def sync_within(runtime: Runtime, payment_id: str) -> Synced:
+    """``sync_payment`` bounded in time (raises PaymentNotFound for an unknown id)."""
+    before = await get_payment(runtime.container.payments, payment_id)
+    if before.state.is_final:
+        return Synced(before, confirmed=True)
+    task = runtime.background.spawn(_sync_quietly(runtime, payment_id), name=f"sync-{payment_id}")
+    done, _ = await asyncio.wait({task}, timeout=runtime.options.sync_wait_seconds)
+    if not done:
+        wait = runtime.options.sync_wait_seconds
+        return Synced(before, False, f"PayTabs did not answer within {wait:g} s; asked again later")
+    outcome = task.result()
+    if isinstance(outcome, str):
+        return Synced(await get_payment(runtime.container.payments, payment_id), False, outcome)
+    if outcome.state is not before.state:
+        runtime.container.metrics.payment_result(
+            "applied", "query", before.state.value, outcome.state.value
+        )
+        runtime.container.relay.notify()
+    return Synced(outcome, confirmed=True)

@@ -1,0 +1,282 @@
+"""The PayTabs callback (IPN) receiver: every check, in a fixed order, cheapest first.
+
+1. body size (413; declared ``Content-Length`` and streamed bytes both counted)
+2. content type ``application/json`` (415)
+3. source address on PAYTABS_IP_WHITELIST, read through TRUSTED_PROXIES only (403)
+4. signature on the raw bytes (401): PayTabs' ``Signature`` header with every configured key,
+   or a Standard Webhooks delivery (``webhook-signature``) with a ``whsec_`` secret and the
+   timestamp tolerance both ways. Failures count per source; a source with too many gets 429.
+   A valid signature is never throttled.
+5. strict payload (400): strict JSON, then PayTabs' transaction shape, then domain values
+6. business checks and dedupe, in ``apply_result``: a result that is not this payment's is
+   quarantined (200, counted, logged as a security event); a repeat is a duplicate (200, no
+   second effect); the inbox row commits with the effect.
+
+Answers that make PayTabs retry (503): no payment for the result yet, a follow-up before the
+payment it follows, and any storage failure. Nothing is acknowledged and dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from pydantic import SecretStr, ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from paytabs_guard.adapters.paytabs.signature import InvalidSignature, verify_callback
+from paytabs_guard.adapters.paytabs.transformers import UnusableTransaction, to_gateway_result
+from paytabs_guard.adapters.paytabs.wire import Transaction
+from paytabs_guard.adapters.webhooks import standard
+from paytabs_guard.bootstrap import STORAGE_CONFLICTS, Container
+from paytabs_guard.domain import GatewayResult, OutcomeKind, ResultSource
+from paytabs_guard.observability import get_logger
+from paytabs_guard.service.payments import UnknownGatewayTransaction, apply_result
+
+from . import problems
+from .body_limit import BodyTooLarge, InvalidContentLength, read_body_limited
+from .client_address import IPAddress, client_ip, ip_allowed
+from .errors import request_id_of
+from .problems import Problem, problem_response
+from .rate_limit import FailureLimiter, source_key
+from .strict_json import InvalidJson, parse_strict_json
+
+ENDPOINT: Final = "ipn"
+log = get_logger("paytabs_guard.webhooks")
+
+
+class Rejected(Exception):
+    """A delivery refused before it reached the payment; ``outcome`` is the metric label."""
+
+    def __init__(self, outcome: str, problem: Problem, **details: object) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+        self.problem = problem
+        self.details = details
+
+
+def media_type_is(header: str | None, expected: str) -> bool:
+    """Whether a Content-Type names ``expected``, with at most a UTF-8 charset parameter."""
+    if header is None:
+        return False
+    media, *params = (part.strip() for part in header.split(";"))
+    if media.lower() != expected:
+        return False
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "charset" or value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body within ``limit`` bytes, or a rejection (413 / 400)."""
+    try:
+        return await read_body_limited(request, limit)
+    except BodyTooLarge:
+        raise Rejected("rejected_size", problems.payload_too_large(limit)) from None
+    except InvalidContentLength:
+        raise Rejected("rejected_size", problems.invalid_content_length()) from None
+    except ClientDisconnect:
+        raise Rejected("client_disconnected", problems.invalid_content_length()) from None
+
+
+def schema_problem(detail: str) -> Problem:
+    return Problem(
+        "invalid_payload",
+        "Invalid payload",
+        400,
+        detail,
+        extensions={"reason": "schema"},
+    )
+
+
+_SCHEMA_DETAIL: Final = (
+    "Send a PayTabs transaction object: tran_ref, cart_id, cart_currency, cart_amount and "
+    "tran_type as strings, and payment_result.response_status as one of A, H, P, V, E, D, X, C."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A verified, parsed callback and what we know about where it came from."""
+
+    result: GatewayResult
+    client: IPAddress | None
+    body_sha: str
+
+
+class WebhookReceiver:
+    """Runs the checks of the module docstring for one ``POST /payments/v2/webhook``."""
+
+    def __init__(self, container: Container, limiter: FailureLimiter) -> None:
+        settings = container.settings
+        self._container = container
+        self._limiter = limiter
+        self._paytabs_keys: tuple[SecretStr, ...] = tuple(settings.webhook_secrets)
+        # Standard Webhooks secrets are the whsec_ entries; a bad one stops start-up here.
+        self._standard_secrets = tuple(
+            s for s in self._paytabs_keys if s.get_secret_value().startswith(standard.SECRET_PREFIX)
+        )
+        for secret in self._standard_secrets:
+            standard.decode_secret(secret)
+
+    async def receive(self, request: Request) -> Response:
+        started = time.perf_counter()
+        settings = self._container.settings
+        ip = client_ip(
+            request.client.host if request.client else None,
+            request.headers.getlist("x-forwarded-for"),
+            settings.trusted_proxies,
+        )
+        try:
+            body = await read_body(request, settings.webhook_max_body_bytes)
+            if not media_type_is(request.headers.get("content-type"), "application/json"):
+                raise Rejected("rejected_content_type", problems.unsupported_media_type())
+            if not ip_allowed(ip, settings.paytabs_ip_whitelist):
+                raise Rejected("rejected_ip", problems.forbidden_source())
+            self._verify(request, body, ip)
+            delivery = Delivery(self._parse(body), ip, hashlib.sha256(body).hexdigest()[:16])
+        except Rejected as rejected:
+            self._security_event(rejected, ip)
+            self._container.metrics.webhook(
+                ENDPOINT, rejected.outcome, time.perf_counter() - started
+            )
+            return problem_response(rejected.problem, request_id_of(request))
+        response, outcome = await self._apply(delivery, request)
+        self._container.metrics.webhook(ENDPOINT, outcome, time.perf_counter() - started)
+        return response
+
+    # ---- 4. signature -------------------------------------------------------------------
+
+    def _verify(self, request: Request, body: bytes, ip: IPAddress | None) -> None:
+        try:
+            if request.headers.getlist(standard.SIGNATURE_HEADER):
+                self._verify_standard(request, body)
+            else:
+                signatures = request.headers.getlist("signature")
+                if len(signatures) > 1:
+                    raise InvalidSignature("malformed")
+                verify_callback(body, signatures[0] if signatures else None, self._paytabs_keys)
+        except (InvalidSignature, standard.WebhookVerificationError) as failure:
+            reason = failure.reason
+            key = source_key(ip)
+            self._limiter.record_failure(key)
+            if self._limiter.is_blocked(key):
+                wait = self._limiter.retry_after(key)
+                raise Rejected("rate_limited", problems.rate_limited(wait), reason=reason) from None
+            raise Rejected(
+                "rejected_signature", problems.invalid_signature(reason), reason=reason
+            ) from None
+
+    def _verify_standard(self, request: Request, body: bytes) -> None:
+        if not self._standard_secrets:
+            raise standard.WebhookVerificationError("no_secret_configured")
+        standard.verify(
+            request.headers,
+            body,
+            self._standard_secrets,
+            tolerance_seconds=self._container.settings.webhook_timestamp_tolerance,
+            now=self._container.payments.clock(),
+        )
+
+    # ---- 5. payload ---------------------------------------------------------------------
+
+    def _parse(self, body: bytes) -> GatewayResult:
+        try:
+            document = parse_strict_json(body, require_object=True)
+        except InvalidJson as error:
+            raise Rejected("rejected_schema", problems.invalid_payload(error.reason)) from None
+        try:
+            transaction = Transaction.model_validate(document)
+        except ValidationError as error:
+            fields = sorted({".".join(map(str, e["loc"])) for e in error.errors()})[:5]
+            detail = f"{_SCHEMA_DETAIL} Wrong or missing: {', '.join(fields)}."
+            raise Rejected("rejected_schema", schema_problem(detail)) from None
+        if transaction.payment_result is None:
+            raise Rejected("rejected_schema", schema_problem(_SCHEMA_DETAIL))
+        try:
+            return to_gateway_result(transaction, ResultSource.CALLBACK)
+        except UnusableTransaction:
+            raise Rejected("rejected_schema", schema_problem(_SCHEMA_DETAIL)) from None
+
+    # ---- 6. business checks, dedupe, apply ----------------------------------------------
+
+    async def _apply(self, delivery: Delivery, request: Request) -> tuple[Response, str]:
+        result = delivery.result
+        status = result.status.value if result.status else "-"
+        fields = {
+            "tran_ref": result.tran_ref,
+            "cart_id": result.cart_id,
+            "status": status,
+            "body_sha": delivery.body_sha,
+        }
+        request_id = request_id_of(request)
+        try:
+            payment, outcome = await apply_result(
+                self._container.payments, result, dedupe_key=f"paytabs:{result.tran_ref}:{status}"
+            )
+        except UnknownGatewayTransaction:
+            log.warning("webhook for an unknown payment; PayTabs will retry", **fields)
+            return problem_response(_retry_later("unknown_payment"), request_id), "unknown_payment"
+        except STORAGE_CONFLICTS:
+            return problem_response(_retry_later("concurrent_update"), request_id), "conflict_retry"
+        except Exception:
+            log.exception("webhook could not be applied; PayTabs will retry", **fields)
+            return problem_response(_retry_later("error"), request_id), "error"
+
+        kind = outcome.kind
+        self._container.metrics.payment_result(
+            kind.value, ResultSource.CALLBACK.value, outcome.previous_state, outcome.state
+        )
+        if kind is OutcomeKind.ILLEGAL:
+            log.warning("webhook arrived before it can apply; PayTabs will retry",
+                        payment_id=payment.id, reason=outcome.reason, **fields)  # fmt: skip
+            return problem_response(_retry_later("too_early"), request_id), "too_early"
+        if kind is OutcomeKind.QUARANTINED:
+            log.warning("security_event", kind="webhook_quarantined", endpoint=ENDPOINT,
+                        payment_id=payment.id, reason=outcome.reason,
+                        client=str(delivery.client) if delivery.client else None,
+                        **fields)  # fmt: skip
+        elif kind is OutcomeKind.CONFLICT:
+            log.error("payment conflict: PayTabs contradicts a decided payment; review it",
+                      payment_id=payment.id, reason=outcome.reason, **fields)  # fmt: skip
+        else:
+            log.info("webhook", outcome=kind.value, payment_id=payment.id,
+                     state=outcome.state.value, **fields)  # fmt: skip
+        if outcome.changed:
+            self._container.relay.notify()
+        label = "processed" if kind is OutcomeKind.APPLIED else kind.value
+        return JSONResponse({"received": True, "outcome": label}), label
+
+    def _security_event(self, rejected: Rejected, ip: IPAddress | None) -> None:
+        log.warning(
+            "security_event",
+            kind="webhook_rejected",
+            endpoint=ENDPOINT,
+            outcome=rejected.outcome,
+            client=str(ip) if ip else None,
+            **rejected.details,
+        )
+
+
+def _retry_later(reason: str) -> Problem:
+    """503 with Retry-After: PayTabs retries the delivery (it never gets acknowledged and lost)."""
+    details = {
+        "unknown_payment": "No payment owns this transaction yet; deliver it again later.",
+        "concurrent_update": "The payment changed concurrently; deliver it again.",
+        "too_early": "This result follows a transaction we have not seen yet; deliver it "
+        "again later.",
+        "error": "The delivery could not be stored right now; deliver it again later.",
+    }
+    return Problem(
+        "retry_later",
+        "Not processed yet",
+        503,
+        details[reason],
+        extensions={"reason": reason},
+        headers={"Retry-After": "30"},
+    )

@@ -1,0 +1,185 @@
+"""``paytabs-guard serve``: the payments service under uvicorn, optionally with a simulator.
+
+uvicorn runs with ``proxy_headers=False`` (the app resolves client addresses itself, trusting
+only TRUSTED_PROXIES) and a graceful shutdown: on SIGTERM it stops accepting, finishes the
+in-flight requests, then the lifespan stops the relay after its batch and closes the pools.
+
+``--simulator`` starts the PayTabs simulator as a child process on loopback and points
+PAYTABS_BASE_URL and the credentials at it (its documented test profile), and PUBLIC_BASE_URL
+at this service so the simulator's callbacks and returns reach it. The child ends with us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+import uvicorn
+
+from paytabs_guard.observability import configure_logging
+from paytabs_guard.settings import ConfigError, Settings, load_settings
+
+SIMULATOR_PROFILE_ID: Final = "987654"
+GRACEFUL_SHUTDOWN_SECONDS: Final = 20
+SIMULATOR_START_SECONDS: Final = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    simulator: bool = False
+    simulator_port: int = 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def public_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - display only
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+@contextlib.contextmanager
+def simulator_process(port: int) -> Iterator[str]:
+    """A simulator child process on loopback ``port``; yields its base URL once it answers."""
+    base_url = f"http://127.0.0.1:{port}"
+    child = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+        [sys.executable, "-m", "paytabs_simulator", "--host", "127.0.0.1", "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + SIMULATOR_START_SECONDS
+        while True:
+            if child.poll() is not None:
+                raise RuntimeError(f"the simulator exited with code {child.returncode}")
+            try:
+                if httpx.get(f"{base_url}/_sim/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the simulator did not start in time")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def simulator_environment(
+    env: Mapping[str, str], simulator_url: str, service_url: str
+) -> dict[str, str]:
+    """The variables that point the service at a simulator (an API key is made if none)."""
+    from paytabs_simulator.config import DEFAULT_SERVER_KEY
+
+    changes = {
+        "PAYTABS_BASE_URL": simulator_url,
+        "PAYTABS_PROFILE_ID": SIMULATOR_PROFILE_ID,
+        "PAYTABS_SERVER_KEY": DEFAULT_SERVER_KEY,
+        "PAYTABS_WEBHOOK_SECRET": "",
+        "PUBLIC_BASE_URL": service_url,
+    }
+    if not env.get("API_KEYS"):
+        changes["API_KEYS"] = f"demo_{secrets.token_urlsafe(18)}"
+    return changes
+
+
+def banner(service_url: str, settings: Settings, simulator_url: str | None) -> str:
+    key = settings.api_keys[0].get_secret_value() if settings.api_keys else "<API key>"
+    lines = [
+        f"paytabs-guard is serving on {service_url}",
+        f"  API docs      {service_url}/docs   (OpenAPI: {service_url}/openapi.json)",
+        f"  health        {service_url}/payments/v2/health   {service_url}/readyz   "
+        f"{service_url}/health/paytabs",
+        f"  metrics       {service_url}/metrics",
+    ]
+    if simulator_url:
+        lines += [
+            f"  simulator     {simulator_url}   (test cards: docs/simulator.md)",
+            f"  demo API key  {key}",
+        ]
+    lines += [
+        "create a payment:",
+        f"  curl -s -X POST {service_url}/payments/v2/create \\",
+        f"       -H 'Authorization: Bearer {key}' -H 'Idempotency-Key: '$(uuidgen) \\",
+        "       -H 'Content-Type: application/json' \\",
+        '       -d \'{"amount": "12.50", "currency": "SAR", "description": "Order 1001"}\'',
+        "then open its redirect_url, pay with 4111 1111 1111 1111, and GET "
+        f"{service_url}/payments/v2/<id>",
+    ]
+    return "\n".join(lines)
+
+
+def run(options: ServeOptions) -> int:
+    """Serve until interrupted; returns the exit code."""
+    service_url = public_url(options.host, options.port)
+    with contextlib.ExitStack() as stack:
+        simulator_url = None
+        if options.simulator:
+            port = options.simulator_port or free_port()
+            simulator_url = stack.enter_context(simulator_process(port))
+            os.environ.update(simulator_environment(os.environ, simulator_url, service_url))
+        try:
+            settings = load_settings()
+            settings.require_paytabs_credentials()
+        except ConfigError as error:
+            for problem in error.problems:
+                print(f"configuration error: {problem}", file=sys.stderr)
+            return 2
+        configure_logging(settings.log_level, secrets=secret_values(settings))
+        print(banner(service_url, settings, simulator_url), flush=True)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that
+        # would kill us before the simulator child is stopped, so it becomes a clean exit.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn already shut down
+            _serve(options)
+    return 0
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _serve(options: ServeOptions) -> None:
+    uvicorn.run(
+        "paytabs_guard.entrypoints.api.main:service",
+        factory=True,
+        host=options.host,
+        port=options.port,
+        workers=options.workers,
+        proxy_headers=False,
+        forwarded_allow_ips=None,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every configured secret, for the log redactor."""
+    values = [s.get_secret_value() for s in (*settings.api_keys, *settings.admin_api_keys)]
+    values += [s.get_secret_value() for s in settings.webhook_secrets]
+    if settings.paytabs_server_key is not None:
+        values.append(settings.paytabs_server_key.get_secret_value())
+    return values

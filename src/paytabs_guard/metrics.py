@@ -1,0 +1,178 @@
+"""Prometheus metrics of one service instance, on a registry of its own (a leaf module).
+
+Every app instance gets a fresh :class:`Metrics` with its own ``CollectorRegistry``, so tests
+that build many apps never collide on the process-wide default registry. Labels are bounded
+sets only (route templates, operations, states, reasons): never a payment id, cart id,
+``tran_ref`` or address, which would make one time series per payment.
+
+RED for the inbound API and for each outbound PayTabs operation, plus the breaker, the webhook
+receiver, payment transitions, the outbox and reconciliation (docs/operations.md lists them).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+PREFIX: Final = "paytabs_guard"
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+
+# Seconds: API answers are mostly milliseconds; PayTabs calls may take up to the 30 s timeout.
+API_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+GATEWAY_BUCKETS: Final = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+
+BREAKER_STATES: Final = ("closed", "open", "half_open", "forced_open", "forced_closed", "disabled")
+UNMATCHED_ROUTE: Final = "unmatched"
+
+
+def status_class(status: int) -> str:
+    """``2xx``, ``4xx``…: the status label (a bounded set, unlike raw codes from fuzzers)."""
+    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
+
+
+class Metrics:
+    """The collectors of one instance; ``render()`` gives the Prometheus text exposition."""
+
+    def __init__(self, *, version: str = "0") -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        Info(f"{PREFIX}_build", "Version of the running service", registry=r).info(
+            {"version": version}
+        )
+        self.http_requests = Counter(
+            f"{PREFIX}_http_requests_total",
+            "Inbound HTTP requests by route template, method and status class",
+            ["route", "method", "status_class"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Inbound HTTP request duration by route template and method",
+            ["route", "method"],
+            buckets=API_BUCKETS,
+            registry=r,
+        )
+        self.gateway_requests = Counter(
+            f"{PREFIX}_gateway_requests_total",
+            "PayTabs HTTP attempts by operation and outcome (ok or the error class)",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.gateway_duration = Histogram(
+            f"{PREFIX}_gateway_request_duration_seconds",
+            "PayTabs HTTP attempt duration by operation",
+            ["operation"],
+            buckets=GATEWAY_BUCKETS,
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            f"{PREFIX}_circuit_breaker_state",
+            "1 for the state each circuit breaker is in, 0 for the others",
+            ["breaker", "state"],
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            f"{PREFIX}_circuit_breaker_transitions_total",
+            "Circuit breaker state changes",
+            ["breaker", "from_state", "to_state"],
+            registry=r,
+        )
+        self.webhooks = Counter(
+            f"{PREFIX}_webhook_requests_total",
+            "PayTabs-facing deliveries (callback, browser return) by endpoint and outcome",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
+        self.webhook_duration = Histogram(
+            f"{PREFIX}_webhook_request_duration_seconds",
+            "Time to answer a PayTabs-facing delivery",
+            ["endpoint"],
+            buckets=API_BUCKETS,
+            registry=r,
+        )
+        self.payment_transitions = Counter(
+            f"{PREFIX}_payment_transitions_total",
+            "Payment state changes seen by this instance, by source",
+            ["from_state", "to_state", "source"],
+            registry=r,
+        )
+        self.payment_results = Counter(
+            f"{PREFIX}_payment_results_total",
+            "Gateway results held against a payment, by what they did "
+            "(applied, duplicate, stale, conflict, quarantined, illegal, ignored)",
+            ["kind", "source"],
+            registry=r,
+        )
+        self.idempotency = Counter(
+            f"{PREFIX}_idempotency_requests_total",
+            "Requests with an Idempotency-Key by what the key said "
+            "(new, replayed, mismatch, in_flight)",
+            ["outcome"],
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            f"{PREFIX}_outbox_pending",
+            "Outbox events not yet handed to the sinks (read at scrape time)",
+            registry=r,
+        )
+        self.outbox_lag = Gauge(
+            f"{PREFIX}_outbox_oldest_age_seconds",
+            "Age of the oldest outbox event not yet handed to the sinks (read at scrape time)",
+            registry=r,
+        )
+        self.reconciliation_runs = Counter(
+            f"{PREFIX}_reconciliation_runs_total",
+            "Reconciliation runs by result",
+            ["result"],
+            registry=r,
+        )
+        self.reconciliation_last_run = Gauge(
+            f"{PREFIX}_reconciliation_last_run_timestamp_seconds",
+            "Unix time of the last finished reconciliation run",
+            registry=r,
+        )
+
+    # ---- hooks ---------------------------------------------------------------------------
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One inbound request, labelled by its route *template* (``/payments/v2/{id}``)."""
+        self.http_requests.labels(route, method, status_class(status)).inc()
+        self.http_duration.labels(route, method).observe(seconds)
+
+    def observe_gateway(self, operation: str, seconds: float, outcome: str) -> None:
+        """The PayTabs client's ``observer``: one attempt of ``operation``."""
+        self.gateway_requests.labels(operation, outcome).inc()
+        self.gateway_duration.labels(operation).observe(seconds)
+
+    def breaker_changed(self, breaker: str, previous: str | None, state: str) -> None:
+        """A breaker entered ``state`` (``previous`` is None for its initial state)."""
+        for known in BREAKER_STATES:
+            self.breaker_state.labels(breaker, known).set(1 if known == state else 0)
+        if previous is not None and previous != state:
+            self.breaker_transitions.labels(breaker, previous, state).inc()
+
+    def webhook(self, endpoint: str, outcome: str, seconds: float | None = None) -> None:
+        """One PayTabs-facing delivery answered with ``outcome`` (a fixed reason)."""
+        self.webhooks.labels(endpoint, outcome).inc()
+        if seconds is not None:
+            self.webhook_duration.labels(endpoint).observe(seconds)
+
+    def payment_result(self, kind: str, source: str, previous: str, state: str) -> None:
+        """A gateway result or step held against a payment; a transition when states differ."""
+        self.payment_results.labels(kind, source).inc()
+        if previous != state:
+            self.payment_transitions.labels(previous, state, source).inc()
+
+    def outbox(self, pending: int, oldest_age_seconds: float) -> None:
+        self.outbox_pending.set(pending)
+        self.outbox_lag.set(oldest_age_seconds)
+
+    def reconciliation(self, result: str, finished_at_unix: float) -> None:
+        self.reconciliation_runs.labels(result).inc()
+        self.reconciliation_last_run.set(finished_at_unix)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

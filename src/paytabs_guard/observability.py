@@ -1,0 +1,206 @@
+"""Structured JSON logs that never carry secrets, signatures, tokens or card data.
+
+Our own loggers (:func:`get_logger`) are structlog loggers on top of the standard library, so
+uvicorn's, SQLAlchemy's and the relay's stdlib records pass through the same formatter: one JSON
+object per line, with the request id of the request being served (bound in a contextvar by the
+request middleware) on every line.
+
+Redaction runs in the formatter, on every record, ours or foreign, as a backstop to what the
+call sites already leave out:
+
+1. values under sensitive keys (``signature``, ``authorization``, ``*token*``, ``*secret*``,
+   ``api_key``, ``card_number``, ``cvv``, ``body``, contact details…) become ``"[redacted]"``;
+2. in every string (messages and exception text included) configured secrets (server key,
+   API keys, webhook secrets) are replaced, as are 64-hex-digit runs (HMAC-SHA256 signatures),
+   Standard Webhooks signature tokens, bearer tokens and Luhn-valid 13-19 digit card numbers.
+
+Non-ASCII and control characters are escaped by the JSON renderer (``ensure_ascii``), so an
+Arabic name, a ``\\u0000`` or a right-to-left override in a payload cannot forge a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import IO, Any, Final
+
+import structlog
+from structlog.contextvars import bind_contextvars, clear_contextvars, merge_contextvars
+from structlog.stdlib import BoundLogger, ProcessorFormatter
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+REDACTED: Final = "[redacted]"
+
+_SENSITIVE_EXACT: Final = frozenset(
+    {
+        "authorization",
+        "signature",
+        "token",
+        "body",
+        "raw_body",
+        "payload",
+        "password",
+        "cvv",
+        "cvc",
+        "pan",
+        "card_number",
+        "cookie",
+        "set_cookie",
+        "email",
+        "customer_email",
+        "phone",
+    }
+)
+_SENSITIVE_PARTS: Final = ("secret", "password", "token", "signature", "api_key", "server_key")
+
+_HEX_DIGEST: Final = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])")
+_STANDARD_SIGNATURE: Final = re.compile(r"\bv1a?,[A-Za-z0-9+/=]{16,}")
+_BEARER: Final = re.compile(r"(?i)\bbearer\s+[^\s\"',;]+")
+_WHSEC: Final = re.compile(r"\bwhsec_[A-Za-z0-9+/=]+")
+_CARD_CANDIDATE: Final = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+_MIN_SECRET_LENGTH: Final = 6  # shorter "secrets" would redact ordinary words and numbers
+
+
+def luhn_valid(digits: str) -> bool:
+    """Whether ``digits`` passes the Luhn check (what every card number does)."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", match.group())
+    if 13 <= len(digits) <= 19 and luhn_valid(digits):
+        return "[card redacted]"
+    return match.group()
+
+
+def _is_sensitive(key: str) -> bool:
+    lowered = key.lower().replace("-", "_")
+    return lowered in _SENSITIVE_EXACT or any(part in lowered for part in _SENSITIVE_PARTS)
+
+
+class Redactor:
+    """The redaction processor; ``secrets`` are literal values that must never be printed."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        kept = {s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}
+        # Longest first, so a secret containing another is replaced whole.
+        self._secrets = sorted(kept, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret, signature, token and card number replaced."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        text = _HEX_DIGEST.sub(REDACTED, text)
+        text = _STANDARD_SIGNATURE.sub(REDACTED, text)
+        text = _WHSEC.sub(REDACTED, text)
+        text = _BEARER.sub("Bearer " + REDACTED, text)
+        return _CARD_CANDIDATE.sub(_mask_card, text)
+
+    def _value(self, value: object, depth: int = 0) -> object:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if depth > 8:
+            return REDACTED  # deeper than anything we log on purpose
+        if isinstance(value, MutableMapping | dict):
+            return {
+                str(k): REDACTED if _is_sensitive(str(k)) else self._value(v, depth + 1)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self._value(item, depth + 1) for item in value]
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return self.scrub(str(value))
+
+    def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        for key in list(event_dict):
+            if key.startswith("_"):
+                continue
+            if _is_sensitive(key):
+                event_dict[key] = REDACTED
+            else:
+                event_dict[key] = self._value(event_dict[key])
+        return event_dict
+
+
+_COMMON: Final[list[Processor]] = [
+    merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+]
+
+
+def json_formatter(secrets: Iterable[str] = ()) -> ProcessorFormatter:
+    """The formatter for any stdlib handler: redacted JSON, one object per line."""
+    return ProcessorFormatter(
+        foreign_pre_chain=_COMMON,
+        processors=[
+            ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            Redactor(secrets),
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ],
+    )
+
+
+_HANDLER_NAME: Final = "paytabs-guard-json"
+
+
+def configure_logging(
+    level: str = "info", *, stream: IO[str] | None = None, secrets: Iterable[str] = ()
+) -> logging.Handler:
+    """Send every log record to ``stream`` (default stderr) as redacted JSON at ``level``.
+
+    Replaces a handler installed by an earlier call; returns the new one (tests remove it).
+    uvicorn's loggers are made to propagate so access and error lines are JSON too.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(json_formatter(secrets))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    return handler
+
+
+def get_logger(name: str) -> BoundLogger:
+    """A structlog logger writing through stdlib ``logging.getLogger(name)``."""
+    logger: BoundLogger = structlog.wrap_logger(
+        logging.getLogger(name),
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_COMMON,
+            ProcessorFormatter.wrap_for_formatter,
+        ],
+        wrapper_class=BoundLogger,
+    )
+    return logger
+
+
+def bind_request_context(**values: Any) -> None:  # log fields are arbitrary JSON values
+    """Start a fresh logging context (one request) with ``values`` on every line."""
+    clear_contextvars()
+    bind_contextvars(**values)
+
+
+def clear_request_context() -> None:
+    clear_contextvars()

@@ -1,0 +1,60 @@
+"""Read-only use cases: finding and listing payments (no state changes, no gateway calls)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from paytabs_guard.domain import Payment, PaymentState
+from paytabs_guard.service.payments import PaymentDeps
+
+MAX_PAGE_SIZE = 100
+
+
+async def find_by_gateway_reference(
+    deps: PaymentDeps, *, cart_id: str | None, tran_ref: str | None
+) -> Payment | None:
+    """The payment a gateway reference belongs to: its transaction first, else its cart id
+    (current or abandoned attempt). None when neither is ours."""
+    async with deps.uow() as uow:
+        if tran_ref:
+            payment = await uow.payments.get_by_tran_ref(tran_ref)
+            if payment is not None:
+                return payment
+        if cart_id:
+            return await uow.payments.get_by_cart_id(cart_id)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentPage:
+    """One page of a listing; ``next_after`` is the id to continue after (None: last page)."""
+
+    payments: Sequence[Payment]
+    next_after: str | None
+
+
+async def list_payments(
+    deps: PaymentDeps,
+    *,
+    states: Collection[PaymentState] = (),
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    after: str | None = None,
+    limit: int = 50,
+) -> PaymentPage:
+    """Newest first, keyset-paginated; asks for one extra row to know whether more follow."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be 1 to {MAX_PAGE_SIZE}, got {limit}")
+    async with deps.uow() as uow:
+        found = await uow.payments.list(
+            states=states,
+            created_from=created_from,
+            created_to=created_to,
+            after=after,
+            limit=limit + 1,
+        )
+    page = list(found[:limit])
+    more = len(found) > limit
+    return PaymentPage(page, page[-1].id if more and page else None)

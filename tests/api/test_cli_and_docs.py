@@ -1,0 +1,107 @@
+"""The CLI's service commands, and docs generated from the code staying current."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from paytabs_guard.entrypoints.api.app import openapi_document
+from paytabs_guard.entrypoints.api.reference import render_json, render_markdown
+from paytabs_guard.entrypoints.cli import main
+from paytabs_guard.entrypoints.serve import free_port, simulator_environment
+
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+def test_docs_api_md_and_openapi_json_are_current() -> None:
+    document = openapi_document()
+    assert (DOCS / "openapi.json").read_text() == render_json(document), (
+        "docs/openapi.json is stale: run `paytabs-guard openapi --json docs/openapi.json "
+        "--markdown docs/api.md`"
+    )
+    assert (DOCS / "api.md").read_text() == render_markdown(document), "docs/api.md is stale"
+
+
+def test_every_operation_is_in_the_reference() -> None:
+    text = (DOCS / "api.md").read_text()
+    for path, item in openapi_document()["paths"].items():  # type: ignore[attr-defined]
+        for method in item:
+            assert f"`{method.upper()} {path}`" in text
+
+
+def test_openapi_command_prints_the_document(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["openapi"]) == 0
+    assert json.loads(capsys.readouterr().out)["info"]["title"].startswith("paytabs-guard")
+
+
+def test_db_upgrade_migrates_the_configured_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.chdir(tmp_path)
+    assert main(["db", "upgrade"]) == 0
+    assert "newest schema" in capsys.readouterr().out
+    assert (tmp_path / "cli.db").stat().st_size > 0
+
+
+def test_simulator_environment_points_everything_at_the_simulator() -> None:
+    env = simulator_environment({}, "http://127.0.0.1:9", "http://127.0.0.1:8000")
+    assert env["PAYTABS_BASE_URL"] == "http://127.0.0.1:9"
+    assert env["PUBLIC_BASE_URL"] == "http://127.0.0.1:8000"
+    assert env["PAYTABS_PROFILE_ID"] == "987654"
+    assert env["API_KEYS"].startswith("demo_")
+    assert "API_KEYS" not in simulator_environment({"API_KEYS": "mine"}, "a", "b")
+
+
+def test_serve_with_the_simulator_takes_a_payment_and_stops_gracefully(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PAYTABS_", "API_KEYS", "DATABASE_URL", "REDIS_URL"))
+    }
+    env |= {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+        "API_KEYS": "k-12345678",
+    }
+    process = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "paytabs_guard.entrypoints.cli", "serve", "--simulator",
+         "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.1)
+        created = httpx.post(
+            f"{base}/payments/v2/create",
+            json={"amount": "12.50", "currency": "SAR", "description": "Order 1"},
+            headers={"Authorization": "Bearer k-12345678", "Idempotency-Key": "cli-test-key-1"},
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["redirect_url"].startswith("http://127.0.0.1:")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert f"{base}/docs" in out
+    assert "curl" in out
+    assert "k-12345678" in out  # the banner shows the key to use; the logs never do
+    assert "k-12345678" not in err

@@ -1,0 +1,180 @@
+"""Health endpoints in each failure mode, and the metrics they feed."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paytabs_guard.adapters.events import CloudEvent
+from paytabs_simulator.faults import Faults
+from paytabs_simulator.server import RunningSimulator
+
+from .api_support import FAST_OPTIONS, Service, deliver, running_service, transaction
+
+pytestmark = pytest.mark.anyio
+HEALTH = "application/health+json"
+
+
+def _statuses(document: dict[str, Any]) -> dict[str, str]:
+    return {name: entries[0]["status"] for name, entries in document["checks"].items()}
+
+
+async def test_all_pass_when_everything_is_up(service: Service) -> None:
+    for path in ("/livez", "/readyz", "/payments/v2/health", "/health/paytabs",
+                 "/health/circuit-breakers"):  # fmt: skip
+        response = await service.anonymous.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"] == HEALTH
+        assert response.json()["status"] == "pass", (path, response.text)
+
+
+async def test_database_down_fails_readiness_but_not_liveness(
+    sim: RunningSimulator, tmp_path: Path
+) -> None:
+    unreachable = f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'dir' / 'db.sqlite'}"
+    async with running_service(sim, unreachable, migrate=False) as service:
+        assert (await service.anonymous.get("/livez")).status_code == 200
+        ready = await service.anonymous.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "fail"
+        assert _statuses(ready.json())["database:responseTime"] == "fail"
+        detailed = await service.anonymous.get("/payments/v2/health")
+        assert detailed.status_code == 503
+        # The API answers with a problem, not a crash.
+        listing = await service.api.get("/payments/v2")
+        assert listing.status_code == 500
+        assert listing.headers["content-type"] == "application/problem+json"
+        assert listing.json()["request_id"] == listing.headers["x-request-id"]
+
+
+async def test_redis_down_fails_readiness(sim: RunningSimulator, sqlite_url: str) -> None:
+    env = {"REDIS_URL": "redis://127.0.0.1:1/0", "CIRCUIT_BREAKER_SHARED": "false"}
+    async with running_service(sim, sqlite_url, env=env) as service:
+        ready = await service.anonymous.get("/readyz")
+        assert ready.status_code == 503
+        assert _statuses(ready.json()) == {
+            "database:responseTime": "pass",
+            "redis:responseTime": "fail",
+        }
+        assert (await service.anonymous.get("/payments/v2/health")).status_code == 503
+        # Payments still work on the database alone; the stats cache falls back to memory.
+        payment = await service.create()
+        assert payment["state"] == "awaiting_customer"
+        assert (await service.api.get("/payments/v2/stats")).status_code == 200
+
+
+@pytest.mark.redis
+async def test_with_redis_readiness_checks_it_and_stats_are_shared(
+    sim: RunningSimulator, sqlite_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    env = {"REDIS_URL": redis_url, "EVENTS_REDIS_STREAM": f"{redis_prefix}events"}
+    async with running_service(sim, sqlite_url, env=env, redis_prefix=redis_prefix) as first:
+        ready = await first.anonymous.get("/readyz")
+        assert ready.status_code == 200
+        assert _statuses(ready.json())["redis:responseTime"] == "pass"
+        assert (await first.api.get("/payments/v2/stats")).headers["x-cache"] == "miss"
+        breakers = (await first.anonymous.get("/health/circuit-breakers")).json()
+        assert breakers["status"] == "pass"
+        async with running_service(sim, sqlite_url, env=env, redis_prefix=redis_prefix) as second:
+            cached = await second.api.get("/payments/v2/stats")
+            assert cached.headers["x-cache"] == "hit"
+
+
+async def test_paytabs_down_is_a_warning_never_a_failure(service: Service) -> None:
+    service.sim.engine.set_faults(Faults(down=True))
+    paytabs = await service.anonymous.get("/health/paytabs")
+    assert paytabs.status_code == 200
+    assert paytabs.json()["status"] == "warn"
+    assert "did not answer" in paytabs.json()["checks"]["paytabs:responseTime"][0]["output"]
+    assert (await service.anonymous.get("/readyz")).status_code == 200
+
+
+async def test_an_open_breaker_is_a_warning(service: Service) -> None:
+    await service.admin.post("/payments/v2/circuit-breaker/query/open")
+    breakers = await service.anonymous.get("/health/circuit-breakers")
+    assert breakers.status_code == 200
+    assert breakers.json()["status"] == "warn"
+    query = next(
+        c for c in breakers.json()["checks"]["circuitBreaker:state"] if c["componentId"] == "query"
+    )
+    assert query["observedValue"] == "forced_open"
+    paytabs = (await service.anonymous.get("/health/paytabs")).json()
+    assert paytabs["status"] == "warn"
+    assert "circuit open" in paytabs["checks"]["paytabs:responseTime"][0]["output"]
+
+
+async def test_outbox_lag_warns_when_a_sink_falls_behind(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    options = dataclasses.replace(FAST_OPTIONS, outbox_lag_warn_seconds=0.0)
+    async with running_service(sim, sqlite_url, options=options) as service:
+
+        async def refuse(_event: CloudEvent) -> None:
+            raise RuntimeError("the ERP is down")
+
+        service.container.events.on("*", refuse, name="erp")
+        await service.create()
+        await service.container.relay.run_once()
+        health = await service.anonymous.get("/payments/v2/health")
+        assert health.status_code == 200
+        outbox = health.json()["checks"]["outbox:lag"][0]
+        assert outbox["status"] == "warn"
+        assert "oldest undelivered event" in outbox["output"]
+        metrics = (await service.anonymous.get("/metrics")).text
+        assert "paytabs_guard_outbox_pending 2.0" in metrics
+
+
+async def test_metrics_use_route_templates_and_no_identifiers(service: Service) -> None:
+    payment = await service.create()
+    await service.api.get(f"/payments/v2/{payment['id']}")
+    await deliver(service.anonymous, transaction(payment))
+    await service.api.get("/definitely/not/here")
+    response = await service.anonymous.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'route="/payments/v2/{payment_id}"' in text
+    assert 'route="unmatched"' in text
+    assert 'paytabs_guard_gateway_requests_total{operation="create",outcome="ok"} 1.0' in text
+    assert 'paytabs_guard_circuit_breaker_state{breaker="create",state="closed"} 1.0' in text
+    for identifier in (payment["id"], payment["tran_ref"], "127.0.0.1"):
+        assert identifier not in text
+
+
+async def test_breaker_transitions_are_counted(service: Service) -> None:
+    await service.admin.post("/payments/v2/circuit-breaker/create/open")
+    await service.admin.post("/payments/v2/circuit-breaker/create/reset")
+    assert (
+        service.metric(
+            "paytabs_guard_circuit_breaker_transitions_total",
+            breaker="create",
+            from_state="closed",
+            to_state="forced_open",
+        )
+        == 1
+    )
+    assert (
+        service.metric("paytabs_guard_circuit_breaker_state", breaker="create", state="closed") == 1
+    )
+
+
+async def test_reconciliation_runs_in_the_background_and_reports_its_last_pass(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    env = {"RECONCILE_INTERVAL_SECONDS": "1", "RECONCILE_STUCK_AFTER_SECONDS": "1"}
+    async with running_service(sim, sqlite_url, env=env, reconcile=True) as service:
+        status = service.container.reconciliation
+        deadline = time.monotonic() + 10
+        while status.last_run_at is None:
+            assert time.monotonic() < deadline, "no reconciliation pass finished"
+            await asyncio.sleep(0.02)
+        health = (await service.anonymous.get("/payments/v2/health")).json()
+        check = health["checks"]["reconciliation:lastRun"][0]
+        assert check["status"] == "pass"
+        assert check["observedValue"] == status.last_run_at.isoformat()
+        assert service.metric("paytabs_guard_reconciliation_runs_total", result="ok") >= 1

@@ -1,0 +1,139 @@
+"""Idempotency-Key on the merchant API's writes (Stripe and IETF draft semantics)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+
+import pytest
+
+from paytabs_simulator.faults import Faults
+from paytabs_simulator.server import RunningSimulator
+
+from .api_support import FAST_OPTIONS, Service, new_key, running_service
+
+pytestmark = pytest.mark.anyio
+
+BODY = {"amount": "25.00", "currency": "SAR", "description": "Order 7"}
+
+
+async def test_the_same_key_and_body_replays_the_first_answer(service: Service) -> None:
+    key = new_key()
+    first = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    # The same JSON written differently is the same request.
+    respaced = json.dumps(dict(reversed(list(BODY.items()))), indent=2)
+    second = await service.api.post(
+        "/payments/v2/create",
+        content=respaced,
+        headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+    )
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json()
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.headers["location"] == f"/payments/v2/{first.json()['id']}"
+    assert len(await service.simulated(first.json()["cart_id"])) == 1
+
+
+async def test_the_same_key_with_another_body_is_refused(service: Service) -> None:
+    key = new_key()
+    await service.api.post("/payments/v2/create", json=BODY, headers={"Idempotency-Key": key})
+    other = await service.api.post(
+        "/payments/v2/create", json=BODY | {"amount": "26.00"}, headers={"Idempotency-Key": key}
+    )
+    assert other.status_code == 422
+    assert other.json()["type"].endswith("/idempotency-key-reused")
+
+
+async def test_keys_belong_to_one_api_client(service: Service) -> None:
+    key = new_key()
+    mine = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    theirs = await service.admin.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    assert mine.status_code == theirs.status_code == 201
+    assert mine.json()["id"] != theirs.json()["id"]
+
+
+async def test_concurrent_creates_with_one_key_make_one_page(service: Service) -> None:
+    key = new_key()
+    answers = await asyncio.gather(
+        *(
+            service.api.post("/payments/v2/create", json=BODY, headers={"Idempotency-Key": key})
+            for _ in range(5)
+        )
+    )
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sum(a.headers.get("idempotent-replayed") == "true" for a in answers) == 4
+    assert len(await service.simulated(answers[0].json()["cart_id"])) == 1
+
+
+async def test_a_key_in_flight_past_the_wait_gets_409(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    sim.engine.set_faults(Faults(latency_ms=1500))
+    options = dataclasses.replace(FAST_OPTIONS, idempotency_wait_seconds=0.2)
+    async with running_service(sim, sqlite_url, options=options) as service:
+        key = new_key()
+        first = asyncio.create_task(
+            service.api.post("/payments/v2/create", json=BODY, headers={"Idempotency-Key": key})
+        )
+        # Wait until the first request owns the key (its claim is in the store).
+        deadline = time.monotonic() + 5
+        while service.metric("paytabs_guard_idempotency_requests_total", outcome="new") < 1:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        second = await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+        )
+        assert second.status_code == 409
+        assert second.headers["retry-after"] == "1"
+        assert (await first).status_code == 201
+
+
+async def test_gateway_unavailable_fails_fast_and_frees_the_key(service: Service) -> None:
+    opened = await service.admin.post("/payments/v2/circuit-breaker/create/open")
+    assert opened.status_code == 200
+    key = new_key()
+    started = time.perf_counter()
+    refused = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    assert time.perf_counter() - started < 1.0
+    assert refused.status_code == 503
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["content-type"] == "application/problem+json"
+
+    await service.admin.post("/payments/v2/circuit-breaker/create/reset")
+    retried = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    assert retried.status_code == 201
+    assert "idempotent-replayed" not in retried.headers
+
+
+async def test_a_low_entropy_key_is_refused(service: Service) -> None:
+    short = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": "1"}
+    )
+    assert short.status_code == 400
+    assert "UUID" in short.json()["detail"]
+
+
+async def test_follow_ups_replay_too(service: Service) -> None:
+    payment = await service.create("40.00")
+    await service.pay(payment)
+    await service.callbacks_done()
+    key = new_key()
+    url = f"/payments/v2/{payment['id']}/refund"
+    first = await service.api.post(url, json={"amount": "10.00"}, headers={"Idempotency-Key": key})
+    second = await service.api.post(url, json={"amount": "10.00"}, headers={"Idempotency-Key": key})
+    assert first.status_code == second.status_code == 200
+    assert second.headers["idempotent-replayed"] == "true"
+    assert (await service.get(payment["id"]))["refunded"] == "10.00"

@@ -1,0 +1,132 @@
+"""Log audit (checklist 26): after the service's scenarios, no secret, signature, token, card
+number or body is in the logs; every line is JSON and request lines carry the request id."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from paytabs_guard.observability import Redactor, json_formatter
+
+from .api_support import (
+    ADMIN_KEY,
+    API_KEY,
+    SERVER_KEY,
+    VISA,
+    Service,
+    deliver,
+    encode,
+    new_key,
+    signed_headers,
+    transaction,
+)
+
+pytestmark = pytest.mark.anyio
+
+MARKER = "Layla-Unique-Body-Marker"
+TOKEN = "2C4652BF67A3EA33C6B590FE658078BD"
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """Our loggers (and uvicorn's) into a buffer, through the production formatter."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(json_formatter(secrets=[SERVER_KEY, API_KEY, ADMIN_KEY]))
+    loggers = [logging.getLogger(name) for name in ("paytabs_guard", "uvicorn")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield buffer
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+async def test_logs_after_the_scenarios_hold_no_secrets(
+    service: Service, captured: io.StringIO
+) -> None:
+    signatures: list[str] = []
+    payment = await service.create(customer={"name": MARKER, "email": "layla@example.com"})
+    paid = await service.pay(payment)
+    await service.callbacks_done()
+    signatures.append(paid["return"]["fields"]["signature"])
+    await service.anonymous.post("/payments/v2/return", data=paid["return"]["fields"])
+
+    other = await service.create("20.00")
+    body = transaction(other, token=TOKEN, customer_details={"name": MARKER})
+    raw = encode(body)
+    signatures.append(signed_headers(raw)["Signature"])
+    await deliver(service.anonymous, raw)
+    forged = await deliver(service.anonymous, raw, key="SOMEONE-ELSES-KEY-123")
+    assert forged.status_code == 401
+    signatures.append(signed_headers(raw, "SOMEONE-ELSES-KEY-123")["Signature"])
+    await service.anonymous.post(
+        "/payments/v2/webhook", content=raw, headers={"Content-Type": "application/json",
+                                                      "Signature": "not-hex " + VISA}
+    )  # fmt: skip
+    await service.api.post(
+        f"/payments/v2/{payment['id']}/refund",
+        json={"amount": "1.00"},
+        headers={"Idempotency-Key": new_key()},
+    )
+    await service.anonymous.get("/payments/v2", headers={"Authorization": f"Bearer {API_KEY}x"})
+
+    text = captured.getvalue()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) >= 10
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    for forbidden in (SERVER_KEY, API_KEY, ADMIN_KEY, TOKEN, MARKER, VISA, "layla@example.com",
+                      "4111 1111 1111 1111", *signatures):  # fmt: skip
+        assert forbidden not in text, forbidden
+    assert not re.search(r"[0-9a-f]{64}", text)
+    requests = [r for r in records if r.get("event") == "request"]
+    assert requests
+    assert all(str(r.get("request_id", "")).startswith("req_") for r in requests)
+    assert any(r.get("kind") == "webhook_rejected" for r in records)
+
+
+def test_the_redactor_scrubs_keys_values_and_card_numbers() -> None:
+    redact = Redactor(secrets=["s3cr3t-value"])
+    event = {
+        "event": "x s3cr3t-value y",
+        "signature": "abc",
+        "Authorization": "Bearer zzz",
+        "nested": {"api_key": "k", "note": "card 4111-1111-1111-1111 ok, order 1234567890123"},
+        "digest": "a" * 64,
+        "std": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+    }
+    out = redact(None, "info", event)
+    assert out["event"] == "x [redacted] y"
+    assert out["signature"] == out["Authorization"] == "[redacted]"
+    assert out["nested"] == {
+        "api_key": "[redacted]",
+        "note": "card [card redacted] ok, order 1234567890123",
+    }
+    assert out["digest"] == "[redacted]"
+    assert "g0hM9" not in out["std"]
+
+
+def test_control_characters_and_unicode_are_escaped_in_log_lines() -> None:
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(json_formatter())
+    logger = logging.getLogger("paytabs_guard.test_escape")
+    logger.addHandler(handler)
+    try:
+        logger.warning("name %s", "ليلى\u202e\u0000\nforged line")
+    finally:
+        logger.removeHandler(handler)
+    line = buffer.getvalue()
+    assert line.count("\n") == 1
+    assert "\u202e" not in line
+    assert "\u0000" not in line
+    assert json.loads(line)["event"] == "name ليلى\u202e\u0000\nforged line"

@@ -1,0 +1,203 @@
+"""Authentication, validation, error shapes, stats and breaker control of the merchant API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from paytabs_simulator.faults import Faults
+
+from .api_support import Service, new_key
+
+pytestmark = pytest.mark.anyio
+
+BODY = {"amount": "25.00", "currency": "SAR", "description": "Order 7"}
+PROBLEM = "application/problem+json"
+
+
+async def _create(service: Service, body: dict[str, Any]) -> Any:
+    return await service.api.post(
+        "/payments/v2/create", json=body, headers={"Idempotency-Key": new_key()}
+    )
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Basic bWU6eW91", "Bearer", "Bearer wrong-key-123", "Token abc"]
+)
+async def test_missing_or_invalid_keys_get_401(service: Service, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await service.anonymous.get("/payments/v2", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_breaker_control_needs_the_admin_scope(service: Service) -> None:
+    merchant = await service.api.post("/payments/v2/circuit-breaker/create/open")
+    assert merchant.status_code == 403
+    unknown = await service.admin.post("/payments/v2/circuit-breaker/nope/open")
+    assert unknown.status_code == 404
+    assert "create" in unknown.json()["detail"]
+    wrong = await service.admin.post("/payments/v2/circuit-breaker/create/explode")
+    assert wrong.status_code == 422
+    closed = await service.admin.post("/payments/v2/circuit-breaker/create/close")
+    assert closed.json()["breakers"]["create"]["state"] == "forced_closed"
+
+
+async def test_breaker_stats_list_every_operation_family(service: Service) -> None:
+    assert (await service.anonymous.get("/payments/v2/circuit-breaker/stats")).status_code == 401
+    stats = await service.api.get("/payments/v2/circuit-breaker/stats")
+    assert stats.status_code == 200
+    breakers = stats.json()["breakers"]
+    assert set(breakers) >= {"create", "query", "follow_up", "token"}
+    assert breakers["create"]["window"]["calls"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"amount": 25.5}, "amount", "send the amount as a string"),
+        ({"amount": 25}, "amount", "send the amount as a string"),
+        ({"amount": "1e3"}, "amount", "decimal string"),
+        ({"amount": "-5.00"}, "amount", "decimal string"),
+        ({"amount": "1.001"}, "body", "amount: 1.001 has more than 2 decimals"),
+        ({"currency": "XXX"}, "body", "unsupported currency"),
+        ({"description": ""}, "description", "at least 1"),
+        ({"tran_type": "refund"}, "tran_type", "sale"),
+        ({"return_url": "javascript:alert(1)"}, "return_url", "http"),
+        ({"surprise": True}, "surprise", "not permitted"),
+        ({"metadata": {"k": 1}}, "metadata.k", "string"),
+    ],
+)
+async def test_invalid_bodies_get_422_saying_what_to_fix(
+    service: Service, change: dict[str, Any], field: str, words: str
+) -> None:
+    response = await _create(service, BODY | change)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["type"].endswith("/invalid-request")
+    fields = {e["field"]: e["message"] for e in problem["errors"]}
+    assert field in fields, fields
+    assert words.lower() in fields[field].lower()
+    assert "25.5" not in response.text or "amount" in fields  # the value is never echoed
+
+
+async def test_malformed_json_is_a_422_problem(service: Service) -> None:
+    response = await service.api.post(
+        "/payments/v2/create",
+        content=b"{not json",
+        headers={"Content-Type": "application/json", "Idempotency-Key": new_key()},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_a_paytabs_refusal_is_422_with_its_message(service: Service) -> None:
+    # JPY is a valid currency, but not enabled on the simulator's profile.
+    response = await _create(service, BODY | {"amount": "2500", "currency": "JPY"})
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["type"].endswith("/gateway-rejected")
+    assert "Invalid currency code" in problem["detail"]
+    stored = await service.get(problem["payment_id"])
+    assert stored["state"] == "failed"
+
+
+async def test_an_ambiguous_gateway_answer_is_202_with_state_unknown(service: Service) -> None:
+    service.sim.engine.set_faults(Faults(error_rate=1.0, error_statuses=[502], error_phase="after"))
+    response = await _create(service, BODY)
+    assert response.status_code == 202, response.text
+    assert response.json()["state"] == "unknown"
+    assert response.headers["location"] == f"/payments/v2/{response.json()['id']}"
+
+
+async def test_process_without_paytabs_answers_the_last_known_state(service: Service) -> None:
+    payment = await service.create()
+    await service.admin.post("/payments/v2/circuit-breaker/query/open")
+    processed = await service.api.get(f"/payments/v2/process/{payment['id']}")
+    assert processed.status_code == 200
+    body = processed.json()
+    assert body["state"] == "awaiting_customer"
+    assert body["confirmed"] is False
+    assert "unavailable" in body["reason"]
+
+
+async def test_errors_are_problems_with_the_request_id(service: Service) -> None:
+    missing = await service.api.get("/payments/v2/pay_0000", headers={"X-Request-ID": "abc-123"})
+    assert missing.status_code == 404
+    assert missing.headers["x-request-id"] == "abc-123"
+    assert missing.json()["request_id"] == "abc-123"
+    assert missing.json()["type"].endswith("/payment-not-found")
+
+    hostile = await service.api.get("/payments/v2/pay_0000", headers={"X-Request-ID": "a b<c>"})
+    assert hostile.headers["x-request-id"] != "a b<c>"
+    assert hostile.headers["x-request-id"].startswith("req_")
+
+    nowhere = await service.anonymous.get("/nowhere")
+    assert (nowhere.status_code, nowhere.headers["content-type"]) == (404, PROBLEM)
+    wrong_method = await service.api.delete("/payments/v2/stats")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"] == PROBLEM
+    assert "GET" in wrong_method.headers["allow"]
+    create_get = await service.api.get("/payments/v2/create")
+    assert create_get.status_code == 405
+
+
+async def test_refund_of_an_unpaid_payment_is_409_saying_why(service: Service) -> None:
+    payment = await service.create()
+    response = await service.api.post(
+        f"/payments/v2/{payment['id']}/refund",
+        json={"amount": "1.00"},
+        headers={"Idempotency-Key": new_key()},
+    )
+    assert response.status_code == 409
+    assert "only completed or partially refunded" in response.json()["detail"]
+    other_currency = await service.api.post(
+        f"/payments/v2/{payment['id']}/refund",
+        json={"amount": "1.00", "currency": "AED"},
+        headers={"Idempotency-Key": new_key()},
+    )
+    assert other_currency.status_code == 422
+    assert "SAR" in other_currency.json()["detail"]
+
+
+async def test_stats_count_states_and_total_money_as_strings(service: Service) -> None:
+    paid = await service.create("10.50")
+    await service.create("3.25")
+    declined = await service.create("1.00")
+    await service.pay(paid)
+    await service.pay(declined, card="4000000000000010")
+    await service.callbacks_done()
+
+    response = await service.api.get("/payments/v2/stats", params={"window": "1h"})
+    assert response.status_code == 200
+    assert response.headers["x-cache"] == "miss"
+    stats = response.json()
+    assert stats["counts"]["completed"] == 1
+    assert stats["counts"]["failed"] == 1
+    assert stats["counts"]["awaiting_customer"] == 1
+    assert stats["decided"] == 2
+    assert stats["success_rate"] == 0.5
+    assert stats["totals"]["SAR"] == {
+        "payments": 3,
+        "amount": "14.75",
+        "captured": "10.50",
+        "refunded": "0.00",
+        "net": "10.50",
+    }
+    assert stats["gateway"]["calls"] >= 3
+    assert stats["gateway"]["operations"]["create"]["state"] == "closed"
+
+    again = await service.api.get("/payments/v2/stats", params={"window": "1h"})
+    assert again.headers["x-cache"] == "hit"
+    assert (await service.api.get("/payments/v2/stats", params={"window": "1y"})).status_code == 422
+
+
+async def test_docs_and_openapi_are_served(service: Service) -> None:
+    schema = await service.anonymous.get("/openapi.json")
+    assert schema.status_code == 200
+    assert "/payments/v2/create" in schema.json()["paths"]
+    docs = await service.anonymous.get("/docs")
+    assert docs.status_code == 200
