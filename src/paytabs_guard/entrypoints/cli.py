@@ -42,10 +42,10 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(_args: argparse.Namespace) -> int:
+def _cmd_demo(args: argparse.Namespace) -> int:
     from paytabs_guard.entrypoints.demo import run_demo
 
-    return run_demo(settings=_settings())
+    return run_demo(settings=_settings(), port=args.port, wait=not args.no_wait)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -118,7 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.set_defaults(handler=_cmd_simulator)
 
     demo = commands.add_parser(
-        "demo", help="start the simulator and run one payment round trip through the client"
+        "demo",
+        help="the service and the simulator on embedded defaults, a scripted story, then serve",
+    )
+    demo.add_argument("--port", type=int, default=8000, help="service port (another if busy)")
+    demo.add_argument(
+        "--no-wait", action="store_true", help="stop after the story instead of serving on"
     )
     demo.set_defaults(handler=_cmd_demo)
 

@@ -1,165 +1,261 @@
-"""``paytabs-guard demo``: one payment round trip through the client against the built-in simulator.
+"""``paytabs-guard demo``: the service and the simulator on embedded defaults, and a short story.
 
-create page -> pay on the hosted page -> signed callback received and verified -> query ->
-partial refund -> a refund beyond what was captured, refused. Everything runs over real HTTP on
-loopback; nothing leaves the machine.
+Two payments succeed, one is declined, one is partly refunded; then the gateway goes down, the
+create breaker opens and answers in milliseconds, the gateway comes back, a trial call closes the
+breaker; finally the events that went out. Everything runs on loopback (SQLite file, in-process
+simulator and event subscriber). Afterwards the service keeps running and the demo prints where
+to look, until Ctrl-C (``--no-wait`` ends it instead).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import socket
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from rich.console import Console
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
 
-from paytabs_guard.adapters.paytabs.errors import InvalidRequest
-from paytabs_guard.adapters.paytabs.payloads import (
-    Address,
-    FollowUpRequest,
-    FollowUpType,
-    HostedPageRequest,
-)
-from paytabs_guard.adapters.paytabs.signature import InvalidSignature, verify_callback
-from paytabs_guard.adapters.paytabs.wire import Transaction
-from paytabs_guard.bootstrap import build_paytabs_client
-from paytabs_guard.domain.money import Money
+from paytabs_guard.adapters.events import CloudEvent
+from paytabs_guard.bootstrap import Container, build_container
+from paytabs_guard.entrypoints.api.app import create_app
 from paytabs_guard.entrypoints.loopback import serve_app
+from paytabs_guard.entrypoints.serve import free_port
 from paytabs_guard.settings import Settings
+from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
+from paytabs_simulator.server import run_simulator
 
-# The simulator's documented test profile (docs/simulator.md); not a real PayTabs key.
-DEMO_PROFILE_ID = 987654
-DEMO_SERVER_KEY = "SGJNZ96JLG-JDMKHGRWT9-RWRK2KJNRJ"
-TEST_CARD = "4111111111111111"
+SUCCESS_CARD = "4111111111111111"
+DECLINED_CARD = "4000000000000010"
+RESET_TIMEOUT_MS = 4000  # short, so the story shows recovery in seconds (production: 30000)
 
 
 @dataclass
-class CallbackInbox:
-    """Receives PayTabs callbacks, verifies them on the raw bytes and keeps the good ones."""
+class View:
+    """What the live view shows: the story so far, the create breaker, the events."""
 
-    keys: tuple[SecretStr, ...]
-    received: list[Transaction] = field(default_factory=list)
-    rejected: int = 0
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    breaker: str = "closed"
+    events: list[CloudEvent] = field(default_factory=list)
 
-    async def endpoint(self, request: Request) -> PlainTextResponse:
-        body = await request.body()
+    def step(self, title: str, detail: str = "") -> None:
+        self.steps.append((title, detail))
+
+    def render(self) -> Group:
+        story = Table.grid(padding=(0, 2))
+        story.add_column(style="bold")
+        story.add_column()
+        for title, detail in self.steps:
+            story.add_row(title, detail)
+        colour = {"closed": "green", "open": "red", "half_open": "yellow"}.get(self.breaker, "")
+        events = Table("event", "payment", box=None, show_edge=False)
+        for event in self.events[-8:]:
+            events.add_row(event.type, event.subject or "")
+        return Group(
+            Panel(story, title="paytabs-guard demo"),
+            Panel(f"create breaker: [{colour}]{self.breaker}[/]", title="circuit breaker"),
+            Panel(
+                events, title=f"events delivered to an in-process subscriber: {len(self.events)}"
+            ),
+        )
+
+
+def demo_settings(settings: Settings, *, service_url: str, simulator_url: str) -> Settings:
+    """The user's settings, pointed at the built-in simulator and tuned to show recovery fast."""
+    return settings.model_copy(
+        update={
+            "paytabs_profile_id": DEFAULT_PROFILE_ID,
+            "paytabs_server_key": SecretStr(DEFAULT_SERVER_KEY),
+            "paytabs_base_url": simulator_url,
+            "paytabs_webhook_secret": (),
+            "public_base_url": service_url,
+            "api_keys": settings.api_keys or (SecretStr(f"demo-{secrets.token_hex(12)}"),),
+            "admin_api_keys": settings.admin_api_keys
+            or (SecretStr(f"admin-{secrets.token_hex(12)}"),),
+            "paytabs_timeout": 2000,
+            "paytabs_retry_attempts": 1,
+            "paytabs_retry_delay": 100,
+            "circuit_breaker_reset_timeout": RESET_TIMEOUT_MS,
+            "circuit_breaker_volume_threshold": 3,
+        }
+    )
+
+
+class Story:
+    def __init__(self, api: httpx.AsyncClient, sim: httpx.AsyncClient, view: View) -> None:
+        self.api = api
+        self.sim = sim
+        self.view = view
+
+    async def create(self, amount: str, currency: str, description: str) -> httpx.Response:
+        return await self.api.post(
+            "/payments/v2/create",
+            json={"amount": amount, "currency": currency, "description": description},
+            headers={"Idempotency-Key": secrets.token_hex(16)},
+        )
+
+    async def pay(self, payment: dict[str, Any], card: str) -> dict[str, Any]:
+        page_id = str(payment["redirect_url"]).rsplit("/", 1)[-1]
+        paid = await self.sim.post(
+            f"/_sim/pages/{page_id}/pay", json={"card_number": card, "cvv": "123"}
+        )
+        paid.raise_for_status()
+        return await self.settled(payment["id"])
+
+    async def settled(self, payment_id: str) -> dict[str, Any]:
+        """Wait (10 s at most) for the signed callback to decide the payment."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            payment: dict[str, Any] = (await self.api.get(f"/payments/v2/{payment_id}")).json()
+            if payment["final"] or time.monotonic() > deadline:
+                return payment
+            await asyncio.sleep(0.05)
+
+    async def breaker_state(self) -> str:
+        stats = (await self.api.get("/payments/v2/circuit-breaker/stats")).json()
+        state: str = stats["breakers"]["create"]["state"]
+        self.view.breaker = state
+        return state
+
+    async def run(self) -> None:
+        view = self.view
+        kept = []
+        for amount, currency, what in (
+            ("150.000", "KWD", "annual plan"),
+            ("49.00", "SAR", "ebook"),
+        ):
+            created = (await self.create(amount, currency, what)).json()
+            paid = await self.pay(created, SUCCESS_CARD)
+            kept.append(paid)
+            view.step("payment succeeds", f"{amount} {currency} {what}: {paid['state']}")
+        declined = await self.pay((await self.create("20.00", "AED", "gift")).json(), DECLINED_CARD)
+        view.step("payment declined", f"20.00 AED gift: {declined['state']}")
+        refund = await self.api.post(
+            f"/payments/v2/{kept[0]['id']}/refund",
+            json={"amount": "50.000"},
+            headers={"Idempotency-Key": secrets.token_hex(16)},
+        )
+        view.step("partial refund", f"50.000 of 150.000 KWD: {refund.json()['state']}")
+
+        (await self.sim.put("/_sim/faults", json={"down": True})).raise_for_status()
+        view.step("gateway down", "the simulator answers 503 to everything")
+        failures = 0
+        while await self.breaker_state() != "open" and failures < 20:
+            await self.create("10.00", "SAR", "while down")
+            failures += 1
+        view.step("breaker opens", f"after {failures} failed creates")
+        started = time.perf_counter()
+        fast = await self.create("10.00", "SAR", "fail fast")
+        took = (time.perf_counter() - started) * 1000
+        view.step(
+            "fails fast",
+            f"HTTP {fast.status_code}, Retry-After {fast.headers.get('retry-after')} s, "
+            f"{took:.1f} ms, nothing sent to PayTabs",
+        )
+
+        (await self.sim.put("/_sim/faults", json={})).raise_for_status()
+        view.step(
+            "gateway recovers", f"the breaker waits its reset timeout ({RESET_TIMEOUT_MS} ms)"
+        )
+        deadline = time.monotonic() + RESET_TIMEOUT_MS / 1000 + 10
+        recovered: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            answer = await self.create("10.00", "SAR", "after recovery")
+            if answer.status_code == 201:
+                recovered = answer.json()
+                break
+            await asyncio.sleep(0.25)
+        await self.breaker_state()
+        view.step("breaker closes", f"a trial call succeeded: {recovered.get('state', '?')}")
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    settings: Settings, port: int
+) -> AsyncIterator[tuple[Container, str, str]]:
+    """Simulator + container + service on loopback; yields (container, service, simulator)."""
+    service_url = f"http://127.0.0.1:{port}"
+    async with run_simulator(SimulatorConfig(callback_retry_delays=(0.2, 0.5, 1, 2, 4))) as sim:
+        tuned = demo_settings(settings, service_url=service_url, simulator_url=sim.base_url)
+        container = await build_container(tuned)
         try:
-            verify_callback(body, request.headers.get("signature"), self.keys)
-        except InvalidSignature as error:
-            self.rejected += 1
-            return PlainTextResponse(f"invalid signature: {error.reason}", status_code=401)
-        self.received.append(Transaction.model_validate_json(body))
-        self.arrived.set()
-        return PlainTextResponse("ok")
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/callback", self.endpoint, methods=["POST"])])
+            app = create_app(container)
+            async with serve_app(app, port=port, lifespan="on"):
+                yield container, service_url, sim.base_url
+        finally:
+            await container.aclose()
 
 
-async def round_trip(settings: Settings, console: Console) -> None:
-    """Run the story against whatever PayTabs ``settings`` point at (the simulator here)."""
-    inbox = CallbackInbox(keys=settings.webhook_secrets)
-    async with serve_app(inbox.app()) as receiver, build_paytabs_client(settings) as paytabs:
-        cart_id = f"demo-{secrets.token_hex(4)}"
-        amount = Money.of("150.000", "KWD")
-        console.print(f"[bold]1. create[/] hosted page for cart {cart_id}, {amount}")
-        page = await paytabs.create_payment_page(
-            HostedPageRequest(
-                cart_id=cart_id,
-                amount=amount,
-                description="NestCMS annual plan",
-                callback_url=f"{receiver}/callback",
-                return_url=f"{receiver}/return",
-                customer=Address(name="Layla Haddad", email="layla@example.com", country="KW"),
+async def demo(settings: Settings, *, port: int, wait: bool, console: Console) -> None:
+    view = View()
+    async with running_service(settings, port) as (container, service_url, simulator_url):
+
+        async def seen(event: CloudEvent) -> None:
+            view.events.append(event)
+
+        container.events.on("*", seen, name="demo-live-view")
+        key = container.settings.admin_api_keys[0].get_secret_value()
+        async with (
+            httpx.AsyncClient(
+                base_url=service_url, headers={"Authorization": f"Bearer {key}"}, timeout=15
+            ) as api,
+            httpx.AsyncClient(base_url=simulator_url) as sim,
+        ):
+            with Live(view.render(), console=console, refresh_per_second=8) as live:
+                story = Story(api, sim, view)
+                task = asyncio.create_task(story.run())
+                while not task.done():
+                    live.update(view.render())
+                    await asyncio.sleep(0.1)
+                await task
+                await asyncio.sleep(1.5)  # let the relay deliver the last events
+                live.update(view.render())
+        merchant_key = container.settings.api_keys[0].get_secret_value()
+        console.print(
+            Panel(
+                f"API docs   {service_url}/docs\n"
+                f"health     {service_url}/payments/v2/health   {service_url}/health/paytabs\n"
+                f"metrics    {service_url}/metrics\n"
+                f"simulator  {simulator_url}/_sim/docs\n"
+                f"API key    {merchant_key} (set API_KEYS to choose your own)\n\n"
+                "Create a payment and pay it in a browser (card 4111 1111 1111 1111):\n"
+                f"  curl -s -X POST {service_url}/payments/v2/create \\\n"
+                f"    -H 'Authorization: Bearer {merchant_key}' "
+                "-H 'Idempotency-Key: my-first-payment' \\\n"
+                "    -H 'Content-Type: application/json' \\\n"
+                '    -d \'{"amount": "25.00", "currency": "SAR", '
+                '"description": "Test order"}\'\n'
+                "  then open its redirect_url",
+                title="the service keeps running" if wait else "where to look",
             )
         )
-        console.print(f"   tran_ref {page.tran_ref} -> customer goes to {page.redirect_url}")
+        if wait:
+            console.print("Ctrl-C to stop.")
+            await asyncio.Event().wait()
 
-        page_id = urlsplit(page.redirect_url).path.rsplit("/", 1)[-1]
-        console.print(f"[bold]2. pay[/] on the hosted page with test card {TEST_CARD[:6]}…")
-        async with httpx.AsyncClient(base_url=paytabs.base_url) as browser:
-            paid = await browser.post(
-                f"/_sim/pages/{page_id}/pay",
-                json={"card_number": TEST_CARD, "cvv": "123", "expiry_month": 12,
-                      "expiry_year": 2030},
-            )  # fmt: skip
-            paid.raise_for_status()
 
-        await asyncio.wait_for(inbox.arrived.wait(), timeout=10)
-        callback = inbox.received[0]
-        status = callback.payment_result.response_status if callback.payment_result else "?"
-        console.print(
-            f"[bold]3. callback[/] received, signature verified on the raw body: "
-            f"{callback.tran_ref} status {status}"
-        )
-
-        queried = await paytabs.query_transaction(page.tran_ref)
-        result = queried.payment_result
-        console.print(
-            f"[bold]4. query[/] {queried.tran_ref}: {result.response_status if result else '-'} "
-            f"{result.response_message if result else ''}, {queried.cart_amount} "
-            f"{queried.cart_currency}"
-        )
-
-        refund = await paytabs.follow_up(
-            FollowUpRequest(
-                kind=FollowUpType.REFUND,
-                tran_ref=page.tran_ref,
-                cart_id=cart_id,
-                amount=Money.of("50.250", "KWD"),
-                description="partial refund",
-            )
-        )
-        console.print(
-            f"[bold]5. refund[/] 50.250 KWD -> new tran_ref {refund.tran_ref} "
-            f"(previous {refund.previous_tran_ref})"
-        )
+def _port(preferred: int) -> int:
+    """``preferred`` when it is free, else any free port (a second demo must not fail)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
-            await paytabs.follow_up(
-                FollowUpRequest(
-                    kind=FollowUpType.REFUND,
-                    tran_ref=page.tran_ref,
-                    cart_id=cart_id,
-                    amount=Money.of("100.000", "KWD"),
-                    description="too much",
-                )
-            )
-        except InvalidRequest as refused:
-            console.print(
-                f"[bold]6. refund[/] 100.000 KWD more (only 99.750 left) -> refused by PayTabs: "
-                f"code {refused.code} {refused.message!r}"
-            )
-        else:
-            raise RuntimeError("a refund beyond the captured amount was accepted")
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
 
 
-def run_demo(settings: Settings) -> int:
-    """Start the simulator on loopback, point the client at it and run the round trip."""
-    from paytabs_simulator.server import run_simulator
-
+def run_demo(settings: Settings, *, port: int = 8000, wait: bool = True) -> int:
+    """Run the story (and keep serving unless ``wait`` is False)."""
     console = Console()
-
-    async def main() -> None:
-        async with run_simulator() as simulator:
-            console.print(f"PayTabs simulator on {simulator.base_url}")
-            demo_settings = settings.model_copy(
-                update={
-                    "paytabs_profile_id": DEMO_PROFILE_ID,
-                    "paytabs_server_key": SecretStr(DEMO_SERVER_KEY),
-                    "paytabs_base_url": simulator.base_url,
-                    "paytabs_webhook_secret": (),
-                }
-            )
-            await round_trip(demo_settings, console)
-        console.print("[green]round trip complete[/]")
-
-    asyncio.run(main())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(demo(settings, port=_port(port), wait=wait, console=console))
     return 0

@@ -1,0 +1,34 @@
+"""The README's main job: the demo story runs end to end on embedded defaults."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from paytabs_guard.entrypoints.demo import demo
+from paytabs_guard.entrypoints.serve import free_port
+from paytabs_guard.settings import load_settings
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_the_demo_story_shows_success_decline_refund_outage_and_recovery(
+    tmp_path: Path,
+) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=False)
+    settings = load_settings({"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"})
+    await demo(settings, port=free_port(), wait=False, console=console)
+    text = out.getvalue()
+    assert text.count("completed") >= 2
+    assert "payment declined  20.00 AED gift: failed" in text
+    assert "partially_refunded" in text
+    assert "breaker opens" in text
+    assert "HTTP 503" in text
+    assert "breaker closes    a trial call succeeded: awaiting_customer" in text
+    assert "create breaker: closed" in text
+    assert "payment.refunded" in text
+    assert "/docs" in text
