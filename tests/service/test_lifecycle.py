@@ -20,6 +20,7 @@ from paytabs_guard.domain import (
     RefundExceedsCaptured,
     ResultSource,
 )
+from paytabs_guard.entrypoints.reconcile import reconcile
 from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
 from paytabs_guard.service.payments import (
     CreatePayment,
@@ -31,6 +32,8 @@ from paytabs_guard.service.payments import (
     sync_payment,
 )
 from paytabs_guard.service.reconciliation import reconcile_once
+from paytabs_guard.settings import load_settings
+from paytabs_simulator.config import DEFAULT_SERVER_KEY
 
 from .conftest import World, gateway_for
 
@@ -233,3 +236,25 @@ async def test_a_refused_page_fails_the_payment_with_paytabs_reason(world: World
     assert payment.state is PaymentState.FAILED
     assert "Invalid currency code" in payment.history[-1].reason
     assert (await world.outbox_types(payment.id))[-1] == "payment.failed"
+
+
+async def test_the_reconcile_command_completes_a_payment_whose_callback_was_lost(
+    world: World,
+) -> None:
+    await world.faults(callback_withhold_rate=1.0)
+    payment = await create_payment(world.deps, order())
+    assert payment.redirect_url is not None
+    await world.pay(payment.redirect_url)
+    settings = load_settings(
+        {
+            "DATABASE_URL": world.database_url,
+            "PAYTABS_PROFILE_ID": str(world.deps.profile_id),
+            "PAYTABS_SERVER_KEY": DEFAULT_SERVER_KEY,
+            "PAYTABS_BASE_URL": world.simulator.base_url,
+        }
+    )
+    report = await reconcile(settings, limit=10, stuck_after=timedelta(0))
+    assert report["examined"] == 1
+    assert report["changed"] == 1
+    assert report["states"] == {"completed": 1}
+    assert (await get_payment(world.deps, payment.id)).state is PaymentState.COMPLETED

@@ -83,6 +83,12 @@ def _cmd_db(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from paytabs_guard.entrypoints.reconcile import run_reconcile
+
+    return run_reconcile(_settings(), limit=args.limit, stuck_after_seconds=args.stuck_after)
+
+
 def _cmd_openapi(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -144,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"], help="migrate to the newest schema")
     db.set_defaults(handler=_cmd_db)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="one reconciliation pass over stuck payments (prints a JSON report)"
+    )
+    reconcile.add_argument("--limit", type=int, default=500, help="payments to look at")
+    reconcile.add_argument(
+        "--stuck-after",
+        type=int,
+        default=None,
+        help="seconds without change before a payment is asked about "
+        "(default RECONCILE_STUCK_AFTER_SECONDS)",
+    )
+    reconcile.set_defaults(handler=_cmd_reconcile)
 
     openapi = commands.add_parser("openapi", help="print or write the OpenAPI document")
     openapi.add_argument("--json", metavar="PATH", help="write the JSON document here")

@@ -1,0 +1,45 @@
+"""``paytabs-guard reconcile``: one reconciliation pass, for cron jobs and operators.
+
+Safe while ``serve`` instances run their own passes: claims skip rows others hold and applying
+a result twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+from paytabs_guard.bootstrap import build_container
+from paytabs_guard.service.reconciliation import reconcile_once
+from paytabs_guard.settings import Settings
+
+
+async def reconcile(
+    settings: Settings, *, limit: int, stuck_after: timedelta | None
+) -> dict[str, object]:
+    container = await build_container(settings, reconcile=False)
+    try:
+        wait = (
+            stuck_after
+            if stuck_after is not None
+            else timedelta(seconds=settings.reconcile_stuck_after_seconds)
+        )
+        report = await reconcile_once(container.payments, stuck_after=wait, limit=limit)
+    finally:
+        await container.aclose()
+    return {
+        "started_at": report.started_at.isoformat(),
+        "examined": report.examined,
+        "changed": report.changed,
+        "unreachable": report.unreachable,
+        "states": report.states,
+    }
+
+
+def run_reconcile(settings: Settings, *, limit: int, stuck_after_seconds: int | None) -> int:
+    """Print the pass's report as JSON; exit 1 when PayTabs could not be asked about some."""
+    stuck_after = None if stuck_after_seconds is None else timedelta(seconds=stuck_after_seconds)
+    report = asyncio.run(reconcile(settings, limit=limit, stuck_after=stuck_after))
+    print(json.dumps(report, indent=2))
+    return 1 if report["unreachable"] else 0
