@@ -107,19 +107,10 @@ class FollowUpRequest:
     callback_url: str | None = None
 
     def to_wire(self, profile_id: int) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "profile_id": profile_id,
-            "tran_type": self.kind.value,
-            "tran_class": "ecom",
-            "tran_ref": self.tran_ref,
-            "cart_id": self.cart_id,
-            "cart_currency": self.amount.currency,
-            "cart_amount": self.amount.amount,
-            "cart_description": self.description,
-        }
-        if self.callback_url:
-            body["callback"] = self.callback_url
-        return body
+        return _referring(
+            profile_id, self.kind.value, "ecom", self.tran_ref, self.cart_id, self.amount,
+            self.description, self.callback_url,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,17 +126,34 @@ class TokenChargeRequest:
     callback_url: str | None = None
 
     def to_wire(self, profile_id: int) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "profile_id": profile_id,
-            "tran_type": self.tran_type.value,
-            "tran_class": "recurring",
-            "token": self.token,
-            "tran_ref": self.tran_ref,
-            "cart_id": self.cart_id,
-            "cart_currency": self.amount.currency,
-            "cart_amount": self.amount.amount,
-            "cart_description": self.description,
-        }
-        if self.callback_url:
-            body["callback"] = self.callback_url
-        return body
+        body = _referring(
+            profile_id, self.tran_type.value, "recurring", self.tran_ref, self.cart_id,
+            self.amount, self.description, self.callback_url,
+        )  # fmt: skip
+        return {**body, "token": self.token}
+
+
+def _referring(
+    profile_id: int,
+    tran_type: str,
+    tran_class: str,
+    tran_ref: str,
+    cart_id: str,
+    amount: Money,
+    description: str,
+    callback_url: str | None,
+) -> dict[str, Any]:
+    """The body of a request that refers to an earlier transaction (follow-up, token charge)."""
+    body: dict[str, Any] = {
+        "profile_id": profile_id,
+        "tran_type": tran_type,
+        "tran_class": tran_class,
+        "tran_ref": tran_ref,
+        "cart_id": cart_id,
+        "cart_currency": amount.currency,
+        "cart_amount": amount.amount,
+        "cart_description": description,
+    }
+    if callback_url:
+        body["callback"] = callback_url
+    return body
