@@ -345,17 +345,43 @@ class CircuitBreaker:
         return self._generation
 
     def _reject(self, now: float) -> CircuitOpenError:
-        if self._state is _FORCED_OPEN:
-            retry_after = self._reset_timeout  # nominal: an operator decides when it ends
-        else:
-            retry_after = self._retry_at - now
-            if retry_after < 0.0:
-                retry_after = 0.0
+        # forced open: the reset timeout is nominal, an operator decides when it ends
+        retry_after = self._reset_timeout if self._state is _FORCED_OPEN else self._wait(now)
         rejection = CircuitOpenError(self.name, retry_after)
         self._window.reject(now)
         if self._subscribers:
             self._emit(EventType.REJECT, now, error=rejection)
         return rejection
+
+    def _wait(self, now: float) -> float:
+        """How long a call rejected now should wait (open, or half-open with its slots taken)."""
+        wait = self._retry_at - now
+        if self._state is _HALF_OPEN and self._call_timeout is not None:
+            # Every trial slot is taken. The trials' answers are due within the call timeout of
+            # the latest one, and decide open or closed; the patience behind _retry_at (up to
+            # the reset timeout) only presumes a trial lost.
+            wait = min(wait, self._retry_at - self._trial_patience + self._call_timeout - now)
+        return wait if wait > 0.0 else 0.0
+
+    def rejection_wait(self) -> float | None:
+        """Seconds a call made now would be told to wait, or None if it would be let through.
+
+        Asks without calling: nothing is admitted, counted or changed, so a caller can turn
+        clients away before doing any work of its own (the API answers 503 before it stores
+        anything). An open circuit whose reset timeout has passed answers None: the next call
+        is the trial.
+        """
+        state = self._state
+        if self._admit_all or state is _DISABLED:
+            return None
+        if state is _FORCED_OPEN:
+            return self._reset_timeout
+        now = self._clock()
+        if now >= self._retry_at:
+            return None  # a trial is due (open) or the one running is presumed lost (half-open)
+        if state is _HALF_OPEN and self._trials < self._half_open_max:
+            return None
+        return self._wait(now)
 
     def _may_probe(self) -> bool:
         shared = self._shared

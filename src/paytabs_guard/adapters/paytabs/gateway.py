@@ -24,7 +24,7 @@ from paytabs_guard.adapters.paytabs.resilient import ResilientPayTabs
 from paytabs_guard.adapters.paytabs.transformers import UnusableTransaction, to_gateway_result
 from paytabs_guard.adapters.paytabs.wire import Transaction
 from paytabs_guard.domain import GatewayResult, Money, Payment, ResultSource, TranType
-from paytabs_guard.resilience import BreakerRegistry, BreakerState, CircuitOpenError
+from paytabs_guard.resilience import BreakerRegistry, CircuitOpenError
 from paytabs_guard.service.gateway import (
     FollowUpKind,
     GatewayOutcomeUnknown,
@@ -36,9 +36,6 @@ from paytabs_guard.service.gateway import (
 
 T = TypeVar("T")
 
-# States in which a call is refused at once (half-open admits its trial calls).
-_REJECTING = frozenset({BreakerState.OPEN.value, BreakerState.FORCED_OPEN.value})
-
 
 class PayTabsGateway:
     """Implements ``service.gateway.Gateway`` with the resilient PayTabs client."""
@@ -49,10 +46,9 @@ class PayTabsGateway:
         self._profile_id = paytabs.client.profile_id
 
     def unavailable_for(self, operation: str) -> float | None:
-        snapshot = self._breakers.get(operation).snapshot()
-        if snapshot.state not in _REJECTING:
-            return None
-        return snapshot.next_trial_in if snapshot.next_trial_in is not None else 1.0
+        # Open, forced open, or half-open with every trial slot taken: the call would be
+        # rejected, so say so before any work (a snapshot would miss the half-open case).
+        return self._breakers.get(operation).rejection_wait()
 
     async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened:
         customer = details.customer

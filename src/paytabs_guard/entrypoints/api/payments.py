@@ -94,8 +94,8 @@ async def create(
     wait = container.payments.gateway.unavailable_for("create")
     if wait is not None:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
-        # the breaker check microseconds. Nothing is stored, so a retry with the same key runs
-        # normally (and replays an answer stored before the circuit opened).
+        # the breaker check microseconds. Nothing is stored; once the circuit lets calls
+        # through, a retry with the same key runs normally (or replays an earlier answer).
         return problem_response(gateway_unavailable(wait), request_id_of(request))
 
     async def create_it() -> Response:

@@ -1,0 +1,419 @@
+"""``paytabs-guard bench chaos``: every scenario under every configuration, then the report.
+
+One simulator serves the whole run (reset before each scenario run); each (scenario,
+configuration) gets a fresh service instance with a fresh database, so nothing one run left
+behind (idempotency keys, payments, breaker state, retry budget) affects the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Final
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from paytabs_guard.observability import configure_logging
+
+from . import report
+from .analysis import JsonObject, analyse
+from .driver import Budgets, Driver, arrivals
+from .scenarios import CONFIGURATIONS, PROFILES, Configuration, Profile, Scenario
+from .service import API_KEY, Recorders, running_service, stored_outcome
+from .simulator import PROFILE_ID, SERVER_KEY, Simulator, start
+
+DEFAULT_SEED: Final = 20250129
+TIMELINE_POINTS: Final = 60
+WIDE: Final = 170
+
+
+class _LogCounter(logging.Handler):
+    """Counts warnings and errors per logger and message, for the run's report."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if len(message) > 120:
+            message = message[:117] + "..."
+        self.counts[f"{record.levelname} {record.name}: {message}"] += 1
+
+    def take(self) -> dict[str, int]:
+        counts, self.counts = self.counts, Counter()
+        return dict(counts.most_common(10))
+
+
+class _LoggingState:
+    """The logging configuration ``configure_logging`` changes, to put it back afterwards
+    (the benchmark also runs inside other programs, such as the test suite)."""
+
+    NAMES: Final = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+    def __init__(self, saved: list[tuple[str, int, list[logging.Handler], bool]]) -> None:
+        self._saved = saved
+
+    @classmethod
+    def save(cls) -> _LoggingState:
+        loggers = [(name, logging.getLogger(name)) for name in cls.NAMES]
+        return cls([(n, lg.level, list(lg.handlers), lg.propagate) for n, lg in loggers])
+
+    def restore(self) -> None:
+        for name, level, handlers, propagate in self._saved:
+            logger = logging.getLogger(name)
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+
+
+def machine() -> JsonObject:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+@contextlib.asynccontextmanager
+async def _database(database_url: str | None, directory: Path, name: str) -> AsyncIterator[str]:
+    """A fresh database for one run: a SQLite file, or a new PostgreSQL database (dropped)."""
+    if database_url is None or database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{directory / f'{name}.db'}"
+        return
+    import asyncpg  # PostgreSQL only
+
+    admin = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    fresh = f"chaos_{name.replace('-', '_')}_{secrets.token_hex(4)}"
+    connection = await asyncpg.connect(admin, timeout=10)
+    try:
+        await connection.execute(f'CREATE DATABASE "{fresh}"')
+    finally:
+        await connection.close()
+    try:
+        yield f"{database_url.rsplit('/', 1)[0]}/{fresh}"
+    finally:
+        connection = await asyncpg.connect(admin, timeout=10)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+
+def service_env(
+    simulator: Simulator, database_url: str, profile: Profile, configuration: Configuration
+) -> dict[str, str]:
+    return {
+        "PAYTABS_PROFILE_ID": str(PROFILE_ID),
+        "PAYTABS_SERVER_KEY": SERVER_KEY,
+        "PAYTABS_BASE_URL": simulator.base_url,
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "warning",
+        **profile.service_env(configuration),
+    }
+
+
+async def _drain(running: Any, recorders: Recorders, seconds: float) -> Any:
+    """Wait until the relay has delivered every ``payment.completed`` (or ``seconds`` pass)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        running.container.relay.notify()
+        stored = await stored_outcome(running.container)
+        delivered = stored.completed_ids <= set(recorders.completed_events)
+        if (stored.undelivered == 0 and delivered) or time.monotonic() >= deadline:
+            return stored
+        await asyncio.sleep(0.2)
+
+
+async def run_one(
+    simulator: Simulator,
+    profile: Profile,
+    scenario: Scenario,
+    configuration: Configuration,
+    *,
+    seed: int,
+    database_url: str | None,
+    directory: Path,
+    logs: _LogCounter,
+    on_progress: Callable[[], None] | None,
+) -> JsonObject:
+    recorders = Recorders()
+    name = f"{scenario.key}-{configuration.key}"
+    schedule = arrivals(seed, profile.rate * scenario.rate_factor, scenario.duration)
+    started = time.monotonic()
+    cpu_before = (time.process_time(), simulator.cpu_seconds())
+    logs.take()
+    async with _database(database_url, directory, name) as url:
+        env = service_env(simulator, url, profile, configuration)
+        async with running_service(env, breaker=configuration.breaker, recorders=recorders) as svc:
+            driver = Driver(
+                service_url=svc.url,
+                api_key=API_KEY,
+                simulator=simulator,
+                waiters=recorders.waiters,
+                budgets=Budgets(profile.order_budget, profile.completion_budget),
+                on_progress=on_progress,
+            )
+            await simulator.reset(scenario.simulator_faults())
+            t0 = time.monotonic()
+            await driver.run(schedule, t0)
+            run_end = time.monotonic() - t0
+            await simulator.clear_faults()
+            stored = await _drain(svc, recorders, profile.drain_seconds)
+            transactions = await simulator.transactions()
+            sim_stats = await simulator.stats()
+    bucket = max(scenario.duration / TIMELINE_POINTS, 6.0 / profile.rate)
+    result = analyse(
+        orders=driver.orders,
+        creates=driver.creates,
+        changes=recorders.breaker_changes,
+        completed_events=recorders.completed_events,
+        stored=stored,
+        transactions=transactions,
+        sim_stats=sim_stats,
+        windows=scenario.outages,
+        t0=t0,
+        run_end=run_end,
+        duration=scenario.duration,
+        bucket=bucket,
+    )
+    sim_cpu = simulator.cpu_seconds()
+    result["cpu_seconds"] = {
+        "this_process": time.process_time() - cpu_before[0],
+        "simulator_process": None
+        if sim_cpu is None or cpu_before[1] is None
+        else sim_cpu - cpu_before[1],
+    }
+    result["run_seconds"] = run_end
+    result["wall_seconds"] = time.monotonic() - started
+    result["log"] = logs.take()
+    return result
+
+
+async def run_all(
+    profile: Profile,
+    configurations: Sequence[Configuration],
+    *,
+    seed: int,
+    layout: str,
+    database_url: str | None,
+    console: Console,
+    quiet: bool,
+    simulator_log: Path | None = None,
+) -> JsonObject:
+    logs = _LogCounter()
+    logging.getLogger().addHandler(logs)
+    started = time.monotonic()
+    scenarios_out: list[JsonObject] = []
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="chaos-") as temp, progress:
+            async with start(
+                layout, seed, profile.callback_retry_delays, log=simulator_log
+            ) as simulator:
+                for scenario in profile.scenarios:
+                    runs: dict[str, JsonObject] = {}
+                    for configuration in configurations:
+                        total = len(
+                            arrivals(seed, profile.rate * scenario.rate_factor, scenario.duration)
+                        )
+                        task = progress.add_task(
+                            f"{scenario.title[:28]:<28} {configuration.key:<8}", total=total
+                        )
+
+                        def advance(task_id: Any = task) -> None:
+                            progress.advance(task_id)
+
+                        runs[configuration.key] = await run_one(
+                            simulator,
+                            profile,
+                            scenario,
+                            configuration,
+                            seed=seed,
+                            database_url=database_url,
+                            directory=Path(temp),
+                            logs=logs,
+                            on_progress=advance,
+                        )
+                    scenarios_out.append(
+                        {
+                            "key": scenario.key,
+                            "title": scenario.title,
+                            "description": scenario.description,
+                            "duration": scenario.duration,
+                            "outages": [asdict(w) for w in scenario.outages],
+                            "faults": scenario.simulator_faults(),
+                            "runs": runs,
+                        }
+                    )
+    finally:
+        logging.getLogger().removeHandler(logs)
+    document: JsonObject = {
+        "benchmark": "paytabs-guard bench chaos",
+        "profile": profile.name,
+        "seed": seed,
+        "simulator_layout": layout,
+        "database": _database_kind(database_url),
+        "machine": machine(),
+        "settings": {
+            "rate_per_second": profile.rate,
+            "order_budget_seconds": profile.order_budget,
+            "completion_budget_seconds": profile.completion_budget,
+            "callback_retry_delays": list(profile.callback_retry_delays),
+            "service_env": {c.key: profile.service_env(c) for c in configurations},
+        },
+        "configurations": [asdict(c) for c in configurations],
+        "scenarios": scenarios_out,
+        "total_seconds": time.monotonic() - started,
+    }
+    document["targets"] = report.targets(document, reset_timeout=profile.reset_timeout_ms / 1000)
+    return document
+
+
+def _database_kind(database_url: str | None) -> str:
+    return "postgresql" if database_url and database_url.startswith("postgres") else "sqlite"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paytabs-guard bench chaos",
+        description="Drive the real service end to end against a failing PayTabs simulator, "
+        "with and without retries and the circuit breaker, and report the numbers.",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--short", action="store_true", help="CI size: the whole run < 2 minutes")
+    size.add_argument("--profile", choices=sorted(PROFILES), help="full (default), short, tiny")
+    parser.add_argument(
+        "--scenarios",
+        default="a,b,c,d",
+        help="comma-separated subset of a,b,c,d (default all) and 0 (no faults, a reference)",
+    )
+    parser.add_argument(
+        "--configurations",
+        default=",".join(c.key for c in CONFIGURATIONS),
+        help="comma-separated subset of full,retries,none (default all)",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="arrivals and faults")
+    parser.add_argument(
+        "--simulator",
+        choices=["process", "inprocess"],
+        default="process",
+        help="run the simulator as a child process (default) or in this event loop",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="postgresql+asyncpg://... to run on PostgreSQL (a fresh database per run); "
+        "default: SQLite files in a temporary directory",
+    )
+    parser.add_argument("--rate", type=float, help="orders per second (default: the profile's)")
+    parser.add_argument("--json", metavar="PATH", help="write the full results as JSON")
+    parser.add_argument("--svg", metavar="PATH", help="write the chart as SVG")
+    parser.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
+    parser.add_argument(
+        "--log",
+        metavar="PATH",
+        help="write the service's log (JSON lines) here, the simulator's stderr to PATH.simulator",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if an invariant broke (a duplicate charge, a lost event); timing targets "
+        "are reported, never enforced",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    name = "short" if args.short else (args.profile or "full")
+    profile = PROFILES[name]
+    wanted = {part.strip() for part in str(args.scenarios).split(",") if part.strip()}
+    unknown = wanted - {s.key for s in profile.scenarios}
+    if unknown or not wanted:
+        print(f"unknown scenarios: {', '.join(sorted(unknown)) or '(none given)'}", file=sys.stderr)
+        return 2
+    profile = profile.select(wanted)
+    if args.rate is not None:
+        profile = Profile(**{**profile_fields(profile), "rate": float(args.rate)})
+    chosen = [part.strip() for part in str(args.configurations).split(",") if part.strip()]
+    by_key = {c.key: c for c in CONFIGURATIONS}
+    if not chosen or any(key not in by_key for key in chosen):
+        print("configurations must be a subset of full,retries,none", file=sys.stderr)
+        return 2
+    configurations = [by_key[key] for key in chosen]
+
+    console = Console(stderr=True)
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=WIDE)
+    log_path = Path(args.log) if args.log else Path(os.devnull)
+    if args.log:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_stream = log_path.open("w", encoding="utf-8")
+    saved = _LoggingState.save()
+    configure_logging("warning", stream=log_stream)
+    try:
+        if not args.quiet:
+            report.print_settings(out, profile, configurations, args.seed, args.simulator)
+        document = asyncio.run(
+            run_all(
+                profile,
+                configurations,
+                seed=args.seed,
+                layout=args.simulator,
+                database_url=args.database_url,
+                console=console,
+                quiet=args.quiet,
+                simulator_log=log_path.with_name(log_path.name + ".simulator")
+                if args.log
+                else None,
+            )
+        )
+    finally:
+        saved.restore()
+        log_stream.close()
+    report.print_results(out, document)
+    if args.json:
+        report.write_json(Path(args.json), document)
+    if args.svg:
+        report.write_svg(Path(args.svg), document)
+    if args.markdown:
+        report.write_markdown(Path(args.markdown), document)
+    broken = report.broken_invariants(document)
+    for problem in broken:
+        print(f"invariant broken: {problem}", file=sys.stderr)
+    return 1 if args.check and broken else 0
+
+
+def profile_fields(profile: Profile) -> dict[str, Any]:
+    return {name: getattr(profile, name) for name in Profile.__dataclass_fields__}

@@ -1,0 +1,470 @@
+"""The chaos benchmark's outputs: terminal tables (rich), JSON, and an SVG chart drawn by hand.
+
+The chart has one row per scenario: on the left the share of orders that completed, by when they
+arrived; on the right the p95 of create-request latency, by when the request was sent. One line
+per configuration; the gateway's outage windows are shaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any, Final
+
+from rich.console import Console
+from rich.table import Table
+
+from .scenarios import Configuration, Profile
+
+JsonObject = dict[str, Any]
+
+COLOURS: Final = {"full": "#1b7837", "retries": "#d95f02", "none": "#7570b3"}
+DASHES: Final = {"full": "", "retries": "7 3", "none": "2 3"}
+"""Overlapping lines (100 % in every configuration) stay visible through each other's gaps."""
+FAIL_FAST_TARGET: Final = 0.010
+SUCCESS_TARGET: Final = 0.999
+
+
+# ---- formatting -----------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    if value is None:
+        return "-"
+    text = f"{100 * value:.2f}"
+    return text.rstrip("0").rstrip(".") + " %" if "." in text else text + " %"
+
+
+def _s(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{1000 * value:.1f}"
+
+
+def _recovery(items: Sequence[JsonObject]) -> str:
+    if not items:
+        return "-"
+    firsts = [i["first_success_after"] for i in items if i["first_success_after"] is not None]
+    closes = [i["breaker_closed_after"] for i in items if i["breaker_closed_after"] is not None]
+    first = _s(max(firsts), 1) if firsts else "never"
+    closed = _s(max(closes), 1) if closes else "-"
+    suffix = f" (max of {len(items)})" if len(items) > 1 else ""
+    return f"{first} / {closed}{suffix}"
+
+
+def print_settings(
+    console: Console,
+    profile: Profile,
+    configurations: Sequence[Configuration],
+    seed: int,
+    layout: str,
+) -> None:
+    console.print(
+        f"[bold]paytabs-guard bench chaos[/bold] - profile {profile.name}, seed {seed}, "
+        f"simulator {layout}, {profile.rate:g} orders/s, merchant budget "
+        f"{profile.order_budget:g} s to get a page, {profile.completion_budget:g} s to complete"
+    )
+    table = Table(title="service configuration", title_justify="left")
+    table.add_column("variable")
+    for configuration in configurations:
+        table.add_column(configuration.key, justify="right")
+    envs = [profile.service_env(c) for c in configurations]
+    for name in envs[0]:
+        table.add_row(name, *(env[name] for env in envs))
+    table.add_row(
+        "breakers", *("enabled" if c.breaker else "disabled (every family)" for c in configurations)
+    )
+    console.print(table)
+    for scenario in profile.scenarios:
+        console.print(f"  {scenario.title}: {scenario.description} ({scenario.duration:g} s)")
+
+
+RESULT_COLUMNS: Final = (
+    ("scenario", "left"),
+    ("configuration", "left"),
+    ("orders", "right"),
+    ("success", "right"),
+    ("1st try", "right"),
+    ("dup charges", "right"),
+    ("create p50/p95/p99 s", "right"),
+    ("fail-fast p50/p99 ms (n)", "right"),
+    ("recovery: 1st page / closed s", "right"),
+    ("events lost", "right"),
+    ("gateway calls", "right"),
+)
+
+
+def result_rows(document: JsonObject) -> list[list[str]]:
+    """One row per scenario and configuration, as printed and as written to Markdown."""
+    rows: list[list[str]] = []
+    for scenario in document["scenarios"]:
+        first = True
+        for key, run in scenario["runs"].items():
+            orders = run["orders"]
+            latency = run["create_latency"]
+            fast = run["fail_fast"]
+            rows.append(
+                [
+                    scenario["title"] if first else "",
+                    key,
+                    str(orders["attempted"]),
+                    _pct(orders["success_rate"]),
+                    _pct(orders["first_try_success_rate"]),
+                    str(run["duplicates"]["extra_charges"]),
+                    f"{_s(latency['p50'])} / {_s(latency['p95'])} / {_s(latency['p99'])}",
+                    f"{_ms(fast['p50'])} / {_ms(fast['p99'])} ({fast['count']})"
+                    if fast["count"]
+                    else "-",
+                    _recovery(run["recovery"]),
+                    str(run["events"]["lost"]),
+                    str(run["gateway"]["requests_total"]),
+                ]
+            )
+            first = False
+    return rows
+
+
+def target_rows(document: JsonObject) -> list[list[str]]:
+    rows = []
+    for item in document["targets"]:
+        met = item["met"]
+        rows.append(
+            [
+                item["target"],
+                item["measured"],
+                "n/a" if met is None else ("yes" if met else "**no**"),
+            ]
+        )
+    return rows
+
+
+def print_results(console: Console, document: JsonObject) -> None:
+    table = Table(title="chaos results", title_justify="left")
+    for column, justify in RESULT_COLUMNS:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    previous = None
+    for row in result_rows(document):
+        if row[0] and previous is not None:
+            table.add_section()
+        table.add_row(*row)
+        previous = row
+    console.print(table)
+    targets_table = Table(title="targets", title_justify="left")
+    for column in ("target", "measured", "met"):
+        targets_table.add_column(column)
+    for row in target_rows(document):
+        targets_table.add_row(*(cell.replace("**", "") for cell in row))
+    console.print(targets_table)
+    console.print(
+        f"total {document['total_seconds']:.0f} s; machine: {document['machine']['nproc']} CPU "
+        f"({document['machine']['cpu_model']}), Python {document['machine']['python']}"
+    )
+
+
+def render_markdown(document: JsonObject) -> str:
+    def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+        lines = ["| " + " | ".join(header) + " |"]
+        lines.append("|" + "|".join("--:" if r else "---" for r in right) + "|")
+        lines += [
+            "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows
+        ]
+        return "\n".join(lines)
+
+    header = [name for name, _ in RESULT_COLUMNS]
+    right = [justify == "right" for _, justify in RESULT_COLUMNS]
+    parts = [
+        table(header, result_rows(document), right),
+        "",
+        table(["target", "measured", "met"], target_rows(document), [False, False, False]),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write_markdown(path: Path, document: JsonObject) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_markdown(document), encoding="utf-8")
+
+
+# ---- targets --------------------------------------------------------------------------------
+
+
+def _runs(document: JsonObject) -> Iterable[tuple[JsonObject, str, JsonObject]]:
+    for scenario in document["scenarios"]:
+        for key, run in scenario["runs"].items():
+            yield scenario, key, run
+
+
+def targets(document: JsonObject, *, reset_timeout: float) -> list[JsonObject]:
+    """The issue's targets, each with what was measured and whether it was met (None: the run
+    had nothing to measure it on)."""
+    out: list[JsonObject] = []
+    a_full = [
+        run for scenario, key, run in _runs(document) if scenario["key"] == "a" and key == "full"
+    ]
+    if a_full:
+        rate = a_full[0]["orders"]["success_rate"]
+        out.append(
+            {
+                "target": "(a) success >= 99.9 % with full protection",
+                "measured": f"{_pct(rate)} of {a_full[0]['orders']['attempted']} orders",
+                "met": rate is not None and rate >= SUCCESS_TARGET,
+            }
+        )
+    extra = sum(run["duplicates"]["extra_charges"] for _, _, run in _runs(document))
+    out.append(
+        {
+            "target": "zero duplicate charges, every configuration",
+            "measured": f"{extra} extra charges",
+            "met": extra == 0,
+        }
+    )
+    fast = [
+        (scenario["key"], run["fail_fast"])
+        for scenario, key, run in _runs(document)
+        if key == "full" and run["fail_fast"]["count"]
+    ]
+    if fast:
+        worst = max(f["p99"] for _, f in fast)
+        where = ", ".join(f"({k}) {_ms(f['p99'])} ms n={f['count']}" for k, f in fast)
+        out.append(
+            {
+                "target": "fail-fast p99 <= 10 ms while the breaker is open",
+                "measured": where,
+                "met": worst <= FAIL_FAST_TARGET,
+            }
+        )
+    else:
+        out.append(
+            {
+                "target": "fail-fast p99 <= 10 ms while the breaker is open",
+                "measured": "the breaker never rejected a create",
+                "met": None,
+            }
+        )
+    limit = reset_timeout + 1.0
+    closes: list[tuple[str, float | None]] = []
+    cut_short = 0
+    for scenario, key, run in _runs(document):
+        if key != "full":
+            continue
+        for item in run["recovery"]:
+            if item["breaker_at_recovery"] not in ("open", "half_open"):
+                continue
+            gap = item.get("next_outage_after")
+            if item["breaker_closed_after"] is None and gap is not None and gap < limit:
+                cut_short += 1  # the gateway failed again before the limit: nothing to judge
+                continue
+            closes.append((scenario["key"], item["breaker_closed_after"]))
+    if closes:
+        known = [c for _, c in closes if c is not None]
+        never = sum(1 for _, c in closes if c is None)
+        worst_close = max(known) if known else None
+        text = f"worst {_s(worst_close, 1)} s over {len(closes)} recoveries (limit {limit:g} s)"
+        if never:
+            text += f"; {never} never closed"
+        if cut_short:
+            text += f"; {cut_short} more cut short by the next outage (not judged)"
+        out.append(
+            {
+                "target": "breaker closed within reset timeout + 1 s after recovery",
+                "measured": text,
+                "met": all(c is not None and c <= limit for _, c in closes),
+            }
+        )
+    lost = sum(run["events"]["lost"] for _, _, run in _runs(document))
+    delivered = sum(run["events"]["completed_payments"] for _, _, run in _runs(document))
+    out.append(
+        {
+            "target": "zero events lost anywhere",
+            "measured": f"{lost} lost of {delivered} payment.completed",
+            "met": lost == 0,
+        }
+    )
+    return out
+
+
+def broken_invariants(document: JsonObject) -> list[str]:
+    """What must hold on any machine at any speed: nobody charged twice, no event lost."""
+    problems = []
+    for scenario, key, run in _runs(document):
+        where = f"{scenario['title']} / {key}"
+        if run["duplicates"]["extra_charges"]:
+            problems.append(f"{where}: {run['duplicates']['extra_charges']} extra charges")
+        if run["events"]["lost"]:
+            problems.append(f"{where}: {run['events']['lost']} payment.completed events lost")
+    return problems
+
+
+# ---- JSON -----------------------------------------------------------------------------------
+
+
+def write_json(path: Path, document: JsonObject) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+# ---- SVG ------------------------------------------------------------------------------------
+
+WIDTH: Final = 1000
+PANEL_W: Final = 430
+PANEL_H: Final = 170
+ROW_H: Final = 250
+LEFT: Final = 60
+GAP: Final = 500
+TOP: Final = 70
+
+
+def _nice_step(span: float, ticks: int = 5) -> float:
+    raw = span / ticks
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    for factor in (1, 2, 2.5, 5, 10):
+        if raw <= factor * magnitude:
+            return factor * magnitude
+    return 10 * magnitude
+
+
+def _fmt_tick(value: float) -> str:
+    return f"{value:g}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
+
+
+class _Panel:
+    def __init__(self, x: float, y: float, x_max: float, y_max: float) -> None:
+        self.x, self.y, self.x_max, self.y_max = x, y, x_max, y_max
+
+    def px(self, t: float) -> float:
+        return self.x + PANEL_W * min(max(t, 0.0), self.x_max) / self.x_max
+
+    def py(self, v: float) -> float:
+        return self.y + PANEL_H - PANEL_H * min(v, self.y_max) / self.y_max
+
+
+def _axes(panel: _Panel, title: str, unit: str, percent: bool) -> list[str]:
+    parts = [
+        f'<text x="{panel.x}" y="{panel.y - 8}" class="t">{escape(title)}</text>',
+        f'<rect x="{panel.x}" y="{panel.y}" width="{PANEL_W}" height="{PANEL_H}" class="frame"/>',
+    ]
+    step = _nice_step(panel.y_max, 4)
+    value = 0.0
+    while value <= panel.y_max + 1e-9:
+        y = panel.py(value)
+        label = f"{value * 100:g}" if percent else _fmt_tick(value)
+        parts.append(
+            f'<line x1="{panel.x}" y1="{y:.1f}" x2="{panel.x + PANEL_W}" '
+            f'y2="{y:.1f}" class="grid"/>'
+        )
+        parts.append(f'<text x="{panel.x - 6}" y="{y + 4:.1f}" class="yl">{label}</text>')
+        value += step
+    xstep = _nice_step(panel.x_max, 6)
+    value = 0.0
+    while value <= panel.x_max + 1e-9:
+        x = panel.px(value)
+        parts.append(
+            f'<text x="{x:.1f}" y="{panel.y + PANEL_H + 14}" class="xl">{_fmt_tick(value)}</text>'
+        )
+        value += xstep
+    parts.append(
+        f'<text x="{panel.x + PANEL_W}" y="{panel.y + PANEL_H + 28}" class="ax">'
+        f"seconds since start ({escape(unit)})</text>"
+    )
+    return parts
+
+
+def _series(
+    panel: _Panel, points: Sequence[tuple[float, float | None]], colour: str, dash: str
+) -> str:
+    paths: list[str] = []
+    current: list[str] = []
+    for t, v in points:
+        if v is None:
+            if current:
+                paths.append(" ".join(current))
+            current = []
+            continue
+        current.append(f"{panel.px(t):.1f},{panel.py(v):.1f}")
+    if current:
+        paths.append(" ".join(current))
+    return "".join(
+        f'<polyline points="{p}" fill="none" stroke="{colour}" stroke-width="1.8"'
+        + (f' stroke-dasharray="{dash}"' if dash else "")
+        + "/>"
+        if " " in p
+        else f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2" fill="{colour}"/>'
+        for p in paths
+    )
+
+
+def render_svg(document: JsonObject) -> str:
+    scenarios = document["scenarios"]
+    height = TOP + ROW_H * len(scenarios) + 20
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">',
+        "<style>.t{font-size:13px;font-weight:bold}.frame{fill:none;stroke:#444}"
+        ".grid{stroke:#ddd}.yl{font-size:10px;text-anchor:end}.xl{font-size:10px;"
+        "text-anchor:middle}.ax{font-size:10px;text-anchor:end;fill:#555}"
+        ".lg{font-size:11px}.out{fill:#999;fill-opacity:0.25}</style>",
+        f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
+        f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold">paytabs-guard bench chaos'
+        f" ({escape(str(document['profile']))} profile, seed {document['seed']})</text>",
+    ]
+    legend_x = LEFT
+    configurations = {c["key"]: c["title"] for c in document["configurations"]}
+    for key, title in configurations.items():
+        colour = COLOURS.get(key, "#000")
+        dash = DASHES.get(key, "")
+        parts.append(
+            f'<line x1="{legend_x}" y1="44" x2="{legend_x + 24}" y2="44" '
+            f'stroke="{colour}" stroke-width="3"'
+            + (f' stroke-dasharray="{dash}"' if dash else "")
+            + "/>"
+        )
+        parts.append(f'<text x="{legend_x + 30}" y="48" class="lg">{escape(title)}</text>')
+        legend_x += 275
+    parts.append(
+        f'<rect x="{legend_x}" y="37" width="24" height="12" class="out"/>'
+        f'<text x="{legend_x + 30}" y="48" class="lg">gateway down</text>'
+    )
+    for row, scenario in enumerate(scenarios):
+        y = TOP + ROW_H * row + 30
+        duration = float(scenario["duration"])
+        latencies = [
+            point["create_p95"]
+            for run in scenario["runs"].values()
+            for point in run["timeline"]
+            if point["create_p95"] is not None
+        ]
+        y_max = max(latencies, default=1.0)
+        y_max = _nice_step(y_max, 4) * math.ceil(y_max / _nice_step(y_max, 4)) if y_max else 1.0
+        success = _Panel(LEFT, y, duration, 1.0)
+        latency = _Panel(LEFT + GAP, y, duration, y_max)
+        for panel in (success, latency):
+            for window in scenario["outages"]:
+                x1, x2 = panel.px(window["start"]), panel.px(min(window["end"], duration))
+                parts.append(
+                    f'<rect x="{x1:.1f}" y="{panel.y}" width="{x2 - x1:.1f}" '
+                    f'height="{PANEL_H}" class="out"/>'
+                )
+        title = str(scenario["title"])
+        parts += _axes(success, f"{title}: orders completed, by arrival (%)", "arrival", True)
+        parts += _axes(latency, f"{title}: create latency p95 (s)", "request sent", False)
+        for key, run in scenario["runs"].items():
+            colour = COLOURS.get(key, "#000")
+            timeline = run["timeline"]
+            half = [(p["t"] + (timeline[1]["t"] if len(timeline) > 1 else 0) / 2) for p in timeline]
+            pairs = list(zip(half, timeline, strict=True))
+            dash = DASHES.get(key, "")
+            parts.append(_series(success, [(h, p["success_rate"]) for h, p in pairs], colour, dash))
+            parts.append(_series(latency, [(h, p["create_p95"]) for h, p in pairs], colour, dash))
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def write_svg(path: Path, document: JsonObject) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_svg(document), encoding="utf-8")

@@ -1,0 +1,311 @@
+"""What goes wrong (scenarios), how the service is protected (configurations), and how long and
+how hard the run is (profiles: full, short, tiny).
+
+Every scenario runs once per configuration with the same seed: the same arrival times, amounts
+and fault probabilities. The simulator's fault draws depend on the order requests arrive in, so
+two configurations see the same *rates*, not the same failing request.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+FAMILIES: Final = ("create", "query", "follow_up", "token")
+FLAPPING_SEED: Final = 17
+"""The breaker families of ``bootstrap.build_gateway``."""
+
+# The gateway's usual latency in every scenario: 80 ms plus up to 120 ms.
+BASE_LATENCY: Final[dict[str, Any]] = {"latency_ms": 80.0, "latency_jitter_ms": 120.0}
+
+# 20 % of PayTabs calls fail: hangs, then resets, then 5xx are drawn in that order, so
+# 1 - (1 - 0.04) * (1 - 0.06) * (1 - 0.1135) = 0.2000. Half of each happen after PayTabs did
+# the work ("mixed"), the case that charges naive clients twice.
+TRANSIENT: Final[dict[str, Any]] = {
+    "hang_rate": 0.04,
+    "hang_phase": "mixed",
+    "reset_rate": 0.06,
+    "reset_phase": "mixed",
+    "error_rate": 0.1135,
+    "error_statuses": [500, 502, 503, 504],
+    "error_phase": "mixed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A time when the gateway is down, in seconds since the run started."""
+
+    start: float
+    end: float
+    mode: str
+
+    def as_fault(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "mode": self.mode, "status": 503}
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    key: str
+    title: str
+    description: str
+    duration: float
+    """Seconds during which new orders arrive."""
+    faults: dict[str, Any]
+    outages: tuple[Window, ...] = ()
+    rate_factor: float = 1.0
+    """Arrival rate relative to the profile's."""
+
+    def simulator_faults(self) -> dict[str, Any]:
+        """The body of ``PUT /_sim/faults`` for this scenario."""
+        return {
+            **BASE_LATENCY,
+            **self.faults,
+            "outages": [window.as_fault() for window in self.outages],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """How much protection the service has."""
+
+    key: str
+    title: str
+    retries: bool
+    breaker: bool
+
+    @property
+    def ours(self) -> bool:
+        """Every configuration is our code; 'no protection' still never re-sends blind."""
+        return True
+
+
+CONFIGURATIONS: Final = (
+    Configuration("full", "full protection (retries + breaker)", retries=True, breaker=True),
+    Configuration("retries", "retries only (breaker disabled)", retries=True, breaker=False),
+    Configuration("none", "no protection (no retries, no breaker)", retries=False, breaker=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """How big a run is, and the service tuning that goes with its time scale."""
+
+    name: str
+    rate: float
+    """New orders per second."""
+    order_budget: float
+    """Seconds a merchant keeps trying to get a payment page before telling the customer no."""
+    completion_budget: float
+    """Seconds the merchant waits for the payment to complete after the customer paid."""
+    paytabs_timeout_ms: int
+    reset_timeout_ms: int
+    rolling_timeout_ms: int
+    operation_deadline_ms: int
+    callback_retry_delays: tuple[float, ...]
+    scenarios: tuple[Scenario, ...]
+    retry_delay_ms: int = 1000
+    retry_max_delay_ms: int = 10000
+    drain_seconds: float = 30.0
+    """Longest wait for the outbox relay to deliver the last events after the last order."""
+    env: dict[str, str] = field(default_factory=dict)
+
+    def service_env(self, configuration: Configuration) -> dict[str, str]:
+        """The service's settings for ``configuration`` (credentials and URLs added later)."""
+        return {
+            "PAYTABS_TIMEOUT": str(self.paytabs_timeout_ms),
+            "PAYTABS_RETRY_ATTEMPTS": "3" if configuration.retries else "0",
+            "PAYTABS_RETRY_DELAY": str(self.retry_delay_ms),
+            "PAYTABS_RETRY_MAX_DELAY": str(self.retry_max_delay_ms),
+            "PAYTABS_OPERATION_DEADLINE": str(self.operation_deadline_ms),
+            "PAYTABS_RETRY_BUDGET_PERCENT": "20",
+            "CIRCUIT_BREAKER_TIMEOUT": str(self.paytabs_timeout_ms),
+            "CIRCUIT_BREAKER_ERROR_THRESHOLD": "50",
+            "CIRCUIT_BREAKER_RESET_TIMEOUT": str(self.reset_timeout_ms),
+            "CIRCUIT_BREAKER_ROLLING_TIMEOUT": str(self.rolling_timeout_ms),
+            "CIRCUIT_BREAKER_ROLLING_BUCKETS": "10",
+            "CIRCUIT_BREAKER_VOLUME_THRESHOLD": "5",
+            "CIRCUIT_BREAKER_HALF_OPEN_MAX_CALLS": "1",
+            "CIRCUIT_BREAKER_SHARED": "false",
+            **self.env,
+        }
+
+    def select(self, keys: set[str]) -> Profile:
+        """The same profile with only the scenarios named in ``keys``."""
+        chosen = tuple(s for s in self.scenarios if s.key in keys)
+        return Profile(
+            name=self.name,
+            rate=self.rate,
+            order_budget=self.order_budget,
+            completion_budget=self.completion_budget,
+            paytabs_timeout_ms=self.paytabs_timeout_ms,
+            reset_timeout_ms=self.reset_timeout_ms,
+            rolling_timeout_ms=self.rolling_timeout_ms,
+            operation_deadline_ms=self.operation_deadline_ms,
+            callback_retry_delays=self.callback_retry_delays,
+            scenarios=chosen,
+            retry_delay_ms=self.retry_delay_ms,
+            retry_max_delay_ms=self.retry_max_delay_ms,
+            drain_seconds=self.drain_seconds,
+            env=dict(self.env),
+        )
+
+
+def _flapping(
+    first: float, down: tuple[float, float], up: tuple[float, float], until: float, mode: str
+) -> tuple[Window, ...]:
+    """Outages of random length separated by random up-times, from a fixed seed.
+
+    Irregular on purpose: with outages exactly every P seconds and a reset timeout that is a
+    multiple of P, every half-open trial lands in an outage and the breaker never closes (the
+    first full run measured it: P = 15 s, reset 30 s). Real flapping is not a metronome.
+    """
+    rng = random.Random(FLAPPING_SEED)
+    windows = []
+    start = first
+    while True:
+        length = rng.uniform(*down)
+        if start + length > until:
+            break
+        windows.append(Window(round(start, 2), round(start + length, 2), mode))
+        start += length + rng.uniform(*up)
+    return tuple(windows)
+
+
+def _scenarios(
+    *,
+    transient: float,
+    spikes: float,
+    spike_ms: float,
+    before: float,
+    outage: float,
+    after: float,
+    flap_first: float,
+    flap_down: tuple[float, float],
+    flap_up: tuple[float, float],
+    flapping: float,
+) -> tuple[Scenario, ...]:
+    return (
+        Scenario(
+            "0",
+            "(0) healthy gateway",
+            "No faults: the reference, and the calibration of the simulator layouts.",
+            transient,
+            {},
+        ),
+        Scenario(
+            "a",
+            "(a) 20 % transient failures",
+            "Every PayTabs call fails with probability 0.2: 5xx (11.35 %), connection resets "
+            "(6 %) and hangs until the timeout (4 %); half of them after PayTabs did the work.",
+            transient,
+            dict(TRANSIENT),
+        ),
+        Scenario(
+            "b",
+            "(b) latency spikes",
+            f"2 % of PayTabs calls take {spike_ms / 1000:g} s more (gateway p99 ~ "
+            f"{spike_ms / 1000:g} s); the rest 80-200 ms.",
+            spikes,
+            {"latency_spike_rate": 0.02, "latency_spike_ms": spike_ms},
+        ),
+        Scenario(
+            "c",
+            f"(c) {outage:g} s outage",
+            f"PayTabs answers nothing (connections hang) for {outage:g} s, then recovers.",
+            before + outage + after,
+            {},
+            (Window(before, before + outage, "hang"),),
+        ),
+        Scenario(
+            "d",
+            "(d) flapping gateway",
+            f"PayTabs cuts every connection for {flap_down[0]:g}-{flap_down[1]:g} s, then works "
+            f"for {flap_up[0]:g}-{flap_up[1]:g} s, again and again (seeded, irregular).",
+            flapping,
+            {},
+            _flapping(flap_first, flap_down, flap_up, flapping, "reset"),
+        ),
+    )
+
+
+FULL: Final = Profile(
+    name="full",
+    rate=10.0,
+    order_budget=30.0,
+    completion_budget=40.0,
+    paytabs_timeout_ms=3000,
+    reset_timeout_ms=30000,
+    rolling_timeout_ms=10000,
+    operation_deadline_ms=15000,
+    callback_retry_delays=(1.0, 2.0, 4.0, 8.0, 16.0),
+    scenarios=_scenarios(
+        transient=120.0,
+        spikes=60.0,
+        spike_ms=5000.0,
+        before=20.0,
+        outage=60.0,
+        after=40.0,
+        flap_first=10.0,
+        flap_down=(3.0, 6.0),
+        flap_up=(5.0, 15.0),
+        flapping=90.0,
+    ),
+)
+
+SHORT: Final = Profile(
+    name="short",
+    rate=12.0,
+    order_budget=4.0,
+    completion_budget=5.0,
+    paytabs_timeout_ms=1000,
+    reset_timeout_ms=2000,
+    rolling_timeout_ms=2000,
+    operation_deadline_ms=3000,
+    callback_retry_delays=(0.1, 0.2, 0.4, 0.8, 1.6),
+    retry_delay_ms=100,
+    retry_max_delay_ms=1000,
+    drain_seconds=5.0,
+    scenarios=_scenarios(
+        transient=5.0,
+        spikes=4.0,
+        spike_ms=1500.0,
+        before=1.0,
+        outage=4.0,
+        after=3.0,
+        flap_first=1.0,
+        flap_down=(0.5, 1.0),
+        flap_up=(0.8, 2.0),
+        flapping=7.0,
+    ),
+)
+
+TINY: Final = Profile(
+    name="tiny",
+    rate=8.0,
+    order_budget=3.0,
+    completion_budget=4.0,
+    paytabs_timeout_ms=800,
+    reset_timeout_ms=1000,
+    rolling_timeout_ms=1000,
+    operation_deadline_ms=2000,
+    callback_retry_delays=(0.1, 0.2, 0.4, 0.8),
+    retry_delay_ms=50,
+    retry_max_delay_ms=500,
+    drain_seconds=4.0,
+    scenarios=_scenarios(
+        transient=1.5,
+        spikes=1.0,
+        spike_ms=1000.0,
+        before=0.5,
+        outage=1.0,
+        after=1.0,
+        flap_first=0.5,
+        flap_down=(0.2, 0.4),
+        flap_up=(0.3, 0.6),
+        flapping=2.0,
+    ),
+)
+
+PROFILES: Final = {profile.name: profile for profile in (FULL, SHORT, TINY)}

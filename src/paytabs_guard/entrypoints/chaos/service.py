@@ -1,0 +1,164 @@
+"""One instance of the real service for one benchmark run, with the benchmark's recorders.
+
+The app is ``create_app`` around a container from ``build_container``, served by uvicorn on a
+loopback port (``loopback.serve_app``) whose address is known before the container is built, so
+PUBLIC_BASE_URL (where the simulator sends its callbacks) is the real one. The outbox relay runs
+in the app's lifespan, as in production; an in-process subscriber counts ``payment.completed``
+events, and a breaker subscriber records every state change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from sqlalchemy import func, select
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from paytabs_guard.adapters.events import CloudEvent
+from paytabs_guard.adapters.events.tables import PENDING, event_deliveries
+from paytabs_guard.adapters.sql.tables import outbox, payment_cart_ids, payments
+from paytabs_guard.bootstrap import Container, build_container
+from paytabs_guard.entrypoints.api.app import create_app
+from paytabs_guard.entrypoints.api.options import ApiOptions
+from paytabs_guard.entrypoints.loopback import serve_app
+from paytabs_guard.resilience import BreakerEvent, EventType
+from paytabs_guard.settings import load_settings
+
+from .driver import COMPLETED_STATES, CompletionWaiters
+from .scenarios import FAMILIES
+
+SUBSCRIBER: Final = "bench.payment-completed"
+API_KEY: Final = f"chaos_{secrets.token_hex(16)}"
+OPTIONS: Final = ApiOptions(shutdown_grace_seconds=5.0)
+
+_STATE_CHANGES: Final = frozenset(
+    {EventType.OPENED, EventType.HALF_OPENED, EventType.CLOSED, EventType.DISABLED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChange:
+    at: float
+    """Monotonic seconds (the breaker's clock)."""
+    breaker: str
+    state: str
+    previous: str | None
+    reason: str | None
+
+
+@dataclass
+class Recorders:
+    """What the service tells the benchmark while it runs."""
+
+    waiters: CompletionWaiters = field(default_factory=CompletionWaiters)
+    completed_events: Counter[str] = field(default_factory=Counter)
+    """Deliveries of ``payment.completed`` per payment id (at least once: may exceed 1)."""
+    event_ids: set[str] = field(default_factory=set)
+    breaker_changes: list[BreakerChange] = field(default_factory=list)
+
+    async def on_completed(self, event: CloudEvent) -> None:
+        payment_id = str(event.data.get("payment_id") or event.subject)
+        self.completed_events[payment_id] += 1
+        self.event_ids.add(event.id)
+        self.waiters.completed(payment_id)
+
+    def on_breaker(self, event: BreakerEvent) -> None:
+        if event.type in _STATE_CHANGES:
+            previous = event.previous_state.value if event.previous_state else None
+            self.breaker_changes.append(
+                BreakerChange(event.at, event.breaker, event.state.value, previous, event.reason)
+            )
+
+
+class _LateApp:
+    """Forwards to an app plugged in after the server has started (its URL is needed first)."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            raise RuntimeError("the service is not ready yet")
+        await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningService:
+    url: str
+    container: Container
+    recorders: Recorders
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    """What the service's database says at the end of a run."""
+
+    states: dict[str, int]
+    completed_ids: frozenset[str]
+    cart_to_payment: dict[str, str]
+    undelivered: int
+    """Events for the benchmark's subscriber not delivered yet (pending or in the outbox)."""
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    env: Mapping[str, str], *, breaker: bool, recorders: Recorders
+) -> AsyncIterator[RunningService]:
+    """The service with ``env`` (plus PUBLIC_BASE_URL and an API key); breakers disabled on
+    every family unless ``breaker``."""
+    late = _LateApp()
+    async with serve_app(late, graceful_shutdown_seconds=5) as url:
+        settings = load_settings({**env, "PUBLIC_BASE_URL": url, "API_KEYS": API_KEY})
+        container = await build_container(settings, reconcile=False)
+        try:
+            breakers = container.gateway.breakers
+            if not breaker:
+                for family in FAMILIES:
+                    breakers.get(family).disable()
+            breakers.subscribe(recorders.on_breaker)
+            container.events.on("payment.completed", recorders.on_completed, name=SUBSCRIBER)
+            app = create_app(container, OPTIONS)
+            late.app = app
+            async with app.router.lifespan_context(app):
+                yield RunningService(url, container, recorders)
+        finally:
+            await container.aclose()
+
+
+async def stored_outcome(container: Container) -> StoredOutcome:
+    async with container.engine.connect() as connection:
+        rows = await connection.execute(
+            select(payments.c.state, func.count()).group_by(payments.c.state)
+        )
+        states = {str(state): int(count) for state, count in rows.all()}
+        rows = await connection.execute(
+            select(payments.c.id).where(payments.c.state.in_(sorted(COMPLETED_STATES)))
+        )
+        completed = frozenset(str(row[0]) for row in rows.all())
+        rows = await connection.execute(
+            select(payment_cart_ids.c.cart_id, payment_cart_ids.c.payment_id)
+        )
+        carts = {str(cart): str(payment) for cart, payment in rows.all()}
+        rows = await connection.execute(select(payments.c.cart_id, payments.c.id))
+        for cart, payment in rows.all():
+            carts.setdefault(str(cart), str(payment))
+        unpublished = await connection.execute(
+            select(func.count())
+            .select_from(outbox)
+            .where(outbox.c.published_at.is_(None), outbox.c.type == "payment.completed")
+        )
+        pending = await connection.execute(
+            select(func.count())
+            .select_from(event_deliveries)
+            .where(
+                event_deliveries.c.sink == f"subscriber:{SUBSCRIBER}",
+                event_deliveries.c.status == PENDING,
+            )
+        )
+        undelivered = int(unpublished.scalar_one()) + int(pending.scalar_one())
+    return StoredOutcome(states, completed, carts, undelivered)

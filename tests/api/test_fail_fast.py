@@ -1,0 +1,43 @@
+"""While the create circuit is open, POST /payments/v2/create answers 503 before any storage.
+
+The idempotency claim alone is two committed writes (claim, then release for a 5xx): on SQLite
+with synchronous=FULL that is milliseconds per rejected request, against the microseconds of
+the breaker check. ``paytabs-guard bench chaos`` measures the fail-fast p99 (target 10 ms).
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Table, func, select
+
+from paytabs_guard.adapters.sql.tables import idempotency_keys, payments
+
+from .api_support import Service, new_key
+
+pytestmark = pytest.mark.anyio
+
+BODY = {"amount": "12.50", "currency": "SAR", "description": "Order 1001"}
+
+
+async def _count(service: Service, table: Table) -> int:
+    async with service.container.engine.connect() as connection:
+        query = select(func.count()).select_from(table)
+        return int((await connection.execute(query)).scalar_one())
+
+
+async def test_an_open_circuit_answers_before_any_storage(service: Service) -> None:
+    service.container.gateway.breakers.get("create").force_open()
+    before = (await _count(service, payments), await _count(service, idempotency_keys))
+    key = new_key()
+    refused = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    assert refused.status_code == 503
+    assert int(refused.headers["retry-after"]) >= 1
+    assert (await _count(service, payments), await _count(service, idempotency_keys)) == before
+
+    service.container.gateway.breakers.get("create").reset()
+    retried = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    assert retried.status_code == 201

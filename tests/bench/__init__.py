@@ -1,0 +1,1 @@
+"""Benchmarks run small: their reports' structure and invariants, never their timings."""

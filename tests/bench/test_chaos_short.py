@@ -1,0 +1,125 @@
+"""A tiny ``paytabs-guard bench chaos`` run: the report's structure and the invariants that
+must hold whatever the machine's speed.
+
+Timing targets (fail-fast p99, recovery times) are printed by the benchmark, not asserted here:
+a benchmark is a command that prints numbers, not a timed test.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from paytabs_guard.entrypoints.chaos import main
+
+CONFIGURATIONS = ("full", "retries", "none")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("chaos")
+    level = logging.getLogger().level
+    code = main(
+        [
+            "--profile",
+            "tiny",
+            "--scenarios",
+            "a,c",
+            "--quiet",
+            "--check",
+            "--json",
+            str(out / "chaos.json"),
+            "--svg",
+            str(out / "chaos.svg"),
+            "--markdown",
+            str(out / "chaos.md"),
+        ]
+    )
+    assert code == 0
+    assert logging.getLogger().level == level  # the run leaves logging as it found it
+    document: dict[str, Any] = json.loads((out / "chaos.json").read_text(encoding="utf-8"))
+    document["_svg"] = (out / "chaos.svg").read_text(encoding="utf-8")
+    document["_markdown"] = (out / "chaos.md").read_text(encoding="utf-8")
+    return document
+
+
+def runs(report: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (scenario["key"], key, run)
+        for scenario in report["scenarios"]
+        for key, run in scenario["runs"].items()
+    ]
+
+
+def test_every_scenario_ran_under_every_configuration(report: dict[str, Any]) -> None:
+    assert report["profile"] == "tiny"
+    assert [s["key"] for s in report["scenarios"]] == ["a", "c"]
+    assert [c["key"] for c in report["configurations"]] == list(CONFIGURATIONS)
+    for scenario in report["scenarios"]:
+        assert tuple(scenario["runs"]) == CONFIGURATIONS
+    assert report["machine"]["nproc"] >= 1
+    assert set(report["settings"]["service_env"]) == set(CONFIGURATIONS)
+    assert report["settings"]["service_env"]["none"]["PAYTABS_RETRY_ATTEMPTS"] == "0"
+
+
+def test_the_same_orders_arrive_in_every_configuration(report: dict[str, Any]) -> None:
+    for scenario in report["scenarios"]:
+        attempted = {run["orders"]["attempted"] for run in scenario["runs"].values()}
+        assert len(attempted) == 1
+        assert attempted.pop() > 0
+
+
+def test_the_numbers_are_present(report: dict[str, Any]) -> None:
+    for _, _, run in runs(report):
+        orders = run["orders"]
+        assert 0.0 <= orders["success_rate"] <= 1.0
+        assert 0.0 <= orders["first_try_success_rate"] <= orders["success_rate"]
+        assert sum(orders["outcomes"].values()) == orders["attempted"]
+        latency = run["create_latency"]
+        assert latency["count"] >= orders["attempted"]
+        assert 0.0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+        assert run["gateway"]["requests_total"] > 0
+        assert run["timeline"]
+        assert run["run_seconds"] > 0
+
+
+def test_no_customer_is_charged_twice(report: dict[str, Any]) -> None:
+    for scenario, key, run in runs(report):
+        duplicates = run["duplicates"]
+        assert duplicates["extra_charges"] == 0, (scenario, key, duplicates)
+        assert duplicates["carts_charged_twice"] == 0
+        assert duplicates["orders_charged_twice"] == 0
+        assert duplicates["charges_without_payment"] == 0
+
+
+def test_no_event_is_lost(report: dict[str, Any]) -> None:
+    for scenario, key, run in runs(report):
+        events = run["events"]
+        assert events["lost"] == 0, (scenario, key, events)
+        assert events["completed_events_received"] == events["completed_payments"]
+        completed = run["orders"]["completed"]
+        assert events["completed_payments"] >= completed
+
+
+def test_the_outage_is_reported_with_its_recovery(report: dict[str, Any]) -> None:
+    outage = next(s for s in report["scenarios"] if s["key"] == "c")
+    assert len(outage["outages"]) == 1
+    for run in outage["runs"].values():
+        (recovery,) = run["recovery"]
+        assert recovery["recovered_at"] == outage["outages"][0]["end"]
+    for key in ("retries", "none"):
+        assert outage["runs"][key]["fail_fast"]["count"] == 0  # no breaker, nothing to fail fast
+        assert outage["runs"][key]["breaker"]["create_opened"] == 0
+
+
+def test_targets_and_outputs(report: dict[str, Any]) -> None:
+    targets = {item["target"]: item for item in report["targets"]}
+    assert targets["zero duplicate charges, every configuration"]["met"] is True
+    assert targets["zero events lost anywhere"]["met"] is True
+    assert any(name.startswith("(a) success") for name in targets)
+    assert report["_svg"].startswith("<svg")
+    assert "<polyline" in report["_svg"]
+    assert "| scenario | configuration |" in report["_markdown"]
