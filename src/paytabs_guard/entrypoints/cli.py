@@ -53,6 +53,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from paytabs_guard.resilience.bench import main as bench_breaker
 
         return bench_breaker(args.rest)
+    if args.which == "load":
+        from paytabs_guard.entrypoints.bench.load import main as bench_load
+
+        return bench_load(args.rest)
+    if args.which == "chaos":
+        from paytabs_guard.entrypoints.chaos import main as bench_chaos
+
+        return bench_chaos(args.rest)
     raise AssertionError(args.which)
 
 
@@ -170,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.set_defaults(handler=_cmd_openapi)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("which", choices=["breaker"])
+    bench.add_argument("which", choices=["breaker", "load", "chaos"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark")
     bench.set_defaults(handler=_cmd_bench)
     return parser

@@ -1,0 +1,889 @@
+"""``paytabs-guard bench load``: sustained throughput, latency and memory of the real service.
+
+For each database (SQLite, PostgreSQL) and worker count (1, 2) the benchmark starts, as
+subprocesses, a bare FastAPI endpoint (the ceiling) and then ``paytabs-guard serve --workers N``
+under the same uvicorn settings, with the PayTabs simulator in a process of its own, and drives
+them from this process (the load generator, ``load_client``):
+
+* **bare**: ``POST /bare``, a pydantic-validated JSON body in, a small JSON object out;
+* **create**: ``POST /payments/v2/create`` (a new Idempotency-Key each time) against the
+  simulator;
+* **callback**: ``POST /payments/v2/webhook`` with a correctly signed PayTabs callback for each
+  payment created before (each one new: verified, deduplicated, applied, persisted);
+* **added latency**: sequential creates through the service, alternating with the PayTabs
+  client's ``create_payment_page`` straight to the same simulator; the difference of the p50s.
+
+Then one memory run in the production shape (PostgreSQL with Redis, the most workers asked
+for) under a steady create-then-callback load, sampling the workers' RSS; the least-squares
+slope after a warm-up says whether memory grows.
+
+Every process shares the machine's cores: servers, simulator, PostgreSQL, Redis and the
+generator. Nothing is pinned; the CPU each group used in each phase is read from ``/proc`` and
+reported in cores, so the split is measured rather than assumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import secrets
+import shlex
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from paytabs_guard.adapters.paytabs.payloads import HostedPageRequest
+from paytabs_guard.bootstrap import build_paytabs_client
+from paytabs_guard.domain import Money
+from paytabs_guard.settings import load_settings
+from paytabs_simulator.config import DEFAULT_SERVER_KEY
+from paytabs_simulator.signing import sign_body
+
+from .load_client import Connection, LoadResult, build_request, percentile, run_closed_loop
+from .load_procs import Server, machine_cpu, postgres_backends_cpu, rss_bytes, start_server
+from .load_server import BARE_APP, SERVICE_APP
+from .load_support import (
+    free_port,
+    machine,
+    postgres_database,
+    postgres_reachable,
+    redis_reachable,
+    remove_redis_keys,
+)
+
+PROFILE_ID: Final = 987654
+API_KEY: Final = "bench-load-api-key-0123456789"
+CREATE_BODY: Final = json.dumps(
+    {"amount": "100.00", "currency": "SAR", "description": "Load test order"},
+    separators=(",", ":"),
+).encode()
+TARGET_RATIO: Final = 0.30
+TARGET_ADDED_MS: Final = 2.0
+#: Growth a worker may show after the warm-up of a memory run and still count as flat.
+FLAT_TOLERANCE_MIB: Final = 2.0
+MIB: Final = 1024 * 1024
+REDIS_PREFIX: Final = "paytabs-guard:"  # what `serve` uses
+DEFAULT_POSTGRES_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/15"
+RUNNER: Final = ("-m", "paytabs_guard.entrypoints.bench.load_server")
+CPU_GROUPS: Final = ("server", "simulator", "postgres", "generator", "other")
+
+Phase = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How long and how hard each phase runs, and against what."""
+
+    quick: bool
+    databases: tuple[str, ...]
+    workers: tuple[int, ...]
+    concurrency: int
+    warmup: float
+    duration: float
+    latency_samples: int
+    memory_seconds: float
+    memory_interval: float
+    memory_concurrency: int
+    postgres_url: str
+    redis_url: str | None
+    log_level: str
+    server: str
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Plan:
+        quick = bool(args.quick)
+        memory = 0.0 if args.no_memory else (args.memory_seconds or (6.0 if quick else 300.0))
+        return cls(
+            quick=quick,
+            databases=tuple(args.databases.split(",")),
+            workers=tuple(int(n) for n in args.workers.split(",")),
+            concurrency=args.concurrency,
+            warmup=args.warmup if args.warmup is not None else (0.5 if quick else 5.0),
+            duration=args.duration if args.duration is not None else (2.0 if quick else 20.0),
+            latency_samples=args.latency_samples or (30 if quick else 400),
+            memory_seconds=memory,
+            memory_interval=1.0 if quick else 5.0,
+            memory_concurrency=args.memory_concurrency,
+            postgres_url=args.postgres_url,
+            redis_url=None if args.no_redis else args.redis_url,
+            log_level=args.log_level,
+            server=args.server,
+        )
+
+
+# ---- what the load generator sends --------------------------------------------------------------
+
+
+def create_request(port: int, key: str) -> bytes:
+    headers = [
+        ("Authorization", f"Bearer {API_KEY}"),
+        ("Content-Type", "application/json"),
+        ("Idempotency-Key", key),
+    ]
+    return build_request("POST", "127.0.0.1", port, "/payments/v2/create", CREATE_BODY, headers)
+
+
+def create_requests(port: int) -> Iterator[tuple[bytes, object]]:
+    """Endless creates, each with an Idempotency-Key of its own."""
+    prefix = secrets.token_hex(4)
+    for n in itertools.count():
+        yield create_request(port, f"load-{prefix}-{n}"), None
+
+
+def bare_requests(port: int) -> Iterator[tuple[bytes, object]]:
+    request = build_request(
+        "POST", "127.0.0.1", port, "/bare", CREATE_BODY, [("Content-Type", "application/json")]
+    )
+    while True:
+        yield request, None
+
+
+def callback_body(payment: Mapping[str, Any]) -> bytes:
+    """PayTabs' callback for the paid hosted page of ``payment``, compact JSON as PayTabs sends."""
+    body = {
+        "tran_ref": payment["tran_ref"],
+        "merchant_id": 123456,
+        "profile_id": PROFILE_ID,
+        "cart_id": payment["cart_id"],
+        "cart_description": payment["description"],
+        "cart_currency": payment["currency"],
+        "cart_amount": payment["amount"],
+        "tran_currency": payment["currency"],
+        "tran_total": payment["amount"],
+        "tran_type": "Sale",
+        "tran_class": "ECom",
+        "payment_result": {
+            "response_status": "A",
+            "response_code": "G12345",
+            "response_message": "Authorised",
+            "acquirer_ref": "TRAN0001.6799A1B2.00000001",
+            "cvv_result": " ",
+            "avs_result": " ",
+            "transaction_time": "2025-01-29T10:00:00Z",
+        },
+        "payment_info": {
+            "payment_method": "Visa",
+            "card_type": "Credit",
+            "card_scheme": "Visa",
+            "payment_description": "4111 11## #### 1111",
+            "expiryMonth": 12,
+            "expiryYear": 2030,
+        },
+        "ipn_trace": f"IPNS0001.{secrets.token_hex(4).upper()}.00000001",
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def callback_request(port: int, payment: Mapping[str, Any]) -> bytes:
+    """The callback signed as PayTabs signs it: HMAC-SHA256 of the raw body, server key."""
+    raw = callback_body(payment)
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Signature", sign_body(raw, DEFAULT_SERVER_KEY)),
+        ("User-Agent", "Go-http-client/1.1"),
+    ]
+    return build_request("POST", "127.0.0.1", port, "/payments/v2/webhook", raw, headers)
+
+
+def callback_outcome(body: bytes) -> str:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return "unreadable"
+    if isinstance(document, dict):
+        return str(document.get("outcome") or document.get("reason") or "problem")
+    return "unreadable"
+
+
+# ---- CPU accounting -----------------------------------------------------------------------------
+
+
+#: Reads the CPU seconds of each process of a group, by pid.
+CpuReader = Callable[[], Mapping[int, float]]
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by each process group over a phase, in cores (CPU seconds per wall second).
+    ``other`` is the rest of the machine: Redis, other PostgreSQL sessions, anything else.
+
+    Counted per process: one that started during the phase counts whole, one that ended during
+    it is lost (its last reading is gone with it), so a group is never negative."""
+
+    groups: Mapping[str, CpuReader]
+    _start: dict[str, Mapping[int, float]] = field(default_factory=dict)
+    _generator: float = 0.0
+    _wall: float = 0.0
+    _machine: float = 0.0
+
+    def start(self) -> None:
+        self._start = {name: read() for name, read in self.groups.items()}
+        self._generator = time.process_time()
+        self._machine = machine_cpu()[0]
+        self._wall = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        wall = time.perf_counter() - self._wall
+        used = {}
+        for name, read in self.groups.items():
+            before = self._start[name]
+            used[name] = sum(max(0.0, t - before.get(pid, 0.0)) for pid, t in read().items())
+        used["generator"] = time.process_time() - self._generator
+        busy = machine_cpu()[0] - self._machine
+        used["other"] = max(0.0, busy - sum(used.values()))
+        return {name: round(seconds / wall, 2) for name, seconds in used.items()}
+
+
+# ---- one configuration --------------------------------------------------------------------------
+
+
+@dataclass
+class ConfigResult:
+    database: str
+    workers: int
+    redis: bool
+    phases: dict[str, Phase] = field(default_factory=dict)
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency: dict[str, float] = field(default_factory=dict)
+
+    def throughput(self, phase: str) -> float:
+        value = self.phases.get(phase, {}).get("throughput_rps", 0.0)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    def ratio(self, phase: str) -> float:
+        bare = self.throughput("bare")
+        return self.throughput(phase) / bare if bare else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "database": self.database,
+            "workers": self.workers,
+            "redis": self.redis,
+            "phases": self.phases,
+            "ratios": {p: round(self.ratio(p), 3) for p in ("create", "callback")},
+            "cpu_cores": self.cpu,
+            "added_latency": self.latency,
+        }
+
+
+def service_env(
+    sim_url: str, database_url: str, redis_url: str | None, port: int, log_level: str
+) -> dict[str, str]:
+    return {
+        "PAYTABS_PROFILE_ID": str(PROFILE_ID),
+        "PAYTABS_SERVER_KEY": DEFAULT_SERVER_KEY,
+        "PAYTABS_WEBHOOK_SECRET": "",
+        "PAYTABS_BASE_URL": sim_url,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url or "",
+        "API_KEYS": API_KEY,
+        "ADMIN_API_KEYS": "",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "LOG_LEVEL": log_level,
+    }
+
+
+@contextlib.asynccontextmanager
+async def database_for(kind: str, plan: Plan, workdir: Path) -> AsyncIterator[str]:
+    if kind == "sqlite":
+        # A new file in the run's temporary directory, which goes at the end of the run.
+        yield f"sqlite+aiosqlite:///{workdir / f'bench-{secrets.token_hex(4)}.db'}"
+    else:
+        async with postgres_database(plan.postgres_url) as url:
+            yield url
+
+
+@dataclass
+class Stack:
+    """The simulator and the datastores that every configuration shares."""
+
+    plan: Plan
+    workdir: Path
+    simulator: Server
+    postgres_problem: str | None
+    redis_problem: str | None
+    postgres_database: str | None = None
+    """The throw-away database of the running service, whose backends' CPU is metered."""
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.simulator.port}"
+
+    @property
+    def redis_url(self) -> str | None:
+        return self.plan.redis_url if self.redis_problem is None else None
+
+    def cpu_groups(self, server: Server) -> dict[str, CpuReader]:
+        name = self.postgres_database
+
+        def postgres() -> Mapping[int, float]:
+            return postgres_backends_cpu(name) if name else {}
+
+        return {
+            "server": server.cpu_seconds,
+            "simulator": self.simulator.cpu_seconds,
+            "postgres": postgres,
+        }
+
+    async def reset_simulator(self) -> None:
+        async with httpx.AsyncClient(base_url=self.sim_url, timeout=30) as client:
+            (await client.post("/_sim/reset")).raise_for_status()
+
+    @contextlib.asynccontextmanager
+    async def service(self, database: str, workers: int) -> AsyncIterator[Server]:
+        """``paytabs-guard serve --workers N`` on a fresh database, ready to take load."""
+        redis_url = self.redis_url if database == "postgres" else None
+        async with database_for(database, self.plan, self.workdir) as url:
+            self.postgres_database = url.rsplit("/", 1)[1] if database == "postgres" else None
+            port = free_port()
+            env = service_env(self.sim_url, url, redis_url, port, self.plan.log_level)
+            if self.plan.server == "serve":
+                argv = ["-m", "paytabs_guard.entrypoints.cli", "serve", "--port", str(port)]
+            else:
+                argv = [*RUNNER, "--app", SERVICE_APP, "--port", str(port)]
+            server = await start_server(
+                f"service-{database}-{workers}",
+                [*argv, "--workers", str(workers)],
+                port=port,
+                env=env,
+                cwd=self.workdir,
+                ready_path="/readyz",
+                expect_workers=workers,
+            )
+            try:
+                yield server
+            finally:
+                server.stop()
+                if redis_url is not None:
+                    await remove_redis_keys(redis_url, REDIS_PREFIX)
+
+    @contextlib.asynccontextmanager
+    async def bare(self, workers: int) -> AsyncIterator[Server]:
+        port = free_port()
+        server = await start_server(
+            f"bare-{workers}",
+            [*RUNNER, "--app", BARE_APP, "--port", str(port), "--workers", str(workers)],
+            port=port,
+            env={},
+            cwd=self.workdir,
+            ready_path="/readyz",
+            expect_workers=workers,
+        )
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+async def closed_loop(
+    stack: Stack,
+    server: Server,
+    name: str,
+    requests: Iterator[tuple[bytes, object]],
+    *,
+    keep: Callable[[object, int, bytes], None] | None = None,
+    keep_warmup: Callable[[object, int, bytes], None] | None = None,
+) -> tuple[LoadResult, dict[str, float]]:
+    plan = stack.plan
+    meter = CpuMeter(stack.cpu_groups(server))
+    meter.start()
+    result = await run_closed_loop(
+        name,
+        "127.0.0.1",
+        server.port,
+        requests,
+        concurrency=plan.concurrency,
+        duration=plan.duration,
+        warmup=plan.warmup,
+        on_answer=keep,
+        on_warmup_answer=keep_warmup,
+    )
+    return result, meter.stop()
+
+
+async def added_latency(stack: Stack, server: Server, created: list[bytes]) -> dict[str, float]:
+    """p50/p99 of creates through the service and of the PayTabs client straight to the same
+    simulator, taking turns on one keep-alive connection each, after a warm-up."""
+    samples = stack.plan.latency_samples
+    warm = max(5, samples // 10)
+    settings = load_settings(
+        {
+            "PAYTABS_PROFILE_ID": str(PROFILE_ID),
+            "PAYTABS_SERVER_KEY": DEFAULT_SERVER_KEY,
+            "PAYTABS_BASE_URL": stack.sim_url,
+        }
+    )
+    client = build_paytabs_client(settings)
+    service_base = f"http://127.0.0.1:{server.port}"
+    connection = Connection("127.0.0.1", server.port)
+    prefix = secrets.token_hex(4)
+    via_service: list[float] = []
+    direct: list[float] = []
+    failures = 0
+    clock = time.perf_counter
+    try:
+        for n in range(warm + samples):
+            payload = create_request(server.port, f"latency-{prefix}-{n}")
+            started = clock()
+            status, body = await connection.request(payload)
+            service_ms = (clock() - started) * 1000
+            if status == 201:
+                created.append(body)
+            else:
+                failures += 1
+            page = HostedPageRequest(
+                cart_id=f"direct-{prefix}-{n}",
+                amount=Money.of("100.00", "SAR"),
+                description="Load test order",
+                callback_url=f"{service_base}/payments/v2/webhook",
+                return_url=f"{service_base}/payments/v2/return",
+                paypage_ttl_minutes=20,
+            )
+            started = clock()
+            await client.create_payment_page(page)
+            direct_ms = (clock() - started) * 1000
+            if n >= warm:
+                via_service.append(service_ms)
+                direct.append(direct_ms)
+    finally:
+        await connection.aclose()
+        await client.aclose()
+    via_service.sort()
+    direct.sort()
+    service_p50 = percentile(via_service, 0.5)
+    direct_p50 = percentile(direct, 0.5)
+    return {
+        "samples": samples,
+        "service_p50_ms": round(service_p50, 3),
+        "service_p99_ms": round(percentile(via_service, 0.99), 3),
+        "direct_p50_ms": round(direct_p50, 3),
+        "direct_p99_ms": round(percentile(direct, 0.99), 3),
+        "added_p50_ms": round(service_p50 - direct_p50, 3),
+        "service_failures": failures,
+    }
+
+
+async def run_config(stack: Stack, database: str, workers: int) -> ConfigResult:
+    redis_on = database == "postgres" and stack.redis_url is not None
+    result = ConfigResult(database, workers, redis_on)
+    progress(f"{database}, {workers} worker(s): bare endpoint")
+    async with stack.bare(workers) as bare:
+        load, cpu = await closed_loop(stack, bare, "bare", bare_requests(bare.port))
+    result.phases["bare"] = load.summary()
+    result.cpu["bare"] = cpu
+
+    await stack.reset_simulator()
+    async with stack.service(database, workers) as service:
+        created: list[bytes] = []
+
+        def keep(_tag: object, status: int, body: bytes) -> None:
+            if status == 201:
+                created.append(body)
+
+        progress(f"{database}, {workers} worker(s): added latency (sequential)")
+        result.latency = await added_latency(stack, service, created)
+        progress(f"{database}, {workers} worker(s): create")
+        load, cpu = await closed_loop(
+            stack, service, "create", create_requests(service.port), keep=keep, keep_warmup=keep
+        )
+        result.phases["create"] = load.summary()
+        result.cpu["create"] = cpu
+
+        progress(f"{database}, {workers} worker(s): callback ({len(created)} payments)")
+        payments = [json.loads(body) for body in created]
+        callbacks = iter([(callback_request(service.port, p), None) for p in payments])
+        outcomes: Counter[str] = Counter()
+
+        def tally(_tag: object, status: int, body: bytes) -> None:
+            outcomes[callback_outcome(body) if status in (200, 503) else str(status)] += 1
+
+        load, cpu = await closed_loop(stack, service, "callback", callbacks, keep=tally)
+        result.phases["callback"] = load.summary() | {"outcomes": dict(outcomes)}
+        result.cpu["callback"] = cpu
+    return result
+
+
+# ---- memory over a long run ---------------------------------------------------------------------
+
+
+def slope_per_minute(points: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MiB) points, in MiB per minute."""
+    if len(points) < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread == 0:
+        return 0.0
+    return 60 * sum((t - mean_t) * (v - mean_v) for t, v in points) / spread
+
+
+async def memory_run(stack: Stack) -> dict[str, object]:
+    plan = stack.plan
+    database = "postgres" if stack.postgres_problem is None else "sqlite"
+    workers = max(plan.workers)
+    await stack.reset_simulator()
+    progress(f"memory: {database}, {workers} worker(s), {plan.memory_seconds:g} s")
+    async with stack.service(database, workers) as service:
+        pids = service.workers()
+        samples: list[tuple[float, dict[int, int]]] = []
+        counts: Counter[str] = Counter()
+        started = time.perf_counter()
+        stop_at = started + plan.memory_seconds
+        done = asyncio.Event()
+
+        async def sample() -> None:
+            while True:
+                samples.append((time.perf_counter() - started, {p: rss_bytes(p) for p in pids}))
+                if done.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), plan.memory_interval)
+
+        async def customer(n: int) -> None:
+            connection = Connection("127.0.0.1", service.port)
+            try:
+                for i in itertools.count():
+                    if time.perf_counter() >= stop_at:
+                        return
+                    key = f"memory-{n}-{i}-{secrets.token_hex(3)}"
+                    status, body = await connection.request(create_request(service.port, key))
+                    counts[f"create {status}"] += 1
+                    if status != 201:
+                        continue
+                    payment = json.loads(body)
+                    status, body = await connection.request(callback_request(service.port, payment))
+                    counts[f"callback {status}"] += 1
+            finally:
+                await connection.aclose()
+
+        sampler = asyncio.create_task(sample())
+        try:
+            await asyncio.gather(*(customer(n) for n in range(plan.memory_concurrency)))
+        finally:
+            done.set()
+            await sampler
+        elapsed = time.perf_counter() - started
+    return memory_report(database, workers, pids, samples, counts, elapsed, plan)
+
+
+def memory_report(
+    database: str,
+    workers: int,
+    pids: Sequence[int],
+    samples: Sequence[tuple[float, Mapping[int, int]]],
+    counts: Mapping[str, int],
+    elapsed: float,
+    plan: Plan,
+) -> dict[str, object]:
+    warmup = min(60.0, elapsed / 5)
+    per_worker = []
+    for pid in pids:
+        points = [(t, rss.get(pid, 0) / MIB) for t, rss in samples]
+        steady = [(t, v) for t, v in points if t >= warmup]
+        slope = slope_per_minute(steady)
+        growth = slope * (steady[-1][0] - steady[0][0]) / 60 if len(steady) > 1 else 0.0
+        per_worker.append(
+            {
+                "pid": pid,
+                "first_mib": round(points[0][1], 1),
+                "after_warmup_mib": round(steady[0][1], 1) if steady else None,
+                "last_mib": round(points[-1][1], 1),
+                "max_mib": round(max(v for _, v in points), 1),
+                "slope_mib_per_min": round(slope, 3),
+                "trend_growth_mib": round(growth, 2),
+                "flat": abs(growth) <= FLAT_TOLERANCE_MIB,
+            }
+        )
+    total = [(t, sum(rss.values()) / MIB) for t, rss in samples]
+    return {
+        "database": database,
+        "workers": workers,
+        "seconds": round(elapsed, 1),
+        "interval_seconds": plan.memory_interval,
+        "warmup_seconds": round(warmup, 1),
+        "samples": len(samples),
+        "requests": dict(counts),
+        "requests_per_second": round(sum(counts.values()) / elapsed, 1) if elapsed else 0.0,
+        "workers_rss": per_worker,
+        "total_first_mib": round(total[0][1], 1) if total else None,
+        "total_last_mib": round(total[-1][1], 1) if total else None,
+        "total_slope_mib_per_min": round(
+            slope_per_minute([(t, v) for t, v in total if t >= warmup]), 3
+        ),
+        "flat": all(bool(w["flat"]) for w in per_worker),
+        "series": [
+            {"t": round(t, 1), "rss_mib": [round(rss.get(p, 0) / MIB, 1) for p in pids]}
+            for t, rss in samples
+        ],
+    }
+
+
+# ---- the whole run ------------------------------------------------------------------------------
+
+
+_started: dict[str, float] = {}
+
+
+def progress(message: str) -> None:
+    elapsed = time.monotonic() - _started.setdefault("run", time.monotonic())
+    print(f"[bench load {elapsed:5.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+async def run(plan: Plan, command: str) -> dict[str, object]:
+    _started["run"] = time.monotonic()
+    report: dict[str, object] = {
+        "benchmark": "load",
+        "mode": "quick" if plan.quick else "full",
+        "command": command,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "plan": {
+            "concurrency": plan.concurrency,
+            "warmup_seconds": plan.warmup,
+            "phase_seconds": plan.duration,
+            "latency_samples": plan.latency_samples,
+            "memory_seconds": plan.memory_seconds,
+            "memory_concurrency": plan.memory_concurrency,
+            "log_level": plan.log_level,
+            "server": plan.server,
+        },
+    }
+    postgres_problem = (
+        await postgres_reachable(plan.postgres_url) if "postgres" in plan.databases else "not asked"
+    )
+    redis_problem = await redis_reachable(plan.redis_url) if plan.redis_url else "off"
+    skipped: list[str] = []
+    if "postgres" in plan.databases and postgres_problem is not None:
+        skipped.append(f"postgres: {postgres_problem}")
+    if plan.redis_url and redis_problem is not None:
+        skipped.append(f"redis: {redis_problem}")
+    report["skipped"] = skipped
+    with tempfile.TemporaryDirectory(prefix="ptg-bench-load-") as tmp:
+        workdir = Path(tmp)
+        sim_port = free_port()
+        simulator = await start_server(
+            "simulator",
+            ["-m", "paytabs_guard.entrypoints.bench.load_simulator", "--port", str(sim_port)],
+            port=sim_port,
+            env={},
+            cwd=workdir,
+            ready_path="/_sim/health",
+        )
+        stack = Stack(plan, workdir, simulator, postgres_problem, redis_problem)
+        try:
+            configs = []
+            for database in plan.databases:
+                if database == "postgres" and postgres_problem is not None:
+                    continue
+                for workers in plan.workers:
+                    configs.append(await run_config(stack, database, workers))
+            report["configs"] = [c.as_dict() for c in configs]
+            if plan.memory_seconds > 0:
+                report["memory"] = await memory_run(stack)
+        finally:
+            simulator.stop()
+    report["targets"] = targets(report)
+    return report
+
+
+def _config(report: Mapping[str, object], database: str, workers: int) -> Mapping[str, Any] | None:
+    configs = report.get("configs")
+    if not isinstance(configs, list):
+        return None
+    for config in configs:
+        if config["database"] == database and config["workers"] == workers:
+            return dict(config)
+    return None
+
+
+def targets(report: Mapping[str, object]) -> list[dict[str, object]]:
+    """The issue's targets, each met or missed with the measured value."""
+    found: list[dict[str, object]] = []
+    config = _config(report, "postgres", 2)
+    if config is not None:
+        for phase in ("create", "callback"):
+            ratio = float(config["ratios"][phase])
+            found.append(
+                {
+                    "target": f"{phase} >= 30 % of bare, PostgreSQL, 2 workers",
+                    "measured": f"{100 * ratio:.1f} %",
+                    "met": ratio >= TARGET_RATIO,
+                }
+            )
+        added = float(config["added_latency"]["added_p50_ms"])
+        found.append(
+            {
+                "target": "service adds <= 2 ms p50 over a direct client call (PostgreSQL, 2 w.)",
+                "measured": f"{added:.2f} ms",
+                "met": added <= TARGET_ADDED_MS,
+            }
+        )
+    memory = report.get("memory")
+    if isinstance(memory, dict):
+        worst = max((abs(float(w["trend_growth_mib"])) for w in memory["workers_rss"]), default=0)
+        found.append(
+            {
+                "target": f"memory flat over {memory['seconds']} s (trend <= "
+                f"{FLAT_TOLERANCE_MIB:g} MiB per worker after warm-up)",
+                "measured": f"largest trend {worst:.2f} MiB",
+                "met": bool(memory["flat"]),
+            }
+        )
+    return found
+
+
+# ---- output -------------------------------------------------------------------------------------
+
+
+def _cores(cpu: Mapping[str, float]) -> str:
+    return " / ".join(f"{cpu.get(k, 0.0):.2f}" for k in CPU_GROUPS)
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    m = report["machine"]
+    plan = report["plan"]
+    lines = [
+        f"Machine: nproc {m['nproc']}, {m['cpu_model']}, {m['memory']}, Linux {m['kernel']}, "
+        f"{m['python']}.",
+        f"Command: `{report['command']}` ({report['mode']} mode, {report['when']}).",
+        f"Closed loop, {plan['concurrency']} connections, {plan['warmup_seconds']:g} s warm-up, "
+        f"{plan['phase_seconds']:g} s per phase; service log level {plan['log_level']}.",
+        "",
+        "| database | workers | phase | req/s | vs bare | p50 ms | p99 ms | other answers | "
+        "cores: server / simulator / PostgreSQL / generator / other |",
+        "|---|--:|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for config in report.get("configs", []):
+        label = config["database"] + (" + Redis" if config["redis"] else "")
+        for phase in ("bare", "create", "callback"):
+            data = config["phases"][phase]
+            expected = 200 if phase == "callback" else 201
+            other = sum(
+                n for status, n in data["statuses"].items() if int(status) != expected
+            ) + int(data["connection_errors"])
+            ratio = "1" if phase == "bare" else f"{100 * config['ratios'][phase]:.1f} %"
+            lines.append(
+                f"| {label} | {config['workers']} | {phase} | {data['throughput_rps']:,.0f} | "
+                f"{ratio} | {data['p50_ms']:.2f} | {data['p99_ms']:.2f} | {other} | "
+                f"{_cores(config['cpu_cores'][phase])} |"
+            )
+    lines += [
+        "",
+        "| database | workers | create via service p50 / p99 ms | PayTabsClient direct p50 / "
+        "p99 ms | added p50 ms |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for config in report.get("configs", []):
+        lat = config["added_latency"]
+        label = config["database"] + (" + Redis" if config["redis"] else "")
+        lines.append(
+            f"| {label} | {config['workers']} | {lat['service_p50_ms']:.2f} / "
+            f"{lat['service_p99_ms']:.2f} | {lat['direct_p50_ms']:.2f} / "
+            f"{lat['direct_p99_ms']:.2f} | {lat['added_p50_ms']:.2f} |"
+        )
+    memory = report.get("memory")
+    if memory:
+        lines += [
+            "",
+            f"Memory: {memory['database']}, {memory['workers']} workers, {memory['seconds']} s, "
+            f"{memory['requests_per_second']} req/s, RSS every {memory['interval_seconds']:g} s "
+            f"({memory['samples']} samples), trend after a {memory['warmup_seconds']:g} s "
+            "warm-up.",
+            "",
+            "| worker | first MiB | after warm-up MiB | last MiB | max MiB | slope MiB/min | "
+            "trend MiB | flat |",
+            "|---|--:|--:|--:|--:|--:|--:|---|",
+        ]
+        for n, w in enumerate(memory["workers_rss"], 1):
+            lines.append(
+                f"| {n} | {w['first_mib']} | {w['after_warmup_mib']} | {w['last_mib']} | "
+                f"{w['max_mib']} | {w['slope_mib_per_min']:+.3f} | {w['trend_growth_mib']:+.2f} "
+                f"| {'yes' if w['flat'] else 'no'} |"
+            )
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for target in report.get("targets", []):
+        lines.append(
+            f"| {target['target']} | {target['measured']} | {'yes' if target['met'] else 'no'} |"
+        )
+    if report.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(report["skipped"])]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paytabs-guard bench load",
+        description="Throughput, latency and memory of the service under load (real processes).",
+    )
+    parser.add_argument("--quick", action="store_true", help="short phases (under a minute)")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="PATH",
+        help="write the full report as JSON to PATH (no PATH: print it instead of the tables)",
+    )
+    parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
+    parser.add_argument("--workers", default="1,2", help="worker counts, e.g. 1,2")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections (default 16)")
+    parser.add_argument("--warmup", type=float, help="seconds before measuring (5; quick 0.5)")
+    parser.add_argument("--duration", type=float, help="seconds per phase (20; quick 2)")
+    parser.add_argument("--latency-samples", type=int, help="sequential creates (400; quick 30)")
+    parser.add_argument("--memory-seconds", type=float, help="memory run (300; quick 6)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory run")
+    parser.add_argument("--memory-concurrency", type=int, default=8, help="customers (8)")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("TEST_DATABASE_URL", DEFAULT_POSTGRES_URL),
+        help="a server where a throw-away database can be created (TEST_DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help=f"Redis for the PostgreSQL runs; its {REDIS_PREFIX}* keys are deleted after",
+    )
+    parser.add_argument("--no-redis", action="store_true", help="PostgreSQL runs without Redis")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--server",
+        default="uvicorn",
+        choices=["uvicorn", "serve"],
+        help="how the service runs: uvicorn with the service's app factory and serve's settings "
+        "(default; the same runner as the bare endpoint), or `paytabs-guard serve` itself",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    plan = Plan.from_args(args)
+    shown = list(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["paytabs-guard", "bench", "load", *shown])
+    report = asyncio.run(run(plan, command))
+    if args.json == "-":
+        print(json.dumps(report, indent=2))
+    else:
+        print(markdown(report))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

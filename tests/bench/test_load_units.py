@@ -1,0 +1,164 @@
+"""The pieces of ``bench load`` that can be checked without running it: the load generator
+against a small server, the requests it builds, and the arithmetic of its report. (The benchmark
+itself is a command that prints numbers; nothing here asserts a timing.)"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+
+import pytest
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from paytabs_guard.adapters.paytabs.signature import verify_callback
+from paytabs_guard.entrypoints.bench import load
+from paytabs_guard.entrypoints.bench.load_client import (
+    Connection,
+    build_request,
+    percentile,
+    run_closed_loop,
+)
+from paytabs_guard.entrypoints.loopback import serve_app
+from paytabs_simulator.config import DEFAULT_SERVER_KEY as SERVER_KEY
+
+pytestmark = pytest.mark.anyio
+
+
+async def echo(request: Request) -> Response:
+    body = await request.body()
+    if request.url.path == "/teapot":
+        return PlainTextResponse("no", status_code=418)
+    return JSONResponse({"length": len(body)}, status_code=201)
+
+
+async def chunked(_request: Request) -> Response:
+    async def parts() -> Iterator[bytes]:  # type: ignore[misc]  # an async generator
+        for part in (b"ab", b"cd", b"ef"):
+            yield part
+
+    return StreamingResponse(parts(), media_type="text/plain")
+
+
+APP = Starlette(
+    routes=[
+        Route("/echo", echo, methods=["POST"]),
+        Route("/teapot", echo, methods=["POST"]),
+        Route("/chunked", chunked),
+    ]
+)
+
+
+async def test_the_closed_loop_counts_every_answer_after_the_warmup_once() -> None:
+    async with serve_app(APP) as url:
+        port = int(url.rsplit(":", 1)[1])
+        requests = iter(
+            [(build_request("POST", "127.0.0.1", port, "/echo", b"x" * n), n) for n in range(60)]
+            + [(build_request("POST", "127.0.0.1", port, "/teapot", b"x"), "tea")] * 5
+        )
+        seen: list[object] = []
+        bodies: list[bytes] = []
+
+        def keep(tag: object, status: int, body: bytes) -> None:
+            seen.append(tag)
+            bodies.append(body)
+
+        result = await run_closed_loop(
+            "echo", "127.0.0.1", port, requests, concurrency=4, duration=30, on_answer=keep
+        )
+    assert result.requests == 65  # the source ran out long before the duration
+    assert result.statuses == {201: 60, 418: 5}
+    assert result.unexpected(201) == 5
+    assert sorted(n for n in seen if isinstance(n, int)) == list(range(60))
+    assert {json.loads(b)["length"] for b in bodies if b.startswith(b"{")} == set(range(60))
+    assert len(result.latencies_ms) == 65
+    assert result.throughput > 0
+    assert set(result.summary()) >= {"throughput_rps", "p50_ms", "p99_ms", "statuses"}
+
+
+async def test_a_connection_reads_chunked_answers() -> None:
+    async with serve_app(APP) as url:
+        connection = Connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        try:
+            for _ in range(2):  # the connection stays usable after a chunked answer
+                status, body = await connection.request(
+                    build_request("GET", "127.0.0.1", 0, "/chunked")
+                )
+                assert (status, body) == (200, b"abcdef")
+        finally:
+            await connection.aclose()
+
+
+def test_callbacks_are_signed_as_paytabs_signs_them() -> None:
+    payment = {
+        "tran_ref": "TST2502900000001",
+        "cart_id": "cart-1",
+        "description": "Load test order",
+        "currency": "SAR",
+        "amount": "100.00",
+    }
+    request = load.callback_request(8000, payment)
+    head, _, body = request.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+    assert int(headers["Content-Length"]) == len(body)
+    verify_callback(body, headers["Signature"], [SecretStr(SERVER_KEY)])
+    document = json.loads(body)
+    assert document["payment_result"]["response_status"] == "A"
+    assert (document["cart_id"], document["tran_total"]) == ("cart-1", "100.00")
+
+
+def test_every_create_carries_its_own_idempotency_key() -> None:
+    keys = [
+        next(line for line in request.split(b"\r\n") if line.startswith(b"Idempotency-Key"))
+        for request, _ in itertools.islice(load.create_requests(8000), 50)
+    ]
+    assert len(set(keys)) == 50
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(n) for n in range(1, 101)]
+    assert percentile(values, 0.5) == 50
+    assert percentile(values, 0.99) == 99
+    assert percentile(values, 1.0) == 100
+    assert percentile([], 0.5) == 0
+
+
+def test_a_steady_memory_series_is_flat_and_a_growing_one_is_not() -> None:
+    plan = load.Plan.from_args(load.build_parser().parse_args(["--quick"]))
+    seconds = [float(t) for t in range(0, 300, 5)]
+    steady = [(t, {1: 100 * load.MIB, 2: int((120 + (t % 10) / 10) * load.MIB)}) for t in seconds]
+    report = load.memory_report("postgres", 2, [1, 2], steady, {"create 201": 10}, 300.0, plan)
+    assert report["flat"] is True
+    growing = [(t, {1: int((100 + t / 30) * load.MIB)}) for t in seconds]  # 2 MiB a minute
+    report = load.memory_report("postgres", 1, [1], growing, {}, 300.0, plan)
+    assert report["flat"] is False
+    workers = report["workers_rss"]
+    assert isinstance(workers, list)
+    assert workers[0]["slope_mib_per_min"] == pytest.approx(2.0)
+    assert load.slope_per_minute([(0.0, 1.0)]) == 0.0
+
+
+def test_targets_compare_the_postgres_two_worker_run_with_the_bare_endpoint() -> None:
+    config = load.ConfigResult("postgres", 2, True)
+    config.phases = {
+        "bare": {"throughput_rps": 1000.0},
+        "create": {"throughput_rps": 400.0},
+        "callback": {"throughput_rps": 250.0},
+    }
+    config.latency = {"added_p50_ms": 1.5}
+    report = {"configs": [config.as_dict()]}
+    met = {str(t["target"]).split(" ")[0]: t["met"] for t in load.targets(report)}
+    assert met == {"create": True, "callback": False, "service": True}
+
+
+def test_cpu_of_a_process_that_ended_during_a_phase_is_never_negative() -> None:
+    readings = iter([{10: 5.0, 11: 2.0}, {10: 6.0, 12: 0.5}])  # 11 ended, 12 started
+    meter = load.CpuMeter({"postgres": lambda: next(readings)})
+    meter.start()
+    used = meter.stop()
+    assert used["postgres"] >= 0
+    assert set(used) == {"postgres", "generator", "other"}
