@@ -1,9 +1,10 @@
 """``paytabs-guard bench load``: sustained throughput, latency and memory of the real service.
 
 For each database (SQLite, PostgreSQL) and worker count (1, 2) the benchmark starts, as
-subprocesses, a bare FastAPI endpoint (the ceiling) and then ``paytabs-guard serve --workers N``
-under the same uvicorn settings, with the PayTabs simulator in a process of its own, and drives
-them from this process (the load generator, ``load_client``):
+subprocesses, a bare FastAPI endpoint (the ceiling) and then the service with N workers, both
+through ``load_server`` (uvicorn with the settings of ``paytabs-guard serve``; ``--server serve``
+runs ``serve`` itself), with the PayTabs simulator in a process of its own, and drives them from
+this process (the load generator, ``load_client``):
 
 * **bare**: ``POST /bare``, a pydantic-validated JSON body in, a small JSON object out;
 * **create**: ``POST /payments/v2/create`` (a new Idempotency-Key each time) against the
@@ -101,6 +102,7 @@ class Plan:
     redis_url: str | None
     log_level: str
     server: str
+    malloc_arena_max: int
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -121,6 +123,7 @@ class Plan:
             redis_url=None if args.no_redis else args.redis_url,
             log_level=args.log_level,
             server=args.server,
+            malloc_arena_max=args.malloc_arena_max,
         )
 
 
@@ -326,6 +329,11 @@ class Stack:
     def redis_url(self) -> str | None:
         return self.plan.redis_url if self.redis_problem is None else None
 
+    def server_env(self) -> dict[str, str]:
+        """What the server processes get besides their settings (glibc's arena cap)."""
+        arenas = self.plan.malloc_arena_max
+        return {"MALLOC_ARENA_MAX": str(arenas)} if arenas > 0 else {}
+
     def cpu_groups(self, server: Server) -> dict[str, CpuReader]:
         name = self.postgres_database
 
@@ -350,6 +358,7 @@ class Stack:
             self.postgres_database = url.rsplit("/", 1)[1] if database == "postgres" else None
             port = free_port()
             env = service_env(self.sim_url, url, redis_url, port, self.plan.log_level)
+            env |= self.server_env()
             if self.plan.server == "serve":
                 argv = ["-m", "paytabs_guard.entrypoints.cli", "serve", "--port", str(port)]
             else:
@@ -377,7 +386,7 @@ class Stack:
             f"bare-{workers}",
             [*RUNNER, "--app", BARE_APP, "--port", str(port), "--workers", str(workers)],
             port=port,
-            env={},
+            env=self.server_env(),
             cwd=self.workdir,
             ready_path="/readyz",
             expect_workers=workers,
@@ -660,6 +669,7 @@ async def run(plan: Plan, command: str) -> dict[str, object]:
             "memory_concurrency": plan.memory_concurrency,
             "log_level": plan.log_level,
             "server": plan.server,
+            "malloc_arena_max": plan.malloc_arena_max,
         },
     }
     postgres_problem = (
@@ -761,7 +771,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"{m['python']}.",
         f"Command: `{report['command']}` ({report['mode']} mode, {report['when']}).",
         f"Closed loop, {plan['concurrency']} connections, {plan['warmup_seconds']:g} s warm-up, "
-        f"{plan['phase_seconds']:g} s per phase; service log level {plan['log_level']}.",
+        f"{plan['phase_seconds']:g} s per phase; service log level {plan['log_level']}; "
+        f"MALLOC_ARENA_MAX={plan['malloc_arena_max'] or 'unset'}.",
         "",
         "| database | workers | phase | req/s | vs bare | p50 ms | p99 ms | other answers | "
         "cores: server / simulator / PostgreSQL / generator / other |",
@@ -859,6 +870,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-redis", action="store_true", help="PostgreSQL runs without Redis")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--malloc-arena-max",
+        type=int,
+        default=2,
+        help="MALLOC_ARENA_MAX for the servers, as deploy/examples/Dockerfile sets it "
+        "(default 2; 0 = glibc's default of 8 per core)",
     )
     parser.add_argument(
         "--server",
