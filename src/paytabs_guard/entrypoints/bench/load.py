@@ -48,13 +48,14 @@ import httpx
 from paytabs_guard.adapters.paytabs.payloads import HostedPageRequest
 from paytabs_guard.bootstrap import build_paytabs_client
 from paytabs_guard.domain import Money
+from paytabs_guard.entrypoints.serve import SERVICE_APP
 from paytabs_guard.settings import load_settings
 from paytabs_simulator.config import DEFAULT_SERVER_KEY
 from paytabs_simulator.signing import sign_body
 
 from .load_client import Connection, LoadResult, build_request, percentile, run_closed_loop
 from .load_procs import Server, machine_cpu, postgres_backends_cpu, rss_bytes, start_server
-from .load_server import BARE_APP, SERVICE_APP
+from .load_server import BARE_APP
 from .load_support import (
     free_port,
     machine,
