@@ -875,9 +875,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--malloc-arena-max",
         type=int,
-        default=2,
-        help="MALLOC_ARENA_MAX for the servers, as deploy/examples/Dockerfile sets it "
-        "(default 2; 0 = glibc's default of 8 per core)",
+        default=0,
+        help="MALLOC_ARENA_MAX for the servers (default 0: unset, glibc's 8 per core)",
     )
     parser.add_argument(
         "--server",
