@@ -33,6 +33,7 @@ import json
 import os
 import secrets
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -888,12 +889,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(_signum: int, _frame: object) -> None:
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the servers started in their own
+    # sessions are stopped on the way out instead of outliving the benchmark.
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)
     args = build_parser().parse_args(argv)
     plan = Plan.from_args(args)
     shown = list(sys.argv[1:] if argv is None else argv)
     command = shlex.join(["paytabs-guard", "bench", "load", *shown])
-    report = asyncio.run(run(plan, command))
+    try:
+        report = asyncio.run(run(plan, command))
+    except KeyboardInterrupt:
+        progress("interrupted; the servers it started are stopped")
+        return 130
     if args.json == "-":
         print(json.dumps(report, indent=2))
     else:
