@@ -124,6 +124,7 @@ class SharedBreakerState:
         self._last_error: str | None = None
         self._up = asyncio.Event()
         self._down = asyncio.Event()
+        self._closing = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -142,17 +143,28 @@ class SharedBreakerState:
         self._listener = asyncio.create_task(self._listen(), name=f"breaker-sharing:{self._prefix}")
 
     async def aclose(self) -> None:
-        """Stop the listener and background operations, and close the connections."""
+        """Stop the listener and background operations, and close the connections.
+
+        Never waits longer than about ``poll_interval + op_timeout``: a cancellation that
+        redis-py swallows (a read whose own timeout expires as it is cancelled turns the
+        cancellation into "no message yet" on Python 3.11) must not hang the shutdown, so the
+        listener also checks a closing flag on every turn of its loop and the wait is bounded.
+        """
+        self._closing = True
         listener, self._listener = self._listener, None
-        pending = [*self._tasks] + ([listener] if listener is not None else [])
+        pending = {*self._tasks} | ({listener} if listener is not None else set())
         for task in pending:
             task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if pending:
+            grace = self._poll_interval + 2 * self._op_timeout + self._reconnect_delay
+            _, stuck = await asyncio.wait(pending, timeout=grace)
+            for task in stuck:  # pragma: no cover - only if redis-py ignores the flag too
+                logger.warning("breaker sharing: %s did not stop within %.1f s", task, grace)
         client, self._redis = self._redis, None
         if client is not None:
-            await client.aclose()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._op_timeout):
+                    await client.aclose()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -325,7 +337,7 @@ class SharedBreakerState:
         if client is None:  # pragma: no cover - start() sets it first
             return
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closing:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 async with asyncio.timeout(self._op_timeout):
@@ -333,7 +345,7 @@ class SharedBreakerState:
                     await self._poll(client)
                 self._mark_reachable()
                 next_poll = loop.time() + self._poll_interval
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True,
                         timeout=max(next_poll - loop.time(), 0.0),
@@ -348,8 +360,10 @@ class SharedBreakerState:
                 self._mark_unreachable(error)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(self._reconnect_delay)
+                    async with asyncio.timeout(self._op_timeout):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if not self._closing:
+                await asyncio.sleep(self._reconnect_delay)
 
     async def _poll(self, client: redis.Redis) -> None:
         """Catch up with openings whose message this instance missed."""
