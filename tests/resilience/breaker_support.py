@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -33,10 +34,19 @@ def only_booms(error: Exception) -> bool:
 
 
 def make_breaker(
-    clock: ManualClock, name: str = "create", config: BreakerConfig = SEED, **changes: Any
+    clock: ManualClock,
+    name: str = "create",
+    config: BreakerConfig = SEED,
+    *,
+    rng: random.Random | None = None,
+    **changes: Any,
 ) -> CircuitBreaker:
     return CircuitBreaker(
-        name, replace(config, **changes) if changes else config, clock=clock, wall_clock=clock.wall
+        name,
+        replace(config, **changes) if changes else config,
+        clock=clock,
+        wall_clock=clock.wall,
+        rng=rng,
     )
 
 

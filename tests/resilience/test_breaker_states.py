@@ -232,15 +232,33 @@ async def test_half_open_admits_exactly_the_allowed_trials(
     assert breaker.state == "closed"  # every trial succeeded
 
 
-async def test_with_several_trials_one_failure_reopens(clock: ManualClock) -> None:
+async def test_with_several_trials_one_failure_is_not_enough_evidence(
+    clock: ManualClock,
+) -> None:
     breaker = make_breaker(clock, half_open_max_calls=3)
     await trip(breaker)
     clock.advance(30)
     await succeed(breaker, 2)
-    assert breaker.state == "half_open"
     with pytest.raises(Boom):
         await breaker.call(boom)
-    assert breaker.state == "open"
+    assert breaker.state == "half_open"  # 1 failure in 3 trials is under the 50 % threshold
+    await succeed(breaker)  # the failed trial's slot went to this one
+    assert breaker.state == "closed"
+
+
+async def test_with_several_trials_a_failed_share_at_the_threshold_reopens(
+    clock: ManualClock,
+) -> None:
+    breaker = make_breaker(clock, half_open_max_calls=3)
+    await trip(breaker)
+    clock.advance(30)
+    with pytest.raises(Boom):
+        await breaker.call(boom)
+    assert breaker.state == "half_open"
+    await succeed(breaker)
+    with pytest.raises(Boom):
+        await breaker.call(boom)
+    assert breaker.state == "open"  # 2 failures over at least 3 trials: 67 % >= 50 %
 
 
 async def test_a_cancelled_trial_frees_its_slot(clock: ManualClock) -> None:

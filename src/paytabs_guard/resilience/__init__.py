@@ -14,6 +14,7 @@ from paytabs_guard.resilience.clock import ManualClock, MonotonicClock, WallCloc
 from paytabs_guard.resilience.config import BreakerConfig, FailurePredicate, every_exception
 from paytabs_guard.resilience.errors import BreakerError, CallTimeout, CircuitOpenError
 from paytabs_guard.resilience.events import BreakerEvent, BreakerState, EventType, Subscriber
+from paytabs_guard.resilience.prober import BreakerProber, ProbeFn, ProbeLease
 from paytabs_guard.resilience.registry import BreakerRegistry, SharedAttachable
 from paytabs_guard.resilience.retry import (
     RetryBudget,
@@ -23,6 +24,7 @@ from paytabs_guard.resilience.retry import (
 from paytabs_guard.resilience.stats import (
     BreakerSnapshot,
     LifetimeStats,
+    ProbeStats,
     SharedStatus,
     WindowStats,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "BreakerConfig",
     "BreakerError",
     "BreakerEvent",
+    "BreakerProber",
     "BreakerRegistry",
     "BreakerSnapshot",
     "BreakerState",
@@ -43,6 +46,9 @@ __all__ = [
     "LifetimeStats",
     "ManualClock",
     "MonotonicClock",
+    "ProbeFn",
+    "ProbeLease",
+    "ProbeStats",
     "RetryBudget",
     "RetryConfig",
     "RetryPolicy",

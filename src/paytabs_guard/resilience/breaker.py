@@ -3,9 +3,9 @@
 State machine::
 
     closed ──(error rate >= threshold and calls >= volume)──▶ open
-    open ──(reset_timeout elapsed, checked on the next call or snapshot)──▶ half_open
-    half_open ──(half_open_max_calls trials succeeded)──▶ closed   (fresh window)
-    half_open ──(a trial failed)──▶ open
+    open ──(a recovery probe answered, or the open period elapsed)──▶ half_open
+    half_open ──(half_open_max_calls trials succeeded, failed share under the threshold)──▶ closed
+    half_open ──(failed share of the trials reached the threshold)──▶ open
     any ──force_open() / force_closed() / disable() / reset()──▶ forced_open / forced_closed /
                                                                disabled / closed
 
@@ -18,6 +18,15 @@ Rules worth knowing (see ``BreakerConfig`` for the knobs):
   nor a failure, and gives back a half-open trial slot.
 * Exceptions the ``is_failure`` predicate excuses propagate unchanged but count as successes:
   the gateway answered, so it is healthy.
+* Recovery is detected, not only waited for. While open, a recovery probe is due every
+  ``probe_interval`` (jittered); a :class:`~paytabs_guard.resilience.prober.BreakerProber`
+  sends it (a request that can have no effect) and reports with :meth:`record_probe`. An
+  answer moves the breaker to half-open at once, and real trial calls decide. A probe that
+  said "up" while the trials then failed (queries answer but payments do not) loses
+  credibility: the next probe may only bring a half-open after a back-off that doubles up to
+  four probe intervals, so a partial outage costs at most one trial per few seconds.
+* The open period is randomised (``open_jitter``) and adapts: ``min_open_time`` after a trip,
+  doubled after each failed trial, never more than ``reset_timeout``.
 * Nothing runs in the background and nothing awaits Redis: shared state arrives through
   :meth:`CircuitBreaker.apply_shared_open` / :meth:`~CircuitBreaker.apply_shared_close`, called
   by a listener, and leaves through the synchronous :class:`SharedHook`.
@@ -30,9 +39,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from paytabs_guard.resilience.clock import MonotonicClock, WallClock, utc_now
@@ -48,7 +58,12 @@ from paytabs_guard.resilience.events import (
     deliver,
     error_type_name,
 )
-from paytabs_guard.resilience.stats import SHARING_DISABLED, BreakerSnapshot, SharedStatus
+from paytabs_guard.resilience.stats import (
+    SHARING_DISABLED,
+    BreakerSnapshot,
+    ProbeStats,
+    SharedStatus,
+)
 from paytabs_guard.resilience.window import RollingWindow
 
 T = TypeVar("T")
@@ -65,6 +80,8 @@ _FORCED_OPEN = BreakerState.FORCED_OPEN
 _FORCED_CLOSED = BreakerState.FORCED_CLOSED
 _DISABLED = BreakerState.DISABLED
 _REJECTED = -1
+# A misleading probe's back-off doubles up to this many probe intervals.
+_PROBE_BACKOFF_CAP = 4.0
 
 
 class SharedHook(Protocol):
@@ -90,6 +107,10 @@ class SharedHook(Protocol):
         """Whether sharing is enabled and Redis reachable, for the snapshot."""
         ...
 
+    def probe_finished(self, name: str, *, succeeded: bool) -> None:
+        """A recovery probe from this instance was answered (or not): tell the others."""
+        ...
+
 
 class CircuitBreaker:
     """An asyncio circuit breaker for one family of gateway operations.
@@ -102,6 +123,7 @@ class CircuitBreaker:
             cancel a real task.
         wall_clock: Aware ``datetime`` for the "since" fields of snapshots and events.
         shared: The shared-state layer, if breaker state is shared between instances.
+        rng: Source of the open period's and the probe schedule's jitter (seed it in tests).
     """
 
     __slots__ = (
@@ -110,12 +132,18 @@ class CircuitBreaker:
         "_cancelled",
         "_clock",
         "_config",
+        "_failed_trials",
         "_generation",
         "_half_open_max",
         "_is_failure",
+        "_jitter",
+        "_min_open",
         "_opened",
+        "_probe_interval",
+        "_probes",
         "_reset_timeout",
         "_retry_at",
+        "_rng",
         "_shared",
         "_since",
         "_since_wall",
@@ -124,10 +152,12 @@ class CircuitBreaker:
         "_subscribers",
         "_threshold",
         "_timer",
+        "_trial_failures",
         "_trial_patience",
         "_trial_successes",
         "_trials",
         "_volume",
+        "_waiters",
         "_wall_clock",
         "_window",
         "name",
@@ -141,6 +171,7 @@ class CircuitBreaker:
         clock: MonotonicClock = time.monotonic,
         wall_clock: WallClock = utc_now,
         shared: SharedHook | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         config = BreakerConfig() if config is None else config
         self.name = name
@@ -183,6 +214,14 @@ class CircuitBreaker:
         self._trial_successes = 0
         self._cancelled = 0
         self._opened = 0
+        self._trial_failures = 0
+        self._failed_trials = 0  # consecutive half-open periods that ended open again
+        self._min_open = config.min_open_time
+        self._jitter = config.open_jitter
+        self._probe_interval = config.probe_interval
+        self._rng = rng if rng is not None else random.Random()
+        self._probes = _ProbeBook()
+        self._waiters: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self._state.value}>"
@@ -234,7 +273,10 @@ class CircuitBreaker:
                     # local here: with this frame in its traceback that would make a reference
                     # cycle, i.e. garbage only the cyclic GC can free, on every rejection.
                     self._window.reject(start)
-                    raise CircuitOpenError(self.name, self._retry_at - start)
+                    wait = self._retry_at - start
+                    if self._probe_interval is not None:  # the next probe may come first
+                        wait = min(wait, max(self._probes.next_at - start, 0.0))
+                    raise CircuitOpenError(self.name, wait)
                 trial = _REJECTED
             else:
                 trial = self._admit(start)
@@ -334,12 +376,12 @@ class CircuitBreaker:
             self._transition(_HALF_OPEN, now, "reset_timeout")
         elif state is not _HALF_OPEN:
             return _REJECTED  # forced open
-        if self._trials >= self._half_open_max:
+        if self._slots_taken() >= self._half_open_max:
             if now < self._retry_at:
                 return _REJECTED
             # Every slot is held by a trial running longer than any call may: presume them lost.
             self._generation += 1
-            self._trials = self._trial_successes = 0
+            self._trials = self._trial_successes = self._trial_failures = 0
         self._trials += 1
         self._retry_at = now + self._trial_patience
         return self._generation
@@ -353,9 +395,23 @@ class CircuitBreaker:
             self._emit(EventType.REJECT, now, error=rejection)
         return rejection
 
+    def _trials_in_flight(self) -> int:
+        return self._trials - self._trial_successes - self._trial_failures
+
+    def _slots_taken(self) -> int:
+        """Trial slots in use: a success keeps its slot (it counts towards closing); a failure
+        that did not re-open the circuit gives its slot to a new trial."""
+        return self._trials - self._trial_failures
+
     def _wait(self, now: float) -> float:
-        """How long a call rejected now should wait (open, or half-open with its slots taken)."""
+        """How long a call rejected now should wait (open, or half-open with its slots taken).
+
+        For an open breaker that is the sooner of the end of the open period and the next
+        recovery probe (the probe may bring a half-open at once): the truth a Retry-After needs.
+        """
         wait = self._retry_at - now
+        if self._state is _OPEN and self._probe_interval is not None:
+            wait = min(wait, self._probes.next_at - now)
         if self._state is _HALF_OPEN and self._call_timeout is not None:
             # Every trial slot is taken. The trials' answers are due within the call timeout of
             # the latest one, and decide open or closed; the patience behind _retry_at (up to
@@ -379,7 +435,7 @@ class CircuitBreaker:
         now = self._clock()
         if now >= self._retry_at:
             return None  # a trial is due (open) or the one running is presumed lost (half-open)
-        if state is _HALF_OPEN and self._trials < self._half_open_max:
+        if state is _HALF_OPEN and self._slots_taken() < self._half_open_max:
             return None
         return self._wait(now)
 
@@ -439,7 +495,14 @@ class CircuitBreaker:
             )
         if trial:
             if trial == self._generation:
-                self._reopen_after_trial(end)
+                self._trial_failures += 1
+                # Evidence, not one unlucky call: re-open once the failed share of the trials
+                # (over at least half_open_max_calls of them) reaches the error threshold.
+                judged = max(self._trial_successes + self._trial_failures, self._half_open_max)
+                if self._trial_failures * 100 >= self._threshold * judged:
+                    self._reopen_after_trial(end)
+                else:
+                    self._wake(1)
         elif (
             self._state is _CLOSED
             and window.calls >= self._volume
@@ -456,6 +519,7 @@ class CircuitBreaker:
         self._cancelled += 1
         if trial and trial == self._generation:
             self._trials -= 1  # the slot goes to the next caller
+            self._wake(1)
 
     # -- transitions ---------------------------------------------------------------------------
 
@@ -471,13 +535,27 @@ class CircuitBreaker:
         self._state = state
         self._admit_all = state is _CLOSED or state is _FORCED_CLOSED
         self._generation += 1
-        self._trials = self._trial_successes = 0
+        self._trials = self._trial_successes = self._trial_failures = 0
         self._since = now
         self._since_wall = self._wall_clock()
         if state is _CLOSED:
             self._window.clear()  # a recovered breaker judges only what happens from now on
+            self._failed_trials = 0
+            self._probes.misses = 0
+            self._probes.ready_at = 0.0
         if state is _OPEN or state is _FORCED_OPEN:
             self._opened += 1
+        if state is _OPEN and previous is not _OPEN and self._probe_interval is not None:
+            self._probes.next_at = now + self._probe_gap()
+        if state is _HALF_OPEN:
+            # A trial the probe asked for (at once, or deferred to the end of its back-off)
+            # judges the probe too.
+            self._probes.half_open_by_probe = self._probes.deferred or reason == "probe"
+            self._probes.deferred = False
+        else:
+            self._probes.half_open_by_probe = False
+        if state is _CLOSED:
+            self._probes.deferred = False
         if self._subscribers:
             self._emit(
                 STATE_EVENTS[state],
@@ -486,20 +564,50 @@ class CircuitBreaker:
                 reason=reason,
                 error_rate=error_rate,
             )
+        if self._waiters:
+            if state is _CLOSED or state is _FORCED_CLOSED or state is _DISABLED:
+                self._wake(len(self._waiters))
+            elif state is _HALF_OPEN:
+                self._wake(self._half_open_max)
+
+    def _open_period(self) -> float:
+        """The next open period: adaptive (doubling per failed trial) and jittered, bounded."""
+        period = self._reset_timeout
+        if self._min_open is not None:
+            period = min(period, self._min_open * 2.0 ** min(self._failed_trials, 30))
+        if self._jitter:
+            period *= self._rng.uniform(1.0 - self._jitter, 1.0 + self._jitter)
+        return min(period, self._reset_timeout)
+
+    def _probe_gap(self) -> float:
+        """Seconds to the next probe: the interval, spread so no two breakers probe in step."""
+        interval = self._probe_interval or 0.0
+        spread = max(self._jitter, 0.25)
+        return interval * self._rng.uniform(1.0 - spread, 1.0 + spread)
 
     def _trip(self, now: float) -> None:
         window = self._window
         rate = 100.0 * window.failures / window.calls if window.calls else 0.0
-        self._retry_at = now + self._reset_timeout
+        open_for = self._open_period()
+        self._retry_at = now + open_for
         self._transition(_OPEN, now, "error_rate", error_rate=rate)
         if self._shared is not None:
-            self._shared.opened(self.name, self._reset_timeout)
+            self._shared.opened(self.name, open_for)
 
     def _reopen_after_trial(self, now: float) -> None:
-        self._retry_at = now + self._reset_timeout
+        self._failed_trials += 1
+        probes = self._probes
+        if probes.half_open_by_probe and self._probe_interval is not None:
+            # The probe said "up" but real calls failed: the probe does not see this outage
+            # (queries answer, payments do not). Believe the next "up" only after a back-off.
+            probes.misses += 1
+            backoff = self._probe_interval * min(2.0**probes.misses, _PROBE_BACKOFF_CAP)
+            probes.ready_at = now + backoff
+        open_for = self._open_period()
+        self._retry_at = now + open_for
         self._transition(_OPEN, now, "trial_failed")
         if self._shared is not None:
-            self._shared.trial_finished(self.name, succeeded=False, open_for=self._reset_timeout)
+            self._shared.trial_finished(self.name, succeeded=False, open_for=open_for)
 
     def _close_after_trial(self, now: float) -> None:
         self._transition(_CLOSED, now, "trial_succeeded")
@@ -525,6 +633,105 @@ class CircuitBreaker:
         and reported. :meth:`reset` re-enables the breaker."""
         if self._state is not _DISABLED:
             self._transition(_DISABLED, self._clock(), "disabled")
+
+    # -- recovery probes (called by a BreakerProber, on the loop) --------------------------------
+
+    def probe_due(self) -> bool:
+        """Whether a recovery probe should be sent now (open, probes on, its time has come)."""
+        return (
+            self._state is _OPEN
+            and self._probe_interval is not None
+            and self._clock() >= self._probes.next_at
+        )
+
+    def next_probe_in(self) -> float | None:
+        """Seconds until the next recovery probe is due; None when none is scheduled."""
+        if self._state is not _OPEN or self._probe_interval is None:
+            return None
+        return max(self._probes.next_at - self._clock(), 0.0)
+
+    def skip_probe(self) -> None:
+        """Another instance probes this breaker now: schedule ours one interval later."""
+        self._probes.next_at = self._clock() + self._probe_gap()
+
+    def record_probe(self, *, succeeded: bool, latency: float | None = None) -> None:
+        """A probe sent by this instance was answered (``succeeded``) or not.
+
+        Probes never count in the error-rate window. An answer moves an open breaker to
+        half-open at once, unless earlier probes proved misleading (see the module doc); then
+        the trial waits for their back-off, through the ordinary open-period path.
+        """
+        now = self._clock()
+        probes = self._probes
+        probes.note(succeeded, self._wall_clock(), here=True)
+        probes.next_at = now + self._probe_gap()
+        if self._subscribers:
+            self._emit(
+                EventType.PROBE,
+                now,
+                reason="succeeded" if succeeded else "failed",
+                latency=latency,
+            )
+        if self._shared is not None:
+            self._shared.probe_finished(self.name, succeeded=succeeded)
+        if succeeded:
+            self._on_probe_answered(now, "probe")
+
+    def apply_shared_probe(self, *, succeeded: bool) -> None:
+        """Another instance's probe of this breaker was answered (or not): act on it here too."""
+        now = self._clock()
+        self._probes.note(succeeded, self._wall_clock(), here=False)
+        self._probes.next_at = now + self._probe_gap()
+        if succeeded:
+            self._on_probe_answered(now, "shared_probe")
+
+    def _on_probe_answered(self, now: float, reason: str) -> None:
+        if self._state is not _OPEN:
+            return
+        if now < self._probes.ready_at:
+            # Not credible yet: a real trial at the end of the back-off settles it.
+            self._retry_at = min(self._retry_at, self._probes.ready_at)
+            self._probes.deferred = True
+            return
+        self._retry_at = now  # a trial is due at once
+        self._probes.deferred = True
+        self._transition(_HALF_OPEN, now, reason)
+
+    # -- waiting for admission (Prefer: wait) ---------------------------------------------------
+
+    async def wait_admitting(self, max_wait: float) -> bool:
+        """Wait until a call made now would be admitted, at most ``max_wait`` seconds.
+
+        Returns at once with True when it already would be. Waiting costs no CPU: it sleeps on
+        a future that a state change (closed, half-open with a free trial slot) resolves, or
+        until the open period ends (a trial becomes due). Returns False on timeout.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        while (wait := self.rejection_wait()) is not None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(min(remaining, max(wait, 0.001))):
+                    await waiter
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return True
+
+    def _wake(self, count: int) -> None:
+        """Resolve up to ``count`` waiters, oldest first."""
+        waiters = self._waiters
+        while count > 0 and waiters:
+            waiter = waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
 
     def reset(self) -> None:
         """Back to closed with a fresh window (lifetime totals are kept); ends manual states."""
@@ -608,7 +815,7 @@ class CircuitBreaker:
             next_trial_in = max(self._retry_at - now, 0.0)
         elif state is _HALF_OPEN:
             next_trial_in = (
-                0.0 if self._trials < self._half_open_max else max(self._retry_at - now, 0.0)
+                0.0 if self._slots_taken() < self._half_open_max else max(self._retry_at - now, 0.0)
             )
         wall_now = self._wall_clock()
         return BreakerSnapshot(
@@ -622,10 +829,69 @@ class CircuitBreaker:
                 else (wall_now + timedelta(seconds=next_trial_in)).isoformat()
             ),
             next_trial_in=next_trial_in,
-            trials_in_flight=(self._trials - self._trial_successes if state is _HALF_OPEN else 0),
+            trials_in_flight=(self._trials_in_flight() if state is _HALF_OPEN else 0),
             window=self._window.stats(now),
             lifetime=self._window.lifetime(cancelled=self._cancelled, opened=self._opened),
             shared=SHARING_DISABLED if self._shared is None else self._shared.status(),
             error_threshold_percentage=self._threshold,
             volume_threshold=self._volume,
+            probes=self._probes.stats(
+                self._probe_interval,
+                None
+                if state is not _OPEN or self._probe_interval is None
+                else max(self._probes.next_at - now, 0.0),
+            ),
+        )
+
+
+class _ProbeBook:
+    """What the breaker knows of its recovery probes: schedule, credibility, counts."""
+
+    __slots__ = (
+        "deferred",
+        "failed",
+        "half_open_by_probe",
+        "here",
+        "last_at",
+        "last_result",
+        "misses",
+        "next_at",
+        "ready_at",
+        "sent",
+        "succeeded",
+    )
+
+    def __init__(self) -> None:
+        self.next_at = 0.0  # monotonic: when the next probe is due (while open)
+        self.ready_at = 0.0  # monotonic: a probe's "up" is believed from then on
+        self.misses = 0  # probe "up"s in a row that real trials contradicted
+        self.half_open_by_probe = False
+        self.deferred = False  # a probe answered; the next half-open is its trial
+        self.sent = self.succeeded = self.failed = 0
+        self.last_result: str | None = None
+        self.last_at: datetime | None = None
+        self.here = False  # the last verdict came from this instance's own probe
+
+    def note(self, succeeded: bool, at: datetime, *, here: bool) -> None:
+        if here:
+            self.sent += 1
+            if succeeded:
+                self.succeeded += 1
+            else:
+                self.failed += 1
+        self.last_result = "succeeded" if succeeded else "failed"
+        self.last_at = at
+        self.here = here
+
+    def stats(self, interval: float | None, next_in: float | None) -> ProbeStats:
+        return ProbeStats(
+            interval=interval,
+            sent=self.sent,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            last_result=self.last_result,
+            last_at=None if self.last_at is None else self.last_at.isoformat(),
+            next_probe_in=next_in,
+            prober=self.here,
+            misleading=self.misses,
         )

@@ -27,14 +27,29 @@ class BreakerConfig:
             :class:`~paytabs_guard.resilience.CallTimeout`; ``None`` disables the timeout.
         error_threshold_percentage: The circuit opens when the window's error rate is **at
             least** this (``>=``, as resilience4j, Polly and Hystrix do; opossum uses ``>``).
-        reset_timeout: How long the circuit stays open before it admits a trial call.
+        reset_timeout: The longest the circuit stays open before it admits a trial call. With
+            ``min_open_time`` set, the open period starts shorter and grows after each failed
+            trial up to this bound; without it, every open period is exactly this long.
         rolling_window: Length of the window the error rate is computed over.
         rolling_buckets: Number of buckets the window is split into; the window slides by one
             bucket (``rolling_window / rolling_buckets``) at a time.
         volume_threshold: Minimum number of completed calls in the window before the error rate
             may open the circuit, so that one failure on a quiet window cannot.
-        half_open_max_calls: Trial calls admitted while half-open; the circuit closes once that
-            many trials have succeeded and re-opens on the first trial failure.
+        half_open_max_calls: Trial calls admitted at once while half-open. The circuit closes
+            on evidence: once that many trials have succeeded, while the failed share of the
+            trials stays under the error threshold (counted over at least this many trials);
+            it re-opens as soon as the failed share reaches the threshold. With 1, one success
+            closes and one failure re-opens.
+        min_open_time: The first open period after a trip; each consecutive failed trial
+            doubles it, up to ``reset_timeout`` (Envoy's ejection time, resilience4j's
+            exponential wait in open state). ``None``: always ``reset_timeout``.
+        open_jitter: Each open period is multiplied by a random factor in
+            ``[1 - open_jitter, 1 + open_jitter]`` (and capped at ``reset_timeout``), so that
+            breakers and instances that opened together never try again in lock step.
+        probe_interval: While open, a recovery probe (a request that can have no effect) is
+            due every this many seconds, randomised by ``open_jitter`` (at least 25 %); a
+            probe that PayTabs answers moves the breaker to half-open at once. ``None``: no
+            probes (a :class:`~paytabs_guard.resilience.prober.BreakerProber` runs them).
         slow_call_threshold: Calls taking at least this long are counted as slow (``None``: off).
         slow_call_is_failure: Count a slow call that succeeded as a failure.
         latency_samples_per_bucket: Size of each bucket's latency ring, the sample the snapshot's
@@ -51,6 +66,9 @@ class BreakerConfig:
     rolling_buckets: int = 10
     volume_threshold: int = 5
     half_open_max_calls: int = 1
+    min_open_time: float | None = None
+    open_jitter: float = 0.0
+    probe_interval: float | None = None
     slow_call_threshold: float | None = None
     slow_call_is_failure: bool = False
     latency_samples_per_bucket: int = 128
@@ -74,6 +92,16 @@ class BreakerConfig:
             raise ValueError(f"volume_threshold must be >= 0, got {self.volume_threshold!r}")
         if self.half_open_max_calls < 1:
             raise ValueError(f"half_open_max_calls must be >= 1, got {self.half_open_max_calls!r}")
+        if self.min_open_time is not None and not (
+            self.min_open_time > 0 and math.isfinite(self.min_open_time)
+        ):
+            raise ValueError(f"min_open_time must be > 0 s or None, got {self.min_open_time!r}")
+        if not 0 <= self.open_jitter < 1:
+            raise ValueError(f"open_jitter must be in [0, 1), got {self.open_jitter!r}")
+        if self.probe_interval is not None and not (
+            self.probe_interval > 0 and math.isfinite(self.probe_interval)
+        ):
+            raise ValueError(f"probe_interval must be > 0 s or None, got {self.probe_interval!r}")
         if self.slow_call_threshold is not None and not self.slow_call_threshold > 0:
             raise ValueError(
                 f"slow_call_threshold must be > 0 s or None, got {self.slow_call_threshold!r}"

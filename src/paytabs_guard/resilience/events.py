@@ -34,7 +34,8 @@ class EventType(StrEnum):
     State changes: ``opened`` (into ``open`` or ``forced_open``), ``half_opened``, ``closed``
     (into ``closed`` or ``forced_closed``), ``disabled``. Outcomes: ``success`` (also for
     exceptions the failure predicate excused), ``failure``, ``timeout`` (a failure, reported
-    only as ``timeout``), ``reject`` and ``fallback``.
+    only as ``timeout``), ``reject`` and ``fallback``. ``probe``: a recovery probe of this
+    instance was answered (reason ``succeeded``) or not (``failed``); never in the window.
     """
 
     OPENED = "circuit_breaker.opened"
@@ -46,6 +47,7 @@ class EventType(StrEnum):
     TIMEOUT = "circuit_breaker.timeout"
     REJECT = "circuit_breaker.reject"
     FALLBACK = "circuit_breaker.fallback"
+    PROBE = "circuit_breaker.probe"
 
 
 STATE_EVENTS: dict[BreakerState, EventType] = {
@@ -70,8 +72,8 @@ class BreakerEvent:
         timestamp: Wall-clock time of the event.
         previous_state: For state changes, the state left.
         reason: For state changes, why (``error_rate``, ``trial_failed``, ``trial_succeeded``,
-            ``shared``, ``forced``, ``reset``, ``disabled``); for a failure counted because the
-            call was slow, ``slow_call``.
+            ``shared``, ``forced``, ``reset``, ``disabled``, ``probe``, ``shared_probe``); for a
+            failure counted because the call was slow, ``slow_call``; for a probe, its verdict.
         latency: For outcomes of attempted calls, seconds the call took.
         error_type: Qualified class name of the exception involved, if any (never the message,
             which might carry data that must not be logged).

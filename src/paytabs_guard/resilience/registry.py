@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -28,7 +29,15 @@ class BreakerRegistry:
     :meth:`subscribe` receive the events of every breaker, present and future.
     """
 
-    __slots__ = ("_breakers", "_clock", "_config", "_shared", "_subscribers", "_wall_clock")
+    __slots__ = (
+        "_breakers",
+        "_clock",
+        "_config",
+        "_rng",
+        "_shared",
+        "_subscribers",
+        "_wall_clock",
+    )
 
     def __init__(
         self,
@@ -37,8 +46,10 @@ class BreakerRegistry:
         clock: MonotonicClock = time.monotonic,
         wall_clock: WallClock = utc_now,
         shared: SharedAttachable | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._config = BreakerConfig() if config is None else config
+        self._rng = rng
         self._clock = clock
         self._wall_clock = wall_clock
         self._shared = shared
@@ -60,6 +71,7 @@ class BreakerRegistry:
                 clock=self._clock,
                 wall_clock=self._wall_clock,
                 shared=self._shared,
+                rng=self._rng,
             )
             for subscriber in self._subscribers:
                 breaker.subscribe(subscriber)

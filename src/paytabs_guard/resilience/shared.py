@@ -13,6 +13,12 @@ The decision stays local (each instance's own rolling window); what is shared is
   background and answers "not yet" (the call is rejected). The instance that wins the lease
   goes half-open and probes; the others stay open until the winner publishes ``closed`` (they
   close too) or ``opened`` (they stay open for the new period), or until its lease expires.
+* **Recovery probes.** One instance probes an open breaker at a time: it holds
+  ``<prefix>breaker:<name>:prober`` (``SET NX PX``, renewed by each probe, deleted when it stops)
+  and publishes each verdict as ``probe``; a successful one is also written to
+  ``<prefix>breaker:<name>:probe_ok`` (a fresh token, short expiry) so that an instance that
+  missed the message learns it at its next poll. Every instance acts on a verdict as if it had
+  probed itself (an answer moves an open breaker to half-open).
 * **Redis unreachable.** Every operation has a short timeout and runs in a task; failures mark
   Redis unreachable (visible in every snapshot's ``shared`` block), drop pending leases, and
   :meth:`probe_permitted` answers ``True``: breakers behave exactly as purely local ones until
@@ -51,6 +57,20 @@ from paytabs_guard.resilience.stats import SharedStatus
 logger = logging.getLogger(__name__)
 
 _MESSAGE_VERSION: Final = 1
+
+# Takes the prober lease if free, or renews it if this instance holds it.
+_TAKE_OR_RENEW: Final = """
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] then
+    redis.call('pexpire', KEYS[1], ARGV[2])
+    return 1
+end
+if holder then
+    return 0
+end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 
 # Deletes the probe lease only if this instance still holds it.
 _RELEASE_LEASE: Final = """
@@ -125,6 +145,7 @@ class SharedBreakerState:
         self._up = asyncio.Event()
         self._down = asyncio.Event()
         self._closing = False
+        self._probe_ok_seen: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -241,6 +262,41 @@ class SharedBreakerState:
         else:
             self._spawn(self._publish_opened(name, open_for, release_lease=True))
 
+    def probe_finished(self, name: str, *, succeeded: bool) -> None:
+        """This instance's recovery probe of ``name`` decided: tell the others."""
+        self._spawn(self._publish_probe(name, succeeded))
+
+    # -- ProbeLease: called by the prober's task, may await Redis -------------------------------
+
+    async def acquire_prober(self, name: str, ttl: float) -> bool:
+        """Take or renew the prober lease of ``name``; ``True`` also when Redis is unreachable."""
+        client = self._redis
+        if client is None or self._reachable is not True:
+            return True
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                won = await client.eval(
+                    _TAKE_OR_RENEW,
+                    1,
+                    self._prober_key(name),
+                    self.instance_id,
+                    str(max(math.ceil(ttl * 1000), 1)),
+                )
+        except Exception as error:
+            self._mark_unreachable(error)
+            return True
+        self._mark_reachable()
+        return bool(won)
+
+    async def release_prober(self, name: str) -> None:
+        """Give up the prober lease of ``name`` if this instance holds it."""
+        client = self._redis
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._op_timeout):
+                await client.eval(_RELEASE_LEASE, 1, self._prober_key(name), self.instance_id)
+
     # -- keys ----------------------------------------------------------------------------------
 
     def _open_key(self, name: str) -> str:
@@ -248,6 +304,12 @@ class SharedBreakerState:
 
     def _probe_key(self, name: str) -> str:
         return f"{self._prefix}breaker:{name}:probe"
+
+    def _prober_key(self, name: str) -> str:
+        return f"{self._prefix}breaker:{name}:prober"
+
+    def _probe_ok_key(self, name: str) -> str:
+        return f"{self._prefix}breaker:{name}:probe_ok"
 
     def _message(self, name: str, event: str, **extra: Any) -> str:
         body = {"v": _MESSAGE_VERSION, "event": event, "name": name, "instance": self.instance_id}
@@ -281,6 +343,29 @@ class SharedBreakerState:
         except Exception as error:
             self._mark_unreachable(error)
         else:
+            self._mark_reachable()
+
+    async def _publish_probe(self, name: str, succeeded: bool) -> None:
+        client = self._redis
+        breaker = self._breakers.get(name)
+        if client is None or breaker is None:
+            return
+        result = "succeeded" if succeeded else "failed"
+        interval = breaker.config.probe_interval or 1.0
+        token = f"{self.instance_id}:{secrets.token_hex(4)}"
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                async with client.pipeline(transaction=False) as pipe:
+                    if succeeded:
+                        pipe.set(self._probe_ok_key(name), token, px=math.ceil(2000 * interval))
+                    pipe.publish(
+                        self._channel, self._message(name, "probe", result=result, token=token)
+                    )
+                    await pipe.execute()
+        except Exception as error:
+            self._mark_unreachable(error)
+        else:
+            self._probe_ok_seen[name] = token
             self._mark_reachable()
 
     async def _publish_closed(self, name: str) -> None:
@@ -374,12 +459,17 @@ class SharedBreakerState:
             for name in names:
                 pipe.get(self._open_key(name))
                 pipe.pttl(self._open_key(name))
+                pipe.get(self._probe_ok_key(name))
             results = await pipe.execute()
         for index, name in enumerate(names):
-            owner, remaining = results[2 * index], results[2 * index + 1]
-            if owner is None or owner == self.instance_id or int(remaining) <= 0:
-                continue
-            self._breakers[name].apply_shared_open(int(remaining) / 1000)
+            owner, remaining, probe_ok = results[3 * index : 3 * index + 3]
+            breaker = self._breakers[name]
+            if owner is not None and owner != self.instance_id and int(remaining) > 0:
+                breaker.apply_shared_open(int(remaining) / 1000)
+            if probe_ok is not None and self._probe_ok_seen.get(name) != probe_ok:
+                self._probe_ok_seen[name] = probe_ok
+                if not probe_ok.startswith(f"{self.instance_id}:"):
+                    breaker.apply_shared_probe(succeeded=True)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         try:
@@ -389,6 +479,8 @@ class SharedBreakerState:
             breaker = self._breakers.get(body["name"])
             event = body["event"]
             open_for = float(body["open_for"]) if event == "opened" else 0.0
+            probe_result = str(body["result"]) if event == "probe" else ""
+            token = str(body.get("token", "")) if event == "probe" else ""
         except (KeyError, TypeError, ValueError):
             logger.warning("ignoring malformed breaker message on %s", self._channel)
             return
@@ -400,6 +492,10 @@ class SharedBreakerState:
         elif event == "closed":
             self._leases.pop(breaker.name, None)
             breaker.apply_shared_close()
+        elif event == "probe" and probe_result in ("succeeded", "failed"):
+            if token:
+                self._probe_ok_seen[breaker.name] = token
+            breaker.apply_shared_probe(succeeded=probe_result == "succeeded")
 
     # -- reachability --------------------------------------------------------------------------
 

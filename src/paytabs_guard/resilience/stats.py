@@ -82,6 +82,31 @@ SHARING_DISABLED = SharedStatus(enabled=False)
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeStats:
+    """The breaker's recovery probes.
+
+    ``interval`` is the configured probe interval (``None``: probes off). ``sent``,
+    ``succeeded`` and ``failed`` count this instance's own probes; ``last_result`` and
+    ``last_at`` are the latest verdict, from this instance (``prober`` true) or from another
+    one through shared state. ``next_probe_in`` is set while open. ``misleading`` counts probe
+    answers in a row that real trial calls then contradicted (a partial outage).
+    """
+
+    interval: float | None = None
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    last_result: str | None = None
+    last_at: str | None = None
+    next_probe_in: float | None = None
+    prober: bool = False
+    misleading: int = 0
+
+
+PROBES_OFF = ProbeStats()
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerSnapshot:
     """A point-in-time view of one breaker, as the stats and health endpoints report it.
 
@@ -100,6 +125,7 @@ class BreakerSnapshot:
         shared: Whether state sharing is enabled and Redis reachable.
         error_threshold_percentage: The configured trip threshold, for context.
         volume_threshold: The configured minimum volume, for context.
+        probes: The recovery probes: schedule, counts, last verdict.
     """
 
     name: str
@@ -114,6 +140,7 @@ class BreakerSnapshot:
     shared: SharedStatus
     error_threshold_percentage: float
     volume_threshold: int
+    probes: ProbeStats = PROBES_OFF
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (nested dicts for window, lifetime and shared)."""

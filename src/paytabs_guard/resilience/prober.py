@@ -1,0 +1,179 @@
+"""Recovery probes: while a breaker is open, ask the gateway something harmless, and listen.
+
+A fixed open timer makes a breaker learn of a recovery late (up to the whole reset timeout) and
+makes every breaker that opened together try again together. The prober replaces waiting with
+looking: for each open breaker it sends, every ``probe_interval`` (jittered by the breaker), a
+request that can have no effect — for PayTabs, a query for a cart id that cannot exist, which a
+healthy gateway answers with "not found". Any answer the breaker's failure predicate excuses
+proves the gateway answers, and :meth:`CircuitBreaker.record_probe` moves the breaker to
+half-open at once; real trial calls then decide whether it closes.
+
+Probes never enter the error-rate window. With shared state, one instance probes a breaker at a
+time (a lease in Redis, renewed by each probe, taken over when its holder stops or dies) and
+publishes each verdict to the others; with Redis unreachable every instance probes for itself.
+
+The core is :meth:`BreakerProber.tick` (send what is due, say when the next is due), which tests
+drive with a manual clock; :meth:`BreakerProber.run` is the loop around it, which sleeps on an
+event between ticks and wakes the moment a breaker opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from paytabs_guard.resilience.breaker import CircuitBreaker
+from paytabs_guard.resilience.clock import MonotonicClock
+from paytabs_guard.resilience.events import BreakerEvent, BreakerState, EventType
+from paytabs_guard.resilience.registry import BreakerRegistry
+
+logger = logging.getLogger(__name__)
+
+ProbeFn = Callable[[], Awaitable[object]]
+"""Sends one harmless request; returns or raises an exception the failure predicate excuses
+when the gateway answered, raises anything else when it did not."""
+
+
+class ProbeLease(Protocol):
+    """Who probes a shared breaker right now (implemented by ``SharedBreakerState``)."""
+
+    async def acquire_prober(self, name: str, ttl: float) -> bool:
+        """Take or renew the probe lease of breaker ``name`` for ``ttl`` seconds.
+
+        ``True`` when this instance should probe now: it holds the lease, or the lease store
+        cannot be reached (then every instance probes for itself).
+        """
+        ...
+
+    async def release_prober(self, name: str) -> None:
+        """Give the lease up (on shutdown), so another instance takes over at once."""
+        ...
+
+
+class BreakerProber:
+    """Sends the recovery probes of a registry's breakers.
+
+    Args:
+        registry: The breakers; only those named in ``probes`` and configured with a
+            ``probe_interval`` are probed.
+        probes: The probe request of each breaker family, by breaker name.
+        timeout: Seconds a probe may take before it counts as "no answer".
+        lease: Coordinates probing between instances; ``None`` probes locally.
+        clock: The breakers' monotonic clock.
+    """
+
+    def __init__(
+        self,
+        registry: BreakerRegistry,
+        probes: Mapping[str, ProbeFn],
+        *,
+        timeout: float,
+        lease: ProbeLease | None = None,
+        clock: MonotonicClock = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._probes = dict(probes)
+        self._timeout = timeout
+        self._lease = lease
+        self._clock = clock
+        self._in_flight: set[str] = set()
+        self._held: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe = registry.subscribe(self._on_event)
+
+    def _on_event(self, event: BreakerEvent) -> None:
+        if event.type is EventType.OPENED and event.state is BreakerState.OPEN:
+            self._wake.set()
+
+    def _probed(self) -> list[CircuitBreaker]:
+        return [
+            breaker
+            for breaker in self._registry
+            if breaker.name in self._probes and breaker.config.probe_interval is not None
+        ]
+
+    # -- the core: one pass --------------------------------------------------------------------
+
+    async def tick(self) -> float | None:
+        """Send every due probe (concurrently) and wait for their verdicts.
+
+        Returns seconds until the next probe is due, or ``None`` when no breaker is open.
+        """
+        due = [b for b in self._probed() if b.name not in self._in_flight and b.probe_due()]
+        if due:
+            await asyncio.gather(*(self._probe(breaker) for breaker in due))
+        waits = [
+            wait
+            for breaker in self._probed()
+            if (wait := breaker.next_probe_in()) is not None and breaker.name not in self._in_flight
+        ]
+        return min(waits) if waits else None
+
+    async def _probe(self, breaker: CircuitBreaker) -> None:
+        name = breaker.name
+        self._in_flight.add(name)
+        try:
+            if self._lease is not None:
+                interval = breaker.config.probe_interval or 1.0
+                # The lease outlives a few probe intervals: a holder that dies is replaced
+                # within three intervals; one that stops cleanly releases it at once.
+                if not await self._lease.acquire_prober(name, ttl=3 * interval + self._timeout):
+                    self._held.discard(name)
+                    breaker.skip_probe()
+                    return
+                self._held.add(name)
+            started = self._clock()
+            succeeded = await self._send(breaker)
+            breaker.record_probe(succeeded=succeeded, latency=self._clock() - started)
+        finally:
+            self._in_flight.discard(name)
+
+    async def _send(self, breaker: CircuitBreaker) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._probes[breaker.name]()
+        except TimeoutError:
+            return False
+        except Exception as error:
+            # The same judgement as for real calls: an answer that does not count against the
+            # gateway ("not found", "invalid request") proves it answers.
+            return not breaker.config.is_failure(error)
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Tick for ever: sleep until the next probe is due or a breaker opens."""
+        while True:
+            self._wake.clear()
+            try:
+                wait = await self.tick()
+            except Exception:  # pragma: no cover - a bug in a probe function must not stop us
+                logger.exception("breaker prober: a probe pass failed")
+                wait = 1.0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+
+    def start(self) -> None:
+        """Start :meth:`run` as a task of the running loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="breaker-prober")
+
+    async def aclose(self) -> None:
+        """Stop probing and release the leases this instance holds."""
+        self._unsubscribe()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=self._timeout + 1.0)
+        if self._lease is not None:
+            for name in sorted(self._held):
+                with contextlib.suppress(Exception):
+                    await self._lease.release_prober(name)
+        self._held.clear()

@@ -1,0 +1,326 @@
+"""Recovery detected, not waited for: probes, the adaptive open period, evidence, waiting.
+
+Every test runs on a manual clock; the prober's core (``tick``) is driven by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import replace
+
+import pytest
+from breaker_support import SEED, Boom, Declined, make_breaker, ok, only_booms, settle, trip
+
+from paytabs_guard.resilience import (
+    BreakerEvent,
+    BreakerProber,
+    BreakerRegistry,
+    CircuitBreaker,
+    CircuitOpenError,
+    EventType,
+    ManualClock,
+    ProbeFn,
+)
+
+pytestmark = pytest.mark.anyio
+
+PROBING = {"probe_interval": 1.0, "min_open_time": 2.0, "is_failure": only_booms}
+
+
+class Gateway:
+    """What the probe reaches: up (answers "not found"), down (raises Boom), or hanging."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.probes = 0
+
+    async def probe(self) -> None:
+        self.probes += 1
+        if not self.up:
+            raise Boom("connection refused")
+        raise Declined("transaction not found")  # an answer: the gateway is up
+
+
+def probing(clock: ManualClock, seed: int = 1, **changes: object) -> CircuitBreaker:
+    config = replace(SEED, **(PROBING | changes))  # type: ignore[arg-type]
+    return make_breaker(clock, config=config, rng=random.Random(seed))
+
+
+def probed(
+    clock: ManualClock, probe: ProbeFn | None, seed: int = 1, **changes: object
+) -> tuple[CircuitBreaker, BreakerProber]:
+    """A registry's "create" breaker and a prober sending ``probe`` for it."""
+    config = replace(SEED, **(PROBING | changes))  # type: ignore[arg-type]
+    registry = BreakerRegistry(config, clock=clock, wall_clock=clock.wall, rng=random.Random(seed))
+    breaker = registry.get("create")
+    probes = {} if probe is None else {"create": probe}
+    return breaker, BreakerProber(registry, probes, timeout=0.05, clock=clock)
+
+
+def recorder(breaker: CircuitBreaker) -> list[BreakerEvent]:
+    events: list[BreakerEvent] = []
+    breaker.subscribe(events.append)
+    return events
+
+
+# -- the adaptive, randomised open period ---------------------------------------------------
+
+
+async def test_the_open_period_starts_short_and_doubles_after_each_failed_trial() -> None:
+    clock = ManualClock()
+    breaker = make_breaker(clock, min_open_time=2.0)
+    await trip(breaker)
+    periods = []
+    for _ in range(6):
+        wait = breaker.rejection_wait()
+        assert wait is not None
+        periods.append(wait)
+        clock.advance(wait)
+        with pytest.raises(Boom):
+            await breaker.call(_boom)  # the trial fails: open again, for longer
+    assert periods == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]  # bounded by the reset timeout
+    clock.advance(30)
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+    await trip(breaker)
+    assert breaker.rejection_wait() == 2.0  # a recovery forgets the failed trials
+
+
+async def test_without_min_open_time_every_open_period_is_the_reset_timeout() -> None:
+    clock = ManualClock()
+    breaker = make_breaker(clock)
+    await trip(breaker)
+    assert breaker.rejection_wait() == 30.0
+
+
+async def test_jitter_spreads_breakers_that_opened_together() -> None:
+    clock = ManualClock()
+    breakers = [
+        make_breaker(clock, f"b{n}", rng=random.Random(n), min_open_time=2.0, open_jitter=0.2)
+        for n in range(20)
+    ]
+    for breaker in breakers:
+        await trip(breaker)
+    waits = [breaker.rejection_wait() or 0.0 for breaker in breakers]
+    assert all(1.6 <= wait <= 2.4 for wait in waits)
+    assert len({round(wait, 6) for wait in waits}) == len(waits)  # no two in lock step
+
+
+async def test_jitter_never_takes_the_open_period_past_the_reset_timeout() -> None:
+    clock = ManualClock()
+    for seed in range(30):
+        breaker = make_breaker(clock, rng=random.Random(seed), min_open_time=20.0, open_jitter=0.5)
+        await trip(breaker)
+        for _ in range(3):
+            wait = breaker.rejection_wait()
+            assert wait is not None
+            assert wait <= 30.0
+            clock.advance(wait)
+            with pytest.raises(Boom):
+                await breaker.call(_boom)
+
+
+# -- half-open closes on evidence ------------------------------------------------------------
+
+
+async def test_three_trials_close_on_a_success_ratio_not_on_one_lucky_call() -> None:
+    clock = ManualClock()
+    breaker = make_breaker(clock, half_open_max_calls=3)
+    await trip(breaker)
+    clock.advance(30)
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state == "half_open"  # one success is not evidence
+    with pytest.raises(Boom):
+        await breaker.call(_boom)
+    assert breaker.state == "half_open"
+    assert await breaker.call(ok) == "ok"
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+
+
+# -- probes ----------------------------------------------------------------------------------
+
+
+async def test_an_answered_probe_moves_an_open_breaker_to_half_open_at_once() -> None:
+    clock = ManualClock()
+    gateway = Gateway()
+    breaker, prober = probed(clock, gateway.probe)
+    events = recorder(breaker)
+    await trip(breaker)
+    calls_before = breaker.snapshot().window.calls
+    assert await prober.tick() is not None  # nothing due yet: the first probe is ~1 s away
+    assert gateway.probes == 0
+    clock.advance(1.25)  # the latest the jittered first probe can be due
+    await prober.tick()
+    assert gateway.probes == 1
+    assert breaker.state == "open"  # still down
+    gateway.up = True
+    clock.advance(1.25)
+    await prober.tick()
+    assert breaker.state == "half_open"
+    assert [e.reason for e in events if e.type is EventType.HALF_OPENED] == ["probe"]
+    assert [e.reason for e in events if e.type is EventType.PROBE] == ["failed", "succeeded"]
+    assert breaker.snapshot().window.calls == calls_before  # probes are not in the window
+    probes = breaker.snapshot().probes
+    assert (probes.sent, probes.succeeded, probes.failed) == (2, 1, 1)
+    assert probes.last_result == "succeeded"
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+    await prober.aclose()
+
+
+async def test_probe_cadence_is_the_interval_spread_by_at_least_a_quarter() -> None:
+    clock = ManualClock()
+    gateway = Gateway()
+    breaker, prober = probed(clock, gateway.probe, seed=7)
+    await trip(breaker)
+    gaps = []
+    for _ in range(40):
+        wait = await prober.tick()
+        assert wait is not None
+        gaps.append(wait)
+        clock.advance(wait)
+    assert all(0.75 <= gap <= 1.25 for gap in gaps[1:])
+    assert max(gaps) - min(gaps) > 0.2  # spread, not a fixed beat
+    assert gateway.probes >= 39
+    await prober.aclose()
+
+
+async def test_a_probe_that_hangs_counts_as_no_answer() -> None:
+    clock = ManualClock()
+    never = asyncio.Event()
+
+    async def hang() -> None:
+        await never.wait()
+
+    breaker, prober = probed(clock, hang)
+    await trip(breaker)
+    clock.advance(1.25)
+    await prober.tick()
+    assert breaker.snapshot().probes.failed == 1
+    assert breaker.state == "open"
+    await prober.aclose()
+
+
+async def test_probes_off_leave_the_open_period_alone() -> None:
+    clock = ManualClock()
+    gateway = Gateway()
+    breaker, prober = probed(clock, gateway.probe, probe_interval=None)
+    await trip(breaker)
+    assert await prober.tick() is None
+    clock.advance(1.9)
+    assert await prober.tick() is None
+    assert gateway.probes == 0
+    assert breaker.snapshot().probes.interval is None
+    await prober.aclose()
+
+
+async def test_a_partial_outage_cannot_make_the_breaker_flap_at_probe_speed() -> None:
+    """Queries answer while payments fail: probes say "up", trials say "down"."""
+    clock = ManualClock()
+    breaker = probing(clock, reset_timeout=30.0)
+    await trip(breaker)
+    trials = 0
+    started = clock()
+    while clock() - started < 60:
+        clock.advance(0.05)
+        if breaker.probe_due():
+            breaker.record_probe(succeeded=True)  # the query path answers
+        try:
+            await breaker.call(_boom)  # a create: the create path is down
+            trials += 1
+        except Boom:
+            trials += 1
+        except CircuitOpenError:
+            pass
+    # Without the back-off: one trial per probe, about 60. With it: the misleading probe is
+    # believed only every four intervals at most.
+    assert trials <= 20
+    assert breaker.snapshot().probes.misleading >= 3
+
+
+async def test_after_a_partial_outage_recovery_is_still_found_within_seconds() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, reset_timeout=30.0)
+    await trip(breaker)
+    for _ in range(400):  # 20 s of create-only outage
+        clock.advance(0.05)
+        if breaker.probe_due():
+            breaker.record_probe(succeeded=True)
+        with contextlib.suppress(Boom, CircuitOpenError):
+            await breaker.call(_boom)
+    recovered_at = clock()
+    while breaker.state != "closed":
+        clock.advance(0.05)
+        if breaker.probe_due():
+            breaker.record_probe(succeeded=True)
+        with contextlib.suppress(CircuitOpenError):
+            await breaker.call(ok)
+    assert clock() - recovered_at <= 5.5  # four probe intervals of back-off, plus a probe
+
+
+async def test_retry_after_is_the_next_probe_when_that_comes_first() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=None)  # open period: the full 30 s
+    await trip(breaker)
+    wait = breaker.rejection_wait()
+    assert wait is not None
+    assert 0.75 <= wait <= 1.25
+    with pytest.raises(CircuitOpenError) as rejected:
+        await breaker.call(ok)
+    assert rejected.value.retry_after_seconds == pytest.approx(wait)
+
+
+async def test_a_probe_verdict_from_another_instance_is_acted_on() -> None:
+    clock = ManualClock()
+    breaker = probing(clock)
+    await trip(breaker)
+    breaker.apply_shared_probe(succeeded=False)
+    assert breaker.state == "open"
+    breaker.apply_shared_probe(succeeded=True)
+    assert breaker.state == "half_open"
+    probes = breaker.snapshot().probes
+    assert probes.sent == 0  # not ours
+    assert (probes.last_result, probes.prober) == ("succeeded", False)
+
+
+# -- waiting for admission -------------------------------------------------------------------
+
+
+async def test_a_waiter_wakes_the_moment_a_probe_opens_the_door() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=None)
+    await trip(breaker)
+    waiter = asyncio.create_task(breaker.wait_admitting(30.0))
+    await settle()
+    assert not waiter.done()
+    breaker.record_probe(succeeded=True)
+    assert await asyncio.wait_for(waiter, 1.0) is True
+    assert await breaker.call(ok) == "ok"
+
+
+async def test_a_waiter_gives_up_after_its_wait() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=None)
+    await trip(breaker)
+    assert await breaker.wait_admitting(0.01) is False
+
+
+async def test_waiters_beyond_the_trial_slots_keep_waiting_until_the_close() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=None)
+    await trip(breaker)
+    waiters = [asyncio.create_task(breaker.wait_admitting(30.0)) for _ in range(5)]
+    await settle()
+    breaker.record_probe(succeeded=True)  # half-open with one trial slot
+    await settle()
+    assert sum(w.done() for w in waiters) == 1
+    assert await breaker.call(ok) == "ok"  # the trial closes the breaker
+    await settle()
+    assert all(w.done() and w.result() for w in waiters)
+
+
+async def _boom() -> str:
+    raise Boom("gateway down")
