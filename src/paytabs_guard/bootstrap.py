@@ -45,9 +45,11 @@ from paytabs_guard.metrics import Metrics
 from paytabs_guard.resilience import (
     BreakerConfig,
     BreakerEvent,
+    BreakerProber,
     BreakerRegistry,
     CircuitOpenError,
     EventType,
+    ProbeLease,
     SharedAttachable,
 )
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
@@ -87,6 +89,38 @@ def breaker_config(settings: Settings) -> BreakerConfig:
         volume_threshold=settings.circuit_breaker_volume_threshold,
         half_open_max_calls=settings.circuit_breaker_half_open_max_calls,
         is_failure=counts_against_gateway,
+    ).with_recovery(
+        min_open_time=settings.circuit_breaker_min_open_time / 1000,
+        open_jitter=OPEN_JITTER,
+        probe_interval=(settings.circuit_breaker_probe_interval or 0) / 1000 or None,
+    )
+
+
+#: Open periods and probe times are spread by +/- this share, so breakers and instances that
+#: opened together never try again in lock step.
+OPEN_JITTER = 0.2
+
+
+def build_prober(
+    parts: GatewayParts, settings: Settings, lease: ProbeLease | None
+) -> BreakerProber:
+    """Recovery probes for every breaker family: a query for a cart id that cannot exist.
+
+    Any well-formed PayTabs answer ("not found" included) proves PayTabs answers; the query
+    goes straight to the client (no retry, no breaker), and is never in the error-rate window.
+    """
+    client = parts.client
+
+    async def probe() -> object:
+        return await client.query_cart(f"probe-{secrets.token_hex(8)}")
+
+    interval = (settings.circuit_breaker_probe_interval or 1000) / 1000
+    timeout = min(settings.paytabs_timeout / 1000, max(2 * interval, 1.0))
+    return BreakerProber(
+        parts.breakers,
+        dict.fromkeys(parts.breakers.names(), probe),
+        timeout=timeout,
+        lease=lease,
     )
 
 
@@ -276,6 +310,8 @@ def _watch_breakers(breakers: BreakerRegistry, metrics: Metrics) -> None:
         if event.type in _STATE_CHANGES:
             previous = event.previous_state.value if event.previous_state else None
             metrics.breaker_changed(event.breaker, previous, event.state.value)
+        elif event.type is EventType.PROBE:
+            metrics.breaker_probe(event.breaker, event.reason or "unknown")
 
     breakers.subscribe(on_event)
 
@@ -347,6 +383,10 @@ async def _build(
     )
     closers.insert(0, parts.aclose)
     _watch_breakers(parts.breakers, metrics)
+    if settings.circuit_breaker_probe_interval:
+        prober = build_prober(parts, settings, shared)
+        prober.start()
+        closers.insert(0, prober.aclose)
 
     uow = sql_unit_of_work_factory(engine, clock=clock)
     deps = PaymentDeps(

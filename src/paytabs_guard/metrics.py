@@ -79,6 +79,12 @@ class Metrics:
             ["breaker", "from_state", "to_state"],
             registry=r,
         )
+        self.breaker_probes = Counter(
+            f"{PREFIX}_circuit_breaker_probes_total",
+            "Recovery probes sent by this instance while a breaker was open, by result",
+            ["breaker", "result"],
+            registry=r,
+        )
         self.webhooks = Counter(
             f"{PREFIX}_webhook_requests_total",
             "PayTabs-facing deliveries (callback, browser return) by endpoint and outcome",
@@ -152,6 +158,10 @@ class Metrics:
             self.breaker_state.labels(breaker, known).set(1 if known == state else 0)
         if previous is not None and previous != state:
             self.breaker_transitions.labels(breaker, previous, state).inc()
+
+    def breaker_probe(self, breaker: str, result: str) -> None:
+        """A recovery probe of ``breaker`` sent by this instance: ``succeeded`` or ``failed``."""
+        self.breaker_probes.labels(breaker, result).inc()
 
     def webhook(self, endpoint: str, outcome: str, seconds: float | None = None) -> None:
         """One PayTabs-facing delivery answered with ``outcome`` (a fixed reason)."""

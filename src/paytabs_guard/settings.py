@@ -145,7 +145,9 @@ class Settings(BaseSettings):
         50, ge=1, le=100, description="Error rate in percent (1-100) at which the breaker opens"
     )
     circuit_breaker_reset_timeout: PositiveMs = Field(
-        30000, description="Time the breaker stays open before a trial call, in ms (> 0)"
+        30000,
+        description="Longest open period before a trial call, in ms (> 0): the bound of the "
+        "adaptive open period (it starts at CIRCUIT_BREAKER_MIN_OPEN_TIME)",
     )
     circuit_breaker_rolling_timeout: PositiveMs = Field(
         10000, description="Length of the rolling error-rate window, in ms (> 0)"
@@ -159,7 +161,35 @@ class Settings(BaseSettings):
         description="Completed calls in the window before the breaker may open (>= 1)",
     )
     circuit_breaker_half_open_max_calls: int = Field(
-        1, ge=1, le=100, description="Trial calls admitted at once while half-open (1-100)"
+        3,
+        ge=1,
+        le=100,
+        description="Trial calls admitted at once while half-open (1-100); it closes when that "
+        "many succeeded with the failed share under the error threshold",
+    )
+    circuit_breaker_probe_interval: int = Field(
+        1000,
+        ge=0,
+        description="While open, probe PayTabs (a harmless query) every this many ms, jittered; "
+        "an answer moves the breaker to half-open at once (0 = no probes)",
+    )
+    circuit_breaker_min_open_time: PositiveMs = Field(
+        2000,
+        description="First open period after a trip, in ms (> 0), randomised +/-20 %; doubled "
+        "after each failed trial up to CIRCUIT_BREAKER_RESET_TIMEOUT",
+    )
+    prefer_wait_max_seconds: int = Field(
+        30,
+        ge=0,
+        le=300,
+        description="Longest a request with 'Prefer: wait=N' is held while the breaker is open, "
+        "in s (0-300; 0 = never hold)",
+    )
+    prefer_wait_max_held: int = Field(
+        500,
+        ge=0,
+        description="Requests held at once per instance for 'Prefer: wait'; beyond that they "
+        "get the fast 503",
     )
     circuit_breaker_shared: bool = Field(
         True, description="Share breaker state across instances through Redis when REDIS_URL is set"

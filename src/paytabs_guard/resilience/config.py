@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 FailurePredicate = Callable[[Exception], bool]
 """Says whether an exception raised by the protected call counts against the gateway's health."""
@@ -110,6 +110,21 @@ class BreakerConfig:
             raise ValueError(
                 f"latency_samples_per_bucket must be >= 1, got {self.latency_samples_per_bucket!r}"
             )
+
+    def with_recovery(
+        self,
+        *,
+        min_open_time: float | None,
+        open_jitter: float,
+        probe_interval: float | None,
+    ) -> BreakerConfig:
+        """This config with the recovery knobs set (adaptive open period, jitter, probes)."""
+        return replace(
+            self,
+            min_open_time=min_open_time,
+            open_jitter=open_jitter,
+            probe_interval=probe_interval,
+        )
 
     @property
     def bucket_width(self) -> float:

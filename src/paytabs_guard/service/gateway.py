@@ -92,6 +92,11 @@ class Gateway(Protocol):
         when its circuit is open; None when it may be tried now."""
         ...
 
+    async def wait_available(self, operation: str, max_wait: float) -> bool:
+        """Sleep until ``operation`` may be tried (its circuit closes or admits a trial), at
+        most ``max_wait`` seconds; True when it may. Costs no CPU while it waits."""
+        ...
+
     async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened: ...
 
     async def transactions(self, cart_id: str) -> Sequence[GatewayResult]:

@@ -50,6 +50,9 @@ class PayTabsGateway:
         # rejected, so say so before any work (a snapshot would miss the half-open case).
         return self._breakers.get(operation).rejection_wait()
 
+    async def wait_available(self, operation: str, max_wait: float) -> bool:
+        return await self._breakers.get(operation).wait_admitting(max_wait)
+
     async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened:
         customer = details.customer
         is_auth = payment.tran_type is TranType.AUTH

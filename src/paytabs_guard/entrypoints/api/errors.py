@@ -22,6 +22,7 @@ GatewayOutcomeUnknown                      502     gateway-outcome-unknown
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -49,6 +50,7 @@ from paytabs_guard.service.payments import PaymentNotFound
 from .problems import Problem, problem_handler, problem_response
 
 _MAX_LISTED_ERRORS: Final = 20
+_SPREAD: Final = random.Random()
 
 
 def request_id_of(request: Request) -> str | None:
@@ -61,16 +63,28 @@ def retry_after_seconds(seconds: float | None) -> int:
     return max(1, math.ceil(seconds)) if seconds is not None else 1
 
 
-def gateway_unavailable(retry_after: float | None) -> Problem:
-    seconds = retry_after_seconds(retry_after)
+def spread_retry_after(seconds: float | None, rng: random.Random = _SPREAD) -> int:
+    """``Retry-After`` for a turned-away client: the true wait rounded up, plus up to a quarter
+    of it (at least one second) at random, so that the clients an outage turned away together
+    do not all come back in the same second."""
+    base = retry_after_seconds(seconds)
+    return base + rng.randint(0, max(1, math.ceil(base / 4)))
+
+
+def gateway_unavailable(retry_after: float | None, *, prefer_wait: int | None = None) -> Problem:
+    seconds = spread_retry_after(retry_after)
+    precise_ms = max(0, math.ceil((retry_after or 0.0) * 1000))
+    headers = {"Retry-After": str(seconds)}
+    if prefer_wait is not None:
+        headers["Preference-Applied"] = f"wait={prefer_wait}"
     return Problem(
         "gateway_unavailable",
         "PayTabs is unavailable",
         503,
         f"PayTabs cannot be reached right now and nothing was sent; retry after {seconds} s "
-        "with the same Idempotency-Key.",
-        extensions={"retry_after": seconds},
-        headers={"Retry-After": str(seconds)},
+        "with the same Idempotency-Key (or send 'Prefer: wait=N' to be held until it is back).",
+        extensions={"retry_after": seconds, "retry_after_ms": precise_ms},
+        headers=headers,
     )
 
 

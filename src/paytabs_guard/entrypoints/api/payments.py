@@ -30,6 +30,7 @@ from .auth import ApiClient
 from .dependencies import ClientDep, IdempotencyKeyDep, PaymentDepsDep, RuntimeDep
 from .errors import gateway_unavailable, request_id_of
 from .idempotency import run_idempotent
+from .prefer_wait import requested_wait
 from .problems import Problem, problem_response
 from .runtime import Runtime
 from .schemas import (
@@ -91,12 +92,15 @@ async def create(
     """201 with the page to redirect to; 202 when PayTabs' answer was lost (reconciled later);
     422 when PayTabs refused; 503 with Retry-After when PayTabs is unavailable."""
     container = runtime.container
-    wait = container.payments.gateway.unavailable_for("create")
+    gateway = container.payments.gateway
+    held = await runtime.holding.hold(gateway, "create", requested_wait(request))
+    wait = gateway.unavailable_for("create")
     if wait is not None:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
         # the breaker check microseconds. Nothing is stored; once the circuit lets calls
         # through, a retry with the same key runs normally (or replays an earlier answer).
-        return problem_response(gateway_unavailable(wait), request_id_of(request))
+        problem = gateway_unavailable(wait, prefer_wait=held)
+        return problem_response(problem, request_id_of(request))
 
     async def create_it() -> Response:
         payment = await create_payment(container.payments, body.command())
@@ -112,7 +116,7 @@ async def create(
             **{"x-payment-id": payment.id},
         )
 
-    return await run_idempotent(
+    response = await run_idempotent(
         request,
         container,
         client,
@@ -122,6 +126,14 @@ async def create(
         wait_seconds=runtime.options.idempotency_wait_seconds,
         resource_id=_payment_id,
     )
+    return _preference_applied(response, held)
+
+
+def _preference_applied(response: Response, held: int | None) -> Response:
+    """Say that the request was held for ``Prefer: wait`` (RFC 7240 Preference-Applied)."""
+    if held is not None:
+        response.headers["Preference-Applied"] = f"wait={held}"
+    return response
 
 
 @router.api_route("/create", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
@@ -244,6 +256,8 @@ async def _run_follow_up(
 ) -> Response:
     """200 with the payment; 202 (``confirmed`` false) when PayTabs' answer was unclear."""
     container = runtime.container
+    gateway = container.payments.gateway
+    held = await runtime.holding.hold(gateway, "follow_up", requested_wait(request))
 
     async def run() -> Response:
         try:
@@ -259,7 +273,7 @@ async def _run_follow_up(
         container.relay.notify()
         return _json(PaymentOut.of(payment), 200, **{"x-payment-id": payment.id})
 
-    return await run_idempotent(
+    response = await run_idempotent(
         request,
         container,
         client,
@@ -269,6 +283,7 @@ async def _run_follow_up(
         wait_seconds=runtime.options.idempotency_wait_seconds,
         resource_id=_payment_id,
     )
+    return _preference_applied(response, held)
 
 
 _FOLLOW_UP_RESPONSES: dict[int | str, dict[str, Any]] = {

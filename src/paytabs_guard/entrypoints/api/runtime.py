@@ -14,6 +14,7 @@ from paytabs_guard.observability import get_logger
 
 from .auth import ApiKeys
 from .options import ApiOptions
+from .prefer_wait import Holding
 from .rate_limit import FailureLimiter
 from .webhook_receiver import WebhookReceiver
 
@@ -85,6 +86,7 @@ class Runtime:
     webhook: WebhookReceiver
     probe_cache: TtlCache[ProbeResult]
     stats_cache: TtlCache[str]
+    holding: Holding
     background: Background = field(default_factory=Background)
     started_at: float = field(default_factory=time.monotonic)
 
@@ -100,4 +102,5 @@ class Runtime:
             webhook=WebhookReceiver(container, limiter),
             probe_cache=TtlCache(options.paytabs_probe_cache_seconds),
             stats_cache=TtlCache(float(settings.stats_cache_seconds)),
+            holding=Holding(settings.prefer_wait_max_seconds, settings.prefer_wait_max_held),
         )

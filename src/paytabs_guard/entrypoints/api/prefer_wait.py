@@ -1,0 +1,53 @@
+"""``Prefer: wait=N`` (RFC 7240): a merchant that would rather wait than retry is held.
+
+Without the header nothing changes: an open breaker answers 503 in microseconds. With it, on
+create, refund, capture and void, a request that the breaker would turn away is held until the
+breaker admits calls again (it is woken by the state change: a probe's answer, a trial's
+success), for at most N seconds and at most the server's cap, and then goes through as usual;
+the answer says ``Preference-Applied: wait=N``. Held requests are bounded per instance: beyond
+the bound a request gets the fast 503, so a long outage cannot pile up unbounded work.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from starlette.requests import Request
+
+from paytabs_guard.service.gateway import Gateway
+
+_WAIT: Final = re.compile(r'(?:^|[;,\s])wait\s*=\s*"?(\d{1,6})"?(?=$|[;,\s])', re.IGNORECASE)
+
+
+def requested_wait(request: Request) -> int | None:
+    """Seconds asked for with ``Prefer: wait=N`` (the first such preference), else None."""
+    for value in request.headers.getlist("prefer"):
+        match = _WAIT.search(value)
+        if match is not None:
+            return int(match.group(1))
+    return None
+
+
+class Holding:
+    """Holds requests while a breaker is open, within a time cap and a count cap."""
+
+    def __init__(self, max_seconds: int, max_held: int) -> None:
+        self.max_seconds = max_seconds
+        self.max_held = max_held
+        self.held = 0
+
+    async def hold(self, gateway: Gateway, operation: str, requested: int | None) -> int | None:
+        """Hold while ``operation`` would be turned away; the applied wait in seconds, or None
+        when the request was not held (no preference, nothing to wait for, or the caps)."""
+        if not requested or self.max_seconds == 0:
+            return None
+        if gateway.unavailable_for(operation) is None or self.held >= self.max_held:
+            return None
+        applied = min(requested, self.max_seconds)
+        self.held += 1
+        try:
+            await gateway.wait_available(operation, applied)
+        finally:
+            self.held -= 1
+        return applied
