@@ -1,0 +1,130 @@
+"""A merchant that would rather wait: ``Prefer: wait=N`` while the breaker is open; and the
+truthful, spread Retry-After of the fast 503 for everyone else. Real HTTP, real simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+
+import pytest
+
+from paytabs_simulator.server import RunningSimulator
+
+from .api_support import Service, new_key, running_service
+
+pytestmark = pytest.mark.anyio
+
+BODY = {"amount": "12.50", "currency": "SAR", "description": "Order 1001"}
+
+
+def holding(service: Service) -> int:
+    held: int = service.app.state.runtime.holding.held
+    return held
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait (bounded) for a condition that no event announces: a request being held."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - the request arrives over a real socket
+            await asyncio.sleep(0.005)
+
+
+async def test_the_fast_503_carries_the_precise_wait_and_a_spread_retry_after(
+    service: Service,
+) -> None:
+    breaker = service.container.gateway.breakers.get("create")
+    breaker.force_open()
+    answers = []
+    for _ in range(40):
+        refused = await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+        )
+        assert refused.status_code == 503
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        body = refused.json()
+        assert body["retry_after"] == int(refused.headers["retry-after"])
+        assert body["retry_after_ms"] == 30_000  # forced open: the nominal reset timeout
+        assert "preference-applied" not in refused.headers
+        answers.append(int(refused.headers["retry-after"]))
+    base = math.ceil(30)
+    assert all(base <= seconds <= base + math.ceil(base / 4) for seconds in answers)
+    assert len(set(answers)) >= 3  # spread: the turned-away do not come back in one second
+
+
+async def test_a_held_create_goes_through_the_moment_the_breaker_closes(
+    service: Service,
+) -> None:
+    breaker = service.container.gateway.breakers.get("create")
+    breaker.force_open()
+    request = asyncio.create_task(
+        service.api.post(
+            "/payments/v2/create",
+            json=BODY,
+            headers={"Idempotency-Key": new_key(), "Prefer": "respond-async, wait=20"},
+        )
+    )
+    await until(lambda: holding(service) == 1)
+    assert not request.done()
+    breaker.reset()  # PayTabs is back: the state change wakes the held request
+    created = await asyncio.wait_for(request, 10)
+    assert created.status_code == 201, created.text
+    assert created.headers["preference-applied"] == "wait=20"
+    assert created.json()["state"] == "awaiting_customer"
+    assert holding(service) == 0
+
+
+async def test_a_held_request_that_outwaits_its_preference_gets_the_503(
+    service: Service,
+) -> None:
+    service.container.gateway.breakers.get("create").force_open()
+    refused = await service.api.post(
+        "/payments/v2/create",
+        json=BODY,
+        headers={"Idempotency-Key": new_key(), "Prefer": "wait=1"},
+    )
+    assert refused.status_code == 503
+    assert refused.headers["preference-applied"] == "wait=1"
+    assert holding(service) == 0
+
+
+async def test_beyond_the_held_cap_requests_fail_fast(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    env = {"PREFER_WAIT_MAX_HELD": "1", "PREFER_WAIT_MAX_SECONDS": "5"}
+    async with running_service(sim, sqlite_url, env=env) as service:
+        breaker = service.container.gateway.breakers.get("create")
+        breaker.force_open()
+        first = asyncio.create_task(
+            service.api.post(
+                "/payments/v2/create",
+                json=BODY,
+                headers={"Idempotency-Key": new_key(), "Prefer": "wait=60"},
+            )
+        )
+        await until(lambda: holding(service) == 1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        second = await service.api.post(
+            "/payments/v2/create",
+            json=BODY,
+            headers={"Idempotency-Key": new_key(), "Prefer": "wait=60"},
+        )
+        assert second.status_code == 503
+        assert "preference-applied" not in second.headers  # not held: the cap was reached
+        assert loop.time() - started < 1.0
+        breaker.reset()
+        created = await asyncio.wait_for(first, 10)
+        assert created.status_code == 201
+        assert created.headers["preference-applied"] == "wait=5"  # the server's cap applied
+
+
+async def test_without_the_header_nothing_is_held(service: Service) -> None:
+    service.container.gateway.breakers.get("create").force_open()
+    refused = await service.api.post(
+        "/payments/v2/create",
+        json=BODY,
+        headers={"Idempotency-Key": new_key(), "Prefer": "return=minimal"},
+    )
+    assert refused.status_code == 503
+    assert "preference-applied" not in refused.headers
