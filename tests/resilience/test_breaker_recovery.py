@@ -324,3 +324,48 @@ async def test_waiters_beyond_the_trial_slots_keep_waiting_until_the_close() -> 
 
 async def _boom() -> str:
     raise Boom("gateway down")
+
+
+async def test_an_unanswered_probe_defers_the_timer_trial_but_not_past_the_reset_timeout() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=2.0, reset_timeout=5.0)
+    events = recorder(breaker)
+    await trip(breaker)
+    opened = clock()
+    while clock() - opened < 6.0:  # the gateway stays down: every probe goes unanswered
+        clock.advance(0.05)
+        if breaker.probe_due():
+            breaker.probe_sent()
+            breaker.record_probe(succeeded=False)
+        with contextlib.suppress(CircuitOpenError, Boom):
+            await breaker.call(_boom)
+    trials = [e.at - opened for e in events if e.type is EventType.HALF_OPENED]
+    # Without the deferral the first timer trial comes at 2 s (min_open_time); with it, not
+    # while probes say "down" - until the reset timeout since the opening.
+    assert trials
+    assert trials[0] >= 4.9
+
+
+async def test_a_hanging_probe_does_not_hold_the_next_one_back() -> None:
+    clock = ManualClock()
+    release = asyncio.Event()
+    sent = 0
+
+    async def slow() -> None:
+        nonlocal sent
+        sent += 1
+        await release.wait()
+
+    breaker, prober = probed(clock, slow)
+    prober._timeout = 30.0  # the probe may hang for long
+    await trip(breaker)
+    clock.advance(1.25)
+    started = prober._start_due()
+    await settle()
+    clock.advance(1.25)
+    started += prober._start_due()
+    await settle()
+    assert sent == 2  # the second went out while the first still hung
+    release.set()
+    await asyncio.gather(*started)
+    await prober.aclose()

@@ -654,6 +654,11 @@ class CircuitBreaker:
         """Another instance probes this breaker now: schedule ours one interval later."""
         self._probes.next_at = self._clock() + self._probe_gap()
 
+    def probe_sent(self) -> None:
+        """A probe leaves now: the next one is due one (jittered) interval from now, whether
+        or not this one has answered by then (a hanging gateway must not slow detection)."""
+        self._probes.next_at = self._clock() + self._probe_gap()
+
     def record_probe(self, *, succeeded: bool, latency: float | None = None) -> None:
         """A probe sent by this instance was answered (``succeeded``) or not.
 
@@ -664,7 +669,6 @@ class CircuitBreaker:
         now = self._clock()
         probes = self._probes
         probes.note(succeeded, self._wall_clock(), here=True)
-        probes.next_at = now + self._probe_gap()
         if self._subscribers:
             self._emit(
                 EventType.PROBE,
@@ -676,6 +680,8 @@ class CircuitBreaker:
             self._shared.probe_finished(self.name, succeeded=succeeded)
         if succeeded:
             self._on_probe_answered(now, "probe")
+        else:
+            self._on_probe_unanswered()
 
     def apply_shared_probe(self, *, succeeded: bool) -> None:
         """Another instance's probe of this breaker was answered (or not): act on it here too."""
@@ -684,6 +690,16 @@ class CircuitBreaker:
         self._probes.next_at = now + self._probe_gap()
         if succeeded:
             self._on_probe_answered(now, "shared_probe")
+        else:
+            self._on_probe_unanswered()
+
+    def _on_probe_unanswered(self) -> None:
+        """The gateway did not answer just now: a timer trial due in the next interval would
+        be a real payment sent into an outage. Defer it past the next probe, but never beyond
+        the reset timeout counted from the opening (in case only the probe's path is down)."""
+        if self._state is _OPEN and self._probe_interval is not None:
+            latest = self._since + self._reset_timeout
+            self._retry_at = max(self._retry_at, min(self._probes.next_at + 0.001, latest))
 
     def _on_probe_answered(self, now: float, reason: str) -> None:
         if self._state is not _OPEN:

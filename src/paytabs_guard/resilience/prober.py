@@ -33,6 +33,8 @@ from paytabs_guard.resilience.registry import BreakerRegistry
 
 logger = logging.getLogger(__name__)
 
+_MAX_IN_FLIGHT = 3
+
 ProbeFn = Callable[[], Awaitable[object]]
 """Sends one harmless request; returns or raises an exception the failure predicate excuses
 when the gateway answered, raises anything else when it did not."""
@@ -80,8 +82,9 @@ class BreakerProber:
         self._timeout = timeout
         self._lease = lease
         self._clock = clock
-        self._in_flight: set[str] = set()
+        self._in_flight: dict[str, int] = {}
         self._held: set[str] = set()
+        self._sending: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe = registry.subscribe(self._on_event)
@@ -104,19 +107,32 @@ class BreakerProber:
 
         Returns seconds until the next probe is due, or ``None`` when no breaker is open.
         """
-        due = [b for b in self._probed() if b.name not in self._in_flight and b.probe_due()]
-        if due:
-            await asyncio.gather(*(self._probe(breaker) for breaker in due))
-        waits = [
-            wait
-            for breaker in self._probed()
-            if (wait := breaker.next_probe_in()) is not None and breaker.name not in self._in_flight
-        ]
+        started = self._start_due()
+        if started:
+            await asyncio.gather(*started)
+        return self._next_wait()
+
+    def _start_due(self) -> list[asyncio.Task[None]]:
+        """Start a probe for every breaker whose probe is due; they run as tasks."""
+        tasks = []
+        for breaker in self._probed():
+            # A probe that hangs does not hold the next one back, but no more than a few of
+            # one breaker's probes are ever in flight.
+            if breaker.probe_due() and self._in_flight.get(breaker.name, 0) < _MAX_IN_FLIGHT:
+                breaker.probe_sent()
+                task = asyncio.get_running_loop().create_task(self._probe(breaker))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+                tasks.append(task)
+        return tasks
+
+    def _next_wait(self) -> float | None:
+        waits = [wait for b in self._probed() if (wait := b.next_probe_in()) is not None]
         return min(waits) if waits else None
 
     async def _probe(self, breaker: CircuitBreaker) -> None:
         name = breaker.name
-        self._in_flight.add(name)
+        self._in_flight[name] = self._in_flight.get(name, 0) + 1
         try:
             if self._lease is not None:
                 interval = breaker.config.probe_interval or 1.0
@@ -131,7 +147,7 @@ class BreakerProber:
             succeeded = await self._send(breaker)
             breaker.record_probe(succeeded=succeeded, latency=self._clock() - started)
         finally:
-            self._in_flight.discard(name)
+            self._in_flight[name] -= 1
 
     async def _send(self, breaker: CircuitBreaker) -> bool:
         try:
@@ -152,7 +168,8 @@ class BreakerProber:
         while True:
             self._wake.clear()
             try:
-                wait = await self.tick()
+                self._start_due()  # the probes answer in their own tasks
+                wait = self._next_wait()
             except Exception:  # pragma: no cover - a bug in a probe function must not stop us
                 logger.exception("breaker prober: a probe pass failed")
                 wait = 1.0
@@ -169,9 +186,11 @@ class BreakerProber:
         """Stop probing and release the leases this instance holds."""
         self._unsubscribe()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=self._timeout + 1.0)
+        pending = self._sending | ({task} if task is not None else set())
+        for each in pending:
+            each.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=self._timeout + 1.0)
         if self._lease is not None:
             for name in sorted(self._held):
                 with contextlib.suppress(Exception):

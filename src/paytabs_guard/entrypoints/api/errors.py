@@ -65,10 +65,11 @@ def retry_after_seconds(seconds: float | None) -> int:
 
 def spread_retry_after(seconds: float | None, rng: random.Random = _SPREAD) -> int:
     """``Retry-After`` for a turned-away client: the true wait rounded up, plus up to a quarter
-    of it (at least one second) at random, so that the clients an outage turned away together
-    do not all come back in the same second."""
+    of it at random, so that the clients a long outage turned away do not all come back in
+    the same second. Short waits stay exact: rounding up to whole seconds already spreads
+    clients turned away at different moments over a second, and a later return costs sales."""
     base = retry_after_seconds(seconds)
-    return base + rng.randint(0, max(1, math.ceil(base / 4)))
+    return base + rng.randint(0, base // 4)
 
 
 def gateway_unavailable(retry_after: float | None, *, prefer_wait: int | None = None) -> Problem:
