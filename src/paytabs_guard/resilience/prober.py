@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
@@ -33,7 +34,9 @@ from paytabs_guard.resilience.registry import BreakerRegistry
 
 logger = logging.getLogger(__name__)
 
-_MAX_IN_FLIGHT = 3
+# Probes of one breaker in flight at once: enough for a new probe every interval while older
+# ones hang until the timeout, never more than this.
+_MAX_IN_FLIGHT = 10
 
 ProbeFn = Callable[[], Awaitable[object]]
 """Sends one harmless request; returns or raises an exception the failure predicate excuses
@@ -118,7 +121,7 @@ class BreakerProber:
         for breaker in self._probed():
             # A probe that hangs does not hold the next one back, but no more than a few of
             # one breaker's probes are ever in flight.
-            if breaker.probe_due() and self._in_flight.get(breaker.name, 0) < _MAX_IN_FLIGHT:
+            if breaker.probe_due() and not self._saturated(breaker):
                 breaker.probe_sent()
                 task = asyncio.get_running_loop().create_task(self._probe(breaker))
                 self._sending.add(task)
@@ -126,8 +129,18 @@ class BreakerProber:
                 tasks.append(task)
         return tasks
 
+    def _saturated(self, breaker: CircuitBreaker) -> bool:
+        interval = breaker.config.probe_interval or self._timeout
+        limit = min(math.ceil(self._timeout / interval) + 1, _MAX_IN_FLIGHT)
+        return self._in_flight.get(breaker.name, 0) >= limit
+
     def _next_wait(self) -> float | None:
-        waits = [wait for b in self._probed() if (wait := b.next_probe_in()) is not None]
+        # A saturated breaker is left out: the end of one of its probes wakes the loop.
+        waits = [
+            wait
+            for b in self._probed()
+            if (wait := b.next_probe_in()) is not None and not self._saturated(b)
+        ]
         return min(waits) if waits else None
 
     async def _probe(self, breaker: CircuitBreaker) -> None:
@@ -148,6 +161,7 @@ class BreakerProber:
             breaker.record_probe(succeeded=succeeded, latency=self._clock() - started)
         finally:
             self._in_flight[name] -= 1
+            self._wake.set()
 
     async def _send(self, breaker: CircuitBreaker) -> bool:
         try:

@@ -305,6 +305,15 @@ class Driver:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """The wait a 503 asks for: the problem body's precise ``retry_after_ms`` when present (a
+    merchant that reads our API docs uses it), else the whole-second ``Retry-After``."""
+    if response.headers.get("content-type", "").startswith("application/problem+json"):
+        try:
+            precise = response.json().get("retry_after_ms")
+        except ValueError:
+            precise = None
+        if isinstance(precise, int) and precise >= 0:
+            return precise / 1000
     value = response.headers.get("retry-after")
     if value is None:
         return None
