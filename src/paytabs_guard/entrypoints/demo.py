@@ -1,8 +1,9 @@
 """``paytabs-guard demo``: the service and the simulator on embedded defaults, and a short story.
 
 Two payments succeed, one is declined, one is partly refunded; then the gateway goes down, the
-create breaker opens and answers in milliseconds, the gateway comes back, a trial call closes the
-breaker; finally the events that went out. Everything runs on loopback (SQLite file, in-process
+create breaker opens and answers in milliseconds, a merchant's create waits with 'Prefer: wait',
+the gateway comes back, a recovery probe notices at once and the held create goes through;
+finally the events that went out. Everything runs on loopback (SQLite file, in-process
 simulator and event subscriber). Afterwards the service keeps running and the demo prints where
 to look, until Ctrl-C (``--no-wait`` ends it instead).
 """
@@ -14,6 +15,7 @@ import contextlib
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +38,8 @@ from paytabs_simulator.server import run_simulator
 
 SUCCESS_CARD = "4111111111111111"
 DECLINED_CARD = "4000000000000010"
-RESET_TIMEOUT_MS = 4000  # short, so the story shows recovery in seconds (production: 30000)
+_EVENTS_SHOWN = 8
+RESET_TIMEOUT_MS = 30000  # the seed's: recovery comes from the probes, not from this timer
 
 
 @dataclass
@@ -57,15 +60,19 @@ class View:
         for title, detail in self.steps:
             story.add_row(title, detail)
         colour = {"closed": "green", "open": "red", "half_open": "yellow"}.get(self.breaker, "")
+        shown = self.events[-_EVENTS_SHOWN:]
         events = Table("event", "payment", box=None, show_edge=False)
-        for event in self.events[-8:]:
+        for event in shown:
             events.add_row(event.type, event.subject or "")
+        by_type = Counter(event.type for event in self.events)
+        summary = ", ".join(f"{name} {count}" for name, count in sorted(by_type.items()))
+        title = f"events delivered to an in-process subscriber: {len(self.events)}"
+        if len(shown) < len(self.events):
+            title += f" (the last {len(shown)} below)"
         return Group(
             Panel(story, title="paytabs-guard demo"),
             Panel(f"create breaker: [{colour}]{self.breaker}[/]", title="circuit breaker"),
-            Panel(
-                events, title=f"events delivered to an in-process subscriber: {len(self.events)}"
-            ),
+            Panel(Group(events, f"by type: {summary}" if summary else ""), title=title),
         )
 
 
@@ -162,20 +169,37 @@ class Story:
             f"{took:.1f} ms, nothing sent to PayTabs",
         )
 
-        (await self.sim.put("/_sim/faults", json={})).raise_for_status()
-        view.step(
-            "gateway recovers", f"the breaker waits its reset timeout ({RESET_TIMEOUT_MS} ms)"
+        # A merchant that would rather wait than retry: held while the breaker is open.
+        held = asyncio.create_task(
+            self.api.post(
+                "/payments/v2/create",
+                json={"amount": "10.00", "currency": "SAR", "description": "held"},
+                headers={"Idempotency-Key": secrets.token_hex(16), "Prefer": "wait=10"},
+            )
         )
-        deadline = time.monotonic() + RESET_TIMEOUT_MS / 1000 + 10
-        recovered: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            answer = await self.create("10.00", "SAR", "after recovery")
-            if answer.status_code == 201:
-                recovered = answer.json()
-                break
-            await asyncio.sleep(0.25)
-        await self.breaker_state()
-        view.step("breaker closes", f"a trial call succeeded: {recovered.get('state', '?')}")
+        await asyncio.sleep(0.3)
+        (await self.sim.put("/_sim/faults", json={})).raise_for_status()
+        recovered_at = time.perf_counter()
+        view.step("gateway recovers", "no timer to wait out: the breaker probes PayTabs")
+        answer = await held
+        waited = (time.perf_counter() - recovered_at) * 1000
+        probes = await self.probes()
+        view.step(
+            "probe answers",
+            f"probe answered ({probes.get('sent', 0)} sent while open); the held create went "
+            f"through {waited:.0f} ms after the recovery: HTTP {answer.status_code}, "
+            f"Preference-Applied {answer.headers.get('preference-applied')}",
+        )
+        trials = 1
+        while await self.breaker_state() != "closed" and trials < 6:
+            await self.create("10.00", "SAR", "trial")
+            trials += 1
+        view.step("breaker closes", f"{trials} real trial calls succeeded: {self.view.breaker}")
+
+    async def probes(self) -> dict[str, Any]:
+        stats = (await self.api.get("/payments/v2/circuit-breaker/stats")).json()
+        probes: dict[str, Any] = stats["breakers"]["create"].get("probes") or {}
+        return probes
 
 
 @contextlib.asynccontextmanager
