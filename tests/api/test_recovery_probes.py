@@ -1,0 +1,84 @@
+"""The whole recovery loop over real HTTP: PayTabs goes down, the create breaker opens, the
+service's prober probes (and says so in the stats and the metrics), PayTabs comes back, a probe
+notices and the breaker closes after real trials — long before the 30 s reset timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from paytabs_simulator.server import RunningSimulator
+
+from .api_support import Service, new_key, running_service
+
+pytestmark = pytest.mark.anyio
+
+BODY = {"amount": "12.50", "currency": "SAR", "description": "Order 1001"}
+FAST_PROBES = {
+    "CIRCUIT_BREAKER_PROBE_INTERVAL": "50",
+    "CIRCUIT_BREAKER_VOLUME_THRESHOLD": "3",
+    "PAYTABS_RETRY_ATTEMPTS": "0",
+}
+
+
+async def create_breaker(service: Service) -> dict[str, Any]:
+    stats = (await service.api.get("/payments/v2/circuit-breaker/stats")).json()
+    breaker: dict[str, Any] = stats["breakers"]["create"]
+    return breaker
+
+
+async def until_breaker(service: Service, check: Any, within: float = 10.0) -> dict[str, Any]:
+    """Ask the stats endpoint until ``check(breaker)`` holds (bounded)."""
+    async with asyncio.timeout(within):
+        while True:
+            breaker = await create_breaker(service)
+            if check(breaker):
+                return breaker
+            await asyncio.sleep(0.02)
+
+
+async def set_faults(sim: RunningSimulator, faults: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=sim.base_url) as client:
+        (await client.put("/_sim/faults", json=faults)).raise_for_status()
+
+
+async def test_a_probe_brings_the_breaker_back_long_before_the_reset_timeout(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    async with running_service(sim, sqlite_url, env=FAST_PROBES) as service:
+        await set_faults(sim, {"down": True})
+        for _ in range(10):
+            answer = await service.api.post(
+                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+            )
+            assert answer.status_code == 503
+            if (await create_breaker(service))["state"] == "open":
+                break
+        assert (await create_breaker(service))["state"] == "open"
+        down = await until_breaker(service, lambda b: b["probes"]["failed"] >= 2)
+        assert down["state"] == "open"  # probes that get no answer change nothing
+        assert down["window"]["calls"] <= 3 + 1  # probes are not in the error-rate window
+
+        loop = asyncio.get_running_loop()
+        recovered_at = loop.time()
+        await set_faults(sim, {})
+        after = await until_breaker(service, lambda b: b["state"] != "open")
+        assert loop.time() - recovered_at < 5.0  # the reset timeout is 30 s
+        assert after["probes"]["last_result"] == "succeeded"
+        for _ in range(5):  # real trials close it on evidence
+            created = await service.api.post(
+                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+            )
+            assert created.status_code == 201, created.text
+            if (await create_breaker(service))["state"] == "closed":
+                break
+        assert (await create_breaker(service))["state"] == "closed"
+        metrics = (await service.anonymous.get("/metrics")).text
+        assert (
+            'paytabs_guard_circuit_breaker_probes_total{breaker="create",result="succeeded"}'
+            in metrics
+        )
+        assert 'result="failed"' in metrics
