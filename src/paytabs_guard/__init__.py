@@ -1,0 +1,103 @@
+"""paytabs-guard: resilient, secure PayTabs PT2 payments for Python.
+
+The library face. Everything here needs only the core dependencies (httpx, pydantic); the
+payments service, the simulator and the benchmarks are extras (``paytabs-guard[service]``,
+``[simulator]``, ``[bench]``)::
+
+    from paytabs_guard import PayTabs, HostedPageRequest, Money
+
+    async with PayTabs(profile_id=12345, server_key="S...", region="SAU") as paytabs:
+        page = await paytabs.create_payment_page(
+            HostedPageRequest(cart_id="order-1", amount=Money.of("12.50", "SAR"),
+                              description="Order 1", return_url="https://shop.example/done")
+        )
+
+``__all__`` is the public API; a test pins it.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from paytabs_guard.adapters.paytabs.client import PayTabsClient
+from paytabs_guard.adapters.paytabs.errors import (
+    AmbiguousGatewayError,
+    AuthenticationFailed,
+    DuplicateRequest,
+    GatewayUnavailable,
+    InvalidRequest,
+    PayTabsError,
+    TransactionNotFound,
+    TransientGatewayError,
+)
+from paytabs_guard.adapters.paytabs.payloads import (
+    Address,
+    FollowUpRequest,
+    FollowUpType,
+    HostedPageRequest,
+    PageTranType,
+    TokenChargeRequest,
+)
+from paytabs_guard.adapters.paytabs.regions import Region
+from paytabs_guard.adapters.paytabs.resilient import PageOutcome
+from paytabs_guard.adapters.paytabs.signature import (
+    InvalidSignature,
+    sign_callback,
+    verify_callback,
+    verify_return,
+)
+from paytabs_guard.adapters.paytabs.wire import PaymentPage, Transaction
+from paytabs_guard.domain.money import InvalidMoney, Money
+from paytabs_guard.paytabs import DEFAULT_BREAKER, PayTabs
+from paytabs_guard.resilience import (
+    BreakerConfig,
+    BreakerProber,
+    BreakerRegistry,
+    CallTimeout,
+    CircuitBreaker,
+    CircuitOpenError,
+    RetryConfig,
+    RetryPolicy,
+)
+
+try:
+    __version__ = version("paytabs-guard")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DEFAULT_BREAKER",
+    "Address",
+    "AmbiguousGatewayError",
+    "AuthenticationFailed",
+    "BreakerConfig",
+    "BreakerProber",
+    "BreakerRegistry",
+    "CallTimeout",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "DuplicateRequest",
+    "FollowUpRequest",
+    "FollowUpType",
+    "GatewayUnavailable",
+    "HostedPageRequest",
+    "InvalidMoney",
+    "InvalidRequest",
+    "InvalidSignature",
+    "Money",
+    "PageOutcome",
+    "PageTranType",
+    "PayTabs",
+    "PayTabsClient",
+    "PayTabsError",
+    "PaymentPage",
+    "Region",
+    "RetryConfig",
+    "RetryPolicy",
+    "TokenChargeRequest",
+    "Transaction",
+    "TransactionNotFound",
+    "TransientGatewayError",
+    "__version__",
+    "sign_callback",
+    "verify_callback",
+    "verify_return",
+]

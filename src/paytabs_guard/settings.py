@@ -12,29 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from paytabs_guard.adapters.paytabs.regions import Region
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class Region(StrEnum):
-    """PayTabs regions; each has its own host (``paytabs-pt2.md`` §1.1)."""
-
-    ARE = "ARE"
-    SAU = "SAU"
-    OMN = "OMN"
-    JOR = "JOR"
-    EGY = "EGY"
-    IRQ = "IRQ"
-    KWT = "KWT"
-    QAT = "QAT"
-    MAR = "MAR"
-    GLOBAL = "GLOBAL"
 
 
 # PayTabs signs callbacks and return forms with HMAC-SHA256 and nothing else. The setting may only

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from paytabs_guard.settings import ConfigError, Region, Settings, load_settings
+from paytabs_guard.adapters.paytabs.regions import Region
+from paytabs_guard.settings import ConfigError, Settings, load_settings
 
 
 def problems(env: dict[str, str]) -> list[str]:

@@ -50,7 +50,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.which == "breaker":
-        from paytabs_guard.resilience.bench import main as bench_breaker
+        from paytabs_guard.entrypoints.bench.breaker import main as bench_breaker
 
         return bench_breaker(args.rest)
     if args.which == "load":

@@ -1,10 +1,26 @@
-"""PayTabs hosts per region (``paytabs-pt2.md`` §1.1). There is no separate sandbox host."""
+"""PayTabs regions and their hosts. Each region is a separate PayTabs platform with its own
+host; there is no separate sandbox host (test profiles live on the same hosts)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Final
 
-from paytabs_guard.settings import Region
+
+class Region(StrEnum):
+    """A PayTabs region: where the merchant's profile lives (``PAYTABS_REGION``)."""
+
+    ARE = "ARE"
+    SAU = "SAU"
+    OMN = "OMN"
+    JOR = "JOR"
+    EGY = "EGY"
+    IRQ = "IRQ"
+    KWT = "KWT"
+    QAT = "QAT"
+    MAR = "MAR"
+    GLOBAL = "GLOBAL"
+
 
 REGION_HOSTS: Final[dict[Region, str]] = {
     Region.ARE: "https://secure.paytabs.com",
@@ -20,6 +36,6 @@ REGION_HOSTS: Final[dict[Region, str]] = {
 }
 
 
-def base_url_for(region: Region, override: str | None = None) -> str:
+def base_url_for(region: Region | str, override: str | None = None) -> str:
     """The override when set (a simulator, a proxy), else the region's PayTabs host."""
-    return override.rstrip("/") if override else REGION_HOSTS[region]
+    return override.rstrip("/") if override else REGION_HOSTS[Region(region)]

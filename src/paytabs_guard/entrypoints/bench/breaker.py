@@ -1,7 +1,7 @@
 """Benchmark: what a breaker costs per call, ours against the Python libraries.
 
-Run ``python -m paytabs_guard.resilience.bench`` (``--quick`` for a short run, ``--json PATH`` to
-keep the numbers). Methodology (``reference/resilience.md`` §6): one process and one event
+Run ``paytabs-guard bench breaker`` (``--quick`` for a short run, ``--json PATH`` to keep the
+numbers). Methodology (``reference/resilience.md`` §6): one process and one event
 loop for every variant; each timed loop is ``for _ in range(n): await step()`` with the garbage
 collector off; a warm-up pass, then rounds in which the variants take turns (the starting
 variant rotates); median and minimum per variant; overhead = median minus the bare
@@ -438,7 +438,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m paytabs_guard.resilience.bench [--quick] [--json PATH]``."""
+    """Command line: ``paytabs-guard bench breaker [--quick] [--json PATH]``."""
     parser = argparse.ArgumentParser(
         prog="paytabs-guard bench breaker", description=__doc__.splitlines()[0] if __doc__ else ""
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from paytabs_guard.resilience.bench import main, markdown
+from paytabs_guard.entrypoints.bench.breaker import main, markdown
 
 
 def test_a_tiny_benchmark_run_reports_every_contestant(

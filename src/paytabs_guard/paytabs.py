@@ -1,0 +1,144 @@
+"""``PayTabs``: the resilient PayTabs client in one line, for library users.
+
+::
+
+    async with PayTabs(profile_id=12345, server_key="S...", region="SAU") as paytabs:
+        page = await paytabs.create_payment_page(HostedPageRequest(...))
+
+What you get with the defaults, without wiring anything: one circuit breaker per operation family
+(create, query, follow-up, token) with a rolling error-rate window, recovery probes while open
+and an adaptive, jittered open period; one retry policy with full jitter, a deadline and a retry
+budget; and writes that are never re-sent blind — an ambiguous failure (timeout after sending,
+5xx, 409) is resolved by a query before anything is sent again, so a retry cannot charge twice.
+
+Only the core dependencies (httpx, pydantic) are needed: no web framework, no database.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+import httpx
+from pydantic import SecretStr
+
+from paytabs_guard.adapters.paytabs.client import PayTabsClient
+from paytabs_guard.adapters.paytabs.regions import Region, base_url_for
+from paytabs_guard.adapters.paytabs.resilient import (
+    OperationBreakers,
+    ResilientPayTabs,
+    counts_against_gateway,
+)
+from paytabs_guard.adapters.paytabs.signature import verify_callback
+from paytabs_guard.adapters.paytabs.wire import Transaction, decode_json
+from paytabs_guard.resilience import BreakerConfig, BreakerProber, BreakerRegistry
+from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy
+
+#: Breaker defaults for a library user: the service's, with recovery probes every second.
+DEFAULT_BREAKER = BreakerConfig(
+    call_timeout=30.0,
+    error_threshold_percentage=50.0,
+    reset_timeout=30.0,
+    rolling_window=10.0,
+    rolling_buckets=10,
+    volume_threshold=5,
+    half_open_max_calls=3,
+    min_open_time=2.0,
+    open_jitter=0.2,
+    probe_interval=1.0,
+    is_failure=counts_against_gateway,
+)
+
+
+class PayTabs(ResilientPayTabs):
+    """A PayTabs PT2 client with retries that never charge twice, behind circuit breakers.
+
+    Args:
+        profile_id: The merchant's PayTabs profile id.
+        server_key: The profile's server key (kept as a ``SecretStr``; never logged).
+        region: Where the profile lives (``"SAU"``, ``"ARE"``, ... or a :class:`Region`).
+        base_url: Another host instead of the region's (a proxy, the simulator).
+        timeout: Seconds one HTTP attempt may take.
+        retry: How retries are spaced and bounded (:class:`RetryConfig`).
+        breaker: How the breakers decide (:data:`DEFAULT_BREAKER`); its ``is_failure`` should
+            stay :func:`counts_against_gateway` (declines are not gateway failures).
+        transport: An httpx transport (tests: ``httpx.MockTransport`` or ASGI).
+
+    Use it as an async context manager (or call :meth:`start` and :meth:`aclose`) so that the
+    recovery prober runs while a breaker is open and the connections are closed at the end.
+    All of :class:`ResilientPayTabs`' operations are available: ``create_payment_page``,
+    ``query_transaction``, ``query_cart``, ``follow_up``, ``charge_token``, ``query_token``,
+    ``delete_token``.
+    """
+
+    def __init__(
+        self,
+        *,
+        profile_id: int,
+        server_key: str | SecretStr,
+        region: Region | str = Region.SAU,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryConfig | None = None,
+        breaker: BreakerConfig | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = server_key if isinstance(server_key, SecretStr) else SecretStr(server_key)
+        self._server_key = key
+        client = PayTabsClient(
+            profile_id=profile_id,
+            server_key=key,
+            base_url=base_url_for(region, base_url),
+            timeout_seconds=timeout,
+            transport=transport,
+        )
+        self.registry = BreakerRegistry(breaker or DEFAULT_BREAKER)
+        families = OperationBreakers(
+            create=self.registry.get("create"),
+            query=self.registry.get("query"),
+            follow_up=self.registry.get("follow_up"),
+            token=self.registry.get("token"),
+        )
+        super().__init__(client, families, RetryPolicy(retry or RetryConfig()))
+
+        async def probe() -> object:
+            # A cart id that cannot exist: any PayTabs answer proves PayTabs answers.
+            return await client.query_cart("probe-paytabs-guard-recovery")
+
+        self.prober = BreakerProber(
+            self.registry,
+            dict.fromkeys(self.registry.names(), probe),
+            timeout=min(timeout, 5.0),
+        )
+
+    def verify_callback(self, body: bytes, signature: str | None) -> Transaction:
+        """Check a callback's ``Signature`` header over the raw body, then parse it.
+
+        Raises :class:`~paytabs_guard.adapters.paytabs.signature.InvalidSignature` when the
+        signature is missing or wrong (compared in constant time), and pydantic's
+        ``ValidationError`` when the body is not a PayTabs transaction. Apply the result only if
+        its ``cart_id``, amount and currency match your order.
+        """
+        verify_callback(body, signature, [self._server_key])
+        return Transaction.model_validate(decode_json(body))
+
+    def start(self) -> None:
+        """Start the recovery prober (needs a running event loop)."""
+        self.prober.start()
+
+    async def aclose(self) -> None:
+        """Stop the prober and close the HTTP connections."""
+        await self.prober.aclose()
+        await self.client.aclose()
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

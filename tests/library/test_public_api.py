@@ -1,0 +1,152 @@
+"""The library's face: what ``import paytabs_guard`` offers is pinned, needs only the core
+dependencies, and the README's example runs end to end against the simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import paytabs_guard
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Adding a name is a feature; removing or renaming one breaks users. Change this list on purpose.
+PUBLIC = [
+    "DEFAULT_BREAKER",
+    "Address",
+    "AmbiguousGatewayError",
+    "AuthenticationFailed",
+    "BreakerConfig",
+    "BreakerProber",
+    "BreakerRegistry",
+    "CallTimeout",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "DuplicateRequest",
+    "FollowUpRequest",
+    "FollowUpType",
+    "GatewayUnavailable",
+    "HostedPageRequest",
+    "InvalidMoney",
+    "InvalidRequest",
+    "InvalidSignature",
+    "Money",
+    "PageOutcome",
+    "PageTranType",
+    "PayTabs",
+    "PayTabsClient",
+    "PayTabsError",
+    "PaymentPage",
+    "Region",
+    "RetryConfig",
+    "RetryPolicy",
+    "TokenChargeRequest",
+    "Transaction",
+    "TransactionNotFound",
+    "TransientGatewayError",
+    "__version__",
+    "sign_callback",
+    "verify_callback",
+    "verify_return",
+]
+
+SERVICE_ONLY = (
+    "fastapi", "starlette", "sqlalchemy", "aiosqlite", "asyncpg", "alembic", "redis",
+    "structlog", "prometheus_client", "pydantic_settings", "uvicorn",
+)  # fmt: skip
+
+
+def test_the_public_api_is_pinned() -> None:
+    assert sorted(paytabs_guard.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert getattr(paytabs_guard, name) is not None
+    assert isinstance(paytabs_guard.__version__, str)
+    assert paytabs_guard.__version__.count(".") >= 2
+
+
+def test_importing_the_library_loads_nothing_of_the_service() -> None:
+    probe = (
+        "import json, sys, paytabs_guard; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = json.loads(
+        subprocess.run(  # noqa: S603 - our own commands
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert not set(SERVICE_ONLY) & set(loaded)
+
+
+def test_one_line_gives_the_resilient_client_with_production_defaults() -> None:
+    paytabs = paytabs_guard.PayTabs(profile_id=1, server_key="S-secret", region="ARE")
+    assert paytabs.client.base_url == "https://secure.paytabs.com"
+    assert set(paytabs.registry.names()) == {"create", "query", "follow_up", "token"}
+    config = paytabs.registry.config
+    assert config.probe_interval == 1.0  # recovery by probes, not only by a timer
+    assert config.min_open_time is not None
+    assert config.open_jitter > 0
+    assert "S-secret" not in repr(paytabs.client.__dict__)
+
+
+@pytest.mark.timeout(120)
+def test_the_library_example_runs_against_the_simulator() -> None:
+    done = subprocess.run(  # noqa: S603 - our own commands
+        [sys.executable, str(ROOT / "examples" / "library_quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "paid: " in done.stdout
+    assert " A\n" in done.stdout  # authorised
+    assert "refunded 50.00 SAR" in done.stdout
+
+
+@pytest.mark.timeout(600)
+def test_the_wheel_is_the_library_and_installs_without_the_service(tmp_path: Path) -> None:
+    """Build the wheel, check what is in it, install it with only the core dependencies."""
+    python = sys.executable
+    wheels = tmp_path / "wheels"
+    subprocess.run(  # noqa: S603 - our own commands
+        [python, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("paytabs_guard-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "paytabs_guard/paytabs.py" in names
+    assert not [n for n in names if "/bench/" in n or "/chaos/" in n or n.endswith("bench.py")]
+
+    env_dir = tmp_path / "core"
+    venv.create(env_dir, with_pip=True)
+    core_python = str(env_dir / "bin" / "python")
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    subprocess.run(  # noqa: S603 - our own commands
+        [core_python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-c", str(ROOT / "constraints.txt"), str(wheel)],
+        check=True, capture_output=True, timeout=300, env=environment,
+    )  # fmt: skip
+    check = (
+        "import importlib.util as u; from paytabs_guard import PayTabs; "
+        f"missing = [m for m in {SERVICE_ONLY!r} if u.find_spec(m) is None]; "
+        "print(len(missing))"
+    )
+    done = subprocess.run(  # noqa: S603 - our own commands
+        [core_python, "-c", check], capture_output=True, text=True, env=environment, check=True
+    )
+    assert done.stdout.strip() == str(len(SERVICE_ONLY))  # none of the service is installed
+    cli = subprocess.run(  # noqa: S603 - our own commands
+        [str(env_dir / "bin" / "paytabs-guard"), "--help"],
+        capture_output=True, text=True, env=environment, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 2
+    assert "paytabs-guard[service" in cli.stderr
