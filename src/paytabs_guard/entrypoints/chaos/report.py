@@ -435,7 +435,13 @@ def write_json(path: Path, document: JsonObject) -> None:
 WIDTH: Final = 1000
 PANEL_W: Final = 430
 PANEL_H: Final = 170
-ROW_H: Final = 250
+ROW_H: Final = 300
+BAND_H: Final = 7
+BAND_GAP: Final = 3
+BAND_TOP: Final = 36
+"""Breaker bands start this far below a panel's frame (under its axis labels)."""
+STATE_COLOURS: Final = {"open": "#d7301f", "half_open": "#fdae61", "forced_open": "#7f0000"}
+PROBE_COLOURS: Final = {"succeeded": "#006d2c", "failed": "#252525"}
 LEFT: Final = 60
 GAP: Final = 500
 TOP: Final = 70
@@ -529,7 +535,8 @@ def render_svg(document: JsonObject) -> str:
         "<style>.t{font-size:13px;font-weight:bold}.frame{fill:none;stroke:#444}"
         ".grid{stroke:#ddd}.yl{font-size:10px;text-anchor:end}.xl{font-size:10px;"
         "text-anchor:middle}.ax{font-size:10px;text-anchor:end;fill:#555}"
-        ".lg{font-size:11px}.out{fill:#999;fill-opacity:0.25}</style>",
+        ".lg{font-size:11px}.out{fill:#999;fill-opacity:0.25}.bl{font-size:9px;"
+        "text-anchor:end;fill:#333}.band{fill:#e5f5e0}</style>",
         f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
         f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold">paytabs-guard bench chaos'
         f" ({escape(str(document['profile']))} profile, seed {document['seed']})</text>",
@@ -551,6 +558,7 @@ def render_svg(document: JsonObject) -> str:
         f'<rect x="{legend_x}" y="37" width="24" height="12" class="out"/>'
         f'<text x="{legend_x + 30}" y="48" class="lg">gateway down</text>'
     )
+    parts += _band_legend(LEFT, 62)
     for row, scenario in enumerate(scenarios):
         y = TOP + ROW_H * row + 30
         duration = float(scenario["duration"])
@@ -582,8 +590,87 @@ def render_svg(document: JsonObject) -> str:
             dash = DASHES.get(key, "")
             parts.append(_series(success, [(h, p["success_rate"]) for h, p in pairs], colour, dash))
             parts.append(_series(latency, [(h, p["create_p95"]) for h, p in pairs], colour, dash))
+        parts += _breaker_bands(scenario, (success, latency))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _band_legend(x: float, y: float) -> list[str]:
+    items = [
+        ("band", "", "create breaker closed"),
+        ("", STATE_COLOURS["open"], "open"),
+        ("", STATE_COLOURS["half_open"], "half-open"),
+    ]
+    parts = []
+    for css, colour, label in items:
+        fill = f' fill="{colour}"' if colour else ""
+        klass = f' class="{css}"' if css else ""
+        parts.append(f'<rect x="{x}" y="{y}" width="18" height="{BAND_H}"{klass}{fill}/>')
+        parts.append(f'<text x="{x + 22}" y="{y + BAND_H}" class="lg">{label}</text>')
+        x += 40 + 6 * len(label)
+    for result, colour in PROBE_COLOURS.items():
+        parts.append(
+            f'<line x1="{x + 6}" y1="{y - 1}" x2="{x + 6}" y2="{y + BAND_H + 1}" '
+            f'stroke="{colour}" stroke-width="1.5"/>'
+        )
+        parts.append(f'<text x="{x + 12}" y="{y + BAND_H}" class="lg">probe {result}</text>')
+        x += 110
+    return parts
+
+
+def _breaker_bands(scenario: JsonObject, panels: Sequence[_Panel]) -> list[str]:
+    """Under each panel, one band per configuration with a breaker and per instance: the create
+    breaker's state over time, with a tick for every recovery probe it sent."""
+    parts: list[str] = []
+    row = 0
+    duration = float(scenario["duration"])
+    for key, run in scenario["runs"].items():
+        changes = run["breaker"]["changes"].get("create", [])
+        probes = [p for p in run["probes"]["events"] if p["breaker"] == "create"]
+        if not changes and not probes:
+            continue
+        for instance in range(int(run.get("instances", 1))):
+            label = key if int(run.get("instances", 1)) == 1 else f"{key} #{instance + 1}"
+            mine = [c for c in changes if c.get("instance", 0) == instance]
+            for panel in panels:
+                y = panel.y + PANEL_H + BAND_TOP + row * (BAND_H + BAND_GAP)
+                parts.append(
+                    f'<rect x="{panel.x}" y="{y:.1f}" width="{PANEL_W}" height="{BAND_H}" '
+                    f'class="band"/>'
+                )
+                parts.append(
+                    f'<text x="{panel.x - 4}" y="{y + BAND_H:.1f}" class="bl">{label}</text>'
+                )
+                parts += _state_spans(panel, y, mine, duration)
+                for probe in probes:
+                    if probe.get("instance", 0) != instance:
+                        continue
+                    x = panel.px(float(probe["at"]))
+                    colour = PROBE_COLOURS.get(str(probe["result"]), "#252525")
+                    parts.append(
+                        f'<line x1="{x:.1f}" y1="{y - 1:.1f}" x2="{x:.1f}" '
+                        f'y2="{y + BAND_H + 1:.1f}" stroke="{colour}" stroke-width="1"/>'
+                    )
+            row += 1
+    return parts
+
+
+def _state_spans(
+    panel: _Panel, y: float, changes: Sequence[JsonObject], duration: float
+) -> list[str]:
+    parts = []
+    for number, change in enumerate(changes):
+        colour = STATE_COLOURS.get(str(change["state"]))
+        if colour is None:
+            continue
+        start = float(change["at"])
+        end = float(changes[number + 1]["at"]) if number + 1 < len(changes) else duration
+        x1, x2 = panel.px(start), panel.px(end)
+        parts.append(
+            f'<rect x="{x1:.1f}" y="{y:.1f}" width="{max(x2 - x1, 0.8):.1f}" '
+            f'height="{BAND_H}" fill="{colour}"/>'
+        )
+    return parts
 
 
 def write_svg(path: Path, document: JsonObject) -> None:
