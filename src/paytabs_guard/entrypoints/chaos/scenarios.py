@@ -356,7 +356,7 @@ SHORT: Final = Profile(
         flap_down=(0.5, 1.0),
         flap_up=(0.8, 2.0),
         flapping=7.0,
-        cluster=(1.0, 3.0, 1.5, 4.0),
+        cluster=(1.0, 2.5, 1.0, 3.0),
     ),
 )
 
