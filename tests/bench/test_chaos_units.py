@@ -164,7 +164,7 @@ def test_scenario_e_runs_two_instances() -> None:
     (cluster,) = [s for s in SHORT.scenarios if s.key == "e"]
     assert cluster.instances == 2
     assert cluster.outages[0].mode == "hang"
-    assert len(cluster.outages) > 2  # an outage, then flapping
+    assert len(cluster.outages) >= 2  # an outage, then flapping
     assert all(a.end < b.start for a, b in zip(cluster.outages, cluster.outages[1:], strict=False))
 
 
