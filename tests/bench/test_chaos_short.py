@@ -110,6 +110,9 @@ def test_the_outage_is_reported_with_its_recovery(report: dict[str, Any]) -> Non
     for run in outage["runs"].values():
         (recovery,) = run["recovery"]
         assert recovery["recovered_at"] == outage["outages"][0]["end"]
+        gateway = run["gateway"]
+        (during,) = gateway["during_each_outage"]
+        assert 0 <= during == gateway["during_outages"] <= gateway["requests_total"]
     for key in ("retries", "none"):
         assert outage["runs"][key]["fail_fast"]["count"] == 0  # no breaker, nothing to fail fast
         assert outage["runs"][key]["breaker"]["create_opened"] == 0

@@ -318,6 +318,7 @@ def analyse(
     probes: Sequence[BreakerProbe] = (),
     breaker_stats: Sequence[Mapping[str, Any]] = (),
     instances: int = 1,
+    calls_in_outages: Sequence[int] = (),
 ) -> JsonObject:
     attempted = len(orders)
     best = oracle([order.arrival for order in orders], budget, windows, need)
@@ -421,6 +422,8 @@ def analyse(
         "gateway": {
             "requests": requests,
             "requests_total": sum(requests.values()),
+            "during_outages": sum(calls_in_outages) if windows else None,
+            "during_each_outage": list(calls_in_outages),
             "faults_injected": faults,
             "transactions": len(transactions),
         },

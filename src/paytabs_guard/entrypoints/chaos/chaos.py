@@ -31,6 +31,7 @@ from paytabs_guard.observability import configure_logging
 from . import report
 from .analysis import JsonObject, analyse
 from .driver import Budgets, Driver, arrivals
+from .oracle import down_spans
 from .scenario_file import ScenarioFileError, load_scenario_file
 from .scenarios import CONFIGURATIONS, PROFILES, Configuration, Profile, Scenario
 from .service import API_KEY, Recorders, RunningService, running_service, stored_outcome
@@ -176,6 +177,29 @@ async def _redis_prefix(redis_url: str | None, name: str) -> AsyncIterator[str |
             await client.aclose()
 
 
+async def _calls_during_outages(
+    simulator: Simulator, spans: Sequence[tuple[float, float]], t0: float, out: list[int]
+) -> None:
+    """Requests that reached the gateway during each outage (probes included), from the
+    simulator's counters read when each outage begins and ends; appended to ``out``. When
+    cancelled inside an outage, that outage counts up to the cancellation."""
+
+    async def requests_now() -> int:
+        counters = (await simulator.stats()).get("counters") or {}
+        return sum(int(v) for k, v in counters.items() if str(k).startswith("requests "))
+
+    async def at(moment: float) -> None:
+        await asyncio.sleep(max(0.0, t0 + moment - time.monotonic()))
+
+    for began, ended in spans:
+        await at(began)
+        before = await requests_now()
+        try:
+            await at(ended)
+        finally:
+            out.append(await requests_now() - before)
+
+
 async def _drain(running: RunningService, recorders: Recorders, seconds: float) -> Any:
     """Wait until the relay has delivered every ``payment.completed`` (or ``seconds`` pass)."""
     deadline = time.monotonic() + seconds
@@ -238,8 +262,15 @@ async def run_one(
             )
             await simulator.reset(scenario.simulator_faults())
             t0 = time.monotonic()
+            in_outages: list[int] = []
+            counting = asyncio.create_task(
+                _calls_during_outages(simulator, down_spans(scenario.outages, None), t0, in_outages)
+            )
             await driver.run(schedule, t0)
             run_end = time.monotonic() - t0
+            counting.cancel()  # an outage that outlasts the orders is counted up to here
+            with contextlib.suppress(asyncio.CancelledError):
+                await counting
             await simulator.clear_faults()
             stored = await _drain(svc, recorders, profile.drain_seconds)
             await svc.record_breaker_stats()
@@ -264,6 +295,7 @@ async def run_one(
         probes=recorders.probes,
         breaker_stats=recorders.breaker_stats,
         instances=scenario.instances,
+        calls_in_outages=in_outages,
     )
     sim_cpu = simulator.cpu_seconds()
     result["cpu_seconds"] = {

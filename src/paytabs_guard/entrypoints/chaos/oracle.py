@@ -28,9 +28,11 @@ DEFINITION = (
 )
 
 
-def down_spans(windows: Sequence[Window], operation: str = "create") -> list[tuple[float, float]]:
-    """The times ``operation`` is down, merged and sorted."""
-    spans = sorted((w.start, w.end) for w in windows if w.covers(operation))
+def down_spans(
+    windows: Sequence[Window], operation: str | None = "create"
+) -> list[tuple[float, float]]:
+    """The times ``operation`` (None: any operation) is down, merged and sorted."""
+    spans = sorted((w.start, w.end) for w in windows if operation is None or w.covers(operation))
     merged: list[tuple[float, float]] = []
     for start, end in spans:
         if merged and start <= merged[-1][1]:

@@ -83,6 +83,12 @@ def _probes(run: JsonObject) -> str:
     return str(_sent(instances[0])) if instances else "0"
 
 
+def _gateway_calls(gateway: JsonObject) -> str:
+    during = gateway.get("during_outages")
+    total = str(gateway["requests_total"])
+    return total if during is None else f"{total} ({during})"
+
+
 def _sent(instance: JsonObject) -> int:
     """Probes an instance sent: its stats endpoint's count, or its probe events."""
     return max(int(instance["sent_by_endpoint"]), int(instance["events"]))
@@ -135,7 +141,7 @@ RESULT_COLUMNS: Final = (
     ("up → 1st page p50/worst s", "right"),
     ("probes", "right"),
     ("events lost", "right"),
-    ("gateway calls", "right"),
+    ("gateway calls (in outages)", "right"),
 )
 
 
@@ -165,7 +171,7 @@ def result_rows(document: JsonObject) -> list[list[str]]:
                     _first_page(run),
                     _probes(run),
                     str(run["events"]["lost"]),
-                    str(run["gateway"]["requests_total"]),
+                    _gateway_calls(run["gateway"]),
                 ]
             )
             first = False
@@ -290,6 +296,7 @@ def targets(document: JsonObject) -> list[JsonObject]:
                 "met": None,
             }
         )
+    out += _gateway_targets(document)
     out += _recovery_targets(document)
     out += _oracle_targets(document)
     lost = sum(run["events"]["lost"] for _, _, run in _runs(document))
@@ -302,6 +309,28 @@ def targets(document: JsonObject) -> list[JsonObject]:
         }
     )
     return out
+
+
+def _gateway_targets(document: JsonObject) -> list[JsonObject]:
+    """During outages, full protection sends the gateway at most 1/3 of the calls that no
+    protection sends (probes included)."""
+    ratios = []
+    for scenario in document["scenarios"]:
+        runs = scenario["runs"]
+        full = runs.get("full", {}).get("gateway", {}).get("during_outages")
+        none = runs.get("none", {}).get("gateway", {}).get("during_outages")
+        if full is not None and none:
+            ratios.append((scenario["key"], full, none))
+    if not ratios:
+        return []
+    return [
+        {
+            "target": "during outages the gateway sees <= 1/3 of the calls it sees without a "
+            "breaker (probes included)",
+            "measured": ", ".join(f"({k}) {f} vs {n}" for k, f, n in ratios),
+            "met": all(f * 3 <= n for _, f, n in ratios),
+        }
+    ]
 
 
 def _recovery_targets(document: JsonObject) -> list[JsonObject]:
@@ -444,7 +473,7 @@ STATE_COLOURS: Final = {"open": "#d7301f", "half_open": "#fdae61", "forced_open"
 PROBE_COLOURS: Final = {"succeeded": "#006d2c", "failed": "#252525"}
 LEFT: Final = 60
 GAP: Final = 500
-TOP: Final = 70
+TOP: Final = 90
 
 
 def _nice_step(span: float, ticks: int = 5) -> float:
@@ -541,24 +570,31 @@ def render_svg(document: JsonObject) -> str:
         f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold">paytabs-guard bench chaos'
         f" ({escape(str(document['profile']))} profile, seed {document['seed']})</text>",
     ]
-    legend_x = LEFT
     configurations = {c["key"]: c["title"] for c in document["configurations"]}
-    for key, title in configurations.items():
-        colour = COLOURS.get(key, "#000")
-        dash = DASHES.get(key, "")
+    legend_x, legend_y = float(LEFT), 44.0
+    items = [*configurations.items(), ("", "gateway down")]
+    for key, title in items:
+        width = 40 + 6.2 * len(title)
+        if legend_x + width > WIDTH - 10:
+            legend_x, legend_y = float(LEFT), legend_y + 16
+        if key:
+            colour = COLOURS.get(key, "#000")
+            dash = DASHES.get(key, "")
+            parts.append(
+                f'<line x1="{legend_x}" y1="{legend_y}" x2="{legend_x + 24}" y2="{legend_y}" '
+                f'stroke="{colour}" stroke-width="3"'
+                + (f' stroke-dasharray="{dash}"' if dash else "")
+                + "/>"
+            )
+        else:
+            parts.append(
+                f'<rect x="{legend_x}" y="{legend_y - 7}" width="24" height="12" class="out"/>'
+            )
         parts.append(
-            f'<line x1="{legend_x}" y1="44" x2="{legend_x + 24}" y2="44" '
-            f'stroke="{colour}" stroke-width="3"'
-            + (f' stroke-dasharray="{dash}"' if dash else "")
-            + "/>"
+            f'<text x="{legend_x + 30}" y="{legend_y + 4}" class="lg">{escape(title)}</text>'
         )
-        parts.append(f'<text x="{legend_x + 30}" y="48" class="lg">{escape(title)}</text>')
-        legend_x += 275
-    parts.append(
-        f'<rect x="{legend_x}" y="37" width="24" height="12" class="out"/>'
-        f'<text x="{legend_x + 30}" y="48" class="lg">gateway down</text>'
-    )
-    parts += _band_legend(LEFT, 62)
+        legend_x += width
+    parts += _band_legend(LEFT, legend_y + 12)
     for row, scenario in enumerate(scenarios):
         y = TOP + ROW_H * row + 30
         duration = float(scenario["duration"])
@@ -579,7 +615,7 @@ def render_svg(document: JsonObject) -> str:
                     f'<rect x="{x1:.1f}" y="{panel.y}" width="{x2 - x1:.1f}" '
                     f'height="{PANEL_H}" class="out"/>'
                 )
-        title = str(scenario["title"])
+        title = _short(str(scenario["title"]))
         parts += _axes(success, f"{title}: orders completed, by arrival (%)", "arrival", True)
         parts += _axes(latency, f"{title}: create latency p95 (s)", "request sent", False)
         for key, run in scenario["runs"].items():
@@ -593,6 +629,14 @@ def render_svg(document: JsonObject) -> str:
         parts += _breaker_bands(scenario, (success, latency))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _short(title: str, limit: int = 34) -> str:
+    """A scenario title that fits above a panel: up to its first comma, or cut."""
+    if len(title) <= limit:
+        return title
+    head = title.split(",", 1)[0]
+    return head if len(head) <= limit else title[: limit - 1] + "…"
 
 
 def _band_legend(x: float, y: float) -> list[str]:
@@ -648,8 +692,8 @@ def _breaker_bands(scenario: JsonObject, panels: Sequence[_Panel]) -> list[str]:
                     x = panel.px(float(probe["at"]))
                     colour = PROBE_COLOURS.get(str(probe["result"]), "#252525")
                     parts.append(
-                        f'<line x1="{x:.1f}" y1="{y - 1:.1f}" x2="{x:.1f}" '
-                        f'y2="{y + BAND_H + 1:.1f}" stroke="{colour}" stroke-width="1"/>'
+                        f'<line x1="{x:.1f}" y1="{y - 2:.1f}" x2="{x:.1f}" '
+                        f'y2="{y + BAND_H + 2:.1f}" stroke="{colour}" stroke-width="1.5"/>'
                     )
             row += 1
     return parts
