@@ -7,15 +7,23 @@ already in flight keeps the settings it started with.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Phase = Literal["before", "after", "mixed"]
 OutageMode = Literal["status", "reset", "hang"]
 FaultAction = Literal["error", "reset", "hang"]
+Operation = Literal["create", "query", "follow_up", "token"]
+"""PayTabs operation families, as a client groups them: create a payment page, query
+transactions, follow-ups (refund, capture, void, release) and tokens (recurring charges, token
+query and delete). An outage can be limited to some of them: a partial outage."""
+
+REQUEST_PATH: Final = "/payment/request"
+FOLLOW_UP_TYPES: Final = frozenset({"refund", "capture", "void", "release"})
 
 DEFAULT_FAULT_PATHS = [
     "/payment/request",
@@ -40,12 +48,20 @@ class Outage(BaseModel):
     end: float
     mode: OutageMode = "status"
     status: int = Field(default=503, ge=400, le=599)
+    operations: list[Operation] | None = Field(default=None, min_length=1)
+    """The operations that are down; None (the default) means all of them."""
 
     @model_validator(mode="after")
     def _end_after_start(self) -> Outage:
         if self.end <= self.start:
             raise ValueError("end must be greater than start")
         return self
+
+    def covers(self, elapsed_seconds: float, operation: Operation | None) -> bool:
+        """True when this outage takes ``operation`` down at ``elapsed_seconds``."""
+        if not self.start <= elapsed_seconds < self.end:
+            return False
+        return self.operations is None or operation in self.operations
 
 
 class Faults(BaseModel):
@@ -82,6 +98,12 @@ class Faults(BaseModel):
     callback_delay_ms: float = NonNegative
 
     refund_pending: bool = False
+
+    @property
+    def partial_outages(self) -> bool:
+        """True when an outage is limited to some operations, so a request's operation (for
+        ``/payment/request``, read from its body) decides whether the outage hits it."""
+        return any(outage.operations is not None for outage in self.outages)
 
     @field_validator("error_statuses")
     @classmethod
@@ -126,14 +148,46 @@ def hits(rng: random.Random, rate: float) -> bool:
     return rate > 0.0 and rng.random() < rate
 
 
-def plan_request(faults: Faults, rng: random.Random, elapsed_seconds: float) -> FaultPlan:
-    """Decide the fault for one request to a faulted path."""
+def operation_of(path: str, body: bytes | None) -> Operation:
+    """The operation family of a request to the PayTabs API.
+
+    ``/payment/request`` carries three: a follow-up names a ``tran_type`` of refund, capture,
+    void or release; a recurring (``tran_class``) request charges a token; anything else creates
+    a page. A body that is not a JSON object counts as a create (PayTabs will refuse it anyway).
+    """
+    if path == "/payment/query":
+        return "query"
+    if path.startswith("/payment/token"):
+        return "token"
+    if path != REQUEST_PATH or not body:
+        return "create"
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return "create"
+    if not isinstance(decoded, dict):
+        return "create"
+    if str(decoded.get("tran_type", "")).lower() in FOLLOW_UP_TYPES:
+        return "follow_up"
+    if str(decoded.get("tran_class", "")).lower() == "recurring":
+        return "token"
+    return "create"
+
+
+def plan_request(
+    faults: Faults,
+    rng: random.Random,
+    elapsed_seconds: float,
+    operation: Operation | None = None,
+) -> FaultPlan:
+    """Decide the fault for one request to a faulted path (``operation``: its family, which
+    matters only for outages limited to some operations; None matches only unlimited ones)."""
     if faults.down:
         return FaultPlan(
             action=_outage_action(faults.down_mode), status=faults.down_status, cause="down"
         )
     for outage in faults.outages:
-        if outage.start <= elapsed_seconds < outage.end:
+        if outage.covers(elapsed_seconds, operation):
             return FaultPlan(
                 action=_outage_action(outage.mode), status=outage.status, cause="outage"
             )

@@ -12,7 +12,7 @@ import contextlib
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paytabs_simulator.engine import Engine
-from paytabs_simulator.faults import FaultPlan, plan_request
+from paytabs_simulator.faults import FaultPlan, operation_of, plan_request
 from paytabs_simulator.wire import json_bytes
 
 REASONS = {
@@ -28,6 +28,32 @@ class SimulatedConnectionReset(Exception):
     """Raised after the response has started so the server drops the connection mid-body."""
 
 
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole request body, and a ``receive`` that hands it out again before going on
+    with the real one (so a hang still sees the client disconnect)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), _replay([message], receive)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    return body, _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replaying() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replaying
+
+
 class FaultMiddleware:
     def __init__(self, app: ASGIApp, engine: Engine) -> None:
         self.app = app
@@ -38,7 +64,13 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         engine = self.engine
-        plan = plan_request(engine.faults, engine.rng, engine.elapsed_seconds())
+        faults = engine.faults
+        body: bytes | None = None
+        if faults.partial_outages:
+            # Which operation a /payment/request is lies in its body: read it, then replay it.
+            body, receive = await _buffered(receive)
+        operation = operation_of(scope["path"], body)
+        plan = plan_request(faults, engine.rng, engine.elapsed_seconds(), operation)
         engine.stats[f"requests {scope['path']}"] += 1
         if plan.latency_seconds > 0:
             await engine.pause(plan.latency_seconds)
@@ -46,10 +78,10 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         engine.stats[f"faults {plan.action} {plan.phase} ({plan.cause})"] += 1
-        body = b""
+        answer = b""
         if plan.phase == "after":
-            body = await self._run_and_swallow(scope, receive)
-        await self._inject(plan, receive, send, body)
+            answer = await self._run_and_swallow(scope, receive)
+        await self._inject(plan, receive, send, answer)
 
     async def _run_and_swallow(self, scope: Scope, receive: Receive) -> bytes:
         """Let the simulator do the work; keep the answer the client will never fully get."""

@@ -15,7 +15,7 @@ import pytest
 
 from paytabs_guard.entrypoints.chaos import main
 
-CONFIGURATIONS = ("full", "retries", "none")
+CONFIGURATIONS = ("full", "wait", "retries", "none")
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +110,29 @@ def test_the_outage_is_reported_with_its_recovery(report: dict[str, Any]) -> Non
     for run in outage["runs"].values():
         (recovery,) = run["recovery"]
         assert recovery["recovered_at"] == outage["outages"][0]["end"]
+        gateway = run["gateway"]
+        (during,) = gateway["during_each_outage"]
+        assert 0 <= during == gateway["during_outages"] <= gateway["requests_total"]
     for key in ("retries", "none"):
         assert outage["runs"][key]["fail_fast"]["count"] == 0  # no breaker, nothing to fail fast
         assert outage["runs"][key]["breaker"]["create_opened"] == 0
+
+
+def test_every_run_is_measured_against_the_oracle(report: dict[str, Any]) -> None:
+    for scenario in report["scenarios"]:
+        oracles = [run["oracle"] for run in scenario["runs"].values()]
+        assert all(o == oracles[0] for o in oracles)  # the same for every configuration
+        oracle = oracles[0]
+        assert oracle["attempted"] == next(iter(scenario["runs"].values()))["orders"]["attempted"]
+        if scenario["key"] == "a":
+            assert oracle["share"] == 1.0  # transient failures never rule an order out
+        for run in scenario["runs"].values():
+            achieved = run["share_of_oracle"]
+            assert achieved["completed"] == run["orders"]["completed"]
+            assert oracle["completable"] <= achieved["completable"] <= oracle["attempted"]
+            assert 0.0 <= achieved["share"] <= 1.0
+            assert run["recovery_summary"]["outages"] == len(scenario["outages"])
+            assert len(run["probes"]["instances"]) == 1
 
 
 def test_targets_and_outputs(report: dict[str, Any]) -> None:
@@ -123,3 +143,5 @@ def test_targets_and_outputs(report: dict[str, Any]) -> None:
     assert report["_svg"].startswith("<svg")
     assert "<polyline" in report["_svg"]
     assert "| scenario | configuration |" in report["_markdown"]
+    assert "| of oracle |" in report["_markdown"]
+    assert any(name.startswith(">= 97 % of the oracle") for name in targets)

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from paytabs_simulator.faults import Faults
+from paytabs_simulator.faults import Faults, operation_of
 
 from .support import FakeClock, Gateway, gateway, page_body, page_id, sim_config
 
@@ -176,3 +176,67 @@ async def test_faults_set_at_start_apply(clock: FakeClock) -> None:
         stats = (await gw.http.get("/_sim/stats")).json()
     assert stats["counters"]["faults error before (rate)"] == 1
     assert stats["counters"]["requests /payment/request"] == 1
+
+
+@pytest.mark.anyio
+async def test_partial_outage_takes_down_only_the_named_operations(gw: Gateway) -> None:
+    sale = await gw.paid_transaction()
+    await gw.set_faults(
+        outages=[{"start": 0, "end": 60, "mode": "status", "operations": ["create"]}]
+    )
+    assert (await attempt(gw)).status_code == 503
+    # Queries and follow-ups share the gateway but not its outage; the follow-up shares the
+    # create's path, /payment/request, and is told apart by its body.
+    assert (await gw.query(cart_id="cart-1")).status_code == 200
+    refund = await gw.follow_up("refund", sale["tran_ref"], 1, cart_id="refund-1")
+    assert refund.status_code == 200, refund.text
+    assert refund.json()["payment_result"]["response_status"] == "A"
+
+
+@pytest.mark.anyio
+async def test_partial_outage_of_follow_ups_leaves_create_up(gw: Gateway) -> None:
+    sale = await gw.paid_transaction()
+    await gw.set_faults(
+        outages=[{"start": 0, "end": 60, "mode": "reset", "operations": ["follow_up", "query"]}]
+    )
+    assert (await gw.request(page_body(cart_id="cart-2"))).status_code == 200
+    with pytest.raises(httpx.TransportError):
+        await gw.follow_up("refund", sale["tran_ref"], 1, cart_id="refund-1")
+    with pytest.raises(httpx.TransportError):
+        await gw.query(cart_id="cart-1")
+
+
+@pytest.mark.anyio
+async def test_partial_outage_ends_with_its_window(gw: Gateway, clock: FakeClock) -> None:
+    await gw.set_faults(outages=[{"start": 0, "end": 5, "operations": ["create"]}])
+    assert (await attempt(gw)).status_code == 503
+    clock.advance(5)
+    assert (await attempt(gw)).status_code == 200
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("operations", [[], ["refund"], "create"])
+async def test_partial_outage_refuses_unknown_operations(gw: Gateway, operations: Any) -> None:
+    response = await gw.http.put(
+        "/_sim/faults", json={"outages": [{"start": 0, "end": 5, "operations": operations}]}
+    )
+    assert response.status_code == 422
+    assert "operations" in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        ("/payment/query", b"{}", "query"),
+        ("/payment/token", b"{}", "token"),
+        ("/payment/token/delete", b"{}", "token"),
+        ("/payment/request", b'{"tran_type": "sale", "tran_class": "ecom"}', "create"),
+        ("/payment/request", b'{"tran_type": "Refund", "tran_class": "ecom"}', "follow_up"),
+        ("/payment/request", b'{"tran_type": "void"}', "follow_up"),
+        ("/payment/request", b'{"tran_type": "sale", "tran_class": "recurring"}', "token"),
+        ("/payment/request", b"not json", "create"),
+        ("/payment/request", b"[1]", "create"),
+    ],
+)
+def test_operation_of_reads_the_family(path: str, body: bytes, expected: str) -> None:
+    assert operation_of(path, body) == expected

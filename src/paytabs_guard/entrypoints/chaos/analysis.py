@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .driver import CreateCall, Order
+from .oracle import oracle, share_of_oracle
 from .scenarios import Window
-from .service import BreakerChange, StoredOutcome
+from .service import BreakerChange, BreakerProbe, StoredOutcome
 
 JsonObject = dict[str, Any]
 
@@ -118,41 +119,151 @@ def duplicates(
     }
 
 
+def recovery_family(window: Window) -> str:
+    """The breaker whose recovery an outage tests: create when create was down, else the
+    first operation the (partial) outage took down."""
+    if window.covers("create") or not window.operations:
+        return "create"
+    return window.operations[0]
+
+
+def _closed_after(
+    changes: Sequence[BreakerChange],
+    family: str,
+    instance: int,
+    recovered: float,
+    next_start: float,
+    t0: float,
+) -> float | None:
+    for change in changes:
+        at = change.at - t0
+        if (
+            change.instance == instance
+            and change.breaker == family
+            and change.state == "closed"
+            and at >= recovered
+        ):
+            return at - recovered if at < next_start else None
+    return None
+
+
 def _recovery(
     windows: Sequence[Window],
     creates: Sequence[CreateCall],
-    intervals: Sequence[Interval],
     changes: Sequence[BreakerChange],
     t0: float,
+    run_end: float,
+    instances: int,
 ) -> list[JsonObject]:
-    """Per outage: time from the gateway's recovery to the first page created, and to the create
-    breaker closing (None when it was not open at recovery or did not close before the next
-    outage began)."""
+    """Per outage: time from the gateway's recovery to the first page created, and to the
+    breaker closing on every instance (None when it was not open at recovery, or did not close
+    before the next outage began). ``breaker_closed_after`` is the slowest instance's."""
     out = []
     successes = sorted(call.end for call in creates if call.status == 201)
     for number, window in enumerate(windows):
         recovered = window.end
         next_start = windows[number + 1].start if number + 1 < len(windows) else math.inf
         first = next((end for end in successes if end >= recovered), None)
-        state = _state_at(intervals, recovered)
-        closed_after: float | None = None
-        if state in ("open", "half_open"):
-            for change in changes:
-                at = change.at - t0
-                if change.breaker == "create" and change.state == "closed" and at >= recovered:
-                    closed_after = at - recovered if at < next_start else None
-                    break
+        family = recovery_family(window)
+        per_instance: list[JsonObject] = []
+        for instance in range(instances):
+            mine = [c for c in changes if c.instance == instance]
+            state = _state_at(breaker_intervals(mine, family, t0, run_end), recovered)
+            closed_after = None
+            if state in ("open", "half_open"):
+                closed_after = _closed_after(mine, family, instance, recovered, next_start, t0)
+            per_instance.append(
+                {"instance": instance, "at_recovery": state, "closed_after": closed_after}
+            )
+        was_open = [i for i in per_instance if i["at_recovery"] in ("open", "half_open")]
+        closes: list[float | None] = [i["closed_after"] for i in was_open]
         out.append(
             {
                 "outage_start": window.start,
                 "recovered_at": recovered,
+                "operations": None if window.operations is None else list(window.operations),
+                "breaker": family,
                 "first_success_after": None if first is None else first - recovered,
-                "breaker_at_recovery": state,
-                "breaker_closed_after": closed_after,
+                "breaker_at_recovery": per_instance[0]["at_recovery"] if not was_open else "open",
+                "breaker_closed_after": None
+                if not closes or any(c is None for c in closes)
+                else max(c for c in closes if c is not None),
+                "instances": per_instance,
                 "next_outage_after": None if math.isinf(next_start) else next_start - recovered,
             }
         )
     return out
+
+
+def recovery_summary(items: Sequence[JsonObject]) -> JsonObject:
+    """p50 and worst over outages of "gateway up -> breaker closed" (outages the breaker was
+    open at, and closed before the next) and of "gateway up -> first page"."""
+    closes = [i["breaker_closed_after"] for i in items if i["breaker_closed_after"] is not None]
+    open_at = [i for i in items if i["breaker_at_recovery"] in ("open", "half_open")]
+    never = sum(
+        1
+        for i in open_at
+        if i["breaker_closed_after"] is None and i.get("next_outage_after") is None
+    )
+    firsts = [i["first_success_after"] for i in items if i["first_success_after"] is not None]
+    return {
+        "outages": len(items),
+        "breaker_open_at_recovery": len(open_at),
+        "closed": {"p50": percentile(closes, 50), "worst": max(closes, default=None)},
+        "closed_count": len(closes),
+        "never_closed": never,
+        "first_page": {"p50": percentile(firsts, 50), "worst": max(firsts, default=None)},
+        "first_page_count": len(firsts),
+    }
+
+
+def probe_summary(
+    probes: Sequence[BreakerProbe],
+    stats: Sequence[Mapping[str, Any]],
+    instances: int,
+    t0: float,
+) -> JsonObject:
+    """Probes per instance: from the probe events, and from each instance's breaker stats
+    endpoint (its ``probes`` block: sent, succeeded, failed, and whether it holds the lease)."""
+    by_instance: list[JsonObject] = []
+    for instance in range(instances):
+        mine = [p for p in probes if p.instance == instance]
+        results = Counter(p.result for p in mine)
+        reported: dict[str, JsonObject] = {}
+        if instance < len(stats):
+            for name, snapshot in (stats[instance].get("breakers") or {}).items():
+                block = snapshot.get("probes") if isinstance(snapshot, Mapping) else None
+                if isinstance(block, Mapping):
+                    reported[str(name)] = {
+                        "sent": int(block.get("sent") or 0),
+                        "succeeded": int(block.get("succeeded") or 0),
+                        "failed": int(block.get("failed") or 0),
+                        "prober": bool(block.get("prober")),
+                    }
+        by_instance.append(
+            {
+                "instance": instance,
+                "events": len(mine),
+                "succeeded": results.get("succeeded", 0),
+                "failed": results.get("failed", 0),
+                "by_breaker": dict(Counter(p.breaker for p in mine)),
+                "endpoint": reported,
+                "sent_by_endpoint": sum(r["sent"] for r in reported.values()),
+            }
+        )
+    return {
+        "total": len(probes),
+        "instances": by_instance,
+        "events": [
+            {
+                "at": round(p.at - t0, 4),
+                "breaker": p.breaker,
+                "result": p.result,
+                "instance": p.instance,
+            }
+            for p in probes[:5000]
+        ],
+    }
 
 
 def _timeline(
@@ -202,28 +313,56 @@ def analyse(
     run_end: float,
     duration: float,
     bucket: float,
+    budget: float,
+    need: float,
+    probes: Sequence[BreakerProbe] = (),
+    breaker_stats: Sequence[Mapping[str, Any]] = (),
+    instances: int = 1,
+    calls_in_outages: Sequence[int] = (),
 ) -> JsonObject:
     attempted = len(orders)
+    best = oracle([order.arrival for order in orders], budget, windows, need)
+    flags = best.pop("completable_by_order")
+    achieved = share_of_oracle([order.outcome == "completed" for order in orders], flags)
     completed = sum(1 for order in orders if order.outcome == "completed")
     first_try = sum(1 for order in orders if order.outcome == "completed" and order.first_try)
     outcomes = Counter(order.outcome for order in orders)
     statuses = Counter(str(call.status) for call in creates)
 
-    create_intervals = breaker_intervals(changes, "create", t0, run_end)
-    open_spans = [i for i in create_intervals if i.state == "open"]
+    # Each order talks to one instance (round-robin), so its creates meet that instance's breaker.
+    open_by_instance = [
+        [
+            span
+            for span in breaker_intervals(
+                [c for c in changes if c.instance == instance], "create", t0, run_end
+            )
+            if span.state == "open"
+        ]
+        for instance in range(instances)
+    ]
+    open_spans = open_by_instance[0]
     fail_fast = [
         call.seconds
         for call in creates
         if call.status == 503
-        and any(span.start <= call.start and call.end <= span.end for span in open_spans)
+        and any(
+            span.start <= call.start and call.end <= span.end
+            for span in open_by_instance[call.order % instances]
+        )
     ]
     opened = sum(1 for change in changes if change.breaker == "create" and change.state == "open")
     states_by_breaker: dict[str, list[JsonObject]] = defaultdict(list)
     for change in changes:
         states_by_breaker[change.breaker].append(
-            {"at": round(change.at - t0, 4), "state": change.state, "reason": change.reason}
+            {
+                "at": round(change.at - t0, 4),
+                "state": change.state,
+                "reason": change.reason,
+                "instance": change.instance,
+            }
         )
 
+    recovery = _recovery(windows, creates, changes, t0, run_end, instances)
     received = set(completed_events)
     lost = sorted(stored.completed_ids - received)
     pages = [order.page_at - order.arrival for order in orders if order.page_at is not None]
@@ -264,7 +403,12 @@ def analyse(
             "open_seconds": sum(span.end - span.start for span in open_spans),
             "changes": dict(states_by_breaker),
         },
-        "recovery": _recovery(windows, creates, create_intervals, changes, t0),
+        "recovery": recovery,
+        "recovery_summary": recovery_summary(recovery),
+        "probes": probe_summary(probes, breaker_stats, instances, t0),
+        "oracle": best,
+        "share_of_oracle": achieved,
+        "instances": instances,
         "events": {
             "completed_payments": len(stored.completed_ids),
             "completed_events_received": len(received & stored.completed_ids),
@@ -278,6 +422,8 @@ def analyse(
         "gateway": {
             "requests": requests,
             "requests_total": sum(requests.values()),
+            "during_outages": sum(calls_in_outages) if windows else None,
+            "during_each_outage": list(calls_in_outages),
             "faults_injected": faults,
             "transactions": len(transactions),
         },

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,8 +31,10 @@ from paytabs_guard.observability import configure_logging
 from . import report
 from .analysis import JsonObject, analyse
 from .driver import Budgets, Driver, arrivals
+from .oracle import down_spans
+from .scenario_file import ScenarioFileError, load_scenario_file
 from .scenarios import CONFIGURATIONS, PROFILES, Configuration, Profile, Scenario
-from .service import API_KEY, Recorders, running_service, stored_outcome
+from .service import API_KEY, Recorders, RunningService, running_service, stored_outcome
 from .simulator import PROFILE_ID, SERVER_KEY, Simulator, start
 
 DEFAULT_SEED: Final = 20250129
@@ -134,11 +136,76 @@ def service_env(
     }
 
 
-async def _drain(running: Any, recorders: Recorders, seconds: float) -> Any:
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """Where the service keeps its state: SQLite files by default, or PostgreSQL; scenario (e)
+    needs PostgreSQL and Redis (two instances share them)."""
+
+    database_url: str | None = None
+    cluster_database_url: str | None = None
+    redis_url: str | None = None
+
+    def for_scenario(self, scenario: Scenario) -> str | None:
+        if scenario.instances > 1:
+            return self.cluster_database_url or self.database_url
+        return self.database_url
+
+    def cluster_ready(self) -> bool:
+        url = self.cluster_database_url or self.database_url or ""
+        return url.startswith("postgres") and bool(self.redis_url)
+
+
+@contextlib.asynccontextmanager
+async def _redis_prefix(redis_url: str | None, name: str) -> AsyncIterator[str | None]:
+    """A fresh Redis key prefix for one run (breaker state must not leak between runs), whose
+    keys are deleted afterwards."""
+    if redis_url is None:
+        yield None
+        return
+    prefix = f"chaos-{name}-{secrets.token_hex(4)}:"
+    try:
+        yield prefix
+    finally:
+        import redis.asyncio as aioredis  # only for the multi-instance scenario
+
+        client = aioredis.from_url(redis_url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=500)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+
+async def _calls_during_outages(
+    simulator: Simulator, spans: Sequence[tuple[float, float]], t0: float, out: list[int]
+) -> None:
+    """Requests that reached the gateway during each outage (probes included), from the
+    simulator's counters read when each outage begins and ends; appended to ``out``. When
+    cancelled inside an outage, that outage counts up to the cancellation."""
+
+    async def requests_now() -> int:
+        counters = (await simulator.stats()).get("counters") or {}
+        return sum(int(v) for k, v in counters.items() if str(k).startswith("requests "))
+
+    async def at(moment: float) -> None:
+        await asyncio.sleep(max(0.0, t0 + moment - time.monotonic()))
+
+    for began, ended in spans:
+        await at(began)
+        before = await requests_now()
+        try:
+            await at(ended)
+        finally:
+            out.append(await requests_now() - before)
+
+
+async def _drain(running: RunningService, recorders: Recorders, seconds: float) -> Any:
     """Wait until the relay has delivered every ``payment.completed`` (or ``seconds`` pass)."""
     deadline = time.monotonic() + seconds
     while True:
-        running.container.relay.notify()
+        for container in running.containers:
+            container.relay.notify()
         stored = await stored_outcome(running.container)
         delivered = stored.completed_ids <= set(recorders.completed_events)
         if (stored.undelivered == 0 and delivered) or time.monotonic() >= deadline:
@@ -153,34 +220,60 @@ async def run_one(
     configuration: Configuration,
     *,
     seed: int,
-    database_url: str | None,
+    backends: Backends,
     directory: Path,
     logs: _LogCounter,
     on_progress: Callable[[], None] | None,
 ) -> JsonObject:
     recorders = Recorders()
     name = f"{scenario.key}-{configuration.key}"
-    schedule = arrivals(seed, profile.rate * scenario.rate_factor, scenario.duration)
+    schedule = arrivals(seed, scenario.arrival_rate(profile.rate), scenario.duration)
+    budget = scenario.budget(profile.order_budget)
     started = time.monotonic()
     cpu_before = (time.process_time(), simulator.cpu_seconds())
     logs.take()
-    async with _database(database_url, directory, name) as url:
+    shared = scenario.instances > 1
+    async with (
+        _database(backends.for_scenario(scenario), directory, name) as url,
+        _redis_prefix(backends.redis_url if shared else None, name) as prefix,
+    ):
         env = service_env(simulator, url, profile, configuration)
-        async with running_service(env, breaker=configuration.breaker, recorders=recorders) as svc:
+        if shared:
+            env |= {
+                "REDIS_URL": str(backends.redis_url),
+                "CIRCUIT_BREAKER_SHARED": "true",
+                "EVENTS_REDIS_STREAM": f"{prefix}events",
+            }
+        async with running_service(
+            env,
+            breaker=configuration.breaker,
+            recorders=recorders,
+            instances=scenario.instances,
+            redis_prefix=prefix,
+        ) as svc:
             driver = Driver(
-                service_url=svc.url,
+                service_urls=svc.urls,
                 api_key=API_KEY,
                 simulator=simulator,
                 waiters=recorders.waiters,
-                budgets=Budgets(profile.order_budget, profile.completion_budget),
+                budgets=Budgets(budget, profile.completion_budget),
                 on_progress=on_progress,
+                prefer_wait=configuration.prefer_wait,
             )
             await simulator.reset(scenario.simulator_faults())
             t0 = time.monotonic()
+            in_outages: list[int] = []
+            counting = asyncio.create_task(
+                _calls_during_outages(simulator, down_spans(scenario.outages, None), t0, in_outages)
+            )
             await driver.run(schedule, t0)
             run_end = time.monotonic() - t0
+            counting.cancel()  # an outage that outlasts the orders is counted up to here
+            with contextlib.suppress(asyncio.CancelledError):
+                await counting
             await simulator.clear_faults()
             stored = await _drain(svc, recorders, profile.drain_seconds)
+            await svc.record_breaker_stats()
             transactions = await simulator.transactions()
             sim_stats = await simulator.stats()
     bucket = max(scenario.duration / TIMELINE_POINTS, 6.0 / profile.rate)
@@ -197,6 +290,12 @@ async def run_one(
         run_end=run_end,
         duration=scenario.duration,
         bucket=bucket,
+        budget=budget,
+        need=scenario.slowest_create(),
+        probes=recorders.probes,
+        breaker_stats=recorders.breaker_stats,
+        instances=scenario.instances,
+        calls_in_outages=in_outages,
     )
     sim_cpu = simulator.cpu_seconds()
     result["cpu_seconds"] = {
@@ -217,7 +316,7 @@ async def run_all(
     *,
     seed: int,
     layout: str,
-    database_url: str | None,
+    backends: Backends,
     console: Console,
     quiet: bool,
     simulator_log: Path | None = None,
@@ -244,7 +343,7 @@ async def run_all(
                     runs: dict[str, JsonObject] = {}
                     for configuration in configurations:
                         total = len(
-                            arrivals(seed, profile.rate * scenario.rate_factor, scenario.duration)
+                            arrivals(seed, scenario.arrival_rate(profile.rate), scenario.duration)
                         )
                         task = progress.add_task(
                             f"{scenario.title[:28]:<28} {configuration.key:<8}", total=total
@@ -259,7 +358,7 @@ async def run_all(
                             scenario,
                             configuration,
                             seed=seed,
-                            database_url=database_url,
+                            backends=backends,
                             directory=Path(temp),
                             logs=logs,
                             on_progress=advance,
@@ -270,6 +369,9 @@ async def run_all(
                             "title": scenario.title,
                             "description": scenario.description,
                             "duration": scenario.duration,
+                            "rate_per_second": scenario.arrival_rate(profile.rate),
+                            "order_budget_seconds": scenario.budget(profile.order_budget),
+                            "instances": scenario.instances,
                             "outages": [asdict(w) for w in scenario.outages],
                             "faults": scenario.simulator_faults(),
                             "runs": runs,
@@ -282,7 +384,7 @@ async def run_all(
         "profile": profile.name,
         "seed": seed,
         "simulator_layout": layout,
-        "database": _database_kind(database_url),
+        "database": _database_kind(backends.database_url),
         "machine": machine(),
         "settings": {
             "rate_per_second": profile.rate,
@@ -295,7 +397,7 @@ async def run_all(
         "scenarios": scenarios_out,
         "total_seconds": time.monotonic() - started,
     }
-    document["targets"] = report.targets(document, reset_timeout=profile.reset_timeout_ms / 1000)
+    document["targets"] = report.targets(document)
     return document
 
 
@@ -314,13 +416,21 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--profile", choices=sorted(PROFILES), help="full (default), short, tiny")
     parser.add_argument(
         "--scenarios",
-        default="a,b,c,d",
-        help="comma-separated subset of a,b,c,d (default all) and 0 (no faults, a reference)",
+        help="comma-separated subset of a,b,c,d,e (default all; e only with PostgreSQL and "
+        "Redis) and 0 (no faults, a reference); with --scenario-file, default none of them",
+    )
+    parser.add_argument(
+        "--scenario-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also run the scenario described in this JSON file (repeatable); see "
+        "docs/benchmarks.md for the format and docs/chaos-scenarios/ for examples",
     )
     parser.add_argument(
         "--configurations",
         default=",".join(c.key for c in CONFIGURATIONS),
-        help="comma-separated subset of full,retries,none (default all)",
+        help=f"comma-separated subset of {','.join(c.key for c in CONFIGURATIONS)} (default all)",
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="arrivals and faults")
     parser.add_argument(
@@ -333,6 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url",
         help="postgresql+asyncpg://... to run on PostgreSQL (a fresh database per run); "
         "default: SQLite files in a temporary directory",
+    )
+    parser.add_argument(
+        "--cluster-database-url",
+        help="postgresql+asyncpg://... for scenario (e) only (default: --database-url)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        help="redis://... for scenario (e): the instances share breaker state there",
     )
     parser.add_argument("--rate", type=float, help="orders per second (default: the profile's)")
     parser.add_argument("--json", metavar="PATH", help="write the full results as JSON")
@@ -356,19 +474,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     name = "short" if args.short else (args.profile or "full")
-    profile = PROFILES[name]
-    wanted = {part.strip() for part in str(args.scenarios).split(",") if part.strip()}
-    unknown = wanted - {s.key for s in profile.scenarios}
-    if unknown or not wanted:
-        print(f"unknown scenarios: {', '.join(sorted(unknown)) or '(none given)'}", file=sys.stderr)
+    backends = Backends(args.database_url, args.cluster_database_url, args.redis_url)
+    try:
+        profile = _chosen_profile(PROFILES[name], args, backends)
+    except _Refused as refused:
+        print(refused, file=sys.stderr)
         return 2
-    profile = profile.select(wanted)
     if args.rate is not None:
         profile = Profile(**{**profile_fields(profile), "rate": float(args.rate)})
     chosen = [part.strip() for part in str(args.configurations).split(",") if part.strip()]
     by_key = {c.key: c for c in CONFIGURATIONS}
     if not chosen or any(key not in by_key for key in chosen):
-        print("configurations must be a subset of full,retries,none", file=sys.stderr)
+        print(
+            f"configurations must be a subset of {','.join(by_key)}",
+            file=sys.stderr,
+        )
         return 2
     configurations = [by_key[key] for key in chosen]
 
@@ -391,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 configurations,
                 seed=args.seed,
                 layout=args.simulator,
-                database_url=args.database_url,
+                backends=backends,
                 console=console,
                 quiet=args.quiet,
                 simulator_log=log_path.with_name(log_path.name + ".simulator")
@@ -412,7 +532,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     broken = report.broken_invariants(document)
     for problem in broken:
         print(f"invariant broken: {problem}", file=sys.stderr)
+    if args.check:
+        for line in report.oracle_lines(document):
+            print(line)
     return 1 if args.check and broken else 0
+
+
+class _Refused(Exception):
+    """A command line that names something that cannot run; the message says what."""
+
+
+def _chosen_profile(profile: Profile, args: argparse.Namespace, backends: Backends) -> Profile:
+    """The profile with the scenarios asked for: built-in ones by key, then scenario files."""
+    files: list[Scenario] = []
+    for path in args.scenario_file:
+        try:
+            files.append(load_scenario_file(Path(path)))
+        except ScenarioFileError as error:
+            raise _Refused(f"bad scenario file: {error}") from error
+    explicit = args.scenarios is not None
+    default = "" if files else ",".join(s.key for s in profile.scenarios if s.key != "0")
+    wanted = {part.strip() for part in str(args.scenarios or default).split(",") if part.strip()}
+    unknown = wanted - {s.key for s in profile.scenarios}
+    if unknown or (not wanted and not files):
+        raise _Refused(f"unknown scenarios: {', '.join(sorted(unknown)) or '(none given)'}")
+    chosen = profile.select(wanted)
+    cluster = [s for s in chosen.scenarios if s.instances > 1]
+    if cluster and not backends.cluster_ready():
+        if explicit:
+            raise _Refused(
+                "scenario e runs two instances: it needs --redis-url and a PostgreSQL "
+                "--cluster-database-url (or --database-url)"
+            )
+        print(
+            "skipping scenario (e): it needs --redis-url and a PostgreSQL database "
+            "(--cluster-database-url or --database-url)",
+            file=sys.stderr,
+        )
+        chosen = chosen.select(wanted - {s.key for s in cluster})
+    keys = {s.key for s in chosen.scenarios}
+    for scenario in files:
+        if scenario.key in keys:
+            raise _Refused(f"scenario key {scenario.key!r} is used twice")
+        keys.add(scenario.key)
+    return Profile(**{**profile_fields(chosen), "scenarios": chosen.scenarios + tuple(files)})
 
 
 def profile_fields(profile: Profile) -> dict[str, Any]:

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -36,6 +37,8 @@ VISA: Final = "4111111111111111"
 CURRENCY: Final = "SAR"
 COMPLETED_STATES: Final = frozenset({"completed", "partially_refunded", "refunded"})
 DEFAULT_RETRY_AFTER: Final = 1.0
+RETRY_AFTER_MS_FIELD: Final = "retry_after_ms"
+"""The precise wait in a 503 problem+json body (Retry-After is whole seconds)."""
 CONFIRM_INTERVAL: Final = 1.0
 TRANSPORT_ERROR: Final = 0
 """``CreateCall.status`` when no HTTP answer came (connection failure or client timeout)."""
@@ -113,7 +116,7 @@ class Driver:
     def __init__(
         self,
         *,
-        service_url: str,
+        service_urls: Sequence[str],
         api_key: str,
         simulator: Simulator,
         waiters: CompletionWaiters,
@@ -121,8 +124,10 @@ class Driver:
         max_in_flight: int = 400,
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[], None] | None = None,
+        prefer_wait: bool = False,
     ) -> None:
-        self._url = service_url
+        self._urls = tuple(service_urls)
+        self._prefer_wait = prefer_wait
         self._api_key = api_key
         self._simulator = simulator
         self._waiters = waiters
@@ -131,7 +136,7 @@ class Driver:
         self._clock = clock
         self._on_progress = on_progress
         self._t0 = 0.0
-        self._http: httpx.AsyncClient | None = None
+        self._http: list[httpx.AsyncClient] = []
         self.orders: list[Order] = []
         self.creates: list[CreateCall] = []
 
@@ -145,13 +150,18 @@ class Driver:
         self._t0 = t0
         self.orders = [Order(i, at, amount) for i, (at, amount) in enumerate(schedule)]
         limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
-        async with httpx.AsyncClient(
-            base_url=self._url,
-            headers={"Authorization": f"Bearer {self._api_key}"},
-            limits=limits,
-            timeout=30.0,
-        ) as http:
-            self._http = http
+        async with contextlib.AsyncExitStack() as stack:
+            self._http = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=url,
+                        headers={"Authorization": f"Bearer {self._api_key}"},
+                        limits=limits,
+                        timeout=30.0,
+                    )
+                )
+                for url in self._urls
+            ]
             tasks: list[asyncio.Task[None]] = []
             for order in self.orders:
                 delay = order.arrival - self.now()
@@ -161,7 +171,7 @@ class Driver:
                     asyncio.create_task(self._run_order(order), name=f"order-{order.index}")
                 )
             await asyncio.gather(*tasks)
-            self._http = None
+            self._http = []
 
     async def _run_order(self, order: Order) -> None:
         async with self._slots:
@@ -196,7 +206,7 @@ class Driver:
             order.completed_at = self.now()
             order.outcome = "completed"
             return
-        state = await self._state(payment_id)
+        state = await self._state(order, payment_id)
         if state in COMPLETED_STATES:
             order.completed_at = self.now()
             order.outcome = "completed"
@@ -240,14 +250,17 @@ class Driver:
     async def _create(
         self, order: Order, key: str, body: dict[str, Any], remaining: float
     ) -> tuple[int, dict[str, Any] | None, float | None]:
-        http = self._client()
+        http = self._client(order)
         order.creates += 1
         start = self.now()
+        headers = {"Idempotency-Key": key}
+        if self._prefer_wait:
+            headers["Prefer"] = prefer_wait(remaining)
         try:
             response = await http.post(
                 "/payments/v2/create",
                 json=body,
-                headers={"Idempotency-Key": key},
+                headers=headers,
                 timeout=max(remaining, 1.0),
             )
         except httpx.HTTPError:
@@ -264,7 +277,7 @@ class Driver:
     ) -> dict[str, Any] | None:
         """Ask the service to confirm an undecided payment until it has a page (returned) or
         cannot get one (None); gives up at ``deadline``."""
-        http = self._client()
+        http = self._client(order)
         while self.now() < deadline:
             await asyncio.sleep(min(CONFIRM_INTERVAL, max(0.0, deadline - self.now())))
             order.confirms += 1
@@ -284,19 +297,21 @@ class Driver:
                 return None  # failed, or a page whose URL was lost with PayTabs' answer
         return None
 
-    async def _state(self, payment_id: str) -> str:
+    async def _state(self, order: Order, payment_id: str) -> str:
         try:
-            response = await self._client().get(f"/payments/v2/{payment_id}", timeout=10.0)
+            response = await self._client(order).get(f"/payments/v2/{payment_id}", timeout=10.0)
         except httpx.HTTPError as error:
             return f"unreadable:{type(error).__name__}"
         if response.status_code != 200:
             return f"http_{response.status_code}"
         return str(response.json().get("state"))
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
+    def _client(self, order: Order) -> httpx.AsyncClient:
+        """The instance this order talks to: orders are spread round-robin, as a load
+        balancer would, and an order stays with its instance."""
+        if not self._http:
             raise RuntimeError("the driver is not running")
-        return self._http
+        return self._http[order.index % len(self._http)]
 
     @staticmethod
     def _new_key(order: Order) -> str:
@@ -304,16 +319,23 @@ class Driver:
         return f"order-{order.index}-attempt-{order.keys}"
 
 
+def prefer_wait(remaining: float) -> str:
+    """``Prefer: wait=N`` (RFC 7240) with the order's remaining budget in whole seconds, rounded
+    down so the service never holds a request past the merchant's deadline; 0 at the end."""
+    return f"wait={max(0, math.floor(remaining))}"
+
+
 def _retry_after(response: httpx.Response) -> float | None:
-    """The wait a 503 asks for: the problem body's precise ``retry_after_ms`` when present (a
-    merchant that reads our API docs uses it), else the whole-second ``Retry-After``."""
-    if response.headers.get("content-type", "").startswith("application/problem+json"):
-        try:
-            precise = response.json().get("retry_after_ms")
-        except ValueError:
-            precise = None
-        if isinstance(precise, int) and precise >= 0:
-            return precise / 1000
+    """Seconds to wait before sending again: the 503 body's ``retry_after_ms`` when the
+    service gives one (precise, jittered), else the ``Retry-After`` header (whole seconds)."""
+    if response.status_code == 503 and response.headers.get("content-type", "").startswith(
+        "application/problem+json"
+    ):
+        with contextlib.suppress(ValueError):
+            body = response.json()
+            precise = body.get(RETRY_AFTER_MS_FIELD) if isinstance(body, dict) else None
+            if isinstance(precise, int | float) and not isinstance(precise, bool):
+                return max(0.0, float(precise) / 1000.0)
     value = response.headers.get("retry-after")
     if value is None:
         return None

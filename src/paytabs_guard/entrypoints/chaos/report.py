@@ -21,11 +21,16 @@ from .scenarios import Configuration, Profile
 
 JsonObject = dict[str, Any]
 
-COLOURS: Final = {"full": "#1b7837", "retries": "#d95f02", "none": "#7570b3"}
-DASHES: Final = {"full": "", "retries": "7 3", "none": "2 3"}
+COLOURS: Final = {"full": "#1b7837", "wait": "#1f78b4", "retries": "#d95f02", "none": "#7570b3"}
+DASHES: Final = {"full": "", "wait": "5 2 1 2", "retries": "7 3", "none": "2 3"}
 """Overlapping lines (100 % in every configuration) stay visible through each other's gaps."""
 FAIL_FAST_TARGET: Final = 0.010
 SUCCESS_TARGET: Final = 0.999
+ORACLE_TARGET: Final = 0.97
+CLOSED_P50_TARGET: Final = 1.5
+CLOSED_WORST_TARGET: Final = 3.0
+TOLERANCE: Final = {"full": 0.01, "short": 0.03, "tiny": 0.05}
+"""Points of success rate the breaker may lose to a configuration without it, for noise."""
 
 
 # ---- formatting -----------------------------------------------------------------------------
@@ -46,15 +51,53 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{1000 * value:.1f}"
 
 
-def _recovery(items: Sequence[JsonObject]) -> str:
-    if not items:
+def _p50_worst(summary: JsonObject, count: int, of: int) -> str:
+    if not count:
         return "-"
-    firsts = [i["first_success_after"] for i in items if i["first_success_after"] is not None]
-    closes = [i["breaker_closed_after"] for i in items if i["breaker_closed_after"] is not None]
-    first = _s(max(firsts), 1) if firsts else "never"
-    closed = _s(max(closes), 1) if closes else "-"
-    suffix = f" (max of {len(items)})" if len(items) > 1 else ""
-    return f"{first} / {closed}{suffix}"
+    suffix = f" ({count} of {of})" if of > 1 else ""
+    return f"{_s(summary['p50'], 1)} / {_s(summary['worst'], 1)}{suffix}"
+
+
+def _closed(run: JsonObject) -> str:
+    summary = run["recovery_summary"]
+    text = _p50_worst(summary["closed"], summary["closed_count"], summary["outages"])
+    if summary["never_closed"]:
+        text += f", {summary['never_closed']} never"
+    return text
+
+
+def _first_page(run: JsonObject) -> str:
+    summary = run["recovery_summary"]
+    if not summary["outages"]:
+        return "-"
+    if not summary["first_page_count"]:
+        return "never"
+    return _p50_worst(summary["first_page"], summary["first_page_count"], summary["outages"])
+
+
+def _probes(run: JsonObject) -> str:
+    probes = run["probes"]
+    instances = probes["instances"]
+    if len(instances) > 1:
+        return " / ".join(str(_sent(i)) for i in instances)
+    return str(_sent(instances[0])) if instances else "0"
+
+
+def _gateway_calls(gateway: JsonObject) -> str:
+    during = gateway.get("during_outages")
+    total = str(gateway["requests_total"])
+    return total if during is None else f"{total} ({during})"
+
+
+def _sent(instance: JsonObject) -> int:
+    """Probes an instance sent: its stats endpoint's count, or its probe events."""
+    return max(int(instance["sent_by_endpoint"]), int(instance["events"]))
+
+
+def scenario_label(scenario: JsonObject) -> str:
+    runs: list[JsonObject] = list(scenario["runs"].values())
+    share = runs[0]["oracle"]["share"] if runs else None
+    return f"{scenario['title']} (oracle {_pct(share)})"
 
 
 def print_settings(
@@ -89,13 +132,16 @@ RESULT_COLUMNS: Final = (
     ("configuration", "left"),
     ("orders", "right"),
     ("success", "right"),
+    ("of oracle", "right"),
     ("1st try", "right"),
     ("dup charges", "right"),
     ("create p50/p95/p99 s", "right"),
     ("fail-fast p50/p99 ms (n)", "right"),
-    ("recovery: 1st page / closed s", "right"),
+    ("up → closed p50/worst s", "right"),
+    ("up → 1st page p50/worst s", "right"),
+    ("probes", "right"),
     ("events lost", "right"),
-    ("gateway calls", "right"),
+    ("gateway calls (in outages)", "right"),
 )
 
 
@@ -110,19 +156,22 @@ def result_rows(document: JsonObject) -> list[list[str]]:
             fast = run["fail_fast"]
             rows.append(
                 [
-                    scenario["title"] if first else "",
+                    scenario_label(scenario) if first else "",
                     key,
                     str(orders["attempted"]),
                     _pct(orders["success_rate"]),
+                    _pct(run["share_of_oracle"]["share"]),
                     _pct(orders["first_try_success_rate"]),
                     str(run["duplicates"]["extra_charges"]),
                     f"{_s(latency['p50'])} / {_s(latency['p95'])} / {_s(latency['p99'])}",
                     f"{_ms(fast['p50'])} / {_ms(fast['p99'])} ({fast['count']})"
                     if fast["count"]
                     else "-",
-                    _recovery(run["recovery"]),
+                    _closed(run),
+                    _first_page(run),
+                    _probes(run),
                     str(run["events"]["lost"]),
-                    str(run["gateway"]["requests_total"]),
+                    _gateway_calls(run["gateway"]),
                 ]
             )
             first = False
@@ -200,7 +249,7 @@ def _runs(document: JsonObject) -> Iterable[tuple[JsonObject, str, JsonObject]]:
             yield scenario, key, run
 
 
-def targets(document: JsonObject, *, reset_timeout: float) -> list[JsonObject]:
+def targets(document: JsonObject) -> list[JsonObject]:
     """The issue's targets, each with what was measured and whether it was met (None: the run
     had nothing to measure it on)."""
     out: list[JsonObject] = []
@@ -247,36 +296,9 @@ def targets(document: JsonObject, *, reset_timeout: float) -> list[JsonObject]:
                 "met": None,
             }
         )
-    limit = reset_timeout + 1.0
-    closes: list[tuple[str, float | None]] = []
-    cut_short = 0
-    for scenario, key, run in _runs(document):
-        if key != "full":
-            continue
-        for item in run["recovery"]:
-            if item["breaker_at_recovery"] not in ("open", "half_open"):
-                continue
-            gap = item.get("next_outage_after")
-            if item["breaker_closed_after"] is None and gap is not None and gap < limit:
-                cut_short += 1  # the gateway failed again before the limit: nothing to judge
-                continue
-            closes.append((scenario["key"], item["breaker_closed_after"]))
-    if closes:
-        known = [c for _, c in closes if c is not None]
-        never = sum(1 for _, c in closes if c is None)
-        worst_close = max(known) if known else None
-        text = f"worst {_s(worst_close, 1)} s over {len(closes)} recoveries (limit {limit:g} s)"
-        if never:
-            text += f"; {never} never closed"
-        if cut_short:
-            text += f"; {cut_short} more cut short by the next outage (not judged)"
-        out.append(
-            {
-                "target": "breaker closed within reset timeout + 1 s after recovery",
-                "measured": text,
-                "met": all(c is not None and c <= limit for _, c in closes),
-            }
-        )
+    out += _gateway_targets(document)
+    out += _recovery_targets(document)
+    out += _oracle_targets(document)
     lost = sum(run["events"]["lost"] for _, _, run in _runs(document))
     delivered = sum(run["events"]["completed_payments"] for _, _, run in _runs(document))
     out.append(
@@ -287,6 +309,134 @@ def targets(document: JsonObject, *, reset_timeout: float) -> list[JsonObject]:
         }
     )
     return out
+
+
+def _gateway_targets(document: JsonObject) -> list[JsonObject]:
+    """During outages, full protection sends the gateway at most 1/3 of the calls that no
+    protection sends (probes included)."""
+    ratios = []
+    for scenario in document["scenarios"]:
+        runs = scenario["runs"]
+        full = runs.get("full", {}).get("gateway", {}).get("during_outages")
+        none = runs.get("none", {}).get("gateway", {}).get("during_outages")
+        if full is not None and none:
+            ratios.append((scenario["key"], full, none))
+    if not ratios:
+        return []
+    return [
+        {
+            "target": "during outages the gateway sees <= 1/3 of the calls it sees without a "
+            "breaker (probes included)",
+            "measured": ", ".join(f"({k}) {f} vs {n}" for k, f, n in ratios),
+            "met": all(f * 3 <= n for _, f, n in ratios),
+        }
+    ]
+
+
+def _recovery_targets(document: JsonObject) -> list[JsonObject]:
+    """Gateway up -> breaker closed, over every outage of every scenario, full protection."""
+    closes: list[float] = []
+    never = 0
+    for _, key, run in _runs(document):
+        if key != "full":
+            continue
+        summary = run["recovery_summary"]
+        never += summary["never_closed"]
+        closes += [
+            i["breaker_closed_after"]
+            for i in run["recovery"]
+            if i["breaker_closed_after"] is not None
+        ]
+    if not closes and not never:
+        return [
+            {
+                "target": "breaker closed <= 1.5 s (p50) and <= 3 s (worst) after recovery",
+                "measured": "the breaker was never open when the gateway recovered",
+                "met": None,
+            }
+        ]
+    p50 = _median(closes)
+    worst = max(closes, default=None)
+    text = f"p50 {_s(p50, 2)} s, worst {_s(worst, 2)} s over {len(closes)} recoveries"
+    if never:
+        text += f"; {never} never closed"
+    return [
+        {
+            "target": "breaker closed <= 1.5 s (p50) and <= 3 s (worst) after recovery",
+            "measured": text,
+            "met": not never
+            and p50 is not None
+            and worst is not None
+            and p50 <= CLOSED_P50_TARGET
+            and worst <= CLOSED_WORST_TARGET,
+        }
+    ]
+
+
+def _median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _oracle_targets(document: JsonObject) -> list[JsonObject]:
+    """Full protection completes >= 97 % of the oracle, and never fewer orders than a
+    configuration without a breaker (within the profile's tolerance)."""
+    out: list[JsonObject] = []
+    tolerance = TOLERANCE.get(str(document.get("profile")), 0.03)
+    shares, behind = [], []
+    for scenario in document["scenarios"]:
+        runs = scenario["runs"]
+        if "full" not in runs:
+            continue
+        full = runs["full"]
+        share = full["share_of_oracle"]["share"]
+        shares.append((scenario["key"], share))
+        for other in ("retries", "none"):
+            if other in runs:
+                gap = runs[other]["orders"]["success_rate"] - full["orders"]["success_rate"]
+                if gap > tolerance:
+                    behind.append(f"({scenario['key']}) {other} +{100 * gap:.1f} pts")
+    if not shares:
+        return out
+    out.append(
+        {
+            "target": ">= 97 % of the oracle with full protection, every scenario",
+            "measured": ", ".join(f"({k}) {_pct(v)}" for k, v in shares),
+            "met": all(v is not None and v >= ORACLE_TARGET for _, v in shares),
+        }
+    )
+    out.append(
+        {
+            "target": f"full protection never completes fewer orders than retries-only or no "
+            f"protection (tolerance {100 * tolerance:g} pts)",
+            "measured": "; ".join(behind) or "never fewer",
+            "met": not behind,
+        }
+    )
+    return out
+
+
+def oracle_lines(document: JsonObject) -> list[str]:
+    """One line per scenario: what the oracle allowed, and each configuration's share of it."""
+    lines = []
+    for scenario in document["scenarios"]:
+        runs = scenario["runs"]
+        if not runs:
+            continue
+        oracle = next(iter(runs.values()))["oracle"]
+        parts = ", ".join(
+            f"{key} {_pct(run['share_of_oracle']['share'])}" for key, run in runs.items()
+        )
+        lines.append(
+            f"oracle {scenario['title']}: {oracle['completable']} of {oracle['attempted']} "
+            f"orders completable; share of the oracle: {parts}"
+        )
+    return lines
 
 
 def broken_invariants(document: JsonObject) -> list[str]:
@@ -314,10 +464,16 @@ def write_json(path: Path, document: JsonObject) -> None:
 WIDTH: Final = 1000
 PANEL_W: Final = 430
 PANEL_H: Final = 170
-ROW_H: Final = 250
+ROW_H: Final = 300
+BAND_H: Final = 7
+BAND_GAP: Final = 3
+BAND_TOP: Final = 36
+"""Breaker bands start this far below a panel's frame (under its axis labels)."""
+STATE_COLOURS: Final = {"open": "#d7301f", "half_open": "#fdae61", "forced_open": "#7f0000"}
+PROBE_COLOURS: Final = {"succeeded": "#006d2c", "failed": "#252525"}
 LEFT: Final = 60
 GAP: Final = 500
-TOP: Final = 70
+TOP: Final = 90
 
 
 def _nice_step(span: float, ticks: int = 5) -> float:
@@ -408,28 +564,37 @@ def render_svg(document: JsonObject) -> str:
         "<style>.t{font-size:13px;font-weight:bold}.frame{fill:none;stroke:#444}"
         ".grid{stroke:#ddd}.yl{font-size:10px;text-anchor:end}.xl{font-size:10px;"
         "text-anchor:middle}.ax{font-size:10px;text-anchor:end;fill:#555}"
-        ".lg{font-size:11px}.out{fill:#999;fill-opacity:0.25}</style>",
+        ".lg{font-size:11px}.out{fill:#999;fill-opacity:0.25}.bl{font-size:9px;"
+        "text-anchor:end;fill:#333}.band{fill:#e5f5e0}</style>",
         f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
         f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold">paytabs-guard bench chaos'
         f" ({escape(str(document['profile']))} profile, seed {document['seed']})</text>",
     ]
-    legend_x = LEFT
     configurations = {c["key"]: c["title"] for c in document["configurations"]}
-    for key, title in configurations.items():
-        colour = COLOURS.get(key, "#000")
-        dash = DASHES.get(key, "")
+    legend_x, legend_y = float(LEFT), 44.0
+    items = [*configurations.items(), ("", "gateway down")]
+    for key, title in items:
+        width = 40 + 6.2 * len(title)
+        if legend_x + width > WIDTH - 10:
+            legend_x, legend_y = float(LEFT), legend_y + 16
+        if key:
+            colour = COLOURS.get(key, "#000")
+            dash = DASHES.get(key, "")
+            parts.append(
+                f'<line x1="{legend_x}" y1="{legend_y}" x2="{legend_x + 24}" y2="{legend_y}" '
+                f'stroke="{colour}" stroke-width="3"'
+                + (f' stroke-dasharray="{dash}"' if dash else "")
+                + "/>"
+            )
+        else:
+            parts.append(
+                f'<rect x="{legend_x}" y="{legend_y - 7}" width="24" height="12" class="out"/>'
+            )
         parts.append(
-            f'<line x1="{legend_x}" y1="44" x2="{legend_x + 24}" y2="44" '
-            f'stroke="{colour}" stroke-width="3"'
-            + (f' stroke-dasharray="{dash}"' if dash else "")
-            + "/>"
+            f'<text x="{legend_x + 30}" y="{legend_y + 4}" class="lg">{escape(title)}</text>'
         )
-        parts.append(f'<text x="{legend_x + 30}" y="48" class="lg">{escape(title)}</text>')
-        legend_x += 275
-    parts.append(
-        f'<rect x="{legend_x}" y="37" width="24" height="12" class="out"/>'
-        f'<text x="{legend_x + 30}" y="48" class="lg">gateway down</text>'
-    )
+        legend_x += width
+    parts += _band_legend(LEFT, legend_y + 12)
     for row, scenario in enumerate(scenarios):
         y = TOP + ROW_H * row + 30
         duration = float(scenario["duration"])
@@ -450,7 +615,7 @@ def render_svg(document: JsonObject) -> str:
                     f'<rect x="{x1:.1f}" y="{panel.y}" width="{x2 - x1:.1f}" '
                     f'height="{PANEL_H}" class="out"/>'
                 )
-        title = str(scenario["title"])
+        title = _short(str(scenario["title"]))
         parts += _axes(success, f"{title}: orders completed, by arrival (%)", "arrival", True)
         parts += _axes(latency, f"{title}: create latency p95 (s)", "request sent", False)
         for key, run in scenario["runs"].items():
@@ -461,8 +626,95 @@ def render_svg(document: JsonObject) -> str:
             dash = DASHES.get(key, "")
             parts.append(_series(success, [(h, p["success_rate"]) for h, p in pairs], colour, dash))
             parts.append(_series(latency, [(h, p["create_p95"]) for h, p in pairs], colour, dash))
+        parts += _breaker_bands(scenario, (success, latency))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _short(title: str, limit: int = 34) -> str:
+    """A scenario title that fits above a panel: up to its first comma, or cut."""
+    if len(title) <= limit:
+        return title
+    head = title.split(",", 1)[0]
+    return head if len(head) <= limit else title[: limit - 1] + "…"
+
+
+def _band_legend(x: float, y: float) -> list[str]:
+    items = [
+        ("band", "", "create breaker closed"),
+        ("", STATE_COLOURS["open"], "open"),
+        ("", STATE_COLOURS["half_open"], "half-open"),
+    ]
+    parts = []
+    for css, colour, label in items:
+        fill = f' fill="{colour}"' if colour else ""
+        klass = f' class="{css}"' if css else ""
+        parts.append(f'<rect x="{x}" y="{y}" width="18" height="{BAND_H}"{klass}{fill}/>')
+        parts.append(f'<text x="{x + 22}" y="{y + BAND_H}" class="lg">{label}</text>')
+        x += 40 + 6 * len(label)
+    for result, colour in PROBE_COLOURS.items():
+        parts.append(
+            f'<line x1="{x + 6}" y1="{y - 1}" x2="{x + 6}" y2="{y + BAND_H + 1}" '
+            f'stroke="{colour}" stroke-width="1.5"/>'
+        )
+        parts.append(f'<text x="{x + 12}" y="{y + BAND_H}" class="lg">probe {result}</text>')
+        x += 110
+    return parts
+
+
+def _breaker_bands(scenario: JsonObject, panels: Sequence[_Panel]) -> list[str]:
+    """Under each panel, one band per configuration with a breaker and per instance: the create
+    breaker's state over time, with a tick for every recovery probe it sent."""
+    parts: list[str] = []
+    row = 0
+    duration = float(scenario["duration"])
+    for key, run in scenario["runs"].items():
+        changes = run["breaker"]["changes"].get("create", [])
+        probes = [p for p in run["probes"]["events"] if p["breaker"] == "create"]
+        if not changes and not probes:
+            continue
+        for instance in range(int(run.get("instances", 1))):
+            label = key if int(run.get("instances", 1)) == 1 else f"{key} #{instance + 1}"
+            mine = [c for c in changes if c.get("instance", 0) == instance]
+            for panel in panels:
+                y = panel.y + PANEL_H + BAND_TOP + row * (BAND_H + BAND_GAP)
+                parts.append(
+                    f'<rect x="{panel.x}" y="{y:.1f}" width="{PANEL_W}" height="{BAND_H}" '
+                    f'class="band"/>'
+                )
+                parts.append(
+                    f'<text x="{panel.x - 4}" y="{y + BAND_H:.1f}" class="bl">{label}</text>'
+                )
+                parts += _state_spans(panel, y, mine, duration)
+                for probe in probes:
+                    if probe.get("instance", 0) != instance:
+                        continue
+                    x = panel.px(float(probe["at"]))
+                    colour = PROBE_COLOURS.get(str(probe["result"]), "#252525")
+                    parts.append(
+                        f'<line x1="{x:.1f}" y1="{y - 2:.1f}" x2="{x:.1f}" '
+                        f'y2="{y + BAND_H + 2:.1f}" stroke="{colour}" stroke-width="1.5"/>'
+                    )
+            row += 1
+    return parts
+
+
+def _state_spans(
+    panel: _Panel, y: float, changes: Sequence[JsonObject], duration: float
+) -> list[str]:
+    parts = []
+    for number, change in enumerate(changes):
+        colour = STATE_COLOURS.get(str(change["state"]))
+        if colour is None:
+            continue
+        start = float(change["at"])
+        end = float(changes[number + 1]["at"]) if number + 1 < len(changes) else duration
+        x1, x2 = panel.px(start), panel.px(end)
+        parts.append(
+            f'<rect x="{x1:.1f}" y="{y:.1f}" width="{max(x2 - x1, 0.8):.1f}" '
+            f'height="{BAND_H}" fill="{colour}"/>'
+        )
+    return parts
 
 
 def write_svg(path: Path, document: JsonObject) -> None:

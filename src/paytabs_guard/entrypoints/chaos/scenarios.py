@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from paytabs_guard.settings import Settings
+
 FAMILIES: Final = ("create", "query", "follow_up", "token")
 FLAPPING_SEED: Final = 17
 """The breaker families of ``bootstrap.build_gateway``."""
@@ -35,14 +37,28 @@ TRANSIENT: Final[dict[str, Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """A time when the gateway is down, in seconds since the run started."""
+    """A time when the gateway is down, in seconds since the run started: for every operation
+    family, or (a partial outage) only for ``operations``."""
 
     start: float
     end: float
     mode: str
+    status: int = 503
+    operations: tuple[str, ...] | None = None
 
     def as_fault(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "mode": self.mode, "status": 503}
+        fault: dict[str, Any] = {
+            "start": self.start,
+            "end": self.end,
+            "mode": self.mode,
+            "status": self.status,
+        }
+        if self.operations is not None:
+            fault["operations"] = list(self.operations)
+        return fault
+
+    def covers(self, operation: str) -> bool:
+        return self.operations is None or operation in self.operations
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +72,35 @@ class Scenario:
     outages: tuple[Window, ...] = ()
     rate_factor: float = 1.0
     """Arrival rate relative to the profile's."""
+    rate: float | None = None
+    """Orders per second, overriding the profile's (scenario files set it)."""
+    order_budget: float | None = None
+    """Seconds to get a page, overriding the profile's (scenario files set it)."""
+    latency: dict[str, Any] = field(default_factory=lambda: dict(BASE_LATENCY))
+    """The gateway's usual latency: ``latency_ms`` plus up to ``latency_jitter_ms``."""
+    instances: int = 1
+    """Service instances sharing one database and breaker state (PostgreSQL + Redis)."""
 
     def simulator_faults(self) -> dict[str, Any]:
         """The body of ``PUT /_sim/faults`` for this scenario."""
         return {
-            **BASE_LATENCY,
+            **self.latency,
             **self.faults,
             "outages": [window.as_fault() for window in self.outages],
         }
+
+    def arrival_rate(self, profile_rate: float) -> float:
+        return self.rate if self.rate is not None else profile_rate * self.rate_factor
+
+    def budget(self, profile_budget: float) -> float:
+        return self.order_budget if self.order_budget is not None else profile_budget
+
+    def slowest_create(self) -> float:
+        """Seconds the slowest healthy create takes at the gateway (no spike, no fault)."""
+        return (
+            float(self.latency.get("latency_ms", 0.0))
+            + float(self.latency.get("latency_jitter_ms", 0.0))
+        ) / 1000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +111,9 @@ class Configuration:
     title: str
     retries: bool
     breaker: bool
+    prefer_wait: bool = False
+    """Merchants send ``Prefer: wait=<remaining budget, whole seconds>`` on create (RFC 7240):
+    they would rather the service hold the request than answer 503 at once."""
 
     @property
     def ours(self) -> bool:
@@ -83,6 +123,13 @@ class Configuration:
 
 CONFIGURATIONS: Final = (
     Configuration("full", "full protection (retries + breaker)", retries=True, breaker=True),
+    Configuration(
+        "wait",
+        "full protection, merchants send Prefer: wait",
+        retries=True,
+        breaker=True,
+        prefer_wait=True,
+    ),
     Configuration("retries", "retries only (breaker disabled)", retries=True, breaker=False),
     Configuration("none", "no protection (no retries, no breaker)", retries=False, breaker=False),
 )
@@ -109,6 +156,8 @@ class Profile:
     retry_max_delay_ms: int = 10000
     drain_seconds: float = 30.0
     """Longest wait for the outbox relay to deliver the last events after the last order."""
+    probe_interval_ms: int = 1000
+    """CIRCUIT_BREAKER_PROBE_INTERVAL, for services that have recovery probes."""
     env: dict[str, str] = field(default_factory=dict)
 
     def service_env(self, configuration: Configuration) -> dict[str, str]:
@@ -126,8 +175,8 @@ class Profile:
             "CIRCUIT_BREAKER_ROLLING_TIMEOUT": str(self.rolling_timeout_ms),
             "CIRCUIT_BREAKER_ROLLING_BUCKETS": "10",
             "CIRCUIT_BREAKER_VOLUME_THRESHOLD": "5",
-            "CIRCUIT_BREAKER_HALF_OPEN_MAX_CALLS": "1",
             "CIRCUIT_BREAKER_SHARED": "false",
+            **_probe_setting(self.probe_interval_ms),
             **self.env,
         }
 
@@ -148,8 +197,17 @@ class Profile:
             retry_delay_ms=self.retry_delay_ms,
             retry_max_delay_ms=self.retry_max_delay_ms,
             drain_seconds=self.drain_seconds,
+            probe_interval_ms=self.probe_interval_ms,
             env=dict(self.env),
         )
+
+
+def _probe_setting(interval_ms: int) -> dict[str, str]:
+    """CIRCUIT_BREAKER_PROBE_INTERVAL when this service has the setting (recovery probes came
+    after the benchmark; an older service would ignore it, but the table would then lie)."""
+    if "circuit_breaker_probe_interval" not in Settings.model_fields:
+        return {}
+    return {"CIRCUIT_BREAKER_PROBE_INTERVAL": str(interval_ms)}
 
 
 def _flapping(
@@ -185,7 +243,10 @@ def _scenarios(
     flap_down: tuple[float, float],
     flap_up: tuple[float, float],
     flapping: float,
+    cluster: tuple[float, float, float, float],
 ) -> tuple[Scenario, ...]:
+    up, outage_e, gap, flap_e = cluster
+    flaps_from = up + outage_e + gap
     return (
         Scenario(
             "0",
@@ -227,6 +288,20 @@ def _scenarios(
             {},
             _flapping(flap_first, flap_down, flap_up, flapping, "reset"),
         ),
+        Scenario(
+            "e",
+            "(e) two instances, outage + flapping",
+            f"Two service instances on PostgreSQL share breaker state through Redis; merchants "
+            f"alternate between them. PayTabs hangs for {outage_e:g} s, works for {gap:g} s, "
+            f"then flaps ({flap_down[0]:g}-{flap_down[1]:g} s down).",
+            up + outage_e + gap + flap_e,
+            {},
+            (
+                Window(up, up + outage_e, "hang"),
+                *_flapping(flaps_from, flap_down, flap_up, flaps_from + flap_e, "reset"),
+            ),
+            instances=2,
+        ),
     )
 
 
@@ -251,6 +326,7 @@ FULL: Final = Profile(
         flap_down=(3.0, 6.0),
         flap_up=(5.0, 15.0),
         flapping=90.0,
+        cluster=(15.0, 30.0, 10.0, 45.0),
     ),
 )
 
@@ -271,7 +347,8 @@ SHORT: Final = Profile(
     # of 4 s), so the breaker's own clock is scaled with it: probes every 150 ms, a first
     # open period of 300 ms. Leaving them at the production 1 s / 2 s would measure a breaker
     # tuned for a different time scale.
-    env={"CIRCUIT_BREAKER_PROBE_INTERVAL": "150", "CIRCUIT_BREAKER_MIN_OPEN_TIME": "300"},
+    probe_interval_ms=150,
+    env={"CIRCUIT_BREAKER_MIN_OPEN_TIME": "300"},
     scenarios=_scenarios(
         transient=5.0,
         spikes=4.0,
@@ -283,6 +360,7 @@ SHORT: Final = Profile(
         flap_down=(0.5, 1.0),
         flap_up=(0.8, 2.0),
         flapping=7.0,
+        cluster=(1.0, 2.5, 1.0, 3.0),
     ),
 )
 
@@ -299,7 +377,8 @@ TINY: Final = Profile(
     retry_delay_ms=50,
     retry_max_delay_ms=500,
     drain_seconds=4.0,
-    env={"CIRCUIT_BREAKER_PROBE_INTERVAL": "100", "CIRCUIT_BREAKER_MIN_OPEN_TIME": "150"},
+    probe_interval_ms=100,
+    env={"CIRCUIT_BREAKER_MIN_OPEN_TIME": "150"},
     scenarios=_scenarios(
         transient=1.5,
         spikes=1.0,
@@ -311,6 +390,7 @@ TINY: Final = Profile(
         flap_down=(0.2, 0.4),
         flap_up=(0.3, 0.6),
         flapping=2.0,
+        cluster=(0.5, 1.0, 0.5, 1.5),
     ),
 )
 

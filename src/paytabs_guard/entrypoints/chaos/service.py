@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
+import httpx
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -49,6 +50,23 @@ class BreakerChange:
     state: str
     previous: str | None
     reason: str | None
+    instance: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerProbe:
+    """A recovery probe a breaker sent while open, and what it found."""
+
+    at: float
+    breaker: str
+    result: str
+    """``succeeded`` or ``failed`` (the event's reason)."""
+    instance: int = 0
+
+
+def _is_probe(event: BreakerEvent) -> bool:
+    # Probe events arrive with the breaker's recovery probes; until then there are none.
+    return str(getattr(event.type, "value", event.type)).rsplit(".", 1)[-1] == "probe"
 
 
 @dataclass
@@ -60,6 +78,9 @@ class Recorders:
     """Deliveries of ``payment.completed`` per payment id (at least once: may exceed 1)."""
     event_ids: set[str] = field(default_factory=set)
     breaker_changes: list[BreakerChange] = field(default_factory=list)
+    probes: list[BreakerProbe] = field(default_factory=list)
+    breaker_stats: list[dict[str, Any]] = field(default_factory=list)
+    """Per instance, the breaker stats endpoint's answer at the end of the run."""
 
     async def on_completed(self, event: CloudEvent) -> None:
         payment_id = str(event.data.get("payment_id") or event.subject)
@@ -68,11 +89,25 @@ class Recorders:
         self.waiters.completed(payment_id)
 
     def on_breaker(self, event: BreakerEvent) -> None:
-        if event.type in _STATE_CHANGES:
-            previous = event.previous_state.value if event.previous_state else None
-            self.breaker_changes.append(
-                BreakerChange(event.at, event.breaker, event.state.value, previous, event.reason)
-            )
+        self.breaker_listener(0)(event)
+
+    def breaker_listener(self, instance: int) -> Callable[[BreakerEvent], None]:
+        """A breaker subscriber that records state changes and probes of ``instance``."""
+
+        def listen(event: BreakerEvent) -> None:
+            if event.type in _STATE_CHANGES:
+                previous = event.previous_state.value if event.previous_state else None
+                self.breaker_changes.append(
+                    BreakerChange(
+                        event.at, event.breaker, event.state.value, previous, event.reason, instance
+                    )
+                )
+            elif _is_probe(event):
+                self.probes.append(
+                    BreakerProbe(event.at, event.breaker, str(event.reason or "unknown"), instance)
+                )
+
+        return listen
 
 
 class _LateApp:
@@ -89,9 +124,34 @@ class _LateApp:
 
 @dataclass(frozen=True, slots=True)
 class RunningService:
-    url: str
-    container: Container
+    urls: tuple[str, ...]
+    """One per instance; merchants spread their orders over them."""
+    containers: tuple[Container, ...]
     recorders: Recorders
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    @property
+    def container(self) -> Container:
+        return self.containers[0]
+
+    async def record_breaker_stats(self) -> None:
+        """Ask every instance's breaker stats endpoint (what an operator sees) once."""
+        for url in self.urls:
+            async with httpx.AsyncClient(
+                base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10.0
+            ) as http:
+                try:
+                    response = await http.get("/payments/v2/circuit-breaker/stats")
+                except httpx.HTTPError as error:
+                    self.recorders.breaker_stats.append({"error": type(error).__name__})
+                    continue
+            if response.status_code == 200:
+                self.recorders.breaker_stats.append(dict(response.json()))
+            else:
+                self.recorders.breaker_stats.append({"error": f"HTTP {response.status_code}"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,27 +167,44 @@ class StoredOutcome:
 
 @contextlib.asynccontextmanager
 async def running_service(
-    env: Mapping[str, str], *, breaker: bool, recorders: Recorders
+    env: Mapping[str, str],
+    *,
+    breaker: bool,
+    recorders: Recorders,
+    instances: int = 1,
+    redis_prefix: str | None = None,
 ) -> AsyncIterator[RunningService]:
     """The service with ``env`` (plus PUBLIC_BASE_URL and an API key); breakers disabled on
-    every family unless ``breaker``."""
-    late = _LateApp()
-    async with serve_app(late, graceful_shutdown_seconds=5) as url:
-        settings = load_settings({**env, "PUBLIC_BASE_URL": url, "API_KEYS": API_KEY})
-        container = await build_container(settings, reconcile=False)
-        try:
+    every family unless ``breaker``. With ``instances`` > 1, that many instances share the
+    database of ``env`` (and, with REDIS_URL in ``env``, breaker state under ``redis_prefix``);
+    each gives PayTabs its own URL for callbacks."""
+    # Two stacks so that the servers stop (and drain their requests) before the containers
+    # close: a container closed first leaves requests in flight on a closed PayTabs client.
+    async with contextlib.AsyncExitStack() as closers, contextlib.AsyncExitStack() as stack:
+        fronts = [_LateApp() for _ in range(instances)]
+        urls = [
+            await stack.enter_async_context(serve_app(front, graceful_shutdown_seconds=5))
+            for front in fronts
+        ]
+        containers = []
+        for index, (front, url) in enumerate(zip(fronts, urls, strict=True)):
+            settings = load_settings({**env, "PUBLIC_BASE_URL": url, "API_KEYS": API_KEY})
+            extra: dict[str, Any] = {} if redis_prefix is None else {"redis_prefix": redis_prefix}
+            container = await build_container(
+                settings, reconcile=False, migrate=index == 0, **extra
+            )
+            closers.push_async_callback(container.aclose)
             breakers = container.gateway.breakers
             if not breaker:
                 for family in FAMILIES:
                     breakers.get(family).disable()
-            breakers.subscribe(recorders.on_breaker)
+            breakers.subscribe(recorders.breaker_listener(index))
             container.events.on("payment.completed", recorders.on_completed, name=SUBSCRIBER)
             app = create_app(container, OPTIONS)
-            late.app = app
-            async with app.router.lifespan_context(app):
-                yield RunningService(url, container, recorders)
-        finally:
-            await container.aclose()
+            front.app = app
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            containers.append(container)
+        yield RunningService(tuple(urls), tuple(containers), recorders)
 
 
 async def stored_outcome(container: Container) -> StoredOutcome:
