@@ -227,6 +227,7 @@ async def test_a_partial_outage_cannot_make_the_breaker_flap_at_probe_speed() ->
     while clock() - started < 60:
         clock.advance(0.05)
         if breaker.probe_due():
+            breaker.probe_sent()
             breaker.record_probe(succeeded=True)  # the query path answers
         try:
             await breaker.call(_boom)  # a create: the create path is down
@@ -248,6 +249,7 @@ async def test_after_a_partial_outage_recovery_is_still_found_within_seconds() -
     for _ in range(400):  # 20 s of create-only outage
         clock.advance(0.05)
         if breaker.probe_due():
+            breaker.probe_sent()
             breaker.record_probe(succeeded=True)
         with contextlib.suppress(Boom, CircuitOpenError):
             await breaker.call(_boom)
@@ -255,6 +257,7 @@ async def test_after_a_partial_outage_recovery_is_still_found_within_seconds() -
     while breaker.state != "closed":
         clock.advance(0.05)
         if breaker.probe_due():
+            breaker.probe_sent()
             breaker.record_probe(succeeded=True)
         with contextlib.suppress(CircuitOpenError):
             await breaker.call(ok)
@@ -369,3 +372,40 @@ async def test_a_hanging_probe_does_not_hold_the_next_one_back() -> None:
     release.set()
     await asyncio.gather(*started)
     await prober.aclose()
+
+
+async def test_while_probes_hang_no_payment_is_sent_as_a_timer_trial() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=0.3, reset_timeout=5.0)
+    events = recorder(breaker)
+    await trip(breaker)
+    opened = clock()
+    while clock() - opened < 6.0:  # a hanging gateway: probes leave and never answer
+        clock.advance(0.05)
+        if breaker.probe_due():
+            breaker.probe_sent()
+        with contextlib.suppress(CircuitOpenError, Boom):
+            await breaker.call(_boom)
+    trials = [e.at - opened for e in events if e.type is EventType.HALF_OPENED]
+    assert trials
+    assert trials[0] >= 4.9  # not at 0.3 s: the reset timeout is the safety net
+
+
+async def test_half_open_with_its_slots_taken_says_come_back_after_a_probe_interval() -> None:
+    clock = ManualClock()
+    breaker = probing(clock)
+    await trip(breaker)
+    breaker.record_probe(succeeded=True)
+    gate = asyncio.Event()
+
+    async def slow() -> str:
+        await gate.wait()
+        return "ok"
+
+    trial = asyncio.create_task(breaker.call(slow))
+    await settle()
+    with pytest.raises(CircuitOpenError) as rejected:
+        await breaker.call(ok)
+    assert rejected.value.retry_after_seconds <= 1.0  # not the 30 s call timeout
+    gate.set()
+    assert await trial == "ok"

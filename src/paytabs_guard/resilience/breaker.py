@@ -417,6 +417,10 @@ class CircuitBreaker:
             # the latest one, and decide open or closed; the patience behind _retry_at (up to
             # the reset timeout) only presumes a trial lost.
             wait = min(wait, self._retry_at - self._trial_patience + self._call_timeout - now)
+        if self._state is _HALF_OPEN and self._probe_interval is not None:
+            # Trials usually answer within a gateway round trip; the call timeout is the worst
+            # case. Come back after a probe interval rather than after the worst case.
+            wait = min(wait, self._probe_interval)
         return wait if wait > 0.0 else 0.0
 
     def rejection_wait(self) -> float | None:
@@ -546,7 +550,8 @@ class CircuitBreaker:
         if state is _OPEN or state is _FORCED_OPEN:
             self._opened += 1
         if state is _OPEN and previous is not _OPEN and self._probe_interval is not None:
-            self._probes.next_at = now + self._probe_gap()
+            # The first probe comes before the open period's own trial would.
+            self._probes.next_at = now + min(self._probe_gap(), 0.5 * (self._retry_at - now))
         if state is _HALF_OPEN:
             # A trial the probe asked for (at once, or deferred to the end of its back-off)
             # judges the probe too.
@@ -656,8 +661,18 @@ class CircuitBreaker:
 
     def probe_sent(self) -> None:
         """A probe leaves now: the next one is due one (jittered) interval from now, whether
-        or not this one has answered by then (a hanging gateway must not slow detection)."""
-        self._probes.next_at = self._clock() + self._probe_gap()
+        or not this one has answered by then (a hanging gateway must not slow detection).
+
+        While probes run they are the evidence: the open period's own trial (a real payment
+        sent on a timer) waits for the reset timeout counted from the opening. That trial is
+        the safety net for a probe path that is down while payments work; sent into an outage
+        that hangs, it would hold the half-open slot past the recovery.
+        """
+        now = self._clock()
+        self._probes.next_at = now + self._probe_gap()
+        if self._state is _OPEN and not self._probes.deferred:
+            # (unless a probe already answered and its trial only waits out the back-off)
+            self._retry_at = max(self._retry_at, self._since + self._reset_timeout)
 
     def record_probe(self, *, succeeded: bool, latency: float | None = None) -> None:
         """A probe sent by this instance was answered (``succeeded``) or not.
@@ -698,8 +713,7 @@ class CircuitBreaker:
         be a real payment sent into an outage. Defer it past the next probe, but never beyond
         the reset timeout counted from the opening (in case only the probe's path is down)."""
         if self._state is _OPEN and self._probe_interval is not None:
-            latest = self._since + self._reset_timeout
-            self._retry_at = max(self._retry_at, min(self._probes.next_at + 0.001, latest))
+            self._retry_at = max(self._retry_at, self._since + self._reset_timeout)
 
     def _on_probe_answered(self, now: float, reason: str) -> None:
         if self._state is not _OPEN:
