@@ -48,7 +48,7 @@ def payment_api(engine: Engine) -> APIRouter:
 
     async def authenticated(request: Request) -> tuple[Profile, JsonObject]:
         body = await read_json(request)
-        # PayTabs takes the raw server key, no "Bearer" (reference §2).
+        # PayTabs takes the raw server key, no "Bearer" (docs/paytabs.md §3).
         profile = engine.authenticate(request.headers.get("authorization"), body.get("profile_id"))
         return profile, body
 

@@ -51,7 +51,7 @@ from paytabs_simulator.validation import (
 from paytabs_simulator.wire import json_bytes, transaction_object
 
 PageProblem = Literal["unknown", "expired", "used", "no_3ds"]
-# Which `tokenise` value gives which token alphabet and length (reference §3.2).
+# Which `tokenise` value gives which token alphabet and length (docs/paytabs.md §4.2).
 TOKEN_FORMATS: dict[int, tuple[str, int]] = {
     2: ("0123456789ABCDEF", 32),
     3: (string.ascii_uppercase + string.digits, 20),
@@ -122,7 +122,7 @@ class Engine:
         return f"{prefix}.{seconds:08X}.{self._sequence & 0xFFFFFFFF:08X}"
 
     def _new_tran_ref(self, now: datetime) -> str:
-        # Test profiles: TST + 2-digit year + day of year + 8 digits (reference §8).
+        # Test profiles: TST + 2-digit year + day of year + 8 digits (docs/paytabs.md §14).
         while True:
             tran_ref = f"TST{now:%y}{now.timetuple().tm_yday:03d}{self.rng.randrange(10**8):08d}"
             if tran_ref not in self.transactions:
@@ -351,7 +351,7 @@ class Engine:
         return self.transactions[stored.tran_refs[0]]
 
     def delete_token(self, profile: Profile, token: object) -> None:
-        # Deleting a token never changes the transactions made with it (reference §3.5).
+        # Deleting a token never changes the transactions made with it (docs/paytabs.md §6).
         self._live_token(profile, token).deleted = True
 
     def _live_token(self, profile: Profile, token: object) -> StoredToken:
@@ -404,7 +404,7 @@ class Engine:
         page = self._page_of(tx)
         now = self.now()
         if outcome is not CANCELLED and tx.cart_amount > tx.profile.transaction_limit:
-            # Over the profile limit is a declined transaction, not an API error (reference §4.3).
+            # Over the profile limit: a declined transaction, not an error (docs/paytabs.md §7.3).
             outcome = MERCHANT_LIMITS_EXCEEDED
         tx.card = card
         tx.result = self._result(outcome, now, card_payment=card is not None)

@@ -29,7 +29,7 @@ def browser_return(tx: Transaction) -> BrowserReturn | None:
     result = tx.result
     email = (tx.customer_details or {}).get("email")
     fields = {
-        # PayTabs sends exactly these, empty ones as "" (reference §5.4).
+        # PayTabs sends exactly these, empty ones as "" (docs/paytabs.md §11).
         "acquirerMessage": "",
         "acquirerRRN": "",
         "cartId": tx.cart_id,
@@ -42,7 +42,7 @@ def browser_return(tx: Transaction) -> BrowserReturn | None:
         "tranRef": tx.tran_ref,
     }
     if page.return_using_get:
-        # The observed GET sample carries only these five (reference §5.4).
+        # The observed GET sample carries only these five (docs/paytabs.md §11).
         fields = {key: fields[key] for key in ("cartId", "respCode", "respStatus", "tranRef")}
         fields["signature"] = sign_return(fields, tx.profile.server_key)
         separator = "&" if "?" in page.return_url else "?"

@@ -1,4 +1,4 @@
-"""PayTabs signatures, written from the reference rather than shared with the client.
+"""PayTabs signatures (docs/paytabs.md §12), written afresh rather than shared with the client.
 
 * Callbacks/IPN: lower-hex HMAC-SHA256 of the exact body bytes, keyed with the server key.
 * Browser return: drop ``signature`` and empty values, sort by key, encode like PHP's

@@ -180,7 +180,7 @@ def _optional_text(body: JsonObject, name: str) -> str | None:
 
 def _cart(body: JsonObject, enabled: frozenset[str] | None) -> Cart:
     cart_id = body.get("cart_id")
-    # PayTabs rejects a JSON number here even though it looks like an id (reference §3.1).
+    # PayTabs rejects a JSON number here even though it looks like an id (docs/paytabs.md §4.1).
     if not isinstance(cart_id, str) or not 1 <= len(cart_id) <= 64:
         raise errors.cart_id_not_valid()
     description = body.get("cart_description")

@@ -24,7 +24,7 @@ def error_object(code: int, message: str, trace: str) -> JsonObject:
 
 
 def page_created(tx: Transaction, redirect_url: str, trace: str) -> JsonObject:
-    """The `/payment/request` answer for a new hosted page (reference §4.1, same key order)."""
+    """The `/payment/request` answer for a new hosted page (docs/paytabs.md §7.1, key order)."""
     return {
         "tran_ref": tx.tran_ref,
         "tran_type": tx.tran_type,
@@ -48,7 +48,7 @@ def page_created(tx: Transaction, redirect_url: str, trace: str) -> JsonObject:
 def transaction_object(
     tx: Transaction, *, trace: str | None = None, ipn_trace: str | None = None
 ) -> JsonObject:
-    """The transaction object of reference §5.1, keys in PayTabs' order.
+    """The transaction object of docs/paytabs.md §8, keys in PayTabs' order.
 
     A hosted page that has not been paid has no ``payment_result`` (simulator choice), so a
     client can tell "page exists, not paid" from a result.

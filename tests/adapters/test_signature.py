@@ -1,4 +1,4 @@
-"""PayTabs signatures: every vector of paytabs-pt2.md §6.3 and webhooks checklist §8(a)."""
+"""PayTabs signatures: every vector of docs/paytabs.md §12.3 (and webhook checklist item 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The PayTabs callback receiver against the security checklist (reference §8(a)).
+"""The PayTabs callback receiver against the security checklist (docs/webhook-security.md).
 
 Every rejection also asserts the absence of side effects: the payment's state, its outbox
 events and the webhook inbox are exactly as before.

@@ -1,4 +1,4 @@
-"""The transition table and ``decide``, checked against an independent restatement of §8(b)."""
+"""The transition table and ``decide``, checked against a restatement written out by hand."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from paytabs_guard.domain.states import (
 S = PaymentState
 T = Trigger
 
-# Every (state, trigger) pair, written out by hand from reference §8(b) plus the decisions in
-# docs/states.md. A = applied, D = duplicate, S = stale, C = conflict, I = illegal.
+# Every (state, trigger) pair, written out by hand from the transition table and the decisions
+# in docs/states.md. A = applied, D = duplicate, S = stale, C = conflict, I = illegal.
 # Columns: created initiating awaiting_customer pending on_hold unknown authorized completed
 # partially_refunded refunded failed cancelled expired voided.
 MATRIX = """

@@ -1,4 +1,4 @@
-"""The simulator's signer reproduces every worked example of reference §6.3."""
+"""The simulator's signer reproduces every test vector of docs/paytabs.md §12.3."""
 
 from __future__ import annotations
 

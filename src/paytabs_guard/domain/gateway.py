@@ -2,7 +2,7 @@
 
 The PayTabs adapter parses wire JSON (callback, query, follow-up response) into a
 ``GatewayResult``; the payment only ever sees that. ``signal_of`` reads what a status means for a
-transaction type (reference: paytabs-pt2.md §5.2, §5.3, §3.4), independent of any payment.
+transaction type (docs/paytabs.md §9, §10, §5), independent of any payment.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Whether a gateway result can be this payment's at all.
 
 A result that cannot is quarantined: not applied, nothing changed, and the reason returned here
-goes to the caller, who keeps the result for a human and alerts (reference §4 "Schema": profile,
-cart id, amount and currency must equal our record). Checked, in order:
+goes to the caller, who keeps the result for a human and alerts (docs/webhook-security.md item 23:
+profile, cart id, amount and currency must equal our record). Checked, in order:
 
 - profile, cart id and currency equal the payment's;
 - a ``register`` is never a payment;
@@ -69,7 +69,7 @@ def _originating(payment: Payment, result: GatewayResult) -> str | None:
 
 def _settlement(payment: Payment, result: GatewayResult) -> str | None:
     # Pending APM flow: PayTabs reports the payment as a new sale whose previous_tran_ref is the
-    # "Payment Request" (reference paytabs-pt2.md §5.3).
+    # "Payment Request" (docs/paytabs.md §10).
     if payment.tran_type is not TranType.SALE:
         return f"{describe(result)} does not fit this {payment.tran_type} payment"
     if payment.tran_ref is not None and result.previous_tran_ref != payment.tran_ref:

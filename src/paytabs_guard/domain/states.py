@@ -1,7 +1,7 @@
 """Payment states, the triggers that move them, and the transition table.
 
-``TRANSITIONS`` *is* the documentation (reference: webhooks-and-reliability.md §8(b); the
-diagram is in docs/states.md). Each row names a from-state, a trigger and the target; every
+``TRANSITIONS`` *is* the documentation (docs/states.md shows it as a table and a
+diagram). Each row names a from-state, a trigger and the target; every
 (state, trigger) pair that is not a row is never applied. ``decide`` says what such a pair is:
 
 - ``DUPLICATE``: the trigger leads to the state the payment is already in (consistent news);
@@ -10,7 +10,7 @@ diagram is in docs/states.md). Each row names a from-state, a trigger and the ta
   recorded and alerted, never applied;
 - ``ILLEGAL``: anything else (a refund before the sale, our own step in the wrong state).
 
-Where the reference table is silent we decided (and docs/states.md repeats it):
+Where the usual rules leave a choice we decided (docs/states.md, "Decisions"):
 
 - UNKNOWN maps a queried status like AWAITING_CUSTOMER does ("query finds transaction → map its
   status"); a query that finds the page but no payment yet moves UNKNOWN → AWAITING_CUSTOMER.
@@ -114,7 +114,7 @@ FINAL_STATES: Final = frozenset(
         _S.VOIDED,
     }
 )
-"""Decided. The reference's "terminal" set plus PARTIALLY_REFUNDED (a completed payment)."""
+"""Decided: the terminal states plus PARTIALLY_REFUNDED (a completed payment)."""
 
 CLOSED_STATES: Final = frozenset({_S.REFUNDED, _S.FAILED, _S.CANCELLED, _S.EXPIRED, _S.VOIDED})
 """Final and nothing may follow."""
@@ -132,8 +132,8 @@ IN_FLIGHT_STATES: Final = frozenset({_S.AWAITING_CUSTOMER, _S.PENDING, _S.ON_HOL
 """Waiting for the gateway: what reconciliation polls (with INITIATING rows stuck too long)."""
 
 _BEFORE_PAGE: Final = frozenset({_S.CREATED, _S.INITIATING})
-# The states in which a queried status is mapped (reference rows "AWAITING_CUSTOMER, PENDING,
-# ON_HOLD" plus UNKNOWN, whose row says "map its status").
+# The states in which a queried status is mapped: the ones awaiting the customer's payment
+# (AWAITING_CUSTOMER, PENDING, ON_HOLD) plus UNKNOWN, which takes whatever a query finds.
 _UNDECIDED: Final = frozenset({_S.AWAITING_CUSTOMER, _S.PENDING, _S.ON_HOLD, _S.UNKNOWN})
 
 

@@ -63,7 +63,7 @@ class PayTabsClient:
         self._observer = observer
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            # authorization is the raw server key, no scheme (paytabs-pt2.md §2)
+            # authorization is the raw server key, no scheme (docs/paytabs.md §3)
             headers={
                 "authorization": server_key.get_secret_value(),
                 "content-type": "application/json",

@@ -1,4 +1,4 @@
-"""Typed requests to PayTabs, and their PayTabs JSON bodies (``paytabs-pt2.md`` §3)."""
+"""Typed requests to PayTabs, and their PayTabs JSON bodies (``docs/paytabs.md`` §4-§6)."""
 
 from __future__ import annotations
 

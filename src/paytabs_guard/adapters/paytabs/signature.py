@@ -1,4 +1,4 @@
-"""PayTabs signatures (``paytabs-pt2.md`` §6), verified on the raw bytes in constant time.
+"""PayTabs signatures (``docs/paytabs.md`` §12), verified on the raw bytes in constant time.
 
 * Callback / IPN: ``Signature`` header = lower-case hex HMAC-SHA256 of the exact request body,
   keyed with the profile's server key.

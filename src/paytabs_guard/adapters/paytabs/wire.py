@@ -1,4 +1,4 @@
-"""PayTabs JSON as it is on the wire, with PayTabs' own field names (``paytabs-pt2.md`` §3-§5).
+"""PayTabs JSON as it is on the wire, with PayTabs' own field names (``docs/paytabs.md`` §4-§8).
 
 Response models accept the real shapes: amounts as strings, capitalised ``tran_type``, ``ECom``,
 numeric strings for ids, and unknown extra fields (kept, never rejected). Request bodies are built
@@ -76,7 +76,7 @@ class Transaction(_Wire):
 
 
 class PaymentPage(_Wire):
-    """The answer to a hosted-page request (§4.1): where to send the customer."""
+    """The answer to a hosted-page request (docs/paytabs.md §7.1): where to send the customer."""
 
     tran_ref: str
     tran_type: str

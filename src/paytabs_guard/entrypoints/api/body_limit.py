@@ -1,4 +1,4 @@
-"""Read a request body with a hard size limit (reference §4 "Size", checklist item 18).
+"""Read a request body with a hard size limit (docs/webhook-security.md, checklist item 18).
 
 Two checks, because a chunked upload has no ``Content-Length``:
 

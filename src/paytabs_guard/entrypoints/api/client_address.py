@@ -1,6 +1,6 @@
 """Who sent a request: the client address behind trusted proxies, and the IP allowlist check.
 
-Policy (reference §3, checklist items 20-21):
+Policy (docs/webhook-security.md, check 3 and checklist items 20-21):
 
 * A direct peer that is **not** a trusted proxy is the client; its ``X-Forwarded-For`` is
   ignored, because anyone can write that header.

@@ -1,4 +1,4 @@
-"""Limit failed webhook verifications per source (reference §4 "Rate limiting", checklist 25).
+"""Limit failed webhook verifications per source (docs/webhook-security.md, checklist 25).
 
 Policy for the receiver:
 

@@ -1,4 +1,4 @@
-"""Parse a verified body as strict JSON (reference §4 "Parsing", checklist item 22).
+"""Parse a verified body as strict JSON (docs/webhook-security.md, checklist item 22).
 
 Python's ``json`` is lenient where a payments receiver must not be: it keeps the *last* of two
 duplicate keys (``{"s":"A","s":"D"}`` is ``D``), accepts ``NaN`` and ``Infinity``, turns ``1e999``

@@ -1,7 +1,7 @@
 """Benchmark: what a breaker costs per call, ours against the Python libraries.
 
 Run ``paytabs-guard bench breaker`` (``--quick`` for a short run, ``--json PATH`` to keep the
-numbers). Methodology (``reference/resilience.md`` §6): one process and one event
+numbers). Methodology (docs/benchmarks.md, "Method"): one process and one event
 loop for every variant; each timed loop is ``for _ in range(n): await step()`` with the garbage
 collector off; a warm-up pass, then rounds in which the variants take turns (the starting
 variant rotates); median and minimum per variant; overhead = median minus the bare
