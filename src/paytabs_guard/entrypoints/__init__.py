@@ -1,1 +1,1 @@
-"""Entrypoints: the CLI and, later, the HTTP service."""
+"""Entrypoints: the HTTP service (``api``) and the command line (``cli``) and what it runs."""
