@@ -35,8 +35,8 @@ _EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # http:, https:, mailto: .
 
 
 def _scanned_files() -> Iterator[Path]:
-    yield ROOT / "README.md"
-    for top in ("src", "tests", "docs"):
+    yield from sorted(ROOT.glob("*.md"))  # README, CHANGELOG ...
+    for top in ("src", "tests", "docs", "examples"):
         for path in sorted((ROOT / top).rglob("*")):
             if not path.is_file() or "__pycache__" in path.parts:
                 continue
