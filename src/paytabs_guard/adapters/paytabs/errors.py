@@ -9,7 +9,8 @@
     │   │                       our request is wrong or not allowed. Fix it; never retry.
     │   └── TransactionNotFound 113: no such tran_ref (an answer, not a gateway failure).
     ├── DuplicateRequest        409 code 4: an identical request was already taken.
-    │                           Query by cart_id; never re-send.
+    │                           Query by cart_id first; re-send (identically) only when
+    │                           PayTabs provably holds nothing for the cart.
     └── GatewayUnavailable      no usable answer. Counts against the gateway's health.
         ├── TransientGatewayError  the request provably never took effect
         │                          (connect error, 429, 503): re-send after ``retry_after``.
