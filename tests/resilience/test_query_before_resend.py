@@ -21,6 +21,7 @@ from paytabs_guard.adapters.paytabs.payloads import (
 )
 from paytabs_guard.bootstrap import GatewayParts, build_gateway
 from paytabs_guard.domain import Money
+from paytabs_guard.resilience.errors import CircuitOpenError
 from paytabs_guard.settings import load_settings
 
 pytestmark = pytest.mark.anyio
@@ -101,8 +102,8 @@ def tx(
     }
 
 
-def gateway(script: ScriptedPayTabs) -> GatewayParts:
-    time = FakeTime()
+def gateway(script: ScriptedPayTabs, time: FakeTime | None = None) -> GatewayParts:
+    time = time or FakeTime()
     settings = load_settings(
         {
             "PAYTABS_PROFILE_ID": str(PROFILE),
@@ -207,3 +208,23 @@ async def test_a_failure_that_proves_nothing_happened_is_re_sent_without_a_query
     finally:
         await parts.aclose()
     assert script.seen == ["request c-6", "request c-6"]
+
+
+@pytest.mark.parametrize("family", ["query", "create"])
+async def test_a_breaker_rejection_fails_fast_and_is_never_retried(family: str) -> None:
+    script = ScriptedPayTabs()
+    time = FakeTime()
+    parts = gateway(script, time)
+    parts.breakers.get(family).force_open()
+    try:
+        call = (
+            parts.paytabs.query_cart("c-7")
+            if family == "query"
+            else parts.paytabs.create_payment_page(page_request("c-7"))
+        )
+        with pytest.raises(CircuitOpenError):
+            await call
+    finally:
+        await parts.aclose()
+    assert script.seen == []  # PayTabs was not called
+    assert time.now == 1000.0  # and no backoff was waited: the rejection is the answer
