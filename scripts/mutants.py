@@ -7,7 +7,7 @@ this copies the repository to a temporary directory once, writes the mutated fil
 file back. A mutant is *killed* when the tests fail, *survived* when they pass (a bug in the
 suite), *broken* when its text does not occur exactly once or its tests cannot be collected.
 
-Usage: scripts/mutants [--only ID,ID] [--list] [--timeout S] [--no-baseline]
+Usage: scripts/mutants [--only ID,ID] [--list] [--timeout S] [--no-baseline] [--mutants TOML]
 Exit status: 0 when every mutant was killed, 1 otherwise.
 """
 
@@ -139,6 +139,9 @@ def _last_line(output: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated mutant ids to run")
+    parser.add_argument(
+        "--mutants", type=Path, default=MUTANTS, help="the list to use (default: %(default)s)"
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--timeout", type=float, default=60, help="per-test timeout (s)")
     parser.add_argument(
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = parser.parse_args(argv)
 
-    mutants = load(MUTANTS)
+    mutants = load(options.mutants)
     if options.only:
         wanted = set(options.only.split(","))
         unknown = wanted - {m.id for m in mutants}
