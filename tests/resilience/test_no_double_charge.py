@@ -34,7 +34,9 @@ from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, Sim
 from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import run_simulator
 
-pytestmark = pytest.mark.anyio
+# 500 payments over real HTTP with injected hangs: 4-24 s measured on a busy 2-core machine
+# (pytest --durations), so the 60 s default leaves too little headroom.
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(150)]
 
 PAYMENTS = 500
 CONCURRENCY = 25
