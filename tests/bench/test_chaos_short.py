@@ -17,6 +17,10 @@ from paytabs_guard.entrypoints.chaos import main
 
 CONFIGURATIONS = ("full", "wait", "retries", "none")
 
+# The module's one chaos run (the report fixture) takes 20-25 s on a busy 2-core machine and is
+# charged to whichever test here runs first: three times that before calling it a hang.
+pytestmark = pytest.mark.timeout(180)
+
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:

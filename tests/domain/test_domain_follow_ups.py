@@ -317,3 +317,53 @@ def test_voids_need_an_authorisation_with_nothing_captured() -> None:
     applied(payment.apply_gateway_result(pending, at=at(2)))
     with pytest.raises(PaymentNotVoidable, match="refund instead"):
         payment.ensure_can_void()
+
+
+# ---- second guards: what screening refuses, one rule at a time ---------------------------------
+
+
+@pytest.mark.parametrize("tran_type", [TranType.CAPTURE, TranType.VOID, TranType.RELEASE])
+def test_a_follow_up_for_more_than_the_payment_is_quarantined(tran_type: TranType) -> None:
+    payment = authorized()
+    over = follow_up(payment, tran_type, A, "F1", sar("100.01"))
+    outcome = payment.apply_gateway_result(over, at=at(2))
+    assert outcome.kind is OutcomeKind.QUARANTINED
+    assert "does not fit a payment of" in (outcome.reason or "")
+    assert payment.state is S.AUTHORIZED
+    assert payment.captured == sar("0.00")
+
+
+def test_a_follow_up_for_nothing_is_quarantined() -> None:
+    payment = authorized()
+    outcome = payment.apply_gateway_result(
+        follow_up(payment, TranType.CAPTURE, A, "F0", sar("0.00")), at=at(2)
+    )
+    assert outcome.kind is OutcomeKind.QUARANTINED
+    assert payment.state is S.AUTHORIZED
+
+
+def test_a_result_in_another_currency_is_quarantined_for_its_currency() -> None:
+    # Same minor units, another currency: the reason must be the currency, whatever else holds.
+    payment = completed()
+    for candidate in (
+        result(payment, A, amount=Money(payment.amount.minor_units, "AED")),
+        follow_up(payment, TranType.REFUND, A, "R1", Money(1000, "AED")),
+    ):
+        outcome = payment.apply_gateway_result(candidate, at=at(3))
+        assert outcome.kind is OutcomeKind.QUARANTINED
+        assert (outcome.reason or "").startswith("currency AED is not this payment's SAR")
+    assert payment.state is S.COMPLETED
+    assert payment.refunded == sar("0.00")
+
+
+def test_a_refund_result_beyond_what_is_left_after_earlier_refunds_is_quarantined() -> None:
+    payment = completed()
+    assert refund(payment, "R1", sar("30.00")) is OutcomeKind.APPLIED
+    assert refund(payment, "R2", sar("30.00")) is OutcomeKind.APPLIED
+    outcome = payment.apply_gateway_result(
+        follow_up(payment, TranType.REFUND, A, "R3", sar("40.01")), at=at(6)
+    )
+    assert outcome.kind is OutcomeKind.QUARANTINED
+    assert "exceeds the 40.00 SAR refundable" in (outcome.reason or "")
+    assert refund(payment, "R4", sar("40.00")) is OutcomeKind.APPLIED
+    assert payment.state is S.REFUNDED

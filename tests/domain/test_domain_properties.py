@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paytabs_guard.domain.gateway import GatewayResult, GatewayStatus, ResultSource, TranType
+from paytabs_guard.domain.money import InvalidMoney, Money
 from paytabs_guard.domain.payment import Payment
 from paytabs_guard.domain.states import OutcomeKind
 
@@ -151,3 +152,16 @@ def test_any_delivery_order_ends_like_the_true_order(
     assert len(ids) == len(set(ids))
     if scenario.conflict_free:
         assert not payment.has_conflict
+
+
+# ---- money is never a float ----------------------------------------------------------------
+
+
+@given(
+    amount=st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=1e9)
+    | st.sampled_from([12.5, 0.25, 100.0, 1.0, 0.0]),  # floats that are exact in binary too
+    currency=st.sampled_from(["SAR", "KWD", "JPY"]),
+)
+def test_any_float_is_refused_as_money_even_an_exact_one(amount: float, currency: str) -> None:
+    with pytest.raises(InvalidMoney, match="never float"):
+        Money.of(amount, currency)  # type: ignore[arg-type]  # what an untyped caller could do

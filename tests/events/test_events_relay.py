@@ -15,6 +15,7 @@ from paytabs_guard.adapters.events import (
     EventBus,
     OutboxEvent,
     OutboxRelay,
+    RelayStats,
     count_dead_letters,
     list_dead_letters,
     replay,
@@ -283,6 +284,19 @@ async def test_without_any_sink_nothing_is_fanned_out(engine: AsyncEngine) -> No
     assert got == [event.event_id]
 
 
+class CountedRelay(OutboxRelay):
+    """The relay with a hook after each run, so a test waits for runs instead of for time."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.runs: asyncio.Queue[RelayStats] = asyncio.Queue()
+
+    async def run_once(self) -> RelayStats:
+        stats = await super().run_once()
+        self.runs.put_nowait(stats)
+        return stats
+
+
 async def test_run_forever_wakes_on_notify_and_stops(engine: AsyncEngine) -> None:
     got = asyncio.Event()
 
@@ -291,15 +305,21 @@ async def test_run_forever_wakes_on_notify_and_stops(engine: AsyncEngine) -> Non
 
     events = EventBus()
     events.on("*", handler)
-    relay = OutboxRelay(engine, [events])
+    relay = CountedRelay(engine, [events])
     stop = asyncio.Event()
     worker = asyncio.create_task(relay.run_forever(stop, interval=3600))
-    await asyncio.sleep(0.05)  # the first (empty) run is over; the relay now waits an hour
+    # The first (empty) run is over, however long it took; the relay now waits an hour.
+    first = await asyncio.wait_for(relay.runs.get(), timeout=10)
+    assert first.fanned_out == 0
     await add_event(engine, "pay_a", "payment.created")
     relay.notify()
+    # Only notify() can start the second run within the hour.
+    second = await asyncio.wait_for(relay.runs.get(), timeout=10)
+    assert second.fanned_out == 1
     await asyncio.wait_for(got.wait(), timeout=10)
     stop.set()
     await asyncio.wait_for(worker, timeout=10)
+    assert relay.runs.empty()  # stop ended the loop without another run
 
 
 async def test_duplicate_sink_names_are_refused(engine: AsyncEngine) -> None:

@@ -87,6 +87,21 @@ async def test_an_unpaid_page_past_its_ttl_expires(world: World) -> None:
     assert "payment.expired" in await world.outbox_types(payment.id)
 
 
+async def test_a_page_expires_exactly_at_its_ttl_and_not_a_second_before(world: World) -> None:
+    # A second guard for expiry, at the boundary, through sync_payment (the API's
+    # /process path) rather than reconciliation.
+    payment = await create_payment(world.deps, order())
+    assert payment.expires_at is not None
+    world.clock.now = payment.expires_at - timedelta(seconds=1)
+    before = await sync_payment(world.deps, payment.id)
+    assert before.state is PaymentState.AWAITING_CUSTOMER
+    assert "payment.expired" not in await world.outbox_types(payment.id)
+    world.clock.now = payment.expires_at
+    at_ttl = await sync_payment(world.deps, payment.id)
+    assert at_ttl.state is PaymentState.EXPIRED
+    assert (await world.outbox_types(payment.id)).count("payment.expired") == 1
+
+
 async def test_two_reconcilers_at_once_apply_each_result_once(world: World) -> None:
     await world.faults(callback_withhold_rate=1.0)
     ids = []

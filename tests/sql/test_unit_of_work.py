@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.sql import ConcurrentUpdate, purge_inbox
@@ -295,3 +295,51 @@ async def test_a_cancelled_unit_of_work_gives_its_lock_back(uow: UnitOfWorkFacto
         again = await unit.payments.get("pay_cancel", for_update=True)
         assert again is not None
         assert again.state is PaymentState.AWAITING_CUSTOMER
+
+
+async def _refuse_outbox_inserts(engine: AsyncEngine) -> None:
+    """A trigger that makes every outbox insert fail, as a full disk or a bad row would."""
+    async with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            await connection.exec_driver_sql(
+                "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox "
+                "BEGIN SELECT RAISE(ABORT, 'outbox refuses'); END"
+            )
+        else:
+            await connection.exec_driver_sql(
+                "CREATE FUNCTION refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'outbox refuses'; END $$"
+            )
+            await connection.exec_driver_sql(
+                "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_outbox()"
+            )
+
+
+async def test_a_failed_outbox_write_rolls_the_state_change_back(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    # One transaction, not two: if the event cannot be written, the change that caused it is
+    # not kept either (a change without its event would never be published).
+    await _store_awaiting(uow, "pay_atomic")
+    await _refuse_outbox_inserts(engine)
+
+    async def change_and_commit() -> None:
+        async with uow() as unit:
+            payment = await unit.payments.get("pay_atomic", for_update=True)
+            assert payment is not None
+            applied(payment.apply_gateway_result(result(payment, A), at=at(3)))
+            assert await unit.inbox.record("delivery-9", source="callback", now=at(3))
+            unit.payments.add(new_payment("pay_new_too"))
+            await unit.commit()
+
+    with pytest.raises(DBAPIError, match="outbox refuses"):
+        await change_and_commit()
+    async with uow() as unit:
+        stored = await unit.payments.get("pay_atomic")
+        assert stored is not None
+        assert (stored.state, stored.version) == (PaymentState.AWAITING_CUSTOMER, 1)
+        assert stored.pending_events == []
+        assert await unit.payments.get("pay_new_too") is None
+    assert await count(engine, "webhook_inbox") == 0
+    assert await outbox_types(engine, "pay_atomic") == ["payment.created", "payment.initiated"]

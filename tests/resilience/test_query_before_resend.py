@@ -1,0 +1,230 @@
+"""An ambiguous write is re-sent only after a query proved PayTabs holds nothing.
+
+A fake PayTabs behind ``httpx.MockTransport`` plays a script and records every request it was
+sent, in order; the tests assert that order. (The 500-payment storm in test_no_double_charge.py
+shows the same end to end against the simulator.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from paytabs_guard.adapters.paytabs.errors import AmbiguousGatewayError
+from paytabs_guard.adapters.paytabs.payloads import (
+    FollowUpRequest,
+    FollowUpType,
+    HostedPageRequest,
+)
+from paytabs_guard.bootstrap import GatewayParts, build_gateway
+from paytabs_guard.domain import Money
+from paytabs_guard.resilience.errors import CircuitOpenError
+from paytabs_guard.settings import load_settings
+
+pytestmark = pytest.mark.anyio
+
+Step = Callable[[httpx.Request], httpx.Response]
+PROFILE = 987654
+
+
+class FakeTime:
+    """Monotonic time that only moves when the retry policy sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ScriptedPayTabs:
+    """Answers each request with the next step of a script and records what was asked."""
+
+    def __init__(self, *steps: Step) -> None:
+        self.steps = list(steps)
+        self.seen: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        kind = "query" if request.url.path == "/payment/query" else "request"
+        self.seen.append(f"{kind} {body.get('cart_id') or body.get('tran_ref')}")
+        assert self.steps, f"unexpected {self.seen[-1]}"
+        return self.steps.pop(0)(request)
+
+
+def status(code: int) -> Step:
+    return lambda _: httpx.Response(code, json={"code": 0, "message": "gateway trouble"})
+
+
+def read_timeout(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("timed out after sending", request=request)
+
+
+def found(*transactions: dict[str, object]) -> Step:
+    return lambda _: httpx.Response(200, json=list(transactions))
+
+
+def page(cart_id: str, tran_ref: str = "TST001") -> Step:
+    return lambda _: httpx.Response(
+        200,
+        json={
+            "tran_ref": tran_ref,
+            "tran_type": "Sale",
+            "cart_id": cart_id,
+            "cart_currency": "SAR",
+            "cart_amount": "10.00",
+            "redirect_url": f"https://pay.example/{tran_ref}",
+        },
+    )
+
+
+def transaction(cart_id: str, tran_ref: str, tran_type: str, previous: str | None = None) -> Step:
+    return lambda _: httpx.Response(200, json=tx(cart_id, tran_ref, tran_type, previous))
+
+
+def tx(
+    cart_id: str, tran_ref: str, tran_type: str, previous: str | None = None
+) -> dict[str, object]:
+    return {
+        "tran_ref": tran_ref,
+        "previous_tran_ref": previous,
+        "cart_id": cart_id,
+        "cart_currency": "SAR",
+        "cart_amount": "10.00",
+        "tran_type": tran_type,
+        "payment_result": {"response_status": "A", "response_code": "G1", "response_message": "ok"},
+    }
+
+
+def gateway(script: ScriptedPayTabs, time: FakeTime | None = None) -> GatewayParts:
+    time = time or FakeTime()
+    settings = load_settings(
+        {
+            "PAYTABS_PROFILE_ID": str(PROFILE),
+            "PAYTABS_SERVER_KEY": "S-KEY",
+            "PAYTABS_BASE_URL": "https://secure.paytabs.com",
+            "CIRCUIT_BREAKER_VOLUME_THRESHOLD": "1000000",
+        }
+    )
+    return build_gateway(
+        settings, transport=httpx.MockTransport(script), clock=time, sleep=time.sleep
+    )
+
+
+def page_request(cart_id: str) -> HostedPageRequest:
+    return HostedPageRequest(cart_id=cart_id, amount=Money.of("10.00", "SAR"), description="d")
+
+
+@pytest.mark.parametrize(
+    "ambiguous",
+    [status(502), status(500), status(504), read_timeout],
+    ids=["502", "500", "504", "read-timeout"],
+)
+async def test_an_ambiguous_create_is_re_sent_only_after_a_query_found_nothing(
+    ambiguous: Step,
+) -> None:
+    script = ScriptedPayTabs(ambiguous, found(), page("c-1"))
+    parts = gateway(script)
+    try:
+        outcome = await parts.paytabs.create_payment_page(page_request("c-1"))
+    finally:
+        await parts.aclose()
+    assert script.seen == ["request c-1", "query c-1", "request c-1"]
+    assert outcome.redirect_url == "https://pay.example/TST001"
+    assert not outcome.resolved_by_query
+
+
+async def test_an_ambiguous_create_that_took_effect_is_never_re_sent() -> None:
+    script = ScriptedPayTabs(status(502), found(tx("c-2", "TST777", "Sale")))
+    parts = gateway(script)
+    try:
+        outcome = await parts.paytabs.create_payment_page(page_request("c-2"))
+    finally:
+        await parts.aclose()
+    assert script.seen == ["request c-2", "query c-2"]
+    assert (outcome.tran_ref, outcome.resolved_by_query) == ("TST777", True)
+
+
+async def test_every_re_send_of_a_create_follows_its_own_query() -> None:
+    script = ScriptedPayTabs(
+        status(502), found(), read_timeout, found(), status(504), found(), page("c-3")
+    )
+    parts = gateway(script)
+    try:
+        await parts.paytabs.create_payment_page(page_request("c-3"))
+    finally:
+        await parts.aclose()
+    assert script.seen == ["request c-3", "query c-3"] * 3 + ["request c-3"]
+
+
+async def test_when_the_query_fails_the_write_is_not_re_sent_but_reported_ambiguous() -> None:
+    # The query is a read: it is retried on gateway failures, but never replaced by a re-send.
+    script = ScriptedPayTabs(status(502), *[status(503)] * 20)
+    parts = gateway(script)
+    try:
+        with pytest.raises(AmbiguousGatewayError) as raised:
+            await parts.paytabs.create_payment_page(page_request("c-4"))
+    finally:
+        await parts.aclose()
+    assert script.seen[0] == "request c-4"
+    assert set(script.seen[1:]) == {"query c-4"}
+    assert raised.value.needs_resolution
+
+
+async def test_an_ambiguous_refund_is_resolved_by_query_before_any_re_send() -> None:
+    refund = FollowUpRequest(
+        kind=FollowUpType.REFUND,
+        tran_ref="TST100",
+        cart_id="c-5",
+        amount=Money.of("10.00", "SAR"),
+        description="refund",
+    )
+    earlier = tx("c-5", "TST150", "Refund", previous="TST100")  # an earlier refund on record
+    script = ScriptedPayTabs(
+        read_timeout,
+        found(tx("c-5", "TST100", "Sale"), earlier),
+        transaction("c-5", "TST200", "Refund", previous="TST100"),
+    )
+    parts = gateway(script)
+    try:
+        done = await parts.paytabs.follow_up(refund, known_tran_refs={"TST150"})
+    finally:
+        await parts.aclose()
+    assert script.seen == ["request c-5", "query c-5", "request c-5"]
+    assert done.tran_ref == "TST200"
+
+
+async def test_a_failure_that_proves_nothing_happened_is_re_sent_without_a_query() -> None:
+    script = ScriptedPayTabs(status(503), page("c-6"))
+    parts = gateway(script)
+    try:
+        await parts.paytabs.create_payment_page(page_request("c-6"))
+    finally:
+        await parts.aclose()
+    assert script.seen == ["request c-6", "request c-6"]
+
+
+@pytest.mark.parametrize("family", ["query", "create"])
+async def test_a_breaker_rejection_fails_fast_and_is_never_retried(family: str) -> None:
+    script = ScriptedPayTabs()
+    time = FakeTime()
+    parts = gateway(script, time)
+    parts.breakers.get(family).force_open()
+    try:
+        call = (
+            parts.paytabs.query_cart("c-7")
+            if family == "query"
+            else parts.paytabs.create_payment_page(page_request("c-7"))
+        )
+        with pytest.raises(CircuitOpenError):
+            await call
+    finally:
+        await parts.aclose()
+    assert script.seen == []  # PayTabs was not called
+    assert time.now == 1000.0  # and no backoff was waited: the rejection is the answer
