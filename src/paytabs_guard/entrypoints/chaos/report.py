@@ -124,7 +124,17 @@ def print_settings(
     )
     console.print(table)
     for scenario in profile.scenarios:
-        console.print(f"  {scenario.title}: {scenario.description} ({scenario.duration:g} s)")
+        extra = ""
+        if scenario.rate is not None or scenario.order_budget is not None:
+            extra = (
+                f", {scenario.arrival_rate(profile.rate):g} orders/s, budget "
+                f"{scenario.budget(profile.order_budget):g} s"
+            )
+        if scenario.instances > 1:
+            extra += f", {scenario.instances} instances"
+        console.print(
+            f"  {scenario.title}: {scenario.description} ({scenario.duration:g} s{extra})"
+        )
 
 
 RESULT_COLUMNS: Final = (
