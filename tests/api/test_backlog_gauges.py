@@ -11,6 +11,7 @@ from paytabs_guard.adapters.events import CloudEvent
 from paytabs_simulator.server import RunningSimulator
 
 from .api_support import running_service
+from .relay_support import drained
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +44,7 @@ async def test_gauges_count_dead_letters_and_age_the_oldest_undecided_payment(
         now[0] += timedelta(minutes=30)
         await service.create()
         now[0] += timedelta(minutes=45)
-        await service.container.relay.run_once()  # one attempt each: every delivery dies
+        await drained(service)  # one attempt each: every delivery dies
 
         metrics = (await service.anonymous.get("/metrics")).text
         dead = gauge(metrics, "paytabs_guard_event_dead_letters")
