@@ -25,6 +25,7 @@ from paytabs_guard.adapters.events import (
     WebhookEndpoint,
     webhook_sinks,
 )
+from paytabs_guard.adapters.events.store import SqlEventStore
 from paytabs_guard.adapters.paytabs.client import Observer, PayTabsClient
 from paytabs_guard.adapters.paytabs.errors import PayTabsError
 from paytabs_guard.adapters.paytabs.gateway import PayTabsGateway
@@ -54,9 +55,10 @@ from paytabs_guard.resilience import (
 )
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
 from paytabs_guard.resilience.shared import SharedBreakerState
+from paytabs_guard.service.events import EventStore
 from paytabs_guard.service.payments import PaymentDeps
 from paytabs_guard.service.ports import IdempotencyStore, UnitOfWorkFactory
-from paytabs_guard.service.reconciliation import ReconcileReport, reconcile_forever
+from paytabs_guard.service.reconciliation import RECONCILABLE, ReconcileReport, reconcile_forever
 from paytabs_guard.settings import Settings
 
 
@@ -256,6 +258,16 @@ class Container:
 
     async def outbox_lag(self) -> reporting.OutboxLag:
         return await reporting.outbox_lag(self.engine)
+
+    async def undecided_payments(self) -> reporting.UndecidedPayments:
+        """Payments reconciliation would still settle (the same states), for the age gauge."""
+        return await reporting.undecided_payments(
+            self.engine, [state.value for state in RECONCILABLE]
+        )
+
+    def event_store(self) -> EventStore:
+        """Events and their deliveries, for the events API (stateless: cheap to build)."""
+        return SqlEventStore(self.engine, clock=self.payments.clock)
 
     def has_event_sinks(self) -> bool:
         """Whether anything consumes events (with none, the outbox is not drained)."""

@@ -128,6 +128,23 @@ class Metrics:
             "Age of the oldest outbox event not yet handed to the sinks (read at scrape time)",
             registry=r,
         )
+        self.dead_letters = Gauge(
+            f"{PREFIX}_event_dead_letters",
+            "Event deliveries that failed every attempt and wait to be replayed, all sinks "
+            "(read at scrape time; the database's count, so every instance shows the same)",
+            registry=r,
+        )
+        self.undecided = Gauge(
+            f"{PREFIX}_payments_undecided",
+            "Payments still waiting for the gateway or the customer (read at scrape time)",
+            registry=r,
+        )
+        self.undecided_age = Gauge(
+            f"{PREFIX}_payments_undecided_oldest_age_seconds",
+            "Seconds since the oldest undecided payment was created, 0 when none waits "
+            "(read at scrape time)",
+            registry=r,
+        )
         self.reconciliation_runs = Counter(
             f"{PREFIX}_reconciliation_runs_total",
             "Reconciliation runs by result",
@@ -175,9 +192,17 @@ class Metrics:
         if previous != state:
             self.payment_transitions.labels(previous, state, source).inc()
 
-    def outbox(self, pending: int, oldest_age_seconds: float) -> None:
+    def outbox(
+        self, pending: int, oldest_age_seconds: float, dead_letters: int | None = None
+    ) -> None:
         self.outbox_pending.set(pending)
         self.outbox_lag.set(oldest_age_seconds)
+        if dead_letters is not None:
+            self.dead_letters.set(dead_letters)
+
+    def undecided_payments(self, count: int, oldest_age_seconds: float) -> None:
+        self.undecided.set(count)
+        self.undecided_age.set(oldest_age_seconds)
 
     def reconciliation(self, result: str, finished_at_unix: float) -> None:
         self.reconciliation_runs.labels(result).inc()

@@ -41,9 +41,10 @@ REQUIRED_ALERTS = {
     "breaker open, by family": {"PayTabsBreakerOpen", "PayTabsBreakerOpenLong"},
     "signature rejections rising": {"CallbackSignatureRejectionsRising"},
     "payments stuck undecided": {"PaymentsStuckUndecided", "PaymentsStuckUnresolved"},
+    "callbacks lost": {"CallbacksLostSettledByReconciliation"},
     "outbox lag": {"OutboxLag"},
     "conflicts / payment.conflict": {"PaymentConflict"},
-    "dead letters": {"OutboxDeadLettersLikely"},
+    "dead letters": {"EventDeadLetters"},
     "API 5xx rate": {"ApiServerErrors"},
     "readiness failing": {"ReadinessFailing", "InstanceDown"},
 }
@@ -154,6 +155,19 @@ def test_the_alerts_the_issue_asks_for_exist() -> None:
         assert answers <= names, need
     breaker = next(rule for rule in alert_rules() if rule["alert"] == "PayTabsBreakerOpen")
     assert "by (breaker)" in text(breaker["expr"])  # one alert per breaker family
+
+
+#: Alerts that must read the gauge that measures their question directly, not a proxy of it.
+DIRECT_ALERTS = {
+    "EventDeadLetters": "paytabs_guard_event_dead_letters",
+    "PaymentsStuckUndecided": "paytabs_guard_payments_undecided_oldest_age_seconds",
+}
+
+
+def test_dead_letters_and_stuck_payments_are_alerted_from_their_own_gauges() -> None:
+    rules = {text(rule["alert"]): rule for rule in alert_rules()}
+    for alert, metric in DIRECT_ALERTS.items():
+        assert check(text(rules[alert]["expr"])).metrics == {metric}, alert
 
 
 @pytest.mark.anyio

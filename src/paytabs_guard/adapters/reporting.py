@@ -7,7 +7,7 @@ whatever the number of payments; money stays integer minor units until it is for
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -104,6 +104,31 @@ async def outbox_lag(engine: AsyncEngine) -> OutboxLag:
         oldest_pending_delivery_at=_aware(oldest_pending),
         dead_letters=int(dead_count),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class UndecidedPayments:
+    """How many payments wait for the gateway or the customer, and since when the oldest."""
+
+    count: int
+    oldest_created_at: datetime | None
+
+    def age_seconds(self, now: datetime) -> float:
+        """Age of the oldest undecided payment (0 when none waits)."""
+        if self.oldest_created_at is None:
+            return 0.0
+        return max(0.0, (now - self.oldest_created_at).total_seconds())
+
+
+async def undecided_payments(engine: AsyncEngine, states: Collection[str]) -> UndecidedPayments:
+    """Count and oldest creation time of the payments in ``states`` (one indexed query: the
+    ``(state, updated_at)`` index narrows to the few undecided rows)."""
+    query = select(func.count(), func.min(payments.c.created_at)).where(
+        payments.c.state.in_(list(states))
+    )
+    async with engine.connect() as connection:
+        count, oldest = (await connection.execute(query)).one()
+    return UndecidedPayments(count=int(count), oldest_created_at=_aware(oldest))
 
 
 def _aware(value: object) -> datetime | None:

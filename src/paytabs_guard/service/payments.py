@@ -295,6 +295,17 @@ async def void_payment(deps: PaymentDeps, payment_id: str) -> Payment:
     return await _follow_up(deps, payment_id, FollowUpKind.VOID, None, check)
 
 
+async def release_payment(deps: PaymentDeps, payment_id: str) -> Payment:
+    """PayTabs' ``release`` of an authorisation: the same rules and outcome as a void (the
+    hold ends, the payment becomes voided); some acquirers only accept one or the other."""
+
+    def check(payment: Payment) -> str | None:
+        payment.ensure_can_void()
+        return payment.tran_ref
+
+    return await _follow_up(deps, payment_id, FollowUpKind.RELEASE, None, check)
+
+
 async def _follow_up(
     deps: PaymentDeps,
     payment_id: str,

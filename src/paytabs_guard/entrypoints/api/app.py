@@ -22,7 +22,7 @@ from paytabs_guard.metrics import Metrics
 from paytabs_guard.observability import get_logger
 from paytabs_guard.settings import Settings
 
-from . import breakers, callbacks, health, payments, stats
+from . import breakers, callbacks, events, health, payments, stats
 from .errors import install_error_handlers
 from .middleware import RequestContextMiddleware
 from .options import ApiOptions
@@ -78,6 +78,7 @@ def _build(runtime_of: Callable[[FastAPI], Runtime | None], lifespan: object) ->
     # Fixed paths before /payments/v2/{payment_id}, which would otherwise swallow them.
     for router in (health.router, callbacks.router, breakers.router, stats.router):
         app.include_router(router)
+    app.include_router(events.router)
     app.include_router(payments.router)
     return app
 

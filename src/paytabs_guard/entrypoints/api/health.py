@@ -165,7 +165,7 @@ async def _outbox_check(container: Container, runtime: Runtime) -> dict[str, obj
     except Exception as error:
         return component("outbox", "component", "fail", output=type(error).__name__)
     age = lag.age_seconds(container.payments.clock())
-    container.metrics.outbox(lag.unpublished + lag.pending_deliveries, age)
+    container.metrics.outbox(lag.unpublished + lag.pending_deliveries, age, lag.dead_letters)
     late = age > runtime.options.outbox_lag_warn_seconds
     output = None
     if late:
@@ -285,7 +285,16 @@ async def metrics(container: ContainerDep) -> Response:
             container.metrics.outbox(
                 lag.unpublished + lag.pending_deliveries,
                 lag.age_seconds(container.payments.clock()),
+                lag.dead_letters,
             )
         except Exception as error:  # metrics must render even when the database is down
             log.warning("outbox lag unavailable for metrics", error=type(error).__name__)
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            undecided = await container.undecided_payments()
+        container.metrics.undecided_payments(
+            undecided.count, undecided.age_seconds(container.payments.clock())
+        )
+    except Exception as error:  # as above: stale gauges rather than no metrics
+        log.warning("undecided payments unavailable for metrics", error=type(error).__name__)
     return Response(container.metrics.render(), media_type=METRICS_CONTENT_TYPE)

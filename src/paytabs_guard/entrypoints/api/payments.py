@@ -21,6 +21,7 @@ from paytabs_guard.service.payments import (
     create_payment,
     get_payment,
     refund_payment,
+    release_payment,
     void_payment,
 )
 from paytabs_guard.service.queries import MAX_PAGE_SIZE, list_payments
@@ -362,3 +363,24 @@ async def void(
         return await void_payment(deps, payment_id)
 
     return await _run_follow_up(request, runtime, client, key, {}, void_it)
+
+
+@router.post(
+    "/{payment_id}/release",
+    response_model=PaymentOut,
+    summary="Release an authorisation with PayTabs' release (same outcome as void)",
+    responses=_FOLLOW_UP_RESPONSES,
+)
+async def release(
+    payment_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    client: ClientDep,
+    key: IdempotencyKeyDep,
+) -> Response:
+    deps = runtime.container.payments
+
+    async def release_it() -> Payment:
+        return await release_payment(deps, payment_id)
+
+    return await _run_follow_up(request, runtime, client, key, {}, release_it)

@@ -1,0 +1,187 @@
+"""The ``EventStore`` port on SQL: events from ``outbox``, deliveries from ``event_deliveries``.
+
+Reads use their own short connections (no unit of work: nothing here changes a payment).
+Redelivery and replay are single ``UPDATE`` statements guarded by the row's status, so two
+operators (or an operator and the relay) racing on the same row cannot double it up: the relay
+only claims ``pending`` rows, and only ``delivered``/``dead`` rows are reset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, true, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from paytabs_guard.adapters.sql.tables import outbox
+from paytabs_guard.service.events import DeadLetterEntry, Delivery, StoredEvent
+
+from .relay import Clock, utc_now
+from .tables import DEAD, DELIVERED, PENDING, event_deliveries
+
+_o = outbox.c
+_d = event_deliveries.c
+_EVENT_COLUMNS = (_o.seq, _o.event_id, _o.type, _o.payment_id, _o.created_at, _o.published_at)
+_DELIVERY_COLUMNS = (
+    _d.id,
+    _d.sink,
+    _d.status,
+    _d.attempts,
+    _d.last_error,
+    _d.next_attempt_at,
+    _d.delivered_at,
+    _d.dead_at,
+)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row.id,
+        sink=row.sink,
+        status=row.status,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        # The next attempt only means something while the delivery is still pending.
+        next_attempt_at=row.next_attempt_at if row.status == PENDING else None,
+        delivered_at=row.delivered_at,
+        dead_at=row.dead_at,
+    )
+
+
+def _event(row: Any) -> StoredEvent:
+    return StoredEvent(
+        seq=row.seq,
+        id=row.event_id,
+        type=row.type,
+        payment_id=row.payment_id,
+        created_at=row.created_at,
+        fanned_out_at=row.published_at,
+        envelope=row.envelope,
+    )
+
+
+class SqlEventStore:
+    """Events and deliveries of one database."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    async def events(
+        self, *, types: Collection[str], payment_id: str | None, after: int | None, limit: int
+    ) -> Sequence[StoredEvent]:
+        conditions: list[ColumnElement[bool]] = []
+        if types:
+            conditions.append(_o.type.in_(list(types)))
+        if payment_id is not None:
+            conditions.append(_o.payment_id == payment_id)
+        if after is not None:
+            conditions.append(_o.seq > after)
+        query = (
+            select(*_EVENT_COLUMNS, _o.envelope)
+            .where(true(), *conditions)
+            .order_by(_o.seq)
+            .limit(limit)
+        )
+        async with self._engine.connect() as connection:
+            return [_event(row) for row in await connection.execute(query)]
+
+    async def event(self, event_id: str) -> StoredEvent | None:
+        query = select(*_EVENT_COLUMNS, _o.envelope).where(_o.event_id == event_id)
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(query)).first()
+        return None if row is None else _event(row)
+
+    async def deliveries(self, event_ids: Collection[str]) -> Mapping[str, Sequence[Delivery]]:
+        if not event_ids:
+            return {}
+        query = (
+            select(_d.event_id, *_DELIVERY_COLUMNS)
+            .where(_d.event_id.in_(list(event_ids)))
+            .order_by(_d.event_id, _d.sink)
+        )
+        found: dict[str, list[Delivery]] = {}
+        async with self._engine.connect() as connection:
+            for row in await connection.execute(query):
+                found.setdefault(row.event_id, []).append(_delivery(row))
+        return found
+
+    async def redeliver(self, event_id: str, sinks: Collection[str]) -> Sequence[str]:
+        condition = (_d.event_id == event_id) & _d.status.in_((DELIVERED, DEAD))
+        if sinks:
+            condition &= _d.sink.in_(list(sinks))
+        async with self._engine.begin() as connection:
+            chosen = list((await connection.scalars(select(_d.sink).where(condition))).all())
+            if chosen:
+                # The status guard again: a row the relay changed meanwhile is left alone.
+                await connection.execute(
+                    update(event_deliveries)
+                    .where(condition, _d.sink.in_(chosen))
+                    .values(**self._back_to_pending())
+                )
+        return sorted(chosen)
+
+    async def dead_letters(
+        self, *, sink: str | None, event_type: str | None, after: int | None, limit: int
+    ) -> Sequence[DeadLetterEntry]:
+        conditions = self._dead(sink, event_type)
+        if after is not None:
+            conditions.append(_d.id > after)
+        query = (
+            select(*_DELIVERY_COLUMNS, _d.event_id, _d.type, _d.payment_id, _d.seq)
+            .where(*conditions)
+            .order_by(_d.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as connection:
+            rows = list(await connection.execute(query))
+        return [
+            DeadLetterEntry(
+                delivery=_delivery(row),
+                event_id=row.event_id,
+                event_type=row.type,
+                payment_id=row.payment_id,
+                seq=row.seq,
+            )
+            for row in rows
+        ]
+
+    async def replay_dead_letters(
+        self, *, ids: Collection[int], sink: str | None, event_type: str | None
+    ) -> int:
+        conditions = self._dead(sink, event_type)
+        if ids:
+            conditions.append(_d.id.in_(list(ids)))
+        statement = update(event_deliveries).where(*conditions).values(**self._back_to_pending())
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement)
+        return int(result.rowcount)
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _dead(sink: str | None, event_type: str | None) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = [_d.status == DEAD]
+        if sink is not None:
+            conditions.append(_d.sink == sink)
+        if event_type is not None:
+            conditions.append(_d.type == event_type)
+        return conditions
+
+    def _back_to_pending(self) -> dict[str, object]:
+        """Like a new delivery: pending, no attempts, due now, no lease, no outcome."""
+        now = self._clock()
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        return {
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": None,
+            "delivered_at": None,
+            "dead_at": None,
+            "claimed_by": None,
+            "claimed_until": None,
+        }

@@ -1,0 +1,151 @@
+"""The HTTP contract of the events API (``events.py``): response and request bodies."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from paytabs_guard.service.events import (
+    MAX_REPLAY_IDS,
+    DeadLetterEntry,
+    Delivery,
+    EventWithDeliveries,
+    StoredEvent,
+)
+
+
+class DeliveryOut(BaseModel):
+    """Where one event stands with one sink."""
+
+    sink: str = Field(description="subscriber:NAME, redis:STREAM or webhook:NAME")
+    status: Literal["pending", "delivered", "dead"]
+    attempts: int = Field(description="Attempts made so far (reset by a redelivery)")
+    last_error: str | None = Field(description="Why the last failed attempt failed")
+    next_attempt_at: datetime | None = Field(description="While pending: when it is tried next")
+    delivered_at: datetime | None
+    dead_at: datetime | None = Field(description="When it became a dead letter")
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliveryOut:
+        return cls(
+            sink=delivery.sink,
+            status=delivery.status,  # the table's CHECK constraint keeps it one of the three
+            attempts=delivery.attempts,
+            last_error=delivery.last_error,
+            next_attempt_at=delivery.next_attempt_at,
+            delivered_at=delivery.delivered_at,
+            dead_at=delivery.dead_at,
+        )
+
+
+class EventOut(BaseModel):
+    """One lifecycle event; ``event`` is the CloudEvents envelope exactly as sinks receive it."""
+
+    id: str
+    type: str
+    payment_id: str
+    created_at: datetime
+    fanned_out_at: datetime | None = Field(
+        description="When the relay made its deliveries (null: not yet, or no sink configured)"
+    )
+    event: dict[str, Any]
+
+    @classmethod
+    def of(cls, stored: StoredEvent) -> EventOut:
+        return cls(**_event_fields(stored))
+
+
+class EventWithDeliveriesOut(EventOut):
+    deliveries: list[DeliveryOut]
+
+    @classmethod
+    def of_deliveries(cls, found: EventWithDeliveries) -> EventWithDeliveriesOut:
+        return cls(
+            **_event_fields(found.event),
+            deliveries=[DeliveryOut.of(d) for d in found.deliveries],
+        )
+
+
+def _event_fields(stored: StoredEvent) -> dict[str, Any]:
+    return {
+        "id": stored.id,
+        "type": stored.type,
+        "payment_id": stored.payment_id,
+        "created_at": stored.created_at,
+        "fanned_out_at": stored.fanned_out_at,
+        "event": json.loads(stored.envelope),
+    }
+
+
+class EventListOut(BaseModel):
+    """Oldest first. Keep ``next_cursor`` and pass it as ``cursor``: with ``has_more`` false
+    there is nothing newer yet, and the same cursor later returns what arrived since."""
+
+    data: list[EventOut]
+    next_cursor: str | None
+    has_more: bool
+
+
+class PaymentEventsOut(BaseModel):
+    """Every event of one payment, oldest first, with its deliveries per sink."""
+
+    payment_id: str
+    data: list[EventWithDeliveriesOut]
+
+
+class RedeliverIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sinks: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Only these sinks (default: every sink that has delivered or given up)",
+    )
+
+
+class RedeliverOut(BaseModel):
+    event_id: str
+    sinks: list[str] = Field(description="The sinks that will receive the event again")
+
+
+class DeadLetterOut(BaseModel):
+    id: int = Field(description="The delivery's id: what replay takes")
+    event_id: str
+    type: str
+    payment_id: str
+    delivery: DeliveryOut
+
+    @classmethod
+    def of(cls, entry: DeadLetterEntry) -> DeadLetterOut:
+        return cls(
+            id=entry.delivery.id,
+            event_id=entry.event_id,
+            type=entry.event_type,
+            payment_id=entry.payment_id,
+            delivery=DeliveryOut.of(entry.delivery),
+        )
+
+
+class DeadLetterListOut(BaseModel):
+    data: list[DeadLetterOut]
+    next_cursor: str | None
+
+
+class ReplayIn(BaseModel):
+    """Name the dead letters to send again: by ``ids``, or every one of a ``sink`` and/or
+    ``type`` (combined, they narrow each other)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] = Field(default_factory=list, max_length=MAX_REPLAY_IDS)
+    sink: str | None = Field(None, min_length=1, max_length=200)
+    type: str | None = Field(None, min_length=1, max_length=200)
+
+
+class ReplayOut(BaseModel):
+    replayed: int = Field(
+        description="Dead letters put back to pending (ones no longer dead are not counted)"
+    )

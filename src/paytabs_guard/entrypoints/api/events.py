@@ -1,0 +1,215 @@
+"""The events API: list lifecycle events, see one payment's events and their deliveries per
+sink, redeliver an event (merchant scope); list and replay dead letters (admin scope).
+
+Routes call the use cases of ``service/events.py`` with the container's ``EventStore``; the
+router is included before the payments router, whose ``/payments/v2/{payment_id}`` would
+otherwise take ``/payments/v2/events``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from paytabs_guard.service import events as use_cases
+from paytabs_guard.service.events import MAX_EVENT_PAGE, EventNotFound, NothingToRedeliver
+
+from .dependencies import AdminDep, ClientDep, ContainerDep
+from .event_schemas import (
+    DeadLetterListOut,
+    DeadLetterOut,
+    EventListOut,
+    EventOut,
+    EventWithDeliveriesOut,
+    PaymentEventsOut,
+    RedeliverIn,
+    RedeliverOut,
+    ReplayIn,
+    ReplayOut,
+)
+from .problems import Problem
+from .schemas import ProblemOut
+
+router = APIRouter(prefix="/payments/v2", tags=["events"])
+_PROBLEM: dict[str, Any] = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+_NAME = Query(min_length=1, max_length=200)
+
+
+def _cursor(kind: str, position: int | None) -> str | None:
+    if position is None:
+        return None
+    return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
+
+
+def _position(kind: str, cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        text = ""
+    prefix, _, number = text.partition(":")
+    if prefix != kind or not number.isdigit() or len(number) > 18:
+        raise Problem(
+            "invalid_cursor",
+            "Invalid cursor",
+            400,
+            "Pass back the next_cursor of the previous page unchanged.",
+        )
+    return int(number)
+
+
+def _event_not_found(error: EventNotFound) -> Problem:
+    return Problem(
+        "event_not_found",
+        "Event not found",
+        404,
+        f"There is no event {error.event_id!r}; take the id from GET /payments/v2/events.",
+    )
+
+
+@router.get(
+    "/events",
+    response_model=EventListOut,
+    summary="List lifecycle events, oldest first (a feed to poll with the cursor)",
+    responses={400: _PROBLEM, 401: _PROBLEM, 422: _PROBLEM},
+)
+async def list_events(
+    container: ContainerDep,
+    _client: ClientDep,
+    type: Annotated[
+        list[str] | None, Query(description="Event type; repeat for several", max_length=20)
+    ] = None,
+    payment_id: Annotated[str | None, _NAME] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
+) -> EventListOut:
+    page = await use_cases.list_events(
+        container.event_store(),
+        types=type or (),
+        payment_id=payment_id,
+        after=_position("seq", cursor),
+        limit=limit,
+    )
+    return EventListOut(
+        data=[EventOut.of(event) for event in page.events],
+        next_cursor=_cursor("seq", page.next_after),
+        has_more=page.has_more,
+    )
+
+
+@router.get(
+    "/events/dead-letters",
+    response_model=DeadLetterListOut,
+    summary="Deliveries that failed every attempt (admin)",
+    responses={400: _PROBLEM, 401: _PROBLEM, 403: _PROBLEM, 422: _PROBLEM},
+)
+async def dead_letters(
+    container: ContainerDep,
+    _admin: AdminDep,
+    sink: Annotated[str | None, _NAME] = None,
+    type: Annotated[str | None, _NAME] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
+) -> DeadLetterListOut:
+    page = await use_cases.list_dead_letters(
+        container.event_store(),
+        sink=sink,
+        event_type=type,
+        after=_position("dead", cursor),
+        limit=limit,
+    )
+    return DeadLetterListOut(
+        data=[DeadLetterOut.of(letter) for letter in page.letters],
+        next_cursor=_cursor("dead", page.next_after),
+    )
+
+
+@router.post(
+    "/events/dead-letters/replay",
+    response_model=ReplayOut,
+    summary="Send dead letters again, by id or by sink and type (admin)",
+    responses={401: _PROBLEM, 403: _PROBLEM, 422: _PROBLEM},
+)
+async def replay(body: ReplayIn, container: ContainerDep, _admin: AdminDep) -> ReplayOut:
+    try:
+        count = await use_cases.replay_dead_letters(
+            container.event_store(), ids=body.ids, sink=body.sink, event_type=body.type
+        )
+    except ValueError as error:
+        raise Problem(
+            "invalid_request",
+            "Invalid request",
+            422,
+            f"{error}. Send ids (from GET /payments/v2/events/dead-letters), a sink, or a type.",
+        ) from error
+    container.relay.notify()
+    return ReplayOut(replayed=count)
+
+
+@router.get(
+    "/events/{event_id}",
+    response_model=EventWithDeliveriesOut,
+    summary="One event with its deliveries per sink",
+    responses={401: _PROBLEM, 404: _PROBLEM},
+)
+async def read_event(
+    event_id: str, container: ContainerDep, _client: ClientDep
+) -> EventWithDeliveriesOut:
+    try:
+        found = await use_cases.get_event(container.event_store(), event_id)
+    except EventNotFound as error:
+        raise _event_not_found(error) from error
+    return EventWithDeliveriesOut.of_deliveries(found)
+
+
+@router.post(
+    "/events/{event_id}/redeliver",
+    status_code=202,
+    response_model=RedeliverOut,
+    summary="Send an event again to the sinks that got it (or gave up on it)",
+    responses={401: _PROBLEM, 404: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM},
+)
+async def redeliver(
+    event_id: str,
+    container: ContainerDep,
+    _client: ClientDep,
+    body: RedeliverIn | None = None,
+) -> RedeliverOut:
+    """202: the relay sends it again shortly (in order with the payment's pending events)."""
+    try:
+        sinks = await use_cases.redeliver_event(
+            container.event_store(), event_id, (body or RedeliverIn()).sinks
+        )
+    except EventNotFound as error:
+        raise _event_not_found(error) from error
+    except NothingToRedeliver as error:
+        raise Problem(
+            "nothing_to_redeliver",
+            "Nothing to redeliver",
+            409,
+            f"{error.reason}. Redeliver once a delivery has been made or has become a dead "
+            "letter (see deliveries in GET /payments/v2/events/{id}).",
+        ) from error
+    container.relay.notify()
+    return RedeliverOut(event_id=event_id, sinks=list(sinks))
+
+
+@router.get(
+    "/{payment_id}/events",
+    response_model=PaymentEventsOut,
+    summary="A payment's events with each one's deliveries per sink",
+    responses={401: _PROBLEM, 404: _PROBLEM},
+)
+async def payment_events(
+    payment_id: str, container: ContainerDep, _client: ClientDep
+) -> PaymentEventsOut:
+    found = await use_cases.payment_events(container.payments, container.event_store(), payment_id)
+    return PaymentEventsOut(
+        payment_id=payment_id,
+        data=[EventWithDeliveriesOut.of_deliveries(item) for item in found],
+    )

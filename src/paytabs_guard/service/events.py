@@ -1,0 +1,235 @@
+"""Read and re-send lifecycle events: the events API's use cases (docs/events.md).
+
+Events are the outbox rows written with each state change; a *delivery* is one event's progress
+towards one sink (an in-process subscriber, the Redis stream, a merchant webhook endpoint).
+Storage answers through the ``EventStore`` port (``adapters/events/store.py``); these functions
+hold the rules: page sizes, what "not found" means, which deliveries may be sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Protocol
+
+from paytabs_guard.service.payments import PaymentDeps, get_payment
+
+MAX_EVENT_PAGE: Final = 100
+MAX_PAYMENT_EVENTS: Final = 1000
+MAX_REPLAY_IDS: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where one event stands with one sink."""
+
+    id: int
+    sink: str
+    status: str  # pending, delivered or dead
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    dead_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One outbox event: ``envelope`` is the CloudEvents JSON exactly as the sinks receive it.
+    ``fanned_out_at`` is None until the relay has made its deliveries."""
+
+    seq: int
+    id: str
+    type: str
+    payment_id: str
+    created_at: datetime
+    fanned_out_at: datetime | None
+    envelope: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventWithDeliveries:
+    event: StoredEvent
+    deliveries: Sequence[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """Oldest first; ``next_after`` is the ``seq`` to continue after, ``has_more`` whether
+    events after this page exist already (when False, ask again later with the same cursor)."""
+
+    events: Sequence[StoredEvent]
+    next_after: int | None
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterEntry:
+    """A delivery that failed every attempt, with its event's identity."""
+
+    delivery: Delivery
+    event_id: str
+    event_type: str
+    payment_id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    letters: Sequence[DeadLetterEntry]
+    next_after: int | None  # delivery id to continue after
+
+
+class EventStore(Protocol):
+    """Events and their deliveries, as stored by the outbox relay."""
+
+    async def events(
+        self, *, types: Collection[str], payment_id: str | None, after: int | None, limit: int
+    ) -> Sequence[StoredEvent]:
+        """Events in ``seq`` order after ``after``, filtered by type and payment."""
+        ...
+
+    async def event(self, event_id: str) -> StoredEvent | None: ...
+
+    async def deliveries(self, event_ids: Collection[str]) -> Mapping[str, Sequence[Delivery]]:
+        """Each event's deliveries, by sink name."""
+        ...
+
+    async def redeliver(self, event_id: str, sinks: Collection[str]) -> Sequence[str]:
+        """Put the event's delivered or dead deliveries (to ``sinks``, or all when empty) back
+        to pending, due now; return the sinks that will get it again."""
+        ...
+
+    async def dead_letters(
+        self, *, sink: str | None, event_type: str | None, after: int | None, limit: int
+    ) -> Sequence[DeadLetterEntry]: ...
+
+    async def replay_dead_letters(
+        self, *, ids: Collection[int], sink: str | None, event_type: str | None
+    ) -> int:
+        """Dead deliveries (by id, or every one matching the filters) back to pending."""
+        ...
+
+
+class EventNotFound(LookupError):
+    """No event has this id."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"no event {event_id!r}")
+        self.event_id = event_id
+
+
+class NothingToRedeliver(Exception):
+    """Every delivery of the event is still on its way (or it has none yet)."""
+
+    def __init__(self, event_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.event_id = event_id
+        self.reason = reason
+
+
+def _check_limit(limit: int, ceiling: int) -> None:
+    if not 1 <= limit <= ceiling:
+        raise ValueError(f"limit must be 1 to {ceiling}, got {limit}")
+
+
+async def list_events(
+    store: EventStore,
+    *,
+    types: Collection[str] = (),
+    payment_id: str | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> EventPage:
+    """A page of events, oldest first (a feed: keep the cursor and ask again for newer ones).
+
+    The last page also carries a cursor, so a poller continues where it stopped; ``next_after``
+    is None only when nothing matched and no cursor was given."""
+    _check_limit(limit, MAX_EVENT_PAGE)
+    found = await store.events(types=types, payment_id=payment_id, after=after, limit=limit + 1)
+    page = list(found[:limit])
+    next_after = page[-1].seq if page else after
+    return EventPage(page, next_after, has_more=len(found) > limit)
+
+
+async def get_event(store: EventStore, event_id: str) -> EventWithDeliveries:
+    event = await store.event(event_id)
+    if event is None:
+        raise EventNotFound(event_id)
+    deliveries = await store.deliveries([event_id])
+    return EventWithDeliveries(event, deliveries.get(event_id, ()))
+
+
+async def payment_events(
+    deps: PaymentDeps, store: EventStore, payment_id: str
+) -> list[EventWithDeliveries]:
+    """Every event of one payment, oldest first, each with its deliveries per sink. Raises
+    ``PaymentNotFound`` for a payment that does not exist (not an empty list)."""
+    await get_payment(deps, payment_id)
+    events = await store.events(
+        types=(), payment_id=payment_id, after=None, limit=MAX_PAYMENT_EVENTS
+    )
+    deliveries = await store.deliveries([event.id for event in events])
+    return [EventWithDeliveries(event, deliveries.get(event.id, ())) for event in events]
+
+
+async def redeliver_event(
+    store: EventStore, event_id: str, sinks: Collection[str] = ()
+) -> Sequence[str]:
+    """Send an event again to the sinks that already got it (or gave up on it).
+
+    Deliveries still pending are left alone: they are on their way. Consumers dedupe on the
+    event id, so a redelivery is harmless to one that already processed it."""
+    found = await get_event(store, event_id)
+    known = {delivery.sink for delivery in found.deliveries}
+    unknown = sorted(set(sinks) - known)
+    if unknown:
+        raise NothingToRedeliver(
+            event_id,
+            f"the event has no delivery to {', '.join(unknown)}; its sinks are: "
+            f"{', '.join(sorted(known)) or 'none yet'}",
+        )
+    redelivered = await store.redeliver(event_id, sinks)
+    if not redelivered:
+        reason = (
+            "every delivery of the event is still pending: the relay is sending it"
+            if found.deliveries
+            else "the event has not been handed to any sink yet: the relay will send it"
+        )
+        raise NothingToRedeliver(event_id, reason)
+    return redelivered
+
+
+async def list_dead_letters(
+    store: EventStore,
+    *,
+    sink: str | None = None,
+    event_type: str | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> DeadLetterPage:
+    """Dead deliveries in delivery-id order; ``next_after`` is None on the last page."""
+    _check_limit(limit, MAX_EVENT_PAGE)
+    found = list(
+        await store.dead_letters(sink=sink, event_type=event_type, after=after, limit=limit + 1)
+    )
+    page = found[:limit]
+    more = len(found) > limit
+    return DeadLetterPage(page, page[-1].delivery.id if more and page else None)
+
+
+async def replay_dead_letters(
+    store: EventStore,
+    *,
+    ids: Collection[int] = (),
+    sink: str | None = None,
+    event_type: str | None = None,
+) -> int:
+    """Send dead letters again: the listed ids, or all matching ``sink``/``event_type``.
+    Ids that are not (or no longer) dead are skipped, so replaying twice is harmless."""
+    if len(ids) > MAX_REPLAY_IDS:
+        raise ValueError(f"at most {MAX_REPLAY_IDS} ids at once, got {len(ids)}")
+    if not ids and sink is None and event_type is None:
+        raise ValueError("Name the dead letters to replay")
+    return await store.replay_dead_letters(ids=ids, sink=sink, event_type=event_type)
