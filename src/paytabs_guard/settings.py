@@ -221,6 +221,12 @@ class Settings(BaseSettings):
     admin_api_keys: SecretList = Field(
         (), description="Bearer API keys with the admin scope (breaker control), comma-separated"
     )
+    api_max_body_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=10_485_760,
+        description="Largest merchant API request body accepted, in bytes (1024-10485760)",
+    )
     paypage_ttl_minutes: int = Field(
         20, ge=1, le=1440, description="Minutes a hosted payment page stays valid (1-1440)"
     )

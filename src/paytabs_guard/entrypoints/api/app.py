@@ -24,6 +24,7 @@ from paytabs_guard.settings import Settings
 
 from . import breakers, callbacks, events, health, payments, stats
 from .errors import install_error_handlers
+from .front_door import FrontDoorMiddleware
 from .middleware import RequestContextMiddleware
 from .options import ApiOptions
 from .runtime import Runtime
@@ -32,7 +33,9 @@ TITLE: Final = "paytabs-guard payments v2"
 DESCRIPTION: Final = (
     "Take payments through PayTabs hosted pages with idempotent writes, verified callbacks and "
     "graceful degradation. Errors are RFC 9457 problem details; every response carries "
-    "`X-Request-ID`. Money is a decimal string in the currency's units."
+    "`X-Request-ID`. Money is a decimal string in the currency's units. The API key is "
+    "checked before a request body is read, and bodies are limited to API_MAX_BODY_BYTES "
+    "(413 when declared or streamed past it)."
 )
 log = get_logger(__name__)
 
@@ -73,6 +76,8 @@ def _build(runtime_of: Callable[[FastAPI], Runtime | None], lifespan: object) ->
         runtime = runtime_of(app)
         return runtime.container.metrics if runtime is not None else None
 
+    # Added first, so it runs inside the request context (request id) and before FastAPI.
+    app.add_middleware(FrontDoorMiddleware, runtime_of=lambda: runtime_of(app))
     app.add_middleware(RequestContextMiddleware, metrics_of=metrics_of)
     install_error_handlers(app)
     # Fixed paths before /payments/v2/{payment_id}, which would otherwise swallow them.

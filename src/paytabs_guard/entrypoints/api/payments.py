@@ -48,7 +48,7 @@ from .sync import sync_within
 router = APIRouter(prefix="/payments/v2", tags=["payments"])
 
 _PROBLEM: dict[str, Any] = {"model": ProblemOut, "content": {"application/problem+json": {}}}
-_ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 404, 409, 422, 503), _PROBLEM)
+_ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 404, 409, 413, 422, 503), _PROBLEM)
 
 
 def _json(model: PaymentOut, status_code: int = 200, **headers: str) -> JSONResponse:

@@ -1,0 +1,114 @@
+"""The merchant API's front door: authenticate, then read a bounded body, before any parsing.
+
+Pure ASGI, inside the request-context middleware and outside FastAPI, so nothing has read a
+byte of the body when these checks run. For every request that carries a body (a
+``Content-Length`` above 0, or ``Transfer-Encoding``):
+
+1. Under ``/payments/v2/`` the ``Authorization`` header is checked first (401). A stranger's
+   body is never read, whatever its size or shape.
+2. A declared ``Content-Length`` over API_MAX_BODY_BYTES is answered 413 at once, unread, even
+   if no body follows (the client may still be waiting to send it).
+3. The body is read with the same counting as the callback receiver (``body_limit``): reading
+   stops as soon as the total passes the limit (413), so a chunked upload holds at most the
+   limit in memory. The body read is then handed to the app as one message.
+
+Refusing without reading the whole body makes uvicorn close the connection afterwards, so the
+rest of an oversized upload is never drained.
+
+The callback and the browser return are left to their own receivers: they apply the same
+``body_limit`` functions with WEBHOOK_MAX_BODY_BYTES, and count rejections in the webhook
+metrics and security log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import problems
+from .auth import authenticate
+from .body_limit import BodyTooLarge, InvalidContentLength, declared_length, read_limited
+from .problems import Problem, problem_response
+from .runtime import Runtime
+
+AUTHENTICATED_PREFIX: Final = "/payments/v2/"
+OWN_BODY_LIMIT: Final = frozenset({"/payments/v2/webhook", "/payments/v2/return"})
+
+
+def carries_body(headers: Headers) -> bool:
+    """Whether the request announces a body (HTTP/1.1: a non-zero length or chunked)."""
+    if "transfer-encoding" in headers:
+        return True
+    lengths = headers.getlist("content-length")
+    return bool(lengths) and any(value.strip() != "0" for value in lengths)
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+class FrontDoorMiddleware:
+    """See the module docstring. ``runtime_of()`` is asked per request: the app may build its
+    runtime only after start-up (before that, requests pass through untouched)."""
+
+    def __init__(self, app: ASGIApp, runtime_of: Callable[[], Runtime | None]) -> None:
+        self.app = app
+        self.runtime_of = runtime_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime_of() if scope["type"] == "http" else None
+        if runtime is None or scope["path"] in OWN_BODY_LIMIT:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not carries_body(headers):
+            await self.app(scope, receive, send)
+            return
+        limit = runtime.container.settings.api_max_body_bytes
+        try:
+            if scope["path"].startswith(AUTHENTICATED_PREFIX):
+                client = authenticate(runtime.api_keys, headers.get("authorization"))
+                scope.setdefault("state", {})["client_id"] = client.id
+            declared_length(headers.getlist("content-length"), limit)
+            body = await read_limited(_chunks(receive), limit)
+        except Problem as problem:
+            await self._refuse(problem, scope, receive, send)
+            return
+        except BodyTooLarge:
+            await self._refuse(problems.payload_too_large(limit), scope, receive, send)
+            return
+        except InvalidContentLength:
+            await self._refuse(problems.invalid_content_length(), scope, receive, send)
+            return
+        except ClientDisconnect:
+            return  # nobody is left to answer
+        await self.app(scope, _replay(body, receive), send)
+
+    @staticmethod
+    async def _refuse(problem: Problem, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = (scope.get("state") or {}).get("request_id")
+        await problem_response(problem, request_id)(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that first hands out ``body`` whole, then defers to the server's."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
