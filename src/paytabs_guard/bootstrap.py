@@ -408,6 +408,7 @@ async def _build(
         profile_id=profile_id,
         public_base_url=settings.public_base_url,
         page_ttl=timedelta(minutes=settings.paypage_ttl_minutes),
+        currency_conversion=settings.paytabs_currency_conversion,
     )
     bus = EventBus()
     sinks: list[Sink | SinkSet] = [bus]

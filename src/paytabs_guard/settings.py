@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         le=100,
         description="Retries allowed as a percentage of calls in the window (0-100)",
     )
+    paytabs_currency_conversion: bool = Field(
+        False,
+        description="Accept authorised results charged in another currency (currency conversion "
+        "on the PayTabs profile); the charge is recorded and shown. Off: quarantined",
+    )
     paytabs_base_url: str | None = Field(
         None,
         description="Override of the region's PayTabs host (http/https URL), e.g. a simulator",

@@ -161,7 +161,9 @@ class GatewayResult:
     """One gateway transaction as a callback, a query or a follow-up response reported it.
 
     ``amount`` is ``cart_amount`` in ``cart_currency`` (for a follow-up: the amount captured,
-    voided or refunded). ``status`` is ``None`` when the hosted page exists but nobody paid yet.
+    voided or refunded). ``charged`` is ``tran_total`` in ``tran_currency``, what PayTabs
+    actually charged: zero before payment, ``None`` when the source does not report it.
+    ``status`` is ``None`` when the hosted page exists but nobody paid yet.
     ``token`` is kept out of ``repr`` so it never reaches a log line.
     """
 
@@ -177,6 +179,7 @@ class GatewayResult:
     response_message: str = ""
     transaction_time: datetime | None = None
     token: str | None = field(default=None, repr=False)
+    charged: Money | None = None
 
     def __post_init__(self) -> None:
         if not self.tran_ref.strip():

@@ -50,7 +50,7 @@ from .events import (
     PaymentExpired,
     PaymentInitiated,
 )
-from .gateway import GatewayResult, ResultSource, Signal, TranType
+from .gateway import FOLLOW_UP_TYPES, GatewayResult, GatewayStatus, ResultSource, Signal, TranType
 from .money import Money
 from .records import ConflictNote, FollowUpHold, GatewayTransaction, Transition, pending_total
 from .screening import describe, quarantine_reason
@@ -199,6 +199,21 @@ class Payment:
     def pending_captures(self) -> Money:
         """Captures the gateway reported pending."""
         return pending_total(self.transactions, TranType.CAPTURE, self.amount.currency)
+
+    @property
+    def charged(self) -> Money | None:
+        """What PayTabs reported charging the customer (``tran_total`` in ``tran_currency``) in
+        the authorised result of this payment's own transaction; None until one said so. It
+        differs from ``amount`` only in currency, and only with currency conversion allowed."""
+        for record in reversed(self.transactions):
+            if (
+                record.tran_type not in FOLLOW_UP_TYPES
+                and record.status is GatewayStatus.AUTHORIZED
+                and record.charged is not None
+                and record.charged.minor_units > 0
+            ):
+                return record.charged
+        return None
 
     @property
     def refundable(self) -> Money:
@@ -422,15 +437,20 @@ class Payment:
 
     # ---- gateway results: the one way in for callbacks, queries and reconciliation -------
 
-    def apply_gateway_result(self, result: GatewayResult, *, at: datetime) -> Outcome:
-        """Hold ``result`` against this payment and apply it if, and only if, the table allows."""
+    def apply_gateway_result(
+        self, result: GatewayResult, *, at: datetime, currency_conversion: bool = False
+    ) -> Outcome:
+        """Hold ``result`` against this payment and apply it if, and only if, the table allows.
+
+        ``currency_conversion``: PayTabs may charge in another currency (the profile converts);
+        the charge is then recorded with the transaction instead of quarantined."""
         _require_aware(at)
         if result.source is ResultSource.BROWSER_RETURN:
             return self._unchanged(
                 OutcomeKind.IGNORED,
                 "a browser return never decides a payment; query the gateway to confirm it",
             )
-        problem = quarantine_reason(self, result)
+        problem = quarantine_reason(self, result, currency_conversion=currency_conversion)
         if problem is not None:
             return self._unchanged(OutcomeKind.QUARANTINED, problem)
         if self._already_seen(result):

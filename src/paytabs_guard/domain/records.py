@@ -34,6 +34,8 @@ class GatewayTransaction:
     status: GatewayStatus | None
     amount: Money
     at: datetime
+    charged: Money | None = None
+    """What PayTabs reported charging (``tran_total``/``tran_currency``), when it said."""
 
     @classmethod
     def from_result(cls, result: GatewayResult, *, at: datetime) -> GatewayTransaction:
@@ -45,6 +47,7 @@ class GatewayTransaction:
             status=result.status,
             amount=result.amount,
             at=result.transaction_time or at,
+            charged=result.charged,
         )
 
     @property

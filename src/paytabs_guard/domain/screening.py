@@ -8,6 +8,10 @@ profile, cart id, amount and currency must equal our record). Checked, in order:
 - a ``register`` is never a payment;
 - the payment's own transaction (sale, auth or payment request) fits its intent, is the
   ``tran_ref`` we know (or the first we learn while UNKNOWN), and is for the payment's amount;
+- when it is authorised (``A``), what PayTabs says it *charged* (``tran_total`` in
+  ``tran_currency``) is the payment's amount too: a zero or different total, or another
+  currency, is quarantined. Only with ``currency_conversion`` (the merchant lets PayTabs convert
+  currencies on the profile) may the charge be in another currency; it is then recorded;
 - an APM's completing sale (``previous_tran_ref`` = our payment request) is the only one;
 - a capture, void or release follows our auth; a refund follows our sale, APM sale or capture;
   follow-ups are for more than zero and at most the payment's amount; one capture per payment;
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .gateway import FOLLOW_UP_TYPES, GatewayResult, Signal, TranType
+from .gateway import FOLLOW_UP_TYPES, GatewayResult, GatewayStatus, Signal, TranType
 from .records import pending_total
 from .states import MONEY_MOVED_STATES
 
@@ -26,7 +30,9 @@ if TYPE_CHECKING:
     from .payment import Payment
 
 
-def quarantine_reason(payment: Payment, result: GatewayResult) -> str | None:
+def quarantine_reason(
+    payment: Payment, result: GatewayResult, *, currency_conversion: bool = False
+) -> str | None:
     """Why ``result`` cannot be ``payment``'s, or None when it may be."""
     if result.profile_id != payment.profile_id:
         return f"profile_id {result.profile_id} is not this payment's {payment.profile_id}"
@@ -39,8 +45,10 @@ def quarantine_reason(payment: Payment, result: GatewayResult) -> str | None:
     if result.tran_type in FOLLOW_UP_TYPES:
         return _follow_up(payment, result)
     if result.tran_type is TranType.SALE and result.previous_tran_ref is not None:
-        return _settlement(payment, result)
-    return _originating(payment, result)
+        problem = _settlement(payment, result)
+    else:
+        problem = _originating(payment, result)
+    return problem or _charged(payment, result, currency_conversion=currency_conversion)
 
 
 def describe(result: GatewayResult) -> str:
@@ -130,6 +138,26 @@ def _refund(payment: Payment, result: GatewayResult) -> str | None:
 def _same_amount(payment: Payment, result: GatewayResult) -> str | None:
     if result.amount != payment.amount:
         return f"{describe(result)} is for {result.amount}, the payment for {payment.amount}"
+    return None
+
+
+def _charged(payment: Payment, result: GatewayResult, *, currency_conversion: bool) -> str | None:
+    # None: the source does not report a charge (only results built in code); the PayTabs
+    # transformer always fills it, with zero when tran_total is empty or "0".
+    charged = result.charged
+    if result.status is not GatewayStatus.AUTHORIZED or charged is None:
+        return None
+    if charged.minor_units <= 0:
+        return f"{describe(result)} is authorised but PayTabs reports nothing charged"
+    if charged.currency != payment.amount.currency:
+        if currency_conversion:
+            return None
+        return (
+            f"{describe(result)} charged {charged}, the payment is for {payment.amount} "
+            "(set PAYTABS_CURRENCY_CONVERSION=true if the profile converts currencies)"
+        )
+    if charged != payment.amount:
+        return f"{describe(result)} charged {charged}, the payment is for {payment.amount}"
     return None
 
 

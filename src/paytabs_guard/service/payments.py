@@ -59,6 +59,8 @@ class PaymentDeps:
     profile_id: int
     public_base_url: str
     page_ttl: timedelta = timedelta(minutes=20)
+    currency_conversion: bool = False
+    """PayTabs may charge in another currency (PAYTABS_CURRENCY_CONVERSION)."""
     new_id: Callable[[], str] = field(default=lambda: f"pay_{secrets.token_hex(12)}")
 
     def page_details(self, customer: Customer | None) -> PageDetails:
@@ -165,7 +167,9 @@ async def _open_page(deps: PaymentDeps, payment: Payment, customer: Customer | N
                 await uow.commit()
                 continue
             if found is not None:
-                payment.apply_gateway_result(found, at=now)
+                payment.apply_gateway_result(
+                    found, at=now, currency_conversion=deps.currency_conversion
+                )
             await uow.commit()
             return payment
     raise AssertionError("unreachable: the loop returns on its last attempt")
@@ -220,7 +224,9 @@ async def apply_result(
             return payment, Outcome(
                 OutcomeKind.DUPLICATE, payment.state, payment.state, "delivery seen before", ()
             )
-        outcome = payment.apply_gateway_result(result, at=deps.clock())
+        outcome = payment.apply_gateway_result(
+            result, at=deps.clock(), currency_conversion=deps.currency_conversion
+        )
         hold = payment.hold
         if (
             hold is not None

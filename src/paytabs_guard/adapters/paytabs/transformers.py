@@ -22,6 +22,16 @@ def _time(raw: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
+def _charged(transaction: Transaction) -> Money:
+    """``tran_total`` in ``tran_currency``: what PayTabs charged. Before payment PayTabs sends
+    an empty currency and "0"; that is a zero charge (in the cart's currency), never "unknown"."""
+    total = transaction.tran_total.strip()
+    currency = transaction.tran_currency.strip() or transaction.cart_currency
+    if not total:
+        total = "0"
+    return Money.parse_gateway(total, currency)
+
+
 def to_gateway_result(
     transaction: Transaction, source: ResultSource, *, profile_id: int | None = None
 ) -> GatewayResult:
@@ -34,6 +44,7 @@ def to_gateway_result(
         status = GatewayStatus.parse(result.response_status) if result is not None else None
         tran_type = TranType.parse(transaction.tran_type)
         amount = Money.parse_gateway(transaction.cart_amount, transaction.cart_currency)
+        charged = _charged(transaction)
     except ValueError as error:
         raise UnusableTransaction(str(error)) from None
     owner = transaction.profile_id if transaction.profile_id is not None else profile_id
@@ -52,4 +63,5 @@ def to_gateway_result(
         response_message=result.response_message if result else "",
         transaction_time=_time(result.transaction_time if result else None),
         token=transaction.token,
+        charged=charged,
     )

@@ -424,6 +424,8 @@ def _transaction_row(payment_id: str, seq: int, record: GatewayTransaction) -> d
         "amount_minor": record.amount.minor_units,
         "currency": record.amount.currency,
         "at": record.at,
+        "charged_minor": record.charged.minor_units if record.charged else None,
+        "charged_currency": record.charged.currency if record.charged else None,
     }
 
 
@@ -534,6 +536,11 @@ def _gateway_transaction(row: RowMapping) -> GatewayTransaction:
         status=GatewayStatus(row["status"]) if row["status"] else None,
         amount=Money(row["amount_minor"], row["currency"]),
         at=row["at"],
+        charged=(
+            Money(row["charged_minor"], row["charged_currency"])
+            if row["charged_currency"] is not None
+            else None
+        ),
     )
 
 

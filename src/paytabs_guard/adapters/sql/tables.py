@@ -169,6 +169,9 @@ gateway_transactions = Table(
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", CHAR(3), nullable=False),
     Column("at", UtcDateTime, nullable=False),
+    # What PayTabs charged (tran_total, tran_currency); NULL when the source did not say.
+    Column("charged_minor", BigInteger, nullable=True),
+    Column("charged_currency", CHAR(3), nullable=True),
     UniqueConstraint("payment_id", "seq"),
 )
 """The latest status of each gateway transaction (originating, capture, void, refund)."""

@@ -156,6 +156,11 @@ class PaymentOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     has_conflict: bool = Field(description="PayTabs contradicted this payment: review it")
+    charged_amount: str | None = Field(
+        description="What PayTabs reported charging the customer once authorised; in another "
+        "currency than `currency` only with PAYTABS_CURRENCY_CONVERSION"
+    )
+    charged_currency: str | None
     metadata: dict[str, str]
 
     @classmethod
@@ -179,6 +184,8 @@ class PaymentOut(BaseModel):
             created_at=payment.created_at,
             updated_at=payment.updated_at,
             has_conflict=payment.has_conflict,
+            charged_amount=payment.charged.format() if payment.charged else None,
+            charged_currency=payment.charged.currency if payment.charged else None,
             metadata=dict(payment.metadata),
         )
 
