@@ -199,10 +199,19 @@ def _page_ready(opened: PageOpened, ttl: timedelta) -> Callable[[Payment, dateti
 
 
 async def apply_result(
-    deps: PaymentDeps, result: GatewayResult, *, dedupe_key: str | None = None
+    deps: PaymentDeps,
+    result: GatewayResult,
+    *,
+    dedupe_key: str | None = None,
+    exact_key: str | None = None,
 ) -> tuple[Payment, Outcome]:
     """The one way a gateway result (callback, return-triggered query, reconciliation) is
     applied: lock the payment, dedupe, hold the result against the table, commit with events.
+
+    The inbox remembers ``dedupe_key`` only for a delivery that was not quarantined: a
+    mismatched result must not make the genuine one with the same key a "duplicate". For a
+    quarantined delivery it remembers ``exact_key`` (a hash of its bytes) instead, so an exact
+    repeat is a duplicate (no second alert) while a different mismatch is quarantined again.
 
     Raises UnknownGatewayTransaction when no payment owns the result, so a callback receiver
     can answer 5xx and PayTabs retries later instead of the result being dropped.
@@ -227,6 +236,18 @@ async def apply_result(
         outcome = payment.apply_gateway_result(
             result, at=deps.clock(), currency_conversion=deps.currency_conversion
         )
+        if outcome.kind is OutcomeKind.QUARANTINED and dedupe_key is not None:
+            await uow.inbox.forget(dedupe_key)
+            if exact_key is not None and not await uow.inbox.record(
+                exact_key, source=result.source.value, now=deps.clock()
+            ):
+                outcome = Outcome(
+                    OutcomeKind.DUPLICATE,
+                    payment.state,
+                    payment.state,
+                    "exact repeat of a quarantined delivery",
+                    (),
+                )
         hold = payment.hold
         if (
             hold is not None

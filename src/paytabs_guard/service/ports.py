@@ -104,6 +104,10 @@ class WebhookInbox(Protocol):
         """True when ``key`` is new (and is now recorded); False for a duplicate."""
         ...
 
+    async def forget(self, key: str) -> None:
+        """Undo ``record(key)`` in this unit of work (a delivery that was not applied)."""
+        ...
+
 
 class UnitOfWork(Protocol):
     payments: PaymentRepository

@@ -1,5 +1,8 @@
 """The webhook inbox: deliveries already applied, deduped by a unique key.
 
+Only applied deliveries keep their key: a quarantined one is forgotten again (the service keeps
+a key of its exact bytes instead), so a forged or mismatched result never blocks the genuine one.
+
 ``record`` runs inside the caller's unit of work, so the dedupe row and the effect of the
 delivery commit together: a delivery whose processing failed is not marked seen (the mistake of
 dj-stripe #832), and a retry is applied then.
@@ -35,6 +38,12 @@ class SqlWebhookInbox:
             .returning(webhook_inbox.c.key)
         )
         return (await connection.execute(statement)).first() is not None
+
+    async def forget(self, key: str) -> None:
+        """Delete ``key`` in this unit of work: the delivery recorded under it was quarantined,
+        and only applied deliveries may block the next one with the same key."""
+        connection = await self._transaction.connection()
+        await connection.execute(delete(webhook_inbox).where(webhook_inbox.c.key == key))
 
 
 async def purge_inbox(engine: AsyncEngine, *, received_before: datetime) -> int:

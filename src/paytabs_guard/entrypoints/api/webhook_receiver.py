@@ -9,8 +9,10 @@
    A valid signature is never throttled.
 5. strict payload (400): strict JSON, then PayTabs' transaction shape, then domain values
 6. business checks and dedupe, in ``apply_result``: a result that is not this payment's is
-   quarantined (200, counted, logged as a security event); a repeat is a duplicate (200, no
-   second effect); the inbox row commits with the effect.
+   quarantined (200, counted, logged as a security event) and leaves the dedupe key free for
+   the genuine result; a repeat of an applied result, or a byte-for-byte repeat of a
+   quarantined one, is a duplicate (200, no second effect or alert); the inbox row commits
+   with the effect.
 
 Answers that make PayTabs retry (503): no payment for the result yet, a follow-up before the
 payment it follows, and any storage failure. Nothing is acknowledged and dropped.
@@ -106,7 +108,12 @@ class Delivery:
 
     result: GatewayResult
     client: IPAddress | None
-    body_sha: str
+    body_sha256: str
+
+    @property
+    def body_sha(self) -> str:
+        """A short form of the body's hash, for log lines."""
+        return self.body_sha256[:16]
 
 
 class WebhookReceiver:
@@ -139,7 +146,7 @@ class WebhookReceiver:
             if not ip_allowed(ip, settings.paytabs_ip_whitelist):
                 raise Rejected("rejected_ip", problems.forbidden_source())
             self._verify(request, body, ip)
-            delivery = Delivery(self._parse(body), ip, hashlib.sha256(body).hexdigest()[:16])
+            delivery = Delivery(self._parse(body), ip, hashlib.sha256(body).hexdigest())
         except Rejected as rejected:
             self._security_event(rejected, ip)
             self._container.metrics.webhook(
@@ -216,8 +223,12 @@ class WebhookReceiver:
         }
         request_id = request_id_of(request)
         try:
+            key = f"paytabs:{result.tran_ref}:{status}"
             payment, outcome = await apply_result(
-                self._container.payments, result, dedupe_key=f"paytabs:{result.tran_ref}:{status}"
+                self._container.payments,
+                result,
+                dedupe_key=key,
+                exact_key=f"{key}:quarantined:{delivery.body_sha256}",
             )
         except UnknownGatewayTransaction:
             log.warning("webhook for an unknown payment; PayTabs will retry", **fields)
