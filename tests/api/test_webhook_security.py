@@ -627,6 +627,25 @@ async def test_23_unusable_transactions_are_400(service: Service, change: dict[s
 
 
 @pytest.mark.parametrize(
+    ("field", "literal"),
+    [("cart_amount", b"100.00"), ("cart_amount", b"100"), ("tran_total", b"100.0")],
+)
+async def test_22_money_as_a_json_number_is_400(
+    service: Service, field: str, literal: bytes
+) -> None:
+    payment = await _awaiting(service)
+    raw = encode(transaction(payment))
+    quoted = f'"{field}":"100.00"'.encode()
+    assert quoted in raw
+    raw = raw.replace(quoted, f'"{field}":'.encode() + literal)
+    async with NoSideEffects(service, payment):
+        response = await deliver(service.anonymous, raw)
+        assert response.status_code == 400
+        assert response.json()["reason"] == "money_not_string"
+        assert "decimal strings" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
     "change",
     [{"profile_id": 111111}, {"amount": "99.99"}, {"currency": "AED"}],
 )

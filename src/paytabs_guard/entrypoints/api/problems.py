@@ -129,6 +129,9 @@ _PAYLOAD_DETAILS: Final[Mapping[str, str]] = {
     "too_many_keys": "Send fewer members per object.",
     "lone_surrogate": "Escape characters outside the BMP as a full surrogate pair.",
     "not_an_object": "Send a JSON object at the top level.",
+    # entrypoints.api.webhook_receiver
+    "money_not_string": 'Send cart_amount and tran_total as decimal strings such as "12.50", '
+    "never as JSON numbers.",
 }
 
 

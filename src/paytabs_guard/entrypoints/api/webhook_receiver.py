@@ -7,7 +7,8 @@
    or a Standard Webhooks delivery (``webhook-signature``) with a ``whsec_`` secret and the
    timestamp tolerance both ways. Failures count per source; a source with too many gets 429.
    A valid signature is never throttled.
-5. strict payload (400): strict JSON, then PayTabs' transaction shape, then domain values
+5. strict payload (400): strict JSON, money as strings, then PayTabs' transaction shape, then
+   domain values
 6. business checks and dedupe, in ``apply_result``: a result that is not this payment's is
    quarantined (200, counted, logged as a security event) and leaves the dedupe key free for
    the genuine result; a repeat of an applied result, or a byte-for-byte repeat of a
@@ -47,6 +48,9 @@ from .rate_limit import FailureLimiter, source_key
 from .strict_json import InvalidJson, parse_strict_json
 
 ENDPOINT: Final = "ipn"
+# PayTabs sends money as strings; a JSON number is refused like the API refuses it, so no
+# amount ever passes through a float-shaped value on its way in.
+MONEY_FIELDS: Final = ("cart_amount", "tran_total")
 log = get_logger("paytabs_guard.webhooks")
 
 
@@ -197,6 +201,8 @@ class WebhookReceiver:
             document = parse_strict_json(body, require_object=True)
         except InvalidJson as error:
             raise Rejected("rejected_schema", problems.invalid_payload(error.reason)) from None
+        if any(not isinstance(document.get(name, ""), str) for name in MONEY_FIELDS):
+            raise Rejected("rejected_schema", problems.invalid_payload("money_not_string"))
         try:
             transaction = Transaction.model_validate(document)
         except ValidationError as error:
