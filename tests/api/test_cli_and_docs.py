@@ -16,7 +16,7 @@ import pytest
 from paytabs_guard.entrypoints.api.app import openapi_document
 from paytabs_guard.entrypoints.api.reference import render_json, render_markdown
 from paytabs_guard.entrypoints.cli import main
-from paytabs_guard.entrypoints.serve import free_port, simulator_environment
+from paytabs_guard.entrypoints.serve import banner, free_port, simulator_environment
 
 DOCS = Path(__file__).parents[2] / "docs"
 
@@ -103,5 +103,17 @@ def test_serve_with_the_simulator_takes_a_payment_and_stops_gracefully(tmp_path:
     assert process.returncode == 0, err
     assert f"{base}/docs" in out
     assert "curl" in out
-    assert "k-12345678" in out  # the banner shows the key to use; the logs never do
+    # The operator's key is a secret: the banner says where it is, and neither it nor the
+    # logs ever show it.
+    assert "one of API_KEYS" in out
+    assert "k-12345678" not in out
     assert "k-12345678" not in err
+
+
+def test_the_banner_shows_only_a_key_serve_generated() -> None:
+    generated = banner("http://127.0.0.1:8000", "http://127.0.0.1:9", demo_key="demo_abc123")
+    assert "demo_abc123" in generated
+    assert "Bearer demo_abc123" in generated
+    operators = banner("http://127.0.0.1:8000", None)
+    assert "one of API_KEYS" in operators
+    assert "demo API key" not in operators

@@ -105,8 +105,11 @@ def simulator_environment(
     return changes
 
 
-def banner(service_url: str, settings: Settings, simulator_url: str | None) -> str:
-    key = settings.api_keys[0].get_secret_value() if settings.api_keys else "<API key>"
+def banner(service_url: str, simulator_url: str | None, demo_key: str | None = None) -> str:
+    """What ``serve`` prints on start. ``demo_key`` is a key ``serve`` generated itself (with
+    ``--simulator`` and no API_KEYS): only that may be shown. Keys from API_KEYS are secrets
+    that belong to the operator and never reach a terminal or a log collector from here."""
+    key = demo_key or "<a key from API_KEYS>"
     lines = [
         f"paytabs-guard is serving on {service_url}",
         f"  API docs      {service_url}/docs   (OpenAPI: {service_url}/openapi.json)",
@@ -115,10 +118,11 @@ def banner(service_url: str, settings: Settings, simulator_url: str | None) -> s
         f"  metrics       {service_url}/metrics",
     ]
     if simulator_url:
-        lines += [
-            f"  simulator     {simulator_url}   (test cards: docs/simulator.md)",
-            f"  demo API key  {key}",
-        ]
+        lines.append(f"  simulator     {simulator_url}   (test cards: docs/simulator.md)")
+    if demo_key:
+        lines.append(f"  demo API key  {demo_key}   (generated for this run)")
+    else:
+        lines.append("  API key       one of API_KEYS, from your environment or .env (not shown)")
     lines += [
         "create a payment:",
         f"  curl -s -X POST {service_url}/payments/v2/create \\",
@@ -136,10 +140,13 @@ def run(options: ServeOptions) -> int:
     service_url = public_url(options.host, options.port)
     with contextlib.ExitStack() as stack:
         simulator_url = None
+        demo_key = None
         if options.simulator:
             port = options.simulator_port or free_port()
             simulator_url = stack.enter_context(simulator_process(port))
-            os.environ.update(simulator_environment(os.environ, simulator_url, service_url))
+            changes = simulator_environment(os.environ, simulator_url, service_url)
+            demo_key = changes.get("API_KEYS")  # generated here, not the operator's
+            os.environ.update(changes)
         try:
             settings = load_settings()
             settings.require_paytabs_credentials()
@@ -148,7 +155,7 @@ def run(options: ServeOptions) -> int:
                 print(f"configuration error: {problem}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level, secrets=secret_values(settings))
-        print(banner(service_url, settings, simulator_url), flush=True)
+        print(banner(service_url, simulator_url, demo_key), flush=True)
         # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that
         # would kill us before the simulator child is stopped, so it becomes a clean exit.
         signal.signal(signal.SIGTERM, _exit_cleanly)
