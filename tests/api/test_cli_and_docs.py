@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -117,3 +118,23 @@ def test_the_banner_shows_only_a_key_serve_generated() -> None:
     operators = banner("http://127.0.0.1:8000", None)
     assert "one of API_KEYS" in operators
     assert "demo API key" not in operators
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PAYTABS_")}
+        env |= {"API_KEYS": "", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}"}
+        done = subprocess.run(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "paytabs_guard.entrypoints.cli", "serve", "--simulator",
+             "--port", str(port)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stdout == ""  # no banner, no generated key for a service that never ran
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"port {port} is already in use" in lines[0]
+    assert not (tmp_path / "busy.db").exists()

@@ -12,6 +12,7 @@ at this service so the simulator's callbacks and returns reach it. The child end
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import signal
@@ -135,10 +136,29 @@ def banner(service_url: str, simulator_url: str | None, demo_key: str | None = N
     return "\n".join(lines)
 
 
+def listen(host: str, port: int) -> socket.socket | None:
+    """The service's listening socket, bound before anything else happens (no simulator, no
+    key, no banner for a port we cannot have); None after one clear line on stderr."""
+    try:
+        sock = tcp_listener(host, port)
+        sock.listen(2048)  # uvicorn's backlog; listening now makes a second `serve` fail here
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            why = "is already in use; stop what listens there or choose another with --port"
+        else:
+            why = f"cannot be bound: {error.strerror or error}"
+        print(f"paytabs-guard serve: {host} port {port} {why}", file=sys.stderr)
+        return None
+    return sock
+
+
 def run(options: ServeOptions) -> int:
     """Serve until interrupted; returns the exit code."""
     service_url = public_url(options.host, options.port)
-    with contextlib.ExitStack() as stack:
+    listener = listen(options.host, options.port)
+    if listener is None:
+        return 2
+    with listener, contextlib.ExitStack() as stack:
         simulator_url = None
         demo_key = None
         if options.simulator:
@@ -160,7 +180,7 @@ def run(options: ServeOptions) -> int:
         # would kill us before the simulator child is stopped, so it becomes a clean exit.
         signal.signal(signal.SIGTERM, _exit_cleanly)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn already shut down
-            _serve(options)
+            run_uvicorn(SERVICE_APP, options.host, options.port, options.workers, listener)
     return 0
 
 
@@ -205,17 +225,16 @@ def uvicorn_config(app: str, host: str, port: int, workers: int) -> uvicorn.Conf
     )
 
 
-def run_uvicorn(app: str, host: str, port: int, workers: int) -> None:
-    """Serve ``app`` (a factory) with ``workers`` processes sharing one TCP listener."""
+def run_uvicorn(
+    app: str, host: str, port: int, workers: int, sock: socket.socket | None = None
+) -> None:
+    """Serve ``app`` (a factory) with ``workers`` processes sharing one TCP listener (``sock``
+    if the caller bound it already)."""
     config = uvicorn_config(app, host, port, workers)
     if workers > 1:
-        Multiprocess(config, sockets=[tcp_listener(host, port)]).run()
+        Multiprocess(config, sockets=[sock or tcp_listener(host, port)]).run()
     else:
-        uvicorn.Server(config).run()
-
-
-def _serve(options: ServeOptions) -> None:
-    run_uvicorn(SERVICE_APP, options.host, options.port, options.workers)
+        uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
 
 
 def secret_values(settings: Settings) -> list[str]:
