@@ -138,3 +138,37 @@ def test_serve_on_a_busy_port_says_so_in_one_line_and_exits_2(tmp_path: Path) ->
     assert len(lines) == 1, done.stderr
     assert f"port {port} is already in use" in lines[0]
     assert not (tmp_path / "busy.db").exists()
+
+
+def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it: a clean environment plus ``env``, in an empty directory."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PAYTABS_", "API_KEYS", "ADMIN_API_KEYS", "EVENTS_", "DATABASE_URL"))
+    }
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "paytabs_guard.entrypoints.cli", *args],
+        cwd=tmp_path, env=clean | env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_config_check_refuses_what_serve_refuses(tmp_path: Path) -> None:
+    bare = _cli(tmp_path, "config", "check")
+    assert bare.returncode == 2
+    assert "configuration OK" not in bare.stdout
+    assert "PAYTABS_PROFILE_ID: required" in bare.stderr
+    assert "PAYTABS_SERVER_KEY: required" in bare.stderr
+    credentials = {"PAYTABS_PROFILE_ID": "987654", "PAYTABS_SERVER_KEY": "SXXXXXXXXX-XXXXXXXXXX"}
+    bad_secret = _cli(
+        tmp_path, "config", "check", **credentials, PAYTABS_WEBHOOK_SECRET="whsec_!!notbase64"
+    )
+    assert bad_secret.returncode == 2
+    assert "PAYTABS_WEBHOOK_SECRET" in bad_secret.stderr
+    assert "notbase64" not in bad_secret.stderr  # the secret itself is never echoed
+    good = _cli(tmp_path, "config", "check", **credentials, API_KEYS="k-12345678")
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.startswith("configuration OK")
+    no_keys = _cli(tmp_path, "config", "check", **credentials)
+    assert no_keys.returncode == 0
+    assert "API_KEYS" in no_keys.stderr

@@ -26,7 +26,16 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
         print(config_table())
         return 0
+    from paytabs_guard.entrypoints.serve import serve_problems, serve_warnings
+
     settings = _settings()
+    problems = serve_problems(settings)
+    for problem in problems:
+        print(f"configuration error: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_CONFIG
+    for warning in serve_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"configuration OK: region {settings.paytabs_region.value}, "
         f"database {settings.database_url.split('://', 1)[0]}, "

@@ -136,6 +136,41 @@ def banner(service_url: str, simulator_url: str | None, demo_key: str | None = N
     return "\n".join(lines)
 
 
+def serve_problems(settings: Settings) -> list[str]:
+    """What ``serve`` cannot start without, one line per variable (empty: it can start).
+
+    ``paytabs-guard config check`` runs the same checks, so "configuration OK" means ``serve``
+    will not refuse the configuration."""
+    from paytabs_guard.adapters.webhooks import standard
+
+    problems: list[str] = []
+    try:
+        settings.require_paytabs_credentials()
+    except ConfigError as error:
+        problems += error.problems
+    named = {
+        "PAYTABS_WEBHOOK_SECRET": [
+            s for s in settings.webhook_secrets
+            if s.get_secret_value().startswith(standard.SECRET_PREFIX)
+        ],
+        "EVENTS_WEBHOOK_SECRET": list(settings.events_webhook_secret),
+    }  # fmt: skip
+    for variable, secrets_ in named.items():
+        for secret in secrets_:
+            try:
+                standard.decode_secret(secret)
+            except standard.InvalidWebhookSecret as error:
+                problems.append(f"{variable}: {error}")
+    return problems
+
+
+def serve_warnings(settings: Settings) -> list[str]:
+    """What ``serve`` starts with but probably should not."""
+    if not settings.api_keys and not settings.admin_api_keys:
+        return ["API_KEYS: unset; every merchant API call will get 401"]
+    return []
+
+
 def listen(host: str, port: int) -> socket.socket | None:
     """The service's listening socket, bound before anything else happens (no simulator, no
     key, no banner for a port we cannot have); None after one clear line on stderr."""
@@ -169,7 +204,8 @@ def run(options: ServeOptions) -> int:
             os.environ.update(changes)
         try:
             settings = load_settings()
-            settings.require_paytabs_credentials()
+            if problems := serve_problems(settings):
+                raise ConfigError(problems)
         except ConfigError as error:
             for problem in error.problems:
                 print(f"configuration error: {problem}", file=sys.stderr)
