@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import redis.asyncio as redis_asyncio
+import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters import reporting
@@ -184,6 +185,15 @@ DEFAULT_REDIS_PREFIX = "paytabs-guard:"
 
 #: Storage errors that mean "changed concurrently, nothing written: send it again" (HTTP 409).
 STORAGE_CONFLICTS: tuple[type[Exception], ...] = (ConcurrentUpdate,)
+#: Errors that mean "the database cannot be reached right now" (HTTP 503 with Retry-After):
+#: the driver's operational errors, a pool timeout, a refused or reset connection (asyncpg
+#: raises those unwrapped while connecting).
+STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    ConnectionError,
+)
 PROBE_TIMEOUT_SECONDS = 3.0
 
 

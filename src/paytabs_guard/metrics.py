@@ -145,6 +145,12 @@ class Metrics:
             "(read at scrape time)",
             registry=r,
         )
+        self.dependency_up = Gauge(
+            f"{PREFIX}_dependency_up",
+            "1 when the last check reached the dependency (database, redis), else 0",
+            ["dependency"],
+            registry=r,
+        )
         self.reconciliation_runs = Counter(
             f"{PREFIX}_reconciliation_runs_total",
             "Reconciliation runs by result",
@@ -191,6 +197,9 @@ class Metrics:
         self.payment_results.labels(kind, source).inc()
         if previous != state:
             self.payment_transitions.labels(previous, state, source).inc()
+
+    def dependency(self, name: str, *, up: bool) -> None:
+        self.dependency_up.labels(name).set(1 if up else 0)
 
     def outbox(
         self, pending: int, oldest_age_seconds: float, dead_letters: int | None = None

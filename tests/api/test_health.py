@@ -45,23 +45,51 @@ async def test_database_down_fails_readiness_but_not_liveness(
         assert _statuses(ready.json())["database:responseTime"] == "fail"
         detailed = await service.anonymous.get("/payments/v2/health")
         assert detailed.status_code == 503
-        # The API answers with a problem, not a crash.
-        listing = await service.api.get("/payments/v2")
-        assert listing.status_code == 500
-        assert listing.headers["content-type"] == "application/problem+json"
-        assert listing.json()["request_id"] == listing.headers["x-request-id"]
+        # The API answers at once with a problem a client can retry on, not a crash.
+        await _answers_storage_unavailable(service)
 
 
-async def test_redis_down_fails_readiness(sim: RunningSimulator, sqlite_url: str) -> None:
-    env = {"REDIS_URL": "redis://127.0.0.1:1/0", "CIRCUIT_BREAKER_SHARED": "false"}
-    async with running_service(sim, sqlite_url, env=env) as service:
+async def _answers_storage_unavailable(service: Service) -> None:
+    started = time.perf_counter()
+    listing = await service.api.get("/payments/v2")
+    assert time.perf_counter() - started < 5
+    assert listing.status_code == 503, listing.text
+    assert listing.headers["content-type"] == "application/problem+json"
+    assert listing.headers["retry-after"] == "5"
+    assert listing.json()["type"].endswith("/storage-unavailable")
+    assert listing.json()["request_id"] == listing.headers["x-request-id"]
+
+
+async def test_postgres_down_is_503_problem_and_not_ready(sim: RunningSimulator) -> None:
+    unreachable = "postgresql+asyncpg://postgres@127.0.0.1:1/postgres"
+    async with running_service(sim, unreachable, migrate=False) as service:
         ready = await service.anonymous.get("/readyz")
         assert ready.status_code == 503
+        assert _statuses(ready.json())["database:responseTime"] == "fail"
+        await _answers_storage_unavailable(service)
+
+
+async def test_redis_down_is_a_warning_not_unreadiness(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    # Redis is shared by every instance and the service runs without it: failing readiness
+    # would take every instance out of the load balancer at once.
+    env = {"REDIS_URL": "redis://127.0.0.1:1/0"}
+    async with running_service(sim, sqlite_url, env=env) as service:
+        ready = await service.anonymous.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "warn"
         assert _statuses(ready.json()) == {
             "database:responseTime": "pass",
-            "redis:responseTime": "fail",
+            "redis:responseTime": "warn",
         }
-        assert (await service.anonymous.get("/payments/v2/health")).status_code == 503
+        health = await service.anonymous.get("/payments/v2/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "warn"
+        assert "unreachable" in health.json()["checks"]["redis:responseTime"][0]["output"]
+        scraped = (await service.anonymous.get("/metrics")).text
+        assert 'paytabs_guard_dependency_up{dependency="redis"} 0.0' in scraped
+        assert 'paytabs_guard_dependency_up{dependency="database"} 1.0' in scraped
         # Payments still work on the database alone; the stats cache falls back to memory.
         payment = await service.create()
         assert payment["state"] == "awaiting_customer"

@@ -13,6 +13,7 @@ InvalidPaymentRequest, InvalidMoney        422     invalid-payment-request
 AmountExceedsAvailable                     422     amount-exceeds-available
 PaymentStateError                          409     payment-state-conflict
 ConcurrentUpdate (storage)                 409     concurrent-update
+database unreachable (STORAGE_UNAVAILABLE) 503     storage-unavailable (Retry-After)
 GatewayRejected                            422     gateway-rejected
 GatewayUnavailable                         503     gateway-unavailable (Retry-After)
 GatewayOutcomeUnknown                      502     gateway-outcome-unknown
@@ -32,7 +33,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from paytabs_guard.bootstrap import STORAGE_CONFLICTS
+from paytabs_guard.bootstrap import STORAGE_CONFLICTS, STORAGE_UNAVAILABLE
 from paytabs_guard.domain import (
     AmountExceedsAvailable,
     DomainError,
@@ -51,6 +52,7 @@ from .problems import Problem, problem_handler, problem_response
 
 _MAX_LISTED_ERRORS: Final = 20
 _SPREAD: Final = random.Random()
+STORAGE_RETRY_AFTER: Final = 5
 
 
 def request_id_of(request: Request) -> str | None:
@@ -142,6 +144,16 @@ def problem_for(error: Exception) -> Problem | None:
             "The payment changed while this request was applied; nothing was written. "
             "Send the request again.",
             headers={"Retry-After": "1"},
+        )
+    if isinstance(error, STORAGE_UNAVAILABLE):
+        return Problem(
+            "storage_unavailable",
+            "Database unavailable",
+            503,
+            "The service cannot reach its database right now; nothing was recorded. Retry "
+            f"after {STORAGE_RETRY_AFTER} s with the same Idempotency-Key.",
+            extensions={"retry_after": STORAGE_RETRY_AFTER},
+            headers={"Retry-After": str(STORAGE_RETRY_AFTER)},
         )
     if isinstance(error, GatewayRejected):
         return Problem(
@@ -250,6 +262,7 @@ def install_error_handlers(app: FastAPI) -> None:
         GatewayUnavailable,
         GatewayOutcomeUnknown,
         *STORAGE_CONFLICTS,
+        *STORAGE_UNAVAILABLE,
     ):
         app.add_exception_handler(error, _application_error)
 

@@ -5,17 +5,24 @@
 endpoint                       checks                                     fail means
 =============================  =========================================  =====================
 ``/livez``                     the process answers                        never fails
-``/readyz``                    database, Redis (when configured)          503: take it out of
-                                                                          the load balancer
-``/payments/v2/health``        database, Redis, outbox lag, last          503 when a datastore
-                               reconciliation                             fails; lag is warn
+``/readyz``                    database; Redis (when configured) as a     503 (database only):
+                               warning                                    take it out of the
+                                                                          load balancer
+``/payments/v2/health``        database, Redis, outbox lag, last          503 when the database
+                               reconciliation                             fails; Redis and lag
+                                                                          are warn
 ``/health/paytabs``            a cheap PayTabs query + breaker states     never: an outage is
                                                                           warn with 200
 ``/health/circuit-breakers``   every breaker's state and window           never: open is warn
 =============================  =========================================  =====================
 
-PayTabs is deliberately not in readiness: an outage would pull every instance out of the load
-balancer, and callbacks (and the answers PayTabs still gives) would be lost with it.
+Readiness answers one question: can *this* instance take payments? PayTabs is deliberately not
+in it: an outage would pull every instance out of the load balancer, and callbacks (and the
+answers PayTabs still gives) would be lost with it. Redis is not either, for the same reason: it
+is shared by every instance and the service runs without it (breakers fall back to local state,
+events wait in the outbox, stats are cached in memory), so Redis trouble is a ``warn`` here and
+``paytabs_guard_dependency_up{dependency="redis"} 0`` in the metrics. The database is: nothing
+can be taken or recorded without it (see docs/operations.md, "Readiness").
 """
 
 from __future__ import annotations
@@ -118,9 +125,11 @@ async def _timed(ping: Awaitable[float | None]) -> tuple[float | None, str | Non
 
 
 async def datastore_checks(container: Container) -> dict[str, list[dict[str, object]]]:
-    """``database:responseTime`` and, with Redis configured, ``redis:responseTime``."""
+    """``database:responseTime`` (fail when unreachable) and, with Redis configured,
+    ``redis:responseTime`` (warn when unreachable: the service runs without it)."""
     checks: dict[str, list[dict[str, object]]] = {}
     seconds, error = await _timed(container.ping_database())
+    container.metrics.dependency("database", up=seconds is not None)
     backend = container.engine.dialect.name
     checks["database:responseTime"] = [
         component(backend, "datastore", "fail", output=f"unreachable: {error}")
@@ -129,8 +138,15 @@ async def datastore_checks(container: Container) -> dict[str, list[dict[str, obj
     ]
     if container.redis is not None:
         seconds, error = await _timed(container.ping_redis())
+        container.metrics.dependency("redis", up=seconds is not None)
         checks["redis:responseTime"] = [
-            component("redis", "datastore", "fail", output=f"unreachable: {error}")
+            component(
+                "redis",
+                "datastore",
+                "warn",
+                output=f"unreachable: {error}; running without shared breaker state, the "
+                "event stream waits in the outbox",
+            )
             if seconds is None
             else component("redis", "datastore", "pass", value=round(seconds * 1000, 2), unit="ms")
         ]
@@ -148,7 +164,9 @@ async def livez() -> Response:
 
 
 @router.get(
-    "/readyz", summary="Readiness: database and Redis reachable", responses=_HEALTH_RESPONSES
+    "/readyz",
+    summary="Readiness: this instance can take payments (database reachable; Redis is a warning)",
+    responses=_HEALTH_RESPONSES,
 )
 async def readyz(container: ContainerDep) -> Response:
     return health_response(await datastore_checks(container), "ready to serve")
@@ -278,6 +296,9 @@ async def breakers_health(container: ContainerDep) -> Response:
     responses={200: {"content": {"text/plain": {}}}},
 )
 async def metrics(container: ContainerDep) -> Response:
+    if container.redis is not None:  # so Redis trouble shows without anyone asking /health
+        seconds, _ = await _timed(container.ping_redis())
+        container.metrics.dependency("redis", up=seconds is not None)
     if container.has_event_sinks():
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
