@@ -11,9 +11,11 @@ from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import DEFAULT_PORT, serve
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[SimulatorConfig, str, int]:
+def parse_args(
+    argv: Sequence[str] | None = None, prog: str = "python -m paytabs_simulator"
+) -> tuple[SimulatorConfig, str, int]:
     parser = argparse.ArgumentParser(
-        prog="python -m paytabs_simulator",
+        prog=prog,
         description="A PayTabs PT2 simulator. SIMULATOR_* variables set the defaults.",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -50,8 +52,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SimulatorConfig, str,
     return config, args.host, args.port
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    config, host, port = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m paytabs_simulator") -> None:
+    config, host, port = parse_args(argv, prog)
     serve(config, host, port)
 
 

@@ -47,7 +47,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_simulator(args: argparse.Namespace) -> int:
     from paytabs_simulator.__main__ import main as simulator_main
 
-    simulator_main(args.rest)
+    simulator_main(args.rest, prog="paytabs-guard simulator")
     return 0
 
 
@@ -132,12 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("action", choices=["check", "table"])
     config.set_defaults(handler=_cmd_config)
 
+    # The simulator and the benchmarks own their options: main() hands them everything after
+    # their name untouched. These entries only list them in --help.
     simulator = commands.add_parser(
         "simulator",
         help="run the PayTabs simulator (options: paytabs-guard simulator --help)",
         add_help=False,
     )
-    simulator.add_argument("rest", nargs=argparse.REMAINDER, help="options of the simulator")
     simulator.set_defaults(handler=_cmd_simulator)
 
     demo = commands.add_parser(
@@ -186,24 +187,34 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.add_argument("--markdown", metavar="PATH", help="write the Markdown reference here")
     openapi.set_defaults(handler=_cmd_openapi)
 
-    bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("which", choices=["breaker", "load", "chaos"])
-    bench.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark")
+    bench = commands.add_parser(
+        "bench", help="benchmarks that print numbers (options: paytabs-guard bench NAME --help)"
+    )
+    bench.add_argument("which", choices=BENCHMARKS)
     bench.set_defaults(handler=_cmd_bench)
     return parser
 
 
-PASS_THROUGH = frozenset({"simulator", "bench"})
+BENCHMARKS = ("breaker", "load", "chaos")
+
+
+def _delegated(argv: Sequence[str]) -> argparse.Namespace | None:
+    """The command line of a command that parses its own options, or None.
+
+    argparse cannot pass options through a subcommand reliably (``REMAINDER`` drops a leading
+    ``--port`` into the parent's unknowns, and ``parse_known_args`` reorders them), so these
+    commands get everything after their name exactly as typed.
+    """
+    if argv[:1] == ["simulator"]:
+        return argparse.Namespace(command="simulator", handler=_cmd_simulator, rest=argv[1:])
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in BENCHMARKS:
+        return argparse.Namespace(command="bench", handler=_cmd_bench, which=argv[1], rest=argv[2:])
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    # The simulator and the benchmarks parse their own options, so unknown ones pass through.
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in PASS_THROUGH:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command in PASS_THROUGH:
-        args.rest = [*args.rest, *extra]
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = _delegated(words) or build_parser().parse_args(words)
     result: int = args.handler(args)
     return result
 
