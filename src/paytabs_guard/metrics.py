@@ -114,7 +114,7 @@ class Metrics:
         self.idempotency = Counter(
             f"{PREFIX}_idempotency_requests_total",
             "Requests with an Idempotency-Key by what the key said "
-            "(new, replayed, mismatch, in_flight)",
+            "(new, replayed, mismatch, in_flight, missing)",
             ["outcome"],
             registry=r,
         )

@@ -127,7 +127,8 @@ def banner(service_url: str, simulator_url: str | None, demo_key: str | None = N
     lines += [
         "create a payment:",
         f"  curl -s -X POST {service_url}/payments/v2/create \\",
-        f"       -H 'Authorization: Bearer {key}' -H 'Idempotency-Key: '$(uuidgen) \\",
+        f"       -H 'Authorization: Bearer {key}' \\",
+        "       -H \"Idempotency-Key: $(python3 -c 'import uuid; print(uuid.uuid4())')\" \\",
         "       -H 'Content-Type: application/json' \\",
         '       -d \'{"amount": "12.50", "currency": "SAR", "description": "Order 1001"}\'',
         "then open its redirect_url, pay with 4111 1111 1111 1111, and GET "

@@ -7,6 +7,8 @@
   refusal or a domain rule) is stored and replayed for every repeat; a 5xx or an unexpected
   error releases the key, so the client's retry runs the operation again. A 503 "PayTabs
   unavailable" means nothing was sent, which is exactly when a retry must be allowed.
+* No key: the operation runs unprotected, counted as ``missing``, and the answer carries a
+  ``Warning: 299`` header saying that a retry may repeat it.
 * The same key with another fingerprint: 422. A key still in flight: the repeat waits for the
   first request (polling the store, which works across instances) and replays its answer; past
   ``idempotency_wait_seconds`` it gets 409 with ``Retry-After``.
@@ -34,6 +36,12 @@ from .problems import Problem, problem_response
 
 TTL_SECONDS: Final = 24 * 3600
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
+# A write without a key still runs (PayTabs' own API has none; rejecting would break clients),
+# but says, in the standard place for "this worked, but", that a retry may do it twice.
+MISSING_KEY_WARNING: Final = (
+    '299 paytabs-guard "No Idempotency-Key: a retry of this request may repeat it (a second '
+    'payment); send a unique Idempotency-Key, such as a random UUID, with every write"'
+)
 _FIRST_POLL: Final = 0.02
 _MAX_POLL: Final = 0.25
 
@@ -98,10 +106,13 @@ async def run_idempotent(
     resource_id: Callable[[Response], str | None] = lambda _: None,
 ) -> Response:
     """Run ``operation`` at most once per (client, key); see the module docstring."""
-    if key is None:
-        return await operation()
-    store = container.idempotency
     metrics = container.metrics
+    if key is None:
+        metrics.idempotency.labels("missing").inc()
+        response = await operation()
+        response.headers["Warning"] = MISSING_KEY_WARNING
+        return response
+    store = container.idempotency
     now = container.payments.clock
     print_ = fingerprint(request.method, request.url.path, body)
     deadline = time.monotonic() + wait_seconds
