@@ -23,6 +23,7 @@ from paytabs_guard.observability import get_logger
 from paytabs_guard.settings import Settings
 
 from . import breakers, callbacks, events, health, payments, stats
+from .docs_pages import install_docs
 from .errors import install_error_handlers
 from .front_door import FrontDoorMiddleware
 from .middleware import RequestContextMiddleware
@@ -73,7 +74,10 @@ def _build(runtime_of: Callable[[FastAPI], Runtime | None], lifespan: object) ->
         description=DESCRIPTION,
         version="2",
         lifespan=lifespan,  # type: ignore[arg-type]  # a factory of async context managers
+        docs_url=None,  # /docs and /redoc are served offline by install_docs
+        redoc_url=None,
     )
+    install_docs(app, TITLE)
 
     def metrics_of() -> Metrics | None:
         runtime = runtime_of(app)
