@@ -179,6 +179,9 @@ def configure_logging(
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    # Alembic lists every plugin it loads ("setup plugin ...", seven lines per start) at info;
+    # the migrations it runs (alembic.runtime.migration) are worth keeping.
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(root.level, logging.WARNING))
     return handler
 
 

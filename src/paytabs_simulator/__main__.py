@@ -13,7 +13,7 @@ from paytabs_simulator.server import DEFAULT_PORT, serve
 
 def parse_args(
     argv: Sequence[str] | None = None, prog: str = "python -m paytabs_simulator"
-) -> tuple[SimulatorConfig, str, int]:
+) -> tuple[SimulatorConfig, str, int, str]:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="A PayTabs PT2 simulator. SIMULATOR_* variables set the defaults.",
@@ -29,6 +29,12 @@ def parse_args(
     parser.add_argument("--hang-rate", type=float)
     parser.add_argument("--reset-rate", type=float)
     parser.add_argument("--down", action="store_true", help="start with the gateway down")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="uvicorn's log level; below info the access log is off too",
+    )
     args = parser.parse_args(argv)
 
     config = SimulatorConfig.from_env()
@@ -49,12 +55,12 @@ def parse_args(
     }
     settings |= {key: value for key, value in flags.items() if value is not None}
     config.faults = Faults.model_validate(settings)
-    return config, args.host, args.port
+    return config, args.host, args.port, args.log_level
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m paytabs_simulator") -> None:
-    config, host, port = parse_args(argv, prog)
-    serve(config, host, port)
+    config, host, port, log_level = parse_args(argv, prog)
+    serve(config, host, port, log_level=log_level)
 
 
 if __name__ == "__main__":

@@ -109,14 +109,21 @@ async def run_simulator(
 
 
 def serve(
-    config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = DEFAULT_PORT
+    config: SimulatorConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    log_level: str = "info",
 ) -> None:
-    """Run the simulator until interrupted (the CLI's entry point)."""
+    """Run the simulator until interrupted (the CLI's entry point). Below ``info`` the access
+    log is off too: a parent that runs the simulator beside its own logs (``serve
+    --simulator``) keeps only the simulator's warnings and errors."""
     _hide_simulated_resets()
     uvicorn.run(
         create_app(config),
         host=host,
         port=port,
-        log_level="info",
+        log_level=log_level,
+        access_log=log_level in ("debug", "info"),
         timeout_graceful_shutdown=5,
     )

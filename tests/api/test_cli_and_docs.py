@@ -109,6 +109,15 @@ def test_serve_with_the_simulator_takes_a_payment_and_stops_gracefully(tmp_path:
     assert "one of API_KEYS" in out
     assert "k-12345678" not in out
     assert "k-12345678" not in err
+    # One format per stream: the banner on stdout, JSON log lines on stderr; the simulator's
+    # plain uvicorn lines and alembic's plugin list stay out of both.
+    assert "INFO:" not in out + err
+    assert "setup plugin" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines
+    for line in lines:
+        assert json.loads(line)["event"], line
+    assert "Running upgrade" in err  # the migrations themselves are still logged
 
 
 def test_the_banner_shows_only_a_key_serve_generated() -> None:

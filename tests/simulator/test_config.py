@@ -108,7 +108,7 @@ def test_profile_needs_a_key_and_a_positive_limit() -> None:
 
 def test_command_line_flags_override_faults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SIMULATOR_FAULTS", raising=False)
-    config, host, port = parse_args(
+    config, host, port, _ = parse_args(
         [
             "--host",
             "localhost",

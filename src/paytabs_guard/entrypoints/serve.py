@@ -62,7 +62,18 @@ def simulator_process(port: int) -> Iterator[str]:
     """A simulator child process on loopback ``port``; yields its base URL once it answers."""
     base_url = f"http://127.0.0.1:{port}"
     child = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-        [sys.executable, "-m", "paytabs_simulator", "--host", "127.0.0.1", "--port", str(port)],
+        # Warnings and errors only: its plain uvicorn lines would interleave with our JSON logs.
+        [
+            sys.executable,
+            "-m",
+            "paytabs_simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         stdin=subprocess.DEVNULL,
     )
     try:
