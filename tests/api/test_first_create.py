@@ -3,6 +3,7 @@ every machine has), and a create without an Idempotency-Key works but warns."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -10,9 +11,13 @@ from pathlib import Path
 
 import anyio
 import pytest
+from pydantic import SecretStr
+from rich.console import Console
 
 from paytabs_guard.entrypoints.api.idempotency import MISSING_KEY_WARNING
+from paytabs_guard.entrypoints.demo import where_to_look
 from paytabs_guard.entrypoints.serve import banner
+from paytabs_guard.settings import load_settings
 
 from .api_support import API_KEY, Service, new_key
 
@@ -63,6 +68,44 @@ async def test_the_banner_curl_runs_as_written_and_sends_a_key(service: Service)
     status, payment = await _run_shell(command)
     assert status == 201, payment
     assert _idempotency(service, "new") == 1
+
+
+def _demo_panel(service_url: str, configured: dict[str, str]) -> list[str]:
+    """The demo's last panel as an 80-column terminal shows it, borders taken off."""
+    running = load_settings(configured).model_copy(
+        update={
+            "api_keys": (SecretStr(API_KEY),),
+            "admin_api_keys": (SecretStr("admin-generated-0123"),),
+        }
+    )
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=False)
+    console.print(where_to_look(service_url, "http://127.0.0.1:9", load_settings(configured),
+                                running))  # fmt: skip
+    rows = out.getvalue().splitlines()
+    assert all(len(row) <= 80 for row in rows)
+    return [row.strip("│╭╮╰╯─ ").rstrip() for row in rows]
+
+
+async def test_the_demo_curl_survives_80_columns_and_runs(service: Service) -> None:
+    rows = _demo_panel(service.url, {})
+    assert not any(row.endswith("-H") for row in rows)  # no option cut from its value
+    command = _curl_block("\n".join(rows))
+    assert all(line.endswith("\\") for line in command.splitlines()[:-1]), command
+    assert "admin-generated-0123" in "\n".join(rows)  # the generated admin key is shown
+    status, payment = await _run_shell(command)
+    assert status == 201, payment
+
+
+def test_the_demo_never_shows_keys_it_did_not_generate() -> None:
+    rows = "\n".join(
+        _demo_panel(
+            "http://127.0.0.1:8000", {"API_KEYS": API_KEY, "ADMIN_API_KEYS": "admin-mine-0123"}
+        )
+    )
+    assert API_KEY not in rows
+    assert "admin-generated-0123" not in rows
+    assert "one of API_KEYS" in rows
 
 
 async def test_a_create_without_a_key_works_but_warns(service: Service) -> None:

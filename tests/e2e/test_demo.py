@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ async def test_the_demo_story_shows_success_decline_refund_outage_and_recovery(
     tmp_path: Path,
 ) -> None:
     out = io.StringIO()
-    console = Console(file=out, width=120, force_terminal=False)
+    console = Console(file=out, width=80, force_terminal=False)
     settings = load_settings({"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"})
     await demo(settings, port=free_port(), wait=False, console=console)
     text = out.getvalue()
@@ -34,4 +35,10 @@ async def test_the_demo_story_shows_success_decline_refund_outage_and_recovery(
     assert "real trial calls succeeded: closed" in text
     assert "create breaker: closed" in text
     assert "payment.refunded" in text
-    assert "/docs" in text
+    # 80 columns: panels on their own lines, the event list says it is the tail of the list.
+    assert "╯╭" not in text
+    assert re.search(r"subscriber: \d+ \(the last 8 below\)", text)
+    # --no-wait: the service is gone, so no URL of it is offered, only how to start one.
+    assert "the demo has ended" in text
+    assert "/docs" not in text
+    assert "paytabs-guard serve --simulator" in text

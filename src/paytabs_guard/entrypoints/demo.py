@@ -31,7 +31,7 @@ from paytabs_guard.adapters.events import CloudEvent
 from paytabs_guard.bootstrap import Container, build_container
 from paytabs_guard.entrypoints.api.app import create_app
 from paytabs_guard.entrypoints.loopback import serve_app
-from paytabs_guard.entrypoints.serve import free_port
+from paytabs_guard.entrypoints.serve import create_curl, free_port
 from paytabs_guard.settings import Settings
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
 from paytabs_simulator.server import run_simulator
@@ -243,28 +243,52 @@ async def demo(settings: Settings, *, port: int, wait: bool, console: Console) -
                 await task
                 await asyncio.sleep(1.5)  # let the relay deliver the last events
                 live.update(view.render())
-        merchant_key = container.settings.api_keys[0].get_secret_value()
-        console.print(
-            Panel(
-                f"API docs   {service_url}/docs\n"
-                f"health     {service_url}/payments/v2/health   {service_url}/health/paytabs\n"
-                f"metrics    {service_url}/metrics\n"
-                f"simulator  {simulator_url}/_sim/docs\n"
-                f"API key    {merchant_key} (set API_KEYS to choose your own)\n\n"
-                "Create a payment and pay it in a browser (card 4111 1111 1111 1111):\n"
-                f"  curl -s -X POST {service_url}/payments/v2/create \\\n"
-                f"    -H 'Authorization: Bearer {merchant_key}' "
-                "-H 'Idempotency-Key: my-first-payment' \\\n"
-                "    -H 'Content-Type: application/json' \\\n"
-                '    -d \'{"amount": "25.00", "currency": "SAR", '
-                '"description": "Test order"}\'\n'
-                "  then open its redirect_url",
-                title="the service keeps running" if wait else "where to look",
+        console.line()  # Live leaves the cursor after its last panel
+        if not wait:
+            console.print(
+                Panel(
+                    "The service stopped with the story (--no-wait). To try it yourself:\n"
+                    "  paytabs-guard demo                 the story, then it keeps serving\n"
+                    "  paytabs-guard serve --simulator    the service on its own",
+                    title="the demo has ended",
+                )
             )
-        )
-        if wait:
-            console.print("Ctrl-C to stop.")
-            await asyncio.Event().wait()
+            return
+        console.print(where_to_look(service_url, simulator_url, settings, container.settings))
+        console.print("Ctrl-C to stop.")
+        await asyncio.Event().wait()
+
+
+def where_to_look(
+    service_url: str, simulator_url: str, configured: Settings, running: Settings
+) -> Panel:
+    """URLs, keys and a curl for the running demo. A key is shown only when the demo generated
+    it: keys from API_KEYS / ADMIN_API_KEYS are the operator's secrets (``configured``)."""
+    merchant = running.api_keys[0].get_secret_value()
+    shown_key = "<a key from API_KEYS>" if configured.api_keys else merchant
+    lines = [
+        f"API docs   {service_url}/docs",
+        f"health     {service_url}/payments/v2/health",
+        f"           {service_url}/health/paytabs",
+        f"metrics    {service_url}/metrics",
+        f"simulator  {simulator_url}/_sim/docs",
+    ]
+    if configured.api_keys:
+        lines.append("API key    one of API_KEYS (yours, not shown)")
+    else:
+        lines += [f"API key    {merchant}", "           (generated; set API_KEYS to choose yours)"]
+    if configured.admin_api_keys:
+        lines.append("admin key  one of ADMIN_API_KEYS (yours, not shown)")
+    else:
+        admin = running.admin_api_keys[0].get_secret_value()
+        lines += [f"admin key  {admin}", "           (generated; breaker control, ADMIN_API_KEYS)"]
+    lines += [
+        "",
+        "Create a payment and pay it in a browser (card 4111 1111 1111 1111):",
+        *create_curl(service_url, shown_key),
+        "then open its redirect_url",
+    ]
+    return Panel("\n".join(lines), title="the service keeps running")
 
 
 def _port(preferred: int) -> int:

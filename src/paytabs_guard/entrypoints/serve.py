@@ -137,15 +137,28 @@ def banner(service_url: str, simulator_url: str | None, demo_key: str | None = N
         lines.append("  API key       one of API_KEYS, from your environment or .env (not shown)")
     lines += [
         "create a payment:",
-        f"  curl -s -X POST {service_url}/payments/v2/create \\",
-        f"       -H 'Authorization: Bearer {key}' \\",
-        "       -H \"Idempotency-Key: $(python3 -c 'import uuid; print(uuid.uuid4())')\" \\",
-        "       -H 'Content-Type: application/json' \\",
-        '       -d \'{"amount": "12.50", "currency": "SAR", "description": "Order 1001"}\'',
+        *create_curl(service_url, key, indent="  "),
         "then open its redirect_url, pay with 4111 1111 1111 1111, and GET "
         f"{service_url}/payments/v2/<id>",
     ]
     return "\n".join(lines)
+
+
+CREATE_BODY: Final = '{"amount": "12.50", "currency": "SAR", "description": "Order 1001"}'
+
+
+def create_curl(service_url: str, key: str, *, indent: str = "") -> list[str]:
+    """A create with curl, one option per line (each under 76 characters besides the URL and
+    the key, so it survives an 80-column terminal or panel), with a fresh Idempotency-Key from
+    python3, which every machine running this has (uuidgen is not on a fresh Debian)."""
+    more = indent + "  "
+    return [
+        f"{indent}curl -s -X POST {service_url}/payments/v2/create \\",
+        f"{more}-H 'Authorization: Bearer {key}' \\",
+        f"{more}-H \"Idempotency-Key: $(python3 -c 'import uuid;print(uuid.uuid4())')\" \\",
+        f"{more}-H 'Content-Type: application/json' \\",
+        f"{more}-d '{CREATE_BODY}'",
+    ]
 
 
 def serve_problems(settings: Settings) -> list[str]:
