@@ -5,6 +5,7 @@
 table every change is checked against (docs/states.md draws it).
 """
 
+from .declines import PaymentError
 from .errors import (
     AmountExceedsAvailable,
     CaptureExceedsAuthorized,
@@ -72,6 +73,7 @@ __all__ = [
     "PaymentCompleted",
     "PaymentConflict",
     "PaymentCreated",
+    "PaymentError",
     "PaymentEvent",
     "PaymentExpired",
     "PaymentFailed",

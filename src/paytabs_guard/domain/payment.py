@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Final, assert_never
 
 from . import emission
+from .declines import FAILED_STATUSES, PaymentError, payment_error
 from .emission import Emit, Envelope
 from .errors import (
     CaptureExceedsAuthorized,
@@ -199,6 +200,18 @@ class Payment:
     def pending_captures(self) -> Money:
         """Captures the gateway reported pending."""
         return pending_total(self.transactions, TranType.CAPTURE, self.amount.currency)
+
+    @property
+    def last_payment_error(self) -> PaymentError | None:
+        """Why the payment failed, from the latest failed attempt of its own transaction
+        (declined, error, expired at the acquirer, cancelled); None unless it failed."""
+        if self.state not in (PaymentState.FAILED, PaymentState.EXPIRED):
+            return None
+        for record in reversed(self.transactions):
+            if record.tran_type in FOLLOW_UP_TYPES or record.status not in FAILED_STATUSES:
+                continue
+            return payment_error(record.status, record.response_code, record.response_message)
+        return None
 
     @property
     def charged(self) -> Money | None:

@@ -36,6 +36,8 @@ class GatewayTransaction:
     at: datetime
     charged: Money | None = None
     """What PayTabs reported charging (``tran_total``/``tran_currency``), when it said."""
+    response_code: str = ""
+    response_message: str = ""
 
     @classmethod
     def from_result(cls, result: GatewayResult, *, at: datetime) -> GatewayTransaction:
@@ -48,6 +50,8 @@ class GatewayTransaction:
             amount=result.amount,
             at=result.transaction_time or at,
             charged=result.charged,
+            response_code=result.response_code,
+            response_message=result.response_message,
         )
 
     @property

@@ -426,6 +426,8 @@ def _transaction_row(payment_id: str, seq: int, record: GatewayTransaction) -> d
         "at": record.at,
         "charged_minor": record.charged.minor_units if record.charged else None,
         "charged_currency": record.charged.currency if record.charged else None,
+        "response_code": record.response_code or None,
+        "response_message": record.response_message or None,
     }
 
 
@@ -541,6 +543,8 @@ def _gateway_transaction(row: RowMapping) -> GatewayTransaction:
             if row["charged_currency"] is not None
             else None
         ),
+        response_code=row["response_code"] or "",
+        response_message=row["response_message"] or "",
     )
 
 

@@ -172,6 +172,9 @@ gateway_transactions = Table(
     # What PayTabs charged (tran_total, tran_currency); NULL when the source did not say.
     Column("charged_minor", BigInteger, nullable=True),
     Column("charged_currency", CHAR(3), nullable=True),
+    # PayTabs' payment_result.response_code / response_message (why an attempt failed).
+    Column("response_code", Text, nullable=True),
+    Column("response_message", Text, nullable=True),
     UniqueConstraint("payment_id", "seq"),
 )
 """The latest status of each gateway transaction (originating, capture, void, refund)."""

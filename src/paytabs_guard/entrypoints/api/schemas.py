@@ -12,7 +12,14 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from paytabs_guard.domain import InvalidMoney, Money, Payment, PaymentState, TranType
+from paytabs_guard.domain import (
+    InvalidMoney,
+    Money,
+    Payment,
+    PaymentError,
+    PaymentState,
+    TranType,
+)
 from paytabs_guard.domain.money import currency_exponent
 from paytabs_guard.service.gateway import Customer
 from paytabs_guard.service.payments import CreatePayment
@@ -135,6 +142,31 @@ class CaptureIn(_Input):
     currency: Currency | None = Field(None, description="Optional; must be the payment's")
 
 
+class PaymentErrorOut(BaseModel):
+    """Why the last attempt failed, as PayTabs reported it."""
+
+    code: str = Field(description="PayTabs' response code (the acquirer's, e.g. 51)")
+    message: str = Field(description="PayTabs' response message, as sent")
+    decline_category: str = Field(
+        description="A stable word to act on: insufficient_funds, do_not_honor, expired_card, "
+        "invalid_card_number, lost_or_stolen_card, transaction_not_allowed, limit_exceeded, "
+        "incorrect_cvc, suspected_fraud, merchant_limits_exceeded, card_declined, "
+        "processing_error, expired, cancelled_by_customer"
+    )
+    status: str = Field(description="PayTabs' response_status: D, E, X or C")
+
+    @classmethod
+    def of(cls, error: PaymentError | None) -> PaymentErrorOut | None:
+        if error is None:
+            return None
+        return cls(
+            code=error.code,
+            message=error.message,
+            decline_category=error.decline_category,
+            status=error.status.value,
+        )
+
+
 class PaymentOut(BaseModel):
     """A payment as the merchant sees it."""
 
@@ -161,6 +193,9 @@ class PaymentOut(BaseModel):
         "currency than `currency` only with PAYTABS_CURRENCY_CONVERSION"
     )
     charged_currency: str | None
+    last_payment_error: PaymentErrorOut | None = Field(
+        description="Why the payment failed (PayTabs' code and message), null unless it failed"
+    )
     metadata: dict[str, str]
 
     @classmethod
@@ -186,6 +221,7 @@ class PaymentOut(BaseModel):
             has_conflict=payment.has_conflict,
             charged_amount=payment.charged.format() if payment.charged else None,
             charged_currency=payment.charged.currency if payment.charged else None,
+            last_payment_error=PaymentErrorOut.of(payment.last_payment_error),
             metadata=dict(payment.metadata),
         )
 

@@ -1,4 +1,5 @@
-"""What PayTabs charged: ``tran_total`` and ``tran_currency`` of each gateway transaction.
+"""What PayTabs charged and answered: ``tran_total``/``tran_currency`` and the response code and
+message of each gateway transaction.
 
 Revision ID: 0003
 Revises: 0002
@@ -6,7 +7,8 @@ Create Date: 2026-12-02
 
 An authorised result is only applied when the charge equals the payment's amount (or, with
 PAYTABS_CURRENCY_CONVERSION, is in another currency); the charge is kept so the API can show it.
-Both columns are NULL for rows written before this revision and for results that did not say.
+The response code and message say why an attempt failed (``last_payment_error`` in the API).
+The columns are NULL for rows written before this revision and for results that did not say.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ def upgrade() -> None:
     with op.batch_alter_table("gateway_transactions") as batch:
         batch.add_column(sa.Column("charged_minor", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("charged_currency", sa.CHAR(3), nullable=True))
+        batch.add_column(sa.Column("response_code", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("response_message", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("gateway_transactions") as batch:
+        batch.drop_column("response_message")
+        batch.drop_column("response_code")
         batch.drop_column("charged_currency")
         batch.drop_column("charged_minor")
