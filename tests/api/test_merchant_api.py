@@ -61,8 +61,8 @@ async def test_breaker_stats_list_every_operation_family(service: Service) -> No
         ({"amount": 25}, "amount", "send the amount as a string"),
         ({"amount": "1e3"}, "amount", "decimal string"),
         ({"amount": "-5.00"}, "amount", "decimal string"),
-        ({"amount": "1.001"}, "body", "amount: 1.001 has more than 2 decimals"),
-        ({"currency": "XXX"}, "body", "unsupported currency"),
+        ({"amount": "1.001"}, "amount", "SAR takes at most 2 decimal places; this amount has 3"),
+        ({"currency": "XXX"}, "currency", "unsupported currency"),
         ({"description": ""}, "description", "at least 1"),
         ({"tran_type": "refund"}, "tran_type", "sale"),
         ({"return_url": "javascript:alert(1)"}, "return_url", "http"),
@@ -101,6 +101,8 @@ async def test_a_paytabs_refusal_is_422_with_its_message(service: Service) -> No
     problem = response.json()
     assert problem["type"].endswith("/gateway-rejected")
     assert "Invalid currency code" in problem["detail"]
+    # The answer says that a failed payment was kept, and which.
+    assert f"kept as payment {problem['payment_id']} in state failed" in problem["detail"]
     stored = await service.get(problem["payment_id"])
     assert stored["state"] == "failed"
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -51,6 +52,7 @@ from paytabs_guard.service.payments import PaymentNotFound
 from .problems import Problem, problem_handler, problem_response
 
 _MAX_LISTED_ERRORS: Final = 20
+_FIELD_NAME: Final = re.compile(r"[a-z_]{1,40}")
 _SPREAD: Final = random.Random()
 STORAGE_RETRY_AFTER: Final = 5
 
@@ -191,7 +193,13 @@ def validation_problem(error: RequestValidationError) -> Problem:
         loc = tuple(item.get("loc", ()))
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
         where = str(loc[0]) if loc else "request"
-        items.append({"in": where, "field": _location(loc), "message": message})
+        field = _location(loc)
+        named, colon, rest = message.partition(": ")
+        if field == "body" and colon and _FIELD_NAME.fullmatch(named):
+            # A rule across fields (the amount's decimals depend on the currency) names its
+            # field itself: report it there, like any other field error.
+            field, message = named, rest
+        items.append({"in": where, "field": field, "message": message})
     summary = "; ".join(f"{i['field']}: {i['message']}" for i in items[:3])
     return Problem(
         "invalid_request",

@@ -65,7 +65,8 @@ def _refused(payment: Payment, request: Request) -> Response:
         "gateway_rejected",
         "Refused by PayTabs",
         422,
-        f"{reason}. Fix the request and create the payment again with a new Idempotency-Key.",
+        f"{reason}. The attempt is kept as payment {payment.id} in state failed (it shows in "
+        "GET /payments/v2); fix the request and create a new payment with a new Idempotency-Key.",
         extensions={"payment_id": payment.id, "state": payment.state.value},
     )
     response = problem_response(problem, request_id_of(request))

@@ -24,7 +24,8 @@ from paytabs_guard.domain.money import currency_exponent
 from paytabs_guard.service.gateway import Customer
 from paytabs_guard.service.payments import CreatePayment
 
-_AMOUNT: Final = re.compile(r"[0-9]{1,12}(\.[0-9]{1,3})?")
+# The shape only: how many decimals a currency takes is checked with the currency (_money).
+_AMOUNT: Final = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
 _URL: Final = re.compile(r"https?://[^\s]{1,2040}")
 MAX_METADATA_KEYS: Final = 20
 
@@ -35,7 +36,10 @@ def _amount_string(value: object) -> object:
             'send the amount as a string, e.g. "12.50": JSON numbers lose precision in many clients'
         )
     if isinstance(value, str) and not _AMOUNT.fullmatch(value):
-        raise ValueError('must be a positive decimal string such as "12.50" (no sign, no exponent)')
+        raise ValueError(
+            'must be a decimal string such as "12.50" (digits, one optional point; no '
+            "sign, no exponent, no spaces)"
+        )
     return value
 
 
@@ -112,10 +116,21 @@ class CreatePaymentIn(_Input):
             currency_exponent(self.currency)
         except InvalidMoney as error:
             raise ValueError(f"currency: {error}") from None
+        exponent = currency_exponent(self.currency)
+        _, _, decimals = self.amount.partition(".")
+        if len(decimals) > exponent:
+            raise ValueError(
+                f"amount: {self.currency} takes at most {exponent} decimal places; "
+                f"this amount has {len(decimals)}"
+            )
         try:
-            return Money.of(self.amount, self.currency)
+            money = Money.of(self.amount, self.currency)
         except InvalidMoney as error:
             raise ValueError(f"amount: {error}") from None
+        if money.minor_units <= 0:
+            smallest = Money(1, self.currency).format()
+            raise ValueError(f"amount: must be more than zero (the smallest is {smallest})")
+        return money
 
     def command(self) -> CreatePayment:
         return CreatePayment(
