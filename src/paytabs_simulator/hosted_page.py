@@ -73,7 +73,10 @@ def hosted_page_routes(engine: Engine) -> APIRouter:
                 engine.now(),
             )
         except InvalidCard as problem:
-            return HTMLResponse(payment_form(tx, page_id, error=str(problem)), status_code=400)
+            kept = {key: value for key, value in fields.items() if key != "cvv"}
+            return HTMLResponse(
+                payment_form(tx, page_id, error=str(problem), values=kept), status_code=400
+            )
         if engine.submit_card(tx, card, save_card=bool(fields.get("save_card"))):
             return finished(tx)
         return HTMLResponse(three_ds_challenge(tx, page_id))

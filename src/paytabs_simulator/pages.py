@@ -18,13 +18,52 @@ button{margin-top:1rem;padding:.5rem 1.2rem}.amount{font-size:1.4rem;font-weight
 """
 
 
+# The hosted page's words in the languages of paypage_lang the simulator renders (others: en).
+TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "banner": "PayTabs simulator: test cards only",
+        "title": "Payment",
+        "pay_heading": "Pay",
+        "card_number": "Card number",
+        "month": "Month",
+        "year": "Year",
+        "cvv": "CVV",
+        "name": "Name on card",
+        "save_card": "Save this card",
+        "pay": "Pay",
+        "cancel": "Cancel",
+        "paying_as": "Paying as",
+        "cvv_again": "Enter the CVV again.",
+    },
+    "ar": {
+        "banner": "محاكي PayTabs: بطاقات اختبار فقط",
+        "title": "الدفع",
+        "pay_heading": "ادفع",
+        "card_number": "رقم البطاقة",
+        "month": "الشهر",
+        "year": "السنة",
+        "cvv": "رمز التحقق (CVV)",
+        "name": "الاسم على البطاقة",
+        "save_card": "احفظ هذه البطاقة",
+        "pay": "ادفع",
+        "cancel": "إلغاء",
+        "paying_as": "الدفع باسم",
+        "cvv_again": "أدخل رمز التحقق مرة أخرى.",
+    },
+}
+
+
+def _words(lang: str) -> dict[str, str]:
+    return TEXT.get(lang, TEXT["en"])
+
+
 def _document(title: str, body: str, *, lang: str = "en") -> str:
     direction = "rtl" if lang == "ar" else "ltr"
     return (
         f'<!DOCTYPE html><html lang="{escape(lang)}" dir="{direction}"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>"
-        f'<p class="banner">PayTabs simulator: test cards only</p>{body}</main></body></html>'
+        f'<p class="banner">{escape(_words(lang)["banner"])}</p>{body}</main></body></html>'
     )
 
 
@@ -36,36 +75,73 @@ def _summary(tx: Transaction) -> str:
     )
 
 
-def payment_form(tx: Transaction, page_id: str, *, error: str | None = None) -> str:
+def _customer(tx: Transaction) -> dict[str, str]:
+    details = tx.customer_details or {}
+    return {key: value for key, value in details.items() if isinstance(value, str) and value}
+
+
+def _field(name: str, label: str, autocomplete: str, value: str = "", *, numeric: bool = True,
+           required: bool = True) -> str:  # fmt: skip
+    """One input with the autofill hint browsers and password managers look for."""
+    return (
+        f'<label for="{name}">{escape(label)}</label>'
+        f'<input id="{name}" name="{name}" autocomplete="{autocomplete}"'
+        + (' inputmode="numeric"' if numeric else "")
+        + (f' value="{escape(value)}"' if value else "")
+        + (" required" if required else "")
+        + ">"
+    )
+
+
+def payment_form(
+    tx: Transaction,
+    page_id: str,
+    *,
+    error: str | None = None,
+    values: dict[str, str] | None = None,
+) -> str:
+    """The card form. After an error ``values`` (what the customer typed) fill it again, except
+    the CVV, which is never written back into a page."""
     page = tx.page
+    lang = page.paypage_lang if page else "en"
+    words = _words(lang)
+    typed = values or {}
+    customer = _customer(tx)
     save_card = (
         '<label><input type="checkbox" name="save_card" value="1" style="width:auto"> '
-        "Save this card</label>"
+        f"{escape(words['save_card'])}</label>"
         if page is not None and page.show_save_card
         else ""
     )
-    problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    problem = ""
+    if error:
+        again = f" {words['cvv_again']}" if typed else ""
+        problem = f'<p class="error" role="alert">{escape(error)}{escape(again)}</p>'
+    who = " · ".join(customer[key] for key in ("name", "email") if key in customer)
+    paying_as = (
+        f'<p class="customer">{escape(words["paying_as"])}: {escape(who)}</p>' if who else ""
+    )
+    name = typed.get("cardholder_name") or customer.get("name", "")
     action = f"/payment/page/{escape(page_id)}"
     body = (
-        f"<h1>Pay</h1>{_summary(tx)}{problem}"
+        f"<h1>{escape(words['pay_heading'])}</h1>{_summary(tx)}{paying_as}{problem}"
         f'<form method="post" action="{action}">'
-        '<label for="card_number">Card number</label>'
-        '<input id="card_number" name="card_number" inputmode="numeric" autocomplete="off"'
-        " required>"
-        '<div class="row"><div><label for="expiry_month">Month</label>'
-        '<input id="expiry_month" name="expiry_month" inputmode="numeric" required></div>'
-        '<div><label for="expiry_year">Year</label>'
-        '<input id="expiry_year" name="expiry_year" inputmode="numeric" required></div>'
-        '<div><label for="cvv">CVV</label>'
-        '<input id="cvv" name="cvv" inputmode="numeric" autocomplete="off" required></div></div>'
-        '<label for="cardholder_name">Name on card</label>'
-        '<input id="cardholder_name" name="cardholder_name">'
-        f"{save_card}"
-        '<button type="submit" name="action" value="pay">Pay</button> '
-        '<button type="submit" name="action" value="cancel" formnovalidate>Cancel</button>'
+        + _field("card_number", words["card_number"], "cc-number", typed.get("card_number", ""))
+        + '<div class="row"><div>'
+        + _field("expiry_month", words["month"], "cc-exp-month", typed.get("expiry_month", ""))
+        + "</div><div>"
+        + _field("expiry_year", words["year"], "cc-exp-year", typed.get("expiry_year", ""))
+        + "</div><div>"
+        + _field("cvv", words["cvv"], "cc-csc")
+        + "</div></div>"
+        + _field("cardholder_name", words["name"], "cc-name", name, numeric=False, required=False)
+        + f"{save_card}"
+        f'<button type="submit" name="action" value="pay">{escape(words["pay"])}</button> '
+        f'<button type="submit" name="action" value="cancel" formnovalidate>'
+        f"{escape(words['cancel'])}</button>"
         "</form>"
     )
-    return _document("Payment", body, lang=page.paypage_lang if page else "en")
+    return _document(words["title"], body, lang=lang)
 
 
 def three_ds_challenge(tx: Transaction, page_id: str) -> str:

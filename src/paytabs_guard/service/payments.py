@@ -63,12 +63,13 @@ class PaymentDeps:
     """PayTabs may charge in another currency (PAYTABS_CURRENCY_CONVERSION)."""
     new_id: Callable[[], str] = field(default=lambda: f"pay_{secrets.token_hex(12)}")
 
-    def page_details(self, customer: Customer | None) -> PageDetails:
+    def page_details(self, customer: Customer | None, language: str | None = None) -> PageDetails:
         base = self.public_base_url.rstrip("/")
         return PageDetails(
             callback_url=f"{base}/payments/v2/webhook",
             return_url=f"{base}/payments/v2/return",
             customer=customer,
+            language=language,
             ttl_minutes=int(self.page_ttl.total_seconds() // 60),
         )
 
@@ -81,6 +82,8 @@ class CreatePayment:
     customer: Customer | None = None
     return_url: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    language: str | None = None
+    """The hosted page's language (PayTabs' paypage_lang: en or ar); None = PayTabs decides."""
 
 
 async def _load(uow: UnitOfWork, payment_id: str, *, for_update: bool = False) -> Payment:
@@ -137,14 +140,16 @@ async def create_payment(deps: PaymentDeps, command: CreatePayment) -> Payment:
     async with deps.uow() as uow:
         uow.payments.add(payment)
         await uow.commit()
-    return await _open_page(deps, payment, command.customer)
+    return await _open_page(deps, payment, command.customer, command.language)
 
 
-async def _open_page(deps: PaymentDeps, payment: Payment, customer: Customer | None) -> Payment:
+async def _open_page(
+    deps: PaymentDeps, payment: Payment, customer: Customer | None, language: str | None = None
+) -> Payment:
     base_cart_id = payment.cart_id
     for attempt in range(1, MAX_PAGE_ATTEMPTS + 1):
         try:
-            opened = await deps.gateway.open_page(payment, deps.page_details(customer))
+            opened = await deps.gateway.open_page(payment, deps.page_details(customer, language))
         except GatewayRejected as refused:
             return await _change(deps, payment.id, _rejected(refused))
         except GatewayUnavailable:

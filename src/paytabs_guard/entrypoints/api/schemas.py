@@ -105,6 +105,11 @@ class CreatePaymentIn(_Input):
     metadata: Annotated[dict[str, str], AfterValidator(_metadata)] = Field(
         default_factory=dict, description="Your own string key-values (at most 20), echoed back"
     )
+    language: Literal["en", "ar"] | None = Field(
+        None,
+        description="Language of the PayTabs hosted page (en or ar, right to left); "
+        "left out, PayTabs chooses",
+    )
 
     @model_validator(mode="after")
     def _money(self) -> CreatePaymentIn:
@@ -140,6 +145,7 @@ class CreatePaymentIn(_Input):
             customer=self.customer.to_customer() if self.customer else None,
             return_url=self.return_url,
             metadata=dict(self.metadata),
+            language=self.language,
         )
 
 
