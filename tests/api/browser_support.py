@@ -201,9 +201,17 @@ class Browser:
             if events is not None and "method" in answer:
                 events.append(answer)
 
-    def visit(self, url: str, ready: str, reads: dict[str, str]) -> Visit:
-        """Load ``url``, wait until the JavaScript expression ``ready`` is true (the page has
-        rendered), then evaluate each of ``reads``."""
+    def visit(
+        self,
+        url: str,
+        ready: str,
+        reads: dict[str, str],
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> Visit:
+        """Load ``url`` (sending ``headers`` too, e.g. Accept-Language), wait until the
+        JavaScript expression ``ready`` is true (the page has rendered), then evaluate each of
+        ``reads``."""
         visit = Visit()
         events: list[dict[str, Any]] = []
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -212,6 +220,8 @@ class Browser:
         ]
         for domain in ("Network.enable", "Page.enable", "Runtime.enable"):
             self.call(domain, session=session, events=events)
+        if headers:
+            self.call("Network.setExtraHTTPHeaders", {"headers": headers}, session=session)
         self.call("Page.navigate", {"url": url}, session=session, events=events)
         deadline = time.monotonic() + self.timeout
         rendered = False

@@ -100,7 +100,8 @@ async def test_php_style_encoding_of_awkward_values_verifies(service: Service) -
     response = await _return(service, signed_return(fields))
     # Verified (not 400); the state shown is PayTabs' by query, not the form's "C".
     assert response.status_code == 200
-    assert "awaiting customer" in response.text
+    assert "Confirming your payment" in response.text  # still undecided at PayTabs
+    assert "Payment cancelled" not in response.text
 
 
 async def test_an_unknown_payment_and_a_wrong_content_type_are_refused(service: Service) -> None:

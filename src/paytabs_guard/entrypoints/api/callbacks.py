@@ -51,7 +51,8 @@ async def webhook_wrong_method() -> Response:
 _RETURN_DESCRIPTION = (
     "Verifies PayTabs' return signature (PayTabs' own fields only), confirms the payment by "
     "query (bounded in time), then redirects (303) to the payment's return_url with payment_id "
-    "and state, or shows a small page. A bad signature gets a 400 page and changes nothing."
+    "and state, or shows a result page (English or Arabic from Accept-Language). A bad "
+    "signature gets a 400 page and changes nothing."
 )
 _RETURN_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "Result page (no return_url)"},
