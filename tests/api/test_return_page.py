@@ -28,7 +28,7 @@ READS = {
 
 
 async def _paid(service: Service, card: str) -> dict[str, Any]:
-    payment = await service.create("12.50", "SAR", description="Order 1001")
+    payment: dict[str, Any] = await service.create("12.50", "SAR", description="Order 1001")
     await service.pay(payment, card)
     await service.callbacks_done()
     return payment
