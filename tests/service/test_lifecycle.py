@@ -102,6 +102,19 @@ async def test_a_page_expires_exactly_at_its_ttl_and_not_a_second_before(world: 
     assert (await world.outbox_types(payment.id)).count("payment.expired") == 1
 
 
+async def test_a_page_expires_at_the_first_pass_after_its_deadline(world: World) -> None:
+    # stuck_after longer than the page's life: the deadline alone must bring it in.
+    payment = await create_payment(world.deps, order())
+    world.clock.advance(timedelta(minutes=19))
+    early = await reconcile_once(world.deps, stuck_after=timedelta(hours=1))
+    assert early.examined == 0  # neither stuck nor past its deadline: PayTabs is not asked
+    world.clock.advance(timedelta(minutes=1, seconds=1))
+    report = await reconcile_once(world.deps, stuck_after=timedelta(hours=1))
+    assert report.examined == 1
+    assert (await get_payment(world.deps, payment.id)).state is PaymentState.EXPIRED
+    assert "payment.expired" in await world.outbox_types(payment.id)
+
+
 async def test_two_reconcilers_at_once_apply_each_result_once(world: World) -> None:
     await world.faults(callback_withhold_rate=1.0)
     ids = []

@@ -90,9 +90,15 @@ class PaymentRepository(Protocol):
         ...
 
     async def stuck(
-        self, states: Collection[PaymentState], *, updated_before: datetime, limit: int
+        self,
+        states: Collection[PaymentState],
+        *,
+        updated_before: datetime,
+        limit: int,
+        expired_before: datetime | None = None,
     ) -> Sequence[str]:
-        """Ids of payments in ``states`` not updated since ``updated_before``, oldest first,
+        """Ids of payments in ``states`` not updated since ``updated_before`` (or, with
+        ``expired_before``, whose page deadline ``expires_at`` passed before it), oldest first,
         claimed so that concurrent reconcilers on other instances skip them (SKIP LOCKED)."""
         ...
 

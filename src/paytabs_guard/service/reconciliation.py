@@ -48,11 +48,16 @@ class ReconcileReport:
 async def reconcile_once(
     deps: PaymentDeps, *, stuck_after: timedelta = timedelta(minutes=5), limit: int = 100
 ) -> ReconcileReport:
-    """One pass over the payments stuck for longer than ``stuck_after``."""
+    """One pass over the payments stuck for longer than ``stuck_after``, and those whose page
+    deadline has passed however recently they changed: an unpaid page expires within one pass
+    of its deadline, not ``stuck_after`` later."""
     report = ReconcileReport(started_at=deps.clock())
     async with deps.uow() as uow:
         ids = await uow.payments.stuck(
-            RECONCILABLE, updated_before=report.started_at - stuck_after, limit=limit
+            RECONCILABLE,
+            updated_before=report.started_at - stuck_after,
+            limit=limit,
+            expired_before=report.started_at,
         )
     for payment_id in ids:
         if deps.gateway.unavailable_for("query") is not None:

@@ -142,19 +142,25 @@ class SqlPaymentRepository:
         return await self._load(and_(true(), *conditions), order_by=newest_first, limit=limit)
 
     async def stuck(
-        self, states: Collection[PaymentState], *, updated_before: datetime, limit: int
+        self,
+        states: Collection[PaymentState],
+        *,
+        updated_before: datetime,
+        limit: int,
+        expired_before: datetime | None = None,
     ) -> Sequence[str]:
-        """Ids of payments in ``states`` not updated since ``updated_before``, oldest first.
-        PostgreSQL locks them with SKIP LOCKED, so another reconciler's unit of work gets other
-        ones; SQLite has one writer at a time anyway."""
+        """Ids of payments in ``states`` not updated since ``updated_before`` or past their
+        page deadline (``expired_before``), oldest first. PostgreSQL locks them with SKIP
+        LOCKED, so another reconciler's unit of work gets other ones; SQLite has one writer at
+        a time anyway."""
         if not states or limit < 1:
             return []
+        due = payments.c.updated_at < updated_before
+        if expired_before is not None:
+            due = or_(due, payments.c.expires_at <= expired_before)
         statement = (
             select(payments.c.id)
-            .where(
-                payments.c.state.in_([state.value for state in states]),
-                payments.c.updated_at < updated_before,
-            )
+            .where(payments.c.state.in_([state.value for state in states]), due)
             .order_by(payments.c.updated_at, payments.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
