@@ -80,6 +80,19 @@ def test_simulator_with_its_own_options_runs(tmp_path: Path) -> None:
         process.communicate(timeout=20)
 
 
+def test_the_installed_command_passes_exit_codes_on(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "paytabs-guard"
+    if not script.exists():
+        pytest.skip("paytabs-guard is not installed next to this interpreter")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PAYTABS_")}
+    done = subprocess.run(  # noqa: S603 - our own console script
+        [str(script), "config", "check"],
+        cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "PAYTABS_PROFILE_ID: required" in done.stderr
+
+
 def test_bench_options_reach_the_benchmark(tmp_path: Path) -> None:
     done = _cli(["bench", "breaker", "--no-such-option"], tmp_path)
     assert done.returncode == 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 
-def main() -> None:
+def main() -> int:
     try:
         from paytabs_guard.entrypoints.cli import main as cli_main
     except ModuleNotFoundError as error:
@@ -21,4 +21,4 @@ def main() -> None:
             file=sys.stderr,
         )
         raise SystemExit(2) from None
-    cli_main()
+    return cli_main()  # the exit code: 2 for a configuration error, a busy port, bad options
