@@ -15,12 +15,12 @@ pytestmark = pytest.mark.anyio
 # (statements, round trips) per operation and database; round trips include BEGIN/COMMIT and
 # pre-pings where they reach the server.
 BUDGET: dict[tuple[str, str], tuple[int, int]] = {
-    ("sqlite", "create"): (15, 23),
-    ("sqlite", "callback"): (10, 12),
-    ("sqlite", "refund"): (23, 33),
-    ("postgresql", "create"): (15, 27),
-    ("postgresql", "callback"): (10, 13),
-    ("postgresql", "refund"): (23, 38),
+    ("sqlite", "create"): (11, 19),
+    ("sqlite", "callback"): (6, 8),
+    ("sqlite", "refund"): (11, 21),
+    ("postgresql", "create"): (11, 19),
+    ("postgresql", "callback"): (6, 8),
+    ("postgresql", "refund"): (11, 21),
 }
 
 

@@ -6,23 +6,33 @@ meets another writer fails at once with "database is locked" (SQLite does not wa
 avoid deadlocks). Taking the lock first makes concurrent writers queue on ``busy_timeout``
 instead. WAL lets readers outside these transactions go on while one writer works.
 
-PostgreSQL: asyncpg with a pre-pinged pool; ``lock_timeout`` bounds how long a row lock is
-awaited, like ``busy_timeout`` on SQLite.
+PostgreSQL: asyncpg; ``lock_timeout`` bounds how long a row lock is awaited, like
+``busy_timeout`` on SQLite. No pre-ping on every checkout (a round trip per transaction): a
+connection is pinged only when it sat idle in the pool for ``IDLE_PING_SECONDS`` (an idle
+connection is the one a firewall or a failover cut), and a failed ping makes the pool retry
+with a new connection. A connection that breaks while in use fails its request once, and
+SQLAlchemy then recycles every connection older than the break. ``pool_recycle`` replaces
+connections after 30 minutes anyway. asyncpg's prepared-statement cache (per connection) and
+SQLAlchemy's compiled-statement cache stay on.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Final
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 DEFAULT_POOL_SIZE: Final = 10
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 15.0
+IDLE_PING_SECONDS: Final = 30.0
+PREPARED_STATEMENT_CACHE_SIZE: Final = 100
 
 
 def create_engine(
@@ -31,6 +41,7 @@ def create_engine(
     pool_size: int = DEFAULT_POOL_SIZE,
     lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
     echo: bool = False,
+    idle_ping_seconds: float = IDLE_PING_SECONDS,
 ) -> AsyncEngine:
     """An async engine for ``sqlite+aiosqlite:///file`` or ``postgresql+asyncpg://…``.
 
@@ -50,7 +61,9 @@ def create_engine(
     if backend == "postgresql":
         if parsed.drivername != "postgresql+asyncpg":
             raise ValueError(f"use the postgresql+asyncpg driver, not {parsed.drivername}")
-        return _postgres_engine(url, pool_size, lock_timeout_seconds, echo)
+        engine = _postgres_engine(url, pool_size, lock_timeout_seconds, echo)
+        _ping_when_idle(engine, idle_ping_seconds)
+        return engine
     raise ValueError(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
 
 
@@ -87,10 +100,12 @@ def _postgres_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) 
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,  # a failover or idle-connection cut should cost a reconnect, not a 500
         pool_recycle=1800,
         connect_args={
             "timeout": 10,
+            # Each statement is prepared once per connection and kept (an LRU of this size):
+            # the statements of the request path are far fewer, so none is prepared twice.
+            "prepared_statement_cache_size": PREPARED_STATEMENT_CACHE_SIZE,
             "server_settings": {
                 "application_name": "paytabs-guard",
                 "lock_timeout": str(round(lock_timeout * 1000)),
@@ -98,6 +113,27 @@ def _postgres_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) 
         },
         echo=echo,
     )
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a connection at checkout only if it sat unused for ``idle_seconds``; a failed
+    ping raises ``DisconnectionError``, on which the pool retries with a fresh connection."""
+    dialect = engine.sync_engine.dialect
+
+    def on_checkin(_dbapi: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    def on_checkout(dbapi: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or time.monotonic() - returned_at < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi)
+        except Exception as error:
+            raise DisconnectionError(f"an idle connection is gone: {error}") from error
+
+    event.listen(engine.sync_engine.pool, "checkin", on_checkin)
+    event.listen(engine.sync_engine.pool, "checkout", on_checkout)
 
 
 def upsert(dialect: Dialect, table: Table) -> postgresql.Insert | sqlite.Insert:

@@ -8,22 +8,32 @@ entries, gateway transactions, conflict notes and cart ids.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+import functools
+import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from sqlalchemy import (
+    JSON,
+    BindParameter,
     ColumnElement,
+    Insert,
     RowMapping,
+    ScalarSelect,
+    Select,
     Table,
     and_,
+    bindparam,
     delete,
+    func,
     literal,
     or_,
     select,
     true,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -92,21 +102,15 @@ class SqlPaymentRepository:
 
     async def get(self, payment_id: str, *, for_update: bool = False) -> Payment | None:
         """The payment ``payment_id``; ``for_update`` locks it until the unit of work ends."""
-        return _first(await self._load(payments.c.id == payment_id, for_update=for_update))
+        return _first(await self._lookup("id", payment_id, for_update))
 
     async def get_by_cart_id(self, cart_id: str, *, for_update: bool = False) -> Payment | None:
         """The payment whose current or earlier gateway attempt used ``cart_id``."""
-        owner = select(payment_cart_ids.c.payment_id).where(payment_cart_ids.c.cart_id == cart_id)
-        where = payments.c.id == owner.scalar_subquery()
-        return _first(await self._load(where, for_update=for_update))
+        return _first(await self._lookup("cart_id", cart_id, for_update))
 
     async def get_by_tran_ref(self, tran_ref: str, *, for_update: bool = False) -> Payment | None:
         """The payment owning ``tran_ref`` (its originating transaction or a follow-up)."""
-        follow_up = select(gateway_transactions.c.payment_id).where(
-            gateway_transactions.c.tran_ref == tran_ref
-        )
-        where = or_(payments.c.tran_ref == tran_ref, payments.c.id.in_(follow_up))
-        return _first(await self._load(where, for_update=for_update))
+        return _first(await self._lookup("tran_ref", tran_ref, for_update))
 
     async def list(
         self,
@@ -197,6 +201,11 @@ class SqlPaymentRepository:
 
     # ---- loading ----------------------------------------------------------------------------
 
+    async def _lookup(self, by: str, key: str, for_update: bool) -> Sequence[Payment]:
+        connection = await self._transaction.connection()
+        statement = _lookup_statement(connection.dialect.name, by, for_update)
+        return await self._loaded(connection, statement, {"key": key})
+
     async def _load(
         self,
         where: ColumnElement[bool],
@@ -205,15 +214,20 @@ class SqlPaymentRepository:
         order_by: Sequence[ColumnElement[Any]] = (),
         limit: int | None = None,
     ) -> Sequence[Payment]:
-        statement = select(payments).where(where).order_by(*order_by).limit(limit)
-        if for_update:
-            # Taken even for a payment already in the identity map: the lock is the point.
-            # SQLite ignores FOR UPDATE; its transaction holds the database write lock.
-            statement = statement.with_for_update()
         connection = await self._transaction.connection()
-        rows = (await connection.execute(statement)).mappings().all()
+        statement = (
+            _select_payments(connection.dialect.name).where(where).order_by(*order_by).limit(limit)
+        )
+        if for_update:
+            statement = statement.with_for_update(of=payments)
+        return await self._loaded(connection, statement, {})
+
+    async def _loaded(
+        self, connection: AsyncConnection, statement: Select[Any], params: dict[str, Any]
+    ) -> Sequence[Payment]:
+        rows = (await connection.execute(statement, params)).mappings().all()
         fresh = [row for row in rows if row["id"] not in self._entries]
-        for payment, next_seq in await _build(connection, fresh):
+        for payment, next_seq in _build(fresh):
             stored = _snapshot(payment, next_seq=next_seq)
             self._entries[payment.id] = _Entry(payment, stored=stored)
         return [self._entries[row["id"]].payment for row in rows]
@@ -221,9 +235,13 @@ class SqlPaymentRepository:
     async def _stored_version(self, payment: Payment) -> _Snapshot:
         """The stored state of a re-attached payment, if it is still at ``payment.version``."""
         connection = await self._transaction.connection()
-        statement = select(payments).where(payments.c.id == payment.id).with_for_update()
+        statement = (
+            _select_payments(connection.dialect.name)
+            .where(payments.c.id == payment.id)
+            .with_for_update(of=payments)
+        )
         rows = (await connection.execute(statement)).mappings().all()
-        built = await _build(connection, rows)
+        built = _build(rows)
         if not built or built[0][0].version != payment.version:
             raise ConcurrentUpdate(payment.id, payment.version)
         stored, next_seq = built[0]
@@ -233,7 +251,7 @@ class SqlPaymentRepository:
 
     async def _insert(self, payment: Payment) -> _Snapshot:
         connection = await self._transaction.connection()
-        await connection.execute(payments.insert().values(**_payment_row(payment), version=1))
+        await connection.execute(_INSERT_PAYMENT, {**_payment_row(payment), "version": 1})
         cart_ids = _cart_ids(payment)
         await _insert_rows(connection, payment_cart_ids, _cart_id_rows(payment.id, cart_ids, ()))
         await _insert_rows(connection, payment_transitions, _history_rows(payment, 0))
@@ -247,11 +265,10 @@ class SqlPaymentRepository:
         if len(payment.history) < stored.history or len(payment.conflicts) < stored.conflicts:
             raise ValueError(f"payment {payment.id}: history and conflicts are append-only")
         connection = await self._transaction.connection()
-        result = await connection.execute(
-            update(payments)
-            .where(payments.c.id == payment.id, payments.c.version == payment.version)
-            .values(**_payment_row(payment), version=payment.version + 1)
-        )
+        values = _payment_row(payment)
+        del values["id"]
+        values |= {"version": payment.version + 1, "b_id": payment.id, "b_version": payment.version}
+        result = await connection.execute(_UPDATE_PAYMENT, values)
         if result.rowcount != 1:
             raise ConcurrentUpdate(payment.id, payment.version)
         cart_ids = _cart_ids(payment)
@@ -261,6 +278,18 @@ class SqlPaymentRepository:
         await _insert_rows(connection, payment_conflicts, _conflict_rows(payment, stored.conflicts))
         next_seq = await _write_transactions(connection, payment, stored)
         return _snapshot(payment, next_seq=next_seq)
+
+
+# Statement objects built once, executed with parameters: SQLAlchemy finds their compiled form by
+# a memoized cache key (``.values(**row)`` built new bind parameters and a new key every call).
+_INSERT_PAYMENT: Final = payments.insert()
+_UPDATE_PAYMENT: Final = update(payments).where(
+    payments.c.id == bindparam("b_id"), payments.c.version == bindparam("b_version")
+)
+_UPDATE_TRANSACTION: Final = update(gateway_transactions).where(
+    gateway_transactions.c.tran_ref == bindparam("b_tran_ref"),
+    gateway_transactions.c.payment_id == bindparam("b_payment_id"),
+)
 
 
 async def _write_transactions(
@@ -278,23 +307,18 @@ async def _write_transactions(
             )
         )
     next_seq = stored.next_seq
+    inserts: list[dict[str, object]] = []
     for record in payment.transactions:
         before = stored.transactions.get(record.tran_ref)
         if before is None:
-            row = _transaction_row(payment.id, next_seq, record)
-            await connection.execute(gateway_transactions.insert().values(**row))
+            inserts.append(_transaction_row(payment.id, next_seq, record))
             next_seq += 1
         elif before != record:
             row = _transaction_row(payment.id, 0, record)
             del row["seq"], row["tran_ref"], row["payment_id"]
-            await connection.execute(
-                update(gateway_transactions)
-                .where(
-                    gateway_transactions.c.tran_ref == record.tran_ref,
-                    gateway_transactions.c.payment_id == payment.id,
-                )
-                .values(**row)
-            )
+            row |= {"b_tran_ref": record.tran_ref, "b_payment_id": payment.id}
+            await connection.execute(_UPDATE_TRANSACTION, row)
+    await _insert_rows(connection, gateway_transactions, inserts)
     return next_seq
 
 
@@ -302,7 +326,12 @@ async def _insert_rows(
     connection: AsyncConnection, table: Table, rows: list[dict[str, object]]
 ) -> None:
     if rows:
-        await connection.execute(table.insert(), rows)
+        await connection.execute(_insert_into(table), rows)
+
+
+@functools.cache
+def _insert_into(table: Table) -> Insert:
+    return table.insert()
 
 
 def _first(found: Sequence[Payment]) -> Payment | None:
@@ -430,41 +459,106 @@ def _transaction_row(payment_id: str, seq: int, record: GatewayTransaction) -> d
 # ---- rows -> domain ---------------------------------------------------------------------------
 
 
-async def _build(
-    connection: AsyncConnection, rows: Sequence[RowMapping]
-) -> list[tuple[Payment, int]]:
-    """Payments from their ``payments`` rows, children loaded in one query per table.
-    Each comes with the next free ``gateway_transactions.seq``."""
-    if not rows:
-        return []
-    ids = [row["id"] for row in rows]
-    cart_ids = await _children(connection, payment_cart_ids, ids, payment_cart_ids.c.attempt)
-    history = await _children(connection, payment_transitions, ids, payment_transitions.c.seq)
-    records = await _children(connection, gateway_transactions, ids, gateway_transactions.c.seq)
-    conflicts = await _children(connection, payment_conflicts, ids, payment_conflicts.c.id)
+_KEY: BindParameter[str] = bindparam("key")
+_LOOKUPS: Final[dict[str, ColumnElement[bool]]] = {
+    "id": payments.c.id == _KEY,
+    "cart_id": payments.c.id
+    == select(payment_cart_ids.c.payment_id)
+    .where(payment_cart_ids.c.cart_id == _KEY)
+    .scalar_subquery(),
+    "tran_ref": or_(
+        payments.c.tran_ref == _KEY,
+        payments.c.id.in_(
+            select(gateway_transactions.c.payment_id).where(gateway_transactions.c.tran_ref == _KEY)
+        ),
+    ),
+}
+
+
+@functools.cache
+def _lookup_statement(dialect_name: str, by: str, for_update: bool) -> Select[Any]:
+    """One statement object per lookup, built once: SQLAlchemy then finds its compiled form
+    by a memoized cache key instead of building a statement and its key on every call."""
+    statement = _select_payments(dialect_name).where(_LOOKUPS[by])
+    # Locked even for a payment already in the identity map: the lock is the point. SQLite
+    # ignores FOR UPDATE; its transaction holds the database write lock.
+    return statement.with_for_update(of=payments) if for_update else statement
+
+
+_CHILDREN: Final = (
+    ("cart_ids", payment_cart_ids, "attempt"),
+    ("history", payment_transitions, "seq"),
+    ("records", gateway_transactions, "seq"),
+    ("conflicts", payment_conflicts, "id"),
+)
+
+
+def _select_payments(dialect_name: str) -> Select[Any]:
+    """``payments`` rows with their child rows as JSON arrays, so one query loads a payment
+    whole (four child selects before). Each child row is a JSON array of the table's columns;
+    order is restored in Python from the ordering column, which needs no aggregate ``ORDER BY``
+    (SQLite before 3.44 has none)."""
+    children = [
+        _children_json(dialect_name, table).label(f"_children_{name}")
+        for name, table, _ in _CHILDREN
+    ]
+    return select(payments, *children)
+
+
+def _children_json(dialect_name: str, table: Table) -> ScalarSelect[Any]:
+    columns = list(table.c)
+    if dialect_name == "postgresql":
+        aggregate = func.json_agg(func.json_build_array(*columns))
+    else:
+        aggregate = func.json_group_array(func.json_array(*columns))
+    return (
+        select(type_coerce(aggregate, JSON))
+        .where(table.c.payment_id == payments.c.id)
+        .correlate(payments)
+        .scalar_subquery()
+    )
+
+
+def _child_rows(row: RowMapping, name: str, table: Table, order: str) -> list[dict[str, Any]]:
+    """The child rows of ``table`` in ``row`` as column -> value maps, ordered by ``order``."""
+    raw = row[f"_children_{name}"]
+    items = json.loads(raw) if isinstance(raw, str) else raw or []
+    columns = list(table.c)
+    rows = []
+    for item in items:
+        child: dict[str, Any] = {}
+        for column, value in zip(columns, item, strict=True):
+            if value is not None and isinstance(column.type, UtcDateTime):
+                value = _instant(value)
+            child[column.name] = value
+        rows.append(child)
+    rows.sort(key=lambda child: child[order])
+    return rows
+
+
+def _instant(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _build(rows: Sequence[RowMapping]) -> list[tuple[Payment, int]]:
+    """Payments from rows of :func:`_select_payments`, each with the next free
+    ``gateway_transactions.seq``."""
     built = []
     for row in rows:
-        own_records = records.get(row["id"], [])
+        cart_ids, history, records, conflicts = (
+            _child_rows(row, name, table, order) for name, table, order in _CHILDREN
+        )
         payment = _payment(
             row,
-            cart_ids=[child["cart_id"] for child in cart_ids.get(row["id"], [])],
-            history=[_transition(child) for child in history.get(row["id"], [])],
-            records=[_gateway_transaction(child) for child in own_records],
-            conflicts=[_conflict(child) for child in conflicts.get(row["id"], [])],
+            cart_ids=[child["cart_id"] for child in cart_ids],
+            history=[_transition(child) for child in history],
+            records=[_gateway_transaction(child) for child in records],
+            conflicts=[_conflict(child) for child in conflicts],
         )
-        next_seq = max((child["seq"] for child in own_records), default=-1) + 1
+        next_seq = max((child["seq"] for child in records), default=-1) + 1
         built.append((payment, next_seq))
     return built
-
-
-async def _children(
-    connection: AsyncConnection, table: Table, ids: Iterable[str], order: ColumnElement[Any]
-) -> dict[str, list[RowMapping]]:
-    statement = select(table).where(table.c.payment_id.in_(list(ids))).order_by(order)
-    grouped: dict[str, list[RowMapping]] = {}
-    for row in (await connection.execute(statement)).mappings():
-        grouped.setdefault(row["payment_id"], []).append(row)
-    return grouped
 
 
 def _payment(
@@ -514,7 +608,7 @@ def _hold(row: RowMapping) -> FollowUpHold | None:
     )
 
 
-def _transition(row: RowMapping) -> Transition:
+def _transition(row: Mapping[str, Any]) -> Transition:
     return Transition(
         from_state=PaymentState(row["from_state"]) if row["from_state"] else None,
         to_state=PaymentState(row["to_state"]),
@@ -526,7 +620,7 @@ def _transition(row: RowMapping) -> Transition:
     )
 
 
-def _gateway_transaction(row: RowMapping) -> GatewayTransaction:
+def _gateway_transaction(row: Mapping[str, Any]) -> GatewayTransaction:
     return GatewayTransaction(
         tran_ref=row["tran_ref"],
         previous_tran_ref=row["previous_tran_ref"],
@@ -537,7 +631,7 @@ def _gateway_transaction(row: RowMapping) -> GatewayTransaction:
     )
 
 
-def _conflict(row: RowMapping) -> ConflictNote:
+def _conflict(row: Mapping[str, Any]) -> ConflictNote:
     return ConflictNote(
         tran_ref=row["tran_ref"],
         tran_type=TranType(row["tran_type"]),
