@@ -15,10 +15,10 @@ pytestmark = pytest.mark.anyio
 # (statements, round trips) per operation and database; round trips include BEGIN/COMMIT and
 # pre-pings where they reach the server.
 BUDGET: dict[tuple[str, str], tuple[int, int]] = {
-    ("sqlite", "create"): (11, 19),
+    ("sqlite", "create"): (10, 14),
     ("sqlite", "callback"): (6, 8),
     ("sqlite", "refund"): (11, 21),
-    ("postgresql", "create"): (11, 19),
+    ("postgresql", "create"): (10, 14),
     ("postgresql", "callback"): (6, 8),
     ("postgresql", "refund"): (11, 21),
 }

@@ -138,8 +138,13 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
 
 def upsert(dialect: Dialect, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can say ``ON CONFLICT DO NOTHING / DO UPDATE``, in ``dialect``'s syntax."""
-    if dialect.name == "postgresql":
+    return upsert_for(dialect.name, table)
+
+
+def upsert_for(dialect_name: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """:func:`upsert` by dialect name (for statements built once per dialect)."""
+    if dialect_name == "postgresql":
         return postgresql.insert(table)
-    if dialect.name == "sqlite":
+    if dialect_name == "sqlite":
         return sqlite.insert(table)
-    raise ValueError(f"unsupported database {dialect.name!r}")
+    raise ValueError(f"unsupported database {dialect_name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,6 +83,20 @@ class _Entry:
     payment: Payment
     stored: _Snapshot | None  # None: given to add(), not loaded here
     written: _Snapshot | None = None  # what this transaction wrote, until it commits
+
+
+_COMMITTED: weakref.WeakKeyDictionary[Payment, tuple[int, _Snapshot]] = weakref.WeakKeyDictionary()
+"""What was committed for a payment object still in memory, at which version. A unit of work
+given that object back (``add`` of a saved payment) writes behind the ``version`` check without
+reading the payment again: if the row still holds that version, it holds this snapshot (every
+write bumps the version), and if not the update matches no row and raises ConcurrentUpdate."""
+
+
+def _committed_snapshot(payment: Payment) -> _Snapshot | None:
+    known = _COMMITTED.get(payment)
+    if known is None or known[0] != payment.version:
+        return None
+    return known[1]
 
 
 class SqlPaymentRepository:
@@ -177,7 +192,9 @@ class SqlPaymentRepository:
                 entry.written = await self._insert(payment)
             else:
                 if entry.stored is None:
-                    entry.stored = await self._stored_version(payment)
+                    entry.stored = _committed_snapshot(payment) or await self._stored_version(
+                        payment
+                    )
                 stored = entry.stored
                 current = _snapshot(payment, next_seq=stored.next_seq)
                 if current == stored and not payment.pending_events:
@@ -193,6 +210,7 @@ class SqlPaymentRepository:
                 entry.payment.version += 1
                 entry.payment.collect_events()
                 entry.stored, entry.written = entry.written, None
+                _COMMITTED[entry.payment] = (entry.payment.version, entry.stored)
 
     def rolled_back(self) -> None:
         """The transaction rolled back: nothing was written, the payments keep their events."""

@@ -8,9 +8,15 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.service.ports import PaymentRepository, UnitOfWorkFactory, WebhookInbox
+from paytabs_guard.service.ports import (
+    IdempotencyKeys,
+    PaymentRepository,
+    UnitOfWorkFactory,
+    WebhookInbox,
+)
 
 from . import outbox
+from .idempotency import SqlIdempotencyKeys
 from .inbox import SqlWebhookInbox
 from .repository import SqlPaymentRepository
 from .transaction import Transaction
@@ -35,6 +41,7 @@ class SqlUnitOfWork:
 
     payments: PaymentRepository
     inbox: WebhookInbox
+    idempotency: IdempotencyKeys
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self._clock = clock
@@ -42,6 +49,7 @@ class SqlUnitOfWork:
         self._payments = SqlPaymentRepository(self._transaction)
         self.payments = self._payments
         self.inbox = SqlWebhookInbox(self._transaction)
+        self.idempotency = SqlIdempotencyKeys(self._transaction)
 
     async def __aenter__(self) -> Self:
         return self
