@@ -58,7 +58,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.sql.engine import upsert
+from paytabs_guard.adapters.sql.engine import upsert, write_transaction
 from paytabs_guard.adapters.sql.tables import outbox
 
 from .cloudevents import OutboxEvent
@@ -242,7 +242,7 @@ class OutboxRelay:
             .values(published_at=now, claimed_by=self._instance_id)
             .returning(outbox.c.seq, outbox.c.event_id, outbox.c.payment_id, outbox.c.type)
         )
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             rows = (await conn.execute(claim)).all()
             deliveries = [
                 {
@@ -365,7 +365,7 @@ class OutboxRelay:
                 later_delivery_waits.label("has_later"),
             )
         )
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             rows = (await conn.execute(claim)).all()
         claimed = [
             _Claimed(
@@ -418,7 +418,7 @@ class OutboxRelay:
         events *were* delivered, whoever holds the rows now."""
         if not ids:
             return
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(
                 _MARK_DELIVERED,
                 {
@@ -456,7 +456,7 @@ class OutboxRelay:
                 dead_at=now if is_dead else None,
             )
         )
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(mark)
         if is_dead:
             stats.dead += 1

@@ -18,15 +18,20 @@ SQLAlchemy's compiled-statement cache stay on.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 import time
+import weakref
+from collections.abc import AsyncIterator
 from typing import Final
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 DEFAULT_POOL_SIZE: Final = 10
@@ -92,7 +97,61 @@ def _sqlite_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) ->
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)
+    _GATES[engine.sync_engine] = WriterGate(lock_timeout)
     return engine
+
+
+class WriterGate:
+    """SQLite's write lock, taken in-process first: this process's writers queue on an asyncio
+    lock (a waiter sleeps until the holder commits and is woken at once, in arrival order)
+    instead of each polling SQLite's busy handler, which sleeps in growing steps and let the
+    p99 of a create reach 1.6 s at 16 connections. Other processes on the same file still meet
+    at ``BEGIN IMMEDIATE`` and ``busy_timeout``."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self._timeout = timeout_seconds
+        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    async def acquire(self) -> None:
+        """Wait for this process's turn to write; fails like SQLite does after the timeout."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            # One lock per event loop (tests run several loops over a process's life).
+            self._locks = {known: lk for known, lk in self._locks.items() if not known.is_closed()}
+            lock = self._locks[loop] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await lock.acquire()
+        except TimeoutError:
+            raise OperationalError(
+                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+            ) from None
+
+    def release(self) -> None:
+        self._locks[asyncio.get_running_loop()].release()
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, WriterGate] = weakref.WeakKeyDictionary()
+
+
+def writer_gate(engine: AsyncEngine) -> WriterGate | None:
+    """The engine's in-process writer gate (SQLite), or None (PostgreSQL locks rows)."""
+    return _GATES.get(engine.sync_engine)
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """``engine.begin()`` behind the writer gate on SQLite: a short committed transaction."""
+    gate = writer_gate(engine)
+    if gate is not None:
+        await gate.acquire()
+    try:
+        async with engine.begin() as connection:
+            yield connection
+    finally:
+        if gate is not None:
+            gate.release()
 
 
 def _postgres_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) -> AsyncEngine:

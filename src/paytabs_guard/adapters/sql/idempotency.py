@@ -18,7 +18,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, StoredResponse
 
-from .engine import upsert_for
+from .engine import upsert_for, write_transaction
 from .tables import UtcDateTime, idempotency_keys
 from .transaction import Transaction
 
@@ -46,7 +46,7 @@ class SqlIdempotencyStore:
     ) -> IdempotencyClaim:
         """NEW when this request now owns the key (first use, or the old claim expired);
         otherwise what the stored claim says about a request with ``fingerprint``."""
-        async with self._engine.begin() as connection:
+        async with write_transaction(self._engine) as connection:
             return await claim_key(
                 connection,
                 scope,
@@ -61,12 +61,12 @@ class SqlIdempotencyStore:
         self, scope: str, key: str, response: StoredResponse, *, now: datetime
     ) -> None:
         """Keep ``response`` to replay it for the key's lifetime."""
-        async with self._engine.begin() as connection:
+        async with write_transaction(self._engine) as connection:
             await complete_key(connection, scope, key, response, now=now)
 
     async def release(self, scope: str, key: str) -> None:
         """Forget an IN_FLIGHT key whose request failed without an answer worth keeping."""
-        async with self._engine.begin() as connection:
+        async with write_transaction(self._engine) as connection:
             await connection.execute(
                 delete(idempotency_keys).where(
                     _keys.scope == scope, _keys.key == key, _keys.status == IN_FLIGHT
@@ -75,7 +75,7 @@ class SqlIdempotencyStore:
 
     async def purge_expired(self, *, now: datetime) -> int:
         """Delete expired keys; returns how many."""
-        async with self._engine.begin() as connection:
+        async with write_transaction(self._engine) as connection:
             result = await connection.execute(
                 delete(idempotency_keys).where(_keys.expires_at <= now)
             )
