@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
@@ -48,10 +48,11 @@ def counting(engine: AsyncEngine) -> Iterator[StatementCount]:
         yield count
 
 
-def count_forever(engine: AsyncEngine) -> StatementCount:
-    """Count for the engine's lifetime (the load benchmark reads the totals from metrics)."""
+def count_every_engine() -> StatementCount:
+    """Count what every engine of this process sends, from now on (the load benchmark's
+    service workers: their engine is built later, inside the app's lifespan)."""
     count = StatementCount()
-    _attach(engine, count, keep_texts=False)
+    _attach(Engine, count, keep_texts=False)
     return count
 
 
@@ -66,10 +67,9 @@ def _listening(engine: AsyncEngine, count: StatementCount) -> Iterator[None]:
 
 
 def _attach(
-    engine: AsyncEngine, count: StatementCount, *, keep_texts: bool
+    engine: AsyncEngine | type[Engine], count: StatementCount, *, keep_texts: bool
 ) -> list[tuple[Any, str, Callable[..., None]]]:
-    sync_engine = engine.sync_engine
-    is_sqlite = sync_engine.dialect.name == "sqlite"
+    target: Any = engine if isinstance(engine, type) else engine.sync_engine
 
     def on_execute(
         _conn: Connection, _cursor: object, statement: str, _params: object, _c: object, many: bool
@@ -84,9 +84,9 @@ def _attach(
         if keep_texts:
             count.texts.append(("executemany " if many else "") + text[:60])
 
-    def on_begin(_conn: Connection) -> None:
+    def on_begin(conn: Connection) -> None:
         # SQLite's BEGIN IMMEDIATE goes through ``exec_driver_sql`` and is counted above.
-        if not is_sqlite:
+        if conn.dialect.name != "sqlite":
             count.round_trips += 1
             if keep_texts:
                 count.texts.append("BEGIN")
@@ -97,18 +97,19 @@ def _attach(
             count.texts.append("COMMIT/ROLLBACK")
 
     def on_checkout(*_args: object) -> None:
-        if sync_engine.pool._pre_ping:
+        if target.pool._pre_ping:
             count.round_trips += 1
             if keep_texts:
                 count.texts.append("pre-ping")
 
     listeners: list[tuple[Any, str, Callable[..., None]]] = [
-        (sync_engine, "before_cursor_execute", on_execute),
-        (sync_engine, "begin", on_begin),
-        (sync_engine, "commit", on_end),
-        (sync_engine, "rollback", on_end),
-        (sync_engine.pool, "checkout", on_checkout),
+        (target, "before_cursor_execute", on_execute),
+        (target, "begin", on_begin),
+        (target, "commit", on_end),
+        (target, "rollback", on_end),
     ]
-    for target, name, listener in listeners:
-        event.listen(target, name, listener)
+    if not isinstance(engine, type):
+        listeners.append((target.pool, "checkout", on_checkout))
+    for source, name, listener in listeners:
+        event.listen(source, name, listener)
     return listeners
