@@ -83,10 +83,19 @@ class SqlIdempotencyStore:
 
 
 class SqlIdempotencyKeys:
-    """The ``IdempotencyKeys`` of one ``SqlUnitOfWork``: claims and answers that commit with it."""
+    """The ``IdempotencyKeys`` of one ``SqlUnitOfWork``: claims and answers that commit with it.
+    A claim runs at once (its answer decides what the request does); an answer is written with
+    the unit of work's other writes at commit (on PostgreSQL, in the same statement)."""
 
-    def __init__(self, transaction: Transaction, *, in_flight_lease_seconds: float = 120.0) -> None:
+    def __init__(
+        self,
+        transaction: Transaction,
+        answers: list[tuple[str, str, dict[str, object]]],
+        *,
+        in_flight_lease_seconds: float = 120.0,
+    ) -> None:
         self._transaction = transaction
+        self._answers = answers
         self._lease = timedelta(seconds=in_flight_lease_seconds)
 
     async def claim(
@@ -106,8 +115,7 @@ class SqlIdempotencyKeys:
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime
     ) -> None:
-        connection = await self._transaction.connection()
-        await complete_key(connection, scope, key, response, now=now)
+        self._answers.append((scope, key, _answer_values(response, now)))
 
 
 async def claim_key(
@@ -149,18 +157,18 @@ async def complete_key(
 ) -> None:
     # No row (purged, or taken over after expiring): the request is answered anyway, and
     # failing it now would only make the client retry the work it just got done.
-    await connection.execute(
-        _COMPLETE,
-        {
-            "status": COMPLETED,
-            "response_status": response.status_code,
-            "response_body": response.body,
-            "resource_id": response.resource_id,
-            "completed_at": now,
-            "b_scope": scope,
-            "b_key": key,
-        },
-    )
+    values = _answer_values(response, now)
+    await connection.execute(_COMPLETE, {**values, "b_scope": scope, "b_key": key})
+
+
+def _answer_values(response: StoredResponse, now: datetime) -> dict[str, object]:
+    return {
+        "status": COMPLETED,
+        "response_status": response.status_code,
+        "response_body": response.body,
+        "resource_id": response.resource_id,
+        "completed_at": now,
+    }
 
 
 _CLAIMED_COLUMNS: Final = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import weakref
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -20,14 +20,12 @@ from sqlalchemy import (
     JSON,
     BindParameter,
     ColumnElement,
-    Insert,
     RowMapping,
     ScalarSelect,
     Select,
     Table,
     and_,
     bindparam,
-    delete,
     func,
     literal,
     or_,
@@ -35,7 +33,6 @@ from sqlalchemy import (
     true,
     tuple_,
     type_coerce,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -64,6 +61,7 @@ from .tables import (
     payments,
 )
 from .transaction import Transaction
+from .writes import Writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +181,14 @@ class SqlPaymentRepository:
 
     # ---- writing: called by the unit of work ------------------------------------------------
 
-    async def flush(self) -> Sequence[PaymentEvent]:
-        """Write every new or changed payment; return their pending events, in order."""
+    async def flush(self, writes: Callable[[], Awaitable[Writes]]) -> Sequence[PaymentEvent]:
+        """Write every new or changed payment through ``writes()`` (asked for only when there
+        is something to write); return their pending events, in order."""
         events: list[PaymentEvent] = []
         for entry in self._entries.values():
             payment = entry.payment
             if entry.stored is None and payment.version == 0:
-                entry.written = await self._insert(payment)
+                entry.written = await _insert(await writes(), payment)
             else:
                 if entry.stored is None:
                     entry.stored = _committed_snapshot(payment) or await self._stored_version(
@@ -199,7 +198,7 @@ class SqlPaymentRepository:
                 current = _snapshot(payment, next_seq=stored.next_seq)
                 if current == stored and not payment.pending_events:
                     continue
-                entry.written = await self._update(payment, stored)
+                entry.written = await _update(await writes(), payment, stored)
             events.extend(payment.pending_events)
         return events
 
@@ -265,65 +264,48 @@ class SqlPaymentRepository:
         stored, next_seq = built[0]
         return _snapshot(stored, next_seq=next_seq)
 
-    # ---- writing ----------------------------------------------------------------------------
 
-    async def _insert(self, payment: Payment) -> _Snapshot:
-        connection = await self._transaction.connection()
-        await connection.execute(_INSERT_PAYMENT, {**_payment_row(payment), "version": 1})
-        cart_ids = _cart_ids(payment)
-        await _insert_rows(connection, payment_cart_ids, _cart_id_rows(payment.id, cart_ids, ()))
-        await _insert_rows(connection, payment_transitions, _history_rows(payment, 0))
-        await _insert_rows(connection, payment_conflicts, _conflict_rows(payment, 0))
-        records = payment.transactions
-        rows = [_transaction_row(payment.id, seq, t) for seq, t in enumerate(records)]
-        await _insert_rows(connection, gateway_transactions, rows)
-        return _snapshot(payment, next_seq=len(records))
-
-    async def _update(self, payment: Payment, stored: _Snapshot) -> _Snapshot:
-        if len(payment.history) < stored.history or len(payment.conflicts) < stored.conflicts:
-            raise ValueError(f"payment {payment.id}: history and conflicts are append-only")
-        connection = await self._transaction.connection()
-        values = _payment_row(payment)
-        del values["id"]
-        values |= {"version": payment.version + 1, "b_id": payment.id, "b_version": payment.version}
-        result = await connection.execute(_UPDATE_PAYMENT, values)
-        if result.rowcount != 1:
-            raise ConcurrentUpdate(payment.id, payment.version)
-        cart_ids = _cart_ids(payment)
-        new_cart_ids = _cart_id_rows(payment.id, cart_ids, stored.cart_ids)
-        await _insert_rows(connection, payment_cart_ids, new_cart_ids)
-        await _insert_rows(connection, payment_transitions, _history_rows(payment, stored.history))
-        await _insert_rows(connection, payment_conflicts, _conflict_rows(payment, stored.conflicts))
-        next_seq = await _write_transactions(connection, payment, stored)
-        return _snapshot(payment, next_seq=next_seq)
+# ---- writing --------------------------------------------------------------------------------
 
 
-# Statement objects built once, executed with parameters: SQLAlchemy finds their compiled form by
-# a memoized cache key (``.values(**row)`` built new bind parameters and a new key every call).
-_INSERT_PAYMENT: Final = payments.insert()
-_UPDATE_PAYMENT: Final = update(payments).where(
-    payments.c.id == bindparam("b_id"), payments.c.version == bindparam("b_version")
-)
-_UPDATE_TRANSACTION: Final = update(gateway_transactions).where(
-    gateway_transactions.c.tran_ref == bindparam("b_tran_ref"),
-    gateway_transactions.c.payment_id == bindparam("b_payment_id"),
-)
+async def _insert(writes: Writes, payment: Payment) -> _Snapshot:
+    await writes.insert_payment(payment.id, {**_payment_row(payment), "version": 1})
+    cart_ids = _cart_ids(payment)
+    await writes.insert_children(
+        payment.id, payment_cart_ids, _cart_id_rows(payment.id, cart_ids, ())
+    )
+    await writes.insert_children(payment.id, payment_transitions, _history_rows(payment, 0))
+    await writes.insert_children(payment.id, payment_conflicts, _conflict_rows(payment, 0))
+    records = payment.transactions
+    rows = [_transaction_row(payment.id, seq, t) for seq, t in enumerate(records)]
+    await writes.insert_children(payment.id, gateway_transactions, rows)
+    return _snapshot(payment, next_seq=len(records))
 
 
-async def _write_transactions(
-    connection: AsyncConnection, payment: Payment, stored: _Snapshot
-) -> int:
+async def _update(writes: Writes, payment: Payment, stored: _Snapshot) -> _Snapshot:
+    if len(payment.history) < stored.history or len(payment.conflicts) < stored.conflicts:
+        raise ValueError(f"payment {payment.id}: history and conflicts are append-only")
+    values = _payment_row(payment)
+    del values["id"]
+    values["version"] = payment.version + 1
+    await writes.update_payment(payment.id, payment.version, values)
+    new_cart_ids = _cart_id_rows(payment.id, _cart_ids(payment), stored.cart_ids)
+    await writes.insert_children(payment.id, payment_cart_ids, new_cart_ids)
+    history = _history_rows(payment, stored.history)
+    await writes.insert_children(payment.id, payment_transitions, history)
+    conflicts = _conflict_rows(payment, stored.conflicts)
+    await writes.insert_children(payment.id, payment_conflicts, conflicts)
+    next_seq = await _write_transactions(writes, payment, stored)
+    return _snapshot(payment, next_seq=next_seq)
+
+
+async def _write_transactions(writes: Writes, payment: Payment, stored: _Snapshot) -> int:
     """Mirror ``payment.transactions``: statuses change in place, and a new attempt drops the
     abandoned page's record. Returns the next free ``seq``."""
     current = {record.tran_ref: record for record in payment.transactions}
     gone = [ref for ref in stored.transactions if ref not in current]
     if gone:
-        await connection.execute(
-            delete(gateway_transactions).where(
-                gateway_transactions.c.payment_id == payment.id,
-                gateway_transactions.c.tran_ref.in_(gone),
-            )
-        )
+        await writes.delete_transactions(payment.id, gone)
     next_seq = stored.next_seq
     inserts: list[dict[str, object]] = []
     for record in payment.transactions:
@@ -334,22 +316,9 @@ async def _write_transactions(
         elif before != record:
             row = _transaction_row(payment.id, 0, record)
             del row["seq"], row["tran_ref"], row["payment_id"]
-            row |= {"b_tran_ref": record.tran_ref, "b_payment_id": payment.id}
-            await connection.execute(_UPDATE_TRANSACTION, row)
-    await _insert_rows(connection, gateway_transactions, inserts)
+            await writes.update_transaction(payment.id, record.tran_ref, row)
+    await writes.insert_children(payment.id, gateway_transactions, inserts)
     return next_seq
-
-
-async def _insert_rows(
-    connection: AsyncConnection, table: Table, rows: list[dict[str, object]]
-) -> None:
-    if rows:
-        await connection.execute(_insert_into(table), rows)
-
-
-@functools.cache
-def _insert_into(table: Table) -> Insert:
-    return table.insert()
 
 
 def _first(found: Sequence[Payment]) -> Payment | None:

@@ -20,6 +20,7 @@ from .idempotency import SqlIdempotencyKeys
 from .inbox import SqlWebhookInbox
 from .repository import SqlPaymentRepository
 from .transaction import Transaction
+from .writes import Writes, writes_for
 
 Clock = Callable[[], datetime]
 
@@ -49,7 +50,8 @@ class SqlUnitOfWork:
         self._payments = SqlPaymentRepository(self._transaction)
         self.payments = self._payments
         self.inbox = SqlWebhookInbox(self._transaction)
-        self.idempotency = SqlIdempotencyKeys(self._transaction)
+        self._answers: list[tuple[str, str, dict[str, object]]] = []
+        self.idempotency = SqlIdempotencyKeys(self._transaction, self._answers)
 
     async def __aenter__(self) -> Self:
         return self
@@ -61,11 +63,22 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         """Write changed payments (raising ``ConcurrentUpdate`` if another transaction saved one
         first) and their pending events, then commit."""
+        writes: Writes | None = None
+
+        async def open_writes() -> Writes:
+            nonlocal writes
+            if writes is None:
+                writes = writes_for(await self._transaction.connection())
+            return writes
+
         try:
-            events = await self._payments.flush()
+            events = await self._payments.flush(open_writes)
             if events:
-                connection = await self._transaction.connection()
-                await outbox.append(connection, events, now=self._clock())
+                await outbox.append(await open_writes(), events, now=self._clock())
+            for scope, key, values in self._answers:
+                await (await open_writes()).complete_key(scope, key, values)
+            if writes is not None:
+                await writes.finish()  # PostgreSQL: everything above, as one statement
             await self._transaction.commit()
         except BaseException:
             await self._rollback()
