@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.sql import envelope
 from paytabs_guard.adapters.sql.outbox import append, envelope_json
-from paytabs_guard.adapters.sql.writes import writes_for
 from paytabs_guard.adapters.sql.tables import outbox
+from paytabs_guard.adapters.sql.writes import writes_for
 from paytabs_guard.domain import Payment, TranType
 from paytabs_guard.service.ports import UnitOfWorkFactory
 

@@ -152,6 +152,19 @@ def _delete_transactions(payment_id: str, tran_refs: Sequence[str]) -> Any:
     )
 
 
+def _rows_as_select(
+    table: Table, rows: Sequence[Row], only_if: Exists | None
+) -> tuple[list[str], Any]:
+    """``rows`` as ``SELECT <typed literals> [WHERE only_if] UNION ALL …``, for an
+    ``INSERT … SELECT``."""
+    columns = list(rows[0])
+    selects = []
+    for row in rows:
+        one = select(*(literal(row[name], table.c[name].type).label(name) for name in columns))
+        selects.append(one if only_if is None else one.where(only_if))
+    return columns, selects[0] if len(selects) == 1 else union_all(*selects)
+
+
 class CombinedWrites:
     """Every write of the commit as one PostgreSQL statement of data-modifying CTEs."""
 
@@ -184,18 +197,9 @@ class CombinedWrites:
         self._gate(payment_id, version, statement)
 
     async def insert_children(self, payment_id: str, table: Table, rows: Sequence[Row]) -> None:
-        if not rows:
-            return
-        opened = self._opened(payment_id)
-        columns = list(rows[0])
-        selects = [
-            select(*(literal(row[name], table.c[name].type).label(name) for name in columns)).where(
-                opened
-            )
-            for row in rows
-        ]
-        source: Any = selects[0] if len(selects) == 1 else union_all(*selects)
-        self._add(table.insert().from_select(columns, source))
+        if rows:
+            columns, source = _rows_as_select(table, rows, self._opened(payment_id))
+            self._add(table.insert().from_select(columns, source))
 
     async def update_transaction(self, payment_id: str, tran_ref: str, values: Row) -> None:
         statement = (
@@ -214,9 +218,12 @@ class CombinedWrites:
 
     async def insert_events(self, table: Table, rows: Sequence[Row]) -> None:
         if rows:
+            # (a multi-row .values([...]) would make the statement uncacheable: compiled anew
+            # on every commit; SELECTs of typed literals keep one compiled form per row count)
+            columns, source = _rows_as_select(table, rows, None)
             statement = (
                 postgresql.insert(table)
-                .values([dict(row) for row in rows])
+                .from_select(columns, source)
                 .on_conflict_do_nothing(index_elements=[table.c.event_id])
             )
             self._add(statement)
