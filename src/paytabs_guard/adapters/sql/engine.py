@@ -4,7 +4,9 @@ SQLite: every transaction starts with ``BEGIN IMMEDIATE``, which takes the datab
 up front. A plain ``BEGIN`` reads first and upgrades on the first write, and an upgrade that
 meets another writer fails at once with "database is locked" (SQLite does not wait there, to
 avoid deadlocks). Taking the lock first makes concurrent writers queue on ``busy_timeout``
-instead. WAL lets readers outside these transactions go on while one writer works.
+instead, and the writers of one process queue before that on an in-process ``WriterGate``, so
+they sleep until their turn instead of polling the busy handler. WAL lets readers outside
+these transactions go on while one writer works.
 
 PostgreSQL: asyncpg; ``lock_timeout`` bounds how long a row lock is awaited, like
 ``busy_timeout`` on SQLite. No pre-ping on every checkout (a round trip per transaction): a
