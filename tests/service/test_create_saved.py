@@ -32,6 +32,9 @@ class SavedByAnotherWriter:
     def unavailable_for(self, operation: str) -> float | None:
         return self._inner.unavailable_for(operation)
 
+    async def wait_available(self, operation: str, max_wait: float) -> bool:
+        return await self._inner.wait_available(operation, max_wait)
+
     async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened:
         async with self._world.engine.begin() as connection:
             await connection.execute(
