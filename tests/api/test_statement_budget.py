@@ -19,8 +19,8 @@ BUDGET: dict[tuple[str, str], tuple[int, int]] = {
     ("sqlite", "callback"): (6, 8),
     ("sqlite", "refund"): (11, 21),
     ("postgresql", "create"): (3, 7),
-    ("postgresql", "callback"): (3, 5),
-    ("postgresql", "refund"): (8, 18),
+    ("postgresql", "callback"): (4, 6),
+    ("postgresql", "refund"): (11, 21),
 }
 
 

@@ -220,6 +220,9 @@ class SqlPaymentRepository:
 
     async def _lookup(self, by: str, key: str, for_update: bool) -> Sequence[Payment]:
         connection = await self._transaction.connection()
+        if for_update and connection.dialect.name == "postgresql":
+            await connection.execute(_lock_statement(by), {"key": key})
+            for_update = False  # locked above; read below with a snapshot taken after the lock
         statement = _lookup_statement(connection.dialect.name, by, for_update)
         return await self._loaded(connection, statement, {"key": key})
 
@@ -236,7 +239,10 @@ class SqlPaymentRepository:
             _select_payments(connection.dialect.name).where(where).order_by(*order_by).limit(limit)
         )
         if for_update:
-            statement = statement.with_for_update(of=payments)
+            if connection.dialect.name == "postgresql":
+                await connection.execute(select(payments.c.id).where(where).with_for_update())
+            else:
+                statement = statement.with_for_update(of=payments)
         return await self._loaded(connection, statement, {})
 
     async def _loaded(
@@ -252,11 +258,11 @@ class SqlPaymentRepository:
     async def _stored_version(self, payment: Payment) -> _Snapshot:
         """The stored state of a re-attached payment, if it is still at ``payment.version``."""
         connection = await self._transaction.connection()
-        statement = (
-            _select_payments(connection.dialect.name)
-            .where(payments.c.id == payment.id)
-            .with_for_update(of=payments)
-        )
+        statement = _select_payments(connection.dialect.name).where(payments.c.id == payment.id)
+        if connection.dialect.name == "postgresql":
+            await connection.execute(_lock_statement("id"), {"key": payment.id})
+        else:
+            statement = statement.with_for_update(of=payments)
         rows = (await connection.execute(statement)).mappings().all()
         built = _build(rows)
         if not built or built[0][0].version != payment.version:
@@ -460,6 +466,16 @@ _LOOKUPS: Final[dict[str, ColumnElement[bool]]] = {
         ),
     ),
 }
+
+
+@functools.cache
+def _lock_statement(by: str) -> Select[Any]:
+    """PostgreSQL locks a payment with a statement of its own, before reading it whole. One
+    statement would read the child rows (its subqueries) with the snapshot taken *before*
+    waiting for the lock: after the wait it would see the payment row as the other transaction
+    left it (PostgreSQL re-reads a locked row) but that transaction's history and gateway
+    transactions not at all. The read after the lock takes a new snapshot (READ COMMITTED)."""
+    return select(payments.c.id).where(_LOOKUPS[by]).with_for_update()
 
 
 @functools.cache
