@@ -365,6 +365,7 @@ class FailingOnce:
         self._state = state
         self.payments = inner.payments
         self.inbox = inner.inbox
+        self.idempotency = inner.idempotency
 
     async def __aenter__(self) -> FailingOnce:
         await self._inner.__aenter__()

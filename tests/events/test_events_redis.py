@@ -135,3 +135,35 @@ def test_a_stream_sink_needs_a_name_and_a_sane_max_len() -> None:
     assert sink.name == "redis"
     assert sink.accepts("payment.completed")
     assert not sink.accepts("payment.created")
+
+
+async def test_a_batch_goes_to_the_stream_in_one_pipeline_in_order(
+    engine: AsyncEngine, client: redis.Redis, redis_prefix: str
+) -> None:
+    stream = f"{redis_prefix}batch"
+    written = [await add_event(engine, f"pay_{n}", occurrence=str(n)) for n in range(5)]
+    sink = RedisStreamSink(client, stream)
+
+    outcomes = await sink.deliver_many(written)
+
+    assert outcomes == [None] * 5
+    reader = StreamConsumer(client, stream, "audit", "reader")
+    await reader.ensure_group()
+    entries = await reader.read(count=10)
+    assert [entry.event_id for entry in entries] == [event.event_id for event in written]
+    assert [entry.envelope for entry in entries] == [event.envelope for event in written]
+
+
+async def test_a_batch_redis_refuses_reports_an_error_per_event_and_is_retried(
+    engine: AsyncEngine, client: redis.Redis, redis_prefix: str
+) -> None:
+    stream = f"{redis_prefix}not-a-stream"
+    await client.set(stream, "a string: XADD gets WRONGTYPE")
+    for n in range(3):
+        await add_event(engine, f"pay_{n}", occurrence=str(n))
+
+    stats = await OutboxRelay(
+        engine, [RedisStreamSink(client, stream)], clock=FakeClock()
+    ).run_once()
+
+    assert (stats.delivered, stats.retried) == (0, 3)

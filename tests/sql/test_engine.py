@@ -11,6 +11,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.sql import create_engine
+from paytabs_guard.adapters.sql.statements import counting
 from paytabs_guard.adapters.sql.tables import webhook_inbox
 
 pytestmark = pytest.mark.anyio
@@ -51,3 +52,35 @@ async def test_a_naive_datetime_is_refused_not_guessed(engine: AsyncEngine) -> N
             await connection.execute(
                 webhook_inbox.insert().values(key="k", source="callback", received_at=naive)
             )
+
+
+@pytest.mark.postgres
+async def test_a_connection_cut_while_idle_is_replaced_not_failed(postgres_url: str) -> None:
+    # idle_ping_seconds=0: every checkout counts as "idle long enough", as after a quiet night.
+    engine = create_engine(postgres_url, pool_size=1, idle_ping_seconds=0)
+    admin = create_engine(postgres_url)
+    try:
+        async with engine.connect() as connection:
+            first_pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+        async with admin.connect() as killer:  # the pooled connection dies while idle
+            await killer.execute(text(f"SELECT pg_terminate_backend({first_pid})"))
+        async with engine.connect() as connection:
+            second_pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+    finally:
+        await engine.dispose()
+        await admin.dispose()
+    assert second_pid != first_pid
+
+
+@pytest.mark.postgres
+async def test_postgres_checks_out_without_a_ping_while_busy(postgres_url: str) -> None:
+    engine = create_engine(postgres_url)
+    try:
+        with counting(engine) as count:
+            for _ in range(3):
+                async with engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+    assert count.statements == 3
+    assert "pre-ping" not in count.texts

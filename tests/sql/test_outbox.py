@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from paytabs_guard.adapters.sql import envelope
 from paytabs_guard.adapters.sql.outbox import append, envelope_json
 from paytabs_guard.adapters.sql.tables import outbox
+from paytabs_guard.adapters.sql.writes import writes_for
 from paytabs_guard.domain import Payment, TranType
 from paytabs_guard.service.ports import UnitOfWorkFactory
 
@@ -105,7 +106,9 @@ async def test_an_event_id_already_in_the_outbox_is_not_stored_twice(
     events = _documented_payment().pending_events
     for _ in range(2):
         async with engine.begin() as connection:
-            await append(connection, [*events, *events], now=fixed_clock())
+            writes = writes_for(connection)
+            await append(writes, [*events, *events], now=fixed_clock())
+            await writes.finish()
     async with engine.connect() as connection:
         ids = list(await connection.scalars(select(outbox.c.event_id)))
     assert ids == [DOCUMENTED_CREATED["id"]]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import os
 import secrets
 import signal
@@ -268,8 +269,17 @@ def tcp_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
+def http_stack() -> str:
+    """The event loop and HTTP parser uvicorn picks here: ``uvloop + httptools`` when both are
+    installed (they are dependencies, on CPython off Windows), else the pure-Python fallbacks."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"{loop} + {http}"
+
+
 def uvicorn_config(app: str, host: str, port: int, workers: int) -> uvicorn.Config:
-    """How ``serve`` runs uvicorn: no proxy-header rewriting (the app resolves clients through
+    """How ``serve`` runs uvicorn: uvloop and httptools where installed (``auto`` falls back to
+    asyncio and h11 cleanly), no proxy-header rewriting (the app resolves clients through
     TRUSTED_PROXIES itself), our logging, a graceful shutdown."""
     return uvicorn.Config(
         app,
@@ -277,6 +287,8 @@ def uvicorn_config(app: str, host: str, port: int, workers: int) -> uvicorn.Conf
         host=host,
         port=port,
         workers=workers,
+        loop="auto",
+        http="auto",
         proxy_headers=False,
         forwarded_allow_ips=None,
         log_config=None,

@@ -31,7 +31,14 @@ from paytabs_guard.service.gateway import (
     PageDetails,
     PageOpened,
 )
-from paytabs_guard.service.ports import UnitOfWork, UnitOfWorkFactory
+from paytabs_guard.service.ports import (
+    ClaimStatus,
+    IdempotencyClaim,
+    StaleVersion,
+    StoredResponse,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 Clock = Callable[[], datetime]
 
@@ -86,6 +93,32 @@ class CreatePayment:
     """The hosted page's language (PayTabs' paypage_lang: en or ar); None = PayTabs decides."""
 
 
+@dataclass(slots=True)
+class IdempotentCreate:
+    """An ``Idempotency-Key`` carried into the create's own transactions: the key is claimed in
+    the transaction that inserts the payment, and ``answer(payment)`` (the response to replay)
+    is stored in the one that records PayTabs' answer. ``claimed``/``completed`` say how far it
+    got, so the caller knows whether to release the key when something fails."""
+
+    scope: str
+    key: str
+    fingerprint: str
+    ttl_seconds: int
+    answer: Callable[[Payment], StoredResponse]
+    on_claimed: Callable[[], object] = lambda: None
+    claimed: bool = False
+    completed: bool = False
+
+
+class KeyTaken(Exception):
+    """The create's ``Idempotency-Key`` is owned by another request (or was used before):
+    nothing was written; ``claim`` says what the key holds."""
+
+    def __init__(self, claim: IdempotencyClaim) -> None:
+        super().__init__(f"idempotency key is {claim.status.value}")
+        self.claim = claim
+
+
 async def _load(uow: UnitOfWork, payment_id: str, *, for_update: bool = False) -> Payment:
     payment = await uow.payments.get(payment_id, for_update=for_update)
     if payment is None:
@@ -94,14 +127,56 @@ async def _load(uow: UnitOfWork, payment_id: str, *, for_update: bool = False) -
 
 
 async def _change(
-    deps: PaymentDeps, payment_id: str, change: Callable[[Payment, datetime], object]
+    deps: PaymentDeps,
+    payment_id: str,
+    change: Callable[[Payment, datetime], object],
+    idempotency: IdempotentCreate | None = None,
 ) -> Payment:
-    """Lock the payment, apply one change, commit (the outbox rows go with it)."""
+    """Lock the payment, apply one change, commit (the outbox rows go with it, and the
+    idempotency answer when given)."""
     async with deps.uow() as uow:
         payment = await _load(uow, payment_id, for_update=True)
         change(payment, deps.clock())
+        await _answer(deps, uow, payment, idempotency)
         await uow.commit()
-        return payment
+    _answered(idempotency)
+    return payment
+
+
+async def _change_saved(
+    deps: PaymentDeps,
+    payment: Payment,
+    change: Callable[[Payment, datetime], object],
+    idempotency: IdempotentCreate | None,
+) -> Payment:
+    """:func:`_change` for a payment this request saved itself a moment ago: written behind its
+    version check without reading it again. Should another transaction have saved it since
+    (reconciliation, a callback), it is reloaded under its lock and changed there."""
+    try:
+        async with deps.uow() as uow:
+            uow.payments.add(payment)
+            change(payment, deps.clock())
+            await _answer(deps, uow, payment, idempotency)
+            await uow.commit()
+    except StaleVersion:
+        return await _change(deps, payment.id, change, idempotency)
+    _answered(idempotency)
+    return payment
+
+
+async def _answer(
+    deps: PaymentDeps, uow: UnitOfWork, payment: Payment, idempotency: IdempotentCreate | None
+) -> None:
+    if idempotency is not None:
+        response = idempotency.answer(payment)
+        await uow.idempotency.complete(
+            idempotency.scope, idempotency.key, response, now=deps.clock()
+        )
+
+
+def _answered(idempotency: IdempotentCreate | None) -> None:
+    if idempotency is not None:
+        idempotency.completed = True
 
 
 async def get_payment(deps: PaymentDeps, payment_id: str) -> Payment:
@@ -112,8 +187,14 @@ async def get_payment(deps: PaymentDeps, payment_id: str) -> Payment:
 # ---- create -------------------------------------------------------------------------------------
 
 
-async def create_payment(deps: PaymentDeps, command: CreatePayment) -> Payment:
+async def create_payment(
+    deps: PaymentDeps, command: CreatePayment, *, idempotency: IdempotentCreate | None = None
+) -> Payment:
     """A payment with its hosted page; fails fast (GatewayUnavailable) when the circuit is open.
+
+    Two transactions around the PayTabs call: the payment (with the idempotency claim, raising
+    KeyTaken when the key is not this request's), then PayTabs' answer (with the response to
+    replay for the key).
 
     Returns the payment in AWAITING_CUSTOMER (page ready), FAILED (PayTabs refused the request)
     or UNKNOWN (no answer; reconciliation resolves it). GatewayUnavailable means nothing reached
@@ -138,28 +219,46 @@ async def create_payment(deps: PaymentDeps, command: CreatePayment) -> Payment:
     )
     payment.mark_initiating(at=now, expires_at=now + deps.page_ttl)
     async with deps.uow() as uow:
+        if idempotency is not None:
+            claim = await uow.idempotency.claim(
+                idempotency.scope,
+                idempotency.key,
+                idempotency.fingerprint,
+                now=now,
+                ttl_seconds=idempotency.ttl_seconds,
+            )
+            if claim.status is not ClaimStatus.NEW:
+                raise KeyTaken(claim)
         uow.payments.add(payment)
         await uow.commit()
-    return await _open_page(deps, payment, command.customer, command.language)
+    if idempotency is not None:
+        idempotency.claimed = True
+        idempotency.on_claimed()
+    return await _open_page(deps, payment, command.customer, idempotency, command.language)
 
 
 async def _open_page(
-    deps: PaymentDeps, payment: Payment, customer: Customer | None, language: str | None = None
+    deps: PaymentDeps,
+    payment: Payment,
+    customer: Customer | None,
+    idempotency: IdempotentCreate | None,
+    language: str | None = None,
 ) -> Payment:
     base_cart_id = payment.cart_id
     for attempt in range(1, MAX_PAGE_ATTEMPTS + 1):
         try:
             opened = await deps.gateway.open_page(payment, deps.page_details(customer, language))
         except GatewayRejected as refused:
-            return await _change(deps, payment.id, _rejected(refused))
+            return await _change_saved(deps, payment, _rejected(refused), idempotency)
         except GatewayUnavailable:
-            await _change(deps, payment.id, _not_sent)
+            await _change_saved(deps, payment, _not_sent, None)
             raise
         except GatewayOutcomeUnknown:
-            return await _change(deps, payment.id, lambda p, at: p.initiation_ambiguous(at=at))
+            return await _change_saved(deps, payment, _ambiguous, idempotency)
 
         if opened.found is None and opened.redirect_url is not None:
-            return await _change(deps, payment.id, _page_ready(opened, deps.page_ttl))
+            ready = _page_ready(opened, deps.page_ttl)
+            return await _change_saved(deps, payment, ready, idempotency)
         found = opened.found
         # The answer was lost; a query found what PayTabs holds for this cart.
         async with deps.uow() as uow:
@@ -175,8 +274,10 @@ async def _open_page(
                 payment.apply_gateway_result(
                     found, at=now, currency_conversion=deps.currency_conversion
                 )
+            await _answer(deps, uow, payment, idempotency)
             await uow.commit()
-            return payment
+        _answered(idempotency)
+        return payment
     raise AssertionError("unreachable: the loop returns on its last attempt")
 
 
@@ -184,6 +285,10 @@ def _rejected(refused: GatewayRejected) -> Callable[[Payment, datetime], object]
     reason = f"PayTabs refused the page: {refused.message}"
     code = "" if refused.code is None else str(refused.code)
     return lambda p, at: p.initiation_failed(reason, at=at, response_code=code)
+
+
+def _ambiguous(payment: Payment, at: datetime) -> object:
+    return payment.initiation_ambiguous(at=at)
 
 
 def _not_sent(payment: Payment, at: datetime) -> object:

@@ -62,6 +62,25 @@ class IdempotencyStore(Protocol):
     async def purge_expired(self, *, now: datetime) -> int: ...
 
 
+class IdempotencyKeys(Protocol):
+    """Idempotency keys inside a unit of work: the claim commits with the rows it guards (a
+    create claims its key and inserts its payment in one transaction) and the stored answer
+    with the state it describes. Same semantics as ``IdempotencyStore``."""
+
+    async def claim(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+    ) -> IdempotencyClaim: ...
+
+    async def complete(
+        self, scope: str, key: str, response: StoredResponse, *, now: datetime
+    ) -> None: ...
+
+
+class StaleVersion(Exception):
+    """A payment saved without its row lock was changed by another transaction since it was
+    read (optimistic ``version`` check). Nothing was written: reload it locked and apply again."""
+
+
 class PaymentRepository(Protocol):
     """Payments with their history and gateway transactions. Reads inside a unit of work."""
 
@@ -118,6 +137,7 @@ class WebhookInbox(Protocol):
 class UnitOfWork(Protocol):
     payments: PaymentRepository
     inbox: WebhookInbox
+    idempotency: IdempotencyKeys
 
     async def __aenter__(self) -> Self: ...
 

@@ -59,13 +59,29 @@ class RedisStreamSink:
         return not self._event_types or event_type in self._event_types
 
     async def deliver(self, event: OutboxEvent) -> None:
-        fields: dict[FieldT, EncodableT] = {
-            "id": event.event_id,
-            "type": event.type,
-            "payment_id": event.payment_id,
-            "envelope": event.envelope,
-        }
-        await self._client.xadd(self._stream, fields, maxlen=self._max_len, approximate=True)
+        await self._client.xadd(
+            self._stream, _fields_of(event), maxlen=self._max_len, approximate=True
+        )
+
+    async def deliver_many(self, events: Sequence[OutboxEvent]) -> list[Exception | None]:
+        """Every XADD in one pipeline (one round trip, no MULTI): an entry per event, in order;
+        per event None, or the error Redis gave for that one."""
+        if not events:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(self._stream, _fields_of(event), maxlen=self._max_len, approximate=True)
+            replies = await pipe.execute(raise_on_error=False)
+        return [reply if isinstance(reply, Exception) else None for reply in replies]
+
+
+def _fields_of(event: OutboxEvent) -> dict[FieldT, EncodableT]:
+    return {
+        "id": event.event_id,
+        "type": event.type,
+        "payment_id": event.payment_id,
+        "envelope": event.envelope,
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,14 +45,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import (
+    BigInteger,
+    String,
+    and_,
+    bindparam,
+    exists,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.sql.engine import upsert
+from paytabs_guard.adapters.sql.engine import upsert, write_transaction
 from paytabs_guard.adapters.sql.tables import outbox
 
 from .cloudevents import OutboxEvent
-from .sinks import Sink, SinkSet
+from .sinks import BatchSink, Sink, SinkSet
 from .tables import DEAD, DELIVERED, PENDING, event_deliveries
 
 logger = logging.getLogger(__name__)
@@ -106,6 +116,13 @@ class RelayStats:
         self.delivered += other.delivered
         self.retried += other.retried
         self.dead += other.dead
+
+
+class _LeaseLost:
+    """A claimed delivery not attempted because its lease ran out first."""
+
+
+LEASE_LOST: Final = _LeaseLost()
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +242,7 @@ class OutboxRelay:
             .values(published_at=now, claimed_by=self._instance_id)
             .returning(outbox.c.seq, outbox.c.event_id, outbox.c.payment_id, outbox.c.type)
         )
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             rows = (await conn.execute(claim)).all()
             deliveries = [
                 {
@@ -253,38 +270,60 @@ class OutboxRelay:
     # ---- delivery ------------------------------------------------------------------------
 
     async def _drain(self, sink: Sink) -> RelayStats:
-        """Deliver what is due for ``sink``, round after round, while the queue moves.
+        """Deliver what is due for ``sink`` in batches: one claim, the deliveries (pipelined by
+        a sink that can), one acknowledgement of every success; round after round while the
+        queue moves.
 
         A delivery that failed is not tried again in the same run (it waits for its backoff).
         A round in which nothing was delivered and nothing died ends the sink's turn: a sink
-        that is down costs one batch of attempts per run, not its whole backlog.
+        that is down costs one batch of attempts per run, not its whole backlog. A round that
+        was not full and freed no later event of its payments is the last one (no empty claim
+        to find that out).
         """
         stats = RelayStats()
         failed: set[int] = set()
         while True:
-            claimed = await self._claim(sink.name, failed)
+            claimed, more = await self._claim(sink.name, failed)
             if not claimed:
                 return stats
             moved = stats.delivered + stats.dead
-            for item in claimed:
-                if self._clock() >= item.lease_until:
-                    # Slow deliveries ate the lease: another relay may own this one by now.
-                    continue
-                if not await self._deliver(sink, item, stats):
+            outcomes = await self._deliver_batch(sink, claimed)
+            delivered = []
+            for item, outcome in zip(claimed, outcomes, strict=True):
+                if outcome is None:
+                    delivered.append(item.id)
+                elif isinstance(outcome, Exception):
                     failed.add(item.id)
-            if stats.delivered + stats.dead == moved:
+                    await self._record_failure(sink, item, outcome, stats)
+            await self._record_successes(delivered, stats)
+            if stats.delivered + stats.dead == moved or not more:
                 return stats
 
-    async def _claim(self, sink: str, exclude: set[int]) -> list[_Claimed]:
+    async def _claim(self, sink: str, exclude: set[int]) -> tuple[list[_Claimed], bool]:
+        """Claim a batch (with the events' envelopes, in one statement); the flag says whether
+        another round may find more: the batch was full, or a claimed event's payment has a
+        later one waiting behind it."""
         now = self._clock()
         lease_until = now + self._lease
         deliveries = event_deliveries
         older = event_deliveries.alias("older")
+        later = event_deliveries.alias("later")
         earlier_delivery_waits = exists().where(
             older.c.sink == deliveries.c.sink,
             older.c.payment_id == deliveries.c.payment_id,
             older.c.status == PENDING,
             older.c.seq < deliveries.c.seq,
+        )
+        # RETURNING expressions name the updated row's columns with the table's name: SQLite's
+        # RETURNING is rendered unqualified, where ``seq`` would mean the subquery's own column.
+        row_sink = literal_column(f"{deliveries.name}.sink", String())
+        row_payment = literal_column(f"{deliveries.name}.payment_id", String())
+        row_seq = literal_column(f"{deliveries.name}.seq", BigInteger())
+        later_delivery_waits = exists().where(
+            later.c.sink == row_sink,
+            later.c.payment_id == row_payment,
+            later.c.status == PENDING,
+            later.c.seq > row_seq,
         )
         # An older event of the payment that another relay is still fanning out has no
         # delivery row yet; without this check a newer one could overtake it.
@@ -310,53 +349,87 @@ class OutboxRelay:
             .limit(self._batch_size)
             .with_for_update(skip_locked=True)
         )
+        envelope = select(outbox.c.envelope).where(outbox.c.seq == row_seq).scalar_subquery()
         claim = (
             update(deliveries)
             .where(deliveries.c.id.in_(candidates.scalar_subquery()))
             .values(claimed_by=self._instance_id, claimed_until=lease_until)
-            .returning(deliveries.c.id, deliveries.c.seq, deliveries.c.attempts)
+            .returning(
+                deliveries.c.id,
+                deliveries.c.seq,
+                deliveries.c.attempts,
+                deliveries.c.event_id,
+                deliveries.c.payment_id,
+                deliveries.c.type,
+                envelope.label("envelope"),
+                later_delivery_waits.label("has_later"),
+            )
         )
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             rows = (await conn.execute(claim)).all()
-            if not rows:
-                return []
-            seqs = [row.seq for row in rows]
-            events = {event.seq: event for event in await _outbox_events(conn, seqs)}
         claimed = [
             _Claimed(
-                id=row.id, attempts=row.attempts, event=events[row.seq], lease_until=lease_until
+                id=row.id,
+                attempts=row.attempts,
+                event=OutboxEvent(
+                    seq=row.seq,
+                    event_id=row.event_id,
+                    payment_id=row.payment_id,
+                    type=row.type,
+                    envelope=row.envelope,
+                ),
+                lease_until=lease_until,
             )
             for row in rows
         ]
         claimed.sort(key=lambda item: item.event.seq)
-        return claimed
+        more = len(rows) >= self._batch_size or any(row.has_later for row in rows)
+        return claimed, more
 
-    async def _deliver(self, sink: Sink, item: _Claimed, stats: RelayStats) -> bool:
-        """Call the sink and record the outcome; True when it accepted the event."""
-        try:
-            await sink.deliver(item.event)
-        except Exception as error:
-            await self._record_failure(sink, item, error, stats)
-            return False
-        await self._record_success(item, stats)
-        return True
+    async def _deliver_batch(
+        self, sink: Sink, claimed: Sequence[_Claimed]
+    ) -> list[Exception | _LeaseLost | None]:
+        """Hand the claimed events to ``sink``: in one go when it takes batches (Redis pipelines
+        its XADDs), else one after the other. Per event: None when accepted, the error when
+        not, or ``LEASE_LOST`` when slow deliveries ate the lease before its turn (another
+        relay may own it by now: leave it alone)."""
+        if not claimed or self._clock() >= claimed[0].lease_until:
+            return [LEASE_LOST] * len(claimed)
+        if isinstance(sink, BatchSink):
+            try:
+                return list(await sink.deliver_many([item.event for item in claimed]))
+            except Exception as error:  # the whole batch failed (e.g. Redis unreachable)
+                return [error] * len(claimed)
+        outcomes: list[Exception | _LeaseLost | None] = []
+        for item in claimed:
+            if self._clock() >= item.lease_until:
+                outcomes.append(LEASE_LOST)
+                continue
+            try:
+                await sink.deliver(item.event)
+            except Exception as error:
+                outcomes.append(error)
+            else:
+                outcomes.append(None)
+        return outcomes
 
-    async def _record_success(self, item: _Claimed, stats: RelayStats) -> None:
-        # Not conditional on our lease: the event *was* delivered, whoever holds the row now.
-        mark = (
-            update(event_deliveries)
-            .where(event_deliveries.c.id == item.id, event_deliveries.c.status == PENDING)
-            .values(
-                status=DELIVERED,
-                attempts=event_deliveries.c.attempts + 1,
-                delivered_at=self._clock(),
-                claimed_by=None,
-                claimed_until=None,
+    async def _record_successes(self, ids: Sequence[int], stats: RelayStats) -> None:
+        """One acknowledgement for the batch's successes. Not conditional on our lease: the
+        events *were* delivered, whoever holds the rows now."""
+        if not ids:
+            return
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                _MARK_DELIVERED,
+                {
+                    "ids": list(ids),
+                    "status": DELIVERED,
+                    "delivered_at": self._clock(),
+                    "claimed_by": None,
+                    "claimed_until": None,
+                },
             )
-        )
-        async with self._engine.begin() as conn:
-            await conn.execute(mark)
-        stats.delivered += 1
+        stats.delivered += len(ids)
 
     async def _record_failure(
         self, sink: Sink, item: _Claimed, error: Exception, stats: RelayStats
@@ -383,7 +456,7 @@ class OutboxRelay:
                 dead_at=now if is_dead else None,
             )
         )
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(mark)
         if is_dead:
             stats.dead += 1
@@ -408,20 +481,14 @@ class OutboxRelay:
             )
 
 
-async def _outbox_events(conn: AsyncConnection, seqs: Sequence[int]) -> list[OutboxEvent]:
-    query = select(
-        outbox.c.seq, outbox.c.event_id, outbox.c.payment_id, outbox.c.type, outbox.c.envelope
-    ).where(outbox.c.seq.in_(seqs))
-    return [
-        OutboxEvent(
-            seq=row.seq,
-            event_id=row.event_id,
-            payment_id=row.payment_id,
-            type=row.type,
-            envelope=row.envelope,
-        )
-        for row in await conn.execute(query)
-    ]
+_MARK_DELIVERED: Final = (
+    update(event_deliveries)
+    .where(
+        event_deliveries.c.id.in_(bindparam("ids", expanding=True)),
+        event_deliveries.c.status == PENDING,
+    )
+    .values(attempts=event_deliveries.c.attempts + 1)
+)
 
 
 async def _first_of(*events: asyncio.Event, wait_seconds: float) -> None:

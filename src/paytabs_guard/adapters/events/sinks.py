@@ -33,6 +33,14 @@ class Sink(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchSink(Sink, Protocol):
+    """A sink that takes a batch at once (Redis pipelines it): one outcome per event, None
+    when accepted, the error when not. The relay uses it when a sink has it."""
+
+    async def deliver_many(self, events: Sequence[OutboxEvent]) -> Sequence[Exception | None]: ...
+
+
 class SinkSet(Protocol):
     """Something that contributes sinks that may change at run time (the ``EventBus``)."""
 

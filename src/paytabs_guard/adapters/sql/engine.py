@@ -4,25 +4,42 @@ SQLite: every transaction starts with ``BEGIN IMMEDIATE``, which takes the datab
 up front. A plain ``BEGIN`` reads first and upgrades on the first write, and an upgrade that
 meets another writer fails at once with "database is locked" (SQLite does not wait there, to
 avoid deadlocks). Taking the lock first makes concurrent writers queue on ``busy_timeout``
-instead. WAL lets readers outside these transactions go on while one writer works.
+instead, and the writers of one process queue before that on an in-process ``WriterGate``, so
+they sleep until their turn instead of polling the busy handler. WAL lets readers outside
+these transactions go on while one writer works.
 
-PostgreSQL: asyncpg with a pre-pinged pool; ``lock_timeout`` bounds how long a row lock is
-awaited, like ``busy_timeout`` on SQLite.
+PostgreSQL: asyncpg; ``lock_timeout`` bounds how long a row lock is awaited, like
+``busy_timeout`` on SQLite. No pre-ping on every checkout (a round trip per transaction): a
+connection is pinged only when it sat idle in the pool for ``IDLE_PING_SECONDS`` (an idle
+connection is the one a firewall or a failover cut), and a failed ping makes the pool retry
+with a new connection. A connection that breaks while in use fails its request once, and
+SQLAlchemy then recycles every connection older than the break. ``pool_recycle`` replaces
+connections after 30 minutes anyway. asyncpg's prepared-statement cache (per connection) and
+SQLAlchemy's compiled-statement cache stay on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
+import time
+import weakref
+from collections.abc import AsyncIterator
 from typing import Final
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 DEFAULT_POOL_SIZE: Final = 10
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 15.0
+IDLE_PING_SECONDS: Final = 30.0
+PREPARED_STATEMENT_CACHE_SIZE: Final = 100
 
 
 def create_engine(
@@ -31,6 +48,7 @@ def create_engine(
     pool_size: int = DEFAULT_POOL_SIZE,
     lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
     echo: bool = False,
+    idle_ping_seconds: float = IDLE_PING_SECONDS,
 ) -> AsyncEngine:
     """An async engine for ``sqlite+aiosqlite:///file`` or ``postgresql+asyncpg://…``.
 
@@ -50,7 +68,9 @@ def create_engine(
     if backend == "postgresql":
         if parsed.drivername != "postgresql+asyncpg":
             raise ValueError(f"use the postgresql+asyncpg driver, not {parsed.drivername}")
-        return _postgres_engine(url, pool_size, lock_timeout_seconds, echo)
+        engine = _postgres_engine(url, pool_size, lock_timeout_seconds, echo)
+        _ping_when_idle(engine, idle_ping_seconds)
+        return engine
     raise ValueError(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
 
 
@@ -79,7 +99,61 @@ def _sqlite_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) ->
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)
+    _GATES[engine.sync_engine] = WriterGate(lock_timeout)
     return engine
+
+
+class WriterGate:
+    """SQLite's write lock, taken in-process first: this process's writers queue on an asyncio
+    lock (a waiter sleeps until the holder commits and is woken at once, in arrival order)
+    instead of each polling SQLite's busy handler, which sleeps in growing steps and let the
+    p99 of a create reach 1.6 s at 16 connections. Other processes on the same file still meet
+    at ``BEGIN IMMEDIATE`` and ``busy_timeout``."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self._timeout = timeout_seconds
+        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    async def acquire(self) -> None:
+        """Wait for this process's turn to write; fails like SQLite does after the timeout."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            # One lock per event loop (tests run several loops over a process's life).
+            self._locks = {known: lk for known, lk in self._locks.items() if not known.is_closed()}
+            lock = self._locks[loop] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await lock.acquire()
+        except TimeoutError:
+            raise OperationalError(
+                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+            ) from None
+
+    def release(self) -> None:
+        self._locks[asyncio.get_running_loop()].release()
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, WriterGate] = weakref.WeakKeyDictionary()
+
+
+def writer_gate(engine: AsyncEngine) -> WriterGate | None:
+    """The engine's in-process writer gate (SQLite), or None (PostgreSQL locks rows)."""
+    return _GATES.get(engine.sync_engine)
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """``engine.begin()`` behind the writer gate on SQLite: a short committed transaction."""
+    gate = writer_gate(engine)
+    if gate is not None:
+        await gate.acquire()
+    try:
+        async with engine.begin() as connection:
+            yield connection
+    finally:
+        if gate is not None:
+            gate.release()
 
 
 def _postgres_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) -> AsyncEngine:
@@ -87,10 +161,12 @@ def _postgres_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) 
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,  # a failover or idle-connection cut should cost a reconnect, not a 500
         pool_recycle=1800,
         connect_args={
             "timeout": 10,
+            # Each statement is prepared once per connection and kept (an LRU of this size):
+            # the statements of the request path are far fewer, so none is prepared twice.
+            "prepared_statement_cache_size": PREPARED_STATEMENT_CACHE_SIZE,
             "server_settings": {
                 "application_name": "paytabs-guard",
                 "lock_timeout": str(round(lock_timeout * 1000)),
@@ -100,10 +176,36 @@ def _postgres_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) 
     )
 
 
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a connection at checkout only if it sat unused for ``idle_seconds``; a failed
+    ping raises ``DisconnectionError``, on which the pool retries with a fresh connection."""
+    dialect = engine.sync_engine.dialect
+
+    def on_checkin(_dbapi: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    def on_checkout(dbapi: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or time.monotonic() - returned_at < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi)
+        except Exception as error:
+            raise DisconnectionError(f"an idle connection is gone: {error}") from error
+
+    event.listen(engine.sync_engine.pool, "checkin", on_checkin)
+    event.listen(engine.sync_engine.pool, "checkout", on_checkout)
+
+
 def upsert(dialect: Dialect, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can say ``ON CONFLICT DO NOTHING / DO UPDATE``, in ``dialect``'s syntax."""
-    if dialect.name == "postgresql":
+    return upsert_for(dialect.name, table)
+
+
+def upsert_for(dialect_name: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """:func:`upsert` by dialect name (for statements built once per dialect)."""
+    if dialect_name == "postgresql":
         return postgresql.insert(table)
-    if dialect.name == "sqlite":
+    if dialect_name == "sqlite":
         return sqlite.insert(table)
-    raise ValueError(f"unsupported database {dialect.name!r}")
+    raise ValueError(f"unsupported database {dialect_name!r}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from paytabs_guard.service.ports import StaleVersion
 
-class ConcurrentUpdate(Exception):
+
+class ConcurrentUpdate(StaleVersion):
     """Another transaction saved this payment after it was read here (optimistic ``version``
     check). Nothing was written: load the payment again, with ``for_update=True``, and retry."""
 

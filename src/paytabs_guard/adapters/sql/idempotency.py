@@ -8,16 +8,19 @@ key exactly one gets NEW, on both databases.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import Row, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import ReturningInsert
 
 from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, StoredResponse
 
-from .engine import upsert
-from .tables import idempotency_keys
+from .engine import upsert_for, write_transaction
+from .tables import UtcDateTime, idempotency_keys
+from .transaction import Transaction
 
 MIN_TTL_SECONDS: Final = 24 * 3600
 """Keys live at least a day (Stripe prunes after ≥ 24 h): clients retry across hours."""
@@ -43,61 +46,27 @@ class SqlIdempotencyStore:
     ) -> IdempotencyClaim:
         """NEW when this request now owns the key (first use, or the old claim expired);
         otherwise what the stored claim says about a request with ``fingerprint``."""
-        if ttl_seconds < MIN_TTL_SECONDS:
-            raise ValueError(f"ttl_seconds must be at least {MIN_TTL_SECONDS}, got {ttl_seconds}")
-        claim = {
-            "scope": scope,
-            "key": key,
-            "fingerprint": fingerprint,
-            "status": IN_FLIGHT,
-            "response_status": None,
-            "response_body": None,
-            "resource_id": None,
-            "created_at": now,
-            "completed_at": None,
-            "expires_at": now + timedelta(seconds=ttl_seconds),
-        }
-        async with self._engine.begin() as connection:
-            base = upsert(connection.dialect, idempotency_keys).values(**claim)
-            takeover = {name: base.excluded[name] for name in claim if name not in ("scope", "key")}
-            statement = base.on_conflict_do_update(
-                index_elements=[_keys.scope, _keys.key],
-                set_=takeover,
-                where=(_keys.expires_at <= now)
-                | ((_keys.status == IN_FLIGHT) & (_keys.created_at <= now - self._lease)),
-            ).returning(_keys.key)
-            if (await connection.execute(statement)).first() is not None:
-                return IdempotencyClaim(ClaimStatus.NEW)
-            # The key is taken and alive; the upsert locked its row, so it cannot vanish now.
-            stored = (
-                await connection.execute(
-                    select(idempotency_keys).where(_keys.scope == scope, _keys.key == key)
-                )
-            ).one()
-        return _classify(stored, fingerprint)
+        async with write_transaction(self._engine) as connection:
+            return await claim_key(
+                connection,
+                scope,
+                key,
+                fingerprint,
+                now=now,
+                ttl_seconds=ttl_seconds,
+                lease=self._lease,
+            )
 
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime
     ) -> None:
         """Keep ``response`` to replay it for the key's lifetime."""
-        async with self._engine.begin() as connection:
-            # No row (purged, or taken over after expiring): the request is answered anyway, and
-            # failing it now would only make the client retry the work it just got done.
-            await connection.execute(
-                update(idempotency_keys)
-                .where(_keys.scope == scope, _keys.key == key)
-                .values(
-                    status=COMPLETED,
-                    response_status=response.status_code,
-                    response_body=response.body,
-                    resource_id=response.resource_id,
-                    completed_at=now,
-                )
-            )
+        async with write_transaction(self._engine) as connection:
+            await complete_key(connection, scope, key, response, now=now)
 
     async def release(self, scope: str, key: str) -> None:
         """Forget an IN_FLIGHT key whose request failed without an answer worth keeping."""
-        async with self._engine.begin() as connection:
+        async with write_transaction(self._engine) as connection:
             await connection.execute(
                 delete(idempotency_keys).where(
                     _keys.scope == scope, _keys.key == key, _keys.status == IN_FLIGHT
@@ -106,11 +75,136 @@ class SqlIdempotencyStore:
 
     async def purge_expired(self, *, now: datetime) -> int:
         """Delete expired keys; returns how many."""
-        async with self._engine.begin() as connection:
+        async with write_transaction(self._engine) as connection:
             result = await connection.execute(
                 delete(idempotency_keys).where(_keys.expires_at <= now)
             )
         return result.rowcount
+
+
+class SqlIdempotencyKeys:
+    """The ``IdempotencyKeys`` of one ``SqlUnitOfWork``: claims and answers that commit with it.
+    A claim runs at once (its answer decides what the request does); an answer is written with
+    the unit of work's other writes at commit (on PostgreSQL, in the same statement)."""
+
+    def __init__(
+        self,
+        transaction: Transaction,
+        answers: list[tuple[str, str, dict[str, object]]],
+        *,
+        in_flight_lease_seconds: float = 120.0,
+    ) -> None:
+        self._transaction = transaction
+        self._answers = answers
+        self._lease = timedelta(seconds=in_flight_lease_seconds)
+
+    async def claim(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+    ) -> IdempotencyClaim:
+        connection = await self._transaction.connection()
+        return await claim_key(
+            connection,
+            scope,
+            key,
+            fingerprint,
+            now=now,
+            ttl_seconds=ttl_seconds,
+            lease=self._lease,
+        )
+
+    async def complete(
+        self, scope: str, key: str, response: StoredResponse, *, now: datetime
+    ) -> None:
+        self._answers.append((scope, key, _answer_values(response, now)))
+
+
+async def claim_key(
+    connection: AsyncConnection,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    *,
+    now: datetime,
+    ttl_seconds: int,
+    lease: timedelta,
+) -> IdempotencyClaim:
+    """The claim upsert (module docstring) on ``connection``; the caller commits."""
+    if ttl_seconds < MIN_TTL_SECONDS:
+        raise ValueError(f"ttl_seconds must be at least {MIN_TTL_SECONDS}, got {ttl_seconds}")
+    claim = {
+        "scope": scope,
+        "key": key,
+        "fingerprint": fingerprint,
+        "status": IN_FLIGHT,
+        "response_status": None,
+        "response_body": None,
+        "resource_id": None,
+        "created_at": now,
+        "completed_at": None,
+        "expires_at": now + timedelta(seconds=ttl_seconds),
+    }
+    statement = _claim_statement(connection.dialect.name)
+    params = claim | {"b_now": now, "b_lease_start": now - lease}
+    if (await connection.execute(statement, params)).first() is not None:
+        return IdempotencyClaim(ClaimStatus.NEW)
+    # The key is taken and alive; the upsert locked its row, so it cannot vanish now.
+    stored = (await connection.execute(_SELECT_KEY, {"b_scope": scope, "b_key": key})).one()
+    return _classify(stored, fingerprint)
+
+
+async def complete_key(
+    connection: AsyncConnection, scope: str, key: str, response: StoredResponse, *, now: datetime
+) -> None:
+    # No row (purged, or taken over after expiring): the request is answered anyway, and
+    # failing it now would only make the client retry the work it just got done.
+    values = _answer_values(response, now)
+    await connection.execute(_COMPLETE, {**values, "b_scope": scope, "b_key": key})
+
+
+def _answer_values(response: StoredResponse, now: datetime) -> dict[str, object]:
+    return {
+        "status": COMPLETED,
+        "response_status": response.status_code,
+        "response_body": response.body,
+        "resource_id": response.resource_id,
+        "completed_at": now,
+    }
+
+
+_CLAIMED_COLUMNS: Final = (
+    "fingerprint",
+    "status",
+    "response_status",
+    "response_body",
+    "resource_id",
+    "created_at",
+    "completed_at",
+    "expires_at",
+)
+
+
+@functools.cache
+def _claim_statement(dialect_name: str) -> ReturningInsert[tuple[str]]:
+    """Built once per dialect and executed with parameters (a cached compiled statement)."""
+    base = upsert_for(dialect_name, idempotency_keys)
+    takeover = {name: base.excluded[name] for name in _CLAIMED_COLUMNS}
+    return base.on_conflict_do_update(
+        index_elements=[_keys.scope, _keys.key],
+        set_=takeover,
+        where=(_keys.expires_at <= bindparam("b_now", type_=UtcDateTime))
+        | (
+            (_keys.status == IN_FLIGHT)
+            & (_keys.created_at <= bindparam("b_lease_start", type_=UtcDateTime))
+        ),
+    ).returning(_keys.key)
+
+
+_SELECT_KEY: Final = select(idempotency_keys).where(
+    _keys.scope == bindparam("b_scope"), _keys.key == bindparam("b_key")
+)
+_COMPLETE: Final = update(idempotency_keys).where(
+    _keys.scope == bindparam("b_scope"), _keys.key == bindparam("b_key")
+)
 
 
 def _classify(stored: Row[tuple[object, ...]], fingerprint: str) -> IdempotencyClaim:

@@ -12,13 +12,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final, TypeAlias
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from paytabs_guard.domain import PaymentEvent
 from paytabs_guard.domain.events import EventData
 
-from .engine import upsert
 from .tables import outbox
+from .writes import Writes
 
 SOURCE: Final = "paytabs-guard"
 
@@ -45,9 +43,7 @@ def envelope_json(event: PaymentEvent) -> str:
     return json.dumps(envelope(event), ensure_ascii=False, separators=(",", ":"))
 
 
-async def append(
-    connection: AsyncConnection, events: Sequence[PaymentEvent], *, now: datetime
-) -> None:
+async def append(writes: Writes, events: Sequence[PaymentEvent], *, now: datetime) -> None:
     """Insert ``events`` in order; an event id already in the outbox is skipped, never doubled."""
     if not events:
         return
@@ -61,10 +57,7 @@ async def append(
         }
         for event in events
     ]
-    statement = upsert(connection.dialect, outbox).on_conflict_do_nothing(
-        index_elements=[outbox.c.event_id]
-    )
-    await connection.execute(statement, rows)
+    await writes.insert_events(outbox, rows)
 
 
 def _rfc3339(at: datetime) -> str:

@@ -8,23 +8,31 @@ entries, gateway transactions, conflict notes and cart ids.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+import functools
+import json
+import weakref
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from sqlalchemy import (
+    JSON,
+    BindParameter,
     ColumnElement,
     RowMapping,
+    ScalarSelect,
+    Select,
     Table,
     and_,
-    delete,
+    bindparam,
+    func,
     literal,
     or_,
     select,
     true,
     tuple_,
-    update,
+    type_coerce,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -53,6 +61,7 @@ from .tables import (
     payments,
 )
 from .transaction import Transaction
+from .writes import Writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,20 @@ class _Entry:
     written: _Snapshot | None = None  # what this transaction wrote, until it commits
 
 
+_COMMITTED: weakref.WeakKeyDictionary[Payment, tuple[int, _Snapshot]] = weakref.WeakKeyDictionary()
+"""What was committed for a payment object still in memory, at which version. A unit of work
+given that object back (``add`` of a saved payment) writes behind the ``version`` check without
+reading the payment again: if the row still holds that version, it holds this snapshot (every
+write bumps the version), and if not the update matches no row and raises ConcurrentUpdate."""
+
+
+def _committed_snapshot(payment: Payment) -> _Snapshot | None:
+    known = _COMMITTED.get(payment)
+    if known is None or known[0] != payment.version:
+        return None
+    return known[1]
+
+
 class SqlPaymentRepository:
     """The ``PaymentRepository`` of one ``SqlUnitOfWork``."""
 
@@ -92,21 +115,15 @@ class SqlPaymentRepository:
 
     async def get(self, payment_id: str, *, for_update: bool = False) -> Payment | None:
         """The payment ``payment_id``; ``for_update`` locks it until the unit of work ends."""
-        return _first(await self._load(payments.c.id == payment_id, for_update=for_update))
+        return _first(await self._lookup("id", payment_id, for_update))
 
     async def get_by_cart_id(self, cart_id: str, *, for_update: bool = False) -> Payment | None:
         """The payment whose current or earlier gateway attempt used ``cart_id``."""
-        owner = select(payment_cart_ids.c.payment_id).where(payment_cart_ids.c.cart_id == cart_id)
-        where = payments.c.id == owner.scalar_subquery()
-        return _first(await self._load(where, for_update=for_update))
+        return _first(await self._lookup("cart_id", cart_id, for_update))
 
     async def get_by_tran_ref(self, tran_ref: str, *, for_update: bool = False) -> Payment | None:
         """The payment owning ``tran_ref`` (its originating transaction or a follow-up)."""
-        follow_up = select(gateway_transactions.c.payment_id).where(
-            gateway_transactions.c.tran_ref == tran_ref
-        )
-        where = or_(payments.c.tran_ref == tran_ref, payments.c.id.in_(follow_up))
-        return _first(await self._load(where, for_update=for_update))
+        return _first(await self._lookup("tran_ref", tran_ref, for_update))
 
     async def list(
         self,
@@ -170,21 +187,24 @@ class SqlPaymentRepository:
 
     # ---- writing: called by the unit of work ------------------------------------------------
 
-    async def flush(self) -> Sequence[PaymentEvent]:
-        """Write every new or changed payment; return their pending events, in order."""
+    async def flush(self, writes: Callable[[], Awaitable[Writes]]) -> Sequence[PaymentEvent]:
+        """Write every new or changed payment through ``writes()`` (asked for only when there
+        is something to write); return their pending events, in order."""
         events: list[PaymentEvent] = []
         for entry in self._entries.values():
             payment = entry.payment
             if entry.stored is None and payment.version == 0:
-                entry.written = await self._insert(payment)
+                entry.written = await _insert(await writes(), payment)
             else:
                 if entry.stored is None:
-                    entry.stored = await self._stored_version(payment)
+                    entry.stored = _committed_snapshot(payment) or await self._stored_version(
+                        payment
+                    )
                 stored = entry.stored
                 current = _snapshot(payment, next_seq=stored.next_seq)
                 if current == stored and not payment.pending_events:
                     continue
-                entry.written = await self._update(payment, stored)
+                entry.written = await _update(await writes(), payment, stored)
             events.extend(payment.pending_events)
         return events
 
@@ -195,6 +215,7 @@ class SqlPaymentRepository:
                 entry.payment.version += 1
                 entry.payment.collect_events()
                 entry.stored, entry.written = entry.written, None
+                _COMMITTED[entry.payment] = (entry.payment.version, entry.stored)
 
     def rolled_back(self) -> None:
         """The transaction rolled back: nothing was written, the payments keep their events."""
@@ -202,6 +223,14 @@ class SqlPaymentRepository:
             entry.written = None
 
     # ---- loading ----------------------------------------------------------------------------
+
+    async def _lookup(self, by: str, key: str, for_update: bool) -> Sequence[Payment]:
+        connection = await self._transaction.connection()
+        if for_update and connection.dialect.name == "postgresql":
+            await connection.execute(_lock_statement(by), {"key": key})
+            for_update = False  # locked above; read below with a snapshot taken after the lock
+        statement = _lookup_statement(connection.dialect.name, by, for_update)
+        return await self._loaded(connection, statement, {"key": key})
 
     async def _load(
         self,
@@ -211,15 +240,23 @@ class SqlPaymentRepository:
         order_by: Sequence[ColumnElement[Any]] = (),
         limit: int | None = None,
     ) -> Sequence[Payment]:
-        statement = select(payments).where(where).order_by(*order_by).limit(limit)
-        if for_update:
-            # Taken even for a payment already in the identity map: the lock is the point.
-            # SQLite ignores FOR UPDATE; its transaction holds the database write lock.
-            statement = statement.with_for_update()
         connection = await self._transaction.connection()
-        rows = (await connection.execute(statement)).mappings().all()
+        statement = (
+            _select_payments(connection.dialect.name).where(where).order_by(*order_by).limit(limit)
+        )
+        if for_update:
+            if connection.dialect.name == "postgresql":
+                await connection.execute(select(payments.c.id).where(where).with_for_update())
+            else:
+                statement = statement.with_for_update(of=payments)
+        return await self._loaded(connection, statement, {})
+
+    async def _loaded(
+        self, connection: AsyncConnection, statement: Select[Any], params: dict[str, Any]
+    ) -> Sequence[Payment]:
+        rows = (await connection.execute(statement, params)).mappings().all()
         fresh = [row for row in rows if row["id"] not in self._entries]
-        for payment, next_seq in await _build(connection, fresh):
+        for payment, next_seq in _build(fresh):
             stored = _snapshot(payment, next_seq=next_seq)
             self._entries[payment.id] = _Entry(payment, stored=stored)
         return [self._entries[row["id"]].payment for row in rows]
@@ -227,88 +264,73 @@ class SqlPaymentRepository:
     async def _stored_version(self, payment: Payment) -> _Snapshot:
         """The stored state of a re-attached payment, if it is still at ``payment.version``."""
         connection = await self._transaction.connection()
-        statement = select(payments).where(payments.c.id == payment.id).with_for_update()
+        statement = _select_payments(connection.dialect.name).where(payments.c.id == payment.id)
+        if connection.dialect.name == "postgresql":
+            await connection.execute(_lock_statement("id"), {"key": payment.id})
+        else:
+            statement = statement.with_for_update(of=payments)
         rows = (await connection.execute(statement)).mappings().all()
-        built = await _build(connection, rows)
+        built = _build(rows)
         if not built or built[0][0].version != payment.version:
             raise ConcurrentUpdate(payment.id, payment.version)
         stored, next_seq = built[0]
         return _snapshot(stored, next_seq=next_seq)
 
-    # ---- writing ----------------------------------------------------------------------------
 
-    async def _insert(self, payment: Payment) -> _Snapshot:
-        connection = await self._transaction.connection()
-        await connection.execute(payments.insert().values(**_payment_row(payment), version=1))
-        cart_ids = _cart_ids(payment)
-        await _insert_rows(connection, payment_cart_ids, _cart_id_rows(payment.id, cart_ids, ()))
-        await _insert_rows(connection, payment_transitions, _history_rows(payment, 0))
-        await _insert_rows(connection, payment_conflicts, _conflict_rows(payment, 0))
-        records = payment.transactions
-        rows = [_transaction_row(payment.id, seq, t) for seq, t in enumerate(records)]
-        await _insert_rows(connection, gateway_transactions, rows)
-        return _snapshot(payment, next_seq=len(records))
-
-    async def _update(self, payment: Payment, stored: _Snapshot) -> _Snapshot:
-        if len(payment.history) < stored.history or len(payment.conflicts) < stored.conflicts:
-            raise ValueError(f"payment {payment.id}: history and conflicts are append-only")
-        connection = await self._transaction.connection()
-        result = await connection.execute(
-            update(payments)
-            .where(payments.c.id == payment.id, payments.c.version == payment.version)
-            .values(**_payment_row(payment), version=payment.version + 1)
-        )
-        if result.rowcount != 1:
-            raise ConcurrentUpdate(payment.id, payment.version)
-        cart_ids = _cart_ids(payment)
-        new_cart_ids = _cart_id_rows(payment.id, cart_ids, stored.cart_ids)
-        await _insert_rows(connection, payment_cart_ids, new_cart_ids)
-        await _insert_rows(connection, payment_transitions, _history_rows(payment, stored.history))
-        await _insert_rows(connection, payment_conflicts, _conflict_rows(payment, stored.conflicts))
-        next_seq = await _write_transactions(connection, payment, stored)
-        return _snapshot(payment, next_seq=next_seq)
+# ---- writing --------------------------------------------------------------------------------
 
 
-async def _write_transactions(
-    connection: AsyncConnection, payment: Payment, stored: _Snapshot
-) -> int:
+async def _insert(writes: Writes, payment: Payment) -> _Snapshot:
+    await writes.insert_payment(payment.id, {**_payment_row(payment), "version": 1})
+    cart_ids = _cart_ids(payment)
+    await writes.insert_children(
+        payment.id, payment_cart_ids, _cart_id_rows(payment.id, cart_ids, ())
+    )
+    await writes.insert_children(payment.id, payment_transitions, _history_rows(payment, 0))
+    await writes.insert_children(payment.id, payment_conflicts, _conflict_rows(payment, 0))
+    records = payment.transactions
+    rows = [_transaction_row(payment.id, seq, t) for seq, t in enumerate(records)]
+    await writes.insert_children(payment.id, gateway_transactions, rows)
+    return _snapshot(payment, next_seq=len(records))
+
+
+async def _update(writes: Writes, payment: Payment, stored: _Snapshot) -> _Snapshot:
+    if len(payment.history) < stored.history or len(payment.conflicts) < stored.conflicts:
+        raise ValueError(f"payment {payment.id}: history and conflicts are append-only")
+    values = _payment_row(payment)
+    del values["id"]
+    values["version"] = payment.version + 1
+    await writes.update_payment(payment.id, payment.version, values)
+    new_cart_ids = _cart_id_rows(payment.id, _cart_ids(payment), stored.cart_ids)
+    await writes.insert_children(payment.id, payment_cart_ids, new_cart_ids)
+    history = _history_rows(payment, stored.history)
+    await writes.insert_children(payment.id, payment_transitions, history)
+    conflicts = _conflict_rows(payment, stored.conflicts)
+    await writes.insert_children(payment.id, payment_conflicts, conflicts)
+    next_seq = await _write_transactions(writes, payment, stored)
+    return _snapshot(payment, next_seq=next_seq)
+
+
+async def _write_transactions(writes: Writes, payment: Payment, stored: _Snapshot) -> int:
     """Mirror ``payment.transactions``: statuses change in place, and a new attempt drops the
     abandoned page's record. Returns the next free ``seq``."""
     current = {record.tran_ref: record for record in payment.transactions}
     gone = [ref for ref in stored.transactions if ref not in current]
     if gone:
-        await connection.execute(
-            delete(gateway_transactions).where(
-                gateway_transactions.c.payment_id == payment.id,
-                gateway_transactions.c.tran_ref.in_(gone),
-            )
-        )
+        await writes.delete_transactions(payment.id, gone)
     next_seq = stored.next_seq
+    inserts: list[dict[str, object]] = []
     for record in payment.transactions:
         before = stored.transactions.get(record.tran_ref)
         if before is None:
-            row = _transaction_row(payment.id, next_seq, record)
-            await connection.execute(gateway_transactions.insert().values(**row))
+            inserts.append(_transaction_row(payment.id, next_seq, record))
             next_seq += 1
         elif before != record:
             row = _transaction_row(payment.id, 0, record)
             del row["seq"], row["tran_ref"], row["payment_id"]
-            await connection.execute(
-                update(gateway_transactions)
-                .where(
-                    gateway_transactions.c.tran_ref == record.tran_ref,
-                    gateway_transactions.c.payment_id == payment.id,
-                )
-                .values(**row)
-            )
+            await writes.update_transaction(payment.id, record.tran_ref, row)
+    await writes.insert_children(payment.id, gateway_transactions, inserts)
     return next_seq
-
-
-async def _insert_rows(
-    connection: AsyncConnection, table: Table, rows: list[dict[str, object]]
-) -> None:
-    if rows:
-        await connection.execute(table.insert(), rows)
 
 
 def _first(found: Sequence[Payment]) -> Payment | None:
@@ -440,41 +462,116 @@ def _transaction_row(payment_id: str, seq: int, record: GatewayTransaction) -> d
 # ---- rows -> domain ---------------------------------------------------------------------------
 
 
-async def _build(
-    connection: AsyncConnection, rows: Sequence[RowMapping]
-) -> list[tuple[Payment, int]]:
-    """Payments from their ``payments`` rows, children loaded in one query per table.
-    Each comes with the next free ``gateway_transactions.seq``."""
-    if not rows:
-        return []
-    ids = [row["id"] for row in rows]
-    cart_ids = await _children(connection, payment_cart_ids, ids, payment_cart_ids.c.attempt)
-    history = await _children(connection, payment_transitions, ids, payment_transitions.c.seq)
-    records = await _children(connection, gateway_transactions, ids, gateway_transactions.c.seq)
-    conflicts = await _children(connection, payment_conflicts, ids, payment_conflicts.c.id)
+_KEY: BindParameter[str] = bindparam("key")
+_LOOKUPS: Final[dict[str, ColumnElement[bool]]] = {
+    "id": payments.c.id == _KEY,
+    "cart_id": payments.c.id
+    == select(payment_cart_ids.c.payment_id)
+    .where(payment_cart_ids.c.cart_id == _KEY)
+    .scalar_subquery(),
+    "tran_ref": or_(
+        payments.c.tran_ref == _KEY,
+        payments.c.id.in_(
+            select(gateway_transactions.c.payment_id).where(gateway_transactions.c.tran_ref == _KEY)
+        ),
+    ),
+}
+
+
+@functools.cache
+def _lock_statement(by: str) -> Select[Any]:
+    """PostgreSQL locks a payment with a statement of its own, before reading it whole. One
+    statement would read the child rows (its subqueries) with the snapshot taken *before*
+    waiting for the lock: after the wait it would see the payment row as the other transaction
+    left it (PostgreSQL re-reads a locked row) but that transaction's history and gateway
+    transactions not at all. The read after the lock takes a new snapshot (READ COMMITTED)."""
+    return select(payments.c.id).where(_LOOKUPS[by]).with_for_update()
+
+
+@functools.cache
+def _lookup_statement(dialect_name: str, by: str, for_update: bool) -> Select[Any]:
+    """One statement object per lookup, built once: SQLAlchemy then finds its compiled form
+    by a memoized cache key instead of building a statement and its key on every call."""
+    statement = _select_payments(dialect_name).where(_LOOKUPS[by])
+    # Locked even for a payment already in the identity map: the lock is the point. SQLite
+    # ignores FOR UPDATE; its transaction holds the database write lock.
+    return statement.with_for_update(of=payments) if for_update else statement
+
+
+_CHILDREN: Final = (
+    ("cart_ids", payment_cart_ids, "attempt"),
+    ("history", payment_transitions, "seq"),
+    ("records", gateway_transactions, "seq"),
+    ("conflicts", payment_conflicts, "id"),
+)
+
+
+def _select_payments(dialect_name: str) -> Select[Any]:
+    """``payments`` rows with their child rows as JSON arrays, so one query loads a payment
+    whole (four child selects before). Each child row is a JSON array of the table's columns;
+    order is restored in Python from the ordering column, which needs no aggregate ``ORDER BY``
+    (SQLite before 3.44 has none)."""
+    children = [
+        _children_json(dialect_name, table).label(f"_children_{name}")
+        for name, table, _ in _CHILDREN
+    ]
+    return select(payments, *children)
+
+
+def _children_json(dialect_name: str, table: Table) -> ScalarSelect[Any]:
+    columns = list(table.c)
+    if dialect_name == "postgresql":
+        aggregate = func.json_agg(func.json_build_array(*columns))
+    else:
+        aggregate = func.json_group_array(func.json_array(*columns))
+    return (
+        select(type_coerce(aggregate, JSON))
+        .where(table.c.payment_id == payments.c.id)
+        .correlate(payments)
+        .scalar_subquery()
+    )
+
+
+def _child_rows(row: RowMapping, name: str, table: Table, order: str) -> list[dict[str, Any]]:
+    """The child rows of ``table`` in ``row`` as column -> value maps, ordered by ``order``."""
+    raw = row[f"_children_{name}"]
+    items = json.loads(raw) if isinstance(raw, str) else raw or []
+    columns = list(table.c)
+    rows = []
+    for item in items:
+        child: dict[str, Any] = {}
+        for column, value in zip(columns, item, strict=True):
+            if value is not None and isinstance(column.type, UtcDateTime):
+                value = _instant(value)
+            child[column.name] = value
+        rows.append(child)
+    rows.sort(key=lambda child: child[order])
+    return rows
+
+
+def _instant(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _build(rows: Sequence[RowMapping]) -> list[tuple[Payment, int]]:
+    """Payments from rows of :func:`_select_payments`, each with the next free
+    ``gateway_transactions.seq``."""
     built = []
     for row in rows:
-        own_records = records.get(row["id"], [])
+        cart_ids, history, records, conflicts = (
+            _child_rows(row, name, table, order) for name, table, order in _CHILDREN
+        )
         payment = _payment(
             row,
-            cart_ids=[child["cart_id"] for child in cart_ids.get(row["id"], [])],
-            history=[_transition(child) for child in history.get(row["id"], [])],
-            records=[_gateway_transaction(child) for child in own_records],
-            conflicts=[_conflict(child) for child in conflicts.get(row["id"], [])],
+            cart_ids=[child["cart_id"] for child in cart_ids],
+            history=[_transition(child) for child in history],
+            records=[_gateway_transaction(child) for child in records],
+            conflicts=[_conflict(child) for child in conflicts],
         )
-        next_seq = max((child["seq"] for child in own_records), default=-1) + 1
+        next_seq = max((child["seq"] for child in records), default=-1) + 1
         built.append((payment, next_seq))
     return built
-
-
-async def _children(
-    connection: AsyncConnection, table: Table, ids: Iterable[str], order: ColumnElement[Any]
-) -> dict[str, list[RowMapping]]:
-    statement = select(table).where(table.c.payment_id.in_(list(ids))).order_by(order)
-    grouped: dict[str, list[RowMapping]] = {}
-    for row in (await connection.execute(statement)).mappings():
-        grouped.setdefault(row["payment_id"], []).append(row)
-    return grouped
 
 
 def _payment(
@@ -524,7 +621,7 @@ def _hold(row: RowMapping) -> FollowUpHold | None:
     )
 
 
-def _transition(row: RowMapping) -> Transition:
+def _transition(row: Mapping[str, Any]) -> Transition:
     return Transition(
         from_state=PaymentState(row["from_state"]) if row["from_state"] else None,
         to_state=PaymentState(row["to_state"]),
@@ -536,7 +633,7 @@ def _transition(row: RowMapping) -> Transition:
     )
 
 
-def _gateway_transaction(row: RowMapping) -> GatewayTransaction:
+def _gateway_transaction(row: Mapping[str, Any]) -> GatewayTransaction:
     return GatewayTransaction(
         tran_ref=row["tran_ref"],
         previous_tran_ref=row["previous_tran_ref"],
@@ -554,7 +651,7 @@ def _gateway_transaction(row: RowMapping) -> GatewayTransaction:
     )
 
 
-def _conflict(row: RowMapping) -> ConflictNote:
+def _conflict(row: Mapping[str, Any]) -> ConflictNote:
     return ConflictNote(
         tran_ref=row["tran_ref"],
         tran_type=TranType(row["tran_type"]),

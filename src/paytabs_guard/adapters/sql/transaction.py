@@ -5,6 +5,8 @@ from __future__ import annotations
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .engine import writer_gate
+
 
 class Transaction:
     """Begins on first use, so a unit of work that never touches the database costs nothing
@@ -12,16 +14,24 @@ class Transaction:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._gate = writer_gate(engine)
         self._connection: AsyncConnection | None = None
 
     async def connection(self) -> AsyncConnection:
-        """The transaction's connection, beginning the transaction if needed."""
+        """The transaction's connection, beginning the transaction if needed (on SQLite after
+        this process's writer gate let it through)."""
         if self._connection is None:
-            connection = await self._engine.connect()
+            if self._gate is not None:
+                await self._gate.acquire()
             try:
-                await connection.begin()
+                connection = await self._engine.connect()
+                try:
+                    await connection.begin()
+                except BaseException:
+                    await _close(connection)
+                    raise
             except BaseException:
-                await _close(connection)
+                self._open_gate()
                 raise
             self._connection = connection
         return self._connection
@@ -33,7 +43,10 @@ class Transaction:
             try:
                 await connection.commit()
             finally:
-                await _close(connection)
+                try:
+                    await _close(connection)
+                finally:
+                    self._open_gate()
 
     async def rollback(self) -> None:
         """Roll back whatever is open and give the connection back."""
@@ -45,7 +58,14 @@ class Transaction:
                 try:
                     await connection.rollback()
                 finally:
-                    await connection.close()
+                    try:
+                        await connection.close()
+                    finally:
+                        self._open_gate()
+
+    def _open_gate(self) -> None:
+        if self._gate is not None:
+            self._gate.release()
 
 
 async def _close(connection: AsyncConnection) -> None:

@@ -8,12 +8,19 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.service.ports import PaymentRepository, UnitOfWorkFactory, WebhookInbox
+from paytabs_guard.service.ports import (
+    IdempotencyKeys,
+    PaymentRepository,
+    UnitOfWorkFactory,
+    WebhookInbox,
+)
 
 from . import outbox
+from .idempotency import SqlIdempotencyKeys
 from .inbox import SqlWebhookInbox
 from .repository import SqlPaymentRepository
 from .transaction import Transaction
+from .writes import Writes, writes_for
 
 Clock = Callable[[], datetime]
 
@@ -35,6 +42,7 @@ class SqlUnitOfWork:
 
     payments: PaymentRepository
     inbox: WebhookInbox
+    idempotency: IdempotencyKeys
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self._clock = clock
@@ -42,6 +50,8 @@ class SqlUnitOfWork:
         self._payments = SqlPaymentRepository(self._transaction)
         self.payments = self._payments
         self.inbox = SqlWebhookInbox(self._transaction)
+        self._answers: list[tuple[str, str, dict[str, object]]] = []
+        self.idempotency = SqlIdempotencyKeys(self._transaction, self._answers)
 
     async def __aenter__(self) -> Self:
         return self
@@ -53,11 +63,22 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         """Write changed payments (raising ``ConcurrentUpdate`` if another transaction saved one
         first) and their pending events, then commit."""
+        writes: Writes | None = None
+
+        async def open_writes() -> Writes:
+            nonlocal writes
+            if writes is None:
+                writes = writes_for(await self._transaction.connection())
+            return writes
+
         try:
-            events = await self._payments.flush()
+            events = await self._payments.flush(open_writes)
             if events:
-                connection = await self._transaction.connection()
-                await outbox.append(connection, events, now=self._clock())
+                await outbox.append(await open_writes(), events, now=self._clock())
+            for scope, key, values in self._answers:
+                await (await open_writes()).complete_key(scope, key, values)
+            if writes is not None:
+                await writes.finish()  # PostgreSQL: everything above, as one statement
             await self._transaction.commit()
         except BaseException:
             await self._rollback()

@@ -27,7 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from paytabs_guard.bootstrap import Container
-from paytabs_guard.service.ports import ClaimStatus, StoredResponse
+from paytabs_guard.domain import Payment
+from paytabs_guard.service.payments import IdempotentCreate, KeyTaken
+from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, StoredResponse
 
 from .auth import ApiClient
 from .errors import problem_for, request_id_of
@@ -157,3 +159,93 @@ async def run_idempotent(
     )
     await store.complete(client.id, key, stored, now=now())
     return response
+
+
+async def run_idempotent_create(
+    request: Request,
+    container: Container,
+    client: ApiClient,
+    key: str | None,
+    body: Any,  # JSON-ready
+    create: Callable[[IdempotentCreate | None], Awaitable[Payment]],
+    respond: Callable[[Payment], Response],
+    *,
+    wait_seconds: float,
+    resource_id: Callable[[Response], str | None] = lambda _: None,
+) -> Response:
+    """:func:`run_idempotent` for a create, with the key handled inside the create's own two
+    transactions (claimed with the payment's insert, completed with PayTabs' answer) instead of
+    two more of its own. Same answers, same races: the claim is the same upsert."""
+    if key is None:
+        return respond(await create(None))
+    store = container.idempotency
+    metrics = container.metrics
+    print_ = fingerprint(request.method, request.url.path, body)
+    answers: list[Response] = []
+
+    def answer(payment: Payment) -> StoredResponse:
+        response = respond(payment)
+        answers.append(response)
+        return _stored(response, resource_id)
+
+    def claimed_new() -> None:
+        metrics.idempotency.labels("new").inc()
+
+    deadline = time.monotonic() + wait_seconds
+    delay = _FIRST_POLL
+    while True:
+        idempotency = IdempotentCreate(client.id, key, print_, TTL_SECONDS, answer, claimed_new)
+        try:
+            payment = await create(idempotency)
+        except KeyTaken as taken:
+            early = _answer_for_taken(request, container, taken.claim, deadline)
+            if early is not None:
+                return early
+            # Another request owns the key (maybe on another instance): wait for its answer.
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, _MAX_POLL)
+            continue
+        except Exception as error:
+            if not idempotency.claimed or idempotency.completed:
+                raise  # the claim rolled back with the payment's insert, or the answer is stored
+            problem = problem_for(error)
+            if problem is None or problem.status >= 500:
+                await store.release(client.id, key)
+                raise
+            response = problem_response(problem, request_id_of(request))
+            stored = _stored(response, resource_id)
+            await store.complete(client.id, key, stored, now=container.payments.clock())
+            return response
+        except BaseException:
+            # Cancelled (shutdown, disconnect): free the key even so, or retries would get 409s.
+            if idempotency.claimed and not idempotency.completed:
+                await asyncio.shield(store.release(client.id, key))
+            raise
+        return answers[-1] if answers and idempotency.completed else respond(payment)
+
+
+def _answer_for_taken(
+    request: Request, container: Container, claim: IdempotencyClaim, deadline: float
+) -> Response | None:
+    """The answer for a key another request holds, or None to wait and try again."""
+    metrics_label = None
+    response: Response | None = None
+    if claim.status is ClaimStatus.COMPLETED and claim.response is not None:
+        metrics_label, response = "replayed", replay(claim.response)
+    elif claim.status is ClaimStatus.MISMATCH:
+        metrics_label = "mismatch"
+        response = problem_response(key_mismatch(), request_id_of(request))
+    elif time.monotonic() >= deadline:
+        metrics_label = "in_flight"
+        response = problem_response(key_in_flight(), request_id_of(request))
+    if metrics_label is not None:
+        container.metrics.idempotency.labels(metrics_label).inc()
+    return response
+
+
+def _stored(response: Response, resource_id: Callable[[Response], str | None]) -> StoredResponse:
+    return StoredResponse(
+        status_code=response.status_code,
+        body=bytes(response.body).decode("utf-8"),
+        resource_id=resource_id(response),
+    )

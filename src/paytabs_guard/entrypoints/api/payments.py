@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from paytabs_guard.domain import Money, Payment, PaymentState
 from paytabs_guard.service.gateway import GatewayOutcomeUnknown
 from paytabs_guard.service.payments import (
+    IdempotentCreate,
     capture_payment,
     create_payment,
     get_payment,
@@ -30,7 +31,7 @@ from . import problems
 from .auth import ApiClient
 from .dependencies import ClientDep, IdempotencyKeyDep, PaymentDepsDep, RuntimeDep
 from .errors import gateway_unavailable, request_id_of
-from .idempotency import run_idempotent
+from .idempotency import run_idempotent, run_idempotent_create
 from .prefer_wait import requested_wait
 from .problems import Problem, problem_response
 from .runtime import Runtime
@@ -104,10 +105,13 @@ async def create(
         problem = gateway_unavailable(wait, prefer_wait=held)
         return problem_response(problem, request_id_of(request))
 
-    async def create_it() -> Response:
-        payment = await create_payment(container.payments, body.command())
+    async def create_it(idempotency: IdempotentCreate | None) -> Payment:
+        payment = await create_payment(container.payments, body.command(), idempotency=idempotency)
         container.metrics.payment_result("applied", "api", "created", payment.state.value)
         container.relay.notify()
+        return payment
+
+    def respond(payment: Payment) -> Response:
         if payment.state is PaymentState.FAILED:
             return _refused(payment, request)
         status = 202 if payment.state is PaymentState.UNKNOWN else 201
@@ -118,13 +122,14 @@ async def create(
             **{"x-payment-id": payment.id},
         )
 
-    response = await run_idempotent(
+    response = await run_idempotent_create(
         request,
         container,
         client,
         key,
         body.model_dump(mode="json"),
         create_it,
+        respond,
         wait_seconds=runtime.options.idempotency_wait_seconds,
         resource_id=_payment_id,
     )

@@ -49,12 +49,12 @@ import httpx
 from paytabs_guard.adapters.paytabs.payloads import HostedPageRequest
 from paytabs_guard.bootstrap import build_paytabs_client
 from paytabs_guard.domain import Money
-from paytabs_guard.entrypoints.serve import SERVICE_APP
 from paytabs_guard.settings import load_settings
 from paytabs_simulator.config import DEFAULT_SERVER_KEY
 from paytabs_simulator.signing import sign_body
 
 from .load_client import Connection, LoadResult, build_request, percentile, run_closed_loop
+from .load_counted import COUNTED_SERVICE_APP, COUNTS_ENV, FLUSH_SECONDS, read_counts
 from .load_procs import Server, machine_cpu, postgres_backends_cpu, rss_bytes, start_server
 from .load_server import BARE_APP
 from .load_support import (
@@ -263,6 +263,7 @@ class ConfigResult:
     phases: dict[str, Phase] = field(default_factory=dict)
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
+    per_operation: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def throughput(self, phase: str) -> float:
         value = self.phases.get(phase, {}).get("throughput_rps", 0.0)
@@ -280,6 +281,7 @@ class ConfigResult:
             "phases": self.phases,
             "ratios": {p: round(self.ratio(p), 3) for p in ("create", "callback")},
             "cpu_cores": self.cpu,
+            "per_operation": self.per_operation,
             "added_latency": self.latency,
         }
 
@@ -322,6 +324,8 @@ class Stack:
     redis_problem: str | None
     postgres_database: str | None = None
     """The throw-away database of the running service, whose backends' CPU is metered."""
+    counts: Path | None = None
+    """Where the running service's workers write their statement counts (``load_counted``)."""
 
     @property
     def sim_url(self) -> str:
@@ -363,8 +367,12 @@ class Stack:
             env |= self.server_env()
             if self.plan.server == "serve":
                 argv = ["-m", "paytabs_guard.entrypoints.cli", "serve", "--port", str(port)]
+                self.counts = None  # serve itself counts nothing
             else:
-                argv = [*RUNNER, "--app", SERVICE_APP, "--port", str(port)]
+                argv = [*RUNNER, "--app", COUNTED_SERVICE_APP, "--port", str(port)]
+                self.counts = self.workdir / f"counts-{database}-{workers}-{port}"
+                self.counts.mkdir()
+                env[COUNTS_ENV] = str(self.counts)
             server = await start_server(
                 f"service-{database}-{workers}",
                 [*argv, "--workers", str(workers)],
@@ -378,6 +386,7 @@ class Stack:
                 yield server
             finally:
                 server.stop()
+                self.counts = None
                 if redis_url is not None:
                     await remove_redis_keys(redis_url, REDIS_PREFIX)
 
@@ -407,10 +416,25 @@ async def closed_loop(
     *,
     keep: Callable[[object, int, bytes], None] | None = None,
     keep_warmup: Callable[[object, int, bytes], None] | None = None,
-) -> tuple[LoadResult, dict[str, float]]:
+) -> tuple[LoadResult, dict[str, float], dict[str, float | None]]:
+    """The phase's load, the cores each group used, and the cost per answered request (warm-up
+    included, like the CPU): server CPU ms, and statements and round trips where counted."""
     plan = stack.plan
+    answered = [0]
+
+    def counting(inner: Callable[[object, int, bytes], None] | None) -> Any:
+        def on_answer(tag: object, status: int, body: bytes) -> None:
+            answered[0] += 1
+            if inner is not None:
+                inner(tag, status, body)
+
+        return on_answer
+
+    counts = stack.counts
+    before = read_counts(counts) if counts is not None else None
     meter = CpuMeter(stack.cpu_groups(server))
     meter.start()
+    started = time.perf_counter()
     result = await run_closed_loop(
         name,
         "127.0.0.1",
@@ -419,10 +443,33 @@ async def closed_loop(
         concurrency=plan.concurrency,
         duration=plan.duration,
         warmup=plan.warmup,
-        on_answer=keep,
-        on_warmup_answer=keep_warmup,
+        on_answer=counting(keep),
+        on_warmup_answer=counting(keep_warmup),
     )
-    return result, meter.stop()
+    wall = time.perf_counter() - started
+    cores = meter.stop()
+    return result, cores, await per_operation(cores, wall, answered[0], counts, before)
+
+
+async def per_operation(
+    cores: Mapping[str, float],
+    wall: float,
+    answered: int,
+    counts: Path | None,
+    before: tuple[int, int] | None,
+) -> dict[str, float | None]:
+    """Server CPU milliseconds, statements and round trips per answered request."""
+    costs: dict[str, float | None] = {
+        "cpu_ms": round(1000 * cores.get("server", 0.0) * wall / answered, 3) if answered else None,
+        "statements": None,
+        "round_trips": None,
+    }
+    if counts is not None and before is not None and answered:
+        await asyncio.sleep(2.5 * FLUSH_SECONDS)  # the workers' last totals reach their files
+        statements, round_trips = read_counts(counts)
+        costs["statements"] = round((statements - before[0]) / answered, 2)
+        costs["round_trips"] = round((round_trips - before[1]) / answered, 2)
+    return costs
 
 
 async def added_latency(stack: Stack, server: Server, created: list[bytes]) -> dict[str, float]:
@@ -492,9 +539,10 @@ async def run_config(stack: Stack, database: str, workers: int) -> ConfigResult:
     result = ConfigResult(database, workers, redis_on)
     progress(f"{database}, {workers} worker(s): bare endpoint")
     async with stack.bare(workers) as bare:
-        load, cpu = await closed_loop(stack, bare, "bare", bare_requests(bare.port))
+        load, cpu, costs = await closed_loop(stack, bare, "bare", bare_requests(bare.port))
     result.phases["bare"] = load.summary()
     result.cpu["bare"] = cpu
+    result.per_operation["bare"] = costs
 
     await stack.reset_simulator()
     async with stack.service(database, workers) as service:
@@ -507,11 +555,12 @@ async def run_config(stack: Stack, database: str, workers: int) -> ConfigResult:
         progress(f"{database}, {workers} worker(s): added latency (sequential)")
         result.latency = await added_latency(stack, service, created)
         progress(f"{database}, {workers} worker(s): create")
-        load, cpu = await closed_loop(
+        load, cpu, costs = await closed_loop(
             stack, service, "create", create_requests(service.port), keep=keep, keep_warmup=keep
         )
         result.phases["create"] = load.summary()
         result.cpu["create"] = cpu
+        result.per_operation["create"] = costs
 
         progress(f"{database}, {workers} worker(s): callback ({len(created)} payments)")
         payments = [json.loads(body) for body in created]
@@ -521,9 +570,10 @@ async def run_config(stack: Stack, database: str, workers: int) -> ConfigResult:
         def tally(_tag: object, status: int, body: bytes) -> None:
             outcomes[callback_outcome(body) if status in (200, 503) else str(status)] += 1
 
-        load, cpu = await closed_loop(stack, service, "callback", callbacks, keep=tally)
+        load, cpu, costs = await closed_loop(stack, service, "callback", callbacks, keep=tally)
         result.phases["callback"] = load.summary() | {"outcomes": dict(outcomes)}
         result.cpu["callback"] = cpu
+        result.per_operation["callback"] = costs
     return result
 
 
@@ -765,20 +815,25 @@ def _cores(cpu: Mapping[str, float]) -> str:
     return " / ".join(f"{cpu.get(k, 0.0):.2f}" for k in CPU_GROUPS)
 
 
+def _cost(value: object, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "—"
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     m = report["machine"]
     plan = report["plan"]
     lines = [
         f"Machine: nproc {m['nproc']}, {m['cpu_model']}, {m['memory']}, Linux {m['kernel']}, "
-        f"{m['python']}.",
+        f"{m['python']}, uvicorn on {m.get('http_stack', 'unknown')}.",
         f"Command: `{report['command']}` ({report['mode']} mode, {report['when']}).",
         f"Closed loop, {plan['concurrency']} connections, {plan['warmup_seconds']:g} s warm-up, "
         f"{plan['phase_seconds']:g} s per phase; service log level {plan['log_level']}; "
         f"MALLOC_ARENA_MAX={plan['malloc_arena_max'] or 'unset'}.",
         "",
-        "| database | workers | phase | req/s | vs bare | p50 ms | p99 ms | other answers | "
+        "| database | workers | phase | req/s | vs bare | server CPU ms/op | statements/op | "
+        "round trips/op | p50 ms | p99 ms | other answers | "
         "cores: server / simulator / PostgreSQL / generator / other |",
-        "|---|--:|---|--:|--:|--:|--:|--:|---|",
+        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for config in report.get("configs", []):
         label = config["database"] + (" + Redis" if config["redis"] else "")
@@ -789,10 +844,12 @@ def markdown(report: Mapping[str, Any]) -> str:
                 n for status, n in data["statuses"].items() if int(status) != expected
             ) + int(data["connection_errors"])
             ratio = "1" if phase == "bare" else f"{100 * config['ratios'][phase]:.1f} %"
+            costs = config.get("per_operation", {}).get(phase, {})
             lines.append(
                 f"| {label} | {config['workers']} | {phase} | {data['throughput_rps']:,.0f} | "
-                f"{ratio} | {data['p50_ms']:.2f} | {data['p99_ms']:.2f} | {other} | "
-                f"{_cores(config['cpu_cores'][phase])} |"
+                f"{ratio} | {_cost(costs.get('cpu_ms'), 2)} | {_cost(costs.get('statements'), 1)}"
+                f" | {_cost(costs.get('round_trips'), 1)} | {data['p50_ms']:.2f} | "
+                f"{data['p99_ms']:.2f} | {other} | {_cores(config['cpu_cores'][phase])} |"
             )
     lines += [
         "",

@@ -12,6 +12,8 @@ import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from paytabs_guard.entrypoints.serve import http_stack
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -111,4 +113,5 @@ def machine() -> dict[str, object]:
         "memory": memory,
         "kernel": platform.release(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "http_stack": http_stack(),
     }

@@ -1,0 +1,58 @@
+"""The statement budget (docs/storage.md, "Statement budget"): what one create, one callback and
+one refund cost the database, on SQLite and on PostgreSQL. A change that adds a statement or a
+round trip to the request path fails here and has to update the budget on purpose."""
+
+from __future__ import annotations
+
+import pytest
+
+from paytabs_guard.adapters.sql.statements import StatementCount, counting
+
+from .api_support import Service, new_key
+
+pytestmark = pytest.mark.anyio
+
+# (statements, round trips) per operation and database; round trips include BEGIN/COMMIT and
+# pre-pings where they reach the server.
+BUDGET: dict[tuple[str, str], tuple[int, int]] = {
+    ("sqlite", "create"): (10, 14),
+    ("sqlite", "callback"): (6, 8),
+    ("sqlite", "refund"): (11, 21),
+    ("postgresql", "create"): (3, 7),
+    ("postgresql", "callback"): (4, 6),
+    ("postgresql", "refund"): (11, 21),
+}
+
+
+def _within(service: Service, operation: str, count: StatementCount) -> None:
+    database = service.container.engine.dialect.name
+    statements, round_trips = BUDGET[(database, operation)]
+    print(f"{database} {operation}: {count.describe()}")
+    assert count.statements <= statements, count.describe()
+    assert count.round_trips <= round_trips, count.describe()
+
+
+async def test_a_create_a_callback_and_a_refund_stay_within_the_budget(
+    any_service: Service,
+) -> None:
+    await any_service.create()  # warm-up: the pool's first connections, compiled statements
+    engine = any_service.container.engine
+
+    with counting(engine) as create_count:
+        payment = await any_service.create()
+    _within(any_service, "create", create_count)
+
+    with counting(engine) as callback_count:
+        await any_service.pay(payment)
+        await any_service.callbacks_done()
+    assert (await any_service.get(payment["id"]))["state"] == "completed"
+    _within(any_service, "callback", callback_count)
+
+    with counting(engine) as refund_count:
+        refunded = await any_service.api.post(
+            f"/payments/v2/{payment['id']}/refund",
+            json={"amount": "30.00"},
+            headers={"Idempotency-Key": new_key()},
+        )
+    assert refunded.status_code == 200, refunded.text
+    _within(any_service, "refund", refund_count)
