@@ -177,7 +177,10 @@ async def run_idempotent_create(
     transactions (claimed with the payment's insert, completed with PayTabs' answer) instead of
     two more of its own. Same answers, same races: the claim is the same upsert."""
     if key is None:
-        return respond(await create(None))
+        container.metrics.idempotency.labels("missing").inc()
+        response = respond(await create(None))
+        response.headers["Warning"] = MISSING_KEY_WARNING
+        return response
     store = container.idempotency
     metrics = container.metrics
     print_ = fingerprint(request.method, request.url.path, body)
