@@ -34,20 +34,11 @@ from paytabs_guard.adapters.paytabs.wire import Transaction, decode_json
 from paytabs_guard.resilience import BreakerConfig, BreakerProber, BreakerRegistry
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy
 
-#: Breaker defaults for a library user: the service's, with recovery probes every second.
+#: Breaker defaults for a library user: the seed's (BreakerConfig's own defaults), with the
+#: service's recovery: probes every second, an adaptive jittered open period, 3 trials.
 DEFAULT_BREAKER = BreakerConfig(
-    call_timeout=30.0,
-    error_threshold_percentage=50.0,
-    reset_timeout=30.0,
-    rolling_window=10.0,
-    rolling_buckets=10,
-    volume_threshold=5,
-    half_open_max_calls=3,
-    min_open_time=2.0,
-    open_jitter=0.2,
-    probe_interval=1.0,
-    is_failure=counts_against_gateway,
-)
+    half_open_max_calls=3, is_failure=counts_against_gateway
+).with_recovery(min_open_time=2.0, open_jitter=0.2, probe_interval=1.0)
 
 
 class PayTabs(ResilientPayTabs):

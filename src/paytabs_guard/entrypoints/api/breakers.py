@@ -13,10 +13,10 @@ from fastapi import APIRouter
 
 from .dependencies import AdminDep, ClientDep, ContainerDep
 from .problems import Problem
-from .schemas import BreakerStatsOut, ProblemOut
+from .schemas import PROBLEM_RESPONSE, BreakerStatsOut
 
 router = APIRouter(prefix="/payments/v2/circuit-breaker", tags=["operations"])
-_PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+_PROBLEM = PROBLEM_RESPONSE
 
 Action = Literal["open", "close", "reset"]
 

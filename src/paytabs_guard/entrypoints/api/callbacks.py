@@ -14,11 +14,11 @@ from starlette.responses import Response
 from . import problems
 from .browser_return import handle_return
 from .dependencies import RuntimeDep
-from .schemas import ProblemOut
+from .schemas import PROBLEM_RESPONSE
 
 router = APIRouter(prefix="/payments/v2", tags=["PayTabs callbacks"])
 
-_PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+_PROBLEM = PROBLEM_RESPONSE
 
 
 @router.post(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -31,10 +31,10 @@ from .event_schemas import (
     ReplayOut,
 )
 from .problems import Problem
-from .schemas import ProblemOut
+from .schemas import PROBLEM_RESPONSE
 
 router = APIRouter(prefix="/payments/v2", tags=["events"])
-_PROBLEM: dict[str, Any] = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+_PROBLEM = PROBLEM_RESPONSE
 _NAME = Query(min_length=1, max_length=200)
 
 

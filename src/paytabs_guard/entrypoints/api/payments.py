@@ -36,19 +36,19 @@ from .prefer_wait import requested_wait
 from .problems import Problem, problem_response
 from .runtime import Runtime
 from .schemas import (
+    PROBLEM_RESPONSE,
     CaptureIn,
     ConfirmedPaymentOut,
     CreatePaymentIn,
     PaymentListOut,
     PaymentOut,
-    ProblemOut,
     RefundIn,
 )
 from .sync import sync_within
 
 router = APIRouter(prefix="/payments/v2", tags=["payments"])
 
-_PROBLEM: dict[str, Any] = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+_PROBLEM = PROBLEM_RESPONSE
 _ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 404, 409, 413, 422, 503), _PROBLEM)
 
 

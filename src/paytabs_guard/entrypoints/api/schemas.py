@@ -273,6 +273,13 @@ class ProblemOut(BaseModel):
     request_id: str | None = None
 
 
+PROBLEM_RESPONSE: Final[dict[str, Any]] = {
+    "model": ProblemOut,
+    "content": {"application/problem+json": {}},
+}
+"""An error answer in an OpenAPI ``responses`` entry: RFC 9457 problem+json."""
+
+
 class CurrencyTotalsOut(BaseModel):
     payments: int
     amount: str

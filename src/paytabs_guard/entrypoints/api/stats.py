@@ -21,10 +21,10 @@ from paytabs_guard.observability import get_logger
 from .dependencies import ClientDep, RuntimeDep
 from .runtime import Runtime
 from .schemas import (
+    PROBLEM_RESPONSE,
     CurrencyTotalsOut,
     GatewayStatsOut,
     OperationStatsOut,
-    ProblemOut,
     StatsOut,
 )
 
@@ -138,7 +138,7 @@ async def _store(runtime: Runtime, key: str, text: str) -> None:
     "/stats",
     response_model=StatsOut,
     summary="Payment statistics (cached briefly)",
-    responses={401: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
+    responses={401: PROBLEM_RESPONSE},
 )
 async def stats(
     runtime: RuntimeDep,
