@@ -78,10 +78,12 @@ async def test_no_opening_below_the_volume_threshold(clock: ManualClock) -> None
     assert breaker.state == "open"
 
 
-async def test_a_success_that_brings_the_volume_up_can_open(clock: ManualClock) -> None:
+async def test_a_success_that_brings_the_volume_up_does_not_open(clock: ManualClock) -> None:
     breaker = make_breaker(clock)
     await fail(breaker, 4)
-    await succeed(breaker)  # 4 / 5 = 80 % with the volume reached
+    await succeed(breaker)  # 4 / 5 = 80 % with the volume reached, but the gateway answered
+    assert breaker.state == "closed"
+    await fail(breaker)  # 5 / 6: the next failure opens it
     assert breaker.state == "open"
 
 
@@ -120,6 +122,26 @@ async def test_failures_in_the_last_buckets_still_count(clock: ManualClock) -> N
     await fail(breaker, 2)
     clock.advance(4.5)
     await fail(breaker)  # 5 failures within 10 s
+    assert breaker.state == "open"
+
+
+@pytest.mark.parametrize("subscribed", [False, True])  # the inlined fast path and the full one
+async def test_a_success_never_opens_the_breaker(clock: ManualClock, subscribed: bool) -> None:
+    """Successes before a short outage age out of the window while its failures stay: the
+    failed share crosses the threshold with no new failure. The gateway answering again must
+    not be what opens the breaker (the chaos run saw it open 0.85 s after a recovery)."""
+    breaker = make_breaker(clock)  # 10 s window of 1 s buckets, threshold 50 %, volume 5
+    if subscribed:
+        breaker.subscribe(lambda event: None)
+    await succeed(breaker, 6)
+    clock.advance(5)
+    await fail(breaker, 5)  # 5 of 11: under the threshold
+    assert breaker.state == "closed"
+    clock.advance(5)  # the six successes slide out; the failures stay
+    await succeed(breaker)  # 5 failures of 6 calls, and the gateway answers
+    assert breaker.state == "closed"
+    assert breaker.snapshot().window.failures == 5
+    await fail(breaker)  # the next failure is evidence: it opens
     assert breaker.state == "open"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from .driver import CreateCall, Order
 from .oracle import oracle, share_of_oracle
 from .scenarios import Window
-from .service import BreakerChange, BreakerProbe, StoredOutcome
+from .service import BreakerChange, BreakerProbe, ServedCreate, StoredOutcome
 
 JsonObject = dict[str, Any]
 
@@ -319,6 +319,7 @@ def analyse(
     breaker_stats: Sequence[Mapping[str, Any]] = (),
     instances: int = 1,
     calls_in_outages: Sequence[int] = (),
+    served: Sequence[ServedCreate] = (),
 ) -> JsonObject:
     attempted = len(orders)
     best = oracle([order.arrival for order in orders], budget, windows, need)
@@ -348,6 +349,17 @@ def analyse(
         and any(
             span.start <= call.start and call.end <= span.end
             for span in open_by_instance[call.order % instances]
+        )
+    ]
+    # The same rejections timed inside the service: what the breaker costs, without the
+    # merchants' HTTP client and the queue of the event loop they share with it.
+    fail_fast_service = [
+        call.seconds
+        for call in served
+        if call.status == 503
+        and any(
+            span.start <= call.start - t0 and call.start - t0 + call.seconds <= span.end
+            for span in open_by_instance[call.instance]
         )
     ]
     opened = sum(1 for change in changes if change.breaker == "create" and change.state == "open")
@@ -398,6 +410,7 @@ def analyse(
         "time_to_page": _summary(pages),
         "end_to_end": _summary(end_to_end),
         "fail_fast": _summary(fail_fast),
+        "fail_fast_service": _summary(fail_fast_service),
         "breaker": {
             "create_opened": opened,
             "open_seconds": sum(span.end - span.start for span in open_spans),

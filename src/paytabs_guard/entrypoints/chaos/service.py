@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, Final
 
 import httpx
 from sqlalchemy import func, select
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paytabs_guard.adapters.events import CloudEvent
 from paytabs_guard.adapters.events.tables import PENDING, event_deliveries
@@ -64,6 +65,19 @@ class BreakerProbe:
     instance: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ServedCreate:
+    """One ``POST /payments/v2/create`` as the service saw it: from the request reaching the app
+    to the last byte of the answer handed to the server. The merchants' own clock adds their
+    HTTP client and, since they share this process's event loop, the queue in front of it."""
+
+    start: float
+    """Monotonic seconds (the breaker's clock)."""
+    seconds: float
+    status: int
+    instance: int = 0
+
+
 def _is_probe(event: BreakerEvent) -> bool:
     # Probe events arrive with the breaker's recovery probes; until then there are none.
     return str(getattr(event.type, "value", event.type)).rsplit(".", 1)[-1] == "probe"
@@ -79,6 +93,7 @@ class Recorders:
     event_ids: set[str] = field(default_factory=set)
     breaker_changes: list[BreakerChange] = field(default_factory=list)
     probes: list[BreakerProbe] = field(default_factory=list)
+    served_creates: list[ServedCreate] = field(default_factory=list)
     breaker_stats: list[dict[str, Any]] = field(default_factory=list)
     """Per instance, the breaker stats endpoint's answer at the end of the run."""
 
@@ -111,15 +126,41 @@ class Recorders:
 
 
 class _LateApp:
-    """Forwards to an app plugged in after the server has started (its URL is needed first)."""
+    """Forwards to an app plugged in after the server has started (its URL is needed first),
+    and times the creates it serves."""
 
-    def __init__(self) -> None:
+    def __init__(self, served: list[ServedCreate], instance: int) -> None:
         self.app: ASGIApp | None = None
+        self._served = served
+        self._instance = instance
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.app is None:
             raise RuntimeError("the service is not ready yet")
-        await self.app(scope, receive, send)
+        if not _is_create(scope):
+            await self.app(scope, receive, send)
+            return
+        start = time.monotonic()
+        status = 0
+
+        async def timed_send(message: Message) -> None:
+            nonlocal status
+            await send(message)
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                seconds = time.monotonic() - start
+                self._served.append(ServedCreate(start, seconds, status, self._instance))
+
+        await self.app(scope, receive, timed_send)
+
+
+def _is_create(scope: Scope) -> bool:
+    return (
+        scope["type"] == "http"
+        and scope.get("method") == "POST"
+        and scope.get("path") == "/payments/v2/create"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +222,7 @@ async def running_service(
     # Two stacks so that the servers stop (and drain their requests) before the containers
     # close: a container closed first leaves requests in flight on a closed PayTabs client.
     async with contextlib.AsyncExitStack() as closers, contextlib.AsyncExitStack() as stack:
-        fronts = [_LateApp() for _ in range(instances)]
+        fronts = [_LateApp(recorders.served_creates, index) for index in range(instances)]
         urls = [
             await stack.enter_async_context(serve_app(front, graceful_shutdown_seconds=5))
             for front in fronts
