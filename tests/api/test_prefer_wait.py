@@ -128,3 +128,42 @@ async def test_without_the_header_nothing_is_held(service: Service) -> None:
     )
     assert refused.status_code == 503
     assert "preference-applied" not in refused.headers
+
+
+# ---- GET /payments/v2/process/{id}: asking PayTabs while its query circuit is open --------------
+
+
+async def test_process_says_when_paytabs_can_be_asked_again(service: Service) -> None:
+    payment = await service.create()
+    service.container.gateway.breakers.get("query").force_open()
+    answer = await service.api.get(f"/payments/v2/process/{payment['id']}")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["confirmed"] is False
+    assert body["state"] == "awaiting_customer"
+    assert body["retry_after_ms"] == 30_000  # forced open: the nominal reset timeout
+    assert "preference-applied" not in answer.headers
+
+    service.container.gateway.breakers.get("query").reset()
+    confirmed = (await service.api.get(f"/payments/v2/process/{payment['id']}")).json()
+    assert confirmed["confirmed"] is True
+    assert confirmed["retry_after_ms"] is None
+
+
+async def test_a_held_process_asks_paytabs_the_moment_the_circuit_closes(
+    service: Service,
+) -> None:
+    payment = await service.create()
+    breaker = service.container.gateway.breakers.get("query")
+    breaker.force_open()
+    request = asyncio.create_task(
+        service.api.get(f"/payments/v2/process/{payment['id']}", headers={"Prefer": "wait=20"})
+    )
+    await until(lambda: holding(service) == 1)
+    assert not request.done()
+    breaker.reset()
+    answer = await asyncio.wait_for(request, 10)
+    assert answer.status_code == 200
+    assert answer.headers["preference-applied"] == "wait=20"
+    assert answer.json()["confirmed"] is True
+    assert holding(service) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -218,11 +219,22 @@ async def list_all(
     summary="Confirm an undecided payment with PayTabs, then return it",
     responses={401: _PROBLEM, 404: _PROBLEM},
 )
-async def process(payment_id: str, runtime: RuntimeDep, _client: ClientDep) -> ConfirmedPaymentOut:
-    """Always 200: ``confirmed`` false (with ``reason``) when PayTabs could not be asked."""
+async def process(
+    payment_id: str, request: Request, runtime: RuntimeDep, _client: ClientDep
+) -> Response:
+    """Always 200: ``confirmed`` false (with ``reason``, and ``retry_after_ms`` when the circuit
+    is open) when PayTabs could not be asked. With ``Prefer: wait=N`` the request is held while
+    the query circuit is open, as a create is."""
+    held = await runtime.holding.hold(
+        runtime.container.payments.gateway, "query", requested_wait(request)
+    )
     synced = await sync_within(runtime, payment_id)
     out = PaymentOut.of(synced.payment).model_dump()
-    return ConfirmedPaymentOut(**out, confirmed=synced.confirmed, reason=synced.reason)
+    retry_ms = None if synced.retry_after is None else max(0, math.ceil(synced.retry_after * 1000))
+    confirmed = ConfirmedPaymentOut(
+        **out, confirmed=synced.confirmed, reason=synced.reason, retry_after_ms=retry_ms
+    )
+    return _preference_applied(_json(confirmed, 200), held)
 
 
 @router.get(

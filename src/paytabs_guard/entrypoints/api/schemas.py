@@ -252,6 +252,12 @@ class ConfirmedPaymentOut(PaymentOut):
 
     confirmed: bool
     reason: str | None = Field(None, description="Why the state is not confirmed")
+    retry_after_ms: int | None = Field(
+        None,
+        description="When PayTabs could not be asked because its circuit is open: milliseconds "
+        "until it may be asked again (the next recovery probe or trial). Ask again then, or "
+        "send 'Prefer: wait=N' to be held until PayTabs can be asked.",
+    )
 
 
 class PaymentListOut(BaseModel):

@@ -24,17 +24,25 @@ class Synced:
     payment: Payment
     confirmed: bool
     reason: str | None = None
+    retry_after: float | None = None
+    """Seconds until PayTabs may be asked again, when an open circuit said so."""
 
 
-async def _sync_quietly(runtime: Runtime, payment_id: str) -> Payment | str:
+@dataclass(frozen=True, slots=True)
+class _NotAsked:
+    reason: str
+    retry_after: float | None = None
+
+
+async def _sync_quietly(runtime: Runtime, payment_id: str) -> Payment | _NotAsked:
     """The synced payment, or why PayTabs could not be asked (expected, so not raised)."""
     deps = runtime.container.payments
     try:
         return await sync_payment(deps, payment_id)
     except GatewayUnavailable as error:
-        return f"PayTabs is unavailable: {error}"
+        return _NotAsked(f"PayTabs is unavailable: {error}", error.retry_after)
     except GatewayOutcomeUnknown:
-        return "PayTabs gave no clear answer; the payment is reconciled later"
+        return _NotAsked("PayTabs gave no clear answer; the payment is reconciled later")
 
 
 async def sync_within(runtime: Runtime, payment_id: str) -> Synced:
@@ -48,8 +56,9 @@ async def sync_within(runtime: Runtime, payment_id: str) -> Synced:
         wait = runtime.options.sync_wait_seconds
         return Synced(before, False, f"PayTabs did not answer within {wait:g} s; asked again later")
     outcome = task.result()
-    if isinstance(outcome, str):
-        return Synced(await get_payment(runtime.container.payments, payment_id), False, outcome)
+    if isinstance(outcome, _NotAsked):
+        payment = await get_payment(runtime.container.payments, payment_id)
+        return Synced(payment, False, outcome.reason, outcome.retry_after)
     if outcome.state is not before.state:
         runtime.container.metrics.payment_result(
             "applied", "query", before.state.value, outcome.state.value

@@ -5,7 +5,9 @@ One order is what a shop's checkout does for one customer:
 1. **create** ``POST /payments/v2/create`` with an ``Idempotency-Key``. On 503/409/429 (and on a
    5xx or a connection failure) it waits ``Retry-After`` (1 s when absent) and sends the same
    request with the same key again, until the order's budget is spent. On 202 (PayTabs' answer
-   was lost) it asks ``GET /payments/v2/process/{id}`` until the payment has a page; a payment
+   was lost) it asks ``GET /payments/v2/process/{id}`` until the payment has a page (every
+   second, or sooner when the answer's ``retry_after_ms`` says when PayTabs can be asked
+   again; with ``Prefer: wait`` in the wait configuration, as on create); a payment
    that ends without one (failed: nothing at PayTabs, or a page whose URL was lost) is replaced
    by a new payment under a new key, still within the budget.
 2. **pay** the hosted page at the simulator (``/_sim/pages/{id}/pay``, the success card).
@@ -278,19 +280,27 @@ class Driver:
         """Ask the service to confirm an undecided payment until it has a page (returned) or
         cannot get one (None); gives up at ``deadline``."""
         http = self._client(order)
+        wait = CONFIRM_INTERVAL
         while self.now() < deadline:
-            await asyncio.sleep(min(CONFIRM_INTERVAL, max(0.0, deadline - self.now())))
+            await asyncio.sleep(min(wait, max(0.0, deadline - self.now())))
+            wait = CONFIRM_INTERVAL
             order.confirms += 1
+            remaining = deadline - self.now()
+            headers = {"Prefer": prefer_wait(remaining)} if self._prefer_wait else {}
             try:
                 response = await http.get(
                     f"/payments/v2/process/{payment_id}",
-                    timeout=max(deadline - self.now(), 1.0),
+                    headers=headers,
+                    timeout=max(remaining, 1.0),
                 )
             except httpx.HTTPError:
                 continue
             if response.status_code != 200:
                 continue
             payment: dict[str, Any] = response.json()
+            precise = payment.get(RETRY_AFTER_MS_FIELD)
+            if isinstance(precise, int | float) and not isinstance(precise, bool):
+                wait = max(0.0, float(precise) / 1000.0)  # PayTabs can be asked again then
             if payment.get("redirect_url") and payment.get("state") == "awaiting_customer":
                 return payment
             if payment.get("final") or payment.get("state") == "awaiting_customer":
