@@ -178,6 +178,7 @@ class _LiveSpan(Span):
         "_name",
         "_new_scope",
         "_parent",
+        "_scope",
         "_span",
         "_tokens",
     )
@@ -196,6 +197,7 @@ class _LiveSpan(Span):
         self._parent = parent
         self._links = links
         self._new_scope = _PaymentScope(payment_id) if new_scope else None
+        self._scope: _PaymentScope | None = None
         self._attributes: dict[str, str | int | float | bool] = {}
         self._span: OtelSpan | None = None
         self._tokens: tuple[Token[Context], Token[_PaymentScope | None] | None] | None = None
@@ -206,7 +208,7 @@ class _LiveSpan(Span):
         tracer = _tracer
         if tracer is None:  # shut down meanwhile
             return self
-        scope = self._new_scope or _scope.get()
+        scope = self._scope = self._new_scope or _scope.get()
         links = [trace.Link(trace.get_current_span(c).get_span_context()) for c in self._links]
         span = tracer.start_span(
             self._name,
@@ -231,7 +233,7 @@ class _LiveSpan(Span):
         if isinstance(exc, BaseException):
             span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
             span.set_attribute("error.type", type(exc).__name__)
-        scope = self._new_scope
+        scope = self._scope  # a payment noted since the start (or in a task started inside)
         if scope is not None and scope.payment_id is not None:
             span.set_attribute(PAYMENT_ID, scope.payment_id)
         otel_token, scope_token = tokens
