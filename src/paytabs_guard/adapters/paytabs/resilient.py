@@ -244,13 +244,19 @@ async def _guarded(breaker: Breaker, fn: Callable[[], Awaitable[T]]) -> T:
         raise AmbiguousGatewayError(str(timeout), operation="timeout") from timeout
 
 
-async def _attempt(
+def _attempt(
+    operation: str, number: int, breaker: Breaker, fn: Callable[[], Awaitable[T]]
+) -> Awaitable[T]:
+    """One attempt through ``breaker``; while tracing, in a client span of its own."""
+    if not tracing.ENABLED:
+        return _guarded(breaker, fn)
+    return _traced_attempt(operation, number, breaker, fn)
+
+
+async def _traced_attempt(
     operation: str, number: int, breaker: Breaker, fn: Callable[[], Awaitable[T]]
 ) -> T:
-    """One attempt through ``breaker``; while tracing, in a client span of its own (a
-    breaker's rejection included: the trace shows the call that never left)."""
-    if not tracing.ENABLED:
-        return await _guarded(breaker, fn)
+    # a breaker's rejection gets its span too: the trace shows the call that never left
     with tracing.span(f"PayTabs {operation}", "client") as span:
         span.set("paytabs.operation", operation)
         span.set("paytabs.attempt", number)
