@@ -14,7 +14,7 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip \
     2> >(grep -v "WARNING: Location" >&2)
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-    -e ".[dev,service,simulator,bench]" 2> >(grep -v "WARNING: Location" >&2)
+    -e ".[dev,service,simulator,bench,otel]" 2> >(grep -v "WARNING: Location" >&2)
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -59,7 +59,7 @@ PUBLIC = [
 
 SERVICE_ONLY = (
     "fastapi", "starlette", "sqlalchemy", "aiosqlite", "asyncpg", "alembic", "redis",
-    "structlog", "prometheus_client", "pydantic_settings", "uvicorn",
+    "structlog", "prometheus_client", "pydantic_settings", "uvicorn", "opentelemetry",
 )  # fmt: skip
 
 

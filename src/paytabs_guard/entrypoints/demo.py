@@ -27,6 +27,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from paytabs_guard import tracing
 from paytabs_guard.adapters.events import CloudEvent
 from paytabs_guard.bootstrap import Container, build_container
 from paytabs_guard.entrypoints.api.app import create_app
@@ -210,6 +211,7 @@ async def running_service(
     service_url = f"http://127.0.0.1:{port}"
     async with run_simulator(SimulatorConfig(callback_retry_delays=(0.2, 0.5, 1, 2, 4))) as sim:
         tuned = demo_settings(settings, service_url=service_url, simulator_url=sim.base_url)
+        tracing.configure()  # the demo's story as traces, when OTEL_* ask for them
         container = await build_container(tuned)
         try:
             app = create_app(container)
@@ -217,6 +219,7 @@ async def running_service(
                 yield container, service_url, sim.base_url
         finally:
             await container.aclose()
+            tracing.shutdown()
 
 
 async def demo(settings: Settings, *, port: int, wait: bool, console: Console) -> None:

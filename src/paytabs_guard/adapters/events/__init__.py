@@ -7,11 +7,12 @@ webhooks (``WebhookSink``). Failed deliveries back off, then become dead letters
 (``dead_letters``) an operator can list and replay.
 """
 
+from .backoff import Backoff
 from .cloudevents import CloudEvent, InvalidCloudEvent, OutboxEvent
 from .dead_letters import DeadLetter, count_dead_letters, list_dead_letters, replay
 from .outgoing_webhooks import WebhookEndpoint, WebhookSink, webhook_sinks
 from .redis_streams import RedisStreamSink, StreamConsumer, StreamEntry
-from .relay import Backoff, OutboxRelay, RelayStats
+from .relay import OutboxRelay, RelayStats
 from .sinks import DeliveryFailed, Sink, SinkSet
 from .subscribers import EventBus, Handler, Subscriber
 

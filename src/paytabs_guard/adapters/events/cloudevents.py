@@ -100,13 +100,16 @@ def _optional_str(value: object) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
-    """One outbox row as a sink receives it: ``envelope`` is the exact stored JSON text."""
+    """One outbox row as a sink receives it: ``envelope`` is the exact stored JSON text;
+    ``traceparent``/``tracestate`` the W3C trace context it was written in (or None)."""
 
     seq: int
     event_id: str
     payment_id: str
     type: str
     envelope: str
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def cloud_event(self) -> CloudEvent:
         """The parsed envelope."""

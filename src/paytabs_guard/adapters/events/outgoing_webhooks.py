@@ -4,6 +4,8 @@ Every endpoint is a sink of its own (``webhook:<name>``) with its own ``whsec_``
 during a rotation: one signature per secret). The request body is the exact envelope stored in
 the outbox; ``webhook-id`` is the CloudEvents ``id`` (the receiver's dedupe key), and
 ``webhook-timestamp`` the time of this attempt, so a retry carries a fresh, verifiable time.
+``traceparent`` (and ``tracestate``) continue the trace of the request that caused the event,
+when it was traced (docs/observability.md).
 A 2xx answer means delivered; anything else (3xx included: redirects are not followed), a
 timeout or a connection error is retried by the relay with backoff.
 """
@@ -18,6 +20,7 @@ from typing import Final
 import httpx
 from pydantic import SecretStr
 
+from paytabs_guard import tracing
 from paytabs_guard.adapters.webhooks import standard
 
 from .cloudevents import CONTENT_TYPE, OutboxEvent
@@ -85,6 +88,8 @@ class WebhookSink:
         headers = standard.headers_for(event.event_id, body, self._endpoint.secrets, self._clock())
         headers["content-type"] = CONTENT_TYPE
         headers["user-agent"] = USER_AGENT
+        # W3C trace context, outside the signature: the receiver's trace joins the payment's
+        headers.update(tracing.outgoing_headers(event.traceparent, event.tracestate))
         return self._http.build_request(
             "POST", self._endpoint.url, content=body, headers=headers, timeout=self._timeout
         )

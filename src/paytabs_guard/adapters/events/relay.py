@@ -61,7 +61,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from paytabs_guard.adapters.sql.engine import upsert, write_transaction
 from paytabs_guard.adapters.sql.tables import outbox
 
+from .backoff import DEFAULT_BACKOFF, Backoff
 from .cloudevents import OutboxEvent
+from .delivery_spans import delivery_span
 from .sinks import BatchSink, Sink, SinkSet
 from .tables import DEAD, DELIVERED, PENDING, event_deliveries
 
@@ -80,26 +82,6 @@ def utc_now() -> datetime:
 def default_instance_id() -> str:
     """``host-pid-random``: unique per process, readable in ``claimed_by``."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Full-jitter exponential backoff: attempt n waits U(0, min(cap, base * 2**(n-1))) seconds."""
-
-    base_seconds: float = 5.0
-    cap_seconds: float = 3600.0
-
-    def __post_init__(self) -> None:
-        if self.base_seconds <= 0 or self.cap_seconds < self.base_seconds:
-            raise ValueError("backoff needs 0 < base_seconds <= cap_seconds")
-
-    def ceiling(self, attempts: int) -> float:
-        """The longest wait after ``attempts`` failed attempts (>= 1)."""
-        exponent = min(max(attempts - 1, 0), 62)  # 2**62 s is already far beyond any cap
-        return min(self.cap_seconds, self.base_seconds * 2.0**exponent)
-
-    def delay(self, attempts: int, rng: random.Random) -> float:
-        return rng.uniform(0.0, self.ceiling(attempts))
 
 
 @dataclass(slots=True)
@@ -144,7 +126,7 @@ class OutboxRelay:
         clock: Clock = utc_now,
         batch_size: int = 100,
         max_attempts: int = 8,
-        backoff: Backoff | tuple[float, float] = Backoff(),
+        backoff: Backoff | tuple[float, float] = DEFAULT_BACKOFF,
         instance_id: str | None = None,
         lease_seconds: float = 60.0,
         rng: random.Random | None = None,
@@ -349,7 +331,10 @@ class OutboxRelay:
             .limit(self._batch_size)
             .with_for_update(skip_locked=True)
         )
-        envelope = select(outbox.c.envelope).where(outbox.c.seq == row_seq).scalar_subquery()
+        envelope, traceparent, tracestate = (  # the claimed delivery's outbox row's
+            select(column).where(outbox.c.seq == row_seq).scalar_subquery()
+            for column in (outbox.c.envelope, outbox.c.traceparent, outbox.c.tracestate)
+        )
         claim = (
             update(deliveries)
             .where(deliveries.c.id.in_(candidates.scalar_subquery()))
@@ -362,6 +347,8 @@ class OutboxRelay:
                 deliveries.c.payment_id,
                 deliveries.c.type,
                 envelope.label("envelope"),
+                traceparent.label("traceparent"),
+                tracestate.label("tracestate"),
                 later_delivery_waits.label("has_later"),
             )
         )
@@ -377,6 +364,8 @@ class OutboxRelay:
                     payment_id=row.payment_id,
                     type=row.type,
                     envelope=row.envelope,
+                    traceparent=row.traceparent,
+                    tracestate=row.tracestate,
                 ),
                 lease_until=lease_until,
             )
@@ -396,8 +385,10 @@ class OutboxRelay:
         if not claimed or self._clock() >= claimed[0].lease_until:
             return [LEASE_LOST] * len(claimed)
         if isinstance(sink, BatchSink):
+            events = [item.event for item in claimed]
             try:
-                return list(await sink.deliver_many([item.event for item in claimed]))
+                with delivery_span(sink.name, events, claimed[0].attempts):
+                    return list(await sink.deliver_many(events))
             except Exception as error:  # the whole batch failed (e.g. Redis unreachable)
                 return [error] * len(claimed)
         outcomes: list[Exception | _LeaseLost | None] = []
@@ -406,7 +397,8 @@ class OutboxRelay:
                 outcomes.append(LEASE_LOST)
                 continue
             try:
-                await sink.deliver(item.event)
+                with delivery_span(sink.name, (item.event,), item.attempts):
+                    await sink.deliver(item.event)
             except Exception as error:
                 outcomes.append(error)
             else:

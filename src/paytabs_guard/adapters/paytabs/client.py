@@ -14,6 +14,7 @@ from typing import Any, Final, Self, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from paytabs_guard import tracing
 from paytabs_guard.adapters.paytabs.errors import (
     AmbiguousGatewayError,
     PayTabsError,
@@ -148,6 +149,8 @@ class PayTabsClient:
                 response = await self._http.post(path, content=encode_body(body))
             except httpx.TransportError as error:
                 raise error_from_transport(operation, error) from error
+            if tracing.ENABLED:  # the attempt's span (resilient.py) is the current one
+                tracing.annotate("http.response.status_code", response.status_code)
             payload = self._payload(operation, response)
             outcome = "ok"
             return payload

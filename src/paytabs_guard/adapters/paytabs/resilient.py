@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from paytabs_guard import tracing
 from paytabs_guard.adapters.paytabs.client import PayTabsClient
 from paytabs_guard.adapters.paytabs.errors import (
     AmbiguousGatewayError,
@@ -32,14 +33,20 @@ from paytabs_guard.adapters.paytabs.payloads import (
     TokenChargeRequest,
 )
 from paytabs_guard.adapters.paytabs.wire import PaymentPage, Transaction
-from paytabs_guard.resilience import BreakerError, CallTimeout
+from paytabs_guard.resilience import BreakerError, BreakerState, CallTimeout
 from paytabs_guard.resilience.retry import RetryPolicy
 
 T = TypeVar("T")
 
 
 class Breaker(Protocol):
-    """What this module needs of a circuit breaker."""
+    """What this module needs of a circuit breaker (name and state for the attempt spans)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> BreakerState: ...
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T: ...
 
@@ -89,24 +96,26 @@ class ResilientPayTabs:
 
     # --- reads ---------------------------------------------------------------------------------
     async def query_transaction(self, tran_ref: str) -> Transaction:
-        return await self._read(lambda: self.client.query_transaction(tran_ref))
+        return await self._read(
+            "query_transaction",
+            self.breakers.query,
+            lambda: self.client.query_transaction(tran_ref),
+        )
 
     async def query_cart(self, cart_id: str) -> list[Transaction]:
-        return await self._read(lambda: self.client.query_cart(cart_id))
+        return await self._read(
+            "query_cart", self.breakers.query, lambda: self.client.query_cart(cart_id)
+        )
 
     async def query_token(self, token: str) -> Transaction:
-        return await self.retry.call(
-            lambda: _guarded(self.breakers.token, lambda: self.client.query_token(token)),
-            is_retryable=_is_gateway_failure,
-            retry_after=_retry_after,
+        return await self._read(
+            "query_token", self.breakers.token, lambda: self.client.query_token(token)
         )
 
     async def delete_token(self, token: str) -> None:
         # deleting twice is harmless, so any gateway failure may be retried
-        await self.retry.call(
-            lambda: _guarded(self.breakers.token, lambda: self.client.delete_token(token)),
-            is_retryable=_is_gateway_failure,
-            retry_after=_retry_after,
+        await self._read(
+            "delete_token", self.breakers.token, lambda: self.client.delete_token(token)
         )
 
     # --- writes: never sent twice blind ----------------------------------------------------------
@@ -114,9 +123,7 @@ class ResilientPayTabs:
         """A hosted page for ``request.cart_id``; at most one page per cart at PayTabs."""
 
         async def send() -> PageOutcome:
-            page = await _guarded(
-                self.breakers.create, lambda: self.client.create_payment_page(request)
-            )
+            page = await self.client.create_payment_page(request)
             return PageOutcome(page.tran_ref, page.redirect_url, resolved_by_query=False, page=page)
 
         async def resolve() -> PageOutcome | None:
@@ -136,7 +143,7 @@ class ResilientPayTabs:
                 transaction=latest,
             )
 
-        return await self._write_once(send, resolve)
+        return await self._write_once("create_payment_page", self.breakers.create, send, resolve)
 
     async def follow_up(
         self, request: FollowUpRequest, *, known_tran_refs: Collection[str] = ()
@@ -147,8 +154,8 @@ class ResilientPayTabs:
         legitimate refund of the same amount is not mistaken for this one.
         """
 
-        async def send() -> Transaction:
-            return await _guarded(self.breakers.follow_up, lambda: self.client.follow_up(request))
+        def send() -> Awaitable[Transaction]:
+            return self.client.follow_up(request)
 
         async def resolve() -> Transaction | None:
             for transaction in reversed(await self.query_cart(request.cart_id)):
@@ -160,15 +167,17 @@ class ResilientPayTabs:
                     return transaction
             return None
 
-        return await self._write_once(send, resolve)
+        return await self._write_once(
+            f"follow_up {request.kind.value}", self.breakers.follow_up, send, resolve
+        )
 
     async def charge_token(
         self, request: TokenChargeRequest, *, known_tran_refs: Collection[str] = ()
     ) -> Transaction:
         """A recurring charge with a saved token, exactly once per ``cart_id``."""
 
-        async def send() -> Transaction:
-            return await _guarded(self.breakers.token, lambda: self.client.charge_token(request))
+        def send() -> Awaitable[Transaction]:
+            return self.client.charge_token(request)
 
         async def resolve() -> Transaction | None:
             for transaction in reversed(await self.query_cart(request.cart_id)):
@@ -179,25 +188,34 @@ class ResilientPayTabs:
                     return transaction
             return None
 
-        return await self._write_once(send, resolve)
+        return await self._write_once("charge_token", self.breakers.token, send, resolve)
 
     # --- the two loops ---------------------------------------------------------------------------
-    async def _read(self, fetch: Callable[[], Awaitable[T]]) -> T:
+    async def _read(self, operation: str, breaker: Breaker, fetch: Callable[[], Awaitable[T]]) -> T:
+        number = 0
+
+        def attempt() -> Awaitable[T]:
+            nonlocal number
+            number += 1
+            return _attempt(operation, number, breaker, fetch)
+
         return await self.retry.call(
-            lambda: _guarded(self.breakers.query, fetch),
-            is_retryable=_is_gateway_failure,
-            retry_after=_retry_after,
+            attempt, is_retryable=_is_gateway_failure, retry_after=_retry_after
         )
 
     async def _write_once(
         self,
+        operation: str,
+        breaker: Breaker,
         send: Callable[[], Awaitable[T]],
         resolve: Callable[[], Awaitable[T | None]],
     ) -> T:
         attempts = self.retry.start()
+        number = 0
         while True:
+            number += 1
             try:
-                return await send()
+                return await _attempt(operation, number, breaker, send)
             except PayTabsError as error:
                 if error.needs_resolution:
                     try:
@@ -224,6 +242,34 @@ async def _guarded(breaker: Breaker, fn: Callable[[], Awaitable[T]]) -> T:
     except CallTimeout as timeout:
         # The breaker cancelled the call after sending: the outcome is unknown.
         raise AmbiguousGatewayError(str(timeout), operation="timeout") from timeout
+
+
+def _attempt(
+    operation: str, number: int, breaker: Breaker, fn: Callable[[], Awaitable[T]]
+) -> Awaitable[T]:
+    """One attempt through ``breaker``; while tracing, in a client span of its own."""
+    if not tracing.ENABLED:
+        return _guarded(breaker, fn)
+    return _traced_attempt(operation, number, breaker, fn)
+
+
+async def _traced_attempt(
+    operation: str, number: int, breaker: Breaker, fn: Callable[[], Awaitable[T]]
+) -> T:
+    # a breaker's rejection gets its span too: the trace shows the call that never left
+    with tracing.span(f"PayTabs {operation}", "client") as span:
+        span.set("paytabs.operation", operation)
+        span.set("paytabs.attempt", number)
+        span.set("paytabs.retry", number - 1)
+        span.set("paytabs.breaker.name", breaker.name)
+        span.set("paytabs.breaker.state", breaker.state.value)
+        try:
+            result = await _guarded(breaker, fn)
+        except BaseException as error:
+            span.set("paytabs.outcome", type(error).__name__)
+            raise
+        span.set("paytabs.outcome", "ok")
+        return result
 
 
 def _is_gateway_failure(error: BaseException) -> bool:

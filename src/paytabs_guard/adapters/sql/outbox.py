@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final, TypeAlias
 
+from paytabs_guard import tracing
 from paytabs_guard.domain import PaymentEvent
 from paytabs_guard.domain.events import EventData
 
@@ -44,9 +45,14 @@ def envelope_json(event: PaymentEvent) -> str:
 
 
 async def append(writes: Writes, events: Sequence[PaymentEvent], *, now: datetime) -> None:
-    """Insert ``events`` in order; an event id already in the outbox is skipped, never doubled."""
+    """Insert ``events`` in order; an event id already in the outbox is skipped, never doubled.
+
+    While tracing, each row keeps the current trace context (the unit of work's span), so the
+    events' deliveries continue the trace of the request that caused them.
+    """
     if not events:
         return
+    traceparent, tracestate = tracing.current_context()
     rows = [
         {
             "event_id": event.event_id,
@@ -54,6 +60,8 @@ async def append(writes: Writes, events: Sequence[PaymentEvent], *, now: datetim
             "type": event.type,
             "envelope": envelope_json(event),
             "created_at": now,
+            "traceparent": traceparent,
+            "tracestate": tracestate,
         }
         for event in events
     ]

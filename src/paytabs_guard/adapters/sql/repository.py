@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from paytabs_guard import tracing
 from paytabs_guard.domain import (
     ConflictNote,
     FollowUpHold,
@@ -112,6 +113,8 @@ class SqlPaymentRepository:
             raise ValueError(f"payment {payment.id} is already in this unit of work")
         if known is None:
             self._entries[payment.id] = _Entry(payment, stored=None)
+        if tracing.ENABLED:
+            tracing.note_payment(payment.id)
 
     async def get(self, payment_id: str, *, for_update: bool = False) -> Payment | None:
         """The payment ``payment_id``; ``for_update`` locks it until the unit of work ends."""
@@ -334,6 +337,8 @@ async def _write_transactions(writes: Writes, payment: Payment, stored: _Snapsho
 
 
 def _first(found: Sequence[Payment]) -> Payment | None:
+    if found and tracing.ENABLED:  # the one payment this work is about, for its spans
+        tracing.note_payment(found[0].id)
     return found[0] if found else None
 
 

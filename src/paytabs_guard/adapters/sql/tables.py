@@ -239,6 +239,9 @@ outbox = Table(
     Column("published_at", UtcDateTime, nullable=True),
     Column("claimed_by", Text, nullable=True),
     Column("claimed_until", UtcDateTime, nullable=True),
+    # W3C trace context of the traced request that wrote the row (migration 0004), else NULL
+    Column("traceparent", Text, nullable=True),
+    Column("tracestate", Text, nullable=True),
     # The relay's work list: small, because published rows leave it.
     Index(
         "ix_outbox_unpublished",

@@ -8,6 +8,7 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from paytabs_guard import tracing
 from paytabs_guard.service.ports import (
     IdempotencyKeys,
     PaymentRepository,
@@ -52,13 +53,21 @@ class SqlUnitOfWork:
         self.inbox = SqlWebhookInbox(self._transaction)
         self._answers: list[tuple[str, str, dict[str, object]]] = []
         self.idempotency = SqlIdempotencyKeys(self._transaction, self._answers)
+        self._span = tracing.NO_SPAN
+        self._dialect = engine.dialect.name
 
     async def __aenter__(self) -> Self:
+        if tracing.ENABLED:
+            self._span = tracing.span("db unit of work", "client").__enter__()
+            self._span.set("db.system.name", self._dialect)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Roll back whatever was not committed."""
-        await self._rollback()
+        try:
+            await self._rollback()
+        finally:
+            self._span.__exit__(*exc_info[:3])
 
     async def commit(self) -> None:
         """Write changed payments (raising ``ConcurrentUpdate`` if another transaction saved one
@@ -84,6 +93,7 @@ class SqlUnitOfWork:
             await self._rollback()
             raise
         self._payments.committed()
+        self._span.set("db.committed_events", len(events))
 
     async def _rollback(self) -> None:
         try:

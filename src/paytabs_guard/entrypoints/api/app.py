@@ -17,6 +17,7 @@ from typing import Final
 
 from fastapi import FastAPI
 
+from paytabs_guard import tracing
 from paytabs_guard.bootstrap import Container, build_container
 from paytabs_guard.metrics import Metrics
 from paytabs_guard.observability import get_logger
@@ -120,10 +121,12 @@ def create_app(container: Container, options: ApiOptions | None = None) -> FastA
 
 def create_service(settings: Settings, options: ApiOptions | None = None) -> FastAPI:
     """The service for ``serve``: the lifespan builds the container (migrations included) and
-    closes it after shutdown."""
+    closes it after shutdown. Traces are on when the standard OTEL_* variables ask for them."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if tracing.configure():
+            log.info("tracing on", service_name=tracing.service_name())
         container = await build_container(settings)
         runtime = Runtime.build(container, options or ApiOptions())
         app.state.runtime = runtime
@@ -138,6 +141,7 @@ def create_service(settings: Settings, options: ApiOptions | None = None) -> Fas
         finally:
             await _stop(runtime, stop, tasks)
             await container.aclose()
+            tracing.shutdown()  # exports the spans still buffered
             log.info("service stopped")
 
     return _build(_runtime_of, lifespan)

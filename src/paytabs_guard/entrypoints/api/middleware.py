@@ -20,6 +20,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paytabs_guard import tracing
 from paytabs_guard.metrics import UNMATCHED_ROUTE, Metrics
 from paytabs_guard.observability import bind_request_context, clear_request_context, get_logger
 
@@ -80,27 +81,58 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error", method=method, route=route_template(scope))
-            if not response_started:
-                await problem_response(internal_error(), request_id)(scope, receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            route = route_template(scope)
-            metrics = self.metrics_of()
-            if metrics is not None:
-                metrics.observe_request(route, method, status, seconds)
-            log.info(
-                "request",
-                method=method,
-                route=route,
-                status=status,
-                duration_ms=round(seconds * 1000, 2),
-                client=_client_id(scope),
-            )
-            clear_request_context()
+        with _server_span(scope, method) as span:
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                log.exception("unhandled error", method=method, route=route_template(scope))
+                if not response_started:
+                    respond = problem_response(internal_error(), request_id)
+                    await respond(scope, receive, send_with_id)
+            finally:
+                seconds = time.perf_counter() - started
+                route = route_template(scope)
+                _end_server_span(span, method, route, status)
+                metrics = self.metrics_of()
+                if metrics is not None:
+                    metrics.observe_request(route, method, status, seconds)
+                log.info(
+                    "request",
+                    method=method,
+                    route=route,
+                    status=status,
+                    duration_ms=round(seconds * 1000, 2),
+                    client=_client_id(scope),
+                )
+                clear_request_context()
+
+
+def _server_span(scope: Scope, method: str) -> tracing.Span:
+    """The request's server span (a child of the caller's ``traceparent``, if sent), named by
+    the method until the route is known; a new payment scope for the spans inside."""
+    if not tracing.ENABLED:
+        return tracing.NO_SPAN
+    traceparent = tracestate = None
+    for name, value in scope.get("headers", ()):
+        if name == b"traceparent":
+            traceparent = value.decode("latin-1")
+        elif name == b"tracestate":
+            tracestate = value.decode("latin-1")
+    span = tracing.span(method, "server", parent=(traceparent, tracestate), new_scope=True)
+    span.set("http.request.method", method)
+    # the path, never the query string: the browser return's signature travels in it
+    span.set("url.path", scope.get("path"))
+    return span
+
+
+def _end_server_span(span: tracing.Span, method: str, route: str, status: int) -> None:
+    if span is tracing.NO_SPAN:
+        return
+    span.rename(f"{method} {route}")
+    span.set("http.route", route)
+    span.set("http.response.status_code", status)
+    if status >= 500:
+        span.fail(f"HTTP {status}")
 
 
 def _client_id(scope: Scope) -> str | None:

@@ -30,6 +30,7 @@ from pydantic import SecretStr, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from paytabs_guard import tracing
 from paytabs_guard.adapters.paytabs.signature import InvalidSignature, verify_callback
 from paytabs_guard.adapters.paytabs.transformers import UnusableTransaction, to_gateway_result
 from paytabs_guard.adapters.paytabs.wire import Transaction
@@ -136,6 +137,12 @@ class WebhookReceiver:
             standard.decode_secret(secret)
 
     async def receive(self, request: Request) -> Response:
+        with tracing.span("PayTabs callback") as span:  # tracing.NO_SPAN while off
+            response, outcome = await self._receive(request)
+            span.set("paytabs_guard.callback.outcome", outcome)
+            return response
+
+    async def _receive(self, request: Request) -> tuple[Response, str]:
         started = time.perf_counter()
         settings = self._container.settings
         ip = client_ip(
@@ -156,10 +163,11 @@ class WebhookReceiver:
             self._container.metrics.webhook(
                 ENDPOINT, rejected.outcome, time.perf_counter() - started
             )
-            return problem_response(rejected.problem, request_id_of(request))
+            response = problem_response(rejected.problem, request_id_of(request))
+            return response, rejected.outcome
         response, outcome = await self._apply(delivery, request)
         self._container.metrics.webhook(ENDPOINT, outcome, time.perf_counter() - started)
-        return response
+        return response, outcome
 
     # ---- 4. signature -------------------------------------------------------------------
 
@@ -228,6 +236,10 @@ class WebhookReceiver:
             "body_sha": delivery.body_sha,
         }
         request_id = request_id_of(request)
+        if tracing.ENABLED:
+            tracing.annotate("paytabs.tran_ref", result.tran_ref)
+            tracing.annotate("paytabs.cart_id", result.cart_id)
+            tracing.annotate("paytabs.response_status", status)
         try:
             key = f"paytabs:{result.tran_ref}:{status}"
             payment, outcome = await apply_result(
