@@ -1,4 +1,4 @@
-"""The SQL unit of work: one transaction for payments, inbox and outbox."""
+"""The SQL unit of work: one transaction for payments, saved cards, inbox and outbox."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from paytabs_guard.service.ports import (
     IdempotencyKeys,
     PaymentRepository,
+    SavedCards,
     UnitOfWorkFactory,
     WebhookInbox,
 )
 
 from . import outbox
+from .cards import SqlSavedCards
 from .idempotency import SqlIdempotencyKeys
 from .inbox import SqlWebhookInbox
 from .repository import SqlPaymentRepository
@@ -43,6 +45,7 @@ class SqlUnitOfWork:
     payments: PaymentRepository
     inbox: WebhookInbox
     idempotency: IdempotencyKeys
+    cards: SavedCards
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self._clock = clock
@@ -52,6 +55,7 @@ class SqlUnitOfWork:
         self.inbox = SqlWebhookInbox(self._transaction)
         self._answers: list[tuple[str, str, dict[str, object]]] = []
         self.idempotency = SqlIdempotencyKeys(self._transaction, self._answers)
+        self.cards = SqlSavedCards(self._transaction)
 
     async def __aenter__(self) -> Self:
         return self
