@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from paytabs_guard.observability import json_formatter
@@ -50,7 +51,9 @@ async def save_card(service: Service, customer_id: str = "cust_1001") -> Any:
     return paid
 
 
-async def charge(service: Service, card_id: str, amount: str = "20.00", key: str | None = None):  # type: ignore[no-untyped-def]
+async def charge(
+    service: Service, card_id: str, amount: str = "20.00", key: str | None = None
+) -> httpx.Response:
     body = {
         "saved_card_id": card_id,
         "amount": amount,
@@ -65,7 +68,8 @@ async def paytabs_token(service: Service, cart_id: str) -> str:
     """The token PayTabs issued, as the simulator holds it (to look for it where it must not be)."""
     [transaction] = await service.simulated(cart_id)
     token = transaction["token"]
-    assert isinstance(token, str) and len(token) > 8
+    assert isinstance(token, str)
+    assert len(token) > 8
     return token
 
 
@@ -84,7 +88,8 @@ async def test_save_list_charge_delete_then_charging_is_refused(
     assert card["payment_id"] == paid["id"]
     assert (card["last_four"], card["masked"]) == ("1111", "**** 1111")
     assert card["card_scheme"] == "Visa"
-    assert card["expiry_month"] is not None and card["expiry_year"] is not None
+    assert 1 <= card["expiry_month"] <= 12
+    assert card["expiry_year"] >= 2026
     other = await service.api.get("/payments/v2/customers/cust_2002/cards")
     assert other.json()["data"] == []
 
@@ -241,3 +246,22 @@ async def test_a_bad_customer_id_in_the_path_is_a_problem(service: Service) -> N
     response = await service.api.get("/payments/v2/customers/bad%20id/cards")
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unclear_charge_is_settled_from_paytabs_records_without_resending(
+    any_service: Service,
+) -> None:
+    service = any_service
+    card_id = (await save_card(service))["saved_card_id"]
+    # The charge is recorded but its answer is lost, and the query to resolve it fails too.
+    service.sim.engine.set_faults(Faults(error_rate=1.0, error_statuses=[502], error_phase="after"))
+    response = await charge(service, card_id)
+    assert response.status_code == 202, response.text
+    payment = response.json()
+    assert payment["state"] == "unknown"
+    service.sim.engine.set_faults(Faults())
+    await service.callbacks_done()
+    processed = await service.api.get(f"/payments/v2/process/{payment['id']}")
+    assert processed.json()["state"] == "completed", processed.text
+    [sale] = await service.simulated(payment["cart_id"])  # one charge, never re-sent
+    assert sale["tran_class"] == "Recurring"

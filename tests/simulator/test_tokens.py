@@ -113,7 +113,7 @@ async def test_token_format_follows_tokenise(gw: Gateway, tokenise: int, pattern
 @pytest.mark.anyio
 @pytest.mark.parametrize("tokenise", [None, 1])
 async def test_no_token_unless_the_page_asked_for_one(gw: Gateway, tokenise: int | None) -> None:
-    overrides = {} if tokenise is None else {"tokenise": tokenise}
+    overrides: dict[str, Any] = {} if tokenise is None else {"tokenise": tokenise}
     tx = await gw.paid_transaction(**overrides)
     assert tx["payment_result"]["response_status"] == "A"
     assert "token" not in tx
