@@ -6,38 +6,16 @@ never shown nor logged)."""
 from __future__ import annotations
 
 import io
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from paytabs_guard.observability import json_formatter
 from paytabs_simulator.faults import Faults
 
-from .api_support import API_KEY, SERVER_KEY, Service, new_key
+from .api_support import Service, new_key
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def captured() -> Iterator[io.StringIO]:
-    """Our loggers (and uvicorn's) into a buffer, through the production formatter."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(json_formatter(secrets=[SERVER_KEY, API_KEY]))
-    loggers = [logging.getLogger(name) for name in ("paytabs_guard", "uvicorn")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-    try:
-        yield buffer
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.removeHandler(handler)
-            logger.setLevel(level)
 
 
 async def save_card(service: Service, customer_id: str = "cust_1001") -> Any:

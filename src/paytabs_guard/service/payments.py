@@ -216,20 +216,9 @@ async def create_payment(
         # graceful degradation: no row, no gateway call, an answer in microseconds
         raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)
     now = deps.clock()
-    payment_id = deps.new_id()
     card_id = deps.new_card_id() if command.save_card_for is not None else None
-    payment = Payment.create(
-        id=payment_id,
-        cart_id=payment_id,
-        profile_id=deps.profile_id,
-        amount=command.amount,
-        tran_type=command.tran_type,
-        description=command.description,
-        at=now,
-        return_url=command.return_url,
-        metadata=command.metadata,
-        saved_card_id=card_id,
-    )
+    payment = new_payment(deps, command, at=now, saved_card_id=card_id)
+    payment_id = payment.id
     payment.mark_initiating(at=now, expires_at=now + deps.page_ttl)
 
     async def save_card(uow: UnitOfWork) -> None:
@@ -241,6 +230,25 @@ async def create_payment(
 
     await insert_claimed(deps, payment, idempotency, save_card)
     return await _open_page(deps, payment, command.customer, idempotency, command.language)
+
+
+def new_payment(
+    deps: PaymentDeps, command: CreatePayment, *, at: datetime, saved_card_id: str | None
+) -> Payment:
+    """A new payment for ``command``; its first cart id is its id."""
+    payment_id = deps.new_id()
+    return Payment.create(
+        id=payment_id,
+        cart_id=payment_id,
+        profile_id=deps.profile_id,
+        amount=command.amount,
+        tran_type=command.tran_type,
+        description=command.description,
+        at=at,
+        return_url=command.return_url,
+        metadata=command.metadata,
+        saved_card_id=saved_card_id,
+    )
 
 
 async def insert_claimed(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from paytabs_guard.domain import GatewayResult, Money, Payment, TranType
+from paytabs_guard.domain import GatewayResult, Money, Payment
 from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.service.gateway import (
     GatewayOutcomeUnknown,
@@ -23,11 +23,13 @@ from paytabs_guard.service.gateway import (
     GatewayUnavailable,
 )
 from paytabs_guard.service.payments import (
+    CreatePayment,
     IdempotentCreate,
     PaymentDeps,
     ambiguous,
     change_saved,
     insert_claimed,
+    new_payment,
     not_sent,
     rejected,
 )
@@ -126,18 +128,8 @@ async def charge_saved_card(
     if wait is not None:
         raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)
     now = deps.clock()
-    payment_id = deps.new_id()
-    payment = Payment.create(
-        id=payment_id,
-        cart_id=payment_id,
-        profile_id=deps.profile_id,
-        amount=command.amount,
-        tran_type=TranType.SALE,
-        description=command.description,
-        at=now,
-        metadata=command.metadata,
-        saved_card_id=command.card_id,
-    )
+    order = CreatePayment(command.amount, command.description, metadata=command.metadata)
+    payment = new_payment(deps, order, at=now, saved_card_id=command.card_id)
     payment.mark_initiating(at=now)
     cards: list[_Chargeable] = []
 
