@@ -3,14 +3,24 @@ service over real HTTP between them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import io
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from paytabs_guard.observability import json_formatter
 from paytabs_simulator.server import RunningSimulator, run_simulator
 
-from .api_support import Service, running_service, simulator_config
+from .api_support import (
+    ADMIN_KEY,
+    API_KEY,
+    SERVER_KEY,
+    Service,
+    running_service,
+    simulator_config,
+)
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +71,22 @@ async def any_service(sim: RunningSimulator, database_url: str) -> AsyncIterator
     """The service on SQLite, then on PostgreSQL."""
     async with running_service(sim, database_url) as running:
         yield running
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """Our loggers (and uvicorn's) into a buffer, through the production formatter."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(json_formatter(secrets=[SERVER_KEY, API_KEY, ADMIN_KEY]))
+    loggers = [logging.getLogger(name) for name in ("paytabs_guard", "uvicorn")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield buffer
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)

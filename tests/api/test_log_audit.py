@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
 
 import pytest
 
@@ -30,25 +29,6 @@ pytestmark = pytest.mark.anyio
 
 MARKER = "Layla-Unique-Body-Marker"
 TOKEN = "2C4652BF67A3EA33C6B590FE658078BD"
-
-
-@pytest.fixture
-def captured() -> Iterator[io.StringIO]:
-    """Our loggers (and uvicorn's) into a buffer, through the production formatter."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(json_formatter(secrets=[SERVER_KEY, API_KEY, ADMIN_KEY]))
-    loggers = [logging.getLogger(name) for name in ("paytabs_guard", "uvicorn")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-    try:
-        yield buffer
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.removeHandler(handler)
-            logger.setLevel(level)
 
 
 async def test_logs_after_the_scenarios_hold_no_secrets(

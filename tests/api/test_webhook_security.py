@@ -366,6 +366,7 @@ class FailingOnce:
         self.payments = inner.payments
         self.inbox = inner.inbox
         self.idempotency = inner.idempotency
+        self.cards = inner.cards
 
     async def __aenter__(self) -> FailingOnce:
         await self._inner.__aenter__()

@@ -99,6 +99,18 @@ def test_no_customer_is_charged_twice(report: dict[str, Any]) -> None:
         assert duplicates["charges_without_payment"] == 0
 
 
+def test_saved_cards_are_charged_again_within_the_duplicate_count(report: dict[str, Any]) -> None:
+    # Scenario (a) has no faults: every renewal (a recurring charge of the card an order saved)
+    # completes, and its charge is one of the charges the duplicate count looked at.
+    for scenario, key, run in runs(report):
+        renewals = run["orders"]["renewals"]
+        if scenario == "a":
+            assert renewals.get("completed", 0) >= 1, (key, renewals)
+            assert set(renewals) == {"completed"}, (key, renewals)
+            renewed = renewals["completed"]
+            assert run["duplicates"]["charges"] == run["orders"]["completed"] + renewed
+
+
 def test_no_event_is_lost(report: dict[str, Any]) -> None:
     for scenario, key, run in runs(report):
         events = run["events"]

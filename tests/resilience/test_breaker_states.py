@@ -132,7 +132,7 @@ async def test_a_success_never_opens_the_breaker(clock: ManualClock, subscribed:
     not be what opens the breaker (the chaos run saw it open 0.85 s after a recovery)."""
     breaker = make_breaker(clock)  # 10 s window of 1 s buckets, threshold 50 %, volume 5
     if subscribed:
-        breaker.subscribe(lambda event: None)
+        breaker.subscribe(lambda _event: None)
     await succeed(breaker, 6)
     clock.advance(5)
     await fail(breaker, 5)  # 5 of 11: under the threshold

@@ -65,6 +65,16 @@ class SavedByAnotherWriter:
             sequence=sequence,
         )
 
+    async def charge_token(
+        self, payment: Payment, *, token: str, token_tran_ref: str, callback_url: str
+    ) -> GatewayResult:
+        return await self._inner.charge_token(
+            payment, token=token, token_tran_ref=token_tran_ref, callback_url=callback_url
+        )
+
+    async def delete_token(self, token: str) -> None:
+        await self._inner.delete_token(token)
+
 
 async def test_the_page_is_recorded_without_reading_the_payment_again(world: World) -> None:
     with counting(world.engine) as count:

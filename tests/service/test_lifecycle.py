@@ -21,6 +21,7 @@ from paytabs_guard.domain import (
     ResultSource,
 )
 from paytabs_guard.entrypoints.reconcile import reconcile
+from paytabs_guard.service.follow_ups import refund_payment
 from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
 from paytabs_guard.service.payments import (
     CreatePayment,
@@ -28,7 +29,6 @@ from paytabs_guard.service.payments import (
     apply_result,
     create_payment,
     get_payment,
-    refund_payment,
     sync_payment,
 )
 from paytabs_guard.service.reconciliation import reconcile_once

@@ -108,3 +108,23 @@ async def test_recurring_charge_over_limit_is_declined(clock: FakeClock) -> None
 async def test_token_format_follows_tokenise(gw: Gateway, tokenise: int, pattern: str) -> None:
     tx = await gw.paid_transaction(tokenise=tokenise)
     assert re.fullmatch(pattern, tx["token"])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tokenise", [None, 1])
+async def test_no_token_unless_the_page_asked_for_one(gw: Gateway, tokenise: int | None) -> None:
+    overrides: dict[str, Any] = {} if tokenise is None else {"tokenise": tokenise}
+    tx = await gw.paid_transaction(**overrides)
+    assert tx["payment_result"]["response_status"] == "A"
+    assert "token" not in tx
+    assert gw.sim.engine.tokens == {}
+
+
+@pytest.mark.anyio
+async def test_recurring_charge_needs_no_page_and_answers_at_once(gw: Gateway) -> None:
+    first = await gw.paid_transaction(tokenise=2)
+    pages_before = len(gw.sim.engine.pages)
+    response = await gw.request(recurring(first["token"], first["tran_ref"], cart_amount=9))
+    assert response.status_code == 200, response.text
+    assert "redirect_url" not in response.json()
+    assert len(gw.sim.engine.pages) == pages_before  # no hosted page was opened

@@ -38,7 +38,15 @@ from .events import (
     PaymentRefunded,
     PaymentVoided,
 )
-from .gateway import GatewayResult, GatewayStatus, ResultSource, Signal, TranType, signal_of
+from .gateway import (
+    CardDetails,
+    GatewayResult,
+    GatewayStatus,
+    ResultSource,
+    Signal,
+    TranType,
+    signal_of,
+)
 from .money import InvalidMoney, Money
 from .payment import Outcome, Payment
 from .records import ConflictNote, FollowUpHold, GatewayTransaction, Transition
@@ -49,6 +57,7 @@ __all__ = [
     "AmountExceedsAvailable",
     "CaptureExceedsAuthorized",
     "CaptureNotAllowed",
+    "CardDetails",
     "ConflictNote",
     "CurrencyMismatch",
     "DomainError",

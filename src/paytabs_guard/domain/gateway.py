@@ -157,6 +157,18 @@ def _follow_up(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CardDetails:
+    """What PayTabs tells about the card that paid (``payment_info``): never the number.
+
+    ``last_four`` comes from PayTabs' masked number (``4111 11## #### 1111``)."""
+
+    scheme: str | None = None
+    last_four: str | None = None
+    expiry_month: int | None = None
+    expiry_year: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayResult:
     """One gateway transaction as a callback, a query or a follow-up response reported it.
 
@@ -164,7 +176,8 @@ class GatewayResult:
     voided or refunded). ``charged`` is ``tran_total`` in ``tran_currency``, what PayTabs
     actually charged: zero before payment, ``None`` when the source does not report it.
     ``status`` is ``None`` when the hosted page exists but nobody paid yet.
-    ``token`` is kept out of ``repr`` so it never reaches a log line.
+    ``token`` is kept out of ``repr`` so it never reaches a log line; ``card`` describes the
+    card (scheme, last four, expiry) when PayTabs said.
     """
 
     tran_ref: str
@@ -180,6 +193,7 @@ class GatewayResult:
     transaction_time: datetime | None = None
     token: str | None = field(default=None, repr=False)
     charged: Money | None = None
+    card: CardDetails | None = None
 
     def __post_init__(self) -> None:
         if not self.tran_ref.strip():

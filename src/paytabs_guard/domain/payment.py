@@ -126,6 +126,8 @@ class Payment:
     redirect_url: str | None = None  # the hosted page the customer pays on
     return_url: str | None = None  # the merchant's page the customer goes back to afterwards
     metadata: dict[str, str] = field(default_factory=dict)  # the merchant's, echoed back
+    # The saved card this payment saves (asked with save_card) or charges (a recurring charge)
+    saved_card_id: str | None = None
     version: int = 0
     pending_events: list[PaymentEvent] = field(default_factory=list)
 
@@ -142,6 +144,7 @@ class Payment:
         at: datetime,
         return_url: str | None = None,
         metadata: dict[str, str] | None = None,
+        saved_card_id: str | None = None,
     ) -> Payment:
         """A new payment in CREATED, with its ``payment.created`` event queued."""
         _require_aware(at)
@@ -161,6 +164,7 @@ class Payment:
             refunded=zero,
             return_url=return_url,
             metadata=dict(metadata or {}),
+            saved_card_id=saved_card_id,
         )
         payment.history.append(
             Transition(
@@ -336,8 +340,12 @@ class Payment:
         *,
         at: datetime,
         redirect_url: str | None = None,
+        reason: str = "hosted page created",
     ) -> Outcome:
-        """PayTabs returned the hosted page and its ``tran_ref``: send the customer there."""
+        """PayTabs returned the hosted page and its ``tran_ref``: send the customer there.
+
+        A recurring charge has no page: PayTabs answers it directly, and this step adopts the
+        charge's ``tran_ref`` (``reason`` says so) before its result is applied."""
         if not tran_ref.strip():
             raise InvalidPaymentRequest("tran_ref", "PayTabs returned an empty tran_ref")
         if self.tran_ref is not None and tran_ref != self.tran_ref:
@@ -365,7 +373,7 @@ class Payment:
             Trigger.PAGE_CREATED,
             at=at,
             source=ResultSource.API,
-            reason="hosted page created",
+            reason=reason,
             gateway_ref=tran_ref,
             effect=effect,
             emit=initiated,

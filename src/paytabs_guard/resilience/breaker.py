@@ -446,14 +446,13 @@ class CircuitBreaker:
             return
         window = self._window
         window.success(end, latency)
-        if trial:
-            if trial == self._generation:
-                self._trial_successes += 1
-                if self._trial_successes >= self._half_open_max:
-                    if self._subscribers:
-                        self._emit(EventType.SUCCESS, end, latency=latency, error=excused)
-                    self._close_after_trial(end)
-                    return
+        if trial and trial == self._generation:
+            self._trial_successes += 1
+            if self._trial_successes >= self._half_open_max:
+                if self._subscribers:
+                    self._emit(EventType.SUCCESS, end, latency=latency, error=excused)
+                self._close_after_trial(end)
+                return
         # A success never trips the breaker, even when the window's failed share is over the
         # threshold: the gateway has just answered. The share can cross the threshold without
         # a new failure when older successes age out of the window while the failures of a

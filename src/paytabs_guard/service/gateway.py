@@ -71,6 +71,8 @@ class PageDetails:
     customer: Customer | None = None
     language: str | None = None
     ttl_minutes: int | None = None
+    save_card: bool = False
+    """Ask PayTabs for a token of the card that pays (``tokenise``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,4 +117,15 @@ class Gateway(Protocol):
     ) -> GatewayResult:
         """Send one follow-up. ``sequence`` numbers this kind of follow-up for the payment, so
         two legitimate refunds differ while re-sends of one stay identical."""
+        ...
+
+    async def charge_token(
+        self, payment: Payment, *, token: str, token_tran_ref: str, callback_url: str
+    ) -> GatewayResult:
+        """Charge a saved card (PayTabs' recurring sale, no page) for the payment's cart, once:
+        an ambiguous answer is resolved by querying the cart before anything is re-sent."""
+        ...
+
+    async def delete_token(self, token: str) -> None:
+        """Delete a saved card's token at the gateway (GatewayRejected: it holds no such token)."""
         ...

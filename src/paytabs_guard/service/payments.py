@@ -8,12 +8,13 @@ reaches the payment through ``Payment.apply_gateway_result`` inside ``apply_resu
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from paytabs_guard.domain import (
     GatewayResult,
+    GatewayStatus,
     Money,
     Outcome,
     OutcomeKind,
@@ -21,9 +22,9 @@ from paytabs_guard.domain import (
     PaymentState,
     TranType,
 )
+from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.service.gateway import (
     Customer,
-    FollowUpKind,
     Gateway,
     GatewayOutcomeUnknown,
     GatewayRejected,
@@ -69,15 +70,23 @@ class PaymentDeps:
     currency_conversion: bool = False
     """PayTabs may charge in another currency (PAYTABS_CURRENCY_CONVERSION)."""
     new_id: Callable[[], str] = field(default=lambda: f"pay_{secrets.token_hex(12)}")
+    new_card_id: Callable[[], str] = field(default=lambda: f"card_{secrets.token_hex(12)}")
 
-    def page_details(self, customer: Customer | None, language: str | None = None) -> PageDetails:
+    @property
+    def callback_url(self) -> str:
+        return f"{self.public_base_url.rstrip('/')}/payments/v2/webhook"
+
+    def page_details(
+        self, customer: Customer | None, language: str | None = None, *, save_card: bool = False
+    ) -> PageDetails:
         base = self.public_base_url.rstrip("/")
         return PageDetails(
-            callback_url=f"{base}/payments/v2/webhook",
+            callback_url=self.callback_url,
             return_url=f"{base}/payments/v2/return",
             customer=customer,
             language=language,
             ttl_minutes=int(self.page_ttl.total_seconds() // 60),
+            save_card=save_card,
         )
 
 
@@ -91,6 +100,8 @@ class CreatePayment:
     metadata: dict[str, str] = field(default_factory=dict)
     language: str | None = None
     """The hosted page's language (PayTabs' paypage_lang: en or ar); None = PayTabs decides."""
+    save_card_for: str | None = None
+    """The merchant's customer id to save the card for (PayTabs tokenises it); None: don't."""
 
 
 @dataclass(slots=True)
@@ -119,14 +130,14 @@ class KeyTaken(Exception):
         self.claim = claim
 
 
-async def _load(uow: UnitOfWork, payment_id: str, *, for_update: bool = False) -> Payment:
+async def load_payment(uow: UnitOfWork, payment_id: str, *, for_update: bool = False) -> Payment:
     payment = await uow.payments.get(payment_id, for_update=for_update)
     if payment is None:
         raise PaymentNotFound(payment_id)
     return payment
 
 
-async def _change(
+async def change_payment(
     deps: PaymentDeps,
     payment_id: str,
     change: Callable[[Payment, datetime], object],
@@ -135,7 +146,7 @@ async def _change(
     """Lock the payment, apply one change, commit (the outbox rows go with it, and the
     idempotency answer when given)."""
     async with deps.uow() as uow:
-        payment = await _load(uow, payment_id, for_update=True)
+        payment = await load_payment(uow, payment_id, for_update=True)
         change(payment, deps.clock())
         await _answer(deps, uow, payment, idempotency)
         await uow.commit()
@@ -143,15 +154,15 @@ async def _change(
     return payment
 
 
-async def _change_saved(
+async def change_saved(
     deps: PaymentDeps,
     payment: Payment,
     change: Callable[[Payment, datetime], object],
     idempotency: IdempotentCreate | None,
 ) -> Payment:
-    """:func:`_change` for a payment this request saved itself a moment ago: written behind its
-    version check without reading it again. Should another transaction have saved it since
-    (reconciliation, a callback), it is reloaded under its lock and changed there."""
+    """:func:`change_payment` for a payment this request saved itself a moment ago: written
+    behind its version check without reading it again. Should another transaction have saved it
+    since (reconciliation, a callback), it is reloaded under its lock and changed there."""
     try:
         async with deps.uow() as uow:
             uow.payments.add(payment)
@@ -159,7 +170,7 @@ async def _change_saved(
             await _answer(deps, uow, payment, idempotency)
             await uow.commit()
     except StaleVersion:
-        return await _change(deps, payment.id, change, idempotency)
+        return await change_payment(deps, payment.id, change, idempotency)
     _answered(idempotency)
     return payment
 
@@ -181,7 +192,7 @@ def _answered(idempotency: IdempotentCreate | None) -> None:
 
 async def get_payment(deps: PaymentDeps, payment_id: str) -> Payment:
     async with deps.uow() as uow:
-        return await _load(uow, payment_id)
+        return await load_payment(uow, payment_id)
 
 
 # ---- create -------------------------------------------------------------------------------------
@@ -205,36 +216,67 @@ async def create_payment(
         # graceful degradation: no row, no gateway call, an answer in microseconds
         raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)
     now = deps.clock()
+    card_id = deps.new_card_id() if command.save_card_for is not None else None
+    payment = new_payment(deps, command, at=now, saved_card_id=card_id)
+    payment_id = payment.id
+    payment.mark_initiating(at=now, expires_at=now + deps.page_ttl)
+
+    async def save_card(uow: UnitOfWork) -> None:
+        if card_id is not None and command.save_card_for is not None:
+            card = SavedCard(
+                id=card_id, customer_id=command.save_card_for, payment_id=payment_id, created_at=now
+            )
+            await uow.cards.add(card)
+
+    await insert_claimed(deps, payment, idempotency, save_card)
+    return await _open_page(deps, payment, command.customer, idempotency, command.language)
+
+
+def new_payment(
+    deps: PaymentDeps, command: CreatePayment, *, at: datetime, saved_card_id: str | None
+) -> Payment:
+    """A new payment for ``command``; its first cart id is its id."""
     payment_id = deps.new_id()
-    payment = Payment.create(
+    return Payment.create(
         id=payment_id,
         cart_id=payment_id,
         profile_id=deps.profile_id,
         amount=command.amount,
         tran_type=command.tran_type,
         description=command.description,
-        at=now,
+        at=at,
         return_url=command.return_url,
         metadata=command.metadata,
+        saved_card_id=saved_card_id,
     )
-    payment.mark_initiating(at=now, expires_at=now + deps.page_ttl)
+
+
+async def insert_claimed(
+    deps: PaymentDeps,
+    payment: Payment,
+    idempotency: IdempotentCreate | None,
+    prepare: Callable[[UnitOfWork], Awaitable[None]],
+) -> None:
+    """The first transaction of a create: the idempotency claim (KeyTaken when the key is not
+    this request's), what ``prepare`` writes or checks (raising rolls the claim back) and the
+    new payment, committed together."""
     async with deps.uow() as uow:
         if idempotency is not None:
             claim = await uow.idempotency.claim(
                 idempotency.scope,
                 idempotency.key,
                 idempotency.fingerprint,
-                now=now,
+                now=deps.clock(),
                 ttl_seconds=idempotency.ttl_seconds,
             )
             if claim.status is not ClaimStatus.NEW:
                 raise KeyTaken(claim)
+        await prepare(uow)
         uow.payments.add(payment)
         await uow.commit()
     if idempotency is not None:
         idempotency.claimed = True
         idempotency.on_claimed()
-    return await _open_page(deps, payment, command.customer, idempotency, command.language)
 
 
 async def _open_page(
@@ -247,22 +289,25 @@ async def _open_page(
     base_cart_id = payment.cart_id
     for attempt in range(1, MAX_PAGE_ATTEMPTS + 1):
         try:
-            opened = await deps.gateway.open_page(payment, deps.page_details(customer, language))
+            details = deps.page_details(
+                customer, language, save_card=payment.saved_card_id is not None
+            )
+            opened = await deps.gateway.open_page(payment, details)
         except GatewayRejected as refused:
-            return await _change_saved(deps, payment, _rejected(refused), idempotency)
+            return await change_saved(deps, payment, rejected(refused), idempotency)
         except GatewayUnavailable:
-            await _change_saved(deps, payment, _not_sent, None)
+            await change_saved(deps, payment, not_sent, None)
             raise
         except GatewayOutcomeUnknown:
-            return await _change_saved(deps, payment, _ambiguous, idempotency)
+            return await change_saved(deps, payment, ambiguous, idempotency)
 
         if opened.found is None and opened.redirect_url is not None:
             ready = _page_ready(opened, deps.page_ttl)
-            return await _change_saved(deps, payment, ready, idempotency)
+            return await change_saved(deps, payment, ready, idempotency)
         found = opened.found
         # The answer was lost; a query found what PayTabs holds for this cart.
         async with deps.uow() as uow:
-            payment = await _load(uow, payment.id, for_update=True)
+            payment = await load_payment(uow, payment.id, for_update=True)
             now = deps.clock()
             payment.initiation_ambiguous(at=now)
             orphan = found is None or found.status is None
@@ -281,17 +326,17 @@ async def _open_page(
     raise AssertionError("unreachable: the loop returns on its last attempt")
 
 
-def _rejected(refused: GatewayRejected) -> Callable[[Payment, datetime], object]:
+def rejected(refused: GatewayRejected) -> Callable[[Payment, datetime], object]:
     reason = f"PayTabs refused the page: {refused.message}"
     code = "" if refused.code is None else str(refused.code)
     return lambda p, at: p.initiation_failed(reason, at=at, response_code=code)
 
 
-def _ambiguous(payment: Payment, at: datetime) -> object:
+def ambiguous(payment: Payment, at: datetime) -> object:
     return payment.initiation_ambiguous(at=at)
 
 
-def _not_sent(payment: Payment, at: datetime) -> object:
+def not_sent(payment: Payment, at: datetime) -> object:
     return payment.initiation_failed("PayTabs was unavailable; nothing was sent", at=at)
 
 
@@ -368,8 +413,25 @@ async def apply_result(
         if outcome.kind is OutcomeKind.ILLEGAL:
             # e.g. a refund before its capture: keep nothing, let the sender deliver it again
             return payment, outcome
+        await _keep_card(uow, payment, result, outcome)
         await uow.commit()
         return payment, outcome
+
+
+async def _keep_card(
+    uow: UnitOfWork, payment: Payment, result: GatewayResult, outcome: Outcome
+) -> None:
+    """The token of a card the payment asked to save arrives with its authorised result."""
+    if (
+        payment.saved_card_id is not None
+        and result.token
+        and outcome.kind is OutcomeKind.APPLIED
+        and result.status is GatewayStatus.AUTHORIZED
+        and result.previous_tran_ref is None  # the payment's own sale or auth
+    ):
+        await uow.cards.issued(
+            payment.saved_card_id, payment.id, result.token, result.tran_ref, result.card
+        )
 
 
 async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
@@ -385,101 +447,29 @@ async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
     results = await deps.gateway.transactions(payment.cart_id)
     if payment.state is PaymentState.INITIATING:
         # the create call never finished (a crash, a lost answer): say so before any result
-        payment = await _change(deps, payment_id, lambda p, at: p.initiation_ambiguous(at=at))
+        payment = await change_payment(
+            deps, payment_id, lambda p, at: p.initiation_ambiguous(at=at)
+        )
     for result in results:
         payment, _ = await apply_result(deps, result)
     if any(result.status is not None for result in results):
         return payment
     now = deps.clock()
     if payment.state is PaymentState.UNKNOWN and not results:
-        return await _change(deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at))
+        return await change_payment(
+            deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at)
+        )
     lapsed = payment.expires_at is not None and now >= payment.expires_at
     if lapsed and payment.state in _EXPIRABLE:
-        return await _change(deps, payment_id, lambda p, at: p.expire_page(at=at))
+        return await change_payment(deps, payment_id, lambda p, at: p.expire_page(at=at))
     return payment
+
+
+def _no_record(payment: Payment, at: datetime) -> object:
+    return payment.unknown_resolved_no_record(at=at)
 
 
 _EXPIRABLE = frozenset({PaymentState.AWAITING_CUSTOMER, PaymentState.PENDING, PaymentState.ON_HOLD})
-
-
-# ---- follow-ups ---------------------------------------------------------------------------------
-
-
-async def refund_payment(deps: PaymentDeps, payment_id: str, amount: Money) -> Payment:
-    """Refund part or all of what was captured; never beyond it (checked under the row lock
-    and again by PayTabs)."""
-
-    def check(payment: Payment) -> str | None:
-        payment.ensure_can_refund(amount)
-        return payment.refund_reference
-
-    return await _follow_up(deps, payment_id, FollowUpKind.REFUND, amount, check)
-
-
-async def capture_payment(deps: PaymentDeps, payment_id: str, amount: Money | None) -> Payment:
-    def check(payment: Payment) -> str | None:
-        payment.ensure_can_capture(amount or payment.amount)
-        return payment.tran_ref
-
-    return await _follow_up(deps, payment_id, FollowUpKind.CAPTURE, amount, check)
-
-
-async def void_payment(deps: PaymentDeps, payment_id: str) -> Payment:
-    def check(payment: Payment) -> str | None:
-        payment.ensure_can_void()
-        return payment.tran_ref
-
-    return await _follow_up(deps, payment_id, FollowUpKind.VOID, None, check)
-
-
-async def release_payment(deps: PaymentDeps, payment_id: str) -> Payment:
-    """PayTabs' ``release`` of an authorisation: the same rules and outcome as a void (the
-    hold ends, the payment becomes voided); some acquirers only accept one or the other."""
-
-    def check(payment: Payment) -> str | None:
-        payment.ensure_can_void()
-        return payment.tran_ref
-
-    return await _follow_up(deps, payment_id, FollowUpKind.RELEASE, None, check)
-
-
-async def _follow_up(
-    deps: PaymentDeps,
-    payment_id: str,
-    kind: FollowUpKind,
-    amount: Money | None,
-    check: Callable[[Payment], str | None],
-) -> Payment:
-    """Check and hold under the row lock, send without a lock, apply the answer and release.
-
-    The hold makes follow-ups of one payment take turns, so two concurrent refunds can never
-    both pass the amount check. When the answer is lost the hold stays until reconciliation has
-    had time to learn what PayTabs did (it goes stale after 15 minutes).
-    """
-    async with deps.uow() as uow:
-        payment = await _load(uow, payment_id, for_update=True)
-        parent = check(payment)  # raises a DomainError that says what is not allowed
-        if parent is None:
-            raise GatewayRejected(f"payment {payment_id} has no transaction to {kind.value}")
-        hold = payment.hold_follow_up(
-            TranType(kind.value), amount or payment.amount, parent, at=deps.clock()
-        )
-        known = [t.tran_ref for t in payment.transactions]
-        await uow.commit()
-    try:
-        result = await deps.gateway.follow_up(
-            payment,
-            kind,
-            hold.amount,
-            parent_tran_ref=parent,
-            known_tran_refs=known,
-            sequence=hold.sequence,
-        )
-    except (GatewayRejected, GatewayUnavailable):
-        await _change(deps, payment_id, lambda p, _at: p.release_follow_up())
-        raise
-    payment, _ = await apply_result(deps, result)
-    return payment
 
 
 def _answers(kind: TranType, answer: TranType) -> bool:

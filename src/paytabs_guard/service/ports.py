@@ -13,7 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, Self
 
-from paytabs_guard.domain import Payment, PaymentState
+from paytabs_guard.domain import CardDetails, Payment, PaymentState
+from paytabs_guard.domain.cards import SavedCard
 
 
 class ClaimStatus(StrEnum):
@@ -134,10 +135,34 @@ class WebhookInbox(Protocol):
         ...
 
 
+class SavedCards(Protocol):
+    """Saved cards, in the unit of work's transaction."""
+
+    async def add(self, card: SavedCard) -> None: ...
+
+    async def get(self, card_id: str, *, for_update: bool = False) -> SavedCard | None: ...
+
+    async def of_customer(self, customer_id: str) -> Sequence[SavedCard]:
+        """The customer's cards that can be charged, oldest first."""
+        ...
+
+    async def issued(
+        self, card_id: str, payment_id: str, token: str, tran_ref: str, card: CardDetails | None
+    ) -> None:
+        """PayTabs issued ``token`` for the card ``payment_id`` saves (a no-op once it has one
+        or was deleted, or for another payment's card)."""
+        ...
+
+    async def delete(self, card_id: str, *, now: datetime) -> None: ...
+
+    async def forget_token(self, card_id: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     payments: PaymentRepository
     inbox: WebhookInbox
     idempotency: IdempotencyKeys
+    cards: SavedCards
 
     async def __aenter__(self) -> Self: ...
 

@@ -19,6 +19,7 @@ from paytabs_guard.adapters.paytabs.payloads import (
     FollowUpType,
     HostedPageRequest,
     PageTranType,
+    TokenChargeRequest,
 )
 from paytabs_guard.adapters.paytabs.resilient import ResilientPayTabs
 from paytabs_guard.adapters.paytabs.transformers import UnusableTransaction, to_gateway_result
@@ -77,6 +78,8 @@ class PayTabsGateway:
             ),
             paypage_lang=_language(details.language),
             paypage_ttl_minutes=details.ttl_minutes,
+            # 2: PayTabs' default token format; issued only for an authorised card payment
+            tokenise=2 if details.save_card else None,
         )
         outcome = await _translated(lambda: self._paytabs.create_payment_page(request))
         found = None
@@ -111,6 +114,23 @@ class PayTabsGateway:
             lambda: self._paytabs.follow_up(request, known_tran_refs=known_tran_refs)
         )
         return self._result(answer, ResultSource.API)
+
+    async def charge_token(
+        self, payment: Payment, *, token: str, token_tran_ref: str, callback_url: str
+    ) -> GatewayResult:
+        request = TokenChargeRequest(
+            token=token,
+            tran_ref=token_tran_ref,
+            cart_id=payment.cart_id,
+            amount=payment.amount,
+            description=payment.description,
+            callback_url=callback_url,
+        )
+        answer = await _translated(lambda: self._paytabs.charge_token(request))
+        return self._result(answer, ResultSource.API)
+
+    async def delete_token(self, token: str) -> None:
+        await _translated(lambda: self._paytabs.delete_token(token))
 
     def _result(self, transaction: Transaction, source: ResultSource) -> GatewayResult:
         try:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
-from paytabs_guard.adapters.paytabs.wire import Transaction
-from paytabs_guard.domain import GatewayResult, GatewayStatus, Money, ResultSource, TranType
+from paytabs_guard.adapters.paytabs.wire import PaymentInfo, Transaction
+from paytabs_guard.domain import (
+    CardDetails,
+    GatewayResult,
+    GatewayStatus,
+    Money,
+    ResultSource,
+    TranType,
+)
+
+_LAST_FOUR = re.compile(r"([0-9]{4})\s*$")
 
 
 class UnusableTransaction(ValueError):
@@ -30,6 +40,29 @@ def _charged(transaction: Transaction) -> Money:
     if not total:
         total = "0"
     return Money.parse_gateway(total, currency)
+
+
+def _month_or_year(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def card_details(info: PaymentInfo | None) -> CardDetails | None:
+    """Scheme, last four digits and expiry from ``payment_info`` (``expiryMonth`` and
+    ``expiryYear`` are extra fields in PayTabs' answers); None when it says nothing."""
+    if info is None:
+        return None
+    extra = info.model_extra or {}
+    last_four = _LAST_FOUR.search(info.payment_description or "")
+    return CardDetails(
+        scheme=(info.card_scheme or None) and info.card_scheme[:32],
+        last_four=last_four.group(1) if last_four else None,
+        expiry_month=_month_or_year(extra.get("expiryMonth")),
+        expiry_year=_month_or_year(extra.get("expiryYear")),
+    )
 
 
 def to_gateway_result(
@@ -64,4 +97,5 @@ def to_gateway_result(
         transaction_time=_time(result.transaction_time if result else None),
         token=transaction.token,
         charged=charged,
+        card=card_details(transaction.payment_info),
     )

@@ -380,6 +380,7 @@ def _payment_row(payment: Payment) -> dict[str, object]:
         "redirect_url": payment.redirect_url,
         "return_url": payment.return_url,
         "metadata": dict(payment.metadata),
+        "saved_card_id": payment.saved_card_id,
         "captured_minor": payment.captured.minor_units,
         "refunded_minor": payment.refunded.minor_units,
         "conflict_count": len(payment.conflicts),
@@ -610,6 +611,7 @@ def _payment(
         redirect_url=row["redirect_url"],
         return_url=row["return_url"],
         metadata=dict(row["metadata"]),
+        saved_card_id=row["saved_card_id"],
         version=row["version"],
     )
 

@@ -108,6 +108,7 @@ payments = Table(
     Column("redirect_url", Text, nullable=True),
     Column("return_url", Text, nullable=True),
     Column("metadata", _MERCHANT_METADATA, nullable=False),
+    Column("saved_card_id", Text, nullable=True),  # the card it saves or charges
     Column("captured_minor", BigInteger, nullable=False),
     Column("refunded_minor", BigInteger, nullable=False),
     Column("conflict_count", Integer, nullable=False),
@@ -194,6 +195,28 @@ payment_conflicts = Table(
     Index("ix_payment_conflicts_payment_id", "payment_id"),
 )
 """Results that contradicted a decided payment: kept for a human, never applied."""
+
+saved_cards = Table(
+    "saved_cards",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("customer_id", String(64), nullable=False),
+    # The payment that saved the card. No foreign key: the row is inserted in the create's
+    # transaction before the payment itself (PostgreSQL writes the payment at commit).
+    Column("payment_id", Text, nullable=False, unique=True),
+    # PayTabs' token: a credential, never logged nor returned. NULL until PayTabs issued it,
+    # and again once the card is deleted (at PayTabs too).
+    Column("token", Text, nullable=True),
+    Column("tran_ref", Text, nullable=True),  # the transaction that created the token
+    Column("card_scheme", String(32), nullable=True),
+    Column("last_four", CHAR(4), nullable=True),
+    Column("expiry_month", Integer, nullable=True),
+    Column("expiry_year", Integer, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("deleted_at", UtcDateTime, nullable=True),
+    Index("ix_saved_cards_customer_id_created_at", "customer_id", "created_at"),
+)
+"""Cards customers let the merchant keep (PayTabs tokens), one per payment that saved one."""
 
 idempotency_keys = Table(
     "idempotency_keys",

@@ -1,4 +1,4 @@
-"""The SQL unit of work: one transaction for payments, inbox and outbox."""
+"""The SQL unit of work: one transaction for payments, saved cards, inbox and outbox."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from paytabs_guard import tracing
 from paytabs_guard.service.ports import (
     IdempotencyKeys,
     PaymentRepository,
+    SavedCards,
     UnitOfWorkFactory,
     WebhookInbox,
 )
 
 from . import outbox
+from .cards import SqlSavedCards
 from .idempotency import SqlIdempotencyKeys
 from .inbox import SqlWebhookInbox
 from .repository import SqlPaymentRepository
@@ -44,6 +46,7 @@ class SqlUnitOfWork:
     payments: PaymentRepository
     inbox: WebhookInbox
     idempotency: IdempotencyKeys
+    cards: SavedCards
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self._clock = clock
@@ -53,6 +56,7 @@ class SqlUnitOfWork:
         self.inbox = SqlWebhookInbox(self._transaction)
         self._answers: list[tuple[str, str, dict[str, object]]] = []
         self.idempotency = SqlIdempotencyKeys(self._transaction, self._answers)
+        self.cards = SqlSavedCards(self._transaction)
         self._span = tracing.NO_SPAN
         self._dialect = engine.dialect.name
 

@@ -23,7 +23,7 @@ from paytabs_guard.metrics import Metrics
 from paytabs_guard.observability import get_logger
 from paytabs_guard.settings import Settings
 
-from . import breakers, callbacks, events, health, payments, stats
+from . import breakers, callbacks, cards, events, health, payments, stats
 from .docs_pages import install_docs
 from .errors import install_error_handlers
 from .front_door import FrontDoorMiddleware
@@ -92,6 +92,7 @@ def _build(runtime_of: Callable[[FastAPI], Runtime | None], lifespan: object) ->
     for router in (health.router, callbacks.router, breakers.router, stats.router):
         app.include_router(router)
     app.include_router(events.router)
+    app.include_router(cards.router)
     app.include_router(payments.router)
     return app
 

@@ -9,6 +9,8 @@ exception                                  status  problem type
 RequestValidationError (FastAPI)           422     invalid-request
 HTTPException 404 / 405 / other            same    not-found / method-not-allowed
 PaymentNotFound                            404     payment-not-found
+SavedCardNotFound                          404     saved-card-not-found
+SavedCardDeleted / SavedCardNotReady       409     saved-card-deleted / -not-ready
 InvalidPaymentRequest, InvalidMoney        422     invalid-payment-request
 AmountExceedsAvailable                     422     amount-exceeds-available
 PaymentStateError                          409     payment-state-conflict
@@ -48,6 +50,7 @@ from paytabs_guard.service.gateway import (
     GatewayUnavailable,
 )
 from paytabs_guard.service.payments import PaymentNotFound
+from paytabs_guard.service.saved_cards import SavedCardError
 
 from .problems import Problem, problem_handler, problem_response
 
@@ -104,6 +107,10 @@ def problem_for(error: Exception) -> Problem | None:
             404,
             f"There is no payment {error.payment_id!r}; check the id returned by "
             "POST /payments/v2/create.",
+        )
+    if isinstance(error, SavedCardError):
+        return Problem(
+            error.code, error.title, error.status, str(error), extensions={"card_id": error.card_id}
         )
     if isinstance(error, AmountExceedsAvailable):
         return Problem(
@@ -264,6 +271,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     for error in (
         PaymentNotFound,
+        SavedCardError,
         DomainError,
         InvalidMoney,
         GatewayRejected,

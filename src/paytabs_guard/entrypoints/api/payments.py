@@ -16,16 +16,14 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from paytabs_guard.domain import Money, Payment, PaymentState
-from paytabs_guard.service.gateway import GatewayOutcomeUnknown
-from paytabs_guard.service.payments import (
-    IdempotentCreate,
+from paytabs_guard.service.follow_ups import (
     capture_payment,
-    create_payment,
-    get_payment,
     refund_payment,
     release_payment,
     void_payment,
 )
+from paytabs_guard.service.gateway import GatewayOutcomeUnknown
+from paytabs_guard.service.payments import IdempotentCreate, create_payment, get_payment
 from paytabs_guard.service.queries import MAX_PAGE_SIZE, list_payments
 
 from . import problems
@@ -57,7 +55,7 @@ def _json(model: PaymentOut, status_code: int = 200, **headers: str) -> JSONResp
     return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
 
 
-def _payment_id(response: Response) -> str | None:
+def payment_id_of(response: Response) -> str | None:
     return response.headers.get("x-payment-id")
 
 
@@ -95,10 +93,30 @@ async def create(
 ) -> Response:
     """201 with the page to redirect to; 202 when PayTabs' answer was lost (reconciled later);
     422 when PayTabs refused; 503 with Retry-After when PayTabs is unavailable."""
+    deps = runtime.container.payments
+
+    async def create_it(idempotency: IdempotentCreate | None) -> Payment:
+        return await create_payment(deps, body.command(), idempotency=idempotency)
+
+    payload = body.model_dump(mode="json")
+    return await run_create(request, runtime, client, key, payload, "create", create_it)
+
+
+async def run_create(
+    request: Request,
+    runtime: Runtime,
+    client: ApiClient,
+    key: str | None,
+    body: dict[str, Any],
+    operation: str,
+    start: Callable[[IdempotentCreate | None], Awaitable[Payment]],
+) -> Response:
+    """What every create (a hosted page, a recurring charge) shares: ``Prefer: wait`` and the
+    fail-fast on ``operation``'s open circuit, the idempotent claim, metrics and the answer."""
     container = runtime.container
     gateway = container.payments.gateway
-    held = await runtime.holding.hold(gateway, "create", requested_wait(request))
-    wait = gateway.unavailable_for("create")
+    held = await runtime.holding.hold(gateway, operation, requested_wait(request))
+    wait = gateway.unavailable_for(operation)
     if wait is not None:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
         # the breaker check microseconds. Nothing is stored; once the circuit lets calls
@@ -107,37 +125,39 @@ async def create(
         return problem_response(problem, request_id_of(request))
 
     async def create_it(idempotency: IdempotentCreate | None) -> Payment:
-        payment = await create_payment(container.payments, body.command(), idempotency=idempotency)
+        payment = await start(idempotency)
         container.metrics.payment_result("applied", "api", "created", payment.state.value)
         container.relay.notify()
         return payment
-
-    def respond(payment: Payment) -> Response:
-        if payment.state is PaymentState.FAILED:
-            return _refused(payment, request)
-        status = 202 if payment.state is PaymentState.UNKNOWN else 201
-        return _json(
-            PaymentOut.of(payment),
-            status,
-            Location=f"/payments/v2/{payment.id}",
-            **{"x-payment-id": payment.id},
-        )
 
     response = await run_idempotent_create(
         request,
         container,
         client,
         key,
-        body.model_dump(mode="json"),
+        body,
         create_it,
-        respond,
+        lambda payment: created_response(payment, request),
         wait_seconds=runtime.options.idempotency_wait_seconds,
-        resource_id=_payment_id,
+        resource_id=payment_id_of,
     )
-    return _preference_applied(response, held)
+    return preference_applied(response, held)
 
 
-def _preference_applied(response: Response, held: int | None) -> Response:
+def created_response(payment: Payment, request: Request) -> Response:
+    """A create's answer: 201 (202 while PayTabs' answer is unclear), 422 when refused."""
+    if payment.state is PaymentState.FAILED:
+        return _refused(payment, request)
+    status = 202 if payment.state is PaymentState.UNKNOWN else 201
+    return _json(
+        PaymentOut.of(payment),
+        status,
+        Location=f"/payments/v2/{payment.id}",
+        **{"x-payment-id": payment.id},
+    )
+
+
+def preference_applied(response: Response, held: int | None) -> Response:
     """Say that the request was held for ``Prefer: wait`` (RFC 7240 Preference-Applied)."""
     if held is not None:
         response.headers["Preference-Applied"] = f"wait={held}"
@@ -234,7 +254,7 @@ async def process(
     confirmed = ConfirmedPaymentOut(
         **out, confirmed=synced.confirmed, reason=synced.reason, retry_after_ms=retry_ms
     )
-    return _preference_applied(_json(confirmed, 200), held)
+    return preference_applied(_json(confirmed, 200), held)
 
 
 @router.get(
@@ -300,9 +320,9 @@ async def _run_follow_up(
         body,
         run,
         wait_seconds=runtime.options.idempotency_wait_seconds,
-        resource_id=_payment_id,
+        resource_id=payment_id_of,
     )
-    return _preference_applied(response, held)
+    return preference_applied(response, held)
 
 
 _FOLLOW_UP_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -20,9 +20,11 @@ from paytabs_guard.domain import (
     PaymentState,
     TranType,
 )
+from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.domain.money import currency_exponent
 from paytabs_guard.service.gateway import Customer
 from paytabs_guard.service.payments import CreatePayment
+from paytabs_guard.service.saved_cards import RecurringCharge
 
 # The shape only: how many decimals a currency takes is checked with the currency (_money).
 _AMOUNT: Final = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
@@ -91,28 +93,31 @@ class CustomerIn(_Input):
         return Customer(**self.model_dump())
 
 
-class CreatePaymentIn(_Input):
-    """A payment to take through a PayTabs hosted page."""
+CUSTOMER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
+CustomerId = Annotated[
+    str,
+    Field(
+        pattern=CUSTOMER_ID_PATTERN,
+        description="Your own id of the customer (1-64 letters, digits, . _ : @ -)",
+        examples=["cust_1001"],
+    ),
+]
+Metadata = Annotated[
+    dict[str, str],
+    AfterValidator(_metadata),
+    Field(description="Your own string key-values (at most 20), echoed back"),
+]
+
+
+class _ChargeIn(_Input):
+    """What every charge states: how much, in which currency, for what."""
 
     amount: AmountString
     currency: Currency
     description: str = Field(min_length=1, max_length=128)
-    tran_type: Literal["sale", "auth"] = "sale"
-    customer: CustomerIn | None = None
-    return_url: HttpUrl | None = Field(
-        None, description="Where the customer goes after paying (we add payment_id and state)"
-    )
-    metadata: Annotated[dict[str, str], AfterValidator(_metadata)] = Field(
-        default_factory=dict, description="Your own string key-values (at most 20), echoed back"
-    )
-    language: Literal["en", "ar"] | None = Field(
-        None,
-        description="Language of the PayTabs hosted page (en or ar, right to left); "
-        "left out, PayTabs chooses",
-    )
 
     @model_validator(mode="after")
-    def _money(self) -> CreatePaymentIn:
+    def _money(self) -> _ChargeIn:
         self.money()  # raises ValueError naming the rule (unknown currency, too many decimals)
         return self
 
@@ -137,6 +142,39 @@ class CreatePaymentIn(_Input):
             raise ValueError(f"amount: must be more than zero (the smallest is {smallest})")
         return money
 
+
+class CreatePaymentIn(_ChargeIn):
+    """A payment to take through a PayTabs hosted page."""
+
+    tran_type: Literal["sale", "auth"] = "sale"
+    customer: CustomerIn | None = None
+    return_url: HttpUrl | None = Field(
+        None, description="Where the customer goes after paying (we add payment_id and state)"
+    )
+    metadata: Metadata = Field(default_factory=dict)
+    language: Literal["en", "ar"] | None = Field(
+        None,
+        description="Language of the PayTabs hosted page (en or ar, right to left); "
+        "left out, PayTabs chooses",
+    )
+    save_card: bool = Field(
+        False,
+        strict=True,
+        description="Save the card that pays for later charges (POST /payments/v2/recurring); "
+        "needs customer_id. The payment's saved_card_id names the card.",
+    )
+    customer_id: CustomerId | None = Field(
+        None, description="Whose card is saved (with save_card: true, and only then)"
+    )
+
+    @model_validator(mode="after")
+    def _card_owner(self) -> CreatePaymentIn:
+        if self.save_card and self.customer_id is None:
+            raise ValueError("customer_id: required with save_card: true (whose card it is)")
+        if not self.save_card and self.customer_id is not None:
+            raise ValueError("customer_id: only with save_card: true")
+        return self
+
     def command(self) -> CreatePayment:
         return CreatePayment(
             amount=self.money(),
@@ -146,6 +184,27 @@ class CreatePaymentIn(_Input):
             return_url=self.return_url,
             metadata=dict(self.metadata),
             language=self.language,
+            save_card_for=self.customer_id if self.save_card else None,
+        )
+
+
+class RecurringChargeIn(_ChargeIn):
+    """A charge of a saved card (PayTabs' recurring sale): no page, no customer present."""
+
+    saved_card_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The saved_card_id of the payment that saved the card",
+    )
+    metadata: Metadata = Field(default_factory=dict)
+
+    def command(self) -> RecurringCharge:
+        return RecurringCharge(
+            card_id=self.saved_card_id,
+            amount=self.money(),
+            description=self.description,
+            metadata=dict(self.metadata),
         )
 
 
@@ -218,6 +277,10 @@ class PaymentOut(BaseModel):
         description="Why the payment failed (PayTabs' code and message), null unless it failed"
     )
     metadata: dict[str, str]
+    saved_card_id: str | None = Field(
+        description="The saved card this payment saves (asked with save_card; chargeable once "
+        "the payment completed) or the one it charged (a recurring charge). Never the token."
+    )
 
     @classmethod
     def of(cls, payment: Payment) -> PaymentOut:
@@ -244,7 +307,45 @@ class PaymentOut(BaseModel):
             charged_currency=payment.charged.currency if payment.charged else None,
             last_payment_error=PaymentErrorOut.of(payment.last_payment_error),
             metadata=dict(payment.metadata),
+            saved_card_id=payment.saved_card_id,
         )
+
+
+class SavedCardOut(BaseModel):
+    """A saved card as the merchant sees it: never its token, never more than the last four."""
+
+    id: str
+    customer_id: str
+    payment_id: str = Field(description="The payment that saved it")
+    card_scheme: str | None = Field(description="As PayTabs reported it, e.g. Visa")
+    last_four: str | None
+    masked: str | None = Field(description='e.g. "**** 1111"', examples=["**** 1111"])
+    expiry_month: int | None
+    expiry_year: int | None
+    created_at: datetime
+    deleted_at: datetime | None
+
+    @classmethod
+    def of(cls, card: SavedCard) -> SavedCardOut:
+        details = card.details
+        return cls(
+            id=card.id,
+            customer_id=card.customer_id,
+            payment_id=card.payment_id,
+            card_scheme=details.scheme,
+            last_four=details.last_four,
+            masked=f"**** {details.last_four}" if details.last_four else None,
+            expiry_month=details.expiry_month,
+            expiry_year=details.expiry_year,
+            created_at=card.created_at,
+            deleted_at=card.deleted_at,
+        )
+
+
+class SavedCardListOut(BaseModel):
+    """A customer's cards that can be charged, oldest first."""
+
+    data: list[SavedCardOut]
 
 
 class ConfirmedPaymentOut(PaymentOut):

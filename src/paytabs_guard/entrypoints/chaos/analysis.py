@@ -403,6 +403,8 @@ def analyse(
             "completed_by_event": sum(1 for o in orders if o.completed_by_event),
             "payments_per_order_max": max((len(o.payment_ids) for o in orders), default=0),
             "confirm_polls": sum(o.confirms for o in orders),
+            # recurring charges of saved cards (driver.RECURRING_EVERY): outcome -> count
+            "renewals": dict(sorted(Counter(o.renewal for o in orders if o.renewal).items())),
         },
         "duplicates": duplicates(transactions, stored, orders),
         "create_latency": _summary([call.seconds for call in creates]),

@@ -14,6 +14,11 @@ One order is what a shop's checkout does for one customer:
 3. **completed**: the signed callback reaches the service, which completes the payment and
    emits ``payment.completed``; the order waits for that event (an in-process subscriber), and
    at the end of its wait reads the payment once (``GET /payments/v2/{id}``).
+4. **renewal** (one order in ``RECURRING_EVERY``): that order's create asked to save the card,
+   and once it completed the merchant charges the saved card again with
+   ``POST /payments/v2/recurring`` (no page), retried with one key like a create. The renewal's
+   payment is not one of the order's ``payment_ids`` (the order's two charges are legitimate);
+   the duplicate count still covers it per cart and per payment.
 
 Arrivals are open-loop (a Poisson process from the seed): the same orders arrive at the same
 times whatever the service does, so configurations are compared on the same demand. At most
@@ -42,6 +47,8 @@ DEFAULT_RETRY_AFTER: Final = 1.0
 RETRY_AFTER_MS_FIELD: Final = "retry_after_ms"
 """The precise wait in a 503 problem+json body (Retry-After is whole seconds)."""
 CONFIRM_INTERVAL: Final = 1.0
+RECURRING_EVERY: Final = 10
+"""One order in this many saves its card and is charged again (a renewal) once completed."""
 TRANSPORT_ERROR: Final = 0
 """``CreateCall.status`` when no HTTP answer came (connection failure or client timeout)."""
 
@@ -79,6 +86,12 @@ class Order:
     creates: int = 0
     confirms: int = 0
     payment_ids: list[str] = field(default_factory=list)
+    renewal: str | None = None  # the outcome of its recurring charge, for orders that have one
+    renewal_ids: list[str] = field(default_factory=list)
+
+    @property
+    def saves_card(self) -> bool:
+        return self.index % RECURRING_EVERY == RECURRING_EVERY - 1
 
 
 class CompletionWaiters:
@@ -207,23 +220,77 @@ class Driver:
             order.completed_by_event = True
             order.completed_at = self.now()
             order.outcome = "completed"
-            return
-        state = await self._state(order, payment_id)
-        if state in COMPLETED_STATES:
-            order.completed_at = self.now()
-            order.outcome = "completed"
         else:
-            order.outcome = f"not_completed_{state}"
+            state = await self._state(order, payment_id)
+            if state in COMPLETED_STATES:
+                order.completed_at = self.now()
+                order.outcome = "completed"
+            else:
+                order.outcome = f"not_completed_{state}"
+        card_id = page.get("saved_card_id")
+        if order.outcome == "completed" and order.saves_card and isinstance(card_id, str):
+            await self._renew(order, card_id)
+
+    async def _renew(self, order: Order, card_id: str) -> None:
+        """Charge the order's saved card once more: one key, re-sent on 409/429/5xx/no answer
+        after Retry-After, confirmed by ``process`` when the answer was 202."""
+        http = self._client(order)
+        deadline = self.now() + self._budgets.order
+        key = f"order-{order.index}-renewal"
+        body = {
+            "saved_card_id": card_id,
+            "amount": order.amount,
+            "currency": CURRENCY,
+            "description": f"Renewal of order {order.index}",
+        }
+        order.renewal = "no_answer"
+        while (remaining := deadline - self.now()) > 0:
+            retry_after: float | None = DEFAULT_RETRY_AFTER
+            with contextlib.suppress(httpx.HTTPError):
+                response = await http.post(
+                    "/payments/v2/recurring",
+                    json=body,
+                    headers={"Idempotency-Key": key},
+                    timeout=max(remaining, 1.0),
+                )
+                retry_after = _retry_after(response)
+                if response.status_code in (201, 202):
+                    payment_id = str(response.json()["id"])
+                    order.renewal_ids.append(payment_id)
+                    state = str(response.json()["state"])
+                    if response.status_code == 202:
+                        state = await self._settled(order, payment_id, deadline)
+                    order.renewal = "completed" if state in COMPLETED_STATES else state
+                    return
+                if response.status_code in (404, 422):
+                    order.renewal = f"refused_{response.status_code}"
+                    return
+            wait = DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+            await asyncio.sleep(min(wait, max(0.0, deadline - self.now())))
+
+    async def _settled(self, order: Order, payment_id: str, deadline: float) -> str:
+        """Ask the service to confirm an undecided payment until it is final; its last state."""
+        state = "unknown"
+        while self.now() < deadline:
+            await asyncio.sleep(min(CONFIRM_INTERVAL, max(0.0, deadline - self.now())))
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                response = await self._client(order).get(f"/payments/v2/process/{payment_id}")
+                state = str(response.json().get("state", state))
+                if response.json().get("final"):
+                    return state
+        return state
 
     async def _get_page(self, order: Order, deadline: float) -> dict[str, Any] | None:
         """A payment with a page to send the customer to, or None when the budget ran out."""
         key = self._new_key(order)
-        body = {
+        body: dict[str, Any] = {
             "amount": order.amount,
             "currency": CURRENCY,
             "description": f"Order {order.index}",
             "metadata": {"order": str(order.index)},
         }
+        if order.saves_card:
+            body |= {"save_card": True, "customer_id": f"customer-{order.index}"}
         while True:
             remaining = deadline - self.now()
             if remaining <= 0:

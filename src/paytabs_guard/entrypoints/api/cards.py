@@ -1,0 +1,97 @@
+"""Saved cards over HTTP: charge one (a recurring charge), list a customer's, delete one.
+
+A card is saved by a create with ``save_card: true`` (``payments.py``); its token never leaves
+the service, so these routes name it by id and show the scheme, last four and expiry only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from starlette.responses import Response
+
+from paytabs_guard.domain import Payment
+from paytabs_guard.service.payments import IdempotentCreate
+from paytabs_guard.service.saved_cards import (
+    TOKEN_OPERATION,
+    charge_saved_card,
+    customer_cards,
+    delete_saved_card,
+)
+
+from .dependencies import ClientDep, IdempotencyKeyDep, PaymentDepsDep, RuntimeDep
+from .payments import run_create
+from .schemas import (
+    CUSTOMER_ID_PATTERN,
+    PROBLEM_RESPONSE,
+    PaymentOut,
+    RecurringChargeIn,
+    SavedCardListOut,
+    SavedCardOut,
+)
+
+router = APIRouter(prefix="/payments/v2", tags=["saved cards"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
+    (401, 404, 409, 413, 422, 503), PROBLEM_RESPONSE
+)
+
+
+@router.post(
+    "/recurring",
+    status_code=201,
+    response_model=PaymentOut,
+    summary="Charge a saved card (PayTabs' recurring sale, no hosted page)",
+    responses={
+        202: {"model": PaymentOut, "description": "PayTabs did not answer clearly: state unknown"},
+        **_ERRORS,
+    },
+)
+async def recurring(
+    body: RecurringChargeIn,
+    request: Request,
+    client: ClientDep,
+    runtime: RuntimeDep,
+    key: IdempotencyKeyDep,
+) -> Response:
+    """201 with the payment, completed; 202 when PayTabs' answer was lost (reconciled later);
+    404 / 409 when the card is unknown, deleted or not saved yet (nothing is sent); 422 when
+    PayTabs declined or refused; 503 with Retry-After when PayTabs is unavailable."""
+    deps = runtime.container.payments
+
+    async def charge_it(idempotency: IdempotentCreate | None) -> Payment:
+        return await charge_saved_card(deps, body.command(), idempotency=idempotency)
+
+    payload = body.model_dump(mode="json")
+    return await run_create(request, runtime, client, key, payload, TOKEN_OPERATION, charge_it)
+
+
+CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)]
+
+
+@router.get(
+    "/customers/{customer_id}/cards",
+    response_model=SavedCardListOut,
+    summary="A customer's saved cards that can be charged (masked), oldest first",
+    responses={401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
+)
+async def list_cards(
+    customer_id: CustomerIdPath, deps: PaymentDepsDep, _client: ClientDep
+) -> SavedCardListOut:
+    cards = await customer_cards(deps, customer_id)
+    return SavedCardListOut(data=[SavedCardOut.of(card) for card in cards])
+
+
+@router.delete(
+    "/cards/{card_id}",
+    response_model=SavedCardOut,
+    summary="Delete a saved card (here and its token at PayTabs); deleting again is harmless",
+    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+)
+async def delete_card(
+    card_id: Annotated[str, Path(max_length=64)], deps: PaymentDepsDep, _client: ClientDep
+) -> SavedCardOut:
+    """200 with the card (``deleted_at`` set). From then on it cannot be charged, even when
+    PayTabs could not be reached to delete the token (503/502: delete again to finish)."""
+    return SavedCardOut.of(await delete_saved_card(deps, card_id))

@@ -1,0 +1,92 @@
+"""Follow-ups of a payment (capture, void, release, refund): checked and held under the row
+lock, sent without it, answered through ``apply_result`` like every other gateway result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from paytabs_guard.domain import Money, Payment, TranType
+from paytabs_guard.service.gateway import FollowUpKind, GatewayRejected, GatewayUnavailable
+from paytabs_guard.service.payments import (
+    PaymentDeps,
+    apply_result,
+    change_payment,
+    load_payment,
+)
+
+
+async def refund_payment(deps: PaymentDeps, payment_id: str, amount: Money) -> Payment:
+    """Refund part or all of what was captured; never beyond it (checked under the row lock
+    and again by PayTabs)."""
+
+    def check(payment: Payment) -> str | None:
+        payment.ensure_can_refund(amount)
+        return payment.refund_reference
+
+    return await _follow_up(deps, payment_id, FollowUpKind.REFUND, amount, check)
+
+
+async def capture_payment(deps: PaymentDeps, payment_id: str, amount: Money | None) -> Payment:
+    def check(payment: Payment) -> str | None:
+        payment.ensure_can_capture(amount or payment.amount)
+        return payment.tran_ref
+
+    return await _follow_up(deps, payment_id, FollowUpKind.CAPTURE, amount, check)
+
+
+async def void_payment(deps: PaymentDeps, payment_id: str) -> Payment:
+    def check(payment: Payment) -> str | None:
+        payment.ensure_can_void()
+        return payment.tran_ref
+
+    return await _follow_up(deps, payment_id, FollowUpKind.VOID, None, check)
+
+
+async def release_payment(deps: PaymentDeps, payment_id: str) -> Payment:
+    """PayTabs' ``release`` of an authorisation: the same rules and outcome as a void (the
+    hold ends, the payment becomes voided); some acquirers only accept one or the other."""
+
+    def check(payment: Payment) -> str | None:
+        payment.ensure_can_void()
+        return payment.tran_ref
+
+    return await _follow_up(deps, payment_id, FollowUpKind.RELEASE, None, check)
+
+
+async def _follow_up(
+    deps: PaymentDeps,
+    payment_id: str,
+    kind: FollowUpKind,
+    amount: Money | None,
+    check: Callable[[Payment], str | None],
+) -> Payment:
+    """Check and hold under the row lock, send without a lock, apply the answer and release.
+
+    The hold makes follow-ups of one payment take turns, so two concurrent refunds can never
+    both pass the amount check. When the answer is lost the hold stays until reconciliation has
+    had time to learn what PayTabs did (it goes stale after 15 minutes).
+    """
+    async with deps.uow() as uow:
+        payment = await load_payment(uow, payment_id, for_update=True)
+        parent = check(payment)  # raises a DomainError that says what is not allowed
+        if parent is None:
+            raise GatewayRejected(f"payment {payment_id} has no transaction to {kind.value}")
+        hold = payment.hold_follow_up(
+            TranType(kind.value), amount or payment.amount, parent, at=deps.clock()
+        )
+        known = [t.tran_ref for t in payment.transactions]
+        await uow.commit()
+    try:
+        result = await deps.gateway.follow_up(
+            payment,
+            kind,
+            hold.amount,
+            parent_tran_ref=parent,
+            known_tran_refs=known,
+            sequence=hold.sequence,
+        )
+    except (GatewayRejected, GatewayUnavailable):
+        await change_payment(deps, payment_id, lambda p, _at: p.release_follow_up())
+        raise
+    payment, _ = await apply_result(deps, result)
+    return payment

@@ -1,0 +1,197 @@
+"""Saved cards: charge one (PayTabs' recurring sale), list a customer's, delete one.
+
+A recurring charge is a create without a page: the same idempotency claim in the transaction
+that inserts the payment, the same breaker and retry (PayTabs' token family), the same rule
+that an ambiguous answer is resolved by querying the cart before anything is re-sent, and the
+same states and events to a final one (``initiating`` → the charge's ``tran_ref`` adopted →
+``completed`` or ``failed``; ``unknown`` when PayTabs' answer stays unclear, settled by
+reconciliation like any create).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from paytabs_guard.domain import GatewayResult, Money, Payment
+from paytabs_guard.domain.cards import SavedCard
+from paytabs_guard.service.gateway import (
+    GatewayOutcomeUnknown,
+    GatewayRejected,
+    GatewayUnavailable,
+)
+from paytabs_guard.service.payments import (
+    CreatePayment,
+    IdempotentCreate,
+    PaymentDeps,
+    ambiguous,
+    change_saved,
+    insert_claimed,
+    new_payment,
+    not_sent,
+    rejected,
+)
+from paytabs_guard.service.ports import UnitOfWork
+
+#: The breaker (operation family) of every token call: recurring charges and token deletes.
+TOKEN_OPERATION = "token"  # noqa: S105 - an operation name, not a password
+
+
+class SavedCardError(Exception):
+    """A saved card cannot be used as asked; ``code``, ``title`` and ``status`` say how."""
+
+    code = "saved_card_error"
+    title = "Saved card error"
+    status = 409
+
+    def __init__(self, card_id: str, detail: str) -> None:
+        super().__init__(detail)
+        self.card_id = card_id
+
+
+class SavedCardNotFound(SavedCardError):
+    code = "saved_card_not_found"
+    title = "Saved card not found"
+    status = 404
+
+    def __init__(self, card_id: str) -> None:
+        super().__init__(
+            card_id,
+            f"There is no saved card {card_id!r}; list the customer's cards with "
+            "GET /payments/v2/customers/{customer_id}/cards.",
+        )
+
+
+class SavedCardDeleted(SavedCardError):
+    code = "saved_card_deleted"
+    title = "Saved card deleted"
+
+    def __init__(self, card: SavedCard, deleted_at: datetime) -> None:
+        super().__init__(
+            card.id,
+            f"Saved card {card.id} was deleted at {deleted_at.isoformat()} and cannot be "
+            "charged; ask the customer to pay on a hosted page (save_card: true saves a new one).",
+        )
+
+
+class SavedCardNotReady(SavedCardError):
+    code = "saved_card_not_ready"
+    title = "Saved card not ready"
+
+    def __init__(self, card: SavedCard) -> None:
+        super().__init__(
+            card.id,
+            f"Saved card {card.id} has no PayTabs token yet: payment {card.payment_id} that "
+            "saves it has not been paid (or PayTabs issued no token). Charge it once that "
+            "payment is completed.",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Chargeable:
+    """What PayTabs needs to charge a saved card (kept out of ``repr``: a credential)."""
+
+    token: str = field(repr=False)
+    tran_ref: str
+
+
+def usable(card: SavedCard | None, card_id: str) -> _Chargeable:
+    """What charges ``card`` if it can be charged; else the error that says why not."""
+    if card is None:
+        raise SavedCardNotFound(card_id)
+    if card.deleted_at is not None:
+        raise SavedCardDeleted(card, card.deleted_at)
+    if card.token is None or card.tran_ref is None:
+        raise SavedCardNotReady(card)
+    return _Chargeable(card.token, card.tran_ref)
+
+
+@dataclass(frozen=True, slots=True)
+class RecurringCharge:
+    card_id: str
+    amount: Money
+    description: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+async def charge_saved_card(
+    deps: PaymentDeps, command: RecurringCharge, *, idempotency: IdempotentCreate | None = None
+) -> Payment:
+    """Charge a saved card once. Returns the payment COMPLETED, FAILED (declined, or refused
+    by PayTabs) or UNKNOWN (no clear answer; reconciliation settles it). Raises a
+    ``SavedCardError`` before anything is stored or sent when the card cannot be charged, and
+    GatewayUnavailable when nothing could be sent (the payment, if started, is marked failed).
+    """
+    wait = deps.gateway.unavailable_for(TOKEN_OPERATION)
+    if wait is not None:
+        raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)
+    now = deps.clock()
+    order = CreatePayment(command.amount, command.description, metadata=command.metadata)
+    payment = new_payment(deps, order, at=now, saved_card_id=command.card_id)
+    payment.mark_initiating(at=now)
+    cards: list[_Chargeable] = []
+
+    async def check_card(uow: UnitOfWork) -> None:
+        # In the claim's transaction: a replay of a finished charge is answered from its key
+        # even if the card was deleted since; a refused card leaves neither key nor payment.
+        cards.append(usable(await uow.cards.get(command.card_id), command.card_id))
+
+    await insert_claimed(deps, payment, idempotency, check_card)
+    card = cards[0]
+    try:
+        result = await deps.gateway.charge_token(
+            payment,
+            token=card.token,
+            token_tran_ref=card.tran_ref,
+            callback_url=deps.callback_url,
+        )
+    except GatewayRejected as refused:
+        return await change_saved(deps, payment, rejected(refused), idempotency)
+    except GatewayUnavailable:
+        await change_saved(deps, payment, not_sent, None)
+        raise
+    except GatewayOutcomeUnknown:
+        return await change_saved(deps, payment, ambiguous, idempotency)
+    return await change_saved(deps, payment, _answered(result, deps), idempotency)
+
+
+def _answered(result: GatewayResult, deps: PaymentDeps) -> Callable[[Payment, datetime], object]:
+    def apply(payment: Payment, at: datetime) -> object:
+        # No page: the charge's own transaction is the payment's, then its result decides.
+        payment.page_created(
+            result.tran_ref, None, at=at, reason="recurring charge answered by PayTabs"
+        )
+        return payment.apply_gateway_result(
+            result, at=at, currency_conversion=deps.currency_conversion
+        )
+
+    return apply
+
+
+async def customer_cards(deps: PaymentDeps, customer_id: str) -> Sequence[SavedCard]:
+    async with deps.uow() as uow:
+        return await uow.cards.of_customer(customer_id)
+
+
+async def delete_saved_card(deps: PaymentDeps, card_id: str) -> SavedCard:
+    """Stop charges at once (``deleted_at``, committed before PayTabs is asked), then delete
+    the token at PayTabs and forget our copy. Deleting again is harmless and finishes what a
+    failed PayTabs call left: GatewayUnavailable / GatewayOutcomeUnknown propagate with the
+    card already unusable."""
+    now = deps.clock()
+    async with deps.uow() as uow:
+        card = await uow.cards.get(card_id, for_update=True)
+        if card is None:
+            raise SavedCardNotFound(card_id)
+        await uow.cards.delete(card_id, now=now)
+        await uow.commit()
+    if card.token is not None:
+        # GatewayRejected: PayTabs holds no such token (deleted before), nothing left there
+        with contextlib.suppress(GatewayRejected):
+            await deps.gateway.delete_token(card.token)
+        async with deps.uow() as uow:
+            await uow.cards.forget_token(card_id)
+            await uow.commit()
+    return replace(card, token=None, deleted_at=card.deleted_at or now)

@@ -1,0 +1,245 @@
+"""Saved cards and recurring charges over real HTTP against the simulator (SQLite, PostgreSQL):
+save on a hosted-page payment, list, charge without a page, delete, and the rules around them
+(one charge per Idempotency-Key, an ambiguous answer resolved without a second charge, the token
+never shown nor logged)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import httpx
+import pytest
+
+from paytabs_simulator.faults import Faults
+
+from .api_support import Service, new_key
+
+pytestmark = pytest.mark.anyio
+
+
+async def save_card(service: Service, customer_id: str = "cust_1001") -> Any:
+    """A completed payment that saved its card; returns the payment."""
+    payment = await service.create("50.00", save_card=True, customer_id=customer_id)
+    assert payment["saved_card_id"] is not None
+    await service.pay(payment)
+    await service.callbacks_done()
+    paid = await service.get(payment["id"])
+    assert paid["state"] == "completed"
+    return paid
+
+
+async def charge(
+    service: Service, card_id: str, amount: str = "20.00", key: str | None = None
+) -> httpx.Response:
+    body = {
+        "saved_card_id": card_id,
+        "amount": amount,
+        "currency": "SAR",
+        "description": "Membership, March",
+    }
+    headers = {"Idempotency-Key": key or new_key()}
+    return await service.api.post("/payments/v2/recurring", json=body, headers=headers)
+
+
+async def paytabs_token(service: Service, cart_id: str) -> str:
+    """The token PayTabs issued, as the simulator holds it (to look for it where it must not be)."""
+    [transaction] = await service.simulated(cart_id)
+    token = transaction["token"]
+    assert isinstance(token, str)
+    assert len(token) > 8
+    return token
+
+
+async def test_save_list_charge_delete_then_charging_is_refused(
+    any_service: Service, captured: io.StringIO
+) -> None:
+    service = any_service
+    paid = await save_card(service)
+    card_id = paid["saved_card_id"]
+    token = await paytabs_token(service, paid["cart_id"])
+
+    listed = await service.api.get("/payments/v2/customers/cust_1001/cards")
+    assert listed.status_code == 200, listed.text
+    [card] = listed.json()["data"]
+    assert card["id"] == card_id
+    assert card["payment_id"] == paid["id"]
+    assert (card["last_four"], card["masked"]) == ("1111", "**** 1111")
+    assert card["card_scheme"] == "Visa"
+    assert 1 <= card["expiry_month"] <= 12
+    assert card["expiry_year"] >= 2026
+    other = await service.api.get("/payments/v2/customers/cust_2002/cards")
+    assert other.json()["data"] == []
+
+    charged = await charge(service, card_id)
+    assert charged.status_code == 201, charged.text
+    payment = charged.json()
+    assert payment["state"] == "completed"
+    assert payment["saved_card_id"] == card_id
+    assert payment["redirect_url"] is None
+    assert payment["amount"] == "20.00"
+    [sale] = await service.simulated(payment["cart_id"])
+    assert (sale["tran_class"], sale["tran_type"]) == ("Recurring", "Sale")
+    await service.callbacks_done()
+    assert (await service.get(payment["id"]))["state"] == "completed"
+    # the same events as any payment: created, initiated, completed
+    assert await service.outbox_events(payment["id"], "payment.completed") == 1
+    assert await service.outbox_events(payment["id"], "payment.created") == 1
+
+    deleted = await service.api.delete(f"/payments/v2/cards/{card_id}")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["deleted_at"] is not None
+    again = await service.api.delete(f"/payments/v2/cards/{card_id}")
+    assert again.status_code == 200
+    assert again.json()["deleted_at"] == deleted.json()["deleted_at"]
+    # deleted at PayTabs too: the simulator refuses the token now
+    assert service.sim.engine.tokens[token].deleted
+    listed_after = await service.api.get("/payments/v2/customers/cust_1001/cards")
+    assert listed_after.json()["data"] == []
+
+    refused = await charge(service, card_id)
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert problem["type"].endswith("/saved-card-deleted")
+    assert "deleted" in problem["detail"]
+    unknown = await charge(service, "card_000000000000000000000000")
+    assert unknown.status_code == 404
+    assert unknown.json()["type"].endswith("/saved-card-not-found")
+    assert (await service.api.delete("/payments/v2/cards/card_nope")).status_code == 404
+
+    # The token is nowhere in what the API said or logged.
+    for response in (listed, charged, deleted, again, refused):
+        assert token not in response.text
+    assert token not in (await service.api.get(f"/payments/v2/{paid['id']}")).text
+    logs = captured.getvalue()
+    assert logs  # the requests above were logged
+    assert token not in logs
+
+
+async def test_a_recurring_charge_retried_with_its_key_is_one_transaction(
+    any_service: Service,
+) -> None:
+    service = any_service
+    card_id = (await save_card(service))["saved_card_id"]
+    key = new_key()
+    first = await charge(service, card_id, key=key)
+    second = await charge(service, card_id, key=key)
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert len(await service.simulated(first.json()["cart_id"])) == 1
+    # a different body under the same key is refused, not charged
+    other = await charge(service, card_id, amount="21.00", key=key)
+    assert other.status_code == 422, other.text
+    await service.callbacks_done()
+    assert len(await service.simulated(first.json()["cart_id"])) == 1
+
+
+async def test_a_lost_answer_after_the_charge_is_resolved_without_a_second_charge(
+    any_service: Service,
+) -> None:
+    service = any_service
+    card_id = (await save_card(service))["saved_card_id"]
+    # PayTabs records the charge, then the answer is lost (502); queries still work.
+    service.sim.engine.set_faults(
+        Faults(
+            error_rate=1.0,
+            error_statuses=[502],
+            error_phase="after",
+            fault_paths=["/payment/request"],
+        )
+    )
+    response = await charge(service, card_id)
+    assert response.status_code == 201, response.text
+    assert response.json()["state"] == "completed"
+    await service.callbacks_done()
+    [sale] = await service.simulated(response.json()["cart_id"])
+    assert sale["payment_result"]["response_status"] == "A"
+    assert (await service.get(response.json()["id"]))["state"] == "completed"
+
+
+async def test_a_card_can_be_charged_only_once_its_payment_completed(service: Service) -> None:
+    payment = await service.create("50.00", save_card=True, customer_id="cust_3003")
+    early = await charge(service, payment["saved_card_id"])
+    assert early.status_code == 409
+    assert early.json()["type"].endswith("/saved-card-not-ready")
+    # nothing was listed, stored or sent
+    assert (await service.api.get("/payments/v2/customers/cust_3003/cards")).json()["data"] == []
+    # a declined payment never saves its card
+    await service.pay(payment, card="4000000000000010")
+    await service.callbacks_done()
+    assert (await service.get(payment["id"]))["state"] == "failed"
+    assert (await charge(service, payment["saved_card_id"])).status_code == 409
+
+
+async def test_a_payment_without_save_card_gets_no_token(service: Service) -> None:
+    payment = await service.create("50.00")
+    assert payment["saved_card_id"] is None
+    await service.pay(payment)
+    await service.callbacks_done()
+    [transaction] = await service.simulated(payment["cart_id"])
+    assert "token" not in transaction
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"save_card": True}, "customer_id"),
+        ({"customer_id": "cust_1"}, "customer_id"),
+        ({"save_card": True, "customer_id": "no spaces allowed"}, "customer_id"),
+        ({"save_card": "yes", "customer_id": "cust_1"}, "save_card"),
+    ],
+)
+async def test_save_card_needs_a_valid_customer_id(
+    service: Service, extra: dict[str, Any], field: str
+) -> None:
+    body = {"amount": "10.00", "currency": "SAR", "description": "Order", **extra}
+    response = await service.api.post(
+        "/payments/v2/create", json=body, headers={"Idempotency-Key": new_key()}
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert field in response.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"amount": "10.00", "currency": "SAR", "description": "x"},
+        {"saved_card_id": "card_1", "amount": 10, "currency": "SAR", "description": "x"},
+        {"saved_card_id": "card_1", "amount": "10.00", "currency": "SAR", "description": "x",
+         "token": "abc"},
+        {"saved_card_id": "../etc", "amount": "10.00", "currency": "SAR", "description": "x"},
+    ],
+)  # fmt: skip
+async def test_recurring_bodies_are_strict(service: Service, body: dict[str, Any]) -> None:
+    response = await service.api.post(
+        "/payments/v2/recurring", json=body, headers={"Idempotency-Key": new_key()}
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_bad_customer_id_in_the_path_is_a_problem(service: Service) -> None:
+    response = await service.api.get("/payments/v2/customers/bad%20id/cards")
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unclear_charge_is_settled_from_paytabs_records_without_resending(
+    any_service: Service,
+) -> None:
+    service = any_service
+    card_id = (await save_card(service))["saved_card_id"]
+    # The charge is recorded but its answer is lost, and the query to resolve it fails too.
+    service.sim.engine.set_faults(Faults(error_rate=1.0, error_statuses=[502], error_phase="after"))
+    response = await charge(service, card_id)
+    assert response.status_code == 202, response.text
+    payment = response.json()
+    assert payment["state"] == "unknown"
+    service.sim.engine.set_faults(Faults())
+    await service.callbacks_done()
+    processed = await service.api.get(f"/payments/v2/process/{payment['id']}")
+    assert processed.json()["state"] == "completed", processed.text
+    [sale] = await service.simulated(payment["cart_id"])  # one charge, never re-sent
+    assert sale["tran_class"] == "Recurring"
