@@ -27,6 +27,7 @@ from paytabs_guard.adapters.events import (
     webhook_sinks,
 )
 from paytabs_guard.adapters.events.store import SqlEventStore
+from paytabs_guard.adapters.paytabs.callbacks import PayTabsCallbacks
 from paytabs_guard.adapters.paytabs.client import Observer, PayTabsClient
 from paytabs_guard.adapters.paytabs.errors import PayTabsError
 from paytabs_guard.adapters.paytabs.gateway import PayTabsGateway
@@ -56,6 +57,7 @@ from paytabs_guard.resilience import (
 )
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
 from paytabs_guard.resilience.shared import SharedBreakerState
+from paytabs_guard.service.callbacks import CallbackReader
 from paytabs_guard.service.events import EventStore
 from paytabs_guard.service.payments import PaymentDeps
 from paytabs_guard.service.ports import IdempotencyStore, UnitOfWorkFactory
@@ -248,6 +250,7 @@ class Container:
     shared_breakers: SharedBreakerState | None
     redis: redis_asyncio.Redis | None
     reconciliation: ReconciliationStatus
+    callbacks: CallbackReader
     redis_prefix: str = DEFAULT_REDIS_PREFIX
     closers: tuple[Callable[[], Awaitable[None]], ...] = ()
 
@@ -447,6 +450,9 @@ async def _build(
         redis=client,
         reconciliation=ReconciliationStatus(
             timedelta(seconds=settings.reconcile_interval_seconds) if reconcile else None
+        ),
+        callbacks=PayTabsCallbacks(
+            settings.webhook_secrets, timestamp_tolerance=settings.webhook_timestamp_tolerance
         ),
         redis_prefix=redis_prefix,
         closers=tuple(closers),

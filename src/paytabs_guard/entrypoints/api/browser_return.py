@@ -21,9 +21,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from paytabs_guard.adapters.paytabs.signature import InvalidSignature, verify_return
 from paytabs_guard.domain import Payment
 from paytabs_guard.observability import get_logger
+from paytabs_guard.service.callbacks import InvalidCallbackSignature
 from paytabs_guard.service.queries import find_by_gateway_reference
 
 from .return_page import SECURITY_HEADERS, language, problem_page, result_page
@@ -105,8 +105,8 @@ async def handle_return(request: Request, runtime: Runtime) -> Response:
     try:
         fields = await _fields(request, runtime)
         try:
-            verify_return(fields, container.settings.webhook_secrets)
-        except InvalidSignature:
+            container.callbacks.verify_return(fields)
+        except InvalidCallbackSignature:
             # Opened directly (no PayTabs fields at all) is a shopper, not an attack: say there
             # is nothing to show. Either way nothing about signatures is told to the browser.
             reason = "nothing" if not fields else "unreadable"

@@ -26,18 +26,14 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from pydantic import SecretStr, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from paytabs_guard import tracing
-from paytabs_guard.adapters.paytabs.signature import InvalidSignature, verify_callback
-from paytabs_guard.adapters.paytabs.transformers import UnusableTransaction, to_gateway_result
-from paytabs_guard.adapters.paytabs.wire import Transaction
-from paytabs_guard.adapters.webhooks import standard
 from paytabs_guard.bootstrap import STORAGE_CONFLICTS, Container
 from paytabs_guard.domain import GatewayResult, OutcomeKind, ResultSource
 from paytabs_guard.observability import get_logger
+from paytabs_guard.service.callbacks import InvalidCallbackSignature, UnreadableCallback
 from paytabs_guard.service.payments import UnknownGatewayTransaction, apply_result
 
 from . import problems
@@ -49,9 +45,6 @@ from .rate_limit import FailureLimiter, source_key
 from .strict_json import InvalidJson, parse_strict_json
 
 ENDPOINT: Final = "ipn"
-# PayTabs sends money as strings; a JSON number is refused like the API refuses it, so no
-# amount ever passes through a float-shaped value on its way in.
-MONEY_FIELDS: Final = ("cart_amount", "tran_total")
 log = get_logger("paytabs_guard.webhooks")
 
 
@@ -125,16 +118,9 @@ class WebhookReceiver:
     """Runs the checks of the module docstring for one ``POST /payments/v2/webhook``."""
 
     def __init__(self, container: Container, limiter: FailureLimiter) -> None:
-        settings = container.settings
         self._container = container
+        self._callbacks = container.callbacks
         self._limiter = limiter
-        self._paytabs_keys: tuple[SecretStr, ...] = tuple(settings.webhook_secrets)
-        # Standard Webhooks secrets are the whsec_ entries; a bad one stops start-up here.
-        self._standard_secrets = tuple(
-            s for s in self._paytabs_keys if s.get_secret_value().startswith(standard.SECRET_PREFIX)
-        )
-        for secret in self._standard_secrets:
-            standard.decode_secret(secret)
 
     async def receive(self, request: Request) -> Response:
         with tracing.span("PayTabs callback") as span:  # tracing.NO_SPAN while off
@@ -173,14 +159,13 @@ class WebhookReceiver:
 
     def _verify(self, request: Request, body: bytes, ip: IPAddress | None) -> None:
         try:
-            if request.headers.getlist(standard.SIGNATURE_HEADER):
-                self._verify_standard(request, body)
-            else:
-                signatures = request.headers.getlist("signature")
-                if len(signatures) > 1:
-                    raise InvalidSignature("malformed")
-                verify_callback(body, signatures[0] if signatures else None, self._paytabs_keys)
-        except (InvalidSignature, standard.WebhookVerificationError) as failure:
+            self._callbacks.verify_callback(
+                body,
+                request.headers,
+                request.headers.getlist("signature"),
+                now=self._container.payments.clock(),
+            )
+        except InvalidCallbackSignature as failure:
             reason = failure.reason
             key = source_key(ip)
             self._limiter.record_failure(key)
@@ -191,17 +176,6 @@ class WebhookReceiver:
                 "rejected_signature", problems.invalid_signature(reason), reason=reason
             ) from None
 
-    def _verify_standard(self, request: Request, body: bytes) -> None:
-        if not self._standard_secrets:
-            raise standard.WebhookVerificationError("no_secret_configured")
-        standard.verify(
-            request.headers,
-            body,
-            self._standard_secrets,
-            tolerance_seconds=self._container.settings.webhook_timestamp_tolerance,
-            now=self._container.payments.clock(),
-        )
-
     # ---- 5. payload ---------------------------------------------------------------------
 
     def _parse(self, body: bytes) -> GatewayResult:
@@ -209,20 +183,17 @@ class WebhookReceiver:
             document = parse_strict_json(body, require_object=True)
         except InvalidJson as error:
             raise Rejected("rejected_schema", problems.invalid_payload(error.reason)) from None
-        if any(not isinstance(document.get(name, ""), str) for name in MONEY_FIELDS):
-            raise Rejected("rejected_schema", problems.invalid_payload("money_not_string"))
         try:
-            transaction = Transaction.model_validate(document)
-        except ValidationError as error:
-            fields = sorted({".".join(map(str, e["loc"])) for e in error.errors()})[:5]
-            detail = f"{_SCHEMA_DETAIL} Wrong or missing: {', '.join(fields)}."
-            raise Rejected("rejected_schema", schema_problem(detail)) from None
-        if transaction.payment_result is None:
-            raise Rejected("rejected_schema", schema_problem(_SCHEMA_DETAIL))
-        try:
-            return to_gateway_result(transaction, ResultSource.CALLBACK)
-        except UnusableTransaction:
-            raise Rejected("rejected_schema", schema_problem(_SCHEMA_DETAIL)) from None
+            return self._callbacks.read_callback(document)
+        except UnreadableCallback as unreadable:
+            if unreadable.money_as_number:
+                problem = problems.invalid_payload("money_not_string")
+            elif unreadable.fields:
+                wrong = ", ".join(unreadable.fields)
+                problem = schema_problem(f"{_SCHEMA_DETAIL} Wrong or missing: {wrong}.")
+            else:
+                problem = schema_problem(_SCHEMA_DETAIL)
+            raise Rejected("rejected_schema", problem) from None
 
     # ---- 6. business checks, dedupe, apply ----------------------------------------------
 
