@@ -69,6 +69,8 @@ class PaymentDeps:
     currency_conversion: bool = False
     """PayTabs may charge in another currency (PAYTABS_CURRENCY_CONVERSION)."""
     new_id: Callable[[], str] = field(default=lambda: f"pay_{secrets.token_hex(12)}")
+    page_opened: Callable[[datetime], object] = field(default=lambda _deadline: None)
+    """Told each deadline of a page that starts waiting (it wakes the page-expiry sleeper)."""
 
     def page_details(self, customer: Customer | None, language: str | None = None) -> PageDetails:
         base = self.public_base_url.rstrip("/")
@@ -234,7 +236,10 @@ async def create_payment(
     if idempotency is not None:
         idempotency.claimed = True
         idempotency.on_claimed()
-    return await _open_page(deps, payment, command.customer, idempotency, command.language)
+    payment = await _open_page(deps, payment, command.customer, idempotency, command.language)
+    if payment.state is PaymentState.AWAITING_CUSTOMER and payment.expires_at is not None:
+        deps.page_opened(payment.expires_at)
+    return payment
 
 
 async def _open_page(
@@ -395,11 +400,18 @@ async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
         return await _change(deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at))
     lapsed = payment.expires_at is not None and now >= payment.expires_at
     if lapsed and payment.state in _EXPIRABLE:
-        return await _change(deps, payment_id, lambda p, at: p.expire_page(at=at))
+        return await _change(deps, payment_id, _expire_if_still_waiting)
     return payment
 
 
 _EXPIRABLE = frozenset({PaymentState.AWAITING_CUSTOMER, PaymentState.PENDING, PaymentState.ON_HOLD})
+
+
+def _expire_if_still_waiting(payment: Payment, at: datetime) -> None:
+    # Under the row lock: a callback, or another instance at the same deadline, may have
+    # settled it since it was read; the loser of that race changes and emits nothing.
+    if payment.state in _EXPIRABLE:
+        payment.expire_page(at=at)
 
 
 # ---- follow-ups ---------------------------------------------------------------------------------
