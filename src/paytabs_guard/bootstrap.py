@@ -8,7 +8,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -59,6 +59,7 @@ from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
 from paytabs_guard.resilience.shared import SharedBreakerState
 from paytabs_guard.service.callbacks import CallbackReader
 from paytabs_guard.service.events import EventStore
+from paytabs_guard.service.page_expiry import PageExpiry, clock_sleep
 from paytabs_guard.service.payments import PaymentDeps
 from paytabs_guard.service.ports import IdempotencyStore, UnitOfWorkFactory
 from paytabs_guard.service.reconciliation import RECONCILABLE, ReconcileReport, reconcile_forever
@@ -251,6 +252,7 @@ class Container:
     redis: redis_asyncio.Redis | None
     reconciliation: ReconciliationStatus
     callbacks: CallbackReader
+    page_expiry: PageExpiry | None = None
     redis_prefix: str = DEFAULT_REDIS_PREFIX
     closers: tuple[Callable[[], Awaitable[None]], ...] = ()
 
@@ -326,6 +328,11 @@ class Container:
             self.payments, stop, interval=interval, stuck_after=stuck_after, on_report=on_report
         )
 
+    async def expire_pages_forever(self, stop: asyncio.Event) -> None:
+        """Expire unpaid pages at their deadlines until ``stop`` is set (with reconciliation)."""
+        if self.page_expiry is not None:
+            await self.page_expiry.run_forever(self.payments, stop)
+
 
 def _watch_breakers(breakers: BreakerRegistry, metrics: Metrics) -> None:
     for name, snapshot in breakers.snapshot().items():
@@ -360,7 +367,8 @@ async def build_container(
     pieces only when REDIS_URL is set. Runs the migrations first unless ``migrate`` is False.
 
     ``transport`` replaces the PayTabs HTTP transport (tests); ``reconcile`` False turns the
-    reconciliation loop off (it runs every RECONCILE_INTERVAL_SECONDS otherwise). Events go to
+    reconciliation loop off (it runs every RECONCILE_INTERVAL_SECONDS otherwise), and with it
+    the sleeper that expires unpaid pages at their deadlines. Events go to
     in-process subscribers, to EVENTS_REDIS_STREAM with Redis, and to EVENTS_WEBHOOK_URLS.
     """
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -414,6 +422,7 @@ async def _build(
         closers.insert(0, prober.aclose)
 
     uow = sql_unit_of_work_factory(engine, clock=clock)
+    expiry = PageExpiry(clock_sleep(clock)) if reconcile else None
     deps = PaymentDeps(
         uow=uow,
         gateway=parts.gateway,
@@ -423,6 +432,8 @@ async def _build(
         page_ttl=timedelta(minutes=settings.paypage_ttl_minutes),
         currency_conversion=settings.paytabs_currency_conversion,
     )
+    if expiry is not None:
+        deps = replace(deps, page_opened=expiry.arm)
     bus = EventBus()
     sinks: list[Sink | SinkSet] = [bus]
     if client is not None:
@@ -454,6 +465,7 @@ async def _build(
         callbacks=PayTabsCallbacks(
             settings.webhook_secrets, timestamp_tolerance=settings.webhook_timestamp_tolerance
         ),
+        page_expiry=expiry,
         redis_prefix=redis_prefix,
         closers=tuple(closers),
     )

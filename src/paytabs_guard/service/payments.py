@@ -71,6 +71,8 @@ class PaymentDeps:
     """PayTabs may charge in another currency (PAYTABS_CURRENCY_CONVERSION)."""
     new_id: Callable[[], str] = field(default=lambda: f"pay_{secrets.token_hex(12)}")
     new_card_id: Callable[[], str] = field(default=lambda: f"card_{secrets.token_hex(12)}")
+    page_opened: Callable[[datetime], object] = field(default=lambda _deadline: None)
+    """Told each deadline of a page that starts waiting (it wakes the page-expiry sleeper)."""
 
     @property
     def callback_url(self) -> str:
@@ -229,7 +231,10 @@ async def create_payment(
             await uow.cards.add(card)
 
     await insert_claimed(deps, payment, idempotency, save_card)
-    return await _open_page(deps, payment, command.customer, idempotency, command.language)
+    payment = await _open_page(deps, payment, command.customer, idempotency, command.language)
+    if payment.state is PaymentState.AWAITING_CUSTOMER and payment.expires_at is not None:
+        deps.page_opened(payment.expires_at)
+    return payment
 
 
 def new_payment(
@@ -461,7 +466,7 @@ async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
         )
     lapsed = payment.expires_at is not None and now >= payment.expires_at
     if lapsed and payment.state in _EXPIRABLE:
-        return await change_payment(deps, payment_id, lambda p, at: p.expire_page(at=at))
+        return await change_payment(deps, payment_id, _expire_if_still_waiting)
     return payment
 
 
@@ -470,6 +475,13 @@ def _no_record(payment: Payment, at: datetime) -> object:
 
 
 _EXPIRABLE = frozenset({PaymentState.AWAITING_CUSTOMER, PaymentState.PENDING, PaymentState.ON_HOLD})
+
+
+def _expire_if_still_waiting(payment: Payment, at: datetime) -> None:
+    # Under the row lock: a callback, or another instance at the same deadline, may have
+    # settled it since it was read; the loser of that race changes and emits nothing.
+    if payment.state in _EXPIRABLE:
+        payment.expire_page(at=at)
 
 
 def _answers(kind: TranType, answer: TranType) -> bool:

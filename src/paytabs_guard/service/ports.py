@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
 from paytabs_guard.domain import CardDetails, Payment, PaymentState
 from paytabs_guard.domain.cards import SavedCard
@@ -24,6 +24,13 @@ class ClaimStatus(StrEnum):
     IN_FLIGHT = "in_flight"  # another request with the same key has not finished yet
     COMPLETED = "completed"  # finished before: replay the stored response
     MISMATCH = "mismatch"  # the key was used with a different request
+
+
+class PageDeadline(NamedTuple):
+    """When a hosted page stops taking payments, and whose it is (ordered by time, then id)."""
+
+    at: datetime
+    payment_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +127,13 @@ class PaymentRepository(Protocol):
         """Ids of payments in ``states`` not updated since ``updated_before`` (or, with
         ``expired_before``, whose page deadline ``expires_at`` passed before it), oldest first,
         claimed so that concurrent reconcilers on other instances skip them (SKIP LOCKED)."""
+        ...
+
+    async def waiting_pages(
+        self, *, after: PageDeadline | None, limit: int
+    ) -> Sequence[PageDeadline]:
+        """The deadlines of payments awaiting the customer, earliest first, from the first one
+        after ``after`` (all of them when None); at most ``limit``. Nothing is locked."""
         ...
 
 

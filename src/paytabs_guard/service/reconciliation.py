@@ -65,18 +65,29 @@ async def reconcile_once(
             break  # the circuit is open: the next pass will try again
         report.examined += 1
         try:
-            before = await _state(deps, payment_id)
-            after = (await sync_payment(deps, payment_id)).state
-        except (GatewayUnavailable, GatewayOutcomeUnknown) as error:
-            report.unreachable += 1
-            log.info("reconcile: PayTabs could not be asked", extra={"reason": str(error)})
-            continue
+            settled = await settle(deps, payment_id)
         except PaymentNotFound:
             continue
+        if settled is None:
+            report.unreachable += 1
+            continue
+        before, after = settled
         report.states[after.value] = report.states.get(after.value, 0) + 1
         if after is not before:
             report.changed += 1
     return report
+
+
+async def settle(deps: PaymentDeps, payment_id: str) -> tuple[PaymentState, PaymentState] | None:
+    """Ask PayTabs about one undecided payment and apply its answer (``sync_payment``: a page
+    past its deadline that PayTabs holds nothing for expires). Returns the state before and
+    after, or None when PayTabs could not be asked (logged); raises PaymentNotFound."""
+    try:
+        before = await _state(deps, payment_id)
+        return before, (await sync_payment(deps, payment_id)).state
+    except (GatewayUnavailable, GatewayOutcomeUnknown) as error:
+        log.info("reconcile: PayTabs could not be asked", extra={"reason": str(error)})
+        return None
 
 
 async def _state(deps: PaymentDeps, payment_id: str) -> PaymentState:

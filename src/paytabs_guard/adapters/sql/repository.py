@@ -51,7 +51,9 @@ from paytabs_guard.domain import (
     TranType,
     Trigger,
 )
+from paytabs_guard.service.ports import PageDeadline
 
+from .deadlines import waiting_pages
 from .errors import ConcurrentUpdate
 from .tables import (
     UtcDateTime,
@@ -187,6 +189,13 @@ class SqlPaymentRepository:
         )
         connection = await self._transaction.connection()
         return list((await connection.scalars(statement)).all())
+
+    async def waiting_pages(
+        self, *, after: PageDeadline | None, limit: int
+    ) -> Sequence[PageDeadline]:
+        """The deadlines of payments awaiting the customer after ``after``, earliest first."""
+        connection = await self._transaction.connection()
+        return await waiting_pages(connection, after=after, limit=limit)
 
     # ---- writing: called by the unit of work ------------------------------------------------
 

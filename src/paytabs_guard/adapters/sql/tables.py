@@ -128,6 +128,7 @@ payments = Table(
     CheckConstraint(_HOLD_ALL_OR_NONE, name="hold_all_or_none"),
     Index("ix_payments_state_updated_at", "state", "updated_at"),
     Index("ix_payments_created_at_id", "created_at", "id"),
+    Index("ix_payments_state_expires_at", "state", "expires_at", "id"),  # page deadlines
 )
 """One row per payment: its current state and money. ``version`` is the optimistic lock."""
 

@@ -4,8 +4,9 @@
 ``create_service(settings)`` builds and closes its own container in the lifespan (``serve``).
 
 Lifespan: background work starts with the app (the outbox relay; reconciliation when its
-interval is set) and stops after uvicorn has finished the in-flight requests: the relay ends
-its current batch, queries started by requests get ``shutdown_grace_seconds`` to finish.
+interval is set, and the sleeper that expires unpaid pages at their deadlines) and stops after
+uvicorn has finished the in-flight requests: the relay ends its current batch, queries started
+by requests get ``shutdown_grace_seconds`` to finish.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ async def _background(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.Tas
     tasks = [asyncio.create_task(container.relay.run_forever(stop), name="outbox-relay")]
     if container.reconciliation.interval is not None:
         tasks.append(asyncio.create_task(container.reconcile_forever(stop), name="reconcile"))
+    if container.page_expiry is not None:
+        expiring = container.expire_pages_forever(stop)
+        tasks.append(asyncio.create_task(expiring, name="page-expiry"))
     return tasks
 
 
