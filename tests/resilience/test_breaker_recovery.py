@@ -264,16 +264,38 @@ async def test_after_a_partial_outage_recovery_is_still_found_within_seconds() -
     assert clock() - recovered_at <= 5.5  # four probe intervals of back-off, plus a probe
 
 
-async def test_retry_after_is_the_next_probe_when_that_comes_first() -> None:
+async def test_retry_after_is_the_next_probes_verdict_when_that_comes_first() -> None:
     clock = ManualClock()
     breaker = probing(clock, min_open_time=None)  # open period: the full 30 s
     await trip(breaker)
+    next_probe = breaker.next_probe_in()
+    assert next_probe is not None
+    assert 0.75 <= next_probe <= 1.25
     wait = breaker.rejection_wait()
-    assert wait is not None
-    assert 0.75 <= wait <= 1.25
+    # Not when the probe leaves but when its answer is in: 1.5 x the assumed 0.2 s answer time
+    # (no probe has been answered yet), so a caller sent back does not find it still open.
+    assert wait == pytest.approx(next_probe + 0.3)
     with pytest.raises(CircuitOpenError) as rejected:
         await breaker.call(ok)
     assert rejected.value.retry_after_seconds == pytest.approx(wait)
+
+
+async def test_the_verdict_time_follows_the_probes_answers() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=None)
+    for latency in (0.04, 0.04, 0.1):  # three outages, each found by a probe answered so fast
+        await trip(breaker)
+        clock.advance(breaker.next_probe_in() or 0.0)
+        breaker.probe_sent()
+        breaker.record_probe(succeeded=True, latency=latency)
+        for _ in range(3):
+            await breaker.call(ok)  # the trials close it
+        assert breaker.state == "closed"
+    await trip(breaker)
+    next_probe = breaker.next_probe_in()
+    assert next_probe is not None
+    smoothed = 0.7 * 0.04 + 0.3 * 0.1  # one slow answer moves the estimate, not to itself
+    assert breaker.rejection_wait() == pytest.approx(next_probe + 1.5 * smoothed)
 
 
 async def test_a_probe_verdict_from_another_instance_is_acted_on() -> None:

@@ -82,6 +82,11 @@ _DISABLED = BreakerState.DISABLED
 _REJECTED = -1
 # A misleading probe's back-off doubles up to this many probe intervals.
 _PROBE_BACKOFF_CAP = 4.0
+# Until a probe has been answered, how long an answer is assumed to take (seconds).
+_ASSUMED_PROBE_ANSWER = 0.2
+# A caller told to come back for a verdict arrives this many expected answer times after the
+# probe leaves: late enough that the verdict is in, early enough to lose little when it is "up".
+_VERDICT_MARGIN = 1.5
 
 
 class SharedHook(Protocol):
@@ -274,8 +279,8 @@ class CircuitBreaker:
                     # cycle, i.e. garbage only the cyclic GC can free, on every rejection.
                     self._window.reject(start)
                     wait = self._retry_at - start
-                    if self._probe_interval is not None:  # the next probe may come first
-                        wait = min(wait, max(self._probes.next_at - start, 0.0))
+                    if self._probe_interval is not None:  # the next probe's verdict may come first
+                        wait = min(wait, max(self._probes.next_at - start, 0.0) + self._verdict())
                     raise CircuitOpenError(self.name, wait)
                 trial = _REJECTED
             else:
@@ -403,17 +408,27 @@ class CircuitBreaker:
         """
         wait = self._retry_at - now
         if self._state is _OPEN and self._probe_interval is not None:
-            wait = min(wait, self._probes.next_at - now)
+            # Not the moment the probe leaves but the moment its answer is in: a caller sent
+            # back for the probe itself would find the breaker still open and be told to wait a
+            # whole interval more, so every turned-away caller would miss every recovery once.
+            wait = min(wait, max(self._probes.next_at - now, 0.0) + self._verdict())
         if self._state is _HALF_OPEN and self._call_timeout is not None:
             # Every trial slot is taken. The trials' answers are due within the call timeout of
             # the latest one, and decide open or closed; the patience behind _retry_at (up to
             # the reset timeout) only presumes a trial lost.
             wait = min(wait, self._retry_at - self._trial_patience + self._call_timeout - now)
         if self._state is _HALF_OPEN and self._probe_interval is not None:
-            # Trials usually answer within a gateway round trip; the call timeout is the worst
-            # case. Come back after a probe interval rather than after the worst case.
-            wait = min(wait, self._probe_interval)
+            # Trials usually answer within a gateway round trip (the probes' measure of it);
+            # the call timeout is the worst case. Come back when the trials have likely
+            # answered, and never later than a probe interval.
+            wait = min(wait, self._probe_interval, 2.0 * self._verdict())
         return wait if wait > 0.0 else 0.0
+
+    def _verdict(self) -> float:
+        """Seconds from a probe (or trial) leaving to its answer being in, with a margin: the
+        probes' smoothed answer time, assumed until one has been answered."""
+        answer = self._probes.answer_time
+        return _VERDICT_MARGIN * (_ASSUMED_PROBE_ANSWER if answer is None else answer)
 
     def rejection_wait(self) -> float | None:
         """Seconds a call made now would be told to wait, or None if it would be let through.
@@ -670,6 +685,8 @@ class CircuitBreaker:
         now = self._clock()
         probes = self._probes
         probes.note(succeeded, self._wall_clock(), here=True)
+        if succeeded and latency is not None:
+            probes.answered_in(latency)
         if self._subscribers:
             self._emit(
                 EventType.PROBE,
@@ -864,6 +881,7 @@ class _ProbeBook:
     """What the breaker knows of its recovery probes: schedule, credibility, counts."""
 
     __slots__ = (
+        "answer_time",
         "deferred",
         "failed",
         "half_open_by_probe",
@@ -887,6 +905,13 @@ class _ProbeBook:
         self.last_result: str | None = None
         self.last_at: datetime | None = None
         self.here = False  # the last verdict came from this instance's own probe
+        self.answer_time: float | None = None  # smoothed seconds a probe takes to be answered
+
+    def answered_in(self, latency: float) -> None:
+        """Fold an answered probe's latency into the smoothed answer time (EWMA, weight 0.3:
+        a few answers follow a change of the gateway's speed, one slow answer does not)."""
+        previous = self.answer_time
+        self.answer_time = latency if previous is None else 0.7 * previous + 0.3 * latency
 
     def note(self, succeeded: bool, at: datetime, *, here: bool) -> None:
         if here:
