@@ -431,3 +431,58 @@ async def test_half_open_with_its_slots_taken_says_come_back_after_a_probe_inter
     assert rejected.value.retry_after_seconds <= 1.0  # not the 30 s call timeout
     gate.set()
     assert await trial == "ok"
+
+
+async def test_probes_resume_while_the_timer_trials_hang_and_free_their_slots() -> None:
+    """The open period's own trial, sent into a gateway that hangs, holds every half-open slot
+    for up to a call timeout. Probes keep looking meanwhile: the first answer presumes the
+    hung trials lost, and new trials close the breaker the moment the gateway is back."""
+    clock = ManualClock()
+    breaker = probing(clock, half_open_max_calls=3)
+    await trip(breaker)
+    while True:  # probes get no answer until the timer's trial is due
+        wait = breaker.rejection_wait()
+        if wait is None:
+            break
+        clock.advance(min(wait, breaker.next_probe_in() or wait))
+        if breaker.probe_due():
+            breaker.probe_sent()
+            breaker.record_probe(succeeded=False)
+    hanging = asyncio.Event()
+
+    async def hang() -> str:
+        await hanging.wait()
+        return "late"
+
+    trials = [asyncio.create_task(breaker.call(hang)) for _ in range(3)]
+    await settle()
+    assert breaker.state == "half_open"
+    assert not breaker.probe_due()  # not at once: the trials may still answer
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(ok)  # every slot is held
+    next_probe = breaker.next_probe_in()
+    assert next_probe is not None
+    clock.advance(next_probe)
+    assert breaker.probe_due()
+    breaker.probe_sent()
+    breaker.record_probe(succeeded=True, latency=0.1)  # the gateway answers again
+    for _ in range(3):
+        assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+    hanging.set()  # the old trials finally answer: they belong to a finished half-open period
+    assert await asyncio.gather(*trials) == ["late"] * 3
+    assert breaker.state == "closed"
+
+
+async def test_a_half_open_breaker_whose_trials_answer_sends_no_probe() -> None:
+    clock = ManualClock()
+    breaker = probing(clock)
+    await trip(breaker)
+    clock.advance(breaker.next_probe_in() or 0.0)
+    breaker.probe_sent()
+    breaker.record_probe(succeeded=True, latency=0.1)
+    assert breaker.state == "half_open"
+    assert await breaker.call(ok) == "ok"
+    clock.advance(5.0)
+    assert not breaker.probe_due()
+    assert breaker.next_probe_in() is None

@@ -558,6 +558,9 @@ class CircuitBreaker:
             # judges the probe too.
             self._probes.half_open_by_probe = self._probes.deferred or reason == "probe"
             self._probes.deferred = False
+            if self._probe_interval is not None and not self._probes.half_open_by_probe:
+                # The open period's own trial: if it hangs, probes resume one interval on.
+                self._probes.next_at = now + self._probe_gap()
         else:
             self._probes.half_open_by_probe = False
         if state is _CLOSED:
@@ -643,18 +646,28 @@ class CircuitBreaker:
     # -- recovery probes (called by a BreakerProber, on the loop) --------------------------------
 
     def probe_due(self) -> bool:
-        """Whether a recovery probe should be sent now (open, probes on, its time has come)."""
-        return (
-            self._state is _OPEN
-            and self._probe_interval is not None
-            and self._clock() >= self._probes.next_at
-        )
+        """Whether a recovery probe should be sent now (probes on, the breaker is looking for
+        a recovery, its time has come)."""
+        return self._looking() and self._clock() >= self._probes.next_at
 
     def next_probe_in(self) -> float | None:
         """Seconds until the next recovery probe is due; None when none is scheduled."""
-        if self._state is not _OPEN or self._probe_interval is None:
+        if not self._looking():
             return None
         return max(self._probes.next_at - self._clock(), 0.0)
+
+    def _looking(self) -> bool:
+        """Open with probes on, or half-open with every trial slot held by a trial still in
+        flight. The second case is the open period's own trial sent into a gateway that hangs:
+        without probes it would hide a recovery for up to a call timeout (30 s by default)."""
+        if self._probe_interval is None:
+            return False
+        state = self._state
+        return state is _OPEN or (
+            state is _HALF_OPEN
+            and self._trials_in_flight() > 0
+            and self._slots_taken() >= self._half_open_max
+        )
 
     def skip_probe(self) -> None:
         """Another instance probes this breaker now: schedule ours one interval later."""
@@ -719,6 +732,16 @@ class CircuitBreaker:
             self._retry_at = max(self._retry_at, self._since + self._reset_timeout)
 
     def _on_probe_answered(self, now: float, reason: str) -> None:
+        if self._state is _HALF_OPEN:
+            if self._looking() and now >= self._probes.ready_at:
+                # The trials in flight left before the gateway answered again and may hang for
+                # a call timeout: presume them lost and let new trials decide (their late
+                # answers belong to an old generation and are ignored).
+                self._generation += 1
+                self._trials = self._trial_successes = self._trial_failures = 0
+                self._probes.half_open_by_probe = True
+                self._wake(self._half_open_max)
+            return
         if self._state is not _OPEN:
             return
         if now < self._probes.ready_at:

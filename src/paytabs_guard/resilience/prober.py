@@ -93,7 +93,11 @@ class BreakerProber:
         self._unsubscribe = registry.subscribe(self._on_event)
 
     def _on_event(self, event: BreakerEvent) -> None:
-        if event.type is EventType.OPENED and event.state is BreakerState.OPEN:
+        # Opened: probing starts. Half-opened by the open period's timer: probes resume if its
+        # trials hang (CircuitBreaker._looking), so the next wait must be worked out again.
+        if (event.type is EventType.OPENED and event.state is BreakerState.OPEN) or (
+            event.type is EventType.HALF_OPENED
+        ):
             self._wake.set()
 
     def _probed(self) -> list[CircuitBreaker]:
