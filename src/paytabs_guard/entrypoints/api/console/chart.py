@@ -1,7 +1,9 @@
 """The breakers' last hour as one small inline SVG: a band per breaker, coloured by state, with
 a dot per recovery probe (green answered, red failed).
 
-Inline SVG is part of the page, so it needs no request and no CSP exception, and it scales
+A stretch away from closed is drawn at least ``MIN_WIDTH`` wide, so an opening of a few
+seconds is still visible on an hour's scale (its tooltip has the real times). Inline SVG is
+part of the page, so it needs no request and no CSP exception, and it scales
 with the page (``viewBox``). Time runs left to right in both languages, like a clock face.
 """
 
@@ -20,6 +22,7 @@ SPAN: Final = timedelta(hours=1)
 WIDTH: Final = 720
 LABEL: Final = 90
 ROW: Final = 28
+MIN_WIDTH: Final = 4.0
 COLOURS: Final = {
     "closed": "#2f9e5b",
     "forced_closed": "#2f9e5b",
@@ -65,9 +68,13 @@ def svg(chart_rows: Sequence[Row], now: datetime, labels: Mapping[str, str]) -> 
     for index, row in enumerate(chart_rows):
         top = index * ROW + 4
         parts.append(f"<text x='0' y='{top + 15}' fill='#1d2330'>{e(row.name)}</text>")
-        for segment in row.segments:
+        # Closed first, so a widened opening is drawn over its neighbours, not under them.
+        for segment in sorted(row.segments, key=lambda segment: segment.state != "closed"):
             x1, x2 = _x(segment.start, now), _x(segment.end, now)
             colour = COLOURS.get(segment.state, "#8a93a5")
+            if segment.state != "closed" and x2 - x1 < MIN_WIDTH:
+                x1 = min(x1, WIDTH - MIN_WIDTH)
+                x2 = x1 + MIN_WIDTH
             parts.append(
                 f"<rect x='{x1:.1f}' y='{top}' width='{max(x2 - x1, 1.0):.1f}' height='18' "
                 f"fill='{colour}' data-state='{e(segment.state)}'><title>{e(row.name)}: "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Final
 from urllib.parse import quote, urlencode
@@ -58,14 +58,14 @@ _STYLE: Final = (
     "gap:.5rem 1.2rem;align-items:center}header a{color:#fff}header nav{display:flex;"
     "flex-wrap:wrap;gap:.4rem 1rem}header .me{margin-inline-start:auto;display:flex;gap:.6rem;"
     "align-items:center}header form{margin:0}main{max-width:72rem;margin:0 auto;"
-    "padding:1rem}h1{font-size:1.35rem;margin:.2rem 0 .8rem}h2{font-size:1.1rem;"
+    "padding:1rem}h1{font-size:1.35rem;margin:.2rem 0 .8rem;overflow-wrap:anywhere}h2{font-size:1.1rem;"
     "margin:1.4rem 0 .5rem}.card{background:#fff;border-radius:10px;padding:1rem;"
     "box-shadow:0 1px 3px #0002;margin-bottom:1rem;overflow-x:auto}"
     "table{border-collapse:collapse;width:100%}th,td{text-align:start;padding:.35rem .5rem;"
     "border-bottom:1px solid #e3e6ec;vertical-align:top}th{font-size:.8rem;color:#5b6478;"
-    "font-weight:600}td{word-break:break-word}code{font-size:.85em}"
+    "font-weight:600}code{font-size:.85em;overflow-wrap:anywhere}"
     ".pill{display:inline-block;padding:0 .5rem;border-radius:99px;background:#e3e6ec;"
-    "font-size:.85rem;white-space:nowrap}"
+    "font-size:.85rem;white-space:nowrap;color:#1d2330}"
     "[data-state=completed],[data-state=closed],[data-state=delivered],[data-state=authorized],"
     "[data-state=ok],[data-state=forced_closed]{background:#d5f2e0;color:#0a5a2c}"
     "[data-state=failed],[data-state=open],[data-state=forced_open],[data-state=dead],"
@@ -78,7 +78,8 @@ _STYLE: Final = (
     "gap:.6rem;align-items:end}label{display:block;font-size:.8rem;color:#5b6478}"
     "input,select,button{font:inherit;padding:.35rem .5rem;border:1px solid #b9c0cc;"
     "border-radius:6px;width:100%;background:#fff}button{background:#1d5bd8;color:#fff;"
-    "border-color:#1d5bd8;cursor:pointer;width:auto}header button{background:transparent;"
+    "border-color:#1d5bd8;cursor:pointer;width:auto;white-space:nowrap}"
+    "header button{background:transparent;"
     "border-color:#fff8}.note{color:#5b6478;font-size:.85rem}.error{color:#b00020}"
     ".ok{color:#0a7a3b}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;"
     "margin:0}dt{color:#5b6478;font-size:.85rem}dd{margin:0;word-break:break-all}"
@@ -114,10 +115,20 @@ def with_query(path: str, params: Mapping[str, str]) -> str:
     return f"{path}?{urlencode(kept)}" if kept else path
 
 
-def table(headings: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
-    """A table of already-escaped cells (headings are escaped here)."""
-    head = "".join(f"<th>{e(h)}</th>" for h in headings)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+def table(
+    headings: Iterable[str], rows: Iterable[Iterable[str]], *, wide: Collection[int] = ()
+) -> str:
+    """A table of already-escaped cells (headings are escaped here); the ``wide`` columns are
+    left out on a phone-sized screen."""
+
+    def cls(index: int) -> str:
+        return " class='wide'" if index in wide else ""
+
+    head = "".join(f"<th{cls(i)}>{e(h)}</th>" for i, h in enumerate(headings))
+    body = "".join(
+        "<tr>" + "".join(f"<td{cls(i)}>{cell}</td>" for i, cell in enumerate(row)) + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

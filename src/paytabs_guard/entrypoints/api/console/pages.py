@@ -133,7 +133,7 @@ def payments(
     ]
     headings = ("id", words["created"], words["state"], words["amount"], words["description"],
                 words["cart_id"], words["tran_ref"])  # fmt: skip
-    listing = table(headings, rows) if rows else f"<p>{e(words['no_payments'])}</p>"
+    listing = table(headings, rows, wide=(5, 6)) if rows else f"<p>{e(words['no_payments'])}</p>"
     more = ""
     if next_after:
         older = with_query("/console", {**search.params(), "after": next_after})
@@ -236,7 +236,8 @@ def dead_letters(
     if error:
         notice += f"<p class='error' role='alert'>{e(words[error])}</p>"
     if rows:
-        listing = table(headings, rows) + _replay_form(frame.csrf, words["replay_all"], None)
+        listing = table(headings, rows, wide=(0, 5))
+        listing += _replay_form(frame.csrf, words["replay_all"], None)
     else:
         listing = f"<p>{e(words['no_dead_letters'])}</p>"
     if next_after is not None:

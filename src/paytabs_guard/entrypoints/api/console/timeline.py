@@ -79,7 +79,7 @@ def _summary(lang: str, payment: Payment) -> str:
 def _entries(lang: str, payment: Payment, events: Sequence[EventWithDeliveries]) -> str:
     """Every dated fact, oldest first, as list items."""
     words = WORDS[lang]
-    items: list[tuple[datetime, int, str]] = []
+    items: list[tuple[datetime, float, str]] = []
     for order, step in enumerate(payment.history):
         moved = f"{pill(step.from_state.value)} → " if step.from_state else ""
         ref = f" <code>{e(step.gateway_ref)}</code>" if step.gateway_ref else ""
@@ -87,9 +87,15 @@ def _entries(lang: str, payment: Payment, events: Sequence[EventWithDeliveries])
             f"<strong>{e(words['transition'])}</strong> {moved}{pill(step.to_state.value)} "
             f"· {e(step.trigger.value)} · {e(step.source.value)}{ref}<br>{e(step.reason)}"
         )))  # fmt: skip
+    # A gateway transaction goes next to the state change it caused: PayTabs' transaction
+    # time has whole seconds only, so by time alone it would come before its own request.
+    placed = {
+        step.gateway_ref: (step.at, order + 0.5) for order, step in enumerate(payment.history)
+    }
     for record in payment.transactions:
         status = record.status.value if record.status else "-"
-        items.append((record.at, 10_000, (
+        at, rank = placed.get(record.tran_ref, (record.at, 10_000.0))
+        items.append((at, rank, (
             f"<strong>{e(words['gateway_call'])}</strong> {e(record.tran_type.value)} "
             f"<code>{e(record.tran_ref)}</code> {e(status)} ({e(record.signal.value)}) "
             f"{e(record.amount.format())} {e(record.amount.currency)}"
