@@ -2,11 +2,15 @@
 the admin key, search, open a payment's timeline, see the breakers and dead letters, switch
 to Arabic; with JavaScript on the timeline also updates itself when the payment changes.
 
-The screenshots in docs/img/console-*.png (shown by docs/console.md) are taken here.
+The screenshots in docs/img/console-*.png (shown by docs/console.md) are taken here: every
+run takes them (into the test's temporary folder), and ``UPDATE_SCREENSHOTS=1`` writes them
+over the ones in docs/img (ids and times differ per run, so an ordinary run leaves the tree
+clean).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,7 @@ from .relay_support import drained
 from .test_events_api import service_with_sinks
 
 pytestmark = pytest.mark.anyio
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 PHONE = {"width": 390, "height": 844}
 
 
@@ -48,7 +52,9 @@ async def _scene(service: Service) -> dict[str, Any]:
     return {"plan": await service.get(plan["id"]), "ebook": await service.get(ebook["id"])}
 
 
-def _walk(service: Service, scene: dict[str, Any], *, javascript: bool) -> dict[str, Any]:
+def _walk(
+    service: Service, scene: dict[str, Any], shots: Path, *, javascript: bool
+) -> dict[str, Any]:
     """Runs in a worker thread: the service keeps serving on the test's event loop."""
     url, plan, ebook = service.url, scene["plan"], scene["ebook"]
     seen: dict[str, Any] = {}
@@ -68,13 +74,13 @@ def _walk(service: Service, scene: dict[str, Any], *, javascript: bool) -> dict[
         seen["opened"] = tab.wait_for("Events and deliveries")
         suffix = "" if javascript else "-nojs"
         if javascript:
-            tab.screenshot(SHOTS / "console-timeline.png")
+            tab.screenshot(shots / "console-timeline.png")
             tab.go(f"{url}/console", "Waiting for the shopper")
-            tab.screenshot(SHOTS / "console-payments.png")
+            tab.screenshot(shots / "console-payments.png")
             seen["breakers"] = tab.go(f"{url}/console/breakers", "Recovery probes")
-            tab.screenshot(SHOTS / "console-breakers.png")
+            tab.screenshot(shots / "console-breakers.png")
             seen["dead"] = tab.go(f"{url}/console/dead-letters", "webhook:1")
-            tab.screenshot(SHOTS / "console-dead-letters.png")
+            tab.screenshot(shots / "console-dead-letters.png")
             # Live: the page notices a refund made elsewhere and shows it without a click.
             tab.go(f"{url}/console/payments/{ebook['id']}", "Events and deliveries")
             anyio.from_thread.run(_refund, service, ebook["id"])
@@ -83,10 +89,10 @@ def _walk(service: Service, scene: dict[str, Any], *, javascript: bool) -> dict[
         tab.close()
         phone = Tab(chromium, javascript=javascript, **PHONE)
         phone.go(f"{url}/console/payments/{plan['id']}", "Events and deliveries")
-        phone.screenshot(SHOTS / f"console-timeline-phone{suffix}.png")
+        phone.screenshot(shots / f"console-timeline-phone{suffix}.png")
         seen["arabic"] = phone.go(f"{url}/console?lang=ar", "المدفوعات")
         if javascript:
-            phone.screenshot(SHOTS / "console-payments-ar-phone.png")
+            phone.screenshot(shots / "console-payments-ar-phone.png")
         phone.close()
     return seen
 
@@ -101,8 +107,9 @@ async def _refund(service: Service, payment_id: str) -> None:
 
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "nojs"])
 async def test_an_operator_signs_in_searches_and_reads_a_timeline(
-    sim: RunningSimulator, sqlite_url: str, javascript: bool
+    sim: RunningSimulator, sqlite_url: str, javascript: bool, tmp_path: Path
 ) -> None:
+    shots = DOCS_IMG if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
     async with service_with_sinks(sim, sqlite_url, EVENTS_MAX_ATTEMPTS="1") as (
         service,
         merchant,
@@ -111,7 +118,9 @@ async def test_an_operator_signs_in_searches_and_reads_a_timeline(
         merchant.down = True  # its deliveries die: something for the dead-letters page
         scene = await _scene(service)
         merchant.down = False
-        seen = await anyio.to_thread.run_sync(lambda: _walk(service, scene, javascript=javascript))
+        seen = await anyio.to_thread.run_sync(
+            lambda: _walk(service, scene, shots, javascript=javascript)
+        )
     plan = scene["plan"]
     for page in (seen["timeline"], seen["opened"]):
         assert plan["id"] in page
@@ -128,6 +137,9 @@ async def test_an_operator_signs_in_searches_and_reads_a_timeline(
     # Nothing leaves the machine (data: URLs are the browser's own date-picker icon).
     foreign = [u for u in seen["requests"] if not u.startswith((service.url, "data:"))]
     assert foreign == []
+    for name in ("console-timeline-phone", "console-timeline-phone-nojs"):
+        if name.endswith("nojs") is not javascript:
+            assert (shots / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     if javascript:
         assert "<svg" in seen["breakers"]
         assert 'data-state="forced_open"' in seen["breakers"]
