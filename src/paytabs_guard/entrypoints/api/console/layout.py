@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode
 
 from starlette.responses import HTMLResponse
 
+from paytabs_guard.domain import Money
 from paytabs_guard.entrypoints.api.return_page import SECURITY_HEADERS
 
 from .words import WORDS
@@ -96,6 +97,10 @@ _STYLE: Final = (
 def e(value: object) -> str:
     """Escaped text for the HTML body or a quoted attribute."""
     return html.escape(str(value), quote=True)
+
+
+def money(amount: Money) -> str:
+    return f"{e(amount.format())} {e(amount.currency)}"
 
 
 def when(value: datetime | None) -> str:

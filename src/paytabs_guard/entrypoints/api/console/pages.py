@@ -14,7 +14,7 @@ from paytabs_guard.resilience import BreakerSnapshot
 from paytabs_guard.service.events import DeadLetterEntry
 
 from . import chart
-from .layout import e, page, payment_url, pill, table, when, with_query
+from .layout import e, money, page, payment_url, pill, table, when, with_query
 from .words import WORDS
 
 
@@ -124,7 +124,7 @@ def payments(
             payment_link(p.id),
             e(when(p.created_at)),
             pill(p.state.value),
-            f"{e(p.amount.format())} {e(p.amount.currency)}",
+            money(p.amount),
             e(p.description),
             f"<code>{e(p.cart_id)}</code>",
             f"<code>{e(p.tran_ref or '')}</code>",

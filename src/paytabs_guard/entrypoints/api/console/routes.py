@@ -17,12 +17,13 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from paytabs_guard.domain import PaymentState
+from paytabs_guard.domain import Payment, PaymentState
 from paytabs_guard.entrypoints.api.auth import unauthenticated
 from paytabs_guard.entrypoints.api.dependencies import RuntimeDep
 from paytabs_guard.entrypoints.api.runtime import Runtime
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service import events as event_cases
+from paytabs_guard.service.events import EventWithDeliveries
 from paytabs_guard.service.payments import PaymentNotFound, get_payment
 from paytabs_guard.service.queries import search_payments
 
@@ -200,17 +201,24 @@ async def payments(request: Request, runtime: RuntimeDep, operator: OperatorDep)
     return _with_language(request, page)
 
 
+async def _payment_and_events(
+    runtime: Runtime, payment_id: str
+) -> tuple[Payment, list[EventWithDeliveries]]:
+    container = runtime.container
+    found = await get_payment(container.payments, payment_id)
+    events = await event_cases.payment_events(
+        container.payments, container.event_store(), payment_id
+    )
+    return found, events
+
+
 @router.get("/payments/{payment_id}")
 async def payment(
     payment_id: str, request: Request, runtime: RuntimeDep, operator: OperatorDep
 ) -> Response:
     frame = await _frame(request, runtime, operator)
-    container = runtime.container
     try:
-        found = await get_payment(container.payments, payment_id)
-        events = await event_cases.payment_events(
-            container.payments, container.event_store(), payment_id
-        )
+        found, events = await _payment_and_events(runtime, payment_id)
     except PaymentNotFound:
         return _with_language(request, timeline.not_found(frame, payment_id))
     return _with_language(request, timeline.payment_page(frame, found, events))
@@ -287,13 +295,8 @@ async def live(request: Request, runtime: RuntimeDep, operator: OperatorDep) -> 
     elif view == "dead_letters":
         stamp = str(frame.dead_letters)
     elif view == "payment":
-        payment_id = request.query_params.get("id", "")
-        container = runtime.container
         try:
-            found = await get_payment(container.payments, payment_id)
-            events = await event_cases.payment_events(
-                container.payments, container.event_store(), payment_id
-            )
+            found, events = await _payment_and_events(runtime, request.query_params.get("id", ""))
         except PaymentNotFound:
             return JSONResponse({"fields": fields, "stamp": ""}, headers=HEADERS)
         fields["payment_state"] = found.state.value

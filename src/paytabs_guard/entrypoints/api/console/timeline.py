@@ -16,11 +16,11 @@ from datetime import datetime
 
 from starlette.responses import HTMLResponse
 
-from paytabs_guard.domain import Money, Payment
+from paytabs_guard.domain import Payment
 from paytabs_guard.domain.gateway import ResultSource, TranType
 from paytabs_guard.service.events import EventWithDeliveries
 
-from .layout import e, page, pill, table, when, with_query
+from .layout import e, money, page, pill, table, when, with_query
 from .pages import Frame, header
 from .words import WORDS
 
@@ -28,12 +28,9 @@ _RECEIVED = frozenset({ResultSource.CALLBACK, ResultSource.BROWSER_RETURN, Resul
                        ResultSource.RECONCILIATION})  # fmt: skip
 
 
-def _money(amount: Money) -> str:
-    return f"{e(amount.format())} {e(amount.currency)}"
-
-
-def _section(title: str, inner: str) -> str:
-    return f"<h2>{e(title)}</h2><div class='card'>{inner}</div>"
+def _section(title: str, inner: str, *, note: str = "") -> str:
+    remark = f"<p class='note'>{e(note)}</p>" if note else ""
+    return f"<h2>{e(title)}</h2><div class='card'>{inner}{remark}</div>"
 
 
 def stamp(payment: Payment, events: Sequence[EventWithDeliveries]) -> str:
@@ -51,8 +48,7 @@ def _summary(lang: str, payment: Payment) -> str:
         (words["state"], pill(payment.state.value, "payment_state")),
         (
             words["amount"],
-            f"{e(payment.amount.format())} {e(payment.amount.currency)} "
-            f"({e(payment.tran_type.value)})",
+            f"{money(payment.amount)} ({e(payment.tran_type.value)})",
         ),
         (words["captured"], e(payment.captured.format())),
         (words["refunded"], e(payment.refunded.format())),
@@ -98,7 +94,7 @@ def _entries(lang: str, payment: Payment, events: Sequence[EventWithDeliveries])
         items.append((at, rank, (
             f"<strong>{e(words['gateway_call'])}</strong> {e(record.tran_type.value)} "
             f"<code>{e(record.tran_ref)}</code> {e(status)} ({e(record.signal.value)}) "
-            f"{e(record.amount.format())} {e(record.amount.currency)}"
+            f"{money(record.amount)}"
             + (f" · {e(record.response_code)} {e(record.response_message)}"
                if record.response_code or record.response_message else "")
         )))  # fmt: skip
@@ -131,8 +127,8 @@ def _gateway(lang: str, payment: Payment) -> str:
             f"<code>{e(r.tran_ref)}</code>",
             e(r.tran_type.value),
             pill(r.signal.value) + (f" {e(r.status.value)}" if r.status else ""),
-            f"{e(r.amount.format())} {e(r.amount.currency)}",
-            "" if r.charged is None else f"{e(r.charged.format())} {e(r.charged.currency)}",
+            money(r.amount),
+            "" if r.charged is None else money(r.charged),
             f"{e(r.response_code)} {e(r.response_message)}",
             e(when(r.at)),
         )
@@ -140,10 +136,7 @@ def _gateway(lang: str, payment: Payment) -> str:
     ]
     headings = (words["tran_ref"], words["type"], words["status"], words["amount"],
                 words["charged"], words["response"], words["at"])  # fmt: skip
-    return (
-        f"<h2>{e(words['gateway'])}</h2><div class='card'>{table(headings, rows)}"
-        f"<p class='note'>{e(words['latency_note'])}</p></div>"
-    )
+    return _section(words["gateway"], table(headings, rows), note=words["latency_note"])
 
 
 def _received(lang: str, payment: Payment) -> str:
@@ -161,17 +154,14 @@ def _received(lang: str, payment: Payment) -> str:
     rows.sort(key=lambda row: row[0])
     headings = (words["at"], words["source"], words["tran_ref"], words["judged"])
     listing = table(headings, rows) if rows else f"<p>{e(words['nothing_received'])}</p>"
-    return (
-        f"<h2>{e(words['received'])}</h2><div class='card'>{listing}"
-        f"<p class='note'>{e(words['received_note'])}</p></div>"
-    )
+    return _section(words["received"], listing, note=words["received_note"])
 
 
 def _refunds(lang: str, payment: Payment) -> str:
     words = WORDS[lang]
     rows = [
         (f"<code>{e(r.tran_ref)}</code>", pill(r.signal.value),
-         f"{e(r.amount.format())} {e(r.amount.currency)}",
+         money(r.amount),
          f"{e(r.response_code)} {e(r.response_message)}", e(when(r.at)))
         for r in payment.transactions
         if r.tran_type is TranType.REFUND
@@ -179,17 +169,14 @@ def _refunds(lang: str, payment: Payment) -> str:
     headings = (words["tran_ref"], words["status"], words["amount"], words["response"],
                 words["at"])  # fmt: skip
     listing = table(headings, rows) if rows else f"<p>{e(words['no_refunds'])}</p>"
-    total = f"<p>{e(words['refunded'])}: {e(payment.refunded.format())} "
-    total += f"{e(payment.refunded.currency)}</p>"
-    return f"<h2>{e(words['refunds'])}</h2><div class='card'>{listing}{total}</div>"
+    total = f"<p>{e(words['refunded'])}: {money(payment.refunded)}</p>"
+    return _section(words["refunds"], listing + total)
 
 
 def _events(lang: str, events: Sequence[EventWithDeliveries]) -> str:
     words = WORDS[lang]
     if not events:
-        return (
-            f"<h2>{e(words['events'])}</h2><div class='card'><p>{e(words['no_events'])}</p></div>"
-        )
+        return _section(words["events"], f"<p>{e(words['no_events'])}</p>")
     blocks = []
     for item in events:
         rows = [
@@ -204,7 +191,7 @@ def _events(lang: str, events: Sequence[EventWithDeliveries]) -> str:
             f"<h3>{e(item.event.type)} <code class='wide'>{e(item.event.id)}</code> "
             f"<small>{e(when(item.event.created_at))}</small></h3>{deliveries}"
         )
-    return f"<h2>{e(words['events'])}</h2><div class='card'>{''.join(blocks)}</div>"
+    return _section(words["events"], "".join(blocks))
 
 
 def payment_page(
