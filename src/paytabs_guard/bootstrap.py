@@ -8,7 +8,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -55,6 +55,7 @@ from paytabs_guard.resilience import (
     ProbeLease,
     SharedAttachable,
 )
+from paytabs_guard.resilience.history import BreakerHistory
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
 from paytabs_guard.resilience.shared import SharedBreakerState
 from paytabs_guard.service.callbacks import CallbackReader
@@ -255,6 +256,8 @@ class Container:
     page_expiry: PageExpiry | None = None
     redis_prefix: str = DEFAULT_REDIS_PREFIX
     closers: tuple[Callable[[], Awaitable[None]], ...] = ()
+    # The breakers' recent state changes and probes, for the operator console's chart.
+    breaker_history: BreakerHistory = field(default_factory=BreakerHistory)
 
     async def aclose(self) -> None:
         """Stop shared state, close the PayTabs client, Redis and the database pool."""
@@ -416,6 +419,8 @@ async def _build(
     )
     closers.insert(0, parts.aclose)
     _watch_breakers(parts.breakers, metrics)
+    history = BreakerHistory()
+    parts.breakers.subscribe(history.record)
     if settings.circuit_breaker_probe_interval:
         prober = build_prober(parts, settings, shared)
         prober.start()
@@ -468,6 +473,7 @@ async def _build(
         page_expiry=expiry,
         redis_prefix=redis_prefix,
         closers=tuple(closers),
+        breaker_history=history,
     )
 
 

@@ -279,3 +279,94 @@ def browser() -> Iterator[Browser]:
         yield running
     finally:
         running.close()
+
+
+class Tab:
+    """One tab for a multi-step visit, driven like a person would: type, press Enter, click.
+
+    Reads go through the DOM domain (not page JavaScript), so they work the same with
+    JavaScript switched off (``javascript=False``). ``width``/``height`` set the viewport
+    (a phone is about 390 wide)."""
+
+    def __init__(
+        self, chromium: Browser, *, javascript: bool = True, width: int = 1280, height: int = 900
+    ) -> None:
+        self.chromium = chromium
+        self.events: list[dict[str, Any]] = []
+        self.target = chromium.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        attached = chromium.call(
+            "Target.attachToTarget", {"targetId": self.target, "flatten": True}
+        )
+        self.session: str = attached["sessionId"]
+        for domain in ("Network.enable", "Page.enable", "DOM.enable"):
+            self._call(domain)
+        self._call("Emulation.setDeviceMetricsOverride",
+                   {"width": width, "height": height, "deviceScaleFactor": 1,
+                    "mobile": width < 600})  # fmt: skip
+        if not javascript:
+            self._call("Emulation.setScriptExecutionDisabled", {"value": True})
+
+    def _call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.chromium.call(method, params, session=self.session, events=self.events)
+
+    def html(self) -> str:
+        root = self._call("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        outer: str = self._call("DOM.getOuterHTML", {"nodeId": root})["outerHTML"]
+        return outer
+
+    def wait_for(self, text: str) -> str:
+        """The page's HTML once it contains ``text`` (fails after the browser's timeout)."""
+        deadline = time.monotonic() + self.chromium.timeout
+        while True:
+            try:
+                page = self.html()
+            except RuntimeError:  # the document was replaced between two calls: navigating
+                page = ""
+            if text in page:
+                return page
+            assert time.monotonic() < deadline, f"{text!r} never appeared in {page[:2000]}"
+            time.sleep(0.05)  # a real browser loading a page; polling without spinning a core
+
+    def go(self, url: str, ready: str) -> str:
+        self._call("Page.navigate", {"url": url})
+        return self.wait_for(ready)
+
+    def _node(self, selector: str) -> int:
+        root = self._call("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        node: int = self._call("DOM.querySelector", {"nodeId": root, "selector": selector})[
+            "nodeId"
+        ]
+        assert node, f"nothing matches {selector!r}"
+        return node
+
+    def type_into(self, selector: str, text: str, *, submit: bool = True) -> None:
+        """Focus the field, type ``text`` and (by default) press Enter to submit its form."""
+        self._call("DOM.focus", {"nodeId": self._node(selector)})
+        self._call("Input.insertText", {"text": text})
+        if submit:
+            for kind in ("keyDown", "keyUp"):
+                self._call("Input.dispatchKeyEvent", {"type": kind, "key": "Enter", "code":
+                           "Enter", "windowsVirtualKeyCode": 13, "text": "\r"})  # fmt: skip
+
+    def click(self, selector: str) -> None:
+        self._call("DOM.scrollIntoViewIfNeeded", {"nodeId": self._node(selector)})
+        # The first line box: a link wrapped over two lines has a gap in its bounding box.
+        quad = self._call("DOM.getContentQuads", {"nodeId": self._node(selector)})["quads"][0]
+        x, y = (quad[0] + quad[4]) / 2, (quad[1] + quad[5]) / 2
+        for kind in ("mousePressed", "mouseReleased"):
+            event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
+            self._call("Input.dispatchMouseEvent", event)
+
+    def screenshot(self, path: Path) -> None:
+        shot = self._call("Page.captureScreenshot", {"format": "png"})
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def requested(self) -> list[str]:
+        return [
+            event["params"]["request"]["url"]
+            for event in self.events
+            if event.get("method") == "Network.requestWillBeSent"
+        ]
+
+    def close(self) -> None:
+        self.chromium.call("Target.closeTarget", {"targetId": self.target})

@@ -70,7 +70,9 @@ async def test_the_banner_curl_runs_as_written_and_sends_a_key(service: Service)
     assert _idempotency(service, "new") == 1
 
 
-def _demo_panel(service_url: str, configured: dict[str, str]) -> list[str]:
+def _demo_panel(
+    service_url: str, configured: dict[str, str], payment_id: str | None = None
+) -> list[str]:
     """The demo's last panel as an 80-column terminal shows it, borders taken off."""
     running = load_settings(configured).model_copy(
         update={
@@ -81,14 +83,19 @@ def _demo_panel(service_url: str, configured: dict[str, str]) -> list[str]:
     out = io.StringIO()
     console = Console(file=out, width=80, force_terminal=False)
     console.print(where_to_look(service_url, "http://127.0.0.1:9", load_settings(configured),
-                                running))  # fmt: skip
+                                running, payment_id=payment_id))  # fmt: skip
     rows = out.getvalue().splitlines()
     assert all(len(row) <= 80 for row in rows)
     return [row.strip("│╭╮╰╯─ ").rstrip() for row in rows]
 
 
 async def test_the_demo_curl_survives_80_columns_and_runs(service: Service) -> None:
-    rows = _demo_panel(service.url, {})
+    payment = await service.create()
+    rows = _demo_panel(service.url, {}, payment["id"])
+    # The console, and the story's payment to open in it, both answer (a sign-in page).
+    for url in (f"{service.url}/console", f"{service.url}/console/payments/{payment['id']}"):
+        assert any(url in row for row in rows), rows
+        assert (await service.anonymous.get(url)).status_code == 401
     assert not any(row.endswith("-H") for row in rows)  # no option cut from its value
     command = _curl_block("\n".join(rows))
     assert all(line.endswith("\\") for line in command.splitlines()[:-1]), command

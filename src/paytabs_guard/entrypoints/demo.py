@@ -103,6 +103,7 @@ class Story:
         self.api = api
         self.sim = sim
         self.view = view
+        self.refunded: str | None = None  # the payment to open in the console afterwards
 
     async def create(self, amount: str, currency: str, description: str) -> httpx.Response:
         return await self.api.post(
@@ -153,6 +154,7 @@ class Story:
             headers={"Idempotency-Key": secrets.token_hex(16)},
         )
         view.step("partial refund", f"50.000 of 150.000 KWD: {refund.json()['state']}")
+        self.refunded = kept[0]["id"]
 
         (await self.sim.put("/_sim/faults", json={"down": True})).raise_for_status()
         view.step("gateway down", "the simulator answers 503 to everything")
@@ -257,19 +259,38 @@ async def demo(settings: Settings, *, port: int, wait: bool, console: Console) -
                 )
             )
             return
-        console.print(where_to_look(service_url, simulator_url, settings, container.settings))
+        console.print(
+            where_to_look(service_url, simulator_url, settings, container.settings,
+                          payment_id=story.refunded)
+        )  # fmt: skip
         console.print("Ctrl-C to stop.")
         await asyncio.Event().wait()
 
 
 def where_to_look(
-    service_url: str, simulator_url: str, configured: Settings, running: Settings
+    service_url: str,
+    simulator_url: str,
+    configured: Settings,
+    running: Settings,
+    *,
+    payment_id: str | None = None,
 ) -> Panel:
     """URLs, keys and a curl for the running demo. A key is shown only when the demo generated
-    it: keys from API_KEYS / ADMIN_API_KEYS are the operator's secrets (``configured``)."""
+    it: keys from API_KEYS / ADMIN_API_KEYS are the operator's secrets (``configured``).
+    ``payment_id`` is a payment of the story worth opening in the console."""
     merchant = running.api_keys[0].get_secret_value()
     shown_key = "<a key from API_KEYS>" if configured.api_keys else merchant
     lines = [
+        f"console    {service_url}/console  (sign in with the admin key)",
+        *(
+            # Unindented, so the URL fits 80 columns in one piece (copied, not retyped).
+            [
+                "the story's refunded payment, and the outage on the breakers page:",
+                f"{service_url}/console/payments/{payment_id}",
+            ]
+            if payment_id
+            else []
+        ),
         f"API docs   {service_url}/docs",
         f"health     {service_url}/payments/v2/health",
         f"           {service_url}/health/paytabs",
@@ -284,7 +305,10 @@ def where_to_look(
         lines.append("admin key  one of ADMIN_API_KEYS (yours, not shown)")
     else:
         admin = running.admin_api_keys[0].get_secret_value()
-        lines += [f"admin key  {admin}", "           (generated; breaker control, ADMIN_API_KEYS)"]
+        lines += [
+            f"admin key  {admin}",
+            "           (generated; the console, breaker control, ADMIN_API_KEYS)",
+        ]
     lines += [
         "",
         "Create a payment and pay it in a browser (card 4111 1111 1111 1111):",

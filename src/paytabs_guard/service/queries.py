@@ -58,3 +58,30 @@ async def list_payments(
     page = list(found[:limit])
     more = len(found) > limit
     return PaymentPage(page, page[-1].id if more and page else None)
+
+
+async def search_payments(
+    deps: PaymentDeps,
+    *,
+    reference: str | None = None,
+    states: Collection[PaymentState] = (),
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    after: str | None = None,
+    limit: int = 50,
+) -> PaymentPage:
+    """What an operator types into a search box: ``reference`` is a payment id, a cart id (any
+    attempt's) or a PayTabs tran_ref, matched exactly; the other filters narrow it or, without
+    a reference, list newest first like ``list_payments``."""
+    if not reference:
+        return await list_payments(deps, states=states, created_from=created_from,
+                                   created_to=created_to, after=after, limit=limit)  # fmt: skip
+    async with deps.uow() as uow:
+        found = await uow.payments.get(reference)
+    found = found or await find_by_gateway_reference(deps, cart_id=reference, tran_ref=reference)
+    matches = found is not None and (
+        (not states or found.state in states)
+        and (created_from is None or found.created_at >= created_from)
+        and (created_to is None or found.created_at < created_to)
+    )
+    return PaymentPage([found] if matches and found is not None else [], None)

@@ -25,6 +25,7 @@ from paytabs_guard.observability import get_logger
 from paytabs_guard.settings import Settings
 
 from . import breakers, callbacks, cards, events, health, payments, stats
+from .console import install_console
 from .docs_pages import install_docs
 from .errors import install_error_handlers
 from .front_door import FrontDoorMiddleware
@@ -95,6 +96,7 @@ def _build(runtime_of: Callable[[FastAPI], Runtime | None], lifespan: object) ->
     # Fixed paths before /payments/v2/{payment_id}, which would otherwise swallow them.
     for router in (health.router, callbacks.router, breakers.router, stats.router):
         app.include_router(router)
+    install_console(app)
     app.include_router(events.router)
     app.include_router(cards.router)
     app.include_router(payments.router)

@@ -30,6 +30,10 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
+def _client_id(digest: bytes) -> str:
+    return "key_" + hashlib.sha256(b"client:" + digest).hexdigest()[:16]
+
+
 class ApiKeys:
     """The configured keys, kept only as SHA-256 digests."""
 
@@ -37,6 +41,14 @@ class ApiKeys:
         self._keys = [(_digest(k.get_secret_value()), False) for k in merchant] + [
             (_digest(k.get_secret_value()), True) for k in admin
         ]
+        # A secret per admin key for signing console sessions: derived from the key, so
+        # every instance with the same keys accepts the same cookie, and removing a key
+        # from ADMIN_API_KEYS ends its sessions.
+        self._session_secrets = {
+            _client_id(digest): hashlib.sha256(b"console-session:" + digest).digest()
+            for digest, is_admin in self._keys
+            if is_admin
+        }
 
     @property
     def configured(self) -> bool:
@@ -48,9 +60,12 @@ class ApiKeys:
         found: ApiClient | None = None
         for known, is_admin in self._keys:
             if hmac.compare_digest(known, digest) and (found is None or is_admin):
-                found = ApiClient(id="key_" + hashlib.sha256(b"client:" + digest).hexdigest()[:16],
-                                  is_admin=is_admin)  # fmt: skip
+                found = ApiClient(id=_client_id(digest), is_admin=is_admin)
         return found
+
+    def session_secret(self, client_id: str) -> bytes | None:
+        """The signing secret of an admin key's console sessions (None: no such admin key)."""
+        return self._session_secrets.get(client_id)
 
 
 def unauthenticated(detail: str) -> Problem:

@@ -1,0 +1,304 @@
+"""The operator console's routes under ``/console`` (not in the OpenAPI document: pages).
+
+Each page route checks the operator (``session``), fetches through the service's read use
+cases (``service/queries.py``, ``service/events.py``, the breakers' snapshots and history) and
+hands the data to the renderers (``pages``, ``timeline``). Bad input (a malformed date, state
+or cursor) gets the page back with a 400 and a message, never a 500. Writes are POST forms
+with a CSRF token, answered with a redirect (so a reload does not repeat them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Final
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from paytabs_guard.domain import Payment, PaymentState
+from paytabs_guard.entrypoints.api.auth import unauthenticated
+from paytabs_guard.entrypoints.api.dependencies import RuntimeDep
+from paytabs_guard.entrypoints.api.runtime import Runtime
+from paytabs_guard.resilience.clock import utc_now
+from paytabs_guard.service import events as event_cases
+from paytabs_guard.service.events import EventWithDeliveries
+from paytabs_guard.service.payments import PaymentNotFound, get_payment
+from paytabs_guard.service.queries import search_payments
+
+from . import chart, pages, session, timeline
+from .layout import HEADERS
+from .session import Operator
+from .words import LANG_COOKIE, LANGUAGES, WORDS, pick_language
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+_MAX_FIELD: Final = 200
+_PAGE: Final = 50
+
+
+class Refused(Exception):
+    """No operator: a page answers with the login form, the JSON endpoint with 401."""
+
+
+def _now(runtime: Runtime) -> float:
+    return runtime.container.payments.clock().timestamp()
+
+
+async def _operator(request: Request, runtime: RuntimeDep) -> Operator:
+    found = session.from_request(runtime.api_keys, request, _now(runtime))
+    if found is None:
+        raise Refused
+    return found
+
+
+OperatorDep = Annotated[Operator, Depends(_operator)]
+
+
+def _next_path(value: str | None) -> str:
+    """Where to go after signing in: a console path only (never another site)."""
+    if (
+        not value
+        or not value.startswith("/console")
+        or value.startswith("/console/log")
+        or any(bad in value for bad in ("//", "\\", "\r", "\n"))
+        or len(value) > 1000
+    ):
+        return "/console"
+    return value
+
+
+async def refused_page(request: Request, _error: Exception) -> Response:
+    """The answer to a request without an operator (the handler of ``Refused``)."""
+    if request.url.path.endswith(".json"):
+        problem = unauthenticated("Sign in at /console/login, or send an admin key as Bearer.")
+        return JSONResponse(problem.to_dict(), status_code=401, headers=problem.headers,
+                            media_type="application/problem+json")  # fmt: skip
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return pages.login(pick_language(request), next_path=_next_path(target))
+
+
+def _with_language(request: Request, response: Response) -> Response:
+    """Remember the switch's choice (``?lang=``) for the next pages."""
+    chosen = request.query_params.get("lang")
+    if chosen in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, str(chosen), max_age=365 * 86400, path=session.PATH,
+                            httponly=True, samesite="strict",
+                            secure=session.secure(request))  # fmt: skip
+    return response
+
+
+async def _frame(request: Request, runtime: Runtime, operator: Operator) -> pages.Frame:
+    snapshots = runtime.container.gateway.breakers.snapshot()
+    lag = await runtime.container.outbox_lag()
+    return pages.Frame(
+        lang=pick_language(request),
+        path=request.url.path,
+        query={k: v for k, v in request.query_params.items() if k != "lang"},
+        csrf=operator.csrf,
+        breakers={name: snapshot.state for name, snapshot in snapshots.items()},
+        dead_letters=lag.dead_letters,
+    )
+
+
+async def _form(request: Request) -> dict[str, list[str]]:
+    text = (await request.body()).decode("utf-8", "replace")
+    return parse_qs(text, max_num_fields=200)
+
+
+def _first(form: dict[str, list[str]], name: str) -> str:
+    return (form.get(name) or [""])[0]
+
+
+# ---- signing in and out ----------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    next_path = _next_path(request.query_params.get("next"))
+    page = pages.login(pick_language(request), next_path=next_path, status=200)
+    return _with_language(request, page)
+
+
+@router.post("/login")
+async def login(request: Request, runtime: RuntimeDep) -> Response:
+    form = await _form(request)
+    lang = _first(form, "lang") if _first(form, "lang") in LANGUAGES else pick_language(request)
+    next_path = _next_path(_first(form, "next"))
+    client = runtime.api_keys.identify(_first(form, "key").strip()) if _first(form, "key") else None
+    if client is None:
+        return pages.login(lang, next_path=next_path, error="key_invalid", status=401)
+    cookie = session.issue(runtime.api_keys, client.id, _now(runtime))
+    if cookie is None:
+        return pages.login(lang, next_path=next_path, error="key_not_admin", status=403)
+    response = RedirectResponse(next_path, status_code=303, headers=HEADERS)
+    session.set_cookie(response, request, cookie)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, operator: OperatorDep) -> Response:
+    if not session.csrf_ok(operator, _first(await _form(request), "csrf")):
+        return Response(WORDS[pick_language(request)]["csrf"], status_code=403, headers=HEADERS)
+    response = RedirectResponse("/console/login", status_code=303, headers=HEADERS)
+    session.clear_cookie(response, request)
+    return response
+
+
+# ---- payments --------------------------------------------------------------------------------
+
+
+def _day(text: str) -> datetime | None:
+    if not text:
+        return None
+    if len(text) != 10:
+        raise ValueError(text)
+    return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+
+
+async def _search(request: Request, runtime: Runtime) -> tuple[pages.Search, Any, str]:
+    """The search as typed, its page of payments (None on bad input), and the error word."""
+    params = request.query_params
+    typed = pages.Search(
+        reference=params.get("q", "").strip()[:_MAX_FIELD],
+        state=params.get("state", "")[:_MAX_FIELD],
+        created_from=params.get("from", "")[:_MAX_FIELD],
+        created_to=params.get("to", "")[:_MAX_FIELD],
+    )
+    try:
+        states = [PaymentState(typed.state)] if typed.state else []
+    except ValueError:
+        return typed, None, "bad_state"
+    try:
+        created_from = _day(typed.created_from)
+        until = _day(typed.created_to)
+    except ValueError:
+        return typed, None, "bad_date"
+    found = await search_payments(
+        runtime.container.payments,
+        reference=typed.reference or None,
+        states=states,
+        created_from=created_from,
+        created_to=until + timedelta(days=1) if until else None,  # the "to" day is included
+        after=params.get("after", "")[:_MAX_FIELD] or None,
+        limit=_PAGE,
+    )
+    return typed, found, ""
+
+
+def _payments_stamp(found: Any) -> str:
+    parts = [f"{p.id}:{p.version}" for p in (found.payments if found else ())]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+@router.get("")
+async def payments(request: Request, runtime: RuntimeDep, operator: OperatorDep) -> Response:
+    frame = await _frame(request, runtime, operator)
+    typed, found, error = await _search(request, runtime)
+    page = pages.payments(frame, typed, found.payments if found else [],
+                          found.next_after if found else None, error=error,
+                          stamp=_payments_stamp(found))  # fmt: skip
+    return _with_language(request, page)
+
+
+async def _payment_and_events(
+    runtime: Runtime, payment_id: str
+) -> tuple[Payment, list[EventWithDeliveries]]:
+    container = runtime.container
+    found = await get_payment(container.payments, payment_id)
+    events = await event_cases.payment_events(
+        container.payments, container.event_store(), payment_id
+    )
+    return found, events
+
+
+@router.get("/payments/{payment_id}")
+async def payment(
+    payment_id: str, request: Request, runtime: RuntimeDep, operator: OperatorDep
+) -> Response:
+    frame = await _frame(request, runtime, operator)
+    try:
+        found, events = await _payment_and_events(runtime, payment_id)
+    except PaymentNotFound:
+        return _with_language(request, timeline.not_found(frame, payment_id))
+    return _with_language(request, timeline.payment_page(frame, found, events))
+
+
+# ---- breakers and dead letters ---------------------------------------------------------------
+
+
+def _breakers_stamp(runtime: Runtime) -> str:
+    snapshots = runtime.container.gateway.breakers.snapshot()
+    return "|".join(
+        f"{name}:{s.state}:{s.lifetime.opened}:{s.probes.sent}" for name, s in snapshots.items()
+    )
+
+
+@router.get("/breakers")
+async def breakers(request: Request, runtime: RuntimeDep, operator: OperatorDep) -> Response:
+    frame = await _frame(request, runtime, operator)
+    snapshots = runtime.container.gateway.breakers.snapshot()
+    now = utc_now()  # the breakers' wall clock, which stamps their history
+    rows = chart.rows(runtime.container.breaker_history, frame.breakers, now)
+    page = pages.breakers(frame, snapshots, rows, now, stamp=_breakers_stamp(runtime))
+    return _with_language(request, page)
+
+
+@router.get("/dead-letters")
+async def dead_letters(request: Request, runtime: RuntimeDep, operator: OperatorDep) -> Response:
+    frame = await _frame(request, runtime, operator)
+    after_text = request.query_params.get("after", "")
+    replayed = request.query_params.get("replayed", "")
+    words = WORDS[frame.lang]
+    message = words["replayed"].format(n=int(replayed)) if replayed.isdigit() else ""
+    if after_text and (not after_text.isdigit() or len(after_text) > 18):
+        page = pages.dead_letters(frame, [], None, error="bad_cursor", status=400)
+        return _with_language(request, page)
+    found = await event_cases.list_dead_letters(
+        runtime.container.event_store(), after=int(after_text) if after_text else None,
+        limit=_PAGE,
+    )  # fmt: skip
+    page = pages.dead_letters(frame, found.letters, found.next_after, message=message)
+    return _with_language(request, page)
+
+
+@router.post("/dead-letters/replay")
+async def replay(request: Request, runtime: RuntimeDep, operator: OperatorDep) -> Response:
+    form = await _form(request)
+    if not session.csrf_ok(operator, _first(form, "csrf")):
+        frame = await _frame(request, runtime, operator)
+        return pages.dead_letters(frame, [], None, error="csrf", status=403)
+    ids = [int(value) for value in form.get("id", []) if value.isdigit() and len(value) <= 18]
+    count = 0
+    if ids:
+        count = await event_cases.replay_dead_letters(runtime.container.event_store(), ids=ids)
+        runtime.container.relay.notify()
+    return RedirectResponse(f"/console/dead-letters?replayed={count}", status_code=303,
+                            headers=HEADERS)  # fmt: skip
+
+
+# ---- live updates ----------------------------------------------------------------------------
+
+
+@router.get("/live.json")
+async def live(request: Request, runtime: RuntimeDep, operator: OperatorDep) -> Response:
+    """What the page's script polls: header fields to update and the page's stamp."""
+    frame = await _frame(request, runtime, operator)
+    fields = {f"breaker:{name}": state for name, state in frame.breakers.items()}
+    fields["dead_letters"] = str(frame.dead_letters)
+    view = request.query_params.get("view", "")
+    stamp = ""
+    if view == "payments":
+        stamp = _payments_stamp((await _search(request, runtime))[1])
+    elif view == "breakers":
+        stamp = _breakers_stamp(runtime)
+    elif view == "dead_letters":
+        stamp = str(frame.dead_letters)
+    elif view == "payment":
+        try:
+            found, events = await _payment_and_events(runtime, request.query_params.get("id", ""))
+        except PaymentNotFound:
+            return JSONResponse({"fields": fields, "stamp": ""}, headers=HEADERS)
+        fields["payment_state"] = found.state.value
+        stamp = timeline.stamp(found, events)
+    return JSONResponse({"fields": fields, "stamp": stamp}, headers=HEADERS)

@@ -1,0 +1,102 @@
+"""Who is looking at the console: an admin key, once, then a signed session cookie.
+
+A browser cannot send ``Authorization: Bearer`` on a link, and the key must never ride in a
+URL (it would land in history, logs and Referer headers). So the login form takes the key once
+and answers with a cookie that carries no secret: the key's client id, an expiry and an HMAC
+over both, keyed by a secret derived from that admin key (``ApiKeys.session_secret``). Any
+instance with the same ADMIN_API_KEYS accepts it; dropping the key ends its sessions.
+
+The cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it)
+and Secure when the console is reached over https. Every POST also carries a CSRF token
+derived from the session, checked in constant time. ``Authorization: Bearer <admin key>`` works
+too (curl, scripts): a browser never adds that header on its own, so it needs no CSRF token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from paytabs_guard.entrypoints.api.auth import ApiKeys
+
+COOKIE: Final = "pg_console"
+PATH: Final = "/console"
+LIFETIME_SECONDS: Final = 8 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """A signed-in admin: their key's client id and the CSRF token their forms carry."""
+
+    client_id: str
+    csrf: str
+    by_bearer: bool = False
+
+
+def _mac(secret: bytes, message: str) -> str:
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+
+
+def _csrf(secret: bytes, cookie_mac: str) -> str:
+    return _mac(secret, f"csrf:{cookie_mac}")[:32]
+
+
+def issue(keys: ApiKeys, client_id: str, now: float) -> str | None:
+    """A cookie value for an admin key's client id (None: not an admin key)."""
+    secret = keys.session_secret(client_id)
+    if secret is None:
+        return None
+    body = f"{client_id}.{int(now) + LIFETIME_SECONDS}"
+    return f"{body}.{_mac(secret, body)}"
+
+
+def verify(keys: ApiKeys, value: str | None, now: float) -> Operator | None:
+    """The operator of a cookie value, or None (forged, expired, or its key was removed)."""
+    if not value or len(value) > 200:
+        return None
+    client_id, _, rest = value.partition(".")
+    expires, _, mac = rest.partition(".")
+    secret = keys.session_secret(client_id)
+    if secret is None or not expires.isdigit() or int(expires) <= now:
+        return None
+    if not hmac.compare_digest(_mac(secret, f"{client_id}.{expires}"), mac):
+        return None
+    return Operator(client_id, _csrf(secret, mac))
+
+
+def from_request(keys: ApiKeys, request: Request, now: float) -> Operator | None:
+    """The operator behind a request: a Bearer admin key, else the session cookie."""
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        client = keys.identify(token.strip())
+        if client is None or not client.is_admin:
+            return None
+        return Operator(client.id, "", by_bearer=True)
+    return verify(keys, request.cookies.get(COOKIE), now)
+
+
+def csrf_ok(operator: Operator, presented: str | None) -> bool:
+    """Whether a form's token is the operator's (Bearer callers need none)."""
+    if operator.by_bearer:
+        return True
+    return bool(presented) and hmac.compare_digest(operator.csrf, presented or "")
+
+
+def secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def set_cookie(response: Response, request: Request, value: str) -> None:
+    response.set_cookie(COOKIE, value, max_age=LIFETIME_SECONDS, path=PATH, httponly=True,
+                        samesite="strict", secure=secure(request))  # fmt: skip
+
+
+def clear_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(COOKIE, path=PATH, httponly=True, samesite="strict",
+                           secure=secure(request))  # fmt: skip

@@ -1,0 +1,235 @@
+"""The operator console over real HTTP: signing in, CSRF, search, escaping, the timeline,
+breakers, dead letters and Arabic, against the service and the simulator (SQLite and, where
+the query runs on the database, PostgreSQL)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from paytabs_guard.entrypoints.api.console.layout import SCRIPT
+from paytabs_simulator.server import RunningSimulator
+
+from .api_support import API_KEY, DECLINED, Service
+from .console_support import csrf_of, signed_in
+from .relay_support import drained
+from .test_events_api import WEBHOOK, service_with_sinks
+
+pytestmark = pytest.mark.anyio
+HOSTILE = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
+
+
+async def test_without_an_admin_key_pages_ask_to_sign_in_and_json_says_401(
+    service: Service,
+) -> None:
+    page = await service.anonymous.get("/console/breakers?x=1")
+    assert page.status_code == 401
+    assert "name='key'" in page.text
+    assert "type='password'" in page.text
+    assert "value='/console/breakers?x=1'" in page.text  # back there after signing in
+    live = await service.anonymous.get("/console/live.json")
+    assert live.status_code == 401
+    assert live.headers["content-type"] == "application/problem+json"
+
+    wrong = await service.anonymous.post("/console/login", data={"key": "not-a-key"})
+    assert wrong.status_code == 401
+    assert "not valid" in wrong.text
+    assert "set-cookie" not in wrong.headers
+    merchant = await service.anonymous.post("/console/login", data={"key": API_KEY})
+    assert merchant.status_code == 403
+    assert "ADMIN_API_KEYS" in merchant.text
+    assert "set-cookie" not in merchant.headers
+    # A merchant key as Bearer does not open the console either.
+    bearer = await service.anonymous.get("/console", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert bearer.status_code == 401
+    assert (await service.admin.get("/console")).status_code == 200  # an admin Bearer does
+
+    elsewhere = await service.anonymous.post(
+        "/console/login", data={"key": "admin-key-0123456789abc", "next": "//evil.example/x"}
+    )
+    assert elsewhere.status_code == 303
+    assert elsewhere.headers["location"] == "/console"  # never sent to another site
+    cookie = elsewhere.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain http on loopback; https gets Secure
+    assert "admin-key" not in cookie  # the key itself never leaves the form
+
+    async with signed_in(service) as browser:
+        assert (await browser.get("/console")).status_code == 200
+        value = browser.cookies["pg_console"]
+        forged = value[:-1] + ("0" if value[-1] != "0" else "1")
+        browser.cookies.set("pg_console", forged, path="/console")
+        assert (await browser.get("/console")).status_code == 401
+
+
+async def test_replaying_dead_letters_needs_the_sessions_csrf_token(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    async with service_with_sinks(sim, sqlite_url, EVENTS_MAX_ATTEMPTS="1") as (
+        service,
+        merchant,
+        _seen,
+    ):
+        merchant.down = True
+        payment = await service.create()
+        await drained(service)
+        async with signed_in(service) as browser:
+            page = await browser.get("/console/dead-letters")
+            assert page.status_code == 200
+            assert payment["id"] in page.text
+            assert WEBHOOK in page.text
+            ids = re.findall(r"name='id' value='(\d+)'", page.text)
+            assert ids
+            for token in ("", "0" * 32):
+                refused = await browser.post(
+                    "/console/dead-letters/replay", data={"id": ids[0], "csrf": token}
+                )
+                assert refused.status_code == 403
+            assert (await service.container.outbox_lag()).dead_letters == len(set(ids))
+            logout = await browser.post("/console/logout", data={"csrf": ""})
+            assert logout.status_code == 403
+
+            merchant.down = False
+            done = await browser.post(
+                "/console/dead-letters/replay", data={"id": ids[0], "csrf": csrf_of(page.text)}
+            )
+            assert done.status_code == 303
+            assert done.headers["location"] == "/console/dead-letters?replayed=1"
+            await drained(service)
+            assert (await service.container.outbox_lag()).dead_letters == len(set(ids)) - 1
+            after = await browser.get(done.headers["location"])
+            assert "Put back to pending: 1" in after.text
+
+
+async def test_search_by_reference_state_and_date(any_service: Service) -> None:
+    service = any_service
+    paid = await service.create("12.50", description="Paid one")
+    await service.pay(paid)
+    declined = await service.create("7.00", description="Declined one")
+    await service.pay(declined, DECLINED)
+    waiting = await service.create("3.00", description="Waiting one")
+    await service.callbacks_done()
+    paid = await service.get(paid["id"])
+    assert paid["state"] == "completed"
+    async with signed_in(service) as browser:
+
+        async def shown(**params: str) -> set[str]:
+            page = await browser.get("/console", params=params)
+            assert page.status_code == 200, page.text
+            ids = (paid["id"], declined["id"], waiting["id"])
+            return {p for p in ids if f"href='/console/payments/{p}'" in page.text}
+
+        everything = {paid["id"], declined["id"], waiting["id"]}
+        assert await shown() == everything
+        assert await shown(q=paid["id"]) == {paid["id"]}
+        assert await shown(q=paid["cart_id"]) == {paid["id"]}
+        assert await shown(q=paid["tran_ref"]) == {paid["id"]}
+        assert await shown(q="no-such-reference") == set()
+        assert await shown(state="failed") == {declined["id"]}
+        assert await shown(q=paid["id"], state="failed") == set()
+        today = datetime.now(UTC).date()
+        assert await shown(**{"from": today.isoformat(), "to": today.isoformat()}) == everything
+        yesterday = (today - timedelta(days=1)).isoformat()
+        assert await shown(to=yesterday) == set()
+        assert await shown(**{"from": (today + timedelta(days=1)).isoformat()}) == set()
+        for bad in ({"from": "12/01/2026"}, {"to": "2026-13-40"}, {"state": "nonsense"}):
+            answer = await browser.get("/console", params=bad)
+            assert answer.status_code == 400
+            assert "role='alert'" in answer.text
+
+
+async def test_hostile_payment_data_is_shown_as_text(service: Service) -> None:
+    payment = await service.create(description=HOSTILE[:128], metadata={"name": HOSTILE})
+    async with signed_in(service) as browser:
+        for url, params in (
+            ("/console", {"q": HOSTILE}),
+            ("/console", {}),
+            (f"/console/payments/{payment['id']}", {}),
+            ("/console/payments/" + "%3Cscript%3Ex", {}),
+        ):
+            page = await browser.get(url, params=params)
+            assert page.status_code in (200, 404), page.text
+            assert "<script>alert" not in page.text
+            assert "<img" not in page.text
+            assert "onerror=alert(2)>" not in page.text.replace("&gt;", "")  # never raw markup
+            # The only script is ours, and the policy names exactly it.
+            assert page.text.count("<script>") == 1
+            digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+            policy = page.headers["content-security-policy"]
+            assert f"script-src 'sha256-{digest}'" in policy
+            assert "default-src 'none'" in policy
+        timeline = await browser.get(f"/console/payments/{payment['id']}")
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in timeline.text
+
+
+async def test_a_payments_timeline_tells_its_story(service: Service) -> None:
+    payment = await service.create("100.00")
+    await service.pay(payment)
+    await service.callbacks_done()
+    refund = await service.admin.post(
+        f"/payments/v2/{payment['id']}/refund",
+        json={"amount": "40.00"},
+        headers={"Idempotency-Key": "refund-key-0001"},
+    )
+    assert refund.status_code in (200, 202), refund.text
+    paid = await service.get(payment["id"])
+    async with signed_in(service) as browser:
+        page = await browser.get(f"/console/payments/{payment['id']}")
+        assert page.status_code == 200
+        text = page.text
+        for expected in (
+            "partially_refunded",  # the state now
+            "awaiting_customer",  # a state it went through
+            paid["tran_ref"],
+            "callback",  # how the sale was decided
+            "40.00",  # the refund
+            "payment.refunded",  # an event
+        ):
+            assert expected in text, expected
+        sections = ("Timeline", "Gateway transactions", "Callbacks and returns received",
+                    "Refunds", "Events and deliveries")  # fmt: skip
+        positions = [text.index(f"<h2>{title}</h2>") for title in sections]
+        assert positions == sorted(positions)
+        live = await browser.get(
+            "/console/live.json", params={"view": "payment", "id": payment["id"]}
+        )
+        assert live.json()["fields"]["payment_state"] == "partially_refunded"
+        missing = await browser.get("/console/payments/pay_does_not_exist")
+        assert missing.status_code == 404
+
+
+async def test_breakers_show_their_last_hour_and_probes(service: Service) -> None:
+    forced = await service.admin.post("/payments/v2/circuit-breaker/create/open")
+    assert forced.status_code == 200
+    async with signed_in(service) as browser:
+        page = await browser.get("/console/breakers")
+        assert page.status_code == 200
+        assert "<svg" in page.text
+        assert "data-state='forced_open'" in page.text  # a band of the chart
+        assert "data-state='closed'" in page.text  # it was closed before
+        assert "Recovery probes" in page.text
+        live = (await browser.get("/console/live.json", params={"view": "breakers"})).json()
+        assert live["fields"]["breaker:create"] == "forced_open"
+    await service.admin.post("/payments/v2/circuit-breaker/create/reset")
+
+
+async def test_arabic_from_accept_language_and_from_the_switch(service: Service) -> None:
+    async with signed_in(service, **{"Accept-Language": "ar-SA,ar;q=0.9"}) as browser:
+        page = await browser.get("/console")
+        assert "<html lang='ar' dir='rtl'>" in page.text
+        assert "المدفوعات" in page.text
+        assert page.headers["content-language"] == "ar"
+        switched = await browser.get("/console", params={"lang": "en"})
+        assert "<html lang='en' dir='ltr'>" in switched.text
+        # The switch is remembered over the browser's preference.
+        again = await browser.get("/console/breakers")
+        assert "<html lang='en' dir='ltr'>" in again.text
+    login = await service.anonymous.get("/console/login", headers={"Accept-Language": "ar"})
+    assert "dir='rtl'" in login.text
+    assert "تسجيل الدخول" in login.text
