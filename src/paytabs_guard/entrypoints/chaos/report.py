@@ -319,6 +319,7 @@ def targets(document: JsonObject) -> list[JsonObject]:
     out.append(_fail_fast_target(document))
     out += _gateway_targets(document)
     out += _recovery_targets(document)
+    out += _first_page_targets(document)
     out += _oracle_targets(document)
     lost = sum(run["events"]["lost"] for _, _, run in _runs(document))
     delivered = sum(run["events"]["completed_payments"] for _, _, run in _runs(document))
@@ -392,6 +393,28 @@ def _recovery_targets(document: JsonObject) -> list[JsonObject]:
             and worst <= CLOSED_WORST_TARGET,
         }
     ]
+
+
+def _first_page_targets(document: JsonObject) -> list[JsonObject]:
+    """Gateway up -> first page: full protection no later than the same service without a
+    breaker (retries only), p50 over each scenario's recoveries."""
+    target = "first page after a recovery no later than without a breaker (p50, per scenario)"
+    rows: list[str] = []
+    late: list[str] = []
+    for scenario in document["scenarios"]:
+        runs = scenario["runs"]
+        if "full" not in runs or "retries" not in runs:
+            continue
+        ours = runs["full"]["recovery_summary"]["first_page"]["p50"]
+        without = runs["retries"]["recovery_summary"]["first_page"]["p50"]
+        if ours is None or without is None:
+            continue
+        rows.append(f"({scenario['key']}) {_s(ours, 2)} vs {_s(without, 2)} s")
+        if ours > without:
+            late.append(scenario["key"])
+    if not rows:
+        return [{"target": target, "measured": "no recovery to compare", "met": None}]
+    return [{"target": target, "measured": ", ".join(rows), "met": not late}]
 
 
 def _median(values: Sequence[float]) -> float | None:
