@@ -100,15 +100,18 @@ def test_no_customer_is_charged_twice(report: dict[str, Any]) -> None:
 
 
 def test_saved_cards_are_charged_again_within_the_duplicate_count(report: dict[str, Any]) -> None:
-    # Scenario (a) has no faults: every renewal (a recurring charge of the card an order saved)
-    # completes, and its charge is one of the charges the duplicate count looked at.
+    # Scenario (a) fails 20 % of PayTabs calls at random, so a renewal (a recurring charge of
+    # the card an order saved) may end undecided within its budget; most complete. Every charge
+    # PayTabs took is an order's or a renewal's, and none is extra (checked above).
+    renewed = 0
     for scenario, key, run in runs(report):
         renewals = run["orders"]["renewals"]
         if scenario == "a":
-            assert renewals.get("completed", 0) >= 1, (key, renewals)
-            assert set(renewals) == {"completed"}, (key, renewals)
-            renewed = renewals["completed"]
-            assert run["duplicates"]["charges"] == run["orders"]["completed"] + renewed
+            assert renewals, key  # orders did save a card and renew it
+            completed = renewals.get("completed", 0)
+            renewed += completed
+            assert run["duplicates"]["charges"] >= run["orders"]["completed"] + completed
+    assert renewed >= 1
 
 
 def test_no_event_is_lost(report: dict[str, Any]) -> None:
