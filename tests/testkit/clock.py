@@ -27,6 +27,8 @@ class FakeClock:
         self._start = start
         self.now = start
         """The current instant; tests may jump it straight to a deadline."""
+        self.sleeps: list[float] = []
+        """Every :meth:`sleep` asked for, in order."""
 
     def __call__(self) -> datetime:
         return self.now
@@ -41,3 +43,8 @@ class FakeClock:
     def monotonic(self) -> float:
         """Seconds on a monotonic scale that moves with :attr:`now` (``time.monotonic``'s shape)."""
         return MONOTONIC_START + (self.now - self._start).total_seconds()
+
+    async def sleep(self, seconds: float) -> None:
+        """An injected ``asyncio.sleep``: returns at once, the clock having moved ``seconds``."""
+        self.sleeps.append(seconds)
+        self.advance(seconds)
