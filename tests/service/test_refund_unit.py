@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from paytabs_guard.domain import Money, PaymentState
+from paytabs_guard.domain import GatewayStatus, Money, PaymentState
 from paytabs_guard.domain.errors import DomainError
 from paytabs_guard.service.follow_ups import refund_payment
-from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
+from paytabs_guard.service.gateway import (
+    GatewayRejected,
+    GatewayUnavailable,
+)
 from paytabs_guard.service.payments import apply_result, create_payment
 
 from .memory_world import MemoryWorld, order
@@ -67,3 +70,17 @@ async def test_a_refund_the_gateway_did_not_take_releases_its_hold(error: Except
     assert world.stored(payment_id).hold is None
     retried = await refund_payment(world.deps, payment_id, sar("10.00"))
     assert retried.refunded == sar("10.00")
+
+
+async def test_a_pending_refund_is_reserved_until_the_gateway_settles_it() -> None:
+    world = MemoryWorld()
+    payment_id = await completed(world)
+    world.gateway.follow_up_status = GatewayStatus.PENDING  # some acquirers refund later
+
+    pending = await refund_payment(world.deps, payment_id, sar("60.00"))
+    assert pending.refunded == sar("0.00")
+
+    with pytest.raises(DomainError):  # 100 captured, 60 of it already on its way back
+        await refund_payment(world.deps, payment_id, sar("60.00"))
+    world.gateway.follow_up_status = GatewayStatus.AUTHORIZED
+    assert (await refund_payment(world.deps, payment_id, sar("40.00"))).refunded == sar("40.00")

@@ -38,6 +38,8 @@ class FakeGateway:
     pages: list[PageDetails] = field(default_factory=list)
     """What every opened page was asked for, in order."""
     tokens: set[str] = field(default_factory=set)
+    follow_up_status: GatewayStatus = GatewayStatus.AUTHORIZED
+    """How follow-ups are answered (PENDING: a refund the acquirer settles later)."""
     _failures: dict[str, list[GatewayError]] = field(default_factory=dict)
     _follow_ups: dict[tuple[str, FollowUpKind, int], GatewayResult] = field(default_factory=dict)
     _sequence: int = 0
@@ -67,18 +69,8 @@ class FakeGateway:
     async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened:
         self._raise_scripted("create")
         self.pages.append(details)
-        tran_ref = self._new_ref()
-        page = GatewayResult(
-            tran_ref=tran_ref,
-            cart_id=payment.cart_id,
-            profile_id=payment.profile_id,
-            tran_type=payment.tran_type,
-            status=None,
-            amount=payment.amount,
-            source=ResultSource.QUERY,
-        )
-        self.carts.setdefault(payment.cart_id, []).append(page)
-        return PageOpened(tran_ref=tran_ref, redirect_url=PAGE_BASE + tran_ref)
+        page = self._record(payment, status=None, source=ResultSource.QUERY)
+        return PageOpened(tran_ref=page.tran_ref, redirect_url=PAGE_BASE + page.tran_ref)
 
     async def transactions(self, cart_id: str) -> Sequence[GatewayResult]:
         self._raise_scripted("query")
@@ -103,17 +95,13 @@ class FakeGateway:
         cart = self.carts.get(payment.cart_id, [])
         if kind is FollowUpKind.REFUND and self._refundable(cart, amount) < amount:
             raise GatewayRejected("Refund amount exceeds the captured amount", code=321)
-        result = GatewayResult(
-            tran_ref=self._new_ref(),
-            cart_id=payment.cart_id,
-            profile_id=payment.profile_id,
+        result = self._record(
+            payment,
+            status=self.follow_up_status,
             tran_type=TranType(kind.value),
-            status=GatewayStatus.AUTHORIZED,
             amount=amount,
-            source=ResultSource.API,
             previous_tran_ref=parent_tran_ref,
         )
-        cart.append(result)
         self._follow_ups[(parent_tran_ref, kind, sequence)] = result
         return result
 
@@ -128,18 +116,7 @@ class FakeGateway:
         self._raise_scripted("charge")
         if token not in self.tokens:
             raise GatewayRejected("Invalid token", code=206)
-        result = GatewayResult(
-            tran_ref=self._new_ref(),
-            cart_id=payment.cart_id,
-            profile_id=payment.profile_id,
-            tran_type=payment.tran_type,
-            status=GatewayStatus.AUTHORIZED,
-            amount=payment.amount,
-            source=ResultSource.API,
-            charged=payment.amount,
-        )
-        self.carts.setdefault(payment.cart_id, []).append(result)
-        return result
+        return self._record(payment, charged=payment.amount)
 
     async def delete_token(self, token: str) -> None:
         if token not in self.tokens:
@@ -153,9 +130,32 @@ class FakeGateway:
         if queued:
             raise queued.pop(0)
 
-    def _new_ref(self) -> str:
+    def _record(
+        self,
+        payment: Payment,
+        *,
+        status: GatewayStatus | None = GatewayStatus.AUTHORIZED,
+        source: ResultSource = ResultSource.API,
+        tran_type: TranType | None = None,
+        amount: Money | None = None,
+        previous_tran_ref: str | None = None,
+        charged: Money | None = None,
+    ) -> GatewayResult:
+        """A new transaction of ``payment``'s cart, kept as PayTabs keeps it."""
         self._sequence += 1
-        return f"TST2{self._sequence:011d}"
+        result = GatewayResult(
+            tran_ref=f"TST2{self._sequence:011d}",
+            cart_id=payment.cart_id,
+            profile_id=payment.profile_id,
+            tran_type=tran_type or payment.tran_type,
+            status=status,
+            amount=amount or payment.amount,
+            source=source,
+            previous_tran_ref=previous_tran_ref,
+            charged=charged,
+        )
+        self.carts.setdefault(payment.cart_id, []).append(result)
+        return result
 
     @staticmethod
     def _refundable(cart: Sequence[GatewayResult], like: Money) -> Money:
@@ -166,10 +166,11 @@ class FakeGateway:
             if r.status is GatewayStatus.AUTHORIZED
             and r.tran_type in (TranType.SALE, TranType.CAPTURE)
         ]
-        refunded = [
+        refunded = [  # a pending refund is on its way back: not refundable again
             r.amount
             for r in cart
-            if r.status is GatewayStatus.AUTHORIZED and r.tran_type is TranType.REFUND
+            if r.status in (GatewayStatus.AUTHORIZED, GatewayStatus.PENDING)
+            and r.tran_type is TranType.REFUND
         ]
         total = like - like
         for amount in captured:
