@@ -13,6 +13,7 @@ from paytabs_guard.bootstrap import Container
 from paytabs_guard.service.page_expiry import PageExpiry
 from paytabs_simulator.server import RunningSimulator
 from service.page_expiry_support import HandSleep
+from testkit.clock import FakeClock
 
 from .api_support import FAST_OPTIONS, new_key, running_service
 
@@ -23,18 +24,10 @@ pytestmark = pytest.mark.anyio
 NO_SECOND_PASS = {"RECONCILE_INTERVAL_SECONDS": "86400"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 async def test_a_page_created_over_http_expires_at_its_deadline(
     sim: RunningSimulator, sqlite_url: str
 ) -> None:
-    clock, sleep = Clock(), HandSleep()
+    clock, sleep = FakeClock(datetime.now(UTC)), HandSleep()
 
     def hand_driven(container: Container) -> Container:
         built = container.page_expiry

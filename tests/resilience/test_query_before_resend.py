@@ -23,24 +23,12 @@ from paytabs_guard.bootstrap import GatewayParts, build_gateway
 from paytabs_guard.domain import Money
 from paytabs_guard.resilience.errors import CircuitOpenError
 from paytabs_guard.settings import load_settings
+from testkit.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 
 Step = Callable[[httpx.Request], httpx.Response]
 PROFILE = 987654
-
-
-class FakeTime:
-    """Monotonic time that only moves when the retry policy sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class ScriptedPayTabs:
@@ -102,8 +90,8 @@ def tx(
     }
 
 
-def gateway(script: ScriptedPayTabs, time: FakeTime | None = None) -> GatewayParts:
-    time = time or FakeTime()
+def gateway(script: ScriptedPayTabs, time: FakeClock | None = None) -> GatewayParts:
+    time = time or FakeClock()
     settings = load_settings(
         {
             "PAYTABS_PROFILE_ID": str(PROFILE),
@@ -113,7 +101,7 @@ def gateway(script: ScriptedPayTabs, time: FakeTime | None = None) -> GatewayPar
         }
     )
     return build_gateway(
-        settings, transport=httpx.MockTransport(script), clock=time, sleep=time.sleep
+        settings, transport=httpx.MockTransport(script), clock=time.monotonic, sleep=time.sleep
     )
 
 
@@ -213,7 +201,7 @@ async def test_a_failure_that_proves_nothing_happened_is_re_sent_without_a_query
 @pytest.mark.parametrize("family", ["query", "create"])
 async def test_a_breaker_rejection_fails_fast_and_is_never_retried(family: str) -> None:
     script = ScriptedPayTabs()
-    time = FakeTime()
+    time = FakeClock()
     parts = gateway(script, time)
     parts.breakers.get(family).force_open()
     try:
@@ -227,4 +215,4 @@ async def test_a_breaker_rejection_fails_fast_and_is_never_retried(family: str) 
     finally:
         await parts.aclose()
     assert script.seen == []  # PayTabs was not called
-    assert time.now == 1000.0  # and no backoff was waited: the rejection is the answer
+    assert time.sleeps == []  # and no backoff was waited: the rejection is the answer

@@ -15,21 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paytabs_guard.resilience.retry import RetryBudget, RetryConfig, RetryPolicy
+from testkit.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Flaky(Exception):
@@ -42,9 +30,9 @@ class Final(Exception):
     pass
 
 
-def policy(time: FakeTime, **overrides: Any) -> RetryPolicy:
+def policy(time: FakeClock, **overrides: Any) -> RetryPolicy:
     config = replace(RetryConfig(retries=3, base_delay=1.0, max_delay=10.0), **overrides)
-    return RetryPolicy(config, clock=time, sleep=time.sleep, rng=random.Random(7))
+    return RetryPolicy(config, clock=time.monotonic, sleep=time.sleep, rng=random.Random(7))
 
 
 def failing(times: int, error: Exception) -> tuple[list[int], Callable[[], Awaitable[str]]]:
@@ -60,7 +48,7 @@ def failing(times: int, error: Exception) -> tuple[list[int], Callable[[], Await
 
 
 async def test_retries_then_succeeds_with_at_most_retries_plus_one_attempts() -> None:
-    time = FakeTime()
+    time = FakeClock()
     calls, operation = failing(3, Flaky())
     result = await policy(time).call(operation, is_retryable=lambda e: isinstance(e, Flaky))
     assert result == "ok"
@@ -69,7 +57,7 @@ async def test_retries_then_succeeds_with_at_most_retries_plus_one_attempts() ->
 
 
 async def test_gives_up_after_the_configured_retries_and_says_why() -> None:
-    time = FakeTime()
+    time = FakeClock()
     calls, operation = failing(10, Flaky())
     with pytest.raises(Flaky) as caught:
         await policy(time).call(operation, is_retryable=lambda e: isinstance(e, Flaky))
@@ -78,7 +66,7 @@ async def test_gives_up_after_the_configured_retries_and_says_why() -> None:
 
 
 async def test_final_errors_are_never_retried() -> None:
-    time = FakeTime()
+    time = FakeClock()
     calls, operation = failing(1, Final())
     with pytest.raises(Final):
         await policy(time).call(operation, is_retryable=lambda e: isinstance(e, Flaky))
@@ -109,7 +97,7 @@ def test_retry_after_is_a_floor_but_still_capped() -> None:
 
 
 async def test_retry_after_from_the_error_is_honoured() -> None:
-    time = FakeTime()
+    time = FakeClock()
     _calls, operation = failing(1, Flaky(retry_after=4.0))
     await policy(time, base_delay=0.001).call(
         operation,
@@ -120,7 +108,7 @@ async def test_retry_after_from_the_error_is_honoured() -> None:
 
 
 async def test_deadline_stops_retrying_before_the_wait_would_pass_it() -> None:
-    time = FakeTime()
+    time = FakeClock()
     calls, operation = failing(10, Flaky(retry_after=8.0))
     with pytest.raises(Flaky) as caught:
         await policy(time, deadline=20.0, retries=10).call(
@@ -133,21 +121,21 @@ async def test_deadline_stops_retrying_before_the_wait_would_pass_it() -> None:
 
 
 def test_budget_allows_a_minimum_then_a_ratio_of_recent_calls() -> None:
-    time = FakeTime()
-    budget = RetryBudget(ratio=0.2, min_retries=2, window=10, clock=time)
+    time = FakeClock()
+    budget = RetryBudget(ratio=0.2, min_retries=2, window=10, clock=time.monotonic)
     for _ in range(5):
         budget.record_call()
     assert [budget.try_spend() for _ in range(3)] == [True, True, False]
     for _ in range(95):
         budget.record_call()  # 100 calls -> 20 retries allowed in the window
     assert sum(budget.try_spend() for _ in range(30)) == 18
-    time.now += 11  # the window rolls past every recorded call and retry
+    time.advance(11)  # the window rolls past every recorded call and retry
     assert budget.snapshot() == {"calls": 0, "retries": 0, "allowed": 2}
     assert budget.try_spend()
 
 
 async def test_a_dead_gateway_gets_at_most_the_budgeted_extra_traffic() -> None:
-    time = FakeTime()
+    time = FakeClock()
     retry = policy(time, budget_ratio=0.2, budget_min_retries=0, retries=3, base_delay=0.0)
     attempts = 0
 

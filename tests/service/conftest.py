@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +19,7 @@ from paytabs_guard.service.payments import PaymentDeps
 from paytabs_guard.settings import load_settings
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
 from paytabs_simulator.server import RunningSimulator, run_simulator
-
-
-class Clock:
-    """Wall clock for the use cases that tests move forward by hand (page TTLs, thresholds)."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
+from testkit.clock import FakeClock
 
 
 @dataclass
@@ -42,7 +30,7 @@ class World:
     simulator: RunningSimulator
     sim: httpx.AsyncClient
     parts: GatewayParts
-    clock: Clock
+    clock: FakeClock
 
     async def faults(self, **settings: object) -> None:
         (await self.sim.put("/_sim/faults", json=settings)).raise_for_status()
@@ -98,7 +86,8 @@ def gateway_for(base_url: str, **env: str) -> GatewayParts:
 async def world(database_url: str) -> AsyncIterator[World]:
     await upgrade(database_url)
     engine = create_engine(database_url)
-    clock = Clock()
+    # Starts at the real present: the simulator behind the use cases keeps its own real clock.
+    clock = FakeClock(datetime.now(UTC))
     config = SimulatorConfig(seed=11, callback_retry_delays=(0.01,))
     async with (
         run_simulator(config) as simulator,

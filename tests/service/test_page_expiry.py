@@ -23,8 +23,9 @@ from paytabs_guard.service.payments import (
     create_payment,
     get_payment,
 )
+from testkit.clock import FakeClock
 
-from .conftest import Clock, World
+from .conftest import World
 from .page_expiry_support import WAIT, HandSleep
 
 pytestmark = pytest.mark.anyio
@@ -192,14 +193,14 @@ async def test_a_callback_between_the_query_and_the_expiry_wins(world: World) ->
 async def test_the_clock_sleep_does_not_wait_for_a_deadline_already_reached(
     ahead: timedelta,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     sleep = clock_sleep(clock)
     async with asyncio.timeout(WAIT):
         await sleep(clock.now + ahead, asyncio.Event())  # never set: only the deadline ends it
 
 
 async def test_the_clock_sleep_ends_when_woken_however_far_the_deadline() -> None:
-    clock = Clock()
+    clock = FakeClock()
     wake = asyncio.Event()
     wake.set()
     async with asyncio.timeout(WAIT):

@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from paytabs_simulator.server import serve_asgi
+from testkit.clock import FakeClock
 
-from .support import START, CallbackReceiver, FakeClock, Gateway, gateway, sim_config
+from .support import START, CallbackReceiver, Gateway, gateway, sim_config
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def shared_clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import hmac
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -17,25 +17,13 @@ from starlette.types import Receive, Scope, Send
 
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
 from paytabs_simulator.server import RunningSimulator, run_simulator
+from testkit.clock import FakeClock
 
 KEY = DEFAULT_SERVER_KEY
 PROFILE_ID = DEFAULT_PROFILE_ID
 START = datetime(2025, 1, 29, 9, 0, 0, tzinfo=UTC)
 VISA = "4111111111111111"
 FAST_RETRIES = (0.01, 0.02, 0.03, 0.04, 0.05)
-
-
-class FakeClock:
-    """A clock that only moves when a test says so."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def independent_hmac(key: str, message: bytes) -> str:

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from paytabs_simulator.faults import Faults, operation_of
+from testkit.clock import FakeClock
 
-from .support import FakeClock, Gateway, gateway, page_body, page_id, sim_config
+from .support import Gateway, gateway, page_body, page_id, sim_config
 
 
 async def attempt(gw: Gateway, client_timeout: float = 5.0) -> httpx.Response:

@@ -13,12 +13,12 @@ import pytest
 
 from paytabs_simulator.config import Profile
 from paytabs_simulator.records import JsonObject
+from testkit.clock import FakeClock
 
 from .support import (
     KEY,
     PROFILE_ID,
     VISA,
-    FakeClock,
     Gateway,
     gateway,
     independent_return_signature,

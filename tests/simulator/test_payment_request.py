@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from paytabs_simulator.config import Profile, SimulatorConfig
+from testkit.clock import FakeClock
 
-from .support import KEY, PROFILE_ID, FakeClock, Gateway, gateway, page_body, sim_config
+from .support import KEY, PROFILE_ID, Gateway, gateway, page_body, sim_config
 
 TRACE = re.compile(r"^PMNT0402\.[0-9A-F]{8}\.[0-9A-F]{8}$")
 

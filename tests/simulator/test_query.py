@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from paytabs_simulator.config import Profile
+from testkit.clock import FakeClock
 
-from .support import KEY, PROFILE_ID, FakeClock, Gateway, gateway, page_body, sim_config
+from .support import KEY, PROFILE_ID, Gateway, gateway, page_body, sim_config
 
 
 @pytest.mark.anyio

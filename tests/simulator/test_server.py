@@ -11,8 +11,9 @@ import pytest
 from paytabs_simulator.app import create_app
 from paytabs_simulator.engine import Engine
 from paytabs_simulator.server import run_simulator
+from testkit.clock import FakeClock
 
-from .support import KEY, VISA, CallbackReceiver, FakeClock, page_body, page_id, sim_config
+from .support import KEY, VISA, CallbackReceiver, page_body, page_id, sim_config
 
 
 @pytest.mark.anyio

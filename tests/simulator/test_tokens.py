@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from paytabs_simulator.config import Profile
+from testkit.clock import FakeClock
 
-from .support import KEY, PROFILE_ID, FakeClock, Gateway, gateway, page_body, sim_config
+from .support import KEY, PROFILE_ID, Gateway, gateway, page_body, sim_config
 
 
 def recurring(token: str, tran_ref: str, **overrides: Any) -> dict[str, Any]:

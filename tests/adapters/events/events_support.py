@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,21 +14,7 @@ from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql import create_engine, upgrade
 from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.domain.events import event_id_for
-
-START = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    """An aware clock that moves only when told to."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from testkit.clock import START
 
 
 def open_engine(url: str) -> AsyncEngine:

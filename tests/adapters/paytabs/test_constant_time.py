@@ -31,7 +31,7 @@ from paytabs_guard.adapters.paytabs.signature import (
 from paytabs_guard.adapters.webhooks import standard
 from paytabs_guard.entrypoints.api.auth import ApiKeys
 
-SRC = Path(__file__).parents[2] / "src"
+SRC = Path(__file__).parents[3] / "src"
 KEY = SecretStr("SGJNZ96JLG-JDMKHGRWT9-RWRK2KJNRJ")
 BODY = b'{"tran_ref":"TST1","cart_id":"c1","cart_amount":"10.00"}'
 

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.events import CloudEvent, EventBus, OutboxRelay
 from paytabs_guard.domain.events import event_id_for
+from testkit.clock import FakeClock
 
-from .events_support import FakeClock, RecordingSink, delivery_counts, outbox_count
+from .events_support import RecordingSink, delivery_counts, outbox_count
 
 pytestmark = pytest.mark.anyio
 

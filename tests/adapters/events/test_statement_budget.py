@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.events import OutboxRelay
 from paytabs_guard.adapters.sql.statements import counting
+from testkit.clock import FakeClock
 
-from .events_support import FakeClock, RecordingSink, add_event
+from .events_support import RecordingSink, add_event
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,9 @@ from paytabs_guard.adapters.events import (
     StreamConsumer,
     StreamEntry,
 )
+from testkit.clock import FakeClock
 
-from .events_support import FakeClock, add_event
+from .events_support import add_event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 

@@ -22,14 +22,9 @@ from paytabs_guard.adapters.events import (
 )
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql.tables import outbox
+from testkit.clock import FakeClock
 
-from .events_support import (
-    FakeClock,
-    RecordingSink,
-    add_event,
-    delivery_counts,
-    fail_times,
-)
+from .events_support import RecordingSink, add_event, delivery_counts, fail_times
 
 pytestmark = pytest.mark.anyio
 

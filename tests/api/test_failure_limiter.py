@@ -7,14 +7,7 @@ import ipaddress
 import pytest
 
 from paytabs_guard.entrypoints.api.rate_limit import FailureLimiter, source_key
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from testkit.clock import FakeClock
 
 
 @pytest.fixture
@@ -27,7 +20,7 @@ def limiter(clock: FakeClock, **overrides: int) -> FailureLimiter:
     return FailureLimiter(
         options["max_failures"],
         options["window_seconds"],
-        clock=clock,
+        clock=clock.monotonic,
         max_keys=options["max_keys"],
     )
 
@@ -36,7 +29,7 @@ def test_a_source_is_blocked_at_max_failures_within_the_window(clock: FakeClock)
     limits = limiter(clock)
     for _ in range(2):
         limits.record_failure("a")
-        clock.now += 10
+        clock.advance(10)
     assert not limits.is_blocked("a")
     limits.record_failure("a")
     assert limits.is_blocked("a")
@@ -47,7 +40,7 @@ def test_failures_spread_wider_than_the_window_never_block(clock: FakeClock) -> 
     limits = limiter(clock)
     for _ in range(10):
         limits.record_failure("a")
-        clock.now += 30
+        clock.advance(30)
     assert not limits.is_blocked("a")
 
 
@@ -55,9 +48,9 @@ def test_a_block_expires_on_its_own(clock: FakeClock) -> None:
     limits = limiter(clock)
     for _ in range(3):
         limits.record_failure("a")
-    clock.now += 59.999
+    clock.advance(59.999)
     assert limits.is_blocked("a")
-    clock.now += 0.001  # exactly window seconds after the oldest counted failure
+    clock.advance(0.001)  # exactly window seconds after the oldest counted failure
     assert not limits.is_blocked("a")
     assert limits.retry_after("a") == 0.0
 
@@ -67,12 +60,12 @@ def test_a_source_that_keeps_failing_stays_blocked(clock: FakeClock) -> None:
     for _ in range(3):
         limits.record_failure("a")
     for _ in range(20):  # one failure every 5 s: always 3 within any 60 s
-        clock.now += 5
+        clock.advance(5)
         limits.record_failure("a")
         assert limits.is_blocked("a")
     # The three latest failures were at 1090, 1095 and 1100: blocked until 1150.
     assert limits.retry_after("a") == pytest.approx(50)
-    clock.now = 1150
+    clock.advance(50)  # 1150
     assert not limits.is_blocked("a")
 
 
@@ -117,7 +110,7 @@ def test_expired_sources_are_pruned(clock: FakeClock) -> None:
     limits = limiter(clock)
     for i in range(50):
         limits.record_failure(f"ip-{i}")
-    clock.now += 61
+    clock.advance(61)
     limits.record_failure("fresh")
     assert len(limits) == 1
 

@@ -28,8 +28,9 @@ from paytabs_guard.adapters.events import (
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.webhooks import standard
 from paytabs_guard.entrypoints.loopback import serve_app
+from testkit.clock import FakeClock
 
-from .events_support import FakeClock, add_event
+from .events_support import add_event
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from paytabs_guard.adapters.events import OutboxEvent, OutboxRelay
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql.tables import outbox
+from testkit.clock import FakeClock
 
-from .events_support import FakeClock, add_event, build_schema, open_engine
+from .events_support import add_event, build_schema, open_engine
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 

@@ -1,0 +1,1 @@
+"""Tests of the adapters, one directory per adapter package in src/paytabs_guard/adapters."""

@@ -1,0 +1,1 @@
+"""Tests of the PayTabs adapter (client, signatures, wire format)."""
