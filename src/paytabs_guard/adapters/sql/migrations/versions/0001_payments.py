@@ -5,7 +5,8 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-26
 
-Written by hand; ``tests/adapters/sql/test_migrations.py`` checks it builds exactly ``tables.metadata``.
+Written by hand; ``tests/adapters/sql/test_migrations.py`` checks it builds exactly
+``tables.metadata``.
 Money is integer minor units; times are ``timestamptz`` (SQLite: UTC text).
 """
 
