@@ -30,7 +30,7 @@ from paytabs_guard.adapters.events.store import SqlEventStore
 from paytabs_guard.adapters.paytabs.callbacks import PayTabsCallbacks
 from paytabs_guard.adapters.paytabs.client import Observer, PayTabsClient
 from paytabs_guard.adapters.paytabs.errors import PayTabsError
-from paytabs_guard.adapters.paytabs.gateway import PayTabsGateway
+from paytabs_guard.adapters.paytabs.paytabs_gateway import PayTabsGateway
 from paytabs_guard.adapters.paytabs.regions import base_url_for
 from paytabs_guard.adapters.paytabs.resilient import (
     OperationBreakers,
