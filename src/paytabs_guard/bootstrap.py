@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import redis.asyncio as redis_asyncio
@@ -55,6 +55,7 @@ from paytabs_guard.resilience import (
     ProbeLease,
     SharedAttachable,
 )
+from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
 from paytabs_guard.resilience.shared import SharedBreakerState
 from paytabs_guard.service.callbacks import CallbackReader
@@ -198,11 +199,6 @@ STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
     ConnectionError,
 )
 PROBE_TIMEOUT_SECONDS = 3.0
-
-
-def utc_now() -> datetime:
-    """The wall clock, in UTC (the use cases' clock)."""
-    return datetime.now(UTC)
 
 
 @dataclass(slots=True)

@@ -63,7 +63,7 @@ from .tables import (
     payment_transitions,
     payments,
 )
-from .transaction import Transaction
+from .transaction import DbTransaction
 from .writes import Writes
 
 
@@ -103,7 +103,7 @@ def _committed_snapshot(payment: Payment) -> _Snapshot | None:
 class SqlPaymentRepository:
     """The ``PaymentRepository`` of one ``SqlUnitOfWork``."""
 
-    def __init__(self, transaction: Transaction) -> None:
+    def __init__(self, transaction: DbTransaction) -> None:
         self._transaction = transaction
         self._entries: dict[str, _Entry] = {}
 
