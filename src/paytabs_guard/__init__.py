@@ -22,19 +22,11 @@ from paytabs_guard.adapters.paytabs.errors import (
     AmbiguousGatewayError,
     AuthenticationFailed,
     DuplicateRequest,
-    GatewayUnavailable,
     InvalidRequest,
     PayTabsError,
+    PayTabsUnavailable,
     TransactionNotFound,
     TransientGatewayError,
-)
-from paytabs_guard.adapters.paytabs.payloads import (
-    Address,
-    FollowUpRequest,
-    FollowUpType,
-    HostedPageRequest,
-    PageTranType,
-    TokenChargeRequest,
 )
 from paytabs_guard.adapters.paytabs.regions import Region
 from paytabs_guard.adapters.paytabs.resilient import PageOutcome
@@ -44,7 +36,16 @@ from paytabs_guard.adapters.paytabs.signature import (
     verify_callback,
     verify_return,
 )
-from paytabs_guard.adapters.paytabs.wire import PaymentPage, Transaction
+from paytabs_guard.adapters.paytabs.transformers import (
+    Address,
+    FollowUpRequest,
+    FollowUpType,
+    HostedPageRequest,
+    PageTranType,
+    PayTabsPaymentPage,
+    PayTabsTransaction,
+    TokenChargeRequest,
+)
 from paytabs_guard.domain.money import InvalidMoney, Money
 from paytabs_guard.paytabs import DEFAULT_BREAKER, PayTabs
 from paytabs_guard.resilience import (
@@ -57,6 +58,13 @@ from paytabs_guard.resilience import (
     RetryConfig,
     RetryPolicy,
 )
+
+# Inside the package the PayTabs-side names say "PayTabs" (a service, a database and the domain
+# have their own transactions and pages); to a library user ``paytabs_guard.Transaction`` is
+# already unambiguous, so the public face keeps its short names.
+GatewayUnavailable = PayTabsUnavailable
+PaymentPage = PayTabsPaymentPage
+Transaction = PayTabsTransaction
 
 try:
     __version__ = version("paytabs-guard")

@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import redis.asyncio as redis_asyncio
@@ -30,7 +30,7 @@ from paytabs_guard.adapters.events.store import SqlEventStore
 from paytabs_guard.adapters.paytabs.callbacks import PayTabsCallbacks
 from paytabs_guard.adapters.paytabs.client import Observer, PayTabsClient
 from paytabs_guard.adapters.paytabs.errors import PayTabsError
-from paytabs_guard.adapters.paytabs.gateway import PayTabsGateway
+from paytabs_guard.adapters.paytabs.paytabs_gateway import PayTabsGateway
 from paytabs_guard.adapters.paytabs.regions import base_url_for
 from paytabs_guard.adapters.paytabs.resilient import (
     OperationBreakers,
@@ -55,6 +55,7 @@ from paytabs_guard.resilience import (
     ProbeLease,
     SharedAttachable,
 )
+from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.resilience.history import BreakerHistory
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
 from paytabs_guard.resilience.shared import SharedBreakerState
@@ -199,11 +200,6 @@ STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
     ConnectionError,
 )
 PROBE_TIMEOUT_SECONDS = 3.0
-
-
-def utc_now() -> datetime:
-    """The wall clock, in UTC (the use cases' clock)."""
-    return datetime.now(UTC)
 
 
 @dataclass(slots=True)

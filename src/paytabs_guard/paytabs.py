@@ -30,7 +30,7 @@ from paytabs_guard.adapters.paytabs.resilient import (
     counts_against_gateway,
 )
 from paytabs_guard.adapters.paytabs.signature import verify_callback
-from paytabs_guard.adapters.paytabs.wire import Transaction, decode_json
+from paytabs_guard.adapters.paytabs.transformers import PayTabsTransaction, decode_json
 from paytabs_guard.resilience import BreakerConfig, BreakerProber, BreakerRegistry
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy
 
@@ -102,7 +102,7 @@ class PayTabs(ResilientPayTabs):
             timeout=min(timeout, 5.0),
         )
 
-    def verify_callback(self, body: bytes, signature: str | None) -> Transaction:
+    def verify_callback(self, body: bytes, signature: str | None) -> PayTabsTransaction:
         """Check a callback's ``Signature`` header over the raw body, then parse it.
 
         Raises :class:`~paytabs_guard.adapters.paytabs.signature.InvalidSignature` when the
@@ -111,7 +111,7 @@ class PayTabs(ResilientPayTabs):
         its ``cart_id``, amount and currency match your order.
         """
         verify_callback(body, signature, [self._server_key])
-        return Transaction.model_validate(decode_json(body))
+        return PayTabsTransaction.model_validate(decode_json(body))
 
     def start(self) -> None:
         """Start the recovery prober (needs a running event loop)."""

@@ -21,10 +21,11 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paytabs_guard.adapters.sql.tables import outbox, webhook_inbox
-from paytabs_guard.bootstrap import Container, build_container, utc_now
+from paytabs_guard.bootstrap import Container, build_container
 from paytabs_guard.entrypoints.api.app import create_app
 from paytabs_guard.entrypoints.api.options import ApiOptions
 from paytabs_guard.entrypoints.loopback import serve_app
+from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.settings import load_settings
 from paytabs_simulator.config import DEFAULT_SERVER_KEY, SimulatorConfig
 from paytabs_simulator.server import RunningSimulator

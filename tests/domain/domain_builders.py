@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from paytabs_guard.domain.gateway import GatewayResult, GatewayStatus, ResultSource, TranType
+from paytabs_guard.domain.gateway_results import (
+    GatewayResult,
+    GatewayStatus,
+    ResultSource,
+    TranType,
+)
 from paytabs_guard.domain.money import Money
 from paytabs_guard.domain.payment import Outcome, Payment
 from paytabs_guard.domain.states import OutcomeKind, PaymentState

@@ -21,7 +21,7 @@ from domain_builders import (
 
 from paytabs_guard.domain import events
 from paytabs_guard.domain.events import EVENT_NAMESPACE, PaymentEvent, event_id_for
-from paytabs_guard.domain.gateway import TranType
+from paytabs_guard.domain.gateway_results import TranType
 from paytabs_guard.domain.payment import Payment
 
 DESIGN_TYPES = {

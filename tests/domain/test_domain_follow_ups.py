@@ -33,7 +33,7 @@ from paytabs_guard.domain.errors import (
     RefundNotAllowed,
 )
 from paytabs_guard.domain.events import ExpiryCause, PaymentExpired, PaymentRefunded
-from paytabs_guard.domain.gateway import GatewayStatus, TranType
+from paytabs_guard.domain.gateway_results import GatewayStatus, TranType
 from paytabs_guard.domain.money import Money
 from paytabs_guard.domain.payment import Payment
 from paytabs_guard.domain.states import OutcomeKind, PaymentState

@@ -8,7 +8,7 @@ import pytest
 from domain_builders import PAGE_REF, at, awaiting, result, sar
 
 from paytabs_guard.domain.errors import UnknownGatewayValue
-from paytabs_guard.domain.gateway import (
+from paytabs_guard.domain.gateway_results import (
     GatewayResult,
     GatewayStatus,
     ResultSource,

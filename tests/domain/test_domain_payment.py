@@ -40,7 +40,12 @@ from paytabs_guard.domain.events import (
     PaymentExpired,
     PaymentFailed,
 )
-from paytabs_guard.domain.gateway import GatewayResult, GatewayStatus, ResultSource, TranType
+from paytabs_guard.domain.gateway_results import (
+    GatewayResult,
+    GatewayStatus,
+    ResultSource,
+    TranType,
+)
 from paytabs_guard.domain.money import Money
 from paytabs_guard.domain.payment import Payment
 from paytabs_guard.domain.states import OutcomeKind, PaymentState, Trigger

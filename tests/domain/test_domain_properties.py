@@ -17,7 +17,12 @@ from domain_builders import PAGE_REF, A, C, D, H, P, V, X, at, awaiting, result,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paytabs_guard.domain.gateway import GatewayResult, GatewayStatus, ResultSource, TranType
+from paytabs_guard.domain.gateway_results import (
+    GatewayResult,
+    GatewayStatus,
+    ResultSource,
+    TranType,
+)
 from paytabs_guard.domain.money import InvalidMoney, Money
 from paytabs_guard.domain.payment import Payment
 from paytabs_guard.domain.states import OutcomeKind

@@ -20,7 +20,7 @@ from domain_builders import (
 )
 
 from paytabs_guard.domain.errors import InvalidTransition
-from paytabs_guard.domain.gateway import GatewayResult, TranType
+from paytabs_guard.domain.gateway_results import GatewayResult, TranType
 from paytabs_guard.domain.money import Money
 from paytabs_guard.domain.payment import Outcome, Payment
 from paytabs_guard.domain.states import TRANSITIONS, OutcomeKind, PaymentState, Trigger, decide

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paytabs_guard.adapters.paytabs.wire import decode_json, encode_body
+from paytabs_guard.adapters.paytabs.transformers import decode_json, encode_body
 from paytabs_guard.domain.money import InvalidMoney, Money
 
 

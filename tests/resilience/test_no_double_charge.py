@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from paytabs_guard.adapters.paytabs.errors import PayTabsError
-from paytabs_guard.adapters.paytabs.payloads import HostedPageRequest
 from paytabs_guard.adapters.paytabs.resilient import ResilientPayTabs
+from paytabs_guard.adapters.paytabs.transformers import HostedPageRequest
 from paytabs_guard.bootstrap import GatewayParts, build_gateway
 from paytabs_guard.domain import Money
 from paytabs_guard.settings import load_settings

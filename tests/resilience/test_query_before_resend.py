@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from paytabs_guard.adapters.paytabs.errors import AmbiguousGatewayError
-from paytabs_guard.adapters.paytabs.payloads import (
+from paytabs_guard.adapters.paytabs.transformers import (
     FollowUpRequest,
     FollowUpType,
     HostedPageRequest,

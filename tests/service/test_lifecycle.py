@@ -7,8 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from paytabs_guard.adapters.paytabs.transformers import to_gateway_result
-from paytabs_guard.adapters.paytabs.wire import Transaction
+from paytabs_guard.adapters.paytabs.transformers import PayTabsTransaction, to_gateway_result
 from paytabs_guard.adapters.sql import create_engine, sql_unit_of_work_factory
 from paytabs_guard.domain import (
     DomainError,
@@ -150,7 +149,7 @@ async def test_out_of_order_and_repeated_results_end_in_the_right_state(world: W
     payment = await create_payment(world.deps, order())
     assert payment.redirect_url is not None
     paid = await world.pay(payment.redirect_url)
-    final = Transaction.model_validate(paid["transaction"])
+    final = PayTabsTransaction.model_validate(paid["transaction"])
     pending = final.model_copy(
         update={"payment_result": final.payment_result.model_copy(update={"response_status": "P"})}  # type: ignore[union-attr]  # paid transactions carry a result
     )
@@ -172,7 +171,7 @@ async def test_twenty_concurrent_deliveries_of_one_callback_make_one_transition(
     assert payment.redirect_url is not None
     paid = await world.pay(payment.redirect_url)
     result = to_gateway_result(
-        Transaction.model_validate(paid["transaction"]), ResultSource.CALLBACK
+        PayTabsTransaction.model_validate(paid["transaction"]), ResultSource.CALLBACK
     )
     key = f"paytabs:{result.tran_ref}:{result.status}"
     outcomes = await asyncio.gather(

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from paytabs_guard.adapters.paytabs.gateway import PayTabsGateway
+from paytabs_guard.adapters.paytabs.paytabs_gateway import PayTabsGateway
 from paytabs_guard.adapters.sql import create_engine, sql_unit_of_work_factory
 from paytabs_guard.domain import GatewayResult, Money, PaymentState
 from paytabs_guard.service.page_expiry import PageExpiry, clock_sleep

@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from paytabs_guard.domain import GatewayResult, GatewayStatus, Money, Payment, TranType
-from paytabs_guard.domain.gateway import ResultSource
+from paytabs_guard.domain.gateway_results import ResultSource
 from paytabs_guard.service.gateway import (
     FollowUpKind,
     Gateway,

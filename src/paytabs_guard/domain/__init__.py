@@ -38,7 +38,7 @@ from .events import (
     PaymentRefunded,
     PaymentVoided,
 )
-from .gateway import (
+from .gateway_results import (
     CardDetails,
     GatewayResult,
     GatewayStatus,

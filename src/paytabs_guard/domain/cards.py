@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .gateway import CardDetails
+from .gateway_results import CardDetails
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from .gateway import GatewayStatus
+from .gateway_results import GatewayStatus
 
 # ISO 8583 response codes as PayTabs passes them on, and PayTabs' own three-digit codes.
 _BY_CODE: Final[dict[str, str]] = {

@@ -24,7 +24,7 @@ from .events import (
     PaymentRefunded,
     PaymentVoided,
 )
-from .gateway import GatewayResult, GatewayStatus
+from .gateway_results import GatewayResult, GatewayStatus
 from .states import PaymentState, Trigger
 
 if TYPE_CHECKING:

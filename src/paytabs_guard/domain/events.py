@@ -27,7 +27,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Final, TypeAlias
 
-from .gateway import GatewayStatus, ResultSource, TranType
+from .gateway_results import GatewayStatus, ResultSource, TranType
 from .money import Money
 from .states import PaymentState
 

@@ -51,7 +51,14 @@ from .events import (
     PaymentExpired,
     PaymentInitiated,
 )
-from .gateway import FOLLOW_UP_TYPES, GatewayResult, GatewayStatus, ResultSource, Signal, TranType
+from .gateway_results import (
+    FOLLOW_UP_TYPES,
+    GatewayResult,
+    GatewayStatus,
+    ResultSource,
+    Signal,
+    TranType,
+)
 from .money import Money
 from .records import ConflictNote, FollowUpHold, GatewayTransaction, Transition, pending_total
 from .screening import describe, quarantine_reason

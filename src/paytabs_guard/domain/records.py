@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from .gateway import GatewayResult, GatewayStatus, ResultSource, Signal, TranType, signal_of
+from .gateway_results import GatewayResult, GatewayStatus, ResultSource, Signal, TranType, signal_of
 from .money import Money
 from .states import PaymentState, Trigger
 

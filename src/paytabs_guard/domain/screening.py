@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .gateway import FOLLOW_UP_TYPES, GatewayResult, GatewayStatus, Signal, TranType
+from .gateway_results import FOLLOW_UP_TYPES, GatewayResult, GatewayStatus, Signal, TranType
 from .records import pending_total
 from .states import MONEY_MOVED_STATES
 

@@ -1,5 +1,5 @@
 """What the use cases need from the payment gateway, in domain terms (implemented by the PayTabs
-adapter, ``adapters/paytabs/gateway.py``).
+adapter, ``adapters/paytabs/paytabs_gateway.py``).
 
 Errors say what the caller can conclude, which is all a use case needs to decide::
 

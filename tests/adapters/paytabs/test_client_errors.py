@@ -24,7 +24,7 @@ from paytabs_guard.adapters.paytabs.errors import (
     TransactionNotFound,
     TransientGatewayError,
 )
-from paytabs_guard.adapters.paytabs.payloads import HostedPageRequest
+from paytabs_guard.adapters.paytabs.transformers import HostedPageRequest
 from paytabs_guard.domain.money import Money
 
 pytestmark = pytest.mark.anyio

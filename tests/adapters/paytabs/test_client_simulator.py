@@ -30,20 +30,20 @@ from paytabs_guard.adapters.paytabs.errors import (
     TransactionNotFound,
     TransientGatewayError,
 )
-from paytabs_guard.adapters.paytabs.payloads import (
-    Address,
-    FollowUpRequest,
-    FollowUpType,
-    HostedPageRequest,
-    PageTranType,
-    TokenChargeRequest,
-)
 from paytabs_guard.adapters.paytabs.signature import (
     InvalidSignature,
     verify_callback,
     verify_return,
 )
-from paytabs_guard.adapters.paytabs.wire import Transaction
+from paytabs_guard.adapters.paytabs.transformers import (
+    Address,
+    FollowUpRequest,
+    FollowUpType,
+    HostedPageRequest,
+    PageTranType,
+    PayTabsTransaction,
+    TokenChargeRequest,
+)
 from paytabs_guard.domain.money import Money
 from paytabs_guard.entrypoints.loopback import serve_app
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
@@ -57,7 +57,7 @@ class CallbackInbox:
     """Receives PayTabs callbacks, verifies them on the raw bytes and keeps the good ones."""
 
     keys: tuple[SecretStr, ...]
-    received: list[Transaction] = field(default_factory=list)
+    received: list[PayTabsTransaction] = field(default_factory=list)
     rejected: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -68,7 +68,7 @@ class CallbackInbox:
         except InvalidSignature as error:
             self.rejected += 1
             return PlainTextResponse(f"invalid signature: {error.reason}", status_code=401)
-        self.received.append(Transaction.model_validate_json(body))
+        self.received.append(PayTabsTransaction.model_validate_json(body))
         self.arrived.set()
         return PlainTextResponse("ok")
 

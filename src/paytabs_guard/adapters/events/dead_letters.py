@@ -15,7 +15,9 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .relay import Clock, utc_now
+from paytabs_guard.resilience.clock import utc_now
+
+from .relay import Clock
 from .tables import DEAD, PENDING, event_deliveries
 
 

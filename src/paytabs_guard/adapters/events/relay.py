@@ -42,7 +42,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import (
@@ -60,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.sql.engine import upsert, write_transaction
 from paytabs_guard.adapters.sql.tables import outbox
+from paytabs_guard.resilience.clock import utc_now
 
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .cloudevents import OutboxEvent
@@ -73,10 +74,6 @@ Clock = Callable[[], datetime]
 """Timezone-aware current time."""
 
 MAX_ERROR_LENGTH: Final = 1000
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def default_instance_id() -> str:

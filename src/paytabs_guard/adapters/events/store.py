@@ -16,9 +16,10 @@ from sqlalchemy import ColumnElement, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.sql.tables import outbox
+from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service.events import DeadLetterEntry, Delivery, StoredEvent
 
-from .relay import Clock, utc_now
+from .relay import Clock
 from .tables import DEAD, DELIVERED, PENDING, event_deliveries
 
 _o = outbox.c

@@ -20,8 +20,11 @@ from paytabs_guard.adapters.paytabs.signature import (
     verify_callback,
     verify_return,
 )
-from paytabs_guard.adapters.paytabs.transformers import UnusableTransaction, to_gateway_result
-from paytabs_guard.adapters.paytabs.wire import Transaction
+from paytabs_guard.adapters.paytabs.transformers import (
+    PayTabsTransaction,
+    UnusableTransaction,
+    to_gateway_result,
+)
 from paytabs_guard.adapters.webhooks import standard
 from paytabs_guard.domain import GatewayResult, ResultSource
 from paytabs_guard.service.callbacks import InvalidCallbackSignature, UnreadableCallback
@@ -73,7 +76,7 @@ class PayTabsCallbacks:
         if any(not isinstance(document.get(name, ""), str) for name in MONEY_FIELDS):
             raise UnreadableCallback(money_as_number=True)
         try:
-            transaction = Transaction.model_validate(document)
+            transaction = PayTabsTransaction.model_validate(document)
         except ValidationError as error:
             fields = sorted({".".join(map(str, e["loc"])) for e in error.errors()})
             raise UnreadableCallback(fields=fields[:_MAX_FIELDS_NAMED]) from None

@@ -21,15 +21,13 @@ from paytabs_guard.adapters.paytabs.errors import (
     error_from_response,
     error_from_transport,
 )
-from paytabs_guard.adapters.paytabs.payloads import (
+from paytabs_guard.adapters.paytabs.transformers import (
+    ErrorBody,
     FollowUpRequest,
     HostedPageRequest,
+    PayTabsPaymentPage,
+    PayTabsTransaction,
     TokenChargeRequest,
-)
-from paytabs_guard.adapters.paytabs.wire import (
-    ErrorBody,
-    PaymentPage,
-    Transaction,
     decode_json,
     encode_body,
 )
@@ -92,19 +90,19 @@ class PayTabsClient:
         await self._http.aclose()
 
     # --- operations ---------------------------------------------------------------------------
-    async def create_payment_page(self, request: HostedPageRequest) -> PaymentPage:
+    async def create_payment_page(self, request: HostedPageRequest) -> PayTabsPaymentPage:
         """Create a hosted payment page (sale or auth); the customer pays at ``redirect_url``."""
         payload = await self._post("create", REQUEST_PATH, request.to_wire(self.profile_id))
-        return self._model("create", PaymentPage, payload)
+        return self._model("create", PayTabsPaymentPage, payload)
 
-    async def query_transaction(self, tran_ref: str) -> Transaction:
+    async def query_transaction(self, tran_ref: str) -> PayTabsTransaction:
         """One transaction by reference; TransactionNotFound if PayTabs has none."""
         payload = await self._post(
             "query", QUERY_PATH, {"profile_id": self.profile_id, "tran_ref": tran_ref}
         )
-        return self._model("query", Transaction, payload)
+        return self._model("query", PayTabsTransaction, payload)
 
-    async def query_cart(self, cart_id: str) -> list[Transaction]:
+    async def query_cart(self, cart_id: str) -> list[PayTabsTransaction]:
         """Every transaction PayTabs holds for a cart, oldest first (empty: none at all)."""
         payload = await self._post(
             "query", QUERY_PATH, {"profile_id": self.profile_id, "cart_id": cart_id}
@@ -114,24 +112,24 @@ class PayTabsClient:
             payload = [payload]
         if not isinstance(payload, list):
             raise AmbiguousGatewayError("query by cart_id did not return a list", operation="query")
-        return [self._model("query", Transaction, item) for item in payload]
+        return [self._model("query", PayTabsTransaction, item) for item in payload]
 
-    async def follow_up(self, request: FollowUpRequest) -> Transaction:
+    async def follow_up(self, request: FollowUpRequest) -> PayTabsTransaction:
         """Capture, void, refund or release: a new transaction with ``previous_tran_ref``."""
         payload = await self._post("follow_up", REQUEST_PATH, request.to_wire(self.profile_id))
-        return self._model("follow_up", Transaction, payload)
+        return self._model("follow_up", PayTabsTransaction, payload)
 
-    async def charge_token(self, request: TokenChargeRequest) -> Transaction:
+    async def charge_token(self, request: TokenChargeRequest) -> PayTabsTransaction:
         """A recurring sale or auth with a saved token; answered directly, no page."""
         payload = await self._post("token", REQUEST_PATH, request.to_wire(self.profile_id))
-        return self._model("token", Transaction, payload)
+        return self._model("token", PayTabsTransaction, payload)
 
-    async def query_token(self, token: str) -> Transaction:
+    async def query_token(self, token: str) -> PayTabsTransaction:
         """The transaction that created ``token``."""
         payload = await self._post(
             "token", TOKEN_QUERY_PATH, {"profile_id": self.profile_id, "token": token}
         )
-        return self._model("token", Transaction, payload)
+        return self._model("token", PayTabsTransaction, payload)
 
     async def delete_token(self, token: str) -> None:
         """Delete a saved token; past transactions are unaffected."""

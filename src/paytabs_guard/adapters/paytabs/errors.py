@@ -11,13 +11,14 @@
     ├── DuplicateRequest        409 code 4: an identical request was already taken.
     │                           Query by cart_id first; re-send (identically) only when
     │                           PayTabs provably holds nothing for the cart.
-    └── GatewayUnavailable      no usable answer. Counts against the gateway's health.
+    └── PayTabsUnavailable      no usable answer. Counts against the gateway's health.
         ├── TransientGatewayError  the request provably never took effect
         │                          (connect error, 429, 503): re-send after ``retry_after``.
         └── AmbiguousGatewayError  it may have taken effect (timeout or reset after sending,
                                    500/502/504, an unreadable answer): query before re-sending.
 
-A declined or failed *transaction* is a result (a Transaction with its status), not an exception.
+A declined or failed *transaction* is a result (a ``PayTabsTransaction`` with its status), not
+an exception.
 ``error_from_response`` and ``error_from_transport`` are the only places that choose a class.
 """
 
@@ -27,7 +28,7 @@ from typing import ClassVar
 
 import httpx
 
-from paytabs_guard.adapters.paytabs.wire import ErrorBody
+from paytabs_guard.adapters.paytabs.transformers import ErrorBody
 
 
 class PayTabsError(Exception):
@@ -83,19 +84,19 @@ class DuplicateRequest(PayTabsError):
     needs_resolution = True
 
 
-class GatewayUnavailable(PayTabsError):
+class PayTabsUnavailable(PayTabsError):
     """No usable answer from PayTabs."""
 
     counts_against_gateway = True
 
 
-class TransientGatewayError(GatewayUnavailable):
+class TransientGatewayError(PayTabsUnavailable):
     """The request never took effect; it may be sent again."""
 
     retry_safe = True
 
 
-class AmbiguousGatewayError(GatewayUnavailable):
+class AmbiguousGatewayError(PayTabsUnavailable):
     """The request may have taken effect; query before sending anything again."""
 
     needs_resolution = True
@@ -148,7 +149,7 @@ def error_from_response(
     return make(InvalidRequest)
 
 
-def error_from_transport(operation: str, error: httpx.TransportError) -> GatewayUnavailable:
+def error_from_transport(operation: str, error: httpx.TransportError) -> PayTabsUnavailable:
     """The error for a failure below HTTP. Only a connection never made is provably safe."""
     kind = type(error).__name__
     if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):

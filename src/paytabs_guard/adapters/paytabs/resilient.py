@@ -24,15 +24,16 @@ from paytabs_guard import tracing
 from paytabs_guard.adapters.paytabs.client import PayTabsClient
 from paytabs_guard.adapters.paytabs.errors import (
     AmbiguousGatewayError,
-    GatewayUnavailable,
     PayTabsError,
+    PayTabsUnavailable,
 )
-from paytabs_guard.adapters.paytabs.payloads import (
+from paytabs_guard.adapters.paytabs.transformers import (
     FollowUpRequest,
     HostedPageRequest,
+    PayTabsPaymentPage,
+    PayTabsTransaction,
     TokenChargeRequest,
 )
-from paytabs_guard.adapters.paytabs.wire import PaymentPage, Transaction
 from paytabs_guard.resilience import BreakerError, BreakerState, CallTimeout
 from paytabs_guard.resilience.retry import RetryPolicy
 
@@ -80,8 +81,8 @@ class PageOutcome:
     tran_ref: str
     redirect_url: str | None
     resolved_by_query: bool
-    page: PaymentPage | None = None
-    transaction: Transaction | None = None
+    page: PayTabsPaymentPage | None = None
+    transaction: PayTabsTransaction | None = None
 
 
 class ResilientPayTabs:
@@ -95,19 +96,19 @@ class ResilientPayTabs:
         self.retry = retry
 
     # --- reads ---------------------------------------------------------------------------------
-    async def query_transaction(self, tran_ref: str) -> Transaction:
+    async def query_transaction(self, tran_ref: str) -> PayTabsTransaction:
         return await self._read(
             "query_transaction",
             self.breakers.query,
             lambda: self.client.query_transaction(tran_ref),
         )
 
-    async def query_cart(self, cart_id: str) -> list[Transaction]:
+    async def query_cart(self, cart_id: str) -> list[PayTabsTransaction]:
         return await self._read(
             "query_cart", self.breakers.query, lambda: self.client.query_cart(cart_id)
         )
 
-    async def query_token(self, token: str) -> Transaction:
+    async def query_token(self, token: str) -> PayTabsTransaction:
         return await self._read(
             "query_token", self.breakers.token, lambda: self.client.query_token(token)
         )
@@ -147,17 +148,17 @@ class ResilientPayTabs:
 
     async def follow_up(
         self, request: FollowUpRequest, *, known_tran_refs: Collection[str] = ()
-    ) -> Transaction:
+    ) -> PayTabsTransaction:
         """Capture, void, refund or release exactly once.
 
         ``known_tran_refs`` are follow-ups of this cart already on record, so that an earlier,
         legitimate refund of the same amount is not mistaken for this one.
         """
 
-        def send() -> Awaitable[Transaction]:
+        def send() -> Awaitable[PayTabsTransaction]:
             return self.client.follow_up(request)
 
-        async def resolve() -> Transaction | None:
+        async def resolve() -> PayTabsTransaction | None:
             for transaction in reversed(await self.query_cart(request.cart_id)):
                 if (
                     transaction.tran_type.lower() == request.kind.value
@@ -173,13 +174,13 @@ class ResilientPayTabs:
 
     async def charge_token(
         self, request: TokenChargeRequest, *, known_tran_refs: Collection[str] = ()
-    ) -> Transaction:
+    ) -> PayTabsTransaction:
         """A recurring charge with a saved token, exactly once per ``cart_id``."""
 
-        def send() -> Awaitable[Transaction]:
+        def send() -> Awaitable[PayTabsTransaction]:
             return self.client.charge_token(request)
 
-        async def resolve() -> Transaction | None:
+        async def resolve() -> PayTabsTransaction | None:
             for transaction in reversed(await self.query_cart(request.cart_id)):
                 if (
                     transaction.tran_type.lower() == request.tran_type.value
@@ -273,7 +274,7 @@ async def _traced_attempt(
 
 
 def _is_gateway_failure(error: BaseException) -> bool:
-    return isinstance(error, GatewayUnavailable)
+    return isinstance(error, PayTabsUnavailable)
 
 
 def _retry_after(error: BaseException) -> float | None:

@@ -1,11 +1,29 @@
-"""Pure conversions: PayTabs wire objects -> domain values. The domain never sees PayTabs JSON."""
+"""PayTabs on the wire, and the conversions both ways (``docs/paytabs.md`` §4-§8).
+
+Outgoing: typed requests (``HostedPageRequest``, ``FollowUpRequest``, ``TokenChargeRequest``)
+and their PayTabs JSON bodies (``to_wire``), encoded by :func:`encode_body`, which writes amounts
+as exact JSON numbers.
+
+Incoming: response models with PayTabs' own field names that accept the real shapes (amounts as
+strings, capitalised ``tran_type``, ``ECom``, numeric strings for ids, unknown extra fields kept,
+never rejected), and :func:`to_gateway_result`, the one way a PayTabs transaction becomes a
+domain value. The domain never sees PayTabs JSON.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
 
-from paytabs_guard.adapters.paytabs.wire import PaymentInfo, Transaction
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from paytabs_guard.domain import (
     CardDetails,
     GatewayResult,
@@ -14,6 +32,281 @@ from paytabs_guard.domain import (
     ResultSource,
     TranType,
 )
+
+# --- requests, domain values in, PayTabs JSON out ------------------------------------------------
+
+
+class PageTranType(StrEnum):
+    SALE = "sale"
+    AUTH = "auth"
+
+
+class FollowUpType(StrEnum):
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+    RELEASE = "release"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Customer or shipping details; all optional (the hosted page asks for what is missing)."""
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    street1: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    zip: str | None = None
+    ip: str | None = None
+
+    def to_wire(self) -> dict[str, str]:
+        return {key: value for key, value in asdict(self).items() if value}
+
+
+@dataclass(frozen=True, slots=True)
+class HostedPageRequest:
+    """A hosted payment page (sale or auth) for one cart."""
+
+    cart_id: str
+    amount: Money
+    description: str
+    tran_type: PageTranType = PageTranType.SALE
+    callback_url: str | None = None
+    return_url: str | None = None
+    return_using_get: bool = False
+    customer: Address | None = None
+    shipping: Address | None = None
+    hide_shipping: bool | None = None
+    paypage_lang: Literal["en", "ar", "tr"] | None = None
+    framed: bool | None = None
+    tokenise: int | None = None
+    show_save_card: bool | None = None
+    payment_methods: Sequence[str] = ()
+    user_defined: Mapping[str, str] = field(default_factory=dict)
+    paypage_ttl_minutes: int | None = None
+    customer_ref: str | None = None
+
+    def to_wire(self, profile_id: int) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "profile_id": profile_id,
+            "tran_type": self.tran_type.value,
+            "tran_class": "ecom",
+            "cart_id": self.cart_id,
+            "cart_currency": self.amount.currency,
+            "cart_amount": self.amount.amount,
+            "cart_description": self.description,
+            "paypage_lang": self.paypage_lang,
+            "callback": self.callback_url,
+            "return": self.return_url,
+            "return_using_get": True if self.return_using_get else None,
+            "hide_shipping": self.hide_shipping,
+            "framed": self.framed,
+            "tokenise": self.tokenise,
+            "show_save_card": self.show_save_card,
+            "paypage_ttl": self.paypage_ttl_minutes,
+            "customer_ref": self.customer_ref,
+        }
+        if self.customer is not None:
+            body["customer_details"] = self.customer.to_wire()
+        if self.shipping is not None:
+            body["shipping_details"] = self.shipping.to_wire()
+        if self.payment_methods:
+            body["payment_methods"] = list(self.payment_methods)
+        if self.user_defined:
+            body["user_defined"] = dict(self.user_defined)
+        # PayTabs' own SDK strips nulls before sending; so do we.
+        return {key: value for key, value in body.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpRequest:
+    """A capture, void, refund or release of an earlier transaction (``tran_ref``)."""
+
+    kind: FollowUpType
+    tran_ref: str
+    cart_id: str
+    amount: Money
+    description: str
+    callback_url: str | None = None
+
+    def to_wire(self, profile_id: int) -> dict[str, Any]:
+        return _referring(
+            profile_id, self.kind.value, "ecom", self.tran_ref, self.cart_id, self.amount,
+            self.description, self.callback_url,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TokenChargeRequest:
+    """A recurring sale or auth with a saved token, from the transaction that created it."""
+
+    token: str
+    tran_ref: str
+    cart_id: str
+    amount: Money
+    description: str
+    tran_type: PageTranType = PageTranType.SALE
+    callback_url: str | None = None
+
+    def to_wire(self, profile_id: int) -> dict[str, Any]:
+        body = _referring(
+            profile_id, self.tran_type.value, "recurring", self.tran_ref, self.cart_id,
+            self.amount, self.description, self.callback_url,
+        )  # fmt: skip
+        return {**body, "token": self.token}
+
+
+def _referring(
+    profile_id: int,
+    tran_type: str,
+    tran_class: str,
+    tran_ref: str,
+    cart_id: str,
+    amount: Money,
+    description: str,
+    callback_url: str | None,
+) -> dict[str, Any]:
+    """The body of a request that refers to an earlier transaction (follow-up, token charge)."""
+    body: dict[str, Any] = {
+        "profile_id": profile_id,
+        "tran_type": tran_type,
+        "tran_class": tran_class,
+        "tran_ref": tran_ref,
+        "cart_id": cart_id,
+        "cart_currency": amount.currency,
+        "cart_amount": amount.amount,
+        "cart_description": description,
+    }
+    if callback_url:
+        body["callback"] = callback_url
+    return body
+
+
+# --- responses, PayTabs JSON in -------------------------------------------------------------------
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+
+def _text(value: object) -> object:
+    # PayTabs sends some numbers as strings and some strings as numbers; amounts stay exact.
+    if isinstance(value, int | Decimal):
+        return str(value)
+    return value
+
+
+class PaymentResult(_Wire):
+    response_status: str
+    response_code: str = ""
+    response_message: str = ""
+    acquirer_ref: str | None = None
+    transaction_time: str | None = None
+
+    _coerce = field_validator("response_code", "response_message", mode="before")(_text)
+
+
+class PaymentInfo(_Wire):
+    payment_method: str | None = None
+    card_type: str | None = None
+    card_scheme: str | None = None
+    payment_description: str | None = None
+
+
+class PayTabsTransaction(_Wire):
+    """A transaction object: query result, callback body, direct (follow-up/recurring) response.
+
+    ``payment_result`` is absent for a hosted page that exists but has not been paid.
+    """
+
+    tran_ref: str
+    previous_tran_ref: str | None = None
+    profile_id: int | None = None
+    merchant_id: int | None = None
+    cart_id: str
+    cart_description: str = ""
+    cart_currency: str
+    cart_amount: str
+    tran_currency: str = ""
+    tran_total: str = ""
+    tran_type: str
+    tran_class: str = ""
+    payment_result: PaymentResult | None = None
+    payment_info: PaymentInfo | None = None
+    token: str | None = None
+    user_defined: dict[str, str] | None = None
+    ipn_trace: str | None = None
+
+    _coerce = field_validator("cart_id", "cart_amount", "tran_total", mode="before")(_text)
+
+    @field_validator("profile_id", "merchant_id", mode="before")
+    @classmethod
+    def _int_id(cls, value: object) -> object:
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+class PayTabsPaymentPage(_Wire):
+    """The answer to a hosted-page request (docs/paytabs.md §7.1): where to send the customer."""
+
+    tran_ref: str
+    tran_type: str
+    cart_id: str
+    cart_currency: str
+    cart_amount: str
+    redirect_url: str
+    profile_id: int | None = Field(None, alias="profileId")
+    trace: str | None = None
+
+    _coerce = field_validator("cart_id", "cart_amount", mode="before")(_text)
+
+
+class ErrorBody(_Wire):
+    """PayTabs' error shape: ``{"code": 4, "message": "Duplicate Request", "trace": "PMNT..."}``."""
+
+    code: int
+    message: str = ""
+    trace: str | None = None
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _int_code(cls, value: object) -> object:
+        return int(value) if isinstance(value, str) and value.lstrip("-").isdigit() else value
+
+
+def decode_json(raw: bytes) -> Any:  # JSON is untyped until a model validates it
+    """Parse JSON keeping every number exact (Decimal, never float)."""
+    return json.loads(raw, parse_float=Decimal)
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """Compact JSON with Decimal values written as exact JSON numbers (``12.50``, not ``12.5``).
+
+    The json module cannot emit a Decimal as a number, and a float would round money; so each
+    Decimal is swapped for a unique placeholder string, which is then replaced by the digits.
+    """
+    placeholders: dict[str, str] = {}
+
+    def swap(value: Any) -> Any:  # walks arbitrary JSON
+        if isinstance(value, Decimal):
+            token = f"__decimal_{secrets.token_hex(8)}__"
+            placeholders[f'"{token}"'] = format(value, "f")
+            return token
+        if isinstance(value, dict):
+            return {key: swap(item) for key, item in value.items() if item is not None}
+        if isinstance(value, list | tuple):
+            return [swap(item) for item in value]
+        return value
+
+    text = json.dumps(swap(body), separators=(",", ":"), ensure_ascii=False)
+    for token, digits in placeholders.items():
+        text = text.replace(token, digits)
+    return text.encode()
+
+
+# --- PayTabs transaction -> domain result ---------------------------------------------------------
 
 _LAST_FOUR = re.compile(r"([0-9]{4})\s*$")
 
@@ -32,7 +325,7 @@ def _time(raw: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _charged(transaction: Transaction) -> Money:
+def _charged(transaction: PayTabsTransaction) -> Money:
     """``tran_total`` in ``tran_currency``: what PayTabs charged. Before payment PayTabs sends
     an empty currency and "0"; that is a zero charge (in the cart's currency), never "unknown"."""
     total = transaction.tran_total.strip()
@@ -66,7 +359,7 @@ def card_details(info: PaymentInfo | None) -> CardDetails | None:
 
 
 def to_gateway_result(
-    transaction: Transaction, source: ResultSource, *, profile_id: int | None = None
+    transaction: PayTabsTransaction, source: ResultSource, *, profile_id: int | None = None
 ) -> GatewayResult:
     """The domain's view of one PayTabs transaction (callback, query or follow-up answer).
 

@@ -16,13 +16,13 @@ from paytabs_guard.domain import CardDetails
 from paytabs_guard.domain.cards import SavedCard
 
 from .tables import saved_cards
-from .transaction import Transaction
+from .transaction import DbTransaction
 
 
 class SqlSavedCards:
     """The ``SavedCards`` of one ``SqlUnitOfWork``."""
 
-    def __init__(self, transaction: Transaction) -> None:
+    def __init__(self, transaction: DbTransaction) -> None:
         self._transaction = transaction
 
     async def add(self, card: SavedCard) -> None:

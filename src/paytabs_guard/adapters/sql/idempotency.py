@@ -20,7 +20,7 @@ from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, StoredRes
 
 from .engine import upsert_for, write_transaction
 from .tables import UtcDateTime, idempotency_keys
-from .transaction import Transaction
+from .transaction import DbTransaction
 
 MIN_TTL_SECONDS: Final = 24 * 3600
 """Keys live at least a day (Stripe prunes after ≥ 24 h): clients retry across hours."""
@@ -89,7 +89,7 @@ class SqlIdempotencyKeys:
 
     def __init__(
         self,
-        transaction: Transaction,
+        transaction: DbTransaction,
         answers: list[tuple[str, str, dict[str, object]]],
         *,
         in_flight_lease_seconds: float = 120.0,

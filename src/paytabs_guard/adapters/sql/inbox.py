@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .engine import upsert
 from .tables import webhook_inbox
-from .transaction import Transaction
+from .transaction import DbTransaction
 
 
 class SqlWebhookInbox:
     """The ``WebhookInbox`` of one ``SqlUnitOfWork``."""
 
-    def __init__(self, transaction: Transaction) -> None:
+    def __init__(self, transaction: DbTransaction) -> None:
         self._transaction = transaction
 
     async def record(self, key: str, *, source: str, now: datetime) -> bool:

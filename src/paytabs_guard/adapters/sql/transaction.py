@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from .engine import writer_gate
 
 
-class Transaction:
+class DbTransaction:
     """Begins on first use, so a unit of work that never touches the database costs nothing
     (and on SQLite does not take the write lock)."""
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard import tracing
+from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service.ports import (
     IdempotencyKeys,
     PaymentRepository,
@@ -22,15 +23,10 @@ from .cards import SqlSavedCards
 from .idempotency import SqlIdempotencyKeys
 from .inbox import SqlWebhookInbox
 from .repository import SqlPaymentRepository
-from .transaction import Transaction
+from .transaction import DbTransaction
 from .writes import Writes, writes_for
 
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
 
 
 class SqlUnitOfWork:
@@ -50,7 +46,7 @@ class SqlUnitOfWork:
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self._clock = clock
-        self._transaction = Transaction(engine)
+        self._transaction = DbTransaction(engine)
         self._payments = SqlPaymentRepository(self._transaction)
         self.payments = self._payments
         self.inbox = SqlWebhookInbox(self._transaction)

@@ -46,7 +46,7 @@ from typing import Any, Final
 
 import httpx
 
-from paytabs_guard.adapters.paytabs.payloads import HostedPageRequest
+from paytabs_guard.adapters.paytabs.transformers import HostedPageRequest
 from paytabs_guard.bootstrap import build_paytabs_client
 from paytabs_guard.domain import Money
 from paytabs_guard.settings import load_settings

@@ -17,7 +17,7 @@ from datetime import datetime
 from starlette.responses import HTMLResponse
 
 from paytabs_guard.domain import Payment
-from paytabs_guard.domain.gateway import ResultSource, TranType
+from paytabs_guard.domain.gateway_results import ResultSource, TranType
 from paytabs_guard.service.events import EventWithDeliveries
 
 from .layout import e, money, page, pill, table, when, with_query

@@ -1,4 +1,5 @@
-"""PayTabs as the service's ``Gateway``: domain in, domain out, errors translated in one place."""
+"""PayTabs as the service's ``Gateway`` port: domain in, domain out, errors translated in one
+place. Domain values become PayTabs requests here; answers go back through ``transformers``."""
 
 from __future__ import annotations
 
@@ -9,21 +10,20 @@ from paytabs_guard.adapters.paytabs.errors import (
     AuthenticationFailed,
     InvalidRequest,
     PayTabsError,
+    PayTabsUnavailable,
 )
-from paytabs_guard.adapters.paytabs.errors import (
-    GatewayUnavailable as PayTabsUnavailable,
-)
-from paytabs_guard.adapters.paytabs.payloads import (
+from paytabs_guard.adapters.paytabs.resilient import ResilientPayTabs
+from paytabs_guard.adapters.paytabs.transformers import (
     Address,
     FollowUpRequest,
     FollowUpType,
     HostedPageRequest,
     PageTranType,
+    PayTabsTransaction,
     TokenChargeRequest,
+    UnusableTransaction,
+    to_gateway_result,
 )
-from paytabs_guard.adapters.paytabs.resilient import ResilientPayTabs
-from paytabs_guard.adapters.paytabs.transformers import UnusableTransaction, to_gateway_result
-from paytabs_guard.adapters.paytabs.wire import Transaction
 from paytabs_guard.domain import GatewayResult, Money, Payment, ResultSource, TranType
 from paytabs_guard.resilience import BreakerRegistry, CircuitOpenError
 from paytabs_guard.service.gateway import (
@@ -132,7 +132,7 @@ class PayTabsGateway:
     async def delete_token(self, token: str) -> None:
         await _translated(lambda: self._paytabs.delete_token(token))
 
-    def _result(self, transaction: Transaction, source: ResultSource) -> GatewayResult:
+    def _result(self, transaction: PayTabsTransaction, source: ResultSource) -> GatewayResult:
         try:
             return to_gateway_result(transaction, source, profile_id=self._profile_id)
         except UnusableTransaction as error:
