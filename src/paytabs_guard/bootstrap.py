@@ -44,6 +44,7 @@ from paytabs_guard.adapters.sql import (
     sql_unit_of_work_factory,
     upgrade,
 )
+from paytabs_guard.domain import Operation
 from paytabs_guard.metrics import Metrics
 from paytabs_guard.resilience import (
     BreakerConfig,
@@ -60,7 +61,8 @@ from paytabs_guard.resilience.shared import SharedBreakerState
 from paytabs_guard.service.callbacks import CallbackReader
 from paytabs_guard.service.events import EventStore
 from paytabs_guard.service.page_expiry import PageExpiry, clock_sleep
-from paytabs_guard.service.payments import PaymentDeps
+from paytabs_guard.service.payment_service import PaymentService
+from paytabs_guard.service.payments import PaymentDeps, ServiceUrls
 from paytabs_guard.service.ports import IdempotencyStore, UnitOfWorkFactory
 from paytabs_guard.service.reconciliation import RECONCILABLE, ReconcileReport, reconcile_forever
 from paytabs_guard.settings import Settings
@@ -173,10 +175,10 @@ def build_gateway(
         else RetryPolicy(retry_config(settings), clock=clock, sleep=sleep, rng=rng)
     )
     families = OperationBreakers(
-        create=breakers.get("create"),
-        query=breakers.get("query"),
-        follow_up=breakers.get("follow_up"),
-        token=breakers.get("token"),
+        create=breakers.get(Operation.CREATE),
+        query=breakers.get(Operation.QUERY),
+        follow_up=breakers.get(Operation.FOLLOW_UP),
+        token=breakers.get(Operation.TOKEN),
     )
     paytabs = ResilientPayTabs(client, families, retry)
     return GatewayParts(client, breakers, retry, paytabs, PayTabsGateway(paytabs, breakers))
@@ -198,6 +200,17 @@ STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
     ConnectionError,
 )
 PROBE_TIMEOUT_SECONDS = 3.0
+
+
+#: The routes PayTabs is sent to (entrypoints/api/callbacks.py serves both).
+CALLBACK_PATH = "/payments/v2/webhook"
+RETURN_PATH = "/payments/v2/return"
+
+
+def service_urls(public_base_url: str) -> ServiceUrls:
+    """The callback and return URLs under PUBLIC_BASE_URL, built once."""
+    base = public_base_url.rstrip("/")
+    return ServiceUrls(callback_url=base + CALLBACK_PATH, return_url=base + RETURN_PATH)
 
 
 def utc_now() -> datetime:
@@ -244,7 +257,10 @@ class Container:
     uow: UnitOfWorkFactory
     idempotency: IdempotencyStore
     gateway: GatewayParts
+    service: PaymentService
+    """The use cases, as the routes call them."""
     payments: PaymentDeps
+    """The use cases' ports (``service.deps``: units of work that wake the relay on commit)."""
     events: EventBus
     relay: OutboxRelay
     metrics: Metrics
@@ -302,7 +318,9 @@ class Container:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-                await self.gateway.breakers.get("query").call(lambda: client.query_cart(cart_id))
+                await self.gateway.breakers.get(Operation.QUERY).call(
+                    lambda: client.query_cart(cart_id)
+                )
         except CircuitOpenError:
             return ProbeResult(False, time.perf_counter() - started, "circuit open")
         except TimeoutError:
@@ -428,7 +446,7 @@ async def _build(
         gateway=parts.gateway,
         clock=clock,
         profile_id=profile_id,
-        public_base_url=settings.public_base_url,
+        urls=service_urls(settings.public_base_url),
         page_ttl=timedelta(minutes=settings.paypage_ttl_minutes),
         currency_conversion=settings.paytabs_currency_conversion,
     )
@@ -447,13 +465,15 @@ async def _build(
         ]
         sinks.extend(webhook_sinks(endpoints, http, clock=clock))
     relay = OutboxRelay(engine, sinks, clock=clock, max_attempts=settings.events_max_attempts)
+    service = PaymentService(deps, wake=relay.notify, record=metrics.payment_result)
     return Container(
         settings=settings,
         engine=engine,
         uow=uow,
         idempotency=SqlIdempotencyStore(engine),
         gateway=parts,
-        payments=deps,
+        service=service,
+        payments=service.deps,
         events=bus,
         relay=relay,
         metrics=metrics,

@@ -13,11 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from paytabs_guard.domain import (
-    GatewayResult,
-    GatewayStatus,
     Money,
-    Outcome,
-    OutcomeKind,
+    Operation,
     Payment,
     PaymentState,
     TranType,
@@ -31,6 +28,7 @@ from paytabs_guard.service.gateway import (
     GatewayUnavailable,
     PageDetails,
     PageOpened,
+    ensure_available,
 )
 from paytabs_guard.service.ports import (
     ClaimStatus,
@@ -58,6 +56,17 @@ class UnknownGatewayTransaction(LookupError):
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceUrls:
+    """Our own addresses PayTabs is given, built once by bootstrap from PUBLIC_BASE_URL (the
+    routes behind them are the HTTP layer's business, not the use cases')."""
+
+    callback_url: str
+    """Where PayTabs posts results, server to server."""
+    return_url: str
+    """Where the customer's browser comes back from the hosted page."""
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentDeps:
     """The collaborators of the payment use cases, built once by bootstrap."""
 
@@ -65,7 +74,7 @@ class PaymentDeps:
     gateway: Gateway
     clock: Clock
     profile_id: int
-    public_base_url: str
+    urls: ServiceUrls
     page_ttl: timedelta = timedelta(minutes=20)
     currency_conversion: bool = False
     """PayTabs may charge in another currency (PAYTABS_CURRENCY_CONVERSION)."""
@@ -76,15 +85,14 @@ class PaymentDeps:
 
     @property
     def callback_url(self) -> str:
-        return f"{self.public_base_url.rstrip('/')}/payments/v2/webhook"
+        return self.urls.callback_url
 
     def page_details(
         self, customer: Customer | None, language: str | None = None, *, save_card: bool = False
     ) -> PageDetails:
-        base = self.public_base_url.rstrip("/")
         return PageDetails(
-            callback_url=self.callback_url,
-            return_url=f"{base}/payments/v2/return",
+            callback_url=self.urls.callback_url,
+            return_url=self.urls.return_url,
             customer=customer,
             language=language,
             ttl_minutes=int(self.page_ttl.total_seconds() // 60),
@@ -213,10 +221,15 @@ async def create_payment(
     or UNKNOWN (no answer; reconciliation resolves it). GatewayUnavailable means nothing reached
     PayTabs; the payment, if one was started, is marked failed and the caller may try again.
     """
-    wait = deps.gateway.unavailable_for("create")
-    if wait is not None:
-        # graceful degradation: no row, no gateway call, an answer in microseconds
-        raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)
+    ensure_available(deps.gateway, Operation.CREATE)
+    return await start_payment(deps, command, idempotency=idempotency)
+
+
+async def start_payment(
+    deps: PaymentDeps, command: CreatePayment, *, idempotency: IdempotentCreate | None = None
+) -> Payment:
+    """:func:`create_payment` without the breaker check, for a caller that made it first
+    (``PaymentService.admit``); an open circuit then fails at the gateway call instead."""
     now = deps.clock()
     card_id = deps.new_card_id() if command.save_card_for is not None else None
     payment = new_payment(deps, command, at=now, saved_card_id=card_id)
@@ -353,137 +366,3 @@ def _page_ready(opened: PageOpened, ttl: timedelta) -> Callable[[Payment, dateti
         )
 
     return ready
-
-
-# ---- results from the gateway -------------------------------------------------------------------
-
-
-async def apply_result(
-    deps: PaymentDeps,
-    result: GatewayResult,
-    *,
-    dedupe_key: str | None = None,
-    exact_key: str | None = None,
-) -> tuple[Payment, Outcome]:
-    """The one way a gateway result (callback, return-triggered query, reconciliation) is
-    applied: lock the payment, dedupe, hold the result against the table, commit with events.
-
-    The inbox remembers ``dedupe_key`` only for a delivery that was not quarantined: a
-    mismatched result must not make the genuine one with the same key a "duplicate". For a
-    quarantined delivery it remembers ``exact_key`` (a hash of its bytes) instead, so an exact
-    repeat is a duplicate (no second alert) while a different mismatch is quarantined again.
-
-    Raises UnknownGatewayTransaction when no payment owns the result, so a callback receiver
-    can answer 5xx and PayTabs retries later instead of the result being dropped.
-    """
-    async with deps.uow() as uow:
-        payment = None
-        for ref in (result.tran_ref, result.previous_tran_ref):
-            if ref and payment is None:
-                payment = await uow.payments.get_by_tran_ref(ref, for_update=True)
-        if payment is None:
-            payment = await uow.payments.get_by_cart_id(result.cart_id, for_update=True)
-        if payment is None:
-            raise UnknownGatewayTransaction(
-                f"no payment for cart {result.cart_id!r} / tran_ref {result.tran_ref!r}"
-            )
-        if dedupe_key is not None and not await uow.inbox.record(
-            dedupe_key, source=result.source.value, now=deps.clock()
-        ):
-            return payment, Outcome(
-                OutcomeKind.DUPLICATE, payment.state, payment.state, "delivery seen before", ()
-            )
-        outcome = payment.apply_gateway_result(
-            result, at=deps.clock(), currency_conversion=deps.currency_conversion
-        )
-        if outcome.kind is OutcomeKind.QUARANTINED and dedupe_key is not None:
-            await uow.inbox.forget(dedupe_key)
-            if exact_key is not None and not await uow.inbox.record(
-                exact_key, source=result.source.value, now=deps.clock()
-            ):
-                outcome = Outcome(
-                    OutcomeKind.DUPLICATE,
-                    payment.state,
-                    payment.state,
-                    "exact repeat of a quarantined delivery",
-                    (),
-                )
-        hold = payment.hold
-        if (
-            hold is not None
-            and result.previous_tran_ref == hold.parent_tran_ref
-            and _answers(hold.kind, result.tran_type)
-        ):
-            payment.release_follow_up()  # the follow-up in flight has its answer
-        if outcome.kind is OutcomeKind.ILLEGAL:
-            # e.g. a refund before its capture: keep nothing, let the sender deliver it again
-            return payment, outcome
-        await _keep_card(uow, payment, result, outcome)
-        await uow.commit()
-        return payment, outcome
-
-
-async def _keep_card(
-    uow: UnitOfWork, payment: Payment, result: GatewayResult, outcome: Outcome
-) -> None:
-    """The token of a card the payment asked to save arrives with its authorised result."""
-    if (
-        payment.saved_card_id is not None
-        and result.token
-        and outcome.kind is OutcomeKind.APPLIED
-        and result.status is GatewayStatus.AUTHORIZED
-        and result.previous_tran_ref is None  # the payment's own sale or auth
-    ):
-        await uow.cards.issued(
-            payment.saved_card_id, payment.id, result.token, result.tran_ref, result.card
-        )
-
-
-async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
-    """Ask PayTabs what it holds for an undecided payment's cart and apply it.
-
-    Also settles what only the absence of a result can tell: a create that never reached
-    PayTabs fails (no record), a page nobody paid before its TTL expires. Raises
-    GatewayUnavailable / GatewayOutcomeUnknown when PayTabs cannot be asked.
-    """
-    payment = await get_payment(deps, payment_id)
-    if payment.state.is_final:
-        return payment
-    results = await deps.gateway.transactions(payment.cart_id)
-    if payment.state is PaymentState.INITIATING:
-        # the create call never finished (a crash, a lost answer): say so before any result
-        payment = await change_payment(
-            deps, payment_id, lambda p, at: p.initiation_ambiguous(at=at)
-        )
-    for result in results:
-        payment, _ = await apply_result(deps, result)
-    if any(result.status is not None for result in results):
-        return payment
-    now = deps.clock()
-    if payment.state is PaymentState.UNKNOWN and not results:
-        return await change_payment(
-            deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at)
-        )
-    lapsed = payment.expires_at is not None and now >= payment.expires_at
-    if lapsed and payment.state in _EXPIRABLE:
-        return await change_payment(deps, payment_id, _expire_if_still_waiting)
-    return payment
-
-
-def _no_record(payment: Payment, at: datetime) -> object:
-    return payment.unknown_resolved_no_record(at=at)
-
-
-_EXPIRABLE = frozenset({PaymentState.AWAITING_CUSTOMER, PaymentState.PENDING, PaymentState.ON_HOLD})
-
-
-def _expire_if_still_waiting(payment: Payment, at: datetime) -> None:
-    # Under the row lock: a callback, or another instance at the same deadline, may have
-    # settled it since it was read; the loser of that race changes and emits nothing.
-    if payment.state in _EXPIRABLE:
-        payment.expire_page(at=at)
-
-
-def _answers(kind: TranType, answer: TranType) -> bool:
-    """Does a result of type ``answer`` settle a follow-up of ``kind``? (release ends a void)"""
-    return answer is kind or {kind, answer} == {TranType.VOID, TranType.RELEASE}

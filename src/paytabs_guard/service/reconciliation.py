@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from paytabs_guard.domain import PaymentState
+from paytabs_guard.domain import Operation, PaymentState
 from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
-from paytabs_guard.service.payments import PaymentDeps, PaymentNotFound, sync_payment
+from paytabs_guard.service.payments import PaymentDeps, PaymentNotFound
+from paytabs_guard.service.results import sync_payment
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ async def reconcile_once(
             expired_before=report.started_at,
         )
     for payment_id in ids:
-        if deps.gateway.unavailable_for("query") is not None:
+        if deps.gateway.unavailable_for(Operation.QUERY) is not None:
             report.unreachable += len(ids) - report.examined
             break  # the circuit is open: the next pass will try again
         report.examined += 1
