@@ -258,9 +258,9 @@ class Container:
     idempotency: IdempotencyStore
     gateway: GatewayParts
     service: PaymentService
-    """The use cases, as the routes call them."""
+    """The use cases, as the routes call them (over ``payments``)."""
     payments: PaymentDeps
-    """The use cases' ports (``service.deps``: units of work that wake the relay on commit)."""
+    """The use cases' ports, for the background work (reconciliation, page expiry)."""
     events: EventBus
     relay: OutboxRelay
     metrics: Metrics
@@ -271,6 +271,10 @@ class Container:
     page_expiry: PageExpiry | None = None
     redis_prefix: str = DEFAULT_REDIS_PREFIX
     closers: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+    def with_payments(self, payments: PaymentDeps) -> Container:
+        """This container over other ports (tests swap a unit of work or a hook in)."""
+        return replace(self, payments=payments, service=self.service.over(payments))
 
     async def aclose(self) -> None:
         """Stop shared state, close the PayTabs client, Redis and the database pool."""
@@ -473,7 +477,7 @@ async def _build(
         idempotency=SqlIdempotencyStore(engine),
         gateway=parts,
         service=service,
-        payments=service.deps,
+        payments=deps,
         events=bus,
         relay=relay,
         metrics=metrics,

@@ -75,6 +75,10 @@ class PaymentService:
         #: The ports as the use cases see them: every unit of work wakes the relay on commit.
         self.deps = replace(deps, uow=self._unit_of_work)
 
+    def over(self, deps: PaymentDeps) -> PaymentService:
+        """The same service (same announcements) over other ports."""
+        return PaymentService(deps, wake=self._wake, record=self._record)
+
     def _unit_of_work(self) -> UnitOfWork:
         uow = self._open()
         uow.after_commit(self._wake)
