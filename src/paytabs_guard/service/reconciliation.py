@@ -46,6 +46,23 @@ class ReconcileReport:
     states: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class ReconciliationStatus:
+    """What the health endpoint says about reconciliation: when it last finished a pass."""
+
+    interval: timedelta | None
+    last_run_at: datetime | None = None
+    last_examined: int = 0
+    last_changed: int = 0
+    last_unreachable: int = 0
+
+    def record(self, report: ReconcileReport, finished_at: datetime) -> None:
+        self.last_run_at = finished_at
+        self.last_examined = report.examined
+        self.last_changed = report.changed
+        self.last_unreachable = report.unreachable
+
+
 async def reconcile_once(
     deps: PaymentDeps, *, stuck_after: timedelta = timedelta(minutes=5), limit: int = 100
 ) -> ReconcileReport:

@@ -11,9 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from paytabs_guard.domain import Payment
+from paytabs_guard.domain import Operation, Payment
 from paytabs_guard.service.payments import IdempotentCreate
-from paytabs_guard.service.saved_cards import TOKEN_OPERATION
 
 from .dependencies import ClientDep, IdempotencyKeyDep, PaymentServiceDep, RuntimeDep
 from .payments import run_create
@@ -60,7 +59,7 @@ async def recurring(
 
     payload = body.model_dump(mode="json")
     return await run_create(
-        request, runtime, service, client, key, payload, TOKEN_OPERATION, charge_it
+        request, runtime, service, client, key, payload, Operation.TOKEN, charge_it
     )
 
 
