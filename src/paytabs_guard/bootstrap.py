@@ -55,8 +55,7 @@ from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
 from paytabs_guard.resilience.shared import SharedBreakerState
 from paytabs_guard.service.callbacks import CallbackReader
 from paytabs_guard.service.page_expiry import PageExpiry, clock_sleep
-from paytabs_guard.service.payment_service import PaymentService
-from paytabs_guard.service.payments import PaymentDeps, ServiceUrls
+from paytabs_guard.service.payments import PaymentDeps, PaymentService, ServiceUrls
 from paytabs_guard.service.ports import IdempotencyStore, UnitOfWorkFactory
 from paytabs_guard.service.reconciliation import ReconciliationStatus
 from paytabs_guard.settings import Settings

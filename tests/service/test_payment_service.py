@@ -16,11 +16,11 @@ import pytest
 from paytabs_guard.bootstrap import service_urls
 from paytabs_guard.domain import GatewayStatus, Money, Operation, PaymentState, ResultSource
 from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
-from paytabs_guard.service.payment_service import PaymentService
 from paytabs_guard.service.payments import (
     CreatePayment,
     PaymentDeps,
     PaymentNotFound,
+    PaymentService,
     UnknownGatewayTransaction,
 )
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from paytabs_guard.domain import Money, Payment, TranType
 from paytabs_guard.service.gateway import FollowUpKind, GatewayRejected, GatewayUnavailable
-from paytabs_guard.service.payments import (
+from paytabs_guard.service.payment_steps import (
     PaymentDeps,
     change_payment,
     load_payment,

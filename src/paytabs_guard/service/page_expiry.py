@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from paytabs_guard.domain import Operation
-from paytabs_guard.service.payments import Clock, PaymentDeps, PaymentNotFound
+from paytabs_guard.service.payment_steps import Clock, PaymentDeps, PaymentNotFound
 from paytabs_guard.service.ports import PageDeadline
 from paytabs_guard.service.reconciliation import settle
 

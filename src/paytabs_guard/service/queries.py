@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from paytabs_guard.domain import Payment, PaymentState
-from paytabs_guard.service.payments import PaymentDeps
+from paytabs_guard.service.payment_steps import PaymentDeps
 
 MAX_PAGE_SIZE = 100
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from paytabs_guard.domain import Operation, PaymentState
 from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
-from paytabs_guard.service.payments import PaymentDeps, PaymentNotFound
+from paytabs_guard.service.payment_steps import PaymentDeps, PaymentNotFound
 from paytabs_guard.service.results import sync_payment
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from paytabs_guard.domain import (
     PaymentState,
     TranType,
 )
-from paytabs_guard.service.payments import (
+from paytabs_guard.service.payment_steps import (
     PaymentDeps,
     UnknownGatewayTransaction,
     change_payment,

@@ -23,7 +23,7 @@ from paytabs_guard.service.gateway import (
     GatewayUnavailable,
     ensure_available,
 )
-from paytabs_guard.service.payments import (
+from paytabs_guard.service.payment_steps import (
     CreatePayment,
     IdempotentCreate,
     PaymentDeps,

@@ -13,7 +13,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from paytabs_guard.bootstrap import Container
-from paytabs_guard.service.payment_service import PaymentService
+from paytabs_guard.service.payments import PaymentService
 
 from .auth import ApiClient, ApiKeys, authenticate, forbidden_scope
 from .options import ApiOptions

@@ -17,8 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from paytabs_guard.domain import Money, Operation, Payment, PaymentState
 from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
-from paytabs_guard.service.payment_service import PaymentService
-from paytabs_guard.service.payments import IdempotentCreate
+from paytabs_guard.service.payments import IdempotentCreate, PaymentService
 from paytabs_guard.service.queries import MAX_PAGE_SIZE
 
 from . import problems

@@ -16,7 +16,7 @@ from typing import Final
 from starlette.requests import Request
 
 from paytabs_guard.domain import Operation
-from paytabs_guard.service.payment_service import PaymentService
+from paytabs_guard.service.payments import PaymentService
 
 _WAIT: Final = re.compile(r'(?:^|[;,\s])wait\s*=\s*"?(\d{1,6})"?(?=$|[;,\s])', re.IGNORECASE)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from paytabs_guard.domain import Payment
 from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
-from paytabs_guard.service.payment_service import PaymentService
+from paytabs_guard.service.payments import PaymentService
 
 from .runtime import Runtime
 
