@@ -19,9 +19,10 @@ inside ``results.apply_result``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Unpack
 
 from paytabs_guard.domain import (
     GatewayResult,
@@ -68,7 +69,12 @@ from paytabs_guard.service.payment_steps import (
     store_answer,
 )
 from paytabs_guard.service.ports import UnitOfWork
-from paytabs_guard.service.queries import PaymentPage, find_by_gateway_reference, list_payments
+from paytabs_guard.service.queries import (
+    PaymentFilters,
+    PaymentPage,
+    find_by_gateway_reference,
+    list_payments,
+)
 from paytabs_guard.service.results import apply_result, sync_payment
 from paytabs_guard.service.saved_cards import (
     RecurringCharge,
@@ -277,24 +283,9 @@ class PaymentService:
         """The payment as stored (PaymentNotFound for an unknown id)."""
         return await get_payment(self.deps, payment_id)
 
-    async def list(
-        self,
-        *,
-        states: Collection[PaymentState] = (),
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        after: str | None = None,
-        limit: int = 50,
-    ) -> PaymentPage:
+    async def list(self, **filters: Unpack[PaymentFilters]) -> PaymentPage:
         """Newest first, keyset-paginated after the payment id ``after``."""
-        return await list_payments(
-            self.deps,
-            states=states,
-            created_from=created_from,
-            created_to=created_to,
-            after=after,
-            limit=limit,
-        )
+        return await list_payments(self.deps, **filters)
 
     async def find_by_gateway_reference(
         self, *, cart_id: str | None, tran_ref: str | None
