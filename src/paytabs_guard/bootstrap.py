@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import random
 import secrets
@@ -16,7 +15,6 @@ import redis.asyncio as redis_asyncio
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters import reporting
 from paytabs_guard.adapters.events import (
     EventBus,
     OutboxRelay,
@@ -26,10 +24,8 @@ from paytabs_guard.adapters.events import (
     WebhookEndpoint,
     webhook_sinks,
 )
-from paytabs_guard.adapters.events.store import SqlEventStore
 from paytabs_guard.adapters.paytabs.callbacks import PayTabsCallbacks
 from paytabs_guard.adapters.paytabs.client import Observer, PayTabsClient
-from paytabs_guard.adapters.paytabs.errors import PayTabsError
 from paytabs_guard.adapters.paytabs.paytabs_gateway import PayTabsGateway
 from paytabs_guard.adapters.paytabs.regions import base_url_for
 from paytabs_guard.adapters.paytabs.resilient import (
@@ -44,13 +40,13 @@ from paytabs_guard.adapters.sql import (
     sql_unit_of_work_factory,
     upgrade,
 )
+from paytabs_guard.domain import Operation
 from paytabs_guard.metrics import Metrics
 from paytabs_guard.resilience import (
     BreakerConfig,
     BreakerEvent,
     BreakerProber,
     BreakerRegistry,
-    CircuitOpenError,
     EventType,
     ProbeLease,
     SharedAttachable,
@@ -60,11 +56,10 @@ from paytabs_guard.resilience.history import BreakerHistory
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
 from paytabs_guard.resilience.shared import SharedBreakerState
 from paytabs_guard.service.callbacks import CallbackReader
-from paytabs_guard.service.events import EventStore
 from paytabs_guard.service.page_expiry import PageExpiry, clock_sleep
-from paytabs_guard.service.payments import PaymentDeps
+from paytabs_guard.service.payments import PaymentDeps, PaymentService, ServiceUrls
 from paytabs_guard.service.ports import IdempotencyStore, UnitOfWorkFactory
-from paytabs_guard.service.reconciliation import RECONCILABLE, ReconcileReport, reconcile_forever
+from paytabs_guard.service.reconciliation import ReconciliationStatus
 from paytabs_guard.settings import Settings
 
 
@@ -175,10 +170,10 @@ def build_gateway(
         else RetryPolicy(retry_config(settings), clock=clock, sleep=sleep, rng=rng)
     )
     families = OperationBreakers(
-        create=breakers.get("create"),
-        query=breakers.get("query"),
-        follow_up=breakers.get("follow_up"),
-        token=breakers.get("token"),
+        create=breakers.get(Operation.CREATE),
+        query=breakers.get(Operation.QUERY),
+        follow_up=breakers.get(Operation.FOLLOW_UP),
+        token=breakers.get(Operation.TOKEN),
     )
     paytabs = ResilientPayTabs(client, families, retry)
     return GatewayParts(client, breakers, retry, paytabs, PayTabsGateway(paytabs, breakers))
@@ -199,33 +194,17 @@ STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
     sqlalchemy.exc.TimeoutError,
     ConnectionError,
 )
-PROBE_TIMEOUT_SECONDS = 3.0
 
 
-@dataclass(slots=True)
-class ReconciliationStatus:
-    """What the health endpoint says about reconciliation: when it last finished a pass."""
-
-    interval: timedelta | None
-    last_run_at: datetime | None = None
-    last_examined: int = 0
-    last_changed: int = 0
-    last_unreachable: int = 0
-
-    def record(self, report: ReconcileReport, finished_at: datetime) -> None:
-        self.last_run_at = finished_at
-        self.last_examined = report.examined
-        self.last_changed = report.changed
-        self.last_unreachable = report.unreachable
+#: The routes PayTabs is sent to (entrypoints/api/callbacks.py serves both).
+CALLBACK_PATH = "/payments/v2/webhook"
+RETURN_PATH = "/payments/v2/return"
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """One cheap question to PayTabs: did it answer, how fast, and if not, why."""
-
-    ok: bool
-    seconds: float
-    reason: str | None = None
+def service_urls(public_base_url: str) -> ServiceUrls:
+    """The callback and return URLs under PUBLIC_BASE_URL, built once."""
+    base = public_base_url.rstrip("/")
+    return ServiceUrls(callback_url=base + CALLBACK_PATH, return_url=base + RETURN_PATH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +220,10 @@ class Container:
     uow: UnitOfWorkFactory
     idempotency: IdempotencyStore
     gateway: GatewayParts
+    service: PaymentService
+    """The use cases, as the routes call them (over ``payments``)."""
     payments: PaymentDeps
+    """The use cases' ports, for the background work (reconciliation, page expiry)."""
     events: EventBus
     relay: OutboxRelay
     metrics: Metrics
@@ -255,82 +237,14 @@ class Container:
     # The breakers' recent state changes and probes, for the operator console's chart.
     breaker_history: BreakerHistory = field(default_factory=BreakerHistory)
 
+    def with_payments(self, payments: PaymentDeps) -> Container:
+        """This container over other ports (tests swap a unit of work or a hook in)."""
+        return replace(self, payments=payments, service=self.service.over(payments))
+
     async def aclose(self) -> None:
         """Stop shared state, close the PayTabs client, Redis and the database pool."""
         for close in self.closers:
             await close()
-
-    # ---- what the health, stats and metrics endpoints ask ---------------------------------
-
-    async def ping_database(self) -> float:
-        """Seconds ``SELECT 1`` took; raises when the database cannot be reached."""
-        return await reporting.ping_database(self.engine)
-
-    async def ping_redis(self) -> float | None:
-        """Seconds a PING took; None without Redis; raises when Redis cannot be reached."""
-        return None if self.redis is None else await reporting.ping_redis(self.redis)
-
-    async def outbox_lag(self) -> reporting.OutboxLag:
-        return await reporting.outbox_lag(self.engine)
-
-    async def undecided_payments(self) -> reporting.UndecidedPayments:
-        """Payments reconciliation would still settle (the same states), for the age gauge."""
-        return await reporting.undecided_payments(
-            self.engine, [state.value for state in RECONCILABLE]
-        )
-
-    def event_store(self) -> EventStore:
-        """Events and their deliveries, for the events API (stateless: cheap to build)."""
-        return SqlEventStore(self.engine, clock=self.payments.clock)
-
-    def has_event_sinks(self) -> bool:
-        """Whether anything consumes events (with none, the outbox is not drained)."""
-        return bool(self.relay.sinks())
-
-    async def payment_stats(self, created_from: datetime | None) -> reporting.PaymentStats:
-        return await reporting.payment_stats(self.engine, created_from=created_from)
-
-    async def probe_paytabs(self) -> ProbeResult:
-        """Ask PayTabs for a cart that cannot exist, through the query breaker, one attempt.
-
-        An open breaker answers at once (no traffic to a gateway that is down); the probe
-        counts in the breaker's window like any query.
-        """
-        client = self.gateway.client
-        cart_id = f"health-{secrets.token_hex(8)}"
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-                await self.gateway.breakers.get("query").call(lambda: client.query_cart(cart_id))
-        except CircuitOpenError:
-            return ProbeResult(False, time.perf_counter() - started, "circuit open")
-        except TimeoutError:
-            return ProbeResult(False, time.perf_counter() - started, "timeout")
-        except PayTabsError as error:
-            return ProbeResult(False, time.perf_counter() - started, type(error).__name__)
-        return ProbeResult(True, time.perf_counter() - started)
-
-    async def reconcile_forever(self, stop: asyncio.Event) -> None:
-        """Reconciliation passes every ``reconciliation.interval`` until ``stop`` is set."""
-        interval = self.reconciliation.interval
-        if interval is None:
-            return
-
-        def on_report(report: ReconcileReport) -> None:
-            finished = self.payments.clock()
-            self.reconciliation.record(report, finished)
-            result = "unreachable" if report.unreachable else "ok"
-            self.metrics.reconciliation(result, finished.timestamp())
-
-        stuck_after = timedelta(seconds=self.settings.reconcile_stuck_after_seconds)
-        await reconcile_forever(
-            self.payments, stop, interval=interval, stuck_after=stuck_after, on_report=on_report
-        )
-
-    async def expire_pages_forever(self, stop: asyncio.Event) -> None:
-        """Expire unpaid pages at their deadlines until ``stop`` is set (with reconciliation)."""
-        if self.page_expiry is not None:
-            await self.page_expiry.run_forever(self.payments, stop)
 
 
 def _watch_breakers(breakers: BreakerRegistry, metrics: Metrics) -> None:
@@ -429,7 +343,7 @@ async def _build(
         gateway=parts.gateway,
         clock=clock,
         profile_id=profile_id,
-        public_base_url=settings.public_base_url,
+        urls=service_urls(settings.public_base_url),
         page_ttl=timedelta(minutes=settings.paypage_ttl_minutes),
         currency_conversion=settings.paytabs_currency_conversion,
     )
@@ -448,12 +362,14 @@ async def _build(
         ]
         sinks.extend(webhook_sinks(endpoints, http, clock=clock))
     relay = OutboxRelay(engine, sinks, clock=clock, max_attempts=settings.events_max_attempts)
+    service = PaymentService(deps, wake=relay.notify, record=metrics.payment_result)
     return Container(
         settings=settings,
         engine=engine,
         uow=uow,
         idempotency=SqlIdempotencyStore(engine),
         gateway=parts,
+        service=service,
         payments=deps,
         events=bus,
         relay=relay,

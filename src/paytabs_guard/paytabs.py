@@ -31,6 +31,7 @@ from paytabs_guard.adapters.paytabs.resilient import (
 )
 from paytabs_guard.adapters.paytabs.signature import verify_callback
 from paytabs_guard.adapters.paytabs.transformers import PayTabsTransaction, decode_json
+from paytabs_guard.domain import Operation
 from paytabs_guard.resilience import BreakerConfig, BreakerProber, BreakerRegistry
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy
 
@@ -85,10 +86,10 @@ class PayTabs(ResilientPayTabs):
         )
         self.registry = BreakerRegistry(breaker or DEFAULT_BREAKER)
         families = OperationBreakers(
-            create=self.registry.get("create"),
-            query=self.registry.get("query"),
-            follow_up=self.registry.get("follow_up"),
-            token=self.registry.get("token"),
+            create=self.registry.get(Operation.CREATE),
+            query=self.registry.get(Operation.QUERY),
+            follow_up=self.registry.get(Operation.FOLLOW_UP),
+            token=self.registry.get(Operation.TOKEN),
         )
         super().__init__(client, families, RetryPolicy(retry or RetryConfig()))
 

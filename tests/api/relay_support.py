@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from paytabs_guard.entrypoints.health_checks import outbox_lag
+
 from .api_support import Service
 
 DRAIN_SECONDS = 15.0
@@ -17,7 +19,7 @@ async def drained(service: Service) -> None:
     container = service.container
     deadline = time.monotonic() + DRAIN_SECONDS
     while True:
-        lag = await container.outbox_lag()
+        lag = await outbox_lag(container)
         if lag.unpublished == 0 and lag.pending_deliveries == 0:
             return
         assert time.monotonic() < deadline, f"the relay did not drain: {lag}"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from paytabs_guard.entrypoints import health_checks
 from paytabs_guard.entrypoints.api.console.layout import SCRIPT
 from paytabs_simulator.server import RunningSimulator
 
@@ -91,7 +92,7 @@ async def test_replaying_dead_letters_needs_the_sessions_csrf_token(
                     "/console/dead-letters/replay", data={"id": ids[0], "csrf": token}
                 )
                 assert refused.status_code == 403
-            assert (await service.container.outbox_lag()).dead_letters == len(set(ids))
+            assert (await health_checks.outbox_lag(service.container)).dead_letters == len(set(ids))
             logout = await browser.post("/console/logout", data={"csrf": ""})
             assert logout.status_code == 403
 
@@ -102,7 +103,9 @@ async def test_replaying_dead_letters_needs_the_sessions_csrf_token(
             assert done.status_code == 303
             assert done.headers["location"] == "/console/dead-letters?replayed=1"
             await drained(service)
-            assert (await service.container.outbox_lag()).dead_letters == len(set(ids)) - 1
+            assert (await health_checks.outbox_lag(service.container)).dead_letters == len(
+                set(ids)
+            ) - 1
             after = await browser.get(done.headers["location"])
             assert "Put back to pending: 1" in after.text
 

@@ -35,7 +35,7 @@ async def test_a_page_created_over_http_expires_at_its_deadline(
         assert container.payments.page_opened == built.arm
         expiry = PageExpiry(sleep)
         payments = dataclasses.replace(container.payments, page_opened=expiry.arm)
-        return dataclasses.replace(container, page_expiry=expiry, payments=payments)
+        return dataclasses.replace(container.with_payments(payments), page_expiry=expiry)
 
     async with running_service(sim, sqlite_url, env=NO_SECOND_PASS, reconcile=True,
                                clock=clock, container_hook=hand_driven) as service:  # fmt: skip

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -375,6 +375,9 @@ class FailingOnce:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._inner.__aexit__(*exc_info)
 
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        self._inner.after_commit(callback)
+
     async def commit(self) -> None:
         if not self._state["failed"]:
             self._state["failed"] = True
@@ -396,8 +399,7 @@ class FailFirstCommit:
             uow = inner()
             return FailingOnce(uow, self.state) if self.armed else uow
 
-        deps = dataclasses.replace(container.payments, uow=factory)
-        return dataclasses.replace(container, payments=deps)
+        return container.with_payments(dataclasses.replace(container.payments, uow=factory))
 
 
 async def test_17_a_storage_failure_is_5xx_and_the_retry_applies(

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.sql import create_engine, sql_unit_of_work_factory, upgrade
-from paytabs_guard.bootstrap import GatewayParts, build_gateway
+from paytabs_guard.bootstrap import GatewayParts, build_gateway, service_urls
 from paytabs_guard.service.payments import PaymentDeps
 from paytabs_guard.settings import load_settings
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
@@ -100,7 +100,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
             clock=clock,
             profile_id=DEFAULT_PROFILE_ID,
             # nothing listens here: these tests apply results themselves or reconcile
-            public_base_url="http://127.0.0.1:9",
+            urls=service_urls("http://127.0.0.1:9"),
         )
         try:
             yield World(deps, engine, database_url, simulator, sim, parts, clock)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from paytabs_guard.domain import Money, Payment
+from paytabs_guard.service.payment_steps import ServiceUrls
 from paytabs_guard.service.payments import CreatePayment, PaymentDeps
 from testkit.clock import FakeClock
 from testkit.gateway import FakeGateway
@@ -36,7 +37,10 @@ class MemoryWorld:
             gateway=self.gateway,
             clock=self.clock,
             profile_id=PROFILE_ID,
-            public_base_url="https://shop.example/",
+            urls=ServiceUrls(
+                callback_url="https://shop.example/payments/v2/webhook",
+                return_url="https://shop.example/payments/v2/return",
+            ),
             new_id=lambda: f"pay_{next(ids)}",
             page_opened=self.pages_opened.append,
         )

@@ -11,12 +11,8 @@ from datetime import timedelta
 import pytest
 
 from paytabs_guard.domain import Money, OutcomeKind, Payment, PaymentState
-from paytabs_guard.service.payments import (
-    UnknownGatewayTransaction,
-    apply_result,
-    create_payment,
-    sync_payment,
-)
+from paytabs_guard.service.payments import UnknownGatewayTransaction, create_payment
+from paytabs_guard.service.results import apply_result, sync_payment
 
 from .memory_world import MemoryWorld, order
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from paytabs_guard.adapters.sql.statements import counting
-from paytabs_guard.domain import GatewayResult, Money, Payment, PaymentState
+from paytabs_guard.domain import GatewayResult, Money, Operation, Payment, PaymentState
 from paytabs_guard.service.gateway import FollowUpKind, Gateway, PageDetails, PageOpened
 from paytabs_guard.service.payments import CreatePayment, create_payment
 
@@ -29,10 +29,10 @@ class SavedByAnotherWriter:
         self._inner = inner
         self._world = world
 
-    def unavailable_for(self, operation: str) -> float | None:
+    def unavailable_for(self, operation: Operation) -> float | None:
         return self._inner.unavailable_for(operation)
 
-    async def wait_available(self, operation: str, max_wait: float) -> bool:
+    async def wait_available(self, operation: Operation, max_wait: float) -> bool:
         return await self._inner.wait_available(operation, max_wait)
 
     async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened:

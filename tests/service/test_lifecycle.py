@@ -25,12 +25,11 @@ from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
 from paytabs_guard.service.payments import (
     CreatePayment,
     PaymentDeps,
-    apply_result,
     create_payment,
     get_payment,
-    sync_payment,
 )
 from paytabs_guard.service.reconciliation import reconcile_once
+from paytabs_guard.service.results import apply_result, sync_payment
 from paytabs_guard.settings import load_settings
 from paytabs_simulator.config import DEFAULT_SERVER_KEY
 
@@ -129,7 +128,7 @@ async def test_two_reconcilers_at_once_apply_each_result_once(world: World) -> N
         gateway=world.deps.gateway,
         clock=world.clock,
         profile_id=world.deps.profile_id,
-        public_base_url=world.deps.public_base_url,
+        urls=world.deps.urls,
     )
     try:
         await asyncio.gather(
@@ -245,7 +244,7 @@ async def test_a_lost_page_url_opens_a_new_attempt_and_never_two_transactions_pe
         gateway=parts.gateway,
         clock=world.clock,
         profile_id=world.deps.profile_id,
-        public_base_url=world.deps.public_base_url,
+        urls=world.deps.urls,
     )
     try:
         payment = await create_payment(deps, order())

@@ -19,10 +19,10 @@ from paytabs_guard.service.page_expiry import PageExpiry, clock_sleep
 from paytabs_guard.service.payments import (
     CreatePayment,
     PaymentDeps,
-    apply_result,
     create_payment,
     get_payment,
 )
+from paytabs_guard.service.results import apply_result
 from testkit.clock import FakeClock
 
 from .conftest import World

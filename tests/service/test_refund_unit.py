@@ -11,7 +11,8 @@ from paytabs_guard.service.gateway import (
     GatewayRejected,
     GatewayUnavailable,
 )
-from paytabs_guard.service.payments import apply_result, create_payment
+from paytabs_guard.service.payments import create_payment
+from paytabs_guard.service.results import apply_result
 
 from .memory_world import MemoryWorld, order
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import copy
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
@@ -193,6 +193,7 @@ class MemoryUnitOfWork:
         self.idempotency = self._keys
         self.cards = self._cards
         self._held: list[str] = []
+        self._after_commit: list[Callable[[], object]] = []
 
     async def take_lock(self, payment_id: str) -> None:
         if payment_id not in self._held:
@@ -210,10 +211,15 @@ class MemoryUnitOfWork:
         self._held.append(payment_id)
         return True
 
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once this unit of work has committed (never after a rollback)."""
+        self._after_commit.append(callback)
+
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._after_commit.clear()
         self._payments.entries.clear()
         self._inbox.added.clear()
         self._inbox.forgotten.clear()
@@ -229,6 +235,9 @@ class MemoryUnitOfWork:
         self._keys.commit()
         self._cards.commit()
         self._release()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
 
     def _release(self) -> None:
         while self._held:

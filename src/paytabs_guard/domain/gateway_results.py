@@ -59,6 +59,20 @@ class TranType(StrEnum):
             raise UnknownGatewayValue("tran_type", raw) from None
 
 
+class Operation(StrEnum):
+    """A family of gateway calls that shares one circuit breaker (and a metric label).
+
+    Every layer names breakers by these: the adapter labels its calls with them, the service
+    asks whether one is available, the API holds requests on one, the chaos harness injects
+    faults per family. A StrEnum, so labels and JSON keep the plain strings.
+    """
+
+    CREATE = "create"  # a hosted page
+    QUERY = "query"  # what PayTabs holds for a cart or transaction
+    FOLLOW_UP = "follow_up"  # capture, refund, void, release
+    TOKEN = "token"  # noqa: S105 - recurring charges and token queries/deletes, not a password
+
+
 class ResultSource(StrEnum):
     """Where a result (or one of our own steps) came from. Only a browser return never decides."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
-from paytabs_guard.service.payments import PaymentDeps, get_payment
+from paytabs_guard.service.payment_steps import PaymentDeps, get_payment
 
 MAX_EVENT_PAGE: Final = 100
 MAX_PAYMENT_EVENTS: Final = 1000

@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 from paytabs_guard.domain import Money, Payment, TranType
 from paytabs_guard.service.gateway import FollowUpKind, GatewayRejected, GatewayUnavailable
-from paytabs_guard.service.payments import (
+from paytabs_guard.service.payment_steps import (
     PaymentDeps,
-    apply_result,
     change_payment,
     load_payment,
 )
+from paytabs_guard.service.results import apply_result
 
 
 async def refund_payment(deps: PaymentDeps, payment_id: str, amount: Money) -> Payment:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from paytabs_guard.domain import GatewayResult, Money, Payment
+from paytabs_guard.domain import GatewayResult, Money, Operation, Payment
 
 
 class GatewayError(Exception):
@@ -89,12 +89,12 @@ class PageOpened:
 
 
 class Gateway(Protocol):
-    def unavailable_for(self, operation: str) -> float | None:
-        """Seconds until ``operation`` ("create", "query", "follow_up") may be tried again,
+    def unavailable_for(self, operation: Operation) -> float | None:
+        """Seconds until ``operation`` (a breaker family) may be tried again,
         when its circuit is open; None when it may be tried now."""
         ...
 
-    async def wait_available(self, operation: str, max_wait: float) -> bool:
+    async def wait_available(self, operation: Operation, max_wait: float) -> bool:
         """Sleep until ``operation`` may be tried (its circuit closes or admits a trial), at
         most ``max_wait`` seconds; True when it may. Costs no CPU while it waits."""
         ...
@@ -129,3 +129,12 @@ class Gateway(Protocol):
     async def delete_token(self, token: str) -> None:
         """Delete a saved card's token at the gateway (GatewayRejected: it holds no such token)."""
         ...
+
+
+def ensure_available(gateway: Gateway, operation: Operation) -> None:
+    """The breaker check, before anything is stored or sent: GatewayUnavailable (with the
+    wait) when ``operation``'s circuit would turn the call away. Graceful degradation: no row,
+    no gateway call, an answer in microseconds."""
+    wait = gateway.unavailable_for(operation)
+    if wait is not None:
+        raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)

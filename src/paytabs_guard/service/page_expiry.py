@@ -26,7 +26,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from paytabs_guard.service.payments import Clock, PaymentDeps, PaymentNotFound
+from paytabs_guard.domain import Operation
+from paytabs_guard.service.payment_steps import Clock, PaymentDeps, PaymentNotFound
 from paytabs_guard.service.ports import PageDeadline
 from paytabs_guard.service.reconciliation import settle
 
@@ -88,7 +89,7 @@ class PageExpiry:
             for page in pages:
                 if page.at > now:
                     return page.at
-                wait = deps.gateway.unavailable_for("query")
+                wait = deps.gateway.unavailable_for(Operation.QUERY)
                 if wait is not None:  # nothing would be sent: try this page again then
                     return now + timedelta(seconds=wait)
                 with contextlib.suppress(PaymentNotFound):

@@ -1,200 +1,105 @@
-"""Payment use cases: plain async functions with their collaborators passed in.
+"""Payments: ``PaymentService``, the use cases a driver (the HTTP routes, a script) calls, and
+the create flow itself (the hosted page), so a create reads top to bottom in this file.
 
-A database transaction is never held across a gateway call: each use case loads, decides and
-commits in short units of work around the call. Every gateway result, whatever its source,
-reaches the payment through ``Payment.apply_gateway_result`` inside ``apply_result``.
+Bootstrap builds the service once around the ports (``PaymentDeps``) and two announcements:
+``wake`` (the event relay: new outbox rows are waiting) and ``record`` (a payment-result
+metric). Both happen only for what was stored: every unit of work the service opens wakes the
+relay from its after-commit hook, and a callback's result is recorded from the hook of the unit
+of work that stored it. A rollback announces nothing.
+
+The breaker check is :meth:`PaymentService.admit`, called first by whoever wants the fast
+"unavailable" answer before any storage (the routes do); :meth:`PaymentService.create` and
+:meth:`PaymentService.charge_saved_card` do not check again. The plain functions
+(``create_payment``, ``charge_saved_card``) check themselves.
+
+A database transaction is never held across a gateway call (``payment_steps``). Every gateway
+result, whatever its source, reaches the payment through ``Payment.apply_gateway_result``
+inside ``results.apply_result``.
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Unpack
 
 from paytabs_guard.domain import (
     GatewayResult,
-    GatewayStatus,
     Money,
+    Operation,
     Outcome,
-    OutcomeKind,
     Payment,
     PaymentState,
-    TranType,
+    ResultSource,
 )
 from paytabs_guard.domain.cards import SavedCard
+from paytabs_guard.service.follow_ups import (
+    capture_payment,
+    refund_payment,
+    release_payment,
+    void_payment,
+)
 from paytabs_guard.service.gateway import (
     Customer,
-    Gateway,
     GatewayOutcomeUnknown,
     GatewayRejected,
     GatewayUnavailable,
-    PageDetails,
     PageOpened,
+    ensure_available,
 )
-from paytabs_guard.service.ports import (
-    ClaimStatus,
-    IdempotencyClaim,
-    StaleVersion,
-    StoredResponse,
-    UnitOfWork,
-    UnitOfWorkFactory,
+from paytabs_guard.service.payment_steps import (
+    Clock,
+    CreatePayment,
+    IdempotentCreate,
+    KeyTaken,
+    PaymentDeps,
+    PaymentNotFound,
+    ServiceUrls,
+    UnknownGatewayTransaction,
+    ambiguous,
+    change_saved,
+    get_payment,
+    insert_claimed,
+    load_payment,
+    mark_answered,
+    new_payment,
+    not_sent,
+    rejected,
+    store_answer,
+)
+from paytabs_guard.service.ports import UnitOfWork
+from paytabs_guard.service.queries import (
+    PaymentFilters,
+    PaymentPage,
+    find_by_gateway_reference,
+    list_payments,
+)
+from paytabs_guard.service.results import apply_result, sync_payment
+from paytabs_guard.service.saved_cards import (
+    RecurringCharge,
+    customer_cards,
+    delete_saved_card,
+    start_card_charge,
 )
 
-Clock = Callable[[], datetime]
+__all__ = [  # the steps' names, importable from here as before
+    "Clock",
+    "CreatePayment",
+    "IdempotentCreate",
+    "KeyTaken",
+    "PaymentDeps",
+    "PaymentNotFound",
+    "PaymentService",
+    "ServiceUrls",
+    "UnknownGatewayTransaction",
+    "create_payment",
+    "get_payment",
+    "start_payment",
+]
 
 #: How many attempts (cart ids) one payment may use when page URLs are lost to ambiguity.
 MAX_PAGE_ATTEMPTS = 5
-
-
-class PaymentNotFound(LookupError):
-    def __init__(self, payment_id: str) -> None:
-        super().__init__(f"no payment {payment_id!r}")
-        self.payment_id = payment_id
-
-
-class UnknownGatewayTransaction(LookupError):
-    """A gateway result for a cart/tran_ref we do not know (yet): the sender should retry."""
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentDeps:
-    """The collaborators of the payment use cases, built once by bootstrap."""
-
-    uow: UnitOfWorkFactory
-    gateway: Gateway
-    clock: Clock
-    profile_id: int
-    public_base_url: str
-    page_ttl: timedelta = timedelta(minutes=20)
-    currency_conversion: bool = False
-    """PayTabs may charge in another currency (PAYTABS_CURRENCY_CONVERSION)."""
-    new_id: Callable[[], str] = field(default=lambda: f"pay_{secrets.token_hex(12)}")
-    new_card_id: Callable[[], str] = field(default=lambda: f"card_{secrets.token_hex(12)}")
-    page_opened: Callable[[datetime], object] = field(default=lambda _deadline: None)
-    """Told each deadline of a page that starts waiting (it wakes the page-expiry sleeper)."""
-
-    @property
-    def callback_url(self) -> str:
-        return f"{self.public_base_url.rstrip('/')}/payments/v2/webhook"
-
-    def page_details(
-        self, customer: Customer | None, language: str | None = None, *, save_card: bool = False
-    ) -> PageDetails:
-        base = self.public_base_url.rstrip("/")
-        return PageDetails(
-            callback_url=self.callback_url,
-            return_url=f"{base}/payments/v2/return",
-            customer=customer,
-            language=language,
-            ttl_minutes=int(self.page_ttl.total_seconds() // 60),
-            save_card=save_card,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class CreatePayment:
-    amount: Money
-    description: str
-    tran_type: TranType = TranType.SALE
-    customer: Customer | None = None
-    return_url: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    language: str | None = None
-    """The hosted page's language (PayTabs' paypage_lang: en or ar); None = PayTabs decides."""
-    save_card_for: str | None = None
-    """The merchant's customer id to save the card for (PayTabs tokenises it); None: don't."""
-
-
-@dataclass(slots=True)
-class IdempotentCreate:
-    """An ``Idempotency-Key`` carried into the create's own transactions: the key is claimed in
-    the transaction that inserts the payment, and ``answer(payment)`` (the response to replay)
-    is stored in the one that records PayTabs' answer. ``claimed``/``completed`` say how far it
-    got, so the caller knows whether to release the key when something fails."""
-
-    scope: str
-    key: str
-    fingerprint: str
-    ttl_seconds: int
-    answer: Callable[[Payment], StoredResponse]
-    on_claimed: Callable[[], object] = lambda: None
-    claimed: bool = False
-    completed: bool = False
-
-
-class KeyTaken(Exception):
-    """The create's ``Idempotency-Key`` is owned by another request (or was used before):
-    nothing was written; ``claim`` says what the key holds."""
-
-    def __init__(self, claim: IdempotencyClaim) -> None:
-        super().__init__(f"idempotency key is {claim.status.value}")
-        self.claim = claim
-
-
-async def load_payment(uow: UnitOfWork, payment_id: str, *, for_update: bool = False) -> Payment:
-    payment = await uow.payments.get(payment_id, for_update=for_update)
-    if payment is None:
-        raise PaymentNotFound(payment_id)
-    return payment
-
-
-async def change_payment(
-    deps: PaymentDeps,
-    payment_id: str,
-    change: Callable[[Payment, datetime], object],
-    idempotency: IdempotentCreate | None = None,
-) -> Payment:
-    """Lock the payment, apply one change, commit (the outbox rows go with it, and the
-    idempotency answer when given)."""
-    async with deps.uow() as uow:
-        payment = await load_payment(uow, payment_id, for_update=True)
-        change(payment, deps.clock())
-        await _answer(deps, uow, payment, idempotency)
-        await uow.commit()
-    _answered(idempotency)
-    return payment
-
-
-async def change_saved(
-    deps: PaymentDeps,
-    payment: Payment,
-    change: Callable[[Payment, datetime], object],
-    idempotency: IdempotentCreate | None,
-) -> Payment:
-    """:func:`change_payment` for a payment this request saved itself a moment ago: written
-    behind its version check without reading it again. Should another transaction have saved it
-    since (reconciliation, a callback), it is reloaded under its lock and changed there."""
-    try:
-        async with deps.uow() as uow:
-            uow.payments.add(payment)
-            change(payment, deps.clock())
-            await _answer(deps, uow, payment, idempotency)
-            await uow.commit()
-    except StaleVersion:
-        return await change_payment(deps, payment.id, change, idempotency)
-    _answered(idempotency)
-    return payment
-
-
-async def _answer(
-    deps: PaymentDeps, uow: UnitOfWork, payment: Payment, idempotency: IdempotentCreate | None
-) -> None:
-    if idempotency is not None:
-        response = idempotency.answer(payment)
-        await uow.idempotency.complete(
-            idempotency.scope, idempotency.key, response, now=deps.clock()
-        )
-
-
-def _answered(idempotency: IdempotentCreate | None) -> None:
-    if idempotency is not None:
-        idempotency.completed = True
-
-
-async def get_payment(deps: PaymentDeps, payment_id: str) -> Payment:
-    async with deps.uow() as uow:
-        return await load_payment(uow, payment_id)
 
 
 # ---- create -------------------------------------------------------------------------------------
@@ -213,10 +118,15 @@ async def create_payment(
     or UNKNOWN (no answer; reconciliation resolves it). GatewayUnavailable means nothing reached
     PayTabs; the payment, if one was started, is marked failed and the caller may try again.
     """
-    wait = deps.gateway.unavailable_for("create")
-    if wait is not None:
-        # graceful degradation: no row, no gateway call, an answer in microseconds
-        raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)
+    ensure_available(deps.gateway, Operation.CREATE)
+    return await start_payment(deps, command, idempotency=idempotency)
+
+
+async def start_payment(
+    deps: PaymentDeps, command: CreatePayment, *, idempotency: IdempotentCreate | None = None
+) -> Payment:
+    """:func:`create_payment` without the breaker check, for a caller that made it first
+    (``PaymentService.admit``); an open circuit then fails at the gateway call instead."""
     now = deps.clock()
     card_id = deps.new_card_id() if command.save_card_for is not None else None
     payment = new_payment(deps, command, at=now, saved_card_id=card_id)
@@ -235,53 +145,6 @@ async def create_payment(
     if payment.state is PaymentState.AWAITING_CUSTOMER and payment.expires_at is not None:
         deps.page_opened(payment.expires_at)
     return payment
-
-
-def new_payment(
-    deps: PaymentDeps, command: CreatePayment, *, at: datetime, saved_card_id: str | None
-) -> Payment:
-    """A new payment for ``command``; its first cart id is its id."""
-    payment_id = deps.new_id()
-    return Payment.create(
-        id=payment_id,
-        cart_id=payment_id,
-        profile_id=deps.profile_id,
-        amount=command.amount,
-        tran_type=command.tran_type,
-        description=command.description,
-        at=at,
-        return_url=command.return_url,
-        metadata=command.metadata,
-        saved_card_id=saved_card_id,
-    )
-
-
-async def insert_claimed(
-    deps: PaymentDeps,
-    payment: Payment,
-    idempotency: IdempotentCreate | None,
-    prepare: Callable[[UnitOfWork], Awaitable[None]],
-) -> None:
-    """The first transaction of a create: the idempotency claim (KeyTaken when the key is not
-    this request's), what ``prepare`` writes or checks (raising rolls the claim back) and the
-    new payment, committed together."""
-    async with deps.uow() as uow:
-        if idempotency is not None:
-            claim = await uow.idempotency.claim(
-                idempotency.scope,
-                idempotency.key,
-                idempotency.fingerprint,
-                now=deps.clock(),
-                ttl_seconds=idempotency.ttl_seconds,
-            )
-            if claim.status is not ClaimStatus.NEW:
-                raise KeyTaken(claim)
-        await prepare(uow)
-        uow.payments.add(payment)
-        await uow.commit()
-    if idempotency is not None:
-        idempotency.claimed = True
-        idempotency.on_claimed()
 
 
 async def _open_page(
@@ -324,25 +187,11 @@ async def _open_page(
                 payment.apply_gateway_result(
                     found, at=now, currency_conversion=deps.currency_conversion
                 )
-            await _answer(deps, uow, payment, idempotency)
+            await store_answer(deps, uow, payment, idempotency)
             await uow.commit()
-        _answered(idempotency)
+        mark_answered(idempotency)
         return payment
     raise AssertionError("unreachable: the loop returns on its last attempt")
-
-
-def rejected(refused: GatewayRejected) -> Callable[[Payment, datetime], object]:
-    reason = f"PayTabs refused the page: {refused.message}"
-    code = "" if refused.code is None else str(refused.code)
-    return lambda p, at: p.initiation_failed(reason, at=at, response_code=code)
-
-
-def ambiguous(payment: Payment, at: datetime) -> object:
-    return payment.initiation_ambiguous(at=at)
-
-
-def not_sent(payment: Payment, at: datetime) -> object:
-    return payment.initiation_failed("PayTabs was unavailable; nothing was sent", at=at)
 
 
 def _page_ready(opened: PageOpened, ttl: timedelta) -> Callable[[Payment, datetime], object]:
@@ -355,135 +204,140 @@ def _page_ready(opened: PageOpened, ttl: timedelta) -> Callable[[Payment, dateti
     return ready
 
 
-# ---- results from the gateway -------------------------------------------------------------------
+# ---- the service ------------------------------------------------------------------------------
+
+#: Told (kind, source, previous state, state) of each result held against a payment.
+ResultRecorder = Callable[[str, str, str, str], object]
 
 
-async def apply_result(
-    deps: PaymentDeps,
-    result: GatewayResult,
-    *,
-    dedupe_key: str | None = None,
-    exact_key: str | None = None,
-) -> tuple[Payment, Outcome]:
-    """The one way a gateway result (callback, return-triggered query, reconciliation) is
-    applied: lock the payment, dedupe, hold the result against the table, commit with events.
-
-    The inbox remembers ``dedupe_key`` only for a delivery that was not quarantined: a
-    mismatched result must not make the genuine one with the same key a "duplicate". For a
-    quarantined delivery it remembers ``exact_key`` (a hash of its bytes) instead, so an exact
-    repeat is a duplicate (no second alert) while a different mismatch is quarantined again.
-
-    Raises UnknownGatewayTransaction when no payment owns the result, so a callback receiver
-    can answer 5xx and PayTabs retries later instead of the result being dropped.
-    """
-    async with deps.uow() as uow:
-        payment = None
-        for ref in (result.tran_ref, result.previous_tran_ref):
-            if ref and payment is None:
-                payment = await uow.payments.get_by_tran_ref(ref, for_update=True)
-        if payment is None:
-            payment = await uow.payments.get_by_cart_id(result.cart_id, for_update=True)
-        if payment is None:
-            raise UnknownGatewayTransaction(
-                f"no payment for cart {result.cart_id!r} / tran_ref {result.tran_ref!r}"
-            )
-        if dedupe_key is not None and not await uow.inbox.record(
-            dedupe_key, source=result.source.value, now=deps.clock()
-        ):
-            return payment, Outcome(
-                OutcomeKind.DUPLICATE, payment.state, payment.state, "delivery seen before", ()
-            )
-        outcome = payment.apply_gateway_result(
-            result, at=deps.clock(), currency_conversion=deps.currency_conversion
-        )
-        if outcome.kind is OutcomeKind.QUARANTINED and dedupe_key is not None:
-            await uow.inbox.forget(dedupe_key)
-            if exact_key is not None and not await uow.inbox.record(
-                exact_key, source=result.source.value, now=deps.clock()
-            ):
-                outcome = Outcome(
-                    OutcomeKind.DUPLICATE,
-                    payment.state,
-                    payment.state,
-                    "exact repeat of a quarantined delivery",
-                    (),
-                )
-        hold = payment.hold
-        if (
-            hold is not None
-            and result.previous_tran_ref == hold.parent_tran_ref
-            and _answers(hold.kind, result.tran_type)
-        ):
-            payment.release_follow_up()  # the follow-up in flight has its answer
-        if outcome.kind is OutcomeKind.ILLEGAL:
-            # e.g. a refund before its capture: keep nothing, let the sender deliver it again
-            return payment, outcome
-        await _keep_card(uow, payment, result, outcome)
-        await uow.commit()
-        return payment, outcome
+def _nothing(*_args: object) -> None:
+    return None
 
 
-async def _keep_card(
-    uow: UnitOfWork, payment: Payment, result: GatewayResult, outcome: Outcome
-) -> None:
-    """The token of a card the payment asked to save arrives with its authorised result."""
-    if (
-        payment.saved_card_id is not None
-        and result.token
-        and outcome.kind is OutcomeKind.APPLIED
-        and result.status is GatewayStatus.AUTHORIZED
-        and result.previous_tran_ref is None  # the payment's own sale or auth
-    ):
-        await uow.cards.issued(
-            payment.saved_card_id, payment.id, result.token, result.tran_ref, result.card
-        )
+class PaymentService:
+    """The payment use cases over one set of ports; see the module docstring."""
 
+    def __init__(
+        self,
+        deps: PaymentDeps,
+        *,
+        wake: Callable[[], object] = _nothing,
+        record: ResultRecorder = _nothing,
+    ) -> None:
+        self._open = deps.uow
+        self._wake = wake
+        self._record = record
+        #: The ports as the use cases see them: every unit of work wakes the relay on commit.
+        self.deps = replace(deps, uow=self._unit_of_work)
 
-async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
-    """Ask PayTabs what it holds for an undecided payment's cart and apply it.
+    def over(self, deps: PaymentDeps) -> PaymentService:
+        """The same service (same announcements) over other ports."""
+        return PaymentService(deps, wake=self._wake, record=self._record)
 
-    Also settles what only the absence of a result can tell: a create that never reached
-    PayTabs fails (no record), a page nobody paid before its TTL expires. Raises
-    GatewayUnavailable / GatewayOutcomeUnknown when PayTabs cannot be asked.
-    """
-    payment = await get_payment(deps, payment_id)
-    if payment.state.is_final:
+    def _unit_of_work(self) -> UnitOfWork:
+        uow = self._open()
+        uow.after_commit(self._wake)
+        return uow
+
+    def now(self) -> datetime:
+        """The use cases' clock."""
+        return self.deps.clock()
+
+    # ---- the breaker --------------------------------------------------------------------
+
+    def admit(self, operation: Operation) -> None:
+        """The breaker check: GatewayUnavailable (with ``retry_after``) when ``operation``'s
+        circuit would turn the call away. Nothing is stored or sent either way."""
+        ensure_available(self.deps.gateway, operation)
+
+    def unavailable_for(self, operation: Operation) -> float | None:
+        """Seconds until ``operation`` may be tried again; None when it may be tried now."""
+        return self.deps.gateway.unavailable_for(operation)
+
+    async def wait_available(self, operation: Operation, max_wait: float) -> bool:
+        """Sleep (no CPU) until ``operation`` may be tried, at most ``max_wait`` seconds."""
+        return await self.deps.gateway.wait_available(operation, max_wait)
+
+    # ---- creates (call admit first) -----------------------------------------------------
+
+    async def create(
+        self, command: CreatePayment, *, idempotency: IdempotentCreate | None = None
+    ) -> Payment:
+        """A payment with its hosted page (``create_payment`` after :meth:`admit`)."""
+        return self._created(await start_payment(self.deps, command, idempotency=idempotency))
+
+    async def charge_saved_card(
+        self, command: RecurringCharge, *, idempotency: IdempotentCreate | None = None
+    ) -> Payment:
+        """A recurring charge of a saved card (``charge_saved_card`` after :meth:`admit`)."""
+        return self._created(await start_card_charge(self.deps, command, idempotency=idempotency))
+
+    def _created(self, payment: Payment) -> Payment:
+        # The create's last unit of work has committed by now.
+        self._record("applied", ResultSource.API, "created", payment.state)
         return payment
-    results = await deps.gateway.transactions(payment.cart_id)
-    if payment.state is PaymentState.INITIATING:
-        # the create call never finished (a crash, a lost answer): say so before any result
-        payment = await change_payment(
-            deps, payment_id, lambda p, at: p.initiation_ambiguous(at=at)
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    async def get(self, payment_id: str) -> Payment:
+        """The payment as stored (PaymentNotFound for an unknown id)."""
+        return await get_payment(self.deps, payment_id)
+
+    async def list(self, **filters: Unpack[PaymentFilters]) -> PaymentPage:
+        """Newest first, keyset-paginated after the payment id ``after``."""
+        return await list_payments(self.deps, **filters)
+
+    async def find_by_gateway_reference(
+        self, *, cart_id: str | None, tran_ref: str | None
+    ) -> Payment | None:
+        return await find_by_gateway_reference(self.deps, cart_id=cart_id, tran_ref=tran_ref)
+
+    # ---- follow-ups -----------------------------------------------------------------------
+
+    async def refund(self, payment_id: str, amount: Money) -> Payment:
+        return await refund_payment(self.deps, payment_id, amount)
+
+    async def capture(self, payment_id: str, amount: Money | None = None) -> Payment:
+        """Capture an authorisation; all of it without ``amount``."""
+        return await capture_payment(self.deps, payment_id, amount)
+
+    async def void(self, payment_id: str) -> Payment:
+        return await void_payment(self.deps, payment_id)
+
+    async def release(self, payment_id: str) -> Payment:
+        return await release_payment(self.deps, payment_id)
+
+    # ---- what PayTabs says --------------------------------------------------------------
+
+    async def sync(self, payment_id: str, *, known: Payment | None = None) -> Payment:
+        """Ask PayTabs about an undecided payment and apply the answer (``sync_payment``).
+
+        ``known`` is the payment as the caller read it moments ago (saves a read); a change
+        from its state is recorded as a query result.
+        """
+        before = known if known is not None else await self.get(payment_id)
+        after = await sync_payment(self.deps, payment_id)
+        if after.state is not before.state:
+            self._record("applied", ResultSource.QUERY, before.state, after.state)
+        return after
+
+    async def apply_callback(
+        self, result: GatewayResult, *, dedupe_key: str, exact_key: str
+    ) -> tuple[Payment, Outcome]:
+        """A verified PayTabs callback, held against its payment (``apply_result``): deduped
+        by ``dedupe_key``, an exact repeat of a quarantined delivery by ``exact_key``."""
+
+        def recorded(outcome: Outcome) -> None:
+            self._record(outcome.kind, ResultSource.CALLBACK, outcome.previous_state, outcome.state)
+
+        return await apply_result(
+            self.deps, result, dedupe_key=dedupe_key, exact_key=exact_key, on_outcome=recorded
         )
-    for result in results:
-        payment, _ = await apply_result(deps, result)
-    if any(result.status is not None for result in results):
-        return payment
-    now = deps.clock()
-    if payment.state is PaymentState.UNKNOWN and not results:
-        return await change_payment(
-            deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at)
-        )
-    lapsed = payment.expires_at is not None and now >= payment.expires_at
-    if lapsed and payment.state in _EXPIRABLE:
-        return await change_payment(deps, payment_id, _expire_if_still_waiting)
-    return payment
 
+    # ---- saved cards ----------------------------------------------------------------------
 
-def _no_record(payment: Payment, at: datetime) -> object:
-    return payment.unknown_resolved_no_record(at=at)
+    async def customer_cards(self, customer_id: str) -> Sequence[SavedCard]:
+        return await customer_cards(self.deps, customer_id)
 
-
-_EXPIRABLE = frozenset({PaymentState.AWAITING_CUSTOMER, PaymentState.PENDING, PaymentState.ON_HOLD})
-
-
-def _expire_if_still_waiting(payment: Payment, at: datetime) -> None:
-    # Under the row lock: a callback, or another instance at the same deadline, may have
-    # settled it since it was read; the loser of that race changes and emits nothing.
-    if payment.state in _EXPIRABLE:
-        payment.expire_page(at=at)
-
-
-def _answers(kind: TranType, answer: TranType) -> bool:
-    """Does a result of type ``answer`` settle a follow-up of ``kind``? (release ends a void)"""
-    return answer is kind or {kind, answer} == {TranType.VOID, TranType.RELEASE}
+    async def delete_card(self, card_id: str) -> SavedCard:
+        return await delete_saved_card(self.deps, card_id)

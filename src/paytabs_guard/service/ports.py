@@ -188,5 +188,14 @@ class UnitOfWork(Protocol):
         """Write touched payments and their pending events (to the outbox), then commit."""
         ...
 
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once this unit of work has committed (in registration order).
+
+        A rollback (leaving without ``commit()``, or a failed commit) runs none of them: what
+        they announce (a relay wake-up, a payment-result metric) only happened if it is stored.
+        A callback that raises is logged and skipped; the commit stands.
+        """
+        ...
+
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]

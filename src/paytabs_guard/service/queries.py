@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 from paytabs_guard.domain import Payment, PaymentState
-from paytabs_guard.service.payments import PaymentDeps
+from paytabs_guard.service.payment_steps import PaymentDeps
 
 MAX_PAGE_SIZE = 100
 
@@ -25,6 +26,16 @@ async def find_by_gateway_reference(
         if cart_id:
             return await uow.payments.get_by_cart_id(cart_id)
     return None
+
+
+class PaymentFilters(TypedDict, total=False):
+    """What a listing may be narrowed by (``list_payments``'s keywords)."""
+
+    states: Collection[PaymentState]
+    created_from: datetime | None
+    created_to: datetime | None
+    after: str | None
+    limit: int
 
 
 @dataclass(frozen=True, slots=True)

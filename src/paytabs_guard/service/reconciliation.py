@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from paytabs_guard.domain import PaymentState
+from paytabs_guard.domain import Operation, PaymentState
 from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
-from paytabs_guard.service.payments import PaymentDeps, PaymentNotFound, sync_payment
+from paytabs_guard.service.payment_steps import PaymentDeps, PaymentNotFound
+from paytabs_guard.service.results import sync_payment
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,23 @@ class ReconcileReport:
     states: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class ReconciliationStatus:
+    """What the health endpoint says about reconciliation: when it last finished a pass."""
+
+    interval: timedelta | None
+    last_run_at: datetime | None = None
+    last_examined: int = 0
+    last_changed: int = 0
+    last_unreachable: int = 0
+
+    def record(self, report: ReconcileReport, finished_at: datetime) -> None:
+        self.last_run_at = finished_at
+        self.last_examined = report.examined
+        self.last_changed = report.changed
+        self.last_unreachable = report.unreachable
+
+
 async def reconcile_once(
     deps: PaymentDeps, *, stuck_after: timedelta = timedelta(minutes=5), limit: int = 100
 ) -> ReconcileReport:
@@ -60,7 +78,7 @@ async def reconcile_once(
             expired_before=report.started_at,
         )
     for payment_id in ids:
-        if deps.gateway.unavailable_for("query") is not None:
+        if deps.gateway.unavailable_for(Operation.QUERY) is not None:
             report.unreachable += len(ids) - report.examined
             break  # the circuit is open: the next pass will try again
         report.examined += 1

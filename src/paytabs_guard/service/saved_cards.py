@@ -15,14 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from paytabs_guard.domain import GatewayResult, Money, Payment
+from paytabs_guard.domain import GatewayResult, Money, Operation, Payment
 from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.service.gateway import (
     GatewayOutcomeUnknown,
     GatewayRejected,
     GatewayUnavailable,
+    ensure_available,
 )
-from paytabs_guard.service.payments import (
+from paytabs_guard.service.payment_steps import (
     CreatePayment,
     IdempotentCreate,
     PaymentDeps,
@@ -36,7 +37,7 @@ from paytabs_guard.service.payments import (
 from paytabs_guard.service.ports import UnitOfWork
 
 #: The breaker (operation family) of every token call: recurring charges and token deletes.
-TOKEN_OPERATION = "token"  # noqa: S105 - an operation name, not a password
+TOKEN_OPERATION = Operation.TOKEN
 
 
 class SavedCardError(Exception):
@@ -124,9 +125,14 @@ async def charge_saved_card(
     ``SavedCardError`` before anything is stored or sent when the card cannot be charged, and
     GatewayUnavailable when nothing could be sent (the payment, if started, is marked failed).
     """
-    wait = deps.gateway.unavailable_for(TOKEN_OPERATION)
-    if wait is not None:
-        raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)
+    ensure_available(deps.gateway, TOKEN_OPERATION)
+    return await start_card_charge(deps, command, idempotency=idempotency)
+
+
+async def start_card_charge(
+    deps: PaymentDeps, command: RecurringCharge, *, idempotency: IdempotentCreate | None = None
+) -> Payment:
+    """:func:`charge_saved_card` without the breaker check (``PaymentService.admit`` made it)."""
     now = deps.clock()
     order = CreatePayment(command.amount, command.description, metadata=command.metadata)
     payment = new_payment(deps, order, at=now, saved_card_id=command.card_id)

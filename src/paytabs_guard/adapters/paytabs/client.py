@@ -31,6 +31,7 @@ from paytabs_guard.adapters.paytabs.transformers import (
     decode_json,
     encode_body,
 )
+from paytabs_guard.domain import Operation
 
 REQUEST_PATH: Final = "/payment/request"
 QUERY_PATH: Final = "/payment/query"
@@ -92,51 +93,55 @@ class PayTabsClient:
     # --- operations ---------------------------------------------------------------------------
     async def create_payment_page(self, request: HostedPageRequest) -> PayTabsPaymentPage:
         """Create a hosted payment page (sale or auth); the customer pays at ``redirect_url``."""
-        payload = await self._post("create", REQUEST_PATH, request.to_wire(self.profile_id))
-        return self._model("create", PayTabsPaymentPage, payload)
+        payload = await self._post(Operation.CREATE, REQUEST_PATH, request.to_wire(self.profile_id))
+        return self._model(Operation.CREATE, PayTabsPaymentPage, payload)
 
     async def query_transaction(self, tran_ref: str) -> PayTabsTransaction:
         """One transaction by reference; TransactionNotFound if PayTabs has none."""
         payload = await self._post(
-            "query", QUERY_PATH, {"profile_id": self.profile_id, "tran_ref": tran_ref}
+            Operation.QUERY, QUERY_PATH, {"profile_id": self.profile_id, "tran_ref": tran_ref}
         )
-        return self._model("query", PayTabsTransaction, payload)
+        return self._model(Operation.QUERY, PayTabsTransaction, payload)
 
     async def query_cart(self, cart_id: str) -> list[PayTabsTransaction]:
         """Every transaction PayTabs holds for a cart, oldest first (empty: none at all)."""
         payload = await self._post(
-            "query", QUERY_PATH, {"profile_id": self.profile_id, "cart_id": cart_id}
+            Operation.QUERY, QUERY_PATH, {"profile_id": self.profile_id, "cart_id": cart_id}
         )
         if isinstance(payload, dict):
             # some answers carry a single object rather than a one-element list
             payload = [payload]
         if not isinstance(payload, list):
-            raise AmbiguousGatewayError("query by cart_id did not return a list", operation="query")
-        return [self._model("query", PayTabsTransaction, item) for item in payload]
+            raise AmbiguousGatewayError(
+                "query by cart_id did not return a list", operation=Operation.QUERY
+            )
+        return [self._model(Operation.QUERY, PayTabsTransaction, item) for item in payload]
 
     async def follow_up(self, request: FollowUpRequest) -> PayTabsTransaction:
         """Capture, void, refund or release: a new transaction with ``previous_tran_ref``."""
-        payload = await self._post("follow_up", REQUEST_PATH, request.to_wire(self.profile_id))
-        return self._model("follow_up", PayTabsTransaction, payload)
+        payload = await self._post(
+            Operation.FOLLOW_UP, REQUEST_PATH, request.to_wire(self.profile_id)
+        )
+        return self._model(Operation.FOLLOW_UP, PayTabsTransaction, payload)
 
     async def charge_token(self, request: TokenChargeRequest) -> PayTabsTransaction:
         """A recurring sale or auth with a saved token; answered directly, no page."""
-        payload = await self._post("token", REQUEST_PATH, request.to_wire(self.profile_id))
-        return self._model("token", PayTabsTransaction, payload)
+        payload = await self._post(Operation.TOKEN, REQUEST_PATH, request.to_wire(self.profile_id))
+        return self._model(Operation.TOKEN, PayTabsTransaction, payload)
 
     async def query_token(self, token: str) -> PayTabsTransaction:
         """The transaction that created ``token``."""
         payload = await self._post(
-            "token", TOKEN_QUERY_PATH, {"profile_id": self.profile_id, "token": token}
+            Operation.TOKEN, TOKEN_QUERY_PATH, {"profile_id": self.profile_id, "token": token}
         )
-        return self._model("token", PayTabsTransaction, payload)
+        return self._model(Operation.TOKEN, PayTabsTransaction, payload)
 
     async def delete_token(self, token: str) -> None:
         """Delete a saved token; past transactions are unaffected."""
         payload = await self._post(
-            "token", TOKEN_DELETE_PATH, {"profile_id": self.profile_id, "token": token}
+            Operation.TOKEN, TOKEN_DELETE_PATH, {"profile_id": self.profile_id, "token": token}
         )
-        self._model("token", ErrorBody, payload)
+        self._model(Operation.TOKEN, ErrorBody, payload)
 
     # --- one attempt --------------------------------------------------------------------------
     async def _post(self, operation: str, path: str, body: dict[str, Any]) -> Any:  # JSON

@@ -9,6 +9,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard import tracing
+from paytabs_guard.observability import get_logger
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service.ports import (
     IdempotencyKeys,
@@ -27,12 +28,14 @@ from .transaction import DbTransaction
 from .writes import Writes, writes_for
 
 Clock = Callable[[], datetime]
+log = get_logger(__name__)
 
 
 class SqlUnitOfWork:
     """One database transaction, begun on first use. ``commit()`` saves the payments it loaded
     or was given, writes their pending events to the outbox and commits, all or nothing;
-    leaving without ``commit()`` rolls back.
+    leaving without ``commit()`` rolls back. Callbacks given to ``after_commit`` run after a
+    successful commit only.
 
     Locking: ``payments.get(..., for_update=True)`` takes the row lock on PostgreSQL
     (``SELECT … FOR UPDATE``); on SQLite every unit of work is a ``BEGIN IMMEDIATE`` write
@@ -55,6 +58,7 @@ class SqlUnitOfWork:
         self.cards = SqlSavedCards(self._transaction)
         self._span = tracing.NO_SPAN
         self._dialect = engine.dialect.name
+        self._after_commit: list[Callable[[], object]] = []
 
     async def __aenter__(self) -> Self:
         if tracing.ENABLED:
@@ -94,8 +98,23 @@ class SqlUnitOfWork:
             raise
         self._payments.committed()
         self._span.set("db.committed_events", len(events))
+        self._run_after_commit()
+
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` after this unit of work commits; a rollback drops it."""
+        self._after_commit.append(callback)
+
+    def _run_after_commit(self) -> None:
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                # The data is committed: a failed announcement must not turn it into an error.
+                log.exception("after-commit callback failed")
 
     async def _rollback(self) -> None:
+        self._after_commit.clear()
         try:
             await self._transaction.rollback()
         finally:

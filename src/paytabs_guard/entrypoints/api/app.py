@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from paytabs_guard import tracing
 from paytabs_guard.bootstrap import Container, build_container
+from paytabs_guard.entrypoints.background import expire_pages_until, reconcile_until
 from paytabs_guard.metrics import Metrics
 from paytabs_guard.observability import get_logger
 from paytabs_guard.settings import Settings
@@ -53,9 +54,9 @@ async def _background(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.Tas
     container = runtime.container
     tasks = [asyncio.create_task(container.relay.run_forever(stop), name="outbox-relay")]
     if container.reconciliation.interval is not None:
-        tasks.append(asyncio.create_task(container.reconcile_forever(stop), name="reconcile"))
+        tasks.append(asyncio.create_task(reconcile_until(container, stop), name="reconcile"))
     if container.page_expiry is not None:
-        expiring = container.expire_pages_forever(stop)
+        expiring = expire_pages_until(container, stop)
         tasks.append(asyncio.create_task(expiring, name="page-expiry"))
     return tasks
 

@@ -24,7 +24,6 @@ from starlette.responses import RedirectResponse, Response
 from paytabs_guard.domain import Payment
 from paytabs_guard.observability import get_logger
 from paytabs_guard.service.callbacks import InvalidCallbackSignature
-from paytabs_guard.service.queries import find_by_gateway_reference
 
 from .return_page import SECURITY_HEADERS, language, problem_page, result_page
 from .runtime import Runtime
@@ -101,6 +100,7 @@ async def handle_return(request: Request, runtime: Runtime) -> Response:
     """Verify, look up, confirm by query (bounded), then redirect or show the result."""
     started = time.perf_counter()
     container = runtime.container
+    service = container.service
     lang = language(request.headers.get("accept-language"))
     try:
         fields = await _fields(request, runtime)
@@ -111,8 +111,8 @@ async def handle_return(request: Request, runtime: Runtime) -> Response:
             # is nothing to show. Either way nothing about signatures is told to the browser.
             reason = "nothing" if not fields else "unreadable"
             raise BadReturn("rejected_signature", 400, reason) from None
-        payment = await find_by_gateway_reference(
-            container.payments, cart_id=fields.get("cartId"), tran_ref=fields.get("tranRef")
+        payment = await service.find_by_gateway_reference(
+            cart_id=fields.get("cartId"), tran_ref=fields.get("tranRef")
         )
         if payment is None:
             raise BadReturn("unknown_payment", 404, "unknown")
@@ -122,7 +122,7 @@ async def handle_return(request: Request, runtime: Runtime) -> Response:
         container.metrics.webhook(ENDPOINT, bad.outcome, time.perf_counter() - started)
         return problem_page(lang, bad.reason, bad.status)
 
-    synced = await sync_within(runtime, payment.id)
+    synced = await sync_within(runtime, service, payment.id)
     payment = synced.payment
     outcome = "confirmed" if synced.confirmed else "unconfirmed"
     container.metrics.webhook(ENDPOINT, outcome, time.perf_counter() - started)

@@ -11,16 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from paytabs_guard.domain import Payment
+from paytabs_guard.domain import Operation, Payment
 from paytabs_guard.service.payments import IdempotentCreate
-from paytabs_guard.service.saved_cards import (
-    TOKEN_OPERATION,
-    charge_saved_card,
-    customer_cards,
-    delete_saved_card,
-)
 
-from .dependencies import ClientDep, IdempotencyKeyDep, PaymentDepsDep, RuntimeDep
+from .dependencies import ClientDep, IdempotencyKeyDep, PaymentServiceDep, RuntimeDep
 from .payments import run_create
 from .schemas import (
     CUSTOMER_ID_PATTERN,
@@ -53,18 +47,20 @@ async def recurring(
     request: Request,
     client: ClientDep,
     runtime: RuntimeDep,
+    service: PaymentServiceDep,
     key: IdempotencyKeyDep,
 ) -> Response:
     """201 with the payment, completed; 202 when PayTabs' answer was lost (reconciled later);
     404 / 409 when the card is unknown, deleted or not saved yet (nothing is sent); 422 when
     PayTabs declined or refused; 503 with Retry-After when PayTabs is unavailable."""
-    deps = runtime.container.payments
 
     async def charge_it(idempotency: IdempotentCreate | None) -> Payment:
-        return await charge_saved_card(deps, body.command(), idempotency=idempotency)
+        return await service.charge_saved_card(body.command(), idempotency=idempotency)
 
     payload = body.model_dump(mode="json")
-    return await run_create(request, runtime, client, key, payload, TOKEN_OPERATION, charge_it)
+    return await run_create(
+        request, runtime, service, client, key, payload, Operation.TOKEN, charge_it
+    )
 
 
 CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)]
@@ -77,9 +73,9 @@ CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)]
     responses={401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
 )
 async def list_cards(
-    customer_id: CustomerIdPath, deps: PaymentDepsDep, _client: ClientDep
+    customer_id: CustomerIdPath, service: PaymentServiceDep, _client: ClientDep
 ) -> SavedCardListOut:
-    cards = await customer_cards(deps, customer_id)
+    cards = await service.customer_cards(customer_id)
     return SavedCardListOut(data=[SavedCardOut.of(card) for card in cards])
 
 
@@ -90,8 +86,8 @@ async def list_cards(
     responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
 )
 async def delete_card(
-    card_id: Annotated[str, Path(max_length=64)], deps: PaymentDepsDep, _client: ClientDep
+    card_id: Annotated[str, Path(max_length=64)], service: PaymentServiceDep, _client: ClientDep
 ) -> SavedCardOut:
     """200 with the card (``deleted_at`` set). From then on it cannot be charged, even when
     PayTabs could not be reached to delete the token (503/502: delete again to finish)."""
-    return SavedCardOut.of(await delete_saved_card(deps, card_id))
+    return SavedCardOut.of(await service.delete_card(card_id))

@@ -13,7 +13,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from paytabs_guard.bootstrap import Container
-from paytabs_guard.service.payments import PaymentDeps
+from paytabs_guard.service.payments import PaymentService
 
 from .auth import ApiClient, ApiKeys, authenticate, forbidden_scope
 from .options import ApiOptions
@@ -41,11 +41,12 @@ async def get_container(runtime: RuntimeDep) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-async def get_payment_deps(container: ContainerDep) -> PaymentDeps:
-    return container.payments
+async def get_payment_service(container: ContainerDep) -> PaymentService:
+    return container.service
 
 
-PaymentDepsDep = Annotated[PaymentDeps, Depends(get_payment_deps)]
+#: What a payment route calls, and all it calls for payments.
+PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
 
 
 async def get_options(runtime: RuntimeDep) -> ApiOptions:

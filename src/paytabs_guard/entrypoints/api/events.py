@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from paytabs_guard.entrypoints.health_checks import event_store
 from paytabs_guard.service import events as use_cases
 from paytabs_guard.service.events import MAX_EVENT_PAGE, EventNotFound, NothingToRedeliver
 
@@ -89,7 +90,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
 ) -> EventListOut:
     page = await use_cases.list_events(
-        container.event_store(),
+        event_store(container),
         types=type or (),
         payment_id=payment_id,
         after=_position("seq", cursor),
@@ -117,7 +118,7 @@ async def dead_letters(
     limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
 ) -> DeadLetterListOut:
     page = await use_cases.list_dead_letters(
-        container.event_store(),
+        event_store(container),
         sink=sink,
         event_type=type,
         after=_position("dead", cursor),
@@ -138,7 +139,7 @@ async def dead_letters(
 async def replay(body: ReplayIn, container: ContainerDep, _admin: AdminDep) -> ReplayOut:
     try:
         count = await use_cases.replay_dead_letters(
-            container.event_store(), ids=body.ids, sink=body.sink, event_type=body.type
+            event_store(container), ids=body.ids, sink=body.sink, event_type=body.type
         )
     except ValueError as error:
         raise Problem(
@@ -161,7 +162,7 @@ async def read_event(
     event_id: str, container: ContainerDep, _client: ClientDep
 ) -> EventWithDeliveriesOut:
     try:
-        found = await use_cases.get_event(container.event_store(), event_id)
+        found = await use_cases.get_event(event_store(container), event_id)
     except EventNotFound as error:
         raise _event_not_found(error) from error
     return EventWithDeliveriesOut.of_deliveries(found)
@@ -183,7 +184,7 @@ async def redeliver(
     """202: the relay sends it again shortly (in order with the payment's pending events)."""
     try:
         sinks = await use_cases.redeliver_event(
-            container.event_store(), event_id, (body or RedeliverIn()).sinks
+            event_store(container), event_id, (body or RedeliverIn()).sinks
         )
     except EventNotFound as error:
         raise _event_not_found(error) from error
@@ -208,7 +209,7 @@ async def redeliver(
 async def payment_events(
     payment_id: str, container: ContainerDep, _client: ClientDep
 ) -> PaymentEventsOut:
-    found = await use_cases.payment_events(container.payments, container.event_store(), payment_id)
+    found = await use_cases.payment_events(container.payments, event_store(container), payment_id)
     return PaymentEventsOut(
         payment_id=payment_id,
         data=[EventWithDeliveriesOut.of_deliveries(item) for item in found],

@@ -38,6 +38,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from paytabs_guard.bootstrap import Container
+from paytabs_guard.entrypoints import health_checks
 from paytabs_guard.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from paytabs_guard.observability import get_logger
 
@@ -128,7 +129,7 @@ async def datastore_checks(container: Container) -> dict[str, list[dict[str, obj
     """``database:responseTime`` (fail when unreachable) and, with Redis configured,
     ``redis:responseTime`` (warn when unreachable: the service runs without it)."""
     checks: dict[str, list[dict[str, object]]] = {}
-    seconds, error = await _timed(container.ping_database())
+    seconds, error = await _timed(health_checks.ping_database(container))
     container.metrics.dependency("database", up=seconds is not None)
     backend = container.engine.dialect.name
     checks["database:responseTime"] = [
@@ -137,7 +138,7 @@ async def datastore_checks(container: Container) -> dict[str, list[dict[str, obj
         else component(backend, "datastore", "pass", value=round(seconds * 1000, 2), unit="ms")
     ]
     if container.redis is not None:
-        seconds, error = await _timed(container.ping_redis())
+        seconds, error = await _timed(health_checks.ping_redis(container))
         container.metrics.dependency("redis", up=seconds is not None)
         checks["redis:responseTime"] = [
             component(
@@ -173,13 +174,13 @@ async def readyz(container: ContainerDep) -> Response:
 
 
 async def _outbox_check(container: Container, runtime: Runtime) -> dict[str, object]:
-    if not container.has_event_sinks():
+    if not health_checks.has_event_sinks(container):
         return component(
             "outbox", "component", "pass", output="no event sinks: events stay in the outbox"
         )
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-            lag = await container.outbox_lag()
+            lag = await health_checks.outbox_lag(container)
     except Exception as error:
         return component("outbox", "component", "fail", output=type(error).__name__)
     age = lag.age_seconds(container.payments.clock())
@@ -259,7 +260,7 @@ async def paytabs_health(runtime: RuntimeDep) -> Response:
     container = runtime.container
     probe = runtime.probe_cache.get("paytabs")
     if probe is None:
-        probe = await container.probe_paytabs()
+        probe = await health_checks.probe_paytabs(container)
         runtime.probe_cache.put("paytabs", probe)
     checks = {
         "paytabs:responseTime": [
@@ -297,12 +298,12 @@ async def breakers_health(container: ContainerDep) -> Response:
 )
 async def metrics(container: ContainerDep) -> Response:
     if container.redis is not None:  # so Redis trouble shows without anyone asking /health
-        seconds, _ = await _timed(container.ping_redis())
+        seconds, _ = await _timed(health_checks.ping_redis(container))
         container.metrics.dependency("redis", up=seconds is not None)
-    if container.has_event_sinks():
+    if health_checks.has_event_sinks(container):
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-                lag = await container.outbox_lag()
+                lag = await health_checks.outbox_lag(container)
             container.metrics.outbox(
                 lag.unpublished + lag.pending_deliveries,
                 lag.age_seconds(container.payments.clock()),
@@ -312,7 +313,7 @@ async def metrics(container: ContainerDep) -> Response:
             log.warning("outbox lag unavailable for metrics", error=type(error).__name__)
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-            undecided = await container.undecided_payments()
+            undecided = await health_checks.undecided_payments(container)
         container.metrics.undecided_payments(
             undecided.count, undecided.age_seconds(container.payments.clock())
         )

@@ -115,7 +115,7 @@ async def run_idempotent(
         response.headers["Warning"] = MISSING_KEY_WARNING
         return response
     store = container.idempotency
-    now = container.payments.clock
+    now = container.service.now
     print_ = fingerprint(request.method, request.url.path, body)
     deadline = time.monotonic() + wait_seconds
     delay = _FIRST_POLL
@@ -217,7 +217,7 @@ async def run_idempotent_create(
                 raise
             response = problem_response(problem, request_id_of(request))
             stored = _stored(response, resource_id)
-            await store.complete(client.id, key, stored, now=container.payments.clock())
+            await store.complete(client.id, key, stored, now=container.service.now())
             return response
         except BaseException:
             # Cancelled (shutdown, disconnect): free the key even so, or retries would get 409s.

@@ -1,4 +1,4 @@
-"""The merchant API's payment routes: schema in, use case, schema out.
+"""The merchant API's payment routes: schema in, a ``PaymentService`` call, schema out.
 
 Writes take an ``Idempotency-Key`` (see ``idempotency.py``); errors are problems (``errors.py``).
 """
@@ -15,20 +15,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, Response
 
-from paytabs_guard.domain import Money, Payment, PaymentState
-from paytabs_guard.service.follow_ups import (
-    capture_payment,
-    refund_payment,
-    release_payment,
-    void_payment,
-)
-from paytabs_guard.service.gateway import GatewayOutcomeUnknown
-from paytabs_guard.service.payments import IdempotentCreate, create_payment, get_payment
-from paytabs_guard.service.queries import MAX_PAGE_SIZE, list_payments
+from paytabs_guard.domain import Money, Operation, Payment, PaymentState
+from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
+from paytabs_guard.service.payments import IdempotentCreate, PaymentService
+from paytabs_guard.service.queries import MAX_PAGE_SIZE
 
 from . import problems
 from .auth import ApiClient
-from .dependencies import ClientDep, IdempotencyKeyDep, PaymentDepsDep, RuntimeDep
+from .dependencies import ClientDep, IdempotencyKeyDep, PaymentServiceDep, RuntimeDep
 from .errors import gateway_unavailable, request_id_of
 from .idempotency import run_idempotent, run_idempotent_create
 from .prefer_wait import requested_wait
@@ -89,54 +83,50 @@ async def create(
     request: Request,
     client: ClientDep,
     runtime: RuntimeDep,
+    service: PaymentServiceDep,
     key: IdempotencyKeyDep,
 ) -> Response:
     """201 with the page to redirect to; 202 when PayTabs' answer was lost (reconciled later);
     422 when PayTabs refused; 503 with Retry-After when PayTabs is unavailable."""
-    deps = runtime.container.payments
 
     async def create_it(idempotency: IdempotentCreate | None) -> Payment:
-        return await create_payment(deps, body.command(), idempotency=idempotency)
+        return await service.create(body.command(), idempotency=idempotency)
 
     payload = body.model_dump(mode="json")
-    return await run_create(request, runtime, client, key, payload, "create", create_it)
+    return await run_create(
+        request, runtime, service, client, key, payload, Operation.CREATE, create_it
+    )
 
 
 async def run_create(
     request: Request,
     runtime: Runtime,
+    service: PaymentService,
     client: ApiClient,
     key: str | None,
     body: dict[str, Any],
-    operation: str,
+    operation: Operation,
     start: Callable[[IdempotentCreate | None], Awaitable[Payment]],
 ) -> Response:
     """What every create (a hosted page, a recurring charge) shares: ``Prefer: wait`` and the
-    fail-fast on ``operation``'s open circuit, the idempotent claim, metrics and the answer."""
-    container = runtime.container
-    gateway = container.payments.gateway
-    held = await runtime.holding.hold(gateway, operation, requested_wait(request))
-    wait = gateway.unavailable_for(operation)
-    if wait is not None:
+    fail-fast on ``operation``'s open circuit, the idempotent claim and the answer."""
+    held = await runtime.holding.hold(service, operation, requested_wait(request))
+    try:
+        service.admit(operation)
+    except GatewayUnavailable as closed:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
         # the breaker check microseconds. Nothing is stored; once the circuit lets calls
         # through, a retry with the same key runs normally (or replays an earlier answer).
-        problem = gateway_unavailable(wait, prefer_wait=held)
+        problem = gateway_unavailable(closed.retry_after, prefer_wait=held)
         return problem_response(problem, request_id_of(request))
-
-    async def create_it(idempotency: IdempotentCreate | None) -> Payment:
-        payment = await start(idempotency)
-        container.metrics.payment_result("applied", "api", "created", payment.state.value)
-        container.relay.notify()
-        return payment
 
     response = await run_idempotent_create(
         request,
-        container,
+        runtime.container,
         client,
         key,
         body,
-        create_it,
+        start,
         lambda payment: created_response(payment, request),
         wait_seconds=runtime.options.idempotency_wait_seconds,
         resource_id=payment_id_of,
@@ -212,7 +202,7 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
     responses={400: _PROBLEM, 401: _PROBLEM, 422: _PROBLEM},
 )
 async def list_all(
-    deps: PaymentDepsDep,
+    service: PaymentServiceDep,
     _client: ClientDep,
     state: Annotated[list[PaymentState] | None, Query(description="Repeat for several")] = None,
     created_from: Annotated[datetime | None, Query(description="Inclusive, with zone")] = None,
@@ -220,8 +210,7 @@ async def list_all(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
 ) -> PaymentListOut:
-    page = await list_payments(
-        deps,
+    page = await service.list(
         states=state or (),
         created_from=_aware(created_from, "created_from"),
         created_to=_aware(created_to, "created_to"),
@@ -240,15 +229,17 @@ async def list_all(
     responses={401: _PROBLEM, 404: _PROBLEM},
 )
 async def process(
-    payment_id: str, request: Request, runtime: RuntimeDep, _client: ClientDep
+    payment_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    service: PaymentServiceDep,
+    _client: ClientDep,
 ) -> Response:
     """Always 200: ``confirmed`` false (with ``reason``, and ``retry_after_ms`` when the circuit
     is open) when PayTabs could not be asked. With ``Prefer: wait=N`` the request is held while
     the query circuit is open, as a create is."""
-    held = await runtime.holding.hold(
-        runtime.container.payments.gateway, "query", requested_wait(request)
-    )
-    synced = await sync_within(runtime, payment_id)
+    held = await runtime.holding.hold(service, Operation.QUERY, requested_wait(request))
+    synced = await sync_within(runtime, service, payment_id)
     out = PaymentOut.of(synced.payment).model_dump()
     retry_ms = None if synced.retry_after is None else max(0, math.ceil(synced.retry_after * 1000))
     confirmed = ConfirmedPaymentOut(
@@ -263,13 +254,15 @@ async def process(
     summary="A payment as stored (no PayTabs call)",
     responses={401: _PROBLEM, 404: _PROBLEM},
 )
-async def read(payment_id: str, deps: PaymentDepsDep, _client: ClientDep) -> PaymentOut:
-    return PaymentOut.of(await get_payment(deps, payment_id))
+async def read(payment_id: str, service: PaymentServiceDep, _client: ClientDep) -> PaymentOut:
+    return PaymentOut.of(await service.get(payment_id))
 
 
-async def _money(deps: PaymentDepsDep, payment_id: str, amount: str, currency: str | None) -> Money:
+async def _money(
+    service: PaymentService, payment_id: str, amount: str, currency: str | None
+) -> Money:
     """``amount`` in the payment's currency (``currency``, if given, must be that one)."""
-    payment = await get_payment(deps, payment_id)
+    payment = await service.get(payment_id)
     expected = payment.amount.currency
     if currency is not None and currency != expected:
         raise Problem(
@@ -288,33 +281,31 @@ FollowUp = Callable[[], Awaitable[Payment]]
 async def _run_follow_up(
     request: Request,
     runtime: Runtime,
+    service: PaymentService,
     client: ApiClient,
     key: str | None,
     body: dict[str, object],
     follow_up: FollowUp,
 ) -> Response:
     """200 with the payment; 202 (``confirmed`` false) when PayTabs' answer was unclear."""
-    container = runtime.container
-    gateway = container.payments.gateway
-    held = await runtime.holding.hold(gateway, "follow_up", requested_wait(request))
+    held = await runtime.holding.hold(service, Operation.FOLLOW_UP, requested_wait(request))
 
     async def run() -> Response:
         try:
             payment = await follow_up()
         except GatewayOutcomeUnknown:
-            payment = await get_payment(container.payments, request.path_params["payment_id"])
+            payment = await service.get(request.path_params["payment_id"])
             out = ConfirmedPaymentOut(
                 **PaymentOut.of(payment).model_dump(),
                 confirmed=False,
                 reason="PayTabs gave no clear answer; the operation is confirmed by query later",
             )
             return _json(out, 202, **{"x-payment-id": payment.id})
-        container.relay.notify()
         return _json(PaymentOut.of(payment), 200, **{"x-payment-id": payment.id})
 
     response = await run_idempotent(
         request,
-        container,
+        runtime.container,
         client,
         key,
         body,
@@ -342,17 +333,16 @@ async def refund(
     body: RefundIn,
     request: Request,
     runtime: RuntimeDep,
+    service: PaymentServiceDep,
     client: ClientDep,
     key: IdempotencyKeyDep,
 ) -> Response:
-    deps = runtime.container.payments
-
     async def refund_it() -> Payment:
-        amount = await _money(deps, payment_id, body.amount, body.currency)
-        return await refund_payment(deps, payment_id, amount)
+        amount = await _money(service, payment_id, body.amount, body.currency)
+        return await service.refund(payment_id, amount)
 
     payload = body.model_dump(mode="json")
-    return await _run_follow_up(request, runtime, client, key, payload, refund_it)
+    return await _run_follow_up(request, runtime, service, client, key, payload, refund_it)
 
 
 @router.post(
@@ -365,21 +355,21 @@ async def capture(
     payment_id: str,
     request: Request,
     runtime: RuntimeDep,
+    service: PaymentServiceDep,
     client: ClientDep,
     key: IdempotencyKeyDep,
     body: CaptureIn | None = None,
 ) -> Response:
-    deps = runtime.container.payments
     body = body or CaptureIn()
 
     async def capture_it() -> Payment:
         amount = None
         if body.amount is not None:
-            amount = await _money(deps, payment_id, body.amount, body.currency)
-        return await capture_payment(deps, payment_id, amount)
+            amount = await _money(service, payment_id, body.amount, body.currency)
+        return await service.capture(payment_id, amount)
 
     payload = body.model_dump(mode="json")
-    return await _run_follow_up(request, runtime, client, key, payload, capture_it)
+    return await _run_follow_up(request, runtime, service, client, key, payload, capture_it)
 
 
 @router.post(
@@ -392,15 +382,14 @@ async def void(
     payment_id: str,
     request: Request,
     runtime: RuntimeDep,
+    service: PaymentServiceDep,
     client: ClientDep,
     key: IdempotencyKeyDep,
 ) -> Response:
-    deps = runtime.container.payments
-
     async def void_it() -> Payment:
-        return await void_payment(deps, payment_id)
+        return await service.void(payment_id)
 
-    return await _run_follow_up(request, runtime, client, key, {}, void_it)
+    return await _run_follow_up(request, runtime, service, client, key, {}, void_it)
 
 
 @router.post(
@@ -413,12 +402,11 @@ async def release(
     payment_id: str,
     request: Request,
     runtime: RuntimeDep,
+    service: PaymentServiceDep,
     client: ClientDep,
     key: IdempotencyKeyDep,
 ) -> Response:
-    deps = runtime.container.payments
-
     async def release_it() -> Payment:
-        return await release_payment(deps, payment_id)
+        return await service.release(payment_id)
 
-    return await _run_follow_up(request, runtime, client, key, {}, release_it)
+    return await _run_follow_up(request, runtime, service, client, key, {}, release_it)

@@ -15,7 +15,8 @@ from typing import Final
 
 from starlette.requests import Request
 
-from paytabs_guard.service.gateway import Gateway
+from paytabs_guard.domain import Operation
+from paytabs_guard.service.payments import PaymentService
 
 _WAIT: Final = re.compile(r'(?:^|[;,\s])wait\s*=\s*"?(\d{1,6})"?(?=$|[;,\s])', re.IGNORECASE)
 
@@ -37,17 +38,19 @@ class Holding:
         self.max_held = max_held
         self.held = 0
 
-    async def hold(self, gateway: Gateway, operation: str, requested: int | None) -> int | None:
+    async def hold(
+        self, service: PaymentService, operation: Operation, requested: int | None
+    ) -> int | None:
         """Hold while ``operation`` would be turned away; the applied wait in seconds, or None
         when the request was not held (no preference, nothing to wait for, or the caps)."""
         if not requested or self.max_seconds == 0:
             return None
-        if gateway.unavailable_for(operation) is None or self.held >= self.max_held:
+        if service.unavailable_for(operation) is None or self.held >= self.max_held:
             return None
         applied = min(requested, self.max_seconds)
         self.held += 1
         try:
-            await gateway.wait_available(operation, applied)
+            await service.wait_available(operation, applied)
         finally:
             self.held -= 1
         return applied

@@ -9,7 +9,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from paytabs_guard.bootstrap import Container, ProbeResult
+from paytabs_guard.bootstrap import Container
+from paytabs_guard.entrypoints.health_checks import ProbeResult
 from paytabs_guard.observability import get_logger
 
 from .auth import ApiKeys

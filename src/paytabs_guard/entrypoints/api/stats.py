@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from paytabs_guard.bootstrap import Container
 from paytabs_guard.domain import Money, PaymentState
+from paytabs_guard.entrypoints import health_checks
 from paytabs_guard.observability import get_logger
 
 from .dependencies import ClientDep, RuntimeDep
@@ -81,7 +82,7 @@ async def compute_stats(container: Container, window: str) -> StatsOut:
     now = container.payments.clock()
     span = WINDOWS[window]
     created_from: datetime | None = now - span if span is not None else None
-    stats = await container.payment_stats(created_from)
+    stats = await health_checks.payment_stats(container, created_from)
     counts = {state.value: stats.by_state.get(state.value, 0) for state in PaymentState}
     decided = sum(n for state, n in counts.items() if PaymentState(state).is_final)
     completed = sum(counts[state.value] for state in MONEY_MOVED)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from paytabs_guard.domain import Payment
 from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
-from paytabs_guard.service.payments import get_payment, sync_payment
+from paytabs_guard.service.payments import PaymentService
 
 from .runtime import Runtime
 
@@ -34,34 +34,28 @@ class _NotAsked:
     retry_after: float | None = None
 
 
-async def _sync_quietly(runtime: Runtime, payment_id: str) -> Payment | _NotAsked:
+async def _sync_quietly(service: PaymentService, known: Payment) -> Payment | _NotAsked:
     """The synced payment, or why PayTabs could not be asked (expected, so not raised)."""
-    deps = runtime.container.payments
     try:
-        return await sync_payment(deps, payment_id)
+        return await service.sync(known.id, known=known)
     except GatewayUnavailable as error:
         return _NotAsked(f"PayTabs is unavailable: {error}", error.retry_after)
     except GatewayOutcomeUnknown:
         return _NotAsked("PayTabs gave no clear answer; the payment is reconciled later")
 
 
-async def sync_within(runtime: Runtime, payment_id: str) -> Synced:
-    """``sync_payment`` bounded in time (raises PaymentNotFound for an unknown id)."""
-    before = await get_payment(runtime.container.payments, payment_id)
+async def sync_within(runtime: Runtime, service: PaymentService, payment_id: str) -> Synced:
+    """``PaymentService.sync`` bounded in time (raises PaymentNotFound for an unknown id)."""
+    before = await service.get(payment_id)
     if before.state.is_final:
         return Synced(before, confirmed=True)
-    task = runtime.background.spawn(_sync_quietly(runtime, payment_id), name=f"sync-{payment_id}")
+    task = runtime.background.spawn(_sync_quietly(service, before), name=f"sync-{payment_id}")
     done, _ = await asyncio.wait({task}, timeout=runtime.options.sync_wait_seconds)
     if not done:
         wait = runtime.options.sync_wait_seconds
         return Synced(before, False, f"PayTabs did not answer within {wait:g} s; asked again later")
     outcome = task.result()
     if isinstance(outcome, _NotAsked):
-        payment = await get_payment(runtime.container.payments, payment_id)
+        payment = await service.get(payment_id)
         return Synced(payment, False, outcome.reason, outcome.retry_after)
-    if outcome.state is not before.state:
-        runtime.container.metrics.payment_result(
-            "applied", "query", before.state.value, outcome.state.value
-        )
-        runtime.container.relay.notify()
     return Synced(outcome, confirmed=True)

@@ -9,11 +9,11 @@
    A valid signature is never throttled.
 5. strict payload (400): strict JSON, money as strings, then PayTabs' transaction shape, then
    domain values
-6. business checks and dedupe, in ``apply_result``: a result that is not this payment's is
-   quarantined (200, counted, logged as a security event) and leaves the dedupe key free for
-   the genuine result; a repeat of an applied result, or a byte-for-byte repeat of a
-   quarantined one, is a duplicate (200, no second effect or alert); the inbox row commits
-   with the effect.
+6. business checks and dedupe, in ``PaymentService.apply_callback``: a result that is not
+   this payment's is quarantined (200, counted, logged as a security event) and leaves the
+   dedupe key free for the genuine result; a repeat of an applied result, or a byte-for-byte
+   repeat of a quarantined one, is a duplicate (200, no second effect or alert); the inbox row
+   commits with the effect.
 
 Answers that make PayTabs retry (503): no payment for the result yet, a follow-up before the
 payment it follows, and any storage failure. Nothing is acknowledged and dropped.
@@ -31,10 +31,10 @@ from starlette.responses import JSONResponse, Response
 
 from paytabs_guard import tracing
 from paytabs_guard.bootstrap import STORAGE_CONFLICTS, Container
-from paytabs_guard.domain import GatewayResult, OutcomeKind, ResultSource
+from paytabs_guard.domain import GatewayResult, OutcomeKind
 from paytabs_guard.observability import get_logger
 from paytabs_guard.service.callbacks import InvalidCallbackSignature, UnreadableCallback
-from paytabs_guard.service.payments import UnknownGatewayTransaction, apply_result
+from paytabs_guard.service.payments import UnknownGatewayTransaction
 
 from . import problems
 from .body_limit import BodyTooLarge, InvalidContentLength, read_body_limited
@@ -120,6 +120,7 @@ class WebhookReceiver:
     def __init__(self, container: Container, limiter: FailureLimiter) -> None:
         self._container = container
         self._callbacks = container.callbacks
+        self._service = container.service
         self._limiter = limiter
 
     async def receive(self, request: Request) -> Response:
@@ -163,7 +164,7 @@ class WebhookReceiver:
                 body,
                 request.headers,
                 request.headers.getlist("signature"),
-                now=self._container.payments.clock(),
+                now=self._service.now(),
             )
         except InvalidCallbackSignature as failure:
             reason = failure.reason
@@ -213,8 +214,7 @@ class WebhookReceiver:
             tracing.annotate("paytabs.response_status", status)
         try:
             key = f"paytabs:{result.tran_ref}:{status}"
-            payment, outcome = await apply_result(
-                self._container.payments,
+            payment, outcome = await self._service.apply_callback(
                 result,
                 dedupe_key=key,
                 exact_key=f"{key}:quarantined:{delivery.body_sha256}",
@@ -229,9 +229,6 @@ class WebhookReceiver:
             return problem_response(_retry_later("error"), request_id), "error"
 
         kind = outcome.kind
-        self._container.metrics.payment_result(
-            kind.value, ResultSource.CALLBACK.value, outcome.previous_state, outcome.state
-        )
         if kind is OutcomeKind.ILLEGAL:
             log.warning("webhook arrived before it can apply; PayTabs will retry",
                         payment_id=payment.id, reason=outcome.reason, **fields)  # fmt: skip
@@ -247,8 +244,6 @@ class WebhookReceiver:
         else:
             log.info("webhook", outcome=kind.value, payment_id=payment.id,
                      state=outcome.state.value, **fields)  # fmt: skip
-        if outcome.changed:
-            self._container.relay.notify()
         label = "processed" if kind is OutcomeKind.APPLIED else kind.value
         return JSONResponse({"received": True, "outcome": label}), label
 

@@ -12,9 +12,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from paytabs_guard.domain import Operation
 from paytabs_guard.settings import Settings
 
-FAMILIES: Final = ("create", "query", "follow_up", "token")
+FAMILIES: Final = tuple(Operation)
 FLAPPING_SEED: Final = 17
 """The breaker families of ``bootstrap.build_gateway``."""
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from paytabs_guard.domain import Payment, PaymentState
+from paytabs_guard.entrypoints import health_checks
 from paytabs_guard.entrypoints.api.auth import unauthenticated
 from paytabs_guard.entrypoints.api.dependencies import RuntimeDep
 from paytabs_guard.entrypoints.api.runtime import Runtime
@@ -90,7 +91,7 @@ def _with_language(request: Request, response: Response) -> Response:
 
 async def _frame(request: Request, runtime: Runtime, operator: Operator) -> pages.Frame:
     snapshots = runtime.container.gateway.breakers.snapshot()
-    lag = await runtime.container.outbox_lag()
+    lag = await health_checks.outbox_lag(runtime.container)
     return pages.Frame(
         lang=pick_language(request),
         path=request.url.path,
@@ -207,7 +208,7 @@ async def _payment_and_events(
     container = runtime.container
     found = await get_payment(container.payments, payment_id)
     events = await event_cases.payment_events(
-        container.payments, container.event_store(), payment_id
+        container.payments, health_checks.event_store(container), payment_id
     )
     return found, events
 
@@ -255,7 +256,7 @@ async def dead_letters(request: Request, runtime: RuntimeDep, operator: Operator
         page = pages.dead_letters(frame, [], None, error="bad_cursor", status=400)
         return _with_language(request, page)
     found = await event_cases.list_dead_letters(
-        runtime.container.event_store(), after=int(after_text) if after_text else None,
+        health_checks.event_store(runtime.container), after=int(after_text) if after_text else None,
         limit=_PAGE,
     )  # fmt: skip
     page = pages.dead_letters(frame, found.letters, found.next_after, message=message)
@@ -271,7 +272,9 @@ async def replay(request: Request, runtime: RuntimeDep, operator: OperatorDep) -
     ids = [int(value) for value in form.get("id", []) if value.isdigit() and len(value) <= 18]
     count = 0
     if ids:
-        count = await event_cases.replay_dead_letters(runtime.container.event_store(), ids=ids)
+        count = await event_cases.replay_dead_letters(
+            health_checks.event_store(runtime.container), ids=ids
+        )
         runtime.container.relay.notify()
     return RedirectResponse(f"/console/dead-letters?replayed={count}", status_code=303,
                             headers=HEADERS)  # fmt: skip

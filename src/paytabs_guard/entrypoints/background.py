@@ -1,0 +1,35 @@
+"""The loops a serving instance runs beside its requests: reconciliation passes and the
+sleeper that expires unpaid pages at their deadlines (the outbox relay runs its own)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from paytabs_guard.bootstrap import Container
+from paytabs_guard.service.reconciliation import ReconcileReport, reconcile_forever
+
+
+async def reconcile_until(container: Container, stop: asyncio.Event) -> None:
+    """Reconciliation passes every ``reconciliation.interval`` until ``stop`` is set; each
+    report goes to the health endpoint's status and the metrics."""
+    interval = container.reconciliation.interval
+    if interval is None:
+        return
+
+    def on_report(report: ReconcileReport) -> None:
+        finished = container.payments.clock()
+        container.reconciliation.record(report, finished)
+        result = "unreachable" if report.unreachable else "ok"
+        container.metrics.reconciliation(result, finished.timestamp())
+
+    stuck_after = timedelta(seconds=container.settings.reconcile_stuck_after_seconds)
+    await reconcile_forever(
+        container.payments, stop, interval=interval, stuck_after=stuck_after, on_report=on_report
+    )
+
+
+async def expire_pages_until(container: Container, stop: asyncio.Event) -> None:
+    """Expire unpaid pages at their deadlines until ``stop`` is set (with reconciliation)."""
+    if container.page_expiry is not None:
+        await container.page_expiry.run_forever(container.payments, stop)

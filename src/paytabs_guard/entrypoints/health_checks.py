@@ -1,0 +1,89 @@
+"""What the health, stats and metrics endpoints ask of a running service, read from the
+container's parts (the container itself only wires them)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from paytabs_guard.adapters import reporting
+from paytabs_guard.adapters.events.store import SqlEventStore
+from paytabs_guard.adapters.paytabs.errors import PayTabsError
+from paytabs_guard.bootstrap import Container
+from paytabs_guard.domain import Operation
+from paytabs_guard.resilience import CircuitOpenError
+from paytabs_guard.service.events import EventStore
+from paytabs_guard.service.reconciliation import RECONCILABLE
+
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One cheap question to PayTabs: did it answer, how fast, and if not, why."""
+
+    ok: bool
+    seconds: float
+    reason: str | None = None
+
+
+async def ping_database(container: Container) -> float:
+    """Seconds ``SELECT 1`` took; raises when the database cannot be reached."""
+    return await reporting.ping_database(container.engine)
+
+
+async def ping_redis(container: Container) -> float | None:
+    """Seconds a PING took; None without Redis; raises when Redis cannot be reached."""
+    return None if container.redis is None else await reporting.ping_redis(container.redis)
+
+
+async def outbox_lag(container: Container) -> reporting.OutboxLag:
+    return await reporting.outbox_lag(container.engine)
+
+
+async def undecided_payments(container: Container) -> reporting.UndecidedPayments:
+    """Payments reconciliation would still settle (the same states), for the age gauge."""
+    return await reporting.undecided_payments(
+        container.engine, [state.value for state in RECONCILABLE]
+    )
+
+
+def event_store(container: Container) -> EventStore:
+    """Events and their deliveries, for the events API (stateless: cheap to build)."""
+    return SqlEventStore(container.engine, clock=container.payments.clock)
+
+
+def has_event_sinks(container: Container) -> bool:
+    """Whether anything consumes events (with none, the outbox is not drained)."""
+    return bool(container.relay.sinks())
+
+
+async def payment_stats(
+    container: Container, created_from: datetime | None
+) -> reporting.PaymentStats:
+    return await reporting.payment_stats(container.engine, created_from=created_from)
+
+
+async def probe_paytabs(container: Container) -> ProbeResult:
+    """Ask PayTabs for a cart that cannot exist, through the query breaker, one attempt.
+
+    An open breaker answers at once (no traffic to a gateway that is down); the probe counts
+    in the breaker's window like any query.
+    """
+    client = container.gateway.client
+    cart_id = f"health-{secrets.token_hex(8)}"
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            breaker = container.gateway.breakers.get(Operation.QUERY)
+            await breaker.call(lambda: client.query_cart(cart_id))
+    except CircuitOpenError:
+        return ProbeResult(False, time.perf_counter() - started, "circuit open")
+    except TimeoutError:
+        return ProbeResult(False, time.perf_counter() - started, "timeout")
+    except PayTabsError as error:
+        return ProbeResult(False, time.perf_counter() - started, type(error).__name__)
+    return ProbeResult(True, time.perf_counter() - started)

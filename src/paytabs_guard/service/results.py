@@ -1,0 +1,169 @@
+"""Results from the gateway: the one way a result reaches a payment, and asking PayTabs for one.
+
+Callbacks, return-triggered queries, reconciliation and page expiry all end in ``apply_result``
+(``Payment.apply_gateway_result`` under the row lock, deduped, committed with its events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from paytabs_guard.domain import (
+    GatewayResult,
+    GatewayStatus,
+    Outcome,
+    OutcomeKind,
+    Payment,
+    PaymentState,
+    TranType,
+)
+from paytabs_guard.service.payment_steps import (
+    PaymentDeps,
+    UnknownGatewayTransaction,
+    change_payment,
+    get_payment,
+)
+from paytabs_guard.service.ports import UnitOfWork
+
+
+async def apply_result(
+    deps: PaymentDeps,
+    result: GatewayResult,
+    *,
+    dedupe_key: str | None = None,
+    exact_key: str | None = None,
+    on_outcome: Callable[[Outcome], object] | None = None,
+) -> tuple[Payment, Outcome]:
+    """The one way a gateway result (callback, return-triggered query, reconciliation) is
+    applied: lock the payment, dedupe, hold the result against the table, commit with events.
+
+    The inbox remembers ``dedupe_key`` only for a delivery that was not quarantined: a
+    mismatched result must not make the genuine one with the same key a "duplicate". For a
+    quarantined delivery it remembers ``exact_key`` (a hash of its bytes) instead, so an exact
+    repeat is a duplicate (no second alert) while a different mismatch is quarantined again.
+
+    Raises UnknownGatewayTransaction when no payment owns the result, so a callback receiver
+    can answer 5xx and PayTabs retries later instead of the result being dropped.
+
+    ``on_outcome`` is told the outcome once it holds: after the commit that stores it (the
+    unit of work's after-commit hook), or at once for a duplicate or a result that cannot
+    apply yet, which store nothing. A failed commit tells it nothing.
+    """
+    async with deps.uow() as uow:
+        payment = None
+        for ref in (result.tran_ref, result.previous_tran_ref):
+            if ref and payment is None:
+                payment = await uow.payments.get_by_tran_ref(ref, for_update=True)
+        if payment is None:
+            payment = await uow.payments.get_by_cart_id(result.cart_id, for_update=True)
+        if payment is None:
+            raise UnknownGatewayTransaction(
+                f"no payment for cart {result.cart_id!r} / tran_ref {result.tran_ref!r}"
+            )
+        if dedupe_key is not None and not await uow.inbox.record(
+            dedupe_key, source=result.source.value, now=deps.clock()
+        ):
+            seen = Outcome(
+                OutcomeKind.DUPLICATE, payment.state, payment.state, "delivery seen before", ()
+            )
+            _tell(on_outcome, seen)
+            return payment, seen
+        outcome = payment.apply_gateway_result(
+            result, at=deps.clock(), currency_conversion=deps.currency_conversion
+        )
+        if outcome.kind is OutcomeKind.QUARANTINED and dedupe_key is not None:
+            await uow.inbox.forget(dedupe_key)
+            if exact_key is not None and not await uow.inbox.record(
+                exact_key, source=result.source.value, now=deps.clock()
+            ):
+                outcome = Outcome(
+                    OutcomeKind.DUPLICATE,
+                    payment.state,
+                    payment.state,
+                    "exact repeat of a quarantined delivery",
+                    (),
+                )
+        hold = payment.hold
+        if (
+            hold is not None
+            and result.previous_tran_ref == hold.parent_tran_ref
+            and _answers(hold.kind, result.tran_type)
+        ):
+            payment.release_follow_up()  # the follow-up in flight has its answer
+        if outcome.kind is OutcomeKind.ILLEGAL:
+            # e.g. a refund before its capture: keep nothing, let the sender deliver it again
+            _tell(on_outcome, outcome)
+            return payment, outcome
+        await _keep_card(uow, payment, result, outcome)
+        if on_outcome is not None:
+            uow.after_commit(lambda: on_outcome(outcome))
+        await uow.commit()
+        return payment, outcome
+
+
+def _tell(on_outcome: Callable[[Outcome], object] | None, outcome: Outcome) -> None:
+    if on_outcome is not None:
+        on_outcome(outcome)
+
+
+async def _keep_card(
+    uow: UnitOfWork, payment: Payment, result: GatewayResult, outcome: Outcome
+) -> None:
+    """The token of a card the payment asked to save arrives with its authorised result."""
+    if (
+        payment.saved_card_id is not None
+        and result.token
+        and outcome.kind is OutcomeKind.APPLIED
+        and result.status is GatewayStatus.AUTHORIZED
+        and result.previous_tran_ref is None  # the payment's own sale or auth
+    ):
+        await uow.cards.issued(
+            payment.saved_card_id, payment.id, result.token, result.tran_ref, result.card
+        )
+
+
+async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
+    """Ask PayTabs what it holds for an undecided payment's cart and apply it.
+
+    Also settles what only the absence of a result can tell: a create that never reached
+    PayTabs fails (no record), a page nobody paid before its TTL expires. Raises
+    GatewayUnavailable / GatewayOutcomeUnknown when PayTabs cannot be asked.
+    """
+    payment = await get_payment(deps, payment_id)
+    if payment.state.is_final:
+        return payment
+    results = await deps.gateway.transactions(payment.cart_id)
+    if payment.state is PaymentState.INITIATING:
+        # the create call never finished (a crash, a lost answer): say so before any result
+        payment = await change_payment(
+            deps, payment_id, lambda p, at: p.initiation_ambiguous(at=at)
+        )
+    for result in results:
+        payment, _ = await apply_result(deps, result)
+    if any(result.status is not None for result in results):
+        return payment
+    now = deps.clock()
+    if payment.state is PaymentState.UNKNOWN and not results:
+        return await change_payment(
+            deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at)
+        )
+    lapsed = payment.expires_at is not None and now >= payment.expires_at
+    if lapsed and payment.state in _EXPIRABLE:
+        return await change_payment(deps, payment_id, _expire_if_still_waiting)
+    return payment
+
+
+_EXPIRABLE = frozenset({PaymentState.AWAITING_CUSTOMER, PaymentState.PENDING, PaymentState.ON_HOLD})
+
+
+def _expire_if_still_waiting(payment: Payment, at: datetime) -> None:
+    # Under the row lock: a callback, or another instance at the same deadline, may have
+    # settled it since it was read; the loser of that race changes and emits nothing.
+    if payment.state in _EXPIRABLE:
+        payment.expire_page(at=at)
+
+
+def _answers(kind: TranType, answer: TranType) -> bool:
+    """Does a result of type ``answer`` settle a follow-up of ``kind``? (release ends a void)"""
+    return answer is kind or {kind, answer} == {TranType.VOID, TranType.RELEASE}
