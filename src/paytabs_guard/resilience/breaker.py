@@ -21,10 +21,8 @@ Rules worth knowing (see ``BreakerConfig`` for the knobs):
 * Recovery is detected, not only waited for. While open, a recovery probe is due every
   ``probe_interval`` (jittered); a :class:`~paytabs_guard.resilience.prober.BreakerProber`
   sends it (a request that can have no effect) and reports with :meth:`record_probe`. An
-  answer moves the breaker to half-open at once, and real trial calls decide. A probe that
-  said "up" while the trials then failed (queries answer but payments do not) loses
-  credibility: the next probe may only bring a half-open after a back-off that doubles up to
-  four probe intervals, so a partial outage costs at most one trial per few seconds.
+  answer moves the breaker to half-open at once, and real trial calls decide; a probe whose
+  "up" the trials contradicted loses credibility for a while (probes.py keeps that book).
 * The open period is randomised (``open_jitter``) and adapts: ``min_open_time`` after a trip,
   doubled after each failed trial, never more than ``reset_timeout``.
 * Nothing runs in the background and nothing awaits Redis: shared state arrives through
@@ -32,6 +30,11 @@ Rules worth knowing (see ``BreakerConfig`` for the knobs):
   by a listener, and leaves through the synchronous :class:`SharedHook`.
 
 A breaker belongs to one event loop and is not thread-safe, like everything asyncio.
+
+Why this module stays long: admission, outcomes, transitions and the reactions to probes,
+shared state and manual commands all write the same few fields (state, ``_retry_at``, the trial
+generation and counters) under one invariant, and the hot path inlines parts of them. Its
+helpers with their own state live beside it: probes.py, waiters.py, window.py, deadline.py.
 """
 
 from __future__ import annotations
