@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .errors import CurrencyMismatch, InvalidPaymentRequest
 from .gateway_results import TranType
 from .money import Money
+
+if TYPE_CHECKING:
+    from .payment import Payment
 
 MAX_CART_ID_LENGTH: Final = 64  # PayTabs rejects longer cart ids (error 101)
 MAX_DESCRIPTION_LENGTH: Final = 128  # PayTabs rejects longer descriptions (error 102)
@@ -40,15 +43,9 @@ def check_positive(amount: Money) -> None:
         raise InvalidPaymentRequest("amount", f"must be more than zero, got {amount}")
 
 
-def check_new_payment(
-    id: str,
-    cart_id: str,
-    profile_id: int,
-    amount: Money,
-    tran_type: TranType,
-    description: str,
-) -> None:
-    """What ``Payment.create`` requires of a new payment."""
+def check_new_payment(payment: Payment) -> None:
+    """What ``Payment.create`` requires of a new payment (checked before anyone sees it)."""
+    id, cart_id, description = payment.id, payment.cart_id, payment.description
     if not id.strip():
         raise InvalidPaymentRequest("id", "must not be empty")
     check_cart_id(cart_id)
@@ -57,11 +54,13 @@ def check_new_payment(
             "description",
             f"must be 1 to {MAX_DESCRIPTION_LENGTH} characters, got {len(description)}",
         )
-    if profile_id <= 0:
-        raise InvalidPaymentRequest("profile_id", f"must be a PayTabs profile id, got {profile_id}")
-    check_positive(amount)
-    if tran_type not in (TranType.SALE, TranType.AUTH):
-        raise InvalidPaymentRequest("tran_type", f"must be sale or auth, got {tran_type}")
+    if payment.profile_id <= 0:
+        raise InvalidPaymentRequest(
+            "profile_id", f"must be a PayTabs profile id, got {payment.profile_id}"
+        )
+    check_positive(payment.amount)
+    if payment.tran_type not in (TranType.SALE, TranType.AUTH):
+        raise InvalidPaymentRequest("tran_type", f"must be sale or auth, got {payment.tran_type}")
 
 
 def check_operation_amount(payment_amount: Money, amount: Money) -> None:

@@ -93,7 +93,6 @@ class Payment:
     ) -> Payment:
         """A new payment in CREATED, with its ``payment.created`` event queued."""
         require_aware(at)
-        check_new_payment(id, cart_id, profile_id, amount, tran_type, description)
         zero = Money(0, amount.currency)
         payment = cls(
             id=id,
@@ -111,6 +110,7 @@ class Payment:
             metadata=dict(metadata or {}),
             saved_card_id=saved_card_id,
         )
+        check_new_payment(payment)
         payment.history.append(
             Transition(
                 from_state=None,

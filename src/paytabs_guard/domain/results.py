@@ -16,8 +16,9 @@ A transition goes through ``Payment._move``, like every other change of state.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, assert_never
+from typing import TYPE_CHECKING, Final
 
 from . import emission
 from .checks import require_aware
@@ -86,40 +87,32 @@ def _already_seen(payment: Payment, result: GatewayResult) -> bool:
     )
 
 
+_TRIGGERS: Final[Mapping[Signal, Trigger]] = {
+    Signal.PAGE_OPEN: Trigger.PAGE_FOUND,
+    Signal.PENDING: Trigger.PENDING,
+    Signal.HELD: Trigger.HELD,
+    Signal.CHARGED: Trigger.CHARGED,
+    Signal.AUTHORIZED: Trigger.AUTHORIZED,
+    Signal.CAPTURED: Trigger.CAPTURED,
+    Signal.DECLINED: Trigger.DECLINED,
+    Signal.CANCELLED: Trigger.CANCELLED,
+    Signal.EXPIRED: Trigger.EXPIRED,
+    Signal.VOIDED: Trigger.VOIDED,
+}
+"""The trigger each signal fires. A refund's depends on the amount; the follow-up signals
+(pending, failed) and NOT_A_PAYMENT fire none: they are recorded beside the state."""
+
+
 def _trigger_for(payment: Payment, result: GatewayResult) -> Trigger | None:
     """The table trigger ``result`` fires; None for follow-ups that never move the state."""
     signal = result.signal
-    match signal:
-        case Signal.PAGE_OPEN:
-            return Trigger.PAGE_FOUND
-        case Signal.PENDING:
-            return Trigger.PENDING
-        case Signal.HELD:
-            return Trigger.HELD
-        case Signal.CHARGED:
-            return Trigger.CHARGED
-        case Signal.AUTHORIZED:
-            return Trigger.AUTHORIZED
-        case Signal.CAPTURED:
-            return Trigger.CAPTURED
-        case Signal.DECLINED:
-            return Trigger.DECLINED
-        case Signal.CANCELLED:
-            return Trigger.CANCELLED
-        case Signal.EXPIRED:
-            return Trigger.EXPIRED
-        case Signal.VOIDED:
-            return Trigger.VOIDED
-        case Signal.REFUNDED:
-            # Before the sale is known, measure against the payment's amount: the table
-            # then refuses the refund anyway.
-            base = payment.captured if payment.state in MONEY_MOVED_STATES else payment.amount
-            full = base <= payment.refunded + result.amount
-            return Trigger.FULL_REFUND if full else Trigger.PARTIAL_REFUND
-        case Signal.FOLLOW_UP_PENDING | Signal.FOLLOW_UP_FAILED | Signal.NOT_A_PAYMENT:
-            return None  # recorded beside the state (register never gets this far)
-        case _:
-            assert_never(signal)
+    if signal is Signal.REFUNDED:
+        # Before the sale is known, measure against the payment's amount: the table then
+        # refuses the refund anyway.
+        base = payment.captured if payment.state in MONEY_MOVED_STATES else payment.amount
+        full = base <= payment.refunded + result.amount
+        return Trigger.FULL_REFUND if full else Trigger.PARTIAL_REFUND
+    return _TRIGGERS.get(signal)
 
 
 def _effect_of(
