@@ -81,11 +81,6 @@ _FORCED_OPEN = BreakerState.FORCED_OPEN
 _FORCED_CLOSED = BreakerState.FORCED_CLOSED
 _DISABLED = BreakerState.DISABLED
 _REJECTED = -1
-# Until a probe has been answered, how long an answer is assumed to take (seconds).
-_ASSUMED_PROBE_ANSWER = 0.2
-# A caller told to come back for a verdict arrives this many expected answer times after the
-# probe leaves: late enough that the verdict is in, early enough to lose little when it is "up".
-_VERDICT_MARGIN = 1.5
 
 __all__ = ["CircuitBreaker", "Fallback", "SharedHook"]  # SharedHook lives in shared_hook.py
 
@@ -253,7 +248,8 @@ class CircuitBreaker:
                     self._window.reject(start)
                     wait = self._retry_at - start
                     if self._probe_interval is not None:  # the next probe's verdict may come first
-                        wait = min(wait, max(self._probes.next_at - start, 0.0) + self._verdict())
+                        probes = self._probes
+                        wait = min(wait, max(probes.next_at - start, 0.0) + probes.verdict_in())
                     raise CircuitOpenError(self.name, wait)
                 trial = _REJECTED
             else:
@@ -384,7 +380,7 @@ class CircuitBreaker:
             # Not the moment the probe leaves but the moment its answer is in: a caller sent
             # back for the probe itself would find the breaker still open and be told to wait a
             # whole interval more, so every turned-away caller would miss every recovery once.
-            wait = min(wait, max(self._probes.next_at - now, 0.0) + self._verdict())
+            wait = min(wait, max(self._probes.next_at - now, 0.0) + self._probes.verdict_in())
         if self._state is _HALF_OPEN and self._call_timeout is not None:
             # Every trial slot is taken. The trials' answers are due within the call timeout of
             # the latest one, and decide open or closed; the patience behind _retry_at (up to
@@ -394,14 +390,8 @@ class CircuitBreaker:
             # Trials usually answer within a gateway round trip (the probes' measure of it);
             # the call timeout is the worst case. Come back when the trials have likely
             # answered, and never later than a probe interval.
-            wait = min(wait, self._probe_interval, 2.0 * self._verdict())
+            wait = min(wait, self._probe_interval, 2.0 * self._probes.verdict_in())
         return wait if wait > 0.0 else 0.0
-
-    def _verdict(self) -> float:
-        """Seconds from a probe (or trial) leaving to its answer being in, with a margin: the
-        probes' smoothed answer time, assumed until one has been answered."""
-        answer = self._probes.answer_time
-        return _VERDICT_MARGIN * (_ASSUMED_PROBE_ANSWER if answer is None else answer)
 
     def rejection_wait(self) -> float | None:
         """Seconds a call made now would be told to wait, or None if it would be let through.

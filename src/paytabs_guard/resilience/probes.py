@@ -18,6 +18,11 @@ from paytabs_guard.resilience.stats import ProbeStats
 
 PROBE_BACKOFF_CAP = 4.0
 """A misleading probe's back-off doubles up to this many probe intervals."""
+ASSUMED_PROBE_ANSWER = 0.2
+"""Until a probe has been answered, how long an answer is assumed to take (seconds)."""
+VERDICT_MARGIN = 1.5
+"""A caller told to come back for a verdict arrives this many expected answer times after the
+probe leaves: late enough that the verdict is in, early enough to lose little when it is "up"."""
 
 
 class ProbeBook:
@@ -103,6 +108,12 @@ class ProbeBook:
         a few answers follow a change of the gateway's speed, one slow answer does not)."""
         previous = self.answer_time
         self.answer_time = latency if previous is None else 0.7 * previous + 0.3 * latency
+
+    def verdict_in(self) -> float:
+        """Seconds from a probe (or trial) leaving to its answer being in, with a margin: the
+        smoothed answer time, assumed until a probe has been answered."""
+        answer = self.answer_time
+        return VERDICT_MARGIN * (ASSUMED_PROBE_ANSWER if answer is None else answer)
 
     def note(self, succeeded: bool, at: datetime, *, here: bool) -> None:
         """A probe's verdict; ``here``: this instance sent it (else another instance did)."""
