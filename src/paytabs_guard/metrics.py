@@ -37,130 +37,119 @@ class Metrics:
 
     def __init__(self, *, version: str = "0") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        Info(f"{PREFIX}_build", "Version of the running service", registry=r).info(
+        Info(f"{PREFIX}_build", "Version of the running service", registry=self.registry).info(
             {"version": version}
         )
-        self.http_requests = Counter(
-            f"{PREFIX}_http_requests_total",
+        counter, gauge, histogram = self._counter, self._gauge, self._histogram
+        self.http_requests = counter(
+            "http_requests_total",
             "Inbound HTTP requests by route template, method and status class",
-            ["route", "method", "status_class"],
-            registry=r,
-        )
-        self.http_duration = Histogram(
-            f"{PREFIX}_http_request_duration_seconds",
+            "route", "method", "status_class",
+        )  # fmt: skip
+        self.http_duration = histogram(
+            "http_request_duration_seconds",
             "Inbound HTTP request duration by route template and method",
-            ["route", "method"],
-            buckets=API_BUCKETS,
-            registry=r,
-        )
-        self.gateway_requests = Counter(
-            f"{PREFIX}_gateway_requests_total",
+            API_BUCKETS, "route", "method",
+        )  # fmt: skip
+        self.gateway_requests = counter(
+            "gateway_requests_total",
             "PayTabs HTTP attempts by operation and outcome (ok or the error class)",
-            ["operation", "outcome"],
-            registry=r,
-        )
-        self.gateway_duration = Histogram(
-            f"{PREFIX}_gateway_request_duration_seconds",
+            "operation", "outcome",
+        )  # fmt: skip
+        self.gateway_duration = histogram(
+            "gateway_request_duration_seconds",
             "PayTabs HTTP attempt duration by operation",
-            ["operation"],
-            buckets=GATEWAY_BUCKETS,
-            registry=r,
-        )
-        self.breaker_state = Gauge(
-            f"{PREFIX}_circuit_breaker_state",
+            GATEWAY_BUCKETS, "operation",
+        )  # fmt: skip
+        self.breaker_state = gauge(
+            "circuit_breaker_state",
             "1 for the state each circuit breaker is in, 0 for the others",
-            ["breaker", "state"],
-            registry=r,
-        )
-        self.breaker_transitions = Counter(
-            f"{PREFIX}_circuit_breaker_transitions_total",
+            "breaker", "state",
+        )  # fmt: skip
+        self.breaker_transitions = counter(
+            "circuit_breaker_transitions_total",
             "Circuit breaker state changes",
-            ["breaker", "from_state", "to_state"],
-            registry=r,
-        )
-        self.breaker_probes = Counter(
-            f"{PREFIX}_circuit_breaker_probes_total",
+            "breaker", "from_state", "to_state",
+        )  # fmt: skip
+        self.breaker_probes = counter(
+            "circuit_breaker_probes_total",
             "Recovery probes sent by this instance while a breaker was open, by result",
-            ["breaker", "result"],
-            registry=r,
-        )
-        self.webhooks = Counter(
-            f"{PREFIX}_webhook_requests_total",
+            "breaker", "result",
+        )  # fmt: skip
+        self.webhooks = counter(
+            "webhook_requests_total",
             "PayTabs-facing deliveries (callback, browser return) by endpoint and outcome",
-            ["endpoint", "outcome"],
-            registry=r,
-        )
-        self.webhook_duration = Histogram(
-            f"{PREFIX}_webhook_request_duration_seconds",
+            "endpoint", "outcome",
+        )  # fmt: skip
+        self.webhook_duration = histogram(
+            "webhook_request_duration_seconds",
             "Time to answer a PayTabs-facing delivery",
-            ["endpoint"],
-            buckets=API_BUCKETS,
-            registry=r,
-        )
-        self.payment_transitions = Counter(
-            f"{PREFIX}_payment_transitions_total",
+            API_BUCKETS, "endpoint",
+        )  # fmt: skip
+        self.payment_transitions = counter(
+            "payment_transitions_total",
             "Payment state changes seen by this instance, by source",
-            ["from_state", "to_state", "source"],
-            registry=r,
-        )
-        self.payment_results = Counter(
-            f"{PREFIX}_payment_results_total",
+            "from_state", "to_state", "source",
+        )  # fmt: skip
+        self.payment_results = counter(
+            "payment_results_total",
             "Gateway results held against a payment, by what they did "
             "(applied, duplicate, stale, conflict, quarantined, illegal, ignored)",
-            ["kind", "source"],
-            registry=r,
-        )
-        self.idempotency = Counter(
-            f"{PREFIX}_idempotency_requests_total",
+            "kind", "source",
+        )  # fmt: skip
+        self.idempotency = counter(
+            "idempotency_requests_total",
             "Requests with an Idempotency-Key by what the key said "
             "(new, replayed, mismatch, in_flight, missing)",
-            ["outcome"],
-            registry=r,
+            "outcome",
+        )  # fmt: skip
+        self.outbox_pending = gauge(
+            "outbox_pending", "Outbox events not yet handed to the sinks (read at scrape time)"
         )
-        self.outbox_pending = Gauge(
-            f"{PREFIX}_outbox_pending",
-            "Outbox events not yet handed to the sinks (read at scrape time)",
-            registry=r,
-        )
-        self.outbox_lag = Gauge(
-            f"{PREFIX}_outbox_oldest_age_seconds",
+        self.outbox_lag = gauge(
+            "outbox_oldest_age_seconds",
             "Age of the oldest outbox event not yet handed to the sinks (read at scrape time)",
-            registry=r,
         )
-        self.dead_letters = Gauge(
-            f"{PREFIX}_event_dead_letters",
+        self.dead_letters = gauge(
+            "event_dead_letters",
             "Event deliveries that failed every attempt and wait to be replayed, all sinks "
             "(read at scrape time; the database's count, so every instance shows the same)",
-            registry=r,
         )
-        self.undecided = Gauge(
-            f"{PREFIX}_payments_undecided",
+        self.undecided = gauge(
+            "payments_undecided",
             "Payments still waiting for the gateway or the customer (read at scrape time)",
-            registry=r,
         )
-        self.undecided_age = Gauge(
-            f"{PREFIX}_payments_undecided_oldest_age_seconds",
+        self.undecided_age = gauge(
+            "payments_undecided_oldest_age_seconds",
             "Seconds since the oldest undecided payment was created, 0 when none waits "
             "(read at scrape time)",
-            registry=r,
         )
-        self.dependency_up = Gauge(
-            f"{PREFIX}_dependency_up",
+        self.dependency_up = gauge(
+            "dependency_up",
             "1 when the last check reached the dependency (database, redis), else 0",
-            ["dependency"],
-            registry=r,
+            "dependency",
         )
-        self.reconciliation_runs = Counter(
-            f"{PREFIX}_reconciliation_runs_total",
-            "Reconciliation runs by result",
-            ["result"],
-            registry=r,
+        self.reconciliation_runs = counter(
+            "reconciliation_runs_total", "Reconciliation runs by result", "result"
         )
-        self.reconciliation_last_run = Gauge(
-            f"{PREFIX}_reconciliation_last_run_timestamp_seconds",
+        self.reconciliation_last_run = gauge(
+            "reconciliation_last_run_timestamp_seconds",
             "Unix time of the last finished reconciliation run",
-            registry=r,
+        )
+
+    # ---- declaring a family: named under PREFIX, on this instance's registry ---------------
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        return Counter(f"{PREFIX}_{name}", documentation, labels, registry=self.registry)
+
+    def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
+        return Gauge(f"{PREFIX}_{name}", documentation, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, documentation: str, buckets: tuple[float, ...], *labels: str
+    ) -> Histogram:
+        return Histogram(
+            f"{PREFIX}_{name}", documentation, labels, buckets=buckets, registry=self.registry
         )
 
     # ---- hooks ---------------------------------------------------------------------------

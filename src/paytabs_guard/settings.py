@@ -42,6 +42,14 @@ def _split_list(value: object) -> object:
     return value
 
 
+def _require_http_url(value: str) -> str:
+    """``value`` if it is an absolute http(s) URL (every URL setting is one)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} must be an absolute http:// or https:// URL")
+    return value
+
+
 def _parse_networks(entries: object) -> tuple[IPNetwork, ...]:
     items = _split_list(entries)
     if not isinstance(items, list | tuple):
@@ -276,9 +284,7 @@ class Settings(BaseSettings):
         items = _split_list(value)
         if isinstance(items, list | tuple):
             for item in items:
-                parts = urlsplit(str(item))
-                if parts.scheme not in ("http", "https") or not parts.netloc:
-                    raise ValueError(f"{item!r} must be an absolute http:// or https:// URL")
+                _require_http_url(str(item))
         return items
 
     @field_validator(
@@ -315,12 +321,7 @@ class Settings(BaseSettings):
     @field_validator("paytabs_base_url", "public_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r} must be an absolute http:// or https:// URL")
-        return value.rstrip("/")
+        return None if value is None else _require_http_url(value).rstrip("/")
 
     @field_validator("database_url")
     @classmethod

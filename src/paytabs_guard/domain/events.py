@@ -22,9 +22,9 @@ Rules:
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import ClassVar, Final, TypeAlias
 
 from .gateway_results import GatewayStatus, ResultSource, TranType
@@ -60,8 +60,27 @@ class ExpiryCause(StrEnum):
     AUTHORIZATION_EXPIRED = "authorization_expired"  # X on an authorisation never captured
 
 
-def _money(amount: Money) -> EventData:
-    return {"amount": amount.format(), "currency": amount.currency}
+def _json_fields(event: PaymentEvent) -> EventData:
+    """Every field but ``occurred_at`` (the envelope's ``time``) as a JSON-safe scalar, in field
+    order: enums by value, times in ISO 8601, money as a decimal string. The ``amount`` field
+    also gives ``currency`` beside it; another sum (``refunded_total``) is in the same currency."""
+    data: EventData = {}
+    for spec in fields(event):
+        name = spec.name
+        if name == "occurred_at":
+            continue
+        value = getattr(event, name)
+        if isinstance(value, Money):
+            data[name] = value.format()
+            if name == "amount":
+                data["currency"] = value.currency
+        elif isinstance(value, Enum):
+            data[name] = value.value
+        elif isinstance(value, datetime):
+            data[name] = value.isoformat()
+        else:
+            data[name] = value
+    return data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,19 +101,11 @@ class PaymentEvent:
 
     @property
     def data(self) -> EventData:
-        """The event's JSON-safe payload."""
-        return {
-            "payment_id": self.payment_id,
-            "cart_id": self.cart_id,
-            "state": self.state.value,
-            **self._details(),
-        }
+        """The event's JSON-safe payload: its fields, one generic conversion for every type."""
+        return _json_fields(self)
 
     def _occurrence(self) -> str:
         return ""  # events that happen at most once per payment need no discriminator
-
-    def _details(self) -> EventData:
-        return {}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,13 +118,6 @@ class PaymentCreated(PaymentEvent):
     tran_type: TranType
     description: str
 
-    def _details(self) -> EventData:
-        return {
-            **_money(self.amount),
-            "tran_type": self.tran_type.value,
-            "description": self.description,
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentInitiated(PaymentEvent):
@@ -124,10 +128,6 @@ class PaymentInitiated(PaymentEvent):
     tran_ref: str
     expires_at: datetime | None
 
-    def _details(self) -> EventData:
-        expires = self.expires_at.isoformat() if self.expires_at else None
-        return {"tran_ref": self.tran_ref, "expires_at": expires}
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentAuthorized(PaymentEvent):
@@ -137,9 +137,6 @@ class PaymentAuthorized(PaymentEvent):
 
     tran_ref: str
     amount: Money
-
-    def _details(self) -> EventData:
-        return {"tran_ref": self.tran_ref, **_money(self.amount)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,13 +152,6 @@ class PaymentCaptured(PaymentEvent):
     def _occurrence(self) -> str:
         return self.tran_ref
 
-    def _details(self) -> EventData:
-        return {
-            "tran_ref": self.tran_ref,
-            "previous_tran_ref": self.previous_tran_ref,
-            **_money(self.amount),
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentCompleted(PaymentEvent):
@@ -171,9 +161,6 @@ class PaymentCompleted(PaymentEvent):
 
     tran_ref: str
     amount: Money
-
-    def _details(self) -> EventData:
-        return {"tran_ref": self.tran_ref, **_money(self.amount)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,14 +174,6 @@ class PaymentFailed(PaymentEvent):
     response_code: str
     response_message: str
 
-    def _details(self) -> EventData:
-        return {
-            "reason": self.reason.value,
-            "tran_ref": self.tran_ref,
-            "response_code": self.response_code,
-            "response_message": self.response_message,
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentCancelled(PaymentEvent):
@@ -206,13 +185,6 @@ class PaymentCancelled(PaymentEvent):
     response_code: str
     response_message: str
 
-    def _details(self) -> EventData:
-        return {
-            "tran_ref": self.tran_ref,
-            "response_code": self.response_code,
-            "response_message": self.response_message,
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentExpired(PaymentEvent):
@@ -223,9 +195,6 @@ class PaymentExpired(PaymentEvent):
     cause: ExpiryCause
     tran_ref: str | None
 
-    def _details(self) -> EventData:
-        return {"cause": self.cause.value, "tran_ref": self.tran_ref}
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentVoided(PaymentEvent):
@@ -235,9 +204,6 @@ class PaymentVoided(PaymentEvent):
 
     tran_ref: str
     amount: Money
-
-    def _details(self) -> EventData:
-        return {"tran_ref": self.tran_ref, **_money(self.amount)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,15 +221,6 @@ class PaymentRefunded(PaymentEvent):
     def _occurrence(self) -> str:
         return self.tran_ref
 
-    def _details(self) -> EventData:
-        return {
-            "tran_ref": self.tran_ref,
-            "previous_tran_ref": self.previous_tran_ref,
-            **_money(self.amount),
-            "refunded_total": self.refunded_total.format(),
-            "fully_refunded": self.fully_refunded,
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentConflict(PaymentEvent):
@@ -279,12 +236,3 @@ class PaymentConflict(PaymentEvent):
 
     def _occurrence(self) -> str:
         return f"{self.tran_ref}/{self.reported_status or '-'}"
-
-    def _details(self) -> EventData:
-        return {
-            "tran_ref": self.tran_ref,
-            "tran_type": self.tran_type.value,
-            "reported_status": self.reported_status.value if self.reported_status else None,
-            "source": self.source.value,
-            "reason": self.reason,
-        }

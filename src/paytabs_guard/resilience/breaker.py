@@ -21,10 +21,8 @@ Rules worth knowing (see ``BreakerConfig`` for the knobs):
 * Recovery is detected, not only waited for. While open, a recovery probe is due every
   ``probe_interval`` (jittered); a :class:`~paytabs_guard.resilience.prober.BreakerProber`
   sends it (a request that can have no effect) and reports with :meth:`record_probe`. An
-  answer moves the breaker to half-open at once, and real trial calls decide. A probe that
-  said "up" while the trials then failed (queries answer but payments do not) loses
-  credibility: the next probe may only bring a half-open after a back-off that doubles up to
-  four probe intervals, so a partial outage costs at most one trial per few seconds.
+  answer moves the breaker to half-open at once, and real trial calls decide; a probe whose
+  "up" the trials contradicted loses credibility for a while (probes.py keeps that book).
 * The open period is randomised (``open_jitter``) and adapts: ``min_open_time`` after a trip,
   doubled after each failed trial, never more than ``reset_timeout``.
 * Nothing runs in the background and nothing awaits Redis: shared state arrives through
@@ -32,6 +30,11 @@ Rules worth knowing (see ``BreakerConfig`` for the knobs):
   by a listener, and leaves through the synchronous :class:`SharedHook`.
 
 A breaker belongs to one event loop and is not thread-safe, like everything asyncio.
+
+Why this module stays long: admission, outcomes, transitions and the reactions to probes,
+shared state and manual commands all write the same few fields (state, ``_retry_at``, the trial
+generation and counters) under one invariant, and the hot path inlines parts of them. Its
+helpers with their own state live beside it: probes.py, waiters.py, window.py, deadline.py.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime, timedelta
-from typing import Any, ParamSpec, Protocol, TypeVar
+from datetime import timedelta
+from typing import Any, ParamSpec, TypeVar
 
 from paytabs_guard.resilience.clock import MonotonicClock, WallClock, utc_now
 from paytabs_guard.resilience.config import BreakerConfig
@@ -58,12 +61,10 @@ from paytabs_guard.resilience.events import (
     deliver,
     error_type_name,
 )
-from paytabs_guard.resilience.stats import (
-    SHARING_DISABLED,
-    BreakerSnapshot,
-    ProbeStats,
-    SharedStatus,
-)
+from paytabs_guard.resilience.probes import ProbeBook
+from paytabs_guard.resilience.shared_hook import SharedHook
+from paytabs_guard.resilience.stats import SHARING_DISABLED, BreakerSnapshot
+from paytabs_guard.resilience.waiters import AdmissionWaiters
 from paytabs_guard.resilience.window import RollingWindow
 
 T = TypeVar("T")
@@ -80,41 +81,8 @@ _FORCED_OPEN = BreakerState.FORCED_OPEN
 _FORCED_CLOSED = BreakerState.FORCED_CLOSED
 _DISABLED = BreakerState.DISABLED
 _REJECTED = -1
-# A misleading probe's back-off doubles up to this many probe intervals.
-_PROBE_BACKOFF_CAP = 4.0
-# Until a probe has been answered, how long an answer is assumed to take (seconds).
-_ASSUMED_PROBE_ANSWER = 0.2
-# A caller told to come back for a verdict arrives this many expected answer times after the
-# probe leaves: late enough that the verdict is in, early enough to lose little when it is "up".
-_VERDICT_MARGIN = 1.5
 
-
-class SharedHook(Protocol):
-    """What a breaker tells the shared-state layer. Every method must return at once.
-
-    :class:`~paytabs_guard.resilience.shared.SharedBreakerState` implements it; anything slow
-    (Redis round trips) happens in its background tasks.
-    """
-
-    def probe_permitted(self, name: str) -> bool:
-        """May this instance admit a trial call now? ``True`` when sharing is unavailable."""
-        ...
-
-    def opened(self, name: str, open_for: float) -> None:
-        """The breaker tripped on its own window and stays open ``open_for`` seconds."""
-        ...
-
-    def trial_finished(self, name: str, *, succeeded: bool, open_for: float) -> None:
-        """A trial closed the breaker, or failed and re-opened it for ``open_for`` seconds."""
-        ...
-
-    def status(self) -> SharedStatus:
-        """Whether sharing is enabled and Redis reachable, for the snapshot."""
-        ...
-
-    def probe_finished(self, name: str, *, succeeded: bool) -> None:
-        """A recovery probe from this instance was answered (or not): tell the others."""
-        ...
+__all__ = ["CircuitBreaker", "Fallback", "SharedHook"]  # SharedHook lives in shared_hook.py
 
 
 class CircuitBreaker:
@@ -225,8 +193,8 @@ class CircuitBreaker:
         self._jitter = config.open_jitter
         self._probe_interval = config.probe_interval
         self._rng = rng if rng is not None else random.Random()
-        self._probes = _ProbeBook()
-        self._waiters: list[asyncio.Future[None]] = []
+        self._probes = ProbeBook(config.probe_interval, config.open_jitter, self._rng)
+        self._waiters = AdmissionWaiters()
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self._state.value}>"
@@ -280,7 +248,8 @@ class CircuitBreaker:
                     self._window.reject(start)
                     wait = self._retry_at - start
                     if self._probe_interval is not None:  # the next probe's verdict may come first
-                        wait = min(wait, max(self._probes.next_at - start, 0.0) + self._verdict())
+                        probes = self._probes
+                        wait = min(wait, max(probes.next_at - start, 0.0) + probes.verdict_in())
                     raise CircuitOpenError(self.name, wait)
                 trial = _REJECTED
             else:
@@ -411,7 +380,7 @@ class CircuitBreaker:
             # Not the moment the probe leaves but the moment its answer is in: a caller sent
             # back for the probe itself would find the breaker still open and be told to wait a
             # whole interval more, so every turned-away caller would miss every recovery once.
-            wait = min(wait, max(self._probes.next_at - now, 0.0) + self._verdict())
+            wait = min(wait, max(self._probes.next_at - now, 0.0) + self._probes.verdict_in())
         if self._state is _HALF_OPEN and self._call_timeout is not None:
             # Every trial slot is taken. The trials' answers are due within the call timeout of
             # the latest one, and decide open or closed; the patience behind _retry_at (up to
@@ -421,14 +390,8 @@ class CircuitBreaker:
             # Trials usually answer within a gateway round trip (the probes' measure of it);
             # the call timeout is the worst case. Come back when the trials have likely
             # answered, and never later than a probe interval.
-            wait = min(wait, self._probe_interval, 2.0 * self._verdict())
+            wait = min(wait, self._probe_interval, 2.0 * self._probes.verdict_in())
         return wait if wait > 0.0 else 0.0
-
-    def _verdict(self) -> float:
-        """Seconds from a probe (or trial) leaving to its answer being in, with a margin: the
-        probes' smoothed answer time, assumed until one has been answered."""
-        answer = self._probes.answer_time
-        return _VERDICT_MARGIN * (_ASSUMED_PROBE_ANSWER if answer is None else answer)
 
     def rejection_wait(self) -> float | None:
         """Seconds a call made now would be told to wait, or None if it would be let through.
@@ -507,7 +470,7 @@ class CircuitBreaker:
                 if self._trial_failures * 100 >= self._threshold * judged:
                     self._reopen_after_trial(end)
                 else:
-                    self._wake(1)
+                    self._waiters.wake(1)
         elif (
             self._state is _CLOSED
             and window.calls >= self._volume
@@ -524,7 +487,7 @@ class CircuitBreaker:
         self._cancelled += 1
         if trial and trial == self._generation:
             self._trials -= 1  # the slot goes to the next caller
-            self._wake(1)
+            self._waiters.wake(1)
 
     # -- transitions ---------------------------------------------------------------------------
 
@@ -546,25 +509,9 @@ class CircuitBreaker:
         if state is _CLOSED:
             self._window.clear()  # a recovered breaker judges only what happens from now on
             self._failed_trials = 0
-            self._probes.misses = 0
-            self._probes.ready_at = 0.0
         if state is _OPEN or state is _FORCED_OPEN:
             self._opened += 1
-        if state is _OPEN and previous is not _OPEN and self._probe_interval is not None:
-            # The first probe comes before the open period's own trial would.
-            self._probes.next_at = now + min(self._probe_gap(), 0.5 * (self._retry_at - now))
-        if state is _HALF_OPEN:
-            # A trial the probe asked for (at once, or deferred to the end of its back-off)
-            # judges the probe too.
-            self._probes.half_open_by_probe = self._probes.deferred or reason == "probe"
-            self._probes.deferred = False
-            if self._probe_interval is not None and not self._probes.half_open_by_probe:
-                # The open period's own trial: if it hangs, probes resume one interval on.
-                self._probes.next_at = now + self._probe_gap()
-        else:
-            self._probes.half_open_by_probe = False
-        if state is _CLOSED:
-            self._probes.deferred = False
+        self._probes.entered(state, previous, reason, now, self._retry_at)
         if self._subscribers:
             self._emit(
                 STATE_EVENTS[state],
@@ -575,9 +522,9 @@ class CircuitBreaker:
             )
         if self._waiters:
             if state is _CLOSED or state is _FORCED_CLOSED or state is _DISABLED:
-                self._wake(len(self._waiters))
+                self._waiters.wake(len(self._waiters))
             elif state is _HALF_OPEN:
-                self._wake(self._half_open_max)
+                self._waiters.wake(self._half_open_max)
 
     def _open_period(self) -> float:
         """The next open period: adaptive (doubling per failed trial) and jittered, bounded."""
@@ -587,12 +534,6 @@ class CircuitBreaker:
         if self._jitter:
             period *= self._rng.uniform(1.0 - self._jitter, 1.0 + self._jitter)
         return min(period, self._reset_timeout)
-
-    def _probe_gap(self) -> float:
-        """Seconds to the next probe: the interval, spread so no two breakers probe in step."""
-        interval = self._probe_interval or 0.0
-        spread = max(self._jitter, 0.25)
-        return interval * self._rng.uniform(1.0 - spread, 1.0 + spread)
 
     def _trip(self, now: float) -> None:
         window = self._window
@@ -605,13 +546,7 @@ class CircuitBreaker:
 
     def _reopen_after_trial(self, now: float) -> None:
         self._failed_trials += 1
-        probes = self._probes
-        if probes.half_open_by_probe and self._probe_interval is not None:
-            # The probe said "up" but real calls failed: the probe does not see this outage
-            # (queries answer, payments do not). Believe the next "up" only after a back-off.
-            probes.misses += 1
-            backoff = self._probe_interval * min(2.0**probes.misses, _PROBE_BACKOFF_CAP)
-            probes.ready_at = now + backoff
+        self._probes.trials_failed(now)  # a probe's "up" that brought these trials was wrong
         open_for = self._open_period()
         self._retry_at = now + open_for
         self._transition(_OPEN, now, "trial_failed")
@@ -671,7 +606,7 @@ class CircuitBreaker:
 
     def skip_probe(self) -> None:
         """Another instance probes this breaker now: schedule ours one interval later."""
-        self._probes.next_at = self._clock() + self._probe_gap()
+        self._probes.reschedule(self._clock())
 
     def probe_sent(self) -> None:
         """A probe leaves now: the next one is due one (jittered) interval from now, whether
@@ -683,7 +618,7 @@ class CircuitBreaker:
         that hangs, it would hold the half-open slot past the recovery.
         """
         now = self._clock()
-        self._probes.next_at = now + self._probe_gap()
+        self._probes.reschedule(now)
         if self._state is _OPEN and not self._probes.deferred:
             # (unless a probe already answered and its trial only waits out the back-off)
             self._retry_at = max(self._retry_at, self._since + self._reset_timeout)
@@ -718,7 +653,7 @@ class CircuitBreaker:
         """Another instance's probe of this breaker was answered (or not): act on it here too."""
         now = self._clock()
         self._probes.note(succeeded, self._wall_clock(), here=False)
-        self._probes.next_at = now + self._probe_gap()
+        self._probes.reschedule(now)
         if succeeded:
             self._on_probe_answered(now, "shared_probe")
         else:
@@ -740,7 +675,7 @@ class CircuitBreaker:
                 self._generation += 1
                 self._trials = self._trial_successes = self._trial_failures = 0
                 self._probes.half_open_by_probe = True
-                self._wake(self._half_open_max)
+                self._waiters.wake(self._half_open_max)
             return
         if self._state is not _OPEN:
             return
@@ -762,32 +697,7 @@ class CircuitBreaker:
         a future that a state change (closed, half-open with a free trial slot) resolves, or
         until the open period ends (a trial becomes due). Returns False on timeout.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_wait
-        while (wait := self.rejection_wait()) is not None:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                async with asyncio.timeout(min(remaining, max(wait, 0.001))):
-                    await waiter
-            except TimeoutError:
-                pass
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-        return True
-
-    def _wake(self, count: int) -> None:
-        """Resolve up to ``count`` waiters, oldest first."""
-        waiters = self._waiters
-        while count > 0 and waiters:
-            waiter = waiters.pop(0)
-            if not waiter.done():
-                waiter.set_result(None)
-                count -= 1
+        return await self._waiters.wait(self.rejection_wait, max_wait)
 
     def reset(self) -> None:
         """Back to closed with a fresh window (lifetime totals are kept); ends manual states."""
@@ -892,70 +802,8 @@ class CircuitBreaker:
             error_threshold_percentage=self._threshold,
             volume_threshold=self._volume,
             probes=self._probes.stats(
-                self._probe_interval,
                 None
                 if state is not _OPEN or self._probe_interval is None
                 else max(self._probes.next_at - now, 0.0),
             ),
-        )
-
-
-class _ProbeBook:
-    """What the breaker knows of its recovery probes: schedule, credibility, counts."""
-
-    __slots__ = (
-        "answer_time",
-        "deferred",
-        "failed",
-        "half_open_by_probe",
-        "here",
-        "last_at",
-        "last_result",
-        "misses",
-        "next_at",
-        "ready_at",
-        "sent",
-        "succeeded",
-    )
-
-    def __init__(self) -> None:
-        self.next_at = 0.0  # monotonic: when the next probe is due (while open)
-        self.ready_at = 0.0  # monotonic: a probe's "up" is believed from then on
-        self.misses = 0  # probe "up"s in a row that real trials contradicted
-        self.half_open_by_probe = False
-        self.deferred = False  # a probe answered; the next half-open is its trial
-        self.sent = self.succeeded = self.failed = 0
-        self.last_result: str | None = None
-        self.last_at: datetime | None = None
-        self.here = False  # the last verdict came from this instance's own probe
-        self.answer_time: float | None = None  # smoothed seconds a probe takes to be answered
-
-    def answered_in(self, latency: float) -> None:
-        """Fold an answered probe's latency into the smoothed answer time (EWMA, weight 0.3:
-        a few answers follow a change of the gateway's speed, one slow answer does not)."""
-        previous = self.answer_time
-        self.answer_time = latency if previous is None else 0.7 * previous + 0.3 * latency
-
-    def note(self, succeeded: bool, at: datetime, *, here: bool) -> None:
-        if here:
-            self.sent += 1
-            if succeeded:
-                self.succeeded += 1
-            else:
-                self.failed += 1
-        self.last_result = "succeeded" if succeeded else "failed"
-        self.last_at = at
-        self.here = here
-
-    def stats(self, interval: float | None, next_in: float | None) -> ProbeStats:
-        return ProbeStats(
-            interval=interval,
-            sent=self.sent,
-            succeeded=self.succeeded,
-            failed=self.failed,
-            last_result=self.last_result,
-            last_at=None if self.last_at is None else self.last_at.isoformat(),
-            next_probe_in=next_in,
-            prober=self.here,
-            misleading=self.misses,
         )

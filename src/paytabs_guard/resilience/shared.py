@@ -35,67 +35,34 @@ import contextlib
 import json
 import logging
 import math
-import os
 import secrets
-import socket
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Self
 
 import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from paytabs_guard.resilience.breaker import CircuitBreaker
 from paytabs_guard.resilience.clock import MonotonicClock
+from paytabs_guard.resilience.shared_wire import (
+    RELEASE_LEASE,
+    TAKE_OR_RENEW,
+    Keys,
+    Lease,
+    LeaseState,
+    default_instance_id,
+    encode_message,
+)
 from paytabs_guard.resilience.stats import SharedStatus
 
+__all__ = ["SharedBreakerState", "default_instance_id"]
+
 logger = logging.getLogger(__name__)
-
-_MESSAGE_VERSION: Final = 1
-
-# Takes the prober lease if free, or renews it if this instance holds it.
-_TAKE_OR_RENEW: Final = """
-local holder = redis.call('get', KEYS[1])
-if holder == ARGV[1] then
-    redis.call('pexpire', KEYS[1], ARGV[2])
-    return 1
-end
-if holder then
-    return 0
-end
-redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-# Deletes the probe lease only if this instance still holds it.
-_RELEASE_LEASE: Final = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
-
-
-class _LeaseState(Enum):
-    ACQUIRING = "acquiring"
-    HELD = "held"
-    LOST = "lost"
-
-
-@dataclass(slots=True)
-class _Lease:
-    state: _LeaseState
-    until: float = 0.0  # for LOST: when the holder's lease expires (our monotonic clock)
-
-
-def default_instance_id() -> str:
-    """``host-pid-random``: unique per process, readable in Redis and in logs."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class SharedBreakerState:
@@ -128,15 +95,15 @@ class SharedBreakerState:
         clock: MonotonicClock = time.monotonic,
     ) -> None:
         self._url = url
-        self._prefix = prefix
-        self._channel = f"{prefix}breaker:events"
+        self._keys = Keys(prefix)
+        self._channel = self._keys.channel
         self.instance_id = instance_id or default_instance_id()
         self._poll_interval = poll_interval
         self._op_timeout = op_timeout
         self._reconnect_delay = reconnect_delay
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._leases: dict[str, _Lease] = {}
+        self._leases: dict[str, Lease] = {}
         self._redis: redis.Redis | None = None
         self._listener: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -161,7 +128,9 @@ class SharedBreakerState:
             # Our loop reconnects; redis-py's own retries would only stretch each failure.
             retry=Retry(NoBackoff(), 0),
         )
-        self._listener = asyncio.create_task(self._listen(), name=f"breaker-sharing:{self._prefix}")
+        self._listener = asyncio.create_task(
+            self._listen(), name=f"breaker-sharing:{self._keys.prefix}"
+        )
 
     async def aclose(self) -> None:
         """Stop the listener and background operations, and close the connections.
@@ -239,12 +208,12 @@ class SharedBreakerState:
             return True
         lease = self._leases.get(name)
         if lease is not None:
-            if lease.state is _LeaseState.HELD:
+            if lease.state is LeaseState.HELD:
                 del self._leases[name]
                 return True
-            if lease.state is _LeaseState.ACQUIRING or self._clock() < lease.until:
+            if lease.state is LeaseState.ACQUIRING or self._clock() < lease.until:
                 return False
-        lease = _Lease(_LeaseState.ACQUIRING)
+        lease = Lease(LeaseState.ACQUIRING)
         if not self._spawn(self._acquire(name, lease)):
             return True  # no running loop to ask Redis from: decide locally
         self._leases[name] = lease
@@ -276,9 +245,9 @@ class SharedBreakerState:
         try:
             async with asyncio.timeout(self._op_timeout):
                 won = await client.eval(
-                    _TAKE_OR_RENEW,
+                    TAKE_OR_RENEW,
                     1,
-                    self._prober_key(name),
+                    self._keys.prober(name),
                     self.instance_id,
                     str(max(math.ceil(ttl * 1000), 1)),
                 )
@@ -295,25 +264,7 @@ class SharedBreakerState:
             return
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self._op_timeout):
-                await client.eval(_RELEASE_LEASE, 1, self._prober_key(name), self.instance_id)
-
-    # -- keys ----------------------------------------------------------------------------------
-
-    def _open_key(self, name: str) -> str:
-        return f"{self._prefix}breaker:{name}:open_until"
-
-    def _probe_key(self, name: str) -> str:
-        return f"{self._prefix}breaker:{name}:probe"
-
-    def _prober_key(self, name: str) -> str:
-        return f"{self._prefix}breaker:{name}:prober"
-
-    def _probe_ok_key(self, name: str) -> str:
-        return f"{self._prefix}breaker:{name}:probe_ok"
-
-    def _message(self, name: str, event: str, **extra: Any) -> str:
-        body = {"v": _MESSAGE_VERSION, "event": event, "name": name, "instance": self.instance_id}
-        return json.dumps(body | extra, separators=(",", ":"))
+                await client.eval(RELEASE_LEASE, 1, self._keys.prober(name), self.instance_id)
 
     # -- background operations -----------------------------------------------------------------
 
@@ -327,64 +278,61 @@ class SharedBreakerState:
         task.add_done_callback(self._tasks.discard)
         return True
 
-    async def _publish_opened(self, name: str, open_for: float, *, release_lease: bool) -> None:
+    async def _send(self, queue: Callable[[Pipeline], object]) -> bool:
+        """Send the commands ``queue`` adds to a pipeline in one round trip. False when there
+        is no connection or it failed (then Redis is marked unreachable)."""
         client = self._redis
         if client is None:
-            return
-        milliseconds = max(math.ceil(open_for * 1000), 1)
+            return False
         try:
             async with asyncio.timeout(self._op_timeout):
                 async with client.pipeline(transaction=False) as pipe:
-                    pipe.set(self._open_key(name), self.instance_id, px=milliseconds)
-                    pipe.publish(self._channel, self._message(name, "opened", open_for=open_for))
-                    if release_lease:
-                        pipe.eval(_RELEASE_LEASE, 1, self._probe_key(name), self.instance_id)
+                    queue(pipe)
                     await pipe.execute()
         except Exception as error:
             self._mark_unreachable(error)
-        else:
-            self._mark_reachable()
+            return False
+        self._mark_reachable()
+        return True
+
+    async def _publish_opened(self, name: str, open_for: float, *, release_lease: bool) -> None:
+        milliseconds = max(math.ceil(open_for * 1000), 1)
+        message = encode_message(self.instance_id, name, "opened", open_for=open_for)
+
+        def queue(pipe: Pipeline) -> None:
+            pipe.set(self._keys.open_until(name), self.instance_id, px=milliseconds)
+            pipe.publish(self._channel, message)
+            if release_lease:
+                pipe.eval(RELEASE_LEASE, 1, self._keys.probe(name), self.instance_id)
+
+        await self._send(queue)
 
     async def _publish_probe(self, name: str, succeeded: bool) -> None:
-        client = self._redis
         breaker = self._breakers.get(name)
-        if client is None or breaker is None:
+        if breaker is None:
             return
         result = "succeeded" if succeeded else "failed"
         interval = breaker.config.probe_interval or 1.0
         token = f"{self.instance_id}:{secrets.token_hex(4)}"
-        try:
-            async with asyncio.timeout(self._op_timeout):
-                async with client.pipeline(transaction=False) as pipe:
-                    if succeeded:
-                        pipe.set(self._probe_ok_key(name), token, px=math.ceil(2000 * interval))
-                    pipe.publish(
-                        self._channel, self._message(name, "probe", result=result, token=token)
-                    )
-                    await pipe.execute()
-        except Exception as error:
-            self._mark_unreachable(error)
-        else:
+        message = encode_message(self.instance_id, name, "probe", result=result, token=token)
+
+        def queue(pipe: Pipeline) -> None:
+            if succeeded:
+                pipe.set(self._keys.probe_ok(name), token, px=math.ceil(2000 * interval))
+            pipe.publish(self._channel, message)
+
+        if await self._send(queue):
             self._probe_ok_seen[name] = token
-            self._mark_reachable()
 
     async def _publish_closed(self, name: str) -> None:
-        client = self._redis
-        if client is None:
-            return
-        try:
-            async with asyncio.timeout(self._op_timeout):
-                async with client.pipeline(transaction=False) as pipe:
-                    pipe.delete(self._open_key(name))
-                    pipe.publish(self._channel, self._message(name, "closed"))
-                    pipe.eval(_RELEASE_LEASE, 1, self._probe_key(name), self.instance_id)
-                    await pipe.execute()
-        except Exception as error:
-            self._mark_unreachable(error)
-        else:
-            self._mark_reachable()
+        def queue(pipe: Pipeline) -> None:
+            pipe.delete(self._keys.open_until(name))
+            pipe.publish(self._channel, encode_message(self.instance_id, name, "closed"))
+            pipe.eval(RELEASE_LEASE, 1, self._keys.probe(name), self.instance_id)
 
-    async def _acquire(self, name: str, lease: _Lease) -> None:
+        await self._send(queue)
+
+    async def _acquire(self, name: str, lease: Lease) -> None:
         client = self._redis
         breaker = self._breakers.get(name)
         if client is None or breaker is None:
@@ -397,9 +345,9 @@ class SharedBreakerState:
         try:
             async with asyncio.timeout(self._op_timeout):
                 won = await client.set(
-                    self._probe_key(name), self.instance_id, nx=True, px=math.ceil(ttl * 1000)
+                    self._keys.probe(name), self.instance_id, nx=True, px=math.ceil(ttl * 1000)
                 )
-                remaining = 0 if won else await client.pttl(self._probe_key(name))
+                remaining = 0 if won else await client.pttl(self._keys.probe(name))
         except Exception as error:
             if self._leases.get(name) is lease:
                 del self._leases[name]
@@ -409,9 +357,9 @@ class SharedBreakerState:
         if self._leases.get(name) is not lease:
             return  # the breaker was opened or closed by a message meanwhile
         if won:
-            lease.state = _LeaseState.HELD
+            lease.state = LeaseState.HELD
         else:
-            lease.state = _LeaseState.LOST
+            lease.state = LeaseState.LOST
             # Ask again when the holder's lease lapses (it may have died mid-trial).
             lease.until = self._clock() + max(int(remaining), 0) / 1000
 
@@ -457,9 +405,9 @@ class SharedBreakerState:
             return
         async with client.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.get(self._open_key(name))
-                pipe.pttl(self._open_key(name))
-                pipe.get(self._probe_ok_key(name))
+                pipe.get(self._keys.open_until(name))
+                pipe.pttl(self._keys.open_until(name))
+                pipe.get(self._keys.probe_ok(name))
             results = await pipe.execute()
         for index, name in enumerate(names):
             owner, remaining, probe_ok = results[3 * index : 3 * index + 3]

@@ -1,0 +1,35 @@
+"""What a circuit breaker tells the shared-state layer (shared.py implements it)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from paytabs_guard.resilience.stats import SharedStatus
+
+
+class SharedHook(Protocol):
+    """What a breaker tells the shared-state layer. Every method must return at once.
+
+    :class:`~paytabs_guard.resilience.shared.SharedBreakerState` implements it; anything slow
+    (Redis round trips) happens in its background tasks.
+    """
+
+    def probe_permitted(self, name: str) -> bool:
+        """May this instance admit a trial call now? ``True`` when sharing is unavailable."""
+        ...
+
+    def opened(self, name: str, open_for: float) -> None:
+        """The breaker tripped on its own window and stays open ``open_for`` seconds."""
+        ...
+
+    def trial_finished(self, name: str, *, succeeded: bool, open_for: float) -> None:
+        """A trial closed the breaker, or failed and re-opened it for ``open_for`` seconds."""
+        ...
+
+    def status(self) -> SharedStatus:
+        """Whether sharing is enabled and Redis reachable, for the snapshot."""
+        ...
+
+    def probe_finished(self, name: str, *, succeeded: bool) -> None:
+        """A recovery probe from this instance was answered (or not): tell the others."""
+        ...
