@@ -35,7 +35,7 @@ from .oracle import down_spans
 from .scenario_file import ScenarioFileError, load_scenario_file
 from .scenarios import CONFIGURATIONS, PROFILES, Configuration, Profile, Scenario
 from .service import API_KEY, Recorders, RunningService, running_service, stored_outcome
-from .simulator import PROFILE_ID, SERVER_KEY, Simulator, start
+from .simulator import PROFILE_ID, SERVER_KEY, Simulator, event_loop_name, run_loop, start
 
 DEFAULT_SEED: Final = 20250129
 TIMELINE_POINTS: Final = 60
@@ -95,6 +95,7 @@ def machine() -> JsonObject:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "system": f"{platform.system()} {platform.release()}",
+        "event_loop": event_loop_name(),
     }
 
 
@@ -506,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.quiet:
             report.print_settings(out, profile, configurations, args.seed, args.simulator)
-        document = asyncio.run(
+        document = run_loop(
             run_all(
                 profile,
                 configurations,

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 
 import httpx
 
@@ -29,6 +30,7 @@ from paytabs_simulator.server import run_simulator
 PROFILE_ID: Final = 987654
 SERVER_KEY: Final = DEFAULT_SERVER_KEY
 START_SECONDS: Final = 20.0
+T = TypeVar("T")
 
 
 def simulator_config(seed: int, callback_delays: Sequence[float]) -> SimulatorConfig:
@@ -182,7 +184,21 @@ def child_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--callback-delays", required=True)
     args = parser.parse_args(argv)
     delays = [float(part) for part in str(args.callback_delays).split(",") if part]
-    asyncio.run(_serve(int(args.seed), delays))
+    run_loop(_serve(int(args.seed), delays))
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop where it is installed, as ``paytabs-guard serve`` runs the service
+    (the standard loop otherwise): the benchmark measures the event loop production uses."""
+    if importlib.util.find_spec("uvloop") is None:
+        return asyncio.run(main)
+    import uvloop
+
+    return uvloop.run(main)
+
+
+def event_loop_name() -> str:
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 if __name__ == "__main__":
