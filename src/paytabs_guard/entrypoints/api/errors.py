@@ -79,9 +79,14 @@ def spread_retry_after(seconds: float | None, rng: random.Random = _SPREAD) -> i
     return base + rng.randint(0, base // 4)
 
 
+def retry_after_ms(seconds: float) -> int:
+    """A wait in whole milliseconds, rounded up (a caller back early finds nothing changed)."""
+    return max(0, math.ceil(seconds * 1000))
+
+
 def gateway_unavailable(retry_after: float | None, *, prefer_wait: int | None = None) -> Problem:
     seconds = spread_retry_after(retry_after)
-    precise_ms = max(0, math.ceil((retry_after or 0.0) * 1000))
+    precise_ms = retry_after_ms(retry_after or 0.0)
     headers = {"Retry-After": str(seconds)}
     if prefer_wait is not None:
         headers["Preference-Applied"] = f"wait={prefer_wait}"
