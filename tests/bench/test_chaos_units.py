@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from paytabs_guard.entrypoints.chaos import main
 from paytabs_guard.entrypoints.chaos.driver import Budgets, CompletionWaiters, Driver, prefer_wait
+from paytabs_guard.entrypoints.chaos.merchants import merchants
 from paytabs_guard.entrypoints.chaos.oracle import completable, down_spans, oracle, share_of_oracle
 from paytabs_guard.entrypoints.chaos.scenario_file import ScenarioFileError, load_scenario_file
 from paytabs_guard.entrypoints.chaos.scenarios import SHORT, Window
@@ -240,3 +241,28 @@ async def test_the_precise_wait_in_a_503_body_wins_over_retry_after() -> None:
     assert driver.orders[0].outcome == "rejected"
     assert [call.status for call in driver.creates] == [503, 422]
     assert driver.creates[1].start - driver.creates[0].end < 5.0
+
+
+@pytest.mark.anyio
+async def test_merchants_in_their_own_process_report_every_order_and_create() -> None:
+    """The default layout: the driver runs in a child process and sends its orders back."""
+    merchant = _Merchant(REJECTED, REJECTED)
+    async with serve_app(merchant.app) as url:
+        simulator = Simulator(url, "inprocess")  # the orders never reach the payment page
+        try:
+            async with merchants(
+                "process",
+                service_urls=[url],
+                api_key="k",
+                simulator=simulator,
+                budgets=Budgets(5.5, 1.0),
+                prefer_wait=True,
+            ) as running:
+                await running.run([(0.0, "10.00"), (0.05, "12.50")], time.monotonic())
+        finally:
+            await simulator.aclose()
+    assert [order.outcome for order in running.orders] == ["rejected", "rejected"]
+    assert [order.amount for order in running.orders] == ["10.00", "12.50"]
+    assert [call.status for call in running.creates] == [422, 422]
+    assert [h.get("prefer") for h in merchant.headers] == ["wait=5", "wait=5"]
+    assert all(h["authorization"] == "Bearer k" for h in merchant.headers)

@@ -30,7 +30,9 @@ from paytabs_guard.observability import configure_logging
 
 from . import report
 from .analysis import JsonObject, analyse
-from .driver import Budgets, Driver, arrivals
+from .driver import Budgets, arrivals
+from .merchants import LAYOUTS as MERCHANT_LAYOUTS
+from .merchants import merchants
 from .oracle import down_spans
 from .scenario_file import ScenarioFileError, load_scenario_file
 from .scenarios import CONFIGURATIONS, PROFILES, Configuration, Profile, Scenario
@@ -225,6 +227,7 @@ async def run_one(
     directory: Path,
     logs: _LogCounter,
     on_progress: Callable[[], None] | None,
+    merchants_layout: str = "process",
 ) -> JsonObject:
     recorders = Recorders()
     name = f"{scenario.key}-{configuration.key}"
@@ -252,26 +255,29 @@ async def run_one(
             instances=scenario.instances,
             redis_prefix=prefix,
         ) as svc:
-            driver = Driver(
+            async with merchants(
+                merchants_layout,
                 service_urls=svc.urls,
                 api_key=API_KEY,
                 simulator=simulator,
-                waiters=recorders.waiters,
                 budgets=Budgets(budget, profile.completion_budget),
                 on_progress=on_progress,
                 prefer_wait=configuration.prefer_wait,
-            )
-            await simulator.reset(scenario.simulator_faults())
-            t0 = time.monotonic()
-            in_outages: list[int] = []
-            counting = asyncio.create_task(
-                _calls_during_outages(simulator, down_spans(scenario.outages, None), t0, in_outages)
-            )
-            await driver.run(schedule, t0)
-            run_end = time.monotonic() - t0
-            counting.cancel()  # an outage that outlasts the orders is counted up to here
-            with contextlib.suppress(asyncio.CancelledError):
-                await counting
+            ) as driver:
+                recorders.on_payment_completed = driver.completed
+                await simulator.reset(scenario.simulator_faults())
+                t0 = time.monotonic()
+                in_outages: list[int] = []
+                counting = asyncio.create_task(
+                    _calls_during_outages(
+                        simulator, down_spans(scenario.outages, None), t0, in_outages
+                    )
+                )
+                await driver.run(schedule, t0)
+                run_end = time.monotonic() - t0
+                counting.cancel()  # an outage that outlasts the orders is counted up to here
+                with contextlib.suppress(asyncio.CancelledError):
+                    await counting
             await simulator.clear_faults()
             stored = await _drain(svc, recorders, profile.drain_seconds)
             await svc.record_breaker_stats()
@@ -322,6 +328,7 @@ async def run_all(
     console: Console,
     quiet: bool,
     simulator_log: Path | None = None,
+    merchants_layout: str = "process",
 ) -> JsonObject:
     logs = _LogCounter()
     logging.getLogger().addHandler(logs)
@@ -364,6 +371,7 @@ async def run_all(
                             directory=Path(temp),
                             logs=logs,
                             on_progress=advance,
+                            merchants_layout=merchants_layout,
                         )
                     scenarios_out.append(
                         {
@@ -386,6 +394,7 @@ async def run_all(
         "profile": profile.name,
         "seed": seed,
         "simulator_layout": layout,
+        "merchants_layout": merchants_layout,
         "database": _database_kind(backends.database_url),
         "machine": machine(),
         "settings": {
@@ -440,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["process", "inprocess"],
         default="process",
         help="run the simulator as a child process (default) or in this event loop",
+    )
+    parser.add_argument(
+        "--merchants",
+        choices=list(MERCHANT_LAYOUTS),
+        default="process",
+        help="run the merchants (their HTTP clients) in a child process, as other machines "
+        "would be (default), or in this event loop beside the service",
     )
     parser.add_argument(
         "--database-url",
@@ -513,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 configurations,
                 seed=args.seed,
                 layout=args.simulator,
+                merchants_layout=args.merchants,
                 backends=backends,
                 console=console,
                 quiet=args.quiet,

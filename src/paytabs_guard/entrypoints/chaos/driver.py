@@ -164,7 +164,10 @@ class Driver:
         every order has ended."""
         self._t0 = t0
         self.orders = [Order(i, at, amount) for i, (at, amount) in enumerate(schedule)]
-        limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
+        # Every connection may stay open: a crowd turned away by a 503 comes back together,
+        # and opening hundreds of connections anew each time is client work a merchant's
+        # pooled client does not do.
+        limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
         async with contextlib.AsyncExitStack() as stack:
             self._http = [
                 await stack.enter_async_context(

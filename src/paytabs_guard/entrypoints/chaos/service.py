@@ -31,7 +31,7 @@ from paytabs_guard.entrypoints.loopback import serve_app
 from paytabs_guard.resilience import BreakerEvent, EventType
 from paytabs_guard.settings import load_settings
 
-from .driver import COMPLETED_STATES, CompletionWaiters
+from .driver import COMPLETED_STATES
 from .scenarios import FAMILIES
 
 SUBSCRIBER: Final = "bench.payment-completed"
@@ -87,7 +87,8 @@ def _is_probe(event: BreakerEvent) -> bool:
 class Recorders:
     """What the service tells the benchmark while it runs."""
 
-    waiters: CompletionWaiters = field(default_factory=CompletionWaiters)
+    on_payment_completed: Callable[[str], None] = field(default=lambda _payment_id: None)
+    """Tells the merchants (set by the run to its merchants' ``completed``)."""
     completed_events: Counter[str] = field(default_factory=Counter)
     """Deliveries of ``payment.completed`` per payment id (at least once: may exceed 1)."""
     event_ids: set[str] = field(default_factory=set)
@@ -101,7 +102,7 @@ class Recorders:
         payment_id = str(event.data.get("payment_id") or event.subject)
         self.completed_events[payment_id] += 1
         self.event_ids.add(event.id)
-        self.waiters.completed(payment_id)
+        self.on_payment_completed(payment_id)
 
     def on_breaker(self, event: BreakerEvent) -> None:
         self.breaker_listener(0)(event)

@@ -1,0 +1,222 @@
+"""The merchants (the :class:`~.driver.Driver`) in a process of their own, or in this one.
+
+Real merchants are other machines: their HTTP clients do not share the service's event loop or
+its core. In one process they do, and in an outage several hundred turned-away merchants coming
+back at once put their own client work in front of the service's 503s, so fail-fast times and
+the first page after a recovery measured the harness, not the breaker. In the ``process`` layout
+the driver runs in a child; the service, its relay and the benchmark's event subscriber stay
+here, and the two talk over the child's pipes:
+
+- here → child, first line: the run (service URLs, API key, simulator URL, budgets, schedule,
+  start time); then one line ``completed <payment id>`` per ``payment.completed`` the
+  subscriber receives (what a merchant's webhook endpoint would be told);
+- child → here: ``ready`` once imported, ``progress`` per finished order, then ``result
+  <json>`` with every order and create call, and it exits.
+
+Start times need no translation: ``time.monotonic()`` reads CLOCK_MONOTONIC, one clock for every
+process on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict
+from typing import Any, Final, Protocol
+
+from .driver import Budgets, CompletionWaiters, CreateCall, Driver, Order
+from .simulator import Simulator, run_loop
+
+LAYOUTS: Final = ("process", "inprocess")
+START_SECONDS: Final = 30.0
+LINE_LIMIT: Final = 256 * 1024 * 1024
+"""The result line carries every order of a run (a few MB in full mode)."""
+
+
+class Merchants(Protocol):
+    """What the benchmark needs from its merchants, wherever they run."""
+
+    orders: list[Order]
+    creates: list[CreateCall]
+
+    def completed(self, payment_id: str) -> None:
+        """The service emitted ``payment.completed`` for ``payment_id``."""
+
+    async def run(self, schedule: list[tuple[float, str]], t0: float) -> None:
+        """Every order at its time (``t0`` on ``time.monotonic()``); return when all ended."""
+
+
+class InProcess:
+    """The driver on this event loop (tests, and a comparison with the old layout)."""
+
+    def __init__(self, driver: Driver, waiters: CompletionWaiters) -> None:
+        self._driver = driver
+        self._waiters = waiters
+        self.orders: list[Order] = []
+        self.creates: list[CreateCall] = []
+
+    def completed(self, payment_id: str) -> None:
+        self._waiters.completed(payment_id)
+
+    async def run(self, schedule: list[tuple[float, str]], t0: float) -> None:
+        await self._driver.run(schedule, t0)
+        self.orders, self.creates = self._driver.orders, self._driver.creates
+
+
+class ChildProcess:
+    """The driver in a child process, fed over its stdin and read from its stdout."""
+
+    def __init__(
+        self,
+        child: asyncio.subprocess.Process,
+        spec: dict[str, Any],
+        on_progress: Callable[[], None] | None,
+    ) -> None:
+        self._child = child
+        self._spec = spec
+        self._on_progress = on_progress
+        self.orders: list[Order] = []
+        self.creates: list[CreateCall] = []
+
+    def completed(self, payment_id: str) -> None:
+        stdin = self._child.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.write(f"completed {payment_id}\n".encode())
+
+    async def run(self, schedule: list[tuple[float, str]], t0: float) -> None:
+        stdin, stdout = self._child.stdin, self._child.stdout
+        if stdin is None or stdout is None:
+            raise RuntimeError("the merchants' process has no pipes")
+        run = {**self._spec, "schedule": schedule, "t0": t0}
+        stdin.write(json.dumps(run).encode() + b"\n")
+        await stdin.drain()
+        while line := await stdout.readline():
+            kind, _, rest = line.decode().rstrip("\n").partition(" ")
+            if kind == "progress":
+                if self._on_progress is not None:
+                    self._on_progress()
+            elif kind == "result":
+                result = json.loads(rest)
+                self.orders = [Order(**order) for order in result["orders"]]
+                self.creates = [CreateCall(**call) for call in result["creates"]]
+                return
+        raise RuntimeError(
+            f"the merchants' process ended early (exit code {self._child.returncode})"
+        )
+
+
+@contextlib.asynccontextmanager
+async def merchants(
+    layout: str,
+    *,
+    service_urls: Sequence[str],
+    api_key: str,
+    simulator: Simulator,
+    budgets: Budgets,
+    prefer_wait: bool,
+    on_progress: Callable[[], None] | None = None,
+) -> AsyncIterator[Merchants]:
+    """The merchants of one run in ``layout``; a child is started (and ready) on entry."""
+    if layout == "inprocess":
+        waiters = CompletionWaiters()
+        driver = Driver(
+            service_urls=service_urls,
+            api_key=api_key,
+            simulator=simulator,
+            waiters=waiters,
+            budgets=budgets,
+            on_progress=on_progress,
+            prefer_wait=prefer_wait,
+        )
+        yield InProcess(driver, waiters)
+        return
+    if layout != "process":
+        raise ValueError(f"unknown merchants layout {layout!r}")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        __name__,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=LINE_LIMIT,
+    )
+    try:
+        ready = (
+            await asyncio.wait_for(child.stdout.readline(), START_SECONDS) if child.stdout else b""
+        )
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"the merchants' process did not start (exit {child.returncode})")
+        spec = {
+            "service_urls": list(service_urls),
+            "api_key": api_key,
+            "simulator_url": simulator.base_url,
+            "budgets": asdict(budgets),
+            "prefer_wait": prefer_wait,
+        }
+        yield ChildProcess(child, spec, on_progress)
+    finally:
+        if child.stdin is not None and not child.stdin.is_closing():
+            child.stdin.close()
+        try:
+            await asyncio.wait_for(child.wait(), timeout=10)
+        except TimeoutError:
+            child.kill()
+            await child.wait()
+
+
+# ---- the child process ----------------------------------------------------------------------
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def _child() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=LINE_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    _say("ready")
+    first = await reader.readline()
+    if not first:
+        return  # the benchmark stopped before the run began
+    run = json.loads(first)
+    waiters = CompletionWaiters()
+
+    async def listen() -> None:
+        while line := await reader.readline():
+            kind, _, payment_id = line.decode().strip().partition(" ")
+            if kind == "completed":
+                waiters.completed(payment_id)
+
+    simulator = Simulator(str(run["simulator_url"]), "process")
+    listening = asyncio.create_task(listen())
+    try:
+        driver = Driver(
+            service_urls=run["service_urls"],
+            api_key=str(run["api_key"]),
+            simulator=simulator,
+            waiters=waiters,
+            budgets=Budgets(**run["budgets"]),
+            on_progress=lambda: _say("progress"),
+            prefer_wait=bool(run["prefer_wait"]),
+        )
+        schedule = [(float(at), str(amount)) for at, amount in run["schedule"]]
+        await driver.run(schedule, float(run["t0"]))
+        result = {
+            "orders": [asdict(order) for order in driver.orders],
+            "creates": [asdict(call) for call in driver.creates],
+        }
+        _say("result " + json.dumps(result))
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+        await simulator.aclose()
+
+
+if __name__ == "__main__":
+    run_loop(_child())
