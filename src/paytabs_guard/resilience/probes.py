@@ -1,7 +1,7 @@
 """What a circuit breaker knows of its recovery probes: their schedule, their credibility and
 their counts (``ProbeBook``).
 
-The breaker owns the state machine and decides what an answer does (breaker.py: an answer moves
+The breaker owns the state machine and decides what an answer does (recovery.py: an answer moves
 an open breaker to half-open unless the probes are not credible yet); this book only remembers
 and schedules. A probe that said "up" while the trials it brought then failed loses credibility:
 the next "up" is believed only after a back-off that doubles per miss, up to

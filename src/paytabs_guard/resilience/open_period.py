@@ -1,0 +1,100 @@
+"""The breaker's open period and what a turned-away caller is told to wait.
+
+The open period is randomised (``open_jitter``) and adapts: ``min_open_time`` after a trip,
+doubled after each failed trial, never more than ``reset_timeout``; ``_retry_at`` marks its end
+(in half-open, the moment a trial still running is presumed lost). A rejected call carries the
+wait until the breaker may admit again, the truth a ``Retry-After`` needs, and
+:meth:`OpenPeriod.rejection_wait` tells it without calling.
+"""
+
+from __future__ import annotations
+
+from paytabs_guard.resilience.breaker_core import (
+    _DISABLED,
+    _FORCED_OPEN,
+    _HALF_OPEN,
+    _OPEN,
+    BreakerCore,
+)
+from paytabs_guard.resilience.errors import CircuitOpenError
+from paytabs_guard.resilience.events import EventType
+
+
+class OpenPeriod(BreakerCore):
+    """The open period and rejections of a
+    :class:`~paytabs_guard.resilience.breaker.CircuitBreaker`."""
+
+    __slots__ = ()
+
+    def _open_period(self) -> float:
+        """The next open period: adaptive (doubling per failed trial) and jittered, bounded."""
+        period = self._reset_timeout
+        if self._min_open is not None:
+            period = min(period, self._min_open * 2.0 ** min(self._failed_trials, 30))
+        if self._jitter:
+            period *= self._rng.uniform(1.0 - self._jitter, 1.0 + self._jitter)
+        return min(period, self._reset_timeout)
+
+    def _reject(self, now: float) -> CircuitOpenError:
+        # forced open: the reset timeout is nominal, an operator decides when it ends
+        retry_after = self._reset_timeout if self._state is _FORCED_OPEN else self._wait(now)
+        rejection = CircuitOpenError(self.name, retry_after)
+        self._window.reject(now)
+        if self._subscribers:
+            self._emit(EventType.REJECT, now, error=rejection)
+        return rejection
+
+    def _wait(self, now: float) -> float:
+        """How long a call rejected now should wait (open, or half-open with its slots taken).
+
+        For an open breaker that is the sooner of the end of the open period and the next
+        recovery probe (the probe may bring a half-open at once): the truth a Retry-After needs.
+        """
+        wait = self._retry_at - now
+        if self._state is _OPEN and self._probe_interval is not None:
+            # Not the moment the probe leaves but the moment its answer is in: a caller sent
+            # back for the probe itself would find the breaker still open and be told to wait a
+            # whole interval more, so every turned-away caller would miss every recovery once.
+            wait = min(wait, max(self._probes.next_at - now, 0.0) + self._probes.verdict_in())
+        if self._state is _HALF_OPEN and self._call_timeout is not None:
+            # Every trial slot is taken. The trials' answers are due within the call timeout of
+            # the latest one, and decide open or closed; the patience behind _retry_at (up to
+            # the reset timeout) only presumes a trial lost.
+            wait = min(wait, self._retry_at - self._trial_patience + self._call_timeout - now)
+        if self._state is _HALF_OPEN and self._probe_interval is not None:
+            # Trials usually answer within a gateway round trip (the probes' measure of it);
+            # the call timeout is the worst case. Come back when the trials have likely
+            # answered, and never later than a probe interval.
+            wait = min(wait, self._probe_interval, 2.0 * self._probes.verdict_in())
+        return wait if wait > 0.0 else 0.0
+
+    def rejection_wait(self) -> float | None:
+        """Seconds a call made now would be told to wait, or None if it would be let through.
+
+        Asks without calling: nothing is admitted, counted or changed, so a caller can turn
+        clients away before doing any work of its own (the API answers 503 before it stores
+        anything). An open circuit whose reset timeout has passed answers None: the next call
+        is the trial.
+        """
+        state = self._state
+        if self._admit_all or state is _DISABLED:
+            return None
+        if state is _FORCED_OPEN:
+            return self._reset_timeout
+        now = self._clock()
+        if now >= self._retry_at:
+            return None  # a trial is due (open) or the one running is presumed lost (half-open)
+        if state is _HALF_OPEN and self._slots_taken() < self._half_open_max:
+            return None
+        return self._wait(now)
+
+    # -- waiting for admission (Prefer: wait) ---------------------------------------------------
+
+    async def wait_admitting(self, max_wait: float) -> bool:
+        """Wait until a call made now would be admitted, at most ``max_wait`` seconds.
+
+        Returns at once with True when it already would be. Waiting costs no CPU: it sleeps on
+        a future that a state change (closed, half-open with a free trial slot) resolves, or
+        until the open period ends (a trial becomes due). Returns False on timeout.
+        """
+        return await self._waiters.wait(self.rejection_wait, max_wait)

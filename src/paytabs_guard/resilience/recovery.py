@@ -1,0 +1,129 @@
+"""How an open breaker detects a recovery: recovery probes and its reactions to their answers.
+
+While open, a recovery probe is due every ``probe_interval`` (jittered); a
+:class:`~paytabs_guard.resilience.prober.BreakerProber` sends it (a request that can have no
+effect) and reports with :meth:`RecoveryProbing.record_probe`; another instance's probe arrives
+through :meth:`RecoveryProbing.apply_shared_probe`. An answer moves the breaker to half-open at
+once, and real trial calls decide; a probe whose "up" the trials contradicted loses credibility
+for a while (probes.py keeps that book).
+"""
+
+from __future__ import annotations
+
+from paytabs_guard.resilience.breaker_core import _HALF_OPEN, _OPEN, BreakerCore
+from paytabs_guard.resilience.events import EventType
+
+
+class RecoveryProbing(BreakerCore):
+    """The recovery probes of a :class:`~paytabs_guard.resilience.breaker.CircuitBreaker`
+    (called by a BreakerProber and the shared-state listener, on the loop)."""
+
+    __slots__ = ()
+
+    def probe_due(self) -> bool:
+        """Whether a recovery probe should be sent now (probes on, the breaker is looking for
+        a recovery, its time has come)."""
+        return self._looking() and self._clock() >= self._probes.next_at
+
+    def next_probe_in(self) -> float | None:
+        """Seconds until the next recovery probe is due; None when none is scheduled."""
+        if not self._looking():
+            return None
+        return max(self._probes.next_at - self._clock(), 0.0)
+
+    def _looking(self) -> bool:
+        """Open with probes on, or half-open with every trial slot held by a trial still in
+        flight. The second case is the open period's own trial sent into a gateway that hangs:
+        without probes it would hide a recovery for up to a call timeout (30 s by default)."""
+        if self._probe_interval is None:
+            return False
+        state = self._state
+        return state is _OPEN or (
+            state is _HALF_OPEN
+            and self._trials_in_flight() > 0
+            and self._slots_taken() >= self._half_open_max
+        )
+
+    def skip_probe(self) -> None:
+        """Another instance probes this breaker now: schedule ours one interval later."""
+        self._probes.reschedule(self._clock())
+
+    def probe_sent(self) -> None:
+        """A probe leaves now: the next one is due one (jittered) interval from now, whether
+        or not this one has answered by then (a hanging gateway must not slow detection).
+
+        While probes run they are the evidence: the open period's own trial (a real payment
+        sent on a timer) waits for the reset timeout counted from the opening. That trial is
+        the safety net for a probe path that is down while payments work; sent into an outage
+        that hangs, it would hold the half-open slot past the recovery.
+        """
+        now = self._clock()
+        self._probes.reschedule(now)
+        if self._state is _OPEN and not self._probes.deferred:
+            # (unless a probe already answered and its trial only waits out the back-off)
+            self._retry_at = max(self._retry_at, self._since + self._reset_timeout)
+
+    def record_probe(self, *, succeeded: bool, latency: float | None = None) -> None:
+        """A probe sent by this instance was answered (``succeeded``) or not.
+
+        Probes never count in the error-rate window. An answer moves an open breaker to
+        half-open at once, unless earlier probes proved misleading (see the module doc); then
+        the trial waits for their back-off, through the ordinary open-period path.
+        """
+        now = self._clock()
+        probes = self._probes
+        probes.note(succeeded, self._wall_clock(), here=True)
+        if succeeded and latency is not None:
+            probes.answered_in(latency)
+        if self._subscribers:
+            self._emit(
+                EventType.PROBE,
+                now,
+                reason="succeeded" if succeeded else "failed",
+                latency=latency,
+            )
+        if self._shared is not None:
+            self._shared.probe_finished(self.name, succeeded=succeeded)
+        if succeeded:
+            self._on_probe_answered(now, "probe")
+        else:
+            self._on_probe_unanswered()
+
+    def apply_shared_probe(self, *, succeeded: bool) -> None:
+        """Another instance's probe of this breaker was answered (or not): act on it here too."""
+        now = self._clock()
+        self._probes.note(succeeded, self._wall_clock(), here=False)
+        self._probes.reschedule(now)
+        if succeeded:
+            self._on_probe_answered(now, "shared_probe")
+        else:
+            self._on_probe_unanswered()
+
+    def _on_probe_unanswered(self) -> None:
+        """The gateway did not answer just now: a timer trial due in the next interval would
+        be a real payment sent into an outage. Defer it past the next probe, but never beyond
+        the reset timeout counted from the opening (in case only the probe's path is down)."""
+        if self._state is _OPEN and self._probe_interval is not None:
+            self._retry_at = max(self._retry_at, self._since + self._reset_timeout)
+
+    def _on_probe_answered(self, now: float, reason: str) -> None:
+        if self._state is _HALF_OPEN:
+            if self._looking() and now >= self._probes.ready_at:
+                # The trials in flight left before the gateway answered again and may hang for
+                # a call timeout: presume them lost and let new trials decide (their late
+                # answers belong to an old generation and are ignored).
+                self._generation += 1
+                self._trials = self._trial_successes = self._trial_failures = 0
+                self._probes.half_open_by_probe = True
+                self._waiters.wake(self._half_open_max)
+            return
+        if self._state is not _OPEN:
+            return
+        if now < self._probes.ready_at:
+            # Not credible yet: a real trial at the end of the back-off settles it.
+            self._retry_at = min(self._retry_at, self._probes.ready_at)
+            self._probes.deferred = True
+            return
+        self._retry_at = now  # a trial is due at once
+        self._probes.deferred = True
+        self._transition(_HALF_OPEN, now, reason)
