@@ -96,6 +96,7 @@ def breaker_config(settings: Settings) -> BreakerConfig:
         min_open_time=settings.circuit_breaker_min_open_time / 1000,
         open_jitter=OPEN_JITTER,
         probe_interval=(settings.circuit_breaker_probe_interval or 0) / 1000 or None,
+        consecutive_failures=settings.circuit_breaker_consecutive_failures or None,
     )
 
 

@@ -166,6 +166,14 @@ class Settings(BaseSettings):
         description="Trial calls admitted at once while half-open (1-100); it closes when that "
         "many succeeded with the failed share under the error threshold",
     )
+    circuit_breaker_consecutive_failures: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="Also open after this many failed PayTabs calls in a row, whatever the "
+        "window's error rate: a gateway that went down hard is seen in a second, not after its "
+        "failures outweigh the window's earlier successes (0 = the rate alone decides)",
+    )
     circuit_breaker_probe_interval: int = Field(
         1000,
         ge=0,

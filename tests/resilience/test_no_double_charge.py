@@ -81,6 +81,7 @@ async def stormy(
                 "PAYTABS_RETRY_MAX_DELAY": "20",
                 # this test is about the retry layer; the breaker's own tests cover opening
                 "CIRCUIT_BREAKER_VOLUME_THRESHOLD": "1000000",
+                "CIRCUIT_BREAKER_CONSECUTIVE_FAILURES": "0",
             }
         )
         parts = build_gateway(settings)

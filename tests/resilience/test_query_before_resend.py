@@ -98,6 +98,7 @@ def gateway(script: ScriptedPayTabs, time: FakeClock | None = None) -> GatewayPa
             "PAYTABS_SERVER_KEY": "S-KEY",
             "PAYTABS_BASE_URL": "https://secure.paytabs.com",
             "CIRCUIT_BREAKER_VOLUME_THRESHOLD": "1000000",
+            "CIRCUIT_BREAKER_CONSECUTIVE_FAILURES": "0",
         }
     )
     return build_gateway(

@@ -200,6 +200,7 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
             self._on_failure(start, end, trial, None, reason="slow_call")
             return result
         self._window.success(end, latency)  # never trips: see _on_success
+        self._failures_in_a_row = 0
         return result
 
     def protect(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -245,6 +246,7 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
             return
         window = self._window
         window.success(end, latency)
+        self._failures_in_a_row = 0
         if trial and trial == self._generation:
             self._trial_successes += 1
             if self._trial_successes >= self._half_open_max:
@@ -292,12 +294,16 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
                     self._reopen_after_trial(end)
                 else:
                     self._waiters.wake(1)
-        elif (
-            self._state is _CLOSED
-            and window.calls >= self._volume
-            and window.failures * 100 >= self._threshold * window.calls
-        ):
-            self._trip(end)
+        elif self._state is _CLOSED:
+            self._failures_in_a_row += 1
+            if window.calls >= self._volume and window.failures * 100 >= self._threshold * (
+                window.calls
+            ):
+                self._trip(end, "error_rate")
+            elif self._in_a_row_limit and self._failures_in_a_row >= self._in_a_row_limit:
+                # A gateway that went down hard, before its failures outweigh the window's
+                # earlier successes (flapping: a 3-6 s cut after 10 s of sales).
+                self._trip(end, "consecutive_failures")
 
     def _timed_out(self, start: float, end: float, trial: int) -> CallTimeout:
         timeout = CallTimeout(self.name, self._call_timeout or 0.0)
@@ -312,12 +318,12 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
 
     # -- transitions ---------------------------------------------------------------------------
 
-    def _trip(self, now: float) -> None:
+    def _trip(self, now: float, reason: str) -> None:
         window = self._window
         rate = 100.0 * window.failures / window.calls if window.calls else 0.0
         open_for = self._open_period()
         self._retry_at = now + open_for
-        self._transition(_OPEN, now, "error_rate", error_rate=rate)
+        self._transition(_OPEN, now, reason, error_rate=rate)
         if self._shared is not None:
             self._shared.opened(self.name, open_for)
 

@@ -3,9 +3,10 @@
 :class:`BreakerCore` holds the breaker's state (one set of slots, set up from the config in one
 place) and what all its parts use: the transition, which resets the trial generation and
 counters with every change of state; the count of trial slots in use and in flight; whether
-this instance may end an open period (shared state); and events. The parts are mixins over it, each in its own module: ``open_period.py`` (how long the
-circuit stays open and what a turned-away caller is told), ``recovery.py`` (recovery probes),
-``control.py`` (manual states and shared state). ``breaker.py`` joins them with the call path
+this instance may end an open period (shared state); and events. The parts are mixins over
+it, each in its own module: ``open_period.py`` (how long the circuit stays open and what a
+turned-away caller is told), ``recovery.py`` (recovery probes), ``control.py`` (manual states
+and shared state). ``breaker.py`` joins them with the call path
 into :class:`~paytabs_guard.resilience.breaker.CircuitBreaker`.
 """
 
@@ -55,8 +56,10 @@ class BreakerCore:
         "_clock",
         "_config",
         "_failed_trials",
+        "_failures_in_a_row",
         "_generation",
         "_half_open_max",
+        "_in_a_row_limit",
         "_is_failure",
         "_jitter",
         "_min_open",
@@ -113,6 +116,7 @@ class BreakerCore:
         # Config copied into slots: the hot path reads them without a second attribute hop.
         self._threshold = config.error_threshold_percentage
         self._volume = config.volume_threshold
+        self._in_a_row_limit = config.consecutive_failures or 0  # 0: the rate alone decides
         self._half_open_max = config.half_open_max_calls
         self._reset_timeout = config.reset_timeout
         self._is_failure = config.is_failure
@@ -138,6 +142,7 @@ class BreakerCore:
         self._opened = 0
         self._trial_failures = 0
         self._failed_trials = 0  # consecutive half-open periods that ended open again
+        self._failures_in_a_row = 0  # failed calls since the last success (closed state)
         self._min_open = config.min_open_time
         self._jitter = config.open_jitter
         self._probe_interval = config.probe_interval
@@ -172,6 +177,7 @@ class BreakerCore:
         self._trials = self._trial_successes = self._trial_failures = 0
         self._since = now
         self._since_wall = self._wall_clock()
+        self._failures_in_a_row = 0
         if state is _CLOSED:
             self._window.clear()  # a recovered breaker judges only what happens from now on
             self._failed_trials = 0

@@ -35,6 +35,11 @@ class BreakerConfig:
             bucket (``rolling_window / rolling_buckets``) at a time.
         volume_threshold: Minimum number of completed calls in the window before the error rate
             may open the circuit, so that one failure on a quiet window cannot.
+        consecutive_failures: The circuit also opens after this many failures in a row, whatever
+            the window's rate (Envoy's ``consecutive_5xx``). A gateway that goes down hard
+            fails every call at once, but the rate needs the outage's failures to outweigh the
+            window's successes from before it: with a 10 s window and a 50 % threshold, seconds
+            of calls into a dead gateway. ``None``: the rate alone decides.
         half_open_max_calls: Trial calls admitted at once while half-open. The circuit closes
             on evidence: once that many trials have succeeded, while the failed share of the
             trials stays under the error threshold (counted over at least this many trials);
@@ -65,6 +70,7 @@ class BreakerConfig:
     rolling_window: float = 10.0
     rolling_buckets: int = 10
     volume_threshold: int = 5
+    consecutive_failures: int | None = None
     half_open_max_calls: int = 1
     min_open_time: float | None = None
     open_jitter: float = 0.0
@@ -90,6 +96,10 @@ class BreakerConfig:
             raise ValueError(f"rolling_buckets must be >= 1, got {self.rolling_buckets!r}")
         if self.volume_threshold < 0:
             raise ValueError(f"volume_threshold must be >= 0, got {self.volume_threshold!r}")
+        if self.consecutive_failures is not None and self.consecutive_failures < 1:
+            raise ValueError(
+                f"consecutive_failures must be >= 1 or None, got {self.consecutive_failures!r}"
+            )
         if self.half_open_max_calls < 1:
             raise ValueError(f"half_open_max_calls must be >= 1, got {self.half_open_max_calls!r}")
         if self.min_open_time is not None and not (
@@ -117,13 +127,16 @@ class BreakerConfig:
         min_open_time: float | None,
         open_jitter: float,
         probe_interval: float | None,
+        consecutive_failures: int | None = None,
     ) -> BreakerConfig:
-        """This config with the recovery knobs set (adaptive open period, jitter, probes)."""
+        """This config with the knobs beyond the seed's set: how fast a hard outage is seen
+        (failures in a row) and how recovery is found (adaptive open period, jitter, probes)."""
         return replace(
             self,
             min_open_time=min_open_time,
             open_jitter=open_jitter,
             probe_interval=probe_interval,
+            consecutive_failures=consecutive_failures,
         )
 
     @property

@@ -79,14 +79,29 @@ def spread_retry_after(seconds: float | None, rng: random.Random = _SPREAD) -> i
     return base + rng.randint(0, base // 4)
 
 
+RETURN_SPREAD_MAX: Final = 0.25
+"""Seconds by which the precise wait is spread at the most (see :func:`spread_wait`)."""
+
+
+def spread_wait(seconds: float, rng: random.Random = _SPREAD) -> float:
+    """The wait a turned-away client is given: the true one plus up to a quarter of it (at
+    most ``RETURN_SPREAD_MAX``) at random. Every client turned away while the circuit is open
+    is sent back for the same moment, the next probe's verdict; unspread, they would all come
+    back in the same few milliseconds, once per probe, and the last of a few hundred would
+    wait for the others' 503s. Never earlier than the truth: a client back early finds nothing
+    changed and is turned away again."""
+    return seconds + rng.uniform(0.0, min(seconds / 4.0, RETURN_SPREAD_MAX))
+
+
 def retry_after_ms(seconds: float) -> int:
     """A wait in whole milliseconds, rounded up (a caller back early finds nothing changed)."""
     return max(0, math.ceil(seconds * 1000))
 
 
 def gateway_unavailable(retry_after: float | None, *, prefer_wait: int | None = None) -> Problem:
-    seconds = spread_retry_after(retry_after)
-    precise_ms = retry_after_ms(retry_after or 0.0)
+    wait = spread_wait(retry_after or 0.0)
+    seconds = spread_retry_after(wait)
+    precise_ms = retry_after_ms(wait)
     headers = {"Retry-After": str(seconds)}
     if prefer_wait is not None:
         headers["Preference-Applied"] = f"wait={prefer_wait}"

@@ -22,7 +22,7 @@ from paytabs_guard.service.queries import MAX_PAGE_SIZE
 from . import problems
 from .auth import ApiClient
 from .dependencies import ClientDep, IdempotencyKeyDep, PaymentServiceDep, RuntimeDep
-from .errors import gateway_unavailable, request_id_of, retry_after_ms
+from .errors import gateway_unavailable, request_id_of, retry_after_ms, spread_wait
 from .idempotency import run_idempotent, run_idempotent_create
 from .prefer_wait import requested_wait
 from .problems import Problem, problem_response
@@ -240,7 +240,9 @@ async def process(
     held = await runtime.holding.hold(service, Operation.QUERY, requested_wait(request))
     synced = await sync_within(runtime, service, payment_id)
     out = PaymentOut.of(synced.payment).model_dump()
-    retry_ms = None if synced.retry_after is None else retry_after_ms(synced.retry_after)
+    retry_ms = (
+        None if synced.retry_after is None else retry_after_ms(spread_wait(synced.retry_after))
+    )
     confirmed = ConfirmedPaymentOut(
         **out, confirmed=synced.confirmed, reason=synced.reason, retry_after_ms=retry_ms
     )

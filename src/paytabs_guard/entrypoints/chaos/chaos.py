@@ -275,6 +275,7 @@ async def run_one(
                 )
                 await driver.run(schedule, t0)
                 run_end = time.monotonic() - t0
+                merchants_cpu = driver.cpu_seconds
                 counting.cancel()  # an outage that outlasts the orders is counted up to here
                 with contextlib.suppress(asyncio.CancelledError):
                     await counting
@@ -308,6 +309,7 @@ async def run_one(
     sim_cpu = simulator.cpu_seconds()
     result["cpu_seconds"] = {
         "this_process": time.process_time() - cpu_before[0],
+        "merchants_process": merchants_cpu,
         "simulator_process": None
         if sim_cpu is None or cpu_before[1] is None
         else sim_cpu - cpu_before[1],

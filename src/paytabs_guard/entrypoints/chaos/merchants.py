@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict
 from typing import Any, Final, Protocol
@@ -41,6 +42,8 @@ class Merchants(Protocol):
 
     orders: list[Order]
     creates: list[CreateCall]
+    cpu_seconds: float | None
+    """CPU the merchants' own process used for the run; None when they share this one."""
 
     def completed(self, payment_id: str) -> None:
         """The service emitted ``payment.completed`` for ``payment_id``."""
@@ -57,6 +60,7 @@ class InProcess:
         self._waiters = waiters
         self.orders: list[Order] = []
         self.creates: list[CreateCall] = []
+        self.cpu_seconds: float | None = None
 
     def completed(self, payment_id: str) -> None:
         self._waiters.completed(payment_id)
@@ -80,6 +84,7 @@ class ChildProcess:
         self._on_progress = on_progress
         self.orders: list[Order] = []
         self.creates: list[CreateCall] = []
+        self.cpu_seconds: float | None = None
 
     def completed(self, payment_id: str) -> None:
         stdin = self._child.stdin
@@ -102,6 +107,7 @@ class ChildProcess:
                 result = json.loads(rest)
                 self.orders = [Order(**order) for order in result["orders"]]
                 self.creates = [CreateCall(**call) for call in result["creates"]]
+                self.cpu_seconds = float(result["cpu_seconds"])
                 return
         raise RuntimeError(
             f"the merchants' process ended early (exit code {self._child.returncode})"
@@ -184,6 +190,7 @@ async def _child() -> None:
     if not first:
         return  # the benchmark stopped before the run began
     run = json.loads(first)
+    cpu_before = time.process_time()
     waiters = CompletionWaiters()
 
     async def listen() -> None:
@@ -209,6 +216,7 @@ async def _child() -> None:
         result = {
             "orders": [asdict(order) for order in driver.orders],
             "creates": [asdict(call) for call in driver.creates],
+            "cpu_seconds": time.process_time() - cpu_before,
         }
         _say("result " + json.dumps(result))
     finally:
