@@ -393,6 +393,7 @@ def analyse(
         if str(key).startswith("faults ")
     }
     return {
+        "missed": _missed(orders, flags, creates, budget),
         "orders": {
             "attempted": attempted,
             "completed": completed,
@@ -444,3 +445,28 @@ def analyse(
         },
         "timeline": _timeline(orders, creates, duration, bucket),
     }
+
+
+def _missed(
+    orders: Sequence[Order],
+    completable: Sequence[bool],
+    creates: Sequence[CreateCall],
+    budget: float,
+) -> list[JsonObject]:
+    """The orders the oracle says could have completed and did not: where to look first when
+    a configuration falls short of it (times in seconds since the run started)."""
+    calls: dict[int, list[CreateCall]] = defaultdict(list)
+    for call in creates:
+        calls[call.order].append(call)
+    return [
+        {
+            "order": order.index,
+            "arrival": round(order.arrival, 3),
+            "deadline": round(order.arrival + budget, 3),
+            "outcome": order.outcome,
+            "creates": [[round(c.start, 3), round(c.end, 3), c.status] for c in calls[order.index]],
+            "page_at": None if order.page_at is None else round(order.page_at, 3),
+        }
+        for order, can in zip(orders, completable, strict=True)
+        if can and order.outcome != "completed"
+    ]
