@@ -12,8 +12,9 @@ One order is what a shop's checkout does for one customer:
    by a new payment under a new key, still within the budget.
 2. **pay** the hosted page at the simulator (``/_sim/pages/{id}/pay``, the success card).
 3. **completed**: the signed callback reaches the service, which completes the payment and
-   emits ``payment.completed``; the order waits for that event (an in-process subscriber), and
-   at the end of its wait reads the payment once (``GET /payments/v2/{id}``).
+   emits ``payment.completed``; the order waits for that event (the benchmark's subscriber
+   passes it on, see merchants.py), and at the end of its wait reads the payment once
+   (``GET /payments/v2/{id}``).
 4. **renewal** (one order in ``RECURRING_EVERY``): that order's create asked to save the card,
    and once it completed the merchant charges the saved card again with
    ``POST /payments/v2/recurring`` (no page), retried with one key like a create. The renewal's
