@@ -26,6 +26,7 @@ from typing import Any, Final
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from paytabs_guard.entrypoints.bench.load_support import postgres_database
 from paytabs_guard.observability import configure_logging
 
 from . import report
@@ -107,23 +108,8 @@ async def _database(database_url: str | None, directory: Path, name: str) -> Asy
     if database_url is None or database_url.startswith("sqlite"):
         yield f"sqlite+aiosqlite:///{directory / f'{name}.db'}"
         return
-    import asyncpg  # PostgreSQL only
-
-    admin = database_url.replace("postgresql+asyncpg://", "postgresql://")
-    fresh = f"chaos_{name.replace('-', '_')}_{secrets.token_hex(4)}"
-    connection = await asyncpg.connect(admin, timeout=10)
-    try:
-        await connection.execute(f'CREATE DATABASE "{fresh}"')
-    finally:
-        await connection.close()
-    try:
-        yield f"{database_url.rsplit('/', 1)[0]}/{fresh}"
-    finally:
-        connection = await asyncpg.connect(admin, timeout=10)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
-        finally:
-            await connection.close()
+    async with postgres_database(database_url) as url:
+        yield url
 
 
 def service_env(
