@@ -25,7 +25,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Final, Protocol
 
 from .driver import Budgets, CompletionWaiters, CreateCall, Driver, Order
@@ -35,6 +35,47 @@ LAYOUTS: Final = ("process", "inprocess")
 START_SECONDS: Final = 30.0
 LINE_LIMIT: Final = 256 * 1024 * 1024
 """The result line carries every order of a run (a few MB in full mode)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantRun:
+    """Who the merchants talk to and how patient they are: what both layouts build a driver
+    from (the child gets it as JSON)."""
+
+    service_urls: tuple[str, ...]
+    api_key: str
+    simulator_url: str
+    budgets: Budgets
+    prefer_wait: bool
+
+    def driver(
+        self,
+        simulator: Simulator,
+        waiters: CompletionWaiters,
+        on_progress: Callable[[], None] | None,
+    ) -> Driver:
+        return Driver(
+            service_urls=self.service_urls,
+            api_key=self.api_key,
+            simulator=simulator,
+            waiters=waiters,
+            budgets=self.budgets,
+            on_progress=on_progress,
+            prefer_wait=self.prefer_wait,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "service_urls": list(self.service_urls)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MerchantRun:
+        return cls(
+            service_urls=tuple(str(url) for url in data["service_urls"]),
+            api_key=str(data["api_key"]),
+            simulator_url=str(data["simulator_url"]),
+            budgets=Budgets(**data["budgets"]),
+            prefer_wait=bool(data["prefer_wait"]),
+        )
 
 
 class Merchants(Protocol):
@@ -76,7 +117,7 @@ class ChildProcess:
     def __init__(
         self,
         child: asyncio.subprocess.Process,
-        spec: dict[str, Any],
+        spec: MerchantRun,
         on_progress: Callable[[], None] | None,
     ) -> None:
         self._child = child
@@ -95,7 +136,7 @@ class ChildProcess:
         stdin, stdout = self._child.stdin, self._child.stdout
         if stdin is None or stdout is None:
             raise RuntimeError("the merchants' process has no pipes")
-        run = {**self._spec, "schedule": schedule, "t0": t0}
+        run = {**self._spec.to_json(), "schedule": schedule, "t0": t0}
         stdin.write(json.dumps(run).encode() + b"\n")
         await stdin.drain()
         while line := await stdout.readline():
@@ -126,18 +167,10 @@ async def merchants(
     on_progress: Callable[[], None] | None = None,
 ) -> AsyncIterator[Merchants]:
     """The merchants of one run in ``layout``; a child is started (and ready) on entry."""
+    spec = MerchantRun(tuple(service_urls), api_key, simulator.base_url, budgets, prefer_wait)
     if layout == "inprocess":
         waiters = CompletionWaiters()
-        driver = Driver(
-            service_urls=service_urls,
-            api_key=api_key,
-            simulator=simulator,
-            waiters=waiters,
-            budgets=budgets,
-            on_progress=on_progress,
-            prefer_wait=prefer_wait,
-        )
-        yield InProcess(driver, waiters)
+        yield InProcess(spec.driver(simulator, waiters, on_progress), waiters)
         return
     if layout != "process":
         raise ValueError(f"unknown merchants layout {layout!r}")
@@ -155,13 +188,6 @@ async def merchants(
         )
         if ready.strip() != b"ready":
             raise RuntimeError(f"the merchants' process did not start (exit {child.returncode})")
-        spec = {
-            "service_urls": list(service_urls),
-            "api_key": api_key,
-            "simulator_url": simulator.base_url,
-            "budgets": asdict(budgets),
-            "prefer_wait": prefer_wait,
-        }
         yield ChildProcess(child, spec, on_progress)
     finally:
         if child.stdin is not None and not child.stdin.is_closing():
@@ -190,6 +216,7 @@ async def _child() -> None:
     if not first:
         return  # the benchmark stopped before the run began
     run = json.loads(first)
+    spec = MerchantRun.from_json(run)
     cpu_before = time.process_time()
     waiters = CompletionWaiters()
 
@@ -199,18 +226,10 @@ async def _child() -> None:
             if kind == "completed":
                 waiters.completed(payment_id)
 
-    simulator = Simulator(str(run["simulator_url"]), "process")
+    simulator = Simulator(spec.simulator_url, "process")
     listening = asyncio.create_task(listen())
     try:
-        driver = Driver(
-            service_urls=run["service_urls"],
-            api_key=str(run["api_key"]),
-            simulator=simulator,
-            waiters=waiters,
-            budgets=Budgets(**run["budgets"]),
-            on_progress=lambda: _say("progress"),
-            prefer_wait=bool(run["prefer_wait"]),
-        )
+        driver = spec.driver(simulator, waiters, lambda: _say("progress"))
         schedule = [(float(at), str(amount)) for at, amount in run["schedule"]]
         await driver.run(schedule, float(run["t0"]))
         result = {
