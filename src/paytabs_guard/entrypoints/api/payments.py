@@ -20,13 +20,11 @@ from paytabs_guard.service.payments import IdempotentCreate, PaymentService
 from paytabs_guard.service.queries import MAX_PAGE_SIZE
 
 from . import problems
-from .auth import ApiClient
-from .dependencies import ClientDep, IdempotencyKeyDep, PaymentServiceDep, RuntimeDep
+from .dependencies import ClientDep, PaymentServiceDep, PaymentWrite, PaymentWriteDep, RuntimeDep
 from .errors import gateway_unavailable, request_id_of, retry_after_ms
 from .idempotency import run_idempotent, run_idempotent_create
 from .prefer_wait import requested_wait
 from .problems import Problem, problem_response
-from .runtime import Runtime
 from .schemas import (
     PROBLEM_RESPONSE,
     CaptureIn,
@@ -67,48 +65,40 @@ def _refused(payment: Payment, request: Request) -> Response:
     return response
 
 
+#: The answers of a create (a hosted page, a recurring charge).
+CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": PaymentOut, "description": "PayTabs did not answer clearly: state unknown"},
+    **_ERRORS,
+}
+
+
 @router.post(
     "/create",
     status_code=201,
     response_model=PaymentOut,
     summary="Create a payment and its PayTabs hosted page",
-    responses={
-        202: {"model": PaymentOut, "description": "PayTabs did not answer clearly: state unknown"},
-        **_ERRORS,
-    },
+    responses=CREATE_RESPONSES,
 )
-async def create(
-    body: CreatePaymentIn,
-    request: Request,
-    client: ClientDep,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    key: IdempotencyKeyDep,
-) -> Response:
+async def create(body: CreatePaymentIn, write: PaymentWriteDep) -> Response:
     """201 with the page to redirect to; 202 when PayTabs' answer was lost (reconciled later);
     422 when PayTabs refused; 503 with Retry-After when PayTabs is unavailable."""
 
     async def create_it(idempotency: IdempotentCreate | None) -> Payment:
-        return await service.create(body.command(), idempotency=idempotency)
+        return await write.service.create(body.command(), idempotency=idempotency)
 
     payload = body.model_dump(mode="json")
-    return await run_create(
-        request, runtime, service, client, key, payload, Operation.CREATE, create_it
-    )
+    return await run_create(write, payload, Operation.CREATE, create_it)
 
 
 async def run_create(
-    request: Request,
-    runtime: Runtime,
-    service: PaymentService,
-    client: ApiClient,
-    key: str | None,
+    write: PaymentWrite,
     body: dict[str, Any],
     operation: Operation,
     start: Callable[[IdempotentCreate | None], Awaitable[Payment]],
 ) -> Response:
     """What every create (a hosted page, a recurring charge) shares: ``Prefer: wait`` and the
     fail-fast on ``operation``'s open circuit, the idempotent claim and the answer."""
+    request, runtime, service = write.request, write.runtime, write.service
     held = await runtime.holding.hold(service, operation, requested_wait(request))
     try:
         service.admit(operation)
@@ -122,8 +112,8 @@ async def run_create(
     response = await run_idempotent_create(
         request,
         runtime.container,
-        client,
-        key,
+        write.client,
+        write.key,
         body,
         start,
         lambda payment: created_response(payment, request),
@@ -278,15 +268,10 @@ FollowUp = Callable[[], Awaitable[Payment]]
 
 
 async def _run_follow_up(
-    request: Request,
-    runtime: Runtime,
-    service: PaymentService,
-    client: ApiClient,
-    key: str | None,
-    body: dict[str, object],
-    follow_up: FollowUp,
+    write: PaymentWrite, body: dict[str, object], follow_up: FollowUp
 ) -> Response:
     """200 with the payment; 202 (``confirmed`` false) when PayTabs' answer was unclear."""
+    request, runtime, service = write.request, write.runtime, write.service
     held = await runtime.holding.hold(service, Operation.FOLLOW_UP, requested_wait(request))
 
     async def run() -> Response:
@@ -305,8 +290,8 @@ async def _run_follow_up(
     response = await run_idempotent(
         request,
         runtime.container,
-        client,
-        key,
+        write.client,
+        write.key,
         body,
         run,
         wait_seconds=runtime.options.idempotency_wait_seconds,
@@ -327,21 +312,12 @@ _FOLLOW_UP_RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="Refund part or all of a completed payment",
     responses=_FOLLOW_UP_RESPONSES,
 )
-async def refund(
-    payment_id: str,
-    body: RefundIn,
-    request: Request,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    client: ClientDep,
-    key: IdempotencyKeyDep,
-) -> Response:
+async def refund(payment_id: str, body: RefundIn, write: PaymentWriteDep) -> Response:
     async def refund_it() -> Payment:
-        amount = await _money(service, payment_id, body.amount, body.currency)
-        return await service.refund(payment_id, amount)
+        amount = await _money(write.service, payment_id, body.amount, body.currency)
+        return await write.service.refund(payment_id, amount)
 
-    payload = body.model_dump(mode="json")
-    return await _run_follow_up(request, runtime, service, client, key, payload, refund_it)
+    return await _run_follow_up(write, body.model_dump(mode="json"), refund_it)
 
 
 @router.post(
@@ -351,24 +327,17 @@ async def refund(
     responses=_FOLLOW_UP_RESPONSES,
 )
 async def capture(
-    payment_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    client: ClientDep,
-    key: IdempotencyKeyDep,
-    body: CaptureIn | None = None,
+    payment_id: str, write: PaymentWriteDep, body: CaptureIn | None = None
 ) -> Response:
     body = body or CaptureIn()
 
     async def capture_it() -> Payment:
         amount = None
         if body.amount is not None:
-            amount = await _money(service, payment_id, body.amount, body.currency)
-        return await service.capture(payment_id, amount)
+            amount = await _money(write.service, payment_id, body.amount, body.currency)
+        return await write.service.capture(payment_id, amount)
 
-    payload = body.model_dump(mode="json")
-    return await _run_follow_up(request, runtime, service, client, key, payload, capture_it)
+    return await _run_follow_up(write, body.model_dump(mode="json"), capture_it)
 
 
 @router.post(
@@ -377,18 +346,8 @@ async def capture(
     summary="Release an authorisation that was not captured",
     responses=_FOLLOW_UP_RESPONSES,
 )
-async def void(
-    payment_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    client: ClientDep,
-    key: IdempotencyKeyDep,
-) -> Response:
-    async def void_it() -> Payment:
-        return await service.void(payment_id)
-
-    return await _run_follow_up(request, runtime, service, client, key, {}, void_it)
+async def void(payment_id: str, write: PaymentWriteDep) -> Response:
+    return await _run_follow_up(write, {}, lambda: write.service.void(payment_id))
 
 
 @router.post(
@@ -397,15 +356,5 @@ async def void(
     summary="Release an authorisation with PayTabs' release (same outcome as void)",
     responses=_FOLLOW_UP_RESPONSES,
 )
-async def release(
-    payment_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    client: ClientDep,
-    key: IdempotencyKeyDep,
-) -> Response:
-    async def release_it() -> Payment:
-        return await service.release(payment_id)
-
-    return await _run_follow_up(request, runtime, service, client, key, {}, release_it)
+async def release(payment_id: str, write: PaymentWriteDep) -> Response:
+    return await _run_follow_up(write, {}, lambda: write.service.release(payment_id))
