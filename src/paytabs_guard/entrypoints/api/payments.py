@@ -5,8 +5,6 @@ Writes take an ``Idempotency-Key`` (see ``idempotency.py``); errors are problems
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -20,6 +18,7 @@ from paytabs_guard.service.payments import IdempotentCreate, PaymentService
 from paytabs_guard.service.queries import MAX_PAGE_SIZE
 
 from . import problems
+from .cursors import decode_cursor, encode_cursor
 from .dependencies import ClientDep, PaymentServiceDep, PaymentWrite, PaymentWriteDep, RuntimeDep
 from .errors import gateway_unavailable, request_id_of, retry_after_ms
 from .idempotency import run_idempotent, run_idempotent_create
@@ -149,30 +148,6 @@ async def create_wrong_method() -> Response:
     raise problems.method_not_allowed(("POST",))
 
 
-def _cursor(payment_id: str | None) -> str | None:
-    if payment_id is None:
-        return None
-    return base64.urlsafe_b64encode(f"after:{payment_id}".encode()).decode().rstrip("=")
-
-
-def _after(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        text = ""
-    if not text.startswith("after:") or len(text) <= len("after:"):
-        raise Problem(
-            "invalid_cursor",
-            "Invalid cursor",
-            400,
-            "Pass back the next_cursor of the previous page unchanged.",
-        )
-    return text.removeprefix("after:")
-
-
 def _aware(value: datetime | None, name: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise Problem(
@@ -203,11 +178,12 @@ async def list_all(
         states=state or (),
         created_from=_aware(created_from, "created_from"),
         created_to=_aware(created_to, "created_to"),
-        after=_after(cursor),
+        after=decode_cursor("after", cursor),
         limit=limit,
     )
     return PaymentListOut(
-        data=[PaymentOut.of(p) for p in page.payments], next_cursor=_cursor(page.next_after)
+        data=[PaymentOut.of(p) for p in page.payments],
+        next_cursor=encode_cursor("after", page.next_after),
     )
 
 
