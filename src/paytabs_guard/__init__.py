@@ -39,13 +39,13 @@ from paytabs_guard.adapters.paytabs.signature import (
 from paytabs_guard.adapters.paytabs.transformers import (
     Address,
     FollowUpRequest,
-    FollowUpType,
     HostedPageRequest,
     PageTranType,
     PayTabsPaymentPage,
     PayTabsTransaction,
     TokenChargeRequest,
 )
+from paytabs_guard.domain import FollowUpType
 from paytabs_guard.domain.money import InvalidMoney, Money
 from paytabs_guard.paytabs import DEFAULT_BREAKER, PayTabs
 from paytabs_guard.resilience import (

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -121,6 +122,9 @@ class SimulatorConfig:
         )
 
 
+T = TypeVar("T")
+
+
 class _EnvReader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
@@ -130,31 +134,22 @@ class _EnvReader:
         return value.strip() if value and value.strip() else None
 
     def integer(self, name: str, default: int) -> int:
-        text = self._get(name)
-        if text is None:
-            return default
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"{name} must be an integer, got {text!r}") from None
+        return self._parsed(name, default, int, "an integer")
 
     def number(self, name: str, default: float) -> float:
-        text = self._get(name)
-        if text is None:
-            return default
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"{name} must be a number, got {text!r}") from None
+        return self._parsed(name, default, float, "a number")
 
     def decimal(self, name: str, default: Decimal) -> Decimal:
+        return self._parsed(name, default, Decimal, "a decimal number")
+
+    def _parsed(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
         text = self._get(name)
         if text is None:
             return default
         try:
-            return Decimal(text)
-        except InvalidOperation:
-            raise ValueError(f"{name} must be a decimal number, got {text!r}") from None
+            return parse(text)
+        except (ValueError, InvalidOperation):  # Decimal's own error for text it cannot read
+            raise ValueError(f"{name} must be {what}, got {text!r}") from None
 
     def numbers(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
         text = self._env.get(name)

@@ -23,6 +23,15 @@ def error_object(code: int, message: str, trace: str) -> JsonObject:
     return {"code": code, "message": message, "trace": trace}
 
 
+def _put_present(target: JsonObject, source: object, *names: str) -> None:
+    """Copy the attributes ``names`` of ``source`` into ``target``, in order, leaving out the
+    ones that are None (PayTabs leaves absent fields out rather than sending null)."""
+    for name in names:
+        value = getattr(source, name)
+        if value is not None:
+            target[name] = value
+
+
 def page_created(tx: Transaction, redirect_url: str, trace: str) -> JsonObject:
     """The `/payment/request` answer for a new hosted page (docs/paytabs.md §7.1, key order)."""
     return {
@@ -70,12 +79,7 @@ def transaction_object(
         "tran_type": tx.tran_type,
         "tran_class": tx.tran_class,
     }
-    if tx.customer_ref is not None:
-        body["customer_ref"] = tx.customer_ref
-    if tx.customer_details is not None:
-        body["customer_details"] = tx.customer_details
-    if tx.shipping_details is not None:
-        body["shipping_details"] = tx.shipping_details
+    _put_present(body, tx, "customer_ref", "customer_details", "shipping_details")
     if tx.result is not None:
         result = tx.result
         payment_result: JsonObject = {
@@ -83,12 +87,7 @@ def transaction_object(
             "response_code": result.response_code,
             "response_message": result.response_message,
         }
-        if result.acquirer_ref is not None:
-            payment_result["acquirer_ref"] = result.acquirer_ref
-        if result.cvv_result is not None:
-            payment_result["cvv_result"] = result.cvv_result
-        if result.avs_result is not None:
-            payment_result["avs_result"] = result.avs_result
+        _put_present(payment_result, result, "acquirer_ref", "cvv_result", "avs_result")
         payment_result["transaction_time"] = iso_time(result.transaction_time)
         body["payment_result"] = payment_result
     if tx.card is not None and paid:
@@ -100,10 +99,7 @@ def transaction_object(
             "expiryMonth": tx.card.expiry_month,
             "expiryYear": tx.card.expiry_year,
         }
-    if tx.token is not None:
-        body["token"] = tx.token
-    if tx.user_defined is not None:
-        body["user_defined"] = tx.user_defined
+    _put_present(body, tx, "token", "user_defined")
     if ipn_trace is not None:
         body["ipn_trace"] = ipn_trace
     if trace is not None:

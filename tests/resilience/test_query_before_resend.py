@@ -16,11 +16,10 @@ import pytest
 from paytabs_guard.adapters.paytabs.errors import AmbiguousGatewayError
 from paytabs_guard.adapters.paytabs.transformers import (
     FollowUpRequest,
-    FollowUpType,
     HostedPageRequest,
 )
 from paytabs_guard.bootstrap import GatewayParts, build_gateway
-from paytabs_guard.domain import Money
+from paytabs_guard.domain import FollowUpType, Money
 from paytabs_guard.resilience.errors import CircuitOpenError
 from paytabs_guard.settings import load_settings
 from testkit.clock import FakeClock

@@ -21,6 +21,7 @@ from typing import Self
 
 from paytabs_guard.domain import (
     CardDetails,
+    FollowUpType,
     GatewayResult,
     GatewayStatus,
     Money,
@@ -32,7 +33,7 @@ from paytabs_guard.domain import (
     TranType,
 )
 from paytabs_guard.domain.cards import SavedCard
-from paytabs_guard.service.gateway import FollowUpKind, GatewayRejected, PageDetails, PageOpened
+from paytabs_guard.service.gateway import GatewayRejected, PageDetails, PageOpened
 from paytabs_guard.service.ports import (
     ClaimStatus,
     IdempotencyClaim,
@@ -305,7 +306,7 @@ class ScriptedGateway:
     async def follow_up(
         self,
         payment: Payment,
-        kind: FollowUpKind,
+        kind: FollowUpType,
         amount: Money,
         *,
         parent_tran_ref: str,

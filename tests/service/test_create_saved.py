@@ -10,8 +10,15 @@ import pytest
 from sqlalchemy import text
 
 from paytabs_guard.adapters.sql.statements import counting
-from paytabs_guard.domain import GatewayResult, Money, Operation, Payment, PaymentState
-from paytabs_guard.service.gateway import FollowUpKind, Gateway, PageDetails, PageOpened
+from paytabs_guard.domain import (
+    FollowUpType,
+    GatewayResult,
+    Money,
+    Operation,
+    Payment,
+    PaymentState,
+)
+from paytabs_guard.service.gateway import Gateway, PageDetails, PageOpened
 from paytabs_guard.service.payments import CreatePayment, create_payment
 
 from .conftest import World
@@ -49,7 +56,7 @@ class SavedByAnotherWriter:
     async def follow_up(
         self,
         payment: Payment,
-        kind: FollowUpKind,
+        kind: FollowUpType,
         amount: Money,
         *,
         parent_tran_ref: str,

@@ -14,10 +14,16 @@ import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from paytabs_guard.domain import GatewayResult, GatewayStatus, Money, Payment, TranType
+from paytabs_guard.domain import (
+    FollowUpType,
+    GatewayResult,
+    GatewayStatus,
+    Money,
+    Payment,
+    TranType,
+)
 from paytabs_guard.domain.gateway_results import ResultSource
 from paytabs_guard.service.gateway import (
-    FollowUpKind,
     Gateway,
     GatewayError,
     GatewayRejected,
@@ -41,7 +47,7 @@ class FakeGateway:
     follow_up_status: GatewayStatus = GatewayStatus.AUTHORIZED
     """How follow-ups are answered (PENDING: a refund the acquirer settles later)."""
     _failures: dict[str, list[GatewayError]] = field(default_factory=dict)
-    _follow_ups: dict[tuple[str, FollowUpKind, int], GatewayResult] = field(default_factory=dict)
+    _follow_ups: dict[tuple[str, FollowUpType, int], GatewayResult] = field(default_factory=dict)
     _sequence: int = 0
 
     def fail_next(self, operation: str, error: GatewayError) -> None:
@@ -81,7 +87,7 @@ class FakeGateway:
     async def follow_up(
         self,
         payment: Payment,
-        kind: FollowUpKind,
+        kind: FollowUpType,
         amount: Money,
         *,
         parent_tran_ref: str,
@@ -93,7 +99,7 @@ class FakeGateway:
         if resent is not None:
             return resent
         cart = self.carts.get(payment.cart_id, [])
-        if kind is FollowUpKind.REFUND and self._refundable(cart, amount) < amount:
+        if kind is FollowUpType.REFUND and self._refundable(cart, amount) < amount:
             raise GatewayRejected("Refund amount exceeds the captured amount", code=321)
         result = self._record(
             payment,

@@ -40,6 +40,7 @@ from .events import (
 )
 from .gateway_results import (
     CardDetails,
+    FollowUpType,
     GatewayResult,
     GatewayStatus,
     Operation,
@@ -66,6 +67,7 @@ __all__ = [
     "FailureReason",
     "FollowUpHold",
     "FollowUpInProgress",
+    "FollowUpType",
     "GatewayResult",
     "GatewayStatus",
     "GatewayTransaction",

@@ -73,6 +73,15 @@ class Operation(StrEnum):
     TOKEN = "token"  # noqa: S105 - recurring charges and token queries/deletes, not a password
 
 
+class FollowUpType(StrEnum):
+    """What a follow-up does to an earlier transaction (PayTabs' ``tran_type`` for it)."""
+
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+    RELEASE = "release"
+
+
 class ResultSource(StrEnum):
     """Where a result (or one of our own steps) came from. Only a browser return never decides."""
 

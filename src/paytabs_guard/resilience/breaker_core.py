@@ -3,11 +3,11 @@
 :class:`BreakerCore` holds the breaker's state (one set of slots, set up from the config in one
 place) and what all its parts use: the transition, which resets the trial generation and
 counters with every change of state; the count of trial slots in use and in flight; whether
-this instance may end an open period (shared state); and events. The parts are mixins over
-it, each in its own module: ``open_period.py`` (how long the circuit stays open and what a
+this instance may end an open period (shared state); and events. The parts are mixins over it,
+each in its own module: ``open_period.py`` (how long the circuit stays open and what a
 turned-away caller is told), ``recovery.py`` (recovery probes), ``control.py`` (manual states
-and shared state). ``breaker.py`` joins them with the call path
-into :class:`~paytabs_guard.resilience.breaker.CircuitBreaker`.
+and shared state). ``breaker.py`` joins them with the call path into
+:class:`~paytabs_guard.resilience.breaker.CircuitBreaker`.
 """
 
 from __future__ import annotations

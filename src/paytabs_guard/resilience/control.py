@@ -10,15 +10,8 @@ from __future__ import annotations
 
 import math
 
-from paytabs_guard.resilience.breaker_core import (
-    _CLOSED,
-    _DISABLED,
-    _FORCED_CLOSED,
-    _FORCED_OPEN,
-    _HALF_OPEN,
-    _OPEN,
-    BreakerCore,
-)
+from paytabs_guard.resilience.breaker_core import BreakerCore
+from paytabs_guard.resilience.events import BreakerState
 
 
 class ManualControl(BreakerCore):
@@ -29,28 +22,28 @@ class ManualControl(BreakerCore):
 
     def force_open(self) -> None:
         """Reject every call until :meth:`reset` (or another manual state). Not shared."""
-        if self._state is not _FORCED_OPEN:
+        if self._state is not BreakerState.FORCED_OPEN:
             self._retry_at = math.inf
-            self._transition(_FORCED_OPEN, self._clock(), "forced")
+            self._transition(BreakerState.FORCED_OPEN, self._clock(), "forced")
 
     def force_closed(self) -> None:
         """Admit every call (timeout, classification, fallback and counting still apply), never
         trip, ignore shared state, until :meth:`reset`."""
-        if self._state is not _FORCED_CLOSED:
-            self._transition(_FORCED_CLOSED, self._clock(), "forced")
+        if self._state is not BreakerState.FORCED_CLOSED:
+            self._transition(BreakerState.FORCED_CLOSED, self._clock(), "forced")
 
     def disable(self) -> None:
         """Become a pass-through: no timeout, no rejection, no fallback; calls are still counted
         and reported. :meth:`reset` re-enables the breaker."""
-        if self._state is not _DISABLED:
-            self._transition(_DISABLED, self._clock(), "disabled")
+        if self._state is not BreakerState.DISABLED:
+            self._transition(BreakerState.DISABLED, self._clock(), "disabled")
 
     def reset(self) -> None:
         """Back to closed with a fresh window (lifetime totals are kept); ends manual states."""
-        if self._state is _CLOSED:
+        if self._state is BreakerState.CLOSED:
             self._window.clear()
         else:
-            self._transition(_CLOSED, self._clock(), "reset")
+            self._transition(BreakerState.CLOSED, self._clock(), "reset")
 
     # -- shared state (called by the listener, on the loop) ------------------------------------
 
@@ -63,13 +56,13 @@ class ManualControl(BreakerCore):
         now = self._clock()
         until = now + open_for
         state = self._state
-        if state is _CLOSED or state is _HALF_OPEN:
+        if state is BreakerState.CLOSED or state is BreakerState.HALF_OPEN:
             self._retry_at = until
-            self._transition(_OPEN, now, "shared")
-        elif state is _OPEN and until > self._retry_at:
+            self._transition(BreakerState.OPEN, now, "shared")
+        elif state is BreakerState.OPEN and until > self._retry_at:
             self._retry_at = until
 
     def apply_shared_close(self) -> None:
         """Another instance's trial call succeeded: close (fresh window) if open or half-open."""
-        if self._state is _OPEN or self._state is _HALF_OPEN:
-            self._transition(_CLOSED, self._clock(), "shared")
+        if self._state is BreakerState.OPEN or self._state is BreakerState.HALF_OPEN:
+            self._transition(BreakerState.CLOSED, self._clock(), "shared")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from paytabs_guard.domain import Money, Payment, TranType
-from paytabs_guard.service.gateway import FollowUpKind, GatewayRejected, GatewayUnavailable
+from paytabs_guard.domain import FollowUpType, Money, Payment, TranType
+from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
 from paytabs_guard.service.payment_steps import (
     PaymentDeps,
     change_payment,
@@ -23,7 +23,7 @@ async def refund_payment(deps: PaymentDeps, payment_id: str, amount: Money) -> P
         payment.ensure_can_refund(amount)
         return payment.refund_reference
 
-    return await _follow_up(deps, payment_id, FollowUpKind.REFUND, amount, check)
+    return await _follow_up(deps, payment_id, FollowUpType.REFUND, amount, check)
 
 
 async def capture_payment(deps: PaymentDeps, payment_id: str, amount: Money | None) -> Payment:
@@ -31,7 +31,7 @@ async def capture_payment(deps: PaymentDeps, payment_id: str, amount: Money | No
         payment.ensure_can_capture(amount or payment.amount)
         return payment.tran_ref
 
-    return await _follow_up(deps, payment_id, FollowUpKind.CAPTURE, amount, check)
+    return await _follow_up(deps, payment_id, FollowUpType.CAPTURE, amount, check)
 
 
 async def void_payment(deps: PaymentDeps, payment_id: str) -> Payment:
@@ -39,7 +39,7 @@ async def void_payment(deps: PaymentDeps, payment_id: str) -> Payment:
         payment.ensure_can_void()
         return payment.tran_ref
 
-    return await _follow_up(deps, payment_id, FollowUpKind.VOID, None, check)
+    return await _follow_up(deps, payment_id, FollowUpType.VOID, None, check)
 
 
 async def release_payment(deps: PaymentDeps, payment_id: str) -> Payment:
@@ -50,13 +50,13 @@ async def release_payment(deps: PaymentDeps, payment_id: str) -> Payment:
         payment.ensure_can_void()
         return payment.tran_ref
 
-    return await _follow_up(deps, payment_id, FollowUpKind.RELEASE, None, check)
+    return await _follow_up(deps, payment_id, FollowUpType.RELEASE, None, check)
 
 
 async def _follow_up(
     deps: PaymentDeps,
     payment_id: str,
-    kind: FollowUpKind,
+    kind: FollowUpType,
     amount: Money | None,
     check: Callable[[Payment], str | None],
 ) -> Payment:

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
-from paytabs_guard.domain import GatewayResult, Money, Operation, Payment
+from paytabs_guard.domain import FollowUpType, GatewayResult, Money, Operation, Payment
 
 
 class GatewayError(Exception):
@@ -41,13 +40,6 @@ class GatewayUnavailable(GatewayError):
 
 class GatewayOutcomeUnknown(GatewayError):
     pass
-
-
-class FollowUpKind(StrEnum):
-    CAPTURE = "capture"
-    VOID = "void"
-    REFUND = "refund"
-    RELEASE = "release"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +100,7 @@ class Gateway(Protocol):
     async def follow_up(
         self,
         payment: Payment,
-        kind: FollowUpKind,
+        kind: FollowUpType,
         amount: Money,
         *,
         parent_tran_ref: str,

@@ -20,7 +20,9 @@ from paytabs_guard.domain import (
 from paytabs_guard.service.gateway import (
     Customer,
     Gateway,
+    GatewayOutcomeUnknown,
     GatewayRejected,
+    GatewayUnavailable,
     PageDetails,
 )
 from paytabs_guard.service.ports import (
@@ -245,15 +247,37 @@ async def insert_claimed(
         idempotency.on_claimed()
 
 
-def rejected(refused: GatewayRejected) -> Callable[[Payment, datetime], object]:
-    reason = f"PayTabs refused the page: {refused.message}"
-    code = "" if refused.code is None else str(refused.code)
-    return lambda p, at: p.initiation_failed(reason, at=at, response_code=code)
+UNANSWERED = (GatewayRejected, GatewayUnavailable, GatewayOutcomeUnknown)
+"""What a payment's first send (page or recurring charge) can end in besides an answer."""
 
 
-def ambiguous(payment: Payment, at: datetime) -> object:
+async def save_unanswered(
+    deps: PaymentDeps,
+    payment: Payment,
+    error: GatewayRejected | GatewayUnavailable | GatewayOutcomeUnknown,
+    idempotency: IdempotentCreate | None,
+) -> Payment:
+    """Save what a first send without an answer leaves: failed when PayTabs refused it, UNKNOWN
+    when the answer was lost (reconciliation resolves it). When nothing was sent, the payment
+    is failed without keeping an answer for the key, and ``error`` is raised again."""
+    if isinstance(error, GatewayRejected):
+        reason = f"PayTabs refused the page: {error.message}"
+        code = "" if error.code is None else str(error.code)
+        return await change_saved(
+            deps,
+            payment,
+            lambda p, at: p.initiation_failed(reason, at=at, response_code=code),
+            idempotency,
+        )
+    if isinstance(error, GatewayUnavailable):
+        await change_saved(deps, payment, _not_sent, None)
+        raise error
+    return await change_saved(deps, payment, _ambiguous, idempotency)
+
+
+def _ambiguous(payment: Payment, at: datetime) -> object:
     return payment.initiation_ambiguous(at=at)
 
 
-def not_sent(payment: Payment, at: datetime) -> object:
+def _not_sent(payment: Payment, at: datetime) -> object:
     return payment.initiation_failed("PayTabs was unavailable; nothing was sent", at=at)

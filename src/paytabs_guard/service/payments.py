@@ -42,13 +42,11 @@ from paytabs_guard.service.follow_ups import (
 )
 from paytabs_guard.service.gateway import (
     Customer,
-    GatewayOutcomeUnknown,
-    GatewayRejected,
-    GatewayUnavailable,
     PageOpened,
     ensure_available,
 )
 from paytabs_guard.service.payment_steps import (
+    UNANSWERED,
     Clock,
     CreatePayment,
     IdempotentCreate,
@@ -57,15 +55,13 @@ from paytabs_guard.service.payment_steps import (
     PaymentNotFound,
     ServiceUrls,
     UnknownGatewayTransaction,
-    ambiguous,
     change_saved,
     get_payment,
     insert_claimed,
     load_payment,
     mark_answered,
     new_payment,
-    not_sent,
-    rejected,
+    save_unanswered,
     store_answer,
 )
 from paytabs_guard.service.ports import UnitOfWork
@@ -161,13 +157,8 @@ async def _open_page(
                 customer, language, save_card=payment.saved_card_id is not None
             )
             opened = await deps.gateway.open_page(payment, details)
-        except GatewayRejected as refused:
-            return await change_saved(deps, payment, rejected(refused), idempotency)
-        except GatewayUnavailable:
-            await change_saved(deps, payment, not_sent, None)
-            raise
-        except GatewayOutcomeUnknown:
-            return await change_saved(deps, payment, ambiguous, idempotency)
+        except UNANSWERED as error:
+            return await save_unanswered(deps, payment, error, idempotency)
 
         if opened.found is None and opened.redirect_url is not None:
             ready = _page_ready(opened, deps.page_ttl)

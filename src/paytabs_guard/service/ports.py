@@ -48,12 +48,10 @@ class IdempotencyClaim:
     response: StoredResponse | None = None  # set when COMPLETED
 
 
-class IdempotencyStore(Protocol):
-    """Idempotency keys (Stripe / IETF draft semantics), scoped per operation and client.
-
-    Not part of a unit of work: every call is its own committed transaction, so a concurrent
-    request with the same key sees IN_FLIGHT at once (a unique constraint decides races).
-    """
+class IdempotencyKeys(Protocol):
+    """Idempotency keys (Stripe / IETF draft semantics), scoped per operation and client, inside
+    a unit of work: the claim commits with the rows it guards (a create claims its key and
+    inserts its payment in one transaction) and the stored answer with the state it describes."""
 
     async def claim(
         self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
@@ -62,26 +60,20 @@ class IdempotencyStore(Protocol):
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime
     ) -> None: ...
+
+
+class IdempotencyStore(IdempotencyKeys, Protocol):
+    """The same keys outside a unit of work, with their upkeep.
+
+    Every call is its own committed transaction, so a concurrent request with the same key sees
+    IN_FLIGHT at once (a unique constraint decides races).
+    """
 
     async def release(self, scope: str, key: str) -> None:
         """Forget an IN_FLIGHT key whose request failed without an answer worth keeping."""
         ...
 
     async def purge_expired(self, *, now: datetime) -> int: ...
-
-
-class IdempotencyKeys(Protocol):
-    """Idempotency keys inside a unit of work: the claim commits with the rows it guards (a
-    create claims its key and inserts its payment in one transaction) and the stored answer
-    with the state it describes. Same semantics as ``IdempotencyStore``."""
-
-    async def claim(
-        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
-    ) -> IdempotencyClaim: ...
-
-    async def complete(
-        self, scope: str, key: str, response: StoredResponse, *, now: datetime
-    ) -> None: ...
 
 
 class StaleVersion(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypedDict
+from typing import TypedDict, Unpack
 
 from paytabs_guard.domain import Payment, PaymentState
 from paytabs_guard.service.payment_steps import PaymentDeps
@@ -72,24 +72,19 @@ async def list_payments(
 
 
 async def search_payments(
-    deps: PaymentDeps,
-    *,
-    reference: str | None = None,
-    states: Collection[PaymentState] = (),
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
-    after: str | None = None,
-    limit: int = 50,
+    deps: PaymentDeps, *, reference: str | None = None, **filters: Unpack[PaymentFilters]
 ) -> PaymentPage:
     """What an operator types into a search box: ``reference`` is a payment id, a cart id (any
     attempt's) or a PayTabs tran_ref, matched exactly; the other filters narrow it or, without
     a reference, list newest first like ``list_payments``."""
     if not reference:
-        return await list_payments(deps, states=states, created_from=created_from,
-                                   created_to=created_to, after=after, limit=limit)  # fmt: skip
+        return await list_payments(deps, **filters)
     async with deps.uow() as uow:
         found = await uow.payments.get(reference)
     found = found or await find_by_gateway_reference(deps, cart_id=reference, tran_ref=reference)
+    states = filters.get("states", ())
+    created_from = filters.get("created_from")
+    created_to = filters.get("created_to")
     matches = found is not None and (
         (not states or found.state in states)
         and (created_from is None or found.created_at >= created_from)

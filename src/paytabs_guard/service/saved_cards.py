@@ -18,21 +18,18 @@ from datetime import datetime
 from paytabs_guard.domain import GatewayResult, Money, Operation, Payment
 from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.service.gateway import (
-    GatewayOutcomeUnknown,
     GatewayRejected,
-    GatewayUnavailable,
     ensure_available,
 )
 from paytabs_guard.service.payment_steps import (
+    UNANSWERED,
     CreatePayment,
     IdempotentCreate,
     PaymentDeps,
-    ambiguous,
     change_saved,
     insert_claimed,
     new_payment,
-    not_sent,
-    rejected,
+    save_unanswered,
 )
 from paytabs_guard.service.ports import UnitOfWork
 
@@ -153,13 +150,8 @@ async def start_card_charge(
             token_tran_ref=card.tran_ref,
             callback_url=deps.callback_url,
         )
-    except GatewayRejected as refused:
-        return await change_saved(deps, payment, rejected(refused), idempotency)
-    except GatewayUnavailable:
-        await change_saved(deps, payment, not_sent, None)
-        raise
-    except GatewayOutcomeUnknown:
-        return await change_saved(deps, payment, ambiguous, idempotency)
+    except UNANSWERED as error:
+        return await save_unanswered(deps, payment, error, idempotency)
     return await change_saved(deps, payment, _answered(result, deps), idempotency)
 
 

@@ -38,12 +38,12 @@ from paytabs_guard.adapters.paytabs.signature import (
 from paytabs_guard.adapters.paytabs.transformers import (
     Address,
     FollowUpRequest,
-    FollowUpType,
     HostedPageRequest,
     PageTranType,
     PayTabsTransaction,
     TokenChargeRequest,
 )
+from paytabs_guard.domain import FollowUpType
 from paytabs_guard.domain.money import Money
 from paytabs_guard.entrypoints.loopback import serve_app
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig

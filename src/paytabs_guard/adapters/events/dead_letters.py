@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from paytabs_guard.adapters.sql.rows import from_row
 from paytabs_guard.resilience.clock import utc_now
 
 from .relay import Clock
@@ -63,20 +64,7 @@ async def list_dead_letters(
     query = query.order_by(d.c.seq, d.c.sink).limit(limit)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [
-        DeadLetter(
-            id=row.id,
-            seq=row.seq,
-            event_id=row.event_id,
-            payment_id=row.payment_id,
-            type=row.type,
-            sink=row.sink,
-            attempts=row.attempts,
-            last_error=row.last_error,
-            dead_at=row.dead_at,
-        )
-        for row in rows
-    ]
+    return [from_row(DeadLetter, row) for row in rows]
 
 
 async def count_dead_letters(engine: AsyncEngine) -> dict[str, int]:

@@ -59,6 +59,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.sql.engine import upsert, write_transaction
+from paytabs_guard.adapters.sql.rows import from_row
 from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.resilience.clock import utc_now
 
@@ -355,15 +356,7 @@ class OutboxRelay:
             _Claimed(
                 id=row.id,
                 attempts=row.attempts,
-                event=OutboxEvent(
-                    seq=row.seq,
-                    event_id=row.event_id,
-                    payment_id=row.payment_id,
-                    type=row.type,
-                    envelope=row.envelope,
-                    traceparent=row.traceparent,
-                    tracestate=row.tracestate,
-                ),
+                event=from_row(OutboxEvent, row),
                 lease_until=lease_until,
             )
             for row in rows

@@ -9,12 +9,14 @@ only claims ``pending`` rows, and only ``delivered``/``dead`` rows are reset.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
 from sqlalchemy import ColumnElement, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from paytabs_guard.adapters.sql.rows import from_row
 from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service.events import DeadLetterEntry, Delivery, StoredEvent
@@ -24,7 +26,16 @@ from .tables import DEAD, DELIVERED, PENDING, event_deliveries
 
 _o = outbox.c
 _d = event_deliveries.c
-_EVENT_COLUMNS = (_o.seq, _o.event_id, _o.type, _o.payment_id, _o.created_at, _o.published_at)
+# Labelled as StoredEvent's fields, so rows become StoredEvents by name.
+_EVENT_COLUMNS = (
+    _o.seq,
+    _o.event_id.label("id"),
+    _o.type,
+    _o.payment_id,
+    _o.created_at,
+    _o.published_at.label("fanned_out_at"),
+    _o.envelope,
+)
 _DELIVERY_COLUMNS = (
     _d.id,
     _d.sink,
@@ -38,29 +49,11 @@ _DELIVERY_COLUMNS = (
 
 
 def _delivery(row: Any) -> Delivery:
-    return Delivery(
-        id=row.id,
-        sink=row.sink,
-        status=row.status,
-        attempts=row.attempts,
-        last_error=row.last_error,
-        # The next attempt only means something while the delivery is still pending.
-        next_attempt_at=row.next_attempt_at if row.status == PENDING else None,
-        delivered_at=row.delivered_at,
-        dead_at=row.dead_at,
-    )
-
-
-def _event(row: Any) -> StoredEvent:
-    return StoredEvent(
-        seq=row.seq,
-        id=row.event_id,
-        type=row.type,
-        payment_id=row.payment_id,
-        created_at=row.created_at,
-        fanned_out_at=row.published_at,
-        envelope=row.envelope,
-    )
+    delivery = from_row(Delivery, row)
+    if delivery.status == PENDING:
+        return delivery
+    # The next attempt only means something while the delivery is still pending.
+    return replace(delivery, next_attempt_at=None)
 
 
 class SqlEventStore:
@@ -80,20 +73,15 @@ class SqlEventStore:
             conditions.append(_o.payment_id == payment_id)
         if after is not None:
             conditions.append(_o.seq > after)
-        query = (
-            select(*_EVENT_COLUMNS, _o.envelope)
-            .where(true(), *conditions)
-            .order_by(_o.seq)
-            .limit(limit)
-        )
+        query = select(*_EVENT_COLUMNS).where(true(), *conditions).order_by(_o.seq).limit(limit)
         async with self._engine.connect() as connection:
-            return [_event(row) for row in await connection.execute(query)]
+            return [from_row(StoredEvent, row) for row in await connection.execute(query)]
 
     async def event(self, event_id: str) -> StoredEvent | None:
-        query = select(*_EVENT_COLUMNS, _o.envelope).where(_o.event_id == event_id)
+        query = select(*_EVENT_COLUMNS).where(_o.event_id == event_id)
         async with self._engine.connect() as connection:
             row = (await connection.execute(query)).first()
-        return None if row is None else _event(row)
+        return None if row is None else from_row(StoredEvent, row)
 
     async def deliveries(self, event_ids: Collection[str]) -> Mapping[str, Sequence[Delivery]]:
         if not event_ids:

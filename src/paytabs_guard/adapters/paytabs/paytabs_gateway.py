@@ -16,7 +16,6 @@ from paytabs_guard.adapters.paytabs.resilient import ResilientPayTabs
 from paytabs_guard.adapters.paytabs.transformers import (
     Address,
     FollowUpRequest,
-    FollowUpType,
     HostedPageRequest,
     PageTranType,
     PayTabsTransaction,
@@ -24,10 +23,9 @@ from paytabs_guard.adapters.paytabs.transformers import (
     UnusableTransaction,
     to_gateway_result,
 )
-from paytabs_guard.domain import GatewayResult, Money, Payment, ResultSource, TranType
+from paytabs_guard.domain import FollowUpType, GatewayResult, Money, Payment, ResultSource, TranType
 from paytabs_guard.resilience import BreakerRegistry, CircuitOpenError
 from paytabs_guard.service.gateway import (
-    FollowUpKind,
     GatewayOutcomeUnknown,
     GatewayRejected,
     GatewayUnavailable,
@@ -94,7 +92,7 @@ class PayTabsGateway:
     async def follow_up(
         self,
         payment: Payment,
-        kind: FollowUpKind,
+        kind: FollowUpType,
         amount: Money,
         *,
         parent_tran_ref: str,
@@ -102,7 +100,7 @@ class PayTabsGateway:
         sequence: int = 1,
     ) -> GatewayResult:
         request = FollowUpRequest(
-            kind=FollowUpType(kind.value),
+            kind=kind,
             tran_ref=parent_tran_ref,
             cart_id=payment.cart_id,
             amount=amount,

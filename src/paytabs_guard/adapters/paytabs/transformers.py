@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from paytabs_guard.domain import (
     CardDetails,
+    FollowUpType,
     GatewayResult,
     GatewayStatus,
     Money,
@@ -39,13 +40,6 @@ from paytabs_guard.domain import (
 class PageTranType(StrEnum):
     SALE = "sale"
     AUTH = "auth"
-
-
-class FollowUpType(StrEnum):
-    CAPTURE = "capture"
-    VOID = "void"
-    REFUND = "refund"
-    RELEASE = "release"
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,14 +66,7 @@ class SqlSavedCards:
                 saved_cards.c.token.is_(None),
                 saved_cards.c.deleted_at.is_(None),
             )
-            .values(
-                token=token,
-                tran_ref=tran_ref,
-                card_scheme=details.scheme,
-                last_four=details.last_four,
-                expiry_month=details.expiry_month,
-                expiry_year=details.expiry_year,
-            )
+            .values(token=token, tran_ref=tran_ref, **_details_columns(details))
         )
 
     async def delete(self, card_id: str, *, now: datetime) -> None:
@@ -100,12 +93,18 @@ def _row(card: SavedCard) -> dict[str, object]:
         "payment_id": card.payment_id,
         "token": card.token,
         "tran_ref": card.tran_ref,
-        "card_scheme": card.details.scheme,
-        "last_four": card.details.last_four,
-        "expiry_month": card.details.expiry_month,
-        "expiry_year": card.details.expiry_year,
+        **_details_columns(card.details),
         "created_at": card.created_at,
         "deleted_at": card.deleted_at,
+    }
+
+
+def _details_columns(details: CardDetails) -> dict[str, object]:
+    return {
+        "card_scheme": details.scheme,
+        "last_four": details.last_four,
+        "expiry_month": details.expiry_month,
+        "expiry_year": details.expiry_year,
     }
 
 

@@ -6,16 +6,16 @@ the service, so these routes name it by id and show the scheme, last four and ex
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from starlette.responses import Response
 
 from paytabs_guard.domain import Operation, Payment
 from paytabs_guard.service.payments import IdempotentCreate
 
-from .dependencies import ClientDep, IdempotencyKeyDep, PaymentServiceDep, RuntimeDep
-from .payments import run_create
+from .dependencies import ClientDep, PaymentServiceDep, PaymentWriteDep
+from .payments import CREATE_RESPONSES, run_create
 from .schemas import (
     CUSTOMER_ID_PATTERN,
     PROBLEM_RESPONSE,
@@ -27,40 +27,24 @@ from .schemas import (
 
 router = APIRouter(prefix="/payments/v2", tags=["saved cards"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
-    (401, 404, 409, 413, 422, 503), PROBLEM_RESPONSE
-)
-
 
 @router.post(
     "/recurring",
     status_code=201,
     response_model=PaymentOut,
     summary="Charge a saved card (PayTabs' recurring sale, no hosted page)",
-    responses={
-        202: {"model": PaymentOut, "description": "PayTabs did not answer clearly: state unknown"},
-        **_ERRORS,
-    },
+    responses=CREATE_RESPONSES,
 )
-async def recurring(
-    body: RecurringChargeIn,
-    request: Request,
-    client: ClientDep,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    key: IdempotencyKeyDep,
-) -> Response:
+async def recurring(body: RecurringChargeIn, write: PaymentWriteDep) -> Response:
     """201 with the payment, completed; 202 when PayTabs' answer was lost (reconciled later);
     404 / 409 when the card is unknown, deleted or not saved yet (nothing is sent); 422 when
     PayTabs declined or refused; 503 with Retry-After when PayTabs is unavailable."""
 
     async def charge_it(idempotency: IdempotentCreate | None) -> Payment:
-        return await service.charge_saved_card(body.command(), idempotency=idempotency)
+        return await write.service.charge_saved_card(body.command(), idempotency=idempotency)
 
     payload = body.model_dump(mode="json")
-    return await run_create(
-        request, runtime, service, client, key, payload, Operation.TOKEN, charge_it
-    )
+    return await run_create(write, payload, Operation.TOKEN, charge_it)
 
 
 CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)]

@@ -7,6 +7,7 @@ an app built around a ready container (tests) and one whose lifespan builds it (
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Final
 
 from fastapi import Depends, Header, Request
@@ -107,3 +108,28 @@ async def get_idempotency_key(
 
 
 IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentWrite:
+    """What every payment write (a create, a recurring charge, a follow-up) runs with: the
+    request, the app's runtime, the payment service, the client and its Idempotency-Key."""
+
+    request: Request
+    runtime: Runtime
+    service: PaymentService
+    client: ApiClient
+    key: str | None
+
+
+async def get_payment_write(
+    request: Request,
+    runtime: RuntimeDep,
+    service: PaymentServiceDep,
+    client: ClientDep,
+    key: IdempotencyKeyDep,
+) -> PaymentWrite:
+    return PaymentWrite(request, runtime, service, client, key)
+
+
+PaymentWriteDep = Annotated[PaymentWrite, Depends(get_payment_write)]

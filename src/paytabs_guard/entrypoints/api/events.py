@@ -8,8 +8,6 @@ otherwise take ``/payments/v2/events``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -18,6 +16,7 @@ from paytabs_guard.entrypoints.health_checks import event_store
 from paytabs_guard.service import events as use_cases
 from paytabs_guard.service.events import MAX_EVENT_PAGE, EventNotFound, NothingToRedeliver
 
+from .cursors import decode_number_cursor, encode_cursor
 from .dependencies import AdminDep, ClientDep, ContainerDep
 from .event_schemas import (
     DeadLetterListOut,
@@ -37,31 +36,6 @@ from .schemas import PROBLEM_RESPONSE
 router = APIRouter(prefix="/payments/v2", tags=["events"])
 _PROBLEM = PROBLEM_RESPONSE
 _NAME = Query(min_length=1, max_length=200)
-
-
-def _cursor(kind: str, position: int | None) -> str | None:
-    if position is None:
-        return None
-    return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
-
-
-def _position(kind: str, cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        text = ""
-    prefix, _, number = text.partition(":")
-    if prefix != kind or not number.isdigit() or len(number) > 18:
-        raise Problem(
-            "invalid_cursor",
-            "Invalid cursor",
-            400,
-            "Pass back the next_cursor of the previous page unchanged.",
-        )
-    return int(number)
 
 
 def _event_not_found(error: EventNotFound) -> Problem:
@@ -93,12 +67,12 @@ async def list_events(
         event_store(container),
         types=type or (),
         payment_id=payment_id,
-        after=_position("seq", cursor),
+        after=decode_number_cursor("seq", cursor),
         limit=limit,
     )
     return EventListOut(
         data=[EventOut.of(event) for event in page.events],
-        next_cursor=_cursor("seq", page.next_after),
+        next_cursor=encode_cursor("seq", page.next_after),
         has_more=page.has_more,
     )
 
@@ -121,12 +95,12 @@ async def dead_letters(
         event_store(container),
         sink=sink,
         event_type=type,
-        after=_position("dead", cursor),
+        after=decode_number_cursor("dead", cursor),
         limit=limit,
     )
     return DeadLetterListOut(
         data=[DeadLetterOut.of(letter) for letter in page.letters],
-        next_cursor=_cursor("dead", page.next_after),
+        next_cursor=encode_cursor("dead", page.next_after),
     )
 
 

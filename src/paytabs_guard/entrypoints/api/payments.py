@@ -5,8 +5,6 @@ Writes take an ``Idempotency-Key`` (see ``idempotency.py``); errors are problems
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -20,13 +18,12 @@ from paytabs_guard.service.payments import IdempotentCreate, PaymentService
 from paytabs_guard.service.queries import MAX_PAGE_SIZE
 
 from . import problems
-from .auth import ApiClient
-from .dependencies import ClientDep, IdempotencyKeyDep, PaymentServiceDep, RuntimeDep
+from .cursors import decode_cursor, encode_cursor
+from .dependencies import ClientDep, PaymentServiceDep, PaymentWrite, PaymentWriteDep, RuntimeDep
 from .errors import gateway_unavailable, request_id_of, retry_after_ms, spread_wait
 from .idempotency import run_idempotent, run_idempotent_create
 from .prefer_wait import requested_wait
 from .problems import Problem, problem_response
-from .runtime import Runtime
 from .schemas import (
     PROBLEM_RESPONSE,
     CaptureIn,
@@ -67,48 +64,40 @@ def _refused(payment: Payment, request: Request) -> Response:
     return response
 
 
+#: The answers of a create (a hosted page, a recurring charge).
+CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": PaymentOut, "description": "PayTabs did not answer clearly: state unknown"},
+    **_ERRORS,
+}
+
+
 @router.post(
     "/create",
     status_code=201,
     response_model=PaymentOut,
     summary="Create a payment and its PayTabs hosted page",
-    responses={
-        202: {"model": PaymentOut, "description": "PayTabs did not answer clearly: state unknown"},
-        **_ERRORS,
-    },
+    responses=CREATE_RESPONSES,
 )
-async def create(
-    body: CreatePaymentIn,
-    request: Request,
-    client: ClientDep,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    key: IdempotencyKeyDep,
-) -> Response:
+async def create(body: CreatePaymentIn, write: PaymentWriteDep) -> Response:
     """201 with the page to redirect to; 202 when PayTabs' answer was lost (reconciled later);
     422 when PayTabs refused; 503 with Retry-After when PayTabs is unavailable."""
 
     async def create_it(idempotency: IdempotentCreate | None) -> Payment:
-        return await service.create(body.command(), idempotency=idempotency)
+        return await write.service.create(body.command(), idempotency=idempotency)
 
     payload = body.model_dump(mode="json")
-    return await run_create(
-        request, runtime, service, client, key, payload, Operation.CREATE, create_it
-    )
+    return await run_create(write, payload, Operation.CREATE, create_it)
 
 
 async def run_create(
-    request: Request,
-    runtime: Runtime,
-    service: PaymentService,
-    client: ApiClient,
-    key: str | None,
+    write: PaymentWrite,
     body: dict[str, Any],
     operation: Operation,
     start: Callable[[IdempotentCreate | None], Awaitable[Payment]],
 ) -> Response:
     """What every create (a hosted page, a recurring charge) shares: ``Prefer: wait`` and the
     fail-fast on ``operation``'s open circuit, the idempotent claim and the answer."""
+    request, runtime, service = write.request, write.runtime, write.service
     held = await runtime.holding.hold(service, operation, requested_wait(request))
     try:
         service.admit(operation)
@@ -122,8 +111,8 @@ async def run_create(
     response = await run_idempotent_create(
         request,
         runtime.container,
-        client,
-        key,
+        write.client,
+        write.key,
         body,
         start,
         lambda payment: created_response(payment, request),
@@ -159,30 +148,6 @@ async def create_wrong_method() -> Response:
     raise problems.method_not_allowed(("POST",))
 
 
-def _cursor(payment_id: str | None) -> str | None:
-    if payment_id is None:
-        return None
-    return base64.urlsafe_b64encode(f"after:{payment_id}".encode()).decode().rstrip("=")
-
-
-def _after(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        text = ""
-    if not text.startswith("after:") or len(text) <= len("after:"):
-        raise Problem(
-            "invalid_cursor",
-            "Invalid cursor",
-            400,
-            "Pass back the next_cursor of the previous page unchanged.",
-        )
-    return text.removeprefix("after:")
-
-
 def _aware(value: datetime | None, name: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise Problem(
@@ -213,11 +178,12 @@ async def list_all(
         states=state or (),
         created_from=_aware(created_from, "created_from"),
         created_to=_aware(created_to, "created_to"),
-        after=_after(cursor),
+        after=decode_cursor("after", cursor),
         limit=limit,
     )
     return PaymentListOut(
-        data=[PaymentOut.of(p) for p in page.payments], next_cursor=_cursor(page.next_after)
+        data=[PaymentOut.of(p) for p in page.payments],
+        next_cursor=encode_cursor("after", page.next_after),
     )
 
 
@@ -280,15 +246,10 @@ FollowUp = Callable[[], Awaitable[Payment]]
 
 
 async def _run_follow_up(
-    request: Request,
-    runtime: Runtime,
-    service: PaymentService,
-    client: ApiClient,
-    key: str | None,
-    body: dict[str, object],
-    follow_up: FollowUp,
+    write: PaymentWrite, body: dict[str, object], follow_up: FollowUp
 ) -> Response:
     """200 with the payment; 202 (``confirmed`` false) when PayTabs' answer was unclear."""
+    request, runtime, service = write.request, write.runtime, write.service
     held = await runtime.holding.hold(service, Operation.FOLLOW_UP, requested_wait(request))
 
     async def run() -> Response:
@@ -307,8 +268,8 @@ async def _run_follow_up(
     response = await run_idempotent(
         request,
         runtime.container,
-        client,
-        key,
+        write.client,
+        write.key,
         body,
         run,
         wait_seconds=runtime.options.idempotency_wait_seconds,
@@ -329,21 +290,12 @@ _FOLLOW_UP_RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="Refund part or all of a completed payment",
     responses=_FOLLOW_UP_RESPONSES,
 )
-async def refund(
-    payment_id: str,
-    body: RefundIn,
-    request: Request,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    client: ClientDep,
-    key: IdempotencyKeyDep,
-) -> Response:
+async def refund(payment_id: str, body: RefundIn, write: PaymentWriteDep) -> Response:
     async def refund_it() -> Payment:
-        amount = await _money(service, payment_id, body.amount, body.currency)
-        return await service.refund(payment_id, amount)
+        amount = await _money(write.service, payment_id, body.amount, body.currency)
+        return await write.service.refund(payment_id, amount)
 
-    payload = body.model_dump(mode="json")
-    return await _run_follow_up(request, runtime, service, client, key, payload, refund_it)
+    return await _run_follow_up(write, body.model_dump(mode="json"), refund_it)
 
 
 @router.post(
@@ -353,24 +305,17 @@ async def refund(
     responses=_FOLLOW_UP_RESPONSES,
 )
 async def capture(
-    payment_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    client: ClientDep,
-    key: IdempotencyKeyDep,
-    body: CaptureIn | None = None,
+    payment_id: str, write: PaymentWriteDep, body: CaptureIn | None = None
 ) -> Response:
     body = body or CaptureIn()
 
     async def capture_it() -> Payment:
         amount = None
         if body.amount is not None:
-            amount = await _money(service, payment_id, body.amount, body.currency)
-        return await service.capture(payment_id, amount)
+            amount = await _money(write.service, payment_id, body.amount, body.currency)
+        return await write.service.capture(payment_id, amount)
 
-    payload = body.model_dump(mode="json")
-    return await _run_follow_up(request, runtime, service, client, key, payload, capture_it)
+    return await _run_follow_up(write, body.model_dump(mode="json"), capture_it)
 
 
 @router.post(
@@ -379,18 +324,8 @@ async def capture(
     summary="Release an authorisation that was not captured",
     responses=_FOLLOW_UP_RESPONSES,
 )
-async def void(
-    payment_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    client: ClientDep,
-    key: IdempotencyKeyDep,
-) -> Response:
-    async def void_it() -> Payment:
-        return await service.void(payment_id)
-
-    return await _run_follow_up(request, runtime, service, client, key, {}, void_it)
+async def void(payment_id: str, write: PaymentWriteDep) -> Response:
+    return await _run_follow_up(write, {}, lambda: write.service.void(payment_id))
 
 
 @router.post(
@@ -399,15 +334,5 @@ async def void(
     summary="Release an authorisation with PayTabs' release (same outcome as void)",
     responses=_FOLLOW_UP_RESPONSES,
 )
-async def release(
-    payment_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    client: ClientDep,
-    key: IdempotencyKeyDep,
-) -> Response:
-    async def release_it() -> Payment:
-        return await service.release(payment_id)
-
-    return await _run_follow_up(request, runtime, service, client, key, {}, release_it)
+async def release(payment_id: str, write: PaymentWriteDep) -> Response:
+    return await _run_follow_up(write, {}, lambda: write.service.release(payment_id))

@@ -373,19 +373,11 @@ class Stack:
                 self.counts = self.workdir / f"counts-{database}-{workers}-{port}"
                 self.counts.mkdir()
                 env[COUNTS_ENV] = str(self.counts)
-            server = await start_server(
-                f"service-{database}-{workers}",
-                [*argv, "--workers", str(workers)],
-                port=port,
-                env=env,
-                cwd=self.workdir,
-                ready_path="/readyz",
-                expect_workers=workers,
-            )
             try:
-                yield server
+                name = f"service-{database}-{workers}"
+                async with self._running(name, argv, port, env, workers) as server:
+                    yield server
             finally:
-                server.stop()
                 self.counts = None
                 if redis_url is not None:
                     await remove_redis_keys(redis_url, REDIS_PREFIX)
@@ -393,11 +385,22 @@ class Stack:
     @contextlib.asynccontextmanager
     async def bare(self, workers: int) -> AsyncIterator[Server]:
         port = free_port()
+        argv = [*RUNNER, "--app", BARE_APP, "--port", str(port)]
+        env = self.server_env()
+        async with self._running(f"bare-{workers}", argv, port, env, workers) as server:
+            yield server
+
+    @contextlib.asynccontextmanager
+    async def _running(
+        self, name: str, argv: list[str], port: int, env: dict[str, str], workers: int
+    ) -> AsyncIterator[Server]:
+        """``argv`` with ``workers`` worker processes in the stack's folder, ready once every
+        worker is up and /readyz answers; stopped on the way out."""
         server = await start_server(
-            f"bare-{workers}",
-            [*RUNNER, "--app", BARE_APP, "--port", str(port), "--workers", str(workers)],
+            name,
+            [*argv, "--workers", str(workers)],
             port=port,
-            env=self.server_env(),
+            env=env,
             cwd=self.workdir,
             ready_path="/readyz",
             expect_workers=workers,

@@ -9,7 +9,7 @@ two configurations see the same *rates*, not the same failing request.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from paytabs_guard.domain import Operation
@@ -184,23 +184,7 @@ class Profile:
     def select(self, keys: set[str]) -> Profile:
         """The same profile with only the scenarios named in ``keys``."""
         chosen = tuple(s for s in self.scenarios if s.key in keys)
-        return Profile(
-            name=self.name,
-            rate=self.rate,
-            order_budget=self.order_budget,
-            completion_budget=self.completion_budget,
-            paytabs_timeout_ms=self.paytabs_timeout_ms,
-            reset_timeout_ms=self.reset_timeout_ms,
-            rolling_timeout_ms=self.rolling_timeout_ms,
-            operation_deadline_ms=self.operation_deadline_ms,
-            callback_retry_delays=self.callback_retry_delays,
-            scenarios=chosen,
-            retry_delay_ms=self.retry_delay_ms,
-            retry_max_delay_ms=self.retry_max_delay_ms,
-            drain_seconds=self.drain_seconds,
-            probe_interval_ms=self.probe_interval_ms,
-            env=dict(self.env),
-        )
+        return replace(self, scenarios=chosen, env=dict(self.env))
 
 
 def _probe_setting(interval_ms: int) -> dict[str, str]:
