@@ -31,6 +31,8 @@ from paytabs_guard.observability import configure_logging
 
 from . import report
 from .analysis import JsonObject, analyse
+from .cores import LAYOUTS as CORE_LAYOUTS
+from .cores import Cores, service_pinned, split_cores
 from .driver import Budgets, arrivals
 from .merchants import LAYOUTS as MERCHANT_LAYOUTS
 from .merchants import merchants
@@ -214,6 +216,7 @@ async def run_one(
     logs: _LogCounter,
     on_progress: Callable[[], None] | None,
     merchants_layout: str = "process",
+    cores: Cores | None = None,
 ) -> JsonObject:
     recorders = Recorders()
     name = f"{scenario.key}-{configuration.key}"
@@ -249,6 +252,7 @@ async def run_one(
                 budgets=Budgets(budget, profile.completion_budget),
                 on_progress=on_progress,
                 prefer_wait=configuration.prefer_wait,
+                cores=cores,
             ) as driver:
                 recorders.on_payment_completed = driver.completed
                 await simulator.reset(scenario.simulator_faults())
@@ -317,6 +321,7 @@ async def run_all(
     quiet: bool,
     simulator_log: Path | None = None,
     merchants_layout: str = "process",
+    cores: Cores | None = None,
 ) -> JsonObject:
     logs = _LogCounter()
     logging.getLogger().addHandler(logs)
@@ -332,10 +337,16 @@ async def run_all(
         transient=False,
     )
     try:
-        with tempfile.TemporaryDirectory(prefix="chaos-") as temp, progress:
+        with (
+            tempfile.TemporaryDirectory(prefix="chaos-") as temp,
+            progress,
+            service_pinned(cores),
+        ):
             async with start(
                 layout, seed, profile.callback_retry_delays, log=simulator_log
             ) as simulator:
+                if cores is not None and simulator.pid is not None:
+                    cores.pin_other(simulator.pid)
                 for scenario in profile.scenarios:
                     runs: dict[str, JsonObject] = {}
                     for configuration in configurations:
@@ -360,6 +371,7 @@ async def run_all(
                             logs=logs,
                             on_progress=advance,
                             merchants_layout=merchants_layout,
+                            cores=cores,
                         )
                     scenarios_out.append(
                         {
@@ -383,6 +395,7 @@ async def run_all(
         "seed": seed,
         "simulator_layout": layout,
         "merchants_layout": merchants_layout,
+        "cores": cores.describe() if cores is not None else "shared",
         "database": _database_kind(backends.database_url),
         "machine": machine(),
         "settings": {
@@ -444,6 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="process",
         help="run the merchants (their HTTP clients) in a child process, as other machines "
         "would be (default), or in this event loop beside the service",
+    )
+    parser.add_argument(
+        "--cores",
+        choices=list(CORE_LAYOUTS),
+        default="split",
+        help="split (default): the service's process on the first core alone, the merchants "
+        "and the simulator on the others, as if they were other machines; shared: anywhere",
     )
     parser.add_argument(
         "--database-url",
@@ -518,6 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 layout=args.simulator,
                 merchants_layout=args.merchants,
+                cores=split_cores() if args.cores == "split" else None,
                 backends=backends,
                 console=console,
                 quiet=args.quiet,

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Protocol
 
+from .cores import Cores
 from .driver import Budgets, CompletionWaiters, CreateCall, Driver, Order
 from .simulator import Simulator, run_loop
 
@@ -165,6 +166,7 @@ async def merchants(
     budgets: Budgets,
     prefer_wait: bool,
     on_progress: Callable[[], None] | None = None,
+    cores: Cores | None = None,
 ) -> AsyncIterator[Merchants]:
     """The merchants of one run in ``layout``; a child is started (and ready) on entry."""
     spec = MerchantRun(tuple(service_urls), api_key, simulator.base_url, budgets, prefer_wait)
@@ -182,6 +184,8 @@ async def merchants(
         stdout=asyncio.subprocess.PIPE,
         limit=LINE_LIMIT,
     )
+    if cores is not None:
+        cores.pin_other(child.pid)
     try:
         ready = (
             await asyncio.wait_for(child.stdout.readline(), START_SECONDS) if child.stdout else b""
