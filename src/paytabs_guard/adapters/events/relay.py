@@ -43,7 +43,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
@@ -58,7 +58,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.sql.engine import upsert, write_transaction
+from paytabs_guard.adapters.sql.engine import upsert_for, write_transaction
 from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.resilience.clock import utc_now
 
@@ -144,6 +144,7 @@ class OutboxRelay:
         self._lease = timedelta(seconds=lease_seconds)
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
+        self._statements = _RelayStatements.build(engine.dialect.name, batch_size)
 
     @property
     def instance_id(self) -> str:
@@ -206,23 +207,9 @@ class OutboxRelay:
 
     async def _fan_out(self, sinks: Sequence[Sink]) -> int:
         now = self._clock()
-        candidates = (
-            select(outbox.c.seq)
-            .where(outbox.c.published_at.is_(None))
-            .order_by(outbox.c.seq)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        # The claiming statement writes first, so on SQLite it takes the write lock before
-        # reading anything (no lock upgrade that could fail with "database is locked").
-        claim = (
-            update(outbox)
-            .where(outbox.c.seq.in_(candidates.scalar_subquery()))
-            .values(published_at=now, claimed_by=self._instance_id)
-            .returning(outbox.c.seq, outbox.c.event_id, outbox.c.payment_id, outbox.c.type)
-        )
         async with write_transaction(self._engine) as conn:
-            rows = (await conn.execute(claim)).all()
+            params = {"b_now": now, "b_instance": self._instance_id}
+            rows = (await conn.execute(self._statements.fan_out, params)).all()
             deliveries = [
                 {
                     "seq": row.seq,
@@ -240,10 +227,7 @@ class OutboxRelay:
                 if sink.accepts(row.type)
             ]
             if deliveries:
-                insert = upsert(conn.dialect, event_deliveries).on_conflict_do_nothing(
-                    index_elements=[event_deliveries.c.event_id, event_deliveries.c.sink]
-                )
-                await conn.execute(insert, deliveries)
+                await conn.execute(self._statements.insert_deliveries, deliveries)
         return len(rows)
 
     # ---- delivery ------------------------------------------------------------------------
@@ -284,73 +268,19 @@ class OutboxRelay:
         later one waiting behind it."""
         now = self._clock()
         lease_until = now + self._lease
-        deliveries = event_deliveries
-        older = event_deliveries.alias("older")
-        later = event_deliveries.alias("later")
-        earlier_delivery_waits = exists().where(
-            older.c.sink == deliveries.c.sink,
-            older.c.payment_id == deliveries.c.payment_id,
-            older.c.status == PENDING,
-            older.c.seq < deliveries.c.seq,
-        )
-        # RETURNING expressions name the updated row's columns with the table's name: SQLite's
-        # RETURNING is rendered unqualified, where ``seq`` would mean the subquery's own column.
-        row_sink = literal_column(f"{deliveries.name}.sink", String())
-        row_payment = literal_column(f"{deliveries.name}.payment_id", String())
-        row_seq = literal_column(f"{deliveries.name}.seq", BigInteger())
-        later_delivery_waits = exists().where(
-            later.c.sink == row_sink,
-            later.c.payment_id == row_payment,
-            later.c.status == PENDING,
-            later.c.seq > row_seq,
-        )
-        # An older event of the payment that another relay is still fanning out has no
-        # delivery row yet; without this check a newer one could overtake it.
-        earlier_event_unpublished = exists().where(
-            outbox.c.payment_id == deliveries.c.payment_id,
-            outbox.c.published_at.is_(None),
-            outbox.c.seq < deliveries.c.seq,
-        )
-        conditions = [
-            deliveries.c.sink == sink,
-            deliveries.c.status == PENDING,
-            deliveries.c.next_attempt_at <= now,
-            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
-            ~earlier_delivery_waits,
-            ~earlier_event_unpublished,
-        ]
+        params: dict[str, object] = {
+            "b_sink": sink,
+            "b_now": now,
+            "b_lease_until": lease_until,
+            "b_instance": self._instance_id,
+        }
         if exclude:
-            conditions.append(deliveries.c.id.not_in(exclude))
-        candidates = (
-            select(deliveries.c.id)
-            .where(and_(*conditions))
-            .order_by(deliveries.c.seq)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        envelope, traceparent, tracestate = (  # the claimed delivery's outbox row's
-            select(column).where(outbox.c.seq == row_seq).scalar_subquery()
-            for column in (outbox.c.envelope, outbox.c.traceparent, outbox.c.tracestate)
-        )
-        claim = (
-            update(deliveries)
-            .where(deliveries.c.id.in_(candidates.scalar_subquery()))
-            .values(claimed_by=self._instance_id, claimed_until=lease_until)
-            .returning(
-                deliveries.c.id,
-                deliveries.c.seq,
-                deliveries.c.attempts,
-                deliveries.c.event_id,
-                deliveries.c.payment_id,
-                deliveries.c.type,
-                envelope.label("envelope"),
-                traceparent.label("traceparent"),
-                tracestate.label("tracestate"),
-                later_delivery_waits.label("has_later"),
-            )
-        )
+            params["b_exclude"] = list(exclude)
+            claim = self._statements.claim_excluding
+        else:
+            claim = self._statements.claim
         async with write_transaction(self._engine) as conn:
-            rows = (await conn.execute(claim)).all()
+            rows = (await conn.execute(claim, params)).all()
         claimed = [
             _Claimed(
                 id=row.id,
@@ -468,6 +398,123 @@ class OutboxRelay:
                 retry_at.isoformat(),
                 reason,
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _RelayStatements:
+    """The relay's statements, built once per relay (its batch size is part of them): built
+    per run, their construction and cache keys cost more CPU than running them. What changes
+    per run (the time, the sink, the lease, this relay's id) is bound as parameters."""
+
+    fan_out: Any
+    insert_deliveries: Any
+    claim: Any
+    claim_excluding: Any
+    """``claim`` skipping the deliveries in ``b_exclude`` (failed earlier in the run)."""
+
+    @classmethod
+    def build(cls, dialect_name: str, batch_size: int) -> _RelayStatements:
+        return cls(
+            fan_out=_fan_out_statement(batch_size),
+            insert_deliveries=upsert_for(dialect_name, event_deliveries).on_conflict_do_nothing(
+                index_elements=[event_deliveries.c.event_id, event_deliveries.c.sink]
+            ),
+            claim=_claim_statement(batch_size, exclude=False),
+            claim_excluding=_claim_statement(batch_size, exclude=True),
+        )
+
+
+def _fan_out_statement(batch_size: int) -> Any:
+    candidates = (
+        select(outbox.c.seq)
+        .where(outbox.c.published_at.is_(None))
+        .order_by(outbox.c.seq)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    # The claiming statement writes first, so on SQLite it takes the write lock before
+    # reading anything (no lock upgrade that could fail with "database is locked").
+    return (
+        update(outbox)
+        .where(outbox.c.seq.in_(candidates.scalar_subquery()))
+        .values(
+            published_at=bindparam("b_now", type_=outbox.c.published_at.type),
+            claimed_by=bindparam("b_instance", type_=outbox.c.claimed_by.type),
+        )
+        .returning(outbox.c.seq, outbox.c.event_id, outbox.c.payment_id, outbox.c.type)
+    )
+
+
+def _claim_statement(batch_size: int, *, exclude: bool) -> Any:
+    deliveries = event_deliveries
+    now = bindparam("b_now", type_=deliveries.c.next_attempt_at.type)
+    older = event_deliveries.alias("older")
+    later = event_deliveries.alias("later")
+    earlier_delivery_waits = exists().where(
+        older.c.sink == deliveries.c.sink,
+        older.c.payment_id == deliveries.c.payment_id,
+        older.c.status == PENDING,
+        older.c.seq < deliveries.c.seq,
+    )
+    # RETURNING expressions name the updated row's columns with the table's name: SQLite's
+    # RETURNING is rendered unqualified, where ``seq`` would mean the subquery's own column.
+    row_sink = literal_column(f"{deliveries.name}.sink", String())
+    row_payment = literal_column(f"{deliveries.name}.payment_id", String())
+    row_seq = literal_column(f"{deliveries.name}.seq", BigInteger())
+    later_delivery_waits = exists().where(
+        later.c.sink == row_sink,
+        later.c.payment_id == row_payment,
+        later.c.status == PENDING,
+        later.c.seq > row_seq,
+    )
+    # An older event of the payment that another relay is still fanning out has no
+    # delivery row yet; without this check a newer one could overtake it.
+    earlier_event_unpublished = exists().where(
+        outbox.c.payment_id == deliveries.c.payment_id,
+        outbox.c.published_at.is_(None),
+        outbox.c.seq < deliveries.c.seq,
+    )
+    conditions = [
+        deliveries.c.sink == bindparam("b_sink", type_=deliveries.c.sink.type),
+        deliveries.c.status == PENDING,
+        deliveries.c.next_attempt_at <= now,
+        or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
+        ~earlier_delivery_waits,
+        ~earlier_event_unpublished,
+    ]
+    if exclude:
+        conditions.append(deliveries.c.id.not_in(bindparam("b_exclude", expanding=True)))
+    candidates = (
+        select(deliveries.c.id)
+        .where(and_(*conditions))
+        .order_by(deliveries.c.seq)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    envelope, traceparent, tracestate = (  # the claimed delivery's outbox row's
+        select(column).where(outbox.c.seq == row_seq).scalar_subquery()
+        for column in (outbox.c.envelope, outbox.c.traceparent, outbox.c.tracestate)
+    )
+    return (
+        update(deliveries)
+        .where(deliveries.c.id.in_(candidates.scalar_subquery()))
+        .values(
+            claimed_by=bindparam("b_instance", type_=deliveries.c.claimed_by.type),
+            claimed_until=bindparam("b_lease_until", type_=deliveries.c.claimed_until.type),
+        )
+        .returning(
+            deliveries.c.id,
+            deliveries.c.seq,
+            deliveries.c.attempts,
+            deliveries.c.event_id,
+            deliveries.c.payment_id,
+            deliveries.c.type,
+            envelope.label("envelope"),
+            traceparent.label("traceparent"),
+            tracestate.label("tracestate"),
+            later_delivery_waits.label("has_later"),
+        )
+    )
 
 
 _MARK_DELIVERED: Final = (
