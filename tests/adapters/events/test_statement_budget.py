@@ -22,7 +22,7 @@ EVENTS = 20
 # different payments to two sinks.
 BUDGET: dict[str, tuple[int, int]] = {
     "sqlite": (6, 16),
-    "postgresql": (6, 16),
+    "postgresql": (6, 8),
 }
 
 

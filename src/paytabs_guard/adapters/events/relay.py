@@ -1,6 +1,8 @@
 """The outbox relay: every committed event reaches every sink at least once, in order per payment.
 
-One ``run_once`` does two things, each in short transactions that never span a sink call:
+One ``run_once`` does two things, each in short transactions that never span a sink call (a
+claim or an acknowledgement is one statement, on PostgreSQL run without a transaction around it:
+the statement is atomic on its own, and it saves the ``BEGIN`` and ``COMMIT`` round trips):
 
 1. **Fan-out.** Undistributed outbox rows (``published_at IS NULL``) are claimed oldest first,
    on PostgreSQL with ``FOR UPDATE SKIP LOCKED`` so relays on other instances take other rows
@@ -58,7 +60,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.sql.engine import upsert_for, write_transaction
+from paytabs_guard.adapters.sql.engine import single_statement, upsert_for, write_transaction
 from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.resilience.clock import utc_now
 
@@ -279,7 +281,8 @@ class OutboxRelay:
             claim = self._statements.claim_excluding
         else:
             claim = self._statements.claim
-        async with write_transaction(self._engine) as conn:
+        # One statement (claiming is the lease it writes): no transaction around it.
+        async with single_statement(self._engine) as conn:
             rows = (await conn.execute(claim, params)).all()
         claimed = [
             _Claimed(
@@ -337,7 +340,7 @@ class OutboxRelay:
         events *were* delivered, whoever holds the rows now."""
         if not ids:
             return
-        async with write_transaction(self._engine) as conn:
+        async with single_statement(self._engine) as conn:
             await conn.execute(
                 _MARK_DELIVERED,
                 {
@@ -375,7 +378,7 @@ class OutboxRelay:
                 dead_at=now if is_dead else None,
             )
         )
-        async with write_transaction(self._engine) as conn:
+        async with single_statement(self._engine) as conn:
             await conn.execute(mark)
         if is_dead:
             stats.dead += 1

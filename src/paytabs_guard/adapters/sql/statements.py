@@ -85,13 +85,16 @@ def _attach(
             count.texts.append(("executemany " if many else "") + text[:60])
 
     def on_begin(conn: Connection) -> None:
-        # SQLite's BEGIN IMMEDIATE goes through ``exec_driver_sql`` and is counted above.
-        if conn.dialect.name != "sqlite":
+        # SQLite's BEGIN IMMEDIATE goes through ``exec_driver_sql`` and is counted above; an
+        # autocommit connection's "transaction" never reaches the server.
+        if conn.dialect.name != "sqlite" and not _autocommit(conn):
             count.round_trips += 1
             if keep_texts:
                 count.texts.append("BEGIN")
 
-    def on_end(_conn: Connection) -> None:
+    def on_end(conn: Connection) -> None:
+        if _autocommit(conn):
+            return
         count.round_trips += 1
         if keep_texts:
             count.texts.append("COMMIT/ROLLBACK")
@@ -113,3 +116,7 @@ def _attach(
     for source, name, listener in listeners:
         event.listen(source, name, listener)
     return listeners
+
+
+def _autocommit(conn: Connection) -> bool:
+    return bool(conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT")
