@@ -76,6 +76,8 @@ Clock = Callable[[], datetime]
 """Timezone-aware current time."""
 
 MAX_ERROR_LENGTH: Final = 1000
+DEFAULT_COALESCE_SECONDS: Final = 0.005
+"""How long a notified relay waits for more commits before its run (see ``run_forever``)."""
 
 
 def default_instance_id() -> str:
@@ -129,6 +131,7 @@ class OutboxRelay:
         instance_id: str | None = None,
         lease_seconds: float = 60.0,
         rng: random.Random | None = None,
+        coalesce_seconds: float = DEFAULT_COALESCE_SECONDS,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -136,6 +139,8 @@ class OutboxRelay:
             raise ValueError("max_attempts must be at least 1")
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
+        if coalesce_seconds < 0:
+            raise ValueError("coalesce_seconds must not be negative")
         self._engine = engine
         self._sources = list(sinks)
         self._clock = clock
@@ -145,6 +150,7 @@ class OutboxRelay:
         self._instance_id = instance_id or default_instance_id()
         self._lease = timedelta(seconds=lease_seconds)
         self._rng = rng or random.Random()
+        self._coalesce = coalesce_seconds
         self._wake = asyncio.Event()
         self._statements = _RelayStatements.build(engine.dialect.name, batch_size)
 
@@ -195,6 +201,11 @@ class OutboxRelay:
     async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         """``run_once`` every ``interval`` seconds (sooner after ``notify``) until ``stop`` is set.
 
+        A notification starts the next run ``coalesce_seconds`` later (5 ms by default), so the
+        events committed meanwhile share it: a run costs the same few round trips for one event
+        or fifty (a create commits two events a few milliseconds apart, and concurrent requests
+        commit many), where a run per commit cost them per event.
+
         A failed run (e.g. the database is down) is logged and tried again next time.
         """
         while not stop.is_set():
@@ -204,6 +215,9 @@ class OutboxRelay:
             except Exception:
                 logger.exception("outbox relay run failed; next try in %.1f s", interval)
             await _first_of(stop, self._wake, wait_seconds=interval)
+            if self._wake.is_set() and self._coalesce:
+                # Woken by a commit: let the commits right behind it join the same run.
+                await _first_of(stop, wait_seconds=self._coalesce)
 
     # ---- fan-out -------------------------------------------------------------------------
 
