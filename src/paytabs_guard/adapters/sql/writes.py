@@ -9,11 +9,18 @@ only if the gate matched a row; the outbox rows and the stored idempotency answe
   each write as its own statement, with statement objects built once and executed with
   parameters (SQLAlchemy finds their compiled form by a memoized cache key).
 * ``CombinedWrites`` (PostgreSQL) sends them as the data-modifying CTEs of one statement: one
-  round trip for the whole commit. The child inserts select their values ``WHERE EXISTS
-  (SELECT 1 FROM gate)``, so a stale version writes nothing and is reported as
+  round trip for the whole commit. Every write besides the gates (child rows, outbox rows, the
+  idempotency answer) selects its values or finds its row ``WHERE EXISTS (SELECT 1 FROM
+  gate)`` for every gate, so a stale version writes nothing and is reported as
   ``ConcurrentUpdate`` (not as a duplicate key on the history). PostgreSQL runs every
   sub-statement to completion on one snapshot and checks foreign keys at the end of the
-  statement, so children may reference the payment inserted beside them.
+  statement, so children may reference the payment inserted beside them. With at most one
+  gate the statement is all or nothing by itself: a unit of work that read nothing before its
+  commit sends it without ``BEGIN``/``COMMIT`` (``unit_of_work.py``).
+
+The statement is built once per *shape* (which writes, columns and row counts) and the values
+travel as bind parameters: building a dozen CTEs and their cache key cost more CPU than
+running them.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from sqlalchemy import (
     CTE,
     Exists,
     Table,
+    and_,
     bindparam,
     delete,
     func,
@@ -207,28 +215,41 @@ def _combined(shape: tuple[_Op, ...]) -> Any:
 
 
 def _build(shape: Sequence[_Op]) -> Any:
-    ctes: list[CTE] = []
-    gates: list[tuple[CTE, Exists]] = []
-    for n, (kind, table, gate, columns, rows) in enumerate(shape):
+    """The statement: the gates' CTEs first, then every other write, each of which also
+    requires every gate to have matched (``opened``). So when a gate finds a stale version the
+    statement writes nothing besides the other gates, and with one gate nothing at all: it can
+    run without a transaction around it (``CombinedWrites.single_gate``)."""
+    gate_ctes: list[CTE] = []
+    for n, (kind, table, _, columns, _) in enumerate(shape):
+        if kind not in _GATES:
+            continue
         p = f"w{n}_"
-        opened = gates[gate][1] if gate >= 0 else None
         values = {c: _typed(p + c, table, c) for c in columns}
-        statement: Any
+        gate: Any
         if kind == "insert_payment":
-            statement = table.insert().values(values).returning(table.c.id)
-        elif kind == "update_payment":
-            statement = (
+            gate = table.insert().values(values)
+        else:
+            gate = (
                 update(table)
                 .where(table.c.id == _typed(p + "b_id", table, "id"))
                 .where(table.c.version == _typed(p + "b_version", table, "version"))
                 .values(values)
-                .returning(table.c.id)
             )
-        elif kind == "insert_children":
+        gate_ctes.append(gate.returning(table.c.id).cte(f"w{n}"))
+    exists = [select(literal(1)).select_from(cte).exists() for cte in gate_ctes]
+    opened: Any = and_(*exists) if exists else None
+    ctes = list(gate_ctes)
+    for n, (kind, table, _, columns, rows) in enumerate(shape):
+        if kind in _GATES:
+            continue
+        p = f"w{n}_"
+        values = {c: _typed(p + c, table, c) for c in columns}
+        statement: Any
+        if kind == "insert_children":
             source = _rows_as_select(table, p, columns, rows, opened)
             statement = table.insert().from_select(columns, source)
         elif kind == "insert_events":
-            source = _rows_as_select(table, p, columns, rows, None)
+            source = _rows_as_select(table, p, columns, rows, opened)
             statement = (
                 postgresql.insert(table)
                 .from_select(columns, source)
@@ -240,7 +261,7 @@ def _build(shape: Sequence[_Op]) -> Any:
                 .where(
                     table.c.tran_ref == _typed(p + "b_tran_ref", table, "tran_ref"),
                     table.c.payment_id == _typed(p + "b_payment_id", table, "payment_id"),
-                    gates[gate][1],
+                    opened,
                 )
                 .values(values)
             )
@@ -249,24 +270,20 @@ def _build(shape: Sequence[_Op]) -> Any:
             statement = delete(table).where(
                 table.c.payment_id == _typed(p + "b_payment_id", table, "payment_id"),
                 table.c.tran_ref.in_(refs),
-                gates[gate][1],
+                opened,
             )
         else:  # complete_key
-            statement = (
-                update(table)
-                .where(
-                    table.c.scope == _typed(p + "b_scope", table, "scope"),
-                    table.c.key == _typed(p + "b_key", table, "key"),
-                )
-                .values(values)
+            statement = update(table).where(
+                table.c.scope == _typed(p + "b_scope", table, "scope"),
+                table.c.key == _typed(p + "b_key", table, "key"),
             )
-        cte: CTE = statement.cte(f"w{n}")
-        ctes.append(cte)
-        if kind in _GATES:
-            gates.append((cte, select(literal(1)).select_from(cte).exists()))
+            if opened is not None:
+                statement = statement.where(opened)
+            statement = statement.values(values)
+        ctes.append(statement.cte(f"w{n}"))
     counts = [
         select(func.count()).select_from(cte).scalar_subquery().label(f"g{n}")
-        for n, (cte, _) in enumerate(gates)
+        for n, cte in enumerate(gate_ctes)
     ]
     return select(*(counts or [literal(0).label("g")])).add_cte(*ctes)
 
@@ -277,8 +294,8 @@ _GATES: Final = frozenset({"insert_payment", "update_payment"})
 class CombinedWrites:
     """Every write of the commit as one PostgreSQL statement of data-modifying CTEs."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
+    def __init__(self, connection: AsyncConnection | None = None) -> None:
+        self._connection = connection  # None: given to ``finish``
         self._gates: dict[str, tuple[int, int]] = {}  # payment id: (gate index, version)
         self._ops: list[_Op] = []
         self._params: dict[str, Any] = {}
@@ -345,11 +362,21 @@ class CombinedWrites:
         self._params[prefix + "b_scope"] = scope
         self._params[prefix + "b_key"] = key
 
-    async def finish(self) -> None:
+    @property
+    def single_gate(self) -> bool:
+        """Whether at most one payment is written: then the statement is all or nothing on its
+        own (see ``_build``), and needs no transaction unless the unit of work read first."""
+        return len(self._gates) <= 1
+
+    async def finish(self, connection: AsyncConnection | None = None) -> None:
+        """Send the statement, on ``connection`` or the one given at construction."""
         if not self._ops:
             return
+        connection = connection or self._connection
+        if connection is None:
+            raise RuntimeError("CombinedWrites.finish needs a connection")
         statement = _combined(tuple(self._ops))
-        row = (await self._connection.execute(statement, self._params)).one()
+        row = (await connection.execute(statement, self._params)).one()
         for (payment_id, (_, version)), matched in zip(self._gates.items(), row, strict=False):
             if matched != 1:
                 raise ConcurrentUpdate(payment_id, version)
