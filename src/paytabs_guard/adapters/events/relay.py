@@ -48,26 +48,30 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
+    Integer,
     String,
+    Text,
     and_,
     bindparam,
     exists,
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.sql.engine import single_statement, upsert_for, write_transaction
-from paytabs_guard.adapters.sql.tables import outbox
+from paytabs_guard.adapters.sql.tables import UtcDateTime, outbox
 from paytabs_guard.resilience.clock import utc_now
 
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .cloudevents import OutboxEvent
 from .delivery_spans import delivery_span
-from .sinks import BatchSink, Sink, SinkSet
+from .sinks import BatchSink, RoutedSink, Sink, SinkSet
 from .tables import DEAD, DELIVERED, PENDING, event_deliveries
 
 logger = logging.getLogger(__name__)
@@ -223,6 +227,21 @@ class OutboxRelay:
 
     async def _fan_out(self, sinks: Sequence[Sink]) -> int:
         now = self._clock()
+        routes = _routes(sinks) if self._engine.dialect.name == "postgresql" else None
+        if routes is not None:
+            # One statement: claim the rows, insert their deliveries, without BEGIN/COMMIT.
+            every_type, filtered = routes
+            params = {
+                "b_now": now,
+                "b_instance": self._instance_id,
+                "b_limit": self._batch_size,
+                "b_every_type": every_type,
+                "b_sinks": [sink for sink, _ in filtered],
+                "b_types": [event_type for _, event_type in filtered],
+                "b_pending": PENDING,
+            }
+            async with single_statement(self._engine) as conn:
+                return int((await conn.execute(_FAN_OUT_POSTGRES, params)).scalar_one())
         async with write_transaction(self._engine) as conn:
             params = {"b_now": now, "b_instance": self._instance_id}
             rows = (await conn.execute(self._statements.fan_out, params)).all()
@@ -532,6 +551,60 @@ def _claim_statement(batch_size: int, *, exclude: bool) -> Any:
             later_delivery_waits.label("has_later"),
         )
     )
+
+
+def _routes(sinks: Sequence[Sink]) -> tuple[list[str], list[tuple[str, str]]] | None:
+    """Which sinks take every type, and (sink, type) for the others; None when a sink's
+    choice is not given as data (``RoutedSink``), so only ``accepts`` can tell."""
+    every_type: list[str] = []
+    filtered: list[tuple[str, str]] = []
+    for sink in sinks:
+        if not isinstance(sink, RoutedSink):
+            return None
+        types = sink.accepted_types
+        if types is None:
+            every_type.append(sink.name)
+        else:
+            filtered.extend((sink.name, event_type) for event_type in sorted(types))
+    return every_type, filtered
+
+
+# The fan-out as one PostgreSQL statement: the claimed rows (SKIP LOCKED, as in the two-step
+# fan-out) get their delivery rows in the same statement, so it is atomic on its own. The
+# sinks' routes come as arrays: the names of those taking every type, and (sink, type) pairs.
+_FAN_OUT_POSTGRES: Final = text(
+    """
+WITH claimed AS (
+    UPDATE outbox SET published_at = :b_now, claimed_by = :b_instance
+    WHERE seq IN (
+        SELECT seq FROM outbox WHERE published_at IS NULL
+        ORDER BY seq LIMIT :b_limit FOR UPDATE SKIP LOCKED
+    )
+    RETURNING seq, event_id, payment_id, type
+), routed AS (
+    SELECT claimed.*, every.sink FROM claimed
+    CROSS JOIN unnest(CAST(:b_every_type AS TEXT[])) AS every(sink)
+    UNION ALL
+    SELECT claimed.*, pairs.sink FROM claimed
+    JOIN unnest(CAST(:b_sinks AS TEXT[]), CAST(:b_types AS TEXT[])) AS pairs(sink, type)
+    ON pairs.type = claimed.type
+), delivered AS (
+    INSERT INTO event_deliveries
+        (seq, event_id, payment_id, type, sink, status, attempts, next_attempt_at, created_at)
+    SELECT seq, event_id, payment_id, type, sink, :b_pending, 0, :b_now, :b_now FROM routed
+    ON CONFLICT (event_id, sink) DO NOTHING
+)
+SELECT count(*) FROM claimed
+"""
+).bindparams(
+    bindparam("b_now", type_=UtcDateTime),
+    bindparam("b_instance", type_=Text),
+    bindparam("b_limit", type_=Integer),
+    bindparam("b_every_type", type_=ARRAY(Text)),
+    bindparam("b_sinks", type_=ARRAY(Text)),
+    bindparam("b_types", type_=ARRAY(Text)),
+    bindparam("b_pending", type_=Text),
+)
 
 
 _MARK_DELIVERED: Final = (
