@@ -219,8 +219,9 @@ class OutboxRelay:
             except Exception:
                 logger.exception("outbox relay run failed; next try in %.1f s", interval)
             await _first_of(stop, self._wake, wait_seconds=interval)
-            if self._wake.is_set() and self._coalesce:
-                # Woken by a commit: let the commits right behind it join the same run.
+            if self._wake.is_set() and self._coalesce and self.sinks():
+                # Woken by a commit: let the commits right behind it join the same run. (With
+                # no sink a run does nothing, and the wait would only be one more wake-up.)
                 await _first_of(stop, wait_seconds=self._coalesce)
 
     # ---- fan-out -------------------------------------------------------------------------
