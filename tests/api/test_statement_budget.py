@@ -18,9 +18,9 @@ BUDGET: dict[tuple[str, str], tuple[int, int]] = {
     ("sqlite", "create"): (10, 14),
     ("sqlite", "callback"): (6, 8),
     ("sqlite", "refund"): (11, 21),
-    ("postgresql", "create"): (3, 7),
+    ("postgresql", "create"): (3, 5),
     ("postgresql", "callback"): (4, 6),
-    ("postgresql", "refund"): (11, 21),
+    ("postgresql", "refund"): (11, 19),
 }
 
 

@@ -111,6 +111,15 @@ class RecordingSink:
         return [event.event_id for event in self.received]
 
 
+class RoutedRecordingSink(RecordingSink):
+    """A ``RecordingSink`` that gives its types as data (``RoutedSink``: every type), so the
+    relay may fan out to it in one statement on PostgreSQL."""
+
+    @property
+    def accepted_types(self) -> frozenset[str] | None:
+        return None
+
+
 def fail_times(times: int, *event_ids: str) -> Callable[[OutboxEvent], bool]:
     """Fail the first ``times`` attempts of each of ``event_ids`` (all events when none given)."""
     seen: Counter[str] = Counter()

@@ -10,9 +10,19 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.sql import ConcurrentUpdate, purge_inbox, sql_unit_of_work_factory
+from paytabs_guard.adapters.sql import (
+    ConcurrentUpdate,
+    SqlIdempotencyStore,
+    purge_inbox,
+    sql_unit_of_work_factory,
+)
 from paytabs_guard.domain import OutcomeKind, Payment, PaymentState, Trigger
-from paytabs_guard.service.ports import UnitOfWorkFactory
+from paytabs_guard.service.ports import (
+    ClaimStatus,
+    IdempotencyClaim,
+    StoredResponse,
+    UnitOfWorkFactory,
+)
 
 from .builders import (
     A,
@@ -95,6 +105,34 @@ async def test_a_stale_copy_of_a_payment_is_refused_with_concurrent_update(
     assert stored is not None
     assert stored.state is PaymentState.COMPLETED
     assert "payment.failed" not in await outbox_types(engine, "pay_stale")
+
+
+async def test_a_stale_copy_saved_with_an_idempotency_answer_stores_neither(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    # A unit of work that reads nothing and writes one payment sends its commit on PostgreSQL
+    # as one statement without BEGIN/COMMIT: the stale version must keep every write of it out.
+    stale = awaiting("pay_stale_key")
+    await _save(uow, stale)  # committed from this object: saving it again reads nothing first
+    store = SqlIdempotencyStore(engine)
+    claim = await store.claim("scope", "key-1", "fp", now=at(1), ttl_seconds=86400)
+    assert claim == IdempotencyClaim(ClaimStatus.NEW)
+    async with uow() as unit:
+        fresh = await unit.payments.get("pay_stale_key", for_update=True)
+        assert fresh is not None
+        applied(fresh.apply_gateway_result(result(fresh, A), at=at(3)))
+        await unit.commit()
+    applied(stale.apply_gateway_result(result(stale, D), at=at(4)))
+    answer = StoredResponse(status_code=200, body="{}", resource_id="pay_stale_key")
+    async with uow() as unit:
+        unit.payments.add(stale)
+        await unit.idempotency.complete("scope", "key-1", answer, now=at(4))
+        with pytest.raises(ConcurrentUpdate):
+            await unit.commit()
+    assert "payment.failed" not in await outbox_types(engine, "pay_stale_key")
+    # The key was not answered: a retry still finds it in flight.
+    again = await store.claim("scope", "key-1", "fp", now=at(2), ttl_seconds=86400)
+    assert again == IdempotencyClaim(ClaimStatus.IN_FLIGHT)
 
 
 async def test_a_payment_loaded_earlier_and_still_current_can_be_saved_later(

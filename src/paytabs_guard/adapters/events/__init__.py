@@ -13,7 +13,7 @@ from .dead_letters import DeadLetter, count_dead_letters, list_dead_letters, rep
 from .outgoing_webhooks import WebhookEndpoint, WebhookSink, webhook_sinks
 from .redis_streams import RedisStreamSink, StreamConsumer, StreamEntry
 from .relay import OutboxRelay, RelayStats
-from .sinks import DeliveryFailed, Sink, SinkSet
+from .sinks import DeliveryFailed, RoutedSink, Sink, SinkSet
 from .subscribers import EventBus, Handler, Subscriber
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "OutboxRelay",
     "RedisStreamSink",
     "RelayStats",
+    "RoutedSink",
     "Sink",
     "SinkSet",
     "StreamConsumer",

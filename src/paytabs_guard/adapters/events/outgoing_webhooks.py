@@ -82,6 +82,10 @@ class WebhookSink:
         types = self._endpoint.event_types
         return not types or event_type in types
 
+    @property
+    def accepted_types(self) -> frozenset[str] | None:
+        return self._endpoint.event_types or None
+
     def request_for(self, event: OutboxEvent) -> httpx.Request:
         """The signed request for one attempt (signed at the clock's current time)."""
         body = event.envelope.encode("utf-8")

@@ -58,6 +58,10 @@ class RedisStreamSink:
     def accepts(self, event_type: str) -> bool:
         return not self._event_types or event_type in self._event_types
 
+    @property
+    def accepted_types(self) -> frozenset[str] | None:
+        return self._event_types or None
+
     async def deliver(self, event: OutboxEvent) -> None:
         await self._client.xadd(
             self._stream, _fields_of(event), maxlen=self._max_len, approximate=True

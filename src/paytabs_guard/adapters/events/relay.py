@@ -1,6 +1,8 @@
 """The outbox relay: every committed event reaches every sink at least once, in order per payment.
 
-One ``run_once`` does two things, each in short transactions that never span a sink call:
+One ``run_once`` does two things, each in short transactions that never span a sink call (a
+claim or an acknowledgement is one statement, on PostgreSQL run without a transaction around it:
+the statement is atomic on its own, and it saves the ``BEGIN`` and ``COMMIT`` round trips):
 
 1. **Fan-out.** Undistributed outbox rows (``published_at IS NULL``) are claimed oldest first,
    on PostgreSQL with ``FOR UPDATE SKIP LOCKED`` so relays on other instances take other rows
@@ -43,30 +45,34 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
+    Integer,
     String,
+    Text,
     and_,
     bindparam,
     exists,
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.sql.engine import upsert, write_transaction
+from paytabs_guard.adapters.sql.engine import single_statement, upsert_for, write_transaction
 from paytabs_guard.adapters.sql.rows import from_row
-from paytabs_guard.adapters.sql.tables import outbox
+from paytabs_guard.adapters.sql.tables import UtcDateTime, outbox
 from paytabs_guard.resilience.clock import utc_now
 
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .cloudevents import OutboxEvent
 from .delivery_spans import delivery_span
-from .sinks import BatchSink, Sink, SinkSet
+from .sinks import BatchSink, RoutedSink, Sink, SinkSet
 from .tables import DEAD, DELIVERED, PENDING, event_deliveries
 
 logger = logging.getLogger(__name__)
@@ -75,6 +81,8 @@ Clock = Callable[[], datetime]
 """Timezone-aware current time."""
 
 MAX_ERROR_LENGTH: Final = 1000
+DEFAULT_COALESCE_SECONDS: Final = 0.005
+"""How long a notified relay waits for more commits before its run (see ``run_forever``)."""
 
 
 def default_instance_id() -> str:
@@ -128,6 +136,7 @@ class OutboxRelay:
         instance_id: str | None = None,
         lease_seconds: float = 60.0,
         rng: random.Random | None = None,
+        coalesce_seconds: float = DEFAULT_COALESCE_SECONDS,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -135,6 +144,8 @@ class OutboxRelay:
             raise ValueError("max_attempts must be at least 1")
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
+        if coalesce_seconds < 0:
+            raise ValueError("coalesce_seconds must not be negative")
         self._engine = engine
         self._sources = list(sinks)
         self._clock = clock
@@ -144,7 +155,9 @@ class OutboxRelay:
         self._instance_id = instance_id or default_instance_id()
         self._lease = timedelta(seconds=lease_seconds)
         self._rng = rng or random.Random()
+        self._coalesce = coalesce_seconds
         self._wake = asyncio.Event()
+        self._statements = _RelayStatements.build(engine.dialect.name, batch_size)
 
     @property
     def instance_id(self) -> str:
@@ -193,6 +206,11 @@ class OutboxRelay:
     async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         """``run_once`` every ``interval`` seconds (sooner after ``notify``) until ``stop`` is set.
 
+        A notification starts the next run ``coalesce_seconds`` later (5 ms by default), so the
+        events committed meanwhile share it: a run costs the same few round trips for one event
+        or fifty (a create commits two events a few milliseconds apart, and concurrent requests
+        commit many), where a run per commit cost them per event.
+
         A failed run (e.g. the database is down) is logged and tried again next time.
         """
         while not stop.is_set():
@@ -202,28 +220,33 @@ class OutboxRelay:
             except Exception:
                 logger.exception("outbox relay run failed; next try in %.1f s", interval)
             await _first_of(stop, self._wake, wait_seconds=interval)
+            if self._wake.is_set() and self._coalesce and self.sinks():
+                # Woken by a commit: let the commits right behind it join the same run. (With
+                # no sink a run does nothing, and the wait would only be one more wake-up.)
+                await _first_of(stop, wait_seconds=self._coalesce)
 
     # ---- fan-out -------------------------------------------------------------------------
 
     async def _fan_out(self, sinks: Sequence[Sink]) -> int:
         now = self._clock()
-        candidates = (
-            select(outbox.c.seq)
-            .where(outbox.c.published_at.is_(None))
-            .order_by(outbox.c.seq)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        # The claiming statement writes first, so on SQLite it takes the write lock before
-        # reading anything (no lock upgrade that could fail with "database is locked").
-        claim = (
-            update(outbox)
-            .where(outbox.c.seq.in_(candidates.scalar_subquery()))
-            .values(published_at=now, claimed_by=self._instance_id)
-            .returning(outbox.c.seq, outbox.c.event_id, outbox.c.payment_id, outbox.c.type)
-        )
+        routes = _routes(sinks) if self._engine.dialect.name == "postgresql" else None
+        if routes is not None:
+            # One statement: claim the rows, insert their deliveries, without BEGIN/COMMIT.
+            every_type, filtered = routes
+            params = {
+                "b_now": now,
+                "b_instance": self._instance_id,
+                "b_limit": self._batch_size,
+                "b_every_type": every_type,
+                "b_sinks": [sink for sink, _ in filtered],
+                "b_types": [event_type for _, event_type in filtered],
+                "b_pending": PENDING,
+            }
+            async with single_statement(self._engine) as conn:
+                return int((await conn.execute(_FAN_OUT_POSTGRES, params)).scalar_one())
         async with write_transaction(self._engine) as conn:
-            rows = (await conn.execute(claim)).all()
+            params = {"b_now": now, "b_instance": self._instance_id}
+            rows = (await conn.execute(self._statements.fan_out, params)).all()
             deliveries = [
                 {
                     "seq": row.seq,
@@ -241,10 +264,7 @@ class OutboxRelay:
                 if sink.accepts(row.type)
             ]
             if deliveries:
-                insert = upsert(conn.dialect, event_deliveries).on_conflict_do_nothing(
-                    index_elements=[event_deliveries.c.event_id, event_deliveries.c.sink]
-                )
-                await conn.execute(insert, deliveries)
+                await conn.execute(self._statements.insert_deliveries, deliveries)
         return len(rows)
 
     # ---- delivery ------------------------------------------------------------------------
@@ -285,73 +305,20 @@ class OutboxRelay:
         later one waiting behind it."""
         now = self._clock()
         lease_until = now + self._lease
-        deliveries = event_deliveries
-        older = event_deliveries.alias("older")
-        later = event_deliveries.alias("later")
-        earlier_delivery_waits = exists().where(
-            older.c.sink == deliveries.c.sink,
-            older.c.payment_id == deliveries.c.payment_id,
-            older.c.status == PENDING,
-            older.c.seq < deliveries.c.seq,
-        )
-        # RETURNING expressions name the updated row's columns with the table's name: SQLite's
-        # RETURNING is rendered unqualified, where ``seq`` would mean the subquery's own column.
-        row_sink = literal_column(f"{deliveries.name}.sink", String())
-        row_payment = literal_column(f"{deliveries.name}.payment_id", String())
-        row_seq = literal_column(f"{deliveries.name}.seq", BigInteger())
-        later_delivery_waits = exists().where(
-            later.c.sink == row_sink,
-            later.c.payment_id == row_payment,
-            later.c.status == PENDING,
-            later.c.seq > row_seq,
-        )
-        # An older event of the payment that another relay is still fanning out has no
-        # delivery row yet; without this check a newer one could overtake it.
-        earlier_event_unpublished = exists().where(
-            outbox.c.payment_id == deliveries.c.payment_id,
-            outbox.c.published_at.is_(None),
-            outbox.c.seq < deliveries.c.seq,
-        )
-        conditions = [
-            deliveries.c.sink == sink,
-            deliveries.c.status == PENDING,
-            deliveries.c.next_attempt_at <= now,
-            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
-            ~earlier_delivery_waits,
-            ~earlier_event_unpublished,
-        ]
+        params: dict[str, object] = {
+            "b_sink": sink,
+            "b_now": now,
+            "b_lease_until": lease_until,
+            "b_instance": self._instance_id,
+        }
         if exclude:
-            conditions.append(deliveries.c.id.not_in(exclude))
-        candidates = (
-            select(deliveries.c.id)
-            .where(and_(*conditions))
-            .order_by(deliveries.c.seq)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        envelope, traceparent, tracestate = (  # the claimed delivery's outbox row's
-            select(column).where(outbox.c.seq == row_seq).scalar_subquery()
-            for column in (outbox.c.envelope, outbox.c.traceparent, outbox.c.tracestate)
-        )
-        claim = (
-            update(deliveries)
-            .where(deliveries.c.id.in_(candidates.scalar_subquery()))
-            .values(claimed_by=self._instance_id, claimed_until=lease_until)
-            .returning(
-                deliveries.c.id,
-                deliveries.c.seq,
-                deliveries.c.attempts,
-                deliveries.c.event_id,
-                deliveries.c.payment_id,
-                deliveries.c.type,
-                envelope.label("envelope"),
-                traceparent.label("traceparent"),
-                tracestate.label("tracestate"),
-                later_delivery_waits.label("has_later"),
-            )
-        )
-        async with write_transaction(self._engine) as conn:
-            rows = (await conn.execute(claim)).all()
+            params["b_exclude"] = list(exclude)
+            claim = self._statements.claim_excluding
+        else:
+            claim = self._statements.claim
+        # One statement (claiming is the lease it writes): no transaction around it.
+        async with single_statement(self._engine) as conn:
+            rows = (await conn.execute(claim, params)).all()
         claimed = [
             _Claimed(
                 id=row.id,
@@ -400,7 +367,7 @@ class OutboxRelay:
         events *were* delivered, whoever holds the rows now."""
         if not ids:
             return
-        async with write_transaction(self._engine) as conn:
+        async with single_statement(self._engine) as conn:
             await conn.execute(
                 _MARK_DELIVERED,
                 {
@@ -438,7 +405,7 @@ class OutboxRelay:
                 dead_at=now if is_dead else None,
             )
         )
-        async with write_transaction(self._engine) as conn:
+        async with single_statement(self._engine) as conn:
             await conn.execute(mark)
         if is_dead:
             stats.dead += 1
@@ -461,6 +428,177 @@ class OutboxRelay:
                 retry_at.isoformat(),
                 reason,
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _RelayStatements:
+    """The relay's statements, built once per relay (its batch size is part of them): built
+    per run, their construction and cache keys cost more CPU than running them. What changes
+    per run (the time, the sink, the lease, this relay's id) is bound as parameters."""
+
+    fan_out: Any
+    insert_deliveries: Any
+    claim: Any
+    claim_excluding: Any
+    """``claim`` skipping the deliveries in ``b_exclude`` (failed earlier in the run)."""
+
+    @classmethod
+    def build(cls, dialect_name: str, batch_size: int) -> _RelayStatements:
+        return cls(
+            fan_out=_fan_out_statement(batch_size),
+            insert_deliveries=upsert_for(dialect_name, event_deliveries).on_conflict_do_nothing(
+                index_elements=[event_deliveries.c.event_id, event_deliveries.c.sink]
+            ),
+            claim=_claim_statement(batch_size, exclude=False),
+            claim_excluding=_claim_statement(batch_size, exclude=True),
+        )
+
+
+def _fan_out_statement(batch_size: int) -> Any:
+    candidates = (
+        select(outbox.c.seq)
+        .where(outbox.c.published_at.is_(None))
+        .order_by(outbox.c.seq)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    # The claiming statement writes first, so on SQLite it takes the write lock before
+    # reading anything (no lock upgrade that could fail with "database is locked").
+    return (
+        update(outbox)
+        .where(outbox.c.seq.in_(candidates.scalar_subquery()))
+        .values(
+            published_at=bindparam("b_now", type_=outbox.c.published_at.type),
+            claimed_by=bindparam("b_instance", type_=outbox.c.claimed_by.type),
+        )
+        .returning(outbox.c.seq, outbox.c.event_id, outbox.c.payment_id, outbox.c.type)
+    )
+
+
+def _claim_statement(batch_size: int, *, exclude: bool) -> Any:
+    deliveries = event_deliveries
+    now = bindparam("b_now", type_=deliveries.c.next_attempt_at.type)
+    older = event_deliveries.alias("older")
+    later = event_deliveries.alias("later")
+    earlier_delivery_waits = exists().where(
+        older.c.sink == deliveries.c.sink,
+        older.c.payment_id == deliveries.c.payment_id,
+        older.c.status == PENDING,
+        older.c.seq < deliveries.c.seq,
+    )
+    # RETURNING expressions name the updated row's columns with the table's name: SQLite's
+    # RETURNING is rendered unqualified, where ``seq`` would mean the subquery's own column.
+    row_sink = literal_column(f"{deliveries.name}.sink", String())
+    row_payment = literal_column(f"{deliveries.name}.payment_id", String())
+    row_seq = literal_column(f"{deliveries.name}.seq", BigInteger())
+    later_delivery_waits = exists().where(
+        later.c.sink == row_sink,
+        later.c.payment_id == row_payment,
+        later.c.status == PENDING,
+        later.c.seq > row_seq,
+    )
+    # An older event of the payment that another relay is still fanning out has no
+    # delivery row yet; without this check a newer one could overtake it.
+    earlier_event_unpublished = exists().where(
+        outbox.c.payment_id == deliveries.c.payment_id,
+        outbox.c.published_at.is_(None),
+        outbox.c.seq < deliveries.c.seq,
+    )
+    conditions = [
+        deliveries.c.sink == bindparam("b_sink", type_=deliveries.c.sink.type),
+        deliveries.c.status == PENDING,
+        deliveries.c.next_attempt_at <= now,
+        or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
+        ~earlier_delivery_waits,
+        ~earlier_event_unpublished,
+    ]
+    if exclude:
+        conditions.append(deliveries.c.id.not_in(bindparam("b_exclude", expanding=True)))
+    candidates = (
+        select(deliveries.c.id)
+        .where(and_(*conditions))
+        .order_by(deliveries.c.seq)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    envelope, traceparent, tracestate = (  # the claimed delivery's outbox row's
+        select(column).where(outbox.c.seq == row_seq).scalar_subquery()
+        for column in (outbox.c.envelope, outbox.c.traceparent, outbox.c.tracestate)
+    )
+    return (
+        update(deliveries)
+        .where(deliveries.c.id.in_(candidates.scalar_subquery()))
+        .values(
+            claimed_by=bindparam("b_instance", type_=deliveries.c.claimed_by.type),
+            claimed_until=bindparam("b_lease_until", type_=deliveries.c.claimed_until.type),
+        )
+        .returning(
+            deliveries.c.id,
+            deliveries.c.seq,
+            deliveries.c.attempts,
+            deliveries.c.event_id,
+            deliveries.c.payment_id,
+            deliveries.c.type,
+            envelope.label("envelope"),
+            traceparent.label("traceparent"),
+            tracestate.label("tracestate"),
+            later_delivery_waits.label("has_later"),
+        )
+    )
+
+
+def _routes(sinks: Sequence[Sink]) -> tuple[list[str], list[tuple[str, str]]] | None:
+    """Which sinks take every type, and (sink, type) for the others; None when a sink's
+    choice is not given as data (``RoutedSink``), so only ``accepts`` can tell."""
+    every_type: list[str] = []
+    filtered: list[tuple[str, str]] = []
+    for sink in sinks:
+        if not isinstance(sink, RoutedSink):
+            return None
+        types = sink.accepted_types
+        if types is None:
+            every_type.append(sink.name)
+        else:
+            filtered.extend((sink.name, event_type) for event_type in sorted(types))
+    return every_type, filtered
+
+
+# The fan-out as one PostgreSQL statement: the claimed rows (SKIP LOCKED, as in the two-step
+# fan-out) get their delivery rows in the same statement, so it is atomic on its own. The
+# sinks' routes come as arrays: the names of those taking every type, and (sink, type) pairs.
+_FAN_OUT_POSTGRES: Final = text(
+    """
+WITH claimed AS (
+    UPDATE outbox SET published_at = :b_now, claimed_by = :b_instance
+    WHERE seq IN (
+        SELECT seq FROM outbox WHERE published_at IS NULL
+        ORDER BY seq LIMIT :b_limit FOR UPDATE SKIP LOCKED
+    )
+    RETURNING seq, event_id, payment_id, type
+), routed AS (
+    SELECT claimed.*, every.sink FROM claimed
+    CROSS JOIN unnest(CAST(:b_every_type AS TEXT[])) AS every(sink)
+    UNION ALL
+    SELECT claimed.*, pairs.sink FROM claimed
+    JOIN unnest(CAST(:b_sinks AS TEXT[]), CAST(:b_types AS TEXT[])) AS pairs(sink, type)
+    ON pairs.type = claimed.type
+), delivered AS (
+    INSERT INTO event_deliveries
+        (seq, event_id, payment_id, type, sink, status, attempts, next_attempt_at, created_at)
+    SELECT seq, event_id, payment_id, type, sink, :b_pending, 0, :b_now, :b_now FROM routed
+    ON CONFLICT (event_id, sink) DO NOTHING
+)
+SELECT count(*) FROM claimed
+"""
+).bindparams(
+    bindparam("b_now", type_=UtcDateTime),
+    bindparam("b_instance", type_=Text),
+    bindparam("b_limit", type_=Integer),
+    bindparam("b_every_type", type_=ARRAY(Text)),
+    bindparam("b_sinks", type_=ARRAY(Text)),
+    bindparam("b_types", type_=ARRAY(Text)),
+    bindparam("b_pending", type_=Text),
+)
 
 
 _MARK_DELIVERED: Final = (

@@ -41,6 +41,15 @@ class BatchSink(Sink, Protocol):
     async def deliver_many(self, events: Sequence[OutboxEvent]) -> Sequence[Exception | None]: ...
 
 
+@runtime_checkable
+class RoutedSink(Sink, Protocol):
+    """A sink whose ``accepts`` is a fixed set of types, given as data: the relay can then fan
+    out in one statement on PostgreSQL. ``accepted_types`` is None for every type."""
+
+    @property
+    def accepted_types(self) -> frozenset[str] | None: ...
+
+
 class SinkSet(Protocol):
     """Something that contributes sinks that may change at run time (the ``EventBus``)."""
 

@@ -60,6 +60,11 @@ class SubscriberSink:
     def accepts(self, event_type: str) -> bool:
         return self.subscriber.accepts(event_type)
 
+    @property
+    def accepted_types(self) -> frozenset[str] | None:
+        types = self.subscriber.event_types
+        return None if ALL in types else frozenset(types)
+
     async def deliver(self, event: OutboxEvent) -> None:
         await self.subscriber.handler(event.cloud_event())
 

@@ -156,6 +156,29 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
             gate.release()
 
 
+_AUTOCOMMIT: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def single_statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for work that is one statement, which needs no transaction around it.
+
+    On PostgreSQL the connection is in autocommit mode: the statement is its own transaction
+    (atomic, its row locks held until it ends), without the ``BEGIN`` and ``COMMIT`` round
+    trips a transaction adds. On SQLite it is :func:`write_transaction` (``BEGIN IMMEDIATE``
+    behind the writer gate, like every write there). Run exactly one statement in it.
+    """
+    if engine.dialect.name != "postgresql":
+        async with write_transaction(engine) as connection:
+            yield connection
+        return
+    autocommit = _AUTOCOMMIT.get(engine)
+    if autocommit is None:  # the same pool; the isolation level is reset on check-in
+        autocommit = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with autocommit.connect() as connection:
+        yield connection
+
+
 def _postgres_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) -> AsyncEngine:
     return create_async_engine(
         url,

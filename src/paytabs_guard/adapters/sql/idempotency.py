@@ -18,7 +18,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, StoredResponse
 
-from .engine import upsert_for, write_transaction
+from .engine import single_statement, upsert_for, write_transaction
 from .tables import UtcDateTime, idempotency_keys
 from .transaction import DbTransaction
 
@@ -60,13 +60,14 @@ class SqlIdempotencyStore:
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime
     ) -> None:
-        """Keep ``response`` to replay it for the key's lifetime."""
-        async with write_transaction(self._engine) as connection:
+        """Keep ``response`` to replay it for the key's lifetime (one statement: on PostgreSQL
+        without ``BEGIN``/``COMMIT`` around it)."""
+        async with single_statement(self._engine) as connection:
             await complete_key(connection, scope, key, response, now=now)
 
     async def release(self, scope: str, key: str) -> None:
         """Forget an IN_FLIGHT key whose request failed without an answer worth keeping."""
-        async with write_transaction(self._engine) as connection:
+        async with single_statement(self._engine) as connection:
             await connection.execute(
                 delete(idempotency_keys).where(
                     _keys.scope == scope, _keys.key == key, _keys.status == IN_FLIGHT

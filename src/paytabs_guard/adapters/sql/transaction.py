@@ -17,6 +17,11 @@ class DbTransaction:
         self._gate = writer_gate(engine)
         self._connection: AsyncConnection | None = None
 
+    @property
+    def begun(self) -> bool:
+        """Whether something ran in this transaction already (and holds its locks)."""
+        return self._connection is not None
+
     async def connection(self) -> AsyncConnection:
         """The transaction's connection, beginning the transaction if needed (on SQLite after
         this process's writer gate let it through)."""

@@ -9,22 +9,30 @@ only if the gate matched a row; the outbox rows and the stored idempotency answe
   each write as its own statement, with statement objects built once and executed with
   parameters (SQLAlchemy finds their compiled form by a memoized cache key).
 * ``CombinedWrites`` (PostgreSQL) sends them as the data-modifying CTEs of one statement: one
-  round trip for the whole commit. The child inserts select their values ``WHERE EXISTS
-  (SELECT 1 FROM gate)``, so a stale version writes nothing and is reported as
+  round trip for the whole commit. Every write besides the gates (child rows, outbox rows, the
+  idempotency answer) selects its values or finds its row ``WHERE EXISTS (SELECT 1 FROM
+  gate)`` for every gate, so a stale version writes nothing and is reported as
   ``ConcurrentUpdate`` (not as a duplicate key on the history). PostgreSQL runs every
   sub-statement to completion on one snapshot and checks foreign keys at the end of the
-  statement, so children may reference the payment inserted beside them.
+  statement, so children may reference the payment inserted beside them. With at most one
+  gate the statement is all or nothing by itself: a unit of work that read nothing before its
+  commit sends it without ``BEGIN``/``COMMIT`` (``unit_of_work.py``).
+
+The statement is built once per *shape* (which writes, columns and row counts) and the values
+travel as bind parameters: building a dozen CTEs and their cache key cost more CPU than
+running them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from sqlalchemy import (
     CTE,
     Exists,
     Table,
+    and_,
     bindparam,
     delete,
     func,
@@ -152,100 +160,223 @@ def _delete_transactions(payment_id: str, tran_refs: Sequence[str]) -> Any:
     )
 
 
+def _typed(name: str, table: Table, column: str) -> Any:
+    """A bind parameter typed as ``table.column`` (its type's bind processing applies, and
+    PostgreSQL is told the type: it cannot infer one for a bare ``SELECT $1``)."""
+    return bindparam(name, type_=table.c[column].type)
+
+
 def _rows_as_select(
-    table: Table, rows: Sequence[Row], only_if: Exists | None
-) -> tuple[list[str], Any]:
-    """``rows`` as ``SELECT <typed literals> [WHERE only_if] UNION ALL …``, for an
-    ``INSERT … SELECT``."""
-    columns = list(rows[0])
+    table: Table, prefix: str, columns: Sequence[str], count: int, only_if: Exists | None
+) -> Any:
+    """``count`` rows of bind parameters ``{prefix}{row}_{column}`` as
+    ``SELECT … [WHERE only_if] UNION ALL …``, for an ``INSERT … SELECT``."""
     selects = []
-    for row in rows:
-        one = select(*(literal(row[name], table.c[name].type).label(name) for name in columns))
+    for n in range(count):
+        one = select(*(_typed(f"{prefix}{n}_{c}", table, c).label(c) for c in columns))
         selects.append(one if only_if is None else one.where(only_if))
-    return columns, selects[0] if len(selects) == 1 else union_all(*selects)
+    return selects[0] if count == 1 else union_all(*selects)
 
 
-class CombinedWrites:
-    """Every write of the commit as one PostgreSQL statement of data-modifying CTEs."""
+class _Op(NamedTuple):
+    """One write of a commit as a shape; its values travel separately as bind parameters
+    (``w{write}_{column}``, ``w{write}_{row}_{column}`` for rows, ``w{write}_b_…`` for what a
+    ``WHERE`` compares: an update's values may set the very column its ``WHERE`` checks).
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
-        self._gates: dict[str, tuple[int, CTE, Exists]] = {}
-        self._ctes: list[CTE] = []
+    ``gate`` is the index (among the commit's gates) of the payment write it hangs off, or -1.
+    """
 
-    def _add(self, statement: Any) -> CTE:
-        cte: CTE = statement.cte(f"w{len(self._ctes)}")
-        self._ctes.append(cte)
-        return cte
+    kind: str
+    table: Table
+    gate: int
+    columns: tuple[str, ...]
+    rows: int
 
-    def _gate(self, payment_id: str, version: int, statement: Any) -> None:
-        cte = self._add(statement.returning(payments.c.id))
-        self._gates[payment_id] = (version, cte, select(literal(1)).select_from(cte).exists())
 
-    def _opened(self, payment_id: str) -> Exists:
-        return self._gates[payment_id][2]
+_STATEMENTS: dict[tuple[_Op, ...], Any] = {}
+_MAX_SHAPES: Final = 256
+"""Statements kept by shape: a handful of shapes occur (create, page ready, callback, refund…);
+the cap only bounds memory should something make shapes without end."""
 
-    async def insert_payment(self, payment_id: str, row: Row) -> None:
-        self._gate(payment_id, 0, payments.insert().values(**row))
 
-    async def update_payment(self, payment_id: str, version: int, values: Row) -> None:
-        statement = (
-            update(payments)
-            .where(payments.c.id == payment_id, payments.c.version == version)
-            .values(**values)
-        )
-        self._gate(payment_id, version, statement)
+def _combined(shape: tuple[_Op, ...]) -> Any:
+    """The one statement for a commit of this shape, built once.
 
-    async def insert_children(self, payment_id: str, table: Table, rows: Sequence[Row]) -> None:
-        if rows:
-            columns, source = _rows_as_select(table, rows, self._opened(payment_id))
-            self._add(table.insert().from_select(columns, source))
+    Building a statement of a dozen CTEs and generating its cache key cost more CPU than
+    executing it; a statement kept by shape has its cache key memoized, so each commit only
+    binds its values. Parameter names are ``w{write}_…``, unique in the statement.
+    """
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        statement = _build(shape)
+        if len(_STATEMENTS) < _MAX_SHAPES:
+            _STATEMENTS[shape] = statement
+    return statement
 
-    async def update_transaction(self, payment_id: str, tran_ref: str, values: Row) -> None:
-        statement = (
-            update(gateway_transactions)
-            .where(
-                gateway_transactions.c.tran_ref == tran_ref,
-                gateway_transactions.c.payment_id == payment_id,
-                self._opened(payment_id),
+
+def _build(shape: Sequence[_Op]) -> Any:
+    """The statement: the gates' CTEs first, then every other write, each of which also
+    requires every gate to have matched (``opened``). So when a gate finds a stale version the
+    statement writes nothing besides the other gates, and with one gate nothing at all: it can
+    run without a transaction around it (``CombinedWrites.single_gate``)."""
+    gate_ctes: list[CTE] = []
+    for n, (kind, table, _, columns, _) in enumerate(shape):
+        if kind not in _GATES:
+            continue
+        p = f"w{n}_"
+        values = {c: _typed(p + c, table, c) for c in columns}
+        gate: Any
+        if kind == "insert_payment":
+            gate = table.insert().values(values)
+        else:
+            gate = (
+                update(table)
+                .where(table.c.id == _typed(p + "b_id", table, "id"))
+                .where(table.c.version == _typed(p + "b_version", table, "version"))
+                .values(values)
             )
-            .values(**values)
-        )
-        self._add(statement)
-
-    async def delete_transactions(self, payment_id: str, tran_refs: Sequence[str]) -> None:
-        self._add(_delete_transactions(payment_id, tran_refs).where(self._opened(payment_id)))
-
-    async def insert_events(self, table: Table, rows: Sequence[Row]) -> None:
-        if rows:
-            # (a multi-row .values([...]) would make the statement uncacheable: compiled anew
-            # on every commit; SELECTs of typed literals keep one compiled form per row count)
-            columns, source = _rows_as_select(table, rows, None)
+        gate_ctes.append(gate.returning(table.c.id).cte(f"w{n}"))
+    exists = [select(literal(1)).select_from(cte).exists() for cte in gate_ctes]
+    opened: Any = and_(*exists) if exists else None
+    ctes = list(gate_ctes)
+    for n, (kind, table, _, columns, rows) in enumerate(shape):
+        if kind in _GATES:
+            continue
+        p = f"w{n}_"
+        values = {c: _typed(p + c, table, c) for c in columns}
+        statement: Any
+        if kind == "insert_children":
+            source = _rows_as_select(table, p, columns, rows, opened)
+            statement = table.insert().from_select(columns, source)
+        elif kind == "insert_events":
+            source = _rows_as_select(table, p, columns, rows, opened)
             statement = (
                 postgresql.insert(table)
                 .from_select(columns, source)
                 .on_conflict_do_nothing(index_elements=[table.c.event_id])
             )
-            self._add(statement)
+        elif kind == "update_transaction":
+            statement = (
+                update(table)
+                .where(
+                    table.c.tran_ref == _typed(p + "b_tran_ref", table, "tran_ref"),
+                    table.c.payment_id == _typed(p + "b_payment_id", table, "payment_id"),
+                    opened,
+                )
+                .values(values)
+            )
+        elif kind == "delete_transactions":
+            refs = [_typed(f"{p}b{i}", table, "tran_ref") for i in range(rows)]
+            statement = delete(table).where(
+                table.c.payment_id == _typed(p + "b_payment_id", table, "payment_id"),
+                table.c.tran_ref.in_(refs),
+                opened,
+            )
+        else:  # complete_key
+            statement = update(table).where(
+                table.c.scope == _typed(p + "b_scope", table, "scope"),
+                table.c.key == _typed(p + "b_key", table, "key"),
+            )
+            if opened is not None:
+                statement = statement.where(opened)
+            statement = statement.values(values)
+        ctes.append(statement.cte(f"w{n}"))
+    counts = [
+        select(func.count()).select_from(cte).scalar_subquery().label(f"g{n}")
+        for n, cte in enumerate(gate_ctes)
+    ]
+    return select(*(counts or [literal(0).label("g")])).add_cte(*ctes)
+
+
+_GATES: Final = frozenset({"insert_payment", "update_payment"})
+
+
+class CombinedWrites:
+    """Every write of the commit as one PostgreSQL statement of data-modifying CTEs."""
+
+    def __init__(self, connection: AsyncConnection | None = None) -> None:
+        self._connection = connection  # None: given to ``finish``
+        self._gates: dict[str, tuple[int, int]] = {}  # payment id: (gate index, version)
+        self._ops: list[_Op] = []
+        self._params: dict[str, Any] = {}
+
+    def _add(self, kind: str, table: Table, gate: int, columns: Sequence[str], rows: int) -> str:
+        prefix = f"w{len(self._ops)}_"
+        self._ops.append(_Op(kind, table, gate, tuple(columns), rows))
+        return prefix
+
+    def _gate(self, payment_id: str) -> int:
+        return self._gates[payment_id][0]
+
+    def _set(self, prefix: str, values: Row) -> None:
+        params = self._params
+        for name, value in values.items():
+            params[prefix + name] = value
+
+    def _rows(self, prefix: str, rows: Sequence[Row], columns: Sequence[str]) -> None:
+        params = self._params
+        for n, row in enumerate(rows):
+            for name in columns:
+                params[f"{prefix}{n}_{name}"] = row[name]
+
+    async def insert_payment(self, payment_id: str, row: Row) -> None:
+        self._gates[payment_id] = (len(self._gates), 0)
+        self._set(self._add("insert_payment", payments, -1, list(row), 1), row)
+
+    async def update_payment(self, payment_id: str, version: int, values: Row) -> None:
+        self._gates[payment_id] = (len(self._gates), version)
+        prefix = self._add("update_payment", payments, -1, list(values), 1)
+        self._set(prefix, values)
+        self._params[prefix + "b_id"] = payment_id
+        self._params[prefix + "b_version"] = version
+
+    async def insert_children(self, payment_id: str, table: Table, rows: Sequence[Row]) -> None:
+        if rows:
+            columns = list(rows[0])
+            prefix = self._add("insert_children", table, self._gate(payment_id), columns, len(rows))
+            self._rows(prefix, rows, columns)
+
+    async def update_transaction(self, payment_id: str, tran_ref: str, values: Row) -> None:
+        gate = self._gate(payment_id)
+        prefix = self._add("update_transaction", gateway_transactions, gate, list(values), 1)
+        self._set(prefix, values)
+        self._params[prefix + "b_tran_ref"] = tran_ref
+        self._params[prefix + "b_payment_id"] = payment_id
+
+    async def delete_transactions(self, payment_id: str, tran_refs: Sequence[str]) -> None:
+        gate = self._gate(payment_id)
+        prefix = self._add("delete_transactions", gateway_transactions, gate, (), len(tran_refs))
+        self._params[prefix + "b_payment_id"] = payment_id
+        for n, tran_ref in enumerate(tran_refs):
+            self._params[f"{prefix}b{n}"] = tran_ref
+
+    async def insert_events(self, table: Table, rows: Sequence[Row]) -> None:
+        if rows:
+            columns = list(rows[0])
+            prefix = self._add("insert_events", table, -1, columns, len(rows))
+            self._rows(prefix, rows, columns)
 
     async def complete_key(self, scope: str, key: str, values: Row) -> None:
-        statement = (
-            update(idempotency_keys)
-            .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
-            .values(**values)
-        )
-        self._add(statement)
+        prefix = self._add("complete_key", idempotency_keys, -1, list(values), 1)
+        self._set(prefix, values)
+        self._params[prefix + "b_scope"] = scope
+        self._params[prefix + "b_key"] = key
 
-    async def finish(self) -> None:
-        if not self._ctes:
+    @property
+    def single_gate(self) -> bool:
+        """Whether at most one payment is written: then the statement is all or nothing on its
+        own (see ``_build``), and needs no transaction unless the unit of work read first."""
+        return len(self._gates) <= 1
+
+    async def finish(self, connection: AsyncConnection | None = None) -> None:
+        """Send the statement, on ``connection`` or the one given at construction."""
+        if not self._ops:
             return
-        gates = list(self._gates.items())
-        counts = [
-            select(func.count()).select_from(cte).scalar_subquery().label(f"g{n}")
-            for n, (_, (_, cte, _)) in enumerate(gates)
-        ]
-        combined = select(*(counts or [literal(0).label("g")])).add_cte(*self._ctes)
-        row = (await self._connection.execute(combined)).one()
-        for (payment_id, (version, _, _)), matched in zip(gates, row, strict=False):
+        connection = connection or self._connection
+        if connection is None:
+            raise RuntimeError("CombinedWrites.finish needs a connection")
+        statement = _combined(tuple(self._ops))
+        row = (await connection.execute(statement, self._params)).one()
+        for (payment_id, (_, version)), matched in zip(self._gates.items(), row, strict=False):
             if matched != 1:
                 raise ConcurrentUpdate(payment_id, version)
