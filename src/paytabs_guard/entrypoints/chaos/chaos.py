@@ -461,9 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cores",
         choices=list(CORE_LAYOUTS),
-        default="split",
-        help="split (default): the service's process on the first core alone, the merchants "
-        "and the simulator on the others, as if they were other machines; shared: anywhere",
+        default="shared",
+        help="shared (default): every process runs anywhere; split: the service's process on "
+        "the first core alone, the merchants and the simulator on the others (measured worse "
+        "on two cores: see docs/benchmarks.md)",
     )
     parser.add_argument(
         "--database-url",

@@ -4,10 +4,11 @@ In production the merchants and PayTabs are other machines: they never take CPU 
 service. On one machine they do, and at the moment that matters most, the recovery from an
 outage, several hundred merchants' HTTP clients and the simulator's answers compete with the
 service for the same two cores, so the benchmark measured the harness's own contention as the
-service's slowness. With ``split`` (the default where there are at least two cores) the service's
-process (with its relay and the benchmark's subscriber) runs on the first core alone, and the
-merchants' and the simulator's processes share the others; PostgreSQL and Redis are not pinned.
-``shared`` leaves every process free to run anywhere, as before.
+service's slowness. With ``split`` the service's process (with its relay and the benchmark's
+subscriber) runs on the first core alone, and the merchants' and the simulator's processes share
+the others; PostgreSQL and Redis are not pinned. On a two-core machine that measured worse
+(the one other core saturates in a recovery surge), so ``shared``, every process free to run
+anywhere, is the default.
 """
 
 from __future__ import annotations

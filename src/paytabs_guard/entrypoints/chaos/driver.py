@@ -48,6 +48,7 @@ DEFAULT_RETRY_AFTER: Final = 1.0
 RETRY_AFTER_MS_FIELD: Final = "retry_after_ms"
 """The precise wait in a 503 problem+json body (Retry-After is whole seconds)."""
 CONFIRM_INTERVAL: Final = 1.0
+PAY_ATTEMPTS: Final = 3
 RECURRING_EVERY: Final = 10
 """One order in this many saves its card and is charged again (a renewal) once completed."""
 TRANSPORT_ERROR: Final = 0
@@ -213,7 +214,10 @@ class Driver:
         payment_id = str(page["id"])
         done = self._waiters.waiter(payment_id)
         page_id = str(page["redirect_url"]).rsplit("/", 1)[-1]
-        paid = await self._simulator.pay(page_id, VISA)
+        paid = await self._pay(page_id)
+        if paid is None:
+            order.outcome = "pay_unreachable"
+            return
         if paid.status_code != 200:
             order.outcome = f"pay_failed_{paid.status_code}"
             return
@@ -234,6 +238,14 @@ class Driver:
         card_id = page.get("saved_card_id")
         if order.outcome == "completed" and order.saves_card and isinstance(card_id, str):
             await self._renew(order, card_id)
+
+    async def _pay(self, page_id: str) -> httpx.Response | None:
+        """The customer pays the hosted page; a dropped connection (a keep-alive connection the
+        page's server closed as it was reused) is tried again, as a browser would."""
+        for _ in range(PAY_ATTEMPTS):
+            with contextlib.suppress(httpx.TransportError):
+                return await self._simulator.pay(page_id, VISA)
+        return None
 
     async def _renew(self, order: Order, card_id: str) -> None:
         """Charge the order's saved card once more: one key, re-sent on 409/429/5xx/no answer
