@@ -185,6 +185,14 @@ class Settings(BaseSettings):
         description="First open period after a trip, in ms (> 0), randomised +/-20 %; doubled "
         "after each failed trial up to CIRCUIT_BREAKER_RESET_TIMEOUT",
     )
+    circuit_breaker_return_rate: int = Field(
+        50,
+        ge=0,
+        le=100_000,
+        description="After an outage, send the creates the breaker turned away back, and release "
+        "the requests held for 'Prefer: wait', oldest first at this many per second per worker "
+        "(0 = all at once, at random within 250 ms)",
+    )
     prefer_wait_max_seconds: int = Field(
         30,
         ge=0,

@@ -98,8 +98,15 @@ def retry_after_ms(seconds: float) -> int:
     return max(0, math.ceil(seconds * 1000))
 
 
-def gateway_unavailable(retry_after: float | None, *, prefer_wait: int | None = None) -> Problem:
-    wait = spread_wait(retry_after or 0.0)
+def gateway_unavailable(
+    retry_after: float | None, *, prefer_wait: int | None = None, extra: float | None = None
+) -> Problem:
+    """503 for a call the breaker turned away: told to come back in ``retry_after`` seconds,
+    plus ``extra`` for a create with a place in the return line (return_pace.py), else spread
+    at random."""
+    # The line orders and spreads the precise wait; clients that read only the header (whole
+    # seconds) are spread at random over the seconds of a long wait either way.
+    wait = spread_wait(retry_after or 0.0) if extra is None else (retry_after or 0.0) + extra
     seconds = spread_retry_after(wait)
     precise_ms = retry_after_ms(wait)
     headers = {"Retry-After": str(seconds)}

@@ -99,13 +99,17 @@ async def run_create(
     fail-fast on ``operation``'s open circuit, the idempotent claim and the answer."""
     request, runtime, service = write.request, write.runtime, write.service
     held = await runtime.holding.hold(service, operation, requested_wait(request))
+    # Its place in the line of creates turned away by an outage (return_pace.py).
+    who = None if write.key is None else (write.client.id, write.key)
     try:
         service.admit(operation)
     except GatewayUnavailable as closed:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
         # the breaker check microseconds. Nothing is stored; once the circuit lets calls
         # through, a retry with the same key runs normally (or replays an earlier answer).
-        problem = gateway_unavailable(closed.retry_after, prefer_wait=held)
+        wait = closed.retry_after or 0.0
+        extra = None if who is None else runtime.pace.line_wait(who, wait)
+        problem = gateway_unavailable(wait, prefer_wait=held, extra=extra)
         return problem_response(problem, request_id_of(request))
 
     response = await run_idempotent_create(
@@ -119,6 +123,8 @@ async def run_create(
         wait_seconds=runtime.options.idempotency_wait_seconds,
         resource_id=payment_id_of,
     )
+    if who is not None:
+        runtime.pace.leave(who)
     return preference_applied(response, held)
 
 

@@ -5,7 +5,9 @@ create, refund, capture and void, a request that the breaker would turn away is 
 breaker admits calls again (it is woken by the state change: a probe's answer, a trial's
 success), for at most N seconds and at most the server's cap, and then goes through as usual;
 the answer says ``Preference-Applied: wait=N``. Held requests are bounded per instance: beyond
-the bound a request gets the fast 503, so a long outage cannot pile up unbounded work.
+the bound a request gets the fast 503, so a long outage cannot pile up unbounded work. Woken
+together, they go on one at a time at the return pace, in the order they were held
+(return_pace.py), so that the oldest are served first and not all at once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from starlette.requests import Request
 
 from paytabs_guard.domain import Operation
 from paytabs_guard.service.payments import PaymentService
+
+from .return_pace import ReturnPace
 
 _WAIT: Final = re.compile(r'(?:^|[;,\s])wait\s*=\s*"?(\d{1,6})"?(?=$|[;,\s])', re.IGNORECASE)
 
@@ -33,10 +37,11 @@ def requested_wait(request: Request) -> int | None:
 class Holding:
     """Holds requests while a breaker is open, within a time cap and a count cap."""
 
-    def __init__(self, max_seconds: int, max_held: int) -> None:
+    def __init__(self, max_seconds: int, max_held: int, pace: ReturnPace | None = None) -> None:
         self.max_seconds = max_seconds
         self.max_held = max_held
         self.held = 0
+        self._pace = pace or ReturnPace(0)
 
     async def hold(
         self, service: PaymentService, operation: Operation, requested: int | None
@@ -50,7 +55,9 @@ class Holding:
         applied = min(requested, self.max_seconds)
         self.held += 1
         try:
-            await service.wait_available(operation, applied)
+            admitted = await service.wait_available(operation, applied)
+            if admitted:
+                await self._pace.release()
         finally:
             self.held -= 1
         return applied

@@ -17,6 +17,7 @@ from .auth import ApiKeys
 from .options import ApiOptions
 from .prefer_wait import Holding
 from .rate_limit import FailureLimiter
+from .return_pace import ReturnPace
 from .webhook_receiver import WebhookReceiver
 
 log = get_logger(__name__)
@@ -88,6 +89,7 @@ class Runtime:
     probe_cache: TtlCache[ProbeResult]
     stats_cache: TtlCache[str]
     holding: Holding
+    pace: ReturnPace
     background: Background = field(default_factory=Background)
     started_at: float = field(default_factory=time.monotonic)
 
@@ -95,6 +97,7 @@ class Runtime:
     def build(cls, container: Container, options: ApiOptions) -> Runtime:
         settings = container.settings
         limiter = FailureLimiter(options.failed_verifications, options.failure_window_seconds)
+        pace = ReturnPace(settings.circuit_breaker_return_rate)
         return cls(
             container=container,
             options=options,
@@ -103,5 +106,6 @@ class Runtime:
             webhook=WebhookReceiver(container, limiter),
             probe_cache=TtlCache(options.paytabs_probe_cache_seconds),
             stats_cache=TtlCache(float(settings.stats_cache_seconds)),
-            holding=Holding(settings.prefer_wait_max_seconds, settings.prefer_wait_max_held),
+            holding=Holding(settings.prefer_wait_max_seconds, settings.prefer_wait_max_held, pace),
+            pace=pace,
         )

@@ -1,0 +1,183 @@
+"""The crowd an outage turned away comes back oldest first, one slot apart: the line of
+turned-away creates and the paced release of held requests (injected clock, no sleeps), then the
+line as a merchant sees it over real HTTP."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from paytabs_guard.entrypoints.api.return_pace import RETURN_GRACE, ReturnPace
+from paytabs_guard.resilience.clock import ManualClock
+from paytabs_simulator.server import RunningSimulator
+
+from .api_support import new_key, running_service
+
+BODY = {"amount": "12.50", "currency": "SAR", "description": "Order 1001"}
+SLOT = 0.02  # 50 per second
+
+
+def pace(clock: ManualClock, **kwargs: object) -> ReturnPace:
+    return ReturnPace(50, clock=clock, rng=random.Random(7), **kwargs)  # type: ignore[arg-type]
+
+
+def rank_of(wait: float | None) -> int:
+    """The place in line a line wait stands for (the slot's random part is under one slot)."""
+    assert wait is not None
+    return int(wait // SLOT)
+
+
+def test_the_first_turned_away_is_sent_back_first_and_each_later_one_slot_after() -> None:
+    line = pace(ManualClock())
+    waits = [line.line_wait(("merchant", f"key-{n}"), 1.0) for n in range(5)]
+    assert [rank_of(w) for w in waits] == [0, 1, 2, 3, 4]
+
+
+def test_a_create_keeps_its_place_however_often_it_is_turned_away() -> None:
+    clock = ManualClock()
+    line = pace(clock)
+    for n in range(3):
+        line.line_wait(("merchant", f"key-{n}"), 1.0)
+    clock.advance(1.0)  # everyone comes back on time and is turned away again
+    line.line_wait(("merchant", "newcomer"), 1.0)
+    again = [rank_of(line.line_wait(("merchant", f"key-{n}"), 1.0)) for n in range(3)]
+    assert again == [0, 1, 2]
+    assert rank_of(line.line_wait(("merchant", "newcomer"), 1.0)) == 3
+
+
+def test_the_same_key_of_another_client_is_another_place() -> None:
+    line = pace(ManualClock())
+    line.line_wait(("shop-a", "order-1"), 1.0)
+    assert rank_of(line.line_wait(("shop-b", "order-1"), 1.0)) == 1
+
+
+def test_an_answered_create_leaves_and_the_ones_behind_it_move_up() -> None:
+    line = pace(ManualClock())
+    for n in range(3):
+        line.line_wait(("merchant", f"key-{n}"), 1.0)
+    line.leave(("merchant", "key-0"))
+    assert len(line) == 2
+    assert rank_of(line.line_wait(("merchant", "key-1"), 1.0)) == 0
+    assert rank_of(line.line_wait(("merchant", "key-2"), 1.0)) == 1
+
+
+def test_a_merchant_that_gave_up_drops_out_once_its_time_has_passed() -> None:
+    clock = ManualClock()
+    line = pace(clock)
+    line.line_wait(("merchant", "gave-up"), 1.0)
+    line.line_wait(("merchant", "stays"), 1.0)
+    clock.advance(1.0 + SLOT)
+    # "stays" comes back on time (before the grace ends): "gave-up" is still ahead of it.
+    assert rank_of(line.line_wait(("merchant", "stays"), 1.0)) == 1
+    clock.advance(RETURN_GRACE)  # now "gave-up" is past its time and the grace
+    assert rank_of(line.line_wait(("merchant", "stays"), 1.0)) == 0
+    assert len(line) == 1
+
+
+def test_a_full_line_takes_no_newcomer() -> None:
+    line = pace(ManualClock(), capacity=2)
+    line.line_wait(("merchant", "a"), 1.0)
+    line.line_wait(("merchant", "b"), 1.0)
+    assert line.line_wait(("merchant", "c"), 1.0) is None
+    assert len(line) == 2
+    assert rank_of(line.line_wait(("merchant", "b"), 1.0)) == 1  # those in line keep theirs
+
+
+def test_rate_zero_turns_the_line_and_the_pacing_off() -> None:
+    line = ReturnPace(0)
+    assert not line.enabled
+    assert line.line_wait(("merchant", "a"), 1.0) is None
+    assert len(line) == 0
+
+
+def test_a_negative_rate_is_refused() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        ReturnPace(-1)
+
+
+@pytest.mark.anyio
+async def test_held_requests_go_on_one_slot_apart_in_the_order_they_were_released() -> None:
+    clock = ManualClock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+
+    line = ReturnPace(50, clock=clock, sleep=sleep)
+    for _ in range(3):
+        await line.release()
+    assert slept == [SLOT, 2 * SLOT]  # the first goes at once
+    clock.advance(1.0)  # long after: the next one goes at once again
+    await line.release()
+    assert slept == [SLOT, 2 * SLOT]
+
+
+@pytest.mark.anyio
+async def test_without_pacing_a_release_never_waits() -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    line = ReturnPace(0, sleep=sleep)
+    for _ in range(3):
+        await line.release()
+    assert slept == []
+
+
+# ---- over HTTP ----------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_turned_away_creates_are_told_to_come_back_in_the_order_they_first_came(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    async with running_service(sim, sqlite_url, env={"CIRCUIT_BREAKER_RETURN_RATE": "50"}) as svc:
+        breaker = svc.container.gateway.breakers.get("create")
+        breaker.force_open()
+        keys = [new_key() for _ in range(4)]
+
+        async def told(key: str) -> int:
+            refused = await svc.api.post(
+                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+            )
+            assert refused.status_code == 503
+            body = refused.json()
+            assert body["retry_after"] == int(refused.headers["retry-after"])
+            assert body["retry_after"] * 1000 >= body["retry_after_ms"]  # never earlier
+            ms: int = body["retry_after_ms"]
+            return ms
+
+        def place(ms: int) -> int:
+            """The forced-open wait (30 s) plus one 20 ms slot per create ahead in line, plus
+            under a slot at random (rounded up to whole ms)."""
+            rank = max(ms - 30_001, 0) // 20
+            assert 30_000 + 20 * rank <= ms <= 30_000 + 20 * (rank + 1)
+            return rank
+
+        assert [place(await told(key)) for key in keys] == [0, 1, 2, 3]
+        assert [place(await told(key)) for key in reversed(keys)] == [3, 2, 1, 0]
+
+        breaker.reset()  # PayTabs is back: the head of the line is answered and leaves
+        created = await svc.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": keys[0]}
+        )
+        assert created.status_code == 201, created.text
+        assert len(svc.app.state.runtime.pace) == 3
+        breaker.force_open()
+        assert place(await told(keys[1])) == 0
+
+
+@pytest.mark.anyio
+async def test_a_create_without_an_idempotency_key_gets_the_random_spread(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    async with running_service(sim, sqlite_url) as svc:
+        svc.container.gateway.breakers.get("create").force_open()
+        refused = await svc.api.post("/payments/v2/create", json=BODY)
+        if refused.status_code == 503:  # (when the service requires the key it says so: 400)
+            assert 30_000 <= refused.json()["retry_after_ms"] <= 30_250
+            assert len(svc.app.state.runtime.pace) == 0
+        else:
+            assert refused.status_code == 400
