@@ -4,6 +4,7 @@ line as a merchant sees it over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -96,34 +97,107 @@ def test_a_negative_rate_is_refused() -> None:
         ReturnPace(-1)
 
 
-@pytest.mark.anyio
-async def test_held_requests_go_on_one_slot_apart_in_the_order_they_were_released() -> None:
+def test_a_held_create_takes_its_place_when_it_starts_to_wait() -> None:
     clock = ManualClock()
-    slept: list[float] = []
+    line = pace(clock)
+    line.line_wait(("merchant", "turned-away"), 1.0)
+    line.join(("merchant", "held"), 20.0)
+    line.join(("merchant", "held"), 20.0)  # (held again: the same place)
+    line.line_wait(("merchant", "later"), 1.0)
+    assert rank_of(line.line_wait(("merchant", "held"), 1.0)) == 1
+    assert rank_of(line.line_wait(("merchant", "later"), 1.0)) == 2
+    assert len(line) == 3
 
+
+class Turns:
+    """Creates asking for their turn at one instant; records the order they were let go in and
+    the time each went (the pace's sleeps move the manual clock)."""
+
+    def __init__(self, clock: ManualClock, line: ReturnPace) -> None:
+        self.clock = clock
+        self.line = line
+        self.went: list[tuple[str, float]] = []
+
+    async def ask(self, name: str, who: tuple[str, str] | None) -> None:
+        await self.line.turn(who)
+        self.went.append((name, round(self.clock() - 1000.0, 6)))
+
+
+def turns(clock: ManualClock) -> tuple[ReturnPace, Turns]:
     async def sleep(seconds: float) -> None:
-        slept.append(round(seconds, 6))
+        await asyncio.sleep(0)  # whoever was let go runs first, at the time it was let go
+        clock.advance(seconds)
 
-    line = ReturnPace(50, clock=clock, sleep=sleep)
-    for _ in range(3):
-        await line.release()
-    assert slept == [SLOT, 2 * SLOT]  # the first goes at once
-    clock.advance(1.0)  # long after: the next one goes at once again
-    await line.release()
-    assert slept == [SLOT, 2 * SLOT]
+    line = ReturnPace(50, clock=clock, sleep=sleep, rng=random.Random(7))
+    return line, Turns(clock, line)
 
 
 @pytest.mark.anyio
-async def test_without_pacing_a_release_never_waits() -> None:
-    slept: list[float] = []
+async def test_with_nobody_in_line_a_create_never_waits_for_a_turn() -> None:
+    clock = ManualClock()
+    line, asked = turns(clock)
+    for n in range(20):
+        assert await line.turn(("merchant", f"fresh-{n}")) is False
+    assert asked.went == []
 
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
 
-    line = ReturnPace(0, sleep=sleep)
+@pytest.mark.anyio
+async def test_while_a_crowd_comes_back_creates_start_one_slot_apart_the_oldest_first() -> None:
+    clock = ManualClock()
+    line, asked = turns(clock)
+    for name in ("oldest", "middle", "newest"):
+        line.line_wait(("merchant", name), 1.0)
+    # PayTabs is back; they come back together, the newest first, and a fresh create too.
+    await asyncio.gather(
+        asked.ask("newest", ("merchant", "newest")),
+        asked.ask("fresh", None),
+        asked.ask("middle", ("merchant", "middle")),
+        asked.ask("oldest", ("merchant", "oldest")),
+    )
+    # The first to ask finds nobody waiting and goes at once; the others wait for their turn,
+    # by place in line, the create without a place last.
+    assert asked.went == [
+        ("newest", 0.0),
+        ("oldest", SLOT),
+        ("middle", 2 * SLOT),
+        ("fresh", 3 * SLOT),
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_create_that_stops_waiting_gives_its_turn_to_the_next() -> None:
+    clock = ManualClock()
+    line, asked = turns(clock)
+    for name in ("first", "gone", "next"):
+        line.line_wait(("merchant", name), 1.0)
+    assert await line.turn(("merchant", "first")) is False  # at once: nobody waiting
+    gone = asyncio.create_task(asked.ask("gone", ("merchant", "gone")))
+    waiting = asyncio.create_task(asked.ask("next", ("merchant", "next")))
+    await asyncio.sleep(0)
+    assert line.waiting == 2
+    gone.cancel()  # its client left
+    await waiting
+    assert asked.went == [("next", SLOT)]
+    assert line.waiting == 0
+
+
+@pytest.mark.anyio
+async def test_once_the_line_is_empty_turns_stop() -> None:
+    clock = ManualClock()
+    line, _ = turns(clock)
+    line.line_wait(("merchant", "a"), 1.0)
+    assert await line.turn(("merchant", "a")) is False
+    line.leave(("merchant", "a"))
+    for _ in range(5):
+        assert await line.turn(None) is False  # no crowd: no turns, however close together
+
+
+@pytest.mark.anyio
+async def test_without_pacing_a_turn_never_waits() -> None:
+    line = ReturnPace(0)
+    line.line_wait(("merchant", "a"), 1.0)
     for _ in range(3):
-        await line.release()
-    assert slept == []
+        assert await line.turn(("merchant", "a")) is False
 
 
 # ---- over HTTP ----------------------------------------------------------------------------------
@@ -167,6 +241,34 @@ async def test_turned_away_creates_are_told_to_come_back_in_the_order_they_first
         assert len(svc.app.state.runtime.pace) == 3
         breaker.force_open()
         assert place(await told(keys[1])) == 0
+
+
+@pytest.mark.anyio
+async def test_a_crowd_back_together_after_an_outage_is_served_in_turns_and_leaves_the_line(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    async with running_service(sim, sqlite_url, env={"CIRCUIT_BREAKER_RETURN_RATE": "50"}) as svc:
+        breaker = svc.container.gateway.breakers.get("create")
+        breaker.force_open()
+        keys = [new_key() for _ in range(6)]
+        for key in keys:
+            refused = await svc.api.post(
+                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+            )
+            assert refused.status_code == 503
+        line = svc.app.state.runtime.pace
+        assert len(line) == 6
+        breaker.reset()
+        back = await asyncio.gather(
+            *(
+                svc.api.post("/payments/v2/create", json=BODY, headers={"Idempotency-Key": key})
+                for key in reversed(keys)
+            )
+        )
+        assert [answer.status_code for answer in back] == [201] * 6
+        assert len({answer.json()["id"] for answer in back}) == 6
+        assert len(line) == 0
+        assert line.waiting == 0
 
 
 @pytest.mark.anyio

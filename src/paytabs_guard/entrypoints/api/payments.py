@@ -98,11 +98,17 @@ async def run_create(
     """What every create (a hosted page, a recurring charge) shares: ``Prefer: wait`` and the
     fail-fast on ``operation``'s open circuit, the idempotent claim and the answer."""
     request, runtime, service = write.request, write.runtime, write.service
-    held = await runtime.holding.hold(service, operation, requested_wait(request))
     # Its place in the line of creates turned away by an outage (return_pace.py).
     who = None if write.key is None else (write.client.id, write.key)
+    held = await runtime.holding.hold(service, operation, requested_wait(request), who)
     try:
         service.admit(operation)
+        # While a crowd an outage turned away comes back, creates start in turns, oldest
+        # first; then the breaker is asked again, as the wait may have seen it open.
+        if await runtime.pace.turn(who):
+            if await request.is_disconnected():
+                raise GatewayUnavailable("the client left while waiting", retry_after=0.0)
+            service.admit(operation)
     except GatewayUnavailable as closed:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
         # the breaker check microseconds. Nothing is stored; once the circuit lets calls

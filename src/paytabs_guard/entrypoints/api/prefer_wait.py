@@ -5,9 +5,9 @@ create, refund, capture and void, a request that the breaker would turn away is 
 breaker admits calls again (it is woken by the state change: a probe's answer, a trial's
 success), for at most N seconds and at most the server's cap, and then goes through as usual;
 the answer says ``Preference-Applied: wait=N``. Held requests are bounded per instance: beyond
-the bound a request gets the fast 503, so a long outage cannot pile up unbounded work. Woken
-together, they go on one at a time at the return pace, in the order they were held
-(return_pace.py), so that the oldest are served first and not all at once.
+the bound a request gets the fast 503, so a long outage cannot pile up unbounded work. A held
+create takes its place in the return line (return_pace.py) as it starts to wait: woken together,
+the held go on in turns, the oldest first.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from starlette.requests import Request
 from paytabs_guard.domain import Operation
 from paytabs_guard.service.payments import PaymentService
 
-from .return_pace import ReturnPace
+from .return_pace import ReturnPace, Who
 
 _WAIT: Final = re.compile(r'(?:^|[;,\s])wait\s*=\s*"?(\d{1,6})"?(?=$|[;,\s])', re.IGNORECASE)
 
@@ -44,20 +44,25 @@ class Holding:
         self._pace = pace or ReturnPace(0)
 
     async def hold(
-        self, service: PaymentService, operation: Operation, requested: int | None
+        self,
+        service: PaymentService,
+        operation: Operation,
+        requested: int | None,
+        who: Who | None = None,
     ) -> int | None:
         """Hold while ``operation`` would be turned away; the applied wait in seconds, or None
-        when the request was not held (no preference, nothing to wait for, or the caps)."""
+        when the request was not held (no preference, nothing to wait for, or the caps).
+        ``who``, a create, takes its place in the return line while it is held."""
         if not requested or self.max_seconds == 0:
             return None
         if service.unavailable_for(operation) is None or self.held >= self.max_held:
             return None
         applied = min(requested, self.max_seconds)
         self.held += 1
+        if who is not None:
+            self._pace.join(who, applied)
         try:
-            admitted = await service.wait_available(operation, applied)
-            if admitted:
-                await self._pace.release()
+            await service.wait_available(operation, applied)
         finally:
             self.held -= 1
         return applied

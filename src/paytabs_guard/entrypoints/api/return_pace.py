@@ -12,10 +12,15 @@ sooner than the newest. The first chaos runs lost their sales to exactly that su
 - **turned-away creates keep their place in line.** The first 503 a (client, Idempotency-Key)
   gets puts it at the back of the line; every later 503 tells it to come back ``rank / rate``
   seconds after the truth, where ``rank`` is the number of creates turned away before it that
-  are still waiting. The oldest comes back first, the newest last, about one slot apart, so the
-  service takes them as they arrive instead of all at once. A create leaves the line once it is
+  are still waiting. The oldest come back first, the newest last. A request held for
+  ``Prefer: wait`` takes its place when it starts to wait. A create leaves the line once it is
   answered; one that does not come back by its time (its merchant gave up) drops out.
-- **held requests are released in the order they were held**, one per slot.
+- **while anyone is in line, creates take turns** (:meth:`ReturnPace.turn`): one starts every
+  slot (``1 / rate`` s), the lowest place in line first, a create without a place after all
+  those with one. Merchants do not come back in perfect order (each comes back on its own
+  cycle), and held requests are woken together; the turns are what keeps the oldest first and
+  the service's CPU on a few creates at a time. Waiting for a turn costs no CPU. With nobody in
+  line (no outage lately) a create never waits.
 
 The newest orders wait longest, and they are the ones with the most of their budget left. A
 worker only knows its own line; each worker paces its own crowd. Memory is bounded: beyond
@@ -25,6 +30,8 @@ worker only knows its own line; each worker paces its own crowd. Memory is bound
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import random
 import time
 from collections import OrderedDict
@@ -46,11 +53,11 @@ class _Place:
 
 
 class ReturnPace:
-    """The line of turned-away creates and the release of held requests of one worker.
+    """The line of turned-away creates and the turns of one worker.
 
     Args:
-        rate: Creates per second to send back or release; 0 turns pacing off (``line_wait`` is
-            always None, ``release`` never waits).
+        rate: Creates per second to send back or start; 0 turns pacing off (``line_wait`` is
+            always None, ``turn`` never waits).
         capacity: The longest line kept; newcomers beyond it get no place.
         clock: Monotonic seconds.
         sleep: Waits that many seconds (tests pass one that moves their clock).
@@ -74,7 +81,10 @@ class ReturnPace:
         self._rng = rng or random.Random()
         self._line: OrderedDict[Who, _Place] = OrderedDict()
         self._tickets = 0
-        self._next_release = 0.0
+        self._order = itertools.count()
+        self._turns: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._next_turn = 0.0
+        self._dispatcher: asyncio.Task[None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -122,15 +132,61 @@ class ReturnPace:
                 return
             del line[who]
 
-    # -- held requests -------------------------------------------------------------------------
-
-    async def release(self) -> None:
-        """Return when it is this held request's turn to go on: at once if no other was released
-        in the last slot, else one slot after the one before it (in the order of the calls)."""
+    def join(self, who: Who, stay: float) -> None:
+        """``who`` waits in the service (held for ``Prefer: wait``) for up to ``stay`` seconds:
+        it takes a place in line now, or keeps the one it has."""
         if not self.enabled:
             return
         now = self._clock()
-        turn = max(now, self._next_release)
-        self._next_release = turn + self.slot
-        if turn > now:
-            await self._sleep(turn - now)
+        place = self._line.get(who)
+        if place is None:
+            if len(self._line) >= self._capacity:
+                return
+            place = self._line[who] = _Place(self._tickets, 0.0)
+            self._tickets += 1
+        place.back_by = max(place.back_by, now + stay + RETURN_GRACE)
+
+    # -- turns -----------------------------------------------------------------------------
+
+    async def turn(self, who: Who | None) -> bool:
+        """Return when it is this create's turn to start: at once (False) when nobody is in
+        line or waiting and the last turn is a slot old, else after waiting (True)."""
+        if not self.enabled:
+            return False
+        now = self._clock()
+        self._drop_gone(now)
+        if not self._line and not self._turns:
+            return False  # no returning crowd: no turns
+        if not self._turns and now >= self._next_turn:
+            self._next_turn = now + self.slot
+            return False
+        place = None if who is None else self._line.get(who)
+        rank = place.ticket if place is not None else self._tickets  # no place: after them all
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._turns, (rank, next(self._order), turn))
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+        try:
+            await turn
+        finally:
+            turn.cancel()  # a request cancelled while waiting gives its turn to the next one
+        return True
+
+    async def _dispatch(self) -> None:
+        """Give the turns out, one per slot, the lowest place first."""
+        turns = self._turns
+        while turns:
+            now = self._clock()
+            if now < self._next_turn:
+                await self._sleep(self._next_turn - now)
+                continue
+            _, _, turn = heapq.heappop(turns)
+            if turn.done():
+                continue
+            turn.set_result(None)
+            self._next_turn = max(now, self._next_turn) + self.slot
+
+    @property
+    def waiting(self) -> int:
+        """Creates waiting for their turn now."""
+        return sum(1 for _, _, turn in self._turns if not turn.done())
