@@ -189,9 +189,9 @@ class Settings(BaseSettings):
         50,
         ge=0,
         le=100_000,
-        description="After an outage, send the creates the breaker turned away back, and release "
-        "the requests held for 'Prefer: wait', oldest first at this many per second per worker "
-        "(0 = all at once, at random within 250 ms)",
+        description="After an outage, creates start in turns, oldest first (the ones the "
+        "breaker turned away or held, then new ones), at this many per second per worker, "
+        "while any turned-away create is still waiting (0 = no turns: all at once)",
     )
     prefer_wait_max_seconds: int = Field(
         30,

@@ -16,7 +16,7 @@ from paytabs_simulator.server import RunningSimulator
 from .api_support import new_key, running_service
 
 BODY = {"amount": "12.50", "currency": "SAR", "description": "Order 1001"}
-SLOT = 0.02  # 50 per second
+SLOT = 0.02  # 50 turns per second
 
 
 def pace(clock: ManualClock, **kwargs: object) -> ReturnPace:

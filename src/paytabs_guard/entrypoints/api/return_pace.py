@@ -12,9 +12,11 @@ sooner than the newest. The first chaos runs lost their sales to exactly that su
 - **turned-away creates keep their place in line.** The first 503 a (client, Idempotency-Key)
   gets puts it at the back of the line; every later 503 tells it to come back ``rank / rate``
   seconds after the truth, where ``rank`` is the number of creates turned away before it that
-  are still waiting. The oldest come back first, the newest last. A request held for
-  ``Prefer: wait`` takes its place when it starts to wait. A create leaves the line once it is
-  answered; one that does not come back by its time (its merchant gave up) drops out.
+  are still waiting. The oldest come back first, the newest last. (Telling them to come back
+  faster, ahead of their turns, was measured: the same sales, three times the fail-fast p99
+  during the outage.) A request held for ``Prefer: wait`` takes its place when it starts to
+  wait. A create leaves the line once it is answered; one that does not come back by its time
+  (its merchant gave up) drops out.
 - **while anyone is in line, creates take turns** (:meth:`ReturnPace.turn`): one starts every
   slot (``1 / rate`` s), the lowest place in line first, a create without a place after all
   those with one. Merchants do not come back in perfect order (each comes back on its own
@@ -44,6 +46,7 @@ Who = tuple[str, str]
 
 RETURN_GRACE: Final = 1.0
 """Seconds past its time after which a create that did not come back leaves the line."""
+
 
 
 @dataclass(slots=True)
