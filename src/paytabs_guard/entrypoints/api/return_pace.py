@@ -48,7 +48,6 @@ RETURN_GRACE: Final = 1.0
 """Seconds past its time after which a create that did not come back leaves the line."""
 
 
-
 @dataclass(slots=True)
 class _Place:
     ticket: int
