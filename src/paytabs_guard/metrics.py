@@ -11,6 +11,7 @@ receiver, payment transitions, the outbox and reconciliation (docs/operations.md
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -129,6 +130,19 @@ class Metrics:
             "1 when the last check reached the dependency (database, redis), else 0",
             "dependency",
         )
+        self.return_line = gauge(
+            "return_line",
+            "Creates an outage turned away (or held) still waiting in this worker's return line "
+            "(read at scrape time)",
+        )
+        self.return_turns_waiting = gauge(
+            "return_turns_waiting",
+            "Creates waiting in this worker for their turn to start (read at scrape time)",
+        )
+        self.requests_held = gauge(
+            "requests_held",
+            "Requests this worker holds for 'Prefer: wait' (read at scrape time)",
+        )
         self.reconciliation_runs = counter(
             "reconciliation_runs_total", "Reconciliation runs by result", "result"
         )
@@ -201,6 +215,15 @@ class Metrics:
     def undecided_payments(self, count: int, oldest_age_seconds: float) -> None:
         self.undecided.set(count)
         self.undecided_age.set(oldest_age_seconds)
+
+    def watch_returns(
+        self, line: Callable[[], int], waiting: Callable[[], int], held: Callable[[], int]
+    ) -> None:
+        """Read the return line, the creates waiting for a turn and the held requests at
+        scrape time (the API's runtime owns them)."""
+        self.return_line.set_function(line)
+        self.return_turns_waiting.set_function(waiting)
+        self.requests_held.set_function(held)
 
     def reconciliation(self, result: str, finished_at_unix: float) -> None:
         self.reconciliation_runs.labels(result).inc()

@@ -76,6 +76,7 @@ async def test_a_held_create_goes_through_the_moment_the_breaker_closes(
     )
     await until(lambda: holding(service) == 1)
     assert not request.done()
+    assert "\npaytabs_guard_requests_held 1.0\n" in (await service.anonymous.get("/metrics")).text
     breaker.reset()  # PayTabs is back: the state change wakes the held request
     created = await asyncio.wait_for(request, 10)
     assert created.status_code == 201, created.text
@@ -172,6 +173,7 @@ async def test_a_held_process_asks_paytabs_the_moment_the_circuit_closes(
     )
     await until(lambda: holding(service) == 1)
     assert not request.done()
+    assert "\npaytabs_guard_requests_held 1.0\n" in (await service.anonymous.get("/metrics")).text
     breaker.reset()
     answer = await asyncio.wait_for(request, 10)
     assert answer.status_code == 200

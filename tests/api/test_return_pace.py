@@ -258,6 +258,7 @@ async def test_a_crowd_back_together_after_an_outage_is_served_in_turns_and_leav
             assert refused.status_code == 503
         line = svc.app.state.runtime.pace
         assert len(line) == 6
+        assert "\npaytabs_guard_return_line 6.0\n" in (await svc.anonymous.get("/metrics")).text
         breaker.reset()
         back = await asyncio.gather(
             *(
@@ -269,6 +270,9 @@ async def test_a_crowd_back_together_after_an_outage_is_served_in_turns_and_leav
         assert len({answer.json()["id"] for answer in back}) == 6
         assert len(line) == 0
         assert line.waiting == 0
+        metrics = (await svc.anonymous.get("/metrics")).text
+        assert "\npaytabs_guard_return_line 0.0\n" in metrics
+        assert "\npaytabs_guard_return_turns_waiting 0.0\n" in metrics
 
 
 @pytest.mark.anyio

@@ -98,6 +98,10 @@ class Runtime:
         settings = container.settings
         limiter = FailureLimiter(options.failed_verifications, options.failure_window_seconds)
         pace = ReturnPace(settings.circuit_breaker_return_rate)
+        holding = Holding(settings.prefer_wait_max_seconds, settings.prefer_wait_max_held, pace)
+        container.metrics.watch_returns(
+            lambda: len(pace), lambda: pace.waiting, lambda: holding.held
+        )
         return cls(
             container=container,
             options=options,
@@ -106,6 +110,6 @@ class Runtime:
             webhook=WebhookReceiver(container, limiter),
             probe_cache=TtlCache(options.paytabs_probe_cache_seconds),
             stats_cache=TtlCache(float(settings.stats_cache_seconds)),
-            holding=Holding(settings.prefer_wait_max_seconds, settings.prefer_wait_max_held, pace),
+            holding=holding,
             pace=pace,
         )
