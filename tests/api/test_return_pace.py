@@ -276,6 +276,38 @@ async def test_a_crowd_back_together_after_an_outage_is_served_in_turns_and_leav
 
 
 @pytest.mark.anyio
+async def test_held_creates_take_their_places_and_go_on_in_the_order_they_were_held(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    async with running_service(sim, sqlite_url, env={"CIRCUIT_BREAKER_RETURN_RATE": "50"}) as svc:
+        breaker = svc.container.gateway.breakers.get("create")
+        breaker.force_open()
+        runtime = svc.app.state.runtime
+        answered: list[int] = []
+
+        async def held(n: int, key: str) -> None:
+            created = await svc.api.post(
+                "/payments/v2/create",
+                json=BODY,
+                headers={"Idempotency-Key": key, "Prefer": "wait=20"},
+            )
+            assert created.status_code == 201, created.text
+            answered.append(n)
+
+        tasks = []
+        for n in range(5):
+            tasks.append(asyncio.create_task(held(n, new_key())))
+            async with asyncio.timeout(5):
+                while runtime.holding.held < n + 1:  # noqa: ASYNC110 - arrives over a socket
+                    await asyncio.sleep(0.005)
+        assert len(runtime.pace) == 5  # each took its place as it started to wait
+        breaker.reset()  # woken together, they start in turns, the first held first
+        await asyncio.gather(*tasks)
+        assert answered == [0, 1, 2, 3, 4]
+        assert len(runtime.pace) == 0
+
+
+@pytest.mark.anyio
 async def test_a_create_without_an_idempotency_key_gets_the_random_spread(
     sim: RunningSimulator, sqlite_url: str
 ) -> None:

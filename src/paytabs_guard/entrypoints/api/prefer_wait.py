@@ -41,7 +41,7 @@ class Holding:
         self.max_seconds = max_seconds
         self.max_held = max_held
         self.held = 0
-        self._pace = pace or ReturnPace(0)
+        self._pace = pace if pace is not None else ReturnPace(0)  # (an empty line is falsy)
 
     async def hold(
         self,
