@@ -119,8 +119,14 @@ class Turns:
         self.went: list[tuple[str, float]] = []
 
     async def ask(self, name: str, who: tuple[str, str] | None) -> None:
-        await self.line.turn(who)
-        self.went.append((name, round(self.clock() - 1000.0, 6)))
+        async with self.line.turn(who):
+            self.went.append((name, round(self.clock() - 1000.0, 6)))
+
+
+async def waited(line: ReturnPace, who: tuple[str, str] | None) -> bool:
+    """Whether a create that starts and ends at once had to wait for its turn."""
+    async with line.turn(who) as did:
+        return did
 
 
 def turns(clock: ManualClock) -> tuple[ReturnPace, Turns]:
@@ -137,7 +143,7 @@ async def test_with_nobody_in_line_a_create_never_waits_for_a_turn() -> None:
     clock = ManualClock()
     line, asked = turns(clock)
     for n in range(20):
-        assert await line.turn(("merchant", f"fresh-{n}")) is False
+        assert await waited(line, ("merchant", f"fresh-{n}")) is False
     assert asked.went == []
 
 
@@ -170,7 +176,7 @@ async def test_a_create_that_stops_waiting_gives_its_turn_to_the_next() -> None:
     line, asked = turns(clock)
     for name in ("first", "gone", "next"):
         line.line_wait(("merchant", name), 1.0)
-    assert await line.turn(("merchant", "first")) is False  # at once: nobody waiting
+    assert await waited(line, ("merchant", "first")) is False  # at once: nobody waiting
     gone = asyncio.create_task(asked.ask("gone", ("merchant", "gone")))
     waiting = asyncio.create_task(asked.ask("next", ("merchant", "next")))
     await asyncio.sleep(0)
@@ -182,14 +188,40 @@ async def test_a_create_that_stops_waiting_gives_its_turn_to_the_next() -> None:
 
 
 @pytest.mark.anyio
+async def test_no_more_than_a_few_creates_with_a_turn_run_at_once() -> None:
+    clock = ManualClock()
+    line, _ = turns(clock)
+    assert line.in_progress == 10  # 50 a second for 200 ms
+    for n in range(12):
+        line.line_wait(("merchant", f"key-{n}"), 1.0)
+    running = asyncio.Event()
+    started: list[int] = []
+
+    async def slow(n: int) -> None:
+        async with line.turn(("merchant", f"key-{n}")):
+            started.append(n)
+            await running.wait()  # PayTabs has not answered yet
+
+    tasks = [asyncio.create_task(slow(n)) for n in range(11)]
+    for _ in range(40):  # two slots per pass: the turns are due long before the end
+        await asyncio.sleep(0)
+        clock.advance(SLOT / 2)
+    assert started == list(range(10))  # the eleventh waits for one of them to end
+    assert line.waiting == 1
+    running.set()
+    await asyncio.gather(*tasks)
+    assert started == list(range(11))
+
+
+@pytest.mark.anyio
 async def test_once_the_line_is_empty_turns_stop() -> None:
     clock = ManualClock()
     line, _ = turns(clock)
     line.line_wait(("merchant", "a"), 1.0)
-    assert await line.turn(("merchant", "a")) is False
+    assert await waited(line, ("merchant", "a")) is False
     line.leave(("merchant", "a"))
     for _ in range(5):
-        assert await line.turn(None) is False  # no crowd: no turns, however close together
+        assert await waited(line, None) is False  # no crowd: no turns, however close together
 
 
 @pytest.mark.anyio
@@ -197,7 +229,7 @@ async def test_without_pacing_a_turn_never_waits() -> None:
     line = ReturnPace(0)
     line.line_wait(("merchant", "a"), 1.0)
     for _ in range(3):
-        assert await line.turn(("merchant", "a")) is False
+        assert await waited(line, ("merchant", "a")) is False
 
 
 # ---- over HTTP ----------------------------------------------------------------------------------

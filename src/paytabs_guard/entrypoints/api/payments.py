@@ -101,15 +101,8 @@ async def run_create(
     # Its place in the line of creates turned away by an outage (return_pace.py).
     who = None if write.key is None else (write.client.id, write.key)
     held = await runtime.holding.hold(service, operation, requested_wait(request), who)
-    try:
-        service.admit(operation)
-        # While a crowd an outage turned away comes back, creates start in turns, oldest
-        # first; then the breaker is asked again, as the wait may have seen it open.
-        if await runtime.pace.turn(who):
-            if await request.is_disconnected():
-                raise GatewayUnavailable("the client left while waiting", retry_after=0.0)
-            service.admit(operation)
-    except GatewayUnavailable as closed:
+
+    def turned_away(closed: GatewayUnavailable) -> Response:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
         # the breaker check microseconds. Nothing is stored; once the circuit lets calls
         # through, a retry with the same key runs normally (or replays an earlier answer).
@@ -118,17 +111,31 @@ async def run_create(
         problem = gateway_unavailable(wait, prefer_wait=held, extra=extra)
         return problem_response(problem, request_id_of(request))
 
-    response = await run_idempotent_create(
-        request,
-        runtime.container,
-        write.client,
-        write.key,
-        body,
-        start,
-        lambda payment: created_response(payment, request),
-        wait_seconds=runtime.options.idempotency_wait_seconds,
-        resource_id=payment_id_of,
-    )
+    try:
+        service.admit(operation)
+    except GatewayUnavailable as closed:
+        return turned_away(closed)
+    # While a crowd an outage turned away comes back, creates start in turns, the oldest
+    # first, a few at a time; after a wait the breaker is asked again (it may have opened).
+    async with runtime.pace.turn(who) as waited:
+        if waited:
+            if await request.is_disconnected():
+                return turned_away(GatewayUnavailable("the client left", retry_after=0.0))
+            try:
+                service.admit(operation)
+            except GatewayUnavailable as closed:
+                return turned_away(closed)
+        response = await run_idempotent_create(
+            request,
+            runtime.container,
+            write.client,
+            write.key,
+            body,
+            start,
+            lambda payment: created_response(payment, request),
+            wait_seconds=runtime.options.idempotency_wait_seconds,
+            resource_id=payment_id_of,
+        )
     if who is not None:
         runtime.pace.leave(who)
     return preference_applied(response, held)

@@ -32,18 +32,25 @@ worker only knows its own line; each worker paces its own crowd. Memory is bound
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
+import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
 Who = tuple[str, str]
 """A turned-away create: (client id, Idempotency-Key)."""
 
+TURN_SECONDS: Final = 0.2
+"""While a crowd is in line, at most ``rate * TURN_SECONDS`` creates that got a turn run at once
+(10 at 50 a second): creates that take up to 200 ms (a PayTabs round trip and the worker's own
+work) keep the pace; slower ones, a busy worker or a slow gateway, slow the turns down with
+them, so a returning crowd never piles more work on a worker than it gets done."""
 RETURN_GRACE: Final = 1.0
 """Seconds past its time after which a create that did not come back leaves the line."""
 
@@ -87,6 +94,9 @@ class ReturnPace:
         self._turns: list[tuple[int, int, asyncio.Future[None]]] = []
         self._next_turn = 0.0
         self._dispatcher: asyncio.Task[None] | None = None
+        self.in_progress = max(1, math.ceil(rate * TURN_SECONDS))
+        self._running = 0
+        self._room = asyncio.Event()
 
     @property
     def enabled(self) -> bool:
@@ -150,18 +160,30 @@ class ReturnPace:
 
     # -- turns -----------------------------------------------------------------------------
 
-    async def turn(self, who: Who | None) -> bool:
-        """Return when it is this create's turn to start: at once (False) when nobody is in
-        line or waiting and the last turn is a slot old, else after waiting (True)."""
+    @contextlib.asynccontextmanager
+    async def turn(self, who: Who | None) -> AsyncIterator[bool]:
+        """Hold this create until its turn to start and count it in progress until the block
+        ends. Yields whether it waited: not when nobody is in line, nor when nobody waits, the
+        last turn is a slot old and fewer than ``in_progress`` creates are running."""
+        waited, counted = await self._take_turn(who)
+        try:
+            yield waited
+        finally:
+            if counted:
+                self._running -= 1
+                self._room.set()
+
+    async def _take_turn(self, who: Who | None) -> tuple[bool, bool]:
         if not self.enabled:
-            return False
+            return False, False
         now = self._clock()
         self._drop_gone(now)
         if not self._line and not self._turns:
-            return False  # no returning crowd: no turns
-        if not self._turns and now >= self._next_turn:
+            return False, False  # no returning crowd: no turns
+        if not self._turns and now >= self._next_turn and self._running < self.in_progress:
             self._next_turn = now + self.slot
-            return False
+            self._running += 1
+            return False, True
         place = None if who is None else self._line.get(who)
         rank = place.ticket if place is not None else self._tickets  # no place: after them all
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -170,14 +192,27 @@ class ReturnPace:
             self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
         try:
             await turn
-        finally:
-            turn.cancel()  # a request cancelled while waiting gives its turn to the next one
-        return True
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                # given a turn in the moment it was cancelled: give it back
+                self._running -= 1
+                self._room.set()
+            turn.cancel()  # a request cancelled while waiting leaves its turn to the next one
+            raise
+        return True, True
 
     async def _dispatch(self) -> None:
-        """Give the turns out, one per slot, the lowest place first."""
+        """Give the turns out, the lowest place first: one per slot, and only while fewer
+        than ``in_progress`` creates that got a turn are running."""
         turns = self._turns
         while turns:
+            if turns[0][2].done():
+                heapq.heappop(turns)  # its request went away
+                continue
+            if self._running >= self.in_progress:
+                self._room.clear()
+                await self._room.wait()
+                continue
             now = self._clock()
             if now < self._next_turn:
                 await self._sleep(self._next_turn - now)
@@ -185,6 +220,7 @@ class ReturnPace:
             _, _, turn = heapq.heappop(turns)
             if turn.done():
                 continue
+            self._running += 1
             turn.set_result(None)
             self._next_turn = max(now, self._next_turn) + self.slot
 
