@@ -330,10 +330,10 @@ SHORT: Final = Profile(
     drain_seconds=5.0,
     # Time runs about seven times faster than in the full profile (flaps of 0.5-1 s, budgets
     # of 4 s), so the breaker's own clock is scaled with it: probes every 150 ms, a first
-    # open period of 300 ms. Leaving them at the production 1 s / 2 s would measure a breaker
-    # tuned for a different time scale.
+    # open period of 300 ms, a return slot of 3 ms (330 a second). Leaving them at the
+    # production 1 s / 2 s / 20 ms would measure a breaker tuned for a different time scale.
     probe_interval_ms=150,
-    env={"CIRCUIT_BREAKER_MIN_OPEN_TIME": "300"},
+    env={"CIRCUIT_BREAKER_MIN_OPEN_TIME": "300", "CIRCUIT_BREAKER_RETURN_RATE": "330"},
     scenarios=_scenarios(
         transient=5.0,
         spikes=4.0,
@@ -363,7 +363,7 @@ TINY: Final = Profile(
     retry_max_delay_ms=500,
     drain_seconds=4.0,
     probe_interval_ms=100,
-    env={"CIRCUIT_BREAKER_MIN_OPEN_TIME": "150"},
+    env={"CIRCUIT_BREAKER_MIN_OPEN_TIME": "150", "CIRCUIT_BREAKER_RETURN_RATE": "500"},
     scenarios=_scenarios(
         transient=1.5,
         spikes=1.0,
