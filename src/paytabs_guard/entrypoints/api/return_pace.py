@@ -116,12 +116,9 @@ class ReturnPace:
             return None
         now = self._clock()
         self._drop_gone(now)
-        place = self._line.get(who)
+        place = self._place_of(who)
         if place is None:
-            if len(self._line) >= self._capacity:
-                return None
-            place = self._line[who] = _Place(self._tickets, 0.0)
-            self._tickets += 1
+            return None
         # Tickets count everyone who joined; those who left from the middle of the line (an
         # answer came early) still count here. Leaving happens mostly in arrival order, so the
         # rank is close, and never smaller than the true one: no one is sent back too early.
@@ -149,14 +146,19 @@ class ReturnPace:
         it takes a place in line now, or keeps the one it has."""
         if not self.enabled:
             return
-        now = self._clock()
+        place = self._place_of(who)
+        if place is not None:
+            place.back_by = max(place.back_by, self._clock() + stay + RETURN_GRACE)
+
+    def _place_of(self, who: Who) -> _Place | None:
+        """``who``'s place, a new one at the back if it has none; None when the line is full."""
         place = self._line.get(who)
         if place is None:
             if len(self._line) >= self._capacity:
-                return
+                return None
             place = self._line[who] = _Place(self._tickets, 0.0)
             self._tickets += 1
-        place.back_by = max(place.back_by, now + stay + RETURN_GRACE)
+        return place
 
     # -- turns -----------------------------------------------------------------------------
 
