@@ -164,7 +164,10 @@ def configure_logging(
     """Send every log record to ``stream`` (default stderr) as redacted JSON at ``level``.
 
     Replaces a handler installed by an earlier call; returns the new one (tests remove it).
-    uvicorn's loggers are made to propagate so access and error lines are JSON too.
+    uvicorn's error logger is made to propagate so its lines are JSON too. Each request is
+    logged once, by the service's own access line (``paytabs_guard.access``: request id,
+    route, API key id, status, duration): uvicorn's access line and httpx's line per PayTabs
+    call said the same again, and each cost a formatted JSON record on the request path.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -175,10 +178,18 @@ def configure_logging(
     handler.setFormatter(json_formatter(secrets))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    # No handler anywhere above it: uvicorn then does not even build its access line.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    # httpx logs every request at info; PayTabs calls are in the metrics, the traces and, when
+    # they fail, in our own warnings. Its warnings and errors still come through.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     # Alembic lists every plugin it loads ("setup plugin ...", seven lines per start) at info;
     # the migrations it runs (alembic.runtime.migration) are worth keeping.
     logging.getLogger("alembic.runtime.plugins").setLevel(max(root.level, logging.WARNING))

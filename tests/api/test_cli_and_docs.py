@@ -118,6 +118,11 @@ def test_serve_with_the_simulator_takes_a_payment_and_stops_gracefully(tmp_path:
     for line in lines:
         assert json.loads(line)["event"], line
     assert "Running upgrade" in err  # the migrations themselves are still logged
+    # A request is logged once, by the service's access line: not again by uvicorn's access
+    # log nor by httpx for the PayTabs call it made.
+    request_id = created.headers["x-request-id"]
+    about_it = [json.loads(line) for line in lines if request_id in line]
+    assert [(r["logger"], r["event"]) for r in about_it] == [("paytabs_guard.access", "request")]
 
 
 def test_the_banner_shows_only_a_key_serve_generated() -> None:

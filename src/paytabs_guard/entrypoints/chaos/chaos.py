@@ -69,7 +69,7 @@ class _LoggingState:
     """The logging configuration ``configure_logging`` changes, to put it back afterwards
     (the benchmark also runs inside other programs, such as the test suite)."""
 
-    NAMES: Final = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+    NAMES: Final = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
 
     def __init__(self, saved: list[tuple[str, int, list[logging.Handler], bool]]) -> None:
         self._saved = saved
