@@ -21,6 +21,7 @@ from paytabs_guard.adapters.paytabs.errors import (
     error_from_response,
     error_from_transport,
 )
+from paytabs_guard.adapters.paytabs.http11 import pool_transport
 from paytabs_guard.adapters.paytabs.transformers import (
     ErrorBody,
     FollowUpRequest,
@@ -71,10 +72,9 @@ class PayTabsClient:
                 "user-agent": "paytabs-guard",
             },
             timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
+            # A test's transport, else the lean pooled HTTP/1.1 one (http11.py); proxies named
+            # in the environment are still mounted around it by httpx.
+            transport=transport or pool_transport(max_connections),
             follow_redirects=False,
         )
 

@@ -1,0 +1,347 @@
+"""A lean HTTP/1.1 transport for the PayTabs client: asyncio sockets and httptools' C parser
+under httpx's ``AsyncClient``.
+
+Why: under load, httpcore's pool, h11 and anyio were a third of the CPU a create costs (a
+py-spy profile of ``bench load``), several times what one small JSON exchange needs. This
+transport does the same exchange with one asyncio protocol per connection.
+
+What it keeps from httpx's own transport, because the resilience layer relies on it:
+
+* the failure classes. ``ConnectError``/``ConnectTimeout``/``PoolTimeout`` only while no byte
+  of the request has been written (``error_from_transport`` treats those as "never sent"); any
+  later failure is a ``WriteError``, ``ReadError``, ``ReadTimeout`` or ``RemoteProtocolError``,
+  which the client treats as "outcome unknown".
+* the timeouts of ``httpx.Timeout``: connect, pool (waiting for a free connection) and read
+  (no byte for that long; not the whole answer).
+* pooled keep-alive connections per origin, at most ``max_connections`` in all, an idle one
+  closed after ``keepalive_expiry`` seconds rather than reused when the server may have closed
+  it; TLS with httpx's default context (certifi, ``SSL_CERT_FILE``).
+
+httpx itself still builds the request and reads the response (content decoding, headers),
+and proxies from the environment are mounted by httpx around this transport as before. Where
+httptools is not installed (the library without the service extra) ``pool_transport`` returns
+httpx's own transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+try:
+    import httptools
+
+    HAVE_HTTPTOOLS = True
+except ImportError:  # pragma: no cover - the library without the service extra
+    HAVE_HTTPTOOLS = False
+
+#: An answer larger than this is refused (PayTabs answers are a few KiB).
+MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
+KEEPALIVE_EXPIRY_SECONDS: Final = 5.0
+
+Origin = tuple[str, str, int]
+
+
+def pool_transport(max_connections: int) -> httpx.AsyncBaseTransport:
+    """The lean transport where httptools is installed, else httpx's own."""
+    if not HAVE_HTTPTOOLS:  # pragma: no cover - see above
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        return httpx.AsyncHTTPTransport(limits=limits)
+    return Http11Transport(max_connections=max_connections)
+
+
+class _Exchange(asyncio.Protocol):
+    """One connection: writes requests, parses answers, one at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._parser: Any = None  # httptools.HttpResponseParser, new per answer
+        self._progress: asyncio.Future[None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.headers_done = False
+        self.complete = False
+        self.reusable = False  # HTTP/1.1 keep-alive, no "Connection: close", a delimited body
+        self.error: httpx.TransportError | None = None
+        self.delimited = False  # Content-Length or chunked: the end is known without a close
+
+    # --- asyncio.Protocol ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream connection (uvloop's transports are not asyncio.Transport subclasses).
+        self.transport = cast("asyncio.Transport", transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._parser is None:  # bytes nobody asked for: the connection is not reusable
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            self._fail(httpx.RemoteProtocolError(f"malformed answer: {error}"))
+        if self.size > MAX_RESPONSE_BYTES:
+            self._fail(httpx.RemoteProtocolError("answer larger than 8 MiB"))
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._parser is not None and not self.complete and self.error is None:
+            if self.headers_done and not self.delimited and exc is None:
+                self.complete = True  # an answer delimited by the end of the connection
+            elif exc is not None:
+                self.error = httpx.ReadError(f"connection lost: {exc!r}")
+            else:
+                self.error = httpx.RemoteProtocolError("server disconnected before the answer")
+        self._wake()
+
+    # --- httptools callbacks ------------------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        lowered = name.lower()
+        if lowered == b"content-length" or (
+            lowered == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
+            self.delimited = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        self.status = self._parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+        self.size += len(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:  # an interim answer (100 Continue): the real one follows
+            self.status, self.reason, self.headers, self.headers_done = 0, b"", [], False
+            return
+        self.reusable = bool(self._parser.should_keep_alive())
+        self.complete = True
+
+    # --- use ----------------------------------------------------------------------------------
+    def usable(self, now: float) -> bool:
+        return (
+            not self.closed
+            and self.transport is not None
+            and not self.transport.is_closing()
+            and now - self.idle_since < KEEPALIVE_EXPIRY_SECONDS
+        )
+
+    async def exchange(self, head: bytes, body: bytes, read_timeout: float | None) -> None:
+        """Send one request and wait for its whole answer (raises httpx's transport errors)."""
+        self._reset()
+        self._parser = httptools.HttpResponseParser(self)
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            raise httpx.WriteError("connection closed before the request was written")
+        transport.write(head + body)
+        while self._awaiting_answer():
+            self._progress = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(read_timeout):
+                    await self._progress
+            except TimeoutError:
+                raise httpx.ReadTimeout("no answer within the read timeout") from None
+            finally:
+                self._progress = None
+        if self.error is not None:
+            raise self.error
+        if not self.complete:
+            raise httpx.RemoteProtocolError("server disconnected before the answer")
+        self._parser = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _awaiting_answer(self) -> bool:
+        return not (self.complete or self.closed or self.error is not None)
+
+    def _fail(self, error: httpx.TransportError) -> None:
+        if self.error is None:
+            self.error = error
+        self.close()
+
+    def _wake(self) -> None:
+        if self._progress is not None and not self._progress.done():
+            self._progress.set_result(None)
+
+
+class Http11Transport(httpx.AsyncBaseTransport):
+    """Pooled HTTP/1.1 over asyncio for ``httpx.AsyncClient(transport=...)``."""
+
+    def __init__(self, *, max_connections: int = 100) -> None:
+        if not HAVE_HTTPTOOLS:  # pragma: no cover - see pool_transport
+            raise RuntimeError("Http11Transport needs httptools")
+        self._max = max(1, max_connections)
+        self._idle: dict[Origin, deque[_Exchange]] = {}
+        self._open = 0  # connections in use or idle
+        self._waiting: deque[asyncio.Future[None]] = deque()  # requests waiting for room
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
+        origin = _origin(request.url)
+        head, body = await _serialise(request)
+        connection = await self._connection(origin, timeouts)
+        try:
+            await connection.exchange(head, body, timeouts.get("read"))
+        except BaseException:
+            self._drop(connection)
+            raise
+        response = httpx.Response(
+            connection.status,
+            headers=connection.headers,
+            stream=httpx.ByteStream(b"".join(connection.body)),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": connection.reason},
+        )
+        if connection.reusable and not connection.closed and not self._closed:
+            connection.idle_since = time.monotonic()
+            self._idle.setdefault(origin, deque()).append(connection)
+            self._wake_one()
+        else:
+            self._drop(connection)
+        return response
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.close()
+        self._idle.clear()
+        for waiter in self._waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- the pool -----------------------------------------------------------------------------
+    async def _connection(self, origin: Origin, timeouts: Mapping[str, float | None]) -> _Exchange:
+        deadline = _deadline(timeouts.get("pool"))
+        while True:
+            if self._closed:
+                raise httpx.ConnectError("the PayTabs client is closed")
+            now = time.monotonic()
+            idle = self._idle.get(origin)
+            while idle:
+                connection = idle.pop()  # the most recent: the least likely to be closed
+                if connection.usable(now):
+                    return connection
+                self._drop(connection)
+            if self._open < self._max or self._close_one_idle():
+                break
+            await self._wait_for_room(deadline)
+        self._open += 1
+        try:
+            return await self._connect(origin, timeouts.get("connect"))
+        except BaseException:
+            self._release()
+            raise
+
+    async def _wait_for_room(self, deadline: float | None) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            async with asyncio.timeout(timeout):
+                await waiter
+        except BaseException as error:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+            elif waiter.done() and not waiter.cancelled():
+                self._wake_one()  # woken, but leaving: the room goes to the next in line
+            if isinstance(error, TimeoutError):
+                raise httpx.PoolTimeout("no free connection within the pool timeout") from None
+            raise
+
+    def _close_one_idle(self) -> bool:
+        """Room for another origin's connection: close the oldest idle one anywhere."""
+        for connections in self._idle.values():
+            if connections:
+                self._drop(connections.popleft())
+                return True
+        return False
+
+    async def _connect(self, origin: Origin, connect_timeout: float | None) -> _Exchange:
+        scheme, host, port = origin
+        context = self._context() if scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(connect_timeout):
+                _, protocol = await loop.create_connection(
+                    _Exchange, host, port, ssl=context, server_hostname=host if context else None
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"no connection to {host}:{port} in time") from None
+        except OSError as error:  # refused, unreachable, DNS, TLS handshake (ssl.SSLError)
+            raise httpx.ConnectError(f"{type(error).__name__}: {error}") from error
+        return protocol
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
+
+    def _drop(self, connection: _Exchange) -> None:
+        connection.close()
+        self._release()
+
+    def _release(self) -> None:
+        self._open = max(0, self._open - 1)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _origin(url: httpx.URL) -> Origin:
+    scheme = url.scheme
+    if scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+    port = url.port or (443 if scheme == "https" else 80)
+    return scheme, url.host, port
+
+
+async def _serialise(request: httpx.Request) -> tuple[bytes, bytes]:
+    body = await request.aread()
+    lines = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    has_length = False
+    for name, value in request.headers.raw:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding":
+            continue  # the body is read whole and sent with its length
+        if lowered == b"content-length":
+            has_length = True
+        lines += (name, b": ", value, b"\r\n")
+    if body and not has_length:
+        lines += (b"Content-Length: ", str(len(body)).encode("ascii"), b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines), body
