@@ -20,7 +20,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     func,
-    or_,
     select,
     type_coerce,
 )
@@ -43,17 +42,21 @@ from .tables import (
 )
 
 _KEY: BindParameter[str] = bindparam("key")
+_BY_REF: Final = payments.alias("by_ref")
 _LOOKUPS: Final[dict[str, ColumnElement[bool]]] = {
     "id": payments.c.id == _KEY,
     "cart_id": payments.c.id
     == select(payment_cart_ids.c.payment_id)
     .where(payment_cart_ids.c.cart_id == _KEY)
     .scalar_subquery(),
-    "tran_ref": or_(
-        payments.c.tran_ref == _KEY,
-        payments.c.id.in_(
+    # Two index lookups, not ``tran_ref = :key OR id IN (...)``: no database answers that OR
+    # from an index, and PostgreSQL read the whole payments table for every callback.
+    "tran_ref": payments.c.id.in_(
+        select(_BY_REF.c.id)
+        .where(_BY_REF.c.tran_ref == _KEY)
+        .union_all(
             select(gateway_transactions.c.payment_id).where(gateway_transactions.c.tran_ref == _KEY)
-        ),
+        )
     ),
 }
 

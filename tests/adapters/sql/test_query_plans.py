@@ -1,0 +1,95 @@
+"""What the database does with the statements whose cost must not grow with the tables: every
+payment lookup is answered from an index, and the relay's claim checks each candidate with
+an index probe of its own payment, not a scan of every pending delivery per candidate.
+
+Plans, not timings: PostgreSQL is asked with sequential scans priced out of reach
+(``enable_seqscan = off``), so a plan that still scans a table has no index to use; SQLite
+says ``SCAN <table>`` for a full scan and ``SEARCH`` for an index lookup."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from paytabs_guard.adapters.events.relay import claim_statement
+from paytabs_guard.adapters.sql.payment_reads import lock_statement, lookup_statement
+
+pytestmark = pytest.mark.anyio
+
+PARAMS = {"key": "TST2400000000001"}
+CLAIM_PARAMS: dict[str, Any] = {
+    "b_sink": "redis",
+    "b_now": "2026-12-03T00:00:00+00:00",
+    "b_lease_until": "2026-12-03T00:00:30+00:00",
+    "b_instance": "relay-1",
+    "b_exclude": [1, 2],
+}
+
+
+def _literal(statement: Any, engine: AsyncEngine, values: dict[str, Any]) -> str:
+    """The statement's SQL with its parameters written in, for EXPLAIN."""
+    postgres = engine.dialect.name == "postgresql"
+    dialect: Dialect = postgresql.dialect() if postgres else sqlite.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
+    compiled = statement.compile(dialect=dialect)
+    sql = str(compiled)
+    for name, value in {**compiled.params, **values}.items():
+        if isinstance(value, list):
+            written = "(" + ", ".join(str(item) for item in value) + ")"
+            sql = sql.replace(f"(__[POSTCOMPILE_{name}])", written)
+            continue
+        written = str(value) if isinstance(value, int) else "'" + str(value) + "'"
+        sql = sql.replace(f"%({name})s" if postgres else f":{name}", written)
+    return sql
+
+
+async def _plan(engine: AsyncEngine, sql: str) -> str:
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.exec_driver_sql("SET enable_seqscan = off")
+            rows = (await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}")).all()
+            raw = rows[0][0]
+            return json.dumps(json.loads(raw) if isinstance(raw, str) else raw)
+        rows = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all()
+        return "\n".join(str(row[-1]) for row in rows)
+
+
+def _full_scans(engine: AsyncEngine, plan: str) -> list[str]:
+    if engine.dialect.name == "postgresql":
+        return re.findall(r'"Node Type": "Seq Scan", [^}]*?"Relation Name": "(\w+)"', plan)
+    return re.findall(r"^SCAN (\w+)", plan, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("by", ["id", "cart_id", "tran_ref"])
+@pytest.mark.parametrize("locked", [False, True])
+async def test_every_payment_lookup_uses_indexes(
+    engine: AsyncEngine, by: str, locked: bool
+) -> None:
+    statements = [lookup_statement(engine.dialect.name, by, locked)]
+    if locked and engine.dialect.name == "postgresql":
+        statements.append(lock_statement(by))
+    for statement in statements:
+        plan = await _plan(engine, _literal(statement, engine, PARAMS))
+        assert _full_scans(engine, plan) == [], plan
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+async def test_the_relay_claim_probes_each_candidates_own_payment(
+    engine: AsyncEngine, exclude: bool
+) -> None:
+    plan = await _plan(engine, _literal(claim_statement(20, exclude=exclude), engine, CLAIM_PARAMS))
+    assert _full_scans(engine, plan) == [], plan
+    if engine.dialect.name == "postgresql":
+        # "an earlier delivery of the payment waits": probed per candidate with its payment id
+        # (not an anti-join that reads every pending delivery for each candidate)
+        probes = re.findall(r'"Alias": "older", [^}]*?"Index Cond": "([^"]*)"', plan)
+        assert probes, plan
+        assert all("payment_id = event_deliveries" in probe for probe in probes), probes
+        assert '"Join Type": "Anti"' not in plan, plan
+    else:
+        assert re.search(r"SEARCH older USING INDEX \w+ \(sink=\? AND payment_id=\?", plan), plan
