@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 
 from paytabs_guard.adapters.sql import create_engine
 from paytabs_guard.adapters.sql.statements import counting
@@ -84,3 +86,37 @@ async def test_postgres_checks_out_without_a_ping_while_busy(postgres_url: str) 
         await engine.dispose()
     assert count.statements == 3
     assert "pre-ping" not in count.texts
+
+
+async def test_a_busy_pool_keeps_its_connections_instead_of_opening_and_closing_more(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url, pool_size=3)
+    opened = 0
+
+    def on_connect(*_: object) -> None:
+        nonlocal opened
+        opened += 1
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    busy = asyncio.Event()
+    inside = 0
+
+    async def hold() -> None:
+        nonlocal inside
+        async with engine.connect():  # a connection checked out (on SQLite: no write lock)
+            inside += 1
+            if inside == 3:
+                busy.set()
+            await busy.wait()
+
+    try:
+        for _ in range(4):  # four rounds of ten requests, three connections at a time
+            inside = 0
+            busy.clear()
+            await asyncio.gather(*(hold() for _ in range(10)))
+        pool = engine.sync_engine.pool
+        assert isinstance(pool, QueuePool)
+        assert (opened, pool.checkedin()) == (3, 3)
+    finally:
+        await engine.dispose()
