@@ -142,17 +142,27 @@ def test_a_steady_memory_series_is_flat_and_a_growing_one_is_not() -> None:
     assert load.slope_per_minute([(0.0, 1.0)]) == 0.0
 
 
-def test_targets_compare_the_postgres_two_worker_run_with_the_bare_endpoint() -> None:
-    config = load.ConfigResult("postgres", 2, True)
+def test_targets_judge_the_one_worker_postgres_run_and_sqlites_tail() -> None:
+    config = load.ConfigResult("postgres", 1, True)
     config.phases = {
         "bare": {"throughput_rps": 1000.0},
-        "create": {"throughput_rps": 400.0},
-        "callback": {"throughput_rps": 250.0},
+        "create": {"throughput_rps": 130.0},
+        "callback": {"throughput_rps": 200.0},
     }
-    config.latency = {"added_p50_ms": 1.5}
-    report = {"configs": [config.as_dict()]}
-    met = {str(t["target"]).split(" ")[0]: t["met"] for t in load.targets(report)}
-    assert met == {"create": True, "callback": False, "service": True}
+    config.per_operation = {"create": {"cpu_ms": 1.4}, "callback": {"cpu_ms": 0.9}}
+    config.latency = {"added_p50_ms": 3.5}
+    sqlite = load.ConfigResult("sqlite", 1, False)
+    sqlite.phases = {"create": {"p99_ms": 240.0}}
+    report = {"configs": [config.as_dict(), sqlite.as_dict()]}
+    met = {str(t["target"]): t["met"] for t in load.targets(report)}
+    assert met == {
+        "create: server CPU <= 1.5 ms, PostgreSQL, 1 worker": True,
+        "callback: server CPU <= 0.7 ms, PostgreSQL, 1 worker": False,
+        "create >= 12 % of bare, PostgreSQL, 1 worker": True,
+        "callback >= 25 % of bare, PostgreSQL, 1 worker": False,
+        "service adds <= 3 ms p50 over a direct client call (PostgreSQL, 1 w.)": False,
+        "SQLite create p99 <= 250 ms (1 worker)": True,
+    }
 
 
 def test_cpu_of_a_process_that_ended_during_a_phase_is_never_negative() -> None:
