@@ -477,6 +477,9 @@ def _fan_out_statement(batch_size: int) -> Any:
 
 
 def claim_statement(batch_size: int, *, exclude: bool) -> Any:
+    """Claim up to ``batch_size`` due deliveries of one sink, oldest first, none of them behind
+    an earlier pending one of the same payment, and return them with their events. Built once
+    per relay; tests/adapters/sql/test_query_plans.py checks how each database runs it."""
     deliveries = event_deliveries
     now = bindparam("b_now", type_=deliveries.c.next_attempt_at.type)
     older = event_deliveries.alias("older")
