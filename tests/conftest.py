@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+pytest_plugins = ["testkit.timeouts"]
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
