@@ -30,11 +30,14 @@ from typing import Final
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite import aiosqlite as sqlite_aiosqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from .sqlite_driver import one_trip_connector
 
 #: Connections per engine (per worker), all kept open. No overflow beyond them: SQLAlchemy
 #: closes an overflow connection as soon as it is returned, so under load, exactly when they
@@ -80,11 +83,14 @@ def create_engine(
 
 
 def _sqlite_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) -> AsyncEngine:
+    # The file and options exactly as SQLAlchemy reads them from the URL, opened on our
+    # aiosqlite connection that makes one thread hand-off per statement (sqlite_driver.py).
+    args, options = sqlite_aiosqlite.dialect().create_connect_args(make_url(url))
     engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,  # see DEFAULT_POOL_SIZE
-        connect_args={"timeout": lock_timeout},
+        async_creator=one_trip_connector(args, {**options, "timeout": lock_timeout}),
         echo=echo,
     )
     busy_timeout_ms = round(lock_timeout * 1000)

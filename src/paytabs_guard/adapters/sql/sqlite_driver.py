@@ -1,0 +1,195 @@
+"""aiosqlite with one hand-off to its thread per statement instead of three or four.
+
+aiosqlite runs every sqlite3 call on a thread of its own, and SQLAlchemy's adapter makes one
+call per DB-API step: open a cursor, execute, fetch the rows, close the cursor. Each call is
+a hand-off between the event loop and that thread (a queue put, a thread wake-up, a
+``call_soon_threadsafe`` and a loop wake-up), and each costs more CPU than a small SQLite
+statement itself. A SQLite create made about forty of them.
+
+:class:`OneTripConnection` is aiosqlite's connection with one change: its cursors do all of a
+statement's steps in one call on the thread (open, execute, fetch every row, note the
+description, row count and last row id, close) and answer the rest from what they brought
+back. SQLAlchemy's adapter fetches every row of a statement at once anyway (we use no
+server-side cursors), so nothing is held longer than before. ``commit``, ``rollback`` and
+everything else are aiosqlite's own, and SQLAlchemy sees the same DB-API it always did, so
+its events (the statement budget counts them) and error translation are unchanged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from itertools import islice
+from typing import Any, TypeVar, cast
+
+import aiosqlite
+
+_T = TypeVar("_T")
+_Description = tuple[tuple[str, None, None, None, None, None, None], ...] | None
+
+
+class _Outcome:
+    """What one statement left on its cursor, brought back from the thread."""
+
+    __slots__ = ("description", "lastrowid", "rowcount", "rows")
+
+    def __init__(
+        self, description: _Description, rowcount: int, lastrowid: int | None, rows: deque[Any]
+    ) -> None:
+        self.description = description
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+        self.rows = rows
+
+
+def _nothing() -> _Outcome:
+    return _Outcome(None, -1, None, deque())
+
+
+def _finish(cursor: sqlite3.Cursor) -> _Outcome:
+    try:
+        description = cursor.description
+        rows = deque(cursor.fetchall()) if description is not None else deque()
+        return _Outcome(description, cursor.rowcount, cursor.lastrowid, rows)
+    finally:
+        cursor.close()
+
+
+class OneTripCursor:
+    """The cursor SQLAlchemy's adapter drives; one thread hand-off per ``execute``."""
+
+    def __init__(self, connection: OneTripConnection) -> None:
+        self._connection = connection
+        self._outcome = _nothing()
+        self.arraysize = 1
+
+    async def __aenter__(self) -> OneTripCursor:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> OneTripCursor:
+        connection = self._connection
+
+        def run() -> _Outcome:
+            cursor = connection.raw.cursor()
+            try:
+                cursor.execute(sql, () if parameters is None else parameters)
+            except BaseException:
+                cursor.close()
+                raise
+            return _finish(cursor)
+
+        self._outcome = await connection.on_thread(run)
+        return self
+
+    async def executemany(self, sql: str, parameters: Sequence[Sequence[Any]]) -> OneTripCursor:
+        connection = self._connection
+
+        def run() -> _Outcome:
+            cursor = connection.raw.cursor()
+            try:
+                cursor.executemany(sql, parameters)
+            except BaseException:
+                cursor.close()
+                raise
+            return _finish(cursor)
+
+        self._outcome = await connection.on_thread(run)
+        return self
+
+    async def fetchone(self) -> Any:
+        rows = self._outcome.rows
+        return rows.popleft() if rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        rows = self._outcome.rows
+        count = self.arraysize if size is None else size
+        return [rows.popleft() for _ in islice(range(count), len(rows))]
+
+    async def fetchall(self) -> list[Any]:
+        rows = list(self._outcome.rows)
+        self._outcome.rows.clear()
+        return rows
+
+    async def close(self) -> None:
+        # Like a closed sqlite3 cursor: the rows go, the counts stay readable (SQLAlchemy
+        # closes a cursor that returned no rows before it reads rowcount or lastrowid).
+        self._outcome.rows.clear()
+
+    @property
+    def description(self) -> _Description:
+        return self._outcome.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._outcome.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._outcome.lastrowid
+
+
+class _CursorStart:
+    """What ``connection.cursor()`` returns: awaitable and an async context manager, like
+    aiosqlite's, but making the cursor costs no hand-off (it opens one per statement)."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: OneTripCursor) -> None:
+        self._cursor = cursor
+
+    def __await__(self) -> Generator[Any, None, OneTripCursor]:
+        return self._ready().__await__()
+
+    async def _ready(self) -> OneTripCursor:
+        return self._cursor
+
+    async def __aenter__(self) -> OneTripCursor:
+        return self._cursor
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._cursor.close()
+
+
+class OneTripConnection(aiosqlite.Connection):
+    """aiosqlite's connection whose cursors make one hand-off per statement."""
+
+    def cursor(self) -> _CursorStart:  # type: ignore[override]  # same protocol, no hand-off
+        return _CursorStart(OneTripCursor(self))
+
+    async def rollback(self) -> None:
+        """Roll back, if a transaction is open. The pool "resets" every connection given back
+        to it with a rollback, after every commit too; with nothing open that is a hand-off
+        for nothing. (No statement of this connection is running now: its holder awaits
+        each one, so reading the flag here is safe.)"""
+        if self._connection is not None and not self._connection.in_transaction:
+            return
+        await super().rollback()
+
+    @property
+    def raw(self) -> sqlite3.Connection:
+        """The sqlite3 connection; only for functions run by :meth:`on_thread`."""
+        return self._conn
+
+    def on_thread(self, function: Callable[[], _T]) -> Awaitable[_T]:
+        """Run ``function`` on the connection's thread (every sqlite3 call must)."""
+        return cast("Awaitable[_T]", self._execute(function))  # type: ignore[no-untyped-call]
+
+
+def one_trip_connector(
+    args: Sequence[Any], kwargs: dict[str, Any]
+) -> Callable[[], Awaitable[OneTripConnection]]:
+    """An ``async_creator`` for SQLAlchemy: ``sqlite3.connect(*args, **kwargs)`` on a new
+    :class:`OneTripConnection`'s thread."""
+
+    async def connect() -> OneTripConnection:
+        connection = OneTripConnection(lambda: sqlite3.connect(*args, **kwargs), 64)
+        # As SQLAlchemy does for aiosqlite: the thread must not keep the process alive.
+        connection._thread.daemon = True
+        await connection  # starts the thread and opens the file on it
+        return connection
+
+    return connect

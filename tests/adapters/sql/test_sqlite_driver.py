@@ -1,0 +1,150 @@
+"""The SQLite driver: one hand-off to aiosqlite's thread per statement, and otherwise the
+DB-API SQLAlchemy expects (rows, counts, errors, transactions) on a real database file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from paytabs_guard.adapters.sql import create_engine
+from paytabs_guard.adapters.sql.sqlite_driver import OneTripConnection
+from paytabs_guard.adapters.sql.statements import counting
+
+pytestmark = pytest.mark.anyio
+
+
+class _HandOffs:
+    """Counts the calls a connection hands to its thread (aiosqlite's ``_execute``, through
+    which every one goes: statements, commit, rollback)."""
+
+    def __init__(self, driver: OneTripConnection) -> None:
+        self.count = 0
+        handing_off: Any = driver._execute
+
+        def counted(function: Any, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return handing_off(function, *args, **kwargs)
+
+        driver._execute = counted  # type: ignore[method-assign,assignment]
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}", pool_size=1)
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)"
+        )
+    yield engine
+    await engine.dispose()
+
+
+async def _driver(connection: AsyncConnection) -> OneTripConnection:
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, OneTripConnection)
+    return driver
+
+
+async def test_each_statement_is_one_hand_off_to_the_thread(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        hand_offs = _HandOffs(await _driver(connection))
+        with counting(engine) as counts:
+            await connection.execute(text("INSERT INTO items (name) VALUES ('a'), ('b')"))
+            await connection.execute(
+                text("INSERT INTO items (name) VALUES (:name)"), [{"name": "c"}, {"name": "d"}]
+            )
+            names = (await connection.execute(text("SELECT name FROM items ORDER BY id"))).all()
+            await connection.commit()
+    assert [n for (n,) in names] == ["a", "b", "c", "d"]
+    # BEGIN IMMEDIATE, three statements, COMMIT: five round trips, five hand-offs (aiosqlite's
+    # own cursors took three or four per statement: open, execute, fetch, close).
+    assert counts.round_trips == 5
+    assert hand_offs.count == 5
+
+
+async def test_rows_counts_and_last_row_id_come_back(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        inserted = await connection.execute(text("INSERT INTO items (name) VALUES ('x')"))
+        assert inserted.lastrowid == 1
+        await connection.execute(
+            text("INSERT INTO items (name) VALUES (:name)"),
+            [{"name": f"n{i}"} for i in range(999)],
+        )
+        updated = await connection.execute(text("UPDATE items SET name = name || '!'"))
+        assert updated.rowcount == 1000
+        nothing = await connection.execute(text("UPDATE items SET name = 'y' WHERE id < 0"))
+        assert nothing.rowcount == 0
+        result = await connection.execute(text("SELECT id, name FROM items ORDER BY id"))
+        assert result.keys() == ["id", "name"]
+        first = result.fetchone()
+        assert first is not None
+        assert tuple(first) == (1, "x!")
+        assert [tuple(r) for r in result.fetchmany(2)] == [(2, "n0!"), (3, "n1!")]
+        rest = result.fetchall()
+        assert len(rest) == 997
+        assert tuple(rest[-1]) == (1000, "n998!")
+        assert result.fetchone() is None
+        assert await connection.scalar(text("SELECT count(*) FROM items WHERE id > 1000")) == 0
+
+
+async def test_a_failed_statement_raises_the_usual_error_and_the_connection_goes_on(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("INSERT INTO items (name) VALUES ('same')"))
+        with pytest.raises(IntegrityError, match="UNIQUE"):
+            await connection.execute(text("INSERT INTO items (name) VALUES ('same')"))
+        with pytest.raises(OperationalError, match="no such table"):
+            await connection.execute(text("SELECT * FROM nowhere"))
+        await connection.rollback()
+        await connection.execute(text("INSERT INTO items (name) VALUES ('after')"))
+        await connection.commit()
+    async with engine.connect() as connection:
+        names = (await connection.execute(text("SELECT name FROM items"))).scalars().all()
+    assert names == ["after"]  # the rollback took 'same' with it
+
+
+async def test_a_rolled_back_transaction_leaves_nothing(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("INSERT INTO items (name) VALUES ('gone')"))
+        await connection.rollback()
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM items")) == 0
+
+
+async def test_statements_of_concurrent_connections_keep_their_own_results(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'many.db'}", pool_size=4)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+            await connection.exec_driver_sql(
+                "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 50)"
+                " INSERT INTO t (n) SELECT n FROM s"
+            )
+
+        async def read(low: int) -> list[int]:
+            async with engine.connect() as connection:
+                found = []
+                for _ in range(20):
+                    rows = await connection.execute(
+                        text("SELECT n FROM t WHERE n BETWEEN :low AND :high ORDER BY n"),
+                        {"low": low, "high": low + 2},
+                    )
+                    found = list(rows.scalars())
+                    await asyncio.sleep(0)
+                return found
+
+        results = await asyncio.gather(*(read(low) for low in (1, 10, 20, 30)))
+    finally:
+        await engine.dispose()
+    assert results == [[1, 2, 3], [10, 11, 12], [20, 21, 22], [30, 31, 32]]
