@@ -175,7 +175,8 @@ class OneTripConnection(aiosqlite.Connection):
         return self._conn
 
     def on_thread(self, function: Callable[[], _T]) -> Awaitable[_T]:
-        """Run ``function`` on the connection's thread (every sqlite3 call must)."""
+        """Run ``function`` on the connection's thread, where its statements run (one at a
+        time, in the order they were handed over)."""
         return cast("Awaitable[_T]", self._execute(function))  # type: ignore[no-untyped-call]
 
 
