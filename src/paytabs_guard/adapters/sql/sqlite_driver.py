@@ -47,8 +47,12 @@ def _nothing() -> _Outcome:
     return _Outcome(None, -1, None, deque())
 
 
-def _finish(cursor: sqlite3.Cursor) -> _Outcome:
+def _statement(connection: sqlite3.Connection, run: Callable[[sqlite3.Cursor], object]) -> _Outcome:
+    """On the connection's thread: open a cursor, ``run`` the statement on it, bring back
+    everything it left, close it."""
+    cursor = connection.cursor()
     try:
+        run(cursor)
         description = cursor.description
         rows = deque(cursor.fetchall()) if description is not None else deque()
         return _Outcome(description, cursor.rowcount, cursor.lastrowid, rows)
@@ -71,33 +75,15 @@ class OneTripCursor:
         await self.close()
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> OneTripCursor:
-        connection = self._connection
-
-        def run() -> _Outcome:
-            cursor = connection.raw.cursor()
-            try:
-                cursor.execute(sql, () if parameters is None else parameters)
-            except BaseException:
-                cursor.close()
-                raise
-            return _finish(cursor)
-
-        self._outcome = await connection.on_thread(run)
-        return self
+        values = () if parameters is None else parameters
+        return await self._run(lambda cursor: cursor.execute(sql, values))
 
     async def executemany(self, sql: str, parameters: Sequence[Sequence[Any]]) -> OneTripCursor:
-        connection = self._connection
+        return await self._run(lambda cursor: cursor.executemany(sql, parameters))
 
-        def run() -> _Outcome:
-            cursor = connection.raw.cursor()
-            try:
-                cursor.executemany(sql, parameters)
-            except BaseException:
-                cursor.close()
-                raise
-            return _finish(cursor)
-
-        self._outcome = await connection.on_thread(run)
+    async def _run(self, run: Callable[[sqlite3.Cursor], object]) -> OneTripCursor:
+        raw = self._connection.raw
+        self._outcome = await self._connection.on_thread(lambda: _statement(raw, run))
         return self
 
     async def fetchone(self) -> Any:
