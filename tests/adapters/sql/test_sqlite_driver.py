@@ -4,6 +4,7 @@ DB-API SQLAlchemy expects (rows, counts, errors, transactions) on a real databas
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from paytabs_guard.adapters.sql import create_engine
-from paytabs_guard.adapters.sql.sqlite_driver import OneTripConnection
+from paytabs_guard.adapters.sql.sqlite_driver import (
+    BatchStatement,
+    BatchStatementFailed,
+    OneTripConnection,
+)
 from paytabs_guard.adapters.sql.statements import counting
 
 pytestmark = pytest.mark.anyio
@@ -53,6 +58,11 @@ async def _driver(connection: AsyncConnection) -> OneTripConnection:
     return driver
 
 
+def _open(driver: OneTripConnection) -> bool:
+    """Whether the connection is in a transaction (a call, so each read is a new one)."""
+    return bool(driver.in_transaction)
+
+
 async def test_each_statement_is_one_hand_off_to_the_thread(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         hand_offs = _HandOffs(await _driver(connection))
@@ -64,10 +74,11 @@ async def test_each_statement_is_one_hand_off_to_the_thread(engine: AsyncEngine)
             names = (await connection.execute(text("SELECT name FROM items ORDER BY id"))).all()
             await connection.commit()
     assert [n for (n,) in names] == ["a", "b", "c", "d"]
-    # BEGIN IMMEDIATE, three statements, COMMIT: five round trips, five hand-offs (aiosqlite's
-    # own cursors took three or four per statement: open, execute, fetch, close).
-    assert counts.round_trips == 5
-    assert hand_offs.count == 5
+    # Three statements (BEGIN IMMEDIATE goes with the first) and COMMIT: four round trips,
+    # four hand-offs (aiosqlite's own cursors took three or four per statement: open,
+    # execute, fetch, close; BEGIN took one of its own).
+    assert counts.round_trips == 4
+    assert hand_offs.count == 4
 
 
 async def test_rows_counts_and_last_row_id_come_back(engine: AsyncEngine) -> None:
@@ -148,3 +159,103 @@ async def test_statements_of_concurrent_connections_keep_their_own_results(
     finally:
         await engine.dispose()
     assert results == [[1, 2, 3], [10, 11, 12], [20, 21, 22], [30, 31, 32]]
+
+
+async def test_begin_goes_with_the_first_statement_and_takes_the_write_lock_first(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'lock.db'}"
+    holder = create_engine(url, pool_size=1)
+    other = create_engine(url, pool_size=1, lock_timeout_seconds=0.2)
+    try:
+        async with holder.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+        async with holder.connect() as connection:
+            driver = await _driver(connection)
+            hand_offs = _HandOffs(driver)
+            await connection.begin()
+            assert hand_offs.count == 0
+            assert not _open(driver)  # nothing sent yet
+            await connection.execute(text("SELECT count(*) FROM t"))
+            # One hand-off ran BEGIN IMMEDIATE and the read: this connection holds the
+            # database's write lock although it only read.
+            assert hand_offs.count == 1
+            assert _open(driver)
+            async with other.connect() as second:
+                await second.begin()
+                with pytest.raises(OperationalError, match="database is locked"):
+                    # Even a read waits: its BEGIN IMMEDIATE runs before it.
+                    await second.execute(text("SELECT count(*) FROM t"))
+                await second.rollback()
+            await connection.commit()
+            assert hand_offs.count == 2
+        async with other.begin() as second:  # the lock is free again
+            await second.execute(text("INSERT INTO t (n) VALUES (1)"))
+    finally:
+        await holder.dispose()
+        await other.dispose()
+
+
+async def test_a_transaction_that_ran_nothing_costs_no_hand_off(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        hand_offs = _HandOffs(await _driver(connection))
+        with counting(engine) as counts:
+            await connection.begin()
+            await connection.commit()
+            await connection.begin()
+            await connection.rollback()
+    assert hand_offs.count == 0
+    assert counts.round_trips == 0, counts.describe()
+
+
+async def test_a_batch_is_one_hand_off_and_stops_at_a_version_check_that_misses(
+    engine: AsyncEngine,
+) -> None:
+    insert = "INSERT INTO items (id, name) VALUES (?, ?)"
+    async with engine.connect() as connection:
+        driver = await _driver(connection)
+        hand_offs = _HandOffs(driver)
+        await connection.begin()  # pending: it goes with the batch
+        stopped = await driver.run_batch(
+            [
+                BatchStatement(insert, (1, "one")),
+                BatchStatement(insert, [(2, "two"), (3, "three")], many=True),
+                BatchStatement("UPDATE items SET name = 'uno' WHERE id = ?", (1,), expect_one=True),
+                BatchStatement("UPDATE items SET name = 'x' WHERE id = ?", (99,), expect_one=True),
+                BatchStatement(insert, (4, "never")),
+            ]
+        )
+        assert stopped == 3  # the update of a missing row: the insert after it did not run
+        assert hand_offs.count == 1
+        names = (await connection.execute(text("SELECT name FROM items ORDER BY id"))).scalars()
+        assert list(names) == ["uno", "two", "three"]
+        assert await driver.run_batch([BatchStatement(insert, (5, "five"))]) == -1
+        await connection.commit()
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM items")) == 4
+
+
+async def test_a_failing_batch_statement_says_which_and_rolls_back_with_the_rest(
+    engine: AsyncEngine,
+) -> None:
+    insert = "INSERT INTO items (name) VALUES (?)"
+    async with engine.connect() as connection:
+        driver = await _driver(connection)
+        await connection.begin()
+        with pytest.raises(BatchStatementFailed) as failed:
+            await driver.run_batch(
+                [
+                    BatchStatement(insert, ("a",)),
+                    BatchStatement(insert, ("a",)),  # UNIQUE
+                    BatchStatement(insert, ("b",)),
+                ]
+            )
+        assert failed.value.index == 1
+        assert isinstance(failed.value.error, sqlite3.IntegrityError)
+        assert _open(driver)  # the first insert ran, in the transaction
+        await connection.rollback()
+        await connection.execute(text("INSERT INTO items (name) VALUES ('after')"))
+        await connection.commit()
+    async with engine.connect() as connection:
+        names = (await connection.execute(text("SELECT name FROM items"))).scalars().all()
+    assert names == ["after"]

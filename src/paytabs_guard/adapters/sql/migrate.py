@@ -80,6 +80,11 @@ async def _migrate(url: str, work: Callable[[Connection], None]) -> None:
                 await connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
                 )
+            else:
+                # SQLite's BEGIN IMMEDIATE goes with the first statement: send one now, so a
+                # concurrent upgrader queues here too, before Alembic starts. (Alembic keeps
+                # its context in globals: two upgrades of one process must not interleave.)
+                await connection.exec_driver_sql("SELECT 1")
             await connection.run_sync(work)
     finally:
         await engine.dispose()

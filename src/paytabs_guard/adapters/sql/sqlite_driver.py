@@ -21,7 +21,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from itertools import islice
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import aiosqlite
 
@@ -82,8 +82,9 @@ class OneTripCursor:
         return await self._run(lambda cursor: cursor.executemany(sql, parameters))
 
     async def _run(self, run: Callable[[sqlite3.Cursor], object]) -> OneTripCursor:
-        raw = self._connection.raw
-        self._outcome = await self._connection.on_thread(lambda: _statement(raw, run))
+        connection = self._connection
+        raw = connection.raw
+        self._outcome = await connection.in_transaction_on_thread(lambda: _statement(raw, run))
         return self
 
     async def fetchone(self) -> Any:
@@ -140,20 +141,107 @@ class _CursorStart:
         await self._cursor.close()
 
 
+class BatchStatement(NamedTuple):
+    """One statement of :meth:`OneTripConnection.run_batch`."""
+
+    sql: str
+    parameters: Sequence[Any]
+    """The values, or with ``many`` a sequence of rows of values (``executemany``)."""
+    many: bool = False
+    expect_one: bool = False
+    """Stop the batch here unless the statement changed exactly one row (a version check)."""
+
+
+class BatchStatementFailed(Exception):
+    """Statement ``index`` of a batch raised ``error`` (the sqlite3 error is the cause); the
+    statements before it ran, the ones after it did not."""
+
+    def __init__(self, index: int, error: sqlite3.Error) -> None:
+        super().__init__(f"statement {index} of the batch failed: {error}")
+        self.index = index
+        self.error = error
+
+
+def _batch(
+    connection: sqlite3.Connection, statements: Sequence[BatchStatement], commit: bool
+) -> int:
+    """On the connection's thread: the statements in order, then the commit if asked; the
+    index of the first statement whose row count missed its ``expect_one`` (the rest not run,
+    nothing committed), or -1."""
+    cursor = connection.cursor()
+    try:
+        for index, statement in enumerate(statements):
+            try:
+                if statement.many:
+                    cursor.executemany(statement.sql, statement.parameters)
+                else:
+                    cursor.execute(statement.sql, statement.parameters)
+            except sqlite3.Error as error:
+                raise BatchStatementFailed(index, error) from error
+            if statement.expect_one and cursor.rowcount != 1:
+                return index
+    finally:
+        cursor.close()
+    if commit:
+        connection.commit()
+    return -1
+
+
 class OneTripConnection(aiosqlite.Connection):
     """aiosqlite's connection whose cursors make one hand-off per statement."""
 
+    _pending_begin: str | None = None
+
     def cursor(self) -> _CursorStart:  # type: ignore[override]  # same protocol, no hand-off
         return _CursorStart(OneTripCursor(self))
+
+    def defer_begin(self, statement: str = "BEGIN IMMEDIATE") -> None:
+        """Begin a transaction with ``statement``, run on the thread right before the next
+        statement or batch, in its hand-off. Its errors (``database is locked``) are that
+        statement's errors: nothing of it ran."""
+        self._pending_begin = statement
+
+    async def commit(self) -> None:
+        """Commit, if a transaction is open (one whose begin is still pending ran nothing)."""
+        self._pending_begin = None
+        if self._connection is not None and not self._connection.in_transaction:
+            return
+        await super().commit()
 
     async def rollback(self) -> None:
         """Roll back, if a transaction is open. The pool "resets" every connection given back
         to it with a rollback, after every commit too; with nothing open that is a hand-off
         for nothing. (No statement of this connection is running now: its holder awaits
         each one, so reading the flag here is safe.)"""
+        self._pending_begin = None
         if self._connection is not None and not self._connection.in_transaction:
             return
         await super().rollback()
+
+    async def run_batch(self, statements: Sequence[BatchStatement], *, commit: bool = False) -> int:
+        """Run ``statements`` in order in one hand-off, in the open (or pending) transaction,
+        and with ``commit`` commit it in the same hand-off once every one ran.
+
+        Returns -1 when every one ran, else the index of the first statement whose
+        ``expect_one`` was not met (the ones after it did not run). A statement that fails
+        raises :class:`BatchStatementFailed`; a failed commit raises its sqlite3 error. In
+        those cases nothing was committed: what ran stays in the transaction for the caller
+        to roll back."""
+        raw = self.raw
+        return await self.in_transaction_on_thread(lambda: _batch(raw, statements, commit))
+
+    def in_transaction_on_thread(self, function: Callable[[], _T]) -> Awaitable[_T]:
+        """:meth:`on_thread`, with a pending begin run first."""
+        begin, self._pending_begin = self._pending_begin, None
+        if begin is None:
+            return self.on_thread(function)
+        raw = self.raw
+
+        def begun() -> _T:
+            raw.execute(begin)
+            return function()
+
+        return self.on_thread(begun)
 
     @property
     def raw(self) -> sqlite3.Connection:

@@ -3,21 +3,25 @@
 The statement budget (docs/storage.md) is checked with this, and ``bench load`` reports it per
 operation. A *statement* is one ``execute`` or ``executemany`` of SQL (transaction control
 excluded); a *round trip* is one wait for the server: every statement, plus ``BEGIN`` and
-``COMMIT``/``ROLLBACK`` where they reach the server (always on SQLite, where "the server" is
-aiosqlite's thread; on PostgreSQL asyncpg sends ``BEGIN`` with the first statement's turn and
-``COMMIT`` as its own), plus a pool pre-ping per checkout when the engine pings.
+``COMMIT``/``ROLLBACK`` where they reach the server on their own, plus a pool pre-ping per
+checkout when the engine pings. On PostgreSQL asyncpg sends ``BEGIN`` with the first
+statement's turn and ``COMMIT`` as its own. On SQLite "the server" is aiosqlite's thread:
+``BEGIN IMMEDIATE`` goes with the first statement (``sqlite_driver.py``), ``COMMIT`` and
+``ROLLBACK`` go on their own when a transaction is open, and a batch of statements sent
+together (a commit's writes, ``writes.py``) is one round trip: :func:`sent_together` counts
+it, since it does not pass through SQLAlchemy's execute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
@@ -38,6 +42,26 @@ class StatementCount:
     def describe(self) -> str:
         lines = "\n  ".join(self.texts)
         return f"{self.statements} statements, {self.round_trips} round trips:\n  {lines}"
+
+
+_BATCH_COUNTS: list[tuple[object, StatementCount, bool]] = []
+"""Who counts batches: (the sync engine, or ``Engine`` for every engine; the count; whether
+it keeps texts)."""
+
+
+def sent_together(connection: AsyncConnection, statements: Sequence[tuple[str, bool]]) -> None:
+    """Count ``statements`` ((SQL, executemany?) each) sent to the database in one round trip,
+    without SQLAlchemy's execute, so without its events."""
+    engine = connection.sync_engine
+    for target, count, keep_texts in _BATCH_COUNTS:
+        if target is not Engine and target is not engine:
+            continue
+        count.round_trips += 1
+        count.statements += len(statements)
+        if keep_texts:
+            for n, (sql, many) in enumerate(statements, start=1):
+                head = ("executemany " if many else "") + " ".join(sql[:200].split())[:60]
+                count.texts.append(f"[batch {n}/{len(statements)}] {head}")
 
 
 @contextmanager
@@ -62,8 +86,7 @@ def _listening(engine: AsyncEngine, count: StatementCount) -> Iterator[None]:
     try:
         yield
     finally:
-        for target, name, listener in listeners:
-            event.remove(target, name, listener)
+        _detach(listeners, count)
 
 
 def _attach(
@@ -87,15 +110,15 @@ def _attach(
             count.texts.append(("executemany " if many else "") + head[:60])
 
     def on_begin(conn: Connection) -> None:
-        # SQLite's BEGIN IMMEDIATE goes through ``exec_driver_sql`` and is counted above; an
-        # autocommit connection's "transaction" never reaches the server.
+        # SQLite's BEGIN IMMEDIATE goes with the transaction's first statement; an autocommit
+        # connection's "transaction" never reaches the server.
         if conn.dialect.name != "sqlite" and not _autocommit(conn):
             count.round_trips += 1
             if keep_texts:
                 count.texts.append("BEGIN")
 
     def on_end(conn: Connection) -> None:
-        if _autocommit(conn):
+        if _autocommit(conn) or not _reaches_the_server(conn):
             return
         count.round_trips += 1
         if keep_texts:
@@ -117,7 +140,23 @@ def _attach(
         listeners.append((target.pool, "checkout", on_checkout))
     for source, name, listener in listeners:
         event.listen(source, name, listener)
+    _BATCH_COUNTS.append((target, count, keep_texts))
     return listeners
+
+
+def _detach(listeners: list[tuple[Any, str, Callable[..., None]]], count: StatementCount) -> None:
+    for target, name, listener in listeners:
+        event.remove(target, name, listener)
+    _BATCH_COUNTS[:] = [entry for entry in _BATCH_COUNTS if entry[1] is not count]
+
+
+def _reaches_the_server(conn: Connection) -> bool:
+    """Whether ending ``conn``'s transaction is a round trip: on SQLite only if it ran
+    something (its BEGIN waits for the first statement, see ``sqlite_driver.py``)."""
+    if conn.dialect.name != "sqlite":
+        return True
+    driver: Any = conn.connection.driver_connection
+    return bool(driver.in_transaction)
 
 
 def _autocommit(conn: Connection) -> bool:
