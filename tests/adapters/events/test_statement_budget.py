@@ -22,8 +22,8 @@ EVENTS = 20
 # different payments to two sinks; by whether the sinks give their types as data (RoutedSink:
 # on PostgreSQL the fan-out is then one statement) or only through accepts().
 BUDGET: dict[tuple[str, bool], tuple[int, int]] = {
-    ("sqlite", True): (6, 16),
-    ("sqlite", False): (6, 16),
+    ("sqlite", True): (6, 11),
+    ("sqlite", False): (6, 11),
     ("postgresql", True): (5, 5),
     ("postgresql", False): (6, 8),
 }

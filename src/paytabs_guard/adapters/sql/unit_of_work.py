@@ -26,7 +26,7 @@ from .idempotency import SqlIdempotencyKeys
 from .inbox import SqlWebhookInbox
 from .repository import SqlPaymentRepository
 from .transaction import DbTransaction
-from .writes import CombinedWrites, ImmediateWrites, Writes
+from .writes import BatchedWrites, CombinedWrites, Writes
 
 Clock = Callable[[], datetime]
 log = get_logger(__name__)
@@ -85,8 +85,8 @@ class SqlUnitOfWork:
             if writes is None:
                 if self._dialect == "postgresql":  # one statement, sent by _finish
                     writes = CombinedWrites()
-                else:
-                    writes = ImmediateWrites(await self._transaction.connection())
+                else:  # one hand-off to aiosqlite's thread, sent by finish
+                    writes = BatchedWrites(await self._transaction.connection())
             return writes
 
         try:
@@ -97,6 +97,8 @@ class SqlUnitOfWork:
                 await (await open_writes()).complete_key(scope, key, values)
             if isinstance(writes, CombinedWrites):
                 await self._finish(writes)
+            elif isinstance(writes, BatchedWrites):
+                await writes.finish(commit=True)  # the writes and COMMIT: one hand-off
             await self._transaction.commit()
         except BaseException:
             await self._rollback()

@@ -5,9 +5,9 @@ Each payment's writes hang off a *gate*: its ``INSERT`` into ``payments`` or its
 ``UPDATE``. Its child rows (cart ids, history, gateway transactions, conflict notes) are written
 only if the gate matched a row; the outbox rows and the stored idempotency answer follow.
 
-* ``ImmediateWrites`` (SQLite, where a "round trip" is a hand-off to aiosqlite's thread) runs
-  each write as its own statement, with statement objects built once and executed with
-  parameters (SQLAlchemy finds their compiled form by a memoized cache key).
+* ``BatchedWrites`` (SQLite, where a "round trip" is a hand-off to aiosqlite's thread) runs
+  each write as its own statement, and sends them all to that thread in one hand-off at
+  ``finish``: the statements are compiled once, their values bound by the columns' types.
 * ``CombinedWrites`` (PostgreSQL) sends them as the data-modifying CTEs of one statement: one
   round trip for the whole commit. Every write besides the gates (child rows, outbox rows, the
   idempotency answer) selects its values or finds its row ``WHERE EXISTS (SELECT 1 FROM
@@ -25,7 +25,9 @@ running them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sqlite3
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple, Protocol
 
 from sqlalchemy import (
@@ -42,10 +44,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .engine import upsert
+from .engine import upsert_for
 from .errors import ConcurrentUpdate
+from .sqlite_driver import BatchStatement, BatchStatementFailed, OneTripConnection
+from .statements import sent_together
 from .tables import gateway_transactions, idempotency_keys, payments
 
 Row = Mapping[str, Any]
@@ -81,7 +87,7 @@ class Writes(Protocol):
 def writes_for(connection: AsyncConnection) -> Writes:
     if connection.dialect.name == "postgresql":
         return CombinedWrites(connection)
-    return ImmediateWrites(connection)
+    return BatchedWrites(connection)
 
 
 _INSERT_PAYMENT: Final = payments.insert()
@@ -98,49 +104,155 @@ _COMPLETE_KEY: Final = update(idempotency_keys).where(
 )
 
 
-class ImmediateWrites:
-    """Each write as its own statement, now."""
+class BatchedWrites:
+    """SQLite: each write its own statement, all of them sent to aiosqlite's thread together
+    by ``finish``, in one hand-off (with the transaction's ``BEGIN IMMEDIATE`` when nothing ran
+    before them). A version check that finds no row stops the batch there: nothing after it
+    runs, and ``finish`` raises ``ConcurrentUpdate`` (the unit of work then rolls back).
+
+    SQLAlchemy compiles each statement once per dialect and set of columns (``_sqlite_sql``);
+    the values go through the columns' own bind processing, as SQLAlchemy's ``execute`` would
+    send them. The statements are counted for the statement budget like any other
+    (``statements.sent_together``)."""
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        self._dialect = connection.dialect
+        self._batch: list[BatchStatement] = []
+        self._gates: dict[int, tuple[str, int]] = {}  # batch index: (payment id, version)
+
+    def _add(self, statement: Any, values: Row, *, expect_one: bool = False) -> None:
+        compiled = _sqlite_sql(self._dialect, statement, tuple(values))
+        self._batch.append(BatchStatement(compiled.sql, compiled.bind(values), False, expect_one))
+
+    def _add_rows(self, statement: Any, rows: Sequence[Row]) -> None:
+        compiled = _sqlite_sql(self._dialect, statement, tuple(rows[0]))
+        if len(rows) == 1:
+            self._batch.append(BatchStatement(compiled.sql, compiled.bind(rows[0])))
+        else:
+            values = [compiled.bind(row) for row in rows]
+            self._batch.append(BatchStatement(compiled.sql, values, many=True))
 
     async def insert_payment(self, payment_id: str, row: Row) -> None:  # noqa: ARG002 - Writes
-        await self._connection.execute(_INSERT_PAYMENT, dict(row))
+        self._add(_INSERT_PAYMENT, row)
 
     async def update_payment(self, payment_id: str, version: int, values: Row) -> None:
+        self._gates[len(self._batch)] = (payment_id, version)
         params = {**values, "b_id": payment_id, "b_version": version}
-        result = await self._connection.execute(_UPDATE_PAYMENT, params)
-        if result.rowcount != 1:
-            raise ConcurrentUpdate(payment_id, version)
+        self._add(_UPDATE_PAYMENT, params, expect_one=True)
 
     async def insert_children(
         self,
-        payment_id: str,  # noqa: ARG002 - the Writes signature; every write here runs at once
+        payment_id: str,  # noqa: ARG002 - the Writes signature; the batch stops at a stale gate
         table: Table,
         rows: Sequence[Row],
     ) -> None:
         if rows:
-            await self._connection.execute(_insert_into(table), [dict(row) for row in rows])
+            self._add_rows(_insert_into(table), rows)
 
     async def update_transaction(self, payment_id: str, tran_ref: str, values: Row) -> None:
         params = {**values, "b_tran_ref": tran_ref, "b_payment_id": payment_id}
-        await self._connection.execute(_UPDATE_TRANSACTION, params)
+        self._add(_UPDATE_TRANSACTION, params)
 
     async def delete_transactions(self, payment_id: str, tran_refs: Sequence[str]) -> None:
-        await self._connection.execute(_delete_transactions(payment_id, tran_refs))
+        params: dict[str, Any] = {"b_payment_id": payment_id}
+        for n, tran_ref in enumerate(tran_refs):
+            params[f"b{n}"] = tran_ref
+        self._add(_delete_transactions(len(tran_refs)), params)
 
     async def insert_events(self, table: Table, rows: Sequence[Row]) -> None:
         if rows:
-            statement = upsert(self._connection.dialect, table).on_conflict_do_nothing(
-                index_elements=[table.c.event_id]
-            )
-            await self._connection.execute(statement, [dict(row) for row in rows])
+            self._add_rows(_insert_events(table), rows)
 
     async def complete_key(self, scope: str, key: str, values: Row) -> None:
-        await self._connection.execute(_COMPLETE_KEY, {**values, "b_scope": scope, "b_key": key})
+        self._add(_COMPLETE_KEY, {**values, "b_scope": scope, "b_key": key})
 
-    async def finish(self) -> None:
-        return None
+    async def finish(self, *, commit: bool = False) -> None:
+        """Send the batch: one hand-off to the connection's thread. With ``commit``, the
+        transaction commits in that hand-off too, once every write went through (the unit of
+        work's own commit then finds nothing open and sends nothing)."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            if commit:
+                await self._connection.commit()
+            return
+        raw = await self._connection.get_raw_connection()
+        driver = raw.driver_connection
+        if not isinstance(driver, OneTripConnection):
+            raise TypeError(f"expected a OneTripConnection, got {type(driver).__name__}")
+        sent_together(self._connection, [(s.sql, s.many) for s in batch])
+        try:
+            stopped = await driver.run_batch(batch, commit=commit)
+        except BatchStatementFailed as failed:
+            failing = batch[failed.index]
+            raise self._translated(failing.sql, failing.parameters, failed.error) from failed.error
+        except sqlite3.Error as error:
+            # Around the statements: the pending BEGIN IMMEDIATE ("database is locked"), or
+            # the commit (a full disk, an I/O error).
+            sql = "BEGIN IMMEDIATE or COMMIT" if commit else "BEGIN IMMEDIATE"
+            raise self._translated(sql, (), error) from error
+        if stopped >= 0:
+            raise ConcurrentUpdate(*self._gates[stopped])
+
+    def _translated(self, sql: str, parameters: Any, error: sqlite3.Error) -> Exception:
+        """The error SQLAlchemy would have raised for it (``IntegrityError``,
+        ``OperationalError``…), so callers and the 503 mapping see no difference."""
+        engine = self._connection.sync_engine
+        return DBAPIError.instance(
+            sql,
+            parameters,
+            error,
+            sqlite3.Error,
+            hide_parameters=engine.hide_parameters,
+            dialect=self._dialect,
+        )
+
+
+class _Sql(NamedTuple):
+    """A statement compiled for SQLite: its text, and per ``?`` the parameter's name and the
+    column type's bind processing (None: the value goes as it is)."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def bind(self, values: Row) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None else process(value)
+            for value, process in zip(
+                (values[name] for name in self.names), self.processors, strict=True
+            )
+        )
+
+
+_COMPILED: weakref.WeakKeyDictionary[Dialect, dict[tuple[Any, tuple[str, ...]], _Sql]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _sqlite_sql(dialect: Dialect, statement: Any, columns: tuple[str, ...]) -> _Sql:
+    """``statement`` compiled once per dialect and set of value names (an INSERT's or
+    UPDATE's columns are the names given; the rest are its bind parameters)."""
+    cache = _COMPILED.get(dialect)
+    if cache is None:
+        cache = _COMPILED[dialect] = {}
+    found = cache.get((statement, columns))
+    if found is not None:
+        return found
+    compiled: Any = statement.compile(dialect=dialect, column_keys=list(columns))
+    if compiled.insert_prefetch or compiled.update_prefetch:
+        # A Python-side column default would be computed by SQLAlchemy's execute, not here.
+        raise ValueError(f"column defaults computed in Python are not sent by a batch: {compiled}")
+    names = tuple(compiled.positiontup)
+    # ``dialect_impl``: the type as this dialect runs it (a TypeDecorator's own processing
+    # wrapped around SQLite's DATETIME storage format, as SQLAlchemy's execute applies it).
+    processors = tuple(
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
+    found = _Sql(compiled.string, names, processors)
+    if len(cache) < _MAX_SHAPES:
+        cache[(statement, columns)] = found
+    return found
 
 
 _INSERTS: dict[Table, Any] = {}
@@ -153,11 +265,34 @@ def _insert_into(table: Table) -> Any:
     return statement
 
 
-def _delete_transactions(payment_id: str, tran_refs: Sequence[str]) -> Any:
-    return delete(gateway_transactions).where(
-        gateway_transactions.c.payment_id == payment_id,
-        gateway_transactions.c.tran_ref.in_(list(tran_refs)),
-    )
+_DELETES: dict[int, Any] = {}
+
+
+def _delete_transactions(count: int) -> Any:
+    """Delete ``count`` of a payment's gateway transactions (``b_payment_id``, ``b0``…)."""
+    statement = _DELETES.get(count)
+    if statement is None:
+        table = gateway_transactions
+        refs: list[Any] = [bindparam(f"b{n}") for n in range(count)]
+        statement = delete(table).where(
+            table.c.payment_id == bindparam("b_payment_id"), table.c.tran_ref.in_(refs)
+        )
+        if len(_DELETES) < _MAX_SHAPES:
+            _DELETES[count] = statement
+    return statement
+
+
+_EVENT_INSERTS: dict[Table, Any] = {}
+
+
+def _insert_events(table: Table) -> Any:
+    """Outbox rows on SQLite; an ``event_id`` stored before is skipped."""
+    statement = _EVENT_INSERTS.get(table)
+    if statement is None:
+        statement = _EVENT_INSERTS[table] = upsert_for("sqlite", table).on_conflict_do_nothing(
+            index_elements=[table.c.event_id]
+        )
+    return statement
 
 
 def _typed(name: str, table: Table, column: str) -> Any:
