@@ -17,10 +17,13 @@ What it keeps from httpx's own transport, because the resilience layer relies on
   closed after ``keepalive_expiry`` seconds rather than reused when the server may have closed
   it; TLS with httpx's default context (certifi, ``SSL_CERT_FILE``).
 
-httpx itself still builds the request and reads the response (content decoding, headers),
-and proxies from the environment are mounted by httpx around this transport as before. Where
-httptools is not installed (the library without the service extra) ``pool_transport`` returns
-httpx's own transport.
+The PayTabs client sends its calls straight through it (:class:`DirectPost`: the request
+written once per path, the answer as an ``httpx.Response``, content decoding included), and
+keeps httpx's client for a test's transport and for proxies. httpx mounts the proxies named in
+the environment only on a client built without a transport, so where one applies
+(:func:`proxied_by_environment`) the client is built with httpx's own transport instead, and
+likewise where httptools is not installed (the library without the service extra:
+``pool_transport``).
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import urllib.parse
+import urllib.request
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import httpx
 
@@ -48,6 +53,15 @@ MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
 KEEPALIVE_EXPIRY_SECONDS: Final = 5.0
 
 Origin = tuple[str, str, int]
+
+
+class Answer(NamedTuple):
+    """An HTTP answer as it came off the wire (the body not decoded)."""
+
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
 
 
 def pool_transport(max_connections: int) -> httpx.AsyncBaseTransport:
@@ -203,19 +217,29 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
-        origin = _origin(request.url)
         head, body = await _serialise(request)
+        answer = await self.send(_origin(request.url), head, body, timeouts)
+        return httpx.Response(
+            answer.status,
+            headers=answer.headers,
+            stream=httpx.ByteStream(answer.body),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason},
+        )
+
+    async def send(
+        self, origin: Origin, head: bytes, body: bytes, timeouts: Mapping[str, float | None]
+    ) -> Answer:
+        """One request, serialised already (``head``: the request line and headers, ending in
+        the blank line), and its whole answer. The same pool, timeouts and failure classes as
+        a request through httpx's client: this is the code that serves those too."""
         connection = await self._connection(origin, timeouts)
         try:
             await connection.exchange(head, body, timeouts.get("read"))
         except BaseException:
             self._drop(connection)
             raise
-        response = httpx.Response(
-            connection.status,
-            headers=connection.headers,
-            stream=httpx.ByteStream(b"".join(connection.body)),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": connection.reason},
+        answer = Answer(
+            connection.status, connection.reason, connection.headers, b"".join(connection.body)
         )
         if connection.reusable and not connection.closed and not self._closed:
             connection.idle_since = time.monotonic()
@@ -223,7 +247,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             self._wake_one()
         else:
             self._drop(connection)
-        return response
+        return answer
 
     async def aclose(self) -> None:
         self._closed = True
@@ -316,6 +340,74 @@ class Http11Transport(httpx.AsyncBaseTransport):
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+
+class DirectPost:
+    """POSTs to one base URL straight through an :class:`Http11Transport`, for a client whose
+    every request is a small body with the same headers (the PayTabs client).
+
+    httpx's client costs more CPU per request than this transport does (a profile: 0.6 ms a
+    call through the client, 0.2 ms here, on a slow two-core machine): it merges the URL and
+    the headers, runs the auth and redirect machinery, keeps cookies and builds the request.
+    None of that changes between two PayTabs calls, so the request line and the headers are
+    written once per path here, and the answer comes back as the same ``httpx.Response`` the
+    client would have returned (content decoding included). The exchange itself, the pool, the
+    timeouts and every failure class are the transport's, shared with requests through httpx.
+
+    Use it only where the client would send to this transport anyway (no proxy: see
+    :func:`proxied_by_environment`). What a request through it does not do: send back
+    cookies a server set earlier (PayTabs' API is authorised by a header), ask for compressed
+    answers (they are small), follow redirects (the client never does either).
+    """
+
+    def __init__(
+        self,
+        transport: Http11Transport,
+        base_url: httpx.URL,
+        headers: Mapping[str, str],
+        timeout: httpx.Timeout,
+    ) -> None:
+        self._transport = transport
+        self._origin = _origin(base_url)
+        self._prefix = base_url.raw_path.rstrip(b"/")
+        fixed = [b"Host: " + base_url.netloc + b"\r\n"]
+        for name, value in headers.items():
+            fixed.append(name.encode("ascii") + b": " + value.encode("latin-1") + b"\r\n")
+        self._headers = b"".join(fixed)
+        self._timeouts: Mapping[str, float | None] = timeout.as_dict()
+        self._heads: dict[str, bytes] = {}
+
+    async def post(self, path: str, body: bytes) -> httpx.Response:
+        """POST ``body`` to ``path`` (under the base URL's path); raises httpx's transport
+        errors exactly as a request through ``httpx.AsyncClient`` with this transport would."""
+        head = self._heads.get(path)
+        if head is None:
+            head = b"POST " + self._prefix + path.encode("ascii") + b" HTTP/1.1\r\n"
+            head = self._heads[path] = head + self._headers
+        length = b"Content-Length: " + str(len(body)).encode("ascii") + b"\r\n\r\n"
+        answer = await self._transport.send(self._origin, head + length, body, self._timeouts)
+        response = httpx.Response(
+            answer.status,
+            headers=answer.headers,
+            stream=httpx.ByteStream(answer.body),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason},
+        )
+        await response.aread()  # decodes a Content-Encoding, as the client does
+        return response
+
+
+def proxied_by_environment(url: str) -> bool:
+    """Whether a proxy named in the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, minus ``NO_PROXY``) applies to ``url``.
+
+    httpx mounts those proxies only on a client built without a transport of its own, so a
+    client that must go through one is built that way (with httpx's transport); the others
+    get :class:`Http11Transport`."""
+    parsed = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parsed.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parsed.netloc)
 
 
 def _deadline(timeout: float | None) -> float | None:
