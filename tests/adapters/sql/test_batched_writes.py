@@ -35,6 +35,7 @@ from paytabs_guard.adapters.sql.tables import (
     payment_transitions,
     payments,
 )
+from paytabs_guard.adapters.sql.writes import BatchedWrites
 from paytabs_guard.service.ports import StoredResponse
 
 from .builders import (
@@ -44,6 +45,7 @@ from .builders import (
     awaiting,
     completed_sale,
     fixed_clock,
+    kwd_auth_captured_refunded,
     new_payment,
     refund_in_flight,
     result,
@@ -164,3 +166,42 @@ async def test_a_commit_is_one_hand_off(batched: AsyncEngine) -> None:
             await connection.scalar(text("SELECT count(*) FROM payments WHERE id = 'pay_counted'"))
             == 1
         )
+
+
+async def test_a_batch_deletes_only_the_named_transactions_of_its_payment(
+    batched: AsyncEngine,
+) -> None:
+    # A new attempt drops the abandoned page's record (repository._write_transactions).
+    uow = sql_unit_of_work_factory(batched, clock=fixed_clock)
+    async with uow() as unit:
+        unit.payments.add(completed_sale("pay_keep"))
+        unit.payments.add(kwd_auth_captured_refunded("pay_drop"))
+        await unit.commit()
+    async with batched.connect() as connection:
+        refs = (
+            (
+                await connection.execute(
+                    select(gateway_transactions.c.tran_ref)
+                    .where(gateway_transactions.c.payment_id == "pay_drop")
+                    .order_by(gateway_transactions.c.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(refs) >= 3
+    kept_before = await _stored_text(batched, gateway_transactions)
+    async with batched.connect() as connection:
+        await connection.begin()
+        writes = BatchedWrites(connection)
+        await writes.delete_transactions("pay_drop", [refs[0], refs[2], "TST-not-there"])
+        await writes.delete_transactions("pay_keep", [refs[1]])  # not this payment's: no row
+        await writes.finish(commit=True)
+    async with batched.connect() as connection:
+        left = (
+            await connection.execute(
+                select(gateway_transactions.c.payment_id, gateway_transactions.c.tran_ref)
+            )
+        ).all()
+    assert sorted(ref for pid, ref in left if pid == "pay_drop") == sorted([refs[1], *refs[3:]])
+    assert len(kept_before) - len(left) == 2

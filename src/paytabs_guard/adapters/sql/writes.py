@@ -170,11 +170,10 @@ class BatchedWrites:
     async def finish(self, *, commit: bool = False) -> None:
         """Send the batch: one hand-off to the connection's thread. With ``commit``, the
         transaction commits in that hand-off too, once every write went through (the unit of
-        work's own commit then finds nothing open and sends nothing)."""
+        work's own commit then finds nothing open and sends nothing). An empty batch sends
+        nothing, not even the commit: that is left to the caller's own."""
         batch, self._batch = self._batch, []
         if not batch:
-            if commit:
-                await self._connection.commit()
             return
         raw = await self._connection.get_raw_connection()
         driver = raw.driver_connection
