@@ -372,6 +372,8 @@ class DirectPost:
         self._prefix = base_url.raw_path.rstrip(b"/")
         fixed = [b"Host: " + base_url.netloc + b"\r\n"]
         for name, value in headers.items():
+            if any(c in name + value for c in "\r\n\0"):  # httpx refuses these too
+                raise ValueError(f"header {name!r} holds a line break or NUL")
             fixed.append(name.encode("ascii") + b": " + value.encode("latin-1") + b"\r\n")
         self._headers = b"".join(fixed)
         self._timeouts: Mapping[str, float | None] = timeout.as_dict()

@@ -155,6 +155,8 @@ def _reaches_the_server(conn: Connection) -> bool:
     something (its BEGIN waits for the first statement, see ``sqlite_driver.py``)."""
     if conn.dialect.name != "sqlite":
         return True
+    if conn.invalidated:  # nothing to reach; and reading .connection would try to reconnect
+        return False
     driver: Any = conn.connection.driver_connection
     return bool(driver.in_transaction)
 
