@@ -63,6 +63,15 @@ class Answer(NamedTuple):
     headers: list[tuple[bytes, bytes]]
     body: bytes
 
+    def as_response(self) -> httpx.Response:
+        """As httpx hands a transport's answer on (its body decoded when it is read)."""
+        return httpx.Response(
+            self.status,
+            headers=self.headers,
+            stream=httpx.ByteStream(self.body),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": self.reason},
+        )
+
 
 def pool_transport(max_connections: int) -> httpx.AsyncBaseTransport:
     """The lean transport where httptools is installed, else httpx's own."""
@@ -219,12 +228,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
         head, body = await _serialise(request)
         answer = await self.send(_origin(request.url), head, body, timeouts)
-        return httpx.Response(
-            answer.status,
-            headers=answer.headers,
-            stream=httpx.ByteStream(answer.body),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason},
-        )
+        return answer.as_response()
 
     async def send(
         self, origin: Origin, head: bytes, body: bytes, timeouts: Mapping[str, float | None]
@@ -388,12 +392,7 @@ class DirectPost:
             head = self._heads[path] = head + self._headers
         length = b"Content-Length: " + str(len(body)).encode("ascii") + b"\r\n\r\n"
         answer = await self._transport.send(self._origin, head + length, body, self._timeouts)
-        response = httpx.Response(
-            answer.status,
-            headers=answer.headers,
-            stream=httpx.ByteStream(answer.body),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason},
-        )
+        response = answer.as_response()
         await response.aread()  # decodes a Content-Encoding, as the client does
         return response
 

@@ -37,7 +37,7 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from .sqlite_driver import OneTripConnection, one_trip_connector
+from .sqlite_driver import driver_of, one_trip_connector
 
 #: Connections per engine (per worker), all kept open. No overflow beyond them: SQLAlchemy
 #: closes an overflow connection as soon as it is returned, so under load, exactly when they
@@ -107,10 +107,7 @@ def _sqlite_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) ->
 
     def on_begin(connection: Connection) -> None:
         # Sent with the transaction's first statement, in its hand-off (sqlite_driver.py).
-        driver = connection.connection.driver_connection
-        if not isinstance(driver, OneTripConnection):  # our async_creator made every one
-            raise TypeError(f"expected a OneTripConnection, got {type(driver).__name__}")
-        driver.defer_begin("BEGIN IMMEDIATE")
+        driver_of(connection).defer_begin("BEGIN IMMEDIATE")
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)

@@ -21,9 +21,12 @@ import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from itertools import islice
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import aiosqlite
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 _T = TypeVar("_T")
 _Description = tuple[tuple[str, None, None, None, None, None, None], ...] | None
@@ -252,6 +255,15 @@ class OneTripConnection(aiosqlite.Connection):
         """Run ``function`` on the connection's thread, where its statements run (one at a
         time, in the order they were handed over)."""
         return cast("Awaitable[_T]", self._execute(function))  # type: ignore[no-untyped-call]
+
+
+def driver_of(connection: Connection) -> OneTripConnection:
+    """The :class:`OneTripConnection` under a SQLAlchemy connection of a SQLite engine
+    (``create_engine`` opens every one of them with :func:`one_trip_connector`)."""
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, OneTripConnection):
+        raise TypeError(f"expected a OneTripConnection, got {type(driver).__name__}")
+    return driver
 
 
 def one_trip_connector(

@@ -23,6 +23,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .sqlite_driver import driver_of
+
 _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
@@ -157,8 +159,7 @@ def _reaches_the_server(conn: Connection) -> bool:
         return True
     if conn.invalidated:  # nothing to reach; and reading .connection would try to reconnect
         return False
-    driver: Any = conn.connection.driver_connection
-    return bool(driver.in_transaction)
+    return bool(driver_of(conn).in_transaction)
 
 
 def _autocommit(conn: Connection) -> bool:

@@ -25,6 +25,7 @@ running them.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -50,7 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .engine import upsert_for
 from .errors import ConcurrentUpdate
-from .sqlite_driver import BatchStatement, BatchStatementFailed, OneTripConnection
+from .sqlite_driver import BatchStatement, BatchStatementFailed, driver_of
 from .statements import sent_together
 from .tables import gateway_transactions, idempotency_keys, payments
 
@@ -175,10 +176,10 @@ class BatchedWrites:
         batch, self._batch = self._batch, []
         if not batch:
             return
-        raw = await self._connection.get_raw_connection()
-        driver = raw.driver_connection
-        if not isinstance(driver, OneTripConnection):
-            raise TypeError(f"expected a OneTripConnection, got {type(driver).__name__}")
+        connection = self._connection.sync_connection
+        if connection is None:  # only before the async connection started; never here
+            raise RuntimeError("BatchedWrites.finish on a connection that is not open")
+        driver = driver_of(connection)
         sent_together(self._connection, [(s.sql, s.many) for s in batch])
         try:
             stopped = await driver.run_batch(batch, commit=commit)
@@ -254,44 +255,29 @@ def _sqlite_sql(dialect: Dialect, statement: Any, columns: tuple[str, ...]) -> _
     return found
 
 
-_INSERTS: dict[Table, Any] = {}
+# Statements built once, so SQLAlchemy's compiled forms (PostgreSQL) and ``_sqlite_sql``'s
+# (SQLite) are found again by the same object.
 
 
+@functools.cache
 def _insert_into(table: Table) -> Any:
-    statement = _INSERTS.get(table)
-    if statement is None:
-        statement = _INSERTS[table] = table.insert()
-    return statement
+    return table.insert()
 
 
-_DELETES: dict[int, Any] = {}
-
-
+@functools.lru_cache(maxsize=64)  # by count: a payment drops one or two records at a time
 def _delete_transactions(count: int) -> Any:
     """Delete ``count`` of a payment's gateway transactions (``b_payment_id``, ``b0``…)."""
-    statement = _DELETES.get(count)
-    if statement is None:
-        table = gateway_transactions
-        refs: list[Any] = [bindparam(f"b{n}") for n in range(count)]
-        statement = delete(table).where(
-            table.c.payment_id == bindparam("b_payment_id"), table.c.tran_ref.in_(refs)
-        )
-        if len(_DELETES) < _MAX_SHAPES:
-            _DELETES[count] = statement
-    return statement
+    table = gateway_transactions
+    refs: list[Any] = [bindparam(f"b{n}") for n in range(count)]
+    return delete(table).where(
+        table.c.payment_id == bindparam("b_payment_id"), table.c.tran_ref.in_(refs)
+    )
 
 
-_EVENT_INSERTS: dict[Table, Any] = {}
-
-
+@functools.cache
 def _insert_events(table: Table) -> Any:
     """Outbox rows on SQLite; an ``event_id`` stored before is skipped."""
-    statement = _EVENT_INSERTS.get(table)
-    if statement is None:
-        statement = _EVENT_INSERTS[table] = upsert_for("sqlite", table).on_conflict_do_nothing(
-            index_elements=[table.c.event_id]
-        )
-    return statement
+    return upsert_for("sqlite", table).on_conflict_do_nothing(index_elements=[table.c.event_id])
 
 
 def _typed(name: str, table: Table, column: str) -> Any:
