@@ -172,3 +172,35 @@ def test_cpu_of_a_process_that_ended_during_a_phase_is_never_negative() -> None:
     used = meter.stop()
     assert used["postgres"] >= 0
     assert set(used) == {"postgres", "generator", "other"}
+
+
+def test_the_latency_table_shows_what_a_sequential_create_cost_the_server_and_the_database() -> (
+    None
+):
+    config = load.ConfigResult("postgres", 1, True)
+    phase = {"throughput_rps": 100.0, "statuses": {}, "connection_errors": 0, "p50_ms": 1.0,
+             "p99_ms": 2.0}  # fmt: skip
+    config.phases = {name: dict(phase) for name in ("bare", "create", "callback")}
+    config.cpu = {name: {} for name in ("bare", "create", "callback")}
+    config.latency = {
+        "service_p50_ms": 12.5, "service_p99_ms": 20.0, "direct_p50_ms": 2.0,
+        "direct_p99_ms": 4.0, "added_p50_ms": 10.5, "server_cpu_ms": 9.87,
+        "postgres_cpu_ms": 3.21,
+    }  # fmt: skip
+    report = {
+        "machine": {"nproc": 2, "cpu_model": "x", "memory": "1 GiB", "kernel": "6", "python": "3"},
+        "command": "paytabs-guard bench load",
+        "mode": "quick",
+        "when": "now",
+        "plan": {
+            "concurrency": 16,
+            "warmup_seconds": 1,
+            "phase_seconds": 2,
+            "log_level": "info",
+            "malloc_arena_max": 0,
+        },
+        "configs": [config.as_dict()],
+    }
+    table = load.markdown(report)
+    assert "| CPU ms per create: server / PostgreSQL |" in table
+    assert "| postgres + Redis | 1 | 12.50 / 20.00 | 2.00 / 4.00 | 10.50 | 9.87 / 3.21 |" in table

@@ -12,7 +12,8 @@ this process (the load generator, ``load_client``):
 * **callback**: ``POST /payments/v2/webhook`` with a correctly signed PayTabs callback for each
   payment created before (each one new: verified, deduplicated, applied, persisted);
 * **added latency**: sequential creates through the service, alternating with the PayTabs
-  client's ``create_payment_page`` straight to the same simulator; the difference of the p50s.
+  client's ``create_payment_page`` straight to the same simulator; the difference of the p50s,
+  and the CPU the server and PostgreSQL spent per sequential create (a floor under it).
 
 Then one memory run in the production shape (PostgreSQL with Redis, the most workers asked
 for) under a steady create-then-callback load, sampling the workers' RSS; the least-squares
@@ -499,8 +500,16 @@ async def added_latency(stack: Stack, server: Server, created: list[bytes]) -> d
     direct: list[float] = []
     failures = 0
     clock = time.perf_counter
+    # What the service's side of a sequential create costs in CPU, the server's and the
+    # database's: neither overlaps the other or the simulator's, so their sum is a floor under
+    # the service's latency, and under the latency it adds, less the client's own share.
+    meter = CpuMeter(stack.cpu_groups(server))
+    metered_from = 0.0
     try:
         for n in range(warm + samples):
+            if n == warm:
+                meter.start()
+                metered_from = clock()
             payload = create_request(server.port, f"latency-{prefix}-{n}")
             started = clock()
             status, body = await connection.request(payload)
@@ -523,6 +532,8 @@ async def added_latency(stack: Stack, server: Server, created: list[bytes]) -> d
             if n >= warm:
                 via_service.append(service_ms)
                 direct.append(direct_ms)
+        metered = clock() - metered_from
+        cores = meter.stop()
     finally:
         await connection.aclose()
         await client.aclose()
@@ -537,6 +548,8 @@ async def added_latency(stack: Stack, server: Server, created: list[bytes]) -> d
         "direct_p50_ms": round(direct_p50, 3),
         "direct_p99_ms": round(percentile(direct, 0.99), 3),
         "added_p50_ms": round(service_p50 - direct_p50, 3),
+        "server_cpu_ms": round(1000 * cores.get("server", 0.0) * metered / samples, 3),
+        "postgres_cpu_ms": round(1000 * cores.get("postgres", 0.0) * metered / samples, 3),
         "service_failures": failures,
     }
 
@@ -869,8 +882,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines += [
         "",
         "| database | workers | create via service p50 / p99 ms | PayTabsClient direct p50 / "
-        "p99 ms | added p50 ms |",
-        "|---|--:|--:|--:|--:|",
+        "p99 ms | added p50 ms | CPU ms per create: server / PostgreSQL |",
+        "|---|--:|--:|--:|--:|--:|",
     ]
     for config in report.get("configs", []):
         lat = config["added_latency"]
@@ -878,7 +891,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines.append(
             f"| {label} | {config['workers']} | {lat['service_p50_ms']:.2f} / "
             f"{lat['service_p99_ms']:.2f} | {lat['direct_p50_ms']:.2f} / "
-            f"{lat['direct_p99_ms']:.2f} | {lat['added_p50_ms']:.2f} |"
+            f"{lat['direct_p99_ms']:.2f} | {lat['added_p50_ms']:.2f} | "
+            f"{_cost(lat.get('server_cpu_ms'), 2)} / {_cost(lat.get('postgres_cpu_ms'), 2)} |"
         )
     memory = report.get("memory")
     if memory:
