@@ -23,6 +23,7 @@ from paytabs_guard.service.payments import (
     PaymentService,
     UnknownGatewayTransaction,
 )
+from paytabs_guard.service.ports import UnitOfWork
 
 from .fakes import MemoryStore, ScriptedGateway
 
@@ -77,11 +78,44 @@ async def test_a_create_opens_a_page_with_the_urls_bootstrap_built(setup: Setup)
     assert setup.results == [("applied", "api", "created", "awaiting_customer")]
 
 
-async def test_every_commit_wakes_the_relay_once_after_it(setup: Setup) -> None:
+async def test_a_create_wakes_the_relay_once_after_its_last_commit(setup: Setup) -> None:
     await setup.service.create(ORDER)
     assert setup.store.commits == 2  # the payment, then PayTabs' answer
-    assert setup.wakes == [1, 2]
+    # one run delivers both events, and none runs between the two commits (during the
+    # PayTabs call, on the request's path)
+    assert setup.wakes == [2]
     assert [event.type for event in setup.store.outbox][:1] == ["payment.created"]
+
+
+async def test_a_create_that_fails_after_its_first_commit_still_wakes_the_relay(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_args: object) -> object:
+        raise RuntimeError("a bug after the payment was stored")
+
+    monkeypatch.setattr(setup.gateway, "open_page", broken)
+    with pytest.raises(RuntimeError):
+        await setup.service.create(ORDER)
+    assert setup.store.commits == 1
+    assert setup.wakes == [1]  # payment.created is not left for the periodic run
+
+
+async def test_a_create_that_stores_nothing_does_not_wake_the_relay(setup: Setup) -> None:
+    def refused() -> UnitOfWork:
+        raise RuntimeError("the storage refused the first unit of work")
+
+    wakes: list[int] = []
+    service = PaymentService(replace(setup.service.deps, uow=refused), wake=lambda: wakes.append(0))
+    with pytest.raises(RuntimeError):
+        await service.create(ORDER)
+    assert (setup.store.commits, wakes) == (0, [])
+
+
+async def test_other_use_cases_wake_the_relay_after_each_commit(setup: Setup) -> None:
+    payment = await setup.service.create(ORDER)
+    paid = setup.gateway.result(payment, GatewayStatus.AUTHORIZED)
+    await setup.service.apply_callback(paid, dedupe_key="k0", exact_key="x0")
+    assert setup.wakes == [2, 3]
 
 
 async def test_an_open_circuit_is_refused_before_anything_is_stored(setup: Setup) -> None:
@@ -155,7 +189,7 @@ async def test_a_refund_of_a_completed_payment_is_applied(setup: Setup) -> None:
     refunded = await setup.service.refund(payment.id, Money.of("10.00", "SAR"))
     assert refunded.refunded == Money.of("10.00", "SAR")
     assert refunded.state is PaymentState.PARTIALLY_REFUNDED
-    assert setup.wakes == list(range(1, setup.store.commits + 1))
+    assert setup.wakes == [2, *range(3, setup.store.commits + 1)]  # the create's one, then each
 
 
 async def test_reads_list_newest_first_and_say_when_a_payment_is_unknown(setup: Setup) -> None:

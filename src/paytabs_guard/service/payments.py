@@ -255,13 +255,48 @@ class PaymentService:
         self, command: CreatePayment, *, idempotency: IdempotentCreate | None = None
     ) -> Payment:
         """A payment with its hosted page (``create_payment`` after :meth:`admit`)."""
-        return self._created(await start_payment(self.deps, command, idempotency=idempotency))
+        deps, wake = self._waking_once()
+        try:
+            return self._created(await start_payment(deps, command, idempotency=idempotency))
+        finally:
+            wake()
 
     async def charge_saved_card(
         self, command: RecurringCharge, *, idempotency: IdempotentCreate | None = None
     ) -> Payment:
         """A recurring charge of a saved card (``charge_saved_card`` after :meth:`admit`)."""
-        return self._created(await start_card_charge(self.deps, command, idempotency=idempotency))
+        deps, wake = self._waking_once()
+        try:
+            return self._created(await start_card_charge(deps, command, idempotency=idempotency))
+        finally:
+            wake()
+
+    def _waking_once(self) -> tuple[PaymentDeps, Callable[[], None]]:
+        """Ports whose commits wake the relay once, when the use case ends, and that wake.
+
+        A create commits twice, a PayTabs call apart. Woken by the first commit, the relay
+        ran in the middle of the create (its claim and deliveries on the same event loop and
+        database as the create's PayTabs call and second commit) and then again for the
+        second: two runs per create at low traffic, one of them on the request's path. Held
+        to the end, the first event waits at most the PayTabs call for its delivery (the
+        relay's periodic run bounds even that), and one run takes both.
+        """
+        committed = False
+
+        def note() -> None:
+            nonlocal committed
+            committed = True
+
+        def uow() -> UnitOfWork:
+            opened = self._open()
+            opened.after_commit(note)
+            return opened
+
+        def wake() -> None:
+            if committed:
+                self._wake()
+
+        return replace(self.deps, uow=uow), wake
 
     def _created(self, payment: Payment) -> Payment:
         # The create's last unit of work has committed by now.
