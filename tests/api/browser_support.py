@@ -309,17 +309,29 @@ class Tab:
     def _call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.chromium.call(method, params, session=self.session, events=self.events)
 
+    def _ready_state(self) -> str:
+        # DevTools' own evaluation, which runs with the page's JavaScript switched off too
+        answer = self._call(
+            "Runtime.evaluate", {"expression": "document.readyState", "returnByValue": True}
+        )
+        return str(answer.get("result", {}).get("value", ""))
+
     def html(self) -> str:
         root = self._call("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
         outer: str = self._call("DOM.getOuterHTML", {"nodeId": root})["outerHTML"]
         return outer
 
     def wait_for(self, text: str) -> str:
-        """The page's HTML once it contains ``text`` (fails after the browser's timeout)."""
+        """The page's HTML once it contains ``text`` and is parsed to its end (fails after the
+        browser's timeout). A page still loading serialises as far as it got, its open tags
+        closed: ``text`` near the top could be found before the rest of the page arrived (a
+        results page's search field before its results, on a busy machine)."""
         deadline = time.monotonic() + self.chromium.timeout
         while True:
             try:
                 page = self.html()
+                if text in page and self._ready_state() == "loading":
+                    page = ""  # found, but the document is not all there yet
             except RuntimeError:  # the document was replaced between two calls: navigating
                 page = ""
             if text in page:

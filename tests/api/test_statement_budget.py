@@ -15,10 +15,10 @@ pytestmark = pytest.mark.anyio
 # (statements, round trips) per operation and database; round trips include BEGIN/COMMIT and
 # pre-pings where they reach the server.
 BUDGET: dict[tuple[str, str], tuple[int, int]] = {
-    ("sqlite", "create"): (10, 3),
+    ("sqlite", "create"): (10, 2),
     ("sqlite", "callback"): (6, 3),
     ("sqlite", "refund"): (11, 11),
-    ("postgresql", "create"): (3, 5),
+    ("postgresql", "create"): (2, 2),
     ("postgresql", "callback"): (4, 6),
     ("postgresql", "refund"): (11, 19),
 }

@@ -38,6 +38,7 @@ from paytabs_guard.service.ports import (
     ClaimStatus,
     IdempotencyClaim,
     IdempotencyKeys,
+    KeyTaken,
     PageDeadline,
     PaymentRepository,
     SavedCards,
@@ -182,6 +183,14 @@ class MemoryKeys:
         if held[1] is not None:
             return IdempotencyClaim(ClaimStatus.COMPLETED, held[1])
         return IdempotencyClaim(ClaimStatus.IN_FLIGHT)
+
+    async def claim_with_commit(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+    ) -> None:
+        # at once: the port allows it, and SQLite does the same
+        claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
+        if claim.status is not ClaimStatus.NEW:
+            raise KeyTaken(claim)
 
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime

@@ -31,6 +31,7 @@ from paytabs_guard.service.ports import (
     ClaimStatus,
     IdempotencyClaim,
     IdempotencyStore,
+    KeyTaken,
     StoredResponse,
 )
 
@@ -109,6 +110,13 @@ class MemoryIdempotencyStore:
             self._store.keys, scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds, lease=lease
         )
 
+    async def claim_with_commit(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+    ) -> None:
+        claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
+        if claim.status is not ClaimStatus.NEW:
+            raise KeyTaken(claim)
+
     async def complete(
         self,
         scope: str,
@@ -157,6 +165,13 @@ class MemoryIdempotencyKeys:
         if claim.status is ClaimStatus.NEW:
             self.pending[(scope, key)] = view[(scope, key)]
         return claim
+
+    async def claim_with_commit(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+    ) -> None:
+        claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
+        if claim.status is not ClaimStatus.NEW:
+            raise KeyTaken(claim)
 
     async def complete(
         self,

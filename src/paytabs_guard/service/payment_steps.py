@@ -27,7 +27,7 @@ from paytabs_guard.service.gateway import (
 )
 from paytabs_guard.service.ports import (
     ClaimStatus,
-    IdempotencyClaim,
+    KeyTaken,
     StaleVersion,
     StoredResponse,
     UnitOfWork,
@@ -123,15 +123,6 @@ class IdempotentCreate:
     completed: bool = False
 
 
-class KeyTaken(Exception):
-    """The create's ``Idempotency-Key`` is owned by another request (or was used before):
-    nothing was written; ``claim`` says what the key holds."""
-
-    def __init__(self, claim: IdempotencyClaim) -> None:
-        super().__init__(f"idempotency key is {claim.status.value}")
-        self.claim = claim
-
-
 async def load_payment(uow: UnitOfWork, payment_id: str, *, for_update: bool = False) -> Payment:
     payment = await uow.payments.get(payment_id, for_update=for_update)
     if payment is None:
@@ -224,21 +215,27 @@ async def insert_claimed(
     payment: Payment,
     idempotency: IdempotentCreate | None,
     prepare: Callable[[UnitOfWork], Awaitable[None]],
+    *,
+    prepare_checks: bool = True,
 ) -> None:
     """The first transaction of a create: the idempotency claim (KeyTaken when the key is not
     this request's), what ``prepare`` writes or checks (raising rolls the claim back) and the
-    new payment, committed together."""
+    new payment, committed together.
+
+    When ``prepare`` only writes (``prepare_checks=False``), the claim may travel with the
+    commit (on PostgreSQL the whole transaction is then one statement). When it checks
+    something, the claim comes first: a repeat of a request must hear the first answer even
+    if the check would now fail (a saved card deleted since, say)."""
     async with deps.uow() as uow:
         if idempotency is not None:
-            claim = await uow.idempotency.claim(
-                idempotency.scope,
-                idempotency.key,
-                idempotency.fingerprint,
-                now=deps.clock(),
-                ttl_seconds=idempotency.ttl_seconds,
-            )
-            if claim.status is not ClaimStatus.NEW:
-                raise KeyTaken(claim)
+            claim_args = (idempotency.scope, idempotency.key, idempotency.fingerprint)
+            now, ttl = deps.clock(), idempotency.ttl_seconds
+            if prepare_checks:
+                claim = await uow.idempotency.claim(*claim_args, now=now, ttl_seconds=ttl)
+                if claim.status is not ClaimStatus.NEW:
+                    raise KeyTaken(claim)
+            else:
+                await uow.idempotency.claim_with_commit(*claim_args, now=now, ttl_seconds=ttl)
         await prepare(uow)
         uow.payments.add(payment)
         await uow.commit()

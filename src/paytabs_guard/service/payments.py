@@ -50,7 +50,6 @@ from paytabs_guard.service.payment_steps import (
     Clock,
     CreatePayment,
     IdempotentCreate,
-    KeyTaken,
     PaymentDeps,
     PaymentNotFound,
     ServiceUrls,
@@ -64,7 +63,7 @@ from paytabs_guard.service.payment_steps import (
     save_unanswered,
     store_answer,
 )
-from paytabs_guard.service.ports import UnitOfWork
+from paytabs_guard.service.ports import KeyTaken, UnitOfWork
 from paytabs_guard.service.queries import (
     PaymentFilters,
     PaymentPage,
@@ -136,7 +135,7 @@ async def start_payment(
             )
             await uow.cards.add(card)
 
-    await insert_claimed(deps, payment, idempotency, save_card)
+    await insert_claimed(deps, payment, idempotency, save_card, prepare_checks=False)
     payment = await _open_page(deps, payment, command.customer, idempotency, command.language)
     if payment.state is PaymentState.AWAITING_CUSTOMER and payment.expires_at is not None:
         deps.page_opened(payment.expires_at)

@@ -48,6 +48,15 @@ class IdempotencyClaim:
     response: StoredResponse | None = None  # set when COMPLETED
 
 
+class KeyTaken(Exception):
+    """The create's ``Idempotency-Key`` is owned by another request (or was used before):
+    nothing was written; ``claim`` says what the key holds."""
+
+    def __init__(self, claim: IdempotencyClaim) -> None:
+        super().__init__(f"idempotency key is {claim.status.value}")
+        self.claim = claim
+
+
 class IdempotencyKeys(Protocol):
     """Idempotency keys (Stripe / IETF draft semantics), scoped per operation and client, inside
     a unit of work: the claim commits with the rows it guards (a create claims its key and
@@ -56,6 +65,15 @@ class IdempotencyKeys(Protocol):
     async def claim(
         self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
     ) -> IdempotencyClaim: ...
+
+    async def claim_with_commit(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+    ) -> None:
+        """The same claim, for a unit of work whose other steps do not depend on it: it may
+        travel with the commit's writes (PostgreSQL: in their statement). ``KeyTaken`` is raised
+        when the key is not this request's, here or at the latest by ``commit()``, and then
+        nothing of the unit of work is written."""
+        ...
 
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime

@@ -36,7 +36,7 @@ from paytabs_guard.adapters.sql.tables import (
     payments,
 )
 from paytabs_guard.adapters.sql.writes import BatchedWrites
-from paytabs_guard.service.ports import StoredResponse
+from paytabs_guard.service.ports import ClaimStatus, StoredResponse
 
 from .builders import (
     A,
@@ -205,3 +205,30 @@ async def test_a_batch_deletes_only_the_named_transactions_of_its_payment(
         ).all()
     assert sorted(ref for pid, ref in left if pid == "pay_drop") == sorted([refs[1], *refs[3:]])
     assert len(kept_before) - len(left) == 2
+
+
+async def test_a_claim_in_the_batch_stores_what_the_stores_own_claim_stores(
+    batched: AsyncEngine, executed: AsyncEngine
+) -> None:
+    """The claim at the head of a create's batch (``claim_with_commit``) against the same
+    claim sent through SQLAlchemy's execute: a new key, and an expired one taken over."""
+    uow = sql_unit_of_work_factory(batched, clock=fixed_clock)
+    store = SqlIdempotencyStore(executed)
+    day = 24 * 60
+    for engine in (batched, executed):  # an old answered key, expired by the time of the claims
+        old = SqlIdempotencyStore(engine)
+        await old.claim("create", "old-key", "old", now=at(0), ttl_seconds=86400)
+        answer = StoredResponse(status_code=201, body='{"id":"pay_0"}', resource_id="pay_0")
+        await old.complete("create", "old-key", answer, now=at(0))
+    for n, key in enumerate(("new-key", "old-key")):
+        async with uow() as unit:
+            await unit.idempotency.claim_with_commit(
+                "create", key, f"fp-{n}", now=at(day + 1.5), ttl_seconds=86400
+            )
+            unit.payments.add(new_payment(f"pay_claim_{n}"))
+            await unit.commit()
+        claim = await store.claim("create", key, f"fp-{n}", now=at(day + 1.5), ttl_seconds=86400)
+        assert claim.status is ClaimStatus.NEW
+    stored = await _stored_text(batched, idempotency_keys)
+    assert len(stored) == 2
+    assert stored == await _stored_text(executed, idempotency_keys)

@@ -20,6 +20,7 @@ from paytabs_guard.domain import OutcomeKind, Payment, PaymentState, Trigger
 from paytabs_guard.service.ports import (
     ClaimStatus,
     IdempotencyClaim,
+    KeyTaken,
     StoredResponse,
     UnitOfWorkFactory,
 )
@@ -415,3 +416,94 @@ async def test_a_commit_reuses_compiled_statements(engine: AsyncEngine) -> None:
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
     assert misses == []
+
+
+# ---- an idempotency claim sent with the commit (a create's first unit of work) ----------------
+
+ANSWER = StoredResponse(status_code=201, body='{"id": "pay_first"}', resource_id="pay_first")
+
+
+@pytest.mark.parametrize(
+    ("fingerprint", "answered", "expected"),
+    [
+        ("fp", True, IdempotencyClaim(ClaimStatus.COMPLETED, ANSWER)),
+        ("fp", False, IdempotencyClaim(ClaimStatus.IN_FLIGHT)),
+        ("other-body", True, IdempotencyClaim(ClaimStatus.MISMATCH)),
+    ],
+)
+async def test_a_claim_with_the_commit_on_a_taken_key_writes_nothing_and_says_what_it_holds(
+    engine: AsyncEngine,
+    uow: UnitOfWorkFactory,
+    fingerprint: str,
+    answered: bool,
+    expected: IdempotencyClaim,
+) -> None:
+    store = SqlIdempotencyStore(engine)
+    assert await store.claim("create", "key-7", "fp", now=at(1), ttl_seconds=86400) == (
+        IdempotencyClaim(ClaimStatus.NEW)
+    )
+    if answered:
+        await store.complete("create", "key-7", ANSWER, now=at(1))
+
+    async def create() -> None:
+        async with uow() as unit:  # SQLite claims at once, PostgreSQL with the commit
+            await unit.idempotency.claim_with_commit(
+                "create", "key-7", fingerprint, now=at(2), ttl_seconds=86400
+            )
+            unit.payments.add(new_payment("pay_second"))
+            await unit.commit()
+
+    with pytest.raises(KeyTaken) as taken:
+        await create()
+    assert taken.value.claim == expected
+    assert await count(engine, "payments") == 0
+    assert await outbox_types(engine, "pay_second") == []
+    # the key is as it was: its owner's answer (or its flight) stands
+    again = await store.claim("create", "key-7", "fp", now=at(2), ttl_seconds=86400)
+    assert again.status is (ClaimStatus.COMPLETED if answered else ClaimStatus.IN_FLIGHT)
+
+
+async def test_a_claim_with_the_commit_takes_over_an_expired_key_and_writes_everything(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    store = SqlIdempotencyStore(engine)
+    await store.claim("create", "key-8", "old", now=at(0), ttl_seconds=86400)
+    await store.complete("create", "key-8", ANSWER, now=at(0))
+    a_day_later = at(24 * 60 + 1)
+    async with uow() as unit:
+        await unit.idempotency.claim_with_commit(
+            "create", "key-8", "new", now=a_day_later, ttl_seconds=86400
+        )
+        unit.payments.add(new_payment("pay_new"))
+        await unit.commit()
+    assert await count(engine, "payments") == 1
+    assert await outbox_types(engine, "pay_new") == ["payment.created"]
+    # the key is now this request's, in flight, under its own fingerprint
+    mine = await store.claim("create", "key-8", "new", now=a_day_later, ttl_seconds=86400)
+    assert mine == IdempotencyClaim(ClaimStatus.IN_FLIGHT)
+    theirs = await store.claim("create", "key-8", "old", now=a_day_later, ttl_seconds=86400)
+    assert theirs == IdempotencyClaim(ClaimStatus.MISMATCH)
+
+
+async def test_of_concurrent_claims_with_the_commit_one_writes_and_the_others_hear_in_flight(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    outcomes: list[str] = []
+
+    async def create(n: int) -> None:
+        try:
+            async with uow() as unit:
+                await unit.idempotency.claim_with_commit(
+                    "create", "key-9", "fp", now=at(1), ttl_seconds=86400
+                )
+                unit.payments.add(new_payment(f"pay_race_{n}"))
+                await unit.commit()
+            outcomes.append("created")
+        except KeyTaken as taken:
+            outcomes.append(taken.claim.status.value)
+
+    async with anyio.create_task_group() as group:
+        for n in range(8):
+            group.start_soon(create, n)
+    assert sorted(outcomes) == ["created", *["in_flight"] * 7]
+    assert await count(engine, "payments") == 1

@@ -4,19 +4,27 @@
 ``in_flight``; an expired one, or one left in flight by a request that died, is taken over in
 the same statement; anything else is read and classified. So of concurrent requests with one
 key exactly one gets NEW, on both databases.
+
+``claim_with_commit`` in a unit of work sends the same upsert with the commit's writes, and
+every other write requires it to have claimed: on PostgreSQL as one more CTE of the commit's
+statement (``writes.CombinedWrites``), so a create's first unit of work is one statement
+without ``BEGIN``/``COMMIT``; on SQLite first in the commit's batch, which stops there when it
+changed no row (``writes.BatchedWrites``), so it is one hand-off. When the key is not this
+request's, nothing is written, and the key is read and classified as above.
 """
 
 from __future__ import annotations
 
 import functools
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import ReturningInsert
 
-from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, StoredResponse
+from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, KeyTaken, StoredResponse
 
 from .engine import single_statement, upsert_for, write_transaction
 from .tables import UtcDateTime, idempotency_keys
@@ -57,6 +65,14 @@ class SqlIdempotencyStore:
                 lease=self._lease,
             )
 
+    async def claim_with_commit(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+    ) -> None:
+        """Here every call commits at once: the claim, and ``KeyTaken`` unless it is NEW."""
+        claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
+        if claim.status is not ClaimStatus.NEW:
+            raise KeyTaken(claim)
+
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime
     ) -> None:
@@ -92,11 +108,15 @@ class SqlIdempotencyKeys:
         self,
         transaction: DbTransaction,
         answers: list[tuple[str, str, dict[str, object]]],
+        claims: list[PendingClaim] | None = None,
         *,
         in_flight_lease_seconds: float = 120.0,
     ) -> None:
+        """``claims``: where ``claim_with_commit`` leaves a claim for the commit's writes;
+        without it, it claims at once."""
         self._transaction = transaction
         self._answers = answers
+        self._claims = claims
         self._lease = timedelta(seconds=in_flight_lease_seconds)
 
     async def claim(
@@ -113,10 +133,51 @@ class SqlIdempotencyKeys:
             lease=self._lease,
         )
 
+    async def claim_with_commit(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+    ) -> None:
+        if self._claims is None:
+            claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
+            if claim.status is not ClaimStatus.NEW:
+                raise KeyTaken(claim)
+            return
+        values = _claim_values(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
+        self._claims.append(PendingClaim(values, now, now - self._lease))
+
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime
     ) -> None:
         self._answers.append((scope, key, _answer_values(response, now)))
+
+
+class PendingClaim(NamedTuple):
+    """A claim that travels with a commit: the row it inserts, and the two times that decide
+    whether it may take over a row already there (see ``claim_upsert``)."""
+
+    values: dict[str, Any]
+    now: datetime
+    lease_start: datetime
+
+    @property
+    def scope(self) -> str:
+        return str(self.values["scope"])
+
+    @property
+    def key(self) -> str:
+        return str(self.values["key"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.values["fingerprint"])
+
+
+async def read_claim(connection: AsyncConnection, claim: PendingClaim) -> IdempotencyClaim | None:
+    """What the key that ``claim`` could not take holds for its request; None when its row is
+    gone since (released or purged in between)."""
+    stored = (
+        await connection.execute(_SELECT_KEY, {"b_scope": claim.scope, "b_key": claim.key})
+    ).first()
+    return None if stored is None else _classify(stored, claim.fingerprint)
 
 
 async def claim_key(
@@ -130,20 +191,7 @@ async def claim_key(
     lease: timedelta,
 ) -> IdempotencyClaim:
     """The claim upsert (module docstring) on ``connection``; the caller commits."""
-    if ttl_seconds < MIN_TTL_SECONDS:
-        raise ValueError(f"ttl_seconds must be at least {MIN_TTL_SECONDS}, got {ttl_seconds}")
-    claim = {
-        "scope": scope,
-        "key": key,
-        "fingerprint": fingerprint,
-        "status": IN_FLIGHT,
-        "response_status": None,
-        "response_body": None,
-        "resource_id": None,
-        "created_at": now,
-        "completed_at": None,
-        "expires_at": now + timedelta(seconds=ttl_seconds),
-    }
+    claim = _claim_values(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
     statement = _claim_statement(connection.dialect.name)
     params = claim | {"b_now": now, "b_lease_start": now - lease}
     if (await connection.execute(statement, params)).first() is not None:
@@ -160,6 +208,26 @@ async def complete_key(
     # failing it now would only make the client retry the work it just got done.
     values = _answer_values(response, now)
     await connection.execute(_COMPLETE, {**values, "b_scope": scope, "b_key": key})
+
+
+def _claim_values(
+    scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
+) -> dict[str, Any]:
+    """The row a claim inserts (or takes an old one over with)."""
+    if ttl_seconds < MIN_TTL_SECONDS:
+        raise ValueError(f"ttl_seconds must be at least {MIN_TTL_SECONDS}, got {ttl_seconds}")
+    return {
+        "scope": scope,
+        "key": key,
+        "fingerprint": fingerprint,
+        "status": IN_FLIGHT,
+        "response_status": None,
+        "response_body": None,
+        "resource_id": None,
+        "created_at": now,
+        "completed_at": None,
+        "expires_at": now + timedelta(seconds=ttl_seconds),
+    }
 
 
 def _answer_values(response: StoredResponse, now: datetime) -> dict[str, object]:
@@ -187,17 +255,30 @@ _CLAIMED_COLUMNS: Final = (
 @functools.cache
 def _claim_statement(dialect_name: str) -> ReturningInsert[tuple[str]]:
     """Built once per dialect and executed with parameters (a cached compiled statement)."""
-    base = upsert_for(dialect_name, idempotency_keys)
+    return claim_upsert(upsert_for(dialect_name, idempotency_keys)).returning(_keys.key)
+
+
+def claim_upsert(
+    base: postgresql.Insert | sqlite.Insert,
+    now: Any = None,
+    lease_start: Any = None,
+) -> postgresql.Insert | sqlite.Insert:
+    """``base`` (an INSERT of a claimed key) as the claim: on a conflict it takes the row
+    over only when that one expired (before ``now``) or was left in flight by a request that
+    died (claimed before ``lease_start``). So it changes a row exactly when it claimed.
+    ``now`` and ``lease_start`` default to the bind parameters ``b_now`` and
+    ``b_lease_start``."""
+    if now is None:
+        now = bindparam("b_now", type_=UtcDateTime)
+    if lease_start is None:
+        lease_start = bindparam("b_lease_start", type_=UtcDateTime)
     takeover = {name: base.excluded[name] for name in _CLAIMED_COLUMNS}
     return base.on_conflict_do_update(
         index_elements=[_keys.scope, _keys.key],
         set_=takeover,
-        where=(_keys.expires_at <= bindparam("b_now", type_=UtcDateTime))
-        | (
-            (_keys.status == IN_FLIGHT)
-            & (_keys.created_at <= bindparam("b_lease_start", type_=UtcDateTime))
-        ),
-    ).returning(_keys.key)
+        where=(_keys.expires_at <= now)
+        | ((_keys.status == IN_FLIGHT) & (_keys.created_at <= lease_start)),
+    )
 
 
 _SELECT_KEY: Final = select(idempotency_keys).where(

@@ -12,7 +12,10 @@ from paytabs_guard import tracing
 from paytabs_guard.observability import get_logger
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service.ports import (
+    ClaimStatus,
+    IdempotencyClaim,
     IdempotencyKeys,
+    KeyTaken,
     PaymentRepository,
     SavedCards,
     UnitOfWorkFactory,
@@ -22,11 +25,11 @@ from paytabs_guard.service.ports import (
 from . import outbox
 from .cards import SqlSavedCards
 from .engine import single_statement
-from .idempotency import SqlIdempotencyKeys
+from .idempotency import PendingClaim, SqlIdempotencyKeys, read_claim
 from .inbox import SqlWebhookInbox
 from .repository import SqlPaymentRepository
 from .transaction import DbTransaction
-from .writes import BatchedWrites, CombinedWrites, Writes
+from .writes import BatchedWrites, ClaimLost, CombinedWrites, Writes
 
 Clock = Callable[[], datetime]
 log = get_logger(__name__)
@@ -55,7 +58,8 @@ class SqlUnitOfWork:
         self.payments = self._payments
         self.inbox = SqlWebhookInbox(self._transaction)
         self._answers: list[tuple[str, str, dict[str, object]]] = []
-        self.idempotency = SqlIdempotencyKeys(self._transaction, self._answers)
+        self._claims: list[PendingClaim] = []  # claims sent with the commit (PostgreSQL)
+        self.idempotency = SqlIdempotencyKeys(self._transaction, self._answers, self._claims)
         self.cards = SqlSavedCards(self._transaction)
         self._span = tracing.NO_SPAN
         self._engine = engine
@@ -90,6 +94,8 @@ class SqlUnitOfWork:
             return writes
 
         try:
+            for claim in self._claims:
+                await (await open_writes()).claim_key(claim)
             events = await self._payments.flush(open_writes)
             if events:
                 await outbox.append(await open_writes(), events, now=self._clock())
@@ -98,7 +104,14 @@ class SqlUnitOfWork:
             if isinstance(writes, CombinedWrites):
                 await self._finish(writes)
             elif isinstance(writes, BatchedWrites):
-                await writes.finish(commit=True)  # the writes and COMMIT: one hand-off
+                try:
+                    await writes.finish(commit=True)  # the writes and COMMIT: one hand-off
+                except ClaimLost as lost:
+                    # The batch stopped at the claim, inside the transaction: the write lock is
+                    # held, so the key reads as the claim found it.
+                    connection = await self._transaction.connection()
+                    held = await read_claim(connection, lost.claim)
+                    raise KeyTaken(held or IdempotencyClaim(ClaimStatus.IN_FLIGHT)) from None
             await self._transaction.commit()
         except BaseException:
             await self._rollback()
@@ -111,12 +124,31 @@ class SqlUnitOfWork:
         """PostgreSQL: everything above as one statement. In the transaction when it has begun
         (what was read or locked must hold until the writes); otherwise, if the statement is
         all or nothing by itself (one payment at most: ``single_gate``), on its own without
-        ``BEGIN``/``COMMIT``, two round trips fewer (a create's second unit of work)."""
+        ``BEGIN``/``COMMIT``, two round trips fewer (both of a create's units of work).
+
+        An idempotency claim that travelled with the statement and found its key taken wrote
+        nothing, and neither did anything else in it: ``KeyTaken`` with what the key holds."""
         if self._transaction.begun or not writes.single_gate:
-            await writes.finish(await self._transaction.connection())
+            connection = await self._transaction.connection()
+            try:
+                await writes.finish(connection)
+            except ClaimLost as lost:
+                # The claim's upsert locked the key's row until this transaction ends.
+                held = await read_claim(connection, lost.claim)
+                raise KeyTaken(held or IdempotencyClaim(ClaimStatus.IN_FLIGHT)) from None
             return
-        async with single_statement(self._engine) as connection:
-            await writes.finish(connection)
+        for _attempt in range(2):
+            async with single_statement(self._engine) as connection:
+                try:
+                    await writes.finish(connection)
+                    return
+                except ClaimLost as lost:
+                    held = await read_claim(connection, lost.claim)
+            if held is not None:
+                raise KeyTaken(held)
+            # The row that won was deleted in between (its request gave up, or it expired and
+            # was purged): nothing was written, so the statement may simply go again.
+        raise KeyTaken(IdempotencyClaim(ClaimStatus.IN_FLIGHT))  # twice: still contended
 
     def after_commit(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` after this unit of work commits; a rollback drops it."""

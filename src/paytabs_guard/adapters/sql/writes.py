@@ -16,7 +16,10 @@ only if the gate matched a row; the outbox rows and the stored idempotency answe
   sub-statement to completion on one snapshot and checks foreign keys at the end of the
   statement, so children may reference the payment inserted beside them. With at most one
   gate the statement is all or nothing by itself: a unit of work that read nothing before its
-  commit sends it without ``BEGIN``/``COMMIT`` (``unit_of_work.py``).
+  commit sends it without ``BEGIN``/``COMMIT`` (``unit_of_work.py``). An idempotency claim sent
+  with the commit (``claim_key``) comes before the gates: every write, the gates included,
+  requires it to have claimed, and when it did not, the statement wrote nothing and
+  ``finish`` raises ``ClaimLost``.
 
 The statement is built once per *shape* (which writes, columns and row counts) and the values
 travel as bind parameters: building a dozen CTEs and their cache key cost more CPU than
@@ -51,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .engine import upsert_for
 from .errors import ConcurrentUpdate
+from .idempotency import PendingClaim, claim_upsert
 from .sqlite_driver import BatchStatement, BatchStatementFailed, driver_of
 from .statements import sent_together
 from .tables import gateway_transactions, idempotency_keys, payments
@@ -60,6 +64,11 @@ Row = Mapping[str, Any]
 
 class Writes(Protocol):
     """Where a commit's writes go; ``finish`` makes sure every one reached the database."""
+
+    async def claim_key(self, claim: PendingClaim) -> None:
+        """An idempotency claim every other write requires: when the key is another
+        request's, nothing is written and ``finish`` raises ClaimLost."""
+        ...
 
     async def insert_payment(self, payment_id: str, row: Row) -> None: ...
 
@@ -121,6 +130,7 @@ class BatchedWrites:
         self._dialect = connection.dialect
         self._batch: list[BatchStatement] = []
         self._gates: dict[int, tuple[str, int]] = {}  # batch index: (payment id, version)
+        self._claims: dict[int, PendingClaim] = {}  # batch index: the claim there
 
     def _add(self, statement: Any, values: Row, *, expect_one: bool = False) -> None:
         compiled = _sqlite_sql(self._dialect, statement, tuple(values))
@@ -133,6 +143,13 @@ class BatchedWrites:
         else:
             values = [compiled.bind(row) for row in rows]
             self._batch.append(BatchStatement(compiled.sql, values, many=True))
+
+    async def claim_key(self, claim: PendingClaim) -> None:
+        """The idempotency claim; a batch stops there when it changed no row (the key is
+        another request's), before any other write ran."""
+        self._claims[len(self._batch)] = claim
+        params = {**claim.values, "b_now": claim.now, "b_lease_start": claim.lease_start}
+        self._add(_claim_sqlite(), params, expect_one=True)
 
     async def insert_payment(self, payment_id: str, row: Row) -> None:  # noqa: ARG002 - Writes
         self._add(_INSERT_PAYMENT, row)
@@ -191,6 +208,8 @@ class BatchedWrites:
             # the commit (a full disk, an I/O error).
             sql = "BEGIN IMMEDIATE or COMMIT" if commit else "BEGIN IMMEDIATE"
             raise self._translated(sql, (), error) from error
+        if stopped in self._claims:
+            raise ClaimLost(self._claims[stopped])
         if stopped >= 0:
             raise ConcurrentUpdate(*self._gates[stopped])
 
@@ -210,13 +229,17 @@ class BatchedWrites:
 
 class _Sql(NamedTuple):
     """A statement compiled for SQLite: its text, and per ``?`` the parameter's name and the
-    column type's bind processing (None: the value goes as it is)."""
+    column type's bind processing (None: the value goes as it is). ``constants``: the values
+    of the parameters the statement carries itself (a literal in a ``WHERE``)."""
 
     sql: str
     names: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    constants: Mapping[str, Any]
 
     def bind(self, values: Row) -> tuple[Any, ...]:
+        if self.constants:
+            values = {**self.constants, **values}
         return tuple(
             value if process is None else process(value)
             for value, process in zip(
@@ -249,7 +272,12 @@ def _sqlite_sql(dialect: Dialect, statement: Any, columns: tuple[str, ...]) -> _
     processors = tuple(
         compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
-    found = _Sql(compiled.string, names, processors)
+    constants = {
+        name: compiled.binds[name].effective_value
+        for name in names
+        if name not in columns and compiled.binds[name].value is not None
+    }
+    found = _Sql(compiled.string, names, processors, constants)
     if len(cache) < _MAX_SHAPES:
         cache[(statement, columns)] = found
     return found
@@ -262,6 +290,11 @@ def _sqlite_sql(dialect: Dialect, statement: Any, columns: tuple[str, ...]) -> _
 @functools.cache
 def _insert_into(table: Table) -> Any:
     return table.insert()
+
+
+@functools.cache
+def _claim_sqlite() -> Any:
+    return claim_upsert(upsert_for("sqlite", idempotency_keys))
 
 
 @functools.lru_cache(maxsize=64)  # by count: a payment drops one or two records at a time
@@ -339,6 +372,18 @@ def _build(shape: Sequence[_Op]) -> Any:
     requires every gate to have matched (``opened``). So when a gate finds a stale version the
     statement writes nothing besides the other gates, and with one gate nothing at all: it can
     run without a transaction around it (``CombinedWrites.single_gate``)."""
+    claim_ctes: list[CTE] = []
+    for n, (kind, table, _, columns, _) in enumerate(shape):
+        if kind == "claim_key":
+            p = f"w{n}_"
+            values = {c: _typed(p + c, table, c) for c in columns}
+            claim = claim_upsert(
+                postgresql.insert(table).values(values),
+                now=_typed(p + "b_now", table, "expires_at"),
+                lease_start=_typed(p + "b_lease_start", table, "created_at"),
+            )
+            claim_ctes.append(claim.returning(table.c.key).cte(f"w{n}"))
+    claimed = [select(literal(1)).select_from(cte).exists() for cte in claim_ctes]
     gate_ctes: list[CTE] = []
     for n, (kind, table, _, columns, _) in enumerate(shape):
         if kind not in _GATES:
@@ -346,21 +391,25 @@ def _build(shape: Sequence[_Op]) -> Any:
         p = f"w{n}_"
         values = {c: _typed(p + c, table, c) for c in columns}
         gate: Any
-        if kind == "insert_payment":
+        if kind == "insert_payment" and claimed:
+            row = select(*(values[c].label(c) for c in columns)).where(*claimed)
+            gate = table.insert().from_select(list(columns), row)
+        elif kind == "insert_payment":
             gate = table.insert().values(values)
         else:
             gate = (
                 update(table)
                 .where(table.c.id == _typed(p + "b_id", table, "id"))
                 .where(table.c.version == _typed(p + "b_version", table, "version"))
+                .where(*claimed)
                 .values(values)
             )
         gate_ctes.append(gate.returning(table.c.id).cte(f"w{n}"))
     exists = [select(literal(1)).select_from(cte).exists() for cte in gate_ctes]
-    opened: Any = and_(*exists) if exists else None
-    ctes = list(gate_ctes)
+    opened: Any = and_(*claimed, *exists) if claimed or exists else None
+    ctes = [*claim_ctes, *gate_ctes]
     for n, (kind, table, _, columns, rows) in enumerate(shape):
-        if kind in _GATES:
+        if kind in _GATES or kind == "claim_key":
             continue
         p = f"w{n}_"
         values = {c: _typed(p + c, table, c) for c in columns}
@@ -405,10 +454,23 @@ def _build(shape: Sequence[_Op]) -> Any:
         select(func.count()).select_from(cte).scalar_subquery().label(f"g{n}")
         for n, cte in enumerate(gate_ctes)
     ]
+    counts += [  # after the gates' counts, which ``finish`` reads by position
+        select(func.count()).select_from(cte).scalar_subquery().label(f"c{n}")
+        for n, cte in enumerate(claim_ctes)
+    ]
     return select(*(counts or [literal(0).label("g")])).add_cte(*ctes)
 
 
 _GATES: Final = frozenset({"insert_payment", "update_payment"})
+
+
+class ClaimLost(Exception):
+    """The commit's idempotency claim found its key held by another request: nothing was
+    written."""
+
+    def __init__(self, claim: PendingClaim) -> None:
+        super().__init__(f"idempotency key {claim.key!r} is taken")
+        self.claim = claim
 
 
 class CombinedWrites:
@@ -419,6 +481,7 @@ class CombinedWrites:
         self._gates: dict[str, tuple[int, int]] = {}  # payment id: (gate index, version)
         self._ops: list[_Op] = []
         self._params: dict[str, Any] = {}
+        self._claims: list[PendingClaim] = []
 
     def _add(self, kind: str, table: Table, gate: int, columns: Sequence[str], rows: int) -> str:
         prefix = f"w{len(self._ops)}_"
@@ -482,6 +545,14 @@ class CombinedWrites:
         self._params[prefix + "b_scope"] = scope
         self._params[prefix + "b_key"] = key
 
+    async def claim_key(self, claim: PendingClaim) -> None:
+        """The idempotency claim every other write of the statement requires."""
+        prefix = self._add("claim_key", idempotency_keys, -1, list(claim.values), 1)
+        self._set(prefix, claim.values)
+        self._params[prefix + "b_now"] = claim.now
+        self._params[prefix + "b_lease_start"] = claim.lease_start
+        self._claims.append(claim)
+
     @property
     def single_gate(self) -> bool:
         """Whether at most one payment is written: then the statement is all or nothing on its
@@ -497,6 +568,12 @@ class CombinedWrites:
             raise RuntimeError("CombinedWrites.finish needs a connection")
         statement = _combined(tuple(self._ops))
         row = (await connection.execute(statement, self._params)).one()
+        gates = len(self._gates)
+        for claim, claimed in zip(
+            self._claims, row[gates : gates + len(self._claims)], strict=True
+        ):
+            if claimed != 1:  # then no gate wrote either
+                raise ClaimLost(claim)
         for (payment_id, (_, version)), matched in zip(self._gates.items(), row, strict=False):
             if matched != 1:
                 raise ConcurrentUpdate(payment_id, version)
