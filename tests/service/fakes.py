@@ -38,7 +38,6 @@ from paytabs_guard.service.ports import (
     ClaimStatus,
     IdempotencyClaim,
     IdempotencyKeys,
-    KeyTaken,
     PageDeadline,
     PaymentRepository,
     SavedCards,
@@ -164,7 +163,7 @@ class MemoryInbox:
         self._staged.append(lambda store: store.inbox.update(recorded))
 
 
-class MemoryKeys:
+class MemoryKeys(IdempotencyKeys):
     def __init__(self, store: MemoryStore, staged: list[Staged]) -> None:
         self._store = store
         self._staged = staged
@@ -183,14 +182,6 @@ class MemoryKeys:
         if held[1] is not None:
             return IdempotencyClaim(ClaimStatus.COMPLETED, held[1])
         return IdempotencyClaim(ClaimStatus.IN_FLIGHT)
-
-    async def claim_with_commit(
-        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
-    ) -> None:
-        # at once: the port allows it, and SQLite does the same
-        claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
-        if claim.status is not ClaimStatus.NEW:
-            raise KeyTaken(claim)
 
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime

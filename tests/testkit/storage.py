@@ -30,8 +30,8 @@ from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.service.ports import (
     ClaimStatus,
     IdempotencyClaim,
+    IdempotencyKeys,
     IdempotencyStore,
-    KeyTaken,
     StoredResponse,
 )
 
@@ -96,7 +96,7 @@ def claim_key(
     return IdempotencyClaim(ClaimStatus.IN_FLIGHT)
 
 
-class MemoryIdempotencyStore:
+class MemoryIdempotencyStore(IdempotencyStore):
     """The ``IdempotencyStore``: every call commits at once."""
 
     def __init__(self, store: MemoryStore) -> None:
@@ -109,13 +109,6 @@ class MemoryIdempotencyStore:
         return claim_key(
             self._store.keys, scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds, lease=lease
         )
-
-    async def claim_with_commit(
-        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
-    ) -> None:
-        claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
-        if claim.status is not ClaimStatus.NEW:
-            raise KeyTaken(claim)
 
     async def complete(
         self,
@@ -141,7 +134,7 @@ class MemoryIdempotencyStore:
         return len(expired)
 
 
-class MemoryIdempotencyKeys:
+class MemoryIdempotencyKeys(IdempotencyKeys):
     """The ``IdempotencyKeys`` of one unit of work: claims and answers land on commit."""
 
     def __init__(self, store: MemoryStore) -> None:
@@ -165,13 +158,6 @@ class MemoryIdempotencyKeys:
         if claim.status is ClaimStatus.NEW:
             self.pending[(scope, key)] = view[(scope, key)]
         return claim
-
-    async def claim_with_commit(
-        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
-    ) -> None:
-        claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
-        if claim.status is not ClaimStatus.NEW:
-            raise KeyTaken(claim)
 
     async def complete(
         self,

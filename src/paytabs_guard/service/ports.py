@@ -70,10 +70,13 @@ class IdempotencyKeys(Protocol):
         self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
     ) -> None:
         """The same claim, for a unit of work whose other steps do not depend on it: it may
-        travel with the commit's writes (PostgreSQL: in their statement). ``KeyTaken`` is raised
-        when the key is not this request's, here or at the latest by ``commit()``, and then
-        nothing of the unit of work is written."""
-        ...
+        travel with the commit's writes (the SQL unit of work sends it in them). ``KeyTaken``
+        is raised when the key is not this request's, here or at the latest by ``commit()``,
+        and then nothing of the unit of work is written. By default (a class that subclasses
+        this one and keeps no pending claims) the claim is made at once."""
+        claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
+        if claim.status is not ClaimStatus.NEW:
+            raise KeyTaken(claim)
 
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime

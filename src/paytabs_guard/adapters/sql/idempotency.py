@@ -24,7 +24,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import ReturningInsert
 
-from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, KeyTaken, StoredResponse
+from paytabs_guard.service.ports import (
+    ClaimStatus,
+    IdempotencyClaim,
+    IdempotencyStore,
+    StoredResponse,
+)
 
 from .engine import single_statement, upsert_for, write_transaction
 from .tables import UtcDateTime, idempotency_keys
@@ -39,8 +44,9 @@ COMPLETED: Final = "completed"
 _keys = idempotency_keys.c
 
 
-class SqlIdempotencyStore:
-    """The ``IdempotencyStore`` on a database; every call is its own committed transaction."""
+class SqlIdempotencyStore(IdempotencyStore):
+    """The ``IdempotencyStore`` on a database; every call is its own committed transaction
+    (``claim_with_commit`` too: the port's own, a claim at once)."""
 
     def __init__(self, engine: AsyncEngine, *, in_flight_lease_seconds: float = 120.0) -> None:
         """``in_flight_lease_seconds``: a claim still in flight after this long belonged to a
@@ -64,14 +70,6 @@ class SqlIdempotencyStore:
                 ttl_seconds=ttl_seconds,
                 lease=self._lease,
             )
-
-    async def claim_with_commit(
-        self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
-    ) -> None:
-        """Here every call commits at once: the claim, and ``KeyTaken`` unless it is NEW."""
-        claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
-        if claim.status is not ClaimStatus.NEW:
-            raise KeyTaken(claim)
 
     async def complete(
         self, scope: str, key: str, response: StoredResponse, *, now: datetime
@@ -108,12 +106,11 @@ class SqlIdempotencyKeys:
         self,
         transaction: DbTransaction,
         answers: list[tuple[str, str, dict[str, object]]],
-        claims: list[PendingClaim] | None = None,
+        claims: list[PendingClaim],
         *,
         in_flight_lease_seconds: float = 120.0,
     ) -> None:
-        """``claims``: where ``claim_with_commit`` leaves a claim for the commit's writes;
-        without it, it claims at once."""
+        """``claims``: where ``claim_with_commit`` leaves a claim for the commit's writes."""
         self._transaction = transaction
         self._answers = answers
         self._claims = claims
@@ -136,11 +133,6 @@ class SqlIdempotencyKeys:
     async def claim_with_commit(
         self, scope: str, key: str, fingerprint: str, *, now: datetime, ttl_seconds: int
     ) -> None:
-        if self._claims is None:
-            claim = await self.claim(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
-            if claim.status is not ClaimStatus.NEW:
-                raise KeyTaken(claim)
-            return
         values = _claim_values(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
         self._claims.append(PendingClaim(values, now, now - self._lease))
 
