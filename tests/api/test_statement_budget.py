@@ -16,11 +16,11 @@ pytestmark = pytest.mark.anyio
 # pre-pings where they reach the server.
 BUDGET: dict[tuple[str, str], tuple[int, int]] = {
     ("sqlite", "create"): (10, 2),
-    ("sqlite", "callback"): (6, 3),
+    ("sqlite", "callback"): (6, 2),
     ("sqlite", "refund"): (11, 11),
     ("postgresql", "create"): (2, 2),
-    ("postgresql", "callback"): (4, 6),
-    ("postgresql", "refund"): (11, 19),
+    ("postgresql", "callback"): (2, 2),
+    ("postgresql", "refund"): (9, 13),
 }
 
 

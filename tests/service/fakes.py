@@ -143,7 +143,7 @@ class MemoryPayments:
         return [page for page in pages if after is None or page > after][:limit]
 
 
-class MemoryInbox:
+class MemoryInbox(WebhookInbox):
     def __init__(self, store: MemoryStore, staged: list[Staged]) -> None:
         self._store = store
         self._staged = staged

@@ -10,8 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from paytabs_guard.domain import Money, OutcomeKind, Payment, PaymentState
+from paytabs_guard.domain import Money, Outcome, OutcomeKind, Payment, PaymentState, ResultSource
 from paytabs_guard.service.payments import UnknownGatewayTransaction, create_payment
+from paytabs_guard.service.ports import UnitOfWork
 from paytabs_guard.service.results import apply_result, sync_payment
 
 from .memory_world import MemoryWorld, order
@@ -39,6 +40,50 @@ async def test_a_paid_callback_completes_the_payment_and_emits_once() -> None:
     assert world.stored(payment.id).state is PaymentState.COMPLETED
     assert world.outbox_types(payment.id).count("payment.completed") == 1
     assert repeat.version == applied.version  # the duplicate wrote nothing
+
+
+async def test_a_callback_overtaken_between_its_read_and_its_commit_is_applied_under_the_lock() -> (
+    None
+):
+    # The first attempt reads the payment without its lock. Here the browser return's query
+    # applies the same result in between, so that attempt's version check fails and writes
+    # nothing; the locked attempt then finds the payment decided and keeps the delivery's key.
+    world = MemoryWorld()
+    payment = await opened(world)
+    callback = world.gateway.pay(payment.cart_id)
+    query = dataclasses.replace(callback, source=ResultSource.QUERY)
+    reads: list[bool] = []
+
+    def overtaken() -> UnitOfWork:
+        unit = world.deps.uow()
+        read = unit.payments.get_by_tran_ref
+
+        async def read_then_let_the_query_in(
+            tran_ref: str, *, for_update: bool = False
+        ) -> Payment | None:
+            found = await read(tran_ref, for_update=for_update)
+            reads.append(for_update)
+            if len(reads) == 1:
+                await apply_result(world.deps, query, dedupe_key="query-1")
+            return found
+
+        unit.payments.get_by_tran_ref = read_then_let_the_query_in  # type: ignore[method-assign]
+        return unit
+
+    told: list[Outcome] = []
+    deps = dataclasses.replace(world.deps, uow=overtaken)
+    stored, outcome = await apply_result(
+        deps, callback, dedupe_key="delivery-1", on_outcome=told.append
+    )
+
+    assert reads == [False, True]  # without the lock, then again under it
+    assert outcome.kind is OutcomeKind.DUPLICATE  # the same news, already applied
+    assert told == [outcome]
+    assert stored.state is PaymentState.COMPLETED
+    assert world.outbox_types(payment.id).count("payment.completed") == 1
+    assert world.store.inbox.keys() >= {"delivery-1", "query-1"}  # PayTabs' retry: a duplicate
+    _, again = await apply_result(world.deps, callback, dedupe_key="delivery-1")
+    assert again.kind is OutcomeKind.DUPLICATE
 
 
 async def test_a_result_for_no_known_cart_is_refused_and_not_remembered() -> None:

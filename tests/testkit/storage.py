@@ -33,6 +33,7 @@ from paytabs_guard.service.ports import (
     IdempotencyKeys,
     IdempotencyStore,
     StoredResponse,
+    WebhookInbox,
 )
 
 MIN_TTL_SECONDS = 24 * 3600
@@ -179,7 +180,7 @@ class MemoryIdempotencyKeys(IdempotencyKeys):
         self.answers.clear()
 
 
-class MemoryWebhookInbox:
+class MemoryWebhookInbox(WebhookInbox):
     """The ``WebhookInbox`` of one unit of work."""
 
     def __init__(self, store: MemoryStore) -> None:

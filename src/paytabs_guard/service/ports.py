@@ -150,12 +150,29 @@ class PaymentRepository(Protocol):
         ...
 
 
+class DeliverySeen(Exception):
+    """A delivery recorded with the commit was recorded before: nothing was written."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__("delivery seen before")
+        self.key = key
+
+
 class WebhookInbox(Protocol):
     """Deliveries already processed, for dedupe across retries, channels and instances."""
 
     async def record(self, key: str, *, source: str, now: datetime) -> bool:
         """True when ``key`` is new (and is now recorded); False for a duplicate."""
         ...
+
+    async def record_with_commit(self, key: str, *, source: str, now: datetime) -> None:
+        """The same record, for a unit of work that writes only if the delivery is new: it may
+        travel with the commit's writes (the SQL unit of work sends it in them).
+        ``DeliverySeen`` is raised for a duplicate, here or at the latest by ``commit()``, and
+        then nothing of the unit of work is written. By default (a class that subclasses this
+        one and keeps no pending records) the key is recorded at once."""
+        if not await self.record(key, source=source, now=now):
+            raise DeliverySeen(key)
 
     async def forget(self, key: str) -> None:
         """Undo ``record(key)`` in this unit of work (a delivery that was not applied)."""

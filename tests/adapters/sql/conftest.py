@@ -41,12 +41,18 @@ def uow(engine: AsyncEngine) -> UnitOfWorkFactory:
 
 
 @pytest.fixture
-async def postgres_uow(postgres_url: str) -> AsyncIterator[UnitOfWorkFactory]:
-    """Units of work on a migrated PostgreSQL database, for what only PostgreSQL does (row locks
+async def postgres_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a migrated PostgreSQL database, for what only PostgreSQL does (row locks
     that let two transactions work side by side)."""
     await upgrade(postgres_url)
     engine = create_engine(postgres_url)
     try:
-        yield sql_unit_of_work_factory(engine, clock=fixed_clock)
+        yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def postgres_uow(postgres_engine: AsyncEngine) -> UnitOfWorkFactory:
+    """Units of work on ``postgres_engine``."""
+    return sql_unit_of_work_factory(postgres_engine, clock=fixed_clock)

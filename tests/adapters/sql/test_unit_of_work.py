@@ -19,6 +19,7 @@ from paytabs_guard.adapters.sql import (
 from paytabs_guard.domain import OutcomeKind, Payment, PaymentState, Trigger
 from paytabs_guard.service.ports import (
     ClaimStatus,
+    DeliverySeen,
     IdempotencyClaim,
     KeyTaken,
     StoredResponse,
@@ -256,6 +257,164 @@ async def test_the_inbox_says_new_once_per_key_across_units_of_work(
     async with uow() as unit:
         assert await unit.inbox.record("k1", source="callback", now=at(2))
         await unit.commit()
+
+
+async def test_a_delivery_recorded_with_the_commit_writes_once_and_its_repeat_writes_nothing(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    await _store_awaiting(uow, "pay_once")
+    async with uow() as unit:
+        payment = await unit.payments.get("pay_once")  # no lock: the version check guards it
+        assert payment is not None
+        applied(payment.apply_gateway_result(result(payment, A), at=at(3)))
+        await unit.inbox.record_with_commit("delivery-9", source="callback", now=at(3))
+        await unit.commit()
+    assert await count(engine, "webhook_inbox") == 1
+
+    async def deliver_again() -> None:
+        async with uow() as unit:
+            payment = await unit.payments.get("pay_once")
+            assert payment is not None
+            # a contradicting result would record a conflict note and an event: not for a
+            # delivery seen before
+            outcome = payment.apply_gateway_result(result(payment, D), at=at(4))
+            assert outcome.kind is OutcomeKind.CONFLICT
+            await unit.inbox.record_with_commit("delivery-9", source="callback", now=at(4))
+            await unit.commit()
+
+    with pytest.raises(DeliverySeen) as seen:
+        await deliver_again()
+    assert seen.value.key == "delivery-9"
+    async with uow() as unit:
+        stored = await unit.payments.get("pay_once")
+    assert stored is not None
+    assert stored.state is PaymentState.COMPLETED
+    assert stored.conflicts == []
+    assert stored.version == 2
+    assert "payment.conflict" not in await outbox_types(engine, "pay_once")
+    assert await count(engine, "webhook_inbox") == 1
+
+
+async def test_a_delivery_recorded_with_the_commit_of_nothing_else_is_recorded_alone(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    async with uow() as unit:
+        await unit.inbox.record_with_commit("delivery-10", source="query", now=at(1))
+        await unit.commit()
+    assert await count(engine, "webhook_inbox") == 1
+
+    async def record_again() -> None:
+        async with uow() as unit:
+            await unit.inbox.record_with_commit("delivery-10", source="query", now=at(2))
+            await unit.commit()
+
+    with pytest.raises(DeliverySeen):
+        await record_again()
+    async with uow() as unit:
+        assert not await unit.inbox.record("delivery-10", source="callback", now=at(2))
+
+
+async def test_a_stale_version_with_a_delivery_writes_neither_and_reports_the_version(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    # On PostgreSQL the read goes without a transaction and the commit is one statement on its
+    # own: the dedupe row must not be written when the payment's version check fails, or the
+    # delivery would be "seen" without its effect and its retry dropped.
+    await _store_awaiting(uow, "pay_moved")
+    async with uow() as unit:
+        stale = await unit.payments.get("pay_moved")
+    assert stale is not None
+    async with uow() as unit:
+        fresh = await unit.payments.get("pay_moved", for_update=True)
+        assert fresh is not None
+        applied(fresh.apply_gateway_result(result(fresh, D), at=at(2)))
+        await unit.commit()
+
+    async def deliver_to_the_stale_copy() -> None:
+        async with uow() as unit:
+            unit.payments.add(stale)
+            applied(stale.apply_gateway_result(result(stale, A), at=at(3)))
+            await unit.inbox.record_with_commit("delivery-11", source="callback", now=at(3))
+            await unit.commit()
+
+    with pytest.raises(ConcurrentUpdate):
+        await deliver_to_the_stale_copy()
+    assert await count(engine, "webhook_inbox") == 0
+    assert "payment.completed" not in await outbox_types(engine, "pay_moved")
+
+
+@pytest.mark.postgres
+async def test_an_unlocked_read_then_a_delivery_loses_to_a_writer_in_between_on_postgres(
+    postgres_engine: AsyncEngine, postgres_uow: UnitOfWorkFactory
+) -> None:
+    uow = postgres_uow
+    await _store_awaiting(uow, "pay_between")
+    read = anyio.Event()
+    written = anyio.Event()
+
+    async def callback() -> None:
+        async with uow() as unit:
+            payment = await unit.payments.get("pay_between")  # on its own, no transaction
+            assert payment is not None
+            read.set()
+            await written.wait()
+            applied(payment.apply_gateway_result(result(payment, A), at=at(3)))
+            await unit.inbox.record_with_commit("delivery-12", source="callback", now=at(3))
+            with pytest.raises(ConcurrentUpdate):
+                await unit.commit()
+
+    async def writer() -> None:
+        await read.wait()
+        async with uow() as unit:
+            payment = await unit.payments.get("pay_between", for_update=True)
+            assert payment is not None
+            applied(payment.apply_gateway_result(result(payment, D), at=at(2)))
+            await unit.commit()
+        written.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(callback)
+        group.start_soon(writer)
+    assert await count(postgres_engine, "webhook_inbox") == 0
+    assert await outbox_types(postgres_engine, "pay_between") == [
+        "payment.created",
+        "payment.initiated",
+        "payment.failed",
+    ]
+
+
+async def test_twenty_concurrent_unlocked_deliveries_with_the_commit_apply_it_once(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    await _store_awaiting(uow, "pay_many")
+    ends: list[str] = []
+
+    async def deliver() -> None:
+        try:
+            async with uow() as unit:
+                payment = await unit.payments.get("pay_many")
+                assert payment is not None
+                payment.apply_gateway_result(result(payment, A), at=at(3))
+                await unit.inbox.record_with_commit("delivery-13", source="callback", now=at(3))
+                await unit.commit()
+            ends.append("committed")
+        except DeliverySeen:
+            ends.append("seen")
+        except ConcurrentUpdate:
+            ends.append("stale")
+
+    async with anyio.create_task_group() as group:
+        for _ in range(20):
+            group.start_soon(deliver)
+    assert ends.count("committed") == 1
+    assert len(ends) == 20
+    async with uow() as unit:
+        stored = await unit.payments.get("pay_many")
+    assert stored is not None
+    assert stored.state is PaymentState.COMPLETED
+    assert stored.version == 2
+    assert (await outbox_types(engine, "pay_many")).count("payment.completed") == 1
+    assert await count(engine, "webhook_inbox") == 1
 
 
 async def test_one_object_per_payment_within_a_unit_of_work(uow: UnitOfWorkFactory) -> None:

@@ -5,26 +5,57 @@ a key of its exact bytes instead), so a forged or mismatched result never blocks
 
 ``record`` runs inside the caller's unit of work, so the dedupe row and the effect of the
 delivery commit together: a delivery whose processing failed is not marked seen (the mistake of
-dj-stripe #832), and a retry is applied then.
+dj-stripe #832), and a retry is applied then. ``record_with_commit`` goes further: the row is
+inserted by the commit's own statement (or batch), and every other write of it requires the
+insert to have happened, so a duplicate writes nothing (``writes.py``).
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .engine import upsert
+from paytabs_guard.service.ports import WebhookInbox
+
+from .engine import upsert, upsert_for
 from .tables import webhook_inbox
 from .transaction import DbTransaction
 
 
-class SqlWebhookInbox:
-    """The ``WebhookInbox`` of one ``SqlUnitOfWork``."""
+class PendingDelivery(NamedTuple):
+    """A delivery recorded with the commit: the inbox row it inserts."""
 
-    def __init__(self, transaction: DbTransaction) -> None:
+    key: str
+    source: str
+    received_at: datetime
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return {"key": self.key, "source": self.source, "received_at": self.received_at}
+
+
+@functools.cache
+def delivery_insert(dialect_name: str) -> Any:
+    """The inbox row unless its key is there (no row changed: a duplicate); built once per
+    dialect, so its compiled form is found again."""
+    insert = upsert_for(dialect_name, webhook_inbox)
+    return insert.on_conflict_do_nothing(index_elements=[webhook_inbox.c.key])
+
+
+class SqlWebhookInbox(WebhookInbox):
+    """The ``WebhookInbox`` of one ``SqlUnitOfWork``. ``pending``: the deliveries to record
+    with the commit (the unit of work's list)."""
+
+    def __init__(self, transaction: DbTransaction, pending: list[PendingDelivery]) -> None:
         self._transaction = transaction
+        self._pending = pending
+
+    async def record_with_commit(self, key: str, *, source: str, now: datetime) -> None:
+        self._pending.append(PendingDelivery(key, source, now))
 
     async def record(self, key: str, *, source: str, now: datetime) -> bool:
         """True when ``key`` is new (recorded when the unit of work commits); False for a

@@ -129,10 +129,10 @@ class SqlPaymentRepository:
         if created_to is not None:
             conditions.append(payments.c.created_at < created_to)
         if after is not None:
-            connection = await self._transaction.connection()
-            cursor = await connection.scalar(
-                select(payments.c.created_at).where(payments.c.id == after)
-            )
+            async with self._transaction.reading() as connection:
+                cursor = await connection.scalar(
+                    select(payments.c.created_at).where(payments.c.id == after)
+                )
             if cursor is None:
                 return []
             # Keyset pagination on the (created_at, id) index: stable under concurrent inserts.
@@ -215,8 +215,12 @@ class SqlPaymentRepository:
     # ---- loading ----------------------------------------------------------------------------
 
     async def _lookup(self, by: str, key: str, for_update: bool) -> Sequence[Payment]:
+        if not for_update:
+            async with self._transaction.reading() as connection:
+                statement = lookup_statement(connection.dialect.name, by, for_update=False)
+                return await self._loaded(connection, statement, {"key": key})
         connection = await self._transaction.connection()
-        if for_update and connection.dialect.name == "postgresql":
+        if connection.dialect.name == "postgresql":
             await connection.execute(lock_statement(by), {"key": key})
             for_update = False  # locked above; read below with a snapshot taken after the lock
         statement = lookup_statement(connection.dialect.name, by, for_update)
@@ -226,20 +230,13 @@ class SqlPaymentRepository:
         self,
         where: ColumnElement[bool],
         *,
-        for_update: bool = False,
         order_by: Sequence[ColumnElement[Any]] = (),
         limit: int | None = None,
     ) -> Sequence[Payment]:
-        connection = await self._transaction.connection()
-        statement = (
-            select_payments(connection.dialect.name).where(where).order_by(*order_by).limit(limit)
-        )
-        if for_update:
-            if connection.dialect.name == "postgresql":
-                await connection.execute(select(payments.c.id).where(where).with_for_update())
-            else:
-                statement = statement.with_for_update(of=payments)
-        return await self._loaded(connection, statement, {})
+        async with self._transaction.reading() as connection:
+            statement = select_payments(connection.dialect.name).where(where)
+            statement = statement.order_by(*order_by).limit(limit)
+            return await self._loaded(connection, statement, {})
 
     async def _loaded(
         self, connection: AsyncConnection, statement: Select[Any], params: dict[str, Any]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .engine import writer_gate
+from .engine import single_statement, writer_gate
 
 
 class DbTransaction:
@@ -40,6 +43,25 @@ class DbTransaction:
                 raise
             self._connection = connection
         return self._connection
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one read that locks nothing.
+
+        On PostgreSQL, until the transaction has begun, the read is a statement on its own
+        (autocommit), and the transaction still has not begun after it. At READ COMMITTED a
+        plain read inside a transaction holds nothing a read on its own does not (each
+        statement takes its own snapshot, and a plain read takes no lock), so this only spares
+        the ``BEGIN``, and the ``ROLLBACK`` of a unit of work that writes nothing after it. A
+        payment read this way is written behind its version check, like any payment read
+        without its lock. Once the transaction has begun, the read runs in it, so it sees what
+        the transaction wrote. On SQLite every read runs in the transaction, whose first
+        statement takes the write lock."""
+        if self._connection is None and self._engine.dialect.name == "postgresql":
+            async with single_statement(self._engine) as connection:
+                yield connection
+        else:
+            yield await self.connection()
 
     async def commit(self) -> None:
         """Commit and give the connection back; the next use begins a new transaction."""

@@ -6,13 +6,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Self
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from paytabs_guard import tracing
 from paytabs_guard.observability import get_logger
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service.ports import (
     ClaimStatus,
+    DeliverySeen,
     IdempotencyClaim,
     IdempotencyKeys,
     KeyTaken,
@@ -26,7 +27,7 @@ from . import outbox
 from .cards import SqlSavedCards
 from .engine import single_statement
 from .idempotency import PendingClaim, SqlIdempotencyKeys, read_claim
-from .inbox import SqlWebhookInbox
+from .inbox import PendingDelivery, SqlWebhookInbox
 from .repository import SqlPaymentRepository
 from .transaction import DbTransaction
 from .writes import BatchedWrites, ClaimLost, CombinedWrites, Writes
@@ -56,7 +57,8 @@ class SqlUnitOfWork:
         self._transaction = DbTransaction(engine)
         self._payments = SqlPaymentRepository(self._transaction)
         self.payments = self._payments
-        self.inbox = SqlWebhookInbox(self._transaction)
+        self._deliveries: list[PendingDelivery] = []  # recorded with the commit
+        self.inbox = SqlWebhookInbox(self._transaction, self._deliveries)
         self._answers: list[tuple[str, str, dict[str, object]]] = []
         self._claims: list[PendingClaim] = []  # claims sent with the commit (PostgreSQL)
         self.idempotency = SqlIdempotencyKeys(self._transaction, self._answers, self._claims)
@@ -96,6 +98,8 @@ class SqlUnitOfWork:
         try:
             for claim in self._claims:
                 await (await open_writes()).claim_key(claim)
+            for delivery in self._deliveries:
+                await (await open_writes()).record_delivery(delivery)
             events = await self._payments.flush(open_writes)
             if events:
                 await outbox.append(await open_writes(), events, now=self._clock())
@@ -109,33 +113,37 @@ class SqlUnitOfWork:
                 except ClaimLost as lost:
                     # The batch stopped at the claim, inside the transaction: the write lock is
                     # held, so the key reads as the claim found it.
-                    connection = await self._transaction.connection()
-                    held = await read_claim(connection, lost.claim)
-                    raise KeyTaken(held or IdempotencyClaim(ClaimStatus.IN_FLIGHT)) from None
+                    raise await self._lost(await self._transaction.connection(), lost) from None
             await self._transaction.commit()
         except BaseException:
             await self._rollback()
             raise
+        # Sent and committed: a later commit of this unit of work must not send them again.
+        self._claims.clear()
+        self._deliveries.clear()
+        self._answers.clear()
         self._payments.committed()
         self._span.set("db.committed_events", len(events))
         self._run_after_commit()
 
     async def _finish(self, writes: CombinedWrites) -> None:
         """PostgreSQL: everything above as one statement. In the transaction when it has begun
-        (what was read or locked must hold until the writes); otherwise, if the statement is
+        (what was written or locked must hold until the writes); otherwise, if the statement is
         all or nothing by itself (one payment at most: ``single_gate``), on its own without
-        ``BEGIN``/``COMMIT``, two round trips fewer (both of a create's units of work).
+        ``BEGIN``/``COMMIT``, two round trips fewer (both of a create's units of work, and a
+        callback's). A payment read without its lock (``DbTransaction.reading``) needs no
+        transaction: its version check in the statement is what guards it.
 
         An idempotency claim that travelled with the statement and found its key taken wrote
-        nothing, and neither did anything else in it: ``KeyTaken`` with what the key holds."""
+        nothing, and neither did anything else in it: ``KeyTaken`` with what the key holds
+        (``DeliverySeen`` for a webhook delivery recorded before)."""
         if self._transaction.begun or not writes.single_gate:
             connection = await self._transaction.connection()
             try:
                 await writes.finish(connection)
             except ClaimLost as lost:
                 # The claim's upsert locked the key's row until this transaction ends.
-                held = await read_claim(connection, lost.claim)
-                raise KeyTaken(held or IdempotencyClaim(ClaimStatus.IN_FLIGHT)) from None
+                raise await self._lost(connection, lost) from None
             return
         for _attempt in range(2):
             async with single_statement(self._engine) as connection:
@@ -143,12 +151,23 @@ class SqlUnitOfWork:
                     await writes.finish(connection)
                     return
                 except ClaimLost as lost:
+                    if isinstance(lost.claim, PendingDelivery):
+                        raise DeliverySeen(lost.claim.key) from None
                     held = await read_claim(connection, lost.claim)
             if held is not None:
                 raise KeyTaken(held)
             # The row that won was deleted in between (its request gave up, or it expired and
             # was purged): nothing was written, so the statement may simply go again.
         raise KeyTaken(IdempotencyClaim(ClaimStatus.IN_FLIGHT))  # twice: still contended
+
+    @staticmethod
+    async def _lost(connection: AsyncConnection, lost: ClaimLost) -> Exception:
+        """What a claim that wrote nothing means to the caller, read in the transaction that
+        holds the key's row: KeyTaken with what the idempotency key holds, or DeliverySeen."""
+        if isinstance(lost.claim, PendingDelivery):
+            return DeliverySeen(lost.claim.key)
+        held = await read_claim(connection, lost.claim)
+        return KeyTaken(held or IdempotencyClaim(ClaimStatus.IN_FLIGHT))
 
     def after_commit(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` after this unit of work commits; a rollback drops it."""

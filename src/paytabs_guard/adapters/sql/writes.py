@@ -17,9 +17,10 @@ only if the gate matched a row; the outbox rows and the stored idempotency answe
   statement, so children may reference the payment inserted beside them. With at most one
   gate the statement is all or nothing by itself: a unit of work that read nothing before its
   commit sends it without ``BEGIN``/``COMMIT`` (``unit_of_work.py``). An idempotency claim sent
-  with the commit (``claim_key``) comes before the gates: every write, the gates included,
-  requires it to have claimed, and when it did not, the statement wrote nothing and
-  ``finish`` raises ``ClaimLost``.
+  with the commit (``claim_key``), or a webhook delivery recorded with it
+  (``record_delivery``), comes before the gates: every write, the gates included, requires it
+  to have inserted its row, and when it did not, the statement wrote nothing and ``finish``
+  raises ``ClaimLost``.
 
 The statement is built once per *shape* (which writes, columns and row counts) and the values
 travel as bind parameters: building a dozen CTEs and their cache key cost more CPU than
@@ -55,9 +56,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .engine import upsert_for
 from .errors import ConcurrentUpdate
 from .idempotency import PendingClaim, claim_upsert
+from .inbox import PendingDelivery, delivery_insert
 from .sqlite_driver import BatchStatement, BatchStatementFailed, driver_of
 from .statements import sent_together
-from .tables import gateway_transactions, idempotency_keys, payments
+from .tables import gateway_transactions, idempotency_keys, payments, webhook_inbox
 
 Row = Mapping[str, Any]
 
@@ -68,6 +70,11 @@ class Writes(Protocol):
     async def claim_key(self, claim: PendingClaim) -> None:
         """An idempotency claim every other write requires: when the key is another
         request's, nothing is written and ``finish`` raises ClaimLost."""
+        ...
+
+    async def record_delivery(self, delivery: PendingDelivery) -> None:
+        """A webhook delivery's inbox row every other write requires: when the key is there
+        already (a duplicate), nothing is written and ``finish`` raises ClaimLost."""
         ...
 
     async def insert_payment(self, payment_id: str, row: Row) -> None: ...
@@ -130,7 +137,7 @@ class BatchedWrites:
         self._dialect = connection.dialect
         self._batch: list[BatchStatement] = []
         self._gates: dict[int, tuple[str, int]] = {}  # batch index: (payment id, version)
-        self._claims: dict[int, PendingClaim] = {}  # batch index: the claim there
+        self._claims: dict[int, PendingClaim | PendingDelivery] = {}  # batch index: the claim
 
     def _add(self, statement: Any, values: Row, *, expect_one: bool = False) -> None:
         compiled = _sqlite_sql(self._dialect, statement, tuple(values))
@@ -150,6 +157,11 @@ class BatchedWrites:
         self._claims[len(self._batch)] = claim
         params = {**claim.values, "b_now": claim.now, "b_lease_start": claim.lease_start}
         self._add(_claim_sqlite(), params, expect_one=True)
+
+    async def record_delivery(self, delivery: PendingDelivery) -> None:
+        """The delivery's inbox row; like a claim, the batch stops there for a duplicate."""
+        self._claims[len(self._batch)] = delivery
+        self._add(delivery_insert("sqlite"), delivery.values, expect_one=True)
 
     async def insert_payment(self, payment_id: str, row: Row) -> None:  # noqa: ARG002 - Writes
         self._add(_INSERT_PAYMENT, row)
@@ -372,17 +384,29 @@ def _build(shape: Sequence[_Op]) -> Any:
     requires every gate to have matched (``opened``). So when a gate finds a stale version the
     statement writes nothing besides the other gates, and with one gate nothing at all: it can
     run without a transaction around it (``CombinedWrites.single_gate``)."""
+    lock_ctes = _locks(shape)
+    locked = [select(literal(1)).select_from(cte).exists() for cte in lock_ctes]
     claim_ctes: list[CTE] = []
     for n, (kind, table, _, columns, _) in enumerate(shape):
+        if kind not in _CLAIMS:
+            continue
+        p = f"w{n}_"
+        values = {c: _typed(p + c, table, c) for c in columns}
+        base: Any = postgresql.insert(table)
+        if locked:  # inserted only if every payment it guards is still at its version
+            row = select(*(values[c].label(c) for c in columns)).where(*locked)
+            base = base.from_select(list(columns), row)
+        else:
+            base = base.values(values)
         if kind == "claim_key":
-            p = f"w{n}_"
-            values = {c: _typed(p + c, table, c) for c in columns}
             claim = claim_upsert(
-                postgresql.insert(table).values(values),
+                base,
                 now=_typed(p + "b_now", table, "expires_at"),
                 lease_start=_typed(p + "b_lease_start", table, "created_at"),
             )
-            claim_ctes.append(claim.returning(table.c.key).cte(f"w{n}"))
+        else:  # record_delivery
+            claim = base.on_conflict_do_nothing()
+        claim_ctes.append(claim.returning(table.c.key).cte(f"w{n}"))
     claimed = [select(literal(1)).select_from(cte).exists() for cte in claim_ctes]
     gate_ctes: list[CTE] = []
     for n, (kind, table, _, columns, _) in enumerate(shape):
@@ -407,9 +431,9 @@ def _build(shape: Sequence[_Op]) -> Any:
         gate_ctes.append(gate.returning(table.c.id).cte(f"w{n}"))
     exists = [select(literal(1)).select_from(cte).exists() for cte in gate_ctes]
     opened: Any = and_(*claimed, *exists) if claimed or exists else None
-    ctes = [*claim_ctes, *gate_ctes]
+    ctes = [*lock_ctes, *claim_ctes, *gate_ctes]
     for n, (kind, table, _, columns, rows) in enumerate(shape):
-        if kind in _GATES or kind == "claim_key":
+        if kind in _GATES or kind in _CLAIMS:
             continue
         p = f"w{n}_"
         values = {c: _typed(p + c, table, c) for c in columns}
@@ -458,18 +482,46 @@ def _build(shape: Sequence[_Op]) -> Any:
         select(func.count()).select_from(cte).scalar_subquery().label(f"c{n}")
         for n, cte in enumerate(claim_ctes)
     ]
+    counts += [  # then the locks' (one per updated payment, when there are claims)
+        select(func.count()).select_from(cte).scalar_subquery().label(f"l{n}")
+        for n, cte in enumerate(lock_ctes)
+    ]
     return select(*(counts or [literal(0).label("g")])).add_cte(*ctes)
 
 
+def _locks(shape: Sequence[_Op]) -> list[CTE]:
+    """With a claim in the statement, each updated payment's row locked at its version first.
+
+    A claim comes before the gates, which require it, so it cannot require the gates in turn:
+    without this, a stale version would leave the claim's row written on its own (a callback's
+    dedupe row without its effect). ``SELECT … FOR UPDATE`` waits for a concurrent writer and
+    then checks the version on the row as that one left it, so the claims require the locks
+    (nothing at all is written for a stale version), and the gates that follow cannot miss.
+    """
+    if not any(op.kind in _CLAIMS for op in shape):
+        return []
+    locks: list[CTE] = []
+    for n, (kind, table, _, _, _) in enumerate(shape):
+        if kind == "update_payment":
+            p = f"w{n}_"
+            lock = select(table.c.id).where(
+                table.c.id == _typed(p + "b_id", table, "id"),
+                table.c.version == _typed(p + "b_version", table, "version"),
+            )
+            locks.append(lock.with_for_update().cte(f"l{n}"))
+    return locks
+
+
 _GATES: Final = frozenset({"insert_payment", "update_payment"})
+_CLAIMS: Final = frozenset({"claim_key", "record_delivery"})
 
 
 class ClaimLost(Exception):
-    """The commit's idempotency claim found its key held by another request: nothing was
-    written."""
+    """The commit's idempotency claim found its key held by another request, or the delivery
+    it records was recorded before: nothing was written."""
 
-    def __init__(self, claim: PendingClaim) -> None:
-        super().__init__(f"idempotency key {claim.key!r} is taken")
+    def __init__(self, claim: PendingClaim | PendingDelivery) -> None:
+        super().__init__(f"key {claim.key!r} is taken")
         self.claim = claim
 
 
@@ -481,7 +533,8 @@ class CombinedWrites:
         self._gates: dict[str, tuple[int, int]] = {}  # payment id: (gate index, version)
         self._ops: list[_Op] = []
         self._params: dict[str, Any] = {}
-        self._claims: list[PendingClaim] = []
+        self._claims: list[PendingClaim | PendingDelivery] = []
+        self._updates: list[tuple[str, int]] = []  # (payment id, version), in the ops' order
 
     def _add(self, kind: str, table: Table, gate: int, columns: Sequence[str], rows: int) -> str:
         prefix = f"w{len(self._ops)}_"
@@ -508,6 +561,7 @@ class CombinedWrites:
 
     async def update_payment(self, payment_id: str, version: int, values: Row) -> None:
         self._gates[payment_id] = (len(self._gates), version)
+        self._updates.append((payment_id, version))
         prefix = self._add("update_payment", payments, -1, list(values), 1)
         self._set(prefix, values)
         self._params[prefix + "b_id"] = payment_id
@@ -553,6 +607,12 @@ class CombinedWrites:
         self._params[prefix + "b_lease_start"] = claim.lease_start
         self._claims.append(claim)
 
+    async def record_delivery(self, delivery: PendingDelivery) -> None:
+        """The delivery's inbox row, which every other write of the statement requires."""
+        values = delivery.values
+        self._set(self._add("record_delivery", webhook_inbox, -1, list(values), 1), values)
+        self._claims.append(delivery)
+
     @property
     def single_gate(self) -> bool:
         """Whether at most one payment is written: then the statement is all or nothing on its
@@ -568,10 +628,13 @@ class CombinedWrites:
             raise RuntimeError("CombinedWrites.finish needs a connection")
         statement = _combined(tuple(self._ops))
         row = (await connection.execute(statement, self._params)).one()
-        gates = len(self._gates)
-        for claim, claimed in zip(
-            self._claims, row[gates : gates + len(self._claims)], strict=True
-        ):
+        gates, claims = len(self._gates), len(self._claims)
+        if claims:  # a stale version first: it kept the claims from writing (``_locks``)
+            locks = row[gates + claims :]
+            for (payment_id, version), locked in zip(self._updates, locks, strict=True):
+                if locked != 1:
+                    raise ConcurrentUpdate(payment_id, version)
+        for claim, claimed in zip(self._claims, row[gates : gates + claims], strict=True):
             if claimed != 1:  # then no gate wrote either
                 raise ClaimLost(claim)
         for (payment_id, (_, version)), matched in zip(self._gates.items(), row, strict=False):
