@@ -132,6 +132,12 @@ def test_nesting_past_the_limit_is_refused() -> None:
     assert reason_of(b'{"a":' * 33 + b"1" + b"}" * 33, max_depth=32) == "too_deep"
 
 
+def test_many_brackets_side_by_side_are_not_nesting() -> None:
+    raw = b"[" + b",".join([b'{"a":[1]}'] * 40) + b"]"  # 81 openers, three deep
+    assert len(parse_strict_json(raw, max_depth=3)) == 40
+    assert reason_of(raw, max_depth=2) == "too_deep"
+
+
 def test_deep_enough_to_crash_the_stdlib_is_refused_cleanly() -> None:
     assert reason_of(b"[" * 200_000) == "too_deep"
 

@@ -53,6 +53,8 @@ class InvalidJson(ValueError):
 def _check_depth(text: str, max_depth: int) -> None:
     # Before json.loads: its C scanner recurses, and deep input raises RecursionError, not
     # ValueError. Unbalanced or otherwise invalid input is left to json.loads to reject.
+    if text.count("{") + text.count("[") <= max_depth:
+        return  # no deeper than its openers, even counting those inside strings: the usual body
     depth = 0
     for match in _DEPTH_TOKENS.finditer(text):
         token = match.group()
