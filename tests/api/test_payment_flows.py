@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .api_support import DECLINED, Service, new_key
@@ -135,3 +137,26 @@ async def test_list_filters_and_paginates_newest_first(service: Service) -> None
     assert naive.status_code == 422
     bad_cursor = await service.api.get("/payments/v2", params={"cursor": "%%%"})
     assert bad_cursor.status_code == 400
+
+
+async def test_a_payment_is_sent_as_compact_utf8_json_and_replayed_byte_for_byte(
+    service: Service,
+) -> None:
+    body = {
+        "amount": "10.00",
+        "currency": "SAR",
+        "description": "اشتراك NestCMS — plan",
+        "metadata": {"note": 'مرحبا </script> \u2028 "quoted"'},
+    }
+    key = {"Idempotency-Key": new_key()}
+    first = await service.api.post("/payments/v2/create", json=body, headers=key)
+    assert first.status_code == 201, first.text
+    assert first.headers["content-type"] == "application/json"
+    # Arabic stays UTF-8, nothing is padded: the bytes a client hashes or a proxy caches
+    compact = json.dumps(first.json(), ensure_ascii=False, separators=(",", ":"))
+    assert first.content == compact.encode("utf-8")
+    assert "اشتراك".encode() in first.content
+    replay = await service.api.post("/payments/v2/create", json=body, headers=key)
+    assert replay.content == first.content
+    fetched = await service.api.get(f"/payments/v2/{first.json()['id']}")
+    assert fetched.json()["metadata"] == body["metadata"]
