@@ -318,6 +318,27 @@ async def test_13_the_same_result_on_two_channels_applies_once(service: Service)
     assert await service.outbox_events(payment["id"], "payment.completed") == 1
 
 
+async def test_13_the_same_result_on_many_channels_at_once_applies_once(
+    any_service: Service,
+) -> None:
+    # Each delivery first tries without the row lock; all but one find the delivery seen or
+    # the payment saved by another since they read it, and are answered again under the lock.
+    payment = await any_service.create()
+    bodies = [encode(transaction(payment, ipn_trace=f"IPNS{n:04d}.trace")) for n in range(12)]
+    answers = await asyncio.gather(*(deliver(any_service.anonymous, raw) for raw in bodies * 2))
+    assert {a.status_code for a in answers} == {200}
+    outcomes = sorted(a.json()["outcome"] for a in answers)
+    assert outcomes == ["duplicate"] * 23 + ["processed"]
+    assert await any_service.outbox_events(payment["id"], "payment.completed") == 1
+    paid = await any_service.get(payment["id"])
+    assert paid["state"] == "completed"
+    assert paid["has_conflict"] is False
+    # one key per transaction and status, whatever the channel: PayTabs' retries stay duplicates
+    assert await any_service.inbox_keys() == 1
+    again = await deliver(any_service.anonymous, bodies[5])
+    assert again.json()["outcome"] == "duplicate"
+
+
 async def test_14_older_news_and_contradictions_never_move_a_completed_payment(
     service: Service,
 ) -> None:
