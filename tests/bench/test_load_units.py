@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from paytabs_guard.adapters.paytabs.signature import verify_callback
-from paytabs_guard.entrypoints.bench import load
+from paytabs_guard.entrypoints.bench import load, load_floor
 from paytabs_guard.entrypoints.bench.load_client import (
     Connection,
     build_request,
@@ -204,3 +204,57 @@ def test_the_latency_table_shows_what_a_sequential_create_cost_the_server_and_th
     table = load.markdown(report)
     assert "| CPU ms per create: server / PostgreSQL |" in table
     assert "| postgres + Redis | 1 | 12.50 / 20.00 | 2.00 / 4.00 | 10.50 | 9.87 / 3.21 |" in table
+
+
+def test_the_floor_adds_the_pieces_a_create_and_a_callback_cannot_do_without() -> None:
+    pieces = {"paytabs_call_ms": 0.5, "sqlalchemy_statement_ms": 0.75, "asyncpg_statement_ms": 0.2}
+    found = load_floor.floor(0.25, pieces)
+    assert found["create_ms"] == pytest.approx(0.25 + 0.5 + 2 * 0.75)
+    assert found["callback_ms"] == pytest.approx(0.25 + 2 * 0.75)
+    assert found["create_best_ratio"] == pytest.approx(0.25 / 2.25, abs=1e-4)
+    assert found["callback_best_ratio"] == pytest.approx(0.25 / 1.75, abs=1e-4)
+
+
+async def test_cpu_per_step_is_taken_over_the_samples_after_a_warm_up() -> None:
+    steps = 0
+
+    async def step() -> None:
+        nonlocal steps
+        steps += 1
+
+    assert await load_floor.cpu_ms(step, 200) >= 0
+    assert steps == 20 + 200
+
+
+def test_the_report_shows_the_floor_against_the_goals() -> None:
+    config = load.ConfigResult("postgres", 1, True)
+    phase = {"throughput_rps": 100.0, "statuses": {}, "connection_errors": 0, "p50_ms": 1.0,
+             "p99_ms": 2.0}  # fmt: skip
+    config.phases = {name: dict(phase) for name in ("bare", "create", "callback")}
+    config.cpu = {name: {} for name in ("bare", "create", "callback")}
+    config.latency = {"service_p50_ms": 1.0, "service_p99_ms": 1.0, "direct_p50_ms": 1.0,
+                      "direct_p99_ms": 1.0, "added_p50_ms": 0.0}  # fmt: skip
+    pieces = {"paytabs_call_ms": 0.5, "sqlalchemy_statement_ms": 0.75,
+              "asyncpg_statement_ms": 0.2, "samples": 400}  # fmt: skip
+    config.floor = pieces | load_floor.floor(0.25, pieces)
+    report = {
+        "machine": {"nproc": 2, "cpu_model": "x", "memory": "1 GiB", "kernel": "6", "python": "3"},
+        "command": "paytabs-guard bench load",
+        "mode": "full",
+        "when": "now",
+        "plan": {
+            "concurrency": 16,
+            "warmup_seconds": 1,
+            "phase_seconds": 2,
+            "log_level": "info",
+            "malloc_arena_max": 0,
+        },
+        "configs": [config.as_dict()],
+    }
+    table = load.markdown(report)
+    assert (
+        "| create floor: request + PayTabs call + 2 statements | 2.250 | 9.0 | 11.1 % (goal 12 %) |"
+        in table
+    )
+    assert "| callback floor: request + 2 statements | 1.750 | 7.0 | 14.3 % (goal 25 %) |" in table
+    assert "| the same statement on a raw asyncpg connection | 0.200 | 0.8 |  |" in table

@@ -50,12 +50,13 @@ import httpx
 from paytabs_guard.adapters.paytabs.transformers import HostedPageRequest
 from paytabs_guard.bootstrap import build_paytabs_client
 from paytabs_guard.domain import Money
-from paytabs_guard.settings import load_settings
+from paytabs_guard.settings import Settings, load_settings
 from paytabs_simulator.config import DEFAULT_SERVER_KEY
 from paytabs_simulator.signing import sign_body
 
 from .load_client import Connection, LoadResult, build_request, percentile, run_closed_loop
 from .load_counted import COUNTED_SERVICE_APP, COUNTS_ENV, FLUSH_SECONDS, read_counts
+from .load_floor import floor, measure_pieces
 from .load_procs import Server, machine_cpu, postgres_backends_cpu, rss_bytes, start_server
 from .load_server import BARE_APP
 from .load_support import (
@@ -269,6 +270,8 @@ class ConfigResult:
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
     per_operation: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    floor: dict[str, float] = field(default_factory=dict)
+    """The pieces no create or callback can do without, and their sums (``load_floor``)."""
 
     def throughput(self, phase: str) -> float:
         value = self.phases.get(phase, {}).get("throughput_rps", 0.0)
@@ -288,6 +291,7 @@ class ConfigResult:
             "cpu_cores": self.cpu,
             "per_operation": self.per_operation,
             "added_latency": self.latency,
+            "floor": self.floor,
         }
 
 
@@ -329,6 +333,8 @@ class Stack:
     redis_problem: str | None
     postgres_database: str | None = None
     """The throw-away database of the running service, whose backends' CPU is metered."""
+    database_url: str | None = None
+    """The running service's database URL."""
     counts: Path | None = None
     """Where the running service's workers write their statement counts (``load_counted``)."""
 
@@ -344,6 +350,16 @@ class Stack:
         """What the server processes get besides their settings (glibc's arena cap)."""
         arenas = self.plan.malloc_arena_max
         return {"MALLOC_ARENA_MAX": str(arenas)} if arenas > 0 else {}
+
+    def paytabs_settings(self) -> Settings:
+        """Settings that point the service's own PayTabs client at the stack's simulator."""
+        return load_settings(
+            {
+                "PAYTABS_PROFILE_ID": str(PROFILE_ID),
+                "PAYTABS_SERVER_KEY": DEFAULT_SERVER_KEY,
+                "PAYTABS_BASE_URL": self.sim_url,
+            }
+        )
 
     def cpu_groups(self, server: Server) -> dict[str, CpuReader]:
         name = self.postgres_database
@@ -367,6 +383,7 @@ class Stack:
         redis_url = self.redis_url if database == "postgres" else None
         async with database_for(database, self.plan, self.workdir) as url:
             self.postgres_database = url.rsplit("/", 1)[1] if database == "postgres" else None
+            self.database_url = url
             port = free_port()
             env = service_env(self.sim_url, url, redis_url, port, self.plan.log_level)
             env |= self.server_env()
@@ -384,6 +401,7 @@ class Stack:
                     yield server
             finally:
                 self.counts = None
+                self.database_url = None
                 if redis_url is not None:
                     await remove_redis_keys(redis_url, REDIS_PREFIX)
 
@@ -485,14 +503,7 @@ async def added_latency(stack: Stack, server: Server, created: list[bytes]) -> d
     simulator, taking turns on one keep-alive connection each, after a warm-up."""
     samples = stack.plan.latency_samples
     warm = max(5, samples // 10)
-    settings = load_settings(
-        {
-            "PAYTABS_PROFILE_ID": str(PROFILE_ID),
-            "PAYTABS_SERVER_KEY": DEFAULT_SERVER_KEY,
-            "PAYTABS_BASE_URL": stack.sim_url,
-        }
-    )
-    client = build_paytabs_client(settings)
+    client = build_paytabs_client(stack.paytabs_settings())
     service_base = f"http://127.0.0.1:{server.port}"
     connection = Connection("127.0.0.1", server.port)
     prefix = secrets.token_hex(4)
@@ -594,6 +605,17 @@ async def run_config(stack: Stack, database: str, workers: int) -> ConfigResult:
         result.phases["callback"] = load.summary() | {"outcomes": dict(outcomes)}
         result.cpu["callback"] = cpu
         result.per_operation["callback"] = costs
+
+        bare_ms = result.per_operation["bare"].get("cpu_ms")
+        if database == "postgres" and workers == 1 and stack.database_url is not None:
+            progress(f"{database}, {workers} worker(s): the floor, piece by piece")
+            samples = max(100, stack.plan.latency_samples)
+            pieces = await measure_pieces(
+                stack.database_url, stack.paytabs_settings(), samples=samples
+            )
+            result.floor = pieces
+            if isinstance(bare_ms, int | float) and bare_ms > 0:
+                result.floor |= floor(float(bare_ms), pieces)
     return result
 
 
@@ -847,6 +869,48 @@ def _cost(value: object, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else "—"
 
 
+def _floor_lines(config: Mapping[str, Any]) -> list[str]:
+    """The floor of a configuration (``load_floor``) as a table, when it was measured."""
+    found = config.get("floor") or {}
+    if "create_ms" not in found:
+        return []
+    bare = float(found["bare_request_ms"])
+    label = config["database"] + (" + Redis" if config["redis"] else "")
+
+    def row(piece: str, ms: float, allows: str = "") -> str:
+        return f"| {piece} | {ms:.3f} | {ms / bare:.1f} | {allows} |"
+
+    def allows(ratio: float, phase: str) -> str:
+        return f"{100 * ratio:.1f} % (goal {100 * TARGET_RATIO[phase]:g} %)"
+
+    return [
+        "",
+        f"The floor ({label}, {config['workers']} worker): CPU ms per piece, the request's in the "
+        f"server during the bare phase, the others in this process, {found['samples']} back to "
+        "back each.",
+        "",
+        "| piece | CPU ms | times the bare request | largest share of bare it allows |",
+        "|---|--:|--:|--:|",
+        row("the bare endpoint's request (uvicorn, FastAPI, pydantic)", bare),
+        row("a PayTabs call through the service's PayTabsClient", found["paytabs_call_ms"]),
+        row(
+            "a statement through SQLAlchemy (checkout, 60 values, one row)",
+            found["sqlalchemy_statement_ms"],
+        ),
+        row("the same statement on a raw asyncpg connection", found["asyncpg_statement_ms"]),
+        row(
+            "create floor: request + PayTabs call + 2 statements",
+            found["create_ms"],
+            allows(found["create_best_ratio"], "create"),
+        ),
+        row(
+            "callback floor: request + 2 statements",
+            found["callback_ms"],
+            allows(found["callback_best_ratio"], "callback"),
+        ),
+    ]
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     m = report["machine"]
     plan = report["plan"]
@@ -894,6 +958,8 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"{lat['direct_p99_ms']:.2f} | {lat['added_p50_ms']:.2f} | "
             f"{_cost(lat.get('server_cpu_ms'), 2)} / {_cost(lat.get('postgres_cpu_ms'), 2)} |"
         )
+    for config in report.get("configs", []):
+        lines += _floor_lines(config)
     memory = report.get("memory")
     if memory:
         lines += [
