@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from paytabs_guard.adapters.sql import (
     ConcurrentUpdate,
     SqlIdempotencyStore,
+    create_engine,
     purge_inbox,
     sql_unit_of_work_factory,
+    upgrade,
 )
 from paytabs_guard.domain import OutcomeKind, Payment, PaymentState, Trigger
 from paytabs_guard.service.ports import (
@@ -381,6 +383,39 @@ async def test_an_unlocked_read_then_a_delivery_loses_to_a_writer_in_between_on_
         "payment.initiated",
         "payment.failed",
     ]
+
+
+@pytest.mark.postgres
+async def test_a_pool_of_one_serves_a_read_then_a_lock_and_outlives_a_cancelled_read_on_postgres(
+    postgres_url: str,
+) -> None:
+    # One connection in the pool: a unit of work that reads without a lock and then locks must
+    # not hold the read's connection while it waits for the transaction's, or it would wait
+    # for itself for ever; a cancelled one must give its connection back.
+    await upgrade(postgres_url)
+    engine = create_engine(postgres_url, pool_size=1)
+    try:
+        uow = sql_unit_of_work_factory(engine, clock=fixed_clock)
+        await _store_awaiting(uow, "pay_small_pool")
+        with anyio.fail_after(20):
+            async with uow() as unit:
+                assert await unit.payments.get("pay_small_pool") is not None
+                locked = await unit.payments.get("pay_small_pool", for_update=True)
+                assert locked is not None
+                applied(locked.apply_gateway_result(result(locked, A), at=at(3)))
+                await unit.commit()
+            with anyio.CancelScope() as scope:
+                async with uow() as unit:
+                    assert await unit.payments.get("pay_small_pool") is not None
+                    scope.cancel()
+                    await anyio.sleep(1)  # cancelled here, the read's connection held
+            async with uow() as unit:  # so it must be back for this one
+                stored = await unit.payments.get("pay_small_pool")
+        assert stored is not None
+        assert stored.state is PaymentState.COMPLETED
+        assert engine.sync_engine.pool.checkedout() == 0
+    finally:
+        await engine.dispose()
 
 
 async def test_twenty_concurrent_unlocked_deliveries_with_the_commit_apply_it_once(
