@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 
 from paytabs_guard.adapters.sql import (
     ConcurrentUpdate,
@@ -408,12 +410,14 @@ async def test_a_pool_of_one_serves_a_read_then_a_lock_and_outlives_a_cancelled_
                 async with uow() as unit:
                     assert await unit.payments.get("pay_small_pool") is not None
                     scope.cancel()
-                    await anyio.sleep(1)  # cancelled here, the read's connection held
-            async with uow() as unit:  # so it must be back for this one
+                    await anyio.lowlevel.checkpoint()  # cancelled here, inside the unit of work
+            async with uow() as unit:  # its connection must be back for this one
                 stored = await unit.payments.get("pay_small_pool")
         assert stored is not None
         assert stored.state is PaymentState.COMPLETED
-        assert engine.sync_engine.pool.checkedout() == 0
+        pool = engine.sync_engine.pool
+        assert isinstance(pool, QueuePool)
+        assert pool.checkedout() == 0
     finally:
         await engine.dispose()
 
