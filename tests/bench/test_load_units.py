@@ -213,6 +213,29 @@ def test_the_floor_adds_the_pieces_a_create_and_a_callback_cannot_do_without() -
     assert found["callback_ms"] == pytest.approx(0.25 + 2 * 0.75)
     assert found["create_best_ratio"] == pytest.approx(0.25 / 2.25, abs=1e-4)
     assert found["callback_best_ratio"] == pytest.approx(0.25 / 1.75, abs=1e-4)
+    assert "added_latency_ms" not in found  # no sequential request measured: no latency floor
+
+
+def test_the_latency_floor_is_the_request_hop_and_two_durable_writes() -> None:
+    pieces = {"paytabs_call_ms": 0.5, "sqlalchemy_statement_ms": 0.75, "asyncpg_statement_ms": 0.2,
+              "sqlalchemy_write_p50_ms": 0.8, "asyncpg_write_p50_ms": 0.4}  # fmt: skip
+    found = load_floor.floor(0.25, pieces, bare_sequential_p50_ms=0.5)
+    assert found["added_latency_ms"] == pytest.approx(0.5 + 2 * 0.8)
+    assert found["added_latency_raw_ms"] == pytest.approx(0.5 + 2 * 0.4)
+
+
+async def test_the_wall_p50_is_the_median_step_after_the_warm_up() -> None:
+    now = 0.0
+    durations = iter([5.0] * 20 + [0.001, 0.002, 0.009] * 110)  # slow warm-up steps, ignored
+
+    def clock() -> float:
+        return now
+
+    async def step() -> None:
+        nonlocal now
+        now += next(durations)
+
+    assert await load_floor.wall_p50_ms(step, 300, clock=clock) == pytest.approx(2.0)
 
 
 async def test_cpu_per_step_is_taken_over_the_samples_after_a_warm_up() -> None:
@@ -234,9 +257,11 @@ def test_the_report_shows_the_floor_against_the_goals() -> None:
     config.cpu = {name: {} for name in ("bare", "create", "callback")}
     config.latency = {"service_p50_ms": 1.0, "service_p99_ms": 1.0, "direct_p50_ms": 1.0,
                       "direct_p99_ms": 1.0, "added_p50_ms": 0.0}  # fmt: skip
+    config.latency["added_p50_ms"] = 6.5
     pieces = {"paytabs_call_ms": 0.5, "sqlalchemy_statement_ms": 0.75,
-              "asyncpg_statement_ms": 0.2, "samples": 400}  # fmt: skip
-    config.floor = pieces | load_floor.floor(0.25, pieces)
+              "asyncpg_statement_ms": 0.2, "sqlalchemy_write_p50_ms": 0.9,
+              "asyncpg_write_p50_ms": 0.4, "samples": 400}  # fmt: skip
+    config.floor = pieces | load_floor.floor(0.25, pieces, bare_sequential_p50_ms=0.45)
     report = {
         "machine": {"nproc": 2, "cpu_model": "x", "memory": "1 GiB", "kernel": "6", "python": "3"},
         "command": "paytabs-guard bench load",
@@ -258,3 +283,7 @@ def test_the_report_shows_the_floor_against_the_goals() -> None:
     )
     assert "| callback floor: request + 2 statements | 1.750 | 7.0 | 14.3 % (goal 25 %) |" in table
     assert "| the same statement on a raw asyncpg connection | 0.200 | 0.8 |  |" in table
+    assert "| added-latency floor: request + 2 writes through SQLAlchemy | 2.250 |" in table
+    assert "| the same on raw asyncpg | 1.250 |" in table
+    assert "| left for everything else a create does, under the goal | 0.750 |" in table
+    assert "| measured: added p50 | 6.500 |" in table

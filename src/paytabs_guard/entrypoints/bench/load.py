@@ -6,14 +6,17 @@ through ``load_server`` (uvicorn with the settings of ``paytabs-guard serve``; `
 runs ``serve`` itself), with the PayTabs simulator in a process of its own, and drives them from
 this process (the load generator, ``load_client``):
 
-* **bare**: ``POST /bare``, a pydantic-validated JSON body in, a small JSON object out;
+* **bare**: ``POST /bare``, a pydantic-validated JSON body in, a small JSON object out; first
+  one request after another (the HTTP hop alone), then the closed loop;
 * **create**: ``POST /payments/v2/create`` (a new Idempotency-Key each time) against the
   simulator;
 * **callback**: ``POST /payments/v2/webhook`` with a correctly signed PayTabs callback for each
   payment created before (each one new: verified, deduplicated, applied, persisted);
 * **added latency**: sequential creates through the service, alternating with the PayTabs
   client's ``create_payment_page`` straight to the same simulator; the difference of the p50s,
-  and the CPU the server and PostgreSQL spent per sequential create (a floor under it).
+  and the CPU the server and PostgreSQL spent per sequential create (a floor under it);
+* **the floor** (PostgreSQL, 1 worker): what no create or callback can do without, in CPU and,
+  for the added latency, in wall-clock time (``load_floor``).
 
 Then one memory run in the production shape (PostgreSQL with Redis, the most workers asked
 for) under a steady create-then-callback load, sampling the workers' RSS; the least-squares
@@ -498,6 +501,26 @@ async def per_operation(
     return costs
 
 
+async def sequential_p50_ms(server: Server, samples: int) -> float:
+    """p50 of requests to the bare endpoint one after another on one keep-alive connection,
+    after a warm-up: the HTTP hop a create through the service takes and a direct call not."""
+    payload = next(bare_requests(server.port))[0]
+    connection = Connection("127.0.0.1", server.port)
+    times: list[float] = []
+    try:
+        for n in range(max(5, samples // 10) + samples):
+            started = time.perf_counter()
+            status, _ = await connection.request(payload)
+            if status >= 300:
+                raise RuntimeError(f"the bare endpoint answered {status}")
+            if n >= max(5, samples // 10):
+                times.append(1000 * (time.perf_counter() - started))
+    finally:
+        await connection.aclose()
+    times.sort()
+    return percentile(times, 0.5)
+
+
 async def added_latency(stack: Stack, server: Server, created: list[bytes]) -> dict[str, float]:
     """p50/p99 of creates through the service and of the PayTabs client straight to the same
     simulator, taking turns on one keep-alive connection each, after a warm-up."""
@@ -570,7 +593,9 @@ async def run_config(stack: Stack, database: str, workers: int) -> ConfigResult:
     result = ConfigResult(database, workers, redis_on)
     progress(f"{database}, {workers} worker(s): bare endpoint")
     async with stack.bare(workers) as bare:
+        sequential = await sequential_p50_ms(bare, stack.plan.latency_samples)
         load, cpu, costs = await closed_loop(stack, bare, "bare", bare_requests(bare.port))
+        costs["sequential_p50_ms"] = round(sequential, 3)
     result.phases["bare"] = load.summary()
     result.cpu["bare"] = cpu
     result.per_operation["bare"] = costs
@@ -615,7 +640,7 @@ async def run_config(stack: Stack, database: str, workers: int) -> ConfigResult:
             )
             result.floor = pieces
             if isinstance(bare_ms, int | float) and bare_ms > 0:
-                result.floor |= floor(float(bare_ms), pieces)
+                result.floor |= floor(float(bare_ms), pieces, sequential)
     return result
 
 
@@ -908,6 +933,34 @@ def _floor_lines(config: Mapping[str, Any]) -> list[str]:
             found["callback_ms"],
             allows(found["callback_best_ratio"], "callback"),
         ),
+        *_latency_floor_lines(config, found),
+    ]
+
+
+def _latency_floor_lines(config: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:
+    """The floor under the added latency, in wall-clock p50s, next to what was measured."""
+    if "added_latency_ms" not in found:
+        return []
+    added = config.get("added_latency", {}).get("added_p50_ms")
+    floor_ms = float(found["added_latency_ms"])
+    measured = f"{added:.3f}" if isinstance(added, int | float) else "—"
+    return [
+        "",
+        "The floor under the latency a create adds over a direct PayTabs call (wall-clock p50s, "
+        f"{found['samples']} one after another each; goal {TARGET_ADDED_MS:g} ms):",
+        "",
+        "| piece | p50 ms |",
+        "|---|--:|",
+        f"| a request to the bare endpoint, one after another | "
+        f"{found['bare_sequential_p50_ms']:.3f} |",
+        f"| a durable write through SQLAlchemy (checkout, insert of 60 values, commit) | "
+        f"{found['sqlalchemy_write_p50_ms']:.3f} |",
+        f"| the same write on a raw asyncpg connection | {found['asyncpg_write_p50_ms']:.3f} |",
+        f"| added-latency floor: request + 2 writes through SQLAlchemy | {floor_ms:.3f} |",
+        f"| the same on raw asyncpg | {found['added_latency_raw_ms']:.3f} |",
+        f"| left for everything else a create does, under the goal | "
+        f"{TARGET_ADDED_MS - floor_ms:.3f} |",
+        f"| measured: added p50 | {measured} |",
     ]
 
 

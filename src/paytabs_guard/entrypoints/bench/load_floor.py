@@ -11,18 +11,36 @@ could reach if all of its own work (the domain, the relay, logging, metrics) cos
 
 The same statement on a raw asyncpg connection shows what leaving SQLAlchemy's execute path
 would buy.
+
+The latency the service adds over a direct PayTabs call has a floor of its own, in wall-clock
+time: the HTTP hop to the service (a sequential request to the bare endpoint, from the same
+client) and the two writes a create must see durable before it goes on, one before the PayTabs
+call and one after (a row of 60 values inserted through SQLAlchemy with its checkout and its
+commit, which waits for the WAL flush). The PayTabs call itself is in both the service's time
+and the direct call's, so it cancels out.
 """
 
 from __future__ import annotations
 
 import itertools
 import secrets
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import asyncpg
-from sqlalchemy import Text, bindparam, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Identity,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    select,
+)
 
 from paytabs_guard.adapters.paytabs.transformers import HostedPageRequest
 from paytabs_guard.adapters.sql import create_engine
@@ -34,6 +52,15 @@ from paytabs_guard.settings import Settings
 STATEMENT_VALUES: Final = 60
 """Bind parameters of the measured statement: about what a callback's commit statement sends."""
 
+_scratch = MetaData()
+WRITES: Final = Table(
+    "bench_floor_writes",
+    _scratch,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    *(Column(f"c{n}", Text) for n in range(STATEMENT_VALUES)),
+)
+"""Where the durable writes go: made in the run's throw-away database, dropped after."""
+
 
 async def measure_pieces(
     database_url: str, settings: Settings, *, samples: int
@@ -41,32 +68,52 @@ async def measure_pieces(
     """CPU milliseconds in this process of one statement through SQLAlchemy (checkout, execute,
     one row, check-in; autocommit as the service sends a create's and a callback's), the same
     statement on one raw asyncpg connection, and one PayTabs ``create_payment_page`` call
-    through the service's client (``settings`` point it at the simulator)."""
+    through the service's client (``settings`` point it at the simulator); and the wall-clock
+    p50 of a durable write (an insert and its commit) through SQLAlchemy and on raw asyncpg."""
     statement = select(
         *(bindparam(f"v{n}", type_=Text).label(f"c{n}") for n in range(STATEMENT_VALUES))
     )
     values = {f"v{n}": f"value-{n}" for n in range(STATEMENT_VALUES)}
+    write = insert(WRITES).values(
+        {f"c{n}": bindparam(f"v{n}", type_=Text) for n in range(STATEMENT_VALUES)}
+    )
     engine = create_engine(database_url)
+    raw = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_scratch.create_all)
 
         async def through_sqlalchemy() -> None:
             async with single_statement(engine) as connection:
                 (await connection.execute(statement, values)).one()
 
+        async def durable_write() -> None:
+            async with single_statement(engine) as connection:
+                await connection.execute(write, values)
+
         sqlalchemy_ms = await cpu_ms(through_sqlalchemy, samples)
+        write_p50 = await wall_p50_ms(durable_write, samples)
+
         compiled = statement.compile(dialect=engine.dialect)
         arguments = [values[name] for name in compiled.positiontup or ()]
-    finally:
-        await engine.dispose()
-    raw = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
+        write_compiled = write.compile(dialect=engine.dialect)
+        write_arguments = [values[name] for name in write_compiled.positiontup or ()]
 
         async def through_asyncpg() -> None:
             await raw.fetchrow(compiled.string, *arguments)
 
+        async def raw_write() -> None:
+            await raw.execute(write_compiled.string, *write_arguments)
+
         asyncpg_ms = await cpu_ms(through_asyncpg, samples)
+        raw_write_p50 = await wall_p50_ms(raw_write, samples)
     finally:
-        await raw.close()
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(_scratch.drop_all)
+        finally:
+            await raw.close()
+            await engine.dispose()
     client = build_paytabs_client(settings)
     prefix = secrets.token_hex(4)
     numbers = itertools.count()
@@ -90,6 +137,8 @@ async def measure_pieces(
         "sqlalchemy_statement_ms": round(sqlalchemy_ms, 3),
         "asyncpg_statement_ms": round(asyncpg_ms, 3),
         "paytabs_call_ms": round(paytabs_ms, 3),
+        "sqlalchemy_write_p50_ms": round(write_p50, 3),
+        "asyncpg_write_p50_ms": round(raw_write_p50, 3),
         "samples": samples,
     }
 
@@ -104,17 +153,46 @@ async def cpu_ms(step: Callable[[], Awaitable[None]], samples: int) -> float:
     return 1000 * (time.process_time() - started) / samples
 
 
-def floor(bare_ms: float, pieces: Mapping[str, float]) -> dict[str, float]:
+async def wall_p50_ms(
+    step: Callable[[], Awaitable[None]],
+    samples: int,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """The median wall-clock milliseconds of ``step``, one after another, after a warm-up."""
+    for _ in range(max(5, samples // 10)):
+        await step()
+    times = []
+    for _ in range(samples):
+        started = clock()
+        await step()
+        times.append(1000 * (clock() - started))
+    return statistics.median(times)
+
+
+def floor(
+    bare_ms: float, pieces: Mapping[str, float], bare_sequential_p50_ms: float | None = None
+) -> dict[str, float]:
     """The floors in CPU ms, and the largest share of the bare endpoint's throughput each
     allows: a create is the request, the PayTabs call and two statements; a callback the
-    request and two statements."""
+    request and two statements. With the bare endpoint's sequential p50, also the floor under
+    the latency a create adds over a direct PayTabs call: the request's hop and two durable
+    writes, in wall-clock time."""
     statements = 2 * pieces["sqlalchemy_statement_ms"]
     create = bare_ms + pieces["paytabs_call_ms"] + statements
     callback = bare_ms + statements
-    return {
+    found = {
         "bare_request_ms": round(bare_ms, 3),
         "create_ms": round(create, 3),
         "callback_ms": round(callback, 3),
         "create_best_ratio": round(bare_ms / create, 4) if create else 0.0,
         "callback_best_ratio": round(bare_ms / callback, 4) if callback else 0.0,
     }
+    write_p50 = pieces.get("sqlalchemy_write_p50_ms")
+    if bare_sequential_p50_ms is not None and write_p50 is not None:
+        found["bare_sequential_p50_ms"] = round(bare_sequential_p50_ms, 3)
+        found["added_latency_ms"] = round(bare_sequential_p50_ms + 2 * write_p50, 3)
+        raw_write = pieces.get("asyncpg_write_p50_ms")
+        if raw_write is not None:
+            found["added_latency_raw_ms"] = round(bare_sequential_p50_ms + 2 * raw_write, 3)
+    return found
