@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, insert, select
@@ -118,6 +118,29 @@ class RoutedRecordingSink(RecordingSink):
     @property
     def accepted_types(self) -> frozenset[str] | None:
         return None
+
+
+class BatchRecordingSink(RecordingSink):
+    """A ``RecordingSink`` that takes batches (``BatchSink``), as the Redis stream sink does;
+    ``batches`` keeps the event ids of each call."""
+
+    def __init__(
+        self, name: str, *, failing: Callable[[OutboxEvent], bool] = lambda _: False
+    ) -> None:
+        super().__init__(name, failing=failing)
+        self.batches: list[list[str]] = []
+
+    async def deliver_many(self, events: Sequence[OutboxEvent]) -> Sequence[Exception | None]:
+        self.batches.append([event.event_id for event in events])
+        outcomes: list[Exception | None] = []
+        for event in events:
+            try:
+                await self.deliver(event)
+            except DeliveryFailed as error:
+                outcomes.append(error)
+            else:
+                outcomes.append(None)
+        return outcomes
 
 
 def fail_times(times: int, *event_ids: str) -> Callable[[OutboxEvent], bool]:

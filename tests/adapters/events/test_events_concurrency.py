@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.events import OutboxEvent, OutboxRelay
+from paytabs_guard.adapters.events import Backoff, OutboxEvent, OutboxRelay
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql.tables import outbox
 from testkit.clock import FakeClock
 
-from .events_support import add_event, build_schema, open_engine
+from .events_support import RecordingSink, add_event, build_schema, open_engine
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -161,3 +161,34 @@ async def test_an_event_waits_for_an_older_one_another_relay_is_still_fanning_ou
 
     await relay.run_once()
     assert log.accepted["redis"] == [b1, a1, a2]
+
+
+async def test_a_payment_whose_first_delivery_another_relay_holds_keeps_its_later_ones_waiting(
+    two_engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    engine, other_instance = two_engines
+    clock = FakeClock()
+    a1 = await add_event(engine, "pay_a", "payment.created")
+    a2 = await add_event(engine, "pay_a", "payment.completed")
+    b1 = await add_event(engine, "pay_b", "payment.created")
+    refusing = True
+    sink = RecordingSink("redis", failing=lambda _: refusing)
+    relay = OutboxRelay(engine, [sink], clock=clock, backoff=Backoff(1.0, 1.0))
+    await relay.run_once()  # the sink refuses: the deliveries exist, a1 and b1 back off
+    assert sink.received == []
+    refusing = False
+    clock.advance(60)
+
+    async with other_instance.connect() as conn:
+        # What another relay's claim holds while it runs: a1's delivery row, locked.
+        await conn.execute(
+            select(event_deliveries.c.id)
+            .where(event_deliveries.c.event_id == a1.event_id)
+            .with_for_update()
+        )
+        await relay.run_once()
+        assert sink.received == [b1]  # a1 is skipped as locked, and a2 must not go before it
+        await conn.rollback()
+
+    await relay.run_once()
+    assert sink.received == [b1, a1, a2]

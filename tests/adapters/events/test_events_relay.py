@@ -6,7 +6,7 @@ import asyncio
 import random
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.events import (
@@ -24,7 +24,13 @@ from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql.tables import outbox
 from testkit.clock import FakeClock
 
-from .events_support import RecordingSink, add_event, delivery_counts, fail_times
+from .events_support import (
+    BatchRecordingSink,
+    RecordingSink,
+    add_event,
+    delivery_counts,
+    fail_times,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -136,6 +142,73 @@ async def test_a_later_event_of_a_payment_waits_while_an_earlier_one_backs_off(
     assert stats.delivered == 3
     assert picky.received_ids == [b1.event_id, a1.event_id, a2.event_id, a3.event_id]
     assert picky.attempts.count(a2.event_id) == 1  # never tried out of turn
+
+
+async def leases(engine: AsyncEngine, sink: str) -> dict[str, str | None]:
+    """event id -> the relay holding its delivery to ``sink`` (None when nobody does)."""
+    d = event_deliveries
+    query = select(d.c.event_id, d.c.claimed_by).where(d.c.sink == sink)
+    async with engine.connect() as conn:
+        return {row.event_id: row.claimed_by for row in (await conn.execute(query)).all()}
+
+
+@pytest.mark.parametrize("batches", [False, True], ids=["one-by-one", "batch-sink"])
+async def test_events_claimed_behind_a_failed_one_go_back_unattempted_and_follow_it(
+    engine: AsyncEngine, batches: bool
+) -> None:
+    clock = FakeClock()
+    a1 = await add_event(engine, "pay_a", "payment.created")
+    a2 = await add_event(engine, "pay_a", "payment.initiated")
+    b1 = await add_event(engine, "pay_b", "payment.created")
+    a3 = await add_event(engine, "pay_a", "payment.completed")
+    kind = BatchRecordingSink if batches else RecordingSink
+    sink = kind("picky", failing=fail_times(1, a1.event_id))
+    relay = relay_for(engine, sink, clock=clock)
+
+    stats = await relay.run_once()
+
+    assert (stats.delivered, stats.retried) == (1, 1)
+    assert sink.attempts == [a1.event_id, b1.event_id]  # a2 and a3 were claimed, not sent
+    assert set((await leases(engine, "picky")).values()) == {None}  # and nobody holds them
+    clock.advance(BACKOFF.cap_seconds)
+    stats = await relay.run_once()
+
+    assert stats.delivered == 3
+    assert sink.received_ids == [b1.event_id, a1.event_id, a2.event_id, a3.event_id]
+    assert sink.attempts.count(a2.event_id) == sink.attempts.count(a3.event_id) == 1
+    if isinstance(sink, BatchRecordingSink):
+        # a payment's events go one wave after the other, never two of them in one call
+        assert sink.batches == [[a1.event_id, b1.event_id], [a1.event_id], [a2.event_id],
+                                [a3.event_id]]  # fmt: skip
+
+
+async def test_a_later_event_never_passes_an_earlier_one_that_cannot_go_yet(
+    engine: AsyncEngine,
+) -> None:
+    clock = FakeClock()
+    a1 = await add_event(engine, "pay_a", "payment.created")
+    a2 = await add_event(engine, "pay_a", "payment.initiated")
+    a3 = await add_event(engine, "pay_a", "payment.completed")
+    sink = RecordingSink("picky", failing=fail_times(1, a2.event_id))
+    relay = relay_for(engine, sink, clock=clock)
+    await relay.run_once()
+    assert sink.received_ids == [a1.event_id]  # a2 backs off, a3 waits behind it
+    # a1 is due again (as a dead letter put back by ``replay`` would be) while a2 still backs
+    # off: a claim may take a1, but a3 must go on waiting for a2
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(event_deliveries)
+            .where(event_deliveries.c.event_id == a1.event_id)
+            .values(status="pending", next_attempt_at=clock.now)
+        )
+
+    await relay.run_once()
+
+    assert sink.received_ids == [a1.event_id, a1.event_id]
+    assert a3.event_id not in sink.attempts
+    clock.advance(BACKOFF.cap_seconds)
+    await relay.run_once()
+    assert sink.received_ids == [a1.event_id, a1.event_id, a2.event_id, a3.event_id]
 
 
 async def test_a_poison_event_becomes_a_dead_letter_and_the_payment_moves_on(

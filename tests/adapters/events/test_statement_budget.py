@@ -29,10 +29,15 @@ BUDGET: dict[tuple[str, bool], tuple[int, int]] = {
 }
 
 
+@pytest.mark.parametrize("per_payment", [1, 2], ids=["one-per-payment", "two-per-payment"])
 @pytest.mark.parametrize("routed", [True, False], ids=["routed", "accepts-only"])
-async def test_a_relay_batch_stays_within_the_budget(engine: AsyncEngine, routed: bool) -> None:
+async def test_a_relay_batch_stays_within_the_budget(
+    engine: AsyncEngine, routed: bool, per_payment: int
+) -> None:
+    # A payment's next event is claimed with its first and acknowledged with it: a create's
+    # two events cost what two payments' first events cost.
     for n in range(EVENTS):
-        await add_event(engine, f"pay_{n}")
+        await add_event(engine, f"pay_{n // per_payment}", occurrence=str(n))
     sink = RoutedRecordingSink if routed else RecordingSink
     first, second = sink("first"), sink("second")
     relay = OutboxRelay(engine, [first, second], clock=FakeClock(), rng=random.Random(7))

@@ -83,7 +83,9 @@ async def test_the_relay_claim_probes_each_candidates_own_payment(
     engine: AsyncEngine, exclude: bool
 ) -> None:
     plan = await _plan(engine, _literal(claim_statement(20, exclude=exclude), engine, CLAIM_PARAMS))
-    assert _full_scans(engine, plan) == [], plan
+    # "heads", "nexts" and "followers" are the claim's own CTEs: at most the batch (20 rows)
+    own = ("heads", "nexts", "followers")
+    assert [scan for scan in _full_scans(engine, plan) if scan not in own] == [], plan
     if engine.dialect.name == "postgresql":
         # "an earlier delivery of the payment waits": probed per candidate with its payment id
         # (not an anti-join that reads every pending delivery for each candidate)
