@@ -185,7 +185,7 @@ def test_the_latency_table_shows_what_a_sequential_create_cost_the_server_and_th
     config.latency = {
         "service_p50_ms": 12.5, "service_p99_ms": 20.0, "direct_p50_ms": 2.0,
         "direct_p99_ms": 4.0, "added_p50_ms": 10.5, "server_cpu_ms": 9.87,
-        "postgres_cpu_ms": 3.21,
+        "postgres_cpu_ms": 3.21, "statements": 5.04, "round_trips": 5.04,
     }  # fmt: skip
     report = {
         "machine": {"nproc": 2, "cpu_model": "x", "memory": "1 GiB", "kernel": "6", "python": "3"},
@@ -203,7 +203,10 @@ def test_the_latency_table_shows_what_a_sequential_create_cost_the_server_and_th
     }
     table = load.markdown(report)
     assert "| CPU ms per create: server / PostgreSQL |" in table
-    assert "| postgres + Redis | 1 | 12.50 / 20.00 | 2.00 / 4.00 | 10.50 | 9.87 / 3.21 |" in table
+    assert (
+        "| postgres + Redis | 1 | 12.50 / 20.00 | 2.00 / 4.00 | 10.50 | 9.87 / 3.21 | 5.0 / 5.0 |"
+        in table
+    )
 
 
 def test_the_floor_adds_the_pieces_a_create_and_a_callback_cannot_do_without() -> None:

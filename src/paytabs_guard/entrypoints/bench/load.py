@@ -539,9 +539,16 @@ async def added_latency(stack: Stack, server: Server, created: list[bytes]) -> d
     # the service's latency, and under the latency it adds, less the client's own share.
     meter = CpuMeter(stack.cpu_groups(server))
     metered_from = 0.0
+    # Statements and round trips per create, its relay run included: counted from totals the
+    # workers have flushed once the warm-up's last relay run is over.
+    counts = stack.counts
+    before: tuple[int, int] | None = None
     try:
         for n in range(warm + samples):
             if n == warm:
+                if counts is not None:
+                    await asyncio.sleep(2.5 * FLUSH_SECONDS)
+                    before = read_counts(counts)
                 meter.start()
                 metered_from = clock()
             payload = create_request(server.port, f"latency-{prefix}-{n}")
@@ -568,6 +575,12 @@ async def added_latency(stack: Stack, server: Server, created: list[bytes]) -> d
                 direct.append(direct_ms)
         metered = clock() - metered_from
         cores = meter.stop()
+        sent: dict[str, float] = {}
+        if counts is not None and before is not None:
+            await asyncio.sleep(2.5 * FLUSH_SECONDS)  # the last create's relay run included
+            statements, round_trips = read_counts(counts)
+            sent["statements"] = round((statements - before[0]) / samples, 2)
+            sent["round_trips"] = round((round_trips - before[1]) / samples, 2)
     finally:
         await connection.aclose()
         await client.aclose()
@@ -585,7 +598,7 @@ async def added_latency(stack: Stack, server: Server, created: list[bytes]) -> d
         "server_cpu_ms": round(1000 * cores.get("server", 0.0) * metered / samples, 3),
         "postgres_cpu_ms": round(1000 * cores.get("postgres", 0.0) * metered / samples, 3),
         "service_failures": failures,
-    }
+    } | sent
 
 
 async def run_config(stack: Stack, database: str, workers: int) -> ConfigResult:
@@ -999,8 +1012,9 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines += [
         "",
         "| database | workers | create via service p50 / p99 ms | PayTabsClient direct p50 / "
-        "p99 ms | added p50 ms | CPU ms per create: server / PostgreSQL |",
-        "|---|--:|--:|--:|--:|--:|",
+        "p99 ms | added p50 ms | CPU ms per create: server / PostgreSQL | statements / round "
+        "trips per create (relay included) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for config in report.get("configs", []):
         lat = config["added_latency"]
@@ -1009,7 +1023,8 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"| {label} | {config['workers']} | {lat['service_p50_ms']:.2f} / "
             f"{lat['service_p99_ms']:.2f} | {lat['direct_p50_ms']:.2f} / "
             f"{lat['direct_p99_ms']:.2f} | {lat['added_p50_ms']:.2f} | "
-            f"{_cost(lat.get('server_cpu_ms'), 2)} / {_cost(lat.get('postgres_cpu_ms'), 2)} |"
+            f"{_cost(lat.get('server_cpu_ms'), 2)} / {_cost(lat.get('postgres_cpu_ms'), 2)} | "
+            f"{_cost(lat.get('statements'), 1)} / {_cost(lat.get('round_trips'), 1)} |"
         )
     for config in report.get("configs", []):
         lines += _floor_lines(config)
