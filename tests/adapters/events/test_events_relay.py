@@ -117,14 +117,22 @@ async def test_a_failing_subscriber_gets_the_event_once_it_succeeds_and_blocks_n
     assert row.last_error == "ConnectionError: the warehouse is down"
 
 
-async def test_a_later_event_of_a_payment_waits_while_an_earlier_one_backs_off(
+async def three_of_a_and_one_of_b(
     engine: AsyncEngine,
-) -> None:
-    clock = FakeClock()
+) -> tuple[OutboxEvent, OutboxEvent, OutboxEvent, OutboxEvent]:
+    """pay_a's first two events, pay_b's first, pay_a's third, committed in that order."""
     a1 = await add_event(engine, "pay_a", "payment.created")
     a2 = await add_event(engine, "pay_a", "payment.initiated")
     b1 = await add_event(engine, "pay_b", "payment.created")
     a3 = await add_event(engine, "pay_a", "payment.completed")
+    return a1, a2, b1, a3
+
+
+async def test_a_later_event_of_a_payment_waits_while_an_earlier_one_backs_off(
+    engine: AsyncEngine,
+) -> None:
+    clock = FakeClock()
+    a1, a2, b1, a3 = await three_of_a_and_one_of_b(engine)
     picky = RecordingSink("picky", failing=fail_times(2, a1.event_id))
     other = RecordingSink("other")
     relay = relay_for(engine, picky, other, clock=clock)
@@ -157,10 +165,7 @@ async def test_events_claimed_behind_a_failed_one_go_back_unattempted_and_follow
     engine: AsyncEngine, batches: bool
 ) -> None:
     clock = FakeClock()
-    a1 = await add_event(engine, "pay_a", "payment.created")
-    a2 = await add_event(engine, "pay_a", "payment.initiated")
-    b1 = await add_event(engine, "pay_b", "payment.created")
-    a3 = await add_event(engine, "pay_a", "payment.completed")
+    a1, a2, b1, a3 = await three_of_a_and_one_of_b(engine)
     kind = BatchRecordingSink if batches else RecordingSink
     sink = kind("picky", failing=fail_times(1, a1.event_id))
     relay = relay_for(engine, sink, clock=clock)
@@ -168,7 +173,7 @@ async def test_events_claimed_behind_a_failed_one_go_back_unattempted_and_follow
     stats = await relay.run_once()
 
     assert (stats.delivered, stats.retried) == (1, 1)
-    assert sink.attempts == [a1.event_id, b1.event_id]  # a2 and a3 were claimed, not sent
+    assert sink.attempts == [a1.event_id, b1.event_id]  # a2 was claimed with a1, not sent
     assert set((await leases(engine, "picky")).values()) == {None}  # and nobody holds them
     clock.advance(BACKOFF.cap_seconds)
     stats = await relay.run_once()
