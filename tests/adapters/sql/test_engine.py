@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from paytabs_guard.adapters.sql import create_engine
+from paytabs_guard.adapters.sql.engine import switch_to_wal
 from paytabs_guard.adapters.sql.statements import counting
 from paytabs_guard.adapters.sql.tables import webhook_inbox
 
@@ -30,6 +32,75 @@ async def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path:
     finally:
         await engine.dispose()
     assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 7000}
+
+
+async def test_engines_opening_a_new_file_together_all_get_it_in_wal(tmp_path: Path) -> None:
+    # Two workers (or a migration and a worker) starting on a new file: SQLite refuses the
+    # WAL switch at once while another connection writes, and one time in three one of them
+    # failed to connect. Twenty rounds: without the wait, one round failing is near certain.
+    for round_ in range(20):
+        url = f"sqlite+aiosqlite:///{tmp_path / f'new-{round_}.db'}"
+        engines = [create_engine(url, pool_size=1) for _ in range(2)]
+
+        async def first_write(engine: AsyncEngine) -> str:
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+                mode: str = await connection.scalar(text("PRAGMA journal_mode"))
+            return mode
+
+        try:
+            modes = await asyncio.gather(*(first_write(engine) for engine in engines))
+        finally:
+            for engine in engines:
+                await engine.dispose()
+        assert modes == ["wal", "wal"]
+
+
+def _rollback_mode_file_with_a_writer(path: Path) -> sqlite3.Connection:
+    """A file still in rollback-journal mode and a connection holding its write lock."""
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    return writer
+
+
+def test_the_wal_switch_waits_for_a_writer_instead_of_failing(tmp_path: Path) -> None:
+    writer = _rollback_mode_file_with_a_writer(tmp_path / "busy.db")
+    opened = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # what SQLite alone does
+        opened.execute("PRAGMA journal_mode = WAL")
+    waited: list[float] = []
+
+    def writer_commits_meanwhile(seconds: float) -> None:
+        waited.append(seconds)
+        writer.execute("COMMIT")
+
+    switch_to_wal(opened, 5.0, sleep=writer_commits_meanwhile)
+    assert opened.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert opened.execute("SELECT x FROM t").fetchall() == [(1,)]  # the writer's row stands
+    assert opened.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    assert sum(waited) < 5.0
+    writer.close()
+    opened.close()
+
+
+def test_the_wal_switch_gives_up_with_sqlites_error_after_the_lock_timeout(
+    tmp_path: Path,
+) -> None:
+    writer = _rollback_mode_file_with_a_writer(tmp_path / "held.db")
+    opened = sqlite3.connect(tmp_path / "held.db", isolation_level=None)
+    now = [0.0]
+
+    def time_passes(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        switch_to_wal(opened, 2.0, sleep=time_passes, clock=lambda: now[0])
+    assert 1.9 <= now[0] <= 2.0  # waited out the timeout, not longer
+    assert opened.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    writer.close()
+    opened.close()
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from paytabs_guard.adapters.sql.sqlite_driver import (
     BatchStatement,
     BatchStatementFailed,
     OneTripConnection,
+    one_trip_connector,
 )
 from paytabs_guard.adapters.sql.statements import counting
 
@@ -259,3 +260,40 @@ async def test_a_failing_batch_statement_says_which_and_rolls_back_with_the_rest
     async with engine.connect() as connection:
         names = (await connection.execute(text("SELECT name FROM items"))).scalars().all()
     assert names == ["after"]
+
+
+async def test_a_close_that_a_force_close_overtook_still_returns(tmp_path: Path) -> None:
+    # SQLAlchemy closes a connection gracefully and, when that wait is cancelled, force-closes
+    # it (stop) while the graceful close is still queued. The thread ends on the first stop;
+    # the close, resumed, must not wait for a second stop that no thread will ever answer.
+    connection = await one_trip_connector((str(tmp_path / "close.db"),), {})()
+    closing = asyncio.ensure_future(connection.close())
+    await asyncio.sleep(0)  # the graceful close hands its close to the thread
+    stopping = connection.stop()
+    async with asyncio.timeout(10):
+        await closing
+        assert stopping is not None
+        await stopping
+    assert connection._connection is None
+    assert connection.stop() is None  # asked once, answered once
+
+
+async def test_prepare_runs_on_the_new_connection_and_a_failing_one_fails_the_open(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "prepared.db")
+    connection = await one_trip_connector(
+        (path,), {}, prepare=lambda raw: raw.execute("PRAGMA user_version = 7")
+    )()
+    try:
+        assert await connection.on_thread(
+            lambda: connection.raw.execute("PRAGMA user_version").fetchone()
+        ) == (7,)
+    finally:
+        await connection.close()
+
+    def refuse(_: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("not today")
+
+    with pytest.raises(sqlite3.OperationalError, match="not today"):
+        await one_trip_connector((path,), {}, prepare=refuse)()

@@ -25,7 +25,7 @@ import contextlib
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 from sqlalchemy import Table, event
@@ -90,17 +90,19 @@ def _sqlite_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) ->
         url,
         pool_size=pool_size,
         max_overflow=0,  # see DEFAULT_POOL_SIZE
-        async_creator=one_trip_connector(args, {**options, "timeout": lock_timeout}),
+        async_creator=one_trip_connector(
+            args,
+            {**options, "timeout": lock_timeout},
+            # On the connection's thread, where waiting for the switch blocks no event loop.
+            prepare=lambda connection: switch_to_wal(connection, lock_timeout),
+        ),
         echo=echo,
     )
-    busy_timeout_ms = round(lock_timeout * 1000)
 
     def on_connect(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
         # Let the "begin" hook below emit BEGIN (the sqlite3 module would emit a deferred one).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         # synchronous stays FULL (the default): a committed payment must survive a power cut.
         cursor.close()
@@ -113,6 +115,35 @@ def _sqlite_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) ->
     event.listen(engine.sync_engine, "begin", on_begin)
     _GATES[engine.sync_engine] = WriterGate(lock_timeout)
     return engine
+
+
+def switch_to_wal(
+    connection: sqlite3.Connection,
+    lock_timeout: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Set ``busy_timeout`` and WAL on a new sqlite3 connection, waiting for the switch.
+
+    Switching a file to WAL needs its exclusive lock, and SQLite answers "database is locked"
+    at once, without its busy handler, when another connection holds the write lock: two
+    processes (or engines) opening a new file together failed one time in three. So the
+    switch is retried here, in growing steps up to 50 ms, for at most ``lock_timeout``
+    seconds; then the error is SQLite's. On a file already in WAL the pragma only reads.
+    """
+    connection.execute(f"PRAGMA busy_timeout = {round(lock_timeout * 1000)}")
+    deadline = clock() + lock_timeout
+    pause = 0.001
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL").fetchall()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or clock() + pause > deadline:
+                raise
+        sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 class WriterGate:

@@ -17,6 +17,7 @@ its events (the statement budget counts them) and error translation are unchange
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Sequence
@@ -194,6 +195,21 @@ class OneTripConnection(aiosqlite.Connection):
     """aiosqlite's connection whose cursors make one hand-off per statement."""
 
     _pending_begin: str | None = None
+    _stopping: asyncio.Future[Any] | None = None
+
+    def stop(self) -> asyncio.Future[Any] | None:
+        """Ask the thread to close the connection and end, once.
+
+        aiosqlite's ``close()`` calls ``stop()`` when its own close has run, and waits for
+        the thread to answer. When SQLAlchemy force-closed the connection in between (a
+        cancellation while it was closing it gracefully), the thread had already ended on the
+        first stop and nobody answered the second: ``close()`` waited forever, and so did
+        whatever awaited it (an event loop shutting down). A second stop now waits for
+        nothing: the first one already ends the thread after everything queued before it."""
+        if self._stopping is not None:
+            return None
+        self._stopping = super().stop()
+        return self._stopping
 
     def cursor(self) -> _CursorStart:  # type: ignore[override]  # same protocol, no hand-off
         return _CursorStart(OneTripCursor(self))
@@ -267,16 +283,36 @@ def driver_of(connection: Connection) -> OneTripConnection:
 
 
 def one_trip_connector(
-    args: Sequence[Any], kwargs: dict[str, Any]
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    *,
+    prepare: Callable[[sqlite3.Connection], object] | None = None,
 ) -> Callable[[], Awaitable[OneTripConnection]]:
     """An ``async_creator`` for SQLAlchemy: ``sqlite3.connect(*args, **kwargs)`` on a new
-    :class:`OneTripConnection`'s thread."""
+    :class:`OneTripConnection`'s thread, then ``prepare`` on the new connection, there too."""
+
+    def open_connection() -> sqlite3.Connection:
+        connection: sqlite3.Connection = sqlite3.connect(*args, **kwargs)
+        if prepare is not None:
+            try:
+                prepare(connection)
+            except BaseException:
+                connection.close()
+                raise
+        return connection
 
     async def connect() -> OneTripConnection:
-        connection = OneTripConnection(lambda: sqlite3.connect(*args, **kwargs), 64)
+        connection = OneTripConnection(open_connection, 64)
         # As SQLAlchemy does for aiosqlite: the thread must not keep the process alive.
         connection._thread.daemon = True
-        await connection  # starts the thread and opens the file on it
+        try:
+            await connection  # starts the thread and opens the file on it
+        except Exception:
+            # aiosqlite stopped the thread; let it finish before the error leaves, so it does
+            # not answer later to an event loop that may be closed by then.
+            if connection._stopping is not None:
+                await connection._stopping
+            raise
         return connection
 
     return connect
