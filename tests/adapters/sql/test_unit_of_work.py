@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
@@ -385,6 +385,38 @@ async def test_an_unlocked_read_then_a_delivery_loses_to_a_writer_in_between_on_
         "payment.initiated",
         "payment.failed",
     ]
+
+
+@pytest.mark.postgres
+async def test_a_commit_sent_past_sqlalchemy_on_a_lost_connection_fails_once_then_reconnects(
+    postgres_url: str,
+) -> None:
+    # A create's commit goes on the asyncpg connection itself (compiled.py). When its
+    # connection was cut, the error must be SQLAlchemy's, the connection invalidated (not
+    # handed out again by the pool), and the next commit must get a new one.
+    await upgrade(postgres_url)
+    engine = create_engine(postgres_url, pool_size=1, idle_ping_seconds=3600)
+    admin = create_engine(postgres_url)
+    try:
+        uow = sql_unit_of_work_factory(engine, clock=fixed_clock)
+        await _store_awaiting(uow, "pay_before_the_cut")
+        async with engine.connect() as connection:
+            cut_pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+        async with admin.connect() as killer:
+            await killer.execute(text(f"SELECT pg_terminate_backend({cut_pid})"))
+        with pytest.raises(DBAPIError) as failed:
+            await _store_awaiting(uow, "pay_on_the_cut")
+        assert failed.value.connection_invalidated
+        await _store_awaiting(uow, "pay_after_the_cut")
+        async with engine.connect() as connection:
+            new_pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+        async with uow() as unit:
+            assert await unit.payments.get("pay_on_the_cut") is None
+            assert await unit.payments.get("pay_after_the_cut") is not None
+    finally:
+        await engine.dispose()
+        await admin.dispose()
+    assert new_pid != cut_pid
 
 
 @pytest.mark.postgres

@@ -148,7 +148,7 @@ class SqlUnitOfWork:
         for _attempt in range(2):
             async with single_statement(self._engine) as connection:
                 try:
-                    await writes.finish(connection)
+                    await writes.finish(connection, autocommit=True)
                     return
                 except ClaimLost as lost:
                     if isinstance(lost.claim, PendingDelivery):

@@ -20,7 +20,8 @@ only if the gate matched a row; the outbox rows and the stored idempotency answe
   with the commit (``claim_key``), or a webhook delivery recorded with it
   (``record_delivery``), comes before the gates: every write, the gates included, requires it
   to have inserted its row, and when it did not, the statement wrote nothing and ``finish``
-  raises ``ClaimLost``.
+  raises ``ClaimLost``. When the statement runs alone (autocommit) it goes on the asyncpg
+  connection itself, past SQLAlchemy's execute (``compiled.py``).
 
 The statement is built once per *shape* (which writes, columns and row counts) and the values
 travel as bind parameters: building a dozen CTEs and their cache key cost more CPU than
@@ -31,8 +32,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple, Protocol
 
 from sqlalchemy import (
@@ -49,10 +49,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .compiled import MAX_SHAPES, compiled_for, fetch_one_on_driver
 from .engine import upsert_for
 from .errors import ConcurrentUpdate
 from .idempotency import PendingClaim, claim_upsert
@@ -127,7 +127,7 @@ class BatchedWrites:
     before them). A version check that finds no row stops the batch there: nothing after it
     runs, and ``finish`` raises ``ConcurrentUpdate`` (the unit of work then rolls back).
 
-    SQLAlchemy compiles each statement once per dialect and set of columns (``_sqlite_sql``);
+    SQLAlchemy compiles each statement once per dialect and set of columns (``compiled_for``);
     the values go through the columns' own bind processing, as SQLAlchemy's ``execute`` would
     send them. The statements are counted for the statement budget like any other
     (``statements.sent_together``)."""
@@ -140,11 +140,11 @@ class BatchedWrites:
         self._claims: dict[int, PendingClaim | PendingDelivery] = {}  # batch index: the claim
 
     def _add(self, statement: Any, values: Row, *, expect_one: bool = False) -> None:
-        compiled = _sqlite_sql(self._dialect, statement, tuple(values))
+        compiled = compiled_for(self._dialect, statement, tuple(values))
         self._batch.append(BatchStatement(compiled.sql, compiled.bind(values), False, expect_one))
 
     def _add_rows(self, statement: Any, rows: Sequence[Row]) -> None:
-        compiled = _sqlite_sql(self._dialect, statement, tuple(rows[0]))
+        compiled = compiled_for(self._dialect, statement, tuple(rows[0]))
         if len(rows) == 1:
             self._batch.append(BatchStatement(compiled.sql, compiled.bind(rows[0])))
         else:
@@ -239,64 +239,8 @@ class BatchedWrites:
         )
 
 
-class _Sql(NamedTuple):
-    """A statement compiled for SQLite: its text, and per ``?`` the parameter's name and the
-    column type's bind processing (None: the value goes as it is). ``constants``: the values
-    of the parameters the statement carries itself (a literal in a ``WHERE``)."""
-
-    sql: str
-    names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
-    constants: Mapping[str, Any]
-
-    def bind(self, values: Row) -> tuple[Any, ...]:
-        if self.constants:
-            values = {**self.constants, **values}
-        return tuple(
-            value if process is None else process(value)
-            for value, process in zip(
-                (values[name] for name in self.names), self.processors, strict=True
-            )
-        )
-
-
-_COMPILED: weakref.WeakKeyDictionary[Dialect, dict[tuple[Any, tuple[str, ...]], _Sql]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _sqlite_sql(dialect: Dialect, statement: Any, columns: tuple[str, ...]) -> _Sql:
-    """``statement`` compiled once per dialect and set of value names (an INSERT's or
-    UPDATE's columns are the names given; the rest are its bind parameters)."""
-    cache = _COMPILED.get(dialect)
-    if cache is None:
-        cache = _COMPILED[dialect] = {}
-    found = cache.get((statement, columns))
-    if found is not None:
-        return found
-    compiled: Any = statement.compile(dialect=dialect, column_keys=list(columns))
-    if compiled.insert_prefetch or compiled.update_prefetch:
-        # A Python-side column default would be computed by SQLAlchemy's execute, not here.
-        raise ValueError(f"column defaults computed in Python are not sent by a batch: {compiled}")
-    names = tuple(compiled.positiontup)
-    # ``dialect_impl``: the type as this dialect runs it (a TypeDecorator's own processing
-    # wrapped around SQLite's DATETIME storage format, as SQLAlchemy's execute applies it).
-    processors = tuple(
-        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-    )
-    constants = {
-        name: compiled.binds[name].effective_value
-        for name in names
-        if name not in columns and compiled.binds[name].value is not None
-    }
-    found = _Sql(compiled.string, names, processors, constants)
-    if len(cache) < _MAX_SHAPES:
-        cache[(statement, columns)] = found
-    return found
-
-
 # Statements built once, so SQLAlchemy's compiled forms (PostgreSQL) and ``_sqlite_sql``'s
-# (SQLite) are found again by the same object.
+# (``compiled_for``) are found again by the same object.
 
 
 @functools.cache
@@ -359,7 +303,6 @@ class _Op(NamedTuple):
 
 
 _STATEMENTS: dict[tuple[_Op, ...], Any] = {}
-_MAX_SHAPES: Final = 256
 """Statements kept by shape: a handful of shapes occur (create, page ready, callback, refund…);
 the cap only bounds memory should something make shapes without end."""
 
@@ -374,7 +317,7 @@ def _combined(shape: tuple[_Op, ...]) -> Any:
     statement = _STATEMENTS.get(shape)
     if statement is None:
         statement = _build(shape)
-        if len(_STATEMENTS) < _MAX_SHAPES:
+        if len(_STATEMENTS) < MAX_SHAPES:
             _STATEMENTS[shape] = statement
     return statement
 
@@ -619,15 +562,22 @@ class CombinedWrites:
         own (see ``_build``), and needs no transaction unless the unit of work read first."""
         return len(self._gates) <= 1
 
-    async def finish(self, connection: AsyncConnection | None = None) -> None:
-        """Send the statement, on ``connection`` or the one given at construction."""
+    async def finish(
+        self, connection: AsyncConnection | None = None, *, autocommit: bool = False
+    ) -> None:
+        """Send the statement, on ``connection`` or the one given at construction. With
+        ``autocommit`` (the connection is in autocommit: the statement runs alone) it goes on
+        the asyncpg connection itself, past SQLAlchemy's execute (``compiled.py``)."""
         if not self._ops:
             return
         connection = connection or self._connection
         if connection is None:
             raise RuntimeError("CombinedWrites.finish needs a connection")
         statement = _combined(tuple(self._ops))
-        row = (await connection.execute(statement, self._params)).one()
+        if autocommit:
+            row = await fetch_one_on_driver(connection, statement, self._params)
+        else:
+            row = (await connection.execute(statement, self._params)).one()
         gates, claims = len(self._gates), len(self._claims)
         if claims:  # a stale version first: it kept the claims from writing (``_locks``)
             locks = row[gates + claims :]
