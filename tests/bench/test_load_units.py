@@ -219,6 +219,16 @@ def test_the_floor_adds_the_pieces_a_create_and_a_callback_cannot_do_without() -
     assert "added_latency_ms" not in found  # no sequential request measured: no latency floor
 
 
+def test_the_floor_counts_statements_as_the_service_sends_them_when_measured() -> None:
+    pieces = {"paytabs_call_ms": 0.5, "sqlalchemy_statement_ms": 0.75, "asyncpg_statement_ms": 0.2,
+              "direct_statement_ms": 0.4, "sqlalchemy_write_p50_ms": 0.8,
+              "direct_write_p50_ms": 0.6, "asyncpg_write_p50_ms": 0.4}  # fmt: skip
+    found = load_floor.floor(0.25, pieces, bare_sequential_p50_ms=0.5)
+    assert found["create_ms"] == pytest.approx(0.25 + 0.5 + 2 * 0.4)
+    assert found["callback_ms"] == pytest.approx(0.25 + 2 * 0.4)
+    assert found["added_latency_ms"] == pytest.approx(0.5 + 2 * 0.6)
+
+
 def test_the_latency_floor_is_the_request_hop_and_two_durable_writes() -> None:
     pieces = {"paytabs_call_ms": 0.5, "sqlalchemy_statement_ms": 0.75, "asyncpg_statement_ms": 0.2,
               "sqlalchemy_write_p50_ms": 0.8, "asyncpg_write_p50_ms": 0.4}  # fmt: skip
@@ -286,7 +296,7 @@ def test_the_report_shows_the_floor_against_the_goals() -> None:
     )
     assert "| callback floor: request + 2 statements | 1.750 | 7.0 | 14.3 % (goal 25 %) |" in table
     assert "| the same statement on a raw asyncpg connection | 0.200 | 0.8 |  |" in table
-    assert "| added-latency floor: request + 2 writes through SQLAlchemy | 2.250 |" in table
+    assert "| added-latency floor: request + 2 writes | 2.250 |" in table
     assert "| the same on raw asyncpg | 1.250 |" in table
     assert "| left for everything else a create does, under the goal | 0.750 |" in table
     assert "| measured: added p50 | 6.500 |" in table
