@@ -51,10 +51,13 @@ _BATCH_COUNTS: list[tuple[object, StatementCount, bool]] = []
 it keeps texts)."""
 
 
-def sent_together(connection: AsyncConnection, statements: Sequence[tuple[str, bool]]) -> None:
-    """Count ``statements`` ((SQL, executemany?) each) sent to the database in one round trip,
-    without SQLAlchemy's execute, so without its events."""
-    engine = connection.sync_engine
+def sent_together(
+    sender: AsyncConnection | AsyncEngine, statements: Sequence[tuple[str, bool]]
+) -> None:
+    """Count ``statements`` ((SQL, executemany?) each) sent to the database in one round trip
+    by ``sender`` (a connection, or an engine's pooled connection), without SQLAlchemy's
+    execute, so without its events."""
+    engine = sender.sync_engine
     for target, count, keep_texts in _BATCH_COUNTS:
         if target is not Engine and target is not engine:
             continue

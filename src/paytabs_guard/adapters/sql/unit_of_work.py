@@ -146,13 +146,13 @@ class SqlUnitOfWork:
                 raise await self._lost(connection, lost) from None
             return
         for _attempt in range(2):
-            async with single_statement(self._engine) as connection:
-                try:
-                    await writes.finish(connection, autocommit=True)
-                    return
-                except ClaimLost as lost:
-                    if isinstance(lost.claim, PendingDelivery):
-                        raise DeliverySeen(lost.claim.key) from None
+            try:
+                await writes.finish_alone(self._engine)
+                return
+            except ClaimLost as lost:
+                if isinstance(lost.claim, PendingDelivery):
+                    raise DeliverySeen(lost.claim.key) from None
+                async with single_statement(self._engine) as connection:
                     held = await read_claim(connection, lost.claim)
             if held is not None:
                 raise KeyTaken(held)

@@ -50,9 +50,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .compiled import MAX_SHAPES, compiled_for, fetch_one_on_driver
+from .compiled import MAX_SHAPES, compiled_for, fetch_one_alone
 from .engine import upsert_for
 from .errors import ConcurrentUpdate
 from .idempotency import PendingClaim, claim_upsert
@@ -562,22 +562,25 @@ class CombinedWrites:
         own (see ``_build``), and needs no transaction unless the unit of work read first."""
         return len(self._gates) <= 1
 
-    async def finish(
-        self, connection: AsyncConnection | None = None, *, autocommit: bool = False
-    ) -> None:
-        """Send the statement, on ``connection`` or the one given at construction. With
-        ``autocommit`` (the connection is in autocommit: the statement runs alone) it goes on
-        the asyncpg connection itself, past SQLAlchemy's execute (``compiled.py``)."""
+    async def finish(self, connection: AsyncConnection | None = None) -> None:
+        """Send the statement, on ``connection`` or the one given at construction."""
         if not self._ops:
             return
         connection = connection or self._connection
         if connection is None:
             raise RuntimeError("CombinedWrites.finish needs a connection")
         statement = _combined(tuple(self._ops))
-        if autocommit:
-            row = await fetch_one_on_driver(connection, statement, self._params)
-        else:
-            row = (await connection.execute(statement, self._params)).one()
+        self._check((await connection.execute(statement, self._params)).one())
+
+    async def finish_alone(self, engine: AsyncEngine) -> None:
+        """Send the statement on its own, without a transaction (it must be all or nothing by
+        itself: ``single_gate``), on a connection of ``engine``'s pool and past SQLAlchemy's
+        execute (``compiled.py``)."""
+        if self._ops:
+            self._check(await fetch_one_alone(engine, _combined(tuple(self._ops)), self._params))
+
+    def _check(self, row: Sequence[Any]) -> None:
+        """Raise what the statement's answer says went wrong: a lost claim, a stale version."""
         gates, claims = len(self._gates), len(self._claims)
         if claims:  # a stale version first: it kept the claims from writing (``_locks``)
             locks = row[gates + claims :]

@@ -926,7 +926,7 @@ def _floor_lines(config: Mapping[str, Any]) -> list[str]:
     direct = (
         [
             row(
-                "a statement as the service sends a commit (SQLAlchemy's checkout, asyncpg's "
+                "a statement as the service sends a commit (a pooled connection, asyncpg's "
                 "fetchrow)",
                 found["direct_statement_ms"],
             )

@@ -3,8 +3,8 @@
 What no create or callback can do without, whatever our own code does: the HTTP request
 through uvicorn and FastAPI (the bare endpoint's server CPU per request, from the bare phase),
 the PayTabs call through the service's own ``PayTabsClient`` (a create only), and two database
-statements sent as the service sends a commit that runs alone: a pool checkout through
-SQLAlchemy, then the statement on the asyncpg connection itself (``adapters/sql/compiled.py``);
+statements sent as the service sends a commit that runs alone: a connection from SQLAlchemy's
+pool, and the statement on that asyncpg connection itself (``adapters/sql/compiled.py``);
 these are the two round trips a create and a callback take. Each piece is measured here, in
 the benchmark's own process, with ``time.process_time`` over back-to-back repetitions after a
 warm-up. The bare endpoint's request divided by a floor is the largest share of the bare
@@ -46,7 +46,7 @@ from sqlalchemy import (
 
 from paytabs_guard.adapters.paytabs.transformers import HostedPageRequest
 from paytabs_guard.adapters.sql import create_engine
-from paytabs_guard.adapters.sql.compiled import fetch_one_on_driver
+from paytabs_guard.adapters.sql.compiled import fetch_one_alone
 from paytabs_guard.adapters.sql.engine import single_statement
 from paytabs_guard.bootstrap import build_paytabs_client
 from paytabs_guard.domain import Money
@@ -96,12 +96,10 @@ async def measure_pieces(
                 await connection.execute(write, values)
 
         async def as_the_service_sends_it() -> None:
-            async with single_statement(engine) as connection:
-                await fetch_one_on_driver(connection, statement, values)
+            await fetch_one_alone(engine, statement, values)
 
         async def durable_write_as_the_service_sends_it() -> None:
-            async with single_statement(engine) as connection:
-                await fetch_one_on_driver(connection, write_returning, values)
+            await fetch_one_alone(engine, write_returning, values)
 
         sqlalchemy_ms = await cpu_ms(through_sqlalchemy, samples)
         write_p50 = await wall_p50_ms(durable_write, samples)
