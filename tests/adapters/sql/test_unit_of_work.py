@@ -419,6 +419,79 @@ async def test_a_commit_sent_past_sqlalchemy_on_a_lost_connection_fails_once_the
     assert new_pid != cut_pid
 
 
+async def _until_a_statement_waits_for_a_lock(engine: AsyncEngine) -> None:
+    """Return once a backend of this database waits for a lock (PostgreSQL's own view)."""
+    with anyio.fail_after(10):
+        while True:
+            async with engine.connect() as connection:
+                waiting = await connection.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+            if waiting:
+                return
+            await anyio.sleep(0.01)  # PostgreSQL's state, not a clock of ours: poll it
+
+
+@pytest.mark.postgres
+async def test_a_commit_cancelled_while_it_waits_for_a_lock_leaves_a_usable_pool(
+    postgres_url: str,
+) -> None:
+    # A create's or a callback's commit goes on a pooled asyncpg connection (compiled.py).
+    # Cancelled while PostgreSQL runs it (the request timed out), that connection must not
+    # go back to the pool with the statement still running: the next commit, on the pool's
+    # only connection, would fail with "another operation is in progress".
+    await upgrade(postgres_url)
+    engine = create_engine(postgres_url, pool_size=1, idle_ping_seconds=3600)
+    admin = create_engine(postgres_url)
+    try:
+        uow = sql_unit_of_work_factory(engine, clock=fixed_clock)
+        await _store_awaiting(uow, "pay_waits")
+        async with uow() as unit:
+            before = await unit.payments.get("pay_waits")
+        assert before is not None
+
+        async def complete_it() -> None:
+            async with uow() as unit:
+                payment = await unit.payments.get("pay_waits")  # no lock: the commit checks
+                assert payment is not None
+                applied(payment.apply_gateway_result(result(payment, A), at=at(3)))
+                await unit.commit()
+
+        async with admin.connect() as blocker:
+            await blocker.begin()
+            await blocker.execute(text("SELECT id FROM payments WHERE id = 'pay_waits' FOR UPDATE"))
+            async with anyio.create_task_group() as group:
+                waiting = anyio.CancelScope()
+
+                async def commit_that_waits() -> None:
+                    with waiting:
+                        await complete_it()
+
+                group.start_soon(commit_that_waits)
+                await _until_a_statement_waits_for_a_lock(admin)
+                waiting.cancel()
+            await blocker.rollback()
+        assert waiting.cancelled_caught
+        with anyio.fail_after(10):  # the pool's one connection serves the next units of work
+            await _store_awaiting(uow, "pay_after_the_cancel")
+            async with uow() as unit:
+                stored = await unit.payments.get("pay_waits")
+        # PostgreSQL had the statement: it ran once the lock was gone, or was cancelled with
+        # the request, all or nothing either way (asyncpg asks the server to cancel it).
+        assert stored is not None
+        if stored.state is PaymentState.AWAITING_CUSTOMER:
+            await complete_it()
+        else:
+            assert stored.state is PaymentState.COMPLETED
+            assert stored.version == before.version + 1  # applied once
+    finally:
+        await engine.dispose()
+        await admin.dispose()
+
+
 @pytest.mark.postgres
 async def test_a_pool_of_one_serves_a_read_then_a_lock_and_outlives_a_cancelled_read_on_postgres(
     postgres_url: str,
