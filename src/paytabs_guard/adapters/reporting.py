@@ -15,7 +15,7 @@ import redis.asyncio as redis
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.events.tables import DEAD, PENDING, event_deliveries
+from paytabs_guard.adapters.events.tables import DEAD, PENDING, event_deliveries, has_status
 from paytabs_guard.adapters.sql.tables import outbox, payments
 
 
@@ -91,8 +91,8 @@ async def outbox_lag(engine: AsyncEngine) -> OutboxLag:
     unpublished = select(func.count(), func.min(outbox.c.created_at)).where(
         outbox.c.published_at.is_(None)
     )
-    pending = select(func.count(), func.min(d.created_at)).where(d.status == PENDING)
-    dead = select(func.count()).where(d.status == DEAD)
+    pending = select(func.count(), func.min(d.created_at)).where(has_status(d.status, PENDING))
+    dead = select(func.count()).where(has_status(d.status, DEAD))
     async with engine.connect() as connection:
         unpublished_count, oldest_unpublished = (await connection.execute(unpublished)).one()
         pending_count, oldest_pending = (await connection.execute(pending)).one()

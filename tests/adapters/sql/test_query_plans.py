@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.events.relay import claim_statement
+from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql.payment_reads import lock_statement, lookup_statement
+from paytabs_guard.adapters.sql.tables import outbox
 
 pytestmark = pytest.mark.anyio
 
 PARAMS = {"key": "TST2400000000001"}
+NOW = datetime(2026, 12, 2, 23, 59, tzinfo=UTC)
 CLAIM_PARAMS: dict[str, Any] = {
     "b_sink": "redis",
     "b_now": "2026-12-03T00:00:00+00:00",
@@ -95,3 +100,85 @@ async def test_the_relay_claim_probes_each_candidates_own_payment(
         assert '"Join Type": "Anti"' not in plan, plan
     else:
         assert re.search(r"SEARCH older USING INDEX \w+ \(sink=\? AND payment_id=\?", plan), plan
+        # the heads are walked in seq order on the index of pending rows: nothing to sort
+        assert "SEARCH event_deliveries USING INDEX ix_event_deliveries_pending (sink=?)" in plan
+        assert "TEMP B-TREE" not in plan, plan
+        for probe in ("older", "after", "later"):
+            assert re.search(
+                rf"SEARCH {probe} USING INDEX ix_event_deliveries_pending_payment "
+                r"\(sink=\? AND payment_id=\?",
+                plan,
+            ), plan
+
+
+async def _fill_queue(engine: AsyncEngine, first: int, count: int, status: str) -> None:
+    """``count`` events of ``count // 2`` payments (two each, as a create commits), published,
+    with one delivery each to the sink ``redis`` in ``status``."""
+    seqs = range(first, first + count)
+    events = [
+        {
+            "seq": seq,
+            "event_id": f"ev-{seq}",
+            "payment_id": f"pay-{seq // 2}",
+            "type": "payment.created",
+            "envelope": "{}",
+            "created_at": NOW,
+            "published_at": NOW,
+        }
+        for seq in seqs
+    ]
+    deliveries = [
+        {
+            "seq": seq,
+            "event_id": f"ev-{seq}",
+            "payment_id": f"pay-{seq // 2}",
+            "type": "payment.created",
+            "sink": "redis",
+            "status": status,
+            "attempts": 0,
+            "next_attempt_at": NOW,
+            "created_at": NOW,
+        }
+        for seq in seqs
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(insert(outbox), events)
+        await conn.execute(insert(event_deliveries), deliveries)
+
+
+async def _claim_blocks(engine: AsyncEngine) -> tuple[int, int, str]:
+    """Run a claim of 100 under EXPLAIN ANALYZE and roll it back: rows claimed, buffer pages
+    it touched, the plan."""
+    sql = _literal(claim_statement(100, exclude=False), engine, CLAIM_PARAMS)
+    async with engine.connect() as conn:
+        raw = (await conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}")).one()
+        await conn.rollback()
+    plan = json.loads(raw[0]) if isinstance(raw[0], str) else raw[0]
+    top = plan[0]["Plan"]
+    return (
+        int(top["Actual Rows"]),
+        int(top["Shared Hit Blocks"] + top["Shared Read Blocks"]),
+        (json.dumps(plan)),
+    )
+
+
+@pytest.mark.postgres
+async def test_a_claims_work_does_not_grow_with_the_backlog(postgres_engine: AsyncEngine) -> None:
+    """The statistics of a healthy system see an empty queue (ANALYZE ran while it was), so
+    during a backlog PostgreSQL believes about one delivery is pending. Before the partial
+    indexes, it then probed each candidate by sink alone and read the whole queue per candidate,
+    and found a claim's rows by id by reading every pending one: a claim took 1.4 s with 3,500
+    pending, and the relay fell further behind the more it had to do."""
+    engine = postgres_engine
+    await _fill_queue(engine, 2, 400, "delivered")
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("ANALYZE")
+    await _fill_queue(engine, 1_000, 20_000, "delivered")
+    await _fill_queue(engine, 100_000, 600, "pending")
+    small_rows, small, _ = await _claim_blocks(engine)
+    await _fill_queue(engine, 200_000, 6_000, "pending")
+    large_rows, large, plan = await _claim_blocks(engine)
+    # 100 heads (one per payment) and each one's follower, whatever the backlog
+    assert small_rows == large_rows == 200
+    # ten times the backlog, about the same pages read (it was about ten times as many)
+    assert large < 1.5 * small, (small, large, plan)

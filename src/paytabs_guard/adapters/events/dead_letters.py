@@ -19,7 +19,7 @@ from paytabs_guard.adapters.sql.rows import from_row
 from paytabs_guard.resilience.clock import utc_now
 
 from .relay import Clock
-from .tables import DEAD, PENDING, event_deliveries
+from .tables import DEAD, PENDING, event_deliveries, has_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ async def list_dead_letters(
         d.c.attempts,
         d.c.last_error,
         d.c.dead_at,
-    ).where(d.c.status == DEAD)
+    ).where(has_status(d.c.status, DEAD))
     if sink is not None:
         query = query.where(d.c.sink == sink)
     if event_type is not None:
@@ -70,7 +70,7 @@ async def list_dead_letters(
 async def count_dead_letters(engine: AsyncEngine) -> dict[str, int]:
     """How many dead letters each sink has (for a health check or a gauge)."""
     d = event_deliveries
-    query = select(d.c.sink, func.count()).where(d.c.status == DEAD).group_by(d.c.sink)
+    query = select(d.c.sink, func.count()).where(has_status(d.c.status, DEAD)).group_by(d.c.sink)
     async with engine.connect() as conn:
         return {row[0]: row[1] for row in await conn.execute(query)}
 

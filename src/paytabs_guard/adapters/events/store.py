@@ -22,7 +22,7 @@ from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service.events import DeadLetterEntry, Delivery, StoredEvent
 
 from .relay import Clock
-from .tables import DEAD, DELIVERED, PENDING, event_deliveries
+from .tables import DEAD, DELIVERED, PENDING, event_deliveries, has_status
 
 _o = outbox.c
 _d = event_deliveries.c
@@ -152,7 +152,7 @@ class SqlEventStore:
 
     @staticmethod
     def _dead(sink: str | None, event_type: str | None) -> list[ColumnElement[bool]]:
-        conditions: list[ColumnElement[bool]] = [_d.status == DEAD]
+        conditions: list[ColumnElement[bool]] = [has_status(_d.status, DEAD)]
         if sink is not None:
             conditions.append(_d.sink == sink)
         if event_type is not None:

@@ -273,6 +273,15 @@ outbox = Table(
         sqlite_where=text("published_at IS NULL"),
         postgresql_where=text("published_at IS NULL"),
     ),
+    # "An older event of this payment is not fanned out yet", asked by the relay's claim for
+    # every candidate delivery (migration 0007).
+    Index(
+        "ix_outbox_unpublished_payment",
+        "payment_id",
+        "seq",
+        sqlite_where=text("published_at IS NULL"),
+        postgresql_where=text("published_at IS NULL"),
+    ),
     # SQLite would reuse the highest seq after it is purged; AUTOINCREMENT never does.
     sqlite_autoincrement=True,
 )

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paytabs_guard.adapters.events import CloudEvent
-from paytabs_guard.adapters.events.tables import PENDING, event_deliveries
+from paytabs_guard.adapters.events.tables import PENDING, event_deliveries, has_status
 from paytabs_guard.adapters.sql.tables import outbox, payment_cart_ids, payments
 from paytabs_guard.bootstrap import Container, build_container
 from paytabs_guard.entrypoints.api.app import create_app
@@ -276,7 +276,7 @@ async def stored_outcome(container: Container) -> StoredOutcome:
             .select_from(event_deliveries)
             .where(
                 event_deliveries.c.sink == f"subscriber:{SUBSCRIBER}",
-                event_deliveries.c.status == PENDING,
+                has_status(event_deliveries.c.status, PENDING),
             )
         )
         undelivered = int(unpublished.scalar_one()) + int(pending.scalar_one())
