@@ -8,7 +8,9 @@ the answer. Two places skip it:
 * ``BatchedWrites`` (SQLite) sends a commit's statements to aiosqlite's thread in one hand-off;
 * ``CombinedWrites`` (PostgreSQL) sends a commit's one statement on the asyncpg connection
   itself when that statement runs alone, in autocommit (both of a create's commits and a
-  callback's): :func:`fetch_one_alone`.
+  callback's): :func:`fetch_one_alone`;
+* a payment looked up without its lock before anything else in the unit of work (a
+  callback's load, ``GET`` of a payment) on PostgreSQL: :func:`fetch_all_alone`.
 
 Both need what :func:`compiled_for` keeps: the SQL text, the parameters' names in order, and
 each one's bind processing, exactly as SQLAlchemy's execute applies it. Errors come out as
@@ -40,12 +42,21 @@ MAX_SHAPES: Final = 256
 class CompiledSql(NamedTuple):
     """A statement compiled for one dialect: its text, and per positional parameter its name
     and the column type's bind processing (None: the value goes as it is). ``constants``: the
-    values of the parameters the statement carries itself (a literal in a ``WHERE``)."""
+    values of the parameters the statement carries itself (a literal in a ``WHERE``).
+    ``results``: per column it returns, its key and the type's result processing."""
 
     sql: str
     names: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
     constants: Mapping[str, Any]
+    results: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()
+
+    def row(self, values: Sequence[Any]) -> dict[str, Any]:
+        """A returned row by column key, each value processed as SQLAlchemy's result would."""
+        return {
+            key: value if process is None else process(value)
+            for (key, process), value in zip(self.results, values, strict=True)
+        }
 
     def bind(self, values: Row) -> tuple[Any, ...]:
         if self.constants:
@@ -89,7 +100,14 @@ def compiled_for(dialect: Dialect, statement: Any, columns: tuple[str, ...] = ()
         for name in names
         if name not in columns and compiled.binds[name].value is not None
     }
-    found = CompiledSql(compiled.string, names, processors, constants)
+    # The driver's own codecs already ran (asyncpg decodes JSON with the dialect's codec);
+    # what is left is the types' Python-side processing (a TypeDecorator's
+    # ``process_result_value``), as SQLAlchemy's result applies it.
+    results = tuple(
+        (column[0], column[3]._cached_result_processor(dialect, None))
+        for column in getattr(compiled, "_result_columns", ())
+    )
+    found = CompiledSql(compiled.string, names, processors, constants, results)
     if len(cache) < MAX_SHAPES:
         cache[(statement, columns)] = found
     return found
@@ -97,28 +115,44 @@ def compiled_for(dialect: Dialect, statement: Any, columns: tuple[str, ...] = ()
 
 async def fetch_one_alone(engine: AsyncEngine, statement: Any, values: Row) -> Sequence[Any]:
     """The one row ``statement`` returns, sent on its own (autocommit: the statement is its own
-    transaction) on an asyncpg connection taken from ``engine``'s pool.
+    transaction) on an asyncpg connection taken from ``engine``'s pool (:func:`_alone`). The
+    values come as the driver gives them (a commit's statement returns counts and ids)."""
+    compiled = compiled_for(engine.dialect, statement)
+    rows = await _alone(engine, compiled, compiled.bind(values))
+    if not rows:
+        raise RuntimeError(f"the statement returned no row: {compiled.sql[:80]}")
+    return tuple(rows[0])
+
+
+async def fetch_all_alone(engine: AsyncEngine, statement: Any, values: Row) -> list[dict[str, Any]]:
+    """The rows ``statement`` returns, by column key and processed as SQLAlchemy's result
+    would, sent on its own like :func:`fetch_one_alone`: a read that locks nothing. Only for a
+    statement built once and reused: each one is compiled once and kept (``MAX_SHAPES``)."""
+    compiled = compiled_for(engine.dialect, statement)
+    return [compiled.row(row) for row in await _alone(engine, compiled, compiled.bind(values))]
+
+
+async def _alone(
+    engine: AsyncEngine, compiled: CompiledSql, arguments: tuple[Any, ...]
+) -> list[Sequence[Any]]:
+    """Send one statement in autocommit on a connection of ``engine``'s pool.
 
     The connection is the pool's, without SQLAlchemy's ``Connection`` around it: that wrapper
     (its autocommit characteristics set on checkout and reset on return, its transaction
     events) cost three times the pool's own checkout. The pool's checkout events still run
     (the ping of a connection that sat idle), and nothing opens a transaction on it, so
     asyncpg sends the statement in autocommit and the pool's reset on return sends nothing."""
-    compiled = compiled_for(engine.dialect, statement)
-    arguments = compiled.bind(values)
     fairy = await engine.raw_connection()
     try:
         driver: Any = fairy.driver_connection  # asyncpg.Connection
         sent_together(engine, [(compiled.sql, False)])
         try:
-            row = await driver.fetchrow(compiled.sql, *arguments)
+            rows: list[Sequence[Any]] = await driver.fetch(compiled.sql, *arguments)
         except Exception as error:
             raise _as_sqlalchemy_error(engine, fairy, compiled.sql, arguments, error) from error
     finally:
         await greenlet_spawn(fairy.close)  # back to the pool (in a greenlet: it may await)
-    if row is None:
-        raise RuntimeError(f"the statement returned no row: {compiled.sql[:80]}")
-    return tuple(row)
+    return rows
 
 
 def _as_sqlalchemy_error(

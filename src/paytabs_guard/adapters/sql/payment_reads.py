@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -14,7 +14,6 @@ from sqlalchemy import (
     JSON,
     BindParameter,
     ColumnElement,
-    RowMapping,
     ScalarSelect,
     Select,
     Table,
@@ -115,7 +114,9 @@ def _children_json(dialect_name: str, table: Table) -> ScalarSelect[Any]:
     )
 
 
-def _child_rows(row: RowMapping, name: str, table: Table, order: str) -> list[dict[str, Any]]:
+def _child_rows(
+    row: Mapping[Any, Any], name: str, table: Table, order: str
+) -> list[dict[str, Any]]:
     """The child rows of ``table`` in ``row`` as column -> value maps, ordered by ``order``."""
     raw = row[f"_children_{name}"]
     items = json.loads(raw) if isinstance(raw, str) else raw or []
@@ -137,7 +138,7 @@ def _instant(text: str) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def build_payments(rows: Sequence[RowMapping]) -> list[tuple[Payment, int]]:
+def build_payments(rows: Sequence[Mapping[Any, Any]]) -> list[tuple[Payment, int]]:
     """Payments from rows of :func:`select_payments`, each with the next free
     ``gateway_transactions.seq``."""
     built = []

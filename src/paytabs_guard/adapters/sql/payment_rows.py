@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import RowMapping
-
 from paytabs_guard.domain import (
     ConflictNote,
     FollowUpHold,
@@ -136,7 +134,7 @@ def transaction_row(payment_id: str, seq: int, record: GatewayTransaction) -> di
 
 
 def payment_from_row(
-    row: RowMapping,
+    row: Mapping[Any, Any],
     *,
     cart_ids: list[str],
     history: list[Transition],
@@ -171,7 +169,7 @@ def payment_from_row(
     )
 
 
-def _hold(row: RowMapping) -> FollowUpHold | None:
+def _hold(row: Mapping[Any, Any]) -> FollowUpHold | None:
     if row["hold_kind"] is None:
         return None
     return FollowUpHold(

@@ -11,7 +11,7 @@ writes reach the database in ``writes.py``.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -216,9 +216,8 @@ class SqlPaymentRepository:
 
     async def _lookup(self, by: str, key: str, for_update: bool) -> Sequence[Payment]:
         if not for_update:
-            async with self._transaction.reading() as connection:
-                statement = lookup_statement(connection.dialect.name, by, for_update=False)
-                return await self._loaded(connection, statement, {"key": key})
+            statement = lookup_statement(self._transaction.dialect_name, by, for_update=False)
+            return self._adopted(await self._transaction.read(statement, {"key": key}))
         connection = await self._transaction.connection()
         if connection.dialect.name == "postgresql":
             await connection.execute(lock_statement(by), {"key": key})
@@ -241,7 +240,10 @@ class SqlPaymentRepository:
     async def _loaded(
         self, connection: AsyncConnection, statement: Select[Any], params: dict[str, Any]
     ) -> Sequence[Payment]:
-        rows = (await connection.execute(statement, params)).mappings().all()
+        return self._adopted((await connection.execute(statement, params)).mappings().all())
+
+    def _adopted(self, rows: Sequence[Mapping[Any, Any]]) -> Sequence[Payment]:
+        """The payments of ``rows``; one already in the identity map is kept as it is."""
         fresh = [row for row in rows if row["id"] not in self._entries]
         for payment, next_seq in build_payments(fresh):
             stored = _snapshot(payment, next_seq=next_seq)

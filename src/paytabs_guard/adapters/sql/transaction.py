@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .compiled import fetch_all_alone
 from .engine import single_statement, writer_gate
 
 
@@ -19,6 +21,10 @@ class DbTransaction:
         self._engine = engine
         self._gate = writer_gate(engine)
         self._connection: AsyncConnection | None = None
+
+    @property
+    def dialect_name(self) -> str:
+        return self._engine.dialect.name
 
     @property
     def begun(self) -> bool:
@@ -62,6 +68,16 @@ class DbTransaction:
                 yield connection
         else:
             yield await self.connection()
+
+    async def read(self, statement: Any, params: Mapping[str, Any]) -> Sequence[Mapping[Any, Any]]:
+        """The rows of one read that locks nothing, as :meth:`reading` runs it. On PostgreSQL
+        before the transaction has begun it goes past SQLAlchemy's execute, on a pooled asyncpg
+        connection (``compiled.fetch_all_alone``; a third of the CPU). ``statement`` must be
+        one built once and reused: it is compiled once and kept."""
+        if self._connection is None and self._engine.dialect.name == "postgresql":
+            return await fetch_all_alone(self._engine, statement, params)
+        async with self.reading() as connection:
+            return (await connection.execute(statement, params)).mappings().all()
 
     async def commit(self) -> None:
         """Commit and give the connection back; the next use begins a new transaction."""
