@@ -10,7 +10,8 @@ the answer. Two places skip it:
   itself when that statement runs alone, in autocommit (both of a create's commits and a
   callback's): :func:`fetch_one_alone`;
 * a payment looked up without its lock before anything else in the unit of work (a
-  callback's load, ``GET`` of a payment) on PostgreSQL: :func:`fetch_all_alone`.
+  callback's load, ``GET`` of a payment) on PostgreSQL, and the relay's fan-out, claim and
+  acknowledgement there (each one statement on its own): :func:`fetch_all_alone`.
 
 Both need what :func:`compiled_for` keeps: the SQL text, the parameters' names in order, and
 each one's bind processing, exactly as SQLAlchemy's execute applies it. Errors come out as
@@ -124,11 +125,15 @@ async def fetch_one_alone(engine: AsyncEngine, statement: Any, values: Row) -> S
     return tuple(rows[0])
 
 
-async def fetch_all_alone(engine: AsyncEngine, statement: Any, values: Row) -> list[dict[str, Any]]:
+async def fetch_all_alone(
+    engine: AsyncEngine, statement: Any, values: Row, columns: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     """The rows ``statement`` returns, by column key and processed as SQLAlchemy's result
-    would, sent on its own like :func:`fetch_one_alone`: a read that locks nothing. Only for a
-    statement built once and reused: each one is compiled once and kept (``MAX_SHAPES``)."""
-    compiled = compiled_for(engine.dialect, statement)
+    would, sent on its own like :func:`fetch_one_alone` (a read that locks nothing, or one
+    statement that is its own transaction). ``columns``: the columns an UPDATE sets from
+    ``values``. Only for a statement built once and reused: each one is compiled once and
+    kept (``MAX_SHAPES``)."""
+    compiled = compiled_for(engine.dialect, statement, columns)
     return [compiled.row(row) for row in await _alone(engine, compiled, compiled.bind(values))]
 
 

@@ -26,5 +26,9 @@ class _Row(Protocol):
 
 def from_row(cls: type[D], row: _Row) -> D:
     """``cls`` from the columns of ``row`` named like its fields; other columns are ignored."""
-    columns = row._mapping
+    return from_mapping(cls, row._mapping)
+
+
+def from_mapping(cls: type[D], columns: Mapping[Any, Any]) -> D:
+    """``cls`` from the values of ``columns`` named like its fields (a row by column key)."""
     return cls(**{field.name: columns[field.name] for field in dataclasses.fields(cls)})
