@@ -768,24 +768,21 @@ SELECT count(*) FROM claimed
 )
 
 
-_MARK_DELIVERED: Final = (
-    update(event_deliveries)
-    .where(
-        event_deliveries.c.id.in_(bindparam("ids", expanding=True)),
-        event_deliveries.c.status == PENDING,
+def _mark_delivered(among_ids: Any) -> Any:
+    return (
+        update(event_deliveries)
+        .where(among_ids, event_deliveries.c.status == PENDING)
+        .values(attempts=event_deliveries.c.attempts + 1)
     )
-    .values(attempts=event_deliveries.c.attempts + 1)
-)
 
-# The same with the ids as one array: a statement whose text does not depend on how many
-# there are, so it is compiled once and asyncpg prepares it once per connection.
-_MARK_DELIVERED_POSTGRES: Final = (
-    update(event_deliveries)
-    .where(
-        event_deliveries.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))),
-        event_deliveries.c.status == PENDING,
-    )
-    .values(attempts=event_deliveries.c.attempts + 1)
+
+_MARK_DELIVERED: Final = _mark_delivered(
+    event_deliveries.c.id.in_(bindparam("ids", expanding=True))
+)
+# The ids as one array on PostgreSQL: the statement's text does not depend on how many there
+# are, so it is compiled once and asyncpg prepares it once per connection.
+_MARK_DELIVERED_POSTGRES: Final = _mark_delivered(
+    event_deliveries.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
 )
 _ACKNOWLEDGED_COLUMNS: Final = ("status", "delivered_at", "claimed_by", "claimed_until")
 

@@ -27,6 +27,11 @@ class DbTransaction:
         return self._engine.dialect.name
 
     @property
+    def _alone(self) -> bool:
+        """A read now would be a statement on its own: PostgreSQL, nothing begun yet."""
+        return self._connection is None and self._engine.dialect.name == "postgresql"
+
+    @property
     def begun(self) -> bool:
         """Whether something ran in this transaction already (and holds its locks)."""
         return self._connection is not None
@@ -63,7 +68,7 @@ class DbTransaction:
         without its lock. Once the transaction has begun, the read runs in it, so it sees what
         the transaction wrote. On SQLite every read runs in the transaction, whose first
         statement takes the write lock."""
-        if self._connection is None and self._engine.dialect.name == "postgresql":
+        if self._alone:
             async with single_statement(self._engine) as connection:
                 yield connection
         else:
@@ -74,7 +79,7 @@ class DbTransaction:
         before the transaction has begun it goes past SQLAlchemy's execute, on a pooled asyncpg
         connection (``compiled.fetch_all_alone``; a third of the CPU). ``statement`` must be
         one built once and reused: it is compiled once and kept."""
-        if self._connection is None and self._engine.dialect.name == "postgresql":
+        if self._alone:
             return await fetch_all_alone(self._engine, statement, params)
         async with self.reading() as connection:
             return (await connection.execute(statement, params)).mappings().all()
