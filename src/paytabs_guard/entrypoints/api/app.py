@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from paytabs_guard import tracing
 from paytabs_guard.bootstrap import Container, build_container
 from paytabs_guard.entrypoints.background import expire_pages_until, reconcile_until
+from paytabs_guard.entrypoints.collector import settle_after_start
 from paytabs_guard.metrics import Metrics
 from paytabs_guard.observability import get_logger
 from paytabs_guard.settings import Settings
@@ -142,6 +143,7 @@ def create_service(settings: Settings, options: ApiOptions | None = None) -> Fas
             log.warning("no API keys configured: every merchant API call will get 401")
         stop = asyncio.Event()
         tasks = await _background(runtime, stop)
+        settle_after_start()  # this process is the service's worker from here on
         log.info("service started", database=container.engine.dialect.name,
                  redis=container.redis is not None)  # fmt: skip
         try:
