@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .api_support import API_KEY, Service
+from .api_support import API_KEY, Service, new_key
 from .front_door_support import send_chunked_unfinished, send_raw
 
 pytestmark = pytest.mark.anyio
@@ -86,3 +86,77 @@ async def test_a_body_at_the_limit_still_reaches_the_api(service: Service) -> No
         CREATE, content=body + b" " * (limit - len(body) + 1), headers=JSON
     )
     assert over.status_code == 413
+
+
+_LENIENT_JSON = {
+    # Python's decoder keeps the last: the service would charge 2.00 where a proxy, a log or
+    # the merchant's own code saw 1.00.
+    "duplicate_key": b'{"amount": "1.00", "amount": "2.00", "currency": "SAR", "description": "x"}',
+    "non_finite_number": b'{"amount": NaN, "currency": "SAR", "description": "x"}',
+    "too_deep": b'{"amount": "1.00", "currency": "SAR", "description": "x", "metadata": '
+    + b"[" * 5000
+    + b"]" * 5000
+    + b"}",
+    "invalid_utf8": b'{"amount": "1.00", "currency": "SAR", "description": "\xff\xfe"}',
+    "lone_surrogate": b'{"amount": "1.00", "currency": "SAR", "description": "\\ud800"}',
+    "bom": b'\xef\xbb\xbf{"amount": "1.00", "currency": "SAR", "description": "x"}',
+}
+
+
+@pytest.mark.parametrize("reason", sorted(_LENIENT_JSON))
+async def test_json_read_leniently_elsewhere_is_refused_and_costs_nothing(
+    service: Service, reason: str
+) -> None:
+    key = f"front-door-strict-{reason}"
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        response = await service.api.post(
+            CREATE,
+            content=_LENIENT_JSON[reason],
+            headers={"Content-Type": content_type, "Idempotency-Key": key},
+        )
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["type"].endswith("/invalid-payload")
+        assert problem["reason"] == reason
+        assert problem["detail"]
+    listed = await service.api.get("/payments/v2")
+    assert listed.json()["data"] == []
+    # The key was never claimed: the corrected request runs as the first with that key.
+    fixed = await service.api.post(
+        CREATE,
+        json={"amount": "1.00", "currency": "SAR", "description": "x"},
+        headers={"Idempotency-Key": key},
+    )
+    assert fixed.status_code == 201, fixed.text
+
+
+async def test_utf16_json_is_refused_though_pythons_decoder_would_read_it(
+    service: Service,
+) -> None:
+    body = '{"amount": "1.00", "currency": "SAR", "description": "x"}'.encode("utf-16")
+    response = await service.api.post(
+        CREATE, content=body, headers=JSON | {"Idempotency-Key": "front-door-utf16"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["reason"] in {"invalid_utf8", "bom"}
+
+
+async def test_strict_json_covers_every_json_media_type_and_every_write(service: Service) -> None:
+    payment = await service.create("5.00")
+    duplicate = b'{"amount": "1.00", "amount": "5.00"}'
+    for path, content_type in (
+        (f"/payments/v2/{payment['id']}/refund", "application/json"),
+        (f"/payments/v2/{payment['id']}/refund", "application/vnd.api+json"),
+        (CREATE, "Application/JSON"),
+    ):
+        response = await service.api.post(
+            path,
+            content=duplicate,
+            headers={"Content-Type": content_type, "Idempotency-Key": new_key()},
+        )
+        assert response.status_code == 400, (path, content_type, response.text)
+        assert response.json()["reason"] == "duplicate_key"
+    # Not JSON at all: FastAPI's 422 says where the document breaks, as before.
+    broken = await service.api.post(CREATE, content=b'{"amount": ', headers=JSON)
+    assert broken.status_code == 422

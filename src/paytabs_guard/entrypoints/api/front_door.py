@@ -10,7 +10,14 @@ byte of the body when these checks run. For every request that carries a body (a
    if no body follows (the client may still be waiting to send it).
 3. The body is read with the same counting as the callback receiver (``body_limit``): reading
    stops as soon as the total passes the limit (413), so a chunked upload holds at most the
-   limit in memory. The body read is then handed to the app as one message.
+   limit in memory.
+4. A body FastAPI would decode as JSON is checked as strict JSON first (``strict_json``).
+   Python's decoder keeps the last of two equal keys, so ``{"amount": "1.00", "amount":
+   "2.00"}`` would charge 2.00 where a proxy, a log or the merchant's own code read 1.00. It
+   also takes ``NaN``, lone surrogates and UTF-16, and fails deep nesting and invalid UTF-8
+   with a bare "error parsing the body". Each of these is a 400 ``invalid-payload`` with a
+   ``reason`` here. A body that is not JSON at all goes on to FastAPI, whose 422 points at
+   the position of the error. The body read is then handed to the app as one message.
 
 Refusing without reading the whole body makes uvicorn close the connection afterwards, so the
 rest of an oversized upload is never drained.
@@ -34,6 +41,7 @@ from .auth import authenticate
 from .body_limit import BodyTooLarge, InvalidContentLength, declared_length, read_limited
 from .problems import Problem, problem_response
 from .runtime import Runtime
+from .strict_json import InvalidJson, declares_json, parse_strict_json
 
 AUTHENTICATED_PREFIX: Final = "/payments/v2/"
 OWN_BODY_LIMIT: Final = frozenset({"/payments/v2/webhook", "/payments/v2/return"})
@@ -81,6 +89,8 @@ class FrontDoorMiddleware:
                 scope.setdefault("state", {})["client_id"] = client.id
             declared_length(headers.getlist("content-length"), limit)
             body = await read_limited(_chunks(receive), limit)
+            if body and declares_json(headers.get("content-type")):
+                _check_strict(body, limit)
         except Problem as problem:
             await self._refuse(problem, scope, receive, send)
             return
@@ -98,6 +108,17 @@ class FrontDoorMiddleware:
     async def _refuse(problem: Problem, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = (scope.get("state") or {}).get("request_id")
         await problem_response(problem, request_id)(scope, receive, send)
+
+
+def _check_strict(body: bytes, limit: int) -> None:
+    """Raise the 400 for a JSON body that Python's decoder would read leniently (module
+    docstring, 4). Strings are bounded only by the body limit: the schema's own checks say
+    which field is too long."""
+    try:
+        parse_strict_json(body, max_string=limit)
+    except InvalidJson as error:
+        if error.reason != "invalid_json":
+            raise problems.invalid_payload(error.reason) from None
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

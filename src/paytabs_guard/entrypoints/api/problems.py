@@ -207,7 +207,8 @@ def invalid_signature(reason: str) -> Problem:
 
 
 def invalid_payload(reason: str) -> Problem:
-    """400: the verified body is not acceptable; ``reason`` from :mod:`.strict_json`."""
+    """400: a body is not acceptable JSON (a verified callback's, or a merchant API request's);
+    ``reason`` from :mod:`.strict_json`."""
     detail = _PAYLOAD_DETAILS.get(reason)
     return Problem(
         "invalid_payload",

@@ -1,4 +1,5 @@
-"""Parse a verified body as strict JSON (docs/webhook-security.md, checklist item 22).
+"""Parse a body as strict JSON: a verified callback's (docs/webhook-security.md, checklist item
+22) and, in the front door, every JSON body sent to the merchant API.
 
 Python's ``json`` is lenient where a payments receiver must not be: it keeps the *last* of two
 duplicate keys (``{"s":"A","s":"D"}`` is ``D``), accepts ``NaN`` and ``Infinity``, turns ``1e999``
@@ -48,6 +49,17 @@ class InvalidJson(ValueError):
     def __init__(self, reason: Reason, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason: Reason = reason
+
+
+def declares_json(content_type: str | None) -> bool:
+    """Whether a Content-Type is one FastAPI decodes as JSON: ``application/json`` or
+    ``application/*+json``, any parameters (a missing header is not)."""
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json") and media.count("/") == 1
+    )
 
 
 def _check_depth(text: str, max_depth: int) -> None:
