@@ -100,6 +100,9 @@ _LENIENT_JSON = {
     "invalid_utf8": b'{"amount": "1.00", "currency": "SAR", "description": "\xff\xfe"}',
     "lone_surrogate": b'{"amount": "1.00", "currency": "SAR", "description": "\\ud800"}',
     "bom": b'\xef\xbb\xbf{"amount": "1.00", "currency": "SAR", "description": "x"}',
+    # PostgreSQL's text cannot hold U+0000: it was a 500 there.
+    "nul_character": b'{"amount": "1.00", "currency": "SAR", "description": "x", '
+    b'"metadata": {"order": "10\\u00001"}}',
 }
 
 
@@ -160,3 +163,55 @@ async def test_strict_json_covers_every_json_media_type_and_every_write(service:
     # Not JSON at all: FastAPI's 422 says where the document breaks, as before.
     broken = await service.api.post(CREATE, content=b'{"amount": ', headers=JSON)
     assert broken.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"description": "Order\u00001"},
+        {"description": "x", "metadata": {"k\u0000": "v"}},
+        {"description": "x", "customer": {"name": "Layla\u0000"}},
+    ],
+    ids=["description", "metadata-key", "customer-name"],
+)
+async def test_a_nul_in_any_string_is_a_400_on_both_databases(
+    any_service: Service, body: dict[str, object]
+) -> None:
+    response = await any_service.api.post(
+        CREATE,
+        json={"amount": "1.00", "currency": "SAR", **body},
+        headers={"Idempotency-Key": new_key()},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["reason"] == "nul_character"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/payments/v2/pay_%00",
+        "/payments/v2/events?type=%00",
+        "/payments/v2?cart_id=a%00b",
+        "/payments/v2/pay_1/events?x=%00",
+    ],
+)
+async def test_a_nul_in_the_url_is_a_400_before_any_lookup(any_service: Service, url: str) -> None:
+    for client in (any_service.api, any_service.anonymous):
+        response = await client.get(url)
+        assert response.status_code == 400, (url, response.text)
+        problem = response.json()
+        assert problem["type"].endswith("/invalid-url")
+        assert "%00" in problem["detail"]
+
+
+async def test_an_unknown_payment_id_is_echoed_only_when_short_and_printable(
+    service: Service,
+) -> None:
+    short = await service.api.get("/payments/v2/pay_nope")
+    assert short.status_code == 404
+    assert "'pay_nope'" in short.json()["detail"]
+    long_id = "a" * 5000
+    long = await service.api.get(f"/payments/v2/{long_id}")
+    assert long.status_code == 404
+    assert long_id[:100] not in long.text
+    assert len(long.content) < 1000

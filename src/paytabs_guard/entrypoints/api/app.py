@@ -42,9 +42,10 @@ DESCRIPTION: Final = (
     "`X-Request-ID`. Money is a decimal string in the currency's units. The API key is "
     "checked before a request body is read, and bodies are limited to API_MAX_BODY_BYTES "
     "(413 when declared or streamed past it). JSON bodies are read strictly: a key repeated in "
-    "an object, NaN or Infinity, invalid UTF-8, a byte order mark, a lone surrogate or nesting "
-    "deeper than 32 levels is a 400 `invalid-payload` whose `reason` names the rule, and "
-    "nothing is stored. Send an `Idempotency-Key` (a random UUID) with "
+    "an object, NaN or Infinity, invalid UTF-8, a byte order mark, a lone surrogate, a NUL "
+    "character (\\u0000) or nesting deeper than 32 levels is a 400 `invalid-payload` whose "
+    "`reason` names the rule, and nothing is stored; a NUL (`%00`) in the URL is a 400 "
+    "`invalid-url`. Send an `Idempotency-Key` (a random UUID) with "
     "every write: a write without one still runs, but its answer carries "
     '`Warning: 299 paytabs-guard "No Idempotency-Key: ..."` because a retry may repeat it '
     "(a second payment)."

@@ -123,6 +123,17 @@ def gateway_unavailable(
     )
 
 
+_MAX_SHOWN_ID: Final = 64  # our ids are 28 characters
+
+
+def _shown_id(payment_id: str) -> str:
+    """The id as sent, quoted, when it is short and printable; otherwise no echo at all: a
+    20 KB or control-character "id" is not worth repeating to its sender (or into a log)."""
+    if len(payment_id) <= _MAX_SHOWN_ID and payment_id.isprintable():
+        return repr(payment_id)
+    return "with that id"
+
+
 def problem_for(error: Exception) -> Problem | None:
     """The problem an application exception stands for; None for unexpected errors (bugs)."""
     if isinstance(error, Problem):
@@ -132,7 +143,7 @@ def problem_for(error: Exception) -> Problem | None:
             "payment_not_found",
             "Payment not found",
             404,
-            f"There is no payment {error.payment_id!r}; check the id returned by "
+            f"There is no payment {_shown_id(error.payment_id)}; check the id returned by "
             "POST /payments/v2/create.",
         )
     if isinstance(error, SavedCardError):

@@ -15,9 +15,13 @@ byte of the body when these checks run. For every request that carries a body (a
    Python's decoder keeps the last of two equal keys, so ``{"amount": "1.00", "amount":
    "2.00"}`` would charge 2.00 where a proxy, a log or the merchant's own code read 1.00. It
    also takes ``NaN``, lone surrogates and UTF-16, and fails deep nesting and invalid UTF-8
-   with a bare "error parsing the body". Each of these is a 400 ``invalid-payload`` with a
+   with a bare "error parsing the body". A ``\\u0000`` in a string would reach PostgreSQL,
+   which cannot store it in text (a 500). Each of these is a 400 ``invalid-payload`` with a
    ``reason`` here. A body that is not JSON at all goes on to FastAPI, whose 422 points at
    the position of the error. The body read is then handed to the app as one message.
+
+Before all of that, on every path, a NUL in the path or the query string (``%00``) is a 400
+``invalid-url``: it would reach a lookup as a parameter, and PostgreSQL refuses it in text.
 
 Refusing without reading the whole body makes uvicorn close the connection afterwards, so the
 rest of an oversized upload is never drained.
@@ -74,6 +78,9 @@ class FrontDoorMiddleware:
         self.runtime_of = runtime_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _nul_in_url(scope):
+            await self._refuse(problems.nul_in_url(), scope, receive, send)
+            return
         runtime = self.runtime_of() if scope["type"] == "http" else None
         if runtime is None or scope["path"] in OWN_BODY_LIMIT:
             await self.app(scope, receive, send)
@@ -110,12 +117,18 @@ class FrontDoorMiddleware:
         await problem_response(problem, request_id)(scope, receive, send)
 
 
+def _nul_in_url(scope: Scope) -> bool:
+    # Whatever route would take it, a NUL ends up in a query parameter or a path parameter,
+    # and PostgreSQL refuses it in text: refused here, on every path, before any lookup.
+    return "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
+
+
 def _check_strict(body: bytes, limit: int) -> None:
     """Raise the 400 for a JSON body that Python's decoder would read leniently (module
     docstring, 4). Strings are bounded only by the body limit: the schema's own checks say
     which field is too long."""
     try:
-        parse_strict_json(body, max_string=limit)
+        parse_strict_json(body, max_string=limit, allow_nul=False)
     except InvalidJson as error:
         if error.reason != "invalid_json":
             raise problems.invalid_payload(error.reason) from None

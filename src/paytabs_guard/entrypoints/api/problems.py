@@ -128,6 +128,7 @@ _PAYLOAD_DETAILS: Final[Mapping[str, str]] = {
     "string_too_long": "Shorten the strings.",
     "too_many_keys": "Send fewer members per object.",
     "lone_surrogate": "Escape characters outside the BMP as a full surrogate pair.",
+    "nul_character": "Remove the NUL characters (\\u0000) from the strings: they cannot be stored.",
     "not_an_object": "Send a JSON object at the top level.",
     # entrypoints.api.webhook_receiver
     "money_not_string": 'Send cart_amount and tran_total as decimal strings such as "12.50", '
@@ -178,6 +179,16 @@ def invalid_content_length() -> Problem:
         "Invalid Content-Length",
         400,
         "Send Content-Length once, as a non-negative decimal integer, or use chunked encoding.",
+    )
+
+
+def nul_in_url() -> Problem:
+    """400: the path or query string holds a NUL character (``%00``)."""
+    return Problem(
+        "invalid_url",
+        "Invalid URL",
+        400,
+        "Remove the NUL character (%00) from the path and the query string.",
     )
 
 

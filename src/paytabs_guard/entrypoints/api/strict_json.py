@@ -9,9 +9,10 @@ surrogate that no UTF-8 encoder can write back) through. Each of these is an
 
 Numbers with a fraction or exponent become :class:`~decimal.Decimal`: money is never a float.
 
-Unicode itself is data, not an attack: ``\\u0000``, right-to-left overrides, Arabic and emoji are
-returned as they are. Escaping them is the job of the layer that *renders* them (the log
-formatter, the HTML template, the CSV export), which knows its own syntax.
+Unicode itself is data, not an attack: right-to-left overrides, Arabic and emoji are returned
+as they are, and so is ``\\u0000`` unless ``allow_nul`` is off (the merchant API turns it off:
+PostgreSQL's text cannot store it). Escaping them is the job of the layer that *renders* them
+(the log formatter, the HTML template, the CSV export), which knows its own syntax.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ Reason = Literal[
     "string_too_long",
     "too_many_keys",
     "lone_surrogate",
+    "nul_character",
     "not_an_object",
 ]
 
@@ -78,11 +80,13 @@ def _check_depth(text: str, max_depth: int) -> None:
             depth -= 1
 
 
-def _check_string(value: str, max_string: int) -> None:
+def _check_string(value: str, max_string: int, allow_nul: bool) -> None:
     if len(value) > max_string:
         raise InvalidJson("string_too_long", f"a string is longer than {max_string} characters")
     if _SURROGATE.search(value):
         raise InvalidJson("lone_surrogate", "a \\u escape encodes half a surrogate pair")
+    if not allow_nul and "\x00" in value:
+        raise InvalidJson("nul_character", "a string holds U+0000")
 
 
 def parse_strict_json(
@@ -93,12 +97,15 @@ def parse_strict_json(
     max_keys: int = 256,
     max_number: int = 64,
     require_object: bool = False,
+    allow_nul: bool = True,
 ) -> Any:
     """Decode ``raw`` (UTF-8, no BOM) into Python values, or raise :class:`InvalidJson`.
 
     ``max_depth`` bounds nesting of arrays and objects; ``max_string`` the characters of any
     key or string; ``max_keys`` the members of one object; ``max_number`` the characters of one
-    number literal. With ``require_object`` the top level must be an object.
+    number literal. With ``require_object`` the top level must be an object. Without
+    ``allow_nul`` a U+0000 in any key or string is refused: PostgreSQL's text cannot hold it, so
+    a value bound for a column must not carry one.
     """
     if raw.startswith(_BOM):
         raise InvalidJson("bom", "remove the UTF-8 byte order mark")
@@ -154,19 +161,19 @@ def parse_strict_json(
         raise
     except (ValueError, ArithmeticError, RecursionError):
         raise InvalidJson("invalid_json", "the body is not a JSON document") from None
-    _check_strings(value, max_string)
+    _check_strings(value, max_string, allow_nul)
     if require_object and not isinstance(value, dict):
         raise InvalidJson("not_an_object", "the top level must be a JSON object")
     return value
 
 
-def _check_strings(value: Any, max_string: int) -> None:
+def _check_strings(value: Any, max_string: int, allow_nul: bool) -> None:
     # Iterative, so a wide document cannot exhaust the stack; keys are strings too.
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            _check_string(item, max_string)
+            _check_string(item, max_string, allow_nul)
         elif isinstance(item, list):
             stack.extend(item)
         elif isinstance(item, dict):
