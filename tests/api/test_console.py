@@ -15,7 +15,7 @@ from paytabs_guard.entrypoints import health_checks
 from paytabs_guard.entrypoints.api.console.layout import SCRIPT
 from paytabs_simulator.server import RunningSimulator
 
-from .api_support import API_KEY, DECLINED, Service
+from .api_support import ADMIN_KEY, API_KEY, DECLINED, Service
 from .console_support import csrf_of, signed_in
 from .relay_support import drained
 from .test_events_api import WEBHOOK, service_with_sinks
@@ -48,6 +48,13 @@ async def test_without_an_admin_key_pages_ask_to_sign_in_and_json_says_401(
     bearer = await service.anonymous.get("/console", headers={"Authorization": f"Bearer {API_KEY}"})
     assert bearer.status_code == 401
     assert (await service.admin.get("/console")).status_code == 200  # an admin Bearer does
+    # Two Authorization headers open nothing, whichever of them is the admin key.
+    admin = f"Bearer {ADMIN_KEY}"
+    for pair in ((admin, f"Bearer {API_KEY}"), (f"Bearer {API_KEY}", admin)):
+        both = await service.anonymous.get(
+            "/console", headers=[("Authorization", pair[0]), ("Authorization", pair[1])]
+        )
+        assert both.status_code == 401
 
     elsewhere = await service.anonymous.post(
         "/console/login", data={"key": "admin-key-0123456789abc", "next": "//evil.example/x"}

@@ -215,3 +215,35 @@ async def test_an_unknown_payment_id_is_echoed_only_when_short_and_printable(
     assert long.status_code == 404
     assert long_id[:100] not in long.text
     assert len(long.content) < 1000
+
+
+async def test_two_authorization_headers_are_refused_not_picked_from(service: Service) -> None:
+    valid, wrong = f"Bearer {API_KEY}", "Bearer someone-elses-key-0000"
+    body = b'{"amount": "1.00", "currency": "SAR", "description": "x"}'
+    for first, second in ((valid, wrong), (wrong, valid), (valid, valid)):
+        headers = [("Authorization", first), ("Authorization", second)]
+        created = await service.anonymous.post(
+            CREATE, content=body, headers=[*headers, ("Content-Type", "application/json")]
+        )
+        assert created.status_code == 401, created.text
+        assert "one Authorization header" in created.json()["detail"]
+        listed = await service.anonymous.get("/payments/v2", headers=headers)
+        assert listed.status_code == 401, listed.text
+    assert (await service.api.get("/payments/v2")).json()["data"] == []
+
+
+async def test_two_idempotency_keys_are_refused_before_anything_runs(service: Service) -> None:
+    headers = [
+        ("Idempotency-Key", "first-key-0001"),
+        ("Idempotency-Key", "second-key-0002"),
+        ("Content-Type", "application/json"),
+    ]
+    body = b'{"amount": "1.00", "currency": "SAR", "description": "x"}'
+    response = await service.api.post(CREATE, content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["type"].endswith("/invalid-idempotency-key")
+    assert "one Idempotency-Key" in response.json()["detail"]
+    assert (await service.api.get("/payments/v2")).json()["data"] == []
+    # Either key alone still works as the first use of that key.
+    alone = await service.api.post(CREATE, content=body, headers=[headers[1], headers[2]])
+    assert alone.status_code == 201, alone.text

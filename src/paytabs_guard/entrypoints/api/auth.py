@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -89,13 +89,17 @@ def forbidden_scope() -> Problem:
     )
 
 
-def authenticate(keys: ApiKeys, authorization: str | None) -> ApiClient:
-    """The caller of a request with this ``Authorization`` header, or a 401 problem."""
+def authenticate(keys: ApiKeys, authorization: Sequence[str]) -> ApiClient:
+    """The caller of a request with these ``Authorization`` header values (every one sent), or
+    a 401 problem. Two are refused, not picked from: a proxy and this service could each pick
+    a different one."""
     if not keys.configured:
         raise unauthenticated("No API keys are configured on this service; set API_KEYS.")
-    if not authorization:
+    if len(authorization) > 1:
+        raise unauthenticated("Send one Authorization header, not several.")
+    if not authorization or not authorization[0]:
         raise unauthenticated("Send 'Authorization: Bearer <API key>'.")
-    scheme, _, token = authorization.partition(" ")
+    scheme, _, token = authorization[0].partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise unauthenticated("Use the Bearer scheme: 'Authorization: Bearer <API key>'.")

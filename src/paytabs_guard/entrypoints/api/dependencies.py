@@ -67,7 +67,7 @@ async def get_client(
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiClient:
     # The raw header, not HTTPBearer's parse: it also tells a wrong scheme from a missing one.
-    client = authenticate(keys, request.headers.get("authorization"))
+    client = authenticate(keys, request.headers.getlist("authorization"))
     request.state.client_id = client.id
     return client
 
@@ -85,6 +85,7 @@ AdminDep = Annotated[ApiClient, Depends(get_admin)]
 
 
 async def get_idempotency_key(
+    request: Request,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -96,6 +97,14 @@ async def get_idempotency_key(
 ) -> str | None:
     if idempotency_key is None:
         return None
+    if len(request.headers.getlist("idempotency-key")) > 1:
+        # Which one would be the key? A proxy and this service could each pick another.
+        raise Problem(
+            "invalid_idempotency_key",
+            "Invalid Idempotency-Key",
+            400,
+            "Send one Idempotency-Key header, not several.",
+        )
     if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise Problem(
             "invalid_idempotency_key",

@@ -92,7 +92,7 @@ class FrontDoorMiddleware:
         limit = runtime.container.settings.api_max_body_bytes
         try:
             if scope["path"].startswith(AUTHENTICATED_PREFIX):
-                client = authenticate(runtime.api_keys, headers.get("authorization"))
+                client = authenticate(runtime.api_keys, headers.getlist("authorization"))
                 scope.setdefault("state", {})["client_id"] = client.id
             declared_length(headers.getlist("content-length"), limit)
             body = await read_limited(_chunks(receive), limit)

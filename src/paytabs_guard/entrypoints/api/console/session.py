@@ -70,9 +70,12 @@ def verify(keys: ApiKeys, value: str | None, now: float) -> Operator | None:
 
 
 def from_request(keys: ApiKeys, request: Request, now: float) -> Operator | None:
-    """The operator behind a request: a Bearer admin key, else the session cookie."""
-    authorization = request.headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
+    """The operator behind a request: a Bearer admin key, else the session cookie. Several
+    ``Authorization`` headers are nobody (as the API's ``authenticate`` refuses them)."""
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:
+        return None
+    scheme, _, token = (values[0] if values else "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         client = keys.identify(token.strip())
         if client is None or not client.is_admin:
