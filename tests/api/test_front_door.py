@@ -247,3 +247,31 @@ async def test_two_idempotency_keys_are_refused_before_anything_runs(service: Se
     # Either key alone still works as the first use of that key.
     alone = await service.api.post(CREATE, content=body, headers=[headers[1], headers[2]])
     assert alone.status_code == 201, alone.text
+
+
+async def test_an_unknown_query_parameter_is_named_not_ignored(service: Service) -> None:
+    await service.create("5.00")
+    typo = await service.api.get("/payments/v2", params={"created_after": "2026-01-01T00:00:00Z"})
+    assert typo.status_code == 422, typo.text
+    problem = typo.json()
+    assert problem["errors"][0] == {
+        "in": "query",
+        "field": "created_after",
+        "message": "Unknown parameter; this endpoint takes: created_from, created_to, cursor, "
+        "limit, state",
+    }
+    declared = await service.api.get(
+        "/payments/v2", params={"created_from": "2026-01-01T00:00:00Z", "limit": "5"}
+    )
+    assert declared.status_code == 200, declared.text
+    events = await service.api.get("/payments/v2/events", params={"typ": "payment.created"})
+    assert events.status_code == 422
+    assert events.json()["errors"][0]["field"] == "typ"
+    # A hostile name is reported without being repeated back.
+    long_name = "x" * 500
+    hostile = await service.api.get("/payments/v2", params={long_name: "1"})
+    assert hostile.status_code == 422
+    assert long_name not in hostile.text
+    # The browser return reads PayTabs' fields from the query itself: not refused here.
+    back = await service.anonymous.get("/payments/v2/return", params={"tranRef": "TST1"})
+    assert back.status_code != 422

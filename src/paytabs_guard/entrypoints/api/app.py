@@ -46,8 +46,9 @@ DESCRIPTION: Final = (
     "character (\\u0000) or nesting deeper than 32 levels is a 400 `invalid-payload` whose "
     "`reason` names the rule, and nothing is stored; a NUL (`%00`) in the URL is a 400 "
     "`invalid-url`. `Authorization` and `Idempotency-Key` are sent once each: two of either "
-    "are refused (401, 400), never picked from. Send an `Idempotency-Key` (a random UUID) with "
-    "every write: a write without one still runs, but its answer carries "
+    "are refused (401, 400), never picked from. A query parameter an endpoint does not take is "
+    "a 422 that names it, as an unknown body field is. Send an `Idempotency-Key` (a random "
+    "UUID) with every write: a write without one still runs, but its answer carries "
     '`Warning: 299 paytabs-guard "No Idempotency-Key: ..."` because a retry may repeat it '
     "(a second payment)."
 )

@@ -14,8 +14,11 @@ from fastapi import APIRouter
 from .dependencies import AdminDep, ClientDep, ContainerDep
 from .problems import Problem
 from .schemas import PROBLEM_RESPONSE, BreakerStatsOut
+from .strict_query import STRICT_QUERY
 
-router = APIRouter(prefix="/payments/v2/circuit-breaker", tags=["operations"])
+router = APIRouter(
+    prefix="/payments/v2/circuit-breaker", tags=["operations"], dependencies=STRICT_QUERY
+)
 _PROBLEM = PROBLEM_RESPONSE
 
 Action = Literal["open", "close", "reset"]

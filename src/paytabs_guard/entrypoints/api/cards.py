@@ -24,8 +24,9 @@ from .schemas import (
     SavedCardListOut,
     SavedCardOut,
 )
+from .strict_query import STRICT_QUERY
 
-router = APIRouter(prefix="/payments/v2", tags=["saved cards"])
+router = APIRouter(prefix="/payments/v2", tags=["saved cards"], dependencies=STRICT_QUERY)
 
 
 @router.post(

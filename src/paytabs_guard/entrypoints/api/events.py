@@ -32,8 +32,9 @@ from .event_schemas import (
 )
 from .problems import Problem
 from .schemas import PROBLEM_RESPONSE
+from .strict_query import STRICT_QUERY
 
-router = APIRouter(prefix="/payments/v2", tags=["events"])
+router = APIRouter(prefix="/payments/v2", tags=["events"], dependencies=STRICT_QUERY)
 _PROBLEM = PROBLEM_RESPONSE
 _NAME = Query(min_length=1, max_length=200)
 

@@ -33,9 +33,10 @@ from .schemas import (
     PaymentOut,
     RefundIn,
 )
+from .strict_query import STRICT_QUERY
 from .sync import sync_within
 
-router = APIRouter(prefix="/payments/v2", tags=["payments"])
+router = APIRouter(prefix="/payments/v2", tags=["payments"], dependencies=STRICT_QUERY)
 
 _PROBLEM = PROBLEM_RESPONSE
 _ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 404, 409, 413, 422, 503), _PROBLEM)

@@ -28,6 +28,7 @@ from .schemas import (
     OperationStatsOut,
     StatsOut,
 )
+from .strict_query import STRICT_QUERY
 
 Window = Literal["1h", "24h", "7d", "30d", "all"]
 WINDOWS: Final[dict[str, timedelta | None]] = {
@@ -41,7 +42,7 @@ MONEY_MOVED: Final = frozenset(
     {PaymentState.COMPLETED, PaymentState.PARTIALLY_REFUNDED, PaymentState.REFUNDED}
 )
 
-router = APIRouter(prefix="/payments/v2", tags=["operations"])
+router = APIRouter(prefix="/payments/v2", tags=["operations"], dependencies=STRICT_QUERY)
 log = get_logger(__name__)
 
 
