@@ -3,6 +3,7 @@ body limit that refuses a declared size unread and cuts a streamed body at the l
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from .api_support import API_KEY, Service, new_key
@@ -275,3 +276,24 @@ async def test_an_unknown_query_parameter_is_named_not_ignored(service: Service)
     # The browser return reads PayTabs' fields from the query itself: not refused here.
     back = await service.anonymous.get("/payments/v2/return", params={"tranRef": "TST1"})
     assert back.status_code != 422
+
+
+async def test_head_is_answered_wherever_get_is(service: Service) -> None:
+    payment = await service.create("5.00")
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        for path, headers in (
+            ("/livez", {}),
+            (f"/payments/v2/{payment['id']}", AUTH),
+            ("/payments/v2", AUTH),
+        ):
+            got = await client.get(path, headers=headers)
+            head = await client.head(path, headers=headers)
+            assert head.status_code == got.status_code == 200, (path, head.text)
+            assert head.content == b""
+            assert head.headers["content-length"] == got.headers["content-length"]
+            assert head.headers["content-type"] == got.headers["content-type"]
+        unauthenticated = await client.head(f"/payments/v2/{payment['id']}")
+        assert unauthenticated.status_code == 401
+        post_only = await client.head(CREATE, headers=AUTH)
+        assert post_only.status_code == 405
+        assert post_only.headers["allow"] == "POST"

@@ -20,7 +20,8 @@ byte of the body when these checks run. For every request that carries a body (a
    ``reason`` here. A body that is not JSON at all goes on to FastAPI, whose 422 points at
    the position of the error. The body read is then handed to the app as one message.
 
-Before all of that, on every path, a NUL in the path or the query string (``%00``) is a 400
+Before all of that, on every path: a HEAD request runs as the GET it asks about, without the
+body; and a NUL in the path or the query string (``%00``) is a 400
 ``invalid-url``: it would reach a lookup as a parameter, and PostgreSQL refuses it in text.
 
 Refusing without reading the whole body makes uvicorn close the connection afterwards, so the
@@ -78,6 +79,12 @@ class FrontDoorMiddleware:
         self.runtime_of = runtime_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # HTTP requires HEAD wherever GET is served (RFC 9110, 9.3.2), and monitors and
+            # proxies use it; FastAPI's routes answer it 405. It runs as the GET, whose
+            # headers (Content-Length included) go out without the body.
+            scope = {**scope, "method": "GET"}
+            send = _headers_only(send)
         if scope["type"] == "http" and _nul_in_url(scope):
             await self._refuse(problems.nul_in_url(), scope, receive, send)
             return
@@ -115,6 +122,19 @@ class FrontDoorMiddleware:
     async def _refuse(problem: Problem, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = (scope.get("state") or {}).get("request_id")
         await problem_response(problem, request_id)(scope, receive, send)
+
+
+def _headers_only(send: Send) -> Send:
+    """``send`` for a HEAD request: the response's start as it is, its body left out."""
+
+    async def send_headers(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
+
+    return send_headers
 
 
 def _nul_in_url(scope: Scope) -> bool:
