@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -337,6 +337,15 @@ def _month_or_year(value: object) -> int | None:
     return None
 
 
+_NUL: Final = "\x00"
+
+
+def _storable(text: str) -> str:
+    """PayTabs' free text without NUL characters, which PostgreSQL's text cannot hold: an
+    answer carrying one is still applied (its message is only shown), not failed for good."""
+    return text.replace(_NUL, "") if _NUL in text else text
+
+
 def card_details(info: PaymentInfo | None) -> CardDetails | None:
     """Scheme, last four digits and expiry from ``payment_info`` (``expiryMonth`` and
     ``expiryYear`` are extra fields in PayTabs' answers); None when it says nothing."""
@@ -345,7 +354,7 @@ def card_details(info: PaymentInfo | None) -> CardDetails | None:
     extra = info.model_extra or {}
     last_four = _LAST_FOUR.search(info.payment_description or "")
     return CardDetails(
-        scheme=(info.card_scheme or None) and info.card_scheme[:32],
+        scheme=(info.card_scheme or None) and _storable(info.card_scheme)[:32],
         last_four=last_four.group(1) if last_four else None,
         expiry_month=_month_or_year(extra.get("expiryMonth")),
         expiry_year=_month_or_year(extra.get("expiryYear")),
@@ -370,6 +379,11 @@ def to_gateway_result(
     owner = transaction.profile_id if transaction.profile_id is not None else profile_id
     if owner is None:
         raise UnusableTransaction("profile_id is missing")
+    references = (transaction.tran_ref, transaction.previous_tran_ref, transaction.cart_id,
+                  transaction.token)  # fmt: skip
+    if any(_NUL in reference for reference in references if reference):
+        # No payment of ours has such a reference, and PostgreSQL cannot even look one up.
+        raise UnusableTransaction("a reference holds a NUL character")
     return GatewayResult(
         tran_ref=transaction.tran_ref,
         previous_tran_ref=transaction.previous_tran_ref,
@@ -379,8 +393,8 @@ def to_gateway_result(
         status=status,
         amount=amount,
         source=source,
-        response_code=result.response_code if result else "",
-        response_message=result.response_message if result else "",
+        response_code=_storable(result.response_code) if result else "",
+        response_message=_storable(result.response_message) if result else "",
         transaction_time=_time(result.transaction_time if result else None),
         token=transaction.token,
         charged=charged,
