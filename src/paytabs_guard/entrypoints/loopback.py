@@ -16,6 +16,8 @@ from typing import Literal
 import uvicorn
 from starlette.types import ASGIApp
 
+from paytabs_guard.entrypoints.serve import http_protocol
+
 
 @contextlib.asynccontextmanager
 async def serve_app(
@@ -47,6 +49,7 @@ async def serve_app(
         lifespan=lifespan,
         access_log=False,
         proxy_headers=False,
+        http=http_protocol(),  # the head bounded as serve bounds it
         timeout_graceful_shutdown=graceful_shutdown_seconds,
     )
     server = uvicorn.Server(config)

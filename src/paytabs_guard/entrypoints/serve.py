@@ -11,6 +11,7 @@ at this service so the simulator's callbacks and returns reach it. The child end
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import importlib.util
@@ -277,10 +278,21 @@ def http_stack() -> str:
     return f"{loop} + {http}"
 
 
+def http_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's ``http``: httptools with a bound on a request's head where httptools is
+    installed (``http_head_limit``), else uvicorn's h11, which bounds it at 16 KiB itself."""
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from paytabs_guard.entrypoints.http_head_limit import BoundedHttpToolsProtocol
+
+    return BoundedHttpToolsProtocol
+
+
 def uvicorn_config(app: str, host: str, port: int, workers: int) -> uvicorn.Config:
-    """How ``serve`` runs uvicorn: uvloop and httptools where installed (``auto`` falls back to
-    asyncio and h11 cleanly), no proxy-header rewriting (the app resolves clients through
-    TRUSTED_PROXIES itself), our logging, a graceful shutdown."""
+    """How ``serve`` runs uvicorn: uvloop and httptools where installed (falling back to asyncio
+    and h11 cleanly), a request's head bounded (:func:`http_protocol`), no proxy-header
+    rewriting (the app resolves clients through TRUSTED_PROXIES itself), our logging, a
+    graceful shutdown."""
     return uvicorn.Config(
         app,
         factory=True,
@@ -288,7 +300,7 @@ def uvicorn_config(app: str, host: str, port: int, workers: int) -> uvicorn.Conf
         port=port,
         workers=workers,
         loop="auto",
-        http="auto",
+        http=http_protocol(),
         proxy_headers=False,
         forwarded_allow_ips=None,
         log_config=None,

@@ -1,0 +1,98 @@
+"""uvicorn's httptools protocol with a bound on a request's head (request line and headers).
+
+uvicorn buffers a request's headers without a limit when it runs on httptools (its h11
+fallback stops at 16 KiB): a client could send megabytes of headers, or a hundred thousand of
+them, to any path, unauthenticated, and each was kept in memory and handed to the app. Here
+the head may take ``MAX_HEAD_BYTES``; past that the connection gets a 431 problem and is
+closed, before the app sees anything. 32 KiB is what nginx allows a head by default (four
+8 KiB buffers); the service's own requests need well under 2 KiB.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD_BYTES: Final = 32 * 1024
+_DRAIN_BYTES: Final = 1024 * 1024
+_DRAIN_SECONDS: Final = 2.0
+
+_PROBLEM: Final = json.dumps(
+    {
+        "type": "https://paytabs-guard.dev/problems/request-header-fields-too-large",
+        "title": "Request header fields too large",
+        "status": 431,
+        "detail": f"Send at most {MAX_HEAD_BYTES // 1024} KiB of request line and headers.",
+    }
+).encode()
+
+
+class _HeadTooLarge(Exception):
+    """Raised from the parser's callback: httptools stops, and uvicorn answers through
+    ``send_400_response``, which sends the 431 instead."""
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """See the module docstring. Two checks, because a read can hold a whole head or only a
+    part of one: a head that arrives complete is measured when its headers are (name, value
+    and separators, plus the URL); while a head is still incomplete after a read, the bytes
+    read so far count, so a slow or endless head is cut at the bound too."""
+
+    _head_open = False
+    _head_bytes = 0
+    _too_large = False
+    _draining = False
+    _drain_left = 0
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_open = True
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > MAX_HEAD_BYTES:
+            self._too_large = True
+            raise _HeadTooLarge
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._refuse()
+        else:
+            super().send_400_response(msg)
+
+    def data_received(self, data: bytes) -> None:
+        if self._draining:
+            self._drain_left -= len(data)
+            if self._drain_left <= 0:
+                self.transport.close()
+            return
+        super().data_received(data)
+        if not self._head_open or self.transport.is_closing():
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._head_open = False
+            self._refuse()
+
+    def _refuse(self) -> None:
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/problem+json\r\n"
+            b"content-length: " + str(len(_PROBLEM)).encode("ascii") + b"\r\n"
+            b"connection: close\r\n\r\n" + _PROBLEM
+        )
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        # A lingering close: closing with the client's bytes unread would send a reset, and
+        # the client would lose the answer. Finish our side, read and drop what still comes
+        # (up to a bound), and close when the client does or after a moment.
+        self.transport.write_eof()
+        self._draining = True
+        self._drain_left = _DRAIN_BYTES
+        self.loop.call_later(_DRAIN_SECONDS, self.transport.close)

@@ -1,0 +1,96 @@
+"""A request's head is bounded over real HTTP (``http_head_limit.py``): megabytes of headers,
+or thousands of them, get a 431 and a closed connection before the app sees anything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import urlsplit
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
+
+from paytabs_guard.entrypoints.http_head_limit import MAX_HEAD_BYTES
+from paytabs_guard.entrypoints.loopback import serve_app
+
+pytestmark = pytest.mark.anyio
+
+seen: list[str] = []
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    request = Request(scope, receive)
+    body = await request.body()
+    seen.append(scope["path"])
+    await PlainTextResponse(f"{len(body)}")(scope, receive, send)
+
+
+async def _exchange(url: str, chunks: list[bytes]) -> tuple[int, dict[str, str], bytes]:
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        for chunk in chunks:
+            if writer.is_closing():
+                break
+            writer.write(chunk)
+            try:
+                await writer.drain()
+            except ConnectionError:
+                break
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines if x)
+        }
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        if headers.get("connection") == "close":
+            # The server's end, not a reset: a reset could have cost us the answer.
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+        return int(status_line.split()[1]), headers, body
+    finally:
+        writer.close()
+
+
+def _head(*lines: bytes) -> bytes:
+    return b"GET /x HTTP/1.1\r\nHost: t\r\n" + b"".join(lines)
+
+
+async def test_a_head_under_the_bound_is_served() -> None:
+    async with serve_app(app) as url:
+        big = b"X-Big: " + b"a" * (MAX_HEAD_BYTES // 2) + b"\r\n"
+        status, _, body = await _exchange(url, [_head(big, b"Connection: close\r\n\r\n")])
+        assert (status, body) == (200, b"0")
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b"X-Big: " + b"a" * (4 * MAX_HEAD_BYTES) + b"\r\n"],
+        [b"X-%d: a\r\n" % n for n in range(MAX_HEAD_BYTES // 6)],
+    ],
+    ids=["one-huge-header", "many-headers"],
+)
+async def test_a_head_past_the_bound_is_431_before_the_app(lines: list[bytes]) -> None:
+    seen.clear()
+    async with serve_app(app) as url:
+        payload = _head(*lines) + b"\r\n"
+        chunks = [payload[i : i + 8192] for i in range(0, len(payload), 8192)]
+        status, headers, body = await _exchange(url, chunks)
+        assert status == 431
+        assert headers["content-type"] == "application/problem+json"
+        assert headers["connection"] == "close"
+        assert json.loads(body)["status"] == 431
+    assert seen == []
+
+
+async def test_a_large_body_does_not_count_against_the_head() -> None:
+    async with serve_app(app) as url:
+        body = b"b" * (8 * MAX_HEAD_BYTES)
+        request = (
+            b"POST /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        status, _, answer = await _exchange(url, [request])
+        assert (status, answer) == (200, str(len(body)).encode())
