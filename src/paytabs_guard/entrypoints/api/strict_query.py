@@ -9,6 +9,7 @@ itself, and pages take parameters of their own (``lang``).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Final
 
 from fastapi import Depends, Request
@@ -17,7 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 _SHOWN_NAME_LENGTH: Final = 40  # a longer name is reported without being repeated
-_DECLARED: dict[int, frozenset[str]] = {}  # by id(route): the app's routes live as long as it
+# By id(route), with a weak reference that proves the id still names the same route: routes are
+# unhashable (Starlette compares them by path), and a process that builds many apps (the tests)
+# reuses the ids of routes that are gone.
+_DECLARED: dict[int, tuple[weakref.ref[APIRoute], frozenset[str]]] = {}
 
 
 def _query_names(dependant: Dependant) -> set[str]:
@@ -28,9 +32,11 @@ def _query_names(dependant: Dependant) -> set[str]:
 
 
 def _declared(route: APIRoute) -> frozenset[str]:
-    names = _DECLARED.get(id(route))
-    if names is None:
-        names = _DECLARED[id(route)] = frozenset(_query_names(route.dependant))
+    entry = _DECLARED.get(id(route))
+    if entry is not None and entry[0]() is route:
+        return entry[1]
+    names = frozenset(_query_names(route.dependant))
+    _DECLARED[id(route)] = (weakref.ref(route), names)
     return names
 
 
