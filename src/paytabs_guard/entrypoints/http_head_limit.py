@@ -15,17 +15,19 @@ from typing import Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from paytabs_guard.entrypoints.api.problems import Problem
+
 MAX_HEAD_BYTES: Final = 32 * 1024
 _DRAIN_BYTES: Final = 1024 * 1024
 _DRAIN_SECONDS: Final = 2.0
 
 _PROBLEM: Final = json.dumps(
-    {
-        "type": "https://paytabs-guard.dev/problems/request-header-fields-too-large",
-        "title": "Request header fields too large",
-        "status": 431,
-        "detail": f"Send at most {MAX_HEAD_BYTES // 1024} KiB of request line and headers.",
-    }
+    Problem(
+        "request_header_fields_too_large",
+        "Request header fields too large",
+        431,
+        f"Send at most {MAX_HEAD_BYTES // 1024} KiB of request line and headers.",
+    ).to_dict()
 ).encode()
 
 

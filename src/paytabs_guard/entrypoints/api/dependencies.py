@@ -99,21 +99,17 @@ async def get_idempotency_key(
         return None
     if len(request.headers.getlist("idempotency-key")) > 1:
         # Which one would be the key? A proxy and this service could each pick another.
-        raise Problem(
-            "invalid_idempotency_key",
-            "Invalid Idempotency-Key",
-            400,
-            "Send one Idempotency-Key header, not several.",
-        )
+        raise _invalid_idempotency_key("Send one Idempotency-Key header, not several.")
     if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-        raise Problem(
-            "invalid_idempotency_key",
-            "Invalid Idempotency-Key",
-            400,
+        raise _invalid_idempotency_key(
             "Send Idempotency-Key as 8-255 visible ASCII characters without spaces; a random "
-            "UUID per operation is best.",
+            "UUID per operation is best."
         )
     return idempotency_key
+
+
+def _invalid_idempotency_key(detail: str) -> Problem:
+    return Problem("invalid_idempotency_key", "Invalid Idempotency-Key", 400, detail)
 
 
 IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]

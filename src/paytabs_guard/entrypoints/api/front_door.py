@@ -79,16 +79,19 @@ class FrontDoorMiddleware:
         self.runtime_of = runtime_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "HEAD":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "HEAD":
             # HTTP requires HEAD wherever GET is served (RFC 9110, 9.3.2), and monitors and
             # proxies use it; FastAPI's routes answer it 405. It runs as the GET, whose
             # headers (Content-Length included) go out without the body.
             scope = {**scope, "method": "GET"}
             send = _headers_only(send)
-        if scope["type"] == "http" and _nul_in_url(scope):
+        if _nul_in_url(scope):
             await self._refuse(problems.nul_in_url(), scope, receive, send)
             return
-        runtime = self.runtime_of() if scope["type"] == "http" else None
+        runtime = self.runtime_of()
         if runtime is None or scope["path"] in OWN_BODY_LIMIT:
             await self.app(scope, receive, send)
             return
