@@ -167,6 +167,7 @@ async def test_metrics_use_route_templates_and_no_identifiers(service: Service) 
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
     assert 'route="/payments/v2/{payment_id}"' in text
+    assert 'route="/payments/v2/webhook"' in text
     assert 'route="unmatched"' in text
     assert 'paytabs_guard_gateway_requests_total{operation="create",outcome="ok"} 1.0' in text
     assert 'paytabs_guard_circuit_breaker_state{breaker="create",state="closed"} 1.0' in text

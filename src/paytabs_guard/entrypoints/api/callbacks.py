@@ -2,6 +2,12 @@
 
 Both read the raw request themselves (verification needs the exact bytes), so the routes take
 the ``Request``; the checks live in ``webhook_receiver`` and ``browser_return``.
+
+The callback takes a shorter way in (:func:`answer_callback`, called by the front door): the
+receiver needs nothing FastAPI resolves, and at a few hundred callbacks a second FastAPI's
+route matching, dependency solving and exception wrappers were a tenth of a callback's CPU.
+The route below stays for the API description, and answers the same when the front door is
+not in front of it.
 """
 
 from __future__ import annotations
@@ -9,12 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from . import problems
 from .browser_return import handle_return
 from .dependencies import RuntimeDep
+from .runtime import Runtime
 from .schemas import PROBLEM_RESPONSE
+
+WEBHOOK_PATH = "/payments/v2/webhook"
 
 router = APIRouter(prefix="/payments/v2", tags=["PayTabs callbacks"])
 
@@ -40,6 +51,21 @@ _PROBLEM = PROBLEM_RESPONSE
 )
 async def paytabs_webhook(request: Request, runtime: RuntimeDep) -> Response:
     return await runtime.webhook.receive(request)
+
+
+_WEBHOOK_ROUTE = next(
+    route
+    for route in router.routes
+    if isinstance(route, APIRoute) and route.endpoint is paytabs_webhook
+)
+
+
+async def answer_callback(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /payments/v2/webhook`` answered by the receiver, past FastAPI's router. The scope
+    names the route as the router would, for the access line, the metrics and the trace."""
+    scope["route"] = _WEBHOOK_ROUTE
+    response = await runtime.webhook.receive(Request(scope, receive, send))
+    await response(scope, receive, send)
 
 
 @router.api_route("/webhook", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)

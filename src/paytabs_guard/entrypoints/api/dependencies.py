@@ -84,17 +84,22 @@ async def get_admin(client: ClientDep) -> ApiClient:
 AdminDep = Annotated[ApiClient, Depends(get_admin)]
 
 
+_IDEMPOTENCY_KEY_HEADER: Final = Header(
+    alias="Idempotency-Key",
+    description="8-255 visible ASCII characters, unique per operation (a UUID is best); "
+    "repeating a request with the same key replays the first answer for 24 h",
+)
+
+
 async def get_idempotency_key(
     request: Request,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="8-255 visible ASCII characters, unique per operation (a UUID is best); "
-            "repeating a request with the same key replays the first answer for 24 h",
-        ),
-    ] = None,
+    idempotency_key: Annotated[str | None, _IDEMPOTENCY_KEY_HEADER] = None,
 ) -> str | None:
+    return idempotency_key_of(request, idempotency_key)
+
+
+def idempotency_key_of(request: Request, idempotency_key: str | None) -> str | None:
+    """The request's Idempotency-Key, checked (400 when it is repeated or malformed)."""
     if idempotency_key is None:
         return None
     if len(request.headers.getlist("idempotency-key")) > 1:
@@ -129,12 +134,18 @@ class PaymentWrite:
 
 async def get_payment_write(
     request: Request,
-    runtime: RuntimeDep,
-    service: PaymentServiceDep,
-    client: ClientDep,
-    key: IdempotencyKeyDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    idempotency_key: Annotated[str | None, _IDEMPOTENCY_KEY_HEADER] = None,
 ) -> PaymentWrite:
-    return PaymentWrite(request, runtime, service, client, key)
+    # One dependency doing in order what RuntimeDep, ClientDep and IdempotencyKeyDep do (401
+    # before 400): FastAPI solved each of those separately on every write, twelve solves per
+    # create that cost more than the checks themselves. The parameters are the same, so the
+    # API description still shows the bearer scheme and the header.
+    runtime = await get_runtime(request)
+    client = authenticate(runtime.api_keys, request.headers.getlist("authorization"))
+    request.state.client_id = client.id
+    key = idempotency_key_of(request, idempotency_key)
+    return PaymentWrite(request, runtime, runtime.container.service, client, key)
 
 
 PaymentWriteDep = Annotated[PaymentWrite, Depends(get_payment_write)]

@@ -23,6 +23,7 @@ byte of the body when these checks run. For every request that carries a body (a
 Before all of that, on every path: a HEAD request runs as the GET it asks about, without the
 body; and a NUL in the path or the query string (``%00``) is a 400
 ``invalid-url``: it would reach a lookup as a parameter, and PostgreSQL refuses it in text.
+Then a PayTabs callback goes straight to its receiver (``callbacks.answer_callback``).
 
 Refusing without reading the whole body makes uvicorn close the connection afterwards, so the
 rest of an oversized upload is never drained.
@@ -44,12 +45,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import problems
 from .auth import authenticate
 from .body_limit import BodyTooLarge, InvalidContentLength, declared_length, read_limited
+from .callbacks import WEBHOOK_PATH, answer_callback
 from .problems import Problem, problem_response
 from .runtime import Runtime
 from .strict_json import InvalidJson, declares_json, parse_strict_json
 
 AUTHENTICATED_PREFIX: Final = "/payments/v2/"
-OWN_BODY_LIMIT: Final = frozenset({"/payments/v2/webhook", "/payments/v2/return"})
+OWN_BODY_LIMIT: Final = frozenset({WEBHOOK_PATH, "/payments/v2/return"})
 
 
 def carries_body(headers: Headers) -> bool:
@@ -92,6 +94,9 @@ class FrontDoorMiddleware:
             await self._refuse(problems.nul_in_url(), scope, receive, send)
             return
         runtime = self.runtime_of()
+        if runtime is not None and scope["path"] == WEBHOOK_PATH and scope["method"] == "POST":
+            await answer_callback(runtime, scope, receive, send)
+            return
         if runtime is None or scope["path"] in OWN_BODY_LIMIT:
             await self.app(scope, receive, send)
             return
