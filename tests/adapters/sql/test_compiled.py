@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Column, MetaData, Numeric, String, Table, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect, make_url
 
 from paytabs_guard.adapters.sql.compiled import CompiledSql, compiled_for
 
@@ -21,6 +21,13 @@ _TABLE = Table(
 )
 
 
+def _dialect(url: str) -> Dialect:
+    return make_url(url).get_dialect()()
+
+
+POSTGRES, SQLITE = _dialect("postgresql+asyncpg://"), _dialect("sqlite+aiosqlite://")
+
+
 def _by_hand(compiled: CompiledSql, values: dict[str, Any]) -> tuple[Any, ...]:
     merged = {**compiled.constants, **values}
     return tuple(
@@ -29,8 +36,8 @@ def _by_hand(compiled: CompiledSql, values: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-@pytest.mark.parametrize("dialect", [postgresql.asyncpg.dialect(), sqlite.aiosqlite.dialect()])
-def test_an_insert_binds_every_column_in_order(dialect: Any) -> None:
+@pytest.mark.parametrize("dialect", [POSTGRES, SQLITE], ids=["postgresql", "sqlite"])
+def test_an_insert_binds_every_column_in_order(dialect: Dialect) -> None:
     compiled = compiled_for(dialect, insert(_TABLE), ("id", "amount", "note"))
     values = {"id": "pay_1", "amount": Decimal("12.50"), "note": None}
     bound = compiled.bind(values)
@@ -39,8 +46,8 @@ def test_an_insert_binds_every_column_in_order(dialect: Any) -> None:
     assert compiled._replace(binder=None).bind(values) == bound
 
 
-@pytest.mark.parametrize("dialect", [postgresql.asyncpg.dialect(), sqlite.aiosqlite.dialect()])
-def test_one_value_and_a_constant_bind_as_a_tuple(dialect: Any) -> None:
+@pytest.mark.parametrize("dialect", [POSTGRES, SQLITE], ids=["postgresql", "sqlite"])
+def test_one_value_and_a_constant_bind_as_a_tuple(dialect: Dialect) -> None:
     one = compiled_for(dialect, select(_TABLE.c.id).where(_TABLE.c.id == "fixed"))
     assert one.bind({}) == ("fixed",)
     by_value = compiled_for(dialect, insert(_TABLE), ("id",))
@@ -56,7 +63,7 @@ def test_processed_values_are_processed_once_and_the_rest_left_as_they_are() -> 
 
     names = tuple(f"v{index}" for index in range(70))
     processors = tuple(tagged if index % 7 == 3 else None for index in range(70))
-    compiled = compiled_for(postgresql.asyncpg.dialect(), insert(_TABLE), ("id",))
+    compiled = compiled_for(POSTGRES, insert(_TABLE), ("id",))
     compiled = compiled._replace(names=names, processors=processors, constants={}, binder=None)
     values = {name: index for index, name in enumerate(names)}
     bound = compiled.bind(values)
