@@ -101,7 +101,9 @@ def _build(runtime_of: Callable[[FastAPI], Runtime | None], lifespan: object) ->
     app.add_middleware(FrontDoorMiddleware, runtime_of=lambda: runtime_of(app))
     app.add_middleware(RequestContextMiddleware, metrics_of=metrics_of)
     install_error_handlers(app)
-    # Fixed paths before /payments/v2/{payment_id}, which would otherwise swallow them.
+    # The busiest route first (every route is matched in this order), then fixed paths before
+    # /payments/v2/{payment_id}, which would otherwise swallow them.
+    app.include_router(payments.creates)
     for router in (health.router, callbacks.router, breakers.router, stats.router):
         app.include_router(router)
     install_console(app)

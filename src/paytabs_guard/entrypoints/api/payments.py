@@ -37,6 +37,9 @@ from .strict_query import STRICT_QUERY
 from .sync import sync_within
 
 router = APIRouter(prefix="/payments/v2", tags=["payments"], dependencies=STRICT_QUERY)
+#: ``POST /payments/v2/create`` alone, for the app to match first: FastAPI matches the routers
+#: it includes one after another, and reaching the last cost a create 40 us.
+creates = APIRouter(prefix="/payments/v2", tags=["payments"], dependencies=STRICT_QUERY)
 
 _PROBLEM = PROBLEM_RESPONSE
 _ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 404, 409, 413, 422, 503), _PROBLEM)
@@ -75,7 +78,7 @@ CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
+@creates.post(
     "/create",
     status_code=201,
     response_model=PaymentOut,
