@@ -213,3 +213,44 @@ JSON_ISH = st.text(st.sampled_from('{}[]":,0123456789.eE+-\\ua NIfinty'), max_si
 def test_json_shaped_text_parses_or_raises_invalid_json(text: str) -> None:
     with contextlib.suppress(InvalidJson):
         parse_strict_json(text.encode())
+
+
+# --- the walk over the strings is skipped only where it could find nothing ------------------
+
+_STRING_PARTS = st.lists(
+    st.one_of(
+        st.text(max_size=8),
+        st.sampled_from(["\\u0000", "\\ud800", "\\uDFFF", "\\ud83d\\ude00", "\\\\u0000", "\x00"]),
+    ),
+    max_size=6,
+)
+
+
+@given(
+    st.lists(_STRING_PARTS, min_size=1, max_size=4),
+    st.integers(min_value=1, max_value=120),
+    st.booleans(),
+)
+def test_skipping_the_string_walk_never_lets_a_string_rule_through(
+    strings: list[list[str]], max_string: int, allow_nul: bool
+) -> None:
+    # Each string is spliced in raw (escapes as escapes); what the walk alone would refuse
+    # must still be refused with the quick check in front of it.
+    body = "[" + ",".join('"' + "".join(parts).replace('"', "") + '"' for parts in strings) + "]"
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return  # not JSON at all: refused before any string rule
+    walk_refuses = any(
+        len(value) > max_string
+        or any("\ud800" <= char <= "\udfff" for char in value)
+        or (not allow_nul and "\x00" in value)
+        for value in decoded
+    )
+    if walk_refuses:
+        with pytest.raises(InvalidJson) as caught:
+            parse_strict_json(body.encode("utf-8", "surrogatepass"), max_string=max_string,
+                              allow_nul=allow_nul)  # fmt: skip
+        assert caught.value.reason in (
+            "string_too_long", "lone_surrogate", "nul_character", "invalid_utf8",
+        )  # fmt: skip

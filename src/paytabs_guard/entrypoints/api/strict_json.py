@@ -161,10 +161,27 @@ def parse_strict_json(
         raise
     except (ValueError, ArithmeticError, RecursionError):
         raise InvalidJson("invalid_json", "the body is not a JSON document") from None
-    _check_strings(value, max_string, allow_nul)
+    if _may_break_string_rules(text, max_string, allow_nul):
+        _check_strings(value, max_string, allow_nul)
     if require_object and not isinstance(value, dict):
         raise InvalidJson("not_an_object", "the top level must be a JSON object")
     return value
+
+
+def _may_break_string_rules(text: str, max_string: int, allow_nul: bool) -> bool:
+    """Whether any decoded string could be too long, a lone surrogate or hold a NUL. The
+    usual body can't, and is not walked: no string is longer than the whole text, and the
+    decoder refuses raw control characters and the UTF-8 decode raw surrogates, so those two
+    can only come from a ``\\uD800``-``\\uDFFF`` or ``\\u0000`` escape."""
+    if len(text) > max_string:
+        return True
+    if _SURROGATE_ESCAPE.search(text):
+        return True
+    return not allow_nul and "\\u0000" in text
+
+
+# An escaped backslash before "u" matches too, which only costs the walk.
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _check_strings(value: Any, max_string: int, allow_nul: bool) -> None:
