@@ -66,9 +66,13 @@ async def get_client(
     keys: Annotated[ApiKeys, Depends(get_api_keys)],
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiClient:
+    return _client_of(request, keys)
+
+
+def _client_of(request: Request, keys: ApiKeys) -> ApiClient:
     # The raw header, not HTTPBearer's parse: it also tells a wrong scheme from a missing one.
     client = authenticate(keys, request.headers.getlist("authorization"))
-    request.state.client_id = client.id
+    request.state.client_id = client.id  # the access line names the key
     return client
 
 
@@ -91,14 +95,7 @@ _IDEMPOTENCY_KEY_HEADER: Final = Header(
 )
 
 
-async def get_idempotency_key(
-    request: Request,
-    idempotency_key: Annotated[str | None, _IDEMPOTENCY_KEY_HEADER] = None,
-) -> str | None:
-    return idempotency_key_of(request, idempotency_key)
-
-
-def idempotency_key_of(request: Request, idempotency_key: str | None) -> str | None:
+def _checked_idempotency_key(request: Request, idempotency_key: str | None) -> str | None:
     """The request's Idempotency-Key, checked (400 when it is repeated or malformed)."""
     if idempotency_key is None:
         return None
@@ -115,9 +112,6 @@ def idempotency_key_of(request: Request, idempotency_key: str | None) -> str | N
 
 def _invalid_idempotency_key(detail: str) -> Problem:
     return Problem("invalid_idempotency_key", "Invalid Idempotency-Key", 400, detail)
-
-
-IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +131,13 @@ async def get_payment_write(
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     idempotency_key: Annotated[str | None, _IDEMPOTENCY_KEY_HEADER] = None,
 ) -> PaymentWrite:
-    # One dependency doing in order what RuntimeDep, ClientDep and IdempotencyKeyDep do (401
+    # One dependency doing in order what the runtime, client and key dependencies did (401
     # before 400): FastAPI solved each of those separately on every write, twelve solves per
     # create that cost more than the checks themselves. The parameters are the same, so the
     # API description still shows the bearer scheme and the header.
     runtime = await get_runtime(request)
-    client = authenticate(runtime.api_keys, request.headers.getlist("authorization"))
-    request.state.client_id = client.id
-    key = idempotency_key_of(request, idempotency_key)
+    client = _client_of(request, runtime.api_keys)
+    key = _checked_idempotency_key(request, idempotency_key)
     return PaymentWrite(request, runtime, runtime.container.service, client, key)
 
 
