@@ -6,9 +6,8 @@ the ``Request``; the checks live in ``webhook_receiver`` and ``browser_return``.
 The callback takes a shorter way in (:func:`answer_callback`, called by the front door): the
 receiver needs nothing FastAPI resolves, and at a few hundred callbacks a second FastAPI's
 route matching, dependency solving and exception wrappers were about a sixth of a callback's
-CPU.
-The route below stays for the API description, and answers the same when the front door is
-not in front of it.
+CPU. The route below stays for the API description, and answers the same when the front door
+is not in front of it.
 """
 
 from __future__ import annotations
