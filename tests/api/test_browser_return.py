@@ -7,6 +7,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import update
+
+from paytabs_guard.adapters.sql.tables import payments
 
 from .api_support import Service, deliver, signed_return, transaction
 
@@ -40,6 +43,22 @@ async def test_the_return_confirms_by_query_and_redirects_to_the_merchant(servic
     assert target.fragment == "top"
     assert "set-cookie" not in response.headers
     assert (await service.get(payment["id"]))["state"] == "completed"
+
+
+async def test_a_stored_return_url_no_browser_can_follow_gets_the_result_page(
+    service: Service,
+) -> None:
+    # A payment created before creates checked return_url as they do now: the customer has
+    # paid and still gets an answer, the result page, instead of a 500.
+    payment = await service.create(return_url="https://shop.example/done")
+    async with service.container.engine.begin() as connection:
+        await connection.execute(
+            update(payments).where(payments.c.id == payment["id"]).values(return_url="http://[::1")
+        )
+    paid = await service.pay(payment)
+    response = await _return(service, paid["return"]["fields"])
+    assert response.status_code == 200, response.text
+    assert "Payment received" in response.text
 
 
 async def test_without_a_return_url_a_small_page_shows_the_confirmed_state(

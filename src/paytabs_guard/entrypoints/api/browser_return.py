@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from paytabs_guard.domain import Payment
+from paytabs_guard.domain.urls import InvalidUrl, check_http_url
 from paytabs_guard.observability import get_logger
 from paytabs_guard.service.callbacks import InvalidCallbackSignature
 
@@ -86,7 +87,9 @@ async def _fields(request: Request, runtime: Runtime) -> dict[str, str]:
 
 
 def redirect_target(return_url: str, payment: Payment) -> str:
-    """``return_url`` with ``payment_id`` and ``state`` added to its query."""
+    """``return_url`` with ``payment_id`` and ``state`` added to its query. Raises InvalidUrl
+    for a URL no browser could follow (one stored before creates checked it as they do now)."""
+    check_http_url(return_url)
     separator = "&" if urlsplit(return_url).query else "?"
     query = urlencode({"payment_id": payment.id, "state": payment.state.value})
     fragment = ""
@@ -128,7 +131,12 @@ async def handle_return(request: Request, runtime: Runtime) -> Response:
     container.metrics.webhook(ENDPOINT, outcome, time.perf_counter() - started)
     log.info("browser return", payment_id=payment.id, state=payment.state.value, outcome=outcome)
     if payment.return_url:
-        return RedirectResponse(
-            redirect_target(payment.return_url, payment), status_code=303, headers=SECURITY_HEADERS
-        )
+        try:
+            target = redirect_target(payment.return_url, payment)
+        except InvalidUrl as error:
+            # The customer has paid: show them the result here rather than fail their return.
+            log.warning("return_url unusable, result page shown", payment_id=payment.id,
+                        reason=str(error))  # fmt: skip
+        else:
+            return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
     return result_page(lang, payment)

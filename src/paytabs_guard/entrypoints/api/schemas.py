@@ -22,13 +22,13 @@ from paytabs_guard.domain import (
 )
 from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.domain.money import currency_exponent
+from paytabs_guard.domain.urls import check_http_url
 from paytabs_guard.service.gateway import Customer
 from paytabs_guard.service.payments import CreatePayment
 from paytabs_guard.service.saved_cards import RecurringCharge
 
 # The shape only: how many decimals a currency takes is checked with the currency (_money).
 _AMOUNT: Final = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
-_URL: Final = re.compile(r"https?://[^\s]{1,2040}")
 MAX_METADATA_KEYS: Final = 20
 
 
@@ -46,9 +46,7 @@ def _amount_string(value: object) -> object:
 
 
 def _http_url(value: str) -> str:
-    if not _URL.fullmatch(value):
-        raise ValueError("must be an absolute http:// or https:// URL of at most 2048 characters")
-    return value
+    return check_http_url(value)  # its InvalidUrl is a ValueError: a 422 naming the field
 
 
 def _metadata(value: dict[str, str]) -> dict[str, str]:
