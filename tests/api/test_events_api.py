@@ -274,3 +274,20 @@ async def test_dead_letters_are_listed_and_replayed_by_an_admin(
             "/payments/v2/events/dead-letters/replay", json={"sink": WEBHOOK}
         )
         assert again.json() == {"replayed": 0}
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[2**63], [-(2**63) - 1], [0], [True], [1e2], ["7"]],
+    ids=["past-64-bits", "below-64-bits", "zero", "boolean", "float", "string"],
+)
+async def test_a_replay_names_dead_letters_by_positive_64_bit_integers(
+    service: Service, ids: list[Any]
+) -> None:
+    # Past 64 bits the database driver raised (a 500); true and 1e2 were read as 1 and 100.
+    response = await service.admin.post(
+        "/payments/v2/events/dead-letters/replay", json={"ids": ids}
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [error["field"] for error in response.json()["errors"]] == ["ids.0"]

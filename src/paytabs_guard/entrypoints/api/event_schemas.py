@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -134,13 +134,18 @@ class DeadLetterListOut(BaseModel):
     next_cursor: str | None
 
 
+#: A dead letter's id: a positive 64-bit integer as the database stores it. Strict, so ``true``
+#: is not 1 and ``1e2`` not 100; past 64 bits the database driver would fail (a 500), not refuse.
+DeadLetterId = Annotated[int, Field(strict=True, ge=1, le=2**63 - 1)]
+
+
 class ReplayIn(BaseModel):
     """Name the dead letters to send again: by ``ids``, or every one of a ``sink`` and/or
     ``type`` (combined, they narrow each other)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[int] = Field(default_factory=list, max_length=MAX_REPLAY_IDS)
+    ids: list[DeadLetterId] = Field(default_factory=list, max_length=MAX_REPLAY_IDS)
     sink: str | None = Field(None, min_length=1, max_length=200)
     type: str | None = Field(None, min_length=1, max_length=200)
 
