@@ -3,11 +3,14 @@ body limit that refuses a declared size unread and cuts a streamed body at the l
 
 from __future__ import annotations
 
+import asyncio
+from urllib.parse import urlsplit
+
 import httpx
 import pytest
 
 from .api_support import API_KEY, Service, new_key
-from .front_door_support import send_chunked_unfinished, send_raw
+from .front_door_support import request_head, send_chunked_unfinished, send_raw
 
 pytestmark = pytest.mark.anyio
 
@@ -297,3 +300,30 @@ async def test_head_is_answered_wherever_get_is(service: Service) -> None:
         post_only = await client.head(CREATE, headers=AUTH)
         assert post_only.status_code == 405
         assert post_only.headers["allow"] == "POST"
+
+
+async def test_a_client_that_leaves_mid_body_is_counted_499_not_as_a_server_error(
+    service: Service,
+) -> None:
+    # Nobody is left to answer, so nothing is sent; counted as a 500 it paged whoever watches
+    # the 5xx rate for every dropped upload.
+    parts = urlsplit(service.url)
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    headers = AUTH | JSON | {"Content-Length": "100", "Idempotency-Key": new_key()}
+    writer.write(request_head("POST", CREATE, parts.netloc, headers) + b'{"amount"')
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    def counted(status_class: str) -> float:
+        return service.metric(
+            "paytabs_guard_http_requests_total",
+            route="unmatched",
+            method="POST",
+            status_class=status_class,
+        )
+
+    async with asyncio.timeout(5):
+        while not counted("4xx"):  # noqa: ASYNC110 - the server sees the close over a socket
+            await asyncio.sleep(0.005)
+    assert counted("5xx") == 0
