@@ -43,6 +43,10 @@ async def test_breaker_control_needs_the_admin_scope(service: Service) -> None:
     assert wrong.status_code == 422
     closed = await service.admin.post("/payments/v2/circuit-breaker/create/close")
     assert closed.json()["breakers"]["create"]["state"] == "forced_closed"
+    # It takes no body: a field sent anyway is named, not ignored.
+    extra = await service.admin.post("/payments/v2/circuit-breaker/create/reset", json={"x": 1})
+    assert extra.status_code == 422
+    assert extra.json()["errors"][0]["field"] == "x"
 
 
 async def test_breaker_stats_list_every_operation_family(service: Service) -> None:
@@ -92,14 +96,22 @@ async def test_invalid_bodies_get_422_saying_what_to_fix(
     assert "25.5" not in response.text or "amount" in fields  # the value is never echoed
 
 
-async def test_malformed_json_is_a_422_problem(service: Service) -> None:
+@pytest.mark.parametrize(
+    "body", [b"{not json", b'{"amount":"12.50"', b"  ", b"{}{}", b'{"a": 1} x']
+)
+async def test_malformed_json_is_a_422_problem_that_says_so(service: Service, body: bytes) -> None:
     response = await service.api.post(
         "/payments/v2/create",
-        content=b"{not json",
+        content=body,
         headers={"Content-Type": "application/json", "Idempotency-Key": new_key()},
     )
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
+    # The body as a whole is at fault, not a field named after a character offset.
+    [error] = response.json()["errors"]
+    assert error["field"] == "body", error
+    assert "is not valid JSON" in error["message"]
+    assert "well-formed JSON document" in response.json()["detail"]
 
 
 async def test_a_paytabs_refusal_is_422_with_its_message(service: Service) -> None:

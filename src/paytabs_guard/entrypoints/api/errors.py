@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -231,6 +231,12 @@ def _location(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc[1:]) or str(loc[0])
 
 
+def _not_json(item: Mapping[str, Any], loc: Sequence[Any]) -> str:
+    reason = str((item.get("ctx") or {}).get("error", "")).lower() or "it does not parse"
+    at = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+    return f"is not valid JSON ({reason}{at}); send one well-formed JSON document"
+
+
 def validation_problem(error: RequestValidationError) -> Problem:
     """422 listing each invalid field with the rule it broke (never the value sent)."""
     items = []
@@ -239,6 +245,9 @@ def validation_problem(error: RequestValidationError) -> Problem:
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
         where = str(loc[0]) if loc else "request"
         field = _location(loc)
+        if item.get("type") == "json_invalid":
+            # FastAPI puts the character offset where a field name goes: ("body", 17).
+            field, message = where, _not_json(item, loc)
         named, colon, rest = message.partition(": ")
         if field == "body" and colon and _FIELD_NAME.fullmatch(named):
             # A rule across fields (the amount's decimals depend on the currency) names its
