@@ -327,3 +327,42 @@ async def test_a_client_that_leaves_mid_body_is_counted_499_not_as_a_server_erro
         while not counted("4xx"):  # noqa: ASYNC110 - the server sees the close over a socket
             await asyncio.sleep(0.005)
     assert counted("5xx") == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        {"Content-Type": "multipart/form-data; boundary=x"},
+        {},
+    ],
+    ids=["text", "form", "multipart", "none"],
+)
+async def test_a_body_not_declared_json_is_a_415_before_it_is_read(
+    service: Service, headers: dict[str, str]
+) -> None:
+    # FastAPI read these as no object at all: a 422 saying the body was not an object.
+    body = b'{"amount": "12.50", "currency": "SAR", "description": "x"}'
+    response = await service.api.post(CREATE, content=body, headers=headers)  # bytes: no type
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "application/json" in response.json()["detail"]
+    assert (await service.api.get("/payments/v2")).json()["data"] == []  # nothing created
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "identity, gzip"])
+async def test_a_compressed_body_is_a_415_not_read_as_plain(
+    service: Service, encoding: str
+) -> None:
+    # Taken as sent, a gzipped body failed as bad UTF-8 and a body marked br ran as plain.
+    body = b'{"amount": "12.50", "currency": "SAR", "description": "x"}'
+    response = await service.api.post(
+        CREATE, content=body, headers=JSON | {"Content-Encoding": encoding}
+    )
+    assert response.status_code == 415, response.text
+    assert "uncompressed" in response.json()["detail"]
+    plain = await service.api.post(
+        CREATE, content=body, headers=JSON | {"Content-Encoding": "identity"}
+    )
+    assert plain.status_code == 201, plain.text

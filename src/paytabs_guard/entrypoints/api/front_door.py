@@ -8,10 +8,13 @@ byte of the body when these checks run. For every request that carries a body (a
    body is never read, whatever its size or shape.
 2. A declared ``Content-Length`` over API_MAX_BODY_BYTES is answered 413 at once, unread, even
    if no body follows (the client may still be waiting to send it).
-3. The body is read with the same counting as the callback receiver (``body_limit``): reading
+3. Under ``/payments/v2/`` the body must be declared JSON (``application/json`` or a
+   ``+json`` type; 415 otherwise) and not compressed (a ``Content-Encoding`` other than
+   ``identity`` is a 415 too), before a byte of it is read.
+4. The body is read with the same counting as the callback receiver (``body_limit``): reading
    stops as soon as the total passes the limit (413), so a chunked upload holds at most the
    limit in memory.
-4. A body FastAPI would decode as JSON is checked as strict JSON first (``strict_json``).
+5. A body FastAPI would decode as JSON is checked as strict JSON first (``strict_json``).
    Python's decoder keeps the last of two equal keys, so ``{"amount": "1.00", "amount":
    "2.00"}`` would charge 2.00 where a proxy, a log or the merchant's own code read 1.00. It
    also takes ``NaN``, lone surrogates and UTF-16, and fails deep nesting and invalid UTF-8
@@ -106,12 +109,16 @@ class FrontDoorMiddleware:
             return
         limit = runtime.container.settings.api_max_body_bytes
         try:
-            if scope["path"].startswith(AUTHENTICATED_PREFIX):
+            merchant_api = scope["path"].startswith(AUTHENTICATED_PREFIX)
+            if merchant_api:
                 client = authenticate(runtime.api_keys, headers.getlist("authorization"))
                 scope.setdefault("state", {})["client_id"] = client.id
             declared_length(headers.getlist("content-length"), limit)
+            is_json = declares_json(headers.get("content-type"))
+            if merchant_api:
+                _check_merchant_body_headers(headers, is_json)
             body = await read_limited(_chunks(receive), limit)
-            if body and declares_json(headers.get("content-type")):
+            if body and is_json:
                 _check_strict(body, limit)
         except Problem as problem:
             await self._refuse(problem, scope, receive, send)
@@ -151,9 +158,22 @@ def _nul_in_url(scope: Scope) -> bool:
     return "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
 
 
+def _check_merchant_body_headers(headers: Headers, is_json: bool) -> None:
+    """Every body the merchant API takes is JSON, sent as it is: refused before it is read
+    (module docstring, 3). FastAPI would read a text/plain body as no object at all (a 422
+    saying the body is not an object, though it is) and ignore a Content-Encoding, taking
+    a compressed body for bad UTF-8 and a body marked compressed as plain."""
+    if not is_json:
+        raise problems.unsupported_media_type(("application/json",))
+    encodings = [item.strip().lower() for item in ",".join(headers.getlist("content-encoding"))
+                 .split(",") if item.strip()]  # fmt: skip
+    if any(encoding != "identity" for encoding in encodings):
+        raise problems.unsupported_content_encoding()
+
+
 def _check_strict(body: bytes, limit: int) -> None:
     """Raise the 400 for a JSON body that Python's decoder would read leniently (module
-    docstring, 4). Strings are bounded only by the body limit: the schema's own checks say
+    docstring, 5). Strings are bounded only by the body limit: the schema's own checks say
     which field is too long."""
     try:
         parse_strict_json(body, max_string=limit, allow_nul=False)

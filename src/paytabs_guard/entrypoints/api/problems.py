@@ -160,6 +160,17 @@ def unsupported_media_type(accepted: Sequence[str] = ("application/json",)) -> P
     )
 
 
+def unsupported_content_encoding() -> Problem:
+    """415: the body is compressed (RFC 9110 §15.5.16); the API reads bodies as sent."""
+    return Problem(
+        "unsupported_media_type",
+        "Unsupported content encoding",
+        415,
+        "Send the body uncompressed, without a Content-Encoding header (bodies are small).",
+        headers={"Accept-Encoding": "identity"},
+    )
+
+
 def method_not_allowed(allowed: Sequence[str] = ("POST",)) -> Problem:
     """405: the endpoint only takes ``allowed`` methods."""
     listed = ", ".join(allowed)
