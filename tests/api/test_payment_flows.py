@@ -95,6 +95,27 @@ async def test_auth_then_capture_and_auth_then_void(any_service: Service) -> Non
     assert "voided" in again.json()["detail"]
 
 
+@pytest.mark.parametrize("path", ["void", "release"])
+async def test_a_void_refuses_fields_it_would_ignore_and_takes_an_empty_object(
+    service: Service, path: str
+) -> None:
+    # {"amount": ...} ignored would read to the client as a partial void: the whole
+    # authorisation would be released.
+    payment = await service.create("20.00", tran_type="auth")
+    await service.pay(payment)
+    await service.callbacks_done()
+    url = f"/payments/v2/{payment['id']}/{path}"
+    partial = await service.api.post(
+        url, json={"amount": "1.00", "reason": "partial"}, headers={"Idempotency-Key": new_key()}
+    )
+    assert partial.status_code == 422, partial.text
+    assert {error["field"] for error in partial.json()["errors"]} == {"amount", "reason"}
+    assert (await service.get(payment["id"]))["state"] == "authorized"  # nothing released
+    empty = await service.api.post(url, json={}, headers={"Idempotency-Key": new_key()})
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["state"] == "voided"
+
+
 async def test_process_confirms_with_paytabs_before_answering(any_service: Service) -> None:
     payment = await any_service.create()
     # The customer pays but PayTabs' callback is lost: process asks PayTabs itself.

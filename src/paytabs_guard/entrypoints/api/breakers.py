@@ -13,7 +13,7 @@ from fastapi import APIRouter
 
 from .dependencies import AdminDep, ClientDep, ContainerDep
 from .problems import Problem
-from .schemas import PROBLEM_RESPONSE, BreakerStatsOut
+from .schemas import PROBLEM_RESPONSE, BreakerStatsOut, NoBody
 from .strict_query import STRICT_QUERY
 
 router = APIRouter(
@@ -42,7 +42,7 @@ async def breaker_stats(container: ContainerDep, _client: ClientDep) -> BreakerS
     responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM},
 )
 async def control_breaker(
-    name: str, action: Action, container: ContainerDep, _admin: AdminDep
+    name: str, action: Action, container: ContainerDep, _admin: AdminDep, _body: NoBody = None
 ) -> BreakerStatsOut:
     breakers = container.gateway.breakers
     if name not in breakers:

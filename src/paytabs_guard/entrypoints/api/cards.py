@@ -19,6 +19,7 @@ from .payments import CREATE_RESPONSES, run_create
 from .schemas import (
     CUSTOMER_ID_PATTERN,
     PROBLEM_RESPONSE,
+    NoBody,
     PaymentOut,
     RecurringChargeIn,
     SavedCardListOut,
@@ -71,7 +72,10 @@ async def list_cards(
     responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
 )
 async def delete_card(
-    card_id: Annotated[str, Path(max_length=64)], service: PaymentServiceDep, _client: ClientDep
+    card_id: Annotated[str, Path(max_length=64)],
+    service: PaymentServiceDep,
+    _client: ClientDep,
+    _body: NoBody = None,
 ) -> SavedCardOut:
     """200 with the card (``deleted_at`` set). From then on it cannot be charged, even when
     PayTabs could not be reached to delete the token (503/502: delete again to finish)."""

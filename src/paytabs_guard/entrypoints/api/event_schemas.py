@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from paytabs_guard.service.events import (
     MAX_REPLAY_IDS,
@@ -134,9 +134,19 @@ class DeadLetterListOut(BaseModel):
     next_cursor: str | None
 
 
+_MAX_ID = 2**63 - 1
+
+
+def _fits_64_bits(value: int) -> int:
+    # A validator, not ``le``: FastAPI's OpenAPI model would print the bound as a float.
+    if value > _MAX_ID:
+        raise ValueError(f"must be at most {_MAX_ID}: dead letter ids are 64-bit")
+    return value
+
+
 #: A dead letter's id: a positive 64-bit integer as the database stores it. Strict, so ``true``
 #: is not 1 and ``1e2`` not 100; past 64 bits the database driver would fail (a 500), not refuse.
-DeadLetterId = Annotated[int, Field(strict=True, ge=1, le=2**63 - 1)]
+DeadLetterId = Annotated[int, Field(strict=True, ge=1), AfterValidator(_fits_64_bits)]
 
 
 class ReplayIn(BaseModel):

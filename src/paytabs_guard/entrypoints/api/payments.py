@@ -29,6 +29,7 @@ from .schemas import (
     CaptureIn,
     ConfirmedPaymentOut,
     CreatePaymentIn,
+    NoBody,
     PaymentListOut,
     PaymentOut,
     RefundIn,
@@ -350,7 +351,7 @@ async def capture(
     summary="Release an authorisation that was not captured",
     responses=_FOLLOW_UP_RESPONSES,
 )
-async def void(payment_id: str, write: PaymentWriteDep) -> Response:
+async def void(payment_id: str, write: PaymentWriteDep, _body: NoBody = None) -> Response:
     return await _run_follow_up(write, {}, lambda: write.service.void(payment_id))
 
 
@@ -360,5 +361,5 @@ async def void(payment_id: str, write: PaymentWriteDep) -> Response:
     summary="Release an authorisation with PayTabs' release (same outcome as void)",
     responses=_FOLLOW_UP_RESPONSES,
 )
-async def release(payment_id: str, write: PaymentWriteDep) -> Response:
+async def release(payment_id: str, write: PaymentWriteDep, _body: NoBody = None) -> Response:
     return await _run_follow_up(write, {}, lambda: write.service.release(payment_id))

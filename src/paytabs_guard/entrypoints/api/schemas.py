@@ -10,6 +10,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
+from fastapi import Body
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from paytabs_guard.domain import (
@@ -73,6 +74,17 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class EmptyIn(_Input):
+    """No fields: the operation takes none. A field sent anyway is a 422 naming it rather
+    than ignored: ``{"amount": "1.00"}`` on a void must not read as a partial void."""
+
+
+#: The body of a write that takes none: absent, ``null`` or ``{}``.
+NoBody = Annotated[
+    EmptyIn | None, Body(title="No body", description="Nothing to send; {} is accepted too")
+]
 
 
 class CustomerIn(_Input):
