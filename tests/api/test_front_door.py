@@ -366,3 +366,32 @@ async def test_a_compressed_body_is_a_415_not_read_as_plain(
         CREATE, content=body, headers=JSON | {"Content-Encoding": "identity"}
     )
     assert plain.status_code == 201, plain.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "suggested"),
+    [
+        ("POST", "/payments/v2/create/", "/payments/v2/create"),
+        ("GET", "/payments/v2/", "/payments/v2"),
+        ("GET", "/payments/v2/pay_x/events/", "/payments/v2/pay_x/events"),
+    ],
+)
+async def test_an_api_path_with_a_trailing_slash_is_a_404_that_names_the_right_one(
+    service: Service, method: str, path: str, suggested: str
+) -> None:
+    # Starlette answered a bare 307 whose Location came from the Host header.
+    response = await service.api.request(
+        method, path, headers={"Host": "evil.example"}, json={} if method == "POST" else None
+    )
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert f"to {suggested} without the trailing slash" in response.json()["detail"]
+    assert "location" not in response.headers
+
+
+async def test_a_page_with_a_trailing_slash_is_sent_to_it_relative_never_to_the_host_header(
+    service: Service,
+) -> None:
+    response = await service.anonymous.get("/console/?lang=ar", headers={"Host": "evil.example"})
+    assert response.status_code == 308
+    assert response.headers["location"] == "/console?lang=ar"

@@ -163,8 +163,10 @@ async def test_errors_are_problems_with_the_request_id(service: Service) -> None
     assert wrong_method.status_code == 405
     assert wrong_method.headers["content-type"] == PROBLEM
     assert "GET" in wrong_method.headers["allow"]
-    create_get = await service.api.get("/payments/v2/create")
-    assert create_get.status_code == 405
+    for path in ("/payments/v2/create", "/payments/v2/recurring"):
+        # Not "there is no payment 'recurring'": the path exists, for POST.
+        get = await service.api.get(path)
+        assert (get.status_code, get.headers["allow"]) == (405, "POST"), path
 
 
 async def test_refund_of_an_unpaid_payment_is_409_saying_why(service: Service) -> None:
@@ -175,7 +177,9 @@ async def test_refund_of_an_unpaid_payment_is_409_saying_why(service: Service) -
         headers={"Idempotency-Key": new_key()},
     )
     assert response.status_code == 409
-    assert "only completed or partially refunded" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert "only completed or partially refunded" in detail
+    assert ". Reload the payment" in detail  # two sentences, not one run-on
     other_currency = await service.api.post(
         f"/payments/v2/{payment['id']}/refund",
         json={"amount": "1.00", "currency": "AED"},

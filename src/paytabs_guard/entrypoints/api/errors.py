@@ -178,7 +178,8 @@ def problem_for(error: Exception) -> Problem | None:
             "payment_state_conflict",
             "Not allowed in the payment's state",
             409,
-            f"{error} Reload the payment (GET /payments/v2/{error.payment_id}) and decide again.",
+            f"{_sentence(str(error))} Reload the payment (GET /payments/v2/{error.payment_id}) "
+            "and decide again.",
             extensions={"state": error.state},
         )
     if isinstance(error, DomainError):
@@ -222,6 +223,11 @@ def problem_for(error: Exception) -> Problem | None:
             "Idempotency-Key.",
         )
     return None
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending as a sentence, so a hint can follow it."""
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _location(loc: Sequence[Any]) -> str:

@@ -24,8 +24,9 @@ byte of the body when these checks run. For every request that carries a body (a
    the position of the error. The body read is then handed to the app as one message.
 
 Before all of that, on every path: a HEAD request runs as the GET it asks about, without the
-body; and a NUL in the path or the query string (``%00``) is a 400
-``invalid-url``: it would reach a lookup as a parameter, and PostgreSQL refuses it in text.
+body; a NUL in the path or the query string (``%00``) is a 400
+``invalid-url``: it would reach a lookup as a parameter, and PostgreSQL refuses it in text;
+and a path ending in a slash is answered here (no route has one: ``_trailing_slash``).
 Then a PayTabs callback goes straight to its receiver (``callbacks.answer_callback``).
 
 Refusing without reading the whole body makes uvicorn close the connection afterwards, so the
@@ -43,6 +44,7 @@ from typing import Final
 
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import problems
@@ -95,6 +97,9 @@ class FrontDoorMiddleware:
             send = _headers_only(send)
         if _nul_in_url(scope):
             await self._refuse(problems.nul_in_url(), scope, receive, send)
+            return
+        if scope["path"].endswith("/") and scope["path"] != "/":
+            await _trailing_slash(scope, receive, send)
             return
         runtime = self.runtime_of()
         if runtime is not None and scope["path"] == WEBHOOK_PATH and scope["method"] == "POST":
@@ -150,6 +155,22 @@ def _headers_only(send: Send) -> Send:
         await send(message)
 
     return send_headers
+
+
+async def _trailing_slash(scope: Scope, receive: Receive, send: Send) -> None:
+    """No route ends in a slash. Starlette redirected ``/payments/v2/create/`` with a 307 to
+    an absolute URL built from the Host header (``http://evil.example/...`` when a client or
+    proxy sent that Host). An API path gets a 404 problem naming the path without the slash;
+    a page (the console, the docs) a 308 to it, relative, so no Host is ever echoed."""
+    path = scope["path"].rstrip("/") or "/"
+    if path.startswith(AUTHENTICATED_PREFIX.rstrip("/")):
+        problem = problems.trailing_slash(path)
+        request_id = (scope.get("state") or {}).get("request_id")
+        await problem_response(problem, request_id)(scope, receive, send)
+        return
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = f"{path}?{query}" if query else path
+    await RedirectResponse(target, status_code=308)(scope, receive, send)
 
 
 def _nul_in_url(scope: Scope) -> bool:

@@ -170,8 +170,10 @@ def preference_applied(response: Response, held: int | None) -> Response:
 
 
 @router.api_route("/create", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+@router.api_route("/recurring", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 async def create_wrong_method() -> Response:
-    # Without this, GET /payments/v2/create would match GET /payments/v2/{payment_id}.
+    # Without this, GET /payments/v2/create would match GET /payments/v2/{payment_id} (a 404
+    # saying there is no payment "create").
     raise problems.method_not_allowed(("POST",))
 
 

@@ -171,6 +171,18 @@ def unsupported_content_encoding() -> Problem:
     )
 
 
+def trailing_slash(path: str) -> Problem:
+    """404: an API path sent with a trailing slash; ``path`` is the same without it, named
+    only when short and printable (it is the client's own input)."""
+    named = f" to {path}" if len(path) <= 200 and path.isprintable() else ""
+    return Problem(
+        "not_found",
+        "Not found",
+        404,
+        f"There is nothing at this URL; send the request{named} without the trailing slash.",
+    )
+
+
 def method_not_allowed(allowed: Sequence[str] = ("POST",)) -> Problem:
     """405: the endpoint only takes ``allowed`` methods."""
     listed = ", ".join(allowed)
