@@ -212,7 +212,11 @@ async def test_unknown_ids_sinks_and_cursors_get_problems_that_say_what_to_fix(
     )
     assert wrong_sink.status_code == 409
     assert "webhook:9" in wrong_sink.json()["detail"]
-    for cursor in ("garbage", base64.urlsafe_b64encode(b"dead:1").decode()):
+    arabic_three = "seq:\u0663".encode()  # a digit, but not one a cursor is written with
+    for cursor in (
+        "garbage",
+        *(base64.urlsafe_b64encode(text).decode() for text in (b"dead:1", arabic_three)),
+    ):
         bad = await service.api.get("/payments/v2/events", params={"cursor": cursor})
         assert bad.status_code == 400, cursor
         assert "next_cursor" in bad.json()["detail"]

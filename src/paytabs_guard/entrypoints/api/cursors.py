@@ -40,7 +40,7 @@ def decode_number_cursor(kind: str, cursor: str | None) -> int | None:
     position = decode_cursor(kind, cursor)
     if position is None:
         return None
-    if not position.isdigit() or len(position) > 18:
+    if not (position.isascii() and position.isdigit()) or len(position) > 18:  # not "٣"
         raise _invalid_cursor()
     return int(position)
 
