@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -13,6 +14,7 @@ from starlette.routing import Route
 
 from paytabs_guard.entrypoints.api.body_limit import (
     BodyTooLarge,
+    BodyTooSlow,
     InvalidContentLength,
     declared_length,
     read_body_limited,
@@ -202,3 +204,24 @@ async def test_read_limited_stops_without_pulling_more() -> None:
 async def test_a_negative_limit_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="limit"):
         declared_length([], -1)
+
+
+async def test_a_body_that_stops_coming_is_given_up_after_its_deadline() -> None:
+    stalled = asyncio.Event()  # never set: the client sent a few bytes and stopped
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"amount"'
+        await stalled.wait()
+        yield b"never"
+
+    with pytest.raises(BodyTooSlow) as raised:
+        await read_limited(trickle(), LIMIT, within=0.01)
+    assert raised.value.seconds == 0.01
+
+
+async def test_a_body_that_comes_in_time_is_read_whole() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b"ab", b"cd"):
+            yield part
+
+    assert await read_limited(chunks(), LIMIT, within=5.0) == b"abcd"

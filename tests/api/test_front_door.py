@@ -4,12 +4,15 @@ body limit that refuses a declared size unread and cuts a streamed body at the l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from .api_support import API_KEY, Service, new_key
+from paytabs_simulator.server import RunningSimulator
+
+from .api_support import API_KEY, FAST_OPTIONS, Service, new_key, running_service
 from .front_door_support import request_head, send_chunked_unfinished, send_raw
 
 pytestmark = pytest.mark.anyio
@@ -395,3 +398,27 @@ async def test_a_page_with_a_trailing_slash_is_sent_to_it_relative_never_to_the_
     response = await service.anonymous.get("/console/?lang=ar", headers={"Host": "evil.example"})
     assert response.status_code == 308
     assert response.headers["location"] == "/console?lang=ar"
+
+
+async def test_a_body_that_stops_coming_is_a_408_and_the_connection_closes(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    # uvicorn has no timeout for a body: a client that declared 100 bytes and sent 9 held its
+    # connection and a task for as long as it liked.
+    options = dataclasses.replace(FAST_OPTIONS, body_read_seconds=0.2)
+    async with running_service(sim, sqlite_url, options=options) as svc:
+        headers = AUTH | JSON | {"Content-Length": "100", "Idempotency-Key": new_key()}
+        answer = await send_raw(svc.url, "POST", CREATE, headers, body=b'{"amount"')
+        assert answer.status == 408
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "within 0.2 seconds" in answer.json()["detail"]
+        assert answer.headers["connection"] == "close"
+        assert (await svc.api.get("/payments/v2")).json()["data"] == []
+        # The callback receiver reads its own body, with the same deadline.
+        callback = await send_raw(
+            svc.url, "POST", "/payments/v2/webhook", JSON | {"Content-Length": "100"}, b"{"
+        )
+        assert callback.status == 408
+        assert svc.metric(
+            "paytabs_guard_webhook_requests_total", endpoint="ipn", outcome="rejected_slow"
+        )

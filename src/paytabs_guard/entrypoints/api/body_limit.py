@@ -9,10 +9,15 @@ Two checks, because a chunked upload has no ``Content-Length``:
 
 Reading stops early, so the caller must answer (413) without touching the body again; the
 server then closes the connection instead of draining the rest.
+
+3. The whole body must arrive within a deadline (``within``, HTTP 408): uvicorn has no
+   timeout of its own for a body, so a client that declares 500 bytes and sends 5 would hold
+   the connection and a task for as long as it liked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterable, Sequence
 from contextlib import aclosing
@@ -35,6 +40,14 @@ class BodyTooLarge(BodyError):
         super().__init__(f"the body {how}; the limit is {limit} bytes")
         self.limit = limit
         self.declared = declared
+
+
+class BodyTooSlow(BodyError):
+    """The body did not arrive whole within ``seconds`` (HTTP 408)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the body did not arrive within {seconds:g} s")
+        self.seconds = seconds
 
 
 class InvalidContentLength(BodyError):
@@ -70,9 +83,22 @@ def declared_length(values: Sequence[str], limit: int) -> int | None:
     return length
 
 
-async def read_limited(chunks: AsyncIterable[bytes], limit: int) -> bytes:
-    """Join ``chunks``, raising :class:`BodyTooLarge` as soon as the total passes ``limit``."""
+async def read_limited(
+    chunks: AsyncIterable[bytes], limit: int, *, within: float | None = None
+) -> bytes:
+    """Join ``chunks``, raising :class:`BodyTooLarge` as soon as the total passes ``limit``
+    and :class:`BodyTooSlow` when they have not all come ``within`` seconds."""
     _check_limit(limit)
+    if within is None:
+        return await _join(chunks, limit)
+    try:
+        async with asyncio.timeout(within):
+            return await _join(chunks, limit)
+    except TimeoutError:
+        raise BodyTooSlow(within) from None
+
+
+async def _join(chunks: AsyncIterable[bytes], limit: int) -> bytes:
     parts: list[bytes] = []
     total = 0
     async for chunk in chunks:
@@ -83,13 +109,14 @@ async def read_limited(chunks: AsyncIterable[bytes], limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def read_body_limited(request: Request, limit: int) -> bytes:
-    """The raw body of ``request``, at most ``limit`` bytes, checked both ways (module docs).
+async def read_body_limited(request: Request, limit: int, *, within: float | None = None) -> bytes:
+    """The raw body of ``request``, at most ``limit`` bytes, checked both ways (module docs),
+    and whole ``within`` seconds.
 
-    Raises :class:`BodyTooLarge` or :class:`InvalidContentLength`; a client that disconnects
-    mid-body raises Starlette's ``ClientDisconnect``.
+    Raises :class:`BodyTooLarge`, :class:`BodyTooSlow` or :class:`InvalidContentLength`; a
+    client that disconnects mid-body raises Starlette's ``ClientDisconnect``.
     """
     declared_length(request.headers.getlist("content-length"), limit)
     # aclosing: stopping early must still close the stream generator, not leave it to the GC.
     async with aclosing(request.stream()) as chunks:
-        return await read_limited(chunks, limit)
+        return await read_limited(chunks, limit, within=within)

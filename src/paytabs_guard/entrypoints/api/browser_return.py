@@ -73,7 +73,8 @@ async def _fields(request: Request, runtime: Runtime) -> dict[str, str]:
         pairs = [(k, v) for k, v in request.query_params.multi_items() if k in PAYTABS_FIELDS]
         return _single_values(pairs)
     try:
-        body = await read_body(request, runtime.container.settings.webhook_max_body_bytes)
+        limit = runtime.container.settings.webhook_max_body_bytes
+        body = await read_body(request, limit, runtime.options.body_read_seconds)
     except Rejected as rejected:
         raise BadReturn(rejected.outcome, rejected.problem.status) from None
     content_type = request.headers.get("content-type")

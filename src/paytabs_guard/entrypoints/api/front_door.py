@@ -13,7 +13,7 @@ byte of the body when these checks run. For every request that carries a body (a
    ``identity`` is a 415 too), before a byte of it is read.
 4. The body is read with the same counting as the callback receiver (``body_limit``): reading
    stops as soon as the total passes the limit (413), so a chunked upload holds at most the
-   limit in memory.
+   limit in memory, and a body not whole within ``body_read_seconds`` is a 408.
 5. A body FastAPI would decode as JSON is checked as strict JSON first (``strict_json``).
    Python's decoder keeps the last of two equal keys, so ``{"amount": "1.00", "amount":
    "2.00"}`` would charge 2.00 where a proxy, a log or the merchant's own code read 1.00. It
@@ -49,7 +49,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import problems
 from .auth import authenticate
-from .body_limit import BodyTooLarge, InvalidContentLength, declared_length, read_limited
+from .body_limit import (
+    BodyTooLarge,
+    BodyTooSlow,
+    InvalidContentLength,
+    declared_length,
+    read_limited,
+)
 from .callbacks import WEBHOOK_PATH, answer_callback
 from .problems import Problem, problem_response
 from .runtime import Runtime
@@ -122,7 +128,8 @@ class FrontDoorMiddleware:
             is_json = declares_json(headers.get("content-type"))
             if merchant_api:
                 _check_merchant_body_headers(headers, is_json)
-            body = await read_limited(_chunks(receive), limit)
+            within = runtime.options.body_read_seconds
+            body = await read_limited(_chunks(receive), limit, within=within)
             if body and is_json:
                 _check_strict(body, limit)
         except Problem as problem:
@@ -133,6 +140,9 @@ class FrontDoorMiddleware:
             return
         except InvalidContentLength:
             await self._refuse(problems.invalid_content_length(), scope, receive, send)
+            return
+        except BodyTooSlow as slow:
+            await self._refuse(problems.body_too_slow(slow.seconds), scope, receive, send)
             return
         except ClientDisconnect:
             return  # nobody is left to answer

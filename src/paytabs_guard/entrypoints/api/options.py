@@ -13,6 +13,9 @@ from dataclasses import dataclass
 class ApiOptions:
     """How long the API waits for things, and how long it caches answers."""
 
+    body_read_seconds: float = 30.0
+    """A request body must arrive whole within this many seconds, else 408: a client that
+    sends a few bytes and stops would otherwise hold its connection and a task forever."""
     idempotency_wait_seconds: float = 10.0
     """A request whose key is in flight waits this long for the first one, then gets 409."""
     sync_wait_seconds: float = 5.0

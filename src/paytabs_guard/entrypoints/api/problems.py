@@ -171,6 +171,17 @@ def unsupported_content_encoding() -> Problem:
     )
 
 
+def body_too_slow(seconds: float) -> Problem:
+    """408: the body did not arrive whole in time; the connection is closed after this."""
+    return Problem(
+        "request_timeout",
+        "Request timeout",
+        408,
+        f"Send the whole body within {seconds:g} seconds of the request's headers.",
+        headers={"Connection": "close"},
+    )
+
+
 def trailing_slash(path: str) -> Problem:
     """404: an API path sent with a trailing slash; ``path`` is the same without it, named
     only when short and printable (it is the client's own input)."""

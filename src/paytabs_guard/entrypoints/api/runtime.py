@@ -107,7 +107,9 @@ class Runtime:
             options=options,
             api_keys=ApiKeys(settings.api_keys, settings.admin_api_keys),
             limiter=limiter,
-            webhook=WebhookReceiver(container, limiter),
+            webhook=WebhookReceiver(
+                container, limiter, body_read_seconds=options.body_read_seconds
+            ),
             probe_cache=TtlCache(options.paytabs_probe_cache_seconds),
             stats_cache=TtlCache(float(settings.stats_cache_seconds)),
             holding=holding,

@@ -37,7 +37,7 @@ from paytabs_guard.service.callbacks import InvalidCallbackSignature, Unreadable
 from paytabs_guard.service.payments import UnknownGatewayTransaction
 
 from . import problems
-from .body_limit import BodyTooLarge, InvalidContentLength, read_body_limited
+from .body_limit import BodyTooLarge, BodyTooSlow, InvalidContentLength, read_body_limited
 from .client_address import IPAddress, client_ip, ip_allowed
 from .errors import request_id_of
 from .problems import Problem, problem_response
@@ -72,12 +72,15 @@ def media_type_is(header: str | None, expected: str) -> bool:
     return True
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body within ``limit`` bytes, or a rejection (413 / 400)."""
+async def read_body(request: Request, limit: int, within: float) -> bytes:
+    """The raw body within ``limit`` bytes and ``within`` seconds, or a rejection (413 / 408
+    / 400)."""
     try:
-        return await read_body_limited(request, limit)
+        return await read_body_limited(request, limit, within=within)
     except BodyTooLarge:
         raise Rejected("rejected_size", problems.payload_too_large(limit)) from None
+    except BodyTooSlow as slow:
+        raise Rejected("rejected_slow", problems.body_too_slow(slow.seconds)) from None
     except InvalidContentLength:
         raise Rejected("rejected_size", problems.invalid_content_length()) from None
     except ClientDisconnect:
@@ -117,8 +120,11 @@ class Delivery:
 class WebhookReceiver:
     """Runs the checks of the module docstring for one ``POST /payments/v2/webhook``."""
 
-    def __init__(self, container: Container, limiter: FailureLimiter) -> None:
+    def __init__(
+        self, container: Container, limiter: FailureLimiter, *, body_read_seconds: float = 30.0
+    ) -> None:
         self._container = container
+        self._body_read_seconds = body_read_seconds
         self._callbacks = container.callbacks
         self._service = container.service
         self._limiter = limiter
@@ -138,7 +144,9 @@ class WebhookReceiver:
             settings.trusted_proxies,
         )
         try:
-            body = await read_body(request, settings.webhook_max_body_bytes)
+            body = await read_body(
+                request, settings.webhook_max_body_bytes, self._body_read_seconds
+            )
             if not media_type_is(request.headers.get("content-type"), "application/json"):
                 raise Rejected("rejected_content_type", problems.unsupported_media_type())
             if not ip_allowed(ip, settings.paytabs_ip_whitelist):
