@@ -199,10 +199,13 @@ def breakers(
                 live="/console/live.json?view=breakers", stamp=stamp)  # fmt: skip
 
 
-def _replay_form(csrf: str, label: str, delivery_id: int | None) -> str:
-    target = "" if delivery_id is None else f"<input type='hidden' name='id' value='{delivery_id}'>"
+def _replay_form(csrf: str, label: str, delivery_ids: Sequence[int]) -> str:
+    """A POST form that puts ``delivery_ids`` back to pending. The handler replays exactly the
+    ids it is sent (never "everything dead"), so "all on this page" lists the page's ids:
+    a letter that died after the page was drawn is not replayed unseen."""
+    targets = "".join(f"<input type='hidden' name='id' value='{i}'>" for i in delivery_ids)
     return (
-        f"<form method='post' action='/console/dead-letters/replay'>{_csrf_field(csrf)}{target}"
+        f"<form method='post' action='/console/dead-letters/replay'>{_csrf_field(csrf)}{targets}"
         f"<button type='submit'>{e(label)}</button></form>"
     )
 
@@ -226,7 +229,7 @@ def dead_letters(
             str(letter.delivery.attempts),
             e(letter.delivery.last_error or ""),
             e(when(letter.delivery.dead_at)),
-            _replay_form(frame.csrf, words["replay"], letter.delivery.id),
+            _replay_form(frame.csrf, words["replay"], [letter.delivery.id]),
         )
         for letter in letters
     ]
@@ -237,7 +240,9 @@ def dead_letters(
         notice += f"<p class='error' role='alert'>{e(words[error])}</p>"
     if rows:
         listing = table(headings, rows, wide=(0, 5))
-        listing += _replay_form(frame.csrf, words["replay_all"], None)
+        listing += _replay_form(
+            frame.csrf, words["replay_all"], [letter.delivery.id for letter in letters]
+        )
     else:
         listing = f"<p>{e(words['no_dead_letters'])}</p>"
     if next_after is not None:
