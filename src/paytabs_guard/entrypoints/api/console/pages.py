@@ -14,7 +14,19 @@ from paytabs_guard.resilience import BreakerSnapshot
 from paytabs_guard.service.events import DeadLetterEntry
 
 from . import chart
-from .layout import e, money, page, payment_url, pill, table, when, with_query
+from .layout import (
+    clipped,
+    e,
+    moment,
+    money,
+    page,
+    payment_url,
+    pill,
+    ref,
+    table,
+    text,
+    with_query,
+)
 from .words import WORDS
 
 
@@ -31,7 +43,7 @@ class Frame:
 
 
 def payment_link(payment_id: str) -> str:
-    return f"<a href='{e(payment_url(payment_id))}'><code>{e(payment_id)}</code></a>"
+    return f"<a href='{e(payment_url(payment_id))}'>{ref(payment_id)}</a>"
 
 
 def _csrf_field(csrf: str) -> str:
@@ -122,12 +134,12 @@ def payments(
     rows = [
         (
             payment_link(p.id),
-            e(when(p.created_at)),
+            moment(p.created_at),
             pill(p.state.value),
             money(p.amount),
-            e(p.description),
-            f"<code>{e(p.cart_id)}</code>",
-            f"<code>{e(p.tran_ref or '')}</code>",
+            clipped(p.description),
+            ref(p.cart_id),
+            ref(p.tran_ref or ""),
         )
         for p in found
     ]
@@ -137,7 +149,7 @@ def payments(
     more = ""
     if next_after:
         older = with_query("/console", {**search.params(), "after": next_after})
-        more = f"<p><a href='{e(older)}'>{e(words['older'])} →</a></p>"
+        more = f"<p><a href='{e(older)}'>{e(words['older'])} {e(words['onward'])}</a></p>"
     problem = f"<p class='error' role='alert'>{e(words[error])}</p>" if error else ""
     content = f"{_search_form(frame.lang, search)}{problem}<div class='card'>{listing}{more}</div>"
     live = with_query("/console/live.json", {**search.params(), "view": "payments"})
@@ -227,8 +239,8 @@ def dead_letters(
             payment_link(letter.payment_id),
             e(letter.delivery.sink),
             str(letter.delivery.attempts),
-            e(letter.delivery.last_error or ""),
-            e(when(letter.delivery.dead_at)),
+            text(letter.delivery.last_error or ""),
+            moment(letter.delivery.dead_at),
             _replay_form(frame.csrf, words["replay"], [letter.delivery.id]),
         )
         for letter in letters
@@ -239,7 +251,8 @@ def dead_letters(
     if error:
         notice += f"<p class='error' role='alert'>{e(words[error])}</p>"
     if rows:
-        listing = table(headings, rows, wide=(0, 5))
+        # The last error is what an operator needs to decide on a replay: shown on a phone too.
+        listing = table(headings, rows, wide=(0,))
         listing += _replay_form(
             frame.csrf, words["replay_all"], [letter.delivery.id for letter in letters]
         )
@@ -247,7 +260,7 @@ def dead_letters(
         listing = f"<p>{e(words['no_dead_letters'])}</p>"
     if next_after is not None:
         listing += f"<p><a href='/console/dead-letters?after={next_after}'>{e(words['older'])}"
-        listing += " →</a></p>"
+        listing += f" {e(words['onward'])}</a></p>"
     content = f"{notice}<div class='card'>{listing}</div>"
     return page(frame.lang, words["dead_letters"], content, header=header(frame),
                 live="/console/live.json?view=dead_letters", stamp=str(frame.dead_letters),
