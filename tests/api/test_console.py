@@ -259,6 +259,15 @@ async def test_breakers_show_their_last_hour_and_probes(service: Service) -> Non
         assert "data-state='forced_open'" in page.text  # a band of the chart
         assert "data-state='closed'" in page.text  # it was closed before
         assert "Recovery probes" in page.text
+        # Times as everywhere else on the console, counts without plurals to get wrong.
+        assert re.search(r"\d{4}-\d\d-\d\d</span> \d\d:\d\d:\d\d&nbsp;UTC", page.text)
+        assert "+00:00" not in page.text
+        assert re.search(r"calls \d+ · failures \d+ · error rate", page.text)
+        # The history began with this service, seconds ago: nothing drawn for the hour before
+        # (an hour is 600 units wide and ends at 720).
+        starts = [float(x) for x in re.findall(r"<rect x='([\d.]+)'", page.text)]
+        assert starts
+        assert min(starts) > 700
         live = (await browser.get("/console/live.json", params={"view": "breakers"})).json()
         assert live["fields"]["breaker:create"] == "forced_open"
     await service.admin.post("/payments/v2/circuit-breaker/create/reset")

@@ -99,7 +99,10 @@ _STYLE: Final = (
     "overflow:hidden;clip-path:inset(50%)}tr{padding:.35rem 0;border-bottom:1px solid #e3e6ec}"
     "td{border:0;padding:.1rem 0}td[data-label]::before{content:attr(data-label);"
     "display:inline-block;min-width:6.5rem;margin-inline-end:.5rem;color:#5b6478;"
-    "font-size:.8rem}td[data-label='']::before{content:none}.wide{display:none}}"
+    "font-size:.8rem}td[data-label='']::before{content:none}.wide{display:none}"
+    # The chart is drawn 720 units wide and shrinks to the screen: at 360 px its 12-unit
+    # labels would be 5 px tall, so a phone gets larger type in the same drawing.
+    "svg text{font-size:22px}}"
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from starlette.responses import HTMLResponse
 
@@ -17,6 +17,7 @@ from . import chart
 from .layout import (
     clipped,
     e,
+    ltr,
     moment,
     money,
     page,
@@ -161,14 +162,26 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f} ms"
 
 
+def _iso_moment(value: str | None) -> str:
+    """A snapshot's ISO 8601 time shown like every other time on the console."""
+    if not value:
+        return ""
+    try:
+        return moment(datetime.fromisoformat(value).astimezone(UTC))
+    except ValueError:  # not ours to judge: shown as it came
+        return ltr(e(value))
+
+
 def _breaker_card(lang: str, snapshot: BreakerSnapshot) -> str:
     words = WORDS[lang]
     window, probes = snapshot.window, snapshot.probes
     stats = (
-        f"<dt>{e(words['since'])}</dt><dd>{e(snapshot.since)}</dd>"
-        f"<dt>{e(words['window'])}</dt><dd>{window.calls} {e(words['calls'])}, "
-        f"{window.failures} {e(words['failures'])}, {e(words['error_rate'])} "
-        f"{window.error_rate:.0f}%</dd>"
+        f"<dt>{e(words['since'])}</dt><dd>{_iso_moment(snapshot.since)}</dd>"
+        # "calls 1", not "1 calls": a name then its count, like the probes' line, needs no
+        # plural forms (Arabic has six).
+        f"<dt>{e(words['window'])}</dt><dd>{e(words['calls'])} {window.calls} · "
+        f"{e(words['failures'])} {window.failures} · {e(words['error_rate'])} "
+        f"{ltr(f'{window.error_rate:.0f}%')}</dd>"
         f"<dt>{e(words['latency'])}</dt><dd>{_seconds(window.latency_p50)} / "
         f"{_seconds(window.latency_p95)}</dd>"
         f"<dt>{e(words['opened'])}</dt><dd>{snapshot.lifetime.opened}</dd>"
@@ -182,7 +195,8 @@ def _breaker_card(lang: str, snapshot: BreakerSnapshot) -> str:
         )
         if probes.last_result:
             probe_text += (
-                f" · {e(words['last_probe'])} {pill(probes.last_result)} {e(probes.last_at or '')}"
+                f" · {e(words['last_probe'])} {pill(probes.last_result)} "
+                f"{_iso_moment(probes.last_at)}"
             )
         if probes.next_probe_in is not None:
             probe_text += f" · {e(words['next_probe'])} {probes.next_probe_in:.1f} s"
