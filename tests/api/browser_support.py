@@ -300,14 +300,25 @@ class Tab:
         self.session: str = attached["sessionId"]
         for domain in ("Network.enable", "Page.enable", "DOM.enable"):
             self._call(domain)
-        self._call("Emulation.setDeviceMetricsOverride",
-                   {"width": width, "height": height, "deviceScaleFactor": 1,
-                    "mobile": width < 600})  # fmt: skip
+        self.resize(width, height)
         if not javascript:
             self._call("Emulation.setScriptExecutionDisabled", {"value": True})
 
     def _call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.chromium.call(method, params, session=self.session, events=self.events)
+
+    def resize(self, width: int, height: int = 900) -> None:
+        """The viewport from now on (a phone below 600 wide); reload the page to lay it out."""
+        self._call("Emulation.setDeviceMetricsOverride",
+                   {"width": width, "height": height, "deviceScaleFactor": 1,
+                    "mobile": width < 600})  # fmt: skip
+
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page (DevTools' own evaluation, which
+        works with the page's scripts switched off too)."""
+        answer = self._call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        assert "exceptionDetails" not in answer, answer["exceptionDetails"]
+        return answer.get("result", {}).get("value")
 
     def _ready_state(self) -> str:
         # DevTools' own evaluation, which runs with the page's JavaScript switched off too

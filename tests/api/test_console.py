@@ -16,7 +16,7 @@ from paytabs_guard.entrypoints.api.console.layout import SCRIPT
 from paytabs_simulator.server import RunningSimulator
 
 from .api_support import ADMIN_KEY, API_KEY, DECLINED, Service
-from .console_support import csrf_of, signed_in
+from .console_support import csrf_of, form_fields, signed_in
 from .relay_support import drained
 from .test_events_api import WEBHOOK, service_with_sinks
 
@@ -115,6 +115,41 @@ async def test_replaying_dead_letters_needs_the_sessions_csrf_token(
             ) - 1
             after = await browser.get(done.headers["location"])
             assert "Put back to pending: 1" in after.text
+
+
+async def test_replay_all_puts_back_every_dead_letter_on_the_page(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    async with service_with_sinks(sim, sqlite_url, EVENTS_MAX_ATTEMPTS="1") as (
+        service,
+        merchant,
+        _seen,
+    ):
+        merchant.down = True
+        for _ in range(3):
+            await service.create()
+        await drained(service)
+        dead = (await health_checks.outbox_lag(service.container)).dead_letters
+        assert dead >= 3
+        async with signed_in(service) as browser:
+            page = await browser.get("/console/dead-letters")
+            fields = form_fields(page.text, "Replay all on this page")
+            # The button's form names every letter the page lists, with the CSRF token.
+            listed = set(re.findall(r"<tr><td[^>]*>(\d+)</td>", page.text))  # id column
+            assert len(listed) == dead
+            assert set(fields["id"]) == listed
+            assert fields["csrf"] == [csrf_of(page.text)]
+
+            merchant.down = False
+            done = await browser.post("/console/dead-letters/replay", data=fields)
+            assert done.status_code == 303
+            assert done.headers["location"] == f"/console/dead-letters?replayed={dead}"
+            assert (await health_checks.outbox_lag(service.container)).dead_letters == 0
+            after = await browser.get(done.headers["location"])
+            assert f"Put back to pending: {dead}." in after.text
+            await drained(service)
+            assert (await health_checks.outbox_lag(service.container)).dead_letters == 0
+            assert "No dead letter" in (await browser.get("/console/dead-letters")).text
 
 
 async def test_search_by_reference_state_and_date(any_service: Service) -> None:
@@ -224,6 +259,15 @@ async def test_breakers_show_their_last_hour_and_probes(service: Service) -> Non
         assert "data-state='forced_open'" in page.text  # a band of the chart
         assert "data-state='closed'" in page.text  # it was closed before
         assert "Recovery probes" in page.text
+        # Times as everywhere else on the console, counts without plurals to get wrong.
+        assert re.search(r"\d{4}-\d\d-\d\d</span> \d\d:\d\d:\d\d&nbsp;UTC", page.text)
+        assert "+00:00" not in page.text
+        assert re.search(r"calls \d+ · failures \d+ · error rate", page.text)
+        # The history began with this service, seconds ago: nothing drawn for the hour before
+        # (an hour is 600 units wide and ends at 720).
+        starts = [float(x) for x in re.findall(r"<rect x='([\d.]+)'", page.text)]
+        assert starts
+        assert min(starts) > 700
         live = (await browser.get("/console/live.json", params={"view": "breakers"})).json()
         assert live["fields"]["breaker:create"] == "forced_open"
     await service.admin.post("/payments/v2/circuit-breaker/create/reset")

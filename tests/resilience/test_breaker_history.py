@@ -53,3 +53,29 @@ def test_the_history_is_bounded() -> None:
     kept = history.changes("create", clock.wall() - HOUR)
     assert len(kept) == 4
     assert [change.state for change in kept] == ["forced_open", "closed"] * 2
+
+
+def test_nothing_is_charted_before_the_history_started() -> None:
+    clock = ManualClock()
+    started = clock.wall()
+    history = BreakerHistory(started=started)
+    breaker = _breaker(clock, history)
+    clock.advance(60)
+    quiet = history.segments("create", now=clock.wall(), current="closed", span=HOUR)
+    assert [(s.state, s.start, s.end) for s in quiet] == [("closed", started, clock.wall())]
+    clock.advance(30)
+    breaker.force_open()
+    clock.advance(10)
+    now = clock.wall()
+    segments = history.segments("create", now=now, current="forced_open", span=HOUR)
+    assert [(s.state, s.end - s.start) for s in segments] == [
+        ("closed", timedelta(seconds=90)),
+        ("forced_open", timedelta(seconds=10)),
+    ]
+    assert segments[0].start == started
+    # Once the history is older than the span, the span is the limit again.
+    clock.advance(7200)
+    assert (
+        history.segments("create", now=clock.wall(), current="forced_open", span=HOUR)[0].start
+        == clock.wall() - HOUR
+    )

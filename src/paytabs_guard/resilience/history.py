@@ -52,8 +52,12 @@ class Segment:
 class BreakerHistory:
     """Recent state changes and probe verdicts per breaker. Subscribe :meth:`record`."""
 
-    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, limit: int = DEFAULT_LIMIT, *, started: datetime | None = None) -> None:
+        """``started``: when recording began; nothing is known before it, so no segment starts
+        earlier (a chart would otherwise claim the breaker was closed for the whole hour
+        before a restart)."""
         self._limit = limit
+        self._started = started
         self._changes: dict[str, deque[StateChange]] = {}
         self._probes: dict[str, deque[ProbeVerdict]] = {}
 
@@ -79,8 +83,9 @@ class BreakerHistory:
         """The states ``breaker`` was in over the ``span`` before ``now``, oldest first.
 
         Before the first change kept in the span the breaker was in that change's previous
-        state; with no change in the span it was in ``current`` throughout."""
-        start = now - span
+        state; with no change in the span it was in ``current`` throughout. The span starts
+        no earlier than ``started``."""
+        start = now - span if self._started is None else max(now - span, self._started)
         changes = self.changes(breaker, start)
         if not changes:
             return [Segment(start, now, current)]

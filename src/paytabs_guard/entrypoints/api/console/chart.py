@@ -20,7 +20,7 @@ from .layout import e, when
 
 SPAN: Final = timedelta(hours=1)
 WIDTH: Final = 720
-LABEL: Final = 90
+LABEL: Final = 120  # room for a breaker's name at the larger type a phone gets
 ROW: Final = 28
 MIN_WIDTH: Final = 4.0
 COLOURS: Final = {

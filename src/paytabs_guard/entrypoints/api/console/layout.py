@@ -58,14 +58,16 @@ _STYLE: Final = (
     "header{background:#1d2330;color:#fff;padding:.6rem 1rem;display:flex;flex-wrap:wrap;"
     "gap:.5rem 1.2rem;align-items:center}header a{color:#fff}header nav{display:flex;"
     "flex-wrap:wrap;gap:.4rem 1rem}header .me{margin-inline-start:auto;display:flex;gap:.6rem;"
-    "align-items:center}header form{margin:0}main{max-width:72rem;margin:0 auto;"
+    "align-items:center}header form{margin:0}main{max-width:80rem;margin:0 auto;"
     "padding:1rem}h1{font-size:1.35rem;margin:.2rem 0 .8rem;overflow-wrap:anywhere}"
     "h2{font-size:1.1rem;"
     "margin:1.4rem 0 .5rem}.card{background:#fff;border-radius:10px;padding:1rem;"
     "box-shadow:0 1px 3px #0002;margin-bottom:1rem;overflow-x:auto}"
     "table{border-collapse:collapse;width:100%}th,td{text-align:start;padding:.35rem .5rem;"
     "border-bottom:1px solid #e3e6ec;vertical-align:top}th{font-size:.8rem;color:#5b6478;"
-    "font-weight:600}code{font-size:.85em;overflow-wrap:anywhere}"
+    "font-weight:600}code{font-size:.85em;white-space:nowrap}bdi{overflow-wrap:anywhere}"
+    ".nowrap{white-space:nowrap}.clip{display:-webkit-box;-webkit-box-orient:vertical;"
+    "-webkit-line-clamp:3;overflow:hidden}"
     ".pill{display:inline-block;padding:0 .5rem;border-radius:99px;background:#e3e6ec;"
     "font-size:.85rem;white-space:nowrap;color:#1d2330}"
     "[data-state=completed],[data-state=closed],[data-state=delivered],[data-state=authorized],"
@@ -84,13 +86,23 @@ _STYLE: Final = (
     "header button{background:transparent;"
     "border-color:#fff8}.note{color:#5b6478;font-size:.85rem}.error{color:#b00020}"
     ".ok{color:#0a7a3b}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;"
-    "margin:0}dt{color:#5b6478;font-size:.85rem}dd{margin:0;word-break:break-all}"
+    "margin:0}dt{color:#5b6478;font-size:.85rem}dd{margin:0;overflow-wrap:anywhere;min-width:0}"
     "ol.timeline{list-style:none;margin:0;padding:0}ol.timeline li{padding:.45rem 0;"
-    "border-bottom:1px solid #e3e6ec}ol.timeline time{color:#5b6478;font-size:.8rem;"
-    "display:block}svg{max-width:100%;height:auto;direction:ltr}#stale{background:#fdecc8;"
+    "border-bottom:1px solid #e3e6ec}ol.timeline .at{color:#5b6478;font-size:.8rem}"
+    "svg{max-width:100%;height:auto;direction:ltr}#stale{background:#fdecc8;"
     "padding:.4rem .8rem;border-radius:6px}.js .nojs{display:none}"
-    "@media (max-width:40rem){main{padding:.6rem}th,td{padding:.3rem}"
-    ".wide{display:none}}"
+    # On a phone a table is one block per row, each cell under its column's name (data-label),
+    # so nothing needs sideways scrolling; a cell that does not fit beside its label goes
+    # under it. The headings stay for screen readers, off screen.
+    "@media (max-width:40rem){main{padding:.6rem}.card{padding:.75rem}"
+    "table,tbody,tr,td{display:block}thead{position:absolute;width:1px;height:1px;"
+    "overflow:hidden;clip-path:inset(50%)}tr{padding:.35rem 0;border-bottom:1px solid #e3e6ec}"
+    "td{border:0;padding:.1rem 0}td[data-label]::before{content:attr(data-label);"
+    "display:inline-block;min-width:6.5rem;margin-inline-end:.5rem;color:#5b6478;"
+    "font-size:.8rem}td[data-label='']::before{content:none}.wide{display:none}"
+    # The chart is drawn 720 units wide and shrinks to the screen: at 360 px its 12-unit
+    # labels would be 5 px tall, so a phone gets larger type in the same drawing.
+    "svg text{font-size:22px}}"
 )
 
 
@@ -99,12 +111,47 @@ def e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def ltr(markup: str) -> str:
+    """Left-to-right ``markup`` (already escaped) isolated from the text around it: in an
+    Arabic page "2026-12-04 17:10:41 UTC" or "12.50 SAR" would otherwise be laid out right to
+    left, word by word. ``dir`` on an inline element isolates it, like ``<bdi>``."""
+    return f"<span dir='ltr'>{markup}</span>"
+
+
+def text(value: object) -> str:
+    """Text from outside (a merchant, a shopper, PayTabs, a remote server): escaped, in its
+    own direction, and isolated, so bidi controls in it (U+202A-U+202E, U+2066-U+2069) end
+    with it and cannot reorder what the page shows after it."""
+    return f"<bdi>{e(value)}</bdi>"
+
+
+def clipped(value: object) -> str:
+    """Outside text in a list: at most three lines (the whole of it in the tooltip and on the
+    item's own page), so one long description cannot take over the table."""
+    return f"<bdi class='clip' title='{e(value)}'>{e(value)}</bdi>"
+
+
+def ref(value: object) -> str:
+    """An identifier or reference: monospace, left to right, isolated, never wrapped."""
+    return f"<code dir='ltr'>{e(value)}</code>"
+
+
 def money(amount: Money) -> str:
-    return f"{e(amount.format())} {e(amount.currency)}"
+    return f"<span class='nowrap' dir='ltr'>{e(amount.format())} {e(amount.currency)}</span>"
 
 
 def when(value: datetime | None) -> str:
+    """The time as text (for tooltips and attributes); :func:`moment` for the page."""
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def moment(value: datetime | None) -> str:
+    """A time on the page, left to right in both languages. In a narrow column it may break
+    between the date and the time, never inside either (nor before "UTC")."""
+    if value is None:
+        return ""
+    day, clock = value.strftime("%Y-%m-%d"), value.strftime("%H:%M:%S")
+    return f"<span dir='ltr'><span class='nowrap'>{day}</span> {clock}&nbsp;UTC</span>"
 
 
 def pill(state: str, field: str | None = None) -> str:
@@ -125,14 +172,17 @@ def table(
     headings: Iterable[str], rows: Iterable[Iterable[str]], *, wide: Collection[int] = ()
 ) -> str:
     """A table of already-escaped cells (headings are escaped here); the ``wide`` columns are
-    left out on a phone-sized screen."""
+    left out on a phone-sized screen, where each row is a block of labelled cells."""
 
     def cls(index: int) -> str:
         return " class='wide'" if index in wide else ""
 
-    head = "".join(f"<th{cls(i)}>{e(h)}</th>" for i, h in enumerate(headings))
+    names = [e(h) for h in headings]
+    head = "".join(f"<th{cls(i)}>{name}</th>" for i, name in enumerate(names))
     body = "".join(
-        "<tr>" + "".join(f"<td{cls(i)}>{cell}</td>" for i, cell in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(f"<td{cls(i)} data-label='{names[i]}'>{cell}</td>" for i, cell in enumerate(row))
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

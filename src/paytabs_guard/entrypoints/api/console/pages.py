@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from starlette.responses import HTMLResponse
 
@@ -14,7 +14,20 @@ from paytabs_guard.resilience import BreakerSnapshot
 from paytabs_guard.service.events import DeadLetterEntry
 
 from . import chart
-from .layout import e, money, page, payment_url, pill, table, when, with_query
+from .layout import (
+    clipped,
+    e,
+    ltr,
+    moment,
+    money,
+    page,
+    payment_url,
+    pill,
+    ref,
+    table,
+    text,
+    with_query,
+)
 from .words import WORDS
 
 
@@ -31,7 +44,7 @@ class Frame:
 
 
 def payment_link(payment_id: str) -> str:
-    return f"<a href='{e(payment_url(payment_id))}'><code>{e(payment_id)}</code></a>"
+    return f"<a href='{e(payment_url(payment_id))}'>{ref(payment_id)}</a>"
 
 
 def _csrf_field(csrf: str) -> str:
@@ -122,12 +135,12 @@ def payments(
     rows = [
         (
             payment_link(p.id),
-            e(when(p.created_at)),
+            moment(p.created_at),
             pill(p.state.value),
             money(p.amount),
-            e(p.description),
-            f"<code>{e(p.cart_id)}</code>",
-            f"<code>{e(p.tran_ref or '')}</code>",
+            clipped(p.description),
+            ref(p.cart_id),
+            ref(p.tran_ref or ""),
         )
         for p in found
     ]
@@ -137,7 +150,7 @@ def payments(
     more = ""
     if next_after:
         older = with_query("/console", {**search.params(), "after": next_after})
-        more = f"<p><a href='{e(older)}'>{e(words['older'])} →</a></p>"
+        more = f"<p><a href='{e(older)}'>{e(words['older'])} {e(words['onward'])}</a></p>"
     problem = f"<p class='error' role='alert'>{e(words[error])}</p>" if error else ""
     content = f"{_search_form(frame.lang, search)}{problem}<div class='card'>{listing}{more}</div>"
     live = with_query("/console/live.json", {**search.params(), "view": "payments"})
@@ -149,14 +162,26 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f} ms"
 
 
+def _iso_moment(value: str | None) -> str:
+    """A snapshot's ISO 8601 time shown like every other time on the console."""
+    if not value:
+        return ""
+    try:
+        return moment(datetime.fromisoformat(value).astimezone(UTC))
+    except ValueError:  # not ours to judge: shown as it came
+        return ltr(e(value))
+
+
 def _breaker_card(lang: str, snapshot: BreakerSnapshot) -> str:
     words = WORDS[lang]
     window, probes = snapshot.window, snapshot.probes
     stats = (
-        f"<dt>{e(words['since'])}</dt><dd>{e(snapshot.since)}</dd>"
-        f"<dt>{e(words['window'])}</dt><dd>{window.calls} {e(words['calls'])}, "
-        f"{window.failures} {e(words['failures'])}, {e(words['error_rate'])} "
-        f"{window.error_rate:.0f}%</dd>"
+        f"<dt>{e(words['since'])}</dt><dd>{_iso_moment(snapshot.since)}</dd>"
+        # "calls 1", not "1 calls": a name then its count, like the probes' line, needs no
+        # plural forms (Arabic has six).
+        f"<dt>{e(words['window'])}</dt><dd>{e(words['calls'])} {window.calls} · "
+        f"{e(words['failures'])} {window.failures} · {e(words['error_rate'])} "
+        f"{ltr(f'{window.error_rate:.0f}%')}</dd>"
         f"<dt>{e(words['latency'])}</dt><dd>{_seconds(window.latency_p50)} / "
         f"{_seconds(window.latency_p95)}</dd>"
         f"<dt>{e(words['opened'])}</dt><dd>{snapshot.lifetime.opened}</dd>"
@@ -170,7 +195,8 @@ def _breaker_card(lang: str, snapshot: BreakerSnapshot) -> str:
         )
         if probes.last_result:
             probe_text += (
-                f" · {e(words['last_probe'])} {pill(probes.last_result)} {e(probes.last_at or '')}"
+                f" · {e(words['last_probe'])} {pill(probes.last_result)} "
+                f"{_iso_moment(probes.last_at)}"
             )
         if probes.next_probe_in is not None:
             probe_text += f" · {e(words['next_probe'])} {probes.next_probe_in:.1f} s"
@@ -199,10 +225,13 @@ def breakers(
                 live="/console/live.json?view=breakers", stamp=stamp)  # fmt: skip
 
 
-def _replay_form(csrf: str, label: str, delivery_id: int | None) -> str:
-    target = "" if delivery_id is None else f"<input type='hidden' name='id' value='{delivery_id}'>"
+def _replay_form(csrf: str, label: str, delivery_ids: Sequence[int]) -> str:
+    """A POST form that puts ``delivery_ids`` back to pending. The handler replays exactly the
+    ids it is sent (never "everything dead"), so "all on this page" lists the page's ids:
+    a letter that died after the page was drawn is not replayed unseen."""
+    targets = "".join(f"<input type='hidden' name='id' value='{i}'>" for i in delivery_ids)
     return (
-        f"<form method='post' action='/console/dead-letters/replay'>{_csrf_field(csrf)}{target}"
+        f"<form method='post' action='/console/dead-letters/replay'>{_csrf_field(csrf)}{targets}"
         f"<button type='submit'>{e(label)}</button></form>"
     )
 
@@ -224,9 +253,9 @@ def dead_letters(
             payment_link(letter.payment_id),
             e(letter.delivery.sink),
             str(letter.delivery.attempts),
-            e(letter.delivery.last_error or ""),
-            e(when(letter.delivery.dead_at)),
-            _replay_form(frame.csrf, words["replay"], letter.delivery.id),
+            text(letter.delivery.last_error or ""),
+            moment(letter.delivery.dead_at),
+            _replay_form(frame.csrf, words["replay"], [letter.delivery.id]),
         )
         for letter in letters
     ]
@@ -236,13 +265,16 @@ def dead_letters(
     if error:
         notice += f"<p class='error' role='alert'>{e(words[error])}</p>"
     if rows:
-        listing = table(headings, rows, wide=(0, 5))
-        listing += _replay_form(frame.csrf, words["replay_all"], None)
+        # The last error is what an operator needs to decide on a replay: shown on a phone too.
+        listing = table(headings, rows, wide=(0,))
+        listing += _replay_form(
+            frame.csrf, words["replay_all"], [letter.delivery.id for letter in letters]
+        )
     else:
         listing = f"<p>{e(words['no_dead_letters'])}</p>"
     if next_after is not None:
         listing += f"<p><a href='/console/dead-letters?after={next_after}'>{e(words['older'])}"
-        listing += " →</a></p>"
+        listing += f" {e(words['onward'])}</a></p>"
     content = f"{notice}<div class='card'>{listing}</div>"
     return page(frame.lang, words["dead_letters"], content, header=header(frame),
                 live="/console/live.json?view=dead_letters", stamp=str(frame.dead_letters),

@@ -20,7 +20,7 @@ from paytabs_guard.domain import Payment
 from paytabs_guard.domain.gateway_results import ResultSource, TranType
 from paytabs_guard.service.events import EventWithDeliveries
 
-from .layout import e, money, page, pill, table, when, with_query
+from .layout import e, ltr, moment, money, page, pill, ref, table, text, with_query
 from .pages import Frame, header
 from .words import WORDS
 
@@ -44,30 +44,30 @@ def stamp(payment: Payment, events: Sequence[EventWithDeliveries]) -> str:
 def _summary(lang: str, payment: Payment) -> str:
     words = WORDS[lang]
     rows = [
-        ("id", f"<code>{e(payment.id)}</code>"),
+        ("id", ref(payment.id)),
         (words["state"], pill(payment.state.value, "payment_state")),
         (
             words["amount"],
-            f"{money(payment.amount)} ({e(payment.tran_type.value)})",
+            ltr(f"{money(payment.amount)} ({e(payment.tran_type.value)})"),
         ),
-        (words["captured"], e(payment.captured.format())),
-        (words["refunded"], e(payment.refunded.format())),
-        (words["description"], e(payment.description)),
-        (words["cart_id"], f"<code>{e(payment.cart_id)}</code>"),
-        (words["tran_ref"], f"<code>{e(payment.tran_ref or '-')}</code>"),
-        (words["created"], e(when(payment.created_at))),
-        (words["updated"], e(when(payment.updated_at))),
+        (words["captured"], ltr(e(payment.captured.format()))),
+        (words["refunded"], ltr(e(payment.refunded.format()))),
+        (words["description"], text(payment.description)),
+        (words["cart_id"], ref(payment.cart_id)),
+        (words["tran_ref"], ref(payment.tran_ref or "-")),
+        (words["created"], moment(payment.created_at)),
+        (words["updated"], moment(payment.updated_at)),
     ]
     if payment.abandoned_cart_ids:
-        cart_ids = ", ".join(f"<code>{e(c)}</code>" for c in payment.abandoned_cart_ids)
+        cart_ids = ", ".join(ref(c) for c in payment.abandoned_cart_ids)
         rows.append((words["abandoned"], cart_ids))
     if payment.metadata:
-        pairs = "<br>".join(f"{e(k)} = {e(v)}" for k, v in sorted(payment.metadata.items()))
+        pairs = "<br>".join(f"{text(k)} = {text(v)}" for k, v in sorted(payment.metadata.items()))
         rows.append((words["metadata"], pairs))
     if payment.hold is not None:
         hold = payment.hold
-        rows.append((words["hold"], f"{e(hold.kind.value)} {e(hold.amount.format())} "
-                                    f"({e(when(hold.started_at))})"))  # fmt: skip
+        rows.append((words["hold"], f"{e(hold.kind.value)} {ltr(e(hold.amount.format()))} "
+                                    f"({moment(hold.started_at)})"))  # fmt: skip
     cells = "".join(f"<dt>{e(label)}</dt><dd>{value}</dd>" for label, value in rows)
     return f"<div class='card'><dl>{cells}</dl></div>"
 
@@ -77,11 +77,13 @@ def _entries(lang: str, payment: Payment, events: Sequence[EventWithDeliveries])
     words = WORDS[lang]
     items: list[tuple[datetime, float, str]] = []
     for order, step in enumerate(payment.history):
-        moved = f"{pill(step.from_state.value)} → " if step.from_state else ""
-        ref = f" <code>{e(step.gateway_ref)}</code>" if step.gateway_ref else ""
+        # "from → to" in English, "from ← to" in Arabic: the arrow follows the reading order.
+        moved = f"{pill(step.from_state.value)} {e(words['onward'])} " if step.from_state else ""
+        gateway_ref = f" {ref(step.gateway_ref)}" if step.gateway_ref else ""
         items.append((step.at, order, (
             f"<strong>{e(words['transition'])}</strong> {moved}{pill(step.to_state.value)} "
-            f"· {e(step.trigger.value)} · {e(step.source.value)}{ref}<br>{e(step.reason)}"
+            f"· {e(step.trigger.value)} · {e(step.source.value)}{gateway_ref}<br>"
+            f"{text(step.reason)}"
         )))  # fmt: skip
     # A gateway transaction goes next to the state change it caused: PayTabs' transaction
     # time has whole seconds only, so by time alone it would come before its own request.
@@ -93,16 +95,16 @@ def _entries(lang: str, payment: Payment, events: Sequence[EventWithDeliveries])
         at, rank = placed.get(record.tran_ref, (record.at, 10_000.0))
         items.append((at, rank, (
             f"<strong>{e(words['gateway_call'])}</strong> {e(record.tran_type.value)} "
-            f"<code>{e(record.tran_ref)}</code> {e(status)} ({e(record.signal.value)}) "
+            f"{ref(record.tran_ref)} {e(status)} ({e(record.signal.value)}) "
             f"{money(record.amount)}"
-            + (f" · {e(record.response_code)} {e(record.response_message)}"
+            + (f" · {text(record.response_code)} {text(record.response_message)}"
                if record.response_code or record.response_message else "")
         )))  # fmt: skip
     for note in payment.conflicts:
         reported = note.reported_status.value if note.reported_status else "-"
         items.append((note.at, 20_000, (
             f"<strong>{e(words['conflict'])}</strong> {pill('conflict')} {e(note.source.value)} "
-            f"<code>{e(note.tran_ref)}</code> {e(reported)}<br>{e(note.reason)}"
+            f"{ref(note.tran_ref)} {e(reported)}<br>{text(note.reason)}"
         )))  # fmt: skip
     for item in events:
         sinks = ", ".join(f"{e(d.sink)} {pill(d.status)}" for d in item.deliveries)
@@ -112,8 +114,9 @@ def _entries(lang: str, payment: Payment, events: Sequence[EventWithDeliveries])
         )))  # fmt: skip
     items.sort(key=lambda entry: (entry[0], entry[1]))
     body = "".join(
-        f"<li><time datetime='{e(at.isoformat())}'>{e(when(at))}</time>{text}</li>"
-        for at, _, text in items
+        f"<li><div class='at'><time datetime='{e(at.isoformat())}'>{moment(at)}</time></div>"
+        f"{entry}</li>"
+        for at, _, entry in items
     )
     return (
         f"<h2>{e(words['timeline'])}</h2><div class='card'><ol class='timeline'>{body}</ol></div>"
@@ -124,13 +127,13 @@ def _gateway(lang: str, payment: Payment) -> str:
     words = WORDS[lang]
     rows = [
         (
-            f"<code>{e(r.tran_ref)}</code>",
+            ref(r.tran_ref),
             e(r.tran_type.value),
             pill(r.signal.value) + (f" {e(r.status.value)}" if r.status else ""),
             money(r.amount),
             "" if r.charged is None else money(r.charged),
-            f"{e(r.response_code)} {e(r.response_message)}",
-            e(when(r.at)),
+            f"{text(r.response_code)} {text(r.response_message)}",
+            moment(r.at),
         )
         for r in payment.transactions
     ]
@@ -142,13 +145,13 @@ def _gateway(lang: str, payment: Payment) -> str:
 def _received(lang: str, payment: Payment) -> str:
     words = WORDS[lang]
     rows = [
-        (e(when(step.at)), e(step.source.value), f"<code>{e(step.gateway_ref or '')}</code>",
-         f"{e(words['applied'])}: {pill(step.to_state.value)} · {e(step.reason)}")
+        (moment(step.at), e(step.source.value), ref(step.gateway_ref or ""),
+         f"{e(words['applied'])}: {pill(step.to_state.value)} · {text(step.reason)}")
         for step in payment.history
         if step.source in _RECEIVED
     ] + [
-        (e(when(note.at)), e(note.source.value), f"<code>{e(note.tran_ref)}</code>",
-         f"{pill('conflict')} {e(words['conflicted'])} · {e(note.reason)}")
+        (moment(note.at), e(note.source.value), ref(note.tran_ref),
+         f"{pill('conflict')} {e(words['conflicted'])} · {text(note.reason)}")
         for note in payment.conflicts
     ]  # fmt: skip
     rows.sort(key=lambda row: row[0])
@@ -160,9 +163,9 @@ def _received(lang: str, payment: Payment) -> str:
 def _refunds(lang: str, payment: Payment) -> str:
     words = WORDS[lang]
     rows = [
-        (f"<code>{e(r.tran_ref)}</code>", pill(r.signal.value),
+        (ref(r.tran_ref), pill(r.signal.value),
          money(r.amount),
-         f"{e(r.response_code)} {e(r.response_message)}", e(when(r.at)))
+         f"{text(r.response_code)} {text(r.response_message)}", moment(r.at))
         for r in payment.transactions
         if r.tran_type is TranType.REFUND
     ]  # fmt: skip
@@ -180,16 +183,16 @@ def _events(lang: str, events: Sequence[EventWithDeliveries]) -> str:
     blocks = []
     for item in events:
         rows = [
-            (e(d.sink), pill(d.status), str(d.attempts), e(d.last_error or ""),
-             e(when(d.delivered_at or d.dead_at or d.next_attempt_at)))
+            (e(d.sink), pill(d.status), str(d.attempts), text(d.last_error or ""),
+             moment(d.delivered_at or d.dead_at or d.next_attempt_at))
             for d in item.deliveries
         ]  # fmt: skip
         headings = (words["sink"], words["status"], words["attempts"], words["last_error"],
                     words["at"])  # fmt: skip
         deliveries = table(headings, rows) if rows else f"<p>{e(words['not_handed'])}</p>"
         blocks.append(
-            f"<h3>{e(item.event.type)} <code class='wide'>{e(item.event.id)}</code> "
-            f"<small>{e(when(item.event.created_at))}</small></h3>{deliveries}"
+            f"<h3>{e(item.event.type)} <code class='wide' dir='ltr'>{e(item.event.id)}</code> "
+            f"<small>{moment(item.event.created_at)}</small></h3>{deliveries}"
         )
     return _section(words["events"], "".join(blocks))
 
@@ -214,7 +217,7 @@ def payment_page(
 def not_found(frame: Frame, payment_id: str) -> HTMLResponse:
     words = WORDS[frame.lang]
     content = (
-        f"<div class='card'><p>{e(words['not_found'])}</p><p><code>{e(payment_id)}</code></p>"
+        f"<div class='card'><p>{e(words['not_found'])}</p><p>{ref(payment_id)}</p>"
         f"<p><a href='/console'>{e(words['payments'])}</a></p></div>"
     )
     return page(frame.lang, words["payment"], content, header=header(frame), status=404)

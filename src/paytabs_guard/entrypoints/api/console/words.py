@@ -117,6 +117,8 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "refresh": "Refresh",
         "stale": "New data: reload to see it.",
         "language": "العربية",
+        # Which way "from a to b" and "older" point: the reading direction.
+        "onward": "→",
     },
     "ar": {
         "console": "لوحة المشغّل",
@@ -217,6 +219,7 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "refresh": "تحديث",
         "stale": "بيانات جديدة: أعد التحميل لرؤيتها.",
         "language": "English",
+        "onward": "←",
     },
 }
 
