@@ -79,6 +79,14 @@ async def test_breaker_stats_list_every_operation_family(service: Service) -> No
         ({"return_url": "https://shop.example@evil.example/"}, "return_url", "user name"),
         ({"return_url": "http://999.1.1.1/"}, "return_url", "not an IPv4 address"),
         ({"surprise": True}, "surprise", "not permitted"),
+        # Stored and shown to shoppers, operators and PayTabs: refused, not echoed back later
+        ({"description": "Order \u0007 1"}, "description", "control characters"),
+        ({"description": "Order \u001b[31m"}, "description", "control characters"),
+        ({"customer": {"street": "Olaya\u007f"}}, "customer.street", "control characters"),
+        ({"metadata": {"note": "a\u0085b"}}, "metadata", "control characters"),
+        ({"customer": {"ip": "not-an-ip"}}, "customer.ip", "IPv4 or IPv6"),
+        ({"customer": {"ip": "999.1.1.1"}}, "customer.ip", "IPv4 or IPv6"),
+        ({"customer": {"phone": "call me"}}, "customer.phone", "phone number"),
         ({"metadata": {"k": 1}}, "metadata.k", "string"),
     ],
 )

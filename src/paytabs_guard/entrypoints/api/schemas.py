@@ -6,6 +6,7 @@ Money crosses the wire as a decimal *string* with the currency's decimals (``"12
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
@@ -56,7 +57,41 @@ def _metadata(value: dict[str, str]) -> dict[str, str]:
     for key, item in value.items():
         if not 1 <= len(key) <= 40 or len(item) > 500:
             raise ValueError("keys must be 1-40 characters and values at most 500 characters")
+        _printable(key)
+        _printable(item)
     return value
+
+
+# C0 controls but tab and line breaks, DEL and C1: no text a shopper reads has them, and a
+# BEL or an ESC sequence stored here is echoed to every log viewer and page that shows it.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_PHONE: Final = re.compile(r"\+?[0-9][0-9 ().\-/]{3,31}")
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (tab and line breaks are allowed)")
+    return value
+
+
+def _phone(value: str) -> str:
+    if not _PHONE.fullmatch(value):
+        raise ValueError(
+            "must be a phone number: digits, an optional leading +, spaces, ( ) . - / "
+            "(4-32 characters)"
+        )
+    return value
+
+
+def _ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("must be an IPv4 or IPv6 address, e.g. 203.0.113.7") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
 
 
 AmountString = Annotated[
@@ -90,14 +125,14 @@ NoBody = Annotated[
 class CustomerIn(_Input):
     """Who pays; PayTabs shows it on the hosted page. Every field is optional."""
 
-    name: str | None = Field(None, max_length=128)
+    name: Text | None = Field(None, max_length=128)
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    phone: str | None = Field(None, max_length=32)
+    phone: Annotated[str, AfterValidator(_phone)] | None = Field(None, max_length=32)
     country: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}$")
-    city: str | None = Field(None, max_length=64)
-    street: str | None = Field(None, max_length=128)
-    zip: str | None = Field(None, max_length=16)
-    ip: str | None = Field(None, max_length=45)
+    city: Text | None = Field(None, max_length=64)
+    street: Text | None = Field(None, max_length=128)
+    zip: Text | None = Field(None, max_length=16)
+    ip: Annotated[str, AfterValidator(_ip)] | None = Field(None, max_length=45)
 
     def to_customer(self) -> Customer:
         return Customer(**self.model_dump())
@@ -124,7 +159,7 @@ class _ChargeIn(_Input):
 
     amount: AmountString
     currency: Currency
-    description: str = Field(min_length=1, max_length=128)
+    description: Text = Field(min_length=1, max_length=128)
 
     @model_validator(mode="after")
     def _money(self) -> _ChargeIn:
