@@ -191,6 +191,26 @@ class _ChargeIn(_Input):
 class CreatePaymentIn(_ChargeIn):
     """A payment to take through a PayTabs hosted page."""
 
+    # What Swagger UI's "Try it out" sends unless edited: a request that works as it is.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": "12.50",
+                    "currency": "SAR",
+                    "description": "Order 1001",
+                    "return_url": "https://shop.example/thank-you",
+                    "customer": {
+                        "name": "Layla Ahmed",
+                        "email": "layla@example.com",
+                        "country": "SA",
+                    },
+                    "metadata": {"order_id": "1001"},
+                }
+            ]
+        }
+    )
+
     tran_type: Literal["sale", "auth"] = "sale"
     customer: CustomerIn | None = None
     return_url: HttpUrl | None = Field(
@@ -236,6 +256,20 @@ class CreatePaymentIn(_ChargeIn):
 class RecurringChargeIn(_ChargeIn):
     """A charge of a saved card (PayTabs' recurring sale): no page, no customer present."""
 
+    # What Swagger UI's "Try it out" sends unless edited: a request that works as it is.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": "12.50",
+                    "currency": "SAR",
+                    "description": "Monthly membership",
+                    "saved_card_id": "card_0123456789abcdef01234567",
+                }
+            ]
+        }
+    )
+
     saved_card_id: str = Field(
         min_length=1,
         max_length=64,
@@ -256,12 +290,22 @@ class RecurringChargeIn(_ChargeIn):
 class RefundIn(_Input):
     """A refund of part or all of what was captured."""
 
+    # What Swagger UI's "Try it out" sends unless edited: a request that works as it is.
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"amount": "5.00", "currency": "SAR"}]}
+    )
+
     amount: AmountString
     currency: Currency | None = Field(None, description="Optional; must be the payment's")
 
 
 class CaptureIn(_Input):
     """A capture of an authorised payment; without ``amount`` the whole authorisation."""
+
+    # What Swagger UI's "Try it out" sends unless edited: a request that works as it is.
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"amount": "12.50", "currency": "SAR"}]}
+    )
 
     amount: AmountString | None = None
     currency: Currency | None = Field(None, description="Optional; must be the payment's")
