@@ -54,7 +54,7 @@ DESCRIPTION: Final = (
     "void, accepts `{}`). Send an `Idempotency-Key` (a random "
     "UUID) with every write: a write without one still runs, but its answer carries "
     '`Warning: 299 paytabs-guard "No Idempotency-Key: ..."` because a retry may repeat it '
-    "(a second payment)."
+    "(a second charge or refund)."
 )
 log = get_logger(__name__)
 

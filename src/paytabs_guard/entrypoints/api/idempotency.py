@@ -42,7 +42,7 @@ REPLAYED_HEADER: Final = "Idempotent-Replayed"
 # but says, in the standard place for "this worked, but", that a retry may do it twice.
 MISSING_KEY_WARNING: Final = (
     '299 paytabs-guard "No Idempotency-Key: a retry of this request may repeat it (a second '
-    'payment); send a unique Idempotency-Key, such as a random UUID, with every write"'
+    'charge or refund); send a unique Idempotency-Key, such as a random UUID, with every write"'
 )
 _FIRST_POLL: Final = 0.02
 _MAX_POLL: Final = 0.25
