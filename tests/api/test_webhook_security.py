@@ -651,6 +651,18 @@ async def test_23_unusable_transactions_are_400(service: Service, change: dict[s
         assert response.status_code == 400
 
 
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+async def test_23_a_blank_tran_ref_is_400_not_500(service: Service, blank: str) -> None:
+    payment = await _awaiting(service)
+    async with NoSideEffects(service, payment):
+        body = transaction(payment) | {"tran_ref": blank}  # "" is not "use the default"
+        response = await deliver(service.anonymous, body)
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["reason"] == "schema"
+        assert "tran_ref" in response.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("field", "literal"),
     [("cart_amount", b"100.00"), ("cart_amount", b"100"), ("tran_total", b"100.0")],
