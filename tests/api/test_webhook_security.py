@@ -663,6 +663,44 @@ async def test_23_a_blank_tran_ref_is_400_not_500(service: Service, blank: str) 
         assert "tran_ref" in response.json()["detail"]
 
 
+FINER_THAN_A_HALALA = ["12.495", "12.505", "12.501"]
+NOT_PLAIN = [
+    "1_2.50",
+    "\u0661\u0662.\u0665\u0660",
+    " 12.50",
+    "12.50\u00a0",
+    "+12.50",
+    "0012.50",
+    "1.25e1",
+]
+
+
+@pytest.mark.parametrize("field", ["cart_amount", "tran_total"])
+@pytest.mark.parametrize("raw", FINER_THAN_A_HALALA + NOT_PLAIN)
+async def test_23_an_amount_that_is_not_exactly_one_in_the_currency_is_400(
+    service: Service, field: str, raw: str
+) -> None:
+    # Read exactly, never rounded: "12.505" is finer than SAR's minor unit, so it is not an
+    # amount in SAR; and only plain ASCII decimals are amounts at all.
+    payment = await _awaiting(service, "12.50")
+    async with NoSideEffects(service, payment):
+        response = await deliver(service.anonymous, transaction(payment) | {field: raw})
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["reason"] == "schema"
+
+
+@pytest.mark.parametrize("raw", ["12.500", "12.5"])
+async def test_23_extra_decimals_that_are_zeros_are_the_same_amount(
+    service: Service, raw: str
+) -> None:
+    payment = await _awaiting(service, "12.50")
+    body = transaction(payment) | {"cart_amount": raw, "tran_total": raw}
+    response = await deliver(service.anonymous, body)
+    assert response.json()["outcome"] == "processed"
+    assert (await service.get(payment["id"]))["state"] == "completed"
+
+
 @pytest.mark.parametrize(
     ("field", "literal"),
     [("cart_amount", b"100.00"), ("cart_amount", b"100"), ("tran_total", b"100.0")],

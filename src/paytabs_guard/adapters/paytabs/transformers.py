@@ -321,11 +321,10 @@ def _time(raw: str | None) -> datetime | None:
 
 def _charged(transaction: PayTabsTransaction) -> Money:
     """``tran_total`` in ``tran_currency``: what PayTabs charged. Before payment PayTabs sends
-    an empty currency and "0"; that is a zero charge (in the cart's currency), never "unknown"."""
-    total = transaction.tran_total.strip()
+    an empty currency and "0" or ""; that is a zero charge (in the cart's currency), never
+    "unknown". Any other total is read as strictly as ``cart_amount`` (no blanks around it)."""
+    total = transaction.tran_total or "0"
     currency = transaction.tran_currency.strip() or transaction.cart_currency
-    if not total:
-        total = "0"
     return Money.parse_gateway(total, currency)
 
 
