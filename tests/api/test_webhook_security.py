@@ -272,6 +272,41 @@ async def test_10_signed_timestamps_are_checked_both_ways(
     assert state == ("completed" if accepted else "awaiting_customer")
 
 
+BETWEEN_SECONDS = NOW + timedelta(milliseconds=300)  # where a real clock usually is
+
+
+@pytest.fixture
+async def fractional_clock_service(
+    sim: RunningSimulator, sqlite_url: str
+) -> AsyncIterator[Service]:
+    env = {"PAYTABS_WEBHOOK_SECRET": f"{SERVER_KEY},{WHSEC}", "WEBHOOK_TIMESTAMP_TOLERANCE": "300"}
+    clock = lambda: BETWEEN_SECONDS  # noqa: E731 - an injected clock, fixed
+    async with running_service(sim, sqlite_url, env=env, clock=clock) as service:
+        yield service
+
+
+@pytest.mark.parametrize(
+    ("offset", "accepted"),
+    [(-301, False), (-300, True), (300, True), (301, False)],
+)
+async def test_10_the_edges_are_whole_seconds_when_the_clock_is_between_seconds(
+    fractional_clock_service: Service, offset: int, accepted: bool
+) -> None:
+    # Signed at the whole second NOW + offset, received 0.3 s into a second: exactly 300 s old
+    # and 300 s ahead are both inside, one second more either way is outside.
+    service = fractional_clock_service
+    payment = await _awaiting(service)
+    raw = encode(transaction(payment))
+    headers = standard.headers_for("msg_abc", raw, WHSEC, NOW + timedelta(seconds=offset))
+    response = await service.anonymous.post(
+        "/payments/v2/webhook", content=raw, headers=headers | {"Content-Type": "application/json"}
+    )
+    assert response.status_code == (200 if accepted else 401), response.text
+    if not accepted:
+        expected = "timestamp_too_old" if offset < 0 else "timestamp_in_future"
+        assert response.json()["reason"] == expected
+
+
 async def test_10_non_integer_timestamp_is_rejected(standard_service: Service) -> None:
     payment = await _awaiting(standard_service)
     raw = encode(transaction(payment))
