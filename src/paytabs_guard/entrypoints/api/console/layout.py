@@ -3,7 +3,8 @@
 Like the return page, nothing is loaded from anywhere: styles are inline, the chart is inline
 SVG, and the one script is inline too. The Content-Security-Policy allows that script by its
 SHA-256 hash (it never changes), so an injected ``<script>`` would not run even if some value
-escaped the escaping. Every value that reaches the HTML goes through :func:`e`.
+escaped the escaping. Every value that reaches the HTML goes through :func:`e`, and free text
+someone else wrote through :func:`t`, which also isolates it (``<bdi>``).
 
 The script is an extra: every page is complete without it. With it, the page polls a small
 JSON document every few seconds, updates the header's breaker states and dead-letter count in
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Final
@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 from starlette.responses import HTMLResponse
 
 from paytabs_guard.domain import Money
+from paytabs_guard.entrypoints.api.html_text import escape, isolated
 from paytabs_guard.entrypoints.api.return_page import SECURITY_HEADERS
 
 from .words import WORDS
@@ -95,8 +96,15 @@ _STYLE: Final = (
 
 
 def e(value: object) -> str:
-    """Escaped text for the HTML body or a quoted attribute."""
-    return html.escape(str(value), quote=True)
+    """Escaped text for the HTML body or a quoted attribute; bidirectional controls are shown
+    as ``[U+202E]``-style markers, never obeyed (``html_text``)."""
+    return escape(value)
+
+
+def t(value: object) -> str:
+    """Free text from a merchant or PayTabs (a description, metadata, a response message, a
+    reason quoting one): escaped like :func:`e` and isolated in ``<bdi>`` from what is around it."""
+    return isolated(value)
 
 
 def money(amount: Money) -> str:

@@ -14,7 +14,7 @@ from paytabs_guard.resilience import BreakerSnapshot
 from paytabs_guard.service.events import DeadLetterEntry
 
 from . import chart
-from .layout import e, money, page, payment_url, pill, table, when, with_query
+from .layout import e, money, page, payment_url, pill, t, table, when, with_query
 from .words import WORDS
 
 
@@ -125,7 +125,7 @@ def payments(
             e(when(p.created_at)),
             pill(p.state.value),
             money(p.amount),
-            e(p.description),
+            t(p.description),
             f"<code>{e(p.cart_id)}</code>",
             f"<code>{e(p.tran_ref or '')}</code>",
         )
@@ -224,7 +224,7 @@ def dead_letters(
             payment_link(letter.payment_id),
             e(letter.delivery.sink),
             str(letter.delivery.attempts),
-            e(letter.delivery.last_error or ""),
+            t(letter.delivery.last_error or ""),
             e(when(letter.delivery.dead_at)),
             _replay_form(frame.csrf, words["replay"], letter.delivery.id),
         )

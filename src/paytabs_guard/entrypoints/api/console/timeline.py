@@ -20,7 +20,7 @@ from paytabs_guard.domain import Payment
 from paytabs_guard.domain.gateway_results import ResultSource, TranType
 from paytabs_guard.service.events import EventWithDeliveries
 
-from .layout import e, money, page, pill, table, when, with_query
+from .layout import e, money, page, pill, t, table, when, with_query
 from .pages import Frame, header
 from .words import WORDS
 
@@ -52,7 +52,7 @@ def _summary(lang: str, payment: Payment) -> str:
         ),
         (words["captured"], e(payment.captured.format())),
         (words["refunded"], e(payment.refunded.format())),
-        (words["description"], e(payment.description)),
+        (words["description"], t(payment.description)),
         (words["cart_id"], f"<code>{e(payment.cart_id)}</code>"),
         (words["tran_ref"], f"<code>{e(payment.tran_ref or '-')}</code>"),
         (words["created"], e(when(payment.created_at))),
@@ -62,7 +62,7 @@ def _summary(lang: str, payment: Payment) -> str:
         cart_ids = ", ".join(f"<code>{e(c)}</code>" for c in payment.abandoned_cart_ids)
         rows.append((words["abandoned"], cart_ids))
     if payment.metadata:
-        pairs = "<br>".join(f"{e(k)} = {e(v)}" for k, v in sorted(payment.metadata.items()))
+        pairs = "<br>".join(f"{t(k)} = {t(v)}" for k, v in sorted(payment.metadata.items()))
         rows.append((words["metadata"], pairs))
     if payment.hold is not None:
         hold = payment.hold
@@ -81,7 +81,7 @@ def _entries(lang: str, payment: Payment, events: Sequence[EventWithDeliveries])
         ref = f" <code>{e(step.gateway_ref)}</code>" if step.gateway_ref else ""
         items.append((step.at, order, (
             f"<strong>{e(words['transition'])}</strong> {moved}{pill(step.to_state.value)} "
-            f"· {e(step.trigger.value)} · {e(step.source.value)}{ref}<br>{e(step.reason)}"
+            f"· {e(step.trigger.value)} · {e(step.source.value)}{ref}<br>{t(step.reason)}"
         )))  # fmt: skip
     # A gateway transaction goes next to the state change it caused: PayTabs' transaction
     # time has whole seconds only, so by time alone it would come before its own request.
@@ -95,14 +95,14 @@ def _entries(lang: str, payment: Payment, events: Sequence[EventWithDeliveries])
             f"<strong>{e(words['gateway_call'])}</strong> {e(record.tran_type.value)} "
             f"<code>{e(record.tran_ref)}</code> {e(status)} ({e(record.signal.value)}) "
             f"{money(record.amount)}"
-            + (f" · {e(record.response_code)} {e(record.response_message)}"
+            + (f" · {e(record.response_code)} {t(record.response_message)}"
                if record.response_code or record.response_message else "")
         )))  # fmt: skip
     for note in payment.conflicts:
         reported = note.reported_status.value if note.reported_status else "-"
         items.append((note.at, 20_000, (
             f"<strong>{e(words['conflict'])}</strong> {pill('conflict')} {e(note.source.value)} "
-            f"<code>{e(note.tran_ref)}</code> {e(reported)}<br>{e(note.reason)}"
+            f"<code>{e(note.tran_ref)}</code> {e(reported)}<br>{t(note.reason)}"
         )))  # fmt: skip
     for item in events:
         sinks = ", ".join(f"{e(d.sink)} {pill(d.status)}" for d in item.deliveries)
@@ -129,7 +129,7 @@ def _gateway(lang: str, payment: Payment) -> str:
             pill(r.signal.value) + (f" {e(r.status.value)}" if r.status else ""),
             money(r.amount),
             "" if r.charged is None else money(r.charged),
-            f"{e(r.response_code)} {e(r.response_message)}",
+            f"{e(r.response_code)} {t(r.response_message)}",
             e(when(r.at)),
         )
         for r in payment.transactions
@@ -143,12 +143,12 @@ def _received(lang: str, payment: Payment) -> str:
     words = WORDS[lang]
     rows = [
         (e(when(step.at)), e(step.source.value), f"<code>{e(step.gateway_ref or '')}</code>",
-         f"{e(words['applied'])}: {pill(step.to_state.value)} · {e(step.reason)}")
+         f"{e(words['applied'])}: {pill(step.to_state.value)} · {t(step.reason)}")
         for step in payment.history
         if step.source in _RECEIVED
     ] + [
         (e(when(note.at)), e(note.source.value), f"<code>{e(note.tran_ref)}</code>",
-         f"{pill('conflict')} {e(words['conflicted'])} · {e(note.reason)}")
+         f"{pill('conflict')} {e(words['conflicted'])} · {t(note.reason)}")
         for note in payment.conflicts
     ]  # fmt: skip
     rows.sort(key=lambda row: row[0])
@@ -162,7 +162,7 @@ def _refunds(lang: str, payment: Payment) -> str:
     rows = [
         (f"<code>{e(r.tran_ref)}</code>", pill(r.signal.value),
          money(r.amount),
-         f"{e(r.response_code)} {e(r.response_message)}", e(when(r.at)))
+         f"{e(r.response_code)} {t(r.response_message)}", e(when(r.at)))
         for r in payment.transactions
         if r.tran_type is TranType.REFUND
     ]  # fmt: skip
@@ -180,7 +180,7 @@ def _events(lang: str, events: Sequence[EventWithDeliveries]) -> str:
     blocks = []
     for item in events:
         rows = [
-            (e(d.sink), pill(d.status), str(d.attempts), e(d.last_error or ""),
+            (e(d.sink), pill(d.status), str(d.attempts), t(d.last_error or ""),
              e(when(d.delivered_at or d.dead_at or d.next_attempt_at)))
             for d in item.deliveries
         ]  # fmt: skip
