@@ -14,6 +14,14 @@ call sites already leave out:
    API keys, webhook secrets) are replaced, as are 64-hex-digit runs (HMAC-SHA256 signatures),
    Standard Webhooks signature tokens, bearer tokens and Luhn-valid 13-19 digit card numbers.
 
+One exception to the card rule: the value of a transaction-reference field (``tran_ref``,
+``previous_tran_ref``, ``gateway_ref``…) that is exactly a letter prefix glued to digits
+(PayTabs' ``TST2633824054353``) is a PayTabs reference, and about one in ten of them passes the
+Luhn check by chance; hiding those would leave operators unable to match a log line to a
+transaction. A card number is never written that way, and the exception holds only for the
+whole value of such a field: the same digits anywhere else (a message, a reason, any other
+field), or with spaces or anything else in the value, are still redacted.
+
 Non-ASCII and control characters are escaped by the JSON renderer (``ensure_ascii``), so an
 Arabic name, a ``\\u0000`` or a right-to-left override in a payload cannot forge a log line.
 """
@@ -68,6 +76,8 @@ _MAYBE_SENSITIVE: Final = re.compile(
     r"[0-9A-Fa-f]{64}|v1a?,|whsec_|(?i:bearer)\s|[0-9](?:[ -]?[0-9]){12}"
 )
 _MIN_SECRET_LENGTH: Final = 6  # shorter "secrets" would redact ordinary words and numbers
+# A PayTabs transaction reference as a whole value: a few ASCII letters glued to digits.
+_TRAN_REF_VALUE: Final = re.compile(r"[A-Za-z]{2,8}[0-9]{6,24}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -96,6 +106,14 @@ def _is_sensitive(key: str) -> bool:
     return lowered in _SENSITIVE_EXACT or any(part in lowered for part in _SENSITIVE_PARTS)
 
 
+@functools.lru_cache(maxsize=1024)  # keys are field names, a small set; never values
+def _is_reference(key: str) -> bool:
+    """A field that holds a PayTabs transaction reference: ``tran_ref``, ``tranRef``,
+    ``previous_tran_ref``, ``parent_tran_ref``, ``gateway_ref``."""
+    lowered = key.lower().replace("-", "").replace("_", "")
+    return lowered.endswith("tranref") or lowered == "gatewayref"
+
+
 class Redactor:
     """The redaction processor; ``secrets`` are literal values that must never be printed."""
 
@@ -104,8 +122,9 @@ class Redactor:
         # Longest first, so a secret containing another is replaced whole.
         self._secrets = sorted(kept, key=len, reverse=True)
 
-    def scrub(self, text: str) -> str:
-        """``text`` with every secret, signature, token and card number replaced."""
+    def scrub(self, text: str, *, cards: bool = True) -> str:
+        """``text`` with every secret, signature, token and card number replaced; ``cards=False``
+        only for a transaction reference's whole value (see the module docstring)."""
         if self._clean(text):
             return text
         for secret in self._secrets:
@@ -114,7 +133,15 @@ class Redactor:
         text = _STANDARD_SIGNATURE.sub(REDACTED, text)
         text = _WHSEC.sub(REDACTED, text)
         text = _BEARER.sub("Bearer " + REDACTED, text)
-        return _CARD_CANDIDATE.sub(_mask_card, text)
+        return _CARD_CANDIDATE.sub(_mask_card, text) if cards else text
+
+    def _field(self, key: str, value: object, depth: int) -> object:
+        """A field's value: a transaction reference keeps its digits, the rest is scrubbed."""
+        if _is_sensitive(key):
+            return REDACTED
+        if type(value) is str and _is_reference(key) and _TRAN_REF_VALUE.fullmatch(value):
+            return self.scrub(value, cards=False)
+        return self._value(value, depth)
 
     def _value(self, value: object, depth: int = 0) -> object:
         if isinstance(value, str):
@@ -122,10 +149,7 @@ class Redactor:
         if depth > 8:
             return REDACTED  # deeper than anything we log on purpose
         if isinstance(value, MutableMapping | dict):
-            return {
-                str(k): REDACTED if _is_sensitive(str(k)) else self._value(v, depth + 1)
-                for k, v in value.items()
-            }
+            return {str(k): self._field(str(k), v, depth + 1) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
             return [self._value(item, depth + 1) for item in value]
         if value is None or isinstance(value, bool | int | float):
@@ -147,7 +171,7 @@ class Redactor:
             elif type(value) in _PLAIN or (type(value) is str and self._clean(value)):
                 continue  # a line's usual fields: nothing to copy or replace
             else:
-                event_dict[key] = self._value(value)
+                event_dict[key] = self._field(key, value, 0)
         return event_dict
 
 

@@ -71,6 +71,9 @@ async def test_without_a_return_url_a_small_page_shows_the_confirmed_state(
     assert response.headers["content-type"].startswith("text/html")
     assert "Payment received" in response.text
     assert "script-src" not in response.headers["content-security-policy"]
+    # No other site may frame it (default-src does not cover framing).
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
 
 
 async def test_a_get_return_verifies_only_paytabs_fields(service: Service) -> None:

@@ -9,15 +9,30 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from paytabs_guard.adapters.paytabs.callbacks import PayTabsCallbacks
+from paytabs_guard.adapters.webhooks import standard
 from paytabs_guard.entrypoints.api.app import openapi_document
 from paytabs_guard.entrypoints.api.reference import render_json, render_markdown
 from paytabs_guard.entrypoints.cli import main
-from paytabs_guard.entrypoints.serve import banner, free_port, simulator_environment
+from paytabs_guard.entrypoints.serve import (
+    banner,
+    free_port,
+    simulator_environment,
+    simulator_webhook_secret,
+)
+from paytabs_guard.service.callbacks import InvalidCallbackSignature
+from paytabs_guard.settings import load_settings
+from paytabs_simulator.config import DEFAULT_SERVER_KEY
+from paytabs_simulator.signing import sign_body
+
+from .api_support import encode, transaction
 
 DOCS = Path(__file__).parents[2] / "docs"
 
@@ -62,6 +77,50 @@ def test_simulator_environment_points_everything_at_the_simulator() -> None:
     assert "API_KEYS" not in simulator_environment({"API_KEYS": "mine"}, "a", "b")
 
 
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+LIVE_KEY = "SLIVEKEY99-LIVEKEY999-LIVEKEY999"  # a real profile's PayTabs key, in .env
+
+
+def test_simulator_environment_leaves_the_configured_webhook_secret_alone() -> None:
+    # Like PAYTABS_IP_WHITELIST and TRUSTED_PROXIES: serve decides what to keep of it.
+    env = {"PAYTABS_WEBHOOK_SECRET": WHSEC, "PAYTABS_IP_WHITELIST": "10.0.0.0/8"}
+    changes = simulator_environment(env, "http://127.0.0.1:9", "http://127.0.0.1:8000")
+    assert "PAYTABS_WEBHOOK_SECRET" not in changes
+    assert "PAYTABS_IP_WHITELIST" not in changes
+
+
+def _verifier(secret: str) -> PayTabsCallbacks:
+    settings = load_settings({"PAYTABS_SERVER_KEY": DEFAULT_SERVER_KEY,
+                              "PAYTABS_WEBHOOK_SECRET": secret})  # fmt: skip
+    return PayTabsCallbacks(settings.webhook_secrets, timestamp_tolerance=300)
+
+
+def test_with_the_simulator_whsec_secrets_are_kept_and_its_key_verifies() -> None:
+    secret, warnings = simulator_webhook_secret([SecretStr(LIVE_KEY), SecretStr(WHSEC)])
+    verifier = _verifier(secret)
+    raw = b'{"tran_ref":"TST1"}'
+    now = datetime.now(UTC)
+    # A relay's Standard Webhooks delivery signed with the configured secret verifies...
+    verifier.verify_callback(raw, standard.headers_for("msg_1", raw, WHSEC, now), [], now=now)
+    # ...and so does a callback the simulator signs with its own server key.
+    verifier.verify_callback(raw, {}, [sign_body(raw, DEFAULT_SERVER_KEY)], now=now)
+    # The real profile's key signs nothing the simulator sends: left out, and said so.
+    with pytest.raises(InvalidCallbackSignature):
+        verifier.verify_callback(raw, {}, [sign_body(raw, LIVE_KEY)], now=now)
+    assert len(warnings) == 1
+    assert "PAYTABS_WEBHOOK_SECRET" in warnings[0]
+    assert "1 whsec_ secret(s) kept" in warnings[0]
+    assert LIVE_KEY not in warnings[0]
+    assert WHSEC not in warnings[0]
+
+
+def test_with_the_simulator_and_no_configured_secret_nothing_is_warned() -> None:
+    secret, warnings = simulator_webhook_secret(())
+    assert secret == DEFAULT_SERVER_KEY
+    assert warnings == []
+    assert "warning" not in banner("http://s", "http://sim", "demo_x", warnings)
+
+
 def test_serve_with_the_simulator_takes_a_payment_and_stops_gracefully(tmp_path: Path) -> None:
     port = free_port()
     env = {
@@ -72,6 +131,8 @@ def test_serve_with_the_simulator_takes_a_payment_and_stops_gracefully(tmp_path:
     env |= {
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
         "API_KEYS": "k-12345678",
+        # A relay's whsec_ secret is kept; a real profile's PayTabs key is not (and said so).
+        "PAYTABS_WEBHOOK_SECRET": f"{LIVE_KEY},{WHSEC}",
     }
     process = subprocess.Popen(  # noqa: S603 - our own CLI
         [sys.executable, "-m", "paytabs_guard.entrypoints.cli", "serve", "--simulator",
@@ -98,6 +159,13 @@ def test_serve_with_the_simulator_takes_a_payment_and_stops_gracefully(tmp_path:
         )
         assert created.status_code == 201, created.text
         assert created.json()["redirect_url"].startswith("http://127.0.0.1:")
+        # A Standard Webhooks delivery signed with the configured secret is verified and applied.
+        raw = encode(transaction(created.json()))
+        headers = standard.headers_for("msg_serve_1", raw, WHSEC, datetime.now(UTC))
+        delivered = httpx.post(f"{base}/payments/v2/webhook", content=raw, timeout=10,
+                               headers=headers | {"Content-Type": "application/json"})  # fmt: skip
+        assert delivered.status_code == 200, delivered.text
+        assert delivered.json()["outcome"] == "processed"
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
@@ -109,6 +177,9 @@ def test_serve_with_the_simulator_takes_a_payment_and_stops_gracefully(tmp_path:
     assert "one of API_KEYS" in out
     assert "k-12345678" not in out
     assert "k-12345678" not in err
+    assert "warning: PAYTABS_WEBHOOK_SECRET: 1 PayTabs key(s) not used with --simulator" in out
+    for secret in (LIVE_KEY, WHSEC):
+        assert secret not in out + err
     # One format per stream: the banner on stdout, JSON log lines on stderr; the simulator's
     # plain uvicorn lines and alembic's plugin list stay out of both.
     assert "INFO:" not in out + err

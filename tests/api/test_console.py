@@ -213,6 +213,26 @@ async def test_hostile_payment_data_is_shown_as_text(service: Service) -> None:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in timeline.text
 
 
+BIDI = "".join(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
+
+async def test_bidi_controls_are_shown_not_obeyed_and_free_text_is_isolated(
+    service: Service,
+) -> None:
+    description = f"Refund \u202e05.21 RAS {BIDI}"
+    payment = await service.create(description=description, metadata={"note": "\u2067x"})
+    async with signed_in(service) as browser:
+        for url in ("/console", f"/console/payments/{payment['id']}"):
+            page = (await browser.get(url)).text
+            assert not any(control in page for control in BIDI), url
+            assert "<bdi>Refund [U+202E]05.21 RAS [U+202A]" in page, url
+        timeline = (await browser.get(f"/console/payments/{payment['id']}")).text
+        assert "<bdi>note</bdi> = <bdi>[U+2067]x</bdi>" in timeline
+        # The search box shows what was typed, as text in an attribute: markers there too.
+        searched = (await browser.get("/console", params={"q": "\u202eabc"})).text
+        assert "value='[U+202E]abc'" in searched
+
+
 async def test_a_payments_timeline_tells_its_story(service: Service) -> None:
     payment = await service.create("100.00")
     await service.pay(payment)

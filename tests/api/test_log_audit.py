@@ -118,6 +118,90 @@ def test_the_redactors_quick_check_never_lets_a_match_through(text: str) -> None
     assert Redactor().scrub(text) == slow
 
 
+LUHN_TRAN_REF = "TST2633824054353"  # a PayTabs-shaped reference whose 13 digits pass Luhn
+
+
+def _luhn_completed(body: str) -> str:
+    """``body`` plus the check digit that makes it pass the Luhn check: a card-number shape."""
+    for check in "0123456789":
+        if observability.luhn_valid(body + check):
+            return body + check
+    raise AssertionError("unreachable: one check digit always fits")
+
+
+_PANS = st.builds(
+    lambda prefix, rest: _luhn_completed(prefix + rest),
+    st.sampled_from(["4", "51", "37", "6011", "35"]),
+    st.text(alphabet="0123456789", min_size=11, max_size=14),  # 13-19 digits
+)
+# What may sit right before or after a card number: never a digit, space or hyphen (those
+# would make it part of a longer digit run, which is not a card number's shape).
+_EDGES = st.text(alphabet="TSabcXYZ:=/()'\"[]{}", max_size=6)
+_TRAN_REF_KEYS = st.sampled_from(["tran_ref", "previous_tran_ref", "tranRef", "gateway_ref"])
+_OTHER_KEYS = st.sampled_from(["event", "cart_id", "reason", "note", "ref", "payment_id"])
+
+
+def test_a_luhn_valid_tran_ref_stays_readable_while_card_numbers_are_redacted() -> None:
+    assert observability.luhn_valid(LUHN_TRAN_REF[3:])
+    out = Redactor()(None, "info", {
+        "event": "webhook",
+        "tran_ref": LUHN_TRAN_REF,
+        "previous_tran_ref": LUHN_TRAN_REF,
+        "nested": {"tranRef": LUHN_TRAN_REF, "pan_in_text": f"paid with {VISA} today"},
+        "card": VISA,
+        "reason": f"sale {LUHN_TRAN_REF} (A) is for 1.00 SAR",
+        "note": f"customer typed {VISA[:4]} {VISA[4:8]} {VISA[8:12]} {VISA[12:]}",
+        "gateway_ref": f"TST {VISA}",  # not a reference's shape: scrubbed like any text
+    })  # fmt: skip
+    assert out["tran_ref"] == out["previous_tran_ref"] == LUHN_TRAN_REF
+    assert out["nested"]["tranRef"] == LUHN_TRAN_REF
+    assert out["nested"]["pan_in_text"] == "paid with [card redacted] today"
+    assert out["card"] == "[card redacted]"
+    assert out["note"] == "customer typed [card redacted]"
+    assert out["gateway_ref"] == "TST [card redacted]"
+    # Outside a reference field the digits are still hidden: only the field's whole value
+    # is known to be a reference.
+    assert LUHN_TRAN_REF not in out["reason"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pan=_PANS, before=_EDGES, after=_EDGES, key=_OTHER_KEYS, ref_key=_TRAN_REF_KEYS)
+def test_a_card_number_is_redacted_wherever_it_is_but_in_a_reference_value(
+    pan: str, before: str, after: str, key: str, ref_key: str
+) -> None:
+    # Loosening the card rule (letters glued in front, any key, any reference-like text)
+    # lets one of these through; only a reference field's whole value keeps its digits.
+    redact = Redactor()
+    text = f"{before}{pan}{after}"
+    out = redact(None, "info", {key: text, "nested": {key: [text]}})
+    assert pan not in json.dumps(out)
+    spaced = f"TST {pan}" if not before else f"{before} {pan}{after}"
+    assert pan not in json.dumps(redact(None, "info", {ref_key: spaced}))
+    glued = f"{before}{pan}" if before.isascii() and before.isalpha() and len(before) >= 2 else ""
+    if glued:  # a reference's shape: kept readable, whole, under a reference key only
+        assert redact(None, "info", {ref_key: glued})[ref_key] == glued
+
+
+async def test_a_luhn_valid_tran_ref_is_readable_in_the_service_logs(
+    service: Service, captured: io.StringIO
+) -> None:
+    # A signed callback for a transaction we do not know yet is logged with its tran_ref, so
+    # an operator can find it at PayTabs; the card number in the same body is not logged.
+    body = {
+        "tran_ref": LUHN_TRAN_REF, "profile_id": 987654, "cart_id": "cart-unknown-1",
+        "cart_currency": "SAR", "cart_amount": "12.50", "tran_currency": "SAR",
+        "tran_total": "12.50", "tran_type": "Sale", "cart_description": f"card {VISA}",
+        "payment_result": {"response_status": "A", "response_code": "G1"},
+    }  # fmt: skip
+    response = await deliver(service.anonymous, body)
+    assert response.status_code == 503  # no payment owns it yet: PayTabs delivers it again
+    records = [json.loads(line) for line in captured.getvalue().splitlines() if line.strip()]
+    unknown = [r for r in records if "unknown payment" in r.get("event", "")]
+    assert unknown
+    assert unknown[0]["tran_ref"] == LUHN_TRAN_REF
+    assert VISA not in captured.getvalue()
+
+
 def test_control_characters_and_unicode_are_escaped_in_log_lines() -> None:
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)

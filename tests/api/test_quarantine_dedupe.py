@@ -3,6 +3,10 @@ exact repeat is a duplicate, and a different mismatch is quarantined (and counte
 
 from __future__ import annotations
 
+import io
+import json
+from typing import Any
+
 import pytest
 
 from .api_support import Service, deliver, encode, transaction
@@ -47,3 +51,46 @@ async def test_repeats_of_a_quarantined_delivery(any_service: Service) -> None:
     genuine = await deliver(any_service.anonymous, transaction(payment, "A"))
     assert genuine.json()["outcome"] == "processed"
     assert (await any_service.get(payment["id"]))["state"] == "completed"
+
+
+def _quarantine_alerts(captured: io.StringIO) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in captured.getvalue().splitlines() if line.strip()]
+    return [r for r in records if r.get("kind") == "webhook_quarantined"]
+
+
+@pytest.mark.parametrize(
+    "mismatch",
+    [
+        {"profile_id": 111111},
+        {"tran_total": "0.01"},
+        {"currency": "AED"},
+        {"cart_id": "cart-of-someone-else"},
+    ],
+    ids=["profile_id", "tran_total", "currency", "cart_id"],
+)
+async def test_a_mismatched_result_after_the_genuine_one_is_quarantined_not_a_duplicate(
+    any_service: Service, captured: io.StringIO, mismatch: dict[str, Any]
+) -> None:
+    # Business checks (6) run before dedupe (7): the genuine A took the key
+    # paytabs:{tran_ref}:A, and a mismatched A for the same tran_ref is still news.
+    payment = await any_service.create("12.50", "SAR")
+    genuine = encode(transaction(payment, "A"))
+    assert (await deliver(any_service.anonymous, genuine)).json()["outcome"] == "processed"
+    before = await any_service.get(payment["id"])
+    events = await any_service.outbox_events(payment["id"])
+
+    raw = encode(transaction(payment, "A", **mismatch))
+    assert (await deliver(any_service.anonymous, raw)).json()["outcome"] == "quarantined"
+    assert _quarantined(any_service) == 1
+    alerts = _quarantine_alerts(captured)
+    assert len(alerts) == 1
+    assert alerts[0]["level"] == "warning"
+    assert alerts[0]["tran_ref"] == payment["tran_ref"]
+    # The exact bytes again are a retry of that delivery: duplicate, no second alert.
+    assert (await deliver(any_service.anonymous, raw)).json()["outcome"] == "duplicate"
+    assert _quarantined(any_service) == 1
+    assert len(_quarantine_alerts(captured)) == 1
+    # The genuine delivery again is a plain duplicate that changes nothing.
+    assert (await deliver(any_service.anonymous, genuine)).json()["outcome"] == "duplicate"
+    assert await any_service.get(payment["id"]) == before
+    assert await any_service.outbox_events(payment["id"]) == events

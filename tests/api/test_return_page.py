@@ -127,3 +127,26 @@ async def test_a_payment_with_a_return_url_still_redirects(service: Service) -> 
     response = await service.anonymous.get("/payments/v2/return", params=_fields(payment, "A"))
     assert response.status_code == 303
     assert response.headers["location"].startswith("https://shop.example/done?payment_id=")
+
+
+BIDI = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"]
+
+
+async def test_bidi_controls_in_the_description_are_shown_not_obeyed(service: Service) -> None:
+    # "Order 1001 <RLO>05.21 RAS" would read as "Order 1001 SAR 12.50" if the override were
+    # obeyed; every bidi control is shown as a marker, and each value sits in its own <bdi>.
+    description = "Order 1001 \u202e05.21 RAS " + "".join(BIDI)
+    payment: dict[str, Any] = await service.create("12.50", "SAR", description=description)
+    await service.pay(payment, VISA)
+    await service.callbacks_done()
+    response = await service.anonymous.get(
+        "/payments/v2/return", params=_fields(payment, "A"), headers={"Accept-Language": "en"}
+    )
+    assert response.status_code == 200
+    page = response.text
+    for control in BIDI:
+        assert control not in page
+    assert "<bdi>Order 1001 [U+202E]05.21 RAS [U+202A][U+202B]" in page
+    assert "[U+2069]</bdi>" in page
+    assert "<bdi>12.50 SAR</bdi>" in page
+    assert f"<bdi>{payment['id']}</bdi>" in page

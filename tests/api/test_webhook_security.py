@@ -272,6 +272,41 @@ async def test_10_signed_timestamps_are_checked_both_ways(
     assert state == ("completed" if accepted else "awaiting_customer")
 
 
+BETWEEN_SECONDS = NOW + timedelta(milliseconds=300)  # where a real clock usually is
+
+
+@pytest.fixture
+async def fractional_clock_service(
+    sim: RunningSimulator, sqlite_url: str
+) -> AsyncIterator[Service]:
+    env = {"PAYTABS_WEBHOOK_SECRET": f"{SERVER_KEY},{WHSEC}", "WEBHOOK_TIMESTAMP_TOLERANCE": "300"}
+    clock = lambda: BETWEEN_SECONDS  # noqa: E731 - an injected clock, fixed
+    async with running_service(sim, sqlite_url, env=env, clock=clock) as service:
+        yield service
+
+
+@pytest.mark.parametrize(
+    ("offset", "accepted"),
+    [(-301, False), (-300, True), (300, True), (301, False)],
+)
+async def test_10_the_edges_are_whole_seconds_when_the_clock_is_between_seconds(
+    fractional_clock_service: Service, offset: int, accepted: bool
+) -> None:
+    # Signed at the whole second NOW + offset, received 0.3 s into a second: exactly 300 s old
+    # and 300 s ahead are both inside, one second more either way is outside.
+    service = fractional_clock_service
+    payment = await _awaiting(service)
+    raw = encode(transaction(payment))
+    headers = standard.headers_for("msg_abc", raw, WHSEC, NOW + timedelta(seconds=offset))
+    response = await service.anonymous.post(
+        "/payments/v2/webhook", content=raw, headers=headers | {"Content-Type": "application/json"}
+    )
+    assert response.status_code == (200 if accepted else 401), response.text
+    if not accepted:
+        expected = "timestamp_too_old" if offset < 0 else "timestamp_in_future"
+        assert response.json()["reason"] == expected
+
+
 async def test_10_non_integer_timestamp_is_rejected(standard_service: Service) -> None:
     payment = await _awaiting(standard_service)
     raw = encode(transaction(payment))
@@ -649,6 +684,56 @@ async def test_23_unusable_transactions_are_400(service: Service, change: dict[s
     async with NoSideEffects(service, payment):
         response = await deliver(service.anonymous, body)
         assert response.status_code == 400
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+async def test_23_a_blank_tran_ref_is_400_not_500(service: Service, blank: str) -> None:
+    payment = await _awaiting(service)
+    async with NoSideEffects(service, payment):
+        body = transaction(payment) | {"tran_ref": blank}  # "" is not "use the default"
+        response = await deliver(service.anonymous, body)
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["reason"] == "schema"
+        assert "tran_ref" in response.json()["detail"]
+
+
+FINER_THAN_A_HALALA = ["12.495", "12.505", "12.501"]
+NOT_PLAIN = [
+    "1_2.50",
+    "\u0661\u0662.\u0665\u0660",
+    " 12.50",
+    "12.50\u00a0",
+    "+12.50",
+    "0012.50",
+    "1.25e1",
+]
+
+
+@pytest.mark.parametrize("field", ["cart_amount", "tran_total"])
+@pytest.mark.parametrize("raw", FINER_THAN_A_HALALA + NOT_PLAIN)
+async def test_23_an_amount_that_is_not_exactly_one_in_the_currency_is_400(
+    service: Service, field: str, raw: str
+) -> None:
+    # Read exactly, never rounded: "12.505" is finer than SAR's minor unit, so it is not an
+    # amount in SAR; and only plain ASCII decimals are amounts at all.
+    payment = await _awaiting(service, "12.50")
+    async with NoSideEffects(service, payment):
+        response = await deliver(service.anonymous, transaction(payment) | {field: raw})
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["reason"] == "schema"
+
+
+@pytest.mark.parametrize("raw", ["12.500", "12.5"])
+async def test_23_extra_decimals_that_are_zeros_are_the_same_amount(
+    service: Service, raw: str
+) -> None:
+    payment = await _awaiting(service, "12.50")
+    body = transaction(payment) | {"cart_amount": raw, "tran_total": raw}
+    response = await deliver(service.anonymous, body)
+    assert response.json()["outcome"] == "processed"
+    assert (await service.get(payment["id"]))["state"] == "completed"
 
 
 @pytest.mark.parametrize(

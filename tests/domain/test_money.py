@@ -37,6 +37,52 @@ def test_gateway_amount_strings_are_parsed_exactly() -> None:
     assert Money.parse_gateway("1.250", "KWD") == Money(1250, "KWD")
 
 
+@pytest.mark.parametrize(
+    ("raw", "currency", "minor"),
+    [
+        ("12.50", "SAR", 1250),
+        ("12.5", "SAR", 1250),
+        ("12", "SAR", 1200),
+        ("12.500", "SAR", 1250),  # extra decimals that are zeros say the same amount
+        ("12.500000", "SAR", 1250),
+        ("0", "SAR", 0),
+        ("0.05", "SAR", 5),
+        ("1.250", "KWD", 1250),
+        ("1500", "JPY", 1500),
+        ("1500.0", "JPY", 1500),
+        ("999999999999999.99", "SAR", 99999999999999999),
+    ],
+)
+def test_plain_gateway_amounts_are_read_exactly(raw: str, currency: str, minor: int) -> None:
+    assert Money.parse_gateway(raw, currency) == Money(minor, currency)
+
+
+@pytest.mark.parametrize("raw", ["12.495", "12.505", "12.501", "12.500001", "0.001"])
+def test_a_gateway_amount_finer_than_the_minor_unit_is_refused_not_rounded(raw: str) -> None:
+    with pytest.raises(InvalidMoney, match="more than 2 decimals"):
+        Money.parse_gateway(raw, "SAR")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "1_2.50", "\u0661\u0662.\u0665\u0660", "\uff11\uff12.\uff15\uff10", " 12.50",
+        "12.50 ", "12.50\u00a0", "\t12.50", "+12.50",
+        "-12.50", "0012.50", "00", "01", "1.25e1", "1E+3", "12.", ".50", "12,50", "12.50.1",
+        "NaN", "Infinity", "", " ", "0x10", "1234567890123456", "1.0000000",
+    ],
+)  # fmt: skip
+def test_a_gateway_amount_outside_the_plain_grammar_is_refused(raw: str) -> None:
+    with pytest.raises(InvalidMoney, match="not a plain decimal amount"):
+        Money.parse_gateway(raw, "SAR")
+
+
+def test_a_refused_gateway_amount_is_quoted_short() -> None:
+    with pytest.raises(InvalidMoney) as caught:
+        Money.parse_gateway("9" * 500, "SAR")
+    assert len(str(caught.value)) < 120
+
+
 def test_arithmetic_refuses_mixed_currencies() -> None:
     assert Money.of("1.10", "SAR") + Money.of("2.20", "SAR") == Money.of("3.30", "SAR")
     with pytest.raises(InvalidMoney):

@@ -113,6 +113,42 @@ async def test_a_quarantined_result_does_not_make_the_genuine_one_a_duplicate() 
     assert paid.state is PaymentState.COMPLETED
 
 
+@pytest.mark.parametrize(
+    "mismatch",
+    [
+        {"profile_id": 111111},
+        {"amount": Money.of("1.00", "SAR")},
+        {"charged": Money.of("0.01", "SAR")},
+        {"cart_id": "cart-of-someone-else"},
+    ],
+)
+async def test_a_mismatched_result_after_the_genuine_one_is_quarantined_not_a_duplicate(
+    mismatch: dict[str, object],
+) -> None:
+    # Business checks come before dedupe: the genuine result took "d-1", and a mismatched
+    # one with the same key must still be quarantined (and alerted), not hidden as a repeat.
+    world = MemoryWorld()
+    payment = await opened(world)
+    genuine = world.gateway.pay(payment.cart_id)
+    paid, applied = await apply_result(world.deps, genuine, dedupe_key="d-1", exact_key="g-1")
+    tampered = dataclasses.replace(genuine, **mismatch)  # type: ignore[arg-type]
+
+    _, first = await apply_result(world.deps, tampered, dedupe_key="d-1", exact_key="t-1")
+    _, repeat = await apply_result(world.deps, tampered, dedupe_key="d-1", exact_key="t-1")
+    again, duplicate = await apply_result(world.deps, genuine, dedupe_key="d-1", exact_key="g-1")
+
+    assert applied.kind is OutcomeKind.APPLIED
+    assert first.kind is OutcomeKind.QUARANTINED
+    assert repeat.kind is OutcomeKind.DUPLICATE  # the exact bytes again: no second alert
+    assert duplicate.kind is OutcomeKind.DUPLICATE
+    # The duplicate's payment is the stored one, untouched by the checks that ran first.
+    assert again.version == paid.version
+    assert again.updated_at == paid.updated_at
+    assert len(again.history) == len(paid.history)
+    assert world.stored(payment.id).state is PaymentState.COMPLETED
+    assert world.outbox_types(payment.id).count("payment.completed") == 1
+
+
 async def test_sync_applies_what_a_lost_callback_would_have_said() -> None:
     world = MemoryWorld()
     payment = await opened(world)

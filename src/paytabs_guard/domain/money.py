@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Final
 
 # ISO 4217 minor-unit exponents for the currencies PayTabs lists, plus common neighbours.
@@ -13,6 +14,14 @@ CURRENCY_EXPONENTS: Final[dict[str, int]] = {
     "IQD": 3, "JOD": 3, "JPY": 0, "KWD": 3, "LYD": 3, "MAD": 2, "OMR": 3, "PKR": 2,
     "QAR": 2, "SAR": 2, "TND": 3, "TRY": 2, "USD": 2, "AZN": 2,
 }  # fmt: skip
+
+
+# A gateway amount as PayTabs writes it: ASCII digits without a leading zero (a lone "0" before
+# the point is fine), then an optional point and digits. Decimal() would also take a sign,
+# spaces, "_", an exponent and other scripts' digits (Arabic-Indic ones); none of those is an
+# amount on the wire. [0-9] is ASCII only (\d is not). Bounded: 15 integer digits keep every
+# amount's minor units within a signed 64-bit column; 6 decimals leave room for trailing zeros.
+_GATEWAY_AMOUNT: Final = re.compile(r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,6})?")
 
 
 class InvalidMoney(ValueError):
@@ -60,16 +69,17 @@ class Money:
 
     @classmethod
     def parse_gateway(cls, amount: str, currency: str) -> Money:
-        """Parse an amount string as a gateway sends it, rounding half-even to the exponent."""
-        exponent = currency_exponent(currency)
-        try:
-            value = Decimal(amount.strip())
-        except InvalidOperation:
-            raise InvalidMoney(f"{amount!r} is not a decimal amount") from None
-        if not value.is_finite():
-            raise InvalidMoney(f"{amount!r} is not a finite amount")
-        quantum = Decimal(1).scaleb(-exponent)
-        return cls.of(value.quantize(quantum, rounding=ROUND_HALF_EVEN), currency)
+        """Read an amount string exactly as a gateway sends it (``"12.50"``), never rounded.
+
+        Decimals beyond the currency's are accepted only when they are zeros (``"12.500"`` SAR
+        is 12.50); ``"12.505"`` is finer than a halala, so it is not an amount in SAR at all.
+        Anything but the plain grammar above (``"+12.50"``, ``" 12.50"``, ``"1.25e1"``,
+        ``"0012.50"``) is refused too: InvalidMoney either way.
+        """
+        if not _GATEWAY_AMOUNT.fullmatch(amount):
+            shown = amount if len(amount) <= 32 else amount[:32] + "..."
+            raise InvalidMoney(f"{shown!r} is not a plain decimal amount such as '12.50'")
+        return cls.of(Decimal(amount), currency)
 
     @property
     def exponent(self) -> int:

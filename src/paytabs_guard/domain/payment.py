@@ -37,7 +37,7 @@ from .gateway_results import GatewayResult, ResultSource, TranType
 from .money import Money
 from .outcome import Effect, Outcome
 from .records import ConflictNote, FollowUpHold, GatewayTransaction, Transition
-from .results import apply_result
+from .results import apply_result, quarantine_of
 from .states import TRANSITIONS, OutcomeKind, PaymentState, Trigger, decide
 
 __all__ = ["Outcome", "Payment"]  # Outcome lives in outcome.py; imported from here too
@@ -365,6 +365,14 @@ class Payment:
         the charge is then recorded with the transaction instead of quarantined. The rules, in
         order, are in results.py."""
         return apply_result(self, result, at=at, currency_conversion=currency_conversion)
+
+    def quarantine_reason(
+        self, result: GatewayResult, *, currency_conversion: bool = False
+    ) -> str | None:
+        """Why :meth:`apply_gateway_result` would quarantine ``result``, or None; changes
+        nothing. Lets storage run the business checks before dedupe (webhook-security.md: a
+        mismatched delivery is quarantined even when the genuine one took its dedupe key)."""
+        return quarantine_of(self, result, currency_conversion=currency_conversion)
 
     # ---- the guarded move ---------------------------------------------------------------
 

@@ -43,7 +43,7 @@ def apply_result(
             OutcomeKind.IGNORED,
             "a browser return never decides a payment; query the gateway to confirm it",
         )
-    problem = quarantine_reason(payment, result, currency_conversion=currency_conversion)
+    problem = quarantine_of(payment, result, currency_conversion=currency_conversion)
     if problem is not None:
         return payment._unchanged(OutcomeKind.QUARANTINED, problem)
     if _already_seen(payment, result):
@@ -75,6 +75,16 @@ def apply_result(
         effect=_effect_of(payment, trigger, result, at=at),
         emit=emit,
     )
+
+
+def quarantine_of(
+    payment: Payment, result: GatewayResult, *, currency_conversion: bool
+) -> str | None:
+    """Why :func:`apply_result` would quarantine ``result`` (rules 1 and 2), or None; reads
+    the payment and changes nothing, so a caller may ask before deciding anything else."""
+    if result.source is ResultSource.BROWSER_RETURN:
+        return None  # ignored, never quarantined
+    return quarantine_reason(payment, result, currency_conversion=currency_conversion)
 
 
 def _already_seen(payment: Payment, result: GatewayResult) -> bool:

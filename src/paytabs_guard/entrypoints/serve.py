@@ -6,7 +6,9 @@ in-flight requests, then the lifespan stops the relay after its batch and closes
 
 ``--simulator`` starts the PayTabs simulator as a child process on loopback and points
 PAYTABS_BASE_URL and the credentials at it (its documented test profile), and PUBLIC_BASE_URL
-at this service so the simulator's callbacks and returns reach it. The child ends with us.
+at this service so the simulator's callbacks and returns reach it. PAYTABS_WEBHOOK_SECRET keeps
+its ``whsec_`` secrets after the simulator's key (:func:`simulator_webhook_secret`). The child
+ends with us.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 from uvicorn.supervisors import Multiprocess
 
 from paytabs_guard.observability import configure_logging
@@ -111,7 +114,6 @@ def simulator_environment(
         "PAYTABS_BASE_URL": simulator_url,
         "PAYTABS_PROFILE_ID": SIMULATOR_PROFILE_ID,
         "PAYTABS_SERVER_KEY": DEFAULT_SERVER_KEY,
-        "PAYTABS_WEBHOOK_SECRET": "",
         "PUBLIC_BASE_URL": service_url,
     }
     if not env.get("API_KEYS"):
@@ -119,7 +121,38 @@ def simulator_environment(
     return changes
 
 
-def banner(service_url: str, simulator_url: str | None, demo_key: str | None = None) -> str:
+def simulator_webhook_secret(configured: Sequence[SecretStr]) -> tuple[str, list[str]]:
+    """PAYTABS_WEBHOOK_SECRET for a run against the simulator, and what to warn about.
+
+    A configured list replaces the server key as the keys that verify PayTabs callbacks, and
+    the simulator signs its callbacks with its own server key: passed on as it is, the list
+    would make every simulated callback a 401. That is why ``--simulator`` used to blank the
+    variable, which also dropped the ``whsec_`` secrets of Standard Webhooks deliveries (from
+    a relay, not from PayTabs) without a word. So the simulator's key comes first and the
+    ``whsec_`` secrets are kept, as the IP allow-list and trusted proxies are; other keys are a
+    real profile's PayTabs keys, which no simulated callback carries: left out, with a warning.
+    """
+    from paytabs_guard.adapters.webhooks import standard
+    from paytabs_simulator.config import DEFAULT_SERVER_KEY
+
+    values = [secret.get_secret_value() for secret in configured]
+    kept = [value for value in values if value.startswith(standard.SECRET_PREFIX)]
+    warnings = []
+    if dropped := len(values) - len(kept):
+        warnings.append(
+            f"PAYTABS_WEBHOOK_SECRET: {dropped} PayTabs key(s) not used with --simulator "
+            "(its callbacks are signed with the simulator's server key); "
+            f"{len(kept)} whsec_ secret(s) kept for Standard Webhooks deliveries"
+        )
+    return ",".join([DEFAULT_SERVER_KEY, *kept]), warnings
+
+
+def banner(
+    service_url: str,
+    simulator_url: str | None,
+    demo_key: str | None = None,
+    warnings: Sequence[str] = (),
+) -> str:
     """What ``serve`` prints on start. ``demo_key`` is a key ``serve`` generated itself (with
     ``--simulator`` and no API_KEYS): only that may be shown. Keys from API_KEYS are secrets
     that belong to the operator and never reach a terminal or a log collector from here."""
@@ -143,6 +176,7 @@ def banner(service_url: str, simulator_url: str | None, demo_key: str | None = N
         "then open its redirect_url, pay with 4111 1111 1111 1111, and GET "
         f"{service_url}/payments/v2/<id>",
     ]
+    lines += [f"warning: {warning}" for warning in warnings]
     return "\n".join(lines)
 
 
@@ -229,8 +263,14 @@ def run(options: ServeOptions) -> int:
             changes = simulator_environment(os.environ, simulator_url, service_url)
             demo_key = changes.get("API_KEYS")  # generated here, not the operator's
             os.environ.update(changes)
+        warnings: list[str] = []
         try:
             settings = load_settings()
+            if options.simulator:
+                # The workers read the environment: the kept secrets must be in it.
+                secret, warnings = simulator_webhook_secret(settings.paytabs_webhook_secret)
+                os.environ["PAYTABS_WEBHOOK_SECRET"] = secret
+                settings = load_settings()
             if problems := serve_problems(settings):
                 raise ConfigError(problems)
         except ConfigError as error:
@@ -238,7 +278,7 @@ def run(options: ServeOptions) -> int:
                 print(f"configuration error: {problem}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level, secrets=secret_values(settings))
-        print(banner(service_url, simulator_url, demo_key), flush=True)
+        print(banner(service_url, simulator_url, demo_key, warnings), flush=True)
         # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that
         # would kill us before the simulator child is stopped, so it becomes a clean exit.
         signal.signal(signal.SIGTERM, _exit_cleanly)

@@ -39,10 +39,13 @@ async def apply_result(
     """The one way a gateway result (callback, return-triggered query, reconciliation) is
     applied: find the payment, dedupe, hold the result against the table, commit with events.
 
-    The inbox remembers ``dedupe_key`` only for a delivery that was not quarantined: a
-    mismatched result must not make the genuine one with the same key a "duplicate". For a
-    quarantined delivery it remembers ``exact_key`` (a hash of its bytes) instead, so an exact
-    repeat is a duplicate (no second alert) while a different mismatch is quarantined again.
+    The business checks run before dedupe, as the receiver's order says
+    (docs/webhook-security.md, checks 6 and 7). The inbox remembers ``dedupe_key`` only for a
+    delivery that was not quarantined: a mismatched result must not make the genuine one with
+    the same key a "duplicate", and the genuine one having taken the key must not make a later
+    mismatched one a "duplicate" either. For a quarantined delivery it remembers ``exact_key``
+    (a hash of its bytes) instead, so an exact repeat is a duplicate (no second alert) while a
+    different mismatch is quarantined again.
 
     Raises UnknownGatewayTransaction when no payment owns the result, so a callback receiver
     can answer 5xx and PayTabs retries later instead of the result being dropped.
@@ -98,6 +101,9 @@ async def _apply_unlocked(
         return payment, outcome
 
 
+_EXACT_REPEAT = "exact repeat of a quarantined delivery"
+
+
 async def _apply_locked(
     deps: PaymentDeps,
     result: GatewayResult,
@@ -105,32 +111,32 @@ async def _apply_locked(
     exact_key: str | None,
     on_outcome: Callable[[Outcome], object] | None,
 ) -> tuple[Payment, Outcome]:
-    """Lock the payment, dedupe, apply, commit: each step decided under the row lock."""
+    """Lock the payment, run the business checks, dedupe, apply, commit: each step decided
+    under the row lock, in the receiver's fixed order (business checks, then dedupe).
+
+    The business checks (``Payment.quarantine_reason``) only read the payment, so a duplicate
+    is answered with the payment unchanged. A mismatched delivery is deduped by ``exact_key``
+    only: the genuine result's ``dedupe_key`` being taken must not hide it as a "duplicate".
+    """
     async with deps.uow() as uow:
         payment = await _find(uow, result, for_update=True)
-        if dedupe_key is not None and not await uow.inbox.record(
-            dedupe_key, source=result.source.value, now=deps.clock()
+        mismatch = payment.quarantine_reason(result, currency_conversion=deps.currency_conversion)
+        key = dedupe_key if mismatch is None else exact_key
+        if key is not None and not await uow.inbox.record(
+            key, source=result.source.value, now=deps.clock()
         ):
             seen = Outcome(
-                OutcomeKind.DUPLICATE, payment.state, payment.state, "delivery seen before", ()
+                OutcomeKind.DUPLICATE,
+                payment.state,
+                payment.state,
+                "delivery seen before" if mismatch is None else _EXACT_REPEAT,
+                (),
             )
             _tell(on_outcome, seen)
             return payment, seen
         outcome = payment.apply_gateway_result(
             result, at=deps.clock(), currency_conversion=deps.currency_conversion
         )
-        if outcome.kind is OutcomeKind.QUARANTINED and dedupe_key is not None:
-            await uow.inbox.forget(dedupe_key)
-            if exact_key is not None and not await uow.inbox.record(
-                exact_key, source=result.source.value, now=deps.clock()
-            ):
-                outcome = Outcome(
-                    OutcomeKind.DUPLICATE,
-                    payment.state,
-                    payment.state,
-                    "exact repeat of a quarantined delivery",
-                    (),
-                )
         _settle_hold(payment, result)
         if outcome.kind is OutcomeKind.ILLEGAL:
             # e.g. a refund before its capture: keep nothing, let the sender deliver it again

@@ -234,8 +234,21 @@ def test_one_second_in_the_future_is_rejected() -> None:
     assert reason_of(vector_headers(), now=TIMESTAMP - TOLERANCE - 1) == "timestamp_in_future"
 
 
-def test_a_fraction_past_the_edge_is_rejected() -> None:
-    assert reason_of(vector_headers(), now=TIMESTAMP + TOLERANCE + 0.001) == "timestamp_too_old"
+@pytest.mark.parametrize("fraction", [0.001, 0.5, 0.999])
+@pytest.mark.parametrize("offset", [-TOLERANCE, TOLERANCE])
+def test_the_edges_hold_for_a_clock_between_whole_seconds(offset: int, fraction: float) -> None:
+    # A real clock is rarely on a whole second; the timestamp always is. Both edges are
+    # inclusive in whole seconds: exactly tolerance old or ahead passes whatever the fraction.
+    now = TIMESTAMP + offset + fraction
+    assert check(vector_headers(), now=now).timestamp == TIMESTAMP
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.001, 0.999])
+def test_one_whole_second_beyond_either_edge_is_rejected_between_seconds(fraction: float) -> None:
+    too_old = TIMESTAMP + TOLERANCE + 1 + fraction
+    too_new = TIMESTAMP - TOLERANCE - 1 + fraction
+    assert reason_of(vector_headers(), now=too_old) == "timestamp_too_old"
+    assert reason_of(vector_headers(), now=too_new) == "timestamp_in_future"
 
 
 def test_now_may_be_an_aware_datetime() -> None:

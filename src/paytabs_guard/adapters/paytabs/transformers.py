@@ -321,11 +321,10 @@ def _time(raw: str | None) -> datetime | None:
 
 def _charged(transaction: PayTabsTransaction) -> Money:
     """``tran_total`` in ``tran_currency``: what PayTabs charged. Before payment PayTabs sends
-    an empty currency and "0"; that is a zero charge (in the cart's currency), never "unknown"."""
-    total = transaction.tran_total.strip()
+    an empty currency and "0" or ""; that is a zero charge (in the cart's currency), never
+    "unknown". Any other total is read as strictly as ``cart_amount`` (no blanks around it)."""
+    total = transaction.tran_total or "0"
     currency = transaction.tran_currency.strip() or transaction.cart_currency
-    if not total:
-        total = "0"
     return Money.parse_gateway(total, currency)
 
 
@@ -367,7 +366,12 @@ def to_gateway_result(
     """The domain's view of one PayTabs transaction (callback, query or follow-up answer).
 
     ``profile_id`` stands in when the object carries none (some direct answers omit it).
+    Raises UnusableTransaction, never a bare ValueError: a callback then gets a 400 and a
+    query answer counts as unusable, instead of either crashing into a 500.
     """
+    if not transaction.tran_ref.strip():
+        # The dedupe key and every lookup need a reference; a blank one names no transaction.
+        raise UnusableTransaction("tran_ref is empty")
     result = transaction.payment_result
     try:
         status = GatewayStatus.parse(result.response_status) if result is not None else None
@@ -384,19 +388,22 @@ def to_gateway_result(
     if any(_NUL in reference for reference in references if reference):
         # No payment of ours has such a reference, and PostgreSQL cannot even look one up.
         raise UnusableTransaction("a reference holds a NUL character")
-    return GatewayResult(
-        tran_ref=transaction.tran_ref,
-        previous_tran_ref=transaction.previous_tran_ref,
-        cart_id=transaction.cart_id,
-        profile_id=owner,
-        tran_type=tran_type,
-        status=status,
-        amount=amount,
-        source=source,
-        response_code=_storable(result.response_code) if result else "",
-        response_message=_storable(result.response_message) if result else "",
-        transaction_time=_time(result.transaction_time if result else None),
-        token=transaction.token,
-        charged=charged,
-        card=card_details(transaction.payment_info),
-    )
+    try:
+        return GatewayResult(
+            tran_ref=transaction.tran_ref,
+            previous_tran_ref=transaction.previous_tran_ref,
+            cart_id=transaction.cart_id,
+            profile_id=owner,
+            tran_type=tran_type,
+            status=status,
+            amount=amount,
+            source=source,
+            response_code=_storable(result.response_code) if result else "",
+            response_message=_storable(result.response_message) if result else "",
+            transaction_time=_time(result.transaction_time if result else None),
+            token=transaction.token,
+            charged=charged,
+            card=card_details(transaction.payment_info),
+        )
+    except ValueError as error:  # a domain invariant the checks above did not foresee
+        raise UnusableTransaction(str(error)) from None

@@ -10,9 +10,11 @@
 :func:`verify` turns *every* malformed input into :class:`WebhookVerificationError` with a reason
 from :data:`Reason`, never ``ValueError`` or ``IndexError`` (the reference library raises
 ``ValueError`` on a token such as ``"v1"``), so a receiver can answer 401 and never 500. The
-timestamp tolerance applies both ways (too old and too far in the future); exactly at the edge is
-accepted. Signatures are compared with :func:`hmac.compare_digest` against every secret, with no
-early exit, so timing tells neither whether nor which secret matched.
+timestamp tolerance applies both ways (too old and too far in the future), in whole seconds like
+the timestamp itself (``now`` is floored): exactly ``tolerance`` seconds old or ahead is
+accepted, one second more either way is not. Signatures are compared with
+:func:`hmac.compare_digest` against every secret, with no early exit, so timing tells neither
+whether nor which secret matched.
 
 A valid signature inside the window can still be a replay: dedupe on ``webhook-id``.
 """
@@ -231,7 +233,9 @@ def verify(
     candidates = _candidates(signature_header)
 
     timestamp = int(timestamp_text)
-    current = _unix_seconds(now)
+    # Whole seconds on both sides, as the timestamp is: a fractional now (a real clock) made
+    # the old edge exclusive (T - tol < T + 0.3 - tol) while the future edge stayed inclusive.
+    current = math.floor(_unix_seconds(now))
     if timestamp < current - tolerance_seconds:
         raise WebhookVerificationError("timestamp_too_old", TIMESTAMP_HEADER)
     if timestamp > current + tolerance_seconds:

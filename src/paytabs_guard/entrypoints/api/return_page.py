@@ -3,7 +3,8 @@
 Mobile first (viewport meta, one narrow column), English or Arabic (right to left) from
 ``Accept-Language``, with the amount, the order and a reference, and no external asset: the
 styles are inline and the Content-Security-Policy allows nothing else. Every interpolated value
-is escaped.
+is escaped (``html_text``), and the values shown (amount, the merchant's description, the
+reference) are each isolated in ``<bdi>`` with bidirectional controls shown, never obeyed.
 """
 
 from __future__ import annotations
@@ -17,10 +18,16 @@ from starlette.responses import HTMLResponse
 
 from paytabs_guard.domain import Payment, PaymentState
 
+from .html_text import isolated
+
 SECURITY_HEADERS: Final = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    # frame-ancestors: default-src does not cover framing, and another site framing the
+    # result page could dress it up as its own (clickjacking).
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Content-Language": "en",
 }
@@ -113,7 +120,7 @@ def render(lang: str, title: str, message: str, *, details: Sequence[tuple[str, 
            status: int = 200, tone: str = "") -> HTMLResponse:  # fmt: skip
     words = TEXT[lang]
     rows = "".join(
-        f"<dt>{html.escape(words[label])}</dt><dd>{html.escape(value)}</dd>"
+        f"<dt>{html.escape(words[label])}</dt><dd>{isolated(value)}</dd>"
         for label, value in details
     )
     body = (

@@ -3,7 +3,8 @@
 Like the return page, nothing is loaded from anywhere: styles are inline, the chart is inline
 SVG, and the one script is inline too. The Content-Security-Policy allows that script by its
 SHA-256 hash (it never changes), so an injected ``<script>`` would not run even if some value
-escaped the escaping. Every value that reaches the HTML goes through :func:`e`.
+escaped the escaping. Every value that reaches the HTML goes through :func:`e`, and free text
+someone else wrote through :func:`t`, which also isolates it (``<bdi>``).
 
 The script is an extra: every page is complete without it. With it, the page polls a small
 JSON document every few seconds, updates the header's breaker states and dead-letter count in
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Final
@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 from starlette.responses import HTMLResponse
 
 from paytabs_guard.domain import Money
+from paytabs_guard.entrypoints.api.html_text import escape, isolated
 from paytabs_guard.entrypoints.api.return_page import SECURITY_HEADERS
 
 from .words import WORDS
@@ -107,8 +108,9 @@ _STYLE: Final = (
 
 
 def e(value: object) -> str:
-    """Escaped text for the HTML body or a quoted attribute."""
-    return html.escape(str(value), quote=True)
+    """Escaped text for the HTML body or a quoted attribute; bidirectional controls are shown
+    as ``[U+202E]``-style markers, never obeyed (``html_text``)."""
+    return escape(value)
 
 
 def ltr(markup: str) -> str:
@@ -121,8 +123,9 @@ def ltr(markup: str) -> str:
 def text(value: object) -> str:
     """Text from outside (a merchant, a shopper, PayTabs, a remote server): escaped, in its
     own direction, and isolated, so bidi controls in it (U+202A-U+202E, U+2066-U+2069) end
-    with it and cannot reorder what the page shows after it."""
-    return f"<bdi>{e(value)}</bdi>"
+    with it and cannot reorder what the page shows after it (they are shown as markers
+    anyway: :func:`e`)."""
+    return isolated(value)
 
 
 def clipped(value: object) -> str:
