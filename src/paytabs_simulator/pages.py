@@ -15,6 +15,7 @@ box-shadow:0 1px 4px #0002}
 label{display:block;margin:.6rem 0 .2rem}input{width:100%;padding:.4rem;box-sizing:border-box}
 .row{display:flex;gap:.5rem}.row>div{flex:1}.error{color:#b00020}.banner{color:#666;font-size:.8rem}
 button{margin-top:1rem;padding:.5rem 1.2rem}.amount{font-size:1.4rem;font-weight:bold}
+.description{overflow-wrap:anywhere}
 """
 
 
@@ -62,6 +63,8 @@ def _document(title: str, body: str, *, lang: str = "en") -> str:
     return (
         f'<!DOCTYPE html><html lang="{escape(lang)}" dir="{direction}"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+        # no favicon: without this link every page load asks for /favicon.ico (a 404)
+        f'<link rel="icon" href="data:,">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>"
         f'<p class="banner">{escape(_words(lang)["banner"])}</p>{body}</main></body></html>'
     )

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from .api_support import DECLINED, Service, new_key
-from .browser_support import Visit, browser
+from .browser_support import Tab, Visit, browser
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +98,26 @@ async def test_an_unknown_language_is_refused(service: Service) -> None:
     )
     assert response.status_code == 422
     assert [error["field"] for error in response.json()["errors"]] == ["language"]
+
+
+def _phone_visit(url: str) -> tuple[int, int, list[str]]:
+    with browser() as chromium:
+        tab = Tab(chromium, width=360, height=800)
+        try:
+            tab.go(url, "card_number")
+            widths = tab.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            return int(widths[0]), int(widths[1]), tab.requested()
+        finally:
+            tab.close()
+
+
+async def test_a_long_unbroken_description_fits_a_phone_and_no_favicon_is_asked_for(
+    service: Service,
+) -> None:
+    # The API allows 128 characters; unbroken, they made the page 1459 px wide at 360 px.
+    payment = await _create(service, description="X" * 128)
+    scroll_width, viewport, requested = await anyio.to_thread.run_sync(
+        _phone_visit, payment["redirect_url"]
+    )
+    assert scroll_width <= viewport == 360
+    assert not [url for url in requested if url.endswith("/favicon.ico")], requested
