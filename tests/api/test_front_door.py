@@ -279,6 +279,13 @@ async def test_an_unknown_query_parameter_is_named_not_ignored(service: Service)
     hostile = await service.api.get("/payments/v2", params={long_name: "1"})
     assert hostile.status_code == 422
     assert long_name not in hostile.text
+    # A parameter that takes one value, sent twice, was last-wins: refused like a duplicate key.
+    twice = await service.api.get("/payments/v2", params=[("limit", "1"), ("limit", "3")])
+    assert twice.status_code == 422, twice.text
+    assert twice.json()["errors"][0]["field"] == "limit"
+    assert "send it once" in twice.json()["errors"][0]["message"]
+    states = {"state": ["completed", "failed"]}  # a list parameter repeats freely
+    assert (await service.api.get("/payments/v2", params=states)).status_code == 200
     # The browser return reads PayTabs' fields from the query itself: not refused here.
     back = await service.anonymous.get("/payments/v2/return", params={"tranRef": "TST1"})
     assert back.status_code != 422

@@ -12,7 +12,11 @@ from fastapi.routing import APIRoute
 from paytabs_guard.entrypoints.api import strict_query
 
 
-async def _endpoint(limit: Annotated[int, Query()] = 1, cursor: str | None = None) -> None:
+async def _endpoint(
+    limit: Annotated[int, Query()] = 1,
+    cursor: str | None = None,
+    state: Annotated[list[str] | None, Query()] = None,
+) -> None:
     return None
 
 
@@ -24,6 +28,7 @@ def test_a_stale_entry_under_a_reused_id_is_not_trusted() -> None:
     route = APIRoute("/x", _endpoint)
     gone = APIRoute("/y", _other)
     # What a dead route at this address would have left behind:
-    strict_query._DECLARED[id(route)] = (weakref.ref(gone), frozenset({"zzz"}))
-    assert strict_query._declared(route) == {"limit", "cursor"}
-    assert strict_query._declared(route) == {"limit", "cursor"}  # now cached for this route
+    strict_query._DECLARED[id(route)] = (weakref.ref(gone), frozenset({"zzz"}), frozenset())
+    expected = (frozenset({"limit", "cursor", "state"}), frozenset({"limit", "cursor"}))
+    assert strict_query._declared(route) == expected  # state is a list: it may repeat
+    assert strict_query._declared(route) == expected  # now cached for this route
