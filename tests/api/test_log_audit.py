@@ -182,6 +182,25 @@ def test_a_card_number_is_redacted_wherever_it_is_but_in_a_reference_value(
         assert redact(None, "info", {ref_key: glued})[ref_key] == glued
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    pan=_PANS,
+    groups_before=st.lists(st.text(alphabet="0123456789", min_size=1, max_size=4), max_size=3),
+    groups_after=st.lists(st.text(alphabet="0123456789", min_size=1, max_size=4), max_size=3),
+    separator=st.sampled_from([" ", "-"]),
+    grouped=st.booleans(),
+)
+def test_a_card_number_written_among_other_digit_groups_is_still_redacted(
+    pan: str, groups_before: list[str], groups_after: list[str], separator: str, grouped: bool
+) -> None:
+    # "order 12 4111 1111 1111 1111": the whole run failed the Luhn check (or, past 19
+    # digits, was not a candidate at all), and the card number inside it was logged.
+    written = separator.join(pan[i : i + 4] for i in range(0, len(pan), 4)) if grouped else pan
+    text = separator.join([*groups_before, written, *groups_after])
+    out = Redactor()(None, "info", {"note": f"order {text} done"})
+    assert pan not in re.sub(r"[ -]", "", json.dumps(out))
+
+
 async def test_a_luhn_valid_tran_ref_is_readable_in_the_service_logs(
     service: Service, captured: io.StringIO
 ) -> None:
