@@ -94,3 +94,26 @@ async def test_a_large_body_does_not_count_against_the_head() -> None:
         )
         status, _, answer = await _exchange(url, [request])
         assert (status, answer) == (200, str(len(body)).encode())
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        _head(b"X-Ctl: a\x01b\r\n\r\n"),
+        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+    ],
+    ids=["control-character", "bad-chunk-size", "negative-length"],
+)
+async def test_a_request_the_parser_refuses_is_a_400_problem_with_a_request_id(
+    request_bytes: bytes,
+) -> None:
+    # uvicorn answered these with a plain-text 400 and no X-Request-ID.
+    seen.clear()
+    async with serve_app(app) as url:
+        status, headers, body = await _exchange(url, [request_bytes])
+    assert status == 400
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["x-request-id"].startswith("req_")
+    assert json.loads(body)["type"].endswith("/invalid-http-request")
+    assert seen == []  # the app never saw it

@@ -6,6 +6,11 @@ them, to any path, unauthenticated, and each was kept in memory and handed to th
 the head may take ``MAX_HEAD_BYTES``; past that the connection gets a 431 problem and is
 closed, before the app sees anything. 32 KiB is what nginx allows a head by default (four
 8 KiB buffers); the service's own requests need well under 2 KiB.
+
+A request the parser refuses (a control character in a header, a bad chunk size, both
+``Content-Length`` and ``Transfer-Encoding``) got uvicorn's plain-text 400 with no request id;
+it is a problem too, with an ``X-Request-ID`` like every other answer (uvicorn still logs its
+warning). The app never sees either request, so the access log does not list them.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from paytabs_guard.entrypoints.api.middleware import new_request_id
 from paytabs_guard.entrypoints.api.problems import Problem
 
 MAX_HEAD_BYTES: Final = 32 * 1024
@@ -27,6 +33,15 @@ _PROBLEM: Final = json.dumps(
         "Request header fields too large",
         431,
         f"Send at most {MAX_HEAD_BYTES // 1024} KiB of request line and headers.",
+    ).to_dict()
+).encode()
+_INVALID: Final = json.dumps(
+    Problem(
+        "invalid_http_request",
+        "Invalid HTTP request",
+        400,
+        "The request is not valid HTTP/1.1 (its request line, a header or the chunked "
+        "encoding of its body); send it as a standard HTTP client would.",
     ).to_dict()
 ).encode()
 
@@ -65,7 +80,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._too_large:
             self._refuse()
         else:
-            super().send_400_response(msg)
+            del msg  # uvicorn's "Invalid HTTP request received.": the problem says as much
+            self.transport.write(_problem_head(b"400 Bad Request", _INVALID) + _INVALID)
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._draining:
@@ -83,10 +100,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self) -> None:
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/problem+json\r\n"
-            b"content-length: " + str(len(_PROBLEM)).encode("ascii") + b"\r\n"
-            b"connection: close\r\n\r\n" + _PROBLEM
+            _problem_head(b"431 Request Header Fields Too Large", _PROBLEM) + _PROBLEM
         )
         if not self.transport.can_write_eof():
             self.transport.close()
@@ -98,3 +112,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._draining = True
         self._drain_left = _DRAIN_BYTES
         self.loop.call_later(_DRAIN_SECONDS, self.transport.close)
+
+
+def _problem_head(status: bytes, body: bytes) -> bytes:
+    # A request id as the request middleware makes one (it never ran for this request).
+    request_id = new_request_id().encode("ascii")
+    return (
+        b"HTTP/1.1 " + status + b"\r\n"
+        b"content-type: application/problem+json\r\n"
+        b"x-request-id: " + request_id + b"\r\n"
+        b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
+        b"connection: close\r\n\r\n"
+    )
