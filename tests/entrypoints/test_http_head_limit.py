@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
-from paytabs_guard.entrypoints.http_head_limit import MAX_HEAD_BYTES
+from paytabs_guard.entrypoints.http_head_limit import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
 from paytabs_guard.entrypoints.loopback import serve_app
 
 pytestmark = pytest.mark.anyio
@@ -117,3 +117,22 @@ async def test_a_request_the_parser_refuses_is_a_400_problem_with_a_request_id(
     assert headers["x-request-id"].startswith("req_")
     assert json.loads(body)["type"].endswith("/invalid-http-request")
     assert seen == []  # the app never saw it
+
+
+async def test_a_head_that_stops_coming_is_a_408_and_the_connection_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # uvicorn stops its keep-alive timer at the first byte and has none for the rest: a
+    # client sending part of a head (slowloris) held the connection forever.
+    monkeypatch.setattr(BoundedHttpToolsProtocol, "head_seconds", 0.2)
+    seen.clear()
+    async with serve_app(app) as url:
+        status, headers, body = await _exchange(url, [_head(b"X-Slow: a\r\n")])
+        # A head that comes whole is not timed at all.
+        whole, _, _ = await _exchange(url, [_head(b"Connection: close\r\n\r\n")])
+    assert status == 408
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["x-request-id"].startswith("req_")
+    assert json.loads(body)["status"] == 408
+    assert whole == 200
+    assert seen == ["/x"]  # only the whole one reached the app

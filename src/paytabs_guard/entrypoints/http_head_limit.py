@@ -7,6 +7,11 @@ the head may take ``MAX_HEAD_BYTES``; past that the connection gets a 431 proble
 closed, before the app sees anything. 32 KiB is what nginx allows a head by default (four
 8 KiB buffers); the service's own requests need well under 2 KiB.
 
+A head must also arrive whole within ``head_seconds`` (30 s, as long as nginx's
+``client_header_timeout`` takes by default): uvicorn stops its keep-alive timer at the first byte
+and has no timer for the rest, so a client sending a header a minute (slowloris) held its
+connection forever. Past the deadline it gets a 408 problem and the connection is closed.
+
 A request the parser refuses (a control character in a header, a bad chunk size, both
 ``Content-Length`` and ``Transfer-Encoding``) got uvicorn's plain-text 400 with no request id;
 it is a problem too, with an ``X-Request-ID`` like every other answer (uvicorn still logs its
@@ -15,6 +20,7 @@ warning). The app never sees either request, so the access log does not list the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Final
 
@@ -33,6 +39,14 @@ _PROBLEM: Final = json.dumps(
         "Request header fields too large",
         431,
         f"Send at most {MAX_HEAD_BYTES // 1024} KiB of request line and headers.",
+    ).to_dict()
+).encode()
+_SLOW_HEAD: Final = json.dumps(
+    Problem(
+        "request_timeout",
+        "Request timeout",
+        408,
+        "Send the request line and headers whole within a few seconds of the first byte.",
     ).to_dict()
 ).encode()
 _INVALID: Final = json.dumps(
@@ -57,8 +71,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     and separators, plus the URL); while a head is still incomplete after a read, the bytes
     read so far count, so a slow or endless head is cut at the bound too."""
 
+    head_seconds: float = 30.0
+    """How long a head may take once its first byte came (module docstring)."""
+
     _head_open = False
     _head_bytes = 0
+    _head_timer: asyncio.TimerHandle | None = None
     _too_large = False
     _draining = False
     _drain_left = 0
@@ -70,6 +88,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_open = False
+        self._stop_head_timer()
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > MAX_HEAD_BYTES:
             self._too_large = True
@@ -93,10 +112,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         if not self._head_open or self.transport.is_closing():
             return
+        # A head still incomplete after a read (a whole one never gets here: no timer).
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_seconds, self._head_too_slow)
         self._head_bytes += len(data)
         if self._head_bytes > MAX_HEAD_BYTES:
             self._head_open = False
+            self._stop_head_timer()
             self._refuse()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._head_open and not self.transport.is_closing():
+            self._head_open = False
+            self.transport.write(_problem_head(b"408 Request Timeout", _SLOW_HEAD) + _SLOW_HEAD)
+            self.transport.close()
 
     def _refuse(self) -> None:
         self.transport.write(
