@@ -220,6 +220,14 @@ async def test_unknown_ids_sinks_and_cursors_get_problems_that_say_what_to_fix(
         bad = await service.api.get("/payments/v2/events", params={"cursor": cursor})
         assert bad.status_code == 400, cursor
         assert "next_cursor" in bad.json()["detail"]
+    # A typo in a type filter is named, not answered with an empty feed.
+    typo = await service.api.get("/payments/v2/events", params={"type": "payment.complete"})
+    assert typo.status_code == 422, typo.text
+    assert "payment.completed" in typo.json()["errors"][0]["message"]
+    typo_dead = await service.admin.get(
+        "/payments/v2/events/dead-letters", params={"type": "payment.complete"}
+    )
+    assert typo_dead.status_code == 422
     too_many = await service.api.get("/payments/v2/events", params={"limit": 101})
     assert too_many.status_code == 422
     unauthenticated = await service.anonymous.get("/payments/v2/events")

@@ -236,3 +236,22 @@ class PaymentConflict(PaymentEvent):
 
     def _occurrence(self) -> str:
         return f"{self.tran_ref}/{self.reported_status or '-'}"
+
+
+#: Every type of event a payment emits: what the events feed and its filters can hold.
+EVENT_TYPES: Final = frozenset(
+    event.type
+    for event in (
+        PaymentCreated,
+        PaymentInitiated,
+        PaymentAuthorized,
+        PaymentCaptured,
+        PaymentCompleted,
+        PaymentFailed,
+        PaymentCancelled,
+        PaymentExpired,
+        PaymentVoided,
+        PaymentRefunded,
+        PaymentConflict,
+    )
+)

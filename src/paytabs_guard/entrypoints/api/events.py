@@ -8,10 +8,13 @@ otherwise take ``/payments/v2/events``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 
+from paytabs_guard.domain.events import EVENT_TYPES
 from paytabs_guard.entrypoints.health_checks import event_store
 from paytabs_guard.service import events as use_cases
 from paytabs_guard.service.events import MAX_EVENT_PAGE, EventNotFound, NothingToRedeliver
@@ -39,6 +42,26 @@ _PROBLEM = PROBLEM_RESPONSE
 _NAME = Query(min_length=1, max_length=200)
 
 
+def _known_types(types: Sequence[str]) -> None:
+    """A 422 naming a filter type no event has: a typo (``payment.complete``) would otherwise
+    answer an empty feed, which reads as "nothing happened"."""
+    unknown = [name for name in dict.fromkeys(types) if name not in EVENT_TYPES]
+    if not unknown:
+        return
+    known = ", ".join(sorted(EVENT_TYPES))
+    raise RequestValidationError(
+        [
+            {
+                "type": "enum",
+                "loc": ("query", "type"),
+                "msg": f"Unknown event type {name[:40]!r}; the types are: {known}",
+                "input": None,
+            }
+            for name in unknown
+        ]
+    )
+
+
 def _event_not_found(error: EventNotFound) -> Problem:
     return Problem(
         "event_not_found",
@@ -64,6 +87,7 @@ async def list_events(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
 ) -> EventListOut:
+    _known_types(type or ())
     page = await use_cases.list_events(
         event_store(container),
         types=type or (),
@@ -92,6 +116,7 @@ async def dead_letters(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
 ) -> DeadLetterListOut:
+    _known_types([type] if type else ())
     page = await use_cases.list_dead_letters(
         event_store(container),
         sink=sink,
