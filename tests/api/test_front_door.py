@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from paytabs_guard.entrypoints.api.cursors import encode_cursor
 from paytabs_simulator.server import RunningSimulator
 
 from .api_support import API_KEY, FAST_OPTIONS, Service, new_key, running_service
@@ -429,3 +430,21 @@ async def test_a_body_that_stops_coming_is_a_408_and_the_connection_closes(
         assert svc.metric(
             "paytabs_guard_webhook_requests_total", endpoint="ipn", outcome="rejected_slow"
         )
+
+
+async def test_a_made_up_payments_cursor_is_a_400_not_an_empty_last_page(
+    service: Service,
+) -> None:
+    # The cursor is base64 of "after:<payment id>"; one naming no payment read as "no more".
+    first = await service.create("5.00")
+    await service.create("6.00")
+    page = await service.api.get("/payments/v2", params={"limit": 1})
+    assert page.json()["next_cursor"] is not None
+    last = await service.api.get("/payments/v2", params={"cursor": page.json()["next_cursor"]})
+    assert [p["id"] for p in last.json()["data"]] == [first["id"]]
+    real_end = encode_cursor("after", first["id"])  # after the oldest: a genuine empty page
+    assert (await service.api.get("/payments/v2", params={"cursor": real_end})).status_code == 200
+    made_up = encode_cursor("after", "nonsense")
+    refused = await service.api.get("/payments/v2", params={"cursor": made_up})
+    assert refused.status_code == 400, refused.text
+    assert "next_cursor" in refused.json()["detail"]

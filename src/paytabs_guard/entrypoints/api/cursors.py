@@ -31,7 +31,7 @@ def decode_cursor(kind: str, cursor: str | None) -> str | None:
         text = ""
     prefix, _, position = text.partition(":")
     if prefix != kind or not position:
-        raise _invalid_cursor()
+        raise invalid_cursor()
     return position
 
 
@@ -41,11 +41,12 @@ def decode_number_cursor(kind: str, cursor: str | None) -> int | None:
     if position is None:
         return None
     if not (position.isascii() and position.isdigit()) or len(position) > 18:  # not "٣"
-        raise _invalid_cursor()
+        raise invalid_cursor()
     return int(position)
 
 
-def _invalid_cursor() -> Problem:
+def invalid_cursor() -> Problem:
+    """400: not a cursor this listing gave out."""
     return Problem(
         "invalid_cursor",
         "Invalid cursor",

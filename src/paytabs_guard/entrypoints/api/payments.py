@@ -14,11 +14,11 @@ from starlette.responses import Response
 
 from paytabs_guard.domain import Money, Operation, Payment, PaymentState
 from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
-from paytabs_guard.service.payments import IdempotentCreate, PaymentService
+from paytabs_guard.service.payments import IdempotentCreate, PaymentNotFound, PaymentService
 from paytabs_guard.service.queries import MAX_PAGE_SIZE
 
 from . import problems
-from .cursors import decode_cursor, encode_cursor
+from .cursors import decode_cursor, encode_cursor, invalid_cursor
 from .dependencies import ClientDep, PaymentServiceDep, PaymentWrite, PaymentWriteDep, RuntimeDep
 from .errors import gateway_unavailable, request_id_of, retry_after_ms, spread_wait
 from .idempotency import run_idempotent, run_idempotent_create
@@ -203,17 +203,30 @@ async def list_all(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
 ) -> PaymentListOut:
+    after = decode_cursor("after", cursor)
     page = await service.list(
         states=state or (),
         created_from=_aware(created_from, "created_from"),
         created_to=_aware(created_to, "created_to"),
-        after=decode_cursor("after", cursor),
+        after=after,
         limit=limit,
     )
+    if after is not None and not page.payments:
+        await _cursor_names_a_payment(service, after)
     return PaymentListOut(
         data=[PaymentOut.of(p) for p in page.payments],
         next_cursor=encode_cursor("after", page.next_after),
     )
+
+
+async def _cursor_names_a_payment(service: PaymentService, after: str) -> None:
+    """An empty page after a cursor is the end of the list only if the cursor names a
+    payment: a cursor edited or made up would otherwise read as "no more payments". Asked
+    only for an empty page, so paging costs nothing more."""
+    try:
+        await service.get(after)
+    except PaymentNotFound:
+        raise invalid_cursor() from None
 
 
 @router.get(
