@@ -330,7 +330,7 @@ async def _build(
     )
     closers.insert(0, parts.aclose)
     _watch_breakers(parts.breakers, metrics)
-    history = BreakerHistory(started=utc_now())
+    history = BreakerHistory(started=clock())
     parts.breakers.subscribe(history.record)
     if settings.circuit_breaker_probe_interval:
         prober = build_prober(parts, settings, shared)
