@@ -406,6 +406,21 @@ async def test_a_page_with_a_trailing_slash_is_sent_to_it_relative_never_to_the_
     response = await service.anonymous.get("/console/?lang=ar", headers={"Host": "evil.example"})
     assert response.status_code == 308
     assert response.headers["location"] == "/console?lang=ar"
+    docs = await service.anonymous.get("/docs/")
+    assert (docs.status_code, docs.headers["location"]) == (308, "/docs")
+
+
+@pytest.mark.parametrize(
+    "path", ["//evil.example/", "/%2fevil.example/", "///evil.example/", "/nowhere/", "/metrics/"]
+)
+async def test_no_other_path_with_a_trailing_slash_is_redirected_anywhere(
+    service: Service, path: str
+) -> None:
+    # "//evil.example/" once became Location: //evil.example, another site to a browser.
+    response = await send_raw(service.url, "GET", path, {})
+    assert response.status == 404, response.headers
+    assert "location" not in response.headers
+    assert response.headers["content-type"] == "application/problem+json"
 
 
 async def test_a_body_that_stops_coming_is_a_408_and_the_connection_closes(

@@ -52,6 +52,7 @@ from paytabs_guard.service.gateway import (
 from paytabs_guard.service.payments import PaymentNotFound
 from paytabs_guard.service.saved_cards import SavedCardError
 
+from . import problems
 from .problems import Problem, problem_handler, problem_response
 
 _MAX_LISTED_ERRORS: Final = 20
@@ -273,12 +274,7 @@ def validation_problem(error: RequestValidationError) -> Problem:
 def http_problem(error: HTTPException) -> Problem:
     """Starlette's own 404/405 (and any other HTTPException) as problems."""
     if error.status_code == 404:
-        return Problem(
-            "not_found",
-            "Not found",
-            404,
-            "There is nothing at this URL; the API reference is at /docs.",
-        )
+        return problems.not_found()
     if error.status_code == 405:
         allowed = (error.headers or {}).get("Allow", "")
         return Problem(

@@ -63,6 +63,9 @@ from .strict_json import InvalidJson, declares_json, parse_strict_json
 
 AUTHENTICATED_PREFIX: Final = "/payments/v2/"
 OWN_BODY_LIMIT: Final = frozenset({WEBHOOK_PATH, "/payments/v2/return"})
+#: Pages people type by hand, perhaps with a trailing slash (``_trailing_slash``).
+PAGES: Final = frozenset({"/console", "/docs", "/redoc"})
+CONSOLE_PREFIX: Final = "/console/"
 
 
 def carries_body(headers: Headers) -> bool:
@@ -170,17 +173,23 @@ def _headers_only(send: Send) -> Send:
 async def _trailing_slash(scope: Scope, receive: Receive, send: Send) -> None:
     """No route ends in a slash. Starlette redirected ``/payments/v2/create/`` with a 307 to
     an absolute URL built from the Host header (``http://evil.example/...`` when a client or
-    proxy sent that Host). An API path gets a 404 problem naming the path without the slash;
-    a page (the console, the docs) a 308 to it, relative, so no Host is ever echoed."""
+    proxy sent that Host). A page people type (``/console/``, ``/docs/``) gets a relative 308
+    to the path without the slash; any other path a 404 problem, naming the path without the
+    slash under the API. Only those pages are redirected: ``//evil.example/`` (or
+    ``/%2fevil.example/``) would otherwise become ``Location: //evil.example``, which a
+    browser follows to another site."""
     path = scope["path"].rstrip("/") or "/"
+    if path in PAGES or path.startswith(CONSOLE_PREFIX):
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = f"{path}?{query}" if query else path
+        await RedirectResponse(target, status_code=308)(scope, receive, send)
+        return
     if path.startswith(AUTHENTICATED_PREFIX.rstrip("/")):
         problem = problems.trailing_slash(path)
-        request_id = (scope.get("state") or {}).get("request_id")
-        await problem_response(problem, request_id)(scope, receive, send)
-        return
-    query = scope.get("query_string", b"").decode("latin-1")
-    target = f"{path}?{query}" if query else path
-    await RedirectResponse(target, status_code=308)(scope, receive, send)
+    else:
+        problem = problems.not_found()
+    request_id = (scope.get("state") or {}).get("request_id")
+    await problem_response(problem, request_id)(scope, receive, send)
 
 
 def _nul_in_url(scope: Scope) -> bool:

@@ -182,6 +182,16 @@ def body_too_slow(seconds: float) -> Problem:
     )
 
 
+def not_found() -> Problem:
+    """404: nothing at this URL."""
+    return Problem(
+        "not_found",
+        "Not found",
+        404,
+        "There is nothing at this URL; the API reference is at /docs.",
+    )
+
+
 def trailing_slash(path: str) -> Problem:
     """404: an API path sent with a trailing slash; ``path`` is the same without it, named
     only when short and printable (it is the client's own input)."""
