@@ -236,3 +236,22 @@ def test_control_characters_and_unicode_are_escaped_in_log_lines() -> None:
     assert "\u202e" not in line
     assert "\u0000" not in line
     assert json.loads(line)["event"] == "name ليلى\u202e\u0000\nforged line"
+
+
+async def test_the_request_id_in_the_answer_is_the_one_in_the_logs(
+    service: Service, captured: io.StringIO
+) -> None:
+    # A client's id holding a card number was redacted in the log but echoed in the answer,
+    # and a generated hex id now and then held a Luhn-valid run of 13 digits and was too.
+    sent = await service.anonymous.get("/livez", headers={"X-Request-ID": "req_4111111111111111ab"})
+    assert sent.headers["x-request-id"] != "req_4111111111111111ab"  # replaced, not echoed
+    answers = [sent] + [await service.anonymous.get("/livez") for _ in range(20)]
+    ids = [answer.headers["x-request-id"] for answer in answers]
+    assert all(re.fullmatch(r"req_[a-z2-7]{20}", request_id) for request_id in ids), ids
+    logged = {
+        json.loads(line).get("request_id")
+        for line in captured.getvalue().splitlines()
+        if line.strip()
+    }
+    assert set(ids) <= logged
+    assert "4111111111111111" not in captured.getvalue()

@@ -14,6 +14,7 @@ Pure ASGI (no ``BaseHTTPMiddleware``), so streaming bodies and cancellation pass
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import time
@@ -24,7 +25,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paytabs_guard import tracing
 from paytabs_guard.metrics import UNMATCHED_ROUTE, Metrics
-from paytabs_guard.observability import bind_request_context, clear_request_context, get_logger
+from paytabs_guard.observability import (
+    Redactor,
+    bind_request_context,
+    clear_request_context,
+    get_logger,
+)
 
 from .errors import internal_error
 from .problems import problem_response
@@ -35,19 +41,26 @@ HEADER: Final = "x-request-id"
 #: Counted as a 500, every dropped upload paged whoever watches the 5xx rate.
 CLIENT_CLOSED: Final = 499
 _VALID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_LOGS_AS_IS: Final = Redactor()
 
 log = get_logger("paytabs_guard.access")
 
 
 def new_request_id() -> str:
-    return f"req_{secrets.token_hex(10)}"
+    # 20 characters of base32 (a-z, 2-7), 100 random bits. Hex ids held a run of 13 digits
+    # now and then, and when it passed the Luhn check the log redactor hid it as a card
+    # number: the access line no longer matched the X-Request-ID the client saw.
+    return "req_" + base64.b32encode(secrets.token_bytes(13)).decode("ascii")[:20].lower()
 
 
 def incoming_request_id(scope: Scope) -> str | None:
+    """A client's ``X-Request-ID`` if it is sane and holds nothing the logs would redact
+    (a card number, a token): otherwise the request gets an id of its own, so the id in the
+    answer and the one in the logs are the same."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            return text if _VALID.fullmatch(text) else None
+            return text if _VALID.fullmatch(text) and _LOGS_AS_IS.scrub(text) == text else None
     return None
 
 
