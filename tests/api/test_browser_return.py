@@ -45,6 +45,26 @@ async def test_the_return_confirms_by_query_and_redirects_to_the_merchant(servic
     assert (await service.get(payment["id"]))["state"] == "completed"
 
 
+async def test_the_redirect_carries_one_payment_id_and_state_and_an_ascii_host(
+    service: Service,
+) -> None:
+    # The merchant's own payment_id and state would make two of each (which one does the
+    # merchant's page read?); an internationalised host was sent percent-encoded.
+    payment = await service.create(
+        return_url="https://bücher.example/done?payment_id=evil&state=completed&order=7"
+    )
+    paid = await service.pay(payment)
+    response = await _return(service, paid["return"]["fields"])
+    assert response.status_code == 303
+    target = urlsplit(response.headers["location"])
+    assert target.netloc == "xn--bcher-kva.example"
+    assert parse_qs(target.query) == {
+        "order": ["7"],
+        "payment_id": [payment["id"]],
+        "state": ["completed"],
+    }
+
+
 async def test_a_stored_return_url_no_browser_can_follow_gets_the_result_page(
     service: Service,
 ) -> None:

@@ -228,6 +228,11 @@ async def test_unknown_ids_sinks_and_cursors_get_problems_that_say_what_to_fix(
         "/payments/v2/events/dead-letters", params={"type": "payment.complete"}
     )
     assert typo_dead.status_code == 422
+    typo_replay = await service.admin.post(
+        "/payments/v2/events/dead-letters/replay", json={"type": "payment.complete"}
+    )
+    assert typo_replay.status_code == 422
+    assert typo_replay.json()["errors"][0]["field"] == "type"
     too_many = await service.api.get("/payments/v2/events", params={"limit": 101})
     assert too_many.status_code == 422
     unauthenticated = await service.anonymous.get("/payments/v2/events")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 from urllib.parse import urlsplit
 
 import httpx
@@ -362,17 +363,26 @@ async def test_a_body_not_declared_json_is_a_415_before_it_is_read(
     assert (await service.api.get("/payments/v2")).json()["data"] == []  # nothing created
 
 
-@pytest.mark.parametrize("encoding", ["gzip", "br", "identity, gzip"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Encoding": "gzip"},
+        {"Content-Encoding": "br"},
+        {"Content-Encoding": "identity, gzip"},
+        {"Content-Type": "application/json; charset=latin-1"},
+    ],
+    ids=["gzip", "br", "identity-then-gzip", "latin-1"],
+)
 async def test_a_compressed_body_is_a_415_not_read_as_plain(
-    service: Service, encoding: str
+    service: Service, headers: dict[str, str]
 ) -> None:
-    # Taken as sent, a gzipped body failed as bad UTF-8 and a body marked br ran as plain.
+    # Taken as sent, a gzipped body failed as bad UTF-8 and a body marked br ran as plain;
+    # a latin-1 body was decoded as UTF-8 all the same.
     body = b'{"amount": "12.50", "currency": "SAR", "description": "x"}'
-    response = await service.api.post(
-        CREATE, content=body, headers=JSON | {"Content-Encoding": encoding}
-    )
+    response = await service.api.post(CREATE, content=body, headers=JSON | headers)
     assert response.status_code == 415, response.text
-    assert "uncompressed" in response.json()["detail"]
+    if "Content-Encoding" in headers:
+        assert "uncompressed" in response.json()["detail"]
     plain = await service.api.post(
         CREATE, content=body, headers=JSON | {"Content-Encoding": "identity"}
     )
@@ -463,3 +473,41 @@ async def test_a_made_up_payments_cursor_is_a_400_not_an_empty_last_page(
     refused = await service.api.get("/payments/v2", params={"cursor": made_up})
     assert refused.status_code == 400, refused.text
     assert "next_cursor" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize("path", [CREATE, "/payments/v2/webhook"])
+async def test_a_transfer_coding_other_than_chunked_is_a_415(service: Service, path: str) -> None:
+    # "gzip, chunked": the server de-chunks and hands over what it takes for gzip; read as
+    # plain JSON, the request ran.
+    body = b'{"amount": "12.50", "currency": "SAR", "description": "x"}'
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    headers = AUTH | JSON | {"Transfer-Encoding": "gzip, chunked", "Idempotency-Key": new_key()}
+    answer = await send_raw(service.url, "POST", path, headers, chunked)
+    assert answer.status == 415, answer.body
+    assert "uncompressed" in answer.json()["detail"]
+
+
+async def test_a_callback_sender_that_leaves_mid_body_is_a_499_not_an_attack(
+    service: Service, captured: io.StringIO
+) -> None:
+    parts = urlsplit(service.url)
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    head = request_head(
+        "POST", "/payments/v2/webhook", parts.netloc, JSON | {"Content-Length": "100"}
+    )
+    writer.write(head + b'{"tran_ref"')
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    def left() -> float:
+        return service.metric(
+            "paytabs_guard_webhook_requests_total", endpoint="ipn", outcome="client_disconnected"
+        )
+
+    async with asyncio.timeout(5):
+        while not left():  # noqa: ASYNC110 - the server sees the close over a socket
+            await asyncio.sleep(0.005)
+    labels = {"route": "/payments/v2/webhook", "method": "POST"}
+    assert service.metric("paytabs_guard_http_requests_total", **labels, status_class="4xx") == 1
+    assert "security_event" not in captured.getvalue()

@@ -87,6 +87,8 @@ async def test_breaker_stats_list_every_operation_family(service: Service) -> No
         ({"customer": {"ip": "not-an-ip"}}, "customer.ip", "IPv4 or IPv6"),
         ({"customer": {"ip": "999.1.1.1"}}, "customer.ip", "IPv4 or IPv6"),
         ({"customer": {"phone": "call me"}}, "customer.phone", "phone number"),
+        ({"customer": {"email": "a\u001b[31m@b.example"}}, "customer.email", "control"),
+        ({"customer": {"ip": "fe80::1%eth0"}}, "customer.ip", "IPv4 or IPv6"),
         ({"metadata": {"k": 1}}, "metadata.k", "string"),
     ],
 )
@@ -235,3 +237,14 @@ async def test_docs_and_openapi_are_served(service: Service) -> None:
     assert "/payments/v2/create" in schema.json()["paths"]
     docs = await service.anonymous.get("/docs")
     assert docs.status_code == 200
+
+
+async def test_customer_details_as_people_write_them_are_taken(service: Service) -> None:
+    customer = {
+        "phone": "(050) 123-4567",
+        "ip": "2001:db8::7",
+        "street": "King Fahd Rd\nTower 2",  # a line break is text
+        "email": "layla@example.com",
+    }
+    response = await _create(service, BODY | {"customer": customer})
+    assert response.status_code == 201, response.text

@@ -166,3 +166,10 @@ def test_padding_keeps_the_body_valid_json() -> None:
                    "amount": "1.00"}, 900)  # fmt: skip
     assert len(body) == 900
     assert json.loads(body)["pad"].startswith("x")
+
+
+async def test_a_compressed_callback_is_a_415(service: Service) -> None:
+    payment = await service.create()
+    response = await deliver(service.anonymous, transaction(payment), **{"Content-Encoding": "br"})
+    assert response.status_code == 415, response.text
+    assert (await service.get(payment["id"]))["state"] != "completed"

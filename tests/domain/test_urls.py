@@ -37,6 +37,7 @@ def test_urls_a_browser_follows_are_kept_as_written(url: str) -> None:
         ("https:///thank-you", "must name a host"),
         ("https://:80/x", "must name a host"),
         ("http://[v1.x]/", "not an IPv6 address"),
+        ("http://[fe80::1%25eth0]/r", "not an IPv6 address"),  # a zone: browsers refuse it
         ("http://999.1.1.1/", "not an IPv4 address"),
         ("https://-shop.example/", "not a domain name"),
         ("https://shop..example/", "not a domain name"),

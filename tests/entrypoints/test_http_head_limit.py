@@ -115,7 +115,9 @@ async def test_a_request_the_parser_refuses_is_a_400_problem_with_a_request_id(
     assert status == 400
     assert headers["content-type"] == "application/problem+json"
     assert headers["x-request-id"].startswith("req_")
-    assert json.loads(body)["type"].endswith("/invalid-http-request")
+    problem = json.loads(body)
+    assert problem["type"].endswith("/invalid-http-request")
+    assert problem["request_id"] == headers["x-request-id"]  # as on every other problem
     assert seen == []  # the app never saw it
 
 
@@ -134,5 +136,6 @@ async def test_a_head_that_stops_coming_is_a_408_and_the_connection_closes(
     assert headers["content-type"] == "application/problem+json"
     assert headers["x-request-id"].startswith("req_")
     assert json.loads(body)["status"] == 408
+    assert "within 0.2 seconds" in json.loads(body)["detail"]
     assert whole == 200
     assert seen == ["/x"]  # only the whole one reached the app

@@ -52,6 +52,8 @@ def _check_host(parts: SplitResult) -> None:
         raise InvalidUrl("must name a host, e.g. https://shop.example/thank-you")
     if "[" in parts.netloc:
         try:
+            if "%" in host:  # a zone (fe80::1%eth0) names an interface: browsers refuse it
+                raise ValueError
             ipaddress.IPv6Address(host)
         except ValueError:
             raise InvalidUrl(f"has [{host}] as its host, which is not an IPv6 address") from None

@@ -21,43 +21,30 @@ warning). The app never sees either request, so the access log does not list the
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from paytabs_guard.entrypoints.api.middleware import new_request_id
-from paytabs_guard.entrypoints.api.problems import Problem
+from paytabs_guard.entrypoints.api.problems import Problem, problem_response
 
 MAX_HEAD_BYTES: Final = 32 * 1024
 _DRAIN_BYTES: Final = 1024 * 1024
 _DRAIN_SECONDS: Final = 2.0
 
-_PROBLEM: Final = json.dumps(
-    Problem(
-        "request_header_fields_too_large",
-        "Request header fields too large",
-        431,
-        f"Send at most {MAX_HEAD_BYTES // 1024} KiB of request line and headers.",
-    ).to_dict()
-).encode()
-_SLOW_HEAD: Final = json.dumps(
-    Problem(
-        "request_timeout",
-        "Request timeout",
-        408,
-        "Send the request line and headers whole within a few seconds of the first byte.",
-    ).to_dict()
-).encode()
-_INVALID: Final = json.dumps(
-    Problem(
-        "invalid_http_request",
-        "Invalid HTTP request",
-        400,
-        "The request is not valid HTTP/1.1 (its request line, a header or the chunked "
-        "encoding of its body); send it as a standard HTTP client would.",
-    ).to_dict()
-).encode()
+_TOO_LARGE: Final = Problem(
+    "request_header_fields_too_large",
+    "Request header fields too large",
+    431,
+    f"Send at most {MAX_HEAD_BYTES // 1024} KiB of request line and headers.",
+)
+_INVALID: Final = Problem(
+    "invalid_http_request",
+    "Invalid HTTP request",
+    400,
+    "The request is not valid HTTP/1.1 (its request line, a header or the chunked "
+    "encoding of its body); send it as a standard HTTP client would.",
+)
 
 
 class _HeadTooLarge(Exception):
@@ -100,7 +87,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse()
         else:
             del msg  # uvicorn's "Invalid HTTP request received.": the problem says as much
-            self.transport.write(_problem_head(b"400 Bad Request", _INVALID) + _INVALID)
+            self.transport.write(_answer(b"400 Bad Request", _INVALID))
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -134,13 +121,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self._head_open and not self.transport.is_closing():
             self._head_open = False
-            self.transport.write(_problem_head(b"408 Request Timeout", _SLOW_HEAD) + _SLOW_HEAD)
+            self.transport.write(_answer(b"408 Request Timeout", _slow_head(self.head_seconds)))
             self.transport.close()
 
     def _refuse(self) -> None:
-        self.transport.write(
-            _problem_head(b"431 Request Header Fields Too Large", _PROBLEM) + _PROBLEM
-        )
+        self.transport.write(_answer(b"431 Request Header Fields Too Large", _TOO_LARGE))
         if not self.transport.can_write_eof():
             self.transport.close()
             return
@@ -153,13 +138,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.loop.call_later(_DRAIN_SECONDS, self.transport.close)
 
 
-def _problem_head(status: bytes, body: bytes) -> bytes:
-    # A request id as the request middleware makes one (it never ran for this request).
-    request_id = new_request_id().encode("ascii")
-    return (
-        b"HTTP/1.1 " + status + b"\r\n"
-        b"content-type: application/problem+json\r\n"
-        b"x-request-id: " + request_id + b"\r\n"
-        b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
-        b"connection: close\r\n\r\n"
+def _slow_head(seconds: float) -> Problem:
+    return Problem(
+        "request_timeout",
+        "Request timeout",
+        408,
+        f"Send the request line and headers whole within {seconds:g} seconds of the first byte.",
     )
+
+
+def _answer(status: bytes, problem: Problem) -> bytes:
+    """The whole response, as ``problem_response`` makes it for the app, with a request id of
+    its own (the request middleware never ran for this request)."""
+    request_id = new_request_id()
+    response = problem_response(problem, request_id)
+    lines = [
+        b"HTTP/1.1 " + status,
+        *(name + b": " + value for name, value in response.raw_headers),
+        b"x-request-id: " + request_id.encode("ascii"),
+        b"connection: close",
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + bytes(response.body)

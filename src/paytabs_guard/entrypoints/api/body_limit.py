@@ -57,6 +57,20 @@ class InvalidContentLength(BodyError):
         super().__init__("Content-Length must be a single non-negative decimal integer")
 
 
+def coded(content_encodings: Sequence[str], transfer_encodings: Sequence[str]) -> bool:
+    """Whether a body comes encoded in a way nothing here undoes: a ``Content-Encoding`` other
+    than ``identity`` (gzip, br), or a ``Transfer-Encoding`` other than ``chunked`` (``gzip,
+    chunked``: the server de-chunks it and hands over the gzip). Read as sent, a compressed
+    body fails as bad UTF-8, and one only marked compressed is taken as plain."""
+
+    def codings(values: Sequence[str]) -> set[str]:
+        return {item.strip().lower() for value in values for item in value.split(",")} - {""}
+
+    return bool(codings(content_encodings) - {"identity"}) or bool(
+        codings(transfer_encodings) - {"chunked"}
+    )
+
+
 def _check_limit(limit: int) -> None:
     if limit < 0:
         raise ValueError(f"limit must be >= 0, not {limit}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from typing import Final
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -29,7 +29,7 @@ from paytabs_guard.service.callbacks import InvalidCallbackSignature
 from .return_page import SECURITY_HEADERS, language, problem_page, result_page
 from .runtime import Runtime
 from .sync import sync_within
-from .webhook_receiver import Rejected, media_type_is, read_body
+from .webhook_receiver import CLIENT_LEFT, Rejected, media_type_is, read_body
 
 ENDPOINT: Final = "return"
 PAYTABS_FIELDS: Final = frozenset(
@@ -90,14 +90,25 @@ async def _fields(request: Request, runtime: Runtime) -> dict[str, str]:
 def redirect_target(return_url: str, payment: Payment) -> str:
     """``return_url`` with ``payment_id`` and ``state`` added to its query. Raises InvalidUrl
     for a URL no browser could follow (one stored before creates checked it as they do now)."""
-    check_http_url(return_url)
-    separator = "&" if urlsplit(return_url).query else "?"
-    query = urlencode({"payment_id": payment.id, "state": payment.state.value})
-    fragment = ""
-    if "#" in return_url:
-        return_url, fragment = return_url.split("#", 1)
-        fragment = "#" + fragment
-    return f"{return_url}{separator}{query}{fragment}"
+    parts = urlsplit(check_http_url(return_url))
+    # The merchant's own query stays as written, less any payment_id or state of its own: two
+    # of each would leave the merchant's page to pick one (a URL's duplicate key).
+    kept = [item for item in parts.query.split("&") if item and _key(item) not in _OURS]
+    ours = urlencode({"payment_id": payment.id, "state": payment.state.value})
+    netloc = parts.netloc
+    if not netloc.isascii() and parts.hostname:
+        # An internationalised host as its ASCII (punycode) name: percent-encoded, as the
+        # redirect would otherwise send it, no browser finds it.
+        host = parts.hostname.encode("idna").decode("ascii")
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc, query="&".join([*kept, ours])))
+
+
+_OURS: Final = frozenset({"payment_id", "state"})
+
+
+def _key(item: str) -> str:
+    return unquote_plus(item.partition("=")[0])
 
 
 async def handle_return(request: Request, runtime: Runtime) -> Response:
@@ -121,8 +132,9 @@ async def handle_return(request: Request, runtime: Runtime) -> Response:
         if payment is None:
             raise BadReturn("unknown_payment", 404, "unknown")
     except BadReturn as bad:
-        log.warning("security_event", kind="return_rejected", endpoint=ENDPOINT,
-                    outcome=bad.outcome)  # fmt: skip
+        if bad.outcome != CLIENT_LEFT:  # a dropped connection is no attack
+            log.warning("security_event", kind="return_rejected", endpoint=ENDPOINT,
+                        outcome=bad.outcome)  # fmt: skip
         container.metrics.webhook(ENDPOINT, bad.outcome, time.perf_counter() - started)
         return problem_page(lang, bad.reason, bad.status)
 

@@ -42,7 +42,7 @@ _PROBLEM = PROBLEM_RESPONSE
 _NAME = Query(min_length=1, max_length=200)
 
 
-def _known_types(types: Sequence[str]) -> None:
+def _known_types(types: Sequence[str], where: str = "query") -> None:
     """A 422 naming a filter type no event has: a typo (``payment.complete``) would otherwise
     answer an empty feed, which reads as "nothing happened"."""
     unknown = [name for name in dict.fromkeys(types) if name not in EVENT_TYPES]
@@ -53,7 +53,7 @@ def _known_types(types: Sequence[str]) -> None:
         [
             {
                 "type": "enum",
-                "loc": ("query", "type"),
+                "loc": (where, "type"),
                 "msg": f"Unknown event type {name[:40]!r}; the types are: {known}",
                 "input": None,
             }
@@ -137,6 +137,7 @@ async def dead_letters(
     responses={401: _PROBLEM, 403: _PROBLEM, 422: _PROBLEM},
 )
 async def replay(body: ReplayIn, container: ContainerDep, _admin: AdminDep) -> ReplayOut:
+    _known_types([body.type] if body.type else (), "body")
     try:
         count = await use_cases.replay_dead_letters(
             event_store(container), ids=body.ids, sink=body.sink, event_type=body.type

@@ -53,13 +53,14 @@ from .body_limit import (
     BodyTooLarge,
     BodyTooSlow,
     InvalidContentLength,
+    coded,
     declared_length,
     read_limited,
 )
 from .callbacks import WEBHOOK_PATH, answer_callback
 from .problems import Problem, problem_response
 from .runtime import Runtime
-from .strict_json import InvalidJson, declares_json, parse_strict_json
+from .strict_json import InvalidJson, declares_json, parse_strict_json, utf8_charset
 
 AUTHENTICATED_PREFIX: Final = "/payments/v2/"
 OWN_BODY_LIMIT: Final = frozenset({WEBHOOK_PATH, "/payments/v2/return"})
@@ -203,11 +204,9 @@ def _check_merchant_body_headers(headers: Headers, is_json: bool) -> None:
     (module docstring, 3). FastAPI would read a text/plain body as no object at all (a 422
     saying the body is not an object, though it is) and ignore a Content-Encoding, taking
     a compressed body for bad UTF-8 and a body marked compressed as plain."""
-    if not is_json:
+    if not is_json or not utf8_charset(headers.get("content-type")):
         raise problems.unsupported_media_type(("application/json",))
-    encodings = [item.strip().lower() for item in ",".join(headers.getlist("content-encoding"))
-                 .split(",") if item.strip()]  # fmt: skip
-    if any(encoding != "identity" for encoding in encodings):
+    if coded(headers.getlist("content-encoding"), headers.getlist("transfer-encoding")):
         raise problems.unsupported_content_encoding()
 
 

@@ -166,9 +166,16 @@ def unsupported_content_encoding() -> Problem:
         "unsupported_media_type",
         "Unsupported content encoding",
         415,
-        "Send the body uncompressed, without a Content-Encoding header (bodies are small).",
+        "Send the body uncompressed: no Content-Encoding (bodies are small), and no "
+        "Transfer-Encoding but chunked.",
         headers={"Accept-Encoding": "identity"},
     )
+
+
+def client_closed_request() -> Problem:
+    """499 (nginx's "client closed request"): the client left before its body came whole.
+    Nobody reads it; it is what the access line and the metrics count."""
+    return Problem("client_closed_request", "Client closed request", 499, "")
 
 
 def body_too_slow(seconds: float) -> Problem:

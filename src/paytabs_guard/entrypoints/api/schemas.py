@@ -65,7 +65,7 @@ def _metadata(value: dict[str, str]) -> dict[str, str]:
 # C0 controls but tab and line breaks, DEL and C1: no text a shopper reads has them, and a
 # BEL or an ESC sequence stored here is echoed to every log viewer and page that shows it.
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_PHONE: Final = re.compile(r"\+?[0-9][0-9 ().\-/]{3,31}")
+_PHONE: Final = re.compile(r"\+?[0-9(][0-9 ().\-/]{3,31}")
 
 
 def _printable(value: str) -> str:
@@ -85,6 +85,8 @@ def _phone(value: str) -> str:
 
 def _ip(value: str) -> str:
     try:
+        if "%" in value:  # an IPv6 zone (fe80::1%eth0) names an interface of the shopper's own
+            raise ValueError
         ipaddress.ip_address(value)
     except ValueError:
         raise ValueError("must be an IPv4 or IPv6 address, e.g. 203.0.113.7") from None
@@ -126,7 +128,7 @@ class CustomerIn(_Input):
     """Who pays; PayTabs shows it on the hosted page. Every field is optional."""
 
     name: Text | None = Field(None, max_length=128)
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: Text | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone: Annotated[str, AfterValidator(_phone)] | None = Field(None, max_length=32)
     country: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}$")
     city: Text | None = Field(None, max_length=64)

@@ -64,6 +64,16 @@ def declares_json(content_type: str | None) -> bool:
     )
 
 
+def utf8_charset(content_type: str | None) -> bool:
+    """Whether a Content-Type's ``charset`` (if it names one) is UTF-8, the only one a JSON
+    body is read in: ``charset=latin-1`` would be decoded as UTF-8 all the same."""
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
 def _check_depth(text: str, max_depth: int) -> None:
     # Before json.loads: its C scanner recurses, and deep input raises RecursionError, not
     # ValueError. Unbalanced or otherwise invalid input is left to json.loads to reject.

@@ -37,7 +37,13 @@ from paytabs_guard.service.callbacks import InvalidCallbackSignature, Unreadable
 from paytabs_guard.service.payments import UnknownGatewayTransaction
 
 from . import problems
-from .body_limit import BodyTooLarge, BodyTooSlow, InvalidContentLength, read_body_limited
+from .body_limit import (
+    BodyTooLarge,
+    BodyTooSlow,
+    InvalidContentLength,
+    coded,
+    read_body_limited,
+)
 from .client_address import IPAddress, client_ip, ip_allowed
 from .errors import request_id_of
 from .problems import Problem, problem_response
@@ -72,6 +78,11 @@ def media_type_is(header: str | None, expected: str) -> bool:
     return True
 
 
+#: The outcome of a request whose sender left mid-body: answered 499 (nobody reads it), so the
+#: access line and the request counter do not take it for a client or server error.
+CLIENT_LEFT: Final = "client_disconnected"
+
+
 async def read_body(request: Request, limit: int, within: float) -> bytes:
     """The raw body within ``limit`` bytes and ``within`` seconds, or a rejection (413 / 408
     / 400)."""
@@ -84,7 +95,7 @@ async def read_body(request: Request, limit: int, within: float) -> bytes:
     except InvalidContentLength:
         raise Rejected("rejected_size", problems.invalid_content_length()) from None
     except ClientDisconnect:
-        raise Rejected("client_disconnected", problems.invalid_content_length()) from None
+        raise Rejected(CLIENT_LEFT, problems.client_closed_request()) from None
 
 
 def schema_problem(detail: str) -> Problem:
@@ -149,6 +160,9 @@ class WebhookReceiver:
             )
             if not media_type_is(request.headers.get("content-type"), "application/json"):
                 raise Rejected("rejected_content_type", problems.unsupported_media_type())
+            headers = request.headers
+            if coded(headers.getlist("content-encoding"), headers.getlist("transfer-encoding")):
+                raise Rejected("rejected_content_type", problems.unsupported_content_encoding())
             if not ip_allowed(ip, settings.paytabs_ip_whitelist):
                 raise Rejected("rejected_ip", problems.forbidden_source())
             self._verify(request, body, ip)
@@ -256,6 +270,8 @@ class WebhookReceiver:
         return JSONResponse({"received": True, "outcome": label}), label
 
     def _security_event(self, rejected: Rejected, ip: IPAddress | None) -> None:
+        if rejected.outcome == CLIENT_LEFT:
+            return  # a dropped connection, not an attack: counted in the metrics only
         log.warning(
             "security_event",
             kind="webhook_rejected",
