@@ -128,7 +128,15 @@ class CustomerIn(_Input):
     """Who pays; PayTabs shows it on the hosted page. Every field is optional."""
 
     name: Text | None = Field(None, max_length=128)
-    email: Text | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    # The pattern inside Annotated: on the union it is enforced but left out of the schema.
+    email: (
+        Annotated[
+            str,
+            Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+            AfterValidator(_printable),
+        ]
+        | None
+    ) = None
     phone: Annotated[str, AfterValidator(_phone)] | None = Field(None, max_length=32)
     country: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}$")
     city: Text | None = Field(None, max_length=64)
