@@ -79,7 +79,7 @@ def media_type_is(header: str | None, expected: str) -> bool:
 
 
 #: The outcome of a request whose sender left mid-body: answered 499 (nobody reads it), so the
-#: access line and the request counter do not take it for a client or server error.
+#: access line and the request counter show a dropped connection, not a refused request.
 CLIENT_LEFT: Final = "client_disconnected"
 
 
