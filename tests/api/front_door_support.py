@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,3 +80,11 @@ async def send_chunked_unfinished(
         return await asyncio.wait_for(answer, 10)
     finally:
         writer.close()
+
+
+async def until_seen(condition: Callable[[], object], within: float = 5.0) -> None:
+    """Wait (bounded) until the server has seen what a client did over its socket, such as
+    closing it mid-body: no event announces that to the test, so the condition is polled."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - the server sees the close over a socket
+            await asyncio.sleep(0.005)
