@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import ColumnElement, select, true, update
+from sqlalchemy import ColumnElement, func, select, text, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.sql.rows import from_row
@@ -48,6 +48,22 @@ _DELIVERY_COLUMNS = (
 )
 
 
+# PostgreSQL numbers ``seq`` at insert, not at commit: a feed paged by seq alone could pass a
+# row whose transaction was still running and never show it. So the feed there pages by
+# (writing transaction, seq) and shows only rows of transactions older than every transaction
+# still running; whatever commits later sorts after any cursor already given out
+# (migration 0008). The oldest running transaction counts wherever it runs in the cluster: a
+# long one holds the feed back (nothing is lost, events wait), as docs/events.md says.
+_RUNNING_XMIN: Final = text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+
+
+def _txid_at(seq: int) -> ColumnElement[Any]:
+    """The feed position of the cursor's event. The row with the greatest seq at or before it
+    stands in should that event be gone (an operator purged old rows); 0 before any."""
+    found = select(_o.txid).where(_o.seq <= seq).order_by(_o.seq.desc()).limit(1)
+    return func.coalesce(found.scalar_subquery(), 0)
+
+
 def _delivery(row: Any) -> Delivery:
     delivery = from_row(Delivery, row)
     if delivery.status == PENDING:
@@ -71,9 +87,15 @@ class SqlEventStore:
             conditions.append(_o.type.in_(list(types)))
         if payment_id is not None:
             conditions.append(_o.payment_id == payment_id)
-        if after is not None:
+        order: tuple[ColumnElement[Any], ...] = (_o.seq,)
+        if self._engine.dialect.name == "postgresql":
+            conditions.append(_o.txid < _RUNNING_XMIN)
+            if after is not None:
+                conditions.append(tuple_(_o.txid, _o.seq) > tuple_(_txid_at(after), after))
+            order = (_o.txid, _o.seq)
+        elif after is not None:
             conditions.append(_o.seq > after)
-        query = select(*_EVENT_COLUMNS).where(true(), *conditions).order_by(_o.seq).limit(limit)
+        query = select(*_EVENT_COLUMNS).where(true(), *conditions).order_by(*order).limit(limit)
         async with self._engine.connect() as connection:
             return [from_row(StoredEvent, row) for row in await connection.execute(query)]
 

@@ -251,6 +251,8 @@ webhook_inbox = Table(
 )
 """Deliveries already applied; written in the transaction of their effect."""
 
+_RECORDED: Final = text("txid IS NOT NULL")
+
 outbox = Table(
     "outbox",
     metadata,
@@ -266,6 +268,11 @@ outbox = Table(
     # W3C trace context of the traced request that wrote the row (migration 0004), else NULL
     Column("traceparent", Text, nullable=True),
     Column("tracestate", Text, nullable=True),
+    # PostgreSQL: the writing transaction's id, filled in by the column's default (migration
+    # 0008), which orders the events feed; NULL on SQLite, whose seq order is commit order.
+    Column("txid", BigInteger, nullable=True),
+    # The events feed on PostgreSQL pages by (txid, seq).
+    Index("ix_outbox_feed", "txid", "seq", sqlite_where=_RECORDED, postgresql_where=_RECORDED),
     # The relay's work list: small, because published rows leave it.
     Index(
         "ix_outbox_unpublished",
