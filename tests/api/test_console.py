@@ -19,6 +19,7 @@ from .api_support import ADMIN_KEY, API_KEY, DECLINED, Service
 from .console_support import csrf_of, form_fields, signed_in
 from .relay_support import drained
 from .test_events_api import WEBHOOK, service_with_sinks
+from .test_saved_cards import charge, save_card
 
 pytestmark = pytest.mark.anyio
 HOSTILE = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
@@ -268,6 +269,25 @@ async def test_a_payments_timeline_tells_its_story(service: Service) -> None:
         assert live.json()["fields"]["payment_state"] == "partially_refunded"
         missing = await browser.get("/console/payments/pay_does_not_exist")
         assert missing.status_code == 404
+
+
+async def test_a_recurring_charge_shows_its_saved_card_and_is_not_called_undecided(
+    service: Service,
+) -> None:
+    # A recurring charge is decided by PayTabs' direct answer, not by a callback: the page must
+    # not say that nothing from PayTabs decided it, and it names the card it charged.
+    saving = await save_card(service)
+    card_id = saving["saved_card_id"]
+    charged = await charge(service, card_id)
+    assert charged.status_code == 201, charged.text
+    async with signed_in(service) as browser:
+        for payment_id in (charged.json()["id"], saving["id"]):
+            page = (await browser.get(f"/console/payments/{payment_id}")).text
+            assert "Saved card" in page
+            assert card_id in page
+        renewal = (await browser.get(f"/console/payments/{charged.json()['id']}")).text
+        assert "completed" in renewal
+        assert "Nothing from PayTabs decided this payment" not in renewal
 
 
 async def test_breakers_show_their_last_hour_and_probes(service: Service) -> None:

@@ -145,6 +145,23 @@ async def test_a_create_is_one_trace_of_request_paytabs_attempt_and_units_of_wor
     assert {attributes(u)["db.system.name"] for u in mine} <= {"sqlite", "postgresql"}
 
 
+async def test_a_replayed_create_is_traced_with_its_payment(
+    sim: RunningSimulator, database_url: str, spans: InMemorySpanExporter
+) -> None:
+    # A merchant retrying a create with its key gets the stored answer: searching the tracing
+    # backend by payment id must find that request too, not only the first one.
+    async with traced_service(sim, database_url) as (service, _merchant):
+        body = {"amount": "10.00", "currency": "SAR", "description": "Order 1001"}
+        headers = {"Idempotency-Key": "replayed-create-0001"}
+        first = await service.api.post("/payments/v2/create", json=body, headers=headers)
+        again = await service.api.post("/payments/v2/create", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    requests = named(spans.get_finished_spans(), "POST /payments/v2/create")
+    assert len(requests) == 2
+    assert [attributes(r).get(tracing.PAYMENT_ID) for r in requests] == [first.json()["id"]] * 2
+
+
 async def test_a_retried_call_shows_each_attempt_with_its_number(
     sim: RunningSimulator, sqlite_url: str, spans: InMemorySpanExporter
 ) -> None:

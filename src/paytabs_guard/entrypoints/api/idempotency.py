@@ -26,6 +26,7 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
+from paytabs_guard import tracing
 from paytabs_guard.bootstrap import Container
 from paytabs_guard.domain import Payment
 from paytabs_guard.service.payments import IdempotentCreate, KeyTaken
@@ -83,6 +84,10 @@ def replay(stored: StoredResponse) -> Response:
     """The stored first answer, marked as a replay."""
     media_type = PROBLEM_MEDIA_TYPE if stored.status_code >= 400 else "application/json"
     headers = {REPLAYED_HEADER: "true"}
+    if stored.resource_id and tracing.ENABLED:
+        # The request is about the stored payment: a create's retry had already noted the
+        # payment it began to insert before finding its key taken, which was rolled back.
+        tracing.note_payment(stored.resource_id)
     if stored.resource_id and stored.status_code in (201, 202):
         headers["Location"] = f"/payments/v2/{stored.resource_id}"
     return Response(

@@ -58,6 +58,10 @@ def _summary(lang: str, payment: Payment) -> str:
         (words["created"], moment(payment.created_at)),
         (words["updated"], moment(payment.updated_at)),
     ]
+    if payment.saved_card_id is not None:
+        # The card this payment saves (save_card) or charges (a recurring charge): the id
+        # the merchant API names it by; the token itself is never shown.
+        rows.append((words["saved_card"], ref(payment.saved_card_id)))
     if payment.abandoned_cart_ids:
         cart_ids = ", ".join(ref(c) for c in payment.abandoned_cart_ids)
         rows.append((words["abandoned"], cart_ids))

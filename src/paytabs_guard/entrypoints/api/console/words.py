@@ -49,6 +49,7 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "captured": "Captured",
         "refunded": "Refunded",
         "metadata": "Metadata",
+        "saved_card": "Saved card",
         "hold": "Follow-up in flight",
         "timeline": "Timeline",
         "at": "When",
@@ -73,7 +74,9 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "received_note": "Repeats, stale results and refused deliveries change nothing and are "
         "counted in the metrics, not stored per payment. A browser return never decides: it "
         "makes the service ask PayTabs (source: query).",
-        "nothing_received": "Nothing from PayTabs decided this payment yet.",
+        "nothing_received": "No callback, browser return, query or reconciliation has "
+        "changed this payment (a recurring charge is decided by PayTabs' direct answer, "
+        "source api, in the timeline above).",
         "refunds": "Refunds",
         "no_refunds": "No refund.",
         "events": "Events and deliveries",
@@ -151,6 +154,7 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "captured": "المُحصَّل",
         "refunded": "المُسترد",
         "metadata": "البيانات الوصفية",
+        "saved_card": "البطاقة المحفوظة",
         "hold": "عملية متابعة قيد التنفيذ",
         "timeline": "الخط الزمني",
         "at": "الوقت",
@@ -175,7 +179,8 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "received_note": "التكرارات والنتائج القديمة والتسليمات المرفوضة لا تغيّر شيئًا وتُحصى "
         "في المقاييس، ولا تُخزَّن لكل دفعة. عودة المتصفح لا تحسم أبدًا: بل تجعل الخدمة تسأل "
         "PayTabs (المصدر: query).",
-        "nothing_received": "لم يحسم PayTabs هذه الدفعة بعد.",
+        "nothing_received": "لم يغيّر هذه الدفعةَ أيُّ إشعار أو عودة متصفح أو استعلام أو "
+        "تسوية (الخصم المتكرر يحسمه ردّ PayTabs المباشر، المصدر api، في الخط الزمني أعلاه).",
         "refunds": "المبالغ المستردة",
         "no_refunds": "لا يوجد استرداد.",
         "events": "الأحداث وتسليماتها",
