@@ -118,8 +118,11 @@ def build_prober(
     async def probe() -> object:
         return await client.query_cart(f"probe-{secrets.token_hex(8)}")
 
-    interval = (settings.circuit_breaker_probe_interval or 1000) / 1000
-    timeout = min(settings.paytabs_timeout / 1000, max(2 * interval, 1.0))
+    # A probe is allowed what a real call is allowed. A shorter bound would call a gateway
+    # that answers slowly (it is up: every real call would succeed) "down", and keep the
+    # breaker open, turning away every sale, until the reset timeout. A probe that hangs
+    # does not hold the next one back (the prober keeps a few in flight).
+    timeout = min(settings.paytabs_timeout, settings.circuit_breaker_timeout) / 1000
     return BreakerProber(
         parts.breakers,
         dict.fromkeys(parts.breakers.names(), probe),

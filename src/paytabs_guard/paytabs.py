@@ -98,10 +98,12 @@ class PayTabs(ResilientPayTabs):
             # A cart id that cannot exist: any PayTabs answer proves PayTabs answers.
             return await client.query_cart("probe-paytabs-guard-recovery")
 
+        # A probe may take as long as a real call: a slow answer is still an answer.
+        call_timeout = self.registry.config.call_timeout
         self.prober = BreakerProber(
             self.registry,
             dict.fromkeys(self.registry.names(), probe),
-            timeout=min(timeout, 5.0),
+            timeout=min(timeout, call_timeout) if call_timeout is not None else timeout,
         )
 
     def verify_callback(self, body: bytes, signature: str | None) -> PayTabsTransaction:

@@ -82,3 +82,23 @@ async def test_a_probe_brings_the_breaker_back_long_before_the_reset_timeout(
             in metrics
         )
         assert 'result="failed"' in metrics
+
+
+async def test_a_gateway_that_comes_back_slow_is_found_by_its_probes(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    """PayTabs answering in 1.2 s is up: every real call (30 s call timeout) would succeed.
+    A probe must be allowed what a real call is allowed, or a slow recovery keeps the breaker
+    open, turning away every sale, until the reset timeout (30 s)."""
+    async with running_service(sim, sqlite_url, env=FAST_PROBES) as service:
+        await set_faults(sim, {"down": True})
+        for _ in range(10):
+            await service.api.post(
+                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+            )
+            if (await create_breaker(service))["state"] == "open":
+                break
+        assert (await create_breaker(service))["state"] == "open"
+        await set_faults(sim, {"latency_ms": 1200})
+        after = await until_breaker(service, lambda b: b["state"] != "open")
+        assert after["probes"]["last_result"] == "succeeded"

@@ -486,3 +486,31 @@ async def test_a_half_open_breaker_whose_trials_answer_sends_no_probe() -> None:
     clock.advance(5.0)
     assert not breaker.probe_due()
     assert breaker.next_probe_in() is None
+
+
+async def test_slow_trials_a_probe_brought_are_not_presumed_lost() -> None:
+    """A probe's answer brought the half-open, so its trials left for a gateway known to
+    answer. A gateway that answers slowly (longer than a probe interval) must not have them
+    presumed lost by the next probe: their successes would be ignored, new trials sent, and
+    the breaker kept half-open, turning sales away, for as long as the gateway stays slow."""
+    clock = ManualClock()
+    breaker = probing(clock, half_open_max_calls=3)
+    await trip(breaker)
+    clock.advance(breaker.next_probe_in() or 0.0)
+    breaker.probe_sent()
+    breaker.record_probe(succeeded=True, latency=2.5)
+    assert breaker.state == "half_open"
+    slow = asyncio.Event()
+
+    async def answer_slowly() -> str:
+        await slow.wait()
+        return "ok"
+
+    trials = [asyncio.create_task(breaker.call(answer_slowly)) for _ in range(3)]
+    await settle()
+    clock.advance(2.0)  # past the next probe's time: the trials are still out
+    assert not breaker.probe_due()
+    breaker.apply_shared_probe(succeeded=True)  # another instance's probe answers meanwhile
+    slow.set()
+    assert await asyncio.gather(*trials) == ["ok"] * 3
+    assert breaker.state == "closed"

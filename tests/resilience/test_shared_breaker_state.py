@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis.asyncio as redis
 from breaker_support import SEED, Boom, Gate, ok, settle, trip
+from redis.asyncio.connection import parse_url
 
 from paytabs_guard.resilience import (
     BreakerEvent,
@@ -27,6 +28,7 @@ from paytabs_guard.resilience import (
     ManualClock,
 )
 from paytabs_guard.resilience.shared import SharedBreakerState
+from paytabs_guard.resilience.shared_wire import Keys
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -352,7 +354,7 @@ async def test_foreign_and_malformed_messages_are_ignored(
     opened = Waiter(b.create, EventType.OPENED)
     client = redis.Redis.from_url(redis_url)
     try:
-        channel = f"{redis_prefix}breaker:events"
+        channel = Keys(redis_prefix, int(parse_url(redis_url).get("db") or 0)).channel
         await client.publish(channel, "not json")
         await client.publish(channel, json.dumps({"event": "opened", "instance": "x"}))
         unknown = {"v": 1, "event": "opened", "name": "nobody", "instance": "x", "open_for": 5}
@@ -363,3 +365,52 @@ async def test_foreign_and_malformed_messages_are_ignored(
         await client.aclose()
     await opened.wait()
     assert b.create.snapshot().next_trial_in == pytest.approx(5.0)
+
+
+# -- one deployment per database ------------------------------------------------------------
+
+
+def _other_database(url: str) -> str:
+    """The same Redis server, another database number (a second deployment's)."""
+    parts = urlsplit(url)
+    current = int(parts.path.strip("/") or 0)
+    return parts._replace(path=f"/{(current + 1) % 16}").geturl()
+
+
+async def test_a_deployment_on_another_redis_database_shares_nothing(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Pub/sub ignores the database number: staging on db 1 and production on db 0 of one
+    Redis server must not open (or half-open) each other's breakers through the channel."""
+    other_url = _other_database(redis_url)
+    a = build(redis_url, redis_prefix, "deployment-1-a")
+    a2 = build(redis_url, redis_prefix, "deployment-1-b")
+    b = build(other_url, redis_prefix, "deployment-2-a")
+    b2 = build(other_url, redis_prefix, "deployment-2-b")
+    try:
+        async with a.shared, a2.shared, b.shared, b2.shared:
+            async with asyncio.timeout(5):
+                for instance in (a, a2, b, b2):
+                    await instance.shared.wait_reachable()
+            for instance in (a2, b, b2):  # every breaker exists before anything trips
+                assert (instance.create.state, instance.registry.get("query").state) == (
+                    "closed",
+                    "closed",
+                )
+            same_deployment = Waiter(a2.create, EventType.OPENED)
+            await trip(a.create)
+            await same_deployment.wait()  # deployment 1's message went out and arrived
+            # Deployment 2 speaks after it, so b has read everything published before.
+            heard = Waiter(b.registry.get("query"), EventType.OPENED)
+            await trip(b2.registry.get("query"))
+            await heard.wait()
+            assert b.create.state == "closed"
+            assert a2.registry.get("query").state == "closed"
+    finally:
+        client = redis.Redis.from_url(other_url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()

@@ -34,12 +34,19 @@ class RecoveryProbing(BreakerCore):
     def _looking(self) -> bool:
         """Open with probes on, or half-open with every trial slot held by a trial still in
         flight. The second case is the open period's own trial sent into a gateway that hangs:
-        without probes it would hide a recovery for up to a call timeout (30 s by default)."""
+        without probes it would hide a recovery for up to a call timeout (30 s by default).
+
+        Not when a probe's answer brought the half-open: its trials left for a gateway known
+        to answer, so a later answer says nothing they will not. Presuming them lost would
+        throw away the successes of a gateway that is merely slow (slower than a probe
+        interval) and keep the breaker half-open, turning sales away, while it stays slow.
+        """
         if self._probe_interval is None:
             return False
         state = self._state
         return state is _OPEN or (
             state is _HALF_OPEN
+            and not self._probes.half_open_by_probe
             and self._trials_in_flight() > 0
             and self._slots_taken() >= self._half_open_max
         )

@@ -4,10 +4,11 @@ The decision stays local (each instance's own rolling window); what is shared is
 
 * **Opening.** When a breaker trips, the instance writes ``<prefix>breaker:<name>:open_until``
   (value: its instance id, ``PX`` = the reset timeout) and publishes ``opened`` on
-  ``<prefix>breaker:events``. Every other instance's listener task opens its own breaker for
-  the remaining time. The listener also reads the keys every ``poll_interval`` (1 s), so an
-  instance that missed the message (it was reconnecting, or started later) still learns
-  within a second.
+  ``<prefix>breaker:events`` (``<prefix>breaker:events:db<n>`` for a database other than 0:
+  channels are server-wide, keys are per database). Every other instance's listener task
+  opens its own breaker for the remaining time. The listener also reads the keys every
+  ``poll_interval`` (1 s), so an instance that missed the message (it was reconnecting, or
+  started later) still learns within a second.
 * **Trial calls.** An open breaker whose reset timeout has passed asks :meth:`probe_permitted`.
   The first ask starts ``SET <prefix>breaker:<name>:probe <instance> NX PX <ttl>`` in the
   background and answers "not yet" (the call is rejected). The instance that wins the lease
@@ -43,6 +44,7 @@ from typing import Any, Self
 
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -95,7 +97,7 @@ class SharedBreakerState:
         clock: MonotonicClock = time.monotonic,
     ) -> None:
         self._url = url
-        self._keys = Keys(prefix)
+        self._keys = Keys(prefix, int(parse_url(url).get("db") or 0))
         self._channel = self._keys.channel
         self.instance_id = instance_id or default_instance_id()
         self._poll_interval = poll_interval

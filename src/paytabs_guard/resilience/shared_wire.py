@@ -59,13 +59,19 @@ def default_instance_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """The Redis keys and channel of one prefix (``"paytabs-guard:"``)."""
+    """The Redis keys and channel of one prefix (``"paytabs-guard:"``) in one database."""
 
     prefix: str
+    database: int = 0
 
     @property
     def channel(self) -> str:
-        return f"{self.prefix}breaker:events"
+        # Pub/sub ignores the database number: every client of the server hears every
+        # channel. Deployments told apart only by their database (staging on db 1, production
+        # on db 0) would open, and half-open, each other's breakers, so the channel names it.
+        # Database 0 keeps the plain name, which instances of earlier releases still use.
+        suffix = f":db{self.database}" if self.database else ""
+        return f"{self.prefix}breaker:events{suffix}"
 
     def open_until(self, name: str) -> str:
         return f"{self.prefix}breaker:{name}:open_until"
