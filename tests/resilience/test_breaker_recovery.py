@@ -514,3 +514,40 @@ async def test_slow_trials_a_probe_brought_are_not_presumed_lost() -> None:
     slow.set()
     assert await asyncio.gather(*trials) == ["ok"] * 3
     assert breaker.state == "closed"
+
+
+async def test_trials_a_probe_brought_that_hang_are_presumed_lost_once_overdue() -> None:
+    """The gateway answered a probe and went down again (it hangs): the trials that answer
+    brought hold every slot. Once they are overdue by the probes' own answer time, probes look
+    again, and the next answer lets new trials close the breaker, without waiting for the hung
+    trials' call timeout."""
+    clock = ManualClock()
+    breaker = probing(clock, half_open_max_calls=3)
+    await trip(breaker)
+    clock.advance(breaker.next_probe_in() or 0.0)
+    breaker.probe_sent()
+    breaker.record_probe(succeeded=True, latency=0.1)
+    assert breaker.state == "half_open"
+    hanging = asyncio.Event()
+
+    async def hang() -> str:
+        await hanging.wait()
+        return "late"
+
+    trials = [asyncio.create_task(breaker.call(hang)) for _ in range(3)]
+    await settle()
+    clock.advance(0.1)  # within the probes' answer time: the trials may still answer
+    assert breaker.next_probe_in() is None
+    clock.advance(0.1)  # overdue: probes look again, on their own schedule
+    next_probe = breaker.next_probe_in()
+    assert next_probe is not None
+    clock.advance(next_probe)
+    assert breaker.probe_due()
+    breaker.probe_sent()
+    breaker.record_probe(succeeded=True, latency=0.1)  # the gateway is back
+    for _ in range(3):
+        assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+    hanging.set()
+    assert await asyncio.gather(*trials) == ["late"] * 3
+    assert breaker.state == "closed"

@@ -45,6 +45,7 @@ class ProbeBook:
         "ready_at",
         "sent",
         "succeeded",
+        "trials_at",
     )
 
     def __init__(self, interval: float | None, jitter: float, rng: random.Random) -> None:
@@ -55,6 +56,7 @@ class ProbeBook:
         self.ready_at = 0.0  # monotonic: a probe's "up" is believed from then on
         self.misses = 0  # probe "up"s in a row that real trials contradicted
         self.half_open_by_probe = False
+        self.trials_at = 0.0  # monotonic: when a probe's answer last invited trials
         self.deferred = False  # a probe answered; the next half-open is its trial
         self.sent = self.succeeded = self.failed = 0
         self.last_result: str | None = None
@@ -86,6 +88,7 @@ class ProbeBook:
             # A trial the probe asked for (at once, or deferred to the end of its back-off)
             # judges the probe too.
             self.half_open_by_probe = self.deferred or reason == "probe"
+            self.trials_at = now
             self.deferred = False
             if self.interval is not None and not self.half_open_by_probe:
                 # The open period's own trial: if it hangs, probes resume one interval on.

@@ -36,19 +36,25 @@ class RecoveryProbing(BreakerCore):
         flight. The second case is the open period's own trial sent into a gateway that hangs:
         without probes it would hide a recovery for up to a call timeout (30 s by default).
 
-        Not when a probe's answer brought the half-open: its trials left for a gateway known
-        to answer, so a later answer says nothing they will not. Presuming them lost would
-        throw away the successes of a gateway that is merely slow (slower than a probe
-        interval) and keep the breaker half-open, turning sales away, while it stays slow.
+        When a probe's answer brought the half-open, its trials left for a gateway known to
+        answer: only once they are overdue by the probes' own answer time (``verdict_in``)
+        does the breaker look again. Looking at once would throw away the successes of a
+        gateway that is merely slow (slower than a probe interval) and keep the breaker
+        half-open, turning sales away, while it stays slow; never looking would hide the
+        recovery of a gateway that answered the probe and then hung, for a call timeout.
         """
         if self._probe_interval is None:
             return False
         state = self._state
-        return state is _OPEN or (
-            state is _HALF_OPEN
-            and not self._probes.half_open_by_probe
-            and self._trials_in_flight() > 0
-            and self._slots_taken() >= self._half_open_max
+        if state is _OPEN:
+            return True
+        if state is not _HALF_OPEN or self._trials_in_flight() == 0:
+            return False
+        if self._slots_taken() < self._half_open_max:
+            return False
+        probes = self._probes
+        return not probes.half_open_by_probe or (
+            self._clock() - probes.trials_at > probes.verdict_in()
         )
 
     def skip_probe(self) -> None:
@@ -122,6 +128,7 @@ class RecoveryProbing(BreakerCore):
                 self._generation += 1
                 self._trials = self._trial_successes = self._trial_failures = 0
                 self._probes.half_open_by_probe = True
+                self._probes.trials_at = now
                 self._waiters.wake(self._half_open_max)
             return
         if self._state is not _OPEN:
