@@ -126,6 +126,25 @@ def test_secrets_never_appear_in_repr_or_errors() -> None:
     assert "TOPSECRET" not in "".join(found)
 
 
+def test_passwords_in_database_and_redis_urls_never_appear_in_repr() -> None:
+    settings = load_settings(
+        {
+            "DATABASE_URL": "postgresql+asyncpg://guard:DB-TOPSECRET@db:5432/payments",
+            "REDIS_URL": "redis://:REDIS-TOPSECRET@redis:6379/0",
+            "EVENTS_WEBHOOK_URLS": "https://hook:HOOK-TOPSECRET@merchant.example/events",
+            "EVENTS_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        }
+    )
+    shown = repr(settings) + str(settings)
+    assert "TOPSECRET" not in shown
+    assert "database_url='postgresql+asyncpg://guard:***@db:5432/payments'" in shown
+    assert "redis_url='redis://:***@redis:6379/0'" in shown
+    # the values themselves are untouched: the service still connects with them
+    assert settings.database_url == "postgresql+asyncpg://guard:DB-TOPSECRET@db:5432/payments"
+    found = problems({"PUBLIC_BASE_URL": "ftp://user:URL-TOPSECRET@host"})
+    assert "TOPSECRET" not in "".join(found)
+
+
 def test_missing_credentials_are_named() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({}).require_paytabs_credentials()

@@ -11,7 +11,7 @@ at import time.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -42,11 +42,32 @@ def _split_list(value: object) -> object:
     return value
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info replaced by ``***`` (``DATABASE_URL`` and
+    ``REDIS_URL`` usually carry one), for ``repr`` and messages; other URLs unchanged."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL urlsplit can read (a bad port): show nothing of it
+        return "<unreadable URL>"
+    if not password:
+        return url
+    user_info, _, host = parts.netloc.rpartition("@")
+    user = user_info.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+#: Settings whose values are URLs that may carry credentials.
+_URL_FIELDS: Final = frozenset(
+    {"database_url", "redis_url", "paytabs_base_url", "public_base_url", "events_webhook_urls"}
+)
+
+
 def _require_http_url(value: str) -> str:
     """``value`` if it is an absolute http(s) URL (every URL setting is one)."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{value!r} must be an absolute http:// or https:// URL")
+        raise ValueError(f"{redact_url(value)!r} must be an absolute http:// or https:// URL")
     return value
 
 
@@ -287,6 +308,17 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level: debug, info, warning or error"
     )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # The password in a DATABASE_URL or REDIS_URL is as secret as the server key: repr()
+        # (and str(), which uses this) shows the URLs with it masked.
+        for name, value in super().__repr_args__():
+            if name in _URL_FIELDS and isinstance(value, str):
+                yield name, redact_url(value)
+            elif name in _URL_FIELDS and isinstance(value, tuple):
+                yield name, tuple(redact_url(str(item)) for item in value)
+            else:
+                yield name, value
 
     # --- validators ------------------------------------------------------------------------------
     @field_validator("paytabs_ip_whitelist", "trusted_proxies", mode="before")

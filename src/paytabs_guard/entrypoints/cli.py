@@ -4,11 +4,37 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from paytabs_guard.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
+
+
+def _port(text: str) -> int:
+    """A TCP port for argparse: a bad one is a usage error (exit 2), not a bind() traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
+    return port
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (a negative --limit would be no limit)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def _settings() -> Settings:
@@ -76,8 +102,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from paytabs_guard.entrypoints.serve import ServeOptions, run
 
-    if args.workers < 1:
-        raise SystemExit("--workers must be at least 1")
     return run(
         ServeOptions(
             host=args.host,
@@ -115,10 +139,15 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
     document = openapi_document()
     if args.json is None and args.markdown is None:
         sys.stdout.write(render_json(document))
-    if args.json is not None:
-        Path(args.json).write_text(render_json(document), encoding="utf-8")
-    if args.markdown is not None:
-        Path(args.markdown).write_text(render_markdown(document), encoding="utf-8")
+    outputs = [(args.json, render_json), (args.markdown, render_markdown)]
+    for path, render in outputs:
+        if path is None:
+            continue
+        try:
+            Path(path).write_text(render(document), encoding="utf-8")
+        except OSError as error:
+            print(f"paytabs-guard openapi: cannot write {path}: {error.strerror}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -145,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the service and the simulator on embedded defaults, a scripted story, then serve",
     )
-    demo.add_argument("--port", type=int, default=8000, help="service port (another if busy)")
+    demo.add_argument("--port", type=_port, default=8000, help="service port (another if busy)")
     demo.add_argument(
         "--no-wait", action="store_true", help="stop after the story instead of serving on"
     )
@@ -153,15 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the payments v2 HTTP service (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
+    serve.add_argument("--workers", type=_at_least(1), default=1, help="worker processes")
     serve.add_argument(
         "--simulator",
         action="store_true",
         help="also start the PayTabs simulator and point the service at it",
     )
     serve.add_argument(
-        "--simulator-port", type=int, default=0, help="simulator port (default: any free port)"
+        "--simulator-port", type=_port, default=0, help="simulator port (default: any free port)"
     )
     serve.set_defaults(handler=_cmd_serve)
 
@@ -172,10 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile = commands.add_parser(
         "reconcile", help="one reconciliation pass over stuck payments (prints a JSON report)"
     )
-    reconcile.add_argument("--limit", type=int, default=500, help="payments to look at")
+    reconcile.add_argument("--limit", type=_at_least(1), default=500, help="payments to look at")
     reconcile.add_argument(
         "--stuck-after",
-        type=int,
+        type=_at_least(0),
         default=None,
         help="seconds without change before a payment is asked about "
         "(default RECONCILE_STUCK_AFTER_SECONDS)",
@@ -215,7 +244,14 @@ def _delegated(argv: Sequence[str]) -> argparse.Namespace | None:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args = _delegated(words) or build_parser().parse_args(words)
-    result: int = args.handler(args)
+    try:
+        result: int = args.handler(args)
+    except ConfigError as error:
+        # A rule only a command checks (reconcile needs the PayTabs credentials) is reported
+        # like one load_settings() found: a line per problem, exit 2, no traceback.
+        for problem in error.problems:
+            print(f"configuration error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     return result
 
 

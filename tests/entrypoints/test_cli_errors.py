@@ -1,0 +1,105 @@
+"""Wrong arguments and missing configuration: a clear line and a non-zero exit, no traceback.
+
+Each case here used to end in a Python traceback (an ``OverflowError`` from ``bind()``, a
+``ConfigError`` out of ``reconcile``, a ``JSONDecodeError`` or a pydantic ``ValidationError``
+out of the simulator's options, a ``FileNotFoundError`` out of ``openapi``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from paytabs_guard.entrypoints.cli import main
+from paytabs_simulator.__main__ import parse_args
+
+SETTINGS_VARIABLES = ("PAYTABS_PROFILE_ID", "PAYTABS_SERVER_KEY", "DATABASE_URL")
+
+
+@pytest.fixture
+def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No PayTabs credentials, a throw-away SQLite file, no .env file in the working dir."""
+    monkeypatch.chdir(tmp_path)
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    return tmp_path
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The message of an argparse usage error (exit 2) for ``paytabs-guard argv``."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["serve", "--port", "99999"], "argument --port: port must be 0-65535, got 99999"),
+        (["serve", "--simulator-port", "-1"], "argument --simulator-port: port must be 0-65535"),
+        (["serve", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
+        (["demo", "--port", "70000"], "argument --port: port must be 0-65535, got 70000"),
+        (["reconcile", "--limit", "-5"], "argument --limit: must be at least 1, got -5"),
+        (["reconcile", "--stuck-after", "-1"], "argument --stuck-after: must be at least 0"),
+    ],
+)
+def test_an_out_of_range_number_is_a_usage_error(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert expected in usage_error(argv, capsys)
+
+
+def test_reconcile_without_credentials_names_them_and_exits_2(
+    bare_environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["reconcile"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "configuration error: PAYTABS_PROFILE_ID: required (your PayTabs profile id)",
+        "configuration error: PAYTABS_SERVER_KEY: required (your PayTabs server key)",
+    ]
+    assert captured.out == ""
+
+
+def test_openapi_to_a_path_that_cannot_be_written_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "missing-dir" / "openapi.json"
+    assert main(["openapi", "--json", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"paytabs-guard openapi: cannot write {target}: No such file or directory\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--faults", "{bad"], "--faults is not JSON: Expecting property name"),
+        (["--faults", "[1]"], "--faults must be a JSON object"),
+        (["--faults", '{"error_rate": 5}'], "invalid faults: error_rate: Input should be less"),
+        (["--error-rate", "7"], "invalid faults: error_rate: Input should be less than or equal"),
+        (["--faults", '{"nope": 1}'], "invalid faults: nope: Extra inputs are not permitted"),
+        (["--port", "-1"], "argument --port: port must be 0-65535, got -1"),
+    ],
+)
+def test_simulator_options_that_are_wrong_are_usage_errors(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(argv, prog="paytabs-guard simulator")
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"paytabs-guard simulator: error: {expected}" in err
+    assert "Traceback" not in err
+
+
+def test_a_bad_simulator_variable_is_a_usage_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SIMULATOR_SEED", "many")
+    with pytest.raises(SystemExit) as stopped:
+        parse_args([], prog="paytabs-guard simulator")
+    assert stopped.value.code == 2
+    assert "error: SIMULATOR_SEED must be an integer, got 'many'" in capsys.readouterr().err
