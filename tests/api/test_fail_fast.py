@@ -41,3 +41,19 @@ async def test_an_open_circuit_answers_before_any_storage(service: Service) -> N
         "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
     )
     assert retried.status_code == 201
+
+
+async def test_creates_turned_away_fast_are_counted_as_rejections(service: Service) -> None:
+    """The 503 comes from asking the breaker, not calling it; it is still a call the open
+    breaker turned away, and the stats an operator reads say how many."""
+    service.container.gateway.breakers.get("create").force_open()
+    for _ in range(3):
+        refused = await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+        )
+        assert refused.status_code == 503
+    stats = (await service.api.get("/payments/v2/circuit-breaker/stats")).json()
+    create = stats["breakers"]["create"]
+    assert create["window"]["rejects"] == 3
+    assert create["lifetime"]["rejects"] == 3
+    assert create["window"]["calls"] == 0  # a rejection is not a call

@@ -290,6 +290,9 @@ class ScriptedGateway:
     def unavailable_for(self, operation: Operation) -> float | None:
         return self.closed.get(operation)
 
+    def turn_away(self, operation: Operation) -> float | None:
+        return self.unavailable_for(operation)
+
     async def wait_available(self, operation: Operation, max_wait: float) -> bool:
         return operation not in self.closed
 

@@ -39,6 +39,9 @@ class SavedByAnotherWriter:
     def unavailable_for(self, operation: Operation) -> float | None:
         return self._inner.unavailable_for(operation)
 
+    def turn_away(self, operation: Operation) -> float | None:
+        return self.unavailable_for(operation)
+
     async def wait_available(self, operation: Operation, max_wait: float) -> bool:
         return await self._inner.wait_available(operation, max_wait)
 

@@ -68,6 +68,9 @@ class FakeGateway:
     def unavailable_for(self, operation: str) -> float | None:
         return self.open_circuits.get(operation)
 
+    def turn_away(self, operation: str) -> float | None:
+        return self.unavailable_for(operation)
+
     async def wait_available(self, operation: str, max_wait: float) -> bool:
         wait = self.open_circuits.get(operation)
         return wait is None or wait <= max_wait

@@ -88,6 +88,13 @@ class OpenPeriod(BreakerCore):
             return None
         return self._wait(now)
 
+    def count_turned_away(self) -> None:
+        """A caller turned a call away on :meth:`rejection_wait`'s word (the API's 503 before
+        any work): count it as a rejection, in the stats and with a reject event, as
+        :meth:`call` would have. Operators read "rejects" as the sales an open breaker turned
+        away; the fast path must not hide them."""
+        self._reject(self._clock())
+
     # -- waiting for admission (Prefer: wait) ---------------------------------------------------
 
     async def wait_admitting(self, max_wait: float) -> bool:

@@ -86,6 +86,12 @@ class Gateway(Protocol):
         when its circuit is open; None when it may be tried now."""
         ...
 
+    def turn_away(self, operation: Operation) -> float | None:
+        """``unavailable_for``, for a call the caller turns away when it answers a wait: the
+        breaker counts that call as one it rejected (its stats and reject event), as it would
+        have had the call been made."""
+        ...
+
     async def wait_available(self, operation: Operation, max_wait: float) -> bool:
         """Sleep until ``operation`` may be tried (its circuit closes or admits a trial), at
         most ``max_wait`` seconds; True when it may. Costs no CPU while it waits."""
@@ -127,6 +133,6 @@ def ensure_available(gateway: Gateway, operation: Operation) -> None:
     """The breaker check, before anything is stored or sent: GatewayUnavailable (with the
     wait) when ``operation``'s circuit would turn the call away. Graceful degradation: no row,
     no gateway call, an answer in microseconds."""
-    wait = gateway.unavailable_for(operation)
+    wait = gateway.turn_away(operation)
     if wait is not None:
         raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)

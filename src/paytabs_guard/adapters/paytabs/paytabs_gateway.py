@@ -49,6 +49,13 @@ class PayTabsGateway:
         # rejected, so say so before any work (a snapshot would miss the half-open case).
         return self._breakers.get(operation).rejection_wait()
 
+    def turn_away(self, operation: str) -> float | None:
+        breaker = self._breakers.get(operation)
+        wait = breaker.rejection_wait()
+        if wait is not None:
+            breaker.count_turned_away()
+        return wait
+
     async def wait_available(self, operation: str, max_wait: float) -> bool:
         return await self._breakers.get(operation).wait_admitting(max_wait)
 
