@@ -179,3 +179,19 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: object) -> None:
 
 def test_every_field_has_a_rule_for_the_docs() -> None:
     assert all(field.description for field in Settings.model_fields.values())
+
+
+def test_a_probe_interval_that_would_flood_a_down_gateway_is_refused() -> None:
+    found = problems({"CIRCUIT_BREAKER_PROBE_INTERVAL": "1"})
+    assert any(p.startswith("CIRCUIT_BREAKER_PROBE_INTERVAL") for p in found), found
+    assert (
+        load_settings({"CIRCUIT_BREAKER_PROBE_INTERVAL": "0"}).circuit_breaker_probe_interval == 0
+    )
+    assert (
+        load_settings({"CIRCUIT_BREAKER_PROBE_INTERVAL": "50"}).circuit_breaker_probe_interval == 50
+    )
+
+
+def test_a_duration_past_a_day_is_a_typo_and_refused() -> None:
+    found = problems({"CIRCUIT_BREAKER_RESET_TIMEOUT": str(10**15)})
+    assert any("CIRCUIT_BREAKER_RESET_TIMEOUT" in p for p in found), found

@@ -93,7 +93,11 @@ def _parse_networks(entries: object) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
-PositiveMs = Annotated[int, Field(gt=0)]
+ONE_DAY_MS: Final = 86_400_000
+MIN_PROBE_INTERVAL_MS: Final = 50  # 20 probes a second per breaker and worker, at most
+# A day bounds every duration: a larger one is a typo, and Redis refuses expiries past 2^63 ms
+# (a breaker's shared open state would silently stop being shared).
+PositiveMs = Annotated[int, Field(gt=0, le=ONE_DAY_MS)]
 NetworkList = Annotated[tuple[IPNetwork, ...], NoDecode]
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 UrlList = Annotated[tuple[str, ...], NoDecode]
@@ -127,19 +131,26 @@ class Settings(BaseSettings):
         "empty = the server key (PayTabs signs with it)",
     )
     paytabs_timeout: PositiveMs = Field(
-        30000, description="Per-attempt HTTP timeout for PayTabs calls, in ms (> 0)"
+        30000,
+        description="PayTabs HTTP timeouts, in ms (> 0): connecting, and waiting for each next "
+        "byte of an answer; CIRCUIT_BREAKER_TIMEOUT bounds a whole attempt",
     )
     paytabs_retry_attempts: int = Field(
         3, ge=0, le=10, description="Retries after the first attempt (0-10; 3 = at most 4 attempts)"
     )
     paytabs_retry_delay: int = Field(
-        1000, ge=0, description="Base of the exponential backoff with full jitter, in ms (>= 0)"
+        1000,
+        ge=0,
+        le=ONE_DAY_MS,
+        description="Base of the exponential backoff with full jitter, in ms (>= 0)",
     )
     paytabs_retry_max_delay: PositiveMs = Field(
         10000, description="Cap on any single backoff delay, in ms (> 0)"
     )
     paytabs_operation_deadline: PositiveMs = Field(
-        60000, description="Overall deadline of one PayTabs operation with its retries, in ms (> 0)"
+        60000,
+        description="Deadline of one PayTabs operation with its retries, in ms (> 0): no retry "
+        "starts after it (an attempt under way runs to its own timeout)",
     )
     paytabs_retry_budget_percent: int = Field(
         20,
@@ -198,8 +209,9 @@ class Settings(BaseSettings):
     circuit_breaker_probe_interval: int = Field(
         1000,
         ge=0,
-        description="While open, probe PayTabs (a harmless query) every this many ms, jittered; "
-        "an answer moves the breaker to half-open at once (0 = no probes)",
+        le=ONE_DAY_MS,
+        description="While open, probe PayTabs (a harmless query) every this many ms (0, or "
+        "50 and more), jittered; an answer moves the breaker to half-open at once (0 = no probes)",
     )
     circuit_breaker_min_open_time: PositiveMs = Field(
         2000,
@@ -399,6 +411,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "EVENTS_WEBHOOK_SECRET: required when EVENTS_WEBHOOK_URLS is set "
                 "(a whsec_ secret, at least 24 random bytes in base64)"
+            )
+        if 0 < self.circuit_breaker_probe_interval < MIN_PROBE_INTERVAL_MS:
+            raise ValueError(
+                f"CIRCUIT_BREAKER_PROBE_INTERVAL: {self.circuit_breaker_probe_interval} ms "
+                "would flood a gateway that is down; use 0 (no probes) or "
+                f"{MIN_PROBE_INTERVAL_MS} or more"
             )
         if self.paytabs_retry_max_delay < self.paytabs_retry_delay:
             raise ValueError(
