@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI
 
@@ -115,7 +115,36 @@ def _build(runtime_of: Callable[[FastAPI], Runtime | None], lifespan: object) ->
     app.include_router(events.router)
     app.include_router(cards.router)
     app.include_router(payments.router)
+    _describe_problems_as_problem_json(app)
     return app
+
+
+_PROBLEM_SCHEMA: Final = {"$ref": "#/components/schemas/ProblemOut"}
+
+
+def _describe_problems_as_problem_json(app: FastAPI) -> None:
+    """Describe every error answer as what it is on the wire: ``application/problem+json``
+    with the ProblemOut schema. FastAPI files a response model under ``application/json``
+    (and, unless a route says otherwise, its 422 as its own ``HTTPValidationError``), so a
+    client generated from the description would expect the wrong media type."""
+    build = app.openapi
+
+    def described() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                for answer in operation.get("responses", {}).values():
+                    content = answer.get("content", {})
+                    if "application/problem+json" not in content:
+                        continue
+                    if content.get("application/json", {}).get("schema") == _PROBLEM_SCHEMA:
+                        del content["application/json"]
+                    content["application/problem+json"] = {"schema": _PROBLEM_SCHEMA}
+        return document
+
+    app.openapi = described  # type: ignore[method-assign]
 
 
 def _runtime_of(app: FastAPI) -> Runtime | None:

@@ -39,7 +39,7 @@ async def breaker_stats(container: ContainerDep, _client: ClientDep) -> BreakerS
     "/{name}/{action}",
     response_model=BreakerStatsOut,
     summary="Force a breaker open or closed, or reset it (admin)",
-    responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM},
+    responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM},
 )
 async def control_breaker(
     name: str, action: Action, container: ContainerDep, _admin: AdminDep, _body: NoBody = None

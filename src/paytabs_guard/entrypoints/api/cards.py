@@ -69,7 +69,12 @@ async def list_cards(
     "/cards/{card_id}",
     response_model=SavedCardOut,
     summary="Delete a saved card (here and its token at PayTabs); deleting again is harmless",
-    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    responses={
+        401: PROBLEM_RESPONSE,
+        404: PROBLEM_RESPONSE,
+        422: PROBLEM_RESPONSE,
+        503: PROBLEM_RESPONSE,
+    },
 )
 async def delete_card(
     card_id: Annotated[str, Path(max_length=64)],

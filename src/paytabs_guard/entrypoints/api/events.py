@@ -157,7 +157,7 @@ async def replay(body: ReplayIn, container: ContainerDep, _admin: AdminDep) -> R
     "/events/{event_id}",
     response_model=EventWithDeliveriesOut,
     summary="One event with its deliveries per sink",
-    responses={401: _PROBLEM, 404: _PROBLEM},
+    responses={401: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM},
 )
 async def read_event(
     event_id: str, container: ContainerDep, _client: ClientDep
@@ -205,7 +205,7 @@ async def redeliver(
     "/{payment_id}/events",
     response_model=PaymentEventsOut,
     summary="A payment's events with each one's deliveries per sink",
-    responses={401: _PROBLEM, 404: _PROBLEM},
+    responses={401: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM},
 )
 async def payment_events(
     payment_id: str, container: ContainerDep, _client: ClientDep

@@ -233,7 +233,7 @@ async def _cursor_names_a_payment(service: PaymentService, after: str) -> None:
     "/process/{payment_id}",
     response_model=ConfirmedPaymentOut,
     summary="Confirm an undecided payment with PayTabs, then return it",
-    responses={401: _PROBLEM, 404: _PROBLEM},
+    responses={401: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM},
 )
 async def process(
     payment_id: str,
@@ -261,7 +261,7 @@ async def process(
     "/{payment_id}",
     response_model=PaymentOut,
     summary="A payment as stored (no PayTabs call)",
-    responses={401: _PROBLEM, 404: _PROBLEM},
+    responses={401: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM},
 )
 async def read(payment_id: str, service: PaymentServiceDep, _client: ClientDep) -> PaymentOut:
     return PaymentOut.of(await service.get(payment_id))

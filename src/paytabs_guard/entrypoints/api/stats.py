@@ -140,7 +140,7 @@ async def _store(runtime: Runtime, key: str, text: str) -> None:
     "/stats",
     response_model=StatsOut,
     summary="Payment statistics (cached briefly)",
-    responses={401: PROBLEM_RESPONSE},
+    responses={401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
 )
 async def stats(
     runtime: RuntimeDep,
