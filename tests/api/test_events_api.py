@@ -263,6 +263,7 @@ async def test_dead_letters_are_listed_and_replayed_by_an_admin(
             assert page.status_code == 200, page.text
             letters.extend(page.json()["data"])
             cursor = page.json()["next_cursor"]
+            assert page.json()["has_more"] is (cursor is not None)
             if cursor is None:
                 break
         assert len(letters) == expected
@@ -286,7 +287,7 @@ async def test_dead_letters_are_listed_and_replayed_by_an_admin(
         await drained(service)
         assert sorted(merchant.received) == sorted(letter["event_id"] for letter in letters)
         left = await service.admin.get("/payments/v2/events/dead-letters")
-        assert left.json() == {"data": [], "next_cursor": None}
+        assert left.json() == {"data": [], "next_cursor": None, "has_more": False}
         again = await service.admin.post(
             "/payments/v2/events/dead-letters/replay", json={"sink": WEBHOOK}
         )

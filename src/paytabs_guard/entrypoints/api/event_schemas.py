@@ -130,8 +130,13 @@ class DeadLetterOut(BaseModel):
 
 
 class DeadLetterListOut(BaseModel):
+    """Dead letters as they are now, oldest delivery first: a list to work through, not a
+    feed. ``next_cursor`` is null on the last page; ``has_more`` says the same, as on the
+    events feed."""
+
     data: list[DeadLetterOut]
     next_cursor: str | None
+    has_more: bool
 
 
 _MAX_ID = 2**63 - 1

@@ -127,6 +127,7 @@ async def dead_letters(
     return DeadLetterListOut(
         data=[DeadLetterOut.of(letter) for letter in page.letters],
         next_cursor=encode_cursor("dead", page.next_after),
+        has_more=page.next_after is not None,
     )
 
 
