@@ -102,3 +102,37 @@ async def test_a_gateway_that_comes_back_slow_is_found_by_its_probes(
         await set_faults(sim, {"latency_ms": 1200})
         after = await until_breaker(service, lambda b: b["state"] != "open")
         assert after["probes"]["last_result"] == "succeeded"
+
+
+async def test_a_foreign_4xx_in_front_of_paytabs_is_no_answer_to_a_probe(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    """A WAF or maintenance page answering 403 in HTML is not PayTabs answering: the probes
+    must not bring the breaker back for it (trials would then "succeed" on it too, and every
+    create be refused as if PayTabs had declined it)."""
+    async with running_service(sim, sqlite_url, env=FAST_PROBES) as service:
+        await set_faults(sim, {"down": True})
+        for _ in range(10):
+            await service.api.post(
+                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+            )
+            if (await create_breaker(service))["state"] == "open":
+                break
+        assert (await create_breaker(service))["state"] == "open"
+        await set_faults(sim, {"down": True, "down_status": 403})
+        failed = (await create_breaker(service))["probes"]["failed"]
+        down = await until_breaker(
+            service, lambda b: b["probes"]["failed"] >= failed + 3 or b["state"] != "open"
+        )
+        assert down["state"] == "open", down
+        assert down["probes"]["last_result"] == "failed"
+        assert down["probes"]["succeeded"] == 0
+        refused = await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+        )
+        assert refused.status_code == 503, refused.text  # turned away, not "refused by PayTabs"
+
+        # PayTabs itself back: its answers bring the breaker back as before.
+        await set_faults(sim, {})
+        after = await until_breaker(service, lambda b: b["state"] != "open")
+        assert after["probes"]["last_result"] == "succeeded"

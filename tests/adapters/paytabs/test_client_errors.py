@@ -89,6 +89,16 @@ def raising(exc: Exception) -> Handler:
         (raising(httpx.RemoteProtocolError("cut")), AmbiguousGatewayError, False, True, True),
         (answer(200, b"<html>"), AmbiguousGatewayError, False, True, True),
         (answer(200, b'{"x": 1}'), AmbiguousGatewayError, False, True, True),
+        # a 4xx without PayTabs' error body is a proxy's, WAF's or maintenance page's
+        (answer(403, b"<html>Forbidden</html>"), AmbiguousGatewayError, False, True, True),
+        (answer(400, b"<html>Bad Request</html>"), AmbiguousGatewayError, False, True, True),
+        (answer(404, b""), AmbiguousGatewayError, False, True, True),
+        (answer(401, b"<html>"), AmbiguousGatewayError, False, True, True),
+        (answer(409, b"<html>"), AmbiguousGatewayError, False, True, True),
+        (answer(403, b'{"message": "Forbidden"}'), AmbiguousGatewayError, False, True, True),
+        (answer(403, b'{"code": "WAF"}'), AmbiguousGatewayError, False, True, True),
+        (answer(429, b"<html>"), TransientGatewayError, True, False, True),
+        (error(403, 2), InvalidRequest, False, False, False),
     ],
 )
 async def test_each_failure_maps_to_the_class_that_says_what_to_do(

@@ -8,7 +8,7 @@ import asyncio
 import re
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -361,3 +361,38 @@ async def test_nothing_listening_is_transient_because_nothing_was_sent() -> None
     ) as client:
         with pytest.raises(TransientGatewayError, match="ConnectError"):
             await client.create_payment_page(page(cart()))
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
+async def test_a_4xx_without_paytabs_error_body_is_no_paytabs_answer(
+    gateway: Gateway, status: int
+) -> None:
+    """A proxy, WAF or maintenance page in front of PayTabs (the simulator's ``down_status``
+    answers HTML) is not PayTabs refusing anything: a gateway failure, and for a write one that
+    may have been forwarded first, so it is resolved by a query, never taken as a rejection."""
+    await gateway.faults(down=True, down_status=status)
+    request = page(cart())
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "create": lambda: gateway.client.create_payment_page(request),
+        "query": lambda: gateway.client.query_cart(request.cart_id),
+        "follow_up": lambda: gateway.client.follow_up(refund("TST1", request.cart_id, "1.00")),
+        "token": lambda: gateway.client.delete_token("2C4655BE67A3E537C6B593FF60817AB9"),
+    }
+    for operation, call in calls.items():
+        with pytest.raises(AmbiguousGatewayError) as caught:
+            await call()
+        assert caught.value.http_status == status
+        assert caught.value.operation == operation
+        assert caught.value.counts_against_gateway
+        assert caught.value.needs_resolution
+        assert not caught.value.retry_safe
+    await gateway.faults()
+    assert await gateway.transactions(request.cart_id) == []
+
+
+async def test_a_429_without_paytabs_error_body_stays_transient(gateway: Gateway) -> None:
+    # a rate limiter in front turned the request away before anything was done
+    await gateway.faults(down=True, down_status=429)
+    with pytest.raises(TransientGatewayError) as caught:
+        await gateway.client.create_payment_page(page(cart()))
+    assert (caught.value.http_status, caught.value.retry_after) == (429, 1.0)

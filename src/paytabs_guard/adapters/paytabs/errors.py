@@ -15,7 +15,12 @@
         ├── TransientGatewayError  the request provably never took effect
         │                          (connect error, 429, 503): re-send after ``retry_after``.
         └── AmbiguousGatewayError  it may have taken effect (timeout or reset after sending,
-                                   500/502/504, an unreadable answer): query before re-sending.
+                                   500/502/504, an unreadable answer, a 4xx without PayTabs'
+                                   error body): query before re-sending.
+
+Only an answer carrying PayTabs' error object (``{"code", "message", "trace"}``) is PayTabs
+refusing: a 4xx without one (HTML or empty, from a proxy, firewall, WAF or maintenance page in
+front of PayTabs) is no answer from PayTabs, hence ambiguous (429 excepted: turned away).
 
 A declined or failed *transaction* is a result (a ``PayTabsTransaction`` with its status), not
 an exception.
@@ -125,9 +130,9 @@ def error_from_response(
     message = body.message if body and body.message else f"HTTP {status} from PayTabs"
     retry_after = _retry_after(response)
 
-    def make(kind: type[PayTabsError]) -> PayTabsError:
+    def make(kind: type[PayTabsError], text: str = message) -> PayTabsError:
         return kind(
-            message,
+            text,
             operation=operation,
             http_status=status,
             code=code,
@@ -135,13 +140,26 @@ def error_from_response(
             retry_after=retry_after,
         )
 
+    if body is None:
+        # No PayTabs error object: HTML, empty, or JSON of another shape. PayTabs refuses with
+        # one (docs/paytabs.md §7.3), so a 4xx without it is not PayTabs' answer but that of a
+        # proxy, firewall, WAF or maintenance page in front of it. It proves neither that
+        # PayTabs answers (a probe must not take it for recovery) nor that PayTabs refused
+        # the payment; and it may have replaced PayTabs' answer to a request PayTabs took, so
+        # only a query may tell what happened.
+        if status in (429, 503):
+            return make(TransientGatewayError)  # turned away before anything was done
+        if 400 <= status < 500:
+            foreign = f"HTTP {status} without PayTabs' error body: not PayTabs' answer"
+            return make(AmbiguousGatewayError, foreign)
+        return make(AmbiguousGatewayError)
     if status == 401 or code == 1:
         return make(AuthenticationFailed)
     if status == 409 or code == 4:
         return make(DuplicateRequest)
     if status in (429, 503):
         return make(TransientGatewayError)
-    if status >= 500 or (status < 400 and body is None):
+    if status >= 500:
         return make(AmbiguousGatewayError)
     # 4xx, or a 2xx carrying an error object (PayTabs' SDKs treat code > 0 as an error)
     if code in _NOT_FOUND_CODES:
