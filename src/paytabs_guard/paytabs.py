@@ -16,6 +16,8 @@ Only the core dependencies (httpx, pydantic) are needed: no web framework, no da
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
@@ -42,6 +44,9 @@ DEFAULT_BREAKER = BreakerConfig(
     half_open_max_calls=3, is_failure=counts_against_gateway
 ).with_recovery(min_open_time=2.0, open_jitter=0.2, probe_interval=1.0, consecutive_failures=10)
 
+#: The HTTP timeouts (connect, pool, each next byte) as a share of the attempt's timeout.
+_HTTP_SHARE_OF_ATTEMPT = 0.9
+
 
 class PayTabs(ResilientPayTabs):
     """A PayTabs PT2 client with retries that never charge twice, behind circuit breakers.
@@ -50,9 +55,23 @@ class PayTabs(ResilientPayTabs):
         profile_id: The merchant's PayTabs profile id.
         server_key: The profile's server key (kept as a ``SecretStr``; never logged).
         region: Where the profile lives (``"SAU"``, ``"ARE"``, ... or a :class:`Region`).
+            Defaults to ``SAU`` (``https://secure.paytabs.sa``); the service's
+            ``PAYTABS_REGION`` defaults to ``ARE``. A key only works on its region's host.
         base_url: Another host instead of the region's (a proxy, the simulator).
-        timeout: Seconds one HTTP attempt may take.
-        retry: How retries are spaced and bounded (:class:`RetryConfig`).
+        timeout: Seconds one attempt may take in all (> 0): waiting for a connection,
+            connecting, sending and the whole answer, however steadily a slow answer's bytes
+            come. It is the breakers' call timeout (``breaker.call_timeout`` when that is
+            shorter); a cut there is an unknown outcome (:class:`AmbiguousGatewayError`). The
+            HTTP timeouts (waiting for a pooled connection, connecting, at most 10 s, and the
+            wait for each next byte) are 90 % of it, so that a connection that cannot be made
+            fails as never sent (:class:`TransientGatewayError`, re-sent safely).
+        retry: How retries are spaced and bounded (:class:`RetryConfig`). Its ``deadline``
+            (60 s by default) only stops retries from starting: none starts if its backoff
+            would end after the deadline; an attempt under way runs to its ``timeout``. A
+            write whose outcome is unknown (a timeout after sending, 5xx, 409) is still
+            resolved by a query, itself an operation with its own retries and deadline. So a
+            query or a token deletion takes at most about ``deadline + timeout``, and a write
+            at most about twice that.
         breaker: How the breakers decide (:data:`DEFAULT_BREAKER`); its ``is_failure`` should
             stay :func:`counts_against_gateway` (declines are not gateway failures).
         transport: An httpx transport (tests: ``httpx.MockTransport`` or ASGI).
@@ -76,16 +95,29 @@ class PayTabs(ResilientPayTabs):
         breaker: BreakerConfig | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be > 0 s, got {timeout!r}")
         key = server_key if isinstance(server_key, SecretStr) else SecretStr(server_key)
         self._server_key = key
+        config = breaker or DEFAULT_BREAKER
+        # The HTTP timeouts bound each step (connecting, each next byte), not the attempt: a
+        # server that drips its answer a byte at a time holds an attempt for as long as it
+        # likes. The breaker's call timeout is what cuts a whole attempt off, so it must not
+        # be longer than what the caller asked for (its default, 30 s, would be).
+        attempt = timeout if config.call_timeout is None else min(config.call_timeout, timeout)
+        self.registry = BreakerRegistry(replace(config, call_timeout=attempt))
+        # The HTTP timeouts end a little before the attempt does. A cut by the breaker cannot
+        # tell whether the request was sent, so it is an unknown outcome (a query before any
+        # re-send); a connection that cannot be made must fail as the transport's own connect
+        # or pool timeout, "never sent", and be re-sent safely. At equal timeouts the breaker,
+        # whose timer starts first, would win.
         client = PayTabsClient(
             profile_id=profile_id,
             server_key=key,
             base_url=base_url_for(region, base_url),
-            timeout_seconds=timeout,
+            timeout_seconds=attempt * _HTTP_SHARE_OF_ATTEMPT,
             transport=transport,
         )
-        self.registry = BreakerRegistry(breaker or DEFAULT_BREAKER)
         families = OperationBreakers(
             create=self.registry.get(Operation.CREATE),
             query=self.registry.get(Operation.QUERY),
@@ -99,11 +131,8 @@ class PayTabs(ResilientPayTabs):
             return await client.query_cart("probe-paytabs-guard-recovery")
 
         # A probe may take as long as a real call: a slow answer is still an answer.
-        call_timeout = self.registry.config.call_timeout
         self.prober = BreakerProber(
-            self.registry,
-            dict.fromkeys(self.registry.names(), probe),
-            timeout=min(timeout, call_timeout) if call_timeout is not None else timeout,
+            self.registry, dict.fromkeys(self.registry.names(), probe), timeout=attempt
         )
 
     def verify_callback(self, body: bytes, signature: str | None) -> PayTabsTransaction:

@@ -33,7 +33,7 @@ class RetryConfig:
     retries: int = 3  # after the first attempt: 3 means at most 4 attempts
     base_delay: float = 1.0
     max_delay: float = 10.0
-    deadline: float = 60.0
+    deadline: float = 60.0  # no retry starts after it; an attempt under way runs to its timeout
     budget_ratio: float = 0.2  # retries may add at most 20 % to the calls of the window ...
     budget_min_retries: int = 10  # ... but a quiet service may always retry this many
     budget_window: float = 10.0
