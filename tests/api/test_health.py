@@ -69,6 +69,34 @@ async def test_postgres_down_is_503_problem_and_not_ready(sim: RunningSimulator)
         await _answers_storage_unavailable(service)
 
 
+async def test_postgres_that_accepts_but_never_answers_is_503_problem_not_500(
+    sim: RunningSimulator,
+) -> None:
+    # A database behind a dead network path: the TCP connection opens, nothing comes back.
+    # asyncpg's connect timeout raises the builtin TimeoutError, unwrapped by SQLAlchemy; it
+    # was a 500 "Internal error", unlike a refused connection's 503 with Retry-After.
+    silent: list[asyncio.StreamWriter] = []
+
+    async def accept_and_say_nothing(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+
+    server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+        async with running_service(sim, url, migrate=False) as service:
+            listing = await service.api.get("/payments/v2")
+            assert listing.status_code == 503, listing.text
+            assert listing.headers["content-type"] == "application/problem+json"
+            assert listing.headers["retry-after"] == "5"
+            assert listing.json()["type"].endswith("/storage-unavailable")
+    finally:
+        for writer in silent:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_redis_down_is_a_warning_not_unreadiness(
     sim: RunningSimulator, sqlite_url: str
 ) -> None:
