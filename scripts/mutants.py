@@ -5,7 +5,8 @@ once, its replacement, the tests that must notice, and what the change breaks. F
 this copies the repository to a temporary directory once, writes the mutated file there, runs
 ``pytest -x -q`` on the named tests with the copy's ``src`` first on ``PYTHONPATH``, and puts the
 file back. A mutant is *killed* when the tests fail, *survived* when they pass (a bug in the
-suite), *broken* when its text does not occur exactly once or its tests cannot be collected.
+suite), *broken* when its text does not occur exactly once, its tests cannot be collected, or
+pytest fails without naming a failed test (it could not run at all).
 
 Usage: scripts/mutants [--only ID,ID] [--list] [--timeout S] [--no-baseline] [--mutants TOML]
 Exit status: 0 when every mutant was killed, 1 otherwise.
@@ -128,7 +129,13 @@ def try_mutant(copy: Path, mutant: Mutant, timeout: float) -> Result:
     if code in (4, 5):  # usage error, nothing collected: the mutant's entry is wrong
         return Result(mutant, "broken", f"pytest exit {code}: {_last_line(output)}", seconds)
     killer = FAILED_LINE.search(output)
-    return Result(mutant, "killed", killer.group(1) if killer else _last_line(output), seconds)
+    if killer is None:
+        # No test failed or errored: pytest itself could not run (not installed, a broken
+        # plugin, a crash). That says nothing about the mutant, so it must not count as a kill.
+        return Result(
+            mutant, "broken", f"pytest exit {code}, no test failed: {_last_line(output)}", seconds
+        )
+    return Result(mutant, "killed", killer.group(1), seconds)
 
 
 def _last_line(output: str) -> str:

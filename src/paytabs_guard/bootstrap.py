@@ -190,13 +190,15 @@ DEFAULT_REDIS_PREFIX = "paytabs-guard:"
 #: Storage errors that mean "changed concurrently, nothing written: send it again" (HTTP 409).
 STORAGE_CONFLICTS: tuple[type[Exception], ...] = (ConcurrentUpdate,)
 #: Errors that mean "the database cannot be reached right now" (HTTP 503 with Retry-After):
-#: the driver's operational errors, a pool timeout, a refused or reset connection (asyncpg
-#: raises those unwrapped while connecting).
+#: the driver's operational errors, a pool timeout, a refused or reset connection, or a
+#: connection that opens and never answers (asyncpg raises those unwrapped while connecting:
+#: ConnectionError, and the builtin TimeoutError when its connect timeout runs out).
 STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.TimeoutError,
     ConnectionError,
+    TimeoutError,
 )
 
 

@@ -14,7 +14,7 @@ from paytabs_guard.adapters.events import CloudEvent
 from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
 
-from .api_support import FAST_OPTIONS, Service, deliver, running_service, transaction
+from .api_support import FAST_OPTIONS, Service, deliver, new_key, running_service, transaction
 
 pytestmark = pytest.mark.anyio
 HEALTH = "application/health+json"
@@ -67,6 +67,34 @@ async def test_postgres_down_is_503_problem_and_not_ready(sim: RunningSimulator)
         assert ready.status_code == 503
         assert _statuses(ready.json())["database:responseTime"] == "fail"
         await _answers_storage_unavailable(service)
+
+
+async def test_postgres_that_accepts_but_never_answers_is_503_problem_not_500(
+    sim: RunningSimulator,
+) -> None:
+    # A database behind a dead network path: the TCP connection opens, nothing comes back.
+    # asyncpg's connect timeout raises the builtin TimeoutError, unwrapped by SQLAlchemy; it
+    # was a 500 "Internal error", unlike a refused connection's 503 with Retry-After.
+    silent: list[asyncio.StreamWriter] = []
+
+    async def accept_and_say_nothing(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+
+    server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+        async with running_service(sim, url, migrate=False) as service:
+            listing = await service.api.get("/payments/v2")
+            assert listing.status_code == 503, listing.text
+            assert listing.headers["content-type"] == "application/problem+json"
+            assert listing.headers["retry-after"] == "5"
+            assert listing.json()["type"].endswith("/storage-unavailable")
+    finally:
+        for writer in silent:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_redis_down_is_a_warning_not_unreadiness(
@@ -207,3 +235,63 @@ async def test_reconciliation_runs_in_the_background_and_reports_its_last_pass(
         assert check["status"] == "pass"
         assert check["observedValue"] == status.last_run_at.isoformat()
         assert service.metric("paytabs_guard_reconciliation_runs_total", result="ok") >= 1
+
+
+async def _follow_up(service: Service, payment: dict[str, Any], action: str, **body: str) -> Any:
+    response = await service.api.post(
+        f"/payments/v2/{payment['id']}/{action}", json=body, headers={"Idempotency-Key": new_key()}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_refunds_captures_and_voids_count_as_payment_transitions(service: Service) -> None:
+    # They were applied without telling the metrics: the transitions panel never showed a
+    # refund, a capture or a void.
+    sale = await service.create("10.00")
+    auth = await service.create("10.00", tran_type="auth")
+    held = await service.create("10.00", tran_type="auth")
+    for payment in (sale, auth, held):
+        await service.pay(payment)
+    await service.callbacks_done()
+    assert (await _follow_up(service, sale, "refund", amount="4.00"))[
+        "state"
+    ] == "partially_refunded"
+    assert (await _follow_up(service, sale, "refund", amount="6.00"))["state"] == "refunded"
+    assert (await _follow_up(service, auth, "capture"))["state"] == "completed"
+    assert (await _follow_up(service, held, "void"))["state"] == "voided"
+    for before, after in [
+        ("completed", "partially_refunded"),
+        ("partially_refunded", "refunded"),
+        ("authorized", "completed"),
+        ("authorized", "voided"),
+    ]:
+        labels = {"from_state": before, "to_state": after, "source": "api"}
+        assert service.metric("paytabs_guard_payment_transitions_total", **labels) == 1, labels
+
+
+async def test_what_reconciliation_settles_counts_as_its_transition(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    # The CallbacksLostSettledByReconciliation alert counts transitions from source
+    # "reconciliation"; the background passes settled payments without counting any.
+    env = {"RECONCILE_INTERVAL_SECONDS": "1", "RECONCILE_STUCK_AFTER_SECONDS": "1"}
+    sim.engine.set_faults(Faults(callback_withhold_rate=1.0))
+    async with running_service(sim, sqlite_url, env=env, reconcile=True) as service:
+        payment = await service.create()
+        await service.pay(payment)
+        deadline = time.monotonic() + 15
+        while (await service.get(payment["id"]))["state"] != "completed":
+            assert time.monotonic() < deadline, "reconciliation did not settle the payment"
+            await asyncio.sleep(0.05)
+        labels = {"from_state": "awaiting_customer", "to_state": "completed"}
+        assert (
+            service.metric(
+                "paytabs_guard_payment_transitions_total", source="reconciliation", **labels
+            )
+            == 1
+        )
+        assert (
+            service.metric("paytabs_guard_payment_transitions_total", source="callback", **labels)
+            == 0
+        )

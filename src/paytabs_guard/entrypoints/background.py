@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 from paytabs_guard.bootstrap import Container
+from paytabs_guard.domain import ResultSource
 from paytabs_guard.service.reconciliation import ReconcileReport, reconcile_forever
 
 
@@ -22,6 +23,12 @@ async def reconcile_until(container: Container, stop: asyncio.Event) -> None:
         container.reconciliation.record(report, finished)
         result = "unreachable" if report.unreachable else "ok"
         container.metrics.reconciliation(result, finished.timestamp())
+        for before, after in report.transitions:
+            # what reconciliation settled counts as a transition of its own source: the
+            # CallbacksLostSettledByReconciliation alert watches exactly these
+            container.metrics.payment_result(
+                "applied", ResultSource.RECONCILIATION.value, before.value, after.value
+            )
 
     stuck_after = timedelta(seconds=container.settings.reconcile_stuck_after_seconds)
     await reconcile_forever(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from paytabs_guard.domain import FollowUpType, Money, Payment, TranType
+from paytabs_guard.domain import FollowUpType, Money, Outcome, Payment, TranType
 from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
 from paytabs_guard.service.payment_steps import (
     PaymentDeps,
@@ -14,8 +14,13 @@ from paytabs_guard.service.payment_steps import (
 )
 from paytabs_guard.service.results import apply_result
 
+#: Told the outcome of the gateway's answer once it is stored (the caller's metrics).
+OnOutcome = Callable[[Outcome], object] | None
 
-async def refund_payment(deps: PaymentDeps, payment_id: str, amount: Money) -> Payment:
+
+async def refund_payment(
+    deps: PaymentDeps, payment_id: str, amount: Money, *, on_outcome: OnOutcome = None
+) -> Payment:
     """Refund part or all of what was captured; never beyond it (checked under the row lock
     and again by PayTabs)."""
 
@@ -23,26 +28,32 @@ async def refund_payment(deps: PaymentDeps, payment_id: str, amount: Money) -> P
         payment.ensure_can_refund(amount)
         return payment.refund_reference
 
-    return await _follow_up(deps, payment_id, FollowUpType.REFUND, amount, check)
+    return await _follow_up(deps, payment_id, FollowUpType.REFUND, amount, check, on_outcome)
 
 
-async def capture_payment(deps: PaymentDeps, payment_id: str, amount: Money | None) -> Payment:
+async def capture_payment(
+    deps: PaymentDeps, payment_id: str, amount: Money | None, *, on_outcome: OnOutcome = None
+) -> Payment:
     def check(payment: Payment) -> str | None:
         payment.ensure_can_capture(amount or payment.amount)
         return payment.tran_ref
 
-    return await _follow_up(deps, payment_id, FollowUpType.CAPTURE, amount, check)
+    return await _follow_up(deps, payment_id, FollowUpType.CAPTURE, amount, check, on_outcome)
 
 
-async def void_payment(deps: PaymentDeps, payment_id: str) -> Payment:
+async def void_payment(
+    deps: PaymentDeps, payment_id: str, *, on_outcome: OnOutcome = None
+) -> Payment:
     def check(payment: Payment) -> str | None:
         payment.ensure_can_void()
         return payment.tran_ref
 
-    return await _follow_up(deps, payment_id, FollowUpType.VOID, None, check)
+    return await _follow_up(deps, payment_id, FollowUpType.VOID, None, check, on_outcome)
 
 
-async def release_payment(deps: PaymentDeps, payment_id: str) -> Payment:
+async def release_payment(
+    deps: PaymentDeps, payment_id: str, *, on_outcome: OnOutcome = None
+) -> Payment:
     """PayTabs' ``release`` of an authorisation: the same rules and outcome as a void (the
     hold ends, the payment becomes voided); some acquirers only accept one or the other."""
 
@@ -50,7 +61,7 @@ async def release_payment(deps: PaymentDeps, payment_id: str) -> Payment:
         payment.ensure_can_void()
         return payment.tran_ref
 
-    return await _follow_up(deps, payment_id, FollowUpType.RELEASE, None, check)
+    return await _follow_up(deps, payment_id, FollowUpType.RELEASE, None, check, on_outcome)
 
 
 async def _follow_up(
@@ -59,6 +70,7 @@ async def _follow_up(
     kind: FollowUpType,
     amount: Money | None,
     check: Callable[[Payment], str | None],
+    on_outcome: OnOutcome = None,
 ) -> Payment:
     """Check and hold under the row lock, send without a lock, apply the answer and release.
 
@@ -88,5 +100,5 @@ async def _follow_up(
     except (GatewayRejected, GatewayUnavailable):
         await change_payment(deps, payment_id, lambda p, _at: p.release_follow_up())
         raise
-    payment, _ = await apply_result(deps, result)
+    payment, _ = await apply_result(deps, result, on_outcome=on_outcome)
     return payment

@@ -320,17 +320,22 @@ class PaymentService:
     # ---- follow-ups -----------------------------------------------------------------------
 
     async def refund(self, payment_id: str, amount: Money) -> Payment:
-        return await refund_payment(self.deps, payment_id, amount)
+        return await refund_payment(self.deps, payment_id, amount, on_outcome=self._answered)
 
     async def capture(self, payment_id: str, amount: Money | None = None) -> Payment:
         """Capture an authorisation; all of it without ``amount``."""
-        return await capture_payment(self.deps, payment_id, amount)
+        return await capture_payment(self.deps, payment_id, amount, on_outcome=self._answered)
 
     async def void(self, payment_id: str) -> Payment:
-        return await void_payment(self.deps, payment_id)
+        return await void_payment(self.deps, payment_id, on_outcome=self._answered)
 
     async def release(self, payment_id: str) -> Payment:
-        return await release_payment(self.deps, payment_id)
+        return await release_payment(self.deps, payment_id, on_outcome=self._answered)
+
+    def _answered(self, outcome: Outcome) -> None:
+        # PayTabs' answer to our own follow-up: completed -> refunded, authorized -> voided...
+        # are transitions like any other and count in the metrics as the API's.
+        self._record(outcome.kind, ResultSource.API, outcome.previous_state, outcome.state)
 
     # ---- what PayTabs says --------------------------------------------------------------
 

@@ -44,6 +44,8 @@ class ReconcileReport:
     changed: int = 0
     unreachable: int = 0
     states: dict[str, int] = field(default_factory=dict)
+    #: (before, after) of every payment this pass moved, for the transition metrics
+    transitions: list[tuple[PaymentState, PaymentState]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -93,6 +95,7 @@ async def reconcile_once(
         report.states[after.value] = report.states.get(after.value, 0) + 1
         if after is not before:
             report.changed += 1
+            report.transitions.append((before, after))
     return report
 
 
