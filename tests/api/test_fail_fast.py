@@ -57,3 +57,33 @@ async def test_creates_turned_away_fast_are_counted_as_rejections(service: Servi
     assert create["window"]["rejects"] == 3
     assert create["lifetime"]["rejects"] == 3
     assert create["window"]["calls"] == 0  # a rejection is not a call
+
+
+async def test_a_retry_of_a_create_that_succeeded_gets_its_answer_while_the_circuit_is_open(
+    service: Service,
+) -> None:
+    """The merchant's retry of a create that went through (its first answer was lost on the
+    way back) must hear the 201 with the page, not "nothing was sent": that would make it
+    start a second payment for the same order."""
+    key = new_key()
+    first = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    assert first.status_code == 201
+    service.container.gateway.breakers.get("create").force_open()
+    before = (await _count(service, payments), await _count(service, idempotency_keys))
+    again = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    other = await service.api.post(
+        "/payments/v2/create", json={**BODY, "amount": "13.00"}, headers={"Idempotency-Key": key}
+    )
+    assert other.status_code == 422  # another request under the key, as with a closed circuit
+    fresh = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+    )
+    assert fresh.status_code == 503
+    assert (await _count(service, payments), await _count(service, idempotency_keys)) == before

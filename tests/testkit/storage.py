@@ -128,6 +128,18 @@ class MemoryIdempotencyStore(IdempotencyStore):
         if stored is not None and stored.response is None:
             del self._store.keys[(scope, key)]
 
+    async def find(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime
+    ) -> IdempotencyClaim | None:
+        stored = self._store.keys.get((scope, key))
+        if stored is None or stored.expires_at <= now:
+            return None
+        if stored.fingerprint != fingerprint:
+            return IdempotencyClaim(ClaimStatus.MISMATCH)
+        if stored.response is not None:
+            return IdempotencyClaim(ClaimStatus.COMPLETED, stored.response)
+        return IdempotencyClaim(ClaimStatus.IN_FLIGHT)
+
     async def purge_expired(self, *, now: datetime) -> int:
         expired = [k for k, stored in self._store.keys.items() if stored.expires_at <= now]
         for k in expired:

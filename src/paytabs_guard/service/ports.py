@@ -94,6 +94,13 @@ class IdempotencyStore(IdempotencyKeys, Protocol):
         """Forget an IN_FLIGHT key whose request failed without an answer worth keeping."""
         ...
 
+    async def find(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime
+    ) -> IdempotencyClaim | None:
+        """What a live key holds for a request with ``fingerprint``, without claiming it (one
+        read): None when no unexpired claim has the key."""
+        ...
+
     async def purge_expired(self, *, now: datetime) -> int: ...
 
 

@@ -130,3 +130,18 @@ async def test_ten_concurrent_takeovers_of_an_expired_key_have_one_winner(
         for _ in range(10):
             group.start_soon(claim, "fp-new")
     assert sorted(claims) == sorted([ClaimStatus.NEW] + [ClaimStatus.IN_FLIGHT] * 9)
+
+
+async def test_find_reads_what_a_key_holds_without_claiming_it(
+    store: SqlIdempotencyStore,
+) -> None:
+    now = T0 + timedelta(minutes=1)
+    assert await store.find(SCOPE, "k1", "fp-a", now=now) is None
+    assert await store.find(SCOPE, "k1", "fp-a", now=now) is None  # reading never claimed it
+    assert await _claim(store) == IdempotencyClaim(ClaimStatus.NEW)
+    assert await store.find(SCOPE, "k1", "fp-a", now=now) == IdempotencyClaim(ClaimStatus.IN_FLIGHT)
+    await store.complete(SCOPE, "k1", CREATED, now=T0)
+    found = await store.find(SCOPE, "k1", "fp-a", now=now)
+    assert found == IdempotencyClaim(ClaimStatus.COMPLETED, CREATED)
+    assert await store.find(SCOPE, "k1", "fp-b", now=now) == IdempotencyClaim(ClaimStatus.MISMATCH)
+    assert await store.find(SCOPE, "k1", "fp-a", now=T0 + timedelta(hours=25)) is None  # expired

@@ -88,6 +88,17 @@ class SqlIdempotencyStore(IdempotencyStore):
                 )
             )
 
+    async def find(
+        self, scope: str, key: str, fingerprint: str, *, now: datetime
+    ) -> IdempotencyClaim | None:
+        async with self._engine.connect() as connection:
+            stored = (
+                await connection.execute(_SELECT_KEY, {"b_scope": scope, "b_key": key})
+            ).first()
+        if stored is None or stored._mapping["expires_at"] <= now:
+            return None
+        return _classify(stored, fingerprint)
+
     async def purge_expired(self, *, now: datetime) -> int:
         """Delete expired keys; returns how many."""
         async with write_transaction(self._engine) as connection:

@@ -101,6 +101,25 @@ def replay(stored: StoredResponse) -> Response:
 Operation = Callable[[], Awaitable[Response]]
 
 
+async def stored_answer(
+    request: Request, container: Container, client: ApiClient, key: str, body: Any
+) -> Response | None:
+    """The answer ``key`` already holds for this request (a replay, or the 422 for another
+    request under the key), read without claiming the key; None when it holds none (unused,
+    expired, or still in flight)."""
+    print_ = fingerprint(request.method, request.url.path, body)
+    found = await container.idempotency.find(client.id, key, print_, now=container.service.now())
+    if found is None:
+        return None
+    if found.status is ClaimStatus.COMPLETED and found.response is not None:
+        container.metrics.idempotency.labels("replayed").inc()
+        return replay(found.response)
+    if found.status is ClaimStatus.MISMATCH:
+        container.metrics.idempotency.labels("mismatch").inc()
+        return problem_response(key_mismatch(), request_id_of(request))
+    return None
+
+
 async def run_idempotent(
     request: Request,
     container: Container,

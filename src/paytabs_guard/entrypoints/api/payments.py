@@ -21,7 +21,7 @@ from . import problems
 from .cursors import decode_cursor, encode_cursor, invalid_cursor
 from .dependencies import ClientDep, PaymentServiceDep, PaymentWrite, PaymentWriteDep, RuntimeDep
 from .errors import gateway_unavailable, request_id_of, retry_after_ms, spread_wait
-from .idempotency import run_idempotent, run_idempotent_create
+from .idempotency import run_idempotent, run_idempotent_create, stored_answer
 from .prefer_wait import requested_wait
 from .problems import Problem, problem_response
 from .schemas import (
@@ -110,10 +110,18 @@ async def run_create(
     who = None if write.key is None else (write.client.id, write.key)
     held = await runtime.holding.hold(service, operation, requested_wait(request), who)
 
-    def turned_away(closed: GatewayUnavailable) -> Response:
+    async def turned_away(closed: GatewayUnavailable) -> Response:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
         # the breaker check microseconds. Nothing is stored; once the circuit lets calls
-        # through, a retry with the same key runs normally (or replays an earlier answer).
+        # through, a retry with the same key runs normally. A key that already holds an
+        # answer is answered with it (one read): a merchant retrying a create that succeeded
+        # must hear 201, not "nothing was sent", whatever the breaker says now.
+        if write.key is not None:
+            earlier = await stored_answer(request, runtime.container, write.client, write.key, body)
+            if earlier is not None:
+                if who is not None:
+                    runtime.pace.leave(who)
+                return earlier
         wait = closed.retry_after or 0.0
         extra = None if who is None else runtime.pace.line_wait(who, wait)
         problem = gateway_unavailable(wait, prefer_wait=held, extra=extra)
@@ -122,17 +130,17 @@ async def run_create(
     try:
         service.admit(operation)
     except GatewayUnavailable as closed:
-        return turned_away(closed)
+        return await turned_away(closed)
     # While a crowd an outage turned away comes back, creates start in turns, the oldest
     # first, a few at a time; after a wait the breaker is asked again (it may have opened).
     async with runtime.pace.turn(who) as waited:
         if waited:
             if await request.is_disconnected():
-                return turned_away(GatewayUnavailable("the client left", retry_after=0.0))
+                return await turned_away(GatewayUnavailable("the client left", retry_after=0.0))
             try:
                 service.admit(operation)
             except GatewayUnavailable as closed:
-                return turned_away(closed)
+                return await turned_away(closed)
         response = await run_idempotent_create(
             request,
             runtime.container,
