@@ -53,6 +53,46 @@ async def _stored(service: Service) -> tuple[int, int, int]:
     )
 
 
+async def _trip_then_half_open(service: Service, sim: RunningSimulator) -> None:
+    breaker = service.container.gateway.breakers.get("create")
+    await _set_faults(sim, {"down": True})
+    for _ in range(10):
+        await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+        )
+        if breaker.state == "open":
+            break
+    assert breaker.state == "open"
+    await _set_faults(sim, {})
+    breaker.record_probe(succeeded=True, latency=0.01)
+    assert breaker.state == "half_open"
+
+
+async def test_a_create_that_never_calls_paytabs_gives_its_trial_slot_back(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    """A replay is answered from the stored response: the slot it took goes to the next."""
+    env = ENV | {"CIRCUIT_BREAKER_HALF_OPEN_MAX_CALLS": "1"}
+    async with running_service(sim, sqlite_url, env=env) as service:
+        key = new_key()
+        first = await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+        )
+        assert first.status_code == 201
+        await _trip_then_half_open(service, sim)
+        replayed = await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+        )
+        assert replayed.status_code == 201
+        assert replayed.headers["idempotent-replayed"] == "true"
+        assert replayed.json()["id"] == first.json()["id"]
+        created = await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+        )
+        assert created.status_code == 201, created.text  # the one slot was free again
+        assert service.container.gateway.breakers.get("create").state == "closed"
+
+
 @pytest.mark.parametrize("return_rate", ["50", "0"], ids=["in-turns", "all-at-once"])
 async def test_a_crowd_at_a_half_open_breaker_stores_only_what_gets_a_trial(
     sim: RunningSimulator, sqlite_url: str, return_rate: str
@@ -60,18 +100,9 @@ async def test_a_crowd_at_a_half_open_breaker_stores_only_what_gets_a_trial(
     env = ENV | {"CIRCUIT_BREAKER_RETURN_RATE": return_rate}
     async with running_service(sim, sqlite_url, env=env) as service:
         breaker = service.container.gateway.breakers.get("create")
-        await _set_faults(sim, {"down": True})
-        for _ in range(10):
-            await service.api.post(
-                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
-            )
-            if breaker.state == "open":
-                break
-        assert breaker.state == "open"
+        await _trip_then_half_open(service, sim)
         # PayTabs is back, slowly: the trials hold their slots while the crowd arrives.
         await _set_faults(sim, {"latency_ms": 1000})
-        breaker.record_probe(succeeded=True, latency=0.01)
-        assert breaker.state == "half_open"
         before = await _stored(service)
 
         answers = await asyncio.gather(
