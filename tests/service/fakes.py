@@ -12,6 +12,7 @@ commit only. The database-backed tests beside them check the real adapters keep 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 from collections.abc import Callable, Collection, Sequence
@@ -33,7 +34,12 @@ from paytabs_guard.domain import (
     TranType,
 )
 from paytabs_guard.domain.cards import SavedCard
-from paytabs_guard.service.gateway import GatewayRejected, PageDetails, PageOpened
+from paytabs_guard.service.gateway import (
+    GatewayRejected,
+    GatewayTurnedAway,
+    PageDetails,
+    PageOpened,
+)
 from paytabs_guard.service.ports import (
     ClaimStatus,
     IdempotencyClaim,
@@ -292,6 +298,12 @@ class ScriptedGateway:
 
     def turn_away(self, operation: Operation) -> float | None:
         return self.unavailable_for(operation)
+
+    def reserve(self, operation: Operation) -> contextlib.AbstractContextManager[object]:
+        wait = self.turn_away(operation)
+        if wait is not None:
+            raise GatewayTurnedAway("circuit open", retry_after=wait)
+        return contextlib.nullcontext()
 
     async def wait_available(self, operation: Operation, max_wait: float) -> bool:
         return operation not in self.closed

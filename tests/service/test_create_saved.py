@@ -3,6 +3,7 @@ another transaction saved the payment in between, it is reloaded under its lock 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Collection, Sequence
 
@@ -41,6 +42,9 @@ class SavedByAnotherWriter:
 
     def turn_away(self, operation: Operation) -> float | None:
         return self.unavailable_for(operation)
+
+    def reserve(self, operation: Operation) -> contextlib.AbstractContextManager[object]:
+        return self._inner.reserve(operation)
 
     async def wait_available(self, operation: Operation, max_wait: float) -> bool:
         return await self._inner.wait_available(operation, max_wait)

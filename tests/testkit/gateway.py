@@ -10,6 +10,7 @@ and answers a re-sent follow-up (same parent, kind and sequence) with the same t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from paytabs_guard.service.gateway import (
     Gateway,
     GatewayError,
     GatewayRejected,
+    GatewayTurnedAway,
     PageDetails,
     PageOpened,
 )
@@ -70,6 +72,12 @@ class FakeGateway:
 
     def turn_away(self, operation: str) -> float | None:
         return self.unavailable_for(operation)
+
+    def reserve(self, operation: str) -> contextlib.AbstractContextManager[object]:
+        wait = self.turn_away(operation)
+        if wait is not None:
+            raise GatewayTurnedAway("circuit open", retry_after=wait)
+        return contextlib.nullcontext()
 
     async def wait_available(self, operation: str, max_wait: float) -> bool:
         wait = self.open_circuits.get(operation)

@@ -9,6 +9,7 @@ Shared state (``SharedBreakerState``) lives in :mod:`paytabs_guard.resilience.sh
 needs redis-py; import it from there.
 """
 
+from paytabs_guard.resilience.admission import Reservation
 from paytabs_guard.resilience.breaker import CircuitBreaker, Fallback, SharedHook
 from paytabs_guard.resilience.clock import ManualClock, MonotonicClock, WallClock, utc_now
 from paytabs_guard.resilience.config import BreakerConfig, FailurePredicate, every_exception
@@ -49,6 +50,7 @@ __all__ = [
     "ProbeFn",
     "ProbeLease",
     "ProbeStats",
+    "Reservation",
     "RetryBudget",
     "RetryConfig",
     "RetryPolicy",

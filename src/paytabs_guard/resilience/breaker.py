@@ -18,6 +18,9 @@ Rules worth knowing (see ``BreakerConfig`` for the knobs):
   nor a failure, and gives back a half-open trial slot.
 * Exceptions the ``is_failure`` predicate excuses propagate unchanged but count as successes:
   the gateway answered, so it is healthy.
+* A caller that must decide before doing work of its own (the API, before it stores a
+  payment) admits ahead with :meth:`CircuitBreaker.reserve`: in half-open the trial slot is
+  taken then and the later call uses it; one left unused is given back (admission.py).
 * Recovery is detected, not only waited for: while open, a recovery probe is due every
   ``probe_interval``, and an answer moves the breaker to half-open at once (recovery.py).
 * The open period is randomised and adapts (open_period.py).
@@ -33,8 +36,8 @@ snapshot. The rest of :class:`CircuitBreaker` is mixins over one set of fields
 (breaker_core.py, which also holds the transition all parts share): open_period.py,
 recovery.py, control.py. Every part writes the same few fields (state, ``_retry_at``, the trial
 generation and counters) under one invariant, so they share one object rather than each owning
-state; the helpers with state of their own live beside them: probes.py, waiters.py, window.py,
-deadline.py.
+state; the helpers with state of their own live beside them: admission.py, probes.py,
+waiters.py, window.py, deadline.py.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
+from paytabs_guard.resilience.admission import NOTHING_RESERVED, Reservation, take_reserved
 from paytabs_guard.resilience.breaker_core import _CLOSED, _DISABLED, _HALF_OPEN, _OPEN
 from paytabs_guard.resilience.config import BreakerConfig
 from paytabs_guard.resilience.control import ManualControl
@@ -63,7 +67,7 @@ Fallback = Callable[[BaseException], Awaitable[T]]
 
 _REJECTED = -1
 
-__all__ = ["CircuitBreaker", "Fallback", "SharedHook"]  # SharedHook lives in shared_hook.py
+__all__ = ["CircuitBreaker", "Fallback", "Reservation", "SharedHook"]  # (from their modules)
 
 
 class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
@@ -139,7 +143,8 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
                     raise CircuitOpenError(self.name, wait)
                 trial = _REJECTED
             else:
-                trial = self._admit(start)
+                # A trial admitted ahead (reserve()) already holds its slot: use it, take no other.
+                trial = self._reserved_trial() or self._admit(start)
             if trial == _REJECTED:
                 if fallback is None:
                     raise self._reject(start)
@@ -219,6 +224,36 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
         return await fallback(error)
 
     # -- admission and outcomes ----------------------------------------------------------------
+
+    def reserve(self) -> Reservation:
+        """Admit the caller's next call now, before it does any work of its own.
+
+        Raises :class:`CircuitOpenError` (counted as a rejection, with its reject event) when a
+        call made now would be rejected. Otherwise returns a :class:`Reservation`, a context
+        manager: within its block the next call through this breaker in this task is the call
+        admitted now. In half-open that is a trial slot taken now, so a crowd that arrives at
+        once cannot all pass the check and only then find the slots taken (admission.py); a
+        slot still unused when the block ends is given back. Closed, nothing is held.
+        """
+        if self._admit_all or self._state is _DISABLED:
+            return NOTHING_RESERVED
+        now = self._clock()
+        trial = self._admit(now)
+        if trial == _REJECTED:
+            raise self._reject(now)
+        return Reservation(self, trial, self._give_back)
+
+    def _reserved_trial(self) -> int:
+        """The trial generation reserved for this call, if still current; else 0."""
+        generation = take_reserved(self)
+        return generation if generation == self._generation else 0
+
+    def _give_back(self, generation: int) -> None:
+        """A trial of ``generation`` will not be made after all: its slot goes to the next
+        caller (unless the breaker has moved on, and the slot with it)."""
+        if generation == self._generation:
+            self._trials -= 1
+            self._waiters.wake(1)
 
     def _admit(self, now: float) -> int:
         """Admission outside the closed states: a trial generation, or ``_REJECTED``."""
@@ -312,9 +347,8 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
 
     def _on_abandoned(self, trial: int) -> None:
         self._cancelled += 1
-        if trial and trial == self._generation:
-            self._trials -= 1  # the slot goes to the next caller
-            self._waiters.wake(1)
+        if trial:
+            self._give_back(trial)
 
     # -- transitions ---------------------------------------------------------------------------
 

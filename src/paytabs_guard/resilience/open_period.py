@@ -74,7 +74,9 @@ class OpenPeriod(BreakerCore):
         Asks without calling: nothing is admitted, counted or changed, so a caller can turn
         clients away before doing any work of its own (the API answers 503 before it stores
         anything). An open circuit whose reset timeout has passed answers None: the next call
-        is the trial.
+        is the trial. None is a forecast, not a promise: in half-open, callers that all ask
+        at once are all told None while only the free slots' worth will get one. A caller
+        that must not start work it cannot finish admits with ``reserve()`` instead.
         """
         state = self._state
         if self._admit_all or state is _DISABLED:

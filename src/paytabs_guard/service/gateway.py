@@ -7,7 +7,9 @@ Errors say what the caller can conclude, which is all a use case needs to decide
     ├── GatewayRejected       the gateway refused the request: nothing happened, sending it
     │                         again gives the same answer (invalid request, credentials).
     ├── GatewayUnavailable    nothing happened and the gateway could not be asked (breaker
-    │                         open, connection refused, 503): try later (``retry_after``).
+    │   │                     open, connection refused, 503): try later (``retry_after``).
+    │   └── GatewayTurnedAway the breaker turned the call away when asked, before the caller
+    │                         stored or sent anything.
     └── GatewayOutcomeUnknown it may have happened and we could not find out yet: record the
                               uncertainty and resolve it by query later; never re-send blind.
 """
@@ -15,6 +17,7 @@ Errors say what the caller can conclude, which is all a use case needs to decide
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,6 +39,11 @@ class GatewayUnavailable(GatewayError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class GatewayTurnedAway(GatewayUnavailable):
+    """The breaker's answer to being asked ahead (``ensure_available``, ``Gateway.reserve``):
+    the caller has stored and sent nothing."""
 
 
 class GatewayOutcomeUnknown(GatewayError):
@@ -92,6 +100,17 @@ class Gateway(Protocol):
         have had the call been made."""
         ...
 
+    def reserve(self, operation: Operation) -> AbstractContextManager[object]:
+        """Admit a call of ``operation`` now, ahead of the work that ends in it.
+
+        Raises GatewayTurnedAway (counted as ``turn_away`` counts it) when the breaker would
+        turn the call away. Otherwise returns a context manager within which this task's next
+        call of ``operation`` is the call admitted now: in half-open, a trial slot taken now,
+        so that a crowd arriving at once cannot all pass the check, store their payments and
+        only then be turned away. A slot unused when the block ends (the caller left before
+        calling: a replay, a refused card, an error) is given back."""
+        ...
+
     async def wait_available(self, operation: Operation, max_wait: float) -> bool:
         """Sleep until ``operation`` may be tried (its circuit closes or admits a trial), at
         most ``max_wait`` seconds; True when it may. Costs no CPU while it waits."""
@@ -130,9 +149,10 @@ class Gateway(Protocol):
 
 
 def ensure_available(gateway: Gateway, operation: Operation) -> None:
-    """The breaker check, before anything is stored or sent: GatewayUnavailable (with the
+    """The breaker check, before anything is stored or sent: GatewayTurnedAway (with the
     wait) when ``operation``'s circuit would turn the call away. Graceful degradation: no row,
-    no gateway call, an answer in microseconds."""
+    no gateway call, an answer in microseconds. It holds nothing: work that ends in the call
+    admits with ``Gateway.reserve`` (the half-open trial slots may be gone by then)."""
     wait = gateway.turn_away(operation)
     if wait is not None:
-        raise GatewayUnavailable("PayTabs is unavailable (circuit open)", retry_after=wait)
+        raise GatewayTurnedAway("PayTabs is unavailable (circuit open)", retry_after=wait)

@@ -8,9 +8,13 @@ relay from its after-commit hook, and a callback's result is recorded from the h
 of work that stored it. A rollback announces nothing.
 
 The breaker check is :meth:`PaymentService.admit`, called first by whoever wants the fast
-"unavailable" answer before any storage (the routes do); :meth:`PaymentService.create` and
-:meth:`PaymentService.charge_saved_card` do not check again. The plain functions
-(``create_payment``, ``charge_saved_card``) check themselves.
+"unavailable" answer before any work (the routes do); it holds nothing. The admission that
+counts is :meth:`PaymentService.reserve`, taken right before the create stores anything and
+held until its PayTabs call: in half-open it holds the trial slot, so a create the breaker will
+not let through is turned away with nothing stored, however many arrive at once.
+:meth:`PaymentService.create` and :meth:`PaymentService.charge_saved_card` do neither (the
+routes wrap them); the plain functions (``create_payment``, ``charge_saved_card``) reserve
+themselves.
 
 A database transaction is never held across a gateway call (``payment_steps``). Every gateway
 result, whatever its source, reaches the payment through ``Payment.apply_gateway_result``
@@ -20,6 +24,7 @@ inside ``results.apply_result``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Unpack
@@ -113,15 +118,16 @@ async def create_payment(
     or UNKNOWN (no answer; reconciliation resolves it). GatewayUnavailable means nothing reached
     PayTabs; the payment, if one was started, is marked failed and the caller may try again.
     """
-    ensure_available(deps.gateway, Operation.CREATE)
-    return await start_payment(deps, command, idempotency=idempotency)
+    with deps.gateway.reserve(Operation.CREATE):
+        return await start_payment(deps, command, idempotency=idempotency)
 
 
 async def start_payment(
     deps: PaymentDeps, command: CreatePayment, *, idempotency: IdempotentCreate | None = None
 ) -> Payment:
-    """:func:`create_payment` without the breaker check, for a caller that made it first
-    (``PaymentService.admit``); an open circuit then fails at the gateway call instead."""
+    """:func:`create_payment` without the breaker's admission, for a caller that took it
+    (``PaymentService.reserve``); without one, a circuit that will not let the call through
+    fails it at the gateway call instead, after the payment was stored."""
     now = deps.clock()
     card_id = deps.new_card_id() if command.save_card_for is not None else None
     payment = new_payment(deps, command, at=now, saved_card_id=card_id)
@@ -240,6 +246,13 @@ class PaymentService:
         circuit would turn the call away. Nothing is stored or sent either way."""
         ensure_available(self.deps.gateway, operation)
 
+    def reserve(self, operation: Operation) -> AbstractContextManager[object]:
+        """The breaker's admission for the work a ``with`` block does, taken now: the next
+        ``operation`` call of this task inside the block goes through on it (in half-open, on
+        the trial slot taken now; given back if unused). GatewayTurnedAway, with nothing
+        stored or sent, when the circuit would turn the call away (``Gateway.reserve``)."""
+        return self.deps.gateway.reserve(operation)
+
     def unavailable_for(self, operation: Operation) -> float | None:
         """Seconds until ``operation`` may be tried again; None when it may be tried now."""
         return self.deps.gateway.unavailable_for(operation)
@@ -248,12 +261,12 @@ class PaymentService:
         """Sleep (no CPU) until ``operation`` may be tried, at most ``max_wait`` seconds."""
         return await self.deps.gateway.wait_available(operation, max_wait)
 
-    # ---- creates (call admit first) -----------------------------------------------------
+    # ---- creates (inside reserve) ------------------------------------------------------
 
     async def create(
         self, command: CreatePayment, *, idempotency: IdempotentCreate | None = None
     ) -> Payment:
-        """A payment with its hosted page (``create_payment`` after :meth:`admit`)."""
+        """A payment with its hosted page (``create_payment`` inside :meth:`reserve`)."""
         deps, wake = self._waking_once()
         try:
             return self._created(await start_payment(deps, command, idempotency=idempotency))
@@ -263,7 +276,7 @@ class PaymentService:
     async def charge_saved_card(
         self, command: RecurringCharge, *, idempotency: IdempotentCreate | None = None
     ) -> Payment:
-        """A recurring charge of a saved card (``charge_saved_card`` after :meth:`admit`)."""
+        """A recurring charge of a saved card (``charge_saved_card`` inside :meth:`reserve`)."""
         deps, wake = self._waking_once()
         try:
             return self._created(await start_card_charge(deps, command, idempotency=idempotency))

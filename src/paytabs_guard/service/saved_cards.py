@@ -17,10 +17,7 @@ from datetime import datetime
 
 from paytabs_guard.domain import GatewayResult, Money, Operation, Payment
 from paytabs_guard.domain.cards import SavedCard
-from paytabs_guard.service.gateway import (
-    GatewayRejected,
-    ensure_available,
-)
+from paytabs_guard.service.gateway import GatewayRejected
 from paytabs_guard.service.payment_steps import (
     UNANSWERED,
     CreatePayment,
@@ -122,14 +119,15 @@ async def charge_saved_card(
     ``SavedCardError`` before anything is stored or sent when the card cannot be charged, and
     GatewayUnavailable when nothing could be sent (the payment, if started, is marked failed).
     """
-    ensure_available(deps.gateway, TOKEN_OPERATION)
-    return await start_card_charge(deps, command, idempotency=idempotency)
+    with deps.gateway.reserve(TOKEN_OPERATION):
+        return await start_card_charge(deps, command, idempotency=idempotency)
 
 
 async def start_card_charge(
     deps: PaymentDeps, command: RecurringCharge, *, idempotency: IdempotentCreate | None = None
 ) -> Payment:
-    """:func:`charge_saved_card` without the breaker check (``PaymentService.admit`` made it)."""
+    """:func:`charge_saved_card` without the breaker's admission (``PaymentService.reserve``
+    took it)."""
     now = deps.clock()
     order = CreatePayment(command.amount, command.description, metadata=command.metadata)
     payment = new_payment(deps, order, at=now, saved_card_id=command.card_id)

@@ -4,6 +4,7 @@ place. Domain values become PayTabs requests here; answers go back through ``tra
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from typing import Literal, TypeVar
 
 from paytabs_guard.adapters.paytabs.errors import (
@@ -28,6 +29,7 @@ from paytabs_guard.resilience import BreakerRegistry, CircuitOpenError
 from paytabs_guard.service.gateway import (
     GatewayOutcomeUnknown,
     GatewayRejected,
+    GatewayTurnedAway,
     GatewayUnavailable,
     PageDetails,
     PageOpened,
@@ -55,6 +57,14 @@ class PayTabsGateway:
         if wait is not None:
             breaker.count_turned_away()
         return wait
+
+    def reserve(self, operation: str) -> AbstractContextManager[object]:
+        try:
+            return self._breakers.get(operation).reserve()
+        except CircuitOpenError as open_circuit:
+            raise GatewayTurnedAway(
+                str(open_circuit), retry_after=open_circuit.retry_after_seconds
+            ) from None
 
     async def wait_available(self, operation: str, max_wait: float) -> bool:
         return await self._breakers.get(operation).wait_admitting(max_wait)

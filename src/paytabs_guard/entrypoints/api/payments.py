@@ -13,7 +13,11 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from paytabs_guard.domain import Money, Operation, Payment, PaymentState
-from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
+from paytabs_guard.service.gateway import (
+    GatewayOutcomeUnknown,
+    GatewayTurnedAway,
+    GatewayUnavailable,
+)
 from paytabs_guard.service.payments import IdempotentCreate, PaymentNotFound, PaymentService
 from paytabs_guard.service.queries import MAX_PAGE_SIZE
 
@@ -131,27 +135,35 @@ async def run_create(
         service.admit(operation)
     except GatewayUnavailable as closed:
         return await turned_away(closed)
+
+    async def start_admitted(idempotency: IdempotentCreate | None) -> Payment:
+        # The admission that binds, taken right before the claim stores anything and held until
+        # the PayTabs call. The check above holds nothing: a crowd arriving at a half-open
+        # breaker all pass it, and would all store a payment before only the first few found
+        # a trial slot. Here each takes its slot or is turned away with nothing stored; a slot
+        # unused (a replay, a refused card, an error) is given back when the block ends.
+        with service.reserve(operation):
+            return await start(idempotency)
+
     # While a crowd an outage turned away comes back, creates start in turns, the oldest
-    # first, a few at a time; after a wait the breaker is asked again (it may have opened).
+    # first, a few at a time; the reservation asks the breaker again (it may have opened).
     async with runtime.pace.turn(who) as waited:
-        if waited:
-            if await request.is_disconnected():
-                return await turned_away(GatewayUnavailable("the client left", retry_after=0.0))
-            try:
-                service.admit(operation)
-            except GatewayUnavailable as closed:
-                return await turned_away(closed)
-        response = await run_idempotent_create(
-            request,
-            runtime.container,
-            write.client,
-            write.key,
-            body,
-            start,
-            lambda payment: created_response(payment, request),
-            wait_seconds=runtime.options.idempotency_wait_seconds,
-            resource_id=payment_id_of,
-        )
+        if waited and await request.is_disconnected():
+            return await turned_away(GatewayUnavailable("the client left", retry_after=0.0))
+        try:
+            response = await run_idempotent_create(
+                request,
+                runtime.container,
+                write.client,
+                write.key,
+                body,
+                start_admitted,
+                lambda payment: created_response(payment, request),
+                wait_seconds=runtime.options.idempotency_wait_seconds,
+                resource_id=payment_id_of,
+            )
+        except GatewayTurnedAway as closed:  # by the reservation: nothing was claimed or stored
+            return await turned_away(closed)
     if who is not None:
         runtime.pace.leave(who)
     return preference_applied(response, held)
