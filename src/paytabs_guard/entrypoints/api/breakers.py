@@ -38,8 +38,9 @@ _SHARED_NOTE: Final = (
 )
 _LOCAL_NOTE: Final = (
     "Shared breaker state is off (it needs REDIS_URL and CIRCUIT_BREAKER_SHARED=true): this "
-    "changed only the worker process that answered. Other workers and instances did not "
-    "change, and a restart forgets it; send the request to each of them."
+    "changed only the worker process that answered. Other workers (serve --workers N) and "
+    "other instances did not change, and a restart forgets it; with more than one, turn "
+    "shared breaker state on."
 )
 _UNSHARED_NOTE: Final = (
     "Redis could not take it ({error}): this changed only the worker process that answered. "
