@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.metadata
 import random
 import secrets
@@ -334,6 +336,12 @@ async def _build(
         settings, transport=transport, observer=metrics.observe_gateway, shared=shared
     )
     closers.insert(0, parts.aclose)
+    if shared is not None:
+        # The breakers exist now: give the listener its first read of Redis (bounded), so an
+        # instance starting while an operator has a breaker forced open starts forced open.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await shared.wait_synced()
     _watch_breakers(parts.breakers, metrics)
     history = BreakerHistory(started=clock())
     parts.breakers.subscribe(history.record)

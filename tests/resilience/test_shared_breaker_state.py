@@ -414,3 +414,188 @@ async def test_a_deployment_on_another_redis_database_shares_nothing(
                 await client.delete(*keys)
         finally:
             await client.aclose()
+
+
+# -- an operator's manual states ------------------------------------------------------------
+
+
+async def manual_key(url: str, prefix: str, name: str = "create") -> tuple[str | None, int]:
+    """The stored manual state of breaker ``name`` and its time to live (-2: no key)."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        key = Keys(prefix, int(parse_url(url).get("db") or 0)).manual(name)
+        value = await client.get(key)
+        return (None if value is None else str(value)), await client.pttl(key)
+    finally:
+        await client.aclose()
+
+
+async def test_forcing_open_on_one_instance_rejects_on_the_other(
+    pair: tuple[Instance, Instance], redis_url: str, redis_prefix: str
+) -> None:
+    a, b = pair
+    forced = Waiter(b.create, EventType.OPENED)
+    assert a.create.state == "closed"  # both instances know the breaker (the service's do)
+    outcome = await a.shared.command("create", "forced_open")
+    assert (outcome.shared, outcome.error) == (True, None)
+    assert a.create.state == "forced_open"  # here at once, before anyone hears of it
+    event = await forced.wait()
+    assert (event.state, event.reason) == ("forced_open", "shared")
+    with pytest.raises(CircuitOpenError):
+        await b.create.call(ok)
+    # Stored without expiry: it holds until someone resets it, restarts included.
+    value, ttl = await manual_key(redis_url, redis_prefix)
+    assert value is not None
+    assert json.loads(value)["state"] == "forced_open"
+    assert json.loads(value)["instance"] == "instance-a"
+    assert ttl == -1
+    # A manual state still ignores automatic shared state: an opening elsewhere leaves it.
+    forced_closed = Waiter(a.create, EventType.CLOSED)
+    await b.shared.command("create", "forced_closed")
+    assert (await forced_closed.wait()).state == "forced_closed"
+    query = a.registry.get("query")
+    query_opened = Waiter(query, EventType.OPENED)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        channel = Keys(redis_prefix, int(parse_url(redis_url).get("db") or 0)).channel
+        for name in ("create", "query"):  # the query's opening arrives after the create's
+            body = {"v": 1, "event": "opened", "name": name, "instance": "x", "open_for": 30}
+            await client.publish(channel, json.dumps(body))
+    finally:
+        await client.aclose()
+    await query_opened.wait()
+    assert a.create.state == "forced_closed"
+
+
+async def test_a_command_whose_message_was_missed_arrives_by_polling(
+    pair: tuple[Instance, Instance], redis_url: str, redis_prefix: str
+) -> None:
+    """Written to Redis without a message (as if the message were lost): the poll finds it."""
+    _, b = pair
+    forced = Waiter(b.create, EventType.OPENED)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        key = Keys(redis_prefix, int(parse_url(redis_url).get("db") or 0)).manual("create")
+        record = {"v": 1, "state": "forced_open", "token": "t1", "instance": "gone", "at": ""}
+        await client.set(key, json.dumps(record))
+    finally:
+        await client.aclose()
+    assert (await forced.wait()).state == "forced_open"
+    with pytest.raises(CircuitOpenError):
+        await b.create.call(ok)
+
+
+async def test_an_instance_started_later_starts_forced(
+    pair: tuple[Instance, Instance], redis_url: str, redis_prefix: str
+) -> None:
+    a, _ = pair
+    assert a.create.state == "closed"
+    assert (await a.shared.command("create", "forced_open")).shared
+    late = build(redis_url, redis_prefix, "instance-c")
+    breaker = late.create  # the service creates its breakers before the listener's first read
+    async with late.shared:
+        async with asyncio.timeout(5):
+            assert await late.shared.wait_synced()
+        assert breaker.state == "forced_open"  # by the end of start-up, not a poll later
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(ok)
+
+
+async def test_reset_clears_it_everywhere(
+    pair: tuple[Instance, Instance], redis_url: str, redis_prefix: str
+) -> None:
+    a, b = pair
+    forced = Waiter(b.create, EventType.OPENED)
+    assert a.create.state == "closed"
+    await a.shared.command("create", "forced_open")
+    await forced.wait()
+    closed = Waiter(a.create, EventType.CLOSED)
+    outcome = await b.shared.command("create", "reset")  # from the other instance
+    assert outcome.shared
+    assert b.create.state == "closed"
+    assert (await closed.wait()).reason == "shared"
+    assert await a.create.call(ok) == "ok"
+    assert await manual_key(redis_url, redis_prefix) == (None, -2)
+    # An instance started now starts closed.
+    late = build(redis_url, redis_prefix, "instance-c")
+    async with late.shared:
+        async with asyncio.timeout(5):
+            assert await late.shared.wait_synced()
+        assert late.create.state == "closed"
+
+
+async def test_a_reset_whose_message_was_missed_arrives_by_polling(
+    pair: tuple[Instance, Instance], redis_url: str, redis_prefix: str
+) -> None:
+    a, b = pair
+    forced = Waiter(b.create, EventType.OPENED)
+    assert a.create.state == "closed"
+    await a.shared.command("create", "forced_open")
+    await forced.wait()
+    closed_a, closed_b = Waiter(a.create, EventType.CLOSED), Waiter(b.create, EventType.CLOSED)
+    client = redis.Redis.from_url(redis_url)
+    try:  # the key goes without a message: a reset whose message both missed
+        await client.delete(Keys(redis_prefix).manual("create"))
+    finally:
+        await client.aclose()
+    await closed_a.wait()
+    await closed_b.wait()
+    assert (a.create.state, b.create.state) == ("closed", "closed")
+
+
+async def test_reset_also_ends_an_automatic_opening_everywhere(
+    pair: tuple[Instance, Instance], redis_url: str, redis_prefix: str
+) -> None:
+    """Otherwise the ``open_until`` key left in Redis re-opens the breakers at the next poll."""
+    a, b = pair
+    await open_both(a, b)
+    closed = Waiter(b.create, EventType.CLOSED)
+    assert (await a.shared.command("create", "reset")).shared
+    assert (await closed.wait()).reason == "shared"
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert not await client.exists(Keys(redis_prefix).open_until("create"))
+    finally:
+        await client.aclose()
+    assert (a.create.state, b.create.state) == ("closed", "closed")
+
+
+async def test_forcing_with_redis_down_applies_here_and_says_so(redis_prefix: str) -> None:
+    instance = build(f"redis://127.0.0.1:{closed_port()}/0", redis_prefix, "lonely")
+    assert instance.create.state == "closed"
+    async with instance.shared:
+        async with asyncio.timeout(5):
+            await instance.shared.wait_reachable(False)
+            outcome = await instance.shared.command("create", "forced_open")
+        assert outcome.shared is False
+        assert "ConnectionError" in (outcome.error or "")
+        assert instance.create.state == "forced_open"
+        with pytest.raises(CircuitOpenError):
+            await instance.create.call(ok)
+        outcome = await instance.shared.command("create", "reset")
+        assert (outcome.shared, instance.create.state) == (False, "closed")
+
+
+async def test_a_redis_that_never_answers_never_delays_a_command_or_a_call(
+    redis_prefix: str,
+) -> None:
+    proxy = Proxy(("127.0.0.1", 0), black_hole=True)
+    instance = build(await proxy.start(), redis_prefix, "patient")
+    breaker = instance.create
+    try:
+        async with instance.shared:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            command = asyncio.create_task(instance.shared.command("create", "forced_open"))
+            await settle()
+            # The write is still waiting on Redis; the breaker is forced open already.
+            assert not command.done()
+            assert breaker.state == "forced_open"
+            with pytest.raises(CircuitOpenError):
+                await breaker.call(ok)
+            outcome = await command
+            assert outcome.shared is False
+            assert "TimeoutError" in (outcome.error or "")
+            assert loop.time() - started < 0.3 + 0.5  # op_timeout, plus scheduling slack
+    finally:
+        await proxy.close()

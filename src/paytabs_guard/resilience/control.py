@@ -1,9 +1,16 @@
 """Commands from outside the call path: an operator's manual states and other instances' state.
 
 Manual states (forced open, forced closed, disabled) hold until :meth:`ManualControl.reset`
-and ignore shared state. Shared state arrives through :meth:`ManualControl.apply_shared_open`
-and :meth:`ManualControl.apply_shared_close`, called by the listener of
-:class:`~paytabs_guard.resilience.shared.SharedBreakerState`; nothing here awaits Redis.
+and ignore automatic shared state. Shared state arrives through
+:meth:`ManualControl.apply_shared_open` and :meth:`ManualControl.apply_shared_close`, called by
+the listener of :class:`~paytabs_guard.resilience.shared.SharedBreakerState`; nothing here
+awaits Redis.
+
+The methods here change this breaker only. To give every instance sharing a Redis the same
+manual state, call :meth:`SharedBreakerState.command
+<paytabs_guard.resilience.shared.SharedBreakerState.command>`, which applies it here at once and
+then stores and publishes it; the other instances' listeners call these same methods with
+``reason="shared"``.
 """
 
 from __future__ import annotations
@@ -20,30 +27,33 @@ class ManualControl(BreakerCore):
 
     __slots__ = ()
 
-    def force_open(self) -> None:
-        """Reject every call until :meth:`reset` (or another manual state). Not shared."""
+    # ``reason`` is the state-change event's reason: ``shared`` when another instance's
+    # command is applied here, so the history tells the two apart.
+
+    def force_open(self, *, reason: str = "forced") -> None:
+        """Reject every call until :meth:`reset` (or another manual state). This breaker only."""
         if self._state is not BreakerState.FORCED_OPEN:
             self._retry_at = math.inf
-            self._transition(BreakerState.FORCED_OPEN, self._clock(), "forced")
+            self._transition(BreakerState.FORCED_OPEN, self._clock(), reason)
 
-    def force_closed(self) -> None:
+    def force_closed(self, *, reason: str = "forced") -> None:
         """Admit every call (timeout, classification, fallback and counting still apply), never
         trip, ignore shared state, until :meth:`reset`."""
         if self._state is not BreakerState.FORCED_CLOSED:
-            self._transition(BreakerState.FORCED_CLOSED, self._clock(), "forced")
+            self._transition(BreakerState.FORCED_CLOSED, self._clock(), reason)
 
-    def disable(self) -> None:
+    def disable(self, *, reason: str = "disabled") -> None:
         """Become a pass-through: no timeout, no rejection, no fallback; calls are still counted
         and reported. :meth:`reset` re-enables the breaker."""
         if self._state is not BreakerState.DISABLED:
-            self._transition(BreakerState.DISABLED, self._clock(), "disabled")
+            self._transition(BreakerState.DISABLED, self._clock(), reason)
 
-    def reset(self) -> None:
+    def reset(self, *, reason: str = "reset") -> None:
         """Back to closed with a fresh window (lifetime totals are kept); ends manual states."""
         if self._state is BreakerState.CLOSED:
             self._window.clear()
         else:
-            self._transition(BreakerState.CLOSED, self._clock(), "reset")
+            self._transition(BreakerState.CLOSED, self._clock(), reason)
 
     # -- shared state (called by the listener, on the loop) ------------------------------------
 

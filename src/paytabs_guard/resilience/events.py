@@ -72,7 +72,8 @@ class BreakerEvent:
         timestamp: Wall-clock time of the event.
         previous_state: For state changes, the state left.
         reason: For state changes, why (``error_rate``, ``trial_failed``, ``trial_succeeded``,
-            ``shared``, ``forced``, ``reset``, ``disabled``, ``probe``, ``shared_probe``); for a
+            ``shared``, ``forced``, ``reset``, ``disabled``, ``probe``, ``shared_probe``; ``shared``
+            also for a manual state or reset another instance's operator command caused); for a
             failure counted because the call was slow, ``slow_call``; for a probe, its verdict.
         latency: For outcomes of attempted calls, seconds the call took.
         error_type: Qualified class name of the exception involved, if any (never the message,

@@ -20,6 +20,15 @@ The decision stays local (each instance's own rolling window); what is shared is
   ``<prefix>breaker:<name>:probe_ok`` (a fresh token, short expiry) so that an instance that
   missed the message learns it at its next poll. Every instance acts on a verdict as if it had
   probed itself (an answer moves an open breaker to half-open).
+* **Manual states.** :meth:`SharedBreakerState.command` applies an operator's forced open,
+  forced closed or disabled state (or reset) to this instance's breaker at once, then writes
+  ``<prefix>breaker:<name>:manual`` (JSON: state, a fresh token, instance, time; no expiry, so
+  the state survives restarts) and publishes ``manual``; a reset deletes the key and the
+  ``open_until`` key and publishes ``reset``. Every other instance applies it on the message,
+  at its next poll if it missed the message, and at start-up (the listener's first poll). A
+  manual state still ignores automatic shared state. If Redis cannot take the command, the
+  change holds on this instance only and :class:`ManualOutcome` says so; polls never undo such
+  a local-only state, and the next shared command replaces it.
 * **Redis unreachable.** Every operation has a short timeout and runs in a task; failures mark
   Redis unreachable (visible in every snapshot's ``shared`` block), drop pending leases, and
   :meth:`probe_permitted` answers ``True``: breakers behave exactly as purely local ones until
@@ -39,8 +48,10 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Literal, Self
 
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
@@ -52,19 +63,54 @@ from redis.exceptions import RedisError
 from paytabs_guard.resilience.breaker import CircuitBreaker
 from paytabs_guard.resilience.clock import MonotonicClock
 from paytabs_guard.resilience.shared_wire import (
+    MANUAL_STATES,
     RELEASE_LEASE,
     TAKE_OR_RENEW,
     Keys,
     Lease,
     LeaseState,
+    ManualRecord,
     default_instance_id,
     encode_message,
 )
 from paytabs_guard.resilience.stats import SharedStatus
 
-__all__ = ["SharedBreakerState", "default_instance_id"]
+__all__ = ["ManualAction", "ManualOutcome", "SharedBreakerState", "default_instance_id"]
 
 logger = logging.getLogger(__name__)
+
+ManualAction = Literal["forced_open", "forced_closed", "disabled", "reset"]
+"""What :meth:`SharedBreakerState.command` does: a manual state, or back to closed."""
+
+_SHARED: Final = "shared"  # the reason of a state change another instance's command caused
+
+
+@dataclass(frozen=True, slots=True)
+class ManualOutcome:
+    """Where an operator's command took effect.
+
+    ``shared`` is True when Redis stored and published it (every instance sharing this Redis
+    applies it, and it survives restarts); False when it holds on this instance only, with
+    ``error`` saying why.
+    """
+
+    shared: bool
+    error: str | None = None
+
+
+def apply_manual(breaker: CircuitBreaker, action: str, *, reason: str | None = None) -> None:
+    """Put ``breaker`` in the manual state ``action`` names (or reset it), on this instance."""
+    extra = {} if reason is None else {"reason": reason}
+    if action == "forced_open":
+        breaker.force_open(**extra)
+    elif action == "forced_closed":
+        breaker.force_closed(**extra)
+    elif action == "disabled":
+        breaker.disable(**extra)
+    elif action == "reset":
+        breaker.reset(**extra)
+    else:
+        raise ValueError(f"unknown manual action {action!r}")
 
 
 class SharedBreakerState:
@@ -108,13 +154,24 @@ class SharedBreakerState:
         self._leases: dict[str, Lease] = {}
         self._redis: redis.Redis | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._reachable: bool | None = None
         self._last_error: str | None = None
         self._up = asyncio.Event()
         self._down = asyncio.Event()
+        self._synced = asyncio.Event()  # the stored state was read once
         self._closing = False
         self._probe_ok_seen: dict[str, str] = {}
+        # The token of the shared manual state each breaker last took from Redis (or put there):
+        # a poll that finds another token applies it, one that finds no key resets the breaker
+        # (a reset whose message was missed).
+        self._manual_seen: dict[str, str] = {}
+        # Breakers whose manual state was set here while Redis could not take it: polls leave
+        # them alone until the next shared command.
+        self._manual_local: set[str] = set()
+        # Breakers with a command of ours on its way to Redis: polls leave their manual state
+        # alone meanwhile (they would read the state before it).
+        self._manual_sending: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -177,6 +234,24 @@ class SharedBreakerState:
         """
         await (self._up if reachable else self._down).wait()
 
+    async def wait_synced(self) -> bool:
+        """Wait until the listener has read the state stored in Redis once, manual states
+        included, or found Redis unreachable; ``True`` if it read it. Bound it with
+        ``asyncio.timeout``.
+
+        The service waits for it (briefly) at start-up, so that an instance starting while a
+        breaker is forced open starts forced open; without Redis the breakers start from local
+        state and catch up when it answers.
+        """
+        if not (self._synced.is_set() or self._down.is_set()):
+            waiters = {asyncio.ensure_future(e.wait()) for e in (self._synced, self._down)}
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        return self._synced.is_set()
+
     async def flush(self) -> None:
         """Wait for the background operations started so far (publishes, lease requests)."""
         while self._tasks:
@@ -187,6 +262,67 @@ class SharedBreakerState:
     def attach(self, breaker: CircuitBreaker) -> None:
         """Relay shared state to and from ``breaker`` (the registry calls this)."""
         self._breakers[breaker.name] = breaker
+
+    # -- operator commands ---------------------------------------------------------------------
+
+    async def command(self, name: str, action: ManualAction) -> ManualOutcome:
+        """Apply an operator's manual state (or reset) to breaker ``name`` everywhere.
+
+        The change applies to this instance's breaker before anything is sent, so callers
+        here are affected at once whatever Redis does. Then it is stored and published in one
+        round trip bounded by ``op_timeout`` (skipped when Redis is known to be unreachable);
+        the outcome says whether that worked. A client that goes away meanwhile does not
+        cancel the write. Raises ``KeyError`` for a breaker this instance does not have.
+        """
+        breaker = self._breakers[name]
+        apply_manual(breaker, action)
+        self._leases.pop(name, None)
+        if self._redis is None or self._reachable is False:
+            self._manual_local.add(name)
+            return ManualOutcome(False, self._last_error or "Redis not connected")
+        token = secrets.token_hex(8)
+        self._manual_sending.add(name)
+        task = asyncio.get_running_loop().create_task(self._send_manual(name, action, token))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            stored = await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._manual_sending.discard(name)
+            else:  # the caller went away; the write finishes in the background
+                task.add_done_callback(lambda _: self._manual_sending.discard(name))
+        if not stored:
+            return ManualOutcome(False, self._last_error or "Redis unreachable")
+        return ManualOutcome(True)
+
+    async def _send_manual(self, name: str, action: ManualAction, token: str) -> bool:
+        key = self._keys.manual(name)
+        if action == "reset":
+            message = encode_message(self.instance_id, name, "reset")
+        else:
+            record = ManualRecord(action, token, self.instance_id, datetime.now(UTC).isoformat())
+            message = encode_message(self.instance_id, name, "manual", state=action, token=token)
+
+        def queue(pipe: Pipeline) -> None:
+            if action == "reset":
+                # Reset means closed everywhere: an automatic opening left in Redis would
+                # re-open this instance at its next poll, and the others with it.
+                pipe.delete(key, self._keys.open_until(name))
+            else:
+                pipe.set(key, record.encode())
+            pipe.publish(self._channel, message)
+
+        stored = await self._send(queue)
+        if stored:
+            self._manual_local.discard(name)
+            if action == "reset":
+                self._manual_seen.pop(name, None)
+            else:
+                self._manual_seen[name] = token
+        else:
+            self._manual_local.add(name)
+        return stored
 
     # -- SharedHook: called by breakers, must not block ----------------------------------------
 
@@ -379,6 +515,7 @@ class SharedBreakerState:
                     await pubsub.subscribe(self._channel)
                     await self._poll(client)
                 self._mark_reachable()
+                self._synced.set()
                 next_poll = loop.time() + self._poll_interval
                 while not self._closing:
                     message = await pubsub.get_message(
@@ -410,16 +547,41 @@ class SharedBreakerState:
                 pipe.get(self._keys.open_until(name))
                 pipe.pttl(self._keys.open_until(name))
                 pipe.get(self._keys.probe_ok(name))
+                pipe.get(self._keys.manual(name))
             results = await pipe.execute()
         for index, name in enumerate(names):
-            owner, remaining, probe_ok = results[3 * index : 3 * index + 3]
+            owner, remaining, probe_ok, manual = results[4 * index : 4 * index + 4]
             breaker = self._breakers[name]
+            if name not in self._manual_sending:
+                self._catch_up_manual(breaker, manual)
             if owner is not None and owner != self.instance_id and int(remaining) > 0:
                 breaker.apply_shared_open(int(remaining) / 1000)
             if probe_ok is not None and self._probe_ok_seen.get(name) != probe_ok:
                 self._probe_ok_seen[name] = probe_ok
                 if not probe_ok.startswith(f"{self.instance_id}:"):
                     breaker.apply_shared_probe(succeeded=True)
+
+    def _catch_up_manual(self, breaker: CircuitBreaker, raw: str | None) -> None:
+        """Apply the manual state stored for ``breaker`` if this instance has not yet."""
+        name = breaker.name
+        if raw is None:
+            if self._manual_seen.pop(name, None) is not None and name not in self._manual_local:
+                # The state this instance took from Redis is gone: a reset whose message was
+                # missed (or a key deleted by hand, which means the same).
+                apply_manual(breaker, "reset", reason=_SHARED)
+            return
+        record = ManualRecord.decode(raw)
+        if record is None:
+            logger.warning("ignoring unreadable manual state of breaker %s in Redis", name)
+            return
+        if self._manual_seen.get(name) != record.token:
+            self._take_manual(breaker, record.state, record.token)
+
+    def _take_manual(self, breaker: CircuitBreaker, state: str, token: str) -> None:
+        self._manual_seen[breaker.name] = token
+        self._manual_local.discard(breaker.name)
+        self._leases.pop(breaker.name, None)
+        apply_manual(breaker, state, reason=_SHARED)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         try:
@@ -430,7 +592,8 @@ class SharedBreakerState:
             event = body["event"]
             open_for = float(body["open_for"]) if event == "opened" else 0.0
             probe_result = str(body["result"]) if event == "probe" else ""
-            token = str(body.get("token", "")) if event == "probe" else ""
+            token = str(body.get("token", "")) if event in ("probe", "manual") else ""
+            manual_state = str(body["state"]) if event == "manual" else ""
         except (KeyError, TypeError, ValueError):
             logger.warning("ignoring malformed breaker message on %s", self._channel)
             return
@@ -446,6 +609,13 @@ class SharedBreakerState:
             if token:
                 self._probe_ok_seen[breaker.name] = token
             breaker.apply_shared_probe(succeeded=probe_result == "succeeded")
+        elif event == "manual" and manual_state in MANUAL_STATES and token:
+            self._take_manual(breaker, manual_state, token)
+        elif event == "reset":
+            self._manual_seen.pop(breaker.name, None)
+            self._manual_local.discard(breaker.name)
+            self._leases.pop(breaker.name, None)
+            apply_manual(breaker, "reset", reason=_SHARED)
 
     # -- reachability --------------------------------------------------------------------------
 

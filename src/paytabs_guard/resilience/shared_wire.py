@@ -85,6 +85,52 @@ class Keys:
     def probe_ok(self, name: str) -> str:
         return f"{self.prefix}breaker:{name}:probe_ok"
 
+    def manual(self, name: str) -> str:
+        # No expiry: an operator's manual state holds until someone resets it, restarts too.
+        return f"{self.prefix}breaker:{name}:manual"
+
+
+MANUAL_STATES: Final = frozenset({"forced_open", "forced_closed", "disabled"})
+"""The manual states an operator can share; ``reset`` ends them (it is not a state)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManualRecord:
+    """The value of a ``manual`` key: the state, who set it and when, and a fresh token that
+    tells one command from the next (the same state set twice is two commands)."""
+
+    state: str
+    token: str
+    instance: str
+    at: str
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "v": MESSAGE_VERSION,
+                "state": self.state,
+                "token": self.token,
+                "instance": self.instance,
+                "at": self.at,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, raw: str) -> ManualRecord | None:
+        """The record, or None for a value this release cannot read (logged by the caller)."""
+        try:
+            body = json.loads(raw)
+            record = cls(
+                str(body["state"]),
+                str(body["token"]),
+                str(body["instance"]),
+                str(body.get("at", "")),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        return record if record.state in MANUAL_STATES else None
+
 
 def encode_message(instance_id: str, name: str, event: str, **extra: Any) -> str:
     """A message on the channel: versioned JSON naming the breaker, the event and the sender."""

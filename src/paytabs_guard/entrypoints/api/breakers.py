@@ -1,19 +1,23 @@
 """Circuit breaker statistics (merchant scope) and manual control (admin scope).
 
-Forcing a breaker acts on this instance only: with several instances, send the request to each
-(or let shared state carry *automatic* openings). ``reset`` returns it to closed with an empty
-window.
+With shared breaker state (REDIS_URL and CIRCUIT_BREAKER_SHARED), forcing or resetting a
+breaker applies here at once and is stored in Redis and published, so every instance and worker
+sharing that Redis applies it too, and it survives restarts. Without it, or when Redis cannot
+take it, the change holds in the one worker process that answered; the answer's ``applies_to``
+says which happened. ``reset`` returns the breaker to closed with an empty window.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from fastapi import APIRouter
 
+from paytabs_guard.resilience.shared import ManualAction, apply_manual
+
 from .dependencies import AdminDep, ClientDep, ContainerDep
 from .problems import Problem
-from .schemas import PROBLEM_RESPONSE, BreakerStatsOut, NoBody
+from .schemas import PROBLEM_RESPONSE, BreakerControlOut, BreakerStatsOut, NoBody
 from .strict_query import STRICT_QUERY
 
 router = APIRouter(
@@ -22,6 +26,26 @@ router = APIRouter(
 _PROBLEM = PROBLEM_RESPONSE
 
 Action = Literal["open", "close", "reset"]
+
+_MANUAL: Final[dict[str, ManualAction]] = {
+    "open": "forced_open",
+    "close": "forced_closed",
+    "reset": "reset",
+}
+_SHARED_NOTE: Final = (
+    "Stored in Redis and published: every instance and worker sharing this Redis applies it "
+    "within about a second, and instances started later apply it too."
+)
+_LOCAL_NOTE: Final = (
+    "Shared breaker state is off (it needs REDIS_URL and CIRCUIT_BREAKER_SHARED=true): this "
+    "changed only the worker process that answered. Other workers (serve --workers N) and "
+    "other instances did not change, and a restart forgets it; with more than one, turn "
+    "shared breaker state on."
+)
+_UNSHARED_NOTE: Final = (
+    "Redis could not take it ({error}): this changed only the worker process that answered. "
+    "Other workers and instances did not change; repeat the request once Redis answers."
+)
 
 
 @router.get(
@@ -37,13 +61,21 @@ async def breaker_stats(container: ContainerDep, _client: ClientDep) -> BreakerS
 
 @router.post(
     "/{name}/{action}",
-    response_model=BreakerStatsOut,
+    response_model=BreakerControlOut,
     summary="Force a breaker open or closed, or reset it (admin)",
+    description="`open` rejects every call of the breaker's operation family until `reset`; "
+    "`close` admits every call and never trips until `reset`; `reset` returns it to closed "
+    "with an empty window. With shared breaker state (REDIS_URL and CIRCUIT_BREAKER_SHARED) "
+    "the command is stored in Redis and published, so every instance and worker sharing that "
+    "Redis applies it within about a second and it survives restarts; without it, or when "
+    "Redis cannot take it, only the worker process that answered changes. `applies_to` says "
+    "which happened; the change here is immediate either way, and Redis is never waited on "
+    "for longer than its operation timeout (0.5 s).",
     responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM},
 )
 async def control_breaker(
     name: str, action: Action, container: ContainerDep, _admin: AdminDep, _body: NoBody = None
-) -> BreakerStatsOut:
+) -> BreakerControlOut:
     breakers = container.gateway.breakers
     if name not in breakers:
         known = ", ".join(breakers.names())
@@ -54,10 +86,16 @@ async def control_breaker(
             f"There is no breaker {name!r}; the breakers are: {known}.",
         )
     breaker = breakers[name]
-    if action == "open":
-        breaker.force_open()
-    elif action == "close":
-        breaker.force_closed()
+    shared = container.shared_breakers
+    if shared is None:
+        apply_manual(breaker, _MANUAL[action])
+        applies_to, note = "this_process", _LOCAL_NOTE
     else:
-        breaker.reset()
-    return BreakerStatsOut(breakers={name: breaker.snapshot().as_dict()})
+        outcome = await shared.command(name, _MANUAL[action])
+        if outcome.shared:
+            applies_to, note = "every_instance", _SHARED_NOTE
+        else:
+            applies_to, note = "this_process", _UNSHARED_NOTE.format(error=outcome.error)
+    return BreakerControlOut(
+        breakers={name: breaker.snapshot().as_dict()}, applies_to=applies_to, note=note
+    )

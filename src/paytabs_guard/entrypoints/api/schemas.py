@@ -533,3 +533,16 @@ class StatsOut(BaseModel):
 
 class BreakerStatsOut(BaseModel):
     breakers: dict[str, dict[str, Any]]  # BreakerSnapshot.as_dict(): nested JSON
+
+
+class BreakerControlOut(BreakerStatsOut):
+    """The breaker after the command, and where the command took effect."""
+
+    applies_to: Literal["this_process", "every_instance"] = Field(
+        description="`every_instance`: stored in Redis and published, so every instance and "
+        "worker sharing this Redis applies it within about a second (and at start-up: it "
+        "survives restarts). `this_process`: only the worker process that answered changed; "
+        "the others (other workers of `serve --workers N`, other instances) did not, and a "
+        "restart forgets it. `note` says why."
+    )
+    note: str = Field(description="Where the command took effect and why, in words")
