@@ -46,6 +46,11 @@ from .sqlite_driver import driver_of, one_trip_connector
 #: statement preparation each time). A request that finds all 20 busy waits for one.
 DEFAULT_POOL_SIZE: Final = 20
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 15.0
+#: PostgreSQL: how long any statement may wait for its answer. A network path that freezes
+#: (packets dropped, the database host hung) would otherwise hold the request, and its pooled
+#: connection, for as long as TCP takes to give up: many minutes. Longer than a lock wait, so
+#: that a lock timeout keeps its own, clearer error.
+DEFAULT_STATEMENT_TIMEOUT_SECONDS: Final = 20.0
 IDLE_PING_SECONDS: Final = 30.0
 PREPARED_STATEMENT_CACHE_SIZE: Final = 100
 
@@ -57,11 +62,15 @@ def create_engine(
     lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
     echo: bool = False,
     idle_ping_seconds: float = IDLE_PING_SECONDS,
+    statement_timeout_seconds: float | None = DEFAULT_STATEMENT_TIMEOUT_SECONDS,
 ) -> AsyncEngine:
     """An async engine for ``sqlite+aiosqlite:///file`` or ``postgresql+asyncpg://…``.
 
     ``lock_timeout_seconds`` is how long a transaction waits for a lock another one holds
     (SQLite's whole-database write lock, PostgreSQL's row locks) before it fails.
+    ``statement_timeout_seconds`` (PostgreSQL) is how long a statement may wait for its answer
+    (None: for ever, for migrations, whose index builds may take longer); the connection it
+    timed out on is discarded. SQLite is a local file: its waits are the lock's.
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -76,7 +85,9 @@ def create_engine(
     if backend == "postgresql":
         if parsed.drivername != "postgresql+asyncpg":
             raise ValueError(f"use the postgresql+asyncpg driver, not {parsed.drivername}")
-        engine = _postgres_engine(url, pool_size, lock_timeout_seconds, echo)
+        engine = _postgres_engine(
+            url, pool_size, lock_timeout_seconds, statement_timeout_seconds, echo
+        )
         _ping_when_idle(engine, idle_ping_seconds)
         return engine
     raise ValueError(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
@@ -222,7 +233,9 @@ async def single_statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection
         yield connection
 
 
-def _postgres_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) -> AsyncEngine:
+def _postgres_engine(
+    url: str, pool_size: int, lock_timeout: float, statement_timeout: float | None, echo: bool
+) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=pool_size,
@@ -230,6 +243,9 @@ def _postgres_engine(url: str, pool_size: int, lock_timeout: float, echo: bool) 
         pool_recycle=1800,
         connect_args={
             "timeout": 10,
+            # asyncpg's default for every query of the connection (client side: it must fire
+            # when the server cannot be heard at all)
+            "command_timeout": statement_timeout,
             # Each statement is prepared once per connection and kept (an LRU of this size):
             # the statements of the request path are far fewer, so none is prepared twice.
             "prepared_statement_cache_size": PREPARED_STATEMENT_CACHE_SIZE,

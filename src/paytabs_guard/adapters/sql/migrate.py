@@ -72,7 +72,7 @@ async def current_revision(url: str) -> str | None:
 
 
 async def _migrate(url: str, work: Callable[[Connection], None]) -> None:
-    engine = create_engine(url, pool_size=1)
+    engine = create_engine(url, pool_size=1, statement_timeout_seconds=None)
     try:
         async with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
