@@ -31,6 +31,7 @@ from paytabs_guard.domain import (
     PaymentEvent,
     PaymentState,
     ResultSource,
+    Signal,
     TranType,
 )
 from paytabs_guard.domain.cards import SavedCard
@@ -136,6 +137,17 @@ class MemoryPayments:
             p.id
             for p in self._store.payments.values()
             if p.state in states and p.updated_at < updated_before
+        ][:limit]
+
+    async def awaiting_follow_ups(self, *, before: datetime, limit: int) -> Sequence[str]:
+        return [
+            p.id
+            for p in self._store.payments.values()
+            if (p.hold is not None and p.hold.started_at < before)
+            or (
+                any(t.signal is Signal.FOLLOW_UP_PENDING for t in p.transactions)
+                and p.updated_at < before
+            )
         ][:limit]
 
     async def waiting_pages(

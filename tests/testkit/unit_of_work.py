@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
 
-from paytabs_guard.domain import Payment, PaymentState
+from paytabs_guard.domain import Payment, PaymentState, Signal
 from paytabs_guard.service.ports import (
     IdempotencyKeys,
     PageDeadline,
@@ -134,6 +134,27 @@ class MemoryPaymentRepository:
             if len(claimed) == limit:
                 break
             if await self._uow.try_lock(payment.id):  # SKIP LOCKED: another reconciler has it
+                claimed.append(payment.id)
+        return claimed
+
+    async def awaiting_follow_ups(self, *, before: datetime, limit: int) -> Sequence[str]:
+        if limit < 1:
+            return []
+
+        def due(p: Payment) -> bool:
+            held = p.hold is not None and p.hold.started_at < before
+            pending = any(t.signal is Signal.FOLLOW_UP_PENDING for t in p.transactions)
+            return held or (pending and p.updated_at < before)
+
+        candidates = sorted(
+            (p for p in self._store.payments.values() if due(p)),
+            key=lambda p: (p.updated_at, p.id),
+        )
+        claimed: list[str] = []
+        for payment in candidates:
+            if len(claimed) == limit:
+                break
+            if await self._uow.try_lock(payment.id):  # SKIP LOCKED, as ``stuck``
                 claimed.append(payment.id)
         return claimed
 

@@ -3,16 +3,20 @@ payment while one is in flight, and the record of one the gateway reports pendin
 
 Neither moves the state; a follow-up that succeeds fires a transition through the table
 (results.py) instead.
+
+A follow-up is *unsettled* while its hold stays (its answer was lost: PayTabs may or may not
+have done it) or while it is recorded pending. Reconciliation asks PayTabs about such payments
+and applies what it holds like any other result (``answers_hold``, ``settles_follow_up``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .checks import require_aware
 from .errors import FollowUpInProgress
-from .gateway_results import GatewayResult, Signal, TranType
+from .gateway_results import FOLLOW_UP_TYPES, GatewayResult, Signal, TranType
 from .money import Money
 from .outcome import Outcome
 from .records import FollowUpHold, GatewayTransaction
@@ -21,6 +25,11 @@ from .states import DECIDED_STATES, MONEY_MOVED_STATES, OutcomeKind
 
 if TYPE_CHECKING:
     from .payment import Payment
+
+HOLD_STALE_AFTER: Final = timedelta(minutes=15)
+"""A hold this old belonged to a request whose answer never came, and reconciliation has had
+time to ask PayTabs what it did: it no longer protects anything. Far longer than any request
+(its timeouts and retries) may take, so a hold that lapses is never one still in flight."""
 
 
 def take_hold(
@@ -45,6 +54,59 @@ def take_hold(
         started_at=at,
     )  # fmt: skip
     return payment.hold
+
+
+def answers(kind: TranType, answer: TranType) -> bool:
+    """Does a result of type ``answer`` settle a follow-up of ``kind``? (release ends a void)"""
+    return answer is kind or {kind, answer} == {TranType.VOID, TranType.RELEASE}
+
+
+def answers_hold(payment: Payment, result: GatewayResult) -> bool:
+    """Is ``result`` the first answer to the follow-up ``payment`` holds for?
+
+    Of the hold's kind, about its parent, and a transaction the payment did not know yet: every
+    transaction known when the hold was taken is an earlier follow-up, and one recorded since
+    released the hold already. So a late repeat of an earlier answer (a duplicate, a second
+    reconciler) never releases a later follow-up's hold."""
+    hold = payment.hold
+    return (
+        hold is not None
+        and result.previous_tran_ref == hold.parent_tran_ref
+        and answers(hold.kind, result.tran_type)
+        and payment.transaction(result.tran_ref) is None
+    )
+
+
+def awaits_follow_up(payment: Payment) -> bool:
+    """A follow-up of ``payment`` is unsettled: held (sent, answer not applied) or pending."""
+    return payment.hold is not None or any(
+        t.signal is Signal.FOLLOW_UP_PENDING for t in payment.transactions
+    )
+
+
+def settles_follow_up(payment: Payment, result: GatewayResult) -> bool:
+    """Is ``result`` news about an unsettled follow-up of ``payment``: the answer to its hold,
+    or what became of a follow-up recorded pending? (What reconciliation applies to a payment
+    that is decided already; anything else PayTabs lists for its cart is old news.)"""
+    if result.tran_type not in FOLLOW_UP_TYPES:
+        return False
+    known = payment.transaction(result.tran_ref)
+    if known is not None:
+        return known.signal is Signal.FOLLOW_UP_PENDING
+    return answers_hold(payment, result)
+
+
+def release_lapsed_hold(
+    payment: Payment, *, at: datetime, stale_after: timedelta = HOLD_STALE_AFTER
+) -> bool:
+    """Drop a hold older than ``stale_after`` (call once PayTabs, asked, held no answer to
+    it: the follow-up never took effect). True when it was dropped."""
+    require_aware(at)
+    hold = payment.hold
+    if hold is None or at - hold.started_at < stale_after:
+        return False
+    payment.hold = None
+    return True
 
 
 def record_follow_up(payment: Payment, result: GatewayResult, *, at: datetime) -> Outcome:

@@ -204,12 +204,13 @@ class Payment:
         parent_tran_ref: str,
         *,
         at: datetime,
-        stale_after: timedelta = timedelta(minutes=15),
+        stale_after: timedelta = follow_ups.HOLD_STALE_AFTER,
     ) -> FollowUpHold:
         """Reserve the payment for one follow-up before it is sent (call after ``ensure_can_*``).
 
         A hold older than ``stale_after`` belonged to a request whose answer never came; by then
-        reconciliation has applied what PayTabs holds, so it no longer protects anything.
+        reconciliation has asked PayTabs and applied what it holds (``awaits_follow_up``), so
+        it no longer protects anything.
         """
         return follow_ups.take_hold(
             self, kind, amount, parent_tran_ref, at=at, stale_after=stale_after
@@ -218,6 +219,27 @@ class Payment:
     def release_follow_up(self) -> None:
         """The follow-up was answered (or provably never sent): the payment is free again."""
         self.hold = None
+
+    @property
+    def awaits_follow_up(self) -> bool:
+        """A follow-up is unsettled: its hold stays (sent, answer lost or not applied yet) or
+        PayTabs reported it pending. Reconciliation asks PayTabs about such payments."""
+        return follow_ups.awaits_follow_up(self)
+
+    def answers_hold(self, result: GatewayResult) -> bool:
+        """Is ``result`` the first answer to the follow-up this payment holds for? (Applying
+        it then releases the hold; a repeat of an earlier answer never does.)"""
+        return follow_ups.answers_hold(self, result)
+
+    def settles_follow_up(self, result: GatewayResult) -> bool:
+        """Is ``result`` news about an unsettled follow-up (its hold's answer, or a later
+        status of one recorded pending)?"""
+        return follow_ups.settles_follow_up(self, result)
+
+    def release_lapsed_hold(self, *, at: datetime) -> bool:
+        """PayTabs, asked, holds no answer to a hold older than ``HOLD_STALE_AFTER``: the
+        follow-up never took effect, so drop the hold. True when it was dropped."""
+        return follow_ups.release_lapsed_hold(self, at=at)
 
     # ---- our own steps ------------------------------------------------------------------
 

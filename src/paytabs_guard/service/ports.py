@@ -149,6 +149,14 @@ class PaymentRepository(Protocol):
         claimed so that concurrent reconcilers on other instances skip them (SKIP LOCKED)."""
         ...
 
+    async def awaiting_follow_ups(self, *, before: datetime, limit: int) -> Sequence[str]:
+        """Ids of payments with an unsettled follow-up (``Payment.awaits_follow_up``): a hold
+        taken before ``before`` (a younger one may be a request still in flight), or a
+        follow-up recorded pending on a payment not updated since ``before``. Oldest first,
+        claimed like ``stuck``. Served by small partial indexes: a payment with no follow-up in
+        flight is never read."""
+        ...
+
     async def waiting_pages(
         self, *, after: PageDeadline | None, limit: int
     ) -> Sequence[PageDeadline]:

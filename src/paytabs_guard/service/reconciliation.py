@@ -1,9 +1,12 @@
 """Reconciliation: the safety net for lost callbacks, ambiguous answers and abandoned pages.
 
-Finds payments stuck in an undecided state past a threshold, asks PayTabs through the resilient
-gateway, and applies the answer through the same transition function as callbacks. Safe on every
-instance at once: the claim skips rows another reconciler holds, and applying a result twice
-changes nothing (locked, idempotent transitions).
+Finds payments stuck in an undecided state past a threshold, and decided payments whose
+follow-up (refund, capture, void) is unsettled: its answer was lost, or PayTabs reported it
+pending (follow-ups are sent without a callback URL, so nothing else would ever tell). Asks
+PayTabs through the resilient gateway (a query: nothing is ever sent again from here), and
+applies the answer through the same transition function as callbacks. Safe on every instance at
+once: the claim skips rows another reconciler holds, and applying a result twice changes
+nothing (locked, idempotent transitions).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from paytabs_guard.domain import Operation, PaymentState
+from paytabs_guard.domain import Operation, Payment, PaymentState
 from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
 from paytabs_guard.service.payment_steps import PaymentDeps, PaymentNotFound
 from paytabs_guard.service.results import sync_payment
@@ -70,15 +73,19 @@ async def reconcile_once(
 ) -> ReconcileReport:
     """One pass over the payments stuck for longer than ``stuck_after``, and those whose page
     deadline has passed however recently they changed: an unpaid page expires within one pass
-    of its deadline, not ``stuck_after`` later."""
+    of its deadline, not ``stuck_after`` later. Then over up to ``limit`` payments whose
+    follow-up is unsettled: held for longer than ``stuck_after``, or pending and unchanged as
+    long."""
     report = ReconcileReport(started_at=deps.clock())
+    cutoff = report.started_at - stuck_after
     async with deps.uow() as uow:
-        ids = await uow.payments.stuck(
-            RECONCILABLE,
-            updated_before=report.started_at - stuck_after,
-            limit=limit,
-            expired_before=report.started_at,
+        ids = list(
+            await uow.payments.stuck(
+                RECONCILABLE, updated_before=cutoff, limit=limit, expired_before=report.started_at
+            )
         )
+        held = await uow.payments.awaiting_follow_ups(before=cutoff, limit=limit)
+    ids.extend(payment_id for payment_id in held if payment_id not in ids)
     for payment_id in ids:
         if deps.gateway.unavailable_for(Operation.QUERY) is not None:
             report.unreachable += len(ids) - report.examined
@@ -91,32 +98,45 @@ async def reconcile_once(
         if settled is None:
             report.unreachable += 1
             continue
-        before, after = settled
+        before, after = settled.before, settled.after
         report.states[after.value] = report.states.get(after.value, 0) + 1
         if after is not before:
-            report.changed += 1
             report.transitions.append((before, after))
+        if settled.changed:
+            report.changed += 1
     return report
 
 
-async def settle(deps: PaymentDeps, payment_id: str) -> tuple[PaymentState, PaymentState] | None:
-    """Ask PayTabs about one undecided payment and apply its answer (``sync_payment``: a page
-    past its deadline that PayTabs holds nothing for expires). Returns the state before and
-    after, or None when PayTabs could not be asked (logged); raises PaymentNotFound."""
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What settling one payment did: its state before and after, and whether anything was
+    written (a further partial refund changes the payment but not its state)."""
+
+    before: PaymentState
+    after: PaymentState
+    changed: bool
+
+
+async def settle(deps: PaymentDeps, payment_id: str) -> Settled | None:
+    """Ask PayTabs about one undecided payment, or one with an unsettled follow-up, and apply
+    its answer (``sync_payment``: a page past its deadline that PayTabs holds nothing for
+    expires). Returns what changed, or None when PayTabs could not be asked (logged); raises
+    PaymentNotFound."""
     try:
-        before = await _state(deps, payment_id)
-        return before, (await sync_payment(deps, payment_id)).state
+        before = await _current(deps, payment_id)
+        after = await sync_payment(deps, payment_id)
     except (GatewayUnavailable, GatewayOutcomeUnknown) as error:
         log.info("reconcile: PayTabs could not be asked", extra={"reason": str(error)})
         return None
+    return Settled(before.state, after.state, changed=after.version != before.version)
 
 
-async def _state(deps: PaymentDeps, payment_id: str) -> PaymentState:
+async def _current(deps: PaymentDeps, payment_id: str) -> Payment:
     async with deps.uow() as uow:
         payment = await uow.payments.get(payment_id)
     if payment is None:
         raise PaymentNotFound(payment_id)
-    return payment.state
+    return payment
 
 
 async def reconcile_forever(

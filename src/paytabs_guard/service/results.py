@@ -17,8 +17,8 @@ from paytabs_guard.domain import (
     OutcomeKind,
     Payment,
     PaymentState,
-    TranType,
 )
+from paytabs_guard.domain.follow_ups import HOLD_STALE_AFTER
 from paytabs_guard.service.payment_steps import (
     PaymentDeps,
     UnknownGatewayTransaction,
@@ -84,12 +84,13 @@ async def _apply_unlocked(
     """
     async with deps.uow() as uow:
         payment = await _find(uow, result, for_update=False)
+        answers_hold = payment.answers_hold(result)
         outcome = payment.apply_gateway_result(
             result, at=deps.clock(), currency_conversion=deps.currency_conversion
         )
         if outcome.kind in (OutcomeKind.QUARANTINED, OutcomeKind.ILLEGAL):
             return None
-        _settle_hold(payment, result)
+        _settle_hold(payment, answers_hold)
         if dedupe_key is not None:
             await uow.inbox.record_with_commit(
                 dedupe_key, source=result.source.value, now=deps.clock()
@@ -134,10 +135,11 @@ async def _apply_locked(
             )
             _tell(on_outcome, seen)
             return payment, seen
+        answers_hold = payment.answers_hold(result)
         outcome = payment.apply_gateway_result(
             result, at=deps.clock(), currency_conversion=deps.currency_conversion
         )
-        _settle_hold(payment, result)
+        _settle_hold(payment, answers_hold)
         if outcome.kind is OutcomeKind.ILLEGAL:
             # e.g. a refund before its capture: keep nothing, let the sender deliver it again
             _tell(on_outcome, outcome)
@@ -165,14 +167,11 @@ async def _find(uow: UnitOfWork, result: GatewayResult, *, for_update: bool) -> 
     return payment
 
 
-def _settle_hold(payment: Payment, result: GatewayResult) -> None:
-    """The follow-up in flight has its answer: release its hold."""
-    hold = payment.hold
-    if (
-        hold is not None
-        and result.previous_tran_ref == hold.parent_tran_ref
-        and _answers(hold.kind, result.tran_type)
-    ):
+def _settle_hold(payment: Payment, answers_hold: bool) -> None:
+    """The follow-up in flight has its answer: release its hold. ``answers_hold`` is asked
+    before the result is applied (``Payment.answers_hold``: a transaction it did not know), so a
+    late repeat of an earlier follow-up's answer never frees a later one's hold."""
+    if answers_hold:
         payment.release_follow_up()
 
 
@@ -198,7 +197,8 @@ async def _keep_card(
 
 
 async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
-    """Ask PayTabs what it holds for an undecided payment's cart and apply it.
+    """Ask PayTabs what it holds for an undecided payment's cart and apply it; for a decided
+    one, what became of its unsettled follow-ups (:func:`settle_follow_ups`).
 
     Also settles what only the absence of a result can tell: a create that never reached
     PayTabs fails (no record), a page nobody paid before its TTL expires. Raises
@@ -206,6 +206,8 @@ async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
     """
     payment = await get_payment(deps, payment_id)
     if payment.state.is_final:
+        if payment.awaits_follow_up:
+            return await settle_follow_ups(deps, payment)
         return payment
     results = await deps.gateway.transactions(payment.cart_id)
     if payment.state is PaymentState.INITIATING:
@@ -215,6 +217,7 @@ async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
         )
     for result in results:
         payment, _ = await apply_result(deps, result)
+    payment = await _release_if_lapsed(deps, payment)
     if any(result.status is not None for result in results):
         return payment
     now = deps.clock()
@@ -228,6 +231,36 @@ async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
     return payment
 
 
+async def settle_follow_ups(deps: PaymentDeps, payment: Payment) -> Payment:
+    """Ask PayTabs what became of ``payment``'s unsettled follow-ups (a hold whose answer was
+    lost, a refund or capture reported pending) and apply it like a direct answer.
+
+    Only queries: a follow-up is never sent again from here. PayTabs lists every transaction of
+    the cart, follow-ups included; the ones that are news about an unsettled follow-up
+    (``Payment.settles_follow_up``: the hold's answer, found by parent and kind among the
+    transactions the payment does not know, or the later status of a known pending one) go
+    through :func:`apply_result`, so the refund is counted once, its event emitted once and the
+    hold released, whoever applies it first (a late direct answer, another reconciler). A
+    follow-up PayTabs still reports pending stays pending (its amount stays reserved). A hold
+    PayTabs holds no answer for is dropped once it is older than ``HOLD_STALE_AFTER``.
+    """
+    results = await deps.gateway.transactions(payment.cart_id)
+    # Chosen before any is applied: the first answer releases the hold, and another unknown
+    # follow-up of the same parent listed with it (two answers, one a refund made elsewhere)
+    # must still count, not be dropped as old news.
+    news = [result for result in results if payment.settles_follow_up(result)]
+    for result in news:
+        payment, _ = await apply_result(deps, result)
+    return await _release_if_lapsed(deps, payment)
+
+
+async def _release_if_lapsed(deps: PaymentDeps, payment: Payment) -> Payment:
+    """PayTabs, just asked, showed no answer to the payment's hold: drop it once it lapsed."""
+    if payment.hold is None or deps.clock() - payment.hold.started_at < HOLD_STALE_AFTER:
+        return payment
+    return await change_payment(deps, payment.id, lambda p, at: p.release_lapsed_hold(at=at))
+
+
 _EXPIRABLE = frozenset({PaymentState.AWAITING_CUSTOMER, PaymentState.PENDING, PaymentState.ON_HOLD})
 
 
@@ -236,8 +269,3 @@ def _expire_if_still_waiting(payment: Payment, at: datetime) -> None:
     # settled it since it was read; the loser of that race changes and emits nothing.
     if payment.state in _EXPIRABLE:
         payment.expire_page(at=at)
-
-
-def _answers(kind: TranType, answer: TranType) -> bool:
-    """Does a result of type ``answer`` settle a follow-up of ``kind``? (release ends a void)"""
-    return answer is kind or {kind, answer} == {TranType.VOID, TranType.RELEASE}

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Select, and_, literal, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,6 +34,8 @@ from .payment_rows import (
     transaction_row,
 )
 from .tables import (
+    HELD,
+    PENDING_FOLLOW_UP,
     UtcDateTime,
     gateway_transactions,
     payment_cart_ids,
@@ -167,6 +169,14 @@ class SqlPaymentRepository:
         )
         connection = await self._transaction.connection()
         return list((await connection.scalars(statement)).all())
+
+    async def awaiting_follow_ups(self, *, before: datetime, limit: int) -> Sequence[str]:
+        """Ids of payments holding a follow-up since before ``before``, or with one pending and
+        unchanged since ``before``; oldest first, claimed like ``stuck``."""
+        if limit < 1:
+            return []
+        connection = await self._transaction.connection()
+        return list((await connection.scalars(awaiting_follow_ups_statement(before, limit))).all())
 
     async def waiting_pages(
         self, *, after: PageDeadline | None, limit: int
@@ -320,6 +330,30 @@ async def _write_transactions(writes: Writes, payment: Payment, stored: _Snapsho
             await writes.update_transaction(payment.id, record.tran_ref, row)
     await writes.insert_children(payment.id, gateway_transactions, inserts)
     return next_seq
+
+
+_HELD_BY: Final = payments.alias("held_by")
+
+
+def awaiting_follow_ups_statement(before: datetime, limit: int) -> Select[Any]:
+    """The ``awaiting_follow_ups`` query. The candidates come from the two partial indexes (a
+    union of small lists), then their payments by primary key: no payment without a follow-up
+    in flight is read, however many there are."""
+    in_flight = (
+        select(_HELD_BY.c.id)
+        .where(HELD, _HELD_BY.c.hold_started_at < before)
+        .union(select(gateway_transactions.c.payment_id).where(PENDING_FOLLOW_UP))
+    )
+    return (
+        select(payments.c.id)
+        .where(
+            payments.c.id.in_(in_flight),
+            or_(payments.c.hold_started_at < before, payments.c.updated_at < before),
+        )
+        .order_by(payments.c.updated_at, payments.c.id)
+        .limit(limit)
+        .with_for_update(of=payments, skip_locked=True)
+    )
 
 
 def _first(found: Sequence[Payment]) -> Payment | None:

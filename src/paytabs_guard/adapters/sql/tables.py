@@ -92,6 +92,17 @@ _HOLD_ALL_OR_NONE = "({}) OR ({})".format(
     " AND ".join(f"{name} IS NOT NULL" for name in _HOLD),
 )
 
+# Reconciliation's questions about follow-ups (migration 0009), each answered by a partial
+# index as small as the follow-ups in flight: which payments hold one, and which have one
+# PayTabs reported pending (P or H, or no status yet, on a capture, void, release or refund;
+# see gateway_results.signal_of). Written into the SQL, not bound: a partial index cannot
+# serve a bound value, and SQLite uses one only for a query that repeats its WHERE term.
+HELD: Final = text("hold_started_at IS NOT NULL")
+PENDING_FOLLOW_UP: Final = text(
+    "tran_type IN ('capture', 'void', 'release', 'refund')"
+    " AND (status IS NULL OR status IN ('P', 'H'))"
+)
+
 payments = Table(
     "payments",
     metadata,
@@ -129,6 +140,13 @@ payments = Table(
     Index("ix_payments_state_updated_at", "state", "updated_at"),
     Index("ix_payments_created_at_id", "created_at", "id"),
     Index("ix_payments_state_expires_at", "state", "expires_at", "id"),  # page deadlines
+    # payments holding a follow-up, by when it was sent (reconciliation)
+    Index(
+        "ix_payments_hold_started_at",
+        "hold_started_at",
+        sqlite_where=HELD,
+        postgresql_where=HELD,
+    ),
 )
 """One row per payment: its current state and money. ``version`` is the optimistic lock."""
 
@@ -178,6 +196,13 @@ gateway_transactions = Table(
     Column("response_code", Text, nullable=True),
     Column("response_message", Text, nullable=True),
     UniqueConstraint("payment_id", "seq"),
+    # follow-ups PayTabs reported pending, by payment (reconciliation)
+    Index(
+        "ix_gateway_transactions_pending_follow_up",
+        "payment_id",
+        sqlite_where=PENDING_FOLLOW_UP,
+        postgresql_where=PENDING_FOLLOW_UP,
+    ),
 )
 """The latest status of each gateway transaction (originating, capture, void, refund)."""
 

@@ -47,7 +47,8 @@ async def _sync_quietly(service: PaymentService, known: Payment) -> Payment | _N
 async def sync_within(runtime: Runtime, service: PaymentService, payment_id: str) -> Synced:
     """``PaymentService.sync`` bounded in time (raises PaymentNotFound for an unknown id)."""
     before = await service.get(payment_id)
-    if before.state.is_final:
+    if before.state.is_final and not before.awaits_follow_up:
+        # Decided, and no refund, capture or void whose outcome PayTabs alone knows.
         return Synced(before, confirmed=True)
     task = runtime.background.spawn(_sync_quietly(service, before), name=f"sync-{payment_id}")
     done, _ = await asyncio.wait({task}, timeout=runtime.options.sync_wait_seconds)
