@@ -3,8 +3,10 @@
 It keeps what PayTabs would keep, per cart: the page and every follow-up, so a query
 (``transactions``) tells the truth about what happened. A test plays the customer with
 :meth:`FakeGateway.pay` (which returns the callback PayTabs would send) and scripts trouble
-with :meth:`FakeGateway.fail_next` (the next call of an operation raises the given error) or
-:attr:`FakeGateway.open_circuits`. Like PayTabs it refuses a refund beyond what was captured
+with :meth:`FakeGateway.fail_next` (the next call of an operation raises the given error),
+:meth:`FakeGateway.lose_next_answer` (the next follow-up is done, then its answer is lost) or
+:attr:`FakeGateway.open_circuits`, and settles a pending transaction with
+:meth:`FakeGateway.settle`. Like PayTabs it refuses a refund beyond what was captured
 and answers a re-sent follow-up (same parent, kind and sequence) with the same transaction.
 """
 
@@ -49,12 +51,31 @@ class FakeGateway:
     follow_up_status: GatewayStatus = GatewayStatus.AUTHORIZED
     """How follow-ups are answered (PENDING: a refund the acquirer settles later)."""
     _failures: dict[str, list[GatewayError]] = field(default_factory=dict)
+    _lost_answers: list[GatewayError] = field(default_factory=list)
     _follow_ups: dict[tuple[str, FollowUpType, int], GatewayResult] = field(default_factory=dict)
     _sequence: int = 0
 
     def fail_next(self, operation: str, error: GatewayError) -> None:
         """The next ``operation`` call ("create", "query", "follow_up", "charge") raises."""
         self._failures.setdefault(operation, []).append(error)
+
+    def lose_next_answer(self, error: GatewayError) -> None:
+        """The next follow-up is done and recorded, then ``error`` is raised instead of its
+        answer (what an ambiguous failure after the work looks like to the service)."""
+        self._lost_answers.append(error)
+
+    def settle(self, tran_ref: str, status: GatewayStatus = GatewayStatus.AUTHORIZED) -> None:
+        """PayTabs decides a pending transaction later (no callback: follow-ups have none)."""
+        for cart in self.carts.values():
+            for index, known in enumerate(cart):
+                if known.tran_ref == tran_ref:
+                    cart[index] = dataclasses.replace(known, status=status)
+                    return
+        raise KeyError(tran_ref)
+
+    def follow_ups_sent(self) -> int:
+        """Follow-ups PayTabs took (re-sends of one answered with it are not counted)."""
+        return len(self._follow_ups)
 
     def pay(self, cart_id: str, status: GatewayStatus = GatewayStatus.AUTHORIZED) -> GatewayResult:
         """The customer finishes the page of ``cart_id``; returns PayTabs' callback for it."""
@@ -120,6 +141,8 @@ class FakeGateway:
             previous_tran_ref=parent_tran_ref,
         )
         self._follow_ups[(parent_tran_ref, kind, sequence)] = result
+        if self._lost_answers:
+            raise self._lost_answers.pop(0)
         return result
 
     async def charge_token(
