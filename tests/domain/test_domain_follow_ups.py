@@ -367,3 +367,63 @@ def test_a_refund_result_beyond_what_is_left_after_earlier_refunds_is_quarantine
     assert "exceeds the 40.00 SAR refundable" in (outcome.reason or "")
     assert refund(payment, "R4", sar("40.00")) is OutcomeKind.APPLIED
     assert payment.state is S.REFUNDED
+
+
+# ---- unsettled follow-ups: what reconciliation asks PayTabs about ---------------------------
+
+
+def held_refund(payment: Payment, amount: Money, *, minutes: float = 2) -> None:
+    parent = payment.refund_reference
+    assert parent is not None
+    payment.hold_follow_up(TranType.REFUND, amount, parent, at=at(minutes))
+
+
+def test_a_held_or_pending_follow_up_awaits_paytabs_and_an_answered_one_does_not() -> None:
+    payment = completed(sar("100.00"))
+    assert not payment.awaits_follow_up
+    held_refund(payment, sar("30.00"))
+    assert payment.awaits_follow_up  # sent, answer not applied: only PayTabs knows
+    answer = follow_up(payment, TranType.REFUND, P, "TST2500000000101", sar("30.00"))
+    assert payment.answers_hold(answer)
+    applied(payment.apply_gateway_result(answer, at=at(3)))
+    payment.release_follow_up()
+    assert payment.awaits_follow_up  # pending at PayTabs
+    settled = follow_up(payment, TranType.REFUND, A, "TST2500000000101", sar("30.00"))
+    assert payment.settles_follow_up(settled)
+    applied(payment.apply_gateway_result(settled, at=at(9)))
+    assert not payment.awaits_follow_up
+    assert payment.refunded == sar("30.00")
+
+
+def test_only_a_transaction_the_payment_did_not_know_answers_its_hold() -> None:
+    payment = completed(sar("100.00"))
+    first = follow_up(payment, TranType.REFUND, A, "TST2500000000101", sar("30.00"))
+    applied(payment.apply_gateway_result(first, at=at(2)))
+    held_refund(payment, sar("20.00"), minutes=3)
+
+    assert not payment.answers_hold(first)  # a late repeat of the earlier refund's answer
+    assert not payment.settles_follow_up(first)
+    assert not payment.settles_follow_up(result(payment, A))  # the sale itself: old news
+    capture = follow_up(payment, TranType.CAPTURE, A, "TST2500000000102", sar("20.00"))
+    assert not payment.answers_hold(capture)  # not the hold's kind
+    second = follow_up(payment, TranType.REFUND, A, "TST2500000000103", sar("20.00"))
+    assert payment.answers_hold(second)
+    assert payment.settles_follow_up(second)
+
+
+def test_a_release_answers_a_held_void() -> None:
+    payment = authorized(sar("100.00"))
+    assert payment.tran_ref is not None
+    payment.hold_follow_up(TranType.VOID, sar("100.00"), payment.tran_ref, at=at(2))
+    release = follow_up(payment, TranType.RELEASE, A, "TST2500000000104", sar("100.00"))
+    assert payment.answers_hold(release)
+
+
+def test_a_hold_is_dropped_only_once_it_lapsed() -> None:
+    payment = completed(sar("100.00"))
+    held_refund(payment, sar("30.00"), minutes=2)
+    assert not payment.release_lapsed_hold(at=at(16.9))
+    assert payment.hold is not None
+    assert payment.release_lapsed_hold(at=at(17))
+    assert payment.hold is None
+    assert not payment.release_lapsed_hold(at=at(30))

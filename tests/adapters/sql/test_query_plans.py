@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from paytabs_guard.adapters.events.relay import claim_statement
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql.payment_reads import lock_statement, lookup_statement
+from paytabs_guard.adapters.sql.repository import awaiting_follow_ups_statement
 from paytabs_guard.adapters.sql.tables import outbox
 
 pytestmark = pytest.mark.anyio
@@ -81,6 +82,20 @@ async def test_every_payment_lookup_uses_indexes(
     for statement in statements:
         plan = await _plan(engine, _literal(statement, engine, PARAMS))
         assert _full_scans(engine, plan) == [], plan
+
+
+async def test_follow_up_candidates_are_read_from_their_partial_indexes(
+    engine: AsyncEngine,
+) -> None:
+    # Every reconciliation pass asks it: it must read only the payments holding a follow-up
+    # and the pending follow-ups, never every payment or every transaction.
+    statement = awaiting_follow_ups_statement(NOW, 100)
+    plan = await _plan(engine, _literal(statement, engine, {}))
+    # SQLite walks the whole partial index of pending follow-ups: that is the point of it
+    whole_partial = "SCAN gateway_transactions USING INDEX ix_gateway_transactions_pending_follow_up"
+    assert _full_scans(engine, plan.replace(whole_partial, "")) == [], plan
+    for index in ("ix_payments_hold_started_at", "ix_gateway_transactions_pending_follow_up"):
+        assert index in plan, plan
 
 
 @pytest.mark.parametrize("exclude", [False, True])

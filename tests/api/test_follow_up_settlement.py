@@ -1,0 +1,153 @@
+"""Refunds whose outcome was pending or lost are settled by reconciliation, over real HTTP
+against the simulator, on SQLite and PostgreSQL.
+
+PayTabs sends no callback for a follow-up (the service sends none), so a refund answered
+``P``, or done by PayTabs with its answer lost (the API's 202), is learnt only by asking.
+Before the fix the payment stayed ``completed`` with nothing refunded, ``paytabs-guard
+reconcile`` never looked at it and ``payment.refunded`` was never emitted.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from paytabs_guard.entrypoints.reconcile import reconcile
+from paytabs_guard.settings import load_settings
+
+from .api_support import Service, base_env, new_key
+
+pytestmark = pytest.mark.anyio
+
+
+async def _completed(service: Service) -> dict[str, Any]:
+    payment = await service.create("100.00")
+    await service.pay(payment)
+    await service.callbacks_done()
+    assert (await service.get(payment["id"]))["state"] == "completed"
+    return dict(payment)
+
+
+async def _sim(service: Service, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=service.sim.base_url) as client:
+        response = await client.request(method, path, **kwargs)
+    assert response.status_code < 300, response.text
+    return response
+
+
+async def _refund(service: Service, payment_id: str, amount: str) -> httpx.Response:
+    return await service.api.post(
+        f"/payments/v2/{payment_id}/refund",
+        json={"amount": amount},
+        headers={"Idempotency-Key": new_key()},
+    )
+
+
+async def _reconcile(service: Service, database_url: str) -> dict[str, object]:
+    """``paytabs-guard reconcile --stuck-after 0``: the CLI's pass, with its own container."""
+    settings = load_settings(base_env(service.sim.base_url, database_url))
+    return await reconcile(settings, limit=50, stuck_after=timedelta(0))
+
+
+async def _hold(service: Service, payment_id: str) -> object:
+    async with service.container.payments.uow() as uow:
+        payment = await uow.payments.get(payment_id)
+    assert payment is not None
+    return payment.hold
+
+
+async def _assert_refunded_once(service: Service, database_url: str, payment_id: str) -> None:
+    payment = await service.get(payment_id)
+    assert payment["state"] == "partially_refunded"
+    assert payment["refunded"] == "30.00"
+    assert payment["refundable"] == "70.00"
+    assert await service.outbox_events(payment_id, "payment.refunded") == 1
+    assert await _hold(service, payment_id) is None
+
+    again = await _reconcile(service, database_url)
+    assert (again["examined"], again["changed"]) == (0, 0)
+    assert (await service.get(payment_id))["refunded"] == "30.00"
+    assert await service.outbox_events(payment_id, "payment.refunded") == 1
+
+    # the balance is right, and the payment takes its next refund at once (no hold left)
+    too_much = await _refund(service, payment_id, "70.01")
+    assert too_much.status_code == 422, too_much.text
+    rest = await _refund(service, payment_id, "70.00")
+    assert rest.status_code == 200, rest.text
+    assert rest.json()["state"] == "refunded"
+
+
+async def test_a_pending_refund_settled_at_paytabs_is_applied_by_reconciliation(
+    any_service: Service, database_url: str
+) -> None:
+    service = any_service
+    payment = await _completed(service)
+    await _sim(service, "PATCH", "/_sim/faults", json={"refund_pending": True})
+
+    pending = await _refund(service, payment["id"], "30.00")
+    assert pending.status_code == 200, pending.text
+    assert pending.json()["refunded"] == "0.00"
+    assert pending.json()["refundable"] == "70.00"  # on its way back: not refundable again
+    await _sim(service, "PUT", "/_sim/faults", json={})
+    [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
+    assert refund["payment_result"]["response_status"] == "P"
+
+    still = await _reconcile(service, database_url)  # PayTabs has not decided yet
+    assert (still["examined"], still["changed"]) == (1, 0)
+    assert (await service.get(payment["id"]))["refunded"] == "0.00"
+
+    await _sim(
+        service,
+        "POST",
+        f"/_sim/transactions/{refund['tran_ref']}/settle",
+        json={"response_status": "A"},
+    )
+    report = await _reconcile(service, database_url)
+    assert (report["examined"], report["changed"]) == (1, 1)
+    assert report["states"] == {"partially_refunded": 1}
+    await _assert_refunded_once(service, database_url, payment["id"])
+
+
+async def test_a_refund_whose_answer_was_lost_after_the_work_is_applied_by_reconciliation(
+    any_service: Service, database_url: str
+) -> None:
+    service = any_service
+    payment = await _completed(service)
+    await _sim(service, "PATCH", "/_sim/faults", json={"error_rate": 1, "error_phase": "after"})
+
+    lost = await _refund(service, payment["id"], "30.00")
+    assert lost.status_code == 202, lost.text
+    assert lost.json()["confirmed"] is False
+    await _sim(service, "PUT", "/_sim/faults", json={})
+    [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
+    assert refund["payment_result"]["response_status"] == "A"  # PayTabs did refund
+    assert (await service.get(payment["id"]))["refunded"] == "0.00"
+    assert await _hold(service, payment["id"]) is not None
+
+    report = await _reconcile(service, database_url)
+    assert (report["examined"], report["changed"]) == (1, 1)
+    await _assert_refunded_once(service, database_url, payment["id"])
+    refunds = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
+    assert len(refunds) == 2  # the lost one and the last one: nothing was sent again
+
+
+async def test_process_confirms_a_pending_refund_with_paytabs(service: Service) -> None:
+    payment = await _completed(service)
+    await _sim(service, "PATCH", "/_sim/faults", json={"refund_pending": True})
+    assert (await _refund(service, payment["id"], "30.00")).status_code == 200
+    [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
+    await _sim(service, "POST", f"/_sim/transactions/{refund['tran_ref']}/settle", json={})
+
+    processed = await service.api.get(f"/payments/v2/process/{payment['id']}")
+
+    assert processed.status_code == 200, processed.text
+    body = processed.json()
+    assert (body["confirmed"], body["state"], body["refunded"]) == (
+        True,
+        "partially_refunded",
+        "30.00",
+    )
+    assert await service.outbox_events(payment["id"], "payment.refunded") == 1
