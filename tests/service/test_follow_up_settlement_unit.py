@@ -1,5 +1,6 @@
 """Reconciliation settles follow-ups whose outcome was pending or lost, on the in-memory ports
-with an injected clock (on SQL and the simulator, over HTTP: tests/api/test_follow_up_settlement.py).
+with an injected clock (on SQL and the simulator, over HTTP:
+tests/api/test_follow_up_settlement.py).
 
 Follow-ups are sent without a callback URL, so a refund PayTabs answered ``P``, or whose
 answer was lost after PayTabs did it, is only ever learnt by asking. Reconciliation asks (it

@@ -75,8 +75,9 @@ async def _follow_up(
     """Check and hold under the row lock, send without a lock, apply the answer and release.
 
     The hold makes follow-ups of one payment take turns, so two concurrent refunds can never
-    both pass the amount check. When the answer is lost the hold stays until reconciliation has
-    had time to learn what PayTabs did (it goes stale after 15 minutes).
+    both pass the amount check. When the answer is lost the hold stays: reconciliation asks
+    PayTabs what it did and applies that through ``apply_result`` (``settle_follow_ups``),
+    which releases it; a hold PayTabs has no answer for goes stale after 15 minutes.
     """
     async with deps.uow() as uow:
         payment = await load_payment(uow, payment_id, for_update=True)

@@ -64,7 +64,8 @@ async def test_held_and_pending_follow_ups_are_candidates_once_old_enough(
     async with uow() as unit:
         pending = await unit.payments.get("pay_pending", for_update=True)
         hold = await unit.payments.get("pay_held", for_update=True)
-        assert pending is not None and hold is not None
+        assert pending is not None
+        assert hold is not None
         applied(
             pending.apply_gateway_result(
                 result(

@@ -92,7 +92,9 @@ async def test_follow_up_candidates_are_read_from_their_partial_indexes(
     statement = awaiting_follow_ups_statement(NOW, 100)
     plan = await _plan(engine, _literal(statement, engine, {}))
     # SQLite walks the whole partial index of pending follow-ups: that is the point of it
-    whole_partial = "SCAN gateway_transactions USING INDEX ix_gateway_transactions_pending_follow_up"
+    whole_partial = (
+        "SCAN gateway_transactions USING INDEX ix_gateway_transactions_pending_follow_up"
+    )
     assert _full_scans(engine, plan.replace(whole_partial, "")) == [], plan
     for index in ("ix_payments_hold_started_at", "ix_gateway_transactions_pending_follow_up"):
         assert index in plan, plan

@@ -263,7 +263,9 @@ async def process(
     _client: ClientDep,
 ) -> Response:
     """Always 200: ``confirmed`` false (with ``reason``, and ``retry_after_ms`` when the circuit
-    is open) when PayTabs could not be asked. With ``Prefer: wait=N`` the request is held while
+    is open) when PayTabs could not be asked. A decided payment is returned as it is, unless a
+    refund, capture or void of it is unsettled (pending at PayTabs, or its answer was lost):
+    then PayTabs is asked about that too. With ``Prefer: wait=N`` the request is held while
     the query circuit is open, as a create is."""
     held = await runtime.holding.hold(service, Operation.QUERY, requested_wait(request))
     synced = await sync_within(runtime, service, payment_id)
