@@ -551,3 +551,82 @@ async def test_trials_a_probe_brought_that_hang_are_presumed_lost_once_overdue()
     hanging.set()
     assert await asyncio.gather(*trials) == ["late"] * 3
     assert breaker.state == "closed"
+
+
+async def test_the_prober_keeps_looking_while_trials_a_probe_brought_may_hang() -> None:
+    """The prober's own loop, not probes sent by hand: after the answer that half-opened the
+    breaker it must not go to sleep until the next state change. The trials it brought may
+    hang (the gateway answered the probe and went down again); once they are overdue a probe
+    must go out and, the gateway back, new trials close the breaker. Found against the
+    simulator: the service stayed half-open, turning creates away, for a whole call timeout."""
+    clock = ManualClock()
+    gateway = Gateway()
+    breaker, prober = probed(clock, gateway.probe, half_open_max_calls=3)
+    await trip(breaker)
+    gateway.up = True
+    for _ in range(10):  # the first probe, on the prober's own schedule
+        wait = await prober.tick()
+        if breaker.state == "half_open":
+            break
+        assert wait is not None
+        clock.advance(wait)
+    assert breaker.state == "half_open"
+    hanging = asyncio.Event()
+
+    async def hang() -> str:
+        await hanging.wait()
+        return "late"
+
+    trials = [asyncio.create_task(breaker.call(hang)) for _ in range(3)]
+    await settle()
+    probes_then = gateway.probes
+    for _ in range(10):  # the loop sleeps for what tick() returns; None: until a state change
+        wait = await prober.tick()
+        if gateway.probes > probes_then:
+            break
+        assert wait is not None, "the prober went to sleep with every slot held by a hung trial"
+        clock.advance(wait)
+    assert gateway.probes > probes_then
+    for _ in range(3):
+        assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+    hanging.set()
+    assert await asyncio.gather(*trials) == ["late"] * 3
+
+
+async def test_a_path_that_hangs_while_probes_answer_gets_trials_at_the_probes_back_off() -> None:
+    """A partial outage: probes (queries) answer, the breaker's calls hang. Each probe's answer
+    presumes the hung trials lost and lets new ones go: real payments sent into the hang. A
+    probe whose "up" the trials contradicted (they never answered within its answer time)
+    loses credibility as when they fail, so new trials go at the probes' back-off (up to four
+    intervals), not at probe speed. Measured against the simulator before: 36 creates sent
+    into the hang in 5 s at a 200 ms probe interval."""
+    clock = ManualClock()
+    gateway = Gateway()
+    breaker, prober = probed(clock, gateway.probe, half_open_max_calls=3)
+    await trip(breaker)
+    gateway.up = True
+    hanging = asyncio.Event()
+    admitted = 0
+
+    async def hang() -> str:
+        nonlocal admitted
+        admitted += 1
+        await hanging.wait()
+        return "late"
+
+    trials: list[asyncio.Task[str]] = []
+    elapsed = 0.0
+    while elapsed < 20.0:  # 20 probe intervals; a steady crowd keeps every free slot taken
+        wait = await prober.tick()
+        for _ in range(3):
+            if breaker.rejection_wait() is None:
+                trials.append(asyncio.create_task(breaker.call(hang)))
+                await settle()
+        step = 1.0 if wait is None else max(min(wait, 1.0), 0.05)
+        clock.advance(step)
+        elapsed += step
+    # the first round, then one round per back-off (2, then 4 intervals): not one per probe
+    assert admitted <= 3 * 7, admitted
+    hanging.set()
+    await asyncio.gather(*trials)

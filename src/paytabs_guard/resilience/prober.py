@@ -112,7 +112,9 @@ class BreakerProber:
     async def tick(self) -> float | None:
         """Send every due probe (concurrently) and wait for their verdicts.
 
-        Returns seconds until the next probe is due, or ``None`` when no breaker is open.
+        Returns seconds until the prober should look again (the next probe due, or a
+        half-open breaker's next check, ``next_look_in``), or ``None`` when no breaker is open
+        or half-open.
         """
         started = self._start_due()
         if started:
@@ -143,7 +145,7 @@ class BreakerProber:
         waits = [
             wait
             for b in self._probed()
-            if (wait := b.next_probe_in()) is not None and not self._saturated(b)
+            if (wait := b.next_look_in()) is not None and not self._saturated(b)
         ]
         return min(waits) if waits else None
 

@@ -31,6 +31,31 @@ class RecoveryProbing(BreakerCore):
             return None
         return max(self._probes.next_at - self._clock(), 0.0)
 
+    def next_look_in(self) -> float | None:
+        """Seconds until a prober should ask :meth:`probe_due` again; None when only a state
+        change (which it hears of) can make a probe due.
+
+        Half-open, a probe can become due with no state change at all: the slots fill as
+        trials are admitted, and trials a probe brought fall overdue as time passes. Neither
+        is an event, so a prober that slept until the next one would miss a gateway that
+        answered its probe and then hung until the trials' call timeout. While half-open it
+        therefore looks again at the latest one probe interval on, or when the trials in
+        flight fall overdue, if that comes first.
+        """
+        interval = self._probe_interval
+        if interval is None:
+            return None
+        if self._looking():
+            return max(self._probes.next_at - self._clock(), 0.0)
+        if self._state is not _HALF_OPEN:
+            return None
+        probes = self._probes
+        if probes.half_open_by_probe and self._trials_in_flight():
+            overdue_in = probes.trials_at + probes.verdict_in() - self._clock()
+            if overdue_in > 0.0:  # (past it, the slots are not all held: wait an interval)
+                return min(interval, overdue_in)
+        return interval
+
     def _looking(self) -> bool:
         """Open with probes on, or half-open with every trial slot held by a trial still in
         flight. The second case is the open period's own trial sent into a gateway that hangs:
@@ -124,7 +149,11 @@ class RecoveryProbing(BreakerCore):
             if self._looking() and now >= self._probes.ready_at:
                 # The trials in flight left before the gateway answered again and may hang for
                 # a call timeout: presume them lost and let new trials decide (their late
-                # answers belong to an old generation and are ignored).
+                # answers belong to an old generation and are ignored). If a probe's "up"
+                # brought them, that probe did not see this outage (queries answer, payments
+                # hang): it loses credibility as when its trials fail, so that in a partial
+                # outage new trials go at the probes' back-off, not at probe speed.
+                self._probes.trials_failed(now)
                 self._generation += 1
                 self._trials = self._trial_successes = self._trial_failures = 0
                 self._probes.half_open_by_probe = True
