@@ -599,3 +599,21 @@ async def test_a_redis_that_never_answers_never_delays_a_command_or_a_call(
             assert loop.time() - started < 0.3 + 0.5  # op_timeout, plus scheduling slack
     finally:
         await proxy.close()
+
+
+async def test_callers_held_at_trial_time_wait_for_the_lease_instead_of_being_turned_away(
+    pair: tuple[Instance, Instance], redis_url: str, redis_prefix: str
+) -> None:
+    """``Prefer: wait`` holds callers until a call would be let through. At the end of the
+    open period that is only once this instance holds the trial lease (another instance may
+    win it): a held caller let through before that was rejected by its own trial's lease
+    request, and every held create got a 503 at the moment PayTabs was back."""
+    a, b = pair
+    await open_both(a, b)
+    await reach_trial_time(a, b, redis_url, redis_prefix)
+    assert await a.create.wait_admitting(2.0)
+    assert await a.create.call(ok) == "ok"  # a won the lease and ran the trial
+    assert a.create.state == "closed"
+    # b, held meanwhile, is let through once a's verdict reaches it
+    assert await b.create.wait_admitting(2.0)
+    assert await b.create.call(ok) == "ok"

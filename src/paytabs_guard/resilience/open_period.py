@@ -85,6 +85,11 @@ class OpenPeriod(BreakerCore):
             return self._reset_timeout
         now = self._clock()
         if now >= self._retry_at:
+            if state is _OPEN and self._shared is not None:
+                # A trial is due, but across instances only the lease holder runs it: until
+                # this instance has it, a call would be rejected, so a held caller keeps
+                # waiting rather than being let through into that rejection.
+                return self._shared.trial_wait(self.name)
             return None  # a trial is due (open) or the one running is presumed lost (half-open)
         if state is _HALF_OPEN and self._slots_taken() < self._half_open_max:
             return None

@@ -113,6 +113,11 @@ def apply_manual(breaker: CircuitBreaker, action: str, *, reason: str | None = N
         raise ValueError(f"unknown manual action {action!r}")
 
 
+LEASE_POLL_SECONDS: Final = 0.05
+"""How often a caller held for admission asks again while the trial lease is being requested
+(one Redis round trip, normally a millisecond or two)."""
+
+
 class SharedBreakerState:
     """Relays breaker openings and coordinates trial calls between instances through Redis.
 
@@ -356,6 +361,30 @@ class SharedBreakerState:
             return True  # no running loop to ask Redis from: decide locally
         self._leases[name] = lease
         return False
+
+    def trial_wait(self, name: str) -> float | None:
+        """Seconds before a call of ``name`` could be this instance's trial; None when it could
+        be now (no working Redis, or the lease is held here and not yet used).
+
+        Starts the lease request as the first :meth:`probe_permitted` would, but consumes
+        nothing: the trial call still takes the lease through ``probe_permitted``. While the
+        request is under way the answer is a short poll; when another instance holds the lease,
+        the time until it lapses (its trial's verdict, published, ends the wait sooner).
+        """
+        if self._reachable is not True or self._redis is None:
+            return None
+        lease = self._leases.get(name)
+        now = self._clock()
+        if lease is None or (lease.state is LeaseState.LOST and now >= lease.until):
+            lease = Lease(LeaseState.ACQUIRING)
+            if not self._spawn(self._acquire(name, lease)):
+                return None  # no running loop to ask Redis from: decide locally
+            self._leases[name] = lease
+        if lease.state is LeaseState.HELD:
+            return None
+        if lease.state is LeaseState.ACQUIRING:
+            return LEASE_POLL_SECONDS
+        return max(lease.until - now, LEASE_POLL_SECONDS)
 
     def opened(self, name: str, open_for: float) -> None:
         """Breaker ``name`` tripped here: tell the others (in the background)."""

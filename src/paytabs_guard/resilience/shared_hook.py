@@ -18,6 +18,12 @@ class SharedHook(Protocol):
         """May this instance admit a trial call now? ``True`` when sharing is unavailable."""
         ...
 
+    def trial_wait(self, name: str) -> float | None:
+        """Seconds before this instance could run the trial call (None: it could now), asking
+        for the lease when nobody has yet; nothing is consumed. For ``rejection_wait``, so a
+        caller held for admission keeps waiting while the instances settle who tries."""
+        ...
+
     def opened(self, name: str, open_for: float) -> None:
         """The breaker tripped on its own window and stays open ``open_for`` seconds."""
         ...
