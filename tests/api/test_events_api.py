@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text as sql_text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -188,6 +189,33 @@ async def test_a_payments_events_show_each_sinks_delivery_and_can_be_redelivered
         assert everyone.json()["sinks"] == sorted(["subscriber:erp", WEBHOOK])
         await drained(service)
         assert (merchant.received.count(completed), seen.count(completed)) == (3, 2)
+
+
+@pytest.mark.postgres
+async def test_a_payments_events_show_at_once_while_an_older_transaction_runs(
+    sim: RunningSimulator, postgres_url: str
+) -> None:
+    """The feed holds an event back until every older transaction on the server has ended (its
+    cursor must not step past a late commit); a payment's own events have no cursor, so what is
+    committed shows at once: the payment's state and its events agree."""
+    async with running_service(sim, postgres_url) as service:
+        async with service.container.engine.connect() as other:
+            await other.begin()
+            # Another session's open transaction with an id, as an idle one in a transaction
+            # or a long report would hold.
+            await other.execute(sql_text("SELECT pg_current_xact_id()"))
+            payment = await service.create()
+            mine = await service.api.get(f"/payments/v2/{payment['id']}/events")
+            assert [e["type"] for e in mine.json()["data"]] == [
+                "payment.created",
+                "payment.initiated",
+            ]
+            only_this = {"payment_id": payment["id"]}
+            held = await service.api.get("/payments/v2/events", params=only_this)
+            assert held.json()["data"] == []
+            await other.rollback()
+        feed = await service.api.get("/payments/v2/events", params=only_this)
+        assert [e["id"] for e in feed.json()["data"]] == [e["id"] for e in mine.json()["data"]]
 
 
 async def test_unknown_ids_sinks_and_cursors_get_problems_that_say_what_to_fix(

@@ -87,7 +87,14 @@ class EventStore(Protocol):
     async def events(
         self, *, types: Collection[str], payment_id: str | None, after: int | None, limit: int
     ) -> Sequence[StoredEvent]:
-        """Events in ``seq`` order after ``after``, filtered by type and payment."""
+        """The feed: events after the cursor ``after``, filtered by type and payment, in an
+        order no later commit can slip in front of (on PostgreSQL an event waits until every
+        transaction older than its own has ended)."""
+        ...
+
+    async def payment_events(self, payment_id: str, *, limit: int) -> Sequence[StoredEvent]:
+        """One payment's events in the order they happened, each as soon as it is committed
+        (no cursor is given out, so nothing needs holding back)."""
         ...
 
     async def event(self, event_id: str) -> StoredEvent | None: ...
@@ -167,9 +174,7 @@ async def payment_events(
     """Every event of one payment, oldest first, each with its deliveries per sink. Raises
     ``PaymentNotFound`` for a payment that does not exist (not an empty list)."""
     await get_payment(deps, payment_id)
-    events = await store.events(
-        types=(), payment_id=payment_id, after=None, limit=MAX_PAYMENT_EVENTS
-    )
+    events = await store.payment_events(payment_id, limit=MAX_PAYMENT_EVENTS)
     deliveries = await store.deliveries([event.id for event in events])
     return [EventWithDeliveries(event, deliveries.get(event.id, ())) for event in events]
 

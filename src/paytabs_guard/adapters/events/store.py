@@ -99,6 +99,17 @@ class SqlEventStore:
         async with self._engine.connect() as connection:
             return [from_row(StoredEvent, row) for row in await connection.execute(query)]
 
+    async def payment_events(self, payment_id: str, *, limit: int) -> Sequence[StoredEvent]:
+        # Not the feed's query: without a cursor nothing can be stepped past, so a committed
+        # event shows at once even while an older transaction anywhere on the server still
+        # runs (the feed's xmin guard would hide it). seq is the order the payment's changes
+        # were written in: each one is written after the one before it committed.
+        query = (
+            select(*_EVENT_COLUMNS).where(_o.payment_id == payment_id).order_by(_o.seq).limit(limit)
+        )
+        async with self._engine.connect() as connection:
+            return [from_row(StoredEvent, row) for row in await connection.execute(query)]
+
     async def event(self, event_id: str) -> StoredEvent | None:
         query = select(*_EVENT_COLUMNS).where(_o.event_id == event_id)
         async with self._engine.connect() as connection:

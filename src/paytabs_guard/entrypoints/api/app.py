@@ -142,9 +142,43 @@ def _describe_problems_as_problem_json(app: FastAPI) -> None:
                     if content.get("application/json", {}).get("schema") == _PROBLEM_SCHEMA:
                         del content["application/json"]
                     content["application/problem+json"] = {"schema": _PROBLEM_SCHEMA}
+                _describe_front_door(operation)
         return document
 
     app.openapi = described  # type: ignore[method-assign]
+
+
+#: What the front door and the Idempotency-Key check answer before a route runs, so no route
+#: declares them: a body not JSON or not whole in time, or too large; a malformed key.
+_BODY_ANSWERS: Final = {
+    "400": "Bad Request (a body that breaks the strict JSON rules)",
+    "408": "Request Timeout (the body did not arrive whole in time)",
+    "413": "Request Entity Too Large",
+    "415": "Unsupported Media Type (not application/json, or compressed)",
+}
+_KEY_ANSWER: Final = "Bad Request (a malformed or repeated Idempotency-Key)"
+
+
+def _describe_front_door(operation: dict[str, Any]) -> None:
+    """Add the answers a JSON body or an ``Idempotency-Key`` can get before the route runs,
+    so a generated client parses them (it drops an answer whose status is not described)."""
+    answers: dict[str, Any] = operation.get("responses", {})
+    added: dict[str, str] = {}
+    if "application/json" in operation.get("requestBody", {}).get("content", {}):
+        added.update(_BODY_ANSWERS)
+    if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", ())):
+        added.setdefault("400", _KEY_ANSWER)
+    if not added:
+        return
+    for status, description in added.items():
+        answers.setdefault(
+            status,
+            {
+                "description": description,
+                "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}},
+            },
+        )
+    operation["responses"] = dict(sorted(answers.items(), key=lambda item: str(item[0])))
 
 
 def _runtime_of(app: FastAPI) -> Runtime | None:
