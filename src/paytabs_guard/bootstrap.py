@@ -202,6 +202,9 @@ STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
     ConnectionError,
     TimeoutError,
 )
+#: Why a command or the service cannot start on the database: the above, or a host name that
+#: does not resolve (``socket.gaierror``, an ``OSError``).
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (*STORAGE_UNAVAILABLE, OSError)
 
 
 #: The routes PayTabs is sent to (entrypoints/api/callbacks.py serves both).

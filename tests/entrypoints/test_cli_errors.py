@@ -103,3 +103,20 @@ def test_a_bad_simulator_variable_is_a_usage_error_naming_it(
         parse_args([], prog="paytabs-guard simulator")
     assert stopped.value.code == 2
     assert "error: SIMULATOR_SEED must be an integer, got 'many'" in capsys.readouterr().err
+
+
+def test_db_upgrade_on_a_database_it_cannot_reach_says_which_in_one_line(
+    bare_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Port 1 refuses at once; the password in the URL must not be printed.
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://postgres:s3cret@127.0.0.1:1/x")
+    assert main(["db", "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "paytabs-guard db upgrade: cannot reach postgresql+asyncpg://postgres:***@"
+    )
+    assert "s3cret" not in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

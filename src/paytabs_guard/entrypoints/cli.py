@@ -116,10 +116,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_db(_args: argparse.Namespace) -> int:
     import asyncio
 
-    from paytabs_guard.bootstrap import upgrade_database
+    from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, upgrade_database
+    from paytabs_guard.settings import redact_url
 
     settings = _settings()
-    asyncio.run(upgrade_database(settings))
+    try:
+        asyncio.run(upgrade_database(settings))
+    except DATABASE_UNREACHABLE as error:
+        # An operator's first command on a new host: say which database and why, in a line.
+        where = redact_url(settings.database_url)
+        print(f"paytabs-guard db upgrade: cannot reach {where}: {error}", file=sys.stderr)
+        return 1
     print(f"database at the newest schema ({settings.database_url.split('://', 1)[0]})")
     return 0
 

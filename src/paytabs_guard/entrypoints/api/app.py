@@ -19,12 +19,12 @@ from typing import Any, Final
 from fastapi import FastAPI
 
 from paytabs_guard import tracing
-from paytabs_guard.bootstrap import Container, build_container
+from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, Container, build_container
 from paytabs_guard.entrypoints.background import expire_pages_until, reconcile_until
 from paytabs_guard.entrypoints.collector import settle_after_start
 from paytabs_guard.metrics import Metrics
 from paytabs_guard.observability import get_logger
-from paytabs_guard.settings import Settings
+from paytabs_guard.settings import Settings, redact_url
 
 from . import breakers, callbacks, cards, events, health, payments, stats
 from .console import install_console
@@ -212,7 +212,16 @@ def create_service(settings: Settings, options: ApiOptions | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if tracing.configure():
             log.info("tracing on", service_name=tracing.service_name())
-        container = await build_container(settings)
+        try:
+            container = await build_container(settings)
+        except DATABASE_UNREACHABLE as error:
+            # uvicorn prints the traceback as it exits; this line says what to fix first.
+            log.error(
+                "cannot start: the database cannot be reached",
+                database=redact_url(settings.database_url),
+                error=f"{type(error).__name__}: {error}",
+            )
+            raise
         runtime = Runtime.build(container, options or ApiOptions())
         app.state.runtime = runtime
         if not runtime.api_keys.configured:
