@@ -349,17 +349,12 @@ class SharedBreakerState:
         """
         if self._reachable is not True or self._redis is None:
             return True
-        lease = self._leases.get(name)
-        if lease is not None:
-            if lease.state is LeaseState.HELD:
-                del self._leases[name]
-                return True
-            if lease.state is LeaseState.ACQUIRING or self._clock() < lease.until:
-                return False
-        lease = Lease(LeaseState.ACQUIRING)
-        if not self._spawn(self._acquire(name, lease)):
+        lease = self._requested_lease(name)
+        if lease is None:
             return True  # no running loop to ask Redis from: decide locally
-        self._leases[name] = lease
+        if lease.state is LeaseState.HELD:
+            del self._leases[name]
+            return True
         return False
 
     def trial_wait(self, name: str) -> float | None:
@@ -373,18 +368,27 @@ class SharedBreakerState:
         """
         if self._reachable is not True or self._redis is None:
             return None
-        lease = self._leases.get(name)
-        now = self._clock()
-        if lease is None or (lease.state is LeaseState.LOST and now >= lease.until):
-            lease = Lease(LeaseState.ACQUIRING)
-            if not self._spawn(self._acquire(name, lease)):
-                return None  # no running loop to ask Redis from: decide locally
-            self._leases[name] = lease
-        if lease.state is LeaseState.HELD:
+        lease = self._requested_lease(name)
+        if lease is None or lease.state is LeaseState.HELD:
             return None
         if lease.state is LeaseState.ACQUIRING:
             return LEASE_POLL_SECONDS
-        return max(lease.until - now, LEASE_POLL_SECONDS)
+        return max(lease.until - self._clock(), LEASE_POLL_SECONDS)
+
+    def _requested_lease(self, name: str) -> Lease | None:
+        """This instance's trial lease of ``name``: the one it holds or is asking for, or the
+        other holder's until it lapses; asked for (in the background) when there is none.
+        None when there is no running loop to ask Redis from."""
+        lease = self._leases.get(name)
+        if lease is not None and (
+            lease.state is not LeaseState.LOST or self._clock() < lease.until
+        ):
+            return lease
+        lease = Lease(LeaseState.ACQUIRING)
+        if not self._spawn(self._acquire(name, lease)):
+            return None
+        self._leases[name] = lease
+        return lease
 
     def opened(self, name: str, open_for: float) -> None:
         """Breaker ``name`` tripped here: tell the others (in the background)."""
