@@ -176,6 +176,8 @@ class Redactor:
         )
 
     def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        if self._line_is_clean(event_dict):
+            return event_dict
         for key, value in list(event_dict.items()):
             if key.startswith("_"):
                 continue
@@ -186,6 +188,26 @@ class Redactor:
             else:
                 event_dict[key] = self._field(key, value, 0)
         return event_dict
+
+    def _line_is_clean(self, event_dict: EventDict) -> bool:
+        """Whether no field of the line needs anything done (the usual line): plain values and
+        strings under keys that are not sensitive, and nothing in the strings that
+        :meth:`_clean` looks for. The strings are searched joined, in one pass, instead of one
+        search per field (a line has a dozen: about a third of a line's cost). Joining cannot
+        hide a match (each string is whole in the joined text) and may only add one across
+        two fields, which sends the line down the field-by-field path: never less redaction."""
+        strings = []
+        for key, value in event_dict.items():
+            if key.startswith("_"):
+                continue
+            if _is_sensitive(key):
+                return False
+            kind = type(value)
+            if kind is str:
+                strings.append(value)
+            elif kind not in _PLAIN:
+                return False
+        return self._clean("\x00".join(strings))
 
 
 # Exactly these types (not subclasses: an enum member is an int or a str with its own str()).

@@ -11,6 +11,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.typing import EventDict
 
 from paytabs_guard import observability
 from paytabs_guard.observability import Redactor, json_formatter
@@ -255,3 +256,35 @@ async def test_the_request_id_in_the_answer_is_the_one_in_the_logs(
     }
     assert set(ids) <= logged
     assert "4111111111111111" not in captured.getvalue()
+
+
+class _FieldByField(Redactor):
+    """The redactor without its whole-line check: every field looked at on its own."""
+
+    def _line_is_clean(self, _event_dict: EventDict) -> bool:
+        return False
+
+
+_LINE_KEYS = st.sampled_from(
+    ["event", "cart_id", "reason", "note", "tran_ref", "signature", "api_key", "_record", "n"]
+)
+_LINE_VALUES = (
+    st.lists(_PIECES, max_size=6).map("".join)
+    | st.sampled_from(["s3cr3t-value", "x s3cr3t-value y", VISA, f"TST{VISA}", TOKEN])
+    | st.integers()
+    | st.none()
+    | st.lists(st.lists(_PIECES, max_size=3).map("".join), max_size=2)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(_LINE_KEYS, _LINE_VALUES, max_size=8))
+def test_the_whole_line_check_redacts_exactly_what_the_field_by_field_path_does(
+    line: dict[str, object],
+) -> None:
+    # The redactor searches a line's strings joined, once, and skips the line when nothing is
+    # found; a field that holds a match on its own must still reach the field-by-field path.
+    secrets = ["s3cr3t-value"]
+    assert Redactor(secrets)(None, "info", dict(line)) == _FieldByField(secrets)(
+        None, "info", dict(line)
+    )
