@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from paytabs_guard.entrypoints.chaos import main
 from paytabs_guard.entrypoints.chaos.driver import Budgets, CompletionWaiters, Driver, prefer_wait
-from paytabs_guard.entrypoints.chaos.merchants import merchants
+from paytabs_guard.entrypoints.chaos.merchants import merchants, merchants_process
 from paytabs_guard.entrypoints.chaos.oracle import completable, down_spans, oracle, share_of_oracle
 from paytabs_guard.entrypoints.chaos.scenario_file import ScenarioFileError, load_scenario_file
 from paytabs_guard.entrypoints.chaos.scenarios import SHORT, Window
@@ -268,3 +268,32 @@ async def test_merchants_in_their_own_process_report_every_order_and_create() ->
     assert all(h["authorization"] == "Bearer k" for h in merchant.headers)
     assert running.cpu_seconds is not None
     assert running.cpu_seconds > 0
+
+
+@pytest.mark.anyio
+async def test_one_merchants_process_serves_run_after_run() -> None:
+    """A benchmark starts the merchants' process once; each run gets its own orders back,
+    and the child ends when the benchmark closes its stdin."""
+    merchant = _Merchant(REJECTED, REJECTED, REJECTED)
+    async with serve_app(merchant.app) as url:
+        simulator = Simulator(url, "inprocess")
+        try:
+            async with merchants_process() as child:
+                got = []
+                for schedule in ([(0.0, "10.00")], [(0.0, "20.00"), (0.05, "30.00")]):
+                    async with merchants(
+                        "process",
+                        service_urls=[url],
+                        api_key="k",
+                        simulator=simulator,
+                        budgets=Budgets(1.0, 1.0),
+                        prefer_wait=False,
+                        child=child,
+                    ) as running:
+                        await running.run(schedule, time.monotonic())
+                    got.append([order.amount for order in running.orders])
+                assert child.returncode is None  # still there for the next run
+        finally:
+            await simulator.aclose()
+    assert got == [["10.00"], ["20.00", "30.00"]]
+    assert child.returncode == 0

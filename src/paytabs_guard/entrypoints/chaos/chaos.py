@@ -35,7 +35,7 @@ from .cores import LAYOUTS as CORE_LAYOUTS
 from .cores import Cores, service_pinned, split_cores
 from .driver import Budgets, arrivals
 from .merchants import LAYOUTS as MERCHANT_LAYOUTS
-from .merchants import merchants
+from .merchants import merchants, merchants_process
 from .oracle import down_spans
 from .scenario_file import ScenarioFileError, load_scenario_file
 from .scenarios import CONFIGURATIONS, PROFILES, Configuration, Profile, Scenario
@@ -217,6 +217,7 @@ async def run_one(
     on_progress: Callable[[], None] | None,
     merchants_layout: str = "process",
     cores: Cores | None = None,
+    merchants_child: asyncio.subprocess.Process | None = None,
 ) -> JsonObject:
     recorders = Recorders()
     name = f"{scenario.key}-{configuration.key}"
@@ -253,6 +254,7 @@ async def run_one(
                 on_progress=on_progress,
                 prefer_wait=configuration.prefer_wait,
                 cores=cores,
+                child=merchants_child,
             ) as driver:
                 recorders.on_payment_completed = driver.completed
                 await simulator.reset(scenario.simulator_faults())
@@ -342,9 +344,10 @@ async def run_all(
             progress,
             service_pinned(cores),
         ):
-            async with start(
-                layout, seed, profile.callback_retry_delays, log=simulator_log
-            ) as simulator:
+            async with (
+                start(layout, seed, profile.callback_retry_delays, log=simulator_log) as simulator,
+                _merchants_child(merchants_layout, cores) as merchants_child,
+            ):
                 if cores is not None and simulator.pid is not None:
                     cores.pin_other(simulator.pid)
                 for scenario in profile.scenarios:
@@ -372,6 +375,7 @@ async def run_all(
                             on_progress=advance,
                             merchants_layout=merchants_layout,
                             cores=cores,
+                            merchants_child=merchants_child,
                         )
                     scenarios_out.append(
                         {
@@ -413,6 +417,18 @@ async def run_all(
     return document
 
 
+@contextlib.asynccontextmanager
+async def _merchants_child(
+    layout: str, cores: Cores | None
+) -> AsyncIterator[asyncio.subprocess.Process | None]:
+    """The one merchants' process every run uses, in the ``process`` layout."""
+    if layout != "process":
+        yield None
+        return
+    async with merchants_process(cores) as child:
+        yield child
+
+
 def _database_kind(database_url: str | None) -> str:
     return "postgresql" if database_url and database_url.startswith("postgres") else "sqlite"
 
@@ -427,8 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument(
         "--short",
         action="store_true",
-        help="CI size: every scenario and configuration, about 3 minutes on 2 cores "
-        "(--profile tiny: about 1 minute, what the test suite runs)",
+        help="CI size: scenarios a-d (e when named) with every configuration, under two "
+        "minutes on 2 cores (--profile tiny: under a minute, what the test suite runs)",
     )
     size.add_argument("--profile", choices=sorted(PROFILES), help="full (default), short, tiny")
     parser.add_argument(
@@ -585,7 +601,8 @@ def _chosen_profile(profile: Profile, args: argparse.Namespace, backends: Backen
         except ScenarioFileError as error:
             raise _Refused(f"bad scenario file: {error}") from error
     explicit = args.scenarios is not None
-    default = "" if files else ",".join(s.key for s in profile.scenarios if s.key != "0")
+    defaults = profile.default_scenarios or [s.key for s in profile.scenarios if s.key != "0"]
+    default = "" if files else ",".join(defaults)
     wanted = {part.strip() for part in str(args.scenarios or default).split(",") if part.strip()}
     unknown = wanted - {s.key for s in profile.scenarios}
     if unknown or (not wanted and not files):

@@ -7,11 +7,15 @@ the first page after a recovery measured the harness, not the breaker. In the ``
 the driver runs in a child; the service, its relay and the benchmark's event subscriber stay
 here, and the two talk over the child's pipes:
 
-- here → child, first line: the run (service URLs, API key, simulator URL, budgets, schedule,
-  start time); then one line ``completed <payment id>`` per ``payment.completed`` the
-  subscriber receives (what a merchant's webhook endpoint would be told);
-- child → here: ``ready`` once imported, ``progress`` per finished order, then ``result
-  <json>`` with every order and create call, and it exits.
+- here → child: ``run <json>`` per run (service URLs, API key, simulator URL, budgets,
+  schedule, start time); during it, one line ``completed <payment id>`` per
+  ``payment.completed`` the subscriber receives (what a merchant's webhook endpoint would be
+  told);
+- child → here: ``ready`` once imported; per run, ``progress`` per finished order, then
+  ``result <json>`` with every order and create call. It exits when its stdin closes.
+
+One child serves every run of a benchmark (:func:`merchants_process`): starting a Python
+process and importing the driver takes about a second, twenty times in a short run.
 
 Start times need no translation: ``time.monotonic()`` reads CLOCK_MONOTONIC, one clock for every
 process on the machine.
@@ -138,7 +142,7 @@ class ChildProcess:
         if stdin is None or stdout is None:
             raise RuntimeError("the merchants' process has no pipes")
         run = {**self._spec.to_json(), "schedule": schedule, "t0": t0}
-        stdin.write(json.dumps(run).encode() + b"\n")
+        stdin.write(b"run " + json.dumps(run).encode() + b"\n")
         await stdin.drain()
         while line := await stdout.readline():
             kind, _, rest = line.decode().rstrip("\n").partition(" ")
@@ -167,8 +171,10 @@ async def merchants(
     prefer_wait: bool,
     on_progress: Callable[[], None] | None = None,
     cores: Cores | None = None,
+    child: asyncio.subprocess.Process | None = None,
 ) -> AsyncIterator[Merchants]:
-    """The merchants of one run in ``layout``; a child is started (and ready) on entry."""
+    """The merchants of one run in ``layout``: in ``child`` (from :func:`merchants_process`)
+    when given, else in a child started (and ready) on entry and stopped on exit."""
     spec = MerchantRun(tuple(service_urls), api_key, simulator.base_url, budgets, prefer_wait)
     if layout == "inprocess":
         waiters = CompletionWaiters()
@@ -176,6 +182,18 @@ async def merchants(
         return
     if layout != "process":
         raise ValueError(f"unknown merchants layout {layout!r}")
+    if child is not None:
+        yield ChildProcess(child, spec, on_progress)
+        return
+    async with merchants_process(cores) as started:
+        yield ChildProcess(started, spec, on_progress)
+
+
+@contextlib.asynccontextmanager
+async def merchants_process(
+    cores: Cores | None = None,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A merchants' child process, ready for runs; its stdin is closed (and it ends) on exit."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -192,7 +210,7 @@ async def merchants(
         )
         if ready.strip() != b"ready":
             raise RuntimeError(f"the merchants' process did not start (exit {child.returncode})")
-        yield ChildProcess(child, spec, on_progress)
+        yield child
     finally:
         if child.stdin is not None and not child.stdin.is_closing():
             child.stdin.close()
@@ -216,22 +234,37 @@ async def _child() -> None:
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     _say("ready")
-    first = await reader.readline()
-    if not first:
-        return  # the benchmark stopped before the run began
-    run = json.loads(first)
-    spec = MerchantRun.from_json(run)
-    cpu_before = time.process_time()
-    waiters = CompletionWaiters()
+    runs: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    # The run under way's waiters: a ``completed`` line is the service's event for one of its
+    # payments (one that comes late from an earlier run names a payment nobody waits for).
+    current = [CompletionWaiters()]
 
     async def listen() -> None:
-        while line := await reader.readline():
-            kind, _, payment_id = line.decode().strip().partition(" ")
-            if kind == "completed":
-                waiters.completed(payment_id)
+        try:
+            while line := await reader.readline():
+                kind, _, rest = line.decode().rstrip("\n").partition(" ")
+                if kind == "completed":
+                    current[0].completed(rest.strip())
+                elif kind == "run":
+                    runs.put_nowait(json.loads(rest))
+        finally:
+            runs.put_nowait(None)  # stdin closed: the benchmark is over
 
-    simulator = Simulator(spec.simulator_url, "process")
     listening = asyncio.create_task(listen())
+    try:
+        while (run := await runs.get()) is not None:
+            current[0] = CompletionWaiters()
+            await _one_run(run, current[0])
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+
+
+async def _one_run(run: dict[str, Any], waiters: CompletionWaiters) -> None:
+    spec = MerchantRun.from_json(run)
+    cpu_before = time.process_time()
+    simulator = Simulator(spec.simulator_url, "process")
     try:
         driver = spec.driver(simulator, waiters, lambda: _say("progress"))
         schedule = [(float(at), str(amount)) for at, amount in run["schedule"]]
@@ -243,9 +276,6 @@ async def _child() -> None:
         }
         _say("result " + json.dumps(result))
     finally:
-        listening.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listening
         await simulator.aclose()
 
 
