@@ -44,6 +44,12 @@ def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["demo", "--port", "70000"], "argument --port: port must be 0-65535, got 70000"),
         (["reconcile", "--limit", "-5"], "argument --limit: must be at least 1, got -5"),
         (["reconcile", "--stuck-after", "-1"], "argument --stuck-after: must be at least 0"),
+        (["bench", "load", "--duration", "-1"], "argument --duration: must be a number above 0"),
+        (["bench", "load", "--warmup", "nan"], "argument --warmup: must be a number from 0"),
+        (["bench", "load", "--concurrency", "0"], "argument --concurrency: must be at least 1"),
+        (["bench", "load", "--memory-seconds", "inf"], "--memory-seconds: must be a number"),
+        (["bench", "chaos", "--rate", "-3"], "argument --rate: must be a number above 0, got -3"),
+        (["bench", "chaos", "--rate", "fast"], "argument --rate: invalid number: 'fast'"),
     ],
 )
 def test_an_out_of_range_number_is_a_usage_error(

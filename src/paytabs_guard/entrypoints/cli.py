@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from paytabs_guard.entrypoints.arguments import int_in
 from paytabs_guard.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
 
 
-def _int_in(low: int, high: int | None = None, *, name: str = "") -> Callable[[str], int]:
-    """An argparse type: an integer from ``low`` (to ``high``). Out of range is a usage error
-    (exit 2), not a traceback later (a port past 65535 in ``bind()``; a negative ``--limit``
-    would mean no limit)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {name or 'int value'}: {text!r}") from None
-        if value < low or (high is not None and value > high):
-            span = f"at least {low}" if high is None else f"{low}-{high}"
-            subject = f"{name} must" if name else "must"
-            raise argparse.ArgumentTypeError(f"{subject} be {span}, got {value}")
-        return value
-
-    return parse
-
-
-_port = _int_in(0, 65535, name="port")
+_port = int_in(0, 65535, name="port")
 
 
 def _settings() -> Settings:
@@ -186,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the payments v2 HTTP service (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
-    serve.add_argument("--workers", type=_int_in(1), default=1, help="worker processes")
+    serve.add_argument("--workers", type=int_in(1), default=1, help="worker processes")
     serve.add_argument(
         "--simulator",
         action="store_true",
@@ -204,10 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile = commands.add_parser(
         "reconcile", help="one reconciliation pass over stuck payments (prints a JSON report)"
     )
-    reconcile.add_argument("--limit", type=_int_in(1), default=500, help="payments to look at")
+    reconcile.add_argument("--limit", type=int_in(1), default=500, help="payments to look at")
     reconcile.add_argument(
         "--stuck-after",
-        type=_int_in(0),
+        type=int_in(0),
         default=None,
         help="seconds without change before a payment is asked about "
         "(default RECONCILE_STUCK_AFTER_SECONDS)",

@@ -53,6 +53,7 @@ import httpx
 from paytabs_guard.adapters.paytabs.transformers import HostedPageRequest
 from paytabs_guard.bootstrap import build_paytabs_client
 from paytabs_guard.domain import Money
+from paytabs_guard.entrypoints.arguments import int_in, non_negative_float, positive_float
 from paytabs_guard.settings import Settings, load_settings
 from paytabs_simulator.config import DEFAULT_SERVER_KEY
 from paytabs_simulator.signing import sign_body
@@ -1094,13 +1095,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument("--workers", default="1,2", help="worker counts, e.g. 1,2")
-    parser.add_argument("--concurrency", type=int, default=16, help="connections (default 16)")
-    parser.add_argument("--warmup", type=float, help="seconds before measuring (5; quick 0.5)")
-    parser.add_argument("--duration", type=float, help="seconds per phase (20; quick 2)")
-    parser.add_argument("--latency-samples", type=int, help="sequential creates (400; quick 30)")
-    parser.add_argument("--memory-seconds", type=float, help="memory run (300; quick 6)")
+    parser.add_argument(
+        "--concurrency", type=int_in(1), default=16, help="connections (default 16)"
+    )
+    parser.add_argument(
+        "--warmup", type=non_negative_float, help="seconds before measuring (5; quick 0.5)"
+    )
+    parser.add_argument("--duration", type=positive_float, help="seconds per phase (20; quick 2)")
+    parser.add_argument(
+        "--latency-samples", type=int_in(1), help="sequential creates (400; quick 30)"
+    )
+    parser.add_argument("--memory-seconds", type=positive_float, help="memory run (300; quick 6)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory run")
-    parser.add_argument("--memory-concurrency", type=int, default=8, help="customers (8)")
+    parser.add_argument("--memory-concurrency", type=int_in(1), default=8, help="customers (8)")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("TEST_DATABASE_URL", DEFAULT_POSTGRES_URL),
@@ -1117,7 +1124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--malloc-arena-max",
-        type=int,
+        type=int_in(0),
         default=0,
         help="MALLOC_ARENA_MAX for the servers (default 0: unset, glibc's 8 per core)",
     )

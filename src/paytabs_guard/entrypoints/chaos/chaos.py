@@ -26,6 +26,7 @@ from typing import Any, Final
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from paytabs_guard.entrypoints.arguments import positive_float
 from paytabs_guard.entrypoints.bench.load_support import postgres_database
 from paytabs_guard.observability import configure_logging
 
@@ -500,7 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-url",
         help="redis://... for scenario (e): the instances share breaker state there",
     )
-    parser.add_argument("--rate", type=float, help="orders per second (default: the profile's)")
+    parser.add_argument(
+        "--rate", type=positive_float, help="orders per second (default: the profile's)"
+    )
     parser.add_argument("--json", metavar="PATH", help="write the full results as JSON")
     parser.add_argument("--svg", metavar="PATH", help="write the chart as SVG")
     parser.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")

@@ -1,0 +1,47 @@
+"""Number types for the command line's arguments: a value out of range is a usage error (one
+line, exit 2), not a traceback later or a run that means nothing (a port past 65535 failing
+in ``bind()``, a negative ``--limit`` meaning no limit, ``--duration -1`` measuring nothing)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def int_in(low: int, high: int | None = None, *, name: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` (to ``high``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {name or 'int value'}: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"at least {low}" if high is None else f"{low}-{high}"
+            subject = f"{name} must" if name else "must"
+            raise argparse.ArgumentTypeError(f"{subject} be {span}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above zero (seconds, a rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number from zero (a warm-up that may be skipped)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number from 0, got {text}")
+    return value
