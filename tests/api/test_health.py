@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from paytabs_guard.adapters.events import CloudEvent
+from paytabs_guard.bootstrap import Container
 from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
+from testkit.clock import FakeClock
+from testkit.pause import HandPause
 
 from .api_support import FAST_OPTIONS, Service, deliver, new_key, running_service, transaction
 
@@ -223,18 +227,27 @@ async def test_breaker_transitions_are_counted(service: Service) -> None:
 async def test_reconciliation_runs_in_the_background_and_reports_its_last_pass(
     sim: RunningSimulator, sqlite_url: str
 ) -> None:
+    pause = HandPause()
+
+    def hand_driven(container: Container) -> Container:
+        container.reconciliation.pause = pause
+        return container
+
     env = {"RECONCILE_INTERVAL_SECONDS": "1", "RECONCILE_STUCK_AFTER_SECONDS": "1"}
-    async with running_service(sim, sqlite_url, env=env, reconcile=True) as service:
+    async with running_service(
+        sim, sqlite_url, env=env, reconcile=True, container_hook=hand_driven
+    ) as service:
         status = service.container.reconciliation
-        deadline = time.monotonic() + 10
-        while status.last_run_at is None:
-            assert time.monotonic() < deadline, "no reconciliation pass finished"
-            await asyncio.sleep(0.02)
+        await pause.passed()  # the pass a serving instance runs at start
+        assert pause.intervals == [timedelta(seconds=1)]
+        assert status.last_run_at is not None
         health = (await service.anonymous.get("/payments/v2/health")).json()
         check = health["checks"]["reconciliation:lastRun"][0]
         assert check["status"] == "pass"
         assert check["observedValue"] == status.last_run_at.isoformat()
-        assert service.metric("paytabs_guard_reconciliation_runs_total", result="ok") >= 1
+        assert service.metric("paytabs_guard_reconciliation_runs_total", result="ok") == 1
+        await pause.resume()
+        assert service.metric("paytabs_guard_reconciliation_runs_total", result="ok") == 2
 
 
 async def _follow_up(service: Service, payment: dict[str, Any], action: str, **body: str) -> Any:
@@ -275,15 +288,24 @@ async def test_what_reconciliation_settles_counts_as_its_transition(
 ) -> None:
     # The CallbacksLostSettledByReconciliation alert counts transitions from source
     # "reconciliation"; the background passes settled payments without counting any.
+    clock, pause = FakeClock(datetime.now(UTC)), HandPause()
+
+    def hand_driven(container: Container) -> Container:
+        container.reconciliation.pause = pause
+        return container
+
     env = {"RECONCILE_INTERVAL_SECONDS": "1", "RECONCILE_STUCK_AFTER_SECONDS": "1"}
     sim.engine.set_faults(Faults(callback_withhold_rate=1.0))
-    async with running_service(sim, sqlite_url, env=env, reconcile=True) as service:
+    async with running_service(
+        sim, sqlite_url, env=env, reconcile=True, clock=clock, container_hook=hand_driven
+    ) as service:
+        await pause.passed()  # the pass at start, before there is anything to settle
         payment = await service.create()
         await service.pay(payment)
-        deadline = time.monotonic() + 15
-        while (await service.get(payment["id"]))["state"] != "completed":
-            assert time.monotonic() < deadline, "reconciliation did not settle the payment"
-            await asyncio.sleep(0.05)
+        assert (await service.get(payment["id"]))["state"] == "awaiting_customer"
+        clock.advance(2)  # past RECONCILE_STUCK_AFTER_SECONDS
+        await pause.resume()
+        assert (await service.get(payment["id"]))["state"] == "completed"
         labels = {"from_state": "awaiting_customer", "to_state": "completed"}
         assert (
             service.metric(

@@ -32,7 +32,12 @@ async def reconcile_until(container: Container, stop: asyncio.Event) -> None:
 
     stuck_after = timedelta(seconds=container.settings.reconcile_stuck_after_seconds)
     await reconcile_forever(
-        container.payments, stop, interval=interval, stuck_after=stuck_after, on_report=on_report
+        container.payments,
+        stop,
+        interval=interval,
+        stuck_after=stuck_after,
+        on_report=on_report,
+        pause=container.reconciliation.pause,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -51,11 +51,23 @@ class ReconcileReport:
     transitions: list[tuple[PaymentState, PaymentState]] = field(default_factory=list)
 
 
+#: How the loop waits between passes: until the interval is over or ``stop`` is set.
+Pause = Callable[[asyncio.Event, timedelta], Awaitable[None]]
+
+
+async def pause_until_stopped(stop: asyncio.Event, interval: timedelta) -> None:
+    """The loop's pause in a serving instance: ``interval``, cut short by ``stop``."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=interval.total_seconds())
+
+
 @dataclass(slots=True)
 class ReconciliationStatus:
-    """What the health endpoint says about reconciliation: when it last finished a pass."""
+    """The serving loop's schedule (``interval``, None when it does not run, and how it waits
+    between passes) and what the health endpoint says about it: when it last finished a pass."""
 
     interval: timedelta | None
+    pause: Pause = pause_until_stopped
     last_run_at: datetime | None = None
     last_examined: int = 0
     last_changed: int = 0
@@ -146,8 +158,10 @@ async def reconcile_forever(
     interval: timedelta = timedelta(seconds=60),
     stuck_after: timedelta = timedelta(minutes=5),
     on_report: Callable[[ReconcileReport], None] | None = None,
+    pause: Pause = pause_until_stopped,
 ) -> None:
-    """Run passes every ``interval`` until ``stop`` is set (inside ``serve``)."""
+    """Run passes every ``interval`` until ``stop`` is set (inside ``serve``); between two
+    passes the loop waits in ``pause`` (tests drive it by hand)."""
     while not stop.is_set():
         try:
             report = await reconcile_once(deps, stuck_after=stuck_after)
@@ -156,5 +170,4 @@ async def reconcile_forever(
         else:
             if on_report is not None:
                 on_report(report)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval.total_seconds())
+        await pause(stop, interval)
