@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from paytabs_guard.adapters.paytabs.signature import verify_callback
-from paytabs_guard.entrypoints.bench import load, load_floor
+from paytabs_guard.entrypoints.bench import load, load_floor, load_report
 from paytabs_guard.entrypoints.bench.load_client import (
     Connection,
     build_request,
@@ -130,16 +130,21 @@ def test_percentiles_are_nearest_rank() -> None:
 def test_a_steady_memory_series_is_flat_and_a_growing_one_is_not() -> None:
     plan = load.Plan.from_args(load.build_parser().parse_args(["--quick"]))
     seconds = [float(t) for t in range(0, 300, 5)]
-    steady = [(t, {1: 100 * load.MIB, 2: int((120 + (t % 10) / 10) * load.MIB)}) for t in seconds]
-    report = load.memory_report("postgres", 2, [1, 2], steady, {"create 201": 10}, 300.0, plan)
+    steady = [
+        (t, {1: 100 * load_report.MIB, 2: int((120 + (t % 10) / 10) * load_report.MIB)})
+        for t in seconds
+    ]
+    report = load_report.memory_report(
+        "postgres", 2, [1, 2], steady, {"create 201": 10}, 300.0, plan.memory_interval
+    )
     assert report["flat"] is True
-    growing = [(t, {1: int((100 + t / 30) * load.MIB)}) for t in seconds]  # 2 MiB a minute
-    report = load.memory_report("postgres", 1, [1], growing, {}, 300.0, plan)
+    growing = [(t, {1: int((100 + t / 30) * load_report.MIB)}) for t in seconds]  # 2 MiB a minute
+    report = load_report.memory_report("postgres", 1, [1], growing, {}, 300.0, plan.memory_interval)
     assert report["flat"] is False
     workers = report["workers_rss"]
     assert isinstance(workers, list)
     assert workers[0]["slope_mib_per_min"] == pytest.approx(2.0)
-    assert load.slope_per_minute([(0.0, 1.0)]) == 0.0
+    assert load_report.slope_per_minute([(0.0, 1.0)]) == 0.0
 
 
 def test_targets_judge_the_one_worker_postgres_run_and_sqlites_tail() -> None:
@@ -154,7 +159,7 @@ def test_targets_judge_the_one_worker_postgres_run_and_sqlites_tail() -> None:
     sqlite = load.ConfigResult("sqlite", 1, False)
     sqlite.phases = {"create": {"p99_ms": 240.0}}
     report = {"configs": [config.as_dict(), sqlite.as_dict()]}
-    met = {str(t["target"]): t["met"] for t in load.targets(report)}
+    met = {str(t["target"]): t["met"] for t in load_report.targets(report)}
     assert met == {
         "create: server CPU <= 1.5 ms, PostgreSQL, 1 worker": True,
         "callback: server CPU <= 0.7 ms, PostgreSQL, 1 worker": False,
@@ -201,7 +206,7 @@ def test_the_latency_table_shows_what_a_sequential_create_cost_the_server_and_th
         },
         "configs": [config.as_dict()],
     }
-    table = load.markdown(report)
+    table = load_report.markdown(report)
     assert "| CPU ms per create: server / PostgreSQL |" in table
     assert (
         "| postgres + Redis | 1 | 12.50 / 20.00 | 2.00 / 4.00 | 10.50 | 9.87 / 3.21 | 5.0 / 5.0 |"
@@ -289,7 +294,7 @@ def test_the_report_shows_the_floor_against_the_goals() -> None:
         },
         "configs": [config.as_dict()],
     }
-    table = load.markdown(report)
+    table = load_report.markdown(report)
     assert (
         "| create floor: request + PayTabs call + 2 statements | 2.250 | 9.0 | 11.1 % (goal 12 %) |"
         in table
