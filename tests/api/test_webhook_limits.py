@@ -97,13 +97,22 @@ async def test_an_applied_callback_wakes_the_relay(
     hourly_relay: None, sim: RunningSimulator, sqlite_url: str
 ) -> None:
     async with running_service(sim, sqlite_url) as service:
-        completed = asyncio.Event()
+        relay = service.container.relay
+        initiated, completed = asyncio.Event(), asyncio.Event()
+
+        async def on_initiated(event: CloudEvent) -> None:
+            initiated.set()
 
         async def on_completed(event: CloudEvent) -> None:
             completed.set()
 
+        service.container.events.on("payment.initiated", on_initiated)
         service.container.events.on("payment.completed", on_completed)
         payment = await service.create()
+        # The create's events go out, and the relay goes back to sleep with nothing pending:
+        # a callback that arrived during that run would ride along without waking it.
+        await asyncio.wait_for(initiated.wait(), timeout=10)
+        await asyncio.wait_for(relay.sleeping.wait(), timeout=10)
         response = await deliver(service.anonymous, transaction(payment))
         assert response.json()["outcome"] == "processed"
         await asyncio.wait_for(completed.wait(), timeout=10)

@@ -173,6 +173,10 @@ class OutboxRelay:
         self._rng = rng or random.Random()
         self._coalesce = coalesce_seconds
         self._wake = asyncio.Event()
+        self.sleeping = asyncio.Event()
+        """Set while ``run_forever`` waits for its next run with no notification pending: from
+        then on only a :meth:`notify` (or the interval) starts a run. Tests wait for it before
+        they check that something wakes the relay."""
         self._statements = _RelayStatements.build(engine.dialect.name, batch_size)
         self._postgres = engine.dialect.name == "postgresql"
 
@@ -236,7 +240,12 @@ class OutboxRelay:
                 await self.run_once()
             except Exception:
                 logger.exception("outbox relay run failed; next try in %.1f s", interval)
-            await _first_of(stop, self._wake, wait_seconds=interval)
+            if not self._wake.is_set():
+                self.sleeping.set()
+            try:
+                await _first_of(stop, self._wake, wait_seconds=interval)
+            finally:
+                self.sleeping.clear()
             if self._wake.is_set() and self._coalesce and self.sinks():
                 # Woken by a commit: let the commits right behind it join the same run. (With
                 # no sink a run does nothing, and the wait would only be one more wake-up.)
