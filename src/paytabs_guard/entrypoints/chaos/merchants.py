@@ -234,27 +234,28 @@ async def _child() -> None:
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     _say("ready")
-    runs: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    # The run under way's waiters: a ``completed`` line is the service's event for one of its
-    # payments (one that comes late from an earlier run names a payment nobody waits for).
-    current = [CompletionWaiters()]
+    runs: asyncio.Queue[tuple[dict[str, Any], CompletionWaiters] | None] = asyncio.Queue()
 
     async def listen() -> None:
+        # The latest run's waiters, swapped here, in line order: a ``completed`` line is the
+        # service's event for one of the run sent before it (one that comes late from an
+        # earlier run names a payment nobody waits for).
+        waiters = CompletionWaiters()
         try:
             while line := await reader.readline():
                 kind, _, rest = line.decode().rstrip("\n").partition(" ")
                 if kind == "completed":
-                    current[0].completed(rest.strip())
+                    waiters.completed(rest.strip())
                 elif kind == "run":
-                    runs.put_nowait(json.loads(rest))
+                    waiters = CompletionWaiters()
+                    runs.put_nowait((json.loads(rest), waiters))
         finally:
             runs.put_nowait(None)  # stdin closed: the benchmark is over
 
     listening = asyncio.create_task(listen())
     try:
-        while (run := await runs.get()) is not None:
-            current[0] = CompletionWaiters()
-            await _one_run(run, current[0])
+        while (next_run := await runs.get()) is not None:
+            await _one_run(*next_run)
     finally:
         listening.cancel()
         with contextlib.suppress(asyncio.CancelledError):
