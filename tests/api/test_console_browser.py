@@ -64,14 +64,19 @@ def _walk(
         login = tab.go(f"{url}/console/payments/{plan['id']}", "Admin API key")
         assert ADMIN_KEY not in login
         tab.type_into("#key", ADMIN_KEY)
-        seen["timeline"] = tab.wait_for("Events and deliveries")
+        # With JavaScript on, the page is read once its script has marked it: the text comes
+        # with the HTML, the mark a moment later (a busy machine took the snapshot between).
+        ready = 'class="js"' if javascript else "Events and deliveries"
+        tab.wait_for("Events and deliveries")
+        seen["timeline"] = tab.wait_for(ready)
         # Search by cart id with the form, then open the payment from the results.
         tab.go(f"{url}/console", "Payment id, cart id or tran_ref")
         tab.type_into("#q", plan["cart_id"])
         # The results page echoes the search in the field's value attribute (typing does not).
         seen["search"] = tab.wait_for(f'value="{plan["cart_id"]}"')
         tab.click(f"a[href='/console/payments/{plan['id']}']")
-        seen["opened"] = tab.wait_for("Events and deliveries")
+        tab.wait_for("Events and deliveries")
+        seen["opened"] = tab.wait_for(ready)
         suffix = "" if javascript else "-nojs"
         if javascript:
             tab.screenshot(shots / "console-timeline.png")
