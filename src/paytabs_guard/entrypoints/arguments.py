@@ -25,23 +25,25 @@ def int_in(low: int, high: int | None = None, *, name: str = "") -> Callable[[st
     return parse
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number above zero (seconds, a rate)."""
+def _number(text: str, *, zero: bool) -> float:
+    """``text`` as a finite float above zero (from zero with ``zero``), or a usage error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    # NaN fails both comparisons; infinity is refused by name.
+    in_range = value >= 0 if zero else value > 0
+    if not in_range or value == float("inf"):
+        bound = "from 0" if zero else "above 0"
+        raise argparse.ArgumentTypeError(f"must be a number {bound}, got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above zero (seconds, a rate)."""
+    return _number(text, zero=False)
 
 
 def non_negative_float(text: str) -> float:
     """An argparse type: a finite number from zero (a warm-up that may be skipped)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number from 0, got {text}")
-    return value
+    return _number(text, zero=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import insert, text
@@ -75,18 +76,33 @@ class _Poller:
         return got
 
     async def poll_until(self, count: int) -> list[str]:
-        """Poll until ``count`` events came (at most :data:`WAIT` seconds). On PostgreSQL the
-        feed also waits for any older transaction still running anywhere on the server (an
-        autovacuum ANALYZE takes a transaction id too), so what one poll shows at one instant
-        depends on the server's other work; nothing is lost, it comes a moment later. The
-        order and the exact events are what these tests check."""
+        """Poll until ``count`` events came (see :func:`_eventually`)."""
         got: list[str] = []
-        deadline = time.monotonic() + WAIT
-        while True:
+
+        async def more() -> list[str]:
             got.extend(await self.poll())
-            if len(got) >= count or time.monotonic() > deadline:
-                return got
-            await asyncio.sleep(0.02)
+            return got
+
+        return await _eventually(more, lambda found: len(found) >= count)
+
+
+Found = TypeVar("Found")
+
+
+async def _eventually(
+    fetch: Callable[[], Awaitable[Found]], done: Callable[[Found], bool]
+) -> Found:
+    """``fetch`` again until ``done`` says its answer is complete, at most :data:`WAIT` seconds
+    (then its last answer). On PostgreSQL the feed also waits for any older transaction still
+    running anywhere on the server (an autovacuum ANALYZE takes a transaction id too), so what
+    one read shows at one instant depends on the server's other work; nothing is lost, it
+    comes a moment later. The order and the exact events are what these tests check."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        found = await fetch()
+        if done(found) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.02)  # a real server's other transaction, not a clock to fake
 
 
 async def test_an_event_committed_after_a_later_one_is_not_skipped(engine: AsyncEngine) -> None:
@@ -169,12 +185,7 @@ async def test_a_cursor_whose_event_was_purged_still_continues(engine: AsyncEngi
         ids = [await _insert_event(connection, f"pay_{n}") for n in range(4)]
     poller = _Poller(engine)
     store = SqlEventStore(engine)
-    deadline = time.monotonic() + WAIT
-    while True:  # held back while a transaction elsewhere runs (see poll_until)
-        page = await list_events(store, limit=2)
-        if page.events or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.02)
+    page = await _eventually(lambda: list_events(store, limit=2), lambda page: bool(page.events))
     assert [event.id for event in page.events] == ids[:2]
     async with engine.begin() as connection:
         await connection.execute(text("DELETE FROM outbox WHERE event_id = :id"), {"id": ids[1]})
