@@ -553,6 +553,128 @@ async def test_trials_a_probe_brought_that_hang_are_presumed_lost_once_overdue()
     assert breaker.state == "closed"
 
 
+def half_open_by_a_probe(clock: ManualClock, breaker: CircuitBreaker) -> None:
+    """The next probe is sent and answered in 0.1 s: half-open, its trials due 0.15 s after
+    they leave (the probes' answer time with its margin)."""
+    clock.advance(breaker.next_probe_in() or 0.0)
+    breaker.probe_sent()
+    breaker.record_probe(succeeded=True, latency=0.1)
+    assert breaker.state == "half_open"
+
+
+async def presume_the_trials_in_flight_lost(clock: ManualClock, breaker: CircuitBreaker) -> None:
+    clock.advance(0.2)  # the youngest trial in flight is overdue
+    next_probe = breaker.next_probe_in()
+    assert next_probe is not None
+    clock.advance(next_probe)
+    assert breaker.probe_due()
+    breaker.probe_sent()
+    breaker.record_probe(succeeded=True, latency=0.1)  # presumes the trials in flight lost
+
+
+async def test_a_trial_presumed_lost_takes_only_itself_not_the_successes_before_it() -> None:
+    """Two trials succeeded; the third is slow, a probe answers meanwhile and it is presumed
+    lost. The two successes are evidence the gateway works and stay counted: one more success
+    closes the breaker. Seen over real HTTP: five creates in a row succeeded and the breaker was
+    still half-open, because each presumption threw away the trials already done."""
+    clock = ManualClock()
+    breaker = probing(clock, half_open_max_calls=3)
+    await trip(breaker)
+    half_open_by_a_probe(clock, breaker)
+    assert await breaker.call(ok) == "ok"
+    assert await breaker.call(ok) == "ok"
+    slow = asyncio.Event()
+
+    async def answer_slowly() -> str:
+        await slow.wait()
+        return "late"
+
+    third = asyncio.create_task(breaker.call(answer_slowly))
+    await settle()
+    await presume_the_trials_in_flight_lost(clock, breaker)
+    assert breaker.state == "half_open"
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+    slow.set()
+    assert await third == "late"
+    assert breaker.state == "closed"
+
+
+async def test_a_trial_presumed_lost_that_answers_after_all_is_counted() -> None:
+    """Trials presumed lost (a probe answered while they were overdue) that then succeed are
+    the best evidence there is: the breaker closes on them, with no new trial needed."""
+    clock = ManualClock()
+    breaker = probing(clock, half_open_max_calls=3)
+    await trip(breaker)
+    half_open_by_a_probe(clock, breaker)
+    slow = asyncio.Event()
+
+    async def answer_slowly() -> str:
+        await slow.wait()
+        return "late"
+
+    trials = [asyncio.create_task(breaker.call(answer_slowly)) for _ in range(3)]
+    await settle()
+    await presume_the_trials_in_flight_lost(clock, breaker)
+    assert breaker.state == "half_open"
+    assert breaker.snapshot().trials_in_flight == 0  # their slots went to new trials
+    slow.set()
+    assert await asyncio.gather(*trials) == ["late"] * 3
+    assert breaker.state == "closed"
+
+
+async def test_a_trial_presumed_lost_that_fails_late_changes_nothing() -> None:
+    """Its failure was already paid for (the probe lost credibility, new trials went): the
+    trials that replaced it decide."""
+    clock = ManualClock()
+    breaker = probing(clock, half_open_max_calls=3)
+    await trip(breaker)
+    half_open_by_a_probe(clock, breaker)
+    fail_now = asyncio.Event()
+
+    async def fail_late() -> str:
+        await fail_now.wait()
+        raise Boom("late")
+
+    trials = [asyncio.create_task(breaker.call(fail_late)) for _ in range(3)]
+    await settle()
+    await presume_the_trials_in_flight_lost(clock, breaker)
+    fail_now.set()
+    results = await asyncio.gather(*trials, return_exceptions=True)
+    assert all(isinstance(result, Boom) for result in results)
+    assert breaker.state == "half_open"
+    for _ in range(3):
+        assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+
+
+async def test_a_trial_that_leaves_late_in_the_half_open_period_is_not_overdue_at_once() -> None:
+    """Overdue counts from when the youngest trial left, not from the probe's answer: a quiet
+    shop's first create after a recovery may come long after the probe answered, and a probe
+    sent while it is out must not presume it lost (nor cost the probe its credibility)."""
+    clock = ManualClock()
+    breaker = probing(clock, half_open_max_calls=3)
+    await trip(breaker)
+    half_open_by_a_probe(clock, breaker)
+    clock.advance(5.0)  # no sale for five seconds
+    slow = asyncio.Event()
+
+    async def answer_slowly() -> str:
+        await slow.wait()
+        return "ok"
+
+    trials = [asyncio.create_task(breaker.call(answer_slowly)) for _ in range(3)]
+    await settle()
+    assert not breaker.probe_due()  # they left just now and may still answer
+    clock.advance(0.1)
+    assert not breaker.probe_due()
+    breaker.apply_shared_probe(succeeded=True)  # another instance's probe: not a reason either
+    assert breaker.snapshot().probes.misleading == 0
+    slow.set()
+    assert await asyncio.gather(*trials) == ["ok"] * 3
+    assert breaker.state == "closed"
+
+
 async def test_the_prober_keeps_looking_while_trials_a_probe_brought_may_hang() -> None:
     """The prober's own loop, not probes sent by hand: after the answer that half-opened the
     breaker it must not go to sleep until the next state change. The trials it brought may

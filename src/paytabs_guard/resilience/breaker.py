@@ -268,10 +268,10 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
             if now < self._retry_at:
                 return _REJECTED
             # Every slot is held by a trial running longer than any call may: presume them lost.
-            self._generation += 1
-            self._trials = self._trial_successes = self._trial_failures = 0
+            self._presume_trials_lost()
         self._trials += 1
         self._retry_at = now + self._trial_patience
+        self._probes.trials_at = now  # the youngest trial in flight left now
         return self._generation
 
     def _on_success(self, start: float, end: float, trial: int, excused: Exception | None) -> None:
@@ -282,7 +282,7 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
         window = self._window
         window.success(end, latency)
         self._failures_in_a_row = 0
-        if trial and trial == self._generation:
+        if trial and (trial == self._generation or self._adopt(trial)):
             self._trial_successes += 1
             if self._trial_successes >= self._half_open_max:
                 if self._subscribers:

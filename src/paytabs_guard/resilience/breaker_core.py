@@ -64,6 +64,7 @@ class BreakerCore:
         "_jitter",
         "_min_open",
         "_opened",
+        "_period_generation",
         "_probe_interval",
         "_probes",
         "_reset_timeout",
@@ -136,6 +137,9 @@ class BreakerCore:
         self._since_wall = wall_clock()
         self._retry_at = 0.0
         self._generation = 1  # bumped on every transition; a trial remembers its generation
+        # The first generation of the current state: trials presumed lost in this half-open
+        # period carry one from here to the current one, and are still heard if they answer.
+        self._period_generation = 1
         self._trials = 0  # trials admitted in this half-open period, minus abandoned ones
         self._trial_successes = 0
         self._cancelled = 0
@@ -158,6 +162,24 @@ class BreakerCore:
         that did not re-open the circuit gives its slot to a new trial."""
         return self._trials - self._trial_failures
 
+    def _presume_trials_lost(self) -> None:
+        """The trials in flight are presumed lost: their slots go to new trials, of a new
+        generation. The trials already done stay counted: a success is evidence the gateway
+        works, whatever a later trial does. A trial presumed lost that answers after all is
+        still heard (``_adopt``)."""
+        self._generation += 1
+        self._trials = self._trial_successes + self._trial_failures
+
+    def _adopt(self, trial: int) -> bool:
+        """Whether ``trial``, not of the current generation, is a trial of this half-open
+        period presumed lost that has just succeeded; if so it is counted again, as a trial
+        admitted now. Its late failure is not adopted: that was paid for when it was presumed
+        lost (new trials went, a probe that brought it lost credibility)."""
+        if self._state is not _HALF_OPEN or trial < self._period_generation:
+            return False
+        self._trials += 1
+        return True
+
     def _may_probe(self) -> bool:
         shared = self._shared
         return shared is None or shared.probe_permitted(self.name)
@@ -174,6 +196,7 @@ class BreakerCore:
         self._state = state
         self._admit_all = state is _CLOSED or state is _FORCED_CLOSED
         self._generation += 1
+        self._period_generation = self._generation
         self._trials = self._trial_successes = self._trial_failures = 0
         self._since = now
         self._since_wall = self._wall_clock()

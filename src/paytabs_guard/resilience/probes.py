@@ -56,7 +56,9 @@ class ProbeBook:
         self.ready_at = 0.0  # monotonic: a probe's "up" is believed from then on
         self.misses = 0  # probe "up"s in a row that real trials contradicted
         self.half_open_by_probe = False
-        self.trials_at = 0.0  # monotonic: when a probe's answer last invited trials
+        # monotonic: when the youngest trial of this half-open period left (or, before any,
+        # when the half-open began); trials in flight are overdue counted from it
+        self.trials_at = 0.0
         self.deferred = False  # a probe answered; the next half-open is its trial
         self.sent = self.succeeded = self.failed = 0
         self.last_result: str | None = None

@@ -62,11 +62,12 @@ class RecoveryProbing(BreakerCore):
         without probes it would hide a recovery for up to a call timeout (30 s by default).
 
         When a probe's answer brought the half-open, its trials left for a gateway known to
-        answer: only once they are overdue by the probes' own answer time (``verdict_in``)
-        does the breaker look again. Looking at once would throw away the successes of a
-        gateway that is merely slow (slower than a probe interval) and keep the breaker
-        half-open, turning sales away, while it stays slow; never looking would hide the
-        recovery of a gateway that answered the probe and then hung, for a call timeout.
+        answer: only once they are overdue by the probes' own answer time (``verdict_in``),
+        counted from when the youngest of them left, does the breaker look again. Looking at
+        once would send new trials while a gateway that is merely slow (slower than a probe
+        interval) works through the first ones, at the cost of the probe's credibility;
+        never looking would hide the recovery of a gateway that answered the probe and then
+        hung, for a call timeout. (Trials presumed lost are still heard if they answer.)
         """
         if self._probe_interval is None:
             return False
@@ -148,14 +149,13 @@ class RecoveryProbing(BreakerCore):
         if self._state is _HALF_OPEN:
             if self._looking() and now >= self._probes.ready_at:
                 # The trials in flight left before the gateway answered again and may hang for
-                # a call timeout: presume them lost and let new trials decide (their late
-                # answers belong to an old generation and are ignored). If a probe's "up"
+                # a call timeout: presume them lost and let new trials take their slots (a late
+                # success of theirs still counts; a late failure does not). If a probe's "up"
                 # brought them, that probe did not see this outage (queries answer, payments
                 # hang): it loses credibility as when its trials fail, so that in a partial
                 # outage new trials go at the probes' back-off, not at probe speed.
                 self._probes.trials_failed(now)
-                self._generation += 1
-                self._trials = self._trial_successes = self._trial_failures = 0
+                self._presume_trials_lost()
                 self._probes.half_open_by_probe = True
                 self._probes.trials_at = now
                 self._waiters.wake(self._half_open_max)
