@@ -648,6 +648,24 @@ async def test_a_trial_presumed_lost_that_fails_late_changes_nothing() -> None:
     assert breaker.state == "closed"
 
 
+async def test_a_reserved_trial_presumed_lost_before_it_called_still_goes() -> None:
+    """The API reserves a trial slot, then stores the payment, then calls PayTabs. If its
+    trial is presumed lost in between (a slow commit), the payment is already stored: turning
+    its call away now would leave a stored payment behind a 503. It goes, beside the trials
+    that took its slot, and its success counts."""
+    clock = ManualClock()
+    breaker = probing(clock, half_open_max_calls=1)
+    await trip(breaker)
+    half_open_by_a_probe(clock, breaker)
+    reservation = breaker.reserve()
+    await presume_the_trials_in_flight_lost(clock, breaker)
+    newer = breaker.reserve()  # the slot went to a new trial
+    with reservation:
+        assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+    newer.release()
+
+
 async def test_a_trial_that_leaves_late_in_the_half_open_period_is_not_overdue_at_once() -> None:
     """Overdue counts from when the youngest trial left, not from the probe's answer: a quiet
     shop's first create after a recovery may come long after the probe answered, and a probe

@@ -244,9 +244,18 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
         return Reservation(self, trial, self._give_back)
 
     def _reserved_trial(self) -> int:
-        """The trial generation reserved for this call, if still current; else 0."""
+        """The trial generation reserved for this call, if still current or presumed lost in
+        this half-open period; else 0 (the call is admitted as any other).
+
+        A reservation presumed lost before its call (the caller's own commit outlived the
+        probes' answer time) still goes: the caller has stored its payment on the strength of
+        it, and a late trial is heard like any presumed lost (``_adopt``)."""
         generation = take_reserved(self)
-        return generation if generation == self._generation else 0
+        if generation == self._generation:
+            return generation
+        if generation and self._state is _HALF_OPEN and generation >= self._period_generation:
+            return generation
+        return 0
 
     def _give_back(self, generation: int) -> None:
         """A trial of ``generation`` will not be made after all: its slot goes to the next
