@@ -27,7 +27,7 @@ from paytabs_guard.adapters.events import (
     webhook_sinks,
 )
 from paytabs_guard.adapters.paytabs.callbacks import PayTabsCallbacks
-from paytabs_guard.adapters.paytabs.client import Observer, PayTabsClient
+from paytabs_guard.adapters.paytabs.client import Observer, PayTabsClient, http_timeout_within
 from paytabs_guard.adapters.paytabs.paytabs_gateway import PayTabsGateway
 from paytabs_guard.adapters.paytabs.regions import base_url_for
 from paytabs_guard.adapters.paytabs.resilient import (
@@ -77,7 +77,11 @@ def build_paytabs_client(
         profile_id=profile_id,
         server_key=server_key,
         base_url=base_url_for(settings.paytabs_region, settings.paytabs_base_url),
-        timeout_seconds=settings.paytabs_timeout / 1000,
+        # Inside the breaker's call timeout, so "never sent" is said by the transport, not
+        # lost to the breaker's cut as an unknown outcome.
+        timeout_seconds=http_timeout_within(
+            settings.circuit_breaker_timeout / 1000, settings.paytabs_timeout / 1000
+        ),
         transport=transport,
         observer=observer,
     )

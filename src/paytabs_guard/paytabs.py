@@ -24,7 +24,7 @@ from typing import Self
 import httpx
 from pydantic import SecretStr
 
-from paytabs_guard.adapters.paytabs.client import PayTabsClient
+from paytabs_guard.adapters.paytabs.client import PayTabsClient, http_timeout_within
 from paytabs_guard.adapters.paytabs.regions import Region, base_url_for
 from paytabs_guard.adapters.paytabs.resilient import (
     OperationBreakers,
@@ -43,9 +43,6 @@ from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy
 DEFAULT_BREAKER = BreakerConfig(
     half_open_max_calls=3, is_failure=counts_against_gateway
 ).with_recovery(min_open_time=2.0, open_jitter=0.2, probe_interval=1.0, consecutive_failures=10)
-
-#: The HTTP timeouts (connect, pool, each next byte) as a share of the attempt's timeout.
-_HTTP_SHARE_OF_ATTEMPT = 0.9
 
 
 class PayTabs(ResilientPayTabs):
@@ -106,16 +103,12 @@ class PayTabs(ResilientPayTabs):
         # be longer than what the caller asked for (its default, 30 s, would be).
         attempt = timeout if config.call_timeout is None else min(config.call_timeout, timeout)
         self.registry = BreakerRegistry(replace(config, call_timeout=attempt))
-        # The HTTP timeouts end a little before the attempt does. A cut by the breaker cannot
-        # tell whether the request was sent, so it is an unknown outcome (a query before any
-        # re-send); a connection that cannot be made must fail as the transport's own connect
-        # or pool timeout, "never sent", and be re-sent safely. At equal timeouts the breaker,
-        # whose timer starts first, would win.
+        # The HTTP timeouts end a little before the attempt does (http_timeout_within says why).
         client = PayTabsClient(
             profile_id=profile_id,
             server_key=key,
             base_url=base_url_for(region, base_url),
-            timeout_seconds=attempt * _HTTP_SHARE_OF_ATTEMPT,
+            timeout_seconds=http_timeout_within(attempt),
             transport=transport,
         )
         families = OperationBreakers(

@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     paytabs_timeout: PositiveMs = Field(
         30000,
         description="PayTabs HTTP timeouts, in ms (> 0): connecting, and waiting for each next "
-        "byte of an answer; CIRCUIT_BREAKER_TIMEOUT bounds a whole attempt",
+        "byte of an answer, at most 90 % of CIRCUIT_BREAKER_TIMEOUT, which bounds a whole attempt",
     )
     paytabs_retry_attempts: int = Field(
         3, ge=0, le=10, description="Retries after the first attempt (0-10; 3 = at most 4 attempts)"

@@ -47,6 +47,25 @@ TOKEN_DELETE_PATH: Final = "/payment/token/delete"  # noqa: S105 - a URL path
 #: Called after every attempt with (operation, seconds, outcome) for metrics; never raises.
 Observer = Callable[[str, float, str], None]
 
+HTTP_SHARE_OF_ATTEMPT: Final = 0.9
+"""The HTTP timeouts (connect, waiting for a pooled connection, each next byte) end by this
+share of the attempt's timeout (the breaker's call timeout) at the latest."""
+
+
+def http_timeout_within(attempt_seconds: float, http_seconds: float | None = None) -> float:
+    """The client's HTTP timeouts for attempts the breaker cuts after ``attempt_seconds``:
+    ``http_seconds`` (what the operator asked for), but never past ``HTTP_SHARE_OF_ATTEMPT``
+    of the attempt.
+
+    A cut by the breaker cannot tell whether the request left, so it is an unknown outcome (a
+    query before any re-send, a create in ``unknown``). A connection that cannot be made, or a
+    pooled one that never comes free, is provably "never sent" and safe to send again; only
+    the transport's own connect and pool timeouts can say so, and only if they end first (at
+    equal timeouts the breaker, whose timer starts first, wins)."""
+    bound = attempt_seconds * HTTP_SHARE_OF_ATTEMPT
+    return bound if http_seconds is None else min(http_seconds, bound)
+
+
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
