@@ -7,12 +7,17 @@ the breaker check. ``paytabs-guard bench chaos`` measures the fail-fast p99 (tar
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+
+import httpx
 import pytest
 from sqlalchemy import Table, func, select
 
 from paytabs_guard.adapters.sql.tables import idempotency_keys, payments
+from paytabs_simulator.server import RunningSimulator
 
-from .api_support import Service, new_key
+from .api_support import FAST_OPTIONS, Service, new_key, running_service
 
 pytestmark = pytest.mark.anyio
 
@@ -87,3 +92,56 @@ async def test_a_retry_of_a_create_that_succeeded_gets_its_answer_while_the_circ
     )
     assert fresh.status_code == 503
     assert (await _count(service, payments), await _count(service, idempotency_keys)) == before
+
+
+async def _retry_while_the_first_is_in_flight(
+    service: Service, latency_ms: int
+) -> tuple[httpx.Response, httpx.Response]:
+    """A create held ``latency_ms`` at PayTabs; while it is there the circuit is forced open
+    and the merchant retries under the same key. The first answer, then the retry's."""
+    async with httpx.AsyncClient(base_url=service.sim.base_url) as sim:
+        (await sim.put("/_sim/faults", json={"latency_ms": latency_ms})).raise_for_status()
+        key = new_key()
+        first = asyncio.create_task(
+            service.api.post("/payments/v2/create", json=BODY, headers={"Idempotency-Key": key})
+        )
+        for _ in range(1000):  # until the key is claimed (bounded: 10 s)
+            if await _count(service, idempotency_keys):
+                break
+            await asyncio.sleep(0.01)
+        assert await _count(service, idempotency_keys) == 1
+        service.container.gateway.breakers.get("create").force_open()
+        again = await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+        )
+        answered = await first
+        (await sim.put("/_sim/faults", json={})).raise_for_status()
+    return answered, again
+
+
+async def test_a_retry_of_a_create_still_in_flight_waits_for_its_answer_while_the_circuit_is_open(
+    service: Service,
+) -> None:
+    """The first request is still at PayTabs when the circuit opens (an operator forced it
+    open, or other creates tripped it). The merchant's retry under the same key must get what
+    a retry gets with the circuit closed, the first request's answer once it comes, not a 503
+    saying nothing was sent: a payment under that key is on its way to PayTabs."""
+    answered, again = await _retry_while_the_first_is_in_flight(service, 600)
+    assert answered.status_code == 201, answered.text
+    assert again.status_code == 201, again.text
+    assert again.json() == answered.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await _count(service, payments) == 1
+
+
+async def test_a_retry_that_outwaits_the_idempotency_wait_gets_409_not_503(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    options = replace(FAST_OPTIONS, idempotency_wait_seconds=0.2)
+    async with running_service(sim, sqlite_url, options=options) as service:
+        answered, again = await _retry_while_the_first_is_in_flight(service, 1500)
+        assert again.status_code == 409, again.text
+        assert again.json()["type"].endswith("idempotency-key-in-flight")
+        assert again.headers["retry-after"] == "1"
+        assert answered.status_code == 201, answered.text
+        assert await _count(service, payments) == 1

@@ -102,22 +102,43 @@ Operation = Callable[[], Awaitable[Response]]
 
 
 async def stored_answer(
-    request: Request, container: Container, client: ApiClient, key: str, body: Any
+    request: Request,
+    container: Container,
+    client: ApiClient,
+    key: str,
+    body: Any,
+    *,
+    wait_seconds: float,
 ) -> Response | None:
-    """The answer ``key`` already holds for this request (a replay, or the 422 for another
-    request under the key), read without claiming the key; None when it holds none (unused,
-    expired, or still in flight)."""
+    """The answer ``key`` holds for this request (a replay, or the 422 for another request
+    under the key), read without claiming the key; None when it holds none (unused, expired,
+    or released by a request that failed).
+
+    A key still in flight is waited for as :func:`run_idempotent` waits: its answer once it
+    comes, 409 if it has not come within ``wait_seconds``. The caller is a create the breaker
+    turned away; under a key in flight a payment is on its way to PayTabs, and "nothing was
+    sent" would be untrue."""
     print_ = fingerprint(request.method, request.url.path, body)
-    found = await container.idempotency.find(client.id, key, print_, now=container.service.now())
-    if found is None:
-        return None
-    if found.status is ClaimStatus.COMPLETED and found.response is not None:
-        container.metrics.idempotency.labels("replayed").inc()
-        return replay(found.response)
-    if found.status is ClaimStatus.MISMATCH:
-        container.metrics.idempotency.labels("mismatch").inc()
-        return problem_response(key_mismatch(), request_id_of(request))
-    return None
+    metrics = container.metrics
+    deadline = time.monotonic() + wait_seconds
+    delay = _FIRST_POLL
+    while True:
+        found = await container.idempotency.find(
+            client.id, key, print_, now=container.service.now()
+        )
+        if found is None:
+            return None
+        if found.status is ClaimStatus.COMPLETED and found.response is not None:
+            metrics.idempotency.labels("replayed").inc()
+            return replay(found.response)
+        if found.status is ClaimStatus.MISMATCH:
+            metrics.idempotency.labels("mismatch").inc()
+            return problem_response(key_mismatch(), request_id_of(request))
+        if time.monotonic() >= deadline:
+            metrics.idempotency.labels("in_flight").inc()
+            return problem_response(key_in_flight(), request_id_of(request))
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, _MAX_POLL)
 
 
 async def run_idempotent(

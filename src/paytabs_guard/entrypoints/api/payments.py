@@ -119,9 +119,17 @@ async def run_create(
         # the breaker check microseconds. Nothing is stored; once the circuit lets calls
         # through, a retry with the same key runs normally. A key that already holds an
         # answer is answered with it (one read): a merchant retrying a create that succeeded
-        # must hear 201, not "nothing was sent", whatever the breaker says now.
+        # must hear 201, not "nothing was sent", whatever the breaker says now; one still in
+        # flight is waited for, as with the circuit closed.
         if write.key is not None:
-            earlier = await stored_answer(request, runtime.container, write.client, write.key, body)
+            earlier = await stored_answer(
+                request,
+                runtime.container,
+                write.client,
+                write.key,
+                body,
+                wait_seconds=runtime.options.idempotency_wait_seconds,
+            )
             if earlier is not None:
                 if who is not None:
                     runtime.pace.leave(who)
