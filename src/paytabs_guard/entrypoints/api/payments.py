@@ -114,7 +114,7 @@ async def run_create(
     who = None if write.key is None else (write.client.id, write.key)
     held = await runtime.holding.hold(service, operation, requested_wait(request), who)
 
-    async def turned_away(closed: GatewayUnavailable) -> Response:
+    async def turned_away(closed: GatewayUnavailable, *, client_waits: bool = True) -> Response:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
         # the breaker check microseconds. Nothing is stored; once the circuit lets calls
         # through, a retry with the same key runs normally. A key that already holds an
@@ -128,7 +128,7 @@ async def run_create(
                 write.client,
                 write.key,
                 body,
-                wait_seconds=runtime.options.idempotency_wait_seconds,
+                wait_seconds=runtime.options.idempotency_wait_seconds if client_waits else 0.0,
             )
             if earlier is not None:
                 if who is not None:
@@ -157,7 +157,8 @@ async def run_create(
     # first, a few at a time; the reservation asks the breaker again (it may have opened).
     async with runtime.pace.turn(who) as waited:
         if waited and await request.is_disconnected():
-            return await turned_away(GatewayUnavailable("the client left", retry_after=0.0))
+            left = GatewayUnavailable("the client left", retry_after=0.0)
+            return await turned_away(left, client_waits=False)
         try:
             response = await run_idempotent_create(
                 request,
