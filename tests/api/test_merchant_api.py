@@ -179,6 +179,23 @@ async def test_errors_are_problems_with_the_request_id(service: Service) -> None
         assert (get.status_code, get.headers["allow"]) == (405, "POST"), path
 
 
+async def test_a_405_lists_every_method_the_url_takes(service: Service) -> None:
+    """RFC 9110: Allow lists the methods the resource supports. The return URL (PayTabs
+    returns either way) and the console's sign-in take GET and POST from two routes each; the
+    router's own 405 named only the first."""
+    for method in ("PUT", "DELETE", "OPTIONS"):
+        refused = await service.anonymous.request(method, "/payments/v2/return")
+        assert refused.status_code == 405, method
+        allowed = {m.strip() for m in refused.headers["allow"].split(",")}
+        assert {"GET", "POST"} <= allowed, refused.headers["allow"]
+        assert "GET" in refused.json()["detail"]
+        assert "POST" in refused.json()["detail"]
+    webhook = await service.anonymous.put("/payments/v2/webhook")
+    assert (webhook.status_code, webhook.headers["allow"]) == (405, "POST")
+    sign_in = await service.anonymous.delete("/console/login")
+    assert (sign_in.status_code, sign_in.headers["allow"]) == (405, "GET, POST")
+
+
 async def test_refund_of_an_unpaid_payment_is_409_saying_why(service: Service) -> None:
     payment = await service.create()
     response = await service.api.post(

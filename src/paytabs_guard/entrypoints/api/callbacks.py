@@ -108,3 +108,9 @@ async def browser_return_post(request: Request, runtime: RuntimeDep) -> Response
 )
 async def browser_return_get(request: Request, runtime: RuntimeDep) -> Response:
     return await handle_return(request, runtime)
+
+
+@router.api_route("/return", methods=["PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False)
+async def return_wrong_method() -> Response:
+    # Two routes serve this URL; the router's own 405 names only the first one's method.
+    raise problems.method_not_allowed(("GET", "POST"))

@@ -218,7 +218,8 @@ def method_not_allowed(allowed: Sequence[str] = ("POST",)) -> Problem:
         "method_not_allowed",
         "Method not allowed",
         405,
-        f"This endpoint accepts only {listed}; send the request with that method.",
+        f"This endpoint accepts only {listed}; send the request with "
+        f"{'that method' if len(allowed) == 1 else 'one of those'}.",
         headers={"Allow": listed},
     )
 

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from paytabs_guard.domain import Payment, PaymentState
 from paytabs_guard.entrypoints import health_checks
+from paytabs_guard.entrypoints.api import problems
 from paytabs_guard.entrypoints.api.auth import unauthenticated
 from paytabs_guard.entrypoints.api.dependencies import RuntimeDep
 from paytabs_guard.entrypoints.api.runtime import Runtime
@@ -135,6 +136,12 @@ async def login(request: Request, runtime: RuntimeDep) -> Response:
     response = RedirectResponse(next_path, status_code=303, headers=HEADERS)
     session.set_cookie(response, request, cookie)
     return response
+
+
+@router.api_route("/login", methods=["PUT", "PATCH", "DELETE", "OPTIONS"])
+async def login_wrong_method() -> Response:
+    # Two routes serve this URL; the router's own 405 names only the first one's method.
+    raise problems.method_not_allowed(("GET", "POST"))
 
 
 @router.post("/logout")
