@@ -155,24 +155,31 @@ async def run_create(
 
     # While a crowd an outage turned away comes back, creates start in turns, the oldest
     # first, a few at a time; the reservation asks the breaker again (it may have opened).
+    # A create turned away is answered after its turn ends: its answer may wait for another
+    # request under its key, and that wait must not hold up the line.
+    turned: GatewayUnavailable | None = None
+    client_waits = True
     async with runtime.pace.turn(who) as waited:
         if waited and await request.is_disconnected():
-            left = GatewayUnavailable("the client left", retry_after=0.0)
-            return await turned_away(left, client_waits=False)
-        try:
-            response = await run_idempotent_create(
-                request,
-                runtime.container,
-                write.client,
-                write.key,
-                body,
-                start_admitted,
-                lambda payment: created_response(payment, request),
-                wait_seconds=runtime.options.idempotency_wait_seconds,
-                resource_id=payment_id_of,
-            )
-        except GatewayTurnedAway as closed:  # by the reservation: nothing was claimed or stored
-            return await turned_away(closed)
+            turned = GatewayUnavailable("the client left", retry_after=0.0)
+            client_waits = False
+        else:
+            try:
+                response = await run_idempotent_create(
+                    request,
+                    runtime.container,
+                    write.client,
+                    write.key,
+                    body,
+                    start_admitted,
+                    lambda payment: created_response(payment, request),
+                    wait_seconds=runtime.options.idempotency_wait_seconds,
+                    resource_id=payment_id_of,
+                )
+            except GatewayTurnedAway as closed:  # by the reservation: nothing claimed or stored
+                turned = closed
+    if turned is not None:
+        return await turned_away(turned, client_waits=client_waits)
     if who is not None:
         runtime.pace.leave(who)
     return preference_applied(response, held)
