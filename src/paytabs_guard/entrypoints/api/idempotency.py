@@ -119,7 +119,6 @@ async def stored_answer(
     turned away; under a key in flight a payment is on its way to PayTabs, and "nothing was
     sent" would be untrue."""
     print_ = fingerprint(request.method, request.url.path, body)
-    metrics = container.metrics
     deadline = time.monotonic() + wait_seconds
     delay = _FIRST_POLL
     while True:
@@ -128,17 +127,10 @@ async def stored_answer(
         )
         if found is None:
             return None
-        if found.status is ClaimStatus.COMPLETED and found.response is not None:
-            metrics.idempotency.labels("replayed").inc()
-            return replay(found.response)
-        if found.status is ClaimStatus.MISMATCH:
-            metrics.idempotency.labels("mismatch").inc()
-            return problem_response(key_mismatch(), request_id_of(request))
-        if time.monotonic() >= deadline:
-            metrics.idempotency.labels("in_flight").inc()
-            return problem_response(key_in_flight(), request_id_of(request))
-        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, _MAX_POLL)
+        answer = _answer_for_taken(request, container, found, deadline)
+        if answer is not None:
+            return answer
+        delay = await _wait_for_the_owner(delay, deadline)
 
 
 async def run_idempotent(
@@ -169,18 +161,11 @@ async def run_idempotent(
         if claim.status is ClaimStatus.NEW:
             metrics.idempotency.labels("new").inc()
             break
-        if claim.status is ClaimStatus.COMPLETED and claim.response is not None:
-            metrics.idempotency.labels("replayed").inc()
-            return replay(claim.response)
-        if claim.status is ClaimStatus.MISMATCH:
-            metrics.idempotency.labels("mismatch").inc()
-            return problem_response(key_mismatch(), request_id_of(request))
-        if time.monotonic() >= deadline:
-            metrics.idempotency.labels("in_flight").inc()
-            return problem_response(key_in_flight(), request_id_of(request))
+        answer = _answer_for_taken(request, container, claim, deadline)
+        if answer is not None:
+            return answer
         # Another request owns the key (maybe on another instance): wait for its answer.
-        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, _MAX_POLL)
+        delay = await _wait_for_the_owner(delay, deadline)
 
     try:
         response = await operation()
@@ -250,8 +235,7 @@ async def run_idempotent_create(
             if early is not None:
                 return early
             # Another request owns the key (maybe on another instance): wait for its answer.
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, _MAX_POLL)
+            delay = await _wait_for_the_owner(delay, deadline)
             continue
         except Exception as error:
             if not idempotency.claimed or idempotency.completed:
@@ -270,6 +254,13 @@ async def run_idempotent_create(
                 await asyncio.shield(store.release(client.id, key))
             raise
         return answers[-1] if answers and idempotency.completed else respond(payment)
+
+
+async def _wait_for_the_owner(delay: float, deadline: float) -> float:
+    """Sleep ``delay`` (never past ``deadline``) before asking about a key another request
+    holds again; returns the next delay (doubling, up to ``_MAX_POLL``)."""
+    await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+    return min(delay * 2, _MAX_POLL)
 
 
 def _answer_for_taken(
