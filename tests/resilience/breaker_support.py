@@ -77,9 +77,12 @@ async def trip(breaker: CircuitBreaker) -> None:
 
 
 class Gate:
-    """A coroutine function whose calls wait until released, counting who got in."""
+    """A coroutine function whose calls wait until released, counting who got in; released,
+    each call returns ``answer``, or raises ``error`` when one is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: str = "ok", error: Exception | None = None) -> None:
+        self.answer = answer
+        self.error = error
         self.entered = 0
         self.running = 0
         self.max_running = 0
@@ -99,7 +102,9 @@ class Gate:
             raise
         finally:
             self.running -= 1
-        return "ok"
+        if self.error is not None:
+            raise self.error
+        return self.answer
 
 
 class Recorder:

@@ -11,7 +11,7 @@ import random
 from dataclasses import replace
 
 import pytest
-from breaker_support import SEED, Boom, Declined, make_breaker, ok, only_booms, settle, trip
+from breaker_support import SEED, Boom, Declined, Gate, make_breaker, ok, only_booms, settle, trip
 
 from paytabs_guard.resilience import (
     BreakerEvent,
@@ -583,19 +583,14 @@ async def test_a_trial_presumed_lost_takes_only_itself_not_the_successes_before_
     half_open_by_a_probe(clock, breaker)
     assert await breaker.call(ok) == "ok"
     assert await breaker.call(ok) == "ok"
-    slow = asyncio.Event()
-
-    async def answer_slowly() -> str:
-        await slow.wait()
-        return "late"
-
-    third = asyncio.create_task(breaker.call(answer_slowly))
+    slow = Gate("late")
+    third = asyncio.create_task(breaker.call(slow))
     await settle()
     await presume_the_trials_in_flight_lost(clock, breaker)
     assert breaker.state == "half_open"
     assert await breaker.call(ok) == "ok"
     assert breaker.state == "closed"
-    slow.set()
+    slow.release.set()
     assert await third == "late"
     assert breaker.state == "closed"
 
@@ -607,18 +602,13 @@ async def test_a_trial_presumed_lost_that_answers_after_all_is_counted() -> None
     breaker = probing(clock, half_open_max_calls=3)
     await trip(breaker)
     half_open_by_a_probe(clock, breaker)
-    slow = asyncio.Event()
-
-    async def answer_slowly() -> str:
-        await slow.wait()
-        return "late"
-
-    trials = [asyncio.create_task(breaker.call(answer_slowly)) for _ in range(3)]
+    slow = Gate("late")
+    trials = [asyncio.create_task(breaker.call(slow)) for _ in range(3)]
     await settle()
     await presume_the_trials_in_flight_lost(clock, breaker)
     assert breaker.state == "half_open"
     assert breaker.snapshot().trials_in_flight == 0  # their slots went to new trials
-    slow.set()
+    slow.release.set()
     assert await asyncio.gather(*trials) == ["late"] * 3
     assert breaker.state == "closed"
 
@@ -630,16 +620,11 @@ async def test_a_trial_presumed_lost_that_fails_late_changes_nothing() -> None:
     breaker = probing(clock, half_open_max_calls=3)
     await trip(breaker)
     half_open_by_a_probe(clock, breaker)
-    fail_now = asyncio.Event()
-
-    async def fail_late() -> str:
-        await fail_now.wait()
-        raise Boom("late")
-
+    fail_late = Gate(error=Boom("late"))
     trials = [asyncio.create_task(breaker.call(fail_late)) for _ in range(3)]
     await settle()
     await presume_the_trials_in_flight_lost(clock, breaker)
-    fail_now.set()
+    fail_late.release.set()
     results = await asyncio.gather(*trials, return_exceptions=True)
     assert all(isinstance(result, Boom) for result in results)
     assert breaker.state == "half_open"
@@ -675,20 +660,15 @@ async def test_a_trial_that_leaves_late_in_the_half_open_period_is_not_overdue_a
     await trip(breaker)
     half_open_by_a_probe(clock, breaker)
     clock.advance(5.0)  # no sale for five seconds
-    slow = asyncio.Event()
-
-    async def answer_slowly() -> str:
-        await slow.wait()
-        return "ok"
-
-    trials = [asyncio.create_task(breaker.call(answer_slowly)) for _ in range(3)]
+    slow = Gate()
+    trials = [asyncio.create_task(breaker.call(slow)) for _ in range(3)]
     await settle()
     assert not breaker.probe_due()  # they left just now and may still answer
     clock.advance(0.1)
     assert not breaker.probe_due()
     breaker.apply_shared_probe(succeeded=True)  # another instance's probe: not a reason either
     assert breaker.snapshot().probes.misleading == 0
-    slow.set()
+    slow.release.set()
     assert await asyncio.gather(*trials) == ["ok"] * 3
     assert breaker.state == "closed"
 
