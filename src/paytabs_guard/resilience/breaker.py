@@ -251,9 +251,7 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
         probes' answer time) still goes: the caller has stored its payment on the strength of
         it, and a late trial is heard like any presumed lost (``_adopt``)."""
         generation = take_reserved(self)
-        if generation == self._generation:
-            return generation
-        if generation and self._state is _HALF_OPEN and generation >= self._period_generation:
+        if generation == self._generation or self._presumed_lost(generation):
             return generation
         return 0
 

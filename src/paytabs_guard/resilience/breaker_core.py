@@ -170,12 +170,17 @@ class BreakerCore:
         self._generation += 1
         self._trials = self._trial_successes + self._trial_failures
 
+    def _presumed_lost(self, trial: int) -> bool:
+        """Whether ``trial`` (a generation) is a trial of this half-open period that was
+        presumed lost."""
+        return self._state is _HALF_OPEN and self._period_generation <= trial < self._generation
+
     def _adopt(self, trial: int) -> bool:
-        """Whether ``trial``, not of the current generation, is a trial of this half-open
-        period presumed lost that has just succeeded; if so it is counted again, as a trial
-        admitted now. Its late failure is not adopted: that was paid for when it was presumed
-        lost (new trials went, a probe that brought it lost credibility)."""
-        if self._state is not _HALF_OPEN or trial < self._period_generation:
+        """Whether ``trial``, which has just succeeded, was presumed lost in this half-open
+        period; if so it is counted again, as a trial admitted now. Its late failure is not
+        adopted: that was paid for when it was presumed lost (new trials went, a probe that
+        brought it lost credibility)."""
+        if not self._presumed_lost(trial):
             return False
         self._trials += 1
         return True
