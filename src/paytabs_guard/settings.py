@@ -211,7 +211,8 @@ class Settings(BaseSettings):
         ge=0,
         le=ONE_DAY_MS,
         description="While open, probe PayTabs (a harmless query) every this many ms (0, or "
-        "50 and more), jittered; an answer moves the breaker to half-open at once (0 = no probes)",
+        "50 and more), jittered, and four times as often while creates are being turned away; "
+        "an answer moves the breaker to half-open at once (0 = no probes)",
     )
     circuit_breaker_min_open_time: PositiveMs = Field(
         2000,

@@ -136,3 +136,38 @@ async def test_a_foreign_4xx_in_front_of_paytabs_is_no_answer_to_a_probe(
         await set_faults(sim, {})
         after = await until_breaker(service, lambda b: b["state"] != "open")
         assert after["probes"]["last_result"] == "succeeded"
+
+
+async def test_a_sale_turned_away_hurries_the_probe_and_is_told_of_it(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    """With nobody waiting a probe goes every 3-5 s here; a create turned away brings the next
+    one to a quarter of that after the last, is told to come back when its answer is in, and
+    the recovery is found that much sooner."""
+    env = FAST_PROBES | {
+        "CIRCUIT_BREAKER_PROBE_INTERVAL": "4000",
+        "CIRCUIT_BREAKER_MIN_OPEN_TIME": "20000",  # the open period's own trial is far off
+        "CIRCUIT_BREAKER_RETURN_RATE": "0",  # the breaker's wait, without a place in line
+    }
+    async with running_service(sim, sqlite_url, env=env) as service:
+        await set_faults(sim, {"down": True})
+        loop = asyncio.get_running_loop()
+        for _ in range(10):
+            await service.api.post(
+                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+            )
+            if (await create_breaker(service))["state"] == "open":
+                break
+        opened_at = loop.time()
+        assert (await create_breaker(service))["state"] == "open"
+        await set_faults(sim, {})  # PayTabs is back; only a probe can tell
+        refused = await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+        )
+        assert refused.status_code == 503
+        # A quarter of at most 5 s, plus the answer time assumed before any probe (0.3 s) and
+        # the spread of the precise wait (at most 250 ms): never the 3-5 s of the quiet pace.
+        assert refused.json()["retry_after_ms"] <= 1250 + 300 + 250
+        # The quiet pace could not have probed before 3 s had passed since the opening.
+        await until_breaker(service, lambda b: b["state"] != "open", within=2.9)
+        assert loop.time() - opened_at < 3.0

@@ -277,7 +277,126 @@ async def test_retry_after_is_the_next_probes_verdict_when_that_comes_first() ->
     assert wait == pytest.approx(next_probe + 0.3)
     with pytest.raises(CircuitOpenError) as rejected:
         await breaker.call(ok)
-    assert rejected.value.retry_after_seconds == pytest.approx(wait)
+    # The call turned away brought that probe forward, and is told of the one it brought.
+    assert breaker.next_probe_in() == pytest.approx(0.25 * next_probe)
+    assert rejected.value.retry_after_seconds == pytest.approx(0.25 * next_probe + 0.3)
+    assert breaker.rejection_wait() == pytest.approx(rejected.value.retry_after_seconds)
+
+
+# -- probes hurried by the sales they keep waiting ------------------------------------------
+
+
+async def test_a_sale_turned_away_brings_the_next_probe_forward_once() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=None)
+    await trip(breaker)
+    gap = breaker.next_probe_in()
+    assert gap is not None
+    clock.advance(0.3 * gap)
+    assert not breaker.probe_due()  # nobody waits: the probe keeps to its interval
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(ok)
+    assert breaker.probe_due()  # a quarter of the interval since the opening has passed
+    breaker.probe_sent()
+    breaker.record_probe(succeeded=False)
+    following = breaker.next_probe_in()
+    assert following is not None
+    assert 0.75 <= following <= 1.25
+    for _ in range(50):  # a crowd: the first one hurries the probe, the rest find it done
+        with pytest.raises(CircuitOpenError) as rejected:
+            await breaker.call(ok)
+    assert breaker.next_probe_in() == pytest.approx(0.25 * following)
+    assert rejected.value.retry_after_seconds == pytest.approx(0.25 * following + 0.3)
+
+
+async def test_a_held_sale_brings_the_next_probe_forward_too() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=None)
+    await trip(breaker)
+    gap = breaker.next_probe_in()
+    assert gap is not None
+    waiter = asyncio.create_task(breaker.wait_admitting(30.0))
+    await settle()
+    assert breaker.next_probe_in() == pytest.approx(0.25 * gap)
+    breaker.record_probe(succeeded=True)
+    assert await asyncio.wait_for(waiter, 1.0) is True
+
+
+async def test_probes_come_four_times_as_often_while_sales_wait_and_no_more() -> None:
+    clock = ManualClock()
+    gateway = Gateway()
+    breaker, prober = probed(clock, gateway.probe, min_open_time=None, reset_timeout=300.0)
+    await trip(breaker)
+    turned_away = 0
+
+    async def outage(seconds: float, sales_every: float | None) -> int:
+        nonlocal turned_away
+        sent = gateway.probes
+        sale_at = clock()
+        end = clock() + seconds
+        while clock() < end:
+            clock.advance(0.01)
+            if sales_every is not None and clock() >= sale_at:
+                sale_at += sales_every
+                with pytest.raises(CircuitOpenError):
+                    await breaker.call(ok)
+                turned_away += 1
+            await prober.tick()
+        return gateway.probes - sent
+
+    quiet = await outage(60.0, None)
+    assert 48 <= quiet <= 80  # one a second (spread by a quarter)
+    busy = await outage(60.0, 0.02)  # fifty sales a second turned away
+    assert 4 * 48 <= busy <= 4 * 80
+    turned_away = 0
+    sparse = await outage(60.0, 3.0)  # a sale every three seconds
+    assert sparse <= quiet + turned_away  # never more probes than sales turned away
+    assert breaker.state == "open"
+    await prober.aclose()
+
+
+async def test_hurried_probes_are_never_closer_than_the_shortest_interval() -> None:
+    clock = ManualClock()
+    breaker = probing(clock, probe_interval=0.1, min_open_time=None)
+    await trip(breaker)
+    breaker.probe_sent()
+    breaker.record_probe(succeeded=False)
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(ok)
+    # A quarter of 75-125 ms would be under 50 ms: twenty probes a second is the most.
+    assert breaker.next_probe_in() == pytest.approx(0.05)
+
+
+async def test_the_prober_wakes_for_a_probe_a_turned_away_sale_brought_forward() -> None:
+    clock = ManualClock()
+    sent = asyncio.Event()
+    probes = 0
+
+    async def probe() -> None:
+        nonlocal probes
+        probes += 1
+        sent.set()
+        raise Boom("connection refused")
+
+    # A long interval: asleep until the planned probe, the prober would not send it for
+    # many seconds of real time.
+    breaker, prober = probed(clock, probe, probe_interval=30.0, min_open_time=None)
+    await trip(breaker)
+    gap = breaker.next_probe_in()
+    assert gap is not None
+    assert gap >= 10.0
+    prober.start()
+    await settle()
+    clock.advance(0.3 * gap)  # past a quarter of the interval, long before the whole
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(ok)
+    await asyncio.wait_for(sent.wait(), 5.0)
+    for _ in range(200):  # more sales before the clock moves: no further probe
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(ok)
+    await settle()
+    assert probes == 1
+    await prober.aclose()
 
 
 async def test_the_verdict_time_follows_the_probes_answers() -> None:

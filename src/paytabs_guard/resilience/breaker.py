@@ -22,7 +22,8 @@ Rules worth knowing (see ``BreakerConfig`` for the knobs):
   payment) admits ahead with :meth:`CircuitBreaker.reserve`: in half-open the trial slot is
   taken then and the later call uses it; one left unused is given back (admission.py).
 * Recovery is detected, not only waited for: while open, a recovery probe is due every
-  ``probe_interval``, and an answer moves the breaker to half-open at once (recovery.py).
+  ``probe_interval`` (a quarter of it while callers are being turned away: probes.py), and an
+  answer moves the breaker to half-open at once (recovery.py).
 * The open period is randomised and adapts (open_period.py).
 * Nothing runs in the background and nothing awaits Redis: shared state arrives through
   :meth:`CircuitBreaker.apply_shared_open` / :meth:`~CircuitBreaker.apply_shared_close`, called
@@ -139,6 +140,7 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
                     wait = self._retry_at - start
                     if self._probe_interval is not None:  # the next probe's verdict may come first
                         probes = self._probes
+                        probes.demanded()  # as in _reject: a waiting sale hurries the probe
                         wait = min(wait, max(probes.next_at - start, 0.0) + probes.verdict_in())
                     raise CircuitOpenError(self.name, wait)
                 trial = _REJECTED

@@ -36,6 +36,7 @@ class OpenPeriod(BreakerCore):
         return min(period, self._reset_timeout)
 
     def _reject(self, now: float) -> CircuitOpenError:
+        self._waiting_for_a_verdict()  # this caller is told of the probe it brought forward
         # forced open: the reset timeout is nominal, an operator decides when it ends
         retry_after = self._reset_timeout if self._state is _FORCED_OPEN else self._wait(now)
         rejection = CircuitOpenError(self.name, retry_after)
@@ -95,12 +96,15 @@ class OpenPeriod(BreakerCore):
             return None
         return self._wait(now)
 
-    def count_turned_away(self) -> None:
+    def count_turned_away(self) -> float:
         """A caller turned a call away on :meth:`rejection_wait`'s word (the API's 503 before
         any work): count it as a rejection, in the stats and with a reject event, as
         :meth:`call` would have. Operators read "rejects" as the sales an open breaker turned
-        away; the fast path must not hide them."""
-        self._reject(self._clock())
+        away; the fast path must not hide them.
+
+        Returns the wait to tell that caller: a turned-away sale brings the next recovery
+        probe forward, so it may be shorter than the forecast :meth:`rejection_wait` gave."""
+        return self._reject(self._clock()).retry_after_seconds
 
     # -- waiting for admission (Prefer: wait) ---------------------------------------------------
 
@@ -111,4 +115,20 @@ class OpenPeriod(BreakerCore):
         a future that a state change (closed, half-open with a free trial slot) resolves, or
         until the open period ends (a trial becomes due). Returns False on timeout.
         """
-        return await self._waiters.wait(self.rejection_wait, max_wait)
+        return await self._waiters.wait(self._held_wait, max_wait)
+
+    def _held_wait(self) -> float | None:
+        """:meth:`rejection_wait` for a caller held until a call would be admitted: a sale
+        that waits, like one turned away, brings the next recovery probe forward."""
+        wait = self.rejection_wait()
+        if wait is not None and self._waiting_for_a_verdict():
+            wait = self.rejection_wait()
+        return wait
+
+    def _waiting_for_a_verdict(self) -> bool:
+        """A sale is turned away or held until the gateway is known to answer again: the next
+        recovery probe comes sooner (``ProbeBook.demanded``). Returns whether it moved. Not
+        while forced open: an operator, not a probe, ends that."""
+        if self._probe_interval is None or self._state is _FORCED_OPEN:
+            return False
+        return self._probes.demanded()

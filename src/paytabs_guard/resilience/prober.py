@@ -12,6 +12,10 @@ Probes never enter the error-rate window. With shared state, one instance probes
 time (a lease in Redis, renewed by each probe, taken over when its holder stops or dies) and
 publishes each verdict to the others; with Redis unreachable every instance probes for itself.
 
+A rejected call may bring a breaker's next probe forward (``ProbeBook.demanded``: sales are
+waiting for the verdict); the prober hears of it through the breaker's reject event and wakes
+for the new time.
+
 The core is :meth:`BreakerProber.tick` (send what is due, say when the next is due), which tests
 drive with a manual clock; :meth:`BreakerProber.run` is the loop around it, which sleeps on an
 event between ticks and wakes the moment a breaker opens.
@@ -37,6 +41,10 @@ logger = logging.getLogger(__name__)
 # Probes of one breaker in flight at once: enough for a new probe every interval while older
 # ones hang until the timeout, never more than this.
 _MAX_IN_FLIGHT = 10
+
+# Two readings of the planned look closer than this are the same plan (each adds a wait to
+# its own clock reading); a probe brought forward moves by a share of an interval, far more.
+_SAME_MOMENT = 0.001
 
 ProbeFn = Callable[[], Awaitable[object]]
 """Sends one harmless request; returns or raises an exception the failure predicate excuses
@@ -89,6 +97,7 @@ class BreakerProber:
         self._held: set[str] = set()
         self._sending: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._look_at = math.inf  # monotonic: when run() looks again unless woken
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe = registry.subscribe(self._on_event)
 
@@ -99,6 +108,18 @@ class BreakerProber:
             event.type is EventType.HALF_OPENED
         ):
             self._wake.set()
+        elif event.type is EventType.REJECT and event.breaker in self._probes:
+            # A turned-away sale may have brought the next probe forward (ProbeBook.demanded):
+            # look then, not at the time planned before it. Once per probe at most: after the
+            # first rejection the planned time is the new one.
+            breaker = self._registry[event.breaker]
+            wait = breaker.next_look_in()
+            if wait is None or self._saturated(breaker):
+                return  # (a saturated breaker waits for one of its probes to end)
+            look_at = self._clock() + wait
+            if look_at < self._look_at - _SAME_MOMENT:
+                self._look_at = look_at
+                self._wake.set()
 
     def _probed(self) -> list[CircuitBreaker]:
         return [
@@ -193,6 +214,7 @@ class BreakerProber:
             except Exception:  # pragma: no cover - a bug in a probe function must not stop us
                 logger.exception("breaker prober: a probe pass failed")
                 wait = 1.0
+            self._look_at = math.inf if wait is None else self._clock() + wait
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()

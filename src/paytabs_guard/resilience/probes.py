@@ -5,7 +5,9 @@ The breaker owns the state machine and decides what an answer does (recovery.py:
 an open breaker to half-open unless the probes are not credible yet); this book only remembers
 and schedules. A probe that said "up" while the trials it brought then failed loses credibility:
 the next "up" is believed only after a back-off that doubles per miss, up to
-``PROBE_BACKOFF_CAP`` probe intervals.
+``PROBE_BACKOFF_CAP`` probe intervals. While callers are being turned away, the next probe is
+due sooner (``DEMAND_SHARE`` of an interval after the last one): a recovery is worth finding
+fast when sales wait for it, and not worth extra calls into a gateway when none do.
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ PROBE_BACKOFF_CAP = 4.0
 """A misleading probe's back-off doubles up to this many probe intervals."""
 ASSUMED_PROBE_ANSWER = 0.2
 """Until a probe has been answered, how long an answer is assumed to take (seconds)."""
+DEMAND_SHARE = 0.25
+"""While callers are being turned away, the next probe leaves this share of an interval after
+the last one: a recovery is found four times sooner while sales wait, and the gateway sees at
+most four probes an interval."""
+MIN_HURRIED_GAP = 0.05
+"""Probes brought forward are never closer than this (seconds): the shortest interval the
+service accepts, so no setting makes them more than twenty a second."""
 VERDICT_MARGIN = 1.5
 """A caller told to come back for a verdict arrives this many expected answer times after the
 probe leaves: late enough that the verdict is in, early enough to lose little when it is "up"."""
@@ -37,6 +46,7 @@ class ProbeBook:
         "failed",
         "half_open_by_probe",
         "here",
+        "hurried_at",
         "interval",
         "last_at",
         "last_result",
@@ -53,6 +63,7 @@ class ProbeBook:
         self._jitter = jitter
         self._rng = rng  # the breaker's: one seeded source keeps a test's schedule reproducible
         self.next_at = 0.0  # monotonic: when the next probe is due (while open)
+        self.hurried_at = 0.0  # monotonic: when it is due instead while callers are turned away
         self.ready_at = 0.0  # monotonic: a probe's "up" is believed from then on
         self.misses = 0  # probe "up"s in a row that real trials contradicted
         self.half_open_by_probe = False
@@ -74,7 +85,24 @@ class ProbeBook:
 
     def reschedule(self, now: float) -> None:
         """The next probe is due one (jittered) interval from ``now``."""
-        self.next_at = now + self.gap()
+        self._schedule(now, self.gap())
+
+    def _schedule(self, now: float, gap: float) -> None:
+        self.next_at = now + gap
+        self.hurried_at = now + max(gap * DEMAND_SHARE, min(gap, MIN_HURRIED_GAP))
+
+    def demanded(self) -> bool:
+        """A caller was turned away for want of a verdict: the next probe is due a share of an
+        interval after the last one (``DEMAND_SHARE``) rather than a whole one. Returns whether
+        that brought it forward (once per probe: every caller after the first finds it done).
+
+        Only a caller turned away since the last probe left brings the next one forward, so
+        the probes added for waiting sales never outnumber the calls the gateway was spared;
+        with nobody waiting (a quiet night) probes keep to the interval."""
+        if self.hurried_at < self.next_at:
+            self.next_at = self.hurried_at
+            return True
+        return False
 
     def entered(
         self, state: BreakerState, previous: BreakerState, reason: str, now: float, retry_at: float
@@ -85,7 +113,7 @@ class ProbeBook:
             self.ready_at = 0.0
         if state is BreakerState.OPEN and previous is not state and self.interval is not None:
             # The first probe comes before the open period's own trial would.
-            self.next_at = now + min(self.gap(), 0.5 * (retry_at - now))
+            self._schedule(now, min(self.gap(), 0.5 * (retry_at - now)))
         if state is BreakerState.HALF_OPEN:
             # A trial the probe asked for (at once, or deferred to the end of its back-off)
             # judges the probe too.
@@ -94,7 +122,7 @@ class ProbeBook:
             self.deferred = False
             if self.interval is not None and not self.half_open_by_probe:
                 # The open period's own trial: if it hangs, probes resume one interval on.
-                self.next_at = now + self.gap()
+                self.reschedule(now)
         else:
             self.half_open_by_probe = False
         if state is BreakerState.CLOSED:

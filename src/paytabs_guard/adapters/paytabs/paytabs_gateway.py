@@ -53,10 +53,9 @@ class PayTabsGateway:
 
     def turn_away(self, operation: str) -> float | None:
         breaker = self._breakers.get(operation)
-        wait = breaker.rejection_wait()
-        if wait is not None:
-            breaker.count_turned_away()
-        return wait
+        if breaker.rejection_wait() is None:
+            return None
+        return breaker.count_turned_away()
 
     def reserve(self, operation: str) -> AbstractContextManager[object]:
         try:
