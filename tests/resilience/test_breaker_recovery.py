@@ -515,6 +515,35 @@ async def test_a_hanging_probe_does_not_hold_the_next_one_back() -> None:
     await prober.aclose()
 
 
+async def test_probes_hurried_into_a_hang_still_leave_on_time() -> None:
+    """A gateway that hangs holds each probe until the timeout (3 s here). While sales wait,
+    probes go four a second, so enough may be in flight for one to leave every hurried gap:
+    else the probes sent into the hang would hold every slot past the recovery."""
+    clock = ManualClock()
+    release = asyncio.Event()
+    sent = 0
+
+    async def hang() -> None:
+        nonlocal sent
+        sent += 1
+        await release.wait()
+
+    breaker, prober = probed(clock, hang, min_open_time=None)
+    prober._timeout = 3.0  # the probes' own timeout, as a real call's
+    await trip(breaker)
+    started = []
+    for _ in range(300):  # 3 s, a sale turned away every 10 ms
+        clock.advance(0.01)
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(ok)
+        started += prober._start_due()  # the tick, without awaiting the hang
+        await settle()  # the probes start (and hang)
+    assert sent >= 10  # one every 250 ms (spread), all still hanging; not 4 and then none
+    release.set()
+    await asyncio.gather(*started)
+    await prober.aclose()
+
+
 async def test_while_probes_hang_no_payment_is_sent_as_a_timer_trial() -> None:
     clock = ManualClock()
     breaker = probing(clock, min_open_time=0.3, reset_timeout=5.0)

@@ -34,12 +34,15 @@ from typing import Protocol
 from paytabs_guard.resilience.breaker import CircuitBreaker
 from paytabs_guard.resilience.clock import MonotonicClock
 from paytabs_guard.resilience.events import BreakerEvent, BreakerState, EventType
+from paytabs_guard.resilience.probes import hurried_gap
 from paytabs_guard.resilience.registry import BreakerRegistry
 
 logger = logging.getLogger(__name__)
 
-# Probes of one breaker in flight at once: enough for a new probe every interval while older
-# ones hang until the timeout, never more than this.
+# Probes of one breaker in flight at once: enough for a new probe every hurried gap (a share of
+# the interval, while sales wait) while older ones hang until the timeout, never more than this.
+# Fewer would hide a recovery from a gateway that hung: the probes sent into the hang hold
+# every slot until they time out, and the first probe to see the recovery waits for one.
 _MAX_IN_FLIGHT = 10
 
 # Two readings of the planned look closer than this are the same plan (each adds a wait to
@@ -158,7 +161,7 @@ class BreakerProber:
 
     def _saturated(self, breaker: CircuitBreaker) -> bool:
         interval = breaker.config.probe_interval or self._timeout
-        limit = min(math.ceil(self._timeout / interval) + 1, _MAX_IN_FLIGHT)
+        limit = min(math.ceil(self._timeout / hurried_gap(interval)) + 1, _MAX_IN_FLIGHT)
         return self._in_flight.get(breaker.name, 0) >= limit
 
     def _next_wait(self) -> float | None:

@@ -34,6 +34,11 @@ VERDICT_MARGIN = 1.5
 probe leaves: late enough that the verdict is in, early enough to lose little when it is "up"."""
 
 
+def hurried_gap(gap: float) -> float:
+    """The gap between probes while callers are turned away, for a quiet-time ``gap``."""
+    return max(gap * DEMAND_SHARE, min(gap, MIN_HURRIED_GAP))
+
+
 class ProbeBook:
     """Recovery probes of one breaker: schedule, credibility, counts. ``interval`` None: no
     probes (the breaker then waits out its open period)."""
@@ -89,7 +94,7 @@ class ProbeBook:
 
     def _schedule(self, now: float, gap: float) -> None:
         self.next_at = now + gap
-        self.hurried_at = now + max(gap * DEMAND_SHARE, min(gap, MIN_HURRIED_GAP))
+        self.hurried_at = now + hurried_gap(gap)
 
     def demanded(self) -> bool:
         """A caller was turned away for want of a verdict: the next probe is due a share of an
