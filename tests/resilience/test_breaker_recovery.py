@@ -355,6 +355,30 @@ async def test_probes_come_four_times_as_often_while_sales_wait_and_no_more() ->
     await prober.aclose()
 
 
+async def test_the_prober_wakes_for_a_probe_a_held_sale_brought_forward() -> None:
+    """A sale held for ``Prefer: wait`` is never rejected, so no reject event tells the prober;
+    the probe it brought forward must still leave on time."""
+    clock = ManualClock()
+    sent = asyncio.Event()
+
+    async def probe() -> None:
+        sent.set()
+        raise Declined("transaction not found")  # PayTabs answers: it is back
+
+    breaker, prober = probed(clock, probe, probe_interval=30.0, min_open_time=None)
+    await trip(breaker)
+    gap = breaker.next_probe_in()
+    assert gap is not None
+    assert gap >= 10.0
+    prober.start()
+    await settle()
+    clock.advance(0.3 * gap)
+    held = asyncio.create_task(breaker.wait_admitting(30.0))
+    await asyncio.wait_for(sent.wait(), 5.0)
+    assert await asyncio.wait_for(held, 5.0) is True  # the probe's answer let it through
+    await prober.aclose()
+
+
 async def test_hurried_probes_are_never_closer_than_the_shortest_interval() -> None:
     clock = ManualClock()
     breaker = probing(clock, probe_interval=0.1, min_open_time=None)

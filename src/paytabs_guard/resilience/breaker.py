@@ -140,7 +140,9 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
                     wait = self._retry_at - start
                     if self._probe_interval is not None:  # the next probe's verdict may come first
                         probes = self._probes
-                        probes.demanded()  # as in _reject: a waiting sale hurries the probe
+                        # As in _reject, a waiting sale hurries the probe (nobody to tell: a
+                        # prober would be a subscriber, and this path has none).
+                        probes.demanded()
                         wait = min(wait, max(probes.next_at - start, 0.0) + probes.verdict_in())
                     raise CircuitOpenError(self.name, wait)
                 trial = _REJECTED

@@ -36,6 +36,8 @@ class EventType(StrEnum):
     exceptions the failure predicate excused), ``failure``, ``timeout`` (a failure, reported
     only as ``timeout``), ``reject`` and ``fallback``. ``probe``: a recovery probe of this
     instance was answered (reason ``succeeded``) or not (``failed``); never in the window.
+    ``probe_hurried``: a caller turned away or held brought the next recovery probe forward
+    (at most once per probe; the prober wakes for it).
     """
 
     OPENED = "circuit_breaker.opened"
@@ -48,6 +50,7 @@ class EventType(StrEnum):
     REJECT = "circuit_breaker.reject"
     FALLBACK = "circuit_breaker.fallback"
     PROBE = "circuit_breaker.probe"
+    PROBE_HURRIED = "circuit_breaker.probe_hurried"
 
 
 STATE_EVENTS: dict[BreakerState, EventType] = {

@@ -36,7 +36,7 @@ class OpenPeriod(BreakerCore):
         return min(period, self._reset_timeout)
 
     def _reject(self, now: float) -> CircuitOpenError:
-        self._waiting_for_a_verdict()  # this caller is told of the probe it brought forward
+        self._waiting_for_a_verdict(now)  # this caller is told of the probe it brought forward
         # forced open: the reset timeout is nominal, an operator decides when it ends
         retry_after = self._reset_timeout if self._state is _FORCED_OPEN else self._wait(now)
         rejection = CircuitOpenError(self.name, retry_after)
@@ -121,14 +121,19 @@ class OpenPeriod(BreakerCore):
         """:meth:`rejection_wait` for a caller held until a call would be admitted: a sale
         that waits, like one turned away, brings the next recovery probe forward."""
         wait = self.rejection_wait()
-        if wait is not None and self._waiting_for_a_verdict():
+        if wait is not None and self._waiting_for_a_verdict(self._clock()):
             wait = self.rejection_wait()
         return wait
 
-    def _waiting_for_a_verdict(self) -> bool:
+    def _waiting_for_a_verdict(self, now: float) -> bool:
         """A sale is turned away or held until the gateway is known to answer again: the next
-        recovery probe comes sooner (``ProbeBook.demanded``). Returns whether it moved. Not
-        while forced open: an operator, not a probe, ends that."""
+        recovery probe comes sooner (``ProbeBook.demanded``), and the prober hears of it (the
+        ``probe_hurried`` event). Returns whether it moved. Not while forced open: an operator,
+        not a probe, ends that."""
         if self._probe_interval is None or self._state is _FORCED_OPEN:
             return False
-        return self._probes.demanded()
+        if not self._probes.demanded():
+            return False
+        if self._subscribers:
+            self._emit(EventType.PROBE_HURRIED, now)
+        return True

@@ -12,9 +12,9 @@ Probes never enter the error-rate window. With shared state, one instance probes
 time (a lease in Redis, renewed by each probe, taken over when its holder stops or dies) and
 publishes each verdict to the others; with Redis unreachable every instance probes for itself.
 
-A rejected call may bring a breaker's next probe forward (``ProbeBook.demanded``: sales are
-waiting for the verdict); the prober hears of it through the breaker's reject event and wakes
-for the new time.
+A call turned away or held may bring a breaker's next probe forward (``ProbeBook.demanded``:
+sales are waiting for the verdict); the prober hears of it through the breaker's
+``probe_hurried`` event and wakes for the new time.
 
 The core is :meth:`BreakerProber.tick` (send what is due, say when the next is due), which tests
 drive with a manual clock; :meth:`BreakerProber.run` is the loop around it, which sleeps on an
@@ -111,10 +111,9 @@ class BreakerProber:
             event.type is EventType.HALF_OPENED
         ):
             self._wake.set()
-        elif event.type is EventType.REJECT and event.breaker in self._probes:
-            # A turned-away sale may have brought the next probe forward (ProbeBook.demanded):
-            # look then, not at the time planned before it. Once per probe at most: after the
-            # first rejection the planned time is the new one.
+        elif event.type is EventType.PROBE_HURRIED and event.breaker in self._probes:
+            # A sale turned away or held brought the next probe forward (ProbeBook.demanded):
+            # look then, not at the time planned before it.
             breaker = self._registry[event.breaker]
             wait = breaker.next_look_in()
             if wait is None or self._saturated(breaker):
