@@ -171,3 +171,34 @@ async def test_a_sale_turned_away_hurries_the_probe_and_is_told_of_it(
         # The quiet pace could not have probed before 3 s had passed since the opening.
         await until_breaker(service, lambda b: b["state"] != "open", within=2.9)
         assert loop.time() - opened_at < 3.0
+
+
+async def test_a_held_sale_hurries_the_probe_that_lets_it_through(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    """A create held for ``Prefer: wait`` is never rejected, and still brings the next probe
+    forward: it goes through well before the quiet pace (3-5 s here) could have probed."""
+    env = FAST_PROBES | {
+        "CIRCUIT_BREAKER_PROBE_INTERVAL": "4000",
+        "CIRCUIT_BREAKER_MIN_OPEN_TIME": "20000",
+    }
+    async with running_service(sim, sqlite_url, env=env) as service:
+        await set_faults(sim, {"down": True})
+        loop = asyncio.get_running_loop()
+        for _ in range(10):
+            await service.api.post(
+                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+            )
+            if (await create_breaker(service))["state"] == "open":
+                break
+        opened_at = loop.time()
+        assert (await create_breaker(service))["state"] == "open"
+        await set_faults(sim, {})  # PayTabs is back; only a probe can tell
+        held = await service.api.post(
+            "/payments/v2/create",
+            json=BODY,
+            headers={"Idempotency-Key": new_key(), "Prefer": "wait=10"},
+        )
+        assert held.status_code == 201, held.text
+        assert held.headers["preference-applied"] == "wait=10"
+        assert loop.time() - opened_at < 3.0
