@@ -314,6 +314,16 @@ async def test_breakers_show_their_last_hour_and_probes(service: Service) -> Non
     await service.admin.post("/payments/v2/circuit-breaker/create/reset")
 
 
+async def test_an_answered_probe_is_green_and_a_failed_one_red(service: Service) -> None:
+    breaker = service.container.gateway.breakers.get("create")
+    breaker.record_probe(succeeded=False, latency=0.05)
+    breaker.record_probe(succeeded=True, latency=0.05)
+    async with signed_in(service) as browser:
+        page = (await browser.get("/console/breakers")).text
+    dots = re.findall(r"<circle [^>]*stroke='(#[0-9a-f]{6})'[^>]*><title>probe (\w+) ", page)
+    assert sorted(dots) == [("#0a5a2c", "succeeded"), ("#8a0016", "failed")]
+
+
 async def test_arabic_from_accept_language_and_from_the_switch(service: Service) -> None:
     async with signed_in(service, **{"Accept-Language": "ar-SA,ar;q=0.9"}) as browser:
         page = await browser.get("/console")

@@ -34,7 +34,7 @@ class StateChange:
 
 @dataclass(frozen=True, slots=True)
 class ProbeVerdict:
-    """A recovery probe's answer (``reason`` as the breaker reports it: ok, failed, ...)."""
+    """A recovery probe's answer (``reason`` as the breaker reports it: succeeded, failed)."""
 
     at: datetime
     verdict: str

@@ -82,7 +82,8 @@ def svg(chart_rows: Sequence[Row], now: datetime, labels: Mapping[str, str]) -> 
                 "</title></rect>"
             )
         for probe in row.probes:
-            colour = "#0a5a2c" if probe.verdict == "ok" else "#8a0016"
+            # (the verdict as the breaker's probe event says it: "succeeded" or "failed")
+            colour = "#0a5a2c" if probe.verdict == "succeeded" else "#8a0016"
             parts.append(
                 f"<circle cx='{_x(probe.at, now):.1f}' cy='{top + 9}' r='3.5' fill='#fff' "
                 f"stroke='{colour}' stroke-width='2'><title>probe {e(probe.verdict)} "
