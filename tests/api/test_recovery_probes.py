@@ -45,6 +45,24 @@ async def set_faults(sim: RunningSimulator, faults: dict[str, Any]) -> None:
         (await client.put("/_sim/faults", json=faults)).raise_for_status()
 
 
+async def open_by_an_outage(service: Service, sim: RunningSimulator) -> None:
+    """PayTabs goes down, and creates fail until the create breaker opens."""
+    await set_faults(sim, {"down": True})
+    for _ in range(10):
+        await service.api.post(
+            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+        )
+        if (await create_breaker(service))["state"] == "open":
+            break
+    assert (await create_breaker(service))["state"] == "open"
+
+
+QUIET_PACE = FAST_PROBES | {
+    "CIRCUIT_BREAKER_PROBE_INTERVAL": "4000",  # 3-5 s with nobody waiting
+    "CIRCUIT_BREAKER_MIN_OPEN_TIME": "20000",  # the open period's own trial is far off
+}
+
+
 async def test_a_probe_brings_the_breaker_back_long_before_the_reset_timeout(
     sim: RunningSimulator, sqlite_url: str
 ) -> None:
@@ -91,14 +109,7 @@ async def test_a_gateway_that_comes_back_slow_is_found_by_its_probes(
     A probe must be allowed what a real call is allowed, or a slow recovery keeps the breaker
     open, turning away every sale, until the reset timeout (30 s)."""
     async with running_service(sim, sqlite_url, env=FAST_PROBES) as service:
-        await set_faults(sim, {"down": True})
-        for _ in range(10):
-            await service.api.post(
-                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
-            )
-            if (await create_breaker(service))["state"] == "open":
-                break
-        assert (await create_breaker(service))["state"] == "open"
+        await open_by_an_outage(service, sim)
         await set_faults(sim, {"latency_ms": 1200})
         after = await until_breaker(service, lambda b: b["state"] != "open")
         assert after["probes"]["last_result"] == "succeeded"
@@ -111,14 +122,7 @@ async def test_a_foreign_4xx_in_front_of_paytabs_is_no_answer_to_a_probe(
     must not bring the breaker back for it (trials would then "succeed" on it too, and every
     create be refused as if PayTabs had declined it)."""
     async with running_service(sim, sqlite_url, env=FAST_PROBES) as service:
-        await set_faults(sim, {"down": True})
-        for _ in range(10):
-            await service.api.post(
-                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
-            )
-            if (await create_breaker(service))["state"] == "open":
-                break
-        assert (await create_breaker(service))["state"] == "open"
+        await open_by_an_outage(service, sim)
         await set_faults(sim, {"down": True, "down_status": 403})
         failed = (await create_breaker(service))["probes"]["failed"]
         down = await until_breaker(
@@ -144,22 +148,12 @@ async def test_a_sale_turned_away_hurries_the_probe_and_is_told_of_it(
     """With nobody waiting a probe goes every 3-5 s here; a create turned away brings the next
     one to a quarter of that after the last, is told to come back when its answer is in, and
     the recovery is found that much sooner."""
-    env = FAST_PROBES | {
-        "CIRCUIT_BREAKER_PROBE_INTERVAL": "4000",
-        "CIRCUIT_BREAKER_MIN_OPEN_TIME": "20000",  # the open period's own trial is far off
-        "CIRCUIT_BREAKER_RETURN_RATE": "0",  # the breaker's wait, without a place in line
-    }
+    # Without the return line: the breaker's wait, without a place in line.
+    env = QUIET_PACE | {"CIRCUIT_BREAKER_RETURN_RATE": "0"}
     async with running_service(sim, sqlite_url, env=env) as service:
-        await set_faults(sim, {"down": True})
         loop = asyncio.get_running_loop()
-        for _ in range(10):
-            await service.api.post(
-                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
-            )
-            if (await create_breaker(service))["state"] == "open":
-                break
+        await open_by_an_outage(service, sim)
         opened_at = loop.time()
-        assert (await create_breaker(service))["state"] == "open"
         await set_faults(sim, {})  # PayTabs is back; only a probe can tell
         refused = await service.api.post(
             "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
@@ -178,21 +172,10 @@ async def test_a_held_sale_hurries_the_probe_that_lets_it_through(
 ) -> None:
     """A create held for ``Prefer: wait`` is never rejected, and still brings the next probe
     forward: it goes through well before the quiet pace (3-5 s here) could have probed."""
-    env = FAST_PROBES | {
-        "CIRCUIT_BREAKER_PROBE_INTERVAL": "4000",
-        "CIRCUIT_BREAKER_MIN_OPEN_TIME": "20000",
-    }
-    async with running_service(sim, sqlite_url, env=env) as service:
-        await set_faults(sim, {"down": True})
+    async with running_service(sim, sqlite_url, env=QUIET_PACE) as service:
         loop = asyncio.get_running_loop()
-        for _ in range(10):
-            await service.api.post(
-                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
-            )
-            if (await create_breaker(service))["state"] == "open":
-                break
+        await open_by_an_outage(service, sim)
         opened_at = loop.time()
-        assert (await create_breaker(service))["state"] == "open"
         await set_faults(sim, {})  # PayTabs is back; only a probe can tell
         held = await service.api.post(
             "/payments/v2/create",

@@ -355,6 +355,23 @@ async def test_probes_come_four_times_as_often_while_sales_wait_and_no_more() ->
     await prober.aclose()
 
 
+async def asleep_past_a_quarter(
+    clock: ManualClock, probe: ProbeFn
+) -> tuple[CircuitBreaker, BreakerProber]:
+    """An open breaker whose running prober sleeps until a probe many seconds of real time
+    away (a long interval), with the clock moved past a quarter of that interval: a probe
+    brought forward is due at once, one at the quiet pace long after the test gives up."""
+    breaker, prober = probed(clock, probe, probe_interval=30.0, min_open_time=None)
+    await trip(breaker)
+    gap = breaker.next_probe_in()
+    assert gap is not None
+    assert gap >= 10.0
+    prober.start()
+    await settle()
+    clock.advance(0.3 * gap)  # past a quarter of the interval, long before the whole
+    return breaker, prober
+
+
 async def test_the_prober_wakes_for_a_probe_a_held_sale_brought_forward() -> None:
     """A sale held for ``Prefer: wait`` is never rejected, so no reject event tells the prober;
     the probe it brought forward must still leave on time."""
@@ -365,14 +382,7 @@ async def test_the_prober_wakes_for_a_probe_a_held_sale_brought_forward() -> Non
         sent.set()
         raise Declined("transaction not found")  # PayTabs answers: it is back
 
-    breaker, prober = probed(clock, probe, probe_interval=30.0, min_open_time=None)
-    await trip(breaker)
-    gap = breaker.next_probe_in()
-    assert gap is not None
-    assert gap >= 10.0
-    prober.start()
-    await settle()
-    clock.advance(0.3 * gap)
+    breaker, prober = await asleep_past_a_quarter(clock, probe)
     held = asyncio.create_task(breaker.wait_admitting(30.0))
     await asyncio.wait_for(sent.wait(), 5.0)
     assert await asyncio.wait_for(held, 5.0) is True  # the probe's answer let it through
@@ -402,16 +412,7 @@ async def test_the_prober_wakes_for_a_probe_a_turned_away_sale_brought_forward()
         sent.set()
         raise Boom("connection refused")
 
-    # A long interval: asleep until the planned probe, the prober would not send it for
-    # many seconds of real time.
-    breaker, prober = probed(clock, probe, probe_interval=30.0, min_open_time=None)
-    await trip(breaker)
-    gap = breaker.next_probe_in()
-    assert gap is not None
-    assert gap >= 10.0
-    prober.start()
-    await settle()
-    clock.advance(0.3 * gap)  # past a quarter of the interval, long before the whole
+    breaker, prober = await asleep_past_a_quarter(clock, probe)
     with pytest.raises(CircuitOpenError):
         await breaker.call(ok)
     await asyncio.wait_for(sent.wait(), 5.0)
