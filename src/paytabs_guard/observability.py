@@ -72,12 +72,27 @@ _WHSEC: Final = re.compile(r"\bwhsec_[A-Za-z0-9+/=]+")
 # decides whether a card number is in it.
 _CARD_CANDIDATE: Final = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}(?![0-9])")
 _GROUP_SEPARATOR: Final = re.compile(r"[ -]")
-# What any of the five patterns above needs at the least, in one pass: most strings in a line
-# (the event, a route, a method, an id) hold none of it and skip the five substitutions. Each
-# alternative is looser than its pattern, so nothing that one of them would replace gets by.
-_MAYBE_SENSITIVE: Final = re.compile(
-    r"[0-9A-Fa-f]{64}|v1a?,|whsec_|(?i:bearer)\s|[0-9](?:[ -]?[0-9]){12}"
-)
+# What any of the five patterns above needs at the least, so that most strings in a line (the
+# event, a route, a method, an id), which hold none of it, skip the five substitutions. Each
+# check is looser than its pattern, so nothing that one of them would replace gets by. Four
+# checks, not one alternation: each then runs on the regex engine's or str's fast path, and
+# together they cost a third of the single search (3 us instead of 8 on a callback's line).
+_DIGIT_RUN: Final = re.compile(r"[0-9][0-9 -]{12}")
+_HEX_RUN: Final = re.compile(r"[0-9A-Fa-f]{64}")
+
+
+def _maybe_sensitive(text: str) -> bool:
+    """Whether one of the five patterns could match in ``text``."""
+    return (
+        _DIGIT_RUN.search(text) is not None
+        or _HEX_RUN.search(text) is not None
+        or "v1," in text
+        or "v1a," in text
+        or "whsec_" in text
+        or "bearer" in text.lower()  # the pattern ignores case; lower() of ASCII is exact
+    )
+
+
 _MIN_SECRET_LENGTH: Final = 6  # shorter "secrets" would redact ordinary words and numbers
 # A PayTabs transaction reference as a whole value: a few ASCII letters glued to digits.
 _TRAN_REF_VALUE: Final = re.compile(r"[A-Za-z]{2,8}[0-9]{6,24}")
@@ -171,9 +186,7 @@ class Redactor:
 
     def _clean(self, text: str) -> bool:
         """Whether :meth:`scrub` would leave ``text`` as it is (the usual case)."""
-        return _MAYBE_SENSITIVE.search(text) is None and not any(
-            secret in text for secret in self._secrets
-        )
+        return not _maybe_sensitive(text) and not any(secret in text for secret in self._secrets)
 
     def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
         if self._line_is_clean(event_dict):
@@ -197,6 +210,7 @@ class Redactor:
         hide a match (each string is whole in the joined text) and may only add one across
         two fields, which sends the line down the field-by-field path: never less redaction."""
         strings = []
+        references = []
         for key, value in event_dict.items():
             if key.startswith("_"):
                 continue
@@ -204,10 +218,23 @@ class Redactor:
                 return False
             kind = type(value)
             if kind is str:
-                strings.append(value)
+                if _is_reference(key) and _TRAN_REF_VALUE.fullmatch(value):
+                    # What _field does with it: letters glued to digits hold nothing the
+                    # patterns look for but a card-like run, which it keeps; only a
+                    # configured secret could be in it. Searched with the patterns, its
+                    # 13 or more digits sent every line naming a transaction (each callback's)
+                    # down the field-by-field path, at three times the cost.
+                    references.append(value)
+                else:
+                    strings.append(value)
             elif kind not in _PLAIN:
                 return False
-        return self._clean("\x00".join(strings))
+        joined = "\x00".join(strings)
+        if _maybe_sensitive(joined):
+            return False
+        if references:
+            joined = "\x00".join((joined, *references))
+        return not any(secret in joined for secret in self._secrets)
 
 
 # Exactly these types (not subclasses: an enum member is an int or a str with its own str()).

@@ -9,7 +9,7 @@ import logging
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from structlog.typing import EventDict
 
@@ -270,7 +270,9 @@ _LINE_KEYS = st.sampled_from(
 )
 _LINE_VALUES = (
     st.lists(_PIECES, max_size=6).map("".join)
-    | st.sampled_from(["s3cr3t-value", "x s3cr3t-value y", VISA, f"TST{VISA}", TOKEN])
+    | st.sampled_from(
+        ["s3cr3t-value", "x s3cr3t-value y", VISA, f"TST{VISA}", TOKEN, LUHN_TRAN_REF, "TST0042"]
+    )
     | st.integers()
     | st.none()
     | st.lists(st.lists(_PIECES, max_size=3).map("".join), max_size=2)
@@ -279,12 +281,16 @@ _LINE_VALUES = (
 
 @settings(max_examples=500, deadline=None)
 @given(st.dictionaries(_LINE_KEYS, _LINE_VALUES, max_size=8))
+@example({"event": "webhook", "tran_ref": LUHN_TRAN_REF})
+@example({"event": "webhook", "note": f"TST{VISA}"})
 def test_the_whole_line_check_redacts_exactly_what_the_field_by_field_path_does(
     line: dict[str, object],
 ) -> None:
     # The redactor searches a line's strings joined, once, and skips the line when nothing is
     # found; a field that holds a match on its own must still reach the field-by-field path.
-    secrets = ["s3cr3t-value"]
+    # A reference value is left out of the patterns' search but not the secrets': the second
+    # secret sits inside LUHN_TRAN_REF.
+    secrets = ["s3cr3t-value", LUHN_TRAN_REF[4:11]]
     assert Redactor(secrets)(None, "info", dict(line)) == _FieldByField(secrets)(
         None, "info", dict(line)
     )
