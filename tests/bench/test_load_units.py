@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from paytabs_guard.adapters.paytabs.signature import verify_callback
-from paytabs_guard.entrypoints.bench import load, load_floor, load_report
+from paytabs_guard.entrypoints.bench import load, load_floor, load_report, load_support
 from paytabs_guard.entrypoints.bench.load_client import (
     Connection,
     build_request,
@@ -305,3 +305,32 @@ def test_the_report_shows_the_floor_against_the_goals() -> None:
     assert "| the same on raw asyncpg | 1.250 |" in table
     assert "| left for everything else a create does, under the goal | 0.750 |" in table
     assert "| measured: added p50 | 6.500 |" in table
+
+
+async def test_the_throwaway_database_keeps_the_urls_query(postgres_url: str) -> None:
+    # A URL's query (a Unix socket's host, ssl=, a server setting) must reach the database
+    # the benchmark makes; cutting the URL at its last "/" once broke every such URL.
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(postgres_url).set(query={"application_name": "ptg-bench-url-test"})
+    async with load_support.postgres_database(server.render_as_string(False)) as url:
+        name = load_support.database_name(url)
+        assert name is not None
+        assert name.startswith("ptg_bench_")
+        connection = await asyncpg.connect(load_support._admin_dsn(url), timeout=5)
+        try:
+            row = await connection.fetchrow(
+                "SELECT current_database(), current_setting('application_name')"
+            )
+        finally:
+            await connection.close()
+        assert tuple(row or ()) == (name, "ptg-bench-url-test")
+    connection = await asyncpg.connect(load_support._admin_dsn(postgres_url), timeout=5)
+    try:
+        left = await connection.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname = $1", name
+        )
+    finally:
+        await connection.close()
+    assert left == 0

@@ -65,6 +65,7 @@ from .load_procs import Server, machine_cpu, postgres_backends_cpu, rss_bytes, s
 from .load_report import markdown, memory_report, targets
 from .load_server import BARE_APP
 from .load_support import (
+    database_name,
     free_port,
     machine,
     postgres_database,
@@ -377,7 +378,7 @@ class Stack:
         """``paytabs-guard serve --workers N`` on a fresh database, ready to take load."""
         redis_url = self.redis_url if database == "postgres" else None
         async with database_for(database, self.plan, self.workdir) as url:
-            self.postgres_database = url.rsplit("/", 1)[1] if database == "postgres" else None
+            self.postgres_database = database_name(url) if database == "postgres" else None
             self.database_url = url
             port = free_port()
             env = service_env(self.sim_url, url, redis_url, port, self.plan.log_level)

@@ -23,7 +23,25 @@ def free_port() -> int:
 
 
 def _admin_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
+    """asyncpg's own DSN for the SQLAlchemy URL ``url`` (its query, a Unix socket's ``host``
+    or ``ssl``, kept)."""
+    return _with(url, "postgresql")
+
+
+def _with(url: str, drivername: str, database: str | None = None) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url).set(drivername=drivername)
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+def database_name(url: str) -> str | None:
+    """The database a SQLAlchemy URL names."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).database
 
 
 async def postgres_reachable(url: str) -> str | None:
@@ -50,9 +68,8 @@ async def postgres_database(url: str) -> AsyncIterator[str]:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
-    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     try:
-        yield f"{base}/{name}"
+        yield _with(url, "postgresql+asyncpg", name)
     finally:
         connection = await asyncpg.connect(admin, timeout=5)
         try:
