@@ -28,6 +28,10 @@ DO_NOT_HONOUR = CardOutcome("D", "05", "Do not honour")
 CANCELLED = CardOutcome("C", "321", "Cancelled")
 MERCHANT_LIMITS_EXCEEDED = CardOutcome("D", "325", "Merchant limits exceeded")
 PENDING = CardOutcome("P", "100", "Pending")
+EXPIRED = CardOutcome("X", "54", "Expired")
+# A charge on a saved card past its expiry month: the issuer's decline, whose reason PayTabs
+# puts in response_code for D and E (54: expired card, the ISO 8583 code).
+CARD_EXPIRED = CardOutcome("D", "54", "Expired card")
 
 TEST_CARDS: dict[str, CardOutcome] = {
     "4111111111111111": AUTHORISED,
@@ -38,7 +42,7 @@ TEST_CARDS: dict[str, CardOutcome] = {
     # H = authorised by the acquirer but held for fraud review, hence an authorisation code.
     "4000000000000036": CardOutcome("H", None, "On hold"),
     "4000000000000044": PENDING,
-    "4000000000000069": CardOutcome("X", "54", "Expired"),
+    "4000000000000069": EXPIRED,
     "4000000000000077": CANCELLED,
 }
 
@@ -47,7 +51,7 @@ SETTLED_OUTCOMES: dict[str, CardOutcome] = {
     "A": AUTHORISED,
     "D": DO_NOT_HONOUR,
     "E": CardOutcome("E", "96", "Error"),
-    "X": CardOutcome("X", "54", "Expired"),
+    "X": EXPIRED,
 }
 
 
@@ -65,6 +69,11 @@ class CardInfo:
     payment_description: str
     expiry_month: int
     expiry_year: int
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the card's last valid month is behind ``now`` (it is good through the end
+        of its expiry month)."""
+        return (self.expiry_year, self.expiry_month) < (now.year, now.month)
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,7 @@ def read_card(
     if not digits.isdigit() or not 12 <= len(digits) <= 19 or not luhn_valid(digits):
         raise InvalidCard("The card number is not valid.")
     month, year = _expiry(expiry_month, expiry_year)
-    if (year, month) < (now.year, now.month):
+    if (year, month) < (now.year, now.month):  # CardInfo.expired, before there is a CardInfo
         raise InvalidCard("The card has expired.")
     cvv = cvv.strip()
     if not cvv.isdigit() or len(cvv) not in (3, 4):

@@ -23,6 +23,7 @@ from paytabs_simulator.callbacks import CallbackDispatcher, Notification, Notifi
 from paytabs_simulator.cards import (
     AUTHORISED,
     CANCELLED,
+    CARD_EXPIRED,
     MERCHANT_LIMITS_EXCEEDED,
     PENDING,
     SETTLED_OUTCOMES,
@@ -310,9 +311,14 @@ class Engine:
         ):
             raise errors.invalid_token()
         cart = request.cart
-        outcome = (
-            MERCHANT_LIMITS_EXCEEDED if cart.cart_amount > profile.transaction_limit else AUTHORISED
-        )
+        if stored.card.expired(now):
+            # The issuer declines a card past its expiry month; the token itself stays valid
+            # (a card renewed with the same number could be charged again).
+            outcome = CARD_EXPIRED
+        elif cart.cart_amount > profile.transaction_limit:
+            outcome = MERCHANT_LIMITS_EXCEEDED
+        else:
+            outcome = AUTHORISED
         tx = self._store(
             Transaction(
                 tran_ref=self._new_tran_ref(now),

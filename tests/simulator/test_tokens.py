@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -129,3 +130,29 @@ async def test_recurring_charge_needs_no_page_and_answers_at_once(gw: Gateway) -
     assert response.status_code == 200, response.text
     assert "redirect_url" not in response.json()
     assert len(gw.sim.engine.pages) == pages_before  # no hosted page was opened
+
+
+@pytest.mark.anyio
+async def test_a_card_past_its_expiry_month_is_declined_as_expired(
+    gw: Gateway, clock: FakeClock
+) -> None:
+    # A token outlives its card: the issuer declines the charge (D, 54) once the card's
+    # expiry month is over, and the token stays valid for a card renewed with its number.
+    today = clock()
+    first = (
+        await gw.pay(
+            await gw.create_page(tokenise=2), expiry_month=today.month, expiry_year=today.year
+        )
+    )["transaction"]
+    within = await gw.request(recurring(first["token"], first["tran_ref"]))
+    assert within.json()["payment_result"]["response_status"] == "A"
+
+    clock.advance(timedelta(days=31))
+    assert (clock().year, clock().month) > (today.year, today.month)  # the month is over
+    after = await gw.request(recurring(first["token"], first["tran_ref"]))
+    assert after.status_code == 200, after.text
+    result = after.json()["payment_result"]
+    assert (result["response_status"], result["response_code"]) == ("D", "54")
+    assert after.json()["token"] == first["token"]
+    still = await token_call(gw, "/payment/token", first["token"])
+    assert still.status_code == 200, still.text
