@@ -6,6 +6,7 @@ never shown nor logged)."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -115,6 +116,44 @@ async def test_save_list_charge_delete_then_charging_is_refused(
     logs = captured.getvalue()
     assert logs  # the requests above were logged
     assert token not in logs
+
+
+async def test_a_saved_card_past_its_expiry_is_declined_and_says_why(
+    any_service: Service,
+) -> None:
+    # The card saved last year has expired since: PayTabs (the issuer) declines the charge.
+    # Nothing is charged; the answer says why and what to do, the payment keeps the reason,
+    # and the card stays listed (a card renewed with the same number can be charged again).
+    service = any_service
+    paid = await save_card(service)
+    card_id = paid["saved_card_id"]
+    token = await paytabs_token(service, paid["cart_id"])
+    stored = service.sim.engine.tokens[token]
+    today = service.sim.engine.now()
+    stored.card = replace(stored.card, expiry_month=today.month, expiry_year=today.year - 1)
+
+    charged = await charge(service, card_id)
+    assert charged.status_code == 422, charged.text
+    assert charged.headers["content-type"] == "application/problem+json"
+    problem = charged.json()
+    declined = {
+        "code": "54",
+        "message": "Expired card",
+        "decline_category": "expired_card",
+        "status": "D",
+    }
+    assert problem["last_payment_error"] == declined
+    assert "declined" in problem["detail"]
+    assert "expired_card" in problem["detail"]
+    assert "fix the request" not in problem["detail"]  # nothing in it to fix
+    payment = await service.get(problem["payment_id"])
+    assert payment["state"] == "failed"
+    assert payment["last_payment_error"] == declined
+    assert await service.outbox_events(payment["id"], "payment.completed") == 0
+    [sale] = await service.simulated(payment["cart_id"])
+    assert sale["payment_result"]["response_status"] == "D"
+    listed = await service.api.get("/payments/v2/customers/cust_1001/cards")
+    assert [card["id"] for card in listed.json()["data"]] == [card_id]
 
 
 async def test_a_recurring_charge_retried_with_its_key_is_one_transaction(

@@ -34,6 +34,7 @@ from .schemas import (
     ConfirmedPaymentOut,
     CreatePaymentIn,
     NoBody,
+    PaymentErrorOut,
     PaymentListOut,
     PaymentOut,
     RefundIn,
@@ -62,15 +63,25 @@ def payment_id_of(response: Response) -> str | None:
 
 
 def _refused(payment: Payment, request: Request) -> Response:
-    reason = payment.history[-1].reason if payment.history else "PayTabs refused the payment"
-    problem = Problem(
-        "gateway_rejected",
-        "Refused by PayTabs",
-        422,
-        f"{reason}. The attempt is kept as payment {payment.id} in state failed (it shows in "
-        "GET /payments/v2); fix the request and create a new payment with a new Idempotency-Key.",
-        extensions={"payment_id": payment.id, "state": payment.state.value},
-    )
+    extensions: dict[str, object] = {"payment_id": payment.id, "state": payment.state.value}
+    declined = payment.last_payment_error
+    if declined is not None:
+        # A decline (a saved card's charge): nothing in the request to fix, the card is the
+        # problem. Say why, as PayTabs did, and the same words GET /payments/v2/{id} shows.
+        detail = (
+            f"PayTabs declined the charge: {declined.message} (code {declined.code}, "
+            f"{declined.decline_category}). The attempt is kept as payment {payment.id} in state "
+            f"{payment.state.value}. Ask the customer for another card, or to pay on a hosted page."
+        )
+        extensions["last_payment_error"] = PaymentErrorOut.from_error(declined).model_dump()
+    else:
+        reason = payment.history[-1].reason if payment.history else "PayTabs refused the payment"
+        detail = (
+            f"{reason}. The attempt is kept as payment {payment.id} in state failed (it shows in "
+            "GET /payments/v2); fix the request and create a new payment with a new "
+            "Idempotency-Key."
+        )
+    problem = Problem("gateway_rejected", "Refused by PayTabs", 422, detail, extensions=extensions)
     response = problem_response(problem, request_id_of(request))
     response.headers["x-payment-id"] = payment.id
     return response

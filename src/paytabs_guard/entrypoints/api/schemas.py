@@ -336,8 +336,10 @@ class PaymentErrorOut(BaseModel):
 
     @classmethod
     def of(cls, error: PaymentError | None) -> PaymentErrorOut | None:
-        if error is None:
-            return None
+        return None if error is None else cls.from_error(error)
+
+    @classmethod
+    def from_error(cls, error: PaymentError) -> PaymentErrorOut:
         return cls(
             code=error.code,
             message=error.message,
