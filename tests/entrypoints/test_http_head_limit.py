@@ -4,7 +4,11 @@ or thousands of them, get a 431 and a closed connection before the app sees anyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
+import logging
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from paytabs_guard.entrypoints.http_head_limit import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
 from paytabs_guard.entrypoints.loopback import serve_app
+from paytabs_guard.observability import json_formatter
 
 pytestmark = pytest.mark.anyio
 
@@ -139,3 +144,50 @@ async def test_a_head_that_stops_coming_is_a_408_and_the_connection_closes(
     assert "within 0.2 seconds" in json.loads(body)["detail"]
     assert whole == 200
     assert seen == ["/x"]  # only the whole one reached the app
+
+
+@contextlib.contextmanager
+def _access_lines() -> Iterator[list[dict[str, object]]]:
+    """The access lines written inside, as the service's formatter renders them (the list is
+    filled on the way out)."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(json_formatter())
+    logger = logging.getLogger("paytabs_guard.access")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    lines: list[dict[str, object]] = []
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        lines.extend(json.loads(line) for line in buffer.getvalue().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "refused"),
+    [
+        (_head(b"X-Ctl: a\x01b\r\n\r\n"), 400, "invalid-http-request"),
+        (_head(b"X-Big: " + b"a" * (2 * MAX_HEAD_BYTES) + b"\r\n\r\n"), 431,
+         "request-header-fields-too-large"),
+        (_head(b"X-Slow: a\r\n"), 408, "request-timeout"),
+    ],
+    ids=["invalid", "too-large", "too-slow"],
+)  # fmt: skip
+async def test_a_refused_head_is_in_the_access_log_with_its_request_id(
+    monkeypatch: pytest.MonkeyPatch, request_bytes: bytes, status: int, refused: str
+) -> None:
+    # The app never sees these requests, so its access line never listed them: an operator
+    # could not find a client's malformed or oversized requests, nor match an answer's id.
+    monkeypatch.setattr(BoundedHttpToolsProtocol, "head_seconds", 0.2)
+    with _access_lines() as lines:
+        async with serve_app(app) as url:
+            got, headers, _ = await _exchange(url, [request_bytes])
+    assert got == status
+    [line] = [line for line in lines if line["event"] == "request"]
+    assert line["status"] == status
+    assert line["request_id"] == headers["x-request-id"]
+    assert line["refused"] == refused
+    assert line["route"] is None

@@ -15,7 +15,9 @@ connection forever. Past the deadline it gets a 408 problem and the connection i
 A request the parser refuses (a control character in a header, a bad chunk size, both
 ``Content-Length`` and ``Transfer-Encoding``) got uvicorn's plain-text 400 with no request id;
 it is a problem too, with an ``X-Request-ID`` like every other answer (uvicorn still logs its
-warning). The app never sees either request, so the access log does not list them.
+warning). The app never sees these requests, so each refusal writes its own access line here
+(``paytabs_guard.access``, ``route`` null and ``refused`` naming the problem): an operator
+looking for a client's malformed or oversized requests finds them where the others are.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from paytabs_guard.entrypoints.api.middleware import new_request_id
 from paytabs_guard.entrypoints.api.problems import Problem, problem_response
+from paytabs_guard.observability import get_logger
+
+access_log = get_logger("paytabs_guard.access")
 
 MAX_HEAD_BYTES: Final = 32 * 1024
 _DRAIN_BYTES: Final = 1024 * 1024
@@ -87,7 +92,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse()
         else:
             del msg  # uvicorn's "Invalid HTTP request received.": the problem says as much
-            self.transport.write(_answer(b"400 Bad Request", _INVALID))
+            self._answer(b"400 Bad Request", _INVALID)
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -121,11 +126,26 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self._head_open and not self.transport.is_closing():
             self._head_open = False
-            self.transport.write(_answer(b"408 Request Timeout", _slow_head(self.head_seconds)))
+            self._answer(b"408 Request Timeout", _slow_head(self.head_seconds))
             self.transport.close()
 
+    def _answer(self, status: bytes, problem: Problem) -> None:
+        """Write ``problem`` as the whole response, and its access line (module docstring)."""
+        request_id = new_request_id()
+        self.transport.write(_response(status, problem, request_id))
+        access_log.info(
+            "request",
+            method=None,
+            route=None,
+            status=problem.status,
+            duration_ms=None,
+            client=None,
+            request_id=request_id,
+            refused=problem.type.rsplit("/", 1)[-1],
+        )
+
     def _refuse(self) -> None:
-        self.transport.write(_answer(b"431 Request Header Fields Too Large", _TOO_LARGE))
+        self._answer(b"431 Request Header Fields Too Large", _TOO_LARGE)
         if not self.transport.can_write_eof():
             self.transport.close()
             return
@@ -147,10 +167,9 @@ def _slow_head(seconds: float) -> Problem:
     )
 
 
-def _answer(status: bytes, problem: Problem) -> bytes:
+def _response(status: bytes, problem: Problem, request_id: str) -> bytes:
     """The whole response, as ``problem_response`` makes it for the app, with a request id of
     its own (the request middleware never ran for this request)."""
-    request_id = new_request_id()
     response = problem_response(problem, request_id)
     lines = [
         b"HTTP/1.1 " + status,
