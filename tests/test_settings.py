@@ -74,6 +74,11 @@ def test_seed_defaults_keep_their_names_units_and_values() -> None:
         ),
         ({"RECONCILE_INTERVAL_SECONDS": "0"}, "RECONCILE_INTERVAL_SECONDS", "greater than"),
         (
+            {"CIRCUIT_BREAKER_MIN_OPEN_TIME": "40000"},
+            "CIRCUIT_BREAKER_MIN_OPEN_TIME",
+            "<= CIRCUIT_BREAKER_RESET_TIMEOUT",
+        ),
+        (
             {"PAYTABS_RETRY_DELAY": "5000", "PAYTABS_RETRY_MAX_DELAY": "1000"},
             "PAYTABS_RETRY_MAX_DELAY",
             ">= PAYTABS_RETRY_DELAY",
@@ -195,3 +200,12 @@ def test_a_probe_interval_that_would_flood_a_down_gateway_is_refused() -> None:
 def test_a_duration_past_a_day_is_a_typo_and_refused() -> None:
     found = problems({"CIRCUIT_BREAKER_RESET_TIMEOUT": str(10**15)})
     assert any("CIRCUIT_BREAKER_RESET_TIMEOUT" in p for p in found), found
+
+
+def test_a_short_reset_timeout_alone_caps_the_default_first_open_period() -> None:
+    # The first open period's default (2 s) is above a 1 s reset timeout: not an error, the
+    # breaker's own cap applies. Only a first period set above the longest one is refused.
+    settings = load_settings({"CIRCUIT_BREAKER_RESET_TIMEOUT": "1000"}, env_file=None)
+    assert settings.circuit_breaker_reset_timeout == 1000
+    equal = {"CIRCUIT_BREAKER_RESET_TIMEOUT": "1000", "CIRCUIT_BREAKER_MIN_OPEN_TIME": "1000"}
+    assert load_settings(equal, env_file=None).circuit_breaker_min_open_time == 1000

@@ -216,8 +216,9 @@ class Settings(BaseSettings):
     )
     circuit_breaker_min_open_time: PositiveMs = Field(
         2000,
-        description="First open period after a trip, in ms (> 0), randomised +/-20 %; doubled "
-        "after each failed trial up to CIRCUIT_BREAKER_RESET_TIMEOUT",
+        description="First open period after a trip, in ms (> 0; set, at most "
+        "CIRCUIT_BREAKER_RESET_TIMEOUT), randomised +/-20 %; doubled after each failed trial up "
+        "to CIRCUIT_BREAKER_RESET_TIMEOUT",
     )
     circuit_breaker_return_rate: int = Field(
         50,
@@ -418,6 +419,17 @@ class Settings(BaseSettings):
                 f"CIRCUIT_BREAKER_PROBE_INTERVAL: {self.circuit_breaker_probe_interval} ms "
                 "would flood a gateway that is down; use 0 (no probes) or "
                 f"{MIN_PROBE_INTERVAL_MS} or more"
+            )
+        if (
+            "circuit_breaker_min_open_time" in self.model_fields_set
+            and self.circuit_breaker_min_open_time > self.circuit_breaker_reset_timeout
+        ):
+            # Set above the longest open period, it would be cut to it and do nothing. Its
+            # default (2 s) is only capped, so a short reset timeout alone stays valid.
+            raise ValueError(
+                "CIRCUIT_BREAKER_MIN_OPEN_TIME: must be <= CIRCUIT_BREAKER_RESET_TIMEOUT, the "
+                f"longest open period ({self.circuit_breaker_min_open_time} > "
+                f"{self.circuit_breaker_reset_timeout}); above it, it would do nothing"
             )
         if self.paytabs_retry_max_delay < self.paytabs_retry_delay:
             raise ValueError(
