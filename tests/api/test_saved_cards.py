@@ -143,7 +143,7 @@ async def test_a_saved_card_past_its_expiry_is_declined_and_says_why(
         "status": "D",
     }
     assert problem["last_payment_error"] == declined
-    assert "declined" in problem["detail"]
+    assert "did not approve the charge: Expired card" in problem["detail"]
     assert "expired_card" in problem["detail"]
     assert "fix the request" not in problem["detail"]  # nothing in it to fix
     payment = await service.get(problem["payment_id"])

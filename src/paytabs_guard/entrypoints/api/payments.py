@@ -69,9 +69,11 @@ def _refused(payment: Payment, request: Request) -> Response:
         # A decline (a saved card's charge): nothing in the request to fix, the card is the
         # problem. Say why, as PayTabs did, and the same words GET /payments/v2/{id} shows.
         detail = (
-            f"PayTabs declined the charge: {declined.message} (code {declined.code}, "
-            f"{declined.decline_category}). The attempt is kept as payment {payment.id} in state "
-            f"{payment.state.value}. Ask the customer for another card, or to pay on a hosted page."
+            f"PayTabs did not approve the charge: {declined.message} (code {declined.code}, "
+            f"{declined.decline_category}); the request itself was fine. The attempt is kept as "
+            f"payment {payment.id} in state {payment.state.value}. Charge again, with a new "
+            "Idempotency-Key, once the customer has renewed the card or chosen another, or send "
+            "them to a hosted page."
         )
         extensions["last_payment_error"] = PaymentErrorOut.from_error(declined).model_dump()
     else:
