@@ -48,6 +48,13 @@ def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["bench", "load", "--warmup", "nan"], "argument --warmup: must be a number from 0"),
         (["bench", "load", "--concurrency", "0"], "argument --concurrency: must be at least 1"),
         (["bench", "load", "--memory-seconds", "inf"], "--memory-seconds: must be a number"),
+        # Accepted before: 0 workers ran the whole benchmark, "abc" ended in a traceback, and
+        # an unknown database was only found out after the other phases.
+        (["bench", "load", "--workers", "0"], "argument --workers: worker count must be 1-64"),
+        (["bench", "load", "--workers", "1,x"], "--workers: invalid worker count: 'x'"),
+        (["bench", "load", "--workers", "2,2"], "--workers: worker count repeats a value"),
+        (["bench", "load", "--databases", "mysql"], "--databases: databases must be a comma-"),
+        (["bench", "load", "--databases", "sqlite,"], "subset of sqlite,postgres, got 'sqlite,'"),
         (["bench", "chaos", "--rate", "-3"], "argument --rate: must be a number above 0, got -3"),
         (["bench", "chaos", "--rate", "fast"], "argument --rate: invalid number: 'fast'"),
     ],

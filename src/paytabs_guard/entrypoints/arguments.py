@@ -47,3 +47,33 @@ def positive_float(text: str) -> float:
 def non_negative_float(text: str) -> float:
     """An argparse type: a finite number from zero (a warm-up that may be skipped)."""
     return _number(text, zero=True)
+
+
+def int_list(low: int, high: int, *, name: str) -> Callable[[str], tuple[int, ...]]:
+    """An argparse type: comma-separated integers, each from ``low`` to ``high``, no repeats
+    (``--workers 1,2``)."""
+    one = int_in(low, high, name=name)
+
+    def parse(text: str) -> tuple[int, ...]:
+        values = tuple(one(part.strip()) for part in text.split(","))
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"{name} repeats a value: {text!r}")
+        return values
+
+    return parse
+
+
+def subset_of(allowed: tuple[str, ...], *, name: str) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: a comma-separated, non-empty subset of ``allowed``, in the order given
+    (``--databases sqlite,postgres``)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        values = tuple(part.strip() for part in text.split(","))
+        unknown = [value for value in values if value not in allowed]
+        if unknown or not values or len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a comma-separated subset of {','.join(allowed)}, got {text!r}"
+            )
+        return values
+
+    return parse

@@ -53,7 +53,13 @@ import httpx
 from paytabs_guard.adapters.paytabs.transformers import HostedPageRequest
 from paytabs_guard.bootstrap import build_paytabs_client
 from paytabs_guard.domain import Money
-from paytabs_guard.entrypoints.arguments import int_in, non_negative_float, positive_float
+from paytabs_guard.entrypoints.arguments import (
+    int_in,
+    int_list,
+    non_negative_float,
+    positive_float,
+    subset_of,
+)
 from paytabs_guard.settings import Settings, load_settings
 from paytabs_simulator.config import DEFAULT_SERVER_KEY
 from paytabs_simulator.signing import sign_body
@@ -114,8 +120,8 @@ class Plan:
         memory = 0.0 if args.no_memory else (args.memory_seconds or (6.0 if quick else 300.0))
         return cls(
             quick=quick,
-            databases=tuple(args.databases.split(",")),
-            workers=tuple(int(n) for n in args.workers.split(",")),
+            databases=args.databases,
+            workers=args.workers,
             concurrency=args.concurrency,
             warmup=args.warmup if args.warmup is not None else (0.5 if quick else 5.0),
             duration=args.duration if args.duration is not None else (2.0 if quick else 20.0),
@@ -785,8 +791,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the full report as JSON to PATH (no PATH: print it instead of the tables)",
     )
-    parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
-    parser.add_argument("--workers", default="1,2", help="worker counts, e.g. 1,2")
+    parser.add_argument(
+        "--databases",
+        type=subset_of(("sqlite", "postgres"), name="databases"),
+        default="sqlite,postgres",
+        help="sqlite,postgres",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int_list(1, 64, name="worker count"),
+        default="1,2",
+        help="worker counts, e.g. 1,2 (1-64 each)",
+    )
     parser.add_argument(
         "--concurrency", type=int_in(1), default=16, help="connections (default 16)"
     )
