@@ -28,7 +28,7 @@ from typing import Final
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from paytabs_guard.entrypoints.api.middleware import new_request_id
-from paytabs_guard.entrypoints.api.problems import Problem, problem_response
+from paytabs_guard.entrypoints.api.problems import PROBLEM_TYPE_BASE, Problem, problem_response
 from paytabs_guard.observability import get_logger
 
 access_log = get_logger("paytabs_guard.access")
@@ -141,7 +141,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             duration_ms=None,
             client=None,
             request_id=request_id,
-            refused=problem.type.rsplit("/", 1)[-1],
+            refused=problem.type.removeprefix(PROBLEM_TYPE_BASE),
         )
 
     def _refuse(self) -> None:

@@ -12,6 +12,8 @@ import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from paytabs_guard.entrypoints.serve import http_stack
 
 
@@ -29,8 +31,6 @@ def _admin_dsn(url: str) -> str:
 
 
 def _with(url: str, drivername: str, database: str | None = None) -> str:
-    from sqlalchemy.engine import make_url
-
     parsed = make_url(url).set(drivername=drivername)
     if database is not None:
         parsed = parsed.set(database=database)
@@ -39,8 +39,6 @@ def _with(url: str, drivername: str, database: str | None = None) -> str:
 
 def database_name(url: str) -> str | None:
     """The database a SQLAlchemy URL names."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).database
 
 
