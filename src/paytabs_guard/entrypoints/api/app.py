@@ -142,6 +142,7 @@ def _describe_problems_as_problem_json(app: FastAPI) -> None:
                     if content.get("application/json", {}).get("schema") == _PROBLEM_SCHEMA:
                         del content["application/json"]
                     content["application/problem+json"] = {"schema": _PROBLEM_SCHEMA}
+                _plain_parameters(operation)
                 _describe_front_door(operation)
         return document
 
@@ -149,7 +150,8 @@ def _describe_problems_as_problem_json(app: FastAPI) -> None:
 
 
 #: What the front door and the Idempotency-Key check answer before a route runs, so no route
-#: declares them: a body not JSON or not whole in time, or too large; a malformed key.
+#: declares them: a body not JSON or not whole in time, or too large; a malformed key; a NUL
+#: in the URL.
 _BODY_ANSWERS: Final = {
     "400": "Bad Request (a body that breaks the strict JSON rules)",
     "408": "Request Timeout (the body did not arrive whole in time)",
@@ -157,19 +159,36 @@ _BODY_ANSWERS: Final = {
     "415": "Unsupported Media Type (not application/json, or compressed)",
 }
 _KEY_ANSWER: Final = "Bad Request (a malformed or repeated Idempotency-Key)"
+#: Any request: the front door refuses a NUL (``%00``) in the path or the query string.
+_URL_ANSWER: Final = "Bad Request (a NUL character in the URL)"
+
+
+def _plain_parameters(operation: dict[str, Any]) -> None:
+    """An optional parameter as its one type, not ``anyOf: [type, null]``. FastAPI describes
+    ``str | None = None`` that way, but a query parameter or a header is absent or a string,
+    never null (``required: false`` already says it may be left out). Generators and fuzzers
+    took the sibling ``pattern`` and lengths as applying to neither branch, and sent
+    Idempotency-Keys the route then refused."""
+    for parameter in operation.get("parameters", ()):
+        schema = parameter.get("schema", {})
+        branches = schema.get("anyOf", ())
+        kept = [branch for branch in branches if branch != {"type": "null"}]
+        if len(branches) == 2 and len(kept) == 1:
+            rest = {key: value for key, value in schema.items() if key != "anyOf"}
+            parameter["schema"] = {**kept[0], **rest}
 
 
 def _describe_front_door(operation: dict[str, Any]) -> None:
-    """Add the answers a JSON body or an ``Idempotency-Key`` can get before the route runs,
-    so a generated client parses them (it drops an answer whose status is not described)."""
+    """Add the answers a request, its JSON body or its ``Idempotency-Key`` can get before the
+    route runs, so a generated client parses them (it drops an answer whose status is not
+    described)."""
     answers: dict[str, Any] = operation.get("responses", {})
     added: dict[str, str] = {}
     if "application/json" in operation.get("requestBody", {}).get("content", {}):
         added.update(_BODY_ANSWERS)
     if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", ())):
         added.setdefault("400", _KEY_ANSWER)
-    if not added:
-        return
+    added.setdefault("400", _URL_ANSWER)
     for status, description in added.items():
         answers.setdefault(
             status,

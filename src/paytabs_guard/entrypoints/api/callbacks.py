@@ -12,7 +12,7 @@ is not in front of it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from . import problems
-from .browser_return import handle_return
+from .browser_return import PAYTABS_FIELDS, handle_return
 from .dependencies import RuntimeDep
 from .runtime import Runtime
 from .schemas import PROBLEM_RESPONSE
@@ -30,6 +30,61 @@ WEBHOOK_PATH = "/payments/v2/webhook"
 router = APIRouter(prefix="/payments/v2", tags=["PayTabs callbacks"])
 
 _PROBLEM = PROBLEM_RESPONSE
+
+#: What PayTabs sends, for the API description only: the route reads the raw bytes itself (the
+#: signature covers them), and the receiver checks the fields (``webhook_receiver``).
+_CALLBACK_BODY: Final[dict[str, Any]] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "description": "PayTabs' transaction object, as its callback (IPN) sends it.",
+                "required": ["tran_ref", "cart_id", "cart_currency", "cart_amount", "tran_type"],
+                "properties": {
+                    "tran_ref": {"type": "string"},
+                    "previous_tran_ref": {"type": "string"},
+                    "cart_id": {"type": "string"},
+                    "cart_currency": {"type": "string"},
+                    "cart_amount": {"type": "string", "description": "Decimal, as text"},
+                    "tran_type": {"type": "string"},
+                    "payment_result": {
+                        "type": "object",
+                        "properties": {
+                            "response_status": {"type": "string"},
+                            "response_code": {"type": "string"},
+                            "response_message": {"type": "string"},
+                        },
+                    },
+                },
+            }
+        }
+    },
+}
+_CALLBACK_PARAMETERS: Final[list[dict[str, Any]]] = [
+    {
+        "name": "Signature",
+        "in": "header",
+        "required": False,
+        "description": "PayTabs' HMAC-SHA256 of the raw body with the server key, hex "
+        "(absent on a Standard Webhooks delivery, which signs with webhook-signature)",
+        "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+    }
+]
+_RETURN_FORM: Final[dict[str, Any]] = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "description": "PayTabs' return fields, signed with the server key; tranRef or "
+                "cartId names the payment. Other fields are ignored.",
+                "required": ["signature"],
+                "properties": {name: {"type": "string"} for name in sorted(PAYTABS_FIELDS)},
+            }
+        }
+    },
+}
 
 
 @router.post(
@@ -48,6 +103,7 @@ _PROBLEM = PROBLEM_RESPONSE
         429: _PROBLEM,
         503: _PROBLEM,
     },
+    openapi_extra={"requestBody": _CALLBACK_BODY, "parameters": _CALLBACK_PARAMETERS},
 )
 async def paytabs_webhook(request: Request, runtime: RuntimeDep) -> Response:
     return await runtime.webhook.receive(request)
@@ -94,6 +150,7 @@ _RETURN_RESPONSES: dict[int | str, dict[str, Any]] = {
     description=_RETURN_DESCRIPTION,
     responses=_RETURN_RESPONSES | {415: {"description": "Not a url-encoded form"}},
     response_class=Response,
+    openapi_extra={"requestBody": _RETURN_FORM},
 )
 async def browser_return_post(request: Request, runtime: RuntimeDep) -> Response:
     return await handle_return(request, runtime)

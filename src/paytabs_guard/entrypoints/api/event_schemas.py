@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
+from paytabs_guard.domain.events import EVENT_TYPES
 from paytabs_guard.service.events import (
     MAX_REPLAY_IDS,
     DeadLetterEntry,
@@ -15,6 +16,11 @@ from paytabs_guard.service.events import (
     EventWithDeliveries,
     StoredEvent,
 )
+
+#: An event type a client sends (a filter, a replay): described as the list of known types, so a
+#: generated client offers them. Checked by the routes, whose 422 names the types; an event
+#: type in an answer stays a plain string, so a type added later does not break old clients.
+EVENT_TYPE_SCHEMA: Final = WithJsonSchema({"type": "string", "enum": sorted(EVENT_TYPES)})
 
 
 class DeliveryOut(BaseModel):
@@ -162,7 +168,10 @@ class ReplayIn(BaseModel):
 
     ids: list[DeadLetterId] = Field(default_factory=list, max_length=MAX_REPLAY_IDS)
     sink: str | None = Field(None, min_length=1, max_length=200)
-    type: str | None = Field(None, min_length=1, max_length=200)
+    type: Annotated[
+        str | None,
+        WithJsonSchema({"anyOf": [EVENT_TYPE_SCHEMA.json_schema, {"type": "null"}]}),
+    ] = Field(None, min_length=1, max_length=200)
 
 
 class ReplayOut(BaseModel):

@@ -22,6 +22,7 @@ from paytabs_guard.service.events import MAX_EVENT_PAGE, EventNotFound, NothingT
 from .cursors import decode_number_cursor, encode_cursor
 from .dependencies import AdminDep, ClientDep, ContainerDep
 from .event_schemas import (
+    EVENT_TYPE_SCHEMA,
     DeadLetterListOut,
     DeadLetterOut,
     EventListOut,
@@ -81,7 +82,8 @@ async def list_events(
     container: ContainerDep,
     _client: ClientDep,
     type: Annotated[
-        list[str] | None, Query(description="Event type; repeat for several", max_length=20)
+        list[Annotated[str, EVENT_TYPE_SCHEMA]] | None,
+        Query(description="Event type; repeat for several", max_length=20),
     ] = None,
     payment_id: Annotated[str | None, _NAME] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -112,7 +114,7 @@ async def dead_letters(
     container: ContainerDep,
     _admin: AdminDep,
     sink: Annotated[str | None, _NAME] = None,
-    type: Annotated[str | None, _NAME] = None,
+    type: Annotated[str | None, EVENT_TYPE_SCHEMA, _NAME] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
 ) -> DeadLetterListOut:

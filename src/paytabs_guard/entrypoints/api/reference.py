@@ -18,7 +18,7 @@ def _type(schema: JsonObject) -> str:
     if "anyOf" in schema:
         return " or ".join(_type(s) for s in schema["anyOf"])
     if "enum" in schema:
-        return " \\| ".join(f"`{v}`" for v in schema["enum"])
+        return " | ".join(f"`{v}`" for v in schema["enum"])  # a table cell escapes it
     kind = str(schema.get("type", "any"))
     if kind == "array":
         return f"array of {_type(schema.get('items', {}))}"
