@@ -305,6 +305,42 @@ def test_the_report_shows_the_floor_against_the_goals() -> None:
     assert "| the same on raw asyncpg | 1.250 |" in table
     assert "| left for everything else a create does, under the goal | 0.750 |" in table
     assert "| measured: added p50 | 6.500 |" in table
+    # Nothing but the service ran (no CPU measured for the rest): it has the machine's 2
+    # cores, and the floor's rate of 12 creates for 100 bare requests needs 0.03 of them.
+    assert "| operations per second | 12 | 25 |" in table
+    assert "| all of them, cores (the machine has 2) | 0.03 | 0.04 |" in table
+
+
+def test_the_budget_counts_the_cores_each_goals_rate_needs_on_the_machine() -> None:
+    config = {
+        "phases": {
+            "bare": {"throughput_rps": 8000.0},
+            "create": {"throughput_rps": 500.0},
+            "callback": {"throughput_rps": 1000.0},
+        },
+        "cpu_cores": {
+            "create": {"server": 0.9, "postgres": 0.5, "simulator": 0.2, "generator": 0.05},
+            "callback": {"server": 0.9, "postgres": 0.75, "generator": 0.05, "other": 0.3},
+        },
+        "floor": {"create_ms": 0.6, "callback_ms": 0.4},
+    }
+    budget = load_report.goal_budget(config, nproc=2)
+    create, callback = budget["create"], budget["callback"]
+    assert create["rate"] == pytest.approx(0.12 * 8000)  # 960 creates a second
+    assert create["postgres_cores"] == pytest.approx(0.5 / 500 * 960)
+    assert create["simulator_cores"] == pytest.approx(0.2 / 500 * 960)
+    assert create["service_floor_cores"] == pytest.approx(0.6 / 1000 * 960)
+    assert create["total_cores"] == pytest.approx((0.75 / 500 + 0.6 / 1000) * 960)
+    assert create["left_ms"] == pytest.approx(1000 * (2 - 0.75 / 500 * 960) / 960)
+    # At 2,000 callbacks a second PostgreSQL alone needs 1.5 cores; "other" (processes the
+    # run does not own) is left out, and what is left for the service is below its floor.
+    assert callback["rate"] == pytest.approx(2000)
+    assert callback["total_cores"] == pytest.approx(1.5 + 0.1 + 0.8)
+    assert callback["left_ms"] == pytest.approx(0.2)
+    assert callback["left_ms"] < callback["floor_ms"] == 0.4
+    starved = {**config, "cpu_cores": {"callback": {"postgres": 1.0}, "create": {}}}
+    assert load_report.goal_budget(starved, nproc=2)["callback"]["left_ms"] == 0.0
+    assert load_report.goal_budget({**config, "floor": {}}, nproc=2) == {}
 
 
 async def test_the_throwaway_database_keeps_the_urls_query(postgres_url: str) -> None:

@@ -241,6 +241,84 @@ def _latency_floor_lines(config: Mapping[str, Any], found: Mapping[str, Any]) ->
     ]
 
 
+#: The processes besides the service that a create or a callback makes work, as the run's CPU
+#: groups name them (``CPU_GROUPS``), with what the budget calls them.
+_SHARED_WITH: Final = (
+    ("postgres", "PostgreSQL"),
+    ("simulator", "the simulator (PayTabs)"),
+    ("generator", "the load generator"),
+)
+
+
+def goal_budget(config: Mapping[str, Any], nproc: int) -> dict[str, dict[str, float]]:
+    """Per ratio goal: the machine's cores that rate of operations would need.
+
+    The rate is the goal's share of the bare endpoint's throughput in the same run. The other
+    processes on the machine (PostgreSQL, the simulator, the load generator) are counted at
+    the CPU per operation this run measured for them; the service at its floor
+    (``load_floor``), the least it could cost. ``left_ms`` is the CPU per operation the
+    machine's cores leave the service at that rate, beside its floor. When the total is above
+    ``nproc``, that goal cannot be met on this machine whatever the service's own code does,
+    unless the other processes' work per operation falls too. Assumes their CPU per
+    operation stays what it was at the measured rate (a higher rate batches the relay more,
+    so this leans towards reaching the goal)."""
+    found = config.get("floor") or {}
+    phases = config.get("phases") or {}
+    bare_rps = (phases.get("bare") or {}).get("throughput_rps")
+    if "create_ms" not in found or not bare_rps:
+        return {}
+    budget: dict[str, dict[str, float]] = {}
+    for phase, goal in TARGET_RATIO.items():
+        measured_rps = (phases.get(phase) or {}).get("throughput_rps")
+        cores = (config.get("cpu_cores") or {}).get(phase) or {}
+        if not measured_rps:
+            continue
+        rate = goal * float(bare_rps)
+        needs = {
+            group: float(cores.get(group, 0.0)) / float(measured_rps) * rate
+            for group, _ in _SHARED_WITH
+        }
+        others = sum(needs.values())
+        service = float(found[f"{phase}_ms"]) / 1000 * rate
+        budget[phase] = {
+            "rate": rate,
+            **{f"{group}_cores": value for group, value in needs.items()},
+            "service_floor_cores": service,
+            "total_cores": others + service,
+            "left_ms": max(0.0, 1000 * (nproc - others) / rate),
+            "floor_ms": float(found[f"{phase}_ms"]),
+        }
+    return budget
+
+
+def _budget_lines(config: Mapping[str, Any], nproc: int) -> list[str]:
+    """:func:`goal_budget` as a table."""
+    budget = goal_budget(config, nproc)
+    if not budget:
+        return []
+    phases = [phase for phase in TARGET_RATIO if phase in budget]
+
+    def row(label: str, key: str, digits: int = 2) -> str:
+        return f"| {label} | " + " | ".join(f"{budget[p][key]:,.{digits}f}" for p in phases) + " |"
+
+    return [
+        "",
+        f"The machine at each goal's rate ({nproc} cores, shared): the cores that many "
+        "operations a second need, the other processes at the CPU per operation this run "
+        "measured, the service at its floor.",
+        "",
+        "| at the goal's rate | " + " | ".join(phases) + " |",
+        "|---|" + "--:|" * len(phases),
+        "| goal | " + " | ".join(f"{100 * TARGET_RATIO[p]:g} % of bare" for p in phases) + " |",
+        row("operations per second", "rate", 0),
+        *(row(f"{name}, cores", f"{group}_cores") for group, name in _SHARED_WITH),
+        row("the service at its floor, cores", "service_floor_cores"),
+        row(f"all of them, cores (the machine has {nproc})", "total_cores"),
+        row("CPU the rest leaves the service per operation, ms", "left_ms", 3),
+        row("the service's floor per operation, ms", "floor_ms", 3),
+    ]
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     m = report["machine"]
     plan = report["plan"]
@@ -292,6 +370,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         )
     for config in report.get("configs", []):
         lines += _floor_lines(config)
+        lines += _budget_lines(config, int(report["machine"]["nproc"]))
     memory = report.get("memory")
     if memory:
         lines += [
