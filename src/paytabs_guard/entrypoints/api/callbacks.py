@@ -40,16 +40,29 @@ _CALLBACK_BODY: Final[dict[str, Any]] = {
             "schema": {
                 "type": "object",
                 "description": "PayTabs' transaction object, as its callback (IPN) sends it.",
-                "required": ["tran_ref", "cart_id", "cart_currency", "cart_amount", "tran_type"],
+                "required": [
+                    "tran_ref",
+                    "cart_id",
+                    "cart_currency",
+                    "cart_amount",
+                    "tran_type",
+                    "payment_result",
+                ],
                 "properties": {
-                    "tran_ref": {"type": "string"},
-                    "previous_tran_ref": {"type": "string"},
-                    "cart_id": {"type": "string"},
-                    "cart_currency": {"type": "string"},
+                    "tran_ref": {"type": "string", "description": "PayTabs' transaction reference"},
+                    "previous_tran_ref": {
+                        "type": "string",
+                        "description": "For a capture, void or refund: the transaction it follows",
+                    },
+                    "cart_id": {"type": "string", "description": "The cart id this service sent"},
+                    "cart_currency": {"type": "string", "description": "ISO 4217 code"},
                     "cart_amount": {"type": "string", "description": "Decimal, as text"},
-                    "tran_type": {"type": "string"},
+                    "tran_type": {"type": "string", "description": "Sale, Auth, Capture, Void…"},
                     "payment_result": {
                         "type": "object",
+                        "description": "response_status: A (authorised), H (on hold), P "
+                        "(pending), V (voided), D (declined), E (error), X (expired), C "
+                        "(cancelled)",
                         "properties": {
                             "response_status": {"type": "string"},
                             "response_code": {"type": "string"},

@@ -53,7 +53,10 @@ def _operation(path: str, method: str, op: JsonObject) -> list[str]:
     if body:
         content = body.get("content", {})
         for media, spec in content.items():
-            lines += [f"Body ({media}): {_type(spec.get('schema', {}))}", ""]
+            schema = spec.get("schema", {})
+            lines += [f"Body ({media}): {_type(schema)}", ""]
+            if "properties" in schema:  # described in place, not a named schema
+                lines += _fields(schema)
     lines += ["| status | meaning |", "|---|---|"]
     for status, response in op.get("responses", {}).items():
         content = response.get("content", {})
@@ -67,7 +70,13 @@ def _operation(path: str, method: str, op: JsonObject) -> list[str]:
 
 
 def _schema(name: str, schema: JsonObject) -> list[str]:
-    lines = [f"### {name}", ""]
+    return [f"### {name}", "", *_fields(schema)]
+
+
+def _fields(schema: JsonObject) -> list[str]:
+    """A schema's description and its fields as a table (a named schema, or a body described
+    in place, like the PayTabs callback's)."""
+    lines: list[str] = []
     if schema.get("description"):
         lines += [str(schema["description"]).strip(), ""]
     properties = schema.get("properties", {})
