@@ -190,13 +190,14 @@ def _describe_front_door(operation: dict[str, Any]) -> None:
         added.setdefault("400", _KEY_ANSWER)
     added.setdefault("400", _URL_ANSWER)
     for status, description in added.items():
-        answers.setdefault(
-            status,
-            {
-                "description": description,
-                "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}},
-            },
-        )
+        answer = answers.setdefault(status, {"description": description})
+        content = answer.setdefault("content", {})
+        if "application/problem+json" not in content:
+            # A route's own answer in another form (the browser return's 400 page) gets the
+            # front door's problem beside it.
+            if content:
+                answer["description"] = f"{answer['description']}; or {description}"
+            content["application/problem+json"] = {"schema": _PROBLEM_SCHEMA}
     operation["responses"] = dict(sorted(answers.items(), key=lambda item: str(item[0])))
 
 
