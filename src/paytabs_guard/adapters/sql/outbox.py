@@ -25,11 +25,12 @@ Envelope: TypeAlias = dict[str, str | EventData]
 """A CloudEvents 1.0 envelope: string attributes and the event's JSON-safe ``data``."""
 
 
-def envelope(event: PaymentEvent) -> Envelope:
-    """The CloudEvents 1.0 envelope of ``event`` (docs/states.md, "Envelope")."""
+def envelope(event: PaymentEvent, event_id: str | None = None) -> Envelope:
+    """The CloudEvents 1.0 envelope of ``event`` (docs/states.md, "Envelope"); ``event_id``
+    when the caller has it already (``PaymentEvent.event_id`` hashes on every call)."""
     return {
         "specversion": "1.0",
-        "id": event.event_id,
+        "id": event.event_id if event_id is None else event_id,
         "source": SOURCE,
         "type": event.type,
         "subject": event.payment_id,
@@ -39,9 +40,9 @@ def envelope(event: PaymentEvent) -> Envelope:
     }
 
 
-def envelope_json(event: PaymentEvent) -> str:
+def envelope_json(event: PaymentEvent, event_id: str | None = None) -> str:
     """The envelope as stored: compact JSON in the attribute order above, UTF-8 unescaped."""
-    return json.dumps(envelope(event), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(envelope(event, event_id), ensure_ascii=False, separators=(",", ":"))
 
 
 async def append(writes: Writes, events: Sequence[PaymentEvent], *, now: datetime) -> None:
@@ -55,15 +56,15 @@ async def append(writes: Writes, events: Sequence[PaymentEvent], *, now: datetim
     traceparent, tracestate = tracing.current_context()
     rows = [
         {
-            "event_id": event.event_id,
+            "event_id": event_id,
             "payment_id": event.payment_id,
             "type": event.type,
-            "envelope": envelope_json(event),
+            "envelope": envelope_json(event, event_id),
             "created_at": now,
             "traceparent": traceparent,
             "tracestate": tracestate,
         }
-        for event in events
+        for event, event_id in ((event, event.event_id) for event in events)
     ]
     await writes.insert_events(outbox, rows)
 
