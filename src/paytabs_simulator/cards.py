@@ -28,9 +28,11 @@ DO_NOT_HONOUR = CardOutcome("D", "05", "Do not honour")
 CANCELLED = CardOutcome("C", "321", "Cancelled")
 MERCHANT_LIMITS_EXCEEDED = CardOutcome("D", "325", "Merchant limits exceeded")
 PENDING = CardOutcome("P", "100", "Pending")
+# X: a transaction that expired unpaid (an APM payment request), never the card's expiry.
 EXPIRED = CardOutcome("X", "54", "Expired")
-# A charge on a saved card past its expiry month: the issuer's decline, whose reason PayTabs
-# puts in response_code for D and E (54: expired card, the ISO 8583 code).
+# A card past its expiry: the issuer's decline, whose reason PayTabs puts in response_code for
+# D and E (54: expired card, the ISO 8583 code). The test card below and a charge on a saved
+# card past its expiry month both get it.
 CARD_EXPIRED = CardOutcome("D", "54", "Expired card")
 
 TEST_CARDS: dict[str, CardOutcome] = {
@@ -42,7 +44,7 @@ TEST_CARDS: dict[str, CardOutcome] = {
     # H = authorised by the acquirer but held for fraud review, hence an authorisation code.
     "4000000000000036": CardOutcome("H", None, "On hold"),
     "4000000000000044": PENDING,
-    "4000000000000069": EXPIRED,
+    "4000000000000069": CARD_EXPIRED,
     "4000000000000077": CANCELLED,
 }
 

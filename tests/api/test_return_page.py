@@ -105,7 +105,7 @@ async def test_the_return_page_in_english_and_arabic(service: Service) -> None:
 async def test_an_expired_card_is_not_called_an_expired_page(service: Service) -> None:
     payment = await _paid(service, "4000000000000069")
     response = await service.anonymous.get(
-        "/payments/v2/return", params=_fields(payment, "X"), headers={"Accept-Language": "en"}
+        "/payments/v2/return", params=_fields(payment, "D"), headers={"Accept-Language": "en"}
     )
     assert response.status_code == 200
     assert "Your card has expired" in response.text

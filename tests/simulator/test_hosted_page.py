@@ -61,7 +61,7 @@ def forms_of(html: str) -> list[dict[str, Any]]:
         ("4000000000000028", "E", "96", "Error", "Visa"),
         ("4000000000000036", "H", None, "On hold", "Visa"),
         ("4000000000000044", "P", "100", "Pending", "Visa"),
-        ("4000000000000069", "X", "54", "Expired", "Visa"),
+        ("4000000000000069", "D", "54", "Expired card", "Visa"),
         ("4000000000000077", "C", "321", "Cancelled", "Visa"),
         ("4242424242424242", "D", "05", "Do not honour", "Visa"),
     ],

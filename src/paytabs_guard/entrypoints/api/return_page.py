@@ -155,7 +155,7 @@ def result_page(lang: str, payment: Payment) -> HTMLResponse:
     message = words[f"msg_{key}"]
     error = payment.last_payment_error
     if error is not None and error.decline_category == "expired_card":
-        # X/54 is the card's expiry at the acquirer, not the page's.
+        # Code 54 is the card's expiry at the issuer (a decline), not the page's expiry.
         key, message = "failed", words["msg_expired_card"]
     details = [
         ("amount", f"{payment.amount.format()} {payment.amount.currency}"),
