@@ -54,18 +54,20 @@ async def append(writes: Writes, events: Sequence[PaymentEvent], *, now: datetim
     if not events:
         return
     traceparent, tracestate = tracing.current_context()
-    rows = [
-        {
-            "event_id": event_id,
-            "payment_id": event.payment_id,
-            "type": event.type,
-            "envelope": envelope_json(event, event_id),
-            "created_at": now,
-            "traceparent": traceparent,
-            "tracestate": tracestate,
-        }
-        for event, event_id in ((event, event.event_id) for event in events)
-    ]
+    rows = []
+    for event in events:
+        event_id = event.event_id  # hashed on every access: once for the row and its envelope
+        rows.append(
+            {
+                "event_id": event_id,
+                "payment_id": event.payment_id,
+                "type": event.type,
+                "envelope": envelope_json(event, event_id),
+                "created_at": now,
+                "traceparent": traceparent,
+                "tracestate": tracestate,
+            }
+        )
     await writes.insert_events(outbox, rows)
 
 
