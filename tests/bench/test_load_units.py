@@ -338,6 +338,14 @@ def test_the_budget_counts_the_cores_each_goals_rate_needs_on_the_machine() -> N
     assert callback["total_cores"] == pytest.approx(1.5 + 0.1 + 0.8)
     assert callback["left_ms"] == pytest.approx(0.2)
     assert callback["left_ms"] < callback["floor_ms"] == 0.4
+    # One worker is one process: however idle the other core, the service gets one core at
+    # most. With lighter neighbours (0.38 cores at 960 creates a second) the machine would
+    # leave the service 1.68 ms a create; one worker has 1.04 ms, two have the 1.68 ms.
+    light = {**config, "cpu_cores": {"create": {"postgres": 0.1, "simulator": 0.1}}}
+    machine_left = 1000 * (2 - 0.2 / 500 * 960) / 960
+    for workers, left in ((1, 1000 / 960), (2, machine_left), (None, machine_left)):
+        budget = load_report.goal_budget({**light, "workers": workers}, nproc=2)
+        assert budget["create"]["left_ms"] == pytest.approx(left)
     starved = {**config, "cpu_cores": {"callback": {"postgres": 1.0}, "create": {}}}
     assert load_report.goal_budget(starved, nproc=2)["callback"]["left_ms"] == 0.0
     assert load_report.goal_budget({**config, "floor": {}}, nproc=2) == {}

@@ -259,7 +259,9 @@ def goal_budget(config: Mapping[str, Any], nproc: int) -> dict[str, dict[str, fl
     (``load_floor``), the least it could cost. ``left_ms`` is the CPU per operation the
     machine's cores leave the service at that rate, beside its floor. When the total is above
     ``nproc``, that goal cannot be met on this machine whatever the service's own code does,
-    unless the other processes' work per operation falls too. Assumes their CPU per
+    unless the other processes' work per operation falls too. ``left_ms`` is also capped by
+    the service's workers: each is one process running Python, so N workers use at most N
+    cores however idle the rest of the machine is. Assumes the other processes' CPU per
     operation stays what it was at the measured rate (a higher rate batches the relay more,
     so this leans towards reaching the goal)."""
     found = config.get("floor") or {}
@@ -280,12 +282,13 @@ def goal_budget(config: Mapping[str, Any], nproc: int) -> dict[str, dict[str, fl
         }
         others = sum(needs.values())
         service = float(found[f"{phase}_ms"]) / 1000 * rate
+        service_cores = min(float(nproc) - others, float(config.get("workers") or nproc))
         budget[phase] = {
             "rate": rate,
             **{f"{group}_cores": value for group, value in needs.items()},
             "service_floor_cores": service,
             "total_cores": others + service,
-            "left_ms": max(0.0, 1000 * (nproc - others) / rate),
+            "left_ms": max(0.0, 1000 * service_cores / rate),
             "floor_ms": float(found[f"{phase}_ms"]),
         }
     return budget
@@ -314,7 +317,11 @@ def _budget_lines(config: Mapping[str, Any], nproc: int) -> list[str]:
         *(row(f"{name}, cores", f"{group}_cores") for group, name in _SHARED_WITH),
         row("the service at its floor, cores", "service_floor_cores"),
         row(f"all of them, cores (the machine has {nproc})", "total_cores"),
-        row("CPU the rest leaves the service per operation, ms", "left_ms", 3),
+        row(
+            "CPU left to the service per operation (by the rest, at most a core a worker), ms",
+            "left_ms",
+            3,
+        ),
         row("the service's floor per operation, ms", "floor_ms", 3),
     ]
 
