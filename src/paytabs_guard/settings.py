@@ -218,7 +218,8 @@ class Settings(BaseSettings):
         2000,
         description="First open period after a trip, in ms (> 0; set, at most "
         "CIRCUIT_BREAKER_RESET_TIMEOUT), randomised +/-20 %; doubled after each failed trial up "
-        "to CIRCUIT_BREAKER_RESET_TIMEOUT",
+        "to CIRCUIT_BREAKER_RESET_TIMEOUT (spread over its last 20 %). While probes get no "
+        "answer, the timer's trial waits for that spread bound instead",
     )
     circuit_breaker_return_rate: int = Field(
         50,

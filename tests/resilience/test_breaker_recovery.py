@@ -122,6 +122,56 @@ async def test_jitter_never_takes_the_open_period_past_the_reset_timeout() -> No
                 await breaker.call(_boom)
 
 
+async def test_open_periods_at_the_bound_are_spread_below_it_not_piled_on_it() -> None:
+    # Once the doubling reaches the reset timeout, a spread clipped at the bound would put
+    # half the breakers' trials exactly on it, together.
+    clock = ManualClock()
+    waits = []
+    for seed in range(20):
+        breaker = make_breaker(clock, rng=random.Random(seed), min_open_time=8.0, open_jitter=0.2)
+        await trip(breaker)
+        for _ in range(3):  # 8, 16, then the bound
+            wait = breaker.rejection_wait()
+            assert wait is not None
+            clock.advance(wait)
+            with pytest.raises(Boom):
+                await breaker.call(_boom)
+        wait = breaker.rejection_wait()
+        assert wait is not None
+        waits.append(wait)
+    assert all(24.0 <= wait <= 30.0 for wait in waits)
+    assert len({round(wait, 6) for wait in waits}) == len(waits)
+
+
+async def test_with_probes_the_timer_trial_is_spread_below_the_reset_timeout() -> None:
+    # Probes that go unanswered hold the open period's own trial (a real payment) back to the
+    # reset timeout. Breakers that opened together must not then send it together: each
+    # opening draws its own moment, below the bound, and draws again after a failed trial.
+    firsts: list[float] = []
+    seconds: list[float] = []
+    for seed in range(8):
+        clock = ManualClock()
+        gateway = Gateway()
+        breaker, prober = probed(clock, gateway.probe, seed=seed, open_jitter=0.2)
+        await trip(breaker)
+        for moments in (firsts, seconds):
+            opened = clock()
+            while breaker.rejection_wait() is not None:
+                wait = await prober.tick()
+                assert wait is not None
+                due = breaker.rejection_wait()
+                clock.advance(min(wait, due) if due is not None else 0.0)
+            moments.append(clock() - opened)
+            with pytest.raises(Boom):
+                await breaker.call(_boom)  # the trial fails: open again
+        assert gateway.probes > 40  # probes ran all along, unanswered
+        await prober.aclose()
+    for moments in (firsts, seconds):
+        assert all(24.0 <= moment <= 30.0 for moment in moments), moments
+        assert len({round(moment, 6) for moment in moments}) == len(moments)
+    assert firsts != seconds
+
+
 # -- half-open closes on evidence ------------------------------------------------------------
 
 

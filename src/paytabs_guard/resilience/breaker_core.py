@@ -70,6 +70,7 @@ class BreakerCore:
         "_reset_timeout",
         "_retry_at",
         "_rng",
+        "_safety_net",
         "_shared",
         "_since",
         "_since_wall",
@@ -152,6 +153,9 @@ class BreakerCore:
         self._probe_interval = config.probe_interval
         self._rng = rng if rng is not None else random.Random()
         self._probes = ProbeBook(config.probe_interval, config.open_jitter, self._rng)
+        # While probes run, the open period's own trial (a real payment) waits this long after
+        # the opening (recovery.py); drawn anew at each opening, like the open period.
+        self._safety_net = config.reset_timeout
         self._waiters = AdmissionWaiters()
 
     def _trials_in_flight(self) -> int:
@@ -211,6 +215,10 @@ class BreakerCore:
             self._failed_trials = 0
         if state is _OPEN or state is _FORCED_OPEN:
             self._opened += 1
+        if state is _OPEN and self._probe_interval is not None and self._jitter:
+            # Spread below the reset timeout, never past it: instances that opened together
+            # must not send their safety-net trials together.
+            self._safety_net = self._reset_timeout * self._rng.uniform(1.0 - self._jitter, 1.0)
         self._probes.entered(state, previous, reason, now, self._retry_at)
         if self._subscribers:
             self._emit(

@@ -49,8 +49,10 @@ class BreakerConfig:
             doubles it, up to ``reset_timeout`` (Envoy's ejection time, resilience4j's
             exponential wait in open state). ``None``: always ``reset_timeout``.
         open_jitter: Each open period is multiplied by a random factor in
-            ``[1 - open_jitter, 1 + open_jitter]`` (and capped at ``reset_timeout``), so that
-            breakers and instances that opened together never try again in lock step.
+            ``[1 - open_jitter, 1 + open_jitter]`` (the top of the range cut to stay within
+            ``reset_timeout``), so that breakers and instances that opened together never try
+            again in lock step. With probes, the timer's trial waits for ``reset_timeout``
+            times a factor in ``[1 - open_jitter, 1]``, drawn at each opening.
         probe_interval: While open, a recovery probe (a request that can have no effect) is
             due every this many seconds, randomised by ``open_jitter`` (at least 25 %); a
             probe that PayTabs answers moves the breaker to half-open at once. ``None``: no

@@ -1,7 +1,8 @@
 """The breaker's open period and what a turned-away caller is told to wait.
 
 The open period is randomised (``open_jitter``) and adapts: ``min_open_time`` after a trip,
-doubled after each failed trial, never more than ``reset_timeout``; ``_retry_at`` marks its end
+doubled after each failed trial, never more than ``reset_timeout`` (spread below it once it
+gets there); ``_retry_at`` marks its end
 (in half-open, the moment a trial still running is presumed lost). A rejected call carries the
 wait until the breaker may admit again, the truth a ``Retry-After`` needs, and
 :meth:`OpenPeriod.rejection_wait` tells it without calling.
@@ -32,8 +33,11 @@ class OpenPeriod(BreakerCore):
         if self._min_open is not None:
             period = min(period, self._min_open * 2.0 ** min(self._failed_trials, 30))
         if self._jitter:
-            period *= self._rng.uniform(1.0 - self._jitter, 1.0 + self._jitter)
-        return min(period, self._reset_timeout)
+            # Spread under the bound too: a spread clipped at it would put half the draws
+            # exactly on it, and breakers that opened together would try again together.
+            high = min(1.0 + self._jitter, self._reset_timeout / period)
+            period *= self._rng.uniform(1.0 - self._jitter, high)
+        return period
 
     def _reject(self, now: float) -> CircuitOpenError:
         self._waiting_for_a_verdict(now)  # this caller is told of the probe it brought forward

@@ -92,15 +92,16 @@ class RecoveryProbing(BreakerCore):
         or not this one has answered by then (a hanging gateway must not slow detection).
 
         While probes run they are the evidence: the open period's own trial (a real payment
-        sent on a timer) waits for the reset timeout counted from the opening. That trial is
-        the safety net for a probe path that is down while payments work; sent into an outage
-        that hangs, it would hold the half-open slot past the recovery.
+        sent on a timer) waits for the reset timeout counted from the opening (spread below
+        it, ``_safety_net``, so that instances that opened together do not send it together).
+        That trial is the safety net for a probe path that is down while payments work; sent
+        into an outage that hangs, it would hold the half-open slot past the recovery.
         """
         now = self._clock()
         self._probes.reschedule(now)
         if self._state is _OPEN and not self._probes.deferred:
             # (unless a probe already answered and its trial only waits out the back-off)
-            self._retry_at = max(self._retry_at, self._since + self._reset_timeout)
+            self._retry_at = max(self._retry_at, self._since + self._safety_net)
 
     def record_probe(self, *, succeeded: bool, latency: float | None = None) -> None:
         """A probe sent by this instance was answered (``succeeded``) or not.
@@ -141,9 +142,10 @@ class RecoveryProbing(BreakerCore):
     def _on_probe_unanswered(self) -> None:
         """The gateway did not answer just now: a timer trial due in the next interval would
         be a real payment sent into an outage. Defer it past the next probe, but never beyond
-        the reset timeout counted from the opening (in case only the probe's path is down)."""
+        the (spread) reset timeout counted from the opening (in case only the probe's path is
+        down)."""
         if self._state is _OPEN and self._probe_interval is not None:
-            self._retry_at = max(self._retry_at, self._since + self._reset_timeout)
+            self._retry_at = max(self._retry_at, self._since + self._safety_net)
 
     def _on_probe_answered(self, now: float, reason: str) -> None:
         if self._state is _HALF_OPEN:
