@@ -254,6 +254,44 @@ async def test_a_probe_that_hangs_counts_as_no_answer() -> None:
     await prober.aclose()
 
 
+class Lease:
+    """The prober's lease port in memory: who holds it, and the lifetimes asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, float]] = []
+
+    async def acquire_prober(self, name: str, ttl: float) -> bool:
+        self.asked.append((name, ttl))
+        return True
+
+    async def release_prober(self, name: str) -> None:
+        pass
+
+
+async def test_the_probe_lease_lapses_three_intervals_after_its_holder_stops() -> None:
+    # A holder that dies must be replaced within three probe intervals, not a probe timeout
+    # later: meanwhile no instance probes, and a recovery waits for the timer's trial.
+    clock = ManualClock()
+    gateway = Gateway()
+    config = replace(SEED, **PROBING)  # type: ignore[arg-type]
+    registry = BreakerRegistry(config, clock=clock, wall_clock=clock.wall, rng=random.Random(3))
+    breaker = registry.get("create")
+    lease = Lease()
+    prober = BreakerProber(
+        registry, {"create": gateway.probe}, timeout=30.0, lease=lease, clock=clock
+    )
+    await trip(breaker)
+    for _ in range(3):
+        wait = await prober.tick()
+        assert wait is not None
+        clock.advance(wait)
+    assert gateway.probes >= 2
+    assert lease.asked
+    assert {name for name, _ in lease.asked} == {"create"}
+    assert all(ttl == pytest.approx(3.0) for _, ttl in lease.asked)
+    await prober.aclose()
+
+
 async def test_probes_off_leave_the_open_period_alone() -> None:
     clock = ManualClock()
     gateway = Gateway()

@@ -179,8 +179,12 @@ class BreakerProber:
             if self._lease is not None:
                 interval = breaker.config.probe_interval or 1.0
                 # The lease outlives a few probe intervals: a holder that dies is replaced
-                # within three intervals; one that stops cleanly releases it at once.
-                if not await self._lease.acquire_prober(name, ttl=3 * interval + self._timeout):
+                # within three intervals; one that stops cleanly releases it at once. Not the
+                # probe's timeout on top: a holder renews it with every probe it sends, and
+                # sends one each interval even while earlier ones hang, so only a holder that
+                # stopped probing lets it lapse (a dead one, or one with its limit of probes
+                # hanging; a second prober costs the gateway one probe an interval).
+                if not await self._lease.acquire_prober(name, ttl=3 * interval):
                     self._held.discard(name)
                     breaker.skip_probe()
                     return
