@@ -410,6 +410,37 @@ async def test_a_held_sale_brings_the_next_probe_forward_too() -> None:
     assert await asyncio.wait_for(waiter, 1.0) is True
 
 
+async def test_held_sales_hurry_every_probe_without_waking_to_ask() -> None:
+    # A held caller sleeps on its future, not on a timer that rings at each probe's verdict:
+    # 500 held sales once cost 2.5 wake-ups a second each. They still count as sales waiting,
+    # so each next probe is brought forward for them, and they sleep until the only moment
+    # time alone can let them in: the timer's trial.
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=None, reset_timeout=30.0)
+    await trip(breaker)
+    held = [asyncio.create_task(breaker.wait_admitting(60.0)) for _ in range(3)]
+    await settle()
+    for _ in range(5):  # five probes go unanswered while the sales wait
+        due = breaker.next_probe_in()
+        assert due is not None
+        clock.advance(due)
+        breaker.probe_sent()
+        breaker.record_probe(succeeded=False)
+        gap = breaker.next_probe_in()
+        assert gap is not None
+        assert gap <= 0.25 * 1.25 + 1e-9  # a quarter of the (spread) interval
+        sleep = breaker._held_wait()
+        assert sleep is not None
+        assert sleep == pytest.approx(30.0 - (clock() - breaker.snapshot().since_monotonic))
+    assert not any(task.done() for task in held)
+    breaker.record_probe(succeeded=True)  # the gateway answers: half-open, one trial slot
+    await settle()
+    assert [task.done() for task in held] == [True, False, False]  # oldest first
+    assert await breaker.call(ok) == "ok"
+    await settle()
+    assert all(task.done() and task.result() for task in held)
+
+
 async def test_probes_come_four_times_as_often_while_sales_wait_and_no_more() -> None:
     clock = ManualClock()
     gateway = Gateway()

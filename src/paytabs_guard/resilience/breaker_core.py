@@ -234,6 +234,19 @@ class BreakerCore:
             elif state is _HALF_OPEN:
                 self._waiters.wake(self._half_open_max)
 
+    def _waiting_for_a_verdict(self, now: float) -> bool:
+        """A sale is turned away or held until the gateway is known to answer again: the next
+        recovery probe comes sooner (``ProbeBook.demanded``), and the prober hears of it (the
+        ``probe_hurried`` event). Returns whether it moved. Not while forced open: an operator,
+        not a probe, ends that."""
+        if self._probe_interval is None or self._state is _FORCED_OPEN:
+            return False
+        if not self._probes.demanded():
+            return False
+        if self._subscribers:
+            self._emit(EventType.PROBE_HURRIED, now)
+        return True
+
     # -- events --------------------------------------------------------------------------------
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:

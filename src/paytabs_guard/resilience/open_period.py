@@ -10,6 +10,8 @@ wait until the breaker may admit again, the truth a ``Retry-After`` needs, and
 
 from __future__ import annotations
 
+import math
+
 from paytabs_guard.resilience.breaker_core import (
     _DISABLED,
     _FORCED_OPEN,
@@ -122,22 +124,23 @@ class OpenPeriod(BreakerCore):
         return await self._waiters.wait(self._held_wait, max_wait)
 
     def _held_wait(self) -> float | None:
-        """:meth:`rejection_wait` for a caller held until a call would be admitted: a sale
-        that waits, like one turned away, brings the next recovery probe forward."""
-        wait = self.rejection_wait()
-        if wait is not None and self._waiting_for_a_verdict(self._clock()):
-            wait = self.rejection_wait()
-        return wait
+        """For a caller held until a call would be admitted: None when one would be now, else
+        how long it may sleep before it looks again. A sale that waits, like one turned away,
+        brings the next recovery probe forward.
 
-    def _waiting_for_a_verdict(self, now: float) -> bool:
-        """A sale is turned away or held until the gateway is known to answer again: the next
-        recovery probe comes sooner (``ProbeBook.demanded``), and the prober hears of it (the
-        ``probe_hurried`` event). Returns whether it moved. Not while forced open: an operator,
-        not a probe, ends that."""
-        if self._probe_interval is None or self._state is _FORCED_OPEN:
-            return False
-        if not self._probes.demanded():
-            return False
-        if self._subscribers:
-            self._emit(EventType.PROBE_HURRIED, now)
-        return True
+        Not :meth:`rejection_wait`'s answer, which names the next probe's verdict for a caller
+        who must come back on its own: a held caller sleeps on a future that every way in
+        resolves (a state change, a freed trial slot, a probe's answer, a timer trial moved
+        earlier), so it need only wake on its own when time alone lets calls through, at
+        ``_retry_at`` (the timer's trial due, or a trial presumed lost). While it sleeps, it
+        keeps hurrying each next probe (``probe_sent``) without waking to ask."""
+        wait = self.rejection_wait()
+        now = self._clock()
+        if wait is not None and self._waiting_for_a_verdict(now):
+            wait = self.rejection_wait()
+        if wait is None:
+            return None
+        until_timer = self._retry_at - now
+        if (self._state is _OPEN or self._state is _HALF_OPEN) and 0.0 < until_timer < math.inf:
+            return max(wait, until_timer)
+        return wait

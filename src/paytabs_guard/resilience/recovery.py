@@ -85,7 +85,15 @@ class RecoveryProbing(BreakerCore):
 
     def skip_probe(self) -> None:
         """Another instance probes this breaker now: schedule ours one interval later."""
-        self._probes.reschedule(self._clock())
+        now = self._clock()
+        self._probes.reschedule(now)
+        self._held_callers_wait(now)
+
+    def _held_callers_wait(self, now: float) -> None:
+        """Callers held for ``Prefer: wait`` are sales still waiting: each next probe is
+        brought forward for them as for a caller turned away, without their waking to ask."""
+        if self._waiters:
+            self._waiting_for_a_verdict(now)
 
     def probe_sent(self) -> None:
         """A probe leaves now: the next one is due one (jittered) interval from now, whether
@@ -99,6 +107,7 @@ class RecoveryProbing(BreakerCore):
         """
         now = self._clock()
         self._probes.reschedule(now)
+        self._held_callers_wait(now)
         if self._state is _OPEN and not self._probes.deferred:
             # (unless a probe already answered and its trial only waits out the back-off)
             self._retry_at = max(self._retry_at, self._since + self._safety_net)
@@ -134,6 +143,7 @@ class RecoveryProbing(BreakerCore):
         now = self._clock()
         self._probes.note(succeeded, self._wall_clock(), here=False)
         self._probes.reschedule(now)
+        self._held_callers_wait(now)
         if succeeded:
             self._on_probe_answered(now, "shared_probe")
         else:
@@ -166,7 +176,9 @@ class RecoveryProbing(BreakerCore):
             return
         if now < self._probes.ready_at:
             # Not credible yet: a real trial at the end of the back-off settles it.
-            self._retry_at = min(self._retry_at, self._probes.ready_at)
+            if self._probes.ready_at < self._retry_at:
+                self._retry_at = self._probes.ready_at
+                self._waiters.wake(len(self._waiters))  # held callers sleep until _retry_at
             self._probes.deferred = True
             return
         self._retry_at = now  # a trial is due at once
