@@ -7,7 +7,8 @@ and schedules. A probe that said "up" while the trials it brought then failed lo
 the next "up" is believed only after a back-off that doubles per miss, up to
 ``PROBE_BACKOFF_CAP`` probe intervals. While callers are being turned away, the next probe is
 due sooner (``DEMAND_SHARE`` of an interval after the last one): a recovery is worth finding
-fast when sales wait for it, and not worth extra calls into a gateway when none do.
+fast when sales wait for it, and not worth extra calls into a gateway when none do, nor while
+the probes' "up" is not believed.
 """
 
 from __future__ import annotations
@@ -103,9 +104,14 @@ class ProbeBook:
 
         Only a caller turned away since the last probe left brings the next one forward, so
         the probes added for waiting sales never outnumber the calls the gateway was spared;
-        with nobody waiting (a quiet night) probes keep to the interval."""
-        if self.hurried_at < self.next_at:
-            self.next_at = self.hurried_at
+        with nobody waiting (a quiet night) probes keep to the interval.
+
+        Never before ``ready_at``: until then a probe's "up" is not believed (it was wrong
+        about this outage), so hurrying it finds nothing sooner; it would only send the
+        gateway four times the probes in a partial outage."""
+        hurried = max(self.hurried_at, self.ready_at)
+        if hurried < self.next_at:
+            self.next_at = hurried
             return True
         return False
 
