@@ -180,3 +180,44 @@ async def test_a_held_process_asks_paytabs_the_moment_the_circuit_closes(
     assert answer.headers["preference-applied"] == "wait=20"
     assert answer.json()["confirmed"] is True
     assert holding(service) == 0
+
+
+async def test_a_refund_turned_away_stores_nothing_and_a_held_one_says_its_wait_was_applied(
+    service: Service,
+) -> None:
+    payment = await service.create()
+    await service.pay(payment)
+    await service.callbacks_done()
+    assert (await service.get(payment["id"]))["state"] == "completed"
+    breaker = service.container.gateway.breakers.get("follow_up")
+    breaker.force_open()
+    key = new_key()
+    refund = f"/payments/v2/{payment['id']}/refund"
+    refused = await service.api.post(
+        refund, json={"amount": "10.00"}, headers={"Idempotency-Key": key}
+    )
+    assert refused.status_code == 503
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "preference-applied" not in refused.headers
+    held = await service.api.post(
+        refund, json={"amount": "10.00"}, headers={"Idempotency-Key": new_key(), "Prefer": "wait=1"}
+    )
+    assert held.status_code == 503
+    assert held.headers["preference-applied"] == "wait=1"  # as for a create
+    assert holding(service) == 0
+    # Nothing was stored: no hold on the payment, the key unclaimed, nothing sent to PayTabs.
+    assert (await service.get(payment["id"]))["refunded"] == "0.00"
+    assert len(await service.simulated(payment["cart_id"])) == 1  # the sale alone
+    breaker.reset()
+    done = await service.api.post(
+        refund, json={"amount": "10.00"}, headers={"Idempotency-Key": key}
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["refunded"] == "10.00"
+    # Its answer is the key's now: with the circuit open again, the retry is answered with it.
+    breaker.force_open()
+    again = await service.api.post(
+        refund, json={"amount": "10.00"}, headers={"Idempotency-Key": key}
+    )
+    assert again.status_code == 200
+    assert again.json()["refunded"] == "10.00"

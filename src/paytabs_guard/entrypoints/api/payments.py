@@ -344,6 +344,24 @@ async def _run_follow_up(
     """200 with the payment; 202 (``confirmed`` false) when PayTabs' answer was unclear."""
     request, runtime, service = write.request, write.runtime, write.service
     held = await runtime.holding.hold(service, Operation.FOLLOW_UP, requested_wait(request))
+    try:
+        service.admit(Operation.FOLLOW_UP)
+    except GatewayUnavailable as closed:
+        # As for a create: fail fast before the idempotency claim and the payment's hold (
+        # committed writes, then their release), unless the key already holds an answer.
+        if write.key is not None:
+            earlier = await stored_answer(
+                request,
+                runtime.container,
+                write.client,
+                write.key,
+                body,
+                wait_seconds=runtime.options.idempotency_wait_seconds,
+            )
+            if earlier is not None:
+                return preference_applied(earlier, held)
+        problem = gateway_unavailable(closed.retry_after, prefer_wait=held)
+        return problem_response(problem, request_id_of(request))
 
     async def run() -> Response:
         try:
@@ -358,16 +376,23 @@ async def _run_follow_up(
             return _json(out, 202, **{"x-payment-id": payment.id})
         return _json(PaymentOut.of(payment), 200, **{"x-payment-id": payment.id})
 
-    response = await run_idempotent(
-        request,
-        runtime.container,
-        write.client,
-        write.key,
-        body,
-        run,
-        wait_seconds=runtime.options.idempotency_wait_seconds,
-        resource_id=payment_id_of,
-    )
+    try:
+        response = await run_idempotent(
+            request,
+            runtime.container,
+            write.client,
+            write.key,
+            body,
+            run,
+            wait_seconds=runtime.options.idempotency_wait_seconds,
+            resource_id=payment_id_of,
+        )
+    except GatewayUnavailable as closed:
+        if held is None:
+            raise
+        # Turned away after all (half-open, its trial slots taken meanwhile): the client
+        # still hears that its wait was applied.
+        raise gateway_unavailable(closed.retry_after, prefer_wait=held) from closed
     return preference_applied(response, held)
 
 
