@@ -16,7 +16,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
-from paytabs_guard.entrypoints.http_head_limit import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+from paytabs_guard.entrypoints.http_head_limit import (
+    MAX_HEAD_BYTES,
+    MAX_PIPELINED,
+    BoundedHttpToolsProtocol,
+)
 from paytabs_guard.entrypoints.loopback import serve_app
 from paytabs_guard.observability import json_formatter
 
@@ -191,3 +195,102 @@ async def test_a_refused_head_is_in_the_access_log_with_its_request_id(
     assert line["request_id"] == headers["x-request-id"]
     assert line["refused"] == refused
     assert line["route"] is None
+
+
+# -- connections that cost the worker without a request to show for it -------------------------
+
+
+async def _until_closed(reader: asyncio.StreamReader, within: float = 5.0) -> bytes:
+    """Everything the server sends until it closes the connection (bounded wait)."""
+    received = b""
+    async with asyncio.timeout(within):
+        while chunk := await reader.read(65536):
+            received += chunk
+    return received
+
+
+async def test_a_few_pipelined_requests_are_all_answered_in_order() -> None:
+    seen.clear()
+    async with serve_app(app) as url:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        paths = [f"/p{n}".encode() for n in range(5)]
+        requests = [b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n" for path in paths]
+        requests[-1] = requests[-1].replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+        writer.write(b"".join(requests))
+        received = await _until_closed(reader)
+        writer.close()
+    assert received.count(b"HTTP/1.1 200 OK") == 5
+    assert seen == [path.decode() for path in paths]
+
+
+async def test_a_pipelined_flood_is_cut_at_the_queue_bound_and_the_rest_never_read() -> None:
+    # uvicorn queued every pipelined request and read on after each answer: a client that
+    # never read its answers had the worker keep thousands of requests (hundreds of MB from a
+    # few connections). The requests already queued are answered, then the connection closes.
+    seen.clear()
+    async with serve_app(app) as url:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        flood = b"GET /flood HTTP/1.1\r\nHost: t\r\n\r\n" * 20_000  # 640 KB
+        writer.write(flood)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        received = await _until_closed(reader)
+        writer.close()
+    answered = received.count(b"HTTP/1.1 200 OK")
+    assert 1 <= answered <= MAX_PIPELINED + 1  # the one running, and those queued behind it
+    assert len(seen) == answered
+
+
+async def test_a_connection_that_sends_nothing_or_blank_lines_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # uvicorn has no timer before a connection's first request, and any byte (a blank line
+    # too, which the parser skips) stops its keep-alive timer after one: thousands of idle
+    # sockets held the worker's file descriptors for ever.
+    monkeypatch.setattr(BoundedHttpToolsProtocol, "head_seconds", 0.2)
+    seen.clear()
+    async with serve_app(app) as url:
+        parts = urlsplit(url)
+        silent_reader, silent = await asyncio.open_connection(parts.hostname, parts.port)
+        blank_reader, blank = await asyncio.open_connection(parts.hostname, parts.port)
+        blank.write(b"\r\n\r\n")
+        after_reader, after = await asyncio.open_connection(parts.hostname, parts.port)
+        after.write(b"GET /once HTTP/1.1\r\nHost: t\r\n\r\n")
+        answer = await after_reader.readuntil(b"\r\n\r\n")
+        after.write(b"\r\n")  # stops uvicorn's keep-alive timer; not ours
+        assert await _until_closed(silent_reader) == b""  # no request: no answer, closed
+        assert await _until_closed(blank_reader) == b""
+        assert await _until_closed(after_reader) == b"0"  # the rest of the answer, then closed
+        for writer in (silent, blank, after):
+            writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert seen == ["/once"]
+
+
+async def refuse_unread(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers 401 at once, as the API does a request without credentials: body unread."""
+    await PlainTextResponse("no", status_code=401)(scope, receive, send)
+
+
+async def test_an_answer_before_the_body_ends_the_upload_instead_of_draining_it() -> None:
+    # uvicorn read and dropped the rest of a refused upload for as long as the client sent:
+    # one unauthenticated socket declaring 100 GB kept a core busy. Now the server finishes
+    # its side, reads on for a bounded moment, and closes.
+    async with serve_app(refuse_unread) as url:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000000\r\n\r\n")
+        answer = asyncio.ensure_future(_until_closed(reader, within=20.0))
+        sent, chunk = 0, b"x" * 65536
+        with contextlib.suppress(ConnectionError):
+            while sent < 256 << 20 and not answer.done():
+                writer.write(chunk)
+                await writer.drain()
+                sent += len(chunk)
+        with contextlib.suppress(ConnectionError):
+            received = await answer
+            assert received.startswith(b"HTTP/1.1 401")
+        writer.close()
+    assert sent < 64 << 20  # the server stopped reading long before the 256 MB

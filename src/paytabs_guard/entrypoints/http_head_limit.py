@@ -8,9 +8,23 @@ closed, before the app sees anything. 32 KiB is what nginx allows a head by defa
 8 KiB buffers); the service's own requests need well under 2 KiB.
 
 A head must also arrive whole within ``head_seconds`` (30 s, as long as nginx's
-``client_header_timeout`` takes by default): uvicorn stops its keep-alive timer at the first byte
-and has no timer for the rest, so a client sending a header a minute (slowloris) held its
-connection forever. Past the deadline it gets a 408 problem and the connection is closed.
+``client_header_timeout`` takes by default) of the connection opening or the previous answer:
+uvicorn has no timer before a connection's first request and stops its keep-alive timer at any
+byte, a blank line included (the parser skips those), so a client sending a header a minute
+(slowloris), blank lines, or nothing at all held its connection forever. Past the deadline a
+client that began a head gets a 408 problem; the connection is closed either way.
+
+Pipelined requests wait their turn in uvicorn's queue, and uvicorn read on after each answer
+whatever the queue held: a client that sent thousands of small requests without reading the
+answers had the worker keep them all (hundreds of megabytes from a few connections, never
+given back to the system). Here the connection reads no further while requests wait, and at
+most ``MAX_PIPELINED`` wait: past that the requests already read are answered and the
+connection is closed; the rest were never read, so the client may resend them.
+
+An answer that comes before the request's body was read whole (a 401, 413 or 415 refusal)
+ends the connection: uvicorn would otherwise read and discard the rest, and a client declaring
+a body of a hundred gigabytes kept a core busy for as long as it cared to send. The server
+finishes its side and reads on only briefly (the lingering close below), then closes.
 
 A request the parser refuses (a control character in a header, a bad chunk size, both
 ``Content-Length`` and ``Transfer-Encoding``) got uvicorn's plain-text 400 with no request id;
@@ -25,7 +39,8 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from paytabs_guard.entrypoints.api.middleware import new_request_id
 from paytabs_guard.entrypoints.api.problems import PROBLEM_TYPE_BASE, Problem, problem_response
@@ -34,8 +49,12 @@ from paytabs_guard.observability import get_logger
 access_log = get_logger("paytabs_guard.access")
 
 MAX_HEAD_BYTES: Final = 32 * 1024
-_DRAIN_BYTES: Final = 1024 * 1024
-_DRAIN_SECONDS: Final = 2.0
+MAX_PIPELINED: Final = 32
+# The lingering close (``_linger``) reads and drops at most this much, for at most this long:
+# enough for a client that sends a few megabytes before it reads the answer (most do), and a
+# bound on a client that would send for ever.
+_DRAIN_BYTES: Final = 16 * 1024 * 1024
+_DRAIN_SECONDS: Final = 5.0
 
 _TOO_LARGE: Final = Problem(
     "request_header_fields_too_large",
@@ -57,6 +76,11 @@ class _HeadTooLarge(Exception):
     ``send_400_response``, which sends the 431 instead."""
 
 
+class _PipelineFull(Exception):
+    """Raised from the parser's callback: httptools stops reading the requests queued behind
+    ``MAX_PIPELINED`` others (see :meth:`BoundedHttpToolsProtocol.data_received`)."""
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """See the module docstring. Two checks, because a read can hold a whole head or only a
     part of one: a head that arrives complete is measured when its headers are (name, value
@@ -64,14 +88,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     read so far count, so a slow or endless head is cut at the bound too."""
 
     head_seconds: float = 30.0
-    """How long a head may take once its first byte came (module docstring)."""
+    """How long a head may take, counted from the connection opening or the previous answer
+    (module docstring)."""
 
     _head_open = False
     _head_bytes = 0
     _head_timer: asyncio.TimerHandle | None = None
     _too_large = False
+    _pipeline_full = False
     _draining = False
     _drain_left = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -85,9 +115,36 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if size > MAX_HEAD_BYTES:
             self._too_large = True
             raise _HeadTooLarge
+        if len(self.pipeline) >= MAX_PIPELINED:
+            self._pipeline_full = True
+            raise _PipelineFull
         super().on_headers_complete()
 
+    def on_response_complete(self) -> None:
+        # With no request queued, the answer that just ended is the newest request's.
+        last = not self.pipeline and not self.transport.is_closing()
+        if last and (self.cycle.more_body or self._pipeline_full):
+            # Answered before its body was read whole: do not read the rest only to drop it.
+            # Or the last of the requests read before the queue overflowed: nothing more is.
+            self.server_state.total_requests += 1
+            self._linger()
+            return
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if self.pipeline or self._pipeline_full:
+            # uvicorn resumes reading after every answer: not while requests still wait (or
+            # once the queue overflowed), or a client that never reads its answers fills it.
+            self.flow.pause_reading()
+        elif self._head_timer is None:
+            self._start_head_timer()  # the next head, or an idle connection, is timed again
+
     def send_400_response(self, msg: str) -> None:
+        if self._pipeline_full:
+            # Not a bad request: too many ahead of it. The requests already queued are
+            # answered, nothing more is read, and the last answer ends the connection.
+            self.flow.pause_reading()
+            return
         if self._too_large:
             self._refuse()
         else:
@@ -101,7 +158,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self._drain_left <= 0:
                 self.transport.close()
             return
-        super().data_received(data)
+        if self._pipeline_full:
+            return  # bytes already on their way when reading stopped
+        self._feed(data)
         if not self._head_open or self.transport.is_closing():
             return
         # A head still incomplete after a read (a whole one never gets here: no timer).
@@ -113,9 +172,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._stop_head_timer()
             self._refuse()
 
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's ``data_received``, without its "Invalid HTTP request" warning for a queue
+        that overflowed (``_PipelineFull``), which is not one."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if not self._pipeline_full:
+                self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():  # pragma: no cover - no WebSocket routes
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
         super().connection_lost(exc)
+
+    def _start_head_timer(self) -> None:
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(self.head_seconds, self._head_too_slow)
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -124,10 +203,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        if self._head_open and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self._head_open:
             self._head_open = False
             self._answer(b"408 Request Timeout", _slow_head(self.head_seconds))
             self.transport.close()
+        else:
+            cycle: RequestResponseCycle | None = self.cycle  # None before the first request
+            if cycle is None or cycle.response_complete:
+                self.transport.close()  # no request came (nothing, or blank lines): close
 
     def _answer(self, status: bytes, problem: Problem) -> None:
         """Write ``problem`` as the whole response, and its access line (module docstring)."""
@@ -146,6 +231,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self) -> None:
         self._answer(b"431 Request Header Fields Too Large", _TOO_LARGE)
+        self._linger()
+
+    def _linger(self) -> None:
+        self._stop_head_timer()
         if not self.transport.can_write_eof():
             self.transport.close()
             return
@@ -155,6 +244,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.write_eof()
         self._draining = True
         self._drain_left = _DRAIN_BYTES
+        self.flow.resume_reading()  # paused for a body the app did not read: drain it now
         self.loop.call_later(_DRAIN_SECONDS, self.transport.close)
 
 
@@ -163,7 +253,7 @@ def _slow_head(seconds: float) -> Problem:
         "request_timeout",
         "Request timeout",
         408,
-        f"Send the request line and headers whole within {seconds:g} seconds of the first byte.",
+        f"Send the request line and headers whole within {seconds:g} seconds.",
     )
 
 

@@ -8,7 +8,7 @@ Two checks, because a chunked upload has no ``Content-Length``:
    holds, so memory stays bounded whatever the sender does.
 
 Reading stops early, so the caller must answer (413) without touching the body again; the
-server then closes the connection instead of draining the rest.
+server then closes the connection instead of draining the rest (``http_head_limit.py``).
 
 3. The whole body must arrive within a deadline (``within``, HTTP 408): uvicorn has no
    timeout of its own for a body, so a client that declares 500 bytes and sends 5 would hold

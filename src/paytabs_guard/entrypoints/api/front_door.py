@@ -29,8 +29,9 @@ body; a NUL in the path or the query string (``%00``) is a 400
 and a path ending in a slash is answered here (no route has one: ``_trailing_slash``).
 Then a PayTabs callback goes straight to its receiver (``callbacks.answer_callback``).
 
-Refusing without reading the whole body makes uvicorn close the connection afterwards, so the
-rest of an oversized upload is never drained.
+Refusing without reading the whole body ends the connection afterwards (``serve``'s protocol,
+``http_head_limit.py``, lingers briefly and closes), so the rest of an oversized upload is
+never drained.
 
 The callback and the browser return are left to their own receivers: they apply the same
 ``body_limit`` functions with WEBHOOK_MAX_BODY_BYTES, and count rejections in the webhook
