@@ -15,7 +15,7 @@ from paytabs_guard.entrypoints import health_checks
 from paytabs_guard.entrypoints.api.console.layout import SCRIPT
 from paytabs_simulator.server import RunningSimulator
 
-from .api_support import ADMIN_KEY, API_KEY, DECLINED, Service
+from .api_support import ADMIN_KEY, API_KEY, DECLINED, Service, running_service
 from .console_support import csrf_of, form_fields, signed_in
 from .relay_support import drained
 from .test_events_api import WEBHOOK, service_with_sinks
@@ -338,3 +338,15 @@ async def test_arabic_from_accept_language_and_from_the_switch(service: Service)
     login = await service.anonymous.get("/console/login", headers={"Accept-Language": "ar"})
     assert "dir='rtl'" in login.text
     assert "تسجيل الدخول" in login.text
+
+
+async def test_the_session_cookie_is_secure_when_the_public_url_is_https(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    # Behind a proxy that ends TLS the request reaches the service over plain http (uvicorn
+    # does not rewrite the scheme from X-Forwarded-Proto), yet the browser is on https.
+    env = {"PUBLIC_BASE_URL": "https://pay.example.com"}
+    async with running_service(sim, sqlite_url, env=env) as svc:
+        signed = await svc.anonymous.post("/console/login", data={"key": ADMIN_KEY})
+        assert signed.status_code == 303
+        assert "Secure" in signed.headers["set-cookie"]

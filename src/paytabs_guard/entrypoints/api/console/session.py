@@ -7,7 +7,8 @@ over both, keyed by a secret derived from that admin key (``ApiKeys.session_secr
 instance with the same ADMIN_API_KEYS accepts it; dropping the key ends its sessions.
 
 The cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it)
-and Secure when the console is reached over https. Every POST also carries a CSRF token
+and Secure when the console is reached over https (or PUBLIC_BASE_URL is https, behind a
+proxy that ends TLS). Every POST also carries a CSRF token
 derived from the session, checked in constant time. ``Authorization: Bearer <admin key>`` works
 too (curl, scripts): a browser never adds that header on its own, so it needs no CSRF token.
 """
@@ -92,7 +93,16 @@ def csrf_ok(operator: Operator, presented: str | None) -> bool:
 
 
 def secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Whether the browser reaches the console over https: the request says so, or, behind a
+    proxy that ends TLS (uvicorn does not rewrite the scheme from its headers), the service's
+    PUBLIC_BASE_URL does."""
+    if request.url.scheme == "https":
+        return True
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        return False
+    base: str = runtime.container.settings.public_base_url
+    return base.lower().startswith("https://")
 
 
 def set_cookie(response: Response, request: Request, value: str) -> None:
