@@ -208,7 +208,39 @@ async def test_a_card_can_be_charged_only_once_its_payment_completed(service: Se
     await service.pay(payment, card="4000000000000010")
     await service.callbacks_done()
     assert (await service.get(payment["id"]))["state"] == "failed"
-    assert (await charge(service, payment["saved_card_id"])).status_code == 409
+    never = await charge(service, payment["saved_card_id"])
+    assert never.status_code == 409
+    # not "charge it once that payment is completed": it never will be
+    assert never.json()["type"].endswith("/saved-card-never-saved")
+    assert "ended failed" in never.json()["detail"]
+
+
+async def test_with_the_breaker_open_a_deleted_card_is_refused_as_deleted_not_told_to_wait(
+    service: Service,
+) -> None:
+    paid = await save_card(service, customer_id="cust_4004")
+    card_id = paid["saved_card_id"]
+    assert (await service.api.delete(f"/payments/v2/cards/{card_id}")).status_code == 200
+    breaker = service.container.gateway.breakers.get("token")
+    breaker.force_open()
+    refused = await charge(service, card_id)
+    assert refused.status_code == 409, refused.text  # "retry later" would be a lie
+    assert refused.json()["type"].endswith("/saved-card-deleted")
+    assert (await charge(service, "card_000000000000000000000000")).status_code == 404
+    paid_again = await save_card(service, customer_id="cust_4005")  # the create breaker
+    waiting = await charge(service, paid_again["saved_card_id"])
+    assert waiting.status_code == 503  # a good card, a closed door: come back later
+    # Deleting while PayTabs cannot be reached: disabled here at once, finished by a repeat.
+    half = await service.api.delete(f"/payments/v2/cards/{paid_again['saved_card_id']}")
+    assert half.status_code == 503
+    assert "Idempotency-Key" not in half.json()["detail"]
+    assert "send this DELETE again" in half.json()["detail"]
+    assert int(half.headers["retry-after"]) >= 1
+    gone = await charge(service, paid_again["saved_card_id"])
+    assert gone.json()["type"].endswith("/saved-card-deleted")
+    breaker.reset()
+    finished = await service.api.delete(f"/payments/v2/cards/{paid_again['saved_card_id']}")
+    assert finished.status_code == 200
 
 
 async def test_a_payment_without_save_card_gets_no_token(service: Service) -> None:

@@ -78,6 +78,7 @@ from paytabs_guard.service.queries import (
 from paytabs_guard.service.results import apply_result, sync_payment
 from paytabs_guard.service.saved_cards import (
     RecurringCharge,
+    check_chargeable,
     customer_cards,
     delete_saved_card,
     start_card_charge,
@@ -381,6 +382,11 @@ class PaymentService:
 
     async def customer_cards(self, customer_id: str) -> Sequence[SavedCard]:
         return await customer_cards(self.deps, customer_id)
+
+    async def check_chargeable(self, card_id: str) -> None:
+        """A ``SavedCardError`` when the card cannot be charged now (a read; nothing stored):
+        why a recurring charge the breaker turns away would fail anyway."""
+        await check_chargeable(self.deps, card_id)
 
     async def delete_card(self, card_id: str) -> SavedCard:
         return await delete_saved_card(self.deps, card_id)

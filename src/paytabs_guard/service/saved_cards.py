@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from paytabs_guard.domain import GatewayResult, Money, Operation, Payment
+from paytabs_guard.domain import GatewayResult, Money, Operation, Payment, PaymentState
 from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.service.gateway import GatewayRejected
 from paytabs_guard.service.payment_steps import (
@@ -71,6 +71,19 @@ class SavedCardDeleted(SavedCardError):
         )
 
 
+class SavedCardNeverSaved(SavedCardError):
+    code = "saved_card_never_saved"
+    title = "Saved card never saved"
+
+    def __init__(self, card: SavedCard, state: str) -> None:
+        super().__init__(
+            card.id,
+            f"Saved card {card.id} will never have a PayTabs token: payment {card.payment_id} "
+            f"that was to save it ended {state}. Ask the customer to pay on a hosted page "
+            "(save_card: true saves a new one).",
+        )
+
+
 class SavedCardNotReady(SavedCardError):
     code = "saved_card_not_ready"
     title = "Saved card not ready"
@@ -101,6 +114,27 @@ def usable(card: SavedCard | None, card_id: str) -> _Chargeable:
     if card.token is None or card.tran_ref is None:
         raise SavedCardNotReady(card)
     return _Chargeable(card.token, card.tran_ref)
+
+
+#: How a payment that was to save a card can end without PayTabs issuing its token.
+_UNPAID_ENDS = frozenset({PaymentState.FAILED, PaymentState.CANCELLED, PaymentState.EXPIRED})
+
+
+async def chargeable(uow: UnitOfWork, card_id: str) -> _Chargeable:
+    """:func:`usable`, told apart when the card is not ready: a saving payment that ended
+    unpaid will never bring a token, while one still under way may."""
+    card = await uow.cards.get(card_id)
+    if card is not None and card.deleted_at is None and card.token is None:
+        saving = await uow.payments.get(card.payment_id)
+        if saving is not None and saving.state in _UNPAID_ENDS:
+            raise SavedCardNeverSaved(card, saving.state.value)
+    return usable(card, card_id)
+
+
+async def check_chargeable(deps: PaymentDeps, card_id: str) -> None:
+    """A ``SavedCardError`` when ``card_id`` cannot be charged now (a read; nothing stored)."""
+    async with deps.uow() as uow:
+        await chargeable(uow, card_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +171,7 @@ async def start_card_charge(
     async def check_card(uow: UnitOfWork) -> None:
         # In the claim's transaction: a replay of a finished charge is answered from its key
         # even if the card was deleted since; a refused card leaves neither key nor payment.
-        cards.append(usable(await uow.cards.get(command.card_id), command.card_id))
+        cards.append(await chargeable(uow, command.card_id))
 
     await insert_claimed(deps, payment, idempotency, check_card)
     card = cards[0]

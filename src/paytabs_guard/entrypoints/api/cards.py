@@ -6,16 +6,20 @@ the service, so these routes name it by id and show the scheme, last four and ex
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
 from paytabs_guard.domain import Operation, Payment
+from paytabs_guard.service.gateway import GatewayUnavailable
 from paytabs_guard.service.payments import IdempotentCreate
 
 from .dependencies import ClientDep, PaymentServiceDep, PaymentWriteDep
+from .errors import retry_after_seconds
 from .payments import CREATE_RESPONSES, run_create
+from .problems import Problem
 from .schemas import (
     CUSTOMER_ID_PATTERN,
     PROBLEM_RESPONSE,
@@ -46,7 +50,8 @@ async def recurring(body: RecurringChargeIn, write: PaymentWriteDep) -> Response
         return await write.service.charge_saved_card(body.command(), idempotency=idempotency)
 
     payload = body.model_dump(mode="json")
-    return await run_create(write, payload, Operation.TOKEN, charge_it)
+    doomed = partial(write.service.check_chargeable, body.saved_card_id)
+    return await run_create(write, payload, Operation.TOKEN, charge_it, doomed=doomed)
 
 
 CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)]
@@ -84,4 +89,18 @@ async def delete_card(
 ) -> SavedCardOut:
     """200 with the card (``deleted_at`` set). From then on it cannot be charged, even when
     PayTabs could not be reached to delete the token (503/502: delete again to finish)."""
-    return SavedCardOut.of(await service.delete_card(card_id))
+    try:
+        return SavedCardOut.of(await service.delete_card(card_id))
+    except GatewayUnavailable as closed:
+        # Not the create's "nothing was sent; retry with the same Idempotency-Key": the card
+        # is disabled here already, and DELETE takes no key.
+        seconds = retry_after_seconds(closed.retry_after)
+        raise Problem(
+            "gateway_unavailable",
+            "PayTabs is unavailable",
+            503,
+            f"The card is deleted here and can no longer be charged, but PayTabs could not be "
+            f"reached to delete its token; send this DELETE again after {seconds} s to finish.",
+            extensions={"retry_after": seconds},
+            headers={"Retry-After": str(seconds)},
+        ) from closed

@@ -10,7 +10,7 @@ RequestValidationError (FastAPI)           422     invalid-request
 HTTPException 404 / 405 / other            same    not-found / method-not-allowed
 PaymentNotFound                            404     payment-not-found
 SavedCardNotFound                          404     saved-card-not-found
-SavedCardDeleted / SavedCardNotReady       409     saved-card-deleted / -not-ready
+SavedCardDeleted / NotReady / NeverSaved   409     saved-card-deleted / -not-ready / -never-saved
 InvalidPaymentRequest, InvalidMoney        422     invalid-payment-request
 AmountExceedsAvailable                     422     amount-exceeds-available
 PaymentStateError                          409     payment-state-conflict

@@ -119,9 +119,13 @@ async def run_create(
     body: dict[str, Any],
     operation: Operation,
     start: Callable[[IdempotentCreate | None], Awaitable[Payment]],
+    *,
+    doomed: Callable[[], Awaitable[None]] | None = None,
 ) -> Response:
     """What every create (a hosted page, a recurring charge) shares: ``Prefer: wait`` and the
-    fail-fast on ``operation``'s open circuit, the idempotent claim and the answer."""
+    fail-fast on ``operation``'s open circuit, the idempotent claim and the answer.
+    ``doomed``, awaited before a 503 turns the create away, raises the error that would refuse
+    it anyway (a deleted card): "retry later" would be a lie."""
     request, runtime, service = write.request, write.runtime, write.service
     # Its place in the line of creates turned away by an outage (return_pace.py).
     who = None if write.key is None else (write.client.id, write.key)
@@ -147,6 +151,13 @@ async def run_create(
                 if who is not None:
                     runtime.pace.leave(who)
                 return earlier
+        if doomed is not None:
+            try:
+                await doomed()
+            except Exception:
+                if who is not None:
+                    runtime.pace.leave(who)  # refused for good: it waits for nothing
+                raise
         wait = closed.retry_after or 0.0
         extra = None if who is None else runtime.pace.line_wait(who, wait)
         problem = gateway_unavailable(wait, prefer_wait=held, extra=extra)
