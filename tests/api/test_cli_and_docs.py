@@ -203,6 +203,20 @@ def test_the_banner_shows_only_a_key_serve_generated() -> None:
     operators = banner("http://127.0.0.1:8000", None)
     assert "one of API_KEYS" in operators
     assert "demo API key" not in operators
+    # The console is on the banner too, with the admin key to open it when serve made one.
+    assert "http://127.0.0.1:8000/console   (an admin key: ADMIN_API_KEYS)" in operators
+    demo = banner("http://s", "http://sim", "demo_x", demo_admin_key="demo_admin_y")
+    assert "http://s/console   (sign in with demo_admin_y, generated for this run)" in demo
+
+
+def test_serve_with_the_simulator_makes_the_keys_it_needs_and_keeps_the_operators() -> None:
+    made = simulator_environment({}, "http://sim", "http://s")
+    assert made["API_KEYS"].startswith("demo_")
+    assert made["ADMIN_API_KEYS"].startswith("demo_admin_")
+    assert made["API_KEYS"] != made["ADMIN_API_KEYS"]
+    kept = simulator_environment({"API_KEYS": "a" * 24, "ADMIN_API_KEYS": "b" * 24}, "x", "y")
+    assert "API_KEYS" not in kept
+    assert "ADMIN_API_KEYS" not in kept
 
 
 def test_serve_on_a_busy_port_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:

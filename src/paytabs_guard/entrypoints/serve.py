@@ -107,7 +107,8 @@ def simulator_process(port: int) -> Iterator[str]:
 def simulator_environment(
     env: Mapping[str, str], simulator_url: str, service_url: str
 ) -> dict[str, str]:
-    """The variables that point the service at a simulator (an API key is made if none)."""
+    """The variables that point the service at a simulator (an API key and an admin key, for
+    the console, are made where none is set)."""
     from paytabs_simulator.config import DEFAULT_SERVER_KEY
 
     changes = {
@@ -118,6 +119,8 @@ def simulator_environment(
     }
     if not env.get("API_KEYS"):
         changes["API_KEYS"] = f"demo_{secrets.token_urlsafe(18)}"
+    if not env.get("ADMIN_API_KEYS"):
+        changes["ADMIN_API_KEYS"] = f"demo_admin_{secrets.token_urlsafe(18)}"
     return changes
 
 
@@ -152,10 +155,13 @@ def banner(
     simulator_url: str | None,
     demo_key: str | None = None,
     warnings: Sequence[str] = (),
+    *,
+    demo_admin_key: str | None = None,
 ) -> str:
-    """What ``serve`` prints on start. ``demo_key`` is a key ``serve`` generated itself (with
-    ``--simulator`` and no API_KEYS): only that may be shown. Keys from API_KEYS are secrets
-    that belong to the operator and never reach a terminal or a log collector from here."""
+    """What ``serve`` prints on start. ``demo_key`` and ``demo_admin_key`` are keys ``serve``
+    generated itself (with ``--simulator`` and no API_KEYS or ADMIN_API_KEYS): only those may
+    be shown. Keys from the environment are secrets that belong to the operator and never
+    reach a terminal or a log collector from here."""
     key = demo_key or "<a key from API_KEYS>"
     lines = [
         f"paytabs-guard is serving on {service_url}",
@@ -170,6 +176,13 @@ def banner(
         lines.append(f"  demo API key  {demo_key}   (generated for this run)")
     else:
         lines.append("  API key       one of API_KEYS, from your environment or .env (not shown)")
+    if demo_admin_key:
+        lines.append(
+            f"  console       {service_url}/console   "
+            f"(sign in with {demo_admin_key}, generated for this run)"
+        )
+    else:
+        lines.append(f"  console       {service_url}/console   (an admin key: ADMIN_API_KEYS)")
     lines += [
         "create a payment:",
         *create_curl(service_url, key, indent="  "),
@@ -256,12 +269,13 @@ def run(options: ServeOptions) -> int:
         return 2
     with listener, contextlib.ExitStack() as stack:
         simulator_url = None
-        demo_key = None
+        demo_key = demo_admin_key = None
         if options.simulator:
             port = options.simulator_port or free_port()
             simulator_url = stack.enter_context(simulator_process(port))
             changes = simulator_environment(os.environ, simulator_url, service_url)
             demo_key = changes.get("API_KEYS")  # generated here, not the operator's
+            demo_admin_key = changes.get("ADMIN_API_KEYS")
             os.environ.update(changes)
         warnings: list[str] = []
         try:
@@ -278,7 +292,8 @@ def run(options: ServeOptions) -> int:
                 print(f"configuration error: {problem}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level, secrets=secret_values(settings))
-        print(banner(service_url, simulator_url, demo_key, warnings), flush=True)
+        text = banner(service_url, simulator_url, demo_key, warnings, demo_admin_key=demo_admin_key)
+        print(text, flush=True)
         # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that
         # would kill us before the simulator child is stopped, so it becomes a clean exit.
         signal.signal(signal.SIGTERM, _exit_cleanly)
