@@ -38,6 +38,7 @@ from paytabs_guard.adapters.paytabs.resilient import (
 from paytabs_guard.adapters.sql import (
     ConcurrentUpdate,
     SqlIdempotencyStore,
+    SqlSignOuts,
     create_engine,
     sql_unit_of_work_factory,
     upgrade,
@@ -60,7 +61,7 @@ from paytabs_guard.resilience.shared import SharedBreakerState
 from paytabs_guard.service.callbacks import CallbackReader
 from paytabs_guard.service.page_expiry import PageExpiry, clock_sleep
 from paytabs_guard.service.payments import PaymentDeps, PaymentService, ServiceUrls
-from paytabs_guard.service.ports import IdempotencyStore, UnitOfWorkFactory
+from paytabs_guard.service.ports import IdempotencyStore, SignOuts, UnitOfWorkFactory
 from paytabs_guard.service.reconciliation import ReconciliationStatus
 from paytabs_guard.settings import Settings
 
@@ -246,6 +247,8 @@ class Container:
     redis: redis_asyncio.Redis | None
     reconciliation: ReconciliationStatus
     callbacks: CallbackReader
+    sign_outs: SignOuts
+    """Console sessions signed out before their cookie expires."""
     page_expiry: PageExpiry | None = None
     redis_prefix: str = DEFAULT_REDIS_PREFIX
     closers: tuple[Callable[[], Awaitable[None]], ...] = ()
@@ -403,6 +406,7 @@ async def _build(
         callbacks=PayTabsCallbacks(
             settings.webhook_secrets, timestamp_tolerance=settings.webhook_timestamp_tolerance
         ),
+        sign_outs=SqlSignOuts(engine),
         page_expiry=expiry,
         redis_prefix=redis_prefix,
         closers=tuple(closers),

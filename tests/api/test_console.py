@@ -9,6 +9,7 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from paytabs_guard.entrypoints import health_checks
@@ -350,3 +351,25 @@ async def test_the_session_cookie_is_secure_when_the_public_url_is_https(
         signed = await svc.anonymous.post("/console/login", data={"key": ADMIN_KEY})
         assert signed.status_code == 303
         assert "Secure" in signed.headers["set-cookie"]
+
+
+async def test_signing_out_ends_the_session_everywhere_not_only_in_the_browser(
+    any_service: Service,
+) -> None:
+    # The cookie holds no state: clearing it in the browser left every copy of it valid
+    # until it expired, eight hours on (a shared machine, a proxy's log, a stolen cookie).
+    service = any_service
+    async with signed_in(service) as browser:
+        page = await browser.get("/console")
+        assert page.status_code == 200
+        copy = browser.cookies["pg_console"]
+        out = await browser.post("/console/logout", data={"csrf": csrf_of(page.text)})
+        assert out.status_code == 303
+        assert out.headers["location"] == "/console/login"
+        assert "pg_console" not in browser.cookies  # the browser's side
+    async with httpx.AsyncClient(base_url=service.url, timeout=15) as thief:
+        thief.cookies.set("pg_console", copy, path="/console")
+        assert (await thief.get("/console")).status_code == 401
+        assert (await thief.get("/console/live.json")).status_code == 401
+    async with signed_in(service) as again:  # a new sign-in is a new session
+        assert (await again.get("/console")).status_code == 200

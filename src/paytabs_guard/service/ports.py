@@ -244,3 +244,17 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class SignOuts(Protocol):
+    """Operator sessions ended before they expire (the console's sign-out), seen by every
+    instance: the session cookie itself holds no state to revoke."""
+
+    async def sign_out(self, session: str, *, expires_at: datetime, now: datetime) -> None:
+        """Remember ``session`` as ended until ``expires_at`` (when its cookie would lapse
+        anyway); those that lapsed by ``now`` are forgotten on the way."""
+        ...
+
+    async def signed_out(self, session: str) -> bool:
+        """Whether ``session`` was ended."""
+        ...

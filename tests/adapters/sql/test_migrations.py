@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from paytabs_guard.adapters.sql import create_engine, upgrade
 from paytabs_guard.adapters.sql.migrate import current_revision, downgrade, head_revision
 from paytabs_guard.adapters.sql.tables import (
+    console_sign_outs,
     gateway_transactions,
     idempotency_keys,
     outbox,
@@ -33,6 +34,7 @@ OURS = (
     idempotency_keys,
     webhook_inbox,
     outbox,
+    console_sign_outs,  # 0010's, checked here too
 )
 
 

@@ -7,11 +7,13 @@ from .idempotency import SqlIdempotencyStore
 from .inbox import SqlWebhookInbox, purge_inbox
 from .migrate import upgrade
 from .outbox import envelope
+from .sign_outs import SqlSignOuts
 from .unit_of_work import SqlUnitOfWork, sql_unit_of_work_factory
 
 __all__ = [
     "ConcurrentUpdate",
     "SqlIdempotencyStore",
+    "SqlSignOuts",
     "SqlUnitOfWork",
     "SqlWebhookInbox",
     "create_engine",

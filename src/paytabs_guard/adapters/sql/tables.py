@@ -266,6 +266,16 @@ idempotency_keys = Table(
 )
 """Idempotency-Key claims and the first response given for each."""
 
+console_sign_outs = Table(
+    "console_sign_outs",
+    metadata,
+    Column("session", String(64), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_console_sign_outs_expires_at", "expires_at"),
+)
+"""Console sessions signed out before their cookie expires (migration 0010): the cookie is
+stateless, so signing out must be remembered where every instance looks."""
+
 webhook_inbox = Table(
     "webhook_inbox",
     metadata,

@@ -51,6 +51,8 @@ async def _operator(request: Request, runtime: RuntimeDep) -> Operator:
     found = session.from_request(runtime.api_keys, request, _now(runtime))
     if found is None:
         raise Refused
+    if found.session and await runtime.container.sign_outs.signed_out(found.session):
+        raise Refused  # a copy of a cookie whose session was signed out
     return found
 
 
@@ -145,9 +147,17 @@ async def login_wrong_method() -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, operator: OperatorDep) -> Response:
+async def logout(request: Request, runtime: RuntimeDep, operator: OperatorDep) -> Response:
     if not session.csrf_ok(operator, _first(await _form(request), "csrf")):
         return Response(WORDS[pick_language(request)]["csrf"], status_code=403, headers=HEADERS)
+    if operator.session:
+        # The browser forgets the cookie; every instance must forget the session, or a copy
+        # of the cookie would open the console until it expired.
+        await runtime.container.sign_outs.sign_out(
+            operator.session,
+            expires_at=datetime.fromtimestamp(operator.expires, tz=UTC),
+            now=runtime.container.payments.clock(),
+        )
     response = RedirectResponse("/console/login", status_code=303, headers=HEADERS)
     session.clear_cookie(response, request)
     return response

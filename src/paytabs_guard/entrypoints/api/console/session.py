@@ -2,9 +2,12 @@
 
 A browser cannot send ``Authorization: Bearer`` on a link, and the key must never ride in a
 URL (it would land in history, logs and Referer headers). So the login form takes the key once
-and answers with a cookie that carries no secret: the key's client id, an expiry and an HMAC
-over both, keyed by a secret derived from that admin key (``ApiKeys.session_secret``). Any
-instance with the same ADMIN_API_KEYS accepts it; dropping the key ends its sessions.
+and answers with a cookie that carries no secret: the key's client id, an expiry, a random
+session part and an HMAC over them, keyed by a secret derived from that admin key
+(``ApiKeys.session_secret``). Any instance with the same ADMIN_API_KEYS accepts it; dropping
+the key ends its sessions. Signing
+out ends one: the cookie holds no state to revoke, so the routes record it (``SignOuts``,
+in the database every instance reads) and refuse it from then on.
 
 The cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it)
 and Secure when the console is reached over https (or PUBLIC_BASE_URL is https, behind a
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,11 +36,14 @@ LIFETIME_SECONDS: Final = 8 * 3600
 
 @dataclass(frozen=True, slots=True)
 class Operator:
-    """A signed-in admin: their key's client id and the CSRF token their forms carry."""
+    """A signed-in admin: their key's client id and the CSRF token their forms carry; for a
+    cookie, the session (its MAC, which names it) and when it expires, for signing out."""
 
     client_id: str
     csrf: str
     by_bearer: bool = False
+    session: str = ""
+    expires: int = 0
 
 
 def _mac(secret: bytes, message: str) -> str:
@@ -52,7 +59,9 @@ def issue(keys: ApiKeys, client_id: str, now: float) -> str | None:
     secret = keys.session_secret(client_id)
     if secret is None:
         return None
-    body = f"{client_id}.{int(now) + LIFETIME_SECONDS}"
+    # A random part, so that two sign-ins in the same second are two sessions: signing out of
+    # one must not end the other.
+    body = f"{client_id}.{int(now) + LIFETIME_SECONDS}.{secrets.token_hex(8)}"
     return f"{body}.{_mac(secret, body)}"
 
 
@@ -60,14 +69,16 @@ def verify(keys: ApiKeys, value: str | None, now: float) -> Operator | None:
     """The operator of a cookie value, or None (forged, expired, or its key was removed)."""
     if not value or len(value) > 200:
         return None
-    client_id, _, rest = value.partition(".")
-    expires, _, mac = rest.partition(".")
+    parts = value.split(".")
+    if len(parts) != 4:
+        return None
+    client_id, expires, nonce, mac = parts
     secret = keys.session_secret(client_id)
     if secret is None or not expires.isdigit() or int(expires) <= now:
         return None
-    if not hmac.compare_digest(_mac(secret, f"{client_id}.{expires}"), mac):
+    if not hmac.compare_digest(_mac(secret, f"{client_id}.{expires}.{nonce}"), mac):
         return None
-    return Operator(client_id, _csrf(secret, mac))
+    return Operator(client_id, _csrf(secret, mac), session=mac, expires=int(expires))
 
 
 def from_request(keys: ApiKeys, request: Request, now: float) -> Operator | None:
