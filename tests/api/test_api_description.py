@@ -13,6 +13,7 @@ import pytest
 
 from paytabs_guard.domain.events import EVENT_TYPES
 from paytabs_guard.entrypoints.api.app import openapi_document
+from paytabs_guard.entrypoints.api.reference import render_markdown
 
 from .api_support import Service, deliver, transaction
 
@@ -128,3 +129,31 @@ async def test_the_callback_body_is_described_with_the_fields_the_receiver_requi
     assert accepted.status_code == 200, accepted.text
     form = PATHS["/payments/v2/return"]["post"]["requestBody"]["content"]
     assert form["application/x-www-form-urlencoded"]["schema"]["required"] == ["signature"]
+
+
+def test_the_reference_names_each_parameters_and_fields_limits() -> None:
+    # A client reading docs/api.md learned that limit is an integer, not that 101 is a 422.
+    document = {
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/x": {
+                "get": {
+                    "parameters": [
+                        {"name": "limit", "in": "query", "schema": {"type": "integer",
+                         "minimum": 1, "maximum": 100, "default": 50}},
+                        {"name": "who", "in": "path", "required": True,
+                         "schema": {"type": "string", "pattern": "^[A-Z]{2}$"}},
+                    ],
+                    "responses": {},
+                }
+            }
+        },
+        "components": {"schemas": {"In": {"type": "object", "properties": {
+            "note": {"anyOf": [{"type": "string", "maxLength": 128}, {"type": "null"}],
+                     "description": "Free text"},
+        }}}},
+    }  # fmt: skip
+    text = render_markdown(document)
+    assert "| `limit` | query | integer | no | 1 to 100; default 50 |" in text
+    assert "| `who` | path | string | yes | Pattern `^[A-Z]{2}$` |" in text
+    assert "| `note` | string or null | no | Free text (0 to 128 characters) |" in text

@@ -32,6 +32,40 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _limits(schema: JsonObject) -> str:
+    """What a value must be beyond its type (range, length, pattern) and its default: what a
+    client needs to send a valid one without a round of 422s."""
+    if "anyOf" in schema:  # an optional value: [its schema, null]
+        schema = next((s for s in schema["anyOf"] if s.get("type") != "null"), {})
+    parts = []
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        parts.append(f"{low} to {high}")
+    elif low is not None:
+        parts.append(f"at least {low}")
+    elif high is not None:
+        parts.append(f"at most {high}")
+    shortest, longest = schema.get("minLength"), schema.get("maxLength")
+    if longest is not None:
+        parts.append(f"{shortest or 0} to {longest} characters")
+    elif shortest:
+        parts.append(f"at least {shortest} characters")
+    if schema.get("pattern"):
+        parts.append(f"pattern `{schema['pattern']}`")
+    if schema.get("default") is not None:
+        parts.append(f"default {json.dumps(schema['default'])}")
+    return "; ".join(parts)
+
+
+def _described(spec: JsonObject, schema: JsonObject) -> str:
+    """A parameter's or field's description, with its limits after it."""
+    text = str(spec.get("description", "") or schema.get("description", "") or "")
+    limits = _limits(schema)
+    if not limits:
+        return text
+    return f"{text} ({limits})" if text else limits[0].upper() + limits[1:]
+
+
 def _operation(path: str, method: str, op: JsonObject) -> list[str]:
     lines = [f"### `{method.upper()} {path}`", ""]
     if op.get("summary"):
@@ -44,9 +78,10 @@ def _operation(path: str, method: str, op: JsonObject) -> list[str]:
     if params:
         lines += ["| parameter | in | type | required | description |", "|---|---|---|---|---|"]
         for p in params:
+            schema = p.get("schema", {})
             lines.append(
-                f"| `{p['name']}` | {p['in']} | {_cell(_type(p.get('schema', {})))} | "
-                f"{'yes' if p.get('required') else 'no'} | {_cell(p.get('description', ''))} |"
+                f"| `{p['name']}` | {p['in']} | {_cell(_type(schema))} | "
+                f"{'yes' if p.get('required') else 'no'} | {_cell(_described(p, schema))} |"
             )
         lines.append("")
     body = op.get("requestBody")
@@ -86,7 +121,7 @@ def _fields(schema: JsonObject) -> list[str]:
         for field, spec in properties.items():
             lines.append(
                 f"| `{field}` | {_cell(_type(spec))} | {'yes' if field in required else 'no'} | "
-                f"{_cell(spec.get('description', ''))} |"
+                f"{_cell(_described(spec, spec))} |"
             )
         lines.append("")
     elif "enum" in schema:
