@@ -58,7 +58,13 @@ SETTLED_OUTCOMES: dict[str, CardOutcome] = {
 
 
 class InvalidCard(ValueError):
-    """What the hosted page shows above the form; the transaction does not change."""
+    """What the hosted page shows above the form; the transaction does not change. ``reason``
+    names the message in the page's language (``pages.TEXT``, ``invalid_<reason>``); the text
+    itself is the English one."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -118,13 +124,13 @@ def read_card(
     """Check what the customer typed and pick the outcome; raises InvalidCard."""
     digits = "".join(ch for ch in number if ch not in " -")
     if not digits.isdigit() or not 12 <= len(digits) <= 19 or not luhn_valid(digits):
-        raise InvalidCard("The card number is not valid.")
+        raise InvalidCard("The card number is not valid.", "number")
     month, year = _expiry(expiry_month, expiry_year)
     if (year, month) < (now.year, now.month):  # CardInfo.expired, before there is a CardInfo
-        raise InvalidCard("The card has expired.")
+        raise InvalidCard("The card has expired.", "expired")
     cvv = cvv.strip()
     if not cvv.isdigit() or len(cvv) not in (3, 4):
-        raise InvalidCard("The security code (CVV) must be 3 or 4 digits.")
+        raise InvalidCard("The security code (CVV) must be 3 or 4 digits.", "cvv")
     card_scheme = scheme(digits)
     info = CardInfo(
         payment_method=card_scheme,
@@ -141,9 +147,9 @@ def _expiry(raw_month: int | str, raw_year: int | str) -> tuple[int, int]:
     try:
         month, year = int(raw_month), int(raw_year)
     except ValueError:
-        raise InvalidCard("The expiry date is not valid.") from None
+        raise InvalidCard("The expiry date is not valid.", "expiry") from None
     if year < 100:
         year += 2000
     if not 1 <= month <= 12 or not 2000 <= year <= 2099:
-        raise InvalidCard("The expiry date is not valid.")
+        raise InvalidCard("The expiry date is not valid.", "expiry")
     return month, year

@@ -75,7 +75,7 @@ def hosted_page_routes(engine: Engine) -> APIRouter:
         except InvalidCard as problem:
             kept = {key: value for key, value in fields.items() if key != "cvv"}
             return HTMLResponse(
-                payment_form(tx, page_id, error=str(problem), values=kept), status_code=400
+                payment_form(tx, page_id, error=problem.reason, values=kept), status_code=400
             )
         if engine.submit_card(tx, card, save_card=bool(fields.get("save_card"))):
             return finished(tx)

@@ -35,6 +35,10 @@ TEXT: dict[str, dict[str, str]] = {
         "cancel": "Cancel",
         "paying_as": "Paying as",
         "cvv_again": "Enter the CVV again.",
+        "invalid_number": "The card number is not valid.",
+        "invalid_expired": "The card has expired.",
+        "invalid_cvv": "The security code (CVV) must be 3 or 4 digits.",
+        "invalid_expiry": "The expiry date is not valid.",
     },
     "ar": {
         "banner": "محاكي PayTabs: بطاقات اختبار فقط",
@@ -50,6 +54,10 @@ TEXT: dict[str, dict[str, str]] = {
         "cancel": "إلغاء",
         "paying_as": "الدفع باسم",
         "cvv_again": "أدخل رمز التحقق مرة أخرى.",
+        "invalid_number": "رقم البطاقة غير صالح.",
+        "invalid_expired": "انتهت صلاحية البطاقة.",
+        "invalid_cvv": "يجب أن يتكون رمز التحقق (CVV) من 3 أو 4 أرقام.",
+        "invalid_expiry": "تاريخ انتهاء الصلاحية غير صالح.",
     },
 }
 
@@ -103,8 +111,9 @@ def payment_form(
     error: str | None = None,
     values: dict[str, str] | None = None,
 ) -> str:
-    """The card form. After an error ``values`` (what the customer typed) fill it again, except
-    the CVV, which is never written back into a page."""
+    """The card form. After an error (an ``InvalidCard`` reason, or a text) ``values`` (what
+    the customer typed) fill it again, except the CVV, which is never written back into a
+    page."""
     page = tx.page
     lang = page.paypage_lang if page else "en"
     words = _words(lang)
@@ -119,7 +128,8 @@ def payment_form(
     problem = ""
     if error:
         again = f" {words['cvv_again']}" if typed else ""
-        problem = f'<p class="error" role="alert">{escape(error)}{escape(again)}</p>'
+        said = words.get(f"invalid_{error}", error)
+        problem = f'<p class="error" role="alert">{escape(said)}{escape(again)}</p>'
     who = " · ".join(customer[key] for key in ("name", "email") if key in customer)
     paying_as = (
         f'<p class="customer">{escape(words["paying_as"])}: {escape(who)}</p>' if who else ""

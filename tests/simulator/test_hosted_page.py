@@ -289,6 +289,31 @@ async def test_bad_card_shows_the_form_again(gw: Gateway, form: dict[str, str], 
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("form", "said"),
+    [
+        ({"card_number": "4111111111111112"}, "رقم البطاقة غير صالح."),
+        ({"expiry_year": "2024"}, "انتهت صلاحية البطاقة."),
+        ({"expiry_month": "13"}, "تاريخ انتهاء الصلاحية غير صالح."),
+        ({"cvv": "12"}, "يجب أن يتكون رمز التحقق (CVV) من 3 أو 4 أرقام."),
+    ],
+)
+async def test_an_arabic_page_says_what_is_wrong_in_arabic(
+    gw: Gateway, form: dict[str, str], said: str
+) -> None:
+    # The page, its labels and "enter the CVV again" were Arabic; the error itself was not.
+    created = await gw.create_page(paypage_lang="ar")
+    entered = {"card_number": VISA, "expiry_month": "12", "expiry_year": "2030", "cvv": "123"}
+    response = await gw.http.post(
+        f"/payment/page/{page_id(created)}", data={**entered, **form, "action": "pay"}
+    )
+    assert response.status_code == 400
+    assert escape(said) in response.text
+    assert "not valid" not in response.text
+    assert "expired" not in response.text
+
+
+@pytest.mark.anyio
 async def test_non_luhn_number_through_test_api_is_refused(gw: Gateway) -> None:
     created = await gw.create_page()
     response = await gw.http.post(
