@@ -58,6 +58,7 @@ from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.resilience.history import BreakerHistory
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
 from paytabs_guard.resilience.shared import SharedBreakerState
+from paytabs_guard.service import gateway_calls
 from paytabs_guard.service.callbacks import CallbackReader
 from paytabs_guard.service.page_expiry import PageExpiry, clock_sleep
 from paytabs_guard.service.payments import PaymentDeps, PaymentService, ServiceUrls
@@ -342,9 +343,11 @@ async def _build(
             await shared.start()
             closers.insert(0, shared.aclose)
 
-    parts = build_gateway(
-        settings, transport=transport, observer=metrics.observe_gateway, shared=shared
-    )
+    def observe(operation: str, seconds: float, outcome: str) -> None:
+        metrics.observe_gateway(operation, seconds, outcome)
+        gateway_calls.record(operation, seconds, outcome)  # a payment's history, when asked
+
+    parts = build_gateway(settings, transport=transport, observer=observe, shared=shared)
     closers.insert(0, parts.aclose)
     if shared is not None:
         # The breakers exist now: give the listener its first read of Redis (bounded), so an

@@ -14,6 +14,7 @@ import pytest
 
 from paytabs_guard.entrypoints import health_checks
 from paytabs_guard.entrypoints.api.console.layout import SCRIPT
+from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
 
 from .api_support import ADMIN_KEY, API_KEY, DECLINED, Service, running_service
@@ -373,3 +374,27 @@ async def test_signing_out_ends_the_session_everywhere_not_only_in_the_browser(
         assert (await thief.get("/console/live.json")).status_code == 401
     async with signed_in(service) as again:  # a new sign-in is a new session
         assert (await again.get("/console")).status_code == 200
+
+
+async def test_the_timeline_says_how_long_paytabs_took_and_what_each_attempt_met(
+    service: Service,
+) -> None:
+    # Issue 13: "gateway calls with latency and outcome". The metrics only hold distributions;
+    # the payment's history now says what its own PayTabs calls met.
+    fine = await service.create("10.00")
+    service.sim.engine.set_faults(Faults(error_rate=1.0, error_statuses=[502], error_phase="after"))
+    lost = await service.api.post(
+        "/payments/v2/create",
+        json={"amount": "11.00", "currency": "SAR", "description": "Order 2"},
+        headers={"Idempotency-Key": "timeline-lost-answer-01"},
+    )
+    service.sim.engine.set_faults(Faults())
+    assert lost.status_code == 202, lost.text
+    async with signed_in(service) as browser:
+        page = (await browser.get(f"/console/payments/{fine['id']}")).text
+        said = re.search(r"hosted page created\. PayTabs: create, ([\d,]+) ms", page)
+        assert said is not None, page
+        unclear = (await browser.get(f"/console/payments/{lost.json()['id']}")).text
+    # The 502 and the query that followed it (the breaker's settling of a lost answer).
+    assert re.search(r"PayTabs: create, [\d,]+ ms \(\w+\)", unclear), unclear
+    assert "no answer to the create-page request" in unclear

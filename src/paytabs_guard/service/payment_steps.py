@@ -8,7 +8,7 @@ commits in short units of work around the call.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,6 +25,7 @@ from paytabs_guard.service.gateway import (
     GatewayUnavailable,
     PageDetails,
 )
+from paytabs_guard.service.gateway_calls import GatewayCall, with_calls
 from paytabs_guard.service.ports import (
     ClaimStatus,
     KeyTaken,
@@ -253,12 +254,15 @@ async def save_unanswered(
     payment: Payment,
     error: GatewayRejected | GatewayUnavailable | GatewayOutcomeUnknown,
     idempotency: IdempotentCreate | None,
+    *,
+    calls: Sequence[GatewayCall] = (),
 ) -> Payment:
     """Save what a first send without an answer leaves: failed when PayTabs refused it, UNKNOWN
     when the answer was lost (reconciliation resolves it). When nothing was sent, the payment
-    is failed without keeping an answer for the key, and ``error`` is raised again."""
+    is failed without keeping an answer for the key, and ``error`` is raised again. ``calls``:
+    the attempts made, for the history entry."""
     if isinstance(error, GatewayRejected):
-        reason = f"PayTabs refused the page: {error.message}"
+        reason = with_calls(f"PayTabs refused the page: {error.message}", calls)
         code = "" if error.code is None else str(error.code)
         return await change_saved(
             deps,
@@ -269,11 +273,10 @@ async def save_unanswered(
     if isinstance(error, GatewayUnavailable):
         await change_saved(deps, payment, _not_sent, None)
         raise error
-    return await change_saved(deps, payment, _ambiguous, idempotency)
-
-
-def _ambiguous(payment: Payment, at: datetime) -> object:
-    return payment.initiation_ambiguous(at=at)
+    lost = with_calls("no answer to the create-page request", calls)
+    return await change_saved(
+        deps, payment, lambda p, at: p.initiation_ambiguous(at=at, reason=lost), idempotency
+    )
 
 
 def _not_sent(payment: Payment, at: datetime) -> object:

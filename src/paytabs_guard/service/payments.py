@@ -50,6 +50,7 @@ from paytabs_guard.service.gateway import (
     PageOpened,
     ensure_available,
 )
+from paytabs_guard.service.gateway_calls import GatewayCall, captured, with_calls
 from paytabs_guard.service.payment_steps import (
     UNANSWERED,
     Clock,
@@ -158,23 +159,23 @@ async def _open_page(
 ) -> Payment:
     base_cart_id = payment.cart_id
     for attempt in range(1, MAX_PAGE_ATTEMPTS + 1):
-        try:
-            details = deps.page_details(
-                customer, language, save_card=payment.saved_card_id is not None
-            )
-            opened = await deps.gateway.open_page(payment, details)
-        except UNANSWERED as error:
-            return await save_unanswered(deps, payment, error, idempotency)
+        details = deps.page_details(customer, language, save_card=payment.saved_card_id is not None)
+        with captured() as calls:  # for the history: how PayTabs answered, attempt by attempt
+            try:
+                opened = await deps.gateway.open_page(payment, details)
+            except UNANSWERED as error:
+                return await save_unanswered(deps, payment, error, idempotency, calls=calls)
 
         if opened.found is None and opened.redirect_url is not None:
-            ready = _page_ready(opened, deps.page_ttl)
+            ready = _page_ready(opened, deps.page_ttl, calls)
             return await change_saved(deps, payment, ready, idempotency)
         found = opened.found
         # The answer was lost; a query found what PayTabs holds for this cart.
         async with deps.uow() as uow:
             payment = await load_payment(uow, payment.id, for_update=True)
             now = deps.clock()
-            payment.initiation_ambiguous(at=now)
+            reason = with_calls("no answer to the create-page request", calls)
+            payment.initiation_ambiguous(at=now, reason=reason)
             orphan = found is None or found.status is None
             if orphan and opened.redirect_url is None and attempt < MAX_PAGE_ATTEMPTS:
                 payment.new_attempt(f"{base_cart_id}-{attempt + 1}", at=now)
@@ -191,11 +192,17 @@ async def _open_page(
     raise AssertionError("unreachable: the loop returns on its last attempt")
 
 
-def _page_ready(opened: PageOpened, ttl: timedelta) -> Callable[[Payment, datetime], object]:
+def _page_ready(
+    opened: PageOpened, ttl: timedelta, calls: Sequence[GatewayCall]
+) -> Callable[[Payment, datetime], object]:
     def ready(payment: Payment, at: datetime) -> object:
         expires_at = payment.expires_at or at + ttl
         return payment.page_created(
-            opened.tran_ref, expires_at, at=at, redirect_url=opened.redirect_url
+            opened.tran_ref,
+            expires_at,
+            at=at,
+            redirect_url=opened.redirect_url,
+            reason=with_calls("hosted page created", calls),
         )
 
     return ready

@@ -18,6 +18,7 @@ from datetime import datetime
 from paytabs_guard.domain import GatewayResult, Money, Operation, Payment, PaymentState
 from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.service.gateway import GatewayRejected
+from paytabs_guard.service.gateway_calls import captured, with_calls
 from paytabs_guard.service.payment_steps import (
     UNANSWERED,
     CreatePayment,
@@ -175,24 +176,26 @@ async def start_card_charge(
 
     await insert_claimed(deps, payment, idempotency, check_card)
     card = cards[0]
-    try:
-        result = await deps.gateway.charge_token(
-            payment,
-            token=card.token,
-            token_tran_ref=card.tran_ref,
-            callback_url=deps.callback_url,
-        )
-    except UNANSWERED as error:
-        return await save_unanswered(deps, payment, error, idempotency)
-    return await change_saved(deps, payment, _answered(result, deps), idempotency)
+    with captured() as calls:  # for the history: how PayTabs answered, attempt by attempt
+        try:
+            result = await deps.gateway.charge_token(
+                payment,
+                token=card.token,
+                token_tran_ref=card.tran_ref,
+                callback_url=deps.callback_url,
+            )
+        except UNANSWERED as error:
+            return await save_unanswered(deps, payment, error, idempotency, calls=calls)
+    answered = _answered(result, deps, with_calls("recurring charge answered by PayTabs", calls))
+    return await change_saved(deps, payment, answered, idempotency)
 
 
-def _answered(result: GatewayResult, deps: PaymentDeps) -> Callable[[Payment, datetime], object]:
+def _answered(
+    result: GatewayResult, deps: PaymentDeps, reason: str
+) -> Callable[[Payment, datetime], object]:
     def apply(payment: Payment, at: datetime) -> object:
         # No page: the charge's own transaction is the payment's, then its result decides.
-        payment.page_created(
-            result.tran_ref, None, at=at, reason="recurring charge answered by PayTabs"
-        )
+        payment.page_created(result.tran_ref, None, at=at, reason=reason)
         return payment.apply_gateway_result(
             result, at=at, currency_conversion=deps.currency_conversion
         )

@@ -64,8 +64,9 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "type": "Type",
         "response": "PayTabs response",
         "charged": "Charged",
-        "latency_note": "Latency per gateway call is not stored per payment; the breakers page "
-        "shows latency percentiles over the rolling window.",
+        "latency_note": "The timeline says how long PayTabs took to open the page or charge a "
+        "saved card; other calls' latency is not stored per payment (the breakers page shows "
+        "percentiles over the rolling window).",
         "received": "Callbacks and returns received",
         "source": "Source",
         "judged": "How it was judged",
@@ -169,8 +170,9 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "type": "النوع",
         "response": "رد PayTabs",
         "charged": "المبلغ المخصوم",
-        "latency_note": "لا يُخزَّن زمن استجابة كل استدعاء للبوابة لكل دفعة؛ تعرض صفحة القواطع "
-        "نسب زمن الاستجابة عبر النافذة المتحركة.",
+        "latency_note": "يذكر السجل الزمني المدة التي استغرقتها PayTabs لفتح الصفحة أو لخصم "
+        "بطاقة محفوظة؛ ولا يُخزَّن زمن الاستدعاءات الأخرى لكل دفعة (تعرض صفحة القواطع نسب زمن "
+        "الاستجابة عبر النافذة المتحركة).",
         "received": "الإشعارات وعمليات العودة المستلمة",
         "source": "المصدر",
         "judged": "كيف قُيّمت",
