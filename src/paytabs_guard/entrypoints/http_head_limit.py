@@ -163,7 +163,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._feed(data)
         if not self._head_open or self.transport.is_closing():
             return
-        # A head still incomplete after a read (a whole one never gets here: no timer).
+        # A head still incomplete after a read. Its timer runs from the connection's opening or
+        # the last answer; a head begun behind a pipelined request is timed from now.
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.head_seconds, self._head_too_slow)
         self._head_bytes += len(data)
