@@ -15,6 +15,7 @@ only the query before each re-send keeps the count at one.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -151,3 +152,66 @@ async def test_500_payments_with_30_percent_ambiguous_failures_never_duplicate(
     assert {"error", "reset", "hang"} <= {key.split()[1] for key in counters if "faults" in key}
     # ... and pages whose URL was lost were re-opened under a new cart id
     assert sum(a.number - 1 for a in attempts) > 0
+
+
+class LateLandingPayTabs:
+    """PayTabs as an outside run saw it: the first create is still on its way when the
+    service gives up on it (a read timeout), and lands after the query found nothing. The
+    re-send meets PayTabs refusing to work (503), or the service's own breaker."""
+
+    def __init__(self) -> None:
+        self.carts: dict[str, list[dict[str, object]]] = {}
+        self.in_flight: list[str] = []
+        self.creates = 0
+        self.on_query: list[object] = []
+
+    def land(self) -> None:
+        for cart_id in self.in_flight:
+            self.carts.setdefault(cart_id, []).append(
+                {"tran_ref": f"TST{len(self.carts):013d}", "cart_id": cart_id,
+                 "tran_type": "Sale", "cart_amount": "25.00", "cart_currency": "SAR"}
+            )  # fmt: skip
+        self.in_flight.clear()
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path == "/payment/request":
+            self.creates += 1
+            if self.creates == 1:
+                self.in_flight.append(body["cart_id"])  # it will land, later
+                raise httpx.ReadTimeout("no answer in time", request=request)
+            return httpx.Response(503, json={"code": 503, "message": "try later"})
+        for hook in self.on_query:
+            hook()  # type: ignore[operator]
+        return httpx.Response(200, json=self.carts.get(body.get("cart_id", ""), []))
+
+
+@pytest.mark.parametrize("then", ["503", "breaker-open"])
+async def test_a_create_that_may_still_land_is_never_reported_as_not_sent(then: str) -> None:
+    # A lost answer, a query that finds nothing yet, then a re-send that is refused: the
+    # write ended as "nothing was sent" (the last error), the payment was marked failed, and
+    # the merchant's customer paid again while the first request landed (an outside audit).
+    paytabs = LateLandingPayTabs()
+    settings = load_settings(
+        {
+            "PAYTABS_PROFILE_ID": str(DEFAULT_PROFILE_ID),
+            "PAYTABS_SERVER_KEY": DEFAULT_SERVER_KEY,
+            "PAYTABS_BASE_URL": "https://secure.paytabs.sa",
+            "PAYTABS_RETRY_DELAY": "1",
+            "PAYTABS_RETRY_MAX_DELAY": "1",
+        }
+    )
+    parts = build_gateway(settings, transport=httpx.MockTransport(paytabs.handle))
+    if then == "breaker-open":
+        paytabs.on_query.append(parts.breakers.get("create").force_open)
+    request = HostedPageRequest(
+        cart_id="cart-late-1", amount=Money.of("25.00", "SAR"), description="late"
+    )
+    with pytest.raises(PayTabsError) as raised:
+        await parts.paytabs.create_payment_page(request)
+    paytabs.land()
+    assert raised.value.needs_resolution  # unknown: reconciliation asks PayTabs later
+    assert not raised.value.retry_safe
+    assert "may still take effect" in "".join(getattr(raised.value, "__notes__", []))
+    assert paytabs.carts["cart-late-1"]  # it did land: "nothing was sent" would have been false
+    await parts.aclose()

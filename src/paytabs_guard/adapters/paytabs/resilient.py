@@ -213,10 +213,20 @@ class ResilientPayTabs:
     ) -> T:
         attempts = self.retry.start()
         number = 0
+        # The first attempt whose outcome was unknown and that a query did not find. PayTabs
+        # holding nothing *yet* does not prove it never will: that request may still be on its
+        # way and land after the query. Once there is one, the write can end only in what a
+        # later attempt or query shows, or as unknown (reconciliation settles it), never as
+        # "nothing was sent": the caller would let the merchant pay again.
+        unclear: PayTabsError | None = None
         while True:
             number += 1
             try:
                 return await _attempt(operation, number, breaker, send)
+            except BreakerError as rejected:
+                if unclear is None:
+                    raise
+                raise _still_unclear(unclear, rejected) from rejected
             except PayTabsError as error:
                 if error.needs_resolution:
                     try:
@@ -227,14 +237,26 @@ class ResilientPayTabs:
                         raise error from query_error
                     if found is not None:
                         return found
-                    # PayTabs provably holds nothing: the request never took effect.
+                    # Not at PayTabs now: a re-send is safe (PayTabs refuses a duplicate of
+                    # a request that lands late, and the query then finds the one it took).
+                    unclear = unclear or error
                 elif not error.retry_safe:
+                    if unclear is not None:
+                        raise _still_unclear(unclear, error) from error
                     raise
                 delay = attempts.next_delay(error.retry_after)
                 if delay is None:
                     error.add_note(f"retry stopped: {attempts.stop_reason}")
+                    if unclear is not None and unclear is not error:
+                        raise _still_unclear(unclear, error) from error
                     raise
                 await attempts.wait(delay)
+
+
+def _still_unclear(unclear: PayTabsError, last: BaseException) -> PayTabsError:
+    """The earlier unclear attempt, told how the write ended: its outcome is still unknown."""
+    unclear.add_note(f"a later attempt ended with {last!r}; the first may still take effect")
+    return unclear
 
 
 async def _guarded(breaker: Breaker, fn: Callable[[], Awaitable[T]]) -> T:
