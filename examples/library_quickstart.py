@@ -29,9 +29,8 @@ from paytabs_guard import (
     PayTabs,
     Transaction,
 )
-from paytabs_guard.entrypoints.loopback import serve_app
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY
-from paytabs_simulator.server import run_simulator
+from paytabs_simulator.server import run_simulator, serve_asgi
 
 
 async def main() -> Transaction:
@@ -59,7 +58,7 @@ async def main() -> Transaction:
             return PlainTextResponse("ok")
 
         app = Starlette(routes=[Route("/paytabs/callback", callback, methods=["POST"])])
-        async with serve_app(app) as shop:
+        async with serve_asgi(app, lifespan="off") as shop:
             # 1. A hosted payment page. Retries never create a second page for this cart.
             page = await paytabs.create_payment_page(
                 HostedPageRequest(

@@ -145,8 +145,34 @@ def test_the_wheel_is_the_library_and_installs_without_the_service(tmp_path: Pat
     )
     assert done.stdout.strip() == str(len(SERVICE_ONLY))  # none of the service is installed
     cli = subprocess.run(  # noqa: S603 - our own commands
-        [str(env_dir / "bin" / "paytabs-guard"), "--help"],
+        [str(env_dir / "bin" / "paytabs-guard"), "config", "check"],
         capture_output=True, text=True, env=environment, check=False,
     )  # fmt: skip
     assert cli.returncode == 2
     assert "paytabs-guard[service" in cli.stderr
+    assert "Traceback" not in cli.stderr
+
+    # With the simulator extra alone: the library's example runs (it starts a simulator and a
+    # callback endpoint), and so does `paytabs-guard simulator`, as the example says.
+    subprocess.run(  # noqa: S603 - our own commands
+        [core_python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-c", str(ROOT / "constraints.txt"), f"{wheel}[simulator]"],
+        check=True, capture_output=True, timeout=300, env=environment,
+    )  # fmt: skip
+    example = subprocess.run(  # noqa: S603 - our own commands
+        [core_python, str(ROOT / "examples" / "library_quickstart.py")],
+        capture_output=True, text=True, env=environment, check=False, timeout=100,
+    )  # fmt: skip
+    assert example.returncode == 0, example.stderr
+    assert "refunded 50.00 SAR" in example.stdout
+    simulator = subprocess.run(  # noqa: S603 - our own commands
+        [str(env_dir / "bin" / "paytabs-guard"), "simulator", "--help"],
+        capture_output=True, text=True, env=environment, check=False,
+    )  # fmt: skip
+    assert simulator.returncode == 0, simulator.stderr
+    bench = subprocess.run(  # noqa: S603 - our own commands
+        [str(env_dir / "bin" / "paytabs-guard"), "bench", "breaker"],
+        capture_output=True, text=True, env=environment, check=False,
+    )  # fmt: skip
+    assert bench.returncode == 2
+    assert "checkout of the repository" in bench.stderr

@@ -11,14 +11,20 @@ import sys
 
 
 def main() -> int:
+    # The exit code: 2 for a configuration error, a busy port, bad options, a missing extra.
+    # Each command imports what it needs when it runs (`simulator` needs only the simulator
+    # extra), so a missing extra shows up then, not at start.
     try:
         from paytabs_guard.entrypoints.cli import main as cli_main
+
+        return cli_main()
     except ModuleNotFoundError as error:
         missing = error.name or "a dependency"
+        if missing.startswith("paytabs_guard"):
+            raise  # our own module: a bug or a broken install, not a missing extra
         print(
-            f"paytabs-guard: the command line needs the service extra ({missing} is not "
+            f"paytabs-guard: this command needs the service extra ({missing} is not "
             "installed): pip install 'paytabs-guard[service,simulator]'",
             file=sys.stderr,
         )
         raise SystemExit(2) from None
-    return cli_main()  # the exit code: 2 for a configuration error, a busy port, bad options
