@@ -156,6 +156,15 @@ async def test_list_filters_and_paginates_newest_first(service: Service) -> None
     assert future.json() == {"data": [], "next_cursor": None}
     naive = await service.api.get("/payments/v2", params={"created_from": "2025-01-01T00:00:00"})
     assert naive.status_code == 422
+    # Valid ISO 8601 with no UTC time (year 1 at +14:00, year 9999 at -14:00) was a 500: the
+    # database driver overflowed converting it.
+    for edge in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        for name in ("created_from", "created_to"):
+            refused = await service.api.get("/payments/v2", params={name: edge})
+            assert refused.status_code == 422, refused.text
+            assert name in refused.json()["detail"]
+    in_range = await service.api.get("/payments/v2", params={"created_to": "9999-12-31T00:00:00Z"})
+    assert len(in_range.json()["data"]) == 5  # every payment: all before the end of 9999
     bad_cursor = await service.api.get("/payments/v2", params={"cursor": "%%%"})
     assert bad_cursor.status_code == 400
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from paytabs_guard.domain import Operation
 from paytabs_guard.resilience import (
     BreakerConfig,
     BreakerError,
@@ -97,6 +98,10 @@ def test_errors_carry_their_data_and_pickle() -> None:
     assert issubclass(CallTimeout, BreakerError)
     copy = pickle.loads(pickle.dumps(rejected))  # noqa: S301 - our own bytes
     assert (type(copy), copy.args) == (CircuitOpenError, ("create", 12.5))
+    # A breaker named by an enum (the service's Operation) reads as its name, not its repr:
+    # "<Operation.QUERY: 'query'>" reached merchants in a /process answer.
+    by_operation = CircuitOpenError(Operation.QUERY, 1.0)
+    assert str(by_operation) == "circuit 'query' is open; retry after 1.000 s"
 
 
 def test_the_manual_clock_moves_only_forward() -> None:

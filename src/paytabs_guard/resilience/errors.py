@@ -48,7 +48,7 @@ class CircuitOpenError(BreakerError):
         return seconds
 
     def __str__(self) -> str:
-        return f"circuit {self.args[0]!r} is open; retry after {self.args[1]:.3f} s"
+        return f"circuit '{self.args[0]}' is open; retry after {self.args[1]:.3f} s"
 
 
 class CallTimeout(BreakerError):
@@ -71,4 +71,4 @@ class CallTimeout(BreakerError):
         return seconds
 
     def __str__(self) -> str:
-        return f"call through circuit {self.args[0]!r} timed out after {self.args[1]:.3f} s"
+        return f"call through circuit '{self.args[0]}' timed out after {self.args[1]:.3f} s"

@@ -6,7 +6,7 @@ Writes take an ``Idempotency-Key`` (see ``idempotency.py``); errors are problems
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -238,14 +238,26 @@ async def create_wrong_method() -> Response:
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    """``value`` as an instant in UTC; a 422 without a zone, or when it has no UTC time (year
+    1 at +14:00, year 9999 at -14:00: the database would fail on it, a 500)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise Problem(
             "invalid_request",
             "Invalid request",
             422,
             f"{name}: add a time zone (e.g. 2025-01-29T10:00:00Z).",
         )
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise Problem(
+            "invalid_request",
+            "Invalid request",
+            422,
+            f"{name}: a time between the years 1 and 9999 in UTC (e.g. 2025-01-29T10:00:00Z).",
+        ) from None
 
 
 @router.get(

@@ -190,14 +190,15 @@ async def _search(request: Request, runtime: Runtime) -> tuple[pages.Search, Any
     try:
         created_from = _day(typed.created_from)
         until = _day(typed.created_to)
-    except ValueError:
+        created_to = until + timedelta(days=1) if until else None  # the "to" day is included
+    except (ValueError, OverflowError):  # (9999-12-31 has no next day)
         return typed, None, "bad_date"
     found = await search_payments(
         runtime.container.payments,
         reference=typed.reference or None,
         states=states,
         created_from=created_from,
-        created_to=until + timedelta(days=1) if until else None,  # the "to" day is included
+        created_to=created_to,
         after=params.get("after", "")[:_MAX_FIELD] or None,
         limit=_PAGE,
     )
