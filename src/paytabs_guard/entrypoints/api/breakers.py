@@ -17,7 +17,8 @@ from paytabs_guard.resilience.shared import ManualAction, apply_manual
 
 from .dependencies import AdminDep, ClientDep, ContainerDep
 from .problems import Problem
-from .schemas import PROBLEM_RESPONSE, BreakerControlOut, BreakerStatsOut, NoBody
+from .schemas import PROBLEM_RESPONSE, NoBody
+from .stats_schemas import BreakerControlOut, BreakerStatsOut
 from .strict_query import STRICT_QUERY
 
 router = APIRouter(

@@ -21,13 +21,8 @@ from paytabs_guard.observability import get_logger
 
 from .dependencies import ClientDep, RuntimeDep
 from .runtime import Runtime
-from .schemas import (
-    PROBLEM_RESPONSE,
-    CurrencyTotalsOut,
-    GatewayStatsOut,
-    OperationStatsOut,
-    StatsOut,
-)
+from .schemas import PROBLEM_RESPONSE
+from .stats_schemas import CurrencyTotalsOut, GatewayStatsOut, OperationStatsOut, StatsOut
 from .strict_query import STRICT_QUERY
 
 Window = Literal["1h", "24h", "7d", "30d", "all"]
