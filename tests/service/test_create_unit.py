@@ -8,9 +8,9 @@ import pytest
 
 from paytabs_guard.domain import PaymentState
 from paytabs_guard.service.gateway import (
+    GatewayNotReached,
     GatewayOutcomeUnknown,
     GatewayRejected,
-    GatewayUnavailable,
 )
 from paytabs_guard.service.payments import IdempotentCreate, KeyTaken, create_payment
 from paytabs_guard.service.ports import ClaimStatus, StoredResponse
@@ -53,7 +53,7 @@ async def test_an_open_circuit_answers_at_once_and_stores_nothing() -> None:
     world = MemoryWorld()
     world.gateway.open_circuits["create"] = 7.5
 
-    with pytest.raises(GatewayUnavailable) as raised:
+    with pytest.raises(GatewayNotReached) as raised:
         await create_payment(world.deps, order())
 
     assert raised.value.retry_after == 7.5
@@ -74,9 +74,9 @@ async def test_a_refused_page_fails_the_payment_and_announces_no_deadline() -> N
 
 async def test_unavailable_during_the_call_fails_the_payment_and_tells_the_caller() -> None:
     world = MemoryWorld()
-    world.gateway.fail_next("create", GatewayUnavailable("connection refused", retry_after=2))
+    world.gateway.fail_next("create", GatewayNotReached("connection refused", retry_after=2))
 
-    with pytest.raises(GatewayUnavailable):
+    with pytest.raises(GatewayNotReached):
         await create_payment(world.deps, order())
 
     [stored] = world.store.payments.values()
@@ -115,7 +115,7 @@ async def test_the_key_commits_with_the_payment_and_replays_its_answer() -> None
 async def test_a_key_whose_create_could_not_start_is_not_kept() -> None:
     world = MemoryWorld()
     world.gateway.open_circuits["create"] = 1.0
-    with pytest.raises(GatewayUnavailable):
+    with pytest.raises(GatewayNotReached):
         await create_payment(world.deps, order(), idempotency=keyed())
 
     del world.gateway.open_circuits["create"]

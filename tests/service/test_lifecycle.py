@@ -21,7 +21,7 @@ from paytabs_guard.domain import (
 )
 from paytabs_guard.entrypoints.reconcile import reconcile
 from paytabs_guard.service.follow_ups import refund_payment
-from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
+from paytabs_guard.service.gateway import GatewayNotReached, GatewayRejected
 from paytabs_guard.service.payments import (
     CreatePayment,
     PaymentDeps,
@@ -226,7 +226,7 @@ async def test_two_refunds_of_the_same_amount_are_not_mistaken_for_a_duplicate(
 
 async def test_an_open_circuit_fails_fast_without_a_payment_row(world: World) -> None:
     world.parts.breakers.get("create").force_open()
-    with pytest.raises(GatewayUnavailable) as caught:
+    with pytest.raises(GatewayNotReached) as caught:
         await create_payment(world.deps, order())
     assert caught.value.retry_after is not None
     async with world.deps.uow() as uow:

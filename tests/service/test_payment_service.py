@@ -15,7 +15,7 @@ import pytest
 
 from paytabs_guard.bootstrap import service_urls
 from paytabs_guard.domain import GatewayStatus, Money, Operation, PaymentState, ResultSource
-from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
+from paytabs_guard.service.gateway import GatewayNotReached, GatewayRejected
 from paytabs_guard.service.payments import (
     CreatePayment,
     PaymentDeps,
@@ -120,7 +120,7 @@ async def test_other_use_cases_wake_the_relay_after_each_commit(setup: Setup) ->
 
 async def test_an_open_circuit_is_refused_before_anything_is_stored(setup: Setup) -> None:
     setup.gateway.closed[Operation.CREATE] = 12.5
-    with pytest.raises(GatewayUnavailable) as refused:
+    with pytest.raises(GatewayNotReached) as refused:
         setup.service.admit(Operation.CREATE)
     assert refused.value.retry_after == 12.5
     assert setup.service.unavailable_for(Operation.CREATE) == 12.5

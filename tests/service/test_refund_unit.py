@@ -8,8 +8,8 @@ from paytabs_guard.domain import GatewayStatus, Money, PaymentState
 from paytabs_guard.domain.errors import DomainError
 from paytabs_guard.service.follow_ups import refund_payment
 from paytabs_guard.service.gateway import (
+    GatewayNotReached,
     GatewayRejected,
-    GatewayUnavailable,
 )
 from paytabs_guard.service.payments import create_payment
 from paytabs_guard.service.results import apply_result
@@ -57,12 +57,12 @@ async def test_a_refund_beyond_what_was_captured_never_reaches_the_gateway() -> 
 
 
 @pytest.mark.parametrize(
-    "error", [GatewayRejected("Refund not allowed", code=321), GatewayUnavailable("open")]
+    "error", [GatewayRejected("Refund not allowed", code=321), GatewayNotReached("open")]
 )
 async def test_a_refund_the_gateway_did_not_take_releases_its_hold(error: Exception) -> None:
     world = MemoryWorld()
     payment_id = await completed(world)
-    assert isinstance(error, GatewayRejected | GatewayUnavailable)
+    assert isinstance(error, GatewayRejected | GatewayNotReached)
     world.gateway.fail_next("follow_up", error)
 
     with pytest.raises(type(error)):

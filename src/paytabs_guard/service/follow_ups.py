@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from paytabs_guard.domain import FollowUpType, Money, Outcome, Payment, TranType
-from paytabs_guard.service.gateway import GatewayRejected, GatewayUnavailable
+from paytabs_guard.service.gateway import GatewayNotReached, GatewayRejected
 from paytabs_guard.service.payment_steps import (
     PaymentDeps,
     change_payment,
@@ -98,7 +98,7 @@ async def _follow_up(
             known_tran_refs=known,
             sequence=hold.sequence,
         )
-    except (GatewayRejected, GatewayUnavailable):
+    except (GatewayRejected, GatewayNotReached):
         await change_payment(deps, payment_id, lambda p, _at: p.release_follow_up())
         raise
     payment, _ = await apply_result(deps, result, on_outcome=on_outcome)

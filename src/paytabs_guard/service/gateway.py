@@ -6,7 +6,7 @@ Errors say what the caller can conclude, which is all a use case needs to decide
     GatewayError
     ├── GatewayRejected       the gateway refused the request: nothing happened, sending it
     │                         again gives the same answer (invalid request, credentials).
-    ├── GatewayUnavailable    nothing happened and the gateway could not be asked (breaker
+    ├── GatewayNotReached    nothing happened and the gateway could not be asked (breaker
     │   │                     open, connection refused, 503): try later (``retry_after``).
     │   └── GatewayTurnedAway the breaker turned the call away when asked, before the caller
     │                         stored or sent anything.
@@ -35,13 +35,16 @@ class GatewayRejected(GatewayError):
         self.code = code
 
 
-class GatewayUnavailable(GatewayError):
+class GatewayNotReached(GatewayError):
+    """Nothing was sent: PayTabs could not be reached, or its circuit turned the call away.
+    (Not the library's ``paytabs_guard.GatewayUnavailable``, PayTabs' own failure classes.)"""
+
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class GatewayTurnedAway(GatewayUnavailable):
+class GatewayTurnedAway(GatewayNotReached):
     """The breaker's answer to being asked ahead (``ensure_available``, ``Gateway.reserve``):
     the caller has stored and sent nothing."""
 

@@ -20,9 +20,9 @@ from paytabs_guard.domain import (
 from paytabs_guard.service.gateway import (
     Customer,
     Gateway,
+    GatewayNotReached,
     GatewayOutcomeUnknown,
     GatewayRejected,
-    GatewayUnavailable,
     PageDetails,
 )
 from paytabs_guard.service.gateway_calls import GatewayCall, with_calls
@@ -245,14 +245,14 @@ async def insert_claimed(
         idempotency.on_claimed()
 
 
-UNANSWERED = (GatewayRejected, GatewayUnavailable, GatewayOutcomeUnknown)
+UNANSWERED = (GatewayRejected, GatewayNotReached, GatewayOutcomeUnknown)
 """What a payment's first send (page or recurring charge) can end in besides an answer."""
 
 
 async def save_unanswered(
     deps: PaymentDeps,
     payment: Payment,
-    error: GatewayRejected | GatewayUnavailable | GatewayOutcomeUnknown,
+    error: GatewayRejected | GatewayNotReached | GatewayOutcomeUnknown,
     idempotency: IdempotentCreate | None,
     *,
     calls: Sequence[GatewayCall] = (),
@@ -270,7 +270,7 @@ async def save_unanswered(
             lambda p, at: p.initiation_failed(reason, at=at, response_code=code),
             idempotency,
         )
-    if isinstance(error, GatewayUnavailable):
+    if isinstance(error, GatewayNotReached):
         await change_saved(deps, payment, _not_sent, None)
         raise error
     lost = with_calls("no answer to the create-page request", calls)

@@ -72,7 +72,7 @@ from paytabs_guard.service.payment_steps import (
 from paytabs_guard.service.ports import KeyTaken, UnitOfWork
 from paytabs_guard.service.queries import (
     PaymentFilters,
-    PaymentPage,
+    PaymentListPage,
     find_by_gateway_reference,
     list_payments,
 )
@@ -110,14 +110,14 @@ MAX_PAGE_ATTEMPTS = 5
 async def create_payment(
     deps: PaymentDeps, command: CreatePayment, *, idempotency: IdempotentCreate | None = None
 ) -> Payment:
-    """A payment with its hosted page; fails fast (GatewayUnavailable) when the circuit is open.
+    """A payment with its hosted page; fails fast (GatewayNotReached) when the circuit is open.
 
     Two transactions around the PayTabs call: the payment (with the idempotency claim, raising
     KeyTaken when the key is not this request's), then PayTabs' answer (with the response to
     replay for the key).
 
     Returns the payment in AWAITING_CUSTOMER (page ready), FAILED (PayTabs refused the request)
-    or UNKNOWN (no answer; reconciliation resolves it). GatewayUnavailable means nothing reached
+    or UNKNOWN (no answer; reconciliation resolves it). GatewayNotReached means nothing reached
     PayTabs; the payment, if one was started, is marked failed and the caller may try again.
     """
     with deps.gateway.reserve(Operation.CREATE):
@@ -250,7 +250,7 @@ class PaymentService:
     # ---- the breaker --------------------------------------------------------------------
 
     def admit(self, operation: Operation) -> None:
-        """The breaker check: GatewayUnavailable (with ``retry_after``) when ``operation``'s
+        """The breaker check: GatewayNotReached (with ``retry_after``) when ``operation``'s
         circuit would turn the call away. Nothing is stored or sent either way."""
         ensure_available(self.deps.gateway, operation)
 
@@ -329,7 +329,7 @@ class PaymentService:
         """The payment as stored (PaymentNotFound for an unknown id)."""
         return await get_payment(self.deps, payment_id)
 
-    async def list(self, **filters: Unpack[PaymentFilters]) -> PaymentPage:
+    async def list(self, **filters: Unpack[PaymentFilters]) -> PaymentListPage:
         """Newest first, keyset-paginated after the payment id ``after``."""
         return await list_payments(self.deps, **filters)
 

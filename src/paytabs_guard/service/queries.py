@@ -39,7 +39,7 @@ class PaymentFilters(TypedDict, total=False):
 
 
 @dataclass(frozen=True, slots=True)
-class PaymentPage:
+class PaymentListPage:
     """One page of a listing; ``next_after`` is the id to continue after (None: last page)."""
 
     payments: Sequence[Payment]
@@ -54,7 +54,7 @@ async def list_payments(
     created_to: datetime | None = None,
     after: str | None = None,
     limit: int = 50,
-) -> PaymentPage:
+) -> PaymentListPage:
     """Newest first, keyset-paginated; asks for one extra row to know whether more follow."""
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be 1 to {MAX_PAGE_SIZE}, got {limit}")
@@ -68,12 +68,12 @@ async def list_payments(
         )
     page = list(found[:limit])
     more = len(found) > limit
-    return PaymentPage(page, page[-1].id if more and page else None)
+    return PaymentListPage(page, page[-1].id if more and page else None)
 
 
 async def search_payments(
     deps: PaymentDeps, *, reference: str | None = None, **filters: Unpack[PaymentFilters]
-) -> PaymentPage:
+) -> PaymentListPage:
     """What an operator types into a search box: ``reference`` is a payment id, a cart id (any
     attempt's) or a PayTabs tran_ref, matched exactly; the other filters narrow it or, without
     a reference, list newest first like ``list_payments``."""
@@ -90,4 +90,4 @@ async def search_payments(
         and (created_from is None or found.created_at >= created_from)
         and (created_to is None or found.created_at < created_to)
     )
-    return PaymentPage([found] if matches and found is not None else [], None)
+    return PaymentListPage([found] if matches and found is not None else [], None)

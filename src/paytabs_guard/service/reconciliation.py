@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from paytabs_guard.domain import Operation, Payment, PaymentState
-from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
+from paytabs_guard.service.gateway import GatewayNotReached, GatewayOutcomeUnknown
 from paytabs_guard.service.payment_steps import PaymentDeps, PaymentNotFound
 from paytabs_guard.service.results import sync_payment
 
@@ -137,7 +137,7 @@ async def settle(deps: PaymentDeps, payment_id: str) -> Settled | None:
     try:
         before = await _current(deps, payment_id)
         after = await sync_payment(deps, payment_id)
-    except (GatewayUnavailable, GatewayOutcomeUnknown) as error:
+    except (GatewayNotReached, GatewayOutcomeUnknown) as error:
         log.info("reconcile: PayTabs could not be asked", extra={"reason": str(error)})
         return None
     return Settled(before.state, after.state, changed=after.version != before.version)

@@ -202,7 +202,7 @@ async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
 
     Also settles what only the absence of a result can tell: a create that never reached
     PayTabs fails (no record), a page nobody paid before its TTL expires. Raises
-    GatewayUnavailable / GatewayOutcomeUnknown when PayTabs cannot be asked.
+    GatewayNotReached / GatewayOutcomeUnknown when PayTabs cannot be asked.
     """
     payment = await get_payment(deps, payment_id)
     if payment.state.is_final:

@@ -152,7 +152,7 @@ async def charge_saved_card(
     """Charge a saved card once. Returns the payment COMPLETED, FAILED (declined, or refused
     by PayTabs) or UNKNOWN (no clear answer; reconciliation settles it). Raises a
     ``SavedCardError`` before anything is stored or sent when the card cannot be charged, and
-    GatewayUnavailable when nothing could be sent (the payment, if started, is marked failed).
+    GatewayNotReached when nothing could be sent (the payment, if started, is marked failed).
     """
     with deps.gateway.reserve(TOKEN_OPERATION):
         return await start_card_charge(deps, command, idempotency=idempotency)
@@ -211,7 +211,7 @@ async def customer_cards(deps: PaymentDeps, customer_id: str) -> Sequence[SavedC
 async def delete_saved_card(deps: PaymentDeps, card_id: str) -> SavedCard:
     """Stop charges at once (``deleted_at``, committed before PayTabs is asked), then delete
     the token at PayTabs and forget our copy. Deleting again is harmless and finishes what a
-    failed PayTabs call left: GatewayUnavailable / GatewayOutcomeUnknown propagate with the
+    failed PayTabs call left: GatewayNotReached / GatewayOutcomeUnknown propagate with the
     card already unusable."""
     now = deps.clock()
     async with deps.uow() as uow:

@@ -27,10 +27,10 @@ from paytabs_guard.adapters.paytabs.transformers import (
 from paytabs_guard.domain import FollowUpType, GatewayResult, Money, Payment, ResultSource, TranType
 from paytabs_guard.resilience import BreakerRegistry, CircuitOpenError
 from paytabs_guard.service.gateway import (
+    GatewayNotReached,
     GatewayOutcomeUnknown,
     GatewayRejected,
     GatewayTurnedAway,
-    GatewayUnavailable,
     PageDetails,
     PageOpened,
 )
@@ -166,12 +166,12 @@ async def _translated(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
     except CircuitOpenError as open_circuit:
-        raise GatewayUnavailable(
+        raise GatewayNotReached(
             str(open_circuit), retry_after=open_circuit.retry_after_seconds
         ) from open_circuit
     except (InvalidRequest, AuthenticationFailed) as refused:
         raise GatewayRejected(refused.message, refused.code) from refused
     except PayTabsError as failure:
         if failure.retry_safe and isinstance(failure, PayTabsUnavailable):
-            raise GatewayUnavailable(failure.message, failure.retry_after) from failure
+            raise GatewayNotReached(failure.message, failure.retry_after) from failure
         raise GatewayOutcomeUnknown(failure.message) from failure

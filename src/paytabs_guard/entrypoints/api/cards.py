@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path
 from starlette.responses import Response
 
 from paytabs_guard.domain import Operation, Payment
-from paytabs_guard.service.gateway import GatewayUnavailable
+from paytabs_guard.service.gateway import GatewayNotReached
 from paytabs_guard.service.payments import IdempotentCreate
 
 from .dependencies import ClientDep, PaymentServiceDep, PaymentWriteDep
@@ -91,7 +91,7 @@ async def delete_card(
     PayTabs could not be reached to delete the token (503/502: delete again to finish)."""
     try:
         return SavedCardOut.of(await service.delete_card(card_id))
-    except GatewayUnavailable as closed:
+    except GatewayNotReached as closed:
         # Not the create's "nothing was sent; retry with the same Idempotency-Key": the card
         # is disabled here already, and DELETE takes no key.
         seconds = retry_after_seconds(closed.retry_after)

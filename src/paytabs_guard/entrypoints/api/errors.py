@@ -17,7 +17,7 @@ PaymentStateError                          409     payment-state-conflict
 ConcurrentUpdate (storage)                 409     concurrent-update
 database unreachable (STORAGE_UNAVAILABLE) 503     storage-unavailable (Retry-After)
 GatewayRejected                            422     gateway-rejected
-GatewayUnavailable                         503     gateway-unavailable (Retry-After)
+GatewayNotReached                         503     gateway-unavailable (Retry-After)
 GatewayOutcomeUnknown                      502     gateway-outcome-unknown
 =========================================  ======  ==============================
 """
@@ -45,9 +45,9 @@ from paytabs_guard.domain import (
     PaymentStateError,
 )
 from paytabs_guard.service.gateway import (
+    GatewayNotReached,
     GatewayOutcomeUnknown,
     GatewayRejected,
-    GatewayUnavailable,
 )
 from paytabs_guard.service.payments import PaymentNotFound
 from paytabs_guard.service.saved_cards import SavedCardError
@@ -212,7 +212,7 @@ def problem_for(error: Exception) -> Problem | None:
             f"PayTabs refused the request: {error.message}",
             extensions={"gateway_code": error.code},
         )
-    if isinstance(error, GatewayUnavailable):
+    if isinstance(error, GatewayNotReached):
         return gateway_unavailable(error.retry_after)
     if isinstance(error, GatewayOutcomeUnknown):
         return Problem(
@@ -324,7 +324,7 @@ def install_error_handlers(app: FastAPI) -> None:
         DomainError,
         InvalidMoney,
         GatewayRejected,
-        GatewayUnavailable,
+        GatewayNotReached,
         GatewayOutcomeUnknown,
         *STORAGE_CONFLICTS,
         *STORAGE_UNAVAILABLE,

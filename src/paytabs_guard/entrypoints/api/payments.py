@@ -14,9 +14,9 @@ from starlette.responses import Response
 
 from paytabs_guard.domain import Money, Operation, Payment, PaymentState
 from paytabs_guard.service.gateway import (
+    GatewayNotReached,
     GatewayOutcomeUnknown,
     GatewayTurnedAway,
-    GatewayUnavailable,
 )
 from paytabs_guard.service.payments import IdempotentCreate, PaymentNotFound, PaymentService
 from paytabs_guard.service.queries import MAX_PAGE_SIZE
@@ -131,7 +131,7 @@ async def run_create(
     who = None if write.key is None else (write.client.id, write.key)
     held = await runtime.holding.hold(service, operation, requested_wait(request), who)
 
-    async def turned_away(closed: GatewayUnavailable, *, client_waits: bool = True) -> Response:
+    async def turned_away(closed: GatewayNotReached, *, client_waits: bool = True) -> Response:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
         # the breaker check microseconds. Nothing is stored; once the circuit lets calls
         # through, a retry with the same key runs normally. A key that already holds an
@@ -165,7 +165,7 @@ async def run_create(
 
     try:
         service.admit(operation)
-    except GatewayUnavailable as closed:
+    except GatewayNotReached as closed:
         return await turned_away(closed)
 
     async def start_admitted(idempotency: IdempotentCreate | None) -> Payment:
@@ -181,11 +181,11 @@ async def run_create(
     # first, a few at a time; the reservation asks the breaker again (it may have opened).
     # A create turned away is answered after its turn ends: its answer may wait for another
     # request under its key, and that wait must not hold up the line.
-    turned: GatewayUnavailable | None = None
+    turned: GatewayNotReached | None = None
     client_waits = True
     async with runtime.pace.turn(who) as waited:
         if waited and await request.is_disconnected():
-            turned = GatewayUnavailable("the client left", retry_after=0.0)
+            turned = GatewayNotReached("the client left", retry_after=0.0)
             client_waits = False
         else:
             try:
@@ -369,7 +369,7 @@ async def _run_follow_up(
     held = await runtime.holding.hold(service, Operation.FOLLOW_UP, requested_wait(request))
     try:
         service.admit(Operation.FOLLOW_UP)
-    except GatewayUnavailable as closed:
+    except GatewayNotReached as closed:
         # As for a create: fail fast before the idempotency claim and the payment's hold (
         # committed writes, then their release), unless the key already holds an answer.
         if write.key is not None:
@@ -410,7 +410,7 @@ async def _run_follow_up(
             wait_seconds=runtime.options.idempotency_wait_seconds,
             resource_id=payment_id_of,
         )
-    except GatewayUnavailable as closed:
+    except GatewayNotReached as closed:
         if held is None:
             raise
         # Turned away after all (half-open, its trial slots taken meanwhile): the client

@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 
 from paytabs_guard.domain import Payment
-from paytabs_guard.service.gateway import GatewayOutcomeUnknown, GatewayUnavailable
+from paytabs_guard.service.gateway import GatewayNotReached, GatewayOutcomeUnknown
 from paytabs_guard.service.payments import PaymentService
 
 from .runtime import Runtime
@@ -38,7 +38,7 @@ async def _sync_quietly(service: PaymentService, known: Payment) -> Payment | _N
     """The synced payment, or why PayTabs could not be asked (expected, so not raised)."""
     try:
         return await service.sync(known.id, known=known)
-    except GatewayUnavailable as error:
+    except GatewayNotReached as error:
         return _NotAsked(f"PayTabs is unavailable: {error}", error.retry_after)
     except GatewayOutcomeUnknown:
         return _NotAsked("PayTabs gave no clear answer; the payment is reconciled later")

@@ -115,7 +115,7 @@ _SCHEMA_DETAIL: Final = (
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class VerifiedCallback:
     """A verified, parsed callback and what we know about where it came from."""
 
     result: GatewayResult
@@ -166,7 +166,7 @@ class WebhookReceiver:
             if not ip_allowed(ip, settings.paytabs_ip_whitelist):
                 raise Rejected("rejected_ip", problems.forbidden_source())
             self._verify(request, body, ip)
-            delivery = Delivery(self._parse(body), ip, hashlib.sha256(body).hexdigest())
+            delivery = VerifiedCallback(self._parse(body), ip, hashlib.sha256(body).hexdigest())
         except Rejected as rejected:
             self._security_event(rejected, ip)
             self._container.metrics.webhook(
@@ -220,7 +220,7 @@ class WebhookReceiver:
 
     # ---- 6. business checks, dedupe, apply ----------------------------------------------
 
-    async def _apply(self, delivery: Delivery, request: Request) -> tuple[Response, str]:
+    async def _apply(self, delivery: VerifiedCallback, request: Request) -> tuple[Response, str]:
         result = delivery.result
         status = result.status.value if result.status else "-"
         fields = {
