@@ -132,9 +132,10 @@ class PayTabs(ResilientPayTabs):
         """Check a callback's ``Signature`` header over the raw body, then parse it.
 
         Raises :class:`~paytabs_guard.adapters.paytabs.signature.InvalidSignature` when the
-        signature is missing or wrong (compared in constant time), and pydantic's
-        ``ValidationError`` when the body is not a PayTabs transaction. Apply the result only if
-        its ``cart_id``, amount and currency match your order.
+        signature is missing or wrong (compared in constant time), and ``ValueError`` when the
+        body is not a PayTabs transaction: not JSON (``json.JSONDecodeError``) or not the
+        transaction's shape (pydantic's ``ValidationError``); both are ``ValueError``. Apply
+        the result only if its ``cart_id``, amount and currency match your order.
         """
         verify_callback(body, signature, [self._server_key])
         return PayTabsTransaction.model_validate(decode_json(body))

@@ -176,3 +176,23 @@ def test_the_wheel_is_the_library_and_installs_without_the_service(tmp_path: Pat
     )  # fmt: skip
     assert bench.returncode == 2
     assert "checkout of the repository" in bench.stderr
+
+
+def test_signing_takes_the_key_as_the_client_does_and_a_bad_body_is_a_value_error() -> None:
+    # PayTabs(server_key="...") takes a plain string; the signing helpers wanted a SecretStr
+    # ("'str' object has no attribute 'get_secret_value'"), and a signed body that was not
+    # JSON escaped as json.JSONDecodeError where the docstring promised a ValueError kind.
+    from pydantic import SecretStr
+
+    body = b'{"tran_ref": "TST1", "cart_id": "c1"}'
+    signature = paytabs_guard.sign_callback(body, "S-secret")
+    assert signature == paytabs_guard.sign_callback(body, SecretStr("S-secret"))
+    paytabs_guard.verify_callback(body, signature, ["S-secret"])
+    with pytest.raises(paytabs_guard.InvalidSignature):
+        paytabs_guard.verify_callback(body, signature, ["another"])
+    client = paytabs_guard.PayTabs(profile_id=1, server_key="S-secret")
+    not_json = b"tran_ref=TST1"
+    with pytest.raises(ValueError, match="Expecting value"):
+        client.verify_callback(not_json, paytabs_guard.sign_callback(not_json, "S-secret"))
+    with pytest.raises(ValueError, match="validation error"):
+        client.verify_callback(b"[]", paytabs_guard.sign_callback(b"[]", "S-secret"))

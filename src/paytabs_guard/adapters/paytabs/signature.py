@@ -29,16 +29,21 @@ class InvalidSignature(Exception):
         self.reason = reason
 
 
-def _hmac_hex(key: SecretStr, message: bytes) -> str:
-    return hmac.new(key.get_secret_value().encode(), message, hashlib.sha256).hexdigest()
+#: A server key, as the library's ``PayTabs`` takes it (a plain string) or as settings hold it.
+Key = SecretStr | str
 
 
-def sign_callback(body: bytes, key: SecretStr) -> str:
+def _hmac_hex(key: Key, message: bytes) -> str:
+    secret = key.get_secret_value() if isinstance(key, SecretStr) else key
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def sign_callback(body: bytes, key: Key) -> str:
     """The ``Signature`` header PayTabs sends with ``body`` (for tests and relays)."""
     return _hmac_hex(key, body)
 
 
-def _check(messages: Iterable[bytes], signature: str | None, keys: Iterable[SecretStr]) -> None:
+def _check(messages: Iterable[bytes], signature: str | None, keys: Iterable[Key]) -> None:
     if signature is None or not signature.strip():
         raise InvalidSignature("missing")
     candidate = signature.strip()
@@ -54,7 +59,7 @@ def _check(messages: Iterable[bytes], signature: str | None, keys: Iterable[Secr
         raise InvalidSignature("mismatch")
 
 
-def verify_callback(body: bytes, signature: str | None, keys: Iterable[SecretStr]) -> None:
+def verify_callback(body: bytes, signature: str | None, keys: Iterable[Key]) -> None:
     """Raise InvalidSignature unless ``signature`` is a valid HMAC of the raw ``body``."""
     keys = tuple(keys)
     if not keys:
@@ -83,12 +88,12 @@ def return_signing_string(fields: Mapping[str, str], *, drop_zero: bool = False)
     return php_http_build_query(dict(sorted(kept.items())))
 
 
-def sign_return(fields: Mapping[str, str], key: SecretStr) -> str:
+def sign_return(fields: Mapping[str, str], key: Key) -> str:
     """The ``signature`` field PayTabs adds to a browser return form."""
     return _hmac_hex(key, return_signing_string(fields).encode())
 
 
-def verify_return(fields: Mapping[str, str], keys: Iterable[SecretStr]) -> None:
+def verify_return(fields: Mapping[str, str], keys: Iterable[Key]) -> None:
     """Raise InvalidSignature unless the form's ``signature`` field signs the other fields."""
     keys = tuple(keys)
     if not keys:
