@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.events.relay import claim_statement
+from paytabs_guard.adapters.events.relay_statements import claim_statement
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql.payment_reads import lock_statement, lookup_statement
 from paytabs_guard.adapters.sql.repository import awaiting_follow_ups_statement
