@@ -370,8 +370,9 @@ async def _run_follow_up(
     try:
         service.admit(Operation.FOLLOW_UP)
     except GatewayNotReached as closed:
-        # As for a create: fail fast before the idempotency claim and the payment's hold (
-        # committed writes, then their release), unless the key already holds an answer.
+        # As for a create: fail fast before the idempotency claim and the payment's hold
+        # (committed writes, then their release), unless the key already holds an answer. A
+        # payment that does not exist is told so once the circuit lets calls through.
         if write.key is not None:
             earlier = await stored_answer(
                 request,
