@@ -114,6 +114,24 @@ async def create(body: CreatePaymentIn, write: PaymentWriteDep) -> Response:
     return await run_create(write, payload, Operation.CREATE, create_it)
 
 
+async def _stored_answer(
+    write: PaymentWrite, body: dict[str, Any], *, wait: bool = True
+) -> Response | None:
+    """The answer the request's key already holds (read, never claimed), for a write the
+    breaker turns away; None without a key or an answer. ``wait``: for one still in flight."""
+    if write.key is None:
+        return None
+    runtime = write.runtime
+    return await stored_answer(
+        write.request,
+        runtime.container,
+        write.client,
+        write.key,
+        body,
+        wait_seconds=runtime.options.idempotency_wait_seconds if wait else 0.0,
+    )
+
+
 async def run_create(
     write: PaymentWrite,
     body: dict[str, Any],
@@ -138,19 +156,11 @@ async def run_create(
         # answer is answered with it (one read): a merchant retrying a create that succeeded
         # must hear 201, not "nothing was sent", whatever the breaker says now; one still in
         # flight is waited for, as with the circuit closed.
-        if write.key is not None:
-            earlier = await stored_answer(
-                request,
-                runtime.container,
-                write.client,
-                write.key,
-                body,
-                wait_seconds=runtime.options.idempotency_wait_seconds if client_waits else 0.0,
-            )
-            if earlier is not None:
-                if who is not None:
-                    runtime.pace.leave(who)
-                return earlier
+        earlier = await _stored_answer(write, body, wait=client_waits)
+        if earlier is not None:
+            if who is not None:
+                runtime.pace.leave(who)
+            return earlier
         if doomed is not None:
             try:
                 await doomed()
@@ -373,17 +383,9 @@ async def _run_follow_up(
         # As for a create: fail fast before the idempotency claim and the payment's hold
         # (committed writes, then their release), unless the key already holds an answer. A
         # payment that does not exist is told so once the circuit lets calls through.
-        if write.key is not None:
-            earlier = await stored_answer(
-                request,
-                runtime.container,
-                write.client,
-                write.key,
-                body,
-                wait_seconds=runtime.options.idempotency_wait_seconds,
-            )
-            if earlier is not None:
-                return preference_applied(earlier, held)
+        earlier = await _stored_answer(write, body)
+        if earlier is not None:
+            return preference_applied(earlier, held)
         problem = gateway_unavailable(closed.retry_after, prefer_wait=held)
         return problem_response(problem, request_id_of(request))
 
