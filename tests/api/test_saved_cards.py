@@ -236,6 +236,9 @@ async def test_with_the_breaker_open_a_deleted_card_is_refused_as_deleted_not_to
     assert "Idempotency-Key" not in half.json()["detail"]
     assert "send this DELETE again" in half.json()["detail"]
     assert int(half.headers["retry-after"]) >= 1
+    # the precise wait, as in every 503 of the breaker, never later than the header's
+    precise = half.json()["retry_after_ms"]
+    assert 0 <= precise <= int(half.headers["retry-after"]) * 1000
     gone = await charge(service, paid_again["saved_card_id"])
     assert gone.json()["type"].endswith("/saved-card-deleted")
     breaker.reset()

@@ -17,7 +17,7 @@ from paytabs_guard.service.gateway import GatewayNotReached
 from paytabs_guard.service.payments import IdempotentCreate
 
 from .dependencies import ClientDep, PaymentServiceDep, PaymentWriteDep
-from .errors import retry_after_seconds
+from .errors import retry_after_ms, retry_after_seconds
 from .payments import CREATE_RESPONSES, run_create
 from .problems import Problem
 from .schemas import (
@@ -101,6 +101,10 @@ async def delete_card(
             503,
             f"The card is deleted here and can no longer be charged, but PayTabs could not be "
             f"reached to delete its token; send this DELETE again after {seconds} s to finish.",
-            extensions={"retry_after": seconds},
+            # The precise wait as every other 503 gives it, for clients that read the body.
+            extensions={
+                "retry_after": seconds,
+                "retry_after_ms": retry_after_ms(closed.retry_after or 0.0),
+            },
             headers={"Retry-After": str(seconds)},
         ) from closed
