@@ -221,3 +221,13 @@ async def test_a_refund_turned_away_stores_nothing_and_a_held_one_says_its_wait_
     )
     assert again.status_code == 200
     assert again.json()["refunded"] == "10.00"
+    # A payment that does not exist is told so, held or not: no wait, no 503 to come back to.
+    for headers in ({}, {"Prefer": "wait=5"}):
+        unknown = await service.api.post(
+            "/payments/v2/pay_0000000000000000000000000/refund",
+            json={"amount": "10.00"},
+            headers={"Idempotency-Key": new_key(), **headers},
+        )
+        assert unknown.status_code == 404, unknown.text
+        assert "preference-applied" not in unknown.headers
+    assert holding(service) == 0

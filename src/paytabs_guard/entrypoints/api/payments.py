@@ -376,13 +376,16 @@ async def _run_follow_up(
 ) -> Response:
     """200 with the payment; 202 (``confirmed`` false) when PayTabs' answer was unclear."""
     request, runtime, service = write.request, write.runtime, write.service
+    if service.unavailable_for(Operation.FOLLOW_UP) is not None:
+        # A payment that does not exist is a 404 now, not a wait and a 503: "come back later"
+        # would send its client round for ever. One read by primary key, no write.
+        await service.get(request.path_params["payment_id"])
     held = await runtime.holding.hold(service, Operation.FOLLOW_UP, requested_wait(request))
     try:
         service.admit(Operation.FOLLOW_UP)
     except GatewayNotReached as closed:
         # As for a create: fail fast before the idempotency claim and the payment's hold
-        # (committed writes, then their release), unless the key already holds an answer. A
-        # payment that does not exist is told so once the circuit lets calls through.
+        # (committed writes, then their release), unless the key already holds an answer.
         earlier = await _stored_answer(write, body)
         if earlier is not None:
             return preference_applied(earlier, held)
