@@ -33,3 +33,11 @@ def test_anything_else_is_a_400(cursor: str | None) -> None:
     with pytest.raises(Problem) as raised:
         decode_number_cursor("seq", cursor)
     assert raised.value.status == 400
+
+
+@pytest.mark.parametrize("position", ["\x00", "pay_\x00x", "pay_\u0663", "pay\nx", "pay x\t"])
+def test_a_position_we_never_hand_out_is_a_400(position: str) -> None:
+    # Ids and numbers are printable ASCII; a NUL would reach PostgreSQL as its own error.
+    with pytest.raises(Problem) as raised:
+        decode_cursor("after", encode_cursor("after", position))
+    assert raised.value.status == 400

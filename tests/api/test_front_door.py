@@ -473,6 +473,18 @@ async def test_a_made_up_payments_cursor_is_a_400_not_an_empty_last_page(
     assert "next_cursor" in refused.json()["detail"]
 
 
+async def test_a_cursor_with_a_nul_inside_is_a_400_on_either_database(
+    any_service: Service,
+) -> None:
+    # The URL's own %00 is refused at the door; one inside the cursor's base64 reached
+    # PostgreSQL, which cannot hold a NUL in text: a 500 with a traceback in the log.
+    for position in ("\x00", "pay_\x00x"):
+        cursor = encode_cursor("after", position)
+        refused = await any_service.api.get("/payments/v2", params={"cursor": cursor})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["type"].endswith("/invalid-cursor")
+
+
 @pytest.mark.parametrize("path", [CREATE, "/payments/v2/webhook"])
 async def test_a_transfer_coding_other_than_chunked_is_a_415(service: Service, path: str) -> None:
     # "gzip, chunked": the server de-chunks and hands over what it takes for gzip; read as

@@ -30,7 +30,9 @@ def decode_cursor(kind: str, cursor: str | None) -> str | None:
     except (binascii.Error, ValueError):
         text = ""
     prefix, _, position = text.partition(":")
-    if prefix != kind or not position:
+    # Every position we hand out is printable ASCII (an id, a number); anything else was made
+    # up, and a NUL would reach PostgreSQL, which cannot hold it in text, as an error of its own.
+    if prefix != kind or not position or not (position.isascii() and position.isprintable()):
         raise invalid_cursor()
     return position
 
