@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import anyio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection
 
 from paytabs_guard.adapters.sql import create_engine, upgrade
@@ -22,6 +24,7 @@ from paytabs_guard.adapters.sql.tables import (
     payments,
     webhook_inbox,
 )
+from paytabs_guard.entrypoints.api.idempotency import MERCHANT_SCOPE
 
 pytestmark = pytest.mark.anyio
 
@@ -85,3 +88,37 @@ async def test_concurrent_upgrades_from_two_instances_both_succeed(database_url:
         for _ in range(2):
             group.start_soon(upgrade, database_url)
     assert await current_revision(database_url) == head_revision()
+
+
+async def test_keys_stored_per_api_key_become_the_merchants(database_url: str) -> None:
+    """0011: a key claimed before the upgrade (scoped to its API key's id) is found under the
+    merchant's scope after it, so a retry across the upgrade replays; a key two API keys
+    used (two rows) is left where it was rather than merged."""
+    await upgrade(database_url, "0010_console_sign_outs")
+    engine = create_engine(database_url)
+    row = {
+        "fingerprint": "f",
+        "status": "in_flight",
+        "created_at": datetime(2026, 12, 5, 10, tzinfo=UTC),
+        "expires_at": datetime(2026, 12, 6, 10, tzinfo=UTC),
+    }
+    insert = text(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, status, created_at, expires_at)"
+        " VALUES (:scope, :key, :fingerprint, :status, :created_at, :expires_at)"
+    )
+    try:
+        async with engine.begin() as connection:
+            for scope, key in (
+                ("key_a", "alone-0001"),
+                ("key_a", "twice-0001"),
+                ("key_b", "twice-0001"),
+            ):
+                await connection.execute(insert, row | {"scope": scope, "key": key})
+        await upgrade(database_url)
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT scope, key FROM idempotency_keys"))
+            found = sorted((r.scope, r.key) for r in rows)
+    finally:
+        await engine.dispose()
+    assert found == [("key_a", "twice-0001"), ("key_b", "twice-0001"), ("merchant", "alone-0001")]
+    assert MERCHANT_SCOPE == "merchant"  # the migration wrote the scope the service reads

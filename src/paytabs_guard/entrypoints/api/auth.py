@@ -2,8 +2,9 @@
 
 A presented key is hashed once and compared, in constant time, with the hash of *every*
 configured key, with no early exit: timing tells neither whether a key matched nor which one.
-An admin key also works on the merchant endpoints. Each key is its own client for
-idempotency: ``ApiClient.id`` is derived from the key, never the key itself.
+An admin key also works on the merchant endpoints. Every key acts for the one merchant, so
+Idempotency-Keys are the merchant's, not a key's (idempotency.py); ``ApiClient.id``, derived
+from the key and never the key itself, names the key in logs and console sessions.
 """
 
 from __future__ import annotations

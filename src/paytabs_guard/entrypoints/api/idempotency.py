@@ -1,6 +1,9 @@
 """``Idempotency-Key`` for the merchant API's writes (Stripe and the IETF draft).
 
-* The key is scoped to the API client (its key id), and lives 24 h.
+* The key is scoped to the merchant, not to the API key that sent it, and lives 24 h: every
+  configured key (the old and new of a rotation in ``API_KEYS``, and the admin keys) acts for
+  the one merchant and sees all of its payments, so a retry sent with the rotated key must
+  replay the first answer, not charge or refund again.
 * The request's *fingerprint* is a hash of the method, the path and the validated body in a
   canonical form, so the same JSON written with other spacing or key order is the same request.
 * First use: the operation runs. A deterministic answer (2xx, and 4xx such as a PayTabs
@@ -45,8 +48,16 @@ MISSING_KEY_WARNING: Final = (
     '299 paytabs-guard "No Idempotency-Key: a retry of this request may repeat it (a second '
     'charge or refund); send a unique Idempotency-Key, such as a random UUID, with every write"'
 )
+MERCHANT_SCOPE: Final = "merchant"
 _FIRST_POLL: Final = 0.02
 _MAX_POLL: Final = 0.25
+
+
+def scope_of(client: ApiClient) -> str:
+    """The scope ``client``'s keys live in: the merchant's, whichever of its keys sent them
+    (a key id here would make a retry after a key rotation a second charge)."""
+    del client  # one merchant per service; the client is the seam for more than one
+    return MERCHANT_SCOPE
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:  # a JSON-ready body
@@ -119,12 +130,11 @@ async def stored_answer(
     turned away; under a key in flight a payment is on its way to PayTabs, and "nothing was
     sent" would be untrue."""
     print_ = fingerprint(request.method, request.url.path, body)
+    scope = scope_of(client)
     deadline = time.monotonic() + wait_seconds
     delay = _FIRST_POLL
     while True:
-        found = await container.idempotency.find(
-            client.id, key, print_, now=container.service.now()
-        )
+        found = await container.idempotency.find(scope, key, print_, now=container.service.now())
         if found is None:
             return None
         answer = _answer_for_taken(request, container, found, deadline)
@@ -144,7 +154,7 @@ async def run_idempotent(
     wait_seconds: float,
     resource_id: Callable[[Response], str | None] = lambda _: None,
 ) -> Response:
-    """Run ``operation`` at most once per (client, key); see the module docstring."""
+    """Run ``operation`` at most once per key of the merchant; see the module docstring."""
     metrics = container.metrics
     if key is None:
         metrics.idempotency.labels("missing").inc()
@@ -154,10 +164,11 @@ async def run_idempotent(
     store = container.idempotency
     now = container.service.now
     print_ = fingerprint(request.method, request.url.path, body)
+    scope = scope_of(client)
     deadline = time.monotonic() + wait_seconds
     delay = _FIRST_POLL
     while True:
-        claim = await store.claim(client.id, key, print_, now=now(), ttl_seconds=TTL_SECONDS)
+        claim = await store.claim(scope, key, print_, now=now(), ttl_seconds=TTL_SECONDS)
         if claim.status is ClaimStatus.NEW:
             metrics.idempotency.labels("new").inc()
             break
@@ -172,22 +183,22 @@ async def run_idempotent(
     except Exception as error:
         problem = problem_for(error)
         if problem is None or problem.status >= 500:
-            await store.release(client.id, key)
+            await store.release(scope, key)
             raise
         response = problem_response(problem, request_id_of(request))
     except BaseException:
         # Cancelled (shutdown, disconnect): free the key even so, or retries would get 409s.
-        await asyncio.shield(store.release(client.id, key))
+        await asyncio.shield(store.release(scope, key))
         raise
     if response.status_code >= 500:
-        await store.release(client.id, key)
+        await store.release(scope, key)
         return response
     stored = StoredResponse(
         status_code=response.status_code,
         body=bytes(response.body).decode("utf-8"),
         resource_id=resource_id(response),
     )
-    await store.complete(client.id, key, stored, now=now())
+    await store.complete(scope, key, stored, now=now())
     return response
 
 
@@ -214,6 +225,7 @@ async def run_idempotent_create(
     store = container.idempotency
     metrics = container.metrics
     print_ = fingerprint(request.method, request.url.path, body)
+    scope = scope_of(client)
     answers: list[Response] = []
 
     def answer(payment: Payment) -> StoredResponse:
@@ -227,7 +239,7 @@ async def run_idempotent_create(
     deadline = time.monotonic() + wait_seconds
     delay = _FIRST_POLL
     while True:
-        idempotency = IdempotentCreate(client.id, key, print_, TTL_SECONDS, answer, claimed_new)
+        idempotency = IdempotentCreate(scope, key, print_, TTL_SECONDS, answer, claimed_new)
         try:
             payment = await create(idempotency)
         except KeyTaken as taken:
@@ -242,16 +254,16 @@ async def run_idempotent_create(
                 raise  # the claim rolled back with the payment's insert, or the answer is stored
             problem = problem_for(error)
             if problem is None or problem.status >= 500:
-                await store.release(client.id, key)
+                await store.release(scope, key)
                 raise
             response = problem_response(problem, request_id_of(request))
             stored = _stored(response, resource_id)
-            await store.complete(client.id, key, stored, now=container.service.now())
+            await store.complete(scope, key, stored, now=container.service.now())
             return response
         except BaseException:
             # Cancelled (shutdown, disconnect): free the key even so, or retries would get 409s.
             if idempotency.claimed and not idempotency.completed:
-                await asyncio.shield(store.release(client.id, key))
+                await asyncio.shield(store.release(scope, key))
             raise
         return answers[-1] if answers and idempotency.completed else respond(payment)
 

@@ -25,7 +25,7 @@ from . import problems
 from .cursors import decode_cursor, encode_cursor, invalid_cursor
 from .dependencies import ClientDep, PaymentServiceDep, PaymentWrite, PaymentWriteDep, RuntimeDep
 from .errors import gateway_unavailable, request_id_of, retry_after_ms, spread_wait
-from .idempotency import run_idempotent, run_idempotent_create, stored_answer
+from .idempotency import run_idempotent, run_idempotent_create, scope_of, stored_answer
 from .prefer_wait import requested_wait
 from .problems import Problem, problem_response
 from .schemas import (
@@ -146,7 +146,7 @@ async def run_create(
     it anyway (a deleted card): "retry later" would be a lie."""
     request, runtime, service = write.request, write.runtime, write.service
     # Its place in the line of creates turned away by an outage (return_pace.py).
-    who = None if write.key is None else (write.client.id, write.key)
+    who = None if write.key is None else (scope_of(write.client), write.key)
     held = await runtime.holding.hold(service, operation, requested_wait(request), who)
 
     async def turned_away(closed: GatewayNotReached, *, client_waits: bool = True) -> Response:

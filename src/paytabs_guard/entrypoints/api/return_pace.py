@@ -9,7 +9,7 @@ sooner than the newest. The first chaos runs lost their sales to exactly that su
 
 :class:`ReturnPace` orders the return instead, at ``rate`` creates per second per worker:
 
-- **turned-away creates keep their place in line.** The first 503 a (client, Idempotency-Key)
+- **turned-away creates keep their place in line.** The first 503 a (merchant, Idempotency-Key)
   gets puts it at the back of the line; every later 503 tells it to come back ``rank / rate``
   seconds after the truth, where ``rank`` is the number of creates turned away before it that
   are still waiting. The oldest come back first, the newest last. (Telling them to come back
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Final
 
 Who = tuple[str, str]
-"""A turned-away create: (client id, Idempotency-Key)."""
+"""A turned-away create: (the scope of its key, its Idempotency-Key)."""
 
 TURN_SECONDS: Final = 0.2
 """While a crowd is in line, at most ``rate * TURN_SECONDS`` creates that got a turn run at once
