@@ -172,3 +172,26 @@ async def test_callback_and_return_racing_end_in_one_state_and_one_event(
     for payment in payments:
         assert (await service.get(payment["id"]))["state"] == "completed"
         assert await service.outbox_events(payment["id"], "payment.completed") == 1
+
+
+async def test_a_replayed_return_for_an_undecided_payment_asks_paytabs_once(
+    service: Service,
+) -> None:
+    """The return needs no credentials and its signed form never expires: replayed in a loop
+    for a payment that stays pending, each replay was a PayTabs query with the merchant's
+    server key. Concurrent replays share one query; later ones within the interval are
+    answered from the stored state, which holds PayTabs' answer."""
+    _withhold_callbacks(service)
+    payment = await service.create()
+    paid = await service.pay(payment, card="4000000000000044")  # stays pending
+    stats = service.sim.engine.stats
+    before = stats["requests /payment/query"]
+    answers = await asyncio.gather(*(_return(service, paid["return"]["fields"]) for _ in range(20)))
+    answers += [await _return(service, paid["return"]["fields"]) for _ in range(20)]
+    assert {a.status_code for a in answers} == {200}
+    assert stats["requests /payment/query"] - before == 1
+    assert (await service.get(payment["id"]))["state"] == "pending"
+    # The merchant's own /process shares the same rule: the answer is fresh enough.
+    process = await service.api.get(f"/payments/v2/process/{payment['id']}")
+    assert process.json()["confirmed"] is True
+    assert stats["requests /payment/query"] - before == 1

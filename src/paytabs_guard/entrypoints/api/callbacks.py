@@ -147,7 +147,8 @@ _RETURN_DESCRIPTION = (
     "Verifies PayTabs' return signature (PayTabs' own fields only), confirms the payment by "
     "query (bounded in time), then redirects (303) to the payment's return_url with payment_id "
     "and state, or shows a result page (English or Arabic from Accept-Language). A bad "
-    "signature gets a 400 page and changes nothing."
+    "signature gets a 400 page and changes nothing. A return repeated for an undecided "
+    "payment asks PayTabs at most once every 2 seconds (per worker), and never twice at once."
 )
 _RETURN_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "Result page (no return_url)"},

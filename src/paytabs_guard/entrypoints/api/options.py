@@ -20,6 +20,10 @@ class ApiOptions:
     """A request whose key is in flight waits this long for the first one, then gets 409."""
     sync_wait_seconds: float = 5.0
     """``process`` and the browser return wait this long for PayTabs; the query goes on after."""
+    sync_min_interval_seconds: float = 2.0
+    """``process`` and the browser return ask PayTabs about one payment at most once per this
+    many seconds per process (replies in between come from its stored state, which holds the
+    last answer); a query under way is shared, never doubled."""
     paytabs_probe_cache_seconds: float = 5.0
     """``GET /health/paytabs`` asks PayTabs at most once per this many seconds."""
     failed_verifications: int = 20

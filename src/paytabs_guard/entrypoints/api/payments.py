@@ -327,8 +327,10 @@ async def process(
     """Always 200: ``confirmed`` false (with ``reason``, and ``retry_after_ms`` when the circuit
     is open) when PayTabs could not be asked. A decided payment is returned as it is, unless a
     refund, capture or void of it is unsettled (pending at PayTabs, or its answer was lost):
-    then PayTabs is asked about that too. With ``Prefer: wait=N`` the request is held while
-    the query circuit is open, as a create is."""
+    then PayTabs is asked about that too. PayTabs is asked about one payment at most once
+    every 2 seconds (per worker), and never twice at once: a request in between is answered
+    from the stored state, which holds that answer. With ``Prefer: wait=N`` the request is
+    held while the query circuit is open, as a create is."""
     held = await runtime.holding.hold(service, Operation.QUERY, requested_wait(request))
     synced = await sync_within(runtime, service, payment_id)
     out = PaymentOut.of(synced.payment).model_dump()

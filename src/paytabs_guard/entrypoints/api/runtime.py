@@ -18,6 +18,7 @@ from .options import ApiOptions
 from .prefer_wait import Holding
 from .rate_limit import FailureLimiter
 from .return_pace import ReturnPace
+from .sync import SyncGate
 from .webhook_receiver import WebhookReceiver
 
 log = get_logger(__name__)
@@ -90,6 +91,7 @@ class Runtime:
     stats_cache: TtlCache[str]
     holding: Holding
     pace: ReturnPace
+    sync_gate: SyncGate
     background: Background = field(default_factory=Background)
     started_at: float = field(default_factory=time.monotonic)
 
@@ -114,4 +116,5 @@ class Runtime:
             stats_cache=TtlCache(float(settings.stats_cache_seconds)),
             holding=holding,
             pace=pace,
+            sync_gate=SyncGate(options.sync_min_interval_seconds),
         )

@@ -3,18 +3,27 @@
 The query runs as a background task: when it outlasts ``sync_wait_seconds`` the caller gets the
 last known state at once (``confirmed`` false), and the task goes on, so an answer that arrives
 later is still applied (and shutdown waits for it).
+
+The browser return needs no credentials, and its signed form never expires: replayed in a
+loop for a payment that stays undecided, each replay was a PayTabs query with the merchant's
+server key. :class:`SyncGate` makes it one query per payment at a time, and none within
+``sync_min_interval_seconds`` of PayTabs' last answer about it (that answer is already applied).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from paytabs_guard.domain import Payment
 from paytabs_guard.service.gateway import GatewayNotReached, GatewayOutcomeUnknown
 from paytabs_guard.service.payments import PaymentService
 
-from .runtime import Runtime
+if TYPE_CHECKING:  # runtime.py holds a SyncGate
+    from .runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +53,63 @@ async def _sync_quietly(service: PaymentService, known: Payment) -> Payment | _N
         return _NotAsked("PayTabs gave no clear answer; the payment is reconciled later")
 
 
+_Query = asyncio.Task[Payment | _NotAsked]
+
+
+@dataclass
+class SyncGate:
+    """At most one PayTabs query per payment at a time in this process, and none within
+    ``interval`` seconds of PayTabs' last answer about it. Remembers answers only for
+    ``interval`` (oldest first out), so it holds no more than the payments asked about lately."""
+
+    interval: float
+    clock: Callable[[], float] = time.monotonic
+    _running: dict[str, _Query] = field(default_factory=dict)
+    _answered: dict[str, float] = field(default_factory=dict)  # id -> when, oldest first
+
+    def answered_lately(self, payment_id: str) -> bool:
+        when = self._answered.get(payment_id)
+        return when is not None and self.clock() - when < self.interval
+
+    def query(self, payment_id: str, start: Callable[[], _Query]) -> _Query:
+        """The query under way for ``payment_id``, or one ``start`` begins now."""
+        running = self._running.get(payment_id)
+        if running is None:
+            running = self._running[payment_id] = start()
+            running.add_done_callback(lambda task: self._done(payment_id, task))
+        return running
+
+    def _done(self, payment_id: str, task: _Query) -> None:
+        del self._running[payment_id]
+        if task.cancelled() or task.exception() is not None or isinstance(task.result(), _NotAsked):
+            return  # PayTabs gave no answer: the next caller may ask
+        now = self.clock()
+        self._answered.pop(payment_id, None)
+        self._answered[payment_id] = now  # to the end: the dict stays ordered by time
+        while self._answered:
+            oldest, when = next(iter(self._answered.items()))
+            if now - when < self.interval:
+                break
+            del self._answered[oldest]
+
+    def __len__(self) -> int:
+        return len(self._running) + len(self._answered)
+
+
 async def sync_within(runtime: Runtime, service: PaymentService, payment_id: str) -> Synced:
     """``PaymentService.sync`` bounded in time (raises PaymentNotFound for an unknown id)."""
     before = await service.get(payment_id)
     if before.state.is_final and not before.awaits_follow_up:
         # Decided, and no refund, capture or void whose outcome PayTabs alone knows.
         return Synced(before, confirmed=True)
-    task = runtime.background.spawn(_sync_quietly(service, before), name=f"sync-{payment_id}")
+    gate = runtime.sync_gate
+    if gate.answered_lately(payment_id):
+        # PayTabs answered about it a moment ago, and that answer is what ``before`` holds.
+        return Synced(before, confirmed=True)
+    task = gate.query(
+        payment_id,
+        lambda: runtime.background.spawn(_sync_quietly(service, before), name=f"sync-{payment_id}"),
+    )
     done, _ = await asyncio.wait({task}, timeout=runtime.options.sync_wait_seconds)
     if not done:
         wait = runtime.options.sync_wait_seconds
