@@ -271,3 +271,13 @@ def test_config_check_refuses_what_serve_refuses(tmp_path: Path) -> None:
     no_keys = _cli(tmp_path, "config", "check", **credentials)
     assert no_keys.returncode == 0
     assert "API_KEYS" in no_keys.stderr
+    # A key short enough to guess is named by its place, never shown; long ones say nothing.
+    keys = {
+        "API_KEYS": "shop-key-of-32-characters",
+        "ADMIN_API_KEYS": "long-admin-key-0123456,admin1",
+    }
+    weak = _cli(tmp_path, "config", "check", **credentials, **keys)
+    assert weak.returncode == 0
+    assert "warning: ADMIN_API_KEYS: key 2 of 2 is shorter than 20 characters" in weak.stderr
+    assert "admin1" not in weak.stderr
+    assert "API_KEYS: key" not in weak.stderr.replace("ADMIN_API_KEYS: key", "")

@@ -401,3 +401,27 @@ async def test_the_timeline_says_how_long_paytabs_took_and_what_each_attempt_met
     # The 502 and the query that followed it (the breaker's settling of a lost answer).
     assert re.search(r"PayTabs: create, [\d,]+ ms \(\w+\)", unclear), unclear
     assert "no answer to the create-page request" in unclear
+
+
+async def test_guessing_keys_at_the_sign_in_form_locks_that_address_out(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    """Ten failed sign-ins from one address lock it out for a while, the right key included
+    (a guesser must not learn which guess was right); other addresses sign in as before."""
+    env = {"TRUSTED_PROXIES": "127.0.0.1"}
+    async with running_service(sim, sqlite_url, env=env) as service:
+
+        async def sign_in(key: str, address: str) -> httpx.Response:
+            return await service.anonymous.post(
+                "/console/login", data={"key": key}, headers={"X-Forwarded-For": address}
+            )
+
+        guesses = [await sign_in(f"guess-{n:04d}", "203.0.113.9") for n in range(9)]
+        guesses.append(await sign_in(API_KEY, "203.0.113.9"))  # a merchant key is no admin's
+        assert [g.status_code for g in guesses] == [401] * 9 + [403]
+        locked = await sign_in(ADMIN_KEY, "203.0.113.9")
+        assert locked.status_code == 429
+        assert int(locked.headers["retry-after"]) > 200
+        assert "Too many failed sign-ins" in locked.text
+        assert "set-cookie" not in locked.headers
+        assert (await sign_in(ADMIN_KEY, "198.51.100.7")).status_code == 303

@@ -238,11 +238,31 @@ def serve_problems(settings: Settings) -> list[str]:
     return problems
 
 
+WEAK_KEY_CHARACTERS: Final = 20
+
+
 def serve_warnings(settings: Settings) -> list[str]:
     """What ``serve`` starts with but probably should not."""
     if not settings.api_keys and not settings.admin_api_keys:
         return ["API_KEYS: unset; every merchant API call will get 401"]
-    return []
+    warnings = []
+    for name, keys in (
+        ("API_KEYS", settings.api_keys),
+        ("ADMIN_API_KEYS", settings.admin_api_keys),
+    ):
+        # Named by position, never shown: a warning line is not a place for a key.
+        short = [
+            str(n)
+            for n, key in enumerate(keys, 1)
+            if len(key.get_secret_value()) < WEAK_KEY_CHARACTERS
+        ]
+        if short:
+            warnings.append(
+                f"{name}: key {', '.join(short)} of {len(keys)} is shorter than "
+                f"{WEAK_KEY_CHARACTERS} characters and can be guessed; use random keys "
+                "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    return warnings
 
 
 def listen(host: str, port: int) -> socket.socket | None:
@@ -287,6 +307,7 @@ def run(options: ServeOptions) -> int:
                 settings = load_settings()
             if problems := serve_problems(settings):
                 raise ConfigError(problems)
+            warnings = [*warnings, *serve_warnings(settings)]
         except ConfigError as error:
             for problem in error.problems:
                 print(f"configuration error: {problem}", file=sys.stderr)

@@ -31,14 +31,23 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-def _client_id(digest: bytes) -> str:
-    return "key_" + hashlib.sha256(b"client:" + digest).hexdigest()[:16]
-
-
 class ApiKeys:
-    """The configured keys, kept only as SHA-256 digests."""
+    """The configured keys, kept only as SHA-256 digests.
 
-    def __init__(self, merchant: Iterable[SecretStr], admin: Iterable[SecretStr]) -> None:
+    What leaves the process about a key (its client id in log lines and cookies, the secret
+    that signs its console sessions) is keyed with ``pepper``, the PayTabs server key every
+    instance of the merchant shares. Unkeyed, a client id or a cookie was enough to test
+    guessed keys offline, at millions a second, without asking the service once; rotating
+    the server key ends console sessions."""
+
+    def __init__(
+        self,
+        merchant: Iterable[SecretStr],
+        admin: Iterable[SecretStr],
+        *,
+        pepper: SecretStr | None = None,
+    ) -> None:
+        self._pepper = pepper.get_secret_value().encode("utf-8") if pepper is not None else b""
         self._keys = [(_digest(k.get_secret_value()), False) for k in merchant] + [
             (_digest(k.get_secret_value()), True) for k in admin
         ]
@@ -46,10 +55,16 @@ class ApiKeys:
         # every instance with the same keys accepts the same cookie, and removing a key
         # from ADMIN_API_KEYS ends its sessions.
         self._session_secrets = {
-            _client_id(digest): hashlib.sha256(b"console-session:" + digest).digest()
+            self._client_id(digest): self._keyed(b"console-session:", digest)
             for digest, is_admin in self._keys
             if is_admin
         }
+
+    def _keyed(self, purpose: bytes, digest: bytes) -> bytes:
+        return hmac.new(self._pepper, purpose + digest, hashlib.sha256).digest()
+
+    def _client_id(self, digest: bytes) -> str:
+        return "key_" + self._keyed(b"client:", digest).hex()[:16]
 
     @property
     def configured(self) -> bool:
@@ -61,7 +76,7 @@ class ApiKeys:
         found: ApiClient | None = None
         for known, is_admin in self._keys:
             if hmac.compare_digest(known, digest) and (found is None or is_admin):
-                found = ApiClient(id=_client_id(digest), is_admin=is_admin)
+                found = ApiClient(id=self._client_id(digest), is_admin=is_admin)
         return found
 
     def session_secret(self, client_id: str) -> bytes | None:

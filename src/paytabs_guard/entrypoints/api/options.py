@@ -30,6 +30,10 @@ class ApiOptions:
     """Failed webhook verifications from one source within ``failure_window_seconds`` that
     block it (429); valid deliveries are never blocked."""
     failure_window_seconds: float = 60.0
+    failed_sign_ins: int = 10
+    """Failed console sign-ins from one source within ``sign_in_window_seconds`` that lock
+    it out of signing in (429) until the oldest of them leaves the window."""
+    sign_in_window_seconds: float = 300.0
     outbox_lag_warn_seconds: float = 60.0
     """The oldest undelivered event older than this turns the outbox check to warn."""
     shutdown_grace_seconds: float = 10.0

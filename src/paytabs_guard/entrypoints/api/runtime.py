@@ -86,6 +86,7 @@ class Runtime:
     options: ApiOptions
     api_keys: ApiKeys
     limiter: FailureLimiter
+    sign_in_limiter: FailureLimiter
     webhook: WebhookReceiver
     probe_cache: TtlCache[ProbeResult]
     stats_cache: TtlCache[str]
@@ -107,8 +108,11 @@ class Runtime:
         return cls(
             container=container,
             options=options,
-            api_keys=ApiKeys(settings.api_keys, settings.admin_api_keys),
+            api_keys=ApiKeys(
+                settings.api_keys, settings.admin_api_keys, pepper=settings.paytabs_server_key
+            ),
             limiter=limiter,
+            sign_in_limiter=FailureLimiter(options.failed_sign_ins, options.sign_in_window_seconds),
             webhook=WebhookReceiver(
                 container, limiter, body_read_seconds=options.body_read_seconds
             ),

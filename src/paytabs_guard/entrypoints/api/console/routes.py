@@ -10,6 +10,7 @@ with a CSRF token, answered with a redirect (so a reload does not repeat them).
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qs
@@ -21,7 +22,9 @@ from paytabs_guard.domain import Payment, PaymentState
 from paytabs_guard.entrypoints import health_checks
 from paytabs_guard.entrypoints.api import problems
 from paytabs_guard.entrypoints.api.auth import unauthenticated
+from paytabs_guard.entrypoints.api.client_address import client_ip
 from paytabs_guard.entrypoints.api.dependencies import RuntimeDep
+from paytabs_guard.entrypoints.api.rate_limit import source_key
 from paytabs_guard.entrypoints.api.runtime import Runtime
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service import events as event_cases
@@ -129,11 +132,28 @@ async def login(request: Request, runtime: RuntimeDep) -> Response:
     form = await _form(request)
     lang = _first(form, "lang") if _first(form, "lang") in LANGUAGES else pick_language(request)
     next_path = _next_path(_first(form, "next"))
+    # A form a person types into: guesses from one address are locked out for a while, the
+    # right key too (unlike callbacks, whose sender may share an address with an attacker).
+    source = source_key(
+        client_ip(
+            request.client.host if request.client else None,
+            request.headers.getlist("x-forwarded-for"),
+            runtime.container.settings.trusted_proxies,
+        )
+    )
+    limiter = runtime.sign_in_limiter
+    if limiter.is_blocked(source):
+        seconds = max(1, math.ceil(limiter.retry_after(source)))
+        locked = pages.login(lang, next_path=next_path, error="too_many_sign_ins", status=429)
+        locked.headers["Retry-After"] = str(seconds)
+        return locked
     client = runtime.api_keys.identify(_first(form, "key").strip()) if _first(form, "key") else None
     if client is None:
+        limiter.record_failure(source)
         return pages.login(lang, next_path=next_path, error="key_invalid", status=401)
     cookie = session.issue(runtime.api_keys, client.id, _now(runtime))
     if cookie is None:
+        limiter.record_failure(source)
         return pages.login(lang, next_path=next_path, error="key_not_admin", status=403)
     response = RedirectResponse(next_path, status_code=303, headers=HEADERS)
     session.set_cookie(response, request, cookie)

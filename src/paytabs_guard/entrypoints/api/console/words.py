@@ -31,6 +31,8 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "login_needed": "Sign in with an admin key to use the console.",
         "key_invalid": "That key is not valid.",
         "key_not_admin": "That is a merchant key; the console needs a key from ADMIN_API_KEYS.",
+        "too_many_sign_ins": "Too many failed sign-ins from this address; try again in a few "
+        "minutes.",
         "search": "Search",
         "reference": "Payment id, cart id or tran_ref",
         "state": "State",
@@ -137,6 +139,8 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "login_needed": "سجّل الدخول بمفتاح مسؤول لاستخدام اللوحة.",
         "key_invalid": "هذا المفتاح غير صالح.",
         "key_not_admin": "هذا مفتاح تاجر؛ تحتاج اللوحة إلى مفتاح من ADMIN_API_KEYS.",
+        "too_many_sign_ins": "محاولات دخول فاشلة كثيرة من هذا العنوان؛ "
+        "حاول مرة أخرى بعد بضع دقائق.",
         "search": "بحث",
         "reference": "معرّف الدفعة أو معرّف السلة أو tran_ref",
         "state": "الحالة",
