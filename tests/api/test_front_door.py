@@ -426,7 +426,8 @@ async def test_no_other_path_with_a_trailing_slash_is_redirected_anywhere(
 ) -> None:
     # "//evil.example/" once became Location: //evil.example, another site to a browser.
     response = await send_raw(service.url, "GET", path, {})
-    assert response.status == 404, response.headers
+    # "/%2f..." is a path in disguise, refused before any route (400); the rest find none
+    assert response.status == (400 if "%2f" in path else 404), response.headers
     assert "location" not in response.headers
     assert response.headers["content-type"] == "application/problem+json"
 
@@ -519,3 +520,34 @@ async def test_a_callback_sender_that_leaves_mid_body_is_a_499_not_an_attack(
     labels = {"route": "/payments/v2/webhook", "method": "POST"}
     assert service.metric("paytabs_guard_http_requests_total", **labels, status_class="4xx") == 1
     assert "security_event" not in captured.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/%6detrics"),
+        ("GET", "/%6D%65trics"),
+        ("GET", "/payments%2Fv2%2Fhealth"),
+        ("GET", "/%68ealth/paytabs"),
+        ("POST", "/payments%2Fv2%2Fwebhook"),
+        ("POST", "/payments/v2/%77ebhook"),
+        ("GET", "/payments/v2/%2e%2e/metrics"),
+    ],
+)
+async def test_a_path_in_disguise_is_a_400_not_the_endpoint_an_edge_rule_guards(
+    service: Service, method: str, path: str
+) -> None:
+    # An edge rule written for "/metrics" or the webhook path matches the raw path; the
+    # router matched the decoded one, so the disguise walked past the rule and in.
+    body = b"{}" if method == "POST" else b""
+    headers = JSON | {"Content-Length": str(len(body))}
+    answer = await send_raw(service.url, method, path, headers, body)
+    assert answer.status == 400, answer.body
+    assert answer.json()["type"].endswith("/invalid-url")
+    assert "percent-encoded" in answer.json()["detail"]
+
+
+async def test_percent_encoding_that_is_needed_still_reaches_the_router(service: Service) -> None:
+    # A space or a quote in an id is no disguise: the route answers for itself (404 here).
+    answer = await send_raw(service.url, "GET", "/payments/v2/pay%20x%22", AUTH, b"")
+    assert answer.status == 404

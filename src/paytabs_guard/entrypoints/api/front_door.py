@@ -40,6 +40,7 @@ metrics and security log.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
@@ -108,6 +109,9 @@ class FrontDoorMiddleware:
             send = _headers_only(send)
         if _nul_in_url(scope):
             await self._refuse(problems.nul_in_url(), scope, receive, send)
+            return
+        if _disguised_path(scope):
+            await self._refuse(problems.disguised_path(), scope, receive, send)
             return
         if scope["path"].endswith("/") and scope["path"] != "/":
             await _trailing_slash(scope, receive, send)
@@ -198,6 +202,17 @@ def _nul_in_url(scope: Scope) -> bool:
     # Whatever route would take it, a NUL ends up in a query parameter or a path parameter,
     # and PostgreSQL refuses it in text: refused here, on every path, before any lookup.
     return "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
+
+
+# Percent-encodings of what never needs encoding (RFC 3986 2.3, unreserved) and of "/": the
+# router sees the decoded path, a proxy or WAF rule often the raw one, so "/%6detrics" passed
+# an edge rule for "/metrics" and reached it; "%2F" joined segments the edge saw apart.
+_DISGUISED = re.compile(rb"%(?:[46][1-9a-fA-F]|[57][0-9aA]|3[0-9]|2[dDeEfF]|5[fF]|7[eE])")
+
+
+def _disguised_path(scope: Scope) -> bool:
+    raw: bytes | None = scope.get("raw_path")
+    return raw is not None and b"%" in raw and _DISGUISED.search(raw) is not None
 
 
 def _check_merchant_body_headers(headers: Headers, is_json: bool) -> None:

@@ -244,6 +244,18 @@ def nul_in_url() -> Problem:
     )
 
 
+def disguised_path() -> Problem:
+    """400: the path percent-encodes a character that never needs it (a letter, a digit,
+    ``-._~``) or a ``/``: the same URL in disguise, which path rules at the edge miss."""
+    return Problem(
+        "invalid_url",
+        "Invalid URL",
+        400,
+        "Send the path as it is: letters, digits, '-', '.', '_', '~' and '/' must not be "
+        "percent-encoded (%2F, %6D, ...).",
+    )
+
+
 def forbidden_source() -> Problem:
     """403: the client address is not on the allowlist, or cannot be determined."""
     return Problem(
