@@ -551,3 +551,14 @@ async def test_percent_encoding_that_is_needed_still_reaches_the_router(service:
     # A space or a quote in an id is no disguise: the route answers for itself (404 here).
     answer = await send_raw(service.url, "GET", "/payments/v2/pay%20x%22", AUTH, b"")
     assert answer.status == 404
+
+
+async def test_every_answer_tells_browsers_not_to_sniff_its_type_once(service: Service) -> None:
+    answers = [
+        await service.api.get("/payments/v2"),  # JSON
+        await service.api.get("/payments/v2/pay_nothing"),  # problem+json
+        await service.anonymous.get("/console"),  # an HTML page that sets its own headers
+        await service.anonymous.get("/metrics"),
+    ]
+    for answer in answers:
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"], answer.url

@@ -43,6 +43,7 @@ CLIENT_CLOSED: Final = 499
 _VALID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _LOGS_AS_IS: Final = Redactor()
 
+_NOSNIFF: Final = (b"x-content-type-options", b"nosniff")
 log = get_logger("paytabs_guard.access")
 
 
@@ -97,6 +98,9 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode("ascii")))
+                # No browser may read a JSON or problem answer as script or HTML (pages set it).
+                if not any(name == _NOSNIFF[0] for name, _ in headers):
+                    headers.append(_NOSNIFF)
                 message = {**message, "headers": headers}
             await send(message)
 
