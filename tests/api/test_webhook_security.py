@@ -272,6 +272,19 @@ async def test_10_signed_timestamps_are_checked_both_ways(
     assert state == ("completed" if accepted else "awaiting_customer")
 
 
+async def test_10_a_relay_secret_signs_only_its_timestamped_scheme(
+    standard_service: Service,
+) -> None:
+    # Signed PayTabs' way (no timestamp) with the relay's whsec_ secret: were that accepted,
+    # its holder could replay a delivery long after the relay's window, whenever they liked.
+    payment = await _awaiting(standard_service)
+    async with NoSideEffects(standard_service, payment):
+        forged = await deliver(standard_service.anonymous, transaction(payment), key=WHSEC)
+        assert forged.status_code == 401
+    paytabs = await deliver(standard_service.anonymous, transaction(payment), key=SERVER_KEY)
+    assert paytabs.status_code == 200
+
+
 BETWEEN_SECONDS = NOW + timedelta(milliseconds=300)  # where a real clock usually is
 
 

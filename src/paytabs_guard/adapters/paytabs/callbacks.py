@@ -43,10 +43,13 @@ class PayTabsCallbacks:
     """
 
     def __init__(self, keys: Sequence[SecretStr], *, timestamp_tolerance: int) -> None:
-        self._keys = tuple(keys)
+        # Each secret signs one scheme: a whsec_ secret (incoming relays) only the timestamped
+        # Standard Webhooks one. Were it also a PayTabs key, its holder could sign a
+        # timestamp-less callback and step around the relay's replay window.
         self._standard_secrets = tuple(
-            k for k in self._keys if k.get_secret_value().startswith(standard.SECRET_PREFIX)
+            k for k in keys if k.get_secret_value().startswith(standard.SECRET_PREFIX)
         )
+        self._keys = tuple(k for k in keys if k not in self._standard_secrets)
         for secret in self._standard_secrets:
             standard.decode_secret(secret)
         self._tolerance = timestamp_tolerance
