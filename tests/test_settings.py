@@ -73,6 +73,25 @@ def test_seed_defaults_keep_their_names_units_and_values() -> None:
             "required when EVENTS_WEBHOOK_URLS is set",
         ),
         ({"RECONCILE_INTERVAL_SECONDS": "0"}, "RECONCILE_INTERVAL_SECONDS", "greater than"),
+        # URLs a client could not connect to, found at start-up, not as failed calls later
+        ({"PAYTABS_BASE_URL": "http://127.0.0.1:99999"}, "PAYTABS_BASE_URL", "port must be"),
+        ({"PAYTABS_BASE_URL": "http://exa mple.com"}, "PAYTABS_BASE_URL", "host name"),
+        ({"PUBLIC_BASE_URL": "https://shop.example/b?x=1"}, "PUBLIC_BASE_URL", "no query"),
+        ({"PUBLIC_BASE_URL": "https://shop.example/#frag"}, "PUBLIC_BASE_URL", "no query"),
+        ({"REDIS_URL": "redis://:pw@127.0.0.1:99999/0"}, "REDIS_URL", "port must be"),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/notadb"}, "REDIS_URL", "database number"),
+        ({"EVENTS_WEBHOOK_URLS": "https://:0"}, "EVENTS_WEBHOOK_URLS", "host name"),
+        # numbers past what the database column or a date can hold
+        (
+            {"PAYTABS_PROFILE_ID": "99999999999999999999999"},
+            "PAYTABS_PROFILE_ID",
+            "less than or equal to",
+        ),
+        (
+            {"RECONCILE_STUCK_AFTER_SECONDS": "99999999999999"},
+            "RECONCILE_STUCK_AFTER_SECONDS",
+            "less than or equal to 2592000",
+        ),
         (
             {"CIRCUIT_BREAKER_MIN_OPEN_TIME": "40000"},
             "CIRCUIT_BREAKER_MIN_OPEN_TIME",
@@ -209,3 +228,17 @@ def test_a_short_reset_timeout_alone_caps_the_default_first_open_period() -> Non
     assert settings.circuit_breaker_reset_timeout == 1000
     equal = {"CIRCUIT_BREAKER_RESET_TIMEOUT": "1000", "CIRCUIT_BREAKER_MIN_OPEN_TIME": "1000"}
     assert load_settings(equal, env_file=None).circuit_breaker_min_open_time == 1000
+
+
+def test_a_token_in_a_webhook_urls_query_is_never_echoed() -> None:
+    found = problems({"EVENTS_WEBHOOK_URLS": "hxxps://hooks.example/in?token=SUPERSECRETPW"})
+    assert len(found) == 1
+    assert "SUPERSECRETPW" not in found[0]
+    assert "hooks.example" in found[0]  # still says which URL
+
+
+def test_the_cli_bound_of_stuck_after_is_the_settings_one() -> None:
+    from paytabs_guard.entrypoints.cli import MAX_STUCK_AFTER_SECONDS as cli_bound
+    from paytabs_guard.settings import MAX_STUCK_AFTER_SECONDS
+
+    assert cli_bound == MAX_STUCK_AFTER_SECONDS

@@ -208,9 +208,14 @@ STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
     ConnectionError,
     TimeoutError,
 )
-#: Why a command or the service cannot start on the database: the above, or a host name that
-#: does not resolve (``socket.gaierror``, an ``OSError``).
-DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (*STORAGE_UNAVAILABLE, OSError)
+#: Why a command or the service cannot start on the database: the above, a host name that
+#: does not resolve (``socket.gaierror``, an ``OSError``), or any error the database answers
+#: with (``DBAPIError``: a wrong password, a database that does not exist), each said in a line.
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (
+    *STORAGE_UNAVAILABLE,
+    OSError,
+    sqlalchemy.exc.DBAPIError,
+)
 
 
 #: The routes PayTabs is sent to (entrypoints/api/callbacks.py serves both).

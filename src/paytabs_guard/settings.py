@@ -43,18 +43,25 @@ def _split_list(value: object) -> object:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with the password of its user info replaced by ``***`` (``DATABASE_URL`` and
-    ``REDIS_URL`` usually carry one), for ``repr`` and messages; other URLs unchanged."""
+    """``url`` with the password of its user info and its query replaced by ``***``
+    (``DATABASE_URL`` and ``REDIS_URL`` usually carry a password, a webhook URL a token in its
+    query), for ``repr`` and messages; other URLs unchanged."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:  # not a URL urlsplit can read (a bad port): show nothing of it
         return "<unreadable URL>"
+    if parts.query:  # webhook URLs often carry a token there
+        parts = parts._replace(query="***")
     if not password:
-        return url
+        return parts.geturl()
     user_info, _, host = parts.netloc.rpartition("@")
     user = user_info.split(":", 1)[0]
     return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+#: RECONCILE_STUCK_AFTER_SECONDS' bound (30 days); reconcile --stuck-after takes the same.
+MAX_STUCK_AFTER_SECONDS: Final = 2_592_000
 
 
 #: Settings whose values are URLs that may carry credentials.
@@ -63,12 +70,34 @@ _URL_FIELDS: Final = frozenset(
 )
 
 
-def _require_http_url(value: str) -> str:
-    """``value`` if it is an absolute http(s) URL (every URL setting is one)."""
+def _require_http_url(value: str, *, base: bool = False) -> str:
+    """``value`` if it is an absolute http(s) URL (every URL setting is one) that a client
+    could connect to: a host without spaces, a port in range. A ``base`` URL (paths are
+    appended to it) carries no query or fragment."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{redact_url(value)!r} must be an absolute http:// or https:// URL")
+    _check_host_and_port(value)
+    if base and (parts.query or parts.fragment or value.endswith(("?", "#"))):
+        raise ValueError(
+            f"{redact_url(value)!r} must have no query (?) or fragment (#): paths are added to it"
+        )
     return value
+
+
+def _check_host_and_port(value: str) -> None:
+    """ValueError unless ``value`` names a host (no whitespace or control characters) and,
+    if it has one, a port from 1 to 65535: found at start-up, not as a failed call later."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{redact_url(value)!r}: the port must be 1-65535") from None
+    host = parts.hostname or ""
+    if not host or any(c.isspace() or not c.isprintable() for c in host):
+        raise ValueError(f"{redact_url(value)!r}: the host name is missing or not a host name")
+    if port == 0:
+        raise ValueError(f"{redact_url(value)!r}: the port must be 1-65535")
 
 
 def _parse_networks(entries: object) -> tuple[IPNetwork, ...]:
@@ -117,7 +146,10 @@ class Settings(BaseSettings):
 
     # --- PayTabs (seed) -------------------------------------------------------------------------
     paytabs_profile_id: int | None = Field(
-        None, gt=0, description="PayTabs profile id (a positive integer); required by `serve`"
+        None,
+        gt=0,
+        le=9_223_372_036_854_775_807,  # the database column's BIGINT
+        description="PayTabs profile id (a positive integer); required by `serve`",
     )
     paytabs_server_key: SecretStr | None = Field(
         None, description="PayTabs server key (secret); required by `serve`"
@@ -299,7 +331,11 @@ class Settings(BaseSettings):
         60, ge=1, le=86400, description="Seconds between reconciliation passes inside `serve`"
     )
     reconcile_stuck_after_seconds: int = Field(
-        300, ge=1, description="Undecided payments older than this (s) are asked about again"
+        300,
+        ge=1,
+        le=MAX_STUCK_AFTER_SECONDS,
+        description="Undecided payments older than this (s) are asked about again "
+        "(1-2592000, 30 days)",
     )
     stats_cache_seconds: int = Field(
         10, ge=0, le=3600, description="How long GET /payments/v2/stats answers are cached (s)"
@@ -384,7 +420,7 @@ class Settings(BaseSettings):
     @field_validator("paytabs_base_url", "public_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        return None if value is None else _require_http_url(value).rstrip("/")
+        return None if value is None else _require_http_url(value, base=True).rstrip("/")
 
     @field_validator("database_url")
     @classmethod
@@ -400,6 +436,15 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        if value.startswith("unix://"):
+            return value
+        _check_host_and_port(value)
+        database = urlsplit(value).path.strip("/")
+        if database and not (database.isascii() and database.isdigit()):
+            raise ValueError(
+                f"{redact_url(value)!r}: the path is the database number (/0, /1, ...), "
+                f"not {database[:20]!r}"
+            )
         return value
 
     @model_validator(mode="after")

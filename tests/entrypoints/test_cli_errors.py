@@ -7,6 +7,7 @@ out of the simulator's options, a ``FileNotFoundError`` out of ``openapi``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,11 @@ def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["serve", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
         (["demo", "--port", "70000"], "argument --port: port must be 0-65535, got 70000"),
         (["reconcile", "--limit", "-5"], "argument --limit: must be at least 1, got -5"),
-        (["reconcile", "--stuck-after", "-1"], "argument --stuck-after: must be at least 0"),
+        (["reconcile", "--stuck-after", "-1"], "argument --stuck-after: must be 0-2592000"),
+        (
+            ["reconcile", "--stuck-after", "99999999999999"],
+            "argument --stuck-after: must be 0-2592000",
+        ),
         (["bench", "load", "--duration", "-1"], "argument --duration: must be a number above 0"),
         (["bench", "load", "--warmup", "nan"], "argument --warmup: must be a number from 0"),
         (["bench", "load", "--concurrency", "0"], "argument --concurrency: must be at least 1"),
@@ -127,9 +132,39 @@ def test_db_upgrade_on_a_database_it_cannot_reach_says_which_in_one_line(
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://postgres:s3cret@127.0.0.1:1/x")
     assert main(["db", "upgrade"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(
-        "paytabs-guard db upgrade: cannot reach postgresql+asyncpg://postgres:***@"
+    assert err.startswith("paytabs-guard db upgrade: cannot use postgresql+asyncpg://postgres:***@")
+    assert "s3cret" not in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["reconcile"]])
+@pytest.mark.parametrize("problem", ["no such database", "no such role"])
+def test_a_database_that_answers_no_is_one_line_too(
+    bare_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    problem: str,
+) -> None:
+    # Reached, but it refuses: a wrong role or a database that does not exist printed a
+    # hundred lines of traceback, where a refused connection got one line.
+    server = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    postgres_url = server.replace("postgresql://", "postgresql+asyncpg://")
+    base, _, _ = postgres_url.rpartition("/")
+    url = (
+        f"{base}/no_such_database_here"
+        if problem == "no such database"
+        else postgres_url.replace("://postgres@", "://nobody_here:s3cret@")
     )
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("PAYTABS_PROFILE_ID", "1")
+    monkeypatch.setenv("PAYTABS_SERVER_KEY", "server-key-for-a-test")
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"paytabs-guard {command[0]}"), err
+    assert "cannot use postgresql+asyncpg://" in err
     assert "s3cret" not in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

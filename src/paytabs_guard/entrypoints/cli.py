@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING
 
 from paytabs_guard.entrypoints.arguments import int_in
 
+# settings.MAX_STUCK_AFTER_SECONDS (30 days); settings is imported only by the commands that
+# read it, so a simulator-only install runs this CLI.
+MAX_STUCK_AFTER_SECONDS = 2_592_000
+
 if TYPE_CHECKING:
     from paytabs_guard.settings import Settings
 
@@ -128,7 +132,8 @@ def _cmd_db(_args: argparse.Namespace) -> int:
     except DATABASE_UNREACHABLE as error:
         # An operator's first command on a new host: say which database and why, in a line.
         where = redact_url(settings.database_url)
-        print(f"paytabs-guard db upgrade: cannot reach {where}: {error}", file=sys.stderr)
+        why = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"paytabs-guard db upgrade: cannot use {where}: {why}", file=sys.stderr)
         return 1
     print(f"database at the newest schema ({settings.database_url.split('://', 1)[0]})")
     return 0
@@ -214,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--limit", type=int_in(1), default=500, help="payments to look at")
     reconcile.add_argument(
         "--stuck-after",
-        type=int_in(0),
+        type=int_in(0, MAX_STUCK_AFTER_SECONDS),
         default=None,
         help="seconds without change before a payment is asked about "
         "(default RECONCILE_STUCK_AFTER_SECONDS)",

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from datetime import timedelta
 
-from paytabs_guard.bootstrap import build_container
+from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, build_container
 from paytabs_guard.service.reconciliation import reconcile_once
-from paytabs_guard.settings import Settings
+from paytabs_guard.settings import Settings, redact_url
 
 
 async def reconcile(
@@ -40,6 +41,13 @@ async def reconcile(
 def run_reconcile(settings: Settings, *, limit: int, stuck_after_seconds: int | None) -> int:
     """Print the pass's report as JSON; exit 1 when PayTabs could not be asked about some."""
     stuck_after = None if stuck_after_seconds is None else timedelta(seconds=stuck_after_seconds)
-    report = asyncio.run(reconcile(settings, limit=limit, stuck_after=stuck_after))
+    try:
+        report = asyncio.run(reconcile(settings, limit=limit, stuck_after=stuck_after))
+    except DATABASE_UNREACHABLE as error:
+        # A cron job's log: which database and why, in a line, not a traceback.
+        why = str(error).splitlines()[0] if str(error) else type(error).__name__
+        where = redact_url(settings.database_url)
+        print(f"paytabs-guard reconcile: cannot use {where}: {why}", file=sys.stderr)
+        return 1
     print(json.dumps(report, indent=2))
     return 1 if report["unreachable"] else 0

@@ -239,7 +239,7 @@ def create_service(settings: Settings, options: ApiOptions | None = None) -> Fas
         except DATABASE_UNREACHABLE as error:
             # uvicorn prints the traceback as it exits; this line says what to fix first.
             log.error(
-                "cannot start: the database cannot be reached",
+                "cannot start: the database cannot be reached or used",
                 database=redact_url(settings.database_url),
                 error=f"{type(error).__name__}: {error}",
             )
