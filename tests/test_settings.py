@@ -176,6 +176,10 @@ def test_missing_credentials_are_named() -> None:
         "PAYTABS_PROFILE_ID",
         "PAYTABS_SERVER_KEY",
     ]
+    blank = load_settings({"PAYTABS_PROFILE_ID": "1", "PAYTABS_SERVER_KEY": "   "})
+    with pytest.raises(ConfigError) as caught:
+        blank.require_paytabs_credentials()
+    assert caught.value.problems == ["PAYTABS_SERVER_KEY: required (your PayTabs server key)"]
 
 
 def test_settings_are_frozen() -> None:

@@ -497,7 +497,8 @@ class Settings(BaseSettings):
         problems = []
         if self.paytabs_profile_id is None:
             problems.append("PAYTABS_PROFILE_ID: required (your PayTabs profile id)")
-        if self.paytabs_server_key is None or not self.paytabs_server_key.get_secret_value():
+        key = self.paytabs_server_key
+        if key is None or not key.get_secret_value().strip():  # blanks sign nothing real
             problems.append("PAYTABS_SERVER_KEY: required (your PayTabs server key)")
         if problems or self.paytabs_profile_id is None or self.paytabs_server_key is None:
             raise ConfigError(problems)

@@ -281,3 +281,9 @@ def test_config_check_refuses_what_serve_refuses(tmp_path: Path) -> None:
     assert "warning: ADMIN_API_KEYS: key 2 of 2 is shorter than 20 characters" in weak.stderr
     assert "admin1" not in weak.stderr
     assert "API_KEYS: key" not in weak.stderr.replace("ADMIN_API_KEYS: key", "")
+    # A key that is the server key could sign callbacks; one in both lists is an admin's.
+    server = credentials["PAYTABS_SERVER_KEY"]
+    same = _cli(tmp_path, "config", "check", **credentials, API_KEYS=server, ADMIN_API_KEYS=server)
+    assert "is the PayTabs server key" in same.stderr
+    assert "is in ADMIN_API_KEYS too" in same.stderr
+    assert server not in same.stderr

@@ -262,6 +262,18 @@ def serve_warnings(settings: Settings) -> list[str]:
                 f"{WEAK_KEY_CHARACTERS} characters and can be guessed; use random keys "
                 "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
+    merchant = {key.get_secret_value() for key in settings.api_keys}
+    admin = {key.get_secret_value() for key in settings.admin_api_keys}
+    server_key = settings.paytabs_server_key
+    if server_key is not None and server_key.get_secret_value() in merchant | admin:
+        warnings.append(
+            "API_KEYS/ADMIN_API_KEYS: a key is the PayTabs server key; whoever holds it can "
+            "sign callbacks as PayTabs: use keys of their own"
+        )
+    if merchant & admin:
+        warnings.append(
+            "API_KEYS: a key is in ADMIN_API_KEYS too; it has the admin scope everywhere"
+        )
     return warnings
 
 
