@@ -9,6 +9,7 @@ reconcile`` never looked at it and ``payment.refunded`` was never emitted.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from paytabs_guard.entrypoints.reconcile import reconcile
 from paytabs_guard.settings import load_settings
 
 from .api_support import Service, base_env, new_key
+from .front_door_support import until_seen
 
 pytestmark = pytest.mark.anyio
 
@@ -151,3 +153,43 @@ async def test_process_confirms_a_pending_refund_with_paytabs(service: Service) 
         "30.00",
     )
     assert await service.outbox_events(payment["id"], "payment.refunded") == 1
+
+
+async def test_a_refund_told_to_retry_while_another_is_in_flight_runs_when_retried(
+    any_service: Service,
+) -> None:
+    """ "Still waiting for PayTabs; retry when it is settled" is an answer of the moment: kept
+    as its Idempotency-Key's answer, the retry it asks for replayed it for 24 h."""
+    service = any_service
+    payment = await _completed(service)
+    engine = service.sim.engine
+    engine.set_faults(engine.faults.model_copy(update={"latency_ms": 400}))
+    refund = f"/payments/v2/{payment['id']}/refund"
+    keys = [new_key() for _ in range(3)]
+    first, *others = keys
+    sent = engine.stats["requests /payment/request"]
+    leader = asyncio.create_task(
+        service.api.post(refund, json={"amount": "10.00"}, headers={"Idempotency-Key": first})
+    )
+    # Once PayTabs has the first refund, it holds the payment until PayTabs answers.
+    await until_seen(lambda: engine.stats["requests /payment/request"] > sent)
+    turned = [
+        await service.api.post(refund, json={"amount": "10.00"}, headers={"Idempotency-Key": k})
+        for k in others
+    ]
+    assert [t.status_code for t in turned] == [409, 409], [t.text for t in turned]
+    assert "retry when it is settled" in turned[0].json()["detail"]
+    assert (await leader).status_code == 200
+    engine.set_faults(engine.faults.model_copy(update={"latency_ms": 0}))
+    retried = await service.api.post(
+        refund, json={"amount": "10.00"}, headers={"Idempotency-Key": others[0]}
+    )
+    assert retried.status_code == 200, retried.text
+    assert "idempotent-replayed" not in retried.headers
+    assert retried.json()["refunded"] == "20.00"
+    # and its answer is the key's from now on
+    again = await service.api.post(
+        refund, json={"amount": "10.00"}, headers={"Idempotency-Key": others[0]}
+    )
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["refunded"] == "20.00"

@@ -40,6 +40,7 @@ from paytabs_guard.bootstrap import STORAGE_CONFLICTS, STORAGE_UNAVAILABLE
 from paytabs_guard.domain import (
     AmountExceedsAvailable,
     DomainError,
+    FollowUpInProgress,
     InvalidMoney,
     InvalidPaymentRequest,
     PaymentStateError,
@@ -182,6 +183,7 @@ def problem_for(error: Exception) -> Problem | None:
             f"{_sentence(str(error))} Reload the payment (GET /payments/v2/{error.payment_id}) "
             "and decide again.",
             extensions={"state": error.state},
+            transient=isinstance(error, FollowUpInProgress),
         )
     if isinstance(error, DomainError):
         return Problem("payment_rule", "Refused by a payment rule", 422, str(error))
@@ -193,6 +195,7 @@ def problem_for(error: Exception) -> Problem | None:
             "The payment changed while this request was applied; nothing was written. "
             "Send the request again.",
             headers={"Retry-After": "1"},
+            transient=True,
         )
     if isinstance(error, STORAGE_UNAVAILABLE):
         return Problem(

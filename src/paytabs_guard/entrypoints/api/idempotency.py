@@ -7,9 +7,11 @@
 * The request's *fingerprint* is a hash of the method, the path and the validated body in a
   canonical form, so the same JSON written with other spacing or key order is the same request.
 * First use: the operation runs. A deterministic answer (2xx, and 4xx such as a PayTabs
-  refusal or a domain rule) is stored and replayed for every repeat; a 5xx or an unexpected
-  error releases the key, so the client's retry runs the operation again. A 503 "PayTabs
-  unavailable" means nothing was sent, which is exactly when a retry must be allowed.
+  refusal or a domain rule) is stored and replayed for every repeat; a 5xx, an unexpected
+  error or a refusal of the moment (``Problem.transient``: a concurrent change, a follow-up
+  still waiting for PayTabs) releases the key, so the client's retry runs the operation
+  again. A 503 "PayTabs unavailable" means nothing was sent, which is exactly when a retry
+  must be allowed.
 * No key: the operation runs unprotected, counted as ``missing``, and the answer carries a
   ``Warning: 299`` header saying that a retry may repeat it.
 * The same key with another fingerprint: 422. A key still in flight: the repeat waits for the
@@ -182,7 +184,7 @@ async def run_idempotent(
         response = await operation()
     except Exception as error:
         problem = problem_for(error)
-        if problem is None or problem.status >= 500:
+        if problem is None or problem.status >= 500 or problem.transient:
             await store.release(scope, key)
             raise
         response = problem_response(problem, request_id_of(request))
@@ -253,7 +255,7 @@ async def run_idempotent_create(
             if not idempotency.claimed or idempotency.completed:
                 raise  # the claim rolled back with the payment's insert, or the answer is stored
             problem = problem_for(error)
-            if problem is None or problem.status >= 500:
+            if problem is None or problem.status >= 500 or problem.transient:
                 await store.release(scope, key)
                 raise
             response = problem_response(problem, request_id_of(request))

@@ -42,6 +42,7 @@ class Problem(Exception):
         instance: str | None = None,
         extensions: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        transient: bool = False,
     ) -> None:
         if not 400 <= status <= 599:
             raise ValueError(f"a problem has a 4xx or 5xx status, not {status}")
@@ -56,6 +57,10 @@ class Problem(Exception):
         self.instance = instance
         self.extensions: dict[str, Any] = dict(extensions or {})
         self.headers: dict[str, str] = dict(headers or {})
+        #: A refusal of this moment (a concurrent change, a follow-up still waiting for
+        #: PayTabs) that tells the client to send the request again: never kept as the answer
+        #: of its Idempotency-Key, or the retry it asks for would replay it.
+        self.transient = transient
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON members, standard ones first."""
