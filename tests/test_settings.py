@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 
@@ -246,3 +247,15 @@ def test_the_cli_bound_of_stuck_after_is_the_settings_one() -> None:
     from paytabs_guard.settings import MAX_STUCK_AFTER_SECONDS
 
     assert cli_bound == MAX_STUCK_AFTER_SECONDS
+
+
+def test_an_idempotency_key_outlasts_the_longest_request_the_settings_allow() -> None:
+    from paytabs_guard.bootstrap import key_lease_seconds
+
+    defaults = load_settings({})
+    assert defaults.longest_paytabs_write == timedelta(seconds=90)  # 60 s deadline + 30 s call
+    assert key_lease_seconds(defaults) == 210.0
+    # A longer deadline: a create still running at 125 s was taken over by its retry (a
+    # second payment) with the fixed 120 s lease; the lease now grows with the deadline.
+    slow = load_settings({"PAYTABS_OPERATION_DEADLINE": "100000"})
+    assert key_lease_seconds(slow) == 2 * 130 + 30

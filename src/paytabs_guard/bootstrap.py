@@ -223,6 +223,15 @@ CALLBACK_PATH = "/payments/v2/webhook"
 RETURN_PATH = "/payments/v2/return"
 
 
+def key_lease_seconds(settings: Settings) -> float:
+    """How long an Idempotency-Key claimed in flight stays its request's before a retry may
+    take it over (the request died): past the longest a request can run. A create can send
+    twice (a page, then one more attempt after a lost answer), each up to the longest write
+    to PayTabs; with a lease shorter than that, a retry took over a create still running,
+    made a second payment, and the first one's answer then overwrote the second's."""
+    return max(120.0, 2 * settings.longest_paytabs_write.total_seconds() + 30.0)
+
+
 def service_urls(public_base_url: str) -> ServiceUrls:
     """The callback and return URLs under PUBLIC_BASE_URL, built once."""
     base = public_base_url.rstrip("/")
@@ -368,7 +377,8 @@ async def _build(
         prober.start()
         closers.insert(0, prober.aclose)
 
-    uow = sql_unit_of_work_factory(engine, clock=clock)
+    lease = key_lease_seconds(settings)
+    uow = sql_unit_of_work_factory(engine, clock=clock, key_lease_seconds=lease)
     expiry = PageExpiry(clock_sleep(clock)) if reconcile else None
     deps = PaymentDeps(
         uow=uow,
@@ -377,6 +387,7 @@ async def _build(
         profile_id=profile_id,
         urls=service_urls(settings.public_base_url),
         page_ttl=timedelta(minutes=settings.paypage_ttl_minutes),
+        send_window=settings.longest_paytabs_write,
         currency_conversion=settings.paytabs_currency_conversion,
     )
     if expiry is not None:
@@ -399,7 +410,7 @@ async def _build(
         settings=settings,
         engine=engine,
         uow=uow,
-        idempotency=SqlIdempotencyStore(engine),
+        idempotency=SqlIdempotencyStore(engine, in_flight_lease_seconds=lease),
         gateway=parts,
         service=service,
         payments=deps,

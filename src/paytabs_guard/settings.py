@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -491,6 +492,15 @@ class Settings(BaseSettings):
         if self.paytabs_webhook_secret:
             return self.paytabs_webhook_secret
         return (self.paytabs_server_key,) if self.paytabs_server_key else ()
+
+    @property
+    def longest_paytabs_write(self) -> timedelta:
+        """How long after a write to PayTabs starts PayTabs may still receive it: the last
+        retry starts by the operation deadline and runs to the call timeout. Bounds the page
+        PayTabs may have opened (expiry) and a request's hold on its Idempotency-Key."""
+        return timedelta(
+            milliseconds=self.paytabs_operation_deadline + self.circuit_breaker_timeout
+        )
 
     def require_paytabs_credentials(self) -> tuple[int, SecretStr]:
         """The profile id and server key, or a ConfigError naming what is missing."""

@@ -8,15 +8,18 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from typing import cast
 
 import pytest
 from sqlalchemy import text
 
 from paytabs_guard.adapters.paytabs.paytabs_gateway import PayTabsGateway
 from paytabs_guard.adapters.sql import create_engine, sql_unit_of_work_factory
-from paytabs_guard.domain import GatewayResult, Money, PaymentState
+from paytabs_guard.domain import GatewayResult, Money, Payment, PaymentState
+from paytabs_guard.service.gateway import Gateway, PageDetails, PageOpened
 from paytabs_guard.service.page_expiry import PageExpiry, clock_sleep
 from paytabs_guard.service.payments import (
+    PAGE_GRACE,
     CreatePayment,
     PaymentDeps,
     create_payment,
@@ -81,6 +84,43 @@ async def test_a_page_expires_at_its_deadline_and_not_a_second_before(world: Wor
         assert (await get_payment(deps, payment.id)).state is PaymentState.EXPIRED
         assert await expired_count(world, payment.id) == (1, 1)
         assert sleep.asked[-1] is None  # nothing waits any more
+
+
+class SlowToAnswer:
+    """The gateway, with PayTabs' answer to a create taking ``seconds`` on the test's clock."""
+
+    def __init__(self, gateway: Gateway, clock: FakeClock, seconds: float) -> None:
+        self._gateway, self._clock, self._seconds = gateway, clock, seconds
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._gateway, name)
+
+    async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened:
+        opened = await self._gateway.open_page(payment, details)
+        self._clock.advance(self._seconds)  # PayTabs opened the page, then answered late
+        return opened
+
+
+async def test_the_deadline_counts_from_paytabs_answer_not_from_the_request(
+    world: World,
+) -> None:
+    """PayTabs counts the TTL from when it received the request; counted here from when the
+    create started, a create that took 3 s expired a page PayTabs kept open 3 s more, and a
+    customer who paid in those seconds was charged for an expired payment."""
+    started = world.clock.now
+    late = cast(Gateway, SlowToAnswer(world.deps.gateway, world.clock, 3.0))  # the rest as is
+    slow = replace(world.deps, gateway=late)
+    async with sleeper(slow) as (deps, sleep):
+        payment = await create_payment(deps, order())
+        answered = started + timedelta(seconds=3)
+        assert payment.expires_at == answered + deps.page_ttl + PAGE_GRACE
+        # past where the old deadline was, and past PayTabs' own, within the grace: waiting
+        world.clock.now = answered + deps.page_ttl + timedelta(seconds=1)
+        await sleep.look()
+        assert (await get_payment(deps, payment.id)).state is PaymentState.AWAITING_CUSTOMER
+        world.clock.now = payment.expires_at
+        await sleep.look()
+        assert (await get_payment(deps, payment.id)).state is PaymentState.EXPIRED
 
 
 async def test_a_page_created_later_with_an_earlier_deadline_wakes_the_sleeper(

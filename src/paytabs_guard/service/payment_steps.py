@@ -69,6 +69,10 @@ class PaymentDeps:
     profile_id: int
     urls: ServiceUrls
     page_ttl: timedelta = timedelta(minutes=20)
+    send_window: timedelta = timedelta(seconds=90)
+    """How long after a create starts PayTabs may still receive its request (the last retry
+    starts by the operation deadline and runs to the call timeout): PayTabs counts its page's
+    TTL from then."""
     currency_conversion: bool = False
     """PayTabs may charge in another currency (PAYTABS_CURRENCY_CONVERSION)."""
     new_id: Callable[[], str] = field(default=lambda: f"pay_{secrets.token_hex(12)}")

@@ -52,7 +52,9 @@ class SqlUnitOfWork:
     idempotency: IdempotencyKeys
     cards: SavedCards
 
-    def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, clock: Clock = utc_now, key_lease_seconds: float = 120.0
+    ) -> None:
         self._clock = clock
         self._transaction = DbTransaction(engine)
         self._payments = SqlPaymentRepository(self._transaction)
@@ -61,7 +63,12 @@ class SqlUnitOfWork:
         self.inbox = SqlWebhookInbox(self._transaction, self._deliveries)
         self._answers: list[tuple[str, str, dict[str, object]]] = []
         self._claims: list[PendingClaim] = []  # claims sent with the commit (PostgreSQL)
-        self.idempotency = SqlIdempotencyKeys(self._transaction, self._answers, self._claims)
+        self.idempotency = SqlIdempotencyKeys(
+            self._transaction,
+            self._answers,
+            self._claims,
+            in_flight_lease_seconds=key_lease_seconds,
+        )
         self.cards = SqlSavedCards(self._transaction)
         self._span = tracing.NO_SPAN
         self._engine = engine
@@ -190,10 +197,13 @@ class SqlUnitOfWork:
             self._payments.rolled_back()
 
 
-def sql_unit_of_work_factory(engine: AsyncEngine, *, clock: Clock = utc_now) -> UnitOfWorkFactory:
-    """What the use cases call to open a unit of work on ``engine``."""
+def sql_unit_of_work_factory(
+    engine: AsyncEngine, *, clock: Clock = utc_now, key_lease_seconds: float = 120.0
+) -> UnitOfWorkFactory:
+    """What the use cases call to open a unit of work on ``engine``; ``key_lease_seconds``:
+    how long an Idempotency-Key claimed in flight is its request's (``SqlIdempotencyStore``)."""
 
     def open_unit_of_work() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine, clock=clock)
+        return SqlUnitOfWork(engine, clock=clock, key_lease_seconds=key_lease_seconds)
 
     return open_unit_of_work

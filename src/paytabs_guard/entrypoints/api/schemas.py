@@ -365,7 +365,11 @@ class PaymentOut(BaseModel):
     redirect_url: str | None = Field(description="The hosted page to send the customer to")
     return_url: str | None
     tran_ref: str | None
-    expires_at: datetime | None
+    expires_at: datetime | None = Field(
+        description="When an unpaid page expires here: PAYPAGE_TTL_MINUTES after PayTabs "
+        "answered the create (PayTabs counts from when it received it, a little earlier), "
+        "plus 30 s for a payment submitted in the last second"
+    )
     created_at: datetime
     updated_at: datetime
     has_conflict: bool = Field(description="PayTabs contradicted this payment: review it")
