@@ -145,6 +145,24 @@ async def test_an_ambiguous_gateway_answer_is_202_with_state_unknown(service: Se
     assert response.headers["location"] == f"/payments/v2/{response.json()['id']}"
 
 
+async def test_pages_whose_answers_were_all_lost_are_a_502_never_a_201_without_a_page(
+    service: Service,
+) -> None:
+    # PayTabs opens each page and its answer is lost; queries find the pages, not their URLs.
+    only_creates = Faults(
+        error_rate=1.0, error_statuses=[502], error_phase="after", fault_paths=["/payment/request"]
+    )
+    service.sim.engine.set_faults(only_creates)
+    response = await _create(service, BODY)
+    assert response.status_code == 502, response.text
+    problem = response.json()
+    assert problem["type"].endswith("/gateway-no-page")
+    assert "new Idempotency-Key" in problem["detail"]
+    stored = await service.get(problem["payment_id"])
+    assert stored["state"] == "failed"
+    assert stored["redirect_url"] is None
+
+
 async def test_process_without_paytabs_answers_the_last_known_state(service: Service) -> None:
     payment = await service.create()
     await service.admin.post("/payments/v2/circuit-breaker/query/open")

@@ -18,6 +18,7 @@ from paytabs_guard.domain import (
     PaymentState,
     RefundExceedsCaptured,
     ResultSource,
+    Trigger,
 )
 from paytabs_guard.entrypoints.reconcile import reconcile
 from paytabs_guard.service.follow_ups import refund_payment
@@ -251,10 +252,18 @@ async def test_a_lost_page_url_opens_a_new_attempt_and_never_two_transactions_pe
     finally:
         await parts.aclose()
     # every attempt's answer was lost, each found by query as an unpaid page
-    assert payment.state is PaymentState.AWAITING_CUSTOMER
     assert len(payment.abandoned_cart_ids) == 4
     for cart_id in [*payment.abandoned_cart_ids, payment.cart_id]:
         assert len(await world.gateway_transactions(cart_id)) == 1
+    # No page anyone can reach: failed, not a payment awaiting a customer it cannot send
+    # anywhere (it was awaiting_customer with no redirect_url, and payment.initiated said
+    # "send the customer to it").
+    assert payment.state is PaymentState.FAILED
+    assert payment.redirect_url is None
+    assert payment.history[-1].trigger is Trigger.NO_GATEWAY_RECORD
+    types = await world.outbox_types(payment.id)
+    assert "payment.initiated" not in types
+    assert types[-1] == "payment.failed"
 
 
 async def test_a_refused_page_fails_the_payment_with_paytabs_reason(world: World) -> None:

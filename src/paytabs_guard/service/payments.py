@@ -182,7 +182,12 @@ async def _open_page(
                 payment.new_attempt(f"{base_cart_id}-{attempt + 1}", at=now)
                 await uow.commit()
                 continue
-            if found is not None:
+            if found is not None and orphan and opened.redirect_url is None:
+                # The last attempt, and PayTabs again holds only a page whose address was lost
+                # with its answer: nobody can pay it, so no page is waiting for the customer
+                # (moved to awaiting_customer, the create answered 201 without a redirect_url).
+                payment.unknown_resolved_no_record(at=now, source=ResultSource.API)
+            elif found is not None:
                 payment.apply_gateway_result(
                     found, at=now, currency_conversion=deps.currency_conversion
                 )

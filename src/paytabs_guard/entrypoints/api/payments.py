@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from paytabs_guard.domain import Money, Operation, Payment, PaymentState
+from paytabs_guard.domain import Money, Operation, Payment, PaymentState, Trigger
 from paytabs_guard.service.gateway import (
     GatewayNotReached,
     GatewayOutcomeUnknown,
@@ -64,6 +64,22 @@ def payment_id_of(response: Response) -> str | None:
 
 def _refused(payment: Payment, request: Request) -> Response:
     extensions: dict[str, object] = {"payment_id": payment.id, "state": payment.state.value}
+    last = payment.history[-1] if payment.history else None
+    if last is not None and last.trigger is Trigger.NO_GATEWAY_RECORD:
+        # Nothing in the request to fix: PayTabs' answers were lost, and no page it holds can
+        # be paid. A gateway failure, said as one.
+        problem = Problem(
+            "gateway_no_page",
+            "PayTabs opened no usable page",
+            502,
+            f"PayTabs' answers to the create were lost and the pages it opened cannot be "
+            f"reached, so nothing can be paid. The attempt is kept as payment {payment.id} in "
+            "state failed; create the payment again with a new Idempotency-Key.",
+            extensions=extensions,
+        )
+        response = problem_response(problem, request_id_of(request))
+        response.headers["x-payment-id"] = payment.id
+        return response
     declined = payment.last_payment_error
     if declined is not None:
         # A decline (a saved card's charge): nothing in the request to fix, the card is the
