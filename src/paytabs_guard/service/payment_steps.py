@@ -284,4 +284,10 @@ async def save_unanswered(
 
 
 def _not_sent(payment: Payment, at: datetime) -> object:
+    if payment.abandoned_cart_ids:  # earlier attempts did reach PayTabs
+        reason = (
+            f"PayTabs was unavailable for attempt {len(payment.abandoned_cart_ids) + 1}; the "
+            "pages of the earlier attempts were lost with their answers and cannot be paid"
+        )
+        return payment.initiation_failed(reason, at=at)
     return payment.initiation_failed("PayTabs was unavailable; nothing was sent", at=at)
