@@ -5,20 +5,34 @@ that build many apps never collide on the process-wide default registry. Labels 
 sets only (route templates, operations, states, reasons): never a payment id, cart id,
 ``tran_ref`` or address, which would make one time series per payment.
 
+The workers of ``serve --workers N`` are one instance to Prometheus, but each is a process of
+its own, and a scrape is answered by whichever worker takes the connection. ``serve`` gives
+them a directory (``PROMETHEUS_MULTIPROC_DIR``, prometheus_client's multiprocess mode): every
+worker writes its values there, and a scrape of any of them adds up all of them. Gauges say
+how (``multiprocess_mode``): the database's readings are the most recent, a breaker is open
+if it is open in any worker, the per-worker lines add up.
+
 RED for the inbound API and for each outbound PayTabs operation, plus the breaker, the webhook
 receiver, payment transitions, the outbox and reconciliation (docs/operations.md lists them).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 PREFIX: Final = "paytabs_guard"
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+#: Where the workers of one ``serve`` write their values (prometheus_client reads the same
+#: variable when it is imported, so it is set before the workers start).
+SHARED_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+#: How a gauge's values from several worker processes add up ("live": dead workers' left out).
+GaugeMode = Literal["livemax", "livesum", "max", "mostrecent"]
 
 # Seconds: API answers are mostly milliseconds; PayTabs calls may take up to the 30 s timeout.
 API_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -38,10 +52,13 @@ class Metrics:
 
     def __init__(self, *, version: str = "0") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        Info(f"{PREFIX}_build", "Version of the running service", registry=self.registry).info(
-            {"version": version}
-        )
+        self.shared_dir = os.environ.get(SHARED_DIR_VARIABLE) or None
+        """Set in the workers of ``serve --workers N``: a scrape adds up every worker."""
+        self._watched: list[tuple[Gauge, Callable[[], int]]] = []
         counter, gauge, histogram = self._counter, self._gauge, self._histogram
+        # An Info metric has no multiprocess form; a gauge of 1 is what it renders as anyway.
+        build = gauge("build_info", "Version of the running service", "version", mode="max")
+        build.labels(version).set(1)
         self.http_requests = counter(
             "http_requests_total",
             "Inbound HTTP requests by route template, method and status class",
@@ -64,8 +81,9 @@ class Metrics:
         )  # fmt: skip
         self.breaker_state = gauge(
             "circuit_breaker_state",
-            "1 for the state each circuit breaker is in, 0 for the others",
-            "breaker", "state",
+            "1 for the state each circuit breaker is in, 0 for the others (with several "
+            "workers, 1 where any worker's breaker is in it)",
+            "breaker", "state", mode="livemax",
         )  # fmt: skip
         self.breaker_transitions = counter(
             "circuit_breaker_transitions_total",
@@ -105,43 +123,53 @@ class Metrics:
             "outcome",
         )  # fmt: skip
         self.outbox_pending = gauge(
-            "outbox_pending", "Outbox events not yet handed to the sinks (read at scrape time)"
+            "outbox_pending",
+            "Outbox events not yet handed to the sinks (read at scrape time)",
+            mode="mostrecent",
         )
         self.outbox_lag = gauge(
             "outbox_oldest_age_seconds",
             "Age of the oldest outbox event not yet handed to the sinks (read at scrape time)",
+            mode="mostrecent",
         )
         self.dead_letters = gauge(
             "event_dead_letters",
             "Event deliveries that failed every attempt and wait to be replayed, all sinks "
             "(read at scrape time; the database's count, so every instance shows the same)",
+            mode="mostrecent",
         )
         self.undecided = gauge(
             "payments_undecided",
             "Payments still waiting for the gateway or the customer (read at scrape time)",
+            mode="mostrecent",
         )
         self.undecided_age = gauge(
             "payments_undecided_oldest_age_seconds",
             "Seconds since the oldest undecided payment was created, 0 when none waits "
             "(read at scrape time)",
+            mode="mostrecent",
         )
         self.dependency_up = gauge(
             "dependency_up",
             "1 when the last check reached the dependency (database, redis), else 0",
             "dependency",
+            mode="mostrecent",
         )
         self.return_line = gauge(
             "return_line",
-            "Creates an outage turned away (or held) still waiting in this worker's return line "
+            "Creates an outage turned away (or held) still waiting in the workers' return lines "
             "(read at scrape time)",
+            mode="livesum",
         )
         self.return_turns_waiting = gauge(
             "return_turns_waiting",
-            "Creates waiting in this worker for their turn to start (read at scrape time)",
+            "Creates waiting in the workers for their turn to start (read at scrape time)",
+            mode="livesum",
         )
         self.requests_held = gauge(
             "requests_held",
-            "Requests this worker holds for 'Prefer: wait' (read at scrape time)",
+            "Requests the workers hold for 'Prefer: wait' (read at scrape time)",
+            mode="livesum",
         )
         self.reconciliation_runs = counter(
             "reconciliation_runs_total", "Reconciliation runs by result", "result"
@@ -149,6 +177,7 @@ class Metrics:
         self.reconciliation_last_run = gauge(
             "reconciliation_last_run_timestamp_seconds",
             "Unix time of the last finished reconciliation run",
+            mode="max",
         )
 
     # ---- declaring a family: named under PREFIX, on this instance's registry ---------------
@@ -156,8 +185,16 @@ class Metrics:
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(f"{PREFIX}_{name}", documentation, labels, registry=self.registry)
 
-    def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
-        return Gauge(f"{PREFIX}_{name}", documentation, labels, registry=self.registry)
+    def _gauge(
+        self, name: str, documentation: str, *labels: str, mode: GaugeMode = "mostrecent"
+    ) -> Gauge:
+        return Gauge(
+            f"{PREFIX}_{name}",
+            documentation,
+            labels,
+            registry=self.registry,
+            multiprocess_mode=mode,
+        )
 
     def _histogram(
         self, name: str, documentation: str, buckets: tuple[float, ...], *labels: str
@@ -220,15 +257,35 @@ class Metrics:
         self, line: Callable[[], int], waiting: Callable[[], int], held: Callable[[], int]
     ) -> None:
         """Read the return line, the creates waiting for a turn and the held requests at
-        scrape time (the API's runtime owns them)."""
-        self.return_line.set_function(line)
-        self.return_turns_waiting.set_function(waiting)
-        self.requests_held.set_function(held)
+        scrape time (the API's runtime owns them). With several workers a scrape reads the
+        others' values from their files, so each worker writes its own (:meth:`refresh`)."""
+        watched = [(self.return_line, line), (self.return_turns_waiting, waiting)]
+        watched.append((self.requests_held, held))
+        if self.shared_dir is None:
+            for gauge, read in watched:
+                gauge.set_function(read)
+        else:
+            self._watched = watched
+
+    def refresh(self) -> None:
+        """Write the watched values (with several workers; the app calls it every second)."""
+        for gauge, read in self._watched:
+            gauge.set(read())
 
     def reconciliation(self, result: str, finished_at_unix: float) -> None:
         self.reconciliation_runs.labels(result).inc()
         self.reconciliation_last_run.set(finished_at_unix)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of this registry."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of this registry, or of every worker's values."""
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        self.refresh()
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker, path=self.shared_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(every_worker)
+
+    def close(self) -> None:
+        """This worker is ending: leave its values out of the live gauges from now on."""
+        if self.shared_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.shared_dir)  # type: ignore[no-untyped-call]

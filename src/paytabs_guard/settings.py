@@ -10,7 +10,6 @@ at import time.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
@@ -20,9 +19,14 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from paytabs_guard.adapters.paytabs.regions import Region
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
+from paytabs_guard.setting_values import (
+    IPNetwork,
+    check_host_and_port,
+    parse_networks,
+    redact_url,
+    require_http_url,
+    split_list,
+)
 
 # PayTabs signs callbacks and return forms with HMAC-SHA256 and nothing else. The setting may only
 # confirm that; any other value would be a silent downgrade or a scheme nobody sends.
@@ -37,30 +41,6 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def _split_list(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password of its user info and its query replaced by ``***``
-    (``DATABASE_URL`` and ``REDIS_URL`` usually carry a password, a webhook URL a token in its
-    query), for ``repr`` and messages; other URLs unchanged."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # not a URL urlsplit can read (a bad port): show nothing of it
-        return "<unreadable URL>"
-    if parts.query:  # webhook URLs often carry a token there
-        parts = parts._replace(query="***")
-    if not password:
-        return parts.geturl()
-    user_info, _, host = parts.netloc.rpartition("@")
-    user = user_info.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
-
-
 #: RECONCILE_STUCK_AFTER_SECONDS' bound (30 days); reconcile --stuck-after takes the same.
 MAX_STUCK_AFTER_SECONDS: Final = 2_592_000
 
@@ -69,58 +49,6 @@ MAX_STUCK_AFTER_SECONDS: Final = 2_592_000
 _URL_FIELDS: Final = frozenset(
     {"database_url", "redis_url", "paytabs_base_url", "public_base_url", "events_webhook_urls"}
 )
-
-
-def _require_http_url(value: str, *, base: bool = False) -> str:
-    """``value`` if it is an absolute http(s) URL (every URL setting is one) that a client
-    could connect to: a host without spaces, a port in range. A ``base`` URL (paths are
-    appended to it) carries no query or fragment."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{redact_url(value)!r} must be an absolute http:// or https:// URL")
-    _check_host_and_port(value)
-    if base and (parts.query or parts.fragment or value.endswith(("?", "#"))):
-        raise ValueError(
-            f"{redact_url(value)!r} must have no query (?) or fragment (#): paths are added to it"
-        )
-    return value
-
-
-def _check_host_and_port(value: str) -> None:
-    """ValueError unless ``value`` names a host (no whitespace or control characters) and,
-    if it has one, a port from 1 to 65535: found at start-up, not as a failed call later."""
-    parts = urlsplit(value)
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{redact_url(value)!r}: the port must be 1-65535") from None
-    host = parts.hostname or ""
-    if not host or any(c.isspace() or not c.isprintable() for c in host):
-        raise ValueError(f"{redact_url(value)!r}: the host name is missing or not a host name")
-    if port == 0:
-        raise ValueError(f"{redact_url(value)!r}: the port must be 1-65535")
-
-
-def _parse_networks(entries: object) -> tuple[IPNetwork, ...]:
-    items = _split_list(entries)
-    if not isinstance(items, list | tuple):
-        raise ValueError("must be a comma-separated list of IP addresses or CIDRs")
-    networks: list[IPNetwork] = []
-    for raw in items:
-        text = str(raw).strip()
-        if text == "*":
-            raise ValueError("'*' would trust every address; list the addresses or CIDRs")
-        try:
-            network = ipaddress.ip_network(text, strict=True)
-        except ValueError as error:
-            if "has host bits set" in str(error):
-                raise ValueError(
-                    f"{text!r} has host bits set; write the network address "
-                    f"(e.g. {ipaddress.ip_network(text, strict=False)})"
-                ) from None
-            raise ValueError(f"{text!r} is not an IPv4/IPv6 address or CIDR") from None
-        networks.append(network)
-    return tuple(networks)
 
 
 ONE_DAY_MS: Final = 86_400_000
@@ -376,15 +304,15 @@ class Settings(BaseSettings):
     @field_validator("paytabs_ip_whitelist", "trusted_proxies", mode="before")
     @classmethod
     def _networks(cls, value: object) -> tuple[IPNetwork, ...]:
-        return _parse_networks(value)
+        return parse_networks(value)
 
     @field_validator("events_webhook_urls", mode="before")
     @classmethod
     def _url_list(cls, value: object) -> object:
-        items = _split_list(value)
+        items = split_list(value)
         if isinstance(items, list | tuple):
             for item in items:
-                _require_http_url(str(item))
+                require_http_url(str(item))
         return items
 
     @field_validator(
@@ -396,7 +324,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _secret_list(cls, value: object) -> object:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("paytabs_region", mode="before")
     @classmethod
@@ -421,7 +349,7 @@ class Settings(BaseSettings):
     @field_validator("paytabs_base_url", "public_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        return None if value is None else _require_http_url(value, base=True).rstrip("/")
+        return None if value is None else require_http_url(value, base=True).rstrip("/")
 
     @field_validator("database_url")
     @classmethod
@@ -439,7 +367,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         if value.startswith("unix://"):
             return value
-        _check_host_and_port(value)
+        check_host_and_port(value)
         database = urlsplit(value).path.strip("/")
         if database and not (database.isascii() and database.isdigit()):
             raise ValueError(

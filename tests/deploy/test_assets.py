@@ -18,7 +18,8 @@ import pytest
 
 from paytabs_guard.bootstrap import build_container
 from paytabs_guard.entrypoints.api.app import create_app
-from paytabs_guard.settings import IPNetwork, Settings, load_settings
+from paytabs_guard.setting_values import IPNetwork
+from paytabs_guard.settings import Settings, load_settings
 
 from .promql_check import check
 from .yaml_subset import Node, load

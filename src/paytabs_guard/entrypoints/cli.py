@@ -124,7 +124,7 @@ def _cmd_db(_args: argparse.Namespace) -> int:
     import asyncio
 
     from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, upgrade_database
-    from paytabs_guard.settings import redact_url
+    from paytabs_guard.setting_values import redact_url
 
     settings = _settings()
     try:

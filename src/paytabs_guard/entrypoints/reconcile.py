@@ -13,7 +13,8 @@ from datetime import timedelta
 
 from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, build_container
 from paytabs_guard.service.reconciliation import reconcile_once
-from paytabs_guard.settings import Settings, redact_url
+from paytabs_guard.setting_values import redact_url
+from paytabs_guard.settings import Settings
 
 
 async def reconcile(

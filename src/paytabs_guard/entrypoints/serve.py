@@ -19,10 +19,12 @@ import errno
 import importlib.util
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ import uvicorn
 from pydantic import SecretStr
 from uvicorn.supervisors import Multiprocess
 
+from paytabs_guard.metrics import SHARED_DIR_VARIABLE
 from paytabs_guard.observability import configure_logging
 from paytabs_guard.settings import ConfigError, Settings, load_settings
 
@@ -405,9 +408,28 @@ def run_uvicorn(
     if the caller bound it already)."""
     config = uvicorn_config(app, host, port, workers)
     if workers > 1:
-        Multiprocess(config, sockets=[sock or tcp_listener(host, port)]).run()
+        with shared_metrics():
+            Multiprocess(config, sockets=[sock or tcp_listener(host, port)]).run()
     else:
         uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
+
+
+@contextlib.contextmanager
+def shared_metrics() -> Iterator[str]:
+    """A fresh directory where the workers started inside write their metrics, so that a
+    scrape of any of them adds up all of them (metrics.py); removed afterwards. Fresh each
+    time: values left by an earlier run would be added to this one's."""
+    directory = tempfile.mkdtemp(prefix="paytabs-guard-metrics-")
+    before = os.environ.get(SHARED_DIR_VARIABLE)
+    os.environ[SHARED_DIR_VARIABLE] = directory  # the workers inherit it
+    try:
+        yield directory
+    finally:
+        if before is None:
+            os.environ.pop(SHARED_DIR_VARIABLE, None)
+        else:
+            os.environ[SHARED_DIR_VARIABLE] = before
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def secret_values(settings: Settings) -> list[str]:

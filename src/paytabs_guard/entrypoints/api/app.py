@@ -24,7 +24,8 @@ from paytabs_guard.entrypoints.background import expire_pages_until, reconcile_u
 from paytabs_guard.entrypoints.collector import settle_after_start
 from paytabs_guard.metrics import Metrics
 from paytabs_guard.observability import get_logger
-from paytabs_guard.settings import Settings, redact_url
+from paytabs_guard.setting_values import redact_url
+from paytabs_guard.settings import Settings
 
 from . import breakers, callbacks, cards, events, health, payments, stats
 from .console import install_console
@@ -36,6 +37,7 @@ from .options import ApiOptions
 from .runtime import Runtime
 
 TITLE: Final = "paytabs-guard payments v2"
+METRICS_WRITE_SECONDS: Final = 1.0
 DESCRIPTION: Final = (
     "Take payments through PayTabs hosted pages with idempotent writes, verified callbacks and "
     "graceful degradation. Errors are RFC 9457 problem details; every response carries "
@@ -72,7 +74,19 @@ async def _background(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.Tas
     if container.page_expiry is not None:
         expiring = expire_pages_until(container, stop)
         tasks.append(asyncio.create_task(expiring, name="page-expiry"))
+    if container.metrics.shared_dir is not None:
+        tasks.append(asyncio.create_task(_write_metrics(runtime, stop), name="metrics"))
     return tasks
+
+
+async def _write_metrics(runtime: Runtime, stop: asyncio.Event) -> None:
+    """With several workers, write this one's watched gauges every second: a scrape answered
+    by another worker reads them from this one's file (metrics.py)."""
+    metrics = runtime.container.metrics
+    while not stop.is_set():
+        metrics.refresh()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), METRICS_WRITE_SECONDS)
 
 
 async def _stop(runtime: Runtime, stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
@@ -258,6 +272,7 @@ def create_service(settings: Settings, options: ApiOptions | None = None) -> Fas
         finally:
             await _stop(runtime, stop, tasks)
             await container.aclose()
+            container.metrics.close()  # with several workers: this one's gauges leave the sum
             tracing.shutdown()  # exports the spans still buffered
             log.info("service stopped")
 

@@ -1,0 +1,86 @@
+"""How a setting's text becomes a value: comma-separated lists, URLs a client can connect to,
+IP networks; and a URL as it may be shown (``redact_url``). The rules ``settings.py`` applies,
+apart from the fields they apply to."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info and its query replaced by ``***``
+    (``DATABASE_URL`` and ``REDIS_URL`` usually carry a password, a webhook URL a token in its
+    query), for ``repr`` and messages; other URLs unchanged."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL urlsplit can read (a bad port): show nothing of it
+        return "<unreadable URL>"
+    if parts.query:  # webhook URLs often carry a token there
+        parts = parts._replace(query="***")
+    if not password:
+        return parts.geturl()
+    user_info, _, host = parts.netloc.rpartition("@")
+    user = user_info.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def require_http_url(value: str, *, base: bool = False) -> str:
+    """``value`` if it is an absolute http(s) URL (every URL setting is one) that a client
+    could connect to: a host without spaces, a port in range. A ``base`` URL (paths are
+    appended to it) carries no query or fragment."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{redact_url(value)!r} must be an absolute http:// or https:// URL")
+    check_host_and_port(value)
+    if base and (parts.query or parts.fragment or value.endswith(("?", "#"))):
+        raise ValueError(
+            f"{redact_url(value)!r} must have no query (?) or fragment (#): paths are added to it"
+        )
+    return value
+
+
+def check_host_and_port(value: str) -> None:
+    """ValueError unless ``value`` names a host (no whitespace or control characters) and,
+    if it has one, a port from 1 to 65535: found at start-up, not as a failed call later."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{redact_url(value)!r}: the port must be 1-65535") from None
+    host = parts.hostname or ""
+    if not host or any(c.isspace() or not c.isprintable() for c in host):
+        raise ValueError(f"{redact_url(value)!r}: the host name is missing or not a host name")
+    if port == 0:
+        raise ValueError(f"{redact_url(value)!r}: the port must be 1-65535")
+
+
+def parse_networks(entries: object) -> tuple[IPNetwork, ...]:
+    items = split_list(entries)
+    if not isinstance(items, list | tuple):
+        raise ValueError("must be a comma-separated list of IP addresses or CIDRs")
+    networks: list[IPNetwork] = []
+    for raw in items:
+        text = str(raw).strip()
+        if text == "*":
+            raise ValueError("'*' would trust every address; list the addresses or CIDRs")
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError as error:
+            if "has host bits set" in str(error):
+                raise ValueError(
+                    f"{text!r} has host bits set; write the network address "
+                    f"(e.g. {ipaddress.ip_network(text, strict=False)})"
+                ) from None
+            raise ValueError(f"{text!r} is not an IPv4/IPv6 address or CIDR") from None
+        networks.append(network)
+    return tuple(networks)
