@@ -27,7 +27,7 @@ from paytabs_guard.observability import get_logger
 from paytabs_guard.setting_values import redact_url
 from paytabs_guard.settings import Settings
 
-from . import breakers, callbacks, cards, events, health, payments, stats
+from . import breakers, callbacks, cards, events, follow_up_routes, health, payments, stats
 from .console import install_console
 from .docs_pages import install_docs
 from .errors import install_error_handlers
@@ -131,6 +131,7 @@ def _build(runtime_of: Callable[[FastAPI], Runtime | None], lifespan: object) ->
     app.include_router(events.router)
     app.include_router(cards.router)
     app.include_router(payments.router)
+    app.include_router(follow_up_routes.router)
     _describe_problems_as_problem_json(app)
     return app
 

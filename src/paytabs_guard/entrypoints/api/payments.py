@@ -12,10 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from paytabs_guard.domain import Money, Operation, Payment, PaymentState, Trigger
+from paytabs_guard.domain import Operation, Payment, PaymentState, Trigger
 from paytabs_guard.service.gateway import (
     GatewayNotReached,
-    GatewayOutcomeUnknown,
     GatewayTurnedAway,
 )
 from paytabs_guard.service.payments import IdempotentCreate, PaymentNotFound, PaymentService
@@ -25,19 +24,16 @@ from . import problems
 from .cursors import decode_cursor, encode_cursor, invalid_cursor
 from .dependencies import ClientDep, PaymentServiceDep, PaymentWrite, PaymentWriteDep, RuntimeDep
 from .errors import gateway_unavailable, request_id_of, retry_after_ms, spread_wait
-from .idempotency import run_idempotent, run_idempotent_create, scope_of, stored_answer
+from .idempotency import run_idempotent_create, scope_of, stored_answer
 from .prefer_wait import requested_wait
 from .problems import Problem, problem_response
 from .schemas import (
     PROBLEM_RESPONSE,
-    CaptureIn,
     ConfirmedPaymentOut,
     CreatePaymentIn,
-    NoBody,
     PaymentErrorOut,
     PaymentListOut,
     PaymentOut,
-    RefundIn,
 )
 from .strict_query import STRICT_QUERY
 from .sync import sync_within
@@ -48,10 +44,12 @@ router = APIRouter(prefix="/payments/v2", tags=["payments"], dependencies=STRICT
 creates = APIRouter(prefix="/payments/v2", tags=["payments"], dependencies=STRICT_QUERY)
 
 _PROBLEM = PROBLEM_RESPONSE
-_ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 404, 409, 413, 422, 503), _PROBLEM)
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
+    (401, 404, 409, 413, 422, 503), _PROBLEM
+)
 
 
-def _json(model: PaymentOut, status_code: int = 200, **headers: str) -> Response:
+def json_answer(model: PaymentOut, status_code: int = 200, **headers: str) -> Response:
     # pydantic's own encoder: one pass in Rust instead of a dict and then json.dumps, and the
     # same bytes as JSONResponse sends (compact, UTF-8 as it is).
     body = model.model_dump_json()
@@ -108,7 +106,7 @@ def _refused(payment: Payment, request: Request) -> Response:
 #: The answers of a create (a hosted page, a recurring charge).
 CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": PaymentOut, "description": "PayTabs did not answer clearly: state unknown"},
-    **_ERRORS,
+    **WRITE_ERRORS,
 }
 
 
@@ -130,7 +128,7 @@ async def create(body: CreatePaymentIn, write: PaymentWriteDep) -> Response:
     return await run_create(write, payload, Operation.CREATE, create_it)
 
 
-async def _stored_answer(
+async def stored_key_answer(
     write: PaymentWrite, body: dict[str, Any], *, wait: bool = True
 ) -> Response | None:
     """The answer the request's key already holds (read, never claimed), for a write the
@@ -172,7 +170,7 @@ async def run_create(
         # answer is answered with it (one read): a merchant retrying a create that succeeded
         # must hear 201, not "nothing was sent", whatever the breaker says now; one still in
         # flight is waited for, as with the circuit closed.
-        earlier = await _stored_answer(write, body, wait=client_waits)
+        earlier = await stored_key_answer(write, body, wait=client_waits)
         if earlier is not None:
             if who is not None:
                 runtime.pace.leave(who)
@@ -240,7 +238,7 @@ def created_response(payment: Payment, request: Request) -> Response:
     if payment.state is PaymentState.FAILED:
         return _refused(payment, request)
     status = 202 if payment.state is PaymentState.UNKNOWN else 201
-    return _json(
+    return json_answer(
         PaymentOut.of(payment),
         status,
         Location=f"/payments/v2/{payment.id}",
@@ -356,7 +354,7 @@ async def process(
     confirmed = ConfirmedPaymentOut(
         **out, confirmed=synced.confirmed, reason=synced.reason, retry_after_ms=retry_ms
     )
-    return preference_applied(_json(confirmed, 200), held)
+    return preference_applied(json_answer(confirmed, 200), held)
 
 
 @router.get(
@@ -367,137 +365,3 @@ async def process(
 )
 async def read(payment_id: str, service: PaymentServiceDep, _client: ClientDep) -> PaymentOut:
     return PaymentOut.of(await service.get(payment_id))
-
-
-async def _money(
-    service: PaymentService, payment_id: str, amount: str, currency: str | None
-) -> Money:
-    """``amount`` in the payment's currency (``currency``, if given, must be that one)."""
-    payment = await service.get(payment_id)
-    expected = payment.amount.currency
-    if currency is not None and currency != expected:
-        raise Problem(
-            "invalid_payment_request",
-            "Invalid payment request",
-            422,
-            f"currency: the payment is in {expected}; send {expected} or leave currency out.",
-            extensions={"field": "currency"},
-        )
-    return Money.of(amount, expected)
-
-
-FollowUp = Callable[[], Awaitable[Payment]]
-
-
-async def _run_follow_up(
-    write: PaymentWrite, body: dict[str, object], follow_up: FollowUp
-) -> Response:
-    """200 with the payment; 202 (``confirmed`` false) when PayTabs' answer was unclear."""
-    request, runtime, service = write.request, write.runtime, write.service
-    if service.unavailable_for(Operation.FOLLOW_UP) is not None:
-        # A payment that does not exist is a 404 now, not a wait and a 503: "come back later"
-        # would send its client round for ever. One read by primary key, no write.
-        await service.get(request.path_params["payment_id"])
-    held = await runtime.holding.hold(service, Operation.FOLLOW_UP, requested_wait(request))
-    try:
-        service.admit(Operation.FOLLOW_UP)
-    except GatewayNotReached as closed:
-        # As for a create: fail fast before the idempotency claim and the payment's hold
-        # (committed writes, then their release), unless the key already holds an answer.
-        earlier = await _stored_answer(write, body)
-        if earlier is not None:
-            return preference_applied(earlier, held)
-        problem = gateway_unavailable(closed.retry_after, prefer_wait=held)
-        return problem_response(problem, request_id_of(request))
-
-    async def run() -> Response:
-        try:
-            payment = await follow_up()
-        except GatewayOutcomeUnknown:
-            payment = await service.get(request.path_params["payment_id"])
-            out = ConfirmedPaymentOut(
-                **PaymentOut.of(payment).model_dump(),
-                confirmed=False,
-                reason="PayTabs gave no clear answer; the operation is confirmed by query later",
-            )
-            return _json(out, 202, **{"x-payment-id": payment.id})
-        return _json(PaymentOut.of(payment), 200, **{"x-payment-id": payment.id})
-
-    try:
-        response = await run_idempotent(
-            request,
-            runtime.container,
-            write.client,
-            write.key,
-            body,
-            run,
-            wait_seconds=runtime.options.idempotency_wait_seconds,
-            resource_id=payment_id_of,
-        )
-    except GatewayNotReached as closed:
-        if held is None:
-            raise
-        # Turned away after all (half-open, its trial slots taken meanwhile): the client
-        # still hears that its wait was applied.
-        raise gateway_unavailable(closed.retry_after, prefer_wait=held) from closed
-    return preference_applied(response, held)
-
-
-_FOLLOW_UP_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"model": ConfirmedPaymentOut, "description": "PayTabs' answer was unclear"},
-    **_ERRORS,
-}
-
-
-@router.post(
-    "/{payment_id}/refund",
-    response_model=PaymentOut,
-    summary="Refund part or all of a completed payment",
-    responses=_FOLLOW_UP_RESPONSES,
-)
-async def refund(payment_id: str, body: RefundIn, write: PaymentWriteDep) -> Response:
-    async def refund_it() -> Payment:
-        amount = await _money(write.service, payment_id, body.amount, body.currency)
-        return await write.service.refund(payment_id, amount)
-
-    return await _run_follow_up(write, body.model_dump(mode="json"), refund_it)
-
-
-@router.post(
-    "/{payment_id}/capture",
-    response_model=PaymentOut,
-    summary="Capture an authorised payment (all of it without an amount)",
-    responses=_FOLLOW_UP_RESPONSES,
-)
-async def capture(
-    payment_id: str, write: PaymentWriteDep, body: CaptureIn | None = None
-) -> Response:
-    body = body or CaptureIn()
-
-    async def capture_it() -> Payment:
-        amount = None
-        if body.amount is not None:
-            amount = await _money(write.service, payment_id, body.amount, body.currency)
-        return await write.service.capture(payment_id, amount)
-
-    return await _run_follow_up(write, body.model_dump(mode="json"), capture_it)
-
-
-@router.post(
-    "/{payment_id}/void",
-    response_model=PaymentOut,
-    summary="Release an authorisation that was not captured",
-    responses=_FOLLOW_UP_RESPONSES,
-)
-async def void(payment_id: str, write: PaymentWriteDep, _body: NoBody = None) -> Response:
-    return await _run_follow_up(write, {}, lambda: write.service.void(payment_id))
-
-
-@router.post(
-    "/{payment_id}/release",
-    response_model=PaymentOut,
-    summary="Release an authorisation with PayTabs' release (same outcome as void)",
-    responses=_FOLLOW_UP_RESPONSES,
-)
-async def release(payment_id: str, write: PaymentWriteDep, _body: NoBody = None) -> Response:
-    return await _run_follow_up(write, {}, lambda: write.service.release(payment_id))

@@ -1,0 +1,165 @@
+"""Refund, capture, void and release of a payment: the follow-ups, each idempotent, failing
+fast while PayTabs' follow-up circuit is open (``Prefer: wait`` holds them instead)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from paytabs_guard.domain import Money, Operation, Payment
+from paytabs_guard.service.gateway import GatewayNotReached, GatewayOutcomeUnknown
+from paytabs_guard.service.payments import PaymentService
+
+from .dependencies import PaymentWrite, PaymentWriteDep
+from .errors import gateway_unavailable, request_id_of
+from .idempotency import run_idempotent
+from .payments import (
+    WRITE_ERRORS,
+    json_answer,
+    payment_id_of,
+    preference_applied,
+    stored_key_answer,
+)
+from .prefer_wait import requested_wait
+from .problems import Problem, problem_response
+from .schemas import CaptureIn, ConfirmedPaymentOut, NoBody, PaymentOut, RefundIn
+from .strict_query import STRICT_QUERY
+
+router = APIRouter(prefix="/payments/v2", tags=["payments"], dependencies=STRICT_QUERY)
+
+
+async def _money(
+    service: PaymentService, payment_id: str, amount: str, currency: str | None
+) -> Money:
+    """``amount`` in the payment's currency (``currency``, if given, must be that one)."""
+    payment = await service.get(payment_id)
+    expected = payment.amount.currency
+    if currency is not None and currency != expected:
+        raise Problem(
+            "invalid_payment_request",
+            "Invalid payment request",
+            422,
+            f"currency: the payment is in {expected}; send {expected} or leave currency out.",
+            extensions={"field": "currency"},
+        )
+    return Money.of(amount, expected)
+
+
+FollowUp = Callable[[], Awaitable[Payment]]
+
+
+async def _run_follow_up(
+    write: PaymentWrite, body: dict[str, object], follow_up: FollowUp
+) -> Response:
+    """200 with the payment; 202 (``confirmed`` false) when PayTabs' answer was unclear."""
+    request, runtime, service = write.request, write.runtime, write.service
+    if service.unavailable_for(Operation.FOLLOW_UP) is not None:
+        # A payment that does not exist is a 404 now, not a wait and a 503: "come back later"
+        # would send its client round for ever. One read by primary key, no write.
+        await service.get(request.path_params["payment_id"])
+    held = await runtime.holding.hold(service, Operation.FOLLOW_UP, requested_wait(request))
+    try:
+        service.admit(Operation.FOLLOW_UP)
+    except GatewayNotReached as closed:
+        # As for a create: fail fast before the idempotency claim and the payment's hold
+        # (committed writes, then their release), unless the key already holds an answer.
+        earlier = await stored_key_answer(write, body)
+        if earlier is not None:
+            return preference_applied(earlier, held)
+        problem = gateway_unavailable(closed.retry_after, prefer_wait=held)
+        return problem_response(problem, request_id_of(request))
+
+    async def run() -> Response:
+        try:
+            payment = await follow_up()
+        except GatewayOutcomeUnknown:
+            payment = await service.get(request.path_params["payment_id"])
+            out = ConfirmedPaymentOut(
+                **PaymentOut.of(payment).model_dump(),
+                confirmed=False,
+                reason="PayTabs gave no clear answer; the operation is confirmed by query later",
+            )
+            return json_answer(out, 202, **{"x-payment-id": payment.id})
+        return json_answer(PaymentOut.of(payment), 200, **{"x-payment-id": payment.id})
+
+    try:
+        response = await run_idempotent(
+            request,
+            runtime.container,
+            write.client,
+            write.key,
+            body,
+            run,
+            wait_seconds=runtime.options.idempotency_wait_seconds,
+            resource_id=payment_id_of,
+        )
+    except GatewayNotReached as closed:
+        if held is None:
+            raise
+        # Turned away after all (half-open, its trial slots taken meanwhile): the client
+        # still hears that its wait was applied.
+        raise gateway_unavailable(closed.retry_after, prefer_wait=held) from closed
+    return preference_applied(response, held)
+
+
+_FOLLOW_UP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": ConfirmedPaymentOut, "description": "PayTabs' answer was unclear"},
+    **WRITE_ERRORS,
+}
+
+
+@router.post(
+    "/{payment_id}/refund",
+    response_model=PaymentOut,
+    summary="Refund part or all of a completed payment",
+    responses=_FOLLOW_UP_RESPONSES,
+)
+async def refund(payment_id: str, body: RefundIn, write: PaymentWriteDep) -> Response:
+    async def refund_it() -> Payment:
+        amount = await _money(write.service, payment_id, body.amount, body.currency)
+        return await write.service.refund(payment_id, amount)
+
+    return await _run_follow_up(write, body.model_dump(mode="json"), refund_it)
+
+
+@router.post(
+    "/{payment_id}/capture",
+    response_model=PaymentOut,
+    summary="Capture an authorised payment (all of it without an amount)",
+    responses=_FOLLOW_UP_RESPONSES,
+)
+async def capture(
+    payment_id: str, write: PaymentWriteDep, body: CaptureIn | None = None
+) -> Response:
+    body = body or CaptureIn()
+
+    async def capture_it() -> Payment:
+        amount = None
+        if body.amount is not None:
+            amount = await _money(write.service, payment_id, body.amount, body.currency)
+        return await write.service.capture(payment_id, amount)
+
+    return await _run_follow_up(write, body.model_dump(mode="json"), capture_it)
+
+
+@router.post(
+    "/{payment_id}/void",
+    response_model=PaymentOut,
+    summary="Release an authorisation that was not captured",
+    responses=_FOLLOW_UP_RESPONSES,
+)
+async def void(payment_id: str, write: PaymentWriteDep, _body: NoBody = None) -> Response:
+    return await _run_follow_up(write, {}, lambda: write.service.void(payment_id))
+
+
+@router.post(
+    "/{payment_id}/release",
+    response_model=PaymentOut,
+    summary="Release an authorisation with PayTabs' release (same outcome as void)",
+    responses=_FOLLOW_UP_RESPONSES,
+)
+async def release(payment_id: str, write: PaymentWriteDep, _body: NoBody = None) -> Response:
+    return await _run_follow_up(write, {}, lambda: write.service.release(payment_id))
