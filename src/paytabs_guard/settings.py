@@ -93,8 +93,9 @@ class Settings(BaseSettings):
     )
     paytabs_timeout: PositiveMs = Field(
         30000,
-        description="PayTabs HTTP timeouts, in ms (> 0): connecting, and waiting for each next "
-        "byte of an answer, at most 90 % of CIRCUIT_BREAKER_TIMEOUT, which bounds a whole attempt",
+        description="PayTabs HTTP timeouts, in ms (1-86400000): connecting, and waiting for each "
+        "next byte of an answer, at most 90 % of CIRCUIT_BREAKER_TIMEOUT, which bounds a whole "
+        "attempt",
     )
     paytabs_retry_attempts: int = Field(
         3, ge=0, le=10, description="Retries after the first attempt (0-10; 3 = at most 4 attempts)"
@@ -103,14 +104,15 @@ class Settings(BaseSettings):
         1000,
         ge=0,
         le=ONE_DAY_MS,
-        description="Base of the exponential backoff with full jitter, in ms (>= 0)",
+        description="Base of the exponential backoff with full jitter, in ms (0-86400000)",
     )
     paytabs_retry_max_delay: PositiveMs = Field(
-        10000, description="Cap on any single backoff delay, in ms (> 0)"
+        10000, description="Cap on any single backoff delay, in ms (1-86400000)"
     )
     paytabs_operation_deadline: PositiveMs = Field(
         60000,
-        description="Deadline of one PayTabs operation with its retries, in ms (> 0): no retry "
+        description="Deadline of one PayTabs operation with its retries, in ms (1-86400000): no "
+        "retry "
         "starts after it (an attempt under way runs to its own timeout)",
     )
     paytabs_retry_budget_percent: int = Field(
@@ -131,18 +133,20 @@ class Settings(BaseSettings):
 
     # --- Circuit breaker (seed) -----------------------------------------------------------------
     circuit_breaker_timeout: PositiveMs = Field(
-        30000, description="Call timeout inside the breaker, in ms (> 0); a timeout is a failure"
+        30000,
+        description="Call timeout inside the breaker, in ms (1-86400000); a timeout is a failure",
     )
     circuit_breaker_error_threshold: int = Field(
         50, ge=1, le=100, description="Error rate in percent (1-100) at which the breaker opens"
     )
     circuit_breaker_reset_timeout: PositiveMs = Field(
         30000,
-        description="Longest open period before a trial call, in ms (> 0): the bound of the "
+        description="Longest open period before a trial call, in ms (1-86400000): the bound of "
+        "the "
         "adaptive open period (it starts at CIRCUIT_BREAKER_MIN_OPEN_TIME)",
     )
     circuit_breaker_rolling_timeout: PositiveMs = Field(
-        10000, description="Length of the rolling error-rate window, in ms (> 0)"
+        10000, description="Length of the rolling error-rate window, in ms (1-86400000)"
     )
     circuit_breaker_rolling_buckets: int = Field(
         10, ge=1, le=1000, description="Buckets in the window (1-1000; must divide the window)"
@@ -150,7 +154,8 @@ class Settings(BaseSettings):
     circuit_breaker_volume_threshold: int = Field(
         5,
         ge=1,
-        description="Completed calls in the window before the breaker may open (>= 1)",
+        le=1_000_000,
+        description="Completed calls in the window before the breaker may open (1-1000000)",
     )
     circuit_breaker_half_open_max_calls: int = Field(
         3,
@@ -165,7 +170,7 @@ class Settings(BaseSettings):
         le=1000,
         description="Also open after this many failed PayTabs calls in a row, whatever the "
         "window's error rate: a gateway that went down hard is seen in a second, not after its "
-        "failures outweigh the window's earlier successes (0 = the rate alone decides)",
+        "failures outweigh the window's earlier successes (0-1000; 0 = the rate alone decides)",
     )
     circuit_breaker_probe_interval: int = Field(
         1000,
@@ -188,7 +193,7 @@ class Settings(BaseSettings):
         le=100_000,
         description="After an outage, creates start in turns, oldest first (the ones the "
         "breaker turned away or held, then new ones), at this many per second per worker, "
-        "while any turned-away create is still waiting (0 = no turns: all at once)",
+        "while any turned-away create is still waiting (0-100000; 0 = no turns: all at once)",
     )
     prefer_wait_max_seconds: int = Field(
         30,
@@ -200,8 +205,9 @@ class Settings(BaseSettings):
     prefer_wait_max_held: int = Field(
         500,
         ge=0,
-        description="Requests held at once per instance for 'Prefer: wait'; beyond that they "
-        "get the fast 503",
+        le=100_000,
+        description="Requests held at once per worker for 'Prefer: wait' (0-100000); beyond "
+        "that they get the fast 503",
     )
     circuit_breaker_shared: bool = Field(
         True, description="Share breaker state across instances through Redis when REDIS_URL is set"
@@ -214,7 +220,8 @@ class Settings(BaseSettings):
     webhook_timestamp_tolerance: int = Field(
         300,
         gt=0,
-        description="Max age and future skew of signed timestamps (Standard Webhooks), s (> 0)",
+        le=86400,
+        description="Max age and future skew of signed timestamps (Standard Webhooks), s (1-86400)",
     )
     paytabs_ip_whitelist: NetworkList = Field(
         (),
@@ -225,7 +232,10 @@ class Settings(BaseSettings):
         description="Proxies whose X-Forwarded-For is believed (addresses/CIDRs); empty = none",
     )
     webhook_max_body_bytes: int = Field(
-        65536, ge=1024, le=10_485_760, description="Largest callback body accepted, in bytes"
+        65536,
+        ge=1024,
+        le=10_485_760,
+        description="Largest callback body accepted, in bytes (1024-10485760)",
     )
 
     # --- Service ---------------------------------------------------------------------------------
@@ -257,7 +267,10 @@ class Settings(BaseSettings):
         20, ge=1, le=1440, description="Minutes a hosted payment page stays valid (1-1440)"
     )
     reconcile_interval_seconds: int = Field(
-        60, ge=1, le=86400, description="Seconds between reconciliation passes inside `serve`"
+        60,
+        ge=1,
+        le=86400,
+        description="Seconds between reconciliation passes inside `serve` (1-86400)",
     )
     reconcile_stuck_after_seconds: int = Field(
         300,
@@ -267,7 +280,10 @@ class Settings(BaseSettings):
         "(1-2592000, 30 days)",
     )
     stats_cache_seconds: int = Field(
-        10, ge=0, le=3600, description="How long GET /payments/v2/stats answers are cached (s)"
+        10,
+        ge=0,
+        le=3600,
+        description="How long GET /payments/v2/stats answers are cached (s, 0-3600)",
     )
 
     # --- Events ----------------------------------------------------------------------------------
@@ -283,7 +299,10 @@ class Settings(BaseSettings):
         (), description="whsec_ secret(s) that sign outgoing events; required with the URLs"
     )
     events_max_attempts: int = Field(
-        8, ge=1, le=100, description="Delivery attempts per event and sink before a dead letter"
+        8,
+        ge=1,
+        le=100,
+        description="Delivery attempts per event and sink before a dead letter (1-100)",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level: debug, info, warning or error"
