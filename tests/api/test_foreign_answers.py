@@ -61,10 +61,12 @@ async def test_a_create_whose_answer_a_waf_replaced_is_found_by_query_not_failed
     )
     # Found by query, as after a lost 502: PayTabs holds the page but the WAF ate its URL, so
     # the payment goes out again under a new cart id (docs/resilience.md, "Never charge twice").
-    assert response.status_code == 201, response.text
-    payment = response.json()
-    assert payment["state"] == "awaiting_customer"
-    assert payment["tran_ref"] is not None
+    # Every attempt's answer eaten: no page anyone can reach, so no 201 without a page (it
+    # said awaiting_customer with no redirect_url) but a failed payment and a 502.
+    assert response.status_code == 502, response.text
+    assert response.json()["type"].endswith("/gateway-no-page")
+    payment = await service.get(response.json()["payment_id"])
+    assert payment["state"] == "failed"
     carts = Counter(
         t.cart_id
         for t in service.sim.engine.transactions.values()

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Final, Unpack
+from typing import Unpack
 
 from paytabs_guard.domain import (
     GatewayResult,
@@ -135,7 +135,7 @@ async def start_payment(
     payment = new_payment(deps, command, at=now, saved_card_id=card_id)
     payment_id = payment.id
     # Until PayTabs answers, the page may have been opened as late as the send window allows.
-    payment.mark_initiating(at=now, expires_at=now + deps.send_window + deps.page_ttl + PAGE_GRACE)
+    payment.mark_initiating(at=now, expires_at=now + deps.send_window + deps.page_ttl)
 
     async def save_card(uow: UnitOfWork) -> None:
         if card_id is not None and command.save_card_for is not None:
@@ -198,13 +198,6 @@ async def _open_page(
     raise AssertionError("unreachable: the loop returns on its last attempt")
 
 
-#: How long after PayTabs' own deadline a page is expired here. PayTabs counts the TTL from
-#: when it received the request, which is before its answer reached us; the grace covers a
-#: clock apart from PayTabs' and a customer who submitted in the last second, whose
-#: transaction the expiry's query must be able to find.
-PAGE_GRACE: Final = timedelta(seconds=30)
-
-
 def _page_ready(
     opened: PageOpened, ttl: timedelta, calls: Sequence[GatewayCall]
 ) -> Callable[[Payment, datetime], object]:
@@ -212,8 +205,9 @@ def _page_ready(
         # ``at`` is after PayTabs answered, so after it opened the page: never earlier than
         # PayTabs' deadline. (The deadline set before the call was counted from its start:
         # a create that took 3 s expired a page PayTabs kept open 3 s more, and the customer
-        # who paid in those seconds was charged for an expired payment.)
-        expires_at = at + ttl + PAGE_GRACE
+        # who paid in those seconds was charged for an expired payment.) A payment submitted
+        # in the page's last second is found by the query the expiry makes first.
+        expires_at = at + ttl
         return payment.page_created(
             opened.tran_ref,
             expires_at,

@@ -367,8 +367,7 @@ class PaymentOut(BaseModel):
     tran_ref: str | None
     expires_at: datetime | None = Field(
         description="When an unpaid page expires here: PAYPAGE_TTL_MINUTES after PayTabs "
-        "answered the create (PayTabs counts from when it received it, a little earlier), "
-        "plus 30 s for a payment submitted in the last second"
+        "answered the create (PayTabs counts from when it received it, a little earlier)"
     )
     created_at: datetime
     updated_at: datetime
