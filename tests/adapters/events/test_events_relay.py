@@ -438,3 +438,49 @@ async def test_a_delivery_whose_lease_ran_out_is_left_to_the_relay_that_took_it_
     assert taken_over.received == [a, b]  # a's lease ran out mid-call: at least once
     counts = await delivery_counts(engine)
     assert counts == {(a.event_id, "shop", "delivered"): 1, (b.event_id, "shop", "delivered"): 1}
+
+
+class HangingSink(RecordingSink):
+    """A merchant endpoint that hangs on one payment's events until released."""
+
+    def __init__(self, name: str, hangs_on: str) -> None:
+        super().__init__(name)
+        self.hangs_on = hangs_on
+        self.hanging = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def deliver(self, event: OutboxEvent) -> None:
+        if event.payment_id == self.hangs_on:
+            self.hanging.set()
+            await self.release.wait()
+        await super().deliver(event)
+
+
+async def test_a_sink_hanging_on_one_payment_holds_up_no_other_sink_or_payment(
+    engine: AsyncEngine,
+) -> None:
+    """One merchant endpoint hanging on one event held every payment's events, and the Redis
+    stream's, for its whole timeout: a run waited for every sink's drain."""
+    clock = FakeClock()
+    hook, stream = HangingSink("webhook:erp", hangs_on="pay_slow"), RecordingSink("redis")
+    relay = relay_for(engine, hook, stream, clock=clock, drain_wait_seconds=0.2)
+    slow = await add_event(engine, "pay_slow", "payment.created")
+    first = await relay.run_once()  # returns while the hook hangs
+    assert hook.hanging.is_set()
+    assert stream.received == [slow]
+    assert first.delivered == 1  # the stream's; the hook's drain goes on without the run
+    other = await add_event(engine, "pay_other", "payment.created")
+    second = await relay.run_once()
+    # the next run serves the stream, and another drain of the hook serves the payment the
+    # hanging one does not hold
+    assert stream.received == [slow, other]
+    assert hook.received == [other]
+    assert second.delivered == 2
+    later = await add_event(engine, "pay_slow", "payment.initiated")
+    await relay.run_once()
+    assert stream.received == [slow, other, later]
+    assert hook.received == [other]  # pay_slow's next event waits behind its first
+    hook.release.set()
+    await relay.settle()  # the drain the test let hang
+    await relay.run_once()
+    assert hook.received == [other, slow, later]  # in order per payment

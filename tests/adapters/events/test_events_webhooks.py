@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -229,3 +230,38 @@ async def test_an_endpoint_can_take_only_some_event_types(http: httpx.AsyncClien
     assert not sink.accepts("payment.created")
     every = WebhookSink(endpoint("https://merchant.example/", VECTOR_SECRET), http)
     assert every.accepts("payment.created")
+
+
+async def test_an_endpoint_hanging_on_one_payment_still_gets_the_others(
+    engine: AsyncEngine, http: httpx.AsyncClient
+) -> None:
+    """One wave of the relay holds one event per payment; sent one after the other, an
+    endpoint that hung on the first held the others for its whole timeout."""
+    receiver = Receiver(secret=standard.generate_secret())
+    release = asyncio.Event()
+    verify = receiver.hooks
+
+    async def hangs_on_one(request: Request) -> Response:
+        if b"pay_slow" in await request.body():
+            await release.wait()
+        return await verify(request)
+
+    slow = await add_event(engine, "pay_slow", "payment.created")
+    others = [await add_event(engine, f"pay_{n}", "payment.created") for n in range(3)]
+    app = Starlette(routes=[Route("/hooks", hangs_on_one, methods=["POST"])])
+    async with serve_app(app) as base_url:
+        relay = OutboxRelay(
+            engine,
+            webhook_sinks([endpoint(f"{base_url}/hooks", receiver.secret)], http),
+            clock=FakeClock(),
+            drain_wait_seconds=5.0,
+        )
+        running = asyncio.create_task(relay.run_once())
+        async with asyncio.timeout(5):
+            while len(receiver.verified) < len(others):  # noqa: ASYNC110 - a real server
+                await asyncio.sleep(0.01)
+        assert not running.done()  # the slow one still hangs...
+        assert {msg_id for msg_id, _, _ in receiver.verified} == {e.event_id for e in others}
+        release.set()  # ...and goes through once the endpoint answers
+        assert (await running).delivered == len(others) + 1
+    assert receiver.verified[-1][0] == slow.event_id

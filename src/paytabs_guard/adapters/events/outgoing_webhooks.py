@@ -12,6 +12,7 @@ timeout or a connection error is retried by the relay with backoff.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from .sinks import DeliveryFailed
 
 SINK_PREFIX: Final = "webhook:"
 DEFAULT_TIMEOUT_SECONDS: Final = 15.0  # Standard Webhooks: consumers get 15-30 s
+#: Requests to one endpoint at once (a relay wave's, each of another payment).
+MAX_IN_FLIGHT: Final = 8
 USER_AGENT: Final = "paytabs-guard-webhooks/1"
 
 
@@ -97,6 +100,23 @@ class WebhookSink:
         return self._http.build_request(
             "POST", self._endpoint.url, content=body, headers=headers, timeout=self._timeout
         )
+
+    async def deliver_many(self, events: Sequence[OutboxEvent]) -> list[Exception | None]:
+        """A wave of the relay (at most one event per payment) at once, at most
+        ``MAX_IN_FLIGHT`` requests to the endpoint at a time: an endpoint that hangs on one
+        payment's event holds up no other payment's (one after the other, it held them all
+        for its timeout)."""
+        gate = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+        async def one(event: OutboxEvent) -> Exception | None:
+            async with gate:
+                try:
+                    await self.deliver(event)
+                except Exception as error:  # the relay records it, as for deliver()
+                    return error
+                return None
+
+        return list(await asyncio.gather(*(one(event) for event in events)))
 
     async def deliver(self, event: OutboxEvent) -> None:
         try:

@@ -22,8 +22,9 @@ Guarantees and their limits:
 * **At least once.** A crash after the sink accepted an event but before the row was marked
   re-delivers it once the lease expires. Consumers dedupe on the CloudEvents ``id`` (stable).
 * **Order per payment, per sink.** A later event of a payment waits while an earlier one backs
-  off for that sink. Other payments and other sinks are not held up; a failing or slow sink
-  only delays itself (sinks are served concurrently).
+  off for that sink. Other payments and other sinks are not held up: a run waits for a sink at
+  most ``drain_wait_seconds`` (1 s), a slower one goes on in the background (``detached.py``)
+  while the next runs serve the others, and another drain of it the payments it does not hold.
 * **Poison events do not block a payment forever.** After ``max_attempts`` failed attempts a
   delivery becomes a dead letter (``status = 'dead'``) and the payment's next event proceeds:
   order is given up for that one event, which ``dead_letters.replay`` delivers again (late)
@@ -38,7 +39,6 @@ Guarantees and their limits:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -62,6 +62,7 @@ from paytabs_guard.resilience.clock import utc_now
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .cloudevents import OutboxEvent
 from .delivery_spans import delivery_span
+from .detached import Detached, first_of
 from .relay_statements import (
     ACKNOWLEDGED_COLUMNS,
     FAN_OUT_POSTGRES,
@@ -69,8 +70,9 @@ from .relay_statements import (
     MARK_DELIVERED_POSTGRES,
     RELEASE,
     RelayStatements,
+    fan_out_routes,
 )
-from .sinks import BatchSink, RoutedSink, Sink, SinkSet
+from .sinks import BatchSink, Sink, SinkSet
 from .tables import DEAD, DELIVERED, PENDING, event_deliveries
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,9 @@ Clock = Callable[[], datetime]
 
 MAX_ERROR_LENGTH: Final = 1000
 DEFAULT_COALESCE_SECONDS: Final = 0.005
+#: Drains of one sink that may go on at once past their run (a slow sink's): each claims the
+#: payments the others do not hold (leased heads keep their payment's later events back).
+MAX_DRAINS_PER_SINK: Final = 4
 """How long a notified relay waits for more commits before its run (see ``run_forever``)."""
 
 
@@ -146,6 +151,7 @@ class OutboxRelay:
         lease_seconds: float = 60.0,
         rng: random.Random | None = None,
         coalesce_seconds: float = DEFAULT_COALESCE_SECONDS,
+        drain_wait_seconds: float = 1.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -172,6 +178,11 @@ class OutboxRelay:
         they check that something wakes the relay."""
         self._statements = RelayStatements.build(engine.dialect.name, batch_size)
         self._postgres = engine.dialect.name == "postgresql"
+        self._drain_wait = drain_wait_seconds
+        # Drains a run stopped waiting for: they go on, and a run follows each one's end;
+        # ``settle()`` waits for them.
+        self._detached: Detached[RelayStats] = Detached(self._wake.set)
+        self.settle = self._detached.settle
 
     @property
     def instance_id(self) -> str:
@@ -204,15 +215,27 @@ class OutboxRelay:
             stats.fanned_out += count
             if count < self._batch_size:
                 break
-        results = await asyncio.gather(
-            *(self._drain(sink) for sink in sinks), return_exceptions=True
-        )
+        drains = {
+            sink.name: asyncio.ensure_future(self._drain(sink))
+            for sink in sinks
+            if self._detached.count(sink.name) < MAX_DRAINS_PER_SINK
+        }
+        if not drains:
+            return stats
+        try:
+            _, slow = await asyncio.wait(drains.values(), timeout=self._drain_wait)
+        except BaseException:  # cancelled (shutdown, a test's "crash"): so are the drains
+            for task in drains.values():
+                task.cancel()
+            raise
         errors: list[BaseException] = []
-        for result in results:
-            if isinstance(result, RelayStats):
-                stats.add(result)
+        for name, task in drains.items():
+            if task in slow:
+                self._detached.add(name, task)  # its deliveries go on; this run does not wait
+            elif task.exception() is not None:
+                errors.append(task.exception())  # type: ignore[arg-type]
             else:
-                errors.append(result)
+                stats.add(task.result())
         if errors:  # storage trouble, not a sink's: surface it once every sink had its turn
             raise errors[0]
         return stats
@@ -227,28 +250,31 @@ class OutboxRelay:
 
         A failed run (e.g. the database is down) is logged and tried again next time.
         """
-        while not stop.is_set():
-            self._wake.clear()  # before the run: a notification during it triggers the next one
-            try:
-                await self.run_once()
-            except Exception:
-                logger.exception("outbox relay run failed; next try in %.1f s", interval)
-            if not self._wake.is_set():
-                self.sleeping.set()
-            try:
-                await _first_of(stop, self._wake, wait_seconds=interval)
-            finally:
-                self.sleeping.clear()
-            if self._wake.is_set() and self._coalesce and self.sinks():
-                # Woken by a commit: let the commits right behind it join the same run. (With
-                # no sink a run does nothing, and the wait would only be one more wake-up.)
-                await _first_of(stop, wait_seconds=self._coalesce)
+        try:
+            while not stop.is_set():
+                self._wake.clear()  # before the run: a notification during it starts the next
+                try:
+                    await self.run_once()
+                except Exception:
+                    logger.exception("outbox relay run failed; next try in %.1f s", interval)
+                if not self._wake.is_set() and not self._detached.any():
+                    self.sleeping.set()
+                try:
+                    await first_of(stop, self._wake, wait_seconds=interval)
+                finally:
+                    self.sleeping.clear()
+                if self._wake.is_set() and self._coalesce and self.sinks():
+                    # Woken by a commit: let the commits right behind it join the same run.
+                    # (With no sink a run does nothing, and the wait would be one more wake.)
+                    await first_of(stop, wait_seconds=self._coalesce)
+        finally:
+            await self.settle()
 
     # ---- fan-out -------------------------------------------------------------------------
 
     async def _fan_out(self, sinks: Sequence[Sink]) -> int:
         now = self._clock()
-        routes = _routes(sinks) if self._engine.dialect.name == "postgresql" else None
+        routes = fan_out_routes(sinks) if self._engine.dialect.name == "postgresql" else None
         if routes is not None:
             # One statement: claim the rows, insert their deliveries, without BEGIN/COMMIT.
             every_type, filtered = routes
@@ -516,32 +542,3 @@ def _waves(claimed: Sequence[_Claimed]) -> list[list[_Claimed]]:
             waves.append([])
         waves[n].append(item)
     return waves
-
-
-def _routes(sinks: Sequence[Sink]) -> tuple[list[str], list[tuple[str, str]]] | None:
-    """Which sinks take every type, and (sink, type) for the others; None when a sink's
-    choice is not given as data (``RoutedSink``), so only ``accepts`` can tell."""
-    every_type: list[str] = []
-    filtered: list[tuple[str, str]] = []
-    for sink in sinks:
-        if not isinstance(sink, RoutedSink):
-            return None
-        types = sink.accepted_types
-        if types is None:
-            every_type.append(sink.name)
-        else:
-            filtered.extend((sink.name, event_type) for event_type in sorted(types))
-    return every_type, filtered
-
-
-async def _first_of(*events: asyncio.Event, wait_seconds: float) -> None:
-    """Return when any of ``events`` is set or ``wait_seconds`` have passed."""
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        for waiter in waiters:
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter

@@ -5,6 +5,7 @@ claim."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,6 +30,7 @@ from sqlalchemy import (
 from paytabs_guard.adapters.sql.engine import upsert_for
 from paytabs_guard.adapters.sql.tables import UtcDateTime, outbox
 
+from .sinks import RoutedSink, Sink
 from .tables import PENDING, event_deliveries, has_status, still_pending
 
 
@@ -294,3 +296,19 @@ RELEASE: Final = (
     )
     .values(claimed_by=None, claimed_until=None)
 )
+
+
+def fan_out_routes(sinks: Sequence[Sink]) -> tuple[list[str], list[tuple[str, str]]] | None:
+    """Which sinks take every type, and (sink, type) for the others; None when a sink's
+    choice is not given as data (``RoutedSink``), so only ``accepts`` can tell."""
+    every_type: list[str] = []
+    filtered: list[tuple[str, str]] = []
+    for sink in sinks:
+        if not isinstance(sink, RoutedSink):
+            return None
+        types = sink.accepted_types
+        if types is None:
+            every_type.append(sink.name)
+        else:
+            filtered.extend((sink.name, event_type) for event_type in sorted(types))
+    return every_type, filtered
