@@ -5,6 +5,7 @@ never shown nor logged)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from dataclasses import replace
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from paytabs_simulator.faults import Faults
 
 from .api_support import Service, new_key
+from .front_door_support import until_seen
 
 pytestmark = pytest.mark.anyio
 
@@ -317,3 +319,26 @@ async def test_an_unclear_charge_is_settled_from_paytabs_records_without_resendi
     assert processed.json()["state"] == "completed", processed.text
     [sale] = await service.simulated(payment["cart_id"])  # one charge, never re-sent
     assert sale["tran_class"] == "Recurring"
+
+
+async def test_a_card_deleted_while_its_charge_is_on_its_way_is_a_409_not_a_refusal(
+    any_service: Service,
+) -> None:
+    """The charge read the card before the DELETE committed and reached PayTabs after the
+    token was deleted there: PayTabs refused the token, and the merchant heard a 422 "fix the
+    request" that reads as a declined card."""
+    service = any_service
+    card_id = (await save_card(service, customer_id="cust_6006"))["saved_card_id"]
+    engine = service.sim.engine
+    engine.set_faults(Faults(latency_ms=400, fault_paths=["/payment/request"]))
+    sent = engine.stats["requests /payment/request"]
+    charging = asyncio.create_task(charge(service, card_id, key=new_key()))
+    await until_seen(lambda: engine.stats["requests /payment/request"] > sent)
+    deleted = await service.api.delete(f"/payments/v2/cards/{card_id}")
+    assert deleted.status_code == 200, deleted.text
+    answer = await charging
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["type"].endswith("/saved-card-deleted")
+    engine.set_faults(Faults())
+    approved = [t for t in engine.transactions.values() if t.status == "A"]
+    assert len(approved) == 1  # the saving payment's sale alone: nothing was charged

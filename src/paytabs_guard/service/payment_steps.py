@@ -260,13 +260,15 @@ async def save_unanswered(
     idempotency: IdempotentCreate | None,
     *,
     calls: Sequence[GatewayCall] = (),
+    sent: str = "the page",
 ) -> Payment:
     """Save what a first send without an answer leaves: failed when PayTabs refused it, UNKNOWN
     when the answer was lost (reconciliation resolves it). When nothing was sent, the payment
     is failed without keeping an answer for the key, and ``error`` is raised again. ``calls``:
-    the attempts made, for the history entry."""
+    the attempts made, for the history entry; ``sent``, what was asked for (the page, a
+    recurring charge)."""
     if isinstance(error, GatewayRejected):
-        reason = with_calls(f"PayTabs refused the page: {error.message}", calls)
+        reason = with_calls(f"PayTabs refused {sent}: {error.message}", calls)
         code = "" if error.code is None else str(error.code)
         return await change_saved(
             deps,

@@ -18,7 +18,7 @@ from datetime import datetime
 from paytabs_guard.domain import GatewayResult, Money, Operation, Payment, PaymentState
 from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.service.gateway import GatewayRejected
-from paytabs_guard.service.gateway_calls import captured, with_calls
+from paytabs_guard.service.gateway_calls import GatewayCall, captured, with_calls
 from paytabs_guard.service.payment_steps import (
     UNANSWERED,
     CreatePayment,
@@ -185,9 +185,34 @@ async def start_card_charge(
                 callback_url=deps.callback_url,
             )
         except UNANSWERED as error:
-            return await save_unanswered(deps, payment, error, idempotency, calls=calls)
+            if isinstance(error, GatewayRejected):
+                await _unless_deleted_meanwhile(deps, payment, error, calls)
+            return await save_unanswered(
+                deps, payment, error, idempotency, calls=calls, sent="the recurring charge"
+            )
     answered = _answered(result, deps, with_calls("recurring charge answered by PayTabs", calls))
     return await change_saved(deps, payment, answered, idempotency)
+
+
+async def _unless_deleted_meanwhile(
+    deps: PaymentDeps, payment: Payment, error: GatewayRejected, calls: Sequence[GatewayCall]
+) -> None:
+    """Raise ``SavedCardDeleted`` (the failed charge saved, its key left to the caller) when
+    the card was deleted while this charge was on its way: PayTabs refused a token deleted
+    under it. Told as a refusal, the merchant read "fix the request" and a declined card."""
+    async with deps.uow() as uow:
+        card = await uow.cards.get(payment.saved_card_id or "")
+    if card is None or card.deleted_at is None:
+        return
+    reason = with_calls(
+        f"the card was deleted while this charge was on its way; PayTabs refused its token "
+        f"({error.message}) and charged nothing",
+        calls,
+    )
+    code = "" if error.code is None else str(error.code)
+    fail = lambda p, at: p.initiation_failed(reason, at=at, response_code=code)  # noqa: E731
+    await change_saved(deps, payment, fail, None)
+    raise SavedCardDeleted(card, card.deleted_at)
 
 
 def _answered(
