@@ -150,7 +150,7 @@ def test_event_payloads() -> None:
         "currency": "KWD",
     }
     assert by_type["payment.captured"]["previous_tran_ref"] == PAGE_REF
-    assert by_type["payment.initiated"]["expires_at"] == "2025-01-29T09:20:12+00:00"
+    assert by_type["payment.initiated"]["expires_at"] == "2025-01-29T09:20:12Z"
     conflict = by_type["payment.conflict"]
     assert (conflict["reported_status"], conflict["state"]) == ("X", "refunded")
 

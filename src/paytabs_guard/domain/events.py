@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import ClassVar, Final, TypeAlias
 
@@ -77,7 +77,8 @@ def _json_fields(event: PaymentEvent) -> EventData:
         elif isinstance(value, Enum):
             data[name] = value.value
         elif isinstance(value, datetime):
-            data[name] = value.isoformat()
+            # RFC 3339 in UTC with "Z", as the envelope's time and the API write it
+            data[name] = value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
         else:
             data[name] = value
     return data

@@ -26,7 +26,7 @@ EVENT_TYPE_SCHEMA: Final = WithJsonSchema({"type": "string", "enum": sorted(EVEN
 class DeliveryOut(BaseModel):
     """Where one event stands with one sink."""
 
-    sink: str = Field(description="subscriber:NAME, redis:STREAM or webhook:NAME")
+    sink: str = Field(description="subscriber:NAME, redis or webhook:NAME")
     status: Literal["pending", "delivered", "dead"]
     attempts: int = Field(description="Attempts made so far (reset by a redelivery)")
     last_error: str | None = Field(description="Why the last failed attempt failed")
