@@ -238,8 +238,10 @@ async def test_unknown_ids_sinks_and_cursors_get_problems_that_say_what_to_fix(
     wrong_sink = await service.api.post(
         f"/payments/v2/events/{first['id']}/redeliver", json={"sinks": ["webhook:9"]}
     )
-    assert wrong_sink.status_code == 409
+    # A sink the event never had is a mistake in the request, not "come back later".
+    assert wrong_sink.status_code == 422
     assert "webhook:9" in wrong_sink.json()["detail"]
+    assert "Redeliver once" not in wrong_sink.json()["detail"]
     arabic_three = "seq:\u0663".encode()  # a digit, but not one a cursor is written with
     for cursor in (
         "garbage",

@@ -136,6 +136,10 @@ class NothingToRedeliver(Exception):
         self.reason = reason
 
 
+class NoSuchSink(NothingToRedeliver):
+    """A sink asked for that the event was never handed to: the request names a wrong one."""
+
+
 def _check_limit(limit: int, ceiling: int) -> None:
     if not 1 <= limit <= ceiling:
         raise ValueError(f"limit must be 1 to {ceiling}, got {limit}")
@@ -190,7 +194,7 @@ async def redeliver_event(
     known = {delivery.sink for delivery in found.deliveries}
     unknown = sorted(set(sinks) - known)
     if unknown:
-        raise NothingToRedeliver(
+        raise NoSuchSink(
             event_id,
             f"the event has no delivery to {', '.join(unknown)}; its sinks are: "
             f"{', '.join(sorted(known)) or 'none yet'}",

@@ -17,7 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from paytabs_guard.domain.events import EVENT_TYPES
 from paytabs_guard.entrypoints.health_checks import event_store
 from paytabs_guard.service import events as use_cases
-from paytabs_guard.service.events import MAX_EVENT_PAGE, EventNotFound, NothingToRedeliver
+from paytabs_guard.service.events import (
+    MAX_EVENT_PAGE,
+    EventNotFound,
+    NoSuchSink,
+    NothingToRedeliver,
+)
 
 from .cursors import decode_number_cursor, encode_cursor
 from .dependencies import AdminDep, ClientDep, ContainerDep
@@ -192,6 +197,14 @@ async def redeliver(
         )
     except EventNotFound as error:
         raise _event_not_found(error) from error
+    except NoSuchSink as error:
+        raise Problem(
+            "invalid_request",
+            "Invalid request",
+            422,
+            f"sinks: {error.reason}. Name sinks from the event's deliveries, or leave sinks out.",
+            extensions={"field": "sinks"},
+        ) from error
     except NothingToRedeliver as error:
         raise Problem(
             "nothing_to_redeliver",
