@@ -329,6 +329,28 @@ async def test_an_answered_probe_is_green_and_a_failed_one_red(service: Service)
     assert sorted(dots) == [("#0a5a2c", "succeeded"), ("#8a0016", "failed")]
 
 
+async def test_the_breakers_page_reloads_on_a_state_change_not_on_every_probe(
+    service: Service,
+) -> None:
+    # Probes go out every second while a breaker is open; a page whose stamp moved with them
+    # reloaded itself every few seconds under the operator reading it.
+    breaker = service.container.gateway.breakers.get("create")
+    async with signed_in(service) as browser:
+
+        async def stamp() -> str:
+            live = await browser.get("/console/live.json", params={"view": "breakers"})
+            value: str = live.json()["stamp"]
+            return value
+
+        before = await stamp()
+        breaker.record_probe(succeeded=False, latency=0.05)
+        breaker.record_probe(succeeded=True, latency=0.05)
+        assert await stamp() == before
+        breaker.force_open()
+        assert await stamp() != before  # a change of state still reloads it
+    breaker.reset()
+
+
 async def test_arabic_from_accept_language_and_from_the_switch(service: Service) -> None:
     async with signed_in(service, **{"Accept-Language": "ar-SA,ar;q=0.9"}) as browser:
         page = await browser.get("/console")

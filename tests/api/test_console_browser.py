@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+import httpx
 import pytest
 
 from paytabs_simulator.server import RunningSimulator
@@ -90,6 +91,18 @@ def _walk(
             tab.go(f"{url}/console/payments/{ebook['id']}", "Events and deliveries")
             anyio.from_thread.run(_refund, service, ebook["id"])
             seen["live"] = tab.wait_for("partially_refunded")
+            # Signed out elsewhere (another tab): the page says so and stops polling, where
+            # it went on asking every 3 s and showed stale data as live.
+            cookies = {c["name"]: c["value"] for c in tab._call("Network.getCookies")["cookies"]}
+            csrf = tab.evaluate("document.querySelector(\"input[name='csrf']\").value")
+            out = httpx.post(f"{url}/console/logout", data={"csrf": csrf}, cookies=cookies)
+            assert out.status_code == 303, out.text
+            seen["signed_out"] = tab.wait_for('role="alert">You are signed out')  # unhidden
+            # and arms no next poll (the script polls only while the page names its feed)
+            seen["still_polls"] = tab.evaluate("document.body.hasAttribute('data-live')")
+            tab.go(f"{url}/console", "Admin API key")  # back in, for the phone's pages
+            tab.type_into("#key", ADMIN_KEY)
+            tab.wait_for("Payment id, cart id or tran_ref")
         seen["requests"] = tab.requested()
         tab.close()
         phone = Tab(chromium, javascript=javascript, **PHONE)
@@ -150,3 +163,4 @@ async def test_an_operator_signs_in_searches_and_reads_a_timeline(
         assert 'data-state="forced_open"' in seen["breakers"]
         assert "webhook:1" in seen["dead"]
         assert "9.00" in seen["live"]
+        assert seen["still_polls"] is False

@@ -33,7 +33,9 @@ LIVE_SECONDS: Final = 3
 SCRIPT: Final = (
     "(function(){var b=document.body,u=b.getAttribute('data-live');if(!u||!window.fetch)return;"
     "var s=b.getAttribute('data-stamp');function tick(){fetch(u,{credentials:'same-origin',"
-    "headers:{Accept:'application/json'}}).then(function(r){return r.ok?r.json():null})"
+    "headers:{Accept:'application/json'}}).then(function(r){if(r.status===401){"
+    "var o=document.getElementById('signed_out');if(o)o.hidden=false;b.removeAttribute("
+    "'data-live');return null;}return r.ok?r.json():null})"
     ".then(function(d){if(!d)return;var f=d.fields||{};"
     "document.querySelectorAll('[data-field]').forEach(function(el){"
     "var v=f[el.getAttribute('data-field')];if(typeof v==='string'){el.textContent=v;"
@@ -41,7 +43,8 @@ SCRIPT: Final = (
     "if(d.stamp&&s&&d.stamp!==s){var a=document.activeElement;"
     "if(a&&/INPUT|SELECT|TEXTAREA/.test(a.tagName)){var n=document.getElementById('stale');"
     "if(n)n.hidden=false;}else{location.reload();}}}).catch(function(){})"
-    ".then(function(){setTimeout(tick,b.getAttribute('data-every')*1000)});}"
+    ".then(function(){if(b.hasAttribute('data-live'))"
+    "setTimeout(tick,b.getAttribute('data-every')*1000)});}"
     "b.classList.add('js');setTimeout(tick,b.getAttribute('data-every')*1000);})();"
 )
 SCRIPT_HASH: Final = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
@@ -90,7 +93,7 @@ _STYLE: Final = (
     "margin:0}dt{color:#5b6478;font-size:.85rem}dd{margin:0;overflow-wrap:anywhere;min-width:0}"
     "ol.timeline{list-style:none;margin:0;padding:0}ol.timeline li{padding:.45rem 0;"
     "border-bottom:1px solid #e3e6ec}ol.timeline .at{color:#5b6478;font-size:.8rem}"
-    "svg{max-width:100%;height:auto;direction:ltr}#stale{background:#fdecc8;"
+    "svg{max-width:100%;height:auto;direction:ltr}#stale,#signed_out{background:#fdecc8;"
     "padding:.4rem .8rem;border-radius:6px}.js .nojs{display:none}"
     # On a phone a table is one block per row, each cell under its column's name (data-label),
     # so nothing needs sideways scrolling; a cell that does not fit beside its label goes
@@ -213,7 +216,9 @@ def page(
         "<meta charset='utf-8'><meta name='viewport' content='width=device-width,initial-scale=1'>"
         f"<title>{e(title)} · {e(words['console'])}</title><style>{_STYLE}</style></head>"
         f"<body{live_attrs}>{header}<main>"
-        f"<p id='stale' hidden>{e(words['stale'])}</p><h1>{e(title)}</h1>{content}</main>"
+        f"<p id='stale' hidden>{e(words['stale'])}</p>"
+        f"<p id='signed_out' class='stale' role='alert' hidden>{e(words['signed_out'])}</p>"
+        f"<h1>{e(title)}</h1>{content}</main>"
         f"<script>{SCRIPT}</script></body></html>"
     )
     headers = HEADERS | {"Content-Language": lang}
