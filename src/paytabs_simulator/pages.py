@@ -13,9 +13,9 @@ body{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0;padding:2rem}
 main{max-width:28rem;margin:auto;background:#fff;border-radius:8px;padding:1.5rem;
 box-shadow:0 1px 4px #0002}
 label{display:block;margin:.6rem 0 .2rem}input{width:100%;padding:.4rem;box-sizing:border-box}
-.row{display:flex;gap:.5rem}.row>div{flex:1}.error{color:#b00020}.banner{color:#666;font-size:.8rem}
+.row{display:flex;gap:.5rem;align-items:flex-end}.row>div{flex:1}.error{color:#b00020}.banner{color:#666;font-size:.8rem}
 button{margin-top:1rem;padding:.5rem 1.2rem}.amount{font-size:1.4rem;font-weight:bold}
-.description{overflow-wrap:anywhere}
+.description,.customer{overflow-wrap:anywhere}
 """
 
 
@@ -92,16 +92,28 @@ def _customer(tx: Transaction) -> dict[str, str]:
 
 
 def _field(name: str, label: str, autocomplete: str, value: str = "", *, numeric: bool = True,
-           required: bool = True) -> str:  # fmt: skip
-    """One input with the autofill hint browsers and password managers look for."""
+           required: bool = True, invalid: bool = False) -> str:  # fmt: skip
+    """One input with the autofill hint browsers and password managers look for. Digits are
+    written left to right in Arabic too (in a right-to-left field a card number's groups came
+    out reversed); the field an error is about is marked, described by it and focused."""
     return (
         f'<label for="{name}">{escape(label)}</label>'
         f'<input id="{name}" name="{name}" autocomplete="{autocomplete}"'
-        + (' inputmode="numeric"' if numeric else "")
+        + (' inputmode="numeric" dir="ltr"' if numeric else "")
         + (f' value="{escape(value)}"' if value else "")
         + (" required" if required else "")
+        + (' aria-invalid="true" aria-describedby="problem" autofocus' if invalid else "")
         + ">"
     )
+
+
+#: The field each card error is about (InvalidCard reasons).
+_ERROR_FIELDS = {
+    "number": "card_number",
+    "expired": "expiry_month",
+    "expiry": "expiry_month",
+    "cvv": "cvv",
+}
 
 
 def payment_form(
@@ -129,23 +141,36 @@ def payment_form(
     if error:
         again = f" {words['cvv_again']}" if typed else ""
         said = words.get(f"invalid_{error}", error)
-        problem = f'<p class="error" role="alert">{escape(said)}{escape(again)}</p>'
+        problem = f'<p id="problem" class="error" role="alert">{escape(said)}{escape(again)}</p>'
     who = " · ".join(customer[key] for key in ("name", "email") if key in customer)
     paying_as = (
         f'<p class="customer">{escape(words["paying_as"])}: {escape(who)}</p>' if who else ""
     )
     name = typed.get("cardholder_name") or customer.get("name", "")
     action = f"/payment/page/{escape(page_id)}"
+    wrong = _ERROR_FIELDS.get(error or "")
     body = (
         f"<h1>{escape(words['pay_heading'])}</h1>{_summary(tx)}{paying_as}{problem}"
         f'<form method="post" action="{action}">'
-        + _field("card_number", words["card_number"], "cc-number", typed.get("card_number", ""))
+        + _field(
+            "card_number",
+            words["card_number"],
+            "cc-number",
+            typed.get("card_number", ""),
+            invalid=wrong == "card_number",
+        )
         + '<div class="row"><div>'
-        + _field("expiry_month", words["month"], "cc-exp-month", typed.get("expiry_month", ""))
+        + _field(
+            "expiry_month",
+            words["month"],
+            "cc-exp-month",
+            typed.get("expiry_month", ""),
+            invalid=wrong == "expiry_month",
+        )
         + "</div><div>"
         + _field("expiry_year", words["year"], "cc-exp-year", typed.get("expiry_year", ""))
         + "</div><div>"
-        + _field("cvv", words["cvv"], "cc-csc")
+        + _field("cvv", words["cvv"], "cc-csc", invalid=wrong == "cvv")
         + "</div></div>"
         + _field("cardholder_name", words["name"], "cc-name", name, numeric=False, required=False)
         + f"{save_card}"

@@ -142,6 +142,9 @@ async def test_replay_all_puts_back_every_dead_letter_on_the_page(
             assert len(listed) == dead
             assert set(fields["id"]) == listed
             assert fields["csrf"] == [csrf_of(page.text)]
+            # Each row's button says which letter it replays (50 "Replay" buttons said nothing).
+            named = re.findall(r"<button type='submit' aria-label='Replay (\d+) \(", page.text)
+            assert set(named) == listed
 
             merchant.down = False
             done = await browser.post("/console/dead-letters/replay", data=fields)

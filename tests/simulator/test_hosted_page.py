@@ -266,16 +266,18 @@ async def test_cancel_through_test_api(gw: Gateway) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("form", "error"),
+    ("form", "error", "field"),
     [
-        ({"card_number": "4111111111111112"}, "The card number is not valid."),
-        ({"card_number": "4111"}, "The card number is not valid."),
-        ({"expiry_year": "2024"}, "The card has expired."),
-        ({"expiry_month": "13"}, "The expiry date is not valid."),
-        ({"cvv": "12"}, "The security code (CVV) must be 3 or 4 digits."),
+        ({"card_number": "4111111111111112"}, "The card number is not valid.", "card_number"),
+        ({"card_number": "4111"}, "The card number is not valid.", "card_number"),
+        ({"expiry_year": "2024"}, "The card has expired.", "expiry_month"),
+        ({"expiry_month": "13"}, "The expiry date is not valid.", "expiry_month"),
+        ({"cvv": "12"}, "The security code (CVV) must be 3 or 4 digits.", "cvv"),
     ],
 )
-async def test_bad_card_shows_the_form_again(gw: Gateway, form: dict[str, str], error: str) -> None:
+async def test_bad_card_shows_the_form_again(
+    gw: Gateway, form: dict[str, str], error: str, field: str
+) -> None:
     created = await gw.create_page()
     entered = {"card_number": VISA, "expiry_month": "12", "expiry_year": "2030", "cvv": "123"}
     response = await gw.http.post(
@@ -284,6 +286,15 @@ async def test_bad_card_shows_the_form_again(gw: Gateway, form: dict[str, str], 
     assert response.status_code == 400
     assert escape(error) in response.text
     assert len(forms_of(response.text)) == 1
+    # The field the error is about is marked, tied to the message and focused; only that one.
+    marked = re.findall(r'<input id="(\w+)"[^>]*aria-invalid="true" aria-describedby="problem"'
+                        r" autofocus", response.text)  # fmt: skip
+    assert marked == [field]
+    assert '<p id="problem" class="error" role="alert">' in response.text
+    assert (
+        'id="card_number" name="card_number" autocomplete="cc-number" inputmode="numeric" dir="ltr"'
+        in response.text
+    )
     tx = (await gw.query(tran_ref=created["tran_ref"])).json()
     assert "payment_result" not in tx
 

@@ -144,8 +144,8 @@ def payments(
         )
         for p in found
     ]
-    headings = ("id", words["created"], words["state"], words["amount"], words["description"],
-                words["cart_id"], words["tran_ref"])  # fmt: skip
+    headings = (words["id"], words["created"], words["state"], words["amount"],
+                words["description"], words["cart_id"], words["tran_ref"])  # fmt: skip
     listing = table(headings, rows, wide=(5, 6)) if rows else f"<p>{e(words['no_payments'])}</p>"
     more = ""
     if next_after:
@@ -225,14 +225,16 @@ def breakers(
                 live="/console/live.json?view=breakers", stamp=stamp)  # fmt: skip
 
 
-def _replay_form(csrf: str, label: str, delivery_ids: Sequence[int]) -> str:
+def _replay_form(csrf: str, label: str, delivery_ids: Sequence[int], named: str = "") -> str:
     """A POST form that puts ``delivery_ids`` back to pending. The handler replays exactly the
     ids it is sent (never "everything dead"), so "all on this page" lists the page's ids:
-    a letter that died after the page was drawn is not replayed unseen."""
+    a letter that died after the page was drawn is not replayed unseen. ``named``: the
+    button's accessible name, when its label alone does not say which letter it replays."""
     targets = "".join(f"<input type='hidden' name='id' value='{i}'>" for i in delivery_ids)
+    aria = f" aria-label='{e(named)}'" if named else ""
     return (
         f"<form method='post' action='/console/dead-letters/replay'>{_csrf_field(csrf)}{targets}"
-        f"<button type='submit'>{e(label)}</button></form>"
+        f"<button type='submit'{aria}>{e(label)}</button></form>"
     )
 
 
@@ -255,11 +257,17 @@ def dead_letters(
             str(letter.delivery.attempts),
             text(letter.delivery.last_error or ""),
             moment(letter.delivery.dead_at),
-            _replay_form(frame.csrf, words["replay"], [letter.delivery.id]),
+            _replay_form(
+                frame.csrf,
+                words["replay"],
+                [letter.delivery.id],
+                f"{words['replay']} {letter.delivery.id} ({letter.event_type}, "
+                f"{letter.delivery.sink})",
+            ),
         )
         for letter in letters
     ]
-    headings = ("id", words["type"], words["payment"], words["sink"], words["attempts"],
+    headings = (words["id"], words["type"], words["payment"], words["sink"], words["attempts"],
                 words["last_error"], words["dead_at"], "")  # fmt: skip
     notice = f"<p class='ok' role='status'>{e(message)}</p>" if message else ""
     if error:

@@ -122,6 +122,7 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "bad_cursor": "That page link is not valid; start from the first page.",
         "refresh": "Refresh",
         "stale": "New data: reload to see it.",
+        "id": "id",
         "signed_out": "You are signed out: what this page shows is no longer kept up to date. "
         "Sign in again to see it live.",
         "language": "العربية",
@@ -231,6 +232,7 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "bad_cursor": "رابط الصفحة غير صالح؛ ابدأ من الصفحة الأولى.",
         "refresh": "تحديث",
         "stale": "بيانات جديدة: أعد التحميل لرؤيتها.",
+        "id": "المعرّف",
         "signed_out": "تم تسجيل خروجك: لم تعد هذه الصفحة تُحدَّث. سجّل الدخول مجددًا لرؤيتها مباشرة.",
         "language": "English",
         "onward": "←",
