@@ -12,7 +12,8 @@ from paytabs_simulator.api import json_response
 from paytabs_simulator.cards import InvalidCard, read_card
 from paytabs_simulator.engine import Engine, PageUnavailable, SettleRefused
 from paytabs_simulator.faults import Faults
-from paytabs_simulator.hosted_page import UNAVAILABLE
+from paytabs_simulator.hosted_page import UNAVAILABLE_STATUS
+from paytabs_simulator.pages import TEXT
 from paytabs_simulator.returns import browser_return
 from paytabs_simulator.wire import transaction_object
 
@@ -50,8 +51,8 @@ def admin_routes(engine: Engine) -> APIRouter:
         try:
             tx = engine.open_page(page_id)
         except PageUnavailable as error:
-            status, title, _ = UNAVAILABLE[error.problem]
-            return problem(status, title)
+            # the test API answers in English, whatever the page's language
+            return problem(UNAVAILABLE_STATUS[error.problem], TEXT["en"][f"{error.problem}_title"])
         if request.cancel:
             engine.cancel_page(tx)
         else:

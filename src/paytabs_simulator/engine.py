@@ -65,9 +65,10 @@ TOKEN_FORMATS: dict[int, tuple[str, int]] = {
 class PageUnavailable(Exception):
     """The hosted page cannot take a payment: unknown, expired, already used, or no 3DS step."""
 
-    def __init__(self, problem: PageProblem) -> None:
+    def __init__(self, problem: PageProblem, lang: str = "en") -> None:
         super().__init__(problem)
         self.problem = problem
+        self.lang = lang  # the page's language, when the page is known
 
 
 class SettleRefused(Exception):
@@ -374,9 +375,9 @@ class Engine:
         if page is None:
             raise PageUnavailable("unknown")
         if page.state == "done":
-            raise PageUnavailable("used")
+            raise PageUnavailable("used", page.paypage_lang)
         if self.now() >= page.expires_at:
-            raise PageUnavailable("expired")
+            raise PageUnavailable("expired", page.paypage_lang)
         return self.transactions[page.tran_ref]
 
     def submit_card(self, tx: Transaction, card: EnteredCard, *, save_card: bool) -> bool:
@@ -392,7 +393,7 @@ class Engine:
     def complete_3ds(self, tx: Transaction) -> None:
         page = self._page_of(tx)
         if page.state != "3ds" or page.pending is None:
-            raise PageUnavailable("no_3ds")
+            raise PageUnavailable("no_3ds", page.paypage_lang)
         pending = page.pending
         self._finish(tx, pending.outcome, pending.card, save_card=pending.save_card)
 

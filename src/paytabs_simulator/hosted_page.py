@@ -17,17 +17,13 @@ from paytabs_simulator.pages import (
 from paytabs_simulator.records import Transaction
 from paytabs_simulator.returns import browser_return
 
-UNAVAILABLE = {
-    "unknown": (404, "Page not found", "There is no payment page at this address."),
-    "expired": (410, "Page expired", "This payment page has expired. Please start again."),
-    "used": (410, "Page already used", "This payment page has already been used."),
-    "no_3ds": (409, "Nothing to authenticate", "This payment is not waiting for 3-D Secure."),
-}
+#: The status of each reason a page takes no payment (the words are in pages.TEXT).
+UNAVAILABLE_STATUS = {"unknown": 404, "expired": 410, "used": 410, "no_3ds": 409}
 
 
 def unavailable(problem: PageUnavailable) -> HTMLResponse:
-    status, title, message = UNAVAILABLE[problem.problem]
-    return HTMLResponse(unavailable_page(title, message), status_code=status)
+    page = unavailable_page(problem.problem, problem.lang)
+    return HTMLResponse(page, status_code=UNAVAILABLE_STATUS[problem.problem])
 
 
 def finished(tx: Transaction) -> Response:
@@ -37,7 +33,7 @@ def finished(tx: Transaction) -> Response:
         return HTMLResponse(result_page(tx))
     if target.method == "GET":
         return RedirectResponse(target.url, status_code=303)
-    return HTMLResponse(return_form(target))
+    return HTMLResponse(return_form(target, tx.page.paypage_lang if tx.page else "en"))
 
 
 def hosted_page_routes(engine: Engine) -> APIRouter:

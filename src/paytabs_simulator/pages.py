@@ -39,6 +39,21 @@ TEXT: dict[str, dict[str, str]] = {
         "invalid_expired": "The card has expired.",
         "invalid_cvv": "The security code (CVV) must be 3 or 4 digits.",
         "invalid_expiry": "The expiry date is not valid.",
+        "three_ds_title": "Authentication",
+        "three_ds_before": "",
+        "three_ds_ask": "Your bank asks you to confirm this payment.",
+        "three_ds_confirm": "Complete authentication",
+        "redirecting": "Redirecting",
+        "returning": "Returning to the merchant…",
+        "continue": "Continue",
+        "unknown_title": "Page not found",
+        "unknown_text": "There is no payment page at this address.",
+        "expired_title": "Page expired",
+        "expired_text": "This payment page has expired. Please start again.",
+        "used_title": "Page already used",
+        "used_text": "This payment page has already been used.",
+        "no_3ds_title": "Nothing to authenticate",
+        "no_3ds_text": "This payment is not waiting for 3-D Secure.",
     },
     "ar": {
         "banner": "محاكي PayTabs: بطاقات اختبار فقط",
@@ -58,6 +73,21 @@ TEXT: dict[str, dict[str, str]] = {
         "invalid_expired": "انتهت صلاحية البطاقة.",
         "invalid_cvv": "يجب أن يتكون رمز التحقق (CVV) من 3 أو 4 أرقام.",
         "invalid_expiry": "تاريخ انتهاء الصلاحية غير صالح.",
+        "three_ds_title": "المصادقة",
+        "three_ds_before": "التحقق عبر ",
+        "three_ds_ask": "يطلب منك مصرفك تأكيد هذه الدفعة.",
+        "three_ds_confirm": "أكمل المصادقة",
+        "redirecting": "إعادة التوجيه",
+        "returning": "جارٍ الرجوع إلى التاجر…",
+        "continue": "متابعة",
+        "unknown_title": "الصفحة غير موجودة",
+        "unknown_text": "لا توجد صفحة دفع على هذا العنوان.",
+        "expired_title": "انتهت صلاحية الصفحة",
+        "expired_text": "انتهت صلاحية صفحة الدفع هذه. يُرجى البدء من جديد.",
+        "used_title": "استُخدمت الصفحة من قبل",
+        "used_text": "استُخدمت صفحة الدفع هذه من قبل.",
+        "no_3ds_title": "لا شيء للمصادقة",
+        "no_3ds_text": "هذه الدفعة لا تنتظر التحقق عبر 3-D Secure.",
     },
 }
 
@@ -183,13 +213,16 @@ def payment_form(
 
 
 def three_ds_challenge(tx: Transaction, page_id: str) -> str:
+    lang = tx.page.paypage_lang if tx.page else "en"
+    words = _words(lang)
     body = (
-        f"<h1>3-D Secure</h1>{_summary(tx)}"
-        "<p>Your bank asks you to confirm this payment.</p>"
+        # the Latin name isolated: in a right-to-left line "3-D Secure" came out "D Secure-3"
+        f'<h1>{escape(words["three_ds_before"])}<bdi dir="ltr">3-D Secure</bdi></h1>'
+        f"{_summary(tx)}<p>{escape(words['three_ds_ask'])}</p>"
         f'<form method="post" action="/payment/page/{escape(page_id)}/3ds">'
-        '<button type="submit">Complete authentication</button></form>'
+        f'<button type="submit">{escape(words["three_ds_confirm"])}</button></form>'
     )
-    return _document("Authentication", body, lang=tx.page.paypage_lang if tx.page else "en")
+    return _document(words["three_ds_title"], body, lang=lang)
 
 
 def result_page(tx: Transaction) -> str:
@@ -204,20 +237,25 @@ def result_page(tx: Transaction) -> str:
     return _document("Payment result", body)
 
 
-def return_form(target: BrowserReturn) -> str:
+def return_form(target: BrowserReturn, lang: str = "en") -> str:
     """Auto-submitting form that carries the browser back to the merchant's `return` URL."""
+    words = _words(lang)
     inputs = "".join(
         f'<input type="hidden" name="{escape(key)}" value="{escape(value)}">'
         for key, value in target.fields.items()
     )
     body = (
-        "<p>Returning to the merchant…</p>"
+        f"<p>{escape(words['returning'])}</p>"
         f'<form id="return" method="post" action="{escape(target.url)}">{inputs}'
-        '<noscript><button type="submit">Continue</button></noscript></form>'
+        f'<noscript><button type="submit">{escape(words["continue"])}</button></noscript></form>'
         "<script>document.getElementById('return').submit()</script>"
     )
-    return _document("Redirecting", body)
+    return _document(words["redirecting"], body, lang=lang)
 
 
-def unavailable_page(title: str, message: str) -> str:
-    return _document(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>")
+def unavailable_page(problem: str, lang: str = "en") -> str:
+    """Why a page takes no payment (``problem``: unknown, expired, used, no_3ds)."""
+    words = _words(lang)
+    title = words[f"{problem}_title"]
+    body = f"<h1>{escape(title)}</h1><p>{escape(words[f'{problem}_text'])}</p>"
+    return _document(title, body, lang=lang)

@@ -429,3 +429,25 @@ async def test_token_only_when_customer_saves_the_card(gw: Gateway) -> None:
 async def test_declined_payment_gets_no_token(gw: Gateway) -> None:
     tx = await gw.paid_transaction("4000000000000010", tokenise=2)
     assert "token" not in tx
+
+
+@pytest.mark.anyio
+async def test_an_arabic_flow_stays_arabic_to_the_end(gw: Gateway) -> None:
+    """The form was Arabic; the 3-D Secure step, the way back and a used page were English,
+    and the Latin "3-D Secure" in a right-to-left heading came out as "D Secure-3"."""
+    created = await gw.create_page(paypage_lang="ar", **{"return": RETURN_URL})
+    pid = page_id(created)
+    card = {"card_number": "4000000000000002", "expiry_month": "1", "expiry_year": "2031"}
+    challenge = await gw.http.post(f"/payment/page/{pid}", data={**card, "cvv": "123",
+                                                                 "action": "pay"})  # fmt: skip
+    assert '<html lang="ar" dir="rtl">' in challenge.text
+    assert "أكمل المصادقة" in challenge.text
+    assert '<bdi dir="ltr">3-D Secure</bdi>' in challenge.text
+    assert "Complete authentication" not in challenge.text
+    [form] = forms_of(challenge.text)
+    back = await gw.http.post(form["action"])
+    assert '<html lang="ar" dir="rtl">' in back.text
+    assert "جارٍ الرجوع إلى التاجر" in back.text
+    used = await gw.http.get(f"/payment/page/{pid}")
+    assert used.status_code == 410
+    assert "استُخدمت الصفحة من قبل" in used.text
