@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -368,6 +369,13 @@ async def test_arabic_from_accept_language_and_from_the_switch(service: Service)
     login = await service.anonymous.get("/console/login", headers={"Accept-Language": "ar"})
     assert "dir='rtl'" in login.text
     assert "تسجيل الدخول" in login.text
+    # A switch before signing in too, keeping where the operator was going.
+    switch = re.search(r"<a href='(/console/login\?[^']+)' lang='en'>", login.text)
+    assert switch is not None
+    english = await service.anonymous.get(html.unescape(switch.group(1)))
+    assert "<html lang='en' dir='ltr'>" in english.text
+    asked = await service.anonymous.get("/console/breakers", headers={"Accept-Language": "ar"})
+    assert "next=%2Fconsole%2Fbreakers" in asked.text
 
 
 async def test_the_session_cookie_is_secure_when_the_public_url_is_https(

@@ -84,7 +84,14 @@ def login(lang: str, *, next_path: str, error: str = "", status: int = 401) -> H
         f"<p class='note'>{e(words['login_hint'])}</p>"
         f"<button type='submit'>{e(words['sign_in'])}</button></form></div>"
     )
-    return page(lang, words["sign_in"], content, status=status)
+    # The language switch before signing in too: the only other way was typing ?lang= by hand.
+    other = "en" if lang == "ar" else "ar"
+    switch = with_query("/console/login", {"next": next_path, "lang": other})
+    top = (
+        "<header><strong>paytabs-guard</strong><span class='me'>"
+        f"<a href='{e(switch)}' lang='{other}'>{e(words['language'])}</a></span></header>"
+    )
+    return page(lang, words["sign_in"], content, status=status, header=top)
 
 
 @dataclass(frozen=True, slots=True)
