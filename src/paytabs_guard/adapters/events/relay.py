@@ -82,10 +82,10 @@ Clock = Callable[[], datetime]
 
 MAX_ERROR_LENGTH: Final = 1000
 DEFAULT_COALESCE_SECONDS: Final = 0.005
+"""How long a notified relay waits for more commits before its run (see ``run_forever``)."""
 #: Drains of one sink that may go on at once past their run (a slow sink's): each claims the
 #: payments the others do not hold (leased heads keep their payment's later events back).
 MAX_DRAINS_PER_SINK: Final = 4
-"""How long a notified relay waits for more commits before its run (see ``run_forever``)."""
 
 
 def default_instance_id() -> str:
