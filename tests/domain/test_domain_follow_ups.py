@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from domain_builders import (
     PAGE_REF,
@@ -427,8 +429,9 @@ def test_a_release_answers_a_held_void() -> None:
 def test_a_hold_is_dropped_only_once_it_lapsed() -> None:
     payment = completed(sar("100.00"))
     held_refund(payment, sar("30.00"), minutes=2)
-    assert not payment.release_lapsed_hold(at=at(16.9))
+    lapse = timedelta(minutes=15)
+    assert not payment.release_lapsed_hold(at=at(16.9), after=lapse)
     assert awaits(payment)
-    assert payment.release_lapsed_hold(at=at(17))
+    assert payment.release_lapsed_hold(at=at(17), after=lapse)
     assert not awaits(payment)
-    assert not payment.release_lapsed_hold(at=at(30))
+    assert not payment.release_lapsed_hold(at=at(30), after=lapse)

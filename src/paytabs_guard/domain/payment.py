@@ -236,10 +236,10 @@ class Payment:
         status of one recorded pending)?"""
         return follow_ups.settles_follow_up(self, result)
 
-    def release_lapsed_hold(self, *, at: datetime) -> bool:
-        """PayTabs, asked, holds no answer to a hold older than ``HOLD_STALE_AFTER``: the
-        follow-up never took effect, so drop the hold. True when it was dropped."""
-        return follow_ups.release_lapsed_hold(self, at=at)
+    def release_lapsed_hold(self, *, at: datetime, after: timedelta) -> bool:
+        """PayTabs, asked, holds no answer to a hold older than ``after`` (past which its
+        request can no longer reach PayTabs): it never took effect, so drop it. True if so."""
+        return follow_ups.release_lapsed_hold(self, at=at, stale_after=after)
 
     # ---- our own steps ------------------------------------------------------------------
 

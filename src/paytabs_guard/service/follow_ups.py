@@ -77,7 +77,8 @@ async def _follow_up(
     The hold makes follow-ups of one payment take turns, so two concurrent refunds can never
     both pass the amount check. When the answer is lost the hold stays: reconciliation asks
     PayTabs what it did and applies that through ``apply_result`` (``settle_follow_ups``),
-    which releases it; a hold PayTabs has no answer for goes stale after 15 minutes.
+    which releases it; a hold PayTabs, asked, has no answer for is dropped once its request
+    can no longer land (``results._release_if_lapsed``), and any goes stale after 15 minutes.
     """
     async with deps.uow() as uow:
         payment = await load_payment(uow, payment_id, for_update=True)

@@ -242,7 +242,7 @@ async def settle_follow_ups(deps: PaymentDeps, payment: Payment) -> Payment:
     through :func:`apply_result`, so the refund is counted once, its event emitted once and the
     hold released, whoever applies it first (a late direct answer, another reconciler). A
     follow-up PayTabs still reports pending stays pending (its amount stays reserved). A hold
-    PayTabs holds no answer for is dropped once it is older than ``HOLD_STALE_AFTER``.
+    PayTabs holds no answer for is dropped once its request can no longer reach PayTabs.
     """
     results = await deps.gateway.transactions(payment.cart_id)
     # Chosen before any is applied: the first answer releases the hold, and another unknown
@@ -255,10 +255,17 @@ async def settle_follow_ups(deps: PaymentDeps, payment: Payment) -> Payment:
 
 
 async def _release_if_lapsed(deps: PaymentDeps, payment: Payment) -> Payment:
-    """PayTabs, just asked, showed no answer to the payment's hold: drop it once it lapsed."""
-    if payment.hold is None or deps.clock() - payment.hold.started_at < HOLD_STALE_AFTER:
+    """PayTabs, just asked, showed no answer to the payment's hold: drop it once its request
+    can no longer reach PayTabs (the longest write, the send window, has passed since it was
+    taken). Until then the request may still land; after it, PayTabs' silence is the answer.
+    (It waited ``HOLD_STALE_AFTER``, 15 minutes, in which /process said "confirmed, nothing
+    refunded" while every new refund was refused as waiting for PayTabs.)"""
+    lapse = min(deps.send_window, HOLD_STALE_AFTER)
+    if payment.hold is None or deps.clock() - payment.hold.started_at < lapse:
         return payment
-    return await change_payment(deps, payment.id, lambda p, at: p.release_lapsed_hold(at=at))
+    return await change_payment(
+        deps, payment.id, lambda p, at: p.release_lapsed_hold(at=at, after=lapse)
+    )
 
 
 _EXPIRABLE = frozenset({PaymentState.AWAITING_CUSTOMER, PaymentState.PENDING, PaymentState.ON_HOLD})
