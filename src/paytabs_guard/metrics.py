@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -281,6 +282,7 @@ class Metrics:
         if self.shared_dir is None:
             return generate_latest(self.registry)
         self.refresh()
+        _forget_dead_workers(self.shared_dir)
         every_worker = CollectorRegistry()
         multiprocess.MultiProcessCollector(every_worker, path=self.shared_dir)  # type: ignore[no-untyped-call]
         return generate_latest(every_worker)
@@ -289,3 +291,21 @@ class Metrics:
         """This worker is ending: leave its values out of the live gauges from now on."""
         if self.shared_dir is not None:
             multiprocess.mark_process_dead(os.getpid(), self.shared_dir)  # type: ignore[no-untyped-call]
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """Leave workers that died without a clean exit (killed, out of memory) out of the live
+    gauges: uvicorn starts another in their place, and their files would keep a breaker
+    "open" in every scrape until ``serve`` restarted. Their counters stay, as they should."""
+    pids: set[int] = set()
+    for path in Path(directory).glob("gauge_live*.db"):
+        number = path.stem.rpartition("_")[2]
+        if number.isdigit():
+            pids.add(int(number))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except PermissionError:  # it exists, as another user's: not ours to judge
+            continue

@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -109,3 +110,30 @@ async def test_every_scrape_adds_up_both_workers(
     process.terminate()
     process.wait(timeout=30)
     assert _shared_dirs(tmp_path) == []  # and gone with them
+
+
+def test_a_worker_that_died_leaves_the_live_gauges() -> None:
+    """A worker killed outright (out of memory) never marks itself dead; uvicorn starts
+    another, and the dead one's files kept its breaker "open" in every scrape until serve
+    restarted. A scrape now leaves out the live gauges of processes that are gone."""
+    from paytabs_guard.metrics import _forget_dead_workers
+
+    with tempfile.TemporaryDirectory() as directory:
+        dead_pid = _ended_pid()
+        files = {
+            "dead_live": Path(directory, f"gauge_livemax_{dead_pid}.db"),
+            "dead_counter": Path(directory, f"counter_{dead_pid}.db"),
+            "mine": Path(directory, f"gauge_livemax_{os.getpid()}.db"),
+        }
+        for path in files.values():
+            path.write_bytes(b"")
+        _forget_dead_workers(directory)
+        assert not files["dead_live"].exists()
+        assert files["dead_counter"].exists()  # what it counted still counts
+        assert files["mine"].exists()
+
+
+def _ended_pid() -> int:
+    process = subprocess.Popen(["true"])  # noqa: S607 - a process that has ended
+    process.wait()
+    return process.pid
