@@ -92,8 +92,8 @@ async def test_concurrent_upgrades_from_two_instances_both_succeed(database_url:
 
 async def test_keys_stored_per_api_key_become_the_merchants(database_url: str) -> None:
     """0011: a key claimed before the upgrade (scoped to its API key's id) is found under the
-    merchant's scope after it, so a retry across the upgrade replays; a key two API keys
-    used (two rows) is left where it was rather than merged."""
+    merchant's scope after it, so a retry across the upgrade replays; of a key two API keys
+    used (two rows, two payments), the first request's row becomes the merchant's."""
     await upgrade(database_url, "0010_console_sign_outs")
     engine = create_engine(database_url)
     row = {
@@ -108,17 +108,23 @@ async def test_keys_stored_per_api_key_become_the_merchants(database_url: str) -
     )
     try:
         async with engine.begin() as connection:
-            for scope, key in (
-                ("key_a", "alone-0001"),
-                ("key_a", "twice-0001"),
-                ("key_b", "twice-0001"),
+            for scope, key, hour in (
+                ("key_b", "twice-0001", 9),  # sent first with key_b, then again with key_a
+                ("key_a", "alone-0001", 9),
+                ("key_a", "twice-0001", 10),
             ):
-                await connection.execute(insert, row | {"scope": scope, "key": key})
+                at = {"created_at": datetime(2026, 12, 5, hour, tzinfo=UTC)}
+                await connection.execute(insert, row | at | {"scope": scope, "key": key})
         await upgrade(database_url)
         async with engine.connect() as connection:
             rows = await connection.execute(text("SELECT scope, key FROM idempotency_keys"))
             found = sorted((r.scope, r.key) for r in rows)
     finally:
         await engine.dispose()
-    assert found == [("key_a", "twice-0001"), ("key_b", "twice-0001"), ("merchant", "alone-0001")]
+    # the first request's row is the merchant's: its retry replays the first payment
+    assert found == [
+        ("key_a", "twice-0001"),
+        ("merchant", "alone-0001"),
+        ("merchant", "twice-0001"),
+    ]
     assert MERCHANT_SCOPE == "merchant"  # the migration wrote the scope the service reads
