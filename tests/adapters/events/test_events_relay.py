@@ -297,6 +297,11 @@ async def test_a_crash_during_delivery_redelivers_after_the_lease(engine: AsyncE
     dying = EventBus()
     dying.on("*", hangs, name="fulfilment")
     crashed = relay_for(engine, dying, clock=clock, instance_id="a", lease_seconds=30)
+
+    async def dead(_ids: object) -> None:  # a process that died runs nothing more
+        return None
+
+    crashed._release = dead  # type: ignore[method-assign,assignment]
     run = asyncio.create_task(crashed.run_once())
     await entered.wait()
     run.cancel()
@@ -484,3 +489,34 @@ async def test_a_sink_hanging_on_one_payment_holds_up_no_other_sink_or_payment(
     await relay.settle()  # the drain the test let hang
     await relay.run_once()
     assert hook.received == [other, slow, later]  # in order per payment
+
+
+async def test_a_stop_during_delivery_gives_the_claim_back(engine: AsyncEngine) -> None:
+    """Stopped mid-delivery (shutdown cancels the drain), the relay hands its claim back: the
+    next start sends the event at once instead of waiting out the lease (60 s)."""
+    clock = FakeClock()
+    event = await add_event(engine, "pay_a", "payment.completed")
+    entered = asyncio.Event()
+
+    async def hangs(received_event: CloudEvent) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    stopping = EventBus()
+    stopping.on("*", hangs, name="fulfilment")
+    first = relay_for(engine, stopping, clock=clock, instance_id="a", lease_seconds=30)
+    run = asyncio.create_task(first.run_once())
+    await entered.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    received: list[str] = []
+
+    async def accepts(received_event: CloudEvent) -> None:
+        received.append(received_event.id)
+
+    restarted = EventBus()
+    restarted.on("*", accepts, name="fulfilment")
+    relay = relay_for(engine, restarted, clock=clock, instance_id="b", lease_seconds=30)
+    assert (await relay.run_once()).delivered == 1  # no lease to wait out
+    assert received == [event.event_id]

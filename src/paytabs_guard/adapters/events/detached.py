@@ -52,6 +52,7 @@ class Detached(Generic[T]):
         except BaseException:
             for task in running:
                 task.cancel()
+            await asyncio.wait(running)  # each gives its claims back as it ends
             raise
 
 

@@ -49,9 +49,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import (
-    update,
-)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.sql.compiled import fetch_all_alone, fetch_one_alone
@@ -70,10 +67,11 @@ from .relay_statements import (
     MARK_DELIVERED_POSTGRES,
     RELEASE,
     RelayStatements,
+    failure_mark,
     fan_out_routes,
 )
 from .sinks import BatchSink, Sink, SinkSet
-from .tables import DEAD, DELIVERED, PENDING, event_deliveries
+from .tables import DELIVERED, PENDING
 
 logger = logging.getLogger(__name__)
 
@@ -224,9 +222,10 @@ class OutboxRelay:
             return stats
         try:
             _, slow = await asyncio.wait(drains.values(), timeout=self._drain_wait)
-        except BaseException:  # cancelled (shutdown, a test's "crash"): so are the drains
-            for task in drains.values():
+        except BaseException:  # cancelled (shutdown): so are the drains, once their claims
+            for task in drains.values():  # are given back
                 task.cancel()
+            await asyncio.wait(drains.values())
             raise
         errors: list[BaseException] = []
         for name, task in drains.items():
@@ -334,7 +333,13 @@ class OutboxRelay:
                 return stats
             moved = stats.delivered + stats.dead
             dead_before = stats.dead
-            outcomes = await self._deliver_batch(sink, claimed)
+            try:
+                outcomes = await self._deliver_batch(sink, claimed)
+            except asyncio.CancelledError:
+                # Stopping mid-delivery: give the claims back, or the next start (this
+                # instance or another) waits out their lease (60 s) before sending them.
+                await asyncio.shield(self._release([item.id for item in claimed]))
+                raise
             delivered = []
             held = []
             for item, outcome in zip(claimed, outcomes, strict=True):
@@ -484,23 +489,7 @@ class OutboxRelay:
         is_dead = attempts >= self._max_attempts
         retry_at = now + timedelta(seconds=self._backoff.delay(attempts, self._rng))
         reason = f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
-        mark = (
-            update(event_deliveries)
-            .where(
-                event_deliveries.c.id == item.id,
-                event_deliveries.c.status == PENDING,
-                event_deliveries.c.claimed_by == self._instance_id,
-            )
-            .values(
-                status=DEAD if is_dead else PENDING,
-                attempts=attempts,
-                next_attempt_at=now if is_dead else retry_at,
-                last_error=reason,
-                claimed_by=None,
-                claimed_until=None,
-                dead_at=now if is_dead else None,
-            )
-        )
+        mark = failure_mark(item.id, self._instance_id, attempts, reason, now, retry_at, is_dead)
         async with single_statement(self._engine) as conn:
             await conn.execute(mark)
         if is_dead:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -31,7 +32,7 @@ from paytabs_guard.adapters.sql.engine import upsert_for
 from paytabs_guard.adapters.sql.tables import UtcDateTime, outbox
 
 from .sinks import RoutedSink, Sink
-from .tables import PENDING, event_deliveries, has_status, still_pending
+from .tables import DEAD, PENDING, event_deliveries, has_status, still_pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,3 +313,33 @@ def fan_out_routes(sinks: Sequence[Sink]) -> tuple[list[str], list[tuple[str, st
         else:
             filtered.extend((sink.name, event_type) for event_type in sorted(types))
     return every_type, filtered
+
+
+def failure_mark(
+    delivery_id: int,
+    instance_id: str,
+    attempts: int,
+    reason: str,
+    now: datetime,
+    retry_at: datetime,
+    is_dead: bool,
+) -> Any:
+    """A failed attempt of one delivery this relay holds: retried at ``retry_at``, or a dead
+    letter now; the claim is given back either way."""
+    return (
+        update(event_deliveries)
+        .where(
+            event_deliveries.c.id == delivery_id,
+            event_deliveries.c.status == PENDING,
+            event_deliveries.c.claimed_by == instance_id,
+        )
+        .values(
+            status=DEAD if is_dead else PENDING,
+            attempts=attempts,
+            next_attempt_at=now if is_dead else retry_at,
+            last_error=reason,
+            claimed_by=None,
+            claimed_until=None,
+            dead_at=now if is_dead else None,
+        )
+    )
