@@ -10,10 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import assert_never
+from typing import Final, assert_never
 
 from .errors import UnknownGatewayValue
 from .money import Money
+
+#: The fields PayTabs puts in a browser return (``docs/paytabs.md`` §11). On a GET return any
+#: other query parameter is the merchant's own (part of its ``return_url``) and is not signed.
+RETURN_FIELDS: Final = frozenset(
+    {
+        "acquirerMessage",
+        "acquirerRRN",
+        "cartId",
+        "customerEmail",
+        "respCode",
+        "respMessage",
+        "respStatus",
+        "signature",
+        "token",
+        "tranRef",
+    }
+)
 
 
 class GatewayStatus(StrEnum):

@@ -156,3 +156,40 @@ def test_zero_valued_fields_verify_under_either_sdk_rule() -> None:
     drop_zero = {**fields, "signature": sign_return({**fields, "respCode": ""}, KEY)}
     verify_return(keep_zero, [KEY])
     verify_return(drop_zero, [KEY])
+
+
+def test_a_plain_string_key_is_one_key_not_its_characters() -> None:
+    # verify_callback(body, sig, server_key) is an easy call to write; iterating the string
+    # would accept an HMAC made with any one character of the key.
+    plain = KEY.get_secret_value()
+    verify_callback(IPN_BODY, IPN_SIGNATURE, plain)
+    verify_callback(IPN_BODY, IPN_SIGNATURE, KEY)
+    for character in set(plain):
+        with pytest.raises(InvalidSignature, match="mismatch"):
+            verify_callback(IPN_BODY, sign_callback(IPN_BODY, character), plain)
+    fields = {**DOCUMENTED_RETURN, "signature": sign_return(DOCUMENTED_RETURN, KEY)}
+    verify_return(fields, plain)
+    with pytest.raises(InvalidSignature, match="mismatch"):
+        verify_return(
+            {**DOCUMENTED_RETURN, "signature": sign_return(DOCUMENTED_RETURN, "S")}, plain
+        )
+
+
+@pytest.mark.parametrize("keys", ["", "  ", [""], [SecretStr("")], ["", " "]])
+def test_a_blank_key_verifies_nothing(keys: object) -> None:
+    # An unset variable read as "" must not accept an HMAC anyone can make with "".
+    forged = sign_callback(IPN_BODY, "")
+    with pytest.raises(InvalidSignature, match="no key configured"):
+        verify_callback(IPN_BODY, forged, keys)  # type: ignore[arg-type]
+    with pytest.raises(InvalidSignature, match="no key configured"):
+        verify_return({**DOCUMENTED_RETURN, "signature": forged}, keys)  # type: ignore[arg-type]
+
+
+def test_a_get_return_verifies_beside_the_merchant_s_own_query_parameters() -> None:
+    # return_url=https://shop.example/thanks?order=42: PayTabs adds its fields to the query and
+    # signs only those.
+    signed = {**DOCUMENTED_RETURN, "signature": sign_return(DOCUMENTED_RETURN, KEY)}
+    verify_return({**signed, "order": "42"}, [KEY])
+    tampered = {**signed, "order": "42", "respStatus": "D"}
+    with pytest.raises(InvalidSignature, match="mismatch"):
+        verify_return(tampered, [KEY])

@@ -18,7 +18,28 @@ from urllib.parse import quote_plus
 
 from pydantic import SecretStr
 
+from paytabs_guard.domain.gateway_results import RETURN_FIELDS
+
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_HEADER_SAFE_KEY = re.compile(r"[\x21-\x7e]+")
+
+
+def server_key_problem(key: str) -> str | None:
+    """What is wrong with ``key`` as a server key, or None.
+
+    The key is sent as the ``authorization`` header. A blank key authenticates nothing and
+    would verify callbacks anyone can sign. A space, a line break (a key read from a file with
+    its newline) or a character outside printable ASCII cannot go in a header: every request
+    would fail before it left, and each failure would look like a gateway outage."""
+    if not key.strip():
+        return "the server key is blank"
+    if not _HEADER_SAFE_KEY.fullmatch(key):
+        return (
+            "the server key holds a space, a line break or a character outside printable "
+            "ASCII (read from a file with its newline?); PayTabs server keys are letters, "
+            "digits and dashes"
+        )
+    return None
 
 
 class InvalidSignature(Exception):
@@ -34,13 +55,30 @@ Key = SecretStr | str
 
 
 def _hmac_hex(key: Key, message: bytes) -> str:
-    secret = key.get_secret_value() if isinstance(key, SecretStr) else key
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.new(_secret(key).encode(), message, hashlib.sha256).hexdigest()
 
 
 def sign_callback(body: bytes, key: Key) -> str:
     """The ``Signature`` header PayTabs sends with ``body`` (for tests and relays)."""
     return _hmac_hex(key, body)
+
+
+def _usable_keys(keys: Key | Iterable[Key]) -> tuple[Key, ...]:
+    """``keys`` as a tuple of keys, refusing what would let anyone sign.
+
+    A plain string is one key, not the characters it holds: ``verify_callback(body, sig,
+    server_key)`` is an easy call to write, and iterating the string would accept an HMAC
+    made with any one character of the key. A blank key (an unset environment variable read
+    as ``""``) would accept an HMAC anyone can make, so it verifies nothing."""
+    found = (keys,) if isinstance(keys, (str, SecretStr)) else tuple(keys)
+    usable = tuple(key for key in found if _secret(key).strip())
+    if not usable:
+        raise InvalidSignature("no key configured")
+    return usable
+
+
+def _secret(key: Key) -> str:
+    return key.get_secret_value() if isinstance(key, SecretStr) else key
 
 
 def _check(messages: Iterable[bytes], signature: str | None, keys: Iterable[Key]) -> None:
@@ -59,12 +97,11 @@ def _check(messages: Iterable[bytes], signature: str | None, keys: Iterable[Key]
         raise InvalidSignature("mismatch")
 
 
-def verify_callback(body: bytes, signature: str | None, keys: Iterable[Key]) -> None:
-    """Raise InvalidSignature unless ``signature`` is a valid HMAC of the raw ``body``."""
-    keys = tuple(keys)
-    if not keys:
-        raise InvalidSignature("no key configured")
-    _check((body,), signature, keys)
+def verify_callback(body: bytes, signature: str | None, keys: Key | Iterable[Key]) -> None:
+    """Raise InvalidSignature unless ``signature`` is a valid HMAC of the raw ``body``.
+
+    ``keys``: the server key, or several during a rotation; blank keys are ignored."""
+    _check((body,), signature, _usable_keys(keys))
 
 
 def php_http_build_query(fields: Mapping[str, str]) -> str:
@@ -93,12 +130,20 @@ def sign_return(fields: Mapping[str, str], key: Key) -> str:
     return _hmac_hex(key, return_signing_string(fields).encode())
 
 
-def verify_return(fields: Mapping[str, str], keys: Iterable[Key]) -> None:
-    """Raise InvalidSignature unless the form's ``signature`` field signs the other fields."""
-    keys = tuple(keys)
-    if not keys:
-        raise InvalidSignature("no key configured")
-    messages = [return_signing_string(fields).encode()]
-    if "0" in fields.values():
-        messages.append(return_signing_string(fields, drop_zero=True).encode())
+def verify_return(fields: Mapping[str, str], keys: Key | Iterable[Key]) -> None:
+    """Raise InvalidSignature unless the return's ``signature`` field signs its other fields.
+
+    ``fields``: the POSTed form, or a GET return's query parameters as they came. The
+    merchant's own parameters in its ``return_url`` are not signed, so when ``fields`` holds
+    any besides PayTabs' (:data:`RETURN_FIELDS`), the signature over PayTabs' fields alone is
+    accepted too: only those are vouched for. ``keys`` as for :func:`verify_callback`."""
+    keys = _usable_keys(keys)
+    readings = [dict(fields)]
+    if not RETURN_FIELDS.issuperset(fields):
+        readings.append({key: value for key, value in fields.items() if key in RETURN_FIELDS})
+    messages = []
+    for reading in readings:
+        messages.append(return_signing_string(reading).encode())
+        if "0" in reading.values():
+            messages.append(return_signing_string(reading, drop_zero=True).encode())
     _check(messages, fields.get("signature"), keys)

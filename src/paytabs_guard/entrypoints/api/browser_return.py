@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from paytabs_guard.domain import Payment
+from paytabs_guard.domain.gateway_results import RETURN_FIELDS
 from paytabs_guard.domain.urls import InvalidUrl, check_http_url
 from paytabs_guard.observability import get_logger
 from paytabs_guard.service.callbacks import InvalidCallbackSignature
@@ -32,20 +33,6 @@ from .sync import sync_within
 from .webhook_receiver import CLIENT_LEFT, Rejected, media_type_is, read_body
 
 ENDPOINT: Final = "return"
-PAYTABS_FIELDS: Final = frozenset(
-    {
-        "acquirerMessage",
-        "acquirerRRN",
-        "cartId",
-        "customerEmail",
-        "respCode",
-        "respMessage",
-        "respStatus",
-        "signature",
-        "token",
-        "tranRef",
-    }
-)
 log = get_logger("paytabs_guard.webhooks")
 
 
@@ -70,7 +57,7 @@ def _single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 async def _fields(request: Request, runtime: Runtime) -> dict[str, str]:
     if request.method == "GET":
-        pairs = [(k, v) for k, v in request.query_params.multi_items() if k in PAYTABS_FIELDS]
+        pairs = [(k, v) for k, v in request.query_params.multi_items() if k in RETURN_FIELDS]
         return _single_values(pairs)
     try:
         limit = runtime.container.settings.webhook_max_body_bytes

@@ -19,8 +19,10 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from paytabs_guard.domain.gateway_results import RETURN_FIELDS
+
 from . import problems
-from .browser_return import PAYTABS_FIELDS, handle_return
+from .browser_return import handle_return
 from .dependencies import RuntimeDep
 from .runtime import Runtime
 from .schemas import PROBLEM_RESPONSE
@@ -93,7 +95,7 @@ _RETURN_FORM: Final[dict[str, Any]] = {
                 "description": "PayTabs' return fields, signed with the server key; tranRef or "
                 "cartId names the payment. Other fields are ignored.",
                 "required": ["signature"],
-                "properties": {name: {"type": "string"} for name in sorted(PAYTABS_FIELDS)},
+                "properties": {name: {"type": "string"} for name in sorted(RETURN_FIELDS)},
             }
         }
     },
