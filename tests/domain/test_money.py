@@ -96,3 +96,46 @@ def test_wire_round_trip_is_exact(minor: int, currency: str) -> None:
     decoded = decode_json(raw)
     assert Money.of(decoded["cart_amount"], currency) == money
     assert isinstance(decoded["nested"]["a"][0], Decimal)
+
+
+@pytest.mark.parametrize("minor", [1250.7, Decimal("12.5"), "1250", True])
+def test_minor_units_must_be_an_int(minor: object) -> None:
+    # Money(1250.7, "SAR") would go on the wire as 12.507...; a Decimal 12.5 as 0.125.
+    with pytest.raises(InvalidMoney, match="minor_units must be an int"):
+        Money(minor, "SAR")  # type: ignore[arg-type]
+
+
+def test_true_is_not_one_riyal() -> None:
+    with pytest.raises(InvalidMoney, match="never float or bool"):
+        Money.of(True, "SAR")
+
+
+def test_the_caller_s_decimal_context_never_rounds_an_amount() -> None:
+    # Any library may lower the thread's decimal precision; money does its sums in its own.
+    import decimal
+
+    with decimal.localcontext() as context:
+        context.prec = 6
+        assert Money.of("12345.67", "SAR").minor_units == 1234567
+        assert Money(1234567, "SAR").amount == Decimal("12345.67")
+        assert Money(1234567, "SAR").format() == "12345.67"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["1e300000", "1e1000000", "12345678901234567890123456.789", "1000000000000000"],
+)
+def test_an_amount_past_fifteen_integer_digits_is_refused_at_once(raw: str) -> None:
+    # "1e300000" is eight characters; scaling it took seconds, and "1e1000000" raised
+    # decimal.Overflow, which is not InvalidMoney.
+    with pytest.raises(InvalidMoney, match="more than 15 digits before the point"):
+        Money.of(raw, "KWD")
+
+
+def test_decimals_past_the_currency_s_are_refused_however_far_out() -> None:
+    with pytest.raises(InvalidMoney, match="more than 2 decimals"):
+        Money.of("1." + "0" * 5000 + "1", "SAR")
+    with pytest.raises(InvalidMoney, match="more than 2 decimals"):
+        Money.of("1e-999999", "SAR")
+    assert Money.of("12.500", "SAR").minor_units == 1250  # trailing zeros are not decimals
+    assert Money.of("999999999999999.999", "KWD").minor_units == 999999999999999999

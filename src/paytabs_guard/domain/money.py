@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, DecimalException, Inexact, InvalidOperation
 from typing import Final
 
 # ISO 4217 minor-unit exponents for the currencies PayTabs lists, plus common neighbours.
@@ -22,6 +22,13 @@ CURRENCY_EXPONENTS: Final[dict[str, int]] = {
 # amount on the wire. [0-9] is ASCII only (\d is not). Bounded: 15 integer digits keep every
 # amount's minor units within a signed 64-bit column; 6 decimals leave room for trailing zeros.
 _GATEWAY_AMOUNT: Final = re.compile(r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,6})?")
+MAX_INTEGER_DIGITS: Final = 15
+"""The most digits before the point an amount may have (as on the wire, above)."""
+
+# Money's own arithmetic context: the caller's (``decimal.getcontext()``, thread-local and
+# changeable by any library) must not round an amount. Precision enough for any amount within
+# the bound, and a trap on anything inexact: a rounding here is a bug, never a result.
+_EXACT: Final = Context(prec=40, traps=[Inexact, InvalidOperation])
 
 
 class InvalidMoney(ValueError):
@@ -44,28 +51,44 @@ class Money:
     currency: str
 
     def __post_init__(self) -> None:
+        # Exactly int: a float (12.507), a Decimal ("12.5" read as minor units) or a bool
+        # would go on the wire as something other than the amount meant.
+        if type(self.minor_units) is not int:
+            raise InvalidMoney(
+                f"minor_units must be an int, got {type(self.minor_units).__name__}: "
+                "use Money.of('12.50', currency) for a major-unit amount"
+            )
         code = self.currency.upper()
         currency_exponent(code)
         object.__setattr__(self, "currency", code)
 
     @classmethod
     def of(cls, amount: Decimal | str | int, currency: str) -> Money:
-        """Parse a major-unit amount (``"12.50"``); more decimals than the currency allows fail."""
-        if isinstance(amount, float):  # defensive: a float never becomes money
-            raise InvalidMoney("amounts must be Decimal, str or int, never float")
+        """Parse a major-unit amount (``"12.50"``), exactly: more decimals than the currency
+        allows, or more than ``MAX_INTEGER_DIGITS`` digits before the point, fail; nothing is
+        ever rounded, whatever the caller's decimal context."""
+        if isinstance(amount, float | bool):  # a float never becomes money, nor True 1.00
+            raise InvalidMoney("amounts must be Decimal, str or int, never float or bool")
         exponent = currency_exponent(currency)
+        shown = repr(amount) if len(str(amount)) <= 32 else repr(str(amount)[:32] + "...")
         try:
-            value = Decimal(amount) if not isinstance(amount, Decimal) else amount
-        except (InvalidOperation, ValueError):
-            raise InvalidMoney(f"{amount!r} is not a decimal amount") from None
+            value = amount if isinstance(amount, Decimal) else Decimal(amount)
+        except (DecimalException, ValueError, TypeError):
+            raise InvalidMoney(f"{shown} is not a decimal amount") from None
         if not value.is_finite():
-            raise InvalidMoney(f"{amount!r} is not a finite amount")
-        scaled = value.scaleb(exponent)
-        if scaled != scaled.to_integral_value():
+            raise InvalidMoney(f"{shown} is not a finite amount")
+        # Bounded before any arithmetic: "1e300000" is eight characters and a long division.
+        if value and value.adjusted() >= MAX_INTEGER_DIGITS:
             raise InvalidMoney(
-                f"{amount} has more than {exponent} decimals, the exponent of {currency.upper()}"
+                f"{shown} has more than {MAX_INTEGER_DIGITS} digits before the point"
             )
-        return cls(int(scaled), currency)
+        try:
+            minor = value.scaleb(exponent, context=_EXACT).to_integral_exact(context=_EXACT)
+        except DecimalException:
+            raise InvalidMoney(
+                f"{shown} has more than {exponent} decimals, the exponent of {currency.upper()}"
+            ) from None
+        return cls(int(minor), currency)
 
     @classmethod
     def parse_gateway(cls, amount: str, currency: str) -> Money:
@@ -88,7 +111,7 @@ class Money:
     @property
     def amount(self) -> Decimal:
         """The major-unit amount with exactly ``exponent`` decimals."""
-        return Decimal(self.minor_units).scaleb(-self.exponent)
+        return Decimal(self.minor_units).scaleb(-self.exponent, context=_EXACT)
 
     def format(self) -> str:
         """The amount as a plain string with the currency's decimals: ``12.50``, ``1.250``."""
