@@ -76,14 +76,18 @@ def transaction(cart_id: str, tran_ref: str, tran_type: str, previous: str | Non
 
 
 def tx(
-    cart_id: str, tran_ref: str, tran_type: str, previous: str | None = None
+    cart_id: str,
+    tran_ref: str,
+    tran_type: str,
+    previous: str | None = None,
+    amount: str = "10.00",
 ) -> dict[str, object]:
     return {
         "tran_ref": tran_ref,
         "previous_tran_ref": previous,
         "cart_id": cart_id,
         "cart_currency": "SAR",
-        "cart_amount": "10.00",
+        "cart_amount": amount,
         "tran_type": tran_type,
         "payment_result": {"response_status": "A", "response_code": "G1", "response_message": "ok"},
     }
@@ -186,6 +190,75 @@ async def test_an_ambiguous_refund_is_resolved_by_query_before_any_re_send() -> 
         await parts.aclose()
     assert script.seen == ["request c-5", "query c-5", "request c-5"]
     assert done.tran_ref == "TST200"
+
+
+def refund_of(amount: str, cart_id: str = "c-5") -> FollowUpRequest:
+    return FollowUpRequest(
+        kind=FollowUpType.REFUND,
+        tran_ref="TST100",
+        cart_id=cart_id,
+        amount=Money.of(amount, "SAR"),
+        description="refund",
+    )
+
+
+async def test_an_earlier_refund_of_another_amount_is_not_taken_for_this_one() -> None:
+    # A 50.00 refund is on record (known to the caller); this 20.00 refund's answer is lost and
+    # PayTabs shows only the 50.00 one: this refund never reached it, so it is sent again.
+    earlier = tx("c-5", "TST150", "Refund", previous="TST100", amount="50.00")
+    script = ScriptedPayTabs(
+        read_timeout,
+        found(tx("c-5", "TST100", "Sale", amount="100.00"), earlier),
+        transaction("c-5", "TST200", "Refund", previous="TST100"),
+    )
+    parts = gateway(script)
+    try:
+        done = await parts.paytabs.follow_up(refund_of("20.00"), known_tran_refs=())
+    finally:
+        await parts.aclose()
+    assert script.seen == ["request c-5", "query c-5", "request c-5"]
+    assert done.tran_ref == "TST200"
+
+
+async def test_without_a_record_the_cart_is_queried_first_so_an_earlier_refund_stays_earlier() -> (
+    None
+):
+    # A library caller keeps no record of the cart's follow-ups: the refund first asks PayTabs
+    # what is there, so an earlier refund of the same amount is not this one's answer.
+    earlier = tx("c-5", "TST150", "Refund", previous="TST100")
+    sale = tx("c-5", "TST100", "Sale", amount="100.00")
+    script = ScriptedPayTabs(
+        found(sale, earlier),
+        read_timeout,
+        found(sale, earlier),
+        transaction("c-5", "TST200", "Refund", previous="TST100"),
+    )
+    parts = gateway(script)
+    try:
+        done = await parts.paytabs.follow_up(refund_of("10.00"))
+    finally:
+        await parts.aclose()
+    assert script.seen == ["query c-5", "request c-5", "query c-5", "request c-5"]
+    assert done.tran_ref == "TST200"
+
+
+async def test_a_page_of_the_cart_for_another_amount_is_not_this_create_s_page() -> None:
+    # The cart id was used before for 10.00; this create is for 99.00 and its answer is lost:
+    # the old page is not where this customer should pay, so the create is sent again.
+    script = ScriptedPayTabs(
+        status(502),
+        found(tx("c-9", "TST001", "Sale", amount="10.00")),
+        page("c-9", "TST002"),
+    )
+    parts = gateway(script)
+    try:
+        outcome = await parts.paytabs.create_payment_page(
+            HostedPageRequest(cart_id="c-9", amount=Money.of("99.00", "SAR"), description="d")
+        )
+    finally:
+        await parts.aclose()
+    assert script.seen == ["request c-9", "query c-9", "request c-9"]
+    assert (outcome.tran_ref, outcome.resolved_by_query) == ("TST002", False)
 
 
 async def test_a_failure_that_proves_nothing_happened_is_re_sent_without_a_query() -> None:

@@ -140,7 +140,9 @@ class PayTabsGateway:
             description=payment.description,
             callback_url=callback_url,
         )
-        answer = await _translated(lambda: self._paytabs.charge_token(request))
+        # The cart id is this payment's own, charged once: PayTabs holds nothing of it before
+        # this charge, so no query first to learn what is already there.
+        answer = await _translated(lambda: self._paytabs.charge_token(request, known_tran_refs=()))
         return self._result(answer, ResultSource.API)
 
     async def delete_token(self, token: str) -> None:

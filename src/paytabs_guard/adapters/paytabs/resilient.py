@@ -34,6 +34,7 @@ from paytabs_guard.adapters.paytabs.transformers import (
     PayTabsTransaction,
     TokenChargeRequest,
 )
+from paytabs_guard.domain.money import InvalidMoney, Money
 from paytabs_guard.resilience import BreakerError, BreakerState, CallTimeout
 from paytabs_guard.resilience.retry import RetryPolicy
 
@@ -128,10 +129,13 @@ class ResilientPayTabs:
             return PageOutcome(page.tran_ref, page.redirect_url, resolved_by_query=False, page=page)
 
         async def resolve() -> PageOutcome | None:
+            # A page of this cart for another amount is not this request's (a cart id used
+            # again for a changed order): resolving to it would send the customer to pay the
+            # old amount.
             found = [
                 t
                 for t in await self.query_cart(request.cart_id)
-                if t.tran_type.lower() == request.tran_type.value
+                if t.tran_type.lower() == request.tran_type.value and _for(t, request.amount)
             ]
             if not found:
                 return None
@@ -147,13 +151,17 @@ class ResilientPayTabs:
         return await self._write_once("create_payment_page", self.breakers.create, send, resolve)
 
     async def follow_up(
-        self, request: FollowUpRequest, *, known_tran_refs: Collection[str] = ()
+        self, request: FollowUpRequest, *, known_tran_refs: Collection[str] | None = None
     ) -> PayTabsTransaction:
         """Capture, void, refund or release exactly once.
 
         ``known_tran_refs`` are follow-ups of this cart already on record, so that an earlier,
-        legitimate refund of the same amount is not mistaken for this one.
+        legitimate refund of the same amount is not mistaken for this one after an ambiguous
+        answer. Without them (None), the cart's transactions are queried before the first
+        send, and those already at PayTabs are the known ones: one query more, and a second
+        refund of the same amount is never taken for the first.
         """
+        known = await self._known(request.cart_id, known_tran_refs)
 
         def send() -> Awaitable[PayTabsTransaction]:
             return self.client.follow_up(request)
@@ -163,7 +171,8 @@ class ResilientPayTabs:
                 if (
                     transaction.tran_type.lower() == request.kind.value
                     and transaction.previous_tran_ref == request.tran_ref
-                    and transaction.tran_ref not in known_tran_refs
+                    and transaction.tran_ref not in known
+                    and _for(transaction, request.amount)
                 ):
                     return transaction
             return None
@@ -173,9 +182,14 @@ class ResilientPayTabs:
         )
 
     async def charge_token(
-        self, request: TokenChargeRequest, *, known_tran_refs: Collection[str] = ()
+        self, request: TokenChargeRequest, *, known_tran_refs: Collection[str] | None = None
     ) -> PayTabsTransaction:
-        """A recurring charge with a saved token, exactly once per ``cart_id``."""
+        """A recurring charge with a saved token, exactly once per ``cart_id``.
+
+        ``known_tran_refs`` as for :meth:`follow_up`: without them, a cart id used again (last
+        month's charge of the same amount) is queried first, so that it is not taken for this
+        charge after an ambiguous answer."""
+        known = await self._known(request.cart_id, known_tran_refs)
 
         def send() -> Awaitable[PayTabsTransaction]:
             return self.client.charge_token(request)
@@ -184,12 +198,20 @@ class ResilientPayTabs:
             for transaction in reversed(await self.query_cart(request.cart_id)):
                 if (
                     transaction.tran_type.lower() == request.tran_type.value
-                    and transaction.tran_ref not in known_tran_refs
+                    and transaction.tran_ref not in known
+                    and _for(transaction, request.amount)
                 ):
                     return transaction
             return None
 
         return await self._write_once("charge_token", self.breakers.token, send, resolve)
+
+    async def _known(self, cart_id: str, given: Collection[str] | None) -> Collection[str]:
+        """The transactions of ``cart_id`` already at PayTabs before this write: ``given``,
+        or, when the caller keeps no record, what a query finds now."""
+        if given is not None:
+            return given
+        return frozenset(t.tran_ref for t in await self.query_cart(cart_id))
 
     # --- the two loops ---------------------------------------------------------------------------
     async def _read(self, operation: str, breaker: Breaker, fetch: Callable[[], Awaitable[T]]) -> T:
@@ -251,6 +273,14 @@ class ResilientPayTabs:
                         raise _still_unclear(unclear, error) from error
                     raise
                 await attempts.wait(delay)
+
+
+def _for(transaction: PayTabsTransaction, amount: Money) -> bool:
+    """Whether ``transaction`` is for ``amount`` (its cart amount and currency)."""
+    try:
+        return Money.parse_gateway(transaction.cart_amount, transaction.cart_currency) == amount
+    except InvalidMoney:
+        return False
 
 
 def _still_unclear(unclear: PayTabsError, last: BaseException) -> PayTabsError:
