@@ -1,8 +1,9 @@
 """paytabs-guard: resilient, secure PayTabs PT2 payments for Python.
 
 The library face. Everything here needs only the core dependencies (httpx, pydantic); the
-payments service, the simulator and the benchmarks are extras (``paytabs-guard[service]``,
-``[simulator]``, ``[bench]``)::
+payments service and the simulator are extras (``paytabs-guard[service]``, ``[simulator]``);
+the benchmarks run from a checkout of the repository, whose ``[bench]`` extra installs the
+breaker libraries they compare against::
 
     from paytabs_guard import PayTabs, HostedPageRequest, Money
 
@@ -29,7 +30,7 @@ from paytabs_guard.adapters.paytabs.errors import (
     TransientGatewayError,
 )
 from paytabs_guard.adapters.paytabs.regions import Region
-from paytabs_guard.adapters.paytabs.resilient import PageOutcome
+from paytabs_guard.adapters.paytabs.resilient import PageOutcome, counts_against_gateway
 from paytabs_guard.adapters.paytabs.signature import (
     InvalidSignature,
     sign_callback,
@@ -50,6 +51,7 @@ from paytabs_guard.domain.money import InvalidMoney, Money
 from paytabs_guard.paytabs import DEFAULT_BREAKER, PayTabs
 from paytabs_guard.resilience import (
     BreakerConfig,
+    BreakerError,
     BreakerProber,
     BreakerRegistry,
     CallTimeout,
@@ -77,6 +79,7 @@ __all__ = [
     "AmbiguousGatewayError",
     "AuthenticationFailed",
     "BreakerConfig",
+    "BreakerError",
     "BreakerProber",
     "BreakerRegistry",
     "CallTimeout",
@@ -105,6 +108,7 @@ __all__ = [
     "TransactionNotFound",
     "TransientGatewayError",
     "__version__",
+    "counts_against_gateway",
     "sign_callback",
     "verify_callback",
     "verify_return",

@@ -17,6 +17,7 @@ Only the core dependencies (httpx, pydantic) are needed: no web framework, no da
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
@@ -31,10 +32,15 @@ from paytabs_guard.adapters.paytabs.resilient import (
     ResilientPayTabs,
     counts_against_gateway,
 )
-from paytabs_guard.adapters.paytabs.signature import verify_callback
+from paytabs_guard.adapters.paytabs.signature import verify_callback, verify_return
 from paytabs_guard.adapters.paytabs.transformers import PayTabsTransaction, decode_json
 from paytabs_guard.domain import Operation
-from paytabs_guard.resilience import BreakerConfig, BreakerProber, BreakerRegistry
+from paytabs_guard.resilience import (
+    BreakerConfig,
+    BreakerProber,
+    BreakerRegistry,
+    every_exception,
+)
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy
 
 #: Breaker defaults for a library user: the seed's (BreakerConfig's own defaults), with the
@@ -69,8 +75,10 @@ class PayTabs(ResilientPayTabs):
             resolved by a query, itself an operation with its own retries and deadline. So a
             query or a token deletion takes at most about ``deadline + timeout``, and a write
             at most about twice that.
-        breaker: How the breakers decide (:data:`DEFAULT_BREAKER`); its ``is_failure`` should
-            stay :func:`counts_against_gateway` (declines are not gateway failures).
+        breaker: How the breakers decide (:data:`DEFAULT_BREAKER`). A config that leaves
+            ``is_failure`` at BreakerConfig's own default gets :func:`counts_against_gateway`
+            (a decline, a refusal of a bad request or "not found" is not a gateway failure);
+            pass another predicate to count otherwise.
         transport: An httpx transport (tests: ``httpx.MockTransport`` or ASGI).
 
     Use it as an async context manager (or call :meth:`start` and :meth:`aclose`) so that the
@@ -97,6 +105,10 @@ class PayTabs(ResilientPayTabs):
         key = server_key if isinstance(server_key, SecretStr) else SecretStr(server_key)
         self._server_key = key
         config = breaker or DEFAULT_BREAKER
+        if config.is_failure is every_exception:
+            # BreakerConfig's default suits a breaker around anything; around PayTabs every
+            # "not found" and refused request would count as an outage and open the breaker.
+            config = replace(config, is_failure=counts_against_gateway)
         # The HTTP timeouts bound each step (connecting, each next byte), not the attempt: a
         # server that drips its answer a byte at a time holds an attempt for as long as it
         # likes. The breaker's call timeout is what cuts a whole attempt off, so it must not
@@ -137,8 +149,17 @@ class PayTabs(ResilientPayTabs):
         transaction's shape (pydantic's ``ValidationError``); both are ``ValueError``. Apply
         the result only if its ``cart_id``, amount and currency match your order.
         """
-        verify_callback(body, signature, [self._server_key])
+        verify_callback(body, signature, self._server_key)
         return PayTabsTransaction.model_validate(decode_json(body))
+
+    def verify_return(self, fields: Mapping[str, str]) -> None:
+        """Check a browser return's ``signature`` field (the POSTed form, or a GET return's
+        query parameters as they came; the return URL's own parameters are not signed).
+
+        Raises :class:`~paytabs_guard.adapters.paytabs.signature.InvalidSignature` when it is
+        missing or wrong. A valid return only says what the customer's browser was shown:
+        ask PayTabs (``query_transaction``) before you ship the order."""
+        verify_return(fields, self._server_key)
 
     def start(self) -> None:
         """Start the recovery prober (needs a running event loop)."""

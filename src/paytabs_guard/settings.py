@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from paytabs_guard.adapters.paytabs.regions import Region
+from paytabs_guard.adapters.paytabs.signature import server_key_problem
 from paytabs_guard.setting_values import (
     IPNetwork,
     check_host_and_port,
@@ -457,6 +458,8 @@ class Settings(BaseSettings):
         key = self.paytabs_server_key
         if key is None or not key.get_secret_value().strip():  # blanks sign nothing real
             problems.append("PAYTABS_SERVER_KEY: required (your PayTabs server key)")
+        elif (problem := server_key_problem(key.get_secret_value())) is not None:
+            problems.append(f"PAYTABS_SERVER_KEY: {problem}")
         if problems or self.paytabs_profile_id is None or self.paytabs_server_key is None:
             raise ConfigError(problems)
         return self.paytabs_profile_id, self.paytabs_server_key

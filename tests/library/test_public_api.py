@@ -24,6 +24,7 @@ PUBLIC = [
     "AmbiguousGatewayError",
     "AuthenticationFailed",
     "BreakerConfig",
+    "BreakerError",
     "BreakerProber",
     "BreakerRegistry",
     "CallTimeout",
@@ -55,6 +56,7 @@ PUBLIC = [
     "sign_callback",
     "verify_callback",
     "verify_return",
+    "counts_against_gateway",
 ]
 
 SERVICE_ONLY = (

@@ -1,8 +1,8 @@
 """The ``paytabs-guard`` command's entry point: a clear word when an extra is missing.
 
-The core distribution is the library; the command line drives the service, the simulator and
-the benchmarks, which are extras. Without them, say which extra to install instead of a
-traceback.
+The core distribution is the library; the command line drives the service and the simulator,
+which are extras (the benchmarks run from a checkout of the repository). Without them, say
+which extra to install instead of a traceback.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ def main() -> int:
         missing = error.name or "a dependency"
         if missing.startswith("paytabs_guard"):
             raise  # our own module: a bug or a broken install, not a missing extra
+        extra = "simulator" if sys.argv[1:2] == ["simulator"] else "service"
         print(
-            f"paytabs-guard: this command needs the service extra ({missing} is not "
-            "installed): pip install 'paytabs-guard[service,simulator]'",
+            f"paytabs-guard: this command needs the {extra} extra ({missing} is not "
+            f"installed): pip install 'paytabs-guard[{extra}]'",
             file=sys.stderr,
         )
         raise SystemExit(2) from None

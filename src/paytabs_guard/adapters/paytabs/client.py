@@ -27,6 +27,7 @@ from paytabs_guard.adapters.paytabs.http11 import (
     pool_transport,
     proxied_by_environment,
 )
+from paytabs_guard.adapters.paytabs.signature import server_key_problem
 from paytabs_guard.adapters.paytabs.transformers import (
     ErrorBody,
     FollowUpRequest,
@@ -76,19 +77,23 @@ class PayTabsClient:
         self,
         *,
         profile_id: int,
-        server_key: SecretStr,
+        server_key: SecretStr | str,
         base_url: str,
         timeout_seconds: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
         observer: Observer | None = None,
     ) -> None:
+        key = server_key.get_secret_value() if isinstance(server_key, SecretStr) else server_key
+        problem = server_key_problem(key)
+        if problem is not None:
+            raise ValueError(problem)
         self.profile_id = profile_id
         self.base_url = base_url.rstrip("/")
         self._observer = observer
         headers = {
             # authorization is the raw server key, no scheme (docs/paytabs.md §3)
-            "authorization": server_key.get_secret_value(),
+            "authorization": key,
             "content-type": "application/json",
             "accept": "application/json",
             "user-agent": "paytabs-guard",

@@ -1,0 +1,84 @@
+"""What the library refuses or corrects so that a natural first call cannot go wrong: a blank
+or unsendable server key, a hand-made breaker config that would count "not found" as an
+outage, and a GET return beside the shop's own query parameters."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from paytabs_guard import (
+    BreakerConfig,
+    InvalidSignature,
+    PayTabs,
+    PayTabsClient,
+    TransactionNotFound,
+)
+from paytabs_guard.adapters.paytabs.signature import sign_return
+from paytabs_guard.settings import ConfigError, load_settings
+
+pytestmark = pytest.mark.anyio
+
+KEY = "SGJNZ96JLG-JDMKHGRWT9-RWRK2KJNRJ"
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("", "blank"),
+        ("   ", "blank"),
+        (KEY + "\n", "line break"),
+        (" " + KEY, "a space"),
+        (KEY[:10] + "é" + KEY[11:], "printable ASCII"),
+    ],
+    ids=["empty", "spaces", "trailing-newline", "leading-space", "non-ascii"],
+)
+def test_a_server_key_that_cannot_authenticate_is_refused_when_the_client_is_built(
+    key: str, says: str
+) -> None:
+    # Else: a blank key verifies callbacks anyone can sign, and a key with a newline fails
+    # every request before it leaves, each failure counted as a gateway outage.
+    with pytest.raises(ValueError, match=says):
+        PayTabs(profile_id=987654, server_key=key)
+    with pytest.raises(ValueError, match=says):
+        PayTabsClient(profile_id=987654, server_key=key, base_url="https://secure.paytabs.sa")
+
+
+def test_the_service_refuses_a_server_key_it_could_not_send() -> None:
+    settings = load_settings({"PAYTABS_PROFILE_ID": "987654", "PAYTABS_SERVER_KEY": KEY + "\n"})
+    with pytest.raises(ConfigError, match="PAYTABS_SERVER_KEY: the server key holds"):
+        settings.require_paytabs_credentials()
+
+
+async def test_a_hand_made_breaker_config_does_not_count_not_found_as_an_outage() -> None:
+    # BreakerConfig(...)'s own is_failure counts every exception; around PayTabs a query for
+    # an unknown transaction is an answer, not an outage.
+    def not_found(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"code": 113, "message": "Transaction not found"})
+
+    async with PayTabs(
+        profile_id=987654,
+        server_key=KEY,
+        base_url="https://secure.paytabs.sa",
+        breaker=BreakerConfig(consecutive_failures=3),
+        transport=httpx.MockTransport(not_found),
+    ) as paytabs:
+        for number in range(8):
+            with pytest.raises(TransactionNotFound):
+                await paytabs.query_transaction(f"TST{number}")
+        assert paytabs.registry.get("query").state.value == "closed"
+
+
+def test_the_client_verifies_a_get_return_with_the_shop_s_own_parameters() -> None:
+    fields = {
+        "cartId": "order-42",
+        "respCode": "G84718",
+        "respMessage": "Authorised",
+        "respStatus": "A",
+        "tranRef": "TST2215201242166",
+    }
+    signed = {**fields, "signature": sign_return(fields, KEY), "order": "42", "lang": "ar"}
+    paytabs = PayTabs(profile_id=987654, server_key=KEY)
+    paytabs.verify_return(signed)
+    with pytest.raises(InvalidSignature, match="mismatch"):
+        paytabs.verify_return({**signed, "respStatus": "D"})
