@@ -264,3 +264,27 @@ async def test_an_unknown_refund_listed_with_the_answer_counts_too() -> None:
     assert payment.refunded == sar("35.00")
     assert payment.hold is None
     assert world.outbox_types(payment_id).count("payment.refunded") == 2
+
+
+async def test_a_callback_that_lands_during_a_pass_is_not_reported_as_the_pass_s_transition() -> (
+    None
+):
+    # The pass reads the payment, asks PayTabs, and the callback settles it in between: the
+    # transition is the callback's. Reported as reconciliation's, it fed the alert that says
+    # callbacks are being lost.
+    world = MemoryWorld()
+    created = await create_payment(world.deps, CreatePayment(amount=sar("10.00"), description="x"))
+    paid = world.gateway.pay(created.cart_id)
+    asked = world.gateway.transactions
+
+    async def callback_first(cart_id: str) -> list[object]:
+        await apply_result(world.deps, paid, dedupe_key="callback-1")
+        return list(await asked(cart_id))
+
+    world.gateway.transactions = callback_first  # type: ignore[assignment,method-assign]
+    world.clock.advance(STUCK_AFTER + timedelta(seconds=1))
+    report = await reconcile_once(world.deps, stuck_after=STUCK_AFTER)
+    assert report.examined == 1
+    assert report.transitions == []
+    assert world.stored(created.id).state is PaymentState.COMPLETED
+    assert world.outbox_types(created.id).count("payment.completed") == 1

@@ -8,13 +8,21 @@ for what was stored.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import pytest
 
 from paytabs_guard.bootstrap import service_urls
-from paytabs_guard.domain import GatewayStatus, Money, Operation, PaymentState, ResultSource
+from paytabs_guard.domain import (
+    GatewayResult,
+    GatewayStatus,
+    Money,
+    Operation,
+    PaymentState,
+    ResultSource,
+)
 from paytabs_guard.service.gateway import GatewayNotReached, GatewayRejected
 from paytabs_guard.service.payments import (
     CreatePayment,
@@ -180,6 +188,32 @@ async def test_sync_applies_what_paytabs_holds_and_records_the_change(setup: Set
     assert setup.results == [("applied", "query", "awaiting_customer", "completed")]
     assert (await setup.service.sync(payment.id)).state is PaymentState.COMPLETED
     assert len(setup.results) == 1  # a decided payment is not asked again, nothing recorded
+
+
+async def test_a_callback_that_lands_while_paytabs_is_asked_is_the_callback_s_transition(
+    setup: Setup,
+) -> None:
+    # PayTabs sends the callback as the shopper's browser returns: the return's query and the
+    # callback race. The query that loses holds a duplicate; counting the change it saw as its
+    # own counted every such payment twice, and as "settled by query" (an alert watches those).
+    payment = await setup.service.create(ORDER)
+    setup.results.clear()
+    paid = setup.gateway.result(payment, GatewayStatus.AUTHORIZED)
+    asked = setup.gateway.transactions
+
+    async def callback_first(cart_id: str) -> Sequence[GatewayResult]:
+        await setup.service.apply_callback(paid, dedupe_key="k1", exact_key="x1")
+        return [replace(paid, source=ResultSource.QUERY)]
+
+    setup.gateway.transactions = callback_first  # type: ignore[method-assign]
+    try:
+        synced = await setup.service.sync(payment.id)
+    finally:
+        setup.gateway.transactions = asked  # type: ignore[method-assign]
+    assert synced.state is PaymentState.COMPLETED
+    transitions = [r for r in setup.results if r[2] != r[3]]
+    assert transitions == [("applied", "callback", "awaiting_customer", "completed")]
+    assert ("applied", "query", "awaiting_customer", "completed") not in setup.results
 
 
 async def test_a_refund_of_a_completed_payment_is_applied(setup: Setup) -> None:

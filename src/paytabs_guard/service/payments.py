@@ -371,17 +371,15 @@ class PaymentService:
 
     # ---- what PayTabs says --------------------------------------------------------------
 
-    async def sync(self, payment_id: str, *, known: Payment | None = None) -> Payment:
-        """Ask PayTabs about an undecided payment and apply the answer (``sync_payment``).
+    async def sync(self, payment_id: str) -> Payment:
+        """Ask PayTabs about an undecided payment and apply the answer (``sync_payment``);
+        what this query itself did is recorded as query results (a callback that got there
+        first leaves this query a duplicate)."""
 
-        ``known`` is the payment as the caller read it moments ago (saves a read); a change
-        from its state is recorded as a query result.
-        """
-        before = known if known is not None else await self.get(payment_id)
-        after = await sync_payment(self.deps, payment_id)
-        if after.state is not before.state:
-            self._record("applied", ResultSource.QUERY, before.state, after.state)
-        return after
+        def recorded(outcome: Outcome) -> None:
+            self._record(outcome.kind, ResultSource.QUERY, outcome.previous_state, outcome.state)
+
+        return await sync_payment(self.deps, payment_id, on_outcome=recorded)
 
     async def apply_callback(
         self, result: GatewayResult, *, dedupe_key: str, exact_key: str

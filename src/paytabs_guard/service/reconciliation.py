@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from paytabs_guard.domain import Operation, Payment, PaymentState
+from paytabs_guard.domain import Operation, Outcome, OutcomeKind, Payment, PaymentState
 from paytabs_guard.service.gateway import GatewayNotReached, GatewayOutcomeUnknown
 from paytabs_guard.service.payment_steps import PaymentDeps, PaymentNotFound
 from paytabs_guard.service.results import sync_payment
@@ -110,10 +110,8 @@ async def reconcile_once(
         if settled is None:
             report.unreachable += 1
             continue
-        before, after = settled.before, settled.after
-        report.states[after.value] = report.states.get(after.value, 0) + 1
-        if after is not before:
-            report.transitions.append((before, after))
+        report.states[settled.after.value] = report.states.get(settled.after.value, 0) + 1
+        report.transitions.extend(settled.transitions)
         if settled.changed:
             report.changed += 1
     return report
@@ -121,12 +119,14 @@ async def reconcile_once(
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    """What settling one payment did: its state before and after, and whether anything was
-    written (a further partial refund changes the payment but not its state)."""
+    """What settling one payment did: its state before and after, whether anything was
+    written (a further partial refund changes the payment but not its state), and the
+    transitions this pass committed itself (not a callback's that landed meanwhile)."""
 
     before: PaymentState
     after: PaymentState
     changed: bool
+    transitions: tuple[tuple[PaymentState, PaymentState], ...] = ()
 
 
 async def settle(deps: PaymentDeps, payment_id: str) -> Settled | None:
@@ -134,13 +134,21 @@ async def settle(deps: PaymentDeps, payment_id: str) -> Settled | None:
     its answer (``sync_payment``: a page past its deadline that PayTabs holds nothing for
     expires). Returns what changed, or None when PayTabs could not be asked (logged); raises
     PaymentNotFound."""
+    moved: list[tuple[PaymentState, PaymentState]] = []
+
+    def seen(outcome: Outcome) -> None:
+        if outcome.kind is OutcomeKind.APPLIED and outcome.previous_state is not outcome.state:
+            moved.append((outcome.previous_state, outcome.state))
+
     try:
         before = await _current(deps, payment_id)
-        after = await sync_payment(deps, payment_id)
+        after = await sync_payment(deps, payment_id, on_outcome=seen)
     except (GatewayNotReached, GatewayOutcomeUnknown) as error:
         log.info("reconcile: PayTabs could not be asked", extra={"reason": str(error)})
         return None
-    return Settled(before.state, after.state, changed=after.version != before.version)
+    return Settled(
+        before.state, after.state, changed=after.version != before.version, transitions=tuple(moved)
+    )
 
 
 async def _current(deps: PaymentDeps, payment_id: str) -> Payment:

@@ -196,42 +196,76 @@ async def _keep_card(
         )
 
 
-async def sync_payment(deps: PaymentDeps, payment_id: str) -> Payment:
+#: Told of each outcome a sync committed itself (after the commit), for the metrics.
+OnOutcome = Callable[[Outcome], object]
+
+
+async def sync_payment(
+    deps: PaymentDeps, payment_id: str, *, on_outcome: OnOutcome | None = None
+) -> Payment:
     """Ask PayTabs what it holds for an undecided payment's cart and apply it; for a decided
     one, what became of its unsettled follow-ups (:func:`settle_follow_ups`).
 
     Also settles what only the absence of a result can tell: a create that never reached
     PayTabs fails (no record), a page nobody paid before its TTL expires. Raises
     GatewayNotReached / GatewayOutcomeUnknown when PayTabs cannot be asked.
+
+    ``on_outcome`` hears what this call did, and only that: a callback that settled the
+    payment while PayTabs was being asked is the callback's transition, and the result this
+    call then holds against it is a duplicate (comparing the payment before and after would
+    count the callback's change as this query's too).
     """
     payment = await get_payment(deps, payment_id)
     if payment.state.is_final:
         if payment.awaits_follow_up:
-            return await settle_follow_ups(deps, payment)
+            return await settle_follow_ups(deps, payment, on_outcome=on_outcome)
         return payment
     results = await deps.gateway.transactions(payment.cart_id)
     if payment.state is PaymentState.INITIATING:
         # the create call never finished (a crash, a lost answer): say so before any result
-        payment = await change_payment(
-            deps, payment_id, lambda p, at: p.initiation_ambiguous(at=at)
+        payment = await _change(
+            deps, payment_id, lambda p, at: p.initiation_ambiguous(at=at), on_outcome
         )
     for result in results:
-        payment, _ = await apply_result(deps, result)
+        payment, _ = await apply_result(deps, result, on_outcome=on_outcome)
     payment = await _release_if_lapsed(deps, payment)
     if any(result.status is not None for result in results):
         return payment
     now = deps.clock()
     if payment.state is PaymentState.UNKNOWN and not results:
-        return await change_payment(
-            deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at)
+        return await _change(
+            deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at), on_outcome
         )
     lapsed = payment.expires_at is not None and now >= payment.expires_at
     if lapsed and payment.state in _EXPIRABLE:
-        return await change_payment(deps, payment_id, _expire_if_still_waiting)
+        return await _change(deps, payment_id, _expire_if_still_waiting, on_outcome)
     return payment
 
 
-async def settle_follow_ups(deps: PaymentDeps, payment: Payment) -> Payment:
+async def _change(
+    deps: PaymentDeps,
+    payment_id: str,
+    step: Callable[[Payment, datetime], Outcome | None],
+    on_outcome: OnOutcome | None,
+) -> Payment:
+    """:func:`change_payment` with ``step``, telling ``on_outcome`` what it did once committed."""
+    done: list[Outcome] = []
+
+    def change(payment: Payment, at: datetime) -> None:
+        outcome = step(payment, at)
+        if outcome is not None:
+            done.append(outcome)
+
+    payment = await change_payment(deps, payment_id, change)
+    if on_outcome is not None:
+        for outcome in done:
+            on_outcome(outcome)
+    return payment
+
+
+async def settle_follow_ups(
+    deps: PaymentDeps, payment: Payment, *, on_outcome: OnOutcome | None = None
+) -> Payment:
     """Ask PayTabs what became of ``payment``'s unsettled follow-ups (a hold whose answer was
     lost, a refund or capture reported pending) and apply it like a direct answer.
 
@@ -250,7 +284,7 @@ async def settle_follow_ups(deps: PaymentDeps, payment: Payment) -> Payment:
     # must still count, not be dropped as old news.
     news = [result for result in results if payment.settles_follow_up(result)]
     for result in news:
-        payment, _ = await apply_result(deps, result)
+        payment, _ = await apply_result(deps, result, on_outcome=on_outcome)
     return await _release_if_lapsed(deps, payment)
 
 
@@ -271,8 +305,9 @@ async def _release_if_lapsed(deps: PaymentDeps, payment: Payment) -> Payment:
 _EXPIRABLE = frozenset({PaymentState.AWAITING_CUSTOMER, PaymentState.PENDING, PaymentState.ON_HOLD})
 
 
-def _expire_if_still_waiting(payment: Payment, at: datetime) -> None:
+def _expire_if_still_waiting(payment: Payment, at: datetime) -> Outcome | None:
     # Under the row lock: a callback, or another instance at the same deadline, may have
     # settled it since it was read; the loser of that race changes and emits nothing.
     if payment.state in _EXPIRABLE:
-        payment.expire_page(at=at)
+        return payment.expire_page(at=at)
+    return None

@@ -46,7 +46,7 @@ class _NotAsked:
 async def _sync_quietly(service: PaymentService, known: Payment) -> Payment | _NotAsked:
     """The synced payment, or why PayTabs could not be asked (expected, so not raised)."""
     try:
-        return await service.sync(known.id, known=known)
+        return await service.sync(known.id)
     except GatewayNotReached as error:
         return _NotAsked(f"PayTabs is unavailable: {error}", error.retry_after)
     except GatewayOutcomeUnknown:
