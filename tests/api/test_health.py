@@ -154,6 +154,20 @@ async def test_paytabs_down_is_a_warning_never_a_failure(service: Service) -> No
     assert (await service.anonymous.get("/readyz")).status_code == 200
 
 
+async def test_concurrent_paytabs_checks_share_one_query(service: Service) -> None:
+    # The endpoint needs no key and each check is a PayTabs query signed with the merchant's
+    # server key: fifty callers at once must not make fifty queries.
+    def queries() -> int:
+        return service.sim.engine.stats["requests /payment/query"]
+
+    service.sim.engine.set_faults(Faults(latency_ms=200))
+    before = queries()
+    answers = await asyncio.gather(*(service.anonymous.get("/health/paytabs") for _ in range(30)))
+    assert {answer.status_code for answer in answers} == {200}
+    assert {answer.json()["status"] for answer in answers} == {"pass"}
+    assert queries() - before == 1
+
+
 async def test_an_open_breaker_is_a_warning(service: Service) -> None:
     await service.admin.post("/payments/v2/circuit-breaker/query/open")
     breakers = await service.anonymous.get("/health/circuit-breakers")

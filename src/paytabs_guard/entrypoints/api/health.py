@@ -258,10 +258,11 @@ def breaker_components(container: Container) -> list[dict[str, object]]:
 )
 async def paytabs_health(runtime: RuntimeDep) -> Response:
     container = runtime.container
-    probe = runtime.probe_cache.get("paytabs")
-    if probe is None:
-        probe = await health_checks.probe_paytabs(container)
-        runtime.probe_cache.put("paytabs", probe)
+    # One probe at a time, shared by every caller meanwhile: the endpoint needs no key, and
+    # each probe is a PayTabs query made with the merchant's server key.
+    probe = await runtime.probe_cache.shared(
+        "paytabs", lambda: health_checks.probe_paytabs(container)
+    )
     checks = {
         "paytabs:responseTime": [
             component(

@@ -67,6 +67,7 @@ class TtlCache(Generic[T]):
     ttl: float
     clock: Callable[[], float] = time.monotonic
     _items: dict[str, tuple[float, T]] = field(default_factory=dict)
+    _making: dict[str, asyncio.Task[T]] = field(default_factory=dict)
 
     def get(self, key: str) -> T | None:
         item = self._items.get(key)
@@ -76,6 +77,29 @@ class TtlCache(Generic[T]):
 
     def put(self, key: str, value: T) -> None:
         self._items[key] = (self.clock() + self.ttl, value)
+
+    async def shared(self, key: str, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """The cached value, else the one ``make`` is already computing, else a new one.
+
+        Callers that arrive while a value is being made wait for that one instead of making
+        their own: fifty health checks at once are one PayTabs query, not fifty. The making
+        runs as its own task, so a caller that leaves does not cancel it for the rest."""
+        cached = self.get(key)
+        if cached is not None:
+            return cached
+        task = self._making.get(key)
+        if task is None:
+            task = asyncio.create_task(make())
+            self._making[key] = task
+
+            def done(finished: asyncio.Task[T]) -> None:
+                if self._making.get(key) is finished:
+                    del self._making[key]
+                if not finished.cancelled() and finished.exception() is None:
+                    self.put(key, finished.result())
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
 
 
 @dataclass
