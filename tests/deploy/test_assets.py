@@ -316,5 +316,22 @@ def test_compose_migrates_first_and_runs_several_instances_behind_the_trusted_pr
     assert "$proxy_add_x_forwarded_for" in nginx_conf  # append, never replace
 
 
+def test_the_example_proxy_keeps_every_health_and_metrics_route_internal() -> None:
+    # Each route the health module serves, matched against the example's deny locations as
+    # nginx matches a regex location (against the decoded path).
+    from paytabs_guard.entrypoints.api import health
+
+    conf = NGINX.read_text(encoding="utf-8")
+    denied = [
+        re.compile(pattern)
+        for pattern, body in re.findall(r"location ~ (\S+) \{([^}]*)\}", conf)
+        if "deny all;" in body
+    ]
+    paths = sorted({route.path for route in health.router.routes if hasattr(route, "path")})
+    assert {"/payments/v2/health", "/metrics"} <= set(paths)
+    open_to_all = [path for path in paths if not any(p.search(path) for p in denied)]
+    assert open_to_all == []
+
+
 def ip_in(address: str, network: IPNetwork) -> bool:
     return ipaddress.ip_address(address) in network
