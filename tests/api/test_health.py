@@ -208,6 +208,9 @@ async def test_metrics_use_route_templates_and_no_identifiers(service: Service) 
     await service.api.get(f"/payments/v2/{payment['id']}")
     await deliver(service.anonymous, transaction(payment))
     await service.api.get("/definitely/not/here")
+    # Starlette's own routes: the OpenAPI document FastAPI adds and the docs' assets mount
+    assert (await service.anonymous.get("/openapi.json")).status_code == 200
+    assert (await service.anonymous.get("/docs-assets/swagger-ui.css")).status_code == 200
     response = await service.anonymous.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -215,6 +218,16 @@ async def test_metrics_use_route_templates_and_no_identifiers(service: Service) 
     assert 'route="/payments/v2/{payment_id}"' in text
     assert 'route="/payments/v2/webhook"' in text
     assert 'route="unmatched"' in text
+    assert 'route="/openapi.json",status_class="2xx"} 1.0' in text
+    assert 'route="/docs-assets/{path}",status_class="2xx"} 1.0' in text
+    unmatched = [
+        line
+        for line in text.splitlines()
+        if line.startswith("paytabs_guard_http_requests_total") and 'route="unmatched"' in line
+    ]
+    assert unmatched == [
+        'paytabs_guard_http_requests_total{method="GET",route="unmatched",status_class="4xx"} 1.0'
+    ]
     assert 'paytabs_guard_gateway_requests_total{operation="create",outcome="ok"} 1.0' in text
     assert 'paytabs_guard_circuit_breaker_state{breaker="create",state="closed"} 1.0' in text
     for identifier in (payment["id"], payment["tran_ref"], "127.0.0.1"):

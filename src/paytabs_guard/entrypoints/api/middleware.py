@@ -66,9 +66,25 @@ def incoming_request_id(scope: Scope) -> str | None:
 
 
 def route_template(scope: Scope) -> str:
+    """The matched route's template, the label of the request metrics. FastAPI's routes put
+    themselves in the scope; Starlette's own (the OpenAPI document FastAPI adds, the docs'
+    assets mount) leave only their endpoint, so those are found by it."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    if isinstance(path, str):
+        return path
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return UNMATCHED_ROUTE
+    mounted = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+    if mounted:
+        return f"{mounted}/{{path}}"
+    for candidate in getattr(scope.get("app"), "routes", ()):
+        if getattr(candidate, "endpoint", None) is endpoint:
+            found = getattr(candidate, "path", None)
+            if isinstance(found, str):
+                return found
+    return UNMATCHED_ROUTE
 
 
 class RequestContextMiddleware:
