@@ -321,6 +321,28 @@ async def test_an_unclear_charge_is_settled_from_paytabs_records_without_resendi
     assert sale["tran_class"] == "Recurring"
 
 
+async def test_a_charge_paytabs_shows_nothing_for_yet_is_not_failed_while_it_may_still_land(
+    service: Service,
+) -> None:
+    # The charge never reached PayTabs and its answer was unclear: the first /process finds
+    # nothing. "failed" there told the merchant to charge again while the first request could
+    # still land, and the customer was charged twice.
+    card_id = (await save_card(service))["saved_card_id"]
+    service.sim.engine.set_faults(
+        Faults(error_rate=1.0, error_statuses=[502], error_phase="before")
+    )
+    response = await charge(service, card_id)
+    assert response.status_code == 202, response.text
+    payment = response.json()
+    service.sim.engine.set_faults(Faults())
+    processed = (await service.api.get(f"/payments/v2/process/{payment['id']}")).json()
+    assert processed["state"] == "unknown"
+    assert processed["confirmed"] is False
+    assert "may still reach PayTabs" in processed["reason"]
+    assert 0 < processed["retry_after_ms"] <= 90_000 + 1000
+    assert await service.simulated(payment["cart_id"]) == []
+
+
 async def test_a_card_deleted_while_its_charge_is_on_its_way_is_a_409_not_a_refusal(
     any_service: Service,
 ) -> None:

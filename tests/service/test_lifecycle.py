@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from paytabs_guard.domain import (
     GatewayStatus,
     Money,
     OutcomeKind,
+    Payment,
     PaymentState,
     RefundExceedsCaptured,
     ResultSource,
@@ -264,6 +266,54 @@ async def test_a_lost_page_url_opens_a_new_attempt_and_never_two_transactions_pe
     types = await world.outbox_types(payment.id)
     assert "payment.initiated" not in types
     assert types[-1] == "payment.failed"
+
+
+async def unknown_create(world: World, *, landed: bool) -> Payment:
+    """A create whose answer was lost and whose resolving query failed too: 202 unknown.
+    ``landed``: PayTabs opened the page before the answer was lost (else it never saw it)."""
+    await world.faults(error_rate=1.0, error_statuses=[502],
+                       error_phase="after" if landed else "before",
+                       fault_paths=["/payment/request", "/payment/query"])  # fmt: skip
+    parts = gateway_for(world.simulator.base_url, PAYTABS_RETRY_ATTEMPTS="0")
+    deps = replace(world.deps, gateway=parts.gateway)
+    try:
+        payment = await create_payment(deps, order())
+    finally:
+        await parts.aclose()
+    assert payment.state is PaymentState.UNKNOWN
+    await world.faults()
+    return payment
+
+
+async def test_a_202_whose_page_paytabs_holds_without_its_address_fails_when_confirmed(
+    world: World,
+) -> None:
+    # The first query after the 202 finds the page, but a query gives no page address: nobody
+    # can pay it. It was awaiting_customer with no redirect_url, the sale lost quietly.
+    payment = await unknown_create(world, landed=True)
+    assert len(await world.gateway_transactions(payment.cart_id)) == 1
+    synced = await sync_payment(world.deps, payment.id)
+    assert synced.state is PaymentState.FAILED
+    assert synced.history[-1].trigger is Trigger.NO_GATEWAY_RECORD
+    types = await world.outbox_types(payment.id)
+    assert "payment.initiated" not in types
+    assert types[-1] == "payment.failed"
+
+
+async def test_a_202_paytabs_holds_nothing_for_stays_unknown_while_its_request_may_land(
+    world: World,
+) -> None:
+    # A query that finds nothing proves only that nothing landed yet: failing the payment at
+    # once let the merchant charge again while a late recurring charge still landed.
+    payment = await unknown_create(world, landed=False)
+    assert await world.gateway_transactions(payment.cart_id) == []
+    assert (await sync_payment(world.deps, payment.id)).state is PaymentState.UNKNOWN
+    world.clock.advance(world.deps.send_window - timedelta(seconds=1))
+    assert (await sync_payment(world.deps, payment.id)).state is PaymentState.UNKNOWN
+    world.clock.advance(timedelta(seconds=1))
+    synced = await sync_payment(world.deps, payment.id)
+    assert synced.state is PaymentState.FAILED
+    assert synced.history[-1].trigger is Trigger.NO_GATEWAY_RECORD
 
 
 async def test_a_refused_page_fails_the_payment_with_paytabs_reason(world: World) -> None:

@@ -76,7 +76,7 @@ from paytabs_guard.service.queries import (
     find_by_gateway_reference,
     list_payments,
 )
-from paytabs_guard.service.results import apply_result, sync_payment
+from paytabs_guard.service.results import apply_result, no_record_before, sync_payment
 from paytabs_guard.service.saved_cards import (
     RecurringCharge,
     check_chargeable,
@@ -370,6 +370,11 @@ class PaymentService:
         self._record(outcome.kind, ResultSource.API, outcome.previous_state, outcome.state)
 
     # ---- what PayTabs says --------------------------------------------------------------
+
+    def no_record_before(self, payment: Payment) -> datetime | None:
+        """For an unknown payment PayTabs holds nothing for yet, when a sync will take that
+        silence as "never sent" and fail it (``results.no_record_before``)."""
+        return no_record_before(self.deps, payment)
 
     async def sync(self, payment_id: str) -> Payment:
         """Ask PayTabs about an undecided payment and apply the answer (``sync_payment``);

@@ -7,7 +7,7 @@ deduped, committed with its events).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from paytabs_guard.domain import (
@@ -220,11 +220,21 @@ async def sync_payment(
         if payment.awaits_follow_up:
             return await settle_follow_ups(deps, payment, on_outcome=on_outcome)
         return payment
+    # The last moment a request of this payment was sent (before it became unknown).
+    sent_by = payment.updated_at
     results = await deps.gateway.transactions(payment.cart_id)
     if payment.state is PaymentState.INITIATING:
         # the create call never finished (a crash, a lost answer): say so before any result
         payment = await _change(
             deps, payment_id, lambda p, at: p.initiation_ambiguous(at=at), on_outcome
+        )
+    if _only_a_lost_page(payment, results):
+        # PayTabs holds the page, but its address was lost with the create's answer and a
+        # query does not give it: nobody can pay it. Waiting in awaiting_customer with no
+        # page would lose the sale quietly; failed tells the merchant to create a new payment
+        # (the rule the create itself follows after its last attempt, docs/states.md rule 9).
+        return await _change(
+            deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at), on_outcome
         )
     for result in results:
         payment, _ = await apply_result(deps, result, on_outcome=on_outcome)
@@ -233,6 +243,11 @@ async def sync_payment(
         return payment
     now = deps.clock()
     if payment.state is PaymentState.UNKNOWN and not results:
+        if now - sent_by < deps.send_window:
+            # Nothing at PayTabs *yet*: the request may still be on its way (a recurring
+            # charge that lands after its payment was failed charges a customer the merchant
+            # then charges again). It fails only once no request of it can still arrive.
+            return payment
         return await _change(
             deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at), on_outcome
         )
@@ -240,6 +255,25 @@ async def sync_payment(
     if lapsed and payment.state in _EXPIRABLE:
         return await _change(deps, payment_id, _expire_if_still_waiting, on_outcome)
     return payment
+
+
+def no_record_before(deps: PaymentDeps, payment: Payment) -> datetime | None:
+    """For an unknown payment PayTabs holds nothing for yet, when that silence will be taken as
+    "never sent" (:func:`sync_payment` fails it from then on); None for any other payment."""
+    if payment.state is not PaymentState.UNKNOWN:
+        return None
+    return payment.updated_at + deps.send_window
+
+
+def _only_a_lost_page(payment: Payment, results: Sequence[GatewayResult]) -> bool:
+    """An unknown payment without a page address, for whose cart PayTabs holds only unpaid
+    pages (a paid page, or a charge, has a status)."""
+    return (
+        payment.state is PaymentState.UNKNOWN
+        and payment.redirect_url is None
+        and bool(results)
+        and all(result.status is None for result in results)
+    )
 
 
 async def _change(

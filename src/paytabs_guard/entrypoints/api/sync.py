@@ -105,7 +105,7 @@ async def sync_within(runtime: Runtime, service: PaymentService, payment_id: str
     gate = runtime.sync_gate
     if gate.answered_lately(payment_id):
         # PayTabs answered about it a moment ago, and that answer is what ``before`` holds.
-        return Synced(before, confirmed=True)
+        return _as_answered(service, before)
     task = gate.query(
         payment_id,
         lambda: runtime.background.spawn(_sync_quietly(service, before), name=f"sync-{payment_id}"),
@@ -118,4 +118,18 @@ async def sync_within(runtime: Runtime, service: PaymentService, payment_id: str
     if isinstance(outcome, _NotAsked):
         payment = await service.get(payment_id)
         return Synced(payment, False, outcome.reason, outcome.retry_after)
-    return Synced(outcome, confirmed=True)
+    return _as_answered(service, outcome)
+
+
+def _as_answered(service: PaymentService, payment: Payment) -> Synced:
+    """The payment as PayTabs' answer left it. Still unknown means PayTabs holds nothing for
+    it yet while its request may still arrive: not confirmed until that can no longer be."""
+    until = service.no_record_before(payment)
+    if until is None:
+        return Synced(payment, confirmed=True)
+    wait = max(0.0, (until - service.now()).total_seconds())
+    reason = (
+        "PayTabs holds nothing for this payment yet, and its request may still reach PayTabs; "
+        f"it is taken as never sent (failed) at {until.isoformat().replace('+00:00', 'Z')}"
+    )
+    return Synced(payment, False, reason, wait)
