@@ -188,7 +188,12 @@ def build_gateway(
         token=breakers.get(Operation.TOKEN),
     )
     paytabs = ResilientPayTabs(client, families, retry)
-    return GatewayParts(client, breakers, retry, paytabs, PayTabsGateway(paytabs, breakers))
+    # Follow-ups carry the callback URL too: PayTabs then reports each one as it does a page,
+    # and a refund that lands after its hold was given up (later than any request should) is
+    # still recorded, not lost; the callback of one already applied is a duplicate.
+    callback_url = service_urls(settings.public_base_url).callback_url
+    gateway = PayTabsGateway(paytabs, breakers, follow_up_callback_url=callback_url)
+    return GatewayParts(client, breakers, retry, paytabs, gateway)
 
 
 # ---- the service's container --------------------------------------------------------------------

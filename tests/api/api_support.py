@@ -7,6 +7,7 @@ the app plugged in once it exists.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -195,7 +196,14 @@ async def running_service(
                 ) as admin,
                 httpx.AsyncClient(base_url=url, timeout=20) as anonymous,
             ):
-                yield Service(url, container, app, sim, api, admin, anonymous)
+                try:
+                    yield Service(url, container, app, sim, api, admin, anonymous)
+                finally:
+                    # Callbacks the simulator still owes this service (follow-ups have them
+                    # too) land before it stops: one cut by the shutdown would leave its
+                    # database connection unclosed.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(sim.engine.callbacks.wait_idle(), 10)
         finally:
             await container.aclose()
 

@@ -87,13 +87,15 @@ async def test_a_pending_refund_settled_at_paytabs_is_applied_by_reconciliation(
 ) -> None:
     service = any_service
     payment = await _completed(service)
-    await _sim(service, "PATCH", "/_sim/faults", json={"refund_pending": True})
+    # PayTabs' callback for the refund is lost: reconciliation is what settles it
+    lost_callbacks = {"callback_withhold_rate": 1}
+    await _sim(service, "PATCH", "/_sim/faults", json={"refund_pending": True, **lost_callbacks})
 
     pending = await _refund(service, payment["id"], "30.00")
     assert pending.status_code == 200, pending.text
     assert pending.json()["refunded"] == "0.00"
     assert pending.json()["refundable"] == "70.00"  # on its way back: not refundable again
-    await _sim(service, "PUT", "/_sim/faults", json={})
+    await _sim(service, "PUT", "/_sim/faults", json=lost_callbacks)
     [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
     assert refund["payment_result"]["response_status"] == "P"
 
@@ -118,12 +120,15 @@ async def test_a_refund_whose_answer_was_lost_after_the_work_is_applied_by_recon
 ) -> None:
     service = any_service
     payment = await _completed(service)
-    await _sim(service, "PATCH", "/_sim/faults", json={"error_rate": 1, "error_phase": "after"})
+    # the refund's answer is lost, and so is PayTabs' callback for it
+    lost_callbacks = {"callback_withhold_rate": 1}
+    faults = {"error_rate": 1, "error_phase": "after", **lost_callbacks}
+    await _sim(service, "PATCH", "/_sim/faults", json=faults)
 
     lost = await _refund(service, payment["id"], "30.00")
     assert lost.status_code == 202, lost.text
     assert lost.json()["confirmed"] is False
-    await _sim(service, "PUT", "/_sim/faults", json={})
+    await _sim(service, "PUT", "/_sim/faults", json=lost_callbacks)
     [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
     assert refund["payment_result"]["response_status"] == "A"  # PayTabs did refund
     assert (await service.get(payment["id"]))["refunded"] == "0.00"
@@ -134,6 +139,25 @@ async def test_a_refund_whose_answer_was_lost_after_the_work_is_applied_by_recon
     await _assert_refunded_once(service, database_url, payment["id"])
     refunds = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
     assert len(refunds) == 2  # the lost one and the last one: nothing was sent again
+
+
+async def test_a_refund_whose_answer_was_lost_is_recorded_by_paytabs_callback(
+    any_service: Service, database_url: str
+) -> None:
+    # Follow-ups carry the callback URL: PayTabs reports the refund it made, so the lost
+    # answer needs no query, and a refund that lands after its hold was given up is still
+    # recorded.
+    service = any_service
+    payment = await _completed(service)
+    await _sim(service, "PATCH", "/_sim/faults", json={"error_rate": 1, "error_phase": "after"})
+    lost = await _refund(service, payment["id"], "30.00")
+    assert lost.status_code == 202, lost.text
+    await _sim(service, "PUT", "/_sim/faults", json={})
+    await service.callbacks_done()
+    settled = await service.get(payment["id"])
+    assert settled["refunded"] == "30.00"
+    assert await _hold(service, payment["id"]) is None
+    await _assert_refunded_once(service, database_url, payment["id"])
 
 
 async def test_process_confirms_a_pending_refund_with_paytabs(service: Service) -> None:

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.anyio
 BUDGET: dict[tuple[str, str], tuple[int, int]] = {
     ("sqlite", "create"): (10, 2),
     ("sqlite", "callback"): (6, 2),
-    ("sqlite", "refund"): (11, 11),
+    ("sqlite", "refund"): (13, 13),
     ("postgresql", "create"): (2, 2),
     ("postgresql", "callback"): (2, 2),
-    ("postgresql", "refund"): (9, 13),
+    ("postgresql", "refund"): (11, 15),
 }
 
 
@@ -48,11 +48,14 @@ async def test_a_create_a_callback_and_a_refund_stay_within_the_budget(
     assert (await any_service.get(payment["id"]))["state"] == "completed"
     _within(any_service, "callback", callback_count)
 
+    # The refund and PayTabs' callback for it (follow-ups carry the callback URL): the callback
+    # of a refund already applied is a duplicate, its read and its inbox row.
     with counting(engine) as refund_count:
         refunded = await any_service.api.post(
             f"/payments/v2/{payment['id']}/refund",
             json={"amount": "30.00"},
             headers={"Idempotency-Key": new_key()},
         )
+        await any_service.callbacks_done()
     assert refunded.status_code == 200, refunded.text
     _within(any_service, "refund", refund_count)

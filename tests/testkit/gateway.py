@@ -65,7 +65,7 @@ class FakeGateway:
         self._lost_answers.append(error)
 
     def settle(self, tran_ref: str, status: GatewayStatus = GatewayStatus.AUTHORIZED) -> None:
-        """PayTabs decides a pending transaction later (no callback: follow-ups have none)."""
+        """PayTabs decides a pending transaction later (and its callback, if any, is lost)."""
         for cart in self.carts.values():
             for index, known in enumerate(cart):
                 if known.tran_ref == tran_ref:

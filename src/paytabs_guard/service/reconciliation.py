@@ -2,7 +2,7 @@
 
 Finds payments stuck in an undecided state past a threshold, and decided payments whose
 follow-up (refund, capture, void) is unsettled: its answer was lost, or PayTabs reported it
-pending (follow-ups are sent without a callback URL, so nothing else would ever tell). Asks
+pending, and PayTabs' callback about it was lost too. Asks
 PayTabs through the resilient gateway (a query: nothing is ever sent again from here), and
 applies the answer through the same transition function as callbacks. Safe on every instance at
 once: the claim skips rows another reconciler holds, and applying a result twice changes

@@ -41,9 +41,16 @@ T = TypeVar("T")
 class PayTabsGateway:
     """Implements ``service.gateway.Gateway`` with the resilient PayTabs client."""
 
-    def __init__(self, paytabs: ResilientPayTabs, breakers: BreakerRegistry) -> None:
+    def __init__(
+        self,
+        paytabs: ResilientPayTabs,
+        breakers: BreakerRegistry,
+        *,
+        follow_up_callback_url: str | None = None,
+    ) -> None:
         self._paytabs = paytabs
         self._breakers = breakers
+        self._follow_up_callback_url = follow_up_callback_url
         self._profile_id = paytabs.client.profile_id
 
     def unavailable_for(self, operation: str) -> float | None:
@@ -123,6 +130,7 @@ class PayTabsGateway:
             # PayTabs refuses an identical request within its duplicate window: the sequence
             # keeps a second, legitimate refund of the same amount from looking like one
             description=f"{kind.value} {sequence} of {payment.cart_id}",
+            callback_url=self._follow_up_callback_url,
         )
         answer = await _translated(
             lambda: self._paytabs.follow_up(request, known_tran_refs=known_tran_refs)
