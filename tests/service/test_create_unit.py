@@ -6,15 +6,17 @@ from datetime import timedelta
 
 import pytest
 
-from paytabs_guard.domain import PaymentState
+from paytabs_guard.domain import Payment, PaymentState, ResultSource, Trigger
 from paytabs_guard.service.gateway import (
     GatewayNotReached,
     GatewayOutcomeUnknown,
     GatewayRejected,
+    PageDetails,
+    PageOpened,
 )
 from paytabs_guard.service.payments import IdempotentCreate, KeyTaken, create_payment
 from paytabs_guard.service.ports import ClaimStatus, StoredResponse
-from testkit.gateway import PAGE_BASE
+from testkit.gateway import PAGE_BASE, FakeGateway
 
 from .memory_world import MemoryWorld, order
 
@@ -122,3 +124,32 @@ async def test_a_key_whose_create_could_not_start_is_not_kept() -> None:
     payment = await create_payment(world.deps, order(), idempotency=keyed())
 
     assert payment.state is PaymentState.AWAITING_CUSTOMER
+
+
+class LostThenUnreachable(FakeGateway):
+    """The first page's answer is lost (a query finds the unpaid page, not its address); every
+    later attempt is turned away before it is sent (the breaker opened meanwhile)."""
+
+    async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened:
+        if not self.pages:
+            self.pages.append(details)
+            page = self._record(payment, status=None, source=ResultSource.QUERY)
+            return PageOpened(tran_ref=page.tran_ref, redirect_url=None, found=page)
+        raise GatewayNotReached("circuit open", retry_after=5.0)
+
+
+async def test_an_attempt_turned_away_after_one_reached_paytabs_ends_failed_under_its_key() -> None:
+    # "Nothing was sent" was untrue (the first attempt opened a page nobody can reach), and the
+    # key was let go, so a retry with it made a second payment.
+    world = MemoryWorld(gateway=LostThenUnreachable())
+    first = keyed()
+    payment = await create_payment(world.deps, order(), idempotency=first)
+    assert payment.state is PaymentState.FAILED
+    assert payment.history[-1].trigger is Trigger.NO_GATEWAY_RECORD
+    assert "earlier attempts were lost" in payment.history[-2].reason
+    assert (first.claimed, first.completed) == (True, True)
+    with pytest.raises(KeyTaken) as again:
+        await create_payment(world.deps, order(), idempotency=keyed())
+    assert again.value.claim.status is ClaimStatus.COMPLETED
+    assert len(world.store.payments) == 1
+    assert world.outbox_types(payment.id)[-1] == "payment.failed"

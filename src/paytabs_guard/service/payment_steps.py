@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from paytabs_guard.domain import (
     Money,
     Payment,
+    ResultSource,
     TranType,
 )
 from paytabs_guard.service.gateway import (
@@ -277,6 +278,11 @@ async def save_unanswered(
             idempotency,
         )
     if isinstance(error, GatewayNotReached):
+        if payment.abandoned_cart_ids:
+            # Earlier attempts reached PayTabs (their pages' addresses were lost), so "nothing
+            # was sent" would be untrue, and a retry with the key would make a second
+            # payment. It ends as the last attempt does: failed, kept as the key's answer.
+            return await change_saved(deps, payment, _pages_lost, idempotency)
         await change_saved(deps, payment, _not_sent, None)
         raise error
     lost = with_calls("no answer to the create-page request", calls)
@@ -286,10 +292,13 @@ async def save_unanswered(
 
 
 def _not_sent(payment: Payment, at: datetime) -> object:
-    if payment.abandoned_cart_ids:  # earlier attempts did reach PayTabs
-        reason = (
-            f"PayTabs was unavailable for attempt {len(payment.abandoned_cart_ids) + 1}; the "
-            "pages of the earlier attempts were lost with their answers and cannot be paid"
-        )
-        return payment.initiation_failed(reason, at=at)
     return payment.initiation_failed("PayTabs was unavailable; nothing was sent", at=at)
+
+
+def _pages_lost(payment: Payment, at: datetime) -> object:
+    reason = (
+        f"PayTabs was unavailable for attempt {len(payment.abandoned_cart_ids) + 1}; the "
+        "pages of the earlier attempts were lost with their answers and cannot be paid"
+    )
+    payment.initiation_ambiguous(at=at, reason=reason)
+    return payment.unknown_resolved_no_record(at=at, source=ResultSource.API)
