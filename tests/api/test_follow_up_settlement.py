@@ -160,6 +160,27 @@ async def test_a_refund_whose_answer_was_lost_is_recorded_by_paytabs_callback(
     await _assert_refunded_once(service, database_url, payment["id"])
 
 
+async def test_paytabs_callback_about_a_refund_already_applied_is_a_duplicate(
+    service: Service,
+) -> None:
+    # A full refund answered directly, then PayTabs' callback about it: a duplicate. It was
+    # quarantined ("exceeds the 0.00 refundable") and logged as a security event.
+    payment = await _completed(service)
+    refunded = await _refund(service, payment["id"], "100.00")
+    assert refunded.status_code == 200, refunded.text
+    await service.callbacks_done()
+    metrics = (await service.anonymous.get("/metrics")).text
+    ipn = {
+        line.split('outcome="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('paytabs_guard_webhook_requests_total{endpoint="ipn"')
+    }
+    assert ipn == {"processed": 1.0, "duplicate": 1.0}  # the sale's callback, the refund's
+    settled = await service.get(payment["id"])
+    assert (settled["state"], settled["refunded"]) == ("refunded", "100.00")
+    assert await service.outbox_events(payment["id"], "payment.refunded") == 1
+
+
 async def test_process_confirms_a_pending_refund_with_paytabs(service: Service) -> None:
     payment = await _completed(service)
     await _sim(service, "PATCH", "/_sim/faults", json={"refund_pending": True})

@@ -185,6 +185,37 @@ def test_one_full_refund_refunds() -> None:
         payment.ensure_can_refund(sar("0.01"))
 
 
+def test_a_refund_reported_again_after_it_was_counted_is_a_duplicate_not_over_the_limit() -> None:
+    # Follow-ups carry the callback URL: PayTabs reports a refund after its direct answer was
+    # applied. Held against what is left (the refund itself already taken off), every refund
+    # of more than half of it was quarantined as a security event.
+    payment = completed()
+    assert refund(payment, "R1", sar("60.00")) is OutcomeKind.APPLIED
+    assert refund(payment, "R1", sar("60.00")) is OutcomeKind.DUPLICATE
+    assert refund(payment, "R2", sar("40.00")) is OutcomeKind.APPLIED
+    assert refund(payment, "R2", sar("40.00")) is OutcomeKind.DUPLICATE
+    assert payment.state is S.REFUNDED
+    assert payment.refunded == sar("100.00")
+    # the same tran_ref for another amount is not a repeat: it is still checked
+    assert refund(payment, "R2", sar("45.00")) is OutcomeKind.QUARANTINED
+
+
+def test_an_earlier_refund_reported_late_does_not_release_the_hold_of_the_one_in_flight() -> None:
+    # R1's hold was given up (PayTabs held nothing when asked); R2 is in flight when R1's
+    # callback arrives after all. R1 is money that went back, but not R2's answer.
+    payment = completed()
+    parent = payment.refund_reference
+    assert parent is not None
+    payment.hold_follow_up(TranType.REFUND, sar("30.00"), parent, at=at(2))
+    assert payment.release_lapsed_hold(at=at(20), after=timedelta(minutes=15))
+    payment.hold_follow_up(TranType.REFUND, sar("50.00"), parent, at=at(21))
+    late = follow_up(payment, TranType.REFUND, A, "TST-R1", sar("30.00"))
+    assert payment.settles_follow_up(late)  # news: applied by reconciliation
+    assert not payment.answers_hold(late)  # but R2's hold stays
+    answer = follow_up(payment, TranType.REFUND, A, "TST-R2", sar("50.00"))
+    assert payment.answers_hold(answer)
+
+
 def test_a_refund_beyond_what_is_left_is_quarantined() -> None:
     payment = completed()
     applied_kind = refund(payment, "R1", sar("60.00"))

@@ -64,10 +64,20 @@ def answers(kind: TranType, answer: TranType) -> bool:
 def answers_hold(payment: Payment, result: GatewayResult) -> bool:
     """Is ``result`` the first answer to the follow-up ``payment`` holds for?
 
-    Of the hold's kind, about its parent, and a transaction the payment did not know yet: every
-    transaction known when the hold was taken is an earlier follow-up, and one recorded since
-    released the hold already. So a late repeat of an earlier answer (a duplicate, a second
-    reconciler) never releases a later follow-up's hold."""
+    Of the hold's kind, about its parent, for the held amount, and a transaction the payment
+    did not know yet: every transaction known when the hold was taken is an earlier follow-up,
+    and one recorded since released the hold already. So a late repeat of an earlier answer (a
+    duplicate, a second reconciler) never releases a later follow-up's hold; nor does an
+    earlier refund whose hold was given up, reported late by its callback (releasing the hold
+    would let a third follow-up go out beside the one in flight)."""
+    hold = payment.hold
+    return hold is not None and _beside_hold(payment, result) and result.amount == hold.amount
+
+
+def _beside_hold(payment: Payment, result: GatewayResult) -> bool:
+    """A follow-up the payment does not know, of the held kind and about the held parent: the
+    hold's answer, or another made meanwhile (PayTabs' dashboard, an earlier one that landed
+    late). Either is money that moved."""
     hold = payment.hold
     return (
         hold is not None
@@ -93,7 +103,7 @@ def settles_follow_up(payment: Payment, result: GatewayResult) -> bool:
     known = payment.transaction(result.tran_ref)
     if known is not None:
         return known.signal is Signal.FOLLOW_UP_PENDING
-    return answers_hold(payment, result)
+    return _beside_hold(payment, result)
 
 
 def release_lapsed_hold(

@@ -126,6 +126,11 @@ def _refund(payment: Payment, result: GatewayResult) -> str | None:
     takes_money = result.signal in (Signal.REFUNDED, Signal.FOLLOW_UP_PENDING)
     if not takes_money or payment.state not in MONEY_MOVED_STATES:
         return None  # a failed refund takes nothing; before the sale the table decides
+    known = payment.transaction(result.tran_ref)
+    if known is not None and known.signal is Signal.REFUNDED and known.amount == result.amount:
+        # This refund is counted already (PayTabs' callback after its direct answer): a repeat
+        # takes nothing more, and holding it against what is left flagged every large refund.
+        return None
     others = pending_total(
         payment.transactions, TranType.REFUND, payment.amount.currency, excluding=result.tran_ref
     )
