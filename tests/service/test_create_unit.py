@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -16,6 +18,7 @@ from paytabs_guard.service.gateway import (
 )
 from paytabs_guard.service.payments import IdempotentCreate, KeyTaken, create_payment
 from paytabs_guard.service.ports import ClaimStatus, StoredResponse
+from paytabs_guard.service.results import no_record_before, sync_payment
 from testkit.gateway import PAGE_BASE, FakeGateway
 
 from .memory_world import MemoryWorld, order
@@ -153,3 +156,55 @@ async def test_an_attempt_turned_away_after_one_reached_paytabs_ends_failed_unde
     assert again.value.claim.status is ClaimStatus.COMPLETED
     assert len(world.store.payments) == 1
     assert world.outbox_types(payment.id)[-1] == "payment.failed"
+
+
+class HeldAnswer(FakeGateway):
+    """PayTabs opens the page at once; its answer reaches the service when ``answer`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened:
+        opened = await super().open_page(payment, details)
+        self.opened.set()
+        await self.answer.wait()
+        return opened
+
+
+async def test_a_query_while_the_create_is_under_way_leaves_the_payment_to_it() -> None:
+    # /process (or the browser return) asked PayTabs while the create still waited for its
+    # answer: it found the page without its address, failed the payment, and the create's own
+    # answer then got a 409. The create's request is the one to finish it.
+    world = MemoryWorld(gateway=HeldAnswer())
+    gateway = world.gateway
+    assert isinstance(gateway, HeldAnswer)
+    creating = asyncio.create_task(create_payment(world.deps, order()))
+    await gateway.opened.wait()
+    [payment_id] = world.store.payments
+    synced = await sync_payment(world.deps, payment_id)
+    assert synced.state is PaymentState.INITIATING
+    assert no_record_before(world.deps, synced) == synced.updated_at + world.deps.send_window
+    gateway.answer.set()
+    created = await creating
+    assert created.state is PaymentState.AWAITING_CUSTOMER
+    assert created.redirect_url is not None
+    assert world.outbox_types(payment_id) == ["payment.created", "payment.initiated"]
+
+
+async def test_a_create_that_died_is_settled_once_its_request_can_no_longer_answer() -> None:
+    world = MemoryWorld(gateway=HeldAnswer())
+    gateway = world.gateway
+    assert isinstance(gateway, HeldAnswer)
+    creating = asyncio.create_task(create_payment(world.deps, order()))
+    await gateway.opened.wait()
+    creating.cancel()  # the process died with the create under way
+    with contextlib.suppress(asyncio.CancelledError):
+        await creating
+    [payment_id] = world.store.payments
+    world.clock.advance(world.deps.send_window)
+    synced = await sync_payment(world.deps, payment_id)
+    # PayTabs holds the page, but nobody has its address: failed, not waiting for nobody
+    assert synced.state is PaymentState.FAILED
+    assert synced.history[-1].trigger is Trigger.NO_GATEWAY_RECORD

@@ -372,8 +372,8 @@ class PaymentService:
     # ---- what PayTabs says --------------------------------------------------------------
 
     def no_record_before(self, payment: Payment) -> datetime | None:
-        """For an unknown payment PayTabs holds nothing for yet, when a sync will take that
-        silence as "never sent" and fail it (``results.no_record_before``)."""
+        """For a payment whose request may still be under way or on its way to PayTabs, when
+        a sync stops waiting for it (``results.no_record_before``)."""
         return no_record_before(self.deps, payment)
 
     async def sync(self, payment_id: str) -> Payment:

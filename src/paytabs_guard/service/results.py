@@ -222,6 +222,11 @@ async def sync_payment(
         return payment
     # The last moment a request of this payment was sent (before it became unknown).
     sent_by = payment.updated_at
+    if payment.state is PaymentState.INITIATING and deps.clock() - sent_by < deps.send_window:
+        # Its create (or recurring charge) may still be under way in another request, and its
+        # answer is that request's to apply: stepping in here (unknown, then failed for a page
+        # whose address "was lost") turned a page PayTabs had just opened into a 409.
+        return payment
     results = await deps.gateway.transactions(payment.cart_id)
     if payment.state is PaymentState.INITIATING:
         # the create call never finished (a crash, a lost answer): say so before any result
@@ -258,9 +263,10 @@ async def sync_payment(
 
 
 def no_record_before(deps: PaymentDeps, payment: Payment) -> datetime | None:
-    """For an unknown payment PayTabs holds nothing for yet, when that silence will be taken as
-    "never sent" (:func:`sync_payment` fails it from then on); None for any other payment."""
-    if payment.state is not PaymentState.UNKNOWN:
+    """For a payment whose request may still be under way (initiating) or on its way to
+    PayTabs (unknown, and PayTabs holds nothing for it yet), when :func:`sync_payment` stops
+    waiting for it; None for any other payment."""
+    if payment.state not in (PaymentState.INITIATING, PaymentState.UNKNOWN):
         return None
     return payment.updated_at + deps.send_window
 

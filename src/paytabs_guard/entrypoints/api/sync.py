@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from paytabs_guard.domain import Payment
+from paytabs_guard.domain import Payment, PaymentState
 from paytabs_guard.service.gateway import GatewayNotReached, GatewayOutcomeUnknown
 from paytabs_guard.service.payments import PaymentService
 
@@ -128,8 +128,12 @@ def _as_answered(service: PaymentService, payment: Payment) -> Synced:
     if until is None:
         return Synced(payment, confirmed=True)
     wait = max(0.0, (until - service.now()).total_seconds())
-    reason = (
-        "PayTabs holds nothing for this payment yet, and its request may still reach PayTabs; "
-        f"it is taken as never sent (failed) at {until.isoformat().replace('+00:00', 'Z')}"
-    )
+    when = until.isoformat().replace("+00:00", "Z")
+    if payment.state is PaymentState.INITIATING:
+        reason = f"its create is still under way; PayTabs is asked about it from {when}"
+    else:
+        reason = (
+            "PayTabs holds nothing for this payment yet, and its request may still reach "
+            f"PayTabs; it is taken as never sent (failed) at {when}"
+        )
     return Synced(payment, False, reason, wait)
