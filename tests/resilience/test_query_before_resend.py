@@ -242,6 +242,20 @@ async def test_without_a_record_the_cart_is_queried_first_so_an_earlier_refund_s
     assert done.tran_ref == "TST200"
 
 
+async def test_a_refund_without_a_record_goes_out_when_the_query_path_is_down() -> None:
+    # The snapshot is a query: with the query breaker open the refund must still go out (a
+    # sick query path does not stop refunds), not fail naming the query circuit.
+    script = ScriptedPayTabs(transaction("c-5", "TST200", "Refund", previous="TST100"))
+    parts = gateway(script)
+    parts.breakers.get("query").force_open()
+    try:
+        done = await parts.paytabs.follow_up(refund_of("10.00"))
+    finally:
+        await parts.aclose()
+    assert script.seen == ["request c-5"]
+    assert done.tran_ref == "TST200"
+
+
 async def test_a_page_of_the_cart_for_another_amount_is_not_this_create_s_page() -> None:
     # The cart id was used before for 10.00; this create is for 99.00 and its answer is lost:
     # the old page is not where this customer should pay, so the create is sent again.

@@ -208,10 +208,16 @@ class ResilientPayTabs:
 
     async def _known(self, cart_id: str, given: Collection[str] | None) -> Collection[str]:
         """The transactions of ``cart_id`` already at PayTabs before this write: ``given``,
-        or, when the caller keeps no record, what a query finds now."""
+        or, when the caller keeps no record, what a query finds now. When the query cannot be
+        made (its breaker open, PayTabs' query path down) the write goes out anyway, so a sick
+        query path does not stop refunds: its resolution then tells an earlier follow-up from
+        this one by amount alone."""
         if given is not None:
             return given
-        return frozenset(t.tran_ref for t in await self.query_cart(cart_id))
+        try:
+            return frozenset(t.tran_ref for t in await self.query_cart(cart_id))
+        except (PayTabsUnavailable, BreakerError):
+            return frozenset()
 
     # --- the two loops ---------------------------------------------------------------------------
     async def _read(self, operation: str, breaker: Breaker, fetch: Callable[[], Awaitable[T]]) -> T:
