@@ -461,7 +461,8 @@ class ConfirmedPaymentOut(PaymentOut):
         None,
         description="When PayTabs could not be asked because its circuit is open: milliseconds "
         "until it may be asked again (the next recovery probe or trial). Ask again then, or "
-        "send 'Prefer: wait=N' to be held until PayTabs can be asked.",
+        "send 'Prefer: wait=N' to be held until PayTabs can be asked. While the payment's own "
+        "request may still be under way or reach PayTabs: milliseconds until that is over.",
     )
 
 
