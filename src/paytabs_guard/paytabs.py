@@ -161,6 +161,9 @@ class PayTabs(ResilientPayTabs):
         ask PayTabs (``query_transaction``) before you ship the order."""
         verify_return(fields, self._server_key)
 
+    def __repr__(self) -> str:  # never the key
+        return f"PayTabs(profile_id={self.client.profile_id}, base_url={self.client.base_url!r})"
+
     def start(self) -> None:
         """Start the recovery prober (needs a running event loop)."""
         self.prober.start()

@@ -82,3 +82,12 @@ def test_the_client_verifies_a_get_return_with_the_shop_s_own_parameters() -> No
     paytabs.verify_return(signed)
     with pytest.raises(InvalidSignature, match="mismatch"):
         paytabs.verify_return({**signed, "respStatus": "D"})
+
+
+def test_a_region_is_read_whatever_its_case_and_the_client_never_shows_its_key() -> None:
+    paytabs = PayTabs(profile_id=987654, server_key=KEY, region="are")
+    assert repr(paytabs) == "PayTabs(profile_id=987654, base_url='https://secure.paytabs.com')"
+    assert KEY not in repr(paytabs)
+    assert load_settings({"PAYTABS_REGION": " sau"}).paytabs_region == "SAU"
+    with pytest.raises(ValueError, match="not a valid Region"):
+        PayTabs(profile_id=987654, server_key=KEY, region="xyz")

@@ -21,6 +21,11 @@ class Region(StrEnum):
     MAR = "MAR"
     GLOBAL = "GLOBAL"
 
+    @classmethod
+    def _missing_(cls, value: object) -> Region | None:
+        # "are" and " SAU" are the region a person meant, as PAYTABS_REGION=are is
+        return cls.__members__.get(value.strip().upper()) if isinstance(value, str) else None
+
 
 REGION_HOSTS: Final[dict[Region, str]] = {
     Region.ARE: "https://secure.paytabs.com",

@@ -98,6 +98,7 @@ class ResilientPayTabs:
 
     # --- reads ---------------------------------------------------------------------------------
     async def query_transaction(self, tran_ref: str) -> PayTabsTransaction:
+        """What PayTabs holds for ``tran_ref`` (``TransactionNotFound`` when nothing)."""
         return await self._read(
             "query_transaction",
             self.breakers.query,
@@ -105,16 +106,19 @@ class ResilientPayTabs:
         )
 
     async def query_cart(self, cart_id: str) -> list[PayTabsTransaction]:
+        """Every transaction of ``cart_id`` at PayTabs, oldest first (empty when none)."""
         return await self._read(
             "query_cart", self.breakers.query, lambda: self.client.query_cart(cart_id)
         )
 
     async def query_token(self, token: str) -> PayTabsTransaction:
+        """The transaction that saved ``token`` (a card saved for recurring charges)."""
         return await self._read(
             "query_token", self.breakers.token, lambda: self.client.query_token(token)
         )
 
     async def delete_token(self, token: str) -> None:
+        """Delete a saved card's ``token`` at PayTabs (past charges stay as they are)."""
         # deleting twice is harmless, so any gateway failure may be retried
         await self._read(
             "delete_token", self.breakers.token, lambda: self.client.delete_token(token)
