@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import io
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from paytabs_simulator.faults import Faults
+from paytabs_simulator.server import RunningSimulator
 
-from .api_support import Service, new_key
+from .api_support import Service, new_key, running_service
 from .front_door_support import until_seen
 
 pytestmark = pytest.mark.anyio
@@ -341,6 +343,26 @@ async def test_a_charge_paytabs_shows_nothing_for_yet_is_not_failed_while_it_may
     assert "may still reach PayTabs" in processed["reason"]
     assert 0 < processed["retry_after_ms"] <= 90_000 + 1000
     assert await service.simulated(payment["cart_id"]) == []
+
+
+async def test_process_never_says_retry_in_0_ms_while_it_still_waits(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    # Asked again within the per-payment query gate after the wait ended, /process answered
+    # from the stored state, still unconfirmed, "retry in 0 ms": a client polled in a loop.
+    now = [datetime.now(UTC)]
+    async with running_service(sim, sqlite_url, clock=lambda: now[0]) as service:
+        card_id = (await save_card(service))["saved_card_id"]
+        sim.engine.set_faults(Faults(error_rate=1.0, error_statuses=[502], error_phase="before"))
+        payment = (await charge(service, card_id)).json()
+        sim.engine.set_faults(Faults())
+        url = f"/payments/v2/process/{payment['id']}"
+        first = (await service.api.get(url)).json()
+        assert (first["state"], first["confirmed"]) == ("unknown", False)
+        now[0] += timedelta(milliseconds=first["retry_after_ms"] + 1000)
+        second = (await service.api.get(url)).json()  # inside the gate: the stored state
+        assert (second["state"], second["confirmed"]) == ("unknown", False)
+        assert second["retry_after_ms"] > 0
 
 
 async def test_a_card_deleted_while_its_charge_is_on_its_way_is_a_409_not_a_refusal(

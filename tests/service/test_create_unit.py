@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 
-from paytabs_guard.domain import Payment, PaymentState, ResultSource, Trigger
+from paytabs_guard.domain import GatewayResult, Payment, PaymentState, ResultSource, Trigger
 from paytabs_guard.service.gateway import (
     GatewayNotReached,
     GatewayOutcomeUnknown,
@@ -185,7 +186,8 @@ async def test_a_query_while_the_create_is_under_way_leaves_the_payment_to_it() 
     [payment_id] = world.store.payments
     synced = await sync_payment(world.deps, payment_id)
     assert synced.state is PaymentState.INITIATING
-    assert no_record_before(world.deps, synced) == synced.updated_at + world.deps.send_window
+    # its last send by the send window, then as long again for the query resolving it
+    assert no_record_before(world.deps, synced) == synced.updated_at + 2 * world.deps.send_window
     gateway.answer.set()
     created = await creating
     assert created.state is PaymentState.AWAITING_CUSTOMER
@@ -203,8 +205,51 @@ async def test_a_create_that_died_is_settled_once_its_request_can_no_longer_answ
     with contextlib.suppress(asyncio.CancelledError):
         await creating
     [payment_id] = world.store.payments
-    world.clock.advance(world.deps.send_window)
+    world.clock.advance(2 * world.deps.send_window)
     synced = await sync_payment(world.deps, payment_id)
     # PayTabs holds the page, but nobody has its address: failed, not waiting for nobody
     assert synced.state is PaymentState.FAILED
     assert synced.history[-1].trigger is Trigger.NO_GATEWAY_RECORD
+
+
+async def test_a_create_still_resolving_its_last_attempt_past_the_send_window_is_left_to_it() -> (
+    None
+):
+    # The last send goes out within the send window, but the query that resolves an unclear
+    # answer to it can take as long again: a sync in between failed a create still running.
+    world = MemoryWorld(gateway=HeldAnswer())
+    gateway = world.gateway
+    assert isinstance(gateway, HeldAnswer)
+    creating = asyncio.create_task(create_payment(world.deps, order()))
+    await gateway.opened.wait()
+    [payment_id] = world.store.payments
+    world.clock.advance(world.deps.send_window + timedelta(seconds=1))
+    assert (await sync_payment(world.deps, payment_id)).state is PaymentState.INITIATING
+    gateway.answer.set()
+    assert (await creating).state is PaymentState.AWAITING_CUSTOMER
+
+
+async def test_a_sync_that_asked_about_a_create_which_then_moved_on_leaves_it_alone() -> None:
+    # The sync read the payment initiating (its create long quiet), asked PayTabs, and while it
+    # asked, the create got its page: the sync's "unknown, then failed" would undo a page
+    # PayTabs had opened, and the create would get a 409.
+    world = MemoryWorld(gateway=HeldAnswer())
+    gateway = world.gateway
+    assert isinstance(gateway, HeldAnswer)
+    creating = asyncio.create_task(create_payment(world.deps, order()))
+    await gateway.opened.wait()
+    [payment_id] = world.store.payments
+    world.clock.advance(2 * world.deps.send_window)
+    asked = gateway.transactions
+
+    async def create_finishes_first(cart_id: str) -> Sequence[GatewayResult]:
+        gateway.answer.set()
+        await creating
+        return await asked(cart_id)
+
+    gateway.transactions = create_finishes_first  # type: ignore[method-assign]
+    synced = await sync_payment(world.deps, payment_id)
+    created = await creating
+    assert created.state is PaymentState.AWAITING_CUSTOMER
+    assert synced.state is PaymentState.AWAITING_CUSTOMER
+    assert world.outbox_types(payment_id) == ["payment.created", "payment.initiated"]

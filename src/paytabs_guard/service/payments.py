@@ -384,7 +384,9 @@ class PaymentService:
         def recorded(outcome: Outcome) -> None:
             self._record(outcome.kind, ResultSource.QUERY, outcome.previous_state, outcome.state)
 
-        return await sync_payment(self.deps, payment_id, on_outcome=recorded)
+        return await sync_payment(
+            self.deps, payment_id, on_outcome=recorded, source=ResultSource.QUERY
+        )
 
     async def apply_callback(
         self, result: GatewayResult, *, dedupe_key: str, exact_key: str

@@ -17,6 +17,7 @@ from paytabs_guard.domain import (
     OutcomeKind,
     Payment,
     PaymentState,
+    ResultSource,
 )
 from paytabs_guard.domain.follow_ups import HOLD_STALE_AFTER
 from paytabs_guard.service.payment_steps import (
@@ -201,7 +202,11 @@ OnOutcome = Callable[[Outcome], object]
 
 
 async def sync_payment(
-    deps: PaymentDeps, payment_id: str, *, on_outcome: OnOutcome | None = None
+    deps: PaymentDeps,
+    payment_id: str,
+    *,
+    on_outcome: OnOutcome | None = None,
+    source: ResultSource = ResultSource.RECONCILIATION,
 ) -> Payment:
     """Ask PayTabs what it holds for an undecided payment's cart and apply it; for a decided
     one, what became of its unsettled follow-ups (:func:`settle_follow_ups`).
@@ -213,49 +218,57 @@ async def sync_payment(
     ``on_outcome`` hears what this call did, and only that: a callback that settled the
     payment while PayTabs was being asked is the callback's transition, and the result this
     call then holds against it is a duplicate (comparing the payment before and after would
-    count the callback's change as this query's too).
+    count the callback's change as this query's too). ``source``: who asks, for the
+    history of what only the absence of a result decides (a merchant's query, reconciliation).
     """
     payment = await get_payment(deps, payment_id)
     if payment.state.is_final:
         if payment.awaits_follow_up:
             return await settle_follow_ups(deps, payment, on_outcome=on_outcome)
         return payment
-    # The last moment a request of this payment was sent (before it became unknown).
-    sent_by = payment.updated_at
-    if payment.state is PaymentState.INITIATING and deps.clock() - sent_by < deps.send_window:
+    now = deps.clock()
+    waiting_until = no_record_before(deps, payment)
+    if payment.state is PaymentState.INITIATING and waiting_until and now < waiting_until:
         # Its create (or recurring charge) may still be under way in another request, and its
         # answer is that request's to apply: stepping in here (unknown, then failed for a page
         # whose address "was lost") turned a page PayTabs had just opened into a 409.
         return payment
-    results = await deps.gateway.transactions(payment.cart_id)
+    # What was asked about: every step below acts only if the payment is still there, under
+    # its lock (a create that moved on to a new attempt, or got its page, meanwhile is left
+    # alone: the results are about a cart it no longer uses).
+    cart_id, read_version = payment.cart_id, payment.version
+    results = await deps.gateway.transactions(cart_id)
     if payment.state is PaymentState.INITIATING:
         # the create call never finished (a crash, a lost answer): say so before any result
-        payment = await _change(
-            deps, payment_id, lambda p, at: p.initiation_ambiguous(at=at), on_outcome
-        )
+        def ambiguous(p: Payment, at: datetime) -> Outcome | None:
+            return p.initiation_ambiguous(at=at) if p.version == read_version else None
+
+        payment = await _change(deps, payment_id, ambiguous, on_outcome)
+        if payment.state is not PaymentState.UNKNOWN or payment.cart_id != cart_id:
+            return payment
+
+    def no_record(p: Payment, at: datetime) -> Outcome | None:
+        still = p.state is PaymentState.UNKNOWN and p.cart_id == cart_id
+        return p.unknown_resolved_no_record(at=at, source=source) if still else None
+
     if _only_a_lost_page(payment, results):
         # PayTabs holds the page, but its address was lost with the create's answer and a
         # query does not give it: nobody can pay it. Waiting in awaiting_customer with no
         # page would lose the sale quietly; failed tells the merchant to create a new payment
         # (the rule the create itself follows after its last attempt, docs/states.md rule 9).
-        return await _change(
-            deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at), on_outcome
-        )
+        return await _change(deps, payment_id, no_record, on_outcome)
     for result in results:
         payment, _ = await apply_result(deps, result, on_outcome=on_outcome)
     payment = await _release_if_lapsed(deps, payment)
     if any(result.status is not None for result in results):
         return payment
-    now = deps.clock()
     if payment.state is PaymentState.UNKNOWN and not results:
-        if now - sent_by < deps.send_window:
+        if waiting_until is not None and now < waiting_until:
             # Nothing at PayTabs *yet*: the request may still be on its way (a recurring
             # charge that lands after its payment was failed charges a customer the merchant
             # then charges again). It fails only once no request of it can still arrive.
             return payment
-        return await _change(
-            deps, payment_id, lambda p, at: p.unknown_resolved_no_record(at=at), on_outcome
-        )
+        return await _change(deps, payment_id, no_record, on_outcome)
     lapsed = payment.expires_at is not None and now >= payment.expires_at
     if lapsed and payment.state in _EXPIRABLE:
         return await _change(deps, payment_id, _expire_if_still_waiting, on_outcome)
@@ -263,12 +276,20 @@ async def sync_payment(
 
 
 def no_record_before(deps: PaymentDeps, payment: Payment) -> datetime | None:
-    """For a payment whose request may still be under way (initiating) or on its way to
-    PayTabs (unknown, and PayTabs holds nothing for it yet), when :func:`sync_payment` stops
-    waiting for it; None for any other payment."""
-    if payment.state not in (PaymentState.INITIATING, PaymentState.UNKNOWN):
-        return None
-    return payment.updated_at + deps.send_window
+    """Until when :func:`sync_payment` waits for a payment's own request, or None for a payment
+    it does not wait for.
+
+    * ``unknown`` (its create or charge has answered): PayTabs may receive its last request
+      until the send window after it became unknown; PayTabs holding nothing before then
+      proves nothing.
+    * ``initiating``: its request may still be running. Its last send may go out until the
+      send window after its last commit, and the query that resolves an unclear answer to
+      it can take as long again, so twice the send window."""
+    if payment.state is PaymentState.UNKNOWN:
+        return payment.updated_at + deps.send_window
+    if payment.state is PaymentState.INITIATING:
+        return payment.updated_at + 2 * deps.send_window
+    return None
 
 
 def _only_a_lost_page(payment: Payment, results: Sequence[GatewayResult]) -> bool:

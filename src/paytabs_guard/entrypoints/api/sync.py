@@ -68,8 +68,12 @@ class SyncGate:
     _answered: dict[str, float] = field(default_factory=dict)  # id -> when, oldest first
 
     def answered_lately(self, payment_id: str) -> bool:
+        return self.asked_again_in(payment_id) > 0
+
+    def asked_again_in(self, payment_id: str) -> float:
+        """Seconds until PayTabs may be asked about ``payment_id`` again (0: now)."""
         when = self._answered.get(payment_id)
-        return when is not None and self.clock() - when < self.interval
+        return 0.0 if when is None else max(0.0, self.interval - (self.clock() - when))
 
     def query(self, payment_id: str, start: Callable[[], _Query]) -> _Query:
         """The query under way for ``payment_id``, or one ``start`` begins now."""
@@ -104,8 +108,9 @@ async def sync_within(runtime: Runtime, service: PaymentService, payment_id: str
         return Synced(before, confirmed=True)
     gate = runtime.sync_gate
     if gate.answered_lately(payment_id):
-        # PayTabs answered about it a moment ago, and that answer is what ``before`` holds.
-        return _as_answered(service, before)
+        # PayTabs answered about it a moment ago, and that answer is what ``before`` holds;
+        # a payment still waited for is asked about again no sooner than the gate allows.
+        return _as_answered(service, before, not_before=gate.asked_again_in(payment_id))
     task = gate.query(
         payment_id,
         lambda: runtime.background.spawn(_sync_quietly(service, before), name=f"sync-{payment_id}"),
@@ -121,13 +126,15 @@ async def sync_within(runtime: Runtime, service: PaymentService, payment_id: str
     return _as_answered(service, outcome)
 
 
-def _as_answered(service: PaymentService, payment: Payment) -> Synced:
+def _as_answered(service: PaymentService, payment: Payment, *, not_before: float = 0.0) -> Synced:
     """The payment as PayTabs' answer left it. Still unknown means PayTabs holds nothing for
-    it yet while its request may still arrive: not confirmed until that can no longer be."""
+    it yet while its request may still arrive: not confirmed until that can no longer be, and
+    asked about again then (or when the gate next lets a query through, ``not_before``
+    seconds from now, if that is later)."""
     until = service.no_record_before(payment)
     if until is None:
         return Synced(payment, confirmed=True)
-    wait = max(0.0, (until - service.now()).total_seconds())
+    wait = max(not_before, (until - service.now()).total_seconds())
     when = until.isoformat().replace("+00:00", "Z")
     if payment.state is PaymentState.INITIATING:
         reason = f"its create is still under way; PayTabs is asked about it from {when}"
