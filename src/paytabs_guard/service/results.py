@@ -279,14 +279,18 @@ def no_record_before(deps: PaymentDeps, payment: Payment) -> datetime | None:
     """Until when :func:`sync_payment` waits for a payment's own request, or None for a payment
     it does not wait for.
 
-    * ``unknown`` (its create or charge has answered): PayTabs may receive its last request
-      until the send window after it became unknown; PayTabs holding nothing before then
-      proves nothing.
+    * ``unknown`` recurring charge (no page, so no page deadline): PayTabs may receive its
+      last request until the send window after it became unknown, and a charge that lands
+      takes money with no customer present; PayTabs holding nothing before then proves
+      nothing. A hosted page's create is not waited for: a page that lands late is one
+      nobody has the address of, so it can never be paid, and failing at once lets the
+      merchant open a new one while the customer is still there.
     * ``initiating``: its request may still be running. Its last send may go out until the
       send window after its last commit, and the query that resolves an unclear answer to
       it can take as long again, so twice the send window."""
     if payment.state is PaymentState.UNKNOWN:
-        return payment.updated_at + deps.send_window
+        charge = payment.expires_at is None  # a recurring charge; a page has its deadline
+        return payment.updated_at + deps.send_window if charge else None
     if payment.state is PaymentState.INITIATING:
         return payment.updated_at + 2 * deps.send_window
     return None

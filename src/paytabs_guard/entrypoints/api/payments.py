@@ -340,9 +340,9 @@ async def process(
 ) -> Response:
     """Always 200: ``confirmed`` false (with ``reason``, and ``retry_after_ms`` when the circuit
     is open) when PayTabs could not be asked, and while the payment's own request may still be
-    under way or on its way to PayTabs (``initiating``; ``unknown`` with nothing at PayTabs
-    yet): then ``retry_after_ms`` says when that wait ends, and an ``unknown`` payment PayTabs
-    still holds nothing for is failed then (never sent). A decided payment is returned as it
+    under way or on its way to PayTabs (``initiating``; an ``unknown`` recurring charge with
+    nothing at PayTabs yet): then ``retry_after_ms`` says when that wait ends, and a charge
+    PayTabs still holds nothing for is failed then (never sent). A decided payment is returned as it
     is, unless a refund, capture or void of it is unsettled (pending at PayTabs, or its answer
     was lost): then PayTabs is asked about that too. PayTabs is asked about one payment at most once
     every 2 seconds (per worker), and never twice at once: a request in between is answered
