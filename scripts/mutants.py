@@ -87,22 +87,28 @@ def environment(copy: Path) -> dict[str, str]:
     return env
 
 
-def pytest_command(tests: tuple[str, ...], timeout: float) -> list[str]:
+def pytest_command(tests: tuple[str, ...], timeout: float, *options: str) -> list[str]:
     return [
         sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-        f"--timeout={timeout:g}", *tests,
+        f"--timeout={timeout:g}", *options, *tests,
     ]  # fmt: skip
 
 
-def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, str]:
+def run_tests(
+    copy: Path, tests: tuple[str, ...], timeout: float, *, baseline: bool = False
+) -> tuple[int, str]:
+    # The baseline runs every mutant's test paths at once: on every core, and with a backstop
+    # for the whole run (on a slow 2-vCPU host it took over five minutes in one process, past
+    # the backstop of one mutant's run).
+    options = ("-n", "auto") if baseline else ()
     completed = subprocess.run(  # noqa: S603 - our own interpreter and test paths
-        pytest_command(tests, timeout),
+        pytest_command(tests, timeout, *options),
         cwd=copy,
         env=environment(copy),
         capture_output=True,
         text=True,
         check=False,
-        timeout=timeout * 4 + 60,  # a backstop above pytest-timeout's own
+        timeout=3600 if baseline else timeout * 4 + 60,  # a backstop above pytest-timeout's
     )
     return completed.returncode, completed.stdout + completed.stderr
 
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         copy = copy_repository(Path(scratch))
         if not options.no_baseline:
             every_test = tuple(sorted({test for mutant in mutants for test in mutant.tests}))
-            code, output = run_tests(copy, every_test, options.timeout)
+            code, output = run_tests(copy, every_test, options.timeout, baseline=True)
             if code != 0:
                 print(output[-4000:])
                 print("baseline: the unmutated tests fail; fix them before judging mutants")
