@@ -174,15 +174,20 @@ class HeldAnswer(FakeGateway):
         return opened
 
 
+async def create_held() -> tuple[MemoryWorld, HeldAnswer, asyncio.Task[Payment]]:
+    """A create whose page PayTabs has opened, still waiting for PayTabs' answer."""
+    gateway = HeldAnswer()
+    world = MemoryWorld(gateway=gateway)
+    creating = asyncio.create_task(create_payment(world.deps, order()))
+    await gateway.opened.wait()
+    return world, gateway, creating
+
+
 async def test_a_query_while_the_create_is_under_way_leaves_the_payment_to_it() -> None:
     # /process (or the browser return) asked PayTabs while the create still waited for its
     # answer: it found the page without its address, failed the payment, and the create's own
     # answer then got a 409. The create's request is the one to finish it.
-    world = MemoryWorld(gateway=HeldAnswer())
-    gateway = world.gateway
-    assert isinstance(gateway, HeldAnswer)
-    creating = asyncio.create_task(create_payment(world.deps, order()))
-    await gateway.opened.wait()
+    world, gateway, creating = await create_held()
     [payment_id] = world.store.payments
     synced = await sync_payment(world.deps, payment_id)
     assert synced.state is PaymentState.INITIATING
@@ -196,11 +201,7 @@ async def test_a_query_while_the_create_is_under_way_leaves_the_payment_to_it() 
 
 
 async def test_a_create_that_died_is_settled_once_its_request_can_no_longer_answer() -> None:
-    world = MemoryWorld(gateway=HeldAnswer())
-    gateway = world.gateway
-    assert isinstance(gateway, HeldAnswer)
-    creating = asyncio.create_task(create_payment(world.deps, order()))
-    await gateway.opened.wait()
+    world, _, creating = await create_held()
     creating.cancel()  # the process died with the create under way
     with contextlib.suppress(asyncio.CancelledError):
         await creating
@@ -217,11 +218,7 @@ async def test_a_create_still_resolving_its_last_attempt_past_the_send_window_is
 ):
     # The last send goes out within the send window, but the query that resolves an unclear
     # answer to it can take as long again: a sync in between failed a create still running.
-    world = MemoryWorld(gateway=HeldAnswer())
-    gateway = world.gateway
-    assert isinstance(gateway, HeldAnswer)
-    creating = asyncio.create_task(create_payment(world.deps, order()))
-    await gateway.opened.wait()
+    world, gateway, creating = await create_held()
     [payment_id] = world.store.payments
     world.clock.advance(world.deps.send_window + timedelta(seconds=1))
     assert (await sync_payment(world.deps, payment_id)).state is PaymentState.INITIATING
@@ -233,11 +230,7 @@ async def test_a_sync_that_asked_about_a_create_which_then_moved_on_leaves_it_al
     # The sync read the payment initiating (its create long quiet), asked PayTabs, and while it
     # asked, the create got its page: the sync's "unknown, then failed" would undo a page
     # PayTabs had opened, and the create would get a 409.
-    world = MemoryWorld(gateway=HeldAnswer())
-    gateway = world.gateway
-    assert isinstance(gateway, HeldAnswer)
-    creating = asyncio.create_task(create_payment(world.deps, order()))
-    await gateway.opened.wait()
+    world, gateway, creating = await create_held()
     [payment_id] = world.store.payments
     world.clock.advance(2 * world.deps.send_window)
     asked = gateway.transactions
