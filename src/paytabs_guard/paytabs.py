@@ -83,6 +83,10 @@ class PayTabs(ResilientPayTabs):
 
     Use it as an async context manager (or call :meth:`start` and :meth:`aclose`) so that the
     recovery prober runs while a breaker is open and the connections are closed at the end.
+    One instance may also be kept for the process and called from one event loop after
+    another (``asyncio.run`` per call): each loop gets its own connections, closed as it ends;
+    without the prober, an open breaker admits its trials when its open period ends. One loop
+    at a time: it is not thread-safe.
     All of :class:`ResilientPayTabs`' operations are available: ``create_payment_page``,
     ``query_transaction``, ``query_cart``, ``follow_up``, ``charge_token``, ``query_token``,
     ``delete_token``.

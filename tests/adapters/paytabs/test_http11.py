@@ -8,14 +8,17 @@ import contextlib
 import gzip
 import ssl
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+import uvloop
 
 from paytabs_guard.adapters.paytabs.http11 import MAX_RESPONSE_BYTES, Http11Transport
+from testkit.threaded import entered_in_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -39,6 +42,8 @@ class Server:
     requests: list[bytes] = field(default_factory=list)
     received: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
+    ended: int = 0  # connections the client closed or dropped
+    _ends: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def url(self) -> str:
@@ -62,6 +67,14 @@ class Server:
             pass
         finally:
             writer.close()
+            with self._ends:
+                self.ended += 1
+                self._ends.notify_all()
+
+    def wait_ended(self, count: int) -> bool:
+        """From another thread: whether ``count`` connections end within 5 s."""
+        with self._ends:
+            return self._ends.wait_for(lambda: self.ended >= count, 5.0)
 
 
 @contextlib.asynccontextmanager
@@ -105,6 +118,31 @@ async def test_requests_reuse_a_kept_alive_connection() -> None:
     assert server.requests[0].startswith(b"POST /payment/query HTTP/1.1\r\n")
     assert server.requests[0].endswith(b'\r\n\r\n{"first": true}')
     assert b"\r\ncontent-length: 15\r\n" in server.requests[0].lower()
+
+
+def test_one_transport_serves_one_event_loop_after_another() -> None:
+    """A client kept in a module and used under one ``asyncio.run`` after another (a sync web
+    framework calling async code): a connection kept alive by a closed loop is never reused,
+    where it failed every other call with "Event loop is closed"; each loop gets its own, and
+    closes it as the loop ends instead of leaving it open."""
+    transport = Http11Transport()
+    loops: list[Callable[[], asyncio.AbstractEventLoop]] = [
+        asyncio.new_event_loop,
+        uvloop.new_event_loop,
+    ] * 2
+    with entered_in_thread(lambda: serving(answer(OK))) as server:
+
+        async def two_posts() -> list[int]:
+            http = client(transport)  # not closed: closing it would close the shared transport
+            return [(await post(http, server.url)).status_code for _ in range(2)]
+
+        statuses = []
+        for new_loop in loops:
+            with asyncio.Runner(loop_factory=new_loop) as run:
+                statuses += run.run(two_posts())
+            assert server.wait_ended(server.connections)  # closed with its loop
+    assert statuses == [200] * 8
+    assert server.connections == 4  # one per loop, kept alive within it
 
 
 async def test_connection_close_is_obeyed() -> None:

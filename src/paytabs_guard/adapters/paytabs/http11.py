@@ -29,6 +29,7 @@ likewise where httptools is not installed (the library without the service extra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 import urllib.parse
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 import httpx
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncGenerator, Mapping
 
 try:
     import httptools
@@ -87,6 +88,9 @@ class _Exchange(asyncio.Protocol):
     """One connection: writes requests, parses answers, one at a time."""
 
     def __init__(self) -> None:
+        # The loop the connection lives on: its socket is registered there, so it is of no use
+        # to another loop (a client used under one asyncio.run after another).
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -162,9 +166,10 @@ class _Exchange(asyncio.Protocol):
         self.complete = True
 
     # --- use ----------------------------------------------------------------------------------
-    def usable(self, now: float) -> bool:
+    def usable(self, now: float, loop: asyncio.AbstractEventLoop) -> bool:
         return (
-            not self.closed
+            self.loop is loop
+            and not self.closed
             and self.transport is not None
             and not self.transport.is_closing()
             and now - self.idle_since < KEEPALIVE_EXPIRY_SECONDS
@@ -195,8 +200,16 @@ class _Exchange(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        if _running_loop() is self.loop:
+            transport.close()
+        elif not self.loop.is_closed():  # another thread's loop: close it there
+            with contextlib.suppress(RuntimeError):  # it closed meanwhile
+                self.loop.call_soon_threadsafe(transport.close)
+        # else its loop is gone and cannot run the close; the socket closes with the transport
+        # when it is collected
 
     def _awaiting_answer(self) -> bool:
         return not (self.complete or self.closed or self.error is not None)
@@ -223,6 +236,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._waiting: deque[asyncio.Future[None]] = deque()  # requests waiting for room
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
+        # Per event loop that has connections here: the loop, and what closes them as it ends.
+        self._loops: dict[int, tuple[asyncio.AbstractEventLoop, AsyncGenerator[None, None]]] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
@@ -270,10 +285,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
             if self._closed:
                 raise httpx.ConnectError("the PayTabs client is closed")
             now = time.monotonic()
+            loop = asyncio.get_running_loop()
             idle = self._idle.get(origin)
             while idle:
                 connection = idle.pop()  # the most recent: the least likely to be closed
-                if connection.usable(now):
+                if connection.usable(now, loop):
                     return connection
                 self._drop(connection)
             if self._open < self._max or self._close_one_idle():
@@ -281,6 +297,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             await self._wait_for_room(deadline)
         self._open += 1
         try:
+            await self._watch_loop()
             return await self._connect(origin, timeouts.get("connect"))
         except BaseException:
             self._release()
@@ -301,6 +318,35 @@ class Http11Transport(httpx.AsyncBaseTransport):
             if isinstance(error, TimeoutError):
                 raise httpx.PoolTimeout("no free connection within the pool timeout") from None
             raise
+
+    async def _watch_loop(self) -> None:
+        """Close the running loop's idle connections when it shuts down.
+
+        A client kept across event loops (``asyncio.run`` per call) would otherwise leave each
+        loop's last connection open after the loop is gone. ``asyncio.run`` and
+        ``asyncio.Runner`` (uvloop's too) close every async generator still suspended before
+        they close the loop: one started here on each loop is how the pool hears of it."""
+        loop = asyncio.get_running_loop()
+        watched = self._loops.get(id(loop))
+        if watched is not None and watched[0] is loop:
+            return
+        for key, (other, _) in list(self._loops.items()):  # forget loops closed unannounced
+            if other.is_closed():
+                del self._loops[key]
+        watch = self._until_loop_ends(loop)
+        self._loops[id(loop)] = (loop, watch)
+        await anext(watch)  # its first step registers it with the loop's async generators
+
+    async def _until_loop_ends(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if self._loops.get(id(loop), (None,))[0] is loop:
+                del self._loops[id(loop)]
+            for connections in self._idle.values():
+                for connection in [c for c in connections if c.loop is loop]:
+                    connections.remove(connection)
+                    self._drop(connection)
 
     def _close_one_idle(self) -> bool:
         """Room for another origin's connection: close the oldest idle one anywhere."""
@@ -341,7 +387,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
     def _wake_one(self) -> None:
         while self._waiting:
             waiter = self._waiting.popleft()
-            if not waiter.done():
+            # A waiter left behind by a loop that closed without cancelling it: nobody awaits it
+            if not waiter.done() and not waiter.get_loop().is_closed():
                 waiter.set_result(None)
                 return
 
@@ -409,6 +456,13 @@ def proxied_by_environment(url: str) -> bool:
     if not (proxies.get(parsed.scheme) or proxies.get("all")):
         return False
     return not urllib.request.proxy_bypass(parsed.netloc)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _deadline(timeout: float | None) -> float | None:
