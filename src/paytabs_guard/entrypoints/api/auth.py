@@ -13,10 +13,14 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from pydantic import SecretStr
 
 from .problems import Problem
+
+#: Where a request's state holds the :class:`ApiClient` once its key was checked.
+API_CLIENT: Final = "api_client"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,18 @@ def authenticate(keys: ApiKeys, authorization: Sequence[str]) -> ApiClient:
     """The caller of a request with these ``Authorization`` header values (every one sent), or
     a 401 problem. Two are refused, not picked from: a proxy and this service could each pick
     a different one."""
+    client = keys.identify(bearer_token(keys, authorization))
+    if client is None:
+        raise invalid_key()
+    return client
+
+
+def invalid_key() -> Problem:
+    return unauthenticated("The API key is not valid; check API_KEYS on the service.")
+
+
+def bearer_token(keys: ApiKeys, authorization: Sequence[str]) -> str:
+    """The API key a request presents, or a 401 problem saying how to send one."""
     if not keys.configured:
         raise unauthenticated("No API keys are configured on this service; set API_KEYS.")
     if len(authorization) > 1:
@@ -119,7 +135,4 @@ def authenticate(keys: ApiKeys, authorization: Sequence[str]) -> ApiClient:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise unauthenticated("Use the Bearer scheme: 'Authorization: Bearer <API key>'.")
-    client = keys.identify(token)
-    if client is None:
-        raise unauthenticated("The API key is not valid; check API_KEYS on the service.")
-    return client
+    return token

@@ -16,9 +16,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from paytabs_guard.bootstrap import Container
 from paytabs_guard.service.payments import PaymentService
 
-from .auth import ApiClient, ApiKeys, authenticate, forbidden_scope
+from .auth import API_CLIENT, ApiClient, forbidden_scope
 from .options import ApiOptions
 from .problems import Problem
+from .rate_limit import request_source
 from .runtime import Runtime
 
 _IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{8,255}")
@@ -57,21 +58,26 @@ async def get_options(runtime: RuntimeDep) -> ApiOptions:
 OptionsDep = Annotated[ApiOptions, Depends(get_options)]
 
 
-async def get_api_keys(runtime: RuntimeDep) -> ApiKeys:
-    return runtime.api_keys
-
-
 async def get_client(
     request: Request,
-    keys: Annotated[ApiKeys, Depends(get_api_keys)],
+    runtime: RuntimeDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiClient:
-    return _client_of(request, keys)
+    return _client_of(request, runtime)
 
 
-def _client_of(request: Request, keys: ApiKeys) -> ApiClient:
+def _client_of(request: Request, runtime: Runtime) -> ApiClient:
+    known = request.scope.get("state", {}).get(API_CLIENT)
+    if isinstance(known, ApiClient):  # a request with a body: the front door checked the key
+        return known
+    source = request_source(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        runtime.container.settings.trusted_proxies,
+    )
     # The raw header, not HTTPBearer's parse: it also tells a wrong scheme from a missing one.
-    client = authenticate(keys, request.headers.getlist("authorization"))
+    authorization = request.headers.getlist("authorization")
+    client = runtime.key_guesses.authenticate(runtime.api_keys, authorization, source)
     request.state.client_id = client.id  # the access line names the key
     return client
 
@@ -140,7 +146,7 @@ async def get_payment_write(
     # create that cost more than the checks themselves. The parameters are the same, so the
     # API description still shows the bearer scheme and the header.
     runtime = await get_runtime(request)
-    client = _client_of(request, runtime.api_keys)
+    client = _client_of(request, runtime)
     key = _checked_idempotency_key(request, idempotency_key)
     return PaymentWrite(request, runtime, runtime.container.service, client, key)
 

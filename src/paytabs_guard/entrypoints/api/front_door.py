@@ -4,8 +4,9 @@ Pure ASGI, inside the request-context middleware and outside FastAPI, so nothing
 byte of the body when these checks run. For every request that carries a body (a
 ``Content-Length`` above 0, or ``Transfer-Encoding``):
 
-1. Under ``/payments/v2/`` the ``Authorization`` header is checked first (401). A stranger's
-   body is never read, whatever its size or shape.
+1. Under ``/payments/v2/`` the ``Authorization`` header is checked first (401; 429 for an
+   address blocked for sending wrong keys: key_guesses.py). A stranger's body is never read,
+   whatever its size or shape.
 2. A declared ``Content-Length`` over API_MAX_BODY_BYTES is answered 413 at once, unread, even
    if no body follows (the client may still be waiting to send it).
 3. Under ``/payments/v2/`` the body must be declared JSON (``application/json`` or a
@@ -50,7 +51,7 @@ from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import problems
-from .auth import authenticate
+from .auth import API_CLIENT
 from .body_limit import (
     BodyTooLarge,
     BodyTooSlow,
@@ -61,6 +62,7 @@ from .body_limit import (
 )
 from .callbacks import WEBHOOK_PATH, answer_callback
 from .problems import Problem, problem_response
+from .rate_limit import request_source
 from .runtime import Runtime
 from .strict_json import InvalidJson, declares_json, parse_strict_json, utf8_charset
 
@@ -131,8 +133,18 @@ class FrontDoorMiddleware:
         try:
             merchant_api = scope["path"].startswith(AUTHENTICATED_PREFIX)
             if merchant_api:
-                client = authenticate(runtime.api_keys, headers.getlist("authorization"))
-                scope.setdefault("state", {})["client_id"] = client.id
+                peer = scope.get("client")
+                source = request_source(
+                    peer[0] if peer else None,
+                    headers.getlist("x-forwarded-for"),
+                    runtime.container.settings.trusted_proxies,
+                )
+                client = runtime.key_guesses.authenticate(
+                    runtime.api_keys, headers.getlist("authorization"), source
+                )
+                state = scope.setdefault("state", {})
+                state["client_id"] = client.id  # the access line names the key
+                state[API_CLIENT] = client  # the routes' dependencies take it from here
             declared_length(headers.getlist("content-length"), limit)
             is_json = declares_json(headers.get("content-type"))
             if merchant_api:

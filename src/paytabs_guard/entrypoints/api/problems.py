@@ -301,13 +301,32 @@ def invalid_payload(reason: str) -> Problem:
 
 def rate_limited(retry_after_seconds: float) -> Problem:
     """429: too many failed verifications from this source; retry after the block expires."""
-    seconds = max(1, math.ceil(retry_after_seconds))
-    return Problem(
+    return _blocked(
         "rate_limited",
         "Too many failed deliveries",
+        "Too many deliveries from this source failed verification. Fix the signing, then retry",
+        retry_after_seconds,
+    )
+
+
+def too_many_wrong_keys(retry_after_seconds: float) -> Problem:
+    """429: this source sent too many wrong API keys (key_guesses.py)."""
+    return _blocked(
+        "too_many_wrong_keys",
+        "Too many wrong API keys",
+        "Too many requests from this address sent a wrong API key. Check API_KEYS on the "
+        "service and the key your client sends, then retry",
+        retry_after_seconds,
+    )
+
+
+def _blocked(slug: str, title: str, what_to_do: str, retry_after_seconds: float) -> Problem:
+    seconds = max(1, math.ceil(retry_after_seconds))
+    return Problem(
+        slug,
+        title,
         429,
-        f"Too many deliveries from this source failed verification. Fix the signing, then retry "
-        f"after {seconds} s.",
+        f"{what_to_do} after {seconds} s.",
         extensions={"retry_after": seconds},
         headers={"Retry-After": str(seconds)},
     )

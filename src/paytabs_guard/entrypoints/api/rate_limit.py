@@ -30,9 +30,9 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 
-from .client_address import IPAddress, normalise_address
+from .client_address import IPAddress, IPNetwork, client_ip, normalise_address
 
 
 def source_key(ip: IPAddress | None) -> str:
@@ -43,6 +43,13 @@ def source_key(ip: IPAddress | None) -> str:
     if isinstance(ip, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
     return str(ip)
+
+
+def request_source(
+    peer: str | None, forwarded_for: Sequence[str], trusted_proxies: Sequence[IPNetwork]
+) -> str:
+    """The limiter key of a request: its client address as resolved through trusted proxies."""
+    return source_key(client_ip(peer, forwarded_for, trusted_proxies))
 
 
 class FailureLimiter:

@@ -14,6 +14,7 @@ from paytabs_guard.entrypoints.health_checks import ProbeResult
 from paytabs_guard.observability import get_logger
 
 from .auth import ApiKeys
+from .key_guesses import KeyGuesses
 from .options import ApiOptions
 from .prefer_wait import Holding
 from .rate_limit import FailureLimiter
@@ -111,6 +112,7 @@ class Runtime:
     api_keys: ApiKeys
     limiter: FailureLimiter
     sign_in_limiter: FailureLimiter
+    key_guesses: KeyGuesses
     webhook: WebhookReceiver
     probe_cache: TtlCache[ProbeResult]
     stats_cache: TtlCache[str]
@@ -137,6 +139,7 @@ class Runtime:
             ),
             limiter=limiter,
             sign_in_limiter=FailureLimiter(options.failed_sign_ins, options.sign_in_window_seconds),
+            key_guesses=KeyGuesses(options.failed_api_keys, options.api_key_window_seconds),
             webhook=WebhookReceiver(
                 container, limiter, body_read_seconds=options.body_read_seconds
             ),

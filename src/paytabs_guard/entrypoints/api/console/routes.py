@@ -22,9 +22,8 @@ from paytabs_guard.domain import Payment, PaymentState
 from paytabs_guard.entrypoints import health_checks
 from paytabs_guard.entrypoints.api import problems
 from paytabs_guard.entrypoints.api.auth import unauthenticated
-from paytabs_guard.entrypoints.api.client_address import client_ip
 from paytabs_guard.entrypoints.api.dependencies import RuntimeDep
-from paytabs_guard.entrypoints.api.rate_limit import source_key
+from paytabs_guard.entrypoints.api.rate_limit import request_source
 from paytabs_guard.entrypoints.api.runtime import Runtime
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service import events as event_cases
@@ -134,12 +133,10 @@ async def login(request: Request, runtime: RuntimeDep) -> Response:
     next_path = _next_path(_first(form, "next"))
     # A form a person types into: guesses from one address are locked out for a while, the
     # right key too (unlike callbacks, whose sender may share an address with an attacker).
-    source = source_key(
-        client_ip(
-            request.client.host if request.client else None,
-            request.headers.getlist("x-forwarded-for"),
-            runtime.container.settings.trusted_proxies,
-        )
+    source = request_source(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        runtime.container.settings.trusted_proxies,
     )
     limiter = runtime.sign_in_limiter
     if limiter.is_blocked(source):
