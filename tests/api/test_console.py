@@ -458,3 +458,59 @@ async def test_guessing_keys_at_the_sign_in_form_locks_that_address_out(
         assert "Too many failed sign-ins" in locked.text
         assert "set-cookie" not in locked.headers
         assert (await sign_in(ADMIN_KEY, "198.51.100.7")).status_code == 303
+
+
+async def test_an_admin_key_sent_as_bearer_counts_against_the_same_lockout(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    """Bearer guesses at the console are sign-ins too: they lock the address out as the form's
+    do, and once locked out the form and Bearer both refuse the right key."""
+    env = {"TRUSTED_PROXIES": "127.0.0.1"}
+    async with running_service(sim, sqlite_url, env=env) as service:
+
+        async def bearer(key: str, address: str, path: str = "/console/live.json") -> int:
+            headers = {"Authorization": f"Bearer {key}", "X-Forwarded-For": address}
+            return (await service.anonymous.get(path, headers=headers)).status_code
+
+        assert [await bearer(f"guess-{n}", "203.0.113.9") for n in range(10)] == [401] * 10
+        assert await bearer(ADMIN_KEY, "203.0.113.9") == 429
+        page = await service.anonymous.get(
+            "/console",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}", "X-Forwarded-For": "203.0.113.9"},
+        )
+        assert page.status_code == 429
+        assert int(page.headers["retry-after"]) > 200
+        form = await service.anonymous.post(
+            "/console/login", data={"key": ADMIN_KEY}, headers={"X-Forwarded-For": "203.0.113.9"}
+        )
+        assert form.status_code == 429
+        assert await bearer(ADMIN_KEY, "198.51.100.7") == 200
+
+
+@pytest.mark.parametrize("value", ["%C2%B2", "%E2%91%A0", "9" * 5000])
+async def test_number_like_input_that_is_no_count_is_a_400_not_a_500(
+    service: Service, value: str
+) -> None:
+    async with signed_in(service) as browser:
+        cursor = await browser.get(f"/console/dead-letters?after={value}")
+        assert cursor.status_code == 400
+        shown = await browser.get(f"/console/dead-letters?replayed={value}")
+        assert shown.status_code == 200
+        assert "Put back to pending" not in shown.text
+        page = await browser.get("/console/dead-letters")
+        replay = await browser.post(
+            "/console/dead-letters/replay",
+            content=f"csrf={csrf_of(page.text)}&id={value}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert replay.status_code == 303
+        assert replay.headers["location"].endswith("replayed=0")
+
+
+async def test_a_date_range_that_runs_backwards_is_refused_with_a_message(
+    service: Service,
+) -> None:
+    async with signed_in(service) as browser:
+        answer = await browser.get("/console?from=2026-12-06&to=2026-12-01")
+    assert answer.status_code == 400
+    assert "The first date is after the second" in answer.text

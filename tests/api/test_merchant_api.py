@@ -283,3 +283,14 @@ async def test_customer_details_as_people_write_them_are_taken(service: Service)
     }
     response = await _create(service, BODY | {"customer": customer})
     assert response.status_code == 201, response.text
+
+
+async def test_answers_about_payments_are_never_cached(any_service: Service) -> None:
+    """A payment's answer holds its customer's details and metadata: no browser cache or shared
+    proxy may keep it, found or not."""
+    payment = await any_service.create()
+    found = await any_service.api.get(f"/payments/v2/{payment['id']}")
+    listed = await any_service.api.get("/payments/v2", params={"limit": 2})
+    missing = await any_service.api.get("/payments/v2/pay_missing")
+    for answer in (found, listed, missing):
+        assert answer.headers["cache-control"] == "no-store", answer.request.url

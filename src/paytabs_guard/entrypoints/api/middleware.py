@@ -44,6 +44,7 @@ _VALID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _LOGS_AS_IS: Final = Redactor()
 
 _NOSNIFF: Final = (b"x-content-type-options", b"nosniff")
+_NO_STORE: Final = (b"cache-control", b"no-store")
 log = get_logger("paytabs_guard.access")
 
 
@@ -106,6 +107,9 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        # The merchant API's answers hold payments and their customers' details: no browser
+        # cache or shared proxy may keep them (an answer that says how to cache itself wins).
+        merchant_api = scope["path"].startswith("/payments/")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -115,8 +119,11 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode("ascii")))
                 # No browser may read a JSON or problem answer as script or HTML (pages set it).
-                if not any(name == _NOSNIFF[0] for name, _ in headers):
+                names = {name for name, _ in headers}
+                if _NOSNIFF[0] not in names:
                     headers.append(_NOSNIFF)
+                if merchant_api and _NO_STORE[0] not in names:
+                    headers.append(_NO_STORE)
                 message = {**message, "headers": headers}
             await send(message)
 

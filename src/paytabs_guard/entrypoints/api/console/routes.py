@@ -42,7 +42,12 @@ _PAGE: Final = 50
 
 
 class Refused(Exception):
-    """No operator: a page answers with the login form, the JSON endpoint with 401."""
+    """No operator: a page answers with the login form, the JSON endpoint with 401; 429 while
+    the address is locked out for failed sign-ins (``retry_after`` seconds)."""
+
+    def __init__(self, retry_after: float = 0.0) -> None:
+        super().__init__()
+        self.retry_after = retry_after
 
 
 def _now(runtime: Runtime) -> float:
@@ -50,7 +55,19 @@ def _now(runtime: Runtime) -> float:
 
 
 async def _operator(request: Request, runtime: RuntimeDep) -> Operator:
-    found = session.from_request(runtime.api_keys, request, _now(runtime))
+    token = session.bearer_token(request)
+    if token is not None:
+        # A key sent as Bearer is a sign-in too: it counts against the address's sign-ins and
+        # is refused, the right key too, while the address is locked out (as at /login).
+        limiter, source = runtime.sign_in_limiter, _source(request, runtime)
+        if limiter.is_blocked(source):
+            raise Refused(limiter.retry_after(source))
+        by_key = session.from_bearer(runtime.api_keys, token)
+        if by_key is None:
+            limiter.record_failure(source)
+            raise Refused
+        return by_key
+    found = session.verify(runtime.api_keys, request.cookies.get(session.COOKIE), _now(runtime))
     if found is None:
         raise Refused
     if found.session and await runtime.container.sign_outs.signed_out(found.session):
@@ -74,14 +91,33 @@ def _next_path(value: str | None) -> str:
     return value
 
 
-async def refused_page(request: Request, _error: Exception) -> Response:
+async def refused_page(request: Request, error: Exception) -> Response:
     """The answer to a request without an operator (the handler of ``Refused``)."""
+    wait = error.retry_after if isinstance(error, Refused) else 0.0
     if request.url.path.endswith(".json"):
-        problem = unauthenticated("Sign in at /console/login, or send an admin key as Bearer.")
-        return JSONResponse(problem.to_dict(), status_code=401, headers=problem.headers,
+        problem = (
+            problems.too_many_wrong_keys(wait)
+            if wait
+            else unauthenticated("Sign in at /console/login, or send an admin key as Bearer.")
+        )
+        return JSONResponse(problem.to_dict(), status_code=problem.status, headers=problem.headers,
                             media_type="application/problem+json")  # fmt: skip
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return pages.login(pick_language(request), next_path=_next_path(target))
+    next_path = _next_path(target)
+    if not wait:
+        return pages.login(pick_language(request), next_path=next_path)
+    locked = pages.login(pick_language(request), next_path=next_path, error="too_many_sign_ins",
+                         status=429)  # fmt: skip
+    locked.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return locked
+
+
+def _source(request: Request, runtime: Runtime) -> str:
+    return request_source(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        runtime.container.settings.trusted_proxies,
+    )
 
 
 def _with_language(request: Request, response: Response) -> Response:
@@ -133,11 +169,7 @@ async def login(request: Request, runtime: RuntimeDep) -> Response:
     next_path = _next_path(_first(form, "next"))
     # A form a person types into: guesses from one address are locked out for a while, the
     # right key too (unlike callbacks, whose sender may share an address with an attacker).
-    source = request_source(
-        request.client.host if request.client else None,
-        request.headers.getlist("x-forwarded-for"),
-        runtime.container.settings.trusted_proxies,
-    )
+    source = _source(request, runtime)
     limiter = runtime.sign_in_limiter
     if limiter.is_blocked(source):
         seconds = max(1, math.ceil(limiter.retry_after(source)))
@@ -210,6 +242,8 @@ async def _search(request: Request, runtime: Runtime) -> tuple[pages.Search, Any
         created_to = until + timedelta(days=1) if until else None  # the "to" day is included
     except (ValueError, OverflowError):  # (9999-12-31 has no next day)
         return typed, None, "bad_date"
+    if created_from and created_to and created_from >= created_to:
+        return typed, None, "bad_range"
     found = await search_payments(
         runtime.container.payments,
         reference=typed.reference or None,
@@ -287,8 +321,8 @@ async def dead_letters(request: Request, runtime: RuntimeDep, operator: Operator
     after_text = request.query_params.get("after", "")
     replayed = request.query_params.get("replayed", "")
     words = WORDS[frame.lang]
-    message = words["replayed"].format(n=int(replayed)) if replayed.isdigit() else ""
-    if after_text and (not after_text.isdigit() or len(after_text) > 18):
+    message = words["replayed"].format(n=int(replayed)) if _is_count(replayed) else ""
+    if after_text and not _is_count(after_text):
         page = pages.dead_letters(frame, [], None, error="bad_cursor", status=400)
         return _with_language(request, page)
     found = await event_cases.list_dead_letters(
@@ -305,7 +339,7 @@ async def replay(request: Request, runtime: RuntimeDep, operator: OperatorDep) -
     if not session.csrf_ok(operator, _first(form, "csrf")):
         frame = await _frame(request, runtime, operator)
         return pages.dead_letters(frame, [], None, error="csrf", status=403)
-    ids = [int(value) for value in form.get("id", []) if value.isdigit() and len(value) <= 18]
+    ids = [int(value) for value in form.get("id", []) if _is_count(value)]
     count = 0
     if ids:
         count = await event_cases.replay_dead_letters(
@@ -314,6 +348,12 @@ async def replay(request: Request, runtime: RuntimeDep, operator: OperatorDep) -
         runtime.container.relay.notify()
     return RedirectResponse(f"/console/dead-letters?replayed={count}", status_code=303,
                             headers=HEADERS)  # fmt: skip
+
+
+def _is_count(text: str) -> bool:
+    """ASCII digits that fit a database integer: ``str.isdigit`` alone also takes "²" and
+    "①", which ``int`` refuses, and any number of digits."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 # ---- live updates ----------------------------------------------------------------------------

@@ -81,19 +81,25 @@ def verify(keys: ApiKeys, value: str | None, now: float) -> Operator | None:
     return Operator(client_id, _csrf(secret, mac), session=mac, expires=int(expires))
 
 
-def from_request(keys: ApiKeys, request: Request, now: float) -> Operator | None:
-    """The operator behind a request: a Bearer admin key, else the session cookie. Several
-    ``Authorization`` headers are nobody (as the API's ``authenticate`` refuses them)."""
+def bearer_token(request: Request) -> str | None:
+    """The key a request presents as Bearer: None when it presents none (the session cookie
+    decides), ``""`` when it sends several ``Authorization`` headers (nobody, as the API's
+    ``authenticate`` refuses them)."""
     values = request.headers.getlist("authorization")
     if len(values) > 1:
-        return None
+        return ""
     scheme, _, token = (values[0] if values else "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        client = keys.identify(token.strip())
-        if client is None or not client.is_admin:
-            return None
-        return Operator(client.id, "", by_bearer=True)
-    return verify(keys, request.cookies.get(COOKIE), now)
+        return token.strip()
+    return None
+
+
+def from_bearer(keys: ApiKeys, token: str) -> Operator | None:
+    """The operator an admin key presented as Bearer names; None for any other key."""
+    client = keys.identify(token) if token else None
+    if client is None or not client.is_admin:
+        return None
+    return Operator(client.id, "", by_bearer=True)
 
 
 def csrf_ok(operator: Operator, presented: str | None) -> bool:
