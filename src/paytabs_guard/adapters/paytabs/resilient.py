@@ -4,6 +4,10 @@ Order (outermost first): retry -> breaker (with its call timeout) -> one HTTP at
 rejection is never retried. What may be re-sent depends on what the failure proves:
 
 * ``retry_safe`` (connect error, 429, 503): the request never took effect; re-send after backoff.
+  A 429 or 503 *answer* to a write that moves money (a recurring charge, a refund, capture,
+  void or release) is the exception: "usually not processed" is not "never", and a charge
+  reported as not sent is one the merchant makes again. So the cart is queried first, as
+  below; only a hosted page, which moves no money, is re-sent on the answer's word.
 * ``needs_resolution`` (timeout or reset after sending, 500/502/504, 409 Duplicate Request): the
   request may have taken effect. Ask PayTabs first (query by ``cart_id``, which lists every
   attempt); use what it holds; re-send only when it provably holds nothing. The re-send is the
@@ -182,7 +186,11 @@ class ResilientPayTabs:
             return None
 
         return await self._write_once(
-            f"follow_up {request.kind.value}", self.breakers.follow_up, send, resolve
+            f"follow_up {request.kind.value}",
+            self.breakers.follow_up,
+            send,
+            resolve,
+            moves_money=True,
         )
 
     async def charge_token(
@@ -208,7 +216,9 @@ class ResilientPayTabs:
                     return transaction
             return None
 
-        return await self._write_once("charge_token", self.breakers.token, send, resolve)
+        return await self._write_once(
+            "charge_token", self.breakers.token, send, resolve, moves_money=True
+        )
 
     async def _known(self, cart_id: str, given: Collection[str] | None) -> Collection[str]:
         """The transactions of ``cart_id`` already at PayTabs before this write: ``given``,
@@ -242,6 +252,8 @@ class ResilientPayTabs:
         breaker: Breaker,
         send: Callable[[], Awaitable[T]],
         resolve: Callable[[], Awaitable[T | None]],
+        *,
+        moves_money: bool = False,
     ) -> T:
         attempts = self.retry.start()
         number = 0
@@ -260,18 +272,24 @@ class ResilientPayTabs:
                     raise
                 raise _still_unclear(unclear, rejected) from rejected
             except PayTabsError as error:
-                if error.needs_resolution:
+                # A 429/503 answer: PayTabs (or what stands before it) had the request whole.
+                answered = moves_money and error.retry_safe and error.http_status is not None
+                if error.needs_resolution or answered:
                     try:
                         found = await resolve()
                     except (PayTabsError, BreakerError) as query_error:
                         # Cannot tell whether it happened: report the ambiguity, never guess.
                         error.add_note(f"resolution by query failed: {query_error!r}")
+                        if answered:
+                            raise _may_have_landed(error) from query_error
                         raise error from query_error
                     if found is not None:
                         return found
                     # Not at PayTabs now: a re-send is safe (PayTabs refuses a duplicate of
                     # a request that lands late, and the query then finds the one it took).
-                    unclear = unclear or error
+                    # An answered 429/503 is over at PayTabs: one not found did not happen.
+                    if not answered:
+                        unclear = unclear or error
                 elif not error.retry_safe:
                     if unclear is not None:
                         raise _still_unclear(unclear, error) from error
@@ -291,6 +309,19 @@ def _for(transaction: PayTabsTransaction, amount: Money) -> bool:
         return Money.parse_gateway(transaction.cart_amount, transaction.cart_currency) == amount
     except InvalidMoney:
         return False
+
+
+def _may_have_landed(answer: PayTabsError) -> AmbiguousGatewayError:
+    """A 429/503 to a money-moving write that no query could check: its outcome is unknown."""
+    unknown = AmbiguousGatewayError(
+        f"PayTabs answered HTTP {answer.http_status} and could not be asked whether the "
+        "request took effect",
+        operation=answer.operation,
+        http_status=answer.http_status,
+    )
+    for note in getattr(answer, "__notes__", ()):
+        unknown.add_note(note)
+    return unknown
 
 
 def _still_unclear(unclear: PayTabsError, last: BaseException) -> PayTabsError:
