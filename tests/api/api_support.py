@@ -13,7 +13,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -26,6 +26,7 @@ from paytabs_guard.bootstrap import Container, build_container
 from paytabs_guard.entrypoints.api.app import create_app
 from paytabs_guard.entrypoints.api.options import ApiOptions
 from paytabs_guard.entrypoints.loopback import serve_app
+from paytabs_guard.entrypoints.reconcile import reconcile
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.settings import load_settings
 from paytabs_simulator.config import DEFAULT_SERVER_KEY, SimulatorConfig
@@ -133,6 +134,12 @@ class Service:
     def metric(self, name: str, **labels: str) -> float:
         value = self.container.metrics.registry.get_sample_value(name, labels)
         return value or 0.0
+
+
+async def reconcile_now(service: Service, database_url: str) -> dict[str, object]:
+    """``paytabs-guard reconcile --stuck-after 0``: the CLI's pass, with its own container."""
+    settings = load_settings(base_env(service.sim.base_url, database_url))
+    return await reconcile(settings, limit=50, stuck_after=timedelta(0))
 
 
 def new_key() -> str:

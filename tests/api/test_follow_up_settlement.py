@@ -10,16 +10,12 @@ reconcile`` never looked at it and ``payment.refunded`` was never emitted.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from paytabs_guard.entrypoints.reconcile import reconcile
-from paytabs_guard.settings import load_settings
-
-from .api_support import Service, base_env, new_key
+from .api_support import Service, new_key, reconcile_now
 from .front_door_support import until_seen
 
 pytestmark = pytest.mark.anyio
@@ -48,12 +44,6 @@ async def _refund(service: Service, payment_id: str, amount: str) -> httpx.Respo
     )
 
 
-async def _reconcile(service: Service, database_url: str) -> dict[str, object]:
-    """``paytabs-guard reconcile --stuck-after 0``: the CLI's pass, with its own container."""
-    settings = load_settings(base_env(service.sim.base_url, database_url))
-    return await reconcile(settings, limit=50, stuck_after=timedelta(0))
-
-
 async def _hold(service: Service, payment_id: str) -> object:
     async with service.container.payments.uow() as uow:
         payment = await uow.payments.get(payment_id)
@@ -69,7 +59,7 @@ async def _assert_refunded_once(service: Service, database_url: str, payment_id:
     assert await service.outbox_events(payment_id, "payment.refunded") == 1
     assert await _hold(service, payment_id) is None
 
-    again = await _reconcile(service, database_url)
+    again = await reconcile_now(service, database_url)
     assert (again["examined"], again["changed"]) == (0, 0)
     assert (await service.get(payment_id))["refunded"] == "30.00"
     assert await service.outbox_events(payment_id, "payment.refunded") == 1
@@ -99,7 +89,7 @@ async def test_a_pending_refund_settled_at_paytabs_is_applied_by_reconciliation(
     [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
     assert refund["payment_result"]["response_status"] == "P"
 
-    still = await _reconcile(service, database_url)  # PayTabs has not decided yet
+    still = await reconcile_now(service, database_url)  # PayTabs has not decided yet
     assert (still["examined"], still["changed"]) == (1, 0)
     assert (await service.get(payment["id"]))["refunded"] == "0.00"
 
@@ -109,7 +99,7 @@ async def test_a_pending_refund_settled_at_paytabs_is_applied_by_reconciliation(
         f"/_sim/transactions/{refund['tran_ref']}/settle",
         json={"response_status": "A"},
     )
-    report = await _reconcile(service, database_url)
+    report = await reconcile_now(service, database_url)
     assert (report["examined"], report["changed"]) == (1, 1)
     assert report["states"] == {"partially_refunded": 1}
     await _assert_refunded_once(service, database_url, payment["id"])
@@ -134,7 +124,7 @@ async def test_a_refund_whose_answer_was_lost_after_the_work_is_applied_by_recon
     assert (await service.get(payment["id"]))["refunded"] == "0.00"
     assert await _hold(service, payment["id"]) is not None
 
-    report = await _reconcile(service, database_url)
+    report = await reconcile_now(service, database_url)
     assert (report["examined"], report["changed"]) == (1, 1)
     await _assert_refunded_once(service, database_url, payment["id"])
     refunds = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]

@@ -17,7 +17,7 @@ import pytest
 from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
 
-from .api_support import Service, new_key, running_service
+from .api_support import Service, new_key, reconcile_now, running_service
 from .front_door_support import until_seen
 
 pytestmark = pytest.mark.anyio
@@ -389,3 +389,27 @@ async def test_a_card_deleted_while_its_charge_is_on_its_way_is_a_409_not_a_refu
     engine.set_faults(Faults())
     approved = [t for t in engine.transactions.values() if t.status == "A"]
     assert len(approved) == 1  # the saving payment's sale alone: nothing was charged
+
+
+async def test_a_card_deleted_before_its_payment_was_paid_has_its_token_deleted_at_paytabs(
+    any_service: Service, database_url: str
+) -> None:
+    """PayTabs issues the token when the page is paid, which may be after the merchant deleted
+    the card: the token is kept only until reconciliation deletes it at PayTabs too."""
+    service = any_service
+    payment = await service.create("50.00", save_card=True, customer_id="cust_1001")
+    card_id = payment["saved_card_id"]
+    deleted = await service.api.delete(f"/payments/v2/cards/{card_id}")
+    assert deleted.status_code == 200, deleted.text
+    await service.pay(payment)
+    await service.callbacks_done()
+    assert (await service.get(payment["id"]))["state"] == "completed"
+    token = await paytabs_token(service, payment["cart_id"])
+    assert not service.sim.engine.tokens[token].deleted  # issued after the card was deleted
+    assert (await charge(service, card_id)).status_code == 409  # never chargeable
+
+    report = await reconcile_now(service, database_url)
+    assert report["tokens_deleted"] == 1
+    assert service.sim.engine.tokens[token].deleted
+    again = await reconcile_now(service, database_url)
+    assert again["tokens_deleted"] == 0  # and our copy is gone

@@ -247,6 +247,10 @@ class MemoryCards:
     async def forget_token(self, card_id: str) -> None:
         self._change(card_id, token=None)
 
+    async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:
+        found = [c for c in self._store.cards.values() if c.deleted_at and c.token]
+        return sorted(found, key=lambda c: (c.deleted_at, c.id))[:limit]
+
 
 class MemoryUnitOfWork:
     """``UnitOfWork`` over a :class:`MemoryStore`: nothing reaches it before ``commit()``."""

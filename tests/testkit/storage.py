@@ -252,7 +252,7 @@ class MemorySavedCards:
         saved = self._get(card_id)
         if saved is None or saved.payment_id != payment_id:
             return
-        if saved.token is not None or saved.deleted_at is not None:
+        if saved.token is not None:
             return
         details = card or CardDetails()
         self.written[card_id] = dataclasses.replace(
@@ -263,6 +263,11 @@ class MemorySavedCards:
         saved = self._get(card_id)
         if saved is not None and saved.deleted_at is None:
             self.written[card_id] = dataclasses.replace(saved, deleted_at=now)
+
+    async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:
+        cards = {**self._store.cards, **self.written}.values()
+        found = [c for c in cards if c.deleted_at is not None and c.token is not None]
+        return sorted(found, key=lambda c: (c.deleted_at or c.created_at, c.id))[:limit]
 
     async def forget_token(self, card_id: str) -> None:
         saved = self._get(card_id)

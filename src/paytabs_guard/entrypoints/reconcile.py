@@ -35,6 +35,7 @@ async def reconcile(
         "examined": report.examined,
         "changed": report.changed,
         "unreachable": report.unreachable,
+        "tokens_deleted": report.tokens_deleted,
         "states": report.states,
     }
 

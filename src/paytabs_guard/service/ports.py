@@ -208,13 +208,18 @@ class SavedCards(Protocol):
     async def issued(
         self, card_id: str, payment_id: str, token: str, tran_ref: str, card: CardDetails | None
     ) -> None:
-        """PayTabs issued ``token`` for the card ``payment_id`` saves (a no-op once it has one
-        or was deleted, or for another payment's card)."""
+        """PayTabs issued ``token`` for the card ``payment_id`` saves (a no-op once it has one,
+        or for another payment's card). A card deleted before its token came keeps it, so that
+        it is deleted at PayTabs too (:meth:`deleted_with_token`)."""
         ...
 
     async def delete(self, card_id: str, *, now: datetime) -> None: ...
 
     async def forget_token(self, card_id: str) -> None: ...
+
+    async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:
+        """Deleted cards whose token PayTabs may still hold, oldest deletion first."""
+        ...
 
 
 class UnitOfWork(Protocol):

@@ -2,7 +2,8 @@
 
 Finds payments stuck in an undecided state past a threshold, and decided payments whose
 follow-up (refund, capture, void) is unsettled: its answer was lost, or PayTabs reported it
-pending, and PayTabs' callback about it was lost too. Asks
+pending, and PayTabs' callback about it was lost too; and deletes at PayTabs the tokens of
+saved cards deleted before PayTabs issued them. Asks
 PayTabs through the resilient gateway (a query: nothing is ever sent again from here), and
 applies the answer through the same transition function as callbacks. Safe on every instance at
 once: the claim skips rows another reconciler holds, and applying a result twice changes
@@ -22,6 +23,7 @@ from paytabs_guard.domain import Operation, Outcome, OutcomeKind, Payment, Payme
 from paytabs_guard.service.gateway import GatewayNotReached, GatewayOutcomeUnknown
 from paytabs_guard.service.payment_steps import PaymentDeps, PaymentNotFound
 from paytabs_guard.service.results import sync_payment
+from paytabs_guard.service.saved_cards import delete_left_tokens
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class ReconcileReport:
     examined: int = 0
     changed: int = 0
     unreachable: int = 0
+    #: tokens of cards deleted before PayTabs issued them, deleted at PayTabs by this pass
+    tokens_deleted: int = 0
     states: dict[str, int] = field(default_factory=dict)
     #: (before, after) of every payment this pass moved, for the transition metrics
     transitions: list[tuple[PaymentState, PaymentState]] = field(default_factory=list)
@@ -114,6 +118,11 @@ async def reconcile_once(
         report.transitions.extend(settled.transitions)
         if settled.changed:
             report.changed += 1
+    if deps.gateway.unavailable_for(Operation.TOKEN) is None:
+        try:
+            report.tokens_deleted = await delete_left_tokens(deps, limit=limit)
+        except (GatewayNotReached, GatewayOutcomeUnknown) as error:
+            log.info("reconcile: a token could not be deleted", extra={"reason": str(error)})
     return report
 
 

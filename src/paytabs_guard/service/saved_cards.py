@@ -246,10 +246,27 @@ async def delete_saved_card(deps: PaymentDeps, card_id: str) -> SavedCard:
         await uow.cards.delete(card_id, now=now)
         await uow.commit()
     if card.token is not None:
-        # GatewayRejected: PayTabs holds no such token (deleted before), nothing left there
-        with contextlib.suppress(GatewayRejected):
-            await deps.gateway.delete_token(card.token)
-        async with deps.uow() as uow:
-            await uow.cards.forget_token(card_id)
-            await uow.commit()
+        await _delete_at_paytabs(deps, card_id, card.token)
     return replace(card, token=None, deleted_at=card.deleted_at or now)
+
+
+async def delete_left_tokens(deps: PaymentDeps, *, limit: int = 100) -> int:
+    """Delete at PayTabs the tokens of cards deleted before their token came (the card was
+    deleted while the payment saving it was still unpaid; PayTabs issued the token when it
+    was paid). Reconciliation's job: returns how many; GatewayNotReached and
+    GatewayOutcomeUnknown propagate, and the next pass tries again."""
+    async with deps.uow() as uow:
+        cards = await uow.cards.deleted_with_token(limit)
+    for card in cards:
+        if card.token is not None:
+            await _delete_at_paytabs(deps, card.id, card.token)
+    return len(cards)
+
+
+async def _delete_at_paytabs(deps: PaymentDeps, card_id: str, token: str) -> None:
+    # GatewayRejected: PayTabs holds no such token (deleted before), nothing left there
+    with contextlib.suppress(GatewayRejected):
+        await deps.gateway.delete_token(token)
+    async with deps.uow() as uow:
+        await uow.cards.forget_token(card_id)
+        await uow.commit()

@@ -55,7 +55,8 @@ class SqlSavedCards:
         self, card_id: str, payment_id: str, token: str, tran_ref: str, card: CardDetails | None
     ) -> None:
         """PayTabs issued ``token`` for the card ``payment_id`` saves. A card that has its token
-        already, was deleted, or belongs to another payment is left as it is."""
+        already, or belongs to another payment, is left as it is. A card deleted before its
+        token came keeps it until it is deleted at PayTabs too (``deleted_with_token``)."""
         details = card or CardDetails()
         connection = await self._transaction.connection()
         await connection.execute(
@@ -64,7 +65,6 @@ class SqlSavedCards:
                 saved_cards.c.id == card_id,
                 saved_cards.c.payment_id == payment_id,
                 saved_cards.c.token.is_(None),
-                saved_cards.c.deleted_at.is_(None),
             )
             .values(token=token, tran_ref=tran_ref, **_details_columns(details))
         )
@@ -77,6 +77,16 @@ class SqlSavedCards:
             .where(saved_cards.c.id == card_id, saved_cards.c.deleted_at.is_(None))
             .values(deleted_at=now)
         )
+
+    async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:
+        connection = await self._transaction.connection()
+        statement = (
+            select(saved_cards)
+            .where(saved_cards.c.deleted_at.is_not(None), saved_cards.c.token.is_not(None))
+            .order_by(saved_cards.c.deleted_at, saved_cards.c.id)
+            .limit(limit)
+        )
+        return [_card(row) for row in (await connection.execute(statement)).mappings()]
 
     async def forget_token(self, card_id: str) -> None:
         """PayTabs deleted the token too: keep no copy of it."""
