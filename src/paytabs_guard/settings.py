@@ -95,8 +95,8 @@ class Settings(BaseSettings):
     paytabs_timeout: PositiveMs = Field(
         30000,
         description="PayTabs HTTP timeouts, in ms (1-86400000): connecting, and waiting for each "
-        "next byte of an answer, at most 90 % of CIRCUIT_BREAKER_TIMEOUT, which bounds a whole "
-        "attempt",
+        "next byte of an answer; capped at 90 % of CIRCUIT_BREAKER_TIMEOUT, which bounds a "
+        "whole attempt",
     )
     paytabs_retry_attempts: int = Field(
         3, ge=0, le=10, description="Retries after the first attempt (0-10; 3 = at most 4 attempts)"
@@ -246,7 +246,8 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         None,
-        description="Redis URL (redis:// or rediss://) for shared state and events; unset = off",
+        description="Redis URL (redis://, rediss:// or unix://) for shared state and events; "
+        "unset = off",
     )
     public_base_url: str = Field(
         "http://127.0.0.1:8000",

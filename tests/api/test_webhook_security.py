@@ -852,3 +852,18 @@ async def test_a_follow_up_before_its_payment_is_decided_is_redelivered(service:
     later = await deliver(service.anonymous, refund)
     assert later.status_code == 200
     assert (await service.get(payment["id"]))["refunded"] == "10.00"
+
+
+@pytest.mark.parametrize("missing", ["profile_id", "payment_result", "tran_type"])
+async def test_a_signed_callback_missing_a_required_field_is_told_which(
+    service: Service, missing: str
+) -> None:
+    """The 400 names what to add: a body with every field the schema listed, but no
+    profile_id, was told only to send the fields it had sent."""
+    payment = await service.create()
+    body = transaction(payment)
+    del body[missing]
+    answer = await deliver(service.anonymous, body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["type"].endswith("/invalid-payload")
+    assert f"Wrong or missing: {missing}." in answer.json()["detail"]

@@ -84,11 +84,11 @@ class PayTabsCallbacks:
             fields = sorted({".".join(map(str, e["loc"])) for e in error.errors()})
             raise UnreadableCallback(fields=fields[:_MAX_FIELDS_NAMED]) from None
         if transaction.payment_result is None:
-            raise UnreadableCallback()
+            raise UnreadableCallback(fields=["payment_result"])
         try:
             return to_gateway_result(transaction, ResultSource.CALLBACK)
-        except UnusableTransaction:
-            raise UnreadableCallback() from None
+        except UnusableTransaction as unusable:
+            raise UnreadableCallback(fields=[unusable.field] if unusable.field else []) from None
 
     def verify_return(self, fields: Mapping[str, str]) -> None:
         try:

@@ -306,7 +306,12 @@ _LAST_FOUR = re.compile(r"([0-9]{4})\s*$")
 
 
 class UnusableTransaction(ValueError):
-    """A transaction object that cannot become a gateway result (says which field and why)."""
+    """A transaction object that cannot become a gateway result (says which field and why;
+    ``field`` names it where one field is the cause)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _time(raw: str | None) -> datetime | None:
@@ -371,7 +376,7 @@ def to_gateway_result(
     """
     if not transaction.tran_ref.strip():
         # The dedupe key and every lookup need a reference; a blank one names no transaction.
-        raise UnusableTransaction("tran_ref is empty")
+        raise UnusableTransaction("tran_ref is empty", field="tran_ref")
     result = transaction.payment_result
     try:
         status = GatewayStatus.parse(result.response_status) if result is not None else None
@@ -382,7 +387,7 @@ def to_gateway_result(
         raise UnusableTransaction(str(error)) from None
     owner = transaction.profile_id if transaction.profile_id is not None else profile_id
     if owner is None:
-        raise UnusableTransaction("profile_id is missing")
+        raise UnusableTransaction("profile_id is missing", field="profile_id")
     references = (transaction.tran_ref, transaction.previous_tran_ref, transaction.cart_id,
                   transaction.token)  # fmt: skip
     if any(_NUL in reference for reference in references if reference):

@@ -44,6 +44,7 @@ _CALLBACK_BODY: Final[dict[str, Any]] = {
                 "description": "PayTabs' transaction object, as its callback (IPN) sends it.",
                 "required": [
                     "tran_ref",
+                    "profile_id",
                     "cart_id",
                     "cart_currency",
                     "cart_amount",
@@ -52,6 +53,11 @@ _CALLBACK_BODY: Final[dict[str, Any]] = {
                 ],
                 "properties": {
                     "tran_ref": {"type": "string", "description": "PayTabs' transaction reference"},
+                    "profile_id": {
+                        "type": "integer",
+                        "description": "The merchant's PayTabs profile; another profile's "
+                        "transaction is refused",
+                    },
                     "previous_tran_ref": {
                         "type": "string",
                         "description": "For a capture, void or refund: the transaction it follows",

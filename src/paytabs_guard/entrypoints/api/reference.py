@@ -73,7 +73,11 @@ def _operation(path: str, method: str, op: JsonObject) -> list[str]:
     if op.get("description"):
         lines += [str(op["description"]).strip(), ""]
     if op.get("security"):
-        lines += ["Needs `Authorization: Bearer <API key>`.", ""]
+        # the admin-only operations say so in their summary, and answer a merchant key 403
+        if str(op.get("summary", "")).endswith("(admin)"):
+            lines += ["Needs `Authorization: Bearer` with an admin key (ADMIN_API_KEYS).", ""]
+        else:
+            lines += ["Needs `Authorization: Bearer <API key>`.", ""]
     params = op.get("parameters", [])
     if params:
         lines += ["| parameter | in | type | required | description |", "|---|---|---|---|---|"]

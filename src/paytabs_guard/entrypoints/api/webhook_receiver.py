@@ -110,7 +110,8 @@ def schema_problem(detail: str) -> Problem:
 
 _SCHEMA_DETAIL: Final = (
     "Send a PayTabs transaction object: tran_ref, cart_id, cart_currency, cart_amount and "
-    "tran_type as strings, and payment_result.response_status as one of A, H, P, V, E, D, X, C."
+    "tran_type as strings, profile_id as the profile's number, and "
+    "payment_result.response_status as one of A, H, P, V, E, D, X, C."
 )
 
 
