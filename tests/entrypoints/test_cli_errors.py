@@ -168,3 +168,21 @@ def test_a_database_that_answers_no_is_one_line_too(
     assert "s3cret" not in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_serve_on_a_database_it_cannot_reach_says_so_before_it_says_serving(
+    bare_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It printed its "serving on" banner, then a worker died with a lifespan traceback (exit 3).
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://postgres:s3cret@127.0.0.1:1/x")
+    monkeypatch.setenv("PAYTABS_PROFILE_ID", "1")
+    monkeypatch.setenv("PAYTABS_SERVER_KEY", "server-key-for-a-test")
+    assert main(["serve", "--host", "127.0.0.1", "--port", "0"]) == 1
+    out, err = capsys.readouterr()
+    assert "serving" not in out
+    assert err.startswith("paytabs-guard serve: cannot use postgresql+asyncpg://postgres:***@")
+    assert "s3cret" not in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -121,19 +121,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_db(_args: argparse.Namespace) -> int:
-    import asyncio
-
-    from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, upgrade_database
-    from paytabs_guard.setting_values import redact_url
+    from paytabs_guard.entrypoints.serve import upgraded_database
 
     settings = _settings()
-    try:
-        asyncio.run(upgrade_database(settings))
-    except DATABASE_UNREACHABLE as error:
-        # An operator's first command on a new host: say which database and why, in a line.
-        where = redact_url(settings.database_url)
-        why = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"paytabs-guard db upgrade: cannot use {where}: {why}", file=sys.stderr)
+    # An operator's first command on a new host: say which database and why, in a line.
+    if (unusable := upgraded_database(settings)) is not None:
+        print(f"paytabs-guard db upgrade: {unusable}", file=sys.stderr)
         return 1
     print(f"database at the newest schema ({settings.database_url.split('://', 1)[0]})")
     return 0

@@ -327,6 +327,9 @@ def run(options: ServeOptions) -> int:
             for problem in error.problems:
                 print(f"configuration error: {problem}", file=sys.stderr)
             return 2
+        if (unusable := upgraded_database(settings)) is not None:
+            print(f"paytabs-guard serve: {unusable}", file=sys.stderr)
+            return 1
         configure_logging(settings.log_level, secrets=secret_values(settings))
         text = banner(service_url, simulator_url, demo_key, warnings, demo_admin_key=demo_admin_key)
         print(text, flush=True)
@@ -336,6 +339,22 @@ def run(options: ServeOptions) -> int:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn already shut down
             run_uvicorn(SERVICE_APP, options.host, options.port, options.workers, listener)
     return 0
+
+
+def upgraded_database(settings: Settings) -> str | None:
+    """Migrate the database to the newest schema; what is wrong with it, in a line, when it
+    cannot be reached or used. ``serve`` does this before it says it is serving: its workers
+    migrate too (a no-op then), but a worker that cannot starts, says "serving", and dies
+    with a traceback."""
+    from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, upgrade_database
+    from paytabs_guard.setting_values import redact_url
+
+    try:
+        asyncio.run(upgrade_database(settings))
+    except DATABASE_UNREACHABLE as error:
+        why = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"cannot use {redact_url(settings.database_url)}: {why}"
+    return None
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
