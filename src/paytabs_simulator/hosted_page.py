@@ -20,20 +20,44 @@ from paytabs_simulator.returns import browser_return
 #: The status of each reason a page takes no payment (the words are in pages.TEXT).
 UNAVAILABLE_STATUS = {"unknown": 404, "expired": 410, "used": 410, "no_3ds": 409}
 
+#: A page that takes card numbers: nothing from elsewhere, no caching, no referrer. The inline
+#: style and the return form's one-line script are the pages' own; the form posts to the
+#: merchant's return URL, wherever it is.
+_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; "
+    "form-action *; base-uri 'none'"
+)
+_NONE = "'none'"
+
+
+def html(content: str, tx: Transaction | None = None, status_code: int = 200) -> HTMLResponse:
+    """A page of the hosted flow with a card page's headers. Framing is refused unless the
+    page was created ``framed`` (PayTabs' iframe mode), as the merchant asked for it then."""
+    framed = tx is not None and tx.page is not None and bool(tx.page.options.get("framed"))
+    headers = {
+        "Content-Security-Policy": f"{_POLICY}; frame-ancestors {'*' if framed else _NONE}",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+    }
+    if not framed:
+        headers["X-Frame-Options"] = "DENY"
+    return HTMLResponse(content, status_code=status_code, headers=headers)
+
 
 def unavailable(problem: PageUnavailable) -> HTMLResponse:
     page = unavailable_page(problem.problem, problem.lang)
-    return HTMLResponse(page, status_code=UNAVAILABLE_STATUS[problem.problem])
+    return html(page, status_code=UNAVAILABLE_STATUS[problem.problem])
 
 
 def finished(tx: Transaction) -> Response:
     """Send the browser back to the merchant, or show the result when there is no `return`."""
     target = browser_return(tx)
     if target is None:
-        return HTMLResponse(result_page(tx))
+        return html(result_page(tx), tx)
     if target.method == "GET":
         return RedirectResponse(target.url, status_code=303)
-    return HTMLResponse(return_form(target, tx.page.paypage_lang if tx.page else "en"))
+    return html(return_form(target, tx.page.paypage_lang if tx.page else "en"), tx)
 
 
 def hosted_page_routes(engine: Engine) -> APIRouter:
@@ -46,8 +70,8 @@ def hosted_page_routes(engine: Engine) -> APIRouter:
         except PageUnavailable as problem:
             return unavailable(problem)
         if tx.page is not None and tx.page.state == "3ds":
-            return HTMLResponse(three_ds_challenge(tx, page_id))
-        return HTMLResponse(payment_form(tx, page_id))
+            return html(three_ds_challenge(tx, page_id), tx)
+        return html(payment_form(tx, page_id), tx)
 
     @router.post("/payment/page/{page_id}")
     async def submit(page_id: str, request: Request) -> Response:
@@ -70,12 +94,10 @@ def hosted_page_routes(engine: Engine) -> APIRouter:
             )
         except InvalidCard as problem:
             kept = {key: value for key, value in fields.items() if key != "cvv"}
-            return HTMLResponse(
-                payment_form(tx, page_id, error=problem.reason, values=kept), status_code=400
-            )
+            return html(payment_form(tx, page_id, error=problem.reason, values=kept), tx, 400)
         if engine.submit_card(tx, card, save_card=bool(fields.get("save_card"))):
             return finished(tx)
-        return HTMLResponse(three_ds_challenge(tx, page_id))
+        return html(three_ds_challenge(tx, page_id), tx)
 
     @router.post("/payment/page/{page_id}/3ds")
     async def three_ds(page_id: str) -> Response:

@@ -451,3 +451,28 @@ async def test_an_arabic_flow_stays_arabic_to_the_end(gw: Gateway) -> None:
     used = await gw.http.get(f"/payment/page/{pid}")
     assert used.status_code == 410
     assert "استُخدمت الصفحة من قبل" in used.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framed", [False, True])
+async def test_the_card_page_is_not_cached_sniffed_or_framed_unless_created_framed(
+    gw: Gateway, framed: bool
+) -> None:
+    """A page that takes card numbers: no cache, no referrer, no MIME sniffing, and framing
+    only in PayTabs' iframe mode (``framed``), which the merchant asks for at create."""
+    created = await gw.create_page(**({"framed": True} if framed else {}))
+    for response in (
+        await gw.http.get(f"/payment/page/{page_id(created)}"),
+        await gw.http.post(f"/payment/page/{page_id(created)}", data={"card_number": "1"}),
+        await gw.http.get("/payment/page/no-such-page"),
+    ):
+        headers = response.headers
+        assert headers["cache-control"] == "no-store"
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        policy = headers["content-security-policy"]
+        assert "default-src 'none'" in policy
+        framed_page = framed and "no-such-page" not in str(response.url)
+        assert ("frame-ancestors *" in policy) is framed_page
+        assert ("frame-ancestors 'none'" in policy) is not framed_page
+        assert headers.get("x-frame-options") == (None if framed_page else "DENY")
