@@ -414,25 +414,34 @@ class Engine:
             # Over the profile limit: a declined transaction, not an error (docs/paytabs.md §7.3).
             outcome = MERCHANT_LIMITS_EXCEEDED
         tx.card = card
+        tx.save_card = save_card or not page.show_save_card
         tx.result = self._result(outcome, now, card_payment=card is not None)
+        self._tokenise(tx)
+        page.state = "done"
+        page.pending = None
+        self._notify(tx)
+
+    def _tokenise(self, tx: Transaction) -> None:
+        """Issue the token a paid page asked for (``tokenise`` 2 and up; 1 means none), with
+        its first authorised result: at once, or when a pending or held payment settles."""
+        page = tx.page
         if (
-            outcome.response_status == "A"
-            and card is not None
+            tx.status == "A"
+            and tx.card is not None
+            and tx.token is None
+            and page is not None
             and page.tokenise is not None
-            and page.tokenise >= 2  # 1 means "no token"
-            and (save_card or not page.show_save_card)
+            and page.tokenise >= 2
+            and tx.save_card
         ):
             tx.token = self._new_token(page.tokenise)
             self.tokens[tx.token] = StoredToken(
                 token=tx.token,
                 profile_id=tx.profile.profile_id,
                 tran_refs=[tx.tran_ref],
-                card=card,
+                card=tx.card,
                 customer_details=tx.customer_details,
             )
-        page.state = "done"
-        page.pending = None
-        self._notify(tx)
 
     # -- callbacks --------------------------------------------------------------------------
 
@@ -490,6 +499,7 @@ class Engine:
         tx.result = self._result(
             outcome, self.now(), card_payment=tx.result.acquirer_ref is not None
         )
+        self._tokenise(tx)
         self._notify(tx)
         return tx
 

@@ -73,6 +73,9 @@ class Transaction:
     card: CardInfo | None = None
     token: str | None = None
     page: HostedPage | None = None
+    # The customer ticked "save card" (or the page did not ask): a token comes with the first
+    # A, also when the payment was pending or on hold first and settles later.
+    save_card: bool = False
 
     @property
     def status(self) -> ResponseStatus | None:

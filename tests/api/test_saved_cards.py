@@ -413,3 +413,29 @@ async def test_a_card_deleted_before_its_payment_was_paid_has_its_token_deleted_
     assert service.sim.engine.tokens[token].deleted
     again = await reconcile_now(service, database_url)
     assert again["tokens_deleted"] == 0  # and our copy is gone
+
+
+@pytest.mark.parametrize("card", ["4000000000000044", "4000000000000036"])  # pending, on hold
+async def test_a_card_whose_payment_settles_later_becomes_chargeable(
+    any_service: Service, card: str
+) -> None:
+    """PayTabs issues the token with the payment's first authorised result, which for a
+    pending or held payment comes later, in its callback: the card is chargeable from then."""
+    service = any_service
+    payment = await service.create("50.00", save_card=True, customer_id="cust_late")
+    await service.pay(payment, card=card)
+    await service.callbacks_done()
+    assert (await charge(service, payment["saved_card_id"])).status_code == 409  # not yet
+    [sale] = await service.simulated(payment["cart_id"])
+    async with httpx.AsyncClient(base_url=service.sim.base_url) as admin:
+        settled = await admin.post(
+            f"/_sim/transactions/{sale['tran_ref']}/settle", json={"response_status": "A"}
+        )
+    assert settled.status_code == 200, settled.text
+    await service.callbacks_done()
+    assert (await service.get(payment["id"]))["state"] == "completed"
+    listed = await service.api.get("/payments/v2/customers/cust_late/cards")
+    assert [c["id"] for c in listed.json()["data"]] == [payment["saved_card_id"]]
+    charged = await charge(service, payment["saved_card_id"])
+    assert charged.status_code == 201, charged.text
+    assert charged.json()["state"] == "completed"
