@@ -4,6 +4,7 @@ fail, to make dead letters)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -88,8 +89,29 @@ async def first_attempt(service: Service, event_id: str) -> dict[str, Any]:
             return webhook
 
 
+async def feed_settled(service: Service) -> None:
+    """On PostgreSQL the feed shows a committed event once no older transaction runs anywhere
+    on the server (docs/events.md), and the suite's other workers run theirs beside this test:
+    wait for the condition itself, up to 10 s, before reading the feed."""
+    engine = service.container.engine
+    if engine.dialect.name != "postgresql":
+        return
+    behind = sql_text(
+        "SELECT coalesce(max(txid), 0) >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+        " FROM outbox"
+    )
+    async with engine.connect() as connection:
+        for _ in range(1000):
+            if not (await connection.execute(behind)).scalar_one():
+                return
+            await connection.rollback()
+            await asyncio.sleep(0.01)  # another worker's transaction, not time, is waited for
+    raise AssertionError("a transaction older than this test's events ran for 10 s")
+
+
 async def all_events(service: Service, **params: Any) -> list[dict[str, Any]]:
     """Every event matching ``params``, page by page (asserting each page's shape)."""
+    await feed_settled(service)
     found: list[dict[str, Any]] = []
     cursor = None
     while True:
@@ -124,11 +146,13 @@ async def test_the_feed_pages_oldest_first_filters_and_resumes_from_its_cursor(
         assert {e["type"] for e in both} == {"payment.created", "payment.initiated"}
 
         # A poller keeps the last cursor; once the payment completes it gets only what is new.
+        await feed_settled(service)
         last = await service.api.get("/payments/v2/events", params={"limit": 100})
         cursor = last.json()["next_cursor"]
         assert last.json()["has_more"] is False
         await service.pay(payments[0])
         await service.callbacks_done()
+        await feed_settled(service)
         newer = await service.api.get("/payments/v2/events", params={"cursor": cursor})
         assert [e["type"] for e in newer.json()["data"]] == ["payment.completed"]
 
@@ -184,6 +208,14 @@ async def test_a_payments_events_show_each_sinks_delivery_and_can_be_redelivered
         assert merchant.received.count(completed) == 2
         assert seen.count(completed) == 1
 
+        # An empty list names no sink: refused, not taken for "every sink"
+        none = await service.api.post(
+            f"/payments/v2/events/{completed}/redeliver", json={"sinks": []}
+        )
+        assert none.status_code == 422, none.text
+        await drained(service)
+        assert (merchant.received.count(completed), seen.count(completed)) == (2, 1)
+
         # Without a body: every sink.
         everyone = await service.api.post(f"/payments/v2/events/{completed}/redeliver")
         assert everyone.json()["sinks"] == sorted(["subscriber:erp", WEBHOOK])
@@ -214,6 +246,7 @@ async def test_a_payments_events_show_at_once_while_an_older_transaction_runs(
             held = await service.api.get("/payments/v2/events", params=only_this)
             assert held.json()["data"] == []
             await other.rollback()
+        await feed_settled(service)
         feed = await service.api.get("/payments/v2/events", params=only_this)
         assert [e["id"] for e in feed.json()["data"]] == [e["id"] for e in mine.json()["data"]]
 

@@ -105,10 +105,12 @@ class PaymentEventsOut(BaseModel):
 class RedeliverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sinks: list[str] = Field(
-        default_factory=list,
+    sinks: list[str] | None = Field(
+        None,
+        min_length=1,
         max_length=50,
-        description="Only these sinks (default: every sink that has delivered or given up)",
+        description="Only these sinks (left out: every sink that has delivered or given up; "
+        "an empty list names none and is refused)",
     )
 
 

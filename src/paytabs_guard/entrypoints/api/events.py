@@ -193,7 +193,7 @@ async def redeliver(
     """202: the relay sends it again shortly (in order with the payment's pending events)."""
     try:
         sinks = await use_cases.redeliver_event(
-            event_store(container), event_id, (body or RedeliverIn()).sinks
+            event_store(container), event_id, (body or RedeliverIn()).sinks or []
         )
     except EventNotFound as error:
         raise _event_not_found(error) from error
