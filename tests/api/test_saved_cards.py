@@ -439,3 +439,20 @@ async def test_a_card_whose_payment_settles_later_becomes_chargeable(
     charged = await charge(service, payment["saved_card_id"])
     assert charged.status_code == 201, charged.text
     assert charged.json()["state"] == "completed"
+
+
+async def test_a_delete_whose_answer_is_lost_says_to_delete_again(any_service: Service) -> None:
+    """Not the payments' "GET the payment in a minute; resend with the same Idempotency-Key":
+    a DELETE has neither. The card is unusable at once, and a second DELETE finishes."""
+    service = any_service
+    card_id = (await save_card(service))["saved_card_id"]
+    service.sim.engine.set_faults(
+        Faults(reset_rate=1.0, reset_phase="after", fault_paths=["/payment/token/delete"])
+    )
+    lost = await service.api.delete(f"/payments/v2/cards/{card_id}")
+    assert lost.status_code == 502, lost.text
+    assert "send this DELETE again" in lost.json()["detail"]
+    assert "Idempotency-Key" not in lost.json()["detail"]
+    assert (await charge(service, card_id)).status_code == 409
+    service.sim.engine.set_faults(Faults())
+    assert (await service.api.delete(f"/payments/v2/cards/{card_id}")).status_code == 200

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path
 from starlette.responses import Response
 
 from paytabs_guard.domain import Operation, Payment
-from paytabs_guard.service.gateway import GatewayNotReached
+from paytabs_guard.service.gateway import GatewayNotReached, GatewayOutcomeUnknown
 from paytabs_guard.service.payments import IdempotentCreate
 
 from .dependencies import ClientDep, PaymentServiceDep, PaymentWriteDep
@@ -78,6 +78,7 @@ async def list_cards(
         401: PROBLEM_RESPONSE,
         404: PROBLEM_RESPONSE,
         422: PROBLEM_RESPONSE,
+        502: PROBLEM_RESPONSE,
         503: PROBLEM_RESPONSE,
     },
 )
@@ -108,3 +109,14 @@ async def delete_card(
             },
             headers={"Retry-After": str(seconds)},
         ) from closed
+    except GatewayOutcomeUnknown as unclear:
+        # Not the payments' "GET the payment in a minute": there is no payment here, and
+        # deleting a token twice is harmless.
+        raise Problem(
+            "gateway_outcome_unknown",
+            "PayTabs' answer was lost",
+            502,
+            "The card is deleted here and can no longer be charged, but PayTabs' answer to "
+            "deleting its token was lost; send this DELETE again to finish (deleting twice is "
+            "harmless).",
+        ) from unclear
