@@ -46,10 +46,35 @@ def test_a_key_accepted_from_a_source_keeps_working_while_that_source_is_blocked
     clock = FakeClock()
     guesses = KeyGuesses(3, 60.0, clock=clock.monotonic)
     assert _status(guesses, SHOP) == 200
-    # one of the shop's servers still sends a key rotated out, from the same egress address
-    assert [_status(guesses, "rotated-out") for _ in range(4)] == [401, 401, 429, 429]
-    assert _status(guesses, SHOP) == 200  # the shop's other servers go on selling
+    # someone behind the shop's own egress address guesses
+    assert [_status(guesses, f"guess-{n}") for n in range(4)] == [401, 401, 429, 429]
+    assert _status(guesses, SHOP) == 200  # the shop goes on selling
     assert _status(guesses, OTHER_SHOP_SERVER) == 429  # never accepted here: no exception
+
+
+def test_one_wrong_key_sent_again_and_again_is_no_guessing() -> None:
+    """A shop server still sending a key rotated out never blocks its neighbours' address."""
+    guesses = KeyGuesses(3, 60.0, clock=FakeClock().monotonic)
+    assert [_status(guesses, "rotated-out") for _ in range(50)] == [401] * 50
+    assert _status(guesses, OTHER_SHOP_SERVER) == 200
+
+
+def test_while_blocked_the_wait_does_not_tell_a_right_key_from_a_wrong_one() -> None:
+    def waits(key: str) -> tuple[int, int]:
+        clock = FakeClock()
+        guesses = KeyGuesses(3, 60.0, clock=clock.monotonic)
+        for n in range(3):
+            clock.advance(2.0)
+            _status(guesses, f"guess-{n}")
+        clock.advance(2.0)
+        try:
+            guesses.authenticate(KEYS, [f"Bearer {key}"], HERE)
+        except Problem as problem:
+            return problem.status, int(problem.headers["Retry-After"])
+        return 200, 0
+
+    # each moved the block as a new key does: the oldest of the last three is now guess-1
+    assert waits(SHOP) == waits("guess-new") == (429, 56)
 
 
 def test_only_presented_keys_count() -> None:

@@ -35,9 +35,9 @@ class ApiOptions:
     it out of signing in (429) until the oldest of them leaves the window."""
     sign_in_window_seconds: float = 300.0
     failed_api_keys: int = 20
-    """Wrong API keys from one source within ``api_key_window_seconds`` that block it (429)
-    until the oldest of them leaves the window; a key already accepted from that source
-    still works (key_guesses.py)."""
+    """Different wrong API keys from one source within ``api_key_window_seconds`` that block
+    it (429) until the oldest of them leaves the window; a key already accepted from that
+    source still works (key_guesses.py)."""
     api_key_window_seconds: float = 60.0
     outbox_lag_warn_seconds: float = 60.0
     """The oldest undelivered event older than this turns the outbox check to warn."""
