@@ -21,11 +21,12 @@ def entered_in_thread(factory: Callable[[], AbstractAsyncContextManager[T]]) -> 
     """What ``factory()`` yields, for the block; its loop runs in a daemon thread meanwhile."""
     entered: list[T] = []
     failed: list[BaseException] = []
+    loops: list[asyncio.AbstractEventLoop] = []
     ready = threading.Event()
-    loop = asyncio.new_event_loop()
     stop = asyncio.Event()
 
     async def hold() -> None:
+        loops.append(asyncio.get_running_loop())
         try:
             async with factory() as value:
                 entered.append(value)
@@ -35,7 +36,12 @@ def entered_in_thread(factory: Callable[[], AbstractAsyncContextManager[T]]) -> 
             failed.append(error)
             ready.set()
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(hold(),), daemon=True)
+    def run() -> None:
+        # asyncio.run: what the block left running (a server's handlers) is cancelled and
+        # finished before the loop closes, not left to the garbage collector.
+        asyncio.run(hold())
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         if not ready.wait(WAIT):
@@ -44,7 +50,6 @@ def entered_in_thread(factory: Callable[[], AbstractAsyncContextManager[T]]) -> 
             raise failed[0]
         yield entered[0]
     finally:
-        loop.call_soon_threadsafe(stop.set)
+        if loops and not loops[0].is_closed():
+            loops[0].call_soon_threadsafe(stop.set)
         thread.join(WAIT)
-        if not thread.is_alive():
-            loop.close()

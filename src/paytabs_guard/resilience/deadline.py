@@ -82,7 +82,10 @@ class DeadlineTimer:
 
     def leave(self, token: int) -> None:
         """The call finished (returned or raised something other than ``CancelledError``)."""
-        entry = self.inflight.pop(token)
+        entry = self.inflight.pop(token, None)
+        if entry is None:  # forgotten as stale: its loop closed under it (see _fire)
+            self.expired.discard(token)
+            return
         if self.expired and token in self.expired:
             # The deadline fired but the call completed anyway; balance the task's cancel count
             # as asyncio.timeout does, and let the outcome stand.
@@ -91,7 +94,11 @@ class DeadlineTimer:
 
     def leave_cancelled(self, token: int) -> bool:
         """The call raised ``CancelledError``: ``True`` if that was this timer's doing alone."""
-        _, task, cancelling = self.inflight.pop(token)
+        entry = self.inflight.pop(token, None)
+        if entry is None:  # forgotten as stale: its loop closed under it (see _fire)
+            self.expired.discard(token)
+            return False
+        _, task, cancelling = entry
         if token in self.expired:
             self.expired.discard(token)
             return task.uncancel() <= cancelling

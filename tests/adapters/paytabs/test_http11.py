@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import gzip
 import ssl
 import subprocess
@@ -61,6 +62,8 @@ class Server:
                         length = int(line.split(b":")[1])
                 self.requests.append(head + await reader.readexactly(length))
                 self.received.set()
+                with self._ends:
+                    self._ends.notify_all()
                 if not await self.reply(reader, writer, number):
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -70,6 +73,11 @@ class Server:
             with self._ends:
                 self.ended += 1
                 self._ends.notify_all()
+
+    def wait_requests(self, count: int) -> bool:
+        """From another thread: whether ``count`` requests arrive within 5 s."""
+        with self._ends:
+            return self._ends.wait_for(lambda: len(self.requests) >= count, 5.0)
 
     def wait_ended(self, count: int) -> bool:
         """From another thread: whether ``count`` connections end within 5 s."""
@@ -143,6 +151,43 @@ def test_one_transport_serves_one_event_loop_after_another() -> None:
             assert server.wait_ended(server.connections)  # closed with its loop
     assert statuses == [200] * 8
     assert server.connections == 4  # one per loop, kept alive within it
+
+
+# A loop closed under a running request leaves its socket to the garbage collector.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_loop_closed_with_its_request_under_way_gives_its_slot_back() -> None:
+    """A loop closed without cancelling its tasks (run_until_complete, then close) never
+    returns the connection its request holds: the pool takes the slot back when it needs it,
+    where every later call failed with a pool timeout once the slots were gone."""
+
+    async def hold_the_first(_: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        if n == 1:
+            await asyncio.Event().wait()  # the first connection never gets its answer
+        writer.write(OK)
+        await writer.drain()
+        return True
+
+    transport = Http11Transport(max_connections=1)
+    with entered_in_thread(lambda: serving(hold_the_first)) as server:
+        abandoned = asyncio.new_event_loop()
+        left: list[asyncio.Task[httpx.Response]] = []
+
+        async def start_and_leave() -> None:
+            left.append(asyncio.create_task(post(client(transport), server.url)))
+            await asyncio.get_running_loop().run_in_executor(None, server.wait_requests, 1)
+
+        abandoned.run_until_complete(start_and_leave())
+        abandoned.close()  # the request's task is still pending: nothing gave the slot back
+
+        async def next_call() -> int:
+            return (await post(client(transport, pool=2.0), server.url)).status_code
+
+        assert asyncio.run(next_call()) == 200
+        # What the closed loop left is collected here, under this test's warning filters.
+        left.clear()
+        del abandoned
+        gc.collect()
 
 
 async def test_connection_close_is_obeyed() -> None:

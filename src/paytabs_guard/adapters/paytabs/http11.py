@@ -232,7 +232,10 @@ class Http11Transport(httpx.AsyncBaseTransport):
             raise RuntimeError("Http11Transport needs httptools")
         self._max = max(1, max_connections)
         self._idle: dict[Origin, deque[_Exchange]] = {}
-        self._open = 0  # connections in use or idle
+        # Every slot of the pool, with the loop it belongs to: a connection (in use or idle),
+        # or a connection being made. A loop closed with a request still under way never gives
+        # its slot back; the pool takes such slots back when it is full (_reclaim).
+        self._slots: dict[object, asyncio.AbstractEventLoop] = {}
         self._waiting: deque[asyncio.Future[None]] = deque()  # requests waiting for room
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
@@ -292,16 +295,21 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 if connection.usable(now, loop):
                     return connection
                 self._drop(connection)
-            if self._open < self._max or self._close_one_idle():
+            if len(self._slots) < self._max or self._close_one_idle() or self._reclaim():
                 break
             await self._wait_for_room(deadline)
-        self._open += 1
+        making = object()
+        self._slots[making] = loop
         try:
             await self._watch_loop()
-            return await self._connect(origin, timeouts.get("connect"))
+            connection = await self._connect(origin, timeouts.get("connect"))
         except BaseException:
-            self._release()
+            del self._slots[making]
+            self._wake_one()
             raise
+        del self._slots[making]
+        self._slots[connection] = loop
+        return connection
 
     async def _wait_for_room(self, deadline: float | None) -> None:
         waiter = asyncio.get_running_loop().create_future()
@@ -330,9 +338,10 @@ class Http11Transport(httpx.AsyncBaseTransport):
         watched = self._loops.get(id(loop))
         if watched is not None and watched[0] is loop:
             return
-        for key, (other, _) in list(self._loops.items()):  # forget loops closed unannounced
+        for key, (other, left) in list(self._loops.items()):  # loops closed unannounced
             if other.is_closed():
                 del self._loops[key]
+                _finish(left)
         watch = self._until_loop_ends(loop)
         self._loops[id(loop)] = (loop, watch)
         await anext(watch)  # its first step registers it with the loop's async generators
@@ -378,11 +387,18 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     def _drop(self, connection: _Exchange) -> None:
         connection.close()
-        self._release()
-
-    def _release(self) -> None:
-        self._open = max(0, self._open - 1)
+        self._slots.pop(connection, None)
         self._wake_one()
+
+    def _reclaim(self) -> bool:
+        """Take back the slots of loops that closed (with a request still under way, so they
+        never gave them back themselves): whether any came free."""
+        gone = [holder for holder, loop in self._slots.items() if loop.is_closed()]
+        for holder in gone:
+            del self._slots[holder]
+            if isinstance(holder, _Exchange):
+                holder.close()
+        return bool(gone)
 
     def _wake_one(self) -> None:
         while self._waiting:
@@ -456,6 +472,15 @@ def proxied_by_environment(url: str) -> bool:
     if not (proxies.get(parsed.scheme) or proxies.get("all")):
         return False
     return not urllib.request.proxy_bypass(parsed.netloc)
+
+
+def _finish(watch: AsyncGenerator[None, None]) -> None:
+    """Close a loop's watch after its loop closed without closing it. Left to the garbage
+    collector, it would ask that loop to close it, and a closed loop raises. Its ``finally``
+    awaits nothing, so one step of ``aclose()`` runs it to the end here."""
+    closing = watch.aclose()
+    with contextlib.suppress(StopIteration):
+        closing.send(None)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
