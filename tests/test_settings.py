@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from paytabs_guard.adapters.paytabs.regions import Region
+from paytabs_guard.setting_values import redact_url
 from paytabs_guard.settings import ConfigError, Settings, load_settings
 
 
@@ -259,3 +260,18 @@ def test_an_idempotency_key_outlasts_the_longest_request_the_settings_allow() ->
     # second payment) with the fixed 120 s lease; the lease now grows with the deadline.
     slow = load_settings({"PAYTABS_OPERATION_DEADLINE": "100000"})
     assert key_lease_seconds(slow) == 2 * 130 + 30
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("sqlite+aiosqlite:////var/lib/guard/x.db", "sqlite+aiosqlite:////var/lib/guard/x.db"),
+        ("sqlite+aiosqlite:///./rel/x.db", "sqlite+aiosqlite:///./rel/x.db"),
+        ("postgresql+asyncpg://u:pw@h:5432/db?ssl=x", "postgresql+asyncpg://u:***@h:5432/db?***"),
+        ("https://hooks.example/in?token=abc", "https://hooks.example/in?***"),
+        ("redis://:pw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+    ],
+)
+def test_a_redacted_url_keeps_everything_but_its_secrets(url: str, shown: str) -> None:
+    # a file URL without a host lost its slashes: ////var/lib/x.db was shown as //var/lib/x.db
+    assert redact_url(url) == shown

@@ -25,13 +25,16 @@ def redact_url(url: str) -> str:
         password = parts.password
     except ValueError:  # not a URL urlsplit can read (a bad port): show nothing of it
         return "<unreadable URL>"
+    # Edited as text, not rebuilt with geturl(), which drops the "//" of a URL without a host
+    # (sqlite+aiosqlite:////var/lib/x.db came out as sqlite+aiosqlite://var/lib/x.db).
+    redacted = url
     if parts.query:  # webhook URLs often carry a token there
-        parts = parts._replace(query="***")
-    if not password:
-        return parts.geturl()
-    user_info, _, host = parts.netloc.rpartition("@")
-    user = user_info.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+        redacted = url[: url.index("?")] + "?***"
+    if password:
+        user_info, _, host = parts.netloc.rpartition("@")
+        user = user_info.split(":", 1)[0]
+        redacted = redacted.replace(parts.netloc, f"{user}:***@{host}", 1)
+    return redacted
 
 
 def require_http_url(value: str, *, base: bool = False) -> str:

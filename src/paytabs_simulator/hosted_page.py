@@ -33,7 +33,7 @@ _NONE = "'none'"
 def html(content: str, tx: Transaction | None = None, status_code: int = 200) -> HTMLResponse:
     """A page of the hosted flow with a card page's headers. Framing is refused unless the
     page was created ``framed`` (PayTabs' iframe mode), as the merchant asked for it then."""
-    framed = tx is not None and tx.page is not None and bool(tx.page.options.get("framed"))
+    framed = tx is not None and tx.page is not None and tx.page.options.get("framed") is True
     headers = {
         "Content-Security-Policy": f"{_POLICY}; frame-ancestors {'*' if framed else _NONE}",
         "X-Content-Type-Options": "nosniff",

@@ -514,3 +514,19 @@ async def test_a_date_range_that_runs_backwards_is_refused_with_a_message(
         answer = await browser.get("/console?from=2026-12-06&to=2026-12-01")
     assert answer.status_code == 400
     assert "The first date is after the second" in answer.text
+
+
+@pytest.mark.parametrize("count", [501, 700])
+async def test_a_replay_of_more_ids_than_one_replay_takes_is_a_400_page(
+    service: Service, count: int
+) -> None:
+    async with signed_in(service) as browser:
+        page = await browser.get("/console/dead-letters")
+        ids = "&".join(f"id={n}" for n in range(1, count + 1))
+        replay = await browser.post(
+            "/console/dead-letters/replay",
+            content=f"csrf={csrf_of(page.text)}&{ids}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert replay.status_code == 400
+    assert "replay a page at a time" in replay.text

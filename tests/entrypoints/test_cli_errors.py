@@ -186,3 +186,20 @@ def test_serve_on_a_database_it_cannot_reach_says_so_before_it_says_serving(
     assert "s3cret" not in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+def test_a_libpq_style_database_url_is_one_line_that_says_what_asyncpg_takes(
+    bare_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    url = server.replace("postgresql://", "postgresql+asyncpg://") + "?sslmode=require"
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["db", "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert "takes no 'sslmode' parameter" in err
+    assert "ssl=require" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

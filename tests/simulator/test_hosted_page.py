@@ -454,13 +454,15 @@ async def test_an_arabic_flow_stays_arabic_to_the_end(gw: Gateway) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("framed", [False, True])
+@pytest.mark.parametrize("asked", [None, True, "false", "true", 1])
 async def test_the_card_page_is_not_cached_sniffed_or_framed_unless_created_framed(
-    gw: Gateway, framed: bool
+    gw: Gateway, asked: object
 ) -> None:
     """A page that takes card numbers: no cache, no referrer, no MIME sniffing, and framing
-    only in PayTabs' iframe mode (``framed``), which the merchant asks for at create."""
-    created = await gw.create_page(**({"framed": True} if framed else {}))
+    only in PayTabs' iframe mode (``framed: true``), which the merchant asks for at create;
+    the string "false" is no yes."""
+    framed = asked is True
+    created = await gw.create_page(**({} if asked is None else {"framed": asked}))
     for response in (
         await gw.http.get(f"/payment/page/{page_id(created)}"),
         await gw.http.post(f"/payment/page/{page_id(created)}", data={"card_number": "1"}),

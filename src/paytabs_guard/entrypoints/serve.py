@@ -349,11 +349,19 @@ def upgraded_database(settings: Settings) -> str | None:
     from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, upgrade_database
     from paytabs_guard.setting_values import redact_url
 
+    where = redact_url(settings.database_url)
     try:
         asyncio.run(upgrade_database(settings))
     except DATABASE_UNREACHABLE as error:
         why = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return f"cannot use {redact_url(settings.database_url)}: {why}"
+        return f"cannot use {where}: {why}"
+    except TypeError as error:  # the driver refused an argument the URL's query gave it
+        if "unexpected keyword argument" not in str(error):
+            raise
+        return (
+            f"cannot use {where}: the driver takes no {str(error).rpartition(' ')[2]} "
+            "parameter (a libpq-style URL? asyncpg takes ssl=require, not sslmode=require)"
+        )
     return None
 
 

@@ -143,9 +143,16 @@ async def _frame(request: Request, runtime: Runtime, operator: Operator) -> page
     )
 
 
+class _TooManyFields(Exception):
+    """A form with more fields than any console form has (one replay's ids and a few more)."""
+
+
 async def _form(request: Request) -> dict[str, list[str]]:
     text = (await request.body()).decode("utf-8", "replace")
-    return parse_qs(text, max_num_fields=200)
+    try:
+        return parse_qs(text, max_num_fields=event_cases.MAX_REPLAY_IDS + 10)
+    except ValueError:  # parse_qs's "Max number of fields exceeded"
+        raise _TooManyFields from None
 
 
 def _first(form: dict[str, list[str]], name: str) -> str:
@@ -164,7 +171,10 @@ async def login_form(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request, runtime: RuntimeDep) -> Response:
-    form = await _form(request)
+    try:
+        form = await _form(request)
+    except _TooManyFields:
+        form = {}  # no key among them that a person typed: asked to sign in again
     lang = _first(form, "lang") if _first(form, "lang") in LANGUAGES else pick_language(request)
     next_path = _next_path(_first(form, "next"))
     # A form a person types into: guesses from one address are locked out for a while, the
@@ -197,7 +207,11 @@ async def login_wrong_method() -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, runtime: RuntimeDep, operator: OperatorDep) -> Response:
-    if not session.csrf_ok(operator, _first(await _form(request), "csrf")):
+    try:
+        csrf = _first(await _form(request), "csrf")
+    except _TooManyFields:
+        csrf = ""
+    if not session.csrf_ok(operator, csrf):
         return Response(WORDS[pick_language(request)]["csrf"], status_code=403, headers=HEADERS)
     if operator.session:
         # The browser forgets the cookie; every instance must forget the session, or a copy
@@ -335,11 +349,20 @@ async def dead_letters(request: Request, runtime: RuntimeDep, operator: Operator
 
 @router.post("/dead-letters/replay")
 async def replay(request: Request, runtime: RuntimeDep, operator: OperatorDep) -> Response:
-    form = await _form(request)
-    if not session.csrf_ok(operator, _first(form, "csrf")):
+    error, status, ids = "", 200, []
+    try:
+        form = await _form(request)
+    except _TooManyFields:
+        error, status = "too_many_ids", 400
+    else:
+        ids = sorted({int(value) for value in form.get("id", []) if _is_count(value)})
+        if not session.csrf_ok(operator, _first(form, "csrf")):
+            error, status = "csrf", 403
+        elif len(ids) > event_cases.MAX_REPLAY_IDS:  # a page's form sends one page of them
+            error, status = "too_many_ids", 400
+    if error:
         frame = await _frame(request, runtime, operator)
-        return pages.dead_letters(frame, [], None, error="csrf", status=403)
-    ids = [int(value) for value in form.get("id", []) if _is_count(value)]
+        return pages.dead_letters(frame, [], None, error=error, status=status)
     count = 0
     if ids:
         count = await event_cases.replay_dead_letters(
