@@ -391,12 +391,8 @@ async def test_a_card_deleted_while_its_charge_is_on_its_way_is_a_409_not_a_refu
     assert len(approved) == 1  # the saving payment's sale alone: nothing was charged
 
 
-async def test_a_card_deleted_before_its_payment_was_paid_has_its_token_deleted_at_paytabs(
-    any_service: Service, database_url: str
-) -> None:
-    """PayTabs issues the token when the page is paid, which may be after the merchant deleted
-    the card: the token is kept only until reconciliation deletes it at PayTabs too."""
-    service = any_service
+async def _deleted_before_paid(service: Service) -> str:
+    """A card deleted while its payment was unpaid, then paid: the token PayTabs issued."""
     payment = await service.create("50.00", save_card=True, customer_id="cust_1001")
     card_id = payment["saved_card_id"]
     deleted = await service.api.delete(f"/payments/v2/cards/{card_id}")
@@ -404,15 +400,42 @@ async def test_a_card_deleted_before_its_payment_was_paid_has_its_token_deleted_
     await service.pay(payment)
     await service.callbacks_done()
     assert (await service.get(payment["id"]))["state"] == "completed"
-    token = await paytabs_token(service, payment["cart_id"])
-    assert not service.sim.engine.tokens[token].deleted  # issued after the card was deleted
     assert (await charge(service, card_id)).status_code == 409  # never chargeable
+    return await paytabs_token(service, payment["cart_id"])
 
-    report = await reconcile_now(service, database_url)
-    assert report["tokens_deleted"] == 1
-    assert service.sim.engine.tokens[token].deleted
+
+async def test_a_card_deleted_before_its_payment_was_paid_has_its_token_deleted_at_paytabs(
+    any_service: Service, database_url: str
+) -> None:
+    """PayTabs issues the token when the page is paid, which may be after the merchant deleted
+    the card: the token is kept only until reconciliation deletes it at PayTabs too. Two
+    passes at once count each token once."""
+    service = any_service
+    tokens = [await _deleted_before_paid(service) for _ in range(3)]
+    assert not any(service.sim.engine.tokens[t].deleted for t in tokens)
+
+    reports = await asyncio.gather(*(reconcile_now(service, database_url) for _ in range(2)))
+    assert sum(int(str(r["tokens_deleted"])) for r in reports) == 3
+    assert all(service.sim.engine.tokens[t].deleted for t in tokens)
     again = await reconcile_now(service, database_url)
-    assert again["tokens_deleted"] == 0  # and our copy is gone
+    assert again["tokens_deleted"] == 0  # and our copies are gone
+
+
+async def test_a_left_token_paytabs_cannot_delete_yet_is_reported_and_deleted_later(
+    any_service: Service, database_url: str
+) -> None:
+    service = any_service
+    token = await _deleted_before_paid(service)
+    service.sim.engine.set_faults(
+        Faults(error_rate=1.0, error_statuses=[500], fault_paths=["/payment/token/delete"])
+    )
+    failed = await reconcile_now(service, database_url)
+    assert (failed["tokens_deleted"], failed["unreachable"]) == (0, 1)
+    assert not service.sim.engine.tokens[token].deleted
+    service.sim.engine.set_faults(Faults())
+    later = await reconcile_now(service, database_url)
+    assert (later["tokens_deleted"], later["unreachable"]) == (1, 0)
+    assert service.sim.engine.tokens[token].deleted
 
 
 @pytest.mark.parametrize("card", ["4000000000000044", "4000000000000036"])  # pending, on hold

@@ -244,8 +244,12 @@ class MemoryCards:
     async def delete(self, card_id: str, *, now: datetime) -> None:
         self._change(card_id, deleted_at=now)
 
-    async def forget_token(self, card_id: str) -> None:
+    async def forget_token(self, card_id: str, token: str) -> bool:
+        card = self._store.cards.get(card_id)
+        if card is None or card.token != token:
+            return False
         self._change(card_id, token=None)
+        return True
 
     async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:
         found = [c for c in self._store.cards.values() if c.deleted_at and c.token]

@@ -269,10 +269,12 @@ class MemorySavedCards:
         found = [c for c in cards if c.deleted_at is not None and c.token is not None]
         return sorted(found, key=lambda c: (c.deleted_at or c.created_at, c.id))[:limit]
 
-    async def forget_token(self, card_id: str) -> None:
+    async def forget_token(self, card_id: str, token: str) -> bool:
         saved = self._get(card_id)
-        if saved is not None:
-            self.written[card_id] = dataclasses.replace(saved, token=None)
+        if saved is None or saved.token != token:
+            return False
+        self.written[card_id] = dataclasses.replace(saved, token=None)
+        return True
 
     def commit(self) -> None:
         self._store.cards.update(self.written)

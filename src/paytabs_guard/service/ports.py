@@ -215,7 +215,10 @@ class SavedCards(Protocol):
 
     async def delete(self, card_id: str, *, now: datetime) -> None: ...
 
-    async def forget_token(self, card_id: str) -> None: ...
+    async def forget_token(self, card_id: str, token: str) -> bool:
+        """PayTabs deleted ``token``: keep no copy of it. Whether this call forgot it (False:
+        the card no longer held it, another caller forgot it first)."""
+        ...
 
     async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:
         """Deleted cards whose token PayTabs may still hold, oldest deletion first."""

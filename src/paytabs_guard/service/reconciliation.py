@@ -47,6 +47,7 @@ class ReconcileReport:
     started_at: datetime
     examined: int = 0
     changed: int = 0
+    #: payments PayTabs could not be asked about, and left tokens it could not be asked to delete
     unreachable: int = 0
     #: tokens of cards deleted before PayTabs issued them, deleted at PayTabs by this pass
     tokens_deleted: int = 0
@@ -118,11 +119,9 @@ async def reconcile_once(
         report.transitions.extend(settled.transitions)
         if settled.changed:
             report.changed += 1
-    if deps.gateway.unavailable_for(Operation.TOKEN) is None:
-        try:
-            report.tokens_deleted = await delete_left_tokens(deps, limit=limit)
-        except (GatewayNotReached, GatewayOutcomeUnknown) as error:
-            log.info("reconcile: a token could not be deleted", extra={"reason": str(error)})
+    tokens = await delete_left_tokens(deps, limit=limit)
+    report.tokens_deleted = tokens.deleted
+    report.unreachable += tokens.unreachable
     return report
 
 

@@ -11,13 +11,18 @@ reconciliation like any create).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from paytabs_guard.domain import GatewayResult, Money, Operation, Payment, PaymentState
 from paytabs_guard.domain.cards import SavedCard
-from paytabs_guard.service.gateway import GatewayRejected
+from paytabs_guard.service.gateway import (
+    GatewayNotReached,
+    GatewayOutcomeUnknown,
+    GatewayRejected,
+)
 from paytabs_guard.service.gateway_calls import GatewayCall, captured, with_calls
 from paytabs_guard.service.payment_steps import (
     UNANSWERED,
@@ -30,6 +35,8 @@ from paytabs_guard.service.payment_steps import (
     save_unanswered,
 )
 from paytabs_guard.service.ports import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 #: The breaker (operation family) of every token call: recurring charges and token deletes.
 TOKEN_OPERATION = Operation.TOKEN
@@ -250,23 +257,45 @@ async def delete_saved_card(deps: PaymentDeps, card_id: str) -> SavedCard:
     return replace(card, token=None, deleted_at=card.deleted_at or now)
 
 
-async def delete_left_tokens(deps: PaymentDeps, *, limit: int = 100) -> int:
+@dataclass(frozen=True, slots=True)
+class TokensLeft:
+    """What one pass did with the tokens of cards deleted before their token came."""
+
+    deleted: int = 0
+    """Deleted at PayTabs and forgotten here by this pass (not by another pass at once)."""
+    unreachable: int = 0
+    """Still held: PayTabs could not be asked, or its answer was lost; the next pass tries."""
+
+
+async def delete_left_tokens(deps: PaymentDeps, *, limit: int = 100) -> TokensLeft:
     """Delete at PayTabs the tokens of cards deleted before their token came (the card was
     deleted while the payment saving it was still unpaid; PayTabs issued the token when it
-    was paid). Reconciliation's job: returns how many; GatewayNotReached and
-    GatewayOutcomeUnknown propagate, and the next pass tries again."""
+    was paid). Reconciliation's job. Two passes at once may both ask PayTabs (deleting twice
+    is harmless) but only one counts each token; one PayTabs cannot be asked about is
+    counted unreachable, and the pass goes on with the rest unless the token breaker is open."""
     async with deps.uow() as uow:
         cards = await uow.cards.deleted_with_token(limit)
-    for card in cards:
-        if card.token is not None:
-            await _delete_at_paytabs(deps, card.id, card.token)
-    return len(cards)
+    deleted = unreachable = 0
+    for index, card in enumerate(cards):
+        if card.token is None:
+            continue
+        if deps.gateway.unavailable_for(Operation.TOKEN) is not None:
+            unreachable += len(cards) - index
+            break
+        try:
+            deleted += await _delete_at_paytabs(deps, card.id, card.token)
+        except (GatewayNotReached, GatewayOutcomeUnknown) as error:
+            log.info("a left token could not be deleted", extra={"reason": str(error)})
+            unreachable += 1
+    return TokensLeft(deleted, unreachable)
 
 
-async def _delete_at_paytabs(deps: PaymentDeps, card_id: str, token: str) -> None:
+async def _delete_at_paytabs(deps: PaymentDeps, card_id: str, token: str) -> bool:
+    """Whether this call forgot the token (after PayTabs deleted it, or never held it)."""
     # GatewayRejected: PayTabs holds no such token (deleted before), nothing left there
     with contextlib.suppress(GatewayRejected):
         await deps.gateway.delete_token(token)
     async with deps.uow() as uow:
-        await uow.cards.forget_token(card_id)
+        forgotten = await uow.cards.forget_token(card_id, token)
         await uow.commit()
+    return forgotten

@@ -88,12 +88,15 @@ class SqlSavedCards:
         )
         return [_card(row) for row in (await connection.execute(statement)).mappings()]
 
-    async def forget_token(self, card_id: str) -> None:
-        """PayTabs deleted the token too: keep no copy of it."""
+    async def forget_token(self, card_id: str, token: str) -> bool:
+        """PayTabs deleted ``token`` too: keep no copy of it (once: see the port)."""
         connection = await self._transaction.connection()
-        await connection.execute(
-            update(saved_cards).where(saved_cards.c.id == card_id).values(token=None)
+        result = await connection.execute(
+            update(saved_cards)
+            .where(saved_cards.c.id == card_id, saved_cards.c.token == token)
+            .values(token=None)
         )
+        return bool(result.rowcount)
 
 
 def _row(card: SavedCard) -> dict[str, object]:
