@@ -80,7 +80,9 @@ async def _run_follow_up(
             out = ConfirmedPaymentOut(
                 **PaymentOut.of(payment).model_dump(),
                 confirmed=False,
-                reason="PayTabs gave no clear answer; the operation is confirmed by query later",
+                reason="PayTabs gave no clear answer; the operation is confirmed by query "
+                "later. GET the payment to see whether it was applied: this Idempotency-Key "
+                "replays this answer, so one that did not happen is sent again with a new key",
             )
             return json_answer(out, 202, **{"x-payment-id": payment.id})
         return json_answer(PaymentOut.of(payment), 200, **{"x-payment-id": payment.id})
