@@ -327,10 +327,10 @@ def run(options: ServeOptions) -> int:
             for problem in error.problems:
                 print(f"configuration error: {problem}", file=sys.stderr)
             return 2
+        configure_logging(settings.log_level, secrets=secret_values(settings))
         if (unusable := upgraded_database(settings)) is not None:
             print(f"paytabs-guard serve: {unusable}", file=sys.stderr)
             return 1
-        configure_logging(settings.log_level, secrets=secret_values(settings))
         text = banner(service_url, simulator_url, demo_key, warnings, demo_admin_key=demo_admin_key)
         print(text, flush=True)
         # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that

@@ -1,6 +1,6 @@
-"""The PayTabs client straight through its transport (``http11.DirectPost``), over real loopback
-sockets: what reaches the server, what comes back, which failure says "never sent", and that a
-proxy from the environment still gets every request (through httpx's client)."""
+"""The PayTabs client straight through its transport (``direct_post.DirectPost``), over real
+loopback sockets: what reaches the server, what comes back, which failure says "never sent",
+and that a proxy from the environment still gets every request (through httpx's client)."""
 
 from __future__ import annotations
 

@@ -15,18 +15,14 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from paytabs_guard import tracing
+from paytabs_guard.adapters.paytabs.direct_post import DirectPost, proxied_by_environment
 from paytabs_guard.adapters.paytabs.errors import (
     AmbiguousGatewayError,
     PayTabsError,
     error_from_response,
     error_from_transport,
 )
-from paytabs_guard.adapters.paytabs.http11 import (
-    DirectPost,
-    Http11Transport,
-    pool_transport,
-    proxied_by_environment,
-)
+from paytabs_guard.adapters.paytabs.http11 import Http11Transport, pool_transport
 from paytabs_guard.adapters.paytabs.signature import server_key_problem
 from paytabs_guard.adapters.paytabs.transformers import (
     ErrorBody,
@@ -116,7 +112,7 @@ class PayTabsClient:
             follow_redirects=False,
         )
         # Calls go straight to the lean transport, not through httpx's client: a third of the
-        # CPU (http11.DirectPost). httpx's client stays for the other cases and for closing.
+        # CPU (direct_post.DirectPost). httpx's client stays for the other cases and for closing.
         self._direct = (
             DirectPost(own, httpx.URL(self.base_url), headers, timeout)
             if isinstance(own, Http11Transport) and self.base_url.startswith(("http:", "https:"))

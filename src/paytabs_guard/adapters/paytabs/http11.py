@@ -17,13 +17,13 @@ What it keeps from httpx's own transport, because the resilience layer relies on
   closed after ``keepalive_expiry`` seconds rather than reused when the server may have closed
   it; TLS with httpx's default context (certifi, ``SSL_CERT_FILE``).
 
-The PayTabs client sends its calls straight through it (:class:`DirectPost`: the request
-written once per path, the answer as an ``httpx.Response``, content decoding included), and
-keeps httpx's client for a test's transport and for proxies. httpx mounts the proxies named in
-the environment only on a client built without a transport, so where one applies
-(:func:`proxied_by_environment`) the client is built with httpx's own transport instead, and
-likewise where httptools is not installed (the library without the service extra:
-``pool_transport``).
+The PayTabs client sends its calls straight through it (``direct_post.DirectPost``: the
+request written once per path, the answer as an ``httpx.Response``, content decoding
+included), and keeps httpx's client for a test's transport and for proxies. httpx mounts the
+proxies named in the environment only on a client built without a transport, so where one
+applies (``direct_post.proxied_by_environment``) the client is built with httpx's own
+transport instead, and likewise where httptools is not installed (the library without the
+service extra: ``pool_transport``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ import asyncio
 import contextlib
 import ssl
 import time
-import urllib.parse
-import urllib.request
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
@@ -245,7 +243,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
         head, body = await _serialise(request)
-        answer = await self.send(_origin(request.url), head, body, timeouts)
+        answer = await self.send(origin_of(request.url), head, body, timeouts)
         return answer.as_response()
 
     async def send(
@@ -409,71 +407,6 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 return
 
 
-class DirectPost:
-    """POSTs to one base URL straight through an :class:`Http11Transport`, for a client whose
-    every request is a small body with the same headers (the PayTabs client).
-
-    httpx's client costs more CPU per request than this transport does (a profile: 0.6 ms a
-    call through the client, 0.2 ms here, on a slow two-core machine): it merges the URL and
-    the headers, runs the auth and redirect machinery, keeps cookies and builds the request.
-    None of that changes between two PayTabs calls, so the request line and the headers are
-    written once per path here, and the answer comes back as the same ``httpx.Response`` the
-    client would have returned (content decoding included). The exchange itself, the pool, the
-    timeouts and every failure class are the transport's, shared with requests through httpx.
-
-    Use it only where the client would send to this transport anyway (no proxy: see
-    :func:`proxied_by_environment`). What a request through it does not do: send back
-    cookies a server set earlier (PayTabs' API is authorised by a header), ask for compressed
-    answers (they are small), follow redirects (the client never does either).
-    """
-
-    def __init__(
-        self,
-        transport: Http11Transport,
-        base_url: httpx.URL,
-        headers: Mapping[str, str],
-        timeout: httpx.Timeout,
-    ) -> None:
-        self._transport = transport
-        self._origin = _origin(base_url)
-        self._prefix = base_url.raw_path.rstrip(b"/")
-        fixed = [b"Host: " + base_url.netloc + b"\r\n"]
-        for name, value in headers.items():
-            if any(c in name + value for c in "\r\n\0"):  # httpx refuses these too
-                raise ValueError(f"header {name!r} holds a line break or NUL")
-            fixed.append(name.encode("ascii") + b": " + value.encode("latin-1") + b"\r\n")
-        self._headers = b"".join(fixed)
-        self._timeouts: Mapping[str, float | None] = timeout.as_dict()
-        self._heads: dict[str, bytes] = {}
-
-    async def post(self, path: str, body: bytes) -> httpx.Response:
-        """POST ``body`` to ``path`` (under the base URL's path); raises httpx's transport
-        errors exactly as a request through ``httpx.AsyncClient`` with this transport would."""
-        head = self._heads.get(path)
-        if head is None:
-            head = b"POST " + self._prefix + path.encode("ascii") + b" HTTP/1.1\r\n"
-            head = self._heads[path] = head + self._headers
-        length = b"Content-Length: " + str(len(body)).encode("ascii") + b"\r\n\r\n"
-        answer = await self._transport.send(self._origin, head + length, body, self._timeouts)
-        response = answer.as_response()
-        await response.aread()  # decodes a Content-Encoding, as the client does
-        return response
-
-
-def proxied_by_environment(url: str) -> bool:
-    """Whether a proxy named in the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
-    ``ALL_PROXY``, minus ``NO_PROXY``) applies to ``url``.
-
-    httpx mounts those proxies only on a client built without a transport of its own, so a
-    client that must go through one is built that way (with httpx's transport); the others
-    get :class:`Http11Transport`."""
-    parsed = urllib.parse.urlsplit(url)
-    proxies = urllib.request.getproxies()
-    if not (proxies.get(parsed.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parsed.netloc)
-
-
 def _finish(watch: AsyncGenerator[None, None]) -> None:
     """Close a loop's watch after its loop closed without closing it. Left to the garbage
     collector, it would ask that loop to close it, and a closed loop raises. Its ``finally``
@@ -494,7 +427,8 @@ def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
 
-def _origin(url: httpx.URL) -> Origin:
+def origin_of(url: httpx.URL) -> Origin:
+    """The pool's key of a URL: scheme, host and port (the scheme's default when none)."""
     scheme = url.scheme
     if scheme not in ("http", "https"):
         raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
