@@ -109,22 +109,15 @@ def forbidden_scope() -> Problem:
     )
 
 
-def authenticate(keys: ApiKeys, authorization: Sequence[str]) -> ApiClient:
-    """The caller of a request with these ``Authorization`` header values (every one sent), or
-    a 401 problem. Two are refused, not picked from: a proxy and this service could each pick
-    a different one."""
-    client = keys.identify(bearer_token(keys, authorization))
-    if client is None:
-        raise invalid_key()
-    return client
-
-
 def invalid_key() -> Problem:
     return unauthenticated("The API key is not valid; check API_KEYS on the service.")
 
 
 def bearer_token(keys: ApiKeys, authorization: Sequence[str]) -> str:
-    """The API key a request presents, or a 401 problem saying how to send one."""
+    """The API key a request presents (its ``Authorization`` header values, every one sent),
+    or a 401 problem saying how to send one. Two are refused, not picked from: a proxy and
+    this service could each pick a different one. Checking the key is ``KeyGuesses``'s job
+    (key_guesses.py), which counts the wrong ones."""
     if not keys.configured:
         raise unauthenticated("No API keys are configured on this service; set API_KEYS.")
     if len(authorization) > 1:

@@ -84,7 +84,7 @@ def verify(keys: ApiKeys, value: str | None, now: float) -> Operator | None:
 def bearer_token(request: Request) -> str | None:
     """The key a request presents as Bearer: None when it presents none (the session cookie
     decides), ``""`` when it sends several ``Authorization`` headers (nobody, as the API's
-    ``authenticate`` refuses them)."""
+    ``bearer_token`` refuses them)."""
     values = request.headers.getlist("authorization")
     if len(values) > 1:
         return ""
