@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import uvloop
 
 from paytabs_guard import HostedPageRequest, Money, PageOutcome, PayTabs
@@ -44,3 +45,25 @@ def test_one_client_serves_one_asyncio_run_after_another() -> None:
     assert [p.page and p.page.cart_id for p in pages] == [f"order-{n}" for n in range(1, 5)]
     assert len({p.tran_ref for p in pages}) == 4
     assert all(p.redirect_url and not p.resolved_by_query for p in pages)
+
+
+def test_a_client_used_after_its_block_ended_says_so_at_once() -> None:
+    """Not 3.9 s of retries ending in 'the request was never sent' (TransientGatewayError),
+    as if PayTabs were down: a mistake in the caller's code is named, and counts for nothing
+    against the breakers."""
+    with entered_in_thread(lambda: run_simulator(SimulatorConfig())) as simulator:
+
+        async def after_the_block() -> None:
+            async with PayTabs(
+                profile_id=DEFAULT_PROFILE_ID,
+                server_key=DEFAULT_SERVER_KEY,
+                base_url=simulator.base_url,
+            ) as paytabs:
+                pass
+            with pytest.raises(RuntimeError, match="client is closed"):
+                await paytabs.query_cart("order-1")
+            lifetimes = [s.lifetime for s in paytabs.registry.snapshot().values()]
+            assert sum(life.calls for life in lifetimes) == 1  # one attempt: no retry
+            assert sum(life.failures for life in lifetimes) == 0
+
+        asyncio.run(after_the_block())

@@ -86,6 +86,7 @@ class PayTabsClient:
             raise ValueError(problem)
         self.profile_id = profile_id
         self.base_url = base_url.rstrip("/")
+        self._closed = False
         self._observer = observer
         headers = {
             # authorization is the raw server key, no scheme (docs/paytabs.md §3)
@@ -129,6 +130,7 @@ class PayTabsClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        self._closed = True
         await self._http.aclose()
 
     # --- operations ---------------------------------------------------------------------------
@@ -186,6 +188,12 @@ class PayTabsClient:
 
     # --- one attempt --------------------------------------------------------------------------
     async def _post(self, operation: str, path: str, body: dict[str, Any]) -> Any:  # JSON
+        if self._closed:
+            # A mistake in the caller's code, not a gateway failure: no retry, no breaker.
+            raise RuntimeError(
+                "this PayTabs client is closed (its `async with` block ended, or aclose() was "
+                "called); use it inside the block, or build a new one"
+            )
         started = time.perf_counter()
         outcome = "error"
         try:

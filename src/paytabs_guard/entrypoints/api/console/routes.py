@@ -253,9 +253,12 @@ async def _search(request: Request, runtime: Runtime) -> tuple[pages.Search, Any
     try:
         created_from = _day(typed.created_from)
         until = _day(typed.created_to)
-        created_to = until + timedelta(days=1) if until else None  # the "to" day is included
-    except (ValueError, OverflowError):  # (9999-12-31 has no next day)
+    except ValueError:
         return typed, None, "bad_date"
+    try:
+        created_to = until + timedelta(days=1) if until else None  # the "to" day is included
+    except OverflowError:  # 9999-12-31, the last day there is: no bound at all
+        created_to = None
     if created_from and created_to and created_from >= created_to:
         return typed, None, "bad_range"
     found = await search_payments(
