@@ -59,21 +59,27 @@ async def _refunds(simulator: RunningSimulator, cart_id: str) -> list[str]:
     return [t["tran_ref"] for t in listed if t["tran_type"] == "Refund"]
 
 
-async def test_a_refund_answered_503_after_paytabs_made_it_is_found_not_resent(
-    simulator: RunningSimulator,
-) -> None:
+@pytest.fixture
+async def paytabs(simulator: RunningSimulator) -> AsyncIterator[PayTabs]:
     async with PayTabs(
         profile_id=DEFAULT_PROFILE_ID,
         server_key=DEFAULT_SERVER_KEY,
         base_url=simulator.base_url,
         retry=QUICK,
-    ) as paytabs:
-        sale, cart_id = await _paid_sale(simulator, paytabs)
-        simulator.engine.set_faults(_unavailable_after_the_work("/payment/request"))
-        refund = await paytabs.follow_up(
-            FollowUpRequest(FollowUpType.REFUND, sale, cart_id, Money.of("30.00", "SAR"), "r"),
-            known_tran_refs={sale},
-        )
+    ) as client:
+        yield client
+
+
+def _refund_of_30(sale: str, cart_id: str) -> FollowUpRequest:
+    return FollowUpRequest(FollowUpType.REFUND, sale, cart_id, Money.of("30.00", "SAR"), "r")
+
+
+async def test_a_refund_answered_503_after_paytabs_made_it_is_found_not_resent(
+    simulator: RunningSimulator, paytabs: PayTabs
+) -> None:
+    sale, cart_id = await _paid_sale(simulator, paytabs)
+    simulator.engine.set_faults(_unavailable_after_the_work("/payment/request"))
+    refund = await paytabs.follow_up(_refund_of_30(sale, cart_id), known_tran_refs={sale})
     made = await _refunds(simulator, cart_id)
     assert made == [refund.tran_ref]  # the one PayTabs made, not a second one
     assert refund.payment_result is not None
@@ -81,22 +87,11 @@ async def test_a_refund_answered_503_after_paytabs_made_it_is_found_not_resent(
 
 
 async def test_when_no_query_can_tell_the_outcome_is_unknown_not_unsent(
-    simulator: RunningSimulator,
+    simulator: RunningSimulator, paytabs: PayTabs
 ) -> None:
-    async with PayTabs(
-        profile_id=DEFAULT_PROFILE_ID,
-        server_key=DEFAULT_SERVER_KEY,
-        base_url=simulator.base_url,
-        retry=QUICK,
-    ) as paytabs:
-        sale, cart_id = await _paid_sale(simulator, paytabs)
-        simulator.engine.set_faults(
-            _unavailable_after_the_work("/payment/request", "/payment/query")
-        )
-        with pytest.raises(AmbiguousGatewayError) as unknown:
-            await paytabs.follow_up(
-                FollowUpRequest(FollowUpType.REFUND, sale, cart_id, Money.of("30.00", "SAR"), "r"),
-                known_tran_refs={sale},
-            )
+    sale, cart_id = await _paid_sale(simulator, paytabs)
+    simulator.engine.set_faults(_unavailable_after_the_work("/payment/request", "/payment/query"))
+    with pytest.raises(AmbiguousGatewayError) as unknown:
+        await paytabs.follow_up(_refund_of_30(sale, cart_id), known_tran_refs={sale})
     assert unknown.value.http_status == 503
     assert len(await _refunds(simulator, cart_id)) == 1  # it did land: "not sent" was untrue
