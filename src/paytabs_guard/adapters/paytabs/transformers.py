@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final, Literal
@@ -314,14 +314,28 @@ class UnusableTransaction(ValueError):
         self.field = field
 
 
+#: The instants a transaction time may name. Outside them it is no time PayTabs recorded: Go,
+#: which sends PayTabs' notifications, writes an unset time as ``0001-01-01T00:00:00Z``. Such
+#: an instant cannot be stored either: asyncpg sends the first and last datetime as PostgreSQL's
+#: ``-infinity`` and ``infinity``, which no read turns back into a time.
+_PLAUSIBLE_TIMES: Final = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
 def _time(raw: str | None) -> datetime | None:
+    """The transaction time PayTabs sent, in UTC, or None when it is missing, malformed,
+    without an offset or implausible. The time is informative only: a bad one never blocks a
+    result (the result is applied with the time it arrived)."""
     if not raw:
         return None
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None  # the event time is informative only; a bad one never blocks a result
-    return parsed if parsed.tzinfo is not None else None
+        if parsed.tzinfo is None:
+            return None
+        at = parsed.astimezone(UTC)  # 0001-01-01T00:00:00+01:00 overflows here
+    except (ValueError, OverflowError):
+        return None
+    earliest, latest = _PLAUSIBLE_TIMES
+    return at if earliest <= at < latest else None
 
 
 def _charged(transaction: PayTabsTransaction) -> Money:

@@ -140,7 +140,19 @@ def _shape(table: Table) -> tuple[tuple[str, bool], ...]:
     return tuple((column.name, isinstance(column.type, UtcDateTime)) for column in table.c)
 
 
+#: PostgreSQL's infinite instants, as its JSON aggregate writes them, read as asyncpg reads them
+#: from a column: the last and first datetime. The transformer no longer lets such a time in
+#: (``transformers._time``), but a row stored before that must still be readable.
+_INFINITE: Final = {
+    "infinity": datetime.max.replace(tzinfo=UTC),
+    "-infinity": datetime.min.replace(tzinfo=UTC),
+}
+
+
 def _instant(text: str) -> datetime:
+    infinite = _INFINITE.get(text)
+    if infinite is not None:
+        return infinite
     at = datetime.fromisoformat(text)
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
