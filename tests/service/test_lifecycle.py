@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,7 @@ from paytabs_guard.adapters.sql import create_engine, sql_unit_of_work_factory
 from paytabs_guard.domain import (
     DomainError,
     FollowUpInProgress,
+    GatewayResult,
     GatewayStatus,
     Money,
     OutcomeKind,
@@ -24,7 +27,7 @@ from paytabs_guard.domain import (
 )
 from paytabs_guard.entrypoints.reconcile import reconcile
 from paytabs_guard.service.follow_ups import refund_payment
-from paytabs_guard.service.gateway import GatewayNotReached, GatewayRejected
+from paytabs_guard.service.gateway import Gateway, GatewayNotReached, GatewayRejected
 from paytabs_guard.service.payments import (
     CreatePayment,
     PaymentDeps,
@@ -77,6 +80,48 @@ async def test_a_withheld_callback_is_repaired_by_reconciliation(world: World) -
     assert report.changed == 1
     assert (await get_payment(world.deps, payment.id)).state is PaymentState.COMPLETED
     assert (await world.outbox_types(payment.id)).count("payment.completed") == 1
+
+
+class _FailsFor:
+    """The gateway, except that asking about one cart raises: a payment the pass cannot settle
+    (as a row it could not read once made it)."""
+
+    def __init__(self, gateway: Gateway, cart_id: str) -> None:
+        self._gateway = gateway
+        self._cart_id = cart_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gateway, name)
+
+    async def transactions(self, cart_id: str) -> Sequence[GatewayResult]:
+        if cart_id == self._cart_id:
+            raise RuntimeError("this payment cannot be settled")
+        return await self._gateway.transactions(cart_id)
+
+
+async def test_a_payment_reconciliation_cannot_settle_does_not_stop_the_others(
+    world: World,
+) -> None:
+    await world.faults(callback_withhold_rate=1.0)
+    stuck = []
+    for _ in range(3):
+        payment = await create_payment(world.deps, order())
+        assert payment.redirect_url is not None
+        await world.pay(payment.redirect_url)
+        stuck.append(payment)
+        world.clock.advance(timedelta(seconds=1))  # the first is the oldest: the pass's first
+    world.clock.advance(timedelta(minutes=10))
+    failing = replace(world.deps, gateway=_FailsFor(world.deps.gateway, stuck[0].cart_id))
+
+    report = await reconcile_once(failing, stuck_after=timedelta(minutes=5))
+
+    assert (report.examined, report.failed, report.changed) == (3, 1, 2)
+    states = [(await get_payment(world.deps, p.id)).state for p in stuck]
+    assert states == [
+        PaymentState.AWAITING_CUSTOMER,
+        PaymentState.COMPLETED,
+        PaymentState.COMPLETED,
+    ]
 
 
 async def test_an_unpaid_page_past_its_ttl_expires(world: World) -> None:

@@ -21,7 +21,9 @@ async def reconcile_until(container: Container, stop: asyncio.Event) -> None:
     def on_report(report: ReconcileReport) -> None:
         finished = container.payments.clock()
         container.reconciliation.record(report, finished)
-        result = "unreachable" if report.unreachable else "ok"
+        # unreachable first: its alert is the critical one, and a payment that fails to settle
+        # fails again at the next pass, which a recovered PayTabs lets count as failed
+        result = "unreachable" if report.unreachable else "failed" if report.failed else "ok"
         container.metrics.reconciliation(result, finished.timestamp())
         for before, after in report.transitions:
             # what reconciliation settled counts as a transition of its own source: the

@@ -35,13 +35,15 @@ async def reconcile(
         "examined": report.examined,
         "changed": report.changed,
         "unreachable": report.unreachable,
+        "failed": report.failed,
         "tokens_deleted": report.tokens_deleted,
         "states": report.states,
     }
 
 
 def run_reconcile(settings: Settings, *, limit: int, stuck_after_seconds: int | None) -> int:
-    """Print the pass's report as JSON; exit 1 when PayTabs could not be asked about some."""
+    """Print the pass's report as JSON; exit 1 when PayTabs could not be asked about some
+    payments, or settling some failed (each failure is logged)."""
     stuck_after = None if stuck_after_seconds is None else timedelta(seconds=stuck_after_seconds)
     try:
         report = asyncio.run(reconcile(settings, limit=limit, stuck_after=stuck_after))
@@ -52,4 +54,4 @@ def run_reconcile(settings: Settings, *, limit: int, stuck_after_seconds: int | 
         print(f"paytabs-guard reconcile: cannot use {where}: {why}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2))
-    return 1 if report["unreachable"] else 0
+    return 1 if report["unreachable"] or report["failed"] else 0

@@ -49,6 +49,9 @@ class ReconcileReport:
     changed: int = 0
     #: payments PayTabs could not be asked about, and left tokens it could not be asked to delete
     unreachable: int = 0
+    #: payments whose settling failed with an error (logged with the payment's id); the next
+    #: pass tries them again
+    failed: int = 0
     #: tokens of cards deleted before PayTabs issued them, deleted at PayTabs by this pass
     tokens_deleted: int = 0
     states: dict[str, int] = field(default_factory=dict)
@@ -111,6 +114,13 @@ async def reconcile_once(
         try:
             settled = await settle(deps, payment_id)
         except PaymentNotFound:
+            continue
+        except Exception:
+            # One payment the pass cannot settle (a row it cannot read, a write that fails)
+            # must not stop the others: the stuck ones come oldest first, so a failure that
+            # ended the pass would end every later pass at the same payment.
+            log.exception("reconcile: settling a payment failed", extra={"payment_id": payment_id})
+            report.failed += 1
             continue
         if settled is None:
             report.unreachable += 1
