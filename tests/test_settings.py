@@ -140,6 +140,10 @@ def test_webhook_secret_defaults_to_the_server_key_and_accepts_a_rotation_list()
     assert [s.get_secret_value() for s in only_key.webhook_secrets] == ["S-KEY"]
     rotating = load_settings({"PAYTABS_SERVER_KEY": "S-KEY", "PAYTABS_WEBHOOK_SECRET": "new, old"})
     assert [s.get_secret_value() for s in rotating.webhook_secrets] == ["new", "old"]
+    # whsec_ secrets are no PayTabs keys: listed alone, they leave the server key in place.
+    relay = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    relay_only = load_settings({"PAYTABS_SERVER_KEY": "S-KEY", "PAYTABS_WEBHOOK_SECRET": relay})
+    assert [s.get_secret_value() for s in relay_only.webhook_secrets] == ["S-KEY", relay]
 
 
 def test_secrets_never_appear_in_repr_or_errors() -> None:

@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     )
     paytabs_webhook_secret: SecretList = Field(
         (),
-        description="Keys that may sign callbacks, comma-separated for rotation; "
-        "empty = the server key (PayTabs signs with it)",
+        description="Keys that may sign callbacks, comma-separated for rotation, and whsec_ "
+        "secrets of Standard Webhooks deliveries; without a PayTabs key in it (empty, or only "
+        "whsec_ secrets) the server key (PayTabs signs with it)",
     )
     paytabs_timeout: PositiveMs = Field(
         30000,
@@ -437,10 +438,16 @@ class Settings(BaseSettings):
     # --- derived values -----------------------------------------------------------------------
     @property
     def webhook_secrets(self) -> tuple[SecretStr, ...]:
-        """Keys that may sign PayTabs callbacks: the configured list, else the server key."""
-        if self.paytabs_webhook_secret:
-            return self.paytabs_webhook_secret
-        return (self.paytabs_server_key,) if self.paytabs_server_key else ()
+        """Keys that may sign PayTabs callbacks and returns, then the ``whsec_`` secrets of
+        Standard Webhooks deliveries: the configured list; when it names no PayTabs key (none,
+        or only ``whsec_`` secrets, which PayTabs never signs with), the server key first.
+        Before, a list of ``whsec_`` secrets alone left PayTabs' own callbacks and every
+        customer's return without a key: all refused."""
+        configured = self.paytabs_webhook_secret
+        if any(not secret.get_secret_value().startswith("whsec_") for secret in configured):
+            return configured
+        server_key = (self.paytabs_server_key,) if self.paytabs_server_key else ()
+        return (*server_key, *configured)
 
     @property
     def longest_paytabs_write(self) -> timedelta:

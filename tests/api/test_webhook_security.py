@@ -187,6 +187,35 @@ async def test_4_wrong_key_is_401_and_old_keys_work_only_while_listed(
             assert revoked.status_code == 401
 
 
+async def test_4_whsec_secrets_alone_leave_paytabs_signing_with_the_server_key(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    # A relay's whsec_ secret is no PayTabs key: listing it alone must not take the server key
+    # away from PayTabs' callbacks and the customers' returns, both signed with it.
+    async with running_service(sim, sqlite_url, env={"PAYTABS_WEBHOOK_SECRET": WHSEC}) as service:
+        payment = await _awaiting(service)
+        response = await deliver(service.anonymous, transaction(payment, "A"))
+        assert response.json() == {"received": True, "outcome": "processed"}
+        assert (await service.get(payment["id"]))["state"] == "completed"
+
+        paid = await service.pay(await _awaiting(service))
+        returned = await service.anonymous.post(
+            "/payments/v2/return", data=paid["return"]["fields"]
+        )
+        assert returned.status_code == 200, returned.text
+        assert "could not be read" not in returned.text
+
+        relayed = await _awaiting(service)
+        raw = encode(transaction(relayed, "A"))
+        headers = standard.headers_for("msg_1", raw, WHSEC, datetime.now(UTC))
+        still = await service.anonymous.post(
+            "/payments/v2/webhook",
+            content=raw,
+            headers=headers | {"Content-Type": "application/json"},
+        )
+        assert still.json()["outcome"] == "processed"
+
+
 async def test_5_signature_off_by_one_character_is_401(service: Service) -> None:
     payment = await _awaiting(service)
     raw = encode(transaction(payment))
