@@ -94,3 +94,29 @@ async def test_a_mismatched_result_after_the_genuine_one_is_quarantined_not_a_du
     assert (await deliver(any_service.anonymous, genuine)).json()["outcome"] == "duplicate"
     assert await any_service.get(payment["id"]) == before
     assert await any_service.outbox_events(payment["id"]) == events
+
+
+async def test_a_known_refund_repeated_with_another_amount_is_quarantined_not_a_duplicate(
+    any_service: Service,
+) -> None:
+    payment = await any_service.create("12.50", "SAR")
+    await deliver(any_service.anonymous, transaction(payment, "A"))
+
+    def refund(amount: str) -> dict[str, Any]:
+        return transaction(
+            payment,
+            "A",
+            tran_ref="TST9900000000001",
+            tran_type="Refund",
+            amount=amount,
+            previous_tran_ref=payment["tran_ref"],
+        )
+
+    assert (await deliver(any_service.anonymous, refund("5.00"))).json()["outcome"] == "processed"
+    other = await deliver(any_service.anonymous, refund("7.00"))
+    assert other.json()["outcome"] == "quarantined"
+    assert _quarantined(any_service) == 1
+    after = await any_service.get(payment["id"])
+    assert after["refunded"] == "5.00"
+    # The genuine repeat is still what it was: a duplicate, no second effect.
+    assert (await deliver(any_service.anonymous, refund("5.00"))).json()["outcome"] == "duplicate"

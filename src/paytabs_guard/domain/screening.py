@@ -14,7 +14,8 @@ profile, cart id, amount and currency must equal our record). Checked, in order:
   currencies on the profile) may the charge be in another currency; it is then recorded;
 - an APM's completing sale (``previous_tran_ref`` = our payment request) is the only one;
 - a capture, void or release follows our auth; a refund follows our sale, APM sale or capture;
-  follow-ups are for more than zero and at most the payment's amount; one capture per payment;
+  follow-ups are for more than zero and at most the payment's amount, and one already recorded
+  keeps its kind and amount; one capture per payment;
   a refund never takes more than captured - refunded - other pending refunds.
 """
 
@@ -97,6 +98,14 @@ def _follow_up(payment: Payment, result: GatewayResult) -> str | None:
         return f"{describe(result)} needs an auth; this is a {payment.tran_type} payment"
     if result.amount.minor_units <= 0 or payment.amount < result.amount:
         return f"{describe(result)} for {result.amount} does not fit a payment of {payment.amount}"
+    known = payment.transaction(result.tran_ref)
+    if known is not None and (known.tran_type, known.amount) != (result.tran_type, result.amount):
+        # A transaction does not change its kind or amount: this is not the one recorded (and
+        # answering it "duplicate" by its dedupe key would hide the mismatch).
+        return (
+            f"{describe(result)} for {result.amount}: {known.tran_ref} is recorded as a "
+            f"{known.tran_type} for {known.amount}"
+        )
     # A refund may follow a capture or an APM sale not seen yet. Until money moved not every
     # parent it could have is known, so it is left to the table (ILLEGAL: deliver it later).
     parents_known = payment.tran_ref is not None and (
