@@ -85,6 +85,7 @@ async def test_a_pending_refund_settled_at_paytabs_is_applied_by_reconciliation(
     assert pending.status_code == 200, pending.text
     assert pending.json()["refunded"] == "0.00"
     assert pending.json()["refundable"] == "70.00"  # on its way back: not refundable again
+    assert pending.json()["pending_refunds"] == "30.00"  # and the merchant can tell
     await _sim(service, "PUT", "/_sim/faults", json=lost_callbacks)
     [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
     assert refund["payment_result"]["response_status"] == "P"
@@ -102,6 +103,8 @@ async def test_a_pending_refund_settled_at_paytabs_is_applied_by_reconciliation(
     report = await reconcile_now(service, database_url)
     assert (report["examined"], report["changed"]) == (1, 1)
     assert report["states"] == {"partially_refunded": 1}
+    settled = await service.get(payment["id"])
+    assert (settled["refunded"], settled["pending_refunds"]) == ("30.00", "0.00")
     await _assert_refunded_once(service, database_url, payment["id"])
 
 

@@ -120,6 +120,10 @@ _FOLLOW_UP_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_FOLLOW_UP_RESPONSES,
 )
 async def refund(payment_id: str, body: RefundIn, write: PaymentWriteDep) -> Response:
+    """200 with the payment: `refunded` grew by the amount when PayTabs approved the refund,
+    `pending_refunds` when PayTabs reports it pending (its callback or a query settles it
+    later); 202 when PayTabs' answer was unclear."""
+
     async def refund_it() -> Payment:
         amount = await _money(write.service, payment_id, body.amount, body.currency)
         return await write.service.refund(payment_id, amount)

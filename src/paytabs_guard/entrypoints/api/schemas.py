@@ -361,6 +361,11 @@ class PaymentOut(BaseModel):
     captured: str
     refunded: str
     refundable: str
+    pending_refunds: str = Field(
+        description="Refunds PayTabs reports pending: in neither `refunded` (until PayTabs "
+        "settles them) nor `refundable`. A refund answered 200 that grew this is not done yet"
+    )
+    pending_captures: str = Field(description="Captures PayTabs reports pending (not captured)")
     description: str
     redirect_url: str | None = Field(description="The hosted page to send the customer to")
     return_url: str | None
@@ -399,6 +404,8 @@ class PaymentOut(BaseModel):
             captured=payment.captured.format(),
             refunded=payment.refunded.format(),
             refundable=payment.refundable.format(),
+            pending_refunds=payment.pending_refunds.format(),
+            pending_captures=payment.pending_captures.format(),
             description=payment.description,
             redirect_url=payment.redirect_url,
             return_url=payment.return_url,
