@@ -48,3 +48,43 @@ async def test_an_unknown_currency_is_reported_on_the_currency(service: Service)
     )
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["currency"]
+
+
+@pytest.mark.parametrize("operation", ["refund", "capture"])
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("1.000", "SAR takes at most 2 decimal places; this amount has 3"),
+        ("0.0100000", "SAR takes at most 2 decimal places; this amount has 7"),
+    ],
+)
+async def test_a_follow_up_amount_follows_the_create_s_decimal_rule(
+    service: Service, operation: str, amount: str, message: str
+) -> None:
+    # "1.000" was refused on a create and refunded as 1.00: one rule for every amount a
+    # client writes, and nothing sent to PayTabs when it is broken.
+    tran_type = "sale" if operation == "refund" else "auth"
+    payment = await service.create("10.00", "SAR", tran_type=tran_type)
+    await service.pay(payment)
+    await service.callbacks_done()
+    before = await service.simulated(payment["id"])
+    response = await service.api.post(
+        f"/payments/v2/{payment['id']}/{operation}",
+        json={"amount": amount},
+        headers={"Idempotency-Key": new_key()},
+    )
+    assert response.status_code == 422, response.text
+    assert message in response.json()["detail"]
+    assert await service.simulated(payment["id"]) == before
+
+
+@pytest.mark.parametrize("amount", ["123456789012345678", "1.0000000000000"])
+async def test_an_amount_too_long_is_told_the_digit_limits(service: Service, amount: str) -> None:
+    response = await service.api.post(
+        "/payments/v2/create",
+        json={"amount": amount, "currency": "SAR", "description": "Order 1"},
+        headers={"Idempotency-Key": new_key()},
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert "1 to 12 digits" in error["message"]

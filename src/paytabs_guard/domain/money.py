@@ -104,6 +104,22 @@ class Money:
             raise InvalidMoney(f"{shown!r} is not a plain decimal amount such as '12.50'")
         return cls.of(Decimal(amount), currency)
 
+    @classmethod
+    def parse_request(cls, amount: str, currency: str) -> Money:
+        """An amount a client wrote (already checked as a plain decimal string), by the one
+        rule every write of the API states: at most as many decimal places as the currency
+        has, zeros included. ``"1.000"`` SAR is refused, where :meth:`parse_gateway` reads a
+        gateway's ``"1.000"`` as 1.00: a client that writes three places for a two-place
+        currency has its currency or amount wrong, and is told so before anything happens."""
+        exponent = currency_exponent(currency)
+        _, _, decimals = amount.partition(".")
+        if len(decimals) > exponent:
+            raise InvalidMoney(
+                f"{currency.upper()} takes at most {exponent} decimal places; "
+                f"this amount has {len(decimals)}"
+            )
+        return cls.of(amount, currency)
+
     @property
     def exponent(self) -> int:
         return CURRENCY_EXPONENTS[self.currency]

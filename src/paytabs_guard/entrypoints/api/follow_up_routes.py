@@ -45,7 +45,7 @@ async def _money(
             f"currency: the payment is in {expected}; send {expected} or leave currency out.",
             extensions={"field": "currency"},
         )
-    return Money.of(amount, expected)
+    return Money.parse_request(amount, expected)  # the create's rule: "1.000" is no SAR
 
 
 FollowUp = Callable[[], Awaitable[Payment]]

@@ -41,8 +41,8 @@ def _amount_string(value: object) -> object:
         )
     if isinstance(value, str) and not _AMOUNT.fullmatch(value):
         raise ValueError(
-            'must be a decimal string such as "12.50" (digits, one optional point; no '
-            "sign, no exponent, no spaces)"
+            'must be a decimal string such as "12.50": 1 to 12 digits, then optionally a point '
+            "and 1 to 12 more (no sign, no exponent, no spaces)"
         )
     return value
 
@@ -99,7 +99,12 @@ Text = Annotated[str, AfterValidator(_printable)]
 AmountString = Annotated[
     str,
     BeforeValidator(_amount_string),
-    Field(description='Decimal string in the currency\'s units, e.g. "12.50"', examples=["12.50"]),
+    Field(
+        description='Decimal string in the currency\'s units, e.g. "12.50"',
+        examples=["12.50"],
+        # documented only: _amount_string checks it first, with a message that says the rule
+        json_schema_extra={"pattern": f"^{_AMOUNT.pattern}$", "maxLength": 25},
+    ),
 ]
 Currency = Annotated[
     str,
@@ -181,15 +186,8 @@ class _ChargeIn(_Input):
             currency_exponent(self.currency)
         except InvalidMoney as error:
             raise ValueError(f"currency: {error}") from None
-        exponent = currency_exponent(self.currency)
-        _, _, decimals = self.amount.partition(".")
-        if len(decimals) > exponent:
-            raise ValueError(
-                f"amount: {self.currency} takes at most {exponent} decimal places; "
-                f"this amount has {len(decimals)}"
-            )
         try:
-            money = Money.of(self.amount, self.currency)
+            money = Money.parse_request(self.amount, self.currency)
         except InvalidMoney as error:
             raise ValueError(f"amount: {error}") from None
         if money.minor_units <= 0:
