@@ -163,6 +163,11 @@ async def test_list_filters_and_paginates_newest_first(service: Service) -> None
             refused = await service.api.get("/payments/v2", params={name: edge})
             assert refused.status_code == 422, refused.text
             assert name in refused.json()["detail"]
+    # A bare number is no date-time, though pydantic would read it as Unix seconds.
+    for number in ("1700000000", "1700000000.5", "-5"):
+        unix = await service.api.get("/payments/v2", params={"created_from": number})
+        assert unix.status_code == 422, unix.text
+        assert "not a number" in unix.text
     in_range = await service.api.get("/payments/v2", params={"created_to": "9999-12-31T00:00:00Z"})
     assert len(in_range.json()["data"]) == 5  # every payment: all before the end of 9999
     bad_cursor = await service.api.get("/payments/v2", params={"cursor": "%%%"})

@@ -166,7 +166,8 @@ class ReplayIn(BaseModel):
     """Name the dead letters to send again: by ``ids``, or every one of a ``sink`` and/or
     ``type`` (combined, they narrow each other)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # An empty body names nothing (a 422 that says so): the schema says it too.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     ids: list[DeadLetterId] = Field(default_factory=list, max_length=MAX_REPLAY_IDS)
     sink: str | None = Field(None, min_length=1, max_length=200)

@@ -91,7 +91,7 @@ async def list_events(
         Query(description="Event type; repeat for several", max_length=20),
     ] = None,
     payment_id: Annotated[str | None, _NAME] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, json_schema_extra={"minLength": 1})] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
 ) -> EventListOut:
     _known_types(type or ())
@@ -120,7 +120,7 @@ async def dead_letters(
     _admin: AdminDep,
     sink: Annotated[str | None, _NAME] = None,
     type: Annotated[str | None, EVENT_TYPE_SCHEMA, _NAME] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, json_schema_extra={"minLength": 1})] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
 ) -> DeadLetterListOut:
     _known_types([type] if type else ())

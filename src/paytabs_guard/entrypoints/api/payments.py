@@ -5,11 +5,13 @@ Writes take an ``Idempotency-Key`` (see ``idempotency.py``); errors are problems
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BeforeValidator
 from starlette.responses import Response
 
 from paytabs_guard.domain import Operation, Payment, PaymentState, Trigger
@@ -261,6 +263,18 @@ async def create_wrong_method() -> Response:
     raise problems.method_not_allowed(("POST",))
 
 
+def _written_as_a_time(value: object) -> object:
+    """pydantic reads a bare number as Unix seconds: ``created_from=1700000000`` was taken
+    for 2023-11-14, while the schema says date-time and the docs "with zone"."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError("must be a date-time with a zone, e.g. 2025-01-29T10:00:00Z, not a number")
+    return value
+
+
+_NUMBER: Final = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?")
+Instant = Annotated[datetime, BeforeValidator(_written_as_a_time)]
+
+
 def _aware(value: datetime | None, name: str) -> datetime | None:
     """``value`` as an instant in UTC; a 422 without a zone, or when it has no UTC time (year
     1 at +14:00, year 9999 at -14:00: the database would fail on it, a 500)."""
@@ -294,9 +308,9 @@ async def list_all(
     service: PaymentServiceDep,
     _client: ClientDep,
     state: Annotated[list[PaymentState] | None, Query(description="Repeat for several")] = None,
-    created_from: Annotated[datetime | None, Query(description="Inclusive, with zone")] = None,
-    created_to: Annotated[datetime | None, Query(description="Exclusive, with zone")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    created_from: Annotated[Instant | None, Query(description="Inclusive, with zone")] = None,
+    created_to: Annotated[Instant | None, Query(description="Exclusive, with zone")] = None,
+    cursor: Annotated[str | None, Query(max_length=200, json_schema_extra={"minLength": 1})] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
 ) -> PaymentListOut:
     after = decode_cursor("after", cursor)
