@@ -56,6 +56,7 @@ from paytabs_guard.resilience import (
 )
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.resilience.history import BreakerHistory
+from paytabs_guard.resilience.prober import MAX_IN_FLIGHT
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy, Sleep
 from paytabs_guard.resilience.shared import SharedBreakerState
 from paytabs_guard.service import gateway_calls
@@ -72,9 +73,11 @@ def build_paytabs_client(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     observer: Observer | None = None,
+    max_connections: int | None = None,
 ) -> PayTabsClient:
     """The PayTabs client for the configured profile, region (or base-URL override) and timeout."""
     profile_id, server_key = settings.require_paytabs_credentials()
+    pool = {} if max_connections is None else {"max_connections": max_connections}
     return PayTabsClient(
         profile_id=profile_id,
         server_key=server_key,
@@ -86,6 +89,7 @@ def build_paytabs_client(
         ),
         transport=transport,
         observer=observer,
+        **pool,
     )
 
 
@@ -121,7 +125,7 @@ def build_prober(
     Any well-formed PayTabs answer ("not found" included) proves PayTabs answers; the query
     goes straight to the client (no retry, no breaker), and is never in the error-rate window.
     """
-    client = parts.client
+    client = parts.probe_client
 
     async def probe() -> object:
         return await client.query_cart(f"probe-{secrets.token_hex(8)}")
@@ -129,7 +133,8 @@ def build_prober(
     # A probe is allowed what a real call is allowed. A shorter bound would call a gateway
     # that answers slowly (it is up: every real call would succeed) "down", and keep the
     # breaker open, turning away every sale, until the reset timeout. A probe that hangs
-    # does not hold the next one back (the prober keeps a few in flight).
+    # does not hold the next one back (the prober keeps a few in flight, and the oldest gives
+    # way after prober.PROBE_PATIENCE when they are all taken).
     timeout = min(settings.paytabs_timeout, settings.circuit_breaker_timeout) / 1000
     return BreakerProber(
         parts.breakers,
@@ -158,9 +163,12 @@ class GatewayParts:
     retry: RetryPolicy
     paytabs: ResilientPayTabs
     gateway: PayTabsGateway
+    #: The recovery probes' own client, with connections of its own (``build_gateway``).
+    probe_client: PayTabsClient
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        await self.probe_client.aclose()
 
 
 def build_gateway(
@@ -193,7 +201,15 @@ def build_gateway(
     # still recorded, not lost; the callback of one already applied is a duplicate.
     callback_url = service_urls(settings.public_base_url).callback_url
     gateway = PayTabsGateway(paytabs, breakers, follow_up_callback_url=callback_url)
-    return GatewayParts(client, breakers, retry, paytabs, gateway)
+    # Probes never wait behind real calls for a connection: in an outage that hangs, those
+    # hold every connection of the pool until their timeout, and a probe queued behind them
+    # learnt of the recovery that much later (an audit: 14-21 s with the default timeouts).
+    # As many connections as the prober keeps in flight, every breaker probing at once.
+    connections = MAX_IN_FLIGHT * len(breakers.names())
+    probe_client = build_paytabs_client(
+        settings, transport=transport, observer=observer, max_connections=connections
+    )
+    return GatewayParts(client, breakers, retry, paytabs, gateway, probe_client)
 
 
 # ---- the service's container --------------------------------------------------------------------

@@ -23,6 +23,7 @@ from paytabs_guard.resilience import (
     ManualClock,
     ProbeFn,
 )
+from paytabs_guard.resilience.prober import MAX_IN_FLIGHT
 
 pytestmark = pytest.mark.anyio
 
@@ -688,6 +689,48 @@ async def test_probes_hurried_into_a_hang_still_leave_on_time() -> None:
     assert sent >= 10  # one every 250 ms (spread), all still hanging; not 4 and then none
     release.set()
     await asyncio.gather(*started)
+    await prober.aclose()
+
+
+async def test_with_a_long_call_timeout_a_recovery_after_a_hang_is_seen_within_a_second() -> None:
+    """The default call timeout (27 s) and a gateway that hangs for 40 s while sales wait: the
+    ten probes in flight hung for their whole timeout, no probe left meanwhile, and the
+    recovery was seen up to 27 s late (an audit saw 14-21 s). The oldest probe now gives way
+    once it has waited PROBE_PATIENCE, so a probe keeps leaving and one finds the recovery."""
+    clock = ManualClock()
+    hanging = True
+    release = asyncio.Event()
+    sent = 0
+
+    async def gateway() -> None:
+        nonlocal sent
+        sent += 1
+        if hanging:
+            await release.wait()  # never released: the gateway holds it until it is given up
+
+    # (the open period's own timer trial kept out of it: probes alone must find the recovery)
+    breaker, prober = probed(clock, gateway, min_open_time=None, reset_timeout=120.0)
+    prober._timeout = 27.0
+    await trip(breaker)
+    opened = clock()
+    started: list[asyncio.Task[None]] = []
+    recovered_at = None
+    for _ in range(6000):  # 60 s, a sale turned away every 10 ms while the breaker is open
+        clock.advance(0.01)
+        if hanging and clock() - opened >= 40.0:
+            hanging, recovered_at = False, clock()
+        if breaker.state == "open":
+            with pytest.raises(CircuitOpenError):
+                await breaker.call(ok)
+        started += prober._start_due()
+        await settle()
+        if breaker.state != "open":
+            break
+    assert recovered_at is not None
+    assert breaker.state == "half_open"
+    assert clock() - recovered_at < 1.0  # not the 27 s of a probe's timeout
+    assert sum(not task.done() for task in started) <= MAX_IN_FLIGHT  # never more than ten
+    assert sent < 150  # a probe every half second or so while it hung, not one per sale
     await prober.aclose()
 
 

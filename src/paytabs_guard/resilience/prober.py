@@ -43,7 +43,15 @@ logger = logging.getLogger(__name__)
 # the interval, while sales wait) while older ones hang until the timeout, never more than this.
 # Fewer would hide a recovery from a gateway that hung: the probes sent into the hang hold
 # every slot until they time out, and the first probe to see the recovery waits for one.
-_MAX_IN_FLIGHT = 10
+MAX_IN_FLIGHT = 10
+
+# How long the oldest probe in flight is waited for before it gives way to a new one, when a
+# probe is due and MAX_IN_FLIGHT are in flight. Without it a gateway that hung held all ten
+# for the call timeout (27 s with the defaults), no probe left meanwhile, and a recovery was
+# seen up to that late (an audit: 14-21 s). A probe in flight this long has found a hang; a
+# gateway slower than this still answers the open period's own trial, which waits the whole
+# call timeout.
+PROBE_PATIENCE = 5.0
 
 # Two readings of the planned look closer than this are the same plan (each adds a wait to
 # its own clock reading); a probe brought forward moves by a share of an interval, far more.
@@ -96,7 +104,8 @@ class BreakerProber:
         self._timeout = timeout
         self._lease = lease
         self._clock = clock
-        self._in_flight: dict[str, int] = {}
+        # Per breaker, its probes in flight and when each left (oldest first).
+        self._flying: dict[str, dict[asyncio.Task[None], float]] = {}
         self._held: set[str] = set()
         self._sending: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -115,9 +124,9 @@ class BreakerProber:
             # A sale turned away or held brought the next probe forward (ProbeBook.demanded):
             # look then, not at the time planned before it.
             breaker = self._registry[event.breaker]
-            wait = breaker.next_look_in()
-            if wait is None or self._saturated(breaker):
-                return  # (a saturated breaker waits for one of its probes to end)
+            wait = self._next_look(breaker)
+            if wait is None:
+                return
             look_at = self._clock() + wait
             if look_at < self._look_at - _SAME_MOMENT:
                 self._look_at = look_at
@@ -149,32 +158,55 @@ class BreakerProber:
         tasks = []
         for breaker in self._probed():
             # A probe that hangs does not hold the next one back, but no more than a few of
-            # one breaker's probes are ever in flight.
-            if breaker.probe_due() and not self._saturated(breaker):
+            # one breaker's probes are ever in flight: past that the oldest gives way.
+            if breaker.probe_due() and (not self._saturated(breaker) or self._make_room(breaker)):
                 breaker.probe_sent()
                 task = asyncio.get_running_loop().create_task(self._probe(breaker))
+                self._flying.setdefault(breaker.name, {})[task] = self._clock()
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)
                 tasks.append(task)
         return tasks
 
-    def _saturated(self, breaker: CircuitBreaker) -> bool:
+    def _limit(self, breaker: CircuitBreaker) -> int:
         interval = breaker.config.probe_interval or self._timeout
-        limit = min(math.ceil(self._timeout / hurried_gap(interval)) + 1, _MAX_IN_FLIGHT)
-        return self._in_flight.get(breaker.name, 0) >= limit
+        return min(math.ceil(self._timeout / hurried_gap(interval)) + 1, MAX_IN_FLIGHT)
+
+    def _saturated(self, breaker: CircuitBreaker) -> bool:
+        return len(self._flying.get(breaker.name, ())) >= self._limit(breaker)
+
+    def _make_room(self, breaker: CircuitBreaker) -> bool:
+        """Give up the oldest probe in flight if it has waited ``PROBE_PATIENCE``: it counts as
+        unanswered, as it would at its timeout. Returns whether there is room now."""
+        flying = self._flying.get(breaker.name)
+        if not flying:
+            return True
+        oldest, left_at = next(iter(flying.items()))
+        if self._clock() - left_at < min(PROBE_PATIENCE, self._timeout):
+            return False
+        del flying[oldest]
+        oldest.cancel()
+        breaker.record_probe(succeeded=False)
+        return not self._saturated(breaker)
+
+    def _next_look(self, breaker: CircuitBreaker) -> float | None:
+        """Seconds until ``breaker`` needs a look: its next probe, or for a saturated one the
+        moment its oldest probe may give way (None: only a state change can make one due)."""
+        wait = breaker.next_look_in()
+        if wait is None or not self._saturated(breaker):
+            return wait
+        left_at = next(iter(self._flying[breaker.name].values()))
+        patience = left_at + min(PROBE_PATIENCE, self._timeout) - self._clock()
+        return max(wait, patience, 0.0)
 
     def _next_wait(self) -> float | None:
-        # A saturated breaker is left out: the end of one of its probes wakes the loop.
-        waits = [
-            wait
-            for b in self._probed()
-            if (wait := b.next_look_in()) is not None and not self._saturated(b)
-        ]
+        # A saturated breaker looks again when its oldest probe may give way (the end of one
+        # of its probes wakes the loop sooner).
+        waits = [wait for b in self._probed() if (wait := self._next_look(b)) is not None]
         return min(waits) if waits else None
 
     async def _probe(self, breaker: CircuitBreaker) -> None:
         name = breaker.name
-        self._in_flight[name] = self._in_flight.get(name, 0) + 1
         try:
             if self._lease is not None:
                 interval = breaker.config.probe_interval or 1.0
@@ -193,7 +225,9 @@ class BreakerProber:
             succeeded = await self._send(breaker)
             breaker.record_probe(succeeded=succeeded, latency=self._clock() - started)
         finally:
-            self._in_flight[name] -= 1
+            task = asyncio.current_task()
+            if task is not None:
+                self._flying.get(name, {}).pop(task, None)  # (one given up is gone already)
             self._wake.set()
 
     async def _send(self, breaker: CircuitBreaker) -> bool:
