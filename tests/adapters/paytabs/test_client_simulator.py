@@ -5,6 +5,7 @@ callback, query, partial refund, refund beyond the captured amount refused)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import socket
@@ -350,6 +351,30 @@ async def test_a_hung_gateway_times_out_as_ambiguous(gateway: Gateway) -> None:
     ) as impatient:
         with pytest.raises(AmbiguousGatewayError, match="ReadTimeout"):
             await impatient.query_cart("x")
+
+
+async def test_with_every_connection_hung_a_call_fails_at_once_as_never_sent(
+    gateway: Gateway,
+) -> None:
+    """Calls hanging at PayTabs hold every connection. The next call waited for one for its
+    whole timeout (27 s with the defaults), seen by nobody as a failure; now it fails after
+    POOL_WAIT_SECONDS as never sent: safe to send again, and counted by the breaker."""
+    await gateway.faults(hang_rate=1.0, hang_phase="before", hang_max_seconds=30)
+    async with PayTabsClient(
+        profile_id=DEFAULT_PROFILE_ID,
+        server_key=KEY,
+        base_url=gateway.simulator.base_url,
+        timeout_seconds=30,
+        max_connections=1,
+    ) as client:
+        hung = asyncio.create_task(client.query_cart("hangs"))
+        await asyncio.sleep(0)  # (it takes the one connection)
+        async with asyncio.timeout(10):  # far below the 30 s a call may take
+            with pytest.raises(TransientGatewayError, match="PoolTimeout"):
+                await client.query_cart("waits")
+        hung.cancel()
+        with contextlib.suppress(asyncio.CancelledError, AmbiguousGatewayError):
+            await hung
 
 
 async def test_nothing_listening_is_transient_because_nothing_was_sent() -> None:

@@ -45,6 +45,21 @@ TOKEN_DELETE_PATH: Final = "/payment/token/delete"  # noqa: S105 - a URL path
 Observer = Callable[[str, float, str], None]
 
 HTTP_SHARE_OF_ATTEMPT: Final = 0.9
+DEFAULT_MAX_CONNECTIONS: Final = 100
+"""Connections to PayTabs per client (per worker), made as needed. Not more: when PayTabs hangs,
+the calls sent into the hang hold theirs until their timeout, and a full pool (the next call
+then fails after POOL_WAIT_SECONDS) is the breaker's first sign of the hang. Measured with an
+outage that hung for 40 s at 10 creates a second: with 500 connections the first 503 came 27.6 s
+in and 189 creates ended unknown; with 100, 11.5 s in and 78 (and 517 orders paid in the end
+against 407). The price: after the recovery, calls wait for the hung ones to time out (16 s
+there), since the breaker has no sign of a hang before its calls time out but this one."""
+POOL_WAIT_SECONDS: Final = 1.0
+"""How long a call waits for a free connection when all ``max_connections`` are in use: then
+it fails as "never sent" (safe to send again, and a failure the breaker counts). All of them
+in use means calls are hanging at PayTabs: before, a call queued behind them for the whole
+timeout (27 s with the defaults), the breaker saw nothing fail until the first of them timed
+out, and after a recovery its trials waited behind calls still hanging (an audit: the first
+503 27 s into an outage that hung, the first sale 14 s after it ended)."""
 """The HTTP timeouts (connect, waiting for a pooled connection, each next byte) end by this
 share of the attempt's timeout (the breaker's call timeout) at the latest."""
 
@@ -77,7 +92,7 @@ class PayTabsClient:
         base_url: str,
         timeout_seconds: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        max_connections: int = 100,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         observer: Observer | None = None,
     ) -> None:
         key = server_key.get_secret_value() if isinstance(server_key, SecretStr) else server_key
@@ -95,7 +110,11 @@ class PayTabsClient:
             "accept": "application/json",
             "user-agent": "paytabs-guard",
         }
-        timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0))
+        timeout = httpx.Timeout(
+            timeout_seconds,
+            connect=min(timeout_seconds, 10.0),
+            pool=min(timeout_seconds, POOL_WAIT_SECONDS),
+        )
         # A test's transport; else, when a proxy from the environment applies, httpx's own
         # transport, since httpx mounts those proxies only on a client built without one; else
         # the lean pooled HTTP/1.1 transport (http11.py).
