@@ -109,6 +109,12 @@ def _refused(payment: Payment, request: Request) -> Response:
 CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": PaymentOut, "description": "PayTabs did not answer clearly: state unknown"},
     **WRITE_ERRORS,
+    502: {
+        **_PROBLEM,
+        "description": "gateway_no_page: PayTabs' answers to the create were lost and nothing "
+        "it holds can be paid; the attempt is kept as a failed payment (X-Payment-Id). Create "
+        "again with a new Idempotency-Key",
+    },
 }
 
 
