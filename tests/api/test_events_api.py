@@ -155,6 +155,17 @@ async def test_the_feed_pages_oldest_first_filters_and_resumes_from_its_cursor(
         await feed_settled(service)
         newer = await service.api.get("/payments/v2/events", params={"cursor": cursor})
         assert [e["type"] for e in newer.json()["data"]] == ["payment.completed"]
+        # At the end of the feed its own cursor is "nothing new yet"; one past every event (made
+        # up, or kept across a restore of an older database) would read so for ever: refused.
+        end = await service.api.get(
+            "/payments/v2/events", params={"cursor": newer.json()["next_cursor"]}
+        )
+        assert end.json()["data"] == []
+        assert end.json()["next_cursor"] == newer.json()["next_cursor"]
+        beyond = base64.urlsafe_b64encode(b"seq:1000000").decode().rstrip("=")
+        refused = await service.api.get("/payments/v2/events", params={"cursor": beyond})
+        assert refused.status_code == 400, refused.text
+        assert "next_cursor" in refused.json()["detail"]
 
 
 async def test_a_payments_events_show_each_sinks_delivery_and_can_be_redelivered(

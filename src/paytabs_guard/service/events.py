@@ -99,6 +99,10 @@ class EventStore(Protocol):
 
     async def event(self, event_id: str) -> StoredEvent | None: ...
 
+    async def has_seq(self, seq: int) -> bool:
+        """Whether an event has position ``seq`` in the feed (a cursor the feed gave out)."""
+        ...
+
     async def deliveries(self, event_ids: Collection[str]) -> Mapping[str, Sequence[Delivery]]:
         """Each event's deliveries, by sink name."""
         ...
@@ -117,6 +121,10 @@ class EventStore(Protocol):
     ) -> int:
         """Dead deliveries (by id, or every one matching the filters) back to pending."""
         ...
+
+
+class UnknownCursor(LookupError):
+    """A feed cursor that names no event."""
 
 
 class EventNotFound(LookupError):
@@ -159,6 +167,11 @@ async def list_events(
     is None only when nothing matched and no cursor was given."""
     _check_limit(limit, MAX_EVENT_PAGE)
     found = await store.events(types=types, payment_id=payment_id, after=after, limit=limit + 1)
+    if not found and after is not None and not await store.has_seq(after):
+        # Every cursor the feed gives out names an event (none is ever deleted). One that names
+        # none (made up, or kept across a restore of an older database) read as "nothing new"
+        # for ever; asked only for an empty page, so polling costs nothing more.
+        raise UnknownCursor(after)
     page = list(found[:limit])
     next_after = page[-1].seq if page else after
     return EventPage(page, next_after, has_more=len(found) > limit)

@@ -110,6 +110,11 @@ class SqlEventStore:
         async with self._engine.connect() as connection:
             return [from_row(StoredEvent, row) for row in await connection.execute(query)]
 
+    async def has_seq(self, seq: int) -> bool:
+        query = select(_o.seq).where(_o.seq == seq)
+        async with self._engine.connect() as connection:
+            return (await connection.execute(query)).first() is not None
+
     async def event(self, event_id: str) -> StoredEvent | None:
         query = select(*_EVENT_COLUMNS).where(_o.event_id == event_id)
         async with self._engine.connect() as connection:

@@ -22,9 +22,10 @@ from paytabs_guard.service.events import (
     EventNotFound,
     NoSuchSink,
     NothingToRedeliver,
+    UnknownCursor,
 )
 
-from .cursors import decode_number_cursor, encode_cursor
+from .cursors import decode_number_cursor, encode_cursor, invalid_cursor
 from .dependencies import AdminDep, ClientDep, ContainerDep
 from .event_schemas import (
     EVENT_TYPE_SCHEMA,
@@ -95,13 +96,16 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
 ) -> EventListOut:
     _known_types(type or ())
-    page = await use_cases.list_events(
-        event_store(container),
-        types=type or (),
-        payment_id=payment_id,
-        after=decode_number_cursor("seq", cursor),
-        limit=limit,
-    )
+    try:
+        page = await use_cases.list_events(
+            event_store(container),
+            types=type or (),
+            payment_id=payment_id,
+            after=decode_number_cursor("seq", cursor),
+            limit=limit,
+        )
+    except UnknownCursor:
+        raise invalid_cursor() from None
     return EventListOut(
         data=[EventOut.of(event) for event in page.events],
         next_cursor=encode_cursor("seq", page.next_after),
