@@ -109,6 +109,7 @@ def breaker_config(settings: Settings) -> BreakerConfig:
         open_jitter=OPEN_JITTER,
         probe_interval=(settings.circuit_breaker_probe_interval or 0) / 1000 or None,
         consecutive_failures=settings.circuit_breaker_consecutive_failures or None,
+        stall_after=(settings.circuit_breaker_stall_after or 0) / 1000 or None,
     )
 
 

@@ -45,18 +45,16 @@ class ConfigError(Exception):
 #: RECONCILE_STUCK_AFTER_SECONDS' bound (30 days); reconcile --stuck-after takes the same.
 MAX_STUCK_AFTER_SECONDS: Final = 2_592_000
 
-
 #: Settings whose values are URLs that may carry credentials.
 _URL_FIELDS: Final = frozenset(
     {"database_url", "redis_url", "paytabs_base_url", "public_base_url", "events_webhook_urls"}
 )
-
-
 ONE_DAY_MS: Final = 86_400_000
 MIN_PROBE_INTERVAL_MS: Final = 50  # 20 probes a second per breaker and worker, at most
 # A day bounds every duration: a larger one is a typo, and Redis refuses expiries past 2^63 ms
 # (a breaker's shared open state would silently stop being shared).
 PositiveMs = Annotated[int, Field(gt=0, le=ONE_DAY_MS)]
+Ms = Annotated[int, Field(ge=0, le=ONE_DAY_MS)]  # 0 allowed: "off" or "no delay"
 NetworkList = Annotated[tuple[IPNetwork, ...], NoDecode]
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 UrlList = Annotated[tuple[str, ...], NoDecode]
@@ -102,11 +100,8 @@ class Settings(BaseSettings):
     paytabs_retry_attempts: int = Field(
         3, ge=0, le=10, description="Retries after the first attempt (0-10; 3 = at most 4 attempts)"
     )
-    paytabs_retry_delay: int = Field(
-        1000,
-        ge=0,
-        le=ONE_DAY_MS,
-        description="Base of the exponential backoff with full jitter, in ms (0-86400000)",
+    paytabs_retry_delay: Ms = Field(
+        1000, description="Base of the exponential backoff with full jitter, in ms (0-86400000)"
     )
     paytabs_retry_max_delay: PositiveMs = Field(
         10000, description="Cap on any single backoff delay, in ms (1-86400000)"
@@ -114,8 +109,7 @@ class Settings(BaseSettings):
     paytabs_operation_deadline: PositiveMs = Field(
         60000,
         description="Deadline of one PayTabs operation with its retries, in ms (1-86400000): no "
-        "retry "
-        "starts after it (an attempt under way runs to its own timeout)",
+        "retry starts after it (an attempt under way runs to its own timeout)",
     )
     paytabs_retry_budget_percent: int = Field(
         20,
@@ -129,8 +123,7 @@ class Settings(BaseSettings):
         "on the PayTabs profile); the charge is recorded and shown. Off: quarantined",
     )
     paytabs_base_url: str | None = Field(
-        None,
-        description="Override of the region's PayTabs host (http/https URL), e.g. a simulator",
+        None, description="Override of the region's PayTabs host (http/https URL), e.g. a simulator"
     )
 
     # --- Circuit breaker (seed) -----------------------------------------------------------------
@@ -174,10 +167,14 @@ class Settings(BaseSettings):
         "window's error rate: a gateway that went down hard is seen in a second, not after its "
         "failures outweigh the window's earlier successes (0-1000; 0 = the rate alone decides)",
     )
-    circuit_breaker_probe_interval: int = Field(
+    circuit_breaker_stall_after: Ms = Field(
+        5000,
+        description="Also open when CIRCUIT_BREAKER_VOLUME_THRESHOLD calls have waited this many "
+        "ms for PayTabs and it has answered none since they left: a gateway that hangs is seen "
+        "then, not at the call timeout (0 = off; only matters below CIRCUIT_BREAKER_TIMEOUT)",
+    )
+    circuit_breaker_probe_interval: Ms = Field(
         1000,
-        ge=0,
-        le=ONE_DAY_MS,
         description="While open, probe PayTabs (a harmless query) every this many ms (0, or "
         "50 and more), jittered, and four times as often while creates are being turned away; "
         "an answer moves the breaker to half-open at once (0 = no probes)",
@@ -226,12 +223,10 @@ class Settings(BaseSettings):
         description="Max age and future skew of signed timestamps (Standard Webhooks), s (1-86400)",
     )
     paytabs_ip_whitelist: NetworkList = Field(
-        (),
-        description="IPs/CIDRs (IPv4, IPv6) allowed to send callbacks; empty = no restriction",
+        (), description="IPs/CIDRs (IPv4, IPv6) allowed to send callbacks; empty = no restriction"
     )
     trusted_proxies: NetworkList = Field(
-        (),
-        description="Proxies whose X-Forwarded-For is believed (addresses/CIDRs); empty = none",
+        (), description="Proxies whose X-Forwarded-For is believed (addresses/CIDRs); empty = none"
     )
     webhook_max_body_bytes: int = Field(
         65536,
@@ -438,11 +433,9 @@ class Settings(BaseSettings):
     # --- derived values -----------------------------------------------------------------------
     @property
     def webhook_secrets(self) -> tuple[SecretStr, ...]:
-        """Keys that may sign PayTabs callbacks and returns, then the ``whsec_`` secrets of
-        Standard Webhooks deliveries: the configured list; when it names no PayTabs key (none,
-        or only ``whsec_`` secrets, which PayTabs never signs with), the server key first.
-        Before, a list of ``whsec_`` secrets alone left PayTabs' own callbacks and every
-        customer's return without a key: all refused."""
+        """Keys that may sign PayTabs callbacks and returns, then Standard Webhooks' ``whsec_``
+        secrets: the configured list, led by the server key when it names no PayTabs key (a
+        list of ``whsec_`` secrets alone refused every callback and return)."""
         configured = self.paytabs_webhook_secret
         if any(not secret.get_secret_value().startswith("whsec_") for secret in configured):
             return configured

@@ -122,8 +122,15 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
         clock = self._clock
         start = clock()
         timer = self._timer
+        stall = self._stall
         if self._admit_all:
             trial = 0
+            if stall is not None and self._state is _CLOSED and stall.stalled(start, self._volume):
+                # Calls went out and none came back: open now, not at their call timeout.
+                self._trip(start, "stalled")
+                if fallback is None:
+                    raise self._reject(start)
+                return await self._fall_back(fallback, self._reject(start), start)
         elif self._state is _DISABLED:
             # Pass-through: no timeout, no fallback, no transitions; outcomes are still counted.
             trial = 0
@@ -154,6 +161,7 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
                     raise self._reject(start)
                 return await self._fall_back(fallback, self._reject(start), start)
 
+        flight = 0 if stall is None else stall.enter(start)
         cancelled_by_timer: asyncio.CancelledError | None = None
         try:
             if timer is None:
@@ -176,6 +184,8 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
                         del timer.inflight[token]
         except Exception as error:
             end = clock()
+            if stall is not None:
+                stall.leave(flight, end, answered=True)  # an error is an answer too, or quick
             if self._is_failure(error):
                 self._on_failure(start, end, trial, error)
                 if fallback is not None:
@@ -186,8 +196,12 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
         except BaseException:
             # CancelledError from outside (the caller gave up), KeyboardInterrupt, SystemExit:
             # they say nothing about the gateway, so neither success nor failure.
+            if stall is not None:
+                stall.leave(flight, start, answered=False)
             self._on_abandoned(trial)
             raise
+        if stall is not None:
+            stall.leave(flight, clock(), answered=cancelled_by_timer is None)
 
         if cancelled_by_timer is not None:
             end = clock()

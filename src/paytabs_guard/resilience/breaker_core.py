@@ -32,6 +32,7 @@ from paytabs_guard.resilience.events import (
 )
 from paytabs_guard.resilience.probes import ProbeBook
 from paytabs_guard.resilience.shared_hook import SharedHook
+from paytabs_guard.resilience.stall import StallWatch
 from paytabs_guard.resilience.waiters import AdmissionWaiters
 from paytabs_guard.resilience.window import RollingWindow
 
@@ -75,6 +76,7 @@ class BreakerCore:
         "_since",
         "_since_wall",
         "_slow_failure_threshold",
+        "_stall",
         "_state",
         "_subscribers",
         "_threshold",
@@ -124,6 +126,7 @@ class BreakerCore:
         self._is_failure = config.is_failure
         self._call_timeout = config.call_timeout
         self._timer = None if config.call_timeout is None else DeadlineTimer(config.call_timeout)
+        self._stall = None if config.stall_after is None else StallWatch(config.stall_after, now)
         self._slow_failure_threshold = (
             config.slow_call_threshold
             if config.slow_call_is_failure and config.slow_call_threshold is not None

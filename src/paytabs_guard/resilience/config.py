@@ -57,6 +57,10 @@ class BreakerConfig:
             due every this many seconds, randomised by ``open_jitter`` (at least 25 %); a
             probe that PayTabs answers moves the breaker to half-open at once. ``None``: no
             probes (a :class:`~paytabs_guard.resilience.prober.BreakerProber` runs them).
+        stall_after: While closed, when at least ``volume_threshold`` calls have been in flight
+            this long and not one call has been answered since the oldest of them left, the
+            gateway has stopped answering: the breaker opens (reason ``stalled``) without
+            waiting for their call timeout (``resilience/stall.py``). ``None``: off.
         slow_call_threshold: Calls taking at least this long are counted as slow (``None``: off).
         slow_call_is_failure: Count a slow call that succeeded as a failure.
         latency_samples_per_bucket: Size of each bucket's latency ring, the sample the snapshot's
@@ -77,6 +81,7 @@ class BreakerConfig:
     min_open_time: float | None = None
     open_jitter: float = 0.0
     probe_interval: float | None = None
+    stall_after: float | None = None
     slow_call_threshold: float | None = None
     slow_call_is_failure: bool = False
     latency_samples_per_bucket: int = 128
@@ -114,6 +119,10 @@ class BreakerConfig:
             self.probe_interval > 0 and math.isfinite(self.probe_interval)
         ):
             raise ValueError(f"probe_interval must be > 0 s or None, got {self.probe_interval!r}")
+        if self.stall_after is not None and not (
+            self.stall_after > 0 and math.isfinite(self.stall_after)
+        ):
+            raise ValueError(f"stall_after must be > 0 s or None, got {self.stall_after!r}")
         if self.slow_call_threshold is not None and not self.slow_call_threshold > 0:
             raise ValueError(
                 f"slow_call_threshold must be > 0 s or None, got {self.slow_call_threshold!r}"
@@ -130,15 +139,18 @@ class BreakerConfig:
         open_jitter: float,
         probe_interval: float | None,
         consecutive_failures: int | None = None,
+        stall_after: float | None = None,
     ) -> BreakerConfig:
         """This config with the knobs beyond the seed's set: how fast a hard outage is seen
-        (failures in a row) and how recovery is found (adaptive open period, jitter, probes)."""
+        (failures in a row, calls stalled) and how recovery is found (adaptive open period,
+        jitter, probes)."""
         return replace(
             self,
             min_open_time=min_open_time,
             open_jitter=open_jitter,
             probe_interval=probe_interval,
             consecutive_failures=consecutive_failures,
+            stall_after=stall_after,
         )
 
     @property

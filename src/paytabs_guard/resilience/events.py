@@ -74,7 +74,8 @@ class BreakerEvent:
         at: Monotonic reading of the breaker's clock.
         timestamp: Wall-clock time of the event.
         previous_state: For state changes, the state left.
-        reason: For state changes, why (``error_rate``, ``trial_failed``, ``trial_succeeded``,
+        reason: For state changes, why (``error_rate``, ``consecutive_failures``, ``stalled``,
+            ``trial_failed``, ``trial_succeeded``,
             ``shared``, ``forced``, ``reset``, ``disabled``, ``probe``, ``shared_probe``; ``shared``
             also for a manual state or reset another instance's operator command caused); for a
             failure counted because the call was slow, ``slow_call``; for a probe, its verdict.

@@ -46,13 +46,10 @@ Observer = Callable[[str, float, str], None]
 
 HTTP_SHARE_OF_ATTEMPT: Final = 0.9
 DEFAULT_MAX_CONNECTIONS: Final = 100
-"""Connections to PayTabs per client (per worker), made as needed. Not more: when PayTabs hangs,
-the calls sent into the hang hold theirs until their timeout, and a full pool (the next call
-then fails after POOL_WAIT_SECONDS) is the breaker's first sign of the hang. Measured with an
-outage that hung for 40 s at 10 creates a second: with 500 connections the first 503 came 27.6 s
-in and 189 creates ended unknown; with 100, 11.5 s in and 78 (and 517 orders paid in the end
-against 407). The price: after the recovery, calls wait for the hung ones to time out (16 s
-there), since the breaker has no sign of a hang before its calls time out but this one."""
+"""Connections to PayTabs per client (per worker), made as needed. Calls that hang at PayTabs
+hold theirs until their timeout; the breaker opens a few seconds into such a hang
+(``BreakerConfig.stall_after``), before they fill the pool, and a full pool fails the next call
+after POOL_WAIT_SECONDS rather than making it wait."""
 POOL_WAIT_SECONDS: Final = 1.0
 """How long a call waits for a free connection when all ``max_connections`` are in use: then
 it fails as "never sent" (safe to send again, and a failure the breaker counts). All of them
