@@ -79,7 +79,8 @@ class PayTabs(ResilientPayTabs):
             ``is_failure`` at BreakerConfig's own default gets :func:`counts_against_gateway`
             (a decline, a refusal of a bad request or "not found" is not a gateway failure);
             pass another predicate to count otherwise.
-        transport: An httpx transport (tests: ``httpx.MockTransport`` or ASGI).
+        transport: An httpx transport (tests: ``httpx.MockTransport`` or ASGI), used as given
+            on every event loop.
 
     Use it as an async context manager (or call :meth:`start` and :meth:`aclose`) so that the
     recovery prober runs while a breaker is open and the connections are closed at the end.

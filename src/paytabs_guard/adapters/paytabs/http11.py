@@ -23,7 +23,7 @@ included), and keeps httpx's client for a test's transport and for proxies. http
 proxies named in the environment only on a client built without a transport, so where one
 applies (``direct_post.proxied_by_environment``) the client is built with httpx's own
 transport instead, and likewise where httptools is not installed (the library without the
-service extra: ``pool_transport``).
+service extra: ``pool_transport``); one client per event loop then (``loop_clients``).
 """
 
 from __future__ import annotations
@@ -72,13 +72,14 @@ class Answer(NamedTuple):
         )
 
 
-def pool_transport(max_connections: int) -> httpx.AsyncBaseTransport:
-    """The lean transport where httptools is installed, else httpx's own."""
-    if not HAVE_HTTPTOOLS:  # pragma: no cover - see above
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        return httpx.AsyncHTTPTransport(limits=limits)
+def pool_transport(max_connections: int) -> Http11Transport | None:
+    """The lean transport where httptools is installed, else None: the client then keeps
+    httpx's own transport, one per event loop (``loop_clients.ClientPerLoop``).
+
+    ``HAVE_HTTPTOOLS`` is read here, at each call, so that a test can take the path a plain
+    ``pip install paytabs-guard`` takes by setting it false."""
+    if not HAVE_HTTPTOOLS:
+        return None
     return Http11Transport(max_connections=max_connections)
 
 
