@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-pytest_plugins = ["testkit.timeouts"]
+pytest_plugins = ["testkit.timeouts", "testkit.transports"]
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 TEST_DATABASE_URL = os.environ.get(

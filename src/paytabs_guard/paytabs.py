@@ -32,7 +32,11 @@ from paytabs_guard.adapters.paytabs.resilient import (
     ResilientPayTabs,
     counts_against_gateway,
 )
-from paytabs_guard.adapters.paytabs.signature import verify_callback, verify_return
+from paytabs_guard.adapters.paytabs.signature import (
+    callback_body,
+    verify_callback,
+    verify_return,
+)
 from paytabs_guard.adapters.paytabs.transformers import PayTabsTransaction, decode_json
 from paytabs_guard.domain import Operation
 from paytabs_guard.resilience import (
@@ -79,7 +83,8 @@ class PayTabs(ResilientPayTabs):
             ``is_failure`` at BreakerConfig's own default gets :func:`counts_against_gateway`
             (a decline, a refusal of a bad request or "not found" is not a gateway failure);
             pass another predicate to count otherwise.
-        transport: An httpx transport (tests: ``httpx.MockTransport`` or ASGI).
+        transport: An httpx transport (tests: ``httpx.MockTransport`` or ASGI), used as given
+            on every event loop.
 
     Use it as an async context manager (or call :meth:`start` and :meth:`aclose`) so that the
     recovery prober runs while a breaker is open and the connections are closed at the end.
@@ -152,17 +157,25 @@ class PayTabs(ResilientPayTabs):
         body is not a PayTabs transaction: not JSON (``json.JSONDecodeError``) or not the
         transaction's shape (pydantic's ``ValidationError``); both are ``ValueError``. Apply
         the result only if its ``cart_id``, amount and currency match your order.
+
+        ``body`` is the raw request body as bytes (a bytearray or memoryview will do); a str,
+        or the parsed JSON, raises ``ValueError`` saying what to pass: the signature is over
+        the exact bytes, which text need not encode back to. So does a ``signature`` that is
+        neither a str nor None.
         """
-        verify_callback(body, signature, self._server_key)
-        return PayTabsTransaction.model_validate(decode_json(body))
+        raw = callback_body(body)
+        verify_callback(raw, signature, self._server_key)
+        return PayTabsTransaction.model_validate(decode_json(raw))
 
     def verify_return(self, fields: Mapping[str, str]) -> None:
         """Check a browser return's ``signature`` field (the POSTed form, or a GET return's
         query parameters as they came; the return URL's own parameters are not signed).
 
         Raises :class:`~paytabs_guard.adapters.paytabs.signature.InvalidSignature` when it is
-        missing or wrong. A valid return only says what the customer's browser was shown:
-        ask PayTabs (``query_transaction``) before you ship the order."""
+        missing or wrong, and ``ValueError``, saying what to pass, when ``fields`` is not a
+        mapping of names to one str each (a list value, as ``parse_qs`` gives). A valid
+        return only says what the customer's browser was shown: ask PayTabs
+        (``query_transaction``) before you ship the order."""
         verify_return(fields, self._server_key)
 
     def __repr__(self) -> str:  # never the key

@@ -1,21 +1,42 @@
 """A ``PayTabs`` kept for the life of a process and called from one event loop after another:
 what a sync web framework does when it runs each call under ``asyncio.run`` (or asgiref's
-``async_to_sync``). Over real loopback sockets, against the simulator."""
+``async_to_sync``). Over real loopback sockets, against the simulator, on both HTTP paths: the
+lean transport (httptools installed) and httpx's own (a plain ``pip install paytabs-guard``)."""
 
 from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 import uvloop
 
-from paytabs_guard import HostedPageRequest, Money, PageOutcome, PayTabs
+from paytabs_guard import (
+    HostedPageRequest,
+    Money,
+    PageOutcome,
+    PayTabs,
+    TokenChargeRequest,
+    Transaction,
+)
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
 from paytabs_simulator.server import run_simulator
 from testkit.threaded import entered_in_thread
+from testkit.transports import open_connections_to
 
 
-def test_one_client_serves_one_asyncio_run_after_another() -> None:
+def _request(number: int, *, tokenise: bool = False) -> HostedPageRequest:
+    return HostedPageRequest(
+        cart_id=f"order-{number}",
+        amount=Money.of("150.00", "SAR"),
+        description="Membership",
+        callback_url="https://shop.example/paytabs/callback",
+        return_url="https://shop.example/thank-you",
+        tokenise=2 if tokenise else None,
+    )
+
+
+def test_one_client_serves_one_asyncio_run_after_another(http_path: str) -> None:
     with entered_in_thread(lambda: run_simulator(SimulatorConfig())) as simulator:
         paytabs = PayTabs(
             profile_id=DEFAULT_PROFILE_ID,
@@ -24,15 +45,7 @@ def test_one_client_serves_one_asyncio_run_after_another() -> None:
         )
 
         async def page(number: int) -> PageOutcome:
-            return await paytabs.create_payment_page(
-                HostedPageRequest(
-                    cart_id=f"order-{number}",
-                    amount=Money.of("150.00", "SAR"),
-                    description="Membership",
-                    callback_url="https://shop.example/paytabs/callback",
-                    return_url="https://shop.example/thank-you",
-                )
-            )
+            return await paytabs.create_payment_page(_request(number))
 
         # plain asyncio.run, then uvloop's, alternating: every call gets its page, where every
         # second one failed with "Event loop is closed" (a connection of the loop before)
@@ -45,6 +58,61 @@ def test_one_client_serves_one_asyncio_run_after_another() -> None:
     assert [p.page and p.page.cart_id for p in pages] == [f"order-{n}" for n in range(1, 5)]
     assert len({p.tran_ref for p in pages}) == 4
     assert all(p.redirect_url and not p.resolved_by_query for p in pages)
+
+
+def test_every_token_charge_under_its_own_asyncio_run_succeeds_once(http_path: str) -> None:
+    """The money case: a charge that failed with "Event loop is closed" on httpx's path had
+    reached PayTabs all the same, so a shop that took the error at its word charged again."""
+    with entered_in_thread(lambda: run_simulator(SimulatorConfig())) as simulator:
+        paytabs = PayTabs(
+            profile_id=DEFAULT_PROFILE_ID,
+            server_key=DEFAULT_SERVER_KEY,
+            base_url=simulator.base_url,
+        )
+        page = asyncio.run(paytabs.create_payment_page(_request(0, tokenise=True)))
+        assert page.page is not None
+        paid = httpx.post(
+            f"{simulator.base_url}/_sim/pages/{page.page.redirect_url.rsplit('/', 1)[-1]}/pay",
+            json={"card_number": "4111111111111111"},
+        ).json()["transaction"]
+
+        def charge(number: int) -> Transaction:
+            request = TokenChargeRequest(
+                token=paid["token"],
+                tran_ref=paid["tran_ref"],
+                cart_id=f"month-{number}",
+                amount=Money.of("25.00", "SAR"),
+                description="Monthly",
+            )
+            return asyncio.run(paytabs.charge_token(request, known_tran_refs=()))
+
+        charges = [charge(number) for number in range(1, 5)]
+        held = [
+            httpx.get(f"{simulator.base_url}/_sim/transactions", params={"cart_id": f"month-{n}"})
+            .raise_for_status()
+            .json()
+            for n in range(1, 5)
+        ]
+    assert [c.payment_result and c.payment_result.response_status for c in charges] == ["A"] * 4
+    assert [[t["tran_ref"] for t in cart] for cart in held] == [[c.tran_ref] for c in charges]
+
+
+def test_each_loop_closes_its_connections_as_it_ends(http_path: str) -> None:
+    """Connections made on a loop are closed when ``asyncio.run`` ends it: none is left open
+    (its descriptor held until the garbage collector) however many loops come and go."""
+    with entered_in_thread(lambda: run_simulator(SimulatorConfig())) as simulator:
+        port = httpx.URL(simulator.base_url).port
+        assert port is not None
+        paytabs = PayTabs(
+            profile_id=DEFAULT_PROFILE_ID,
+            server_key=DEFAULT_SERVER_KEY,
+            base_url=simulator.base_url,
+        )
+        left_open = []
+        for number in range(200):
+            asyncio.run(paytabs.query_cart(f"order-{number}"))
+            left_open.append(open_connections_to(port))
+    assert left_open == [0] * 200
 
 
 def test_a_client_used_after_its_block_ended_says_so_at_once() -> None:

@@ -22,6 +22,11 @@ CURRENCY_EXPONENTS: Final[dict[str, int]] = {
 # amount on the wire. [0-9] is ASCII only (\d is not). Bounded: 15 integer digits keep every
 # amount's minor units within a signed 64-bit column; 6 decimals leave room for trailing zeros.
 _GATEWAY_AMOUNT: Final = re.compile(r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,6})?")
+# An amount written as text for Money.of: ASCII digits, one optional point with digits after
+# it, an optional minus (Money may be negative). Decimal() takes more, none of it how an amount
+# is written, and each a way for a slip to become another amount: "_" between digits ("1_000",
+# "1_00" alike), other scripts' digits ("١٢" is 12), surrounding spaces, an exponent ("1e2").
+_TEXT_AMOUNT: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 MAX_INTEGER_DIGITS: Final = 15
 """The most digits before the point an amount may have (as on the wire, above)."""
 
@@ -37,6 +42,10 @@ class InvalidMoney(ValueError):
 
 def currency_exponent(currency: str) -> int:
     """The number of decimals of ``currency``; raises InvalidMoney for an unknown code."""
+    if not isinstance(currency, str):  # None (an unset setting) is no currency either
+        raise InvalidMoney(
+            f"a currency is an ISO 4217 code such as 'SAR', not {type(currency).__name__}"
+        )
     try:
         return CURRENCY_EXPONENTS[currency.upper()]
     except KeyError:
@@ -58,19 +67,25 @@ class Money:
                 f"minor_units must be an int, got {type(self.minor_units).__name__}: "
                 "use Money.of('12.50', currency) for a major-unit amount"
             )
-        code = self.currency.upper()
-        currency_exponent(code)
-        object.__setattr__(self, "currency", code)
+        currency_exponent(self.currency)  # a code it knows, and a str at all
+        object.__setattr__(self, "currency", self.currency.upper())
 
     @classmethod
     def of(cls, amount: Decimal | str | int, currency: str) -> Money:
         """Parse a major-unit amount (``"12.50"``), exactly: more decimals than the currency
         allows, or more than ``MAX_INTEGER_DIGITS`` digits before the point, fail; nothing is
-        ever rounded, whatever the caller's decimal context."""
+        ever rounded, whatever the caller's decimal context. Text is ASCII digits with one
+        optional point (and an optional minus): ``"1_000"``, ``"١٢"``, ``" 12.50"`` and
+        ``"1e2"`` are refused, though ``Decimal()`` would read them."""
         if isinstance(amount, float | bool):  # a float never becomes money, nor True 1.00
             raise InvalidMoney("amounts must be Decimal, str or int, never float or bool")
         exponent = currency_exponent(currency)
         shown = repr(amount) if len(str(amount)) <= 32 else repr(str(amount)[:32] + "...")
+        if isinstance(amount, str) and not _TEXT_AMOUNT.fullmatch(amount):
+            raise InvalidMoney(
+                f"{shown} is not a plain decimal amount such as '12.50' (ASCII digits, one "
+                "optional point)"
+            )
         try:
             value = amount if isinstance(amount, Decimal) else Decimal(amount)
         except (DecimalException, ValueError, TypeError):
@@ -133,23 +148,34 @@ class Money:
         """The amount as a plain string with the currency's decimals: ``12.50``, ``1.250``."""
         return f"{self.amount:.{self.exponent}f}"
 
+    # Arithmetic and order are between two Money of one currency. Anything else (a number,
+    # None) is NotImplemented, so that Python raises its TypeError ("unsupported operand") or
+    # tries the other operand's method, rather than failing inside on `other.currency`.
     def _same_currency(self, other: Money) -> None:
         if other.currency != self.currency:
             raise InvalidMoney(f"cannot combine {self.currency} with {other.currency}")
 
-    def __add__(self, other: Money) -> Money:
+    def __add__(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            return NotImplemented
         self._same_currency(other)
         return Money(self.minor_units + other.minor_units, self.currency)
 
-    def __sub__(self, other: Money) -> Money:
+    def __sub__(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            return NotImplemented
         self._same_currency(other)
         return Money(self.minor_units - other.minor_units, self.currency)
 
-    def __lt__(self, other: Money) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Money):
+            return NotImplemented
         self._same_currency(other)
         return self.minor_units < other.minor_units
 
-    def __le__(self, other: Money) -> bool:
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, Money):
+            return NotImplemented
         self._same_currency(other)
         return self.minor_units <= other.minor_units
 

@@ -7,6 +7,7 @@ exactly one retry layer.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Final, Self, TypeVar
@@ -22,7 +23,8 @@ from paytabs_guard.adapters.paytabs.errors import (
     error_from_response,
     error_from_transport,
 )
-from paytabs_guard.adapters.paytabs.http11 import Http11Transport, pool_transport
+from paytabs_guard.adapters.paytabs.http11 import pool_transport
+from paytabs_guard.adapters.paytabs.loop_clients import ClientPerLoop, OneClient
 from paytabs_guard.adapters.paytabs.signature import server_key_problem
 from paytabs_guard.adapters.paytabs.transformers import (
     ErrorBody,
@@ -112,27 +114,48 @@ class PayTabsClient:
             connect=min(timeout_seconds, 10.0),
             pool=min(timeout_seconds, POOL_WAIT_SECONDS),
         )
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         # A test's transport; else, when a proxy from the environment applies, httpx's own
         # transport, since httpx mounts those proxies only on a client built without one; else
-        # the lean pooled HTTP/1.1 transport (http11.py).
+        # the lean pooled HTTP/1.1 transport (http11.py), where httptools is installed.
         own = None
         if transport is None and not proxied_by_environment(self.base_url):
             own = pool_transport(max_connections)
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=timeout,
-            transport=transport or own,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            follow_redirects=False,
-        )
+        self._clients: OneClient | ClientPerLoop
+        if transport is not None or own is not None:
+            self._clients = OneClient(
+                httpx.AsyncClient(
+                    base_url=self.base_url,
+                    headers=headers,
+                    timeout=timeout,
+                    transport=transport or own,
+                    limits=limits,
+                    follow_redirects=False,
+                )
+            )
+        else:
+            # httpx's own transport: its connections belong to the loop they were made on, so
+            # each loop gets a client of its own (loop_clients.py says what went wrong before).
+            # One TLS context for them all: loading the CA bundle per loop would cost each
+            # asyncio.run call tens of milliseconds.
+            verify = _lazy_tls_context()
+            self._clients = ClientPerLoop(
+                lambda: httpx.AsyncClient(
+                    base_url=self.base_url,
+                    headers=headers,
+                    timeout=timeout,
+                    limits=limits,
+                    verify=verify(),
+                    follow_redirects=False,
+                )
+            )
         # Calls go straight to the lean transport, not through httpx's client: a third of the
         # CPU (direct_post.DirectPost). httpx's client stays for the other cases and for closing.
         self._direct = (
             DirectPost(own, httpx.URL(self.base_url), headers, timeout)
-            if isinstance(own, Http11Transport) and self.base_url.startswith(("http:", "https:"))
+            if own is not None and self.base_url.startswith(("http:", "https:"))
             else None
         )
 
@@ -147,7 +170,7 @@ class PayTabsClient:
 
     async def aclose(self) -> None:
         self._closed = True
-        await self._http.aclose()
+        await self._clients.aclose()
 
     # --- operations ---------------------------------------------------------------------------
     async def create_payment_page(self, request: HostedPageRequest) -> PayTabsPaymentPage:
@@ -218,7 +241,8 @@ class PayTabsClient:
                 if self._direct is not None:
                     response = await self._direct.post(path, content)
                 else:
-                    response = await self._http.post(path, content=content)
+                    http = await self._clients.current()
+                    response = await http.post(path, content=content)
             except httpx.TransportError as error:
                 raise error_from_transport(operation, error) from error
             if tracing.ENABLED:  # the attempt's span (resilient.py) is the current one
@@ -265,6 +289,20 @@ class PayTabsClient:
                 f"unexpected answer shape for {model.__name__}: {error.error_count()} problems",
                 operation=operation,
             ) from None
+
+
+def _lazy_tls_context() -> Callable[[], ssl.SSLContext]:
+    """httpx's default TLS context (certifi, ``SSL_CERT_FILE``), made when the first loop's
+    client is built and shared by the rest: a client built and never called (at import time
+    of a web app, say) loads no CA bundle."""
+    made: list[ssl.SSLContext] = []
+
+    def context() -> ssl.SSLContext:
+        if not made:
+            made.append(httpx.create_ssl_context())
+        return made[0]
+
+    return context
 
 
 def _error_body(payload: Any) -> ErrorBody | None:  # JSON

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from paytabs_guard.adapters.paytabs.http11 import Http11Transport, origin_of
+from paytabs_guard.adapters.paytabs.http11 import Http11Transport, RequestHead, origin_of
 
 
 class DirectPost:
@@ -40,27 +40,35 @@ class DirectPost:
         self._transport = transport
         self._origin = origin_of(base_url)
         self._prefix = base_url.raw_path.rstrip(b"/")
-        fixed = [b"Host: " + base_url.netloc + b"\r\n"]
-        for name, value in headers.items():
-            if any(c in name + value for c in "\r\n\0"):  # httpx refuses these too
-                raise ValueError(f"header {name!r} holds a line break or NUL")
-            fixed.append(name.encode("ascii") + b": " + value.encode("latin-1") + b"\r\n")
-        self._headers = b"".join(fixed)
+        self._fixed = _fixed_headers(base_url, headers)
         self._timeouts: Mapping[str, float | None] = timeout.as_dict()
-        self._heads: dict[str, bytes] = {}
+        self._heads: dict[str, RequestHead] = {}
 
     async def post(self, path: str, body: bytes) -> httpx.Response:
         """POST ``body`` to ``path`` (under the base URL's path); raises httpx's transport
         errors exactly as a request through ``httpx.AsyncClient`` with this transport would."""
+        # No local variable here holds the head's bytes: they hold the server key, and this
+        # frame is on the stack of every failure an error tracker records with its locals.
         head = self._heads.get(path)
         if head is None:
-            head = b"POST " + self._prefix + path.encode("ascii") + b" HTTP/1.1\r\n"
-            head = self._heads[path] = head + self._headers
+            head = self._heads[path] = RequestHead(
+                b"POST " + self._prefix + path.encode("ascii") + b" HTTP/1.1\r\n" + self._fixed
+            )
         length = b"Content-Length: " + str(len(body)).encode("ascii") + b"\r\n\r\n"
         answer = await self._transport.send(self._origin, head + length, body, self._timeouts)
         response = answer.as_response()
         await response.aread()  # decodes a Content-Encoding, as the client does
         return response
+
+
+def _fixed_headers(base_url: httpx.URL, headers: Mapping[str, str]) -> bytes:
+    """The headers every request carries, serialised: the host, then ``headers``."""
+    fixed = [b"Host: " + base_url.netloc + b"\r\n"]
+    for name, value in headers.items():
+        if any(c in name + value for c in "\r\n\0"):  # httpx refuses these too
+            raise ValueError(f"header {name!r} holds a line break or NUL")
+        fixed.append(name.encode("ascii") + b": " + value.encode("latin-1") + b"\r\n")
+    return b"".join(fixed)
 
 
 def proxied_by_environment(url: str) -> bool:

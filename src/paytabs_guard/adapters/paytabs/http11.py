@@ -23,7 +23,7 @@ included), and keeps httpx's client for a test's transport and for proxies. http
 proxies named in the environment only on a client built without a transport, so where one
 applies (``direct_post.proxied_by_environment``) the client is built with httpx's own
 transport instead, and likewise where httptools is not installed (the library without the
-service extra: ``pool_transport``).
+service extra: ``pool_transport``); one client per event loop then (``loop_clients``).
 """
 
 from __future__ import annotations
@@ -72,13 +72,40 @@ class Answer(NamedTuple):
         )
 
 
-def pool_transport(max_connections: int) -> httpx.AsyncBaseTransport:
-    """The lean transport where httptools is installed, else httpx's own."""
-    if not HAVE_HTTPTOOLS:  # pragma: no cover - see above
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        return httpx.AsyncHTTPTransport(limits=limits)
+class RequestHead:
+    """A request's line and headers, serialised (ending in the blank line), out of sight.
+
+    They hold the server key (``authorization``). Error trackers (Sentry) and
+    ``traceback.TracebackException(..., capture_locals=True)`` record the repr of every local
+    variable of every frame a failure passed through: a timeout or a refused connection under
+    ``send`` shipped the key with the bytes of the head. As this object, a frame shows its
+    length only; the bytes come out only inside :meth:`write_to`, which returns nothing."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __repr__(self) -> str:
+        return f"<RequestHead: {len(self._data)} bytes, not shown>"
+
+    def __add__(self, more: bytes) -> RequestHead:
+        """This head with more header lines (``more`` holds no secret)."""
+        return RequestHead(self._data + more)
+
+    def write_to(self, transport: asyncio.WriteTransport, body: bytes) -> None:
+        """Write the request: this head, then ``body``."""
+        transport.write(self._data + body)
+
+
+def pool_transport(max_connections: int) -> Http11Transport | None:
+    """The lean transport where httptools is installed, else None: the client then keeps
+    httpx's own transport, one per event loop (``loop_clients.ClientPerLoop``).
+
+    ``HAVE_HTTPTOOLS`` is read here, at each call, so that a test can take the path a plain
+    ``pip install paytabs-guard`` takes by setting it false."""
+    if not HAVE_HTTPTOOLS:
+        return None
     return Http11Transport(max_connections=max_connections)
 
 
@@ -173,14 +200,14 @@ class _Exchange(asyncio.Protocol):
             and now - self.idle_since < KEEPALIVE_EXPIRY_SECONDS
         )
 
-    async def exchange(self, head: bytes, body: bytes, read_timeout: float | None) -> None:
+    async def exchange(self, head: RequestHead, body: bytes, read_timeout: float | None) -> None:
         """Send one request and wait for its whole answer (raises httpx's transport errors)."""
         self._reset()
         self._parser = httptools.HttpResponseParser(self)
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             raise httpx.WriteError("connection closed before the request was written")
-        transport.write(head + body)
+        head.write_to(transport, body)
         while self._awaiting_answer():
             self._progress = asyncio.get_running_loop().create_future()
             try:
@@ -247,7 +274,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         return answer.as_response()
 
     async def send(
-        self, origin: Origin, head: bytes, body: bytes, timeouts: Mapping[str, float | None]
+        self, origin: Origin, head: RequestHead, body: bytes, timeouts: Mapping[str, float | None]
     ) -> Answer:
         """One request, serialised already (``head``: the request line and headers, ending in
         the blank line), and its whole answer. The same pool, timeouts and failure classes as
@@ -436,7 +463,7 @@ def origin_of(url: httpx.URL) -> Origin:
     return scheme, url.host, port
 
 
-async def _serialise(request: httpx.Request) -> tuple[bytes, bytes]:
+async def _serialise(request: httpx.Request) -> tuple[RequestHead, bytes]:
     body = await request.aread()
     lines = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
     has_length = False
@@ -450,4 +477,4 @@ async def _serialise(request: httpx.Request) -> tuple[bytes, bytes]:
     if body and not has_length:
         lines += (b"Content-Length: ", str(len(body)).encode("ascii"), b"\r\n")
     lines.append(b"\r\n")
-    return b"".join(lines), body
+    return RequestHead(b"".join(lines)), body

@@ -63,15 +63,26 @@ def sign_callback(body: bytes, key: Key) -> str:
     return _hmac_hex(key, body)
 
 
-def _usable_keys(keys: Key | Iterable[Key]) -> tuple[Key, ...]:
+def _usable_keys(keys: object) -> tuple[Key, ...]:  # Key | Iterable[Key], checked here
     """``keys`` as a tuple of keys, refusing what would let anyone sign.
 
     A plain string is one key, not the characters it holds: ``verify_callback(body, sig,
     server_key)`` is an easy call to write, and iterating the string would accept an HMAC
     made with any one character of the key. A blank key (an unset environment variable read
-    as ``""``) would accept an HMAC anyone can make, so it verifies nothing."""
-    found = (keys,) if isinstance(keys, (str, SecretStr)) else tuple(keys)
-    usable = tuple(key for key in found if _secret(key).strip())
+    as ``""``, or None) would accept an HMAC anyone can make, so it verifies nothing. A key of
+    another type (bytes) is a mistake in the calling code: ValueError, saying what to pass."""
+    found: tuple[object, ...] = (keys,)
+    if isinstance(keys, Iterable) and not isinstance(keys, (str, bytes, bytearray, memoryview)):
+        found = tuple(keys)
+    for key in found:
+        if key is not None and not isinstance(key, (str, SecretStr)):
+            raise ValueError(
+                f"pass the server key as str (or SecretStr), or several in a list, not "
+                f"{type(key).__name__}"
+            )
+    usable = tuple(
+        key for key in found if isinstance(key, (str, SecretStr)) and _secret(key).strip()
+    )
     if not usable:
         raise InvalidSignature("no key configured")
     return usable
@@ -79,6 +90,64 @@ def _usable_keys(keys: Key | Iterable[Key]) -> tuple[Key, ...]:
 
 def _secret(key: Key) -> str:
     return key.get_secret_value() if isinstance(key, SecretStr) else key
+
+
+def callback_body(body: object) -> bytes:
+    """``body`` as the bytes a callback's signature is checked over, or ValueError saying what
+    to pass: the raw request body, as bytes (or a bytearray or memoryview of them).
+
+    Text is refused, not encoded: the signature is over the exact bytes PayTabs sent, and
+    which bytes a str came from (its encoding, how a framework decoded them) is not known.
+    Parsed JSON (a dict) cannot be turned back into those bytes either."""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, str):
+        raise ValueError(
+            "pass the raw request body as bytes, not str (Django: request.body; Flask: "
+            "request.get_data(); Starlette: await request.body()): the signature is over the "
+            "exact bytes PayTabs sent, and text need not encode back to them"
+        )
+    raise ValueError(
+        f"pass the raw request body as bytes, not {type(body).__name__}: the signature is over "
+        "the exact bytes PayTabs sent, before any parsing"
+    )
+
+
+def _signature_text(signature: object) -> str | None:
+    if signature is None or isinstance(signature, str):
+        return signature
+    raise ValueError(
+        f"pass the signature as str (the header's or the form field's value), or None when "
+        f"there is none, not {type(signature).__name__}"
+    )
+
+
+def _return_fields(fields: object) -> dict[str, str]:
+    """A browser return's fields, one str per name, or ValueError saying what to pass.
+
+    Read through ``items()``, which a framework's multi-valued form (Django's ``QueryDict``,
+    werkzeug's ``MultiDict``) answers with one value per name; ``dict(...)`` of Django's
+    gives lists."""
+    if not isinstance(fields, Mapping):
+        raise ValueError(
+            "pass the return's fields as a mapping of names to str values (the POSTed form, "
+            f"or a GET return's query parameters), not {type(fields).__name__}"
+        )
+    taken: dict[str, str] = {}
+    for name, value in fields.items():
+        if not (isinstance(name, str) and isinstance(value, str)):
+            hint = (
+                " (urllib's parse_qs gives lists: pass dict(parse_qsl(query)) instead)"
+                if isinstance(value, (list, tuple))
+                else ""
+            )
+            raise ValueError(
+                f"pass each return field as one str: {name!r} is {type(value).__name__}{hint}"
+            )
+        taken[name] = value
+    return taken
 
 
 def _check(messages: Iterable[bytes], signature: str | None, keys: Iterable[Key]) -> None:
@@ -100,8 +169,12 @@ def _check(messages: Iterable[bytes], signature: str | None, keys: Iterable[Key]
 def verify_callback(body: bytes, signature: str | None, keys: Key | Iterable[Key]) -> None:
     """Raise InvalidSignature unless ``signature`` is a valid HMAC of the raw ``body``.
 
-    ``keys``: the server key, or several during a rotation; blank keys are ignored."""
-    _check((body,), signature, _usable_keys(keys))
+    ``keys``: the server key, or several during a rotation; blank keys are ignored. An
+    argument of another type (a str or parsed body, a bytes signature or key) raises
+    ValueError saying what to pass (:func:`callback_body`)."""
+    raw = callback_body(body)
+    text = _signature_text(signature)
+    _check((raw,), text, _usable_keys(keys))
 
 
 def php_http_build_query(fields: Mapping[str, str]) -> str:
@@ -136,14 +209,17 @@ def verify_return(fields: Mapping[str, str], keys: Key | Iterable[Key]) -> None:
     ``fields``: the POSTed form, or a GET return's query parameters as they came. The
     merchant's own parameters in its ``return_url`` are not signed, so when ``fields`` holds
     any besides PayTabs' (:data:`RETURN_FIELDS`), the signature over PayTabs' fields alone is
-    accepted too: only those are vouched for. ``keys`` as for :func:`verify_callback`."""
-    keys = _usable_keys(keys)
-    readings = [dict(fields)]
-    if not RETURN_FIELDS.issuperset(fields):
-        readings.append({key: value for key, value in fields.items() if key in RETURN_FIELDS})
+    accepted too: only those are vouched for. ``keys`` as for :func:`verify_callback`.
+    ``fields`` other than a mapping of str to one str each (a list value, as ``parse_qs``
+    gives) raise ValueError saying what to pass."""
+    usable = _usable_keys(keys)
+    taken = _return_fields(fields)
+    readings = [taken]
+    if not RETURN_FIELDS.issuperset(taken):
+        readings.append({key: value for key, value in taken.items() if key in RETURN_FIELDS})
     messages = []
     for reading in readings:
         messages.append(return_signing_string(reading).encode())
         if "0" in reading.values():
             messages.append(return_signing_string(reading, drop_zero=True).encode())
-    _check(messages, fields.get("signature"), keys)
+    _check(messages, taken.get("signature"), usable)
