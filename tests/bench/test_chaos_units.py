@@ -94,6 +94,8 @@ def test_the_shipped_examples_load() -> None:
     assert hang.outages[0].operations is None
     assert hang.outages[0].as_fault() == {"start": 3, "end": 5, "mode": "hang", "status": 503}
     assert hang.slowest_create() == pytest.approx(0.2)
+    long = load_scenario_file(EXAMPLES / "long-hang-outage.json")
+    assert long.settings["CIRCUIT_BREAKER_TIMEOUT"] == "30000"  # the production defaults
 
 
 def _minimal(**changes: Any) -> dict[str, Any]:
@@ -125,6 +127,7 @@ def _minimal(**changes: Any) -> dict[str, Any]:
         (_minimal(latency_ms=[200, 80]), "latency_ms"),
         (_minimal(outages=[{"start_s": 9, "end_s": 10}]), "outages.0.start_s"),
         (_minimal(key="Has Space"), "key"),
+        (_minimal(settings={"PAYTABS_TIMEOUTS": "1"}), "PAYTABS_TIMEOUTS"),  # not a variable
     ],
 )
 def test_a_bad_scenario_file_is_refused_naming_the_field(

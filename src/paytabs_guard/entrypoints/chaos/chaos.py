@@ -232,7 +232,7 @@ async def run_one(
         _database(backends.for_scenario(scenario), directory, name) as url,
         _redis_prefix(backends.redis_url if shared else None, name) as prefix,
     ):
-        env = service_env(simulator, url, profile, configuration)
+        env = service_env(simulator, url, profile, configuration) | scenario.settings
         if shared:
             env |= {
                 "REDIS_URL": str(backends.redis_url),

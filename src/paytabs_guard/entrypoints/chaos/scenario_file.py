@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from paytabs_guard.settings import Settings
+
 from .scenarios import Scenario, Window
 
 Operation = Literal["create", "query", "follow_up", "token"]
@@ -63,6 +65,9 @@ class ScenarioSpec(_Strict):
     """The gateway's usual latency: uniform between the two bounds."""
     transient: Transient = Transient()
     outages: list[OutageSpec] = Field(default_factory=list)
+    settings: dict[str, str] = Field(default_factory=dict)
+    """The service's settings over the profile's, by variable (``"PAYTABS_TIMEOUT": "30000"``):
+    replay an incident with the timeouts it happened with. Only variables the service has."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ScenarioSpec:
@@ -72,6 +77,10 @@ class ScenarioSpec(_Strict):
         for number, outage in enumerate(self.outages):
             if outage.start_s >= self.duration_s:
                 raise ValueError(f"outages.{number}.start_s is after duration_s")
+        known = Settings.model_fields
+        unknown = sorted(name for name in self.settings if name.lower() not in known)
+        if unknown:
+            raise ValueError(f"settings: the service has no {', '.join(unknown)}")
         return self
 
     def scenario(self) -> Scenario:
@@ -102,6 +111,7 @@ class ScenarioSpec(_Strict):
             rate=self.rate_per_s,
             order_budget=self.budget_s,
             latency={"latency_ms": low, "latency_jitter_ms": high - low},
+            settings=dict(self.settings),
         )
 
 

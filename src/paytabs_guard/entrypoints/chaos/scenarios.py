@@ -81,6 +81,9 @@ class Scenario:
     """The gateway's usual latency: ``latency_ms`` plus up to ``latency_jitter_ms``."""
     instances: int = 1
     """Service instances sharing one database and breaker state (PostgreSQL + Redis)."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """The service's settings for this scenario, over the profile's (scenario files set them:
+    an incident replayed with the production timeouts)."""
 
     def simulator_faults(self) -> dict[str, Any]:
         """The body of ``PUT /_sim/faults`` for this scenario."""
