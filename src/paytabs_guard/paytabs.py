@@ -48,11 +48,17 @@ from paytabs_guard.resilience import (
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy
 
 #: Breaker defaults for a library user: the seed's (BreakerConfig's own defaults), with the
-#: service's: open after 10 failures in a row too, probes every second, an adaptive jittered open
-#: period, 3 trials.
+#: service's: open after 10 failures in a row too, or once calls have waited 5 s unanswered (a
+#: gateway that hangs), probes every second, an adaptive jittered open period, 3 trials.
 DEFAULT_BREAKER = BreakerConfig(
     half_open_max_calls=3, is_failure=counts_against_gateway
-).with_recovery(min_open_time=2.0, open_jitter=0.2, probe_interval=1.0, consecutive_failures=10)
+).with_recovery(
+    min_open_time=2.0,
+    open_jitter=0.2,
+    probe_interval=1.0,
+    consecutive_failures=10,
+    stall_after=5.0,
+)
 
 
 class PayTabs(ResilientPayTabs):
