@@ -58,6 +58,3 @@ class StallWatch:
                 if count >= max(enough, 1):
                     return True
         return False
-
-    def in_flight(self) -> int:
-        return len(self._flying)
