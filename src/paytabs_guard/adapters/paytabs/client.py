@@ -52,13 +52,14 @@ DEFAULT_MAX_CONNECTIONS: Final = 100
 hold theirs until their timeout; the breaker opens a few seconds into such a hang
 (``BreakerConfig.stall_after``), before they fill the pool, and a full pool fails the next call
 after POOL_WAIT_SECONDS rather than making it wait."""
-POOL_WAIT_SECONDS: Final = 1.0
+POOL_WAIT_SECONDS: Final = 5.0
 """How long a call waits for a free connection when all ``max_connections`` are in use: then
-it fails as "never sent" (safe to send again, and a failure the breaker counts). All of them
-in use means calls are hanging at PayTabs: before, a call queued behind them for the whole
-timeout (27 s with the defaults), the breaker saw nothing fail until the first of them timed
-out, and after a recovery its trials waited behind calls still hanging (an audit: the first
-503 27 s into an outage that hung, the first sale 14 s after it ended)."""
+it fails as "never sent" (safe to send again, and a failure the breaker counts). Before, a call
+queued behind calls hanging at PayTabs for the whole timeout (27 s with the defaults), and
+after a recovery the trials waited behind calls still hanging. Not shorter: a burst of more
+calls than connections, each answered in a second or two, must not fail (ten failures before
+the first answer would open the breaker on a healthy PayTabs); a gateway slower than this is
+seen by the breaker's stall watch at the same 5 s."""
 """The HTTP timeouts (connect, waiting for a pooled connection, each next byte) end by this
 share of the attempt's timeout (the breaker's call timeout) at the latest."""
 
