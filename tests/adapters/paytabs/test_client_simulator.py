@@ -377,6 +377,23 @@ async def test_with_every_connection_hung_a_call_fails_at_once_as_never_sent(
             await hung
 
 
+async def test_a_burst_of_more_calls_than_connections_waits_its_turn(gateway: Gateway) -> None:
+    """Eight calls on two connections, PayTabs answering each in 0.5 s: the last waits 1.5 s
+    for a connection. All are answered; none fails as "never sent" (each such failure counts
+    against the breaker, and ten before the first answer would open it on a healthy PayTabs)."""
+    await gateway.faults(latency_ms=500)
+    async with PayTabsClient(
+        profile_id=DEFAULT_PROFILE_ID,
+        server_key=KEY,
+        base_url=gateway.simulator.base_url,
+        timeout_seconds=30,
+        max_connections=2,
+    ) as client:
+        calls = [client.query_cart(f"burst-{n}") for n in range(8)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert outcomes == [[]] * 8  # every one answered (no such cart), none an exception
+
+
 async def test_nothing_listening_is_transient_because_nothing_was_sent() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
