@@ -729,8 +729,42 @@ async def test_with_a_long_call_timeout_a_recovery_after_a_hang_is_seen_within_a
     assert recovered_at is not None
     assert breaker.state == "half_open"
     assert clock() - recovered_at < 1.0  # not the 27 s of a probe's timeout
-    assert sum(not task.done() for task in started) <= MAX_IN_FLIGHT  # never more than ten
-    assert sent < 150  # a probe every half second or so while it hung, not one per sale
+    assert sum(not task.done() for task in started) <= MAX_IN_FLIGHT  # a bounded few
+    # one probe per hurried gap (a quarter second) while it hung, not one per sale (4,000)
+    assert sent < 200
+    await prober.aclose()
+
+
+async def test_a_gateway_answering_in_six_seconds_is_found_by_its_probes() -> None:
+    """A gateway that jumped to 6 s answers opens the breaker as stalled. Its probes answer in
+    6 s too: cut at 5 s (the first patience), none ever did, and the breaker stayed open for
+    the reset timeout (an outside check: 27 s, every sale turned away). They wait 10 s now."""
+    clock = ManualClock()
+    pending: list[tuple[float, asyncio.Event]] = []
+
+    async def six_seconds() -> None:
+        answered = asyncio.Event()
+        pending.append((clock() + 6.0, answered))
+        await answered.wait()
+
+    breaker, prober = probed(clock, six_seconds, min_open_time=None, reset_timeout=30.0)
+    prober._timeout = 27.0
+    await trip(breaker)
+    opened = clock()
+    started: list[asyncio.Task[None]] = []
+    while breaker.state == "open" and clock() - opened < 30.0:
+        clock.advance(0.01)
+        for due, answered in pending:
+            if due <= clock():
+                answered.set()
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(ok)
+        started += prober._start_due()
+        await settle()
+    assert breaker.state == "half_open"
+    assert clock() - opened < 7.0  # the first probe's answer, not the reset timeout
+    for _, answered in pending:
+        answered.set()
     await prober.aclose()
 
 

@@ -40,18 +40,21 @@ from paytabs_guard.resilience.registry import BreakerRegistry
 logger = logging.getLogger(__name__)
 
 # Probes of one breaker in flight at once: enough for a new probe every hurried gap (a share of
-# the interval, while sales wait) while older ones hang until the timeout, never more than this.
-# Fewer would hide a recovery from a gateway that hung: the probes sent into the hang hold
-# every slot until they time out, and the first probe to see the recovery waits for one.
-MAX_IN_FLIGHT = 10
+# the interval, while sales wait) while older ones hang, never more than this. Fewer would hide
+# a recovery from a gateway that hung: the probes sent into the hang hold every slot, and the
+# first probe to see the recovery waits for one. Forty cover PROBE_PATIENCE at the hurried
+# pace (a quarter second): with ten, the ten left within 2.5 s and then none for 7.5 s, and a
+# recovery in that gap was seen 6 s late (a chaos run of a 40 s hang).
+MAX_IN_FLIGHT = 40
 
 # How long the oldest probe in flight is waited for before it gives way to a new one, when a
 # probe is due and MAX_IN_FLIGHT are in flight. Without it a gateway that hung held all ten
 # for the call timeout (27 s with the defaults), no probe left meanwhile, and a recovery was
-# seen up to that late (an audit: 14-21 s). A probe in flight this long has found a hang; a
-# gateway slower than this still answers the open period's own trial, which waits the whole
-# call timeout.
-PROBE_PATIENCE = 5.0
+# seen up to that late (an audit: 14-21 s). Twice the stall watch's 5 s: a gateway that answers
+# in 6 s opens the breaker as stalled, and probes cut at 5 s would never see it answer (the
+# breaker stayed open for the reset timeout); one slower than this is still found by the open
+# period's own trial, which waits the whole call timeout.
+PROBE_PATIENCE = 10.0
 
 # Two readings of the planned look closer than this are the same plan (each adds a wait to
 # its own clock reading); a probe brought forward moves by a share of an interval, far more.
