@@ -27,7 +27,12 @@ from paytabs_guard.adapters.events import (
     webhook_sinks,
 )
 from paytabs_guard.adapters.paytabs.callbacks import PayTabsCallbacks
-from paytabs_guard.adapters.paytabs.client import Observer, PayTabsClient, http_timeout_within
+from paytabs_guard.adapters.paytabs.client import (
+    DEFAULT_MAX_CONNECTIONS,
+    Observer,
+    PayTabsClient,
+    http_timeout_within,
+)
 from paytabs_guard.adapters.paytabs.paytabs_gateway import PayTabsGateway
 from paytabs_guard.adapters.paytabs.regions import base_url_for
 from paytabs_guard.adapters.paytabs.resilient import (
@@ -73,11 +78,10 @@ def build_paytabs_client(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     observer: Observer | None = None,
-    max_connections: int | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> PayTabsClient:
     """The PayTabs client for the configured profile, region (or base-URL override) and timeout."""
     profile_id, server_key = settings.require_paytabs_credentials()
-    pool = {} if max_connections is None else {"max_connections": max_connections}
     return PayTabsClient(
         profile_id=profile_id,
         server_key=server_key,
@@ -89,7 +93,7 @@ def build_paytabs_client(
         ),
         transport=transport,
         observer=observer,
-        **pool,
+        max_connections=max_connections,
     )
 
 

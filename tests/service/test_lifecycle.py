@@ -82,6 +82,14 @@ async def test_a_withheld_callback_is_repaired_by_reconciliation(world: World) -
     assert (await world.outbox_types(payment.id)).count("payment.completed") == 1
 
 
+async def paid_unheard(world: World) -> Payment:
+    """A payment paid on its page, its callback withheld (set by the caller's faults)."""
+    payment = await create_payment(world.deps, order())
+    assert payment.redirect_url is not None
+    await world.pay(payment.redirect_url)
+    return payment
+
+
 class _FailsFor:
     """The gateway, except that asking about one cart raises: a payment the pass cannot settle
     (as a row it could not read once made it)."""
@@ -105,10 +113,7 @@ async def test_a_payment_reconciliation_cannot_settle_does_not_stop_the_others(
     await world.faults(callback_withhold_rate=1.0)
     stuck = []
     for _ in range(3):
-        payment = await create_payment(world.deps, order())
-        assert payment.redirect_url is not None
-        await world.pay(payment.redirect_url)
-        stuck.append(payment)
+        stuck.append(await paid_unheard(world))
         world.clock.advance(timedelta(seconds=1))  # the first is the oldest: the pass's first
     world.clock.advance(timedelta(minutes=10))
     failing = replace(world.deps, gateway=_FailsFor(world.deps.gateway, stuck[0].cart_id))
@@ -163,12 +168,7 @@ async def test_a_page_expires_at_the_first_pass_after_its_deadline(world: World)
 
 async def test_two_reconcilers_at_once_apply_each_result_once(world: World) -> None:
     await world.faults(callback_withhold_rate=1.0)
-    ids = []
-    for _ in range(5):
-        payment = await create_payment(world.deps, order())
-        assert payment.redirect_url is not None
-        await world.pay(payment.redirect_url)
-        ids.append(payment.id)
+    ids = [(await paid_unheard(world)).id for _ in range(5)]
     world.clock.advance(timedelta(minutes=10))
     second_engine = create_engine(world.database_url)
     other = PaymentDeps(

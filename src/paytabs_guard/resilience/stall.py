@@ -49,12 +49,13 @@ class StallWatch:
         if next(iter(flying.values())) > cutoff:
             return False  # the oldest call in flight is younger than ``after``
         since = self.last_answer
+        enough = max(enough, 1)
         count = 0
         for left in flying.values():
             if left > cutoff:
                 break
             if left > since:
                 count += 1
-                if count >= max(enough, 1):
+                if count >= enough:
                     return True
         return False

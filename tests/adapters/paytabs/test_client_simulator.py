@@ -353,6 +353,17 @@ async def test_a_hung_gateway_times_out_as_ambiguous(gateway: Gateway) -> None:
             await impatient.query_cart("x")
 
 
+def patient_client(gateway: Gateway, *, connections: int) -> PayTabsClient:
+    """A client with a 30 s timeout and only ``connections`` connections to the simulator."""
+    return PayTabsClient(
+        profile_id=DEFAULT_PROFILE_ID,
+        server_key=KEY,
+        base_url=gateway.simulator.base_url,
+        timeout_seconds=30,
+        max_connections=connections,
+    )
+
+
 async def test_with_every_connection_hung_a_call_fails_at_once_as_never_sent(
     gateway: Gateway,
 ) -> None:
@@ -360,13 +371,7 @@ async def test_with_every_connection_hung_a_call_fails_at_once_as_never_sent(
     whole timeout (27 s with the defaults), seen by nobody as a failure; now it fails after
     POOL_WAIT_SECONDS as never sent: safe to send again, and counted by the breaker."""
     await gateway.faults(hang_rate=1.0, hang_phase="before", hang_max_seconds=30)
-    async with PayTabsClient(
-        profile_id=DEFAULT_PROFILE_ID,
-        server_key=KEY,
-        base_url=gateway.simulator.base_url,
-        timeout_seconds=30,
-        max_connections=1,
-    ) as client:
+    async with patient_client(gateway, connections=1) as client:
         hung = asyncio.create_task(client.query_cart("hangs"))
         await asyncio.sleep(0)  # (it takes the one connection)
         async with asyncio.timeout(10):  # far below the 30 s a call may take
@@ -382,13 +387,7 @@ async def test_a_burst_of_more_calls_than_connections_waits_its_turn(gateway: Ga
     for a connection. All are answered; none fails as "never sent" (each such failure counts
     against the breaker, and ten before the first answer would open it on a healthy PayTabs)."""
     await gateway.faults(latency_ms=500)
-    async with PayTabsClient(
-        profile_id=DEFAULT_PROFILE_ID,
-        server_key=KEY,
-        base_url=gateway.simulator.base_url,
-        timeout_seconds=30,
-        max_connections=2,
-    ) as client:
+    async with patient_client(gateway, connections=2) as client:
         calls = [client.query_cart(f"burst-{n}") for n in range(8)]
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
     assert outcomes == [[]] * 8  # every one answered (no such cart), none an exception
