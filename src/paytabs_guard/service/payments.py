@@ -60,6 +60,7 @@ from paytabs_guard.service.payment_steps import (
     PaymentNotFound,
     ServiceUrls,
     UnknownGatewayTransaction,
+    change_payment,
     change_saved,
     get_payment,
     insert_claimed,
@@ -69,7 +70,7 @@ from paytabs_guard.service.payment_steps import (
     save_unanswered,
     store_answer,
 )
-from paytabs_guard.service.ports import KeyTaken, UnitOfWork
+from paytabs_guard.service.ports import GatewayReferenceTaken, KeyTaken, UnitOfWork
 from paytabs_guard.service.queries import (
     PaymentFilters,
     PaymentListPage,
@@ -169,7 +170,11 @@ async def _open_page(
 
         if opened.found is None and opened.redirect_url is not None:
             ready = _page_ready(opened, deps.page_ttl, calls)
-            return await change_saved(deps, payment, ready, idempotency)
+            try:
+                return await change_saved(deps, payment, ready, idempotency)
+            except GatewayReferenceTaken:
+                await _refuse_taken_reference(deps, payment.id, opened.tran_ref)
+                raise GatewayReferenceTaken(opened.tran_ref, payment.id) from None
         found = opened.found
         # The answer was lost; a query found what PayTabs holds for this cart.
         async with deps.uow() as uow:
@@ -196,6 +201,17 @@ async def _open_page(
         mark_answered(idempotency)
         return payment
     raise AssertionError("unreachable: the loop returns on its last attempt")
+
+
+async def _refuse_taken_reference(deps: PaymentDeps, payment_id: str, tran_ref: str) -> None:
+    """PayTabs opened the page under a transaction reference another payment holds: the page
+    is not handed out (nobody can pay it), and the payment fails without an answer kept for
+    its key, like a create that sent nothing: a retry is a new payment with a new page."""
+    reason = (
+        f"PayTabs opened the page as transaction {tran_ref}, which another payment already "
+        "holds; the page was not handed out"
+    )
+    await change_payment(deps, payment_id, lambda p, at: p.initiation_failed(reason, at=at), None)
 
 
 def _page_ready(

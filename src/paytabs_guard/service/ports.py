@@ -109,6 +109,19 @@ class StaleVersion(Exception):
     read (optimistic ``version`` check). Nothing was written: reload it locked and apply again."""
 
 
+class GatewayReferenceTaken(Exception):
+    """A commit would give a PayTabs transaction reference to a second payment: PayTabs handed
+    out a ``tran_ref`` this database already holds for another payment (a database used with
+    another profile, or a simulator restarted with its seed). Nothing was written."""
+
+    def __init__(self, tran_ref: str | None = None, payment_id: str | None = None) -> None:
+        self.tran_ref = tran_ref
+        self.payment_id = payment_id  # the payment that was refused it, when known
+        super().__init__(
+            "PayTabs answered with a transaction reference another payment already holds"
+        )
+
+
 class PaymentRepository(Protocol):
     """Payments with their history and gateway transactions. Reads inside a unit of work."""
 

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from paytabs_guard.service.ports import StaleVersion
+from sqlalchemy.exc import IntegrityError
+
+from paytabs_guard.service.ports import GatewayReferenceTaken, StaleVersion
+
+#: How each database names the two uniqueness rules on a PayTabs transaction reference.
+_TRAN_REF_RULES = (
+    "uq_payments_tran_ref",  # PostgreSQL: the constraints' names (migrations/0001)
+    "pk_gateway_transactions",
+    "payments.tran_ref",  # SQLite: "UNIQUE constraint failed: <table>.<column>"
+    "gateway_transactions.tran_ref",
+)
 
 
 class ConcurrentUpdate(StaleVersion):
@@ -19,3 +29,14 @@ class ConcurrentUpdate(StaleVersion):
 
     def __repr__(self) -> str:
         return f"ConcurrentUpdate({self.payment_id!r}, expected_version={self.expected_version})"
+
+
+def reference_taken(error: BaseException) -> GatewayReferenceTaken | None:
+    """``error`` as :class:`GatewayReferenceTaken` when it is the database refusing a second
+    payment a transaction reference; None for anything else."""
+    if not isinstance(error, IntegrityError):
+        return None
+    text = str(error.orig)
+    if not any(rule in text for rule in _TRAN_REF_RULES):
+        return None
+    return GatewayReferenceTaken()

@@ -26,6 +26,7 @@ from paytabs_guard.service.ports import (
 from . import outbox
 from .cards import SqlSavedCards
 from .engine import single_statement
+from .errors import reference_taken
 from .idempotency import PendingClaim, SqlIdempotencyKeys, read_claim
 from .inbox import PendingDelivery, SqlWebhookInbox
 from .repository import SqlPaymentRepository
@@ -122,8 +123,11 @@ class SqlUnitOfWork:
                     # held, so the key reads as the claim found it.
                     raise await self._lost(await self._transaction.connection(), lost) from None
             await self._transaction.commit()
-        except BaseException:
+        except BaseException as error:
             await self._rollback()
+            taken = reference_taken(error)
+            if taken is not None:
+                raise taken from error
             raise
         # Sent and committed: a later commit of this unit of work must not send them again.
         self._claims.clear()

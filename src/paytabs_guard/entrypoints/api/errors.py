@@ -19,6 +19,7 @@ database unreachable (STORAGE_UNAVAILABLE) 503     storage-unavailable (Retry-Af
 GatewayRejected                            422     gateway-rejected
 GatewayNotReached                         503     gateway-unavailable (Retry-After)
 GatewayOutcomeUnknown                      502     gateway-outcome-unknown
+GatewayReferenceTaken (storage)            502     gateway-reference-conflict
 =========================================  ======  ==============================
 """
 
@@ -51,6 +52,7 @@ from paytabs_guard.service.gateway import (
     GatewayRejected,
 )
 from paytabs_guard.service.payments import PaymentNotFound
+from paytabs_guard.service.ports import GatewayReferenceTaken
 from paytabs_guard.service.saved_cards import SavedCardError
 
 from . import problems
@@ -217,6 +219,23 @@ def problem_for(error: Exception) -> Problem | None:
         )
     if isinstance(error, GatewayNotReached):
         return gateway_unavailable(error.retry_after)
+    if isinstance(error, GatewayReferenceTaken):
+        kept = (
+            f" The attempt is kept as payment {error.payment_id} in state failed; create the "
+            "payment again with a new Idempotency-Key."
+            if error.payment_id
+            else " Nothing was recorded."
+        )
+        return Problem(
+            "gateway_reference_conflict",
+            "PayTabs reused a transaction reference",
+            502,
+            f"PayTabs answered with transaction reference {error.tran_ref or '(not shown)'}, "
+            "which another payment here already holds, so its answer was not taken and no page "
+            "was handed out. This service's database and the PayTabs profile disagree (a "
+            "database used with another profile, or a simulator restarted)." + kept,
+            extensions={"payment_id": error.payment_id} if error.payment_id else {},
+        )
     if isinstance(error, GatewayOutcomeUnknown):
         return Problem(
             "gateway_outcome_unknown",
@@ -329,6 +348,7 @@ def install_error_handlers(app: FastAPI) -> None:
         GatewayRejected,
         GatewayNotReached,
         GatewayOutcomeUnknown,
+        GatewayReferenceTaken,
         *STORAGE_CONFLICTS,
         *STORAGE_UNAVAILABLE,
     ):

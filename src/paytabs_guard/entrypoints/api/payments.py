@@ -113,7 +113,10 @@ CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
         **_PROBLEM,
         "description": "gateway_no_page: PayTabs' answers to the create were lost and nothing "
         "it holds can be paid; the attempt is kept as a failed payment (X-Payment-Id). Create "
-        "again with a new Idempotency-Key",
+        "again with a new Idempotency-Key. gateway_reference_conflict: PayTabs opened the page "
+        "under a transaction reference another payment holds (a database used with another "
+        "profile); no page was handed out, the attempt is kept as a failed payment "
+        "(payment_id)",
     },
 }
 
