@@ -31,8 +31,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.util.concurrency import greenlet_spawn
 
+from .lane import lane_of
 from .statements import sent_together
 
 Row = Mapping[str, Any]
@@ -167,15 +167,18 @@ async def fetch_all_alone(
 async def _alone(
     engine: AsyncEngine, compiled: CompiledSql, arguments: tuple[Any, ...], *, one: bool = False
 ) -> list[Sequence[Any]]:
-    """Send one statement in autocommit on a connection of ``engine``'s pool; with ``one``,
-    read only its first row (asyncpg's ``fetchrow``, as the benchmark's floor measures it).
+    """Send one statement in autocommit on a connection of ``engine``'s pool, kept between
+    statements by its lane (``lane.py``); with ``one``, read only its first row (asyncpg's
+    ``fetchrow``, as the benchmark's floor measures it).
 
     The connection is the pool's, without SQLAlchemy's ``Connection`` around it: that wrapper
     (its autocommit characteristics set on checkout and reset on return, its transaction
     events) cost three times the pool's own checkout. The pool's checkout events still run
     (the ping of a connection that sat idle), and nothing opens a transaction on it, so
     asyncpg sends the statement in autocommit and the pool's reset on return sends nothing."""
-    fairy = await engine.raw_connection()
+    lane = lane_of(engine)
+    fairy = await lane.take(engine)
+    healthy = False
     try:
         driver: Any = fairy.driver_connection  # asyncpg.Connection
         sent_together(engine, [(compiled.sql, False)])
@@ -187,8 +190,9 @@ async def _alone(
                 rows = await driver.fetch(compiled.sql, *arguments)
         except Exception as error:
             raise _as_sqlalchemy_error(engine, fairy, compiled.sql, arguments, error) from error
+        healthy = True
     finally:
-        await greenlet_spawn(fairy.close)  # back to the pool (in a greenlet: it may await)
+        await lane.give_back(fairy, healthy=healthy)  # kept, or back to the pool
     return rows
 
 

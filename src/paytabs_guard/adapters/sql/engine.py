@@ -52,6 +52,8 @@ DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 15.0
 #: that a lock timeout keeps its own, clearer error.
 DEFAULT_STATEMENT_TIMEOUT_SECONDS: Final = 20.0
 IDLE_PING_SECONDS: Final = 30.0
+RETURNED_AT: Final = "returned_at"
+"""Where a pooled connection's record notes when it was last given back (time.monotonic)."""
 PREPARED_STATEMENT_CACHE_SIZE: Final = 100
 
 
@@ -264,10 +266,10 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
     dialect = engine.sync_engine.dialect
 
     def on_checkin(_dbapi: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
-        record.info["returned_at"] = time.monotonic()
+        record.info[RETURNED_AT] = time.monotonic()
 
     def on_checkout(dbapi: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object) -> None:
-        returned_at = record.info.get("returned_at")
+        returned_at = record.info.get(RETURNED_AT)
         if returned_at is None or time.monotonic() - returned_at < idle_seconds:
             return
         try:
