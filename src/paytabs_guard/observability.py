@@ -128,6 +128,22 @@ def _mask_card(match: re.Match[str]) -> str:
     return match.group()
 
 
+def has_card_number(text: str) -> bool:
+    """Whether ``text`` holds what the redaction below hides as a card number (13-19 digits,
+    whole groups of them written with spaces or hyphens, passing the Luhn check), standing
+    apart from letters. The API refuses such text in what it stores and shows
+    (``field_rules.py``). Digits glued to letters are left to the redaction alone: one in ten
+    order references such as ``ORD1234567890123`` passes the Luhn check by chance."""
+    if _DIGIT_RUN.search(text) is None:
+        return False
+    for match in _CARD_CANDIDATE.finditer(text):
+        before = text[match.start() - 1 : match.start()]
+        after = text[match.end() : match.end() + 1]
+        if not (before.isalpha() or after.isalpha()) and _mask_card(match) != match.group():
+            return True
+    return False
+
+
 @functools.lru_cache(maxsize=1024)  # keys are field names, a small set; never values
 def _is_sensitive(key: str) -> bool:
     lowered = key.lower().replace("-", "_")

@@ -154,7 +154,8 @@ async def webhook_wrong_method() -> Response:
 _RETURN_DESCRIPTION = (
     "Verifies PayTabs' return signature (PayTabs' own fields only), confirms the payment by "
     "query (bounded in time), then redirects (303) to the payment's return_url with payment_id "
-    "and state, or shows a result page (English or Arabic from Accept-Language). A bad "
+    "and state (not signed: the merchant's page confirms with GET /payments/v2/{id} before "
+    "fulfilling), or shows a result page (English or Arabic from Accept-Language). A bad "
     "signature gets a 400 page and changes nothing. A return repeated for an undecided "
     "payment asks PayTabs at most once every 2 seconds (per worker), and never twice at once."
 )

@@ -6,8 +6,6 @@ Money crosses the wire as a decimal *string* with the currency's decimals (``"12
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -24,86 +22,29 @@ from paytabs_guard.domain import (
 )
 from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.domain.money import currency_exponent
-from paytabs_guard.domain.urls import check_http_url
 from paytabs_guard.service.gateway import Customer
 from paytabs_guard.service.payments import CreatePayment
 from paytabs_guard.service.saved_cards import RecurringCharge
 
-# The shape only: how many decimals a currency takes is checked with the currency (_money).
-_AMOUNT: Final = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
-MAX_METADATA_KEYS: Final = 20
-
-
-def _amount_string(value: object) -> object:
-    if isinstance(value, bool | int | float):
-        raise ValueError(
-            'send the amount as a string, e.g. "12.50": JSON numbers lose precision in many clients'
-        )
-    if isinstance(value, str) and not _AMOUNT.fullmatch(value):
-        raise ValueError(
-            'must be a decimal string such as "12.50": 1 to 12 digits, then optionally a point '
-            "and 1 to 12 more (no sign, no exponent, no spaces)"
-        )
-    return value
-
-
-def _http_url(value: str) -> str:
-    return check_http_url(value)  # its InvalidUrl is a ValueError: a 422 naming the field
-
-
-def _metadata(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > MAX_METADATA_KEYS:
-        raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
-    for key, item in value.items():
-        if not 1 <= len(key) <= 40 or len(item) > 500:
-            raise ValueError("keys must be 1-40 characters and values at most 500 characters")
-        _printable(key)
-        _printable(item)
-    return value
-
-
-# C0 controls but tab and line breaks, DEL and C1: no text a shopper reads has them, and a
-# BEL or an ESC sequence stored here is echoed to every log viewer and page that shows it.
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_PHONE: Final = re.compile(r"\+?[0-9(][0-9 ().\-/]{3,31}")
-
-
-def _printable(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters (tab and line breaks are allowed)")
-    return value
-
-
-def _phone(value: str) -> str:
-    if not _PHONE.fullmatch(value):
-        raise ValueError(
-            "must be a phone number: digits, an optional leading +, spaces, ( ) . - / "
-            "(4-32 characters)"
-        )
-    return value
-
-
-def _ip(value: str) -> str:
-    try:
-        if "%" in value:  # an IPv6 zone (fe80::1%eth0) names an interface of the shopper's own
-            raise ValueError
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError("must be an IPv4 or IPv6 address, e.g. 203.0.113.7") from None
-    return value
-
-
-Text = Annotated[str, AfterValidator(_printable)]
-
+from .field_rules import (
+    AMOUNT_SHAPE,
+    Text,
+    amount_string,
+    http_url,
+    ip_address,
+    metadata_rules,
+    phone_number,
+    printable,
+)
 
 AmountString = Annotated[
     str,
-    BeforeValidator(_amount_string),
+    BeforeValidator(amount_string),
     Field(
         description='Decimal string in the currency\'s units, e.g. "12.50"',
         examples=["12.50"],
-        # documented only: _amount_string checks it first, with a message that says the rule
-        json_schema_extra={"pattern": f"^{_AMOUNT.pattern}$", "maxLength": 25},
+        # documented only: amount_string checks it first, with a message that says the rule
+        json_schema_extra={"pattern": f"^{AMOUNT_SHAPE.pattern}$", "maxLength": 25},
     ),
 ]
 Currency = Annotated[
@@ -111,7 +52,7 @@ Currency = Annotated[
     Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code", examples=["SAR"]),
     AfterValidator(str.upper),
 ]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpUrl = Annotated[str, AfterValidator(http_url)]
 
 
 class _Input(BaseModel):
@@ -138,16 +79,16 @@ class CustomerIn(_Input):
         Annotated[
             str,
             Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
-            AfterValidator(_printable),
+            AfterValidator(printable),
         ]
         | None
     ) = None
-    phone: Annotated[str, AfterValidator(_phone)] | None = Field(None, max_length=32)
+    phone: Annotated[str, AfterValidator(phone_number)] | None = Field(None, max_length=32)
     country: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}$")
     city: Text | None = Field(None, max_length=64)
     street: Text | None = Field(None, max_length=128)
     zip: Text | None = Field(None, max_length=16)
-    ip: Annotated[str, AfterValidator(_ip)] | None = Field(None, max_length=45)
+    ip: Annotated[str, AfterValidator(ip_address)] | None = Field(None, max_length=45)
 
     def to_customer(self) -> Customer:
         return Customer(**self.model_dump())
@@ -164,7 +105,7 @@ CustomerId = Annotated[
 ]
 Metadata = Annotated[
     dict[str, str],
-    AfterValidator(_metadata),
+    AfterValidator(metadata_rules),
     Field(description="Your own string key-values (at most 20), echoed back"),
 ]
 
@@ -222,7 +163,10 @@ class CreatePaymentIn(_ChargeIn):
     tran_type: Literal["sale", "auth"] = "sale"
     customer: CustomerIn | None = None
     return_url: HttpUrl | None = Field(
-        None, description="Where the customer goes after paying (we add payment_id and state)"
+        None,
+        description="Where the customer goes after paying. We add payment_id and state, "
+        "unsigned: anyone can type that address, so confirm with GET /payments/v2/{id} (or the "
+        "payment.completed event) before you fulfil the order",
     )
     metadata: Metadata = Field(default_factory=dict)
     language: Literal["en", "ar"] | None = Field(

@@ -1,0 +1,88 @@
+"""The rules of single fields of the merchant API's bodies, as pydantic validators.
+
+Each raises ``ValueError`` with a sentence that says what to send instead: FastAPI turns it
+into the 422's entry for the field (``errors.validation_problem``), never echoing the value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Final
+
+from pydantic import AfterValidator
+
+from paytabs_guard.domain.urls import check_http_url
+from paytabs_guard.observability import has_card_number
+
+# The shape only: how many decimals a currency takes is checked with the currency (_money).
+AMOUNT_SHAPE: Final = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
+MAX_METADATA_KEYS: Final = 20
+
+
+def amount_string(value: object) -> object:
+    if isinstance(value, bool | int | float):
+        raise ValueError(
+            'send the amount as a string, e.g. "12.50": JSON numbers lose precision in many clients'
+        )
+    if isinstance(value, str) and not AMOUNT_SHAPE.fullmatch(value):
+        raise ValueError(
+            'must be a decimal string such as "12.50": 1 to 12 digits, then optionally a point '
+            "and 1 to 12 more (no sign, no exponent, no spaces)"
+        )
+    return value
+
+
+def http_url(value: str) -> str:
+    return check_http_url(value)  # its InvalidUrl is a ValueError: a 422 naming the field
+
+
+def metadata_rules(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
+    for key, item in value.items():
+        if not 1 <= len(key) <= 40 or len(item) > 500:
+            raise ValueError("keys must be 1-40 characters and values at most 500 characters")
+        printable(key)
+        printable(item)
+    return value
+
+
+# C0 controls but tab and line breaks, DEL and C1: no text a shopper reads has them, and a
+# BEL or an ESC sequence stored here is echoed to every log viewer and page that shows it.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_PHONE: Final = re.compile(r"\+?[0-9(][0-9 ().\-/]{3,31}")
+
+
+def printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (tab and line breaks are allowed)")
+    if has_card_number(value):
+        # Stored, shown on pages and in the console: card data must never get that far.
+        raise ValueError(
+            "must not contain a card number (13-19 digits passing the Luhn check); card data "
+            "goes only into PayTabs' hosted page"
+        )
+    return value
+
+
+def phone_number(value: str) -> str:
+    if not _PHONE.fullmatch(value):
+        raise ValueError(
+            "must be a phone number: digits, an optional leading +, spaces, ( ) . - / "
+            "(4-32 characters)"
+        )
+    return value
+
+
+def ip_address(value: str) -> str:
+    try:
+        if "%" in value:  # an IPv6 zone (fe80::1%eth0) names an interface of the shopper's own
+            raise ValueError
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("must be an IPv4 or IPv6 address, e.g. 203.0.113.7") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(printable)]
