@@ -380,6 +380,14 @@ class Engine:
             raise PageUnavailable("expired", page.paypage_lang)
         return self.transactions[page.tran_ref]
 
+    def paid_page(self, page_id: str) -> Transaction | None:
+        """The transaction of a page already used, for a form sent to it again (a double
+        click on Pay): None for any other page."""
+        page = self.pages.get(page_id)
+        if page is None or page.state != "done":
+            return None
+        return self.transactions.get(page.tran_ref)
+
     def submit_card(self, tx: Transaction, card: EnteredCard, *, save_card: bool) -> bool:
         """Pay with a checked card; False when a 3-D Secure step must come first."""
         page = self._page_of(tx)

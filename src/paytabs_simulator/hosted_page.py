@@ -73,12 +73,19 @@ def hosted_page_routes(engine: Engine) -> APIRouter:
             return html(three_ds_challenge(tx, page_id), tx)
         return html(payment_form(tx, page_id), tx)
 
+    def sent_again(page_id: str, problem: PageUnavailable) -> Response:
+        # A form sent to a page that was just paid (a double click on Pay, a second tap on
+        # the 3-D Secure step): the same way back to the merchant, not "already used", which
+        # left the shopper on our error page after paying and maybe paying again.
+        tx = engine.paid_page(page_id)
+        return unavailable(problem) if tx is None else finished(tx)
+
     @router.post("/payment/page/{page_id}")
     async def submit(page_id: str, request: Request) -> Response:
         try:
             tx = engine.open_page(page_id)
         except PageUnavailable as problem:
-            return unavailable(problem)
+            return sent_again(page_id, problem)
         async with request.form() as form:
             fields = {key: value for key, value in form.items() if isinstance(value, str)}
         if fields.get("action") == "cancel":
@@ -105,7 +112,7 @@ def hosted_page_routes(engine: Engine) -> APIRouter:
             tx = engine.open_page(page_id)
             engine.complete_3ds(tx)
         except PageUnavailable as problem:
-            return unavailable(problem)
+            return sent_again(page_id, problem)
         return finished(tx)
 
     return router

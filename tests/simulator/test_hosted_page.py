@@ -478,3 +478,24 @@ async def test_the_card_page_is_not_cached_sniffed_or_framed_unless_created_fram
         assert ("frame-ancestors *" in policy) is framed_page
         assert ("frame-ancestors 'none'" in policy) is not framed_page
         assert headers.get("x-frame-options") == (None if framed_page else "DENY")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("card", [VISA, "4000000000000002"], ids=["frictionless", "3ds"])
+async def test_a_form_sent_twice_to_a_paid_page_goes_back_to_the_merchant_again(
+    gw: Gateway, card: str
+) -> None:
+    # A double click on Pay (or on the 3-D Secure step): the second POST used to get 410
+    # "already used", the page the browser then showed, though the card was charged.
+    created = await gw.create_page()
+    pid = page_id(created)
+    fields = {"card_number": card, "expiry_month": "1", "expiry_year": "2031", "cvv": "123"}
+    first = await gw.http.post(f"/payment/page/{pid}", data={**fields, "action": "pay"})
+    path = f"/payment/page/{pid}/3ds" if card != VISA else f"/payment/page/{pid}"
+    if card != VISA:
+        first = await gw.http.post(path)
+    again = await gw.http.post(path, data={**fields, "action": "pay"} if card == VISA else None)
+    assert first.status_code == again.status_code == 200
+    assert forms_of(again.text) == forms_of(first.text)  # the same signed return
+    assert len(await gw.sim_transactions()) == 1  # charged once
+    assert (await gw.http.get(f"/payment/page/{pid}")).status_code == 410  # Back: still used
