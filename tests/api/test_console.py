@@ -106,6 +106,10 @@ async def test_replaying_dead_letters_needs_the_sessions_csrf_token(
             assert (await health_checks.outbox_lag(service.container)).dead_letters == len(set(ids))
             logout = await browser.post("/console/logout", data={"csrf": ""})
             assert logout.status_code == 403
+            # A page, not a bare sentence: an old tab's Sign out after signing in elsewhere.
+            assert logout.headers["content-type"].startswith("text/html")
+            assert "The form expired" in logout.text
+            assert "href='/console'" in logout.text
 
             merchant.down = False
             done = await browser.post(
@@ -377,6 +381,11 @@ async def test_arabic_from_accept_language_and_from_the_switch(service: Service)
     assert "<html lang='en' dir='ltr'>" in english.text
     asked = await service.anonymous.get("/console/breakers", headers={"Accept-Language": "ar"})
     assert "next=%2Fconsole%2Fbreakers" in asked.text
+    # A form sent once the session ended (Replay): signing in leads back to the page it was
+    # on, not to a GET of its POST-only address (a 405 problem page).
+    replay = await service.anonymous.post("/console/dead-letters/replay", data={"id": "1"})
+    assert replay.status_code == 401
+    assert "name='next' value='/console/dead-letters'>" in replay.text
 
 
 async def test_the_session_cookie_is_secure_when_the_public_url_is_https(

@@ -232,6 +232,17 @@ def breakers(
                 live="/console/live.json?view=breakers", stamp=stamp)  # fmt: skip
 
 
+def signed_in_elsewhere(frame: Frame) -> HTMLResponse:
+    """403 for a form whose token is no longer the session's (an old tab, after signing in
+    again elsewhere): the page says so, with a way on."""
+    words = WORDS[frame.lang]
+    content = (
+        f"<div class='card'><p class='error' role='alert'>{e(words['csrf'])}</p>"
+        f"<p><a href='/console'>{e(words['payments'])}</a></p></div>"
+    )
+    return page(frame.lang, words["payments"], content, header=header(frame), status=403)
+
+
 def _replay_form(csrf: str, label: str, delivery_ids: Sequence[int], named: str = "") -> str:
     """A POST form that puts ``delivery_ids`` back to pending. The handler replays exactly the
     ids it is sent (never "everything dead"), so "all on this page" lists the page's ids:
@@ -288,7 +299,7 @@ def dead_letters(
     else:
         listing = f"<p>{e(words['no_dead_letters'])}</p>"
     if next_after is not None:
-        listing += f"<p><a href='/console/dead-letters?after={next_after}'>{e(words['older'])}"
+        listing += f"<p><a href='/console/dead-letters?after={next_after}'>{e(words['later'])}"
         listing += f" {e(words['onward'])}</a></p>"
     content = f"{notice}<div class='card'>{listing}</div>"
     return page(frame.lang, words["dead_letters"], content, header=header(frame),

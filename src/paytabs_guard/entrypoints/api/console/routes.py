@@ -103,6 +103,10 @@ async def refused_page(request: Request, error: Exception) -> Response:
         return JSONResponse(problem.to_dict(), status_code=problem.status, headers=problem.headers,
                             media_type="application/problem+json")  # fmt: skip
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET":
+        # A form sent after the session ended (Replay, Sign out): back to the page it was on
+        # after signing in, not a GET of the form's POST-only address (a 405).
+        target = request.url.path.rsplit("/", 1)[0]
     next_path = _next_path(target)
     if not wait:
         return pages.login(pick_language(request), next_path=next_path)
@@ -212,7 +216,9 @@ async def logout(request: Request, runtime: RuntimeDep, operator: OperatorDep) -
     except _TooManyFields:
         csrf = ""
     if not session.csrf_ok(operator, csrf):
-        return Response(WORDS[pick_language(request)]["csrf"], status_code=403, headers=HEADERS)
+        # An old tab's form after signing in again elsewhere: a page that says so, in HTML.
+        frame = await _frame(request, runtime, operator)
+        return pages.signed_in_elsewhere(frame)
     if operator.session:
         # The browser forgets the cookie; every instance must forget the session, or a copy
         # of the cookie would open the console until it expired.

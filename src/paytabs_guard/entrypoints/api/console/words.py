@@ -41,6 +41,7 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "to": "Created to",
         "no_payments": "No payment matches.",
         "older": "Older",
+        "later": "Later",  # the dead letters: oldest first, so the next page died later
         "created": "Created",
         "updated": "Updated",
         "amount": "Amount",
@@ -154,6 +155,7 @@ WORDS: Final[dict[str, dict[str, str]]] = {
         "to": "أُنشئت حتى",
         "no_payments": "لا توجد دفعة مطابقة.",
         "older": "الأقدم",
+        "later": "الأحدث",
         "created": "الإنشاء",
         "updated": "آخر تحديث",
         "amount": "المبلغ",
