@@ -11,7 +11,7 @@ LIMIT = 500
 EXEMPT_DIRS = ("entrypoints/bench", "entrypoints/chaos")  # the benchmarks
 STILL_OVER = {  # to be split; a ceiling, not an allowance
     "adapters/events/relay.py": 533,
-    "resilience/shared.py": 674,
+    "resilience/shared.py": 660,
     "adapters/sql/writes.py": 595,
     "domain/payment.py": 520,
 }

@@ -15,6 +15,7 @@ import pytest
 from breaker_support import SEED, Boom, Declined, only_booms, trip
 
 from paytabs_guard.resilience import (
+    BreakerConfig,
     BreakerProber,
     BreakerRegistry,
     CircuitBreaker,
@@ -50,13 +51,15 @@ class Instance:
         return self.prober._registry.get("create")
 
 
-def build(url: str, prefix: str, name: str, gateway: Gateway, seed: int) -> Instance:
+def build(
+    url: str, prefix: str, name: str, gateway: Gateway, seed: int, config: BreakerConfig = CONFIG
+) -> Instance:
     clock = ManualClock()
     shared = SharedBreakerState(
         url, prefix=prefix, instance_id=name, poll_interval=0.05, op_timeout=0.3,
         reconnect_delay=0.05, clock=clock,
     )  # fmt: skip
-    registry = BreakerRegistry(CONFIG, clock=clock, shared=shared, rng=random.Random(seed))
+    registry = BreakerRegistry(config, clock=clock, shared=shared, rng=random.Random(seed))
     registry.get("create")
     prober = BreakerProber(
         registry, {"create": gateway.probe}, timeout=0.5, lease=shared, clock=clock
@@ -137,3 +140,41 @@ async def test_the_lease_passes_to_the_other_instance_when_its_holder_stops(
     await other.prober.tick()
     assert other.create.snapshot().probes.sent == sent_before + 1
     assert gateway.probes == 2
+
+
+async def test_an_instance_started_during_an_outage_starts_open(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # The opening was written for one open period (1 ms here; 2 s by default) and nothing
+    # renewed it: an instance started later found no opening and sent its first payments into
+    # the outage. Failed probes keep it alive; a probe that is answered removes it.
+    gateway = Gateway()
+    config = replace(CONFIG, min_open_time=0.001)
+    a = build(redis_url, redis_prefix, "instance-a", gateway, 1, config)
+    async with a.shared:
+        async with asyncio.timeout(5):
+            await a.shared.wait_reachable()
+        await trip(a.create)
+        for _ in range(3):
+            a.clock.advance(1.25)
+            await a.prober.tick()
+        await a.shared.flush()
+        assert a.create.state == "open"
+        late = build(redis_url, redis_prefix, "instance-late", gateway, 2, config)
+        async with late.shared:
+            async with asyncio.timeout(5):
+                await late.shared.wait_synced()
+            assert late.create.state == "open"
+            gateway.up = True
+            a.clock.advance(1.25)
+            await a.prober.tick()
+            await a.shared.flush()
+            assert a.create.state == "half_open"
+            await wait_for_state(late.create, "half_open")
+            fresh = build(redis_url, redis_prefix, "instance-fresh", gateway, 3, config)
+            async with fresh.shared:
+                async with asyncio.timeout(5):
+                    await fresh.shared.wait_synced()
+                assert fresh.create.state == "closed"  # the opening went with the answer
+            await late.prober.aclose()
+        await a.prober.aclose()

@@ -3,7 +3,8 @@
 The decision stays local (each instance's own rolling window); what is shared is the outcome:
 
 * **Opening.** When a breaker trips, the instance writes ``<prefix>breaker:<name>:open_until``
-  (value: its instance id, ``PX`` = the reset timeout) and publishes ``opened`` on
+  (value: its instance id, ``PX`` = the open period; each failed recovery probe writes it again
+  for two probe intervals, a successful one deletes it) and publishes ``opened`` on
   ``<prefix>breaker:events`` (``<prefix>breaker:events:db<n>`` for a database other than 0:
   channels are server-wide, keys are per database). Every other instance's listener task
   opens its own breaker for the remaining time. The listener also reads the keys every
@@ -48,10 +49,9 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Self
 
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
@@ -62,6 +62,7 @@ from redis.exceptions import RedisError
 
 from paytabs_guard.resilience.breaker import CircuitBreaker
 from paytabs_guard.resilience.clock import MonotonicClock
+from paytabs_guard.resilience.manual import ManualAction, ManualOutcome, apply_manual
 from paytabs_guard.resilience.shared_wire import (
     MANUAL_STATES,
     RELEASE_LEASE,
@@ -75,42 +76,17 @@ from paytabs_guard.resilience.shared_wire import (
 )
 from paytabs_guard.resilience.stats import SharedStatus
 
-__all__ = ["ManualAction", "ManualOutcome", "SharedBreakerState", "default_instance_id"]
+__all__ = [
+    "ManualAction",
+    "ManualOutcome",
+    "SharedBreakerState",
+    "apply_manual",
+    "default_instance_id",
+]
 
 logger = logging.getLogger(__name__)
 
-ManualAction = Literal["forced_open", "forced_closed", "disabled", "reset"]
-"""What :meth:`SharedBreakerState.command` does: a manual state, or back to closed."""
-
 _SHARED: Final = "shared"  # the reason of a state change another instance's command caused
-
-
-@dataclass(frozen=True, slots=True)
-class ManualOutcome:
-    """Where an operator's command took effect.
-
-    ``shared`` is True when Redis stored and published it (every instance sharing this Redis
-    applies it, and it survives restarts); False when it holds on this instance only, with
-    ``error`` saying why.
-    """
-
-    shared: bool
-    error: str | None = None
-
-
-def apply_manual(breaker: CircuitBreaker, action: str, *, reason: str | None = None) -> None:
-    """Put ``breaker`` in the manual state ``action`` names (or reset it), on this instance."""
-    extra = {} if reason is None else {"reason": reason}
-    if action == "forced_open":
-        breaker.force_open(**extra)
-    elif action == "forced_closed":
-        breaker.force_closed(**extra)
-    elif action == "disabled":
-        breaker.disable(**extra)
-    elif action == "reset":
-        breaker.reset(**extra)
-    else:
-        raise ValueError(f"unknown manual action {action!r}")
 
 
 LEASE_POLL_SECONDS: Final = 0.05
@@ -490,6 +466,16 @@ class SharedBreakerState:
         def queue(pipe: Pipeline) -> None:
             if succeeded:
                 pipe.set(self._keys.probe_ok(name), token, px=math.ceil(2000 * interval))
+                # PayTabs answers: no instance's poll may open a breaker again on the way to
+                # its trials.
+                pipe.delete(self._keys.open_until(name))
+            else:
+                # Still down: the opening lives on while probes fail. Written for one open
+                # period only, it lapsed about 2 s into an outage, and an instance started
+                # then began closed and sent its first payments into the outage.
+                pipe.set(
+                    self._keys.open_until(name), self.instance_id, px=math.ceil(2000 * interval)
+                )
             pipe.publish(self._channel, message)
 
         if await self._send(queue):
