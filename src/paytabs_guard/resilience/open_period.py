@@ -11,6 +11,7 @@ wait until the breaker may admit again, the truth a ``Retry-After`` needs, and
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from paytabs_guard.resilience.breaker_core import (
     _DISABLED,
@@ -21,6 +22,10 @@ from paytabs_guard.resilience.breaker_core import (
 )
 from paytabs_guard.resilience.errors import CircuitOpenError
 from paytabs_guard.resilience.events import EventType
+
+FORCED_OPEN_WAIT: Final = 5.0
+"""What a call a forced-open breaker turns away is told to wait, in seconds (at most the reset
+timeout): how often to look again, since only the operator knows when it ends."""
 
 
 class OpenPeriod(BreakerCore):
@@ -43,8 +48,13 @@ class OpenPeriod(BreakerCore):
 
     def _reject(self, now: float) -> CircuitOpenError:
         self._waiting_for_a_verdict(now)  # this caller is told of the probe it brought forward
-        # forced open: the reset timeout is nominal, an operator decides when it ends
-        retry_after = self._reset_timeout if self._state is _FORCED_OPEN else self._wait(now)
+        if self._state is _FORCED_OPEN:
+            # An operator decides when it ends, and nobody here knows when: a cadence to look
+            # again at, not a prediction. (It said the reset timeout, 30 s: an outside run's
+            # merchants, each with 30 s for an order, were all sent past the operator's reset.)
+            retry_after = min(self._reset_timeout, FORCED_OPEN_WAIT)
+        else:
+            retry_after = self._wait(now)
         rejection = CircuitOpenError(self.name, retry_after)
         self._window.reject(now)
         if self._subscribers:
@@ -89,7 +99,7 @@ class OpenPeriod(BreakerCore):
         if self._admit_all or state is _DISABLED:
             return None
         if state is _FORCED_OPEN:
-            return self._reset_timeout
+            return min(self._reset_timeout, FORCED_OPEN_WAIT)
         now = self._clock()
         if now >= self._retry_at:
             if state is _OPEN and self._shared is not None:
