@@ -222,3 +222,34 @@ async def test_timeouts_leave_no_cyclic_garbage(clock: ManualClock) -> None:
     finally:
         gc.enable()
     assert garbage == 0
+
+
+async def test_a_hang_that_ended_before_its_calls_timed_out_trips_nothing(
+    clock: ManualClock,
+) -> None:
+    # A short hang: twelve calls go into it; then PayTabs answers again, and a call sent after
+    # them is answered before they time out. Their timeouts, arriving together a call timeout
+    # later, are old news: counted, they tripped the breaker on a healthy gateway (ten in a
+    # row, or the window's rate) long after the hang ended.
+    breaker = make_breaker(clock, call_timeout=0.05)
+    recorder = Recorder()
+    breaker.subscribe(recorder)
+    hung = Gate()  # never released
+    stuck = [asyncio.create_task(breaker.call(hung)) for _ in range(12)]
+    await settle()
+    clock.advance(1.0)
+    assert await breaker.call(ok) == "ok"
+    results = await asyncio.gather(*stuck, return_exceptions=True)
+    assert all(isinstance(result, CallTimeout) for result in results)
+    assert breaker.state == "closed"
+    window = breaker.snapshot().window
+    assert (window.failures, window.timeouts, window.successes) == (0, 0, 1)
+    timeouts = [
+        e for e, kind in zip(recorder.events, recorder.types, strict=True) if kind == "timeout"
+    ]
+    assert [event.reason for event in timeouts] == ["stale"] * 12  # still told, as old news
+    # A call sent after the last answer that times out is news: counted, and four trip it.
+    for _ in range(4):
+        with pytest.raises(CallTimeout):
+            await breaker.call(Gate())
+    assert breaker.state == "open"

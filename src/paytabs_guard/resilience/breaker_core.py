@@ -52,6 +52,7 @@ class BreakerCore:
 
     __slots__ = (
         "_admit_all",
+        "_answered_sent_at",
         "_call_timeout",
         "_cancelled",
         "_clock",
@@ -151,6 +152,9 @@ class BreakerCore:
         self._trial_failures = 0
         self._failed_trials = 0  # consecutive half-open periods that ended open again
         self._failures_in_a_row = 0  # failed calls since the last success (closed state)
+        # When the latest-sent call PayTabs answered (success or error) left: a call sent
+        # before it that times out afterwards is old news (breaker.py, _timed_out).
+        self._answered_sent_at = -math.inf
         self._min_open = config.min_open_time
         self._jitter = config.open_jitter
         self._probe_interval = config.probe_interval

@@ -78,7 +78,8 @@ class BreakerEvent:
             ``trial_failed``, ``trial_succeeded``,
             ``shared``, ``forced``, ``reset``, ``disabled``, ``probe``, ``shared_probe``; ``shared``
             also for a manual state or reset another instance's operator command caused); for a
-            failure counted because the call was slow, ``slow_call``; for a probe, its verdict.
+            failure counted because the call was slow, ``slow_call``; for a timeout not counted
+            because PayTabs answered a later call first, ``stale``; for a probe, its verdict.
         latency: For outcomes of attempted calls, seconds the call took.
         error_type: Qualified class name of the exception involved, if any (never the message,
             which might carry data that must not be logged).
