@@ -65,3 +65,27 @@ def with_calls(reason: str, calls: Sequence[GatewayCall]) -> str:
     """``reason``, followed by what :func:`said` tells of ``calls`` (if any)."""
     told = said(calls)
     return f"{reason}. {told}" if told else reason
+
+
+_WRITES: ContextVar[list[str] | None] = ContextVar("gateway_writes", default=None)
+
+
+def write_leaving(operation: str) -> None:
+    """A write (a page, a follow-up, a charge) is about to leave for PayTabs: from here on it
+    may take effect there whatever becomes of this request. Remembered inside
+    :func:`watched_writes` only."""
+    writes = _WRITES.get()
+    if writes is not None:
+        writes.append(operation)
+
+
+@contextlib.contextmanager
+def watched_writes() -> Iterator[list[str]]:
+    """The writes that left for PayTabs inside the block (retries included): an API request
+    that fails after one must not let its ``Idempotency-Key`` run it again."""
+    writes: list[str] = []
+    token = _WRITES.set(writes)
+    try:
+        yield writes
+    finally:
+        _WRITES.reset(token)

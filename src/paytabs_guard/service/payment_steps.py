@@ -127,6 +127,7 @@ class IdempotentCreate:
     on_claimed: Callable[[], object] = lambda: None
     claimed: bool = False
     completed: bool = False
+    payment_id: str | None = None  # the payment inserted with the claim
 
 
 async def load_payment(uow: UnitOfWork, payment_id: str, *, for_update: bool = False) -> Payment:
@@ -247,6 +248,7 @@ async def insert_claimed(
         await uow.commit()
     if idempotency is not None:
         idempotency.claimed = True
+        idempotency.payment_id = payment.id
         idempotency.on_claimed()
 
 

@@ -41,6 +41,7 @@ from paytabs_guard.adapters.paytabs.transformers import (
 from paytabs_guard.domain.money import InvalidMoney, Money
 from paytabs_guard.resilience import BreakerError, BreakerState, CallTimeout
 from paytabs_guard.resilience.retry import RetryPolicy
+from paytabs_guard.service.gateway_calls import write_leaving
 
 T = TypeVar("T")
 
@@ -265,6 +266,7 @@ class ResilientPayTabs:
         unclear: PayTabsError | None = None
         while True:
             number += 1
+            write_leaving(operation)
             try:
                 return await _attempt(operation, number, breaker, send)
             except BreakerError as rejected:

@@ -11,7 +11,11 @@
   error or a refusal of the moment (``Problem.transient``: a concurrent change, a follow-up
   still waiting for PayTabs) releases the key, so the client's retry runs the operation
   again. A 503 "PayTabs unavailable" means nothing was sent, which is exactly when a retry
-  must be allowed.
+  must be allowed. Not so once a write (a page, a refund, a charge) has left for PayTabs: a
+  request that fails after that, or is cancelled (a deploy's shutdown, a client gone), may
+  have taken effect there, so it never runs again under its key. It answers, and keeps for
+  the key, a 502 ``gateway-outcome-unknown`` naming the payment (:func:`keep_unsettled`);
+  before this, a retry after a restart or a database blip refunded or charged a second time.
 * No key: the operation runs unprotected, counted as ``missing``, and the answer carries a
   ``Warning: 299`` header saying that a retry may repeat it.
 * The same key with another fingerprint: 422. A key still in flight: the repeat waits for the
@@ -34,6 +38,9 @@ from starlette.responses import Response
 from paytabs_guard import tracing
 from paytabs_guard.bootstrap import Container
 from paytabs_guard.domain import Payment
+from paytabs_guard.observability import get_logger
+from paytabs_guard.service.gateway import GatewayNotReached
+from paytabs_guard.service.gateway_calls import watched_writes
 from paytabs_guard.service.payments import IdempotentCreate, KeyTaken
 from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, StoredResponse
 
@@ -91,6 +98,50 @@ def key_in_flight() -> Problem:
         "the same key to get its answer.",
         headers={"Retry-After": "1"},
     )
+
+
+log = get_logger(__name__)
+
+
+def sent_and_unsettled(payment_id: str | None, why: str) -> Problem:
+    """The answer for a write that left for PayTabs and then failed here (``why``)."""
+    where = f"GET /payments/v2/{payment_id}" if payment_id else "GET /payments/v2"
+    return Problem(
+        "gateway_outcome_unknown",
+        "PayTabs gave no clear answer",
+        502,
+        f"This request reached PayTabs and was then interrupted ({why}), so it may have "
+        f"happened. {where} shows it once PayTabs' callback or reconciliation settles it, "
+        "within minutes. This Idempotency-Key replays this answer: send the request again "
+        "with a new key only if the payment shows it did not happen.",
+        extensions={"payment_id": payment_id} if payment_id else {},
+    )
+
+
+async def keep_unsettled(
+    request: Request, container: Container, scope: str, key: str, payment_id: str | None, why: str
+) -> Response:
+    """Answer a write that may have taken effect at PayTabs, and keep that answer for its key
+    instead of releasing it. If the database cannot take it now the key stays claimed, and
+    repeats wait as for a request in flight."""
+    response = problem_response(sent_and_unsettled(payment_id, why), request_id_of(request))
+    if payment_id:
+        response.headers["x-payment-id"] = payment_id
+    stored = StoredResponse(response.status_code, bytes(response.body).decode(), payment_id)
+    container.metrics.idempotency.labels("kept_unsettled").inc()
+    try:
+        await container.idempotency.complete(scope, key, stored, now=container.service.now())
+    except Exception:
+        log.warning("idempotency key kept in flight: its answer could not be stored", exc_info=True)
+    return response
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, asyncio.CancelledError):
+        return "the request was cancelled: a shutdown, or the client went away"
+    if isinstance(error, Exception) and (problem := problem_for(error)) is not None:
+        return problem.title.lower()
+    return "an unexpected error"
 
 
 def replay(stored: StoredResponse) -> Response:
@@ -180,19 +231,35 @@ async def run_idempotent(
         # Another request owns the key (maybe on another instance): wait for its answer.
         delay = await _wait_for_the_owner(delay, deadline)
 
-    try:
-        response = await operation()
-    except Exception as error:
-        problem = problem_for(error)
-        if problem is None or problem.status >= 500 or problem.transient:
-            await store.release(scope, key)
+    payment_id = request.path_params.get("payment_id")
+    with watched_writes() as sent:
+        try:
+            response = await operation()
+        except Exception as error:
+            problem = problem_for(error)
+            if problem is None or problem.status >= 500 or problem.transient:
+                if sent and not isinstance(error, GatewayNotReached):
+                    return await keep_unsettled(
+                        request, container, scope, key, payment_id, _reason(error)
+                    )
+                await store.release(scope, key)
+                raise
+            response = problem_response(problem, request_id_of(request))
+        except BaseException as error:
+            # Cancelled (shutdown, disconnect): free the key, or retries would get 409s; but
+            # not once a write left for PayTabs.
+            if sent:
+                await asyncio.shield(
+                    keep_unsettled(request, container, scope, key, payment_id, _reason(error))
+                )
+            else:
+                await asyncio.shield(store.release(scope, key))
             raise
-        response = problem_response(problem, request_id_of(request))
-    except BaseException:
-        # Cancelled (shutdown, disconnect): free the key even so, or retries would get 409s.
-        await asyncio.shield(store.release(scope, key))
-        raise
     if response.status_code >= 500:
+        if sent:
+            return await keep_unsettled(
+                request, container, scope, key, payment_id, f"answered {response.status_code}"
+            )
         await store.release(scope, key)
         return response
     stored = StoredResponse(
@@ -242,8 +309,10 @@ async def run_idempotent_create(
     delay = _FIRST_POLL
     while True:
         idempotency = IdempotentCreate(scope, key, print_, TTL_SECONDS, answer, claimed_new)
+        sent: list[str] = []
         try:
-            payment = await create(idempotency)
+            with watched_writes() as sent:
+                payment = await create(idempotency)
         except KeyTaken as taken:
             early = _answer_for_taken(request, container, taken.claim, deadline)
             if early is not None:
@@ -256,16 +325,28 @@ async def run_idempotent_create(
                 raise  # the claim rolled back with the payment's insert, or the answer is stored
             problem = problem_for(error)
             if problem is None or problem.status >= 500 or problem.transient:
+                if sent and not isinstance(error, GatewayNotReached):
+                    why = _reason(error)
+                    return await keep_unsettled(
+                        request, container, scope, key, idempotency.payment_id, why
+                    )
                 await store.release(scope, key)
                 raise
             response = problem_response(problem, request_id_of(request))
             stored = _stored(response, resource_id)
             await store.complete(scope, key, stored, now=container.service.now())
             return response
-        except BaseException:
-            # Cancelled (shutdown, disconnect): free the key even so, or retries would get 409s.
+        except BaseException as error:
+            # Cancelled (shutdown, disconnect): free the key even so, or retries would get 409s;
+            # but not once a write left for PayTabs (a charge may have been made).
             if idempotency.claimed and not idempotency.completed:
-                await asyncio.shield(store.release(scope, key))
+                if sent:
+                    kept = keep_unsettled(
+                        request, container, scope, key, idempotency.payment_id, _reason(error)
+                    )
+                    await asyncio.shield(kept)
+                else:
+                    await asyncio.shield(store.release(scope, key))
             raise
         return answers[-1] if answers and idempotency.completed else respond(payment)
 
