@@ -250,8 +250,9 @@ RETURN_PATH = "/payments/v2/return"
 
 
 def key_lease_seconds(settings: Settings) -> float:
-    """How long an Idempotency-Key claimed in flight stays its request's before a retry may
-    take it over (the request died): past the longest a request can run. A create can send
+    """How long an Idempotency-Key claimed in flight stays its request's before a retry hears
+    that the request died (``interrupted``; never taken over): past the longest a request can
+    run. A create can send
     twice (a page, then one more attempt after a lost answer), each up to the longest write
     to PayTabs; with a lease shorter than that, a retry took over a create still running,
     made a second payment, and the first one's answer then overwrote the second's."""

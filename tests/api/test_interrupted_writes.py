@@ -13,6 +13,7 @@ then fail; the keys live in the service's real store (SQLite).
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -190,3 +191,27 @@ async def test_a_charge_cancelled_while_paytabs_has_it_keeps_its_key(service: Se
     assert replayed.status_code == 502
     assert PAYMENT in bytes(replayed.body).decode()
     assert replayed.headers[REPLAYED_HEADER] == "true"
+
+
+async def test_a_key_whose_request_died_in_flight_is_answered_interrupted_not_run_again(
+    service: Service,
+) -> None:
+    # kill -9 of the worker: nothing could be stored or released. An hour later the key is
+    # past any request's lifetime; the retry hears so, and nothing runs.
+    container, key = service.container, new_key()
+    path = f"/payments/v2/{PAYMENT}/refund"
+    an_hour_ago = container.service.now() - timedelta(hours=1)
+    print_ = fingerprint("POST", path, BODY)
+    claimed = await container.idempotency.claim(
+        scope_of(CLIENT), key, print_, now=an_hour_ago, ttl_seconds=TTL_SECONDS
+    )
+    assert claimed.status is ClaimStatus.NEW
+
+    async def again() -> Response:
+        raise AssertionError("a request that died may have refunded: not again")
+
+    answer = await refund(service, key, again)
+    assert answer.status_code == 409
+    body = bytes(answer.body).decode()
+    assert "idempotency-key-interrupted" in body
+    assert "new Idempotency-Key" in body

@@ -82,18 +82,24 @@ def claim_key(
     ttl_seconds: int,
     lease: timedelta,
 ) -> IdempotencyClaim:
-    """The SQL claim's rules on a dict: a new, expired or abandoned key is taken over."""
+    """The SQL claim's rules on a dict: a new or expired key is taken over; one left in flight
+    past the lease is interrupted, never taken over."""
     if ttl_seconds < MIN_TTL_SECONDS:
         raise ValueError(f"ttl_seconds must be at least {MIN_TTL_SECONDS}, got {ttl_seconds}")
     stored = keys.get((scope, key))
-    abandoned = stored is not None and stored.response is None and stored.created_at <= now - lease
-    if stored is None or stored.expires_at <= now or abandoned:
+    if stored is None or stored.expires_at <= now:
         keys[(scope, key)] = StoredKey(fingerprint, now, now + timedelta(seconds=ttl_seconds))
         return IdempotencyClaim(ClaimStatus.NEW)
+    return classify(stored, fingerprint, now - lease)
+
+
+def classify(stored: StoredKey, fingerprint: str, lease_start: datetime) -> IdempotencyClaim:
     if stored.fingerprint != fingerprint:
         return IdempotencyClaim(ClaimStatus.MISMATCH)
     if stored.response is not None:
         return IdempotencyClaim(ClaimStatus.COMPLETED, stored.response)
+    if stored.created_at <= lease_start:
+        return IdempotencyClaim(ClaimStatus.INTERRUPTED)
     return IdempotencyClaim(ClaimStatus.IN_FLIGHT)
 
 
@@ -134,11 +140,7 @@ class MemoryIdempotencyStore(IdempotencyStore):
         stored = self._store.keys.get((scope, key))
         if stored is None or stored.expires_at <= now:
             return None
-        if stored.fingerprint != fingerprint:
-            return IdempotencyClaim(ClaimStatus.MISMATCH)
-        if stored.response is not None:
-            return IdempotencyClaim(ClaimStatus.COMPLETED, stored.response)
-        return IdempotencyClaim(ClaimStatus.IN_FLIGHT)
+        return classify(stored, fingerprint, now - self._store.in_flight_lease)
 
     async def purge_expired(self, *, now: datetime) -> int:
         expired = [k for k, stored in self._store.keys.items() if stored.expires_at <= now]

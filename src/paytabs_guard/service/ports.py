@@ -24,6 +24,9 @@ class ClaimStatus(StrEnum):
     IN_FLIGHT = "in_flight"  # another request with the same key has not finished yet
     COMPLETED = "completed"  # finished before: replay the stored response
     MISMATCH = "mismatch"  # the key was used with a different request
+    # In flight longer than any request lives: its request died (a worker killed) and may
+    # have reached PayTabs first. Never taken over and run again; answered as such.
+    INTERRUPTED = "interrupted"
 
 
 class PageDeadline(NamedTuple):

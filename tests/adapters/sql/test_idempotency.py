@@ -40,12 +40,21 @@ async def test_a_new_key_is_claimed_and_a_retry_while_running_is_in_flight(
     assert await _claim(store, "fp-b", hours=1 / 60) == IdempotencyClaim(ClaimStatus.MISMATCH)
 
 
-async def test_a_claim_left_in_flight_by_a_dead_request_is_taken_over_after_its_lease(
+async def test_a_claim_left_in_flight_by_a_dead_request_is_interrupted_never_taken_over(
     store: SqlIdempotencyStore,
 ) -> None:
+    # The request that died may have refunded or charged at PayTabs first: taken over after
+    # its lease, the retry did it a second time (an outside run, kill -9 of both workers).
     assert await _claim(store) == IdempotencyClaim(ClaimStatus.NEW)
     assert await _claim(store, hours=1.9 / 60) == IdempotencyClaim(ClaimStatus.IN_FLIGHT)
-    assert await _claim(store, hours=2.1 / 60) == IdempotencyClaim(ClaimStatus.NEW)
+    interrupted = IdempotencyClaim(ClaimStatus.INTERRUPTED)
+    assert await _claim(store, hours=2.1 / 60) == interrupted
+    assert await _claim(store, hours=23) == interrupted
+    now = T0 + timedelta(hours=23)
+    assert await store.find(SCOPE, "k1", "fp-a", now=now) == interrupted
+    assert await _claim(store, "fp-b", hours=23) == IdempotencyClaim(ClaimStatus.MISMATCH)
+    # Once the key has lived its day, it is free like any other.
+    assert await _claim(store, hours=24.1) == IdempotencyClaim(ClaimStatus.NEW)
 
 
 async def test_a_completed_key_is_never_taken_over_before_it_expires(

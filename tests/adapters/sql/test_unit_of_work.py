@@ -766,6 +766,27 @@ async def test_a_claim_with_the_commit_on_a_taken_key_writes_nothing_and_says_wh
     assert again.status is (ClaimStatus.COMPLETED if answered else ClaimStatus.IN_FLIGHT)
 
 
+async def test_a_claim_with_the_commit_never_takes_over_a_key_whose_request_died(
+    engine: AsyncEngine, uow: UnitOfWorkFactory
+) -> None:
+    # In flight for an hour: its request died, maybe after PayTabs acted on it.
+    store = SqlIdempotencyStore(engine)
+    await store.claim("create", "key-10", "fp", now=at(0), ttl_seconds=86400)
+
+    async def rerun() -> None:
+        async with uow() as unit:
+            await unit.idempotency.claim_with_commit(
+                "create", "key-10", "fp", now=at(60), ttl_seconds=86400
+            )
+            unit.payments.add(new_payment("pay_rerun"))
+            await unit.commit()
+
+    with pytest.raises(KeyTaken) as taken:
+        await rerun()
+    assert taken.value.claim == IdempotencyClaim(ClaimStatus.INTERRUPTED)
+    assert await count(engine, "payments") == 0
+
+
 async def test_a_claim_with_the_commit_takes_over_an_expired_key_and_writes_everything(
     engine: AsyncEngine, uow: UnitOfWorkFactory
 ) -> None:

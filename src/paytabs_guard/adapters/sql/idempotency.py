@@ -1,9 +1,11 @@
 """Idempotency keys (Stripe and IETF draft semantics), one short transaction per call.
 
 ``claim`` is a single upsert decided by the primary key (scope, key): a new key is inserted as
-``in_flight``; an expired one, or one left in flight by a request that died, is taken over in
-the same statement; anything else is read and classified. So of concurrent requests with one
-key exactly one gets NEW, on both databases.
+``in_flight``; an expired one is taken over in the same statement; anything else is read and
+classified. So of concurrent requests with one key exactly one gets NEW, on both databases. A
+key left in flight by a request that died (a worker killed) is never taken over: that request
+may have refunded or charged at PayTabs before it died, and running it again did it twice (an
+outside run). Past the in-flight lease it reads as ``interrupted`` instead.
 
 ``claim_with_commit`` in a unit of work sends the same upsert with the commit's writes, and
 every other write requires it to have claimed: on PostgreSQL as one more CTE of the commit's
@@ -50,8 +52,9 @@ class SqlIdempotencyStore(IdempotencyStore):
 
     def __init__(self, engine: AsyncEngine, *, in_flight_lease_seconds: float = 120.0) -> None:
         """``in_flight_lease_seconds``: a claim still in flight after this long belonged to a
-        request that died (the longest operation, retries included, ends well before), so a
-        retry with the same key may take it over instead of hearing IN_FLIGHT for a day."""
+        request that died (the longest operation, retries included, ends well before). A
+        retry with the same key hears INTERRUPTED then, not IN_FLIGHT for a day; it never
+        takes the key over, since the request that died may have reached PayTabs."""
         self._engine = engine
         self._lease = timedelta(seconds=in_flight_lease_seconds)
 
@@ -97,7 +100,7 @@ class SqlIdempotencyStore(IdempotencyStore):
             ).first()
         if stored is None or stored._mapping["expires_at"] <= now:
             return None
-        return _classify(stored, fingerprint)
+        return _classify(stored, fingerprint, now - self._lease)
 
     async def purge_expired(self, *, now: datetime) -> int:
         """Delete expired keys; returns how many."""
@@ -154,8 +157,9 @@ class SqlIdempotencyKeys:
 
 
 class PendingClaim(NamedTuple):
-    """A claim that travels with a commit: the row it inserts, and the two times that decide
-    whether it may take over a row already there (see ``claim_upsert``)."""
+    """A claim that travels with a commit: the row it inserts, the time that decides whether
+    it may take over a row already there (an expired one: ``claim_upsert``), and the start of
+    the lease a claim still in flight is interrupted before (``_classify``)."""
 
     values: dict[str, Any]
     now: datetime
@@ -180,7 +184,7 @@ async def read_claim(connection: AsyncConnection, claim: PendingClaim) -> Idempo
     stored = (
         await connection.execute(_SELECT_KEY, {"b_scope": claim.scope, "b_key": claim.key})
     ).first()
-    return None if stored is None else _classify(stored, claim.fingerprint)
+    return None if stored is None else _classify(stored, claim.fingerprint, claim.lease_start)
 
 
 async def claim_key(
@@ -196,12 +200,12 @@ async def claim_key(
     """The claim upsert (module docstring) on ``connection``; the caller commits."""
     claim = _claim_values(scope, key, fingerprint, now=now, ttl_seconds=ttl_seconds)
     statement = _claim_statement(connection.dialect.name)
-    params = claim | {"b_now": now, "b_lease_start": now - lease}
+    params = claim | {"b_now": now}
     if (await connection.execute(statement, params)).first() is not None:
         return IdempotencyClaim(ClaimStatus.NEW)
     # The key is taken and alive; the upsert locked its row, so it cannot vanish now.
     stored = (await connection.execute(_SELECT_KEY, {"b_scope": scope, "b_key": key})).one()
-    return _classify(stored, fingerprint)
+    return _classify(stored, fingerprint, now - lease)
 
 
 async def complete_key(
@@ -262,25 +266,17 @@ def _claim_statement(dialect_name: str) -> ReturningInsert[tuple[str]]:
 
 
 def claim_upsert(
-    base: postgresql.Insert | sqlite.Insert,
-    now: Any = None,
-    lease_start: Any = None,
+    base: postgresql.Insert | sqlite.Insert, now: Any = None
 ) -> postgresql.Insert | sqlite.Insert:
     """``base`` (an INSERT of a claimed key) as the claim: on a conflict it takes the row
-    over only when that one expired (before ``now``) or was left in flight by a request that
-    died (claimed before ``lease_start``). So it changes a row exactly when it claimed.
-    ``now`` and ``lease_start`` default to the bind parameters ``b_now`` and
-    ``b_lease_start``."""
+    over only when that one expired (before ``now``, the bind parameter ``b_now`` by
+    default). So it changes a row exactly when it claimed. A row left in flight by a request
+    that died is not taken over: that request may have reached PayTabs (``_classify``)."""
     if now is None:
         now = bindparam("b_now", type_=UtcDateTime)
-    if lease_start is None:
-        lease_start = bindparam("b_lease_start", type_=UtcDateTime)
     takeover = {name: base.excluded[name] for name in _CLAIMED_COLUMNS}
     return base.on_conflict_do_update(
-        index_elements=[_keys.scope, _keys.key],
-        set_=takeover,
-        where=(_keys.expires_at <= now)
-        | ((_keys.status == IN_FLIGHT) & (_keys.created_at <= lease_start)),
+        index_elements=[_keys.scope, _keys.key], set_=takeover, where=_keys.expires_at <= now
     )
 
 
@@ -292,7 +288,11 @@ _COMPLETE: Final = update(idempotency_keys).where(
 )
 
 
-def _classify(stored: Row[tuple[object, ...]], fingerprint: str) -> IdempotencyClaim:
+def _classify(
+    stored: Row[tuple[object, ...]], fingerprint: str, lease_start: datetime
+) -> IdempotencyClaim:
+    """What a key's row says to a request with ``fingerprint``; a claim in flight since
+    before ``lease_start`` is INTERRUPTED."""
     row = stored._mapping
     if row["fingerprint"] != fingerprint:
         return IdempotencyClaim(ClaimStatus.MISMATCH)
@@ -303,4 +303,6 @@ def _classify(stored: Row[tuple[object, ...]], fingerprint: str) -> IdempotencyC
             resource_id=row["resource_id"],
         )
         return IdempotencyClaim(ClaimStatus.COMPLETED, response)
+    if row["created_at"] <= lease_start:
+        return IdempotencyClaim(ClaimStatus.INTERRUPTED)
     return IdempotencyClaim(ClaimStatus.IN_FLIGHT)

@@ -155,7 +155,7 @@ class BatchedWrites:
         """The idempotency claim; a batch stops there when it changed no row (the key is
         another request's), before any other write ran."""
         self._claims[len(self._batch)] = claim
-        params = {**claim.values, "b_now": claim.now, "b_lease_start": claim.lease_start}
+        params = {**claim.values, "b_now": claim.now}
         self._add(_claim_sqlite(), params, expect_one=True)
 
     async def record_delivery(self, delivery: PendingDelivery) -> None:
@@ -342,11 +342,7 @@ def _build(shape: Sequence[_Op]) -> Any:
         else:
             base = base.values(values)
         if kind == "claim_key":
-            claim = claim_upsert(
-                base,
-                now=_typed(p + "b_now", table, "expires_at"),
-                lease_start=_typed(p + "b_lease_start", table, "created_at"),
-            )
+            claim = claim_upsert(base, now=_typed(p + "b_now", table, "expires_at"))
         else:  # record_delivery
             claim = base.on_conflict_do_nothing()
         claim_ctes.append(claim.returning(table.c.key).cte(f"w{n}"))
@@ -547,7 +543,6 @@ class CombinedWrites:
         prefix = self._add("claim_key", idempotency_keys, -1, list(claim.values), 1)
         self._set(prefix, claim.values)
         self._params[prefix + "b_now"] = claim.now
-        self._params[prefix + "b_lease_start"] = claim.lease_start
         self._claims.append(claim)
 
     async def record_delivery(self, delivery: PendingDelivery) -> None:

@@ -42,7 +42,12 @@ from paytabs_guard.observability import get_logger
 from paytabs_guard.service.gateway import GatewayNotReached
 from paytabs_guard.service.gateway_calls import watched_writes
 from paytabs_guard.service.payments import IdempotentCreate, KeyTaken
-from paytabs_guard.service.ports import ClaimStatus, IdempotencyClaim, StoredResponse
+from paytabs_guard.service.ports import (
+    ClaimStatus,
+    GatewayReferenceTaken,
+    IdempotencyClaim,
+    StoredResponse,
+)
 
 from .auth import ApiClient
 from .errors import problem_for, request_id_of
@@ -89,6 +94,18 @@ def key_mismatch() -> Problem:
     )
 
 
+def key_interrupted() -> Problem:
+    return Problem(
+        "idempotency_key_interrupted",
+        "Request interrupted",
+        409,
+        "The request that holds this Idempotency-Key stopped without an answer (its worker "
+        "stopped) and may have reached PayTabs, so it is not run again under this key. Look "
+        "for its effect (GET /payments/v2/{id}, or GET /payments/v2 for a new payment); if it "
+        "did not happen, send the request with a new Idempotency-Key.",
+    )
+
+
 def key_in_flight() -> Problem:
     return Problem(
         "idempotency_key_in_flight",
@@ -101,6 +118,11 @@ def key_in_flight() -> Problem:
 
 
 log = get_logger(__name__)
+
+#: Failures after which a write that left for PayTabs is known to have taken no effect anyone
+#: can pay or lose by: nothing reached PayTabs, or the page it opened was never handed out
+#: (its payment failed). Their keys are released as before a write.
+NOTHING_TO_REPEAT: Final = (GatewayNotReached, GatewayReferenceTaken)
 
 
 def sent_and_unsettled(payment_id: str | None, why: str) -> Problem:
@@ -238,7 +260,7 @@ async def run_idempotent(
         except Exception as error:
             problem = problem_for(error)
             if problem is None or problem.status >= 500 or problem.transient:
-                if sent and not isinstance(error, GatewayNotReached):
+                if sent and not isinstance(error, NOTHING_TO_REPEAT):
                     return await keep_unsettled(
                         request, container, scope, key, payment_id, _reason(error)
                     )
@@ -325,7 +347,7 @@ async def run_idempotent_create(
                 raise  # the claim rolled back with the payment's insert, or the answer is stored
             problem = problem_for(error)
             if problem is None or problem.status >= 500 or problem.transient:
-                if sent and not isinstance(error, GatewayNotReached):
+                if sent and not isinstance(error, NOTHING_TO_REPEAT):
                     why = _reason(error)
                     return await keep_unsettled(
                         request, container, scope, key, idempotency.payment_id, why
@@ -369,6 +391,9 @@ def _answer_for_taken(
     elif claim.status is ClaimStatus.MISMATCH:
         metrics_label = "mismatch"
         response = problem_response(key_mismatch(), request_id_of(request))
+    elif claim.status is ClaimStatus.INTERRUPTED:
+        metrics_label = "interrupted"
+        response = problem_response(key_interrupted(), request_id_of(request))
     elif time.monotonic() >= deadline:
         metrics_label = "in_flight"
         response = problem_response(key_in_flight(), request_id_of(request))
