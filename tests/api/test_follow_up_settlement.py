@@ -124,7 +124,10 @@ async def test_a_refund_whose_answer_was_lost_after_the_work_is_applied_by_recon
     await _sim(service, "PUT", "/_sim/faults", json=lost_callbacks)
     [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
     assert refund["payment_result"]["response_status"] == "A"  # PayTabs did refund
-    assert (await service.get(payment["id"]))["refunded"] == "0.00"
+    unsettled = await service.get(payment["id"])
+    assert unsettled["refunded"] == "0.00"
+    # Not refunded yet, and not refundable either: the merchant sees the refund waiting.
+    assert (unsettled["pending_refunds"], unsettled["refundable"]) == ("30.00", "70.00")
     assert await _hold(service, payment["id"]) is not None
 
     report = await reconcile_now(service, database_url)

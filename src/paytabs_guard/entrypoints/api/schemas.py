@@ -304,10 +304,14 @@ class PaymentOut(BaseModel):
     refunded: str
     refundable: str
     pending_refunds: str = Field(
-        description="Refunds PayTabs reports pending: in neither `refunded` (until PayTabs "
+        description="Refunds not settled yet: reported pending by PayTabs, or sent and still "
+        "waiting for its answer (a refund answered 202). In neither `refunded` (until PayTabs "
         "settles them) nor `refundable`. A refund answered 200 that grew this is not done yet"
     )
-    pending_captures: str = Field(description="Captures PayTabs reports pending (not captured)")
+    pending_captures: str = Field(
+        description="Captures not settled yet (reported pending, or waiting for PayTabs' "
+        "answer): not in `captured`"
+    )
     description: str
     redirect_url: str | None = Field(description="The hosted page to send the customer to")
     return_url: str | None
@@ -335,6 +339,13 @@ class PaymentOut(BaseModel):
 
     @classmethod
     def of(cls, payment: Payment) -> PaymentOut:
+        # A follow-up sent and not answered (its hold) counts as pending until PayTabs' answer,
+        # a callback or reconciliation settles it: its amount is taken, so not refundable.
+        nothing = Money(0, payment.amount.currency)
+        unsettled = {TranType.REFUND: nothing, TranType.CAPTURE: nothing}
+        hold = payment.hold
+        if hold is not None and hold.kind in unsettled:
+            unsettled[hold.kind] = hold.amount
         return cls(
             id=payment.id,
             cart_id=payment.cart_id,
@@ -345,9 +356,9 @@ class PaymentOut(BaseModel):
             currency=payment.amount.currency,
             captured=payment.captured.format(),
             refunded=payment.refunded.format(),
-            refundable=payment.refundable.format(),
-            pending_refunds=payment.pending_refunds.format(),
-            pending_captures=payment.pending_captures.format(),
+            refundable=(payment.refundable - unsettled[TranType.REFUND]).format(),
+            pending_refunds=(payment.pending_refunds + unsettled[TranType.REFUND]).format(),
+            pending_captures=(payment.pending_captures + unsettled[TranType.CAPTURE]).format(),
             description=payment.description,
             redirect_url=payment.redirect_url,
             return_url=payment.return_url,
