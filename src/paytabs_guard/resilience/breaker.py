@@ -5,7 +5,8 @@ State machine::
     closed ──(a failure brings the error rate >= threshold, calls >= volume)──▶ open
     open ──(a recovery probe answered, or the open period elapsed)──▶ half_open
     half_open ──(half_open_max_calls trials succeeded, failed share under the threshold)──▶ closed
-    half_open ──(failed share of the trials reached the threshold)──▶ open
+    half_open ──(failed share of the trials reached the threshold, none succeeded)──▶ open
+    half_open ──(...reached it, some succeeded: degraded, the error rate set aside)──▶ closed
     any ──force_open() / force_closed() / disable() / reset()──▶ forced_open / forced_closed /
                                                                disabled / closed
 
@@ -354,15 +355,21 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
                 # Evidence, not one unlucky call: re-open once the failed share of the trials
                 # (over at least half_open_max_calls of them) reaches the error threshold.
                 judged = max(self._trial_successes + self._trial_failures, self._half_open_max)
-                if self._trial_failures * 100 >= self._threshold * judged:
-                    self._reopen_after_trial(end)
-                else:
+                if self._trial_failures * 100 < self._threshold * judged:
                     self._waiters.wake(1)
+                elif self._trial_successes and self._in_a_row_limit:
+                    # (Only with a limit on failures in a row: it is what opens it then.)
+                    self._close_degraded(end)
+                else:
+                    self._reopen_after_trial(end)
         elif self._state is _CLOSED:
             self._failures_in_a_row += 1
-            if window.calls >= self._volume and window.failures * 100 >= self._threshold * (
+            over = window.calls >= self._volume and window.failures * 100 >= self._threshold * (
                 window.calls
-            ):
+            )
+            if self._degraded and not over and window.calls >= self._volume:
+                self._degraded = False  # the rate is back under the threshold: healthy again
+            if over and not self._degraded:
                 self._trip(end, "error_rate")
             elif self._in_a_row_limit and self._failures_in_a_row >= self._in_a_row_limit:
                 # A gateway that went down hard, before its failures outweigh the window's
@@ -413,6 +420,18 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
         if self._shared is not None:
             self._shared.trial_finished(self.name, succeeded=True, open_for=0.0)
 
+    def _close_degraded(self, now: float) -> None:
+        """The trials failed over the threshold, but some succeeded: PayTabs is degraded, not
+        down. Turning every call away would lose the sales it still completes (an outside run:
+        at 60 % failures, 24 % of orders paid with the breaker against 95 % without), so the
+        breaker closes with the error rate set aside. What opens it then is what a gateway
+        that went down does: failures in a row, or calls that stall; and the rate counts again
+        once a failure finds it under the threshold."""
+        self._transition(_CLOSED, now, "degraded")
+        self._degraded = True
+        if self._shared is not None:
+            self._shared.trial_finished(self.name, succeeded=True, open_for=0.0, degraded=True)
+
     # -- snapshot ------------------------------------------------------------------------------
 
     def snapshot(self) -> BreakerSnapshot:
@@ -451,4 +470,5 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
                 if state is not _OPEN or self._probe_interval is None
                 else max(self._probes.next_at - now, 0.0),
             ),
+            degraded=self._degraded,
         )

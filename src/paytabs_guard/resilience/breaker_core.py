@@ -57,6 +57,7 @@ class BreakerCore:
         "_cancelled",
         "_clock",
         "_config",
+        "_degraded",
         "_failed_trials",
         "_failures_in_a_row",
         "_generation",
@@ -152,6 +153,9 @@ class BreakerCore:
         self._trial_failures = 0
         self._failed_trials = 0  # consecutive half-open periods that ended open again
         self._failures_in_a_row = 0  # failed calls since the last success (closed state)
+        # Closed after trials that partly succeeded: PayTabs completes some calls, so the
+        # error rate alone does not open it (breaker.py, _close_degraded).
+        self._degraded = False
         # When the latest-sent call PayTabs answered (success or error) left: a call sent
         # before it that times out afterwards is old news (breaker.py, _timed_out).
         self._answered_sent_at = -math.inf
@@ -217,6 +221,7 @@ class BreakerCore:
         self._since = now
         self._since_wall = self._wall_clock()
         self._failures_in_a_row = 0
+        self._degraded = False  # only _close_degraded / apply_shared_close set it, afterwards
         if state is _CLOSED:
             self._window.clear()  # a recovered breaker judges only what happens from now on
             self._failed_trials = 0

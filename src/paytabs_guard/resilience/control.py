@@ -72,7 +72,9 @@ class ManualControl(BreakerCore):
         elif state is BreakerState.OPEN and until > self._retry_at:
             self._retry_at = until
 
-    def apply_shared_close(self) -> None:
-        """Another instance's trial call succeeded: close (fresh window) if open or half-open."""
+    def apply_shared_close(self, *, degraded: bool = False) -> None:
+        """Another instance's trial call succeeded: close (fresh window) if open or half-open;
+        ``degraded``: its trials partly failed, so the error rate is set aside here too."""
         if self._state is BreakerState.OPEN or self._state is BreakerState.HALF_OPEN:
             self._transition(BreakerState.CLOSED, self._clock(), "shared")
+            self._degraded = degraded

@@ -75,7 +75,8 @@ class BreakerEvent:
         timestamp: Wall-clock time of the event.
         previous_state: For state changes, the state left.
         reason: For state changes, why (``error_rate``, ``consecutive_failures``, ``stalled``,
-            ``trial_failed``, ``trial_succeeded``,
+            ``trial_failed``, ``trial_succeeded``, ``degraded`` (closed after trials that partly
+            succeeded),
             ``shared``, ``forced``, ``reset``, ``disabled``, ``probe``, ``shared_probe``; ``shared``
             also for a manual state or reset another instance's operator command caused); for a
             failure counted because the call was slow, ``slow_call``; for a timeout not counted

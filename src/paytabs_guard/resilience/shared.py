@@ -76,13 +76,7 @@ from paytabs_guard.resilience.shared_wire import (
 )
 from paytabs_guard.resilience.stats import SharedStatus
 
-__all__ = [
-    "ManualAction",
-    "ManualOutcome",
-    "SharedBreakerState",
-    "apply_manual",
-    "default_instance_id",
-]
+__all__ = ["ManualAction", "ManualOutcome", "SharedBreakerState", "default_instance_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -370,11 +364,13 @@ class SharedBreakerState:
         """Breaker ``name`` tripped here: tell the others (in the background)."""
         self._spawn(self._publish_opened(name, open_for, release_lease=False))
 
-    def trial_finished(self, name: str, *, succeeded: bool, open_for: float) -> None:
+    def trial_finished(
+        self, name: str, *, succeeded: bool, open_for: float, degraded: bool = False
+    ) -> None:
         """A trial call here decided: publish ``closed`` or ``opened`` and free the lease."""
         self._leases.pop(name, None)
         if succeeded:
-            self._spawn(self._publish_closed(name))
+            self._spawn(self._publish_closed(name, degraded))
         else:
             self._spawn(self._publish_opened(name, open_for, release_lease=True))
 
@@ -481,10 +477,12 @@ class SharedBreakerState:
         if await self._send(queue):
             self._probe_ok_seen[name] = token
 
-    async def _publish_closed(self, name: str) -> None:
+    async def _publish_closed(self, name: str, degraded: bool) -> None:
+        message = encode_message(self.instance_id, name, "closed", degraded=degraded)
+
         def queue(pipe: Pipeline) -> None:
             pipe.delete(self._keys.open_until(name))
-            pipe.publish(self._channel, encode_message(self.instance_id, name, "closed"))
+            pipe.publish(self._channel, message)
             pipe.eval(RELEASE_LEASE, 1, self._keys.probe(name), self.instance_id)
 
         await self._send(queue)
@@ -623,7 +621,7 @@ class SharedBreakerState:
             breaker.apply_shared_open(open_for)
         elif event == "closed":
             self._leases.pop(breaker.name, None)
-            breaker.apply_shared_close()
+            breaker.apply_shared_close(degraded=body.get("degraded") is True)
         elif event == "probe" and probe_result in ("succeeded", "failed"):
             if token:
                 self._probe_ok_seen[breaker.name] = token

@@ -28,8 +28,11 @@ class SharedHook(Protocol):
         """The breaker tripped on its own window and stays open ``open_for`` seconds."""
         ...
 
-    def trial_finished(self, name: str, *, succeeded: bool, open_for: float) -> None:
-        """A trial closed the breaker, or failed and re-opened it for ``open_for`` seconds."""
+    def trial_finished(
+        self, name: str, *, succeeded: bool, open_for: float, degraded: bool = False
+    ) -> None:
+        """A trial closed the breaker (``degraded``: with the error rate set aside), or failed
+        and re-opened it for ``open_for`` seconds."""
         ...
 
     def status(self) -> SharedStatus:

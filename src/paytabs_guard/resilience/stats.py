@@ -126,6 +126,9 @@ class BreakerSnapshot:
         error_threshold_percentage: The configured trip threshold, for context.
         volume_threshold: The configured minimum volume, for context.
         probes: The recovery probes: schedule, counts, last verdict.
+        degraded: Closed after trials that partly failed: PayTabs completes some calls, so the
+            error rate does not open it (failures in a row and stalled calls still do) until a
+            failure finds the rate under the threshold again.
     """
 
     name: str
@@ -141,6 +144,7 @@ class BreakerSnapshot:
     error_threshold_percentage: float
     volume_threshold: int
     probes: ProbeStats = PROBES_OFF
+    degraded: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (nested dicts for window, lifetime and shared)."""

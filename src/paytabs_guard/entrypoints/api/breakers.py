@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 from fastapi import APIRouter
 
-from paytabs_guard.resilience.shared import ManualAction, apply_manual
+from paytabs_guard.resilience.manual import ManualAction, apply_manual
 
 from .dependencies import AdminDep, ClientDep, ContainerDep
 from .problems import Problem
