@@ -355,6 +355,20 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error, _application_error)
 
 
+def interrupted() -> Problem:
+    """503 for a request cancelled before it was answered: a shutdown past its grace period.
+    (Left to uvicorn, the client got a plain-text 500.)"""
+    return Problem(
+        "interrupted",
+        "Request interrupted",
+        503,
+        "The service stopped (a restart) before this request was answered. Send it again "
+        "with the same Idempotency-Key: the key answers what happened, and a write that "
+        "reached PayTabs is never sent twice.",
+        headers={"Retry-After": "1"},
+    )
+
+
 def internal_error() -> Problem:
     """500: an unexpected error; the details are in the log under the request id."""
     return Problem(

@@ -10,10 +10,13 @@ Pure ASGI (no ``BaseHTTPMiddleware``), so streaming bodies and cancellation pass
   with its traceback here (so uvicorn does not log it a second time).
 * A request the app let go unanswered because its client left is logged and counted as 499,
   not as a server error.
+* A request cancelled before its answer started (a shutdown past its grace period) gets a
+  problem+json 503 ``interrupted``, not uvicorn's plain-text 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import secrets
@@ -32,7 +35,7 @@ from paytabs_guard.observability import (
     get_logger,
 )
 
-from .errors import internal_error
+from .errors import internal_error, interrupted
 from .problems import problem_response
 
 HEADER: Final = "x-request-id"
@@ -135,6 +138,13 @@ class RequestContextMiddleware:
                 if not response_started:
                     respond = problem_response(internal_error(), request_id)
                     await respond(scope, receive, send_with_id)
+            except asyncio.CancelledError:
+                # The server's shutdown cancels what outlived its grace period; it would answer
+                # a plain-text 500 itself. A problem that says what to do instead, then on.
+                if not response_started:
+                    respond = problem_response(interrupted(), request_id)
+                    await respond(scope, receive, send_with_id)
+                raise
             finally:
                 seconds = time.perf_counter() - started
                 if not response_started:
