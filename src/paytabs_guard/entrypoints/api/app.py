@@ -65,7 +65,12 @@ DESCRIPTION: Final = (
     "not glued to letters): a 422 naming the field. Send an `Idempotency-Key` (a random "
     "UUID) with every write: a write without one still runs, but its answer carries "
     '`Warning: 299 paytabs-guard "No Idempotency-Key: ..."` because a retry may repeat it '
-    "(a second charge or refund)."
+    "(a second charge or refund). A write that reached PayTabs is never run twice under its "
+    "key: one that then failed here (a restart, a database blip) answers, and keeps for the "
+    "key, a 502 `gateway-outcome-unknown` naming the payment; one whose worker died answers "
+    "409 `idempotency-key-interrupted` once its lease is over (look for its effect; a new key "
+    "tries again); one cut off by a restart answers 503 `interrupted` (send it again with the "
+    "same key)."
 )
 log = get_logger(__name__)
 
