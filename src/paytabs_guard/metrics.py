@@ -120,7 +120,7 @@ class Metrics:
         self.idempotency = counter(
             "idempotency_requests_total",
             "Requests with an Idempotency-Key by what the key said "
-            "(new, replayed, mismatch, in_flight, missing, kept_unsettled)",
+            "(new, replayed, mismatch, in_flight, interrupted, missing, kept_unsettled)",
             "outcome",
         )  # fmt: skip
         self.outbox_pending = gauge(
