@@ -282,23 +282,6 @@ async def test_with_several_trials_a_failed_share_at_the_threshold_reopens(
     assert breaker.state == "open"  # 2 failures over at least 3 trials: 67 % >= 50 %
 
 
-async def test_trials_over_the_threshold_that_partly_succeeded_close_degraded(
-    clock: ManualClock,
-) -> None:
-    # PayTabs completes some calls: turning every one away would lose those sales too
-    # (test_degraded_gateway.py has what the breaker then watches: failures in a row).
-    breaker = make_breaker(clock, half_open_max_calls=3, consecutive_failures=10)
-    await trip(breaker)
-    clock.advance(30)
-    with pytest.raises(Boom):
-        await breaker.call(boom)
-    await succeed(breaker)
-    with pytest.raises(Boom):
-        await breaker.call(boom)
-    assert breaker.state == "closed"
-    assert breaker.snapshot().degraded is True
-
-
 async def test_a_cancelled_trial_frees_its_slot(clock: ManualClock) -> None:
     breaker = make_breaker(clock)
     await trip(breaker)

@@ -331,7 +331,6 @@ async def run_idempotent_create(
     delay = _FIRST_POLL
     while True:
         idempotency = IdempotentCreate(scope, key, print_, TTL_SECONDS, answer, claimed_new)
-        sent: list[str] = []
         try:
             with watched_writes() as sent:
                 payment = await create(idempotency)
