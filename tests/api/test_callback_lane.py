@@ -42,8 +42,13 @@ async def test_a_callback_keeps_its_request_id_access_line_and_route_label(
     assert callback[0]["status"] == 200
     assert callback[0]["method"] == "POST"
     assert callback[0]["request_id"] == "paytabs-delivery-7"
-    outcome = [line for line in lines if line.get("event") == "webhook"]
-    assert [line["request_id"] for line in outcome] == ["paytabs-delivery-7"]
+    # One line per request: the access line says what the callback did.
+    assert [line for line in lines if line.get("request_id") == "paytabs-delivery-7"] == callback
+    assert callback[0]["outcome"] == "applied"
+    assert callback[0]["state"] == "completed"
+    assert callback[0]["payment_id"] == payment["id"]
+    assert callback[0]["tran_ref"] == payment["tran_ref"]
+    assert callback[0]["response_status"] == "A"
 
     labels = {"route": "/payments/v2/webhook", "method": "POST", "status_class": "2xx"}
     assert service.metric("paytabs_guard_http_requests_total", **labels) == 1.0

@@ -22,12 +22,14 @@ payment it follows, and any storage failure. Nothing is acknowledged and dropped
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from paytabs_guard import tracing
 from paytabs_guard.bootstrap import STORAGE_CONFLICTS, Container
@@ -46,6 +48,7 @@ from .body_limit import (
 )
 from .client_address import IPAddress, client_ip, ip_allowed
 from .errors import request_id_of
+from .middleware import add_to_access_line
 from .problems import Problem, problem_response
 from .rate_limit import FailureLimiter, source_key
 from .strict_json import InvalidJson, parse_strict_json
@@ -227,7 +230,7 @@ class WebhookReceiver:
         fields = {
             "tran_ref": result.tran_ref,
             "cart_id": result.cart_id,
-            "status": status,
+            "response_status": status,
             "body_sha": delivery.body_sha,
         }
         request_id = request_id_of(request)
@@ -265,10 +268,12 @@ class WebhookReceiver:
             log.error("payment conflict: PayTabs contradicts a decided payment; review it",
                       payment_id=payment.id, reason=outcome.reason, **fields)  # fmt: skip
         else:
-            log.info("webhook", outcome=kind.value, payment_id=payment.id,
-                     state=outcome.state.value, **fields)  # fmt: skip
+            # Said on the request's access line, not a line of its own (one line per request).
+            add_to_access_line(request.scope.setdefault("state", {}), outcome=kind.value,
+                               payment_id=payment.id, state=outcome.state.value,
+                               **fields)  # fmt: skip
         label = "processed" if kind is OutcomeKind.APPLIED else kind.value
-        return JSONResponse({"received": True, "outcome": label}), label
+        return _RECEIVED[label](), label
 
     def _security_event(self, rejected: Rejected, ip: IPAddress | None) -> None:
         if rejected.outcome == CLIENT_LEFT:
@@ -281,6 +286,19 @@ class WebhookReceiver:
             client=str(ip) if ip else None,
             **rejected.details,
         )
+
+
+def _received(label: str) -> Callable[[], Response]:
+    """The acknowledgement for one outcome, its body encoded once (the same bytes
+    ``JSONResponse`` would write); a response object is still new per request."""
+    body = json.dumps({"received": True, "outcome": label}, separators=(",", ":")).encode()
+    return lambda: Response(body, media_type="application/json")
+
+
+#: An applied result is acknowledged as "processed"; any other outcome by its own name.
+_RECEIVED: Final = {kind.value: _received(kind.value) for kind in OutcomeKind} | {
+    "processed": _received("processed")
+}
 
 
 def _retry_later(reason: str) -> Problem:
