@@ -6,10 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
+from paytabs_guard.adapters.sql.tables import payment_conflicts
 from paytabs_simulator.server import RunningSimulator
 
 from .api_support import Service, deliver, running_service, transaction
+
+
+async def _notes(service: Service, payment_id: str) -> int:
+    query = select(func.count()).where(payment_conflicts.c.payment_id == payment_id)
+    async with service.container.engine.connect() as connection:
+        return int((await connection.execute(query)).scalar_one())
+
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +32,18 @@ async def _quarantined(service: Service, **change: Any) -> None:
     stored = await service.get(payment["id"])
     assert stored["state"] == "awaiting_customer"
     assert stored["charged_amount"] is None
-    assert await service.outbox_events(payment["id"]) == events
+    # Not applied, but not hidden: PayTabs says the customer's money moved on this payment's
+    # own transaction, so the payment asks for review, with one payment.conflict event.
+    assert stored["has_conflict"] is True
+    assert await service.outbox_events(payment["id"]) == events + 1
+    assert await service.outbox_events(payment["id"], "payment.conflict") == 1
+    # The same news in other bytes (the IPN beside the callback): alerted again, noted once.
+    again = await deliver(
+        service.anonymous, transaction(payment, "A") | change | {"customer_details": {}}
+    )
+    assert again.json()["outcome"] == "quarantined"
+    assert await service.outbox_events(payment["id"]) == events + 1
+    assert await _notes(service, payment["id"]) == 1
 
 
 @pytest.mark.parametrize(
@@ -46,7 +66,7 @@ async def test_an_authorised_callback_that_charged_something_else_is_quarantined
         any_service.metric(
             "paytabs_guard_payment_results_total", kind="quarantined", source="callback"
         )
-        == 1
+        == 2
     )
 
 

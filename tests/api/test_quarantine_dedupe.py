@@ -90,10 +90,19 @@ async def test_a_mismatched_result_after_the_genuine_one_is_quarantined_not_a_du
     assert (await deliver(any_service.anonymous, raw)).json()["outcome"] == "duplicate"
     assert _quarantined(any_service) == 1
     assert len(_quarantine_alerts(captured)) == 1
+    # PayTabs says it charged something else on this payment's own transaction: the payment
+    # keeps the state the genuine A gave it, and says it needs review (one conflict event).
+    # Someone else's result (another profile or cart) writes nothing on this payment.
+    ours = "profile_id" not in mismatch and "cart_id" not in mismatch
+    noted = await any_service.get(payment["id"])
+    assert noted["has_conflict"] is ours
+    assert {**noted, "has_conflict": False, "updated_at": before["updated_at"]} == before
+    assert await any_service.outbox_events(payment["id"]) == events + ours
+    assert await any_service.outbox_events(payment["id"], "payment.conflict") == ours
     # The genuine delivery again is a plain duplicate that changes nothing.
     assert (await deliver(any_service.anonymous, genuine)).json()["outcome"] == "duplicate"
-    assert await any_service.get(payment["id"]) == before
-    assert await any_service.outbox_events(payment["id"]) == events
+    assert await any_service.get(payment["id"]) == noted
+    assert await any_service.outbox_events(payment["id"]) == events + ours
 
 
 async def test_a_known_refund_repeated_with_another_amount_is_quarantined_not_a_duplicate(

@@ -340,14 +340,19 @@ def test_money_after_a_decline_is_a_conflict() -> None:
 # ---- quarantine --------------------------------------------------------------------------------
 
 
-QUARANTINED = [
+# Not this payment's at all (another profile, another cart, a card registration): nothing
+# is written on the payment.
+FOREIGN = [
     (lambda p: result(p, A, profile_id=1), "profile_id"),
     (lambda p: result(p, A, cart_id="cart-0002"), "cart_id"),
+    (lambda p: result(p, A, tran_type=TranType.REGISTER), "card registration"),
+]
+# PayTabs says money moved on this payment's own cart, in a way the payment cannot accept.
+QUARANTINED = [
     (lambda p: result(p, A, amount=sar("99.99")), "99.99 SAR"),
     (lambda p: result(p, A, amount=Money.of("100.00", "AED")), "currency AED"),
     (lambda p: result(p, A, tran_ref="TST0000000000009"), "second attempt"),
     (lambda p: result(p, A, tran_type=TranType.AUTH), "does not fit this sale payment"),
-    (lambda p: result(p, A, tran_type=TranType.REGISTER), "card registration"),
     (
         lambda p: result(p, A, tran_type=TranType.CAPTURE, tran_ref="CAP1", previous=PAGE_REF),
         "needs an auth",
@@ -359,7 +364,7 @@ QUARANTINED = [
 ]
 
 
-@pytest.mark.parametrize(("make", "why"), QUARANTINED)
+@pytest.mark.parametrize(("make", "why"), FOREIGN)
 def test_results_that_are_not_this_payments_are_quarantined(
     make: Callable[[Payment], GatewayResult], why: str
 ) -> None:
@@ -370,6 +375,34 @@ def test_results_that_are_not_this_payments_are_quarantined(
     assert why in outcome.reason
     assert not outcome.changed
     assert (payment.state, payment.transactions, payment.pending_events) == before
+    assert not payment.has_conflict
+
+
+@pytest.mark.parametrize(("make", "why"), QUARANTINED)
+def test_money_the_payment_cannot_accept_is_quarantined_and_noted_once(
+    make: Callable[[Payment], GatewayResult], why: str
+) -> None:
+    # Not applied, yet not invisible either: the customer's money sits at PayTabs, so the
+    # payment says so (a conflict note, a payment.conflict event) instead of waiting on.
+    payment = awaiting()
+    before = (payment.state, list(payment.transactions))
+    earlier = types(payment)
+    outcome = payment.apply_gateway_result(make(payment), at=at(1))
+    assert outcome.kind is OutcomeKind.QUARANTINED
+    assert why in outcome.reason
+    assert outcome.changed
+    assert (payment.state, payment.transactions) == before
+    assert payment.has_conflict
+    [note] = payment.conflicts
+    assert note.reason.startswith("quarantined: ")
+    assert why in note.reason
+    assert types(payment) == [*earlier, "payment.conflict"]
+    # The IPN, the callback and every reconciliation pass bring it again: noted once.
+    again = payment.apply_gateway_result(make(payment), at=at(2))
+    assert again.kind is OutcomeKind.QUARANTINED
+    assert not again.changed
+    assert len(payment.conflicts) == 1
+    assert types(payment) == [*earlier, "payment.conflict"]
 
 
 def test_a_refund_of_a_foreign_transaction_waits_until_money_moved_then_is_quarantined() -> None:

@@ -33,6 +33,7 @@ def test_quarantine_reason_predicts_quarantine_and_changes_nothing() -> None:
         ),
     }
     for name, case in cases.items():
+        payment.collect_events()  # applying "amount" notes it for review (an event)
         before = (payment.state, payment.version, payment.updated_at, len(payment.history))
         reason = payment.quarantine_reason(case)
         assert (payment.state, payment.version, payment.updated_at, len(payment.history)) == before

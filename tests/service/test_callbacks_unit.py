@@ -142,11 +142,17 @@ async def test_a_mismatched_result_after_the_genuine_one_is_quarantined_not_a_du
     assert repeat.kind is OutcomeKind.DUPLICATE  # the exact bytes again: no second alert
     assert duplicate.kind is OutcomeKind.DUPLICATE
     # The duplicate's payment is the stored one, untouched by the checks that ran first.
-    assert again.version == paid.version
-    assert again.updated_at == paid.updated_at
+    # Money on this payment's own cart that it cannot accept is noted once for review (one
+    # more version, one payment.conflict event); someone else's result writes nothing.
+    noted = "amount" in mismatch or "charged" in mismatch
+    assert again.has_conflict is noted
+    assert again.version == paid.version + noted
     assert len(again.history) == len(paid.history)
+    if not noted:
+        assert again.updated_at == paid.updated_at
     assert world.stored(payment.id).state is PaymentState.COMPLETED
     assert world.outbox_types(payment.id).count("payment.completed") == 1
+    assert world.outbox_types(payment.id).count("payment.conflict") == noted
 
 
 async def test_sync_applies_what_a_lost_callback_would_have_said() -> None:

@@ -29,6 +29,7 @@ from typing import ClassVar, Final, TypeAlias
 
 from .gateway_results import GatewayStatus, ResultSource, TranType
 from .money import Money
+from .records import QUARANTINED_NOTE
 from .states import PaymentState
 
 EVENT_NAMESPACE: Final = uuid.UUID("98a769d9-cdcf-4da7-9fe9-880ef34e0487")
@@ -225,7 +226,8 @@ class PaymentRefunded(PaymentEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentConflict(PaymentEvent):
-    """The gateway contradicted a decided payment. Not applied: a human must look (alert)."""
+    """The gateway contradicted a decided payment, or reported money moving on its cart in a
+    way it cannot accept (quarantined; the reason says why). Not applied: a human must look."""
 
     type: ClassVar[str] = "payment.conflict"
 
@@ -236,7 +238,10 @@ class PaymentConflict(PaymentEvent):
     reason: str
 
     def _occurrence(self) -> str:
-        return f"{self.tran_ref}/{self.reported_status or '-'}"
+        # A quarantined result's note and a later conflict about the same transaction are
+        # two events, not one event id delivered once.
+        kind = "/quarantined" if self.reason.startswith(QUARANTINED_NOTE) else ""
+        return f"{self.tran_ref}/{self.reported_status or '-'}{kind}"
 
 
 #: Every type of event a payment emits: what the events feed and its filters can hold.

@@ -18,6 +18,7 @@ from .checks import require_aware
 from .errors import FollowUpInProgress
 from .gateway_results import FOLLOW_UP_TYPES, GatewayResult, Signal, TranType
 from .money import Money
+from .notes import record_conflict
 from .outcome import Outcome
 from .records import FollowUpHold, GatewayTransaction
 from .screening import describe
@@ -138,7 +139,7 @@ def record_follow_up(payment: Payment, result: GatewayResult, *, at: datetime) -
             return payment._unchanged(OutcomeKind.DUPLICATE, f"{describe(result)}: already failed")
         if was is not Signal.FOLLOW_UP_PENDING:
             reason = f"{describe(result)} after it succeeded ({known.status}); review it"
-            return payment._record_conflict(result, at=at, reason=reason)
+            return record_conflict(payment, result, at=at, reason=reason)
     payment._upsert(GatewayTransaction.from_result(result, at=at))
     payment._touch(at)
     news = "pending" if pending else "did not happen"

@@ -26,8 +26,9 @@ class Outcome:
 
     @property
     def changed(self) -> bool:
-        """True when the payment must be saved (a transition, a recorded follow-up, a conflict)."""
-        return self.kind in (OutcomeKind.APPLIED, OutcomeKind.CONFLICT)
+        """True when the payment must be saved (a transition, a recorded follow-up, a conflict,
+        a quarantined result noted for review)."""
+        return self.kind in (OutcomeKind.APPLIED, OutcomeKind.CONFLICT) or bool(self.events)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,6 @@ from .errors import InvalidPaymentRequest, InvalidTransition, PageNotExpired
 from .events import (
     ExpiryCause,
     FailureReason,
-    PaymentConflict,
     PaymentCreated,
     PaymentEvent,
     PaymentExpired,
@@ -472,29 +471,6 @@ class Payment:
         return Outcome(OutcomeKind.APPLIED, previous, target, reason, tuple(events))
 
     # ---- what is recorded beside the state ---------------------------------------------------
-
-    def _record_conflict(self, result: GatewayResult, *, at: datetime, reason: str) -> Outcome:
-        note = ConflictNote(
-            tran_ref=result.tran_ref,
-            tran_type=result.tran_type,
-            reported_status=result.status,
-            state=self.state,
-            source=result.source,
-            at=at,
-            reason=reason,
-        )
-        self.conflicts.append(note)
-        self._touch(at)
-        event = PaymentConflict(
-            **self._envelope(at),
-            tran_ref=result.tran_ref,
-            tran_type=result.tran_type,
-            reported_status=result.status,
-            source=result.source,
-            reason=reason,
-        )
-        self.pending_events.append(event)
-        return Outcome(OutcomeKind.CONFLICT, self.state, self.state, reason, (event,))
 
     # ---- small helpers ------------------------------------------------------------------
 

@@ -62,7 +62,9 @@ class GatewayTransaction:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConflictNote:
-    """A result that contradicted the decided payment. Kept for humans; never applied."""
+    """A result that contradicted the decided payment, or a quarantined one that says money
+    moved on its cart (its reason starts with ``quarantined:``). Kept for humans; never
+    applied."""
 
     tran_ref: str
     tran_type: TranType
@@ -71,6 +73,16 @@ class ConflictNote:
     source: ResultSource
     at: datetime
     reason: str
+
+    @property
+    def quarantined(self) -> bool:
+        """A quarantined result noted for review, not a contradiction of the decided payment:
+        the genuine result for the same transaction may still arrive and apply."""
+        return self.reason.startswith(QUARANTINED_NOTE)
+
+
+#: How a quarantined result's note starts (``notes.record_conflict``).
+QUARANTINED_NOTE = "quarantined: "
 
 
 def pending_total(

@@ -3,7 +3,8 @@
 A gateway result is checked in this order; the first rule that fires decides the ``Outcome``:
 
 1. a browser return                                        → IGNORED (query the gateway now)
-2. cannot be this payment's (screening.py)                 → QUARANTINED
+2. cannot be this payment's (screening.py)                 → QUARANTINED; noted on the
+   payment for review, once, when it says money moved on the payment's own cart
 3. this transaction with this status already recorded      → DUPLICATE
 4. a capture, void or refund that is pending or has failed → recorded beside the state
    (APPLIED without a transition, follow_ups.py), or DUPLICATE / STALE / CONFLICT against its
@@ -24,9 +25,10 @@ from . import emission
 from .checks import require_aware
 from .follow_ups import record_follow_up
 from .gateway_results import GatewayResult, ResultSource, Signal
+from .notes import record_conflict
 from .outcome import Effect, Outcome, explain
 from .records import GatewayTransaction
-from .screening import describe, quarantine_reason
+from .screening import describe, needs_review, quarantine_reason
 from .states import MONEY_MOVED_STATES, OutcomeKind, PaymentState, Trigger, decide
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ def apply_result(
         )
     problem = quarantine_of(payment, result, currency_conversion=currency_conversion)
     if problem is not None:
+        if needs_review(payment, result) and not _noted(payment, result, quarantined=True):
+            kind = OutcomeKind.QUARANTINED
+            return record_conflict(payment, result, at=at, reason=problem, kind=kind)
         return payment._unchanged(OutcomeKind.QUARANTINED, problem)
     if _already_seen(payment, result):
         return payment._unchanged(OutcomeKind.DUPLICATE, f"{describe(result)} was already recorded")
@@ -56,7 +61,7 @@ def apply_result(
     kind = decide(state, trigger, visited=visited)
     reason = explain(kind, state, trigger, result)
     if kind is OutcomeKind.CONFLICT:
-        return payment._record_conflict(result, at=at, reason=reason)
+        return record_conflict(payment, result, at=at, reason=reason)
     if kind is not OutcomeKind.APPLIED:
         return payment._unchanged(kind, reason)
     emit = emission.for_result(
@@ -91,8 +96,17 @@ def _already_seen(payment: Payment, result: GatewayResult) -> bool:
     known = payment.transaction(result.tran_ref)
     if known is not None and known.status == result.status:
         return True
+    return _noted(payment, result, quarantined=False)
+
+
+def _noted(payment: Payment, result: GatewayResult, *, quarantined: bool) -> bool:
+    """This transaction with this status is noted already: as a conflict (then it is a
+    duplicate), or as a quarantined result for review (once is enough: the callback, the IPN
+    and every reconciliation pass may bring it again; the genuine result may still apply)."""
     return any(
-        note.tran_ref == result.tran_ref and note.reported_status == result.status
+        note.tran_ref == result.tran_ref
+        and note.reported_status == result.status
+        and note.quarantined is quarantined
         for note in payment.conflicts
     )
 

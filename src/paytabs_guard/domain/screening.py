@@ -1,8 +1,9 @@
 """Whether a gateway result can be this payment's at all.
 
-A result that cannot is quarantined: not applied, nothing changed, and the reason returned here
-goes to the caller, who keeps the result for a human and alerts (docs/webhook-security.md item 23:
-profile, cart id, amount and currency must equal our record). Checked, in order:
+A result that cannot is quarantined: not applied, the state unchanged, and the reason returned
+here goes to the caller, who keeps the result for a human and alerts; when it says money moved
+on the payment's own cart, the payment keeps a note of it too (``needs_review``). Profile,
+cart id, amount and currency must equal our record. Checked, in order:
 
 - profile, cart id and currency equal the payment's;
 - a ``register`` is never a payment;
@@ -50,6 +51,24 @@ def quarantine_reason(
     else:
         problem = _originating(payment, result)
     return problem or _charged(payment, result, currency_conversion=currency_conversion)
+
+
+#: What a result says happened to the customer's money: moved or held.
+_MONEY_SIGNALS = frozenset({Signal.CHARGED, Signal.AUTHORIZED, Signal.CAPTURED, Signal.REFUNDED})
+
+
+def needs_review(payment: Payment, result: GatewayResult) -> bool:
+    """A quarantined ``result`` that the payment must show (a conflict note, a
+    ``payment.conflict`` event): PayTabs, under our profile and for one of this payment's cart
+    ids, says money moved or was held (a charge in another amount or currency, a second sale on
+    the cart, a refund beyond what is left). Left unnoted, the payment would wait for its
+    customer, or look settled, while the customer's money sat at PayTabs. Only signed results
+    reach the checks, so nobody but PayTabs can add a note."""
+    return (
+        result.profile_id == payment.profile_id
+        and (result.cart_id == payment.cart_id or result.cart_id in payment.abandoned_cart_ids)
+        and result.signal in _MONEY_SIGNALS
+    )
 
 
 def describe(result: GatewayResult) -> str:

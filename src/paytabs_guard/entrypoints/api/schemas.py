@@ -322,7 +322,10 @@ class PaymentOut(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
-    has_conflict: bool = Field(description="PayTabs contradicted this payment: review it")
+    has_conflict: bool = Field(
+        description="PayTabs contradicted this payment, or reported money moving on it that "
+        "it cannot accept (quarantined): review it"
+    )
     charged_amount: str | None = Field(
         description="What PayTabs reported charging the customer once authorised; in another "
         "currency than `currency` only with PAYTABS_CURRENCY_CONVERSION"
