@@ -156,6 +156,7 @@ def _check(messages: Iterable[bytes], signature: str | None, keys: Iterable[Key]
     candidate = signature.strip()
     if not _HEX_SHA256.fullmatch(candidate):
         raise InvalidSignature("malformed")
+    # ASCII hex from here on: compare_digest raises TypeError for a str that is not ASCII.
     candidate = candidate.lower()
     matched = False
     # compare with every key (no early exit), so timing does not tell which key matched

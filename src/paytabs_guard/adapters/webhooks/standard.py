@@ -195,6 +195,8 @@ def _candidates(header: str) -> list[bytes]:
         except (binascii.Error, ValueError):  # ValueError: non-ASCII characters
             raise WebhookVerificationError("malformed_signature", SIGNATURE_HEADER) from None
         # Only the canonical encoding of a 32-byte digest: no padding tricks, no spare bits.
+        # ``encoded`` is ASCII here (b64decode refused anything else), as compare_digest
+        # needs of a str.
         canonical = base64.b64encode(digest).decode("ascii")
         if len(digest) != _DIGEST_BYTES or not hmac.compare_digest(canonical, encoded):
             raise WebhookVerificationError("malformed_signature", SIGNATURE_HEADER)

@@ -65,9 +65,18 @@ def issue(keys: ApiKeys, client_id: str, now: float) -> str | None:
     return f"{body}.{_mac(secret, body)}"
 
 
+def _same(expected: str, presented: str) -> bool:
+    """Whether ``presented`` is ``expected``, in constant time. As bytes: ``compare_digest``
+    raises TypeError for a str that is not ASCII, and a cookie or a form field holds whatever
+    the client sent (a 500 for ``\xe9``, unauthenticated)."""
+    return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "surrogatepass"))
+
+
 def verify(keys: ApiKeys, value: str | None, now: float) -> Operator | None:
     """The operator of a cookie value, or None (forged, expired, or its key was removed)."""
-    if not value or len(value) > 200:
+    # Every cookie issue() makes is ASCII; anything else is no session. Checked first, as
+    # str.isdigit() takes "²" and "①", which int() refuses.
+    if not value or len(value) > 200 or not value.isascii():
         return None
     parts = value.split(".")
     if len(parts) != 4:
@@ -76,7 +85,7 @@ def verify(keys: ApiKeys, value: str | None, now: float) -> Operator | None:
     secret = keys.session_secret(client_id)
     if secret is None or not expires.isdigit() or int(expires) <= now:
         return None
-    if not hmac.compare_digest(_mac(secret, f"{client_id}.{expires}.{nonce}"), mac):
+    if not _same(_mac(secret, f"{client_id}.{expires}.{nonce}"), mac):
         return None
     return Operator(client_id, _csrf(secret, mac), session=mac, expires=int(expires))
 
@@ -106,7 +115,7 @@ def csrf_ok(operator: Operator, presented: str | None) -> bool:
     """Whether a form's token is the operator's (Bearer callers need none)."""
     if operator.by_bearer:
         return True
-    return bool(presented) and hmac.compare_digest(operator.csrf, presented or "")
+    return bool(presented) and _same(operator.csrf, presented or "")
 
 
 def secure(request: Request) -> bool:
