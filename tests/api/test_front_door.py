@@ -547,6 +547,35 @@ async def test_a_path_in_disguise_is_a_400_not_the_endpoint_an_edge_rule_guards(
     assert "percent-encoded" in answer.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("GET", "http://evil.example/metrics"),
+        ("GET", "https://evil.example/metrics?name=x"),
+        ("GET", "HTTP://x/console/login"),
+        ("GET", "http://x/health/paytabs"),
+        ("GET", "http://127.0.0.1/payments/v2"),
+        ("POST", "http://x/payments/v2/webhook"),
+        ("POST", "http://x/payments/v2/create"),
+    ],
+)
+async def test_a_target_in_absolute_form_is_a_400_not_the_endpoint_an_edge_rule_guards(
+    service: Service, method: str, target: str
+) -> None:
+    # An edge rule on the request target ("^/metrics") does not match "http://x/metrics",
+    # and httptools handed the app "/metrics" all the same: served, with any Host.
+    body = b"{}" if method == "POST" else b""
+    headers = AUTH | JSON | {"Content-Length": str(len(body))}
+    answer = await send_raw(service.url, method, target, headers, body)
+    assert answer.status == 400, answer.body
+    assert answer.json()["type"].endswith("/invalid-url")
+    assert "absolute URL" in answer.json()["detail"]
+    assert answer.headers["x-request-id"]  # answered by the app, as any other refusal
+    plain = target.split("/", 3)[3].partition("?")[0]
+    if method == "GET":  # the same request in origin form is no disguise and is served
+        assert (await send_raw(service.url, method, f"/{plain}", AUTH, b"")).status == 200
+
+
 async def test_percent_encoding_that_is_needed_still_reaches_the_router(service: Service) -> None:
     # A space or a quote in an id is no disguise: the route answers for itself (404 here).
     answer = await send_raw(service.url, "GET", "/payments/v2/pay%20x%22", AUTH, b"")

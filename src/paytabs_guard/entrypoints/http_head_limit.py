@@ -26,6 +26,10 @@ ends the connection: uvicorn would otherwise read and discard the rest, and a cl
 a body of a hundred gigabytes kept a core busy for as long as it cared to send. The server
 finishes its side and reads on only briefly (the lingering close below), then closes.
 
+A request target in absolute form (``GET http://host/metrics``, which only a proxy needs)
+reached the app as its path alone, indistinguishable from ``/metrics``: its ``raw_path`` is
+the target as sent, so the front door can refuse it (``front_door._absolute_form``).
+
 A request the parser refuses (a control character in a header, a bad chunk size, both
 ``Content-Length`` and ``Transfer-Encoding``) got uvicorn's plain-text 400 with no request id;
 it is a problem too, with an ``X-Request-ID`` like every other answer (uvicorn still logs its
@@ -119,6 +123,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._pipeline_full = True
             raise _PipelineFull
         super().on_headers_complete()
+        if not self.url.startswith(b"/") and "raw_path" in self.scope:
+            # uvicorn hands the app httptools' parse of the target, its path only: "GET
+            # http://evil.example/metrics" looked like "GET /metrics". The scope (the request's
+            # cycle holds this dict; its app has not run yet) gets the target as received, as
+            # h11 gives it and as ASGI defines raw_path, and the front door refuses it.
+            self.scope["raw_path"] = self.url.partition(b"?")[0]
 
     def on_response_complete(self) -> None:
         # With no request queued, the answer that just ended is the newest request's.

@@ -27,6 +27,8 @@ byte of the body when these checks run. For every request that carries a body (a
 Before all of that, on every path: a HEAD request runs as the GET it asks about, without the
 body; a NUL in the path or the query string (``%00``) is a 400
 ``invalid-url``: it would reach a lookup as a parameter, and PostgreSQL refuses it in text;
+so is a path in disguise (``/%6detrics``) and a target in absolute form (``GET
+http://host/metrics``), which edge rules on the plain path do not match;
 and a path ending in a slash is answered here (no route has one: ``_trailing_slash``).
 Then a PayTabs callback goes straight to its receiver (``callbacks.answer_callback``).
 
@@ -114,6 +116,9 @@ class FrontDoorMiddleware:
             return
         if _disguised_path(scope):
             await self._refuse(problems.disguised_path(), scope, receive, send)
+            return
+        if _absolute_form(scope):
+            await self._refuse(problems.absolute_form(), scope, receive, send)
             return
         if scope["path"].endswith("/") and scope["path"] != "/":
             await _trailing_slash(scope, receive, send)
@@ -225,6 +230,15 @@ _DISGUISED = re.compile(rb"%(?:[46][1-9a-fA-F]|[57][0-9aA]|3[0-9]|2[dDeEfF]|5[fF
 def _disguised_path(scope: Scope) -> bool:
     raw: bytes | None = scope.get("raw_path")
     return raw is not None and b"%" in raw and _DISGUISED.search(raw) is not None
+
+
+def _absolute_form(scope: Scope) -> bool:
+    # "GET http://evil.example/metrics HTTP/1.1": RFC 9112 (3.2.2) has servers accept the
+    # absolute form, but only a proxy needs it, and an edge rule on the target ("^/metrics")
+    # does not match it while the router served "/metrics". Refused like "/%6detrics".
+    # (``OPTIONS *``, the asterisk form, is refused too: nothing here answers it.)
+    raw: bytes | None = scope.get("raw_path")
+    return not scope["path"].startswith("/") or (raw is not None and not raw.startswith(b"/"))
 
 
 def _check_merchant_body_headers(headers: Headers, is_json: bool) -> None:

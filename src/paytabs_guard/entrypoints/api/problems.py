@@ -261,6 +261,18 @@ def disguised_path() -> Problem:
     )
 
 
+def absolute_form() -> Problem:
+    """400: the request target is an absolute URL (``GET http://host/metrics``), which only a
+    proxy takes; path rules at the edge miss it, as they miss a path in disguise."""
+    return Problem(
+        "invalid_url",
+        "Invalid URL",
+        400,
+        "Send the request target as a path (GET /payments/v2 HTTP/1.1, with the host in the "
+        "Host header), not as an absolute URL: this service is not a proxy.",
+    )
+
+
 def forbidden_source() -> Problem:
     """403: the client address is not on the allowlist, or cannot be determined."""
     return Problem(
