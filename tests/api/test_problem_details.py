@@ -27,6 +27,7 @@ from paytabs_guard.entrypoints.api.problems import (
     problem_handler,
     problem_response,
     rate_limited,
+    repeated_content_type,
     unsupported_media_type,
 )
 
@@ -35,6 +36,7 @@ CATALOGUE: dict[str, tuple[Callable[[], Problem], int]] = {
     "unsupported-media-type": (unsupported_media_type, 415),
     "method-not-allowed": (method_not_allowed, 405),
     "invalid-content-length": (invalid_content_length, 400),
+    "invalid-content-type": (repeated_content_type, 400),
     "forbidden-source": (forbidden_source, 403),
     "invalid-signature": (lambda: invalid_signature("no_matching_signature"), 401),
     "invalid-payload": (lambda: invalid_payload("duplicate_key"), 400),

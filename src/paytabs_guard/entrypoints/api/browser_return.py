@@ -64,6 +64,8 @@ async def _fields(request: Request, runtime: Runtime) -> dict[str, str]:
         body = await read_body(request, limit, runtime.options.body_read_seconds)
     except Rejected as rejected:
         raise BadReturn(rejected.outcome, rejected.problem.status) from None
+    if len(request.headers.getlist("content-type")) > 1:
+        raise BadReturn("rejected_content_type", 400)  # only the first would be checked
     content_type = request.headers.get("content-type")
     if not media_type_is(content_type, "application/x-www-form-urlencoded"):
         raise BadReturn("rejected_content_type", 415)

@@ -9,7 +9,8 @@ byte of the body when these checks run. For every request that carries a body (a
    whatever its size or shape.
 2. A declared ``Content-Length`` over API_MAX_BODY_BYTES is answered 413 at once, unread, even
    if no body follows (the client may still be waiting to send it).
-3. Under ``/payments/v2/`` the body must be declared JSON (``application/json`` or a
+3. Two ``Content-Type`` headers are a 400 ``invalid-content-type`` (not picked from), on
+   every path. Under ``/payments/v2/`` the body must be declared JSON (``application/json`` or a
    ``+json`` type; 415 otherwise) and not compressed (a ``Content-Encoding`` other than
    ``identity`` is a 415 too), before a byte of it is read.
 4. The body is read with the same counting as the callback receiver (``body_limit``): reading
@@ -151,6 +152,10 @@ class FrontDoorMiddleware:
                 state["client_id"] = client.id  # the access line names the key
                 state[API_CLIENT] = client  # the routes' dependencies take it from here
             declared_length(headers.getlist("content-length"), limit)
+            if len(headers.getlist("content-type")) > 1:
+                # The first one was read (415 or JSON); a proxy reading the last saw another
+                # body. Refused, as two Authorization or Idempotency-Key headers are.
+                raise problems.repeated_content_type()
             is_json = declares_json(headers.get("content-type"))
             if merchant_api:
                 _check_merchant_body_headers(headers, is_json)

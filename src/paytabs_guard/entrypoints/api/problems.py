@@ -239,6 +239,17 @@ def invalid_content_length() -> Problem:
     )
 
 
+def repeated_content_type() -> Problem:
+    """400: two or more Content-Type headers. Which one describes the body? This service read
+    the first, a proxy or another reader may take the last: one header, never picked from."""
+    return Problem(
+        "invalid_content_type",
+        "Invalid Content-Type",
+        400,
+        "Send one Content-Type header, not several: the body's media type, once.",
+    )
+
+
 def nul_in_url() -> Problem:
     """400: the path or query string holds a NUL character (``%00``)."""
     return Problem(

@@ -1,7 +1,7 @@
 """The PayTabs callback (IPN) receiver: every check, in a fixed order, cheapest first.
 
 1. body size (413; declared ``Content-Length`` and streamed bytes both counted)
-2. content type ``application/json`` (415)
+2. content type ``application/json`` (415), sent once (400)
 3. source address on PAYTABS_IP_WHITELIST, read through TRUSTED_PROXIES only (403)
 4. signature on the raw bytes (401): PayTabs' ``Signature`` header with every configured key,
    or a Standard Webhooks delivery (``webhook-signature``) with a ``whsec_`` secret and the
@@ -162,6 +162,10 @@ class WebhookReceiver:
             body = await read_body(
                 request, settings.webhook_max_body_bytes, self._body_read_seconds
             )
+            if len(request.headers.getlist("content-type")) > 1:
+                # Only the first was checked: "application/json" then "text/plain" passed, and
+                # a proxy or a log that reads the last one saw a text body.
+                raise Rejected("rejected_content_type", problems.repeated_content_type())
             if not media_type_is(request.headers.get("content-type"), "application/json"):
                 raise Rejected("rejected_content_type", problems.unsupported_media_type())
             headers = request.headers
