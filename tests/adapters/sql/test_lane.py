@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from paytabs_guard.adapters.sql.compiled import fetch_one_alone
 from paytabs_guard.adapters.sql.engine import RETURNED_AT, create_engine
 from paytabs_guard.adapters.sql.lane import LANE_SIZE, Lane, lane_of
+from paytabs_guard.bootstrap import STORAGE_UNAVAILABLE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -81,6 +82,26 @@ async def test_a_failed_statement_gives_its_connection_back_to_the_pool(
     assert lane_of(engine).kept == 0
     assert checked_out(engine) == 0
     assert (await fetch_one_alone(engine, INVERSE, {"n": 1}))[0] == 2
+
+
+async def test_a_statement_past_its_timeout_is_a_timeout_and_its_connection_is_dropped(
+    postgres_url: str,
+) -> None:
+    # A server that cannot be heard: asyncpg's command timeout fires. It must reach the API
+    # as TimeoutError (503 storage-unavailable), as through SQLAlchemy's execute, not as a
+    # StatementError around it (a 500); and the connection, with a statement maybe still
+    # running on it, is closed rather than kept or pooled.
+    engine = create_engine(postgres_url, statement_timeout_seconds=0.05)
+    try:
+        before = (await fetch_one_alone(engine, BACKEND, {}))[0]
+        with pytest.raises(TimeoutError) as raised:
+            await fetch_one_alone(engine, SLEEP, {})
+        assert isinstance(raised.value, STORAGE_UNAVAILABLE)
+        assert lane_of(engine).kept == 0
+        assert checked_out(engine) == 0
+        assert (await fetch_one_alone(engine, BACKEND, {}))[0] != before
+    finally:
+        await engine.dispose()
 
 
 async def test_a_cancelled_statement_gives_its_connection_back_to_the_pool(

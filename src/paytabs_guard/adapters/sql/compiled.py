@@ -205,8 +205,9 @@ def _as_sqlalchemy_error(
 ) -> Exception:
     """The error SQLAlchemy's execute would have raised for ``error``: asyncpg's exception
     translated by SQLAlchemy's own adapter, wrapped as ``sqlalchemy.exc.DBAPIError``'s
-    subclass; on a lost connection the connection is invalidated first, so the pool opens a
-    new one instead of handing this one out again."""
+    subclass, or ``error`` itself when it is no database error (a timeout); on a lost
+    connection the connection is invalidated first, so the pool opens a new one instead of
+    handing this one out again."""
     adapted: Any = fairy.dbapi_connection
     dialect = engine.dialect
     dbapi_error: Any = error
@@ -214,6 +215,14 @@ def _as_sqlalchemy_error(
         adapted._handle_exception(error)  # always raises: the DB-API translation
     except Exception as translated:
         dbapi_error = translated
+    if not isinstance(dbapi_error, dialect.loaded_dbapi.Error):
+        # Not the database's answer: asyncpg's command timeout (a server that cannot be
+        # heard), a socket error. SQLAlchemy's execute raises those as they are, and so the
+        # API answers them as the database being unavailable (503), not as a 500 from a
+        # StatementError around them. The connection is not used again: a statement may
+        # still be running on it, or it is gone.
+        fairy.invalidate(error)
+        return error
     invalidated = dialect.is_disconnect(dbapi_error, adapted, None)
     if invalidated:
         fairy.invalidate(dbapi_error)
