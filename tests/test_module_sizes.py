@@ -10,7 +10,7 @@ SOURCE = Path(__file__).parents[1] / "src" / "paytabs_guard"
 LIMIT = 500
 EXEMPT_DIRS = ("entrypoints/bench", "entrypoints/chaos")  # the benchmarks
 STILL_OVER = {  # to be split; a ceiling, not an allowance
-    "adapters/events/relay.py": 533,
+    "adapters/events/relay.py": 517,
     "resilience/shared.py": 660,
     "adapters/sql/writes.py": 595,
 }

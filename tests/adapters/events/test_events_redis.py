@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from paytabs_guard.adapters.events import (
     CloudEvent,
+    OutboxEvent,
     OutboxRelay,
     RedisStreamSink,
     StreamConsumer,
     StreamEntry,
 )
+from paytabs_guard.adapters.events.sinks import SinkUnreachable
 from testkit.clock import FakeClock
 
 from .events_support import add_event
@@ -124,6 +127,27 @@ async def test_the_stream_entry_has_the_documented_fields(
         "payment_id": "pay_a",
         "envelope": event.envelope,
     }
+
+
+OUTBOX_EVENT = OutboxEvent(
+    seq=1, event_id="e1", payment_id="pay_1", type="payment.created", envelope="{}"
+)
+
+
+async def test_redis_down_is_the_sinks_outage_not_a_refused_event() -> None:
+    # Nobody listens on the port: the relay must hear an outage (never a dead letter).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = redis.Redis(port=port, socket_connect_timeout=1)
+    try:
+        sink = RedisStreamSink(client, "s")
+        with pytest.raises(SinkUnreachable, match=r"^redis: ConnectionError$"):
+            await sink.deliver_many([OUTBOX_EVENT])
+        with pytest.raises(SinkUnreachable, match=r"^redis: ConnectionError$"):
+            await sink.deliver(OUTBOX_EVENT)
+    finally:
+        await client.aclose()
 
 
 def test_a_stream_sink_needs_a_name_and_a_sane_max_len() -> None:

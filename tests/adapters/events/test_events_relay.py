@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import select, update
@@ -20,6 +21,8 @@ from paytabs_guard.adapters.events import (
     list_dead_letters,
     replay,
 )
+from paytabs_guard.adapters.events.relay import OUTAGE_RETRY_SECONDS
+from paytabs_guard.adapters.events.sinks import SinkUnreachable
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql.tables import outbox
 from testkit.clock import FakeClock
@@ -256,6 +259,95 @@ async def test_a_poison_event_becomes_a_dead_letter_and_the_payment_moves_on(
     assert await count_dead_letters(engine) == {}
     counts = await delivery_counts(engine)
     assert counts[(poison.event_id, "erp", "delivered")] == 1
+
+
+class OutageSink(BatchRecordingSink):
+    """A sink that cannot be reached while ``down`` (as the Redis sink raises it)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.down = True
+
+    async def deliver_many(self, events: Sequence[OutboxEvent]) -> Sequence[Exception | None]:
+        if self.down:
+            self.batches.append([event.event_id for event in events])
+            raise SinkUnreachable(f"{self.name}: ConnectionError")
+        return await super().deliver_many(events)
+
+
+async def test_a_sink_outage_never_makes_a_dead_letter_and_order_holds_when_it_is_back(
+    engine: AsyncEngine,
+) -> None:
+    # Redis down for longer than max_attempts' backoff lasts: an outage of the sink is no
+    # fault of the events. Nothing becomes a dead letter (the audit lost each payment's
+    # payment.created that way, then its later events went to the stream without it), and
+    # once the sink is back every event goes, each payment's in order.
+    clock = FakeClock()
+    created = await add_event(engine, "pay_a", "payment.created")
+    completed = await add_event(engine, "pay_a", "payment.completed")
+    other = await add_event(engine, "pay_b", "payment.created")
+    sink = OutageSink("redis")
+    relay = relay_for(engine, sink, clock=clock, max_attempts=3)
+
+    for _ in range(10):  # far past three attempts
+        stats = await relay.run_once()
+        assert (stats.delivered, stats.dead) == (0, 0)
+        clock.advance(OUTAGE_RETRY_SECONDS)
+    assert await count_dead_letters(engine) == {}
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(event_deliveries))).mappings().all()
+    assert {row["attempts"] for row in rows} == {0}  # an outage is not an attempt
+    # each payment's first event met the outage; pay_a's next waits behind it, untried
+    errors = {row["event_id"]: row["last_error"] for row in rows}
+    assert errors == {
+        created.event_id: "SinkUnreachable: redis: ConnectionError",
+        other.event_id: "SinkUnreachable: redis: ConnectionError",
+        completed.event_id: None,
+    }
+
+    sink.down = False
+    await relay.run_once()
+    assert sink.received_ids == [created.event_id, other.event_id, completed.event_id]
+
+
+async def test_a_delivery_an_outage_failed_is_tried_again_soon(engine: AsyncEngine) -> None:
+    clock = FakeClock()
+    await add_event(engine, "pay_a", "payment.created")
+    sink = OutageSink("redis")
+    relay = relay_for(engine, sink, clock=clock, max_attempts=3)
+    for _ in range(5):
+        await relay.run_once()
+        async with engine.connect() as conn:
+            due = (await conn.execute(select(event_deliveries.c.next_attempt_at))).scalar_one()
+        # never the growing backoff (up to 60 s here, an hour by default): within 15 s
+        assert 0 <= (due - clock.now).total_seconds() <= OUTAGE_RETRY_SECONDS
+        clock.advance(OUTAGE_RETRY_SECONDS)
+    assert len(sink.batches) == 5
+
+
+async def test_an_outage_met_in_a_batch_is_not_tried_again_for_its_later_events(
+    engine: AsyncEngine,
+) -> None:
+    # A webhook endpoint whose host is down: one wave learns it, the later waves of the
+    # batch are not sent to it (each would wait for its own connect to fail).
+    clock = FakeClock()
+    for n in range(3):
+        await add_event(engine, f"pay_{n}", "payment.created")
+        await add_event(engine, f"pay_{n}", "payment.completed")
+    calls: list[str] = []
+
+    class HostDown(RecordingSink):
+        async def deliver(self, event: OutboxEvent) -> None:
+            calls.append(event.event_id)
+            if len(calls) > 3:  # the first wave (each payment's created) goes, then it is down
+                raise SinkUnreachable(f"{self.name}: ConnectError")
+            await super().deliver(event)
+
+    sink = HostDown("webhook:shop")
+    stats = await relay_for(engine, sink, clock=clock).run_once()
+    assert len(calls) == 4  # the first wave, then one try of the second
+    assert (stats.delivered, stats.dead) == (3, 0)
+    assert await count_dead_letters(engine) == {}
 
 
 async def test_subscribers_get_only_the_types_they_asked_for(engine: AsyncEngine) -> None:

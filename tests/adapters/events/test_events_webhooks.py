@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from paytabs_guard.adapters.events import (
     WebhookSink,
     webhook_sinks,
 )
+from paytabs_guard.adapters.events.sinks import SinkUnreachable
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.webhooks import standard
 from paytabs_guard.entrypoints.loopback import serve_app
@@ -190,17 +192,21 @@ async def test_anything_but_2xx_is_a_failure(status: int) -> None:
     _, transport = capture(status)
     async with httpx.AsyncClient(transport=transport) as client:
         sink = WebhookSink(endpoint("https://merchant.example/hooks", VECTOR_SECRET), client)
-        with pytest.raises(DeliveryFailed, match=f"webhook:shop: HTTP {status}"):
+        with pytest.raises(DeliveryFailed, match=f"webhook:shop: HTTP {status}") as caught:
             await sink.deliver(vector_event())
+    # the endpoint answered: this event's failure, counted towards its dead letter
+    assert not isinstance(caught.value, SinkUnreachable)
 
 
-async def test_a_connection_error_is_a_failure_that_names_no_secret() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
-        sink = WebhookSink(endpoint("https://merchant.example/hooks", VECTOR_SECRET), client)
-        with pytest.raises(DeliveryFailed) as caught:
+async def test_a_host_refusing_connections_is_the_sinks_outage_and_names_no_secret() -> None:
+    # A real port with nobody listening: the endpoint's host is down, which is no fault of
+    # the event (never a dead letter, sinks.SinkUnreachable).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with httpx.AsyncClient() as client:
+        sink = WebhookSink(endpoint(f"http://127.0.0.1:{port}/hooks", VECTOR_SECRET), client)
+        with pytest.raises(SinkUnreachable) as caught:
             await sink.deliver(vector_event())
     assert str(caught.value) == "webhook:shop: ConnectError"
 

@@ -25,7 +25,7 @@ from paytabs_guard import tracing
 from paytabs_guard.adapters.webhooks import standard
 
 from .cloudevents import CONTENT_TYPE, OutboxEvent
-from .sinks import DeliveryFailed
+from .sinks import DeliveryFailed, SinkUnreachable
 
 SINK_PREFIX: Final = "webhook:"
 DEFAULT_TIMEOUT_SECONDS: Final = 15.0  # Standard Webhooks: consumers get 15-30 s
@@ -124,6 +124,9 @@ class WebhookSink:
             response = await self._http.send(
                 self.request_for(event), stream=True, follow_redirects=False
             )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            # Nothing reached the endpoint: its host is down, not this event refused.
+            raise SinkUnreachable(f"{self.name}: {type(error).__name__}") from error
         except httpx.HTTPError as error:
             raise DeliveryFailed(f"{self.name}: {type(error).__name__}") from error
         await response.aclose()

@@ -20,6 +20,7 @@ import redis.asyncio as redis
 from redis.typing import EncodableT, FieldT
 
 from .cloudevents import CloudEvent, OutboxEvent
+from .sinks import SinkUnreachable
 
 SINK_NAME: Final = "redis"
 DEFAULT_MAX_LEN: Final = 100_000
@@ -63,20 +64,32 @@ class RedisStreamSink:
         return self._event_types or None
 
     async def deliver(self, event: OutboxEvent) -> None:
-        await self._client.xadd(
-            self._stream, _fields_of(event), maxlen=self._max_len, approximate=True
-        )
+        try:
+            await self._client.xadd(
+                self._stream, _fields_of(event), maxlen=self._max_len, approximate=True
+            )
+        except _UNREACHABLE as error:
+            raise SinkUnreachable(f"{self.name}: {type(error).__name__}") from error
 
     async def deliver_many(self, events: Sequence[OutboxEvent]) -> list[Exception | None]:
         """Every XADD in one pipeline (one round trip, no MULTI): an entry per event, in order;
         per event None, or the error Redis gave for that one."""
         if not events:
             return []
-        async with self._client.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(self._stream, _fields_of(event), maxlen=self._max_len, approximate=True)
-            replies = await pipe.execute(raise_on_error=False)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.xadd(
+                        self._stream, _fields_of(event), maxlen=self._max_len, approximate=True
+                    )
+                replies = await pipe.execute(raise_on_error=False)
+        except _UNREACHABLE as error:
+            raise SinkUnreachable(f"{self.name}: {type(error).__name__}") from error
         return [reply if isinstance(reply, Exception) else None for reply in replies]
+
+
+#: Redis could not be reached or did not answer: its outage, not a refusal of an event.
+_UNREACHABLE: Final = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def _fields_of(event: OutboxEvent) -> dict[FieldT, EncodableT]:

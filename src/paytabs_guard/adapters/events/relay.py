@@ -25,6 +25,8 @@ Guarantees and their limits:
   off for that sink. Other payments and other sinks are not held up: a run waits for a sink at
   most ``drain_wait_seconds`` (1 s), a slower one goes on in the background (``detached.py``)
   while the next runs serve the others, and another drain of it the payments it does not hold.
+* **An outage is not a poison event.** A sink that cannot be reached (``SinkUnreachable``)
+  costs no attempt and no dead letter: the delivery is tried within ``OUTAGE_RETRY_SECONDS``.
 * **Poison events do not block a payment forever.** After ``max_attempts`` failed attempts a
   delivery becomes a dead letter (``status = 'dead'``) and the payment's next event proceeds:
   order is given up for that one event, which ``dead_letters.replay`` delivers again (late)
@@ -60,6 +62,7 @@ from .backoff import DEFAULT_BACKOFF, Backoff
 from .cloudevents import OutboxEvent
 from .delivery_spans import delivery_span
 from .detached import Detached, first_of
+from .outcomes import HELD, LEASE_LOST, Outcome, waves
 from .relay_statements import (
     ACKNOWLEDGED_COLUMNS,
     FAN_OUT_POSTGRES,
@@ -70,7 +73,7 @@ from .relay_statements import (
     failure_mark,
     fan_out_routes,
 )
-from .sinks import BatchSink, Sink, SinkSet
+from .sinks import BatchSink, Sink, SinkSet, SinkUnreachable
 from .tables import DELIVERED, PENDING
 
 logger = logging.getLogger(__name__)
@@ -79,6 +82,8 @@ Clock = Callable[[], datetime]
 """Timezone-aware current time."""
 
 MAX_ERROR_LENGTH: Final = 1000
+#: A delivery a sink's outage failed is tried again within this long (full jitter).
+OUTAGE_RETRY_SECONDS: Final = 15.0
 DEFAULT_COALESCE_SECONDS: Final = 0.005
 """How long a notified relay waits for more commits before its run (see ``run_forever``)."""
 #: Drains of one sink that may go on at once past their run (a slow sink's): each claims the
@@ -105,24 +110,6 @@ class RelayStats:
         self.delivered += other.delivered
         self.retried += other.retried
         self.dead += other.dead
-
-
-class _LeaseLost:
-    """A claimed delivery not attempted because its lease ran out first."""
-
-
-LEASE_LOST: Final = _LeaseLost()
-
-
-class _Held:
-    """A claimed delivery not attempted because an earlier event of its payment was not
-    accepted in the same batch (it failed, or its lease ran out): it goes back unclaimed."""
-
-
-HELD: Final = _Held()
-
-Outcome = Exception | _LeaseLost | _Held | None
-"""What became of a claimed delivery: None when the sink accepted it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,17 +398,21 @@ class OutboxRelay:
         it alone), or ``HELD`` when an earlier event of its payment was not accepted."""
         outcomes: dict[int, Outcome] = {}
         stopped: set[str] = set()  # payments with an event not accepted in this batch
-        for wave in _waves(claimed):
+        down: list[Outcome] = []  # the sink could not be reached: none of it is tried now
+        for wave in waves(claimed, lambda item: item.event.payment_id):
             ready = []
             for item in wave:
                 if item.event.payment_id in stopped:
                     outcomes[item.id] = HELD
+                elif down:
+                    outcomes[item.id] = down[0]
                 else:
                     ready.append(item)
             for item, outcome in zip(ready, await self._deliver_wave(sink, ready), strict=True):
                 outcomes[item.id] = outcome
                 if outcome is not None:
                     stopped.add(item.event.payment_id)
+                down += [outcome] if isinstance(outcome, SinkUnreachable) else []
         return [outcomes[item.id] for item in claimed]
 
     async def _deliver_wave(self, sink: Sink, wave: Sequence[_Claimed]) -> list[Outcome]:
@@ -442,6 +433,9 @@ class OutboxRelay:
         for item in wave:
             if self._clock() >= item.lease_until:
                 outcomes.append(LEASE_LOST)
+                continue
+            if outcomes and isinstance(outcomes[-1], SinkUnreachable):
+                outcomes.append(outcomes[-1])  # the sink is down: no point trying the rest
                 continue
             try:
                 with delivery_span(sink.name, (item.event,), item.attempts):
@@ -485,9 +479,13 @@ class OutboxRelay:
         self, sink: Sink, item: _Claimed, error: Exception, stats: RelayStats
     ) -> None:
         now = self._clock()
-        attempts = item.attempts + 1
-        is_dead = attempts >= self._max_attempts
-        retry_at = now + timedelta(seconds=self._backoff.delay(attempts, self._rng))
+        # A sink's outage is no fault of the event: not counted, never a dead letter, and
+        # tried again soon, the sink may be back any second (sinks.SinkUnreachable).
+        outage = isinstance(error, SinkUnreachable)
+        attempts = item.attempts + (not outage)
+        is_dead = attempts >= self._max_attempts and not outage
+        ceiling = OUTAGE_RETRY_SECONDS if outage else self._backoff.ceiling(attempts)
+        retry_at = now + timedelta(seconds=self._rng.uniform(0.0, ceiling))
         reason = f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
         mark = failure_mark(item.id, self._instance_id, attempts, reason, now, retry_at, is_dead)
         async with single_statement(self._engine) as conn:
@@ -504,7 +502,7 @@ class OutboxRelay:
             )
         else:
             stats.retried += 1
-            logger.warning(
+            (logger.debug if outage else logger.warning)(
                 "delivery of event %s to %s failed (attempt %d of %d), retry at %s: %s",
                 item.event.event_id,
                 sink.name,
@@ -517,17 +515,3 @@ class OutboxRelay:
 
 def _by_seq(row: Mapping[Any, Any]) -> int:
     return int(row["seq"])
-
-
-def _waves(claimed: Sequence[_Claimed]) -> list[list[_Claimed]]:
-    """``claimed`` (in ``seq`` order) as waves: the n-th wave holds each payment's n-th
-    claimed event, in ``seq`` order."""
-    waves: list[list[_Claimed]] = []
-    depth: dict[str, int] = {}
-    for item in claimed:
-        n = depth.get(item.event.payment_id, 0)
-        depth[item.event.payment_id] = n + 1
-        if n == len(waves):
-            waves.append([])
-        waves[n].append(item)
-    return waves

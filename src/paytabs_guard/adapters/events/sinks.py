@@ -58,3 +58,10 @@ class SinkSet(Protocol):
 
 class DeliveryFailed(Exception):
     """A sink refused an event; the message says why (never a secret or the body)."""
+
+
+class SinkUnreachable(DeliveryFailed):
+    """The sink could not be reached at all (Redis down, the endpoint's host refusing or not
+    taking connections): an outage of the sink, not a refusal of this event. The relay tries
+    again soon and never makes a dead letter of it: the attempt is not counted, and a
+    payment's later events wait, in order, until the sink is back."""
