@@ -300,7 +300,8 @@ class Settings(BaseSettings):
         8,
         ge=1,
         le=100,
-        description="Delivery attempts per event and sink before a dead letter (1-100); a sink that cannot be reached is not an attempt",
+        description="Delivery attempts per event and sink before a dead letter (1-100); a "
+        "sink that cannot be reached is not an attempt",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level: debug, info, warning or error"
