@@ -145,6 +145,42 @@ async def test_an_ambiguous_gateway_answer_is_202_with_state_unknown(service: Se
     assert response.headers["location"] == f"/payments/v2/{response.json()['id']}"
 
 
+@pytest.mark.parametrize("status", [503, 429])
+async def test_a_create_paytabs_turned_away_names_its_failed_attempt_and_claims_nothing_untrue(
+    service: Service, status: int
+) -> None:
+    # PayTabs answers 503 (or 429) after making the page: "usually not processed" is not
+    # "never". The answer must not say nothing was sent; what holds is that nothing was
+    # charged and no page was handed out, and it names the failed payment the merchant will
+    # see in its events. The key is free again: the retry starts a new payment.
+    turned_away = Faults(
+        error_rate=1.0,
+        error_statuses=[status],
+        error_phase="after",
+        fault_paths=["/payment/request"],
+    )
+    service.sim.engine.set_faults(turned_away)
+    key = new_key()
+    response = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    assert response.status_code == 503, response.text
+    problem = response.json()
+    assert problem["type"].endswith("/gateway-unavailable")
+    assert "nothing was sent" not in problem["detail"]
+    assert "no payment page was handed out" in problem["detail"]
+    stored = await service.get(problem["payment_id"])
+    assert stored["state"] == "failed"
+    assert stored["redirect_url"] is None
+
+    service.sim.engine.set_faults(Faults())
+    retried = await service.api.post(
+        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+    )
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["id"] != problem["payment_id"]
+
+
 async def test_pages_whose_answers_were_all_lost_are_a_502_never_a_201_without_a_page(
     service: Service,
 ) -> None:

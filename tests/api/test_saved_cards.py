@@ -385,10 +385,17 @@ async def test_a_card_deleted_while_its_charge_is_on_its_way_is_a_409_not_a_refu
     assert deleted.status_code == 200, deleted.text
     answer = await charging
     assert answer.status_code == 409, answer.text
-    assert answer.json()["type"].endswith("/saved-card-deleted")
+    problem = answer.json()
+    assert problem["type"].endswith("/saved-card-deleted")
     engine.set_faults(Faults())
     approved = [t for t in engine.transactions.values() if t.status == "A"]
     assert len(approved) == 1  # the saving payment's sale alone: nothing was charged
+    # The charge did go out (PayTabs refused the token): the answer says so and names the
+    # failed payment it is kept as, whose events the merchant receives.
+    assert "on its way" in problem["detail"]
+    kept = await service.get(problem["payment_id"])
+    assert kept["state"] == "failed"
+    assert kept["saved_card_id"] == card_id
 
 
 async def _deleted_before_paid(service: Service) -> str:

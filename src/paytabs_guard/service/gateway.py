@@ -42,6 +42,8 @@ class GatewayNotReached(GatewayError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        #: The payment stored as failed for this attempt, when one was (``save_unanswered``).
+        self.payment_id: str | None = None
 
 
 class GatewayTurnedAway(GatewayNotReached):

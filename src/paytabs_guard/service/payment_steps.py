@@ -286,6 +286,7 @@ async def save_unanswered(
             # payment. It ends as the last attempt does: failed, kept as the key's answer.
             return await change_saved(deps, payment, _pages_lost, idempotency)
         await change_saved(deps, payment, _not_sent, None)
+        error.payment_id = payment.id  # the merchant sees its events: the 503 names it
         raise error
     lost = with_calls("no answer to the create-page request", calls)
     return await change_saved(
@@ -294,7 +295,13 @@ async def save_unanswered(
 
 
 def _not_sent(payment: Payment, at: datetime) -> object:
-    return payment.initiation_failed("PayTabs was unavailable; nothing was sent", at=at)
+    # Not "nothing was sent": PayTabs may answer 503 or 429 after making a page. That page
+    # is never handed out (nobody can pay it), which is what matters here.
+    return payment.initiation_failed(
+        "PayTabs was unavailable (not reached, or it turned the request away); no page was "
+        "handed out and nothing was charged",
+        at=at,
+    )
 
 
 def _pages_lost(payment: Payment, at: datetime) -> object:

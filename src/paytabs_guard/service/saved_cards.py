@@ -49,9 +49,11 @@ class SavedCardError(Exception):
     title = "Saved card error"
     status = 409
 
-    def __init__(self, card_id: str, detail: str) -> None:
+    def __init__(self, card_id: str, detail: str, payment_id: str | None = None) -> None:
         super().__init__(detail)
         self.card_id = card_id
+        #: The charge stored as failed, when one went out before the card was refused.
+        self.payment_id = payment_id
 
 
 class SavedCardNotFound(SavedCardError):
@@ -71,11 +73,20 @@ class SavedCardDeleted(SavedCardError):
     code = "saved_card_deleted"
     title = "Saved card deleted"
 
-    def __init__(self, card: SavedCard, deleted_at: datetime) -> None:
+    def __init__(self, card: SavedCard, deleted_at: datetime, *, charge: str | None = None) -> None:
+        # ``charge``: the payment of a charge already on its way when the card was deleted;
+        # PayTabs refused the deleted token, and the refusal is kept as that failed payment.
+        when = (
+            f"was deleted at {deleted_at.isoformat()}"
+            if charge is None
+            else f"was deleted at {deleted_at.isoformat()} while this charge was on its way: "
+            f"PayTabs refused its token and charged nothing (kept as payment {charge}, failed)"
+        )
         super().__init__(
             card.id,
-            f"Saved card {card.id} was deleted at {deleted_at.isoformat()} and cannot be "
-            "charged; ask the customer to pay on a hosted page (save_card: true saves a new one).",
+            f"Saved card {card.id} {when} and cannot be charged; ask the customer to pay on a "
+            "hosted page (save_card: true saves a new one).",
+            payment_id=charge,
         )
 
 
@@ -219,7 +230,7 @@ async def _unless_deleted_meanwhile(
     code = "" if error.code is None else str(error.code)
     fail = lambda p, at: p.initiation_failed(reason, at=at, response_code=code)  # noqa: E731
     await change_saved(deps, payment, fail, None)
-    raise SavedCardDeleted(card, card.deleted_at)
+    raise SavedCardDeleted(card, card.deleted_at, charge=payment.id)
 
 
 def _answered(

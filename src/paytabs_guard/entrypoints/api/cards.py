@@ -43,8 +43,10 @@ router = APIRouter(prefix="/payments/v2", tags=["saved cards"], dependencies=STR
 )
 async def recurring(body: RecurringChargeIn, write: PaymentWriteDep) -> Response:
     """201 with the payment, completed; 202 when PayTabs' answer was lost (reconciled later);
-    404 / 409 when the card is unknown, deleted or not saved yet (nothing is sent); 422 when
-    PayTabs declined or refused; 503 with Retry-After when PayTabs is unavailable."""
+    404 / 409 when the card is unknown, deleted or not saved yet (nothing is sent; a charge
+    already on its way when the card was deleted is refused by PayTabs, nothing charged, and
+    the 409 names its failed payment in ``payment_id``); 422 when PayTabs declined or refused;
+    503 with Retry-After when PayTabs is unavailable."""
 
     async def charge_it(idempotency: IdempotentCreate | None) -> Payment:
         return await write.service.charge_saved_card(body.command(), idempotency=idempotency)

@@ -103,11 +103,16 @@ def retry_after_ms(seconds: float) -> int:
 
 
 def gateway_unavailable(
-    retry_after: float | None, *, prefer_wait: int | None = None, extra: float | None = None
+    retry_after: float | None,
+    *,
+    prefer_wait: int | None = None,
+    extra: float | None = None,
+    attempt: str | None = None,
 ) -> Problem:
     """503 for a call the breaker turned away: told to come back in ``retry_after`` seconds,
     plus ``extra`` for a create with a place in the return line (return_pace.py), else spread
-    at random."""
+    at random. ``attempt``: the payment stored as failed for a call that went out and found
+    PayTabs unavailable (the breaker's turn-aways store nothing)."""
     # The line orders and spreads the precise wait; clients that read only the header (whole
     # seconds) are spread at random over the seconds of a long wait either way.
     wait = spread_wait(retry_after or 0.0) if extra is None else (retry_after or 0.0) + extra
@@ -116,13 +121,28 @@ def gateway_unavailable(
     headers = {"Retry-After": str(seconds)}
     if prefer_wait is not None:
         headers["Preference-Applied"] = f"wait={prefer_wait}"
+    retry = (
+        f"retry after {seconds} s with the same Idempotency-Key (or send 'Prefer: wait=N' to "
+        "be held until it is back)."
+    )
+    if attempt is None:
+        detail = f"PayTabs cannot be reached right now and nothing was sent; {retry}"
+        extensions: dict[str, object] = {}
+    else:
+        # Sent, and PayTabs unreachable or turning it away (a 503 or 429 may still have made
+        # a page): what is true is that nothing was charged and no page handed out.
+        detail = (
+            "PayTabs could not be reached or turned the request away: nothing was charged and "
+            f"no payment page was handed out. The attempt is kept as payment {attempt} in state "
+            f"failed; the key is free again, so a retry starts a new payment: {retry}"
+        )
+        extensions = {"payment_id": attempt}
     return Problem(
         "gateway_unavailable",
         "PayTabs is unavailable",
         503,
-        f"PayTabs cannot be reached right now and nothing was sent; retry after {seconds} s "
-        "with the same Idempotency-Key (or send 'Prefer: wait=N' to be held until it is back).",
-        extensions={"retry_after": seconds, "retry_after_ms": precise_ms},
+        detail,
+        extensions={**extensions, "retry_after": seconds, "retry_after_ms": precise_ms},
         headers=headers,
     )
 
@@ -151,8 +171,13 @@ def problem_for(error: Exception) -> Problem | None:
             "POST /payments/v2/create.",
         )
     if isinstance(error, SavedCardError):
+        charge = {} if error.payment_id is None else {"payment_id": error.payment_id}
         return Problem(
-            error.code, error.title, error.status, str(error), extensions={"card_id": error.card_id}
+            error.code,
+            error.title,
+            error.status,
+            str(error),
+            extensions={"card_id": error.card_id, **charge},
         )
     if isinstance(error, AmountExceedsAvailable):
         return Problem(
@@ -218,7 +243,7 @@ def problem_for(error: Exception) -> Problem | None:
             extensions={"gateway_code": error.code},
         )
     if isinstance(error, GatewayNotReached):
-        return gateway_unavailable(error.retry_after)
+        return gateway_unavailable(error.retry_after, attempt=error.payment_id)
     if isinstance(error, GatewayReferenceTaken):
         kept = (
             f" The attempt is kept as payment {error.payment_id} in state failed; create the "

@@ -130,7 +130,10 @@ CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 async def create(body: CreatePaymentIn, write: PaymentWriteDep) -> Response:
     """201 with the page to redirect to; 202 when PayTabs' answer was lost (reconciled later);
-    422 when PayTabs refused; 503 with Retry-After when PayTabs is unavailable."""
+    422 when PayTabs refused; 503 with Retry-After when PayTabs is unavailable (turned away
+    before anything was sent; or sent and PayTabs unreachable or busy, which stores the
+    attempt as a failed payment the 503 names in ``payment_id``: nothing was charged, no page
+    handed out, and the key is free for the retry)."""
 
     async def create_it(idempotency: IdempotentCreate | None) -> Payment:
         return await write.service.create(body.command(), idempotency=idempotency)
