@@ -8,13 +8,17 @@ it is a 422 that names the field, and nothing is stored or sent.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from paytabs_guard.observability import has_card_number
+from paytabs_guard import observability
+from paytabs_guard.observability import Redactor, has_card_number
 
-from .api_support import Service, new_key
+from .api_support import VISA, Service, new_key
 
 pytestmark = pytest.mark.anyio
 
@@ -28,6 +32,26 @@ BODY: dict[str, Any] = {"amount": "12.50", "currency": "SAR", "description": "Or
         ({"metadata": {"card": "5200000000000114"}}, "metadata"),
         ({"metadata": {"4111-1111-1111-1111": "x"}}, "metadata"),
         ({"customer": {"name": "A 4111111111111111"}}, "customer.name"),
+        # Any one separator and any script's digits read as a card number all the same; these
+        # were stored (auditor's finding F2).
+        ({"description": "4111.1111.1111.1111"}, "description"),
+        ({"description": "4111/1111/1111/1111"}, "description"),
+        ({"description": "4111_1111_1111_1111"}, "description"),
+        ({"description": "4111\u00a01111\u00a01111\u00a01111"}, "description"),
+        ({"description": "4111\u202f1111\u202f1111\u202f1111"}, "description"),
+        ({"description": "4111\u200b1111\u200c1111\u200d1111"}, "description"),
+        ({"description": "4111\u20601111\ufeff1111\u20601111"}, "description"),
+        ({"description": "\uff14\uff11\uff11\uff11" + "\uff11" * 12}, "description"),  # full-width
+        ({"description": "\u0664" + "\u0661" * 15}, "description"),  # Arabic-Indic
+        ({"description": "\u06f4" + "\u06f1" * 15}, "description"),  # Eastern
+        ({"metadata": {"note": "card 5200.0000.0000.0114"}}, "metadata"),
+        # Not stored, but sent to PayTabs, which keeps and shows them.
+        ({"customer": {"phone": VISA}}, "customer.phone"),
+        ({"customer": {"phone": "4111-1111-1111-1111"}}, "customer.phone"),
+        ({"customer": {"phone": "+4111 1111 1111 1111"}}, "customer.phone"),  # 16 digits
+        # Stored with the saved card and listed at /customers/<id>/cards.
+        ({"save_card": True, "customer_id": VISA}, "customer_id"),
+        ({"save_card": True, "customer_id": "cust_4111111111111111"}, "customer_id"),
     ],
 )
 async def test_a_card_number_in_free_text_is_a_422_and_nothing_is_stored(
@@ -59,6 +83,49 @@ async def test_numbers_that_are_not_card_numbers_pass(service: Service) -> None:
     assert response.json()["description"] == text
 
 
+async def test_a_phone_is_refused_as_a_card_number_only_when_it_can_be_one(
+    service: Service,
+) -> None:
+    async def create(phone: str) -> int:
+        response = await service.api.post(
+            "/payments/v2/create",
+            json={**BODY, "customer": {"phone": phone}},
+            headers={"Idempotency-Key": new_key()},
+        )
+        return response.status_code
+
+    assert await create("4111 1111 1111 1111") == 422
+    # 13 to 15 digits that pass the Luhn check, written as phone numbers: after a + (at most
+    # 15 digits there) or with a leading 0, which no card number has.
+    for phone in ("+964 770 123 4568", "00966 50 123 4563", "050 1234 567 8908"):
+        assert observability.luhn_valid("".join(c for c in phone if c.isdigit()))
+        assert await create(phone) == 201, phone
+
+
+async def test_digits_of_any_script_are_read_but_stored_as_written(service: Service) -> None:
+    refused = await service.api.post(
+        "/payments/v2/create",
+        json={**BODY, "description": "\u0637\u0644\u0628 \u0664" + "\u0661" * 15},
+        headers={"Idempotency-Key": new_key()},
+    )
+    assert refused.status_code == 422, refused.text
+    text = "\u0637\u0644\u0628 \u0661\u0662\u0663 \uff11\uff12"  # not a card number
+    payment = await service.create(description=text)
+    assert payment["description"] == text
+    assert (await service.api.get(f"/payments/v2/{payment['id']}")).json()["description"] == text
+
+
+async def test_a_customer_id_that_is_a_card_number_is_not_looked_up(service: Service) -> None:
+    response = await service.api.get(f"/payments/v2/customers/{VISA}/cards")
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert (error["in"], error["field"]) == ("path", "customer_id")
+    assert "card number" in error["message"]
+    assert "4111" not in response.text
+    ok = await service.api.get("/payments/v2/customers/cust_1001/cards")
+    assert ok.status_code == 200, ok.text
+
+
 @pytest.mark.parametrize(
     ("text", "card"),
     [
@@ -68,7 +135,57 @@ async def test_numbers_that_are_not_card_numbers_pass(service: Service) -> None:
         ("4111111111111112", False),  # fails the Luhn check
         ("ORD4111111111111111", False),  # glued to letters: an order reference
         ("4111 1111 1111", False),  # 12 digits
+        ("4111..1111..1111..1111", False),  # one separator between digits, not two
+        ("192.168.100.200", False),  # 12 digits
+        ("9999999999.99", False),  # an amount: 12 digits
+        ("order 2026/12/06", False),
+        ("ORD_4111111111111111", True),  # "_" stands apart, as it did
+        ("\u0664\u0661\u0661\u0661 " + "\u0661\u0661\u0661\u0661 " * 3, True),
     ],
 )
 def test_what_counts_as_a_card_number(text: str, card: bool) -> None:
     assert has_card_number(text) is card
+
+
+def test_every_unicode_space_and_format_character_separates_digit_groups() -> None:
+    # The separators are listed by hand (re has no category classes): each space and format
+    # character of this Python's Unicode must be in the list.
+    missing = [
+        hex(code)
+        for code in range(0x110000)
+        if (unicodedata.category(chr(code)) in ("Cf", "Zs") or chr(code).isspace())
+        and not observability._GROUP_SEPARATOR.fullmatch(chr(code))
+    ]
+    assert missing == []
+
+
+_SEPARATORS = st.sampled_from(
+    [" ", "-", ".", "/", "_", "\t", "\u00a0", "\u2007", "\u202f", "\u3000", "\u00ad",
+     "\u200b", "\u200c", "\u200d", "\u200e", "\u2060", "\ufeff", "\u061c", ""]
+)  # fmt: skip
+# The zero of each script with decimal digits that a shopper's keyboard may type.
+_ZEROS = st.sampled_from(["0", "\uff10", "\u0660", "\u06f0", "\u0966", "\u09e6", "\U0001d7ce"])
+_PANS = st.builds(
+    lambda prefix, rest: next(
+        prefix + rest + check
+        for check in "0123456789"
+        if observability.luhn_valid(prefix + rest + check)
+    ),
+    st.sampled_from(["4", "51", "37", "6011", "35"]),
+    st.text(alphabet="0123456789", min_size=11, max_size=14),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pan=_PANS, separators=st.lists(_SEPARATORS, min_size=18, max_size=18), zero=_ZEROS)
+def test_a_card_number_is_found_whatever_the_separators_and_digits(
+    pan: str, separators: list[str], zero: str
+) -> None:
+    digits = [chr(ord(zero) + int(digit)) for digit in pan]
+    between = separators[: len(pan) - 1]
+    written = digits[0] + "".join(s + d for s, d in zip(between, digits[1:], strict=True))
+    text = f"Order for {written}, thanks"
+    assert has_card_number(text)
+    assert pan in list(observability.card_numbers(text))  # as ASCII digits
+    scrubbed = Redactor().scrub(text)
+    assert scrubbed == "Order for [card redacted], thanks"

@@ -101,8 +101,10 @@ def test_the_redactor_scrubs_keys_values_and_card_numbers() -> None:
 
 _PIECES = st.sampled_from(
     ["4111 1111 1111 1111", "4111-1111-1111-1111", " ", "-", "a" * 32, "F" * 33, "v1,",
-     "v1a,", "whsec_", "Bearer ", "bearer\t", "x", "/", "+", "=", "0", "12345678901", "AbC9"]
-) | st.text(alphabet="0123456789 -", max_size=24)  # fmt: skip
+     "v1a,", "whsec_", "Bearer ", "bearer\t", "x", "/", "+", "=", "0", "12345678901", "AbC9",
+     "4111.1111.1111.1111", "\u0664\u0661\u0661\u0661", "\uff11\uff11", "\u00a0",
+     "\u200b", "_", "."]
+) | st.text(alphabet="0123456789 -./_\u00a0\u200b\u0661\uff14", max_size=24)  # fmt: skip
 
 
 @settings(max_examples=500, deadline=None)

@@ -62,8 +62,10 @@ DESCRIPTION: Final = (
     "value sent twice (422). A query parameter an endpoint does not take is "
     "a 422 that names it, as an unknown body field is (a write that takes no body, such as a "
     "void, accepts `{}`). Free text that is stored and shown (a description, customer "
-    "details, metadata) must not hold a card number (13-19 digits passing the Luhn check, "
-    "not glued to letters): a 422 naming the field. Send an `Idempotency-Key` (a random "
+    "details, metadata), `customer.phone` and `customer_id` must not hold a card number "
+    "(13-19 digits in any script passing the Luhn check, with at most one separator of any "
+    "kind between two digits, not glued to letters): a 422 naming the field. Send an "
+    "`Idempotency-Key` (a random "
     "UUID) with every write: a write without one still runs, but its answer carries "
     '`Warning: 299 paytabs-guard "No Idempotency-Key: ..."` because a retry may repeat it '
     "(a second charge or refund). A write that reached PayTabs is never run twice under its "

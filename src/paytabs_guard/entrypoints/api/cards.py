@@ -10,6 +10,7 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from pydantic import AfterValidator
 from starlette.responses import Response
 
 from paytabs_guard.domain import Operation, Payment
@@ -18,9 +19,11 @@ from paytabs_guard.service.payments import IdempotentCreate
 
 from .dependencies import ClientDep, PaymentServiceDep, PaymentWriteDep
 from .errors import retry_after_ms, retry_after_seconds
+from .field_rules import not_a_card_number
 from .payments import CREATE_RESPONSES, run_create
 from .problems import Problem
 from .schemas import (
+    CUSTOMER_ID_DESCRIPTION,
     CUSTOMER_ID_PATTERN,
     PROBLEM_RESPONSE,
     NoBody,
@@ -56,7 +59,11 @@ async def recurring(body: RecurringChargeIn, write: PaymentWriteDep) -> Response
     return await run_create(write, payload, Operation.TOKEN, charge_it, doomed=doomed)
 
 
-CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)]
+CustomerIdPath = Annotated[
+    str,
+    Path(pattern=CUSTOMER_ID_PATTERN, description=CUSTOMER_ID_DESCRIPTION),
+    AfterValidator(not_a_card_number),  # a card number in the address: 422, never looked up
+]
 
 
 @router.get(

@@ -13,7 +13,7 @@ from typing import Annotated, Final
 from pydantic import AfterValidator
 
 from paytabs_guard.domain.urls import check_http_url
-from paytabs_guard.observability import has_card_number
+from paytabs_guard.observability import card_numbers, has_card_number
 
 # The shape only: how many decimals a currency takes is checked with the currency (_money).
 AMOUNT_SHAPE: Final = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
@@ -59,11 +59,15 @@ def printable(value: str) -> str:
         raise ValueError("must not contain control characters (tab and line breaks are allowed)")
     if has_card_number(value):
         # Stored, shown on pages and in the console: card data must never get that far.
-        raise ValueError(
-            "must not contain a card number (13-19 digits passing the Luhn check); card data "
-            "goes only into PayTabs' hosted page"
-        )
+        raise ValueError(_NOT_A_CARD)
     return value
+
+
+_NOT_A_CARD: Final = (
+    "must not contain a card number (13-19 digits passing the Luhn check); card data "
+    "goes only into PayTabs' hosted page"
+)
+_E164_DIGITS: Final = 15
 
 
 def phone_number(value: str) -> str:
@@ -72,7 +76,28 @@ def phone_number(value: str) -> str:
             "must be a phone number: digits, an optional leading +, spaces, ( ) . - / "
             "(4-32 characters)"
         )
+    if _card_in_phone(value):
+        # Not stored, but sent to PayTabs, which keeps and shows it: no card data there.
+        raise ValueError(f"{_NOT_A_CARD}; write a phone number with its + and country code")
     return value
+
+
+def _card_in_phone(value: str) -> bool:
+    """Whether a phone number is a card number. Phone numbers have up to 15 digits, card
+    numbers 13 to 19, so a phone of 13 to 15 digits passes the Luhn check one time in ten.
+    Two forms tell a phone apart: after a leading + (E.164) a phone has at most 15 digits, and
+    no card number starts with 0 (ISO/IEC 7812 gives 0 to no card issuer) where a trunk or
+    international prefix does (050..., 00966...)."""
+    if value.startswith("+") and sum(char.isdigit() for char in value) <= _E164_DIGITS:
+        return False
+    return any(not number.startswith("0") for number in card_numbers(value))
+
+
+def not_a_card_number(reference: str) -> str:
+    """An id the merchant chooses (``customer_id``): stored, listed, and part of addresses."""
+    if has_card_number(reference):
+        raise ValueError(f"{_NOT_A_CARD}; use your own customer reference")
+    return reference
 
 
 def ip_address(value: str) -> str:

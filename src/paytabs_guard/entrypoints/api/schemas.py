@@ -33,6 +33,7 @@ from .field_rules import (
     http_url,
     ip_address,
     metadata_rules,
+    not_a_card_number,
     phone_number,
     printable,
 )
@@ -83,7 +84,11 @@ class CustomerIn(_Input):
         ]
         | None
     ) = None
-    phone: Annotated[str, AfterValidator(phone_number)] | None = Field(None, max_length=32)
+    phone: Annotated[str, AfterValidator(phone_number)] | None = Field(
+        None,
+        max_length=32,
+        description="Digits, an optional leading +, spaces, ( ) . - /; not a card number",
+    )
     country: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}$")
     city: Text | None = Field(None, max_length=64)
     street: Text | None = Field(None, max_length=128)
@@ -95,13 +100,14 @@ class CustomerIn(_Input):
 
 
 CUSTOMER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
+CUSTOMER_ID_DESCRIPTION: Final = (
+    "Your own id of the customer (1-64 letters, digits, . _ : @ -); not a card number"
+)
 CustomerId = Annotated[
     str,
-    Field(
-        pattern=CUSTOMER_ID_PATTERN,
-        description="Your own id of the customer (1-64 letters, digits, . _ : @ -)",
-        examples=["cust_1001"],
-    ),
+    Field(pattern=CUSTOMER_ID_PATTERN, description=CUSTOMER_ID_DESCRIPTION, examples=["cust_1001"]),
+    # Stored with each saved card, listed and part of the cards' address: never card data.
+    AfterValidator(not_a_card_number),
 ]
 Metadata = Annotated[
     dict[str, str],
