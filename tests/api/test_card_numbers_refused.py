@@ -189,3 +189,32 @@ def test_a_card_number_is_found_whatever_the_separators_and_digits(
     assert pan in list(observability.card_numbers(text))  # as ASCII digits
     scrubbed = Redactor().scrub(text)
     assert scrubbed == "Order for [card redacted], thanks"
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({VISA: "x"}, "[card redacted]"),  # an unknown field
+        ({"customer": {"4111.1111.1111.1111": "x"}}, "customer.[card redacted]"),
+        ({"metadata": {f"card {VISA}": 1}}, "metadata.card [card redacted]"),  # not a string
+    ],
+)
+async def test_a_card_number_in_a_field_name_is_not_repeated(
+    service: Service, extra: dict[str, Any], field: str
+) -> None:
+    # A 422 names what it refuses: a name the client chose holding a card number came back
+    # in the error body, past the rule that refuses it in stored text.
+    response = await service.api.post(
+        "/payments/v2/create", json={**BODY, **extra}, headers={"Idempotency-Key": new_key()}
+    )
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert "1111" not in response.text
+
+
+async def test_a_card_number_as_a_query_parameter_is_not_repeated(service: Service) -> None:
+    response = await service.api.get("/payments/v2", params={VISA: "1", "limt": "2"})
+    assert response.status_code == 422, response.text
+    fields = [e["field"] for e in response.json()["errors"]]
+    assert sorted(fields) == ["[card redacted]", "limt"]  # other names stay as sent
+    assert "1111" not in response.text

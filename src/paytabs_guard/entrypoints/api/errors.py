@@ -46,6 +46,7 @@ from paytabs_guard.domain import (
     InvalidPaymentRequest,
     PaymentStateError,
 )
+from paytabs_guard.observability import redact_card_numbers
 from paytabs_guard.service.gateway import (
     GatewayNotReached,
     GatewayOutcomeUnknown,
@@ -279,10 +280,13 @@ def _sentence(text: str) -> str:
 
 
 def _location(loc: Sequence[Any]) -> str:
-    # ("body", "customer", "email") -> "customer.email"; the "body"/"query" prefix is kept apart
+    # ("body", "customer", "email") -> "customer.email"; the "body"/"query" prefix is kept apart.
+    # A name the client chose (an unknown field or parameter, a metadata key) is repeated as
+    # sent, but for a card number in it, hidden as the logs hide it: the 422 is no way around
+    # the rule that refuses card numbers in what is stored.
     if not loc:
         return "request"
-    return ".".join(str(part) for part in loc[1:]) or str(loc[0])
+    return ".".join(redact_card_numbers(str(part)) for part in loc[1:]) or str(loc[0])
 
 
 def _not_json(item: Mapping[str, Any], loc: Sequence[Any]) -> str:
