@@ -88,3 +88,56 @@ async def test_an_amount_too_long_is_told_the_digit_limits(service: Service, amo
     assert response.status_code == 422
     (error,) = response.json()["errors"]
     assert "1 to 12 digits" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"), [("10000000000.00", "SAR"), ("9999999999.999", "KWD")]
+)
+async def test_an_amount_past_paytabs_ceiling_is_a_422_and_nothing_is_stored(
+    service: Service, amount: str, currency: str
+) -> None:
+    # PayTabs takes at most 9999999999.99: a larger amount passed our shape and became a
+    # stored failed payment (events, stats) instead of a plain 422.
+    before = len(service.sim.engine.transactions)
+    response = await service.api.post(
+        "/payments/v2/create",
+        json={"amount": amount, "currency": currency, "description": "Order 1"},
+        headers={"Idempotency-Key": new_key()},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["type"].endswith("/invalid-request")
+    (error,) = response.json()["errors"]
+    assert error["field"] == "amount"
+    assert "at most 9999999999.99" in error["message"]
+    assert (await service.api.get("/payments/v2")).json()["data"] == []
+    assert len(service.sim.engine.transactions) == before
+    largest = await service.api.post(
+        "/payments/v2/create",
+        json={"amount": "9999999999.99", "currency": "SAR", "description": "Order 1"},
+        headers={"Idempotency-Key": new_key()},
+    )
+    assert not largest.json().get("type", "").endswith("/invalid-request"), largest.text
+
+
+@pytest.mark.parametrize("operation", ["refund", "capture", "recurring"])
+async def test_every_amount_a_client_writes_has_paytabs_ceiling(
+    service: Service, operation: str
+) -> None:
+    tran_type = "auth" if operation == "capture" else "sale"
+    payment = await service.create("10.00", "SAR", tran_type=tran_type)
+    await service.pay(payment)
+    await service.callbacks_done()
+    before = await service.simulated(payment["id"])
+    path = (
+        "/payments/v2/recurring"
+        if operation == "recurring"
+        else f"/payments/v2/{payment['id']}/{operation}"
+    )
+    body = {"amount": "10000000000.00"}
+    if operation == "recurring":
+        body |= {"currency": "SAR", "description": "Monthly", "saved_card_id": "card_1"}
+    response = await service.api.post(path, json=body, headers={"Idempotency-Key": new_key()})
+    assert response.status_code == 422, response.text
+    assert response.json()["type"].endswith("/invalid-request")
+    assert [e["field"] for e in response.json()["errors"]] == ["amount"]
+    assert await service.simulated(payment["id"]) == before

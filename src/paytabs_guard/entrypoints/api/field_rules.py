@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from decimal import Decimal
 from typing import Annotated, Final
 
 from pydantic import AfterValidator
@@ -17,6 +18,9 @@ from paytabs_guard.observability import card_numbers, has_card_number
 
 # The shape only: how many decimals a currency takes is checked with the currency (_money).
 AMOUNT_SHAPE: Final = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
+# PayTabs' cart_amount ceiling (docs/paytabs.md): PayTabs refuses more, so a create above it
+# became a stored failed payment, and a refund or capture a failed follow-up.
+MAX_AMOUNT: Final = Decimal("9999999999.99")
 MAX_METADATA_KEYS: Final = 20
 
 
@@ -30,6 +34,8 @@ def amount_string(value: object) -> object:
             'must be a decimal string such as "12.50": 1 to 12 digits, then optionally a point '
             "and 1 to 12 more (no sign, no exponent, no spaces)"
         )
+    if isinstance(value, str) and Decimal(value) > MAX_AMOUNT:
+        raise ValueError(f"must be at most {MAX_AMOUNT}, the largest amount PayTabs takes")
     return value
 
 

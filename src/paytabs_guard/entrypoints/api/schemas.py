@@ -28,6 +28,7 @@ from paytabs_guard.service.saved_cards import RecurringCharge
 
 from .field_rules import (
     AMOUNT_SHAPE,
+    MAX_AMOUNT,
     Text,
     amount_string,
     http_url,
@@ -42,7 +43,8 @@ AmountString = Annotated[
     str,
     BeforeValidator(amount_string),
     Field(
-        description='Decimal string in the currency\'s units, e.g. "12.50"',
+        description='Decimal string in the currency\'s units, e.g. "12.50"; at most '
+        f"{MAX_AMOUNT} (PayTabs' limit)",
         examples=["12.50"],
         # documented only: amount_string checks it first, with a message that says the rule
         json_schema_extra={"pattern": f"^{AMOUNT_SHAPE.pattern}$", "maxLength": 25},
@@ -265,7 +267,9 @@ class CaptureIn(_Input):
         json_schema_extra={"examples": [{"amount": "12.50", "currency": "SAR"}]}
     )
 
-    amount: AmountString | None = None
+    amount: AmountString | None = Field(
+        None, description=f"Decimal string, at most {MAX_AMOUNT}; left out, the whole authorisation"
+    )
     currency: Currency | None = Field(None, description="Optional; must be the payment's")
 
 
