@@ -88,6 +88,9 @@ async def test_breaker_stats_list_every_operation_family(service: Service) -> No
         ({"customer": {"ip": "999.1.1.1"}}, "customer.ip", "IPv4 or IPv6"),
         ({"customer": {"phone": "call me"}}, "customer.phone", "phone number"),
         ({"customer": {"email": "a\u001b[31m@b.example"}}, "customer.email", "control"),
+        # PayTabs answers "Email not valid" (code 106): a 422 here, not a failed payment
+        ({"customer": {"email": "a@b.com."}}, "customer.email", "pattern"),
+        ({"customer": {"email": "a@b..com"}}, "customer.email", "pattern"),
         ({"customer": {"ip": "fe80::1%eth0"}}, "customer.ip", "IPv4 or IPv6"),
         ({"metadata": {"k": 1}}, "metadata.k", "string"),
     ],

@@ -81,7 +81,9 @@ class CustomerIn(_Input):
     email: (
         Annotated[
             str,
-            Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+            # No empty label in the domain ("a@b.com.", "a@b..com"): PayTabs answers
+            # "Email not valid", and the create became a stored failed payment.
+            Field(max_length=254, pattern=r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+$"),
             AfterValidator(printable),
         ]
         | None
