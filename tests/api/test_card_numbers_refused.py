@@ -218,3 +218,18 @@ async def test_a_card_number_as_a_query_parameter_is_not_repeated(service: Servi
     fields = [e["field"] for e in response.json()["errors"]]
     assert sorted(fields) == ["[card redacted]", "limt"]  # other names stay as sent
     assert "1111" not in response.text
+
+
+async def test_a_card_number_as_an_id_in_the_address_is_not_repeated(service: Service) -> None:
+    # 404s name the id they looked for; the client's own input, repeated, but never a card
+    # number, as a field name in a 422 is not.
+    for response in (
+        await service.api.get(f"/payments/v2/{VISA}"),
+        await service.api.delete(f"/payments/v2/cards/{VISA}"),
+        await service.api.get(f"/payments/v2/{VISA}/"),
+    ):
+        assert response.status_code == 404, response.text
+        assert "[card redacted]" in response.text
+        assert "1111" not in response.text
+    other = await service.api.get("/payments/v2/pay_nope")
+    assert "'pay_nope'" in other.json()["detail"]

@@ -155,7 +155,7 @@ def _shown_id(payment_id: str) -> str:
     """The id as sent, quoted, when it is short and printable; otherwise no echo at all: a
     20 KB or control-character "id" is not worth repeating to its sender (or into a log)."""
     if len(payment_id) <= _MAX_SHOWN_ID and payment_id.isprintable():
-        return repr(payment_id)
+        return repr(redact_card_numbers(payment_id))  # as a field name is (_location)
     return "with that id"
 
 
@@ -172,13 +172,14 @@ def problem_for(error: Exception) -> Problem | None:
             "POST /payments/v2/create.",
         )
     if isinstance(error, SavedCardError):
+        # The card id comes from the client's path or body: a card number in it is not repeated.
         charge = {} if error.payment_id is None else {"payment_id": error.payment_id}
         return Problem(
             error.code,
             error.title,
             error.status,
-            str(error),
-            extensions={"card_id": error.card_id, **charge},
+            redact_card_numbers(str(error)),
+            extensions={"card_id": redact_card_numbers(error.card_id), **charge},
         )
     if isinstance(error, AmountExceedsAvailable):
         return Problem(

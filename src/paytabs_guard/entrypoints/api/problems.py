@@ -19,6 +19,8 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
+from paytabs_guard.observability import redact_card_numbers
+
 PROBLEM_TYPE_BASE: Final = "https://paytabs-guard.dev/problems/"
 MEDIA_TYPE: Final = "application/problem+json"
 _STANDARD_MEMBERS: Final = frozenset({"type", "title", "status", "detail", "instance"})
@@ -207,7 +209,7 @@ def not_found() -> Problem:
 def trailing_slash(path: str) -> Problem:
     """404: an API path sent with a trailing slash; ``path`` is the same without it, named
     only when short and printable (it is the client's own input)."""
-    named = f" to {path}" if len(path) <= 200 and path.isprintable() else ""
+    named = f" to {redact_card_numbers(path)}" if len(path) <= 200 and path.isprintable() else ""
     return Problem(
         "not_found",
         "Not found",
