@@ -123,7 +123,8 @@ _TRAN_REF_VALUE: Final = re.compile(r"[A-Za-z]{2,8}[0-9]{6,24}")
 
 
 def luhn_valid(digits: str) -> bool:
-    """Whether ``digits`` passes the Luhn check (what every card number does)."""
+    """Whether ``digits`` passes the Luhn check (what every card number does); the digits
+    may be of any script (``int`` reads each Unicode decimal digit)."""
     total = 0
     for index, char in enumerate(reversed(digits)):
         value = int(char)
