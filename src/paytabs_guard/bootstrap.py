@@ -48,6 +48,7 @@ from paytabs_guard.adapters.sql import (
     sql_unit_of_work_factory,
     upgrade,
 )
+from paytabs_guard.adapters.sql.write_health import WriteHealth
 from paytabs_guard.domain import Operation
 from paytabs_guard.metrics import Metrics
 from paytabs_guard.resilience import (
@@ -296,6 +297,8 @@ class Container:
     closers: tuple[Callable[[], Awaitable[None]], ...] = ()
     # The breakers' recent state changes and probes, for the operator console's chart.
     breaker_history: BreakerHistory = field(default_factory=BreakerHistory)
+    # How the latest commit ended, for readiness (adapters/sql/write_health.py).
+    write_health: WriteHealth = field(default_factory=WriteHealth)
 
     def with_payments(self, payments: PaymentDeps) -> Container:
         """This container over other ports (tests swap a unit of work or a hook in)."""
@@ -405,7 +408,10 @@ async def _build(
         closers.insert(0, prober.aclose)
 
     lease = key_lease_seconds(settings)
-    uow = sql_unit_of_work_factory(engine, clock=clock, key_lease_seconds=lease)
+    health = WriteHealth()
+    uow = sql_unit_of_work_factory(
+        engine, clock=clock, key_lease_seconds=lease, write_health=health
+    )
     expiry = PageExpiry(clock_sleep(clock)) if reconcile else None
     deps = PaymentDeps(
         uow=uow,
@@ -457,6 +463,7 @@ async def _build(
         redis_prefix=redis_prefix,
         closers=tuple(closers),
         breaker_history=history,
+        write_health=health,
     )
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from paytabs_guard.adapters import reporting
 from paytabs_guard.adapters.events.store import SqlEventStore
 from paytabs_guard.adapters.paytabs.errors import PayTabsError
+from paytabs_guard.adapters.sql import write_health
 from paytabs_guard.bootstrap import Container
 from paytabs_guard.domain import Operation
 from paytabs_guard.resilience import CircuitOpenError
@@ -33,6 +34,21 @@ class ProbeResult:
 async def ping_database(container: Container) -> float:
     """Seconds ``SELECT 1`` took; raises when the database cannot be reached."""
     return await reporting.ping_database(container.engine)
+
+
+async def database_writes(container: Container) -> str | None:
+    """Why the database refuses writes, or None. Asks it (a write probe) only while the latest
+    commit failed with a storage error; a probe that writes through clears that."""
+    health = container.write_health
+    if health.failure is None:
+        return None
+    try:
+        await write_health.probe_writes(container.engine)
+    except Exception as error:
+        health.failed(error)  # logs nothing new: the failure is already known
+        return health.failure
+    health.succeeded()
+    return None
 
 
 async def ping_redis(container: Container) -> float | None:

@@ -31,6 +31,7 @@ from .idempotency import PendingClaim, SqlIdempotencyKeys, read_claim
 from .inbox import PendingDelivery, SqlWebhookInbox
 from .repository import SqlPaymentRepository
 from .transaction import DbTransaction
+from .write_health import STORAGE_ERRORS, WriteHealth, read_only
 from .writes import BatchedWrites, ClaimLost, CombinedWrites, Writes
 
 Clock = Callable[[], datetime]
@@ -54,9 +55,15 @@ class SqlUnitOfWork:
     cards: SavedCards
 
     def __init__(
-        self, engine: AsyncEngine, *, clock: Clock = utc_now, key_lease_seconds: float = 120.0
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Clock = utc_now,
+        key_lease_seconds: float = 120.0,
+        write_health: WriteHealth | None = None,
     ) -> None:
         self._clock = clock
+        self._write_health = write_health or WriteHealth()
         self._transaction = DbTransaction(engine)
         self._payments = SqlPaymentRepository(self._transaction)
         self.payments = self._payments
@@ -128,7 +135,15 @@ class SqlUnitOfWork:
             taken = reference_taken(error)
             if taken is not None:
                 raise taken from error
+            refused = read_only(error)
+            if refused is not None or isinstance(error, STORAGE_ERRORS):
+                # Every write of the service ends here: readiness reads it (write_health.py).
+                self._write_health.failed(refused or error)
+            if refused is not None:
+                raise refused from error
             raise
+        if writes is not None:  # a commit that wrote nothing says nothing about writes
+            self._write_health.succeeded()
         # Sent and committed: a later commit of this unit of work must not send them again.
         self._claims.clear()
         self._deliveries.clear()
@@ -202,12 +217,20 @@ class SqlUnitOfWork:
 
 
 def sql_unit_of_work_factory(
-    engine: AsyncEngine, *, clock: Clock = utc_now, key_lease_seconds: float = 120.0
+    engine: AsyncEngine,
+    *,
+    clock: Clock = utc_now,
+    key_lease_seconds: float = 120.0,
+    write_health: WriteHealth | None = None,
 ) -> UnitOfWorkFactory:
     """What the use cases call to open a unit of work on ``engine``; ``key_lease_seconds``:
-    how long an Idempotency-Key claimed in flight is its request's (``SqlIdempotencyStore``)."""
+    how long an Idempotency-Key claimed in flight is its request's (``SqlIdempotencyStore``);
+    ``write_health``: where their commits report how they ended (readiness reads it)."""
+    health = write_health or WriteHealth()
 
     def open_unit_of_work() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine, clock=clock, key_lease_seconds=key_lease_seconds)
+        return SqlUnitOfWork(
+            engine, clock=clock, key_lease_seconds=key_lease_seconds, write_health=health
+        )
 
     return open_unit_of_work

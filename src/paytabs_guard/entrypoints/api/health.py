@@ -125,16 +125,36 @@ async def _timed(ping: Awaitable[float | None]) -> tuple[float | None, str | Non
         return None, type(error).__name__
 
 
+async def _write_refusal(container: Container) -> str | None:
+    """Why the database refuses writes (None: it takes them, or no commit failed lately)."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            return await health_checks.database_writes(container)
+    except TimeoutError:
+        return f"no write within {CHECK_TIMEOUT_SECONDS:g} s"
+
+
 async def datastore_checks(container: Container) -> dict[str, list[dict[str, object]]]:
     """``database:responseTime`` (fail when unreachable) and, with Redis configured,
     ``redis:responseTime`` (warn when unreachable: the service runs without it)."""
     checks: dict[str, list[dict[str, object]]] = {}
     seconds, error = await _timed(health_checks.ping_database(container))
-    container.metrics.dependency("database", up=seconds is not None)
+    # Reads alone do not take payments: a database that refuses writes fails too.
+    refused = None if seconds is None else await _write_refusal(container)
+    container.metrics.dependency("database", up=seconds is not None and refused is None)
     backend = container.engine.dialect.name
     checks["database:responseTime"] = [
         component(backend, "datastore", "fail", output=f"unreachable: {error}")
         if seconds is None
+        else component(
+            backend,
+            "datastore",
+            "fail",
+            value=round(seconds * 1000, 2),
+            unit="ms",
+            output=f"refuses writes: {refused}",
+        )
+        if refused is not None
         else component(backend, "datastore", "pass", value=round(seconds * 1000, 2), unit="ms")
     ]
     if container.redis is not None:
@@ -325,7 +345,10 @@ async def _database_readings(container: Container) -> None:
             failed += 1
             why = "timeout" if task in late else type(task.exception()).__name__
             log.warning(f"{name} unavailable for metrics", error=why)
-    container.metrics.dependency("database", up=failed < len(readings))
+    # Reads that work on a database refusing writes are not "up" either (readiness's probe
+    # clears the failure once writes work again; a scrape does not write).
+    writable = container.write_health.failure is None
+    container.metrics.dependency("database", up=failed < len(readings) and writable)
 
 
 @router.get(
