@@ -6,6 +6,7 @@ lean transport (httptools installed) and httpx's own (a plain ``pip install payt
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -131,7 +132,47 @@ def test_a_client_used_after_its_block_ended_says_so_at_once() -> None:
             with pytest.raises(RuntimeError, match="client is closed"):
                 await paytabs.query_cart("order-1")
             lifetimes = [s.lifetime for s in paytabs.registry.snapshot().values()]
-            assert sum(life.calls for life in lifetimes) == 1  # one attempt: no retry
-            assert sum(life.failures for life in lifetimes) == 0
+            # Checked before the breakers: no attempt, no retry, nothing counted.
+            assert sum(life.calls for life in lifetimes) == 0
+
+        asyncio.run(after_the_block())
+
+
+def test_a_client_used_after_its_block_ended_says_so_even_with_its_breakers_open() -> None:
+    """Every operation checks "closed" before its breaker: with the create breaker open when
+    the block ended (PayTabs was down), a create raised CircuitOpenError, a gateway error,
+    while a query raised RuntimeError."""
+    with entered_in_thread(lambda: run_simulator(SimulatorConfig())) as simulator:
+
+        async def after_the_block() -> None:
+            async with PayTabs(
+                profile_id=DEFAULT_PROFILE_ID,
+                server_key=DEFAULT_SERVER_KEY,
+                base_url=simulator.base_url,
+            ) as paytabs:
+                for name in paytabs.registry.names():
+                    paytabs.registry.get(name).force_open()
+            charge = TokenChargeRequest(
+                token="T" * 32,
+                tran_ref="TST0000000000001",
+                cart_id="month-1",
+                amount=Money.of("25.00", "SAR"),
+                description="Monthly",
+            )
+            calls: dict[str, Callable[[], Awaitable[object]]] = {
+                "create_payment_page": lambda: paytabs.create_payment_page(_request(1)),
+                "query_cart": lambda: paytabs.query_cart("order-1"),
+                "query_transaction": lambda: paytabs.query_transaction("TST0000000000001"),
+                "charge_token": lambda: paytabs.charge_token(charge),
+                "query_token": lambda: paytabs.query_token("T" * 32),
+                "delete_token": lambda: paytabs.delete_token("T" * 32),
+            }
+            raised: dict[str, str] = {}
+            for name, call in calls.items():
+                try:
+                    await call()
+                except Exception as error:  # the class is what is checked
+                    raised[name] = type(error).__name__
+            assert raised == dict.fromkeys(calls, "RuntimeError")
 
         asyncio.run(after_the_block())

@@ -228,13 +228,17 @@ class PayTabsClient:
         self._model(Operation.TOKEN, ErrorBody, payload)
 
     # --- one attempt --------------------------------------------------------------------------
-    async def _post(self, operation: str, path: str, body: dict[str, Any]) -> Any:  # JSON
+    def ensure_open(self) -> None:
+        """Raise ``RuntimeError`` once the client is closed: a mistake in the caller's code, not
+        a gateway failure (no retry, no breaker)."""
         if self._closed:
-            # A mistake in the caller's code, not a gateway failure: no retry, no breaker.
             raise RuntimeError(
                 "this PayTabs client is closed (its `async with` block ended, or aclose() was "
                 "called); use it inside the block, or build a new one"
             )
+
+    async def _post(self, operation: str, path: str, body: dict[str, Any]) -> Any:  # JSON
+        self.ensure_open()
         started = time.perf_counter()
         outcome = "error"
         try:

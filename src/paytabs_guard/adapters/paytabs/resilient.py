@@ -236,6 +236,9 @@ class ResilientPayTabs:
 
     # --- the two loops ---------------------------------------------------------------------------
     async def _read(self, operation: str, breaker: Breaker, fetch: Callable[[], Awaitable[T]]) -> T:
+        # Before the breaker: an open one answered CircuitOpenError to a closed client, as if
+        # PayTabs were down, instead of naming the caller's mistake.
+        self.client.ensure_open()
         number = 0
 
         def attempt() -> Awaitable[T]:
@@ -256,6 +259,7 @@ class ResilientPayTabs:
         *,
         moves_money: bool = False,
     ) -> T:
+        self.client.ensure_open()  # before the breaker, as in _read
         attempts = self.retry.start()
         number = 0
         # The first attempt whose outcome was unknown and that a query did not find. PayTabs
