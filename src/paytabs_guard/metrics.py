@@ -277,6 +277,10 @@ class Metrics:
         self.reconciliation_runs.labels(result).inc()
         self.reconciliation_last_run.set(finished_at_unix)
 
+    def reconciliation_aborted(self) -> None:
+        """A pass that failed as a whole: counted, but it finished nothing (no timestamp)."""
+        self.reconciliation_runs.labels("aborted").inc()
+
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry, or of every worker's values."""
         if self.shared_dir is None:

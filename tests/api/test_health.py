@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 
 from paytabs_guard.adapters.events import CloudEvent
 from paytabs_guard.bootstrap import Container
+from paytabs_guard.service.ports import UnitOfWork
 from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
 from testkit.clock import FakeClock
@@ -275,6 +277,40 @@ async def test_reconciliation_runs_in_the_background_and_reports_its_last_pass(
         assert service.metric("paytabs_guard_reconciliation_runs_total", result="ok") == 1
         await pause.resume()
         assert service.metric("paytabs_guard_reconciliation_runs_total", result="ok") == 2
+
+
+async def test_a_reconciliation_pass_that_fails_as_a_whole_is_counted(
+    sim: RunningSimulator, sqlite_url: str
+) -> None:
+    # It was only logged ("reconcile pass failed"): the counter did not move, and only the
+    # 15-minute ReconciliationStalled alert noticed, from the last finished pass's age.
+    pause = HandPause()
+    database_down = True
+
+    def with_a_database_that_can_go_down(container: Container) -> Container:
+        container.reconciliation.pause = pause
+        real = container.payments.uow
+
+        def open_unit_of_work() -> UnitOfWork:
+            if database_down:
+                raise sqlalchemy.exc.OperationalError("BEGIN", None, ConnectionRefusedError())
+            return real()
+
+        return container.with_payments(
+            dataclasses.replace(container.payments, uow=open_unit_of_work)
+        )
+
+    env = {"RECONCILE_INTERVAL_SECONDS": "1", "RECONCILE_STUCK_AFTER_SECONDS": "1"}
+    async with running_service(
+        sim, sqlite_url, env=env, reconcile=True, container_hook=with_a_database_that_can_go_down
+    ) as service:
+        await pause.passed()  # the pass at start, with the database down
+        assert service.metric("paytabs_guard_reconciliation_runs_total", result="aborted") == 1
+        assert service.container.reconciliation.last_run_at is None  # it finished nothing
+        database_down = False
+        await pause.resume()
+        assert service.metric("paytabs_guard_reconciliation_runs_total", result="ok") == 1
+        assert service.metric("paytabs_guard_reconciliation_runs_total", result="aborted") == 1
 
 
 async def _follow_up(service: Service, payment: dict[str, Any], action: str, **body: str) -> Any:

@@ -39,6 +39,9 @@ async def reconcile_until(container: Container, stop: asyncio.Event) -> None:
         interval=interval,
         stuck_after=stuck_after,
         on_report=on_report,
+        # Counted, so that passes failing as a whole show at once (the ReconciliationAborted
+        # alert), not only when the last finished pass grows old (ReconciliationStalled).
+        on_abort=container.metrics.reconciliation_aborted,
         pause=container.reconciliation.pause,
     )
 

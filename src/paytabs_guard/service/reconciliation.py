@@ -184,15 +184,19 @@ async def reconcile_forever(
     interval: timedelta = timedelta(seconds=60),
     stuck_after: timedelta = timedelta(minutes=5),
     on_report: Callable[[ReconcileReport], None] | None = None,
+    on_abort: Callable[[], None] | None = None,
     pause: Pause = pause_until_stopped,
 ) -> None:
     """Run passes every ``interval`` until ``stop`` is set (inside ``serve``); between two
-    passes the loop waits in ``pause`` (tests drive it by hand)."""
+    passes the loop waits in ``pause`` (tests drive it by hand). ``on_report`` hears of each
+    pass that finished, ``on_abort`` of each that failed as a whole (the database down)."""
     while not stop.is_set():
         try:
             report = await reconcile_once(deps, stuck_after=stuck_after)
         except Exception:  # a pass must never kill the worker; the next one retries
             log.exception("reconcile pass failed")
+            if on_abort is not None:
+                on_abort()
         else:
             if on_report is not None:
                 on_report(report)
