@@ -9,7 +9,9 @@ Pure ASGI (no ``BaseHTTPMiddleware``), so streaming bodies and cancellation pass
 * An exception no handler mapped becomes a problem+json 500 with the request id, logged once
   with its traceback here (so uvicorn does not log it a second time).
 * A request the app let go unanswered because its client left is logged and counted as 499,
-  not as a server error.
+  not as a server error. One it still answered after its client left is logged with the
+  status answered: uvicorn says "disconnected" only to a ``receive`` that nothing calls once
+  the body is read, and asking it before each answer would still race the client's close.
 * A request cancelled before its answer started (a shutdown past its grace period) gets a
   problem+json 503 ``interrupted``, not uvicorn's plain-text 500.
 * A handler may add what it decided to the access line (``add_to_access_line``): a request
