@@ -3,6 +3,8 @@ their options (simulator, benchmarks) get them untouched."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from paytabs_guard.entrypoints.cli import build_parser
 from paytabs_guard.entrypoints.serve import free_port
 
 README = Path(__file__).parents[2] / "README.md"
@@ -44,6 +47,26 @@ def test_the_readme_shows_the_commands_it_should() -> None:
     commands = readme_commands()
     assert "simulator --port 8090" in commands
     assert len(commands) >= 12
+
+
+#: Commands whose options are documented with them, not in the README's table.
+OWN_OPTIONS = ("simulator", "bench")  # docs/simulator.md, docs/benchmarks.md
+
+
+def _table_rows() -> list[str]:
+    rows = re.findall(r"^\| `paytabs-guard ([^`]+)` \|", README.read_text(), flags=re.MULTILINE)
+    return [row for row in rows if not row.startswith(OWN_OPTIONS)]
+
+
+@pytest.mark.parametrize("row", _table_rows())
+def test_the_readme_row_of_a_command_shows_all_its_options(row: str) -> None:
+    # `serve --simulator-port` was in `serve --help` and not in the README's table.
+    words = [word for word in row.split() if word.isalpha()]  # the command, not its options
+    usage = io.StringIO()
+    with contextlib.redirect_stdout(usage), pytest.raises(SystemExit):
+        build_parser().parse_args([*words, "--help"])
+    options = set(re.findall(r"\[(--[a-z-]+)", usage.getvalue())) - {"--help"}
+    assert sorted(options - set(as_typed(row))) == []
 
 
 @pytest.mark.parametrize("command", readme_commands())
