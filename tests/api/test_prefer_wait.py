@@ -4,10 +4,13 @@ truthful, spread Retry-After of the fast 503 for everyone else. Real HTTP, real 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
+import httpx
 import pytest
 
+from paytabs_guard.entrypoints import draining
 from paytabs_simulator.server import RunningSimulator
 
 from .api_support import Service, new_key, running_service
@@ -15,6 +18,15 @@ from .api_support import Service, new_key, running_service
 pytestmark = pytest.mark.anyio
 
 BODY = {"amount": "12.50", "currency": "SAR", "description": "Order 1001"}
+
+
+def create_waiting(service: Service, seconds: int) -> Coroutine[Any, Any, httpx.Response]:
+    """A create that would rather wait ``seconds`` than be turned away."""
+    return service.api.post(
+        "/payments/v2/create",
+        json=BODY,
+        headers={"Idempotency-Key": new_key(), "Prefer": f"wait={seconds}"},
+    )
 
 
 def holding(service: Service) -> int:
@@ -88,11 +100,7 @@ async def test_a_held_request_that_outwaits_its_preference_gets_the_503(
     service: Service,
 ) -> None:
     service.container.gateway.breakers.get("create").force_open()
-    refused = await service.api.post(
-        "/payments/v2/create",
-        json=BODY,
-        headers={"Idempotency-Key": new_key(), "Prefer": "wait=1"},
-    )
+    refused = await create_waiting(service, 1)
     assert refused.status_code == 503
     assert refused.headers["preference-applied"] == "wait=1"
     assert holding(service) == 0
@@ -105,21 +113,11 @@ async def test_beyond_the_held_cap_requests_fail_fast(
     async with running_service(sim, sqlite_url, env=env) as service:
         breaker = service.container.gateway.breakers.get("create")
         breaker.force_open()
-        first = asyncio.create_task(
-            service.api.post(
-                "/payments/v2/create",
-                json=BODY,
-                headers={"Idempotency-Key": new_key(), "Prefer": "wait=60"},
-            )
-        )
+        first = asyncio.create_task(create_waiting(service, 60))
         await until(lambda: holding(service) == 1)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        second = await service.api.post(
-            "/payments/v2/create",
-            json=BODY,
-            headers={"Idempotency-Key": new_key(), "Prefer": "wait=60"},
-        )
+        second = await create_waiting(service, 60)
         assert second.status_code == 503
         assert "preference-applied" not in second.headers  # not held: the cap was reached
         assert loop.time() - started < 1.0
@@ -230,3 +228,37 @@ async def test_a_refund_turned_away_stores_nothing_and_a_held_one_says_its_wait_
         assert unknown.status_code == 404, unknown.text
         assert "preference-applied" not in unknown.headers
     assert holding(service) == 0
+
+
+async def test_a_held_request_is_answered_when_a_graceful_shutdown_begins(
+    sim: RunningSimulator, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deploy while PayTabs is down: the held create only waits, so it is answered (the
+    # breaker's 503, nothing stored) as the shutdown begins, instead of holding the shutdown
+    # for its whole grace and ending cut off (503 interrupted, a traceback in the log).
+    env = {"PREFER_WAIT_MAX_SECONDS": "300"}
+    shutdowns: list[asyncio.Event] = []  # the server's event, as the held request sees it
+    real = draining.of_request
+
+    def seen(scope: Any) -> asyncio.Event | None:
+        event = real(scope)
+        if event is not None:
+            shutdowns.append(event)
+        return event
+
+    monkeypatch.setattr(draining, "of_request", seen)
+    async with running_service(sim, sqlite_url, env=env) as service:
+        breaker = service.container.gateway.breakers.get("create")
+        breaker.force_open()
+        held = asyncio.create_task(create_waiting(service, 300))
+        try:
+            await until(lambda: holding(service) == 1)
+            # What the server's protocol does as its shutdown begins (test_http_head_limit.py).
+            shutdowns[-1].set()
+            answer = await asyncio.wait_for(held, 10)
+        finally:
+            breaker.reset()  # failing or not, nothing stays held to stall the server's exit
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["type"].endswith("/gateway-unavailable")
+        assert holding(service) == 0
+        assert (await service.api.get("/payments/v2")).json()["data"] == []  # nothing stored

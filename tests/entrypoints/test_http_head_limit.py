@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
+from paytabs_guard.entrypoints import draining
 from paytabs_guard.entrypoints.http_head_limit import (
     MAX_HEAD_BYTES,
     MAX_PIPELINED,
@@ -294,3 +295,34 @@ async def test_an_answer_before_the_body_ends_the_upload_instead_of_draining_it(
             assert received.startswith(b"HTTP/1.1 401")
         writer.close()
     assert sent < 64 << 20  # the server stopped reading long before the 256 MB
+
+
+async def test_a_graceful_shutdown_is_told_to_the_requests_of_its_server() -> None:
+    # uvicorn's shutdown tells each open connection first (protocol.shutdown), then waits for
+    # the requests in flight: that is when a request that only waits must stop (draining.py).
+    # Each request's scope carries its own server's event; another server's stays unset.
+    events: list[asyncio.Event | None] = []
+
+    async def record(scope: Scope, receive: Receive, send: Send) -> None:
+        events.append(draining.of_request(scope))
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    async def one_request(base: str) -> asyncio.StreamWriter:
+        parts = urlsplit(base)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(_head(b"\r\n"))
+        await writer.drain()
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        return writer  # the connection stays open (keep-alive)
+
+    async with serve_app(record) as other_url:
+        (await one_request(other_url)).close()
+        async with serve_app(record) as url:
+            kept = await one_request(url)
+            other, mine = events
+            assert mine is not None
+            assert other is not None
+            assert not mine.is_set()
+        kept.close()
+        assert mine.is_set()  # its server shut down with a connection open
+        assert not other.is_set()  # the other one still runs

@@ -41,11 +41,12 @@ looking for a client's malformed or oversized requests finds them where the othe
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from typing import Any, Final
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from paytabs_guard.entrypoints import draining
 from paytabs_guard.entrypoints.api.middleware import new_request_id
 from paytabs_guard.entrypoints.api.problems import PROBLEM_TYPE_BASE, Problem, problem_response
 from paytabs_guard.observability import get_logger
@@ -107,6 +108,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._start_head_timer()
 
+    def shutdown(self) -> None:
+        # The server's graceful shutdown begins: requests that only wait stop (draining.py).
+        draining.of_server(self.server_state).set()
+        super().shutdown()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_open = True
@@ -123,6 +129,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._pipeline_full = True
             raise _PipelineFull
         super().on_headers_complete()
+        # How the app learns that this server began to shut down (draining.py).
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[draining.EXTENSION] = draining.of_server(self.server_state)
         if not self.url.startswith(b"/") and "raw_path" in self.scope:
             # uvicorn hands the app httptools' parse of the target, its path only: "GET
             # http://evil.example/metrics" looked like "GET /metrics". The scope (the request's

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from paytabs_guard.domain import Money, Operation, Payment
+from paytabs_guard.entrypoints import draining
 from paytabs_guard.service.gateway import GatewayNotReached, GatewayOutcomeUnknown
 from paytabs_guard.service.payments import PaymentService
 
@@ -60,7 +61,12 @@ async def _run_follow_up(
         # A payment that does not exist is a 404 now, not a wait and a 503: "come back later"
         # would send its client round for ever. One read by primary key, no write.
         await service.get(request.path_params["payment_id"])
-    held = await runtime.holding.hold(service, Operation.FOLLOW_UP, requested_wait(request))
+    held = await runtime.holding.hold(
+        service,
+        Operation.FOLLOW_UP,
+        requested_wait(request),
+        shutdown=draining.of_request(request.scope),
+    )
     try:
         service.admit(Operation.FOLLOW_UP)
     except GatewayNotReached as closed:

@@ -15,6 +15,7 @@ from pydantic import BeforeValidator
 from starlette.responses import Response
 
 from paytabs_guard.domain import Operation, Payment, PaymentState, Trigger
+from paytabs_guard.entrypoints import draining
 from paytabs_guard.service.gateway import (
     GatewayNotReached,
     GatewayTurnedAway,
@@ -175,7 +176,10 @@ async def run_create(
     request, runtime, service = write.request, write.runtime, write.service
     # Its place in the line of creates turned away by an outage (return_pace.py).
     who = None if write.key is None else (scope_of(write.client), write.key)
-    held = await runtime.holding.hold(service, operation, requested_wait(request), who)
+    wait = requested_wait(request)
+    held = await runtime.holding.hold(
+        service, operation, wait, who, shutdown=draining.of_request(request.scope)
+    )
 
     async def turned_away(closed: GatewayNotReached, *, client_waits: bool = True) -> Response:
         # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
@@ -374,7 +378,12 @@ async def process(
     every 2 seconds (per worker), and never twice at once: a request in between is answered
     from the stored state, which holds that answer. With ``Prefer: wait=N`` the request is
     held while the query circuit is open, as a create is."""
-    held = await runtime.holding.hold(service, Operation.QUERY, requested_wait(request))
+    held = await runtime.holding.hold(
+        service,
+        Operation.QUERY,
+        requested_wait(request),
+        shutdown=draining.of_request(request.scope),
+    )
     synced = await sync_within(runtime, service, payment_id)
     out = PaymentOut.of(synced.payment).model_dump()
     retry_ms = (

@@ -4,7 +4,8 @@ Without the header nothing changes: an open breaker answers 503 in microseconds.
 create, refund, capture and void, a request that the breaker would turn away is held until the
 breaker admits calls again (it is woken by the state change: a probe's answer, a trial's
 success), for at most N seconds and at most the server's cap, and then goes through as usual;
-the answer says ``Preference-Applied: wait=N``. Held requests are bounded per instance: beyond
+the answer says ``Preference-Applied: wait=N``. A graceful shutdown ends the wait (draining.py).
+Held requests are bounded per instance: beyond
 the bound a request gets the fast 503, so a long outage cannot pile up unbounded work. A held
 create takes its place in the return line (return_pace.py) as it starts to wait: woken together,
 the held go on in turns, the oldest first.
@@ -12,6 +13,7 @@ the held go on in turns, the oldest first.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Final
 
@@ -49,10 +51,12 @@ class Holding:
         operation: Operation,
         requested: int | None,
         who: Who | None = None,
+        shutdown: asyncio.Event | None = None,
     ) -> int | None:
         """Hold while ``operation`` would be turned away; the applied wait in seconds, or None
         when the request was not held (no preference, nothing to wait for, or the caps).
-        ``who``, a create, takes its place in the return line while it is held."""
+        ``who``, a create, takes its place in the return line while it is held. ``shutdown``,
+        the server's (draining.py): set, it ends the wait."""
         if not requested or self.max_seconds == 0:
             return None
         if service.unavailable_for(operation) is None or self.held >= self.max_held:
@@ -62,7 +66,29 @@ class Holding:
         if who is not None:
             self._pace.join(who, applied)
         try:
-            await service.wait_available(operation, applied)
+            await _until_available_or_shutdown(service, operation, applied, shutdown)
         finally:
             self.held -= 1
         return applied
+
+
+async def _until_available_or_shutdown(
+    service: PaymentService, operation: Operation, seconds: float, shutdown: asyncio.Event | None
+) -> None:
+    """Wait for the breaker, at most ``seconds``, and no longer than the server runs: a held
+    request stops waiting when a graceful shutdown begins (draining.py) and is answered as
+    without the preference, instead of holding the shutdown for its grace."""
+    if shutdown is None:
+        await service.wait_available(operation, seconds)
+        return
+    if shutdown.is_set():
+        return
+    waits = [
+        asyncio.ensure_future(service.wait_available(operation, seconds)),
+        asyncio.ensure_future(shutdown.wait()),
+    ]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
