@@ -43,6 +43,8 @@ from structlog.contextvars import bind_contextvars, clear_contextvars, merge_con
 from structlog.stdlib import BoundLogger, ProcessorFormatter
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from paytabs_guard.card_networks import could_be_issued
+
 REDACTED: Final = "[redacted]"
 CARD_REDACTED: Final = "[card redacted]"
 
@@ -176,9 +178,10 @@ def card_numbers(text: str) -> Iterator[str]:
 
 
 def has_card_number(text: str) -> bool:
-    """Whether ``text`` holds a card number (:func:`card_numbers`). The API refuses such text
-    in what it stores, shows or passes on (``field_rules.py``)."""
-    return next(card_numbers(text), None) is not None
+    """Whether ``text`` holds a card number (:func:`card_numbers`) that a card network could
+    have issued (``card_networks``: its prefix and length). The API refuses such text in what
+    it stores, shows or passes on (``field_rules.py``); the logs hide every Luhn-valid run."""
+    return any(could_be_issued(number) for number in card_numbers(text))
 
 
 def redact_card_numbers(text: str) -> str:

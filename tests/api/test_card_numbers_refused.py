@@ -83,6 +83,31 @@ async def test_numbers_that_are_not_card_numbers_pass(service: Service) -> None:
     assert response.json()["description"] == text
 
 
+async def test_gulf_identifiers_that_pass_the_luhn_check_are_no_card_numbers(
+    service: Service,
+) -> None:
+    # Found refused by an outside check: each passes the Luhn check (an Emirates ID carries a
+    # Luhn check digit itself), none has a card network's prefix and length.
+    identifiers = {
+        "emirates_id": "784-1990-1234567-6",
+        "vat": "300012345600003",  # Saudi VAT number, 15 digits
+        "iban": "KW81 CBKU 1557 3796 2702 8779 01",
+        "order": "2026-1654-5789-7392",
+        "booked": "20260413 865946 639",
+        "order_id": "2026120600012308",
+    }
+    for value in identifiers.values():
+        assert any(observability.luhn_valid(n) for n in observability.card_numbers(value))
+    response = await service.api.post(
+        "/payments/v2/create",
+        json={**BODY, "description": f"Emirates ID {identifiers['emirates_id']}",
+              "metadata": identifiers, "customer_id": "784199012345676", "save_card": True},
+        headers={"Idempotency-Key": new_key()},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.json()["metadata"] == identifiers
+
+
 async def test_a_phone_is_refused_as_a_card_number_only_when_it_can_be_one(
     service: Service,
 ) -> None:
@@ -139,6 +164,12 @@ async def test_a_customer_id_that_is_a_card_number_is_not_looked_up(service: Ser
         ("192.168.100.200", False),  # 12 digits
         ("9999999999.99", False),  # an amount: 12 digits
         ("order 2026/12/06", False),
+        ("784-1990-1234567-6", False),  # an Emirates ID: Luhn-valid, no card network's prefix
+        ("300012345600003", False),  # 15 digits: only American Express (34, 37) has them
+        ("5555555555554444", True),
+        ("378282246310005", True),
+        ("30569309025904", True),  # Diners Club, 14 digits
+        ("37828224631000", False),  # an American Express prefix with 14 digits
         ("ORD_4111111111111111", True),  # "_" stands apart, as it did
         ("\u0664\u0661\u0661\u0661 " + "\u0661\u0661\u0661\u0661 " * 3, True),
     ],
@@ -165,14 +196,23 @@ _SEPARATORS = st.sampled_from(
 )  # fmt: skip
 # The zero of each script with decimal digits that a shopper's keyboard may type.
 _ZEROS = st.sampled_from(["0", "\uff10", "\u0660", "\u06f0", "\u0966", "\u09e6", "\U0001d7ce"])
+# Numbers a card network issues: its prefix and its lengths (card_networks.py).
+_NETWORKS = [
+    ("4", 13), ("4", 16), ("4", 19), ("51", 16), ("2221", 16), ("37", 15),
+    ("6011", 16), ("6011", 19), ("3530", 16), ("62", 17), ("36", 14), ("9682", 16),
+]  # fmt: skip
+
+
+def _pan_of(network: tuple[str, int], digits: str) -> str:
+    prefix, length = network
+    body = prefix + digits[: length - len(prefix) - 1]
+    return next(body + check for check in "0123456789" if observability.luhn_valid(body + check))
+
+
 _PANS = st.builds(
-    lambda prefix, rest: next(
-        prefix + rest + check
-        for check in "0123456789"
-        if observability.luhn_valid(prefix + rest + check)
-    ),
-    st.sampled_from(["4", "51", "37", "6011", "35"]),
-    st.text(alphabet="0123456789", min_size=11, max_size=14),
+    _pan_of,
+    st.sampled_from(_NETWORKS),
+    st.text(alphabet="0123456789", min_size=18, max_size=18),
 )
 
 

@@ -64,8 +64,10 @@ DESCRIPTION: Final = (
     "void, accepts `{}`); a name holding a card number is shown as `[card redacted]`. "
     "Free text that is stored and shown (a description, customer "
     "details, metadata), `customer.phone` and `customer_id` must not hold a card number "
-    "(13-19 digits in any script passing the Luhn check, with at most one separator of any "
-    "kind between two digits, not glued to letters): a 422 naming the field. Send an "
+    "(13-19 digits in any script passing the Luhn check, with the prefix and length of a card "
+    "network's cards (so an Emirates ID or a VAT number is no card number), with at most one "
+    "separator of any kind between two digits, not glued to letters): a 422 naming the "
+    "field. Send an "
     "`Idempotency-Key` (a random "
     "UUID) with every write: a write without one still runs, but its answer carries "
     '`Warning: 299 paytabs-guard "No Idempotency-Key: ..."` because a retry may repeat it '
