@@ -42,7 +42,6 @@ class ReadOnlyDatabase:
             await connection.execute(f'ALTER DATABASE "{url.database}" {setting}')
         finally:
             await connection.close()
-        await self._engine.dispose()  # the pooled connections were opened writable
 
     def _chattr(self, flag: str) -> None:
         subprocess.run(["chattr", flag, *map(str, self._files)], check=True)  # noqa: S603, S607
@@ -50,6 +49,7 @@ class ReadOnlyDatabase:
     async def start(self) -> None:
         if self._engine.dialect.name == "postgresql":
             await self._alter("SET default_transaction_read_only = on")
+            await self._engine.dispose()  # the pooled connections were opened writable
             return
         try:
             self._chattr("+i")
@@ -58,6 +58,8 @@ class ReadOnlyDatabase:
 
     async def stop(self) -> None:
         if self._engine.dialect.name == "postgresql":
+            # The pool's sessions, opened read-only, stay so: the service must replace them
+            # itself (a verification audit saw writes refused until a restart).
             await self._alter("RESET default_transaction_read_only")
         else:
             self._chattr("-i")
@@ -136,3 +138,23 @@ async def test_one_failed_write_on_a_database_that_takes_writes_keeps_readiness(
         ready = await service.anonymous.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert service.container.write_health.failure is None
+
+
+@pytest.mark.postgres
+async def test_a_postgres_that_refuses_writes_is_not_ready_before_any_write_fails(
+    sim: RunningSimulator, postgres_url: str, tmp_path: Path
+) -> None:
+    # An instance (re)started on a read-only server, say the old primary after a failover, must
+    # not report ready until a merchant's create fails: on PostgreSQL the probe is one read,
+    # so readiness always asks.
+    async with running_service(sim, postgres_url) as service:
+        read_only = _read_only(service, tmp_path)
+        await read_only.start()
+        try:
+            answer = await service.anonymous.get("/readyz")
+            assert answer.status_code == 503, answer.text
+            assert _database_check(answer.json())["output"].startswith("refuses writes: ")
+        finally:
+            await read_only.stop()
+        assert (await service.anonymous.get("/readyz")).status_code == 200
+        await service.create()

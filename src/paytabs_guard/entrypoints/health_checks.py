@@ -37,10 +37,12 @@ async def ping_database(container: Container) -> float:
 
 
 async def database_writes(container: Container) -> str | None:
-    """Why the database refuses writes, or None. Asks it (a write probe) only while the latest
-    commit failed with a storage error; a probe that writes through clears that."""
+    """Why the database refuses writes, or None. Asks it (a write probe) while the latest commit
+    failed with a storage error, and always on PostgreSQL, where the probe is one read (an
+    instance started on a read-only server must not report ready until a merchant's write
+    fails); a probe that writes through clears the failure."""
     health = container.write_health
-    if health.failure is None:
+    if health.failure is None and container.engine.dialect.name != "postgresql":
         return None
     try:
         await write_health.probe_writes(container.engine)

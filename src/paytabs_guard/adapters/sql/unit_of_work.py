@@ -31,7 +31,7 @@ from .idempotency import PendingClaim, SqlIdempotencyKeys, read_claim
 from .inbox import PendingDelivery, SqlWebhookInbox
 from .repository import SqlPaymentRepository
 from .transaction import DbTransaction
-from .write_health import STORAGE_ERRORS, WriteHealth, read_only
+from .write_health import STORAGE_ERRORS, WriteHealth, read_only, reconnect_read_only
 from .writes import BatchedWrites, ClaimLost, CombinedWrites, Writes
 
 Clock = Callable[[], datetime]
@@ -63,6 +63,7 @@ class SqlUnitOfWork:
         write_health: WriteHealth | None = None,
     ) -> None:
         self._clock = clock
+        self._engine = engine
         self._write_health = write_health or WriteHealth()
         self._transaction = DbTransaction(engine)
         self._payments = SqlPaymentRepository(self._transaction)
@@ -140,6 +141,9 @@ class SqlUnitOfWork:
                 # Every write of the service ends here: readiness reads it (write_health.py).
                 self._write_health.failed(refused or error)
             if refused is not None:
+                # Pooled sessions on a read-only server (or set read-only) stay so: replace
+                # them, or writes are refused until pool_recycle long after it takes them.
+                await reconnect_read_only(self._engine)
                 raise refused from error
             raise
         if writes is not None:  # a commit that wrote nothing says nothing about writes

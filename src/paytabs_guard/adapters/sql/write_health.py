@@ -5,9 +5,12 @@ failover, a SQLite file that can no longer be written) passed the readiness ping
 while every create answered 503. Probing a write on every readiness call would cost a write
 (on SQLite a commit to the WAL) every few seconds on every instance for a failure that is rare,
 so the units of work report how their commits end (:class:`WriteHealth`, nothing added to the
-request path), and readiness probes a write (:func:`probe_writes`) only while the latest commit
-failed with a storage error. The probe also decides: one failed commit (a pool timeout, a
-connection cut once) that a probe then writes through is a blip, not unreadiness; and an
+request path), and readiness probes a write (:func:`probe_writes`) while the latest commit
+failed with a storage error, and on PostgreSQL always (there the probe is one read, so an
+instance started on a read-only server is never ready). A read-only refusal replaces the
+pool's connections (:func:`reconnect_read_only`). The probe also decides: one failed commit (a
+pool timeout, a connection cut once) that a probe then writes through is a blip, not
+unreadiness; and an
 instance taken out of the load balancer gets no requests whose commits could report recovery,
 so the probe is what brings it back.
 """
@@ -89,11 +92,24 @@ async def probe_writes(engine: AsyncEngine) -> None:
     set to its own value rewrites the header page), behind the writer gate like every write:
     a file that cannot be written fails it as it fails a commit."""
     if engine.dialect.name == "postgresql":
-        async with engine.connect() as connection:
-            setting = (await connection.execute(text("SHOW transaction_read_only"))).scalar()
-        if setting == "on":
-            raise DatabaseReadOnly("SHOW transaction_read_only", None, Exception("read-only"))
-        return
+        # A pooled session may be stale (opened while the database was read-only): asked
+        # again on a fresh connection before the answer counts.
+        for _ in range(2):
+            async with engine.connect() as connection:
+                setting = (await connection.execute(text("SHOW transaction_read_only"))).scalar()
+            if setting != "on":
+                return
+            await reconnect_read_only(engine)
+        raise DatabaseReadOnly("SHOW transaction_read_only", None, Exception("read-only"))
     async with write_transaction(engine) as connection:
         version = int((await connection.execute(text("PRAGMA user_version"))).scalar() or 0)
         await connection.execute(text(f"PRAGMA user_version = {version}"))
+
+
+async def reconnect_read_only(engine: AsyncEngine) -> None:
+    """Close the pool's connections (those in use close when given back): a session on a
+    server that became read-only (a failover's old primary, a standby) or one opened while
+    the database was set read-only keeps refusing writes after the database takes them again.
+    Fresh connections find the server as it is now. A verification audit saw writes refused
+    until restart after the database was writable again (``pool_recycle`` is 30 minutes)."""
+    await engine.dispose()
