@@ -116,6 +116,16 @@ def test_each_loop_closes_its_connections_as_it_ends(http_path: str) -> None:
     assert left_open == [0] * 200
 
 
+async def _used_up(base_url: str, *, breakers_open: bool = False) -> PayTabs:
+    """A client whose ``async with`` block has ended (its breakers forced open inside it)."""
+    async with PayTabs(
+        profile_id=DEFAULT_PROFILE_ID, server_key=DEFAULT_SERVER_KEY, base_url=base_url
+    ) as paytabs:
+        for name in paytabs.registry.names() if breakers_open else ():
+            paytabs.registry.get(name).force_open()
+    return paytabs
+
+
 def test_a_client_used_after_its_block_ended_says_so_at_once() -> None:
     """Not 3.9 s of retries ending in 'the request was never sent' (TransientGatewayError),
     as if PayTabs were down: a mistake in the caller's code is named, and counts for nothing
@@ -123,12 +133,7 @@ def test_a_client_used_after_its_block_ended_says_so_at_once() -> None:
     with entered_in_thread(lambda: run_simulator(SimulatorConfig())) as simulator:
 
         async def after_the_block() -> None:
-            async with PayTabs(
-                profile_id=DEFAULT_PROFILE_ID,
-                server_key=DEFAULT_SERVER_KEY,
-                base_url=simulator.base_url,
-            ) as paytabs:
-                pass
+            paytabs = await _used_up(simulator.base_url)
             with pytest.raises(RuntimeError, match="client is closed"):
                 await paytabs.query_cart("order-1")
             lifetimes = [s.lifetime for s in paytabs.registry.snapshot().values()]
@@ -145,13 +150,7 @@ def test_a_client_used_after_its_block_ended_says_so_even_with_its_breakers_open
     with entered_in_thread(lambda: run_simulator(SimulatorConfig())) as simulator:
 
         async def after_the_block() -> None:
-            async with PayTabs(
-                profile_id=DEFAULT_PROFILE_ID,
-                server_key=DEFAULT_SERVER_KEY,
-                base_url=simulator.base_url,
-            ) as paytabs:
-                for name in paytabs.registry.names():
-                    paytabs.registry.get(name).force_open()
+            paytabs = await _used_up(simulator.base_url, breakers_open=True)
             charge = TokenChargeRequest(
                 token="T" * 32,
                 tran_ref="TST0000000000001",

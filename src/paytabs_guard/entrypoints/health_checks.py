@@ -47,7 +47,7 @@ async def database_writes(container: Container) -> str | None:
     try:
         await write_health.probe_writes(container.engine)
     except Exception as error:
-        health.failed(error)  # logs nothing new: the failure is already known
+        health.failed(error)  # logged only when it starts a failure
         return health.failure
     health.succeeded()
     return None

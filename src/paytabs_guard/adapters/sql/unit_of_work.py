@@ -137,13 +137,16 @@ class SqlUnitOfWork:
             if taken is not None:
                 raise taken from error
             refused = read_only(error)
+            starts = False
             if refused is not None or isinstance(error, STORAGE_ERRORS):
                 # Every write of the service ends here: readiness reads it (write_health.py).
-                self._write_health.failed(refused or error)
+                starts = self._write_health.failed(refused or error)
             if refused is not None:
-                # Pooled sessions on a read-only server (or set read-only) stay so: replace
-                # them, or writes are refused until pool_recycle long after it takes them.
-                await reconnect_read_only(self._engine)
+                if starts:
+                    # Pooled sessions on a read-only server (or set read-only) stay so:
+                    # replaced once here, then by readiness's probe while it says "on", not
+                    # by every refused request.
+                    await reconnect_read_only(self._engine)
                 raise refused from error
             raise
         if writes is not None:  # a commit that wrote nothing says nothing about writes

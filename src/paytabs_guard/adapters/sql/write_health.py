@@ -71,12 +71,15 @@ class WriteHealth:
             self.failure = None
             log.warning("database writes succeed again")
 
-    def failed(self, error: BaseException) -> None:
-        if self.failure is None:
-            # The error's text, not only its class: "read-only transaction", "disk I/O error".
-            reason = f"{type(error).__name__}: {_first_line(error)}"
-            log.warning("database writes failing", reason=reason)
-            self.failure = reason[:200]
+    def failed(self, error: BaseException) -> bool:
+        """Record ``error``; True when it starts a failure (the latest write had succeeded)."""
+        if self.failure is not None:
+            return False
+        # The error's text, not only its class: "read-only transaction", "disk I/O error".
+        reason = f"{type(error).__name__}: {_first_line(error)}"
+        log.warning("database writes failing", reason=reason)
+        self.failure = reason[:200]
+        return True
 
 
 def _first_line(error: BaseException) -> str:
