@@ -1,5 +1,5 @@
 """Modules stay small enough to read (issue 11: none over 500 lines outside the simulator and
-the benchmarks). Three are still over and are listed with their size today: each may shrink,
+the benchmarks). Two are still over and are listed with their size today: each may shrink,
 none may grow, and no other may pass the bound."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ EXEMPT_DIRS = ("entrypoints/bench", "entrypoints/chaos")  # the benchmarks
 STILL_OVER = {  # to be split; a ceiling, not an allowance
     "adapters/events/relay.py": 517,
     "resilience/shared.py": 660,
-    "adapters/sql/writes.py": 595,
 }
 
 

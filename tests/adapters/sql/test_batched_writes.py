@@ -1,5 +1,6 @@
-"""SQLite's batched commit writes (``writes.BatchedWrites``): what they store, byte for byte, is
-what SQLAlchemy's own ``execute`` stores for the same values; and a commit is two hand-offs.
+"""SQLite's batched commit writes (``batched_writes.BatchedWrites``): what they store, byte
+for byte, is what SQLAlchemy's own ``execute`` stores for the same values; and a commit is two
+hand-offs.
 
 The batch compiles its statements and binds the values itself (the columns' types do the
 conversion: times as fixed-width text, JSON as text), so it could drift from SQLAlchemy's
@@ -24,6 +25,7 @@ from paytabs_guard.adapters.sql import (
     sql_unit_of_work_factory,
     upgrade,
 )
+from paytabs_guard.adapters.sql.batched_writes import BatchedWrites
 from paytabs_guard.adapters.sql.sqlite_driver import OneTripConnection
 from paytabs_guard.adapters.sql.statements import counting
 from paytabs_guard.adapters.sql.tables import (
@@ -35,7 +37,6 @@ from paytabs_guard.adapters.sql.tables import (
     payment_transitions,
     payments,
 )
-from paytabs_guard.adapters.sql.writes import BatchedWrites
 from paytabs_guard.service.ports import ClaimStatus, StoredResponse
 
 from .builders import (

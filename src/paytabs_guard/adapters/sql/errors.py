@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy.exc import IntegrityError
 
 from paytabs_guard.service.ports import GatewayReferenceTaken, StaleVersion
+
+if TYPE_CHECKING:
+    from .idempotency import PendingClaim
+    from .inbox import PendingDelivery
 
 #: How each database names the two uniqueness rules on a PayTabs transaction reference.
 _TRAN_REF_RULES = (
@@ -29,6 +35,15 @@ class ConcurrentUpdate(StaleVersion):
 
     def __repr__(self) -> str:
         return f"ConcurrentUpdate({self.payment_id!r}, expected_version={self.expected_version})"
+
+
+class ClaimLost(Exception):
+    """The commit's idempotency claim found its key held by another request, or the delivery
+    it records was recorded before: nothing was written."""
+
+    def __init__(self, claim: PendingClaim | PendingDelivery) -> None:
+        super().__init__(f"key {claim.key!r} is taken")
+        self.claim = claim
 
 
 def reference_taken(error: BaseException) -> GatewayReferenceTaken | None:

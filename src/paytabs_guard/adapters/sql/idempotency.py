@@ -9,9 +9,9 @@ outside run). Past the in-flight lease it reads as ``interrupted`` instead.
 
 ``claim_with_commit`` in a unit of work sends the same upsert with the commit's writes, and
 every other write requires it to have claimed: on PostgreSQL as one more CTE of the commit's
-statement (``writes.CombinedWrites``), so a create's first unit of work is one statement
+statement (``combined_writes.CombinedWrites``), so a create's first unit of work is one statement
 without ``BEGIN``/``COMMIT``; on SQLite first in the commit's batch, which stops there when it
-changed no row (``writes.BatchedWrites``), so it is one hand-off. When the key is not this
+changed no row (``batched_writes.BatchedWrites``), so it is one hand-off. When the key is not this
 request's, nothing is written, and the key is read and classified as above.
 """
 

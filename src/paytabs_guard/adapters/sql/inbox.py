@@ -7,7 +7,8 @@ a key of its exact bytes instead), so a forged or mismatched result never blocks
 delivery commit together: a delivery whose processing failed is not marked seen (the mistake of
 dj-stripe #832), and a retry is applied then. ``record_with_commit`` goes further: the row is
 inserted by the commit's own statement (or batch), and every other write of it requires the
-insert to have happened, so a duplicate writes nothing (``writes.py``).
+insert to have happened, so a duplicate writes nothing (``combined_writes.py``,
+``batched_writes.py``).
 """
 
 from __future__ import annotations

@@ -32,3 +32,7 @@ def from_row(cls: type[D], row: _Row) -> D:
 def from_mapping(cls: type[D], columns: Mapping[Any, Any]) -> D:
     """``cls`` from the values of ``columns`` named like its fields (a row by column key)."""
     return cls(**{field.name: columns[field.name] for field in dataclasses.fields(cls)})
+
+
+Row = Mapping[str, Any]
+"""A row's values by column name, as a write sends them."""

@@ -8,7 +8,7 @@ checkout when the engine pings. On PostgreSQL asyncpg sends ``BEGIN`` with the f
 statement's turn and ``COMMIT`` as its own. On SQLite "the server" is aiosqlite's thread:
 ``BEGIN IMMEDIATE`` goes with the first statement (``sqlite_driver.py``), ``COMMIT`` and
 ``ROLLBACK`` go on their own when a transaction is open, and a batch of statements sent
-together (a commit's writes, ``writes.py``) is one round trip: :func:`sent_together` counts
+together (a commit's writes, ``batched_writes.py``) is one round trip: :func:`sent_together` counts
 it, since it does not pass through SQLAlchemy's execute.
 """
 

@@ -24,15 +24,17 @@ from paytabs_guard.service.ports import (
 )
 
 from . import outbox
+from .batched_writes import BatchedWrites
 from .cards import SqlSavedCards
+from .combined_writes import CombinedWrites
 from .engine import single_statement
-from .errors import reference_taken
+from .errors import ClaimLost, reference_taken
 from .idempotency import PendingClaim, SqlIdempotencyKeys, read_claim
 from .inbox import PendingDelivery, SqlWebhookInbox
 from .repository import SqlPaymentRepository
 from .transaction import DbTransaction
 from .write_health import STORAGE_ERRORS, WriteHealth, read_only, reconnect_read_only
-from .writes import BatchedWrites, ClaimLost, CombinedWrites, Writes
+from .writes import Writes
 
 Clock = Callable[[], datetime]
 log = get_logger(__name__)
