@@ -1,6 +1,6 @@
 """Modules stay small enough to read (issue 11: none over 500 lines outside the simulator and
-the benchmarks). Two are still over and are listed with their size today: each may shrink,
-none may grow, and no other may pass the bound."""
+the benchmarks). One is still over and is listed with its size today: it may shrink, not
+grow, and no other may pass the bound."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ SOURCE = Path(__file__).parents[1] / "src" / "paytabs_guard"
 LIMIT = 500
 EXEMPT_DIRS = ("entrypoints/bench", "entrypoints/chaos")  # the benchmarks
 STILL_OVER = {  # to be split; a ceiling, not an allowance
-    "adapters/events/relay.py": 517,
     "resilience/shared.py": 660,
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Sequence
 
@@ -21,7 +22,7 @@ from paytabs_guard.adapters.events import (
     list_dead_letters,
     replay,
 )
-from paytabs_guard.adapters.events.relay import OUTAGE_RETRY_SECONDS
+from paytabs_guard.adapters.events.delivery_marks import OUTAGE_RETRY_SECONDS, DeliveryMarks
 from paytabs_guard.adapters.events.sinks import SinkUnreachable
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql.tables import outbox
@@ -390,10 +391,14 @@ async def test_a_crash_during_delivery_redelivers_after_the_lease(engine: AsyncE
     dying.on("*", hangs, name="fulfilment")
     crashed = relay_for(engine, dying, clock=clock, instance_id="a", lease_seconds=30)
 
-    async def dead(_ids: object) -> None:  # a process that died runs nothing more
-        return None
+    class DiedBeforeReleasing(DeliveryMarks):
+        async def release(self, ids: Sequence[int]) -> None:  # noqa: ARG002 - died: runs nothing
+            return None
 
-    crashed._release = dead  # type: ignore[method-assign,assignment]
+    marks = crashed._marks
+    crashed._marks = DiedBeforeReleasing(
+        *(getattr(marks, field.name) for field in dataclasses.fields(marks))
+    )
     run = asyncio.create_task(crashed.run_once())
     await entered.wait()
     run.cancel()

@@ -10,9 +10,10 @@ webhooks (``WebhookSink``). Failed deliveries back off, then become dead letters
 from .backoff import Backoff
 from .cloudevents import CloudEvent, InvalidCloudEvent, OutboxEvent
 from .dead_letters import DeadLetter, count_dead_letters, list_dead_letters, replay
+from .delivery_marks import RelayStats
 from .outgoing_webhooks import WebhookEndpoint, WebhookSink, webhook_sinks
 from .redis_streams import RedisStreamSink, StreamConsumer, StreamEntry
-from .relay import OutboxRelay, RelayStats
+from .relay import OutboxRelay
 from .sinks import DeliveryFailed, RoutedSink, Sink, SinkSet
 from .subscribers import EventBus, Handler, Subscriber
 

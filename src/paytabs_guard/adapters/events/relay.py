@@ -47,7 +47,6 @@ import random
 import secrets
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -60,30 +59,23 @@ from paytabs_guard.resilience.clock import utc_now
 
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .cloudevents import OutboxEvent
+from .delivery_marks import Claimed, DeliveryMarks, RelayStats
 from .delivery_spans import delivery_span
 from .detached import Detached, first_of
 from .outcomes import HELD, LEASE_LOST, Outcome, waves
 from .relay_statements import (
-    ACKNOWLEDGED_COLUMNS,
     FAN_OUT_POSTGRES,
-    MARK_DELIVERED,
-    MARK_DELIVERED_POSTGRES,
-    RELEASE,
     RelayStatements,
-    failure_mark,
     fan_out_routes,
 )
 from .sinks import BatchSink, Sink, SinkSet, SinkUnreachable
-from .tables import DELIVERED, PENDING
+from .tables import PENDING
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 """Timezone-aware current time."""
 
-MAX_ERROR_LENGTH: Final = 1000
-#: A delivery a sink's outage failed is tried again within this long (full jitter).
-OUTAGE_RETRY_SECONDS: Final = 15.0
 DEFAULT_COALESCE_SECONDS: Final = 0.005
 """How long a notified relay waits for more commits before its run (see ``run_forever``)."""
 #: Drains of one sink that may go on at once past their run (a slow sink's): each claims the
@@ -94,30 +86,6 @@ MAX_DRAINS_PER_SINK: Final = 4
 def default_instance_id() -> str:
     """``host-pid-random``: unique per process, readable in ``claimed_by``."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-@dataclass(slots=True)
-class RelayStats:
-    """What one ``run_once`` did."""
-
-    fanned_out: int = 0  # outbox rows distributed to the sinks
-    delivered: int = 0
-    retried: int = 0  # failed attempts that will be tried again
-    dead: int = 0  # deliveries that became dead letters
-
-    def add(self, other: RelayStats) -> None:
-        self.fanned_out += other.fanned_out
-        self.delivered += other.delivered
-        self.retried += other.retried
-        self.dead += other.dead
-
-
-@dataclass(frozen=True, slots=True)
-class _Claimed:
-    id: int
-    attempts: int
-    event: OutboxEvent
-    lease_until: datetime
 
 
 class OutboxRelay:
@@ -150,11 +118,16 @@ class OutboxRelay:
         self._sources = list(sinks)
         self._clock = clock
         self._batch_size = batch_size
-        self._max_attempts = max_attempts
-        self._backoff = backoff if isinstance(backoff, Backoff) else Backoff(*backoff)
         self._instance_id = instance_id or default_instance_id()
         self._lease = timedelta(seconds=lease_seconds)
-        self._rng = rng or random.Random()
+        self._marks = DeliveryMarks(
+            engine,
+            clock,
+            self._instance_id,
+            max_attempts,
+            backoff if isinstance(backoff, Backoff) else Backoff(*backoff),
+            rng or random.Random(),
+        )
         self._coalesce = coalesce_seconds
         self._wake = asyncio.Event()
         self.sleeping = asyncio.Event()
@@ -325,7 +298,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 # Stopping mid-delivery: give the claims back, or the next start (this
                 # instance or another) waits out their lease (60 s) before sending them.
-                await asyncio.shield(self._release([item.id for item in claimed]))
+                await asyncio.shield(self._marks.release([item.id for item in claimed]))
                 raise
             delivered = []
             held = []
@@ -336,15 +309,15 @@ class OutboxRelay:
                     held.append(item.id)
                 elif isinstance(outcome, Exception):
                     failed.add(item.id)
-                    await self._record_failure(sink, item, outcome, stats)
-            await self._record_successes(delivered, stats)
-            await self._release(held)
+                    await self._marks.failed(sink, item, outcome, stats)
+            await self._marks.delivered(delivered, stats)
+            await self._marks.release(held)
             # Events held behind one that just became a dead letter may go now.
             more = more or bool(held and stats.dead > dead_before)
             if stats.delivered + stats.dead == moved or not more:
                 return stats
 
-    async def _claim(self, sink: str, exclude: set[int]) -> tuple[list[_Claimed], bool]:
+    async def _claim(self, sink: str, exclude: set[int]) -> tuple[list[Claimed], bool]:
         """Claim a batch (with the events' envelopes, in one statement); the flag says whether
         another round may find more: the batch was full, or a claimed event's payment has a
         later one waiting behind it."""
@@ -369,7 +342,7 @@ class OutboxRelay:
             async with single_statement(self._engine) as conn:
                 rows = (await conn.execute(claim, params)).mappings().all()
         claimed = [
-            _Claimed(
+            Claimed(
                 id=row["id"],
                 attempts=row["attempts"],
                 event=from_mapping(OutboxEvent, row),
@@ -388,7 +361,7 @@ class OutboxRelay:
         )
         return claimed, more
 
-    async def _deliver_batch(self, sink: Sink, claimed: Sequence[_Claimed]) -> list[Outcome]:
+    async def _deliver_batch(self, sink: Sink, claimed: Sequence[Claimed]) -> list[Outcome]:
         """Hand the claimed events (in ``seq`` order) to ``sink``, in waves: first each
         payment's earliest, then each payment's next one whose predecessor was accepted, and so
         on, so no event of a payment reaches the sink before an earlier one was accepted. A wave
@@ -415,7 +388,7 @@ class OutboxRelay:
                 down += [outcome] if isinstance(outcome, SinkUnreachable) else []
         return [outcomes[item.id] for item in claimed]
 
-    async def _deliver_wave(self, sink: Sink, wave: Sequence[_Claimed]) -> list[Outcome]:
+    async def _deliver_wave(self, sink: Sink, wave: Sequence[Claimed]) -> list[Outcome]:
         """One wave (at most one event per payment), per event: None, the error or
         ``LEASE_LOST``."""
         if not wave:
@@ -445,72 +418,6 @@ class OutboxRelay:
             else:
                 outcomes.append(None)
         return outcomes
-
-    async def _record_successes(self, ids: Sequence[int], stats: RelayStats) -> None:
-        """One acknowledgement for the batch's successes. Not conditional on our lease: the
-        events *were* delivered, whoever holds the rows now."""
-        if not ids:
-            return
-        values = {
-            "ids": list(ids),
-            "status": DELIVERED,
-            "delivered_at": self._clock(),
-            "claimed_by": None,
-            "claimed_until": None,
-        }
-        if self._postgres:
-            await fetch_all_alone(
-                self._engine, MARK_DELIVERED_POSTGRES, values, ACKNOWLEDGED_COLUMNS
-            )
-        else:
-            async with single_statement(self._engine) as conn:
-                await conn.execute(MARK_DELIVERED, values)
-        stats.delivered += len(ids)
-
-    async def _release(self, ids: Sequence[int]) -> None:
-        """Give back deliveries claimed but held (an earlier event of their payment was not
-        accepted), so they wait for that one, not for their lease to run out."""
-        if not ids:
-            return
-        async with single_statement(self._engine) as conn:
-            await conn.execute(RELEASE, {"ids": list(ids), "b_instance": self._instance_id})
-
-    async def _record_failure(
-        self, sink: Sink, item: _Claimed, error: Exception, stats: RelayStats
-    ) -> None:
-        now = self._clock()
-        # A sink's outage is no fault of the event: not counted, never a dead letter, and
-        # tried again soon, the sink may be back any second (sinks.SinkUnreachable).
-        outage = isinstance(error, SinkUnreachable)
-        attempts = item.attempts + (not outage)
-        is_dead = attempts >= self._max_attempts and not outage
-        ceiling = OUTAGE_RETRY_SECONDS if outage else self._backoff.ceiling(attempts)
-        retry_at = now + timedelta(seconds=self._rng.uniform(0.0, ceiling))
-        reason = f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
-        mark = failure_mark(item.id, self._instance_id, attempts, reason, now, retry_at, is_dead)
-        async with single_statement(self._engine) as conn:
-            await conn.execute(mark)
-        if is_dead:
-            stats.dead += 1
-            logger.error(
-                "event %s (%s) is a dead letter for %s after %d attempts: %s",
-                item.event.event_id,
-                item.event.type,
-                sink.name,
-                attempts,
-                reason,
-            )
-        else:
-            stats.retried += 1
-            (logger.debug if outage else logger.warning)(
-                "delivery of event %s to %s failed (attempt %d of %d), retry at %s: %s",
-                item.event.event_id,
-                sink.name,
-                attempts,
-                self._max_attempts,
-                retry_at.isoformat(),
-                reason,
-            )
 
 
 def _by_seq(row: Mapping[Any, Any]) -> int:
