@@ -30,6 +30,7 @@ async def test_a_failed_payment_says_why(
     stored = await any_service.get(payment["id"])
     assert stored["state"] == "failed"  # an expired card is declined, not an expired page
     assert stored["last_payment_error"] == expected
+    assert stored["failure_reason"] == ("error" if expected["status"] == "E" else "declined")
     processed = await any_service.api.get(f"/payments/v2/process/{payment['id']}")
     assert processed.json()["last_payment_error"] == expected
 
@@ -42,6 +43,7 @@ async def test_a_paid_or_open_payment_has_no_error(any_service: Service) -> None
     stored = await any_service.get(payment["id"])
     assert stored["state"] == "completed"
     assert stored["last_payment_error"] is None
+    assert stored["failure_reason"] is None
 
 
 async def test_an_unknown_code_falls_back_to_the_status(service: Service) -> None:

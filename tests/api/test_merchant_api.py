@@ -138,6 +138,8 @@ async def test_a_paytabs_refusal_is_422_with_its_message(service: Service) -> No
     assert f"kept as payment {problem['payment_id']} in state failed" in problem["detail"]
     stored = await service.get(problem["payment_id"])
     assert stored["state"] == "failed"
+    # Read later, the payment still says why: PayTabs refused it, no card was involved.
+    assert (stored["failure_reason"], stored["last_payment_error"]) == ("gateway_rejected", None)
 
 
 async def test_an_ambiguous_gateway_answer_is_202_with_state_unknown(service: Service) -> None:

@@ -28,6 +28,7 @@ from domain_builders import (
     sar,
 )
 
+from paytabs_guard.domain import ledger
 from paytabs_guard.domain.errors import (
     InvalidPaymentRequest,
     InvalidTransition,
@@ -206,6 +207,7 @@ def test_an_unknown_payment_with_no_gateway_record_fails() -> None:
     (event,) = outcome.events
     assert isinstance(event, PaymentFailed)
     assert event.reason is FailureReason.NO_GATEWAY_RECORD
+    assert ledger.failure_reason(payment) is FailureReason.NO_GATEWAY_RECORD
 
 
 def test_money_after_no_gateway_record_is_a_conflict() -> None:

@@ -18,10 +18,11 @@ from .errors import (
     RefundExceedsCaptured,
     RefundNotAllowed,
 )
+from .events import FailureReason
 from .gateway_results import FOLLOW_UP_TYPES, GatewayStatus, Signal, TranType
 from .money import Money
 from .records import pending_total
-from .states import MONEY_MOVED_STATES, REFUNDABLE_STATES, PaymentState
+from .states import MONEY_MOVED_STATES, REFUNDABLE_STATES, PaymentState, Trigger
 
 if TYPE_CHECKING:
     from .payment import Payment
@@ -46,6 +47,24 @@ def last_payment_error(payment: Payment) -> PaymentError | None:
             continue
         return payment_error(record.status, record.response_code, record.response_message)
     return None
+
+
+def failure_reason(payment: Payment) -> FailureReason | None:
+    """Why a failed payment failed, as its ``payment.failed`` event said; None unless failed.
+
+    The step that failed it tells apart PayTabs refusing the create and a create PayTabs
+    never recorded; a result that failed it (``D`` or ``E``) is read from its transaction."""
+    if payment.state is not PaymentState.FAILED:
+        return None
+    failing = next(entry for entry in reversed(payment.history) if entry.to_state is payment.state)
+    if failing.trigger is Trigger.GATEWAY_REJECTED:
+        return FailureReason.GATEWAY_REJECTED
+    if failing.trigger is Trigger.NO_GATEWAY_RECORD:
+        return FailureReason.NO_GATEWAY_RECORD
+    error = last_payment_error(payment)
+    if error is not None and error.status is GatewayStatus.ERROR:
+        return FailureReason.ERROR
+    return FailureReason.DECLINED
 
 
 def charged(payment: Payment) -> Money | None:

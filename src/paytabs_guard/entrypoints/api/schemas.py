@@ -13,12 +13,14 @@ from fastapi import Body
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from paytabs_guard.domain import (
+    FailureReason,
     InvalidMoney,
     Money,
     Payment,
     PaymentError,
     PaymentState,
     TranType,
+    ledger,
 )
 from paytabs_guard.domain.cards import SavedCard
 from paytabs_guard.domain.money import currency_exponent
@@ -344,7 +346,14 @@ class PaymentOut(BaseModel):
     )
     charged_currency: str | None
     last_payment_error: PaymentErrorOut | None = Field(
-        description="Why the payment failed (PayTabs' code and message), null unless it failed"
+        description="Why the payment failed (PayTabs' code and message), null unless it failed "
+        "on a transaction PayTabs reported (see `failure_reason`)"
+    )
+    failure_reason: FailureReason | None = Field(
+        description="Why the payment failed, as its payment.failed event says: `declined` (D), "
+        "`error` (E), `gateway_rejected` (PayTabs refused the create: the create's 422 said "
+        "why) or `no_gateway_record` (no answer to the create, and PayTabs holds nothing for "
+        "it); null unless the state is failed"
     )
     metadata: dict[str, str]
     saved_card_id: str | None = Field(
@@ -385,6 +394,7 @@ class PaymentOut(BaseModel):
             charged_amount=payment.charged.format() if payment.charged else None,
             charged_currency=payment.charged.currency if payment.charged else None,
             last_payment_error=PaymentErrorOut.of(payment.last_payment_error),
+            failure_reason=ledger.failure_reason(payment),
             metadata=dict(payment.metadata),
             saved_card_id=payment.saved_card_id,
         )
