@@ -136,10 +136,23 @@ async def test_a_paytabs_refusal_is_422_with_its_message(service: Service) -> No
     assert "Invalid currency code" in problem["detail"]
     # The answer says that a failed payment was kept, and which.
     assert f"kept as payment {problem['payment_id']} in state failed" in problem["detail"]
+    assert response.headers["x-payment-id"] == problem["payment_id"]
     stored = await service.get(problem["payment_id"])
     assert stored["state"] == "failed"
     # Read later, the payment still says why: PayTabs refused it, no card was involved.
     assert (stored["failure_reason"], stored["last_payment_error"]) == ("gateway_rejected", None)
+
+
+async def test_a_replayed_answer_names_its_payment_as_the_first_did(service: Service) -> None:
+    key = new_key()
+    for body in (BODY, BODY | {"amount": "2500", "currency": "JPY"}):  # 201, then a 422
+        headers = {"Idempotency-Key": key}
+        first = await service.api.post("/payments/v2/create", json=body, headers=headers)
+        again = await service.api.post("/payments/v2/create", json=body, headers=headers)
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.headers["x-payment-id"] == first.headers["x-payment-id"]
+        assert first.headers["x-payment-id"] in first.text
+        key = new_key()
 
 
 async def test_an_ambiguous_gateway_answer_is_202_with_state_unknown(service: Service) -> None:
@@ -174,6 +187,7 @@ async def test_a_create_paytabs_turned_away_names_its_failed_attempt_and_claims_
     assert problem["type"].endswith("/gateway-unavailable")
     assert "nothing was sent" not in problem["detail"]
     assert "no payment page was handed out" in problem["detail"]
+    assert response.headers["x-payment-id"] == problem["payment_id"]  # as a created one is named
     stored = await service.get(problem["payment_id"])
     assert stored["state"] == "failed"
     assert stored["redirect_url"] is None

@@ -25,7 +25,7 @@ from .payments import (
     stored_key_answer,
 )
 from .prefer_wait import requested_wait
-from .problems import Problem, problem_response
+from .problems import PAYMENT_ID_HEADER, Problem, problem_response
 from .schemas import CaptureIn, ConfirmedPaymentOut, NoBody, PaymentOut, RefundIn
 from .strict_query import STRICT_QUERY
 
@@ -90,8 +90,8 @@ async def _run_follow_up(
                 "later. GET the payment to see whether it was applied: this Idempotency-Key "
                 "replays this answer, so one that did not happen is sent again with a new key",
             )
-            return json_answer(out, 202, **{"x-payment-id": payment.id})
-        return json_answer(PaymentOut.of(payment), 200, **{"x-payment-id": payment.id})
+            return json_answer(out, 202, **{PAYMENT_ID_HEADER: payment.id})
+        return json_answer(PaymentOut.of(payment), 200, **{PAYMENT_ID_HEADER: payment.id})
 
     try:
         response = await run_idempotent(

@@ -52,7 +52,7 @@ from paytabs_guard.service.ports import (
 from .auth import ApiClient
 from .errors import problem_for, request_id_of
 from .problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
-from .problems import Problem, problem_response
+from .problems import PAYMENT_ID_HEADER, Problem, problem_response
 
 TTL_SECONDS: Final = 24 * 3600
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
@@ -147,8 +147,6 @@ async def keep_unsettled(
     instead of releasing it. If the database cannot take it now the key stays claimed, and
     repeats wait as for a request in flight."""
     response = problem_response(sent_and_unsettled(payment_id, why), request_id_of(request))
-    if payment_id:
-        response.headers["x-payment-id"] = payment_id
     stored = StoredResponse(response.status_code, bytes(response.body).decode(), payment_id)
     container.metrics.idempotency.labels("kept_unsettled").inc()
     try:
@@ -174,8 +172,10 @@ def replay(stored: StoredResponse) -> Response:
         # The request is about the stored payment: a create's retry had already noted the
         # payment it began to insert before finding its key taken, which was rolled back.
         tracing.note_payment(stored.resource_id)
-    if stored.resource_id and stored.status_code in (201, 202):
-        headers["Location"] = f"/payments/v2/{stored.resource_id}"
+    if stored.resource_id:
+        headers[PAYMENT_ID_HEADER] = stored.resource_id  # as the first answer named it
+        if stored.status_code in (201, 202):
+            headers["Location"] = f"/payments/v2/{stored.resource_id}"
     return Response(
         stored.body.encode("utf-8"),
         status_code=stored.status_code,

@@ -29,7 +29,7 @@ from .dependencies import ClientDep, PaymentServiceDep, PaymentWrite, PaymentWri
 from .errors import gateway_unavailable, request_id_of, retry_after_ms, spread_wait
 from .idempotency import run_idempotent_create, scope_of, stored_answer
 from .prefer_wait import requested_wait
-from .problems import Problem, problem_response
+from .problems import PAYMENT_ID_HEADER, Problem, problem_response
 from .schemas import (
     PROBLEM_RESPONSE,
     ConfirmedPaymentOut,
@@ -60,7 +60,7 @@ def json_answer(model: PaymentOut, status_code: int = 200, **headers: str) -> Re
 
 
 def payment_id_of(response: Response) -> str | None:
-    return response.headers.get("x-payment-id")
+    return response.headers.get(PAYMENT_ID_HEADER)
 
 
 def _refused(payment: Payment, request: Request) -> Response:
@@ -78,9 +78,7 @@ def _refused(payment: Payment, request: Request) -> Response:
             "state failed; create the payment again with a new Idempotency-Key.",
             extensions=extensions,
         )
-        response = problem_response(problem, request_id_of(request))
-        response.headers["x-payment-id"] = payment.id
-        return response
+        return problem_response(problem, request_id_of(request))
     declined = payment.last_payment_error
     if declined is not None:
         # A decline (a saved card's charge): nothing in the request to fix, the card is the
@@ -101,9 +99,7 @@ def _refused(payment: Payment, request: Request) -> Response:
             "Idempotency-Key."
         )
     problem = Problem("gateway_rejected", "Refused by PayTabs", 422, detail, extensions=extensions)
-    response = problem_response(problem, request_id_of(request))
-    response.headers["x-payment-id"] = payment.id
-    return response
+    return problem_response(problem, request_id_of(request))
 
 
 #: The answers of a create (a hosted page, a recurring charge).
@@ -113,11 +109,11 @@ CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     502: {
         **_PROBLEM,
         "description": "gateway_no_page: PayTabs' answers to the create were lost and nothing "
-        "it holds can be paid; the attempt is kept as a failed payment (X-Payment-Id). Create "
-        "again with a new Idempotency-Key. gateway_reference_conflict: PayTabs opened the page "
-        "under a transaction reference another payment holds (a database used with another "
-        "profile); no page was handed out, the attempt is kept as a failed payment "
-        "(payment_id)",
+        "it holds can be paid; the attempt is kept as a failed payment (payment_id, "
+        "X-Payment-Id). Create again with a new Idempotency-Key. gateway_reference_conflict: "
+        "PayTabs opened the page under a transaction reference another payment holds (a "
+        "database used with another profile); no page was handed out, the attempt is kept as "
+        "a failed payment (payment_id, X-Payment-Id)",
     },
 }
 
@@ -260,7 +256,7 @@ def created_response(payment: Payment, request: Request) -> Response:
         PaymentOut.of(payment),
         status,
         Location=f"/payments/v2/{payment.id}",
-        **{"x-payment-id": payment.id},
+        **{PAYMENT_ID_HEADER: payment.id},
     )
 
 

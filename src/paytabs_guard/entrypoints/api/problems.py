@@ -78,12 +78,21 @@ class Problem(Exception):
         return body
 
 
+PAYMENT_ID_HEADER: Final = "X-Payment-Id"
+"""The payment a write's answer is about (a created payment, a kept failed attempt)."""
+
+
 def problem_response(problem: Problem, request_id: str | None = None) -> Response:
     """``problem`` as an ``application/problem+json`` response; ``request_id`` is echoed."""
     body = problem.to_dict()
     if request_id is not None:
         body["request_id"] = request_id
     headers = {**problem.headers, "Cache-Control": "no-store"}
+    payment_id = problem.extensions.get("payment_id")
+    if isinstance(payment_id, str):
+        # A problem that kept a payment (a failed attempt, a charge refused) names it in a
+        # header too, as a create's answer does: a client need not parse the body to find it.
+        headers.setdefault(PAYMENT_ID_HEADER, payment_id)
     return Response(
         json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
         status_code=problem.status,
