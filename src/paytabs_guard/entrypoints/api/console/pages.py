@@ -160,7 +160,10 @@ def payments(
         more = f"<p><a href='{e(older)}'>{e(words['older'])} {e(words['onward'])}</a></p>"
     problem = f"<p class='error' role='alert'>{e(words[error])}</p>" if error else ""
     content = f"{_search_form(frame.lang, search)}{problem}<div class='card'>{listing}{more}</div>"
-    live = with_query("/console/live.json", {**search.params(), "view": "payments"})
+    # The poll asks about this very page: an older page's stamp compared with the first
+    # page's never matched, and the page reloaded itself every few seconds.
+    after = frame.query.get("after", "")
+    live = with_query("/console/live.json", {**search.params(), "after": after, "view": "payments"})
     return page(frame.lang, words["payments"], content, header=header(frame), live=live,
                 stamp=stamp, status=400 if error else 200)  # fmt: skip
 
