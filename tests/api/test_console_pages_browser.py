@@ -67,3 +67,51 @@ async def test_an_older_page_of_payments_does_not_reload_itself_while_nothing_ch
     assert seen["polls"] >= 3, seen
     assert seen["loads"] == 1, seen
     assert all("after=" in url for url in seen["live"]), seen["live"]
+
+
+def _back(tab: Tab, url: str) -> str:
+    """Press Back; the page's HTML once the browser shows ``url`` again."""
+    tab.evaluate("history.back()")
+    deadline = time.monotonic() + tab.chromium.timeout
+    while True:
+        try:
+            if tab.evaluate("location.href") == url and tab.evaluate("document.readyState") != (
+                "loading"
+            ):
+                return tab.html()
+        except (AssertionError, RuntimeError):  # the document was replaced between two calls
+            pass
+        assert time.monotonic() < deadline, f"Back never reached {url}"
+        time.sleep(0.05)  # a real browser going back; polling without spinning a core
+
+
+def _sign_out_and_go_back(url: str, payment_id: str) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    with browser() as chromium:
+        tab = Tab(chromium)
+        timeline = f"{url}/console/payments/{payment_id}"
+        tab.go(timeline, "Admin API key")
+        tab.type_into("#key", ADMIN_KEY)
+        seen["timeline"] = tab.wait_for("Events and deliveries")
+        tab.go(f"{url}/console/breakers", "Recovery probes")
+        tab.click("header form button")
+        tab.wait_for("Admin API key")
+        seen["breakers"] = _back(tab, f"{url}/console/breakers")
+        seen["back"] = _back(tab, timeline)
+        tab.close()
+    return seen
+
+
+async def test_after_signing_out_back_does_not_show_the_pages_seen_before(
+    service: Service,
+) -> None:
+    # Chromium kept the timeline in its back/forward cache and showed it again, customer and
+    # all, to the next person at the browser who pressed Back twice: signing out now empties
+    # the origin's caches (Clear-Site-Data).
+    payment = await service.create(description="Private order",
+                                   metadata={"customer": "Noura Al-Harbi"})  # fmt: skip
+    seen = await anyio.to_thread.run_sync(lambda: _sign_out_and_go_back(service.url, payment["id"]))
+    assert "Noura Al-Harbi" in seen["timeline"]
+    assert "Admin API key" in seen["breakers"]
+    assert "Noura Al-Harbi" not in seen["back"]
+    assert "Admin API key" in seen["back"]

@@ -56,6 +56,10 @@ HEADERS: Final = SECURITY_HEADERS | {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
 }
+# Signing out empties the browser's caches of this origin, the back/forward cache included:
+# Chromium kept the pages seen before signing out (a payment's timeline, its customer) and
+# showed them again on Back, to whoever used the browser next, without asking the server.
+SIGNED_OUT_HEADERS: Final = HEADERS | {"Clear-Site-Data": '"cache"'}
 _STYLE: Final = (
     "*{box-sizing:border-box}body{margin:0;font-family:system-ui,-apple-system,'Segoe UI',"
     "Tahoma,sans-serif;background:#f4f5f7;color:#1d2330;line-height:1.45;font-size:15px}"

@@ -32,7 +32,7 @@ from paytabs_guard.service.payments import PaymentNotFound, get_payment
 from paytabs_guard.service.queries import search_payments
 
 from . import chart, pages, session, timeline
-from .layout import HEADERS
+from .layout import HEADERS, SIGNED_OUT_HEADERS
 from .session import Operator
 from .words import LANG_COOKIE, LANGUAGES, WORDS, pick_language
 
@@ -227,7 +227,7 @@ async def logout(request: Request, runtime: RuntimeDep, operator: OperatorDep) -
             expires_at=datetime.fromtimestamp(operator.expires, tz=UTC),
             now=runtime.container.payments.clock(),
         )
-    response = RedirectResponse("/console/login", status_code=303, headers=HEADERS)
+    response = RedirectResponse("/console/login", status_code=303, headers=SIGNED_OUT_HEADERS)
     session.clear_cookie(response, request)
     return response
 
