@@ -1,6 +1,6 @@
 """The console used as a person would, in a real headless Chromium, for what the walk in
 ``test_console_browser`` does not reach: an older page of payments that stays still while
-nothing changes, and forms that a double click sends twice."""
+nothing changes, Back after signing out, and a form that a double click sent twice."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ import anyio
 import pytest
 
 from paytabs_guard.entrypoints.api.console import routes
+from paytabs_guard.service import events as event_cases
+from paytabs_simulator.server import RunningSimulator
 
 from .api_support import ADMIN_KEY, Service
 from .browser_support import Tab, browser
+from .relay_support import drained
+from .test_events_api import service_with_sinks
 
 pytestmark = pytest.mark.anyio
 
@@ -115,3 +119,56 @@ async def test_after_signing_out_back_does_not_show_the_pages_seen_before(
     assert "Admin API key" in seen["breakers"]
     assert "Noura Al-Harbi" not in seen["back"]
     assert "Admin API key" in seen["back"]
+
+
+def _double_click_replay(url: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    with browser() as chromium:
+        tab = Tab(chromium)
+        tab.go(f"{url}/console/dead-letters", "Admin API key")
+        tab.type_into("#key", ADMIN_KEY)
+        tab.wait_for('class="js"')
+        button = tab._node("td button")
+        tab._call("DOM.scrollIntoViewIfNeeded", {"nodeId": button})
+        quad = tab._call("DOM.getContentQuads", {"nodeId": button})["quads"][0]
+        x, y = (quad[0] + quad[4]) / 2, (quad[1] + quad[5]) / 2
+        tab.events.clear()
+        for count in (1, 2):  # a double click, as an impatient person makes one
+            time.sleep(0.15 * (count - 1))  # a person's double click: clicks 150 ms apart
+            for kind in ("mousePressed", "mouseReleased"):
+                tab._call("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y,
+                          "button": "left", "clickCount": count})  # fmt: skip
+        seen["page"] = tab.wait_for('role="status"')
+        seen["posts"] = [
+            event["params"]["request"]["url"]
+            for event in tab.events
+            if event.get("method") == "Network.requestWillBeSent"
+            and event["params"]["request"]["method"] == "POST"
+        ]
+        tab.close()
+    return seen
+
+
+async def test_a_double_click_on_replay_sends_one_replay_and_says_what_it_did(
+    sim: RunningSimulator, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both clicks were sent: the first replayed the letter, the browser dropped its answer
+    # and showed the second's, "Put back to pending: 0", as if nothing had been done.
+    replay = event_cases.replay_dead_letters
+
+    async def busy_replay(*args: Any, **kwargs: Any) -> int:
+        await anyio.sleep(1)  # a busy database: the second click comes before the answer
+        return await replay(*args, **kwargs)
+
+    monkeypatch.setattr(event_cases, "replay_dead_letters", busy_replay)
+    async with service_with_sinks(sim, sqlite_url, EVENTS_MAX_ATTEMPTS="1") as (
+        service,
+        merchant,
+        _seen,
+    ):
+        merchant.down = True
+        await service.create(description="Its events die")
+        await drained(service)
+        seen = await anyio.to_thread.run_sync(lambda: _double_click_replay(service.url))
+    assert seen["posts"] == [f"{service.url}/console/dead-letters/replay"], seen["posts"]
+    assert "Put back to pending: 1." in seen["page"]

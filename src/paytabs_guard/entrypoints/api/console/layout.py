@@ -6,7 +6,8 @@ SHA-256 hash (it never changes), so an injected ``<script>`` would not run even 
 escaped the escaping. Every value that reaches the HTML goes through :func:`e`, and free text
 someone else wrote through :func:`t`, which also isolates it (``<bdi>``).
 
-The script is an extra: every page is complete without it. With it, the page polls a small
+The script is an extra: every page is complete without it. With it, a POST form is sent once
+however often its button is clicked, and the page polls a small
 JSON document every few seconds, updates the header's breaker states and dead-letter count in
 place (``textContent``: text, never markup), and reloads the page when what it shows changed
 (or offers to, while the operator is typing in a form).
@@ -31,7 +32,15 @@ from .words import WORDS
 
 LIVE_SECONDS: Final = 3
 SCRIPT: Final = (
-    "(function(){var b=document.body,u=b.getAttribute('data-live');if(!u||!window.fetch)return;"
+    # A POST form is sent once: a double click sent Replay twice, the browser dropped the
+    # first answer and showed the second's "Put back to pending: 0". A page shown again by
+    # Back (pageshow) may send its forms again.
+    "(function(){document.addEventListener('submit',function(v){var f=v.target;"
+    "if(f.method!=='post')return;if(f.hasAttribute('data-sent')){v.preventDefault();return;}"
+    "f.setAttribute('data-sent','');},true);window.addEventListener('pageshow',function(){"
+    "document.querySelectorAll('form[data-sent]').forEach(function(f){"
+    "f.removeAttribute('data-sent');});});"
+    "var b=document.body,u=b.getAttribute('data-live');if(!u||!window.fetch)return;"
     "var s=b.getAttribute('data-stamp');function tick(){fetch(u,{credentials:'same-origin',"
     "headers:{Accept:'application/json'}}).then(function(r){if(r.status===401){"
     "var o=document.getElementById('signed_out');if(o)o.hidden=false;b.removeAttribute("
