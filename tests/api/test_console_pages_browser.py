@@ -121,7 +121,7 @@ async def test_after_signing_out_back_does_not_show_the_pages_seen_before(
     assert "Admin API key" in seen["back"]
 
 
-def _double_click_replay(url: str) -> dict[str, Any]:
+def _double_click_replay(url: str, clicked: anyio.Event) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with browser() as chromium:
         tab = Tab(chromium)
@@ -138,6 +138,7 @@ def _double_click_replay(url: str) -> dict[str, Any]:
             for kind in ("mousePressed", "mouseReleased"):
                 tab._call("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y,
                           "button": "left", "clickCount": count})  # fmt: skip
+        anyio.from_thread.run_sync(clicked.set)  # both clicks are in: the replay may answer
         seen["page"] = tab.wait_for('role="status"')
         seen["posts"] = [
             event["params"]["request"]["url"]
@@ -155,9 +156,10 @@ async def test_a_double_click_on_replay_sends_one_replay_and_says_what_it_did(
     # Both clicks were sent: the first replayed the letter, the browser dropped its answer
     # and showed the second's, "Put back to pending: 0", as if nothing had been done.
     replay = event_cases.replay_dead_letters
+    clicked = anyio.Event()
 
     async def busy_replay(*args: Any, **kwargs: Any) -> int:
-        await anyio.sleep(1)  # a busy database: the second click comes before the answer
+        await clicked.wait()  # a busy database: the second click comes before the answer
         return await replay(*args, **kwargs)
 
     monkeypatch.setattr(event_cases, "replay_dead_letters", busy_replay)
@@ -169,6 +171,6 @@ async def test_a_double_click_on_replay_sends_one_replay_and_says_what_it_did(
         merchant.down = True
         await service.create(description="Its events die")
         await drained(service)
-        seen = await anyio.to_thread.run_sync(lambda: _double_click_replay(service.url))
+        seen = await anyio.to_thread.run_sync(lambda: _double_click_replay(service.url, clicked))
     assert seen["posts"] == [f"{service.url}/console/dead-letters/replay"], seen["posts"]
     assert "Put back to pending: 1." in seen["page"]
