@@ -273,3 +273,67 @@ async def test_a_card_number_as_an_id_in_the_address_is_not_repeated(service: Se
         assert "1111" not in response.text
     other = await service.api.get("/payments/v2/pay_nope")
     assert "'pay_nope'" in other.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "return_url",
+    [
+        f"https://shop.example/thank-you?pan={VISA}",  # was stored, and shown by every GET
+        f"https://shop.example/orders/{VISA}",
+        f"https://{VISA}/thank-you",  # was repeated: "has '4111...' as its host"
+        "https://4111-1111-1111-1111.x!/",
+        f"https://[{VISA}]/",
+    ],
+)
+async def test_a_card_number_in_a_return_url_is_a_422_and_not_repeated(
+    service: Service, return_url: str
+) -> None:
+    # The return URL is stored, shown by GET /payments/v2/{id} and the console, and sent to
+    # PayTabs: the same rule as the free text. Its other 422s named the host as sent.
+    response = await service.api.post(
+        "/payments/v2/create",
+        json={**BODY, "return_url": return_url},
+        headers={"Idempotency-Key": new_key()},
+    )
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == ["return_url"]
+    assert "card number" in errors[0]["message"]
+    assert "1111" not in response.text
+    assert (await service.api.get("/payments/v2")).json()["data"] == []
+
+
+async def test_a_card_number_in_any_other_name_is_not_repeated(service: Service) -> None:
+    # Event ids, breaker names, event types and sink names came back as sent in their 404s
+    # and 422s, where payment ids, card ids and field names are redacted.
+    payment = await service.create()
+    events = await service.api.get("/payments/v2/events", params={"payment_id": payment["id"]})
+    event_id = events.json()["data"][0]["id"]
+    for response, status in (
+        (await service.api.get(f"/payments/v2/events/{VISA}"), 404),
+        (await service.api.post(f"/payments/v2/events/{VISA}/redeliver"), 404),
+        (await service.admin.post(f"/payments/v2/circuit-breaker/{VISA}/open"), 404),
+        (await service.api.get("/payments/v2/events", params={"type": VISA}), 422),
+        (await service.admin.get("/payments/v2/events/dead-letters", params={"type": VISA}), 422),
+        (
+            await service.api.post(
+                f"/payments/v2/events/{event_id}/redeliver", json={"sinks": [f"to {VISA}"]}
+            ),
+            422,
+        ),
+    ):
+        assert response.status_code == status, response.text
+        assert "[card redacted]" in response.text
+        assert "1111" not in response.text
+
+
+async def test_a_long_name_is_not_repeated_in_a_404(service: Service) -> None:
+    # As for payment ids: a 20 KB "id" is not worth sending back to its sender.
+    long = "e" * 20_000
+    for response in (
+        await service.api.get(f"/payments/v2/events/{long}"),
+        await service.admin.post(f"/payments/v2/circuit-breaker/{long}/open"),
+    ):
+        assert response.status_code == 404, response.text
+        assert len(response.content) < 1_000
+        assert "with that" in response.json()["detail"]

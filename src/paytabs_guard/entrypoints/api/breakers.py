@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from paytabs_guard.resilience.manual import ManualAction, apply_manual
 
 from .dependencies import AdminDep, ClientDep, ContainerDep
+from .errors import shown_id
 from .problems import Problem
 from .schemas import PROBLEM_RESPONSE, NoBody
 from .stats_schemas import BreakerControlOut, BreakerStatsOut
@@ -84,7 +85,7 @@ async def control_breaker(
             "breaker_not_found",
             "No such circuit breaker",
             404,
-            f"There is no breaker {name!r}; the breakers are: {known}.",
+            f"There is no breaker {shown_id(name, 'name')}; the breakers are: {known}.",
         )
     breaker = breakers[name]
     shared = container.shared_breakers

@@ -151,12 +151,13 @@ def gateway_unavailable(
 _MAX_SHOWN_ID: Final = 64  # our ids are 28 characters
 
 
-def _shown_id(payment_id: str) -> str:
-    """The id as sent, quoted, when it is short and printable; otherwise no echo at all: a
+def shown_id(payment_id: str, what: str = "id") -> str:
+    """An id from the client's request (a payment's, an event's, a breaker's name) as a 404
+    repeats it: as sent, quoted, when it is short and printable; otherwise no echo at all: a
     20 KB or control-character "id" is not worth repeating to its sender (or into a log)."""
     if len(payment_id) <= _MAX_SHOWN_ID and payment_id.isprintable():
         return repr(redact_card_numbers(payment_id))  # as a field name is (_location)
-    return "with that id"
+    return f"with that {what}"
 
 
 def problem_for(error: Exception) -> Problem | None:
@@ -168,7 +169,7 @@ def problem_for(error: Exception) -> Problem | None:
             "payment_not_found",
             "Payment not found",
             404,
-            f"There is no payment {_shown_id(error.payment_id)}; check the id returned by "
+            f"There is no payment {shown_id(error.payment_id)}; check the id returned by "
             "POST /payments/v2/create.",
         )
     if isinstance(error, SavedCardError):

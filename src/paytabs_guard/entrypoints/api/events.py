@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 
 from paytabs_guard.domain.events import EVENT_TYPES
 from paytabs_guard.entrypoints.health_checks import event_store
+from paytabs_guard.observability import redact_card_numbers
 from paytabs_guard.service import events as use_cases
 from paytabs_guard.service.events import (
     MAX_EVENT_PAGE,
@@ -27,6 +28,7 @@ from paytabs_guard.service.events import (
 
 from .cursors import decode_number_cursor, encode_cursor, invalid_cursor
 from .dependencies import AdminDep, ClientDep, ContainerDep
+from .errors import shown_id
 from .event_schemas import (
     EVENT_TYPE_SCHEMA,
     DeadLetterListOut,
@@ -61,7 +63,8 @@ def _known_types(types: Sequence[str], where: str = "query") -> None:
             {
                 "type": "enum",
                 "loc": (where, "type"),
-                "msg": f"Unknown event type {name[:40]!r}; the types are: {known}",
+                "msg": f"Unknown event type {redact_card_numbers(name)[:40]!r}; the types are: "
+                f"{known}",
                 "input": None,
             }
             for name in unknown
@@ -74,7 +77,7 @@ def _event_not_found(error: EventNotFound) -> Problem:
         "event_not_found",
         "Event not found",
         404,
-        f"There is no event {error.event_id!r}; take the id from GET /payments/v2/events.",
+        f"There is no event {shown_id(error.event_id)}; take the id from GET /payments/v2/events.",
     )
 
 
@@ -206,7 +209,9 @@ async def redeliver(
             "invalid_request",
             "Invalid request",
             422,
-            f"sinks: {error.reason}. Name sinks from the event's deliveries, or leave sinks out.",
+            # The reason names the sinks as sent: a card number there is not repeated.
+            f"sinks: {redact_card_numbers(error.reason)}. Name sinks from the event's "
+            "deliveries, or leave sinks out.",
             extensions={"field": "sinks"},
         ) from error
     except NothingToRedeliver as error:

@@ -40,6 +40,10 @@ def amount_string(value: object) -> object:
 
 
 def http_url(value: str) -> str:
+    if has_card_number(value):
+        # Stored, shown by every GET and the console, and sent to PayTabs, as free text is; and
+        # checked first, because the URL rules' messages name the host as sent.
+        raise ValueError(f"{_NOT_A_CARD}; put your own order reference in the URL")
     return check_http_url(value)  # its InvalidUrl is a ValueError: a 422 naming the field
 
 
