@@ -157,3 +157,22 @@ def test_the_reference_names_each_parameters_and_fields_limits() -> None:
     assert "| `limit` | query | integer | no | 1 to 100; default 50 |" in text
     assert "| `who` | path | string | yes | Pattern `^[A-Z]{2}$` |" in text
     assert "| `note` | string or null | no | Free text (0 to 128 characters) |" in text
+
+
+async def test_every_answer_of_the_return_form_is_described(service: Service) -> None:
+    """The form POST reads its body itself, so the front door's answers are not added to it:
+    its 413 and 408 (a page, as all its answers) were not described, and its 415 was described
+    with no content at all, though it is a page too."""
+    responses = PATHS["/payments/v2/return"]["post"]["responses"]
+    too_large = "signature=" + "a" * 70_000  # past WEBHOOK_MAX_BODY_BYTES (64 KiB)
+    for status, content_type, body in (
+        (413, "application/x-www-form-urlencoded", too_large),
+        (415, "text/plain", "signature=a"),
+    ):
+        response = await service.anonymous.post(
+            "/payments/v2/return", content=body, headers={"Content-Type": content_type}
+        )
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"].startswith("text/html")
+        assert "text/html" in responses[str(status)].get("content", {}), status
+    assert "text/html" in responses["408"]["content"]  # the same page, for a body too slow

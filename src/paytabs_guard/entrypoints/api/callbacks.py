@@ -166,12 +166,20 @@ _RETURN_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"content": {"text/html": {}}, "description": "Unknown payment"},
 }
 
+#: The form's own body checks (``browser_return._fields``), answered with a page like the rest:
+#: the front door leaves this body to the route, so it adds none of its answers here.
+_RETURN_FORM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    408: {"content": {"text/html": {}}, "description": "The form did not arrive whole in time"},
+    413: {"content": {"text/html": {}}, "description": "The form is over WEBHOOK_MAX_BODY_BYTES"},
+    415: {"content": {"text/html": {}}, "description": "Not a url-encoded form"},
+}
+
 
 @router.post(
     "/return",
     summary="Customer returns from the PayTabs page (form POST)",
     description=_RETURN_DESCRIPTION,
-    responses=_RETURN_RESPONSES | {415: {"description": "Not a url-encoded form"}},
+    responses=_RETURN_RESPONSES | _RETURN_FORM_RESPONSES,
     response_class=Response,
     openapi_extra={"requestBody": _RETURN_FORM},
 )
