@@ -39,6 +39,7 @@ from paytabs_guard.adapters.paytabs.resilient import (
     OperationBreakers,
     ResilientPayTabs,
     counts_against_gateway,
+    went_unanswered,
 )
 from paytabs_guard.adapters.sql import (
     ConcurrentUpdate,
@@ -109,6 +110,7 @@ def breaker_config(settings: Settings) -> BreakerConfig:
         volume_threshold=settings.circuit_breaker_volume_threshold,
         half_open_max_calls=settings.circuit_breaker_half_open_max_calls,
         is_failure=counts_against_gateway,
+        is_unanswered=went_unanswered,
     ).with_recovery(
         min_open_time=settings.circuit_breaker_min_open_time / 1000,
         open_jitter=OPEN_JITTER,

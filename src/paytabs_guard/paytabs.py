@@ -31,6 +31,7 @@ from paytabs_guard.adapters.paytabs.resilient import (
     OperationBreakers,
     ResilientPayTabs,
     counts_against_gateway,
+    went_unanswered,
 )
 from paytabs_guard.adapters.paytabs.signature import (
     callback_body,
@@ -44,6 +45,7 @@ from paytabs_guard.resilience import (
     BreakerProber,
     BreakerRegistry,
     every_exception,
+    no_exception,
 )
 from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy
 
@@ -51,7 +53,7 @@ from paytabs_guard.resilience.retry import RetryConfig, RetryPolicy
 #: service's: open after 10 failures in a row too, or once calls have waited 5 s unanswered (a
 #: gateway that hangs), probes every second, an adaptive jittered open period, 3 trials.
 DEFAULT_BREAKER = BreakerConfig(
-    half_open_max_calls=3, is_failure=counts_against_gateway
+    half_open_max_calls=3, is_failure=counts_against_gateway, is_unanswered=went_unanswered
 ).with_recovery(
     min_open_time=2.0,
     open_jitter=0.2,
@@ -88,7 +90,8 @@ class PayTabs(ResilientPayTabs):
         breaker: How the breakers decide (:data:`DEFAULT_BREAKER`). A config that leaves
             ``is_failure`` at BreakerConfig's own default gets :func:`counts_against_gateway`
             (a decline, a refusal of a bad request or "not found" is not a gateway failure);
-            pass another predicate to count otherwise.
+            pass another predicate to count otherwise. One that leaves ``is_unanswered`` at its
+            default gets :func:`went_unanswered` (a read timeout is judged as a call timeout).
         transport: An httpx transport (tests: ``httpx.MockTransport`` or ASGI), used as given
             on every event loop.
 
@@ -124,6 +127,8 @@ class PayTabs(ResilientPayTabs):
             # BreakerConfig's default suits a breaker around anything; around PayTabs every
             # "not found" and refused request would count as an outage and open the breaker.
             config = replace(config, is_failure=counts_against_gateway)
+        if config.is_unanswered is no_exception:
+            config = replace(config, is_unanswered=went_unanswered)
         # The HTTP timeouts bound each step (connecting, each next byte), not the attempt: a
         # server that drips its answer a byte at a time holds an attempt for as long as it
         # likes. The breaker's call timeout is what cuts a whole attempt off, so it must not

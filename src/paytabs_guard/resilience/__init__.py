@@ -12,7 +12,12 @@ needs redis-py; import it from there.
 from paytabs_guard.resilience.admission import Reservation
 from paytabs_guard.resilience.breaker import CircuitBreaker, Fallback, SharedHook
 from paytabs_guard.resilience.clock import ManualClock, MonotonicClock, WallClock, utc_now
-from paytabs_guard.resilience.config import BreakerConfig, FailurePredicate, every_exception
+from paytabs_guard.resilience.config import (
+    BreakerConfig,
+    FailurePredicate,
+    every_exception,
+    no_exception,
+)
 from paytabs_guard.resilience.errors import BreakerError, CallTimeout, CircuitOpenError
 from paytabs_guard.resilience.events import BreakerEvent, BreakerState, EventType, Subscriber
 from paytabs_guard.resilience.prober import BreakerProber, ProbeFn, ProbeLease
@@ -61,5 +66,6 @@ __all__ = [
     "WallClock",
     "WindowStats",
     "every_exception",
+    "no_exception",
     "utc_now",
 ]

@@ -185,11 +185,17 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
                         del timer.inflight[token]
         except Exception as error:
             end = clock()
+            # No answer at all (a read timeout shorter than ours) is a timeout, not an answer.
+            answered = not self._is_unanswered(error)
             if stall is not None:
-                stall.leave(flight, end, answered=True)  # an error is an answer too, or quick
-            if start > self._answered_sent_at:
+                stall.leave(flight, end, answered=answered)  # an error is an answer, or quick
+            if answered and start > self._answered_sent_at:
                 self._answered_sent_at = start
-            if self._is_failure(error):
+            if not answered:
+                self._no_answer(start, end, trial, error)
+                if fallback is not None:
+                    return await self._fall_back(fallback, error, end)
+            elif self._is_failure(error):
                 self._on_failure(start, end, trial, error)
                 if fallback is not None:
                     return await self._fall_back(fallback, error, end)
@@ -378,17 +384,21 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
 
     def _timed_out(self, start: float, end: float, trial: int) -> CallTimeout:
         timeout = CallTimeout(self.name, self._call_timeout or 0.0)
+        self._no_answer(start, end, trial, timeout)
+        return timeout
+
+    def _no_answer(self, start: float, end: float, trial: int, error: Exception) -> None:
+        """A call that got no answer: ours or the transport's (``is_unanswered``) timeout."""
         if not trial and start < self._answered_sent_at:
             # PayTabs answered a call that left after this one, before this one's timeout:
             # the hang it went into is over. Counted, a short hang's calls timing out together
             # a call timeout later tripped the breaker on a gateway healthy for 25 s (an
             # outside run). The stall watch sees a hang while it lasts.
             if self._subscribers:
-                self._emit(EventType.TIMEOUT, end, latency=end - start, error=timeout,
+                self._emit(EventType.TIMEOUT, end, latency=end - start, error=error,
                            reason="stale")  # fmt: skip
-            return timeout
-        self._on_failure(start, end, trial, timeout, timed_out=True)
-        return timeout
+            return
+        self._on_failure(start, end, trial, error, timed_out=True)
 
     def _on_abandoned(self, trial: int) -> None:
         self._cancelled += 1

@@ -64,6 +64,7 @@ class BreakerCore:
         "_half_open_max",
         "_in_a_row_limit",
         "_is_failure",
+        "_is_unanswered",
         "_jitter",
         "_min_open",
         "_opened",
@@ -126,6 +127,7 @@ class BreakerCore:
         self._half_open_max = config.half_open_max_calls
         self._reset_timeout = config.reset_timeout
         self._is_failure = config.is_failure
+        self._is_unanswered = config.is_unanswered
         self._call_timeout = config.call_timeout
         self._timer = None if config.call_timeout is None else DeadlineTimer(config.call_timeout)
         self._stall = None if config.stall_after is None else StallWatch(config.stall_after, now)

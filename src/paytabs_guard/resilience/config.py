@@ -15,6 +15,11 @@ def every_exception(exc: Exception) -> bool:
     return isinstance(exc, Exception)
 
 
+def no_exception(exc: Exception) -> bool:
+    """Default ``is_unanswered``: no exception says the gateway gave no answer at all."""
+    return not isinstance(exc, Exception)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BreakerConfig:
     """How a :class:`~paytabs_guard.resilience.CircuitBreaker` decides. Durations are in seconds.
@@ -68,6 +73,11 @@ class BreakerConfig:
         is_failure: Classifies exceptions raised by the protected call. ``False`` means the call
             reached a healthy gateway (a decline, an invalid request): the exception propagates
             but counts as a success. Timeouts are always failures and are not passed here.
+        is_unanswered: Says whether an exception (one ``is_failure`` counts) means the gateway
+            gave no answer at all: the protected call's own timeout, shorter than
+            ``call_timeout`` (an HTTP read timeout). Such a failure is judged as the breaker's
+            timeout is: a timeout in the window, not an answer for the stall watch, and old
+            news (not counted) when the gateway answered a call sent after it first.
     """
 
     call_timeout: float | None = 30.0
@@ -86,6 +96,7 @@ class BreakerConfig:
     slow_call_is_failure: bool = False
     latency_samples_per_bucket: int = 128
     is_failure: FailurePredicate = every_exception
+    is_unanswered: FailurePredicate = no_exception
 
     def __post_init__(self) -> None:
         if self.call_timeout is not None and not self.call_timeout > 0:
@@ -170,6 +181,7 @@ class BreakerConfig:
         volume_threshold: int = 5,
         half_open_max_calls: int = 1,
         is_failure: FailurePredicate = every_exception,
+        is_unanswered: FailurePredicate = no_exception,
     ) -> BreakerConfig:
         """Build a config from the seed's settings, which are in milliseconds.
 
@@ -187,4 +199,5 @@ class BreakerConfig:
             volume_threshold=volume_threshold,
             half_open_max_calls=half_open_max_calls,
             is_failure=is_failure,
+            is_unanswered=is_unanswered,
         )

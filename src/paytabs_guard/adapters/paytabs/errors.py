@@ -45,6 +45,9 @@ class PayTabsError(Exception):
     needs_resolution: ClassVar[bool] = False
     #: Does this failure say something about the gateway's health (circuit breaker)?
     counts_against_gateway: ClassVar[bool] = False
+    #: Did the gateway give no answer at all (a read or write timeout)? The breaker judges
+    #: such a failure as a timeout of its own (``resilient.went_unanswered``).
+    unanswered: bool = False
 
     def __init__(
         self,
@@ -172,4 +175,6 @@ def error_from_transport(operation: str, error: httpx.TransportError) -> PayTabs
     kind = type(error).__name__
     if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return TransientGatewayError(f"{kind}: request never sent", operation=operation)
-    return AmbiguousGatewayError(f"{kind}: outcome unknown", operation=operation)
+    unknown = AmbiguousGatewayError(f"{kind}: outcome unknown", operation=operation)
+    unknown.unanswered = isinstance(error, httpx.TimeoutException)
+    return unknown

@@ -75,6 +75,12 @@ def counts_against_gateway(error: BaseException) -> bool:
     return isinstance(error, CallTimeout)
 
 
+def went_unanswered(error: Exception) -> bool:
+    """The breaker's ``is_unanswered``: PayTabs gave no answer in time (a read timeout), which
+    the breaker judges as its own call timeout (old news once a later call was answered)."""
+    return isinstance(error, PayTabsError) and error.unanswered
+
+
 @dataclass(frozen=True, slots=True)
 class PageOutcome:
     """Where a hosted page stands after ``create_payment_page``.
