@@ -17,6 +17,7 @@ import redis.asyncio as redis_asyncio
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from paytabs_guard.adapters.breaker_log import log_breaker_transitions
 from paytabs_guard.adapters.events import (
     EventBus,
     OutboxRelay,
@@ -324,6 +325,7 @@ def _watch_breakers(breakers: BreakerRegistry, metrics: Metrics) -> None:
             metrics.breaker_probe(event.breaker, event.reason or "unknown")
 
     breakers.subscribe(on_event)
+    log_breaker_transitions(breakers)
 
 
 _STATE_CHANGES = frozenset(
