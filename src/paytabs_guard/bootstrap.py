@@ -127,7 +127,10 @@ OPEN_JITTER = 0.2
 
 
 def build_prober(
-    parts: GatewayParts, settings: Settings, lease: ProbeLease | None
+    parts: GatewayParts,
+    settings: Settings,
+    lease: ProbeLease | None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> BreakerProber:
     """Recovery probes for every breaker family: a query for a cart id that cannot exist.
 
@@ -150,6 +153,7 @@ def build_prober(
         dict.fromkeys(parts.breakers.names(), probe),
         timeout=timeout,
         lease=lease,
+        clock=clock,
     )
 
 
@@ -342,6 +346,7 @@ async def build_container(
     redis_prefix: str = DEFAULT_REDIS_PREFIX,
     reconcile: bool = True,
     metrics: Metrics | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Container:
     """The service's parts: SQLite by default (PostgreSQL when DATABASE_URL says so), Redis
     pieces only when REDIS_URL is set. Runs the migrations first unless ``migrate`` is False.
@@ -350,11 +355,20 @@ async def build_container(
     reconciliation loop off (it runs every RECONCILE_INTERVAL_SECONDS otherwise), and with it
     the sleeper that expires unpaid pages at their deadlines. Events go to
     in-process subscribers, to EVENTS_REDIS_STREAM with Redis, and to EVENTS_WEBHOOK_URLS.
+    ``monotonic`` is the breakers' and the prober's clock (tests inject a ManualClock).
     """
     closers: list[Callable[[], Awaitable[None]]] = []
     try:
         return await _build(
-            settings, transport, clock, migrate, redis_prefix, reconcile, metrics, closers
+            settings,
+            transport,
+            clock,
+            migrate,
+            redis_prefix,
+            reconcile,
+            metrics,
+            closers,
+            monotonic,
         )
     except BaseException:
         for close in reversed(closers):
@@ -371,6 +385,7 @@ async def _build(
     reconcile: bool,
     metrics: Metrics | None,
     closers: list[Callable[[], Awaitable[None]]],
+    monotonic: Callable[[], float],
 ) -> Container:
     profile_id, _ = settings.require_paytabs_credentials()
     metrics = metrics or Metrics(version=_version())
@@ -395,7 +410,9 @@ async def _build(
         metrics.observe_gateway(operation, seconds, outcome)
         gateway_calls.record(operation, seconds, outcome)  # a payment's history, when asked
 
-    parts = build_gateway(settings, transport=transport, observer=observe, shared=shared)
+    parts = build_gateway(
+        settings, transport=transport, observer=observe, shared=shared, clock=monotonic
+    )
     closers.insert(0, parts.aclose)
     if shared is not None:
         # The breakers exist now: give the listener its first read of Redis (bounded), so an
@@ -407,7 +424,7 @@ async def _build(
     history = BreakerHistory(started=clock())
     parts.breakers.subscribe(history.record)
     if settings.circuit_breaker_probe_interval:
-        prober = build_prober(parts, settings, shared)
+        prober = build_prober(parts, settings, shared, monotonic)
         prober.start()
         closers.insert(0, prober.aclose)
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -176,6 +177,7 @@ async def running_service(
     container_hook: Callable[[Container], Container] | None = None,
     clock: Callable[[], datetime] | None = None,
     reconcile: bool = False,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Service]:
     late = LateApp()
     async with serve_app(late, host=host) as url:
@@ -187,6 +189,7 @@ async def running_service(
             reconcile=reconcile,
             redis_prefix=redis_prefix,
             clock=clock or utc_now,
+            monotonic=monotonic,
         )
         if container_hook is not None:
             container = container_hook(container)

@@ -102,6 +102,7 @@ async def _write_metrics(runtime: Runtime, stop: asyncio.Event) -> None:
     by another worker reads them from this one's file (metrics.py)."""
     metrics = runtime.container.metrics
     while not stop.is_set():
+        runtime.container.gateway.breakers.snapshot()  # a due half-open, for the state gauge
         metrics.refresh()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), METRICS_WRITE_SECONDS)

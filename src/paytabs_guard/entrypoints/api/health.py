@@ -362,4 +362,7 @@ async def metrics(container: ContainerDep) -> Response:
         seconds, _ = await _timed(health_checks.ping_redis(container))
         container.metrics.dependency("redis", up=seconds is not None)
     await _database_readings(container)
+    # A breaker has no timer task: its open period ends when someone looks. Look, so that the
+    # state gauge says half_open once it is (with probes off nothing else may look for hours).
+    container.gateway.breakers.snapshot()
     return Response(container.metrics.render(), media_type=METRICS_CONTENT_TYPE)
