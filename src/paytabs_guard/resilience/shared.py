@@ -43,34 +43,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
 import math
 import secrets
-import time
-from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Final, Self
 
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from paytabs_guard.resilience.breaker import CircuitBreaker
-from paytabs_guard.resilience.clock import MonotonicClock
-from paytabs_guard.resilience.manual import ManualAction, ManualOutcome, apply_manual
+from paytabs_guard.resilience.manual import ManualAction, ManualOutcome
+from paytabs_guard.resilience.shared_core import logger
+from paytabs_guard.resilience.shared_listener import SharedListener
 from paytabs_guard.resilience.shared_wire import (
-    MANUAL_STATES,
     RELEASE_LEASE,
     TAKE_OR_RENEW,
-    Keys,
     Lease,
     LeaseState,
-    ManualRecord,
     default_instance_id,
     encode_message,
 )
@@ -78,17 +69,12 @@ from paytabs_guard.resilience.stats import SharedStatus
 
 __all__ = ["ManualAction", "ManualOutcome", "SharedBreakerState", "default_instance_id"]
 
-logger = logging.getLogger(__name__)
-
-_SHARED: Final = "shared"  # the reason of a state change another instance's command caused
-
-
 LEASE_POLL_SECONDS: Final = 0.05
 """How often a caller held for admission asks again while the trial lease is being requested
 (one Redis round trip, normally a millisecond or two)."""
 
 
-class SharedBreakerState:
+class SharedBreakerState(SharedListener):
     """Relays breaker openings and coordinates trial calls between instances through Redis.
 
     Args:
@@ -105,48 +91,6 @@ class SharedBreakerState:
     it with :meth:`aclose`. Give the instance to a
     :class:`~paytabs_guard.resilience.BreakerRegistry`, which attaches every breaker it creates.
     """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = "paytabs-guard:",
-        instance_id: str | None = None,
-        poll_interval: float = 1.0,
-        op_timeout: float = 0.5,
-        reconnect_delay: float = 1.0,
-        clock: MonotonicClock = time.monotonic,
-    ) -> None:
-        self._url = url
-        self._keys = Keys(prefix, int(parse_url(url).get("db") or 0))
-        self._channel = self._keys.channel
-        self.instance_id = instance_id or default_instance_id()
-        self._poll_interval = poll_interval
-        self._op_timeout = op_timeout
-        self._reconnect_delay = reconnect_delay
-        self._clock = clock
-        self._breakers: dict[str, CircuitBreaker] = {}
-        self._leases: dict[str, Lease] = {}
-        self._redis: redis.Redis | None = None
-        self._listener: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._reachable: bool | None = None
-        self._last_error: str | None = None
-        self._up = asyncio.Event()
-        self._down = asyncio.Event()
-        self._synced = asyncio.Event()  # the stored state was read once
-        self._closing = False
-        self._probe_ok_seen: dict[str, str] = {}
-        # The token of the shared manual state each breaker last took from Redis (or put there):
-        # a poll that finds another token applies it, one that finds no key resets the breaker
-        # (a reset whose message was missed).
-        self._manual_seen: dict[str, str] = {}
-        # Breakers whose manual state was set here while Redis could not take it: polls leave
-        # them alone until the next shared command.
-        self._manual_local: set[str] = set()
-        # Breakers with a command of ours on its way to Redis: polls leave their manual state
-        # alone meanwhile (they would read the state before it).
-        self._manual_sending: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -237,67 +181,6 @@ class SharedBreakerState:
     def attach(self, breaker: CircuitBreaker) -> None:
         """Relay shared state to and from ``breaker`` (the registry calls this)."""
         self._breakers[breaker.name] = breaker
-
-    # -- operator commands ---------------------------------------------------------------------
-
-    async def command(self, name: str, action: ManualAction) -> ManualOutcome:
-        """Apply an operator's manual state (or reset) to breaker ``name`` everywhere.
-
-        The change applies to this instance's breaker before anything is sent, so callers
-        here are affected at once whatever Redis does. Then it is stored and published in one
-        round trip bounded by ``op_timeout`` (skipped when Redis is known to be unreachable);
-        the outcome says whether that worked. A client that goes away meanwhile does not
-        cancel the write. Raises ``KeyError`` for a breaker this instance does not have.
-        """
-        breaker = self._breakers[name]
-        apply_manual(breaker, action)
-        self._leases.pop(name, None)
-        if self._redis is None or self._reachable is False:
-            self._manual_local.add(name)
-            return ManualOutcome(False, self._last_error or "Redis not connected")
-        token = secrets.token_hex(8)
-        self._manual_sending.add(name)
-        task = asyncio.get_running_loop().create_task(self._send_manual(name, action, token))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        try:
-            stored = await asyncio.shield(task)
-        finally:
-            if task.done():
-                self._manual_sending.discard(name)
-            else:  # the caller went away; the write finishes in the background
-                task.add_done_callback(lambda _: self._manual_sending.discard(name))
-        if not stored:
-            return ManualOutcome(False, self._last_error or "Redis unreachable")
-        return ManualOutcome(True)
-
-    async def _send_manual(self, name: str, action: ManualAction, token: str) -> bool:
-        key = self._keys.manual(name)
-        if action == "reset":
-            message = encode_message(self.instance_id, name, "reset")
-        else:
-            record = ManualRecord(action, token, self.instance_id, datetime.now(UTC).isoformat())
-            message = encode_message(self.instance_id, name, "manual", state=action, token=token)
-
-        def queue(pipe: Pipeline) -> None:
-            if action == "reset":
-                # Reset means closed everywhere: an automatic opening left in Redis would
-                # re-open this instance at its next poll, and the others with it.
-                pipe.delete(key, self._keys.open_until(name))
-            else:
-                pipe.set(key, record.encode())
-            pipe.publish(self._channel, message)
-
-        stored = await self._send(queue)
-        if stored:
-            self._manual_local.discard(name)
-            if action == "reset":
-                self._manual_seen.pop(name, None)
-            else:
-                self._manual_seen[name] = token
-        else:
-            self._manual_local.add(name)
-        return stored
 
     # -- SharedHook: called by breakers, must not block ----------------------------------------
 
@@ -409,34 +292,7 @@ class SharedBreakerState:
             async with asyncio.timeout(self._op_timeout):
                 await client.eval(RELEASE_LEASE, 1, self._keys.prober(name), self.instance_id)
 
-    # -- background operations -----------------------------------------------------------------
-
-    def _spawn(self, operation: Coroutine[Any, Any, None]) -> bool:
-        try:
-            task = asyncio.get_running_loop().create_task(operation)
-        except RuntimeError:  # no running loop (a snapshot taken from synchronous code)
-            operation.close()
-            return False
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return True
-
-    async def _send(self, queue: Callable[[Pipeline], object]) -> bool:
-        """Send the commands ``queue`` adds to a pipeline in one round trip. False when there
-        is no connection or it failed (then Redis is marked unreachable)."""
-        client = self._redis
-        if client is None:
-            return False
-        try:
-            async with asyncio.timeout(self._op_timeout):
-                async with client.pipeline(transaction=False) as pipe:
-                    queue(pipe)
-                    await pipe.execute()
-        except Exception as error:
-            self._mark_unreachable(error)
-            return False
-        self._mark_reachable()
-        return True
+    # -- publishing ----------------------------------------------------------------------------
 
     async def _publish_opened(self, name: str, open_for: float, *, release_lease: bool) -> None:
         milliseconds = max(math.ceil(open_for * 1000), 1)
@@ -517,142 +373,3 @@ class SharedBreakerState:
             lease.state = LeaseState.LOST
             # Ask again when the holder's lease lapses (it may have died mid-trial).
             lease.until = self._clock() + max(int(remaining), 0) / 1000
-
-    # -- listener ------------------------------------------------------------------------------
-
-    async def _listen(self) -> None:
-        client = self._redis
-        if client is None:  # pragma: no cover - start() sets it first
-            return
-        loop = asyncio.get_running_loop()
-        while not self._closing:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                async with asyncio.timeout(self._op_timeout):
-                    await pubsub.subscribe(self._channel)
-                    await self._poll(client)
-                self._mark_reachable()
-                self._synced.set()
-                next_poll = loop.time() + self._poll_interval
-                while not self._closing:
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True,
-                        timeout=max(next_poll - loop.time(), 0.0),
-                    )
-                    if message is not None:
-                        self._on_message(message)
-                    if loop.time() >= next_poll:
-                        async with asyncio.timeout(self._op_timeout):
-                            await self._poll(client)
-                        next_poll = loop.time() + self._poll_interval
-            except Exception as error:
-                self._mark_unreachable(error)
-            finally:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(self._op_timeout):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
-            if not self._closing:
-                await asyncio.sleep(self._reconnect_delay)
-
-    async def _poll(self, client: redis.Redis) -> None:
-        """Catch up with openings whose message this instance missed."""
-        names = list(self._breakers)
-        if not names:
-            return
-        async with client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.get(self._keys.open_until(name))
-                pipe.pttl(self._keys.open_until(name))
-                pipe.get(self._keys.probe_ok(name))
-                pipe.get(self._keys.manual(name))
-            results = await pipe.execute()
-        for index, name in enumerate(names):
-            owner, remaining, probe_ok, manual = results[4 * index : 4 * index + 4]
-            breaker = self._breakers[name]
-            if name not in self._manual_sending:
-                self._catch_up_manual(breaker, manual)
-            if owner is not None and owner != self.instance_id and int(remaining) > 0:
-                breaker.apply_shared_open(int(remaining) / 1000)
-            if probe_ok is not None and self._probe_ok_seen.get(name) != probe_ok:
-                self._probe_ok_seen[name] = probe_ok
-                if not probe_ok.startswith(f"{self.instance_id}:"):
-                    breaker.apply_shared_probe(succeeded=True)
-
-    def _catch_up_manual(self, breaker: CircuitBreaker, raw: str | None) -> None:
-        """Apply the manual state stored for ``breaker`` if this instance has not yet."""
-        name = breaker.name
-        if raw is None:
-            if self._manual_seen.pop(name, None) is not None and name not in self._manual_local:
-                # The state this instance took from Redis is gone: a reset whose message was
-                # missed (or a key deleted by hand, which means the same).
-                apply_manual(breaker, "reset", reason=_SHARED)
-            return
-        record = ManualRecord.decode(raw)
-        if record is None:
-            logger.warning("ignoring unreadable manual state of breaker %s in Redis", name)
-            return
-        if self._manual_seen.get(name) != record.token:
-            self._take_manual(breaker, record.state, record.token)
-
-    def _take_manual(self, breaker: CircuitBreaker, state: str, token: str) -> None:
-        self._manual_seen[breaker.name] = token
-        self._manual_local.discard(breaker.name)
-        self._leases.pop(breaker.name, None)
-        apply_manual(breaker, state, reason=_SHARED)
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        try:
-            body = json.loads(message["data"])
-            if body.get("instance") == self.instance_id:
-                return  # our own publish, echoed back
-            breaker = self._breakers.get(body["name"])
-            event = body["event"]
-            open_for = float(body["open_for"]) if event == "opened" else 0.0
-            probe_result = str(body["result"]) if event == "probe" else ""
-            token = str(body.get("token", "")) if event in ("probe", "manual") else ""
-            manual_state = str(body["state"]) if event == "manual" else ""
-        except (KeyError, TypeError, ValueError):
-            logger.warning("ignoring malformed breaker message on %s", self._channel)
-            return
-        if breaker is None:
-            return
-        if event == "opened":
-            self._leases.pop(breaker.name, None)
-            breaker.apply_shared_open(open_for)
-        elif event == "closed":
-            self._leases.pop(breaker.name, None)
-            breaker.apply_shared_close(degraded=body.get("degraded") is True)
-        elif event == "probe" and probe_result in ("succeeded", "failed"):
-            if token:
-                self._probe_ok_seen[breaker.name] = token
-            breaker.apply_shared_probe(succeeded=probe_result == "succeeded")
-        elif event == "manual" and manual_state in MANUAL_STATES and token:
-            self._take_manual(breaker, manual_state, token)
-        elif event == "reset":
-            self._manual_seen.pop(breaker.name, None)
-            self._manual_local.discard(breaker.name)
-            self._leases.pop(breaker.name, None)
-            apply_manual(breaker, "reset", reason=_SHARED)
-
-    # -- reachability --------------------------------------------------------------------------
-
-    def _mark_reachable(self) -> None:
-        if self._reachable is not True:
-            if self._reachable is False:
-                logger.info("breaker sharing: Redis reachable again")
-            self._reachable = True
-            self._down.clear()
-            self._up.set()
-
-    def _mark_unreachable(self, error: BaseException) -> None:
-        if not isinstance(error, RedisError | OSError | TimeoutError):
-            logger.error("breaker sharing: unexpected error", exc_info=error)
-        detail = str(error)
-        self._last_error = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
-        if self._reachable is not False:
-            logger.warning("breaker sharing: Redis unreachable, using local state (%s)", error)
-            self._reachable = False
-            # Pending lease requests died with the connection; decide locally from now on.
-            self._leases.clear()
-            self._up.clear()
-            self._down.set()
