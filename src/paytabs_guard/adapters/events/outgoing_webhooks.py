@@ -25,6 +25,7 @@ from paytabs_guard import tracing
 from paytabs_guard.adapters.webhooks import standard
 
 from .cloudevents import CONTENT_TYPE, OutboxEvent
+from .delivery_spans import delivery_span
 from .sinks import DeliveryFailed, SinkUnreachable
 
 SINK_PREFIX: Final = "webhook:"
@@ -102,21 +103,33 @@ class WebhookSink:
         )
 
     async def deliver_many(self, events: Sequence[OutboxEvent]) -> list[Exception | None]:
+        """:meth:`deliver_each` of events not attempted before."""
+        return await self.deliver_each(events, [0] * len(events))
+
+    async def deliver_each(
+        self, events: Sequence[OutboxEvent], attempts_before: Sequence[int]
+    ) -> list[Exception | None]:
         """A wave of the relay (at most one event per payment) at once, at most
         ``MAX_IN_FLIGHT`` requests to the endpoint at a time: an endpoint that hangs on one
         payment's event holds up no other payment's (one after the other, it held them all
-        for its timeout)."""
+        for its timeout). Each request has its own delivery span in its event's trace, which
+        its ``traceparent`` names (one span for the wave named a trace of its own)."""
         gate = asyncio.Semaphore(MAX_IN_FLIGHT)
 
-        async def one(event: OutboxEvent) -> Exception | None:
+        async def one(event: OutboxEvent, attempts: int) -> Exception | None:
             async with gate:
                 try:
-                    await self.deliver(event)
+                    with delivery_span(self.name, (event,), attempts):
+                        await self.deliver(event)
                 except Exception as error:  # the relay records it, as for deliver()
                     return error
                 return None
 
-        return list(await asyncio.gather(*(one(event) for event in events)))
+        return list(
+            await asyncio.gather(
+                *(one(event, n) for event, n in zip(events, attempts_before, strict=True))
+            )
+        )
 
     async def deliver(self, event: OutboxEvent) -> None:
         try:

@@ -68,7 +68,7 @@ from .relay_statements import (
     RelayStatements,
     fan_out_routes,
 )
-from .sinks import BatchSink, Sink, SinkSet, SinkUnreachable
+from .sinks import BatchSink, RequestPerEventSink, Sink, SinkSet, SinkUnreachable
 from .tables import PENDING
 
 logger = logging.getLogger(__name__)
@@ -398,6 +398,9 @@ class OutboxRelay:
         if isinstance(sink, BatchSink):
             events = [item.event for item in wave]
             try:
+                if isinstance(sink, RequestPerEventSink):  # a span per request, not per wave
+                    attempts = [item.attempts for item in wave]
+                    return list(await sink.deliver_each(events, attempts))
                 with delivery_span(sink.name, events, wave[0].attempts):
                     return list(await sink.deliver_many(events))
             except Exception as error:  # the whole batch failed (e.g. Redis unreachable)

@@ -42,6 +42,18 @@ class BatchSink(Sink, Protocol):
 
 
 @runtime_checkable
+class RequestPerEventSink(BatchSink, Protocol):
+    """A batch sink that still sends every event as a request of its own, several at once (a
+    webhook endpoint). The relay has it trace each request in its own event's trace
+    (``attempts_before``: each delivery's attempts so far), not the batch as one span: a
+    request's ``traceparent`` must continue its own payment's trace."""
+
+    async def deliver_each(
+        self, events: Sequence[OutboxEvent], attempts_before: Sequence[int]
+    ) -> Sequence[Exception | None]: ...
+
+
+@runtime_checkable
 class RoutedSink(Sink, Protocol):
     """A sink whose ``accepts`` is a fixed set of types, given as data: the relay can then fan
     out in one statement on PostgreSQL. ``accepted_types`` is None for every type."""
