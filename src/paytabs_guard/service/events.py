@@ -214,11 +214,18 @@ async def redeliver_event(
         )
     redelivered = await store.redeliver(event_id, sinks)
     if not redelivered:
-        reason = (
-            "every delivery of the event is still pending: the relay is sending it"
-            if found.deliveries
-            else "the event has not been handed to any sink yet: the relay will send it"
-        )
+        asked = sorted(set(sinks))
+        if not found.deliveries:
+            reason = "the event has not been handed to any sink yet: the relay will send it"
+        elif asked:  # the others may well have been made: name only the ones asked for
+            plural = "ies" if len(asked) > 1 else "y"
+            verb = "are" if len(asked) > 1 else "is"
+            reason = (
+                f"the deliver{plural} to {', '.join(asked)} {verb} still pending: "
+                "the relay is sending it"
+            )
+        else:
+            reason = "every delivery of the event is still pending: the relay is sending it"
         raise NothingToRedeliver(event_id, reason)
     return redelivered
 
