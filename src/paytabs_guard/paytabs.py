@@ -197,9 +197,11 @@ class PayTabs(ResilientPayTabs):
         self.prober.start()
 
     async def aclose(self) -> None:
-        """Stop the prober and close the HTTP connections."""
-        await self.prober.aclose()
-        await self.client.aclose()
+        """Stop the prober and close the HTTP connections (closing twice is harmless)."""
+        try:
+            await self.prober.aclose()
+        finally:
+            await self.client.aclose()
 
     async def __aenter__(self) -> Self:
         self.start()

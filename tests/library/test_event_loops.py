@@ -13,14 +13,19 @@ import pytest
 import uvloop
 
 from paytabs_guard import (
+    DEFAULT_BREAKER,
     HostedPageRequest,
     Money,
     PageOutcome,
     PayTabs,
+    RetryConfig,
     TokenChargeRequest,
     Transaction,
+    TransientGatewayError,
 )
+from paytabs_guard.resilience import BreakerEvent, EventType
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
+from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import run_simulator
 from testkit.threaded import entered_in_thread
 from testkit.transports import open_connections_to
@@ -175,3 +180,51 @@ def test_a_client_used_after_its_block_ended_says_so_even_with_its_breakers_open
             assert raised == dict.fromkeys(calls, "RuntimeError")
 
         asyncio.run(after_the_block())
+
+
+def test_start_and_aclose_work_on_a_loop_after_the_one_the_prober_first_ran_on(
+    http_path: str,
+) -> None:
+    """``start()`` under one ``asyncio.run`` and again under the next: the prober ran only on
+    the first loop (its task, cancelled as that loop ended, was taken for a running one), so an
+    open breaker was never probed again; and ``aclose()`` under a later loop raised "Event loop
+    is closed" and left the connections open."""
+    with entered_in_thread(
+        lambda: run_simulator(SimulatorConfig(faults=Faults(down=True)))
+    ) as simulator:
+        paytabs = PayTabs(
+            profile_id=DEFAULT_PROFILE_ID,
+            server_key=DEFAULT_SERVER_KEY,
+            base_url=simulator.base_url,
+            retry=RetryConfig(retries=0),
+            # one failure opens a breaker, and its probes follow at once
+            breaker=DEFAULT_BREAKER.with_recovery(
+                min_open_time=60.0, open_jitter=0.0, probe_interval=0.01, consecutive_failures=1
+            ),
+        )
+
+        async def probed_after_an_outage() -> None:
+            probes: asyncio.Queue[BreakerEvent] = asyncio.Queue()
+
+            def on_event(event: BreakerEvent) -> None:
+                if event.type is EventType.PROBE:
+                    probes.put_nowait(event)
+
+            unsubscribe = paytabs.registry.subscribe(on_event)
+            try:
+                paytabs.start()
+                with pytest.raises(TransientGatewayError):  # the simulator is down: 503
+                    await paytabs.query_cart("order-1")
+                assert paytabs.registry.get("query").state.value == "open"
+                # the prober of this loop probes the open breaker (503 again: failed)
+                event = await asyncio.wait_for(probes.get(), timeout=10)
+                assert event.breaker == "query"
+            finally:
+                unsubscribe()
+                paytabs.registry.get("query").reset()
+
+        asyncio.run(probed_after_an_outage())
+        uvloop.run(probed_after_an_outage())
+        asyncio.run(paytabs.aclose())
+        with pytest.raises(RuntimeError, match="client is closed"):
+            asyncio.run(paytabs.query_cart("order-1"))

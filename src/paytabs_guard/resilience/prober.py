@@ -263,15 +263,32 @@ class BreakerProber:
                     await self._wake.wait()
 
     def start(self) -> None:
-        """Start :meth:`run` as a task of the running loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="breaker-prober")
+        """Start :meth:`run` as a task of the running loop (again, when the loop it ran on
+        has ended: ``asyncio.run`` cancels it there, and a later loop needs one of its own)."""
+        loop = asyncio.get_running_loop()
+        if self._task is not None and not self._task.done() and self._task.get_loop() is loop:
+            return
+        if self._task is not None and self._task.get_loop() is not loop:
+            # What the ended loop left: its probes were cancelled with it, and its event
+            # belongs to it (asyncio.Event.wait refuses another loop's).
+            self._forget_other_loops(loop)
+        self._task = loop.create_task(self.run(), name="breaker-prober")
+
+    def _forget_other_loops(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._wake = asyncio.Event()
+        self._sending = {task for task in self._sending if task.get_loop() is loop}
+        for flying in self._flying.values():
+            for task in [task for task in flying if task.get_loop() is not loop]:
+                del flying[task]
 
     async def aclose(self) -> None:
-        """Stop probing and release the leases this instance holds."""
+        """Stop probing and release the leases this instance holds. Tasks of a loop that has
+        ended (a prober started under an earlier ``asyncio.run``) ended with it."""
         self._unsubscribe()
+        loop = asyncio.get_running_loop()
         task, self._task = self._task, None
-        pending = self._sending | ({task} if task is not None else set())
+        every = self._sending | ({task} if task is not None else set())
+        pending = {each for each in every if each.get_loop() is loop and not each.done()}
         for each in pending:
             each.cancel()
         if pending:
