@@ -72,7 +72,10 @@ class PayTabs(ResilientPayTabs):
         region: Where the profile lives (``"SAU"``, ``"ARE"``, ... or a :class:`Region`).
             Defaults to ``SAU`` (``https://secure.paytabs.sa``); the service's
             ``PAYTABS_REGION`` defaults to ``ARE``. A key only works on its region's host.
-        base_url: Another host instead of the region's (a proxy, the simulator).
+            Another name is ``ValueError`` listing the regions (Saudi Arabia is ``SAU``, not
+            ``KSA``).
+        base_url: Another host instead of the region's (a proxy, the simulator): an
+            absolute ``http://`` or ``https://`` URL, else ``ValueError`` at once.
         timeout: Seconds one attempt may take in all (> 0): waiting for a connection,
             connecting, sending and the whole answer, however steadily a slow answer's bytes
             come. It is the breakers' call timeout (``breaker.call_timeout`` when that is

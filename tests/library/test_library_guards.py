@@ -16,6 +16,8 @@ from paytabs_guard import (
 )
 from paytabs_guard.adapters.paytabs.signature import sign_return
 from paytabs_guard.settings import ConfigError, load_settings
+from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY
+from paytabs_simulator.server import run_simulator
 
 pytestmark = pytest.mark.anyio
 
@@ -89,5 +91,32 @@ def test_a_region_is_read_whatever_its_case_and_the_client_never_shows_its_key()
     assert repr(paytabs) == "PayTabs(profile_id=987654, base_url='https://secure.paytabs.com')"
     assert KEY not in repr(paytabs)
     assert load_settings({"PAYTABS_REGION": " sau"}).paytabs_region == "SAU"
-    with pytest.raises(ValueError, match="not a valid Region"):
-        PayTabs(profile_id=987654, server_key=KEY, region="xyz")
+    with pytest.raises(ValueError, match="not a valid Region: one of ARE, SAU, "):
+        PayTabs(profile_id=987654, server_key=KEY, region="KSA")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["127.0.0.1:{port}", "localhost:{port}", "ftp://127.0.0.1:{port}", "http//127.0.0.1:{port}",
+     "http://", "http://127.0.0.1:{port}/?sandbox=1"],
+)  # fmt: skip
+async def test_a_base_url_no_request_could_use_is_refused_when_the_client_is_built(
+    url: str,
+) -> None:
+    """Not a payment reported as "outcome unknown" (AmbiguousGatewayError) after seconds of
+    retries: a URL without http(s):// never sent anything, yet each attempt failed as
+    UnsupportedProtocol, which reads as a request that may have been taken."""
+    async with run_simulator() as simulator:
+        port = httpx.URL(simulator.base_url).port
+        with pytest.raises(ValueError, match=r"http:// or https:// URL|query|host"):
+            PayTabs(
+                profile_id=DEFAULT_PROFILE_ID,
+                server_key=DEFAULT_SERVER_KEY,
+                base_url=url.format(port=port),
+            )
+        async with PayTabs(
+            profile_id=DEFAULT_PROFILE_ID,
+            server_key=DEFAULT_SERVER_KEY,
+            base_url=f"http://127.0.0.1:{port}/",
+        ) as paytabs:
+            assert await paytabs.query_cart("order-1") == []

@@ -37,6 +37,7 @@ from paytabs_guard.adapters.paytabs.transformers import (
     encode_body,
 )
 from paytabs_guard.domain import Operation
+from paytabs_guard.setting_values import require_http_url
 
 REQUEST_PATH: Final = "/payment/request"
 QUERY_PATH: Final = "/payment/query"
@@ -100,6 +101,10 @@ class PayTabsClient:
         problem = server_key_problem(key)
         if problem is not None:
             raise ValueError(problem)
+        # Refused here, not at the first call: a URL without http(s):// failed each attempt as
+        # "outcome unknown" (AmbiguousGatewayError), a payment that never left reported as one
+        # that may have been taken, after seconds of retries counted against the breakers.
+        require_http_url(base_url, base=True)
         self.profile_id = profile_id
         self.base_url = base_url.rstrip("/")
         self._closed = False

@@ -43,4 +43,10 @@ REGION_HOSTS: Final[dict[Region, str]] = {
 
 def base_url_for(region: Region | str, override: str | None = None) -> str:
     """The override when set (a simulator, a proxy), else the region's PayTabs host."""
-    return override.rstrip("/") if override else REGION_HOSTS[Region(region)]
+    if override:
+        return override.rstrip("/")
+    try:
+        return REGION_HOSTS[Region(region)]
+    except ValueError:
+        names = ", ".join(Region)
+        raise ValueError(f"{region!r} is not a valid Region: one of {names}") from None
