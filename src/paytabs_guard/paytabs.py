@@ -163,7 +163,9 @@ class PayTabs(ResilientPayTabs):
             self.registry, dict.fromkeys(self.registry.names(), probe), timeout=attempt
         )
 
-    def verify_callback(self, body: bytes, signature: str | None) -> PayTabsTransaction:
+    def verify_callback(
+        self, body: bytes | bytearray | memoryview, signature: str | None
+    ) -> PayTabsTransaction:
         """Check a callback's ``Signature`` header over the raw body, then parse it.
 
         Raises :class:`~paytabs_guard.adapters.paytabs.signature.InvalidSignature` when the
@@ -181,13 +183,14 @@ class PayTabs(ResilientPayTabs):
         verify_callback(raw, signature, self._server_key)
         return PayTabsTransaction.model_validate(decode_json(raw))
 
-    def verify_return(self, fields: Mapping[str, str]) -> None:
+    def verify_return(self, fields: Mapping[str, object]) -> None:
         """Check a browser return's ``signature`` field (the POSTed form, or a GET return's
         query parameters as they came; the return URL's own parameters are not signed).
 
         Raises :class:`~paytabs_guard.adapters.paytabs.signature.InvalidSignature` when it is
         missing or wrong, and ``ValueError``, saying what to pass, when ``fields`` is not a
-        mapping of names to one str each (a list value, as ``parse_qs`` gives). A valid
+        mapping of names to one str each (a list value, as ``parse_qs`` gives, or an upload
+        in a form; any mapping type is taken, Starlette's ``FormData`` included). A valid
         return only says what the customer's browser was shown: ask PayTabs
         (``query_transaction``) before you ship the order."""
         verify_return(fields, self._server_key)

@@ -58,9 +58,10 @@ def _hmac_hex(key: Key, message: bytes) -> str:
     return hmac.new(_secret(key).encode(), message, hashlib.sha256).hexdigest()
 
 
-def sign_callback(body: bytes, key: Key) -> str:
-    """The ``Signature`` header PayTabs sends with ``body`` (for tests and relays)."""
-    return _hmac_hex(key, body)
+def sign_callback(body: bytes | bytearray | memoryview, key: Key) -> str:
+    """The ``Signature`` header PayTabs sends with ``body`` (for tests and relays); ``body`` as
+    for :func:`verify_callback`."""
+    return _hmac_hex(key, callback_body(body))
 
 
 def _usable_keys(keys: object) -> tuple[Key, ...]:  # Key | Iterable[Key], checked here
@@ -167,7 +168,9 @@ def _check(messages: Iterable[bytes], signature: str | None, keys: Iterable[Key]
         raise InvalidSignature("mismatch")
 
 
-def verify_callback(body: bytes, signature: str | None, keys: Key | Iterable[Key]) -> None:
+def verify_callback(
+    body: bytes | bytearray | memoryview, signature: str | None, keys: Key | Iterable[Key]
+) -> None:
     """Raise InvalidSignature unless ``signature`` is a valid HMAC of the raw ``body``.
 
     ``keys``: the server key, or several during a rotation; blank keys are ignored. An
@@ -204,7 +207,7 @@ def sign_return(fields: Mapping[str, str], key: Key) -> str:
     return _hmac_hex(key, return_signing_string(fields).encode())
 
 
-def verify_return(fields: Mapping[str, str], keys: Key | Iterable[Key]) -> None:
+def verify_return(fields: Mapping[str, object], keys: Key | Iterable[Key]) -> None:
     """Raise InvalidSignature unless the return's ``signature`` field signs its other fields.
 
     ``fields``: the POSTed form, or a GET return's query parameters as they came. The
@@ -212,7 +215,8 @@ def verify_return(fields: Mapping[str, str], keys: Key | Iterable[Key]) -> None:
     any besides PayTabs' (:data:`RETURN_FIELDS`), the signature over PayTabs' fields alone is
     accepted too: only those are vouched for. ``keys`` as for :func:`verify_callback`.
     ``fields`` other than a mapping of str to one str each (a list value, as ``parse_qs``
-    gives) raise ValueError saying what to pass."""
+    gives, or an upload in a form) raise ValueError saying what to pass; the hint takes any
+    mapping, so that a framework's form (Starlette's ``FormData``) is passed as it comes."""
     usable = _usable_keys(keys)
     taken = _return_fields(fields)
     readings = [taken]
