@@ -76,8 +76,11 @@ async def main() -> Transaction:
 
             # 3. PayTabs' signed callback says what happened; check it matches the order.
             result = await asyncio.wait_for(callbacks.get(), timeout=10)
-            if result.cart_id != "order-1001" or result.payment_result is None:
-                raise SystemExit(f"unexpected callback for {result.cart_id}")
+            paid = Money.parse_gateway(result.cart_amount, result.cart_currency)
+            if result.cart_id != "order-1001" or paid != Money.of("150.00", "SAR"):
+                raise SystemExit(f"unexpected callback: {result.cart_id} for {paid}")
+            if result.payment_result is None or result.payment_result.response_status != "A":
+                raise SystemExit(f"not authorised: {result.payment_result}")
             print(f"paid: {result.tran_ref} {result.payment_result.response_status}")
 
             # 4. Refund part of it. An ambiguous failure is resolved by a query first.

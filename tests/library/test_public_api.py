@@ -73,6 +73,21 @@ def test_the_public_api_is_pinned() -> None:
     assert paytabs_guard.__version__.count(".") >= 2
 
 
+def test_the_readme_tells_what_each_public_error_means() -> None:
+    """Each exception a library user can catch is named in the README's library section (it
+    says what to do next): InvalidSignature, what a forged callback raises, was not there."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Using it as a library") : readme.index("## Numbers")]
+    errors = [
+        name
+        for name in paytabs_guard.__all__
+        if isinstance(value := getattr(paytabs_guard, name), type)
+        and issubclass(value, Exception)
+    ]
+    assert "InvalidSignature" in errors
+    assert [name for name in errors if f"`{name}`" not in section] == []
+
+
 def test_importing_the_library_loads_nothing_of_the_service() -> None:
     probe = (
         "import json, sys, paytabs_guard; "
