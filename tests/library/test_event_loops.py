@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ import uvloop
 
 from paytabs_guard import (
     DEFAULT_BREAKER,
+    AmbiguousGatewayError,
     HostedPageRequest,
     Money,
     PageOutcome,
@@ -24,7 +26,12 @@ from paytabs_guard import (
     TransientGatewayError,
 )
 from paytabs_guard.resilience import BreakerEvent, EventType
-from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
+from paytabs_simulator.config import (
+    DEFAULT_PROFILE_ID,
+    DEFAULT_SERVER_KEY,
+    SimulatorConfig,
+    utc_now,
+)
 from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import run_simulator
 from testkit.threaded import entered_in_thread
@@ -175,6 +182,8 @@ def test_a_client_used_after_its_block_ended_says_so_even_with_its_breakers_open
             for name, call in calls.items():
                 try:
                     await call()
+                except RuntimeError:  # ClientClosed, a RuntimeError as documented
+                    raised[name] = "RuntimeError"
                 except Exception as error:  # the class is what is checked
                     raised[name] = type(error).__name__
             assert raised == dict.fromkeys(calls, "RuntimeError")
@@ -228,3 +237,36 @@ def test_start_and_aclose_work_on_a_loop_after_the_one_the_prober_first_ran_on(
         asyncio.run(paytabs.aclose())
         with pytest.raises(RuntimeError, match="client is closed"):
             asyncio.run(paytabs.query_cart("order-1"))
+
+
+@pytest.mark.anyio
+async def test_a_write_under_way_when_the_client_closes_is_reported_as_unknown(
+    http_path: str,
+) -> None:
+    """A create that PayTabs took, its answer lost as the client closed (a shutdown while a
+    call is out): the query that would resolve it found the client closed, and the caller got
+    that RuntimeError ("use it inside the block"), which reads as a call that never left. It
+    is the unknown outcome it is: AmbiguousGatewayError, the closing in its notes."""
+    arrived = asyncio.Event()
+
+    def clock() -> datetime:  # the simulator reads it as it takes the request
+        arrived.set()
+        return utc_now()
+
+    # PayTabs takes the request, then its answer never comes (hang after the work)
+    config = SimulatorConfig(clock=clock, faults=Faults(hang_rate=1.0, hang_phase="after"))
+    async with run_simulator(config) as simulator:
+        paytabs = PayTabs(
+            profile_id=DEFAULT_PROFILE_ID,
+            server_key=DEFAULT_SERVER_KEY,
+            base_url=simulator.base_url,
+            timeout=2.0,  # the lean transport keeps a call under way to its timeout
+        )
+        create = asyncio.ensure_future(paytabs.create_payment_page(_request(9)))
+        await asyncio.wait_for(arrived.wait(), timeout=10)
+        await paytabs.aclose()
+        with pytest.raises(AmbiguousGatewayError) as raised:
+            await create
+        assert "closed" in " ".join(getattr(raised.value, "__notes__", []))
+        held = [t for t in simulator.engine.transactions.values() if t.cart_id == "order-9"]
+    assert len(held) == 1  # it had been taken: "never sent" would have been wrong

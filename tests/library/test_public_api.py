@@ -81,8 +81,7 @@ def test_the_readme_tells_what_each_public_error_means() -> None:
     errors = [
         name
         for name in paytabs_guard.__all__
-        if isinstance(value := getattr(paytabs_guard, name), type)
-        and issubclass(value, Exception)
+        if isinstance(value := getattr(paytabs_guard, name), type) and issubclass(value, Exception)
     ]
     assert "InvalidSignature" in errors
     assert [name for name in errors if f"`{name}`" not in section] == []

@@ -83,6 +83,10 @@ def http_timeout_within(attempt_seconds: float, http_seconds: float | None = Non
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
+class ClientClosed(RuntimeError):
+    """The client was used after ``aclose()``: the caller's mistake, not a gateway failure."""
+
+
 class PayTabsClient:
     """Async PayTabs PT2 client with pooled connections and a per-attempt timeout."""
 
@@ -237,7 +241,7 @@ class PayTabsClient:
         """Raise ``RuntimeError`` once the client is closed: a mistake in the caller's code, not
         a gateway failure (no retry, no breaker)."""
         if self._closed:
-            raise RuntimeError(
+            raise ClientClosed(
                 "this PayTabs client is closed (its `async with` block ended, or aclose() was "
                 "called); use it inside the block, or build a new one"
             )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from paytabs_guard import tracing
-from paytabs_guard.adapters.paytabs.client import PayTabsClient
+from paytabs_guard.adapters.paytabs.client import ClientClosed, PayTabsClient
 from paytabs_guard.adapters.paytabs.errors import (
     AmbiguousGatewayError,
     PayTabsError,
@@ -279,7 +279,7 @@ class ResilientPayTabs:
             write_leaving(operation)
             try:
                 return await _attempt(operation, number, breaker, send)
-            except BreakerError as rejected:
+            except (BreakerError, ClientClosed) as rejected:
                 if unclear is None:
                     raise
                 raise _still_unclear(unclear, rejected) from rejected
@@ -289,8 +289,10 @@ class ResilientPayTabs:
                 if error.needs_resolution or answered:
                     try:
                         found = await resolve()
-                    except (PayTabsError, BreakerError) as query_error:
+                    except (PayTabsError, BreakerError, ClientClosed) as query_error:
                         # Cannot tell whether it happened: report the ambiguity, never guess.
+                        # (Closed while the write was out: a "closed" RuntimeError would read
+                        # as a call that never left, and a caller would make it again.)
                         error.add_note(f"resolution by query failed: {query_error!r}")
                         if answered:
                             raise _may_have_landed(error) from query_error
