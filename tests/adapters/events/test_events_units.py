@@ -6,9 +6,12 @@ import json
 import random
 from datetime import UTC, datetime
 
+import httpx
 import pytest
+import redis.asyncio as redis
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from paytabs_guard.adapters.events import (
@@ -17,10 +20,25 @@ from paytabs_guard.adapters.events import (
     EventBus,
     InvalidCloudEvent,
     OutboxRelay,
+    RedisStreamSink,
+    WebhookEndpoint,
+    WebhookSink,
+)
+from paytabs_guard.adapters.events.sinks import (
+    BatchSink,
+    RequestPerEventSink,
+    RoutedSink,
+    Sink,
+    is_routed,
+    sends_each,
+    sinks_of,
+    takes_batches,
 )
 from paytabs_guard.adapters.events.subscribers import SubscriberSink
 from paytabs_guard.adapters.sql.outbox import envelope_json
 from paytabs_guard.domain import Money, PaymentCreated, PaymentState, TranType
+
+from .events_support import BatchRecordingSink, RecordingSink, RoutedRecordingSink
 
 CREATED = PaymentCreated(
     payment_id="pay_01JH8Z3K",
@@ -156,3 +174,36 @@ def test_bad_relay_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="lease_seconds"):
         OutboxRelay(engine, [], lease_seconds=0)
     assert OutboxRelay(engine, [], instance_id="i-1").instance_id == "i-1"
+
+
+def test_a_sinks_kind_is_what_isinstance_says_asked_once_per_class() -> None:
+    # The relay asks these on every run; a runtime-checkable protocol's isinstance looks up
+    # each member (15-30 µs), so the answer is kept per class. It must stay isinstance's.
+    endpoint = WebhookEndpoint(
+        "erp",
+        "https://erp.example/hooks",
+        (SecretStr("whsec_YS1zZWNyZXQta2V5LWZvci10aGUta2luZC10ZXN0LW9ubHk="),),
+    )
+    bus = EventBus()
+    bus.on("*", _noop, name="fulfilment")
+    kinds: list[Sink] = [
+        RecordingSink("plain"),
+        RoutedRecordingSink("routed"),
+        BatchRecordingSink("batch"),
+        RedisStreamSink(redis.Redis(), "events"),
+        WebhookSink(endpoint, httpx.AsyncClient()),
+        *bus.sinks(),
+    ]
+    for _ in range(2):  # the second round answers from what the first kept
+        for sink in kinds:
+            assert takes_batches(sink) is isinstance(sink, BatchSink), sink
+            assert sends_each(sink) is isinstance(sink, RequestPerEventSink), sink
+            assert is_routed(sink) is isinstance(sink, RoutedSink), sink
+            assert list(sinks_of(sink)) == [sink]
+    assert list(sinks_of(bus)) == list(bus.sinks())
+    assert [takes_batches(s) for s in kinds] == [False, False, True, True, True, False]
+    assert [sends_each(s) for s in kinds] == [False, False, False, False, True, False]
+
+
+async def _noop(event: CloudEvent) -> None:
+    return None

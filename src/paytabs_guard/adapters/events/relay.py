@@ -68,7 +68,7 @@ from .relay_statements import (
     RelayStatements,
     fan_out_routes,
 )
-from .sinks import BatchSink, RequestPerEventSink, Sink, SinkSet, SinkUnreachable
+from .sinks import Sink, SinkSet, SinkUnreachable, sends_each, sinks_of, takes_batches
 from .tables import PENDING
 
 logger = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class OutboxRelay:
         """The sinks as of now (an ``EventBus`` contributes its current subscribers)."""
         resolved: list[Sink] = []
         for source in self._sources:
-            resolved.extend([source] if isinstance(source, Sink) else source.sinks())
+            resolved.extend(sinks_of(source))
         names = [sink.name for sink in resolved]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -395,10 +395,10 @@ class OutboxRelay:
             return []
         if self._clock() >= wave[0].lease_until:
             return [LEASE_LOST] * len(wave)
-        if isinstance(sink, BatchSink):
+        if takes_batches(sink):
             events = [item.event for item in wave]
             try:
-                if isinstance(sink, RequestPerEventSink):  # a span per request, not per wave
+                if sends_each(sink):  # a span per request, not per wave
                     attempts = [item.attempts for item in wave]
                     return list(await sink.deliver_each(events, attempts))
                 with delivery_span(sink.name, events, wave[0].attempts):

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from paytabs_guard.adapters.sql.engine import upsert_for
 from paytabs_guard.adapters.sql.tables import UtcDateTime, outbox
 
-from .sinks import RoutedSink, Sink
+from .sinks import Sink, is_routed
 from .tables import DEAD, PENDING, event_deliveries, has_status, still_pending
 
 
@@ -305,7 +305,7 @@ def fan_out_routes(sinks: Sequence[Sink]) -> tuple[list[str], list[tuple[str, st
     every_type: list[str] = []
     filtered: list[tuple[str, str]] = []
     for sink in sinks:
-        if not isinstance(sink, RoutedSink):
+        if not is_routed(sink):
             return None
         types = sink.accepted_types
         if types is None:

@@ -10,7 +10,7 @@ dedupe on the CloudEvents ``id``: a delivery can repeat (at least once, never ex
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, cast, runtime_checkable
 
 from .cloudevents import OutboxEvent
 
@@ -66,6 +66,40 @@ class SinkSet(Protocol):
     """Something that contributes sinks that may change at run time (the ``EventBus``)."""
 
     def sinks(self) -> Sequence[Sink]: ...
+
+
+_KINDS: dict[tuple[type, type], bool] = {}
+
+
+def _is_a(thing: object, kind: type) -> bool:
+    """``isinstance(thing, kind)`` for the protocols above, asked once per class. Such a check
+    looks up every member by name (15-30 µs each here), and the relay asked several per run,
+    on every callback's events. A sink's kind is its class's: the members are methods and
+    properties."""
+    key = (type(thing), kind)
+    known = _KINDS.get(key)
+    if known is None:
+        known = _KINDS[key] = isinstance(thing, kind)
+    return known
+
+
+def sinks_of(source: Sink | SinkSet) -> Sequence[Sink]:
+    """The sink itself, or the sinks a set of them (the ``EventBus``) holds now."""
+    if _is_a(source, Sink):
+        return [cast(Sink, source)]
+    return cast(SinkSet, source).sinks()
+
+
+def takes_batches(sink: Sink) -> TypeGuard[BatchSink]:
+    return _is_a(sink, BatchSink)
+
+
+def sends_each(sink: Sink) -> TypeGuard[RequestPerEventSink]:
+    return _is_a(sink, RequestPerEventSink)
+
+
+def is_routed(sink: Sink) -> TypeGuard[RoutedSink]:
+    return _is_a(sink, RoutedSink)
 
 
 class DeliveryFailed(Exception):
