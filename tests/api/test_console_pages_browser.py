@@ -75,7 +75,11 @@ async def test_an_older_page_of_payments_does_not_reload_itself_while_nothing_ch
 
 def _back(tab: Tab, url: str) -> str:
     """Press Back; the page's HTML once the browser shows ``url`` again."""
-    tab.evaluate("history.back()")
+    # Through the protocol's history, as the Back button goes: a script's history.back()
+    # could lose its own answer to the navigation it starts ("Inspected target navigated").
+    history = tab._call("Page.getNavigationHistory", {})
+    previous = history["entries"][history["currentIndex"] - 1]
+    tab._call("Page.navigateToHistoryEntry", {"entryId": previous["id"]})
     deadline = time.monotonic() + tab.chromium.timeout
     while True:
         try:
