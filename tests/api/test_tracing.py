@@ -26,6 +26,7 @@ from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.entrypoints.loopback import serve_app
 from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
+from testkit.tracing import spans_exported
 
 from .api_support import API_KEY, SERVER_KEY, VISA, Service, running_service
 from .relay_support import drained
@@ -39,12 +40,8 @@ OTEL_ON = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SERVICE
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Tracing on, as OTEL_EXPORTER_OTLP_ENDPOINT turns it on, exporting to memory."""
-    exporter = InMemorySpanExporter()
-    assert tracing.configure(OTEL_ON, exporter=exporter)
-    try:
+    with spans_exported(OTEL_ON) as exporter:
         yield exporter
-    finally:
-        tracing.shutdown()
 
 
 @dataclass

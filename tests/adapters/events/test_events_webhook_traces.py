@@ -30,6 +30,7 @@ from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.adapters.webhooks import standard
 from paytabs_guard.entrypoints.loopback import serve_app
 from testkit.clock import FakeClock
+from testkit.tracing import spans_exported
 
 from .events_support import add_event
 
@@ -46,12 +47,9 @@ STORED = {
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    assert tracing.configure(OTEL_ON, exporter=exporter)
-    try:
+    """Tracing on, as OTEL_EXPORTER_OTLP_ENDPOINT turns it on, exporting to memory."""
+    with spans_exported(OTEL_ON) as exporter:
         yield exporter
-    finally:
-        tracing.shutdown()
 
 
 @pytest.fixture
