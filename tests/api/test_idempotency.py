@@ -48,6 +48,29 @@ async def test_the_same_key_with_another_body_is_refused(service: Service) -> No
     assert other.json()["type"].endswith("/idempotency-key-reused")
 
 
+async def test_an_amount_written_with_other_zeros_is_the_same_request(service: Service) -> None:
+    # A client that re-serialises its decimal on retry ("5", "5.0", "5.00") asks for the same
+    # payment; 5.01 is another one.
+    key = new_key()
+    first = await service.api.post(
+        "/payments/v2/create", json=BODY | {"amount": "5.0"}, headers={"Idempotency-Key": key}
+    )
+    assert first.status_code == 201
+    for written in ("5.00", "5", "05.00"):
+        again = await service.api.post(
+            "/payments/v2/create", json=BODY | {"amount": written}, headers={"Idempotency-Key": key}
+        )
+        assert again.status_code == 201, (written, again.json())
+        assert again.json()["id"] == first.json()["id"]
+        assert again.headers["idempotent-replayed"] == "true"
+    other = await service.api.post(
+        "/payments/v2/create", json=BODY | {"amount": "5.01"}, headers={"Idempotency-Key": key}
+    )
+    assert other.status_code == 422
+    assert other.json()["type"].endswith("/idempotency-key-reused")
+    assert len(await service.simulated(first.json()["cart_id"])) == 1
+
+
 async def test_concurrent_creates_with_one_key_make_one_page(any_service: Service) -> None:
     # on PostgreSQL the claim travels in the statement that inserts the payment
     key = new_key()

@@ -98,7 +98,9 @@ _IDEMPOTENCY_KEY_HEADER: Final = Header(
     alias="Idempotency-Key",
     description="8-255 visible ASCII characters, unique per operation (a UUID is best); "
     "repeating a request with the same key replays the first answer for 24 h, whichever of "
-    "the merchant's API keys sends it (the old or new key of a rotation)",
+    "the merchant's API keys sends it (the old or new key of a rotation). The same request "
+    'is the same body, whatever its spacing, key order or zeros in an amount ("5.0" is '
+    '"5.00"); another body under the key is a 422 idempotency-key-reused',
     # Documented for clients and generators; checked here, so a bad key is our 400 that says
     # what to send, not the framework's 422.
     json_schema_extra={"pattern": "^[\\x21-\\x7e]{8,255}$"},

@@ -5,7 +5,9 @@
   the one merchant and sees all of its payments, so a retry sent with the rotated key must
   replay the first answer, not charge or refund again.
 * The request's *fingerprint* is a hash of the method, the path and the validated body in a
-  canonical form, so the same JSON written with other spacing or key order is the same request.
+  canonical form, so the same JSON written with other spacing or key order is the same request,
+  and so is an amount written with other zeros (``"5"``, ``"5.0"`` and ``"5.00"`` are one
+  amount: a client that re-serialises a decimal on retry must get the first answer back).
 * First use: the operation runs. A deterministic answer (2xx, and 4xx such as a PayTabs
   refusal or a domain rule) is stored and replayed for every repeat; a 5xx, an unexpected
   error or a refusal of the moment (``Problem.transient``: a concurrent change, a follow-up
@@ -76,6 +78,8 @@ def scope_of(client: ApiClient) -> str:
 
 def fingerprint(method: str, path: str, body: Any) -> str:  # a JSON-ready body
     """A hash of the request's meaning: method, path and the canonical JSON of the body."""
+    if isinstance(body, dict) and isinstance(amount := body.get("amount"), str):
+        body = {**body, "amount": canonical_amount(amount)}
     canonical = json.dumps(
         {"method": method.upper(), "path": path, "body": body},
         sort_keys=True,
@@ -83,6 +87,16 @@ def fingerprint(method: str, path: str, body: Any) -> str:  # a JSON-ready body
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def canonical_amount(amount: str) -> str:
+    """A validated decimal string (digits, then optionally a point and digits) written one way
+    per value: no leading zeros, no trailing zeros past the second decimal, at least two
+    decimals. Two places, not the currency's, because a refund need not name its currency;
+    and two because that is how nearly every client writes an amount, so keys stored before
+    this rule (their fingerprints over the amount as sent) still match their retries."""
+    whole, _, fraction = amount.partition(".")
+    return f"{whole.lstrip('0') or '0'}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def key_mismatch() -> Problem:
