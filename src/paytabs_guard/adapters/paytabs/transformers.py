@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,9 +42,12 @@ class PageTranType(StrEnum):
     AUTH = "auth"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Address:
-    """Customer or shipping details; all optional (the hosted page asks for what is missing)."""
+    """Customer or shipping details; all optional (the hosted page asks for what is missing).
+
+    Its repr names the fields that are set, not their values: a person's name, e-mail and
+    phone have no place in a log line or a traceback."""
 
     name: str | None = None
     email: str | None = None
@@ -58,6 +61,10 @@ class Address:
 
     def to_wire(self) -> dict[str, str]:
         return {key: value for key, value in asdict(self).items() if value}
+
+    def __repr__(self) -> str:
+        given = ", ".join(name for name in self.to_wire())
+        return f"Address(given: {given or 'nothing'})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +144,7 @@ class FollowUpRequest:
 class TokenChargeRequest:
     """A recurring sale or auth with a saved token, from the transaction that created it."""
 
-    token: str
+    token: str = field(repr=False)  # a saved card: whoever holds it can charge it
     tran_ref: str
     cart_id: str
     amount: Money
@@ -184,6 +191,16 @@ def _referring(
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A repr ends up in logs and tracebacks: the fields we model, without a saved card's
+        # token, and none of the extras PayTabs sent (customer_details: an e-mail, a phone).
+        for name, value in super().__repr_args__():
+            if name in type(self).model_fields:
+                yield name, "[hidden]" if name in _HIDDEN_IN_REPR and value else value
+
+
+_HIDDEN_IN_REPR: Final = frozenset({"token"})
 
 
 def _text(value: object) -> object:
