@@ -17,7 +17,7 @@ Only the core dependencies (httpx, pydantic) are needed: no web framework, no da
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
@@ -67,8 +67,13 @@ class PayTabs(ResilientPayTabs):
     """A PayTabs PT2 client with retries that never charge twice, behind circuit breakers.
 
     Args:
-        profile_id: The merchant's PayTabs profile id.
+        profile_id: The merchant's PayTabs profile id: a positive int (its digits as a str
+            will do); anything else is ``ValueError`` at once.
         server_key: The profile's server key (kept as a ``SecretStr``; never logged).
+        previous_server_keys: During a key rotation, the keys that came before
+            ``server_key``: callbacks and returns signed with one of them still verify
+            (:meth:`verify_callback`, :meth:`verify_return`); calls to PayTabs always use
+            ``server_key``. Drop them once PayTabs signs with the new key only.
         region: Where the profile lives (``"SAU"``, ``"ARE"``, ... or a :class:`Region`).
             Defaults to ``SAU`` (``https://secure.paytabs.sa``); the service's
             ``PAYTABS_REGION`` defaults to ``ARE``. A key only works on its region's host.
@@ -114,6 +119,7 @@ class PayTabs(ResilientPayTabs):
         *,
         profile_id: int,
         server_key: str | SecretStr,
+        previous_server_keys: Iterable[str | SecretStr] | str | SecretStr = (),
         region: Region | str = Region.SAU,
         base_url: str | None = None,
         timeout: float = 30.0,
@@ -125,6 +131,7 @@ class PayTabs(ResilientPayTabs):
             raise ValueError(f"timeout must be > 0 s, got {timeout!r}")
         key = server_key if isinstance(server_key, SecretStr) else SecretStr(server_key)
         self._server_key = key
+        self._verifying_keys = (key, *_previous_keys(previous_server_keys))
         config = breaker or DEFAULT_BREAKER
         if config.is_failure is every_exception:
             # BreakerConfig's default suits a breaker around anything; around PayTabs every
@@ -180,7 +187,7 @@ class PayTabs(ResilientPayTabs):
         neither a str nor None.
         """
         raw = callback_body(body)
-        verify_callback(raw, signature, self._server_key)
+        verify_callback(raw, signature, self._verifying_keys)
         return PayTabsTransaction.model_validate(decode_json(raw))
 
     def verify_return(self, fields: Mapping[str, object]) -> None:
@@ -193,7 +200,7 @@ class PayTabs(ResilientPayTabs):
         in a form; any mapping type is taken, Starlette's ``FormData`` included). A valid
         return only says what the customer's browser was shown: ask PayTabs
         (``query_transaction``) before you ship the order."""
-        verify_return(fields, self._server_key)
+        verify_return(fields, self._verifying_keys)
 
     def __repr__(self) -> str:  # never the key
         return f"PayTabs(profile_id={self.client.profile_id}, base_url={self.client.base_url!r})"
@@ -220,3 +227,18 @@ class PayTabs(ResilientPayTabs):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _previous_keys(keys: Iterable[str | SecretStr] | str | SecretStr) -> tuple[SecretStr, ...]:
+    """The rotation's earlier keys, checked when the client is built: a str is one key (not
+    its characters), and another type is a ValueError saying what to pass. Blank ones verify
+    nothing (the signature checks skip them)."""
+    found: tuple[object, ...] = (keys,) if isinstance(keys, str | SecretStr) else tuple(keys)
+    checked: list[SecretStr] = []
+    for key in found:
+        if not isinstance(key, str | SecretStr):
+            raise ValueError(
+                f"pass previous_server_keys as str (or SecretStr) keys, not {type(key).__name__}"
+            )
+        checked.append(key if isinstance(key, SecretStr) else SecretStr(key))
+    return tuple(checked)

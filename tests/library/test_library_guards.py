@@ -14,7 +14,7 @@ from paytabs_guard import (
     PayTabsClient,
     TransactionNotFound,
 )
-from paytabs_guard.adapters.paytabs.signature import sign_return
+from paytabs_guard.adapters.paytabs.signature import sign_callback, sign_return
 from paytabs_guard.settings import ConfigError, load_settings
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY
 from paytabs_simulator.server import run_simulator
@@ -120,3 +120,36 @@ async def test_a_base_url_no_request_could_use_is_refused_when_the_client_is_bui
             base_url=f"http://127.0.0.1:{port}/",
         ) as paytabs:
             assert await paytabs.query_cart("order-1") == []
+
+
+@pytest.mark.parametrize("profile_id", [0, -5, True, 12.0, "12a", "", None, 2**63])
+def test_a_profile_id_paytabs_could_not_know_is_refused_when_the_client_is_built(
+    profile_id: object,
+) -> None:
+    with pytest.raises(ValueError, match="profile_id must be a positive integer"):
+        PayTabs(profile_id=profile_id, server_key=KEY)  # type: ignore[arg-type]
+
+
+def test_a_profile_id_read_from_the_environment_as_digits_is_taken() -> None:
+    assert PayTabs(profile_id="987654", server_key=KEY).client.profile_id == 987654  # type: ignore[arg-type]
+
+
+def test_callbacks_signed_with_the_key_before_a_rotation_still_verify() -> None:
+    old, new, other = "SOLD96JLG-JDMKHGRWT9-RWRK2KJNRJ", KEY, "SOTH96JLG-JDMKHGRWT9-RWRK2KJNRJ"
+    body = b'{"tran_ref":"TST2215201242166","cart_id":"c-1","cart_currency":"SAR",' \
+        b'"cart_amount":"1.00","tran_type":"Sale"}'  # fmt: skip
+    rotating = PayTabs(profile_id=987654, server_key=new, previous_server_keys=old)
+    for key in (new, old):
+        assert rotating.verify_callback(body, sign_callback(body, key)).cart_id == "c-1"
+    with pytest.raises(InvalidSignature):
+        rotating.verify_callback(body, sign_callback(body, other))
+    # without the old key, its signature is refused; a blank previous key verifies nothing
+    for alone in (PayTabs(profile_id=987654, server_key=new, previous_server_keys=["", " "]),):
+        with pytest.raises(InvalidSignature):
+            alone.verify_callback(body, sign_callback(body, old))
+    fields = {"acquirerMessage": "", "cartId": "c-1", "respCode": "G1", "respStatus": "A",
+              "tranRef": "TST2215201242166"}  # fmt: skip
+    rotating.verify_return({**fields, "signature": sign_return(fields, old)})
+    assert old not in repr(rotating.__dict__)
+    with pytest.raises(ValueError, match="previous_server_keys as str"):
+        PayTabs(profile_id=987654, server_key=new, previous_server_keys=[old.encode()])  # type: ignore[list-item]

@@ -87,6 +87,17 @@ class ClientClosed(RuntimeError):
     """The client was used after ``aclose()``: the caller's mistake, not a gateway failure."""
 
 
+def checked_profile_id(value: object) -> int:
+    """``value`` as a profile id: a positive int, or its digits as a str (read from the
+    environment). Anything else is a ValueError when the client is built: PayTabs answers a
+    wrong profile id on every call alike, as a refusal that reads like a bad key."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise ValueError(f"profile_id must be a positive integer (e.g. 12345), got {value!r}")
+    return value
+
+
 class PayTabsClient:
     """Async PayTabs PT2 client with pooled connections and a per-attempt timeout."""
 
@@ -109,7 +120,7 @@ class PayTabsClient:
         # "outcome unknown" (AmbiguousGatewayError), a payment that never left reported as one
         # that may have been taken, after seconds of retries counted against the breakers.
         require_http_url(base_url, base=True)
-        self.profile_id = profile_id
+        self.profile_id = checked_profile_id(profile_id)
         self.base_url = base_url.rstrip("/")
         self._closed = False
         self._observer = observer
