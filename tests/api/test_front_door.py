@@ -591,3 +591,16 @@ async def test_every_answer_tells_browsers_not_to_sniff_its_type_once(service: S
     ]
     for answer in answers:
         assert answer.headers.get_list("x-content-type-options") == ["nosniff"], answer.url
+
+
+@pytest.mark.parametrize("length", ["0", "00", " 000 "])
+async def test_a_zero_length_written_with_leading_zeros_is_no_body(
+    service: Service, length: str
+) -> None:
+    # A void takes no body: "00" is a length of zero, not a body without a media type (415).
+    answer = await send_raw(
+        str(service.api.base_url), "POST", "/payments/v2/pay_0000000000000000000000ff/void",
+        {"Authorization": f"Bearer {API_KEY}", "Content-Length": length},
+    )  # fmt: skip
+    assert answer.status == 404, answer.body
+    assert answer.json()["type"].endswith("/payment-not-found")

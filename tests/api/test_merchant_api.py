@@ -63,6 +63,7 @@ async def test_breaker_stats_list_every_operation_family(service: Service) -> No
     [
         ({"amount": 25.5}, "amount", "send the amount as a string"),
         ({"amount": 25}, "amount", "send the amount as a string"),
+        ({"amount": True}, "amount", "not true or false"),
         ({"amount": "1e3"}, "amount", "decimal string"),
         ({"amount": "-5.00"}, "amount", "decimal string"),
         ({"amount": "1.001"}, "amount", "SAR takes at most 2 decimal places; this amount has 3"),

@@ -25,7 +25,9 @@ MAX_METADATA_KEYS: Final = 20
 
 
 def amount_string(value: object) -> object:
-    if isinstance(value, bool | int | float):
+    if isinstance(value, bool):  # before int: a bool is one, and "JSON numbers" would puzzle
+        raise ValueError('must be a decimal string such as "12.50", not true or false')
+    if isinstance(value, int | float):
         raise ValueError(
             'send the amount as a string, e.g. "12.50": JSON numbers lose precision in many clients'
         )

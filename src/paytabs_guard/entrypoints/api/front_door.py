@@ -81,7 +81,8 @@ def carries_body(headers: Headers) -> bool:
     if "transfer-encoding" in headers:
         return True
     lengths = headers.getlist("content-length")
-    return bool(lengths) and any(value.strip() != "0" for value in lengths)
+    # "00" is a length of zero too (digits, leading zeros allowed): no body, so no media type
+    return bool(lengths) and any(value.strip().lstrip("0") for value in lengths)
 
 
 async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
