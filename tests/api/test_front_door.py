@@ -418,6 +418,15 @@ async def test_a_page_with_a_trailing_slash_is_sent_to_it_relative_never_to_the_
     assert (docs.status_code, docs.headers["location"]) == (308, "/docs")
 
 
+async def test_the_root_sends_a_browser_to_the_api_reference(service: Service) -> None:
+    response = await send_raw(service.url, "GET", "/", {"Host": "evil.example"})
+    assert (response.status, response.headers["location"]) == (307, "/docs")
+    followed = await service.anonymous.get("/", follow_redirects=True)
+    assert followed.status_code == 200
+    assert "Swagger UI" in followed.text
+    assert (await service.anonymous.head("/")).status_code == 307
+
+
 @pytest.mark.parametrize(
     "path", ["//evil.example/", "/%2fevil.example/", "///evil.example/", "/nowhere/", "/metrics/"]
 )

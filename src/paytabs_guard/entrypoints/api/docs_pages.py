@@ -22,7 +22,7 @@ from typing import Final
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 ASSETS_URL: Final = "/docs-assets"
 CONTENT_SECURITY_POLICY: Final = (
@@ -71,6 +71,12 @@ def install_docs(app: FastAPI, title: str) -> None:
         return Response(redoc_bundle(), media_type="text/javascript; charset=utf-8")
 
     app.mount(ASSETS_URL, StaticFiles(directory=assets_directory()), name="docs-assets")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        # Where a newcomer's browser goes first: the API reference, which links the rest.
+        # A path, never a URL built from the Host header.
+        return RedirectResponse("/docs", status_code=307)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
