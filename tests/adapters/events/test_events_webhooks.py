@@ -271,3 +271,74 @@ async def test_an_endpoint_hanging_on_one_payment_still_gets_the_others(
         release.set()  # ...and goes through once the endpoint answers
         assert (await running).delivered == len(others) + 1
     assert receiver.verified[-1][0] == slow.event_id
+
+
+async def test_an_endpoint_answering_a_byte_at_a_time_is_cut_at_the_timeout() -> None:
+    """The timeout bounds the whole request, not each read: an endpoint that dribbles its
+    answer's headers (a byte well within the timeout, forever) held a delivery, its relay
+    drain and its lease without end, and the event went out again once the lease ran out."""
+    dribbling = asyncio.Event()
+
+    async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        dribbling.set()
+        try:
+            while True:  # the peer's pace, not a wait of the test's: it never finishes
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(0.02)
+        except (ConnectionError, OSError):
+            pass  # the sender gave up, as it must
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(dribble, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient() as client:
+            sink = WebhookSink(
+                endpoint(f"http://127.0.0.1:{port}/hooks", VECTOR_SECRET),
+                client,
+                timeout_seconds=0.3,
+            )
+            async with asyncio.timeout(10):  # without the bound: held until this gives up
+                with pytest.raises(DeliveryFailed) as caught:
+                    await sink.deliver(vector_event())
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert dribbling.is_set()
+    assert str(caught.value) == "webhook:shop: no answer within 0.3 s"
+    # The endpoint took the request: this event's failure, not the sink's outage.
+    assert not isinstance(caught.value, SinkUnreachable)
+
+
+async def test_an_endpoint_that_never_finishes_connecting_is_an_outage() -> None:
+    """A host that takes the TCP connection but never answers the TLS handshake is never
+    reached: httpx's connect timeout, the endpoint's outage (no attempt counted), not this
+    event's failure; and the socket is closed (no ResourceWarning)."""
+    silent: list[asyncio.StreamWriter] = []
+
+    async def never_answers(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)  # holds the connection open and says nothing
+
+    server = await asyncio.start_server(never_answers, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient() as client:
+            sink = WebhookSink(
+                endpoint(f"https://127.0.0.1:{port}/hooks", VECTOR_SECRET),
+                client,
+                timeout_seconds=0.3,
+            )
+            async with asyncio.timeout(10):
+                with pytest.raises(SinkUnreachable) as caught:
+                    await sink.deliver(vector_event())
+    finally:
+        for writer in silent:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert silent  # the connection was taken: only the handshake never came
+    assert str(caught.value) == "webhook:shop: ConnectTimeout"

@@ -6,14 +6,15 @@ the outbox; ``webhook-id`` is the CloudEvents ``id`` (the receiver's dedupe key)
 ``webhook-timestamp`` the time of this attempt, so a retry carries a fresh, verifiable time.
 ``traceparent`` (and ``tracestate``) continue the trace of the request that caused the event,
 when it was traced (docs/observability.md).
-A 2xx answer means delivered; anything else (3xx included: redirects are not followed), a
-timeout or a connection error is retried by the relay with backoff.
+A 2xx answer means delivered; anything else (3xx included: redirects are not followed), no
+answer within the timeout (once connected, for the request and the answer's head together) or
+a connection error is retried by the relay with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -132,19 +133,39 @@ class WebhookSink:
         )
 
     async def deliver(self, event: OutboxEvent) -> None:
+        request = self.request_for(event)
         try:
-            # stream=True and close unread: only the status matters, whatever the body's size.
-            response = await self._http.send(
-                self.request_for(event), stream=True, follow_redirects=False
-            )
+            # httpx's timeouts bound each read, so an endpoint sending a byte now and then held
+            # the delivery (and its lease) forever: once connected, the whole answer has the
+            # timeout. Connecting keeps httpx's own timeout (a cancelled TLS handshake would
+            # leave its socket open), and missing it stays the endpoint's outage.
+            async with asyncio.timeout(None) as deadline:
+                request.extensions["trace"] = _AnswerDeadline(deadline, self._timeout).trace
+                # stream=True and close unread: only the status matters, whatever its size.
+                response = await self._http.send(request, stream=True, follow_redirects=False)
+                await response.aclose()
+        except TimeoutError as error:
+            raise DeliveryFailed(f"{self.name}: no answer within {self._timeout:g} s") from error
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             # Nothing reached the endpoint: its host is down, not this event refused.
             raise SinkUnreachable(f"{self.name}: {type(error).__name__}") from error
         except httpx.HTTPError as error:
             raise DeliveryFailed(f"{self.name}: {type(error).__name__}") from error
-        await response.aclose()
         if not response.is_success:
             raise DeliveryFailed(f"{self.name}: HTTP {response.status_code}")
+
+
+class _AnswerDeadline:
+    """Starts ``deadline`` when the request starts going out on a connection (httpcore's
+    trace events), so it bounds sending the request and receiving the answer's head."""
+
+    def __init__(self, deadline: asyncio.Timeout, seconds: float) -> None:
+        self._deadline = deadline
+        self._seconds = seconds
+
+    async def trace(self, name: str, _info: Mapping[str, object]) -> None:
+        if name.endswith("send_request_headers.started") and self._deadline.when() is None:
+            self._deadline.reschedule(asyncio.get_running_loop().time() + self._seconds)
 
 
 def webhook_sinks(
