@@ -5,7 +5,11 @@ apart from the fields they apply to."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Annotated, Final
 from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -67,7 +71,19 @@ def check_host_and_port(value: str) -> None:
         raise ValueError(f"{redact_url(value)!r}: the port must be 1-65535")
 
 
-def parse_networks(entries: object) -> tuple[IPNetwork, ...]:
+#: IPv4-mapped IPv6: the client address check reads this whole network as 0.0.0.0/0.
+_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _every_address(network: IPNetwork) -> bool:
+    return network.prefixlen == 0 or network == _MAPPED
+
+
+def parse_networks(entries: object, *, proxies: bool = False) -> tuple[IPNetwork, ...]:
+    """``entries`` as networks; ``proxies``: they are trusted proxies, so a network of every
+    address (``0.0.0.0/0``, ``::/0``, ``::ffff:0:0/96``) is refused as ``*`` is: trusting
+    every peer's ``X-Forwarded-For`` lets any client write the address that the allowlist and
+    the rate limits judge it by."""
     items = split_list(entries)
     if not isinstance(items, list | tuple):
         raise ValueError("must be a comma-separated list of IP addresses or CIDRs")
@@ -85,5 +101,20 @@ def parse_networks(entries: object) -> tuple[IPNetwork, ...]:
                     f"(e.g. {ipaddress.ip_network(text, strict=False)})"
                 ) from None
             raise ValueError(f"{text!r} is not an IPv4/IPv6 address or CIDR") from None
+        if proxies and _every_address(network):
+            raise ValueError(
+                f"{text!r} takes in every address of its kind: it would believe anyone's "
+                "X-Forwarded-For, as '*' would; list the proxies' addresses or CIDRs"
+            )
         networks.append(network)
     return tuple(networks)
+
+
+def parse_proxies(entries: object) -> tuple[IPNetwork, ...]:
+    return parse_networks(entries, proxies=True)
+
+
+#: A setting of networks, read from one comma-separated string (never decoded as JSON).
+NetworkList = Annotated[tuple[IPNetwork, ...], NoDecode]
+#: Trusted proxies: networks, none of them every address.
+ProxyList = Annotated[tuple[IPNetwork, ...], NoDecode, BeforeValidator(parse_proxies)]

@@ -21,7 +21,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from paytabs_guard.adapters.paytabs.regions import Region
 from paytabs_guard.adapters.paytabs.signature import server_key_problem
 from paytabs_guard.setting_values import (
-    IPNetwork,
+    NetworkList,
+    ProxyList,
     check_host_and_port,
     parse_networks,
     redact_url,
@@ -55,7 +56,6 @@ MIN_PROBE_INTERVAL_MS: Final = 50  # 20 probes a second per breaker and worker, 
 # (a breaker's shared open state would silently stop being shared).
 PositiveMs = Annotated[int, Field(gt=0, le=ONE_DAY_MS)]
 Ms = Annotated[int, Field(ge=0, le=ONE_DAY_MS)]  # 0 allowed: "off" or "no delay"
-NetworkList = Annotated[tuple[IPNetwork, ...], NoDecode]
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 UrlList = Annotated[tuple[str, ...], NoDecode]
 
@@ -225,7 +225,7 @@ class Settings(BaseSettings):
     paytabs_ip_whitelist: NetworkList = Field(
         (), description="IPs/CIDRs (IPv4, IPv6) allowed to send callbacks; empty = no restriction"
     )
-    trusted_proxies: NetworkList = Field(
+    trusted_proxies: ProxyList = Field(
         (), description="Proxies whose X-Forwarded-For is believed (addresses/CIDRs); empty = none"
     )
     webhook_max_body_bytes: int = Field(
@@ -319,9 +319,9 @@ class Settings(BaseSettings):
                 yield name, value
 
     # --- validators ------------------------------------------------------------------------------
-    @field_validator("paytabs_ip_whitelist", "trusted_proxies", mode="before")
+    @field_validator("paytabs_ip_whitelist", mode="before")  # TRUSTED_PROXIES: ProxyList's
     @classmethod
-    def _networks(cls, value: object) -> tuple[IPNetwork, ...]:
+    def _networks(cls, value: object) -> NetworkList:
         return parse_networks(value)
 
     @field_validator("events_webhook_urls", mode="before")

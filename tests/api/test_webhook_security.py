@@ -657,6 +657,11 @@ async def test_21_forwarded_for_counts_only_through_trusted_proxies(
     ("name", "value"),
     [
         ("TRUSTED_PROXIES", "*"),
+        # '*' by another name: every peer's X-Forwarded-For believed, so any client could
+        # name an allowlisted address (and its own rate-limit key) with one header.
+        ("TRUSTED_PROXIES", "0.0.0.0/0"),
+        ("TRUSTED_PROXIES", "10.0.0.1, ::/0"),
+        ("TRUSTED_PROXIES", "::ffff:0:0/96"),
         ("TRUSTED_PROXIES", "10.0.0.1/8"),
         ("PAYTABS_IP_WHITELIST", "010.1.1.1"),
         ("PAYTABS_IP_WHITELIST", "not-an-ip"),
