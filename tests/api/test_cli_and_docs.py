@@ -287,3 +287,34 @@ def test_config_check_refuses_what_serve_refuses(tmp_path: Path) -> None:
     assert "is the PayTabs server key" in same.stderr
     assert "is in ADMIN_API_KEYS too" in same.stderr
     assert server not in same.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "warned"),
+    [
+        ({"PUBLIC_BASE_URL": "http://shop.example"}, "is not HTTPS"),
+        ({"PUBLIC_BASE_URL": "https://shop.example:8443"}, "has a port"),
+        ({"PUBLIC_BASE_URL": "https://127.0.0.1"}, "is not a public address"),
+        ({"PUBLIC_BASE_URL": "https://10.1.2.3"}, "is not a public address"),
+        ({}, "is not HTTPS"),  # the default, http://127.0.0.1:8000
+        ({"PUBLIC_BASE_URL": "https://shop.example"}, None),
+        # a simulator (or any other PAYTABS_BASE_URL) takes loopback HTTP URLs
+        ({"PAYTABS_BASE_URL": "http://127.0.0.1:8090"}, None),
+    ],
+)
+def test_config_check_warns_of_a_public_url_paytabs_cannot_deliver_to(
+    tmp_path: Path, env: dict[str, str], warned: str | None
+) -> None:
+    """Over HTTP PayTabs sends the callback with an empty body and the customer back without
+    the signed result; with a port or a private address it delivers nothing. The simulator
+    takes such URLs (docs/simulator.md, choice 11), so only the real PayTabs found out."""
+    credentials = {"PAYTABS_PROFILE_ID": "987654", "PAYTABS_SERVER_KEY": "SXXXXXXXXX-XXXXXXXXXX"}
+    keys = {"API_KEYS": "shop-key-of-32-characters-000000"}
+    done = _cli(tmp_path, "config", "check", **credentials, **keys, **env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("configuration OK")
+    if warned is None:
+        assert "PUBLIC_BASE_URL" not in done.stderr
+    else:
+        assert "warning: PUBLIC_BASE_URL: " in done.stderr
+        assert warned in done.stderr

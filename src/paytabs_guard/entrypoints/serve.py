@@ -246,6 +246,13 @@ WEAK_KEY_CHARACTERS: Final = 20
 
 def serve_warnings(settings: Settings) -> list[str]:
     """What ``serve`` starts with but probably should not."""
+    from paytabs_guard.entrypoints.public_url import public_url_warning
+
+    unreachable = public_url_warning(settings)
+    return [*([unreachable] if unreachable else []), *_key_warnings(settings)]
+
+
+def _key_warnings(settings: Settings) -> list[str]:
     if not settings.api_keys and not settings.admin_api_keys:
         return ["API_KEYS: unset; every merchant API call will get 401"]
     warnings = []
