@@ -35,6 +35,7 @@ import uvicorn
 from pydantic import SecretStr
 from uvicorn.supervisors import Multiprocess
 
+from paytabs_guard.entrypoints.public_url import public_url_warning
 from paytabs_guard.metrics import SHARED_DIR_VARIABLE
 from paytabs_guard.observability import configure_logging
 from paytabs_guard.settings import ConfigError, Settings, load_settings
@@ -246,8 +247,6 @@ WEAK_KEY_CHARACTERS: Final = 20
 
 def serve_warnings(settings: Settings) -> list[str]:
     """What ``serve`` starts with but probably should not."""
-    from paytabs_guard.entrypoints.public_url import public_url_warning
-
     unreachable = public_url_warning(settings)
     return [*([unreachable] if unreachable else []), *_key_warnings(settings)]
 
