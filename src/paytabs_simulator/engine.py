@@ -266,6 +266,8 @@ class Engine:
                     raise errors.operation_not_allowed()
                 if captured + amount > original.cart_amount:
                     raise errors.amount_exceeds_remaining()
+                if self.faults.capture_pending:
+                    outcome = PENDING
             case "Void" | "Release":
                 if original.tran_type != "Auth" or ended or captured > 0:
                     raise errors.operation_not_allowed()

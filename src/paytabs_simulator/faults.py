@@ -98,6 +98,7 @@ class Faults(BaseModel):
     callback_delay_ms: float = NonNegative
 
     refund_pending: bool = False
+    capture_pending: bool = False
 
     @property
     def partial_outages(self) -> bool:

@@ -29,6 +29,7 @@ from paytabs_guard.domain.errors import (
     CaptureExceedsAuthorized,
     CaptureNotAllowed,
     CurrencyMismatch,
+    FollowUpInProgress,
     InvalidPaymentRequest,
     PaymentNotVoidable,
     RefundExceedsCaptured,
@@ -334,11 +335,19 @@ def test_captures_stay_within_the_authorised_amount() -> None:
     with pytest.raises(CaptureExceedsAuthorized) as raised:
         payment.ensure_can_capture(kwd("5.501"))
     assert isinstance(raised.value, AmountExceedsAvailable)
+
+
+def test_no_second_capture_while_paytabs_reports_one_pending() -> None:
+    # One capture per payment: a second one sent now would be quarantined when it succeeds.
+    payment = authorized(kwd("5.500"))
     pending = follow_up(payment, TranType.CAPTURE, P, "CAP1", kwd("2.000"))
     applied(payment.apply_gateway_result(pending, at=at(2)))
     assert payment.pending_captures == kwd("2.000")
-    with pytest.raises(CaptureExceedsAuthorized):
-        payment.ensure_can_capture(kwd("3.501"))
+    with pytest.raises(FollowUpInProgress, match="a capture sent at"):
+        payment.ensure_can_capture(kwd("3.500"))
+    declined = follow_up(payment, TranType.CAPTURE, D, "CAP1", kwd("2.000"))
+    applied(payment.apply_gateway_result(declined, at=at(3)))
+    payment.ensure_can_capture(kwd("5.500"))  # declined: a capture may be tried again
 
 
 def test_voids_need_an_authorisation_with_nothing_captured() -> None:

@@ -146,6 +146,16 @@ async def test_refund_pending_fault_gives_status_p(gw: Gateway) -> None:
 
 
 @pytest.mark.anyio
+async def test_capture_pending_fault_gives_status_p_and_reserves_its_amount(gw: Gateway) -> None:
+    auth = await gw.paid_transaction(tran_type="auth")
+    await gw.set_faults(capture_pending=True)
+    response = await gw.follow_up("capture", auth["tran_ref"], 60)
+    assert response.status_code == 200
+    assert response.json()["payment_result"]["response_status"] == "P"
+    refused(await gw.follow_up("capture", auth["tran_ref"], "40.01"), AMOUNT_EXCEEDS)
+
+
+@pytest.mark.anyio
 async def test_pending_refund_can_be_settled(gw: Gateway) -> None:
     sale = await gw.paid_transaction()
     await gw.set_faults(refund_pending=True)

@@ -14,6 +14,7 @@ from .declines import FAILED_STATUSES, PaymentError, payment_error
 from .errors import (
     CaptureExceedsAuthorized,
     CaptureNotAllowed,
+    FollowUpInProgress,
     PaymentNotVoidable,
     RefundExceedsCaptured,
     RefundNotAllowed,
@@ -21,7 +22,7 @@ from .errors import (
 from .events import FailureReason
 from .gateway_results import FOLLOW_UP_TYPES, GatewayStatus, Signal, TranType
 from .money import Money
-from .records import pending_total
+from .records import GatewayTransaction, pending_total
 from .states import MONEY_MOVED_STATES, REFUNDABLE_STATES, PaymentState, Trigger
 
 if TYPE_CHECKING:
@@ -105,9 +106,26 @@ def ensure_can_capture(payment: Payment, amount: Money) -> None:
     if payment.state is not PaymentState.AUTHORIZED:
         raise CaptureNotAllowed(payment.id, payment.state)
     check_operation_amount(payment.amount, amount)
+    pending = _pending_capture(payment)
+    if pending is not None:
+        # The payment's one capture may still succeed. Another one sent beside it would be a
+        # second capture, whose success the payment quarantines while PayTabs takes the money.
+        raise FollowUpInProgress(payment.id, payment.state, "capture", pending.at.isoformat())
     available = payment.amount - payment.captured - payment.pending_captures
     if available < amount:
         raise CaptureExceedsAuthorized(payment.id, amount, available)
+
+
+def _pending_capture(payment: Payment) -> GatewayTransaction | None:
+    """The capture PayTabs reports pending (``P``, ``H``), if there is one."""
+    return next(
+        (
+            record
+            for record in payment.transactions
+            if record.tran_type is TranType.CAPTURE and record.signal is Signal.FOLLOW_UP_PENDING
+        ),
+        None,
+    )
 
 
 def ensure_can_void(payment: Payment) -> None:
