@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 HOLD_STALE_AFTER: Final = timedelta(minutes=15)
 """A hold this old belonged to a request whose answer never came, and reconciliation has had
-time to ask PayTabs what it did: it no longer protects anything. Far longer than any request
-(its timeouts and retries) may take, so a hold that lapses is never one still in flight."""
+time to ask PayTabs what it did: it no longer protects anything. Far longer than a request (its
+timeouts and retries) takes by default; the service holds for the longest write instead when
+that is longer (``PAYTABS_OPERATION_DEADLINE`` + ``CIRCUIT_BREAKER_TIMEOUT``), so a hold that
+lapses is never one still in flight."""
 
 
 def take_hold(

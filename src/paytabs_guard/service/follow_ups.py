@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from paytabs_guard.domain import FollowUpType, Money, Outcome, Payment, TranType
+from paytabs_guard.domain.follow_ups import HOLD_STALE_AFTER
 from paytabs_guard.service.gateway import GatewayNotReached, GatewayRejected
 from paytabs_guard.service.payment_steps import (
     PaymentDeps,
@@ -78,7 +79,8 @@ async def _follow_up(
     both pass the amount check. When the answer is lost the hold stays: reconciliation asks
     PayTabs what it did and applies that through ``apply_result`` (``settle_follow_ups``),
     which releases it; a hold PayTabs, asked, has no answer for is dropped once its request
-    can no longer land (``results._release_if_lapsed``), and any goes stale after 15 minutes.
+    can no longer land (``results._release_if_lapsed``), and any goes stale after 15 minutes
+    (or the send window, when that is longer).
     """
     async with deps.uow() as uow:
         payment = await load_payment(uow, payment_id, for_update=True)
@@ -86,7 +88,13 @@ async def _follow_up(
         if parent is None:
             raise GatewayRejected(f"payment {payment_id} has no transaction to {kind.value}")
         hold = payment.hold_follow_up(
-            TranType(kind.value), amount or payment.amount, parent, at=deps.clock()
+            TranType(kind.value),
+            amount or payment.amount,
+            parent,
+            at=deps.clock(),
+            # A hold still on its way to PayTabs is never taken over: with a long operation
+            # deadline, a request is retried past the usual 15 minutes.
+            stale_after=max(HOLD_STALE_AFTER, deps.send_window),
         )
         known = [t.tran_ref for t in payment.transactions]
         await uow.commit()

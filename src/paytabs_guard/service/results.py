@@ -19,7 +19,6 @@ from paytabs_guard.domain import (
     PaymentState,
     ResultSource,
 )
-from paytabs_guard.domain.follow_ups import HOLD_STALE_AFTER
 from paytabs_guard.service.payment_steps import (
     PaymentDeps,
     UnknownGatewayTransaction,
@@ -359,7 +358,7 @@ async def _release_if_lapsed(deps: PaymentDeps, payment: Payment) -> Payment:
     taken). Until then the request may still land; after it, PayTabs' silence is the answer.
     (It waited ``HOLD_STALE_AFTER``, 15 minutes, in which /process said "confirmed, nothing
     refunded" while every new refund was refused as waiting for PayTabs.)"""
-    lapse = min(deps.send_window, HOLD_STALE_AFTER)
+    lapse = deps.send_window  # however long: before its end the request may still land
     if payment.hold is None or deps.clock() - payment.hold.started_at < lapse:
         return payment
     return await change_payment(
