@@ -88,3 +88,28 @@ async def test_a_capture_may_be_tried_again_once_the_pending_one_is_declined(
     again = await _capture(service, payment["id"], "100.00")
     assert again.status_code == 200, again.text
     assert (again.json()["state"], again.json()["captured"]) == ("completed", "100.00")
+
+
+async def test_a_void_waits_for_a_pending_capture_and_its_key_stays_free(
+    service: Service,
+) -> None:
+    # Refused for the moment (the capture may be declined), not "refund instead" kept for the
+    # key: once the capture is declined, the same request under the same key voids.
+    payment = await _authorized(service)
+    await _sim(service, "PATCH", "/_sim/faults", json={"capture_pending": True})
+    assert (await _capture(service, payment["id"], "100.00")).status_code == 200
+    key = new_key()
+    void = f"/payments/v2/{payment['id']}/void"
+    waiting = await service.api.post(void, headers={"Idempotency-Key": key})
+    assert waiting.status_code == 409, waiting.text
+    assert "a capture sent at" in waiting.json()["detail"]
+    assert not [t for t in await service.simulated(payment["cart_id"]) if t["tran_type"] == "Void"]
+
+    (pending,) = await _captures_at_paytabs(service, payment["cart_id"])
+    settle = f"/_sim/transactions/{pending['tran_ref']}/settle"
+    await _sim(service, "POST", settle, json={"response_status": "D"})
+    await service.callbacks_done()
+    voided = await service.api.post(void, headers={"Idempotency-Key": key})
+    assert voided.status_code == 200, voided.text
+    assert voided.json()["state"] == "voided"
+    assert "idempotent-replayed" not in voided.headers

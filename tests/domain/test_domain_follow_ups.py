@@ -355,10 +355,40 @@ def test_voids_need_an_authorisation_with_nothing_captured() -> None:
     with pytest.raises(PaymentNotVoidable, match="only an authorized"):
         completed().ensure_can_void()
     payment = authorized()
+    captured = follow_up(payment, TranType.CAPTURE, A, "CAP1", sar("40.00"))
+    applied(payment.apply_gateway_result(captured, at=at(2)))
+    assert payment.state is S.COMPLETED  # its one capture: the rest of the hold is released
+    with pytest.raises(PaymentNotVoidable, match="only an authorized"):
+        payment.ensure_can_void()
+
+
+def test_a_void_waits_for_a_pending_capture_then_may_go() -> None:
+    # A refusal of the moment (its key freed), not "refund instead": the capture may be declined.
+    payment = authorized()
     pending = follow_up(payment, TranType.CAPTURE, P, "CAP1", payment.amount)
     applied(payment.apply_gateway_result(pending, at=at(2)))
-    with pytest.raises(PaymentNotVoidable, match="refund instead"):
+    with pytest.raises(FollowUpInProgress, match="a capture sent at"):
         payment.ensure_can_void()
+    declined = follow_up(payment, TranType.CAPTURE, D, "CAP1", payment.amount)
+    applied(payment.apply_gateway_result(declined, at=at(3)))
+    payment.ensure_can_void()
+
+
+@pytest.mark.parametrize("ending", [TranType.VOID, TranType.RELEASE])
+def test_nothing_ends_an_authorisation_while_a_void_or_release_is_pending(
+    ending: TranType,
+) -> None:
+    payment = authorized()
+    pending = follow_up(payment, ending, P, "END1", payment.amount)
+    applied(payment.apply_gateway_result(pending, at=at(2)))
+    assert payment.state is S.AUTHORIZED
+    with pytest.raises(FollowUpInProgress, match=f"a {ending.value} sent at"):
+        payment.ensure_can_capture(sar("10.00"))
+    with pytest.raises(FollowUpInProgress):
+        payment.ensure_can_void()
+    declined = follow_up(payment, ending, D, "END1", payment.amount)
+    applied(payment.apply_gateway_result(declined, at=at(3)))
+    payment.ensure_can_capture(sar("10.00"))
 
 
 # ---- second guards: what screening refuses, one rule at a time ---------------------------------

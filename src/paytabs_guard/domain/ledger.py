@@ -7,7 +7,7 @@ never change it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .checks import check_operation_amount
 from .declines import FAILED_STATUSES, PaymentError, payment_error
@@ -106,26 +106,34 @@ def ensure_can_capture(payment: Payment, amount: Money) -> None:
     if payment.state is not PaymentState.AUTHORIZED:
         raise CaptureNotAllowed(payment.id, payment.state)
     check_operation_amount(payment.amount, amount)
-    pending = _pending_capture(payment)
-    if pending is not None:
-        # The payment's one capture may still succeed. Another one sent beside it would be a
-        # second capture, whose success the payment quarantines while PayTabs takes the money.
-        raise FollowUpInProgress(payment.id, payment.state, "capture", pending.at.isoformat())
+    # The payment's one capture may still succeed: another sent beside it would be a second
+    # capture, whose success the payment quarantines while PayTabs takes the money. A void or
+    # release still pending may yet end the authorisation a capture would take from.
+    _refuse_while_pending(payment, _ENDS_AN_AUTHORISATION)
     available = payment.amount - payment.captured - payment.pending_captures
     if available < amount:
         raise CaptureExceedsAuthorized(payment.id, amount, available)
 
 
-def _pending_capture(payment: Payment) -> GatewayTransaction | None:
-    """The capture PayTabs reports pending (``P``, ``H``), if there is one."""
-    return next(
+#: What settles an authorisation: after one of these succeeds, none of them can be sent.
+_ENDS_AN_AUTHORISATION: Final = frozenset({TranType.CAPTURE, TranType.VOID, TranType.RELEASE})
+
+
+def _refuse_while_pending(payment: Payment, kinds: frozenset[TranType]) -> None:
+    """Raise FollowUpInProgress (a 409 whose key is freed for the retry) while PayTabs reports
+    a follow-up of ``kinds`` pending (``P``, ``H``): until it settles, no one can say whether
+    another may be sent."""
+    pending: GatewayTransaction | None = next(
         (
             record
             for record in payment.transactions
-            if record.tran_type is TranType.CAPTURE and record.signal is Signal.FOLLOW_UP_PENDING
+            if record.tran_type in kinds and record.signal is Signal.FOLLOW_UP_PENDING
         ),
         None,
     )
+    if pending is not None:
+        kind = pending.tran_type.value
+        raise FollowUpInProgress(payment.id, payment.state, kind, pending.at.isoformat())
 
 
 def ensure_can_void(payment: Payment) -> None:
@@ -134,7 +142,9 @@ def ensure_can_void(payment: Payment) -> None:
         raise PaymentNotVoidable(
             payment.id, payment.state, "only an authorized payment can be voided"
         )
-    if payment.captured.minor_units or payment.pending_captures.minor_units:
-        raise PaymentNotVoidable(
-            payment.id, payment.state, "part of it is captured or being captured; refund instead"
-        )
+    if payment.captured.minor_units:
+        reason = "part of it is captured; refund instead"
+        raise PaymentNotVoidable(payment.id, payment.state, reason)
+    # A pending capture may yet be declined, and then the void is right: a refusal of the
+    # moment, not a rule ("refund instead", kept for the key, would be wrong then).
+    _refuse_while_pending(payment, _ENDS_AN_AUTHORISATION)
