@@ -70,7 +70,7 @@ from paytabs_guard.resilience.shared import SharedBreakerState
 from paytabs_guard.service import gateway_calls
 from paytabs_guard.service.callbacks import CallbackReader
 from paytabs_guard.service.page_expiry import PageExpiry, clock_sleep
-from paytabs_guard.service.payments import PaymentDeps, PaymentService, ServiceUrls
+from paytabs_guard.service.payments import PaymentDeps, PaymentService, ServiceUrls, key_lease
 from paytabs_guard.service.ports import IdempotencyStore, SignOuts, UnitOfWorkFactory
 from paytabs_guard.service.reconciliation import ReconciliationStatus
 from paytabs_guard.settings import Settings
@@ -258,13 +258,8 @@ RETURN_PATH = "/payments/v2/return"
 
 
 def key_lease_seconds(settings: Settings) -> float:
-    """How long an Idempotency-Key claimed in flight stays its request's before a retry hears
-    that the request died (``interrupted``; never taken over): past the longest a request can
-    run. A create can send
-    twice (a page, then one more attempt after a lost answer), each up to the longest write
-    to PayTabs; with a lease shorter than that, a retry took over a create still running,
-    made a second payment, and the first one's answer then overwrote the second's."""
-    return max(120.0, 2 * settings.longest_paytabs_write.total_seconds() + 30.0)
+    """The in-flight lease of an Idempotency-Key (``payments.key_lease``), in seconds."""
+    return key_lease(settings.longest_paytabs_write).total_seconds()
 
 
 def service_urls(public_base_url: str) -> ServiceUrls:

@@ -17,9 +17,16 @@ from paytabs_guard.service.gateway import (
     PageDetails,
     PageOpened,
 )
-from paytabs_guard.service.payments import IdempotentCreate, KeyTaken, create_payment
+from paytabs_guard.service.payments import (
+    MAX_PAGE_ATTEMPTS,
+    IdempotentCreate,
+    KeyTaken,
+    create_payment,
+    key_lease,
+)
 from paytabs_guard.service.ports import ClaimStatus, StoredResponse
 from paytabs_guard.service.results import no_record_before, sync_payment
+from testkit.clock import FakeClock
 from testkit.gateway import PAGE_BASE, FakeGateway
 
 from .memory_world import MemoryWorld, order
@@ -246,3 +253,38 @@ async def test_a_sync_that_asked_about_a_create_which_then_moved_on_leaves_it_al
     assert created.state is PaymentState.AWAITING_CUSTOMER
     assert synced.state is PaymentState.AWAITING_CUSTOMER
     assert world.outbox_types(payment_id) == ["payment.created", "payment.initiated"]
+
+
+class LostAnswers(FakeGateway):
+    """Every page's answer is lost after ``seconds`` (the clock moves as PayTabs keeps the
+    create waiting), and a query finds the page without its address."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.seconds = seconds
+
+    async def open_page(self, payment: Payment, details: PageDetails) -> PageOpened:
+        self.pages.append(details)
+        self.clock.advance(self.seconds)
+        page = self._record(payment, status=None, source=ResultSource.QUERY)
+        return PageOpened(tran_ref=page.tran_ref, redirect_url=None, found=page)
+
+
+@pytest.mark.parametrize(("seconds", "attempts"), [(1, MAX_PAGE_ATTEMPTS), (20, 2), (60, 1)])
+async def test_a_create_starts_no_page_attempt_that_could_outlast_its_keys_lease(
+    seconds: float, attempts: int
+) -> None:
+    # Answers lost at once: every attempt fits. Slow ones: an attempt starts only while one at
+    # its longest (a send window, then as long for the query) still ends within the lease, so a
+    # retry under the key never hears "interrupted" from a create that is still running.
+    clock = FakeClock()
+    world = MemoryWorld(gateway=LostAnswers(clock, seconds), clock=clock)
+    window, lease = world.deps.send_window, key_lease(world.deps.send_window)
+    assert (window, lease) == (timedelta(seconds=90), timedelta(seconds=210))
+    started = clock.now
+    payment = await create_payment(world.deps, order(), idempotency=keyed())
+    assert len(world.gateway.pages) == attempts
+    assert payment.state is PaymentState.FAILED
+    assert payment.history[-1].trigger is Trigger.NO_GATEWAY_RECORD
+    assert clock.now - started <= lease

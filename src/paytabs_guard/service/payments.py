@@ -98,11 +98,28 @@ __all__ = [  # the steps' names, importable from here as before
     "UnknownGatewayTransaction",
     "create_payment",
     "get_payment",
+    "key_lease",
     "start_payment",
 ]
 
 #: How many attempts (cart ids) one payment may use when page URLs are lost to ambiguity.
 MAX_PAGE_ATTEMPTS = 5
+
+
+def key_lease(send_window: timedelta) -> timedelta:
+    """How long an Idempotency-Key claimed in flight stays its request's before a retry hears
+    that the request died (``interrupted``; never taken over): past the longest a create runs.
+    A page attempt sends for up to ``send_window`` and may then query for as long again to
+    resolve a lost answer; a create starts another attempt only when it ends within this
+    lease (:func:`_open_page`). With a shorter lease, a retry took over a create still
+    running, made a second payment, and the first one's answer then overwrote the second's."""
+    return max(timedelta(seconds=120), 2 * send_window + timedelta(seconds=30))
+
+
+def _time_for_another_attempt(deps: PaymentDeps, started: datetime) -> bool:
+    """Whether one more page attempt, at its longest, ends before the key's lease does."""
+    attempt = 2 * deps.send_window
+    return deps.clock() - started + attempt <= key_lease(deps.send_window)
 
 
 # ---- create -------------------------------------------------------------------------------------
@@ -146,7 +163,9 @@ async def start_payment(
             await uow.cards.add(card)
 
     await insert_claimed(deps, payment, idempotency, save_card, prepare_checks=False)
-    payment = await _open_page(deps, payment, command.customer, idempotency, command.language)
+    payment = await _open_page(
+        deps, payment, command.customer, idempotency, command.language, started=now
+    )
     if payment.state is PaymentState.AWAITING_CUSTOMER and payment.expires_at is not None:
         deps.page_opened(payment.expires_at)
     return payment
@@ -157,7 +176,9 @@ async def _open_page(
     payment: Payment,
     customer: Customer | None,
     idempotency: IdempotentCreate | None,
-    language: str | None = None,
+    language: str | None,
+    *,
+    started: datetime,
 ) -> Payment:
     base_cart_id = payment.cart_id
     for attempt in range(1, MAX_PAGE_ATTEMPTS + 1):
@@ -183,7 +204,8 @@ async def _open_page(
             reason = with_calls("no answer to the create-page request", calls)
             payment.initiation_ambiguous(at=now, reason=reason)
             orphan = found is None or found.status is None
-            if orphan and opened.redirect_url is None and attempt < MAX_PAGE_ATTEMPTS:
+            another = attempt < MAX_PAGE_ATTEMPTS and _time_for_another_attempt(deps, started)
+            if orphan and opened.redirect_url is None and another:
                 payment.new_attempt(f"{base_cart_id}-{attempt + 1}", at=now)
                 await uow.commit()
                 continue
