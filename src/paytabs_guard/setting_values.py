@@ -71,6 +71,33 @@ def check_host_and_port(value: str) -> None:
         raise ValueError(f"{redact_url(value)!r}: the port must be 1-65535")
 
 
+def check_database_url(value: str) -> None:
+    """ValueError unless the engine can open ``value`` as written: one of its two drivers,
+    SQLAlchemy reads it (a port that is a number, an IPv6 host in brackets), a port is
+    1-65535, and a SQLite URL names a file. Found by ``config check`` and at start-up in one line, not as a traceback out of the
+    migration or a connection attempt later."""
+    from sqlalchemy.engine import make_url  # the service extra; only the service reads it
+    from sqlalchemy.exc import ArgumentError
+
+    if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+    try:
+        parsed = make_url(value)
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            f"{redact_url(value)!r} is not a URL the driver can read "
+            "(the port must be a number, an IPv6 host goes in [brackets])"
+        ) from None
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ValueError(f"{redact_url(value)!r}: the port must be 1-65535")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # The engine refuses it too (an in-memory database is one shared connection).
+        raise ValueError(
+            "SQLite needs a database file (sqlite+aiosqlite:///path/to/file.db), "
+            "not an in-memory database"
+        )
+
+
 #: IPv4-mapped IPv6: the client address check reads this whole network as 0.0.0.0/0.
 _MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
 

@@ -23,6 +23,7 @@ from paytabs_guard.adapters.paytabs.signature import server_key_problem
 from paytabs_guard.setting_values import (
     NetworkList,
     ProxyList,
+    check_database_url,
     check_host_and_port,
     parse_networks,
     redact_url,
@@ -372,8 +373,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        check_database_url(value)
         return value
 
     @field_validator("redis_url")

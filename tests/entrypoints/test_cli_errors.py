@@ -203,3 +203,42 @@ def test_a_libpq_style_database_url_is_one_line_that_says_what_asyncpg_takes(
     assert "ssl=require" in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql+asyncpg://postgres:s3cret@db.internal:54x2/payments", "driver can read"),
+        ("postgresql+asyncpg://postgres:s3cret@[::1/payments", "driver can read"),
+        ("postgresql+asyncpg://postgres:s3cret@127.0.0.1:99999/payments", "port must be 1-65535"),
+        ("sqlite+aiosqlite://", "SQLite needs a database file"),
+    ],
+)
+@pytest.mark.parametrize("command", [["config", "check"], ["serve", "--port", "0"]])
+def test_a_database_url_the_driver_cannot_read_is_one_line_before_anything_starts(
+    bare_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    problem: str,
+    command: list[str],
+) -> None:
+    # `config check` said "configuration OK", then `serve` (and `db upgrade`, `reconcile`)
+    # died in the migration with a ValueError traceback out of SQLAlchemy's URL parser, or an
+    # OverflowError out of connect() for a port past 65535.
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("PAYTABS_PROFILE_ID", "1")
+    monkeypatch.setenv("PAYTABS_SERVER_KEY", "server-key-for-a-test")
+    code: int | str | None
+    try:
+        code = main(command)
+    except SystemExit as stopped:  # `config check` exits from its settings loader
+        code = stopped.code
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert "serving" not in out
+    assert err.startswith("configuration error: DATABASE_URL: "), err
+    assert problem in err
+    assert "s3cret" not in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
