@@ -43,7 +43,12 @@ def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["serve", "--simulator-port", "-1"], "argument --simulator-port: port must be 0-65535"),
         (["serve", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
         (["demo", "--port", "70000"], "argument --port: port must be 0-65535, got 70000"),
-        (["reconcile", "--limit", "-5"], "argument --limit: must be at least 1, got -5"),
+        (["reconcile", "--limit", "-5"], "argument --limit: must be 1-1000000, got -5"),
+        # Past a 64-bit integer it was an OverflowError traceback out of the SQLite driver.
+        (
+            ["reconcile", "--limit", "99999999999999999999"],
+            "argument --limit: must be 1-1000000, got 99999999999999999999",
+        ),
         (["reconcile", "--stuck-after", "-1"], "argument --stuck-after: must be 0-2592000"),
         (
             ["reconcile", "--stuck-after", "99999999999999"],

@@ -12,6 +12,9 @@ from paytabs_guard.entrypoints.arguments import int_in
 # settings.MAX_STUCK_AFTER_SECONDS (30 days); settings is imported only by the commands that
 # read it, so a simulator-only install runs this CLI.
 MAX_STUCK_AFTER_SECONDS = 2_592_000
+# A pass's two lists are read into memory, and a number past a 64-bit integer ended in an
+# OverflowError traceback out of the SQLite driver (an "out of int64 range" on PostgreSQL).
+MAX_RECONCILE_LIMIT = 1_000_000
 
 if TYPE_CHECKING:
     from paytabs_guard.settings import Settings
@@ -209,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile = commands.add_parser(
         "reconcile", help="one reconciliation pass over stuck payments (prints a JSON report)"
     )
-    reconcile.add_argument("--limit", type=int_in(1), default=500, help="payments to look at")
+    reconcile.add_argument(
+        "--limit", type=int_in(1, MAX_RECONCILE_LIMIT), default=500, help="payments to look at"
+    )
     reconcile.add_argument(
         "--stuck-after",
         type=int_in(0, MAX_STUCK_AFTER_SECONDS),
