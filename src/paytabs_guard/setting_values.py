@@ -14,6 +14,22 @@ from pydantic_settings import NoDecode
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    return field.upper()
+
+
+def env_file_problem(path: str | None, error: OSError | UnicodeDecodeError) -> str:
+    """The line that says why the ``.env`` file at ``path`` could not be read: where, never
+    what (the file holds the secrets)."""
+    if isinstance(error, UnicodeDecodeError):
+        return (
+            f"{path}: not UTF-8 text (byte {error.start} cannot be read); save the file as "
+            "UTF-8, one VARIABLE=value a line"
+        )
+    return f"{path}: cannot be read ({error.strerror or type(error).__name__})"
+
+
 def split_list(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]

@@ -25,6 +25,8 @@ from paytabs_guard.setting_values import (
     ProxyList,
     check_database_url,
     check_host_and_port,
+    env_file_problem,
+    env_name,
     parse_networks,
     redact_url,
     require_http_url,
@@ -467,11 +469,6 @@ class Settings(BaseSettings):
         return self.paytabs_profile_id, self.paytabs_server_key
 
 
-def env_name(field: str) -> str:
-    """The environment variable of a settings field."""
-    return field.upper()
-
-
 def _describe(error: Mapping[str, Any]) -> str:
     location = error.get("loc") or ()
     message = str(error.get("msg", "invalid value"))
@@ -498,3 +495,5 @@ def load_settings(
         return Settings.model_validate(known)
     except ValidationError as error:
         raise ConfigError([_describe(item) for item in error.errors()]) from None
+    except (OSError, UnicodeDecodeError) as error:  # the .env file; its text is never shown
+        raise ConfigError([env_file_problem(env_file, error)]) from None

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 from paytabs_guard.entrypoints.config_table import config_table
-from paytabs_guard.settings import Settings, env_name
+from paytabs_guard.setting_values import env_name
+from paytabs_guard.settings import Settings
 
 README = Path(__file__).parents[2] / "README.md"
 

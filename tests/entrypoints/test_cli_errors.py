@@ -247,3 +247,30 @@ def test_a_database_url_the_driver_cannot_read_is_one_line_before_anything_start
     assert "s3cret" not in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["serve", "--port", "0"]])
+def test_a_dot_env_file_that_is_not_utf8_is_one_line_that_shows_none_of_it(
+    bare_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    # Saved in Latin-1 or UTF-16 by an editor, a .env file made every command end in a
+    # UnicodeDecodeError traceback out of python-dotenv.
+    monkeypatch.delenv("DATABASE_URL")
+    (bare_environment / ".env").write_bytes(
+        b"PAYTABS_PROFILE_ID=1\nPAYTABS_SERVER_KEY=S-TOPSECRET-\xe9t\xe9\n"
+    )
+    code: int | str | None
+    try:
+        code = main(command)
+    except SystemExit as stopped:
+        code = stopped.code
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert "serving" not in out
+    assert err.splitlines() == [
+        "configuration error: .env: not UTF-8 text (byte 52 cannot be read); "
+        "save the file as UTF-8, one VARIABLE=value a line"
+    ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from paytabs_guard.settings import Settings, env_name
+from paytabs_guard.setting_values import env_name
+from paytabs_guard.settings import Settings
 
 
 def _default(value: object) -> str:
