@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+import paytabs_guard
 from paytabs_guard.entrypoints.demo import demo
 from paytabs_guard.entrypoints.serve import free_port
 from paytabs_guard.settings import load_settings
@@ -42,3 +46,25 @@ async def test_the_demo_story_shows_success_decline_refund_outage_and_recovery(
     assert "the demo has ended" in text
     assert "/docs" not in text
     assert "paytabs-guard serve --simulator" in text
+
+
+def test_the_demos_log_lines_are_json_like_the_services(tmp_path: Path) -> None:
+    # The breaker the story opens was logged through Python's last-resort handler: a dict
+    # repr (`{'breaker': <Operation.CREATE: 'create'>, ...}`) over the live view, unredacted.
+    source = Path(paytabs_guard.__file__).parents[1]
+    command = ["demo", "--no-wait", "--port", str(free_port())]
+    result = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "paytabs_guard.entrypoints.cli", *command],
+        env={"PYTHONPATH": str(source), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "the story opens a breaker: that warning is logged"
+    events = [json.loads(line) for line in lines]
+    assert {"event": "circuit breaker opened", "breaker": "create"}.items() <= events[0].items()
+    assert all(event["level"] in ("warning", "error") for event in events)

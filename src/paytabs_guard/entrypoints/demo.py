@@ -32,7 +32,8 @@ from paytabs_guard.adapters.events import CloudEvent
 from paytabs_guard.bootstrap import Container, build_container
 from paytabs_guard.entrypoints.api.app import create_app
 from paytabs_guard.entrypoints.loopback import serve_app
-from paytabs_guard.entrypoints.serve import create_curl, free_port
+from paytabs_guard.entrypoints.serve import create_curl, free_port, secret_values
+from paytabs_guard.observability import configure_logging
 from paytabs_guard.settings import Settings
 from paytabs_simulator.config import DEFAULT_PROFILE_ID, DEFAULT_SERVER_KEY, SimulatorConfig
 from paytabs_simulator.server import run_simulator
@@ -331,6 +332,11 @@ def _port(preferred: int) -> int:
 def run_demo(settings: Settings, *, port: int = 8000, wait: bool = True) -> int:
     """Run the story (and keep serving unless ``wait`` is False)."""
     console = Console()
+    # Log lines as `serve` writes them (JSON, redacted), warnings and errors only, above the
+    # live view: without a handler, Python printed the breaker the story opens as a raw dict
+    # repr that no secret filter had seen.
+    level = settings.log_level if settings.log_level in ("warning", "error") else "warning"
+    configure_logging(level, secrets=secret_values(settings))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(demo(settings, port=_port(port), wait=wait, console=console))
     return 0
