@@ -7,12 +7,17 @@ the end of the grace period was answered ``500 Internal Server Error`` in plain 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 
+import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from paytabs_guard.entrypoints.api.middleware import RequestContextMiddleware
+from paytabs_guard.entrypoints.loopback import serve_app
+from paytabs_guard.observability import configure_logging
 
 pytestmark = pytest.mark.anyio
 
@@ -51,3 +56,40 @@ async def test_a_cancelled_request_is_answered_503_interrupted_and_the_cancel_go
     assert problem["type"].endswith("/interrupted")
     assert "same Idempotency-Key" in problem["detail"]
     assert problem["request_id"]
+
+
+async def test_a_request_a_shutdown_cuts_off_is_one_warning_line_not_a_traceback() -> None:
+    # uvicorn logged each request it cancelled at the end of the grace period as "Exception in
+    # ASGI application" with a 40-frame CancelledError traceback: every restart under load
+    # looked like a crash in the logs, though each request got its documented 503.
+    entered = asyncio.Event()
+
+    async def waiting_for_paytabs(scope: Scope, receive: Receive, send: Send) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    root = logging.getLogger()
+    kept_level = root.level
+    stream = io.StringIO()
+    handler = configure_logging("info", stream=stream)
+    try:
+        app = RequestContextMiddleware(waiting_for_paytabs, lambda: None)
+        async with httpx.AsyncClient() as client:
+            async with serve_app(app, graceful_shutdown_seconds=0) as url:
+                request = asyncio.ensure_future(client.post(f"{url}/payments/v2/pay_1/refund"))
+                await entered.wait()
+            answer = await request  # the server has shut down, with no grace at all
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(kept_level)
+    assert answer.status_code == 503
+    assert answer.json()["type"].endswith("/interrupted")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert "Traceback" not in stream.getvalue()
+    cut = [
+        line for line in lines if line["logger"] == "uvicorn.error" and "cancel" in line["event"]
+    ]
+    assert [(line["level"], line["event"]) for line in cut[-1:]] == [
+        ("warning", "request cancelled: it outlived the shutdown's grace period")
+    ]
+    assert all("exception" not in line for line in lines)
