@@ -335,3 +335,20 @@ def test_the_example_proxy_keeps_every_health_and_metrics_route_internal() -> No
 
 def ip_in(address: str, network: IPNetwork) -> bool:
     return ipaddress.ip_address(address) in network
+
+
+def test_the_image_installs_the_service_its_commands_run() -> None:
+    # The example image ran `pip install .`: the library alone, so the migration step and both
+    # instances stopped at once with "this command needs the service extra".
+    dockerfile = (DEPLOY / "examples" / "Dockerfile").read_text(encoding="utf-8")
+    instructions = re.sub(r"\\\n\s*", " ", dockerfile)
+    (install,) = re.findall(r"^RUN pip install (.*?)(?:&&|$)", instructions, re.MULTILINE)
+    words = install.split()
+    targets = [word.strip("\"'") for word in words if word.strip("\"'").startswith(".")]
+    assert targets, install
+    extras = {extra for target in targets for extra in re.findall(r"[\w-]+", target)}
+    assert "service" in extras, f"the image must install the service extra: {install}"
+    # At the versions the suite ran against, and the lock is in the build context.
+    assert "-c constraints.txt" in install
+    assert re.search(r"^COPY .*\bconstraints\.txt\b", dockerfile, re.MULTILINE)
+    assert re.search(r'^CMD \["paytabs-guard", "serve"', dockerfile, re.MULTILINE)
