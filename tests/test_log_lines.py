@@ -160,3 +160,26 @@ def test_the_handlers_level_and_its_removal_are_honoured(
         logging.getLogger().removeHandler(handler)
         log.warning("after removal")
     assert [line["event"] for line in _lines(stream)] == ["loud"]
+
+
+def test_the_fields_a_logging_call_passes_in_extra_are_on_its_line_redacted(
+    service_logging: tuple[io.StringIO, logging.Handler],
+) -> None:
+    # The service layer logs through the standard library with extra={...}; the JSON line
+    # kept only the message, so "reconcile: settling a payment failed" (which the docs and the
+    # alert say names the payment) never said which one, in serve or anywhere else.
+    stream, handler = service_logging
+    log = logging.getLogger("paytabs_guard.service.reconciliation")
+    with alone(handler):
+        try:
+            raise RuntimeError("a row it cannot read")
+        except RuntimeError:
+            log.exception("reconcile: settling a payment failed", extra={"payment_id": "pay_1"})
+        log.info("reconcile: PayTabs could not be asked", extra={"reason": f"{SECRET} {VISA}"})
+        logging.getLogger("uvicorn.error").warning("Started", extra={"color_message": "\x1b[1m"})
+    failed, unasked, uvicorn = _lines(stream)
+    assert failed["payment_id"] == "pay_1"
+    assert "a row it cannot read" in str(failed["exception"])
+    assert SECRET not in str(unasked["reason"])
+    assert VISA not in str(unasked["reason"])
+    assert "color_message" not in uvicorn

@@ -30,7 +30,6 @@ Arabic name, a ``\\u0000`` or a right-to-left override in a payload cannot forge
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import re
@@ -45,6 +44,7 @@ from structlog.stdlib import BoundLogger, ProcessorFormatter
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from paytabs_guard.card_networks import could_be_issued
+from paytabs_guard.log_records import ShutdownCancel, record_extras
 
 REDACTED: Final = "[redacted]"
 CARD_REDACTED: Final = "[card redacted]"
@@ -315,7 +315,7 @@ _COMMON: Final[list[Processor]] = [
 def json_formatter(secrets: Iterable[str] = ()) -> ProcessorFormatter:
     """The formatter for any stdlib handler: redacted JSON, one object per line."""
     return ProcessorFormatter(
-        foreign_pre_chain=_COMMON,
+        foreign_pre_chain=[*_COMMON, record_extras],
         processors=[
             ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -359,8 +359,8 @@ def configure_logging(
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
-    if not any(isinstance(f, _ShutdownCancel) for f in uvicorn_logger.filters):
-        uvicorn_logger.addFilter(_ShutdownCancel())
+    if not any(isinstance(f, ShutdownCancel) for f in uvicorn_logger.filters):
+        uvicorn_logger.addFilter(ShutdownCancel())
     # No handler anywhere above it: uvicorn then does not even build its access line.
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
@@ -373,23 +373,6 @@ def configure_logging(
     # the migrations it runs (alembic.runtime.migration) are worth keeping.
     logging.getLogger("alembic.runtime.plugins").setLevel(max(root.level, logging.WARNING))
     return handler
-
-
-class _ShutdownCancel(logging.Filter):
-    """uvicorn logs every request its shutdown cancels past the grace period as "Exception in
-    ASGI application" with a 40-frame traceback of the CancelledError. That is a restart doing
-    what it should (the request got its 503 ``interrupted``, on its access line, and uvicorn's
-    "Cancel N running task(s)" says why): one warning line without the traceback instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, asyncio.CancelledError):
-            record.msg, record.args, record.exc_info = _CUT_BY_SHUTDOWN, (), None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-_CUT_BY_SHUTDOWN: Final = "request cancelled: it outlived the shutdown's grace period"
 
 
 _LEVELS: Final = {
