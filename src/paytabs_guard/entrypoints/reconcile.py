@@ -12,6 +12,8 @@ import sys
 from datetime import timedelta
 
 from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, build_container
+from paytabs_guard.entrypoints.serve import secret_values
+from paytabs_guard.observability import configure_logging
 from paytabs_guard.service.reconciliation import reconcile_once
 from paytabs_guard.setting_values import redact_url
 from paytabs_guard.settings import Settings
@@ -45,6 +47,10 @@ def run_reconcile(settings: Settings, *, limit: int, stuck_after_seconds: int | 
     """Print the pass's report as JSON; exit 1 when PayTabs could not be asked about some
     payments, or settling some failed (each failure is logged)."""
     stuck_after = None if stuck_after_seconds is None else timedelta(seconds=stuck_after_seconds)
+    # The pass's log lines as serve writes them: JSON on stderr (the report is stdout), with
+    # the payment id of each one it cannot settle. Without a handler, Python's last resort
+    # printed the bare message and a traceback, and a cron job's log never said which payment.
+    configure_logging(settings.log_level, secrets=secret_values(settings))
     try:
         report = asyncio.run(reconcile(settings, limit=limit, stuck_after=stuck_after))
     except DATABASE_UNREACHABLE as error:
