@@ -68,6 +68,7 @@ from .relay_statements import (
     RelayStatements,
     fan_out_routes,
 )
+from .run_failures import RunFailures
 from .sinks import Sink, SinkSet, SinkUnreachable, sends_each, sinks_of, takes_batches
 from .tables import PENDING
 
@@ -117,6 +118,7 @@ class OutboxRelay:
         self._engine = engine
         self._sources = list(sinks)
         self._clock = clock
+        self._failures = RunFailures(logger, clock)
         self._batch_size = batch_size
         self._instance_id = instance_id or default_instance_id()
         self._lease = timedelta(seconds=lease_seconds)
@@ -207,15 +209,18 @@ class OutboxRelay:
         or fifty (a create commits two events a few milliseconds apart, and concurrent requests
         commit many), where a run per commit cost them per event.
 
-        A failed run (e.g. the database is down) is logged and tried again next time.
+        A failed run (e.g. the database is down) is logged and tried again next time: the
+        first of a streak with its traceback, then a line a minute (run_failures.py).
         """
         try:
             while not stop.is_set():
                 self._wake.clear()  # before the run: a notification during it starts the next
                 try:
                     await self.run_once()
-                except Exception:
-                    logger.exception("outbox relay run failed; next try in %.1f s", interval)
+                except Exception as error:
+                    self._failures.failed(error, interval)
+                else:
+                    self._failures.succeeded()
                 if not self._wake.is_set() and not self._detached.any():
                     self.sleeping.set()
                 try:
