@@ -8,6 +8,7 @@ out of the simulator's options, a ``FileNotFoundError`` out of ``openapi``).
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -273,4 +274,24 @@ def test_a_dot_env_file_that_is_not_utf8_is_one_line_that_shows_none_of_it(
     assert err.splitlines() == [
         "configuration error: .env: not UTF-8 text (byte 52 cannot be read); "
         "save the file as UTF-8, one VARIABLE=value a line"
+    ]
+
+
+def test_serve_with_a_busy_simulator_port_says_so_and_starts_nothing(
+    bare_environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The simulator child failed to bind and exited: serve ended in a RuntimeError traceback,
+    # or, when what held the port answered /_sim/health (another simulator), went on serving
+    # against it, its banner naming it as its own simulator.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        code = main(["serve", "--port", "0", "--simulator", "--simulator-port", str(busy)])
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert "serving" not in out
+    assert err.splitlines() == [
+        f"paytabs-guard serve: the simulator's 127.0.0.1 port {busy} is already in use; "
+        "stop what listens there or choose another with --simulator-port"
     ]

@@ -293,13 +293,26 @@ def listen(host: str, port: int) -> socket.socket | None:
         sock = tcp_listener(host, port)
         sock.listen(2048)  # uvicorn's backlog; listening now makes a second `serve` fail here
     except OSError as error:
-        if error.errno == errno.EADDRINUSE:
-            why = "is already in use; stop what listens there or choose another with --port"
-        else:
-            why = f"cannot be bound: {error.strerror or error}"
-        print(f"paytabs-guard serve: {host} port {port} {why}", file=sys.stderr)
+        print(f"paytabs-guard serve: {host} port {port} {_why(error, '--port')}", file=sys.stderr)
         return None
     return sock
+
+
+def simulator_port_problem(port: int) -> str | None:
+    """Why the simulator child cannot have loopback ``port``, or None. Asked before it starts:
+    the child fails to bind a busy port, and whatever answered there (another simulator, any
+    server saying 200) was taken for it; anything else ended in a RuntimeError traceback."""
+    try:
+        tcp_listener("127.0.0.1", port).close()
+    except OSError as error:
+        return f"the simulator's 127.0.0.1 port {port} {_why(error, '--simulator-port')}"
+    return None
+
+
+def _why(error: OSError, option: str) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"is already in use; stop what listens there or choose another with {option}"
+    return f"cannot be bound: {error.strerror or error}"
 
 
 def run(options: ServeOptions) -> int:
@@ -313,7 +326,14 @@ def run(options: ServeOptions) -> int:
         demo_key = demo_admin_key = None
         if options.simulator:
             port = options.simulator_port or free_port()
-            simulator_url = stack.enter_context(simulator_process(port))
+            if (problem := simulator_port_problem(port)) is not None:
+                print(f"paytabs-guard serve: {problem}", file=sys.stderr)
+                return 2
+            try:
+                simulator_url = stack.enter_context(simulator_process(port))
+            except RuntimeError as error:  # it exited, or did not answer in time
+                print(f"paytabs-guard serve: {error}", file=sys.stderr)
+                return 1
             changes = simulator_environment(os.environ, simulator_url, service_url)
             demo_key = changes.get("API_KEYS")  # generated here, not the operator's
             demo_admin_key = changes.get("ADMIN_API_KEYS")
@@ -388,8 +408,12 @@ def tcp_listener(host: str, port: int) -> socket.socket:
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()  # a port that cannot be had leaves no socket open behind it
+        raise
     sock.set_inheritable(True)
     return sock
 
