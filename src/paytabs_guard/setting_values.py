@@ -60,11 +60,18 @@ def redact_url(url: str) -> str:
 def require_http_url(value: str, *, base: bool = False) -> str:
     """``value`` if it is an absolute http(s) URL (every URL setting is one) that a client
     could connect to: a host without spaces, a port in range. A ``base`` URL (paths are
-    appended to it) carries no query or fragment."""
+    appended to it) carries no query or fragment, and no user or password."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{redact_url(value)!r} must be an absolute http:// or https:// URL")
     check_host_and_port(value)
+    if base and "@" in parts.netloc:
+        # PUBLIC_BASE_URL's return URL is where PayTabs sends every shopper's browser, and both
+        # go to PayTabs with each payment: a user:password@ in it is handed to all of them.
+        raise ValueError(
+            f"{redact_url(value)!r} must carry no user or password (user:password@): "
+            "the URLs under it are given to PayTabs and to every shopper's browser"
+        )
     if base and (parts.query or parts.fragment or value.endswith(("?", "#"))):
         raise ValueError(
             f"{redact_url(value)!r} must have no query (?) or fragment (#): paths are added to it"

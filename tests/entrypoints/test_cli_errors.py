@@ -295,3 +295,27 @@ def test_serve_with_a_busy_simulator_port_says_so_and_starts_nothing(
         f"paytabs-guard serve: the simulator's 127.0.0.1 port {busy} is already in use; "
         "stop what listens there or choose another with --simulator-port"
     ]
+
+
+@pytest.mark.parametrize("variable", ["PUBLIC_BASE_URL", "PAYTABS_BASE_URL"])
+def test_a_base_url_with_a_password_in_it_is_refused_without_showing_it(
+    bare_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+) -> None:
+    # Accepted: the return URL under PUBLIC_BASE_URL, https://shop:s3cret@pay.example.com/
+    # payments/v2/return, went to PayTabs with every payment and from there into every
+    # shopper's browser, password and all.
+    monkeypatch.setenv(variable, "https://shop:s3cret@pay.example.com")
+    monkeypatch.setenv("PAYTABS_PROFILE_ID", "1")
+    monkeypatch.setenv("PAYTABS_SERVER_KEY", "server-key-for-a-test")
+    with pytest.raises(SystemExit) as stopped:
+        main(["config", "check"])
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        f"configuration error: {variable}: 'https://shop:***@pay.example.com' must carry no "
+        "user or password"
+    )
+    assert "s3cret" not in line
