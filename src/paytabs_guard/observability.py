@@ -359,8 +359,9 @@ def configure_logging(
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
-    if not any(isinstance(f, ShutdownCancel) for f in uvicorn_logger.filters):
-        uvicorn_logger.addFilter(ShutdownCancel())
+    errors = logging.getLogger("uvicorn.error")  # where uvicorn logs a request's exception
+    if not any(isinstance(f, ShutdownCancel) for f in errors.filters):
+        errors.addFilter(ShutdownCancel())
     # No handler anywhere above it: uvicorn then does not even build its access line.
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()

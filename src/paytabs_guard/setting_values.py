@@ -97,8 +97,8 @@ def check_host_and_port(value: str) -> None:
 def check_database_url(value: str) -> None:
     """ValueError unless the engine can open ``value`` as written: one of its two drivers,
     SQLAlchemy reads it (a port that is a number, an IPv6 host in brackets), a port is
-    1-65535, and a SQLite URL names a file. Found by ``config check`` and at start-up in one line, not as a traceback out of the
-    migration or a connection attempt later."""
+    1-65535, and a SQLite URL names a file. Found by ``config check`` and at start-up in one
+    line, not as a traceback out of the migration or a connection attempt later."""
     from sqlalchemy.engine import make_url  # the service extra; only the service reads it
     from sqlalchemy.exc import ArgumentError
 
