@@ -5,11 +5,8 @@ apart from the fields they apply to."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Final
+from typing import Final
 from urllib.parse import urlsplit
-
-from pydantic import BeforeValidator
-from pydantic_settings import NoDecode
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -94,6 +91,23 @@ def check_host_and_port(value: str) -> None:
         raise ValueError(f"{redact_url(value)!r}: the port must be 1-65535")
 
 
+def check_redis_url(value: str) -> str:
+    """``value`` if it is a Redis URL a client can connect to: ``redis://``, ``rediss://`` or
+    ``unix://``, a host and port in range, and a database number as its path, if any."""
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    if value.startswith("unix://"):
+        return value
+    check_host_and_port(value)
+    database = urlsplit(value).path.strip("/")
+    if database and not (database.isascii() and database.isdigit()):
+        raise ValueError(
+            f"{redact_url(value)!r}: the path is the database number (/0, /1, ...), "
+            f"not {database[:20]!r}"
+        )
+    return value
+
+
 def check_database_url(value: str) -> None:
     """ValueError unless the engine can open ``value`` as written: one of its two drivers,
     SQLAlchemy reads it (a port that is a number, an IPv6 host in brackets), a port is
@@ -162,9 +176,3 @@ def parse_networks(entries: object, *, proxies: bool = False) -> tuple[IPNetwork
 
 def parse_proxies(entries: object) -> tuple[IPNetwork, ...]:
     return parse_networks(entries, proxies=True)
-
-
-#: A setting of networks, read from one comma-separated string (never decoded as JSON).
-NetworkList = Annotated[tuple[IPNetwork, ...], NoDecode]
-#: Trusted proxies: networks, none of them every address.
-ProxyList = Annotated[tuple[IPNetwork, ...], NoDecode, BeforeValidator(parse_proxies)]

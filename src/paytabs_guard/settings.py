@@ -12,22 +12,33 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Final, Literal
-from urllib.parse import urlsplit
+from typing import Any, Final, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from paytabs_guard.adapters.paytabs.regions import Region
 from paytabs_guard.adapters.paytabs.signature import server_key_problem
-from paytabs_guard.setting_values import (
+from paytabs_guard.setting_types import (
+    MIN_PROBE_INTERVAL_MS,
+    Ms,
     NetworkList,
+    PositiveMs,
     ProxyList,
+    SecretList,
+    UrlList,
+)
+from paytabs_guard.setting_values import (
     check_database_url,
-    check_host_and_port,
+    check_redis_url,
     env_file_problem,
     env_name,
-    parse_networks,
     redact_url,
     require_http_url,
     split_list,
@@ -53,14 +64,6 @@ MAX_STUCK_AFTER_SECONDS: Final = 2_592_000
 _URL_FIELDS: Final = frozenset(
     {"database_url", "redis_url", "paytabs_base_url", "public_base_url", "events_webhook_urls"}
 )
-ONE_DAY_MS: Final = 86_400_000
-MIN_PROBE_INTERVAL_MS: Final = 50  # 20 probes a second per breaker and worker, at most
-# A day bounds every duration: a larger one is a typo, and Redis refuses expiries past 2^63 ms
-# (a breaker's shared open state would silently stop being shared).
-PositiveMs = Annotated[int, Field(gt=0, le=ONE_DAY_MS)]
-Ms = Annotated[int, Field(ge=0, le=ONE_DAY_MS)]  # 0 allowed: "off" or "no delay"
-SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
-UrlList = Annotated[tuple[str, ...], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -322,11 +325,6 @@ class Settings(BaseSettings):
                 yield name, value
 
     # --- validators ------------------------------------------------------------------------------
-    @field_validator("paytabs_ip_whitelist", mode="before")  # TRUSTED_PROXIES: ProxyList's
-    @classmethod
-    def _networks(cls, value: object) -> NetworkList:
-        return parse_networks(value)
-
     @field_validator("events_webhook_urls", mode="before")
     @classmethod
     def _url_list(cls, value: object) -> object:
@@ -381,20 +379,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        if value.startswith("unix://"):
-            return value
-        check_host_and_port(value)
-        database = urlsplit(value).path.strip("/")
-        if database and not (database.isascii() and database.isdigit()):
-            raise ValueError(
-                f"{redact_url(value)!r}: the path is the database number (/0, /1, ...), "
-                f"not {database[:20]!r}"
-            )
-        return value
+        return check_redis_url(value) if value else None
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Settings:
