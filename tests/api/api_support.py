@@ -106,6 +106,21 @@ class Service:
         assert response.status_code == 200, response.text
         return response.json()
 
+    async def follow_up(self, payment_id: str, kind: str, amount: str) -> httpx.Response:
+        """A refund or capture of ``amount`` under a new Idempotency-Key; the answer as it came."""
+        return await self.api.post(
+            f"/payments/v2/{payment_id}/{kind}",
+            json={"amount": amount},
+            headers={"Idempotency-Key": new_key()},
+        )
+
+    async def sim_test_api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A call to the simulator's test API (faults, settling), asserted to succeed."""
+        async with httpx.AsyncClient(base_url=self.sim.base_url) as client:
+            response = await client.request(method, path, **kwargs)
+        assert response.status_code < 300, response.text
+        return response
+
     async def callbacks_done(self) -> None:
         """Every callback the simulator scheduled so far was delivered (or given up)."""
         await self.sim.engine.callbacks.wait_idle()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import pytest
 
 from .api_support import Service, new_key, reconcile_now
@@ -27,21 +26,6 @@ async def _completed(service: Service) -> dict[str, Any]:
     await service.callbacks_done()
     assert (await service.get(payment["id"]))["state"] == "completed"
     return dict(payment)
-
-
-async def _sim(service: Service, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=service.sim.base_url) as client:
-        response = await client.request(method, path, **kwargs)
-    assert response.status_code < 300, response.text
-    return response
-
-
-async def _refund(service: Service, payment_id: str, amount: str) -> httpx.Response:
-    return await service.api.post(
-        f"/payments/v2/{payment_id}/refund",
-        json={"amount": amount},
-        headers={"Idempotency-Key": new_key()},
-    )
 
 
 async def _hold(service: Service, payment_id: str) -> object:
@@ -65,9 +49,9 @@ async def _assert_refunded_once(service: Service, database_url: str, payment_id:
     assert await service.outbox_events(payment_id, "payment.refunded") == 1
 
     # the balance is right, and the payment takes its next refund at once (no hold left)
-    too_much = await _refund(service, payment_id, "70.01")
+    too_much = await service.follow_up(payment_id, "refund", "70.01")
     assert too_much.status_code == 422, too_much.text
-    rest = await _refund(service, payment_id, "70.00")
+    rest = await service.follow_up(payment_id, "refund", "70.00")
     assert rest.status_code == 200, rest.text
     assert rest.json()["state"] == "refunded"
 
@@ -79,14 +63,16 @@ async def test_a_pending_refund_settled_at_paytabs_is_applied_by_reconciliation(
     payment = await _completed(service)
     # PayTabs' callback for the refund is lost: reconciliation is what settles it
     lost_callbacks = {"callback_withhold_rate": 1}
-    await _sim(service, "PATCH", "/_sim/faults", json={"refund_pending": True, **lost_callbacks})
+    await service.sim_test_api(
+        "PATCH", "/_sim/faults", json={"refund_pending": True, **lost_callbacks}
+    )
 
-    pending = await _refund(service, payment["id"], "30.00")
+    pending = await service.follow_up(payment["id"], "refund", "30.00")
     assert pending.status_code == 200, pending.text
     assert pending.json()["refunded"] == "0.00"
     assert pending.json()["refundable"] == "70.00"  # on its way back: not refundable again
     assert pending.json()["pending_refunds"] == "30.00"  # and the merchant can tell
-    await _sim(service, "PUT", "/_sim/faults", json=lost_callbacks)
+    await service.sim_test_api("PUT", "/_sim/faults", json=lost_callbacks)
     [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
     assert refund["payment_result"]["response_status"] == "P"
 
@@ -94,8 +80,7 @@ async def test_a_pending_refund_settled_at_paytabs_is_applied_by_reconciliation(
     assert (still["examined"], still["changed"]) == (1, 0)
     assert (await service.get(payment["id"]))["refunded"] == "0.00"
 
-    await _sim(
-        service,
+    await service.sim_test_api(
         "POST",
         f"/_sim/transactions/{refund['tran_ref']}/settle",
         json={"response_status": "A"},
@@ -116,12 +101,12 @@ async def test_a_refund_whose_answer_was_lost_after_the_work_is_applied_by_recon
     # the refund's answer is lost, and so is PayTabs' callback for it
     lost_callbacks = {"callback_withhold_rate": 1}
     faults = {"error_rate": 1, "error_phase": "after", **lost_callbacks}
-    await _sim(service, "PATCH", "/_sim/faults", json=faults)
+    await service.sim_test_api("PATCH", "/_sim/faults", json=faults)
 
-    lost = await _refund(service, payment["id"], "30.00")
+    lost = await service.follow_up(payment["id"], "refund", "30.00")
     assert lost.status_code == 202, lost.text
     assert lost.json()["confirmed"] is False
-    await _sim(service, "PUT", "/_sim/faults", json=lost_callbacks)
+    await service.sim_test_api("PUT", "/_sim/faults", json=lost_callbacks)
     [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
     assert refund["payment_result"]["response_status"] == "A"  # PayTabs did refund
     unsettled = await service.get(payment["id"])
@@ -145,10 +130,12 @@ async def test_a_refund_whose_answer_was_lost_is_recorded_by_paytabs_callback(
     # recorded.
     service = any_service
     payment = await _completed(service)
-    await _sim(service, "PATCH", "/_sim/faults", json={"error_rate": 1, "error_phase": "after"})
-    lost = await _refund(service, payment["id"], "30.00")
+    await service.sim_test_api(
+        "PATCH", "/_sim/faults", json={"error_rate": 1, "error_phase": "after"}
+    )
+    lost = await service.follow_up(payment["id"], "refund", "30.00")
     assert lost.status_code == 202, lost.text
-    await _sim(service, "PUT", "/_sim/faults", json={})
+    await service.sim_test_api("PUT", "/_sim/faults", json={})
     await service.callbacks_done()
     settled = await service.get(payment["id"])
     assert settled["refunded"] == "30.00"
@@ -162,7 +149,7 @@ async def test_paytabs_callback_about_a_refund_already_applied_is_a_duplicate(
     # A full refund answered directly, then PayTabs' callback about it: a duplicate. It was
     # quarantined ("exceeds the 0.00 refundable") and logged as a security event.
     payment = await _completed(service)
-    refunded = await _refund(service, payment["id"], "100.00")
+    refunded = await service.follow_up(payment["id"], "refund", "100.00")
     assert refunded.status_code == 200, refunded.text
     await service.callbacks_done()
     metrics = (await service.anonymous.get("/metrics")).text
@@ -179,10 +166,10 @@ async def test_paytabs_callback_about_a_refund_already_applied_is_a_duplicate(
 
 async def test_process_confirms_a_pending_refund_with_paytabs(service: Service) -> None:
     payment = await _completed(service)
-    await _sim(service, "PATCH", "/_sim/faults", json={"refund_pending": True})
-    assert (await _refund(service, payment["id"], "30.00")).status_code == 200
+    await service.sim_test_api("PATCH", "/_sim/faults", json={"refund_pending": True})
+    assert (await service.follow_up(payment["id"], "refund", "30.00")).status_code == 200
     [refund] = [t for t in await service.simulated(payment["id"]) if t["tran_type"] == "Refund"]
-    await _sim(service, "POST", f"/_sim/transactions/{refund['tran_ref']}/settle", json={})
+    await service.sim_test_api("POST", f"/_sim/transactions/{refund['tran_ref']}/settle", json={})
 
     processed = await service.api.get(f"/payments/v2/process/{payment['id']}")
 

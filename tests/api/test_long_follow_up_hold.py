@@ -19,14 +19,13 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
 from testkit.clock import FakeClock
 
-from .api_support import Service, new_key, running_service
+from .api_support import Service, running_service
 
 pytestmark = pytest.mark.anyio
 
@@ -49,14 +48,6 @@ async def patient(
         yield running
 
 
-async def _capture(service: Service, payment_id: str, amount: str) -> httpx.Response:
-    return await service.api.post(
-        f"/payments/v2/{payment_id}/capture",
-        json={"amount": amount},
-        headers={"Idempotency-Key": new_key()},
-    )
-
-
 async def _held(service: Service, payment_id: str) -> bool:
     async with service.container.payments.uow() as uow:
         payment = await uow.payments.get(payment_id)
@@ -72,7 +63,7 @@ async def test_a_capture_in_flight_past_15_minutes_keeps_its_turn(
     await service.callbacks_done()
 
     service.sim.engine.set_faults(Faults(latency_ms=2500))
-    first = asyncio.create_task(_capture(service, payment["id"], "40.00"))
+    first = asyncio.create_task(service.follow_up(payment["id"], "capture", "40.00"))
     deadline = time.monotonic() + 5
     while not await _held(service, payment["id"]):  # the first capture is on its way
         assert time.monotonic() < deadline
@@ -84,7 +75,7 @@ async def test_a_capture_in_flight_past_15_minutes_keeps_its_turn(
     assert asked.status_code == 200, asked.text
     assert await _held(service, payment["id"])
 
-    second = await _capture(service, payment["id"], "60.00")
+    second = await service.follow_up(payment["id"], "capture", "60.00")
     assert second.status_code == 409, second.text
     assert "still waiting for PayTabs" in second.json()["detail"]
 

@@ -13,27 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from .api_support import Service, new_key
 
 pytestmark = pytest.mark.anyio
-
-
-async def _sim(service: Service, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=service.sim.base_url) as client:
-        response = await client.request(method, path, **kwargs)
-    assert response.status_code < 300, response.text
-    return response
-
-
-async def _capture(service: Service, payment_id: str, amount: str) -> httpx.Response:
-    return await service.api.post(
-        f"/payments/v2/{payment_id}/capture",
-        json={"amount": amount},
-        headers={"Idempotency-Key": new_key()},
-    )
 
 
 async def _authorized(service: Service) -> dict[str, Any]:
@@ -53,19 +37,19 @@ async def test_no_second_capture_is_sent_while_paytabs_reports_the_first_pending
 ) -> None:
     service = any_service
     payment = await _authorized(service)
-    await _sim(service, "PATCH", "/_sim/faults", json={"capture_pending": True})
-    first = await _capture(service, payment["id"], "40.00")
+    await service.sim_test_api("PATCH", "/_sim/faults", json={"capture_pending": True})
+    first = await service.follow_up(payment["id"], "capture", "40.00")
     assert first.status_code == 200, first.text
     assert (first.json()["state"], first.json()["pending_captures"]) == ("authorized", "40.00")
 
-    rest = await _capture(service, payment["id"], "60.00")
+    rest = await service.follow_up(payment["id"], "capture", "60.00")
     assert rest.status_code == 409, rest.text
     assert "still waiting for PayTabs" in rest.json()["detail"]
     assert len(await _captures_at_paytabs(service, payment["cart_id"])) == 1
 
     # PayTabs settles the first capture: the payment holds exactly what PayTabs captured.
     (pending,) = await _captures_at_paytabs(service, payment["cart_id"])
-    await _sim(service, "POST", f"/_sim/transactions/{pending['tran_ref']}/settle", json={})
+    await service.sim_test_api("POST", f"/_sim/transactions/{pending['tran_ref']}/settle", json={})
     await service.callbacks_done()
     settled = await service.get(payment["id"])
     assert (settled["state"], settled["captured"]) == ("completed", "40.00")
@@ -77,15 +61,15 @@ async def test_a_capture_may_be_tried_again_once_the_pending_one_is_declined(
     service: Service,
 ) -> None:
     payment = await _authorized(service)
-    await _sim(service, "PATCH", "/_sim/faults", json={"capture_pending": True})
-    assert (await _capture(service, payment["id"], "40.00")).status_code == 200
+    await service.sim_test_api("PATCH", "/_sim/faults", json={"capture_pending": True})
+    assert (await service.follow_up(payment["id"], "capture", "40.00")).status_code == 200
     (pending,) = await _captures_at_paytabs(service, payment["cart_id"])
     settle = f"/_sim/transactions/{pending['tran_ref']}/settle"
-    await _sim(service, "POST", settle, json={"response_status": "D"})
+    await service.sim_test_api("POST", settle, json={"response_status": "D"})
     await service.callbacks_done()
-    await _sim(service, "PATCH", "/_sim/faults", json={"capture_pending": False})
+    await service.sim_test_api("PATCH", "/_sim/faults", json={"capture_pending": False})
 
-    again = await _capture(service, payment["id"], "100.00")
+    again = await service.follow_up(payment["id"], "capture", "100.00")
     assert again.status_code == 200, again.text
     assert (again.json()["state"], again.json()["captured"]) == ("completed", "100.00")
 
@@ -96,8 +80,8 @@ async def test_a_void_waits_for_a_pending_capture_and_its_key_stays_free(
     # Refused for the moment (the capture may be declined), not "refund instead" kept for the
     # key: once the capture is declined, the same request under the same key voids.
     payment = await _authorized(service)
-    await _sim(service, "PATCH", "/_sim/faults", json={"capture_pending": True})
-    assert (await _capture(service, payment["id"], "100.00")).status_code == 200
+    await service.sim_test_api("PATCH", "/_sim/faults", json={"capture_pending": True})
+    assert (await service.follow_up(payment["id"], "capture", "100.00")).status_code == 200
     key = new_key()
     void = f"/payments/v2/{payment['id']}/void"
     waiting = await service.api.post(void, headers={"Idempotency-Key": key})
@@ -107,7 +91,7 @@ async def test_a_void_waits_for_a_pending_capture_and_its_key_stays_free(
 
     (pending,) = await _captures_at_paytabs(service, payment["cart_id"])
     settle = f"/_sim/transactions/{pending['tran_ref']}/settle"
-    await _sim(service, "POST", settle, json={"response_status": "D"})
+    await service.sim_test_api("POST", settle, json={"response_status": "D"})
     await service.callbacks_done()
     voided = await service.api.post(void, headers={"Idempotency-Key": key})
     assert voided.status_code == 200, voided.text
