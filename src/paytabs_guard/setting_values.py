@@ -171,7 +171,31 @@ def parse_networks(entries: object, *, proxies: bool = False) -> tuple[IPNetwork
                 "X-Forwarded-For, as '*' would; list the proxies' addresses or CIDRs"
             )
         networks.append(network)
+    if proxies and _cover_everything(networks):
+        raise ValueError(
+            f"{', '.join(str(n) for n in networks)} together take in every address of "
+            "their kind: they would believe anyone's X-Forwarded-For, as '*' would; list the "
+            "proxies' addresses or CIDRs"
+        )
     return tuple(networks)
+
+
+def _cover_everything(networks: list[IPNetwork]) -> bool:
+    """Whether the networks together hold every IPv4 or every IPv6 address, as
+    ``0.0.0.0/1,128.0.0.0/1`` does. IPv4-mapped IPv6 networks count as the IPv4 ones they
+    map, since the client address check reads them so."""
+    v4: list[ipaddress.IPv4Network] = []
+    v6: list[ipaddress.IPv6Network] = []
+    for network in networks:
+        if isinstance(network, ipaddress.IPv4Network):
+            v4.append(network)
+        elif network.subnet_of(_MAPPED):
+            mapped = int(network.network_address) & 0xFFFFFFFF
+            v4.append(ipaddress.IPv4Network((mapped, network.prefixlen - 96)))
+        else:
+            v6.append(network)
+    every_v4 = any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(v4))
+    return every_v4 or any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(v6))
 
 
 def parse_proxies(entries: object) -> tuple[IPNetwork, ...]:

@@ -662,6 +662,10 @@ async def test_21_forwarded_for_counts_only_through_trusted_proxies(
         ("TRUSTED_PROXIES", "0.0.0.0/0"),
         ("TRUSTED_PROXIES", "10.0.0.1, ::/0"),
         ("TRUSTED_PROXIES", "::ffff:0:0/96"),
+        # The same by parts: halves, or an IPv4 half next to its IPv4-mapped other half.
+        ("TRUSTED_PROXIES", "0.0.0.0/1, 128.0.0.0/1"),
+        ("TRUSTED_PROXIES", "::/1, 10.0.0.1, 8000::/1"),
+        ("TRUSTED_PROXIES", "0.0.0.0/1, ::ffff:128.0.0.0/97"),
         ("TRUSTED_PROXIES", "10.0.0.1/8"),
         ("PAYTABS_IP_WHITELIST", "010.1.1.1"),
         ("PAYTABS_IP_WHITELIST", "not-an-ip"),
@@ -671,6 +675,12 @@ def test_21_unsafe_proxy_or_allowlist_configuration_stops_startup(name: str, val
     with pytest.raises(ConfigError) as refused:
         load_settings({name: value})
     assert refused.value.problems[0].startswith(name)
+
+
+def test_21_proxies_that_leave_addresses_out_are_taken() -> None:
+    """Half the addresses is still a list of proxies, however unwise: only every address is '*'."""
+    settings = load_settings({"TRUSTED_PROXIES": "0.0.0.0/1, ::ffff:128.0.0.0/98, 8000::/1"})
+    assert len(settings.trusted_proxies) == 3
 
 
 # ---- 22-23. payload ---------------------------------------------------------------------------
