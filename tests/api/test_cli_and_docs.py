@@ -289,6 +289,50 @@ def test_config_check_refuses_what_serve_refuses(tmp_path: Path) -> None:
     assert server not in same.stderr
 
 
+def test_a_misspelt_setting_is_named_with_the_one_it_meant(tmp_path: Path) -> None:
+    """A misspelt name was ignored without a word: here the server key looked unset ("required")
+    though the operator had set it, and the breaker ran on the threshold's default."""
+    (tmp_path / ".env").write_text("PAYTABS_PROFILEID=987654\n", encoding="utf-8")
+    typo = _cli(
+        tmp_path,
+        "config",
+        "check",
+        PAYTABS_SERVERKEY="SXXXXXXXXX-XXXXXXXXXX",
+        CIRCUIT_BREAKER_THRESHOLD="20",
+        PAYTABS_FOO="1",
+    )
+    assert typo.returncode == 2
+    lines = typo.stderr.splitlines()
+    assert "configuration error: PAYTABS_SERVER_KEY: required" in typo.stderr
+    for wrong, meant in (
+        ("PAYTABS_SERVERKEY", "PAYTABS_SERVER_KEY"),
+        ("PAYTABS_PROFILEID", "PAYTABS_PROFILE_ID"),  # from the .env file
+        ("CIRCUIT_BREAKER_THRESHOLD", "CIRCUIT_BREAKER_ERROR_THRESHOLD"),
+    ):
+        assert any(
+            line.startswith(f"warning: {wrong}: not a setting") and line.endswith(f"{meant}?")
+            for line in lines
+        ), typo.stderr
+    assert any(line.startswith("warning: PAYTABS_FOO: not a setting") for line in lines)
+    assert "SXXXXXXXXX" not in typo.stderr  # names only, never a value
+    # Other programs' variables, and ones merely like ours, say nothing.
+    (tmp_path / ".env").unlink()
+    quiet = _cli(
+        tmp_path,
+        "config",
+        "check",
+        PAYTABS_PROFILE_ID="987654",
+        PAYTABS_SERVER_KEY="SXXXXXXXXX-XXXXXXXXXX",
+        API_KEYS="shop-key-of-32-characters-long!!",
+        PUBLIC_BASE_URL="https://shop.example",
+        OTEL_SERVICE_NAME="shop",
+        REDIS_HOST="cache",
+        TEST_DATABASE_URL="postgresql://x",
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert "warning" not in quiet.stderr, quiet.stderr
+
+
 @pytest.mark.parametrize(
     ("env", "warned"),
     [

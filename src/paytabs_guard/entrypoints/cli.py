@@ -34,8 +34,9 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except ConfigError as error:
-        for problem in error.problems:
-            print(f"configuration error: {problem}", file=sys.stderr)
+        from paytabs_guard.entrypoints.config_report import print_config_problems
+
+        print_config_problems(error.problems)
         raise SystemExit(EXIT_CONFIG) from None
 
 
@@ -48,10 +49,10 @@ def _cmd_config(args: argparse.Namespace) -> int:
     from paytabs_guard.entrypoints.serve import serve_problems, serve_warnings
 
     settings = _settings()
-    problems = serve_problems(settings)
-    for problem in problems:
-        print(f"configuration error: {problem}", file=sys.stderr)
-    if problems:
+    if problems := serve_problems(settings):
+        from paytabs_guard.entrypoints.config_report import print_config_problems
+
+        print_config_problems(problems)
         return EXIT_CONFIG
     for warning in serve_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)
@@ -266,8 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = sys.modules.get("paytabs_guard.settings")
         if settings is None or not isinstance(error, settings.ConfigError):
             raise
-        for problem in error.problems:
-            print(f"configuration error: {problem}", file=sys.stderr)
+        from paytabs_guard.entrypoints.config_report import print_config_problems
+
+        print_config_problems(error.problems)
         return EXIT_CONFIG
     return result
 

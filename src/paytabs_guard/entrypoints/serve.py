@@ -35,6 +35,7 @@ import uvicorn
 from pydantic import SecretStr
 from uvicorn.supervisors import Multiprocess
 
+from paytabs_guard.entrypoints.config_report import misspelt_settings, print_config_problems
 from paytabs_guard.entrypoints.public_url import public_url_warning
 from paytabs_guard.metrics import SHARED_DIR_VARIABLE
 from paytabs_guard.observability import configure_logging
@@ -248,7 +249,8 @@ WEAK_KEY_CHARACTERS: Final = 20
 def serve_warnings(settings: Settings) -> list[str]:
     """What ``serve`` starts with but probably should not."""
     unreachable = public_url_warning(settings)
-    return [*([unreachable] if unreachable else []), *_key_warnings(settings)]
+    unknown = misspelt_settings()
+    return [*([unreachable] if unreachable else []), *_key_warnings(settings), *unknown]
 
 
 def _key_warnings(settings: Settings) -> list[str]:
@@ -350,8 +352,7 @@ def run(options: ServeOptions) -> int:
                 raise ConfigError(problems)
             warnings = [*warnings, *serve_warnings(settings)]
         except ConfigError as error:
-            for problem in error.problems:
-                print(f"configuration error: {problem}", file=sys.stderr)
+            print_config_problems(error.problems)
             return 2
         configure_logging(settings.log_level, secrets=secret_values(settings))
         if (unusable := upgraded_database(settings)) is not None:

@@ -6,10 +6,9 @@ lifespan builds the container.
 
 from __future__ import annotations
 
-import sys
-
 from fastapi import FastAPI
 
+from paytabs_guard.entrypoints.config_report import print_config_problems
 from paytabs_guard.entrypoints.serve import secret_values
 from paytabs_guard.observability import configure_logging
 from paytabs_guard.settings import ConfigError, load_settings
@@ -21,8 +20,7 @@ def service() -> FastAPI:
     try:
         settings = load_settings()
     except ConfigError as error:
-        for problem in error.problems:
-            print(f"configuration error: {problem}", file=sys.stderr)
+        print_config_problems(error.problems)
         raise SystemExit(2) from None
     configure_logging(settings.log_level, secrets=secret_values(settings))
     return create_service(settings)
