@@ -4,14 +4,23 @@ outage, and a GET return beside the shop's own query parameters."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
+
 import httpx
 import pytest
 
 from paytabs_guard import (
     BreakerConfig,
+    FollowUpRequest,
+    FollowUpType,
+    HostedPageRequest,
     InvalidSignature,
+    Money,
+    PageTranType,
     PayTabs,
     PayTabsClient,
+    TokenChargeRequest,
     TransactionNotFound,
 )
 from paytabs_guard.adapters.paytabs.signature import sign_callback, sign_return
@@ -153,3 +162,49 @@ def test_callbacks_signed_with_the_key_before_a_rotation_still_verify() -> None:
     assert old not in repr(rotating.__dict__)
     with pytest.raises(ValueError, match="previous_server_keys as str"):
         PayTabs(profile_id=987654, server_key=new, previous_server_keys=[old.encode()])  # type: ignore[list-item]
+
+
+def _sale(**changes: object) -> HostedPageRequest:
+    fields: dict[str, object] = {
+        "cart_id": "order-1", "amount": Money.of("150.00", "SAR"), "description": "x",
+    }  # fmt: skip
+    return HostedPageRequest(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def _refund(**changes: object) -> FollowUpRequest:
+    fields: dict[str, object] = {
+        "kind": FollowUpType.REFUND, "tran_ref": "TST1", "cart_id": "order-1",
+        "amount": Money.of("5.00", "SAR"), "description": "x",
+    }  # fmt: skip
+    return FollowUpRequest(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def _charge(**changes: object) -> TokenChargeRequest:
+    fields: dict[str, object] = {
+        "token": "2C4655BE67A3E537C6B593FF60817AB9", "tran_ref": "TST1", "cart_id": "order-2",
+        "amount": Money.of("5.00", "SAR"), "description": "x",
+    }  # fmt: skip
+    return TokenChargeRequest(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("build", [_sale, _refund, _charge], ids=["page", "follow-up", "token"])
+@pytest.mark.parametrize("amount", ["150.00", Decimal("150.00"), 15000, 150.0, None])
+def test_a_request_s_amount_that_is_not_money_is_refused_saying_what_to_pass(
+    build: Callable[..., object], amount: object
+) -> None:
+    # Before: AttributeError ("'str' object has no attribute 'currency'") from deep inside
+    # the client, at the first call, caught by no documented error class.
+    with pytest.raises(ValueError, match=r"amount must be Money \(Money\.of\('150\.00', 'SAR'\)"):
+        build(amount=amount)
+
+
+def test_a_request_s_kind_or_tran_type_written_as_text_is_read_as_its_enum() -> None:
+    # Before: AttributeError ("'str' object has no attribute 'value'") at the first call.
+    assert _sale(tran_type="auth").tran_type is PageTranType.AUTH
+    assert _refund(kind="capture").kind is FollowUpType.CAPTURE
+    assert _charge(tran_type="sale").tran_type is PageTranType.SALE
+    assert _refund(kind="capture").to_wire(987654)["tran_type"] == "capture"
+    with pytest.raises(ValueError, match=r"kind must be a FollowUpType: one of capture, void, "):
+        _refund(kind="Refund ")
+    with pytest.raises(ValueError, match=r"tran_type must be a PageTranType: one of sale, auth"):
+        _sale(tran_type="Sale")

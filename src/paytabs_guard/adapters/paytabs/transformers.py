@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,6 +40,31 @@ from paytabs_guard.domain import (
 class PageTranType(StrEnum):
     SALE = "sale"
     AUTH = "auth"
+
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def _checked(request: object, amount: object, name: str, choices: type[_Choice]) -> None:
+    """Refuse a request's field of the wrong type when it is built, saying what to pass, not
+    at its first call as an AttributeError from deep inside the client, which no documented
+    error class catches: ``amount`` must be Money; an enum field written as its text
+    (``"auth"``, which mypy would not let pass) is read as the enum member."""
+    if not isinstance(amount, Money):
+        raise ValueError(
+            f"amount must be Money (Money.of('150.00', 'SAR')), not {type(amount).__name__}"
+        )
+    value = getattr(request, name)
+    if isinstance(value, choices):
+        return
+    try:
+        member = choices(value)
+    except ValueError:
+        listed = ", ".join(choice.value for choice in choices)
+        raise ValueError(
+            f"{name} must be a {choices.__name__}: one of {listed}, not {value!r}"
+        ) from None
+    object.__setattr__(request, name, member)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -90,6 +115,9 @@ class HostedPageRequest:
     paypage_ttl_minutes: int | None = None
     customer_ref: str | None = None
 
+    def __post_init__(self) -> None:
+        _checked(self, self.amount, "tran_type", PageTranType)
+
     def to_wire(self, profile_id: int) -> dict[str, Any]:
         body: dict[str, Any] = {
             "profile_id": profile_id,
@@ -133,6 +161,9 @@ class FollowUpRequest:
     description: str
     callback_url: str | None = None
 
+    def __post_init__(self) -> None:
+        _checked(self, self.amount, "kind", FollowUpType)
+
     def to_wire(self, profile_id: int) -> dict[str, Any]:
         return _referring(
             profile_id, self.kind.value, "ecom", self.tran_ref, self.cart_id, self.amount,
@@ -151,6 +182,9 @@ class TokenChargeRequest:
     description: str
     tran_type: PageTranType = PageTranType.SALE
     callback_url: str | None = None
+
+    def __post_init__(self) -> None:
+        _checked(self, self.amount, "tran_type", PageTranType)
 
     def to_wire(self, profile_id: int) -> dict[str, Any]:
         body = _referring(
