@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 import venv
 import zipfile
 from pathlib import Path
@@ -212,3 +213,16 @@ def test_signing_takes_the_key_as_the_client_does_and_a_bad_body_is_a_value_erro
         client.verify_callback(not_json, paytabs_guard.sign_callback(not_json, "S-secret"))
     with pytest.raises(ValueError, match="validation error"):
         client.verify_callback(b"[]", paytabs_guard.sign_callback(b"[]", "S-secret"))
+
+
+def test_the_distribution_says_it_is_typed_and_under_which_license() -> None:
+    """PyPI and the tools that read a wheel's metadata learn from its classifiers that
+    ``py.typed`` ships; the wheel had none at all (only ``License: MIT``)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    classifiers = project.get("classifiers", [])
+    assert "Typing :: Typed" in classifiers
+    assert (ROOT / "src" / "paytabs_guard" / "py.typed").is_file()
+    assert project["license"] == {"text": "MIT"}
+    assert "License :: OSI Approved :: MIT License" in classifiers
+    python = project["requires-python"].removeprefix(">=")
+    assert f"Programming Language :: Python :: {python}" in classifiers
