@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from paytabs_guard import (
+    AuthenticationFailed,
     BreakerConfig,
     FollowUpRequest,
     FollowUpType,
@@ -208,3 +209,25 @@ def test_a_request_s_kind_or_tran_type_written_as_text_is_read_as_its_enum() -> 
         _refund(kind="Refund ")
     with pytest.raises(ValueError, match=r"tran_type must be a PageTranType: one of sale, auth"):
         _sale(tran_type="Sale")
+
+
+async def test_a_refused_key_says_which_profile_and_host_to_check() -> None:
+    # PayTabs' own text, "Authentication failed. Check authentication header.", sent a
+    # newcomer to the header; the usual cause is a key of another profile or region (the
+    # library's region defaults to SAU, the service's to ARE).
+    async with (
+        run_simulator() as simulator,
+        PayTabs(
+            profile_id=DEFAULT_PROFILE_ID,
+            server_key="SWRONG96JL-JDMKHGRWT9-RWRK2KJNRJ",
+            base_url=simulator.base_url,
+        ) as paytabs,
+    ):
+        with pytest.raises(AuthenticationFailed) as refused:
+            await paytabs.query_cart("order-1")
+    notes = " ".join(getattr(refused.value, "__notes__", []))
+    assert f"profile {DEFAULT_PROFILE_ID}" in notes
+    assert simulator.base_url in notes
+    assert "region" in notes
+    assert "SWRONG" not in notes
+    assert refused.value.message == "Authentication failed. Check authentication header."

@@ -19,6 +19,7 @@ from paytabs_guard import tracing
 from paytabs_guard.adapters.paytabs.direct_post import DirectPost, proxied_by_environment
 from paytabs_guard.adapters.paytabs.errors import (
     AmbiguousGatewayError,
+    AuthenticationFailed,
     PayTabsError,
     error_from_response,
     error_from_transport,
@@ -278,6 +279,14 @@ class PayTabsClient:
             return payload
         except PayTabsError as error:
             outcome = type(error).__name__
+            if isinstance(error, AuthenticationFailed):
+                # PayTabs says "Check authentication header."; the cause is nearly always a
+                # key of another profile, or a profile of another region than this host's.
+                error.add_note(
+                    f"PayTabs at {self.base_url} refused profile {self.profile_id} with this "
+                    "server key: check both, and that the profile is in this host's region (a "
+                    "key works only on its own region's host)"
+                )
             raise
         finally:
             if self._observer is not None:
