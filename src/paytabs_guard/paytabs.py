@@ -109,6 +109,9 @@ class PayTabs(ResilientPayTabs):
     another (``asyncio.run`` per call): each loop gets its own connections, closed as it ends;
     without the prober, an open breaker admits its trials when its open period ends. One loop
     at a time: it is not thread-safe.
+    Cancelling a write yourself (``asyncio.wait_for``, a cancelled task) after it left leaves
+    its outcome unknown with no query made: query the cart before sending it again, or bound
+    calls with ``timeout`` and ``retry`` instead, which settle a cut write by a query.
     All of :class:`ResilientPayTabs`' operations are available: ``create_payment_page``,
     ``query_transaction``, ``query_cart``, ``follow_up``, ``charge_token``, ``query_token``,
     ``delete_token``.

@@ -88,6 +88,17 @@ def test_the_readme_tells_what_each_public_error_means() -> None:
     assert [name for name in errors if f"`{name}`" not in section] == []
 
 
+def test_the_readme_and_the_docstring_say_a_cancelled_write_may_have_been_taken() -> None:
+    """``asyncio.wait_for`` around a refund is the first thing a newcomer writes to bound it;
+    a cut there is no AmbiguousGatewayError and no query settles it, so a retry on the
+    TimeoutError may refund twice. Nothing said so."""
+    readme = (ROOT / "README.md").read_text()
+    section = " ".join(readme[readme.index("## Using it as a library") :].split())
+    assert "`asyncio.wait_for`, a cancelled task" in section
+    assert "query the cart (`query_cart`) before sending it again" in section
+    assert "asyncio.wait_for" in (paytabs_guard.PayTabs.__doc__ or "")
+
+
 def test_importing_the_library_loads_nothing_of_the_service() -> None:
     probe = (
         "import json, sys, paytabs_guard; "
