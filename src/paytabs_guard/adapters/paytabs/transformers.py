@@ -94,7 +94,15 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class HostedPageRequest:
-    """A hosted payment page (sale or auth) for one cart."""
+    """A hosted payment page (sale or auth) for one cart (``docs/paytabs.md`` §4.2).
+
+    ``amount`` is :class:`Money` (``Money.of("150.00", "SAR")``); ``callback_url`` receives
+    PayTabs' signed result, ``return_url`` the customer's browser (``return_using_get``: a GET
+    with a query string instead of a form POST). ``tokenise`` (2-6, the token's format; 2 = 32
+    hex characters) saves the card for :class:`TokenChargeRequest`, with ``show_save_card``
+    letting the customer choose. ``user_defined`` keys are ``udf1`` ... ``udf9``, echoed
+    back; ``paypage_ttl_minutes`` (at least 1, PayTabs' default 20) is how long the page
+    stays valid."""
 
     cart_id: str
     amount: Money
