@@ -5,6 +5,7 @@ outage, and a GET return beside the shop's own query parameters."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from paytabs_guard import (
     AuthenticationFailed,
     BreakerConfig,
+    DuplicateRequest,
     FollowUpRequest,
     FollowUpType,
     HostedPageRequest,
@@ -21,6 +23,7 @@ from paytabs_guard import (
     PageTranType,
     PayTabs,
     PayTabsClient,
+    RetryConfig,
     TokenChargeRequest,
     TransactionNotFound,
 )
@@ -231,3 +234,37 @@ async def test_a_refused_key_says_which_profile_and_host_to_check() -> None:
     assert "region" in notes
     assert "SWRONG" not in notes
     assert refused.value.message == "Authentication failed. Check authentication header."
+
+
+async def test_a_second_refund_identical_to_the_first_is_told_why_paytabs_refused_it() -> None:
+    # PayTabs refuses a request identical to one it took (409 code 4). A second refund of the
+    # same amount and description ended as DuplicateRequest with a note that "the first may
+    # still take effect", which reads as "this refund may have landed"; it did not.
+    fast = RetryConfig(base_delay=0.001, max_delay=0.001)
+    async with (
+        run_simulator() as simulator,
+        httpx.AsyncClient() as browser,
+        PayTabs(
+            profile_id=DEFAULT_PROFILE_ID,
+            server_key=DEFAULT_SERVER_KEY,
+            base_url=simulator.base_url,
+            retry=fast,
+        ) as paytabs,
+    ):
+        page = await paytabs.create_payment_page(_sale(cart_id="order-9"))
+        assert page.redirect_url is not None
+        paid = await browser.post(
+            f"{simulator.base_url}/_sim/pages/{page.redirect_url.rsplit('/', 1)[-1]}/pay",
+            json={"card_number": "4111111111111111"},
+        )
+        sale = paid.raise_for_status().json()["transaction"]["tran_ref"]
+        refund = _refund(tran_ref=sale, cart_id="order-9", description="Refund")
+        first = await paytabs.follow_up(refund)
+        with pytest.raises(DuplicateRequest) as refused:
+            await paytabs.follow_up(refund)
+        notes = " ".join(getattr(refused.value, "__notes__", []))
+        assert f"PayTabs already held {first.tran_ref}, a refund of the same amount" in notes
+        assert "give it a description of its own" in notes
+        second = await paytabs.follow_up(replace(refund, description="Refund 2"))
+        assert second.tran_ref != first.tran_ref
+        assert len(await paytabs.query_cart("order-9")) == 3  # the sale and two refunds

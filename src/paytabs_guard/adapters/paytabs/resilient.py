@@ -28,6 +28,7 @@ from paytabs_guard import tracing
 from paytabs_guard.adapters.paytabs.client import ClientClosed, PayTabsClient
 from paytabs_guard.adapters.paytabs.errors import (
     AmbiguousGatewayError,
+    DuplicateRequest,
     PayTabsError,
     PayTabsUnavailable,
 )
@@ -177,6 +178,7 @@ class ResilientPayTabs:
         refund of the same amount is never taken for the first.
         """
         known = await self._known(request.cart_id, known_tran_refs)
+        twins: dict[str, None] = {}  # earlier ones PayTabs may take this request for
 
         def send() -> Awaitable[PayTabsTransaction]:
             return self.client.follow_up(request)
@@ -186,19 +188,24 @@ class ResilientPayTabs:
                 if (
                     transaction.tran_type.lower() == request.kind.value
                     and transaction.previous_tran_ref == request.tran_ref
-                    and transaction.tran_ref not in known
                     and _for(transaction, request.amount)
                 ):
-                    return transaction
+                    if transaction.tran_ref not in known:
+                        return transaction
+                    twins[transaction.tran_ref] = None
             return None
 
-        return await self._write_once(
-            f"follow_up {request.kind.value}",
-            self.breakers.follow_up,
-            send,
-            resolve,
-            moves_money=True,
-        )
+        try:
+            return await self._write_once(
+                f"follow_up {request.kind.value}",
+                self.breakers.follow_up,
+                send,
+                resolve,
+                moves_money=True,
+            )
+        except DuplicateRequest as refused:
+            _explain_duplicate(refused, request.kind.value, twins)
+            raise
 
     async def charge_token(
         self, request: TokenChargeRequest, *, known_tran_refs: Collection[str] | None = None
@@ -209,23 +216,28 @@ class ResilientPayTabs:
         month's charge of the same amount) is queried first, so that it is not taken for this
         charge after an ambiguous answer."""
         known = await self._known(request.cart_id, known_tran_refs)
+        twins: dict[str, None] = {}
 
         def send() -> Awaitable[PayTabsTransaction]:
             return self.client.charge_token(request)
 
         async def resolve() -> PayTabsTransaction | None:
             for transaction in reversed(await self.query_cart(request.cart_id)):
-                if (
-                    transaction.tran_type.lower() == request.tran_type.value
-                    and transaction.tran_ref not in known
-                    and _for(transaction, request.amount)
+                if transaction.tran_type.lower() == request.tran_type.value and _for(
+                    transaction, request.amount
                 ):
-                    return transaction
+                    if transaction.tran_ref not in known:
+                        return transaction
+                    twins[transaction.tran_ref] = None
             return None
 
-        return await self._write_once(
-            "charge_token", self.breakers.token, send, resolve, moves_money=True
-        )
+        try:
+            return await self._write_once(
+                "charge_token", self.breakers.token, send, resolve, moves_money=True
+            )
+        except DuplicateRequest as refused:
+            _explain_duplicate(refused, f"{request.tran_type.value} charge", twins)
+            raise
 
     async def _known(self, cart_id: str, given: Collection[str] | None) -> Collection[str]:
         """The transactions of ``cart_id`` already at PayTabs before this write: ``given``,
@@ -315,6 +327,19 @@ class ResilientPayTabs:
                         raise _still_unclear(unclear, error) from error
                     raise
                 await attempts.wait(delay)
+
+
+def _explain_duplicate(refused: DuplicateRequest, what: str, twins: Collection[str]) -> None:
+    """Say why PayTabs refused a write as a duplicate when the cart already held one of the
+    same amount from before the call (a second refund of an equal amount, say): PayTabs
+    refuses a request identical to one it took, for a while, and only the description may
+    tell the two apart. Without this, a caller read the 409 as "this one may have landed"."""
+    if twins:
+        refused.add_note(
+            f"PayTabs already held {', '.join(twins)}, a {what} of the same amount from before "
+            "this call, and refuses an identical request (same amount and description) for a "
+            "while: if this is another one, give it a description of its own"
+        )
 
 
 def _for(transaction: PayTabsTransaction, amount: Money) -> bool:
