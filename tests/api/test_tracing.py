@@ -290,3 +290,24 @@ async def test_nothing_is_traced_or_stored_when_the_variables_are_unset(
     assert merchant.deliveries
     assert all("traceparent" not in headers for headers in merchant.deliveries)
     assert exporter.get_finished_spans() == ()
+
+
+async def test_a_card_number_in_the_path_is_not_exported_in_url_path(
+    sim: RunningSimulator, sqlite_url: str, spans: InMemorySpanExporter
+) -> None:
+    # A merchant that keys its customers by card number (refused: 422) or pastes one where a
+    # payment id goes (404) must not find the number in the tracing backend: the logs and
+    # the problem hide it, and docs/observability.md promises "no card data" in a span.
+    paths = [
+        f"/payments/v2/customers/{VISA}/cards",
+        f"/payments/v2/{VISA}",
+        "/payments/v2/customers/4111-1111-1111-1111/cards",
+    ]
+    async with traced_service(sim, sqlite_url) as (service, _merchant):
+        answers = [await service.api.get(path) for path in paths]
+    assert [answer.status_code for answer in answers] == [422, 404, 422]
+    servers = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    shown = [str(attributes(s).get("url.path")) for s in servers]
+    assert len(shown) == len(paths)
+    assert all("[card redacted]" in path for path in shown), shown
+    assert not any("4111" in path for path in shown), shown

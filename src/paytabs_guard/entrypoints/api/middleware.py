@@ -37,6 +37,7 @@ from paytabs_guard.observability import (
     bind_request_context,
     clear_request_context,
     get_logger,
+    redact_card_numbers,
 )
 
 from .errors import internal_error, interrupted
@@ -198,8 +199,9 @@ def _server_span(scope: Scope, method: str) -> tracing.Span:
             tracestate = value.decode("latin-1")
     span = tracing.span(method, "server", parent=(traceparent, tracestate), new_scope=True)
     span.set("http.request.method", method)
-    # the path, never the query string: the browser return's signature travels in it
-    span.set("url.path", scope.get("path"))
+    # the path, never the query string: the browser return's signature travels in it; and a
+    # card number sent where an id goes hidden, as the logs and the problem hide it
+    span.set("url.path", redact_card_numbers(str(scope.get("path", ""))))
     return span
 
 
