@@ -304,6 +304,25 @@ async def test_a_recurring_charge_shows_its_saved_card_and_is_not_called_undecid
         assert "Nothing from PayTabs decided this payment" not in renewal
 
 
+async def test_a_recurring_charge_s_timeline_speaks_of_the_charge_not_a_page(
+    service: Service,
+) -> None:
+    # A renewal has no hosted page: its timeline said "create-page request about to be sent"
+    # and, when PayTabs' answer was lost, "no answer to the create-page request".
+    saving = await save_card(service)
+    faults = Faults(error_rate=1.0, error_statuses=[502], error_phase="after",
+                    fault_paths=["/payment/request", "/payment/query"])  # fmt: skip
+    service.sim.engine.set_faults(faults)
+    lost = await charge(service, saving["saved_card_id"])
+    service.sim.engine.set_faults(Faults())
+    assert lost.status_code == 202, lost.text
+    async with signed_in(service) as browser:
+        page = (await browser.get(f"/console/payments/{lost.json()['id']}")).text
+    assert "create-page" not in page
+    assert "recurring charge about to be sent" in page
+    assert re.search(r"no answer to the recurring charge\. PayTabs: token, [\d,]+ ms", page), page
+
+
 async def test_breakers_show_their_last_hour_and_probes(service: Service) -> None:
     forced = await service.admin.post("/payments/v2/circuit-breaker/create/open")
     assert forced.status_code == 200

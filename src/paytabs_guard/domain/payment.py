@@ -242,16 +242,18 @@ class Payment:
 
     # ---- our own steps ------------------------------------------------------------------
 
-    def mark_initiating(self, *, at: datetime, expires_at: datetime | None = None) -> Outcome:
-        """We are about to send the create-page request. Only APPLIED allows sending it:
-        DUPLICATE means a request was already sent and its outcome must be resolved first.
-        ``expires_at`` is the page TTL we ask for, kept in case the response never arrives.
-        """
+    def mark_initiating(
+        self, *, at: datetime, expires_at: datetime | None = None, reason: str = ""
+    ) -> Outcome:
+        """We are about to send the create-page request (or a recurring charge: ``reason``).
+        Only APPLIED allows sending it: DUPLICATE means a request was already sent and its
+        outcome must be resolved first. ``expires_at`` is the page TTL we ask for, kept in
+        case the response never arrives."""
         return self._step(
             Trigger.REQUEST_PAGE,
             at=at,
             source=ResultSource.API,
-            reason="create-page request about to be sent",
+            reason=reason or "create-page request about to be sent",
             effect=Effect(expires_at=optional_aware(expires_at)),
         )
 

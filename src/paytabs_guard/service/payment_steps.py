@@ -264,12 +264,13 @@ async def save_unanswered(
     *,
     calls: Sequence[GatewayCall] = (),
     sent: str = "the page",
+    unanswered: str = "no answer to the create-page request",
 ) -> Payment:
     """Save what a first send without an answer leaves: failed when PayTabs refused it, UNKNOWN
     when the answer was lost (reconciliation resolves it). When nothing was sent, the payment
     is failed without keeping an answer for the key, and ``error`` is raised again. ``calls``:
     the attempts made, for the history entry; ``sent``, what was asked for (the page, a
-    recurring charge)."""
+    recurring charge), and ``unanswered`` the history's words when its answer was lost."""
     if isinstance(error, GatewayRejected):
         reason = with_calls(f"PayTabs refused {sent}: {error.message}", calls)
         code = "" if error.code is None else str(error.code)
@@ -288,7 +289,7 @@ async def save_unanswered(
         await change_saved(deps, payment, _not_sent, None)
         error.payment_id = payment.id  # the merchant sees its events: the 503 names it
         raise error
-    lost = with_calls("no answer to the create-page request", calls)
+    lost = with_calls(unanswered, calls)
     return await change_saved(
         deps, payment, lambda p, at: p.initiation_ambiguous(at=at, reason=lost), idempotency
     )

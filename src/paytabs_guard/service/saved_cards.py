@@ -184,7 +184,7 @@ async def start_card_charge(
     now = deps.clock()
     order = CreatePayment(command.amount, command.description, metadata=command.metadata)
     payment = new_payment(deps, order, at=now, saved_card_id=command.card_id)
-    payment.mark_initiating(at=now)
+    payment.mark_initiating(at=now, reason="recurring charge about to be sent")
     cards: list[_Chargeable] = []
 
     async def check_card(uow: UnitOfWork) -> None:
@@ -206,7 +206,13 @@ async def start_card_charge(
             if isinstance(error, GatewayRejected):
                 await _unless_deleted_meanwhile(deps, payment, error, calls)
             return await save_unanswered(
-                deps, payment, error, idempotency, calls=calls, sent="the recurring charge"
+                deps,
+                payment,
+                error,
+                idempotency,
+                calls=calls,
+                sent="the recurring charge",
+                unanswered="no answer to the recurring charge",
             )
     answered = _answered(result, deps, with_calls("recurring charge answered by PayTabs", calls))
     return await change_saved(deps, payment, answered, idempotency)
