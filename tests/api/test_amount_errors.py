@@ -141,3 +141,27 @@ async def test_every_amount_a_client_writes_has_paytabs_ceiling(
     assert response.json()["type"].endswith("/invalid-request")
     assert [e["field"] for e in response.json()["errors"]] == ["amount"]
     assert await service.simulated(payment["id"]) == before
+
+
+@pytest.mark.parametrize(
+    ("customer", "field", "message"),
+    [
+        ({"city": "x" * 65}, "customer.city", "String should have at most 64 characters"),
+        ({"name": "n" * 129}, "customer.name", "String should have at most 128 characters"),
+        ({"zip": "1" * 17}, "customer.zip", "String should have at most 16 characters"),
+    ],
+)
+async def test_an_optional_text_too_long_is_told_in_characters(
+    service: Service, customer: dict[str, str], field: str, message: str
+) -> None:
+    """A length rule on an optional field is pydantic's rule for collections: its message said
+    "at most 64 items", which leaves a client wondering what an item of a city is."""
+    response = await service.api.post(
+        "/payments/v2/create",
+        json={"amount": "5.00", "currency": "SAR", "description": "Order 1", "customer": customer},
+        headers={"Idempotency-Key": new_key()},
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert error["field"] == field
+    assert error["message"] == message

@@ -297,6 +297,13 @@ def _not_json(item: Mapping[str, Any], loc: Sequence[Any]) -> str:
     return f"is not valid JSON ({reason}{at}); send one well-formed JSON document"
 
 
+def _text_length(item: Mapping[str, Any]) -> str:
+    context = item.get("ctx") or {}
+    if item.get("type") == "too_long":
+        return f"String should have at most {context.get('max_length')} characters"
+    return f"String should have at least {context.get('min_length')} characters"
+
+
 def validation_problem(error: RequestValidationError) -> Problem:
     """422 listing each invalid field with the rule it broke (never the value sent)."""
     items = []
@@ -305,7 +312,11 @@ def validation_problem(error: RequestValidationError) -> Problem:
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
         where = str(loc[0]) if loc else "request"
         field = _location(loc)
-        if item.get("type") == "json_invalid":
+        if item.get("type") in ("too_long", "too_short") and isinstance(item.get("input"), str):
+            # A length rule on an optional text field is pydantic's rule for collections,
+            # whose message counts "items"; a client fixing a city needs characters.
+            message = _text_length(item)
+        elif item.get("type") == "json_invalid":
             # FastAPI puts the character offset where a field name goes: ("body", 17).
             field, message = where, _not_json(item, loc)
         named, colon, rest = message.partition(": ")
