@@ -326,3 +326,64 @@ async def test_a_graceful_shutdown_is_told_to_the_requests_of_its_server() -> No
         kept.close()
         assert mine.is_set()  # its server shut down with a connection open
         assert not other.is_set()  # the other one still runs
+
+
+_CHUNKED_HEAD = b"POST /cb HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("opening", "filler"),
+    [
+        (_CHUNKED_HEAD + b"2\r\n{}\r\n0\r\n", b"X-Trailer: " + b"a" * 8180 + b"\r\n"),
+        (_CHUNKED_HEAD + b"2;ext=", b"a" * 8192),
+    ],
+    ids=["endless-trailers", "endless-chunk-extension"],
+)
+async def test_a_chunked_body_framing_past_the_bound_is_431_and_never_kept(
+    opening: bytes, filler: bytes
+) -> None:
+    # uvicorn merged trailers into the request's headers with no bound, after the head's
+    # bound was checked: one callback (its body is read before any check) sent 200 MB of
+    # trailers in 8 s and the worker grew to 1.5 GB. Now the framing a body brings besides
+    # its bytes is bounded like a head, and the connection is refused past it.
+    seen.clear()
+    async with serve_app(app) as url:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(opening)
+        await writer.drain()
+        answer = asyncio.ensure_future(asyncio.wait_for(reader.read(65536), 20.0))
+        sent = 0
+        with contextlib.suppress(ConnectionError):
+            while sent < 16 << 20 and not answer.done():
+                writer.write(filler)
+                await writer.drain()
+                sent += len(filler)
+            if not answer.done():
+                writer.write(b"\r\n\r\n2\r\n{}\r\n0\r\n\r\n")  # ends either message
+        received = await answer
+        writer.close()
+    assert received.startswith(b"HTTP/1.1 431"), received[:200]
+    assert b"trailer fields" in received
+    assert sent < 16 << 20  # refused as it came (what the sockets hold aside), not at its end
+    assert seen == []  # the app's request ended without a body
+
+
+async def headers_seen(scope: Scope, receive: Receive, send: Send) -> None:
+    body = await Request(scope, receive).body()
+    names = sorted({name.decode() for name, _ in scope["headers"]})
+    await PlainTextResponse(f"{len(body)} {','.join(names)}")(scope, receive, send)
+
+
+async def test_trailers_are_not_merged_into_the_headers_and_small_chunks_pass() -> None:
+    # A trailer after the body is no header (RFC 9110, 6.5.1): uvicorn appended it to the
+    # scope's headers, so a "Content-Type" trailer made two of them, and an edge that checked
+    # the headers never saw it. Many small chunks are framing, but within the bound.
+    async with serve_app(headers_seen) as url:
+        body = b"".join(b"1\r\nx\r\n" for _ in range(20000))
+        request = _CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+        status, _, answer = await _exchange(
+            url, [request, body, b"0\r\nContent-Type: text/plain\r\nX-Trailer: t\r\n\r\n"]
+        )
+    assert status == 200
+    assert answer == b"20000 connection,host,transfer-encoding"

@@ -21,6 +21,15 @@ given back to the system). Here the connection reads no further while requests w
 most ``MAX_PIPELINED`` wait: past that the requests already read are answered and the
 connection is closed; the rest were never read, so the client may resend them.
 
+A chunked body's framing is bounded too: uvicorn merged the trailer fields after the last
+chunk into the request's headers, with no limit and after the head's bound had been checked, so
+one unauthenticated callback (whose body is read before anything else is checked) sent hundreds
+of megabytes of trailers within the body's 30 s and the worker grew by gigabytes. Trailers are
+not headers (RFC 9110, 6.5.1: never merged into them unless known to be safe), so they are
+dropped, and what a body brings besides its bytes (chunk sizes, extensions, trailers) may take
+``MAX_HEAD_BYTES`` plus ``_CHUNK_FRAMING_BYTES`` per chunk: past that, a 431 and the
+connection is closed (the app's request ends as a disconnect).
+
 An answer that comes before the request's body was read whole (a 401, 413 or 415 refusal)
 ends the connection: uvicorn would otherwise read and discard the rest, and a client declaring
 a body of a hundred gigabytes kept a core busy for as long as it cared to send. The server
@@ -60,6 +69,9 @@ MAX_PIPELINED: Final = 32
 # bound on a client that would send for ever.
 _DRAIN_BYTES: Final = 16 * 1024 * 1024
 _DRAIN_SECONDS: Final = 5.0
+# What a chunk's own framing takes at most without extensions: 16 hex digits of size and two
+# CRLFs, with room to spare (module docstring).
+_CHUNK_FRAMING_BYTES: Final = 24
 
 _TOO_LARGE: Final = Problem(
     "request_header_fields_too_large",
@@ -73,6 +85,15 @@ _INVALID: Final = Problem(
     400,
     "The request is not valid HTTP/1.1 (its request line, a header or the chunked "
     "encoding of its body); send it as a standard HTTP client would.",
+)
+
+
+_FRAMING_TOO_LARGE: Final = Problem(
+    "request_header_fields_too_large",
+    "Request header fields too large",
+    431,
+    f"Send a chunked body without chunk extensions and with at most "
+    f"{MAX_HEAD_BYTES // 1024} KiB of trailer fields.",
 )
 
 
@@ -103,6 +124,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _pipeline_full = False
     _draining = False
     _drain_left = 0
+    _in_body = False
+    _message_count = 0
+    _body_fed = 0
+    _framing_bytes = 0
+    _chunks = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -117,6 +143,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_open = True
         self._head_bytes = 0
+        self._in_body = False
+        self._message_count += 1
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_open:
+            super().on_header(name, value)
+        # else a trailer field, after a chunked body: not merged into the headers the app
+        # has (module docstring); its bytes are counted in ``data_received``.
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
+
+    def on_body(self, body: bytes) -> None:
+        self._body_fed += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        super().on_message_complete()
 
     def on_headers_complete(self) -> None:
         self._head_open = False
@@ -129,6 +174,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._pipeline_full = True
             raise _PipelineFull
         super().on_headers_complete()
+        self._in_body = True
+        self._body_fed = self._framing_bytes = self._chunks = 0
         # How the app learns that this server began to shut down (draining.py).
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[draining.EXTENSION] = draining.of_server(self.server_state)
@@ -179,7 +226,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._pipeline_full:
             return  # bytes already on their way when reading stopped
+        in_body, message, body_fed = self._in_body, self._message_count, self._body_fed
         self._feed(data)
+        if in_body and self._in_body and message == self._message_count:
+            self._count_framing(len(data) - (self._body_fed - body_fed))
         if not self._head_open or self.transport.is_closing():
             return
         # A head still incomplete after a read. Its timer runs from the connection's opening or
@@ -191,6 +241,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_open = False
             self._stop_head_timer()
             self._refuse()
+
+    def _count_framing(self, size: int) -> None:
+        """Count what a read in a body's middle brought besides the body (module docstring)."""
+        self._framing_bytes += size
+        if self._framing_bytes <= MAX_HEAD_BYTES + _CHUNK_FRAMING_BYTES * self._chunks:
+            return
+        self._in_body = False
+        if self.transport.is_closing():
+            return
+        if self.cycle.response_started:
+            self.transport.close()  # the app is answering: nothing else can be said
+            return
+        self._answer(b"431 Request Header Fields Too Large", _FRAMING_TOO_LARGE)
+        self._linger()
 
     def _feed(self, data: bytes) -> None:
         """uvicorn's ``data_received``, without its "Invalid HTTP request" warning for a queue
