@@ -585,6 +585,30 @@ async def test_a_target_in_absolute_form_is_a_400_not_the_endpoint_an_edge_rule_
         assert (await send_raw(service.url, method, f"/{plain}", AUTH, b"")).status == 200
 
 
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("GET", "/metrics#x"),
+        ("GET", "/metrics#?name=x"),
+        ("GET", "/health/paytabs#"),
+        ("GET", "/payments/v2#.png"),
+        ("POST", "/payments/v2/webhook#x"),
+    ],
+)
+async def test_a_target_with_a_fragment_is_a_400_not_the_endpoint_an_edge_rule_guards(
+    service: Service, method: str, target: str
+) -> None:
+    # Some proxies read "/metrics#x" as a path of its own (HAProxy did, CVE-2023-45539), so a
+    # rule for "/metrics" let it by; httptools dropped the fragment and "/metrics" was served.
+    body = b"{}" if method == "POST" else b""
+    headers = AUTH | JSON | {"Content-Length": str(len(body))}
+    answer = await send_raw(service.url, method, target, headers, body)
+    assert answer.status == 400, answer.body
+    assert answer.json()["type"].endswith("/invalid-url")
+    assert "fragment" in answer.json()["detail"]
+    assert answer.headers["x-request-id"]
+
+
 async def test_percent_encoding_that_is_needed_still_reaches_the_router(service: Service) -> None:
     # A space or a quote in an id is no disguise: the route answers for itself (404 here).
     answer = await send_raw(service.url, "GET", "/payments/v2/pay%20x%22", AUTH, b"")

@@ -35,9 +35,10 @@ ends the connection: uvicorn would otherwise read and discard the rest, and a cl
 a body of a hundred gigabytes kept a core busy for as long as it cared to send. The server
 finishes its side and reads on only briefly (the lingering close below), then closes.
 
-A request target in absolute form (``GET http://host/metrics``, which only a proxy needs)
-reached the app as its path alone, indistinguishable from ``/metrics``: its ``raw_path`` is
-the target as sent, so the front door can refuse it (``front_door._absolute_form``).
+A request target in absolute form (``GET http://host/metrics``, which only a proxy needs), or
+with a fragment (``GET /metrics#x``, which HTTP does not allow in a target), reached the app
+as its path alone, indistinguishable from ``/metrics``: its ``raw_path`` is the target as
+sent, so the front door can refuse it (``front_door._absolute_form``, ``_fragment``).
 
 A request the parser refuses (a control character in a header, a bad chunk size, both
 ``Content-Length`` and ``Transfer-Encoding``) got uvicorn's plain-text 400 with no request id;
@@ -179,12 +180,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # How the app learns that this server began to shut down (draining.py).
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[draining.EXTENSION] = draining.of_server(self.server_state)
-        if not self.url.startswith(b"/") and "raw_path" in self.scope:
+        target = self.url.partition(b"?")[0]
+        if (not target.startswith(b"/") or b"#" in target) and "raw_path" in self.scope:
             # uvicorn hands the app httptools' parse of the target, its path only: "GET
-            # http://evil.example/metrics" looked like "GET /metrics". The scope (the request's
+            # http://evil.example/metrics" looked like "GET /metrics", and so did "GET
+            # /metrics#x" (a fragment, which no client sends). The scope (the request's
             # cycle holds this dict; its app has not run yet) gets the target as received, as
             # h11 gives it and as ASGI defines raw_path, and the front door refuses it.
-            self.scope["raw_path"] = self.url.partition(b"?")[0]
+            self.scope["raw_path"] = target
 
     def on_response_complete(self) -> None:
         # With no request queued, the answer that just ended is the newest request's.

@@ -28,8 +28,9 @@ byte of the body when these checks run. For every request that carries a body (a
 Before all of that, on every path: a HEAD request runs as the GET it asks about, without the
 body; a NUL in the path or the query string (``%00``) is a 400
 ``invalid-url``: it would reach a lookup as a parameter, and PostgreSQL refuses it in text;
-so is a path in disguise (``/%6detrics``) and a target in absolute form (``GET
-http://host/metrics``), which edge rules on the plain path do not match;
+so is a path in disguise (``/%6detrics``), a target in absolute form (``GET
+http://host/metrics``) and one with a fragment (``GET /metrics#x``), which edge rules on the
+plain path do not match;
 and a path ending in a slash is answered here (no route has one: ``_trailing_slash``).
 Then a PayTabs callback goes straight to its receiver (``callbacks.answer_callback``).
 
@@ -121,6 +122,9 @@ class FrontDoorMiddleware:
             return
         if _absolute_form(scope):
             await self._refuse(problems.absolute_form(), scope, receive, send)
+            return
+        if _fragment(scope):
+            await self._refuse(problems.fragment_in_target(), scope, receive, send)
             return
         if scope["path"].endswith("/") and scope["path"] != "/":
             await _trailing_slash(scope, receive, send)
@@ -245,6 +249,14 @@ def _absolute_form(scope: Scope) -> bool:
     # (``OPTIONS *``, the asterisk form, is refused too: nothing here answers it.)
     raw: bytes | None = scope.get("raw_path")
     return not scope["path"].startswith("/") or (raw is not None and not raw.startswith(b"/"))
+
+
+def _fragment(scope: Scope) -> bool:
+    # "GET /metrics#x": no client sends a fragment (RFC 9112, 3.2: a target is a path and a
+    # query), and some proxies take "#x" for part of the path, so an edge rule for "/metrics"
+    # passed it while httptools dropped the fragment and the router served "/metrics".
+    raw: bytes | None = scope.get("raw_path")
+    return raw is not None and b"#" in raw
 
 
 def _check_merchant_body_headers(headers: Headers, is_json: bool) -> None:

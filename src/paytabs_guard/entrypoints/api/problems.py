@@ -295,6 +295,18 @@ def absolute_form() -> Problem:
     )
 
 
+def fragment_in_target() -> Problem:
+    """400: the request target's path carries a fragment (``GET /metrics#x``), which HTTP
+    does not allow there; an edge that reads it as part of the path misses its rules."""
+    return Problem(
+        "invalid_url",
+        "Invalid URL",
+        400,
+        "Leave the fragment ('#' and what follows) out of the request target: send the path "
+        "and the query only.",
+    )
+
+
 def forbidden_source() -> Problem:
     """403: the client address is not on the allowlist, or cannot be determined."""
     return Problem(
