@@ -43,6 +43,20 @@ BREAKER_STATES: Final = ("closed", "open", "half_open", "forced_open", "forced_c
 UNMATCHED_ROUTE: Final = "unmatched"
 
 
+#: The methods of HTTP itself (RFC 9110, 9.1, and PATCH): any other is counted as ``_OTHER``.
+HTTP_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+OTHER_METHOD: Final = "_OTHER"
+
+
+def method_label(method: str) -> str:
+    """The method label: HTTP's own methods, else ``_OTHER`` (as OpenTelemetry names them).
+    The parser takes some thirty more (WebDAV's ``PROPFIND``, ``MKCOL``, ...) from anyone:
+    each was a series per route, and a few requests of each made every scrape megabytes."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
+
+
 def status_class(status: int) -> str:
     """``2xx``, ``4xx``…: the status label (a bounded set, unlike raw codes from fuzzers)."""
     return f"{status // 100}xx" if 100 <= status <= 599 else "other"
@@ -208,6 +222,7 @@ class Metrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One inbound request, labelled by its route *template* (``/payments/v2/{id}``)."""
+        method = method_label(method)
         self.http_requests.labels(route, method, status_class(status)).inc()
         self.http_duration.labels(route, method).observe(seconds)
 
