@@ -441,6 +441,18 @@ async def test_no_other_path_with_a_trailing_slash_is_redirected_anywhere(
     assert response.headers["content-type"] == "application/problem+json"
 
 
+@pytest.mark.parametrize("target", ["/docs-assets", "/docs-assets?x=1"])
+async def test_the_docs_assets_folder_is_not_redirected_to_the_host_header(
+    service: Service, target: str
+) -> None:
+    # Starlette's router added the slash a mount needs with a 307 to an absolute URL built
+    # from the Host header: "Location: http://evil.example/docs-assets/".
+    response = await send_raw(service.url, "GET", target, {"Host": "evil.example"})
+    assert response.status == 404, response.headers
+    assert "location" not in response.headers
+    assert response.headers["content-type"] == "application/problem+json"
+
+
 async def test_a_body_that_stops_coming_is_a_408_and_the_connection_closes(
     sim: RunningSimulator, sqlite_url: str
 ) -> None:

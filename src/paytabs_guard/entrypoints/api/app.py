@@ -130,6 +130,10 @@ def _build(runtime_of: Callable[[FastAPI], Runtime | None], lifespan: object) ->
         lifespan=lifespan,  # type: ignore[arg-type]  # a factory of async context managers
         docs_url=None,  # /docs and /redoc are served offline by install_docs
         redoc_url=None,
+        # Starlette sent "/docs-assets" on to "/docs-assets/" with a 307 to an absolute URL
+        # built from the Host header (http://evil.example/docs-assets/). No route needs a
+        # slash added, and one too many is the front door's (``_trailing_slash``).
+        redirect_slashes=False,
     )
     install_docs(app, TITLE)
 
