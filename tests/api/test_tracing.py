@@ -14,7 +14,7 @@ import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -157,6 +157,23 @@ async def test_a_replayed_create_is_traced_with_its_payment(
     requests = named(spans.get_finished_spans(), "POST /payments/v2/create")
     assert len(requests) == 2
     assert [attributes(r).get(tracing.PAYMENT_ID) for r in requests] == [first.json()["id"]] * 2
+    # The replay's unit of work ended on the taken key: a decision, not a failed database call,
+    # so nothing here is an error a tail sampler keeping errors would keep.
+    finished = spans.get_finished_spans()
+    ended_by = {attributes(u).get("db.rolled_back_by") for u in named(finished, "db unit of work")}
+    assert "KeyTaken" in ended_by, ended_by
+    assert all(span.status.status_code is not StatusCode.ERROR for span in finished)
+
+
+async def test_a_refusal_inside_a_unit_of_work_is_no_error_span(
+    sim: RunningSimulator, sqlite_url: str, spans: InMemorySpanExporter
+) -> None:
+    async with traced_service(sim, sqlite_url) as (service, _merchant):
+        payment = await service.create()  # awaiting the customer: nothing to refund
+        refused = await service.follow_up(payment["id"], "refund", "1.00")
+    assert refused.status_code == 409, refused.text
+    finished = spans.get_finished_spans()
+    assert all(span.status.status_code is not StatusCode.ERROR for span in finished)
 
 
 async def test_a_retried_call_shows_each_attempt_with_its_number(

@@ -97,7 +97,16 @@ class SqlUnitOfWork:
         try:
             await self._rollback()
         finally:
-            self._span.__exit__(*exc_info[:3])
+            error = exc_info[1]
+            if type(error).__module__.startswith("paytabs_guard."):
+                # One of our own refusals (a key taken, a card not found, a stale version)
+                # ended the unit of work: a decision, not a failure of the database. Marked
+                # as an error, every idempotent replay would be kept by a tail sampler that
+                # keeps errors, as docs/observability.md suggests.
+                self._span.set("db.rolled_back_by", type(error).__name__)
+                self._span.__exit__(None, None, None)
+            else:
+                self._span.__exit__(*exc_info[:3])
 
     async def commit(self) -> None:
         """Write changed payments (raising ``ConcurrentUpdate`` if another transaction saved one
