@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import anyio
@@ -20,7 +21,11 @@ from paytabs_guard.adapters.sql import (
     sql_unit_of_work_factory,
     upgrade,
 )
+from paytabs_guard.adapters.sql.sqlite_driver import BatchStatementFailed
+from paytabs_guard.adapters.sql.unit_of_work import _refusal
+from paytabs_guard.adapters.sql.write_health import DatabaseReadOnly
 from paytabs_guard.domain import OutcomeKind, Payment, PaymentState, Trigger
+from paytabs_guard.domain.errors import RefundNotAllowed
 from paytabs_guard.service.ports import (
     ClaimStatus,
     DeliverySeen,
@@ -831,3 +836,16 @@ async def test_of_concurrent_claims_with_the_commit_one_writes_and_the_others_he
             group.start_soon(create, n)
     assert sorted(outcomes) == ["created", *["in_flight"] * 7]
     assert await count(engine, "payments") == 1
+
+
+def test_only_the_service_s_own_decisions_end_a_unit_of_work_without_an_error_span() -> None:
+    """A trace's error status is for failures: a replayed key or a refused refund is a decision,
+    while the database failing stays an error even where one of our classes wraps it."""
+    assert _refusal(KeyTaken(IdempotencyClaim(ClaimStatus.IN_FLIGHT)))
+    assert _refusal(RefundNotAllowed("pay_1", "pending"))
+    assert _refusal(ConcurrentUpdate("pay_1", 2))
+    assert not _refusal(DatabaseReadOnly("INSERT", {}, Exception("read-only")))
+    assert not _refusal(BatchStatementFailed(1, sqlite3.OperationalError("disk I/O error")))
+    assert not _refusal(TimeoutError())
+    assert not _refusal(TypeError("a bug"))
+    assert not _refusal(None)

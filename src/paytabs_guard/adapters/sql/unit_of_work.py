@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Self
+from typing import Final, Self
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from paytabs_guard import tracing
@@ -32,6 +33,7 @@ from .errors import ClaimLost, reference_taken
 from .idempotency import PendingClaim, SqlIdempotencyKeys, read_claim
 from .inbox import PendingDelivery, SqlWebhookInbox
 from .repository import SqlPaymentRepository
+from .sqlite_driver import BatchStatementFailed
 from .transaction import DbTransaction
 from .write_health import STORAGE_ERRORS, WriteHealth, read_only, reconnect_read_only
 from .writes import Writes
@@ -98,7 +100,7 @@ class SqlUnitOfWork:
             await self._rollback()
         finally:
             error = exc_info[1]
-            if type(error).__module__.startswith("paytabs_guard."):
+            if _refusal(error):
                 # One of our own refusals (a key taken, a card not found, a stale version)
                 # ended the unit of work: a decision, not a failure of the database. Marked
                 # as an error, every idempotent replay would be kept by a tail sampler that
@@ -252,3 +254,18 @@ def sql_unit_of_work_factory(
         )
 
     return open_unit_of_work
+
+
+#: The database's failures, whatever class wraps them.
+_FAILURES: Final = (SQLAlchemyError, OSError, TimeoutError, BatchStatementFailed)
+
+
+def _refusal(error: object) -> bool:
+    """Whether ``error`` is one of the service's own decisions (``KeyTaken``,
+    ``RefundNotAllowed``, ``ConcurrentUpdate``), not a failure: the database's errors stay
+    failures even where a class of ours wraps them (``DatabaseReadOnly``)."""
+    return (
+        isinstance(error, Exception)
+        and type(error).__module__.startswith("paytabs_guard.")
+        and not isinstance(error, _FAILURES)
+    )
