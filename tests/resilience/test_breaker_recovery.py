@@ -614,6 +614,31 @@ async def test_waiters_beyond_the_trial_slots_keep_waiting_until_the_close() -> 
     assert all(w.done() and w.result() for w in waiters)
 
 
+async def test_held_callers_that_find_the_timer_trial_due_take_only_the_trial_slots() -> None:
+    """The end of the open period lets no held caller in by a state change (the move to
+    half-open is lazy): each wakes on its own, and every one used to find "a trial is due"
+    and leave, while only the trial slots' worth could be let through. The rest were turned
+    away at once (an outside run: 37 of 40 creates held with ``Prefer: wait=20`` got a 503
+    a second after PayTabs was back, with probes off)."""
+    clock = ManualClock()
+    breaker = probing(clock, min_open_time=None, reset_timeout=5.0, half_open_max_calls=2)
+    await trip(breaker)
+    clock.advance(5.0)  # the open period is over: a trial is due, nothing has moved yet
+    held = [asyncio.create_task(breaker.wait_admitting(30.0)) for _ in range(5)]
+    await settle()
+    assert sum(waiter.done() for waiter in held) == 2  # one per trial slot
+    gate = Gate()
+    trials = [asyncio.create_task(breaker.call(gate)) for _ in range(2)]
+    await settle()
+    assert breaker.state == "half_open"
+    assert sum(waiter.done() for waiter in held) == 2  # both slots taken: the rest wait
+    gate.release.set()
+    assert await asyncio.gather(*trials) == ["ok", "ok"]
+    await settle()
+    assert breaker.state == "closed"
+    assert all(waiter.done() and waiter.result() for waiter in held)
+
+
 async def _boom() -> str:
     raise Boom("gateway down")
 

@@ -306,6 +306,8 @@ class CircuitBreaker(OpenPeriod, RecoveryProbing, ManualControl):
             # Every slot is held by a trial running longer than any call may: presume them lost.
             self._presume_trials_lost()
         self._trials += 1
+        if self._held_passes:
+            self._held_passes -= 1  # a held caller let through on this slot, most likely
         self._retry_at = now + self._trial_patience
         self._probes.trials_at = now  # the youngest trial in flight left now
         return self._generation

@@ -62,6 +62,8 @@ class BreakerCore:
         "_failures_in_a_row",
         "_generation",
         "_half_open_max",
+        "_held_passed_at",
+        "_held_passes",
         "_in_a_row_limit",
         "_is_failure",
         "_is_unanswered",
@@ -170,6 +172,10 @@ class BreakerCore:
         # the opening (recovery.py); drawn anew at each opening, like the open period.
         self._safety_net = config.reset_timeout
         self._waiters = AdmissionWaiters()
+        # Held callers let through on a free trial slot whose call is not admitted yet, and
+        # when the last was (open_period.py, _held_pass).
+        self._held_passes = 0
+        self._held_passed_at = -math.inf
 
     def _trials_in_flight(self) -> int:
         return self._trials - self._trial_successes - self._trial_failures
@@ -220,6 +226,8 @@ class BreakerCore:
         self._generation += 1
         self._period_generation = self._generation
         self._trials = self._trial_successes = self._trial_failures = 0
+        if state is not _HALF_OPEN:  # (the passes of a trial due go on into half-open)
+            self._held_passes = 0
         self._since = now
         self._since_wall = self._wall_clock()
         self._failures_in_a_row = 0

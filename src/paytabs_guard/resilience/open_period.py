@@ -23,6 +23,10 @@ from paytabs_guard.resilience.breaker_core import (
 from paytabs_guard.resilience.errors import CircuitOpenError
 from paytabs_guard.resilience.events import EventType
 
+PASS_PATIENCE: Final = 1.0
+"""Seconds a held caller let through on a free trial slot keeps it promised while it goes on
+to call (``OpenPeriod._held_pass``)."""
+
 FORCED_OPEN_WAIT: Final = 5.0
 """What a call a forced-open breaker turns away is told to wait, in seconds (at most the reset
 timeout): how often to look again, since only the operator knows when it ends."""
@@ -149,8 +153,35 @@ class OpenPeriod(BreakerCore):
         if wait is not None and self._waiting_for_a_verdict(now):
             wait = self.rejection_wait()
         if wait is None:
-            return None
+            return self._held_pass(now)
         until_timer = self._retry_at - now
         if (self._state is _OPEN or self._state is _HALF_OPEN) and 0.0 < until_timer < math.inf:
             return max(wait, until_timer)
         return wait
+
+    def _held_pass(self, now: float) -> float | None:
+        """A held caller would be let through now: None if it may go, else how long it may
+        sleep before it looks again.
+
+        Outside the closed states only the trial slots' worth may go. Callers a state change
+        lets through are woken that many at a time (breaker_core.py), but the end of the open
+        period (or a trial presumed lost) is no state change: every held caller wakes on its
+        own at ``_retry_at`` and would find the trial due; let go together, all but the
+        slots' worth were turned away the moment they called. So each one let go here is a
+        pass on a free slot until its call is admitted (``_admit``) or ``PASS_PATIENCE``
+        has passed (its client left on the way); the others sleep on, until a slot comes
+        free or the state changes."""
+        state = self._state
+        if state is not _OPEN and state is not _HALF_OPEN:
+            return None
+        if now - self._held_passed_at >= PASS_PATIENCE:
+            self._held_passes = 0
+        if state is _OPEN or now >= self._retry_at:
+            taken = 0 if state is _OPEN else self._trial_successes  # (lost trials are freed)
+        else:
+            taken = self._slots_taken()
+        if self._held_passes + taken >= self._half_open_max:
+            return max(self._held_passed_at + PASS_PATIENCE - now, 0.001)
+        self._held_passes += 1
+        self._held_passed_at = now
+        return None
