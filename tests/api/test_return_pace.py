@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from paytabs_guard.entrypoints.api.return_pace import RETURN_GRACE, ReturnPace
+from paytabs_guard.entrypoints.api.return_pace import HUNG_AFTER, RETURN_GRACE, ReturnPace
 from paytabs_guard.resilience.clock import ManualClock
 from paytabs_simulator.server import RunningSimulator
 
@@ -129,12 +129,12 @@ async def waited(line: ReturnPace, who: tuple[str, str] | None) -> bool:
         return did
 
 
-def turns(clock: ManualClock) -> tuple[ReturnPace, Turns]:
+def turns(clock: ManualClock, hung_after: float | None = HUNG_AFTER) -> tuple[ReturnPace, Turns]:
     async def sleep(seconds: float) -> None:
         await asyncio.sleep(0)  # whoever was let go runs first, at the time it was let go
         clock.advance(seconds)
 
-    line = ReturnPace(50, clock=clock, sleep=sleep, rng=random.Random(7))
+    line = ReturnPace(50, clock=clock, sleep=sleep, rng=random.Random(7), hung_after=hung_after)
     return line, Turns(clock, line)
 
 
@@ -190,7 +190,7 @@ async def test_a_create_that_stops_waiting_gives_its_turn_to_the_next() -> None:
 @pytest.mark.anyio
 async def test_no_more_than_a_few_creates_with_a_turn_run_at_once() -> None:
     clock = ManualClock()
-    line, _ = turns(clock)
+    line, _ = turns(clock, hung_after=None)  # (counted however long they run: below)
     assert line.in_progress == 10  # 50 a second for 200 ms
     for n in range(12):
         line.line_wait(("merchant", f"key-{n}"), 1.0)
@@ -211,6 +211,37 @@ async def test_no_more_than_a_few_creates_with_a_turn_run_at_once() -> None:
     running.set()
     await asyncio.gather(*tasks)
     assert started == list(range(11))
+
+
+@pytest.mark.anyio
+async def test_creates_hung_on_paytabs_stop_holding_up_the_turns() -> None:
+    """A create that got a turn and then waits on a PayTabs that hangs uses no CPU: counted
+    until its call timed out (27 s), ten of them stopped every create of the worker, long
+    after PayTabs answered again (an outside run: a hang of the create path for 15 s, and
+    every create for the 20 s after it took 9-20 s). Past ``HUNG_AFTER`` it no longer counts."""
+    clock = ManualClock()
+    line, _ = turns(clock)
+    for n in range(12):
+        line.line_wait(("merchant", f"key-{n}"), 1.0)
+    hang = asyncio.Event()
+    went: dict[int, float] = {}
+
+    async def hung(n: int) -> None:
+        async with line.turn(("merchant", f"key-{n}")):
+            went[n] = clock()
+            await hang.wait()  # PayTabs does not answer
+
+    tasks = [asyncio.create_task(hung(n)) for n in range(11)]
+    for _ in range(400):
+        await asyncio.sleep(0)
+        clock.advance(SLOT / 2)
+    assert len(went) == 11
+    assert went[10] - went[0] >= HUNG_AFTER  # not before the first ones look hung
+    hang.set()
+    await asyncio.gather(*tasks)
+    # the turns they held are all given back, once each
+    for n in range(11, 12):
+        assert await waited(line, ("merchant", f"key-{n}")) is False
 
 
 @pytest.mark.anyio

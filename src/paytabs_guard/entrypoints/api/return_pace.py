@@ -51,6 +51,12 @@ TURN_SECONDS: Final = 0.2
 (10 at 50 a second): creates that take up to 200 ms (a PayTabs round trip and the worker's own
 work) keep the pace; slower ones, a busy worker or a slow gateway, slow the turns down with
 them, so a returning crowd never piles more work on a worker than it gets done."""
+HUNG_AFTER: Final = 5.0
+"""Seconds after which a create that got a turn no longer counts as running: it waits on a
+PayTabs that does not answer, not on the worker (``CIRCUIT_BREAKER_STALL_AFTER``'s default, the
+breaker's own "calls that waited this long unanswered are hung"). Counted until their call
+timeout instead, a handful of creates sent into a hang stopped every create for up to 27 s,
+long after PayTabs answered again."""
 RETURN_GRACE: Final = 1.0
 """Seconds past its time after which a create that did not come back leaves the line."""
 
@@ -70,6 +76,8 @@ class ReturnPace:
         capacity: The longest line kept; newcomers beyond it get no place.
         clock: Monotonic seconds.
         sleep: Waits that many seconds (tests pass one that moves their clock).
+        hung_after: Seconds after which a create that got a turn no longer counts as
+            running (:data:`HUNG_AFTER`); None: it counts until it ends.
     """
 
     def __init__(
@@ -80,6 +88,7 @@ class ReturnPace:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        hung_after: float | None = HUNG_AFTER,
     ) -> None:
         if rate < 0:
             raise ValueError(f"rate must be >= 0, got {rate!r}")
@@ -91,11 +100,13 @@ class ReturnPace:
         self._line: OrderedDict[Who, _Place] = OrderedDict()
         self._tickets = 0
         self._order = itertools.count()
-        self._turns: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._turns: list[tuple[int, int, asyncio.Future[int]]] = []
         self._next_turn = 0.0
         self._dispatcher: asyncio.Task[None] | None = None
         self.in_progress = max(1, math.ceil(rate * TURN_SECONDS))
-        self._running = 0
+        # The creates that got a turn and still count as running: when each started.
+        self._running: dict[int, float] = {}
+        self._hung_after = hung_after
         self._room = asyncio.Event()
 
     @property
@@ -171,37 +182,53 @@ class ReturnPace:
         try:
             yield waited
         finally:
-            if counted:
-                self._running -= 1
+            if counted is not None and self._running.pop(counted, None) is not None:
                 self._room.set()
 
-    async def _take_turn(self, who: Who | None) -> tuple[bool, bool]:
+    async def _take_turn(self, who: Who | None) -> tuple[bool, int | None]:
+        """Whether the create waited, and its token among the running (None: not counted)."""
         if not self.enabled:
-            return False, False
+            return False, None
         now = self._clock()
         self._drop_gone(now)
         if not self._line and not self._turns:
-            return False, False  # no returning crowd: no turns
-        if not self._turns and now >= self._next_turn and self._running < self.in_progress:
+            return False, None  # no returning crowd: no turns
+        if not self._turns and now >= self._next_turn and self._busy(now) < self.in_progress:
             self._next_turn = now + self.slot
-            self._running += 1
-            return False, True
+            return False, self._start(now)
         place = None if who is None else self._line.get(who)
         rank = place.ticket if place is not None else self._tickets  # no place: after them all
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turn: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._turns, (rank, next(self._order), turn))
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
         try:
-            await turn
+            token = await turn
         except BaseException:
             if turn.done() and not turn.cancelled():
                 # given a turn in the moment it was cancelled: give it back
-                self._running -= 1
+                self._running.pop(turn.result(), None)
                 self._room.set()
             turn.cancel()  # a request cancelled while waiting leaves its turn to the next one
             raise
-        return True, True
+        return True, token
+
+    def _start(self, now: float) -> int:
+        token = next(self._order)
+        self._running[token] = now
+        return token
+
+    def _busy(self, now: float) -> int:
+        """Creates that got a turn and count as running: those running past ``hung_after``
+        wait on PayTabs, not on this worker, and are let go of (the oldest come first)."""
+        running = self._running
+        if self._hung_after is not None:
+            while running:
+                token, started = next(iter(running.items()))
+                if now - started < self._hung_after:
+                    break
+                del running[token]
+        return len(running)
 
     async def _dispatch(self) -> None:
         """Give the turns out, the lowest place first: one per slot, and only while fewer
@@ -211,20 +238,33 @@ class ReturnPace:
             if turns[0][2].done():
                 heapq.heappop(turns)  # its request went away
                 continue
-            if self._running >= self.in_progress:
-                self._room.clear()
-                await self._room.wait()
-                continue
             now = self._clock()
+            if self._busy(now) >= self.in_progress:
+                await self._until_room(now)
+                continue
             if now < self._next_turn:
                 await self._sleep(self._next_turn - now)
                 continue
             _, _, turn = heapq.heappop(turns)
             if turn.done():
                 continue
-            self._running += 1
-            turn.set_result(None)
+            turn.set_result(self._start(now))
             self._next_turn = max(now, self._next_turn) + self.slot
+
+    async def _until_room(self, now: float) -> None:
+        """Sleep until a running create ends, or until the oldest one counts as hung."""
+        self._room.clear()
+        if self._hung_after is None:
+            await self._room.wait()
+            return
+        oldest = next(iter(self._running.values()))
+        room = asyncio.ensure_future(self._room.wait())
+        nap = asyncio.ensure_future(self._sleep(max(oldest + self._hung_after - now, 0.0)))
+        try:
+            await asyncio.wait((room, nap), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            room.cancel()
+            nap.cancel()
 
     @property
     def waiting(self) -> int:
