@@ -21,9 +21,9 @@ from paytabs_guard.adapters.webhooks import standard
 from paytabs_guard.entrypoints.api.app import openapi_document
 from paytabs_guard.entrypoints.api.reference import render_json, render_markdown
 from paytabs_guard.entrypoints.cli import main
-from paytabs_guard.entrypoints.serve import (
-    banner,
-    free_port,
+from paytabs_guard.entrypoints.serve import banner, free_port
+from paytabs_guard.entrypoints.simulator_mode import (
+    replaced_settings,
     simulator_environment,
     simulator_webhook_secret,
 )
@@ -79,6 +79,25 @@ def test_simulator_environment_points_everything_at_the_simulator() -> None:
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 LIVE_KEY = "SLIVEKEY99-LIVEKEY999-LIVEKEY999"  # a real profile's PayTabs key, in .env
+
+
+def test_simulator_mode_names_the_operator_s_settings_it_replaces() -> None:
+    """--simulator replaced PUBLIC_BASE_URL (and the PayTabs credentials) without a word: the
+    console cookie lost Secure and the return URL its host, and the operator saw neither."""
+    env = {
+        "PUBLIC_BASE_URL": "https://shop.example",
+        "PAYTABS_PROFILE_ID": "123456",
+        "PAYTABS_SERVER_KEY": "SREAL-KEY-NEVER-SHOWN",
+    }
+    changes = simulator_environment(env, "http://127.0.0.1:9", "http://127.0.0.1:8000")
+    warnings = replaced_settings(env, changes)
+    assert len(warnings) == 3
+    assert warnings[0].startswith("PUBLIC_BASE_URL: replaced with --simulator by http://127.0.0")
+    assert any(w.startswith("PAYTABS_SERVER_KEY: replaced") for w in warnings)
+    assert not any("SREAL" in w or "123456" in w for w in warnings)
+    # Nothing set, or set to what --simulator sets anyway: nothing to say.
+    assert replaced_settings({}, changes) == []
+    assert replaced_settings({"PUBLIC_BASE_URL": "http://127.0.0.1:8000"}, changes) == []
 
 
 def test_simulator_environment_leaves_the_configured_webhook_secret_alone() -> None:

@@ -18,32 +18,31 @@ import contextlib
 import errno
 import importlib.util
 import os
-import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import httpx
 import uvicorn
-from pydantic import SecretStr
 from uvicorn.supervisors import Multiprocess
 
 from paytabs_guard.entrypoints.config_report import misspelt_settings, print_config_problems
 from paytabs_guard.entrypoints.public_url import public_url_warning
+from paytabs_guard.entrypoints.simulator_mode import (
+    replaced_settings,
+    simulator_environment,
+    simulator_process,
+    simulator_webhook_secret,
+)
 from paytabs_guard.metrics import SHARED_DIR_VARIABLE
 from paytabs_guard.observability import configure_logging
 from paytabs_guard.settings import ConfigError, Settings, load_settings
 
-SIMULATOR_PROFILE_ID: Final = "987654"
 GRACEFUL_SHUTDOWN_SECONDS: Final = 20
-SIMULATOR_START_SECONDS: Final = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,94 +64,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 def public_url(host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - display only
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-
-
-@contextlib.contextmanager
-def simulator_process(port: int) -> Iterator[str]:
-    """A simulator child process on loopback ``port``; yields its base URL once it answers."""
-    base_url = f"http://127.0.0.1:{port}"
-    child = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-        # Warnings and errors only: its plain uvicorn lines would interleave with our JSON logs.
-        [
-            sys.executable,
-            "-m",
-            "paytabs_simulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + SIMULATOR_START_SECONDS
-        while True:
-            if child.poll() is not None:
-                raise RuntimeError(f"the simulator exited with code {child.returncode}")
-            try:
-                if httpx.get(f"{base_url}/_sim/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the simulator did not start in time")
-            time.sleep(0.1)
-        yield base_url
-    finally:
-        child.terminate()
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-
-
-def simulator_environment(
-    env: Mapping[str, str], simulator_url: str, service_url: str
-) -> dict[str, str]:
-    """The variables that point the service at a simulator (an API key and an admin key, for
-    the console, are made where none is set)."""
-    from paytabs_simulator.config import DEFAULT_SERVER_KEY
-
-    changes = {
-        "PAYTABS_BASE_URL": simulator_url,
-        "PAYTABS_PROFILE_ID": SIMULATOR_PROFILE_ID,
-        "PAYTABS_SERVER_KEY": DEFAULT_SERVER_KEY,
-        "PUBLIC_BASE_URL": service_url,
-    }
-    if not env.get("API_KEYS"):
-        changes["API_KEYS"] = f"demo_{secrets.token_urlsafe(18)}"
-    if not env.get("ADMIN_API_KEYS"):
-        changes["ADMIN_API_KEYS"] = f"demo_admin_{secrets.token_urlsafe(18)}"
-    return changes
-
-
-def simulator_webhook_secret(configured: Sequence[SecretStr]) -> tuple[str, list[str]]:
-    """PAYTABS_WEBHOOK_SECRET for a run against the simulator, and what to warn about.
-
-    A configured list replaces the server key as the keys that verify PayTabs callbacks, and
-    the simulator signs its callbacks with its own server key: passed on as it is, the list
-    would make every simulated callback a 401. That is why ``--simulator`` used to blank the
-    variable, which also dropped the ``whsec_`` secrets of Standard Webhooks deliveries (from
-    a relay, not from PayTabs) without a word. So the simulator's key comes first and the
-    ``whsec_`` secrets are kept, as the IP allow-list and trusted proxies are; other keys are a
-    real profile's PayTabs keys, which no simulated callback carries: left out, with a warning.
-    """
-    from paytabs_guard.adapters.webhooks import standard
-    from paytabs_simulator.config import DEFAULT_SERVER_KEY
-
-    values = [secret.get_secret_value() for secret in configured]
-    kept = [value for value in values if value.startswith(standard.SECRET_PREFIX)]
-    warnings = []
-    if dropped := len(values) - len(kept):
-        warnings.append(
-            f"PAYTABS_WEBHOOK_SECRET: {dropped} PayTabs key(s) not used with --simulator "
-            "(its callbacks are signed with the simulator's server key); "
-            f"{len(kept)} whsec_ secret(s) kept for Standard Webhooks deliveries"
-        )
-    return ",".join([DEFAULT_SERVER_KEY, *kept]), warnings
 
 
 def banner(
@@ -326,6 +237,7 @@ def run(options: ServeOptions) -> int:
     with listener, contextlib.ExitStack() as stack:
         simulator_url = None
         demo_key = demo_admin_key = None
+        warnings: list[str] = []
         if options.simulator:
             port = options.simulator_port or free_port()
             if (problem := simulator_port_problem(port)) is not None:
@@ -339,13 +251,14 @@ def run(options: ServeOptions) -> int:
             changes = simulator_environment(os.environ, simulator_url, service_url)
             demo_key = changes.get("API_KEYS")  # generated here, not the operator's
             demo_admin_key = changes.get("ADMIN_API_KEYS")
+            warnings = replaced_settings(os.environ, changes)
             os.environ.update(changes)
-        warnings: list[str] = []
         try:
             settings = load_settings()
             if options.simulator:
                 # The workers read the environment: the kept secrets must be in it.
-                secret, warnings = simulator_webhook_secret(settings.paytabs_webhook_secret)
+                secret, dropped = simulator_webhook_secret(settings.paytabs_webhook_secret)
+                warnings = [*warnings, *dropped]
                 os.environ["PAYTABS_WEBHOOK_SECRET"] = secret
                 settings = load_settings()
             if problems := serve_problems(settings):
