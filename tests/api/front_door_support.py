@@ -37,7 +37,9 @@ async def read_answer(reader: asyncio.StreamReader, started: float) -> RawAnswer
 
 
 def request_head(method: str, path: str, host: str, headers: dict[str, str]) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    """The head with ``Host: host``, unless ``headers`` names a Host of its own (one only)."""
+    own_host = any(name.lower() == "host" for name in headers)
+    lines = [f"{method} {path} HTTP/1.1", *([] if own_host else [f"Host: {host}"])]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -15,7 +16,13 @@ from paytabs_guard.entrypoints.api.cursors import encode_cursor
 from paytabs_simulator.server import RunningSimulator
 
 from .api_support import API_KEY, FAST_OPTIONS, Service, new_key, running_service
-from .front_door_support import request_head, send_chunked_unfinished, send_raw, until_seen
+from .front_door_support import (
+    read_answer,
+    request_head,
+    send_chunked_unfinished,
+    send_raw,
+    until_seen,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -619,6 +626,34 @@ async def test_a_target_with_a_fragment_is_a_400_not_the_endpoint_an_edge_rule_g
     assert answer.json()["type"].endswith("/invalid-url")
     assert "fragment" in answer.json()["detail"]
     assert answer.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET /payments/v2/health HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 without Host
+        (b"GET /payments/v2/health HTTP/1.1\r\nHost: a\r\nHost: evil.example\r\n\r\n", 400),
+        (b"GET /payments/v2/health HTTP/1.0\r\nHost: a\r\nHOST: b\r\n\r\n", 400),
+        (b"GET /payments/v2/health HTTP/1.0\r\n\r\n", 200),  # HTTP/1.0 may leave it out
+        (b"GET /payments/v2/health HTTP/1.1\r\nhost: shop.example\r\n\r\n", 200),
+    ],
+)
+async def test_a_missing_or_repeated_host_header_is_a_400(
+    service: Service, head: bytes, status: int
+) -> None:
+    # RFC 9112 (3.2); httptools passed both. A proxy routing or logging by one Host while
+    # another reaches the service is how cache poisoning and misrouting start.
+    parts = urlsplit(service.url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(head)
+        answer = await asyncio.wait_for(read_answer(reader, time.perf_counter()), 10)
+    finally:
+        writer.close()
+    assert answer.status == status, answer.body
+    if status == 400:
+        assert answer.json()["type"].endswith("/invalid-host")
+        assert "exactly one Host header" in answer.json()["detail"]
 
 
 async def test_percent_encoding_that_is_needed_still_reaches_the_router(service: Service) -> None:

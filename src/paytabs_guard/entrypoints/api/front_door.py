@@ -126,6 +126,9 @@ class FrontDoorMiddleware:
         if _fragment(scope):
             await self._refuse(problems.fragment_in_target(), scope, receive, send)
             return
+        if _bad_host(scope):
+            await self._refuse(problems.bad_host(), scope, receive, send)
+            return
         if scope["path"].endswith("/") and scope["path"] != "/":
             await _trailing_slash(scope, receive, send)
             return
@@ -257,6 +260,14 @@ def _fragment(scope: Scope) -> bool:
     # passed it while httptools dropped the fragment and the router served "/metrics".
     raw: bytes | None = scope.get("raw_path")
     return raw is not None and b"#" in raw
+
+
+def _bad_host(scope: Scope) -> bool:
+    # RFC 9112 (3.2): a server answers 400 to an HTTP/1.1 request without Host, and to any
+    # request with more than one; httptools lets both through. Nothing here reads Host, but
+    # a proxy in front may route or log by one while a second one reaches us.
+    hosts = sum(1 for name, _ in scope["headers"] if name == b"host")
+    return hosts > 1 or (hosts == 0 and scope.get("http_version") == "1.1")
 
 
 def _check_merchant_body_headers(headers: Headers, is_json: bool) -> None:

@@ -307,6 +307,17 @@ def fragment_in_target() -> Problem:
     )
 
 
+def bad_host() -> Problem:
+    """400: an HTTP/1.1 request without a ``Host`` header, or any request with two (RFC 9112,
+    3.2): a proxy and this service could each pick another one."""
+    return Problem(
+        "invalid_host",
+        "Invalid Host header",
+        400,
+        "Send exactly one Host header (HTTP/1.1 requires it).",
+    )
+
+
 def forbidden_source() -> Problem:
     """403: the client address is not on the allowlist, or cannot be determined."""
     return Problem(
