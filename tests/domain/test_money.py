@@ -77,6 +77,14 @@ def test_a_gateway_amount_outside_the_plain_grammar_is_refused(raw: str) -> None
         Money.parse_gateway(raw, "SAR")
 
 
+@pytest.mark.parametrize("raw", [12, 12.5, None, b"12.50", Decimal("12.50")])
+def test_a_gateway_amount_that_is_no_string_is_invalid_money_not_a_type_error(raw: object) -> None:
+    # A JSON number where PayTabs writes a string: a TypeError out of the regex was no error
+    # a caller of the library (or the callback's reader) expects from an amount.
+    with pytest.raises(InvalidMoney, match="is a string such as"):
+        Money.parse_gateway(raw, "SAR")  # type: ignore[arg-type]
+
+
 def test_a_refused_gateway_amount_is_quoted_short() -> None:
     with pytest.raises(InvalidMoney) as caught:
         Money.parse_gateway("9" * 500, "SAR")

@@ -114,6 +114,10 @@ class Money:
         Anything but the plain grammar above (``"+12.50"``, ``" 12.50"``, ``"1.25e1"``,
         ``"0012.50"``) is refused too: InvalidMoney either way.
         """
+        if not isinstance(amount, str):  # a JSON number where PayTabs writes a string
+            raise InvalidMoney(
+                f"a gateway amount is a string such as '12.50', not {type(amount).__name__}"
+            )
         if not _GATEWAY_AMOUNT.fullmatch(amount):
             shown = amount if len(amount) <= 32 else amount[:32] + "..."
             raise InvalidMoney(f"{shown!r} is not a plain decimal amount such as '12.50'")
