@@ -232,8 +232,9 @@ class SavedCards(Protocol):
     async def delete(self, card_id: str, *, now: datetime) -> None: ...
 
     async def forget_token(self, card_id: str, token: str) -> bool:
-        """PayTabs deleted ``token``: keep no copy of it. Whether this call forgot it (False:
-        the card no longer held it, another caller forgot it first)."""
+        """PayTabs deleted ``token``, or refused it as unknown (``SavedCard.refused``): keep
+        no copy of it. Whether this call forgot it (False: the card no longer held it, another
+        caller forgot it first)."""
         ...
 
     async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:

@@ -90,6 +90,28 @@ class SavedCardDeleted(SavedCardError):
         )
 
 
+class SavedCardInvalid(SavedCardError):
+    code = "saved_card_invalid"
+    title = "Saved card no longer valid"
+
+    def __init__(self, card: SavedCard, *, charge: str | None = None) -> None:
+        # ``charge``: the payment of the charge PayTabs refused the token on (kept as failed).
+        when = (
+            "PayTabs refused its token as unknown on an earlier charge"
+            if charge is None
+            else "PayTabs refused its token as unknown and charged nothing (kept as payment "
+            f"{charge}, failed)"
+        )
+        super().__init__(
+            card.id,
+            f"Saved card {card.id} is no longer valid at PayTabs and can no longer be charged: "
+            f"{when}. The token expired, was deleted at PayTabs, or the profile changed; no "
+            "retry can help. Ask the customer to pay on a hosted page (save_card: true saves "
+            "a new one).",
+            payment_id=charge,
+        )
+
+
 class SavedCardNeverSaved(SavedCardError):
     code = "saved_card_never_saved"
     title = "Saved card never saved"
@@ -130,6 +152,8 @@ def usable(card: SavedCard | None, card_id: str) -> _Chargeable:
         raise SavedCardNotFound(card_id)
     if card.deleted_at is not None:
         raise SavedCardDeleted(card, card.deleted_at)
+    if card.refused:
+        raise SavedCardInvalid(card)
     if card.token is None or card.tran_ref is None:
         raise SavedCardNotReady(card)
     return _Chargeable(card.token, card.tran_ref)
@@ -205,6 +229,7 @@ async def start_card_charge(
         except UNANSWERED as error:
             if isinstance(error, GatewayRejected):
                 await _unless_deleted_meanwhile(deps, payment, error, calls)
+                await _unless_token_refused(deps, payment, card.token, error, calls)
             return await save_unanswered(
                 deps,
                 payment,
@@ -237,6 +262,41 @@ async def _unless_deleted_meanwhile(
     fail = lambda p, at: p.initiation_failed(reason, at=at, response_code=code)  # noqa: E731
     await change_saved(deps, payment, fail, None)
     raise SavedCardDeleted(card, card.deleted_at, charge=payment.id)
+
+
+#: PayTabs' codes for a token it does not know (deleted, expired, another profile's):
+#: 209 "Invalid Merchant Token". No other refusal says anything about the card.
+TOKEN_REFUSED_CODES = frozenset({209})
+
+
+async def _unless_token_refused(
+    deps: PaymentDeps,
+    payment: Payment,
+    token: str,
+    error: GatewayRejected,
+    calls: Sequence[GatewayCall],
+) -> None:
+    """Raise ``SavedCardInvalid`` (the failed charge saved, its key left to the caller) when
+    PayTabs refused the charge because it does not know the card's token: the card is marked
+    unusable first (its token forgotten), so no later charge is sent. Told as a refusal, the
+    merchant read "fix the request" and charged the dead card again and again."""
+    if error.code not in TOKEN_REFUSED_CODES:
+        return
+    async with deps.uow() as uow:
+        card = await uow.cards.get(payment.saved_card_id or "")
+        if card is None:
+            return
+        await uow.cards.forget_token(card.id, token)
+        await uow.commit()
+    reason = with_calls(
+        f"the saved card is no longer valid at PayTabs: PayTabs refused its token as unknown "
+        f"({error.message}) and charged nothing",
+        calls,
+    )
+    code = str(error.code)
+    fail = lambda p, at: p.initiation_failed(reason, at=at, response_code=code)  # noqa: E731
+    await change_saved(deps, payment, fail, None)
+    raise SavedCardInvalid(card, charge=payment.id)
 
 
 def _answered(

@@ -89,7 +89,8 @@ class SqlSavedCards:
         return [_card(row) for row in (await connection.execute(statement)).mappings()]
 
     async def forget_token(self, card_id: str, token: str) -> bool:
-        """PayTabs deleted ``token`` too: keep no copy of it (once: see the port)."""
+        """PayTabs deleted ``token`` too, or refused it as unknown: keep no copy of it (once:
+        see the port)."""
         connection = await self._transaction.connection()
         result = await connection.execute(
             update(saved_cards)

@@ -46,10 +46,14 @@ router = APIRouter(prefix="/payments/v2", tags=["saved cards"], dependencies=STR
 )
 async def recurring(body: RecurringChargeIn, write: PaymentWriteDep) -> Response:
     """201 with the payment, completed; 202 when PayTabs' answer was lost (reconciled later);
-    404 / 409 when the card is unknown, deleted or not saved yet (nothing is sent; a charge
-    already on its way when the card was deleted is refused by PayTabs, nothing charged, and
-    the 409 names its failed payment in ``payment_id``); 422 when PayTabs declined or refused;
-    503 with Retry-After when PayTabs is unavailable."""
+    404 / 409 when the card is unknown, deleted, not saved yet or no longer valid at PayTabs
+    (nothing is sent; a charge already on its way when the card was deleted is refused by
+    PayTabs, nothing charged, and the 409 names its failed payment in ``payment_id``); 409
+    `saved-card-invalid` with the failed payment's ``payment_id`` when PayTabs refuses the
+    card's token as unknown (code 209: deleted there, expired, the profile changed): the card
+    is no longer listed nor charged, ask the customer to pay again with ``save_card``; 422
+    when PayTabs declined or refused otherwise; 503 with Retry-After when PayTabs is
+    unavailable."""
 
     async def charge_it(idempotency: IdempotentCreate | None) -> Payment:
         return await write.service.charge_saved_card(body.command(), idempotency=idempotency)

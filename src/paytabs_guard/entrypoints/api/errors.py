@@ -11,6 +11,7 @@ HTTPException 404 / 405 / other            same    not-found / method-not-allowe
 PaymentNotFound                            404     payment-not-found
 SavedCardNotFound                          404     saved-card-not-found
 SavedCardDeleted / NotReady / NeverSaved   409     saved-card-deleted / -not-ready / -never-saved
+SavedCardInvalid                           409     saved-card-invalid
 InvalidPaymentRequest, InvalidMoney        422     invalid-payment-request
 AmountExceedsAvailable                     422     amount-exceeds-available
 PaymentStateError                          409     payment-state-conflict

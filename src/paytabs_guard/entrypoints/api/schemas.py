@@ -352,8 +352,9 @@ class PaymentOut(BaseModel):
     failure_reason: FailureReason | None = Field(
         description="Why the payment failed, as its payment.failed event says: `declined` (D), "
         "`error` (E), `gateway_rejected` (PayTabs refused the create: the create's 422 said "
-        "why) or `no_gateway_record` (no answer to the create, and PayTabs holds nothing for "
-        "it); null unless the state is failed"
+        "why, or a saved card's 409 when PayTabs refused its token: the card was deleted, or "
+        "is no longer valid at PayTabs) or `no_gateway_record` (no answer to the create, and "
+        "PayTabs holds nothing for it); null unless the state is failed"
     )
     metadata: dict[str, str]
     saved_card_id: str | None = Field(
