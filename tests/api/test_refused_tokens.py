@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from paytabs_guard.adapters.sql.tables import outbox
+from paytabs_guard.adapters.sql.tables import outbox, saved_cards
 
 from .api_support import PROFILE_ID, SERVER_KEY, Service, new_key
 from .test_saved_cards import charge, paytabs_token, save_card
@@ -86,6 +86,18 @@ async def test_a_token_paytabs_no_longer_knows_makes_the_card_unusable(
 
     # The card is no longer offered as chargeable...
     assert await listed(service, "cust_7007") == []
+    # ...but its token is kept: PayTabs' word is about one profile, and a service pointed at
+    # the wrong one must not lose its customers' cards on a round of renewals.
+    async with service.container.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(saved_cards.c.token, saved_cards.c.refused_at).where(
+                    saved_cards.c.id == card_id
+                )
+            )
+        ).one()
+    assert row.token == token
+    assert row.refused_at is not None
     # ...and a later charge is refused here, without asking PayTabs.
     sent = service.sim.engine.stats["requests /payment/request"]
     later = await charge(service, card_id)

@@ -226,7 +226,7 @@ class MemoryCards:
         return [
             card
             for card in self._store.cards.values()
-            if card.customer_id == customer_id and card.deleted_at is None and card.token
+            if card.customer_id == customer_id and card.ready
         ]
 
     def _change(self, card_id: str, **changes: object) -> None:
@@ -249,6 +249,13 @@ class MemoryCards:
         if card is None or card.token != token:
             return False
         self._change(card_id, token=None)
+        return True
+
+    async def refuse(self, card_id: str, *, now: datetime) -> bool:
+        card = self._store.cards.get(card_id)
+        if card is None or card.refused_at is not None:
+            return False
+        self._change(card_id, refused_at=now)
         return True
 
     async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:

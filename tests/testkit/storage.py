@@ -244,7 +244,10 @@ class MemorySavedCards:
         usable = [
             c
             for c in cards
-            if c.customer_id == customer_id and c.token is not None and c.deleted_at is None
+            if c.customer_id == customer_id
+            and c.token is not None
+            and c.deleted_at is None
+            and c.refused_at is None
         ]
         return sorted(usable, key=lambda c: (c.created_at, c.id))
 
@@ -265,6 +268,13 @@ class MemorySavedCards:
         saved = self._get(card_id)
         if saved is not None and saved.deleted_at is None:
             self.written[card_id] = dataclasses.replace(saved, deleted_at=now)
+
+    async def refuse(self, card_id: str, *, now: datetime) -> bool:
+        saved = self._get(card_id)
+        if saved is None or saved.refused_at is not None:
+            return False
+        self.written[card_id] = dataclasses.replace(saved, refused_at=now)
+        return True
 
     async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:
         cards = {**self._store.cards, **self.written}.values()

@@ -18,9 +18,9 @@ class SavedCard:
     """One card of one customer (the merchant's ``customer_id``).
 
     The row exists from the create that asked to save the card; ``token`` arrives with the
-    payment's authorised result (``None`` until then, and again once the card is deleted, or
-    once PayTabs refused it as unknown: see :attr:`refused`). ``tran_ref`` is the transaction
-    that created the token: PayTabs wants it with each charge.
+    payment's authorised result (``None`` until then, and again once the card is deleted).
+    ``tran_ref`` is the transaction that created the token: PayTabs wants it with each charge.
+    ``refused_at``: when PayTabs refused the token as unknown (:attr:`refused`).
     """
 
     id: str
@@ -31,16 +31,23 @@ class SavedCard:
     tran_ref: str | None = None
     details: CardDetails = field(default_factory=CardDetails)
     deleted_at: datetime | None = None
+    refused_at: datetime | None = None
 
     @property
     def ready(self) -> bool:
-        """PayTabs issued the token and the card was not deleted: it can be charged."""
-        return self.token is not None and self.tran_ref is not None and self.deleted_at is None
+        """PayTabs issued the token, and the card was neither deleted nor refused: it can be
+        charged."""
+        return (
+            self.token is not None
+            and self.tran_ref is not None
+            and self.deleted_at is None
+            and self.refused_at is None
+        )
 
     @property
     def refused(self) -> bool:
         """PayTabs refused the token as unknown (code 209: deleted there, expired, another
-        profile's) and it was forgotten, the card not deleted: it can never be charged again.
-        Told by the token gone while the transaction that created it is still known (a card
-        deleted keeps ``deleted_at``; one never paid has no ``tran_ref``)."""
-        return self.token is None and self.tran_ref is not None and self.deleted_at is None
+        profile's), and the card was not deleted: it is charged no more. The token is kept:
+        PayTabs' word is about one profile, and a service pointed at the wrong one must not
+        lose every card on its first renewals (clearing ``refused_at`` gives it back)."""
+        return self.refused_at is not None and self.deleted_at is None

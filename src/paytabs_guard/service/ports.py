@@ -232,9 +232,13 @@ class SavedCards(Protocol):
     async def delete(self, card_id: str, *, now: datetime) -> None: ...
 
     async def forget_token(self, card_id: str, token: str) -> bool:
-        """PayTabs deleted ``token``, or refused it as unknown (``SavedCard.refused``): keep
-        no copy of it. Whether this call forgot it (False: the card no longer held it, another
-        caller forgot it first)."""
+        """PayTabs deleted ``token``: keep no copy of it. Whether this call forgot it (False:
+        the card no longer held it, another caller forgot it first)."""
+        ...
+
+    async def refuse(self, card_id: str, *, now: datetime) -> bool:
+        """PayTabs refused the card's token as unknown: no more charges (``SavedCard.refused``),
+        the token kept. Whether this call refused it (False: it was refused before)."""
         ...
 
     async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:

@@ -229,7 +229,7 @@ async def start_card_charge(
         except UNANSWERED as error:
             if isinstance(error, GatewayRejected):
                 await _unless_deleted_meanwhile(deps, payment, error, calls)
-                await _unless_token_refused(deps, payment, card.token, error, calls)
+                await _unless_token_refused(deps, payment, error, calls)
             return await save_unanswered(
                 deps,
                 payment,
@@ -270,23 +270,20 @@ TOKEN_REFUSED_CODES = frozenset({209})
 
 
 async def _unless_token_refused(
-    deps: PaymentDeps,
-    payment: Payment,
-    token: str,
-    error: GatewayRejected,
-    calls: Sequence[GatewayCall],
+    deps: PaymentDeps, payment: Payment, error: GatewayRejected, calls: Sequence[GatewayCall]
 ) -> None:
     """Raise ``SavedCardInvalid`` (the failed charge saved, its key left to the caller) when
     PayTabs refused the charge because it does not know the card's token: the card is marked
-    unusable first (its token forgotten), so no later charge is sent. Told as a refusal, the
-    merchant read "fix the request" and charged the dead card again and again."""
+    refused first (its token kept: see ``SavedCard.refused``), so no later charge is sent. Told
+    as a refusal, the merchant read "fix the request" and charged the dead card again and
+    again."""
     if error.code not in TOKEN_REFUSED_CODES:
         return
     async with deps.uow() as uow:
         card = await uow.cards.get(payment.saved_card_id or "")
         if card is None:
             return
-        await uow.cards.forget_token(card.id, token)
+        await uow.cards.refuse(card.id, now=deps.clock())
         await uow.commit()
     reason = with_calls(
         f"the saved card is no longer valid at PayTabs: PayTabs refused its token as unknown "

@@ -46,6 +46,7 @@ class SqlSavedCards:
                 saved_cards.c.customer_id == customer_id,
                 saved_cards.c.token.is_not(None),
                 saved_cards.c.deleted_at.is_(None),
+                saved_cards.c.refused_at.is_(None),
             )
             .order_by(saved_cards.c.created_at, saved_cards.c.id)
         )
@@ -78,6 +79,17 @@ class SqlSavedCards:
             .values(deleted_at=now)
         )
 
+    async def refuse(self, card_id: str, *, now: datetime) -> bool:
+        """PayTabs refused the card's token as unknown: stamp ``refused_at`` (once; see the
+        port)."""
+        connection = await self._transaction.connection()
+        result = await connection.execute(
+            update(saved_cards)
+            .where(saved_cards.c.id == card_id, saved_cards.c.refused_at.is_(None))
+            .values(refused_at=now)
+        )
+        return bool(result.rowcount)
+
     async def deleted_with_token(self, limit: int) -> Sequence[SavedCard]:
         connection = await self._transaction.connection()
         statement = (
@@ -89,8 +101,7 @@ class SqlSavedCards:
         return [_card(row) for row in (await connection.execute(statement)).mappings()]
 
     async def forget_token(self, card_id: str, token: str) -> bool:
-        """PayTabs deleted ``token`` too, or refused it as unknown: keep no copy of it (once:
-        see the port)."""
+        """PayTabs deleted ``token`` too: keep no copy of it (once: see the port)."""
         connection = await self._transaction.connection()
         result = await connection.execute(
             update(saved_cards)
@@ -110,6 +121,7 @@ def _row(card: SavedCard) -> dict[str, object]:
         **_details_columns(card.details),
         "created_at": card.created_at,
         "deleted_at": card.deleted_at,
+        "refused_at": card.refused_at,
     }
 
 
@@ -137,4 +149,5 @@ def _card(row: Any) -> SavedCard:  # a RowMapping of saved_cards
             expiry_year=row["expiry_year"],
         ),
         deleted_at=row["deleted_at"],
+        refused_at=row["refused_at"],
     )

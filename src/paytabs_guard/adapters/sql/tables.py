@@ -240,6 +240,9 @@ saved_cards = Table(
     Column("expiry_year", Integer, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("deleted_at", UtcDateTime, nullable=True),
+    # PayTabs refused the token as unknown (code 209): no more charges; the token is kept, so
+    # that a refusal caused by a wrong profile can be undone (docs/saved-cards.md).
+    Column("refused_at", UtcDateTime, nullable=True),
     Index("ix_saved_cards_customer_id_created_at", "customer_id", "created_at"),
 )
 """Cards customers let the merchant keep (PayTabs tokens), one per payment that saved one."""
