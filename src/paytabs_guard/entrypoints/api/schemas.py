@@ -107,7 +107,9 @@ class CustomerIn(_Input):
 
 CUSTOMER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
 CUSTOMER_ID_DESCRIPTION: Final = (
-    "Your own id of the customer (1-64 letters, digits, . _ : @ -); not a card number"
+    "Your own id of the customer (1-64 letters, digits, . _ : @ -); not a card number, and "
+    "best not an e-mail address: it is part of the cards' URL, so it reaches access logs and "
+    "traces"
 )
 CustomerId = Annotated[
     str,
