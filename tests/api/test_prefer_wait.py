@@ -4,13 +4,20 @@ truthful, spread Retry-After of the fast 503 for everyone else. Real HTTP, real 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
 import pytest
 
+from paytabs_guard.domain import Operation
 from paytabs_guard.entrypoints import draining
+from paytabs_guard.resilience import CircuitBreaker, CircuitOpenError
+from paytabs_guard.resilience.admission import Reservation
+from paytabs_guard.resilience.clock import ManualClock
+from paytabs_guard.resilience.errors import CallTimeout
+from paytabs_guard.resilience.events import BreakerState
 from paytabs_simulator.server import RunningSimulator
 
 from .api_support import Service, new_key, running_service
@@ -262,3 +269,95 @@ async def test_a_held_request_is_answered_when_a_graceful_shutdown_begins(
         assert answer.json()["type"].endswith("/gateway-unavailable")
         assert holding(service) == 0
         assert (await service.api.get("/payments/v2")).json()["data"] == []  # nothing stored
+
+
+# ---- the trial slot someone else took, the trial that failed: held on, not turned away ----------
+
+# One trial slot, no probes and no return line: the test alone decides who takes the slot.
+ONE_SLOT = {
+    "CIRCUIT_BREAKER_HALF_OPEN_MAX_CALLS": "1",
+    "CIRCUIT_BREAKER_PROBE_INTERVAL": "0",
+    "CIRCUIT_BREAKER_RETURN_RATE": "0",
+}
+
+
+async def _fails() -> None:
+    raise CallTimeout("create", 1.0)
+
+
+async def trip(breaker: CircuitBreaker) -> None:
+    """Open the breaker as failed PayTabs calls do."""
+    while breaker.state is not BreakerState.OPEN:
+        with contextlib.suppress(CallTimeout, CircuitOpenError):
+            await breaker.call(_fails)
+
+
+def another_request_reserves_first(
+    service: Service, breaker: CircuitBreaker, monkeypatch: pytest.MonkeyPatch
+) -> list[Reservation]:
+    """The next create's reservation finds the trial slot just taken by another request (the
+    race a crowd runs between the cheap check and the reservation). Returns that request's
+    reservation, once it is taken."""
+    gateway = service.container.gateway.gateway
+    real = gateway.reserve
+    taken: list[Reservation] = []
+
+    def reserve(operation: Operation) -> contextlib.AbstractContextManager[object]:
+        if operation is Operation.CREATE and not taken:
+            taken.append(breaker.reserve())
+        return real(operation)
+
+    monkeypatch.setattr(gateway, "reserve", reserve)
+    return taken
+
+
+async def test_a_create_that_arrives_for_a_due_trial_and_loses_the_slot_is_held(
+    sim: RunningSimulator, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It was not held (a trial was due: nothing to wait for), then another request took the
+    # slot before its reservation: it got the fast 503, no Preference-Applied, 20 s unused.
+    clock = ManualClock()
+    async with running_service(sim, sqlite_url, env=ONE_SLOT, monotonic=clock) as service:
+        breaker = service.container.gateway.breakers.get("create")
+        await trip(breaker)
+        clock.advance(60.0)  # the open period is over: the next call is the trial
+        taken = another_request_reserves_first(service, breaker, monkeypatch)
+        request = asyncio.create_task(create_waiting(service, 20))
+        await until(lambda: bool(taken) and (holding(service) == 1 or request.done()))
+        assert not request.done(), request.result().text  # held for the slot, not turned away
+        taken[0].release()  # the other request stops before calling PayTabs: its slot is free
+        created = await asyncio.wait_for(request, 10)
+        assert created.status_code == 201, created.text
+        assert created.headers["preference-applied"] == "wait=20"
+        assert len(await service.simulated(created.json()["cart_id"])) == 1  # sent once
+        assert holding(service) == 0
+
+
+async def test_a_held_create_stays_held_when_the_trial_it_was_woken_for_fails(
+    sim: RunningSimulator, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock()
+    async with running_service(sim, sqlite_url, env=ONE_SLOT, monotonic=clock) as service:
+        breaker = service.container.gateway.breakers.get("create")
+        await trip(breaker)
+        request = asyncio.create_task(create_waiting(service, 20))
+        await until(lambda: holding(service) == 1)
+        clock.advance(60.0)
+        first = breaker.reserve()  # a trial: half-open, its one slot taken; the held one waits
+        taken = another_request_reserves_first(service, breaker, monkeypatch)
+        first.release()  # the slot is free again and the held create is woken for it ...
+        # ... but another request takes it before the held one's reservation
+        await until(lambda: bool(taken) and (holding(service) == 1 or request.done()))
+        assert not request.done(), request.result().text  # held again, 20 s are not over
+        with taken[0], contextlib.suppress(CallTimeout):
+            await breaker.call(_fails)  # that trial fails: the breaker merely re-opens
+        assert breaker.state is BreakerState.OPEN
+        await asyncio.sleep(0)  # (anything the re-opening set off runs)
+        assert not request.done()
+        assert holding(service) == 1
+        breaker.reset()  # PayTabs is back
+        created = await asyncio.wait_for(request, 10)
+        assert created.status_code == 201, created.text
+        assert created.headers["preference-applied"] == "wait=20"
+        assert len(await service.simulated(created.json()["cart_id"])) == 1  # sent once
+        assert holding(service) == 0

@@ -11,7 +11,11 @@ from starlette.responses import Response
 
 from paytabs_guard.domain import Money, Operation, Payment
 from paytabs_guard.entrypoints import draining
-from paytabs_guard.service.gateway import GatewayNotReached, GatewayOutcomeUnknown
+from paytabs_guard.service.gateway import (
+    GatewayNotReached,
+    GatewayOutcomeUnknown,
+    GatewayTurnedAway,
+)
 from paytabs_guard.service.payments import PaymentService
 
 from .dependencies import PaymentWrite, PaymentWriteDep
@@ -61,22 +65,12 @@ async def _run_follow_up(
         # A payment that does not exist is a 404 now, not a wait and a 503: "come back later"
         # would send its client round for ever. One read by primary key, no write.
         await service.get(request.path_params["payment_id"])
-    held = await runtime.holding.hold(
+    hold = runtime.holding.request(
         service,
         Operation.FOLLOW_UP,
         requested_wait(request),
         shutdown=draining.of_request(request.scope),
     )
-    try:
-        service.admit(Operation.FOLLOW_UP)
-    except GatewayNotReached as closed:
-        # As for a create: fail fast before the idempotency claim and the payment's hold
-        # (committed writes, then their release), unless the key already holds an answer.
-        earlier = await stored_key_answer(write, body)
-        if earlier is not None:
-            return preference_applied(earlier, held)
-        problem = gateway_unavailable(closed.retry_after, prefer_wait=held)
-        return problem_response(problem, request_id_of(request))
 
     async def run() -> Response:
         try:
@@ -93,8 +87,11 @@ async def _run_follow_up(
             return json_answer(out, 202, **{PAYMENT_ID_HEADER: payment.id})
         return json_answer(PaymentOut.of(payment), 200, **{PAYMENT_ID_HEADER: payment.id})
 
-    try:
-        response = await run_idempotent(
+    async def attempt() -> Response:
+        # As for a create: fail fast before the idempotency claim and the payment's hold
+        # (committed writes, then their release); held again while the wait lasts.
+        service.admit(Operation.FOLLOW_UP)
+        return await run_idempotent(
             request,
             runtime.container,
             write.client,
@@ -104,13 +101,23 @@ async def _run_follow_up(
             wait_seconds=runtime.options.idempotency_wait_seconds,
             resource_id=payment_id_of,
         )
+
+    try:
+        response = await hold.run(attempt)
+    except GatewayTurnedAway as closed:
+        # Unless the key already holds an answer.
+        earlier = await stored_key_answer(write, body)
+        if earlier is not None:
+            return preference_applied(earlier, hold.applied)
+        problem = gateway_unavailable(closed.retry_after, prefer_wait=hold.applied)
+        return problem_response(problem, request_id_of(request))
     except GatewayNotReached as closed:
-        if held is None:
+        if hold.applied is None:
             raise
         # Turned away after all (half-open, its trial slots taken meanwhile): the client
         # still hears that its wait was applied.
-        raise gateway_unavailable(closed.retry_after, prefer_wait=held) from closed
-    return preference_applied(response, held)
+        raise gateway_unavailable(closed.retry_after, prefer_wait=hold.applied) from closed
+    return preference_applied(response, hold.applied)
 
 
 _FOLLOW_UP_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -172,9 +172,12 @@ async def run_create(
     request, runtime, service = write.request, write.runtime, write.service
     # Its place in the line of creates turned away by an outage (return_pace.py).
     who = None if write.key is None else (scope_of(write.client), write.key)
-    wait = requested_wait(request)
-    held = await runtime.holding.hold(
-        service, operation, wait, who, shutdown=draining.of_request(request.scope)
+    hold = runtime.holding.request(
+        service,
+        operation,
+        requested_wait(request),
+        who,
+        shutdown=draining.of_request(request.scope),
     )
 
     async def turned_away(closed: GatewayNotReached, *, client_waits: bool = True) -> Response:
@@ -198,13 +201,8 @@ async def run_create(
                 raise
         wait = closed.retry_after or 0.0
         extra = None if who is None else runtime.pace.line_wait(who, wait)
-        problem = gateway_unavailable(wait, prefer_wait=held, extra=extra)
+        problem = gateway_unavailable(wait, prefer_wait=hold.applied, extra=extra)
         return problem_response(problem, request_id_of(request))
-
-    try:
-        service.admit(operation)
-    except GatewayNotReached as closed:
-        return await turned_away(closed)
 
     async def start_admitted(idempotency: IdempotentCreate | None) -> Payment:
         # The admission that binds, taken right before the claim stores anything and held until
@@ -215,36 +213,50 @@ async def run_create(
         with service.reserve(operation):
             return await start(idempotency)
 
-    # While a crowd an outage turned away comes back, creates start in turns, the oldest
-    # first, a few at a time; the reservation asks the breaker again (it may have opened).
-    # A create turned away is answered after its turn ends: its answer may wait for another
-    # request under its key, and that wait must not hold up the line.
-    turned: GatewayNotReached | None = None
-    client_waits = True
-    async with runtime.pace.turn(who) as waited:
-        if waited and await request.is_disconnected():
-            turned = GatewayNotReached("the client left", retry_after=0.0)
-            client_waits = False
-        else:
-            try:
-                response = await run_idempotent_create(
-                    request,
-                    runtime.container,
-                    write.client,
-                    write.key,
-                    body,
-                    start_admitted,
-                    lambda payment: created_response(payment, request),
-                    wait_seconds=runtime.options.idempotency_wait_seconds,
-                    resource_id=payment_id_of,
-                )
-            except GatewayTurnedAway as closed:  # by the reservation: nothing claimed or stored
-                turned = closed
-    if turned is not None:
-        return await turned_away(turned, client_waits=client_waits)
+    client_left = False
+
+    async def attempt() -> Response:
+        nonlocal client_left
+        service.admit(operation)
+        # While a crowd an outage turned away comes back, creates start in turns, the oldest
+        # first, a few at a time; the reservation asks the breaker again (it may have opened).
+        # A create turned away is answered (or held again) after its turn ends: its answer may
+        # wait for another request under its key, and that wait must not hold up the line.
+        async with runtime.pace.turn(who) as waited:
+            if waited and await request.is_disconnected():
+                client_left = True
+                raise GatewayNotReached("the client left", retry_after=0.0)
+            return await run_idempotent_create(
+                request,
+                runtime.container,
+                write.client,
+                write.key,
+                body,
+                start_admitted,
+                lambda payment: created_response(payment, request),
+                wait_seconds=runtime.options.idempotency_wait_seconds,
+                resource_id=payment_id_of,
+            )
+
+    try:
+        # Turned away by the check or the reservation (nothing claimed or stored), a request
+        # with ``Prefer: wait`` is held again for what is left of its wait (prefer_wait.py).
+        response = await hold.run(attempt)
+    except GatewayTurnedAway as closed:
+        return await turned_away(closed)
+    except GatewayNotReached as closed:
+        if not client_left:
+            if hold.applied is None:
+                raise
+            # Sent, and PayTabs unavailable: the attempt's own answer, held or not.
+            problem = gateway_unavailable(
+                closed.retry_after, prefer_wait=hold.applied, attempt=closed.payment_id
+            )
+            raise problem from closed
+        return await turned_away(closed, client_waits=False)
     if who is not None:
         runtime.pace.leave(who)
-    return preference_applied(response, held)
+    return preference_applied(response, hold.applied)
 
 
 def created_response(payment: Payment, request: Request) -> Response:

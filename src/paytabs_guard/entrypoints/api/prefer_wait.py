@@ -15,14 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
 from starlette.requests import Request
 
 from paytabs_guard.domain import Operation
+from paytabs_guard.service.gateway import GatewayTurnedAway
 from paytabs_guard.service.payments import PaymentService
 
 from .return_pace import ReturnPace, Who
+
+T = TypeVar("T")
+
+INSTANT: Final = 0.001
+"""Seconds under which a held request let through after a turn-away was not held at all."""
 
 _WAIT: Final = re.compile(r'(?:^|[;,\s])wait\s*=\s*"?(\d{1,6})"?(?=$|[;,\s])', re.IGNORECASE)
 
@@ -45,6 +52,20 @@ class Holding:
         self.held = 0
         self._pace = pace if pace is not None else ReturnPace(0)  # (an empty line is falsy)
 
+    def request(
+        self,
+        service: PaymentService,
+        operation: Operation,
+        requested: int | None,
+        who: Who | None = None,
+        shutdown: asyncio.Event | None = None,
+    ) -> HeldRequest:
+        """One request's ``Prefer: wait``, held as often as its breaker turns it away within
+        its one budget (:meth:`HeldRequest.run`). ``who``, a create, takes its place in the
+        return line while it is held. ``shutdown``, the server's (draining.py): set, it ends
+        the wait."""
+        return HeldRequest(self, service, operation, requested, who, shutdown)
+
     async def hold(
         self,
         service: PaymentService,
@@ -53,42 +74,114 @@ class Holding:
         who: Who | None = None,
         shutdown: asyncio.Event | None = None,
     ) -> int | None:
-        """Hold while ``operation`` would be turned away; the applied wait in seconds, or None
-        when the request was not held (no preference, nothing to wait for, or the caps).
-        ``who``, a create, takes its place in the return line while it is held. ``shutdown``,
-        the server's (draining.py): set, it ends the wait."""
+        """Hold once while ``operation`` would be turned away; the applied wait in seconds, or
+        None when the request was not held (no preference, nothing to wait for, or the caps)."""
+        held = self.request(service, operation, requested, who, shutdown)
+        await held.wait(again=False)
+        return held.applied
+
+    def _wait_seconds(self, requested: int | None) -> int | None:
         if not requested or self.max_seconds == 0:
             return None
-        if service.unavailable_for(operation) is None or self.held >= self.max_held:
-            return None
-        applied = min(requested, self.max_seconds)
-        self.held += 1
-        if who is not None:
-            self._pace.join(who, applied)
+        return min(requested, self.max_seconds)
+
+
+class HeldRequest:
+    """A request's ``Prefer: wait=N``: N seconds (capped) from its arrival, spent held while
+    its breaker would turn it away, however often that happens.
+
+    Held once and then turned away anyway (another request took the trial slot it was woken
+    for; the trial failed and the breaker re-opened before its turn), it is not answered 503
+    with most of its wait unused: :meth:`run` holds it again for what is left. Only a turn-away
+    that stored and sent nothing (``GatewayTurnedAway``) is tried again, so a create is never
+    sent twice; a trial slot is still only ever taken by the breaker's own admission."""
+
+    def __init__(
+        self,
+        holding: Holding,
+        service: PaymentService,
+        operation: Operation,
+        requested: int | None,
+        who: Who | None,
+        shutdown: asyncio.Event | None,
+    ) -> None:
+        self._holding = holding
+        self._service = service
+        self._operation = operation
+        self._seconds = holding._wait_seconds(requested)
+        self._who = who
+        self._shutdown = shutdown
+        self._until: float | None = None
+        self._instant = 0  # let through at once after a turn-away, in a row
+        #: The wait applied (``Preference-Applied: wait=N``), once the request was held.
+        self.applied: int | None = None
+
+    async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()`` once the breaker would let it through (held until then), and again,
+        held anew, each time it is turned away with nothing stored or sent while its wait
+        lasts. The last ``GatewayTurnedAway`` propagates once the wait is used up, at
+        shutdown, or when no more requests may be held."""
+        await self.wait(again=False)
+        while True:
+            try:
+                return await attempt()
+            except GatewayTurnedAway:
+                if not await self.wait(again=True):
+                    raise
+
+    async def wait(self, *, again: bool) -> bool:
+        """Hold while the breaker would turn the request away, at most for what is left of
+        its wait; whether it may be tried (again) now. The first time (``again`` false) a
+        request the breaker would let through now is not held at all; turned away after all
+        (``again``), it waits for the breaker's next admission instead."""
+        holding, seconds = self._holding, self._seconds
+        if seconds is None or (self._shutdown is not None and self._shutdown.is_set()):
+            return False
+        loop = asyncio.get_running_loop()
+        if self._until is None:
+            self._until = loop.time() + seconds
+        remaining = self._until - loop.time()
+        if remaining <= 0 or holding.held >= holding.max_held:
+            return False
+        if not again and self._service.unavailable_for(self._operation) is None:
+            return False
+        self.applied = seconds
+        holding.held += 1
+        if self._who is not None:
+            holding._pace.join(self._who, remaining)
+        started = loop.time()
         try:
-            await _until_available_or_shutdown(service, operation, applied, shutdown)
+            admitted = await _until_available_or_shutdown(
+                self._service, self._operation, remaining, self._shutdown
+            )
         finally:
-            self.held -= 1
-        return applied
+            holding.held -= 1
+        if admitted and again and loop.time() - started < INSTANT:
+            # Let through at once after being turned away: the breaker's forecast and its
+            # admission disagree (another instance holds the trial lease). Once is a race;
+            # twice in a row, a request would spin on it.
+            self._instant += 1
+            return self._instant < 2
+        self._instant = 0
+        return admitted
 
 
 async def _until_available_or_shutdown(
     service: PaymentService, operation: Operation, seconds: float, shutdown: asyncio.Event | None
-) -> None:
+) -> bool:
     """Wait for the breaker, at most ``seconds``, and no longer than the server runs: a held
     request stops waiting when a graceful shutdown begins (draining.py) and is answered as
-    without the preference, instead of holding the shutdown for its grace."""
+    without the preference, instead of holding the shutdown for its grace. Whether the
+    breaker would let the request through."""
     if shutdown is None:
-        await service.wait_available(operation, seconds)
-        return
+        return await service.wait_available(operation, seconds)
     if shutdown.is_set():
-        return
-    waits = [
-        asyncio.ensure_future(service.wait_available(operation, seconds)),
-        asyncio.ensure_future(shutdown.wait()),
-    ]
+        return False
+    available = asyncio.ensure_future(service.wait_available(operation, seconds))
+    waits = [available, asyncio.ensure_future(shutdown.wait())]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for wait in waits:
             wait.cancel()
+    return available.done() and not available.cancelled() and available.result()
