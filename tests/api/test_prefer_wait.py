@@ -10,9 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from paytabs_guard.domain import Operation
 from paytabs_guard.entrypoints import draining
+from paytabs_guard.entrypoints.api.prefer_wait import requested_wait
 from paytabs_guard.resilience import CircuitBreaker, CircuitOpenError
 from paytabs_guard.resilience.admission import Reservation
 from paytabs_guard.resilience.clock import ManualClock
@@ -143,6 +145,52 @@ async def test_without_the_header_nothing_is_held(service: Service) -> None:
     )
     assert refused.status_code == 503
     assert "preference-applied" not in refused.headers
+
+
+@pytest.mark.parametrize(
+    ("prefer", "seconds"),
+    [
+        ("wait=20", 20),
+        ("respond-async, wait=20", 20),
+        ("RESPOND-ASYNC , , Wait = 7", 7),  # (empty list elements, spaces around "=")
+        ('wait="9"', 9),
+        ("wait=10, wait=3", 10),  # only the first counts
+        ("wait=12; x=y", 12),
+        ('note="a, wait=3", wait=4', 4),  # a comma inside a quoted string ends nothing
+        ("wait=1000000", 1_000_000),  # more than six digits: capped by the server, not lost
+        ("wait=" + "9" * 40, 2**31),
+        ("handling=lenient; wait=2", None),  # a parameter of "handling", not a preference
+        ("respond-async; wait=9", None),
+        ("wait=-1", None),
+        ("wait=1.5", None),
+        ("wait=", None),
+        ("return=minimal", None),
+    ],
+)
+def test_the_prefer_header_is_read_as_rfc_7240_writes_it(prefer: str, seconds: int | None) -> None:
+    request = Request({"type": "http", "headers": [(b"prefer", prefer.encode())]})
+    assert requested_wait(request) == seconds
+
+
+async def test_a_wait_longer_than_the_cap_is_held_for_the_cap_and_a_parameter_is_no_wait(
+    service: Service,
+) -> None:
+    breaker = service.container.gateway.breakers.get("create")
+    breaker.force_open()
+    refused = await service.api.post(
+        "/payments/v2/create",
+        json=BODY,
+        headers={"Idempotency-Key": new_key(), "Prefer": "handling=lenient; wait=2"},
+    )
+    assert refused.status_code == 503
+    assert "preference-applied" not in refused.headers  # not held: nobody asked to wait
+    request = asyncio.create_task(create_waiting(service, 1_000_000))
+    await until(lambda: holding(service) == 1 or request.done())
+    assert not request.done(), request.result().text
+    breaker.reset()
+    created = await asyncio.wait_for(request, 10)
+    assert created.status_code == 201, created.text
+    assert created.headers["preference-applied"] == "wait=30"  # PREFER_WAIT_MAX_SECONDS
 
 
 # ---- GET /payments/v2/process/{id}: asking PayTabs while its query circuit is open --------------

@@ -31,16 +31,47 @@ T = TypeVar("T")
 INSTANT: Final = 0.001
 """Seconds under which a held request let through after a turn-away was not held at all."""
 
-_WAIT: Final = re.compile(r'(?:^|[;,\s])wait\s*=\s*"?(\d{1,6})"?(?=$|[;,\s])', re.IGNORECASE)
+_PREFERENCE: Final = re.compile(
+    r'\s*([^\s=;,"]+)(?:\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;,"]*))?\s*'
+    r'((?:;(?:[^;,"]|"(?:[^"\\]|\\.)*")*)*)\s*(?:,|$)'
+)
+"""One preference of RFC 7240's ``1#preference``: a token, its optional value (a token or a
+quoted string), then its ``;`` parameters (which belong to it, whatever their names), up to
+the comma that ends it."""
+
+_DIGITS: Final = re.compile(r"[0-9]+")
+_LONGEST: Final = 2**31
+"""A ``delta-seconds`` too large to represent is taken as 2^31 (RFC 9111, section 1.2.2)."""
 
 
 def requested_wait(request: Request) -> int | None:
-    """Seconds asked for with ``Prefer: wait=N`` (the first such preference), else None."""
+    """Seconds asked for with ``Prefer: wait=N``, else None.
+
+    RFC 7240: preferences are comma-separated, across ``Prefer`` header fields; ``;`` starts a
+    parameter of the preference before it (``handling=lenient; wait=2`` asks for no wait);
+    only the first ``wait`` counts; its value is ``delta-seconds``, one or more digits, and
+    a large one (``wait=1000000``) is honoured up to the server's cap, not ignored."""
     for value in request.headers.getlist("prefer"):
-        match = _WAIT.search(value)
-        if match is not None:
-            return int(match.group(1))
+        position = _past_empty(value, 0)
+        while position < len(value):
+            match = _PREFERENCE.match(value, position)
+            if match is None or match.end() == position:
+                return None  # not a list of preferences: nothing can be trusted after this
+            position = _past_empty(value, match.end())
+            if match.group(1).lower() != "wait":
+                continue
+            seconds = (match.group(2) or "").strip('"')
+            if not _DIGITS.fullmatch(seconds):
+                return None
+            return _LONGEST if len(seconds) > 10 else min(int(seconds), _LONGEST)
     return None
+
+
+def _past_empty(value: str, position: int) -> int:
+    """Past the commas and spaces of empty list elements, which a recipient must accept."""
+    while position < len(value) and value[position] in " \t,":
+        position += 1
+    return position
 
 
 class Holding:
