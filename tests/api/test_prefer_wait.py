@@ -409,3 +409,49 @@ async def test_a_held_create_stays_held_when_the_trial_it_was_woken_for_fails(
         assert created.headers["preference-applied"] == "wait=20"
         assert len(await service.simulated(created.json()["cart_id"])) == 1  # sent once
         assert holding(service) == 0
+
+
+async def test_a_held_refund_that_loses_the_trial_slot_it_was_woken_for_is_held_again(
+    sim: RunningSimulator, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock()
+    async with running_service(sim, sqlite_url, env=ONE_SLOT, monotonic=clock) as service:
+        payment = await service.create()
+        await service.pay(payment)
+        await service.callbacks_done()
+        breaker = service.container.gateway.breakers.get("follow_up")
+        await trip(breaker)
+        request = asyncio.create_task(
+            service.api.post(
+                f"/payments/v2/{payment['id']}/refund",
+                json={"amount": "10.00"},
+                headers={"Idempotency-Key": new_key(), "Prefer": "wait=20"},
+            )
+        )
+        await until(lambda: holding(service) == 1)
+        clock.advance(60.0)
+        first = breaker.reserve()  # a trial: half-open, its one slot taken; the refund waits
+        # Another request takes the slot after the refund is woken, before its call leaves.
+        gateway = service.container.gateway.gateway
+        taken: list[Reservation] = []
+        for name in ("reserve", "follow_up"):
+            real = getattr(gateway, name)
+
+            def before(*args: Any, real: Any = real, **kwargs: Any) -> Any:
+                if not taken:
+                    taken.append(breaker.reserve())
+                return real(*args, **kwargs)
+
+            monkeypatch.setattr(gateway, name, before)
+        first.release()
+        await until(lambda: bool(taken) and (holding(service) == 1 or request.done()))
+        assert not request.done(), request.result().text  # held again, 20 s are not over
+        with taken[0], contextlib.suppress(CallTimeout):
+            await breaker.call(_fails)  # that trial fails: the breaker re-opens
+        assert holding(service) == 1
+        breaker.reset()
+        refunded = await asyncio.wait_for(request, 10)
+        assert refunded.status_code == 200, refunded.text
+        assert refunded.headers["preference-applied"] == "wait=20"
+        assert refunded.json()["refunded"] == "10.00"
+        assert len(await service.simulated(payment["cart_id"])) == 2  # the sale, one refund

@@ -74,7 +74,12 @@ async def _run_follow_up(
 
     async def run() -> Response:
         try:
-            payment = await follow_up()
+            # The admission that binds, as a create's (payments.py): taken after the key's
+            # claim (a request waiting for another's answer under its key holds no slot) and
+            # before the payment's hold, so a request woken for a trial slot either has it
+            # for its call or is turned away with nothing held or sent, and held again.
+            with service.reserve(Operation.FOLLOW_UP):
+                payment = await follow_up()
         except GatewayOutcomeUnknown:
             payment = await service.get(request.path_params["payment_id"])
             out = ConfirmedPaymentOut(
@@ -114,8 +119,7 @@ async def _run_follow_up(
     except GatewayNotReached as closed:
         if hold.applied is None:
             raise
-        # Turned away after all (half-open, its trial slots taken meanwhile): the client
-        # still hears that its wait was applied.
+        # Sent, and PayTabs unavailable: the client still hears that its wait was applied.
         raise gateway_unavailable(closed.retry_after, prefer_wait=hold.applied) from closed
     return preference_applied(response, hold.applied)
 
