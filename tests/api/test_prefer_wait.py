@@ -455,3 +455,41 @@ async def test_a_held_refund_that_loses_the_trial_slot_it_was_woken_for_is_held_
         assert refunded.headers["preference-applied"] == "wait=20"
         assert refunded.json()["refunded"] == "10.00"
         assert len(await service.simulated(payment["cart_id"])) == 2  # the sale, one refund
+
+
+async def test_a_held_process_that_loses_the_query_slot_it_was_woken_for_is_held_again(
+    sim: RunningSimulator, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock()
+    async with running_service(sim, sqlite_url, env=ONE_SLOT, monotonic=clock) as service:
+        payment = await service.create()
+        breaker = service.container.gateway.breakers.get("query")
+        await trip(breaker)
+        request = asyncio.create_task(
+            service.api.get(f"/payments/v2/process/{payment['id']}", headers={"Prefer": "wait=20"})
+        )
+        await until(lambda: holding(service) == 1)
+        clock.advance(60.0)
+        first = breaker.reserve()  # a trial: half-open, its one slot taken; the request waits
+        gateway = service.container.gateway.gateway
+        real = gateway.transactions
+        taken: list[Reservation] = []
+
+        async def another_query_first(cart_id: str) -> Any:
+            if not taken:
+                taken.append(breaker.reserve())
+            return await real(cart_id)
+
+        monkeypatch.setattr(gateway, "transactions", another_query_first)
+        first.release()  # woken for the free slot, which another query takes first
+        await until(lambda: bool(taken) and (holding(service) == 1 or request.done()))
+        assert not request.done(), request.result().text  # held again, 20 s are not over
+        with taken[0], contextlib.suppress(CallTimeout):
+            await breaker.call(_fails)  # that trial fails: the breaker re-opens
+        assert holding(service) == 1
+        breaker.reset()
+        answer = await asyncio.wait_for(request, 10)
+        assert answer.status_code == 200
+        assert answer.headers["preference-applied"] == "wait=20"
+        assert answer.json()["confirmed"] is True
+        assert holding(service) == 0

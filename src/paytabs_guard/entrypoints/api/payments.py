@@ -386,13 +386,23 @@ async def process(
     every 2 seconds (per worker), and never twice at once: a request in between is answered
     from the stored state, which holds that answer. With ``Prefer: wait=N`` the request is
     held while the query circuit is open, as a create is."""
-    held = await runtime.holding.hold(
+    hold = runtime.holding.request(
         service,
         Operation.QUERY,
         requested_wait(request),
         shutdown=draining.of_request(request.scope),
     )
+    await hold.wait(again=False)
     synced = await sync_within(runtime, service, payment_id)
+    while (
+        synced.retry_after is not None
+        and not synced.confirmed
+        and service.unavailable_for(Operation.QUERY) is not None
+        and await hold.wait(again=True)
+    ):
+        # Not asked after all (its trial slot taken by another query meanwhile, or the
+        # circuit re-opened): held again for what is left of the wait.
+        synced = await sync_within(runtime, service, payment_id)
     out = PaymentOut.of(synced.payment).model_dump()
     retry_ms = (
         None if synced.retry_after is None else retry_after_ms(spread_wait(synced.retry_after))
@@ -400,7 +410,7 @@ async def process(
     confirmed = ConfirmedPaymentOut(
         **out, confirmed=synced.confirmed, reason=synced.reason, retry_after_ms=retry_ms
     )
-    return preference_applied(json_answer(confirmed, 200), held)
+    return preference_applied(json_answer(confirmed, 200), hold.applied)
 
 
 @router.get(

@@ -5,10 +5,14 @@ create, refund, capture and void, a request that the breaker would turn away is 
 breaker admits calls again (it is woken by the state change: a probe's answer, a trial's
 success), for at most N seconds and at most the server's cap, and then goes through as usual;
 the answer says ``Preference-Applied: wait=N``. A graceful shutdown ends the wait (draining.py).
-Held requests are bounded per instance: beyond
+N seconds are the request's whole budget: turned away after all with nothing stored or sent
+(another request took the trial slot it was woken for, the trial failed), it is held again for
+what is left (:class:`HeldRequest`); it gets the 503 only once they are used up, at shutdown,
+or beyond the bound below. Held requests are bounded per instance: beyond
 the bound a request gets the fast 503, so a long outage cannot pile up unbounded work. A held
 create takes its place in the return line (return_pace.py) as it starts to wait: woken together,
-the held go on in turns, the oldest first.
+the held go on in turns, the oldest first. The header is read as RFC 7240 writes it
+(:func:`requested_wait`); the process route (payments.py) holds the same way for a query.
 """
 
 from __future__ import annotations
@@ -96,20 +100,6 @@ class Holding:
         return line while it is held. ``shutdown``, the server's (draining.py): set, it ends
         the wait."""
         return HeldRequest(self, service, operation, requested, who, shutdown)
-
-    async def hold(
-        self,
-        service: PaymentService,
-        operation: Operation,
-        requested: int | None,
-        who: Who | None = None,
-        shutdown: asyncio.Event | None = None,
-    ) -> int | None:
-        """Hold once while ``operation`` would be turned away; the applied wait in seconds, or
-        None when the request was not held (no preference, nothing to wait for, or the caps)."""
-        held = self.request(service, operation, requested, who, shutdown)
-        await held.wait(again=False)
-        return held.applied
 
     def _wait_seconds(self, requested: int | None) -> int | None:
         if not requested or self.max_seconds == 0:
