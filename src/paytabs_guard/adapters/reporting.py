@@ -85,14 +85,19 @@ class OutboxLag:
         return max(0.0, (now - min(oldest)).total_seconds()) if oldest else 0.0
 
 
-async def outbox_lag(engine: AsyncEngine) -> OutboxLag:
-    """Counts and oldest timestamps of undelivered events."""
+async def outbox_lag(engine: AsyncEngine, sinks: Collection[str] | None = None) -> OutboxLag:
+    """Counts and oldest timestamps of undelivered events; with ``sinks``, deliveries to those
+    sinks only (the configured ones: a sink no longer configured never takes its deliveries,
+    and counting them kept the lag growing for ever)."""
     d = event_deliveries.c
     unpublished = select(func.count(), func.min(outbox.c.created_at)).where(
         outbox.c.published_at.is_(None)
     )
     pending = select(func.count(), func.min(d.created_at)).where(has_status(d.status, PENDING))
     dead = select(func.count()).where(has_status(d.status, DEAD))
+    if sinks is not None:
+        pending = pending.where(d.sink.in_(list(sinks)))
+        dead = dead.where(d.sink.in_(list(sinks)))
     async with engine.connect() as connection:
         unpublished_count, oldest_unpublished = (await connection.execute(unpublished)).one()
         pending_count, oldest_pending = (await connection.execute(pending)).one()

@@ -59,7 +59,10 @@ async def ping_redis(container: Container) -> float | None:
 
 
 async def outbox_lag(container: Container) -> reporting.OutboxLag:
-    return await reporting.outbox_lag(container.engine)
+    """The lag of the sinks configured now: deliveries left to a sink no longer configured
+    (a webhook URL removed) wait for an operator, not for the relay (docs/events.md)."""
+    sinks = [sink.name for sink in container.relay.sinks()]
+    return await reporting.outbox_lag(container.engine, sinks)
 
 
 async def undecided_payments(container: Container) -> reporting.UndecidedPayments:

@@ -1,0 +1,86 @@
+"""Deliveries left to a sink that is no longer configured (a webhook URL taken out of
+EVENTS_WEBHOOK_URLS): over real HTTP, on SQLite and PostgreSQL, with the service restarted on
+the same database with fewer URLs and its clock moved forward instead of waiting."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from paytabs_simulator.server import RunningSimulator
+
+from .api_support import Service, running_service
+from .relay_support import drained
+from .test_backlog_gauges import gauge
+from .test_events_api import SECRET, Merchant, merchant_endpoint
+
+pytestmark = pytest.mark.anyio
+
+
+@contextlib.asynccontextmanager
+async def with_urls(
+    sim: RunningSimulator, database_url: str, clock: Callable[[], datetime], *urls: str
+) -> AsyncIterator[Service]:
+    env = {
+        "EVENTS_WEBHOOK_URLS": ",".join(urls),
+        "EVENTS_WEBHOOK_SECRET": SECRET,
+        "EVENTS_MAX_ATTEMPTS": "2",
+    }
+    async with running_service(sim, database_url, env=env, clock=clock) as service:
+        yield service
+
+
+@contextlib.asynccontextmanager
+async def stranded_second_url(
+    sim: RunningSimulator, database_url: str
+) -> AsyncIterator[tuple[Service, Merchant, Merchant, list[datetime]]]:
+    """Two URLs, the second refusing every event (dead letters) or down, then the service
+    restarted 10 minutes later with the first URL only."""
+    now = [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]
+    async with merchant_endpoint() as first, merchant_endpoint() as second:
+        second.down = True
+        async with with_urls(sim, database_url, lambda: now[0], first.url, second.url) as before:
+            dead = await before.create()
+            for _ in range(4):  # the second URL refuses each event twice: dead letters
+                await before.container.relay.run_once()
+                now[0] += timedelta(minutes=1)
+            payment = await before.create()
+            await before.container.relay.run_once()  # fanned out, one attempt: pending
+        now[0] += timedelta(minutes=10)
+        async with with_urls(sim, database_url, lambda: now[0], first.url) as after:
+            after.created += [dead["id"], payment["id"]]
+            yield after, first, second, now
+
+
+async def deliveries(service: Service, sink: str, status: str) -> list[dict[str, Any]]:
+    found = []
+    for payment_id in service.created:
+        answer = await service.api.get(f"/payments/v2/{payment_id}/events")
+        for event in answer.json()["data"]:
+            found += [
+                {"event_id": event["id"], **delivery}
+                for delivery in event["deliveries"]
+                if delivery["sink"] == sink and delivery["status"] == status
+            ]
+    return found
+
+
+async def test_a_removed_url_leaves_neither_lag_nor_dead_letters_in_health_and_gauges(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    async with stranded_second_url(sim, database_url) as (service, first, _second, _now):
+        await drained(service)  # the old code never drained: the removed URL's rows wait
+        assert await deliveries(service, "webhook:2", "pending")  # still there, untouched
+        assert await deliveries(service, "webhook:2", "dead")
+        assert first.received
+
+        metrics = (await service.anonymous.get("/metrics")).text
+        assert gauge(metrics, "paytabs_guard_outbox_oldest_age_seconds") == 0
+        assert gauge(metrics, "paytabs_guard_outbox_pending") == 0
+        assert gauge(metrics, "paytabs_guard_event_dead_letters") == 0
+        health = (await service.anonymous.get("/payments/v2/health")).json()
+        assert health["checks"]["outbox:lag"][0]["status"] == "pass", health
