@@ -84,3 +84,48 @@ async def test_a_removed_url_leaves_neither_lag_nor_dead_letters_in_health_and_g
         assert gauge(metrics, "paytabs_guard_event_dead_letters") == 0
         health = (await service.anonymous.get("/payments/v2/health")).json()
         assert health["checks"]["outbox:lag"][0]["status"] == "pass", health
+
+
+async def test_replay_and_redelivery_to_a_removed_url_are_refused_not_queued(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    async with stranded_second_url(sim, database_url) as (service, first, _second, _now):
+        await drained(service)
+        listed = await service.admin.get(
+            "/payments/v2/events/dead-letters", params={"sink": "webhook:2"}
+        )
+        letters = listed.json()["data"]
+        assert letters  # still listed: an operator sees what was left
+
+        by_sink = await service.admin.post(
+            "/payments/v2/events/dead-letters/replay", json={"sink": "webhook:2"}
+        )
+        assert by_sink.status_code == 409, by_sink.text  # was 200 {"replayed": N}, never sent
+        assert by_sink.headers["content-type"] == "application/problem+json"
+        problem = by_sink.json()
+        assert problem["type"].endswith("/sink-not-configured")
+        assert problem["sinks"] == ["webhook:2"]
+        assert "no longer configured" in problem["detail"]
+        by_id = await service.admin.post(
+            "/payments/v2/events/dead-letters/replay", json={"ids": [letters[0]["id"]]}
+        )
+        assert by_id.status_code == 409, by_id.text
+        by_type = await service.admin.post(
+            "/payments/v2/events/dead-letters/replay", json={"type": "payment.created"}
+        )
+        assert by_type.json() == {"replayed": 0}  # the configured sink has none
+        assert len(await deliveries(service, "webhook:2", "dead")) == len(letters)
+
+        event_id = letters[0]["event_id"]
+        named = await service.api.post(
+            f"/payments/v2/events/{event_id}/redeliver", json={"sinks": ["webhook:2"]}
+        )
+        assert named.status_code == 409, named.text  # was 202 with nothing ever sent
+        assert named.json()["type"].endswith("/sink-not-configured")
+        every = await service.api.post(f"/payments/v2/events/{event_id}/redeliver")
+        assert every.status_code == 202, every.text
+        assert every.json()["sinks"] == ["webhook:1"]
+        before = first.received.count(event_id)
+        await drained(service)
+        assert first.received.count(event_id) == before + 1
+        assert len(await deliveries(service, "webhook:2", "dead")) == len(letters)

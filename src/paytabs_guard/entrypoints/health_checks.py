@@ -61,8 +61,7 @@ async def ping_redis(container: Container) -> float | None:
 async def outbox_lag(container: Container) -> reporting.OutboxLag:
     """The lag of the sinks configured now: deliveries left to a sink no longer configured
     (a webhook URL removed) wait for an operator, not for the relay (docs/events.md)."""
-    sinks = [sink.name for sink in container.relay.sinks()]
-    return await reporting.outbox_lag(container.engine, sinks)
+    return await reporting.outbox_lag(container.engine, configured_sinks(container))
 
 
 async def undecided_payments(container: Container) -> reporting.UndecidedPayments:
@@ -75,6 +74,11 @@ async def undecided_payments(container: Container) -> reporting.UndecidedPayment
 def event_store(container: Container) -> EventStore:
     """Events and their deliveries, for the events API (stateless: cheap to build)."""
     return SqlEventStore(container.engine, clock=container.payments.clock)
+
+
+def configured_sinks(container: Container) -> list[str]:
+    """The names of the sinks the relay has now (subscribers registered so far included)."""
+    return [sink.name for sink in container.relay.sinks()]
 
 
 def has_event_sinks(container: Container) -> bool:

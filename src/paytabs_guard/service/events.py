@@ -117,9 +117,19 @@ class EventStore(Protocol):
     ) -> Sequence[DeadLetterEntry]: ...
 
     async def replay_dead_letters(
-        self, *, ids: Collection[int], sink: str | None, event_type: str | None
+        self,
+        *,
+        ids: Collection[int],
+        sink: str | None,
+        event_type: str | None,
+        sinks: Collection[str] | None = None,
     ) -> int:
-        """Dead deliveries (by id, or every one matching the filters) back to pending."""
+        """Dead deliveries (by id, or every one matching the filters) back to pending; with
+        ``sinks``, only those to one of them."""
+        ...
+
+    async def dead_letter_sinks(self, ids: Collection[int]) -> set[str]:
+        """The sinks of the dead letters among ``ids``."""
         ...
 
 
@@ -146,6 +156,28 @@ class NothingToRedeliver(Exception):
 
 class NoSuchSink(NothingToRedeliver):
     """A sink asked for that the event was never handed to: the request names a wrong one."""
+
+
+class SinkNotConfigured(Exception):
+    """A redelivery or replay to a sink this service no longer has (a webhook URL removed from
+    the configuration): the relay would never send it, so it is refused, not queued."""
+
+    def __init__(self, sinks: Collection[str], reason: str) -> None:
+        super().__init__(reason)
+        self.sinks = sorted(sinks)
+        self.reason = reason
+
+
+def _not_configured(sinks: Collection[str]) -> SinkNotConfigured:
+    names = ", ".join(sorted(sinks))
+    plural = len(sinks) > 1
+    return SinkNotConfigured(
+        sinks,
+        f"{'the sinks' if plural else 'the sink'} {names} {'are' if plural else 'is'} no longer "
+        "configured: nothing would send to "
+        f"{'them' if plural else 'it'}. Configure {'them' if plural else 'it'} again, or drop "
+        "the deliveries left to it with POST /payments/v2/events/unconfigured-sinks/drop",
+    )
 
 
 def _check_limit(limit: int, ceiling: int) -> None:
@@ -197,12 +229,18 @@ async def payment_events(
 
 
 async def redeliver_event(
-    store: EventStore, event_id: str, sinks: Collection[str] = ()
+    store: EventStore,
+    event_id: str,
+    sinks: Collection[str] = (),
+    *,
+    configured: Collection[str] | None = None,
 ) -> Sequence[str]:
     """Send an event again to the sinks that already got it (or gave up on it).
 
     Deliveries still pending are left alone: they are on their way. Consumers dedupe on the
-    event id, so a redelivery is harmless to one that already processed it."""
+    event id, so a redelivery is harmless to one that already processed it. With
+    ``configured`` (the relay's sinks now), a sink asked for that is not among them is
+    refused (``SinkNotConfigured``), and "every sink" means every configured one."""
     found = await get_event(store, event_id)
     known = {delivery.sink for delivery in found.deliveries}
     unknown = sorted(set(sinks) - known)
@@ -212,6 +250,12 @@ async def redeliver_event(
             f"the event has no delivery to {', '.join(unknown)}; its sinks are: "
             f"{', '.join(sorted(known)) or 'none yet'}",
         )
+    if configured is not None:
+        gone = (set(sinks) or known) - set(configured)
+        if gone and (sinks or gone == known):  # named, or no configured sink is left
+            raise _not_configured(gone)
+        if gone:
+            sinks = sorted(known - gone)
     redelivered = await store.redeliver(event_id, sinks)
     if not redelivered:
         asked = sorted(set(sinks))
@@ -254,11 +298,27 @@ async def replay_dead_letters(
     ids: Collection[int] = (),
     sink: str | None = None,
     event_type: str | None = None,
+    configured: Collection[str] | None = None,
+    skip_unconfigured: bool = False,
 ) -> int:
     """Send dead letters again: the listed ids, or all matching ``sink``/``event_type``.
-    Ids that are not (or no longer) dead are skipped, so replaying twice is harmless."""
+    Ids that are not (or no longer) dead are skipped, so replaying twice is harmless.
+
+    With ``configured`` (the relay's sinks now) only letters to those sinks go back to
+    pending: nothing would send the others. Naming a sink that is not configured, or ids of
+    its letters, raises ``SinkNotConfigured`` (with ``skip_unconfigured``, such ids are left
+    out instead: the console's "replay this page")."""
     if len(ids) > MAX_REPLAY_IDS:
         raise ValueError(f"at most {MAX_REPLAY_IDS} ids at once, got {len(ids)}")
     if not ids and sink is None and event_type is None:
         raise ValueError("Name the dead letters to replay")
-    return await store.replay_dead_letters(ids=ids, sink=sink, event_type=event_type)
+    if configured is not None:
+        if sink is not None and sink not in configured:
+            raise _not_configured([sink])
+        if ids and not skip_unconfigured:
+            gone = await store.dead_letter_sinks(ids) - set(configured)
+            if gone:
+                raise _not_configured(gone)
+    return await store.replay_dead_letters(
+        ids=ids, sink=sink, event_type=event_type, sinks=configured
+    )

@@ -176,15 +176,29 @@ class SqlEventStore:
         ]
 
     async def replay_dead_letters(
-        self, *, ids: Collection[int], sink: str | None, event_type: str | None
+        self,
+        *,
+        ids: Collection[int],
+        sink: str | None,
+        event_type: str | None,
+        sinks: Collection[str] | None = None,
     ) -> int:
         conditions = self._dead(sink, event_type)
         if ids:
             conditions.append(_d.id.in_(list(ids)))
+        if sinks is not None:
+            conditions.append(_d.sink.in_(list(sinks)))
         statement = update(event_deliveries).where(*conditions).values(**self._back_to_pending())
         async with self._engine.begin() as connection:
             result = await connection.execute(statement)
         return int(result.rowcount)
+
+    async def dead_letter_sinks(self, ids: Collection[int]) -> set[str]:
+        if not ids:
+            return set()
+        query = select(_d.sink).where(*self._dead(None, None), _d.id.in_(list(ids))).distinct()
+        async with self._engine.connect() as connection:
+            return set((await connection.scalars(query)).all())
 
     # ---- helpers ------------------------------------------------------------------------------
 

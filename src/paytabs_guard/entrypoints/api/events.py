@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
 from paytabs_guard.domain.events import EVENT_TYPES
-from paytabs_guard.entrypoints.health_checks import event_store
+from paytabs_guard.entrypoints.health_checks import configured_sinks, event_store
 from paytabs_guard.observability import redact_card_numbers
 from paytabs_guard.service import events as use_cases
 from paytabs_guard.service.events import (
@@ -23,6 +23,7 @@ from paytabs_guard.service.events import (
     EventNotFound,
     NoSuchSink,
     NothingToRedeliver,
+    SinkNotConfigured,
     UnknownCursor,
 )
 
@@ -149,14 +150,22 @@ async def dead_letters(
     "/events/dead-letters/replay",
     response_model=ReplayOut,
     summary="Send dead letters again, by id or by sink and type (admin)",
-    responses={401: _PROBLEM, 403: _PROBLEM, 422: _PROBLEM},
+    responses={401: _PROBLEM, 403: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM},
 )
 async def replay(body: ReplayIn, container: ContainerDep, _admin: AdminDep) -> ReplayOut:
+    """Only letters to a sink configured now go back to pending: naming a sink that is not
+    (or ids of its letters) is a 409 `sink-not-configured`; a replay by type leaves them."""
     _known_types([body.type] if body.type else (), "body")
     try:
         count = await use_cases.replay_dead_letters(
-            event_store(container), ids=body.ids, sink=body.sink, event_type=body.type
+            event_store(container),
+            ids=body.ids,
+            sink=body.sink,
+            event_type=body.type,
+            configured=configured_sinks(container),
         )
+    except SinkNotConfigured as error:
+        raise _sink_not_configured(error) from error
     except ValueError as error:
         raise Problem(
             "invalid_request",
@@ -197,11 +206,18 @@ async def redeliver(
     _client: ClientDep,
     body: RedeliverIn | None = None,
 ) -> RedeliverOut:
-    """202: the relay sends it again shortly (in order with the payment's pending events)."""
+    """202: the relay sends it again shortly (in order with the payment's pending events).
+    A sink no longer configured is a 409 `sink-not-configured` (nothing would send to it);
+    without `sinks`, the event goes again to its configured sinks only."""
     try:
         sinks = await use_cases.redeliver_event(
-            event_store(container), event_id, (body or RedeliverIn()).sinks or []
+            event_store(container),
+            event_id,
+            (body or RedeliverIn()).sinks or [],
+            configured=configured_sinks(container),
         )
+    except SinkNotConfigured as error:
+        raise _sink_not_configured(error) from error
     except EventNotFound as error:
         raise _event_not_found(error) from error
     except NoSuchSink as error:
@@ -239,4 +255,15 @@ async def payment_events(
     return PaymentEventsOut(
         payment_id=payment_id,
         data=[EventWithDeliveriesOut.of_deliveries(item) for item in found],
+    )
+
+
+def _sink_not_configured(error: SinkNotConfigured) -> Problem:
+    return Problem(
+        "sink_not_configured",
+        "Sink not configured",
+        409,
+        # The sinks as sent (or as stored): a card number there is not repeated.
+        f"{redact_card_numbers(error.reason)}.",
+        extensions={"sinks": [redact_card_numbers(sink) for sink in error.sinks]},
     )
