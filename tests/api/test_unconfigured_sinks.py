@@ -4,7 +4,10 @@ the same database with fewer URLs and its clock moved forward instead of waiting
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import io
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,3 +132,49 @@ async def test_replay_and_redelivery_to_a_removed_url_are_refused_not_queued(
         await drained(service)
         assert first.received.count(event_id) == before + 1
         assert len(await deliveries(service, "webhook:2", "dead")) == len(letters)
+
+
+async def started(service: Service) -> None:
+    """The start-up report has run (a task of the lifespan's, started with the relay)."""
+    for task in asyncio.all_tasks():
+        if task.get_name() == "unconfigured-sinks":
+            await task
+
+
+async def test_the_start_says_once_what_is_left_and_an_admin_can_drop_it(
+    sim: RunningSimulator, database_url: str, captured: io.StringIO
+) -> None:
+    async with stranded_second_url(sim, database_url) as (service, first, _second, _now):
+        await started(service)
+        await drained(service)
+        pending = len(await deliveries(service, "webhook:2", "pending"))
+        dead = len(await deliveries(service, "webhook:2", "dead"))
+        lines = [json.loads(line) for line in captured.getvalue().splitlines() if line]
+        reports = [line for line in lines if "no longer configured" in line["event"]]
+        assert [line["event"] for line in reports] == [
+            f"{pending} deliveries pending for sinks no longer configured: "
+            f"webhook:2 ({pending} pending, {dead} dead)"
+        ]
+        assert "unconfigured-sinks/drop" in reports[0]["hint"]
+
+        forbidden = await service.api.get("/payments/v2/events/unconfigured-sinks")
+        assert forbidden.status_code == 403
+        listed = await service.admin.get("/payments/v2/events/unconfigured-sinks")
+        assert listed.json() == {"data": [{"sink": "webhook:2", "pending": pending, "dead": dead}]}
+
+        configured = await service.admin.post(
+            "/payments/v2/events/unconfigured-sinks/drop", json={"sink": "webhook:1"}
+        )
+        assert configured.status_code == 409, configured.text
+        assert configured.json()["type"].endswith("/sink-configured")
+        dropped = await service.admin.post(
+            "/payments/v2/events/unconfigured-sinks/drop", json={"sink": "webhook:2"}
+        )
+        assert dropped.json() == {"sink": "webhook:2", "dropped": pending + dead}
+        listed = await service.admin.get("/payments/v2/events/unconfigured-sinks")
+        assert listed.json() == {"data": []}
+        assert not await deliveries(service, "webhook:2", "pending")
+        letters = await service.admin.get("/payments/v2/events/dead-letters")
+        assert letters.json()["data"] == []
+        # The configured sink lost nothing: every event reached the first URL.
+        assert len(await deliveries(service, "webhook:1", "delivered")) == len(set(first.received))

@@ -1,5 +1,6 @@
 """The loops a serving instance runs beside its requests: reconciliation passes and the
-sleeper that expires unpaid pages at their deadlines (the outbox relay runs its own)."""
+sleeper that expires unpaid pages at their deadlines (the outbox relay runs its own), and the
+start-up report of deliveries left to sinks no longer configured."""
 
 from __future__ import annotations
 
@@ -8,7 +9,42 @@ from datetime import timedelta
 
 from paytabs_guard.bootstrap import Container
 from paytabs_guard.domain import ResultSource
+from paytabs_guard.entrypoints.health_checks import configured_sinks, event_store
+from paytabs_guard.observability import get_logger
+from paytabs_guard.service import events as event_cases
 from paytabs_guard.service.reconciliation import ReconcileReport, reconcile_forever
+
+log = get_logger(__name__)
+
+
+async def report_unconfigured_sinks(container: Container) -> None:
+    """Once, at start-up: the sinks no longer configured (a URL taken out of
+    EVENTS_WEBHOOK_URLS) that still have pending or dead deliveries, which nothing sends and
+    the outbox lag does not count. One read of the pending and dead rows' indexes."""
+    try:
+        left = await event_cases.unconfigured_sinks(
+            event_store(container), configured_sinks(container)
+        )
+    except Exception as error:  # the relay's own runs report a database that is down
+        log.warning(
+            "could not look for deliveries left to unconfigured sinks",
+            error=type(error).__name__,
+        )
+        return
+    if not left:
+        return
+    pending = sum(found.pending for found in left)
+    dead = sum(found.dead for found in left)
+    sinks = ", ".join(
+        f"{found.sink} ({found.pending} pending, {found.dead} dead)" for found in left
+    )
+    log.warning(
+        f"{pending} deliveries pending for sinks no longer configured: {sinks}",
+        pending=pending,
+        dead=dead,
+        hint="nothing sends them: configure the sinks again, or drop their deliveries with "
+        "POST /payments/v2/events/unconfigured-sinks/drop (docs/events.md)",
+    )
 
 
 async def reconcile_until(container: Container, stop: asyncio.Event) -> None:

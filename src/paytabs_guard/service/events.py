@@ -81,6 +81,15 @@ class DeadLetterPage:
     next_after: int | None  # delivery id to continue after
 
 
+@dataclass(frozen=True, slots=True)
+class LeftDeliveries:
+    """Deliveries left to a sink that is no longer configured: nothing sends them."""
+
+    sink: str
+    pending: int
+    dead: int
+
+
 class EventStore(Protocol):
     """Events and their deliveries, as stored by the outbox relay."""
 
@@ -132,6 +141,15 @@ class EventStore(Protocol):
         """The sinks of the dead letters among ``ids``."""
         ...
 
+    async def left_deliveries(self, configured: Collection[str]) -> Sequence[LeftDeliveries]:
+        """Per sink not in ``configured``: its pending and dead deliveries (sinks with none
+        are not listed), by sink name."""
+        ...
+
+    async def drop_deliveries(self, sink: str) -> int:
+        """Delete the sink's pending and dead deliveries (delivered ones stay, as history)."""
+        ...
+
 
 class UnknownCursor(LookupError):
     """A feed cursor that names no event."""
@@ -166,6 +184,14 @@ class SinkNotConfigured(Exception):
         super().__init__(reason)
         self.sinks = sorted(sinks)
         self.reason = reason
+
+
+class SinkStillConfigured(Exception):
+    """A drop of the deliveries of a sink the service still has: the relay is sending them."""
+
+    def __init__(self, sink: str) -> None:
+        super().__init__(f"the sink {sink} is configured: its deliveries are being sent")
+        self.sink = sink
 
 
 def _not_configured(sinks: Collection[str]) -> SinkNotConfigured:
@@ -322,3 +348,18 @@ async def replay_dead_letters(
     return await store.replay_dead_letters(
         ids=ids, sink=sink, event_type=event_type, sinks=configured
     )
+
+
+async def unconfigured_sinks(
+    store: EventStore, configured: Collection[str]
+) -> Sequence[LeftDeliveries]:
+    """The sinks not in ``configured`` that still have pending or dead deliveries."""
+    return await store.left_deliveries(configured)
+
+
+async def drop_unconfigured_sink(store: EventStore, sink: str, configured: Collection[str]) -> int:
+    """Delete the pending and dead deliveries of a sink no longer configured; return how many.
+    A configured sink is refused (``SinkStillConfigured``): its deliveries are on their way."""
+    if sink in configured:
+        raise SinkStillConfigured(sink)
+    return await store.drop_deliveries(sink)

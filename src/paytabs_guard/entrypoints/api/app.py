@@ -20,7 +20,11 @@ from fastapi import FastAPI
 
 from paytabs_guard import tracing
 from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, Container, build_container
-from paytabs_guard.entrypoints.background import expire_pages_until, reconcile_until
+from paytabs_guard.entrypoints.background import (
+    expire_pages_until,
+    reconcile_until,
+    report_unconfigured_sinks,
+)
 from paytabs_guard.entrypoints.collector import settle_after_start
 from paytabs_guard.metrics import Metrics
 from paytabs_guard.observability import get_logger
@@ -88,7 +92,10 @@ ContainerFactory = Callable[[], Awaitable[Container]]
 
 async def _background(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.Task[None]]:
     container = runtime.container
-    tasks = [asyncio.create_task(container.relay.run_forever(stop), name="outbox-relay")]
+    tasks = [
+        asyncio.create_task(container.relay.run_forever(stop), name="outbox-relay"),
+        asyncio.create_task(report_unconfigured_sinks(container), name="unconfigured-sinks"),
+    ]
     if container.reconciliation.interval is not None:
         tasks.append(asyncio.create_task(reconcile_until(container, stop), name="reconcile"))
     if container.page_expiry is not None:

@@ -147,6 +147,33 @@ class DeadLetterListOut(BaseModel):
     has_more: bool
 
 
+class UnconfiguredSinkOut(BaseModel):
+    """A sink that is no longer configured and still has deliveries nothing will send."""
+
+    sink: str
+    pending: int = Field(description="Deliveries still pending for it")
+    dead: int = Field(description="Its dead letters (a replay to it is refused)")
+
+
+class UnconfiguredSinksOut(BaseModel):
+    """Every sink not configured now that has pending or dead deliveries, by name."""
+
+    data: list[UnconfiguredSinkOut]
+
+
+class DropSinkIn(BaseModel):
+    """The sink whose pending and dead deliveries to delete (it must not be configured)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sink: str = Field(min_length=1, max_length=200)
+
+
+class DropSinkOut(BaseModel):
+    sink: str
+    dropped: int = Field(description="Pending and dead deliveries deleted")
+
+
 _MAX_ID = 2**63 - 1
 
 

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 
 from paytabs_guard.domain.events import EVENT_TYPES
 from paytabs_guard.entrypoints.health_checks import configured_sinks, event_store
-from paytabs_guard.observability import redact_card_numbers
+from paytabs_guard.observability import get_logger, redact_card_numbers
 from paytabs_guard.service import events as use_cases
 from paytabs_guard.service.events import (
     MAX_EVENT_PAGE,
@@ -24,6 +24,7 @@ from paytabs_guard.service.events import (
     NoSuchSink,
     NothingToRedeliver,
     SinkNotConfigured,
+    SinkStillConfigured,
     UnknownCursor,
 )
 
@@ -34,6 +35,8 @@ from .event_schemas import (
     EVENT_TYPE_SCHEMA,
     DeadLetterListOut,
     DeadLetterOut,
+    DropSinkIn,
+    DropSinkOut,
     EventListOut,
     EventOut,
     EventWithDeliveriesOut,
@@ -42,11 +45,14 @@ from .event_schemas import (
     RedeliverOut,
     ReplayIn,
     ReplayOut,
+    UnconfiguredSinkOut,
+    UnconfiguredSinksOut,
 )
 from .problems import Problem
 from .schemas import PROBLEM_RESPONSE
 from .strict_query import STRICT_QUERY
 
+log = get_logger(__name__)
 router = APIRouter(prefix="/payments/v2", tags=["events"], dependencies=STRICT_QUERY)
 _PROBLEM = PROBLEM_RESPONSE
 _NAME = Query(min_length=1, max_length=200)
@@ -175,6 +181,55 @@ async def replay(body: ReplayIn, container: ContainerDep, _admin: AdminDep) -> R
         ) from error
     container.relay.notify()
     return ReplayOut(replayed=count)
+
+
+@router.get(
+    "/events/unconfigured-sinks",
+    response_model=UnconfiguredSinksOut,
+    summary="Sinks no longer configured that still have deliveries (admin)",
+    responses={401: _PROBLEM, 403: _PROBLEM},
+)
+async def unconfigured_sinks(container: ContainerDep, _admin: AdminDep) -> UnconfiguredSinksOut:
+    """A sink taken out of the configuration (a URL removed from `EVENTS_WEBHOOK_URLS`)
+    keeps its pending deliveries and dead letters, and nothing sends them: drop them with
+    `POST /payments/v2/events/unconfigured-sinks/drop`, or configure the sink again."""
+    found = await use_cases.unconfigured_sinks(event_store(container), configured_sinks(container))
+    return UnconfiguredSinksOut(
+        data=[UnconfiguredSinkOut(sink=x.sink, pending=x.pending, dead=x.dead) for x in found]
+    )
+
+
+@router.post(
+    "/events/unconfigured-sinks/drop",
+    response_model=DropSinkOut,
+    summary="Delete the pending and dead deliveries of a sink no longer configured (admin)",
+    responses={401: _PROBLEM, 403: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM},
+)
+async def drop_unconfigured_sink(
+    body: DropSinkIn, container: ContainerDep, _admin: AdminDep
+) -> DropSinkOut:
+    """Its delivered rows stay (the events' history); the events stay in the outbox, and the
+    feed (`GET /payments/v2/events`) still has them. A sink configured now is a 409
+    `sink-configured`: its deliveries are on their way. Give every instance the same sinks:
+    an instance that still has the sink would be sending them."""
+    try:
+        dropped = await use_cases.drop_unconfigured_sink(
+            event_store(container), body.sink, configured_sinks(container)
+        )
+    except SinkStillConfigured as error:
+        raise Problem(
+            "sink_configured",
+            "Sink configured",
+            409,
+            f"{redact_card_numbers(str(error))}. Only a sink no longer configured (see GET "
+            "/payments/v2/events/unconfigured-sinks) can have its deliveries dropped.",
+        ) from error
+    log.warning(
+        "deliveries of an unconfigured sink dropped",
+        sink=redact_card_numbers(body.sink),
+        dropped=dropped,
+    )
+    return DropSinkOut(sink=body.sink, dropped=dropped)
 
 
 @router.get(
