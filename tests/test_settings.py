@@ -83,6 +83,11 @@ def test_seed_defaults_keep_their_names_units_and_values() -> None:
         ({"REDIS_URL": "redis://:pw@127.0.0.1:99999/0"}, "REDIS_URL", "port must be"),
         ({"REDIS_URL": "redis://127.0.0.1:6379/notadb"}, "REDIS_URL", "database number"),
         ({"EVENTS_WEBHOOK_URLS": "https://:0"}, "EVENTS_WEBHOOK_URLS", "host name"),
+        (
+            {"EVENTS_WEBHOOK_URLS": "https://shop.example/h?t=1,https://shop.example/h?t=1"},
+            "EVENTS_WEBHOOK_URLS",
+            "the same URL is listed twice",
+        ),
         # numbers past what the database column or a date can hold
         (
             {"PAYTABS_PROFILE_ID": "99999999999999999999999"},

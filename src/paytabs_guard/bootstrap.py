@@ -24,8 +24,10 @@ from paytabs_guard.adapters.events import (
     RedisStreamSink,
     Sink,
     SinkSet,
-    WebhookEndpoint,
-    webhook_sinks,
+)
+from paytabs_guard.adapters.events.webhook_aliases import (
+    position_aliases,
+    url_sinks,
 )
 from paytabs_guard.adapters.paytabs.callbacks import PayTabsCallbacks
 from paytabs_guard.adapters.paytabs.client import (
@@ -385,7 +387,8 @@ async def _build(
     profile_id, _ = settings.require_paytabs_credentials()
     metrics = metrics or Metrics(version=_version())
     if migrate:
-        await upgrade(settings.database_url)
+        aliases = position_aliases(settings.events_webhook_urls)
+        await upgrade(settings.database_url, webhook_aliases=aliases)
     engine = create_engine(settings.database_url)
     closers.append(engine.dispose)
 
@@ -448,11 +451,8 @@ async def _build(
     if settings.events_webhook_urls:
         http = httpx.AsyncClient(follow_redirects=False)
         closers.insert(0, http.aclose)
-        endpoints = [
-            WebhookEndpoint(name=str(n), url=url, secrets=tuple(settings.events_webhook_secret))
-            for n, url in enumerate(settings.events_webhook_urls, start=1)
-        ]
-        sinks.extend(webhook_sinks(endpoints, http, clock=clock))
+        secrets = tuple(settings.events_webhook_secret)
+        sinks.extend(url_sinks(settings.events_webhook_urls, secrets, http, clock=clock))
     relay = OutboxRelay(engine, sinks, clock=clock, max_attempts=settings.events_max_attempts)
     service = PaymentService(deps, wake=relay.notify, record=metrics.payment_result)
     return Container(
@@ -492,4 +492,5 @@ def _version() -> str:
 
 async def upgrade_database(settings: Settings) -> None:
     """Bring the configured database to the newest schema (``paytabs-guard db upgrade``)."""
-    await upgrade(settings.database_url)
+    aliases = position_aliases(settings.events_webhook_urls)  # for migration 0013
+    await upgrade(settings.database_url, webhook_aliases=aliases)

@@ -332,6 +332,9 @@ class Settings(BaseSettings):
         if isinstance(items, list | tuple):
             for item in items:
                 require_http_url(str(item))
+            if len({str(item).strip() for item in items}) < len(items):
+                # a sink is named by its URL: a URL twice would be one sink sent to twice
+                raise ValueError("the same URL is listed twice")
         return items
 
     @field_validator(

@@ -21,7 +21,7 @@ from paytabs_simulator.server import RunningSimulator
 from .api_support import ADMIN_KEY, API_KEY, DECLINED, Service, running_service
 from .console_support import csrf_of, form_fields, signed_in
 from .relay_support import drained
-from .test_events_api import WEBHOOK, service_with_sinks
+from .test_events_api import service_with_sinks, webhook_sink
 from .test_saved_cards import charge, save_card
 
 pytestmark = pytest.mark.anyio
@@ -95,7 +95,7 @@ async def test_replaying_dead_letters_needs_the_sessions_csrf_token(
             page = await browser.get("/console/dead-letters")
             assert page.status_code == 200
             assert payment["id"] in page.text
-            assert WEBHOOK in page.text
+            assert webhook_sink(service) in page.text
             ids = re.findall(r"name='id' value='(\d+)'", page.text)
             assert ids
             for token in ("", "0" * 32):

@@ -102,7 +102,7 @@ def _measure(url: str, payment: dict[str, Any]) -> dict[str, Any]:
         tab.wait_for("Sign out")
         for width in (360, 1280):
             tab.resize(width)
-            for page, ready in (("", LONG[:20]), ("/dead-letters", "webhook:1")):
+            for page, ready in (("", LONG[:20]), ("/dead-letters", "webhook:")):
                 tab.go(f"{url}/console{page}", ready)
                 seen[f"{page or '/payments'}@{width}"] = tab.evaluate(LAYOUT)
         tab.resize(390, 844)

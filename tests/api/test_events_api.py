@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paytabs_guard.adapters.events import CloudEvent
+from paytabs_guard.adapters.events.outgoing_webhooks import endpoint_name
 from paytabs_guard.entrypoints.loopback import serve_app
 from paytabs_simulator.server import RunningSimulator
 
@@ -31,7 +32,12 @@ from .relay_support import drained
 pytestmark = pytest.mark.anyio
 
 SECRET = "whsec_" + base64.b64encode(b"events-api-test-secret-32-bytes!").decode()
-WEBHOOK = "webhook:1"
+WEBHOOK = "webhook:1"  # the first URL, as a request may still name it
+
+
+def webhook_sink(service: Service) -> str:
+    """The merchant endpoint's sink as the service names it: by its URL, not its position."""
+    return "webhook:" + endpoint_name(service.container.settings.events_webhook_urls[0])
 
 
 @dataclass
@@ -84,7 +90,8 @@ async def first_attempt(service: Service, event_id: str) -> dict[str, Any]:
     while True:
         await service.container.relay.run_once()
         one = (await service.api.get(f"/payments/v2/events/{event_id}")).json()
-        webhook: dict[str, Any] = next(d for d in one["deliveries"] if d["sink"] == WEBHOOK)
+        sink = webhook_sink(service)
+        webhook: dict[str, Any] = next(d for d in one["deliveries"] if d["sink"] == sink)
         if webhook["attempts"] or time.monotonic() > deadline:
             return webhook
 
@@ -188,7 +195,8 @@ async def test_a_payments_events_show_each_sinks_delivery_and_can_be_redelivered
         for event in after["data"]:
             assert event["fanned_out_at"] is not None
             outcome = {(d["sink"], d["status"], d["attempts"]) for d in event["deliveries"]}
-            assert outcome == {("subscriber:erp", "delivered", 1), (WEBHOOK, "delivered", 1)}
+            made = (webhook_sink(service), "delivered", 1)
+            assert outcome == {("subscriber:erp", "delivered", 1), made}
         completed = after["data"][-1]["id"]
         assert merchant.received.count(completed) == 1
 
@@ -198,10 +206,10 @@ async def test_a_payments_events_show_each_sinks_delivery_and_can_be_redelivered
             f"/payments/v2/events/{completed}/redeliver", json={"sinks": [WEBHOOK]}
         )
         assert response.status_code == 202, response.text
-        assert response.json() == {"event_id": completed, "sinks": [WEBHOOK]}
+        assert response.json() == {"event_id": completed, "sinks": [webhook_sink(service)]}
         one = (await service.api.get(f"/payments/v2/events/{completed}")).json()
         states = {d["sink"]: d["status"] for d in one["deliveries"]}
-        assert states == {"subscriber:erp": "delivered", WEBHOOK: "pending"}
+        assert states == {"subscriber:erp": "delivered", webhook_sink(service): "pending"}
         webhook = await first_attempt(service, completed)  # fails, backs off (up to 5 s)
         assert (webhook["status"], webhook["attempts"]) == ("pending", 1)
         assert "HTTP 500" in webhook["last_error"]
@@ -214,7 +222,7 @@ async def test_a_payments_events_show_each_sinks_delivery_and_can_be_redelivered
         assert again.headers["content-type"] == "application/problem+json"
         detail = again.json()["detail"]
         # It names the delivery asked for; the subscriber's was made, not "every" one pending.
-        assert f"the delivery to {WEBHOOK} is still pending" in detail
+        assert f"the delivery to {webhook_sink(service)} is still pending" in detail
         assert "every delivery" not in detail
         merchant.down = False
         now[0] += timedelta(seconds=10)  # past the backoff
@@ -232,7 +240,7 @@ async def test_a_payments_events_show_each_sinks_delivery_and_can_be_redelivered
 
         # Without a body: every sink.
         everyone = await service.api.post(f"/payments/v2/events/{completed}/redeliver")
-        assert everyone.json()["sinks"] == sorted(["subscriber:erp", WEBHOOK])
+        assert everyone.json()["sinks"] == sorted(["subscriber:erp", webhook_sink(service)])
         await drained(service)
         assert (merchant.received.count(completed), seen.count(completed)) == (3, 2)
 
@@ -344,7 +352,7 @@ async def test_dead_letters_are_listed_and_replayed_by_an_admin(
             if cursor is None:
                 break
         assert len(letters) == expected
-        assert {letter["delivery"]["sink"] for letter in letters} == {WEBHOOK}
+        assert {letter["delivery"]["sink"] for letter in letters} == {webhook_sink(service)}
         assert all("HTTP 500" in letter["delivery"]["last_error"] for letter in letters)
         metrics = (await service.anonymous.get("/metrics")).text
         assert f"paytabs_guard_event_dead_letters {float(expected)}" in metrics

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paytabs_guard import tracing
+from paytabs_guard.adapters.events.outgoing_webhooks import endpoint_name
 from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.entrypoints.loopback import serve_app
 from paytabs_simulator.faults import Faults
@@ -263,7 +264,7 @@ async def test_an_outgoing_webhook_continues_the_trace_of_the_create(
         assert delivery.name.startswith("deliver payment.")
         assert delivery.kind is SpanKind.PRODUCER
         expected = {
-            "messaging.destination.name": "webhook:1",
+            "messaging.destination.name": "webhook:" + endpoint_name(merchant.url),
             "paytabs_guard.delivery.attempt": 1,
             tracing.PAYMENT_ID: payment["id"],
         }

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+from paytabs_guard.adapters.events.webhook_aliases import adopt_position_names, sink_names
 from paytabs_guard.bootstrap import Container
 from paytabs_guard.domain import ResultSource
 from paytabs_guard.entrypoints.health_checks import configured_sinks, event_store
@@ -20,8 +22,18 @@ log = get_logger(__name__)
 async def report_unconfigured_sinks(container: Container) -> None:
     """Once, at start-up: the sinks no longer configured (a URL taken out of
     EVENTS_WEBHOOK_URLS) that still have pending or dead deliveries, which nothing sends and
-    the outbox lag does not count. One read of the pending and dead rows' indexes."""
+    the outbox lag does not count. One read of the pending and dead rows' indexes. Before it,
+    which sink is which URL: a sink is named by a hash of its URL (``webhook:3f2a9c01b7de``);
+    the line shows its position and origin only (a token may be in the path or the query)."""
+    urls = container.settings.events_webhook_urls
+    for position, (url, sink) in enumerate(zip(urls, sink_names(urls), strict=True), start=1):
+        log.info("webhook sink", sink=sink, origin=_origin(url), position=position)
     try:
+        # Deliveries an instance of the older version still writes by position (a rolling
+        # upgrade past migration 0013) go to their URL's sink first.
+        moved = await adopt_position_names(container.engine)
+        if moved:
+            log.info("deliveries written by position moved to their URL's sink", moved=moved)
         left = await event_cases.unconfigured_sinks(
             event_store(container), configured_sinks(container)
         )
@@ -45,6 +57,12 @@ async def report_unconfigured_sinks(container: Container) -> None:
         hint="nothing sends them: configure the sinks again, or drop their deliveries with "
         "POST /payments/v2/events/unconfigured-sinks/drop (docs/events.md)",
     )
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: nothing of its user info, path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 async def reconcile_until(container: Container, stop: asyncio.Event) -> None:

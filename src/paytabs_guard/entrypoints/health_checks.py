@@ -8,8 +8,10 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import overload
 
 from paytabs_guard.adapters import reporting
+from paytabs_guard.adapters.events import WebhookSink
 from paytabs_guard.adapters.events.store import SqlEventStore
 from paytabs_guard.adapters.paytabs.errors import PayTabsError
 from paytabs_guard.adapters.sql import write_health
@@ -79,6 +81,22 @@ def event_store(container: Container) -> EventStore:
 def configured_sinks(container: Container) -> list[str]:
     """The names of the sinks the relay has now (subscribers registered so far included)."""
     return [sink.name for sink in container.relay.sinks()]
+
+
+@overload
+def by_position(container: Container, sink: str) -> str: ...
+@overload
+def by_position(container: Container, sink: None) -> None: ...
+def by_position(container: Container, sink: str | None) -> str | None:
+    """A sink as a client names it: ``webhook:N`` (N from 1 to the number of URLs) is the
+    N-th URL of EVENTS_WEBHOOK_URLS, as the docs have always said, whose sink is named by its
+    URL (``webhook:<12 hex digits>``); any other name is itself."""
+    prefix, _, position = (sink or "").partition(":")
+    if sink is None or prefix != "webhook" or not (position.isascii() and position.isdigit()):
+        return sink
+    webhooks = [found.name for found in container.relay.sinks() if isinstance(found, WebhookSink)]
+    n = int(position[:6])
+    return webhooks[n - 1] if 1 <= n <= len(webhooks) and len(position) <= 6 else sink
 
 
 def has_event_sinks(container: Container) -> bool:

@@ -14,10 +14,12 @@ a connection error is retried by the relay with backoff.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from pydantic import SecretStr
@@ -36,8 +38,30 @@ MAX_IN_FLIGHT: Final = 8
 USER_AGENT: Final = "paytabs-guard-webhooks/1"
 
 
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def endpoint_name(url: str) -> str:
+    """A name for the endpoint at ``url`` that stays its own wherever the URL stands in a list:
+    12 hex digits of the SHA-256 of the URL normalised (scheme and host in lower case, a
+    default port left out, an empty path as ``/``, no fragment). The service names its sinks
+    ``webhook:<this>``; a name by position moved one URL's backlog to another when a URL
+    before it was removed. It never shows the URL, whose query may carry a token."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""  # lower case already
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    port = parts.port
+    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    if "@" in parts.netloc:
+        netloc = f"{parts.netloc.rpartition('@')[0]}@{netloc}"
+    normalised = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,3 +111,15 @@ def still_pending(column: ColumnElement[str]) -> ColumnElement[bool]:
     such an index matched, it read every pending delivery to find a claim's few by id (110 ms
     per claim with 3,500 pending)."""
     return column.not_in([literal_column(f"'{status}'", Text()) for status in (DELIVERED, DEAD)])
+
+
+webhook_sink_aliases = Table(
+    "webhook_sink_aliases",
+    metadata,
+    Column("alias", Text, primary_key=True),
+    Column("sink", Text, nullable=False),
+)
+"""The service's webhook sinks were named by position (``webhook:1``); migration 0013 renamed
+them to ``webhook:<endpoint name>`` by the configuration it ran with, and keeps here which
+position was which URL's, so that deliveries an instance of the older version still writes
+under a position (a rolling upgrade) move to the same URL's sink, whatever the list is now."""

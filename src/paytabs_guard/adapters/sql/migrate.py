@@ -9,7 +9,7 @@ the schema current and does nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -38,12 +38,19 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision`` (default: the newest)."""
+async def upgrade(
+    url: str, revision: str = "head", *, webhook_aliases: Mapping[str, str] | None = None
+) -> None:
+    """Bring the database at ``url`` to ``revision`` (default: the newest).
+
+    ``webhook_aliases``: the service's webhook sinks as named by position (``webhook:1``) to
+    their names now, from EVENTS_WEBHOOK_URLS; migration 0013 moves the stored deliveries by
+    it (and only that migration reads it)."""
 
     def run(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
+        config.attributes["webhook_aliases"] = dict(webhook_aliases or {})
         command.upgrade(config, revision)
 
     await _migrate(url, run)

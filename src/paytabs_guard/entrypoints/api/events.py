@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
 from paytabs_guard.domain.events import EVENT_TYPES
-from paytabs_guard.entrypoints.health_checks import configured_sinks, event_store
+from paytabs_guard.entrypoints.health_checks import by_position, configured_sinks, event_store
 from paytabs_guard.observability import get_logger, redact_card_numbers
 from paytabs_guard.service import events as use_cases
 from paytabs_guard.service.events import (
@@ -140,7 +140,7 @@ async def dead_letters(
     _known_types([type] if type else ())
     page = await use_cases.list_dead_letters(
         event_store(container),
-        sink=sink,
+        sink=by_position(container, sink),
         event_type=type,
         after=decode_number_cursor("dead", cursor),
         limit=limit,
@@ -166,7 +166,7 @@ async def replay(body: ReplayIn, container: ContainerDep, _admin: AdminDep) -> R
         count = await use_cases.replay_dead_letters(
             event_store(container),
             ids=body.ids,
-            sink=body.sink,
+            sink=by_position(container, body.sink),
             event_type=body.type,
             configured=configured_sinks(container),
         )
@@ -268,7 +268,7 @@ async def redeliver(
         sinks = await use_cases.redeliver_event(
             event_store(container),
             event_id,
-            (body or RedeliverIn()).sinks or [],
+            [by_position(container, sink) for sink in (body or RedeliverIn()).sinks or []],
             configured=configured_sinks(container),
         )
     except SinkNotConfigured as error:
