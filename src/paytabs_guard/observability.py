@@ -22,7 +22,10 @@ One exception to the card rule: the value of a transaction-reference field (``tr
 Luhn check by chance; hiding those would leave operators unable to match a log line to a
 transaction. A card number is never written that way, and the exception holds only for the
 whole value of such a field: the same digits anywhere else (a message, a reason, any other
-field), or with spaces or anything else in the value, are still redacted.
+field), or with spaces or anything else in the value, are still redacted. The same holds for
+our own payment and card ids (``payment_id``, ``saved_card_id``: ``pay_`` or ``card_`` and 24
+random hex digits, about one in a thousand of which holds a Luhn-valid run): hidden, a
+payment's log lines could not be found by its id.
 
 Non-ASCII and control characters are escaped by the JSON renderer (``ensure_ascii``), so an
 Arabic name, a ``\\u0000`` or a right-to-left override in a payload cannot forge a log line.
@@ -123,6 +126,9 @@ def _maybe_sensitive(text: str) -> bool:
 _MIN_SECRET_LENGTH: Final = 6  # shorter "secrets" would redact ordinary words and numbers
 # A PayTabs transaction reference as a whole value: a few ASCII letters glued to digits.
 _TRAN_REF_VALUE: Final = re.compile(r"[A-Za-z]{2,8}[0-9]{6,24}")
+# Our own ids as this service makes them (payment_steps.py): a prefix and 24 random hex digits.
+# About one in a thousand holds a Luhn-valid run of 13 or more digits ("pay_2f46084171004...").
+_OWN_ID_VALUE: Final = re.compile(r"(?:pay|card)_[0-9a-f]{24}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -205,6 +211,22 @@ def _is_reference(key: str) -> bool:
     return lowered.endswith("tranref") or lowered == "gatewayref"
 
 
+@functools.lru_cache(maxsize=1024)  # keys are field names, a small set; never values
+def _is_own_id(key: str) -> bool:
+    """A field that holds one of our payment or card ids: ``payment_id``, ``card_id``,
+    ``saved_card_id``."""
+    lowered = key.lower().replace("-", "_")
+    return lowered.endswith(("payment_id", "card_id"))
+
+
+def _keeps_digits(key: str, value: str) -> bool:
+    """Whether ``value``, the whole value of field ``key``, is a reference or an id whose
+    digits are no card number (the module docstring's exception)."""
+    if _is_reference(key):
+        return _TRAN_REF_VALUE.fullmatch(value) is not None
+    return _is_own_id(key) and _OWN_ID_VALUE.fullmatch(value) is not None
+
+
 class Redactor:
     """The redaction processor; ``secrets`` are literal values that must never be printed."""
 
@@ -230,7 +252,7 @@ class Redactor:
         """A field's value: a transaction reference keeps its digits, the rest is scrubbed."""
         if _is_sensitive(key):
             return REDACTED
-        if type(value) is str and _is_reference(key) and _TRAN_REF_VALUE.fullmatch(value):
+        if type(value) is str and _keeps_digits(key, value):
             return self.scrub(value, cards=False)
         return self._value(value, depth)
 
@@ -281,7 +303,7 @@ class Redactor:
                 return False
             kind = type(value)
             if kind is str:
-                if _is_reference(key) and _TRAN_REF_VALUE.fullmatch(value):
+                if _keeps_digits(key, value):
                     # What _field does with it: letters glued to digits hold nothing the
                     # patterns look for but a card-like run, which it keeps; only a
                     # configured secret could be in it. Searched with the patterns, its

@@ -167,6 +167,30 @@ def test_a_luhn_valid_tran_ref_stays_readable_while_card_numbers_are_redacted() 
     assert LUHN_TRAN_REF not in out["reason"]
 
 
+LUHN_PAYMENT_ID = "pay_2f4608417100431a3f22668f"  # made by the service; "4608417100431" passes
+
+
+def test_our_own_ids_keep_their_digits_in_their_own_fields() -> None:
+    # About one payment id in a thousand holds a Luhn-valid run; hidden, the access line of
+    # a callback named "pay_2f[card redacted]a3f22668f" and no search found its payment.
+    assert "[card redacted]" in Redactor().scrub(LUHN_PAYMENT_ID)
+    card_id = "card_" + LUHN_PAYMENT_ID.removeprefix("pay_")
+    out = Redactor()(None, "info", {
+        "event": "callback",
+        "payment_id": LUHN_PAYMENT_ID,
+        "saved_card_id": card_id,
+        "nested": {"card_id": card_id},
+        "reason": f"payment {LUHN_PAYMENT_ID} is completed",  # not the field's whole value
+        "cart_id": LUHN_PAYMENT_ID,  # not an id field of ours: a merchant's text
+        "payment-id": f"pay_{VISA}abcdefgh",  # 24 characters, not 24 hex digits of ours
+    })  # fmt: skip
+    assert out["payment_id"] == LUHN_PAYMENT_ID
+    assert out["saved_card_id"] == out["nested"]["card_id"] == card_id
+    assert LUHN_PAYMENT_ID not in out["reason"]
+    assert out["cart_id"] != LUHN_PAYMENT_ID
+    assert VISA not in json.dumps(out)
+
+
 @settings(max_examples=300, deadline=None)
 @given(pan=_PANS, before=_EDGES, after=_EDGES, key=_OTHER_KEYS, ref_key=_TRAN_REF_KEYS)
 def test_a_card_number_is_redacted_wherever_it_is_but_in_a_reference_value(
