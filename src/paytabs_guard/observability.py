@@ -22,10 +22,8 @@ One exception to the card rule: the value of a transaction-reference field (``tr
 Luhn check by chance; hiding those would leave operators unable to match a log line to a
 transaction. A card number is never written that way, and the exception holds only for the
 whole value of such a field: the same digits anywhere else (a message, a reason, any other
-field), or with spaces or anything else in the value, are still redacted. The same holds for
-our own payment and card ids (``payment_id``, ``saved_card_id``: ``pay_`` or ``card_`` and 24
-random hex digits, about one in a thousand of which holds a Luhn-valid run): hidden, a
-payment's log lines could not be found by its id.
+field), or with spaces or anything else in the value, are still redacted. So does our own id
+under ``payment_id``, ``card_id`` or ``saved_card_id`` (one in a thousand holds a Luhn run).
 
 Non-ASCII and control characters are escaped by the JSON renderer (``ensure_ascii``), so an
 Arabic name, a ``\\u0000`` or a right-to-left override in a payload cannot forge a log line.
@@ -126,8 +124,7 @@ def _maybe_sensitive(text: str) -> bool:
 _MIN_SECRET_LENGTH: Final = 6  # shorter "secrets" would redact ordinary words and numbers
 # A PayTabs transaction reference as a whole value: a few ASCII letters glued to digits.
 _TRAN_REF_VALUE: Final = re.compile(r"[A-Za-z]{2,8}[0-9]{6,24}")
-# Our own ids as this service makes them (payment_steps.py): a prefix and 24 random hex digits.
-# About one in a thousand holds a Luhn-valid run of 13 or more digits ("pay_2f46084171004...").
+# Our ids as payment_steps.py makes them; one in a thousand holds a Luhn-valid digit run.
 _OWN_ID_VALUE: Final = re.compile(r"(?:pay|card)_[0-9a-f]{24}")
 
 
@@ -213,10 +210,8 @@ def _is_reference(key: str) -> bool:
 
 @functools.lru_cache(maxsize=1024)  # keys are field names, a small set; never values
 def _is_own_id(key: str) -> bool:
-    """A field that holds one of our payment or card ids: ``payment_id``, ``card_id``,
-    ``saved_card_id``."""
-    lowered = key.lower().replace("-", "_")
-    return lowered.endswith(("payment_id", "card_id"))
+    """``payment_id``, ``card_id``, ``saved_card_id``: a field for one of our ids."""
+    return key.lower().replace("-", "_").endswith(("payment_id", "card_id"))
 
 
 def _keeps_digits(key: str, value: str) -> bool:

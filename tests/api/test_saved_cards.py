@@ -377,7 +377,9 @@ async def test_a_card_deleted_while_its_charge_is_on_its_way_is_a_409_not_a_refu
     service = any_service
     card_id = (await save_card(service, customer_id="cust_6006"))["saved_card_id"]
     engine = service.sim.engine
-    engine.set_faults(Faults(latency_ms=400, fault_paths=["/payment/request"]))
+    # Long enough for the DELETE (a commit and PayTabs' token delete) to land first on a
+    # loaded CI machine: 400 ms was not, once, and the charge went through before it.
+    engine.set_faults(Faults(latency_ms=3000, fault_paths=["/payment/request"]))
     sent = engine.stats["requests /payment/request"]
     charging = asyncio.create_task(charge(service, card_id, key=new_key()))
     await until_seen(lambda: engine.stats["requests /payment/request"] > sent)
