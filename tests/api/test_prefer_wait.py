@@ -340,23 +340,35 @@ async def trip(breaker: CircuitBreaker) -> None:
             await breaker.call(_fails)
 
 
+def slot_taken_first(
+    service: Service,
+    breaker: CircuitBreaker,
+    monkeypatch: pytest.MonkeyPatch,
+    *methods: str,
+    only: Operation | None = None,
+) -> list[Reservation]:
+    """Another request takes the trial slot just before the gateway's ``methods`` run (for
+    ``only`` that operation: the race a crowd runs between the cheap check and the
+    reservation, or the call). Returns that request's reservation, once it is taken."""
+    gateway = service.container.gateway.gateway
+    taken: list[Reservation] = []
+    for name in methods:
+        real = getattr(gateway, name)
+
+        def before(*args: Any, real: Any = real, **kwargs: Any) -> Any:
+            if not taken and (only is None or only in args):
+                taken.append(breaker.reserve())
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(gateway, name, before)
+    return taken
+
+
 def another_request_reserves_first(
     service: Service, breaker: CircuitBreaker, monkeypatch: pytest.MonkeyPatch
 ) -> list[Reservation]:
-    """The next create's reservation finds the trial slot just taken by another request (the
-    race a crowd runs between the cheap check and the reservation). Returns that request's
-    reservation, once it is taken."""
-    gateway = service.container.gateway.gateway
-    real = gateway.reserve
-    taken: list[Reservation] = []
-
-    def reserve(operation: Operation) -> contextlib.AbstractContextManager[object]:
-        if operation is Operation.CREATE and not taken:
-            taken.append(breaker.reserve())
-        return real(operation)
-
-    monkeypatch.setattr(gateway, "reserve", reserve)
-    return taken
+    """The next create's reservation finds the trial slot just taken by another request."""
+    return slot_taken_first(service, breaker, monkeypatch, "reserve", only=Operation.CREATE)
 
 
 async def test_a_create_that_arrives_for_a_due_trial_and_loses_the_slot_is_held(
@@ -432,17 +444,7 @@ async def test_a_held_refund_that_loses_the_trial_slot_it_was_woken_for_is_held_
         clock.advance(60.0)
         first = breaker.reserve()  # a trial: half-open, its one slot taken; the refund waits
         # Another request takes the slot after the refund is woken, before its call leaves.
-        gateway = service.container.gateway.gateway
-        taken: list[Reservation] = []
-        for name in ("reserve", "follow_up"):
-            real = getattr(gateway, name)
-
-            def before(*args: Any, real: Any = real, **kwargs: Any) -> Any:
-                if not taken:
-                    taken.append(breaker.reserve())
-                return real(*args, **kwargs)
-
-            monkeypatch.setattr(gateway, name, before)
+        taken = slot_taken_first(service, breaker, monkeypatch, "reserve", "follow_up")
         first.release()
         await until(lambda: bool(taken) and (holding(service) == 1 or request.done()))
         assert not request.done(), request.result().text  # held again, 20 s are not over
@@ -471,16 +473,7 @@ async def test_a_held_process_that_loses_the_query_slot_it_was_woken_for_is_held
         await until(lambda: holding(service) == 1)
         clock.advance(60.0)
         first = breaker.reserve()  # a trial: half-open, its one slot taken; the request waits
-        gateway = service.container.gateway.gateway
-        real = gateway.transactions
-        taken: list[Reservation] = []
-
-        async def another_query_first(cart_id: str) -> Any:
-            if not taken:
-                taken.append(breaker.reserve())
-            return await real(cart_id)
-
-        monkeypatch.setattr(gateway, "transactions", another_query_first)
+        taken = slot_taken_first(service, breaker, monkeypatch, "transactions")
         first.release()  # woken for the free slot, which another query takes first
         await until(lambda: bool(taken) and (holding(service) == 1 or request.done()))
         assert not request.done(), request.result().text  # held again, 20 s are not over

@@ -85,7 +85,7 @@ class Holding:
         self.max_seconds = max_seconds
         self.max_held = max_held
         self.held = 0
-        self._pace = pace if pace is not None else ReturnPace(0)  # (an empty line is falsy)
+        self.pace = pace if pace is not None else ReturnPace(0)  # (an empty line is falsy)
 
     def request(
         self,
@@ -101,7 +101,8 @@ class Holding:
         the wait."""
         return HeldRequest(self, service, operation, requested, who, shutdown)
 
-    def _wait_seconds(self, requested: int | None) -> int | None:
+    def capped_wait(self, requested: int | None) -> int | None:
+        """The seconds a request asking for ``requested`` is held at most; None: not held."""
         if not requested or self.max_seconds == 0:
             return None
         return min(requested, self.max_seconds)
@@ -129,7 +130,7 @@ class HeldRequest:
         self._holding = holding
         self._service = service
         self._operation = operation
-        self._seconds = holding._wait_seconds(requested)
+        self._seconds = holding.capped_wait(requested)
         self._who = who
         self._shutdown = shutdown
         self._until: float | None = None
@@ -169,7 +170,7 @@ class HeldRequest:
         self.applied = seconds
         holding.held += 1
         if self._who is not None:
-            holding._pace.join(self._who, remaining)
+            holding.pace.join(self._who, remaining)
         started = loop.time()
         try:
             admitted = await _until_available_or_shutdown(
