@@ -342,7 +342,9 @@ async def test_a_crowd_back_together_after_an_outage_is_served_in_turns_and_leav
 async def test_held_creates_take_their_places_and_go_on_in_the_order_they_were_held(
     sim: RunningSimulator, sqlite_url: str
 ) -> None:
-    async with running_service(sim, sqlite_url, env={"CIRCUIT_BREAKER_RETURN_RATE": "50"}) as svc:
+    # At 5 a second one create with a turn runs at a time (return_pace.TURN_SECONDS), so the
+    # answers come in the order the turns were given, however long each create takes.
+    async with running_service(sim, sqlite_url, env={"CIRCUIT_BREAKER_RETURN_RATE": "5"}) as svc:
         breaker = svc.container.gateway.breakers.get("create")
         breaker.force_open()
         runtime = svc.app.state.runtime
