@@ -346,12 +346,14 @@ def _slow_head(seconds: float) -> Problem:
 
 def _response(status: bytes, problem: Problem, request_id: str) -> bytes:
     """The whole response, as ``problem_response`` makes it for the app, with a request id of
-    its own (the request middleware never ran for this request)."""
+    its own and the ``nosniff`` the request middleware adds to every answer (it never ran for
+    this request)."""
     response = problem_response(problem, request_id)
     lines = [
         b"HTTP/1.1 " + status,
         *(name + b": " + value for name, value in response.raw_headers),
         b"x-request-id: " + request_id.encode("ascii"),
+        b"x-content-type-options: nosniff",
         b"connection: close",
     ]
     return b"\r\n".join(lines) + b"\r\n\r\n" + bytes(response.body)
