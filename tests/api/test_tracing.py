@@ -329,3 +329,25 @@ async def test_a_card_number_in_the_path_is_not_exported_in_url_path(
     assert len(shown) == len(paths)
     assert all("[card redacted]" in path for path in shown), shown
     assert not any("4111" in path for path in shown), shown
+
+
+async def test_a_method_outside_http_s_own_is_traced_as_other_under_one_span_name(
+    sim: RunningSimulator, sqlite_url: str, spans: InMemorySpanExporter
+) -> None:
+    # The parser takes WebDAV's and UPnP's methods too, from anyone: named by them, each
+    # made span names of its own in the backend (the metrics already label them _OTHER).
+    async with traced_service(sim, sqlite_url) as (service, _merchant):
+        odd = [
+            await service.anonymous.request(method, "/livez") for method in ("PROPFIND", "MKCOL")
+        ]
+        usual = await service.anonymous.request("GET", "/livez")
+    assert [answer.status_code for answer in odd] == [405, 405]
+    assert usual.status_code == 200
+    servers = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert sorted(s.name for s in servers) == ["GET /livez", "HTTP /livez", "HTTP /livez"]
+    others = [attributes(s) for s in servers if s.name.startswith("HTTP ")]
+    assert [a["http.request.method"] for a in others] == ["_OTHER", "_OTHER"]
+    assert [a["http.request.method_original"] for a in others] == ["PROPFIND", "MKCOL"]
+    [get] = [attributes(s) for s in servers if s.name == "GET /livez"]
+    assert get["http.request.method"] == "GET"
+    assert "http.request.method_original" not in get

@@ -31,7 +31,7 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paytabs_guard import tracing
-from paytabs_guard.metrics import UNMATCHED_ROUTE, Metrics
+from paytabs_guard.metrics import OTHER_METHOD, UNMATCHED_ROUTE, Metrics, method_label
 from paytabs_guard.observability import (
     Redactor,
     bind_request_context,
@@ -197,8 +197,16 @@ def _server_span(scope: Scope, method: str) -> tracing.Span:
             traceparent = value.decode("latin-1")
         elif name == b"tracestate":
             tracestate = value.decode("latin-1")
-    span = tracing.span(method, "server", parent=(traceparent, tracestate), new_scope=True)
-    span.set("http.request.method", method)
+    label = method_label(method)
+    span = tracing.span(
+        _span_method(label), "server", parent=(traceparent, tracestate), new_scope=True
+    )
+    # As OpenTelemetry's HTTP conventions name them: a method outside HTTP's own is ``_OTHER``
+    # (the one sent beside it), and its span is named ``HTTP``, so that anyone sending the
+    # parser's thirty other methods makes no span names of their own in the backend.
+    span.set("http.request.method", label)
+    if label == OTHER_METHOD:
+        span.set("http.request.method_original", method)
     # the path, never the query string: the browser return's signature travels in it; and a
     # card number sent where an id goes hidden, as the logs and the problem hide it
     span.set("url.path", redact_card_numbers(str(scope.get("path", ""))))
@@ -208,11 +216,15 @@ def _server_span(scope: Scope, method: str) -> tracing.Span:
 def _end_server_span(span: tracing.Span, method: str, route: str, status: int) -> None:
     if span is tracing.NO_SPAN:
         return
-    span.rename(f"{method} {route}")
+    span.rename(f"{_span_method(method_label(method))} {route}")
     span.set("http.route", route)
     span.set("http.response.status_code", status)
     if status >= 500:
         span.fail(f"HTTP {status}")
+
+
+def _span_method(label: str) -> str:
+    return "HTTP" if label == OTHER_METHOD else label
 
 
 def _client_id(scope: Scope) -> str | None:
