@@ -61,16 +61,22 @@ async def _run_follow_up(
 ) -> Response:
     """200 with the payment; 202 (``confirmed`` false) when PayTabs' answer was unclear."""
     request, runtime, service = write.request, write.runtime, write.service
-    if service.unavailable_for(Operation.FOLLOW_UP) is not None:
-        # A payment that does not exist is a 404 now, not a wait and a 503: "come back later"
-        # would send its client round for ever. One read by primary key, no write.
-        await service.get(request.path_params["payment_id"])
     hold = runtime.holding.request(
         service,
         Operation.FOLLOW_UP,
         requested_wait(request),
         shutdown=draining.of_request(request.scope),
     )
+    if service.unavailable_for(Operation.FOLLOW_UP) is not None:
+        # A payment that does not exist is a 404 now, not a wait and a 503: "come back later"
+        # would send its client round for ever. One read by primary key, no write.
+        await service.get(request.path_params["payment_id"])
+        if hold.wanted:
+            # Nor is a key that holds an answer held for PayTabs: it is replayed at once, as
+            # without the header.
+            earlier = await stored_key_answer(write, body)
+            if earlier is not None:
+                return earlier
 
     async def run() -> Response:
         try:

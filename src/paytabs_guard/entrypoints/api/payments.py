@@ -180,13 +180,11 @@ async def run_create(
         shutdown=draining.of_request(request.scope),
     )
 
-    async def turned_away(closed: GatewayNotReached, *, client_waits: bool = True) -> Response:
-        # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
-        # the breaker check microseconds. Nothing is stored; once the circuit lets calls
-        # through, a retry with the same key runs normally. A key that already holds an
-        # answer is answered with it (one read): a merchant retrying a create that succeeded
-        # must hear 201, not "nothing was sent", whatever the breaker says now; one still in
-        # flight is waited for, as with the circuit closed.
+    async def answered_without_paytabs(*, client_waits: bool = True) -> Response | None:
+        # A key that already holds an answer is answered with it (one read): a merchant
+        # retrying a create that succeeded must hear 201, not "nothing was sent", whatever the
+        # breaker says now; one still in flight is waited for, as with the circuit closed. A
+        # create refused anyway (a deleted card) is refused: "retry later" would be a lie.
         earlier = await stored_key_answer(write, body, wait=client_waits)
         if earlier is not None:
             if who is not None:
@@ -199,6 +197,15 @@ async def run_create(
                 if who is not None:
                     runtime.pace.leave(who)  # refused for good: it waits for nothing
                 raise
+        return None
+
+    async def turned_away(closed: GatewayNotReached, *, client_waits: bool = True) -> Response:
+        # Fail fast before the idempotency claim: its two committed writes cost milliseconds,
+        # the breaker check microseconds. Nothing is stored; once the circuit lets calls
+        # through, a retry with the same key runs normally.
+        earlier = await answered_without_paytabs(client_waits=client_waits)
+        if earlier is not None:
+            return earlier
         wait = closed.retry_after or 0.0
         extra = None if who is None else runtime.pace.line_wait(who, wait)
         problem = gateway_unavailable(wait, prefer_wait=hold.applied, extra=extra)
@@ -238,6 +245,12 @@ async def run_create(
                 resource_id=payment_id_of,
             )
 
+    if hold.wanted and service.unavailable_for(operation) is not None:
+        # Held, it would wait for PayTabs; a request that needs no call to PayTabs (a replay,
+        # a doomed card) is answered at once, as it is without the header.
+        earlier = await answered_without_paytabs()
+        if earlier is not None:
+            return earlier
     try:
         # Turned away by the check or the reservation (nothing claimed or stored), a request
         # with ``Prefer: wait`` is held again for what is left of its wait (prefer_wait.py).

@@ -138,6 +138,11 @@ class HeldRequest:
         #: The wait applied (``Preference-Applied: wait=N``), once the request was held.
         self.applied: int | None = None
 
+    @property
+    def wanted(self) -> bool:
+        """Whether the request asked to be held, and the server holds requests at all."""
+        return self._seconds is not None
+
     async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()`` once the breaker would let it through (held until then), and again,
         held anew, each time it is turned away with nothing stored or sent while its wait
