@@ -115,3 +115,37 @@ async def test_a_chargeable_card_is_still_held_while_the_token_breaker_is_open(
     assert waiting.status_code == 503, waiting.text
     assert waiting.headers["preference-applied"] == "wait=1"
     assert (await charge(service, paid["saved_card_id"])).status_code == 503
+
+
+async def test_process_of_a_decided_or_unknown_payment_is_answered_at_once(
+    service: Service,
+) -> None:
+    payment = await service.create("50.00")
+    await service.pay(payment)
+    await service.callbacks_done()
+    service.container.gateway.breakers.get("query").force_open()
+    decided = await service.api.get(
+        f"/payments/v2/process/{payment['id']}", headers=LONG_WAIT, timeout=PATIENCE
+    )
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["state"] == "completed"
+    assert decided.json()["confirmed"] is True  # PayTabs had nothing more to say
+    assert "preference-applied" not in decided.headers
+    unknown = await service.api.get(
+        "/payments/v2/process/pay_000000000000000000000000", headers=LONG_WAIT, timeout=PATIENCE
+    )
+    assert unknown.status_code == 404, unknown.text
+    assert held(service) == 0
+
+
+async def test_process_of_an_undecided_payment_is_still_held_while_the_circuit_is_open(
+    service: Service,
+) -> None:
+    payment = await service.create("50.00")
+    service.container.gateway.breakers.get("query").force_open()
+    waited = await service.api.get(
+        f"/payments/v2/process/{payment['id']}", headers={"Prefer": "wait=1"}
+    )
+    assert waited.status_code == 200, waited.text
+    assert waited.json()["confirmed"] is False
+    assert waited.headers["preference-applied"] == "wait=1"

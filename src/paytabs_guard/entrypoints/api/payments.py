@@ -397,24 +397,28 @@ async def process(
     is, unless a refund, capture or void of it is unsettled (pending at PayTabs, or its answer
     was lost): then PayTabs is asked about that too. PayTabs is asked about one payment at most once
     every 2 seconds (per worker), and never twice at once: a request in between is answered
-    from the stored state, which holds that answer. With ``Prefer: wait=N`` the request is
-    held while the query circuit is open, as a create is."""
+    from the stored state, which holds that answer. With ``Prefer: wait=N`` a request that
+    must ask PayTabs is held while the query circuit is open, as a create is (one that need
+    not, a decided payment or an unknown id, is answered at once)."""
     hold = runtime.holding.request(
         service,
         Operation.QUERY,
         requested_wait(request),
         shutdown=draining.of_request(request.scope),
     )
-    await hold.wait(again=False)
+    # Held only when PayTabs had to be asked and the circuit turned the query away: an unknown
+    # id (404) or a decided payment needs no query, and is answered at once, as without it.
     synced = await sync_within(runtime, service, payment_id)
+    held_before = False
     while (
         synced.retry_after is not None
         and not synced.confirmed
         and service.unavailable_for(Operation.QUERY) is not None
-        and await hold.wait(again=True)
+        and await hold.wait(again=held_before)
     ):
-        # Not asked after all (its trial slot taken by another query meanwhile, or the
-        # circuit re-opened): held again for what is left of the wait.
+        # Not asked (the circuit is open, or its trial slot was taken by another query
+        # meanwhile): held, then asked again, for what is left of the wait.
+        held_before = True
         synced = await sync_within(runtime, service, payment_id)
     out = PaymentOut.of(synced.payment).model_dump()
     retry_ms = (
