@@ -36,12 +36,15 @@ INSTANT: Final = 0.001
 """Seconds under which a held request let through after a turn-away was not held at all."""
 
 _PREFERENCE: Final = re.compile(
-    r'\s*([^\s=;,"]+)(?:\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;,"]*))?\s*'
-    r'((?:;(?:[^;,"]|"(?:[^"\\]|\\.)*")*)*)\s*(?:,|$)'
+    r'\s*+([^\s=;,"]++)(?:\s*+=\s*+("(?:[^"\\]|\\.)*+"|[^\s;,"]*+))?\s*+'
+    r'((?:;(?:[^;,"]|"(?:[^"\\]|\\.)*+")*+)*+)\s*+(?:,|$)'
 )
 """One preference of RFC 7240's ``1#preference``: a token, its optional value (a token or a
 quoted string), then its ``;`` parameters (which belong to it, whatever their names), up to
-the comma that ends it."""
+the comma that ends it. Every repetition is possessive (``*+``): each part can end only where
+it does, so there is nothing to backtrack into, and a match that fails fails in one pass.
+Side by side, backtracking whitespace runs tried every split of a run of spaces: one create
+with ``Prefer: a`` + 32,000 spaces + ``x`` held the event loop for 8 s."""
 
 _DIGITS: Final = re.compile(r"[0-9]+")
 _LONGEST: Final = 2**31
@@ -67,7 +70,8 @@ def requested_wait(request: Request) -> int | None:
             seconds = (match.group(2) or "").strip('"')
             if not _DIGITS.fullmatch(seconds):
                 return None
-            return _LONGEST if len(seconds) > 10 else min(int(seconds), _LONGEST)
+            significant = seconds.lstrip("0") or "0"  # wait=0002 is two seconds
+            return _LONGEST if len(significant) > 10 else min(int(significant), _LONGEST)
     return None
 
 
