@@ -321,6 +321,12 @@ async def test_a_card_number_in_any_other_name_is_not_repeated(service: Service)
             ),
             422,
         ),
+        (
+            await service.admin.post(
+                "/payments/v2/events/unconfigured-sinks/drop", json={"sink": f"to {VISA}"}
+            ),
+            200,  # no sink has that name: nothing dropped, and the name not repeated
+        ),
     ):
         assert response.status_code == status, response.text
         assert "[card redacted]" in response.text
@@ -337,3 +343,20 @@ async def test_a_long_name_is_not_repeated_in_a_404(service: Service) -> None:
         assert response.status_code == 404, response.text
         assert len(response.content) < 1_000
         assert "with that" in response.json()["detail"]
+
+
+async def test_a_long_sink_name_is_refused_not_repeated(service: Service) -> None:
+    # A redelivery's sink names were unbounded: fifty of 1,250 characters came back whole in
+    # the 422 for sinks the event never had, a 63 KB answer. A sink name takes 200, as in
+    # every other request that names one.
+    payment = await service.create()
+    events = await service.api.get("/payments/v2/events", params={"payment_id": payment["id"]})
+    event_id = events.json()["data"][0]["id"]
+    response = await service.api.post(
+        f"/payments/v2/events/{event_id}/redeliver",
+        json={"sinks": [f"webhook:{n}" + "e" * 1_250 for n in range(50)]},
+    )
+    assert response.status_code == 422, response.text
+    assert len(response.content) < 5_000
+    assert "e" * 201 not in response.text
+    assert all(error["field"].startswith("sinks.") for error in response.json()["errors"])

@@ -105,7 +105,9 @@ class PaymentEventsOut(BaseModel):
 class RedeliverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sinks: list[str] | None = Field(
+    # Each name bounded as a sink is everywhere else (200): the 422 for a sink the event
+    # never had repeats the names, and unbounded they filled it to the body's 64 KiB.
+    sinks: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
         None,
         min_length=1,
         max_length=50,

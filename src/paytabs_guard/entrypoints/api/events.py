@@ -229,7 +229,8 @@ async def drop_unconfigured_sink(
         sink=redact_card_numbers(body.sink),
         dropped=dropped,
     )
-    return DropSinkOut(sink=body.sink, dropped=dropped)
+    # The name as sent, but never a card number (no sink is named so: nothing was dropped).
+    return DropSinkOut(sink=redact_card_numbers(body.sink), dropped=dropped)
 
 
 @router.get(
