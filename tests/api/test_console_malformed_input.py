@@ -63,3 +63,22 @@ async def test_a_csrf_token_that_is_not_ascii_is_a_wrong_token(
         assert "The form expired" in logout.text
         # Still signed in: the refused Sign out ended nothing.
         assert (await browser.get("/console")).status_code == 200
+
+
+async def test_a_card_number_in_the_address_is_not_repeated_on_a_page(service: Service) -> None:
+    # The API's 404s and 422s hide a card number sent as an id or a name; the console's pages
+    # repeated it: a payment's 404 page, the search box and the language switch's links.
+    card = "4111111111111111"
+    async with signed_in(service) as browser:
+        for path, status in (
+            (f"/console/payments/{card}", 404),
+            (f"/console?q={card}", 200),
+            ("/console?q=4111 1111 1111 1111&state=completed", 200),
+        ):
+            page = await browser.get(path)
+            assert page.status_code == status, page.text
+            assert "1111" not in page.text
+        # A reference whose digits pass the Luhn check but are no card (glued to letters)
+        # is shown as typed.
+        kept = await browser.get("/console?q=TST2634047856947")
+        assert "TST2634047856947" in kept.text

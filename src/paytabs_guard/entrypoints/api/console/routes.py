@@ -25,6 +25,7 @@ from paytabs_guard.entrypoints.api.auth import unauthenticated
 from paytabs_guard.entrypoints.api.dependencies import RuntimeDep
 from paytabs_guard.entrypoints.api.rate_limit import request_source
 from paytabs_guard.entrypoints.api.runtime import Runtime
+from paytabs_guard.observability import has_card_number, redact_card_numbers
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service import events as event_cases
 from paytabs_guard.service.events import EventWithDeliveries
@@ -139,12 +140,20 @@ async def _frame(request: Request, runtime: Runtime, operator: Operator) -> page
     lag = await health_checks.outbox_lag(runtime.container)
     return pages.Frame(
         lang=pick_language(request),
-        path=request.url.path,
-        query={k: v for k, v in request.query_params.items() if k != "lang"},
+        # Kept in the page's links (the language switch): never a card number sent in the
+        # address, as no API answer repeats one.
+        path=_no_card(request.url.path),
+        query={k: _no_card(v) for k, v in request.query_params.items() if k != "lang"},
         csrf=operator.csrf,
         breakers={name: snapshot.state for name, snapshot in snapshots.items()},
         dead_letters=lag.dead_letters,
     )
+
+
+def _no_card(text: str) -> str:
+    """Text from the address as a page repeats it: a card number (the API's rule, which
+    leaves the digits of a reference such as ``TST2634047856947`` alone) hidden."""
+    return redact_card_numbers(text) if has_card_number(text) else text
 
 
 class _TooManyFields(Exception):
@@ -247,7 +256,8 @@ async def _search(request: Request, runtime: Runtime) -> tuple[pages.Search, Any
     """The search as typed, its page of payments (None on bad input), and the error word."""
     params = request.query_params
     typed = pages.Search(
-        reference=params.get("q", "").strip()[:_MAX_FIELD],
+        # Shown back in the search box: a card number is no reference, and not repeated.
+        reference=_no_card(params.get("q", "").strip()[:_MAX_FIELD]),
         state=params.get("state", "")[:_MAX_FIELD],
         created_from=params.get("from", "")[:_MAX_FIELD],
         created_to=params.get("to", "")[:_MAX_FIELD],
@@ -313,7 +323,8 @@ async def payment(
     try:
         found, events = await _payment_and_events(runtime, payment_id)
     except PaymentNotFound:
-        return _with_language(request, timeline.not_found(frame, payment_id))
+        # The id from the address as the API's 404 repeats it: a card number hidden.
+        return _with_language(request, timeline.not_found(frame, _no_card(payment_id)))
     return _with_language(request, timeline.payment_page(frame, found, events))
 
 
