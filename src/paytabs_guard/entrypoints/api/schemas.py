@@ -32,6 +32,9 @@ from .field_rules import (
     AMOUNT_SHAPE,
     MAX_AMOUNT,
     Text,
+    Text16,
+    Text64,
+    Text128,
     amount_string,
     http_url,
     ip_address,
@@ -78,7 +81,7 @@ NoBody = Annotated[
 class CustomerIn(_Input):
     """Who pays; PayTabs shows it on the hosted page. Every field is optional."""
 
-    name: Text | None = Field(None, max_length=128)
+    name: Text128 | None = None
     # The pattern inside Annotated: on the union it is enforced but left out of the schema.
     email: (
         Annotated[
@@ -96,9 +99,9 @@ class CustomerIn(_Input):
         description="Digits, an optional leading +, spaces, ( ) . - /; not a card number",
     )
     country: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}$")
-    city: Text | None = Field(None, max_length=64)
-    street: Text | None = Field(None, max_length=128)
-    zip: Text | None = Field(None, max_length=16)
+    city: Text64 | None = None
+    street: Text128 | None = None
+    zip: Text16 | None = None
     ip: Annotated[str, AfterValidator(ip_address)] | None = Field(None, max_length=45)
 
     def to_customer(self) -> Customer:
