@@ -30,7 +30,7 @@ from paytabs_guard.service.events import (
 
 from .cursors import decode_number_cursor, encode_cursor, invalid_cursor
 from .dependencies import AdminDep, ClientDep, ContainerDep
-from .errors import shown_id
+from .errors import shown_cut, shown_id
 from .event_schemas import (
     EVENT_TYPE_SCHEMA,
     DeadLetterListOut,
@@ -70,8 +70,8 @@ def _known_types(types: Sequence[str], where: str = "query") -> None:
             {
                 "type": "enum",
                 "loc": (where, "type"),
-                "msg": f"Unknown event type {redact_card_numbers(name)[:40]!r}; the types are: "
-                f"{known}",
+                # Cut before the card-number search, which costs ~11 us a character.
+                "msg": f"Unknown event type {shown_cut(name, 40)!r}; the types are: {known}",
                 "input": None,
             }
             for name in unknown
