@@ -351,6 +351,8 @@ async def test_a_method_outside_http_s_own_is_traced_as_other_under_one_span_nam
     [get] = [attributes(s) for s in servers if s.name == "GET /livez"]
     assert get["http.request.method"] == "GET"
     assert "http.request.method_original" not in get
+
+
 async def test_a_long_path_is_cut_before_card_numbers_are_looked_for(
     sim: RunningSimulator, sqlite_url: str, spans: InMemorySpanExporter
 ) -> None:
