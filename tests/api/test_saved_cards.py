@@ -253,6 +253,30 @@ async def test_with_the_breaker_open_a_deleted_card_is_refused_as_deleted_not_to
     assert finished.status_code == 200
 
 
+async def test_a_key_turned_away_then_refused_for_its_card_leaves_the_return_line(
+    service: Service,
+) -> None:
+    # Turned away (503), a charge's key takes a place in the line of creates that come back
+    # in turns; refused for good on its retry (the card deleted meanwhile) it leaves it, held
+    # for Prefer: wait or not, and takes no place ahead of others.
+    paid = await save_card(service, customer_id="cust_4007")
+    card_id = paid["saved_card_id"]
+    service.container.gateway.breakers.get("token").force_open()
+    key = new_key()
+    assert (await charge(service, card_id, key=key)).status_code == 503
+    pace = service.app.state.runtime.pace
+    assert len(pace) == 1
+    assert (await service.api.delete(f"/payments/v2/cards/{card_id}")).status_code == 503
+    body = {"amount": "20.00", "currency": "SAR", "description": "Membership, March"}
+    refused = await service.api.post(
+        "/payments/v2/recurring",
+        json={**body, "saved_card_id": card_id},
+        headers={"Idempotency-Key": key, "Prefer": "wait=60"},
+    )
+    assert refused.status_code == 409, refused.text
+    assert len(pace) == 0
+
+
 async def test_a_payment_without_save_card_gets_no_token(service: Service) -> None:
     payment = await service.create("50.00")
     assert payment["saved_card_id"] is None
