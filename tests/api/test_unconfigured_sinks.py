@@ -13,8 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import delete, update
 
 from paytabs_guard.adapters.events.outgoing_webhooks import endpoint_name
+from paytabs_guard.adapters.events.tables import event_deliveries, webhook_sink_aliases
+from paytabs_guard.entrypoints.background import adopt_position_names_until
 from paytabs_simulator.server import RunningSimulator
 
 from .api_support import Service, running_service
@@ -256,3 +259,85 @@ async def test_a_sink_is_still_named_by_its_position_in_requests(
         await drained(service)
         assert second.received.count(event["id"]) == 2
         assert first.received.count(event["id"]) == 1
+
+
+async def written_by_position(service: Service, sink: str, position: str) -> int:
+    """Name ``sink``'s pending deliveries by position, as an instance of the version before
+    sinks were named by URL writes them during a rolling upgrade; how many."""
+    async with service.container.engine.begin() as connection:
+        moved = await connection.execute(
+            update(event_deliveries)
+            .where(event_deliveries.c.sink == sink, event_deliveries.c.status == "pending")
+            .values(sink=position)
+        )
+    return int(moved.rowcount)
+
+
+async def test_deliveries_written_by_position_belong_to_their_url_and_are_never_dropped(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    # During a rolling upgrade the older instances write "webhook:1". The admin's list showed
+    # them as a sink no longer configured, and a drop of "webhook:1" deleted them: deliveries
+    # of a URL configured all along, lost.
+    now = [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]
+    async with merchant_endpoint() as first, merchant_endpoint() as second:
+        first.down = True
+        async with with_urls(sim, database_url, lambda: now[0], first.url, second.url) as service:
+            kept = sink_of(first)
+            await service.create()
+            await service.container.relay.run_once()  # the first URL refuses: pending
+            waiting = len(await deliveries(service, kept, "pending"))
+            assert waiting
+            assert await written_by_position(service, kept, "webhook:1") == waiting
+
+            listed = await service.admin.get("/payments/v2/events/unconfigured-sinks")
+            assert listed.json() == {"data": []}  # moved to the URL's sink first, not "left"
+            assert len(await deliveries(service, kept, "pending")) == waiting
+
+            assert await written_by_position(service, kept, "webhook:1") == waiting
+            refused = await service.admin.post(
+                "/payments/v2/events/unconfigured-sinks/drop", json={"sink": "webhook:1"}
+            )
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["type"].endswith("/sink-configured")
+            assert kept in refused.json()["detail"]
+            assert not await deliveries(service, kept, "pending")  # still "webhook:1": kept
+            listed = await service.admin.get("/payments/v2/events/unconfigured-sinks")
+            assert listed.json() == {"data": []}
+            first.down = False
+            now[0] += timedelta(minutes=10)
+            await drained(service)
+            assert len(set(first.received)) == waiting  # every one reached the first URL
+
+
+async def test_deliveries_written_by_position_move_while_the_service_runs(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    # At start-up alone, what the last older instance wrote after the last new one started
+    # stayed under "webhook:1", sent by nobody until the next restart.
+    now = [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]
+    async with merchant_endpoint() as first:
+        first.down = True
+        async with with_urls(sim, database_url, lambda: now[0], first.url) as service:
+            kept = sink_of(first)
+            await service.create()
+            await service.container.relay.run_once()
+            waiting = await written_by_position(service, kept, "webhook:1")
+            assert waiting
+            stop = asyncio.Event()
+            loop = asyncio.create_task(
+                adopt_position_names_until(service.container, stop, every=0.001)
+            )
+            async with asyncio.timeout(10):
+                while len(await deliveries(service, kept, "pending")) < waiting:  # noqa: ASYNC110 - the rows move in the database
+                    await asyncio.sleep(0.01)
+            stop.set()
+            await asyncio.wait_for(loop, 10)
+
+            # With no position recorded (a database that never had them), the loop ends.
+            async with service.container.engine.begin() as connection:
+                await connection.execute(delete(webhook_sink_aliases))
+            ended = asyncio.create_task(
+                adopt_position_names_until(service.container, asyncio.Event(), every=0.001)
+            )
+            await asyncio.wait_for(ended, 10)

@@ -1,11 +1,14 @@
-"""The loops a serving instance runs beside its requests: reconciliation passes and the
-sleeper that expires unpaid pages at their deadlines (the outbox relay runs its own), and the
-start-up report of deliveries left to sinks no longer configured."""
+"""The loops a serving instance runs beside its requests: reconciliation passes, the sleeper
+that expires unpaid pages at their deadlines (the outbox relay runs its own), the move of
+deliveries written by position during a rolling upgrade, and the start-up report of
+deliveries left to sinks no longer configured."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
+from typing import Final
 from urllib.parse import urlsplit
 
 from paytabs_guard.adapters.events.webhook_aliases import adopt_position_names, sink_names
@@ -17,6 +20,9 @@ from paytabs_guard.service import events as event_cases
 from paytabs_guard.service.reconciliation import ReconcileReport, reconcile_forever
 
 log = get_logger(__name__)
+
+ADOPT_EVERY_SECONDS: Final = 60.0
+"""How often deliveries written by position (during a rolling upgrade) are moved."""
 
 
 async def report_unconfigured_sinks(container: Container) -> None:
@@ -57,6 +63,30 @@ async def report_unconfigured_sinks(container: Container) -> None:
         hint="nothing sends them: configure the sinks again, or drop their deliveries with "
         "POST /payments/v2/events/unconfigured-sinks/drop (docs/events.md)",
     )
+
+
+async def adopt_position_names_until(
+    container: Container, stop: asyncio.Event, every: float = ADOPT_EVERY_SECONDS
+) -> None:
+    """Every ``every`` seconds until ``stop`` is set, move what instances of the version
+    before sinks were named by URL wrote by position to their URL's sink; ends at once when
+    the upgrade recorded no position. At start-up alone, what the last of them wrote after
+    the last new instance started stayed under ``webhook:N``, sent by nobody until the next
+    restart."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if stop.is_set():
+            return
+        try:
+            moved = await adopt_position_names(container.engine)
+        except Exception as error:  # the relay's own runs report a database that is down
+            log.warning("could not move deliveries written by position", error=type(error).__name__)
+            continue
+        if moved is None:
+            return
+        if moved:
+            log.info("deliveries written by position moved to their URL's sink", moved=moved)
 
 
 def _origin(url: str) -> str:

@@ -150,6 +150,12 @@ class EventStore(Protocol):
         """Delete the sink's pending and dead deliveries (delivered ones stay, as history)."""
         ...
 
+    async def adopt_position_names(self) -> int | None:
+        """Move the deliveries an instance of a version before the sinks were named by URL
+        wrote under a position (``webhook:N``) to the sink recorded for that position;
+        how many moved, None when none was recorded."""
+        ...
+
 
 class UnknownCursor(LookupError):
     """A feed cursor that names no event."""
@@ -353,13 +359,18 @@ async def replay_dead_letters(
 async def unconfigured_sinks(
     store: EventStore, configured: Collection[str]
 ) -> Sequence[LeftDeliveries]:
-    """The sinks not in ``configured`` that still have pending or dead deliveries."""
+    """The sinks not in ``configured`` that still have pending or dead deliveries. What an
+    older instance wrote by position during a rolling upgrade goes to its URL's sink first:
+    it is not left, and listed as left it would be dropped."""
+    await store.adopt_position_names()
     return await store.left_deliveries(configured)
 
 
 async def drop_unconfigured_sink(store: EventStore, sink: str, configured: Collection[str]) -> int:
     """Delete the pending and dead deliveries of a sink no longer configured; return how many.
-    A configured sink is refused (``SinkStillConfigured``): its deliveries are on their way."""
+    A configured sink is refused (``SinkStillConfigured``): its deliveries are on their way.
+    Deliveries written by position go to their URL's sink first, never with the drop."""
     if sink in configured:
         raise SinkStillConfigured(sink)
+    await store.adopt_position_names()
     return await store.drop_deliveries(sink)

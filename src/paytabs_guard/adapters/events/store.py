@@ -35,6 +35,7 @@ from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.resilience.clock import utc_now
 from paytabs_guard.service.events import DeadLetterEntry, Delivery, LeftDeliveries, StoredEvent
 
+from . import webhook_aliases
 from .relay import Clock
 from .tables import DEAD, DELIVERED, PENDING, event_deliveries, has_status
 
@@ -234,6 +235,9 @@ class SqlEventStore:
             LeftDeliveries(sink, found.get(PENDING, 0), found.get(DEAD, 0))
             for sink, found in sorted(counts.items())
         ]
+
+    async def adopt_position_names(self) -> int | None:
+        return await webhook_aliases.adopt_position_names(self._engine)
 
     async def drop_deliveries(self, sink: str) -> int:
         waiting = or_(has_status(_d.status, PENDING), has_status(_d.status, DEAD))

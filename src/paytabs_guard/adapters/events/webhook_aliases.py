@@ -63,15 +63,18 @@ def position_aliases(urls: Sequence[str]) -> dict[str, str]:
     return {f"{SINK_PREFIX}{n}": name for n, name in enumerate(sink_names(urls), start=1)}
 
 
-async def adopt_position_names(engine: AsyncEngine) -> int:
+async def adopt_position_names(engine: AsyncEngine) -> int | None:
     """Move pending and dead deliveries still under a position name to the sink the upgrade
-    recorded for that position; returns how many moved. One read of the small alias table,
-    then per recorded position one update through the pending and dead rows' indexes."""
+    recorded for that position; returns how many moved, None when no position was recorded
+    (nothing will ever be written by one). One read of the small alias table, then per
+    recorded position one update through the pending and dead rows' indexes."""
     d = event_deliveries
     taken = event_deliveries.alias("taken")
     moved = 0
     async with write_transaction(engine) as connection:
         aliases = (await connection.execute(select(webhook_sink_aliases))).all()
+        if not aliases:
+            return None
         for alias, sink in aliases:
             statement = (
                 update(d)

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from paytabs_guard import tracing
 from paytabs_guard.bootstrap import DATABASE_UNREACHABLE, Container, build_container
 from paytabs_guard.entrypoints.background import (
+    adopt_position_names_until,
     expire_pages_until,
     reconcile_until,
     report_unconfigured_sinks,
@@ -95,6 +96,7 @@ async def _background(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.Tas
     tasks = [
         asyncio.create_task(container.relay.run_forever(stop), name="outbox-relay"),
         asyncio.create_task(report_unconfigured_sinks(container), name="unconfigured-sinks"),
+        asyncio.create_task(adopt_position_names_until(container, stop), name="position-names"),
     ]
     if container.reconciliation.interval is not None:
         tasks.append(asyncio.create_task(reconcile_until(container, stop), name="reconcile"))

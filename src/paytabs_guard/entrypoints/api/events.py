@@ -210,11 +210,14 @@ async def drop_unconfigured_sink(
 ) -> DropSinkOut:
     """Its delivered rows stay (the events' history); the events stay in the outbox, and the
     feed (`GET /payments/v2/events`) still has them. A sink configured now is a 409
-    `sink-configured`: its deliveries are on their way. Give every instance the same sinks:
-    an instance that still has the sink would be sending them."""
+    `sink-configured`: its deliveries are on their way; so is `webhook:N` while there is an
+    N-th URL (the name it had before sinks were named by URL). Give every instance the same
+    sinks: an instance that still has the sink would be sending them."""
     try:
+        # ``webhook:N`` names the N-th URL in every request: rows an older instance wrote under
+        # it during a rolling upgrade are that URL's deliveries, not a removed sink's.
         dropped = await use_cases.drop_unconfigured_sink(
-            event_store(container), body.sink, configured_sinks(container)
+            event_store(container), by_position(container, body.sink), configured_sinks(container)
         )
     except SinkStillConfigured as error:
         raise Problem(
