@@ -20,7 +20,7 @@ from paytabs_guard.adapters.events.tables import event_deliveries, webhook_sink_
 from paytabs_guard.entrypoints.background import adopt_position_names_until
 from paytabs_simulator.server import RunningSimulator
 
-from .api_support import Service, running_service
+from .api_support import Service, running_service, start_up_reported
 from .relay_support import drained
 from .test_backlog_gauges import gauge
 from .test_events_api import SECRET, Merchant, merchant_endpoint
@@ -144,19 +144,12 @@ async def test_replay_and_redelivery_to_a_removed_url_are_refused_not_queued(
         assert len(await deliveries(service, gone, "dead")) == len(letters)
 
 
-async def started(service: Service) -> None:
-    """The start-up report has run (a task of the lifespan's, started with the relay)."""
-    for task in asyncio.all_tasks():
-        if task.get_name() == "unconfigured-sinks":
-            await task
-
-
 async def test_the_start_says_once_what_is_left_and_an_admin_can_drop_it(
     sim: RunningSimulator, database_url: str, captured: io.StringIO
 ) -> None:
     async with stranded_second_url(sim, database_url) as (service, first, second, _now):
         kept, gone = sink_of(first), sink_of(second)
-        await started(service)
+        await start_up_reported()
         await drained(service)
         pending = len(await deliveries(service, gone, "pending"))
         dead = len(await deliveries(service, gone, "dead"))

@@ -16,7 +16,6 @@ from paytabs_guard.bootstrap import Container
 from paytabs_guard.domain import ResultSource
 from paytabs_guard.entrypoints.health_checks import configured_sinks, event_store
 from paytabs_guard.observability import get_logger
-from paytabs_guard.service import events as event_cases
 from paytabs_guard.service.reconciliation import ReconcileReport, reconcile_forever
 
 log = get_logger(__name__)
@@ -40,9 +39,8 @@ async def report_unconfigured_sinks(container: Container) -> None:
         moved = await adopt_position_names(container.engine)
         if moved:
             log.info("deliveries written by position moved to their URL's sink", moved=moved)
-        left = await event_cases.unconfigured_sinks(
-            event_store(container), configured_sinks(container)
-        )
+        # (the store's own read: the use case would move them again first)
+        left = await event_store(container).left_deliveries(configured_sinks(container))
     except Exception as error:  # the relay's own runs report a database that is down
         log.warning(
             "could not look for deliveries left to unconfigured sinks",
