@@ -8,6 +8,7 @@ the breaker check. ``paytabs-guard bench chaos`` measures the fail-fast p99 (tar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 
 import httpx
@@ -15,7 +16,9 @@ import pytest
 from sqlalchemy import Table, func, select
 
 from paytabs_guard.adapters.sql.tables import idempotency_keys, payments
+from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
+from testkit.held_answers import held_answers
 
 from .api_support import FAST_OPTIONS, Service, new_key, running_service
 
@@ -95,12 +98,17 @@ async def test_a_retry_of_a_create_that_succeeded_gets_its_answer_while_the_circ
 
 
 async def _retry_while_the_first_is_in_flight(
-    service: Service, latency_ms: int
+    service: Service, latency_ms: int | None
 ) -> tuple[httpx.Response, httpx.Response]:
-    """A create held ``latency_ms`` at PayTabs; while it is there the circuit is forced open
-    and the merchant retries under the same key. The first answer, then the retry's."""
-    async with httpx.AsyncClient(base_url=service.sim.base_url) as sim:
-        (await sim.put("/_sim/faults", json={"latency_ms": latency_ms})).raise_for_status()
+    """A create held ``latency_ms`` at PayTabs (None: until the retry is answered); while it
+    is there the circuit is forced open and the merchant retries under the same key. The
+    first answer, then the retry's."""
+    with contextlib.ExitStack() as stack:
+        if latency_ms is None:
+            paytabs = stack.enter_context(held_answers(service.sim.engine))
+        else:
+            service.sim.engine.set_faults(Faults(latency_ms=latency_ms))
+            stack.callback(service.sim.engine.set_faults, Faults())
         key = new_key()
         first = asyncio.create_task(
             service.api.post("/payments/v2/create", json=BODY, headers={"Idempotency-Key": key})
@@ -114,8 +122,10 @@ async def _retry_while_the_first_is_in_flight(
         again = await service.api.post(
             "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
         )
+        if latency_ms is None:
+            assert paytabs.count == 1  # the first was at PayTabs all along
+            paytabs.release()
         answered = await first
-        (await sim.put("/_sim/faults", json={})).raise_for_status()
     return answered, again
 
 
@@ -139,7 +149,9 @@ async def test_a_retry_that_outwaits_the_idempotency_wait_gets_409_not_503(
 ) -> None:
     options = replace(FAST_OPTIONS, idempotency_wait_seconds=0.2)
     async with running_service(sim, sqlite_url, options=options) as service:
-        answered, again = await _retry_while_the_first_is_in_flight(service, 1500)
+        # PayTabs answers the first only once the retry has outwaited the 0.2 s (a latency of
+        # 1.5 s was a window a loaded machine could close first).
+        answered, again = await _retry_while_the_first_is_in_flight(service, None)
         assert again.status_code == 409, again.text
         assert again.json()["type"].endswith("idempotency-key-in-flight")
         assert again.headers["retry-after"] == "1"

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from testkit.held_answers import held_answers
+
 from .api_support import Service, new_key, reconcile_now
-from .front_door_support import until_seen
 
 pytestmark = pytest.mark.anyio
 
@@ -190,25 +191,26 @@ async def test_a_refund_told_to_retry_while_another_is_in_flight_runs_when_retri
     as its Idempotency-Key's answer, the retry it asks for replayed it for 24 h."""
     service = any_service
     payment = await _completed(service)
-    engine = service.sim.engine
-    engine.set_faults(engine.faults.model_copy(update={"latency_ms": 400}))
     refund = f"/payments/v2/{payment['id']}/refund"
     keys = [new_key() for _ in range(3)]
     first, *others = keys
-    sent = engine.stats["requests /payment/request"]
-    leader = asyncio.create_task(
-        service.api.post(refund, json={"amount": "10.00"}, headers={"Idempotency-Key": first})
-    )
-    # Once PayTabs has the first refund, it holds the payment until PayTabs answers.
-    await until_seen(lambda: engine.stats["requests /payment/request"] > sent)
-    turned = [
-        await service.api.post(refund, json={"amount": "10.00"}, headers={"Idempotency-Key": k})
-        for k in others
-    ]
+    # PayTabs holds the first refund's answer until the others have been told (a 400 ms
+    # latency was a window a loaded machine could close first).
+    with held_answers(service.sim.engine, fault_paths=["/payment/request"]) as paytabs:
+        leader = asyncio.create_task(
+            service.api.post(refund, json={"amount": "10.00"}, headers={"Idempotency-Key": first})
+        )
+        # Once PayTabs has the first refund, it holds the payment until PayTabs answers.
+        await paytabs.arrived()
+        turned = [
+            await service.api.post(refund, json={"amount": "10.00"}, headers={"Idempotency-Key": k})
+            for k in others
+        ]
+        assert paytabs.count == 1  # the others never left
+        paytabs.release()
     assert [t.status_code for t in turned] == [409, 409], [t.text for t in turned]
     assert "retry when it is settled" in turned[0].json()["detail"]
     assert (await leader).status_code == 200
-    engine.set_faults(engine.faults.model_copy(update={"latency_ms": 0}))
     retried = await service.api.post(
         refund, json={"amount": "10.00"}, headers={"Idempotency-Key": others[0]}
     )

@@ -19,6 +19,7 @@ from sqlalchemy import Table, func, select
 
 from paytabs_guard.adapters.sql.tables import idempotency_keys, outbox, payments
 from paytabs_simulator.server import RunningSimulator
+from testkit.held_answers import WAIT, held_answers
 
 from .api_support import Service, new_key, running_service
 
@@ -51,6 +52,14 @@ async def _stored(service: Service) -> tuple[int, int, int]:
         await _count(service, outbox),
         await _count(service, idempotency_keys),
     )
+
+
+async def _until_answered(requests: list[asyncio.Task[httpx.Response]], count: int) -> None:
+    """Wait (bounded) until ``count`` of the ``requests`` have their answers."""
+    async with asyncio.timeout(WAIT):
+        while sum(request.done() for request in requests) < count:
+            pending = [request for request in requests if not request.done()]
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
 
 
 async def _trip_then_half_open(service: Service, sim: RunningSimulator) -> None:
@@ -101,18 +110,24 @@ async def test_a_crowd_at_a_half_open_breaker_stores_only_what_gets_a_trial(
     async with running_service(sim, sqlite_url, env=env) as service:
         breaker = service.container.gateway.breakers.get("create")
         await _trip_then_half_open(service, sim)
-        # PayTabs is back, slowly: the trials hold their slots while the crowd arrives.
-        await _set_faults(sim, {"latency_ms": 1000})
         before = await _stored(service)
-
-        answers = await asyncio.gather(
-            *(
-                service.api.post(
-                    "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+        # PayTabs is back, slowly: the trials hold their slots while the crowd arrives. It
+        # answers them once the rest are turned away (a latency of 1 s was a window a loaded
+        # machine could close before the whole crowd had arrived).
+        with held_answers(sim.engine) as paytabs:
+            crowd = [
+                asyncio.create_task(
+                    service.api.post(
+                        "/payments/v2/create", json=BODY, headers={"Idempotency-Key": new_key()}
+                    )
                 )
                 for _ in range(CROWD)
-            )
-        )
+            ]
+            await _until_answered(crowd, CROWD - 3)
+            await paytabs.arrived(3)
+            assert paytabs.count == 3  # the trials, and nobody else, at PayTabs
+            paytabs.release()
+            answers = await asyncio.gather(*crowd)
 
         statuses = sorted(answer.status_code for answer in answers)
         assert statuses == [201] * 3 + [503] * (CROWD - 3), [a.text for a in answers]

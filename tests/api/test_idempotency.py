@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
+from testkit.held_answers import held_answers
 
 from .api_support import API_KEY, FAST_OPTIONS, Service, new_key, running_service
 
@@ -89,21 +89,21 @@ async def test_concurrent_creates_with_one_key_make_one_page(any_service: Servic
 async def test_a_key_in_flight_past_the_wait_gets_409(
     sim: RunningSimulator, sqlite_url: str
 ) -> None:
-    sim.engine.set_faults(Faults(latency_ms=1500))
     options = dataclasses.replace(FAST_OPTIONS, idempotency_wait_seconds=0.2)
     async with running_service(sim, sqlite_url, options=options) as service:
         key = new_key()
-        first = asyncio.create_task(
-            service.api.post("/payments/v2/create", json=BODY, headers={"Idempotency-Key": key})
-        )
-        # Wait until the first request owns the key (its claim is in the store).
-        deadline = time.monotonic() + 5
-        while service.metric("paytabs_guard_idempotency_requests_total", outcome="new") < 1:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
-        second = await service.api.post(
-            "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
-        )
+        # PayTabs holds the first create's answer until the second has outwaited the 0.2 s
+        # (a latency of 1.5 s was a window a loaded machine could close first).
+        with held_answers(sim.engine) as paytabs:
+            first = asyncio.create_task(
+                service.api.post("/payments/v2/create", json=BODY, headers={"Idempotency-Key": key})
+            )
+            await paytabs.arrived()  # the first request owns the key and is at PayTabs
+            assert service.metric("paytabs_guard_idempotency_requests_total", outcome="new") == 1
+            second = await service.api.post(
+                "/payments/v2/create", json=BODY, headers={"Idempotency-Key": key}
+            )
+            paytabs.release()
         assert second.status_code == 409
         assert second.headers["retry-after"] == "1"
         assert (await first).status_code == 201

@@ -16,9 +16,9 @@ import pytest
 
 from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
+from testkit.held_answers import held_answers
 
 from .api_support import Service, new_key, reconcile_now, running_service
-from .front_door_support import until_seen
 
 pytestmark = pytest.mark.anyio
 
@@ -401,19 +401,18 @@ async def test_a_card_deleted_while_its_charge_is_on_its_way_is_a_409_not_a_refu
     service = any_service
     card_id = (await save_card(service, customer_id="cust_6006"))["saved_card_id"]
     engine = service.sim.engine
-    # Long enough for the DELETE (a commit and PayTabs' token delete) to land first on a
-    # loaded CI machine: 400 ms was not, once, and the charge went through before it.
-    engine.set_faults(Faults(latency_ms=3000, fault_paths=["/payment/request"]))
-    sent = engine.stats["requests /payment/request"]
-    charging = asyncio.create_task(charge(service, card_id, key=new_key()))
-    await until_seen(lambda: engine.stats["requests /payment/request"] > sent)
-    deleted = await service.api.delete(f"/payments/v2/cards/{card_id}")
-    assert deleted.status_code == 200, deleted.text
+    # PayTabs holds the charge until the DELETE (a commit and PayTabs' token delete) has
+    # landed: a latency (400 ms, then 3 s) was a window a loaded CI machine could close first.
+    with held_answers(engine, fault_paths=["/payment/request"]) as paytabs:
+        charging = asyncio.create_task(charge(service, card_id, key=new_key()))
+        await paytabs.arrived()
+        deleted = await service.api.delete(f"/payments/v2/cards/{card_id}")
+        assert deleted.status_code == 200, deleted.text
+        paytabs.release()
     answer = await charging
     assert answer.status_code == 409, answer.text
     problem = answer.json()
     assert problem["type"].endswith("/saved-card-deleted")
-    engine.set_faults(Faults())
     approved = [t for t in engine.transactions.values() if t.status == "A"]
     assert len(approved) == 1  # the saving payment's sale alone: nothing was charged
     # The charge did go out (PayTabs refused the token): the answer says so and names the
