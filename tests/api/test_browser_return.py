@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from paytabs_guard.adapters.sql.tables import payments
+from paytabs_guard.resilience.clock import ManualClock
 
 from .api_support import Service, deliver, signed_return, transaction
 
@@ -182,6 +183,9 @@ async def test_a_replayed_return_for_an_undecided_payment_asks_paytabs_once(
     server key. Concurrent replays share one query; later ones within the interval are
     answered from the stored state, which holds PayTabs' answer."""
     _withhold_callbacks(service)
+    # The interval (2 s) on a clock that stands still: forty returns and a /process on a
+    # loaded machine can take longer than 2 s, and then one more query was due, rightly.
+    service.app.state.runtime.sync_gate.clock = ManualClock()
     payment = await service.create()
     paid = await service.pay(payment, card="4000000000000044")  # stays pending
     stats = service.sim.engine.stats

@@ -18,6 +18,7 @@ from paytabs_guard.service.ports import UnitOfWork
 from paytabs_simulator.faults import Faults
 from paytabs_simulator.server import RunningSimulator
 from testkit.clock import FakeClock
+from testkit.held_answers import Arrivals, held_answers
 from testkit.pause import HandPause
 
 from .api_support import FAST_OPTIONS, Service, deliver, new_key, running_service, transaction
@@ -156,15 +157,32 @@ async def test_paytabs_down_is_a_warning_never_a_failure(service: Service) -> No
     assert (await service.anonymous.get("/readyz")).status_code == 200
 
 
-async def test_concurrent_paytabs_checks_share_one_query(service: Service) -> None:
+async def test_concurrent_paytabs_checks_share_one_query(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The endpoint needs no key and each check is a PayTabs query signed with the merchant's
     # server key: fifty callers at once must not make fifty queries.
     def queries() -> int:
         return service.sim.engine.stats["requests /payment/query"]
 
-    service.sim.engine.set_faults(Faults(latency_ms=200))
+    # PayTabs holds the query until all thirty callers are there (a latency of 200 ms was a
+    # window a loaded machine could close before the last of them arrived: its own query).
+    cache = service.app.state.runtime.probe_cache
+    share = cache.shared
+    callers = Arrivals()
+
+    async def shared(*args: Any) -> Any:
+        callers.arrive()
+        return await share(*args)
+
+    monkeypatch.setattr(cache, "shared", shared)
     before = queries()
-    answers = await asyncio.gather(*(service.anonymous.get("/health/paytabs") for _ in range(30)))
+    with held_answers(service.sim.engine) as paytabs:
+        checks = [asyncio.create_task(service.anonymous.get("/health/paytabs")) for _ in range(30)]
+        await callers.reached(30)
+        await paytabs.arrived()
+        paytabs.release()
+        answers = await asyncio.gather(*checks)
     assert {answer.status_code for answer in answers} == {200}
     assert {answer.json()["status"] for answer in answers} == {"pass"}
     assert queries() - before == 1

@@ -21,21 +21,44 @@ from paytabs_simulator.faults import DEFAULT_FAULT_PATHS, Faults
 WAIT: Final = 10.0  # seconds a test waits for a request to reach PayTabs before it fails
 
 
+class Arrivals:
+    """A count of arrivals a test can wait for (:meth:`reached`) instead of polling."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._arrival = asyncio.Event()
+
+    def arrive(self) -> None:
+        self.count += 1
+        self._arrival.set()
+
+    async def reached(self, count: int, within: float = WAIT) -> None:
+        """Return once ``count`` arrivals in all are in (bounded: a test fails rather than
+        hangs when they never come)."""
+        async with asyncio.timeout(within):
+            while self.count < count:
+                self._arrival.clear()
+                await self._arrival.wait()
+
+
 class HeldAnswers:
     """Counts the requests PayTabs holds (:attr:`count`); :meth:`release` lets them all go,
     those already held and any that arrive later."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.count = 0
-        self._arrival = asyncio.Event()
+        self._arrivals = Arrivals()
         self._go = asyncio.Event()
+
+    @property
+    def count(self) -> int:
+        """The requests PayTabs has held so far."""
+        return self._arrivals.count
 
     async def pause(self, seconds: float) -> None:
         """The simulator's latency pause: held until released (or the simulator stops)."""
         del seconds  # no clock: the test decides when PayTabs answers
-        self.count += 1
-        self._arrival.set()
+        self._arrivals.arrive()
         go = asyncio.ensure_future(self._go.wait())
         closing = asyncio.ensure_future(self.engine.closing.wait())
         try:
@@ -47,10 +70,7 @@ class HeldAnswers:
     async def arrived(self, count: int = 1, within: float = WAIT) -> None:
         """Return once ``count`` requests in all have reached PayTabs (bounded: a test fails
         rather than hangs when they never come)."""
-        async with asyncio.timeout(within):
-            while self.count < count:
-                self._arrival.clear()
-                await self._arrival.wait()
+        await self._arrivals.reached(count, within)
 
     def release(self) -> None:
         """PayTabs answers: every held request goes on, and none is held from now on."""
