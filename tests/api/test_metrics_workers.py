@@ -97,10 +97,18 @@ async def test_every_scrape_adds_up_both_workers(
                     headers=headers | {"Idempotency-Key": str(uuid.uuid4())},
                 )
                 assert created.status_code == 201, created.text
-        counts = []
-        for _ in range(SCRAPES):
+
+        async def scrape() -> float:
             async with httpx.AsyncClient(base_url=url, timeout=20) as one:
-                counts.append(_creates_counted((await one.get("/metrics")).text))
+                return _creates_counted((await one.get("/metrics")).text)
+
+        # A worker counts a request once its answer has gone out: a scrape sent the moment the
+        # last create is answered can reach the other worker first, on a loaded machine before
+        # the count is written. Once a scrape has seen it, every scrape must.
+        async with asyncio.timeout(10):
+            while await scrape() < CREATES:  # noqa: ASYNC110 - another process's write
+                await asyncio.sleep(0.01)
+        counts = [await scrape() for _ in range(SCRAPES)]
         scraped = (await client.get("/metrics")).text
     assert counts == [CREATES] * SCRAPES
     assert 'paytabs_guard_build_info{version="' in scraped

@@ -5,16 +5,29 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any, Final
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.events import CloudEvent, DeliveryFailed, OutboxEvent
+from paytabs_guard.adapters.events import CloudEvent, DeliveryFailed, OutboxEvent, OutboxRelay
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql import create_engine, upgrade
 from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.domain.events import event_id_for
 from testkit.clock import START
+
+# A run waits for its sinks' drains on the real clock (1 s by default) and leaves a slower one
+# to go on in the background. A test that counts what one run delivered gives the drains as
+# long as a loaded machine may need (a wait of 0.2 s ran out in a stress run); a test about a
+# drain that never ends says how long its run waits.
+PATIENT_DRAIN_SECONDS: Final = 30.0
+
+
+def patient_relay(engine: AsyncEngine, sinks: Sequence[Any], **options: Any) -> OutboxRelay:
+    """An :class:`OutboxRelay` whose run waits for every drain that ends."""
+    options.setdefault("drain_wait_seconds", PATIENT_DRAIN_SECONDS)
+    return OutboxRelay(engine, sinks, **options)
 
 
 def open_engine(url: str) -> AsyncEngine:

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.events import Backoff, OutboxEvent, OutboxRelay
+from paytabs_guard.adapters.events import Backoff, OutboxEvent
 from paytabs_guard.adapters.events.tables import event_deliveries
 from paytabs_guard.adapters.sql.tables import outbox
 from testkit.clock import FakeClock
 
-from .events_support import RecordingSink, add_event, build_schema, open_engine
+from .events_support import RecordingSink, add_event, build_schema, open_engine, patient_relay
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -78,7 +78,7 @@ async def test_two_relays_never_deliver_an_event_twice_to_a_sink(
     log = SharedLog()
     clock = FakeClock()
     relays = [
-        OutboxRelay(
+        patient_relay(
             engine,
             [sink_class(name, log) for name in SINKS],
             clock=clock,
@@ -149,7 +149,7 @@ async def test_an_event_waits_for_an_older_one_another_relay_is_still_fanning_ou
     a2 = await add_event(engine, "pay_a", "payment.completed")
     b1 = await add_event(engine, "pay_b", "payment.created")
     log = SharedLog()
-    relay = OutboxRelay(engine, [sink_class("redis", log)], clock=FakeClock())
+    relay = patient_relay(engine, [sink_class("redis", log)], clock=FakeClock())
 
     async with other_instance.connect() as conn:
         # What another relay's fan-out holds while it runs: the older row, locked.
@@ -173,7 +173,7 @@ async def test_a_payment_whose_first_delivery_another_relay_holds_keeps_its_late
     b1 = await add_event(engine, "pay_b", "payment.created")
     refusing = True
     sink = RecordingSink("redis", failing=lambda _: refusing)
-    relay = OutboxRelay(engine, [sink], clock=clock, backoff=Backoff(1.0, 1.0))
+    relay = patient_relay(engine, [sink], clock=clock, backoff=Backoff(1.0, 1.0))
     await relay.run_once()  # the sink refuses: the deliveries exist, a1 and b1 back off
     assert sink.received == []
     refusing = False

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.events import CloudEvent, EventBus, OutboxRelay
+from paytabs_guard.adapters.events import CloudEvent, EventBus
 from paytabs_guard.domain.events import event_id_for
 from testkit.clock import FakeClock
 
-from .events_support import RecordingSink, delivery_counts, outbox_count
+from .events_support import RecordingSink, delivery_counts, outbox_count, patient_relay
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +44,7 @@ async def test_an_event_committed_by_a_killed_process_is_delivered_once_per_sink
     events = EventBus()
     events.on("payment.created", fulfil)
     erp, audit = RecordingSink("erp"), RecordingSink("audit")
-    relay = OutboxRelay(engine, [events, erp, audit], clock=FakeClock())
+    relay = patient_relay(engine, [events, erp, audit], clock=FakeClock())
     await relay.run_once()
     await relay.run_once()  # a second pass finds nothing more to do
 

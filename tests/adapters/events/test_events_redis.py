@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from paytabs_guard.adapters.events import (
     CloudEvent,
     OutboxEvent,
-    OutboxRelay,
     RedisStreamSink,
     StreamConsumer,
     StreamEntry,
@@ -20,7 +19,7 @@ from paytabs_guard.adapters.events import (
 from paytabs_guard.adapters.events.sinks import SinkUnreachable
 from testkit.clock import FakeClock
 
-from .events_support import add_event
+from .events_support import add_event, patient_relay
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -47,7 +46,7 @@ async def test_each_event_reaches_the_consumer_group_once(
     await first.ensure_group()
     await second.ensure_group()  # the group exists already: harmless
 
-    stats = await OutboxRelay(
+    stats = await patient_relay(
         engine, [RedisStreamSink(client, stream)], clock=FakeClock()
     ).run_once()
     assert stats.delivered == 12
@@ -99,7 +98,7 @@ async def _crash_and_claim(engine: AsyncEngine, client: redis.Redis, stream: str
     survivor = StreamConsumer(client, stream, "billing", "worker-2")
     await crashed.ensure_group()
     sink = RedisStreamSink(client, stream, max_len=1000)
-    await OutboxRelay(engine, [sink], clock=FakeClock()).run_once()
+    await patient_relay(engine, [sink], clock=FakeClock()).run_once()
 
     taken = await crashed.read()  # read, then the worker dies without XACK
     assert [entry.event_id for entry in taken] == [event.event_id]
@@ -116,7 +115,7 @@ async def test_the_stream_entry_has_the_documented_fields(
 ) -> None:
     stream = f"{redis_prefix}events"
     event = await add_event(engine, "pay_a", "payment.created")
-    await OutboxRelay(engine, [RedisStreamSink(client, stream)], clock=FakeClock()).run_once()
+    await patient_relay(engine, [RedisStreamSink(client, stream)], clock=FakeClock()).run_once()
 
     entries = await client.xrange(stream)
     assert entries is not None
@@ -187,7 +186,7 @@ async def test_a_batch_redis_refuses_reports_an_error_per_event_and_is_retried(
     for n in range(3):
         await add_event(engine, f"pay_{n}", occurrence=str(n))
 
-    stats = await OutboxRelay(
+    stats = await patient_relay(
         engine, [RedisStreamSink(client, stream)], clock=FakeClock()
     ).run_once()
 

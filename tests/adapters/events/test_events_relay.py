@@ -34,6 +34,7 @@ from .events_support import (
     add_event,
     delivery_counts,
     fail_times,
+    patient_relay,
 )
 
 pytestmark = pytest.mark.anyio
@@ -44,13 +45,8 @@ BACKOFF = Backoff(base_seconds=1.0, cap_seconds=60.0)
 def relay_for(
     engine: AsyncEngine, *sinks: object, clock: FakeClock, **options: object
 ) -> OutboxRelay:
-    return OutboxRelay(
-        engine,
-        sinks,  # type: ignore[arg-type]
-        clock=clock,
-        backoff=BACKOFF,
-        rng=random.Random(7),
-        **options,  # type: ignore[arg-type]
+    return patient_relay(
+        engine, sinks, clock=clock, backoff=BACKOFF, rng=random.Random(7), **options
     )
 
 
@@ -60,7 +56,7 @@ async def test_every_event_reaches_every_sink_once_in_order(engine: AsyncEngine)
     b1 = await add_event(engine, "pay_b", "payment.created")
     a2 = await add_event(engine, "pay_a", "payment.initiated")
     first, second = RecordingSink("first"), RecordingSink("second")
-    relay = OutboxRelay(engine, [first, second], clock=clock)
+    relay = patient_relay(engine, [first, second], clock=clock)
 
     stats = await relay.run_once()
 
@@ -565,7 +561,10 @@ async def test_a_sink_hanging_on_one_payment_holds_up_no_other_sink_or_payment(
     stream's, for its whole timeout: a run waited for every sink's drain."""
     clock = FakeClock()
     hook, stream = HangingSink("webhook:erp", hangs_on="pay_slow"), RecordingSink("redis")
-    relay = relay_for(engine, hook, stream, clock=clock, drain_wait_seconds=0.2)
+    # A run waits for its drains on the real clock: the stream's (a few writes) must end
+    # within the wait on a loaded machine too (0.2 s did not, in a stress run). The hook's
+    # never ends, so the first run takes the whole wait: long enough to be sure, no longer.
+    relay = relay_for(engine, hook, stream, clock=clock, drain_wait_seconds=5.0)
     slow = await add_event(engine, "pay_slow", "payment.created")
     first = await relay.run_once()  # returns while the hook hangs
     assert hook.hanging.is_set()

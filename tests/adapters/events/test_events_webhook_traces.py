@@ -25,14 +25,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from paytabs_guard import tracing
-from paytabs_guard.adapters.events import OutboxRelay, WebhookEndpoint, webhook_sinks
+from paytabs_guard.adapters.events import WebhookEndpoint, webhook_sinks
 from paytabs_guard.adapters.sql.tables import outbox
 from paytabs_guard.adapters.webhooks import standard
 from paytabs_guard.entrypoints.loopback import serve_app
 from testkit.clock import FakeClock
 from testkit.tracing import spans_exported
 
-from .events_support import add_event
+from .events_support import add_event, patient_relay
 
 pytestmark = pytest.mark.anyio
 
@@ -81,7 +81,7 @@ async def test_each_webhook_of_a_wave_continues_its_own_events_trace(
     app = Starlette(routes=[Route("/hooks", hook, methods=["POST"])])
     async with serve_app(app) as base_url:
         endpoint = WebhookEndpoint("shop", f"{base_url}/hooks", (SecretStr(secret),))
-        relay = OutboxRelay(engine, webhook_sinks([endpoint], http), clock=FakeClock())
+        relay = patient_relay(engine, webhook_sinks([endpoint], http), clock=FakeClock())
         stats = await relay.run_once()
 
     assert stats.delivered == 3  # one wave: the three payments' events went out together

@@ -22,7 +22,6 @@ from starlette.routing import Route
 from paytabs_guard.adapters.events import (
     DeliveryFailed,
     OutboxEvent,
-    OutboxRelay,
     WebhookEndpoint,
     WebhookSink,
     webhook_sinks,
@@ -33,7 +32,7 @@ from paytabs_guard.adapters.webhooks import standard
 from paytabs_guard.entrypoints.loopback import serve_app
 from testkit.clock import FakeClock
 
-from .events_support import add_event
+from .events_support import add_event, patient_relay
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +88,7 @@ async def test_a_real_receiver_verifies_our_signed_webhook(
     event = await add_event(engine, "pay_a", "payment.completed")
     async with serve_app(receiver.app()) as base_url:
         sinks = webhook_sinks([endpoint(f"{base_url}/hooks", receiver.secret)], http)
-        stats = await OutboxRelay(engine, sinks, clock=FakeClock()).run_once()
+        stats = await patient_relay(engine, sinks, clock=FakeClock()).run_once()
 
     assert stats.delivered == 1
     assert receiver.rejected == []
@@ -105,7 +104,7 @@ async def test_a_receiver_answering_500_gets_the_event_after_a_retry(
     receiver = Receiver(secret=standard.generate_secret(), statuses=[500])
     event = await add_event(engine, "pay_a", "payment.completed")
     async with serve_app(receiver.app()) as base_url:
-        relay = OutboxRelay(
+        relay = patient_relay(
             engine,
             webhook_sinks([endpoint(f"{base_url}/hooks", receiver.secret)], http),
             clock=clock,
@@ -256,7 +255,7 @@ async def test_an_endpoint_hanging_on_one_payment_still_gets_the_others(
     others = [await add_event(engine, f"pay_{n}", "payment.created") for n in range(3)]
     app = Starlette(routes=[Route("/hooks", hangs_on_one, methods=["POST"])])
     async with serve_app(app) as base_url:
-        relay = OutboxRelay(
+        relay = patient_relay(
             engine,
             webhook_sinks([endpoint(f"{base_url}/hooks", receiver.secret)], http),
             clock=FakeClock(),

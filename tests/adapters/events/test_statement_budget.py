@@ -8,11 +8,10 @@ import random
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from paytabs_guard.adapters.events import OutboxRelay
 from paytabs_guard.adapters.sql.statements import counting
 from testkit.clock import FakeClock
 
-from .events_support import RecordingSink, RoutedRecordingSink, add_event
+from .events_support import RecordingSink, RoutedRecordingSink, add_event, patient_relay
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +39,7 @@ async def test_a_relay_batch_stays_within_the_budget(
         await add_event(engine, f"pay_{n // per_payment}", occurrence=str(n))
     sink = RoutedRecordingSink if routed else RecordingSink
     first, second = sink("first"), sink("second")
-    relay = OutboxRelay(engine, [first, second], clock=FakeClock(), rng=random.Random(7))
+    relay = patient_relay(engine, [first, second], clock=FakeClock(), rng=random.Random(7))
 
     with counting(engine) as count:
         stats = await relay.run_once()
