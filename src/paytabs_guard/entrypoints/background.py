@@ -67,8 +67,8 @@ async def adopt_position_names_until(
     container: Container, stop: asyncio.Event, every: float = ADOPT_EVERY_SECONDS
 ) -> None:
     """Every ``every`` seconds until ``stop`` is set, move what instances of the version
-    before sinks were named by URL wrote by position to their URL's sink; ends at once when
-    the upgrade recorded no position. At start-up alone, what the last of them wrote after
+    before sinks were named by URL wrote by position to their URL's sink; ends at its first
+    look when the upgrade recorded no position. At start-up alone, what the last of them wrote after
     the last new instance started stayed under ``webhook:N``, sent by nobody until the next
     restart."""
     while not stop.is_set():
